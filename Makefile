@@ -1,0 +1,39 @@
+# `make test` and `make demo` set up everything they need on a fresh machine first.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+# command:debian-package pairs that the envs and their tests need.
+SYSDEPS := chromium:chromium Xvfb:xvfb xdotool:xdotool adb:adb
+
+.PHONY: test demo sysdeps venv clean
+
+sysdeps:
+	@missing=""; \
+	for pair in $(SYSDEPS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+
+# torch is installed alone first, pinned: 2.13.0 is the CPU build that is on local disk.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: sysdeps venv
+	$(PY) -m pytest -q
+
+demo: sysdeps venv
+	$(PY) agent_cli.py demo
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

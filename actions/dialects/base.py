@@ -1,0 +1,112 @@
+"""What a dialect is: one model family's prompt format and output format.
+
+A dialect renders the system prompt and the conversation for a step, renders an action the way the
+model would write it (the scripted policy and the round-trip tests need that), and parses the
+model's reply into a typed Action in absolute screen pixels.
+
+Conversations are plain data: ``Message`` objects whose parts are text or a reference to an image
+by index. The runtime holds the images; the model processor or an HTTP policy turns the messages
+into what it needs. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Iterable, Literal
+
+from actions.types import Action
+from model.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
+
+class ParseError(ValueError):
+    """The model's text is not exactly one valid action. The message is fit to show the model."""
+
+
+@dataclass(frozen=True)
+class Screen:
+    """The screenshot the model sees, and the resize budget its processor applies to it."""
+
+    width: int
+    height: int
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """The ``index``-th image of the list the runtime passes along with the messages."""
+
+    index: int
+    type: Literal["image"] = "image"
+
+
+Part = TextPart | ImagePart
+
+
+@dataclass
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: list[Part] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+@dataclass(frozen=True)
+class PastStep:
+    """One finished step, as the prompt of a later step shows it."""
+
+    response: str  # the model's raw text
+    feedback: str  # what happened: the env's message, or the parse error fed back
+    image: int | None  # index of the screenshot the model saw, or None when it is shown as text
+    action: Action | None = None  # None when the response did not parse
+
+
+@dataclass
+class Prompt:
+    messages: list[Message]
+    #: True when the last message is an assistant turn the model continues (qwen2vl's
+    #: ``*RESULT*: <image> *RETURN*:`` history) rather than a new one to open.
+    continue_final_message: bool = False
+
+
+class Dialect(ABC):
+    name: str
+    #: Action kinds this dialect can express.
+    kinds: frozenset[str]
+    #: Generation stops once the decoded text ends with one of these.
+    stop: tuple[str, ...] = ()
+
+    @abstractmethod
+    def system_prompt(self, action_kinds: Iterable[str], screen: Screen) -> str:
+        """The system prompt describing the actions in ``action_kinds`` on this screen."""
+
+    @abstractmethod
+    def build_prompt(
+        self,
+        goal: str,
+        history: list[PastStep],
+        current_image: int,
+        action_kinds: Iterable[str],
+        screen: Screen,
+    ) -> Prompt:
+        """The whole conversation for the next step: system, goal, history, current screenshot."""
+
+    @abstractmethod
+    def render_action(self, action: Action, screen: Screen, thought: str = "") -> str:
+        """The text this model family would write to perform ``action``."""
+
+    @abstractmethod
+    def parse(self, text: str, screen: Screen) -> Action:
+        """Read exactly one action from the model's reply, or raise ParseError."""

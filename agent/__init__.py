@@ -1,0 +1,1 @@
+"""The agent: loop, policies, trajectory recording and export, safety gate."""

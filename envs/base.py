@@ -1,0 +1,153 @@
+"""The Env protocol: what every environment (android, desktop, browser) offers the agent loop.
+
+An env captures frames, executes typed actions, and reports what happened. The shared behaviour
+(settling before an observation, refusing unsupported kinds, timing) lives here so each adapter
+only implements ``capture`` and ``_execute``.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, ImageChops
+
+from actions.types import Action
+
+
+class EnvError(RuntimeError):
+    """The environment cannot be used: a device went away, a browser crashed, a tool is missing."""
+
+
+@dataclass
+class Observation:
+    """One screenshot at the device's native resolution, plus what else the env knows."""
+
+    image: Image.Image
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return self.image.size
+
+
+@dataclass
+class ActionResult:
+    ok: bool
+    message: str = ""
+    elapsed_ms: float = 0.0
+
+    @property
+    def error(self) -> str | None:
+        return None if self.ok else self.message
+
+
+@dataclass
+class SettleConfig:
+    """How ``observe`` waits for the screen to stop changing."""
+
+    timeout_s: float = 3.0
+    poll_interval_s: float = 0.05
+
+
+def frames_equal(a: Image.Image, b: Image.Image) -> bool:
+    if a.size != b.size or a.mode != b.mode:
+        return False
+    return ImageChops.difference(a, b).getbbox() is None
+
+
+class Env(ABC):
+    """Base class of all environments. Use it as a context manager so ``close`` always runs."""
+
+    #: The action kinds this env can execute; anything else is refused without touching the device.
+    action_kinds: frozenset[str] = frozenset()
+    name: str = "env"
+
+    def __init__(self, settle: SettleConfig | None = None) -> None:
+        self.settle = settle or SettleConfig()
+
+    # -- to implement -------------------------------------------------------------------------
+    @abstractmethod
+    def capture(self) -> Image.Image:
+        """Grab one RGB frame at native resolution, immediately."""
+
+    @abstractmethod
+    def _execute(self, action: Action) -> str:
+        """Perform a supported action; return a short message, raise EnvError on failure."""
+
+    def extras(self) -> dict[str, Any]:
+        """Env-specific facts for the observation: foreground app, url, title..."""
+        return {}
+
+    def reset(self, task: Any = None) -> Observation:
+        """Bring the env to its start state (and the task's, when given), then observe."""
+        if task is not None and hasattr(task, "setup"):
+            task.setup(self)
+        return self.observe()
+
+    def close(self) -> None:
+        """Release what the env holds. Safe to call twice."""
+
+    # -- shared behaviour ---------------------------------------------------------------------
+    def observe(self) -> Observation:
+        """Poll frames until two consecutive ones match, or the settle timeout passes."""
+        start = time.monotonic()
+        deadline = start + self.settle.timeout_s
+        previous = self.capture()
+        settled = False
+        while True:
+            if time.monotonic() >= deadline:
+                current = previous
+                break
+            time.sleep(self.settle.poll_interval_s)
+            current = self.capture()
+            if frames_equal(previous, current):
+                settled = True
+                break
+            previous = current
+        extras = {
+            "settled": settled,
+            "settle_ms": round((time.monotonic() - start) * 1000, 1),
+            "timestamp": time.time(),
+        }
+        extras.update(self.extras())
+        return Observation(image=current.convert("RGB"), extras=extras)
+
+    def execute(self, action: Action) -> ActionResult:
+        """Run ``action``; unsupported kinds and env errors come back as a failed result."""
+        start = time.monotonic()
+        if action.kind not in self.action_kinds:
+            supported = ", ".join(sorted(self.action_kinds))
+            return ActionResult(
+                ok=False,
+                message=f"the {self.name} env does not support '{action.kind}'; "
+                f"supported: {supported}",
+            )
+        try:
+            message = self._common(action) if action.kind in _COMMON_KINDS else self._execute(action)
+        except EnvError as exc:
+            return ActionResult(ok=False, message=str(exc), elapsed_ms=_ms_since(start))
+        return ActionResult(ok=True, message=message or "", elapsed_ms=_ms_since(start))
+
+    def _common(self, action: Action) -> str:
+        # A wait the model asked for is an action, not a settle heuristic, so it is a plain sleep.
+        if action.kind == "wait":
+            time.sleep(action.seconds)
+            return f"waited {action.seconds:g}s"
+        return ""  # answer and terminate end the episode; the device is not touched
+
+    def __enter__(self) -> "Env":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_COMMON_KINDS = frozenset({"wait", "answer", "terminate"})
+
+
+def _ms_since(start: float) -> float:
+    return round((time.monotonic() - start) * 1000, 1)
