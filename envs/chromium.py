@@ -1,0 +1,36 @@
+"""The one place that knows how to start the system chromium.
+
+Playwright's own browser download does not work here, so everything (the browser env, the
+virtual phone, the desktop tests) launches Debian's ``/usr/bin/chromium`` with these flags.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CHROMIUM_PATH = "/usr/bin/chromium"
+
+#: Flags for a quiet, sandbox-free chromium that never phones home or updates itself.
+CHROMIUM_ARGS: tuple[str, ...] = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+)
+
+
+def launch_chromium(playwright: Any, **kwargs: Any) -> Any:
+    """Launch the system chromium through a Playwright (sync or async) instance.
+
+    Keyword arguments go to ``playwright.chromium.launch``; ``headless`` defaults to True and
+    extra ``args`` are appended after ``CHROMIUM_ARGS``.
+    """
+    extra_args = list(kwargs.pop("args", ()))
+    kwargs.setdefault("headless", True)
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM_PATH,
+        args=[*CHROMIUM_ARGS, *extra_args],
+        **kwargs,
+    )
