@@ -1,0 +1,143 @@
+"""Coordinate spaces: how a model writes a screen position, and the conversion to pixels.
+
+A space gives each screen axis an *extent* N in model units: 1000 for the relative space of
+Qwen2-VL, UI-TARS v1 and OS-Atlas, the smart-resized width or height for Qwen2.5-VL's pixels, and 1
+for ShowUI's fractions. The rule, the same for every space and axis (screen side S pixels):
+
+- A model value v must be a finite number with ``0 <= v <= N``. Anything else is a
+  ``CoordinateError``, never a silent clamp. ``v == N`` is allowed on purpose: models trained on
+  labels made with ``round(p / S * N)`` write N for the last pixels of a long side (for example
+  pixel 2399 of 2400 gives round(999.58) = 1000).
+- The pixel is ``floor(v * S / N + 0.5)`` (round half up), and v near N that would give S lands on
+  the last pixel, S - 1.
+- From pixels back to model units: ``v = p * N / S``. ``render`` writes the shortest number (an int
+  when it is exact enough, else 1 to 6 decimals) that converts back to the same pixel, so rendered
+  text always round-trips exactly; one unit can be 2.4 pixels on a 2400-pixel side.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from model.resize import smart_resize
+
+Axis = Literal["x", "y"]
+Number = int | float
+
+
+class CoordinateError(ValueError):
+    """A coordinate the model wrote is not a number inside its space."""
+
+
+class _ScreenLike(Protocol):  # actions.dialects.base.Screen; a Protocol avoids an import cycle
+    width: int
+    height: int
+    min_pixels: int
+    max_pixels: int
+
+
+class CoordSpace(ABC):
+    name: str
+    description: str
+
+    @abstractmethod
+    def extent(self, screen: _ScreenLike) -> tuple[float, float]:
+        """Model units spanning the screen's (width, height)."""
+
+    def _axis(self, axis: Axis, screen: _ScreenLike) -> tuple[float, int]:
+        n_x, n_y = self.extent(screen)
+        return (n_x, screen.width) if axis == "x" else (n_y, screen.height)
+
+    def to_pixel(self, value: Number, axis: Axis, screen: _ScreenLike) -> int:
+        """One model value on ``axis`` as a screen pixel, or CoordinateError."""
+        n, side = self._axis(axis, screen)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CoordinateError(f"{axis}={value!r} is not a number")
+        if not math.isfinite(value) or not 0 <= value <= n:
+            raise CoordinateError(
+                f"{axis}={value:g} is outside the screen: {axis} must be between 0 and {n:g} "
+                f"({self.description})"
+            )
+        return min(math.floor(value * side / n + 0.5), side - 1)
+
+    def to_screen(self, x: Number, y: Number, screen: _ScreenLike) -> tuple[int, int]:
+        return self.to_pixel(x, "x", screen), self.to_pixel(y, "y", screen)
+
+    def from_screen(self, px: int, py: int, screen: _ScreenLike) -> tuple[float, float]:
+        n_x, n_y = self.extent(screen)
+        return px * n_x / screen.width, py * n_y / screen.height
+
+    def render(self, px: int, py: int, screen: _ScreenLike) -> tuple[Number, Number]:
+        """The shortest numbers a model could write for pixel (px, py) that map back onto it."""
+        vx, vy = self.from_screen(px, py, screen)
+        return (
+            _shortest(vx, lambda v: self.to_pixel(v, "x", screen), px),
+            _shortest(vy, lambda v: self.to_pixel(v, "y", screen), py),
+        )
+
+    def length_to_pixels(self, value: Number, axis: Axis, screen: _ScreenLike) -> int:
+        """A distance along ``axis`` (such as a scroll amount) in screen pixels, at least 1."""
+        n, side = self._axis(axis, screen)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CoordinateError(f"distance {value!r} is not a number")
+        if not math.isfinite(value) or value <= 0:
+            raise CoordinateError(f"distance {value:g} must be a positive number")
+        return max(1, math.floor(value * side / n + 0.5))
+
+    def render_length(self, pixels: int, axis: Axis, screen: _ScreenLike) -> Number:
+        n, side = self._axis(axis, screen)
+        return _shortest(pixels * n / side, lambda v: self.length_to_pixels(v, axis, screen), pixels)
+
+
+def _shortest(value: float, back, target: int) -> Number:
+    for digits in (0, 1, 2, 3, 4, 6):
+        candidate: Number = int(round(value)) if digits == 0 else round(value, digits)
+        try:
+            if back(candidate) == target:
+                return candidate
+        except CoordinateError:
+            continue
+    return value
+
+
+@dataclass(frozen=True)
+class ScaledSpace(CoordSpace):
+    """Both axes span ``scale`` units whatever the screen size."""
+
+    name: str
+    scale: float
+    description: str
+
+    def extent(self, screen: _ScreenLike) -> tuple[float, float]:
+        return self.scale, self.scale
+
+
+@dataclass(frozen=True)
+class ResizedPixelSpace(CoordSpace):
+    """Pixels of the image after the processor's smart_resize (Qwen2.5-VL)."""
+
+    name: str = "resized_pixels"
+    description: str = "pixels of the resized screenshot"
+
+    def extent(self, screen: _ScreenLike) -> tuple[float, float]:
+        h, w = resized_size(screen)
+        return w, h
+
+
+def resized_size(screen: _ScreenLike) -> tuple[int, int]:
+    """(height, width) of the screenshot as the processor feeds it to the model."""
+    return smart_resize(
+        screen.height, screen.width, min_pixels=screen.min_pixels, max_pixels=screen.max_pixels
+    )
+
+
+RELATIVE_1000 = ScaledSpace(
+    "relative_1000", 1000, "relative coordinates from 0 to 1000; (0,0) is the top-left corner"
+)
+FRACTION = ScaledSpace("fraction", 1, "fractions of the width and height from 0 to 1")
+RESIZED_PIXELS = ResizedPixelSpace()
+
+SPACES: dict[str, CoordSpace] = {s.name: s for s in (RELATIVE_1000, FRACTION, RESIZED_PIXELS)}

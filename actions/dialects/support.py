@@ -1,0 +1,191 @@
+"""Helpers every dialect's parser and renderer share: literals, brackets, errors, messages."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from actions.coords import CoordinateError, CoordSpace, Number
+from actions.dialects.base import Message, ParseError, Screen
+from actions.types import Action, parse_action
+
+PHONE_ONLY_KINDS = frozenset({"tap", "long_press", "swipe", "home", "back", "enter", "open_app"})
+
+
+def is_phone(kinds: Iterable[str] | None) -> bool:
+    """Whether a set of action kinds belongs to a phone (it has a touch-only kind)."""
+    return bool(kinds) and not PHONE_ONLY_KINDS.isdisjoint(kinds)  # type: ignore[arg-type]
+
+
+def fail(problem: str, expected: str) -> ParseError:
+    """A ParseError worded for the model: what was wrong, then the format it must write."""
+    problem = problem.rstrip(".")
+    return ParseError(f"{problem[:1].upper()}{problem[1:]}. Expected {expected}")
+
+
+_FENCE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$", re.MULTILINE)
+
+
+def strip_fences(text: str) -> str:
+    """Drop Markdown code-fence lines (```json ... ```) that models wrap replies in."""
+    return _FENCE.sub("", text)
+
+
+_CLOSERS = {"{": "}", "[": "]", "(": ")"}
+
+
+def extract_balanced(text: str, start: int) -> str:
+    """The bracketed span opening at ``text[start]``, honouring quotes.
+
+    When the text ends before the brackets close (generation cut off, or a missing final brace),
+    the missing closers are appended so the caller can still try to read it.
+    """
+    stack: list[str] = []
+    quote = ""
+    i = start
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in _CLOSERS:
+            stack.append(_CLOSERS[ch])
+        elif ch in ")]}":
+            if stack and stack[-1] == ch:
+                stack.pop()
+                if not stack:
+                    return text[start : i + 1]
+            else:
+                return text[start : i + 1]  # mismatched: let the literal reader report it
+        i += 1
+    return text[start:] + quote + "".join(reversed(stack))
+
+
+_NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+
+
+def load_literal(text: str) -> Any:
+    """Read JSON, or a Python literal (tuples, single quotes, True/None, trailing commas).
+
+    Never evaluates code: the Python form is read from the AST, constants only.
+    """
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+        return _literal(tree.body)
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+        raise ValueError(f"not valid JSON or a Python literal ({type(exc).__name__})") from None
+
+
+def _literal(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool, type(None))):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _NAMES:
+        return _NAMES[node.id]
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return [_literal(e) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        out = {}
+        for k, v in zip(node.keys, node.values):
+            if k is None:
+                raise ValueError("** in a literal")
+            key = _literal(k)
+            if not isinstance(key, str):
+                raise ValueError("dict keys must be strings")
+            out[key] = _literal(v)
+        return out
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal(node.operand)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    raise ValueError(f"unsupported {type(node).__name__} in a literal")
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def numbers_in(value: Any) -> list[Number] | None:
+    """The numbers of a point or box as the model wrote it: [x, y], (x, y) or "(x, y)"."""
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return list(value)
+        if len(value) == 1:
+            return numbers_in(value[0])
+        return None
+    if isinstance(value, str):
+        found = _NUMBER.findall(value)
+        rest = _NUMBER.sub("", value)
+        if not found or re.search(r"[^\s(),\[\]]", rest):
+            return None
+        return [float(n) if any(c in n for c in ".eE") else int(n) for n in found]
+    return None
+
+
+def to_point(
+    value: Any, space: CoordSpace, screen: Screen, what: str, expected: str
+) -> tuple[int, int]:
+    """Screen pixels of a point argument, or a ParseError naming the argument."""
+    nums = numbers_in(value)
+    if nums is None or len(nums) not in (2, 4):
+        raise fail(f"{what} must be a point (x, y), got {short(value)}", expected)
+    if len(nums) == 4:  # a box: its centre
+        nums = [(nums[0] + nums[2]) / 2, (nums[1] + nums[3]) / 2]
+    try:
+        return space.to_screen(nums[0], nums[1], screen)
+    except CoordinateError as exc:
+        raise fail(f"{what} {exc}", expected) from None
+
+
+def make_action(data: dict[str, Any], screen: Screen, expected: str) -> Action:
+    """Validate ``data`` as an Action on ``screen``; pydantic errors become a ParseError."""
+    try:
+        return parse_action(data, screen.size)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or data.get('kind')}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise fail(f"invalid {data.get('kind')} action ({errors})", expected) from None
+
+
+def number_text(value: Number) -> str:
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+def merge_messages(messages: list[Message]) -> list[Message]:
+    """Join consecutive messages of the same role, so steps can each add to the current turn."""
+    merged: list[Message] = []
+    for message in messages:
+        if merged and merged[-1].role == message.role:
+            merged[-1].content.extend(message.content)
+        else:
+            merged.append(Message(message.role, list(message.content)))
+    return merged
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_expressible(dialect: str, action: Action, fields: tuple[str, ...]) -> None:
+    """Refuse to render a field the format cannot carry, rather than drop it silently."""
+    for name in fields:
+        default = type(action).model_fields[name].default
+        if getattr(action, name) != default:
+            raise ValueError(
+                f"the {dialect} format cannot express {action.kind}.{name}="
+                f"{getattr(action, name)!r}; only the default {default!r}"
+            )
