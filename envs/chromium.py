@@ -34,3 +34,8 @@ def launch_chromium(playwright: Any, **kwargs: Any) -> Any:
         args=[*CHROMIUM_ARGS, *extra_args],
         **kwargs,
     )
+
+
+def chromium_command(*extra_args: str) -> list[str]:
+    """The argv for running the system chromium directly (a visible window on some X display)."""
+    return [CHROMIUM_PATH, *CHROMIUM_ARGS, *extra_args]

@@ -1,0 +1,203 @@
+"""A desktop env on X11: mss captures the screen, pyautogui drives the mouse and keyboard.
+
+pyautogui opens its X connection when it is first imported, from ``DISPLAY`` as it is at that
+moment, and keeps it for the life of the process. So this module imports it lazily, after the env
+has set ``DISPLAY`` and ``XAUTHORITY``; a second env on another display in the same process is
+refused with a clear error rather than silently driving the first display.
+
+pyautogui's failsafe stays on: when the pointer sits in the top-left corner, the next action
+raises ``pyautogui.FailSafeException``, which stops the run on purpose (a human's emergency
+brake), so it is not turned into a failed ActionResult.
+
+Text that pyautogui cannot type (anything beyond printable ASCII) goes through ``xdotool type``,
+with the text as one argument and no shell in between.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from actions.types import DESKTOP_KINDS, Action
+from envs import keys
+from envs.base import Env, EnvError, SettleConfig
+
+#: Screenshot pixels per wheel click: roughly what chromium and GTK scroll per click.
+PIXELS_PER_WHEEL_CLICK = 50
+#: Pointer steps in a drag, so apps that track mousemove see the motion.
+DRAG_STEPS = 12
+_PYAUTOGUI_TEXT = frozenset(chr(c) for c in range(32, 127)) | {"\n", "\t"}
+
+
+@dataclass(frozen=True)
+class ScreenMap:
+    """Maps screenshot pixels of one monitor to pointer coordinates.
+
+    ``left``/``top`` place the monitor in the (possibly multi-monitor) capture space; ``scale``
+    is pointer units per captured pixel (below 1 on HiDPI setups where the pointer works in
+    logical points and the capture in physical pixels).
+    """
+
+    left: int
+    top: int
+    scale_x: float
+    scale_y: float
+
+    def to_pointer(self, x: int, y: int) -> tuple[int, int]:
+        return round((self.left + x) * self.scale_x), round((self.top + y) * self.scale_y)
+
+
+class DesktopEnv(Env):
+    """Capture and drive an X11 display; ``display=None`` uses this process's ``DISPLAY``."""
+
+    name = "desktop"
+    action_kinds = DESKTOP_KINDS
+
+    def __init__(
+        self,
+        display: str | None = None,
+        xauthority: str | None = None,
+        monitor: int = 1,
+        settle: SettleConfig | None = None,
+    ) -> None:
+        super().__init__(settle)
+        self.display = display or os.environ.get("DISPLAY")
+        if not self.display:
+            raise EnvError("no X display: pass display=':N' or set DISPLAY (see envs.xvfb.Xvfb)")
+        self.xauthority = xauthority or os.environ.get("XAUTHORITY")
+        self._gui = self._pyautogui()
+        import mss
+
+        self._mss = mss.MSS(display=self.display)
+        monitors = self._mss.monitors
+        if not 0 <= monitor < len(monitors):
+            raise EnvError(f"monitor {monitor} does not exist; this display has 0..{len(monitors) - 1}")
+        self.monitor = dict(monitors[monitor])
+        # HiDPI: the pointer's idea of the screen size can differ from the captured pixels.
+        everything = monitors[0]
+        pointer_w, pointer_h = self._gui.size()
+        self.screen_map = ScreenMap(
+            left=self.monitor["left"] - everything["left"],
+            top=self.monitor["top"] - everything["top"],
+            scale_x=pointer_w / everything["width"],
+            scale_y=pointer_h / everything["height"],
+        )
+
+    def _pyautogui(self) -> Any:
+        """Import pyautogui bound to this env's display, or refuse if it is bound elsewhere."""
+        os.environ["DISPLAY"] = self.display
+        if self.xauthority:
+            os.environ["XAUTHORITY"] = self.xauthority
+        try:
+            import pyautogui
+            from pyautogui import _pyautogui_x11
+        except Exception as exc:  # noqa: BLE001 - Xlib raises many kinds when X is unreachable
+            raise EnvError(f"cannot open X display {self.display} for pyautogui: {exc}") from exc
+        bound = _pyautogui_x11._display.get_display_name()
+        if bound != self.display:
+            raise EnvError(
+                f"pyautogui is already bound to display {bound} in this process and cannot "
+                f"switch to {self.display}; use one desktop display per process"
+            )
+        return pyautogui
+
+    # -- Env --------------------------------------------------------------------------------
+    def capture(self) -> Image.Image:
+        shot = self._mss.grab(self.monitor)
+        return Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
+
+    def extras(self) -> dict[str, Any]:
+        return {"display": self.display, "monitor": self.monitor}
+
+    def close(self) -> None:
+        mss_instance = getattr(self, "_mss", None)
+        if mss_instance is not None:
+            mss_instance.close()
+            self._mss = None
+
+    def _execute(self, action: Action) -> str:
+        gui = self._gui
+        kind = action.kind
+        if kind in ("click", "double_click", "right_click", "move"):
+            x, y = self.screen_map.to_pointer(action.x, action.y)
+            if kind == "move":
+                gui.moveTo(x, y, _pause=False)
+            else:
+                gui.click(
+                    x, y,
+                    clicks=2 if kind == "double_click" else 1,
+                    button="right" if kind == "right_click" else "left",
+                    _pause=False,
+                )
+            return f"{kind} at ({action.x}, {action.y})"
+        if kind == "drag":
+            return self._drag(action)
+        if kind == "scroll":
+            return self._scroll(action)
+        if kind == "type":
+            return self._type(action.text)
+        if kind in ("key", "hotkey"):
+            names = [action.key] if kind == "key" else action.keys
+            try:
+                mapped = [keys.backend_key(k, keys.PYAUTOGUI) for k in names]
+            except ValueError as exc:
+                raise EnvError(str(exc)) from None
+            unknown = [k for k in mapped if k not in gui.KEYBOARD_KEYS]
+            if unknown:
+                raise EnvError(f"pyautogui cannot press {unknown}")
+            gui.hotkey(*mapped, _pause=False)
+            return "pressed " + "+".join(mapped)
+        raise EnvError(f"the desktop env cannot perform '{kind}'")  # guarded by action_kinds
+
+    # -- actions ----------------------------------------------------------------------------
+    def _drag(self, action: Action) -> str:
+        gui = self._gui
+        x1, y1 = self.screen_map.to_pointer(action.x, action.y)
+        x2, y2 = self.screen_map.to_pointer(action.x2, action.y2)
+        gui.moveTo(x1, y1, _pause=False)
+        gui.mouseDown(_pause=False)
+        for step in range(1, DRAG_STEPS + 1):
+            t = step / DRAG_STEPS
+            gui.moveTo(round(x1 + (x2 - x1) * t), round(y1 + (y2 - y1) * t), _pause=False)
+        gui.mouseUp(_pause=False)
+        return f"dragged ({action.x}, {action.y}) to ({action.x2}, {action.y2})"
+
+    def _scroll(self, action: Action) -> str:
+        width, height = self.monitor["width"], self.monitor["height"]
+        x, y = (width // 2, height // 2) if action.x is None else (action.x, action.y)
+        px, py = self.screen_map.to_pointer(x, y)
+        amount = action.amount or height // 2
+        clicks = max(1, round(amount / PIXELS_PER_WHEEL_CLICK))
+        gui = self._gui
+        gui.moveTo(px, py, _pause=False)
+        if action.direction in ("up", "down"):
+            # pyautogui: positive scrolls up (wheel button 4).
+            gui.scroll(clicks if action.direction == "up" else -clicks, _pause=False)
+        else:
+            gui.hscroll(clicks if action.direction == "right" else -clicks, _pause=False)
+        return f"scrolled {action.direction} by {clicks} wheel clicks"
+
+    def _type(self, text: str) -> str:
+        if set(text) <= _PYAUTOGUI_TEXT:
+            self._gui.write(text, _pause=False)
+            return f"typed {len(text)} characters"
+        xdotool = shutil.which("xdotool")
+        if xdotool is None:
+            raise EnvError(
+                "typing non-ASCII text needs xdotool: install it with `apt-get install xdotool`"
+            )
+        env = {**os.environ, "DISPLAY": self.display}
+        if self.xauthority:
+            env["XAUTHORITY"] = self.xauthority
+        done = subprocess.run(
+            [xdotool, "type", "--clearmodifiers", "--", text],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        if done.returncode != 0:
+            raise EnvError(f"xdotool type failed: {done.stderr.strip() or done.returncode}")
+        return f"typed {len(text)} characters"

@@ -1,0 +1,49 @@
+"""Small helpers for tests that check real screens: find a colour, wait for a condition."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Box:
+    left: int
+    top: int
+    right: int  # inclusive
+    bottom: int  # inclusive
+
+    @property
+    def centre(self) -> tuple[int, int]:
+        return (self.left + self.right) // 2, (self.top + self.bottom) // 2
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.right - self.left + 1, self.bottom - self.top + 1
+
+
+def find_color(image: Image.Image, rgb: tuple[int, int, int]) -> Box:
+    """The bounding box of the pixels of exactly ``rgb``; AssertionError when there are none."""
+    mask = np.all(np.asarray(image.convert("RGB")) == rgb, axis=-1)
+    ys, xs = np.nonzero(mask)
+    assert xs.size, f"no pixel of colour {rgb} on the {image.size[0]}x{image.size[1]} screen"
+    return Box(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+
+
+def wait_until(probe: Callable[[], T], timeout_s: float = 5.0, interval_s: float = 0.02) -> T:
+    """Poll ``probe`` until it returns something truthy; return that, or fail after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s:g}s (last value {value!r})")
+        time.sleep(interval_s)
