@@ -12,10 +12,14 @@ from typing import Iterable
 from actions.dialects.base import (
     Dialect, ImagePart, Message, ParseError, PastStep, Prompt, Screen, TextPart,
 )
+from actions.dialects.qwen25vl import Qwen25VLDialect
 from actions.dialects.qwen2vl import Qwen2VLDialect
+from actions.dialects.uitars import UITarsDialect
 
 DIALECTS: dict[str, type[Dialect]] = {
     "qwen2vl": Qwen2VLDialect,
+    "qwen25vl": Qwen25VLDialect,
+    "uitars": UITarsDialect,
 }
 
 

@@ -23,8 +23,7 @@ def is_phone(kinds: Iterable[str] | None) -> bool:
 
 def fail(problem: str, expected: str) -> ParseError:
     """A ParseError worded for the model: what was wrong, then the format it must write."""
-    problem = problem.rstrip(".")
-    return ParseError(f"{problem[:1].upper()}{problem[1:]}. Expected {expected}")
+    return ParseError(f"{problem.rstrip('.')}. Expected {expected}")
 
 
 _FENCE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$", re.MULTILINE)
