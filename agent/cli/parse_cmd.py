@@ -1,6 +1,95 @@
-"""Placeholder: filled in by the dialects issue."""
+"""``parse``: read a model's reply on stdin and print the action it means, in screen pixels."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+_KINDS_HELP = (
+    "Comma-separated action kinds of the env (tap,type,...). With --prompt they choose the "
+    "actions the prompt lists; when parsing they tell phone from computer (UI-TARS's click is "
+    "a tap on a phone). Default: every kind the dialect has."
+)
 
 
-def parse() -> None:
-    """Parse model output (not yet built)."""
-    raise SystemExit("parse is not built yet")
+def parse(
+    dialect: str = typer.Option(
+        "qwen2vl", "--dialect", "-d", help="The model's output format; see --list-dialects."
+    ),
+    screen: str = typer.Option(
+        None, "--screen", "-s", metavar="WxH",
+        help="Size of the screenshot the model saw, in pixels, such as 1080x2400 (with --prompt "
+        "it defaults to 1080x2400).",
+    ),
+    max_pixels: int = typer.Option(
+        12_845_056, "--max-pixels", min=1,
+        help="Resize budget of the processor; Qwen2.5-VL coordinates are pixels of the resized "
+        "screenshot. The default is the checkpoints' preprocessor_config value.",
+    ),
+    min_pixels: int = typer.Option(3136, "--min-pixels", min=1, help="Lower resize budget."),
+    kinds: str = typer.Option(None, "--kinds", "-k", help=_KINDS_HELP),
+    prompt: bool = typer.Option(
+        False, "--prompt", help="Print the dialect's system prompt instead of parsing stdin."
+    ),
+    list_dialects: bool = typer.Option(False, "--list-dialects", help="List the dialects."),
+) -> None:
+    """Parse a model reply from stdin into one action, printed as JSON in absolute pixels.
+
+    On a reply that is not exactly one valid action: exit status 2, the error on stderr.
+
+    Example: echo '*FUNCTION*: Tap *ARGS*: {"point": (348,291)}' | python agent_cli.py parse
+    --dialect qwen2vl --screen 1080x2400
+    """
+    from actions.dialects import DIALECTS, ParseError, Screen, get_dialect
+
+    if list_dialects:
+        for name, cls in DIALECTS.items():
+            summary = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+            typer.echo(f"{name}\t{summary[0] if summary else ''}")
+        return
+    if dialect not in DIALECTS:
+        raise typer.BadParameter(
+            f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}", param_hint="--dialect"
+        )
+    if screen is None and prompt:
+        screen = "1080x2400"
+    if screen is None:
+        raise typer.BadParameter("give the screenshot size, such as 1080x2400", param_hint="--screen")
+    size = _screen_size(screen)
+    kind_list = _kinds(kinds)
+    d = get_dialect(dialect, kind_list)
+    try:
+        target = Screen(size[0], size[1], min_pixels=min_pixels, max_pixels=max_pixels)
+        if prompt:
+            typer.echo(d.system_prompt(kind_list or d.kinds, target))
+            return
+        action = d.parse(sys.stdin.read(), target)
+    except ParseError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:  # a screen smart_resize refuses (aspect ratio above 200)
+        raise typer.BadParameter(str(exc), param_hint="--screen") from None
+    typer.echo(action.model_dump_json())
+
+
+def _screen_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise typer.BadParameter(f"{text!r} is not WxH, such as 1080x2400", param_hint="--screen")
+    return int(parts[0]), int(parts[1])
+
+
+def _kinds(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    from actions.types import ALL_KINDS
+
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in ALL_KINDS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown kind {unknown[0]!r}; the kinds are {', '.join(sorted(ALL_KINDS))}",
+            param_hint="--kinds",
+        )
+    return kinds
