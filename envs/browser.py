@@ -11,7 +11,6 @@ that names the blocked url. The page stays where it was.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from collections.abc import Sequence
@@ -79,7 +78,11 @@ def normalize_url(url: str) -> str:
 
 
 class BrowserEnv(Env):
-    """One chromium page; use as a context manager so the browser always closes."""
+    """One chromium page; use as a context manager so the browser always closes.
+
+    ``playwright`` is an already started ``sync_playwright()`` instance to share: Playwright's
+    sync API allows only one per thread, so several envs alive in one thread must share one.
+    """
 
     name = "browser"
     action_kinds = BROWSER_KINDS
@@ -93,6 +96,7 @@ class BrowserEnv(Env):
         timeout_s: float = 10.0,
         headless: bool = True,
         settle: SettleConfig | None = None,
+        playwright: Any = None,
     ) -> None:
         super().__init__(settle)
         from playwright.sync_api import sync_playwright
@@ -105,7 +109,10 @@ class BrowserEnv(Env):
         self.timeout_ms = timeout_s * 1000
         self._dead: str | None = None
         self._blocked: list[str] = []
-        self._playwright = sync_playwright().start()
+        # Playwright's sync API allows one instance per thread, so several envs in one thread
+        # share one; whoever passed it in stops it.
+        self._own_playwright = playwright is None
+        self._playwright = sync_playwright().start() if playwright is None else playwright
         try:
             self._browser = launch_chromium(
                 self._playwright, headless=headless, timeout=self.timeout_ms
@@ -123,7 +130,6 @@ class BrowserEnv(Env):
             self.page = self._context.new_page()
             self.page.on("crash", lambda _: self._mark_dead("the page crashed"))
             self.page.on("close", lambda _: self._mark_dead("the page closed"))
-            self._cdp = self._context.new_cdp_session(self.page)
             if start_url != "about:blank":
                 self._goto(start_url)
         except BaseException:
@@ -132,11 +138,10 @@ class BrowserEnv(Env):
 
     # -- Env --------------------------------------------------------------------------------
     def capture(self) -> Image.Image:
-        # Straight CDP: about 5x faster than page.screenshot, which re-lays out the page first.
-        shot = self._call("screenshot", lambda: self._cdp.send(
-            "Page.captureScreenshot", {"format": "png", "optimizeForSpeed": True}
-        ))
-        return Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+        # Playwright hides the text caret in screenshots, so a blinking caret cannot keep
+        # observe() from settling.
+        png = self._call("screenshot", lambda: self.page.screenshot(type="png"))
+        return Image.open(io.BytesIO(png)).convert("RGB")
 
     def extras(self) -> dict[str, Any]:
         extras: dict[str, Any] = {
@@ -161,13 +166,13 @@ class BrowserEnv(Env):
 
     def close(self) -> None:
         self._mark_dead("the browser env was closed")
-        for closer in (
-            lambda: self._browser.close(),
-            lambda: self._playwright.stop(),
-        ):
+        closers = [lambda: self._browser.close()]
+        if self._own_playwright:
+            closers.append(lambda: self._playwright.stop())
+        for closer in closers:
             try:
                 closer()
-            except Exception:  # already gone: closing twice or after a crash is fine
+            except Exception:  # noqa: BLE001 - already gone: closing twice or after a crash is fine
                 pass
 
     # -- actions ----------------------------------------------------------------------------

@@ -1,0 +1,243 @@
+"""The browser env on the real system chromium, against local pages that record their events."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from actions.types import (
+    Back, Click, DoubleClick, Drag, Hotkey, Key, Move, Navigate, RightClick, Scroll, Tap, Type,
+)
+from envs.base import EnvError
+from envs.browser import BrowserEnv, domain_allowed, normalize_url
+from tests.conftest import require_tool
+from tests.local_server import serve_directory
+from tests.probes import find_color, wait_until
+
+PAGES = Path(__file__).parent / "pages"
+GREEN, YELLOW, RED, BLUE = (0, 200, 0), (255, 255, 0), (220, 0, 0), (0, 0, 220)
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    require_tool("chromium")
+    with serve_directory(PAGES) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def playwright(base_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as instance:
+        yield instance
+
+
+# A desktop-sized viewport at scale 2 and a phone-sized one at scale 3: screenshots are in
+# device pixels, so every action below goes through the pixel -> CSS pixel conversion.
+@pytest.fixture(scope="module", params=[((800, 600), 2.0), ((390, 844), 3.0)], ids=["800x600@2", "phone@3"])
+def env(request, playwright):
+    viewport, scale = request.param
+    with BrowserEnv(viewport=viewport, device_scale_factor=scale, playwright=playwright) as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(env, base_url):
+    """The events page, freshly loaded, and its first observation."""
+    assert env.execute(Navigate(url=base_url + "events.html")).ok
+    return env.observe()
+
+
+def events(env, type_: str) -> list[dict]:
+    return [e for e in env.page.evaluate("window.events") if e["type"] == type_]
+
+
+def test_screenshot_is_in_device_pixels_with_url_and_title(env, page, base_url) -> None:
+    width, height = env.viewport
+    assert page.size == (round(width * env.scale), round(height * env.scale))
+    assert page.extras["url"] == base_url + "events.html"
+    assert page.extras["title"] == "events"
+    # The 80x40 CSS-pixel target appears scale times larger in the screenshot.
+    assert find_color(page.image, GREEN).size == (round(80 * env.scale), round(40 * env.scale))
+
+
+@pytest.mark.parametrize("action_cls, event_type, button", [
+    (Click, "click", 0), (DoubleClick, "dblclick", 0), (RightClick, "contextmenu", 2),
+])
+def test_clicks_land_where_the_screenshot_shows_the_target(env, page, action_cls, event_type, button) -> None:
+    target = find_color(page.image, GREEN)
+    x, y = target.centre
+    assert env.execute(action_cls(x=x, y=y)).ok
+    (event,) = events(env, event_type)
+    assert event["id"] == "target" and event["button"] == button
+    assert abs(event["clientX"] - x / env.scale) <= 1 and abs(event["clientY"] - y / env.scale) <= 1
+
+
+def test_move_hovers_without_clicking(env, page) -> None:
+    x, y = find_color(page.image, GREEN).centre
+    assert env.execute(Move(x=x, y=y)).ok
+    assert env.page.evaluate("document.querySelector('#target:hover') !== null")
+    assert events(env, "mousedown") == []
+
+
+def test_typed_text_including_non_ascii_arrives_exactly(env, page) -> None:
+    x, y = find_color(page.image, YELLOW).centre
+    assert env.execute(Click(x=x, y=y)).ok
+    text = "héllo 日本語 ✓"
+    assert env.execute(Type(text=text)).ok
+    assert env.page.input_value("#field") == text
+    assert env.execute(Hotkey(keys=["ctrl", "a"])).ok
+    assert env.execute(Key(key="BackSpace")).ok
+    assert env.page.input_value("#field") == ""
+    assert env.execute(Key(key="Return")).ok
+    assert events(env, "keydown")[-1]["key"] == "Enter"
+
+
+def test_unknown_key_fails_clearly(env, page) -> None:
+    result = env.execute(Key(key="hyperdrive"))
+    assert not result.ok and "unknown key 'hyperdrive'" in result.message
+
+
+def test_drag_moves_the_box_by_the_drag_distance(env, page) -> None:
+    before = find_color(page.image, RED)
+    dx, dy = round(-90 * env.scale), round(60 * env.scale)
+    x, y = before.centre
+    assert env.execute(Drag(x=x, y=y, x2=x + dx, y2=y + dy)).ok
+    after = find_color(env.observe().image, RED)
+    assert abs(after.left - (before.left + dx)) <= env.scale
+    assert abs(after.top - (before.top + dy)) <= env.scale
+
+
+def test_scroll_moves_the_view_by_the_amount(env, page) -> None:
+    before = find_color(page.image, GREEN)
+    amount = round(60 * env.scale)
+    assert env.execute(Scroll(direction="down", amount=amount)).ok
+    wait_until(lambda: env.page.evaluate("scrollY") > 0)
+    after = find_color(env.observe().image, GREEN)
+    assert abs((before.top - after.top) - amount) <= env.scale
+    assert env.execute(Scroll(direction="up", x=10, y=10, amount=amount)).ok
+    wait_until(lambda: env.page.evaluate("scrollY") == 0)
+
+
+def test_navigate_and_back(env, page, base_url) -> None:
+    assert env.execute(Navigate(url=base_url + "events.html?second=1")).ok
+    assert env.observe().extras["url"].endswith("?second=1")
+    result = env.execute(Back())
+    assert result.ok, result.message
+    assert env.observe().extras["url"] == base_url + "events.html"
+
+
+def test_unsupported_kind_is_refused(env, page) -> None:
+    result = env.execute(Tap(x=1, y=1))
+    assert not result.ok and "does not support 'tap'" in result.message
+    assert events(env, "mousedown") == []
+
+
+# -- the domain allowlist ---------------------------------------------------------------------
+def test_domain_matching_and_url_normalising() -> None:
+    allowed = ["example.com", "127.0.0.1"]
+    assert domain_allowed("https://example.com/a", allowed)
+    assert domain_allowed("http://shop.example.com:8080/", allowed)
+    assert domain_allowed("http://127.0.0.1:5000/x", allowed)
+    assert not domain_allowed("https://badexample.com/", allowed)
+    assert not domain_allowed("https://example.com.evil.net/", allowed)
+    assert not domain_allowed("file:///etc/passwd", allowed)
+    assert not domain_allowed("javascript:alert(1)", allowed)
+    assert domain_allowed("about:blank", allowed)
+    assert normalize_url("example.com/x") == "https://example.com/x"
+    assert normalize_url("http://a.b") == "http://a.b"
+
+
+@pytest.fixture(scope="module")
+def guarded(playwright):
+    """A browser allowed on 127.0.0.1 only; localhost is the same server, but off the list."""
+    with BrowserEnv(
+        viewport=(640, 480), allowed_domains=["127.0.0.1"], playwright=playwright
+    ) as browser:
+        yield browser
+
+
+def test_navigate_off_the_list_is_blocked_and_reported(guarded, base_url) -> None:
+    start = base_url + "events.html"
+    assert guarded.execute(Navigate(url=start)).ok
+    off_list = start.replace("127.0.0.1", "localhost")
+    result = guarded.execute(Navigate(url=off_list))
+    assert not result.ok
+    assert f"blocked navigation to {off_list}" in result.message
+    assert "not in the allowed domains (127.0.0.1)" in result.message
+    assert guarded.observe().extras["url"] == start
+
+
+def test_a_click_that_leads_off_the_list_is_blocked_not_followed(guarded, base_url) -> None:
+    off_list = base_url.replace("127.0.0.1", "localhost") + "events.html"
+    start = f"{base_url}events.html?link={off_list}"
+    assert guarded.execute(Navigate(url=start)).ok
+    link = find_color(guarded.observe().image, BLUE)
+    result = guarded.execute(Click(x=link.centre[0], y=link.centre[1]))
+    assert not result.ok
+    assert f"blocked navigation to {off_list}" in result.message
+    assert guarded.observe().extras["url"] == start
+    # The same link on the allowed host is followed.
+    on_list = base_url + "events.html?followed=1"
+    assert guarded.execute(Navigate(url=f"{base_url}events.html?link={on_list}")).ok
+    assert guarded.execute(Click(x=link.centre[0], y=link.centre[1])).ok
+    guarded.page.wait_for_url(on_list, timeout=5000)
+
+
+# -- a browser that goes away -----------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def _our_chromium_browser_process() -> int:
+    """The chromium main process this test process started (through Playwright's driver)."""
+    queue = _children(os.getpid())
+    while queue:
+        pid = queue.pop()
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if "chromium" in exe and b"--type=" not in cmdline:
+            return pid
+        queue.extend(_children(pid))
+    raise AssertionError("no chromium process found under this test process")
+
+
+def test_a_killed_browser_gives_a_clear_error_quickly(playwright, base_url) -> None:
+    with BrowserEnv(
+        viewport=(320, 240), start_url=base_url + "events.html", playwright=playwright
+    ) as browser:
+        browser.observe()
+        os.kill(_our_chromium_browser_process(), signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(EnvError, match="closed|crashed"):
+            browser.observe()
+        result = browser.execute(Click(x=5, y=5))
+        assert not result.ok and "start a new browser env" in result.message
+        assert time.monotonic() - start < 10
+
+
+def test_a_closed_browser_gives_a_clear_error(playwright, base_url) -> None:
+    browser = BrowserEnv(viewport=(320, 240), playwright=playwright)
+    browser.close()
+    with pytest.raises(EnvError, match="closed"):
+        browser.observe()
+    result = browser.execute(Navigate(url=base_url))
+    assert not result.ok and "closed" in result.message
+    browser.close()  # twice is fine
