@@ -193,6 +193,9 @@ class UITarsDialect(Dialect):
                 raise ValueError(f"the {self.name} wait() always waits {WAIT_SECONDS:g} s")
             call = "wait()"
         elif kind == "answer":
+            if not action.text:
+                raise ValueError(f"the {self.name} format reads finished(content='') as the end "
+                                 "of the task, not an empty answer")
             call = f"finished(content={_quote(action.text)})"
         else:  # terminate
             if action.status == "failure":

@@ -1,0 +1,145 @@
+"""Every dialect reads back what it renders: action -> render_action -> parse == action.
+
+Coordinates may differ by one pixel (the model's units are coarser than pixels on big screens);
+every other field must come back exactly.
+"""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actions.dialects import Screen, get_dialect
+from actions.dialects.uitars import CALL_USER_MESSAGE, WAIT_SECONDS
+from actions.types import ACTION_CLASSES, DESKTOP_KINDS, PHONE_KINDS
+
+COORD_FIELDS = {"x", "y", "x2", "y2"}
+
+screens = st.builds(
+    Screen,
+    width=st.integers(200, 3000),
+    height=st.integers(200, 3000),
+    max_pixels=st.sampled_from([12_845_056, 1_003_520, 200_704]),
+)
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+words = st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=10)
+thoughts = st.text(string.ascii_letters + " ,.'", max_size=30)
+
+
+def _default(kind: str, field: str):
+    return ACTION_CLASSES[kind].model_fields[field].default
+
+
+@st.composite
+def actions(draw, kind: str, screen: Screen, dialect: str):
+    """An action of ``kind`` using only what ``dialect`` can express."""
+    w, h = screen.width, screen.height
+
+    def pt(prefix: str = "") -> dict:
+        return {f"x{prefix}": draw(st.integers(0, w - 1)), f"y{prefix}": draw(st.integers(0, h - 1))}
+
+    cls = ACTION_CLASSES[kind]
+    d: dict = {}
+    if kind in ("tap", "click", "double_click", "right_click", "move"):
+        d = pt()
+    elif kind == "long_press":
+        d = pt()
+        if dialect == "qwen25vl":
+            d["duration_ms"] = draw(st.integers(1, 60_000))
+    elif kind in ("swipe", "drag"):
+        d = {**pt(), **pt("2")}
+    elif kind == "scroll":
+        if dialect == "qwen25vl":
+            d = {"direction": draw(st.sampled_from(["up", "down"])),
+                 "amount": draw(st.integers(1, 5000))}
+        else:
+            d = {"direction": draw(st.sampled_from(["up", "down", "left", "right"]))}
+        if draw(st.booleans()):
+            d |= pt()
+    elif kind == "type":
+        d = {"text": draw(texts)}
+    elif kind == "key":
+        d = {"key": draw(words if dialect == "uitars" else texts.filter(bool))}
+    elif kind == "hotkey":
+        d = {"keys": draw(st.lists(words if dialect == "uitars" else texts.filter(bool),
+                                   min_size=2 if dialect != "qwen2vl" else 1, max_size=4))}
+    elif kind == "open_app":
+        d = {"app": draw(texts.filter(bool))}
+    elif kind == "navigate":
+        d = {"url": draw(texts.filter(bool))}
+    elif kind == "wait":
+        d = {"seconds": WAIT_SECONDS if dialect == "uitars" else draw(
+            st.floats(0.001, 60, allow_nan=False))}
+    elif kind == "answer":
+        d = {"text": draw(texts.filter(bool) if dialect == "uitars" else texts)}
+    elif kind == "terminate":
+        status = draw(st.sampled_from(["success", "failure"]))
+        d = {"status": status}
+        if dialect == "qwen2vl":
+            d["message"] = draw(texts)
+        elif dialect == "uitars" and status == "failure":
+            d["message"] = CALL_USER_MESSAGE
+    return cls(**d)
+
+
+def assert_same(parsed, action) -> None:
+    assert parsed.kind == action.kind, (parsed, action)
+    a, b = parsed.model_dump(), action.model_dump()
+    for field in a:
+        if field in COORD_FIELDS and a[field] is not None and b[field] is not None:
+            assert abs(a[field] - b[field]) <= 1, (field, parsed, action)
+        else:
+            assert a[field] == b[field], (field, parsed, action)
+
+
+CASES = [
+    ("qwen2vl", None),
+    ("qwen25vl", None),
+    ("qwen25vl", PHONE_KINDS),
+    ("uitars", DESKTOP_KINDS),
+    ("uitars", PHONE_KINDS),
+]
+PARAMS = [
+    pytest.param(name, env_kinds, kind, id=f"{name}-{'phone' if env_kinds == PHONE_KINDS else 'pc'}-{kind}")
+    for name, env_kinds in CASES
+    for kind in sorted(get_dialect(name, env_kinds).kinds)
+]
+
+
+@pytest.mark.parametrize("name, env_kinds, kind", PARAMS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), screen=screens, thought=thoughts)
+def test_render_then_parse_gives_the_action_back(name, env_kinds, kind, data, screen, thought):
+    dialect = get_dialect(name, env_kinds)
+    action = data.draw(actions(kind, screen, name))
+    text = dialect.render_action(action, screen, thought=thought)
+    assert_same(dialect.parse(text, screen), action)
+
+
+def test_every_dialect_covers_the_kinds_its_envs_need():
+    assert get_dialect("qwen2vl").kinds == frozenset(ACTION_CLASSES)
+    assert {"tap", "long_press", "swipe", "type", "home", "back", "open_app", "terminate"} <= (
+        get_dialect("qwen25vl", PHONE_KINDS).kinds & get_dialect("uitars", PHONE_KINDS).kinds
+    )
+    assert {"click", "double_click", "right_click", "drag", "scroll", "type", "hotkey"} <= (
+        get_dialect("qwen25vl").kinds & get_dialect("uitars").kinds
+    )
+
+
+@pytest.mark.parametrize(
+    "name, action, reason",
+    [
+        ("qwen2vl", ACTION_CLASSES["long_press"](x=1, y=1, duration_ms=2000), "duration_ms"),
+        ("qwen25vl", ACTION_CLASSES["scroll"](direction="left", amount=10), "scrolls up or down"),
+        ("qwen25vl", ACTION_CLASSES["terminate"](status="success", message="hi"), "message"),
+        ("uitars", ACTION_CLASSES["wait"](seconds=2), "waits 5"),
+        ("uitars", ACTION_CLASSES["navigate"](url="https://example.com"), "cannot express"),
+        ("uitars", ACTION_CLASSES["answer"](text=""), "empty answer"),
+    ],
+)
+def test_render_refuses_what_the_format_cannot_carry(name, action, reason):
+    with pytest.raises(ValueError, match=reason):
+        get_dialect(name).render_action(action, Screen(1080, 2400))
