@@ -1,0 +1,212 @@
+"""The desktop env on a private Xvfb, driving a real X client: chromium in app mode.
+
+The page records the events it receives; the test reads them over chromium's DevTools port. The
+pointer's position is also checked with ``xdotool getmouselocation``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from actions.types import (
+    Click, DoubleClick, Drag, Hotkey, Key, Move, Navigate, RightClick, Scroll, Type,
+)
+from envs.base import EnvError
+from envs.chromium import chromium_command
+from envs.desktop import DesktopEnv, ScreenMap
+from envs.xvfb import Xvfb
+from tests.conftest import require_tool
+from tests.probes import find_color, wait_until
+
+PAGE = Path(__file__).parent / "pages" / "events.html"
+GREEN, YELLOW, RED = (0, 200, 0), (255, 255, 0), (220, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def xvfb():
+    for tool in ("xvfb", "xdotool", "chromium"):
+        require_tool(tool)
+    saved = {k: os.environ.get(k) for k in ("DISPLAY", "XAUTHORITY")}
+    with Xvfb(1280, 800, 24) as display:
+        yield display
+    for key, value in saved.items():  # DesktopEnv points this process at the display
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def app(xvfb, tmp_path_factory):
+    """Chromium showing the events page as an app window; yields its page over DevTools."""
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    process = subprocess.Popen(
+        chromium_command(
+            f"--user-data-dir={profile}", "--remote-debugging-port=0",
+            "--window-position=0,0", "--window-size=1280,800", "--disable-smooth-scrolling",
+            f"--app={PAGE.as_uri()}",
+        ),
+        env={**os.environ, **xvfb.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        wait_until(lambda: port_file.exists() and port_file.read_text().strip(), timeout_s=30)
+        port = port_file.read_text().split()[0]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.connect_over_cdp(f"http://127.0.0.1:{port}")
+            page = wait_until(lambda: [p for c in browser.contexts for p in c.pages], 30)[0]
+            page.wait_for_load_state("load")
+            yield page
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def desktop(xvfb, app):
+    with DesktopEnv(display=xvfb.display, xauthority=xvfb.xauthority) as env:
+        yield env
+
+
+@pytest.fixture
+def fresh(desktop, app):
+    """Reload the page and wait until the desktop shows it; return the first observation."""
+    app.reload(wait_until="load")
+    app.evaluate("window.scrollTo(0, 0)")
+    return wait_until(lambda: _showing_page(desktop.observe()), timeout_s=10)
+
+
+def _showing_page(obs):
+    try:
+        find_color(obs.image, GREEN)
+    except AssertionError:
+        return None
+    return obs
+
+
+def events(app, type_: str) -> list[dict]:
+    return [e for e in app.evaluate("window.events") if e["type"] == type_]
+
+
+def mouse_location(xvfb) -> tuple[int, int]:
+    out = subprocess.run(
+        ["xdotool", "getmouselocation"], env={**os.environ, **xvfb.env},
+        capture_output=True, text=True, check=True,
+    ).stdout
+    fields = dict(part.split(":") for part in out.split())
+    return int(fields["x"]), int(fields["y"])
+
+
+def test_observation_is_the_whole_screen(desktop, fresh) -> None:
+    assert fresh.size == (1280, 800)
+    assert fresh.extras["display"] == desktop.display
+    assert fresh.extras["settled"] is True
+
+
+@pytest.mark.parametrize("point", [None, (1000, 600), (37, 777)])
+def test_a_click_lands_at_the_screenshot_point(desktop, xvfb, app, fresh, point) -> None:
+    x, y = point or find_color(fresh.image, GREEN).centre
+    assert desktop.execute(Click(x=x, y=y)).ok
+    assert mouse_location(xvfb) == (x, y)
+    (click,) = wait_until(lambda: events(app, "click"))
+    assert (click["screenX"], click["screenY"]) == (x, y)
+    if point is None:
+        assert click["id"] == "target"
+
+
+def test_double_and_right_clicks(desktop, app, fresh) -> None:
+    x, y = find_color(fresh.image, GREEN).centre
+    assert desktop.execute(DoubleClick(x=x, y=y)).ok
+    (dbl,) = wait_until(lambda: events(app, "dblclick"))
+    assert dbl["id"] == "target" and (dbl["screenX"], dbl["screenY"]) == (x, y)
+    assert desktop.execute(RightClick(x=x + 5, y=y)).ok
+    (menu,) = wait_until(lambda: events(app, "contextmenu"))
+    assert menu["button"] == 2 and (menu["screenX"], menu["screenY"]) == (x + 5, y)
+
+
+def test_move_only_moves(desktop, xvfb, app, fresh) -> None:
+    assert desktop.execute(Move(x=321, y=456)).ok
+    assert mouse_location(xvfb) == (321, 456)
+    assert events(app, "mousedown") == []
+
+
+@pytest.mark.parametrize("text", ["Hello, World! 123", "héllo 日本語 ✓"])
+def test_typed_text_arrives_exactly(desktop, app, fresh, text) -> None:
+    x, y = find_color(fresh.image, YELLOW).centre
+    assert desktop.execute(Click(x=x, y=y)).ok
+    wait_until(lambda: app.evaluate("document.activeElement.id") == "field")
+    assert desktop.execute(Type(text=text)).ok
+    wait_until(lambda: app.input_value("#field") == text)
+    assert desktop.execute(Hotkey(keys=["ctrl", "a"])).ok
+    assert desktop.execute(Key(key="backspace")).ok
+    wait_until(lambda: app.input_value("#field") == "")
+
+
+def test_a_drag_moves_the_box(desktop, app, fresh) -> None:
+    before = find_color(fresh.image, RED)
+    dx, dy = 150, 90
+    x, y = before.centre
+    assert desktop.execute(Drag(x=x, y=y, x2=x + dx, y2=y + dy)).ok
+    wait_until(lambda: app.evaluate("[drag.offsetLeft, drag.offsetTop]") == [300 + dx, 120 + dy])
+    after = find_color(desktop.observe().image, RED)
+    assert (after.left, after.top) == (before.left + dx, before.top + dy)
+
+
+def test_scroll_moves_the_page(desktop, app, fresh) -> None:
+    before = find_color(fresh.image, GREEN)
+    assert desktop.execute(Scroll(direction="down", x=640, y=400, amount=50)).ok  # one click
+    wait_until(lambda: app.evaluate("scrollY"))
+    after = find_color(desktop.observe().image, GREEN)
+    scrolled = app.evaluate("scrollY")
+    # Compare bottom edges: the box's top may now sit under the window's top edge.
+    assert 0 < scrolled < before.bottom
+    assert before.bottom - after.bottom == scrolled
+    assert desktop.execute(Scroll(direction="up", amount=50)).ok
+    wait_until(lambda: app.evaluate("scrollY") == 0)
+
+
+def test_unsupported_kind_and_unknown_key_are_refused(desktop, app, fresh) -> None:
+    result = desktop.execute(Navigate(url="https://example.com"))
+    assert not result.ok and "does not support 'navigate'" in result.message
+    result = desktop.execute(Key(key="hyperdrive"))
+    assert not result.ok and "unknown key" in result.message
+    assert events(app, "keydown") == []
+
+
+def test_missing_monitor_is_a_clear_error(xvfb, desktop) -> None:
+    with pytest.raises(EnvError, match="monitor 5 does not exist"):
+        DesktopEnv(display=xvfb.display, monitor=5)
+
+
+def test_pyautogui_cannot_switch_displays(desktop) -> None:
+    with Xvfb(320, 240) as other:
+        with pytest.raises(EnvError, match="already bound to display"):
+            DesktopEnv(display=other.display, xauthority=other.xauthority)
+
+
+def test_screen_map_scales_and_offsets_for_hidpi() -> None:
+    # A 2x HiDPI screen whose pointer works in logical points, second monitor to the right.
+    mapping = ScreenMap(left=2560, top=0, scale_x=0.5, scale_y=0.5)
+    assert mapping.to_pointer(0, 0) == (1280, 0)
+    assert mapping.to_pointer(400, 300) == (1480, 150)
+    assert ScreenMap(0, 0, 1.0, 1.0).to_pointer(17, 23) == (17, 23)
+
+
+def test_xvfb_gives_a_private_display_and_stops_on_close() -> None:
+    require_tool("xvfb")
+    with Xvfb(320, 240) as display:
+        assert display.running and display.display.startswith(":")
+        assert Path(display.xauthority).exists()
+        assert display.env == {"DISPLAY": display.display, "XAUTHORITY": display.xauthority}
+        process = display._process
+    assert process.poll() is not None
+    assert not Path(display.xauthority).exists()
