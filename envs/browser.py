@@ -21,7 +21,7 @@ from PIL import Image
 
 from actions.types import Action
 from envs import keys
-from envs.base import Env, EnvError, SettleConfig
+from envs.base import Env, EnvError, Observation, SettleConfig
 from envs.chromium import launch_chromium
 
 BROWSER_KINDS: frozenset[str] = frozenset(
@@ -107,6 +107,7 @@ class BrowserEnv(Env):
         self.scale = float(device_scale_factor)
         self.allowed_domains = list(allowed_domains) if allowed_domains is not None else None
         self.timeout_ms = timeout_s * 1000
+        self.start_url = start_url
         self._dead: str | None = None
         self._blocked: list[str] = []
         # Playwright's sync API allows one instance per thread, so several envs in one thread
@@ -160,8 +161,10 @@ class BrowserEnv(Env):
             self._raise_if_blocked(action.kind)
         return message
 
-    def reset(self, task: Any = None):
+    def reset(self, task: Any = None) -> Observation:
+        """Go back to ``start_url`` (then the task's own setup), and observe."""
         self._take_blocked()
+        self._call("reset", lambda: self._goto(self.start_url))
         return super().reset(task)
 
     def close(self) -> None:

@@ -132,6 +132,13 @@ def test_navigate_and_back(env, page, base_url) -> None:
     assert env.observe().extras["url"] == base_url + "events.html"
 
 
+def test_reset_returns_to_the_start_page(playwright, base_url) -> None:
+    start = base_url + "events.html"
+    with BrowserEnv(viewport=(320, 240), start_url=start, playwright=playwright) as browser:
+        assert browser.execute(Navigate(url=start + "?elsewhere=1")).ok
+        assert browser.reset().extras["url"] == start
+
+
 def test_unsupported_kind_is_refused(env, page) -> None:
     result = env.execute(Tap(x=1, y=1))
     assert not result.ok and "does not support 'tap'" in result.message
