@@ -1,0 +1,141 @@
+"""Qwen2-VL checkpoint configuration, read from config.json in either layout.
+
+The hub's config.json (transformers 4.x) keeps the text fields at the top level with
+``rope_scaling.mrope_section``; transformers 5 nests them under ``text_config`` with
+``rope_parameters.mrope_section``. Both load into the same dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SUPPORTED_MODEL_TYPES = ("qwen2_vl",)
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    depth: int = 32
+    embed_dim: int = 1280
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    hidden_act: str = "quick_gelu"
+    in_channels: int = 3
+    patch_size: int = 14
+    temporal_patch_size: int = 2
+    spatial_merge_size: int = 2
+    out_dim: int = 3584  # the merger's output: the language model's hidden size
+    rope_theta: float = 10_000.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    @property
+    def patch_dim(self) -> int:
+        return self.in_channels * self.temporal_patch_size * self.patch_size**2
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    vocab_size: int = 152064
+    hidden_size: int = 3584
+    intermediate_size: int = 18944
+    num_hidden_layers: int = 28
+    num_attention_heads: int = 28
+    num_key_value_heads: int = 4
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 1_000_000.0
+    mrope_section: tuple[int, int, int] = (16, 24, 24)
+    max_position_embeddings: int = 32768
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+@dataclass(frozen=True)
+class Qwen2VLConfig:
+    text: TextConfig
+    vision: VisionConfig
+    image_token_id: int
+    video_token_id: int
+    vision_start_token_id: int
+    vision_end_token_id: int
+    tie_word_embeddings: bool = False
+    eos_token_id: int | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Qwen2VLConfig:
+        model_type = raw.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(
+                f"config.json has model_type {model_type!r}; this implementation loads "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)} checkpoints (Qwen2-VL and same-architecture models)"
+            )
+        # transformers 5 nests the text fields; the hub layout keeps them at the top level.
+        text_raw = {**raw, **raw.get("text_config", {})}
+        rope = text_raw.get("rope_parameters") or text_raw.get("rope_scaling") or {}
+        hidden = text_raw["hidden_size"]
+        heads = text_raw["num_attention_heads"]
+        text = TextConfig(
+            vocab_size=text_raw["vocab_size"],
+            hidden_size=hidden,
+            intermediate_size=text_raw["intermediate_size"],
+            num_hidden_layers=text_raw["num_hidden_layers"],
+            num_attention_heads=heads,
+            num_key_value_heads=text_raw.get("num_key_value_heads") or heads,
+            rms_norm_eps=text_raw.get("rms_norm_eps", 1e-6),
+            rope_theta=rope.get("rope_theta", text_raw.get("rope_theta", 1_000_000.0)),
+            mrope_section=tuple(rope.get("mrope_section", (16, 24, 24))),
+            max_position_embeddings=text_raw.get("max_position_embeddings", 32768),
+        )
+        if sum(text.mrope_section) * 2 != text.head_dim:
+            raise ValueError(
+                f"mrope_section {list(text.mrope_section)} must sum to head_dim/2 = {text.head_dim // 2}"
+            )
+        v = raw.get("vision_config", {})
+        vision = VisionConfig(
+            depth=v.get("depth", 32),
+            embed_dim=v.get("embed_dim", 1280),
+            num_heads=v.get("num_heads", 16),
+            mlp_ratio=v.get("mlp_ratio", 4),
+            hidden_act=v.get("hidden_act", "quick_gelu"),
+            in_channels=v.get("in_channels", v.get("in_chans", 3)),
+            patch_size=v.get("patch_size", v.get("spatial_patch_size", 14)),
+            temporal_patch_size=v.get("temporal_patch_size", 2),
+            spatial_merge_size=v.get("spatial_merge_size", 2),
+            out_dim=hidden,
+            rope_theta=(v.get("rope_parameters") or {}).get("rope_theta", 10_000.0),
+        )
+        eos = text_raw.get("eos_token_id")
+        return cls(
+            text=text,
+            vision=vision,
+            image_token_id=raw.get("image_token_id", 151655),
+            video_token_id=raw.get("video_token_id", 151656),
+            vision_start_token_id=raw.get("vision_start_token_id", 151652),
+            vision_end_token_id=raw.get("vision_end_token_id", 151653),
+            tie_word_embeddings=bool(
+                raw.get("tie_word_embeddings", False) or text_raw.get("tie_word_embeddings", False)
+            ),
+            eos_token_id=eos[0] if isinstance(eos, list) else eos,
+        )
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> Qwen2VLConfig:
+        return cls.from_dict(read_json(Path(path) / "config.json"))
+
+
+def read_json(file: Path) -> dict[str, Any]:
+    """Read a checkpoint's JSON file with an error that names it."""
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"{file.name} not found in {file.parent}: a Qwen2-VL checkpoint directory needs it"
+        )
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file} is not valid JSON: {e}") from e

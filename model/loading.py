@@ -1,0 +1,95 @@
+"""Stream safetensors weights into a model built on the meta device, one tensor at a time.
+
+Each tensor goes from disk straight to the target device and dtype and replaces the meta
+parameter of the same name, so the model never exists twice in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+INDEX_FILE = "model.safetensors.index.json"
+# transformers 5 saves Qwen2VLModel's submodules under model.*; the hub layout has them at the top.
+_KEY_PREFIXES = (("model.visual.", "visual."), ("model.language_model.", "model."))
+
+
+def checkpoint_files(path: Path) -> list[Path]:
+    """The safetensors files of a checkpoint directory: from the index, or the single file."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {path} does not exist")
+    index = path / INDEX_FILE
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = [path / name for name in sorted(set(weight_map.values()))]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{INDEX_FILE} in {path} lists missing shard(s): {missing}")
+        return files
+    single = path / "model.safetensors"
+    if single.is_file():
+        return [single]
+    found = sorted(path.glob("*.safetensors"))
+    if not found:
+        raise FileNotFoundError(f"no *.safetensors weights in {path}")
+    return found
+
+
+def canonical_key(key: str) -> str:
+    """Map either key layout onto ours (the hub's: visual.*, model.*, lm_head.*)."""
+    for prefix, ours in _KEY_PREFIXES:
+        if key.startswith(prefix):
+            return ours + key[len(prefix) :]
+    return key
+
+
+def _set_parameter(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    module_name, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    module._parameters[attr] = nn.Parameter(tensor, requires_grad=False)
+
+
+def load_weights(
+    model: nn.Module,
+    path: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    tie_word_embeddings: bool,
+) -> None:
+    """Fill ``model``'s (meta) parameters from the checkpoint at ``path``."""
+    expected = dict(model.named_parameters())
+    if tie_word_embeddings:
+        expected.pop("lm_head.weight", None)
+    loaded: set[str] = set()
+    unexpected: list[str] = []
+    for file in checkpoint_files(path):
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                name = canonical_key(key)
+                if name == "lm_head.weight" and tie_word_embeddings:
+                    continue  # tied: the embedding matrix serves as the head
+                if name not in expected:
+                    unexpected.append(key)
+                    continue
+                shape = tuple(f.get_slice(key).get_shape())
+                want = tuple(expected[name].shape)
+                if shape != want:
+                    raise ValueError(
+                        f"shape mismatch for {key} in {file.name}: checkpoint has {shape}, "
+                        f"config.json implies {want}"
+                    )
+                tensor = f.get_tensor(key)
+                target = dtype if tensor.is_floating_point() else tensor.dtype
+                _set_parameter(model, name, tensor.to(device=device, dtype=target))
+                loaded.add(name)
+    if unexpected:
+        raise ValueError(f"unexpected tensors in {path}: {unexpected[:8]}")
+    missing = sorted(set(expected) - loaded)
+    if missing:
+        raise ValueError(f"tensors missing from {path}: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    if tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight

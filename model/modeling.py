@@ -1,0 +1,237 @@
+"""Qwen2VL: vision tower + M-RoPE decoder + lm_head, with from_pretrained and generate.
+
+``model(...)`` returns the logits tensor (B, L, vocab) directly (not an output object).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.config import Qwen2VLConfig
+from model.loading import load_weights
+from model.processor import eos_token_ids_of
+from model.rope import mrope_cos_sin, mrope_positions
+from model.text import TextModel
+from model.vision import VisionTower
+
+DTYPES = {
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+    "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+}  # fmt: skip
+
+
+def resolve_device_dtype(
+    device: str | torch.device | None, dtype: str | torch.dtype | None
+) -> tuple[torch.device, torch.dtype]:
+    """None -> cuda when available (bf16 there), else cpu (fp32)."""
+    dev = torch.device(device) if device is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
+    if dtype is None:
+        return dev, torch.bfloat16 if dev.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        if dtype.lower() not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
+        dtype = DTYPES[dtype.lower()]
+    return dev, dtype
+
+
+def sample_token(
+    logits: torch.Tensor,
+    do_sample: bool,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+) -> int:
+    """Greedy, or temperature + nucleus (top-p) sampling from one row of logits."""
+    if not do_sample or temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        # Drop a token once the ones before it already cover top_p (the first always stays).
+        drop = sorted_probs.cumsum(-1) - sorted_probs >= top_p
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _decoder_of(tokenizer: Any) -> Callable[[list[int]], str]:
+    """A decode function from a tokenizers.Tokenizer or a Qwen2VLProcessor."""
+    if tokenizer is None:
+        raise ValueError("stop strings need tokenizer= (the processor or its tokenizer)")
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=False)
+
+
+class Qwen2VL(nn.Module):
+    def __init__(self, config: Qwen2VLConfig):
+        super().__init__()
+        self.config = config
+        self.visual = VisionTower(config.vision)
+        self.model = TextModel(config.text)
+        self.lm_head = nn.Linear(config.text.hidden_size, config.text.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.eos_token_ids: list[int] = [] if config.eos_token_id is None else [config.eos_token_id]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> Qwen2VL:
+        """Build on the meta device, then stream the checkpoint's tensors to device and dtype."""
+        path = Path(path)
+        config = Qwen2VLConfig.from_pretrained(path)
+        dev, dt = resolve_device_dtype(device, dtype)
+        with torch.device("meta"):
+            model = cls(config)
+        load_weights(model, path, dev, dt, config.tie_word_embeddings)
+        model.eos_token_ids = eos_token_ids_of(path, config)
+        return model.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters by part; a tied lm_head counts 0 (it is the embedding matrix)."""
+        visual = sum(p.numel() for p in self.visual.parameters())
+        language = sum(p.numel() for p in self.model.parameters())
+        head = 0 if self.config.tie_word_embeddings else self.lm_head.weight.numel()
+        return {"visual": visual, "language_model": language, "lm_head": head,
+                "total": visual + language + head}  # fmt: skip
+
+    # --- forward pieces ---------------------------------------------------------------------
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None,
+        image_grid_thw: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Token embeddings with each image's pad tokens replaced by its vision features."""
+        embeds = self.model.embed_tokens(input_ids)
+        is_image = input_ids == self.config.image_token_id
+        n_tokens = int(is_image.sum())
+        if pixel_values is None:
+            if n_tokens:
+                raise ValueError(f"input_ids has {n_tokens} image tokens but no pixel_values")
+            return embeds
+        if image_grid_thw is None:
+            raise ValueError("pixel_values needs image_grid_thw")
+        features = self.visual(pixel_values.to(self.device), image_grid_thw)
+        if features.shape[0] != n_tokens:
+            raise ValueError(
+                f"image features and image tokens do not match: {features.shape[0]} features, "
+                f"{n_tokens} image tokens in input_ids"
+            )
+        return embeds.masked_scatter(is_image[..., None], features.to(embeds.dtype))
+
+    def positions(
+        self,
+        input_ids: torch.Tensor,
+        image_grid_thw: torch.Tensor | None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """M-RoPE position ids (3, B, L) and rope deltas (B, 1)."""
+        return mrope_positions(
+            input_ids,
+            image_grid_thw,
+            self.config.image_token_id,
+            self.config.vision.spatial_merge_size,
+            attention_mask,
+        )
+
+    def decode_step(
+        self, embeds: torch.Tensor, positions: torch.Tensor, start: int, mask=None
+    ) -> torch.Tensor:
+        """Run the decoder over ``embeds`` at cache offset ``start``; returns logits."""
+        t = self.config.text
+        cos, sin = mrope_cos_sin(positions, t.head_dim, t.rope_theta, t.mrope_section, embeds.dtype)
+        return self.lm_head(self.model(embeds, cos, sin, start, mask))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, L, vocab) for a whole prompt (no cache)."""
+        input_ids = input_ids.to(self.device)
+        embeds = self.embed(input_ids, pixel_values, image_grid_thw)
+        positions, _ = self.positions(input_ids, image_grid_thw, attention_mask)
+        mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            n = input_ids.shape[1]
+            keys = attention_mask.to(self.device).bool()[:, None, None, :]
+            causal = torch.ones(n, n, dtype=torch.bool, device=self.device).tril()
+            # Padding rows attend to themselves only, so SDPA never sees an all-masked row.
+            mask = (causal & keys) | torch.eye(n, dtype=torch.bool, device=self.device)
+        return self.decode_step(embeds, positions.to(self.device), 0, mask)
+
+    # --- generation -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        tokenizer: Any = None,
+        eos_token_ids: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """New tokens only, as a (1, n) LongTensor; the EOS token that ended it is included.
+
+        Stops at an EOS id (default: generation_config.json's), after ``max_new_tokens``, or
+        as soon as the decoded new text contains one of ``stop``.
+        """
+        if input_ids.shape[0] != 1:
+            raise ValueError(f"generate takes one sequence (batch 1), got {input_ids.shape[0]}")
+        if attention_mask is not None:  # batch 1: padding carries nothing, drop it
+            input_ids = input_ids[:, attention_mask[0].bool().to(input_ids.device)]
+        eos = set(self.eos_token_ids if eos_token_ids is None else eos_token_ids)
+        decode = _decoder_of(tokenizer) if stop else None
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+
+        input_ids = input_ids.to(self.device)
+        length = input_ids.shape[1]
+        embeds = self.embed(input_ids, pixel_values, image_grid_thw)
+        positions, delta = self.positions(input_ids, image_grid_thw)
+        self.model.setup_cache(1, length + max_new_tokens)
+        new: list[int] = []
+        try:
+            logits = self.decode_step(embeds, positions.to(self.device), 0)[0, -1]
+            for step in range(max_new_tokens):
+                token = sample_token(logits, do_sample, temperature, top_p, generator)
+                new.append(token)
+                if token in eos or step == max_new_tokens - 1:
+                    break
+                if decode is not None and any(s in decode(new) for s in stop):
+                    break
+                # A decoded token's three M-RoPE rows are equal: cache position + rope delta.
+                cache_pos = length + step
+                pos = (delta + cache_pos).view(1, 1, 1).expand(3, 1, 1).to(self.device)
+                token_embed = self.model.embed_tokens(torch.tensor([[token]], device=self.device))
+                logits = self.decode_step(token_embed, pos, cache_pos)[0, -1]
+        finally:
+            self.model.clear_cache()
+        return torch.tensor([new], dtype=torch.long)

@@ -1,0 +1,195 @@
+"""Qwen2VLProcessor: the ChatML template, the tokenizer and image placeholders expanded to pad tokens.
+
+Only ``tokenizers`` and numpy/PIL are used; torch is needed only to return tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tokenizers import Tokenizer
+
+from model.config import Qwen2VLConfig, read_json
+from model.image_processing import ImageProcessingConfig, preprocess_image
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+
+
+def _render_content(content: str | list[dict[str, Any]], image_token: str) -> str:
+    if isinstance(content, str):
+        return content
+    parts = []
+    for item in content:
+        kind = item.get("type")
+        if kind == "image" or (kind is None and ("image" in item or "image_url" in item)):
+            parts.append(f"<|vision_start|>{image_token}<|vision_end|>")
+        elif "text" in item:
+            parts.append(item["text"])
+        else:
+            raise ValueError(f"unsupported message content item {item!r}: expected text or image")
+    return "".join(parts)
+
+
+class Qwen2VLProcessor:
+    """Turns chat messages and PIL images into model inputs (HF processor conventions)."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        config: Qwen2VLConfig,
+        image_config: ImageProcessingConfig,
+        eos_token_ids: Sequence[int],
+    ):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.image_config = image_config
+        self.eos_token_ids = list(eos_token_ids)
+        self.image_token_id = config.image_token_id
+        image_token = tokenizer.id_to_token(config.image_token_id)
+        if image_token is None:
+            raise ValueError(
+                f"image_token_id {config.image_token_id} from config.json is not in tokenizer.json"
+            )
+        self.image_token = image_token
+        pad = tokenizer.token_to_id("<|endoftext|>")
+        self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> Qwen2VLProcessor:
+        path = Path(path)
+        config = Qwen2VLConfig.from_pretrained(path)
+        tokenizer_file = path / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise FileNotFoundError(f"tokenizer.json not found in {path}")
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        pre = path / "preprocessor_config.json"
+        image_config = ImageProcessingConfig.from_dict(read_json(pre) if pre.is_file() else {})
+        return cls(tokenizer, config, image_config, eos_token_ids_of(path, config))
+
+    # --- text -------------------------------------------------------------------------------
+    def apply_chat_template(
+        self,
+        messages: Sequence[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+    ) -> str:
+        """Render messages as Qwen2-VL's ChatML (the released chat template)."""
+        if not messages:
+            raise ValueError("apply_chat_template needs at least one message")
+        if continue_final_message and messages[-1]["role"] != "assistant":
+            raise ValueError("continue_final_message needs the last message to be the assistant's")
+        out = []
+        if messages[0]["role"] != "system":
+            out.append(f"<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n")
+        for i, message in enumerate(messages):
+            role = message["role"]
+            if role not in ("system", "user", "assistant"):
+                raise ValueError(f"unknown message role {role!r}")
+            body = _render_content(message["content"], self.image_token)
+            out.append(f"<|im_start|>{role}\n{body}")
+            if continue_final_message and i == len(messages) - 1:
+                return "".join(out)
+            out.append("<|im_end|>\n")
+        if add_generation_prompt:
+            out.append("<|im_start|>assistant\n")
+        return "".join(out)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = False) -> str:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.flatten().tolist()
+        return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def image_token_count(
+        self, width: int, height: int, min_pixels: int | None = None, max_pixels: int | None = None
+    ) -> int:
+        """LLM tokens one image of this size costs."""
+        h, w = self.image_config.resized_size(width, height, min_pixels, max_pixels)
+        return (h // self.image_config.factor) * (w // self.image_config.factor)
+
+    def count_tokens(
+        self,
+        text: str,
+        image_sizes: Sequence[tuple[int, int]] = (),
+        max_pixels: int | None = None,
+        min_pixels: int | None = None,
+    ) -> int:
+        """The prompt's length in tokens once each placeholder is expanded, without any pixels."""
+        ids = self.encode(text)
+        placeholders = ids.count(self.image_token_id)
+        self._check_image_count(placeholders, len(image_sizes))
+        expanded = sum(self.image_token_count(w, h, min_pixels, max_pixels) for w, h in image_sizes)
+        return len(ids) - placeholders + expanded
+
+    def _check_image_count(self, placeholders: int, images: int) -> None:
+        if placeholders != images:
+            raise ValueError(
+                f"the text has {placeholders} image placeholder(s) ({IMAGE_PLACEHOLDER}) "
+                f"but {images} image(s) were given"
+            )
+
+    # --- text + images ----------------------------------------------------------------------
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        images: Sequence[Image.Image] | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Tokenize, expand each image placeholder to its pad tokens, preprocess the images.
+
+        Several texts are left-padded (``attention_mask`` 0 on the padding); images are consumed
+        in order across the texts.
+        """
+        texts = [text] if isinstance(text, str) else list(text)
+        images = list(images or [])
+        encoded = [self.encode(t) for t in texts]
+        self._check_image_count(sum(ids.count(self.image_token_id) for ids in encoded), len(images))
+
+        batch: dict[str, torch.Tensor] = {}
+        token_counts: list[int] = []
+        if images:
+            processed = [
+                preprocess_image(im, self.image_config, min_pixels, max_pixels) for im in images
+            ]
+            batch["pixel_values"] = torch.from_numpy(np.concatenate([p for p, _ in processed]))
+            batch["image_grid_thw"] = torch.tensor([g for _, g in processed], dtype=torch.long)
+            merge = self.image_config.merge_size**2
+            token_counts = [t * h * w // merge for _, (t, h, w) in processed]
+
+        counts = iter(token_counts)
+        rows = []
+        for ids in encoded:
+            row: list[int] = []
+            for tok in ids:
+                row.extend([tok] * next(counts) if tok == self.image_token_id else [tok])
+            rows.append(row)
+        length = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            if row:
+                input_ids[i, length - len(row) :] = torch.tensor(row)
+                attention_mask[i, length - len(row) :] = 1
+        batch["input_ids"] = input_ids
+        batch["attention_mask"] = attention_mask
+        return batch
+
+
+def eos_token_ids_of(path: Path, config: Qwen2VLConfig) -> list[int]:
+    """EOS ids from generation_config.json, else config.json's eos_token_id."""
+    gen = path / "generation_config.json"
+    eos = read_json(gen).get("eos_token_id") if gen.is_file() else None
+    if eos is None:
+        eos = config.eos_token_id
+    if eos is None:
+        return []
+    return list(eos) if isinstance(eos, list) else [eos]
