@@ -1,0 +1,314 @@
+"""The agent loop. Read ``Agent.run`` top to bottom to see the whole thing.
+
+Each step: observe the screen, build the prompt (the dialect's format, the history policy's choice
+of past screenshots), ask the policy for text, parse it into an action, pass it through the safety
+gate, execute it, and record the step. A reply that does not parse is fed back to the model as the
+step's result, at most ``max_parse_errors`` times in a row.
+
+The episode ends when the agent terminates or answers, when the step or time budget runs out, on
+Ctrl-C, or when the env or the policy fails; the trajectory is finalized in every case.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from actions.dialects.base import Dialect, ImagePart, ParseError, PastStep, Prompt, Screen
+from actions.types import Action
+from agent.history import HistoryPolicy
+from agent.policies.base import Episode, Policy, PolicyError, Request
+from agent.recorder import Recorder, utc_now
+from agent.safety import GateContext, PassThroughGate, SafetyGate
+from agent.trajectory import (
+    ActionOutcome, CheckRecord, Meta, RecordedMessage, RecordedPart, RecordedPrompt, Status,
+    StepRecord, Timings, image_name,
+)
+from envs.base import Env, EnvError, Observation
+from model.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from tasks.base import CheckResult, Task
+
+
+@dataclass
+class AgentConfig:
+    max_steps: int = 30
+    #: Wall-clock budget for the episode in seconds; None for no limit.
+    max_time_s: float | None = None
+    #: Parse errors in a row that are fed back to the model before the episode fails.
+    max_parse_errors: int = 2
+    history: HistoryPolicy = field(default_factory=HistoryPolicy)
+    #: The resize budget of the model's processor; dialects with resized-pixel coordinates use it.
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class EpisodeResult:
+    status: Status
+    reason: str
+    steps: int
+    check: "CheckResult | None" = None
+    answer: str | None = None
+    directory: Path | None = None
+
+
+class StepObserver(Protocol):
+    """Receives progress, for a live view."""
+
+    def phase(self, step: int, name: str) -> None: ...
+
+    def step(self, record: StepRecord) -> None: ...
+
+
+@dataclass
+class _StepOutcome:
+    record: StepRecord
+    past: PastStep
+    action: Action | None
+
+
+class Agent:
+    def __init__(
+        self,
+        env: Env,
+        policy: Policy,
+        dialect: Dialect,
+        *,
+        config: AgentConfig | None = None,
+        recorder: Recorder | None = None,
+        gate: SafetyGate | None = None,
+        observer: StepObserver | None = None,
+    ) -> None:
+        self.env = env
+        self.policy = policy
+        self.dialect = dialect
+        self.config = config or AgentConfig()
+        self.recorder = recorder
+        self.gate = gate or PassThroughGate()
+        self.observer = observer
+        self.kinds = sorted(env.action_kinds & dialect.kinds)
+
+    def run(self, goal: str, task: "Task | None" = None, **meta: Any) -> EpisodeResult:
+        """Run one episode on ``goal`` (the task's start state and check, when given)."""
+        cfg = self.config
+        deadline = time.monotonic() + cfg.max_time_s if cfg.max_time_s else None
+        self._start_recording(goal, task, meta)
+        frames: list[Image.Image] = []  # frames[i] is step i's screenshot
+        past: list[PastStep] = []
+        steps = 0
+        parse_errors = 0
+        answer = None
+        status: Status = "max_steps"
+        reason = f"the step budget ({cfg.max_steps}) ran out"
+        try:
+            started = time.monotonic()
+            observation = self.env.reset(task)  # the task's setup, then the first screenshot
+            observe_ms = _ms(started)
+            self.policy.start(Episode(goal, self.dialect, self.env, task))
+            for step in range(cfg.max_steps):
+                if deadline is not None and time.monotonic() >= deadline:
+                    status, reason = "timeout", f"the time budget ({cfg.max_time_s:g}s) ran out"
+                    break
+                if step > 0:
+                    self._phase(step, "observe")
+                    started = time.monotonic()
+                    observation = self.env.observe()
+                    observe_ms = _ms(started)
+                frames.append(observation.image)
+                outcome = self._step(goal, step, observation, frames, past, observe_ms)
+                steps = step + 1
+                past.append(outcome.past)
+                action = outcome.action
+                if action is None:
+                    parse_errors += 1
+                    if parse_errors > cfg.max_parse_errors:
+                        status = "failure"
+                        reason = (f"{parse_errors} replies in a row did not parse; the last error: "
+                                  f"{outcome.record.parse_error}")
+                        break
+                    continue
+                parse_errors = 0
+                if action.kind == "terminate":
+                    status = action.status
+                    reason = action.message or f"the agent reported {action.status}"
+                    break
+                if action.kind == "answer":
+                    status, reason, answer = "answered", action.text, action.text
+                    break
+        except KeyboardInterrupt:
+            status, reason = "interrupted", "stopped by Ctrl-C"
+        except EnvError as exc:
+            status, reason = "error", f"the {self.env.name} env failed: {exc}"
+        except PolicyError as exc:
+            status, reason = "error", f"the policy failed: {exc}"
+        check = self._check(task) if task is not None and status not in ("error", "interrupted") \
+            else None
+        if self.recorder is not None:
+            record = CheckRecord(success=check.success, detail=check.detail) if check else None
+            self.recorder.finish(status, reason, record)
+        return EpisodeResult(
+            status=status, reason=reason, steps=steps, check=check, answer=answer,
+            directory=self.recorder.directory if self.recorder else None,
+        )
+
+    def _step(
+        self,
+        goal: str,
+        step: int,
+        observation: Observation,
+        frames: list["Image.Image"],
+        past: list[PastStep],
+        observe_ms: float,
+    ) -> _StepOutcome:
+        """One step after the observation: prompt, policy, parse, gate, execute, record."""
+        width, height = observation.size
+        screen = Screen(width, height, self.config.min_pixels, self.config.max_pixels)
+        timings = Timings(observe_ms=observe_ms)
+        image_file = self.recorder.save_image(step, observation.image) if self.recorder \
+            else image_name(step)
+
+        self._phase(step, "model")
+        started = time.monotonic()
+        prompt, tokens = self._prompt(goal, past, step, screen, frames)
+        timings.prompt_ms = _ms(started)
+        started = time.monotonic()
+        reply = self.policy.respond(
+            Request(prompt, frames, screen, step, stop=tuple(self.dialect.stop))
+        )
+        timings.model_ms = _ms(started)
+
+        started = time.monotonic()
+        action: Action | None = None
+        parse_error = None
+        try:
+            action = self.dialect.parse(reply.text, screen)
+        except ParseError as exc:
+            parse_error = str(exc)
+        timings.parse_ms = _ms(started)
+
+        result = None
+        if action is not None:
+            verdict = self.gate.review(action, GateContext(goal, step, screen.size,
+                                                           observation.extras))
+            if verdict.allowed:
+                self._phase(step, "act")
+                outcome = self.env.execute(action)
+                result = ActionOutcome(ok=outcome.ok, message=outcome.message)
+                timings.act_ms = outcome.elapsed_ms
+            else:
+                result = ActionOutcome(ok=False, message=f"blocked by the safety gate: "
+                                                         f"{verdict.reason}")
+
+        record = StepRecord(
+            step=step,
+            image=image_file,
+            screen=screen.size,
+            prompt_tokens=tokens,
+            prompt=_recorded_prompt(prompt),
+            response=reply.text,
+            thought=extract_thought(reply.text),
+            action=action.model_dump(mode="json") if action is not None else None,
+            parse_error=parse_error,
+            result=result,
+            timings=timings,
+            extras=_jsonable(observation.extras),
+        )
+        if self.recorder is not None:
+            self.recorder.record(record)
+        if self.observer is not None:
+            self.observer.step(record)
+        feedback = f"Error: {parse_error}" if parse_error else _feedback(result)
+        return _StepOutcome(record, PastStep(reply.text, feedback, step, action), action)
+
+    def _prompt(
+        self, goal: str, past: list[PastStep], step: int, screen: Screen,
+        frames: list["Image.Image"],
+    ) -> tuple[Prompt, int | None]:
+        """The step's prompt and its token count, dropping old screenshots to fit the budget."""
+        history = self.config.history
+        keep = history.images
+        while True:
+            prompt = self.dialect.build_prompt(
+                goal, history.select(past, keep), step, self.kinds, screen
+            )
+            tokens = self.policy.count_tokens(prompt, frames, screen)
+            if tokens is None or history.max_tokens is None or tokens <= history.max_tokens \
+                    or keep == 0:
+                return prompt, tokens
+            keep -= 1
+
+    def _check(self, task: "Task") -> "CheckResult":
+        from tasks.base import CheckResult
+
+        try:
+            return task.check(self.env)
+        except (EnvError, OSError, ValueError) as exc:
+            return CheckResult(False, f"the check could not run: {exc}")
+
+    def _start_recording(self, goal: str, task: "Task | None", meta: dict[str, Any]) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.start(Meta(
+            goal=goal,
+            task=task.name if task is not None else None,
+            env=self.env.name,
+            model=self.policy.name,
+            dialect=self.dialect.name,
+            action_kinds=self.kinds,
+            min_pixels=self.config.min_pixels,
+            max_pixels=self.config.max_pixels,
+            started_at=utc_now(),
+            **meta,
+        ))
+
+    def _phase(self, step: int, name: str) -> None:
+        if self.observer is not None:
+            self.observer.phase(step, name)
+
+
+_ACTION_MARKERS = re.compile(
+    r"[*✿]+\s*FUNCTION\s*[*✿]+|<tool_call>|^\s*Action\s*:", re.IGNORECASE | re.MULTILINE
+)
+
+
+def extract_thought(text: str) -> str:
+    """The reasoning a reply gives before its action, in any of the dialects' formats."""
+    match = _ACTION_MARKERS.search(text)
+    thought = text[: match.start()] if match else ""
+    return re.sub(r"^\s*Thought\s*:\s*", "", thought.strip(), flags=re.IGNORECASE).strip()
+
+
+def _feedback(result: ActionOutcome | None) -> str:
+    if result is None:
+        return ""
+    return result.message if result.ok else f"Error: {result.message}"
+
+
+def _recorded_prompt(prompt: Prompt) -> RecordedPrompt:
+    # Image part i is step i's screenshot, so its file name is all the record needs.
+    return RecordedPrompt(
+        messages=[
+            RecordedMessage(role=m.role, content=[
+                RecordedPart(type="image", image=image_name(p.index)) if isinstance(p, ImagePart)
+                else RecordedPart(type="text", text=p.text)
+                for p in m.content
+            ])
+            for m in prompt.messages
+        ],
+        continue_final_message=prompt.continue_final_message,
+    )
+
+
+def _jsonable(extras: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in extras.items() if isinstance(v, (str, int, float, bool, type(None)))}
+
+
+def _ms(start: float) -> float:
+    return round((time.monotonic() - start) * 1000, 1)

@@ -1,0 +1,90 @@
+"""The Policy interface: a conversation and its screenshots in, the model's raw text out.
+
+Every way of choosing actions (a local Qwen2-VL, an OpenAI-compatible endpoint, a task's scripted
+solution, a replayed file, a person at the keyboard) sits behind this one interface, and the loop
+treats them alike: their text goes through the dialect's parser either way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from actions.dialects.base import Dialect, ImagePart, Prompt, Screen, TextPart
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from envs.base import Env
+    from tasks.base import Task
+
+
+class PolicyError(RuntimeError):
+    """The policy cannot produce a reply (a file ran out, a server failed); the episode ends."""
+
+
+@dataclass
+class Episode:
+    """What a policy may know about the episode it starts: the goal, and for scripted runs the
+    task and the env its solution reads the screen layout from."""
+
+    goal: str
+    dialect: Dialect
+    env: "Env | None" = None
+    task: "Task | None" = None
+
+
+@dataclass
+class Request:
+    prompt: Prompt
+    #: Every screenshot of the episode so far; ``ImagePart.index`` refers into this list.
+    images: list["Image.Image"]
+    screen: Screen
+    step: int
+    #: Generation stops once the text ends with one of these (the dialect's stop strings).
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Reply:
+    text: str
+    usage: dict[str, Any] = field(default_factory=dict)  # e.g. generated token count
+
+
+class Policy(ABC):
+    #: Shown in meta.json and the live view: a model path, "scripted", "replay:FILE", "human".
+    name: str = "policy"
+
+    def start(self, episode: Episode) -> None:
+        """Called once before the first step."""
+
+    @abstractmethod
+    def respond(self, request: Request) -> Reply:
+        """The model's text for this step."""
+
+    def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int | None:
+        """Prompt length in tokens, when this policy has a processor to count with."""
+        return None
+
+    def close(self) -> None:
+        """Release what the policy holds (a model, a connection)."""
+
+
+def prompt_images(prompt: Prompt, images: list["Image.Image"]) -> list["Image.Image"]:
+    """The screenshots the prompt shows, in the order its image parts appear."""
+    return [images[p.index] for m in prompt.messages for p in m.content if isinstance(p, ImagePart)]
+
+
+def hf_messages(prompt: Prompt) -> list[dict[str, Any]]:
+    """The prompt as Hugging Face chat messages (``{"type": "image"}`` parts carry no data)."""
+    return [
+        {
+            "role": m.role,
+            "content": [
+                {"type": "text", "text": p.text} if isinstance(p, TextPart) else {"type": "image"}
+                for p in m.content
+            ],
+        }
+        for m in prompt.messages
+    ]

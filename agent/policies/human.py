@@ -1,0 +1,56 @@
+"""``--model human``: a person types each action, which is how demonstrations get recorded.
+
+A line is either the dialect's own text (``*FUNCTION*: Tap *ARGS*: {"point": (500,500)}``) or an
+action as JSON in screenshot pixels (``{"kind": "tap", "x": 540, "y": 1200}``). JSON actions are
+rendered into the dialect's text, so the trajectory reads as if the model had written them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from actions.types import parse_action
+from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
+
+HELP = (
+    "Type the action in the dialect's text, or as JSON in screenshot pixels, e.g. "
+    '{"kind": "tap", "x": 540, "y": 1200}, {"kind": "type", "text": "hello"}, '
+    '{"kind": "terminate", "status": "success"}. An empty line or end of input stops.'
+)
+
+
+class HumanPolicy(Policy):
+    name = "human"
+
+    def __init__(
+        self,
+        read_line: Callable[[str], str] = input,
+        show: Callable[[str], None] = print,
+    ) -> None:
+        self._read = read_line
+        self._show = show
+        self._episode: Episode | None = None
+
+    def start(self, episode: Episode) -> None:
+        self._episode = episode
+        self._show(f"Goal: {episode.goal}\n{HELP}")
+
+    def respond(self, request: Request) -> Reply:
+        width, height = request.screen.size
+        while True:
+            try:
+                line = self._read(f"step {request.step} ({width}x{height})> ").strip()
+            except EOFError:
+                line = ""
+            if not line:
+                raise PolicyError("the person stopped (empty input)")
+            if not line.startswith("{"):
+                return Reply(line)
+            if self._episode is None:
+                raise PolicyError("HumanPolicy.start was not called")
+            try:
+                action = parse_action(json.loads(line), screen=request.screen.size)
+                return Reply(self._episode.dialect.render_action(action, request.screen))
+            except ValueError as exc:  # bad JSON, an invalid action, or one the dialect lacks
+                self._show(f"not a valid action: {exc}\n{HELP}")

@@ -1,0 +1,49 @@
+"""``--model replay:FILE``: replies read from a JSONL file or a trajectory directory, in order.
+
+A JSONL file holds one ``{"response": "..."}`` object per line. A trajectory directory gives its
+steps' raw texts, so replaying a trajectory on the same start state repeats it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agent.policies.base import Policy, PolicyError, Reply, Request
+
+
+def read_responses(source: str | Path) -> list[str]:
+    """The recorded replies of a JSONL file or a trajectory directory."""
+    path = Path(source)
+    if path.is_dir():
+        from agent.trajectory import load
+
+        return [step.response for step in load(path).steps]
+    if not path.is_file():
+        raise PolicyError(f"replay source {path} does not exist")
+    responses = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PolicyError(f"{path}:{number} is not JSON: {exc}") from None
+        if not isinstance(item, dict) or not isinstance(item.get("response"), str):
+            raise PolicyError(f'{path}:{number} must be an object with a "response" string')
+        responses.append(item["response"])
+    return responses
+
+
+class ReplayPolicy(Policy):
+    def __init__(self, source: str | Path) -> None:
+        self.name = f"replay:{source}"
+        self._responses = read_responses(source)
+        self._next = 0
+
+    def respond(self, request: Request) -> Reply:
+        if self._next >= len(self._responses):
+            raise PolicyError(f"the replay ran out after {len(self._responses)} replies")
+        text = self._responses[self._next]
+        self._next += 1
+        return Reply(text)

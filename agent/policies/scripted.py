@@ -1,0 +1,38 @@
+"""``--model scripted``: the task's own solution, written in the dialect's text.
+
+The solution's typed actions are rendered the way the model would write them
+(``dialect.render_action``), so the parser, the history and the recorder see exactly what a model
+run produces: a scripted trajectory is valid SFT data and a test of the whole loop.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
+from tasks.base import SolutionStep
+
+
+class ScriptedPolicy(Policy):
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self._episode: Episode | None = None
+        self._steps: Iterator[SolutionStep] | None = None
+
+    def start(self, episode: Episode) -> None:
+        if episode.task is None:
+            raise PolicyError("the scripted policy needs a task (--task NAME)")
+        if episode.env is None:
+            raise PolicyError("the scripted policy needs the env its solution reads")
+        self._episode = episode
+        self._steps = iter(episode.task.solution(episode.env))
+
+    def respond(self, request: Request) -> Reply:
+        if self._steps is None or self._episode is None:
+            raise PolicyError("ScriptedPolicy.start was not called")
+        step = next(self._steps, None)
+        if step is None:
+            raise PolicyError(f"the solution of {self._episode.task.name} has no more steps")
+        text = self._episode.dialect.render_action(step.action, request.screen, step.thought)
+        return Reply(text)

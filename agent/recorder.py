@@ -1,0 +1,98 @@
+"""Write a trajectory directory as the episode runs, so that a kill at any moment loses nothing.
+
+The order of writes is the guarantee: a step's screenshot is written and fsynced before its line,
+each line is flushed and fsynced on its own, and meta.json is only ever replaced whole (written to
+a temporary file, then renamed over the old one).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from PIL import Image
+
+from agent.trajectory import (
+    IMAGES_DIR, META_FILE, STEPS_FILE, CheckRecord, Meta, Status, StepRecord, image_name,
+)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_run_dir(root: str | Path, label: str) -> Path:
+    """A fresh directory under ``root`` named by time and a slug of ``label``."""
+    slug = "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")[:40] or "run"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}-{slug}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+class Recorder:
+    """Owns one trajectory directory: ``start`` it, ``record`` each step, ``finish`` it."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.meta: Meta | None = None
+        self._steps = None
+
+    def start(self, meta: Meta) -> None:
+        (self.directory / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+        if (self.directory / STEPS_FILE).exists():
+            raise FileExistsError(f"{self.directory} already holds a trajectory")
+        self.meta = meta
+        self._write_meta()
+        self._steps = open(self.directory / STEPS_FILE, "a", encoding="utf-8")
+
+    def save_image(self, step: int, image: Image.Image) -> str:
+        """Write the step's screenshot (durably) and return its name for the step's line."""
+        name = image_name(step)
+        path = self.directory / name
+        with open(path, "wb") as f:
+            # Level 1: a 1080x2400 screenshot encodes in tens of ms instead of hundreds.
+            image.save(f, format="PNG", compress_level=1)
+            f.flush()
+            os.fsync(f.fileno())
+        return name
+
+    def record(self, step: StepRecord) -> None:
+        """Append the step's line; its image must already be saved."""
+        if self._steps is None or self.meta is None:
+            raise RuntimeError("Recorder.start was not called")
+        if not (self.directory / step.image).is_file():
+            raise FileNotFoundError(f"step {step.step}'s image {step.image} was not saved first")
+        # One write call per line, then flush and fsync: a kill leaves whole lines only (or a
+        # torn last line, which the reader drops).
+        self._steps.write(step.model_dump_json() + "\n")
+        self._steps.flush()
+        os.fsync(self._steps.fileno())
+        self.meta.steps = step.step + 1
+        self._write_meta()
+
+    def finish(self, status: Status, reason: str = "", check: CheckRecord | None = None) -> None:
+        if self.meta is None:
+            return
+        self.meta.status = status
+        self.meta.reason = reason
+        self.meta.check = check
+        self.meta.finished_at = utc_now()
+        self._write_meta()
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
+
+    def _write_meta(self) -> None:
+        assert self.meta is not None
+        path = self.directory / META_FILE
+        tmp = path.with_name(META_FILE + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(self.meta.model_dump_json(indent=2))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)

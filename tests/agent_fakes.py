@@ -1,0 +1,86 @@
+"""Fakes for the agent-loop tests: an env that records what it was asked to do, scripted replies."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from PIL import Image
+
+from actions.types import PHONE_KINDS, Action, Tap, Terminate, Type
+from agent.policies.base import Policy, PolicyError, Reply, Request
+from envs.base import Env, EnvError, SettleConfig
+from tasks.base import CheckResult, SolutionStep, Task
+
+
+class FakePhone(Env):
+    """A 1080x2400 'phone' whose screen colour changes with each executed action."""
+
+    name = "fake"
+    action_kinds = PHONE_KINDS
+
+    def __init__(self, fail_observe_at: int | None = None) -> None:
+        super().__init__(SettleConfig(timeout_s=1.0, poll_interval_s=0.001))
+        self.executed: list[Action] = []
+        self.observations = 0
+        self.fail_observe_at = fail_observe_at
+        self.typed = ""
+
+    def capture(self) -> Image.Image:
+        shade = (len(self.executed) * 40) % 256
+        return Image.new("RGB", (1080, 2400), (shade, 255 - shade, 128))
+
+    def observe(self):
+        if self.fail_observe_at is not None and self.observations >= self.fail_observe_at:
+            raise EnvError("device went away")
+        self.observations += 1
+        return super().observe()
+
+    def _execute(self, action: Action) -> str:
+        self.executed.append(action)
+        if action.kind == "type":
+            self.typed += action.text
+        return f"did {action.kind}"
+
+
+class ListPolicy(Policy):
+    """Replies from a list; records every request it saw."""
+
+    name = "list"
+
+    def __init__(self, replies: list[str] | Callable[[Request], str],
+                 tokens: Callable[..., int | None] | None = None) -> None:
+        self.replies = replies
+        self.requests: list[Request] = []
+        self._tokens = tokens
+
+    def respond(self, request: Request) -> Reply:
+        self.requests.append(request)
+        if callable(self.replies):
+            return Reply(self.replies(request))
+        if len(self.requests) > len(self.replies):
+            raise PolicyError("out of replies")
+        return Reply(self.replies[len(self.requests) - 1])
+
+    def count_tokens(self, prompt, images, screen):
+        return self._tokens(prompt, images, screen) if self._tokens else None
+
+
+class TypeHelloTask(Task):
+    """Type 'hello' and terminate; success is read from the fake phone's typed text."""
+
+    name = "fake/type-hello"
+    goal = "Type hello into the search box"
+    env = "android"
+    keywords = ("greeting",)
+
+    def setup(self, env: Env) -> None:
+        env.typed = ""
+
+    def check(self, env: Env) -> CheckResult:
+        return CheckResult(env.typed == "hello", f"typed {env.typed!r}")
+
+    def solution(self, env: Env):
+        yield SolutionStep(Tap(x=540, y=300), "Focus the search box.")
+        yield SolutionStep(Type(text="hello"), "Type the word.")
+        yield SolutionStep(Terminate(status="success"), "Done.")
+

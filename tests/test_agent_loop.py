@@ -1,0 +1,212 @@
+"""The agent loop's logic against a fake env and scripted replies (no device, no model)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from actions.dialects import ImagePart, get_dialect
+from actions.types import Tap
+from agent.history import HistoryPolicy
+from agent.loop import Agent, AgentConfig, extract_thought
+from agent.policies.scripted import ScriptedPolicy
+from agent.recorder import Recorder
+from agent.safety import PassThroughGate, SafetyGate, Verdict
+from agent.trajectory import load
+from tests.agent_fakes import FakePhone, ListPolicy, TypeHelloTask
+
+TAP = '*FUNCTION*: Tap *ARGS*: {"point": (500, 250)}'
+DONE = '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'
+GARBAGE = "I am not sure what to do here."
+
+
+def run(replies, config=None, env=None, task=None, tmp_path=None, gate=None, **kw):
+    env = env or FakePhone()
+    policy = replies if isinstance(replies, ListPolicy) else ListPolicy(replies, **kw)
+    recorder = Recorder(tmp_path / "traj") if tmp_path is not None else None
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds), config=config,
+                  recorder=recorder, gate=gate)
+    return agent.run("Open the thing", task), env, policy
+
+
+def test_terminate_ends_with_success_and_taps_in_screen_pixels(tmp_path):
+    result, env, _ = run([TAP, DONE], tmp_path=tmp_path)
+    assert (result.status, result.steps) == ("success", 2)
+    # (500, 250) of [0, 1000) on a 1080x2400 screen.
+    assert env.executed == [Tap(x=540, y=600)]
+    traj = load(tmp_path / "traj")
+    assert traj.meta.status == "success" and traj.meta.steps == 2
+    assert [s.action["kind"] for s in traj.steps] == ["tap", "terminate"]
+
+
+def test_parse_errors_are_fed_back_then_the_loop_recovers():
+    result, env, policy = run([GARBAGE, GARBAGE, TAP, DONE])
+    assert result.status == "success"
+    assert env.executed == [Tap(x=540, y=600)]
+    # The second and third prompts carry the parse error text back to the model.
+    second = "".join(m.text() for m in policy.requests[1].prompt.messages)
+    assert "Error:" in second and "*FUNCTION*" in second
+    assert GARBAGE in second
+
+
+def test_too_many_parse_errors_in_a_row_fail_the_episode(tmp_path):
+    result, env, _ = run([GARBAGE] * 10, config=AgentConfig(max_parse_errors=2),
+                         tmp_path=tmp_path)
+    assert result.status == "failure"
+    assert result.steps == 3  # two fed back, the third ends it
+    assert "3 replies in a row did not parse" in result.reason
+    assert "FUNCTION" in result.reason  # the parser's own message is part of the reason
+    assert env.executed == []
+    steps = load(tmp_path / "traj").steps
+    assert len(steps) == 3 and all(s.parse_error and s.action is None for s in steps)
+
+
+def test_a_good_reply_resets_the_parse_error_count():
+    replies = [GARBAGE, GARBAGE, TAP, GARBAGE, GARBAGE, DONE]
+    result, _, _ = run(replies, config=AgentConfig(max_parse_errors=2))
+    assert result.status == "success" and result.steps == 6
+
+
+def test_step_budget():
+    result, env, _ = run(lambda r: TAP, config=AgentConfig(max_steps=4))
+    assert (result.status, result.steps) == ("max_steps", 4)
+    assert len(env.executed) == 4
+
+
+def test_time_budget():
+    def slow(request):
+        time.sleep(0.05)  # a slow model
+        return TAP
+
+    result, _, _ = run(slow, config=AgentConfig(max_steps=100, max_time_s=0.2))
+    assert result.status == "timeout"
+    assert 1 <= result.steps < 10
+
+
+def test_answer_ends_the_episode_with_the_answer():
+    result, env, _ = run(['*FUNCTION*: Answer *ARGS*: {"text": "42 flights"}', TAP])
+    assert (result.status, result.answer, result.steps) == ("answered", "42 flights", 1)
+    assert env.executed == []
+
+
+def test_terminate_failure():
+    result, _, _ = run(['*FUNCTION*: Terminate *ARGS*: {"status": "failure", "message": "stuck"}'])
+    assert (result.status, result.reason) == ("failure", "stuck")
+
+
+def test_ctrl_c_finalizes_the_trajectory(tmp_path):
+    def interrupt(request):
+        if request.step == 2:
+            raise KeyboardInterrupt
+        return TAP
+
+    result, _, _ = run(interrupt, tmp_path=tmp_path)
+    assert (result.status, result.steps) == ("interrupted", 2)
+    traj = load(tmp_path / "traj")
+    assert traj.meta.status == "interrupted" and len(traj.steps) == 2
+    assert traj.meta.finished_at is not None
+
+
+def test_env_error_on_observe_ends_with_error(tmp_path):
+    result, _, _ = run(lambda r: TAP, env=FakePhone(fail_observe_at=2), tmp_path=tmp_path)
+    assert result.status == "error"
+    assert "device went away" in result.reason
+    assert load(tmp_path / "traj").meta.status == "error"
+
+
+def test_policy_error_ends_with_error():
+    result, _, _ = run([TAP])
+    assert result.status == "error" and "out of replies" in result.reason
+
+
+def test_history_keeps_only_recent_screenshots_as_images():
+    policy = ListPolicy(lambda r: TAP)
+    run(policy, config=AgentConfig(max_steps=5, history=HistoryPolicy(images=1)))
+    last = policy.requests[-1]
+    shown = [p.index for m in last.prompt.messages for p in m.content if isinstance(p, ImagePart)]
+    assert shown == [3, 4]  # one past screenshot plus the current one
+    assert "(screenshot 0 not shown)" in "".join(m.text() for m in last.prompt.messages)
+
+
+def test_token_budget_drops_old_screenshots():
+    def tokens(prompt, images, screen):
+        return 1000 * sum(isinstance(p, ImagePart) for m in prompt.messages for p in m.content)
+
+    policy = ListPolicy(lambda r: TAP, tokens=tokens)
+    config = AgentConfig(max_steps=5, history=HistoryPolicy(images=3, max_tokens=2500))
+    run(policy, config=config)
+    for request in policy.requests:
+        images = sum(isinstance(p, ImagePart) for m in request.prompt.messages for p in m.content)
+        assert images <= 2
+
+
+def test_token_count_is_recorded(tmp_path):
+    run([TAP, DONE], tmp_path=tmp_path, tokens=lambda prompt, images, screen: 1234)
+    assert [s.prompt_tokens for s in load(tmp_path / "traj").steps] == [1234, 1234]
+
+
+def test_safety_gate_block_is_fed_back_and_not_executed():
+    class NoTaps(SafetyGate):
+        def review(self, action, context):
+            return Verdict(action.kind != "tap", "taps are not allowed")
+
+    result, env, policy = run([TAP, DONE], gate=NoTaps())
+    assert result.status == "success" and env.executed == []
+    second = "".join(m.text() for m in policy.requests[1].prompt.messages)
+    assert "blocked by the safety gate: taps are not allowed" in second
+
+
+def test_pass_through_gate_allows_everything():
+    assert PassThroughGate().review(Tap(x=1, y=1), None).allowed
+
+
+def test_scripted_policy_solves_a_task_and_the_check_reads_the_env(tmp_path):
+    env = FakePhone()
+    task = TypeHelloTask()
+    recorder = Recorder(tmp_path / "traj")
+    agent = Agent(env, ScriptedPolicy(), get_dialect("qwen2vl", env.action_kinds),
+                  recorder=recorder)
+    result = agent.run(task.goal, task)
+    assert result.status == "success"
+    assert result.check is not None and result.check.success, result.check
+    traj = load(tmp_path / "traj")
+    assert traj.meta.task == "fake/type-hello" and traj.meta.check.success
+    # The scripted text went through the real parser, thought included.
+    assert traj.steps[1].response.startswith("Type the word.")
+    assert traj.steps[1].thought == "Type the word."
+    assert traj.steps[1].action == {"kind": "type", "text": "hello"}
+
+
+def test_failed_check_is_reported_even_when_the_agent_claims_success():
+    env = FakePhone()
+    agent = Agent(env, ListPolicy([DONE]), get_dialect("qwen2vl", env.action_kinds))
+    result = agent.run("Type hello", TypeHelloTask())
+    assert result.status == "success" and not result.check.success
+
+
+def test_recorded_steps_hold_prompt_timings_and_results(tmp_path):
+    run([GARBAGE, TAP, DONE], tmp_path=tmp_path)
+    steps = load(tmp_path / "traj").steps
+    assert [s.step for s in steps] == [0, 1, 2]
+    assert steps[0].result is None and steps[0].parse_error
+    assert steps[1].result.ok and steps[1].result.message == "did tap"
+    assert all((tmp_path / "traj" / s.image).is_file() for s in steps)
+    assert all(s.screen == (1080, 2400) for s in steps)
+    images = [p.image for m in steps[2].prompt.messages for p in m.content if p.type == "image"]
+    assert images[-1] == "images/step_002.png"
+    assert steps[2].prompt.continue_final_message  # qwen2vl continues the assistant turn
+    assert all(s.timings.model_ms >= 0 and s.timings.observe_ms > 0 for s in steps)
+    json.dumps([s.model_dump(mode="json") for s in steps])
+
+
+@pytest.mark.parametrize("text, thought", [
+    ('I will tap it.\n*FUNCTION*: Tap *ARGS*: {"point": (1, 2)}', "I will tap it."),
+    ("Thought: open the app\nAction: click(start_box='(1,2)')", "open the app"),
+    ('Search first.\n<tool_call>\n{"name": "mobile_use"}\n</tool_call>', "Search first."),
+    ('*FUNCTION*: Home *ARGS*: {}', ""),
+    ("no action at all", ""),
+])
+def test_extract_thought(text, thought):
+    assert extract_thought(text) == thought
