@@ -22,7 +22,7 @@ from PIL import Image
 from actions.types import Action
 from envs import keys
 from envs.base import Env, EnvError, Observation, SettleConfig
-from envs.chromium import launch_chromium
+from envs.chromium import CHROMIUM_PATH, launch_chromium
 
 BROWSER_KINDS: frozenset[str] = frozenset(
     {"click", "double_click", "right_click", "move", "drag", "scroll", "type", "key", "hotkey",
@@ -115,8 +115,8 @@ class BrowserEnv(Env):
         self._own_playwright = playwright is None
         self._playwright = sync_playwright().start() if playwright is None else playwright
         try:
-            self._browser = launch_chromium(
-                self._playwright, headless=headless, timeout=self.timeout_ms
+            self._browser = self._start(
+                lambda: launch_chromium(self._playwright, headless=headless, timeout=self.timeout_ms)
             )
             self._browser.on("disconnected", lambda _: self._mark_dead("the browser closed"))
             self._context = self._browser.new_context(
@@ -132,10 +132,19 @@ class BrowserEnv(Env):
             self.page.on("crash", lambda _: self._mark_dead("the page crashed"))
             self.page.on("close", lambda _: self._mark_dead("the page closed"))
             if start_url != "about:blank":
-                self._goto(start_url)
+                self._call("open start_url", lambda: self._goto(start_url))
         except BaseException:
             self.close()
             raise
+
+    @staticmethod
+    def _start(launch: Any) -> Any:
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            return launch()
+        except PlaywrightError as exc:
+            raise EnvError(f"cannot start chromium at {CHROMIUM_PATH}: {exc}") from None
 
     # -- Env --------------------------------------------------------------------------------
     def capture(self) -> Image.Image:
@@ -147,13 +156,22 @@ class BrowserEnv(Env):
     def extras(self) -> dict[str, Any]:
         extras: dict[str, Any] = {
             "url": self.page.url,
-            "title": self._call("title", self.page.title),
+            "title": self._title(),
             "viewport": list(self.viewport),
             "device_scale_factor": self.scale,
         }
         if self._blocked:
             extras["blocked_urls"] = self._take_blocked()
         return extras
+
+    def _title(self) -> str:
+        # A page in the middle of navigating has no title yet: that is not a failure.
+        try:
+            return self._call("title", self.page.title)
+        except EnvError:
+            if self._dead is not None:
+                raise
+            return ""
 
     def _execute(self, action: Action) -> str:
         message = self._call(action.kind, lambda: self._perform(action))
