@@ -210,3 +210,18 @@ def test_xvfb_gives_a_private_display_and_stops_on_close() -> None:
         process = display._process
     assert process.poll() is not None
     assert not Path(display.xauthority).exists()
+
+
+def test_failsafe_stays_on(desktop, xvfb) -> None:
+    import pyautogui
+
+    # The pointer parked in the top-left corner is pyautogui's emergency stop: the next action
+    # raises instead of running, and is not swallowed into a failed result.
+    assert desktop.execute(Move(x=0, y=0)).ok
+    try:
+        with pytest.raises(pyautogui.FailSafeException):
+            desktop.execute(Move(x=100, y=100))
+        assert mouse_location(xvfb) == (0, 0)
+    finally:
+        subprocess.run(["xdotool", "mousemove", "200", "200"], env={**os.environ, **xvfb.env},
+                       check=True)
