@@ -1,0 +1,44 @@
+"""The loop with a tiny random Qwen2-VL checkpoint: real processor, real generation, garbage text."""
+
+from __future__ import annotations
+
+import pytest
+
+from actions.dialects import get_dialect
+from agent.loop import Agent, AgentConfig
+from agent.policies.local import LocalPolicy
+from agent.recorder import Recorder
+from agent.trajectory import load
+from tests.agent_fakes import FakePhone
+from tests.tiny_checkpoint import make_tiny_checkpoint
+
+SMALL = 64 * 28 * 28  # a small image budget keeps the CPU run fast
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+
+
+def test_random_model_feeds_parse_errors_back_and_fails_cleanly(tiny, tmp_path):
+    env = FakePhone()
+    policy = LocalPolicy(tiny, device="cpu", max_new_tokens=12)
+    config = AgentConfig(max_steps=10, max_parse_errors=2, max_pixels=SMALL)
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds), config=config,
+                  recorder=Recorder(tmp_path / "traj"))
+    result = agent.run("Open the settings")
+
+    assert result.status == "failure", result.reason
+    assert "did not parse" in result.reason
+    traj = load(tmp_path / "traj")
+    assert traj.meta.status == "failure" and traj.meta.model == str(tiny)
+    assert len(traj.steps) == result.steps == 3
+    for step in traj.steps:
+        assert step.parse_error and step.action is None
+        assert (traj.directory / step.image).is_file()
+        assert step.prompt_tokens and step.prompt_tokens > 0
+        assert step.timings.model_ms > 0
+    # Each error was fed back: the next prompt holds the previous reply and the error.
+    assert traj.steps[1].prompt_tokens > traj.steps[0].prompt_tokens
+    second = "".join(p.text or "" for m in traj.steps[1].prompt.messages for p in m.content)
+    assert "Error: " in second
