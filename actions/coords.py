@@ -56,10 +56,10 @@ class CoordSpace(ABC):
         n, side = self._axis(axis, screen)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CoordinateError(f"{axis}={value!r} is not a number")
-        if not math.isfinite(value) or not 0 <= value <= n:
+        if not _finite(value) or not 0 <= value <= n:
             raise CoordinateError(
-                f"{axis}={value:g} is outside the screen: {axis} must be between 0 and {n:g} "
-                f"({self.description})"
+                f"{axis}={_show(value)} is outside the screen: {axis} must be between 0 and "
+                f"{n:g} ({self.description})"
             )
         return min(math.floor(value * side / n + 0.5), side - 1)
 
@@ -83,13 +83,22 @@ class CoordSpace(ABC):
         n, side = self._axis(axis, screen)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CoordinateError(f"distance {value!r} is not a number")
-        if not math.isfinite(value) or value <= 0:
-            raise CoordinateError(f"distance {value:g} must be a positive number")
+        if not _finite(value) or not 0 < value <= 1e9:
+            raise CoordinateError(f"distance {_show(value)} must be a positive number, at most 1e9")
         return max(1, math.floor(value * side / n + 0.5))
 
     def render_length(self, pixels: int, axis: Axis, screen: _ScreenLike) -> Number:
         n, side = self._axis(axis, screen)
         return _shortest(pixels * n / side, lambda v: self.length_to_pixels(v, axis, screen), pixels)
+
+
+def _finite(value: Number) -> bool:
+    return isinstance(value, int) or math.isfinite(value)  # ints of any size are exact
+
+
+def _show(value: Number) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 20 else text[:17] + "..."
 
 
 def _shortest(value: float, back, target: int) -> Number:

@@ -17,13 +17,14 @@ tool), since a typed Drag needs its start point.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from actions.coords import RESIZED_PIXELS, CoordinateError, resized_size
 from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, Screen, TextPart
 from actions.dialects.support import (
-    check_expressible, extract_balanced, fail, is_phone, load_literal, make_action,
+    check_expressible, extract_balanced, fail, is_phone, key_names, load_literal, make_action,
     merge_messages, short, strip_fences, to_point,
 )
 from actions.types import Action
@@ -323,7 +324,7 @@ class Qwen25VLDialect(Dialect):
         if not isinstance(call, dict):
             raise fail("the tool call is not a JSON object", EXPECTED)
         tool = call.get("name")
-        if tool not in TOOLS:
+        if not isinstance(tool, str) or tool not in TOOLS:
             raise fail(f"unknown function {short(tool)}; use mobile_use or computer_use", EXPECTED)
         args = call.get("arguments")
         if isinstance(args, str):  # some servers return the arguments JSON-encoded
@@ -366,7 +367,9 @@ class Qwen25VLDialect(Dialect):
                     value = float(value)
                 except ValueError:
                     pass
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and abs(value) < 1e9
+            ):
                 raise fail(f"{key} must be a number, got {short(value)}", expected)
             return value
 
@@ -393,10 +396,8 @@ def _button(given, point, number, screen, expected) -> dict[str, Any]:
 
 
 def _keys(given, point, number, screen, expected) -> dict[str, Any]:
-    keys = given["keys"]
-    if isinstance(keys, str):
-        keys = [k for k in keys.replace("+", " ").split() if k]
-    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+    keys = key_names(given["keys"])
+    if keys is None:
         raise fail(f"keys must be a list of key names, got {short(given['keys'])}", expected)
     return {"kind": "key", "key": keys[0]} if len(keys) == 1 else {"kind": "hotkey", "keys": keys}
 

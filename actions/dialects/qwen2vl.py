@@ -19,8 +19,8 @@ from actions.dialects.base import (
     Dialect, ImagePart, Message, PastStep, Part, Prompt, Screen, TextPart,
 )
 from actions.dialects.support import (
-    check_expressible, extract_balanced, fail, is_phone, load_literal, make_action, merge_messages, number_text,
-    short, strip_fences, to_point,
+    check_expressible, extract_balanced, fail, is_phone, key_names, load_literal, make_action,
+    merge_messages, number_text, short, strip_fences, to_point,
 )
 from actions.types import ALL_KINDS, Action
 
@@ -252,8 +252,11 @@ class Qwen2VLDialect(Dialect):
                 data["y" if p.field == "x" else "y2"] = y
             elif p.type in ("direction", "status") and isinstance(value, str):
                 data[p.field] = value.strip().lower()
-            elif p.type == "keys" and isinstance(value, str):
-                data[p.field] = [k for k in re.split(r"[+\s]+", value) if k]
+            elif p.type == "keys":
+                keys = key_names(value)
+                if keys is None:
+                    raise fail(f"keys must be a list of key names, got {short(value)}", expected)
+                data[p.field] = keys
             else:
                 data[p.field] = value
         return make_action(data, screen, expected)

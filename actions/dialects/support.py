@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
+import warnings
 from typing import Any, Iterable
 
 from pydantic import ValidationError
@@ -81,7 +83,9 @@ def load_literal(text: str) -> Any:
     except (ValueError, RecursionError):
         pass
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # "invalid decimal literal" and the like: just not ours
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text.strip(), mode="eval")
         return _literal(tree.body)
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as exc:
         raise ValueError(f"not valid JSON or a Python literal ({type(exc).__name__})") from None
@@ -118,7 +122,7 @@ def numbers_in(value: Any) -> list[Number] | None:
     """The numbers of a point or box as the model wrote it: [x, y], (x, y) or "(x, y)"."""
     if isinstance(value, (list, tuple)):
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return list(value)
+            return [_tame(v) for v in value]
         if len(value) == 1:
             return numbers_in(value[0])
         return None
@@ -127,8 +131,35 @@ def numbers_in(value: Any) -> list[Number] | None:
         rest = _NUMBER.sub("", value)
         if not found or re.search(r"[^\s(),\[\]]", rest):
             return None
-        return [float(n) if any(c in n for c in ".eE") else int(n) for n in found]
+        return [_tame(_number(n)) for n in found]
     return None
+
+
+def _tame(value: Number) -> Number:
+    """Integers too big for float arithmetic become infinite: off any screen either way."""
+    if isinstance(value, int) and abs(value) > 10**15:
+        return math.inf if value > 0 else -math.inf
+    return value
+
+
+def _number(text: str) -> Number:
+    if any(c in text for c in ".eE"):
+        return float(text)
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts: far off screen anyway
+        return float(text)
+
+
+def key_names(value: Any) -> list[str] | None:
+    """Key names from a list, or from one string split on spaces or '+'; None if unusable."""
+    if isinstance(value, str):
+        value = [k for k in re.split(r"[+\s]+", value) if k]
+    if not isinstance(value, list) or not value:
+        return None
+    if not all(isinstance(k, str) and k.strip() for k in value):
+        return None
+    return value
 
 
 def to_point(
