@@ -25,6 +25,7 @@ screens = st.builds(
     max_pixels=st.sampled_from([12_845_056, 1_003_520, 200_704]),
 )
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+keynames = texts.filter(lambda k: k.strip())  # parsers refuse blank key names
 words = st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=10)
 thoughts = st.text(string.ascii_letters + " ,.'", max_size=30)
 
@@ -62,9 +63,9 @@ def actions(draw, kind: str, screen: Screen, dialect: str):
     elif kind == "type":
         d = {"text": draw(texts)}
     elif kind == "key":
-        d = {"key": draw(words if dialect == "uitars" else texts.filter(bool))}
+        d = {"key": draw(words if dialect == "uitars" else keynames)}
     elif kind == "hotkey":
-        d = {"keys": draw(st.lists(words if dialect == "uitars" else texts.filter(bool),
+        d = {"keys": draw(st.lists(words if dialect == "uitars" else keynames,
                                    min_size=2 if dialect != "qwen2vl" else 1, max_size=4))}
     elif kind == "open_app":
         d = {"app": draw(texts.filter(bool))}
