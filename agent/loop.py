@@ -59,6 +59,11 @@ class EpisodeResult:
     directory: Path | None = None
 
 
+class TokenCounter(Protocol):
+    def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int | None:
+        ...
+
+
 class StepObserver(Protocol):
     """Receives progress, for a live view."""
 
@@ -85,7 +90,10 @@ class Agent:
         recorder: Recorder | None = None,
         gate: SafetyGate | None = None,
         observer: StepObserver | None = None,
+        tokens: TokenCounter | None = None,
     ) -> None:
+        """``tokens`` counts prompt tokens when the policy cannot (a scripted or human run
+        recorded as SFT data); by default the policy counts."""
         self.env = env
         self.policy = policy
         self.dialect = dialect
@@ -93,6 +101,7 @@ class Agent:
         self.recorder = recorder
         self.gate = gate or PassThroughGate()
         self.observer = observer
+        self.tokens = tokens or policy
         self.kinds = sorted(env.action_kinds & dialect.kinds)
 
     def run(self, goal: str, task: "Task | None" = None, **meta: Any) -> EpisodeResult:
@@ -238,7 +247,7 @@ class Agent:
             prompt = self.dialect.build_prompt(
                 goal, history.select(past, keep), step, self.kinds, screen
             )
-            tokens = self.policy.count_tokens(prompt, frames, screen)
+            tokens = self.tokens.count_tokens(prompt, frames, screen)
             if tokens is None or history.max_tokens is None or tokens <= history.max_tokens \
                     or keep == 0:
                 return prompt, tokens
