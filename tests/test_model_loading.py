@@ -1,0 +1,216 @@
+"""Checkpoint loading: shards, key layouts, tied embeddings, real sizes on meta, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tiny_checkpoint import make_tiny_checkpoint
+
+from model import Qwen2VL, Qwen2VLProcessor
+from model.config import Qwen2VLConfig
+
+PROMPT = "<|im_start|>user\nHello there, tap the blue button.<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("single"), seed=1)
+
+
+@pytest.fixture(scope="module")
+def input_ids(single):
+    return Qwen2VLProcessor.from_pretrained(single)(text=PROMPT)["input_ids"]
+
+
+@pytest.fixture(scope="module")
+def single_logits(single, input_ids):
+    return Qwen2VL.from_pretrained(single, device="cpu")(input_ids=input_ids)
+
+
+def _copy_metadata(src, dst):
+    dst.mkdir()
+    for f in src.glob("*.json"):
+        shutil.copy(f, dst / f.name)
+
+
+def test_sharded_checkpoint_with_index_gives_same_logits(tmp_path, input_ids, single_logits):
+    path = make_tiny_checkpoint(tmp_path, seed=1, max_shard_size="500KB")
+    assert (path / "model.safetensors.index.json").is_file()
+    assert len(list(path.glob("*.safetensors"))) > 2
+    logits = Qwen2VL.from_pretrained(path, device="cpu")(input_ids=input_ids)
+    assert torch.equal(logits, single_logits)
+
+
+def test_transformers5_key_layout_gives_same_logits(tmp_path, single, input_ids, single_logits):
+    renamed = {}
+    with safe_open(str(single / "model.safetensors"), "pt") as f:
+        for key in f.keys():
+            if key.startswith("visual."):
+                new = "model." + key
+            elif key.startswith("model."):
+                new = "model.language_model." + key[len("model.") :]
+            else:
+                new = key
+            renamed[new] = f.get_tensor(key)
+    assert any(k.startswith("model.language_model.layers.") for k in renamed)
+    path = tmp_path / "t5"
+    _copy_metadata(single, path)
+    save_file(renamed, str(path / "model.safetensors"))
+    logits = Qwen2VL.from_pretrained(path, device="cpu")(input_ids=input_ids)
+    assert torch.equal(logits, single_logits)
+
+
+def test_tied_embeddings_match_transformers(tmp_path, input_ids):
+    from transformers import Qwen2VLForConditionalGeneration
+
+    path = make_tiny_checkpoint(tmp_path, seed=2, tie_word_embeddings=True)
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        assert "lm_head.weight" not in f.keys()
+    ours = Qwen2VL.from_pretrained(path, device="cpu")
+    assert ours.lm_head.weight is ours.model.embed_tokens.weight
+    ref = Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
+    with torch.no_grad():
+        want = ref(input_ids=input_ids).logits
+    assert (ours(input_ids=input_ids) - want).abs().max() <= 1e-4
+
+
+def test_bf16_load_casts_every_weight(single, input_ids, single_logits):
+    model = Qwen2VL.from_pretrained(single, device="cpu", dtype="bf16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert not any(p.is_meta for p in model.parameters())
+    logits = model(input_ids=input_ids).float()
+    assert (logits - single_logits).abs().max() < 0.25 * single_logits.abs().max()
+
+
+def test_default_device_and_dtype(single):
+    model = Qwen2VL.from_pretrained(single)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert model.device.type == expected
+    assert model.dtype == (torch.bfloat16 if expected == "cuda" else torch.float32)
+
+
+# --- errors ---------------------------------------------------------------------------------
+def test_missing_directory_and_files_are_clear(tmp_path, single):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        Qwen2VL.from_pretrained(tmp_path / "nowhere")
+    empty = tmp_path / "noweights"
+    _copy_metadata(single, empty)
+    with pytest.raises(FileNotFoundError, match="safetensors"):
+        Qwen2VL.from_pretrained(empty)
+    (empty / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        Qwen2VLProcessor.from_pretrained(empty)
+
+
+def test_wrong_model_type_is_clear(tmp_path, single):
+    path = tmp_path / "llama"
+    _copy_metadata(single, path)
+    config = json.loads((path / "config.json").read_text())
+    config["model_type"] = "llama"
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="model_type 'llama'"):
+        Qwen2VL.from_pretrained(path)
+
+
+def test_shape_mismatch_names_the_tensor(tmp_path, single):
+    path = tmp_path / "bad"
+    _copy_metadata(single, path)
+    shutil.copy(single / "model.safetensors", path / "model.safetensors")
+    config = json.loads((path / "config.json").read_text())
+    config["text_config"]["intermediate_size"] += 8
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"shape mismatch for model\.layers\.0\.mlp\.\w+_proj\.weight"):
+        Qwen2VL.from_pretrained(path)
+
+
+def test_missing_tensor_is_named(tmp_path, single):
+    path = tmp_path / "partial"
+    _copy_metadata(single, path)
+    with safe_open(str(single / "model.safetensors"), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys() if k != "model.norm.weight"}
+    save_file(tensors, str(path / "model.safetensors"))
+    with pytest.raises(ValueError, match="missing.*model.norm.weight"):
+        Qwen2VL.from_pretrained(path)
+
+
+# --- real sizes on the meta device -------------------------------------------------------------
+def _hub_config(hidden, intermediate, layers, heads, kv, vocab, tied) -> dict:
+    """config.json as published for Qwen/Qwen2-VL-*-Instruct (hub layout)."""
+    return {
+        "architectures": ["Qwen2VLForConditionalGeneration"],
+        "model_type": "qwen2_vl",
+        "bos_token_id": 151643, "eos_token_id": 151645,
+        "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+        "vision_token_id": 151654, "image_token_id": 151655, "video_token_id": 151656,
+        "hidden_act": "silu", "hidden_size": hidden, "intermediate_size": intermediate,
+        "max_position_embeddings": 32768, "max_window_layers": layers,
+        "num_attention_heads": heads, "num_hidden_layers": layers, "num_key_value_heads": kv,
+        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "sliding_window": 32768,
+        "tie_word_embeddings": tied, "torch_dtype": "bfloat16", "use_cache": True,
+        "use_sliding_window": False, "vocab_size": vocab,
+        "vision_config": {
+            "depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
+            "hidden_size": hidden, "patch_size": 14, "spatial_merge_size": 2,
+            "spatial_patch_size": 14, "temporal_patch_size": 2,
+        },
+        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+    }  # fmt: skip
+
+
+REAL = {
+    "2B": _hub_config(1536, 8960, 28, 12, 2, 151936, True),
+    "7B": _hub_config(3584, 18944, 28, 28, 4, 152064, False),
+    "72B": _hub_config(8192, 29568, 80, 64, 8, 152064, False),
+}
+
+
+def _ours_on_meta(raw: dict) -> dict[str, int]:
+    with torch.device("meta"):
+        return Qwen2VL(Qwen2VLConfig.from_dict(raw)).parameter_counts()
+
+
+@pytest.mark.parametrize("size", REAL, ids=list(REAL))
+def test_real_sizes_match_transformers_on_meta(size):
+    from transformers import Qwen2VLConfig as HFConfig
+    from transformers import Qwen2VLForConditionalGeneration
+
+    counts = _ours_on_meta(REAL[size])
+    with torch.device("meta"):
+        ref = Qwen2VLForConditionalGeneration(HFConfig(**REAL[size]))
+    assert counts["total"] == sum(p.numel() for p in ref.parameters())  # shared params once
+    assert counts["visual"] == sum(p.numel() for p in ref.model.visual.parameters())
+    assert counts["language_model"] == sum(p.numel() for p in ref.model.language_model.parameters())
+
+
+def test_real_7b_exact_counts():
+    counts = _ours_on_meta(REAL["7B"])
+    assert counts == {
+        "visual": 675_759_104,
+        "language_model": 7_070_619_136,
+        "lm_head": 544_997_376,
+        "total": 8_291_375_616,
+    }
+
+
+def test_real_2b_is_tied_and_about_2_2b():
+    counts = _ours_on_meta(REAL["2B"])
+    assert counts["lm_head"] == 0
+    assert 2.20e9 < counts["total"] < 2.22e9
+
+
+def test_nested_transformers5_config_loads_like_hub_layout(single):
+    nested = json.loads((single / "config.json").read_text())
+    assert "text_config" in nested
+    cfg = Qwen2VLConfig.from_dict(nested)
+    flat = {k: v for k, v in nested.items() if k != "text_config"}
+    text = dict(nested["text_config"])
+    rope = text.pop("rope_parameters")
+    text.pop("model_type")
+    flat.update(text, rope_theta=rope["rope_theta"],
+                rope_scaling={"type": "mrope", "mrope_section": rope["mrope_section"]})  # fmt: skip
+    assert Qwen2VLConfig.from_dict(flat) == cfg
