@@ -1,0 +1,158 @@
+"""VirtualPhone: the whole phone (ADB endpoint, shell, tools, screen, apps) on one event loop.
+
+Everything runs on a private asyncio loop in a background thread, so Playwright's page is only
+ever touched from that one thread. Use it as a context manager::
+
+    with VirtualPhone(port=0) as phone:      # port 0 picks a free port
+        print(phone.serial)                  # "127.0.0.1:PORT", for `adb connect`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from envs.virtual_phone.apps import APPS_DIR, load_apps
+from envs.virtual_phone.control import ControlServer, install_tools, shell_environment
+from envs.virtual_phone.screen import Screen
+from envs.virtual_phone.services import DENSITY, Phone
+from envs.virtual_phone.transport import AdbServer
+
+T = TypeVar("T")
+
+
+def device_properties(port: int) -> dict[str, str]:
+    return {
+        "ro.product.name": "vphone",
+        "ro.product.model": "vlagent_virtual_phone",
+        "ro.product.device": "vphone",
+        "ro.product.manufacturer": "vlagent",
+        "ro.product.brand": "vlagent",
+        "ro.build.version.release": "14",
+        "ro.build.version.sdk": "34",
+        "ro.serialno": f"vphone-{port}",
+        "ro.sf.lcd_density": str(DENSITY),
+    }
+
+
+class VirtualPhone:
+    """A phone that ``adb connect 127.0.0.1:PORT`` accepts; stop it with ``stop()``."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", adb_keyboard: bool = True,
+                 apps_dir: Path = APPS_DIR, start_timeout_s: float = 60.0) -> None:
+        self.host, self.port = host, port
+        self.adb_keyboard = adb_keyboard
+        self.apps_dir = apps_dir
+        self.start_timeout_s = start_timeout_s
+        self.phone: Phone | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+        self._adb: AdbServer | None = None
+
+    @property
+    def serial(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        """How many adb hosts are connected right now."""
+        return len(self._adb.transports) if self._adb else 0
+
+    def start(self) -> "VirtualPhone":
+        self._thread = threading.Thread(target=self._run, name=f"vphone-{self.port}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(self.start_timeout_s):
+            self.stop()
+            raise RuntimeError(f"the virtual phone did not start within {self.start_timeout_s}s")
+        if self._error is not None:
+            self._thread.join(10)
+            raise RuntimeError(f"the virtual phone failed to start: {self._error}") from self._error
+        return self
+
+    def stop(self) -> None:
+        """Drop every adb connection, close the browser and end the thread. Safe to call twice."""
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def call(self, fn: Callable[[Phone], Awaitable[T]], timeout_s: float = 30.0) -> T:
+        """Run ``fn(phone)`` on the phone's loop from any thread and return its result."""
+        if self._loop is None or self.phone is None:
+            raise RuntimeError("the virtual phone is not running")
+        phone = self.phone
+        return asyncio.run_coroutine_threadsafe(fn(phone), self._loop).result(timeout_s)
+
+    def foreground(self) -> str:
+        return self.call(lambda phone: _async(phone.current_app().package))
+
+    def __enter__(self) -> "VirtualPhone":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the phone's thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported to start()
+            self._error = exc
+        finally:
+            self._ready.set()
+            self._loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        home = Path(tempfile.mkdtemp(prefix="vphone-"))
+        screen = Screen(self.apps_dir)
+        control: ControlServer | None = None
+        try:
+            apps = load_apps(self.apps_dir)
+            token = secrets.token_hex(16)
+            install_tools(home / "bin")
+            (home / "sdcard").mkdir()
+            self.phone = phone = Phone(screen, apps, {}, adb_keyboard=self.adb_keyboard)
+            await screen.start(phone.on_state)
+            await phone.home()
+            control = ControlServer(phone, token)
+            control_port = await control.start()
+            env = shell_environment(home / "bin", home / "sdcard", control_port, token)
+
+            async def spawn(command: str) -> asyncio.subprocess.Process:
+                return await asyncio.create_subprocess_exec(
+                    "/bin/sh", "-c", command, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                    env=env, cwd=home / "sdcard",
+                )
+
+            self._adb = AdbServer(spawn, {}, features=[])
+            self.port = await self._adb.start(self.host, self.port)
+            phone.properties.update(device_properties(self.port))
+            self._adb.properties.update(
+                {k: phone.properties[k] for k in
+                 ("ro.product.name", "ro.product.model", "ro.product.device")}
+            )
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            if self._adb is not None:
+                await self._adb.stop()
+            if control is not None:
+                await control.stop()
+            await screen.close()
+            shutil.rmtree(home, ignore_errors=True)
+
+
+async def _async(value: Any) -> Any:
+    return value

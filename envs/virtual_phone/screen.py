@@ -1,0 +1,161 @@
+"""The phone's screen: one headless chromium page (Playwright's async API, on the phone's loop).
+
+A 360x800 CSS viewport at device scale factor 3 gives 1080x2400 physical pixels. Coordinates
+arrive in physical pixels, as on a device, and are divided by the scale for the mouse. Apps are
+served from ``ORIGIN`` out of ``tasks/apps``; every other request is aborted, so the phone never
+touches the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from envs.chromium import launch_chromium
+from envs.virtual_phone.apps import APPS_DIR, ORIGIN
+
+WIDTH, HEIGHT, SCALE = 360, 800, 3
+PHYSICAL = (WIDTH * SCALE, HEIGHT * SCALE)
+
+#: Collects the visible text and interactive elements for ``uiautomator dump`` (CSS pixels).
+_HIERARCHY_JS = """() => {
+  const interactive = (el) => el.matches(
+    'a[href], button, input, textarea, select, [role=button], [role=switch], [onclick], [tabindex]');
+  const visible = (el, r) => {
+    if (r.width <= 0 || r.height <= 0) return false;
+    if (r.bottom <= 0 || r.right <= 0 || r.top >= innerHeight || r.left >= innerWidth) return false;
+    const s = getComputedStyle(el);
+    return s.visibility !== 'hidden' && s.display !== 'none' && s.opacity !== '0';
+  };
+  const nodes = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    if (['SCRIPT', 'STYLE', 'OPTION'].includes(el.tagName)) continue;
+    const r = el.getBoundingClientRect();
+    if (!visible(el, r)) continue;
+    const isInteractive = interactive(el);
+    if (!isInteractive && el.parentElement.closest(
+      'a[href], button, [role=button], [role=switch], [onclick]')) continue;
+    let text;
+    if (el.matches('input, textarea')) text = el.type === 'checkbox' ? '' : el.value;
+    else if (isInteractive) text = el.innerText.trim();
+    else text = [...el.childNodes].filter((n) => n.nodeType === 3)
+      .map((n) => n.textContent).join('').trim();
+    if (!isInteractive && !text) continue;
+    const checkable = el.matches('input[type=checkbox], [role=switch]');
+    let cls = 'android.widget.TextView';
+    if (checkable) cls = 'android.widget.Switch';
+    else if (el.matches('input, textarea')) cls = 'android.widget.EditText';
+    else if (isInteractive) cls = 'android.widget.Button';
+    nodes.push({
+      text, cls, checkable,
+      id: el.id || '',
+      desc: el.getAttribute('aria-label') || '',
+      clickable: isInteractive,
+      checked: checkable && (el.checked === true || el.getAttribute('aria-checked') === 'true'),
+      focused: document.activeElement === el,
+      password: el.type === 'password',
+      bounds: [Math.max(0, r.left), Math.max(0, r.top),
+               Math.min(innerWidth, r.right), Math.min(innerHeight, r.bottom)],
+    });
+  }
+  return nodes;
+}"""
+
+
+class Screen:
+    """The chromium page and the gestures on it; every method runs on the phone's event loop."""
+
+    def __init__(self, apps_dir: Path = APPS_DIR) -> None:
+        self.apps_dir = apps_dir
+        self._playwright: Any = None
+        self._browser: Any = None
+        self.page: Any = None
+
+    async def start(self, on_state: Callable[[str, str, Any], Any]) -> None:
+        """Launch chromium; ``on_state(url, op, value)`` answers the apps' ``vphoneState`` calls."""
+        from playwright.async_api import async_playwright
+
+        self._playwright = await async_playwright().start()
+        self._browser = await launch_chromium(self._playwright)
+        context = await self._browser.new_context(
+            viewport={"width": WIDTH, "height": HEIGHT}, device_scale_factor=SCALE,
+        )
+        await context.route("**/*", self._serve)
+        await context.expose_binding(
+            "vphoneState", lambda source, op, value=None: on_state(source["frame"].url, op, value)
+        )
+        self.page = await context.new_page()
+
+    async def close(self) -> None:
+        for closer in (lambda: self._browser.close(), lambda: self._playwright.stop()):
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - already gone is fine when closing
+                pass
+
+    async def _serve(self, route: Any, request: Any) -> None:
+        url = request.url.split("#", 1)[0].split("?", 1)[0]
+        if not url.startswith(ORIGIN + "/"):
+            await route.abort("blockedbyclient")
+            return
+        path = (self.apps_dir / url[len(ORIGIN) + 1:]).resolve()
+        if not path.is_file() or not path.is_relative_to(self.apps_dir.resolve()):
+            await route.fulfill(status=404, body="not found")
+            return
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        await route.fulfill(status=200, body=path.read_bytes(), content_type=content_type)
+
+    # -- navigation and state ---------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.page.url
+
+    async def goto(self, url: str) -> None:
+        await self.page.goto(url, wait_until="load")
+
+    async def evaluate(self, script: str, arg: Any = None) -> Any:
+        """Evaluate in the page, retrying while a navigation replaces the document."""
+        for attempt in range(50):
+            try:
+                await self.page.wait_for_load_state("load")
+                return await self.page.evaluate(script, arg)
+            except Exception as exc:  # noqa: BLE001 - only navigation races are retried
+                if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                    raise
+                await asyncio.sleep(0.02 * (attempt + 1))
+        raise RuntimeError("the page kept navigating")
+
+    async def hierarchy(self) -> list[dict[str, Any]]:
+        return await self.evaluate(_HIERARCHY_JS)
+
+    # -- capture ------------------------------------------------------------------------------
+    async def png(self) -> bytes:
+        return await self.page.screenshot(type="png")
+
+    # -- gestures (physical pixels) -----------------------------------------------------------
+    async def tap(self, x: float, y: float) -> None:
+        await self.page.mouse.click(x / SCALE, y / SCALE)
+
+    async def press_hold(self, x: float, y: float, duration_s: float) -> None:
+        mouse = self.page.mouse
+        await mouse.move(x / SCALE, y / SCALE)
+        await mouse.down()
+        await asyncio.sleep(duration_s)  # the gesture's own length, as the command asked
+        await mouse.up()
+
+    async def scroll(self, x: float, y: float, dx: float, dy: float) -> None:
+        """Scroll the content under (x, y) by (dx, dy) physical pixels."""
+        await self.page.mouse.move(x / SCALE, y / SCALE)
+        await self.page.mouse.wheel(dx / SCALE, dy / SCALE)
+
+    async def type_keys(self, text: str) -> None:
+        await self.page.keyboard.type(text)
+
+    async def insert_text(self, text: str) -> None:
+        await self.page.keyboard.insert_text(text)
+
+    async def press(self, key: str) -> None:
+        await self.page.keyboard.press(key)

@@ -1,0 +1,409 @@
+"""What the phone's shell tools do: ``input``, ``screencap``, ``am``, ``uiautomator`` and the rest.
+
+Each tool on the phone's PATH forwards its argv here (see control.py); ``Phone.run`` returns the
+exit code and output a real device would give, as closely as the tools' common uses need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from PIL import Image
+
+from envs.virtual_phone.apps import LAUNCHER, App, app_for_url
+from envs.virtual_phone.keycodes import PAGE_KEYS, key_name
+from envs.virtual_phone.screen import PHYSICAL, SCALE, Screen
+
+ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
+LATIN_IME = "com.vlagent.keyboard/.LatinIME"
+DENSITY = 480
+#: Swipes shorter than this (physical px) are presses, like Android's touch slop.
+TOUCH_SLOP = 24
+
+
+@dataclass
+class Result:
+    code: int = 0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    #: When set, the tool writes ``stdout`` to this path (relative to its cwd) instead.
+    file: str | None = None
+    #: Printed after writing ``file``.
+    message: bytes = b""
+
+
+def ok(text: str = "") -> Result:
+    return Result(0, text.encode())
+
+
+def fail(text: str, code: int = 1) -> Result:
+    return Result(code, b"", (text.rstrip("\n") + "\n").encode())
+
+
+class UsageError(Exception):
+    """Bad arguments to a tool; becomes its stderr and exit code 1."""
+
+
+class Phone:
+    """The device's behaviour behind its tools: apps, their state, input, screen and IMEs."""
+
+    def __init__(self, screen: Screen, apps: dict[str, App], properties: dict[str, str],
+                 adb_keyboard: bool = True) -> None:
+        self.screen = screen
+        self.apps = apps
+        self.properties = properties
+        self.states: dict[str, dict[str, Any]] = {p: a.fresh_state() for p, a in apps.items()}
+        self.imes = [LATIN_IME] + ([ADB_KEYBOARD] if adb_keyboard else [])
+        self.current_ime = ADB_KEYBOARD if adb_keyboard else LATIN_IME
+        # One gesture or navigation at a time, as on a device's input queue.
+        self._lock = asyncio.Lock()
+
+    # -- app model ----------------------------------------------------------------------------
+    def current_app(self) -> App:
+        return app_for_url(self.apps, self.screen.url) or self.apps[LAUNCHER]
+
+    async def launch(self, package: str) -> None:
+        await self.screen.goto(self.apps[package].url)
+
+    async def home(self) -> None:
+        await self.launch(LAUNCHER)
+
+    async def back(self) -> None:
+        """Back within the app's own page stack first, then out to the launcher."""
+        handled = await self.screen.evaluate(
+            "() => typeof window.vphoneBack === 'function' ? !!window.vphoneBack() : false"
+        )
+        if not handled and self.current_app().package != LAUNCHER:
+            await self.home()
+
+    def on_state(self, url: str, op: str, value: Any) -> Any:
+        """The apps' ``vphoneState('get' | 'set', value)`` binding: each app sees only its own."""
+        app = app_for_url(self.apps, url)
+        if app is None:
+            return None
+        if op == "set":
+            self.states[app.package] = value
+            return None
+        return self.states[app.package]
+
+    async def reset(self, package: str | None = None) -> None:
+        for app in self.apps.values():
+            if package is None or app.package == package:
+                self.states[app.package] = app.fresh_state()
+        await self.home()
+
+    def resolve(self, package: str) -> App:
+        if package not in self.apps:
+            raise UsageError(f"Unknown package: {package}")
+        return self.apps[package]
+
+    # -- dispatch -----------------------------------------------------------------------------
+    async def run(self, argv: list[str]) -> Result:
+        if not argv:
+            return fail("no command")
+        handler = getattr(self, "cmd_" + argv[0], None)
+        if handler is None:
+            return fail(f"{argv[0]}: inaccessible or not found", 127)
+        try:
+            async with self._lock:
+                return await handler(argv[1:])
+        except UsageError as exc:
+            return fail(f"{argv[0]}: {exc}")
+
+    # -- tools --------------------------------------------------------------------------------
+    async def cmd_input(self, args: list[str]) -> Result:
+        sources = {"touchscreen", "touchpad", "mouse", "keyboard", "dpad", "gamepad", "stylus",
+                   "trackball", "joystick", "touchnavigation", "gamepad"}
+        if args and args[0] in sources:
+            args = args[1:]
+        if not args:
+            raise UsageError("usage: input [source] tap|swipe|text|keyevent ...")
+        verb, rest = args[0], args[1:]
+        if verb == "tap":
+            x, y = _numbers(rest, 2, "tap X Y")
+            await self.screen.tap(x, y)
+        elif verb in ("swipe", "draganddrop"):
+            if len(rest) not in (4, 5):
+                raise UsageError(f"usage: input {verb} X1 Y1 X2 Y2 [DURATION_MS]")
+            x1, y1, x2, y2, *duration = _numbers(rest, len(rest), "swipe")
+            await self._swipe(x1, y1, x2, y2, (duration or [300])[0] / 1000)
+        elif verb == "text":
+            if not rest:
+                raise UsageError("usage: input text <string>")
+            await self._input_text(rest[0])
+        elif verb == "keyevent":
+            codes = [a for a in rest if a not in ("--longpress", "--doubletap")]
+            if not codes:
+                raise UsageError("usage: input keyevent [--longpress] KEYCODE ...")
+            for code in codes:
+                try:
+                    await self._key(key_name(code))
+                except ValueError as exc:
+                    raise UsageError(str(exc)) from None
+        else:
+            raise UsageError(f"unknown command '{verb}'")
+        return ok()
+
+    async def _swipe(self, x1: float, y1: float, x2: float, y2: float, seconds: float) -> None:
+        if abs(x2 - x1) < TOUCH_SLOP and abs(y2 - y1) < TOUCH_SLOP:
+            await self.screen.press_hold(x1, y1, seconds)
+        else:
+            # A finger moving up drags the content up: the page scrolls down.
+            await self.screen.scroll(x1, y1, x1 - x2, y1 - y2)
+
+    async def _input_text(self, text: str) -> None:
+        # Android's `input text` turns "%s" into a space and can type only what its key map has.
+        typed = _android_input_text(text)
+        bad = sorted({c for c in typed if not (" " <= c <= "~")})
+        if bad:
+            raise UsageError(
+                f"cannot type {''.join(bad)!r} with the key map; use an IME (ADBKeyboard)"
+            )
+        await self.screen.type_keys(typed)
+
+    async def _key(self, name: str) -> None:
+        if name == "HOME":
+            await self.home()
+        elif name == "BACK":
+            await self.back()
+        elif name in PAGE_KEYS:
+            await self.screen.press(PAGE_KEYS[name])
+        # Power, volume, menu and the like change nothing on this phone.
+
+    async def cmd_screencap(self, args: list[str]) -> Result:
+        png = "-p" in args
+        files = [a for a in args if not a.startswith("-") and not a.isdigit()]
+        path = files[0] if files else None
+        if path and path.endswith(".png"):
+            png = True
+        data = await self.screen.png()
+        if not png:
+            image = Image.open(io.BytesIO(data)).convert("RGBA")
+            # width, height, PIXEL_FORMAT_RGBA_8888, dataspace sRGB (the 16-byte header of API 28+)
+            data = struct.pack("<4I", image.width, image.height, 1, 1) + image.tobytes()
+        return Result(0, data, file=path)
+
+    async def cmd_wm(self, args: list[str]) -> Result:
+        if args == ["size"]:
+            return ok(f"Physical size: {PHYSICAL[0]}x{PHYSICAL[1]}\n")
+        if args == ["density"]:
+            return ok(f"Physical density: {DENSITY}\n")
+        raise UsageError("only `wm size` and `wm density` are supported (the screen is fixed)")
+
+    async def cmd_am(self, args: list[str]) -> Result:
+        if not args:
+            raise UsageError("usage: am start|broadcast|force-stop ...")
+        verb, opts = args[0], _intent_options(args[1:])
+        if verb in ("start", "start-activity"):
+            component = opts.get("-n") or (opts["positional"][0] if opts["positional"] else "")
+            package = component.split("/", 1)[0]
+            if package not in self.apps:
+                return fail(f"Error: Activity class {{{component}}} does not exist.")
+            await self.launch(package)
+            return ok(f"Starting: Intent {{ cmp={self.apps[package].component} }}\n")
+        if verb == "broadcast":
+            await self._broadcast(opts.get("-a", ""), opts["extras"])
+            action = opts.get("-a", "")
+            return ok(f"Broadcasting: Intent {{ act={action} flg=0x400000 (has extras) }}\n"
+                      "Broadcast completed: result=0\n")
+        if verb == "force-stop":
+            package = args[1] if len(args) > 1 else ""
+            if self.current_app().package == package and package != LAUNCHER:
+                await self.home()
+            return ok()
+        raise UsageError(f"unknown command '{verb}'")
+
+    async def _broadcast(self, action: str, extras: dict[str, str]) -> None:
+        # As on a device, nobody hears ADBKeyboard's broadcasts unless it is the active IME.
+        if self.current_ime != ADB_KEYBOARD:
+            return
+        if action == "ADB_INPUT_TEXT":
+            await self.screen.insert_text(extras.get("msg", ""))
+        elif action == "ADB_INPUT_B64":
+            raw = extras.get("msg", "")
+            try:
+                text = base64.b64decode(raw, validate=True).decode("utf-8")
+            except ValueError:
+                return  # ADBKeyboard ignores what it cannot decode
+            await self.screen.insert_text(text)
+        elif action == "ADB_CLEAR_TEXT":
+            await self.screen.evaluate(_CLEAR_FOCUSED)
+        elif action == "ADB_INPUT_CODE" and extras.get("code", "").isdigit():
+            await self._key(key_name(extras["code"]))
+
+    async def cmd_monkey(self, args: list[str]) -> Result:
+        opts = _intent_options(args)
+        package = opts.get("-p", "")
+        if package not in self.apps:
+            return Result(252, b"** No activities found to run, monkey aborted.\n")
+        await self.launch(package)
+        return ok("Events injected: 1\n")
+
+    async def cmd_pm(self, args: list[str]) -> Result:
+        if args[:2] == ["list", "packages"]:
+            filters = [a for a in args[2:] if not a.startswith("-")]
+            packages = [p for p in sorted(self.apps) if not filters or filters[0] in p]
+            return ok("".join(f"package:{p}\n" for p in packages))
+        if len(args) == 2 and args[0] == "clear":
+            self.resolve(args[1])
+            self.states[args[1]] = self.apps[args[1]].fresh_state()
+            return ok("Success\n")
+        if len(args) == 2 and args[0] == "path":
+            self.resolve(args[1])
+            return ok(f"package:/data/app/{args[1]}/base.apk\n")
+        raise UsageError("supported: pm list packages [FILTER], pm clear PKG, pm path PKG")
+
+    async def cmd_dumpsys(self, args: list[str]) -> Result:
+        service = args[0] if args else ""
+        app = self.current_app()
+        window = f"Window{{4f2a1c0 u0 {app.component}}}"
+        if service == "window":
+            return ok(f"WINDOW MANAGER WINDOWS (dumpsys window windows)\n"
+                      f"  mCurrentFocus={window}\n"
+                      f"  mFocusedApp=ActivityRecord{{8e1d2f7 u0 {app.component} t1}}\n")
+        if service == "activity":
+            return ok(f"  mResumedActivity: ActivityRecord{{8e1d2f7 u0 {app.component} t1}}\n")
+        if service == "display":
+            w, h = PHYSICAL
+            return ok(f"  mViewports=[DisplayViewport{{type=INTERNAL, valid=true, displayId=0, "
+                      f"orientation=0, logicalFrame=Rect(0, 0 - {w}, {h})}}]\n")
+        if service == "input_method":
+            return ok(f"  mCurMethodId={self.current_ime}\n")
+        return ok()
+
+    async def cmd_getprop(self, args: list[str]) -> Result:
+        if args:
+            return ok(self.properties.get(args[0], "") + "\n")
+        return ok("".join(f"[{k}]: [{v}]\n" for k, v in sorted(self.properties.items())))
+
+    async def cmd_ime(self, args: list[str]) -> Result:
+        if args[:1] == ["list"]:
+            if "-s" in args:
+                return ok("".join(f"{ime}\n" for ime in self.imes))
+            return ok("".join(f"{ime}:\n  mId={ime}\n" for ime in self.imes))
+        if len(args) == 2 and args[0] == "set":
+            if args[1] not in self.imes:
+                return fail(f"Unknown input method {args[1]} cannot be selected for user #0")
+            self.current_ime = args[1]
+            return ok(f"Input method {args[1]} selected for user #0\n")
+        if len(args) == 2 and args[0] in ("enable", "disable"):
+            if args[1] not in self.imes:
+                return fail(f"Unknown input method {args[1]} cannot be enabled for user #0")
+            return ok(f"Input method {args[1]}: already {args[0]}d for user #0\n")
+        raise UsageError("supported: ime list [-s], ime set ID, ime enable|disable ID")
+
+    async def cmd_uiautomator(self, args: list[str]) -> Result:
+        if not args or args[0] != "dump":
+            raise UsageError("supported: uiautomator dump [--compressed] [FILE]")
+        files = [a for a in args[1:] if not a.startswith("-")]
+        path = files[0] if files else "window_dump.xml"
+        xml = hierarchy_xml(await self.screen.hierarchy(), self.current_app().package)
+        note = f"UI hierchary dumped to: {path}\n".encode()  # sic: Android's own spelling
+        if path == "/dev/tty":
+            return ok(xml + "\n" + note.decode())
+        return Result(0, xml.encode(), file=path, message=note)
+
+    async def cmd_vphone(self, args: list[str]) -> Result:
+        if args[:1] == ["state"] and len(args) <= 2:
+            await self.screen.evaluate("() => 0")  # let state updates already sent arrive
+            if len(args) == 2:
+                return ok(json.dumps(self.states[self.resolve(args[1]).package]) + "\n")
+            return ok(json.dumps(self.states) + "\n")
+        if args[:1] == ["reset"] and len(args) <= 2:
+            if len(args) == 2:
+                self.resolve(args[1])
+            await self.reset(args[1] if len(args) == 2 else None)
+            return ok()
+        if args == ["apps"]:
+            return ok("".join(f"{a.package}\t{a.label}\n" for a in self.apps.values()))
+        raise UsageError("usage: vphone state [PACKAGE] | vphone reset [PACKAGE] | vphone apps")
+
+
+_CLEAR_FOCUSED = """() => {
+  const el = document.activeElement;
+  if (el && 'value' in el) {
+    el.value = '';
+    el.dispatchEvent(new Event('input', {bubbles: true}));
+  }
+}"""
+
+
+def _android_input_text(text: str) -> str:
+    """Android's rule (Input.sendText): "%s" becomes a space; every other "%" stays."""
+    out, escape = [], False
+    for c in text:
+        if escape and c == "s":
+            out[-1] = " "
+            escape = False
+            continue
+        escape = c == "%"
+        out.append(c)
+    return "".join(out)
+
+
+def _numbers(args: list[str], count: int, usage: str) -> list[float]:
+    if len(args) != count:
+        raise UsageError(f"usage: input {usage}")
+    try:
+        return [float(a) for a in args]
+    except ValueError:
+        raise UsageError(f"not a number in {' '.join(args)}") from None
+
+
+def _intent_options(args: list[str]) -> dict[str, Any]:
+    """The am/monkey options we use: -n -a -c -d -p, --es/--ei extras, then positionals."""
+    opts: dict[str, Any] = {"extras": {}, "positional": []}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--es", "--ei", "--ez", "-e") and i + 2 < len(args):
+            opts["extras"][args[i + 1]] = args[i + 2]
+            i += 3
+        elif arg in ("-n", "-a", "-c", "-d", "-p", "-t", "--throttle", "--user") and i + 1 < len(args):
+            opts[arg] = args[i + 1]
+            i += 2
+        elif arg.startswith("-"):
+            i += 1  # flags such as -W, -S, -v
+        else:
+            opts["positional"].append(arg)
+            i += 1
+    return opts
+
+
+def hierarchy_xml(nodes: list[dict[str, Any]], package: str) -> str:
+    """An Android-style hierarchy: a full-screen root holding the visible elements."""
+    w, h = PHYSICAL
+
+    def flag(value: bool) -> str:
+        return "true" if value else "false"
+
+    parts = [
+        "<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>",
+        '<hierarchy rotation="0">',
+        f'<node index="0" text="" resource-id="" class="android.widget.FrameLayout" '
+        f'package="{package}" content-desc="" checkable="false" checked="false" '
+        f'clickable="false" enabled="true" focusable="false" focused="false" '
+        f'scrollable="false" long-clickable="false" password="false" selected="false" '
+        f'bounds="[0,0][{w},{h}]">',
+    ]
+    for index, node in enumerate(nodes):
+        x1, y1, x2, y2 = (round(v * SCALE) for v in node["bounds"])
+        parts.append(
+            f'<node index="{index}" text={quoteattr(node["text"])} '
+            f'resource-id={quoteattr(node["id"])} class="{node["cls"]}" package="{package}" '
+            f'content-desc={quoteattr(node["desc"])} checkable="{flag(node["checkable"])}" '
+            f'checked="{flag(node["checked"])}" clickable="{flag(node["clickable"])}" '
+            f'enabled="true" focusable="{flag(node["clickable"])}" '
+            f'focused="{flag(node["focused"])}" scrollable="false" long-clickable="false" '
+            f'password="{flag(node["password"])}" selected="false" '
+            f'bounds="[{x1},{y1}][{x2},{y2}]" />'
+        )
+    parts.append("</node></hierarchy>")
+    return "".join(parts)

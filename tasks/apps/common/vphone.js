@@ -1,0 +1,49 @@
+// Shared by the bundled apps: state kept by the phone (so `vphone state PKG` can read it) and an
+// in-app page stack that the phone's Back key walks before leaving the app.
+const VPhone = {
+  stack: [],
+
+  // The app's saved state, or a copy of `defaults` when the phone has none.
+  async load(defaults) {
+    const saved = window.vphoneState ? await window.vphoneState('get') : null;
+    return saved || JSON.parse(JSON.stringify(defaults || {}));
+  },
+
+  save(state) {
+    if (window.vphoneState) window.vphoneState('set', state);
+  },
+
+  // Show the <section class="page"> with this id; remember the current one for Back.
+  go(id) {
+    const current = document.querySelector('.page.active');
+    if (current) this.stack.push(current.id);
+    this.show(id);
+  },
+
+  show(id) {
+    for (const page of document.querySelectorAll('.page')) {
+      page.classList.toggle('active', page.id === id);
+    }
+    window.scrollTo(0, 0);
+    const hook = window.onPageShown;
+    if (hook) hook(id);
+  },
+
+  // Back within the app: true when handled, false when the phone should leave the app.
+  back() {
+    if (!this.stack.length) return false;
+    this.show(this.stack.pop());
+    return true;
+  },
+
+  el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  },
+};
+window.vphoneBack = () => VPhone.back();
