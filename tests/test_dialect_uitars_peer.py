@@ -17,11 +17,10 @@ import json
 from pathlib import Path
 
 import pytest
+import ui_tars.action_parser  # the peer: a test-only dependency (the [test] extra)
 
-ui_tars = pytest.importorskip("ui_tars.action_parser")  # test-only dependency (the [test] extra)
-
-from actions.dialects import ParseError, Screen, get_dialect  # noqa: E402
-from actions.types import DESKTOP_KINDS, PHONE_KINDS  # noqa: E402
+from actions.dialects import ParseError, Screen, get_dialect
+from actions.types import DESKTOP_KINDS, PHONE_KINDS
 
 CORPUS = [
     json.loads(line)
@@ -43,7 +42,7 @@ PEER_KIND = {
 
 
 def test_peer_signature_is_the_one_we_call():
-    params = inspect.signature(ui_tars.parse_action_to_structure_output).parameters
+    params = inspect.signature(ui_tars.action_parser.parse_action_to_structure_output).parameters
     assert list(params)[:5] == [
         "text", "factor", "origin_resized_height", "origin_resized_width", "model_type"
     ]
@@ -62,7 +61,8 @@ def test_corpus_covers_every_action_and_form():
 def _peer(row: dict) -> list[dict]:
     w, h = row["screen"]
     text = row["text"].replace("<|box_start|>", "").replace("<|box_end|>", "")
-    return ui_tars.parse_action_to_structure_output(text, 1000, h, w, model_type="qwen2vl")
+    peer = ui_tars.action_parser.parse_action_to_structure_output
+    return peer(text, 1000, h, w, model_type="qwen2vl")
 
 
 def _centre(value: str, w: int, h: int) -> tuple[float, float]:
@@ -70,7 +70,9 @@ def _centre(value: str, w: int, h: int) -> tuple[float, float]:
     return (x1 + x2) / 2 * w, (y1 + y2) / 2 * h
 
 
-@pytest.mark.parametrize("row", [r for r in CORPUS if r["id"] not in DISAGREE], ids=lambda r: r["id"])
+@pytest.mark.parametrize(
+    "row", [r for r in CORPUS if r["id"] not in DISAGREE], ids=lambda r: r["id"]
+)
 def test_we_agree_with_the_ui_tars_package(row):
     w, h = row["screen"]
     mobile = row["device"] == "phone"
