@@ -1,0 +1,81 @@
+"""The trajectory viewer, rendered in real chromium: every step shows, actions sit where they hit."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from actions.dialects import get_dialect
+from agent.loop import Agent
+from agent.recorder import Recorder
+from agent.viewer import write_view
+from tests.agent_fakes import FakePhone, ListPolicy
+from tests.conftest import require_tool
+
+REPLIES = [
+    'Open the app.\n*FUNCTION*: Tap *ARGS*: {"point": (500, 250)}',
+    '*FUNCTION*: Swipe *ARGS*: {"start": (500, 800), "end": (500, 200)}',
+    "this is not an action <script>alert(1)</script>",
+    '*FUNCTION*: Type *ARGS*: {"text": "Ada <Lovelace> & co"}',
+    '*FUNCTION*: Terminate *ARGS*: {"status": "success"}',
+]
+
+
+@pytest.fixture
+def trajectory(tmp_path):
+    env = FakePhone()
+    agent = Agent(env, ListPolicy(REPLIES), get_dialect("qwen2vl", env.action_kinds),
+                  recorder=Recorder(tmp_path / "traj"))
+    assert agent.run("Book a flight").status == "success"
+    return tmp_path / "traj"
+
+
+def test_page_renders_every_step_in_chromium(trajectory, tmp_path):
+    require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    from envs.chromium import launch_chromium
+
+    # Self-contained: the page still shows everything once the trajectory is gone.
+    (tmp_path / "elsewhere").mkdir()
+    page_file = write_view(trajectory, tmp_path / "elsewhere" / "view.html")
+    shutil.rmtree(trajectory)
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_file.as_uri())
+        page.wait_for_function("[...document.images].every(i => i.complete)")
+        assert page.locator("section.step").count() == len(REPLIES)
+        assert page.evaluate(
+            "[...document.images].filter(i => i.naturalWidth > 0).length") == len(REPLIES)
+        text = page.inner_text("main")
+        assert "Open the app." in text  # the thought
+        assert "Ada <Lovelace> & co" in page.inner_text("#step-3")  # escaped, shown as text
+        assert "parse error" in page.inner_text("#step-2")
+        # The reply's markup is text, not markup: no script element made it into the page.
+        assert page.evaluate("document.querySelectorAll('script').length") == 0 and not errors
+        assert page.locator("#step-2 pre.raw").text_content().startswith("this is not an action")
+
+        # The tap ring sits at (540, 600) of the 1080x2400 screenshot: half across, a quarter down.
+        img = page.locator("#step-0 img").bounding_box()
+        ring = page.locator("#step-0 circle.mark.tap").bounding_box()
+        cx, cy = ring["x"] + ring["width"] / 2, ring["y"] + ring["height"] / 2
+        assert abs(cx - (img["x"] + img["width"] * 0.5)) < 2
+        assert abs(cy - (img["y"] + img["height"] * 0.25)) < 2
+        assert page.locator("#step-1 line.mark.swipe").count() == 1
+        assert "Ada <Lovelace> & co" in page.locator("#step-3 svg text").text_content()
+        assert "terminate: success" in page.locator("#step-4 svg text").text_content()
+        assert "success" in page.inner_text("header")
+        browser.close()
+
+
+def test_view_of_an_empty_trajectory(tmp_path):
+    recorder = Recorder(tmp_path / "traj")
+    env = FakePhone(fail_observe_at=0)
+    Agent(env, ListPolicy([]), get_dialect("qwen2vl", env.action_kinds), recorder=recorder).run("x")
+    html = write_view(tmp_path / "traj").read_text()
+    assert "No step was recorded." in html and "device went away" in html
