@@ -1,0 +1,66 @@
+"""The Action union: JSON schema export, screen validation, JSON round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from actions.types import (
+    ACTION_CLASSES, ALL_KINDS, DESKTOP_KINDS, FINAL_KINDS, PHONE_KINDS, action_json_schema,
+    parse_action,
+)
+
+
+def test_json_schema_lists_every_kind_with_its_fields():
+    schema = action_json_schema()
+    json.dumps(schema)  # plain JSON, ready for docs and tool definitions
+    mapping = schema["discriminator"]["mapping"]
+    assert set(mapping) == ALL_KINDS
+    defs = schema["$defs"]
+    tap = defs[mapping["tap"].split("/")[-1]]
+    assert set(tap["required"]) == {"x", "y"}
+    swipe = defs[mapping["swipe"].split("/")[-1]]
+    assert {"x", "y", "x2", "y2"} <= set(swipe["properties"])
+    terminate = defs[mapping["terminate"].split("/")[-1]]
+    assert terminate["properties"]["status"]["enum"] == ["success", "failure"]
+
+
+def test_kind_sets_are_consistent():
+    assert PHONE_KINDS <= ALL_KINDS and DESKTOP_KINDS <= ALL_KINDS
+    assert FINAL_KINDS <= PHONE_KINDS & DESKTOP_KINDS
+    assert set(ACTION_CLASSES) == ALL_KINDS
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"kind": "tap", "x": 1080, "y": 5},
+        {"kind": "tap", "x": -1, "y": 5},
+        {"kind": "swipe", "x": 1, "y": 1, "x2": 5, "y2": 2400},
+        {"kind": "scroll", "direction": "down", "x": 5, "y": 9999},
+    ],
+)
+def test_points_off_the_screen_are_rejected(data):
+    with pytest.raises(ValidationError, match="outside the 1080x2400 screen"):
+        parse_action(data, (1080, 2400))
+    parse_action(data)  # without a screen there is nothing to check against
+
+
+def test_actions_round_trip_through_json():
+    for data in [
+        {"kind": "tap", "x": 1079, "y": 2399},
+        {"kind": "hotkey", "keys": ["ctrl", "c"]},
+        {"kind": "terminate", "status": "failure", "message": "no network"},
+        {"kind": "type", "text": "héllo\n"},
+    ]:
+        action = parse_action(data, (1080, 2400))
+        assert parse_action(action.model_dump_json(), (1080, 2400)) == action
+
+
+def test_unknown_kind_and_extra_fields_are_rejected():
+    with pytest.raises(ValidationError):
+        parse_action({"kind": "fly"})
+    with pytest.raises(ValidationError):
+        parse_action({"kind": "tap", "x": 1, "y": 2, "z": 3})
