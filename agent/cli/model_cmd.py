@@ -1,5 +1,150 @@
-"""Placeholder: filled in by the issue that owns this command group."""
+"""`model` commands: inspect a local Qwen2-VL checkpoint and run one prompt through it."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="Inspect and run a local Qwen2-VL checkpoint.")
+console = Console()
+err = Console(stderr=True)
+
+SCREENSHOT = (1080, 2400)  # a common phone screen, width x height
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def info(
+    path: Path = typer.Argument(..., help="Checkpoint directory (config.json, *.safetensors, ...)."),
+    max_pixels: int | None = typer.Option(
+        None, help="Also show the image budget at this max_pixels (e.g. 1003520 = 1280*28*28)."
+    ),
+) -> None:
+    """Print the architecture, parameter counts by part and the image token budget.
+
+    Reads only the JSON files: the model is built on the meta device, no weights are loaded.
+    """
+    import torch
+
+    from model.config import Qwen2VLConfig, read_json
+    from model.image_processing import ImageProcessingConfig
+    from model.modeling import Qwen2VL
+
+    try:
+        config = Qwen2VLConfig.from_pretrained(path)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(str(e))
+    pre_file = path / "preprocessor_config.json"
+    images = ImageProcessingConfig.from_dict(read_json(pre_file) if pre_file.is_file() else {})
+    with torch.device("meta"):
+        counts = Qwen2VL(config).parameter_counts()
+
+    t, v = config.text, config.vision
+    arch = Table(title=f"Qwen2-VL checkpoint: {path}", show_header=False)
+    arch.add_row("decoder", f"{t.num_hidden_layers} layers, hidden {t.hidden_size}, "
+                 f"heads {t.num_attention_heads}/{t.num_key_value_heads} kv, head_dim {t.head_dim}, "
+                 f"intermediate {t.intermediate_size}")  # fmt: skip
+    arch.add_row("vocab", f"{t.vocab_size} (tied embeddings: {config.tie_word_embeddings})")
+    arch.add_row("M-RoPE", f"theta {t.rope_theta:g}, mrope_section {list(t.mrope_section)}")
+    arch.add_row("vision", f"depth {v.depth}, embed {v.embed_dim}, heads {v.num_heads}, "
+                 f"patch {v.patch_size}, temporal {v.temporal_patch_size}, merge {v.spatial_merge_size}, "
+                 f"{v.hidden_act}")  # fmt: skip
+    arch.add_row("image tokens", f"image_token_id {config.image_token_id}, "
+                 f"vision_start/end {config.vision_start_token_id}/{config.vision_end_token_id}")  # fmt: skip
+    console.print(arch)
+
+    params = Table(title="Parameters")
+    params.add_column("part")
+    params.add_column("count", justify="right")
+    for part in ("visual", "language_model", "lm_head", "total"):
+        label = "lm_head (tied)" if part == "lm_head" and config.tie_word_embeddings else part
+        params.add_row(label, f"{counts[part]:,}")
+    console.print(params)
+
+    budget = Table(title="Image token budget")
+    budget.add_column("max_pixels", justify="right")
+    budget.add_column("min_pixels", justify="right")
+    budget.add_column("max tokens / image", justify="right")
+    budget.add_column(f"{SCREENSHOT[0]}x{SCREENSHOT[1]} screenshot", justify="right")
+    factor = images.factor
+    for limit in [images.max_pixels] + ([max_pixels] if max_pixels else []):
+        h, w = images.resized_size(*SCREENSHOT, max_pixels=limit)
+        budget.add_row(
+            f"{limit:,}",
+            f"{images.min_pixels:,}",
+            f"{limit // (factor * factor):,}",
+            f"{w}x{h} -> {(h // factor) * (w // factor):,} tokens",
+        )
+    console.print(budget)
+
+
+@app.command()
+def generate(
+    path: Path = typer.Argument(..., help="Checkpoint directory."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="The user's text."),
+    image: list[Path] = typer.Option(
+        [], "--image", "-i", help="Image file shown before the prompt (repeat for several)."
+    ),
+    system: str | None = typer.Option(None, help="System prompt (default: the chat template's)."),
+    max_new_tokens: int = typer.Option(128, help="Stop after this many new tokens."),
+    max_pixels: int | None = typer.Option(None, help="Resize images to at most this many pixels."),
+    min_pixels: int | None = typer.Option(None, help="Resize images to at least this many pixels."),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
+    dtype: str | None = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on cuda, fp32 on cpu)."),
+    temperature: float = typer.Option(0.0, help="0 decodes greedily; above 0 samples."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --temperature > 0)."),
+    seed: int | None = typer.Option(None, help="Seed for sampling."),
+    stop: list[str] = typer.Option([], help="Stop once the answer contains this text (repeatable)."),
+) -> None:
+    """Answer one prompt about zero or more images and print the model's text."""
+    import time
+
+    from PIL import Image, UnidentifiedImageError
+
+    from model import Qwen2VL, Qwen2VLProcessor
+
+    pictures = []
+    for file in image:
+        try:
+            with Image.open(file) as im:
+                im.load()
+                pictures.append(im)
+        except (FileNotFoundError, UnidentifiedImageError) as e:
+            _fail(f"cannot read image {file}: {e}")
+    try:
+        proc = Qwen2VLProcessor.from_pretrained(path)
+        model = Qwen2VL.from_pretrained(path, device=device, dtype=dtype)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(str(e))
+
+    messages = [{"role": "system", "content": system}] if system else []
+    content = [{"type": "image"} for _ in pictures] + [{"type": "text", "text": prompt}]
+    messages.append({"role": "user", "content": content})
+    text = proc.apply_chat_template(messages, add_generation_prompt=True)
+    batch = proc(text=text, images=pictures or None, min_pixels=min_pixels, max_pixels=max_pixels)
+    start = time.perf_counter()
+    new = model.generate(
+        input_ids=batch["input_ids"],
+        pixel_values=batch.get("pixel_values"),
+        image_grid_thw=batch.get("image_grid_thw"),
+        max_new_tokens=max_new_tokens,
+        do_sample=temperature > 0,
+        temperature=temperature or 1.0,
+        top_p=top_p,
+        seed=seed,
+        stop=stop or None,
+        tokenizer=proc,
+    )
+    elapsed = time.perf_counter() - start
+    typer.echo(proc.decode(new[0], skip_special_tokens=True))
+    err.print(
+        f"[dim]{batch['input_ids'].shape[1]} prompt tokens, {new.shape[1]} new tokens, "
+        f"{elapsed:.2f}s on {model.device} ({str(model.dtype).removeprefix('torch.')})[/dim]"
+    )

@@ -1,0 +1,83 @@
+"""`agent_cli.py model info|generate` on a tiny checkpoint, checked against transformers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_checkpoint import make_tiny_checkpoint
+from typer.testing import CliRunner
+
+from agent_cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), seed=4)
+
+
+def test_info_prints_counts_and_budget(checkpoint):
+    from transformers import Qwen2VLForConditionalGeneration
+
+    ref = Qwen2VLForConditionalGeneration.from_pretrained(checkpoint)
+    result = runner.invoke(app, ["model", "info", str(checkpoint), "--max-pixels", "1003520"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f"{sum(p.numel() for p in ref.model.visual.parameters()):,}" in out
+    assert f"{sum(p.numel() for p in ref.model.language_model.parameters()):,}" in out
+    assert f"{ref.lm_head.weight.numel():,}" in out
+    assert f"{sum(p.numel() for p in ref.parameters()):,}" in out
+    assert "mrope_section [16, 24, 24]" in out
+    assert "1092x2408 -> 3,354 tokens" in out  # released checkpoints' default budget
+    assert "16,384" in out and "1,280" in out  # max tokens per image at both limits
+
+
+def test_info_on_a_bad_path_fails_clearly(tmp_path):
+    result = runner.invoke(app, ["model", "info", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "config.json not found" in result.output
+
+
+def test_generate_prints_transformers_greedy_answer(checkpoint, tmp_path):
+    from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    from model import Qwen2VLProcessor
+
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 256, (90, 130, 3), dtype=np.uint8))
+    file = tmp_path / "screen.png"
+    picture.save(file)
+
+    # The reference answer: transformers' model and image processor on the same prompt.
+    proc = Qwen2VLProcessor.from_pretrained(checkpoint)
+    text = proc.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Where?"}]}]
+    )
+    pixels = Qwen2VLImageProcessorPil().preprocess([picture], return_tensors="pt")
+    ids = proc(text=text, images=[picture])["input_ids"]
+    ref = Qwen2VLForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    out = ref.generate(
+        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False,
+        mm_token_type_ids=(ids == proc.image_token_id).int(), **pixels,
+    )  # fmt: skip
+    expected = proc.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+    result = runner.invoke(
+        app,
+        ["model", "generate", str(checkpoint), "--image", str(file), "--prompt", "Where?",
+         "--max-new-tokens", "10", "--device", "cpu"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert expected.strip()
+    assert result.stdout == expected + "\n"
+
+
+def test_generate_with_a_missing_image_fails_clearly(checkpoint, tmp_path):
+    result = runner.invoke(
+        app, ["model", "generate", str(checkpoint), "--image", str(tmp_path / "no.png"), "-p", "x"]
+    )
+    assert result.exit_code == 1
+    assert "cannot read image" in result.output
