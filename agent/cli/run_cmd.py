@@ -1,11 +1,102 @@
-"""Placeholder: filled in by the agent loop issue."""
+"""``run`` and ``demo``: run an agent on a goal with a live step view, and record the trajectory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+ENV_HELP = "Where the agent acts: android (adb), desktop (X11) or browser (chromium)."
+MODEL_HELP = (
+    "PATH: a local Qwen2-VL checkpoint directory (cuda when available, else cpu); scripted: the "
+    "task's own solution; replay:FILE: replies from a JSONL file or a trajectory directory; "
+    "human: type each action."
+)
 
 
-def run() -> None:
-    """Run an agent (not yet built)."""
-    raise SystemExit("run is not built yet")
+def run(
+    goal: str = typer.Argument(None, help="What the agent should do, e.g. \"book a flight\". "
+                               "Optional with --task (the task's goal is used)."),
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    env: str = typer.Option("android", "--env", "-e", help=ENV_HELP),
+    device: str = typer.Option(None, "--device", help="android: an adb serial, or 'virtual' to "
+                               "start the bundled virtual phone for this run. Default: the only "
+                               "attached device."),
+    task: str = typer.Option(None, "--task", "-t", help="A bundled task (seeded start state and "
+                             "success check), e.g. phone/book-flight."),
+    dialect: str = typer.Option("qwen2vl", "--dialect", "-d",
+                                help="The model's prompt and output format: qwen2vl, qwen25vl "
+                                "or uitars."),
+    max_steps: int = typer.Option(30, "--max-steps", min=1, help="Step budget."),
+    max_time: float = typer.Option(None, "--max-time", min=0.0,
+                                   help="Time budget for the episode, in seconds."),
+    max_parse_errors: int = typer.Option(2, "--max-parse-errors", min=0, help="Unparsable "
+                                         "replies in a row fed back to the model before the "
+                                         "episode fails."),
+    history_images: int = typer.Option(2, "--history-images", min=0, help="Past screenshots "
+                                       "kept as images in the prompt; older steps become text."),
+    out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for trajectories."),
+    max_pixels: int = typer.Option(12_845_056, "--max-pixels", min=1, help="The processor's "
+                                   "resize budget per screenshot (1280*28*28 = 1003520 is a "
+                                   "common, faster choice)."),
+    min_pixels: int = typer.Option(3136, "--min-pixels", min=1, help="Lower resize budget."),
+    url: str = typer.Option("about:blank", "--url", help="browser: the start page."),
+    processor: str = typer.Option(None, "--processor", help="Count prompt tokens with this "
+                                  "checkpoint's processor (for scripted/human/replay runs "
+                                  "recorded as training data)."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0,
+                                      help="0 decodes greedily."),
+) -> None:
+    """Run an agent on GOAL, showing each step live; write the trajectory and its HTML view.
+
+    Examples:
+
+      agent_cli.py run "book a flight" --env android --device virtual --model scripted
+
+      agent_cli.py run "turn on wifi" --env android --model /models/Qwen2-VL-7B-Instruct
+    """
+    from agent.runner import RunSpec
+
+    if model is None:
+        raise typer.BadParameter("choose the model: " + MODEL_HELP, param_hint="--model")
+    spec = RunSpec(
+        goal=goal, model=model, env=env, device=device, task=task, dialect=dialect,
+        max_steps=max_steps, max_time_s=max_time or None, max_parse_errors=max_parse_errors,
+        history_images=history_images, out=out, min_pixels=min_pixels, max_pixels=max_pixels,
+        url=url, processor=processor, max_new_tokens=max_new_tokens, temperature=temperature,
+    )
+    _run(spec)
 
 
-def demo() -> None:
-    """Run the demo (not yet built)."""
-    raise SystemExit("demo is not built yet")
+def demo(
+    out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the trajectory."),
+) -> None:
+    """Book a flight on the virtual phone with the task's scripted solution.
+
+    Starts the virtual phone, connects adb, runs `run "book a flight" --env android --device
+    virtual --model scripted` with the live view, checks the booking in the Flights app's state,
+    and prints the trajectory's HTML view.
+    """
+    from agent.runner import RunSpec
+
+    _run(RunSpec(goal="book a flight", model="scripted", env="android", device="virtual",
+                 out=out))
+
+
+def _run(spec) -> None:
+    from rich.console import Console
+
+    from agent.policies.base import PolicyError
+    from agent.runner import RunError, report, run, succeeded
+    from envs.base import EnvError
+    from tasks.registry import UnknownTask
+
+    console = Console()
+    try:
+        outcome = run(spec, console)
+    except (RunError, UnknownTask, PolicyError, EnvError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    report(outcome, console)
+    raise typer.Exit(0 if succeeded(outcome.result) else 1)

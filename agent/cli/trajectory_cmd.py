@@ -1,16 +1,84 @@
-"""Placeholder: filled in by the agent loop issue."""
+"""``view``, ``export`` and ``replay``: look at, train on, and re-run recorded trajectories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
 
 
-def view() -> None:
-    """View a trajectory (not yet built)."""
-    raise SystemExit("view is not built yet")
+def view(
+    directory: Path = typer.Argument(..., help="A trajectory directory (runs/...)."),
+    out: Path = typer.Option(None, "--out", "-o", help="The HTML file to write. Default: "
+                             "view.html inside the trajectory."),
+) -> None:
+    """Write a self-contained HTML page of a trajectory: each screenshot with its action drawn
+    on it, the thought, the raw reply and the timings. It opens from anywhere."""
+    from agent.trajectory import TrajectoryError
+    from agent.viewer import write_view
+
+    try:
+        path = write_view(directory, out)
+    except (TrajectoryError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(str(path))
 
 
-def export() -> None:
-    """Export trajectories (not yet built)."""
-    raise SystemExit("export is not built yet")
+def export(
+    directories: List[Path] = typer.Argument(..., help="Trajectory directories."),
+    format: str = typer.Option("qwen2vl", "--format", "-f", help="qwen2vl: chat messages with "
+                               "{'type': 'image', 'image': PATH} parts (qwen-vl-utils); "
+                               "llamafactory: messages with <image> placeholders and images."),
+    granularity: str = typer.Option("step", "--granularity", "-g", help="step: one sample per "
+                                    "step; episode: one per trajectory (its final prompt)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file: JSON Lines, or a JSON array "
+                             "when it ends in .json."),
+    status: List[str] = typer.Option(None, "--status", help="Keep only episodes that ended so "
+                                     "(repeatable), e.g. --status success."),
+    relative: bool = typer.Option(False, "--relative", help="Image paths relative to the "
+                                  "output file's folder instead of absolute."),
+) -> None:
+    """Export trajectories as SFT data for Qwen2-VL fine-tuning tools."""
+    from agent.export import ExportError
+    from agent.export import export as run_export
+    from agent.trajectory import TrajectoryError
+
+    try:
+        summary = run_export(directories, format, granularity, out, status or None, relative)
+    except (ExportError, TrajectoryError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{summary.samples} sample(s) from {summary.episodes} episode(s) -> {out}"
+               + (f" ({summary.skipped_steps} unparsed step(s) left out)"
+                  if summary.skipped_steps else ""))
 
 
-def replay() -> None:
-    """Replay a trajectory (not yet built)."""
-    raise SystemExit("replay is not built yet")
+def replay(
+    directory: Path = typer.Argument(..., help="The trajectory to repeat."),
+    device: str = typer.Option(None, "--device", help="android: an adb serial or 'virtual'. "
+                               "Default: a virtual phone when the trajectory was recorded on "
+                               "one."),
+    out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the new trajectory."),
+) -> None:
+    """Re-run a trajectory's recorded replies on a fresh env (same goal, task, env and dialect).
+
+    The same as `run --model replay:DIR`; with a task, its success check runs again at the end.
+    """
+    from agent.cli.run_cmd import _run
+    from agent.runner import RunSpec
+    from agent.trajectory import TrajectoryError, load
+
+    try:
+        meta = load(directory).meta
+    except TrajectoryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    recorded_device = getattr(meta, "device", None)
+    _run(RunSpec(
+        goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
+        device=device or ("virtual" if recorded_device == "virtual" else None),
+        dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
+        max_steps=max(meta.steps, 1), out=out,
+    ))

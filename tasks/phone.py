@@ -1,0 +1,95 @@
+"""Phone tasks on the virtual phone's bundled apps (tasks/apps)."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from actions.types import Tap, Terminate, Type
+from envs.base import Env
+from tasks.base import CheckResult, SolutionStep, Task
+from tasks.phone_ui import UiNode, app_state, find, reset_apps, wait_for
+
+FLIGHTS = "com.vlagent.flights"
+NOTES = "com.vlagent.notes"
+
+
+def tap(node: UiNode) -> Tap:
+    x, y = node.center
+    return Tap(x=x, y=y)
+
+
+class PhoneTask(Task):
+    env = "android"
+
+    def setup(self, env: Env) -> None:
+        reset_apps(env)
+
+
+class BookFlight(PhoneTask):
+    name = "phone/book-flight"
+    goal = "Book the cheapest flight from SFO to JFK on 2026-12-01 for Ada Lovelace."
+    keywords = ("flights", "airline", "ticket", "plane", "trip")
+    origin, destination, date, passenger = "SFO", "JFK", "2026-12-01", "Ada Lovelace"
+    cheapest = "VA587"  # the Flights app's timetable for SFO-JFK: VA123 $289, VA311 $249, VA587 $199
+
+    def check(self, env: Env) -> CheckResult:
+        bookings = app_state(env, FLIGHTS).get("bookings", [])
+        want = {"flight": self.cheapest, "origin": self.origin, "destination": self.destination,
+                "date": self.date, "passenger": self.passenger}
+        if bookings == [want]:
+            return CheckResult(True, f"booked {self.cheapest} for {self.passenger}")
+        return CheckResult(False, f"expected exactly the booking {want}, found {bookings}")
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        yield SolutionStep(tap(find(env, "launcher:flights")), "Open the Flights app.")
+        for field, value in (("origin", self.origin), ("destination", self.destination),
+                             ("date", self.date)):
+            yield SolutionStep(tap(find(env, f"flights:{field}")), f"Select the {field} field.")
+            yield SolutionStep(Type(text=value), f"Enter {value} as the {field}.")
+        yield SolutionStep(tap(find(env, "flights:search")), "Search for flights.")
+        results = wait_for(env, lambda nodes: [n for n in nodes
+                                               if n.resource_id.startswith("flights:result-")],
+                           "the flight results")
+        cheapest = min(results, key=_price)
+        yield SolutionStep(tap(cheapest), f"The cheapest is {cheapest.text.strip()}; pick it.")
+        yield SolutionStep(tap(find(env, "flights:passenger")), "Select the passenger field.")
+        yield SolutionStep(Type(text=self.passenger), "Enter the passenger's name.")
+        yield SolutionStep(tap(find(env, "flights:confirm")), "Confirm the booking.")
+        wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == "flights:booked"
+                                     and "Booked" in n.text], "the booking confirmation")
+        yield SolutionStep(Terminate(status="success", message="the flight is booked"),
+                           "The flight is booked.")
+
+
+def _price(node: UiNode) -> int:
+    match = re.search(r"\$(\d+)", node.text)
+    if match is None:
+        raise ValueError(f"no price in the result {node.text!r}")
+    return int(match.group(1))
+
+
+class WriteNote(PhoneTask):
+    name = "phone/write-note"
+    goal = "Write a note that says 'Buy milk and eggs' and save it."
+    keywords = ("notes", "memo", "remember")
+    text = "Buy milk and eggs"
+
+    def check(self, env: Env) -> CheckResult:
+        notes = app_state(env, NOTES).get("notes", [])
+        if notes == [self.text]:
+            return CheckResult(True, f"saved the note {self.text!r}")
+        return CheckResult(False, f"expected one note {self.text!r}, found {notes}")
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        yield SolutionStep(tap(find(env, "launcher:notes")), "Open the Notes app.")
+        yield SolutionStep(tap(find(env, "notes:body")), "Select the note's text field.")
+        yield SolutionStep(Type(text=self.text), "Write the note.")
+        yield SolutionStep(tap(find(env, "notes:save")), "Save the note.")
+        wait_for(env, lambda nodes: [n for n in nodes if n.resource_id.startswith("notes:note-")
+                                     and n.text == self.text], "the saved note")
+        yield SolutionStep(Terminate(status="success", message="the note is saved"),
+                           "The note is saved.")
+
+
+PHONE_TASKS: tuple[type[Task], ...] = (BookFlight, WriteNote)
