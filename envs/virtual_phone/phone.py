@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from envs.virtual_phone.apps import APPS_DIR, load_apps
+from envs.virtual_phone.protocol import MAX_PAYLOAD
 from envs.virtual_phone.control import ControlServer, install_tools, shell_environment
 from envs.virtual_phone.screen import Screen
 from envs.virtual_phone.services import DENSITY, Phone
@@ -133,7 +134,7 @@ class VirtualPhone:
                 return await asyncio.create_subprocess_exec(
                     "/bin/sh", "-c", command, stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                    env=env, cwd=home / "sdcard",
+                    env=env, cwd=home / "sdcard", limit=4 * MAX_PAYLOAD,
                 )
 
             self._adb = AdbServer(spawn, {}, features=[])

@@ -23,7 +23,7 @@ A_STLS = 0x534C5453
 #: Protocol version 0x01000001 lets both sides skip the data checksum (we still send it).
 A_VERSION = 0x01000001
 #: The largest payload we accept; the host's CNXN may lower what we send.
-MAX_PAYLOAD = 256 * 1024
+MAX_PAYLOAD = 1024 * 1024
 
 NAMES = {A_SYNC: "SYNC", A_CNXN: "CNXN", A_OPEN: "OPEN", A_OKAY: "OKAY", A_CLSE: "CLSE",
          A_WRTE: "WRTE", A_AUTH: "AUTH", A_STLS: "STLS"}

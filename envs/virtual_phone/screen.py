@@ -9,6 +9,7 @@ touches the network.
 from __future__ import annotations
 
 import asyncio
+import base64
 import mimetypes
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +74,7 @@ class Screen:
         self._playwright: Any = None
         self._browser: Any = None
         self.page: Any = None
+        self._cdp: Any = None
 
     async def start(self, on_state: Callable[[str, str, Any], Any]) -> None:
         """Launch chromium; ``on_state(url, op, value)`` answers the apps' ``vphoneState`` calls."""
@@ -88,6 +90,7 @@ class Screen:
             "vphoneState", lambda source, op, value=None: on_state(source["frame"].url, op, value)
         )
         self.page = await context.new_page()
+        self._cdp = await context.new_cdp_session(self.page)
 
     async def close(self) -> None:
         for closer in (lambda: self._browser.close(), lambda: self._playwright.stop()):
@@ -133,7 +136,13 @@ class Screen:
 
     # -- capture ------------------------------------------------------------------------------
     async def png(self) -> bytes:
-        return await self.page.screenshot(type="png")
+        # Straight CDP at scale 3 gives the same pixels as page.screenshot at about half the
+        # cost. The apps' CSS hides the caret, so a blinking caret cannot keep frames changing.
+        shot = await self._cdp.send("Page.captureScreenshot", {
+            "format": "png", "optimizeForSpeed": True,
+            "clip": {"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT, "scale": SCALE},
+        })
+        return base64.b64decode(shot["data"])
 
     # -- gestures (physical pixels) -----------------------------------------------------------
     async def tap(self, x: float, y: float) -> None:

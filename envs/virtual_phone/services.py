@@ -18,6 +18,7 @@ from xml.sax.saxutils import quoteattr
 from PIL import Image
 
 from envs.virtual_phone.apps import LAUNCHER, App, app_for_url
+from envs.android import decode_input_text
 from envs.virtual_phone.keycodes import PAGE_KEYS, key_name
 from envs.virtual_phone.screen import PHYSICAL, SCALE, Screen
 
@@ -160,7 +161,7 @@ class Phone:
 
     async def _input_text(self, text: str) -> None:
         # Android's `input text` turns "%s" into a space and can type only what its key map has.
-        typed = _android_input_text(text)
+        typed = decode_input_text(text)
         bad = sorted({c for c in typed if not (" " <= c <= "~")})
         if bad:
             raise UsageError(
@@ -333,19 +334,6 @@ _CLEAR_FOCUSED = """() => {
     el.dispatchEvent(new Event('input', {bubbles: true}));
   }
 }"""
-
-
-def _android_input_text(text: str) -> str:
-    """Android's rule (Input.sendText): "%s" becomes a space; every other "%" stays."""
-    out, escape = [], False
-    for c in text:
-        if escape and c == "s":
-            out[-1] = " "
-            escape = False
-            continue
-        escape = c == "%"
-        out.append(c)
-    return "".join(out)
 
 
 def _numbers(args: list[str], count: int, usage: str) -> list[float]:

@@ -1,0 +1,368 @@
+"""An Android env on adbutils: a real phone, an emulator, or the virtual phone.
+
+Screenshots are raw ``screencap`` over ``exec:`` (a 12- or 16-byte header plus RGBA, converted on
+the host), with ``screencap -p`` as the fallback. Actions become ``input`` commands.
+
+Typing never lets the device shell see the model's text unquoted: ASCII that ``input text`` can
+carry goes through it, shell-quoted; anything else (non-ASCII, a literal ``%s``, newlines, tabs)
+goes base64-encoded through the ADBKeyboard IME's broadcast, and when that IME is missing the
+action fails with a clear error instead of typing something else.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shlex
+import struct
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from actions.types import PHONE_KINDS, Action
+from envs import keys
+from envs.base import Env, EnvError, Observation, SettleConfig
+
+ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
+
+ATTACH_HELP = (
+    "attach a phone with USB debugging enabled, or `adb connect HOST:PORT` a networked one, "
+    "or start the virtual phone: `python agent_cli.py device virtual --port 5555` and then "
+    "`adb connect 127.0.0.1:5555`"
+)
+
+#: Phone keys first (a model saying "home" on a phone means the Home button), then the
+#: canonical key names of envs.keys.
+PHONE_KEYCODES: dict[str, str] = {
+    "home": "KEYCODE_HOME", "back": "KEYCODE_BACK", "menu": "KEYCODE_MENU",
+    "power": "KEYCODE_POWER", "volume_up": "KEYCODE_VOLUME_UP",
+    "volume_down": "KEYCODE_VOLUME_DOWN", "app_switch": "KEYCODE_APP_SWITCH",
+    "recent": "KEYCODE_APP_SWITCH", "search": "KEYCODE_SEARCH", "camera": "KEYCODE_CAMERA",
+}
+CANONICAL_KEYCODES: dict[str, str] = {
+    "enter": "KEYCODE_ENTER", "backspace": "KEYCODE_DEL", "delete": "KEYCODE_FORWARD_DEL",
+    "tab": "KEYCODE_TAB", "space": "KEYCODE_SPACE", "esc": "KEYCODE_ESCAPE",
+    "up": "KEYCODE_DPAD_UP", "down": "KEYCODE_DPAD_DOWN", "left": "KEYCODE_DPAD_LEFT",
+    "right": "KEYCODE_DPAD_RIGHT", "end": "KEYCODE_MOVE_END", "pageup": "KEYCODE_PAGE_UP",
+    "pagedown": "KEYCODE_PAGE_DOWN",
+}
+
+_FOCUS = re.compile(r"mCurrentFocus=Window\{[^}]*?\s([\w.]+)/([^\s}]+)\}")
+_FOCUSED_APP = re.compile(r"mFocusedApp=.*?\s([\w.]+)/([^\s}]+)")
+
+
+def decode_input_text(encoded: str) -> str:
+    """What Android's ``input text ARG`` types for ARG: each "%s" becomes a space."""
+    out: list[str] = []
+    escape = False
+    for c in encoded:
+        if escape and c == "s":
+            out[-1] = " "
+            escape = False
+            continue
+        escape = c == "%"
+        out.append(c)
+    return "".join(out)
+
+
+def input_text_argument(text: str) -> str | None:
+    """The ``input text`` argument that types exactly ``text``, or None if it cannot.
+
+    It can carry printable ASCII only, spaces written as "%s"; a literal "%s" in the text
+    would itself turn into a space, so such text cannot go this way.
+    """
+    if not all(" " <= c <= "~" for c in text):
+        return None
+    encoded = text.replace(" ", "%s")
+    return encoded if decode_input_text(encoded) == text else None
+
+
+@dataclass(frozen=True)
+class ScreenInfo:
+    width: int
+    height: int
+    density: int
+    rotation: int
+
+
+class AndroidEnv(Env):
+    """One Android device through the adb server at ``adb_host:adb_port``."""
+
+    name = "android"
+    action_kinds = PHONE_KINDS
+
+    def __init__(
+        self,
+        serial: str | None = None,
+        adb_host: str = "127.0.0.1",
+        adb_port: int = 5037,
+        timeout_s: float = 10.0,
+        settle: SettleConfig | None = None,
+    ) -> None:
+        super().__init__(settle)
+        import adbutils
+
+        self.timeout_s = timeout_s
+        self._client = adbutils.AdbClient(host=adb_host, port=adb_port, socket_timeout=timeout_s)
+        self.serial = self._pick_serial(serial, f"{adb_host}:{adb_port}")
+        self.device = self._client.device(self.serial)
+        self.screen = self._read_screen()
+        self._raw_screencap = True  # until a device shows it cannot do it
+        self._adb_keyboard: bool | None = None  # checked on first need
+
+    # -- device -----------------------------------------------------------------------------
+    def _pick_serial(self, serial: str | None, server: str) -> str:
+        try:
+            infos = self._client.list()
+        except Exception as exc:  # noqa: BLE001 - adbutils raises several kinds here
+            raise EnvError(f"cannot reach the adb server at {server} ({exc}); start it with "
+                           f"`adb start-server`, then {ATTACH_HELP}") from None
+        ready = [i.serial for i in infos if i.state == "device"]
+        if serial is not None:
+            if serial in ready:
+                return serial
+            states = {i.serial: i.state for i in infos}
+            if serial in states:
+                raise EnvError(f"device {serial} is {states[serial]}, not ready; "
+                               "check its USB debugging authorization and `adb devices`")
+            listed = ", ".join(ready) or "none"
+            raise EnvError(f"device {serial} is not attached (attached: {listed}); {ATTACH_HELP}")
+        if not ready:
+            raise EnvError(f"no Android device is attached to the adb server at {server}; "
+                           f"{ATTACH_HELP}")
+        if len(ready) > 1:
+            raise EnvError(f"several devices are attached ({', '.join(ready)}); "
+                           "choose one with serial=... (the CLI's --serial)")
+        return ready[0]
+
+    def _read_screen(self) -> ScreenInfo:
+        size = self.shell("wm size")
+        found = re.search(r"Override size: (\d+)x(\d+)", size) or re.search(
+            r"Physical size: (\d+)x(\d+)", size)
+        if not found:
+            raise EnvError(f"unexpected `wm size` output from {self.serial}: {size!r}")
+        density = re.search(r"(?:Override|Physical) density: (\d+)", self.shell("wm density"))
+        rotation = re.search(r"orientation=(\d)", self.shell("dumpsys display"))
+        return ScreenInfo(int(found.group(1)), int(found.group(2)),
+                          int(density.group(1)) if density else 0,
+                          int(rotation.group(1)) if rotation else 0)
+
+    def _unreachable(self, what: str, exc: BaseException) -> EnvError:
+        reason = str(exc) or type(exc).__name__
+        return EnvError(f"{what} failed: device {self.serial} is not reachable ({reason}); "
+                        "was it unplugged or stopped? check `adb devices`")
+
+    def shell(self, command: str) -> str:
+        """Run a device shell command (already quoted) and return its output."""
+        try:
+            return self.device.shell(command, timeout=self.timeout_s)
+        except Exception as exc:  # noqa: BLE001 - adbutils: AdbError, AdbTimeout, OSError
+            raise self._unreachable(f"`{command[:60]}`", exc) from None
+
+    def _run(self, command: str) -> str:
+        """Run a command that must succeed; a non-zero exit becomes an EnvError."""
+        try:
+            result = self.device.shell2(command, timeout=self.timeout_s)
+        except Exception as exc:  # noqa: BLE001
+            raise self._unreachable(f"`{command[:60]}`", exc) from None
+        if result.returncode != 0:
+            raise EnvError(f"`{command[:60]}` failed on {self.serial} "
+                           f"(exit {result.returncode}): {result.output.strip()[:300]}")
+        return result.output
+
+    def exec_out(self, command: str) -> bytes:
+        """Binary-safe output of a command (the ``exec:`` service, as ``adb exec-out``)."""
+        try:
+            with self.device.open_transport(timeout=self.timeout_s) as conn:
+                conn.send_command("exec:" + command)
+                conn.check_okay()
+                return _read_to_end(conn.conn)
+        except Exception as exc:  # noqa: BLE001
+            raise self._unreachable(f"`{command}`", exc) from None
+
+    # -- Env --------------------------------------------------------------------------------
+    def capture(self) -> Image.Image:
+        if self._raw_screencap:
+            image = self._capture_raw()
+            if image is not None:
+                return image
+            self._raw_screencap = False
+        return self.capture_png()
+
+    def _capture_raw(self) -> Image.Image | None:
+        data = self.exec_out("screencap")
+        if len(data) < 12:
+            return None
+        width, height, fmt = struct.unpack_from("<3I", data)
+        header = len(data) - width * height * 4
+        if fmt != 1 or header not in (12, 16):  # only RGBA_8888 is converted here
+            return None
+        return Image.frombuffer("RGBA", (width, height), data[header:], "raw", "RGBA", 0, 1
+                                ).convert("RGB")
+
+    def capture_png(self) -> Image.Image:
+        data = self.exec_out("screencap -p")
+        try:
+            return Image.open(io.BytesIO(data)).convert("RGB")
+        except Exception as exc:  # noqa: BLE001 - PIL raises several kinds for bad data
+            raise EnvError(f"screencap -p on {self.serial} gave no image: {data[:120]!r}") from exc
+
+    def extras(self) -> dict[str, Any]:
+        package, activity = self.foreground()
+        return {"serial": self.serial, "foreground": package, "activity": activity,
+                "density": self.screen.density, "rotation": self.screen.rotation}
+
+    def foreground(self) -> tuple[str | None, str | None]:
+        """(package, activity) of the focused window, from ``dumpsys window``."""
+        output = self.shell("dumpsys window")
+        found = _FOCUS.search(output) or _FOCUSED_APP.search(output)
+        return (found.group(1), found.group(2)) if found else (None, None)
+
+    def reset(self, task: Any = None) -> Observation:
+        """Go to the home screen, then run the task's setup (if any) and observe."""
+        self._keyevent("KEYCODE_HOME")
+        return super().reset(task)
+
+    def _execute(self, action: Action) -> str:
+        kind = action.kind
+        if kind == "tap":
+            self._run(f"input tap {action.x} {action.y}")
+            return f"tapped ({action.x}, {action.y})"
+        if kind == "long_press":
+            self._run(f"input swipe {action.x} {action.y} {action.x} {action.y} "
+                      f"{action.duration_ms}")
+            return f"long-pressed ({action.x}, {action.y}) for {action.duration_ms} ms"
+        if kind == "swipe":
+            self._run(f"input swipe {action.x} {action.y} {action.x2} {action.y2} "
+                      f"{action.duration_ms}")
+            return f"swiped ({action.x}, {action.y}) to ({action.x2}, {action.y2})"
+        if kind == "scroll":
+            return self._scroll(action)
+        if kind == "type":
+            return self.type_text(action.text)
+        if kind == "key":
+            return self._key(action.key)
+        if kind in ("home", "back", "enter"):
+            self._keyevent(f"KEYCODE_{kind.upper()}")
+            return f"pressed {kind}"
+        if kind == "open_app":
+            return self.open_app(action.app)
+        raise EnvError(f"the android env cannot perform '{kind}'")  # guarded by action_kinds
+
+    # -- actions ----------------------------------------------------------------------------
+    def _keyevent(self, keycode: str) -> None:
+        self._run(f"input keyevent {keycode}")
+
+    def _scroll(self, action: Action) -> str:
+        """A swipe whose finger moves against ``direction``: scrolling down drags content up."""
+        w, h = self.screen.width, self.screen.height
+        x, y = (w // 2, h // 2) if action.x is None else (action.x, action.y)
+        vertical = action.direction in ("up", "down")
+        amount = action.amount or (h if vertical else w) // 2
+        sign = 1 if action.direction in ("down", "right") else -1
+        dx, dy = (0, sign * amount) if vertical else (sign * amount, 0)
+        # Keep both ends on the screen: start on one side of (x, y), end on the other.
+        x1 = min(max(x + dx // 2, 1), w - 2)
+        y1 = min(max(y + dy // 2, 1), h - 2)
+        x2 = min(max(x1 - dx, 1), w - 2)
+        y2 = min(max(y1 - dy, 1), h - 2)
+        self._run(f"input swipe {x1} {y1} {x2} {y2} 300")
+        return f"scrolled {action.direction} by {abs(x2 - x1) + abs(y2 - y1)}px"
+
+    def _key(self, name: str) -> str:
+        lowered = name.strip().lower().replace("-", "_")
+        if lowered in PHONE_KEYCODES:
+            keycode = PHONE_KEYCODES[lowered]
+        elif re.fullmatch(r"keycode_[a-z0-9_]+", lowered) or lowered.isdigit():
+            keycode = lowered.upper()  # a key code the model named itself
+        else:
+            try:
+                canonical = keys.canonical(name)
+            except ValueError as exc:
+                raise EnvError(str(exc)) from None
+            if canonical in CANONICAL_KEYCODES:
+                keycode = CANONICAL_KEYCODES[canonical]
+            elif len(canonical) == 1 and canonical.isascii() and canonical.isalnum():
+                keycode = f"KEYCODE_{canonical.upper()}"
+            elif len(canonical) == 1:
+                return self.type_text(canonical)
+            else:
+                raise EnvError(f"the android env has no key '{name}'")
+        self._keyevent(keycode)
+        return f"pressed {keycode}"
+
+    def type_text(self, text: str) -> str:
+        """Type ``text`` exactly into the focused field (see the module docstring)."""
+        if not text:
+            return "typed nothing"
+        argument = input_text_argument(text)
+        if argument is not None:
+            self._run("input text " + shlex.quote(argument))
+            return f"typed {len(text)} characters"
+        if not self._has_adb_keyboard():
+            raise EnvError(
+                f"cannot type {text[:40]!r}: `input text` carries only printable ASCII (no "
+                f"non-ASCII characters, literal '%s', newlines or tabs), and the ADBKeyboard "
+                f"IME ({ADB_KEYBOARD}) that would carry the rest is not installed on "
+                f"{self.serial}; install and enable ADBKeyboard, or type ASCII only"
+            )
+        payload = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        self._run(f"am broadcast -a ADB_INPUT_B64 --es msg {shlex.quote(payload)}")
+        return f"typed {len(text)} characters with ADBKeyboard"
+
+    def _has_adb_keyboard(self) -> bool:
+        if self._adb_keyboard is None:
+            self._adb_keyboard = ADB_KEYBOARD in self.shell("ime list -s").split()
+            if self._adb_keyboard:  # its broadcasts are heard only while it is the active IME
+                self._run(f"ime set {ADB_KEYBOARD}")
+        return self._adb_keyboard
+
+    def packages(self) -> list[str]:
+        return [line.removeprefix("package:").strip()
+                for line in self.shell("pm list packages").splitlines()
+                if line.startswith("package:")]
+
+    def open_app(self, app: str) -> str:
+        """Open ``app`` by package name, or by the label its launcher icon shows."""
+        packages = self.packages()
+        wanted = re.sub(r"[^a-z0-9]", "", app.lower())
+        package = app if app in packages else next(
+            (p for p in packages if p.rsplit(".", 1)[-1].lower() == wanted), None)
+        if package is not None:
+            output = self.shell(
+                f"monkey -p {shlex.quote(package)} -c android.intent.category.LAUNCHER 1")
+            if "Events injected" not in output:
+                raise EnvError(f"{package} has no launcher activity to open: {output.strip()[-200:]}")
+            return f"opened {package}"
+        # Not a package: look for an icon with that label on the home screen.
+        self._keyevent("KEYCODE_HOME")
+        for node in self.ui_nodes():
+            label = node.get("text") or node.get("content-desc") or ""
+            if label.strip().lower() == app.strip().lower() and node.get("clickable") == "true":
+                x1, y1, x2, y2 = map(int, re.findall(r"\d+", node.get("bounds", ""))[:4])
+                self._run(f"input tap {(x1 + x2) // 2} {(y1 + y2) // 2}")
+                return f"opened '{app}' from the home screen"
+        raise EnvError(f"no app called '{app}' on {self.serial}: it is neither an installed "
+                       f"package nor a label on the home screen (packages include: "
+                       f"{', '.join(packages[:12])})")
+
+    def ui_nodes(self) -> list[ET.Element]:
+        """Every node of ``uiautomator dump`` for the current screen."""
+        output = self.shell("uiautomator dump /dev/tty")
+        end = output.rfind("</hierarchy>")
+        start = output.find("<?xml")
+        if end < 0:
+            raise EnvError(f"uiautomator dump failed on {self.serial}: {output.strip()[:200]}")
+        xml = output[max(start, 0):end + len("</hierarchy>")]
+        return list(ET.fromstring(xml.encode()).iter("node"))
+
+
+def _read_to_end(sock: Any) -> bytes:
+    """Everything until the peer closes (adbutils' own reader copies quadratically)."""
+    chunks = []
+    while chunk := sock.recv(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,63 @@
+"""A private adb server (its own port and HOME), for tests, benchmarks and scripts.
+
+Several can run at once without touching the user's adb server on 5037.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateAdbServer:
+    """``adb -P PORT start-server`` with a scratch HOME; ``kill-server`` on exit."""
+
+    def __init__(self, adb: str = "adb") -> None:
+        self.adb = shutil.which(adb) or adb
+        self.port = free_port()
+        self.home = tempfile.mkdtemp(prefix="vlagent-adb-")
+        self.env = {**os.environ, "HOME": self.home}
+        self.env.pop("ANDROID_ADB_SERVER_PORT", None)
+
+    def run(self, *args: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess:
+        """Run the adb CLI against this server; output is bytes."""
+        return subprocess.run([self.adb, "-P", str(self.port), *args], env=self.env,
+                              capture_output=True, timeout=timeout_s, check=False)
+
+    def start(self) -> "PrivateAdbServer":
+        result = self.run("start-server")
+        if result.returncode != 0:
+            raise RuntimeError(f"adb start-server failed: {result.stderr.decode().strip()}")
+        return self
+
+    def connect(self, serial: str, timeout_s: float = 20.0) -> None:
+        """``adb connect SERIAL`` and wait until the device is listed as ready."""
+        result = self.run("connect", serial)
+        if b"connected" not in result.stdout:
+            raise RuntimeError(f"adb connect {serial} failed: {result.stdout!r} {result.stderr!r}")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if f"{serial}\tdevice" in self.run("devices").stdout.decode():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{serial} did not come online in {timeout_s}s")
+
+    def stop(self) -> None:
+        self.run("kill-server")
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> "PrivateAdbServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
