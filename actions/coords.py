@@ -89,7 +89,9 @@ class CoordSpace(ABC):
 
     def render_length(self, pixels: int, axis: Axis, screen: _ScreenLike) -> Number:
         n, side = self._axis(axis, screen)
-        return _shortest(pixels * n / side, lambda v: self.length_to_pixels(v, axis, screen), pixels)
+        return _shortest(
+            pixels * n / side, lambda v: self.length_to_pixels(v, axis, screen), pixels
+        )
 
 
 def _finite(value: Number) -> bool:

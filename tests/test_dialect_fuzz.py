@@ -47,7 +47,8 @@ FRAGMENTS = [
     "type(", "hotkey(", "finished(", "call_user()", "start_box=", "end_box=", "point=",
     "content=", "direction=", "key=", "<|box_start|>", "<|box_end|>", "<point>", "</point>",
     "<bbox>", "'", '"', "\\", "\\'", "(", ")", "[", "]", "{", "}", ",", ":", " ", "\n", "```",
-    "1e308", "1e999", "-0", '"time": ', '["a", ""]', '"name": ["x"]', "9" * 5000, "-1", "0", "999", "1000", "1000.0001", "nan", "inf", "NaN", "Infinity", "True",
+    "1e308", "1e999", "-0", '"time": ', '["a", ""]', '"name": ["x"]', "9" * 5000, "-1", "0",
+    "999", "1000", "1000.0001", "nan", "inf", "NaN", "Infinity", "True",
     "None", "null", "__import__('os')", "1" * 400, "[" * 300, "{" * 300, "(" * 300, "\x00",
 ]
 

@@ -40,7 +40,8 @@ def actions(draw, kind: str, screen: Screen, dialect: str):
     w, h = screen.width, screen.height
 
     def pt(prefix: str = "") -> dict:
-        return {f"x{prefix}": draw(st.integers(0, w - 1)), f"y{prefix}": draw(st.integers(0, h - 1))}
+        return {f"x{prefix}": draw(st.integers(0, w - 1)),
+                f"y{prefix}": draw(st.integers(0, h - 1))}
 
     cls = ACTION_CLASSES[kind]
     d: dict = {}
@@ -104,7 +105,9 @@ CASES = [
     ("uitars", PHONE_KINDS),
 ]
 PARAMS = [
-    pytest.param(name, env_kinds, kind, id=f"{name}-{'phone' if env_kinds == PHONE_KINDS else 'pc'}-{kind}")
+    pytest.param(
+        name, env_kinds, kind, id=f"{name}-{'phone' if env_kinds == PHONE_KINDS else 'pc'}-{kind}"
+    )
     for name, env_kinds in CASES
     for kind in sorted(get_dialect(name, env_kinds).kinds)
 ]

@@ -92,8 +92,10 @@ def load_literal(text: str) -> Any:
 
 
 def _literal(node: ast.AST) -> Any:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool, type(None))):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool)):
         return node.value
+    if isinstance(node, ast.Constant) and node.value is None:
+        return None
     if isinstance(node, ast.Name) and node.id in _NAMES:
         return _NAMES[node.id]
     if isinstance(node, (ast.Tuple, ast.List)):

@@ -50,12 +50,15 @@ def parse(
         return
     if dialect not in DIALECTS:
         raise typer.BadParameter(
-            f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}", param_hint="--dialect"
+            f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}",
+            param_hint="--dialect",
         )
     if screen is None and prompt:
         screen = "1080x2400"
     if screen is None:
-        raise typer.BadParameter("give the screenshot size, such as 1080x2400", param_hint="--screen")
+        raise typer.BadParameter(
+            "give the screenshot size, such as 1080x2400", param_hint="--screen"
+        )
     size = _screen_size(screen)
     kind_list = _kinds(kinds)
     d = get_dialect(dialect, kind_list)
