@@ -178,8 +178,8 @@ def report(outcome: RunOutcome, console: Console) -> None:
     if result.check is not None:
         mark = "[green]passed[/]" if result.check.success else "[red]failed[/]"
         console.print(f"check: {mark} ({result.check.detail})")
-    console.print(f"trajectory: {outcome.directory}")
-    console.print(f"view: {outcome.view}")
+    console.print(f"trajectory: {outcome.directory.resolve()}", soft_wrap=True)
+    console.print(f"view: {outcome.view.resolve()}", soft_wrap=True)
 
 
 def succeeded(result: EpisodeResult) -> bool:

@@ -1,0 +1,137 @@
+"""The CLI end to end on the browser env: run, view, export, replay, and a SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.trajectory import load
+from tests.conftest import require_tool
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, str(REPO / "agent_cli.py")]
+
+
+def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "160"})
+
+
+def replies(path: Path, texts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"response": t}) + "\n" for t in texts))
+    return path
+
+
+CLICK = '*FUNCTION*: Click *ARGS*: {"point": (500, 500)}'
+DONE = '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'
+
+
+def only_run(root: Path) -> Path:
+    (directory,) = [p for p in root.iterdir() if p.is_dir()]
+    return directory
+
+
+def test_run_view_export_and_replay_on_the_browser(tmp_path):
+    require_tool("chromium")
+    script = replies(tmp_path / "r.jsonl", [CLICK, "not an action", DONE])
+    done = cli("run", "Click the middle", "--env", "browser", "--model", f"replay:{script}",
+               "--out", "runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    directory = only_run(tmp_path / "runs")
+    assert "status: success after 3 step(s)" in done.stdout
+    assert f"view: {(directory / 'view.html').resolve()}" in done.stdout
+    assert (directory / "view.html").is_file()
+    traj = load(directory)
+    assert [s.action and s.action["kind"] for s in traj.steps] == ["click", None, "terminate"]
+    assert traj.meta.model == f"replay:{script}" and traj.meta.env == "browser"
+
+    exported = cli("export", str(directory), "--format", "llamafactory", "--out", "sft.jsonl",
+                   cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "2 sample(s) from 1 episode(s)" in exported.stdout
+    assert "1 unparsed step(s) left out" in exported.stdout
+
+    # Replaying the trajectory repeats its replies on a fresh env.
+    replayed = cli("replay", str(directory), "--out", "again", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    again = load(only_run(tmp_path / "again"))
+    assert [s.response for s in again.steps] == [s.response for s in traj.steps]
+    assert [s.action for s in again.steps] == [s.action for s in traj.steps]
+
+
+def test_bad_settings_get_clear_errors(tmp_path):
+    no_task = cli("run", "order a pizza", "--model", "scripted", cwd=tmp_path)
+    assert no_task.returncode == 2
+    assert "--task NAME" in no_task.stdout and "phone/book-flight" in no_task.stdout
+    unknown = cli("run", "x", "--model", "scripted", "--task", "nope", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown task 'nope'" in unknown.stdout
+    no_model = cli("run", "x", cwd=tmp_path)
+    assert no_model.returncode == 2 and "--model" in no_model.stderr
+    missing = cli("run", "x", "--model", str(tmp_path / "nothing"), cwd=tmp_path)
+    assert missing.returncode == 2 and "not a checkpoint directory" in missing.stdout
+    not_traj = cli("view", str(tmp_path), cwd=tmp_path)
+    assert not_traj.returncode == 2 and "no meta.json" in not_traj.stderr
+
+
+def test_sigkill_mid_run_leaves_a_trajectory_view_and_export_read(tmp_path):
+    require_tool("chromium")
+    wait = '*FUNCTION*: Wait *ARGS*: {"seconds": 0.3}'
+    script = replies(tmp_path / "r.jsonl", [CLICK] + [wait] * 200)
+    proc = subprocess.Popen(
+        [*CLI, "run", "Keep waiting", "--env", "browser", "--model", f"replay:{script}",
+         "--out", "runs", "--max-steps", "200"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        steps_file = None
+        while time.monotonic() < deadline:
+            found = list((tmp_path / "runs").glob("*/steps.jsonl"))
+            if found and found[0].read_text().count("\n") >= 2:
+                steps_file = found[0]
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.05)
+        assert steps_file is not None, "no step was recorded within 60 s"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    directory = steps_file.parent
+    traj = load(directory)
+    assert traj.meta.status == "running"  # nobody finalized it: the process died
+    assert len(traj.steps) >= 2
+    assert all((directory / s.image).is_file() for s in traj.steps)
+
+    viewed = cli("view", str(directory), cwd=tmp_path)
+    assert viewed.returncode == 0, viewed.stderr
+    html = (directory / "view.html").read_text()
+    assert html.count("class='step'") == len(traj.steps)
+    exported = cli("export", str(directory), "--format", "qwen2vl", "--out", "sft.jsonl",
+                   cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    rows = (tmp_path / "sft.jsonl").read_text().splitlines()
+    assert len(rows) == len(traj.steps)
+
+
+@pytest.mark.parametrize("torn", ['{"step": 5, "ima', ""])
+def test_a_torn_last_line_is_ignored(tmp_path, torn):
+    from actions.dialects import get_dialect
+    from agent.loop import Agent
+    from agent.recorder import Recorder
+    from tests.agent_fakes import FakePhone, ListPolicy
+
+    env = FakePhone()
+    Agent(env, ListPolicy(['*FUNCTION*: Home *ARGS*: {}', DONE]),
+          get_dialect("qwen2vl", env.action_kinds), recorder=Recorder(tmp_path / "t")).run("x")
+    with open(tmp_path / "t" / "steps.jsonl", "a") as f:
+        f.write(torn)
+    assert len(load(tmp_path / "t").steps) == 2
