@@ -5,12 +5,17 @@ Several can run at once without touching the user's adb server on 5037.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from typing import Any
+
+from envs.virtual_phone.phone import VirtualPhone
 
 
 def free_port() -> int:
@@ -61,3 +66,14 @@ class PrivateAdbServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def connected_phone(adb: PrivateAdbServer | None = None, **phone_options: Any
+                    ) -> Iterator[tuple[VirtualPhone, PrivateAdbServer]]:
+    """A started VirtualPhone, attached (``adb connect``) to ``adb`` or to a new private server."""
+    with contextlib.ExitStack() as stack:
+        server = adb or stack.enter_context(PrivateAdbServer())
+        phone = stack.enter_context(VirtualPhone(**phone_options))
+        server.connect(phone.serial)
+        yield phone, server

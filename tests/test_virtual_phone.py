@@ -1,0 +1,176 @@
+"""The virtual phone through the real adb CLI: the device as `adb` itself sees it."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+from PIL import Image
+
+from tests.conftest import require_tool
+
+pytestmark = [pytest.mark.adb, pytest.mark.chromium]
+
+
+@pytest.fixture(scope="module")
+def phone():
+    require_tool("adb")
+    require_tool("chromium")
+    from envs.virtual_phone.adb_host import connected_phone
+
+    with connected_phone() as (phone, adb):
+        yield phone, adb
+
+
+def adb_shell(phone, *args: str, exec_out: bool = False) -> bytes:
+    vphone, adb = phone
+    result = adb.run("-s", vphone.serial, "exec-out" if exec_out else "shell", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def wait_for(condition, timeout_s: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def focus(phone) -> str:
+    match = re.search(r"mCurrentFocus=Window\{\S+ u0 ([\w.]+)/", adb_shell(phone, "dumpsys window").decode())
+    return match.group(1) if match else ""
+
+
+def ui_nodes(phone) -> list[ET.Element]:
+    text = adb_shell(phone, "uiautomator", "dump", "/dev/tty").decode()
+    xml = text[: text.rindex("</hierarchy>") + len("</hierarchy>")]
+    return list(ET.fromstring(xml).iter("node"))
+
+
+def center(node: ET.Element) -> tuple[int, int]:
+    x1, y1, x2, y2 = map(int, re.findall(r"\d+", node.get("bounds")))
+    return (x1 + x2) // 2, (y1 + y2) // 2
+
+
+def test_adb_lists_the_phone(phone):
+    vphone, adb = phone
+    listing = adb.run("devices", "-l").stdout.decode()
+    assert re.search(rf"^{re.escape(vphone.serial)}\s+device .*model:vlagent_virtual_phone", listing, re.M)
+
+
+def test_wm_size_and_density(phone):
+    assert adb_shell(phone, "wm", "size") == b"Physical size: 1080x2400\n"
+    assert adb_shell(phone, "wm", "density") == b"Physical density: 480\n"
+
+
+def test_screencap_png_and_raw_show_the_same_pixels(phone):
+    png = adb_shell(phone, "screencap", "-p", exec_out=True)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (1080, 2400)
+    raw = adb_shell(phone, "screencap", exec_out=True)
+    width, height, fmt = struct.unpack_from("<3I", raw)
+    assert (width, height, fmt) == (1080, 2400, 1)
+    assert len(raw) == 16 + width * height * 4
+    assert raw[16:] == image.convert("RGBA").tobytes()
+
+
+def test_the_shell_is_a_real_sh(phone):
+    # Quoting, arithmetic and pipes are the shell's; the tools are ordinary commands on PATH.
+    assert adb_shell(phone, "echo $((6*7)) 'a  b' | tr a x") == b"42 x  b\n"
+    assert adb_shell(phone, "getprop ro.build.version.sdk; command -v input >/dev/null && echo found") \
+        == b"34\nfound\n"
+    assert b"interactive shells are not supported" in adb_shell(phone)
+
+
+def test_input_tap_on_a_launcher_icon_opens_its_app(phone):
+    for label, package in [("Notes", "com.vlagent.notes"), ("Settings", "com.vlagent.settings")]:
+        adb_shell(phone, "input", "keyevent", "KEYCODE_HOME")
+        wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+        icon = next(n for n in ui_nodes(phone) if n.get("content-desc") == label)
+        x, y = center(icon)
+        adb_shell(phone, "input", "tap", str(x), str(y))
+        wait_for(lambda: focus(phone) == package, what=f"{package} in front")
+
+
+def test_tools_report_errors_like_a_device(phone):
+    vphone, adb = phone
+    result = adb.run("-s", vphone.serial, "shell", "monkey -p com.example.missing 1; echo rc=$?")
+    assert b"No activities found" in result.stdout and b"rc=252" in result.stdout
+    result = adb.run("-s", vphone.serial, "shell", "input keyevent NOT_A_KEY; echo rc=$?")
+    assert b"unknown key" in result.stdout and b"rc=1" in result.stdout
+    assert b"package:com.vlagent.flights\n" in adb_shell(phone, "pm", "list", "packages")
+    assert adb_shell(phone, "ime list -s").split() == [
+        b"com.vlagent.keyboard/.LatinIME", b"com.android.adbkeyboard/.AdbIME"]
+
+
+def test_uiautomator_dump_to_a_file(phone):
+    output = adb_shell(phone, "uiautomator dump ui.xml && cat ui.xml").decode()
+    assert output.startswith("UI hierchary dumped to: ui.xml\n<?xml")
+    assert output.rstrip().endswith("</hierarchy>")
+
+
+def test_back_and_home(phone):
+    adb_shell(phone, "vphone", "reset")
+    wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+    adb_shell(phone, "monkey -p com.vlagent.contacts -c android.intent.category.LAUNCHER 1")
+    wait_for(lambda: focus(phone) == "com.vlagent.contacts", what="contacts")
+    ada = next(n for n in ui_nodes(phone) if n.get("resource-id") == "contacts:contact-ada-lovelace")
+    adb_shell(phone, "input", "tap", *map(str, center(ada)))
+    wait_for(lambda: any(n.get("text") == "Phone: +1 555 0101" for n in ui_nodes(phone)),
+             what="the contact page")
+    # Back leaves the detail page first and stays in the app...
+    adb_shell(phone, "input", "keyevent", "4")
+    wait_for(lambda: any(n.get("resource-id") == "contacts:add" for n in ui_nodes(phone)),
+             what="the contact list")
+    assert focus(phone) == "com.vlagent.contacts"
+    # ...then leaves the app; Back on the launcher stays there.
+    adb_shell(phone, "input", "keyevent", "KEYCODE_BACK")
+    wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+    adb_shell(phone, "input", "keyevent", "KEYCODE_BACK")
+    assert focus(phone) == "com.vlagent.launcher"
+    # Home from deep inside an app goes straight to the launcher.
+    adb_shell(phone, "am start -n com.vlagent.flights/.SearchActivity")
+    wait_for(lambda: focus(phone) == "com.vlagent.flights", what="flights")
+    adb_shell(phone, "input", "keyevent", "3")
+    wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+
+
+def test_settings_switches_change_state(phone):
+    import json
+
+    adb_shell(phone, "vphone reset com.vlagent.settings; am start -n com.vlagent.settings/.Settings")
+    wait_for(lambda: focus(phone) == "com.vlagent.settings", what="settings")
+    assert json.loads(adb_shell(phone, "vphone state com.vlagent.settings")) == {
+        "wifi": True, "bluetooth": False}
+    (switch,) = wait_for(lambda: [n for n in ui_nodes(phone)
+                                  if n.get("resource-id") == "settings:bluetooth"], what="switch")
+    assert switch.get("class") == "android.widget.Switch" and switch.get("checked") == "false"
+    adb_shell(phone, "input", "tap", *map(str, center(switch)))
+    wait_for(lambda: json.loads(adb_shell(phone, "vphone state com.vlagent.settings"))["bluetooth"],
+             what="bluetooth on")
+
+
+def test_several_phones_at_once(phone):
+    from envs.virtual_phone import VirtualPhone
+
+    vphone, adb = phone
+    with VirtualPhone() as other:
+        adb.connect(other.serial)
+        assert other.port != vphone.port
+        adb.run("-s", other.serial, "shell", "monkey -p com.vlagent.notes 1")
+        adb.run("-s", vphone.serial, "shell", "input keyevent HOME")
+        serials = {s: adb.run("-s", s, "shell", "getprop ro.serialno").stdout.strip()
+                   for s in (vphone.serial, other.serial)}
+        assert serials == {vphone.serial: f"vphone-{vphone.port}".encode(),
+                           other.serial: f"vphone-{other.port}".encode()}
+        assert other.foreground() == "com.vlagent.notes"
+        assert vphone.foreground() == "com.vlagent.launcher"
+    adb.run("disconnect", other.serial)
