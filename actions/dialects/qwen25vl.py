@@ -306,19 +306,18 @@ class Qwen25VLDialect(Dialect):
         if not text.strip():
             raise fail("the reply is empty", EXPECTED)
         text = strip_fences(text)
-        opened = text.lower().count("<tool_call>")
-        if opened > 1:
-            raise fail("the reply holds more than one <tool_call>; write exactly one", EXPECTED)
-        body = text
-        if opened:
-            start = text.lower().index("<tool_call>") + len("<tool_call>")
-            close = text.lower().find("</tool_call>", start)
-            body = text[start : close if close >= 0 else len(text)]  # a missing close tag is fine
-        brace = body.find("{")
+        # The first JSON object after <tool_call> (or anywhere, if the tag was left out) is the
+        # call; reading it honours quotes, so tags inside its strings do not count. A missing
+        # </tool_call> at the end is fine; another <tool_call> after it is a second action.
+        opening = text.lower().find("<tool_call>")
+        brace = text.find("{", opening + len("<tool_call>") if opening >= 0 else 0)
         if brace < 0:
             raise fail("no tool call was found", EXPECTED)
+        literal = extract_balanced(text, brace)
+        if "<tool_call>" in text[brace + len(literal):].lower():
+            raise fail("the reply holds more than one <tool_call>; write exactly one", EXPECTED)
         try:
-            call = load_literal(extract_balanced(body, brace))
+            call = load_literal(literal)
         except ValueError as exc:
             raise fail(f"the tool call is not a JSON object: {exc}", EXPECTED) from None
         if not isinstance(call, dict):

@@ -202,25 +202,15 @@ class Qwen2VLDialect(Dialect):
         if not text.strip():
             raise fail("the reply is empty", EXPECTED)
         text = strip_fences(text)
-        found = list(_KEYWORD.finditer(text))
-        # Generation stops at *RESULT*: whatever follows it is not part of this reply.
-        cut = next((m.start() for m in found if m[1].upper() == "RESULT"), len(text))
-        marks = [m for m in found if m.start() < cut]
-
-        def region_end(mark: re.Match) -> int:
-            return next((m.start() for m in marks if m.start() > mark.start()), cut)
-
-        functions = [m for m in marks if m[1].upper() == "FUNCTION"]
-        args_marks = [m for m in marks if m[1].upper() == "ARGS"]
-        if not functions:
+        marks = list(_KEYWORD.finditer(text))
+        kinds = [m[1].upper() for m in marks]
+        at = kinds.index("FUNCTION") if "FUNCTION" in kinds else len(kinds)
+        if at > (kinds.index("RESULT") if "RESULT" in kinds else len(kinds) - 1):
             raise fail("no *FUNCTION* keyword was found", EXPECTED)
-        if len(functions) > 1 or len(args_marks) > 1:
-            raise fail("the reply holds more than one action; write exactly one", EXPECTED)
-        fn_mark = functions[0]
-        args_mark = args_marks[0] if args_marks else None
-        if args_mark is not None and args_mark.start() < fn_mark.start():
-            raise fail("*ARGS* comes before *FUNCTION*", EXPECTED)
-        name_end = args_mark.start() if args_mark else region_end(fn_mark)
+        fn_mark = marks[at]
+        following = marks[at + 1] if at + 1 < len(marks) else None
+        args_mark = following if following is not None and kinds[at + 1] == "ARGS" else None
+        name_end = following.start() if following is not None else len(text)
         raw_name = text[fn_mark.end() : name_end].strip().splitlines()
         name = raw_name[0].strip(" \t`'\"") if raw_name else ""
         spec = _BY_NAME.get(re.sub(r"[^a-z]", "", name.lower()))
@@ -228,7 +218,13 @@ class Qwen2VLDialect(Dialect):
             known = ", ".join(f.name for f in FUNCTIONS)
             what = f"unknown action {short(name)}" if name else "the action name is missing"
             raise fail(f"{what}; the actions are {known}", EXPECTED)
-        args = _read_args(text[args_mark.end() : region_end(args_mark)] if args_mark else "")
+        args, end = _read_args(text, args_mark) if args_mark else ({}, name_end)
+        # Generation stops at *RESULT*: what follows it is not part of this reply. Before it,
+        # another keyword means a second action. (Keywords inside the ARGS strings are skipped.)
+        for mark in _KEYWORD.finditer(text, end):
+            if mark[1].upper() == "RESULT":
+                break
+            raise fail("the reply holds more than one action; write exactly one", EXPECTED)
         return self._build(spec, args, screen)
 
     def _build(self, spec: Function, args: dict[str, Any], screen: Screen) -> Action:
@@ -262,20 +258,26 @@ class Qwen2VLDialect(Dialect):
         return make_action(data, screen, expected)
 
 
-def _read_args(region: str) -> dict[str, Any]:
-    region = region.strip()
-    if not region:
-        return {}
-    start = region.find("{")
-    if start < 0:
-        raise fail(f"*ARGS* must be a JSON object, got {short(region)}", EXPECTED)
+def _read_args(text: str, mark: re.Match) -> tuple[dict[str, Any], int]:
+    """The ARGS object after ``mark``, and where it ends; nothing at all means no arguments."""
+    start = mark.end()
+    rest = text[start:]
+    body = rest.lstrip()
+    if not body.startswith("{"):
+        following = _KEYWORD.search(text, start)
+        chunk = text[start : following.start() if following else len(text)]
+        if chunk.strip():
+            raise fail(f"*ARGS* must be a JSON object, got {short(chunk.strip())}", EXPECTED)
+        return {}, start
+    brace = start + len(rest) - len(body)
+    literal = extract_balanced(text, brace)
     try:
-        args = load_literal(extract_balanced(region, start))
+        args = load_literal(literal)
     except ValueError as exc:
         raise fail(f"*ARGS* could not be read: {exc}", EXPECTED) from None
     if not isinstance(args, dict):
         raise fail("*ARGS* must be a JSON object", EXPECTED)
-    return args
+    return args, min(brace + len(literal), len(text))
 
 
 def _image_or_note(image: int | None, index: int) -> Part:

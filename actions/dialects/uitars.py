@@ -97,6 +97,7 @@ _CALL_START = re.compile(r"\b(" + "|".join(sorted(_FUNCTIONS, key=len, reverse=T
 _POINT_TAG = re.compile(r"<point>\s*([-+\d.eE]+)[\s,]+([-+\d.eE]+)\s*</point>")
 _BBOX_TAG = re.compile(r"<bbox>\s*([-+\d.eE]+)[\s,]+([-+\d.eE]+)[\s,]+([-+\d.eE]+)[\s,]+"
                        r"([-+\d.eE]+)\s*</bbox>")
+_ACTION_LINE = re.compile(r"^[ \t]*Action:", re.MULTILINE)
 _ALIASES = {"point": "start_box", "start_point": "start_box", "end_point": "end_box"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 
@@ -214,10 +215,10 @@ class UITarsDialect(Dialect):
         if not text.strip():
             raise fail("the reply is empty", EXPECTED)
         text = strip_fences(text)
-        marker = text.rfind("Action:")
-        if text.count("Action:") > 1:
-            raise fail("the reply has more than one `Action:`; write exactly one", EXPECTED)
-        region = text[marker + len("Action:"):] if marker >= 0 else text
+        # The first `Action:` that starts a line (else the first anywhere) opens the call.
+        line_start = _ACTION_LINE.search(text)
+        marker = line_start.end() if line_start else text.find("Action:")
+        region = text[marker + (0 if line_start else len("Action:")):] if marker >= 0 else text
         found = _CALL_START.search(region)
         before = region[: found.start()] if found else region
         if marker >= 0 and before.strip():
@@ -228,6 +229,8 @@ class UITarsDialect(Dialect):
             raise fail("no `Action:` line with a call", EXPECTED)
         call = _read_call(region, found)
         rest = region[call.end:]
+        if "Action:" in rest:
+            raise fail("the reply has more than one `Action:`; write exactly one", EXPECTED)
         if _CALL_START.search(rest):
             raise fail("the reply holds more than one action; write exactly one", EXPECTED)
         return self._build(call, screen)
