@@ -157,11 +157,10 @@ class Agent:
             status, reason = "error", f"the {self.env.name} env failed: {exc}"
         except PolicyError as exc:
             status, reason = "error", f"the policy failed: {exc}"
-        check = self._check(task) if task is not None and status not in ("error", "interrupted") \
-            else None
-        if self.recorder is not None:
-            record = CheckRecord(success=check.success, detail=check.detail) if check else None
-            self.recorder.finish(status, reason, record)
+        except Exception as exc:  # a bug: finalize the trajectory, then let it propagate
+            self._finish(task, "error", f"{type(exc).__name__}: {exc}")
+            raise
+        check = self._finish(task, status, reason)
         return EpisodeResult(
             status=status, reason=reason, steps=steps, check=check, answer=answer,
             directory=self.recorder.directory if self.recorder else None,
@@ -252,6 +251,16 @@ class Agent:
                     or keep == 0:
                 return prompt, tokens
             keep -= 1
+
+    def _finish(self, task: "Task | None", status: Status, reason: str) -> "CheckResult | None":
+        """Run the task's check (unless the env failed or the user stopped) and close the
+        trajectory."""
+        check = self._check(task) if task is not None and status not in ("error", "interrupted") \
+            else None
+        if self.recorder is not None:
+            record = CheckRecord(success=check.success, detail=check.detail) if check else None
+            self.recorder.finish(status, reason, record)
+        return check
 
     def _check(self, task: "Task") -> "CheckResult":
         from tasks.base import CheckResult

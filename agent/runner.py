@@ -125,12 +125,16 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
 
     if spec.device == "virtual":
         from envs.virtual_phone import VirtualPhone
+        from envs.virtual_phone.adb_host import PrivateAdbServer
 
-        with console.status("starting the virtual phone…"), contextlib.ExitStack() as stack:
-            phone = stack.enter_context(VirtualPhone(port=0))
-            env = stack.enter_context(AndroidEnv(serial=phone.serial, connect=True))
-        with stack, env:
-            console.print(f"virtual phone at {phone.serial}")
+        with contextlib.ExitStack() as stack:
+            # A private adb server: the run never touches the user's own (port 5037).
+            with console.status("starting the virtual phone and a private adb server…"):
+                phone = stack.enter_context(VirtualPhone(port=0))
+                adb = stack.enter_context(PrivateAdbServer())
+                adb.connect(phone.serial)
+                env = stack.enter_context(AndroidEnv(serial=phone.serial, adb_port=adb.port))
+            console.print(f"virtual phone at {phone.serial} (adb server on port {adb.port})")
             yield env, "virtual"
         return
     with AndroidEnv(serial=spec.device) as env:

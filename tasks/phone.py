@@ -58,8 +58,7 @@ class BookFlight(PhoneTask):
         yield SolutionStep(tap(find(env, "flights:confirm")), "Confirm the booking.")
         wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == "flights:booked"
                                      and "Booked" in n.text], "the booking confirmation")
-        yield SolutionStep(Terminate(status="success", message="the flight is booked"),
-                           "The flight is booked.")
+        yield SolutionStep(Terminate(status="success"), "The flight is booked.")
 
 
 def _price(node: UiNode) -> int:
@@ -88,8 +87,7 @@ class WriteNote(PhoneTask):
         yield SolutionStep(tap(find(env, "notes:save")), "Save the note.")
         wait_for(env, lambda nodes: [n for n in nodes if n.resource_id.startswith("notes:note-")
                                      and n.text == self.text], "the saved note")
-        yield SolutionStep(Terminate(status="success", message="the note is saved"),
-                           "The note is saved.")
+        yield SolutionStep(Terminate(status="success"), "The note is saved.")
 
 
 PHONE_TASKS: tuple[type[Task], ...] = (BookFlight, WriteNote)

@@ -12,7 +12,7 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from envs.base import EnvError
 
@@ -35,15 +35,10 @@ class UiNode:
         return (x1 + x2) // 2, (y1 + y2) // 2
 
 
-def parse_hierarchy(xml: str) -> list[UiNode]:
-    """The nodes of a ``uiautomator dump``, in document order."""
-    start = xml.find("<hierarchy")
-    end = xml.rfind("</hierarchy>")
-    if start < 0 or end < 0:
-        raise EnvError(f"uiautomator dump gave no hierarchy: {xml[:200]!r}")
-    root = ET.fromstring(xml[start : end + len("</hierarchy>")])
+def to_nodes(elements: Iterable[ET.Element]) -> list[UiNode]:
+    """Typed nodes from ``uiautomator dump``'s ``<node>`` elements (those with valid bounds)."""
     nodes = []
-    for node in root.iter("node"):
+    for node in elements:
         match = _BOUNDS.fullmatch(node.get("bounds", ""))
         if match is None:
             continue
@@ -61,7 +56,7 @@ def shell(env: "AndroidEnv", command: str) -> str:
 
 
 def dump(env: "AndroidEnv") -> list[UiNode]:
-    return parse_hierarchy(shell(env, "uiautomator dump /dev/tty"))
+    return to_nodes(env.ui_nodes())
 
 
 def wait_for(

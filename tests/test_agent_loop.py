@@ -210,3 +210,30 @@ def test_recorded_steps_hold_prompt_timings_and_results(tmp_path):
 ])
 def test_extract_thought(text, thought):
     assert extract_thought(text) == thought
+
+
+def test_an_unexpected_exception_still_finalizes_the_trajectory(tmp_path):
+    def broken(request):
+        if request.step == 1:
+            raise ZeroDivisionError("bug in a policy")
+        return TAP
+
+    with pytest.raises(ZeroDivisionError):
+        run(broken, tmp_path=tmp_path)
+    traj = load(tmp_path / "traj")
+    assert traj.meta.status == "error" and "bug in a policy" in traj.meta.reason
+    assert len(traj.steps) == 1
+
+
+def test_scripted_step_the_dialect_cannot_write_is_a_policy_error():
+    from actions.types import Terminate
+    from tasks.base import SolutionStep
+
+    class Chatty(TypeHelloTask):
+        def solution(self, env):
+            yield SolutionStep(Terminate(status="success", message="all done"))
+
+    env = FakePhone()
+    agent = Agent(env, ScriptedPolicy(), get_dialect("uitars", env.action_kinds))
+    result = agent.run("x", Chatty())
+    assert result.status == "error" and "uitars dialect cannot write" in result.reason

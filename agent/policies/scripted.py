@@ -34,5 +34,10 @@ class ScriptedPolicy(Policy):
         step = next(self._steps, None)
         if step is None:
             raise PolicyError(f"the solution of {self._episode.task.name} has no more steps")
-        text = self._episode.dialect.render_action(step.action, request.screen, step.thought)
+        dialect = self._episode.dialect
+        try:
+            text = dialect.render_action(step.action, request.screen, step.thought)
+        except ValueError as exc:  # an action or field this dialect cannot write
+            raise PolicyError(f"the {dialect.name} dialect cannot write the solution's step "
+                              f"{step.action.model_dump_json()}: {exc}") from None
         return Reply(text)
