@@ -71,14 +71,14 @@ def _step(trajectory: Trajectory, step: StepRecord) -> str:
         (("observe", t.observe_ms), ("prompt", t.prompt_ms), ("model", t.model_ms),
          ("parse", t.parse_ms), ("act", t.act_ms))
     )
+    tokens = f" · {step.prompt_tokens} prompt tokens" if step.prompt_tokens is not None else ""
     details = [f"<h2>Step {step.step}</h2>",
-               f"<p class='meta'>{width}×{height} · "
-               f"{step.prompt_tokens if step.prompt_tokens is not None else '?'} prompt tokens"
-               f"<br>{timings}</p>"]
+               f"<p class='meta'>{width}×{height}{tokens}<br>{timings}</p>"]
     if step.thought:
         details.append(f"<p class='thought'>{escape(step.thought)}</p>")
     if step.action is not None:
-        details.append(f"<p class='action'><code>{escape(json.dumps(step.action, ensure_ascii=False))}"
+        action = {"kind": step.action["kind"], **step.action}  # kind first, as one reads it
+        details.append(f"<p class='action'><code>{escape(json.dumps(action, ensure_ascii=False))}"
                        f"</code></p>")
     if step.parse_error:
         details.append(f"<p class='error'>parse error: {escape(step.parse_error)}</p>")
