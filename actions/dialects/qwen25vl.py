@@ -380,10 +380,6 @@ class Qwen25VLDialect(Dialect):
 Builder = Callable[..., dict[str, Any]]
 
 
-def _seconds_ms(number: Callable[[str], float], given: dict, expected: str) -> dict[str, Any]:
-    return {"duration_ms": round(number("time") * 1000)} if "time" in given else {}
-
-
 def _button(given, point, number, screen, expected) -> dict[str, Any]:
     button = str(given["button"]).strip().lower()
     if button == "menu":
@@ -448,7 +444,7 @@ _BUILDERS: dict[str, Builder] = {
     "click": _pointed("tap"),
     "long_press": lambda given, point, number, screen, expected: {
         **_pointed("long_press")(given, point, number, screen, expected),
-        **_seconds_ms(number, given, expected)},
+        **({"duration_ms": round(number("time") * 1000)} if "time" in given else {})},
     "swipe": _segment("swipe", "coordinate", "coordinate2"),
     "type": _text("type", "text"),
     "system_button": _button,
