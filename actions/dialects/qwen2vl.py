@@ -220,9 +220,10 @@ class Qwen2VLDialect(Dialect):
             raise fail(f"{what}; the actions are {known}", EXPECTED)
         args, end = _read_args(text, args_mark) if args_mark else ({}, name_end)
         # Generation stops at *RESULT*: what follows it is not part of this reply. Before it,
-        # another keyword means a second action. (Keywords inside the ARGS strings are skipped.)
+        # another FUNCTION or ARGS means a second action. (Keywords inside ARGS strings are
+        # skipped: the search starts after the object.)
         for mark in _KEYWORD.finditer(text, end):
-            if mark[1].upper() == "RESULT":
+            if mark[1].upper() in ("RESULT", "RETURN"):
                 break
             raise fail("the reply holds more than one action; write exactly one", EXPECTED)
         return self._build(spec, args, screen)
