@@ -226,6 +226,7 @@ class Agent:
             parse_error=parse_error,
             result=result,
             timings=timings,
+            usage=reply.usage,
             extras=_jsonable(observation.extras),
         )
         if self.recorder is not None:

@@ -79,6 +79,7 @@ class StepRecord(BaseModel):
     parse_error: str | None = None
     result: ActionOutcome | None = None  # None when nothing was executed
     timings: Timings = Field(default_factory=Timings)
+    usage: dict[str, Any] = Field(default_factory=dict)  # what the policy reports (token counts)
     extras: dict[str, Any] = Field(default_factory=dict)  # the observation's extras
 
 

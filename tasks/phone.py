@@ -12,6 +12,7 @@ from tasks.phone_ui import UiNode, app_state, find, reset_apps, wait_for
 
 FLIGHTS = "com.vlagent.flights"
 NOTES = "com.vlagent.notes"
+SETTINGS = "com.vlagent.settings"
 
 
 def tap(node: UiNode) -> Tap:
@@ -90,4 +91,27 @@ class WriteNote(PhoneTask):
         yield SolutionStep(Terminate(status="success"), "The note is saved.")
 
 
-PHONE_TASKS: tuple[type[Task], ...] = (BookFlight, WriteNote)
+class WifiOffBluetoothOn(PhoneTask):
+    name = "phone/wifi-off-bluetooth-on"
+    goal = "In Settings, turn Wi-Fi off and Bluetooth on."
+    keywords = ("wifi", "wi", "fi", "bluetooth", "toggle", "switch", "disable", "enable")
+
+    def check(self, env: Env) -> CheckResult:
+        state = app_state(env, SETTINGS)
+        wifi, bluetooth = state.get("wifi"), state.get("bluetooth")
+        return CheckResult(wifi is False and bluetooth is True,
+                           f"Wi-Fi {'on' if wifi else 'off'}, Bluetooth "
+                           f"{'on' if bluetooth else 'off'}")
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        yield SolutionStep(tap(find(env, "launcher:settings")), "Open Settings.")
+        # The start state has Wi-Fi on and Bluetooth off (the app's initial state): flip both.
+        yield SolutionStep(tap(find(env, "settings:wifi")), "Switch Wi-Fi off.")
+        yield SolutionStep(tap(find(env, "settings:bluetooth")), "Switch Bluetooth on.")
+        wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == "settings:summary"
+                                     and "Wi-Fi off, Bluetooth on" in n.text],
+                 "the updated summary")
+        yield SolutionStep(Terminate(status="success"), "Wi-Fi is off and Bluetooth is on.")
+
+
+PHONE_TASKS: tuple[type[Task], ...] = (BookFlight, WriteNote, WifiOffBluetoothOn)

@@ -37,8 +37,34 @@ def test_random_model_feeds_parse_errors_back_and_fails_cleanly(tiny, tmp_path):
         assert step.parse_error and step.action is None
         assert (traj.directory / step.image).is_file()
         assert step.prompt_tokens and step.prompt_tokens > 0
+        # The count made before the call is the length of what the model was given.
+        assert step.usage["prompt_tokens"] == step.prompt_tokens
+        assert 1 <= step.usage["new_tokens"] <= 12
         assert step.timings.model_ms > 0
     # Each error was fed back: the next prompt holds the previous reply and the error.
     assert traj.steps[1].prompt_tokens > traj.steps[0].prompt_tokens
     second = "".join(p.text or "" for m in traj.steps[1].prompt.messages for p in m.content)
     assert "Error: " in second
+
+
+def test_cli_runs_a_local_checkpoint_on_the_browser(tiny, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import require_tool
+
+    require_tool("chromium")
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(repo / "agent_cli.py"), "run", "Click the button", "--env",
+         "browser", "--model", str(tiny), "--max-pixels", str(SMALL), "--max-new-tokens", "8",
+         "--max-parse-errors", "1", "--out", "runs"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr  # failed, not crashed
+    assert "status: failure after 2 step(s)" in done.stdout
+    (directory,) = list((tmp_path / "runs").iterdir())
+    traj = load(directory)
+    assert traj.meta.status == "failure" and len(traj.steps) == 2
+    assert all(s.prompt_tokens for s in traj.steps)

@@ -1,0 +1,116 @@
+"""Policies other than the model: replay sources, human input, and the shared helpers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from actions.dialects import ImagePart, Message, Prompt, Screen, TextPart, get_dialect
+from actions.types import PHONE_KINDS
+from agent.history import HistoryPolicy
+from agent.policies.base import (
+    Episode, PolicyError, Request, cut_at_stop, hf_messages, prompt_images,
+)
+from agent.policies.human import HumanPolicy
+from agent.policies.replay import ReplayPolicy, read_responses
+
+SCREEN = Screen(1080, 2400)
+DIALECT = get_dialect("qwen2vl", PHONE_KINDS)
+
+
+def request(step: int = 0) -> Request:
+    prompt = Prompt([Message("user", [TextPart("go")])])
+    return Request(prompt, [], SCREEN, step)
+
+
+def test_replay_from_jsonl_then_it_runs_out(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"response": "one"}) + "\n\n" + json.dumps({"response": "two"}))
+    policy = ReplayPolicy(path)
+    assert [policy.respond(request()).text for _ in range(2)] == ["one", "two"]
+    with pytest.raises(PolicyError, match="ran out after 2"):
+        policy.respond(request())
+
+
+@pytest.mark.parametrize("content, error", [
+    ("not json\n", "r.jsonl:1 is not JSON"),
+    ('{"text": "x"}\n', 'r.jsonl:1 must be an object with a "response" string'),
+    ('{"response": "a"}\n[1]\n', "r.jsonl:2 must be an object"),
+])
+def test_replay_file_errors_say_where(tmp_path, content, error):
+    path = tmp_path / "r.jsonl"
+    path.write_text(content)
+    with pytest.raises(PolicyError, match=error):
+        read_responses(path)
+
+
+def test_replay_source_must_exist(tmp_path):
+    with pytest.raises(PolicyError, match="does not exist"):
+        ReplayPolicy(tmp_path / "nothing.jsonl")
+
+
+def test_human_types_dialect_text_or_json_actions():
+    lines = iter([
+        '*FUNCTION*: Home *ARGS*: {}',
+        '{"kind": "tap", "x": 540, "y": 1200}',
+        '{"kind": "tap", "x": 5000, "y": 1}',  # off the screen: refused, asked again
+        "{not json",
+        '{"kind": "type", "text": "hi"}',
+        "",
+    ])
+    shown: list[str] = []
+    policy = HumanPolicy(read_line=lambda prompt: next(lines), show=shown.append)
+    policy.start(Episode("open it", DIALECT))
+    assert policy.respond(request()).text == "*FUNCTION*: Home *ARGS*: {}"
+    tap = policy.respond(request(1)).text
+    assert DIALECT.parse(tap, SCREEN).model_dump() == {"kind": "tap", "x": 540, "y": 1200}
+    typed = policy.respond(request(2)).text
+    assert DIALECT.parse(typed, SCREEN).model_dump() == {"kind": "type", "text": "hi"}
+    assert sum("not a valid action" in s for s in shown) == 2
+    with pytest.raises(PolicyError, match="stopped"):
+        policy.respond(request(3))
+
+
+def test_human_end_of_input_stops():
+    def eof(prompt):
+        raise EOFError
+
+    policy = HumanPolicy(read_line=eof, show=lambda s: None)
+    policy.start(Episode("x", DIALECT))
+    with pytest.raises(PolicyError):
+        policy.respond(request())
+
+
+def test_prompt_images_and_hf_messages_follow_the_parts():
+    frames = [Image.new("RGB", (10 + i, 10)) for i in range(3)]
+    prompt = Prompt([Message("user", [TextPart("a"), ImagePart(2)]),
+                     Message("assistant", [ImagePart(0), TextPart("b")])])
+    assert [im.size[0] for im in prompt_images(prompt, frames)] == [12, 10]
+    assert hf_messages(prompt) == [
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image"}]},
+        {"role": "assistant", "content": [{"type": "image"}, {"type": "text", "text": "b"}]},
+    ]
+
+
+@pytest.mark.parametrize("text, cut", [
+    ('*FUNCTION*: Home *ARGS*: {}\n*RESULT*', '*FUNCTION*: Home *ARGS*: {}\n'),
+    ("x ✿RESULT✿: y *RESULT*", "x "),
+    ("no stop here", "no stop here"),
+])
+def test_cut_at_stop(text, cut):
+    assert cut_at_stop(text, ("*RESULT*", "✿RESULT✿")) == cut
+
+
+def test_history_select():
+    from actions.dialects import PastStep
+
+    past = [PastStep(f"r{i}", "", i) for i in range(5)]
+    assert [s.image for s in HistoryPolicy(images=2).select(past)] == [None, None, None, 3, 4]
+    assert [s.image for s in HistoryPolicy(images=9).select(past)] == [0, 1, 2, 3, 4]
+    assert [s.response for s in HistoryPolicy(images=1, steps=2).select(past)] == ["r3", "r4"]
+    assert HistoryPolicy(steps=0).select(past) == []
+    assert [s.image for s in HistoryPolicy(images=0).select(past)] == [None] * 5
+    with pytest.raises(ValueError):
+        HistoryPolicy(images=-1)

@@ -1,0 +1,74 @@
+"""The recorder's write order and atomic meta.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from agent.recorder import Recorder, new_run_dir
+from agent.trajectory import (
+    Meta, RecordedPrompt, StepRecord, TrajectoryError, load,
+)
+
+
+def meta() -> Meta:
+    return Meta(goal="g", env="fake", model="m", dialect="qwen2vl", action_kinds=["tap"],
+                min_pixels=3136, max_pixels=100_000, started_at="2026-01-01T00:00:00Z")
+
+
+def step(i: int, image: str) -> StepRecord:
+    return StepRecord(step=i, image=image, screen=(8, 8), prompt=RecordedPrompt(messages=[]),
+                      response=f"reply {i}")
+
+
+def test_record_and_finish_round_trip(tmp_path):
+    recorder = Recorder(tmp_path / "t")
+    recorder.start(meta())
+    assert load(tmp_path / "t").meta.status == "running"
+    for i in range(2):
+        name = recorder.save_image(i, Image.new("RGB", (8, 8), (i, 0, 0)))
+        recorder.record(step(i, name))
+        assert load(tmp_path / "t").meta.steps == i + 1
+    recorder.finish("success", "done")
+    traj = load(tmp_path / "t")
+    assert [s.response for s in traj.steps] == ["reply 0", "reply 1"]
+    assert (traj.meta.status, traj.meta.reason) == ("success", "done")
+    assert traj.meta.finished_at is not None
+    assert Image.open(tmp_path / "t" / "images" / "step_001.png").getpixel((0, 0)) == (1, 0, 0)
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["images", "meta.json",
+                                                                    "steps.jsonl"]
+
+
+def test_a_line_is_never_written_before_its_image(tmp_path):
+    recorder = Recorder(tmp_path / "t")
+    recorder.start(meta())
+    with pytest.raises(FileNotFoundError, match="was not saved first"):
+        recorder.record(step(0, "images/step_000.png"))
+    assert (tmp_path / "t" / "steps.jsonl").read_text() == ""
+
+
+def test_a_directory_is_never_recorded_twice(tmp_path):
+    Recorder(tmp_path / "t").start(meta())
+    with pytest.raises(FileExistsError):
+        Recorder(tmp_path / "t").start(meta())
+
+
+def test_new_run_dirs_are_unique(tmp_path):
+    first = new_run_dir(tmp_path, "phone/book-flight")
+    first.mkdir()
+    second = new_run_dir(tmp_path, "phone/book-flight")
+    assert first != second and first.name.endswith("phone-book-flight")
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(TrajectoryError, match="no meta.json"):
+        load(tmp_path)
+    (tmp_path / "meta.json").write_text("{}")
+    with pytest.raises(TrajectoryError, match="meta.json is not valid"):
+        load(tmp_path)
+    (tmp_path / "meta.json").write_text(meta().model_dump_json())
+    (tmp_path / "steps.jsonl").write_text('{"step": 0}\n' + json.dumps({}) + "\n")
+    with pytest.raises(TrajectoryError, match="steps.jsonl:1 is not a valid step"):
+        load(tmp_path)
