@@ -98,6 +98,7 @@ _POINT_TAG = re.compile(r"<point>\s*([-+\d.eE]+)[\s,]+([-+\d.eE]+)\s*</point>")
 _BBOX_TAG = re.compile(r"<bbox>\s*([-+\d.eE]+)[\s,]+([-+\d.eE]+)[\s,]+([-+\d.eE]+)[\s,]+"
                        r"([-+\d.eE]+)\s*</bbox>")
 _ACTION_LINE = re.compile(r"^[ \t]*Action:", re.MULTILINE)
+_ACTION = re.compile("Action:")
 _ALIASES = {"point": "start_box", "start_point": "start_box", "end_point": "end_box"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 
@@ -216,12 +217,11 @@ class UITarsDialect(Dialect):
             raise fail("the reply is empty", EXPECTED)
         text = strip_fences(text)
         # The first `Action:` that starts a line (else the first anywhere) opens the call.
-        line_start = _ACTION_LINE.search(text)
-        marker = line_start.end() if line_start else text.find("Action:")
-        region = text[marker + (0 if line_start else len("Action:")):] if marker >= 0 else text
+        marker = _ACTION_LINE.search(text) or _ACTION.search(text)
+        region = text[marker.end():] if marker else text
         found = _CALL_START.search(region)
         before = region[: found.start()] if found else region
-        if marker >= 0 and before.strip():
+        if marker and before.strip():
             known = ", ".join(sorted(_FUNCTIONS))
             raise fail(f"unknown action {short(before.strip().split('(')[0][:40])}; the actions "
                        f"are {known}", EXPECTED)
