@@ -1,0 +1,232 @@
+"""AndroidEnv against the virtual phone through a private adb server (real adb, real adbutils)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actions.types import Back, Home, Key, OpenApp, Scroll, Swipe, Tap, Type
+from envs.base import EnvError
+from tests.conftest import require_tool
+
+pytestmark = [pytest.mark.adb, pytest.mark.chromium]
+
+
+@pytest.fixture(scope="module")
+def attached():
+    require_tool("adb")
+    require_tool("chromium")
+    from envs.virtual_phone.adb_host import connected_phone
+
+    with connected_phone() as (phone, adb):
+        yield phone, adb
+
+
+@pytest.fixture(scope="module")
+def env(attached):
+    from envs.android import AndroidEnv
+
+    phone, adb = attached
+    with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
+        yield env
+
+
+def wait_for(condition, timeout_s: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def state(env, package: str) -> dict:
+    return json.loads(env.shell(f"vphone state {package}"))
+
+
+def tap_id(env, resource_id: str) -> None:
+    """Tap the centre of the element with this resource-id, once it is on screen."""
+    (node,) = wait_for(lambda: [n for n in env.ui_nodes() if n.get("resource-id") == resource_id],
+                       what=resource_id)
+    x1, y1, x2, y2 = map(int, re.findall(r"\d+", node.get("bounds")))
+    assert env.execute(Tap(x=(x1 + x2) // 2, y=(y1 + y2) // 2)).ok
+
+
+@pytest.fixture
+def notes(env):
+    """The Notes editor, focused and empty."""
+    env.shell("vphone reset com.vlagent.notes")
+    assert env.execute(OpenApp(app="com.vlagent.notes")).ok
+    tap_id(env, "notes:body")
+    return env
+
+
+def test_screen_facts_and_observation(env):
+    assert (env.screen.width, env.screen.height, env.screen.density, env.screen.rotation) == (
+        1080, 2400, 480, 0)
+    env.execute(Home())
+    obs = env.observe()
+    assert obs.size == (1080, 2400) and obs.image.mode == "RGB"
+    assert obs.extras["foreground"] == "com.vlagent.launcher"
+    assert obs.extras["serial"] == env.serial
+    # The raw frame and the PNG fallback agree pixel for pixel.
+    assert env.capture().tobytes() == env.capture_png().tobytes()
+
+
+FIXED_TEXTS = ["a b", "it's", '"q"', "`id`", "a;b|c&d", "100%s", "*?~#", "\n", "\\n",
+               "日本語 ✓", "  two  spaces ", "%", "50% s", "tab\tand\nnewline"]
+
+
+@pytest.mark.parametrize("text", FIXED_TEXTS)
+def test_typing_arrives_exactly(notes, text):
+    assert notes.execute(Type(text=text)).ok
+    assert state(notes, "com.vlagent.notes")["draft"] == text
+
+
+def test_typing_runs_nothing(notes, tmp_path):
+    target = tmp_path / "pwned"
+    for text in (f"$(touch {target})", f"`touch {target}`", f"; touch {target}",
+                 f"$(touch {target}) 日本"):
+        notes.shell("am broadcast -a ADB_CLEAR_TEXT")
+        assert notes.execute(Type(text=text)).ok
+        assert state(notes, "com.vlagent.notes")["draft"] == text
+    assert not target.exists()
+
+
+# Printable ASCII (shell metacharacters, quotes, %), whitespace and a spread of unicode.
+ALPHABET = st.one_of(
+    st.characters(min_codepoint=32, max_codepoint=126),
+    st.sampled_from(list("\n\t%$`'\"\\;|&<>(){}[]*?~#!") + ["%s", "é", "ß", "日", "本", "✓", "😀", "ж"]),
+    st.characters(min_codepoint=0xA0, max_codepoint=0x2FFF, blacklist_categories=("Cs", "Cc")),
+)
+
+
+@pytest.fixture
+def typed_so_far():
+    """What the Notes draft should hold, carried across hypothesis examples."""
+    return {"draft": ""}
+
+
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(text=st.lists(ALPHABET, min_size=1, max_size=12).map("".join))
+def test_typing_round_trip_property(notes, typed_so_far, text):
+    # Examples append to one draft (one shell call per check keeps 200 examples fast); the field
+    # is cleared whenever it grows long.
+    if len(typed_so_far["draft"]) > 300:
+        notes.shell("am broadcast -a ADB_CLEAR_TEXT")
+        typed_so_far["draft"] = ""
+    expected = typed_so_far["draft"] + text
+    assert notes.execute(Type(text=text)).ok
+    draft = state(notes, "com.vlagent.notes")["draft"]
+    typed_so_far["draft"] = draft
+    assert draft == expected
+
+
+def test_missing_adb_keyboard_is_a_clear_error(attached):
+    from envs.android import AndroidEnv
+    from envs.virtual_phone.adb_host import connected_phone
+
+    _, adb = attached
+    with connected_phone(adb, adb_keyboard=False) as (phone, _), \
+            AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
+        env.execute(OpenApp(app="Notes"))
+        tap_id(env, "notes:body")
+        result = env.execute(Type(text="héllo"))
+        assert not result.ok
+        assert "ADBKeyboard" in result.message and "héllo" in result.message
+        # Nothing was typed: no silent partial text.
+        assert state(env, "com.vlagent.notes")["draft"] == ""
+        assert env.execute(Type(text="plain ascii")).ok
+        assert state(env, "com.vlagent.notes")["draft"] == "plain ascii"
+        adb.run("disconnect", phone.serial)
+
+
+def test_book_a_flight_end_to_end(env):
+    env.shell("vphone reset")
+    assert env.execute(OpenApp(app="Flights")).ok
+    wait_for(lambda: env.foreground()[0] == "com.vlagent.flights", what="flights")
+    for field, value in [("origin", "SFO"), ("destination", "JFK"), ("date", "2026-12-01")]:
+        tap_id(env, f"flights:{field}")
+        assert env.execute(Type(text=value)).ok
+    tap_id(env, "flights:search")
+    tap_id(env, "flights:result-VA123")
+    tap_id(env, "flights:passenger")
+    assert env.execute(Type(text="Ada Lovelace")).ok
+    tap_id(env, "flights:confirm")
+    wait_for(lambda: any("Booked VA123" in (n.get("text") or "") for n in env.ui_nodes()),
+             what="the confirmation")
+    assert state(env, "com.vlagent.flights")["bookings"] == [{
+        "flight": "VA123", "origin": "SFO", "destination": "JFK", "date": "2026-12-01",
+        "passenger": "Ada Lovelace"}]
+    # Back walks the app's pages (confirmation -> details), Home leaves the app.
+    assert env.execute(Back()).ok
+    wait_for(lambda: any(n.get("resource-id") == "flights:confirm" for n in env.ui_nodes()),
+             what="the detail page")
+    assert env.execute(Key(key="home")).ok
+    assert env.observe().extras["foreground"] == "com.vlagent.launcher"
+
+
+def test_scroll_moves_long_content(env):
+    env.shell("vphone reset; am start -n com.vlagent.notes/.NotesActivity")
+    tap_id(env, "notes:body")
+    lines = "\n".join(f"line {i}" for i in range(60))  # a saved note taller than the screen
+    assert env.execute(Type(text=lines)).ok
+    tap_id(env, "notes:save")
+    wait_for(lambda: state(env, "com.vlagent.notes")["notes"] == [lines], what="the saved note")
+    before = env.observe().image
+    assert env.execute(Scroll(direction="down")).ok
+    after = env.observe().image
+    assert before.tobytes() != after.tobytes()
+    assert env.execute(Swipe(x=540, y=600, x2=540, y2=2300)).ok  # finger down: back to the top
+    assert env.observe().image.tobytes() == before.tobytes()
+
+
+def test_open_app_errors_and_unknown_keys(env):
+    result = env.execute(OpenApp(app="Definitely Not An App"))
+    assert not result.ok and "no app called 'Definitely Not An App'" in result.message
+    result = env.execute(Key(key="hyperdrive"))
+    assert not result.ok and "unknown key" in result.message
+
+
+def test_device_selection_errors(attached):
+    from envs.android import AndroidEnv
+    from envs.virtual_phone import VirtualPhone
+    from envs.virtual_phone.adb_host import PrivateAdbServer
+
+    phone, adb = attached
+    with PrivateAdbServer() as empty:
+        with pytest.raises(EnvError, match="no Android device is attached.*device virtual"):
+            AndroidEnv(adb_port=empty.port)
+    with pytest.raises(EnvError, match="not attached"):
+        AndroidEnv(serial="127.0.0.1:1", adb_port=adb.port)
+    with VirtualPhone() as other:
+        adb.connect(other.serial)
+        with pytest.raises(EnvError, match="several devices") as error:
+            AndroidEnv(adb_port=adb.port)
+        assert phone.serial in str(error.value) and other.serial in str(error.value)
+        adb.run("disconnect", other.serial)
+
+
+def test_disconnect_fails_fast_with_a_clear_error(attached):
+    from envs.android import AndroidEnv
+    from envs.virtual_phone.adb_host import connected_phone
+
+    _, adb = attached
+    with connected_phone(adb) as (phone, _):
+        env = AndroidEnv(serial=phone.serial, adb_port=adb.port)
+        assert env.observe().size == (1080, 2400)
+        phone.stop()
+        start = time.monotonic()
+        with pytest.raises(EnvError, match="not reachable"):
+            env.observe()
+        result = env.execute(Tap(x=10, y=10))
+        assert time.monotonic() - start < 10
+        assert not result.ok and phone.serial in result.message
+    adb.run("disconnect", phone.serial)
