@@ -47,16 +47,17 @@ class VisionAttention(nn.Module):
         cos, sin = cos[:, None], sin[:, None]
         q = apply_rotary(q.float(), cos, sin).to(x.dtype)
         k = apply_rotary(k.float(), cos, sin).to(x.dtype)
-        q, k, v = (t.transpose(0, 1) for t in (q, k, v))  # (heads, N, head_dim)
+        # (1, heads, N, head_dim): SDPA's fused CPU/GPU kernels want 4D inputs.
+        q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))
         # Block-diagonal attention: each image (frame) attends only to itself.
         out = torch.cat(
             [
                 F.scaled_dot_product_attention(qi, ki, vi)
-                for qi, ki, vi in zip(q.split(seqlens, 1), k.split(seqlens, 1), v.split(seqlens, 1))
+                for qi, ki, vi in zip(q.split(seqlens, 2), k.split(seqlens, 2), v.split(seqlens, 2))
             ],
-            dim=1,
+            dim=2,
         )
-        return self.proj(out.transpose(0, 1).reshape(n, -1))
+        return self.proj(out[0].transpose(0, 1).reshape(n, -1))
 
 
 class VisionMlp(nn.Module):
