@@ -15,6 +15,7 @@ import base64
 import io
 import re
 import shlex
+import socket
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -80,6 +81,23 @@ def input_text_argument(text: str) -> str | None:
     return encoded if decode_input_text(encoded) == text else None
 
 
+def list_devices(client: Any) -> list[Any]:
+    """``client.list(extended=True)``, refusing to start a server where none runs.
+
+    adbutils would quietly start one on the default port, which is never what a user who named
+    another server wants; the caller gets an OSError that names the server instead.
+    """
+    try:
+        socket.create_connection((client.host, client.port), timeout=3).close()
+    except OSError as exc:
+        raise OSError(f"cannot reach the adb server at {client.host}:{client.port} "
+                      f"({exc.strerror or exc})") from None
+    try:
+        return client.list(extended=True)
+    except Exception as exc:  # noqa: BLE001 - adbutils raises several kinds here
+        raise OSError(f"the adb server at {client.host}:{client.port} failed: {exc}") from None
+
+
 @dataclass(frozen=True)
 class ScreenInfo:
     width: int
@@ -116,10 +134,9 @@ class AndroidEnv(Env):
     # -- device -----------------------------------------------------------------------------
     def _pick_serial(self, serial: str | None, server: str) -> str:
         try:
-            infos = self._client.list()
-        except Exception as exc:  # noqa: BLE001 - adbutils raises several kinds here
-            raise EnvError(f"cannot reach the adb server at {server} ({exc}); start it with "
-                           f"`adb start-server`, then {ATTACH_HELP}") from None
+            infos = list_devices(self._client)
+        except (OSError, RuntimeError) as exc:
+            raise EnvError(f"{exc}; start it with `adb start-server`, then {ATTACH_HELP}") from None
         ready = [i.serial for i in infos if i.state == "device"]
         if serial is not None:
             if serial in ready:

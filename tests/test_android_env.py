@@ -200,7 +200,12 @@ def test_device_selection_errors(attached):
     from envs.virtual_phone import VirtualPhone
     from envs.virtual_phone.adb_host import PrivateAdbServer
 
+    from envs.virtual_phone.adb_host import free_port
+
     phone, adb = attached
+    nobody = free_port()
+    with pytest.raises(EnvError, match=f"cannot reach the adb server at 127.0.0.1:{nobody}"):
+        AndroidEnv(adb_port=nobody)
     with PrivateAdbServer() as empty:
         with pytest.raises(EnvError, match="no Android device is attached.*device virtual"):
             AndroidEnv(adb_port=empty.port)

@@ -1,5 +1,95 @@
-"""Placeholder: filled in by the issue that owns this command group."""
+"""``device``: run the virtual phone, list the devices the adb server knows."""
+
+from __future__ import annotations
+
+import time
 
 import typer
+from rich.console import Console
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("virtual")
+def virtual(
+    port: int = typer.Option(5555, "--port", "-p", min=0, max=65535,
+                             help="TCP port for `adb connect` (0 picks a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host",
+                             help="Address to listen on. Keep it on loopback: anyone who can "
+                             "reach the port can run shell commands as you."),
+    adb_keyboard: bool = typer.Option(
+        True, "--adbkeyboard/--no-adbkeyboard",
+        help="Offer the ADBKeyboard IME (the broadcast that types any text). Without it, "
+        "typing non-ASCII text fails, as on a phone that lacks the IME."),
+) -> None:
+    """Run a virtual Android phone in the foreground until Ctrl-C.
+
+    It speaks the ADB transport protocol, so the real adb server accepts it.
+
+    Attach it: adb connect 127.0.0.1:5555 && adb shell wm size
+
+    Screen: 1080x2400, density 480. Apps: Flights, Contacts, Messages, Settings, Notes.
+
+    `adb shell vphone state PACKAGE` prints an app's state as JSON.
+
+    `adb shell vphone reset` restores every app's state and goes home.
+    """
+    from envs.virtual_phone import VirtualPhone
+
+    console = Console()
+    try:
+        phone = VirtualPhone(port=port, host=host, adb_keyboard=adb_keyboard).start()
+    except (RuntimeError, OSError) as exc:
+        console.print(f"[red]could not start the virtual phone:[/] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"virtual phone listening on [bold]{phone.serial}[/]; attach it with "
+                  f"[bold]adb connect {phone.serial}[/]; Ctrl-C stops it")
+    try:
+        with console.status("") as status:
+            while True:
+                status.update(_status_line(phone))
+                time.sleep(0.5)  # the status line's refresh rate
+    except KeyboardInterrupt:
+        pass
+    finally:
+        phone.stop()
+    console.print("virtual phone stopped")
+
+
+def _status_line(phone) -> str:
+    try:
+        foreground = phone.foreground()
+    except Exception as exc:  # noqa: BLE001 - a status line must not kill the phone
+        foreground = f"? ({exc})"
+    hosts = phone.connections
+    return (f"{phone.serial}  ·  {hosts} adb connection{'s' if hosts != 1 else ''}  ·  "
+            f"foreground {foreground}  ·  ADBKeyboard {'on' if phone.adb_keyboard else 'off'}")
+
+
+@app.command("list")
+def list_devices(
+    adb_host: str = typer.Option("127.0.0.1", "--adb-host", help="Host of the adb server."),
+    adb_port: int = typer.Option(5037, "--adb-port", help="Port of the adb server."),
+) -> None:
+    """List the devices attached to the adb server, with their state and model."""
+    import adbutils
+    from rich.table import Table
+
+    from envs.android import list_devices
+
+    console = Console()
+    try:
+        infos = list_devices(adbutils.AdbClient(host=adb_host, port=adb_port, socket_timeout=10))
+    except OSError as exc:
+        console.print(f"[red]{exc}[/]; start it with `adb start-server`")
+        raise typer.Exit(1) from None
+    if not infos:
+        console.print("no devices attached; plug in a phone with USB debugging on, "
+                      "`adb connect HOST:PORT`, or start one with "
+                      "`python agent_cli.py device virtual --port 5555`")
+        return
+    table = Table("serial", "state", "model", "product")
+    for info in infos:
+        table.add_row(info.serial, info.state, info.tags.get("model", ""),
+                      info.tags.get("product", ""))
+    console.print(table)

@@ -1,0 +1,67 @@
+"""`agent_cli.py device virtual` and `device list` as a user runs them."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.adb, pytest.mark.chromium]
+
+
+def test_device_virtual_runs_until_ctrl_c_and_device_list_shows_it():
+    require_tool("adb")
+    require_tool("chromium")
+    from envs.virtual_phone.adb_host import PrivateAdbServer, free_port
+
+    port = free_port()
+    cli = subprocess.Popen(
+        [sys.executable, str(ROOT / "agent_cli.py"), "device", "virtual", "--port", str(port),
+         "--no-adbkeyboard"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        with PrivateAdbServer() as adb:
+            serial = f"127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while b"connected" not in adb.run("connect", serial).stdout:
+                assert cli.poll() is None, cli.stdout.read()
+                assert time.monotonic() < deadline, "the phone never accepted adb connect"
+                time.sleep(0.2)
+            adb.connect(serial)
+            assert adb.run("-s", serial, "shell", "wm size").stdout == b"Physical size: 1080x2400\n"
+            # --no-adbkeyboard: only the plain keyboard is installed.
+            assert adb.run("-s", serial, "shell", "ime list -s").stdout.split() == [
+                b"com.vlagent.keyboard/.LatinIME"]
+            listing = subprocess.run(
+                [sys.executable, str(ROOT / "agent_cli.py"), "device", "list",
+                 "--adb-port", str(adb.port)],
+                cwd=ROOT, capture_output=True, text=True, timeout=60,
+            )
+            assert listing.returncode == 0, listing.stderr
+            assert serial in listing.stdout and "vlagent_virtual_phone" in listing.stdout
+            cli.send_signal(signal.SIGINT)
+            out, _ = cli.communicate(timeout=30)
+            assert cli.returncode == 0, out
+            assert f"listening on {serial}" in out and "virtual phone stopped" in out
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+
+
+def test_device_list_without_a_server_says_so():
+    from envs.virtual_phone.adb_host import free_port
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "agent_cli.py"), "device", "list", "--adb-port",
+         str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1 and "cannot reach the adb server" in result.stdout
