@@ -9,7 +9,7 @@ from rich.text import Text
 
 from agent.trajectory import StepRecord
 
-_PHASES = {"observe": "observing the screen", "model": "waiting for the model",
+_PHASES = {"reset": "setting up the start state", "observe": "observing the screen", "model": "waiting for the model",
            "act": "acting on the device"}
 MAX_ROWS = 12  # the live table shows the most recent steps; the HTML view has them all
 

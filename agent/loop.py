@@ -117,6 +117,7 @@ class Agent:
         status: Status = "max_steps"
         reason = f"the step budget ({cfg.max_steps}) ran out"
         try:
+            self._phase(0, "reset")
             started = time.monotonic()
             observation = self.env.reset(task)  # the task's setup, then the first screenshot
             observe_ms = _ms(started)

@@ -36,7 +36,7 @@ class RunSpec:
     env: str = "android"
     device: str | None = None  # an adb serial, "virtual", or None for the only device
     task: str | None = None
-    dialect: str = "qwen2vl"
+    dialect: str | None = None  # None: qwen2vl, or a replayed trajectory's own dialect
     max_steps: int = 30
     max_time_s: float | None = None
     max_parse_errors: int = 2
@@ -80,6 +80,17 @@ def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:
     if not goal:
         raise RunError("give a GOAL, or a task with --task NAME")
     return goal, task
+
+
+def resolve_dialect(spec: RunSpec) -> str:
+    if spec.dialect:
+        return spec.dialect
+    source = Path(spec.model[len("replay:"):]) if spec.model.startswith("replay:") else None
+    if source is not None and source.is_dir():
+        from agent.trajectory import load
+
+        return load(source).meta.dialect  # its replies are written in that dialect
+    return "qwen2vl"
 
 
 def make_policy(spec: RunSpec) -> Policy:
@@ -164,7 +175,7 @@ def run(spec: RunSpec, console: Console | None = None) -> RunOutcome:
     directory = new_run_dir(spec.out, task.name if task is not None else goal)
     try:
         with open_env(spec, console) as (env, device):
-            dialect = get_dialect(spec.dialect, env.action_kinds)
+            dialect = get_dialect(resolve_dialect(spec), env.action_kinds)
             with LiveView(console, goal, live=spec.live and spec.model != "human") as view:
                 agent = Agent(env, policy, dialect, config=config,
                               recorder=Recorder(directory), observer=view, tokens=tokens)

@@ -135,3 +135,19 @@ def test_a_torn_last_line_is_ignored(tmp_path, torn):
     with open(tmp_path / "t" / "steps.jsonl", "a") as f:
         f.write(torn)
     assert len(load(tmp_path / "t").steps) == 2
+
+
+def test_replaying_a_trajectory_defaults_to_its_dialect(tmp_path):
+    from actions.dialects import get_dialect
+    from agent.loop import Agent
+    from agent.recorder import Recorder
+    from agent.runner import RunSpec, resolve_dialect
+    from tests.agent_fakes import FakePhone, ListPolicy
+
+    env = FakePhone()
+    Agent(env, ListPolicy(["Action: finished()"]), get_dialect("uitars", env.action_kinds),
+          recorder=Recorder(tmp_path / "t")).run("x")
+    assert resolve_dialect(RunSpec(goal="x", model=f"replay:{tmp_path / 't'}")) == "uitars"
+    assert resolve_dialect(RunSpec(goal="x", model=f"replay:{tmp_path / 't'}",
+                                   dialect="qwen25vl")) == "qwen25vl"
+    assert resolve_dialect(RunSpec(goal="x", model="scripted")) == "qwen2vl"

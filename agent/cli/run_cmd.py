@@ -24,9 +24,9 @@ def run(
                                "attached device."),
     task: str = typer.Option(None, "--task", "-t", help="A bundled task (seeded start state and "
                              "success check), e.g. phone/book-flight."),
-    dialect: str = typer.Option("qwen2vl", "--dialect", "-d",
-                                help="The model's prompt and output format: qwen2vl, qwen25vl "
-                                "or uitars."),
+    dialect: str = typer.Option(None, "--dialect", "-d",
+                                help="The model's prompt and output format: qwen2vl (default), "
+                                "qwen25vl or uitars. replay:DIR defaults to the trajectory's."),
     max_steps: int = typer.Option(30, "--max-steps", min=1, help="Step budget."),
     max_time: float = typer.Option(None, "--max-time", min=0.0,
                                    help="Time budget for the episode, in seconds."),
@@ -98,5 +98,8 @@ def _run(spec) -> None:
     except (RunError, UnknownTask, PolicyError, EnvError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # before the loop started (it handles Ctrl-C itself)
+        console.print("[red]interrupted[/]")
+        raise typer.Exit(130) from None
     report(outcome, console)
     raise typer.Exit(0 if succeeded(outcome.result) else 1)
