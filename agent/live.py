@@ -57,7 +57,7 @@ class LiveView:
     def step(self, record: StepRecord) -> None:
         self.rows.append(record)
         if self._live is None:
-            self.console.print(self._table([record]))
+            self.console.print(self._table([record], title=None))
         self._refresh()
 
     def _refresh(self) -> None:
@@ -67,8 +67,8 @@ class LiveView:
     def _render(self) -> Group:
         return Group(self._table(self.rows[-MAX_ROWS:]), self.status)
 
-    def _table(self, rows: list[StepRecord]) -> Table:
-        table = Table(title=self.title, title_justify="left", expand=True, show_lines=False)
+    def _table(self, rows: list[StepRecord], title: str | None = "") -> Table:
+        table = Table(title=self.title if title == "" else title, title_justify="left", expand=True, show_lines=False)
         table.add_column("#", justify="right", style="bold")
         table.add_column("screen", no_wrap=True)
         table.add_column("thought", ratio=3, overflow="fold")

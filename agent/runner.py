@@ -93,7 +93,7 @@ def resolve_dialect(spec: RunSpec) -> str:
     return "qwen2vl"
 
 
-def make_policy(spec: RunSpec) -> Policy:
+def make_policy(spec: RunSpec, directory: Path) -> Policy:
     model = spec.model
     if model == "scripted":
         from agent.policies.scripted import ScriptedPolicy
@@ -101,8 +101,10 @@ def make_policy(spec: RunSpec) -> Policy:
         return ScriptedPolicy()
     if model == "human":
         from agent.policies.human import HumanPolicy
+        from agent.trajectory import image_name
 
-        return HumanPolicy()
+        # The recorder writes each screenshot before the policy is asked, so it can be opened.
+        return HumanPolicy(screenshot=lambda step: str((directory / image_name(step)).resolve()))
     if model.startswith("replay:"):
         from agent.policies.replay import ReplayPolicy
 
@@ -161,7 +163,8 @@ def run(spec: RunSpec, console: Console | None = None) -> RunOutcome:
     goal, task = resolve_task(spec)
     if task is not None:
         console.print(f"task [bold]{task.name}[/]: {task.goal}")
-    policy = make_policy(spec)
+    directory = new_run_dir(spec.out, task.name if task is not None else goal)
+    policy = make_policy(spec, directory)
     tokens = None
     if spec.processor:
         from agent.policies.local import PromptRenderer
@@ -172,7 +175,6 @@ def run(spec: RunSpec, console: Console | None = None) -> RunOutcome:
         max_parse_errors=spec.max_parse_errors, history=HistoryPolicy(images=spec.history_images),
         min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
     )
-    directory = new_run_dir(spec.out, task.name if task is not None else goal)
     try:
         with open_env(spec, console) as (env, device):
             dialect = get_dialect(resolve_dialect(spec), env.action_kinds)

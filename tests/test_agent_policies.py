@@ -61,7 +61,8 @@ def test_human_types_dialect_text_or_json_actions():
         "",
     ])
     shown: list[str] = []
-    policy = HumanPolicy(read_line=lambda prompt: next(lines), show=shown.append)
+    policy = HumanPolicy(read_line=lambda prompt: next(lines), show=shown.append,
+                         screenshot=lambda step: f"images/step_{step:03d}.png")
     policy.start(Episode("open it", DIALECT))
     assert policy.respond(request()).text == "*FUNCTION*: Home *ARGS*: {}"
     tap = policy.respond(request(1)).text
@@ -69,6 +70,7 @@ def test_human_types_dialect_text_or_json_actions():
     typed = policy.respond(request(2)).text
     assert DIALECT.parse(typed, SCREEN).model_dump() == {"kind": "type", "text": "hi"}
     assert sum("not a valid action" in s for s in shown) == 2
+    assert "screenshot: images/step_002.png" in shown
     with pytest.raises(PolicyError, match="stopped"):
         policy.respond(request(3))
 

@@ -27,9 +27,12 @@ class HumanPolicy(Policy):
         self,
         read_line: Callable[[str], str] = input,
         show: Callable[[str], None] = print,
+        screenshot: Callable[[int], str] | None = None,
     ) -> None:
+        """``screenshot(step)`` names the file holding the step's screenshot, to look at."""
         self._read = read_line
         self._show = show
+        self._screenshot = screenshot
         self._episode: Episode | None = None
 
     def start(self, episode: Episode) -> None:
@@ -38,6 +41,8 @@ class HumanPolicy(Policy):
 
     def respond(self, request: Request) -> Reply:
         width, height = request.screen.size
+        if self._screenshot is not None:
+            self._show(f"screenshot: {self._screenshot(request.step)}")
         while True:
             try:
                 line = self._read(f"step {request.step} ({width}x{height})> ").strip()
