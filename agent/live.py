@@ -65,10 +65,10 @@ class LiveView:
             self._live.update(self._render())
 
     def _render(self) -> Group:
-        return Group(self._table(self.rows[-MAX_ROWS:]), self.status)
+        return Group(self._table(self.rows[-MAX_ROWS:], self.title), self.status)
 
-    def _table(self, rows: list[StepRecord], title: str | None = "") -> Table:
-        table = Table(title=self.title if title == "" else title, title_justify="left", expand=True, show_lines=False)
+    def _table(self, rows: list[StepRecord], title: str | None) -> Table:
+        table = Table(title=title, title_justify="left", expand=True, show_lines=False)
         table.add_column("#", justify="right", style="bold")
         table.add_column("screen", no_wrap=True)
         table.add_column("thought", ratio=3, overflow="fold")
