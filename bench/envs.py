@@ -68,9 +68,25 @@ def browser() -> Iterator[Target]:
         yield Target(env, _pointer_actions(1280, 800))
 
 
+@contextlib.contextmanager
+def android(screencap: str = "raw") -> Iterator[Target]:
+    """The virtual phone (1080x2400) through a private adb server, on its home screen."""
+    from actions.types import Tap
+    from envs.android import AndroidEnv
+    from envs.virtual_phone.adb_host import connected_phone
+
+    with connected_phone() as (phone, adb), AndroidEnv(
+        serial=phone.serial, adb_port=adb.port, screencap=screencap
+    ) as env:
+        # Taps on an empty part of the home screen: real input events that change nothing.
+        yield Target(env, {"tap": lambda i: Tap(x=300 + 400 * (i % 2), y=2200)})
+
+
 ENVS: dict[str, Callable[[], contextlib.AbstractContextManager[Target]]] = {
     "desktop": desktop,
     "browser": browser,
+    "android": android,
+    "android-png": lambda: android("png"),
 }
 
 

@@ -19,7 +19,7 @@ import socket
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -107,7 +107,12 @@ class ScreenInfo:
 
 
 class AndroidEnv(Env):
-    """One Android device through the adb server at ``adb_host:adb_port``."""
+    """One Android device through the adb server at ``adb_host:adb_port``.
+
+    ``serial`` picks the device (default: the only one attached). ``timeout_s`` bounds every adb
+    call, so a device that goes away fails the next call within it. ``screencap="png"`` skips
+    the raw frames (for devices or links where PNG is faster).
+    """
 
     name = "android"
     action_kinds = PHONE_KINDS
@@ -118,17 +123,21 @@ class AndroidEnv(Env):
         adb_host: str = "127.0.0.1",
         adb_port: int = 5037,
         timeout_s: float = 10.0,
+        screencap: Literal["raw", "png"] = "raw",
         settle: SettleConfig | None = None,
     ) -> None:
         super().__init__(settle)
         import adbutils
 
+        if screencap not in ("raw", "png"):
+            raise ValueError(f"screencap must be 'raw' or 'png', not {screencap!r}")
         self.timeout_s = timeout_s
         self._client = adbutils.AdbClient(host=adb_host, port=adb_port, socket_timeout=timeout_s)
         self.serial = self._pick_serial(serial, f"{adb_host}:{adb_port}")
         self.device = self._client.device(self.serial)
         self.screen = self._read_screen()
-        self._raw_screencap = True  # until a device shows it cannot do it
+        # Raw until the device shows it cannot do it; PNG only when asked for.
+        self._raw_screencap = screencap == "raw"
         self._adb_keyboard: bool | None = None  # checked on first need
 
     # -- device -----------------------------------------------------------------------------
