@@ -141,6 +141,11 @@ def test_back_and_home(phone):
     wait_for(lambda: focus(phone) == "com.vlagent.flights", what="flights")
     adb_shell(phone, "input", "keyevent", "3")
     wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+    # The HOME intent reaches the launcher as well.
+    adb_shell(phone, "monkey -p com.vlagent.messages 1")
+    wait_for(lambda: focus(phone) == "com.vlagent.messages", what="messages")
+    adb_shell(phone, "am start -a android.intent.action.MAIN -c android.intent.category.HOME")
+    wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
 
 
 def test_settings_switches_change_state(phone):

@@ -121,7 +121,7 @@ class Phone:
     # -- tools --------------------------------------------------------------------------------
     async def cmd_input(self, args: list[str]) -> Result:
         sources = {"touchscreen", "touchpad", "mouse", "keyboard", "dpad", "gamepad", "stylus",
-                   "trackball", "joystick", "touchnavigation", "gamepad"}
+                   "trackball", "joystick", "touchnavigation"}
         if args and args[0] in sources:
             args = args[1:]
         if not args:
@@ -204,6 +204,8 @@ class Phone:
         verb, opts = args[0], _intent_options(args[1:])
         if verb in ("start", "start-activity"):
             component = opts.get("-n") or (opts["positional"][0] if opts["positional"] else "")
+            if not component and opts.get("-c") == "android.intent.category.HOME":
+                component = self.apps[LAUNCHER].component
             package = component.split("/", 1)[0]
             if package not in self.apps:
                 return fail(f"Error: Activity class {{{component}}} does not exist.")
