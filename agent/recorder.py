@@ -72,8 +72,7 @@ class Recorder:
         self._steps.write(step.model_dump_json() + "\n")
         self._steps.flush()
         os.fsync(self._steps.fileno())
-        self.meta.steps = step.step + 1
-        self._write_meta()
+        self.meta.steps = step.step + 1  # meta.json gets it at finish; steps.jsonl is the record
 
     def finish(self, status: Status, reason: str = "", check: CheckRecord | None = None) -> None:
         if self.meta is None:

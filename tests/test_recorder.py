@@ -30,11 +30,11 @@ def test_record_and_finish_round_trip(tmp_path):
     for i in range(2):
         name = recorder.save_image(i, Image.new("RGB", (8, 8), (i, 0, 0)))
         recorder.record(step(i, name))
-        assert load(tmp_path / "t").meta.steps == i + 1
+        assert len(load(tmp_path / "t").steps) == i + 1
     recorder.finish("success", "done")
     traj = load(tmp_path / "t")
     assert [s.response for s in traj.steps] == ["reply 0", "reply 1"]
-    assert (traj.meta.status, traj.meta.reason) == ("success", "done")
+    assert (traj.meta.status, traj.meta.reason, traj.meta.steps) == ("success", "done", 2)
     assert traj.meta.finished_at is not None
     assert Image.open(tmp_path / "t" / "images" / "step_001.png").getpixel((0, 0)) == (1, 0, 0)
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["images", "meta.json",
