@@ -10,7 +10,9 @@ Granularity ``step`` gives one sample per step whose reply parsed: that step's e
 the reply as the assistant's answer. ``episode`` gives one sample per episode: the final step's
 prompt, which holds the whole conversation so far as the model saw it, and its reply.
 
-Replies that did not parse are left out: they are not examples to learn from.
+Replies that did not parse are left out: they are not examples to learn from. Trainers learn
+every assistant turn whole, so an episode sample in the qwen2vl dialect (one continued assistant
+turn) also teaches the runtime's ``*RESULT*`` text; step samples teach the replies alone.
 """
 
 from __future__ import annotations

@@ -151,3 +151,32 @@ def test_replaying_a_trajectory_defaults_to_its_dialect(tmp_path):
     assert resolve_dialect(RunSpec(goal="x", model=f"replay:{tmp_path / 't'}",
                                    dialect="qwen25vl")) == "qwen25vl"
     assert resolve_dialect(RunSpec(goal="x", model="scripted")) == "qwen2vl"
+
+
+def test_ctrl_c_mid_run_finalizes_the_trajectory(tmp_path):
+    require_tool("chromium")
+    wait = '*FUNCTION*: Wait *ARGS*: {"seconds": 0.3}'
+    script = replies(tmp_path / "r.jsonl", [wait] * 200)
+    # A terminal's Ctrl-C reaches the whole process group, chromium included.
+    proc = subprocess.Popen(
+        [*CLI, "run", "Keep waiting", "--env", "browser", "--model", f"replay:{script}",
+         "--out", "runs", "--max-steps", "200"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True, env={**os.environ, "COLUMNS": "160"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "runs").glob("*/steps.jsonl")) or \
+                not next((tmp_path / "runs").glob("*/steps.jsonl")).read_text():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, output
+    assert "status: interrupted" in output
+    traj = load(only_run(tmp_path / "runs"))
+    assert traj.meta.status == "interrupted" and traj.meta.finished_at is not None
+    assert traj.meta.steps == len(traj.steps) >= 1
