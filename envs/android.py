@@ -361,7 +361,8 @@ class AndroidEnv(Env):
             output = self.shell(
                 f"monkey -p {shlex.quote(package)} -c android.intent.category.LAUNCHER 1")
             if "Events injected" not in output:
-                raise EnvError(f"{package} has no launcher activity to open: {output.strip()[-200:]}")
+                raise EnvError(
+                    f"{package} has no launcher activity to open: {output.strip()[-200:]}")
             return f"opened {package}"
         # Not a package: look for an icon with that label on the home screen.
         self._keyevent("KEYCODE_HOME")

@@ -44,7 +44,8 @@ def wait_for(condition, timeout_s: float = 10.0, what: str = "condition"):
 
 
 def focus(phone) -> str:
-    match = re.search(r"mCurrentFocus=Window\{\S+ u0 ([\w.]+)/", adb_shell(phone, "dumpsys window").decode())
+    window = adb_shell(phone, "dumpsys window").decode()
+    match = re.search(r"mCurrentFocus=Window\{\S+ u0 ([\w.]+)/", window)
     return match.group(1) if match else ""
 
 
@@ -62,7 +63,8 @@ def center(node: ET.Element) -> tuple[int, int]:
 def test_adb_lists_the_phone(phone):
     vphone, adb = phone
     listing = adb.run("devices", "-l").stdout.decode()
-    assert re.search(rf"^{re.escape(vphone.serial)}\s+device .*model:vlagent_virtual_phone", listing, re.M)
+    line = rf"^{re.escape(vphone.serial)}\s+device .*model:vlagent_virtual_phone"
+    assert re.search(line, listing, re.M)
 
 
 def test_wm_size_and_density(phone):
@@ -85,8 +87,8 @@ def test_screencap_png_and_raw_show_the_same_pixels(phone):
 def test_the_shell_is_a_real_sh(phone):
     # Quoting, arithmetic and pipes are the shell's; the tools are ordinary commands on PATH.
     assert adb_shell(phone, "echo $((6*7)) 'a  b' | tr a x") == b"42 x  b\n"
-    assert adb_shell(phone, "getprop ro.build.version.sdk; command -v input >/dev/null && echo found") \
-        == b"34\nfound\n"
+    command = "getprop ro.build.version.sdk; command -v input >/dev/null && echo found"
+    assert adb_shell(phone, command) == b"34\nfound\n"
     assert b"interactive shells are not supported" in adb_shell(phone)
 
 
@@ -122,7 +124,8 @@ def test_back_and_home(phone):
     wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
     adb_shell(phone, "monkey -p com.vlagent.contacts -c android.intent.category.LAUNCHER 1")
     wait_for(lambda: focus(phone) == "com.vlagent.contacts", what="contacts")
-    ada = next(n for n in ui_nodes(phone) if n.get("resource-id") == "contacts:contact-ada-lovelace")
+    ada = next(n for n in ui_nodes(phone)
+               if n.get("resource-id") == "contacts:contact-ada-lovelace")
     adb_shell(phone, "input", "tap", *map(str, center(ada)))
     wait_for(lambda: any(n.get("text") == "Phone: +1 555 0101" for n in ui_nodes(phone)),
              what="the contact page")
@@ -151,7 +154,8 @@ def test_back_and_home(phone):
 def test_settings_switches_change_state(phone):
     import json
 
-    adb_shell(phone, "vphone reset com.vlagent.settings; am start -n com.vlagent.settings/.Settings")
+    adb_shell(phone, "vphone reset com.vlagent.settings")
+    adb_shell(phone, "am start -n com.vlagent.settings/.Settings")
     wait_for(lambda: focus(phone) == "com.vlagent.settings", what="settings")
     assert json.loads(adb_shell(phone, "vphone state com.vlagent.settings")) == {
         "wifi": True, "bluetooth": False}

@@ -24,7 +24,8 @@ PHYSICAL = (WIDTH * SCALE, HEIGHT * SCALE)
 #: Collects the visible text and interactive elements for ``uiautomator dump`` (CSS pixels).
 _HIERARCHY_JS = """() => {
   const interactive = (el) => el.matches(
-    'a[href], button, input, textarea, select, [role=button], [role=switch], [onclick], [tabindex]');
+    'a[href], button, input, textarea, select, [role=button], [role=switch], [onclick], ' +
+    '[tabindex]');
   const visible = (el, r) => {
     if (r.width <= 0 || r.height <= 0) return false;
     if (r.bottom <= 0 || r.right <= 0 || r.top >= innerHeight || r.left >= innerWidth) return false;

@@ -356,7 +356,8 @@ def _intent_options(args: list[str]) -> dict[str, Any]:
         if arg in ("--es", "--ei", "--ez", "-e") and i + 2 < len(args):
             opts["extras"][args[i + 1]] = args[i + 2]
             i += 3
-        elif arg in ("-n", "-a", "-c", "-d", "-p", "-t", "--throttle", "--user") and i + 1 < len(args):
+        elif arg in ("-n", "-a", "-c", "-d", "-p", "-t", "--throttle", "--user") \
+                and i + 1 < len(args):
             opts[arg] = args[i + 1]
             i += 2
         elif arg.startswith("-"):
