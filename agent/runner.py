@@ -48,7 +48,6 @@ class RunSpec:
     processor: str | None = None  # count prompt tokens with this checkpoint's processor
     max_new_tokens: int = 256
     temperature: float = 0.0
-    live: bool = True
 
 
 @dataclass
@@ -83,14 +82,18 @@ def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:
 
 
 def resolve_dialect(spec: RunSpec) -> str:
-    if spec.dialect:
-        return spec.dialect
+    from actions.dialects import DIALECTS
+
+    name = spec.dialect
     source = Path(spec.model[len("replay:"):]) if spec.model.startswith("replay:") else None
-    if source is not None and source.is_dir():
+    if not name and source is not None and source.is_dir():
         from agent.trajectory import load
 
-        return load(source).meta.dialect  # its replies are written in that dialect
-    return "qwen2vl"
+        name = load(source).meta.dialect  # its replies are written in that dialect
+    name = name or "qwen2vl"
+    if name not in DIALECTS:
+        raise RunError(f"unknown --dialect {name!r}; choose {', '.join(DIALECTS)}")
+    return name
 
 
 def make_policy(spec: RunSpec, directory: Path) -> Policy:
@@ -161,6 +164,7 @@ def run(spec: RunSpec, console: Console | None = None) -> RunOutcome:
 
     console = console or Console()
     goal, task = resolve_task(spec)
+    dialect_name = resolve_dialect(spec)
     if task is not None:
         console.print(f"task [bold]{task.name}[/]: {task.goal}")
     directory = new_run_dir(spec.out, task.name if task is not None else goal)
@@ -177,8 +181,9 @@ def run(spec: RunSpec, console: Console | None = None) -> RunOutcome:
     )
     try:
         with open_env(spec, console) as (env, device):
-            dialect = get_dialect(resolve_dialect(spec), env.action_kinds)
-            with LiveView(console, goal, live=spec.live and spec.model != "human") as view:
+            dialect = get_dialect(dialect_name, env.action_kinds)
+            # The human policy reads this terminal, so it gets plain rows instead of a live table.
+            with LiveView(console, goal, live=spec.model != "human") as view:
                 agent = Agent(env, policy, dialect, config=config,
                               recorder=Recorder(directory), observer=view, tokens=tokens)
                 result = agent.run(goal, task, device=device)

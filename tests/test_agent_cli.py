@@ -151,6 +151,10 @@ def test_replaying_a_trajectory_defaults_to_its_dialect(tmp_path):
     assert resolve_dialect(RunSpec(goal="x", model=f"replay:{tmp_path / 't'}",
                                    dialect="qwen25vl")) == "qwen25vl"
     assert resolve_dialect(RunSpec(goal="x", model="scripted")) == "qwen2vl"
+    from agent.runner import RunError
+
+    with pytest.raises(RunError, match="unknown --dialect 'qwen3'"):
+        resolve_dialect(RunSpec(goal="x", model="scripted", dialect="qwen3"))
 
 
 def test_ctrl_c_mid_run_finalizes_the_trajectory(tmp_path):
