@@ -26,9 +26,11 @@ def _render_content(content: str | list[dict[str, Any]], image_token: str) -> st
         return content
     parts = []
     for item in content:
-        kind = item.get("type")
-        if kind == "image" or (kind is None and ("image" in item or "image_url" in item)):
+        # The same tests, in the same order, as the released Jinja template.
+        if item.get("type") == "image" or "image" in item or "image_url" in item:
             parts.append(f"<|vision_start|>{image_token}<|vision_end|>")
+        elif item.get("type") == "video" or "video" in item:
+            raise ValueError("video content is not supported; send frames as images")
         elif "text" in item:
             parts.append(item["text"])
         else:

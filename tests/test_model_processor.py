@@ -87,6 +87,7 @@ MESSAGES = [
             "content": [
                 {"type": "text", "text": "Goal: open settings"},
                 {"type": "image", "image": "ignored.png"},
+                {"type": "image_url", "image_url": {"url": "data:,"}},
             ],
         },
         {"role": "assistant", "content": "*FUNCTION*: Tap *ARGS*: {\"point\": (1,2)}"},
