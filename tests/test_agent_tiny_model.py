@@ -68,3 +68,22 @@ def test_cli_runs_a_local_checkpoint_on_the_browser(tiny, tmp_path):
     traj = load(directory)
     assert traj.meta.status == "failure" and len(traj.steps) == 2
     assert all(s.prompt_tokens for s in traj.steps)
+
+
+def test_prompt_token_count_includes_each_screenshot_at_the_screen_budget(tiny):
+    from PIL import Image
+
+    from actions.dialects import ImagePart, Message, Prompt, Screen, TextPart
+    from agent.policies.local import PromptRenderer
+
+    renderer = PromptRenderer.from_pretrained(tiny)
+    frames = [Image.new("RGB", (1080, 2400))]
+    text_only = Prompt([Message("user", [TextPart("Book a flight")])])
+    with_image = Prompt([Message("user", [TextPart("Book a flight"), ImagePart(0)])])
+    full = Screen(1080, 2400)  # the checkpoints' budget: 1092x2408 -> 3,354 tokens (DESIGN §4)
+    extra = renderer.count_tokens(with_image, frames, full) - \
+        renderer.count_tokens(text_only, frames, full)
+    assert extra == 3354 + 2  # plus <|vision_start|> and <|vision_end|>
+    small = Screen(1080, 2400, max_pixels=SMALL)
+    assert renderer.count_tokens(with_image, frames, small) < \
+        renderer.count_tokens(with_image, frames, full)
