@@ -9,15 +9,15 @@ pyautogui's failsafe stays on: when the pointer sits in the top-left corner, the
 raises ``pyautogui.FailSafeException``, which stops the run on purpose (a human's emergency
 brake), so it is not turned into a failed ActionResult.
 
-Text that pyautogui cannot type (anything beyond printable ASCII) goes through ``xdotool type``,
-with the text as one argument and no shell in between.
+Text that pyautogui cannot type (anything beyond printable ASCII) goes through XTest with each
+character bound to a spare keycode (``envs.x11_typing``): like ``xdotool type``, without its race
+that drops characters on a busy client.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,8 @@ from PIL import Image
 
 from actions.types import DESKTOP_KINDS, Action
 from envs import keys
-from envs.base import Env, EnvError, SettleConfig
+from envs.base import Env, EnvError, SettleConfig, frames_equal
+from envs.x11_typing import X11Typist
 
 #: Screenshot pixels per wheel click: roughly what chromium and GTK scroll per click.
 PIXELS_PER_WHEEL_CLICK = 50
@@ -71,6 +72,7 @@ class DesktopEnv(Env):
             raise EnvError("no X display: pass display=':N' or set DISPLAY (see envs.xvfb.Xvfb)")
         self.xauthority = xauthority or os.environ.get("XAUTHORITY")
         self._gui = self._pyautogui()
+        self._typist = X11Typist(self.display)
         import mss
 
         self._mss = mss.MSS(display=self.display)
@@ -119,6 +121,9 @@ class DesktopEnv(Env):
         if mss_instance is not None:
             mss_instance.close()
             self._mss = None
+        typist = getattr(self, "_typist", None)
+        if typist is not None:
+            typist.close()
 
     def _execute(self, action: Action) -> str:
         gui = self._gui
@@ -186,18 +191,18 @@ class DesktopEnv(Env):
         if set(text) <= _PYAUTOGUI_TEXT:
             self._gui.write(text, _pause=False)
             return f"typed {len(text)} characters"
-        xdotool = shutil.which("xdotool")
-        if xdotool is None:
-            raise EnvError(
-                "typing non-ASCII text needs xdotool: install it with `apt-get install xdotool`"
-            )
-        env = {**os.environ, "DISPLAY": self.display}
-        if self.xauthority:
-            env["XAUTHORITY"] = self.xauthority
-        done = subprocess.run(
-            [xdotool, "type", "--clearmodifiers", "--", text],
-            env=env, capture_output=True, text=True, timeout=60,
-        )
-        if done.returncode != 0:
-            raise EnvError(f"xdotool type failed: {done.stderr.strip() or done.returncode}")
+        chunks = self._typist.chunks(text)
+        for index, chunk in enumerate(chunks):
+            before = self.capture()
+            self._typist.type(chunk)
+            if index + 1 < len(chunks):
+                # The next piece rebinds the keycodes this one used: wait until the client has
+                # drawn this piece (the screen changed, then settled) so it has read every key.
+                self._await_redraw(before)
         return f"typed {len(text)} characters"
+
+    def _await_redraw(self, before: Image.Image) -> None:
+        deadline = time.monotonic() + self.settle.timeout_s
+        while frames_equal(before, self.capture()) and time.monotonic() < deadline:
+            time.sleep(self.settle.poll_interval_s)
+        self.observe()

@@ -112,14 +112,24 @@ def book_flight(env: BrowserEnv, utterance: str) -> None:
     for field, place in (("#flight-from", origin), ("#flight-to", destination)):
         click(env, field)
         type_text(env, place)
-        # jQuery UI's autocomplete opens its menu after a short delay. Entries read
-        # "City, ST (CODE)", and the instruction names either the city or the code.
-        menu = "ul.ui-autocomplete:visible li"
-        page.wait_for_selector(menu)
-        entries = page.locator(menu).all_inner_texts()
-        wanted = [i for i, e in enumerate(entries) if e.startswith(place + " (") or e.endswith(f"({place})")]
+        # jQuery UI's autocomplete searches 300 ms after the last key. Wait for the menu of the
+        # whole text (a slow machine can show one for a prefix first), then pick the entry:
+        # entries read "City, ST (CODE)", and the instruction names the city or the code.
+        page.wait_for_function(
+            """(f) => { const box = $(f);
+                return box.autocomplete('instance').term === box.val()
+                    && box.autocomplete('widget').is(':visible'); }""",
+            arg=field,
+        )
+        menu_id, entries = page.evaluate(
+            """(f) => { const menu = $(f).autocomplete('widget');
+                return [menu.attr('id'), menu.find('li').map((_, e) => e.textContent).get()]; }""",
+            field,
+        )
+        wanted = [e for e in entries if e.startswith(place + " (") or e.endswith(f"({place})")]
         assert wanted, f"{place!r} is not among {entries}"
-        click(env, f"{menu} >> nth={wanted[0]}")
+        click(env, f"#{menu_id} li >> nth={entries.index(wanted[0])}")
+        page.wait_for_function("([f, v]) => $(f).val() === v", arg=[field, wanted[0]])
     click(env, "#datepicker")
     page.wait_for_selector("#ui-datepicker-div:visible")
     target = (int(year), int(month))

@@ -47,3 +47,17 @@ def wait_until(probe: Callable[[], T], timeout_s: float = 5.0, interval_s: float
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s:g}s (last value {value!r})")
         time.sleep(interval_s)
+
+
+def wait_for_value(probe: Callable[[], T], expected: T, timeout_s: float = 5.0) -> None:
+    """Poll ``probe`` until it returns ``expected``; the failure shows the last value seen."""
+    last: list[T] = []
+
+    def matches() -> bool:
+        last[:] = [probe()]
+        return last[0] == expected
+
+    try:
+        wait_until(matches, timeout_s)
+    except AssertionError:
+        raise AssertionError(f"expected {expected!r}, last saw {last[0]!r}") from None

@@ -20,7 +20,7 @@ from envs.chromium import chromium_command
 from envs.desktop import DesktopEnv, ScreenMap
 from envs.xvfb import Xvfb
 from tests.conftest import require_tool
-from tests.probes import find_color, wait_until
+from tests.probes import find_color, wait_for_value, wait_until
 
 PAGE = Path(__file__).parent / "pages" / "events.html"
 GREEN, YELLOW, RED = (0, 200, 0), (255, 255, 0), (220, 0, 0)
@@ -139,16 +139,22 @@ def test_move_only_moves(desktop, xvfb, app, fresh) -> None:
     assert events(app, "mousedown") == []
 
 
-@pytest.mark.parametrize("text", ["Hello, World! 123", "héllo 日本語 ✓"])
+# ASCII goes through pyautogui, the rest through XTest with spare keycodes; the last text needs
+# more spare keycodes than Xvfb has (19), so it is typed in pieces.
+@pytest.mark.parametrize("text", [
+    "Hello, World! 123 ~{}|",
+    "héllo 日本語 ✓",
+    "Ünïcödé ÀÉÎÕÜ 中文字符 Ω≈ç√∫ ✓✗ and ASCII too",
+], ids=["ascii", "unicode", "many-distinct"])
 def test_typed_text_arrives_exactly(desktop, app, fresh, text) -> None:
     x, y = find_color(fresh.image, YELLOW).centre
     assert desktop.execute(Click(x=x, y=y)).ok
     wait_until(lambda: app.evaluate("document.activeElement.id") == "field")
     assert desktop.execute(Type(text=text)).ok
-    wait_until(lambda: app.input_value("#field") == text)
+    wait_for_value(lambda: app.input_value("#field"), text)
     assert desktop.execute(Hotkey(keys=["ctrl", "a"])).ok
     assert desktop.execute(Key(key="backspace")).ok
-    wait_until(lambda: app.input_value("#field") == "")
+    wait_for_value(lambda: app.input_value("#field"), "")
 
 
 def test_a_drag_moves_the_box(desktop, app, fresh) -> None:
@@ -180,6 +186,28 @@ def test_unsupported_kind_and_unknown_key_are_refused(desktop, app, fresh) -> No
     result = desktop.execute(Key(key="hyperdrive"))
     assert not result.ok and "unknown key" in result.message
     assert events(app, "keydown") == []
+
+
+def test_typing_chunks_only_when_spare_keycodes_run_out(desktop) -> None:
+    typist = desktop._typist
+    spare = len(typist._spare)
+    assert spare > 0
+    assert typist.chunks("plain ASCII, typed with the keyboard's own keys!") == [
+        "plain ASCII, typed with the keyboard's own keys!"
+    ]
+    many = "".join(chr(0x4E00 + i) for i in range(spare + 3))
+    pieces = typist.chunks("a" + many)
+    assert "".join(pieces) == "a" + many
+    assert [len(p) for p in pieces] == [spare + 1, 3]
+
+
+def test_keysyms_follow_the_x11_rule() -> None:
+    from envs.x11_typing import keysym_for
+
+    assert keysym_for("a") == ord("a")
+    assert keysym_for("é") == 0xE9  # Latin-1 keysyms equal the code point
+    assert keysym_for("日") == 0x1000000 + ord("日")
+    assert keysym_for("\n") == 0xFF0D
 
 
 def test_missing_monitor_is_a_clear_error(xvfb, desktop) -> None:

@@ -1,0 +1,116 @@
+"""Type any unicode text on an X display through XTest.
+
+X delivers keycodes, and a keycode only means a character through the keyboard mapping, so a
+character missing from the keymap (``é``, ``日``, ``✓``) must first be bound to a spare keycode.
+``xdotool type`` does this too, but it unbinds each character right after pressing it: a busy
+client that reads the key event after the unbind gets nothing, and the character is lost. Here the
+bindings stay in place until the spare keycodes are needed for other characters (or ``close``),
+so a slow client still finds the right mapping when it gets to the event.
+"""
+
+from __future__ import annotations
+
+from envs.base import EnvError
+
+_SPECIAL_KEYSYMS = {"\n": 0xFF0D, "\r": 0xFF0D, "\t": 0xFF09}  # Return, Return, Tab
+
+
+def keysym_for(char: str) -> int:
+    """The X keysym of one character (X11's rule: Latin-1 as is, the rest as 0x1000000 + code)."""
+    if char in _SPECIAL_KEYSYMS:
+        return _SPECIAL_KEYSYMS[char]
+    code = ord(char)
+    if 0x20 <= code <= 0x7E or 0xA0 <= code <= 0xFF:
+        return code
+    return 0x1000000 + code
+
+
+class X11Typist:
+    """Types text on one X display with its own connection; ``close`` restores the keymap.
+
+    Characters already on the keyboard (ASCII on any layout) use their own keys, with Shift where
+    needed. The rest are bound to spare keycodes, of which a display has few (19 on Xvfb), so a
+    text with more distinct such characters is typed in ``chunks``: the caller must let the
+    client catch up between chunks, because starting the next one rebinds the keycodes.
+    """
+
+    def __init__(self, display: str) -> None:
+        from Xlib import XK
+        from Xlib.display import Display
+
+        try:
+            self._display = Display(display)
+        except Exception as exc:  # noqa: BLE001 - Xlib raises many kinds when X is unreachable
+            raise EnvError(f"cannot open X display {display} for typing: {exc}") from exc
+        info = self._display.display.info
+        first = info.min_keycode
+        mapping = self._display.get_keyboard_mapping(first, info.max_keycode - first + 1)
+        self._spare = [first + i for i, syms in enumerate(mapping) if not any(syms)]
+        self._shift = self._display.keysym_to_keycode(XK.XK_Shift_L)
+        self._bound: dict[int, int] = {}  # keysym -> spare keycode, kept between calls
+
+    def _on_keyboard(self, keysym: int) -> tuple[int, bool] | None:
+        """The keyboard's own key for ``keysym`` and whether it needs Shift, if it has one."""
+        for keycode, index in self._display.keysym_to_keycodes(keysym):
+            if keycode not in self._spare and index in (0, 1):
+                return keycode, index == 1
+        return None
+
+    def chunks(self, text: str) -> list[str]:
+        """Split ``text`` so no piece needs more characters bound than there are spare keycodes."""
+        chunks, current, needed = [], "", set()
+        for char in text:
+            keysym = keysym_for(char)
+            if self._on_keyboard(keysym) is None:
+                needed.add(keysym)
+                if len(needed) > len(self._spare):
+                    if not self._spare:
+                        raise EnvError(f"cannot type {char!r}: the display has no spare keycode")
+                    chunks.append(current)
+                    current, needed = "", {keysym}
+            current += char
+        return [*chunks, current] if current else chunks
+
+    def type(self, chunk: str) -> None:
+        """Type one piece from ``chunks`` (a short text is one piece)."""
+        self._bind({keysym_for(c) for c in chunk if self._on_keyboard(keysym_for(c)) is None})
+        for char in chunk:
+            keysym = keysym_for(char)
+            keycode, shift = self._on_keyboard(keysym) or (self._bound[keysym], False)
+            if shift:
+                self._fake(self._shift, press=True)
+            self._fake(keycode, press=True)
+            self._fake(keycode, press=False)
+            if shift:
+                self._fake(self._shift, press=False)
+        self._display.sync()
+
+    def _bind(self, keysyms: set[int]) -> None:
+        missing = keysyms - self._bound.keys()
+        if not missing:
+            return
+        free = [k for k in self._spare if k not in self._bound.values()]
+        if len(free) < len(missing):  # reuse keycodes of characters this piece does not need
+            self._bound = {s: k for s, k in self._bound.items() if s in keysyms}
+            free = [k for k in self._spare if k not in self._bound.values()]
+        for keysym, keycode in zip(sorted(missing), free):
+            self._display.change_keyboard_mapping(keycode, [(keysym, keysym)])
+            self._bound[keysym] = keycode
+        self._display.sync()
+
+    def _fake(self, keycode: int, press: bool) -> None:
+        from Xlib import X
+        from Xlib.ext import xtest
+
+        xtest.fake_input(self._display, X.KeyPress if press else X.KeyRelease, keycode)
+
+    def close(self) -> None:
+        """Unbind the spare keycodes and disconnect. Safe to call twice."""
+        if self._display is None:
+            return
+        for keycode in self._bound.values():
+            self._display.change_keyboard_mapping(keycode, [(0, 0)])
+        self._bound = {}
+        self._display.sync()
+        self._display.close()
+        self._display = None
