@@ -183,3 +183,26 @@ def test_several_phones_at_once(phone):
         assert other.foreground() == "com.vlagent.notes"
         assert vphone.foreground() == "com.vlagent.launcher"
     adb.run("disconnect", other.serial)
+
+
+def test_closing_a_stream_kills_its_whole_command(phone, tmp_path):
+    # `adb shell` killed mid-command: the host closes the stream and the phone must end the
+    # command's children too (here a background subshell), not only its sh.
+    import subprocess
+
+    vphone, adb = phone
+    marker = tmp_path / "still-running"
+    command = f"(sleep 7.31; touch {marker}) & sleep 30.17"
+    proc = subprocess.Popen([adb.adb, "-P", str(adb.port), "-s", vphone.serial, "shell", command],
+                            env=adb.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def running() -> list[bytes]:
+        listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, check=True).stdout
+        return [line for line in listing.splitlines()
+                if b"sleep 7.31" in line or b"sleep 30.17" in line]
+
+    wait_for(lambda: len(running()) >= 2, what="the command and its background child")
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: not running(), what="every process of the command to end")
+    assert not marker.exists()

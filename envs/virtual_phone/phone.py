@@ -135,6 +135,7 @@ class VirtualPhone:
                     "/bin/sh", "-c", command, stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                     env=env, cwd=home / "sdcard", limit=4 * MAX_PAYLOAD,
+                    start_new_session=True,
                 )
 
             self._adb = AdbServer(spawn, {}, features=[])

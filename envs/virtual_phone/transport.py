@@ -4,7 +4,8 @@ The adb server (``adb connect HOST:PORT``) sends CNXN; we answer with our own CN
 so the device is online at once. The host then OPENs streams to services. We serve ``shell:CMD``
 and ``exec:CMD`` by running the command under a real ``/bin/sh -c`` (via ``spawn``) and streaming
 its output back in WRTE packets, one unacknowledged packet at a time as the protocol requires.
-``shell_v2`` is not advertised, so the host never asks for its framing.
+``shell_v2`` is not advertised, so the host never asks for its framing. Other services (``sync:``
+for push/pull, ``reverse:``...) are refused: adbutils' shell, screenshots and input do not use them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -22,7 +25,7 @@ from envs.virtual_phone.protocol import (
 
 log = logging.getLogger(__name__)
 
-#: Starts ``/bin/sh -c command`` with stdout (and stderr merged) piped.
+#: Starts ``/bin/sh -c command`` in a new session, stdout (and stderr merged) piped.
 Spawn = Callable[[str], Awaitable[asyncio.subprocess.Process]]
 
 INTERACTIVE_REFUSAL = (
@@ -154,9 +157,10 @@ class AdbTransport:
 
 
 def _kill(process: asyncio.subprocess.Process | None) -> None:
+    """Kill the command's whole process group (spawn starts each in its own session)."""
     if process is not None and process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 class AdbServer:
