@@ -206,3 +206,12 @@ def test_closing_a_stream_kills_its_whole_command(phone, tmp_path):
     proc.wait()
     wait_for(lambda: not running(), what="every process of the command to end")
     assert not marker.exists()
+
+
+def test_a_taken_port_is_a_clear_error(phone):
+    from envs.virtual_phone import VirtualPhone
+
+    vphone, _ = phone
+    with pytest.raises(RuntimeError, match="failed to start.*already in use"):
+        VirtualPhone(port=vphone.port).start()
+    assert adb_shell(phone, "wm", "size") == b"Physical size: 1080x2400\n"  # the first one lives
