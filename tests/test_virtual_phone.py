@@ -165,6 +165,11 @@ def test_settings_switches_change_state(phone):
     adb_shell(phone, "input", "tap", *map(str, center(switch)))
     wait_for(lambda: json.loads(adb_shell(phone, "vphone state com.vlagent.settings"))["bluetooth"],
              what="bluetooth on")
+    # pm clear restores the app's first state and, as on Android, stops it.
+    assert adb_shell(phone, "pm clear com.vlagent.settings") == b"Success\n"
+    assert json.loads(adb_shell(phone, "vphone state com.vlagent.settings")) == {
+        "wifi": True, "bluetooth": False}
+    assert focus(phone) == "com.vlagent.launcher"
 
 
 def test_several_phones_at_once(phone):
