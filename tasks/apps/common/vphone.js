@@ -36,6 +36,15 @@ const VPhone = {
     return true;
   },
 
+  // The IME's Enter (KEYCODE_ENTER) in any of these fields presses `button`.
+  submitOnEnter(fieldIds, button) {
+    for (const id of fieldIds) {
+      document.getElementById(id).addEventListener('keydown', (event) => {
+        if (event.key === 'Enter') document.getElementById(button).click();
+      });
+    }
+  },
+
   el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) {
