@@ -9,15 +9,19 @@ from rich.text import Text
 
 from agent.trajectory import StepRecord
 
-_PHASES = {"reset": "setting up the start state", "observe": "observing the screen", "model": "waiting for the model",
-           "act": "acting on the device"}
+_PHASES = {
+    "reset": "setting up the start state", "observe": "observing the screen",
+    "model": "waiting for the model", "act": "acting on the device",
+}
 MAX_ROWS = 12  # the live table shows the most recent steps; the HTML view has them all
 
 
 def describe_action(action: dict | None) -> str:
     if action is None:
         return "-"
-    fields = ", ".join(f"{k}={v!r}" for k, v in action.items() if k != "kind" and v not in ("", None))
+    fields = ", ".join(
+        f"{k}={v!r}" for k, v in action.items() if k != "kind" and v not in ("", None)
+    )
     return f"{action['kind']}({fields})"
 
 

@@ -60,8 +60,9 @@ class EpisodeResult:
 
 
 class TokenCounter(Protocol):
-    def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int | None:
-        ...
+    def count_tokens(
+        self, prompt: Prompt, images: list["Image.Image"], screen: Screen
+    ) -> int | None: ...
 
 
 class StepObserver(Protocol):

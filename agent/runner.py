@@ -41,6 +41,7 @@ class RunSpec:
     max_time_s: float | None = None
     max_parse_errors: int = 2
     history_images: int = 2
+    max_prompt_tokens: int | None = None  # drop old screenshots until the prompt fits
     out: Path = Path("runs")
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -174,9 +175,10 @@ def run(spec: RunSpec, console: Console | None = None) -> RunOutcome:
         from agent.policies.local import PromptRenderer
 
         tokens = PromptRenderer.from_pretrained(spec.processor)
+    history = HistoryPolicy(images=spec.history_images, max_tokens=spec.max_prompt_tokens)
     config = AgentConfig(
         max_steps=spec.max_steps, max_time_s=spec.max_time_s,
-        max_parse_errors=spec.max_parse_errors, history=HistoryPolicy(images=spec.history_images),
+        max_parse_errors=spec.max_parse_errors, history=history,
         min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
     )
     try:

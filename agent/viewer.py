@@ -40,7 +40,8 @@ def render(trajectory: Trajectory) -> str:
     check = ""
     if meta.check is not None:
         verdict = "passed" if meta.check.success else "failed"
-        check = f"<dt>check</dt><dd class='check {verdict}'>{verdict}: {escape(meta.check.detail)}</dd>"
+        check = (f"<dt>check</dt><dd class='check {verdict}'>{verdict}: "
+                 f"{escape(meta.check.detail)}</dd>")
     rows = [
         ("goal", meta.goal), ("task", meta.task or "-"), ("env", meta.env),
         ("model", meta.model), ("dialect", meta.dialect), ("started", meta.started_at),

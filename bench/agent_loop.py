@@ -37,7 +37,8 @@ def phone_frame(seed: int) -> Image.Image:
     draw.rectangle((0, 0, 1080, 180), fill=(21, 101, 192))
     for row in range(30):
         y = 220 + row * 72
-        draw.text((40, y), f"Row {row + seed}: flight VA{100 + row} 08:{row:02d}", fill=(30, 30, 30))
+        draw.text((40, y), f"Row {row + seed}: flight VA{100 + row} 08:{row:02d}",
+                  fill=(30, 30, 30))
         draw.line((40, y + 60, 1040, y + 60), fill=(220, 220, 220), width=2)
     return image
 

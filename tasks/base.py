@@ -2,8 +2,8 @@
 
 Like android_world's tasks: ``setup`` puts the env into the task's start state, ``check`` reads
 success from the environment's own state (an app's database through adb, a page's DOM), never from
-what the agent claims, and ``solution`` is the task's own way to solve it as typed actions, which the
-scripted policy writes in a dialect's text so the parser and the loop run exactly as with a model.
+what the agent claims, and ``solution`` is the task's own way to solve it as typed actions, which
+the scripted policy writes in a dialect's text, so the parser and the loop run as with a model.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ class BookFlight(PhoneTask):
     goal = "Book the cheapest flight from SFO to JFK on 2026-12-01 for Ada Lovelace."
     keywords = ("flights", "airline", "ticket", "plane", "trip")
     origin, destination, date, passenger = "SFO", "JFK", "2026-12-01", "Ada Lovelace"
-    cheapest = "VA587"  # the Flights app's timetable for SFO-JFK: VA123 $289, VA311 $249, VA587 $199
+    # The Flights app's timetable for SFO-JFK: VA123 $289, VA311 $249, VA587 $199.
+    cheapest = "VA587"
 
     def check(self, env: Env) -> CheckResult:
         bookings = app_state(env, FLIGHTS).get("bookings", [])

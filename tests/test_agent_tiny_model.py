@@ -1,4 +1,4 @@
-"""The loop with a tiny random Qwen2-VL checkpoint: real processor, real generation, garbage text."""
+"""The loop with a tiny random Qwen2-VL checkpoint: real processor and generation, garbage text."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The trajectory viewer, rendered in real chromium: every step shows, actions sit where they hit."""
+"""The trajectory viewer in real chromium: every step shows, and actions sit where they hit."""
 
 from __future__ import annotations
 

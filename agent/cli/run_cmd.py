@@ -35,6 +35,9 @@ def run(
                                          "episode fails."),
     history_images: int = typer.Option(2, "--history-images", min=0, help="Past screenshots "
                                        "kept as images in the prompt; older steps become text."),
+    max_prompt_tokens: int = typer.Option(None, "--max-prompt-tokens", min=1, help="Drop past "
+                                          "screenshots, oldest first, until the prompt fits "
+                                          "(needs a token count: a local model or --processor)."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for trajectories."),
     max_pixels: int = typer.Option(12_845_056, "--max-pixels", min=1, help="The processor's "
                                    "resize budget per screenshot (1280*28*28 = 1003520 is a "
@@ -63,7 +66,8 @@ def run(
     spec = RunSpec(
         goal=goal, model=model, env=env, device=device, task=task, dialect=dialect,
         max_steps=max_steps, max_time_s=max_time or None, max_parse_errors=max_parse_errors,
-        history_images=history_images, out=out, min_pixels=min_pixels, max_pixels=max_pixels,
+        history_images=history_images, max_prompt_tokens=max_prompt_tokens, out=out,
+        min_pixels=min_pixels, max_pixels=max_pixels,
         url=url, processor=processor, max_new_tokens=max_new_tokens, temperature=temperature,
     )
     _run(spec)

@@ -63,7 +63,9 @@ class Policy(ABC):
     def respond(self, request: Request) -> Reply:
         """The model's text for this step."""
 
-    def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int | None:
+    def count_tokens(
+        self, prompt: Prompt, images: list["Image.Image"], screen: Screen
+    ) -> int | None:
         """Prompt length in tokens, when this policy has a processor to count with."""
         return None
 

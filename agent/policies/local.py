@@ -100,8 +100,9 @@ class LocalPolicy(Policy):
             )
         ids = [t for t in new[0].tolist() if t not in processor.eos_token_ids]
         text = processor.decode(ids, skip_special_tokens=False)
-        return Reply(cut_at_stop(text, request.stop), usage={"prompt_tokens": int(inputs["input_ids"].shape[1]),
-                                  "new_tokens": int(new.shape[1])})
+        usage = {"prompt_tokens": int(inputs["input_ids"].shape[1]),
+                 "new_tokens": int(new.shape[1])}
+        return Reply(cut_at_stop(text, request.stop), usage=usage)
 
     def close(self) -> None:
         self.model = None
