@@ -63,6 +63,7 @@ class Phone:
         self.states: dict[str, dict[str, Any]] = {p: a.fresh_state() for p, a in apps.items()}
         self.imes = [LATIN_IME] + ([ADB_KEYBOARD] if adb_keyboard else [])
         self.current_ime = ADB_KEYBOARD if adb_keyboard else LATIN_IME
+        self._last_frame: tuple[bytes, bytes] = (b"", b"")
         # One gesture or navigation at a time, as on a device's input queue.
         self._lock = asyncio.Lock()
 
@@ -186,10 +187,17 @@ class Phone:
             png = True
         data = await self.screen.png()
         if not png:
-            image = Image.open(io.BytesIO(data)).convert("RGBA")
-            # width, height, PIXEL_FORMAT_RGBA_8888, dataspace sRGB (the 16-byte header of API 28+)
-            data = struct.pack("<4I", image.width, image.height, 1, 1) + image.tobytes()
+            data = self._raw_frame(data)
         return Result(0, data, file=path)
+
+    def _raw_frame(self, png: bytes) -> bytes:
+        """The raw screencap of a PNG frame; an unchanged screen reuses the last conversion."""
+        if self._last_frame[0] != png:
+            image = Image.open(io.BytesIO(png)).convert("RGBA")
+            # width, height, PIXEL_FORMAT_RGBA_8888, dataspace sRGB (the 16-byte header of API 28+)
+            header = struct.pack("<4I", image.width, image.height, 1, 1)
+            self._last_frame = (png, header + image.tobytes())
+        return self._last_frame[1]
 
     async def cmd_wm(self, args: list[str]) -> Result:
         if args == ["size"]:
