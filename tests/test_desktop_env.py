@@ -126,7 +126,9 @@ def test_a_click_lands_at_the_screenshot_point(desktop, xvfb, app, fresh, point)
 def test_double_and_right_clicks(desktop, app, fresh) -> None:
     x, y = find_color(fresh.image, GREEN).centre
     assert desktop.execute(DoubleClick(x=x, y=y)).ok
-    (dbl,) = wait_until(lambda: events(app, "dblclick"))
+    wait_for_value(lambda: [e["type"] for e in events(app, "click") + events(app, "dblclick")],
+                   ["click", "click", "dblclick"])
+    (dbl,) = events(app, "dblclick")
     assert dbl["id"] == "target" and (dbl["screenX"], dbl["screenY"]) == (x, y)
     assert desktop.execute(RightClick(x=x + 5, y=y)).ok
     (menu,) = wait_until(lambda: events(app, "contextmenu"))
