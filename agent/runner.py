@@ -120,6 +120,7 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
     return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature)
 
 
+
 @contextlib.contextmanager
 def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]]:
     """The env for ``spec`` and the device it drives; ``--device virtual`` starts a virtual phone
@@ -169,7 +170,9 @@ def run(spec: RunSpec, console: Console | None = None) -> RunOutcome:
     if task is not None:
         console.print(f"task [bold]{task.name}[/]: {task.goal}")
     directory = new_run_dir(spec.out, task.name if task is not None else goal)
-    policy = make_policy(spec, directory)
+    with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
+        policy = make_policy(spec, directory)
+    console.print(f"model: {policy.describe()}")
     tokens = None
     if spec.processor:
         from agent.policies.local import PromptRenderer

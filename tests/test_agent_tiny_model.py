@@ -64,6 +64,7 @@ def test_cli_runs_a_local_checkpoint_on_the_browser(tiny, tmp_path):
     )
     assert done.returncode == 1, done.stdout + done.stderr  # failed, not crashed
     assert "status: failure after 2 step(s)" in done.stdout
+    assert f"model: {tiny} on cpu (float32)" in " ".join(done.stdout.split())
     (directory,) = list((tmp_path / "runs").iterdir())
     traj = load(directory)
     assert traj.meta.status == "failure" and len(traj.steps) == 2

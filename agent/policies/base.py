@@ -56,6 +56,10 @@ class Policy(ABC):
     #: Shown in meta.json and the live view: a model path, "scripted", "replay:FILE", "human".
     name: str = "policy"
 
+    def describe(self) -> str:
+        """One line for the terminal: what answers, and where it runs."""
+        return self.name
+
     def start(self, episode: Episode) -> None:
         """Called once before the first step."""
 

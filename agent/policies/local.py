@@ -71,6 +71,9 @@ class LocalPolicy(Policy):
         self.top_p = top_p
         self.seed = seed
 
+    def describe(self) -> str:
+        return f"{self.name} on {self.device} ({str(self.model.dtype).removeprefix('torch.')})"
+
     def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int:
         return self.renderer.count_tokens(prompt, images, screen)
 
