@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from envs.virtual_phone.apps import APPS_DIR, load_apps
 from envs.virtual_phone.protocol import MAX_PAYLOAD
@@ -94,7 +94,8 @@ class VirtualPhone:
         return asyncio.run_coroutine_threadsafe(fn(phone), self._loop).result(timeout_s)
 
     def foreground(self) -> str:
-        return self.call(lambda phone: _async(phone.current_app().package))
+        """The package in front (read on the phone's loop, where the page lives)."""
+        return self.call(_foreground)
 
     def __enter__(self) -> "VirtualPhone":
         return self.start()
@@ -156,5 +157,5 @@ class VirtualPhone:
             shutil.rmtree(home, ignore_errors=True)
 
 
-async def _async(value: Any) -> Any:
-    return value
+async def _foreground(phone: Phone) -> str:
+    return phone.current_app().package
