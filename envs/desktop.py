@@ -17,6 +17,7 @@ that drops characters on a busy client.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -72,13 +73,15 @@ class DesktopEnv(Env):
             raise EnvError("no X display: pass display=':N' or set DISPLAY (see envs.xvfb.Xvfb)")
         self.xauthority = xauthority or os.environ.get("XAUTHORITY")
         self._gui = self._pyautogui()
-        self._typist = X11Typist(self.display)
         import mss
 
         self._mss = mss.MSS(display=self.display)
         monitors = self._mss.monitors
         if not 0 <= monitor < len(monitors):
-            raise EnvError(f"monitor {monitor} does not exist; this display has 0..{len(monitors) - 1}")
+            self._mss.close()
+            raise EnvError(
+                f"monitor {monitor} does not exist; this display has 0..{len(monitors) - 1}"
+            )
         self.monitor = dict(monitors[monitor])
         # HiDPI: the pointer's idea of the screen size can differ from the captured pixels.
         everything = monitors[0]
@@ -89,12 +92,14 @@ class DesktopEnv(Env):
             scale_x=pointer_w / everything["width"],
             scale_y=pointer_h / everything["height"],
         )
+        self._typist = X11Typist(self.display)
 
     def _pyautogui(self) -> Any:
         """Import pyautogui bound to this env's display, or refuse if it is bound elsewhere."""
-        os.environ["DISPLAY"] = self.display
-        if self.xauthority:
-            os.environ["XAUTHORITY"] = self.xauthority
+        if "pyautogui" not in sys.modules:  # it reads DISPLAY once, on import
+            os.environ["DISPLAY"] = self.display
+            if self.xauthority:
+                os.environ["XAUTHORITY"] = self.xauthority
         try:
             import pyautogui
             from pyautogui import _pyautogui_x11
