@@ -366,9 +366,10 @@ class AndroidEnv(Env):
             return f"opened {package}"
         # Not a package: look for an icon with that label on the home screen.
         self._keyevent("KEYCODE_HOME")
+        wanted_label = app.strip().casefold()
         for node in self.ui_nodes():
-            label = node.get("text") or node.get("content-desc") or ""
-            if label.strip().lower() == app.strip().lower() and node.get("clickable") == "true":
+            labels = {(node.get(k) or "").strip().casefold() for k in ("text", "content-desc")}
+            if wanted_label in labels and node.get("clickable") == "true":
                 x1, y1, x2, y2 = map(int, re.findall(r"\d+", node.get("bounds", ""))[:4])
                 self._run(f"input tap {(x1 + x2) // 2} {(y1 + y2) // 2}")
                 return f"opened '{app}' from the home screen"

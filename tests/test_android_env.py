@@ -189,6 +189,16 @@ def test_scroll_moves_long_content(env):
     assert env.observe().image.tobytes() == before.tobytes()
 
 
+def test_open_app_by_package_and_by_icon_label(env, monkeypatch):
+    assert env.execute(OpenApp(app="com.vlagent.contacts")).ok
+    wait_for(lambda: env.foreground()[0] == "com.vlagent.contacts", what="contacts")
+    # Where package names say nothing of the label, the home screen's icon is tapped.
+    monkeypatch.setattr(env, "packages", lambda: ["com.example.other"])
+    result = env.execute(OpenApp(app="messages"))
+    assert result.ok and "home screen" in result.message
+    wait_for(lambda: env.foreground()[0] == "com.vlagent.messages", what="messages")
+
+
 def test_open_app_errors_and_unknown_keys(env):
     result = env.execute(OpenApp(app="Definitely Not An App"))
     assert not result.ok and "no app called 'Definitely Not An App'" in result.message
