@@ -161,7 +161,7 @@ class AndroidEnv(Env):
                            f"{ATTACH_HELP}")
         if len(ready) > 1:
             raise EnvError(f"several devices are attached ({', '.join(ready)}); "
-                           "choose one with serial=... (the CLI's --serial)")
+                           "choose one with serial=... (`agent_cli.py run --device SERIAL`)")
         return ready[0]
 
     def _read_screen(self) -> ScreenInfo:
@@ -171,10 +171,12 @@ class AndroidEnv(Env):
         if not found:
             raise EnvError(f"unexpected `wm size` output from {self.serial}: {size!r}")
         density = re.search(r"(?:Override|Physical) density: (\d+)", self.shell("wm density"))
-        rotation = re.search(r"orientation=(\d)", self.shell("dumpsys display"))
-        return ScreenInfo(int(found.group(1)), int(found.group(2)),
-                          int(density.group(1)) if density else 0,
-                          int(rotation.group(1)) if rotation else 0)
+        turned = re.search(r"orientation=(\d)", self.shell("dumpsys display"))
+        rotation = int(turned.group(1)) if turned else 0
+        width, height = int(found.group(1)), int(found.group(2))
+        if rotation % 2:  # `wm size` is the natural (portrait) size; frames come rotated
+            width, height = height, width
+        return ScreenInfo(width, height, int(density.group(1)) if density else 0, rotation)
 
     def _unreachable(self, what: str, exc: BaseException) -> EnvError:
         reason = str(exc) or type(exc).__name__
