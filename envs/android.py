@@ -301,24 +301,22 @@ class AndroidEnv(Env):
         return f"scrolled {action.direction} by {abs(x2 - x1) + abs(y2 - y1)}px"
 
     def _key(self, name: str) -> str:
+        """A phone button, a named key, ``KEYCODE_*``, or one character (typed as text)."""
         lowered = name.strip().lower().replace("-", "_")
         if lowered in PHONE_KEYCODES:
             keycode = PHONE_KEYCODES[lowered]
-        elif re.fullmatch(r"keycode_[a-z0-9_]+", lowered) or lowered.isdigit():
+        elif re.fullmatch(r"keycode_[a-z0-9_]+", lowered):
             keycode = lowered.upper()  # a key code the model named itself
         else:
             try:
                 canonical = keys.canonical(name)
             except ValueError as exc:
                 raise EnvError(str(exc)) from None
-            if canonical in CANONICAL_KEYCODES:
-                keycode = CANONICAL_KEYCODES[canonical]
-            elif len(canonical) == 1 and canonical.isascii() and canonical.isalnum():
-                keycode = f"KEYCODE_{canonical.upper()}"
-            elif len(canonical) == 1:
-                return self.type_text(canonical)
-            else:
+            if canonical not in CANONICAL_KEYCODES:
+                if len(canonical) == 1:  # "a", "A", "7", "/": exactly that character
+                    return self.type_text(canonical)
                 raise EnvError(f"the android env has no key '{name}'")
+            keycode = CANONICAL_KEYCODES[canonical]
         self._keyevent(keycode)
         return f"pressed {keycode}"
 

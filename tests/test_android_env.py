@@ -199,6 +199,12 @@ def test_open_app_by_package_and_by_icon_label(env, monkeypatch):
     wait_for(lambda: env.foreground()[0] == "com.vlagent.messages", what="messages")
 
 
+def test_keys_reach_the_focused_field(notes):
+    for key in ("A", "7", "/", "space", "KEYCODE_B", "backspace", "enter", "z"):
+        assert notes.execute(Key(key=key)).ok, key
+    assert state(notes, "com.vlagent.notes")["draft"] == "A7/ \nz"
+
+
 def test_open_app_errors_and_unknown_keys(env):
     result = env.execute(OpenApp(app="Definitely Not An App"))
     assert not result.ok and "no app called 'Definitely Not An App'" in result.message
