@@ -113,7 +113,8 @@ def bench(name: str, runs: int) -> None:
         w, h = obs.size
         print(f"{name}: {w}x{h}, {runs} runs each")
         print(f"  capture          {_ms(capture)}")
-        print(f"  observe          {_ms(observe)}  (settle poll {env.settle.poll_interval_s * 1000:g} ms)")
+        poll_ms = env.settle.poll_interval_s * 1000
+        print(f"  observe          {_ms(observe)}  (settle poll {poll_ms:g} ms)")
         for label, make in target.actions.items():
             act = []
             for i in range(runs):

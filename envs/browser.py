@@ -115,9 +115,9 @@ class BrowserEnv(Env):
         self._own_playwright = playwright is None
         self._playwright = sync_playwright().start() if playwright is None else playwright
         try:
-            self._browser = self._start(
-                lambda: launch_chromium(self._playwright, headless=headless, timeout=self.timeout_ms)
-            )
+            self._browser = self._start(lambda: launch_chromium(
+                self._playwright, headless=headless, timeout=self.timeout_ms
+            ))
             self._browser.on("disconnected", lambda _: self._mark_dead("the browser closed"))
             self._context = self._browser.new_context(
                 viewport={"width": viewport[0], "height": viewport[1]},

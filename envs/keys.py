@@ -1,8 +1,8 @@
 """One key-name vocabulary for every env.
 
-Models write keys many ways (``Return``, ``enter``, ``ctrl``, ``Control``, ``cmd``...). ``canonical``
-turns any of them into one lower-case name; each backend then maps canonical names to its own.
-A single character (``a``, ``7``, ``/``) is a key of its own and passes through unchanged.
+Models write keys many ways (``Return``, ``enter``, ``ctrl``, ``Control``, ``cmd``...).
+``canonical`` turns any of them into one lower-case name; each backend then maps canonical names
+to its own. A single character (``a``, ``7``, ``/``) is a key of its own and passes through unchanged.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class MiniWoB:
         self.env, self.url = env, f"{base_url}miniwob/{task}.html"
 
     def start(self, seed: int) -> str:
-        """Load the task, seed MiniWoB's random generator, start an episode; return the instruction."""
+        """Load the task, seed its random generator, start an episode; return the instruction."""
         page = self.env.page
         page.goto(self.url, wait_until="load")
         page.evaluate("(seed) => Math.seedrandom(seed)", str(seed))
@@ -103,7 +103,8 @@ def click_checkboxes(env: BrowserEnv, utterance: str) -> None:
 
 def book_flight(env: BrowserEnv, utterance: str) -> None:
     match = re.fullmatch(
-        r"Book the (cheapest|shortest) one-way flight from: (.+) to: (.+) on (\d\d)/(\d\d)/(\d{4})\.",
+        r"Book the (cheapest|shortest) one-way flight from: (.+) to: (.+) "
+        r"on (\d\d)/(\d\d)/(\d{4})\.",
         utterance,
     )
     assert match, f"unexpected instruction {utterance!r}"

@@ -39,7 +39,9 @@ def playwright(base_url):
 
 # A desktop-sized viewport at scale 2 and a phone-sized one at scale 3: screenshots are in
 # device pixels, so every action below goes through the pixel -> CSS pixel conversion.
-@pytest.fixture(scope="module", params=[((800, 600), 2.0), ((390, 844), 3.0)], ids=["800x600@2", "phone@3"])
+@pytest.fixture(
+    scope="module", params=[((800, 600), 2.0), ((390, 844), 3.0)], ids=["800x600@2", "phone@3"]
+)
 def env(request, playwright):
     viewport, scale = request.param
     with BrowserEnv(viewport=viewport, device_scale_factor=scale, playwright=playwright) as browser:
@@ -69,7 +71,9 @@ def test_screenshot_is_in_device_pixels_with_url_and_title(env, page, base_url) 
 @pytest.mark.parametrize("action_cls, event_type, button", [
     (Click, "click", 0), (DoubleClick, "dblclick", 0), (RightClick, "contextmenu", 2),
 ])
-def test_clicks_land_where_the_screenshot_shows_the_target(env, page, action_cls, event_type, button) -> None:
+def test_clicks_land_where_the_screenshot_shows_the_target(
+    env, page, action_cls, event_type, button
+) -> None:
     target = find_color(page.image, GREEN)
     x, y = target.centre
     assert env.execute(action_cls(x=x, y=y)).ok
