@@ -29,8 +29,9 @@ from envs import keys
 from envs.base import Env, EnvError, SettleConfig, frames_equal
 from envs.x11_typing import X11Typist
 
-#: Screenshot pixels per wheel click: roughly what chromium and GTK scroll per click.
-PIXELS_PER_WHEEL_CLICK = 50
+#: Screenshot pixels per wheel click, to turn a scroll amount into clicks: chromium on X11
+#: scrolls 120 px per click (tests/test_desktop_env.py sees it); other apps differ.
+PIXELS_PER_WHEEL_CLICK = 120
 #: Pointer steps in a drag, so apps that track mousemove see the motion.
 DRAG_STEPS = 12
 _PYAUTOGUI_TEXT = frozenset(chr(c) for c in range(32, 127)) | {"\n", "\t"}

@@ -17,7 +17,7 @@ from actions.types import (
 )
 from envs.base import EnvError
 from envs.chromium import chromium_command
-from envs.desktop import DesktopEnv, ScreenMap
+from envs.desktop import PIXELS_PER_WHEEL_CLICK, DesktopEnv, ScreenMap
 from envs.xvfb import Xvfb
 from tests.conftest import require_tool
 from tests.probes import find_color, wait_for_value, wait_until
@@ -171,14 +171,14 @@ def test_a_drag_moves_the_box(desktop, app, fresh) -> None:
 
 def test_scroll_moves_the_page(desktop, app, fresh) -> None:
     before = find_color(fresh.image, GREEN)
-    assert desktop.execute(Scroll(direction="down", x=640, y=400, amount=50)).ok  # one click
+    assert desktop.execute(Scroll(direction="down", x=640, y=400, amount=120)).ok  # one click
     wait_until(lambda: app.evaluate("scrollY"))
     after = find_color(desktop.observe().image, GREEN)
     scrolled = app.evaluate("scrollY")
     # Compare bottom edges: the box's top may now sit under the window's top edge.
-    assert 0 < scrolled < before.bottom
+    assert scrolled == PIXELS_PER_WHEEL_CLICK
     assert before.bottom - after.bottom == scrolled
-    assert desktop.execute(Scroll(direction="up", amount=50)).ok
+    assert desktop.execute(Scroll(direction="up", amount=120)).ok
     wait_until(lambda: app.evaluate("scrollY") == 0)
 
 
