@@ -121,7 +121,7 @@ class Agent:
             self._phase(0, "reset")
             started = time.monotonic()
             observation = self.env.reset(task)  # the task's setup, then the first screenshot
-            observe_ms = _ms(started)
+            observe_ms = _ms(started)  # so step 0's observe time includes the reset
             self.policy.start(Episode(goal, self.dialect, self.env, task))
             for step in range(cfg.max_steps):
                 if deadline is not None and time.monotonic() >= deadline:
