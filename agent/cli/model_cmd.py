@@ -47,17 +47,21 @@ def info(
         counts = Qwen2VL(config).parameter_counts()
 
     t, v = config.text, config.vision
+    rows = [
+        ("decoder", f"{t.num_hidden_layers} layers, hidden {t.hidden_size}, heads "
+                    f"{t.num_attention_heads}/{t.num_key_value_heads} kv, head_dim {t.head_dim}, "
+                    f"intermediate {t.intermediate_size}"),
+        ("vocab", f"{t.vocab_size} (tied embeddings: {config.tie_word_embeddings})"),
+        ("M-RoPE", f"theta {t.rope_theta:g}, mrope_section {list(t.mrope_section)}"),
+        ("vision", f"depth {v.depth}, embed {v.embed_dim}, heads {v.num_heads}, patch "
+                   f"{v.patch_size}, temporal {v.temporal_patch_size}, merge "
+                   f"{v.spatial_merge_size}, {v.hidden_act}"),
+        ("image tokens", f"image_token_id {config.image_token_id}, vision_start/end "
+                         f"{config.vision_start_token_id}/{config.vision_end_token_id}"),
+    ]  # fmt: skip
     arch = Table(title=f"Qwen2-VL checkpoint: {path}", show_header=False)
-    arch.add_row("decoder", f"{t.num_hidden_layers} layers, hidden {t.hidden_size}, "
-                 f"heads {t.num_attention_heads}/{t.num_key_value_heads} kv, head_dim {t.head_dim}, "
-                 f"intermediate {t.intermediate_size}")  # fmt: skip
-    arch.add_row("vocab", f"{t.vocab_size} (tied embeddings: {config.tie_word_embeddings})")
-    arch.add_row("M-RoPE", f"theta {t.rope_theta:g}, mrope_section {list(t.mrope_section)}")
-    arch.add_row("vision", f"depth {v.depth}, embed {v.embed_dim}, heads {v.num_heads}, "
-                 f"patch {v.patch_size}, temporal {v.temporal_patch_size}, merge {v.spatial_merge_size}, "
-                 f"{v.hidden_act}")  # fmt: skip
-    arch.add_row("image tokens", f"image_token_id {config.image_token_id}, "
-                 f"vision_start/end {config.vision_start_token_id}/{config.vision_end_token_id}")  # fmt: skip
+    for row in rows:
+        arch.add_row(*row)
     console.print(arch)
 
     params = Table(title="Parameters")
