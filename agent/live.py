@@ -79,7 +79,8 @@ class LiveView:
         table.add_column("action", ratio=3, overflow="fold")
         table.add_column("result", ratio=2, overflow="fold")
         table.add_column("tokens", justify="right")
-        table.add_column("obs/model/parse/act ms", justify="right", no_wrap=True)
+        # A short header keeps the text columns readable in an 80-column terminal.
+        table.add_column("ms o/m/p/a", justify="right", no_wrap=True)
         for r in rows:
             if r.parse_error:
                 # The problem, without the format reminder that follows it for the model.

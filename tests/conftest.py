@@ -31,3 +31,14 @@ def require_tool(name: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(f"CI must run this test, but {message}")
     pytest.skip(message)  # only outside CI: under CI=true the line above fails instead
+
+
+@pytest.fixture(scope="module")
+def virtual_phone():
+    """A virtual phone attached to a private adb server, one per test module: (phone, adb)."""
+    require_tool("adb")
+    require_tool("chromium")
+    from envs.virtual_phone.adb_host import connected_phone
+
+    with connected_phone() as (phone, adb):
+        yield phone, adb

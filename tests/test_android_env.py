@@ -12,19 +12,13 @@ from hypothesis import strategies as st
 
 from actions.types import Back, Enter, Home, Key, OpenApp, Scroll, Swipe, Tap, Type
 from envs.base import EnvError
-from tests.conftest import require_tool
 
 pytestmark = [pytest.mark.adb, pytest.mark.chromium]
 
 
 @pytest.fixture(scope="module")
-def attached():
-    require_tool("adb")
-    require_tool("chromium")
-    from envs.virtual_phone.adb_host import connected_phone
-
-    with connected_phone() as (phone, adb):
-        yield phone, adb
+def attached(virtual_phone):
+    return virtual_phone
 
 
 @pytest.fixture(scope="module")

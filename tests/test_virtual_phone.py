@@ -11,19 +11,12 @@ import xml.etree.ElementTree as ET
 import pytest
 from PIL import Image
 
-from tests.conftest import require_tool
-
 pytestmark = [pytest.mark.adb, pytest.mark.chromium]
 
 
 @pytest.fixture(scope="module")
-def phone():
-    require_tool("adb")
-    require_tool("chromium")
-    from envs.virtual_phone.adb_host import connected_phone
-
-    with connected_phone() as (phone, adb):
-        yield phone, adb
+def phone(virtual_phone):
+    return virtual_phone
 
 
 def adb_shell(phone, *args: str, exec_out: bool = False) -> bytes:
