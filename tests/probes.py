@@ -37,7 +37,10 @@ def find_color(image: Image.Image, rgb: tuple[int, int, int]) -> Box:
     return Box(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
 
 
-def wait_until(probe: Callable[[], T], timeout_s: float = 5.0, interval_s: float = 0.02) -> T:
+def wait_until(
+    probe: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.02,
+    what: str = "condition",
+) -> T:
     """Poll ``probe`` until it returns something truthy; return that, or fail after the timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -45,7 +48,7 @@ def wait_until(probe: Callable[[], T], timeout_s: float = 5.0, interval_s: float
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s:g}s (last value {value!r})")
+            raise AssertionError(f"{what} not met within {timeout_s:g}s (last value {value!r})")
         time.sleep(interval_s)
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from actions.types import Back, Enter, Home, Key, OpenApp, Scroll, Swipe, Tap, Type
 from envs.base import EnvError
+from tests.probes import wait_until
 
 pytestmark = [pytest.mark.adb, pytest.mark.chromium]
 
@@ -30,23 +31,13 @@ def env(attached):
         yield env
 
 
-def wait_for(condition, timeout_s: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def state(env, package: str) -> dict:
     return json.loads(env.shell(f"vphone state {package}"))
 
 
 def tap_id(env, resource_id: str) -> None:
     """Tap the centre of the element with this resource-id, once it is on screen."""
-    (node,) = wait_for(lambda: [n for n in env.ui_nodes() if n.get("resource-id") == resource_id],
+    (node,) = wait_until(lambda: [n for n in env.ui_nodes() if n.get("resource-id") == resource_id],
                        what=resource_id)
     x1, y1, x2, y2 = map(int, re.findall(r"\d+", node.get("bounds")))
     assert env.execute(Tap(x=(x1 + x2) // 2, y=(y1 + y2) // 2)).ok
@@ -146,7 +137,7 @@ def test_missing_adb_keyboard_is_a_clear_error(attached):
 def test_book_a_flight_end_to_end(env):
     env.shell("vphone reset")
     assert env.execute(OpenApp(app="Flights")).ok
-    wait_for(lambda: env.foreground()[0] == "com.vlagent.flights", what="flights")
+    wait_until(lambda: env.foreground()[0] == "com.vlagent.flights", what="flights")
     for field, value in [("origin", "SFO"), ("destination", "JFK"), ("date", "2026-12-01")]:
         tap_id(env, f"flights:{field}")
         assert env.execute(Type(text=value)).ok
@@ -155,14 +146,14 @@ def test_book_a_flight_end_to_end(env):
     tap_id(env, "flights:passenger")
     assert env.execute(Type(text="Ada Lovelace")).ok
     tap_id(env, "flights:confirm")
-    wait_for(lambda: any("Booked VA123" in (n.get("text") or "") for n in env.ui_nodes()),
+    wait_until(lambda: any("Booked VA123" in (n.get("text") or "") for n in env.ui_nodes()),
              what="the confirmation")
     assert state(env, "com.vlagent.flights")["bookings"] == [{
         "flight": "VA123", "origin": "SFO", "destination": "JFK", "date": "2026-12-01",
         "passenger": "Ada Lovelace"}]
     # Back walks the app's pages (confirmation -> details), Home leaves the app.
     assert env.execute(Back()).ok
-    wait_for(lambda: any(n.get("resource-id") == "flights:confirm" for n in env.ui_nodes()),
+    wait_until(lambda: any(n.get("resource-id") == "flights:confirm" for n in env.ui_nodes()),
              what="the detail page")
     assert env.execute(Key(key="home")).ok
     assert env.observe().extras["foreground"] == "com.vlagent.launcher"
@@ -174,7 +165,7 @@ def test_scroll_moves_long_content(env):
     lines = "\n".join(f"line {i}" for i in range(60))  # a saved note taller than the screen
     assert env.execute(Type(text=lines)).ok
     tap_id(env, "notes:save")
-    wait_for(lambda: state(env, "com.vlagent.notes")["notes"] == [lines], what="the saved note")
+    wait_until(lambda: state(env, "com.vlagent.notes")["notes"] == [lines], what="the saved note")
     before = env.observe().image
     assert env.execute(Scroll(direction="down")).ok
     after = env.observe().image
@@ -185,12 +176,12 @@ def test_scroll_moves_long_content(env):
 
 def test_open_app_by_package_and_by_icon_label(env, monkeypatch):
     assert env.execute(OpenApp(app="com.vlagent.contacts")).ok
-    wait_for(lambda: env.foreground()[0] == "com.vlagent.contacts", what="contacts")
+    wait_until(lambda: env.foreground()[0] == "com.vlagent.contacts", what="contacts")
     # Where package names say nothing of the label, the home screen's icon is tapped.
     monkeypatch.setattr(env, "packages", lambda: ["com.example.other"])
     result = env.execute(OpenApp(app="messages"))
     assert result.ok and "home screen" in result.message
-    wait_for(lambda: env.foreground()[0] == "com.vlagent.messages", what="messages")
+    wait_until(lambda: env.foreground()[0] == "com.vlagent.messages", what="messages")
 
 
 def test_keys_reach_the_focused_field(notes):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import re
 import struct
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
 from PIL import Image
+
+from tests.probes import wait_until
 
 pytestmark = [pytest.mark.adb, pytest.mark.chromium]
 
@@ -24,16 +25,6 @@ def adb_shell(phone, *args: str, exec_out: bool = False) -> bytes:
     result = adb.run("-s", vphone.serial, "exec-out" if exec_out else "shell", *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def wait_for(condition, timeout_s: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def focus(phone) -> str:
@@ -88,11 +79,11 @@ def test_the_shell_is_a_real_sh(phone):
 def test_input_tap_on_a_launcher_icon_opens_its_app(phone):
     for label, package in [("Notes", "com.vlagent.notes"), ("Settings", "com.vlagent.settings")]:
         adb_shell(phone, "input", "keyevent", "KEYCODE_HOME")
-        wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+        wait_until(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
         icon = next(n for n in ui_nodes(phone) if n.get("content-desc") == label)
         x, y = center(icon)
         adb_shell(phone, "input", "tap", str(x), str(y))
-        wait_for(lambda: focus(phone) == package, what=f"{package} in front")
+        wait_until(lambda: focus(phone) == package, what=f"{package} in front")
 
 
 def test_tools_report_errors_like_a_device(phone):
@@ -114,34 +105,34 @@ def test_uiautomator_dump_to_a_file(phone):
 
 def test_back_and_home(phone):
     adb_shell(phone, "vphone", "reset")
-    wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+    wait_until(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
     adb_shell(phone, "monkey -p com.vlagent.contacts -c android.intent.category.LAUNCHER 1")
-    wait_for(lambda: focus(phone) == "com.vlagent.contacts", what="contacts")
+    wait_until(lambda: focus(phone) == "com.vlagent.contacts", what="contacts")
     ada = next(n for n in ui_nodes(phone)
                if n.get("resource-id") == "contacts:contact-ada-lovelace")
     adb_shell(phone, "input", "tap", *map(str, center(ada)))
-    wait_for(lambda: any(n.get("text") == "Phone: +1 555 0101" for n in ui_nodes(phone)),
+    wait_until(lambda: any(n.get("text") == "Phone: +1 555 0101" for n in ui_nodes(phone)),
              what="the contact page")
     # Back leaves the detail page first and stays in the app...
     adb_shell(phone, "input", "keyevent", "4")
-    wait_for(lambda: any(n.get("resource-id") == "contacts:add" for n in ui_nodes(phone)),
+    wait_until(lambda: any(n.get("resource-id") == "contacts:add" for n in ui_nodes(phone)),
              what="the contact list")
     assert focus(phone) == "com.vlagent.contacts"
     # ...then leaves the app; Back on the launcher stays there.
     adb_shell(phone, "input", "keyevent", "KEYCODE_BACK")
-    wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+    wait_until(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
     adb_shell(phone, "input", "keyevent", "KEYCODE_BACK")
     assert focus(phone) == "com.vlagent.launcher"
     # Home from deep inside an app goes straight to the launcher.
     adb_shell(phone, "am start -n com.vlagent.flights/.SearchActivity")
-    wait_for(lambda: focus(phone) == "com.vlagent.flights", what="flights")
+    wait_until(lambda: focus(phone) == "com.vlagent.flights", what="flights")
     adb_shell(phone, "input", "keyevent", "3")
-    wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+    wait_until(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
     # The HOME intent reaches the launcher as well.
     adb_shell(phone, "monkey -p com.vlagent.messages 1")
-    wait_for(lambda: focus(phone) == "com.vlagent.messages", what="messages")
+    wait_until(lambda: focus(phone) == "com.vlagent.messages", what="messages")
     adb_shell(phone, "am start -a android.intent.action.MAIN -c android.intent.category.HOME")
-    wait_for(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+    wait_until(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
 
 
 def test_settings_switches_change_state(phone):
@@ -149,14 +140,14 @@ def test_settings_switches_change_state(phone):
 
     adb_shell(phone, "vphone reset com.vlagent.settings")
     adb_shell(phone, "am start -n com.vlagent.settings/.Settings")
-    wait_for(lambda: focus(phone) == "com.vlagent.settings", what="settings")
+    wait_until(lambda: focus(phone) == "com.vlagent.settings", what="settings")
     assert json.loads(adb_shell(phone, "vphone state com.vlagent.settings")) == {
         "wifi": True, "bluetooth": False}
-    (switch,) = wait_for(lambda: [n for n in ui_nodes(phone)
+    (switch,) = wait_until(lambda: [n for n in ui_nodes(phone)
                                   if n.get("resource-id") == "settings:bluetooth"], what="switch")
     assert switch.get("class") == "android.widget.Switch" and switch.get("checked") == "false"
     adb_shell(phone, "input", "tap", *map(str, center(switch)))
-    wait_for(lambda: json.loads(adb_shell(phone, "vphone state com.vlagent.settings"))["bluetooth"],
+    wait_until(lambda: json.loads(adb_shell(phone, "vphone state com.vlagent.settings"))["bluetooth"],
              what="bluetooth on")
     # pm clear restores the app's first state and, as on Android, stops it.
     assert adb_shell(phone, "pm clear com.vlagent.settings") == b"Success\n"
@@ -199,10 +190,10 @@ def test_closing_a_stream_kills_its_whole_command(phone, tmp_path):
         return [line for line in listing.splitlines()
                 if b"sleep 7.31" in line or b"sleep 30.17" in line]
 
-    wait_for(lambda: len(running()) >= 2, what="the command and its background child")
+    wait_until(lambda: len(running()) >= 2, what="the command and its background child")
     proc.kill()
     proc.wait()
-    wait_for(lambda: not running(), what="every process of the command to end")
+    wait_until(lambda: not running(), what="every process of the command to end")
     assert not marker.exists()
 
 
