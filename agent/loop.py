@@ -163,6 +163,8 @@ class Agent:
             self._finish(task, "error", f"{type(exc).__name__}: {exc}")
             raise
         check = self._finish(task, status, reason)
+        if self.recorder is not None and self.recorder.meta is not None:
+            steps = self.recorder.meta.steps  # what was recorded, even if Ctrl-C cut a step short
         return EpisodeResult(
             status=status, reason=reason, steps=steps, check=check, answer=answer,
             directory=self.recorder.directory if self.recorder else None,

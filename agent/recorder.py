@@ -72,11 +72,13 @@ class Recorder:
         self._steps.write(step.model_dump_json() + "\n")
         self._steps.flush()
         os.fsync(self._steps.fileno())
-        self.meta.steps = step.step + 1  # meta.json gets it at finish; steps.jsonl is the record
 
     def finish(self, status: Status, reason: str = "", check: CheckRecord | None = None) -> None:
         if self.meta is None:
             return
+        # Counted from the file, not kept in a counter: a Ctrl-C can land between a line's fsync
+        # and any bookkeeping after it, and meta.json must agree with steps.jsonl.
+        self.meta.steps = self.steps_written()
         self.meta.status = status
         self.meta.reason = reason
         self.meta.check = check
@@ -85,6 +87,14 @@ class Recorder:
         if self._steps is not None:
             self._steps.close()
             self._steps = None
+
+    def steps_written(self) -> int:
+        """Whole lines in steps.jsonl (a torn last line does not count)."""
+        path = self.directory / STEPS_FILE
+        if not path.is_file():
+            return 0
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.endswith(b"\n"))
 
     def _write_meta(self) -> None:
         assert self.meta is not None

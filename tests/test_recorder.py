@@ -72,3 +72,21 @@ def test_load_errors(tmp_path):
     (tmp_path / "steps.jsonl").write_text('{"step": 0}\n' + json.dumps({}) + "\n")
     with pytest.raises(TrajectoryError, match="steps.jsonl:1 is not a valid step"):
         load(tmp_path)
+
+
+def test_ctrl_c_right_after_a_line_still_counts_it(tmp_path, monkeypatch):
+    # A SIGINT that lands in the line's fsync must not leave meta.json behind steps.jsonl.
+    recorder = Recorder(tmp_path / "t")
+    recorder.start(meta())
+    name = recorder.save_image(0, Image.new("RGB", (8, 8)))
+
+    def interrupted_fsync(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("agent.recorder.os.fsync", interrupted_fsync)
+    with pytest.raises(KeyboardInterrupt):
+        recorder.record(step(0, name))
+    monkeypatch.undo()
+    recorder.finish("interrupted", "stopped by Ctrl-C")
+    traj = load(tmp_path / "t")
+    assert traj.meta.steps == len(traj.steps) == 1

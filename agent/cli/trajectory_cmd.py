@@ -71,14 +71,16 @@ def replay(
     from agent.trajectory import TrajectoryError, load
 
     try:
-        meta = load(directory).meta
+        trajectory = load(directory)
     except TrajectoryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    meta = trajectory.meta
     recorded_device = getattr(meta, "device", None)
     _run(RunSpec(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         device=device or ("virtual" if recorded_device == "virtual" else None),
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
-        max_steps=max(meta.steps, 1), out=out,
+        # steps.jsonl, not meta.json: a killed run's meta was never finished.
+        max_steps=max(len(trajectory.steps), 1), out=out,
     ))
