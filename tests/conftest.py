@@ -42,3 +42,18 @@ def virtual_phone():
 
     with connected_phone() as (phone, adb):
         yield phone, adb
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random Qwen2-VL checkpoint (seed 0), built once; tests must not write into it."""
+    from tests.tiny_checkpoint import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_processor(tiny_checkpoint):
+    from model import Qwen2VLProcessor
+
+    return Qwen2VLProcessor.from_pretrained(tiny_checkpoint)

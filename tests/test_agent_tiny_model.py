@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
-
 from actions.dialects import get_dialect
 from agent.loop import Agent, AgentConfig
 from agent.policies.local import LocalPolicy
 from agent.recorder import Recorder
 from agent.trajectory import load
 from tests.agent_fakes import FakePhone
-from tests.tiny_checkpoint import make_tiny_checkpoint
 
 SMALL = 64 * 28 * 28  # a small image budget keeps the CPU run fast
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
-
-
-def test_random_model_feeds_parse_errors_back_and_fails_cleanly(tiny, tmp_path):
+def test_random_model_feeds_parse_errors_back_and_fails_cleanly(tiny_checkpoint, tmp_path):
     env = FakePhone()
-    policy = LocalPolicy(tiny, device="cpu", max_new_tokens=12)
+    policy = LocalPolicy(tiny_checkpoint, device="cpu", max_new_tokens=12)
     config = AgentConfig(max_steps=10, max_parse_errors=2, max_pixels=SMALL)
     agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds), config=config,
                   recorder=Recorder(tmp_path / "traj"))
@@ -31,7 +23,7 @@ def test_random_model_feeds_parse_errors_back_and_fails_cleanly(tiny, tmp_path):
     assert result.status == "failure", result.reason
     assert "did not parse" in result.reason
     traj = load(tmp_path / "traj")
-    assert traj.meta.status == "failure" and traj.meta.model == str(tiny)
+    assert traj.meta.status == "failure" and traj.meta.model == str(tiny_checkpoint)
     assert len(traj.steps) == result.steps == 3
     for step in traj.steps:
         assert step.parse_error and step.action is None
@@ -47,7 +39,7 @@ def test_random_model_feeds_parse_errors_back_and_fails_cleanly(tiny, tmp_path):
     assert "Error: " in second
 
 
-def test_cli_runs_a_local_checkpoint_on_the_browser(tiny, tmp_path):
+def test_cli_runs_a_local_checkpoint_on_the_browser(tiny_checkpoint, tmp_path):
     import subprocess
     import sys
     from pathlib import Path
@@ -58,26 +50,26 @@ def test_cli_runs_a_local_checkpoint_on_the_browser(tiny, tmp_path):
     repo = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, str(repo / "agent_cli.py"), "run", "Click the button", "--env",
-         "browser", "--model", str(tiny), "--max-pixels", str(SMALL), "--max-new-tokens", "8",
+         "browser", "--model", str(tiny_checkpoint), "--max-pixels", str(SMALL), "--max-new-tokens", "8",
          "--max-parse-errors", "1", "--out", "runs"],
         cwd=tmp_path, capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 1, done.stdout + done.stderr  # failed, not crashed
     assert "status: failure after 2 step(s)" in done.stdout
-    assert f"model: {tiny} on cpu (float32)" in " ".join(done.stdout.split())
+    assert f"model: {tiny_checkpoint} on cpu (float32)" in " ".join(done.stdout.split())
     (directory,) = list((tmp_path / "runs").iterdir())
     traj = load(directory)
     assert traj.meta.status == "failure" and len(traj.steps) == 2
     assert all(s.prompt_tokens for s in traj.steps)
 
 
-def test_prompt_token_count_includes_each_screenshot_at_the_screen_budget(tiny):
+def test_prompt_token_count_includes_each_screenshot_at_the_screen_budget(tiny_checkpoint):
     from PIL import Image
 
     from actions.dialects import ImagePart, Message, Prompt, Screen, TextPart
     from agent.policies.local import PromptRenderer
 
-    renderer = PromptRenderer.from_pretrained(tiny)
+    renderer = PromptRenderer.from_pretrained(tiny_checkpoint)
     frames = [Image.new("RGB", (1080, 2400))]
     text_only = Prompt([Message("user", [TextPart("Book a flight")])])
     with_image = Prompt([Message("user", [TextPart("Book a flight"), ImagePart(0)])])

@@ -17,14 +17,13 @@ from agent.recorder import Recorder
 from agent.trajectory import load
 from model.processor import IMAGE_PLACEHOLDER
 from tests.agent_fakes import FakePhone, ListPolicy, TypeHelloTask
-from tests.tiny_checkpoint import make_tiny_checkpoint
 
 SMALL = 64 * 28 * 28
 
 
 @pytest.fixture(scope="module")
-def renderer(tmp_path_factory):
-    return PromptRenderer.from_pretrained(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny")))
+def renderer(tiny_checkpoint):
+    return PromptRenderer.from_pretrained(tiny_checkpoint)
 
 
 def record(directory: Path, dialect: str, renderer: PromptRenderer) -> Path:

@@ -24,28 +24,18 @@ def _reference(path):
     return Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
 
 
-def _mm(batch, proc):
-    return (batch["input_ids"] == proc.image_token_id).int()
+def _mm(batch, tiny_processor):
+    return (batch["input_ids"] == tiny_processor.image_token_id).int()
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+def ours(tiny_checkpoint):
+    return Qwen2VL.from_pretrained(tiny_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def proc(checkpoint):
-    return Qwen2VLProcessor.from_pretrained(checkpoint)
-
-
-@pytest.fixture(scope="module")
-def ours(checkpoint):
-    return Qwen2VL.from_pretrained(checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def ref(checkpoint):
-    return _reference(checkpoint)
+def ref(tiny_checkpoint):
+    return _reference(tiny_checkpoint)
 
 
 # --- positions ------------------------------------------------------------------------------
@@ -60,13 +50,13 @@ POSITION_CASES = {
 
 
 @pytest.mark.parametrize("case", POSITION_CASES, ids=list(POSITION_CASES))
-def test_mrope_positions_match_transformers(ours, ref, proc, case):
+def test_mrope_positions_match_transformers(ours, ref, tiny_processor, case):
     text, sizes = POSITION_CASES[case]
     images = [_image(w, h, i) for i, (w, h) in enumerate(sizes)]
-    batch = proc(text=text, images=images or None)
+    batch = tiny_processor(text=text, images=images or None)
     grid = batch.get("image_grid_thw")
     expected, expected_deltas = ref.model.get_rope_index(
-        batch["input_ids"], mm_token_type_ids=_mm(batch, proc), image_grid_thw=grid
+        batch["input_ids"], mm_token_type_ids=_mm(batch, tiny_processor), image_grid_thw=grid
     )
     positions, deltas = ours.positions(batch["input_ids"], grid)
     assert torch.equal(positions, expected)
@@ -75,12 +65,12 @@ def test_mrope_positions_match_transformers(ours, ref, proc, case):
         assert int(deltas) != 0  # an image compresses positions: the delta is real
 
 
-def test_mrope_positions_with_left_padding_match_transformers(ours, ref, proc):
+def test_mrope_positions_with_left_padding_match_transformers(ours, ref, tiny_processor):
     images = [_image(56, 112, 0), _image(84, 84, 1), _image(56, 56, 2)]
-    batch = proc(text=[f"a {V} b", f"longer {V} text {V} here too"], images=images)
+    batch = tiny_processor(text=[f"a {V} b", f"longer {V} text {V} here too"], images=images)
     grid = batch["image_grid_thw"]
     expected, expected_deltas = ref.model.get_rope_index(
-        batch["input_ids"], mm_token_type_ids=_mm(batch, proc), image_grid_thw=grid,
+        batch["input_ids"], mm_token_type_ids=_mm(batch, tiny_processor), image_grid_thw=grid,
         attention_mask=batch["attention_mask"],
     )  # fmt: skip
     positions, deltas = ours.positions(batch["input_ids"], grid, batch["attention_mask"])
@@ -89,19 +79,19 @@ def test_mrope_positions_with_left_padding_match_transformers(ours, ref, proc):
 
 
 # --- logits ---------------------------------------------------------------------------------
-def _chat(proc, n_images: int) -> str:
+def _chat(tiny_processor, n_images: int) -> str:
     content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": "Describe."}]
-    return proc.apply_chat_template([{"role": "user", "content": content}])
+    return tiny_processor.apply_chat_template([{"role": "user", "content": content}])
 
 
-def _logits_diff(ours, ref, proc, text, images) -> float:
-    batch = proc(text=text, images=images or None)
+def _logits_diff(ours, ref, tiny_processor, text, images) -> float:
+    batch = tiny_processor(text=text, images=images or None)
     extra = {}
     if images:
         extra = dict(pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"])
     with torch.no_grad():
         got = ours(input_ids=batch["input_ids"], **extra)
-        want = ref(input_ids=batch["input_ids"], mm_token_type_ids=_mm(batch, proc), **extra).logits
+        want = ref(input_ids=batch["input_ids"], mm_token_type_ids=_mm(batch, tiny_processor), **extra).logits
     assert got.shape == want.shape
     assert want.abs().max() > 1.0  # the weights give logits well above the tolerance
     return float((got - want).abs().max())
@@ -115,9 +105,9 @@ IMAGE_SETS = {
 
 
 @pytest.mark.parametrize("case", IMAGE_SETS, ids=list(IMAGE_SETS))
-def test_logits_match_transformers(ours, ref, proc, case):
+def test_logits_match_transformers(ours, ref, tiny_processor, case):
     images = [_image(w, h, i) for i, (w, h) in enumerate(IMAGE_SETS[case])]
-    assert _logits_diff(ours, ref, proc, _chat(proc, len(images)), images) <= 1e-4
+    assert _logits_diff(ours, ref, tiny_processor, _chat(tiny_processor, len(images)), images) <= 1e-4
 
 
 def test_logits_match_with_other_head_dim_and_mrope_section(tmp_path):
@@ -133,31 +123,31 @@ def test_logits_match_with_other_head_dim_and_mrope_section(tmp_path):
     )  # fmt: skip
     ours = Qwen2VL.from_pretrained(path, device="cpu")
     assert ours.config.text.mrope_section == (4, 6, 6) and ours.config.text.head_dim == 32
-    proc = Qwen2VLProcessor.from_pretrained(path)
+    tiny_processor = Qwen2VLProcessor.from_pretrained(path)
     images = [_image(84, 56, 0), _image(56, 112, 1)]
-    assert _logits_diff(ours, _reference(path), proc, _chat(proc, 2), images) <= 1e-4
+    assert _logits_diff(ours, _reference(path), tiny_processor, _chat(tiny_processor, 2), images) <= 1e-4
 
 
-def test_masked_forward_matches_unpadded_rows(ours, proc):
+def test_masked_forward_matches_unpadded_rows(ours, tiny_processor):
     texts = ["short one", "a rather longer prompt than the other"]
-    batch = proc(text=texts)
+    batch = tiny_processor(text=texts)
     logits = ours(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     for i, text in enumerate(texts):
-        alone = ours(input_ids=proc(text=text)["input_ids"])[0]
+        alone = ours(input_ids=tiny_processor(text=text)["input_ids"])[0]
         assert (logits[i, -alone.shape[0] :] - alone).abs().max() <= 1e-4
 
 
 # --- generation -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def image_prompt(proc):
+def image_prompt(tiny_processor):
     images = [_image(112, 84, 7), _image(56, 56, 8)]
-    return proc(text=_chat(proc, 2), images=images)
+    return tiny_processor(text=_chat(tiny_processor, 2), images=images)
 
 
 @pytest.fixture(scope="module")
-def reference_greedy(ref, proc, image_prompt):
+def reference_greedy(ref, tiny_processor, image_prompt):
     out = ref.generate(
-        **image_prompt, mm_token_type_ids=_mm(image_prompt, proc), max_new_tokens=20, do_sample=False
+        **image_prompt, mm_token_type_ids=_mm(image_prompt, tiny_processor), max_new_tokens=20, do_sample=False
     )
     return out[0, image_prompt["input_ids"].shape[1] :].tolist()
 
@@ -173,15 +163,15 @@ def test_greedy_20_tokens_identical_to_transformers(ours, image_prompt, referenc
     assert got[0].tolist() == reference_greedy
 
 
-def test_generate_stops_at_eos_and_stop_string(ours, proc, image_prompt, reference_greedy):
+def test_generate_stops_at_eos_and_stop_string(ours, tiny_processor, image_prompt, reference_greedy):
     eos = reference_greedy[5]
     cut = reference_greedy.index(eos) + 1
     got = ours.generate(**_inputs(image_prompt), max_new_tokens=20, eos_token_ids=[eos])
     assert got[0].tolist() == reference_greedy[:cut]
 
-    stop = proc.decode(reference_greedy[:9])[-3:]
-    expected = next(k for k in range(1, 21) if stop in proc.decode(reference_greedy[:k]))
-    for tokenizer in (proc, proc.tokenizer):
+    stop = tiny_processor.decode(reference_greedy[:9])[-3:]
+    expected = next(k for k in range(1, 21) if stop in tiny_processor.decode(reference_greedy[:k]))
+    for tokenizer in (tiny_processor, tiny_processor.tokenizer):
         got = ours.generate(**_inputs(image_prompt), max_new_tokens=20, stop=[stop], tokenizer=tokenizer)
         assert got[0].tolist() == reference_greedy[:expected]
     with pytest.raises(ValueError, match="tokenizer"):
@@ -198,8 +188,8 @@ def test_sampling_is_seeded(ours, image_prompt, reference_greedy):
     assert nucleus[0].tolist() == reference_greedy[:12]
 
 
-def test_default_eos_comes_from_generation_config(ours, proc):
-    assert ours.eos_token_ids == proc.eos_token_ids
+def test_default_eos_comes_from_generation_config(ours, tiny_processor):
+    assert ours.eos_token_ids == tiny_processor.eos_token_ids
     assert set(ours.eos_token_ids) == {
-        proc.tokenizer.token_to_id("<|im_end|>"), proc.tokenizer.token_to_id("<|endoftext|>")
+        tiny_processor.tokenizer.token_to_id("<|im_end|>"), tiny_processor.tokenizer.token_to_id("<|endoftext|>")
     }

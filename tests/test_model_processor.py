@@ -5,22 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_checkpoint import make_tiny_checkpoint
 
-from model import Qwen2VLProcessor
 from model.image_processing import ImageProcessingConfig, preprocess_image
 
 SCREEN_MAX = 1280 * 28 * 28
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
-
-
-@pytest.fixture(scope="module")
-def proc(checkpoint):
-    return Qwen2VLProcessor.from_pretrained(checkpoint)
 
 
 def _image(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
@@ -66,11 +54,11 @@ def test_pixels_match_transformers(width, height, mode, max_pixels):
     assert np.abs(patches - reference["pixel_values"]).max() <= 1e-6
 
 
-def test_processor_batch_matches_transformers_image_processor(proc):
+def test_processor_batch_matches_transformers_image_processor(tiny_processor):
     from transformers import Qwen2VLImageProcessorPil
 
     images = [_image(300, 200, seed=1), _image(90, 400, "RGBA", seed=2)]
-    batch = proc(text="<|image_pad|> and <|image_pad|>", images=images, max_pixels=SCREEN_MAX)
+    batch = tiny_processor(text="<|image_pad|> and <|image_pad|>", images=images, max_pixels=SCREEN_MAX)
     reference = Qwen2VLImageProcessorPil(max_pixels=SCREEN_MAX).preprocess(
         images, return_tensors="pt"
     )
@@ -98,59 +86,59 @@ MESSAGES = [
 
 @pytest.mark.parametrize("messages", MESSAGES, ids=["text", "images"])
 @pytest.mark.parametrize("add_generation_prompt", [True, False])
-def test_chat_template_matches_transformers(checkpoint, proc, messages, add_generation_prompt):
+def test_chat_template_matches_transformers(tiny_checkpoint, tiny_processor, messages, add_generation_prompt):
     from transformers import AutoTokenizer
 
-    reference = AutoTokenizer.from_pretrained(checkpoint)  # renders the released Jinja template
+    reference = AutoTokenizer.from_pretrained(tiny_checkpoint)  # renders the released Jinja template
     expected = reference.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=add_generation_prompt
     )
-    assert proc.apply_chat_template(messages, add_generation_prompt=add_generation_prompt) == expected
+    assert tiny_processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt) == expected
 
 
-def test_continue_final_message_matches_transformers(checkpoint, proc):
+def test_continue_final_message_matches_transformers(tiny_checkpoint, tiny_processor):
     from transformers import AutoTokenizer
 
     messages = MESSAGES[1][:2] + [{"role": "assistant", "content": "Thought: the gear icon"}]
-    expected = AutoTokenizer.from_pretrained(checkpoint).apply_chat_template(
+    expected = AutoTokenizer.from_pretrained(tiny_checkpoint).apply_chat_template(
         messages, tokenize=False, continue_final_message=True
     )
-    text = proc.apply_chat_template(messages, continue_final_message=True)
+    text = tiny_processor.apply_chat_template(messages, continue_final_message=True)
     assert text == expected
     assert text.endswith("Thought: the gear icon")
 
 
-def test_tokenizer_matches_transformers_and_round_trips(checkpoint, proc):
+def test_tokenizer_matches_transformers_and_round_trips(tiny_checkpoint, tiny_processor):
     from transformers import AutoTokenizer
 
     text = "<|im_start|>user\nTap ✿FUNCTION✿ 🙂 <|box_start|>(1,2)<|box_end|><|im_end|>"
-    reference = AutoTokenizer.from_pretrained(checkpoint)
-    ids = proc.encode(text)
+    reference = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    ids = tiny_processor.encode(text)
     assert ids == reference.encode(text, add_special_tokens=False)
-    assert proc.decode(ids) == text
-    assert "<|im_end|>" not in proc.decode(ids, skip_special_tokens=True)
+    assert tiny_processor.decode(ids) == text
+    assert "<|im_end|>" not in tiny_processor.decode(ids, skip_special_tokens=True)
 
 
-def test_image_placeholders_expand_to_merged_grid(proc):
+def test_image_placeholders_expand_to_merged_grid(tiny_processor):
     images = [_image(100, 60), _image(56, 56)]
-    text = proc.apply_chat_template(
+    text = tiny_processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}, {"type": "image"}]}]
     )
-    batch = proc(text=text, images=images)
+    batch = tiny_processor(text=text, images=images)
     grids = batch["image_grid_thw"]
-    pads = (batch["input_ids"] == proc.image_token_id).sum().item()
+    pads = (batch["input_ids"] == tiny_processor.image_token_id).sum().item()
     assert pads == int((grids.prod(-1) // 4).sum())
     assert batch["pixel_values"].shape == (int(grids.prod(-1).sum()), 1176)
     # Same length as transformers' processor would produce: text tokens + expanded pads.
-    assert batch["input_ids"].shape[1] == len(proc.encode(text)) - 2 + pads
-    assert proc.count_tokens(text, image_sizes=[im.size for im in images]) == batch["input_ids"].shape[1]
+    assert batch["input_ids"].shape[1] == len(tiny_processor.encode(text)) - 2 + pads
+    assert tiny_processor.count_tokens(text, image_sizes=[im.size for im in images]) == batch["input_ids"].shape[1]
 
 
-def test_count_tokens_honours_max_pixels(proc):
-    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}]}])
-    full = proc.count_tokens(text, image_sizes=[(1080, 2400)])
-    small = proc.count_tokens(text, image_sizes=[(1080, 2400)], max_pixels=SCREEN_MAX)
-    base = len(proc.encode(text)) - 1
+def test_count_tokens_honours_max_pixels(tiny_processor):
+    text = tiny_processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}]}])
+    full = tiny_processor.count_tokens(text, image_sizes=[(1080, 2400)])
+    small = tiny_processor.count_tokens(text, image_sizes=[(1080, 2400)], max_pixels=SCREEN_MAX)
+    base = len(tiny_processor.encode(text)) - 1
     assert full - base == 3354  # 1092x2408 at the released checkpoints' bounds
     from transformers import Qwen2VLImageProcessorPil
 
@@ -158,17 +146,17 @@ def test_count_tokens_honours_max_pixels(proc):
     assert small - base == patches // 4 <= 1280
 
 
-def test_placeholder_count_mismatch_is_a_clear_error(proc):
+def test_placeholder_count_mismatch_is_a_clear_error(tiny_processor):
     with pytest.raises(ValueError, match="1 image placeholder.*2 image"):
-        proc(text="<|vision_start|><|image_pad|><|vision_end|>", images=[_image(28, 28)] * 2)
+        tiny_processor(text="<|vision_start|><|image_pad|><|vision_end|>", images=[_image(28, 28)] * 2)
     with pytest.raises(ValueError, match="0 image placeholder.*1 image"):
-        proc(text="no image here", images=[_image(28, 28)])
+        tiny_processor(text="no image here", images=[_image(28, 28)])
     with pytest.raises(ValueError, match="placeholder"):
-        proc.count_tokens("<|image_pad|>", image_sizes=[])
+        tiny_processor.count_tokens("<|image_pad|>", image_sizes=[])
 
 
-def test_text_batch_is_left_padded(proc):
-    batch = proc(text=["a", "a longer prompt"])
+def test_text_batch_is_left_padded(tiny_processor):
+    batch = tiny_processor(text=["a", "a longer prompt"])
     ids, mask = batch["input_ids"], batch["attention_mask"]
     assert ids.shape[0] == 2 and mask[0, 0] == 0 and mask[0, -1] == 1
-    assert ids[0, mask[0].bool()].tolist() == proc.encode("a")
+    assert ids[0, mask[0].bool()].tolist() == tiny_processor.encode("a")
