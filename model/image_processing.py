@@ -56,6 +56,13 @@ class ImageProcessingConfig:
             max_pixels=max_pixels or self.max_pixels,
         )
 
+    def token_count(
+        self, width: int, height: int, min_pixels: int | None = None, max_pixels: int | None = None
+    ) -> int:
+        """LLM tokens one image of this size costs: one per merged factor x factor block."""
+        h, w = self.resized_size(width, height, min_pixels, max_pixels)
+        return (h // self.factor) * (w // self.factor)
+
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """RGB, with any transparency composited onto white (as transformers does)."""

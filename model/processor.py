@@ -114,8 +114,7 @@ class Qwen2VLProcessor:
         self, width: int, height: int, min_pixels: int | None = None, max_pixels: int | None = None
     ) -> int:
         """LLM tokens one image of this size costs."""
-        h, w = self.image_config.resized_size(width, height, min_pixels, max_pixels)
-        return (h // self.image_config.factor) * (w // self.image_config.factor)
+        return self.image_config.token_count(width, height, min_pixels, max_pixels)
 
     def count_tokens(
         self,

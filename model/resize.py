@@ -44,13 +44,3 @@ def smart_resize(
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
 
-
-def image_tokens(
-    height: int,
-    width: int,
-    min_pixels: int = DEFAULT_MIN_PIXELS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> int:
-    """How many LLM tokens one image of this size costs after resizing and merging."""
-    h, w = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
-    return (h // FACTOR) * (w // FACTOR)

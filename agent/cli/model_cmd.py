@@ -84,7 +84,7 @@ def info(
             f"{limit:,}",
             f"{images.min_pixels:,}",
             f"{limit // (factor * factor):,}",
-            f"{w}x{h} -> {(h // factor) * (w // factor):,} tokens",
+            f"{w}x{h} -> {images.token_count(*SCREENSHOT, max_pixels=limit):,} tokens",
         )
     console.print(budget)
 
