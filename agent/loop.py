@@ -17,23 +17,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actions.dialects.base import Dialect, ImagePart, ParseError, PastStep, Prompt, Screen
-from actions.types import Action
+from actions.dialects.base import Dialect, ImagePart, ParseError, PastStep, Prompt
 from agent.history import HistoryPolicy
 from agent.policies.base import Episode, Policy, PolicyError, Request
-from agent.recorder import Recorder, utc_now
 from agent.safety import GateContext, PassThroughGate, SafetyGate
-from agent.trajectory import (
-    ActionOutcome, CheckRecord, Meta, RecordedMessage, RecordedPart, RecordedPrompt, Status,
-    StepRecord, Timings, image_name,
-)
+from core.actions import Action
+from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Screen
+from core.results import ActionResult, Score
 from envs.base import Env, EnvError, Observation
-from model.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from trajectories.recorder import Recorder, utc_now
+from trajectories.records import (
+    Meta,
+    RecordedMessage,
+    RecordedPart,
+    RecordedPrompt,
+    Status,
+    StepRecord,
+    Timings,
+    image_name,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from tasks.base import CheckResult, Task
+    from tasks.base import Task
 
 
 @dataclass
@@ -54,7 +61,7 @@ class EpisodeResult:
     status: Status
     reason: str
     steps: int
-    check: "CheckResult | None" = None
+    check: Score | None = None
     answer: str | None = None
     directory: Path | None = None
 
@@ -211,12 +218,11 @@ class Agent:
                                                            observation.extras))
             if verdict.allowed:
                 self._phase(step, "act")
-                outcome = self.env.execute(action)
-                result = ActionOutcome(ok=outcome.ok, message=outcome.message)
-                timings.act_ms = outcome.elapsed_ms
+                result = self.env.execute(action)
+                timings.act_ms = result.elapsed_ms
             else:
-                result = ActionOutcome(ok=False, message=f"blocked by the safety gate: "
-                                                         f"{verdict.reason}")
+                result = ActionResult(ok=False,
+                                      message=f"blocked by the safety gate: {verdict.reason}")
 
         record = StepRecord(
             step=step,
@@ -257,23 +263,20 @@ class Agent:
                 return prompt, tokens
             keep -= 1
 
-    def _finish(self, task: "Task | None", status: Status, reason: str) -> "CheckResult | None":
+    def _finish(self, task: "Task | None", status: Status, reason: str) -> Score | None:
         """Run the task's check (unless the env failed or the user stopped) and close the
         trajectory."""
         check = self._check(task) if task is not None and status not in ("error", "interrupted") \
             else None
         if self.recorder is not None:
-            record = CheckRecord(success=check.success, detail=check.detail) if check else None
-            self.recorder.finish(status, reason, record)
+            self.recorder.finish(status, reason, check)
         return check
 
-    def _check(self, task: "Task") -> "CheckResult":
-        from tasks.base import CheckResult
-
+    def _check(self, task: "Task") -> Score:
         try:
             return task.check(self.env)
         except (EnvError, OSError, ValueError) as exc:
-            return CheckResult(False, f"the check could not run: {exc}")
+            return Score(success=False, reason=f"the check could not run: {exc}")
 
     def _start_recording(self, goal: str, task: "Task | None", meta: dict[str, Any]) -> None:
         if self.recorder is None:
@@ -308,7 +311,7 @@ def extract_thought(text: str) -> str:
     return re.sub(r"^\s*Thought\s*:\s*", "", thought.strip(), flags=re.IGNORECASE).strip()
 
 
-def _feedback(result: ActionOutcome | None) -> str:
+def _feedback(result: ActionResult | None) -> str:
     if result is None:
         return ""
     return result.message if result.ok else f"Error: {result.message}"

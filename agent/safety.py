@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from actions.types import Action
+from core.actions import Action
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actions.dialects import get_dialect  # noqa: E402
-from actions.types import PHONE_KINDS, Action  # noqa: E402
 from agent.loop import Agent, AgentConfig  # noqa: E402
 from agent.policies.base import Policy, Reply, Request  # noqa: E402
-from agent.recorder import Recorder  # noqa: E402
+from core.actions import Action  # noqa: E402
 from envs.base import Env, SettleConfig  # noqa: E402
+from trajectories.recorder import Recorder  # noqa: E402
 
 
 def phone_frame(seed: int) -> Image.Image:
@@ -45,7 +45,7 @@ def phone_frame(seed: int) -> Image.Image:
 
 class InstantPhone(Env):
     name = "bench"
-    action_kinds = PHONE_KINDS
+    form_factor = "phone"
 
     def __init__(self) -> None:
         super().__init__(SettleConfig(timeout_s=1.0, poll_interval_s=0.0))
@@ -78,7 +78,7 @@ def episode(steps: int, record: bool) -> tuple[float, dict[str, list[float]]]:
         total = (time.perf_counter() - start) * 1000 / steps
         phases: dict[str, list[float]] = {}
         if recorder is not None:
-            from agent.trajectory import load
+            from trajectories.reader import load
 
             for s in load(Path(tmp) / "t").steps:
                 for name, value in s.timings.model_dump().items():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actions.types import Action, Click, Move  # noqa: E402
+from core.actions import Action, Click, Move  # noqa: E402
 from envs.base import Env  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def browser() -> Iterator[Target]:
 @contextlib.contextmanager
 def android(screencap: str = "raw") -> Iterator[Target]:
     """The virtual phone (1080x2400) through a private adb server, on its home screen."""
-    from actions.types import Tap
+    from core.actions import Tap
     from envs.android import AndroidEnv
     from envs.virtual_phone.adb_host import connected_phone
 

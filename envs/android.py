@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from actions.types import PHONE_KINDS, Action
+from core.actions import Action
 from envs import keys
 from envs.base import Env, EnvError, Observation, SettleConfig
+from envs.input_text import input_text_argument
 
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 
@@ -53,32 +54,6 @@ CANONICAL_KEYCODES: dict[str, str] = {
 
 _FOCUS = re.compile(r"mCurrentFocus=Window\{[^}]*?\s([\w.]+)/([^\s}]+)\}")
 _FOCUSED_APP = re.compile(r"mFocusedApp=.*?\s([\w.]+)/([^\s}]+)")
-
-
-def decode_input_text(encoded: str) -> str:
-    """What Android's ``input text ARG`` types for ARG: each "%s" becomes a space."""
-    out: list[str] = []
-    escape = False
-    for c in encoded:
-        if escape and c == "s":
-            out[-1] = " "
-            escape = False
-            continue
-        escape = c == "%"
-        out.append(c)
-    return "".join(out)
-
-
-def input_text_argument(text: str) -> str | None:
-    """The ``input text`` argument that types exactly ``text``, or None if it cannot.
-
-    It can carry printable ASCII only, spaces written as "%s"; a literal "%s" in the text
-    would itself turn into a space, so such text cannot go this way.
-    """
-    if not all(" " <= c <= "~" for c in text):
-        return None
-    encoded = text.replace(" ", "%s")
-    return encoded if decode_input_text(encoded) == text else None
 
 
 def list_devices(client: Any) -> list[Any]:
@@ -115,7 +90,7 @@ class AndroidEnv(Env):
     """
 
     name = "android"
-    action_kinds = PHONE_KINDS
+    form_factor = "phone"
 
     def __init__(
         self,

@@ -10,11 +10,13 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image, ImageChops
 
-from actions.types import Action
+from core.actions import Action
+from core.kinds import CONTROL_KINDS, KINDS, FormFactor
+from core.results import ActionResult
 
 
 class EnvError(RuntimeError):
@@ -35,17 +37,6 @@ class Observation:
 
 
 @dataclass
-class ActionResult:
-    ok: bool
-    message: str = ""
-    elapsed_ms: float = 0.0
-
-    @property
-    def error(self) -> str | None:
-        return None if self.ok else self.message
-
-
-@dataclass
 class SettleConfig:
     """How ``observe`` waits for the screen to stop changing."""
 
@@ -62,9 +53,14 @@ def frames_equal(a: Image.Image, b: Image.Image) -> bool:
 class Env(ABC):
     """Base class of all environments. Use it as a context manager so ``close`` always runs."""
 
-    #: The action kinds this env can execute; anything else is refused without touching the device.
-    action_kinds: frozenset[str] = frozenset()
+    #: What kind of device this is; dialects read it, and it fixes the action kinds.
+    form_factor: ClassVar[FormFactor]
     name: str = "env"
+
+    @property
+    def action_kinds(self) -> frozenset[str]:
+        """The kinds this env executes; anything else is refused without touching the device."""
+        return KINDS[self.form_factor]
 
     def __init__(self, settle: SettleConfig | None = None) -> None:
         self.settle = settle or SettleConfig()
@@ -127,7 +123,7 @@ class Env(ABC):
                 f"supported: {supported}",
             )
         try:
-            message = self._common(action) if action.kind in _COMMON_KINDS else self._execute(action)
+            message = self._common(action) if action.kind in CONTROL_KINDS else self._execute(action)
         except EnvError as exc:
             return ActionResult(ok=False, message=str(exc), elapsed_ms=_ms_since(start))
         return ActionResult(ok=True, message=message or "", elapsed_ms=_ms_since(start))
@@ -144,9 +140,6 @@ class Env(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-_COMMON_KINDS = frozenset({"wait", "answer", "terminate"})
 
 
 def _ms_since(start: float) -> float:

@@ -19,15 +19,10 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from actions.types import Action
+from core.actions import Action
 from envs import keys
 from envs.base import Env, EnvError, Observation, SettleConfig
 from envs.chromium import CHROMIUM_PATH, launch_chromium
-
-BROWSER_KINDS: frozenset[str] = frozenset(
-    {"click", "double_click", "right_click", "move", "drag", "scroll", "type", "key", "hotkey",
-     "navigate", "back", "wait", "answer", "terminate"}
-)
 
 # The page's own navigations (link clicks, form posts, location changes) are checked as they
 # start, through the Navigation API, and cancelled there when they lead off the list: the page
@@ -85,7 +80,7 @@ class BrowserEnv(Env):
     """
 
     name = "browser"
-    action_kinds = BROWSER_KINDS
+    form_factor = "browser"
 
     def __init__(
         self,

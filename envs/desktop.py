@@ -24,7 +24,7 @@ from typing import Any
 
 from PIL import Image
 
-from actions.types import DESKTOP_KINDS, Action
+from core.actions import Action
 from envs import keys
 from envs.base import Env, EnvError, SettleConfig, frames_equal
 from envs.x11_typing import X11Typist
@@ -59,7 +59,7 @@ class DesktopEnv(Env):
     """Capture and drive an X11 display; ``display=None`` uses this process's ``DISPLAY``."""
 
     name = "desktop"
-    action_kinds = DESKTOP_KINDS
+    form_factor = "computer"
 
     def __init__(
         self,

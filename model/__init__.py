@@ -1,7 +1,7 @@
 """Our Qwen2-VL implementation.
 
-Importing this package stays cheap (no torch) so that pure modules such as ``model.resize`` can be
-used by the CLI's fast paths; the heavy classes load on first use.
+Importing this package stays cheap (no torch) so that the CLI's fast paths can import it;
+the heavy classes load on first use.
 """
 
 from __future__ import annotations

@@ -12,18 +12,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Iterator, Literal
 
-from actions.types import Action
+from core.actions import Action
+from core.results import Score
 
 if TYPE_CHECKING:
     from envs.base import Env
 
 EnvKind = Literal["android", "desktop", "browser"]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    success: bool
-    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,7 +38,7 @@ class Task(ABC):
         """Bring the env into this task's start state."""
 
     @abstractmethod
-    def check(self, env: "Env") -> CheckResult:
+    def check(self, env: "Env") -> Score:
         """Whether the task is done, read from the environment's state."""
 
     @abstractmethod

@@ -1,13 +1,14 @@
-"""Phone tasks on the virtual phone's bundled apps (tasks/apps)."""
+"""Phone tasks on the virtual phone's bundled apps (envs/virtual_phone/apps)."""
 
 from __future__ import annotations
 
 import re
 from typing import Iterator
 
-from actions.types import Tap, Terminate, Type
+from core.actions import Tap, Terminate, Type
+from core.results import Score
 from envs.base import Env
-from tasks.base import CheckResult, SolutionStep, Task
+from tasks.base import SolutionStep, Task
 from tasks.phone_ui import UiNode, app_state, find, reset_apps, wait_for
 
 FLIGHTS = "com.vlagent.flights"
@@ -35,13 +36,13 @@ class BookFlight(PhoneTask):
     # The Flights app's timetable for SFO-JFK: VA123 $289, VA311 $249, VA587 $199.
     cheapest = "VA587"
 
-    def check(self, env: Env) -> CheckResult:
+    def check(self, env: Env) -> Score:
         bookings = app_state(env, FLIGHTS).get("bookings", [])
         want = {"flight": self.cheapest, "origin": self.origin, "destination": self.destination,
                 "date": self.date, "passenger": self.passenger}
         if bookings == [want]:
-            return CheckResult(True, f"booked {self.cheapest} for {self.passenger}")
-        return CheckResult(False, f"expected exactly the booking {want}, found {bookings}")
+            return Score(success=True, reason=f"booked {self.cheapest} for {self.passenger}")
+        return Score(success=False, reason=f"expected exactly the booking {want}, found {bookings}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         yield SolutionStep(tap(find(env, "launcher:flights")), "Open the Flights app.")
@@ -76,11 +77,11 @@ class WriteNote(PhoneTask):
     keywords = ("notes", "memo", "remember")
     text = "Buy milk and eggs"
 
-    def check(self, env: Env) -> CheckResult:
+    def check(self, env: Env) -> Score:
         notes = app_state(env, NOTES).get("notes", [])
         if notes == [self.text]:
-            return CheckResult(True, f"saved the note {self.text!r}")
-        return CheckResult(False, f"expected one note {self.text!r}, found {notes}")
+            return Score(success=True, reason=f"saved the note {self.text!r}")
+        return Score(success=False, reason=f"expected one note {self.text!r}, found {notes}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         yield SolutionStep(tap(find(env, "launcher:notes")), "Open the Notes app.")
@@ -97,11 +98,11 @@ class WifiOffBluetoothOn(PhoneTask):
     goal = "In Settings, turn Wi-Fi off and Bluetooth on."
     keywords = ("wifi", "wi", "fi", "bluetooth", "toggle", "switch", "disable", "enable")
 
-    def check(self, env: Env) -> CheckResult:
+    def check(self, env: Env) -> Score:
         state = app_state(env, SETTINGS)
         wifi, bluetooth = state.get("wifi"), state.get("bluetooth")
-        return CheckResult(wifi is False and bluetooth is True,
-                           f"Wi-Fi {'on' if wifi else 'off'}, Bluetooth "
+        return Score(success=wifi is False and bluetooth is True,
+                     reason=f"Wi-Fi {'on' if wifi else 'off'}, Bluetooth "
                            f"{'on' if bluetooth else 'off'}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:

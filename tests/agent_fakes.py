@@ -6,17 +6,18 @@ from typing import Callable
 
 from PIL import Image
 
-from actions.types import PHONE_KINDS, Action, Tap, Terminate, Type
 from agent.policies.base import Policy, PolicyError, Reply, Request
+from core.actions import Action, Tap, Terminate, Type
+from core.results import Score
 from envs.base import Env, EnvError, SettleConfig
-from tasks.base import CheckResult, SolutionStep, Task
+from tasks.base import SolutionStep, Task
 
 
 class FakePhone(Env):
     """A 1080x2400 'phone' whose screen colour changes with each executed action."""
 
     name = "fake"
-    action_kinds = PHONE_KINDS
+    form_factor = "phone"
 
     def __init__(self, fail_observe_at: int | None = None) -> None:
         super().__init__(SettleConfig(timeout_s=1.0, poll_interval_s=0.001))
@@ -76,8 +77,8 @@ class TypeHelloTask(Task):
     def setup(self, env: Env) -> None:
         env.typed = ""
 
-    def check(self, env: Env) -> CheckResult:
-        return CheckResult(env.typed == "hello", f"typed {env.typed!r}")
+    def check(self, env: Env) -> Score:
+        return Score(success=env.typed == "hello", reason=f"typed {env.typed!r}")
 
     def solution(self, env: Env):
         yield SolutionStep(Tap(x=540, y=300), "Focus the search box.")

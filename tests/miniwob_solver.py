@@ -15,7 +15,7 @@ from pathlib import Path
 
 import miniwob
 
-from actions.types import Click, Scroll, Type
+from core.actions import Click, Scroll, Type
 from envs.browser import BrowserEnv
 
 MINIWOB_HTML = Path(miniwob.__file__).parent / "html"

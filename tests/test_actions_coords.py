@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actions.coords import FRACTION, RELATIVE_1000, RESIZED_PIXELS, SPACES, CoordinateError
-from actions.dialects import Screen
+from core.coords import FRACTION, RELATIVE_1000, RESIZED_PIXELS, SPACES, CoordinateError
+from core.geometry import Screen
 
 SPACE_LIST = [RELATIVE_1000, RESIZED_PIXELS, FRACTION]
 PHONE = Screen(1080, 2400)

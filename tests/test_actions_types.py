@@ -7,10 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from actions.types import (
-    ACTION_CLASSES, ALL_KINDS, DESKTOP_KINDS, FINAL_KINDS, PHONE_KINDS, action_json_schema,
-    parse_action,
-)
+from core.actions import action_json_schema, parse_action
+from core.kinds import ALL_KINDS, CONTROL_KINDS, FINAL_KINDS, KINDS
 
 
 def test_json_schema_lists_every_kind_with_its_fields():
@@ -27,10 +25,13 @@ def test_json_schema_lists_every_kind_with_its_fields():
     assert terminate["properties"]["status"]["enum"] == ["success", "failure"]
 
 
-def test_kind_sets_are_consistent():
-    assert PHONE_KINDS <= ALL_KINDS and DESKTOP_KINDS <= ALL_KINDS
-    assert FINAL_KINDS <= PHONE_KINDS & DESKTOP_KINDS
-    assert set(ACTION_CLASSES) == ALL_KINDS
+def test_every_form_factor_offers_real_kinds_and_every_kind_has_a_home():
+    offered = set().union(*KINDS.values())
+    assert offered <= ALL_KINDS, offered - ALL_KINDS
+    assert ALL_KINDS <= offered, f"no form factor offers {sorted(ALL_KINDS - offered)}"
+    for form_factor, kinds in KINDS.items():
+        assert CONTROL_KINDS <= kinds, form_factor  # every env can wait and end an episode
+    assert FINAL_KINDS <= CONTROL_KINDS
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.trajectory import load
 from tests.conftest import require_tool
+from trajectories.reader import load
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(REPO / "agent_cli.py")]
@@ -126,8 +126,8 @@ def test_sigkill_mid_run_leaves_a_trajectory_view_and_export_read(tmp_path):
 def test_a_torn_last_line_is_ignored(tmp_path, torn):
     from actions.dialects import get_dialect
     from agent.loop import Agent
-    from agent.recorder import Recorder
     from tests.agent_fakes import FakePhone, ListPolicy
+    from trajectories.recorder import Recorder
 
     env = FakePhone()
     Agent(env, ListPolicy(['*FUNCTION*: Home *ARGS*: {}', DONE]),
@@ -140,9 +140,10 @@ def test_a_torn_last_line_is_ignored(tmp_path, torn):
 def test_replaying_a_trajectory_defaults_to_its_dialect(tmp_path):
     from actions.dialects import get_dialect
     from agent.loop import Agent
-    from agent.recorder import Recorder
-    from agent.runner import RunSpec, resolve_dialect
+    from runtime.build import resolve_dialect
+    from runtime.settings import RunSpec
     from tests.agent_fakes import FakePhone, ListPolicy
+    from trajectories.recorder import Recorder
 
     env = FakePhone()
     Agent(env, ListPolicy(["Action: finished()"]), get_dialect("uitars", env.action_kinds),
@@ -151,7 +152,7 @@ def test_replaying_a_trajectory_defaults_to_its_dialect(tmp_path):
     assert resolve_dialect(RunSpec(goal="x", model=f"replay:{tmp_path / 't'}",
                                    dialect="qwen25vl")) == "qwen25vl"
     assert resolve_dialect(RunSpec(goal="x", model="scripted")) == "qwen2vl"
-    from agent.runner import RunError
+    from runtime.settings import RunError
 
     with pytest.raises(RunError, match="unknown --dialect 'qwen3'"):
         resolve_dialect(RunSpec(goal="x", model="scripted", dialect="qwen3"))

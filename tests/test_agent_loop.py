@@ -8,14 +8,14 @@ import time
 import pytest
 
 from actions.dialects import ImagePart, get_dialect
-from actions.types import Tap
 from agent.history import HistoryPolicy
 from agent.loop import Agent, AgentConfig, extract_thought
 from agent.policies.scripted import ScriptedPolicy
-from agent.recorder import Recorder
 from agent.safety import PassThroughGate, SafetyGate, Verdict
-from agent.trajectory import load
+from core.actions import Tap
 from tests.agent_fakes import FakePhone, ListPolicy, TypeHelloTask
+from trajectories.reader import load
+from trajectories.recorder import Recorder
 
 TAP = '*FUNCTION*: Tap *ARGS*: {"point": (500, 250)}'
 DONE = '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'
@@ -226,7 +226,7 @@ def test_an_unexpected_exception_still_finalizes_the_trajectory(tmp_path):
 
 
 def test_scripted_step_the_dialect_cannot_write_is_a_policy_error():
-    from actions.types import Terminate
+    from core.actions import Terminate
     from tasks.base import SolutionStep
 
     class Chatty(TypeHelloTask):

@@ -7,17 +7,23 @@ import json
 import pytest
 from PIL import Image
 
-from actions.dialects import ImagePart, Message, Prompt, Screen, TextPart, get_dialect
-from actions.types import PHONE_KINDS
+from actions.dialects import ImagePart, Message, Prompt, TextPart, get_dialect
 from agent.history import HistoryPolicy
 from agent.policies.base import (
-    Episode, PolicyError, Request, cut_at_stop, hf_messages, prompt_images,
+    Episode,
+    PolicyError,
+    Request,
+    cut_at_stop,
+    hf_messages,
+    prompt_images,
 )
 from agent.policies.human import HumanPolicy
 from agent.policies.replay import ReplayPolicy, read_responses
+from core.geometry import Screen
+from core.kinds import KINDS
 
 SCREEN = Screen(1080, 2400)
-DIALECT = get_dialect("qwen2vl", PHONE_KINDS)
+DIALECT = get_dialect("qwen2vl", KINDS["phone"])
 
 
 def request(step: int = 0) -> Request:

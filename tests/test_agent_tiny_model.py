@@ -5,9 +5,9 @@ from __future__ import annotations
 from actions.dialects import get_dialect
 from agent.loop import Agent, AgentConfig
 from agent.policies.local import LocalPolicy
-from agent.recorder import Recorder
-from agent.trajectory import load
 from tests.agent_fakes import FakePhone
+from trajectories.reader import load
+from trajectories.recorder import Recorder
 
 SMALL = 64 * 28 * 28  # a small image budget keeps the CPU run fast
 
@@ -66,8 +66,9 @@ def test_cli_runs_a_local_checkpoint_on_the_browser(tiny_checkpoint, tmp_path):
 def test_prompt_token_count_includes_each_screenshot_at_the_screen_budget(tiny_checkpoint):
     from PIL import Image
 
-    from actions.dialects import ImagePart, Message, Prompt, Screen, TextPart
+    from actions.dialects import ImagePart, Message, Prompt, TextPart
     from agent.policies.local import PromptRenderer
+    from core.geometry import Screen
 
     renderer = PromptRenderer.from_pretrained(tiny_checkpoint)
     frames = [Image.new("RGB", (1080, 2400))]

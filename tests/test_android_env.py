@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actions.types import Back, Enter, Home, Key, OpenApp, Scroll, Swipe, Tap, Type
+from core.actions import Back, Enter, Home, Key, OpenApp, Scroll, Swipe, Tap, Type
 from envs.base import EnvError
 from tests.probes import wait_until
 
@@ -200,9 +200,7 @@ def test_open_app_errors_and_unknown_keys(env):
 def test_device_selection_errors(attached):
     from envs.android import AndroidEnv
     from envs.virtual_phone import VirtualPhone
-    from envs.virtual_phone.adb_host import PrivateAdbServer
-
-    from envs.virtual_phone.adb_host import free_port
+    from envs.virtual_phone.adb_host import PrivateAdbServer, free_port
 
     phone, adb = attached
     nobody = free_port()

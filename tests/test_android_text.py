@@ -9,9 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs.android import decode_input_text, input_text_argument
+from envs.input_text import decode_input_text, input_text_argument
 from envs.virtual_phone.protocol import (
-    A_CNXN, A_WRTE, HEADER, Packet, ProtocolError, checksum, decode_header,
+    A_CNXN,
+    A_WRTE,
+    HEADER,
+    Packet,
+    ProtocolError,
+    checksum,
+    decode_header,
 )
 
 

@@ -9,8 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from actions.types import (
-    Back, Click, DoubleClick, Drag, Hotkey, Key, Move, Navigate, RightClick, Scroll, Tap, Type,
+from core.actions import (
+    Back,
+    Click,
+    DoubleClick,
+    Drag,
+    Hotkey,
+    Key,
+    Move,
+    Navigate,
+    RightClick,
+    Scroll,
+    Tap,
+    Type,
 )
 from envs.base import EnvError
 from envs.browser import BrowserEnv, domain_allowed, normalize_url

@@ -12,8 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from actions.types import (
-    Click, DoubleClick, Drag, Hotkey, Key, Move, Navigate, RightClick, Scroll, Type,
+from core.actions import (
+    Click,
+    DoubleClick,
+    Drag,
+    Hotkey,
+    Key,
+    Move,
+    Navigate,
+    RightClick,
+    Scroll,
+    Type,
 )
 from envs.base import EnvError
 from envs.chromium import chromium_command

@@ -15,8 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actions.dialects import ParseError, Screen, get_dialect
-from actions.types import PHONE_KINDS, check_on_screen
+from actions.dialects import ParseError, get_dialect
+from core.actions import check_on_screen
+from core.geometry import Screen
+from core.kinds import KINDS
 
 DATA = Path(__file__).parent / "data"
 DIALECTS = ("qwen2vl", "qwen25vl", "uitars")
@@ -122,7 +124,7 @@ def calls(draw, name: str) -> str:
 
 
 def check(name: str, text: str, screen: Screen, mobile: bool) -> None:
-    dialect = get_dialect(name, PHONE_KINDS if mobile else None)
+    dialect = get_dialect(name, KINDS["phone"] if mobile else None)
     try:
         action = dialect.parse(text, screen)
     except ParseError as exc:

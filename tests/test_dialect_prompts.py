@@ -7,10 +7,9 @@ import re
 
 import pytest
 
-from actions.dialects import (
-    DIALECTS, ImagePart, PastStep, Screen, TextPart, get_dialect,
-)
-from actions.types import DESKTOP_KINDS, PHONE_KINDS
+from actions.dialects import DIALECTS, ImagePart, PastStep, TextPart, get_dialect
+from core.geometry import Screen
+from core.kinds import KINDS
 
 PHONE = Screen(1080, 2400)
 DESKTOP = Screen(1280, 800)
@@ -54,14 +53,14 @@ def test_qwen2vl_stops_at_result():
 
 
 def test_qwen2vl_first_step_is_a_user_turn():
-    prompt = get_dialect("qwen2vl").build_prompt("open the clock", [], 7, PHONE_KINDS, PHONE)
+    prompt = get_dialect("qwen2vl").build_prompt("open the clock", [], 7, KINDS["phone"], PHONE)
     assert [m.role for m in prompt.messages] == ["system", "user"]
     assert prompt.continue_final_message is False
     assert flat(prompt)[1:] == [("user", "text", "open the clock"), ("user", "image", 7)]
 
 
 def test_qwen2vl_history_continues_one_assistant_turn():
-    prompt = get_dialect("qwen2vl").build_prompt("goal", steps(2), 2, PHONE_KINDS, PHONE)
+    prompt = get_dialect("qwen2vl").build_prompt("goal", steps(2), 2, KINDS["phone"], PHONE)
     assert [m.role for m in prompt.messages] == ["system", "user", "assistant"]
     assert prompt.continue_final_message is True
     assistant = flat(prompt)[3:]
@@ -76,7 +75,7 @@ def test_qwen2vl_each_step_only_extends_the_previous_prompt():
     history = steps(4)
     previous = None
     for k in range(4):
-        prompt = flat(dialect.build_prompt("goal", history[:k], k, PHONE_KINDS, PHONE))
+        prompt = flat(dialect.build_prompt("goal", history[:k], k, KINDS["phone"], PHONE))
         if previous is not None:
             assert prompt[: len(previous)] == previous
         previous = prompt
@@ -84,7 +83,7 @@ def test_qwen2vl_each_step_only_extends_the_previous_prompt():
 
 def test_qwen2vl_dropped_screenshots_become_text():
     history = [PastStep("r0", "ok", image=None), PastStep("r1", "ok", image=None)]
-    parts = flat(get_dialect("qwen2vl").build_prompt("g", history, 5, PHONE_KINDS, PHONE))
+    parts = flat(get_dialect("qwen2vl").build_prompt("g", history, 5, KINDS["phone"], PHONE))
     assert [v for _, t, v in parts if t == "image"] == [5]
     assert any("screenshot 1 not shown" in str(v) for _, _, v in parts)
 
@@ -95,7 +94,7 @@ def _tool(text: str) -> dict:
 
 
 def test_qwen25vl_mobile_prompt_states_the_resized_resolution():
-    text = get_dialect("qwen25vl").system_prompt(PHONE_KINDS, PHONE)
+    text = get_dialect("qwen25vl").system_prompt(KINDS["phone"], PHONE)
     tool = _tool(text)["function"]
     assert tool["name"] == "mobile_use"
     assert "The screen's resolution is 1092x2408." in tool["description"]
@@ -108,7 +107,7 @@ def test_qwen25vl_mobile_prompt_states_the_resized_resolution():
 
 
 def test_qwen25vl_desktop_prompt_uses_computer_use():
-    text = get_dialect("qwen25vl").system_prompt(DESKTOP_KINDS, DESKTOP)
+    text = get_dialect("qwen25vl").system_prompt(KINDS["computer"], DESKTOP)
     tool = _tool(text)["function"]
     assert tool["name"] == "computer_use"
     assert "The screen's resolution is 1288x812." in tool["description"]
@@ -128,7 +127,7 @@ def test_qwen25vl_history_is_text_then_the_current_screenshot():
     history = [PastStep('<tool_call>\n{"name": "mobile_use", "arguments": {"action": "open", '
                         '"text": "Clock"}}\n</tool_call>', "opened", image=None),
                PastStep("Thinking", "could not parse", image=4)]
-    prompt = get_dialect("qwen25vl").build_prompt("set an alarm", history, 9, PHONE_KINDS, PHONE)
+    prompt = get_dialect("qwen25vl").build_prompt("set an alarm", history, 9, KINDS["phone"], PHONE)
     assert [m.role for m in prompt.messages] == ["system", "user"]
     parts = flat(prompt)[1:]
     assert parts[-1] == ("user", "image", 9)
@@ -142,8 +141,8 @@ def test_qwen25vl_history_is_text_then_the_current_screenshot():
 
 # uitars -------------------------------------------------------------------------------------
 def test_uitars_templates():
-    computer = get_dialect("uitars").system_prompt(DESKTOP_KINDS, DESKTOP)
-    phone = get_dialect("uitars", PHONE_KINDS).system_prompt(PHONE_KINDS, PHONE)
+    computer = get_dialect("uitars").system_prompt(KINDS["computer"], DESKTOP)
+    phone = get_dialect("uitars", KINDS["phone"]).system_prompt(KINDS["phone"], PHONE)
     assert computer.startswith("You are a GUI agent.")
     assert "left_double(start_box='<|box_start|>(x1,y1)<|box_end|>')" in computer
     assert "hotkey(key='')" in computer and "press_home()" not in computer
@@ -158,8 +157,8 @@ def test_uitars_history_alternates_screenshots_and_replies():
     history = [PastStep("Thought: a\nAction: press_home()", "", image=None),
                PastStep("Thought: b\nAction: wait()", "", image=3),
                PastStep("Action: oops()", "unknown action 'oops'", image=4)]
-    prompt = get_dialect("uitars", PHONE_KINDS).build_prompt("call mom", history, 5,
-                                                             PHONE_KINDS, PHONE)
+    prompt = get_dialect("uitars", KINDS["phone"]).build_prompt("call mom", history, 5,
+                                                             KINDS["phone"], PHONE)
     roles = [m.role for m in prompt.messages]
     assert roles == ["user", "assistant", "user", "assistant", "user", "assistant", "user"]
     first = prompt.messages[0].text()
@@ -173,6 +172,6 @@ def test_uitars_history_alternates_screenshots_and_replies():
 
 def test_uitars_click_means_tap_on_a_phone():
     reply = "Action: click(start_box='(500,500)')"
-    assert get_dialect("uitars", PHONE_KINDS).parse(reply, PHONE).kind == "tap"
-    assert get_dialect("uitars", DESKTOP_KINDS).parse(reply, PHONE).kind == "click"
+    assert get_dialect("uitars", KINDS["phone"]).parse(reply, PHONE).kind == "tap"
+    assert get_dialect("uitars", KINDS["computer"]).parse(reply, PHONE).kind == "click"
     assert get_dialect("uitars").parse(reply, PHONE).kind == "click"

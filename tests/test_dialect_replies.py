@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from actions.dialects import ParseError, Screen, get_dialect
-from actions.types import DESKTOP_KINDS, PHONE_KINDS, parse_action
+from actions.dialects import ParseError, get_dialect
+from core.actions import parse_action
+from core.geometry import Screen
+from core.kinds import KINDS
 
 DATA = Path(__file__).parent / "data"
 DIALECTS = ("qwen2vl", "qwen25vl", "uitars")
@@ -34,7 +36,7 @@ def cases(kind: str) -> list:
 
 
 def setup(name: str, row: dict):
-    kinds = {"phone": PHONE_KINDS, "computer": DESKTOP_KINDS}.get(row.get("device", ""))
+    kinds = {"phone": KINDS["phone"], "computer": KINDS["computer"]}.get(row.get("device", ""))
     w, h = row["screen"]
     screen = Screen(w, h, **({"max_pixels": row["max_pixels"]} if "max_pixels" in row else {}))
     return get_dialect(name, kinds), screen

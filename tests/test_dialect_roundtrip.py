@@ -12,9 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actions.dialects import Screen, get_dialect
+from actions.dialects import get_dialect
 from actions.dialects.uitars import CALL_USER_MESSAGE, WAIT_SECONDS
-from actions.types import ACTION_CLASSES, DESKTOP_KINDS, PHONE_KINDS
+from core.actions import ACTION_CLASSES
+from core.geometry import Screen
+from core.kinds import KINDS
 
 COORD_FIELDS = {"x", "y", "x2", "y2"}
 
@@ -100,13 +102,13 @@ def assert_same(parsed, action) -> None:
 CASES = [
     ("qwen2vl", None),
     ("qwen25vl", None),
-    ("qwen25vl", PHONE_KINDS),
-    ("uitars", DESKTOP_KINDS),
-    ("uitars", PHONE_KINDS),
+    ("qwen25vl", KINDS["phone"]),
+    ("uitars", KINDS["computer"]),
+    ("uitars", KINDS["phone"]),
 ]
 PARAMS = [
     pytest.param(
-        name, env_kinds, kind, id=f"{name}-{'phone' if env_kinds == PHONE_KINDS else 'pc'}-{kind}"
+        name, env_kinds, kind, id=f"{name}-{'phone' if env_kinds == KINDS['phone'] else 'pc'}-{kind}"
     )
     for name, env_kinds in CASES
     for kind in sorted(get_dialect(name, env_kinds).kinds)
@@ -126,7 +128,7 @@ def test_render_then_parse_gives_the_action_back(name, env_kinds, kind, data, sc
 def test_every_dialect_covers_the_kinds_its_envs_need():
     assert get_dialect("qwen2vl").kinds == frozenset(ACTION_CLASSES)
     assert {"tap", "long_press", "swipe", "type", "home", "back", "open_app", "terminate"} <= (
-        get_dialect("qwen25vl", PHONE_KINDS).kinds & get_dialect("uitars", PHONE_KINDS).kinds
+        get_dialect("qwen25vl", KINDS["phone"]).kinds & get_dialect("uitars", KINDS["phone"]).kinds
     )
     assert {"click", "double_click", "right_click", "drag", "scroll", "type", "hotkey"} <= (
         get_dialect("qwen25vl").kinds & get_dialect("uitars").kinds

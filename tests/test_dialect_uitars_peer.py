@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import ui_tars.action_parser  # the peer: a test-only dependency (the [test] extra)
 
-from actions.dialects import ParseError, Screen, get_dialect
-from actions.types import DESKTOP_KINDS, PHONE_KINDS
+from actions.dialects import ParseError, get_dialect
+from core.geometry import Screen
+from core.kinds import KINDS
 
 CORPUS = [
     json.loads(line)
@@ -76,7 +77,7 @@ def _centre(value: str, w: int, h: int) -> tuple[float, float]:
 def test_we_agree_with_the_ui_tars_package(row):
     w, h = row["screen"]
     mobile = row["device"] == "phone"
-    ours = get_dialect("uitars", PHONE_KINDS if mobile else DESKTOP_KINDS).parse(
+    ours = get_dialect("uitars", KINDS["phone"] if mobile else KINDS["computer"]).parse(
         row["text"], Screen(w, h)
     )
     (peer,) = _peer(row)

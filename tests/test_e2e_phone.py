@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.trajectory import load
 from tests.conftest import require_tool
+from trajectories.reader import load
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def test_demo_books_the_flight_and_its_trajectory_replays(tmp_path):
     cli("replay", str(directory), "--out", "again", cwd=tmp_path)
     again = load(only_run(tmp_path / "again"))
     assert again.meta.model == f"replay:{directory}"
-    assert again.meta.check.success and again.meta.check.detail == traj.meta.check.detail
+    assert again.meta.check.success and again.meta.check.reason == traj.meta.check.reason
     assert [s.action for s in again.steps] == [s.action for s in traj.steps]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from actions.types import Answer, Click, Tap, Terminate, Wait
+from core.actions import Answer, Click, Tap, Terminate, Wait
 from envs.base import Env, EnvError, SettleConfig
 
 
@@ -13,7 +13,8 @@ class FakeEnv(Env):
     """Frames change ``changes`` times (one new frame per capture), then stay the same."""
 
     name = "fake"
-    action_kinds = frozenset({"click", "wait", "answer", "terminate"})
+    form_factor = "computer"
+    action_kinds = frozenset({"click", "wait", "answer", "terminate"})  # a narrower env
 
     def __init__(self, changes: int, settle: SettleConfig | None = None) -> None:
         super().__init__(settle or SettleConfig(timeout_s=5.0, poll_interval_s=0.001))

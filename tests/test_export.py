@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 
 from actions.dialects import get_dialect
-from agent.export import ExportError, export
 from agent.loop import Agent, AgentConfig
 from agent.policies.local import PromptRenderer
 from agent.policies.scripted import ScriptedPolicy
-from agent.recorder import Recorder
-from agent.trajectory import load
 from model.processor import IMAGE_PLACEHOLDER
 from tests.agent_fakes import FakePhone, ListPolicy, TypeHelloTask
+from trajectories.export import ExportError, export
+from trajectories.reader import load
+from trajectories.recorder import Recorder
 
 SMALL = 64 * 28 * 28
 

@@ -7,10 +7,9 @@ import json
 import pytest
 from PIL import Image
 
-from agent.recorder import Recorder, new_run_dir
-from agent.trajectory import (
-    Meta, RecordedPrompt, StepRecord, TrajectoryError, load,
-)
+from trajectories.reader import TrajectoryError, load
+from trajectories.recorder import Recorder, new_run_dir
+from trajectories.records import Meta, RecordedPrompt, StepRecord
 
 
 def meta() -> Meta:
@@ -83,7 +82,7 @@ def test_ctrl_c_right_after_a_line_still_counts_it(tmp_path, monkeypatch):
     def interrupted_fsync(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("agent.recorder.os.fsync", interrupted_fsync)
+    monkeypatch.setattr("trajectories.recorder.os.fsync", interrupted_fsync)
     with pytest.raises(KeyboardInterrupt):
         recorder.record(step(0, name))
     monkeypatch.undo()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import xml.etree.ElementTree as ET
+
+import pytest
 
 from tasks.phone_ui import UiNode, to_nodes
 from tasks.registry import TASKS, UnknownTask, get_task, match_task

@@ -8,10 +8,10 @@ import pytest
 
 from actions.dialects import get_dialect
 from agent.loop import Agent
-from agent.recorder import Recorder
-from agent.viewer import write_view
 from tests.agent_fakes import FakePhone, ListPolicy
 from tests.conftest import require_tool
+from trajectories.recorder import Recorder
+from trajectories.viewer import write_view
 
 REPLIES = [
     'Open the app.\n*FUNCTION*: Tap *ARGS*: {"point": (500, 250)}',

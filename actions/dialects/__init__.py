@@ -10,10 +10,16 @@ from __future__ import annotations
 from typing import Iterable
 
 from actions.dialects.base import (
-    Dialect, ImagePart, Message, ParseError, PastStep, Prompt, Screen, TextPart,
+    Dialect,
+    ImagePart,
+    Message,
+    ParseError,
+    PastStep,
+    Prompt,
+    TextPart,
 )
-from actions.dialects.qwen25vl import Qwen25VLDialect
 from actions.dialects.qwen2vl import Qwen2VLDialect
+from actions.dialects.qwen25vl import Qwen25VLDialect
 from actions.dialects.uitars import UITarsDialect
 
 DIALECTS: dict[str, type[Dialect]] = {
@@ -35,6 +41,6 @@ def get_dialect(name: str, kinds: Iterable[str] | None = None) -> Dialect:
 
 
 __all__ = [
-    "DIALECTS", "Dialect", "ImagePart", "Message", "ParseError", "PastStep", "Prompt", "Screen",
-    "TextPart", "get_dialect",
+    "DIALECTS", "Dialect", "ImagePart", "Message", "ParseError", "PastStep", "Prompt", "TextPart",
+    "get_dialect",
 ]

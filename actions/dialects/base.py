@@ -15,26 +15,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
-from actions.types import Action
-from model.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from core.actions import Action
+from core.geometry import Screen
 
 
 class ParseError(ValueError):
     """The model's text is not exactly one valid action. The message is fit to show the model."""
-
-
-@dataclass(frozen=True)
-class Screen:
-    """The screenshot the model sees, and the resize budget its processor applies to it."""
-
-    width: int
-    height: int
-    min_pixels: int = DEFAULT_MIN_PIXELS
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return (self.width, self.height)
 
 
 @dataclass(frozen=True)

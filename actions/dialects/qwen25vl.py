@@ -21,13 +21,23 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from actions.coords import RESIZED_PIXELS, CoordinateError, resized_size
-from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, Screen, TextPart
+from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
 from actions.dialects.support import (
-    check_expressible, extract_balanced, fail, is_phone, key_names, load_literal, make_action,
-    merge_messages, short, strip_fences, to_point,
+    check_expressible,
+    extract_balanced,
+    fail,
+    is_phone,
+    key_names,
+    load_literal,
+    make_action,
+    merge_messages,
+    short,
+    strip_fences,
+    to_point,
 )
-from actions.types import Action
+from core.actions import Action
+from core.coords import RESIZED_PIXELS, CoordinateError
+from core.geometry import Screen
 
 MOBILE, COMPUTER = "mobile_use", "computer_use"
 EXPECTED = (
@@ -167,7 +177,7 @@ class Qwen25VLDialect(Dialect):
         kinds = set(action_kinds)
         tool = self.tool_for(kinds)
         actions = [a for a in TOOLS[tool] if kinds & set(a.kinds)]
-        h, w = resized_size(screen)
+        h, w = screen.resized_size()
         if tool == MOBILE:
             description = (
                 "Use a touchscreen to interact with a mobile device, and take screenshots.\n"

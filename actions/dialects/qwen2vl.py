@@ -2,7 +2,7 @@
 
 The system prompt lists each action under a ``### Name`` heading with a one-line description and
 its ``Parameters: [...]``, then defines the four keywords. Points are (x, y) in [0, 1000] relative
-units (see actions.coords). Generation stops at ``*RESULT*``; the runtime then appends
+units (see core.coords). Generation stops at ``*RESULT*``; the runtime then appends
 ``*RESULT*: <feedback> <screenshot> *RETURN*:`` and the same assistant turn continues, so every
 step only extends the previous sequence. Qwen-Agent's ``✿FUNCTION✿`` spelling is accepted too.
 """
@@ -14,15 +14,25 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
-from actions.coords import RELATIVE_1000
-from actions.dialects.base import (
-    Dialect, ImagePart, Message, PastStep, Part, Prompt, Screen, TextPart,
-)
+from actions.dialects.base import Dialect, ImagePart, Message, Part, PastStep, Prompt, TextPart
 from actions.dialects.support import (
-    check_expressible, extract_balanced, fail, is_phone, key_names, load_literal, make_action,
-    merge_messages, number_text, short, strip_fences, to_point,
+    check_expressible,
+    extract_balanced,
+    fail,
+    is_phone,
+    key_names,
+    load_literal,
+    make_action,
+    merge_messages,
+    number_text,
+    short,
+    strip_fences,
+    to_point,
 )
-from actions.types import ALL_KINDS, Action
+from core.actions import Action
+from core.coords import RELATIVE_1000
+from core.geometry import Screen
+from core.kinds import ALL_KINDS
 
 ParamType = Literal["point", "text", "number", "keys", "direction", "status"]
 

@@ -11,9 +11,10 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from actions.coords import CoordinateError, CoordSpace, Number
-from actions.dialects.base import Message, ParseError, Screen
-from actions.types import Action, parse_action
+from actions.dialects.base import Message, ParseError
+from core.actions import Action, parse_action
+from core.coords import CoordinateError, CoordSpace, Number
+from core.geometry import Screen
 
 PHONE_ONLY_KINDS = frozenset({"tap", "long_press", "swipe", "home", "back", "enter", "open_app"})
 

@@ -17,13 +17,21 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from actions.coords import RELATIVE_1000
-from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, Screen, TextPart
+from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
 from actions.dialects.support import (
-    check_expressible, fail, is_phone, make_action, merge_messages, number_text, short,
-    strip_fences, to_point,
+    check_expressible,
+    fail,
+    is_phone,
+    make_action,
+    merge_messages,
+    number_text,
+    short,
+    strip_fences,
+    to_point,
 )
-from actions.types import Action
+from core.actions import Action
+from core.coords import RELATIVE_1000
+from core.geometry import Screen
 
 EXPECTED = (
     "`Thought: <your reasoning>` then one line `Action: <call>`, for example "

@@ -11,7 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from actions.dialects.base import Dialect, ImagePart, Prompt, Screen, TextPart
+from actions.dialects.base import Dialect, ImagePart, Prompt, TextPart
+from core.geometry import Screen
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from actions.types import parse_action
 from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
+from core.actions import parse_action
 
 HELP = (
     "Type the action in the dialect's text, or as JSON in screenshot pixels, e.g. "

@@ -10,10 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from actions.dialects.base import Prompt, Screen
+from actions.dialects.base import Prompt
 from agent.policies.base import (
-    Policy, Reply, Request, cut_at_stop, hf_messages, prompt_images,
+    Policy,
+    Reply,
+    Request,
+    cut_at_stop,
+    hf_messages,
+    prompt_images,
 )
+from core.geometry import Screen
 
 if TYPE_CHECKING:
     from PIL import Image

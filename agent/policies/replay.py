@@ -16,7 +16,7 @@ def read_responses(source: str | Path) -> list[str]:
     """The recorded replies of a JSONL file or a trajectory directory."""
     path = Path(source)
     if path.is_dir():
-        from agent.trajectory import load
+        from trajectories.reader import load
 
         return [step.response for step in load(path).steps]
     if not path.is_file():

@@ -2,7 +2,7 @@
 
 It speaks the ADB transport protocol (transport.py), runs shell commands under a real
 ``/bin/sh -c`` with its own tools on PATH (control.py, tool.py, services.py), and shows bundled
-web apps (tasks/apps) in a headless chromium page at 1080x2400 (screen.py).
+web apps (envs/virtual_phone/apps) in a headless chromium page at 1080x2400 (screen.py).
 """
 
 from envs.virtual_phone.phone import VirtualPhone

@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from envs.virtual_phone.apps import APPS_DIR, load_apps
-from envs.virtual_phone.protocol import MAX_PAYLOAD
+from envs.virtual_phone.catalog import APPS_DIR, load_apps
 from envs.virtual_phone.control import ControlServer, install_tools, shell_environment
+from envs.virtual_phone.protocol import MAX_PAYLOAD
 from envs.virtual_phone.screen import Screen
 from envs.virtual_phone.services import DENSITY, Phone
 from envs.virtual_phone.transport import AdbServer

@@ -2,7 +2,7 @@
 
 A 360x800 CSS viewport at device scale factor 3 gives 1080x2400 physical pixels. Coordinates
 arrive in physical pixels, as on a device, and are divided by the scale for the mouse. Apps are
-served from ``ORIGIN`` out of ``tasks/apps``; every other request is aborted, so the phone never
+served from ``ORIGIN`` out of ``envs/virtual_phone/apps``; every other request is aborted, so the phone never
 touches the network.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.chromium import launch_chromium
-from envs.virtual_phone.apps import APPS_DIR, ORIGIN
+from envs.virtual_phone.catalog import APPS_DIR, ORIGIN
 
 WIDTH, HEIGHT, SCALE = 360, 800, 3
 PHYSICAL = (WIDTH * SCALE, HEIGHT * SCALE)

@@ -17,8 +17,8 @@ from xml.sax.saxutils import quoteattr
 
 from PIL import Image
 
-from envs.virtual_phone.apps import LAUNCHER, App, app_for_url
-from envs.android import decode_input_text
+from envs.input_text import decode_input_text
+from envs.virtual_phone.catalog import LAUNCHER, App, app_for_url
 from envs.virtual_phone.keycodes import PAGE_KEYS, key_name
 from envs.virtual_phone.screen import PHYSICAL, SCALE, Screen
 

@@ -19,8 +19,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from envs.virtual_phone.protocol import (
-    A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_VERSION, A_WRTE, HEADER, MAX_PAYLOAD, Packet, ProtocolError,
-    banner, checksum, decode_header,
+    A_CLSE,
+    A_CNXN,
+    A_OKAY,
+    A_OPEN,
+    A_VERSION,
+    A_WRTE,
+    HEADER,
+    MAX_PAYLOAD,
+    Packet,
+    ProtocolError,
+    banner,
+    checksum,
+    decode_header,
 )
 
 log = logging.getLogger(__name__)

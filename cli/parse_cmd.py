@@ -41,7 +41,8 @@ def parse(
     Example: echo '*FUNCTION*: Tap *ARGS*: {"point": (348,291)}' | python agent_cli.py parse
     --dialect qwen2vl --screen 1080x2400
     """
-    from actions.dialects import DIALECTS, ParseError, Screen, get_dialect
+    from actions.dialects import DIALECTS, ParseError, get_dialect
+    from core.geometry import Screen
 
     if list_dialects:
         for name, cls in DIALECTS.items():
@@ -86,7 +87,7 @@ def _screen_size(text: str) -> tuple[int, int]:
 def _kinds(text: str | None) -> list[str] | None:
     if not text:
         return None
-    from actions.types import ALL_KINDS
+    from core.kinds import ALL_KINDS
 
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in ALL_KINDS]

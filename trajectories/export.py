@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal
 
-from agent.trajectory import RecordedPart, StepRecord, Trajectory, load
+from trajectories.reader import Trajectory, load
+from trajectories.records import RecordedPart, StepRecord
 
 Format = Literal["qwen2vl", "llamafactory"]
 Granularity = Literal["step", "episode"]

@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
-from model.resize import smart_resize
+from core.geometry import Screen
 
 Axis = Literal["x", "y"]
 Number = int | float
@@ -32,26 +32,19 @@ class CoordinateError(ValueError):
     """A coordinate the model wrote is not a number inside its space."""
 
 
-class _ScreenLike(Protocol):  # actions.dialects.base.Screen; a Protocol avoids an import cycle
-    width: int
-    height: int
-    min_pixels: int
-    max_pixels: int
-
-
 class CoordSpace(ABC):
     name: str
     description: str
 
     @abstractmethod
-    def extent(self, screen: _ScreenLike) -> tuple[float, float]:
+    def extent(self, screen: Screen) -> tuple[float, float]:
         """Model units spanning the screen's (width, height)."""
 
-    def _axis(self, axis: Axis, screen: _ScreenLike) -> tuple[float, int]:
+    def _axis(self, axis: Axis, screen: Screen) -> tuple[float, int]:
         n_x, n_y = self.extent(screen)
         return (n_x, screen.width) if axis == "x" else (n_y, screen.height)
 
-    def to_pixel(self, value: Number, axis: Axis, screen: _ScreenLike) -> int:
+    def to_pixel(self, value: Number, axis: Axis, screen: Screen) -> int:
         """One model value on ``axis`` as a screen pixel, or CoordinateError."""
         n, side = self._axis(axis, screen)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -63,14 +56,14 @@ class CoordSpace(ABC):
             )
         return min(math.floor(value * side / n + 0.5), side - 1)
 
-    def to_screen(self, x: Number, y: Number, screen: _ScreenLike) -> tuple[int, int]:
+    def to_screen(self, x: Number, y: Number, screen: Screen) -> tuple[int, int]:
         return self.to_pixel(x, "x", screen), self.to_pixel(y, "y", screen)
 
-    def from_screen(self, px: int, py: int, screen: _ScreenLike) -> tuple[float, float]:
+    def from_screen(self, px: int, py: int, screen: Screen) -> tuple[float, float]:
         n_x, n_y = self.extent(screen)
         return px * n_x / screen.width, py * n_y / screen.height
 
-    def render(self, px: int, py: int, screen: _ScreenLike) -> tuple[Number, Number]:
+    def render(self, px: int, py: int, screen: Screen) -> tuple[Number, Number]:
         """The shortest numbers a model could write for pixel (px, py) that map back onto it."""
         vx, vy = self.from_screen(px, py, screen)
         return (
@@ -78,7 +71,7 @@ class CoordSpace(ABC):
             _shortest(vy, lambda v: self.to_pixel(v, "y", screen), py),
         )
 
-    def length_to_pixels(self, value: Number, axis: Axis, screen: _ScreenLike) -> int:
+    def length_to_pixels(self, value: Number, axis: Axis, screen: Screen) -> int:
         """A distance along ``axis`` (such as a scroll amount) in screen pixels, at least 1."""
         n, side = self._axis(axis, screen)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -87,7 +80,7 @@ class CoordSpace(ABC):
             raise CoordinateError(f"distance {_show(value)} must be a positive number, at most 1e9")
         return max(1, math.floor(value * side / n + 0.5))
 
-    def render_length(self, pixels: int, axis: Axis, screen: _ScreenLike) -> Number:
+    def render_length(self, pixels: int, axis: Axis, screen: Screen) -> Number:
         n, side = self._axis(axis, screen)
         return _shortest(
             pixels * n / side, lambda v: self.length_to_pixels(v, axis, screen), pixels
@@ -122,7 +115,7 @@ class ScaledSpace(CoordSpace):
     scale: float
     description: str
 
-    def extent(self, screen: _ScreenLike) -> tuple[float, float]:
+    def extent(self, screen: Screen) -> tuple[float, float]:
         return self.scale, self.scale
 
 
@@ -133,16 +126,9 @@ class ResizedPixelSpace(CoordSpace):
     name: str = "resized_pixels"
     description: str = "pixels of the resized screenshot"
 
-    def extent(self, screen: _ScreenLike) -> tuple[float, float]:
-        h, w = resized_size(screen)
+    def extent(self, screen: Screen) -> tuple[float, float]:
+        h, w = screen.resized_size()
         return w, h
-
-
-def resized_size(screen: _ScreenLike) -> tuple[int, int]:
-    """(height, width) of the screenshot as the processor feeds it to the model."""
-    return smart_resize(
-        screen.height, screen.width, min_pixels=screen.min_pixels, max_pixels=screen.max_pixels
-    )
 
 
 RELATIVE_1000 = ScaledSpace(

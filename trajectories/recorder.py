@@ -13,8 +13,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from agent.trajectory import (
-    IMAGES_DIR, META_FILE, STEPS_FILE, CheckRecord, Meta, Status, StepRecord, image_name,
+from core.results import Score
+from trajectories.records import (
+    IMAGES_DIR,
+    META_FILE,
+    STEPS_FILE,
+    Meta,
+    Status,
+    StepRecord,
+    image_name,
 )
 
 
@@ -73,7 +80,7 @@ class Recorder:
         self._steps.flush()
         os.fsync(self._steps.fileno())
 
-    def finish(self, status: Status, reason: str = "", check: CheckRecord | None = None) -> None:
+    def finish(self, status: Status, reason: str = "", check: Score | None = None) -> None:
         if self.meta is None:
             return
         # Counted from the file, not kept in a counter: a Ctrl-C can land between a line's fsync

@@ -1,20 +1,17 @@
-"""What a trajectory directory holds, and how to read one back (DESIGN.md §2).
+"""What a trajectory directory holds (DESIGN.md §2): the records and the file layout.
 
     meta.json       the episode: goal, task, env, model, dialect, start time, final status
     steps.jsonl     one line per finished step (StepRecord)
     images/step_000.png ...
-
-A run killed at any moment leaves a readable prefix: ``load`` ignores a final line that was cut off
-mid-write, and every line it keeps refers to an image that was written before it.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from core.results import ActionResult, Score
 
 META_FILE = "meta.json"
 STEPS_FILE = "steps.jsonl"
@@ -60,11 +57,6 @@ class RecordedPrompt(BaseModel):
     continue_final_message: bool = False
 
 
-class ActionOutcome(BaseModel):
-    ok: bool
-    message: str = ""
-
-
 class StepRecord(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -77,15 +69,10 @@ class StepRecord(BaseModel):
     thought: str = ""
     action: dict[str, Any] | None = None  # the parsed action's JSON; None on a parse error
     parse_error: str | None = None
-    result: ActionOutcome | None = None  # None when nothing was executed
+    result: ActionResult | None = None  # None when nothing was executed
     timings: Timings = Field(default_factory=Timings)
     usage: dict[str, Any] = Field(default_factory=dict)  # what the policy reports (token counts)
     extras: dict[str, Any] = Field(default_factory=dict)  # the observation's extras
-
-
-class CheckRecord(BaseModel):
-    success: bool
-    detail: str = ""
 
 
 class Meta(BaseModel):
@@ -105,42 +92,4 @@ class Meta(BaseModel):
     status: Status = "running"
     reason: str = ""
     steps: int = 0
-    check: CheckRecord | None = None
-
-
-class TrajectoryError(ValueError):
-    """A directory that is not a readable trajectory."""
-
-
-class Trajectory(BaseModel):
-    directory: Path
-    meta: Meta
-    steps: list[StepRecord]
-
-    def path(self, relative: str) -> Path:
-        return self.directory / relative
-
-
-def load(directory: str | Path) -> Trajectory:
-    """Read a trajectory directory, ignoring a last line that a kill cut short."""
-    directory = Path(directory)
-    meta_path = directory / META_FILE
-    if not meta_path.is_file():
-        raise TrajectoryError(f"{directory} is not a trajectory directory: it has no {META_FILE}")
-    try:
-        meta = Meta.model_validate_json(meta_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise TrajectoryError(f"{meta_path} is not valid: {exc}") from None
-    steps: list[StepRecord] = []
-    steps_path = directory / STEPS_FILE
-    text = steps_path.read_text(encoding="utf-8") if steps_path.exists() else ""
-    lines = text.split("\n")
-    # Every complete line ends with a newline, so the last element is "" or a torn line.
-    for number, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
-        try:
-            steps.append(StepRecord.model_validate(json.loads(line)))
-        except ValueError as exc:
-            raise TrajectoryError(f"{steps_path}:{number} is not a valid step: {exc}") from None
-    return Trajectory(directory=directory, meta=meta, steps=steps)
+    check: Score | None = None

@@ -1,12 +1,14 @@
-"""Qwen2-VL's smart_resize: pure arithmetic, no torch.
+"""Screen geometry: a screenshot's size, the pixel budget the model's processor resizes it to,
+and Qwen2-VL's smart_resize. Pure arithmetic, no torch.
 
-The processor resizes images with it, and the Qwen2.5-VL dialect needs it to map coordinates of the
-resized image back to screen pixels, so both import this one implementation.
+The processor resizes images with smart_resize, and dialects whose coordinates are pixels of the
+resized image (Qwen2.5-VL) need the same arithmetic to map them back, so both use this module.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 PATCH_SIZE = 14
 MERGE_SIZE = 2
@@ -44,3 +46,23 @@ def smart_resize(
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
 
+
+
+@dataclass(frozen=True)
+class Screen:
+    """The screenshot the model sees, and the resize budget its processor applies to it."""
+
+    width: int
+    height: int
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+    def resized_size(self) -> tuple[int, int]:
+        """(height, width) of the screenshot as the processor feeds it to the model."""
+        return smart_resize(
+            self.height, self.width, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+        )

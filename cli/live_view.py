@@ -7,7 +7,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from agent.trajectory import StepRecord
+from trajectories.records import StepRecord
 
 _PHASES = {
     "reset": "setting up the start state", "observe": "observing the screen",

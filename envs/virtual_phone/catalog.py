@@ -1,4 +1,5 @@
-"""The bundled apps: static web apps under ``tasks/apps/<name>/``, each described by app.json.
+"""The catalog of bundled apps: static web apps in ``apps/<name>/`` beside this module, each
+described by its app.json.
 
 app.json holds the Android identity (package, activity, label), the launcher icon colour and
 the app's initial state (what ``vphone reset`` restores and a task's success check reads).
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-APPS_DIR = Path(__file__).resolve().parent.parent.parent / "tasks" / "apps"
+APPS_DIR = Path(__file__).resolve().parent / "apps"
 #: The origin the phone serves apps from; requests anywhere else are refused (no network).
 ORIGIN = "http://vphone.apps"
 LAUNCHER = "com.vlagent.launcher"
@@ -20,7 +21,7 @@ LAUNCHER = "com.vlagent.launcher"
 
 @dataclass(frozen=True)
 class App:
-    name: str  # its directory under tasks/apps
+    name: str  # its directory under envs/virtual_phone/apps
     package: str
     label: str
     activity: str

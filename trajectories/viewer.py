@@ -18,7 +18,8 @@ from typing import Any
 
 from PIL import Image
 
-from agent.trajectory import StepRecord, Trajectory, load
+from trajectories.reader import Trajectory, load
+from trajectories.records import StepRecord
 
 VIEW_FILE = "view.html"
 THUMB_WIDTH = 540  # enough to read a phone screen; keeps a 30-step page to a few MB
@@ -41,7 +42,7 @@ def render(trajectory: Trajectory) -> str:
     if meta.check is not None:
         verdict = "passed" if meta.check.success else "failed"
         check = (f"<dt>check</dt><dd class='check {verdict}'>{verdict}: "
-                 f"{escape(meta.check.detail)}</dd>")
+                 f"{escape(meta.check.reason)}</dd>")
     rows = [
         ("goal", meta.goal), ("task", meta.task or "-"), ("env", meta.env),
         ("model", meta.model), ("dialect", meta.dialect), ("started", meta.started_at),

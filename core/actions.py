@@ -167,35 +167,21 @@ class Terminate(_Base):
     message: str = ""
 
 
-Action = Annotated[
-    Union[
-        Tap, LongPress, Swipe, Type, Key, Home, Back, Enter, OpenApp,
-        Click, DoubleClick, RightClick, Move, Drag, Scroll, Hotkey, Navigate,
-        Wait, Answer, Terminate,
-    ],
-    Field(discriminator="kind"),
-]
+#: Every action type, in one place: the union and the kind table are both built from it.
+ACTION_TYPES: tuple[type[_Base], ...] = (
+    Tap, LongPress, Swipe, Type, Key, Home, Back, Enter, OpenApp,
+    Click, DoubleClick, RightClick, Move, Drag, Scroll, Hotkey, Navigate,
+    Wait, Answer, Terminate,
+)
+
+Action = Annotated[Union[ACTION_TYPES], Field(discriminator="kind")]  # type: ignore[valid-type]
 
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 
+#: kind -> action class.
 ACTION_CLASSES: dict[str, type[_Base]] = {
-    cls.model_fields["kind"].default: cls
-    for cls in (
-        Tap, LongPress, Swipe, Type, Key, Home, Back, Enter, OpenApp,
-        Click, DoubleClick, RightClick, Move, Drag, Scroll, Hotkey, Navigate,
-        Wait, Answer, Terminate,
-    )
+    cls.model_fields["kind"].default: cls for cls in ACTION_TYPES
 }
-ALL_KINDS: frozenset[str] = frozenset(ACTION_CLASSES)
-PHONE_KINDS: frozenset[str] = frozenset(
-    {"tap", "long_press", "swipe", "scroll", "type", "key", "home", "back", "enter", "open_app",
-     "wait", "answer", "terminate"}
-)
-DESKTOP_KINDS: frozenset[str] = frozenset(
-    {"click", "double_click", "right_click", "move", "drag", "scroll", "type", "key", "hotkey",
-     "wait", "answer", "terminate"}
-)
-FINAL_KINDS: frozenset[str] = frozenset({"answer", "terminate"})
 
 
 def check_on_screen(action: _Base, screen: tuple[int, int]) -> None:

@@ -15,8 +15,8 @@ def view(
 ) -> None:
     """Write a self-contained HTML page of a trajectory: each screenshot with its action drawn
     on it, the thought, the raw reply and the timings. It opens from anywhere."""
-    from agent.trajectory import TrajectoryError
-    from agent.viewer import write_view
+    from trajectories.reader import TrajectoryError
+    from trajectories.viewer import write_view
 
     try:
         path = write_view(directory, out)
@@ -41,9 +41,9 @@ def export(
                                   "output file's folder instead of absolute."),
 ) -> None:
     """Export trajectories as SFT data for Qwen2-VL fine-tuning tools."""
-    from agent.export import ExportError
-    from agent.export import export as run_export
-    from agent.trajectory import TrajectoryError
+    from trajectories.export import ExportError
+    from trajectories.export import export as run_export
+    from trajectories.reader import TrajectoryError
 
     try:
         summary = run_export(directories, format, granularity, out, status or None, relative)
@@ -66,9 +66,9 @@ def replay(
 
     The same as `run --model replay:DIR`; with a task, its success check runs again at the end.
     """
-    from agent.cli.run_cmd import _run
-    from agent.runner import RunSpec
-    from agent.trajectory import TrajectoryError, load
+    from cli.run_cmd import run_and_report
+    from runtime.settings import RunSpec
+    from trajectories.reader import TrajectoryError, load
 
     try:
         trajectory = load(directory)
@@ -77,7 +77,7 @@ def replay(
         raise typer.Exit(2) from None
     meta = trajectory.meta
     recorded_device = getattr(meta, "device", None)
-    _run(RunSpec(
+    run_and_report(RunSpec(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         device=device or ("virtual" if recorded_device == "virtual" else None),
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from runtime.episode import RunOutcome
+    from runtime.settings import RunSpec
 
 ENV_HELP = "Where the agent acts: android (adb), desktop (X11) or browser (chromium)."
 MODEL_HELP = (
@@ -59,7 +66,7 @@ def run(
 
       agent_cli.py run "turn on wifi" --env android --model /models/Qwen2-VL-7B-Instruct
     """
-    from agent.runner import RunSpec
+    from runtime.settings import RunSpec
 
     if model is None:
         raise typer.BadParameter("choose the model: " + MODEL_HELP, param_hint="--model")
@@ -70,7 +77,7 @@ def run(
         min_pixels=min_pixels, max_pixels=max_pixels,
         url=url, processor=processor, max_new_tokens=max_new_tokens, temperature=temperature,
     )
-    _run(spec)
+    run_and_report(spec)
 
 
 def demo(
@@ -82,23 +89,29 @@ def demo(
     virtual --model scripted` with the live view, checks the booking in the Flights app's state,
     and prints the trajectory's HTML view.
     """
-    from agent.runner import RunSpec
+    from runtime.settings import RunSpec
 
-    _run(RunSpec(goal="book a flight", model="scripted", env="android", device="virtual",
-                 out=out))
+    run_and_report(RunSpec(goal="book a flight", model="scripted", env="android", device="virtual",
+                           out=out))
 
 
-def _run(spec) -> None:
+def run_and_report(spec: RunSpec) -> None:
+    """Run SPEC with the live step view, print the outcome, and exit 0 on success, 1 on a
+    failed episode and 2 on settings or a device that cannot make a run."""
     from rich.console import Console
 
     from agent.policies.base import PolicyError
-    from agent.runner import RunError, report, run, succeeded
+    from cli.live_view import LiveView
     from envs.base import EnvError
+    from runtime.episode import run
+    from runtime.settings import RunError
     from tasks.registry import UnknownTask
 
     console = Console()
+    # The human policy reads this terminal, so it gets plain rows instead of a live table.
+    live = spec.model != "human"
     try:
-        outcome = run(spec, console)
+        outcome = run(spec, console, observer=lambda goal: LiveView(console, goal, live=live))
     except (RunError, UnknownTask, PolicyError, EnvError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -106,4 +119,16 @@ def _run(spec) -> None:
         console.print("[red]interrupted[/]")
         raise typer.Exit(130) from None
     report(outcome, console)
-    raise typer.Exit(0 if succeeded(outcome.result) else 1)
+    raise typer.Exit(0 if outcome.succeeded else 1)
+
+
+def report(outcome: RunOutcome, console: Console) -> None:
+    result = outcome.result
+    style = "green" if result.status in ("success", "answered") else "red"
+    console.print(f"status: [{style}]{result.status}[/] after {result.steps} step(s): "
+                  f"{result.reason}")
+    if result.check is not None:
+        mark = "[green]passed[/]" if result.check.success else "[red]failed[/]"
+        console.print(f"check: {mark} ({result.check.reason})")
+    console.print(f"trajectory: {outcome.directory.resolve()}", soft_wrap=True)
+    console.print(f"view: {outcome.view.resolve()}", soft_wrap=True)

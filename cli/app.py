@@ -1,0 +1,28 @@
+"""The typer app behind agent_cli.py: one command per module in this package."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import device_cmd, model_cmd, parse_cmd, run_cmd, trajectory_cmd
+
+app = typer.Typer(
+    name="vlagent",
+    help="Let a Qwen2-VL model operate a phone, a desktop or a browser.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("run")(run_cmd.run)
+app.command("demo")(run_cmd.demo)
+app.command("parse")(parse_cmd.parse)
+app.command("view")(trajectory_cmd.view)
+app.command("export")(trajectory_cmd.export)
+app.command("replay")(trajectory_cmd.replay)
+app.add_typer(model_cmd.app, name="model", help="Inspect and run a local Qwen2-VL checkpoint.")
+app.add_typer(device_cmd.app, name="device", help="Devices: start the virtual phone, list devices.")
+
+
+def main() -> None:
+    app()
+

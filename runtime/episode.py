@@ -1,0 +1,78 @@
+"""From a run's settings to a finished episode: build its parts, run the loop, and write the
+trajectory and its HTML view. The CLI's run, demo and replay commands, and scripts, call ``run``.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+
+from agent.history import HistoryPolicy
+from agent.loop import Agent, AgentConfig, EpisodeResult, StepObserver
+from runtime.build import make_policy, open_env, resolve_dialect, resolve_task
+from runtime.settings import RunSpec
+from trajectories.recorder import Recorder, new_run_dir
+
+#: Builds the step observer for a goal (the CLI's live view), entered around the episode.
+ObserverFactory = Callable[[str], AbstractContextManager[StepObserver | None]]
+
+
+@dataclass
+class RunOutcome:
+    result: EpisodeResult
+    directory: Path
+    view: Path
+
+    @property
+    def succeeded(self) -> bool:
+        """The episode ended well and, with a task, its check passed."""
+        result = self.result
+        return result.status in ("success", "answered") and (result.check is None
+                                                             or result.check.success)
+
+
+def run(
+    spec: RunSpec, console: Console | None = None, observer: ObserverFactory | None = None
+) -> RunOutcome:
+    from actions.dialects import get_dialect
+    from trajectories.viewer import write_view
+
+    console = console or Console()
+    goal, task = resolve_task(spec)
+    dialect_name = resolve_dialect(spec)
+    if task is not None:
+        console.print(f"task [bold]{task.name}[/]: {task.goal}")
+    directory = new_run_dir(spec.out, task.name if task is not None else goal)
+    with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
+        policy = make_policy(spec, directory)
+    console.print(f"model: {policy.describe()}")
+    tokens = None
+    if spec.processor:
+        from agent.policies.local import PromptRenderer
+
+        tokens = PromptRenderer.from_pretrained(spec.processor)
+    history = HistoryPolicy(images=spec.history_images, max_tokens=spec.max_prompt_tokens)
+    config = AgentConfig(
+        max_steps=spec.max_steps, max_time_s=spec.max_time_s,
+        max_parse_errors=spec.max_parse_errors, history=history,
+        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
+    )
+    try:
+        with open_env(spec, console) as (env, device):
+            dialect = get_dialect(dialect_name, env.action_kinds)
+            with (observer or _no_observer)(goal) as view:
+                agent = Agent(env, policy, dialect, config=config,
+                              recorder=Recorder(directory), observer=view, tokens=tokens)
+                result = agent.run(goal, task, device=device)
+    finally:
+        policy.close()
+    return RunOutcome(result, directory, write_view(directory))
+
+
+def _no_observer(goal: str) -> AbstractContextManager[None]:
+    return nullcontext()
+

@@ -1,0 +1,52 @@
+"""Reading a trajectory directory back.
+
+A run killed at any moment leaves a readable prefix: ``load`` ignores a final line that was cut off
+mid-write, and every line it keeps refers to an image that was written before it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from trajectories.records import META_FILE, STEPS_FILE, Meta, StepRecord
+
+
+class TrajectoryError(ValueError):
+    """A directory that is not a readable trajectory."""
+
+
+class Trajectory(BaseModel):
+    directory: Path
+    meta: Meta
+    steps: list[StepRecord]
+
+    def path(self, relative: str) -> Path:
+        return self.directory / relative
+
+
+def load(directory: str | Path) -> Trajectory:
+    """Read a trajectory directory, ignoring a last line that a kill cut short."""
+    directory = Path(directory)
+    meta_path = directory / META_FILE
+    if not meta_path.is_file():
+        raise TrajectoryError(f"{directory} is not a trajectory directory: it has no {META_FILE}")
+    try:
+        meta = Meta.model_validate_json(meta_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise TrajectoryError(f"{meta_path} is not valid: {exc}") from None
+    steps: list[StepRecord] = []
+    steps_path = directory / STEPS_FILE
+    text = steps_path.read_text(encoding="utf-8") if steps_path.exists() else ""
+    lines = text.split("\n")
+    # Every complete line ends with a newline, so the last element is "" or a torn line.
+    for number, line in enumerate(lines[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            steps.append(StepRecord.model_validate(json.loads(line)))
+        except ValueError as exc:
+            raise TrajectoryError(f"{steps_path}:{number} is not a valid step: {exc}") from None
+    return Trajectory(directory=directory, meta=meta, steps=steps)
