@@ -71,7 +71,7 @@ def episode(steps: int, record: bool) -> tuple[float, dict[str, list[float]]]:
     env = InstantPhone()
     with tempfile.TemporaryDirectory() as tmp:
         recorder = Recorder(Path(tmp) / "t") if record else None
-        agent = Agent(env, TapPolicy(), get_dialect("qwen2vl", env.action_kinds),
+        agent = Agent(env, TapPolicy(), get_dialect("qwen2vl", env.form_factor),
                       config=AgentConfig(max_steps=steps), recorder=recorder)
         start = time.perf_counter()
         agent.run("bench")

@@ -22,7 +22,6 @@ sys.path.insert(0, str(ROOT))
 
 from actions.dialects import get_dialect  # noqa: E402
 from core.geometry import Screen  # noqa: E402
-from core.kinds import KINDS  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 
@@ -51,8 +50,7 @@ def main() -> None:
     print("|---|---|---|")
     for name in ("qwen2vl", "qwen25vl", "uitars"):
         valid = [r for r in rows(DATA / f"{name}_replies.jsonl") if "expected" in r]
-        dialects = {dev: get_dialect(name, kinds) for dev, kinds in
-                    (("phone", KINDS["phone"]), ("computer", KINDS["computer"]), (None, None))}
+        dialects = {dev: get_dialect(name, dev or "computer") for dev in ("phone", "computer", None)}
         items = [(dialects[r.get("device")], r["text"],
                   Screen(*r["screen"], **({"max_pixels": r["max_pixels"]}
                                           if "max_pixels" in r else {}))) for r in valid]
@@ -63,7 +61,7 @@ def main() -> None:
 
     corpus = [r for r in rows(DATA / "uitars_corpus.jsonl")
               if r["id"] not in ("c_two_actions", "c_point_float")]
-    ours = [(get_dialect("uitars", KINDS["phone"] if r["device"] == "phone" else KINDS["computer"]),
+    ours = [(get_dialect("uitars", r["device"]),
              r["text"], Screen(*r["screen"])) for r in corpus]
     theirs = [(r["text"].replace("<|box_start|>", "").replace("<|box_end|>", ""), r["screen"])
               for r in corpus]

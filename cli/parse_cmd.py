@@ -7,9 +7,12 @@ import sys
 import typer
 
 _KINDS_HELP = (
-    "Comma-separated action kinds of the env (tap,type,...). With --prompt they choose the "
-    "actions the prompt lists; when parsing they tell phone from computer (UI-TARS's click is "
-    "a tap on a phone). Default: every kind the dialect has."
+    "Comma-separated action kinds of the env (tap,type,...) that --prompt lists. Default: every "
+    "kind the dialect has on the form factor."
+)
+_FORM_FACTOR_HELP = (
+    "The device the model drives: phone, computer or browser. It picks the prompt and, where a "
+    "format writes both alike, a tap or a click (UI-TARS's click is a tap on a phone)."
 )
 
 
@@ -28,6 +31,9 @@ def parse(
         "screenshot. The default is the checkpoints' preprocessor_config value.",
     ),
     min_pixels: int = typer.Option(3136, "--min-pixels", min=1, help="Lower resize budget."),
+    form_factor: str = typer.Option(
+        "computer", "--form-factor", "-f", help=_FORM_FACTOR_HELP
+    ),
     kinds: str = typer.Option(None, "--kinds", "-k", help=_KINDS_HELP),
     prompt: bool = typer.Option(
         False, "--prompt", help="Print the dialect's system prompt instead of parsing stdin."
@@ -43,6 +49,7 @@ def parse(
     """
     from actions.dialects import DIALECTS, ParseError, get_dialect
     from core.geometry import Screen
+    from core.kinds import FORM_FACTORS
 
     if list_dialects:
         for name, cls in DIALECTS.items():
@@ -54,6 +61,11 @@ def parse(
             f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}",
             param_hint="--dialect",
         )
+    if form_factor not in FORM_FACTORS:
+        raise typer.BadParameter(
+            f"unknown form factor {form_factor!r}; choose from {', '.join(FORM_FACTORS)}",
+            param_hint="--form-factor",
+        )
     if screen is None and prompt:
         screen = "1080x2400"
     if screen is None:
@@ -62,7 +74,7 @@ def parse(
         )
     size = _screen_size(screen)
     kind_list = _kinds(kinds)
-    d = get_dialect(dialect, kind_list)
+    d = get_dialect(dialect, form_factor)  # type: ignore[arg-type]
     try:
         target = Screen(size[0], size[1], min_pixels=min_pixels, max_pixels=max_pixels)
         if prompt:

@@ -13,6 +13,10 @@ for ShowUI's fractions. The rule, the same for every space and axis (screen side
 - From pixels back to model units: ``v = p * N / S``. ``render`` writes the shortest number (an int
   when it is exact enough, else 1 to 6 decimals) that converts back to the same pixel, so rendered
   text always round-trips exactly; one unit can be 2.4 pixels on a 2400-pixel side.
+  ``render_int`` writes what the released models write: integers, the one of the two nearest
+  whose pixel is closest (N itself only where it is closer, for the last pixels of a long side).
+  That lands within one pixel wherever a unit spans at most 3 pixels, and within half a unit
+  otherwise.
 """
 
 from __future__ import annotations
@@ -71,6 +75,13 @@ class CoordSpace(ABC):
             _shortest(vy, lambda v: self.to_pixel(v, "y", screen), py),
         )
 
+    def render_int(self, px: int, py: int, screen: Screen) -> tuple[int, int]:
+        """Integers a model would write for pixel (px, py), as close to it as they get."""
+        vx, vy = self.from_screen(px, py, screen)
+        n_x, n_y = self.extent(screen)
+        return (_nearest_int(vx, n_x, lambda v: self.to_pixel(v, "x", screen), px),
+                _nearest_int(vy, n_y, lambda v: self.to_pixel(v, "y", screen), py))
+
     def length_to_pixels(self, value: Number, axis: Axis, screen: Screen) -> int:
         """A distance along ``axis`` (such as a scroll amount) in screen pixels, at least 1."""
         n, side = self._axis(axis, screen)
@@ -94,6 +105,12 @@ def _finite(value: Number) -> bool:
 def _show(value: Number) -> str:
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return text if len(text) <= 20 else text[:17] + "..."
+
+
+def _nearest_int(value: float, extent: float, back, target: int) -> int:
+    low = min(math.floor(value), math.floor(extent) - 1)
+    candidates = [v for v in (low, low + 1) if 0 <= v <= extent]
+    return min(candidates, key=lambda v: (abs(back(v) - target), v >= extent, abs(v - value)))
 
 
 def _shortest(value: float, back, target: int) -> Number:

@@ -63,7 +63,7 @@ def run(
     )
     try:
         with open_env(spec, console) as (env, device):
-            dialect = get_dialect(dialect_name, env.action_kinds)
+            dialect = get_dialect(dialect_name, env.form_factor)
             with (observer or _no_observer)(goal) as view:
                 agent = Agent(env, policy, dialect, config=config,
                               recorder=Recorder(directory), observer=view, tokens=tokens)

@@ -131,7 +131,7 @@ def test_a_torn_last_line_is_ignored(tmp_path, torn):
 
     env = FakePhone()
     Agent(env, ListPolicy(['*FUNCTION*: Home *ARGS*: {}', DONE]),
-          get_dialect("qwen2vl", env.action_kinds), recorder=Recorder(tmp_path / "t")).run("x")
+          get_dialect("qwen2vl", env.form_factor), recorder=Recorder(tmp_path / "t")).run("x")
     with open(tmp_path / "t" / "steps.jsonl", "a") as f:
         f.write(torn)
     assert len(load(tmp_path / "t").steps) == 2
@@ -146,7 +146,7 @@ def test_replaying_a_trajectory_defaults_to_its_dialect(tmp_path):
     from trajectories.recorder import Recorder
 
     env = FakePhone()
-    Agent(env, ListPolicy(["Action: finished()"]), get_dialect("uitars", env.action_kinds),
+    Agent(env, ListPolicy(["Action: finished()"]), get_dialect("uitars", env.form_factor),
           recorder=Recorder(tmp_path / "t")).run("x")
     assert resolve_dialect(RunSpec(goal="x", model=f"replay:{tmp_path / 't'}")) == "uitars"
     assert resolve_dialect(RunSpec(goal="x", model=f"replay:{tmp_path / 't'}",

@@ -26,7 +26,7 @@ def run(replies, config=None, env=None, task=None, tmp_path=None, gate=None, **k
     env = env or FakePhone()
     policy = replies if isinstance(replies, ListPolicy) else ListPolicy(replies, **kw)
     recorder = Recorder(tmp_path / "traj") if tmp_path is not None else None
-    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds), config=config,
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor), config=config,
                   recorder=recorder, gate=gate)
     return agent.run("Open the thing", task), env, policy
 
@@ -166,7 +166,7 @@ def test_scripted_policy_solves_a_task_and_the_check_reads_the_env(tmp_path):
     env = FakePhone()
     task = TypeHelloTask()
     recorder = Recorder(tmp_path / "traj")
-    agent = Agent(env, ScriptedPolicy(), get_dialect("qwen2vl", env.action_kinds),
+    agent = Agent(env, ScriptedPolicy(), get_dialect("qwen2vl", env.form_factor),
                   recorder=recorder)
     result = agent.run(task.goal, task)
     assert result.status == "success"
@@ -181,7 +181,7 @@ def test_scripted_policy_solves_a_task_and_the_check_reads_the_env(tmp_path):
 
 def test_failed_check_is_reported_even_when_the_agent_claims_success():
     env = FakePhone()
-    agent = Agent(env, ListPolicy([DONE]), get_dialect("qwen2vl", env.action_kinds))
+    agent = Agent(env, ListPolicy([DONE]), get_dialect("qwen2vl", env.form_factor))
     result = agent.run("Type hello", TypeHelloTask())
     assert result.status == "success" and not result.check.success
 
@@ -234,6 +234,6 @@ def test_scripted_step_the_dialect_cannot_write_is_a_policy_error():
             yield SolutionStep(Terminate(status="success", message="all done"))
 
     env = FakePhone()
-    agent = Agent(env, ScriptedPolicy(), get_dialect("uitars", env.action_kinds))
+    agent = Agent(env, ScriptedPolicy(), get_dialect("uitars", env.form_factor))
     result = agent.run("x", Chatty())
     assert result.status == "error" and "uitars dialect cannot write" in result.reason

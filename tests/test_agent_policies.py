@@ -20,10 +20,9 @@ from agent.policies.base import (
 from agent.policies.human import HumanPolicy
 from agent.policies.replay import ReplayPolicy, read_responses
 from core.geometry import Screen
-from core.kinds import KINDS
 
 SCREEN = Screen(1080, 2400)
-DIALECT = get_dialect("qwen2vl", KINDS["phone"])
+DIALECT = get_dialect("qwen2vl", "phone")
 
 
 def request(step: int = 0) -> Request:

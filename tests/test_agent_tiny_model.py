@@ -16,7 +16,7 @@ def test_random_model_feeds_parse_errors_back_and_fails_cleanly(tiny_checkpoint,
     env = FakePhone()
     policy = LocalPolicy(tiny_checkpoint, device="cpu", max_new_tokens=12)
     config = AgentConfig(max_steps=10, max_parse_errors=2, max_pixels=SMALL)
-    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds), config=config,
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor), config=config,
                   recorder=Recorder(tmp_path / "traj"))
     result = agent.run("Open the settings")
 

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from actions.dialects import ParseError, get_dialect
 from core.actions import check_on_screen
 from core.geometry import Screen
-from core.kinds import KINDS
 
 DATA = Path(__file__).parent / "data"
 DIALECTS = ("qwen2vl", "qwen25vl", "uitars")
@@ -124,7 +123,7 @@ def calls(draw, name: str) -> str:
 
 
 def check(name: str, text: str, screen: Screen, mobile: bool) -> None:
-    dialect = get_dialect(name, KINDS["phone"] if mobile else None)
+    dialect = get_dialect(name, "phone" if mobile else "computer")
     try:
         action = dialect.parse(text, screen)
     except ParseError as exc:

@@ -29,14 +29,14 @@ def steps(n: int) -> list[PastStep]:
 
 
 def test_registry():
-    assert set(DIALECTS) == {"qwen2vl", "qwen25vl", "uitars"}
+    assert set(DIALECTS) == {"qwen2vl", "qwen25vl", "uitars", "uitars15"}
     with pytest.raises(ValueError, match="qwen2vl, qwen25vl, uitars"):
-        get_dialect("gpt")
+        get_dialect("gpt", "phone")
 
 
 # qwen2vl ------------------------------------------------------------------------------------
 def test_qwen2vl_system_prompt_follows_the_paper():
-    text = get_dialect("qwen2vl").system_prompt(["tap", "type", "terminate"], PHONE)
+    text = get_dialect("qwen2vl", "phone").system_prompt(["tap", "type", "terminate"], PHONE)
     assert re.search(r"^### Tap\n\nTap: .+ Parameters: \[\{\"name\": \"point\", \"description\": "
                      r".+, \"required\": True\}\]$", text, re.MULTILINE)
     assert "### Type" in text and "### Terminate" in text and "### Click" not in text
@@ -49,18 +49,20 @@ def test_qwen2vl_system_prompt_follows_the_paper():
 
 
 def test_qwen2vl_stops_at_result():
-    assert set(get_dialect("qwen2vl").stop) == {"*RESULT*", "✿RESULT✿"}
+    assert set(get_dialect("qwen2vl", "phone").stop) == {"*RESULT*", "✿RESULT✿"}
 
 
 def test_qwen2vl_first_step_is_a_user_turn():
-    prompt = get_dialect("qwen2vl").build_prompt("open the clock", [], 7, KINDS["phone"], PHONE)
+    prompt = get_dialect("qwen2vl", "phone").build_prompt("open the clock", [], 7, KINDS["phone"],
+                                                          PHONE)
     assert [m.role for m in prompt.messages] == ["system", "user"]
     assert prompt.continue_final_message is False
     assert flat(prompt)[1:] == [("user", "text", "open the clock"), ("user", "image", 7)]
 
 
 def test_qwen2vl_history_continues_one_assistant_turn():
-    prompt = get_dialect("qwen2vl").build_prompt("goal", steps(2), 2, KINDS["phone"], PHONE)
+    prompt = get_dialect("qwen2vl", "phone").build_prompt("goal", steps(2), 2, KINDS["phone"],
+                                                          PHONE)
     assert [m.role for m in prompt.messages] == ["system", "user", "assistant"]
     assert prompt.continue_final_message is True
     assistant = flat(prompt)[3:]
@@ -71,7 +73,7 @@ def test_qwen2vl_history_continues_one_assistant_turn():
 
 def test_qwen2vl_each_step_only_extends_the_previous_prompt():
     # What makes the KV cache reusable: prompt k is a prefix of prompt k + 1.
-    dialect = get_dialect("qwen2vl")
+    dialect = get_dialect("qwen2vl", "phone")
     history = steps(4)
     previous = None
     for k in range(4):
@@ -83,7 +85,8 @@ def test_qwen2vl_each_step_only_extends_the_previous_prompt():
 
 def test_qwen2vl_dropped_screenshots_become_text():
     history = [PastStep("r0", "ok", image=None), PastStep("r1", "ok", image=None)]
-    parts = flat(get_dialect("qwen2vl").build_prompt("g", history, 5, KINDS["phone"], PHONE))
+    parts = flat(get_dialect("qwen2vl", "phone").build_prompt("g", history, 5, KINDS["phone"],
+                                                              PHONE))
     assert [v for _, t, v in parts if t == "image"] == [5]
     assert any("screenshot 1 not shown" in str(v) for _, _, v in parts)
 
@@ -94,20 +97,21 @@ def _tool(text: str) -> dict:
 
 
 def test_qwen25vl_mobile_prompt_states_the_resized_resolution():
-    text = get_dialect("qwen25vl").system_prompt(KINDS["phone"], PHONE)
+    text = get_dialect("qwen25vl", "phone").system_prompt(KINDS["phone"], PHONE)
     tool = _tool(text)["function"]
     assert tool["name"] == "mobile_use"
     assert "The screen's resolution is 1092x2408." in tool["description"]
     actions = tool["parameters"]["properties"]["action"]["enum"]
+    # The cookbook's actions, then the phone's scroll (an extension, docs/actions.md).
     assert actions == ["key", "click", "long_press", "swipe", "type", "system_button", "open",
-                       "wait", "answer", "terminate"]
+                       "scroll", "wait", "answer", "terminate"]
     assert tool["parameters"]["properties"]["button"]["enum"] == ["Back", "Home", "Menu", "Enter"]
     assert '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>' \
         in text
 
 
 def test_qwen25vl_desktop_prompt_uses_computer_use():
-    text = get_dialect("qwen25vl").system_prompt(KINDS["computer"], DESKTOP)
+    text = get_dialect("qwen25vl", "computer").system_prompt(KINDS["computer"], DESKTOP)
     tool = _tool(text)["function"]
     assert tool["name"] == "computer_use"
     assert "The screen's resolution is 1288x812." in tool["description"]
@@ -118,7 +122,7 @@ def test_qwen25vl_desktop_prompt_uses_computer_use():
 
 
 def test_qwen25vl_prompt_lists_only_the_envs_actions():
-    tool = _tool(get_dialect("qwen25vl").system_prompt(["tap", "terminate"], PHONE))["function"]
+    tool = _tool(get_dialect("qwen25vl", "phone").system_prompt(["tap", "terminate"], PHONE))["function"]
     assert tool["parameters"]["properties"]["action"]["enum"] == ["click", "terminate"]
     assert set(tool["parameters"]["properties"]) == {"action", "coordinate", "status"}
 
@@ -127,7 +131,8 @@ def test_qwen25vl_history_is_text_then_the_current_screenshot():
     history = [PastStep('<tool_call>\n{"name": "mobile_use", "arguments": {"action": "open", '
                         '"text": "Clock"}}\n</tool_call>', "opened", image=None),
                PastStep("Thinking", "could not parse", image=4)]
-    prompt = get_dialect("qwen25vl").build_prompt("set an alarm", history, 9, KINDS["phone"], PHONE)
+    prompt = get_dialect("qwen25vl", "phone").build_prompt("set an alarm", history, 9,
+                                                           KINDS["phone"], PHONE)
     assert [m.role for m in prompt.messages] == ["system", "user"]
     parts = flat(prompt)[1:]
     assert parts[-1] == ("user", "image", 9)
@@ -141,8 +146,8 @@ def test_qwen25vl_history_is_text_then_the_current_screenshot():
 
 # uitars -------------------------------------------------------------------------------------
 def test_uitars_templates():
-    computer = get_dialect("uitars").system_prompt(KINDS["computer"], DESKTOP)
-    phone = get_dialect("uitars", KINDS["phone"]).system_prompt(KINDS["phone"], PHONE)
+    computer = get_dialect("uitars", "computer").system_prompt(KINDS["computer"], DESKTOP)
+    phone = get_dialect("uitars", "phone").system_prompt(KINDS["phone"], PHONE)
     assert computer.startswith("You are a GUI agent.")
     assert "left_double(start_box='<|box_start|>(x1,y1)<|box_end|>')" in computer
     assert "hotkey(key='')" in computer and "press_home()" not in computer
@@ -157,7 +162,7 @@ def test_uitars_history_alternates_screenshots_and_replies():
     history = [PastStep("Thought: a\nAction: press_home()", "", image=None),
                PastStep("Thought: b\nAction: wait()", "", image=3),
                PastStep("Action: oops()", "unknown action 'oops'", image=4)]
-    prompt = get_dialect("uitars", KINDS["phone"]).build_prompt("call mom", history, 5,
+    prompt = get_dialect("uitars", "phone").build_prompt("call mom", history, 5,
                                                              KINDS["phone"], PHONE)
     roles = [m.role for m in prompt.messages]
     assert roles == ["user", "assistant", "user", "assistant", "user", "assistant", "user"]
@@ -172,6 +177,6 @@ def test_uitars_history_alternates_screenshots_and_replies():
 
 def test_uitars_click_means_tap_on_a_phone():
     reply = "Action: click(start_box='(500,500)')"
-    assert get_dialect("uitars", KINDS["phone"]).parse(reply, PHONE).kind == "tap"
-    assert get_dialect("uitars", KINDS["computer"]).parse(reply, PHONE).kind == "click"
-    assert get_dialect("uitars").parse(reply, PHONE).kind == "click"
+    assert get_dialect("uitars", "phone").parse(reply, PHONE).kind == "tap"
+    assert get_dialect("uitars", "computer").parse(reply, PHONE).kind == "click"
+    assert get_dialect("uitars", "computer").parse(reply, PHONE).kind == "click"

@@ -16,7 +16,6 @@ import pytest
 from actions.dialects import ParseError, get_dialect
 from core.actions import parse_action
 from core.geometry import Screen
-from core.kinds import KINDS
 
 DATA = Path(__file__).parent / "data"
 DIALECTS = ("qwen2vl", "qwen25vl", "uitars")
@@ -36,10 +35,9 @@ def cases(kind: str) -> list:
 
 
 def setup(name: str, row: dict):
-    kinds = {"phone": KINDS["phone"], "computer": KINDS["computer"]}.get(row.get("device", ""))
     w, h = row["screen"]
     screen = Screen(w, h, **({"max_pixels": row["max_pixels"]} if "max_pixels" in row else {}))
-    return get_dialect(name, kinds), screen
+    return get_dialect(name, row.get("device", "computer")), screen
 
 
 @pytest.mark.parametrize("name", DIALECTS)

@@ -1,22 +1,24 @@
 """Every dialect reads back what it renders: action -> render_action -> parse == action.
 
-Coordinates may differ by one pixel (the model's units are coarser than pixels on big screens);
-every other field must come back exactly.
+Rendered coordinates are integers, as the released models write them, so a point may move by one
+pixel, or by half a model unit where a unit spans more than 3 pixels (a small resize budget on a
+big screen); every other field must come back exactly.
 """
 
 from __future__ import annotations
 
+import math
 import string
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actions.dialects import get_dialect
+from actions.dialects import DIALECTS, get_dialect
 from actions.dialects.uitars import CALL_USER_MESSAGE, WAIT_SECONDS
 from core.actions import ACTION_CLASSES
 from core.geometry import Screen
-from core.kinds import KINDS
+from core.kinds import FORM_FACTORS, KINDS
 
 COORD_FIELDS = {"x", "y", "x2", "y2"}
 
@@ -37,8 +39,9 @@ def _default(kind: str, field: str):
 
 
 @st.composite
-def actions(draw, kind: str, screen: Screen, dialect: str):
+def actions(draw, kind: str, screen: Screen, dialect: str, form_factor: str = "computer"):
     """An action of ``kind`` using only what ``dialect`` can express."""
+    dialect = "uitars" if dialect == "uitars15" else dialect
     w, h = screen.width, screen.height
 
     def pt(prefix: str = "") -> dict:
@@ -56,7 +59,7 @@ def actions(draw, kind: str, screen: Screen, dialect: str):
     elif kind in ("swipe", "drag"):
         d = {**pt(), **pt("2")}
     elif kind == "scroll":
-        if dialect == "qwen25vl":
+        if dialect == "qwen25vl" and form_factor != "phone":
             d = {"direction": draw(st.sampled_from(["up", "down"])),
                  "amount": draw(st.integers(1, 5000))}
         else:
@@ -89,50 +92,47 @@ def actions(draw, kind: str, screen: Screen, dialect: str):
     return cls(**d)
 
 
-def assert_same(parsed, action) -> None:
+def tolerance(dialect, screen: Screen, field: str) -> int:
+    """Pixels an integer model coordinate may miss by: 1, or half a unit where units are coarse."""
+    n_x, n_y = dialect.space.extent(screen)
+    side, n = (screen.width, n_x) if field.startswith("x") else (screen.height, n_y)
+    return max(1, math.ceil(side / n) // 2)
+
+
+def assert_same(parsed, action, dialect=None, screen=None) -> None:
     assert parsed.kind == action.kind, (parsed, action)
     a, b = parsed.model_dump(), action.model_dump()
     for field in a:
         if field in COORD_FIELDS and a[field] is not None and b[field] is not None:
-            assert abs(a[field] - b[field]) <= 1, (field, parsed, action)
+            tol = 1 if dialect is None else tolerance(dialect, screen, field)
+            assert abs(a[field] - b[field]) <= tol, (field, parsed, action)
         else:
             assert a[field] == b[field], (field, parsed, action)
 
 
-CASES = [
-    ("qwen2vl", None),
-    ("qwen25vl", None),
-    ("qwen25vl", KINDS["phone"]),
-    ("uitars", KINDS["computer"]),
-    ("uitars", KINDS["phone"]),
-]
 PARAMS = [
-    pytest.param(
-        name, env_kinds, kind, id=f"{name}-{'phone' if env_kinds == KINDS['phone'] else 'pc'}-{kind}"
-    )
-    for name, env_kinds in CASES
-    for kind in sorted(get_dialect(name, env_kinds).kinds)
+    pytest.param(name, form_factor, kind, id=f"{name}-{form_factor}-{kind}")
+    for name in DIALECTS
+    for form_factor in FORM_FACTORS
+    for kind in sorted(get_dialect(name, form_factor).kinds)
 ]
 
 
-@pytest.mark.parametrize("name, env_kinds, kind", PARAMS)
+@pytest.mark.parametrize("name, form_factor, kind", PARAMS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), screen=screens, thought=thoughts)
-def test_render_then_parse_gives_the_action_back(name, env_kinds, kind, data, screen, thought):
-    dialect = get_dialect(name, env_kinds)
-    action = data.draw(actions(kind, screen, name))
+def test_render_then_parse_gives_the_action_back(name, form_factor, kind, data, screen, thought):
+    dialect = get_dialect(name, form_factor)
+    action = data.draw(actions(kind, screen, name, form_factor))
     text = dialect.render_action(action, screen, thought=thought)
-    assert_same(dialect.parse(text, screen), action)
+    assert_same(dialect.parse(text, screen), action, dialect, screen)
 
 
 def test_every_dialect_covers_the_kinds_its_envs_need():
-    assert get_dialect("qwen2vl").kinds == frozenset(ACTION_CLASSES)
-    assert {"tap", "long_press", "swipe", "type", "home", "back", "open_app", "terminate"} <= (
-        get_dialect("qwen25vl", KINDS["phone"]).kinds & get_dialect("uitars", KINDS["phone"]).kinds
-    )
-    assert {"click", "double_click", "right_click", "drag", "scroll", "type", "hotkey"} <= (
-        get_dialect("qwen25vl").kinds & get_dialect("uitars").kinds
-    )
+    assert get_dialect("qwen2vl", "phone").kinds == frozenset(ACTION_CLASSES)
+    for name in DIALECTS:
+        for form_factor in FORM_FACTORS:
+            assert KINDS[form_factor] <= get_dialect(name, form_factor).kinds, (name, form_factor)
 
 
 @pytest.mark.parametrize(
@@ -148,16 +148,16 @@ def test_every_dialect_covers_the_kinds_its_envs_need():
 )
 def test_render_refuses_what_the_format_cannot_carry(name, action, reason):
     with pytest.raises(ValueError, match=reason):
-        get_dialect(name).render_action(action, Screen(1080, 2400))
+        get_dialect(name, "computer").render_action(action, Screen(1080, 2400))
 
 
 TRICKY = "</tool_call> <tool_call> *RESULT* *FUNCTION*: Tap\nAction: click(start_box='(1,2)') ✿ARGS✿"
 
 
-@pytest.mark.parametrize("name", ["qwen2vl", "qwen25vl", "uitars"])
+@pytest.mark.parametrize("name", DIALECTS)
 def test_format_markers_inside_typed_text_stay_text(name):
     # The parsers skip quoted strings when they look for tags, keywords and a second call.
-    dialect = get_dialect(name)
+    dialect = get_dialect(name, "computer")
     screen = Screen(1080, 2400)
     action = ACTION_CLASSES["type"](text=TRICKY)
     assert dialect.parse(dialect.render_action(action, screen, thought="typing"), screen) == action

@@ -21,7 +21,6 @@ import ui_tars.action_parser  # the peer: a test-only dependency (the [test] ext
 
 from actions.dialects import ParseError, get_dialect
 from core.geometry import Screen
-from core.kinds import KINDS
 
 CORPUS = [
     json.loads(line)
@@ -77,7 +76,7 @@ def _centre(value: str, w: int, h: int) -> tuple[float, float]:
 def test_we_agree_with_the_ui_tars_package(row):
     w, h = row["screen"]
     mobile = row["device"] == "phone"
-    ours = get_dialect("uitars", KINDS["phone"] if mobile else KINDS["computer"]).parse(
+    ours = get_dialect("uitars", "phone" if mobile else "computer").parse(
         row["text"], Screen(w, h)
     )
     (peer,) = _peer(row)
@@ -120,13 +119,13 @@ def test_two_actions_disagreement_is_real():
     row = next(r for r in CORPUS if r["id"] == "c_two_actions")
     assert len(_peer(row)) == 2
     with pytest.raises(ParseError, match="more than one action"):
-        get_dialect("uitars").parse(row["text"], Screen(*row["screen"]))
+        get_dialect("uitars", "computer").parse(row["text"], Screen(*row["screen"]))
 
 
 def test_float_point_disagreement_is_real():
     row = next(r for r in CORPUS if r["id"] == "c_point_float")
     with pytest.raises(ValueError):
         _peer(row)
-    action = get_dialect("uitars").parse(row["text"], Screen(*row["screen"]))
+    action = get_dialect("uitars", "computer").parse(row["text"], Screen(*row["screen"]))
     # <point>10.5 20.5</point> on 1920x1080: 10.5 * 1.92 = 20.16 -> 20, 20.5 * 1.08 = 22.14 -> 22
     assert (action.kind, action.x, action.y) == ("click", 20, 22)

@@ -28,7 +28,7 @@ def renderer(tiny_checkpoint):
 
 def record(directory: Path, dialect: str, renderer: PromptRenderer) -> Path:
     env = FakePhone()
-    agent = Agent(env, ScriptedPolicy(), get_dialect(dialect, env.action_kinds),
+    agent = Agent(env, ScriptedPolicy(), get_dialect(dialect, env.form_factor),
                   config=AgentConfig(max_pixels=SMALL), recorder=Recorder(directory),
                   tokens=renderer)
     task = TypeHelloTask()
@@ -120,7 +120,7 @@ def test_unparsed_steps_and_status_filter(tmp_path):
     env = FakePhone()
     Agent(env, ListPolicy(["garbage", '*FUNCTION*: Home *ARGS*: {}',
                            '*FUNCTION*: Terminate *ARGS*: {"status": "failure"}']),
-          get_dialect("qwen2vl", env.action_kinds), recorder=Recorder(tmp_path / "a")).run("x")
+          get_dialect("qwen2vl", env.form_factor), recorder=Recorder(tmp_path / "a")).run("x")
     out = tmp_path / "a.jsonl"
     summary = export([tmp_path / "a"], "llamafactory", "step", out)
     assert (summary.samples, summary.skipped_steps) == (2, 1)
@@ -131,7 +131,7 @@ def test_unparsed_steps_and_status_filter(tmp_path):
 def test_image_placeholder_in_text_is_refused(tmp_path):
     env = FakePhone()
     Agent(env, ListPolicy(['*FUNCTION*: Terminate *ARGS*: {"status": "success"}']),
-          get_dialect("qwen2vl", env.action_kinds),
+          get_dialect("qwen2vl", env.form_factor),
           recorder=Recorder(tmp_path / "a")).run("describe <image> tags")
     with pytest.raises(ExportError, match="<image>"):
         export([tmp_path / "a"], "llamafactory", "step", tmp_path / "x.jsonl")

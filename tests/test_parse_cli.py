@@ -36,9 +36,9 @@ def test_qwen25vl_uses_the_resize_budget():
     assert json.loads(out.stdout) == {"kind": "tap", "x": 332, "y": 740}
 
 
-def test_uitars_kinds_choose_tap_or_click():
+def test_uitars_form_factor_chooses_tap_or_click():
     reply = "Thought: open it\nAction: click(start_box='(500,500)')"
-    phone = cli("-d", "uitars", "--screen", "1080x2400", "--kinds", "tap,swipe,type", stdin=reply)
+    phone = cli("-d", "uitars", "--screen", "1080x2400", "--form-factor", "phone", stdin=reply)
     desktop = cli("-d", "uitars", "--screen", "1080x2400", stdin=reply)
     assert json.loads(phone.stdout) == {"kind": "tap", "x": 540, "y": 1200}
     assert json.loads(desktop.stdout) == {"kind": "click", "x": 540, "y": 1200}
@@ -59,7 +59,7 @@ def test_empty_stdin_is_a_parse_error():
 
 def test_bad_options_are_usage_errors():
     for args in (["--screen", "1080by2400"], ["--screen", "0x5"], [], ["-d", "gpt", "-s", "5x5"],
-                 ["-s", "1080x2400", "--kinds", "tap,fly"]):
+                 ["-s", "5x5", "-f", "watch"], ["-s", "1080x2400", "--kinds", "tap,fly"]):
         out = cli(*args, stdin="*FUNCTION*: Home")
         assert out.returncode == 2, args
         assert "Traceback" not in out.stderr
@@ -70,14 +70,15 @@ def test_list_dialects():
     out = cli("--list-dialects")
     assert out.returncode == 0
     names = [line.split("\t")[0] for line in out.stdout.splitlines()]
-    assert names == ["qwen2vl", "qwen25vl", "uitars"]
+    assert names == ["qwen2vl", "qwen25vl", "uitars", "uitars15"]
 
 
 def test_prompt_prints_the_system_prompt():
     out = cli("-d", "qwen2vl", "--prompt", "--kinds", "tap,type")
     assert out.returncode == 0
     assert "### Tap" in out.stdout and "### Type" in out.stdout and "### Click" not in out.stdout
-    out = cli("-d", "qwen25vl", "--prompt", "--kinds", "tap,type", "--screen", "1080x2400")
+    out = cli("-d", "qwen25vl", "--prompt", "-f", "phone", "--kinds", "tap,type",
+              "--screen", "1080x2400")
     assert "The screen's resolution is 1092x2408." in out.stdout
 
 

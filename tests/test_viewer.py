@@ -25,7 +25,7 @@ REPLIES = [
 @pytest.fixture
 def trajectory(tmp_path):
     env = FakePhone()
-    agent = Agent(env, ListPolicy(REPLIES), get_dialect("qwen2vl", env.action_kinds),
+    agent = Agent(env, ListPolicy(REPLIES), get_dialect("qwen2vl", env.form_factor),
                   recorder=Recorder(tmp_path / "traj"))
     assert agent.run("Book a flight").status == "success"
     return tmp_path / "traj"
@@ -76,6 +76,6 @@ def test_page_renders_every_step_in_chromium(trajectory, tmp_path):
 def test_view_of_an_empty_trajectory(tmp_path):
     recorder = Recorder(tmp_path / "traj")
     env = FakePhone(fail_observe_at=0)
-    Agent(env, ListPolicy([]), get_dialect("qwen2vl", env.action_kinds), recorder=recorder).run("x")
+    Agent(env, ListPolicy([]), get_dialect("qwen2vl", env.form_factor), recorder=recorder).run("x")
     html = write_view(tmp_path / "traj").read_text()
     assert "No step was recorded." in html and "device went away" in html

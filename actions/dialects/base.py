@@ -11,12 +11,15 @@ into what it needs. Nothing here does I/O.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
 from core.actions import Action
+from core.coords import CoordSpace
 from core.geometry import Screen
+from core.kinds import FORM_FACTORS, FormFactor
 
 
 class ParseError(ValueError):
@@ -69,10 +72,28 @@ class Prompt:
 
 class Dialect(ABC):
     name: str
-    #: Action kinds this dialect can express.
+    #: Action kinds this dialect can express on its form factor.
     kinds: frozenset[str]
     #: Generation stops once the decoded text ends with one of these.
     stop: tuple[str, ...] = ()
+    #: Where the action starts in a reply; what comes before it is the model's thought.
+    action_marker: re.Pattern[str]
+    #: How the model writes a screen position.
+    space: CoordSpace
+
+    def __init__(self, form_factor: FormFactor) -> None:
+        if form_factor not in FORM_FACTORS:
+            raise ValueError(f"unknown form factor {form_factor!r}; the form factors are "
+                             f"{', '.join(FORM_FACTORS)}")
+        #: The device the env is (an env declares it): it picks the prompt and, where a format
+        #: writes both alike, whether a click is a tap.
+        self.form_factor = form_factor
+
+    def thought(self, text: str) -> str:
+        """The reasoning a reply gives before its action (without a ``Thought:`` label)."""
+        match = self.action_marker.search(text)
+        before = text[: match.start()] if match else ""
+        return re.sub(r"^\s*Thought\s*:\s*", "", before.strip(), flags=re.IGNORECASE).strip()
 
     @abstractmethod
     def system_prompt(self, action_kinds: Iterable[str], screen: Screen) -> str:

@@ -17,26 +17,22 @@ tool), since a typed Drag needs its start point.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+import re
+from typing import Any, Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
 from actions.dialects.support import (
-    check_expressible,
     extract_balanced,
     fail,
-    is_phone,
-    key_names,
     load_literal,
     make_action,
     merge_messages,
     short,
     strip_fences,
-    to_point,
 )
+from actions.dialects.table import Arg, Entry, Rule, Table, Wording
 from core.actions import Action
-from core.coords import RESIZED_PIXELS, CoordinateError
+from core.coords import RESIZED_PIXELS
 from core.geometry import Screen
 
 MOBILE, COMPUTER = "mobile_use", "computer_use"
@@ -64,71 +60,132 @@ For each function call, return a json object with function name and arguments wi
 
 _COORD = ("(x, y): The x (pixels from the left edge) and y (pixels from the top edge) coordinates "
           "to move the mouse to.")
+_AT = Arg("coordinate", "point", "x")
+_TIME = Arg("time", "number", "seconds", required=False)
+_WAIT = Entry("wait", "wait", (_TIME,), "Wait specified seconds for the change to happen.")
+_ANSWER = Entry("answer", "answer", (Arg("text", "text", "text"),),
+                "Give the answer the task asks for.")
+_TERMINATE = Entry("terminate", "terminate", (Arg("status", "status", "status"),),
+                   "Terminate the current task and report its completion status.",
+                   fixed=("message",))
+_BUTTON = "Press the system button."
 
 
-@dataclass(frozen=True)
-class ToolAction:
-    action: str
-    kinds: tuple[str, ...]  # the Action kinds it renders from / parses to
-    help: str
-    params: tuple[str, ...]  # required arguments besides "action"
-    optional: tuple[str, ...] = ()
+def _one_key(args) -> bool:
+    keys = args.get("keys")
+    return isinstance(keys, list) and len(keys) == 1
 
 
 MOBILE_ACTIONS = (
-    ToolAction("key", ("key",), "Perform a key event on the mobile device.\n    - This supports "
-               "adb's `keyevent` syntax.\n    - Examples: \"volume_up\", \"volume_down\", "
-               "\"power\", \"camera\", \"clear\".", ("text",)),
-    ToolAction("click", ("tap",), "Click the point on the screen with coordinate (x, y).",
-               ("coordinate",)),
-    ToolAction("long_press", ("long_press",), "Press the point on the screen with coordinate "
-               "(x, y) for specified seconds.", ("coordinate",), ("time",)),
-    ToolAction("swipe", ("swipe",), "Swipe from the starting point with coordinate (x, y) to the "
-               "end point with coordinates2 (x2, y2).", ("coordinate", "coordinate2")),
-    ToolAction("type", ("type",), "Input the specified text into the activated input box.",
-               ("text",)),
-    ToolAction("system_button", ("back", "home", "enter"), "Press the system button.",
-               ("button",)),
-    ToolAction("open", ("open_app",), "Open an app on the device.", ("text",)),
-    ToolAction("wait", ("wait",), "Wait specified seconds for the change to happen.", (),
-               ("time",)),
-    ToolAction("answer", ("answer",), "Give the answer the task asks for.", ("text",)),
-    ToolAction("terminate", ("terminate",), "Terminate the current task and report its "
-               "completion status.", ("status",)),
+    Entry("key", "key", (Arg("text", "text", "key"),), "Perform a key event on the mobile "
+          "device.\n    - This supports adb's `keyevent` syntax.\n    - Examples: \"volume_up\", "
+          "\"volume_down\", \"power\", \"camera\", \"clear\"."),
+    Entry("tap", "click", (_AT,), "Click the point on the screen with coordinate (x, y)."),
+    Entry("long_press", "long_press", (_AT, Arg("time", "seconds_ms", "duration_ms",
+                                                 required=False)),
+          "Press the point on the screen with coordinate (x, y) for specified seconds."),
+    Entry("swipe", "swipe", (_AT, Arg("coordinate2", "point", "x2")), "Swipe from the starting "
+          "point with coordinate (x, y) to the end point with coordinates2 (x2, y2).",
+          fixed=("duration_ms",)),
+    Entry("type", "type", (Arg("text", "text", "text"),),
+          "Input the specified text into the activated input box."),
+    Entry("back", "system_button", (), _BUTTON, consts={"button": "Back"}),
+    Entry("home", "system_button", (), _BUTTON, consts={"button": "Home"}),
+    Entry("enter", "system_button", (), _BUTTON, consts={"button": "Enter"}),
+    Entry("key", "system_button", (), _BUTTON, consts={"button": "Menu"},
+          implies={"key": "menu"}),
+    Entry("open_app", "open", (Arg("text", "text", "app"),), "Open an app on the device."),
+    # Extension: mobile_use has no scroll; the phone env scrolls by direction, as UI-TARS does.
+    Entry("scroll", "scroll", (Arg("direction", "direction", "direction"),
+                               Arg("coordinate", "point", "x", required=False)),
+          "Scroll the content under (x, y), or the screen's centre; `direction` down reveals "
+          "what is below.", fixed=("amount",)),
+    _WAIT, _ANSWER, _TERMINATE,
 )
 COMPUTER_ACTIONS = (
-    ToolAction("key", ("key", "hotkey"), "Performs key down presses on the arguments passed in "
-               "order, then performs key releases in reverse order.", ("keys",)),
-    ToolAction("type", ("type",), "Type a string of text on the keyboard.", ("text",)),
-    ToolAction("mouse_move", ("move",), "Move the cursor to a specified (x, y) pixel coordinate "
-               "on the screen.", ("coordinate",)),
-    ToolAction("left_click", ("click",), "Click the left mouse button at (x, y).",
-               ("coordinate",)),
-    ToolAction("left_click_drag", ("drag",), "Click and drag the cursor from start_coordinate to "
-               "a specified (x, y) pixel coordinate on the screen.",
-               ("start_coordinate", "coordinate")),
-    ToolAction("right_click", ("right_click",), "Click the right mouse button at (x, y).",
-               ("coordinate",)),
-    ToolAction("double_click", ("double_click",), "Double-click the left mouse button at (x, y).",
-               ("coordinate",)),
-    ToolAction("scroll", ("scroll",), "Performs a scroll of the mouse scroll wheel.",
-               ("pixels",), ("coordinate",)),
-    ToolAction("wait", ("wait",), "Wait specified seconds for the change to happen.", (),
-               ("time",)),
-    ToolAction("answer", ("answer",), "Give the answer the task asks for.", ("text",)),
-    ToolAction("terminate", ("terminate",), "Terminate the current task and report its "
-               "completion status.", ("status",)),
+    Entry("key", "key", (Arg("keys", "keys", "keys"),), "Performs key down presses on the "
+          "arguments passed in order, then performs key releases in reverse order.",
+          when=Rule(_one_key, "one key")),
+    Entry("hotkey", "key", (Arg("keys", "keys", "keys"),), "Performs key down presses on the "
+          "arguments passed in order, then performs key releases in reverse order."),
+    Entry("type", "type", (Arg("text", "text", "text"),), "Type a string of text on the "
+          "keyboard."),
+    Entry("move", "mouse_move", (_AT,), "Move the cursor to a specified (x, y) pixel coordinate "
+          "on the screen."),
+    Entry("click", "left_click", (_AT,), "Click the left mouse button at (x, y)."),
+    Entry("drag", "left_click_drag", (Arg("start_coordinate", "point", "x"),
+                                      Arg("coordinate", "point", "x2")),
+          "Click and drag the cursor from start_coordinate to a specified (x, y) pixel "
+          "coordinate on the screen."),
+    Entry("right_click", "right_click", (_AT,), "Click the right mouse button at (x, y)."),
+    Entry("double_click", "double_click", (_AT,), "Double-click the left mouse button at "
+          "(x, y)."),
+    Entry("scroll", "scroll", (Arg("pixels", "signed_pixels", "amount"),
+                               Arg("coordinate", "point", "x", required=False)),
+          "Performs a scroll of the mouse scroll wheel."),
+    _WAIT, _ANSWER, _TERMINATE,
 )
-TOOLS = {MOBILE: MOBILE_ACTIONS, COMPUTER: COMPUTER_ACTIONS}
-_BUTTONS = {"back": "back", "home": "home", "enter": "enter"}  # plus Menu -> key "menu"
+#: Extensions for the browser (docs/actions.md): the cookbook's computer_use has no URL bar or
+#: back button, and the browser env offers both.
+BROWSER_ACTIONS = COMPUTER_ACTIONS[:-3] + (
+    Entry("navigate", "navigate", (Arg("url", "text", "url"),), "Open a URL in the browser."),
+    Entry("back", "back", (), "Go back to the previous page."),
+) + COMPUTER_ACTIONS[-3:]
+TABLES = {
+    "phone": Table("qwen25vl", MOBILE_ACTIONS),
+    "computer": Table("qwen25vl", COMPUTER_ACTIONS),
+    "browser": Table("qwen25vl", BROWSER_ACTIONS),
+}
+#: The tool each form factor is given.
+TOOL = {"phone": MOBILE, "computer": COMPUTER, "browser": COMPUTER}
+WORDING = Wording(call="action={name}", extra="{call} does not take {arg!r}")
+_DESCRIPTIONS = {
+    "phone": (
+        "Use a touchscreen to interact with a mobile device, and take screenshots.\n"
+        "* This is an interface to a mobile device with touchscreen. You can perform "
+        "actions like clicking, typing, swiping, etc.\n"
+        "* Some applications may take time to start or process actions, so you may need "
+        "to wait and take successive screenshots to see the results of your actions.\n"
+        "* The screen's resolution is {w}x{h}.\n"
+        "* Make sure to click any buttons, links, icons, etc with the cursor tip in the "
+        "center of the element. Don't click boxes on their edges unless asked."
+    ),
+    "computer": (
+        "Use a mouse and keyboard to interact with a computer, and take screenshots.\n"
+        "* This is an interface to a desktop GUI. You do not have access to a terminal "
+        "or applications menu. You must click on desktop icons to start applications.\n"
+        "* Some applications may take time to start or process actions, so you may need "
+        "to wait and take successive screenshots to see the results of your actions.\n"
+        "* The screen's resolution is {w}x{h}.\n"
+        "* Whenever you intend to move the cursor to click on an element like an icon, "
+        "you should consult a screenshot to determine the coordinates of the element "
+        "before moving the cursor.\n"
+        "* Make sure to click any buttons, links, icons, etc with the cursor tip in the "
+        "center of the element. Don't click boxes on their edges unless asked."
+    ),
+    "browser": (
+        "Use a mouse and keyboard to interact with a web page in a browser, and take "
+        "screenshots.\n"
+        "* This is an interface to a web browser showing one page. You can click, type, "
+        "scroll, open a URL with `navigate` and go back with `back`.\n"
+        "* Some pages may take time to load or process actions, so you may need to wait and "
+        "take successive screenshots to see the results of your actions.\n"
+        "* The screen's resolution is {w}x{h}.\n"
+        "* Whenever you intend to move the cursor to click on an element like a link, "
+        "you should consult a screenshot to determine the coordinates of the element "
+        "before moving the cursor.\n"
+        "* Make sure to click any buttons, links, icons, etc with the cursor tip in the "
+        "center of the element. Don't click boxes on their edges unless asked."
+    ),
+}
 
 
-def _param_schemas(tool: str, actions: list[ToolAction]) -> dict[str, Any]:
-    used = {p for a in actions for p in a.params + a.optional}
-    needed_by = {
-        p: ", ".join(f"`action={a.action}`" for a in actions if p in a.params + a.optional)
-        for p in used
-    }
+def _param_schemas(entries: list[Entry]) -> dict[str, Any]:
+    words = list(dict.fromkeys(e.name for e in entries))
+    params = {name: [w for w in words if any(
+        e.name == w and (name in e.consts or name in [a.name for a in e.args]) for e in entries)]
+        for e in entries for name in [*e.consts, *(a.name for a in e.args)]}
+    needed_by = {p: ", ".join(f"`action={w}`" for w in ws) for p, ws in params.items()}
     schemas: dict[str, Any] = {
         "coordinate": {"description": f"{_COORD} Required only by {needed_by.get('coordinate')}.",
                        "type": "array"},
@@ -148,68 +205,48 @@ def _param_schemas(tool: str, actions: list[ToolAction]) -> dict[str, Any]:
                    "menu, and Enter means pressing the enter. Required only by "
                    "`action=system_button`", "enum": ["Back", "Home", "Menu", "Enter"],
                    "type": "string"},
+        "direction": {"description": "One of up, down, left, right. Required only by "
+                      f"{needed_by.get('direction')}.", "type": "string",
+                      "enum": ["up", "down", "left", "right"]},
+        "url": {"description": f"The URL to open. Required only by {needed_by.get('url')}.",
+                "type": "string"},
         "status": {"description": "The status of the task. Required only by "
                    "`action=terminate`.", "type": "string", "enum": ["success", "failure"]},
     }
+    first = {w: next(e for e in entries if e.name == w) for w in words}
     action_help = "The action to perform. The available actions are:\n" + "\n".join(
-        f"* `{a.action}`: {a.help}" for a in actions
+        f"* `{w}`: {first[w].description}" for w in words
     )
-    properties = {"action": {"description": action_help, "enum": [a.action for a in actions],
-                             "type": "string"}}
-    properties |= {p: s for p, s in schemas.items() if p in used}
+    properties = {"action": {"description": action_help, "enum": words, "type": "string"}}
+    properties |= {p: s for p, s in schemas.items() if p in params}
     return {"properties": properties, "required": ["action"], "type": "object"}
 
 
 class Qwen25VLDialect(Dialect):
     name = "qwen25vl"
-    kinds = frozenset(k for actions in TOOLS.values() for a in actions for k in a.kinds)
     stop = ("</tool_call>",)
+    action_marker = re.compile(r"<tool_call>", re.IGNORECASE)
+    space = RESIZED_PIXELS
 
-    def __init__(self, kinds: Iterable[str] | None = None) -> None:
-        # Kinds both tools express (type, key, wait, ...) render with the env's own tool.
-        self.default_tool = MOBILE if is_phone(kinds) else COMPUTER
+    def __init__(self, form_factor) -> None:
+        super().__init__(form_factor)
+        self.tool = TOOL[form_factor]
+        self.table = TABLES[form_factor]
+        self.kinds = self.table.kinds
+        # A reply may name either tool; computer_use reads with this form factor's words.
+        self.tables = {MOBILE: TABLES["phone"], COMPUTER: TABLES[
+            "computer" if form_factor == "phone" else form_factor]}
 
     # Prompt ---------------------------------------------------------------------------------
-    def tool_for(self, action_kinds: Iterable[str]) -> str:
-        return MOBILE if is_phone(action_kinds) else COMPUTER
-
     def system_prompt(self, action_kinds: Iterable[str], screen: Screen) -> str:
-        kinds = set(action_kinds)
-        tool = self.tool_for(kinds)
-        actions = [a for a in TOOLS[tool] if kinds & set(a.kinds)]
         h, w = screen.resized_size()
-        if tool == MOBILE:
-            description = (
-                "Use a touchscreen to interact with a mobile device, and take screenshots.\n"
-                "* This is an interface to a mobile device with touchscreen. You can perform "
-                "actions like clicking, typing, swiping, etc.\n"
-                "* Some applications may take time to start or process actions, so you may need "
-                "to wait and take successive screenshots to see the results of your actions.\n"
-                f"* The screen's resolution is {w}x{h}.\n"
-                "* Make sure to click any buttons, links, icons, etc with the cursor tip in the "
-                "center of the element. Don't click boxes on their edges unless asked."
-            )
-        else:
-            description = (
-                "Use a mouse and keyboard to interact with a computer, and take screenshots.\n"
-                "* This is an interface to a desktop GUI. You do not have access to a terminal "
-                "or applications menu. You must click on desktop icons to start applications.\n"
-                "* Some applications may take time to start or process actions, so you may need "
-                "to wait and take successive screenshots to see the results of your actions.\n"
-                f"* The screen's resolution is {w}x{h}.\n"
-                "* Whenever you intend to move the cursor to click on an element like an icon, "
-                "you should consult a screenshot to determine the coordinates of the element "
-                "before moving the cursor.\n"
-                "* Make sure to click any buttons, links, icons, etc with the cursor tip in the "
-                "center of the element. Don't click boxes on their edges unless asked."
-            )
         function = {
             "type": "function",
             "function": {
-                "name_for_human": tool,
-                "name": tool,
-                "description": description,
-                "parameters": _param_schemas(tool, actions),
+                "name_for_human": self.tool,
+                "name": self.tool,
+                "description": _DESCRIPTIONS[self.form_factor].format(w=w, h=h),
+                "parameters": _param_schemas(self.table.listed(set(action_kinds))),
                 "args_format": "Format the arguments as a JSON object.",
             },
         }
@@ -247,69 +284,12 @@ class Qwen25VLDialect(Dialect):
 
     # Render ---------------------------------------------------------------------------------
     def render_action(self, action: Action, screen: Screen, thought: str = "") -> str:
-        tool, args = self._arguments(action, screen)
-        call = json.dumps({"name": tool, "arguments": args}, ensure_ascii=False)
+        entry, args = self.table.encode(action, self.space, screen)
+        arguments = {"action": entry.name,
+                     **{k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}}
+        call = json.dumps({"name": self.tool, "arguments": arguments}, ensure_ascii=False)
         text = f"<tool_call>\n{call}\n</tool_call>"
         return f"{thought.strip()}\n{text}" if thought.strip() else text
-
-    def _arguments(self, action: Action, screen: Screen) -> tuple[str, dict[str, Any]]:
-        def point(x: int, y: int) -> list:
-            return list(RESIZED_PIXELS.render(x, y, screen))
-
-        kind = action.kind
-        tool = self.default_tool
-        if kind in ("tap", "long_press", "swipe", "home", "back", "enter", "open_app"):
-            tool = MOBILE
-        elif kind in ("click", "double_click", "right_click", "move", "drag", "scroll", "hotkey"):
-            tool = COMPUTER
-        elif kind not in self.kinds:
-            raise ValueError(f"the {self.name} format cannot express a {kind} action")
-        mobile = tool == MOBILE
-        a: dict[str, Any]
-        if kind == "tap":
-            a = {"action": "click", "coordinate": point(action.x, action.y)}
-        elif kind == "long_press":
-            a = {"action": "long_press", "coordinate": point(action.x, action.y),
-                 "time": action.duration_ms / 1000}
-        elif kind == "swipe":
-            check_expressible(self.name, action, ("duration_ms",))
-            a = {"action": "swipe", "coordinate": point(action.x, action.y),
-                 "coordinate2": point(action.x2, action.y2)}
-        elif kind in ("home", "back", "enter"):
-            a = {"action": "system_button", "button": kind.capitalize()}
-        elif kind == "open_app":
-            a = {"action": "open", "text": action.app}
-        elif kind == "type":
-            a = {"action": "type", "text": action.text}
-        elif kind == "key":
-            a = {"action": "key", "text": action.key} if mobile else {
-                "action": "key", "keys": [action.key]}
-        elif kind == "hotkey":
-            a = {"action": "key", "keys": list(action.keys)}
-        elif kind in ("click", "double_click", "right_click", "move"):
-            name = {"click": "left_click", "move": "mouse_move"}.get(kind, kind)
-            a = {"action": name, "coordinate": point(action.x, action.y)}
-        elif kind == "drag":
-            a = {"action": "left_click_drag", "start_coordinate": point(action.x, action.y),
-                 "coordinate": point(action.x2, action.y2)}
-        elif kind == "scroll":
-            if action.direction not in ("up", "down") or action.amount is None:
-                raise ValueError(
-                    f"the {self.name} format scrolls up or down by a number of pixels; it "
-                    f"cannot express direction={action.direction!r}, amount={action.amount!r}"
-                )
-            pixels = RESIZED_PIXELS.render_length(action.amount, "y", screen)
-            a = {"action": "scroll", "pixels": pixels if action.direction == "up" else -pixels}
-            if action.x is not None:
-                a["coordinate"] = point(action.x, action.y)
-        elif kind == "wait":
-            a = {"action": "wait", "time": action.seconds}
-        elif kind == "answer":
-            a = {"action": "answer", "text": action.text}
-        else:  # terminate
-            check_expressible(self.name, action, ("message",))
-            a = {"action": "terminate", "status": action.status}
-        return tool, a
 
     # Parse ----------------------------------------------------------------------------------
     def parse(self, text: str, screen: Screen) -> Action:
@@ -333,7 +313,7 @@ class Qwen25VLDialect(Dialect):
         if not isinstance(call, dict):
             raise fail("the tool call is not a JSON object", EXPECTED)
         tool = call.get("name")
-        if not isinstance(tool, str) or tool not in TOOLS:
+        if not isinstance(tool, str) or tool not in self.tables:
             raise fail(f"unknown function {short(tool)}; use mobile_use or computer_use", EXPECTED)
         args = call.get("arguments")
         if isinstance(args, str):  # some servers return the arguments JSON-encoded
@@ -349,120 +329,20 @@ class Qwen25VLDialect(Dialect):
         return self._build(tool, args, screen)
 
     def _build(self, tool: str, args: dict[str, Any], screen: Screen) -> Action:
-        names = [a.action for a in TOOLS[tool]]
+        table = self.tables[tool]
         name = args.get("action")
-        spec = next((a for a in TOOLS[tool] if a.action == name), None)
-        if spec is None:
-            what = f"unknown {tool} action {short(name)}" if name else "\"action\" is missing"
-            raise fail(f"{what}; the actions are {', '.join(names)}", EXPECTED)
-        expected = f"{EXPECTED}; {tool} action={name} takes " + (
-            ", ".join(spec.params + tuple(f"{p} (optional)" for p in spec.optional)) or "nothing"
-        )
         given = {k: v for k, v in args.items() if k != "action" and v is not None}
-        for p in spec.params:
-            if p not in given:
-                raise fail(f"action={name} needs the argument {p!r}", expected)
-        for p in given:
-            if p not in spec.params + spec.optional:
-                raise fail(f"action={name} does not take {p!r}", expected)
 
-        def point(key: str) -> tuple[int, int]:
-            return to_point(given[key], RESIZED_PIXELS, screen, key, expected)
+        def unknown(word):
+            what = f"unknown {tool} action {short(word)}" if word else "\"action\" is missing"
+            return fail(f"{what}; the actions are {', '.join(table.names)}", EXPECTED)
 
-        def number(key: str) -> float:
-            value = given[key]
-            if isinstance(value, str):
-                try:
-                    value = float(value)
-                except ValueError:
-                    pass
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and abs(value) < 1e9
-            ):
-                raise fail(f"{key} must be a number, got {short(value)}", expected)
-            return value
-
-        key = f"computer:{name}" if tool == COMPUTER else name
-        data = _BUILDERS[key if key in _BUILDERS else name](given, point, number, screen, expected)
+        if not isinstance(name, str):
+            raise unknown(name)
+        entry = table.lookup(name, given, EXPECTED, unknown)
+        required = [a.name for a in entry.args if a.required]
+        optional = [f"{a.name} (optional)" for a in entry.args if not a.required]
+        expected = f"{EXPECTED}; {tool} action={name} takes " + (
+            ", ".join([*entry.consts, *required, *optional]) or "nothing")
+        data = table.decode(entry, given, self.space, screen, expected, WORDING)
         return make_action(data, screen, expected)
-
-
-Builder = Callable[..., dict[str, Any]]
-
-
-def _button(given, point, number, screen, expected) -> dict[str, Any]:
-    button = str(given["button"]).strip().lower()
-    if button == "menu":
-        return {"kind": "key", "key": "menu"}
-    if button not in _BUTTONS:
-        raise fail(f"unknown button {short(given['button'])}; use Back, Home, Menu or Enter",
-                   expected)
-    return {"kind": _BUTTONS[button]}
-
-
-def _keys(given, point, number, screen, expected) -> dict[str, Any]:
-    keys = key_names(given["keys"])
-    if keys is None:
-        raise fail(f"keys must be a list of key names, got {short(given['keys'])}", expected)
-    return {"kind": "key", "key": keys[0]} if len(keys) == 1 else {"kind": "hotkey", "keys": keys}
-
-
-def _scroll(given, point, number, screen, expected) -> dict[str, Any]:
-    pixels = number("pixels")
-    if pixels == 0:
-        raise fail("pixels must not be 0: positive scrolls up, negative down", expected)
-    try:
-        amount = RESIZED_PIXELS.length_to_pixels(abs(pixels), "y", screen)
-    except CoordinateError as exc:
-        raise fail(f"pixels: {exc}", expected) from None
-    data: dict[str, Any] = {"kind": "scroll", "direction": "up" if pixels > 0 else "down",
-                            "amount": amount}
-    if "coordinate" in given:
-        data["x"], data["y"] = point("coordinate")
-    return data
-
-
-def _pointed(kind: str) -> Builder:
-    def build(given, point, number, screen, expected) -> dict[str, Any]:
-        x, y = point("coordinate")
-        return {"kind": kind, "x": x, "y": y}
-    return build
-
-
-def _segment(kind: str, first: str, second: str) -> Builder:
-    def build(given, point, number, screen, expected) -> dict[str, Any]:
-        (x, y), (x2, y2) = point(first), point(second)
-        return {"kind": kind, "x": x, "y": y, "x2": x2, "y2": y2}
-    return build
-
-
-def _text(kind: str, field: str, key: str = "text") -> Builder:
-    return lambda given, point, number, screen, expected: {"kind": kind, field: given[key]}
-
-
-_COMPUTER_BUILDERS: dict[str, Builder] = {
-    "computer:key": _keys,
-    "computer:mouse_move": _pointed("move"),
-    "computer:left_click": _pointed("click"),
-    "computer:right_click": _pointed("right_click"),
-    "computer:double_click": _pointed("double_click"),
-    "computer:left_click_drag": _segment("drag", "start_coordinate", "coordinate"),
-    "computer:scroll": _scroll,
-}
-_BUILDERS: dict[str, Builder] = {
-    "key": _text("key", "key"),
-    "click": _pointed("tap"),
-    "long_press": lambda given, point, number, screen, expected: {
-        **_pointed("long_press")(given, point, number, screen, expected),
-        **({"duration_ms": round(number("time") * 1000)} if "time" in given else {})},
-    "swipe": _segment("swipe", "coordinate", "coordinate2"),
-    "type": _text("type", "text"),
-    "system_button": _button,
-    "open": _text("open_app", "app"),
-    "wait": lambda given, point, number, screen, expected: (
-        {"kind": "wait", "seconds": number("time")} if "time" in given else {"kind": "wait"}),
-    "answer": _text("answer", "text"),
-    "terminate": lambda given, point, number, screen, expected: {
-        "kind": "terminate", "status": str(given["status"]).strip().lower()},
-    **_COMPUTER_BUILDERS,
-}

@@ -11,100 +11,81 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, Part, PastStep, Prompt, TextPart
 from actions.dialects.support import (
-    check_expressible,
     extract_balanced,
     fail,
-    is_phone,
-    key_names,
     load_literal,
     make_action,
     merge_messages,
     number_text,
     short,
     strip_fences,
-    to_point,
 )
+from actions.dialects.table import Arg, Entry, Table, Wording
 from core.actions import Action
 from core.coords import RELATIVE_1000
 from core.geometry import Screen
-from core.kinds import ALL_KINDS
-
-ParamType = Literal["point", "text", "number", "keys", "direction", "status"]
 
 POINT_HELP = "(x, y) with x and y from 0 to 1000 relative to the screen; (0, 0) is the top-left"
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    type: ParamType
-    description: str
-    field: str  # the Action field, or for points the x field ("x" or "x2")
-    required: bool = True
-
-
-@dataclass(frozen=True)
-class Function:
-    name: str
-    kind: str
-    description: str
-    params: tuple[Param, ...] = ()
-    fixed: tuple[str, ...] = ()  # Action fields this format cannot carry (they keep defaults)
+#: How the system prompt names the device of each form factor.
+DEVICE = {"phone": "phone", "computer": "computer", "browser": "web browser"}
 
 
 def _point(name: str = "point", field: str = "x", what: str = "The point", required: bool = True):
-    return Param(name, "point", f"{what}: {POINT_HELP}.", field, required)
+    return Arg(name, "point", field, required, f"{what}: {POINT_HELP}.")
 
 
-FUNCTIONS: tuple[Function, ...] = (
-    Function("Tap", "tap", "Tap a point on the screen.", (_point(),)),
-    Function("LongPress", "long_press", "Press and hold a point on the screen.", (_point(),),
-             fixed=("duration_ms",)),
-    Function("Swipe", "swipe", "Swipe from one point to another.",
-             (_point("start", "x", "Where the finger lands"),
-              _point("end", "x2", "Where the finger lifts")), fixed=("duration_ms",)),
-    Function("Click", "click", "Click a point with the left mouse button.", (_point(),)),
-    Function("DoubleClick", "double_click", "Double-click a point.", (_point(),)),
-    Function("RightClick", "right_click", "Click a point with the right mouse button.",
-             (_point(),)),
-    Function("Move", "move", "Move the mouse pointer to a point.", (_point(),)),
-    Function("Drag", "drag", "Drag with the left mouse button from one point to another.",
-             (_point("start", "x", "Where the drag starts"),
-              _point("end", "x2", "Where the drag ends"))),
-    Function("Scroll", "scroll", "Scroll the content; 'down' reveals what is below.",
-             (Param("direction", "direction", "One of up, down, left, right.", "direction"),
-              _point(what="Where to scroll (optional; the screen's centre by default)",
-                     required=False)), fixed=("amount",)),
-    Function("Type", "type", "Type text into the focused input field.",
-             (Param("text", "text", "The text to type.", "text"),)),
-    Function("Key", "key", "Press one key, such as enter, backspace or volume_up.",
-             (Param("key", "text", "The key's name.", "key"),)),
-    Function("Hotkey", "hotkey", "Press keys together, such as [\"ctrl\", \"c\"].",
-             (Param("keys", "keys", "The keys, in the order they go down.", "keys"),)),
-    Function("Home", "home", "Go to the home screen."),
-    Function("Back", "back", "Go back to the previous screen."),
-    Function("Enter", "enter", "Press the enter key."),
-    Function("OpenApp", "open_app", "Open an app by its name.",
-             (Param("app", "text", "The app's name or package.", "app"),)),
-    Function("Navigate", "navigate", "Open a URL in the browser.",
-             (Param("url", "text", "The URL to open.", "url"),)),
-    Function("Wait", "wait", "Wait for the screen to change.",
-             (Param("seconds", "number", "How long to wait, in seconds (default 1).", "seconds",
-                    required=False),)),
-    Function("Answer", "answer", "Give the answer the task asks for, and finish.",
-             (Param("text", "text", "The answer.", "text"),)),
-    Function("Terminate", "terminate", "Finish the task, saying whether it succeeded.",
-             (Param("status", "status", "success or failure.", "status"),
-              Param("message", "text", "A short note on the outcome (optional).", "message",
-                    required=False))),
+def _arg(name: str, type_, description: str, field: str = "", required: bool = True) -> Arg:
+    return Arg(name, type_, field or name, required, description)
+
+
+#: One function per action kind; every form factor uses the same table.
+FUNCTIONS: tuple[Entry, ...] = (
+    Entry("tap", "Tap", (_point(),), "Tap a point on the screen."),
+    Entry("long_press", "LongPress", (_point(),), "Press and hold a point on the screen.",
+          fixed=("duration_ms",)),
+    Entry("swipe", "Swipe", (_point("start", "x", "Where the finger lands"),
+                             _point("end", "x2", "Where the finger lifts")),
+          "Swipe from one point to another.", fixed=("duration_ms",)),
+    Entry("click", "Click", (_point(),), "Click a point with the left mouse button."),
+    Entry("double_click", "DoubleClick", (_point(),), "Double-click a point."),
+    Entry("right_click", "RightClick", (_point(),), "Click a point with the right mouse button."),
+    Entry("move", "Move", (_point(),), "Move the mouse pointer to a point."),
+    Entry("drag", "Drag", (_point("start", "x", "Where the drag starts"),
+                           _point("end", "x2", "Where the drag ends")),
+          "Drag with the left mouse button from one point to another."),
+    Entry("scroll", "Scroll", (_arg("direction", "direction", "One of up, down, left, right."),
+                               _point(what="Where to scroll (optional; the screen's centre by "
+                                      "default)", required=False)),
+          "Scroll the content; 'down' reveals what is below.", fixed=("amount",)),
+    Entry("type", "Type", (_arg("text", "text", "The text to type."),),
+          "Type text into the focused input field."),
+    Entry("key", "Key", (_arg("key", "text", "The key's name."),),
+          "Press one key, such as enter, backspace or volume_up."),
+    Entry("hotkey", "Hotkey", (_arg("keys", "keys", "The keys, in the order they go down."),),
+          "Press keys together, such as [\"ctrl\", \"c\"]."),
+    Entry("home", "Home", (), "Go to the home screen."),
+    Entry("back", "Back", (), "Go back to the previous screen."),
+    Entry("enter", "Enter", (), "Press the enter key."),
+    Entry("open_app", "OpenApp", (_arg("app", "text", "The app's name or package."),),
+          "Open an app by its name."),
+    Entry("navigate", "Navigate", (_arg("url", "text", "The URL to open."),),
+          "Open a URL in the browser."),
+    Entry("wait", "Wait", (_arg("seconds", "number", "How long to wait, in seconds (default 1).",
+                                required=False),), "Wait for the screen to change."),
+    Entry("answer", "Answer", (_arg("text", "text", "The answer."),),
+          "Give the answer the task asks for, and finish."),
+    Entry("terminate", "Terminate", (_arg("status", "status", "success or failure."),
+                                     _arg("message", "text", "A short note on the outcome "
+                                          "(optional).", required=False)),
+          "Finish the task, saying whether it succeeded."),
 )
-_BY_KIND = {f.kind: f for f in FUNCTIONS}
-_BY_NAME = {re.sub(r"[^a-z]", "", f.name.lower()): f for f in FUNCTIONS}
+TABLE = Table("qwen2vl", FUNCTIONS)
+_BY_NAME = {re.sub(r"[^a-z]", "", name.lower()): name for name in TABLE.names}
+WORDING = Wording()
 
 _KEYWORD = re.compile(r"[*✿]+\s*(FUNCTION|ARGS|RESULT|RETURN)\s*[*✿]+\s*:?", re.IGNORECASE)
 EXPECTED = (
@@ -115,19 +96,17 @@ EXPECTED = (
 
 class Qwen2VLDialect(Dialect):
     name = "qwen2vl"
-    kinds = ALL_KINDS
+    kinds = TABLE.kinds
     stop = ("*RESULT*", "✿RESULT✿")
-
-    def __init__(self, kinds: Iterable[str] | None = None) -> None:
-        pass  # every kind has a function here; ``kinds`` is accepted for a uniform registry
+    action_marker = re.compile(r"[*✿]+\s*FUNCTION\s*[*✿]+", re.IGNORECASE)
+    space = RELATIVE_1000
 
     # Prompt ---------------------------------------------------------------------------------
     def system_prompt(self, action_kinds: Iterable[str], screen: Screen) -> str:
-        kinds = set(action_kinds)
-        functions = [f for f in FUNCTIONS if f.kind in kinds]
-        device = "phone" if is_phone(kinds) else "computer"
+        functions = TABLE.listed(set(action_kinds))
         lines = [
-            f"You are a helpful assistant operating a {device} to complete the user's task.",
+            f"You are a helpful assistant operating a {DEVICE[self.form_factor]} to complete "
+            "the user's task.",
             "",
             "# Actions",
             "",
@@ -139,7 +118,7 @@ class Qwen2VLDialect(Dialect):
                 f'"name": {json.dumps(p.name)}, "description": {json.dumps(p.description)}, '
                 f'"required": {p.required}'
                 "}"
-                for p in f.params
+                for p in f.args
             )
             lines += ["", f"### {f.name}", "", f"{f.name}: {f.description} Parameters: [{params}]"]
         names = ",".join(f.name for f in functions)
@@ -188,23 +167,17 @@ class Qwen2VLDialect(Dialect):
 
     # Render ---------------------------------------------------------------------------------
     def render_action(self, action: Action, screen: Screen, thought: str = "") -> str:
-        f = _BY_KIND[action.kind]
-        check_expressible(self.name, action, f.fixed)
-        args: list[str] = []
-        for p in f.params:
-            value = getattr(action, p.field)
-            if value is None or (not p.required and p.type == "text" and value == ""):
-                continue
-            if p.type == "point":
-                y = getattr(action, "y" if p.field == "x" else "y2")
-                x_txt, y_txt = (number_text(v) for v in RELATIVE_1000.render(value, y, screen))
-                text = f"({x_txt},{y_txt})"
-            elif p.type == "number":
+        entry, args = TABLE.encode(action, self.space, screen)
+        written = []
+        for key, value in args.items():
+            if isinstance(value, tuple):  # a point
+                text = f"({value[0]},{value[1]})"
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 text = number_text(value)
             else:
                 text = json.dumps(value, ensure_ascii=False)
-            args.append(f"{json.dumps(p.name)}: {text}")
-        call = f"*FUNCTION*: {f.name} *ARGS*: {{{', '.join(args)}}}"
+            written.append(f"{json.dumps(key)}: {text}")
+        call = f"*FUNCTION*: {entry.name} *ARGS*: {{{', '.join(written)}}}"
         return f"{thought.strip()}\n{call}" if thought.strip() else call
 
     # Parse ----------------------------------------------------------------------------------
@@ -223,11 +196,6 @@ class Qwen2VLDialect(Dialect):
         name_end = following.start() if following is not None else len(text)
         raw_name = text[fn_mark.end() : name_end].strip().splitlines()
         name = raw_name[0].strip(" \t`'\"") if raw_name else ""
-        spec = _BY_NAME.get(re.sub(r"[^a-z]", "", name.lower()))
-        if spec is None:
-            known = ", ".join(f.name for f in FUNCTIONS)
-            what = f"unknown action {short(name)}" if name else "the action name is missing"
-            raise fail(f"{what}; the actions are {known}", EXPECTED)
         args, end = _read_args(text, args_mark) if args_mark else ({}, name_end)
         # Generation stops at *RESULT*: what follows it is not part of this reply. Before it,
         # another FUNCTION or ARGS means a second action. (Keywords inside ARGS strings are
@@ -236,37 +204,18 @@ class Qwen2VLDialect(Dialect):
             if mark[1].upper() in ("RESULT", "RETURN"):
                 break
             raise fail("the reply holds more than one action; write exactly one", EXPECTED)
-        return self._build(spec, args, screen)
-
-    def _build(self, spec: Function, args: dict[str, Any], screen: Screen) -> Action:
-        expected = f"{EXPECTED}; {spec.name} takes " + (
-            ", ".join(p.name for p in spec.params) or "no arguments"
+        entry = TABLE.lookup(_BY_NAME.get(re.sub(r"[^a-z]", "", name.lower()), name), args,
+                             EXPECTED, _unknown)
+        expected = f"{EXPECTED}; {entry.name} takes " + (
+            ", ".join(p.name for p in entry.args) or "no arguments"
         )
-        known = {p.name for p in spec.params}
-        extra = sorted(set(args) - known)
-        if extra:
-            raise fail(f"{spec.name} has no argument {short(extra[0])}", expected)
-        data: dict[str, Any] = {"kind": spec.kind}
-        for p in spec.params:
-            if p.name not in args or args[p.name] is None:
-                if p.required:
-                    raise fail(f"{spec.name} needs the argument {p.name!r}", expected)
-                continue
-            value = args[p.name]
-            if p.type == "point":
-                x, y = to_point(value, RELATIVE_1000, screen, p.name, expected)
-                data[p.field] = x
-                data["y" if p.field == "x" else "y2"] = y
-            elif p.type in ("direction", "status") and isinstance(value, str):
-                data[p.field] = value.strip().lower()
-            elif p.type == "keys":
-                keys = key_names(value)
-                if keys is None:
-                    raise fail(f"keys must be a list of key names, got {short(value)}", expected)
-                data[p.field] = keys
-            else:
-                data[p.field] = value
+        data = TABLE.decode(entry, args, self.space, screen, expected, WORDING)
         return make_action(data, screen, expected)
+
+
+def _unknown(name: str):
+    what = f"unknown action {short(name)}" if name else "the action name is missing"
+    return fail(f"{what}; the actions are {', '.join(TABLE.names)}", EXPECTED)
 
 
 def _read_args(text: str, mark: re.Match) -> tuple[dict[str, Any], int]:

@@ -7,7 +7,7 @@ import json
 import math
 import re
 import warnings
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -15,13 +15,6 @@ from actions.dialects.base import Message, ParseError
 from core.actions import Action, parse_action
 from core.coords import CoordinateError, CoordSpace, Number
 from core.geometry import Screen
-
-PHONE_ONLY_KINDS = frozenset({"tap", "long_press", "swipe", "home", "back", "enter", "open_app"})
-
-
-def is_phone(kinds: Iterable[str] | None) -> bool:
-    """Whether a set of action kinds belongs to a phone (it has a touch-only kind)."""
-    return bool(kinds) and not PHONE_ONLY_KINDS.isdisjoint(kinds)  # type: ignore[arg-type]
 
 
 def fail(problem: str, expected: str) -> ParseError:
@@ -211,14 +204,3 @@ def short(value: Any, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters, for error messages."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def check_expressible(dialect: str, action: Action, fields: tuple[str, ...]) -> None:
-    """Refuse to render a field the format cannot carry, rather than drop it silently."""
-    for name in fields:
-        default = type(action).model_fields[name].default
-        if getattr(action, name) != default:
-            raise ValueError(
-                f"the {dialect} format cannot express {action.kind}.{name}="
-                f"{getattr(action, name)!r}; only the default {default!r}"
-            )

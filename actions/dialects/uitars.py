@@ -1,9 +1,14 @@
-"""UI-TARS: ``Thought: ...`` then ``Action: click(start_box='(x,y)')`` in [0, 1000] units.
+"""UI-TARS: ``Thought: ...`` then ``Action: click(start_box='(x,y)')`` in [0, 1000) units.
 
 Points may be written ``'(x,y)'``, as a box ``'<|box_start|>(x1,y1),(x2,y2)<|box_end|>'`` (its
 centre is used) or as ``point='<point>x y</point>'`` (UI-TARS-1.5). The prompts are UI-TARS's
 computer and mobile templates; which one, and whether ``click`` means a tap or a mouse click, comes
-from the env's action kinds (``get_dialect("uitars", kinds)``; without kinds it is a computer).
+from the env's form factor (``get_dialect("uitars", "phone")``). The browser gets the computer
+template with two extensions, ``navigate(url='')`` and ``press_back()``; the phone gets
+``hotkey(key='')`` for one key and ``press_enter()`` (docs/actions.md).
+
+``uitars15`` is the same table with UI-TARS-1.5's coordinates: pixels of the smart-resized
+screenshot instead of [0, 1000).
 
 History follows UI-TARS: the instruction prompt as the first user turn, then for each step its
 screenshot (user) and the model's reply (assistant), then the current screenshot. Steps whose
@@ -15,28 +20,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
-from actions.dialects.support import (
-    check_expressible,
-    fail,
-    is_phone,
-    make_action,
-    merge_messages,
-    number_text,
-    short,
-    strip_fences,
-    to_point,
-)
+from actions.dialects.support import fail, make_action, merge_messages, short, strip_fences
+from actions.dialects.table import Arg, Entry, Rule, Table, Wording
 from core.actions import Action
-from core.coords import RELATIVE_1000
+from core.coords import RELATIVE_1000, RESIZED_PIXELS, CoordSpace
 from core.geometry import Screen
 
-EXPECTED = (
-    "`Thought: <your reasoning>` then one line `Action: <call>`, for example "
-    "`Action: click(start_box='(235,512)')` with x and y from 0 to 1000"
-)
 #: finished() carries no failure status; call_user() (the agent asks a person for help) ends the
 #: episode as a failure with this message.
 CALL_USER_MESSAGE = "the agent asked the user for help (call_user)"
@@ -65,50 +57,90 @@ sentence in `Thought` part.
 """
 _BOX = "'<|box_start|>(x1,y1)<|box_end|>'"
 _BOX2 = "'<|box_start|>(x3,y3)<|box_end|>'"
-_FINISHED = ("finished(content='xxx') # Use escape characters \\', \\\", and \\n in content part "
-             "to ensure we can parse the content in normal python string format.")
-# (kind, line) in the order of UI-TARS's templates.
-COMPUTER_SPACE = (
-    ("click", f"click(start_box={_BOX})"),
-    ("double_click", f"left_double(start_box={_BOX})"),
-    ("right_click", f"right_single(start_box={_BOX})"),
-    ("move", f"hover(start_box={_BOX})"),
-    ("drag", f"drag(start_box={_BOX}, end_box={_BOX2})"),
-    ("hotkey", "hotkey(key='') # Split keys with a space and use lowercase."),
-    ("type", "type(content='') #If you want to submit your input, use \"\\n\" at the end of "
-             "`content`."),
-    ("scroll", f"scroll(start_box={_BOX}, direction='down or up or right or left')"),
-    ("wait", "wait() #Sleep for 5s and take a screenshot to check for any changes."),
-    ("answer", _FINISHED),
-)
-MOBILE_SPACE = (
-    ("tap", f"click(start_box={_BOX})"),
-    ("long_press", f"long_press(start_box={_BOX})"),
-    ("type", "type(content='') #If you want to submit your input, use \"\\n\" at the end of "
-             "`content`."),
-    ("scroll", f"scroll(start_box={_BOX}, direction='down or up or right or left')"),
-    ("open_app", "open_app(app_name='')"),
-    ("swipe", f"drag(start_box={_BOX}, end_box={_BOX2})"),
-    ("home", "press_home()"),
-    ("back", "press_back()"),
-    ("wait", "wait() #Sleep for 5s and take a screenshot to check for any changes."),
-    ("answer", _FINISHED),
-)
-_ALSO_LISTED = {"key": "hotkey", "terminate": "answer"}  # kinds shown through another's line
+_START = Arg("start_box", "point", "x")
+_END = Arg("end_box", "point", "x2")
+_KEY = Arg("key", "spaced_keys", "keys")
+_CONTENT = Arg("content", "text", "text")
 
-_FUNCTIONS = {
-    "click", "left_single", "left_double", "right_single", "hover", "long_press", "drag",
-    "select", "hotkey", "press", "type", "scroll", "open_app", "press_home", "press_back", "wait",
-    "finished", "call_user",
+
+def _blank_content(args) -> bool:
+    return not args.get("content")
+
+
+def _one_key(args) -> bool:
+    return len(str(args.get("key", "")).split()) == 1
+
+
+_TYPE = Entry("type", "type", (_CONTENT,), "type(content='') #If you want to submit your input, "
+              "use \"\\n\" at the end of `content`.")
+_SCROLL = Entry("scroll", "scroll", (Arg("start_box", "point", "x", required=False),
+                                     Arg("direction", "direction", "direction")),
+                f"scroll(start_box={_BOX}, direction='down or up or right or left')")
+_WAIT = Entry("wait", "wait", (), "wait() #Sleep for 5s and take a screenshot to check for any "
+              "changes.", implies={"seconds": WAIT_SECONDS}, note="wait() always waits 5 s")
+_END_OF_TASK = (
+    Entry("answer", "finished", (_CONTENT,), "finished(content='xxx') # Use escape characters "
+          "\\', \\\", and \\n in content part to ensure we can parse the content in normal "
+          "python string format.",
+          when=Rule(lambda args: not _blank_content(args),
+                    "finished(content='') is the end of the task, not an empty answer")),
+    Entry("terminate", "finished", (Arg("content", "text", "message", required=False),),
+          implies={"status": "success"},
+          when=Rule(_blank_content, "finished() ends a task with no message")),
+    Entry("terminate", "call_user", (), implies={"status": "failure",
+                                                  "message": CALL_USER_MESSAGE},
+          note="a failed task ends with call_user() and no message of its own"),
+)
+_HOTKEY = "hotkey(key='') # Split keys with a space and use lowercase."
+# Entries in the order of UI-TARS's templates; entries without a line are shown through the line
+# of their word (key through hotkey, terminate through finished).
+COMPUTER = (
+    Entry("click", "click", (_START,), f"click(start_box={_BOX})"),
+    Entry("double_click", "left_double", (_START,), f"left_double(start_box={_BOX})"),
+    Entry("right_click", "right_single", (_START,), f"right_single(start_box={_BOX})"),
+    Entry("move", "hover", (_START,), f"hover(start_box={_BOX})"),
+    Entry("drag", "drag", (_START, _END), f"drag(start_box={_BOX}, end_box={_BOX2})"),
+    Entry("key", "hotkey", (_KEY,), when=Rule(_one_key, "one key")),
+    Entry("hotkey", "hotkey", (_KEY,), _HOTKEY),
+    _TYPE, _SCROLL,
+)
+BROWSER_EXTENSIONS = (
+    Entry("navigate", "navigate", (Arg("url", "text", "url"),),
+          "navigate(url='') # Open the URL in the browser."),
+    Entry("back", "press_back", (), "press_back() # Go back to the previous page."),
+)
+MOBILE = (
+    Entry("tap", "click", (_START,), f"click(start_box={_BOX})"),
+    Entry("long_press", "long_press", (_START,), f"long_press(start_box={_BOX})",
+          fixed=("duration_ms",)),
+    _TYPE, _SCROLL,
+    Entry("open_app", "open_app", (Arg("app_name", "text", "app"),), "open_app(app_name='')"),
+    Entry("swipe", "drag", (_START, _END), f"drag(start_box={_BOX}, end_box={_BOX2})",
+          fixed=("duration_ms",)),
+    Entry("home", "press_home", (), "press_home()"),
+    Entry("back", "press_back", (), "press_back()"),
+    # Extensions: the mobile template has no key or enter word.
+    Entry("key", "hotkey", (_KEY,), "hotkey(key='') # Press one key, such as volume_up.",
+          when=Rule(_one_key, "one key")),
+    Entry("enter", "press_enter", (), "press_enter()"),
+)
+TABLES = {
+    "phone": MOBILE + (_WAIT, *_END_OF_TASK),
+    "computer": COMPUTER + (_WAIT, *_END_OF_TASK),
+    "browser": COMPUTER + BROWSER_EXTENSIONS + (_WAIT, *_END_OF_TASK),
 }
+_ALIASES = {"left_single": "click", "select": "drag", "press": "hotkey"}  # words, as the peer
+_ARG_ALIASES = {"point": "start_box", "start_point": "start_box", "end_point": "end_box"}
+_FUNCTIONS = {e.name for entries in TABLES.values() for e in entries} | set(_ALIASES)
 _CALL_START = re.compile(r"\b(" + "|".join(sorted(_FUNCTIONS, key=len, reverse=True)) + r")\s*\(")
 _POINT_TAG = re.compile(r"<point>\s*([-+\d.eE]+)[\s,]+([-+\d.eE]+)\s*</point>")
 _BBOX_TAG = re.compile(r"<bbox>\s*([-+\d.eE]+)[\s,]+([-+\d.eE]+)[\s,]+([-+\d.eE]+)[\s,]+"
                        r"([-+\d.eE]+)\s*</bbox>")
 _ACTION_LINE = re.compile(r"^[ \t]*Action:", re.MULTILINE)
 _ACTION = re.compile("Action:")
-_ALIASES = {"point": "start_box", "start_point": "start_box", "end_point": "end_box"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
+WORDING = Wording(call="{name}()", missing="{call} needs {arg}",
+                  extra="{call} does not take {arg!r}; it takes {takes}")
 
 
 @dataclass(frozen=True)
@@ -121,20 +153,27 @@ class Call:
 class UITarsDialect(Dialect):
     name = "uitars"
     stop = ()
+    action_marker = re.compile(r"^\s*Action\s*:", re.IGNORECASE | re.MULTILINE)
+    #: How points are written: [0, 1000) relative units (UI-TARS v1).
+    space: CoordSpace = RELATIVE_1000
+    units = "with x and y from 0 to 1000"
 
-    def __init__(self, kinds: Iterable[str] | None = None) -> None:
-        self.mobile = is_phone(kinds)
-        space = MOBILE_SPACE if self.mobile else COMPUTER_SPACE
-        listed = {k for k, _ in space}
-        self.kinds = frozenset(listed | {k for k, via in _ALSO_LISTED.items() if via in listed})
+    def __init__(self, form_factor) -> None:
+        super().__init__(form_factor)
+        self.table = Table(self.name, TABLES[form_factor])
+        self.kinds = self.table.kinds
+        self.expected = (
+            "`Thought: <your reasoning>` then one line `Action: <call>`, for example "
+            f"`Action: click(start_box='(235,512)')` {self.units}"
+        )
 
     # Prompt ---------------------------------------------------------------------------------
     def system_prompt(self, action_kinds: Iterable[str], screen: Screen) -> str:
         """UI-TARS's instruction template; ``{instruction}`` is left for build_prompt."""
         kinds = set(action_kinds) | {"answer"}  # finished() is how UI-TARS ends any task
-        kinds |= {via for k, via in _ALSO_LISTED.items() if k in kinds}
-        space = MOBILE_SPACE if is_phone(kinds) else COMPUTER_SPACE
-        lines = [line for kind, line in space if kind in kinds]
+        words = {e.name for e in self.table.listed(kinds)}
+        lines = dict.fromkeys(e.description for e in self.table.entries
+                              if e.name in words and e.description)
         return _PROMPT_HEAD + "\n".join(lines) + _PROMPT_TAIL
 
     def render_step(self, step: PastStep, index: int) -> list[Message]:
@@ -163,66 +202,20 @@ class UITarsDialect(Dialect):
 
     # Render ---------------------------------------------------------------------------------
     def render_action(self, action: Action, screen: Screen, thought: str = "") -> str:
-        def box(x: int, y: int) -> str:
-            vx, vy = RELATIVE_1000.render(x, y, screen)
-            return f"'({number_text(vx)},{number_text(vy)})'"
-
-        kind = action.kind
-        if kind not in self.kinds:
-            raise ValueError(
-                f"the {self.name} format for a {'phone' if self.mobile else 'computer'} cannot "
-                f"express a {kind} action; it has {', '.join(sorted(self.kinds))}"
-            )
-        if kind in ("tap", "click", "double_click", "right_click", "move", "long_press"):
-            if kind == "long_press":
-                check_expressible(self.name, action, ("duration_ms",))
-            name = {"tap": "click", "double_click": "left_double", "right_click": "right_single",
-                    "move": "hover"}.get(kind, kind)
-            call = f"{name}(start_box={box(action.x, action.y)})"
-        elif kind in ("drag", "swipe"):
-            if kind == "swipe":
-                check_expressible(self.name, action, ("duration_ms",))
-            call = f"drag(start_box={box(action.x, action.y)}, end_box={box(action.x2, action.y2)})"
-        elif kind in ("key", "hotkey"):
-            keys = [action.key] if kind == "key" else list(action.keys)
-            if any(not k or re.search(r"\s", k) for k in keys):
-                raise ValueError(f"the {self.name} hotkey splits keys on spaces: {keys!r}")
-            call = f"hotkey(key={_quote(' '.join(keys))})"
-        elif kind == "type":
-            call = f"type(content={_quote(action.text)})"
-        elif kind == "scroll":
-            check_expressible(self.name, action, ("amount",))
-            where = f"start_box={box(action.x, action.y)}, " if action.x is not None else ""
-            call = f"scroll({where}direction='{action.direction}')"
-        elif kind == "open_app":
-            call = f"open_app(app_name={_quote(action.app)})"
-        elif kind in ("home", "back"):
-            call = f"press_{kind}()"
-        elif kind == "wait":
-            if action.seconds != WAIT_SECONDS:
-                raise ValueError(f"the {self.name} wait() always waits {WAIT_SECONDS:g} s")
-            call = "wait()"
-        elif kind == "answer":
-            if not action.text:
-                raise ValueError(f"the {self.name} format reads finished(content='') as the end "
-                                 "of the task, not an empty answer")
-            call = f"finished(content={_quote(action.text)})"
-        else:  # terminate
-            if action.status == "failure":
-                if action.message not in ("", CALL_USER_MESSAGE):
-                    raise ValueError(f"the {self.name} format ends a failed task with call_user() "
-                                     "and no message")
-                call = "call_user()"
-            else:
-                check_expressible(self.name, action, ("message",))
-                call = "finished()"
+        entry, args = self.table.encode(action, self.space, screen)
+        written = ", ".join(
+            f"{key}='({value[0]},{value[1]})'" if isinstance(value, tuple) else
+            f"{key}={_quote(str(value))}" for key, value in args.items()
+        )
+        call = f"{entry.name}({written})"
         return f"Thought: {thought.strip()}\nAction: {call}" if thought.strip() else \
             f"Action: {call}"
 
     # Parse ----------------------------------------------------------------------------------
     def parse(self, text: str, screen: Screen) -> Action:
+        expected = self.expected
         if not text.strip():
-            raise fail("the reply is empty", EXPECTED)
+            raise fail("the reply is empty", expected)
         text = strip_fences(text)
         # The first `Action:` that starts a line (else the first anywhere) opens the call.
         marker = _ACTION_LINE.search(text) or _ACTION.search(text)
@@ -230,87 +223,35 @@ class UITarsDialect(Dialect):
         found = _CALL_START.search(region)
         before = region[: found.start()] if found else region
         if marker and before.strip():
-            known = ", ".join(sorted(_FUNCTIONS))
             raise fail(f"unknown action {short(before.strip().split('(')[0][:40])}; the actions "
-                       f"are {known}", EXPECTED)
+                       f"are {', '.join(self.table.names)}", expected)
         if found is None:
-            raise fail("no `Action:` line with a call", EXPECTED)
-        call = _read_call(region, found)
+            raise fail("no `Action:` line with a call", expected)
+        call = _read_call(region, found, expected)
         rest = region[call.end:]
         if "Action:" in rest:
-            raise fail("the reply has more than one `Action:`; write exactly one", EXPECTED)
+            raise fail("the reply has more than one `Action:`; write exactly one", expected)
         if _CALL_START.search(rest):
-            raise fail("the reply holds more than one action; write exactly one", EXPECTED)
-        return self._build(call, screen)
+            raise fail("the reply holds more than one action; write exactly one", expected)
+        name = _ALIASES.get(call.name, call.name)
+        args = {k: _box_text(v) if k in ("start_box", "end_box") else v
+                for k, v in call.args.items()}
 
-    def _build(self, call: Call, screen: Screen) -> Action:
-        name, args = call.name, call.args
-        expected = EXPECTED
+        def unknown(word: str):
+            return fail(f"unknown action {short(word)}; the actions are "
+                        f"{', '.join(self.table.names)}", expected)
 
-        def point(key: str) -> tuple[int, int]:
-            if key not in args:
-                raise fail(f"{name}() needs {key}", expected)
-            return to_point(_box_text(args[key]), RELATIVE_1000, screen, key, expected)
-
-        def allow(*keys: str) -> None:
-            extra = sorted(set(args) - set(keys))
-            if extra:
-                raise fail(f"{name}() does not take {extra[0]!r}; it takes "
-                           f"{', '.join(keys) or 'nothing'}", expected)
-
-        data: dict[str, Any]
-        if name in ("click", "left_single", "left_double", "right_single", "hover",
-                    "long_press"):
-            allow("start_box")
-            kind = {"click": "tap" if self.mobile else "click",
-                    "left_single": "tap" if self.mobile else "click",
-                    "left_double": "double_click", "right_single": "right_click",
-                    "hover": "move", "long_press": "long_press"}[name]
-            x, y = point("start_box")
-            data = {"kind": kind, "x": x, "y": y}
-        elif name in ("drag", "select"):
-            allow("start_box", "end_box")
-            (x, y), (x2, y2) = point("start_box"), point("end_box")
-            data = {"kind": "swipe" if self.mobile else "drag", "x": x, "y": y, "x2": x2, "y2": y2}
-        elif name in ("hotkey", "press"):
-            allow("key")
-            keys = args.get("key", "").split()
-            if not keys:
-                raise fail(f"{name}() needs key, such as key='ctrl c'", expected)
-            data = {"kind": "key", "key": keys[0]} if len(keys) == 1 else \
-                {"kind": "hotkey", "keys": keys}
-        elif name == "type":
-            allow("content")
-            if "content" not in args:
-                raise fail("type() needs content", expected)
-            data = {"kind": "type", "text": args["content"]}
-        elif name == "scroll":
-            allow("start_box", "direction")
-            direction = args.get("direction", "").strip().lower()
-            if direction not in ("up", "down", "left", "right"):
-                raise fail(f"scroll() needs direction 'up', 'down', 'left' or 'right', got "
-                           f"{short(args.get('direction'))}", expected)
-            data = {"kind": "scroll", "direction": direction}
-            if "start_box" in args:
-                data["x"], data["y"] = point("start_box")
-        elif name == "open_app":
-            allow("app_name")
-            data = {"kind": "open_app", "app": args.get("app_name", "")}
-        elif name in ("press_home", "press_back"):
-            allow()
-            data = {"kind": name.removeprefix("press_")}
-        elif name == "wait":
-            allow()
-            data = {"kind": "wait", "seconds": WAIT_SECONDS}
-        elif name == "finished":
-            allow("content")
-            content = args.get("content", "")
-            data = {"kind": "answer", "text": content} if content else \
-                {"kind": "terminate", "status": "success"}
-        else:  # call_user
-            allow()
-            data = {"kind": "terminate", "status": "failure", "message": CALL_USER_MESSAGE}
+        entry = self.table.lookup(name, args, expected, unknown)
+        data = self.table.decode(entry, args, self.space, screen, expected, WORDING)
         return make_action(data, screen, expected)
+
+
+class UITars15Dialect(UITarsDialect):
+    """UI-TARS-1.5: the same words, with points in pixels of the smart-resized screenshot."""
+
+    name = "uitars15"
+    space = RESIZED_PIXELS
+    units = "in pixels of the screenshot"
 
 
 def _quote(text: str) -> str:
@@ -327,7 +268,7 @@ def _box_text(value: str) -> str:
     return value.replace("<|box_start|>", "").replace("<|box_end|>", "")
 
 
-def _read_call(text: str, start: re.Match) -> Call:
+def _read_call(text: str, start: re.Match, expected: str) -> Call:
     """Read ``name(key='value', ...)`` from ``start``; a missing final ``)`` is forgiven.
 
     Values are quoted strings (single or double, backslash escapes) or bare text up to the next
@@ -351,10 +292,10 @@ def _read_call(text: str, start: re.Match) -> Call:
         key_match = re.compile(r"([A-Za-z_]\w*)\s*=\s*").match(text, i)
         if key_match is None:
             raise fail(f"{name}() arguments must be written key='value', near "
-                       f"{short(text[i:i + 30])}", EXPECTED)
-        key = _ALIASES.get(key_match[1], key_match[1])
+                       f"{short(text[i:i + 30])}", expected)
+        key = _ARG_ALIASES.get(key_match[1], key_match[1])
         if key in args:
-            raise fail(f"{name}() has {key!r} twice", EXPECTED)
+            raise fail(f"{name}() has {key!r} twice", expected)
         i = key_match.end()
         if i < n and text[i] in "'\"":
             value, i = _read_quoted(text, i)
@@ -366,7 +307,7 @@ def _read_call(text: str, start: re.Match) -> Call:
             i += 1
         elif i < n and text[i] != ")":
             raise fail(f"expected , or ) after {key}= in {name}(), near "
-                       f"{short(text[i:i + 30])}", EXPECTED)
+                       f"{short(text[i:i + 30])}", expected)
 
 
 def _read_quoted(text: str, i: int) -> tuple[str, int]:
