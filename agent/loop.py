@@ -11,7 +11,6 @@ Ctrl-C, or when the env or the policy fails; the trajectory is finalized in ever
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,7 +230,7 @@ class Agent:
             prompt_tokens=tokens,
             prompt=_recorded_prompt(prompt),
             response=reply.text,
-            thought=extract_thought(reply.text),
+            thought=self.dialect.thought(reply.text),
             action=action.model_dump(mode="json") if action is not None else None,
             parse_error=parse_error,
             result=result,
@@ -297,18 +296,6 @@ class Agent:
     def _phase(self, step: int, name: str) -> None:
         if self.observer is not None:
             self.observer.phase(step, name)
-
-
-_ACTION_MARKERS = re.compile(
-    r"[*✿]+\s*FUNCTION\s*[*✿]+|<tool_call>|^\s*Action\s*:", re.IGNORECASE | re.MULTILINE
-)
-
-
-def extract_thought(text: str) -> str:
-    """The reasoning a reply gives before its action, in any of the dialects' formats."""
-    match = _ACTION_MARKERS.search(text)
-    thought = text[: match.start()] if match else ""
-    return re.sub(r"^\s*Thought\s*:\s*", "", thought.strip(), flags=re.IGNORECASE).strip()
 
 
 def _feedback(result: ActionResult | None) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from actions.dialects import ImagePart, get_dialect
 from agent.history import HistoryPolicy
-from agent.loop import Agent, AgentConfig, extract_thought
+from agent.loop import Agent, AgentConfig
 from agent.policies.scripted import ScriptedPolicy
 from agent.safety import PassThroughGate, SafetyGate, Verdict
 from core.actions import Tap
@@ -199,17 +199,6 @@ def test_recorded_steps_hold_prompt_timings_and_results(tmp_path):
     assert steps[2].prompt.continue_final_message  # qwen2vl continues the assistant turn
     assert all(s.timings.model_ms >= 0 and s.timings.observe_ms > 0 for s in steps)
     json.dumps([s.model_dump(mode="json") for s in steps])
-
-
-@pytest.mark.parametrize("text, thought", [
-    ('I will tap it.\n*FUNCTION*: Tap *ARGS*: {"point": (1, 2)}', "I will tap it."),
-    ("Thought: open the app\nAction: click(start_box='(1,2)')", "open the app"),
-    ('Search first.\n<tool_call>\n{"name": "mobile_use"}\n</tool_call>', "Search first."),
-    ('*FUNCTION*: Home *ARGS*: {}', ""),
-    ("no action at all", ""),
-])
-def test_extract_thought(text, thought):
-    assert extract_thought(text) == thought
 
 
 def test_an_unexpected_exception_still_finalizes_the_trajectory(tmp_path):
