@@ -33,7 +33,8 @@ def run(
                              "success check), e.g. phone/book-flight."),
     dialect: str = typer.Option(None, "--dialect", "-d",
                                 help="The model's prompt and output format: qwen2vl (default), "
-                                "qwen25vl or uitars. replay:DIR defaults to the trajectory's."),
+                                "qwen25vl, uitars or uitars15 (UI-TARS-1.5). replay:DIR defaults "
+                                "to the trajectory's."),
     max_steps: int = typer.Option(30, "--max-steps", min=1, help="Step budget."),
     max_time: float = typer.Option(None, "--max-time", min=0.0,
                                    help="Time budget for the episode, in seconds."),

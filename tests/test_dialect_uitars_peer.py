@@ -1,4 +1,4 @@
-"""Peer conformance: our UI-TARS parser agrees with the ``ui-tars`` package on a real corpus.
+"""Peer conformance: our UI-TARS parsers agree with the ``ui-tars`` package on a real corpus.
 
 ``parse_action_to_structure_output(text, factor, origin_resized_height, origin_resized_width,
 model_type)`` with factor=1000 and a model_type other than "qwen25vl" returns boxes as fractions
@@ -17,9 +17,12 @@ import json
 from pathlib import Path
 
 import pytest
-import ui_tars.action_parser  # the peer: a test-only dependency (the [test] extra)
+import ui_tars.action_parser
+from hypothesis import given, settings
+from hypothesis import strategies as st  # the peer: a test-only dependency (the [test] extra)
 
 from actions.dialects import ParseError, get_dialect
+from core.actions import Click
 from core.geometry import Screen
 
 CORPUS = [
@@ -129,3 +132,48 @@ def test_float_point_disagreement_is_real():
     action = get_dialect("uitars", "computer").parse(row["text"], Screen(*row["screen"]))
     # <point>10.5 20.5</point> on 1920x1080: 10.5 * 1.92 = 20.16 -> 20, 20.5 * 1.08 = 22.14 -> 22
     assert (action.kind, action.x, action.y) == ("click", 20, 22)
+
+
+# UI-TARS-1.5: points are pixels of the smart-resized screenshot (the peer's qwen25vl mode) ------
+PEER_MIN_PIXELS = 100 * 28 * 28  # the peer's defaults, given to our Screen so both resize alike
+PEER_MAX_PIXELS = 16384 * 28 * 28
+
+
+def _peer15(text: str, screen: Screen) -> list[dict]:
+    # In qwen25vl mode the peer divides each number by the smart-resized side of the screen.
+    return ui_tars.action_parser.parse_action_to_structure_output(
+        text, 1000, screen.height, screen.width, model_type="qwen25vl",
+        max_pixels=screen.max_pixels, min_pixels=screen.min_pixels,
+    )
+
+
+@pytest.mark.parametrize("text, size", [
+    ("Thought: open File\nAction: click(start_box='<|box_start|>(23,12)<|box_end|>')", (1920, 1080)),
+    ("Thought: save\nAction: click(start_box='(612,845)')", (1920, 1080)),
+    ("Action: left_double(start_box='(1800,40)')", (2560, 1440)),
+    ("Action: drag(start_box='(100,200)', end_box='(900,700)')", (1280, 800)),
+    ("Action: scroll(start_box='(640,400)', direction='down')", (1280, 800)),
+    ("Action: click(point='<point>1091 2407</point>')", (1080, 2400)),
+    ("Action: right_single(start_box='(10,10,30,50)')", (1366, 768)),
+])
+def test_uitars15_points_agree_with_the_peer_in_qwen25vl_mode(text, size):
+    screen = Screen(*size, min_pixels=PEER_MIN_PIXELS, max_pixels=PEER_MAX_PIXELS)
+    ours = get_dialect("uitars15", "computer").parse(text, screen)
+    (peer,) = _peer15(text.replace("<|box_start|>", "").replace("<|box_end|>", ""), screen)
+    inputs = peer["action_inputs"]
+    px, py = _centre(inputs["start_box"], screen.width, screen.height)
+    assert abs(ours.x - px) <= 1 and abs(ours.y - py) <= 1, (ours, px, py)
+    if "end_box" in inputs:
+        px, py = _centre(inputs["end_box"], screen.width, screen.height)
+        assert abs(ours.x2 - px) <= 1 and abs(ours.y2 - py) <= 1, (ours, px, py)
+
+
+@settings(max_examples=100, deadline=None)
+@given(width=st.integers(200, 3000), height=st.integers(200, 3000), data=st.data())
+def test_uitars15_renders_what_the_peer_reads_back(width, height, data):
+    screen = Screen(width, height, min_pixels=PEER_MIN_PIXELS, max_pixels=PEER_MAX_PIXELS)
+    x, y = data.draw(st.integers(0, width - 1)), data.draw(st.integers(0, height - 1))
+    text = get_dialect("uitars15", "computer").render_action(Click(x=x, y=y), screen)
+    (peer,) = _peer15(text, screen)
+    px, py = _centre(peer["action_inputs"]["start_box"], width, height)
+    assert abs(x - px) <= 1 and abs(y - py) <= 1, (text, x, y, px, py)

@@ -1,17 +1,18 @@
 """Qwen2.5-VL's agent format: ``<tool_call>{"name": "mobile_use", "arguments": {...}}</tool_call>``.
 
-The system prompt is Qwen-Agent's function-calling template with the ``mobile_use`` or
-``computer_use`` tool of the Qwen2.5-VL agent cookbooks, restricted to the actions the env
-supports. Coordinates are pixels of the smart-resized screenshot, whose size the tool description
+The system prompt is Qwen-Agent's function-calling template with the ``mobile_use`` tool (phone)
+or the ``computer_use`` tool (computer and browser) of the Qwen2.5-VL agent cookbooks, restricted
+to the actions the env supports. Coordinates are pixels of the smart-resized screenshot, whose size the tool description
 states ("The screen's resolution is 1092x2408." for a 1080x2400 phone at the default budget).
 
 History follows the cookbooks: one user turn with the query, the previous steps as text ("Task
 progress ... Step 1: ...") and the current screenshot. A past step that still has its screenshot
 (``PastStep.image``) shows it before its line.
 
-Two extensions beyond the cookbook schemas, both documented in docs/actions.md: ``answer`` (as in
-Qwen3-VL's tools) and ``start_coordinate`` on ``left_click_drag`` (as in Anthropic's computer-use
-tool), since a typed Drag needs its start point.
+Extensions beyond the cookbook schemas, documented in docs/actions.md: ``answer`` (as in Qwen3-VL's
+tools), ``start_coordinate`` on ``left_click_drag`` (as in Anthropic's computer-use tool), since a
+typed Drag needs its start point, a direction ``scroll`` on the phone, and ``navigate`` and
+``back`` on the browser.
 """
 
 from __future__ import annotations
