@@ -156,11 +156,15 @@ def parse_request(body: bytes) -> ChatRequest:
     try:
         return ChatRequest.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        count = exc.error_count()
-        more = f" (and {count - 1} more problem(s))" if count > 1 else ""
-        raise ApiError(400, f"{where}: {first['msg']}{more}") from None
+        # Of a union's failed branches, the deepest error says most about what was meant.
+        error = max(exc.errors(include_url=False), key=lambda e: len(e["loc"]))
+        where = ".".join(str(p) for p in error["loc"] if not _branch_label(p)) or "body"
+        raise ApiError(400, f"{where}: {error['msg']}") from None
+
+
+def _branch_label(part: int | str) -> bool:
+    """pydantic's name for a union branch in an error's location (``str``, ``list[...]``)."""
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool") or "[" in part)
 
 
 def sampling_params(chat: ChatRequest, settings: ServerSettings) -> Params:
