@@ -48,7 +48,7 @@ def serve(
     from runtime.server.app import ServerSettings, create_app
 
     if not path.is_dir():
-        err.print(f"[red]error:[/] {path} is not a checkpoint directory")
+        err.print(f"[red]error:[/] {path} is not a checkpoint directory", soft_wrap=True)
         raise typer.Exit(2)
     if not _loopback(host) and not api_key:
         err.print(f"[yellow]warning:[/] {host} is reachable from other machines and no "
@@ -57,7 +57,7 @@ def serve(
         with err.status("loading the model…"):
             backend = LocalBackend(path, device=device, dtype=dtype)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     settings = ServerSettings(
         model_id=served_model_name or path.resolve().name, api_key=api_key or None,

@@ -209,6 +209,14 @@ def test_a_wrong_api_key_is_a_clear_error(served):
         backend.generate([{"role": "user", "content": "hi"}], [], max_new_tokens=2)
 
 
+def test_requests_the_model_cannot_take_are_refused_before_it_runs(served):
+    backend = OpenAIBackend(served, MODEL, api_key="k3y", retries=0)
+    with pytest.raises(PolicyError, match="HTTP 400: .*aspect ratio"):
+        backend.generate(chat("hi"), [picture(10, 2500, seed=4)], max_new_tokens=2)
+    with pytest.raises(PolicyError, match="HTTP 400: .*exceeds the context of 4096"):
+        backend.generate(chat("hi"), [picture(40, 40, seed=4)], max_new_tokens=4096)
+
+
 def test_an_endpoint_needs_the_served_model_name(tmp_path):
     with pytest.raises(RunError, match="--served-model"):
         make_policy(RunSpec(goal="g", model="http://127.0.0.1:9/v1"), tmp_path)
