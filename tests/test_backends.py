@@ -220,3 +220,12 @@ def test_requests_the_model_cannot_take_are_refused_before_it_runs(served):
 def test_an_endpoint_needs_the_served_model_name(tmp_path):
     with pytest.raises(RunError, match="--served-model"):
         make_policy(RunSpec(goal="g", model="http://127.0.0.1:9/v1"), tmp_path)
+
+
+@pytest.mark.parametrize("dtype,name", [("bf16", "bfloat16"), ("fp16", "float16")])
+def test_the_local_backend_runs_in_half_precision_too(tiny_checkpoint, dtype, name):
+    backend = LocalBackend(tiny_checkpoint, device="cpu", dtype=dtype)
+    completion = backend.generate(chat("hi"), [picture(56, 56, seed=5)], max_new_tokens=4)
+    assert backend.describe().endswith(f"on cpu ({name})")
+    assert 1 <= completion.completion_tokens <= 4 and completion.prompt_tokens > 4
+    assert completion.timings["generate_ms"] > 0
