@@ -38,7 +38,10 @@ VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video
 
 
 class Prepared(Protocol):
-    prompt_tokens: int
+    """A request ready for the model; the engine knows what else it holds."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
 
 
 class Engine(Protocol):
@@ -46,10 +49,11 @@ class Engine(Protocol):
 
     context_length: int
 
-    def prepare(self, messages: list[dict], images: list["Image.Image"], params: Params) -> Any:
+    def prepare(self, messages: list[dict], images: list["Image.Image"], params: Params
+                ) -> Prepared:
         """Render and preprocess one request; bad input raises ValueError."""
 
-    def generate_batch(self, batch: list[Any]) -> list[Completion]: ...
+    def generate_batch(self, batch: list[Prepared]) -> list[Completion]: ...
 
 
 @dataclass(frozen=True)
