@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 ENV_HELP = "Where the agent acts: android (adb), desktop (X11) or browser (chromium)."
 MODEL_HELP = (
-    "PATH: a local Qwen2-VL checkpoint directory (cuda when available, else cpu); scripted: the "
+    "PATH: a local Qwen2-VL checkpoint directory (cuda when available, else cpu); "
+    "http(s)://HOST:PORT/v1: an OpenAI-compatible endpoint (vLLM, `serve`) with --served-model, "
+    "its key in $VLAGENT_API_KEY; scripted: the "
     "task's own solution; replay:FILE: replies from a JSONL file or a trajectory directory; "
     "human: type each action."
 )
@@ -58,6 +60,8 @@ def run(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0,
                                       help="0 decodes greedily."),
+    served_model: str = typer.Option(None, "--served-model", help="With --model URL: the model "
+                                     "name the endpoint serves."),
 ) -> None:
     """Run an agent on GOAL, showing each step live; write the trajectory and its HTML view.
 
@@ -77,6 +81,7 @@ def run(
         history_images=history_images, max_prompt_tokens=max_prompt_tokens, out=out,
         min_pixels=min_pixels, max_pixels=max_pixels,
         url=url, processor=processor, max_new_tokens=max_new_tokens, temperature=temperature,
+        served_model=served_model,
     )
     run_and_report(spec)
 

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from agent.policies.base import Policy
 from envs.base import Env
-from runtime.settings import ENV_KINDS, MODEL_HELP, RunError, RunSpec
+from runtime.settings import ENV_KINDS, MODEL_HELP, RunError, RunSpec, is_endpoint
 from tasks.base import Task
 
 
@@ -73,12 +73,26 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
         from agent.policies.replay import ReplayPolicy
 
         return ReplayPolicy(model[len("replay:"):])
+    if is_endpoint(model):
+        return endpoint_policy(spec)
     if not Path(model).is_dir():
         raise RunError(f"--model {model!r} is not a checkpoint directory; give {MODEL_HELP}")
     from agent.policies.local import LocalPolicy
 
     return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature)
 
+
+def endpoint_policy(spec: RunSpec) -> Policy:
+    """An OpenAI-compatible endpoint (its prompt tokens are counted with --processor, if any)."""
+    from agent.backends.openai import OpenAIBackend
+    from agent.policies.backend import BackendPolicy
+
+    if not spec.served_model:
+        raise RunError(f"--model {spec.model} is an endpoint: name the model it serves with "
+                       "--served-model NAME (see GET /v1/models)")
+    backend = OpenAIBackend(spec.model, spec.served_model, api_key=spec.api_key)
+    return BackendPolicy(backend, max_new_tokens=spec.max_new_tokens,
+                         temperature=spec.temperature)
 
 
 @contextlib.contextmanager

@@ -3,13 +3,20 @@ make a run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 ENV_KINDS = ("android", "desktop", "browser")
-MODEL_HELP = "PATH (a local Qwen2-VL checkpoint), scripted, replay:FILE or human"
+MODEL_HELP = ("PATH (a local Qwen2-VL checkpoint), http(s)://HOST:PORT/v1 (an OpenAI-compatible "
+              "endpoint, with --served-model), scripted, replay:FILE or human")
+API_KEY_ENV = "VLAGENT_API_KEY"  # the endpoint's key is read from here, never from the command line
+
+
+def is_endpoint(model: str) -> bool:
+    return model.startswith(("http://", "https://"))
 
 
 class RunError(ValueError):
@@ -36,3 +43,5 @@ class RunSpec:
     processor: str | None = None  # count prompt tokens with this checkpoint's processor
     max_new_tokens: int = 256
     temperature: float = 0.0
+    served_model: str | None = None  # the model name an OpenAI-compatible endpoint serves
+    api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None)

@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 
 from actions.dialects import ImagePart, Message, Prompt, TextPart, get_dialect
+from agent.backends.base import cut_at_stop
 from agent.history import HistoryPolicy
 from agent.policies.base import (
     Episode,
     PolicyError,
     Request,
-    cut_at_stop,
     hf_messages,
     prompt_images,
 )

@@ -96,8 +96,3 @@ def hf_messages(prompt: Prompt) -> list[dict[str, Any]]:
         for m in prompt.messages
     ]
 
-
-def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
-    """The reply up to the first stop string: the runtime, not the model, writes what follows."""
-    cuts = [text.find(s) for s in stop if s and s in text]
-    return text[: min(cuts)] if cuts else text

@@ -1,9 +1,5 @@
-"""``--model PATH``: our Qwen2-VL on this machine (cuda when available, else cpu).
-
-The dialect's prompt becomes Hugging Face chat messages plus the screenshots it shows; the
-processor renders the chat template (continuing the last assistant turn when the dialect asks,
-as the qwen2vl format does), and generation stops at the dialect's stop strings.
-"""
+"""``--model PATH``: our Qwen2-VL on this machine (cuda when available, else cpu), through the
+``local`` backend, counting prompt tokens with the checkpoint's processor."""
 
 from __future__ import annotations
 
@@ -11,14 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from actions.dialects.base import Prompt
-from agent.policies.base import (
-    Policy,
-    Reply,
-    Request,
-    cut_at_stop,
-    hf_messages,
-    prompt_images,
-)
+from agent.policies.backend import BackendPolicy
+from agent.policies.base import hf_messages, prompt_images
 from core.geometry import Screen
 
 if TYPE_CHECKING:
@@ -52,7 +42,7 @@ class PromptRenderer:
         )
 
 
-class LocalPolicy(Policy):
+class LocalPolicy(BackendPolicy):
     def __init__(
         self,
         path: str | Path,
@@ -64,54 +54,12 @@ class LocalPolicy(Policy):
         top_p: float = 1.0,
         seed: int | None = 0,
     ) -> None:
-        import torch
+        from agent.backends.local import LocalBackend
 
-        from model import Qwen2VL
-
-        self.name = str(path)
-        self.renderer = PromptRenderer.from_pretrained(path)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = Qwen2VL.from_pretrained(path, device=self.device, dtype=dtype)
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.seed = seed
-
-    def describe(self) -> str:
-        return f"{self.name} on {self.device} ({str(self.model.dtype).removeprefix('torch.')})"
+        backend = LocalBackend(path, device=device, dtype=dtype)
+        super().__init__(backend, max_new_tokens=max_new_tokens, temperature=temperature,
+                         top_p=top_p, seed=seed)
+        self.renderer = PromptRenderer(backend.processor)
 
     def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int:
         return self.renderer.count_tokens(prompt, images, screen)
-
-    def respond(self, request: Request) -> Reply:
-        import torch
-
-        processor = self.renderer.processor
-        inputs = processor(
-            text=self.renderer.text(request.prompt),
-            images=prompt_images(request.prompt, request.images) or None,
-            min_pixels=request.screen.min_pixels,
-            max_pixels=request.screen.max_pixels,
-        )
-        sampling = self.temperature > 0
-        with torch.inference_mode():
-            new = self.model.generate(
-                input_ids=inputs["input_ids"],
-                pixel_values=inputs.get("pixel_values"),
-                image_grid_thw=inputs.get("image_grid_thw"),
-                max_new_tokens=self.max_new_tokens,
-                stop=list(request.stop) or None,
-                tokenizer=processor.tokenizer,
-                do_sample=sampling,
-                temperature=self.temperature if sampling else 1.0,
-                top_p=self.top_p,
-                seed=self.seed,
-            )
-        ids = [t for t in new[0].tolist() if t not in processor.eos_token_ids]
-        text = processor.decode(ids, skip_special_tokens=False)
-        usage = {"prompt_tokens": int(inputs["input_ids"].shape[1]),
-                 "new_tokens": int(new.shape[1])}
-        return Reply(cut_at_stop(text, request.stop), usage=usage)
-
-    def close(self) -> None:
-        self.model = None

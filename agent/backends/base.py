@@ -1,0 +1,75 @@
+"""The backend interface: ``generate(messages, images, **params) -> Completion``.
+
+Messages are Hugging Face chat messages whose image parts (``{"type": "image"}``) carry no data;
+``images`` holds the pictures in the order those parts appear.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+Messages = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Params:
+    """How to generate, and how to render the prompt (the same for every backend)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 decodes greedily
+    top_p: float = 1.0
+    seed: int | None = None
+    #: Generation stops at the first of these; the returned text ends before it.
+    stop: tuple[str, ...] = ()
+    #: Go on writing the last (assistant) message instead of opening a new turn (qwen2vl format).
+    continue_final_message: bool = False
+    #: The processor's resize budget per image; None: the checkpoint's own.
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be at least 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    #: "stop": an EOS token or a stop string ended it; "length": max_new_tokens did.
+    finish_reason: Literal["stop", "length"] = "stop"
+    #: Wall-clock milliseconds by phase, e.g. preprocess_ms and generate_ms, or request_ms.
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    #: Shown in meta.json and the live view: a checkpoint path or an endpoint's model name.
+    name: str = "backend"
+
+    def describe(self) -> str:
+        """One line for the terminal: which model answers, and where it runs."""
+        return self.name
+
+    @abstractmethod
+    def generate(self, messages: Messages, images: list["Image.Image"], **params: Any) -> Completion:
+        """The model's reply to the conversation; ``params`` are the fields of ``Params``."""
+
+    def close(self) -> None:
+        """Release what the backend holds (a model, a connection)."""
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """The reply up to the first stop string: the runtime, not the model, writes what follows."""
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[: min(cuts)] if cuts else text

@@ -1,0 +1,174 @@
+"""``openai``: any OpenAI-compatible chat-completions endpoint (vLLM, SGLang, our ``serve``).
+
+Images travel as base64 PNG data URLs, resized here with the processor's smart_resize to the
+prompt's pixel budget: any Qwen2-VL server then sees exactly the pixels a local run would, and
+the upload is no larger than what the model uses. The qwen2vl format goes on writing the last
+assistant turn, which vLLM and ``serve`` accept as ``continue_final_message``.
+
+429s, 5xx answers, timeouts and dropped connections are retried with exponential backoff;
+anything else ends in a one-line ``PolicyError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from agent.backends.base import Backend, Completion, Messages, Params
+from agent.policies.base import PolicyError
+from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
+
+if TYPE_CHECKING:
+    import httpx
+    from PIL import Image
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def png_data_url(image: "Image.Image", min_pixels: int | None, max_pixels: int | None) -> str:
+    """The image as a PNG data URL: RGB, and resized to what the model will see when a pixel
+    budget is given (without one, the server's processor applies its checkpoint's own)."""
+    from PIL import Image
+
+    rgb = image.convert("RGB")
+    if min_pixels is not None or max_pixels is not None:
+        height, width = smart_resize(rgb.height, rgb.width,
+                                     min_pixels=min_pixels or DEFAULT_MIN_PIXELS,
+                                     max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+        if (width, height) != rgb.size:
+            rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="PNG", compress_level=1)  # lossless; level 1 is fast enough
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def openai_messages(messages: Messages, images: list["Image.Image"], params: Params) -> list[dict]:
+    """Hugging Face messages with their images filled in as ``image_url`` parts."""
+    pictures = iter(images)
+    out = []
+    for message in messages:
+        content = message["content"]
+        if not isinstance(content, str):
+            content = [
+                {"type": "image_url", "image_url": {
+                    "url": png_data_url(next(pictures), params.min_pixels, params.max_pixels)}}
+                if part.get("type") == "image" else {"type": "text", "text": part["text"]}
+                for part in content
+            ]
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+class OpenAIBackend(Backend):
+    def __init__(
+        self,
+        base_url: str,
+        served_model: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 300.0,
+        retries: int = 4,
+        backoff_s: float = 1.0,
+        transport: "httpx.BaseTransport | None" = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import httpx
+
+        self.name = served_model
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Connecting should be quick; a long answer on a busy server may not be.
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        self._client = httpx.Client(headers=headers, timeout=timeout, transport=transport)
+
+    def describe(self) -> str:
+        return f"{self.name} at {self.url}"
+
+    def request_body(self, messages: Messages, images: list["Image.Image"], params: Params) -> dict:
+        body: dict[str, Any] = {
+            "model": self.name,
+            "messages": openai_messages(messages, images, params),
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.continue_final_message:  # vLLM's extension, which serve shares
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+        return body
+
+    def generate(self, messages: Messages, images: list["Image.Image"], **params: Any) -> Completion:
+        body = self.request_body(messages, images, Params(**params))
+        start = time.perf_counter()
+        answer = self._post(body)
+        request_ms = (time.perf_counter() - start) * 1000
+        try:
+            choice = answer["choices"][0]
+            usage = answer.get("usage") or {}
+            return Completion(
+                text=choice["message"]["content"] or "",
+                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                completion_tokens=int(usage.get("completion_tokens", 0)),
+                finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+                timings={"request_ms": request_ms},
+            )
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise PolicyError(f"{self.url} sent an answer without choices[0].message.content "
+                              f"({type(exc).__name__}: {exc})") from None
+
+    def _post(self, body: dict) -> dict:
+        import httpx
+
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            try:
+                response = self._client.post(self.url, json=body)
+            except httpx.TransportError as exc:  # refused, reset, timed out
+                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                delay = self.backoff_s * 2**attempt
+            else:
+                if response.status_code == 200:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        raise PolicyError(f"{self.url} answered 200 with a body that is not "
+                                          f"JSON: {response.text[:200]!r}") from None
+                problem = f"HTTP {response.status_code}: {error_message(response)}"
+                if response.status_code not in RETRY_STATUS:
+                    raise PolicyError(f"{self.url} refused the request: {problem}")
+                delay = retry_after(response) or self.backoff_s * 2**attempt
+            if attempt + 1 < attempts:
+                self._sleep(delay)
+        raise PolicyError(f"{self.url} failed {attempts} time(s); last: {problem}")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def error_message(response: "httpx.Response") -> str:
+    """The server's own words: OpenAI's ``{"error": {"message": ...}}``, or the body's start."""
+    try:
+        error = response.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        if message:
+            return " ".join(str(message).split())[:300]
+    except (ValueError, AttributeError):
+        pass
+    return " ".join(response.text.split())[:300] or response.reason_phrase
+
+
+def retry_after(response: "httpx.Response") -> float | None:
+    """The server's Retry-After in seconds, when it sends a number (capped at a minute)."""
+    try:
+        return min(float(response.headers["retry-after"]), 60.0)
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,53 @@
+"""A policy whose text comes from a model backend: local weights or an OpenAI-compatible endpoint.
+
+The dialect's prompt becomes Hugging Face chat messages plus the screenshots it shows, rendered
+with the screen's pixel budget; generation stops at the dialect's stop strings, and the qwen2vl
+format goes on writing the last assistant turn.
+"""
+
+from __future__ import annotations
+
+from agent.backends.base import Backend
+from agent.policies.base import Policy, Reply, Request, hf_messages, prompt_images
+
+
+class BackendPolicy(Policy):
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = 0,
+    ) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
+
+    def describe(self) -> str:
+        return self.backend.describe()
+
+    def respond(self, request: Request) -> Reply:
+        prompt, screen = request.prompt, request.screen
+        completion = self.backend.generate(
+            hf_messages(prompt),
+            prompt_images(prompt, request.images),
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=request.stop,
+            continue_final_message=prompt.continue_final_message,
+            min_pixels=screen.min_pixels,
+            max_pixels=screen.max_pixels,
+        )
+        usage = {"prompt_tokens": completion.prompt_tokens,
+                 "new_tokens": completion.completion_tokens, **completion.timings}
+        return Reply(completion.text, usage=usage)
+
+    def close(self) -> None:
+        self.backend.close()

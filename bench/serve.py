@@ -1,0 +1,86 @@
+"""``serve`` under concurrency: 8 requests sent at once against the same 8 sent one after another.
+
+A random checkpoint in bench/model_cpu.py's scaled config (hidden 512, 4 layers, vision depth 4)
+behind our ``serve`` (uvicorn on a local port), called through the ``openai`` backend. Each request
+holds one 448x448 screenshot and a short question and decodes greedily up to --new-tokens tokens.
+Prints both wall times, the tokens generated and the ratio concurrent / sequential (the target is
+at most 0.5: requests arriving together should run as one batch).
+
+Run: .venv/bin/python bench/serve.py [--requests 8] [--new-tokens 32] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from model_cpu import TEXT, VISION  # noqa: E402
+from tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
+
+from agent.backends.base import Completion  # noqa: E402
+from agent.backends.local import LocalBackend  # noqa: E402
+from agent.backends.openai import OpenAIBackend  # noqa: E402
+from runtime.server.app import ServerSettings, create_app, running_server  # noqa: E402
+
+
+def requests(count: int) -> list[tuple[list[dict], list[Image.Image]]]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(count):
+        image = Image.fromarray(rng.integers(0, 256, (448, 448, 3), dtype=np.uint8))
+        messages = [{"role": "user", "content": [
+            {"type": "image"}, {"type": "text", "text": f"Step {i}: what should I tap next?"}]}]
+        out.append((messages, [image]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_tiny_checkpoint(Path(tmp), text_overrides=TEXT, vision_overrides=VISION)
+        engine = LocalBackend(path, device=args.device)
+    batch = requests(args.requests)
+    settings = ServerSettings(model_id="bench", max_batch=args.requests)
+    with running_server(create_app(engine, settings)) as url:
+        client = OpenAIBackend(url, "bench", retries=0)
+
+        def call(item: tuple[list[dict], list[Image.Image]]) -> Completion:
+            return client.generate(*item, max_new_tokens=args.new_tokens, max_pixels=448 * 448)
+
+        call(batch[0])  # warm-up
+        start = time.perf_counter()
+        sequential = [call(item) for item in batch]
+        sequential_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with ThreadPoolExecutor(len(batch)) as pool:
+            concurrent = list(pool.map(call, batch))
+        concurrent_s = time.perf_counter() - start
+        client.close()
+
+    assert [c.text for c in concurrent] == [c.text for c in sequential], "answers differ"
+    tokens = sum(c.completion_tokens for c in sequential)
+    prompt = sequential[0].prompt_tokens
+    print(f"{args.requests} requests, {prompt} prompt tokens each, {tokens} new tokens in all, "
+          f"on {engine.model.device} ({str(engine.model.dtype).removeprefix('torch.')})")
+    print(f"in a row:   {sequential_s:7.2f} s")
+    print(f"concurrent: {concurrent_s:7.2f} s")
+    print(f"concurrent / in a row = {concurrent_s / sequential_s:.2f} (target <= 0.5)")
+
+
+if __name__ == "__main__":
+    main()

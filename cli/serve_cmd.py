@@ -1,0 +1,78 @@
+"""``serve``: our Qwen2-VL as an OpenAI-compatible API (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+
+def serve(
+    path: Path = typer.Argument(..., help="Checkpoint directory (config.json, *.safetensors, "
+                                "tokenizer.json)."),
+    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is "
+                             "reachable from this machine only."),
+    api_key: str = typer.Option(None, "--api-key", envvar="VLAGENT_API_KEY", show_default=False,
+                                help="Require 'Authorization: Bearer KEY' (or set "
+                                "$VLAGENT_API_KEY, which keeps the key out of `ps`)."),
+    served_model_name: str = typer.Option(None, "--served-model-name", help="The model name "
+                                          "clients send (default: the checkpoint folder's name)."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda "
+                               "if present)."),
+    dtype: str = typer.Option(None, "--dtype", help="bf16, fp16 or fp32 (default: bf16 on "
+                              "cuda, fp32 on cpu)."),
+    max_images: int = typer.Option(16, "--max-images", min=1, help="Images per request."),
+    max_image_pixels: int = typer.Option(4096 * 4096, "--max-image-pixels", min=1,
+                                         help="Width x height of each image, before resizing."),
+    max_body_mb: float = typer.Option(32.0, "--max-body-mb", min=0.001, help="Request size."),
+    max_tokens: int = typer.Option(4096, "--max-tokens", min=1, help="Most new tokens a "
+                                   "request may ask for."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Requests run together."),
+) -> None:
+    """Serve the checkpoint at PATH: POST /v1/chat/completions (stream too) and GET /v1/models.
+
+    Examples:
+
+      agent_cli.py serve /models/Qwen2-VL-7B-Instruct --port 8000
+
+      agent_cli.py run "turn on wifi" --model http://127.0.0.1:8000/v1 --served-model Qwen2-VL-7B-Instruct
+    """
+    import uvicorn
+
+    from agent.backends.local import LocalBackend
+    from runtime.server.app import ServerSettings, create_app
+
+    if not path.is_dir():
+        err.print(f"[red]error:[/] {path} is not a checkpoint directory", soft_wrap=True)
+        raise typer.Exit(2)
+    if not _loopback(host) and not api_key:
+        err.print(f"[yellow]warning:[/] {host} is reachable from other machines and no "
+                  "--api-key is set: anyone who reaches it can use the model")
+    try:
+        with err.status("loading the model…"):
+            backend = LocalBackend(path, device=device, dtype=dtype)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    settings = ServerSettings(
+        model_id=served_model_name or path.resolve().name, api_key=api_key or None,
+        max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images,
+        max_image_pixels=max_image_pixels, max_tokens=max_tokens, max_batch=max_batch,
+    )
+    err.print(f"serving {backend.describe()} as {settings.model_id!r} at "
+              f"http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
+    uvicorn.run(create_app(backend, settings), host=host, port=port, log_level="info")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

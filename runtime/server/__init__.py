@@ -1,0 +1,1 @@
+"""``serve``: our model behind an OpenAI-compatible HTTP API (FastAPI + uvicorn)."""

@@ -1,0 +1,279 @@
+"""The FastAPI app: ``/v1/chat/completions`` (plain or streamed as server-sent events) and
+``/v1/models``, in front of an engine that prepares requests and generates for a batch of them.
+
+Every request is checked before it reaches the model: body size, JSON and field types, the model
+name, images (data URLs, count, pixels), the token budget. A bad one gets a 4xx whose message says
+what is wrong; a 500 means a bug here, never bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agent.backends.base import Completion, Params
+from runtime.server.images import BadImage, decode_data_url
+from runtime.server.scheduler import BatchScheduler
+from runtime.server.schemas import ChatRequest, ImageContent, error_body
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Text may not smuggle in the tokens that frame images: they would not match the images sent.
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+
+
+class Prepared(Protocol):
+    """A request ready for the model; the engine knows what else it holds."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+
+class Engine(Protocol):
+    """What the server needs of a model (``agent.backends.local.LocalBackend`` is one)."""
+
+    context_length: int
+
+    def prepare(self, messages: list[dict], images: list["Image.Image"], params: Params
+                ) -> Prepared:
+        """Render and preprocess one request; bad input raises ValueError."""
+
+    def generate_batch(self, batch: list[Prepared]) -> list[Completion]: ...
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    model_id: str
+    api_key: str | None = None
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_images: int = 16
+    max_image_pixels: int = 4096 * 4096
+    max_tokens: int = 4096
+    max_batch: int = 8
+    batch_wait_s: float = 0.005
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+
+
+def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
+    scheduler: BatchScheduler = BatchScheduler(
+        engine.generate_batch, max_batch=settings.max_batch, wait_s=settings.batch_wait_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await scheduler.start()
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+
+    app = FastAPI(title="vlagent serve", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.scheduler = scheduler
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.message, exc.kind), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(error_body(str(exc)), status_code=400)
+
+    def authorize(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+                key.strip().encode(), settings.api_key.encode()):
+            raise ApiError(401, "a valid API key is required: Authorization: Bearer KEY",
+                           "authentication_error")
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict:
+        authorize(request)
+        return {"object": "list", "data": [{"id": settings.model_id, "object": "model",
+                                            "created": 0, "owned_by": "vlagent"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        authorize(request)
+        chat = parse_request(await read_body(request, settings.max_body_bytes))
+        if chat.model != settings.model_id:
+            raise ApiError(404, f"model {chat.model!r} is not served here; this server serves "
+                                f"{settings.model_id!r}", "not_found_error")
+        params = sampling_params(chat, settings)
+        messages, images = await run_in_threadpool(read_messages, chat, settings)
+        try:
+            prepared = await run_in_threadpool(engine.prepare, messages, images, params)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        if prepared.prompt_tokens + params.max_new_tokens > engine.context_length:
+            raise ApiError(400, f"the prompt has {prepared.prompt_tokens} tokens; with max_tokens "
+                                f"{params.max_new_tokens} it exceeds the context of "
+                                f"{engine.context_length}")
+        completion: Completion = await scheduler.submit(prepared)
+        reply = Reply(settings.model_id)
+        if chat.stream:
+            return StreamingResponse(reply.chunks(completion), media_type="text/event-stream")
+        return reply.body(completion)
+
+    return app
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    too_large = ApiError(413, f"the request body is over the limit of {limit:,} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def parse_request(body: bytes) -> ChatRequest:
+    try:
+        return ChatRequest.model_validate_json(body)
+    except ValidationError as exc:
+        # Of a union's failed branches, the deepest error says most about what was meant.
+        error = max(exc.errors(include_url=False), key=lambda e: len(e["loc"]))
+        where = ".".join(str(p) for p in error["loc"] if not _branch_label(p)) or "body"
+        raise ApiError(400, f"{where}: {error['msg']}") from None
+
+
+def _branch_label(part: int | str) -> bool:
+    """pydantic's name for a union branch in an error's location (``str``, ``list[...]``)."""
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool") or "[" in part)
+
+
+def sampling_params(chat: ChatRequest, settings: ServerSettings) -> Params:
+    if chat.continue_final_message and chat.add_generation_prompt:
+        raise ApiError(400, "continue_final_message needs add_generation_prompt false")
+    if not chat.continue_final_message and not chat.add_generation_prompt:
+        raise ApiError(400, "add_generation_prompt false is only supported with "
+                            "continue_final_message true")
+    max_tokens = chat.max_completion_tokens or chat.max_tokens or min(256, settings.max_tokens)
+    if max_tokens > settings.max_tokens:
+        raise ApiError(400, f"max_tokens is {max_tokens}; this server allows at most "
+                            f"{settings.max_tokens}")
+    if any(not s for s in chat.stop_strings):
+        raise ApiError(400, "stop strings may not be empty")
+    return Params(max_new_tokens=max_tokens, temperature=chat.temperature, top_p=chat.top_p,
+                  seed=chat.seed, stop=chat.stop_strings,
+                  continue_final_message=chat.continue_final_message)
+
+
+def read_messages(chat: ChatRequest, settings: ServerSettings
+                  ) -> tuple[list[dict], list["Image.Image"]]:
+    """Hugging Face messages (image parts without data) and the decoded images, in order."""
+    image_parts = [p for m in chat.messages if not isinstance(m.content, str) for p in m.content
+                   if isinstance(p, ImageContent)]
+    if len(image_parts) > settings.max_images:
+        raise ApiError(400, f"the request has {len(image_parts)} images; the limit is "
+                            f"{settings.max_images}")
+    texts = [text for m in chat.messages
+             for text in ([m.content] if isinstance(m.content, str)
+                          else [p.text for p in m.content if not isinstance(p, ImageContent)])]
+    for text in texts:
+        for token in VISION_TOKENS:
+            if token in text:
+                raise ApiError(400, f"text may not contain {token}; send images as image_url "
+                                    "parts")
+    images = []
+    for part in image_parts:
+        try:
+            images.append(decode_data_url(part.image_url.url, settings.max_image_pixels))
+        except BadImage as exc:
+            raise ApiError(400, str(exc)) from None
+    messages = [
+        {"role": m.role, "content": m.content if isinstance(m.content, str) else [
+            {"type": "image"} if isinstance(p, ImageContent) else {"type": "text", "text": p.text}
+            for p in m.content]}
+        for m in chat.messages
+    ]
+    return messages, images
+
+
+class Reply:
+    """A completion in OpenAI's shapes: one JSON body, or server-sent event chunks."""
+
+    def __init__(self, model_id: str) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.model_id = model_id
+
+    def _base(self, kind: str) -> dict:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model_id}
+
+    def body(self, completion: Completion) -> dict:
+        return {
+            **self._base("chat.completion"),
+            "choices": [{"index": 0, "finish_reason": completion.finish_reason,
+                         "message": {"role": "assistant", "content": completion.text}}],
+            "usage": usage(completion),
+        }
+
+    def chunk(self, delta: dict, finish_reason: str | None = None, **extra: Any) -> str:
+        data = {**self._base("chat.completion.chunk"),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}
+        return f"data: {json.dumps(data)}\n\n"
+
+    async def chunks(self, completion: Completion) -> AsyncIterator[str]:
+        # The whole text is one piece until the model streams pieces as it decodes.
+        yield self.chunk({"role": "assistant", "content": completion.text})
+        yield self.chunk({}, completion.finish_reason, usage=usage(completion))
+        yield "data: [DONE]\n\n"
+
+
+def usage(completion: Completion) -> dict:
+    return {"prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "total_tokens": completion.prompt_tokens + completion.completion_tokens}
+
+
+@contextlib.contextmanager
+def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a thread; yield its base URL (``http://HOST:PORT/v1``)."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", backlog=2048))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the server stopped while starting")
+            time.sleep(0.01)
+        yield f"http://{host}:{sock.getsockname()[1]}/v1"
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()

@@ -1,0 +1,44 @@
+"""Images in requests: base64 data URLs only (a server that fetched URLs could be made to reach
+hosts its users cannot), decoded with PIL after the size in the header passes the pixel limit."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+
+from PIL import Image, UnidentifiedImageError
+
+DATA_URL = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+
+
+class BadImage(ValueError):
+    """An image the request cannot use; the message says why."""
+
+
+def decode_data_url(url: str, max_pixels: int) -> Image.Image:
+    """The RGB image in a ``data:image/...;base64,...`` URL."""
+    match = DATA_URL.fullmatch(url.strip())
+    if match is None:
+        start = url[:40] + ("…" if len(url) > 40 else "")
+        raise BadImage(f"image_url must be a data:image/...;base64,... URL, got {start!r}")
+    try:
+        raw = base64.b64decode(match.group(2), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadImage("image_url data is not valid base64") from None
+    try:
+        image = Image.open(io.BytesIO(raw), formats=FORMATS)
+        width, height = image.size
+        if width * height > max_pixels:  # checked before any pixel is decoded
+            raise BadImage(f"an image is {width}x{height} = {width * height:,} pixels; "
+                           f"the limit is {max_pixels:,}")
+        image.load()
+        return image.convert("RGB")
+    except BadImage:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise BadImage(f"image_url data is not a {', '.join(FORMATS)} image") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt
+        raise BadImage(f"image_url data cannot be decoded: {exc}") from None

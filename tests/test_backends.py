@@ -1,0 +1,231 @@
+"""The backends: the openai backend against our real ``serve`` gives the local backend's greedy
+tokens; it retries 429s, 5xx, timeouts and refused connections with backoff and otherwise fails
+with one clear line; ``--model URL --served-model`` selects it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from PIL import Image
+
+from actions.dialects import get_dialect
+from actions.dialects.base import ImagePart, Message, Prompt, TextPart
+from agent.backends.local import LocalBackend
+from agent.backends.openai import OpenAIBackend
+from agent.policies.backend import BackendPolicy
+from agent.policies.base import PolicyError
+from agent.policies.base import Request as PolicyRequest
+from agent.policies.local import LocalPolicy
+from core.geometry import Screen, smart_resize
+from core.kinds import KINDS
+from runtime.build import make_policy
+from runtime.server.app import ServerSettings, create_app, running_server
+from runtime.settings import RunError, RunSpec
+
+MODEL = "tiny"
+SCREEN = Screen(150, 230, max_pixels=200 * 28 * 28)  # a size no other test uses
+
+
+def picture(width: int, height: int, seed: int) -> Image.Image:
+    import numpy as np
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def chat(text: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+@pytest.fixture(scope="module")
+def local(tiny_checkpoint):
+    return LocalBackend(tiny_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def served(local):
+    """Our ``serve`` on a free port, in front of the same tiny model."""
+    with running_server(create_app(local, ServerSettings(model_id=MODEL, api_key="k3y"))) as url:
+        yield url
+
+
+def test_greedy_through_serve_equals_the_local_backend(local, served):
+    remote = OpenAIBackend(served, MODEL, api_key="k3y")
+    image = picture(150, 230, seed=1)
+    for params in (dict(max_new_tokens=12),
+                   dict(max_new_tokens=20, stop=("e",), min_pixels=3136, max_pixels=50_000)):
+        want = local.generate(chat("what is on screen?"), [image], **params)
+        got = remote.generate(chat("what is on screen?"), [image], **params)
+        assert (got.text, got.prompt_tokens, got.completion_tokens, got.finish_reason) == \
+            (want.text, want.prompt_tokens, want.completion_tokens, want.finish_reason)
+        assert got.completion_tokens >= 1
+    remote.close()
+
+
+def test_the_endpoint_policy_writes_what_the_local_policy_writes(tiny_checkpoint, served,
+                                                                 monkeypatch, tmp_path):
+    """A qwen2vl step (which writes on in the assistant turn) through ``run``'s policy factory."""
+    monkeypatch.setenv("VLAGENT_API_KEY", "k3y")
+    endpoint = make_policy(RunSpec(goal="g", model=served, served_model=MODEL,
+                                   max_new_tokens=16), tmp_path)
+    local = LocalPolicy(tiny_checkpoint, device="cpu", max_new_tokens=16)
+    dialect = get_dialect("qwen2vl", KINDS["phone"])
+    frames = [picture(150, 230, seed=2)]
+    prompt = Prompt([Message("system", [TextPart(dialect.system_prompt(KINDS["phone"], SCREEN))]),
+                     Message("user", [TextPart("open the settings"), ImagePart(0)]),
+                     Message("assistant", [TextPart("I will tap")])],
+                    continue_final_message=True)
+    request = PolicyRequest(prompt, frames, SCREEN, step=0, stop=dialect.stop)
+    want, got = local.respond(request), endpoint.respond(request)
+    assert isinstance(endpoint, BackendPolicy) and endpoint.describe().startswith(MODEL)
+    assert got.text == want.text
+    assert got.usage["prompt_tokens"] == want.usage["prompt_tokens"]
+    assert got.usage["new_tokens"] == want.usage["new_tokens"]
+
+
+def test_eight_concurrent_requests_through_serve_all_succeed(local, served):
+    remote = OpenAIBackend(served, MODEL, api_key="k3y")
+    questions = [f"question {i}" for i in range(8)]
+    images = [picture(60 + 7 * i, 90, seed=i) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda q, im: remote.generate(chat(q), [im], max_new_tokens=6),
+                            questions, images))
+    for question, image, completion in zip(questions, images, got):
+        assert completion.text == local.generate(chat(question), [image], max_new_tokens=6).text
+    remote.close()
+
+
+def test_images_travel_as_png_data_urls_at_the_size_the_model_sees():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"choices": [{"message": {"content": "ok"}}]})
+
+    backend = OpenAIBackend("http://model.test/v1", "m", transport=httpx.MockTransport(handler))
+    assert backend.generate(chat("hi"), [picture(1080, 2400, 3)], max_pixels=200_000,
+                            stop=("*RESULT*",), continue_final_message=True).text == "ok"
+    body = seen[0]
+    url = body["messages"][0]["content"][0]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert image.format == "PNG"
+    assert image.size[::-1] == smart_resize(2400, 1080, max_pixels=200_000)
+    assert body["stop"] == ["*RESULT*"] and body["continue_final_message"] is True
+    assert body["add_generation_prompt"] is False and body["model"] == "m"
+
+
+def scripted(*answers):
+    """A transport answering with ``answers`` in turn (a status, or an exception to raise)."""
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = answers[len(calls)]
+        calls.append(request)
+        if isinstance(answer, Exception):
+            raise answer
+        if answer == 200:
+            return httpx.Response(200, json={"choices": [{"message": {"content": "done"},
+                                                          "finish_reason": "stop"}],
+                                             "usage": {"prompt_tokens": 4,
+                                                       "completion_tokens": 1}})
+        headers = {"retry-after": "7"} if answer == 429 else {}
+        return httpx.Response(answer, headers=headers,
+                              json={"error": {"message": f"status {answer} here"}})
+
+    return httpx.MockTransport(handler), calls
+
+
+def backend_for(transport, sleeps, retries=4):
+    return OpenAIBackend("http://model.test/v1", "m", transport=transport, retries=retries,
+                         backoff_s=0.5, sleep=sleeps.append)
+
+
+def test_5xx_429_and_dropped_connections_are_retried_with_exponential_backoff():
+    transport, calls = scripted(500, httpx.ConnectError("refused"), 503, 429, 200)
+    sleeps: list[float] = []
+    completion = backend_for(transport, sleeps).generate([{"role": "user", "content": "hi"}], [])
+    assert completion.text == "done" and completion.prompt_tokens == 4
+    assert len(calls) == 5
+    assert sleeps == [0.5, 1.0, 2.0, 7.0]  # the 429's Retry-After wins over the backoff
+
+
+def test_it_gives_up_after_the_retries_with_the_servers_words():
+    transport, calls = scripted(*[500] * 3)
+    with pytest.raises(PolicyError, match=r"failed 3 time\(s\); last: HTTP 500: status 500 here"):
+        backend_for(transport, [], retries=2).generate([{"role": "user", "content": "hi"}], [])
+    assert len(calls) == 3
+
+
+def test_a_client_error_is_not_retried():
+    transport, calls = scripted(400, 200)
+    with pytest.raises(PolicyError, match="refused the request: HTTP 400: status 400 here"):
+        backend_for(transport, []).generate([{"role": "user", "content": "hi"}], [])
+    assert len(calls) == 1
+
+
+def test_a_slow_server_times_out_and_is_retried():
+    app = FastAPI()
+    answered = []
+
+    @app.post("/v1/chat/completions")
+    async def slow(request: Request) -> dict:
+        answered.append(1)
+        if len(answered) == 1:
+            await asyncio.sleep(3)
+        return {"choices": [{"message": {"content": "late but here"}}]}
+
+    with running_server(app) as url:
+        backend = OpenAIBackend(url, "m", timeout_s=0.5, backoff_s=0.01)
+        assert backend.generate([{"role": "user", "content": "hi"}], []).text == "late but here"
+        assert len(answered) == 2
+        never = OpenAIBackend(url, "m", timeout_s=0.2, retries=0)
+        answered.clear()
+        with pytest.raises(PolicyError, match="ReadTimeout"):
+            never.generate([{"role": "user", "content": "hi"}], [])
+
+
+def test_a_closed_port_fails_with_one_line():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens
+    backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", retries=1, backoff_s=0.01)
+    with pytest.raises(PolicyError, match=r"failed 2 time\(s\); last: ConnectError") as info:
+        backend.generate([{"role": "user", "content": "hi"}], [])
+    assert "\n" not in str(info.value)
+
+
+def test_a_wrong_api_key_is_a_clear_error(served):
+    backend = OpenAIBackend(served, MODEL, api_key="wrong")
+    with pytest.raises(PolicyError, match="HTTP 401: a valid API key is required"):
+        backend.generate([{"role": "user", "content": "hi"}], [], max_new_tokens=2)
+
+
+def test_requests_the_model_cannot_take_are_refused_before_it_runs(served):
+    backend = OpenAIBackend(served, MODEL, api_key="k3y", retries=0)
+    with pytest.raises(PolicyError, match="HTTP 400: .*aspect ratio"):
+        backend.generate(chat("hi"), [picture(10, 2500, seed=4)], max_new_tokens=2)
+    with pytest.raises(PolicyError, match="HTTP 400: .*exceeds the context of 4096"):
+        backend.generate(chat("hi"), [picture(40, 40, seed=4)], max_new_tokens=4096)
+
+
+def test_an_endpoint_needs_the_served_model_name(tmp_path):
+    with pytest.raises(RunError, match="--served-model"):
+        make_policy(RunSpec(goal="g", model="http://127.0.0.1:9/v1"), tmp_path)
+
+
+@pytest.mark.parametrize("dtype,name", [("bf16", "bfloat16"), ("fp16", "float16")])
+def test_the_local_backend_runs_in_half_precision_too(tiny_checkpoint, dtype, name):
+    backend = LocalBackend(tiny_checkpoint, device="cpu", dtype=dtype)
+    completion = backend.generate(chat("hi"), [picture(56, 56, seed=5)], max_new_tokens=4)
+    assert backend.describe().endswith(f"on cpu ({name})")
+    assert 1 <= completion.completion_tokens <= 4 and completion.prompt_tokens > 4
+    assert completion.timings["generate_ms"] > 0

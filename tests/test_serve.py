@@ -1,0 +1,237 @@
+"""``serve``'s HTTP API on a stand-in engine: request checks (each limit, and a fuzz of malformed
+requests that must all get a 4xx), the API key, streaming, and 64 concurrent clients."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from runtime.server.app import ServerSettings, create_app, running_server
+from tests.serve_fakes import EchoEngine
+
+MODEL = "tiny"
+LIMITS = ServerSettings(model_id=MODEL, max_body_bytes=256 * 1024, max_images=3,
+                        max_image_pixels=64 * 64, max_tokens=100)
+
+
+def png_url(width: int = 8, height: int = 8) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def request(*parts, **fields) -> dict:
+    content = list(parts) or "hello there"
+    return {"model": MODEL, "messages": [{"role": "user", "content": content}],
+            "max_tokens": 5, **fields}
+
+
+def image_part(url: str) -> dict:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+GOOD = request({"type": "text", "text": "what is this"}, image_part(png_url()))
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(EchoEngine(), LIMITS)) as client:
+        yield client
+
+
+def post(client, body, headers: dict | None = None):
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post("/v1/chat/completions", content=content,
+                       headers={"content-type": "application/json", **(headers or {})})
+
+
+def test_a_good_request_gets_an_openai_shaped_answer(client):
+    answer = post(client, GOOD)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["object"] == "chat.completion" and body["model"] == MODEL
+    assert body["choices"][0]["message"] == {"role": "assistant",
+                                             "content": "echo: what is this (1 images)"}
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + 3
+    models = client.get("/v1/models").json()
+    assert [m["id"] for m in models["data"]] == [MODEL]
+
+
+BAD = [
+    (b"{not json", 400, "json"),
+    ({**GOOD, "model": "gpt-4"}, 404, "not served"),
+    ({**GOOD, "messages": []}, 400, "messages"),
+    ({**GOOD, "max_tokens": 0}, 400, "max_tokens"),
+    ({**GOOD, "max_tokens": 101}, 400, "at most 100"),
+    ({**GOOD, "max_tokens": "5"}, 400, "max_tokens"),
+    ({**GOOD, "temperature": 3}, 400, "temperature"),
+    ({**GOOD, "n": 2}, 400, "n"),
+    (request(image_part("http://example.invalid/cat.png")), 400, "data:image"),
+    (request(image_part("data:image/png;base64,@@@")), 400, "base64"),
+    (request(image_part("data:image/png;base64," + base64.b64encode(b"plain text").decode())),
+     400, "not a"),
+    (request(image_part(png_url(65, 65))), 400, "pixels"),
+    (request(*[image_part(png_url())] * 4), 400, "4 images"),
+    (request({"type": "audio", "audio": "x"}), 400, "type"),
+    (request({"type": "text", "text": "<|image_pad|>"}), 400, "<|image_pad|>"),
+    ({**GOOD, "continue_final_message": True}, 400, "add_generation_prompt"),
+    ({**GOOD, "stop": [""]}, 400, "stop"),
+    (b" " * (LIMITS.max_body_bytes + 1), 413, "limit"),
+]
+
+
+@pytest.mark.parametrize("body,status,words", BAD, ids=[f"{i}-{s}" for i, (_, s, _) in
+                                                         enumerate(BAD)])
+def test_each_bad_request_gets_its_4xx_and_a_message(client, body, status, words):
+    answer = post(client, body)
+    assert answer.status_code == status, answer.text
+    message = answer.json()["error"]["message"]
+    assert words.lower() in message.lower(), message
+
+
+def test_the_api_key_is_required_when_set():
+    app = create_app(EchoEngine(), ServerSettings(model_id=MODEL, api_key="s3cret"))
+    with TestClient(app) as client:
+        assert post(client, GOOD).status_code == 401
+        assert post(client, GOOD, headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/v1/models").status_code == 401
+        good = {"authorization": "Bearer s3cret", "content-type": "application/json"}
+        assert client.post("/v1/chat/completions", json=GOOD, headers=good).status_code == 200
+        assert client.get("/v1/models", headers=good).status_code == 200
+
+
+def test_stream_sends_server_sent_event_chunks(client):
+    with client.stream("POST", "/v1/chat/completions", json={**GOOD, "stream": True}) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: "):] for line in answer.iter_lines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == "echo: what is this (1 images)"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+# --- fuzz ---------------------------------------------------------------------------------------
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+NOT_STR = JSON.filter(lambda v: not isinstance(v, str))
+NOT_BOOL = JSON.filter(lambda v: not isinstance(v, bool))
+NOT_NUMBER = JSON.filter(lambda v: isinstance(v, bool) or not isinstance(v, (int, float)))
+
+
+def wrong_field():
+    """(field, value) pairs that no valid request has."""
+    return st.one_of(
+        st.tuples(st.just("model"), NOT_STR | st.text(max_size=20).filter(lambda s: s != MODEL)),
+        st.tuples(st.just("messages"), JSON.filter(lambda v: not isinstance(v, list)) |
+                  st.just([])),
+        st.tuples(st.just("max_tokens"), st.integers(max_value=0) | st.integers(min_value=101) |
+                  NOT_NUMBER.filter(lambda v: v is not None) | st.floats()),
+        st.tuples(st.just("temperature"), st.floats(max_value=-0.001) | st.floats(min_value=2.01)
+                  | NOT_NUMBER),
+        st.tuples(st.just("top_p"), st.floats(max_value=0) | st.floats(min_value=1.01)
+                  | NOT_NUMBER),
+        st.tuples(st.just("seed"), st.integers(max_value=-1) | st.integers(min_value=2**63) |
+                  st.floats() | st.text()),
+        st.tuples(st.just("stream"), NOT_BOOL),
+        st.tuples(st.just("n"), st.integers().filter(lambda n: n != 1) | st.text()),
+        st.tuples(st.just("stop"), st.lists(st.text(min_size=1), min_size=9, max_size=12) |
+                  st.lists(NOT_STR, min_size=1, max_size=3) | st.integers() | st.just([""])),
+    )
+
+
+def bad_message():
+    role = st.text(max_size=10).filter(lambda r: r not in ("system", "user", "assistant"))
+    part = st.one_of(
+        st.fixed_dictionaries({"type": st.text(max_size=10).filter(
+            lambda t: t not in ("text", "image_url")), "text": st.text(max_size=10)}),
+        st.fixed_dictionaries({"type": st.just("text"), "text": NOT_STR}),
+        st.fixed_dictionaries({"type": st.just("image_url"), "image_url": NOT_STR}),
+        st.fixed_dictionaries({"type": st.just("image_url"), "image_url": st.fixed_dictionaries(
+            {"url": st.text(max_size=60)})}),  # not a data URL
+        st.builds(lambda data: {"type": "image_url", "image_url": {
+            "url": "data:image/png;base64," + base64.b64encode(data).decode()}},
+            st.binary(max_size=200)),  # base64 of bytes that are no image
+    )
+    return st.one_of(
+        JSON.filter(lambda v: not isinstance(v, dict)),
+        st.fixed_dictionaries({"role": role, "content": st.text(max_size=10)}),
+        st.fixed_dictionaries({"content": st.text(max_size=10)}),
+        st.fixed_dictionaries({"role": st.just("user"),
+                               "content": NOT_STR.filter(lambda v: v != [] and
+                                                         not isinstance(v, list)) | st.just([])}),
+        st.fixed_dictionaries({"role": st.just("user"),
+                               "content": st.lists(part, min_size=1, max_size=3)}),
+    )
+
+
+MALFORMED = st.one_of(
+    st.binary(max_size=300).filter(lambda b: not _is_json_object(b)),
+    JSON.filter(lambda v: not isinstance(v, dict)).map(lambda v: json.dumps(v).encode()),
+    st.builds(lambda f: json.dumps({**GOOD, f[0]: f[1]}).encode(), wrong_field()),
+    st.builds(lambda m: json.dumps({**GOOD, "messages": GOOD["messages"] + [m]}).encode(),
+              bad_message()),
+    st.builds(lambda k: json.dumps({key: v for key, v in GOOD.items() if key != k}).encode(),
+              st.sampled_from(["model", "messages"])),  # a required field left out
+)
+
+
+def _is_json_object(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw), dict)
+    except ValueError:
+        return False
+
+
+def test_fuzz_malformed_requests_get_4xx_never_500_and_the_server_lives_on(client):
+    statuses = []
+
+    @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=MALFORMED)
+    def fuzz(body):
+        answer = post(client, body)
+        assert 400 <= answer.status_code < 500, (body[:300], answer.status_code, answer.text)
+        assert answer.json()["error"]["message"]
+        statuses.append(answer.status_code)
+
+    fuzz()
+    assert len(statuses) >= 500
+    assert post(client, GOOD).status_code == 200
+
+
+# --- load ---------------------------------------------------------------------------------------
+def test_64_concurrent_clients_all_get_their_own_answer_and_requests_are_batched():
+    engine = EchoEngine(delay_s=0.02)
+    with running_server(create_app(engine, ServerSettings(model_id=MODEL))) as url:
+        async def one(client: httpx.AsyncClient, i: int) -> tuple[int, dict]:
+            answer = await client.post(f"{url}/chat/completions",
+                                       json=request({"type": "text", "text": f"client {i}"}))
+            return answer.status_code, answer.json()
+
+        async def all_clients():
+            limits = httpx.Limits(max_connections=64)
+            async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+                return await asyncio.gather(*(one(client, i) for i in range(64)))
+
+        results = asyncio.run(all_clients())
+    assert [status for status, _ in results] == [200] * 64
+    for i, (_, body) in enumerate(results):
+        assert body["choices"][0]["message"]["content"] == f"echo: client {i} (0 images)"
+    assert sum(engine.batches) == 64
+    assert max(engine.batches) > 1, engine.batches  # requests arriving together ran together
+    assert max(engine.batches) <= 8

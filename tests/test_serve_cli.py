@@ -1,0 +1,70 @@
+"""``agent_cli.py serve`` as users start it: loopback by default, the key from the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def other_address() -> str | None:
+    """An address of this machine that is not loopback, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent, it only picks a route
+            address = sock.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_serve_binds_loopback_and_requires_the_key_from_the_environment(tiny_checkpoint):
+    port = free_port()
+    env = {**os.environ, "VLAGENT_API_KEY": "from-env"}
+    server = subprocess.Popen(
+        [sys.executable, "agent_cli.py", "serve", str(tiny_checkpoint), "--port", str(port),
+         "--device", "cpu", "--served-model-name", "tiny"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                answer = httpx.get(f"{url}/models")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "serve did not start in 120 s"
+                time.sleep(0.2)
+        assert answer.status_code == 401
+        authorized = httpx.get(f"{url}/models", headers={"authorization": "Bearer from-env"})
+        assert [m["id"] for m in authorized.json()["data"]] == ["tiny"]
+        address = other_address()
+        if address is not None:
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"http://{address}:{port}/v1/models")
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "from-env" not in output  # the key never reaches the log
+
+
+def test_serve_refuses_a_folder_that_is_no_checkpoint(tmp_path):
+    result = subprocess.run([sys.executable, "agent_cli.py", "serve", str(tmp_path / "nope")],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "is not a checkpoint directory" in result.stderr
