@@ -77,7 +77,7 @@ def test_the_endpoint_policy_writes_what_the_local_policy_writes(tiny_checkpoint
     endpoint = make_policy(RunSpec(goal="g", model=served, served_model=MODEL,
                                    max_new_tokens=16), tmp_path)
     local = LocalPolicy(tiny_checkpoint, device="cpu", max_new_tokens=16)
-    dialect = get_dialect("qwen2vl", KINDS["phone"])
+    dialect = get_dialect("qwen2vl", "phone")
     frames = [picture(150, 230, seed=2)]
     prompt = Prompt([Message("system", [TextPart(dialect.system_prompt(KINDS["phone"], SCREEN))]),
                      Message("user", [TextPart("open the settings"), ImagePart(0)]),
