@@ -116,7 +116,7 @@ def test_sigkill_mid_run_leaves_a_trajectory_view_and_export_read(tmp_path):
     html = (directory / "view.html").read_text()
     assert html.count("class='step'") == len(traj.steps)
     exported = cli("export", str(directory), "--format", "qwen2vl", "--out", "sft.jsonl",
-                   cwd=tmp_path)
+                   "--status", "running", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     rows = (tmp_path / "sft.jsonl").read_text().splitlines()
     assert len(rows) == len(traj.steps)
