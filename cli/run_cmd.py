@@ -112,8 +112,8 @@ def run_and_report(spec: RunSpec) -> None:
     live = spec.model != "human"
     try:
         outcome = run(spec, console, observer=lambda goal: LiveView(console, goal, live=live))
-    except (RunError, UnknownTask, PolicyError, EnvError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except (RunError, UnknownTask, PolicyError, EnvError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # before the loop started (it handles Ctrl-C itself)
         console.print("[red]interrupted[/]")

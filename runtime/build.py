@@ -34,9 +34,9 @@ def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:
             )
     if task is not None and task.env != spec.env:
         raise RunError(f"the task {task.name} runs on --env {task.env}, not {spec.env}")
-    # A matched task's own goal is the precise one its solution and check are about.
-    goal = task.goal if task is not None and (spec.model == "scripted" or not spec.goal) \
-        else spec.goal
+    # The task's own goal is the precise one its solution and check are about; the model is
+    # told that, not a free paraphrase such as "book a flight".
+    goal = task.goal if task is not None else spec.goal
     if not goal:
         raise RunError("give a GOAL, or a task with --task NAME")
     return goal, task
@@ -76,6 +76,9 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
     if not Path(model).is_dir():
         raise RunError(f"--model {model!r} is not a checkpoint directory; give {MODEL_HELP}")
     from agent.policies.local import LocalPolicy
+    from runtime.checkpoint import check_checkpoint
+
+    check_checkpoint(model)
 
     return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature)
 

@@ -53,8 +53,9 @@ def run(
     tokens = None
     if spec.processor:
         from agent.policies.local import PromptRenderer
+        from runtime.checkpoint import check_checkpoint
 
-        tokens = PromptRenderer.from_pretrained(spec.processor)
+        tokens = PromptRenderer.from_pretrained(check_checkpoint(spec.processor, weights=False))
     history = HistoryPolicy(images=spec.history_images, max_tokens=spec.max_prompt_tokens)
     config = AgentConfig(
         max_steps=spec.max_steps, max_time_s=spec.max_time_s,

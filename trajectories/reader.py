@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from core.actions import parse_action
 from trajectories.records import META_FILE, STEPS_FILE, Meta, StepRecord
 
 
@@ -46,11 +47,16 @@ def load(directory: str | Path) -> Trajectory:
     for number, line in enumerate(lines[:-1], start=1):
         if not line.strip():
             continue
+        what = "step"
         try:
-            steps.append(StepRecord.model_validate(json.loads(line)))
+            step = StepRecord.model_validate(json.loads(line))
+            what = "action"
+            if step.action is not None:
+                parse_action(step.action)  # view and export read its fields
+            steps.append(step)
         except ValueError as exc:
-            raise TrajectoryError(f"{steps_path}:{number} is not a valid step ({_why(exc)})"
-                                  ) from None
+            raise TrajectoryError(f"{steps_path}:{number} holds an invalid {what} "
+                                  f"({_why(exc)}); fix or delete that line") from None
     return Trajectory(directory=directory, meta=meta, steps=steps)
 
 
