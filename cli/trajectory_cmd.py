@@ -108,10 +108,16 @@ def replay(
         raise typer.Exit(2) from None
     meta = trajectory.meta
     recorded_device = getattr(meta, "device", None)
+    browser = {}  # the recorded browser settings: start URL, viewport, scale, allowed domains
+    if meta.env == "browser":
+        browser = {"url": getattr(meta, "url", None) or "about:blank",
+                   "viewport": tuple(getattr(meta, "viewport", None) or (1280, 800)),
+                   "scale": getattr(meta, "scale", None) or 1.0,
+                   "allowed_domains": tuple(getattr(meta, "allowed_domains", None) or ())}
     run_and_report(RunSpec(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         device=device or ("virtual" if recorded_device == "virtual" else None),
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
-        max_steps=max(len(trajectory.steps), 1), out=out,
+        max_steps=max(len(trajectory.steps), 1), out=out, **browser,
     ))

@@ -93,14 +93,26 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
     if spec.env == "browser":
         from envs.browser import BrowserEnv
 
-        with BrowserEnv(start_url=spec.url) as env:
+        if spec.scale <= 0:
+            raise RunError(f"--scale {spec.scale:g} must be above 0, e.g. 1 or 2")
+        with BrowserEnv(viewport=spec.viewport, device_scale_factor=spec.scale,
+                        start_url=spec.url, allowed_domains=list(spec.allowed_domains) or None,
+                        ) as env:
             yield env, None
         return
     if spec.env == "desktop":
         from envs.desktop import DesktopEnv
 
-        with DesktopEnv() as env:
-            yield env, None
+        if spec.display != "new":
+            with DesktopEnv(display=spec.display) as env:
+                yield env, None
+            return
+        from envs.xvfb import Xvfb
+
+        with Xvfb() as xvfb:  # a private display for this run, stopped after it
+            console.print(f"private X display {xvfb.display} (Xvfb)")
+            with DesktopEnv(display=xvfb.display, xauthority=xvfb.xauthority) as env:
+                yield env, None
         return
     from envs.android import AndroidEnv
 
@@ -118,5 +130,5 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
             console.print(f"virtual phone at {phone.serial} (adb server on port {adb.port})")
             yield env, "virtual"
         return
-    with AndroidEnv(serial=spec.device) as env:
+    with AndroidEnv(serial=spec.device, adb_port=spec.adb_port) as env:
         yield env, spec.device
