@@ -12,18 +12,24 @@ def view(
     directory: Path = typer.Argument(..., help="A trajectory directory (runs/...)."),
     out: Path = typer.Option(None, "--out", "-o", help="The HTML file to write. Default: "
                              "view.html inside the trajectory."),
+    gif: Path = typer.Option(None, "--gif", help="Also write an animated GIF of the episode, "
+                             "each screenshot with its action drawn on it."),
 ) -> None:
     """Write a self-contained HTML page of a trajectory: each screenshot with its action drawn
     on it, the thought, the raw reply and the timings. It opens from anywhere."""
+    from trajectories.animation import write_gif
     from trajectories.reader import TrajectoryError
     from trajectories.viewer import write_view
 
     try:
         path = write_view(directory, out)
-    except (TrajectoryError, OSError) as exc:
+        animation = write_gif(directory, gif) if gif is not None else None
+    except (TrajectoryError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(str(path))
+    if animation is not None:
+        typer.echo(str(animation))
 
 
 def export(
