@@ -31,16 +31,21 @@ def clip(text: str, limit: int = 70) -> str:
 
 
 class LiveView:
-    """A StepObserver that draws a rich table; with ``live=False`` it prints rows as they come
-    (for the human policy, which reads the same terminal)."""
+    """A StepObserver that draws a live rich table of the latest steps, and when the episode
+    ends prints the table of every step.
+
+    With ``live=False``, or outside a terminal (CI, nohup, ``| tee``), it prints one plain line
+    per step as the step ends instead (the human policy reads the same terminal)."""
 
     def __init__(self, console: Console, title: str, live: bool = True) -> None:
         self.console = console
         self.title = title
         self.rows: list[StepRecord] = []
         self.status = Text("starting…", style="dim")
+        live = live and console.is_terminal
+        # Transient: the live region (the latest rows) gives way to the full table at the end.
         self._live = Live(self._render(), console=console, refresh_per_second=8,
-                          transient=False) if live else None
+                          transient=True) if live else None
 
     def __enter__(self) -> "LiveView":
         if self._live is not None:
@@ -49,9 +54,8 @@ class LiveView:
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
-            self.status = Text("")
-            self._live.update(self._render())
             self._live.__exit__(None, None, None)
+            self.console.print(self._table(self.rows, self.title))
 
     # StepObserver
     def phase(self, step: int, name: str) -> None:
@@ -61,7 +65,8 @@ class LiveView:
     def step(self, record: StepRecord) -> None:
         self.rows.append(record)
         if self._live is None:
-            self.console.print(self._table([record], title=None))
+            self.console.print(plain_line(record), markup=False, highlight=False,
+                               soft_wrap=True)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -69,7 +74,11 @@ class LiveView:
             self._live.update(self._render())
 
     def _render(self) -> Group:
-        return Group(self._table(self.rows[-MAX_ROWS:], self.title), self.status)
+        table = self._table(self.rows[-MAX_ROWS:], self.title)
+        hidden = len(self.rows) - MAX_ROWS
+        if hidden > 0:
+            table.caption = f"{hidden} earlier step(s) not shown here; all are in the final table"
+        return Group(table, self.status)
 
     def _table(self, rows: list[StepRecord], title: str | None) -> Table:
         table = Table(title=title, title_justify="left", expand=True, show_lines=False)
@@ -82,15 +91,8 @@ class LiveView:
         # A short header keeps the text columns readable in an 80-column terminal.
         table.add_column("ms o/m/p/a", justify="right", no_wrap=True)
         for r in rows:
-            if r.parse_error:
-                # The problem, without the format reminder that follows it for the model.
-                problem = r.parse_error.split(". Expected")[0]
-                result = Text(clip(f"parse error: {problem}"), style="red")
-            elif r.result is not None:
-                result = Text(clip(r.result.message or "ok"),
-                              style="green" if r.result.ok else "red")
-            else:
-                result = Text("-")
+            result = Text(clip(outcome(r)), style="red" if r.parse_error or (
+                r.result is not None and not r.result.ok) else "green" if r.result else "")
             t = r.timings
             table.add_row(
                 str(r.step), f"{r.screen[0]}x{r.screen[1]}", clip(r.thought or "", 90),
@@ -99,3 +101,23 @@ class LiveView:
                 f"{t.observe_ms:.0f}/{t.model_ms:.0f}/{t.parse_ms:.0f}/{t.act_ms:.0f}",
             )
         return table
+
+
+def outcome(record: StepRecord) -> str:
+    """What came of the step, in a few words."""
+    if record.parse_error:
+        # The problem, without the format reminder that follows it for the model.
+        return "parse error: " + record.parse_error.split(". Expected")[0]
+    if record.result is not None:
+        return record.result.message or ("ok" if record.result.ok else "failed")
+    return "-"
+
+
+def plain_line(record: StepRecord) -> str:
+    """One line for a finished step, for logs: no colour, no table, no redraw."""
+    t = record.timings
+    thought = f" | {clip(record.thought, 60)}" if record.thought else ""
+    tokens = f" {record.prompt_tokens} tok" if record.prompt_tokens is not None else ""
+    return (f"step {record.step}: {clip(describe_action(record.action))} -> "
+            f"{clip(outcome(record), 60)}{thought} ({t.model_ms:.0f} ms model, "
+            f"{t.act_ms:.0f} ms act{tokens})")

@@ -16,7 +16,7 @@ SCREENSHOT = (1080, 2400)  # a common phone screen, width x height
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -122,7 +122,11 @@ def generate(
                 pictures.append(im)
         except (FileNotFoundError, UnidentifiedImageError) as e:
             _fail(f"cannot read image {file}: {e}")
+    from runtime.checkpoint import check_checkpoint, check_torch_device
+
     try:
+        check_checkpoint(path)
+        check_torch_device(device)
         proc = Qwen2VLProcessor.from_pretrained(path)
         model = Qwen2VL.from_pretrained(path, device=device, dtype=dtype)
     except (FileNotFoundError, ValueError, KeyError) as e:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, List
 
 import typer
 
@@ -53,7 +53,19 @@ def run(
                                    "resize budget per screenshot (1280*28*28 = 1003520 is a "
                                    "common, faster choice)."),
     min_pixels: int = typer.Option(3136, "--min-pixels", min=1, help="Lower resize budget."),
-    url: str = typer.Option("about:blank", "--url", help="browser: the start page."),
+    url: str = typer.Option("about:blank", "--url", help="browser: the start page (kept in "
+                            "meta.json, so replay starts there too)."),
+    viewport: str = typer.Option("1280x800", "--viewport", help="browser: the page size "
+                                 "WIDTHxHEIGHT in CSS pixels."),
+    scale: float = typer.Option(1.0, "--scale", help="browser: the device scale factor; "
+                                "screenshots are the viewport times this."),
+    allow_domain: List[str] = typer.Option(None, "--allow-domain", help="browser: load only "
+                                           "this domain and its subdomains (repeatable); other "
+                                           "navigations are blocked and reported."),
+    adb_port: int = typer.Option(None, "--adb-port", min=1, max=65535, help="android: the adb "
+                                 "server's port (default: $ANDROID_ADB_SERVER_PORT, else 5037)."),
+    display: str = typer.Option(None, "--display", help="desktop: the X display, e.g. :1, or "
+                                "'new' to run on a private Xvfb (default: $DISPLAY)."),
     processor: str = typer.Option(None, "--processor", help="Count prompt tokens with this "
                                   "checkpoint's processor (for scripted/human/replay runs "
                                   "recorded as training data)."),
@@ -71,10 +83,15 @@ def run(
 
       agent_cli.py run "turn on wifi" --env android --model /models/Qwen2-VL-7B-Instruct
     """
-    from runtime.settings import RunSpec
+    from runtime.settings import RunError, RunSpec, parse_viewport
 
     if model is None:
         raise typer.BadParameter("choose the model: " + MODEL_HELP, param_hint="--model")
+    try:
+        size = parse_viewport(viewport)
+    except RunError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     spec = RunSpec(
         goal=goal, model=model, env=env, device=device, task=task, dialect=dialect,
         max_steps=max_steps, max_time_s=max_time or None, max_parse_errors=max_parse_errors,
@@ -82,6 +99,8 @@ def run(
         min_pixels=min_pixels, max_pixels=max_pixels,
         url=url, processor=processor, max_new_tokens=max_new_tokens, temperature=temperature,
         served_model=served_model,
+        viewport=size, scale=scale, allowed_domains=tuple(allow_domain or ()), adb_port=adb_port,
+        display=display,
     )
     run_and_report(spec)
 
@@ -118,8 +137,8 @@ def run_and_report(spec: RunSpec) -> None:
     live = spec.model != "human"
     try:
         outcome = run(spec, console, observer=lambda goal: LiveView(console, goal, live=live))
-    except (RunError, UnknownTask, PolicyError, EnvError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except (RunError, UnknownTask, PolicyError, EnvError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # before the loop started (it handles Ctrl-C itself)
         console.print("[red]interrupted[/]")

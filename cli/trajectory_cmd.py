@@ -12,47 +12,84 @@ def view(
     directory: Path = typer.Argument(..., help="A trajectory directory (runs/...)."),
     out: Path = typer.Option(None, "--out", "-o", help="The HTML file to write. Default: "
                              "view.html inside the trajectory."),
+    gif: Path = typer.Option(None, "--gif", help="Also write an animated GIF of the episode, "
+                             "each screenshot with its action drawn on it."),
 ) -> None:
     """Write a self-contained HTML page of a trajectory: each screenshot with its action drawn
     on it, the thought, the raw reply and the timings. It opens from anywhere."""
+    from trajectories.animation import write_gif
     from trajectories.reader import TrajectoryError
     from trajectories.viewer import write_view
 
     try:
         path = write_view(directory, out)
-    except (TrajectoryError, OSError) as exc:
+        animation = write_gif(directory, gif) if gif is not None else None
+    except (TrajectoryError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(str(path))
+    if animation is not None:
+        typer.echo(str(animation))
 
 
 def export(
     directories: List[Path] = typer.Argument(..., help="Trajectory directories."),
     format: str = typer.Option("qwen2vl", "--format", "-f", help="qwen2vl: chat messages with "
-                               "{'type': 'image', 'image': PATH} parts (qwen-vl-utils); "
-                               "llamafactory: messages with <image> placeholders and images."),
+                               "{'type': 'image', 'image': PATH} parts and a loss flag per "
+                               "assistant message; llamafactory: ShareGPT messages with <image> "
+                               "placeholders and images (docs/export.md)."),
     granularity: str = typer.Option("step", "--granularity", "-g", help="step: one sample per "
                                     "step; episode: one per trajectory (its final prompt)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file: JSON Lines, or a JSON array "
                              "when it ends in .json."),
-    status: List[str] = typer.Option(None, "--status", help="Keep only episodes that ended so "
-                                     "(repeatable), e.g. --status success."),
+    status: List[str] = typer.Option(None, "--status", help="Keep episodes that ended so "
+                                     "(repeatable; default success, where a task check that "
+                                     "ran decides), e.g. --status success --status answered; "
+                                     "--status all keeps every episode."),
     relative: bool = typer.Option(False, "--relative", help="Image paths relative to the "
                                   "output file's folder instead of absolute."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on a trajectory that cannot be "
+                                "read, instead of leaving it out with a warning."),
+    dedupe: bool = typer.Option(False, "--dedupe", help="Drop samples identical to an earlier "
+                                "one (same text and image bytes)."),
+    stats: bool = typer.Option(False, "--stats", help="Print the samples, images and tokens per "
+                               "sample."),
 ) -> None:
-    """Export trajectories as SFT data for Qwen2-VL fine-tuning tools."""
+    """Export trajectories as SFT data for Qwen2-VL fine-tuning tools; only the model's replies
+    are trained (docs/export.md)."""
     from trajectories.export import ExportError
     from trajectories.export import export as run_export
     from trajectories.reader import TrajectoryError
 
+    statuses = None if "all" in (status or []) else (status or ["success"])
     try:
-        summary = run_export(directories, format, granularity, out, status or None, relative)
+        summary = run_export(directories, format, granularity, out, statuses, relative,
+                             strict=strict, dedupe=dedupe)
     except (ExportError, TrajectoryError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    for why in summary.skipped:
+        typer.echo(f"warning: left out {why}", err=True)
+    notes = [f"{n} {what}" for n, what in (
+        (summary.skipped_steps, "unparsed step(s) left out"),
+        (summary.duplicates, "duplicate sample(s) dropped"),
+        (summary.untrainable_episodes, "episode(s) with an unparsed reply left out "
+                                       "(LLaMA-Factory would train it)"),
+        (len(summary.skipped), "unreadable trajectory(ies) left out")) if n]
     typer.echo(f"{summary.samples} sample(s) from {summary.episodes} episode(s) -> {out}"
-               + (f" ({summary.skipped_steps} unparsed step(s) left out)"
-                  if summary.skipped_steps else ""))
+               + (f" ({'; '.join(notes)})" if notes else ""))
+    if stats:
+        typer.echo(f"samples: {summary.samples}")
+        typer.echo(f"images: {summary.images} ({summary.images / summary.samples:.1f} per sample)")
+        tokens = summary.tokens
+        if tokens:
+            typer.echo(f"tokens per sample: min {min(tokens)}, mean "
+                       f"{sum(tokens) / len(tokens):.0f}, max {max(tokens)}"
+                       + (f" ({summary.samples - len(tokens)} sample(s) without a recorded "
+                          "count)" if len(tokens) < summary.samples else ""))
+        else:
+            typer.echo("tokens per sample: unknown (the policy recorded no token counts; "
+                       "record with a local model, or run with --processor CHECKPOINT)")
 
 
 def replay(
@@ -77,10 +114,16 @@ def replay(
         raise typer.Exit(2) from None
     meta = trajectory.meta
     recorded_device = getattr(meta, "device", None)
+    browser = {}  # the recorded browser settings: start URL, viewport, scale, allowed domains
+    if meta.env == "browser":
+        browser = {"url": getattr(meta, "url", None) or "about:blank",
+                   "viewport": tuple(getattr(meta, "viewport", None) or (1280, 800)),
+                   "scale": getattr(meta, "scale", None) or 1.0,
+                   "allowed_domains": tuple(getattr(meta, "allowed_domains", None) or ())}
     run_and_report(RunSpec(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         device=device or ("virtual" if recorded_device == "virtual" else None),
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
-        max_steps=max(len(trajectory.steps), 1), out=out,
+        max_steps=max(len(trajectory.steps), 1), out=out, **browser,
     ))

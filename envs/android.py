@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import shlex
 import socket
@@ -81,6 +82,20 @@ class ScreenInfo:
     rotation: int
 
 
+DEFAULT_ADB_PORT = 5037
+
+
+def adb_server_port() -> int:
+    """The adb server's port as adb itself picks it: $ANDROID_ADB_SERVER_PORT, else 5037."""
+    value = os.environ.get("ANDROID_ADB_SERVER_PORT", "").strip()
+    if not value:
+        return DEFAULT_ADB_PORT
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise EnvError(f"ANDROID_ADB_SERVER_PORT={value!r} is not a port; set it to a number "
+                       "from 1 to 65535 or unset it")
+    return int(value)
+
+
 class AndroidEnv(Env):
     """One Android device through the adb server at ``adb_host:adb_port``.
 
@@ -96,7 +111,7 @@ class AndroidEnv(Env):
         self,
         serial: str | None = None,
         adb_host: str = "127.0.0.1",
-        adb_port: int = 5037,
+        adb_port: int | None = None,  # None: $ANDROID_ADB_SERVER_PORT, else 5037, as adb does
         timeout_s: float = 10.0,
         screencap: Literal["raw", "png"] = "raw",
         settle: SettleConfig | None = None,
@@ -107,6 +122,7 @@ class AndroidEnv(Env):
         if screencap not in ("raw", "png"):
             raise ValueError(f"screencap must be 'raw' or 'png', not {screencap!r}")
         self.timeout_s = timeout_s
+        adb_port = adb_server_port() if adb_port is None else adb_port
         self._client = adbutils.AdbClient(host=adb_host, port=adb_port, socket_timeout=timeout_s)
         self.serial = self._pick_serial(serial, f"{adb_host}:{adb_port}")
         self.device = self._client.device(self.serial)

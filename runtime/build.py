@@ -34,9 +34,9 @@ def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:
             )
     if task is not None and task.env != spec.env:
         raise RunError(f"the task {task.name} runs on --env {task.env}, not {spec.env}")
-    # A matched task's own goal is the precise one its solution and check are about.
-    goal = task.goal if task is not None and (spec.model == "scripted" or not spec.goal) \
-        else spec.goal
+    # The task's own goal is the precise one its solution and check are about; the model is
+    # told that, not a free paraphrase such as "book a flight".
+    goal = task.goal if task is not None else spec.goal
     if not goal:
         raise RunError("give a GOAL, or a task with --task NAME")
     return goal, task
@@ -78,6 +78,9 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
     if not Path(model).is_dir():
         raise RunError(f"--model {model!r} is not a checkpoint directory; give {MODEL_HELP}")
     from agent.policies.local import LocalPolicy
+    from runtime.checkpoint import check_checkpoint
+
+    check_checkpoint(model)
 
     return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature)
 
@@ -104,14 +107,26 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
     if spec.env == "browser":
         from envs.browser import BrowserEnv
 
-        with BrowserEnv(start_url=spec.url) as env:
+        if spec.scale <= 0:
+            raise RunError(f"--scale {spec.scale:g} must be above 0, e.g. 1 or 2")
+        with BrowserEnv(viewport=spec.viewport, device_scale_factor=spec.scale,
+                        start_url=spec.url, allowed_domains=list(spec.allowed_domains) or None,
+                        ) as env:
             yield env, None
         return
     if spec.env == "desktop":
         from envs.desktop import DesktopEnv
 
-        with DesktopEnv() as env:
-            yield env, None
+        if spec.display != "new":
+            with DesktopEnv(display=spec.display) as env:
+                yield env, None
+            return
+        from envs.xvfb import Xvfb
+
+        with Xvfb() as xvfb:  # a private display for this run, stopped after it
+            console.print(f"private X display {xvfb.display} (Xvfb)")
+            with DesktopEnv(display=xvfb.display, xauthority=xvfb.xauthority) as env:
+                yield env, None
         return
     from envs.android import AndroidEnv
 
@@ -129,5 +144,5 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
             console.print(f"virtual phone at {phone.serial} (adb server on port {adb.port})")
             yield env, "virtual"
         return
-    with AndroidEnv(serial=spec.device) as env:
+    with AndroidEnv(serial=spec.device, adb_port=spec.adb_port) as env:
         yield env, spec.device

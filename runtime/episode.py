@@ -53,8 +53,9 @@ def run(
     tokens = None
     if spec.processor:
         from agent.policies.local import PromptRenderer
+        from runtime.checkpoint import check_checkpoint
 
-        tokens = PromptRenderer.from_pretrained(spec.processor)
+        tokens = PromptRenderer.from_pretrained(check_checkpoint(spec.processor, weights=False))
     history = HistoryPolicy(images=spec.history_images, max_tokens=spec.max_prompt_tokens)
     config = AgentConfig(
         max_steps=spec.max_steps, max_time_s=spec.max_time_s,
@@ -67,10 +68,18 @@ def run(
             with (observer or _no_observer)(goal) as view:
                 agent = Agent(env, policy, dialect, config=config,
                               recorder=Recorder(directory), observer=view, tokens=tokens)
-                result = agent.run(goal, task, device=device)
+                result = agent.run(goal, task, device=device, **env_meta(spec))
     finally:
         policy.close()
     return RunOutcome(result, directory, write_view(directory))
+
+
+def env_meta(spec: RunSpec) -> dict:
+    """The env settings meta.json keeps, so that ``replay`` starts where this run started."""
+    if spec.env != "browser":
+        return {}
+    return {"url": spec.url, "viewport": list(spec.viewport), "scale": spec.scale,
+            "allowed_domains": list(spec.allowed_domains)}
 
 
 def _no_observer(goal: str) -> AbstractContextManager[None]:

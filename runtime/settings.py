@@ -40,8 +40,21 @@ class RunSpec:
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
     url: str = "about:blank"  # the browser env's start page
+    viewport: tuple[int, int] = (1280, 800)  # the browser's page size in CSS pixels
+    scale: float = 1.0  # the browser's device scale factor (screenshots are viewport * scale)
+    allowed_domains: tuple[str, ...] = ()  # the browser may only load these (and subdomains)
+    adb_port: int | None = None  # None: $ANDROID_ADB_SERVER_PORT, else 5037
+    display: str | None = None  # desktop: an X display, "new" for a private Xvfb, None: $DISPLAY
     processor: str | None = None  # count prompt tokens with this checkpoint's processor
     max_new_tokens: int = 256
     temperature: float = 0.0
     served_model: str | None = None  # the model name an OpenAI-compatible endpoint serves
     api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None)
+
+
+def parse_viewport(text: str) -> tuple[int, int]:
+    """``"1280x800"`` as (1280, 800)."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or not int(width) or not int(height):
+        raise RunError(f"--viewport {text!r} is not WIDTHxHEIGHT in pixels, e.g. 1280x800")
+    return int(width), int(height)

@@ -116,7 +116,7 @@ def test_sigkill_mid_run_leaves_a_trajectory_view_and_export_read(tmp_path):
     html = (directory / "view.html").read_text()
     assert html.count("class='step'") == len(traj.steps)
     exported = cli("export", str(directory), "--format", "qwen2vl", "--out", "sft.jsonl",
-                   cwd=tmp_path)
+                   "--status", "running", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     rows = (tmp_path / "sft.jsonl").read_text().splitlines()
     assert len(rows) == len(traj.steps)
@@ -185,3 +185,68 @@ def test_ctrl_c_mid_run_finalizes_the_trajectory(tmp_path):
     traj = load(only_run(tmp_path / "runs"))
     assert traj.meta.status == "interrupted" and traj.meta.finished_at is not None
     assert traj.meta.steps == len(traj.steps) >= 1
+
+
+def test_browser_options_are_used_and_replay_starts_where_the_run_did(tmp_path):
+    require_tool("chromium")
+    from tests.local_server import serve_directory
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "start.html").write_text("<title>start</title><h1>Start here</h1>")
+    script = replies(tmp_path / "r.jsonl", [DONE])
+    with serve_directory(tmp_path / "site") as base:
+        url = base + "start.html"
+        done = cli("run", "Look", "--env", "browser", "--model", f"replay:{script}",
+                   "--url", url, "--viewport", "400x300", "--scale", "2",
+                   "--allow-domain", "127.0.0.1", "--out", "runs", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        traj = load(only_run(tmp_path / "runs"))
+        assert traj.steps[0].screen == (800, 600)  # the viewport times the scale
+        assert traj.steps[0].extras.get("url") == url
+        meta = traj.meta
+        assert (meta.url, meta.viewport, meta.scale, meta.allowed_domains) == (
+            url, [400, 300], 2.0, ["127.0.0.1"])
+        replayed = cli("replay", str(only_run(tmp_path / "runs")), "--out", "again",
+                       cwd=tmp_path)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        again = load(only_run(tmp_path / "again"))
+        assert again.steps[0].extras.get("url") == url and again.steps[0].screen == (800, 600)
+
+    bad = cli("run", "x", "--env", "browser", "--model", "scripted", "--viewport", "wide",
+              cwd=tmp_path)
+    assert bad.returncode == 2 and "--viewport 'wide' is not WIDTHxHEIGHT" in bad.stderr
+
+
+def test_adb_port_follows_the_environment_as_adb_does(monkeypatch):
+    from envs.android import DEFAULT_ADB_PORT, adb_server_port
+    from envs.base import EnvError
+
+    monkeypatch.delenv("ANDROID_ADB_SERVER_PORT", raising=False)
+    assert adb_server_port() == DEFAULT_ADB_PORT
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", "6123")
+    assert adb_server_port() == 6123
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", "port")
+    with pytest.raises(EnvError, match="ANDROID_ADB_SERVER_PORT='port'"):
+        adb_server_port()
+
+
+def test_tasks_list_names_every_task(tmp_path):
+    from tasks.registry import get_task, task_names
+
+    done = cli("tasks", "list", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for name in task_names():
+        assert name in done.stdout and get_task(name).env in done.stdout
+
+
+def test_desktop_run_on_a_private_display(tmp_path):
+    require_tool("xvfb")
+    require_tool("xdotool")
+    script = replies(tmp_path / "r.jsonl", [DONE])
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "XAUTHORITY")}
+    done = subprocess.run([*CLI, "run", "x", "--env", "desktop", "--display", "new", "--model",
+                           f"replay:{script}", "--out", "runs"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "private X display :" in done.stdout
+    assert load(only_run(tmp_path / "runs")).steps[0].screen == (1280, 800)

@@ -69,7 +69,7 @@ def test_load_errors(tmp_path):
         load(tmp_path)
     (tmp_path / "meta.json").write_text(meta().model_dump_json())
     (tmp_path / "steps.jsonl").write_text('{"step": 0}\n' + json.dumps({}) + "\n")
-    with pytest.raises(TrajectoryError, match="steps.jsonl:1 is not a valid step"):
+    with pytest.raises(TrajectoryError, match="steps.jsonl:1 holds an invalid step"):
         load(tmp_path)
 
 

@@ -56,8 +56,8 @@ def test_page_renders_every_step_in_chromium(trajectory, tmp_path):
         assert "Open the app." in text  # the thought
         assert "Ada <Lovelace> & co" in page.inner_text("#step-3")  # escaped, shown as text
         assert "parse error" in page.inner_text("#step-2")
-        # The reply's markup is text, not markup: no script element made it into the page.
-        assert page.evaluate("document.querySelectorAll('script').length") == 0 and not errors
+        # The reply's markup is text, not markup: only the page's own (zoom) script is there.
+        assert page.evaluate("document.querySelectorAll('script').length") == 1 and not errors
         assert page.locator("#step-2 pre.raw").text_content().startswith("this is not an action")
 
         # The tap ring sits at (540, 600) of the 1080x2400 screenshot: half across, a quarter down.
@@ -70,6 +70,16 @@ def test_page_renders_every_step_in_chromium(trajectory, tmp_path):
         assert "Ada <Lovelace> & co" in page.locator("#step-3 svg text").text_content()
         assert "terminate: success" in page.locator("#step-4 svg text").text_content()
         assert "success" in page.inner_text("header")
+
+        # A click enlarges a screenshot, marks and all; a second click shrinks it back.
+        page.click("#step-0 .shot")
+        big = page.locator("#step-0 img").bounding_box()
+        assert big["height"] == pytest.approx(0.96 * 900, abs=2) and big["height"] > img["height"]
+        ring = page.locator("#step-0 circle.mark.tap").bounding_box()
+        assert abs(ring["x"] + ring["width"] / 2 - (big["x"] + big["width"] * 0.5)) < 3
+        assert abs(ring["y"] + ring["height"] / 2 - (big["y"] + big["height"] * 0.25)) < 3
+        page.click("#step-0 .shot")
+        assert page.locator("#step-0 img").bounding_box()["height"] == img["height"]
         browser.close()
 
 
@@ -79,3 +89,24 @@ def test_view_of_an_empty_trajectory(tmp_path):
     Agent(env, ListPolicy([]), get_dialect("qwen2vl", env.form_factor), recorder=recorder).run("x")
     html = write_view(tmp_path / "traj").read_text()
     assert "No step was recorded." in html and "device went away" in html
+
+
+def test_view_gif_animates_every_step_with_its_action(trajectory, tmp_path):
+    from PIL import Image, ImageSequence
+
+    from tests.test_agent_cli import cli
+    from trajectories.animation import GIF_WIDTH, MARK
+    from trajectories.reader import load
+
+    done = cli("view", str(trajectory), "--gif", "episode.gif", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    steps = load(trajectory).steps
+    with Image.open(tmp_path / "episode.gif") as gif:
+        frames = [f.convert("RGB") for f in ImageSequence.Iterator(gif)]
+    assert len(frames) == len(steps)
+    # The tap of step 0 at (540, 600) of a 1080-wide screen: its ring passes r pixels left of it.
+    scale = GIF_WIDTH / steps[0].screen[0]
+    x, y = 540 * scale, 600 * scale
+    r = max(6, GIF_WIDTH // 30)
+    pixel = frames[0].getpixel((round(x - r + 1), round(y)))
+    assert max(abs(a - b) for a, b in zip(pixel, MARK)) < 60

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from core.actions import parse_action
 from trajectories.records import META_FILE, STEPS_FILE, Meta, StepRecord
 
 
@@ -36,7 +37,8 @@ def load(directory: str | Path) -> Trajectory:
     try:
         meta = Meta.model_validate_json(meta_path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise TrajectoryError(f"{meta_path} is not valid: {exc}") from None
+        raise TrajectoryError(f"{meta_path} is not valid ({_why(exc)}); fix or remove "
+                              f"that trajectory") from None
     steps: list[StepRecord] = []
     steps_path = directory / STEPS_FILE
     text = steps_path.read_text(encoding="utf-8") if steps_path.exists() else ""
@@ -45,8 +47,24 @@ def load(directory: str | Path) -> Trajectory:
     for number, line in enumerate(lines[:-1], start=1):
         if not line.strip():
             continue
+        what = "step"
         try:
-            steps.append(StepRecord.model_validate(json.loads(line)))
+            step = StepRecord.model_validate(json.loads(line))
+            what = "action"
+            if step.action is not None:
+                parse_action(step.action)  # view and export read its fields
+            steps.append(step)
         except ValueError as exc:
-            raise TrajectoryError(f"{steps_path}:{number} is not a valid step: {exc}") from None
+            raise TrajectoryError(f"{steps_path}:{number} holds an invalid {what} "
+                                  f"({_why(exc)}); fix or delete that line") from None
     return Trajectory(directory=directory, meta=meta, steps=steps)
+
+
+def _why(exc: ValueError) -> str:
+    """The first problem, on one line (pydantic's own message spans several)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        more = f" and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
+        return f"{where + ': ' if where else ''}{first['msg']}{more}"
+    return str(exc).splitlines()[0]

@@ -22,7 +22,7 @@ from trajectories.reader import Trajectory, load
 from trajectories.records import StepRecord
 
 VIEW_FILE = "view.html"
-THUMB_WIDTH = 540  # enough to read a phone screen; keeps a 30-step page to a few MB
+THUMB_WIDTH = 720  # readable when enlarged; keeps a 30-step page to a few MB
 
 _POINT_KINDS = {"tap", "click", "double_click", "right_click", "move", "long_press"}
 _LINE_KINDS = {"swipe", "drag"}
@@ -91,7 +91,8 @@ def _step(trajectory: Trajectory, step: StepRecord) -> str:
     details.append(f"<details><summary>raw reply</summary><pre class='raw'>"
                    f"{escape(step.response)}</pre></details>")
     return (f"<section class='step' id='step-{step.step}'>"
-            f"<div class='shot'>{img}"
+            f"<div class='shot' title='click to enlarge' "
+            f"style='aspect-ratio: {width} / {height}'>{img}"
             f"<svg viewBox='0 0 {width} {height}' preserveAspectRatio='none'>{overlay}</svg></div>"
             f"<div class='details'>{''.join(details)}</div></section>")
 
@@ -166,7 +167,10 @@ header dt {{ color: #9aa3b5; }}
 main {{ padding: 16px 24px; display: flex; flex-direction: column; gap: 16px; }}
 .step {{ display: flex; gap: 20px; background: #fff; border-radius: 8px; padding: 12px;
         box-shadow: 0 1px 3px #0002; }}
-.shot {{ position: relative; flex: 0 0 auto; width: 300px; }}
+.shot {{ position: relative; flex: 0 0 auto; width: 300px; cursor: zoom-in; }}
+.shot.zoomed {{ position: fixed; z-index: 10; top: 2vh; left: 50%; transform: translateX(-50%);
+               height: 96vh; width: auto; max-width: 96vw; cursor: zoom-out;
+               box-shadow: 0 0 0 100vmax #000c; }}
 .shot img {{ display: block; width: 100%; border-radius: 6px; }}
 .shot svg {{ position: absolute; inset: 0; width: 100%; height: 100%; overflow: visible; }}
 .mark {{ fill: none; stroke: #ff2d55; }}
@@ -191,5 +195,19 @@ pre.raw {{ white-space: pre-wrap; background: #f6f8fa; padding: 8px; border-radi
 <main>
 {steps}
 </main>
+<script>
+// Click a screenshot to enlarge it (its marks scale with it); click again or press Escape.
+for (const shot of document.querySelectorAll(".shot")) {{
+  shot.addEventListener("click", () => {{
+    const open = shot.classList.contains("zoomed");
+    document.querySelectorAll(".shot.zoomed").forEach(s => s.classList.remove("zoomed"));
+    if (!open) shot.classList.add("zoomed");
+  }});
+}}
+document.addEventListener("keydown", e => {{
+  if (e.key === "Escape") document.querySelectorAll(".shot.zoomed").forEach(
+    s => s.classList.remove("zoomed"));
+}});
+</script>
 </body></html>
 """

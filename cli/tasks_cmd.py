@@ -1,0 +1,31 @@
+"""`tasks` commands: the bundled tasks a run, a benchmark or a demonstration can use."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="The bundled tasks (start state + success check).")
+
+
+@app.command("list")
+def list_tasks(
+    env: str = typer.Option(None, "--env", "-e", help="Only the tasks of this env."),
+) -> None:
+    """Print every bundled task: its name (for --task), env and the goal the model is told."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tasks.registry import get_task, task_names
+
+    tasks = [get_task(name) for name in task_names()]
+    tasks = [t for t in tasks if env is None or t.env == env]
+    if not tasks:
+        typer.echo(f"error: no bundled task runs on --env {env}", err=True)
+        raise typer.Exit(2)
+    table = Table(title=f"{len(tasks)} task(s); run one with --task NAME", title_justify="left")
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("env")
+    table.add_column("goal", overflow="fold")
+    for task in tasks:
+        table.add_row(task.name, task.env, task.goal)
+    Console(soft_wrap=False).print(table)

@@ -1,0 +1,41 @@
+"""`agent_cli.py export` from the command line: filters, warnings, exit codes and --stats."""
+
+from __future__ import annotations
+
+import json
+
+from tests.test_agent_cli import cli
+from tests.test_export import record, run_list
+
+
+def test_export_command_filters_warns_and_counts(tmp_path, tiny_checkpoint):
+    from agent.policies.local import PromptRenderer
+
+    good = record(tmp_path / "good", "qwen2vl", PromptRenderer.from_pretrained(tiny_checkpoint))
+    failed = run_list(tmp_path / "failed", ['*FUNCTION*: Terminate *ARGS*: {"status": '
+                                            '"failure"}'])
+    corrupt = record(tmp_path / "corrupt", "qwen2vl")
+    (corrupt / "meta.json").write_text('{"goal": "x"')
+
+    done = cli("export", str(good), str(failed), str(corrupt), "--out", "sft.jsonl", "--stats",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"warning: left out {corrupt / 'meta.json'}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "3 sample(s) from 1 episode(s)" in done.stdout
+    rows = [json.loads(line) for line in (tmp_path / "sft.jsonl").read_text().splitlines()]
+    images = sum(p["type"] == "image" for r in rows for m in r["messages"] for p in m["content"])
+    assert "samples: 3" in done.stdout and f"images: {images} " in done.stdout
+    assert "tokens per sample: min " in done.stdout
+
+    strict = cli("export", str(good), str(corrupt), "--out", "s.jsonl", "--strict", cwd=tmp_path)
+    assert strict.returncode == 2 and "meta.json" in strict.stderr
+    assert len(strict.stderr.strip().splitlines()) == 1
+
+    typo = cli("export", str(good), "--status", "sucess", "--out", "t.jsonl", cwd=tmp_path)
+    assert typo.returncode == 2 and "unknown status 'sucess'" in typo.stderr
+    nothing = cli("export", str(failed), "--out", "n.jsonl", cwd=tmp_path)
+    assert nothing.returncode == 2 and "nothing to export" in nothing.stderr
+    assert not (tmp_path / "n.jsonl").exists()
+    every = cli("export", str(failed), "--status", "all", "--out", "a.jsonl", cwd=tmp_path)
+    assert every.returncode == 0 and "1 sample(s)" in every.stdout

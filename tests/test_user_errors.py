@@ -1,0 +1,74 @@
+"""Errors a user can cause end in one line that names what to change, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.test_agent_cli import cli
+from tests.test_export import run_list
+
+
+def one_line_error(done, *needles: str) -> None:
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode != 0, output
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, output
+    for needle in needles:
+        assert needle in lines[0], output
+
+
+@pytest.fixture(scope="module")
+def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("broken")
+    made = {}
+    for name in ("no_tokenizer", "no_weights", "truncated"):
+        made[name] = Path(shutil.copytree(tiny_checkpoint, root / name))
+    (made["no_tokenizer"] / "tokenizer.json").unlink()
+    for weights in made["no_weights"].glob("*.safetensors"):
+        weights.unlink()
+    for weights in made["truncated"].glob("*.safetensors"):
+        data = weights.read_bytes()
+        weights.write_bytes(data[: len(data) // 2])  # an interrupted download
+    return made
+
+
+@pytest.mark.parametrize("name, needle", [("no_tokenizer", "has no tokenizer.json"),
+                                          ("no_weights", "has no *.safetensors"),
+                                          ("truncated", "is truncated")])
+def test_broken_checkpoints(tmp_path, broken_checkpoints, name, needle):
+    path = str(broken_checkpoints[name])
+    one_line_error(cli("model", "generate", path, "-p", "hi", "--device", "cpu", cwd=tmp_path),
+                   needle, "download the checkpoint again")
+    one_line_error(cli("run", "x", "--model", path, "--env", "browser", cwd=tmp_path),
+                   needle, path)
+
+
+def test_cuda_device_without_cuda(tmp_path, tiny_checkpoint):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the error is for machines without it")
+    one_line_error(cli("model", "generate", str(tiny_checkpoint), "-p", "hi", "--device",
+                       "cuda", cwd=tmp_path), "--device cuda needs CUDA", "--device cpu")
+
+
+def test_corrupt_meta_and_malformed_action(tmp_path):
+    done = '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'
+    corrupt = run_list(tmp_path / "meta", [done])
+    (corrupt / "meta.json").write_text('{"goal": "x", "env": ')
+    for command in (["view"], ["replay"], ["export", "--out", "x.jsonl", "--strict"]):
+        one_line_error(cli(*command, str(corrupt), cwd=tmp_path), "meta.json", "fix or remove")
+
+    bad_action = run_list(tmp_path / "action", ['*FUNCTION*: Home *ARGS*: {}', done])
+    steps = bad_action / "steps.jsonl"
+    lines = steps.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["action"] = {"kind": "tap", "x": "left"}  # edited by hand
+    steps.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    one_line_error(cli("view", str(bad_action), cwd=tmp_path), "steps.jsonl:1",
+                   "invalid action", "fix or delete that line")
