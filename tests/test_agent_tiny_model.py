@@ -1,6 +1,9 @@
-"""The loop with a tiny random Qwen2-VL checkpoint: real processor and generation, garbage text."""
+"""The loop with tiny random Qwen2-VL / Qwen2.5-VL checkpoints: real processor and generation,
+garbage text."""
 
 from __future__ import annotations
+
+import pytest
 
 from actions.dialects import get_dialect
 from agent.loop import Agent, AgentConfig
@@ -12,11 +15,17 @@ from trajectories.recorder import Recorder
 SMALL = 64 * 28 * 28  # a small image budget keeps the CPU run fast
 
 
-def test_random_model_feeds_parse_errors_back_and_fails_cleanly(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    ("checkpoint", "dialect"),
+    [("tiny_checkpoint", "qwen2vl"), ("tiny_qwen25_checkpoint", "qwen25vl")],
+    ids=["qwen2-vl", "qwen2.5-vl"],
+)
+def test_random_model_feeds_parse_errors_back_and_fails_cleanly(request, checkpoint, dialect, tmp_path):
+    tiny_checkpoint = request.getfixturevalue(checkpoint)
     env = FakePhone()
     policy = LocalPolicy(tiny_checkpoint, device="cpu", max_new_tokens=12)
     config = AgentConfig(max_steps=10, max_parse_errors=2, max_pixels=SMALL)
-    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds), config=config,
+    agent = Agent(env, policy, get_dialect(dialect, env.action_kinds), config=config,
                   recorder=Recorder(tmp_path / "traj"))
     result = agent.run("Open the settings")
 
