@@ -5,6 +5,8 @@ A scaled-down config (hidden 512, 4 layers, vision depth 4) with the tiny test t
   2. prefill of that screenshot at max_pixels=1280*28*28 with a ~300-token text prompt;
   3. greedy decoding of 64 new tokens: after that prompt (prefill included), and after the text
      prompt alone (a small prefill, so mostly the decode steps).
+  4. Qwen2.5-VL (window-attention tower, same scaled-down sizes): the vision tower alone and the
+     prefill of that screenshot.
 Each figure is the best of --repeats runs; all the runs take turns within each repeat.
 
 Run: .venv/bin/python bench/model_cpu.py [--repeats 3]
@@ -133,6 +135,45 @@ def main() -> None:
 
     print(f"{'step':<48}{'ours ms':>10}{'transformers ms':>17}{'tf/ours':>9}")
     for name, a, b in rows:
+        print(f"{name:<48}{a * 1e3:>10.1f}{b * 1e3:>17.1f}{b / a:>8.2f}x")
+    qwen25_rows(image, args.repeats)
+
+
+VISION_25 = dict(depth=4, hidden_size=256, intermediate_size=512, num_heads=4, fullatt_block_indexes=[3])
+
+
+def qwen25_rows(image: Image.Image, repeats: int) -> None:
+    """Qwen2.5-VL: our window tower (one batched SDPA call for all windows) against transformers'."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_tiny_checkpoint(tmp, text_overrides=TEXT, vision_overrides=VISION_25,
+                                    model_type="qwen2_5_vl")  # fmt: skip
+        proc = Qwen2VLProcessor.from_pretrained(path)
+        ours = Qwen2VL.from_pretrained(path, device="cpu", dtype="fp32")
+        ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
+    text = proc.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Open settings."}]}]
+    )
+    batch = proc(text=text, images=[image], max_pixels=SCREEN_MAX)
+    ids, pixels, grid = batch["input_ids"], batch["pixel_values"], batch["image_grid_thw"]
+    mm = (ids == proc.image_token_id).int()
+    with torch.inference_mode():
+        t = best_times(
+            {
+                "ours vision": lambda: ours.visual(pixels, grid),
+                "tf vision": lambda: ref.model.visual(pixels, grid_thw=grid),
+                "ours prefill": lambda: ours(input_ids=ids, pixel_values=pixels, image_grid_thw=grid),
+                "tf prefill": lambda: ref(input_ids=ids, pixel_values=pixels, image_grid_thw=grid,
+                                          mm_token_type_ids=mm),
+            },
+            repeats,
+        )  # fmt: skip
+    print(f"Qwen2.5-VL, grid {grid.tolist()[0]}, windows of 4x4 merged tokens")
+    for name, a, b in [
+        (f"qwen2.5-vl vision tower {pixels.shape[0]} patches", t["ours vision"], t["tf vision"]),
+        (f"qwen2.5-vl prefill {ids.shape[1]} tokens", t["ours prefill"], t["tf prefill"]),
+    ]:
         print(f"{name:<48}{a * 1e3:>10.1f}{b * 1e3:>17.1f}{b / a:>8.2f}x")
 
 

@@ -1,4 +1,4 @@
-"""`model` commands: inspect a local Qwen2-VL checkpoint and run one prompt through it."""
+"""`model` commands: inspect a local Qwen2-VL / Qwen2.5-VL checkpoint and run one prompt through it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, help="Inspect and run a local Qwen2-VL checkpoint.")
+app = typer.Typer(no_args_is_help=True, help="Inspect and run a local Qwen2-VL or Qwen2.5-VL checkpoint.")
 console = Console()
 err = Console(stderr=True)
 
@@ -20,6 +20,15 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _window_rows(vision) -> list[tuple[str, str]]:
+    """Qwen2.5-VL's window attention, when the tower has it."""
+    if not hasattr(vision, "window_size"):
+        return []
+    w = vision.window_tokens
+    return [("windows", f"{vision.window_size} px ({w}x{w} merged tokens), full attention in "
+                        f"blocks {list(vision.fullatt_block_indexes)}, SwiGLU {vision.intermediate_size}")]  # fmt: skip
+
+
 @app.command()
 def info(
     path: Path = typer.Argument(..., help="Checkpoint directory (config.json, *.safetensors, ...)."),
@@ -27,7 +36,7 @@ def info(
         None, help="Also show the image budget at this max_pixels (e.g. 1003520 = 1280*28*28)."
     ),
 ) -> None:
-    """Print the architecture, parameter counts by part and the image token budget.
+    """Print the family, architecture, parameter counts by part and the image token budget.
 
     Reads only the JSON files: the model is built on the meta device, no weights are loaded.
     """
@@ -48,6 +57,7 @@ def info(
 
     t, v = config.text, config.vision
     rows = [
+        ("family", f"{config.family} (model_type {config.model_type})"),
         ("decoder", f"{t.num_hidden_layers} layers, hidden {t.hidden_size}, heads "
                     f"{t.num_attention_heads}/{t.num_key_value_heads} kv, head_dim {t.head_dim}, "
                     f"intermediate {t.intermediate_size}"),
@@ -56,10 +66,11 @@ def info(
         ("vision", f"depth {v.depth}, embed {v.embed_dim}, heads {v.num_heads}, patch "
                    f"{v.patch_size}, temporal {v.temporal_patch_size}, merge "
                    f"{v.spatial_merge_size}, {v.hidden_act}"),
+        *_window_rows(v),
         ("image tokens", f"image_token_id {config.image_token_id}, vision_start/end "
                          f"{config.vision_start_token_id}/{config.vision_end_token_id}"),
     ]  # fmt: skip
-    arch = Table(title=f"Qwen2-VL checkpoint: {path}", show_header=False)
+    arch = Table(title=f"{config.family} checkpoint: {path}", show_header=False)
     for row in rows:
         arch.add_row(*row)
     console.print(arch)

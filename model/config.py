@@ -1,4 +1,4 @@
-"""Qwen2-VL checkpoint configuration, read from config.json in either layout.
+"""Qwen2-VL and Qwen2.5-VL checkpoint configuration, read from config.json in either layout.
 
 The hub's config.json (transformers 4.x) keeps the text fields at the top level with
 ``rope_scaling.mrope_section``; transformers 5 nests them under ``text_config`` with
@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_MODEL_TYPES = ("qwen2_vl",)
+# config.json's model_type -> the family's name; the decoder is the same, the vision tower differs.
+FAMILIES = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL"}
+SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,11 @@ class Qwen2VLConfig:
     vision_end_token_id: int
     tie_word_embeddings: bool = False
     eos_token_id: int | None = None
+    model_type: str = "qwen2_vl"
+
+    @property
+    def family(self) -> str:
+        return FAMILIES[self.model_type]
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Qwen2VLConfig:
@@ -73,7 +80,8 @@ class Qwen2VLConfig:
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(
                 f"config.json has model_type {model_type!r}; this implementation loads "
-                f"{', '.join(SUPPORTED_MODEL_TYPES)} checkpoints (Qwen2-VL and same-architecture models)"
+                f"{', '.join(SUPPORTED_MODEL_TYPES)} checkpoints (Qwen2-VL, Qwen2.5-VL and "
+                "same-architecture models)"
             )
         # transformers 5 nests the text fields; the hub layout keeps them at the top level.
         text_raw = {**raw, **raw.get("text_config", {})}
@@ -97,19 +105,25 @@ class Qwen2VLConfig:
                 f"mrope_section {list(text.mrope_section)} must sum to head_dim/2 = {text.head_dim // 2}"
             )
         v = raw.get("vision_config", {})
-        vision = VisionConfig(
-            depth=v.get("depth", 32),
-            embed_dim=v.get("embed_dim", 1280),
-            num_heads=v.get("num_heads", 16),
-            mlp_ratio=v.get("mlp_ratio", 4),
-            hidden_act=v.get("hidden_act", "quick_gelu"),
-            in_channels=v.get("in_channels", v.get("in_chans", 3)),
-            patch_size=v.get("patch_size", v.get("spatial_patch_size", 14)),
-            temporal_patch_size=v.get("temporal_patch_size", 2),
-            spatial_merge_size=v.get("spatial_merge_size", 2),
-            out_dim=hidden,
-            rope_theta=(v.get("rope_parameters") or {}).get("rope_theta", 10_000.0),
-        )
+        # --- architecture hook: Qwen2.5-VL's window-attention tower reads its own fields ---
+        if model_type == "qwen2_5_vl":
+            from model.config_qwen25 import window_vision_config
+
+            vision = window_vision_config(v, hidden)
+        else:
+            vision = VisionConfig(
+                depth=v.get("depth", 32),
+                embed_dim=v.get("embed_dim", 1280),
+                num_heads=v.get("num_heads", 16),
+                mlp_ratio=v.get("mlp_ratio", 4),
+                hidden_act=v.get("hidden_act", "quick_gelu"),
+                in_channels=v.get("in_channels", v.get("in_chans", 3)),
+                patch_size=v.get("patch_size", v.get("spatial_patch_size", 14)),
+                temporal_patch_size=v.get("temporal_patch_size", 2),
+                spatial_merge_size=v.get("spatial_merge_size", 2),
+                out_dim=hidden,
+                rope_theta=(v.get("rope_parameters") or {}).get("rope_theta", 10_000.0),
+            )
         eos = text_raw.get("eos_token_id")
         return cls(
             text=text,
@@ -122,6 +136,7 @@ class Qwen2VLConfig:
                 raw.get("tie_word_embeddings", False) or text_raw.get("tie_word_embeddings", False)
             ),
             eos_token_id=eos[0] if isinstance(eos, list) else eos,
+            model_type=model_type,
         )
 
     @classmethod
@@ -133,7 +148,7 @@ def read_json(file: Path) -> dict[str, Any]:
     """Read a checkpoint's JSON file with an error that names it."""
     if not file.is_file():
         raise FileNotFoundError(
-            f"{file.name} not found in {file.parent}: a Qwen2-VL checkpoint directory needs it"
+            f"{file.name} not found in {file.parent}: a Qwen2-VL or Qwen2.5-VL checkpoint directory needs it"
         )
     try:
         return json.loads(file.read_text(encoding="utf-8"))

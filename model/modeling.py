@@ -18,6 +18,10 @@ from model.processor import eos_token_ids_of
 from model.rope import mrope_cos_sin, mrope_positions
 from model.text import TextModel
 from model.vision import VisionTower
+from model.vision_qwen25 import WindowVisionTower
+
+# --- architecture hook: the vision tower by config.json's model_type (the decoder is shared) ---
+VISION_TOWERS = {"qwen2_vl": VisionTower, "qwen2_5_vl": WindowVisionTower}
 
 DTYPES = {
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
@@ -72,7 +76,7 @@ class Qwen2VL(nn.Module):
     def __init__(self, config: Qwen2VLConfig):
         super().__init__()
         self.config = config
-        self.visual = VisionTower(config.vision)
+        self.visual = VISION_TOWERS[config.model_type](config.vision)
         self.model = TextModel(config.text)
         self.lm_head = nn.Linear(config.text.hidden_size, config.text.vocab_size, bias=False)
         if config.tie_word_embeddings:

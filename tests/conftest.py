@@ -57,3 +57,11 @@ def tiny_processor(tiny_checkpoint):
     from model import Qwen2VLProcessor
 
     return Qwen2VLProcessor.from_pretrained(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen25_checkpoint(tmp_path_factory):
+    """A tiny random Qwen2.5-VL checkpoint (seed 0: window attention, one full-attention block)."""
+    from tests.tiny_checkpoint import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny25"), model_type="qwen2_5_vl")

@@ -1,6 +1,9 @@
-"""The loop with a tiny random Qwen2-VL checkpoint: real processor and generation, garbage text."""
+"""The loop with tiny random Qwen2-VL / Qwen2.5-VL checkpoints: real processor and generation,
+garbage text."""
 
 from __future__ import annotations
+
+import pytest
 
 from actions.dialects import get_dialect
 from agent.loop import Agent, AgentConfig
@@ -12,11 +15,17 @@ from trajectories.recorder import Recorder
 SMALL = 64 * 28 * 28  # a small image budget keeps the CPU run fast
 
 
-def test_random_model_feeds_parse_errors_back_and_fails_cleanly(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    ("checkpoint", "dialect"),
+    [("tiny_checkpoint", "qwen2vl"), ("tiny_qwen25_checkpoint", "qwen25vl")],
+    ids=["qwen2-vl", "qwen2.5-vl"],
+)
+def test_random_model_feeds_parse_errors_back_and_fails_cleanly(request, checkpoint, dialect, tmp_path):
+    tiny_checkpoint = request.getfixturevalue(checkpoint)
     env = FakePhone()
     policy = LocalPolicy(tiny_checkpoint, device="cpu", max_new_tokens=12)
     config = AgentConfig(max_steps=10, max_parse_errors=2, max_pixels=SMALL)
-    agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor), config=config,
+    agent = Agent(env, policy, get_dialect(dialect, env.form_factor), config=config,
                   recorder=Recorder(tmp_path / "traj"))
     result = agent.run("Open the settings")
 
@@ -81,3 +90,30 @@ def test_prompt_token_count_includes_each_screenshot_at_the_screen_budget(tiny_c
     small = Screen(1080, 2400, max_pixels=SMALL)
     assert renderer.count_tokens(with_image, frames, small) < \
         renderer.count_tokens(with_image, frames, full)
+
+
+# The lead adds "uitars15" here once that dialect is merged (another branch).
+@pytest.mark.parametrize("dialect", ["qwen25vl"])
+def test_cli_runs_a_tiny_qwen25_checkpoint_on_the_virtual_phone(tiny_qwen25_checkpoint, dialect, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import require_tool
+
+    require_tool("adb")
+    require_tool("chromium")
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(repo / "agent_cli.py"), "run", "--task", "phone/write-note", "--env",
+         "android", "--device", "virtual", "--model", str(tiny_qwen25_checkpoint), "--dialect", dialect,
+         "--max-pixels", str(SMALL), "--max-new-tokens", "8", "--max-parse-errors", "1", "--out", "runs"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr  # failed, not crashed
+    assert "status: failure after 2 step(s)" in done.stdout
+    (directory,) = list((tmp_path / "runs").iterdir())
+    traj = load(directory)
+    assert traj.meta.status == "failure" and traj.meta.dialect == dialect
+    assert traj.meta.device == "virtual" and len(traj.steps) == 2
+    assert all(s.parse_error and s.prompt_tokens for s in traj.steps)

@@ -30,6 +30,7 @@ def test_info_prints_counts_and_budget(checkpoint):
     assert f"{sum(p.numel() for p in ref.model.language_model.parameters()):,}" in out
     assert f"{ref.lm_head.weight.numel():,}" in out
     assert f"{sum(p.numel() for p in ref.parameters()):,}" in out
+    assert "Qwen2-VL (model_type qwen2_vl)" in out
     assert "mrope_section [16, 24, 24]" in out
     assert "1092x2408 -> 3,354 tokens" in out  # released checkpoints' default budget
     assert "16,384" in out and "1,280" in out  # max tokens per image at both limits
@@ -81,3 +82,17 @@ def test_generate_with_a_missing_image_fails_clearly(checkpoint, tmp_path):
     )
     assert result.exit_code == 1
     assert "cannot read image" in result.output
+
+
+def test_info_prints_the_qwen25_family_and_counts(tiny_qwen25_checkpoint):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_qwen25_checkpoint)
+    result = runner.invoke(app, ["model", "info", str(tiny_qwen25_checkpoint)])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "Qwen2.5-VL checkpoint" in out and "model_type qwen2_5_vl" in out
+    assert "112 px (4x4 merged tokens), full attention in blocks [1]" in out
+    assert f"{sum(p.numel() for p in ref.model.visual.parameters()):,}" in out
+    assert f"{sum(p.numel() for p in ref.model.language_model.parameters()):,}" in out
+    assert f"{sum(p.numel() for p in ref.parameters()):,}" in out

@@ -1,4 +1,5 @@
-"""Build tiny random Qwen2-VL checkpoints for tests: transformers' own model, saved like the hub.
+"""Build tiny random Qwen2-VL / Qwen2.5-VL checkpoints for tests: transformers' own model, saved
+like the hub.
 
 The directory holds what a real checkpoint holds: config.json and *.safetensors written by
 ``save_pretrained`` (optionally sharded with an index), a byte-level BPE ``tokenizer.json`` that can
@@ -70,6 +71,11 @@ DEFAULT_TEXT = dict(
     rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [16, 24, 24]},
 )
 DEFAULT_VISION = dict(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2)
+# Qwen2.5-VL: 112-pixel windows (4x4 merged tokens); block 1 of 3 attends over whole images.
+DEFAULT_VISION_25 = dict(
+    depth=3, hidden_size=32, intermediate_size=48, num_heads=2, window_size=112,
+    fullatt_block_indexes=[1],
+)  # fmt: skip
 
 
 def build_tokenizer():
@@ -123,10 +129,12 @@ def make_tiny_checkpoint(
     tie_word_embeddings: bool = False,
     max_shard_size: str | int | None = None,
     preprocessor_overrides: dict[str, Any] | None = None,
+    model_type: str = "qwen2_vl",
 ) -> Path:
-    """Write a tiny random Qwen2-VL checkpoint to ``directory`` and return its path."""
+    """Write a tiny random Qwen2-VL (or, with model_type="qwen2_5_vl", Qwen2.5-VL) checkpoint to
+    ``directory`` and return its path."""
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    import transformers
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -140,8 +148,16 @@ def make_tiny_checkpoint(
         "eos_token_id": ids["<|im_end|>"],
         **(text_overrides or {}),
     }
-    vision = {**DEFAULT_VISION, "hidden_size": text["hidden_size"], **(vision_overrides or {})}
-    config = Qwen2VLConfig(
+    if model_type == "qwen2_5_vl":
+        config_class = transformers.Qwen2_5_VLConfig
+        model_class = transformers.Qwen2_5_VLForConditionalGeneration
+        # Here hidden_size is the tower's width and out_hidden_size the language model's.
+        vision = {**DEFAULT_VISION_25, "out_hidden_size": text["hidden_size"], **(vision_overrides or {})}
+    else:
+        config_class = transformers.Qwen2VLConfig
+        model_class = transformers.Qwen2VLForConditionalGeneration
+        vision = {**DEFAULT_VISION, "hidden_size": text["hidden_size"], **(vision_overrides or {})}
+    config = config_class(
         text_config=text,
         vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
@@ -151,7 +167,7 @@ def make_tiny_checkpoint(
         tie_word_embeddings=tie_word_embeddings,
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
+    model = model_class(config).eval()
     _reinit_(model, seed)
     if tie_word_embeddings:
         model.tie_weights()
@@ -190,7 +206,7 @@ def make_tiny_checkpoint(
         "image_mean": [0.48145466, 0.4578275, 0.40821073],
         "image_std": [0.26862954, 0.26130258, 0.27577711],
         "image_processor_type": "Qwen2VLImageProcessor",
-        "processor_class": "Qwen2VLProcessor",
+        "processor_class": "Qwen2_5_VLProcessor" if model_type == "qwen2_5_vl" else "Qwen2VLProcessor",
         **(preprocessor_overrides or {}),
     }
     (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
