@@ -61,6 +61,7 @@ def replay(
                                "Default: a virtual phone when the trajectory was recorded on "
                                "one."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the new trajectory."),
+    yes: bool = typer.Option(False, "--yes", help="Allow sensitive actions without asking."),
 ) -> None:
     """Re-run a trajectory's recorded replies on a fresh env (same goal, task, env and dialect).
 
@@ -82,5 +83,5 @@ def replay(
         device=device or ("virtual" if recorded_device == "virtual" else None),
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
-        max_steps=max(len(trajectory.steps), 1), out=out,
+        max_steps=max(len(trajectory.steps), 1), out=out, confirm="yes" if yes else None,
     ))

@@ -3,7 +3,7 @@ make a run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
@@ -36,3 +36,10 @@ class RunSpec:
     processor: str | None = None  # count prompt tokens with this checkpoint's processor
     max_new_tokens: int = 256
     temperature: float = 0.0
+    max_screen_pixels: int | None = None  # a larger screenshot ends the run
+    #: The safety gate's answer to a sensitive action: ask (at the terminal), yes or deny.
+    #: None: yes for --model scripted (a task's own solution, not model output), else ask.
+    confirm: str | None = None
+    gate_rules: Path | None = None  # a JSON or TOML file of GateRules; None: the defaults
+    #: name -> value; a goal's <secret:NAME> is typed as the value. Never printed (repr=False).
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)

@@ -107,10 +107,15 @@ class LocalPolicy(Policy):
                 top_p=self.top_p,
                 seed=self.seed,
             )
-        ids = [t for t in new[0].tolist() if t not in processor.eos_token_ids]
+        generated = new[0].tolist()
+        ids = [t for t in generated if t not in processor.eos_token_ids]
         text = processor.decode(ids, skip_special_tokens=False)
+        # Cut off by the budget: every token used, and neither an end token nor a stop string.
+        truncated = len(generated) >= self.max_new_tokens and not (
+            generated and generated[-1] in processor.eos_token_ids
+        ) and not any(stop in text for stop in request.stop)
         usage = {"prompt_tokens": int(inputs["input_ids"].shape[1]),
-                 "new_tokens": int(new.shape[1])}
+                 "new_tokens": len(generated), "truncated": truncated}
         return Reply(cut_at_stop(text, request.stop), usage=usage)
 
     def close(self) -> None:
