@@ -117,3 +117,20 @@ def test_typing_keys_and_navigation(env, page):
         assert env.page.url.endswith(f"?visit={i}")
         assert env.execute(Back()).ok
         assert env.page.url == env.page_url
+
+
+def test_the_gate_reads_the_dom(env):
+    from agent.safety import ConfirmationGate, GateRules
+
+    env.page.set_content('<input id="pin" type="password" style="position:absolute;left:10px;'
+                         'top:10px"><button style="position:absolute;left:10px;top:60px;'
+                         'width:120px;height:30px"><span>Delete</span> account</button>')
+    gate = ConfirmationGate(GateRules(), env, "deny")
+    button = env.element_at(round(70 * SCALE), round(75 * SCALE))  # on the inner span
+    assert button.text == "Delete account" and not button.password
+    assert gate.sensitive(Click(x=round(70 * SCALE), y=round(75 * SCALE))).rule == "tap_text"
+    assert gate.sensitive(Click(x=round(400 * SCALE), y=round(400 * SCALE))) is None
+    assert env.focused_element() is None
+    env.page.focus("#pin")
+    assert env.focused_element().password
+    assert gate.sensitive(Type(text="1234")).rule == "password_field"

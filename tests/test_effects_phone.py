@@ -22,8 +22,11 @@ REPEATS = 20
 # A tall page that records its events (CSS pixels, as the page sees them) and a text field.
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Events</title>
 <style>html, body { margin: 0; } #tall { height: 6000px; background: #fff; }
-#field { position: absolute; left: 20px; top: 20px; width: 300px; height: 40px; }</style>
-</head><body><input id="field" autocomplete="off"><div id="tall"></div>
+#field { position: absolute; left: 20px; top: 20px; width: 300px; height: 40px; }
+#pin { position: absolute; left: 20px; top: 80px; width: 150px; height: 40px; }
+#pay { position: absolute; left: 200px; top: 80px; width: 140px; height: 40px; }</style>
+</head><body><input id="field" autocomplete="off"><input id="pin" type="password">
+<button id="pay" onclick="">Send money</button><div id="tall"></div>
 <script>
 window.events = [];
 for (const type of ['mousedown', 'mouseup', 'click', 'dblclick', 'contextmenu']) {
@@ -74,7 +77,7 @@ def scroll_y(env) -> float:
 
 def test_each_tap_is_one_click_where_it_says(app):
     for i in range(REPEATS):
-        x, y = 300 + 30 * i, 600 + 40 * i  # physical pixels, away from the field
+        x, y = 300 + 30 * i, 600 + 40 * i  # physical pixels, below the controls
         assert app.execute(Tap(x=x, y=y)).ok
         events = take(app)
         assert [e["type"] for e in events] == ["mousedown", "mouseup", "click"], (i, events)
@@ -126,3 +129,20 @@ def test_typing_keys_and_navigation(app):
         wait_until(lambda: app.foreground()[0] == EVENTS_APP, what="the events app")
         assert app.execute(Back()).ok
         wait_until(lambda: app.foreground()[0] == LAUNCHER, what="back to the launcher")
+
+
+def test_the_gate_reads_the_ui_dump(app):
+    from agent.safety import ConfirmationGate, GateRules
+
+    gate = ConfirmationGate(GateRules(), app, "deny")
+    pay = app.element_at(270 * SCALE, 100 * SCALE)
+    assert pay.text == "Send money" and not pay.password
+    assert gate.sensitive(Tap(x=270 * SCALE, y=100 * SCALE)).rule == "tap_text"
+    assert gate.sensitive(Tap(x=540, y=1500)) is None
+    assert app.execute(Tap(x=90 * SCALE, y=100 * SCALE)).ok  # the password field
+    wait_until(lambda: app.page("() => document.activeElement.id") == "pin")
+    assert app.focused_element().password
+    assert gate.sensitive(Type(text="1234")).rule == "password_field"
+    assert app.execute(Tap(x=150, y=120)).ok  # the plain field
+    wait_until(lambda: app.page("() => document.activeElement.id") == "field")
+    assert gate.sensitive(Type(text="1234")) is None
