@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from actions.dialects.base import Dialect, ImagePart, ParseError, PastStep, Prompt
 from agent.history import HistoryPolicy
 from agent.policies.base import Episode, Policy, PolicyError, Request
-from agent.safety import GateContext, PassThroughGate, SafetyGate
+from agent.safety import GateContext, PassThroughGate, SafetyGate, Verdict
+from agent.secrets import SecretError, Secrets
 from core.actions import Action
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Screen
 from core.results import ActionResult, Score
 from envs.base import Env, EnvError, Observation
 from trajectories.recorder import Recorder, utc_now
 from trajectories.records import (
+    GateRecord,
     Meta,
     RecordedMessage,
     RecordedPart,
@@ -53,6 +55,8 @@ class AgentConfig:
     #: The resize budget of the model's processor; dialects with resized-pixel coordinates use it.
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
+    #: A screenshot with more pixels than this ends the run (status "limit"); None: no limit.
+    max_screen_pixels: int | None = None
 
 
 @dataclass
@@ -98,6 +102,7 @@ class Agent:
         gate: SafetyGate | None = None,
         observer: StepObserver | None = None,
         tokens: TokenCounter | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         """``tokens`` counts prompt tokens when the policy cannot (a scripted or human run
         recorded as SFT data); by default the policy counts."""
@@ -109,6 +114,7 @@ class Agent:
         self.gate = gate or PassThroughGate()
         self.observer = observer
         self.tokens = tokens or policy
+        self.secrets = secrets or Secrets()
         self.kinds = sorted(env.action_kinds & dialect.kinds)
 
     def run(self, goal: str, task: "Task | None" = None, **meta: Any) -> EpisodeResult:
@@ -138,11 +144,20 @@ class Agent:
                     started = time.monotonic()
                     observation = self.env.observe()
                     observe_ms = _ms(started)
+                if (too_large := self._too_large(observation)) is not None:
+                    status, reason = "limit", too_large
+                    break
                 frames.append(observation.image)
                 outcome = self._step(goal, step, observation, frames, past, observe_ms)
                 steps = step + 1
                 past.append(outcome.past)
                 action = outcome.action
+                if action is None and outcome.record.usage.get("truncated"):
+                    status = "limit"
+                    reason = (f"step {step}'s reply used the whole token budget "
+                              f"({outcome.record.usage.get('new_tokens')} new tokens) without "
+                              "a complete action")
+                    break
                 if action is None:
                     parse_errors += 1
                     if parse_errors > cfg.max_parse_errors:
@@ -166,8 +181,9 @@ class Agent:
         except PolicyError as exc:
             status, reason = "error", f"the policy failed: {exc}"
         except Exception as exc:  # a bug: finalize the trajectory, then let it propagate
-            self._finish(task, "error", f"{type(exc).__name__}: {exc}")
+            self._finish(task, "error", self.secrets.scrub(f"{type(exc).__name__}: {exc}"))
             raise
+        reason = self.secrets.scrub(reason)
         check = self._finish(task, status, reason)
         if self.recorder is not None and self.recorder.meta is not None:
             steps = self.recorder.meta.steps  # what was recorded, even if Ctrl-C cut a step short
@@ -212,12 +228,13 @@ class Agent:
         timings.parse_ms = _ms(started)
 
         result = None
+        verdict = None
         if action is not None:
             verdict = self.gate.review(action, GateContext(goal, step, screen.size,
                                                            observation.extras))
             if verdict.allowed:
                 self._phase(step, "act")
-                result = self.env.execute(action)
+                result = self._execute(action)
                 timings.act_ms = result.elapsed_ms
             else:
                 result = ActionResult(ok=False,
@@ -234,16 +251,36 @@ class Agent:
             action=action.model_dump(mode="json") if action is not None else None,
             parse_error=parse_error,
             result=result,
+            gate=_gate_record(verdict),
             timings=timings,
             usage=reply.usage,
             extras=_jsonable(observation.extras),
         )
+        if self.secrets:  # a value that came back (an env's message, a screen's text) is hidden
+            record = StepRecord.model_validate(self.secrets.scrub(record.model_dump(mode="json")))
+            result = record.result
         if self.recorder is not None:
             self.recorder.record(record)
         if self.observer is not None:
             self.observer.step(record)
         feedback = f"Error: {parse_error}" if parse_error else _feedback(result)
         return _StepOutcome(record, PastStep(reply.text, feedback, step, action), action)
+
+    def _execute(self, action: Action) -> ActionResult:
+        """Run the action with its secrets' values in place of their placeholders."""
+        try:
+            action = self.secrets.reveal(action)
+        except SecretError as exc:
+            return ActionResult(ok=False, message=str(exc))
+        return self.env.execute(action)
+
+    def _too_large(self, observation: Observation) -> str | None:
+        limit = self.config.max_screen_pixels
+        width, height = observation.size
+        if limit is None or width * height <= limit:
+            return None
+        return (f"the screenshot has {width}x{height} = {width * height} pixels, over the limit "
+                f"of {limit} (--max-screen-pixels)")
 
     def _prompt(
         self, goal: str, past: list[PastStep], step: int, screen: Screen,
@@ -267,6 +304,8 @@ class Agent:
         trajectory."""
         check = self._check(task) if task is not None and status not in ("error", "interrupted") \
             else None
+        if check is not None and self.secrets:
+            check = check.model_copy(update={"reason": self.secrets.scrub(check.reason)})
         if self.recorder is not None:
             self.recorder.finish(status, reason, check)
         return check
@@ -296,6 +335,13 @@ class Agent:
     def _phase(self, step: int, name: str) -> None:
         if self.observer is not None:
             self.observer.phase(step, name)
+
+
+def _gate_record(verdict: Verdict | None) -> GateRecord | None:
+    if verdict is None or verdict.rule is None:
+        return None
+    return GateRecord(decision="allowed" if verdict.allowed else "denied", rule=verdict.rule,
+                      reason=verdict.reason, by=verdict.by or "")
 
 
 def _feedback(result: ActionResult | None) -> str:

@@ -1,18 +1,39 @@
 """The safety gate: every parsed action passes through it before the env executes it.
 
-For now the only gate is ``PassThroughGate``, which allows everything. The interface is what a later
-issue's rules (blocked apps or domains, confirmation before a purchase, secrets) plug into: a gate
-sees the action, the goal and the observation, and either allows the action or blocks it with a
-reason that is fed back to the model instead of executing.
+``ConfirmationGate`` marks actions as sensitive by rules (``GateRules``, loadable from a JSON or
+TOML file; docs/safety.md gives the schema):
+
+- typing into a password field (the focused element, from the UI dump or the DOM);
+- a tap or click on an element whose text matches a pattern (the element at the point);
+- ``open_app`` of a listed package;
+- ``navigate`` to a url off the allowed domains.
+
+A sensitive action is then allowed or refused by the run's mode: ``ask`` the person at the
+terminal, ``yes`` (allow all), or ``deny`` (refuse all). A refused action is not executed; its
+reason goes back to the model as the step's result, and the step's record keeps the decision.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from core.actions import Action
+from envs.base import Env
+from envs.browser import domain_allowed, normalize_url
+
+DEFAULT_TAP_TEXT = r"pay|buy|delete|send|confirm|transfer"
+#: Kinds that press on the element at their point.
+PRESS_KINDS = frozenset({"tap", "click", "double_click", "long_press", "right_click"})
+
+Mode = Literal["ask", "yes", "deny"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +48,10 @@ class GateContext:
 class Verdict:
     allowed: bool
     reason: str = ""
+    #: The rule that found the action sensitive; None when no rule applied.
+    rule: str | None = None
+    #: Who decided a sensitive action: "user", "--yes", "--deny-sensitive", "no terminal".
+    by: str | None = None
 
 
 class SafetyGate(ABC):
@@ -38,3 +63,110 @@ class SafetyGate(ABC):
 class PassThroughGate(SafetyGate):
     def review(self, action: Action, context: GateContext) -> Verdict:
         return Verdict(allowed=True)
+
+
+class GateRules(BaseModel):
+    """Which actions are sensitive. Every rule can be switched off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    password_fields: bool = True
+    #: A case-insensitive regular expression searched in the pressed element's text; None: off.
+    tap_text: str | None = DEFAULT_TAP_TEXT
+    #: Packages (or app labels) whose ``open_app`` is sensitive.
+    open_apps: list[str] = []
+    #: Domains (and their subdomains) that ``navigate`` may reach freely; None: any.
+    allowed_domains: list[str] | None = None
+
+    @field_validator("tap_text")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"tap_text is not a regular expression: {exc}") from None
+        return pattern
+
+
+def load_rules(path: str | Path) -> GateRules:
+    """Rules from a ``.json`` or ``.toml`` file; a clear ValueError when it is not valid."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        return GateRules.model_validate(data)
+    except (OSError, ValueError, ValidationError) as exc:
+        detail = str(exc).replace("\n", "; ")
+        raise ValueError(f"cannot read the gate rules in {path}: {detail}") from None
+
+
+@dataclass(frozen=True)
+class Sensitive:
+    rule: Literal["password_field", "tap_text", "open_app", "navigation"]
+    reason: str
+
+
+class ConfirmationGate(SafetyGate):
+    """Applies ``rules`` to each action, looking up elements in ``env``. ``ask`` asks the person
+    (a question in; True to allow, False to refuse, None when nobody can be asked), and is needed
+    for mode ``ask``."""
+
+    def __init__(self, rules: GateRules, env: Env, mode: Mode = "ask",
+                 ask: Callable[[str], bool | None] | None = None) -> None:
+        if mode == "ask" and ask is None:
+            raise ValueError("mode 'ask' needs a way to ask")
+        self.rules = rules
+        self.env = env
+        self.mode = mode
+        self.ask = ask
+        self._tap_text = re.compile(rules.tap_text, re.IGNORECASE) if rules.tap_text else None
+
+    def review(self, action: Action, context: GateContext) -> Verdict:
+        hit = self.sensitive(action)
+        if hit is None:
+            return Verdict(allowed=True)
+        if self.mode == "yes":
+            return Verdict(True, hit.reason, hit.rule, by="--yes")
+        if self.mode == "deny":
+            return Verdict(False, f"{hit.reason}; this run refuses sensitive actions "
+                           "(--deny-sensitive)", hit.rule, by="--deny-sensitive")
+        assert self.ask is not None
+        answer = self.ask(f"The agent wants to {describe(action)}: {hit.reason}. Allow it?")
+        if answer is None:
+            return Verdict(False, f"{hit.reason}; there is no terminal to confirm it on (run "
+                           "with --yes to allow sensitive actions)", hit.rule, by="no terminal")
+        if answer:
+            return Verdict(True, hit.reason, hit.rule, by="user")
+        return Verdict(False, f"{hit.reason}; the user refused it", hit.rule, by="user")
+
+    def sensitive(self, action: Action) -> Sensitive | None:
+        """The first rule that finds ``action`` sensitive, or None."""
+        rules = self.rules
+        if action.kind == "type" and rules.password_fields:
+            focused = self.env.focused_element()
+            if focused is not None and focused.password:
+                return Sensitive("password_field", "it types into a password field")
+        if action.kind in PRESS_KINDS and self._tap_text is not None:
+            element = self.env.element_at(action.x, action.y)
+            if element is not None and (found := self._tap_text.search(element.text)):
+                return Sensitive("tap_text", f"it presses {element.text[:80]!r}, which matches "
+                                 f"{found.group(0)!r}")
+        if action.kind == "open_app" and _listed(action.app, rules.open_apps):
+            return Sensitive("open_app", f"it opens {action.app}, a listed app")
+        if action.kind == "navigate" and rules.allowed_domains is not None:
+            url = normalize_url(action.url)
+            if not domain_allowed(url, rules.allowed_domains):
+                return Sensitive("navigation", f"it opens {url[:200]}, off the allowed domains "
+                                 f"({', '.join(rules.allowed_domains)})")
+        return None
+
+
+def describe(action: Action) -> str:
+    fields = ", ".join(f"{k}={v!r}" for k, v in action.model_dump().items() if k != "kind")
+    return f"{action.kind}({fields})"
+
+
+def _listed(app: str, apps: list[str]) -> bool:
+    wanted = app.strip().casefold()
+    return any(wanted == listed.casefold() for listed in apps)

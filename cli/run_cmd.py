@@ -74,6 +74,17 @@ def run(
                                       help="0 decodes greedily."),
     served_model: str = typer.Option(None, "--served-model", help="With --model URL: the model "
                                      "name the endpoint serves."),
+    max_screen_pixels: int = typer.Option(None, "--max-screen-pixels", min=1, help="End the "
+                                          "run when a screenshot has more pixels than this."),
+    secret: list[str] = typer.Option(None, "--secret", help="NAME=VALUE, or NAME to read the "
+                                     "environment variable NAME (repeatable). The goal says "
+                                     "<secret:NAME>; the model sees only that, the device gets "
+                                     "the value, and nothing recorded or printed shows it."),
+    yes: bool = typer.Option(False, "--yes", help="Allow sensitive actions without asking."),
+    deny_sensitive: bool = typer.Option(False, "--deny-sensitive", help="Refuse sensitive "
+                                        "actions; the model is told why."),
+    gate_rules: Path = typer.Option(None, "--gate-rules", help="A JSON or TOML file of the "
+                                    "rules that mark actions as sensitive (docs/safety.md)."),
 ) -> None:
     """Run an agent on GOAL, showing each step live; write the trajectory and its HTML view.
 
@@ -83,10 +94,17 @@ def run(
 
       agent_cli.py run "turn on wifi" --env android --model /models/Qwen2-VL-7B-Instruct
     """
+    from agent.secrets import SecretError, parse_secret_options
     from runtime.settings import RunError, RunSpec, parse_viewport
 
     if model is None:
         raise typer.BadParameter("choose the model: " + MODEL_HELP, param_hint="--model")
+    if yes and deny_sensitive:
+        raise typer.BadParameter("choose one of --yes and --deny-sensitive", param_hint="--yes")
+    try:
+        secrets = parse_secret_options(secret or [])
+    except SecretError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--secret") from None
     try:
         size = parse_viewport(viewport)
     except RunError as exc:
@@ -101,6 +119,8 @@ def run(
         served_model=served_model,
         viewport=size, scale=scale, allowed_domains=tuple(allow_domain or ()), adb_port=adb_port,
         display=display,
+        max_screen_pixels=max_screen_pixels, secrets=secrets, gate_rules=gate_rules,
+        confirm="yes" if yes else "deny" if deny_sensitive else None,
     )
     run_and_report(spec)
 
@@ -123,18 +143,24 @@ def demo(
 def run_and_report(spec: RunSpec) -> None:
     """Run SPEC with the live step view, print the outcome, and exit 0 on success, 1 on a
     failed episode and 2 on settings or a device that cannot make a run."""
+    import sys
+
     from rich.console import Console
 
     from agent.policies.base import PolicyError
+    from agent.secrets import Secrets
     from cli.live_view import LiveView
+    from cli.scrubbed import ScrubbedStream
     from envs.base import EnvError
-    from runtime.episode import run
+    from runtime.episode import confirm_mode, run
     from runtime.settings import RunError
     from tasks.registry import UnknownTask
 
-    console = Console()
-    # The human policy reads this terminal, so it gets plain rows instead of a live table.
-    live = spec.model != "human"
+    console = Console(file=ScrubbedStream(sys.stdout, Secrets(spec.secrets)))
+    # The human policy and the gate's questions read this terminal, so they get plain rows
+    # instead of a live table.
+    asks = sys.stdin.isatty() and spec.confirm is None and confirm_mode(spec) == "ask"
+    live = spec.model != "human" and not asks
     try:
         outcome = run(spec, console, observer=lambda goal: LiveView(console, goal, live=live))
     except (RunError, UnknownTask, PolicyError, EnvError, ValueError, FileNotFoundError) as exc:

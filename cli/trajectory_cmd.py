@@ -98,6 +98,7 @@ def replay(
                                "Default: a virtual phone when the trajectory was recorded on "
                                "one."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the new trajectory."),
+    yes: bool = typer.Option(False, "--yes", help="Allow sensitive actions without asking."),
 ) -> None:
     """Re-run a trajectory's recorded replies on a fresh env (same goal, task, env and dialect).
 
@@ -126,4 +127,5 @@ def replay(
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
         max_steps=max(len(trajectory.steps), 1), out=out, **browser,
+        confirm="yes" if yes else None,
     ))

@@ -26,7 +26,7 @@ from PIL import Image
 
 from core.actions import Action
 from envs import keys
-from envs.base import Env, EnvError, Observation, SettleConfig
+from envs.base import ElementInfo, Env, EnvError, Observation, SettleConfig
 from envs.input_text import input_text_argument
 
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
@@ -368,6 +368,19 @@ class AndroidEnv(Env):
                        f"package nor a label on the home screen (packages include: "
                        f"{', '.join(packages[:12])})")
 
+    def element_at(self, x: int, y: int) -> ElementInfo | None:
+        """The smallest node of the UI dump whose bounds hold (x, y): what a tap there hits."""
+        hits = [(b, node) for node in self.ui_nodes()
+                if (b := _bounds(node)) is not None and b[0] <= x < b[2] and b[1] <= y < b[3]]
+        if not hits:
+            return None
+        _, node = min(hits, key=lambda hit: (hit[0][2] - hit[0][0]) * (hit[0][3] - hit[0][1]))
+        return _element_info(node)
+
+    def focused_element(self) -> ElementInfo | None:
+        node = next((n for n in self.ui_nodes() if n.get("focused") == "true"), None)
+        return _element_info(node) if node is not None else None
+
     def ui_nodes(self) -> list[ET.Element]:
         """Every node of ``uiautomator dump`` for the current screen."""
         output = self.shell("uiautomator dump /dev/tty")
@@ -377,6 +390,20 @@ class AndroidEnv(Env):
             raise EnvError(f"uiautomator dump failed on {self.serial}: {output.strip()[:200]}")
         xml = output[max(start, 0):end + len("</hierarchy>")]
         return list(ET.fromstring(xml.encode()).iter("node"))
+
+
+_BOUNDS = re.compile(r"\[(-?\d+),(-?\d+)\]\[(-?\d+),(-?\d+)\]")
+
+
+def _bounds(node: ET.Element) -> tuple[int, int, int, int] | None:
+    found = _BOUNDS.fullmatch(node.get("bounds", ""))
+    return tuple(int(v) for v in found.groups()) if found else None  # type: ignore[return-value]
+
+
+def _element_info(node: ET.Element) -> ElementInfo:
+    labels = (node.get("text", "").strip(), node.get("content-desc", "").strip())
+    text = " ".join(label for label in labels if label)
+    return ElementInfo(text=text, password=node.get("password") == "true")
 
 
 def _read_to_end(sock: Any) -> bytes:

@@ -36,6 +36,14 @@ class Observation:
         return self.image.size
 
 
+@dataclass(frozen=True)
+class ElementInfo:
+    """What the safety gate needs to know about one element on the screen."""
+
+    text: str  # its visible text or label (a button's caption, a field's hint)
+    password: bool = False
+
+
 @dataclass
 class SettleConfig:
     """How ``observe`` waits for the screen to stop changing."""
@@ -77,6 +85,14 @@ class Env(ABC):
     def extras(self) -> dict[str, Any]:
         """Env-specific facts for the observation: foreground app, url, title..."""
         return {}
+
+    def element_at(self, x: int, y: int) -> ElementInfo | None:
+        """The element under screenshot pixel (x, y); None where the env cannot tell."""
+        return None
+
+    def focused_element(self) -> ElementInfo | None:
+        """The element that receives typed text; None where the env cannot tell."""
+        return None
 
     def reset(self, task: Any = None) -> Observation:
         """Bring the env to its start state (and the task's, when given), then observe."""

@@ -21,7 +21,7 @@ from PIL import Image
 
 from core.actions import Action
 from envs import keys
-from envs.base import Env, EnvError, Observation, SettleConfig
+from envs.base import ElementInfo, Env, EnvError, Observation, SettleConfig
 from envs.chromium import CHROMIUM_PATH, launch_chromium
 
 # The page's own navigations (link clicks, form posts, location changes) are checked as they
@@ -46,6 +46,18 @@ _NAVIGATION_GUARD = """
   });
 })(ALLOWED);
 """
+# The element a click at a point hits (or the focused one), described by the text a person reads
+# on it: a control's own label, or the closest button or link around it.
+_DESCRIBE_ELEMENT = """(point) => {
+  const el = point ? document.elementFromPoint(point[0], point[1]) : document.activeElement;
+  if (!el || el === document.body || el === document.documentElement) return null;
+  const target = el.closest('button, a[href], [role=button], label, input, textarea, select') || el;
+  const field = target.matches('input, textarea');
+  const text = field ? [target.value, target.placeholder, target.getAttribute('aria-label')]
+      .filter(Boolean).join(' ')
+    : (target.getAttribute('aria-label') || target.innerText || target.value || '');
+  return {text: String(text).trim().slice(0, 500), password: target.type === 'password'};
+}"""
 _TAKE_BLOCKED = """() => {
   const blocked = window.__vlagentBlocked || [];
   window.__vlagentBlocked = [];
@@ -167,6 +179,16 @@ class BrowserEnv(Env):
             if self._dead is not None:
                 raise
             return ""
+
+    def element_at(self, x: int, y: int) -> ElementInfo | None:
+        return self._describe(list(self._css(x, y)))
+
+    def focused_element(self) -> ElementInfo | None:
+        return self._describe(None)
+
+    def _describe(self, point: list[float] | None) -> ElementInfo | None:
+        found = self._call("element lookup", lambda: self.page.evaluate(_DESCRIBE_ELEMENT, point))
+        return ElementInfo(text=found["text"], password=found["password"]) if found else None
 
     def _execute(self, action: Action) -> str:
         message = self._call(action.kind, lambda: self._perform(action))

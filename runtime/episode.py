@@ -13,8 +13,11 @@ from rich.console import Console
 
 from agent.history import HistoryPolicy
 from agent.loop import Agent, AgentConfig, EpisodeResult, StepObserver
+from agent.safety import ConfirmationGate, GateRules, load_rules
+from agent.secrets import SecretError, Secrets
+from envs.base import Env
 from runtime.build import make_policy, open_env, resolve_dialect, resolve_task
-from runtime.settings import RunSpec
+from runtime.settings import RunError, RunSpec
 from trajectories.recorder import Recorder, new_run_dir
 
 #: Builds the step observer for a goal (the CLI's live view), entered around the episode.
@@ -43,6 +46,12 @@ def run(
 
     console = console or Console()
     goal, task = resolve_task(spec)
+    secrets = Secrets(spec.secrets)
+    try:
+        secrets.check_goal(goal)
+    except SecretError as exc:
+        raise RunError(str(exc)) from None
+    rules = load_rules(spec.gate_rules) if spec.gate_rules else GateRules()
     dialect_name = resolve_dialect(spec)
     if task is not None:
         console.print(f"task [bold]{task.name}[/]: {task.goal}")
@@ -61,13 +70,15 @@ def run(
         max_steps=spec.max_steps, max_time_s=spec.max_time_s,
         max_parse_errors=spec.max_parse_errors, history=history,
         min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
+        max_screen_pixels=spec.max_screen_pixels,
     )
     try:
         with open_env(spec, console) as (env, device):
             dialect = get_dialect(dialect_name, env.form_factor)
             with (observer or _no_observer)(goal) as view:
                 agent = Agent(env, policy, dialect, config=config,
-                              recorder=Recorder(directory), observer=view, tokens=tokens)
+                              recorder=Recorder(directory), observer=view, tokens=tokens,
+                              gate=make_gate(spec, rules, env, console), secrets=secrets)
                 result = agent.run(goal, task, device=device, **env_meta(spec))
     finally:
         policy.close()
@@ -80,6 +91,35 @@ def env_meta(spec: RunSpec) -> dict:
         return {}
     return {"url": spec.url, "viewport": list(spec.viewport), "scale": spec.scale,
             "allowed_domains": list(spec.allowed_domains)}
+
+
+def confirm_mode(spec: RunSpec) -> str:
+    mode = spec.confirm or ("yes" if spec.model == "scripted" else "ask")
+    if mode not in ("ask", "yes", "deny"):
+        raise RunError(f"unknown confirm mode {mode!r}; choose ask, yes or deny")
+    return mode
+
+
+def make_gate(spec: RunSpec, rules: GateRules, env: Env, console: Console) -> ConfirmationGate:
+    mode = confirm_mode(spec)
+    return ConfirmationGate(rules, env, mode, ask=ask_in_terminal(console))  # type: ignore[arg-type]
+
+
+def ask_in_terminal(console: Console) -> Callable[[str], bool | None]:
+    """A yes/no question at the terminal; None when there is no terminal to ask on."""
+    import sys
+
+    from rich.prompt import Confirm
+
+    def ask(question: str) -> bool:
+        if not sys.stdin.isatty():
+            return None
+        try:
+            return Confirm.ask(question, console=console, default=False)
+        except EOFError:
+            return None
+
+    return ask
 
 
 def _no_observer(goal: str) -> AbstractContextManager[None]:

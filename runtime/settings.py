@@ -50,6 +50,13 @@ class RunSpec:
     temperature: float = 0.0
     served_model: str | None = None  # the model name an OpenAI-compatible endpoint serves
     api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None)
+    max_screen_pixels: int | None = None  # a larger screenshot ends the run
+    #: The safety gate's answer to a sensitive action: ask (at the terminal), yes or deny.
+    #: None: yes for --model scripted (a task's own solution, not model output), else ask.
+    confirm: str | None = None
+    gate_rules: Path | None = None  # a JSON or TOML file of GateRules; None: the defaults
+    #: name -> value; a goal's <secret:NAME> is typed as the value. Never printed (repr=False).
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def parse_viewport(text: str) -> tuple[int, int]:

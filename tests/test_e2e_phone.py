@@ -44,7 +44,8 @@ def test_demo_books_the_flight_and_its_trajectory_replays(tmp_path):
     assert (directory / "view.html").is_file()
 
     # Replaying on a fresh virtual phone repeats every action and books the same flight.
-    cli("replay", str(directory), "--out", "again", cwd=tmp_path)
+    # The replayed taps include "Confirm booking", which the safety gate asks about: --yes.
+    cli("replay", str(directory), "--out", "again", "--yes", cwd=tmp_path)
     again = load(only_run(tmp_path / "again"))
     assert again.meta.model == f"replay:{directory}"
     assert again.meta.check.success and again.meta.check.reason == traj.meta.check.reason

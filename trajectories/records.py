@@ -17,8 +17,10 @@ META_FILE = "meta.json"
 STEPS_FILE = "steps.jsonl"
 IMAGES_DIR = "images"
 
+#: ``limit``: a resource limit other than steps or time stopped the run (the reason says which).
 Status = Literal[
-    "running", "success", "failure", "answered", "max_steps", "timeout", "interrupted", "error"
+    "running", "success", "failure", "answered", "max_steps", "timeout", "limit", "interrupted",
+    "error",
 ]
 
 
@@ -57,6 +59,15 @@ class RecordedPrompt(BaseModel):
     continue_final_message: bool = False
 
 
+class GateRecord(BaseModel):
+    """The safety gate's decision on a step's action that a rule found sensitive."""
+
+    decision: Literal["allowed", "denied"]
+    rule: str  # password_field, tap_text, open_app, navigation
+    reason: str
+    by: str  # user, --yes, --deny-sensitive, no terminal
+
+
 class StepRecord(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -70,6 +81,7 @@ class StepRecord(BaseModel):
     action: dict[str, Any] | None = None  # the parsed action's JSON; None on a parse error
     parse_error: str | None = None
     result: ActionResult | None = None  # None when nothing was executed
+    gate: GateRecord | None = None  # None when no safety rule applied to the action
     timings: Timings = Field(default_factory=Timings)
     usage: dict[str, Any] = Field(default_factory=dict)  # what the policy reports (token counts)
     extras: dict[str, Any] = Field(default_factory=dict)  # the observation's extras

@@ -46,7 +46,9 @@ class BackendPolicy(Policy):
             max_pixels=screen.max_pixels,
         )
         usage = {"prompt_tokens": completion.prompt_tokens,
-                 "new_tokens": completion.completion_tokens, **completion.timings}
+                 "new_tokens": completion.completion_tokens,
+                 # Cut off by the token budget: the loop ends the run if it does not parse.
+                 "truncated": completion.finish_reason == "length", **completion.timings}
         return Reply(completion.text, usage=usage)
 
     def close(self) -> None:

@@ -1,0 +1,98 @@
+"""Secrets: values the agent types without the model, the trajectory or the terminal seeing them.
+
+A goal names a secret as ``<secret:NAME>``. The model only ever sees that placeholder; when it
+types text holding a placeholder, the env receives the value instead (``reveal``). Everything the
+runtime writes or prints about a step passes through ``scrub``, which puts the placeholder back
+wherever the value shows up (an env's error message, a task check's reason, a screen's text).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from core.actions import Action
+
+PLACEHOLDER = re.compile(r"<secret:([A-Za-z_][A-Za-z0-9_]*)>")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class SecretError(ValueError):
+    """A secret that cannot be used: a bad name, a missing value, an unknown placeholder."""
+
+
+def placeholder(name: str) -> str:
+    return f"<secret:{name}>"
+
+
+def parse_secret_options(options: Iterable[str], environ: Mapping[str, str] | None = None
+                         ) -> dict[str, str]:
+    """``NAME=VALUE`` or ``NAME`` (the value of the environment variable NAME), one per option."""
+    environ = os.environ if environ is None else environ
+    secrets: dict[str, str] = {}
+    for option in options:
+        name, has_value, value = option.partition("=")
+        if not _NAME.fullmatch(name):
+            raise SecretError(f"--secret {name!r}: a secret's name is letters, digits and _ "
+                              "(give NAME=VALUE, or NAME to read the environment variable NAME)")
+        if not has_value:
+            if name not in environ:
+                raise SecretError(f"--secret {name}: the environment variable {name} is not set")
+            value = environ[name]
+        if not value:
+            raise SecretError(f"--secret {name}: the value is empty")
+        secrets[name] = value
+    return secrets
+
+
+class Secrets:
+    """The run's secrets by name."""
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        self._values = dict(values or {})
+        # Longest first, so a value that contains another is scrubbed whole.
+        self._by_length = sorted(self._values.items(), key=lambda kv: -len(kv[1]))
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def __repr__(self) -> str:  # never the values, even in a traceback
+        return f"Secrets({sorted(self._values)})"
+
+    def check_goal(self, goal: str) -> None:
+        """Every placeholder in the goal must name a given secret."""
+        missing = sorted({m for m in PLACEHOLDER.findall(goal) if m not in self._values})
+        if missing:
+            raise SecretError(f"the goal uses {', '.join(map(placeholder, missing))} but no "
+                              f"--secret {missing[0]}=VALUE (or --secret {missing[0]}) was given")
+
+    def reveal(self, action: Action) -> Action:
+        """The action the env runs: a typed text's placeholders replaced by their values."""
+        if action.kind != "type" or not PLACEHOLDER.search(action.text):
+            return action
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self._values:
+                raise SecretError(f"there is no secret called {name}; the goal's secrets are: "
+                                  f"{', '.join(map(placeholder, self._values)) or 'none'}")
+            return self._values[name]
+
+        return action.model_copy(update={"text": PLACEHOLDER.sub(value, action.text)})
+
+    def scrub(self, data: Any) -> Any:
+        """``data`` (text, or JSON-like lists and dicts) with every value replaced by its
+        placeholder."""
+        if not self._values:
+            return data
+        if isinstance(data, str):
+            for name, value in self._by_length:
+                data = data.replace(value, placeholder(name))
+            return data
+        if isinstance(data, dict):
+            return {self.scrub(k): self.scrub(v) for k, v in data.items()}
+        if isinstance(data, (list, tuple)):
+            return type(data)(self.scrub(v) for v in data)
+        return data

@@ -1,0 +1,106 @@
+"""Resource limits: steps, wall-clock time, the token budget per call and screenshot pixels each
+stop a run cleanly, with the reason in meta.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from actions.dialects import get_dialect
+from agent.loop import Agent, AgentConfig
+from agent.policies.base import Reply
+from tests.agent_fakes import FakePhone, ListPolicy
+from trajectories.reader import load
+from trajectories.recorder import Recorder
+
+REPO = Path(__file__).resolve().parent.parent
+TAP = '*FUNCTION*: Tap *ARGS*: {"point": (500, 250)}'
+
+
+def run(policy, config, tmp_path, env=None):
+    env = env or FakePhone()
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds), config=config,
+                  recorder=Recorder(tmp_path / "traj"))
+    result = agent.run("Tap the thing")
+    meta = load(tmp_path / "traj").meta
+    assert (meta.status, meta.reason, meta.steps) == (result.status, result.reason, result.steps)
+    assert meta.finished_at is not None
+    return result, env
+
+
+def test_the_step_budget(tmp_path):
+    result, env = run(ListPolicy(lambda r: TAP), AgentConfig(max_steps=3), tmp_path)
+    assert (result.status, result.steps, len(env.executed)) == ("max_steps", 3, 3)
+    assert "step budget (3)" in result.reason
+
+
+def test_the_wall_clock_budget(tmp_path):
+    def slow(request):
+        time.sleep(0.15)
+        return TAP
+
+    started = time.monotonic()
+    result, _ = run(ListPolicy(slow), AgentConfig(max_steps=1000, max_time_s=0.5), tmp_path)
+    assert result.status == "timeout" and "time budget (0.5s)" in result.reason
+    assert 1 <= result.steps < 1000 and time.monotonic() - started < 30
+
+
+class TruncatingPolicy(ListPolicy):
+    """Replies as a model whose generation ran out of new tokens reports them."""
+
+    def respond(self, request):
+        reply = super().respond(request)
+        cut = request.step == 1
+        return Reply(reply.text[:20] if cut else reply.text,
+                     usage={"new_tokens": 7, "truncated": cut})
+
+
+def test_a_reply_cut_off_by_the_token_budget(tmp_path):
+    result, env = run(TruncatingPolicy(lambda r: TAP), AgentConfig(max_steps=10), tmp_path)
+    assert (result.status, result.steps, len(env.executed)) == ("limit", 2, 1)
+    assert result.reason == ("step 1's reply used the whole token budget (7 new tokens) "
+                             "without a complete action")
+
+
+def test_a_screenshot_over_the_pixel_limit(tmp_path):
+    class Growing(FakePhone):
+        def capture(self):
+            image = super().capture()
+            return image if not self.executed else image.resize((2160, 4800))
+
+    result, env = run(ListPolicy(lambda r: TAP), AgentConfig(max_screen_pixels=1080 * 2400),
+                      tmp_path, env=Growing())
+    # The first (1080x2400) screen is within the limit, the second (2160x4800) is not: it is
+    # neither shown to the model nor recorded.
+    assert (result.status, result.steps, len(env.executed)) == ("limit", 1, 1)
+    assert result.reason == ("the screenshot has 2160x4800 = 10368000 pixels, over the limit "
+                             "of 2592000 (--max-screen-pixels)")
+
+
+def test_cli_limits_reach_the_run(tmp_path):
+    from tests.conftest import require_tool
+
+    require_tool("chromium")
+    replies = tmp_path / "replies.jsonl"
+    replies.write_text(json.dumps({"response": "Action: wait()"}) + "\n")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, str(REPO / "agent_cli.py"), "run", "Look",
+                               "--env", "browser", "--dialect", "uitars", "--model",
+                               f"replay:{replies}", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=240)
+
+    # The browser's default 1280x800 screen is over a 1000-pixel limit: no step runs.
+    done = cli("--max-screen-pixels", "1000", "--out", "pixels")
+    assert done.returncode == 1, done.stdout + done.stderr
+    (directory,) = (tmp_path / "pixels").iterdir()
+    meta = load(directory).meta
+    assert (meta.status, meta.steps) == ("limit", 0) and "1280x800" in meta.reason
+    done = cli("--max-steps", "1", "--out", "steps")
+    assert done.returncode == 1, done.stdout + done.stderr
+    (directory,) = (tmp_path / "steps").iterdir()
+    meta = load(directory).meta
+    assert (meta.status, meta.steps) == ("max_steps", 1)

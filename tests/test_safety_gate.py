@@ -1,0 +1,140 @@
+"""The confirmation gate: its rules, its three modes, what the model is told and what the
+trajectory records (a fake phone with a known layout), and its rules file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from actions.dialects import get_dialect
+from agent.loop import Agent
+from agent.safety import ConfirmationGate, GateRules, load_rules
+from core.actions import Navigate, OpenApp, Tap, Type
+from envs.base import ElementInfo
+from tests.agent_fakes import FakePhone, ListPolicy
+from trajectories.reader import load
+from trajectories.recorder import Recorder
+
+# (500, 250) and (500, 750) of [0, 1000) on the fake phone's 1080x2400 screen.
+TAP_PAY = '*FUNCTION*: Tap *ARGS*: {"point": (500, 250)}'
+TAP_NOTE = '*FUNCTION*: Tap *ARGS*: {"point": (500, 750)}'
+TYPE_PIN = '*FUNCTION*: Type *ARGS*: {"text": "1234"}'
+DONE = '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'
+
+
+class LaidOutPhone(FakePhone):
+    """A 'Pay now' button on the top half, a note field below; the field is a password field
+    once ``password`` is set."""
+
+    def __init__(self, password: bool = False) -> None:
+        super().__init__()
+        self.password = password
+
+    def element_at(self, x: int, y: int) -> ElementInfo | None:
+        return ElementInfo("Pay now") if y < 1200 else ElementInfo("Note", password=self.password)
+
+    def focused_element(self) -> ElementInfo | None:
+        return ElementInfo("", password=self.password)
+
+
+def run(replies, env, mode, tmp_path, rules=None, answers=None):
+    asked: list[str] = []
+
+    def ask(question: str):
+        asked.append(question)
+        return answers.pop(0)
+
+    gate = ConfirmationGate(rules or GateRules(), env, mode, ask=ask if answers is not None
+                            else None)
+    policy = ListPolicy(replies)
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds), gate=gate,
+                  recorder=Recorder(tmp_path / "traj"))
+    result = agent.run("Pay the bill")
+    return result, policy, load(tmp_path / "traj"), asked
+
+
+def test_deny_refuses_a_matching_tap_tells_the_model_and_records_it(tmp_path):
+    env = LaidOutPhone()
+    result, policy, traj, _ = run([TAP_PAY, TAP_NOTE, DONE], env, "deny", tmp_path)
+    assert result.status == "success"
+    assert env.executed == [Tap(x=540, y=1800)]  # the note tap ran, the pay tap did not
+    refused, allowed, _ = traj.steps
+    assert refused.gate.decision == "denied" and refused.gate.rule == "tap_text"
+    assert refused.gate.by == "--deny-sensitive" and "'Pay now'" in refused.gate.reason
+    assert not refused.result.ok and "blocked by the safety gate" in refused.result.message
+    assert allowed.gate is None and allowed.result.ok
+    # The refusal and its reason are in the model's next prompt.
+    second = "".join(m.text() for m in policy.requests[1].prompt.messages)
+    assert "blocked by the safety gate" in second and "--deny-sensitive" in second
+
+
+def test_yes_allows_and_records_the_decision(tmp_path):
+    env = LaidOutPhone()
+    _, _, traj, _ = run([TAP_PAY, DONE], env, "yes", tmp_path)
+    assert env.executed == [Tap(x=540, y=600)]
+    assert traj.steps[0].gate.decision == "allowed" and traj.steps[0].gate.by == "--yes"
+
+
+def test_ask_follows_the_users_answer_and_refuses_without_a_terminal(tmp_path):
+    env = LaidOutPhone()
+    _, _, traj, asked = run([TAP_PAY, TAP_PAY, TAP_PAY, DONE], env, "ask", tmp_path,
+                            answers=[False, True, None])
+    assert env.executed == [Tap(x=540, y=600)]  # only the one the user allowed
+    assert len(asked) == 3 and "Pay now" in asked[0]
+    gates = [s.gate for s in traj.steps[:3]]
+    assert [(g.decision, g.by) for g in gates] == [
+        ("denied", "user"), ("allowed", "user"), ("denied", "no terminal")]
+    assert "--yes" in gates[2].reason
+
+
+def test_typing_into_a_password_field_is_sensitive(tmp_path):
+    env = LaidOutPhone(password=True)
+    _, _, traj, _ = run([TYPE_PIN, DONE], env, "deny", tmp_path)
+    assert env.executed == []
+    assert traj.steps[0].gate.rule == "password_field"
+    # The same typing into a plain field passes without a decision.
+    plain = LaidOutPhone(password=False)
+    _, _, traj, _ = run([TYPE_PIN, DONE], plain, "deny", tmp_path / "plain")
+    assert plain.executed == [Type(text="1234")] and traj.steps[0].gate is None
+
+
+def test_open_app_and_navigation_rules():
+    rules = GateRules(open_apps=["com.bank.app"], allowed_domains=["example.com"])
+    gate = ConfirmationGate(rules, LaidOutPhone(), "deny")
+    assert gate.sensitive(OpenApp(app="com.bank.app")).rule == "open_app"
+    assert gate.sensitive(OpenApp(app="com.vlagent.notes")) is None
+    assert gate.sensitive(Navigate(url="shop.example.com/cart")) is None
+    hit = gate.sensitive(Navigate(url="evil.example.net"))
+    assert hit.rule == "navigation" and "https://evil.example.net" in hit.reason
+    # Rules switched off mark nothing.
+    off = ConfirmationGate(GateRules(tap_text=None, password_fields=False), LaidOutPhone(True),
+                           "deny")
+    assert off.sensitive(Tap(x=1, y=1)) is None and off.sensitive(Type(text="x")) is None
+    assert ConfirmationGate(GateRules(), LaidOutPhone(), "deny").sensitive(
+        Navigate(url="anywhere.org")) is None  # no allowlist: navigation is not gated
+
+
+def test_a_custom_pattern_replaces_the_default():
+    gate = ConfirmationGate(GateRules(tap_text=r"\bnote\b"), LaidOutPhone(), "deny")
+    assert gate.sensitive(Tap(x=1, y=2000)).rule == "tap_text"
+    assert gate.sensitive(Tap(x=1, y=1)) is None  # "Pay now" no longer matches
+
+
+def test_rules_load_from_json_and_toml_and_bad_files_fail_clearly(tmp_path):
+    (tmp_path / "rules.json").write_text(json.dumps(
+        {"tap_text": "wire", "open_apps": ["com.bank"], "allowed_domains": ["a.org"]}))
+    (tmp_path / "rules.toml").write_text(
+        'password_fields = false\ntap_text = "wire"\nopen_apps = ["com.bank"]\n')
+    from_json = load_rules(tmp_path / "rules.json")
+    from_toml = load_rules(tmp_path / "rules.toml")
+    assert from_json.tap_text == from_toml.tap_text == "wire"
+    assert from_json.open_apps == ["com.bank"] and from_json.allowed_domains == ["a.org"]
+    assert from_json.password_fields and not from_toml.password_fields
+    (tmp_path / "typo.json").write_text('{"tap_txt": "x"}')
+    (tmp_path / "regex.json").write_text('{"tap_text": "(unclosed"}')
+    for name, problem in (("typo.json", "tap_txt"), ("regex.json", "regular expression"),
+                          ("missing.json", "No such file")):
+        with pytest.raises(ValueError, match=problem) as info:
+            load_rules(tmp_path / name)
+        assert "\n" not in str(info.value)

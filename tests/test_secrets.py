@@ -1,0 +1,139 @@
+"""Secrets: the model sees ``<secret:NAME>``, the device gets the value, and no file or line the
+runtime writes holds it, down to a real run through the CLI on the virtual phone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from actions.dialects import get_dialect
+from agent.loop import Agent
+from agent.secrets import SecretError, Secrets, parse_secret_options
+from core.actions import Tap, Type
+from core.geometry import Screen
+from envs.base import EnvError
+from tests.agent_fakes import FakePhone, ListPolicy
+from trajectories.reader import load
+from trajectories.recorder import Recorder
+
+REPO = Path(__file__).resolve().parent.parent
+VALUE = "hunter2-Tr0ub4dor"
+TYPE_SECRET = '*FUNCTION*: Type *ARGS*: {"text": "pin: <secret:PIN>"}'
+TYPE_UNKNOWN = '*FUNCTION*: Type *ARGS*: {"text": "<secret:OTHER>"}'
+DONE = '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'
+
+
+def test_options_take_a_value_or_an_environment_variable():
+    assert parse_secret_options(["A=x=y", "B"], environ={"B": "from-env"}) == {
+        "A": "x=y", "B": "from-env"}
+    for bad, problem in ((["1A=x"], "name"), (["C"], "not set"), (["D="], "empty")):
+        with pytest.raises(SecretError, match=problem):
+            parse_secret_options(bad, environ={})
+
+
+def test_reveal_scrub_and_goal_check():
+    secrets = Secrets({"PIN": "12", "LONG": "1234"})
+    assert secrets.reveal(Type(text="<secret:PIN>/<secret:LONG>")) == Type(text="12/1234")
+    assert secrets.reveal(Tap(x=1, y=2)) == Tap(x=1, y=2)
+    with pytest.raises(SecretError, match="no secret called NOPE"):
+        secrets.reveal(Type(text="<secret:NOPE>"))
+    # The longer value is replaced whole, inside nested data and keys.
+    assert secrets.scrub({"a 1234": ["x12", ("1234",)]}) == {
+        "a <secret:LONG>": ["x<secret:PIN>", ("<secret:LONG>",)]}
+    secrets.check_goal("type <secret:PIN>")
+    with pytest.raises(SecretError, match="<secret:MISSING>"):
+        secrets.check_goal("type <secret:MISSING>")
+    assert "12" not in repr(secrets)
+
+
+class EchoingPhone(FakePhone):
+    """Fails a typed action with a message that quotes the text, as adb's errors do."""
+
+    def _execute(self, action):
+        super()._execute(action)
+        if action.kind == "type":
+            raise EnvError(f"`input text {action.text}` failed")
+        return "ok"
+
+
+def test_the_env_gets_the_value_and_the_model_and_trajectory_only_the_placeholder(tmp_path):
+    env = EchoingPhone()
+    policy = ListPolicy([TYPE_SECRET, TYPE_UNKNOWN, DONE])
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds),
+                  recorder=Recorder(tmp_path / "traj"), secrets=Secrets({"PIN": VALUE}))
+    result = agent.run("Unlock with <secret:PIN>")
+    assert result.status == "success"
+    assert env.typed == f"pin: {VALUE}"
+    first, unknown, _ = load(tmp_path / "traj").steps
+    assert first.action == {"kind": "type", "text": "pin: <secret:PIN>"}
+    assert first.result.message == "`input text pin: <secret:PIN>` failed"
+    assert not unknown.result.ok and "no secret called OTHER" in unknown.result.message
+    for request in policy.requests:
+        assert VALUE not in json.dumps([m.text() for m in request.prompt.messages])
+    for path in (tmp_path / "traj").rglob("*"):
+        if path.is_file() and path.suffix != ".png":
+            assert VALUE not in path.read_text(encoding="utf-8"), path
+
+
+def _replies(phone_env) -> list[dict]:
+    """The Notes task's solution, replayed as UI-TARS text, typing a placeholder."""
+    from tasks.phone import WriteNote
+
+    dialect = get_dialect("uitars", phone_env.action_kinds)
+    task = WriteNote()
+    phone_env.reset(task)
+    screen = Screen(*phone_env.observe().size)
+    replies = []
+    for step in task.solution(phone_env):
+        action = Type(text="<secret:NOTE>") if step.action.kind == "type" else step.action
+        assert phone_env.execute(step.action).ok  # walk the real layout to the next screen
+        replies.append({"response": dialect.render_action(action, screen, step.thought)})
+    return replies
+
+
+def test_a_cli_run_types_the_secret_on_the_virtual_phone_and_nothing_shows_it(
+    virtual_phone, tmp_path
+):
+    from envs.android import AndroidEnv
+
+    phone, adb = virtual_phone
+    with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
+        replies = _replies(env)
+    replay = tmp_path / "replies.jsonl"
+    replay.write_text("".join(json.dumps(r) + "\n" for r in replies))
+    # The note task's own text is the secret: its check passing proves the device got it.
+    from tasks.phone import WriteNote
+
+    value = WriteNote.text
+    run_env = {**os.environ, "COLUMNS": "160", "NOTE": value}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(REPO / "agent_cli.py"), *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=240, env=run_env)
+
+    done = cli("run", "Write a note that says <secret:NOTE> and save it.", "--task",
+               "phone/write-note", "--env", "android", "--device", "virtual", "--model",
+               f"replay:{replay}", "--dialect", "uitars", "--secret", "NOTE", "--out", "runs")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (directory,) = (tmp_path / "runs").iterdir()
+    traj = load(directory)
+    assert traj.meta.check.success, traj.meta.check
+    assert traj.meta.check.reason == "saved the note '<secret:NOTE>'"
+    typed = [s for s in traj.steps if s.action and s.action["kind"] == "type"]
+    assert [s.action["text"] for s in typed] == ["<secret:NOTE>"]
+    exported = [cli("export", str(directory), "--format", fmt, "--out", f"sft-{fmt}.json")
+                for fmt in ("qwen2vl", "llamafactory")]
+    assert all(e.returncode == 0 for e in exported), [e.stderr for e in exported]
+    shown = [done.stdout, done.stderr, *(e.stdout + e.stderr for e in exported)]
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".png"
+             and p != replay]
+    assert {p.name for p in files} >= {"steps.jsonl", "meta.json", "view.html",
+                                       "sft-qwen2vl.json", "sft-llamafactory.json"}
+    for text in shown + [p.read_text(encoding="utf-8") for p in files]:
+        assert value not in text
+    assert "<secret:NOTE>" in done.stdout  # the console shows the placeholder instead
