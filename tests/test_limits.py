@@ -22,7 +22,7 @@ TAP = '*FUNCTION*: Tap *ARGS*: {"point": (500, 250)}'
 
 def run(policy, config, tmp_path, env=None):
     env = env or FakePhone()
-    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds), config=config,
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor), config=config,
                   recorder=Recorder(tmp_path / "traj"))
     result = agent.run("Tap the thing")
     meta = load(tmp_path / "traj").meta

@@ -48,7 +48,7 @@ def run(replies, env, mode, tmp_path, rules=None, answers=None):
     gate = ConfirmationGate(rules or GateRules(), env, mode, ask=ask if answers is not None
                             else None)
     policy = ListPolicy(replies)
-    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds), gate=gate,
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor), gate=gate,
                   recorder=Recorder(tmp_path / "traj"))
     result = agent.run("Pay the bill")
     return result, policy, load(tmp_path / "traj"), asked

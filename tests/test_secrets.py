@@ -64,7 +64,7 @@ class EchoingPhone(FakePhone):
 def test_the_env_gets_the_value_and_the_model_and_trajectory_only_the_placeholder(tmp_path):
     env = EchoingPhone()
     policy = ListPolicy([TYPE_SECRET, TYPE_UNKNOWN, DONE])
-    agent = Agent(env, policy, get_dialect("qwen2vl", env.action_kinds),
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
                   recorder=Recorder(tmp_path / "traj"), secrets=Secrets({"PIN": VALUE}))
     result = agent.run("Unlock with <secret:PIN>")
     assert result.status == "success"
@@ -84,7 +84,7 @@ def _replies(phone_env) -> list[dict]:
     """The Notes task's solution, replayed as UI-TARS text, typing a placeholder."""
     from tasks.phone import WriteNote
 
-    dialect = get_dialect("uitars", phone_env.action_kinds)
+    dialect = get_dialect("uitars", phone_env.form_factor)
     task = WriteNote()
     phone_env.reset(task)
     screen = Screen(*phone_env.observe().size)
@@ -101,29 +101,34 @@ def test_a_cli_run_types_the_secret_on_the_virtual_phone_and_nothing_shows_it(
 ):
     from envs.android import AndroidEnv
 
+    from tasks.phone import WriteNote
+    from tasks.phone_ui import app_state, reset_apps
+
     phone, adb = virtual_phone
+    # The note task's own text is the secret, so its solution's layout walk types it.
+    value = WriteNote.text
     with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
         replies = _replies(env)
+        reset_apps(env)  # walking the solution typed the value; the run must type it again
+        assert value not in json.dumps(app_state(env, "com.vlagent.notes"))
     replay = tmp_path / "replies.jsonl"
     replay.write_text("".join(json.dumps(r) + "\n" for r in replies))
-    # The note task's own text is the secret: its check passing proves the device got it.
-    from tasks.phone import WriteNote
-
-    value = WriteNote.text
     run_env = {**os.environ, "COLUMNS": "160", "NOTE": value}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, str(REPO / "agent_cli.py"), *args], cwd=tmp_path,
                               capture_output=True, text=True, timeout=240, env=run_env)
 
-    done = cli("run", "Write a note that says <secret:NOTE> and save it.", "--task",
-               "phone/write-note", "--env", "android", "--device", "virtual", "--model",
+    # No --task: a task's own goal would spell the value out. The device's state is read instead.
+    done = cli("run", "Write a note that says <secret:NOTE> and save it.", "--env", "android",
+               "--device", phone.serial, "--adb-port", str(adb.port), "--model",
                f"replay:{replay}", "--dialect", "uitars", "--secret", "NOTE", "--out", "runs")
     assert done.returncode == 0, done.stdout + done.stderr
     (directory,) = (tmp_path / "runs").iterdir()
     traj = load(directory)
-    assert traj.meta.check.success, traj.meta.check
-    assert traj.meta.check.reason == "saved the note '<secret:NOTE>'"
+    with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
+        notes = app_state(env, "com.vlagent.notes").get("notes", [])
+    assert value in json.dumps(notes), notes  # the device got the value itself
     typed = [s for s in traj.steps if s.action and s.action["kind"] == "type"]
     assert [s.action["text"] for s in typed] == ["<secret:NOTE>"]
     exported = [cli("export", str(directory), "--format", fmt, "--out", f"sft-{fmt}.json")
