@@ -329,6 +329,8 @@ class Phone:
             if len(args) == 2:
                 return ok(json.dumps(self.states[self.resolve(args[1]).package]) + "\n")
             return ok(json.dumps(self.states) + "\n")
+        if args[:2] == ["state", "set"] and len(args) == 4:
+            return await self._set_state(self.resolve(args[2]), args[3])
         if args[:1] == ["reset"] and len(args) <= 2:
             if len(args) == 2:
                 self.resolve(args[1])
@@ -336,7 +338,21 @@ class Phone:
             return ok()
         if args == ["apps"]:
             return ok("".join(f"{a.package}\t{a.label}\n" for a in self.apps.values()))
-        raise UsageError("usage: vphone state [PACKAGE] | vphone reset [PACKAGE] | vphone apps")
+        raise UsageError("usage: vphone state [PACKAGE] | vphone state set PACKAGE JSON | "
+                         "vphone reset [PACKAGE] | vphone apps")
+
+    async def _set_state(self, app: App, text: str) -> Result:
+        """Replace an app's state, as a test harness writes an app's database over adb."""
+        try:
+            state = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"the state is not JSON: {exc}") from None
+        if not isinstance(state, dict):
+            raise UsageError(f"the state must be a JSON object, not {type(state).__name__}")
+        self.states[app.package] = state
+        if self.current_app().package == app.package and app.package != LAUNCHER:
+            await self.home()  # the open app holds the old state; stop it, as `pm clear` does
+        return ok()
 
 
 _CLEAR_FOCUSED = """() => {
