@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
-from actions.dialects.support import (
+from actions.dialects.reply_syntax import (
     check_expressible,
     extract_balanced,
     fail,

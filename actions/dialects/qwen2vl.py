@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
 from actions.dialects.base import Dialect, ImagePart, Message, Part, PastStep, Prompt, TextPart
-from actions.dialects.support import (
+from actions.dialects.reply_syntax import (
     check_expressible,
     extract_balanced,
     fail,

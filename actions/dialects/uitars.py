@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
-from actions.dialects.support import (
+from actions.dialects.reply_syntax import (
     check_expressible,
     fail,
     is_phone,
