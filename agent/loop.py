@@ -132,7 +132,8 @@ class Agent:
         try:
             self._phase(0, "reset")
             started = time.monotonic()
-            observation = self.env.reset(task)  # the task's setup, then the first screenshot
+            # The task's start state, then the first screenshot.
+            observation = self.env.reset(task.initialize if task is not None else None)
             observe_ms = _ms(started)  # so step 0's observe time includes the reset
             self.policy.start(Episode(goal, self.dialect, self.env, task))
             for step in range(cfg.max_steps):
@@ -184,7 +185,7 @@ class Agent:
             self._finish(task, "error", self.secrets.scrub(f"{type(exc).__name__}: {exc}"))
             raise
         reason = self.secrets.scrub(reason)
-        check = self._finish(task, status, reason)
+        check = self._finish(task, status, reason, answer)
         if self.recorder is not None and self.recorder.meta is not None:
             steps = self.recorder.meta.steps  # what was recorded, even if Ctrl-C cut a step short
         return EpisodeResult(
@@ -299,20 +300,27 @@ class Agent:
                 return prompt, tokens
             keep -= 1
 
-    def _finish(self, task: "Task | None", status: Status, reason: str) -> Score | None:
-        """Run the task's check (unless the env failed or the user stopped) and close the
-        trajectory."""
-        check = self._check(task) if task is not None and status not in ("error", "interrupted") \
-            else None
+    def _finish(
+        self, task: "Task | None", status: Status, reason: str, answer: str | None = None
+    ) -> Score | None:
+        """Run the task's check on the agent's answer (unless the env failed or the user
+        stopped), tear the task down, and close the trajectory."""
+        check = self._check(task, answer) \
+            if task is not None and status not in ("error", "interrupted") else None
         if check is not None and self.secrets:
             check = check.model_copy(update={"reason": self.secrets.scrub(check.reason)})
+        if task is not None:
+            try:
+                task.tear_down(self.env)
+            except (EnvError, OSError):
+                pass  # the env is going away; the episode's outcome is already known
         if self.recorder is not None:
             self.recorder.finish(status, reason, check)
         return check
 
-    def _check(self, task: "Task") -> Score:
+    def _check(self, task: "Task", answer: str | None) -> Score:
         try:
-            return task.check(self.env)
+            return task.check(self.env, answer)
         except (EnvError, OSError, ValueError) as exc:
             return Score(success=False, reason=f"the check could not run: {exc}")
 
@@ -322,6 +330,7 @@ class Agent:
         self.recorder.start(Meta(
             goal=goal,
             task=task.name if task is not None else None,
+            **({"seed": task.seed, "params": task.params} if task is not None else {}),
             env=self.env.name,
             model=self.policy.name,
             dialect=self.dialect.name,

@@ -33,6 +33,8 @@ def run(
                                "attached device."),
     task: str = typer.Option(None, "--task", "-t", help="A bundled task (seeded start state and "
                              "success check), e.g. phone/book-flight."),
+    seed: int = typer.Option(0, "--seed", help="The task's seed: the same seed gives the same "
+                             "params, goal and start state."),
     dialect: str = typer.Option(None, "--dialect", "-d",
                                 help="The model's prompt and output format: qwen2vl (default), "
                                 "qwen25vl, uitars or uitars15 (UI-TARS-1.5). replay:DIR defaults "
@@ -111,7 +113,7 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     spec = RunSpec(
-        goal=goal, model=model, env=env, device=device, task=task, dialect=dialect,
+        goal=goal, model=model, env=env, device=device, task=task, seed=seed, dialect=dialect,
         max_steps=max_steps, max_time_s=max_time or None, max_parse_errors=max_parse_errors,
         history_images=history_images, max_prompt_tokens=max_prompt_tokens, out=out,
         min_pixels=min_pixels, max_pixels=max_pixels,

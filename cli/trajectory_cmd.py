@@ -123,6 +123,7 @@ def replay(
                    "allowed_domains": tuple(getattr(meta, "allowed_domains", None) or ())}
     run_and_report(RunSpec(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
+        seed=getattr(meta, "seed", 0), params=getattr(meta, "params", None),
         device=device or ("virtual" if recorded_device == "virtual" else None),
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.

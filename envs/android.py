@@ -18,9 +18,8 @@ import re
 import shlex
 import socket
 import struct
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from PIL import Image
 
@@ -28,6 +27,7 @@ from core.actions import Action
 from envs import keys
 from envs.base import ElementInfo, Env, EnvError, Observation, SettleConfig
 from envs.input_text import input_text_argument
+from envs.ui_tree import UiNode, UiTreeError, parse_hierarchy
 
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 
@@ -101,7 +101,8 @@ class AndroidEnv(Env):
 
     ``serial`` picks the device (default: the only one attached). ``timeout_s`` bounds every adb
     call, so a device that goes away fails the next call within it. ``screencap="png"`` skips
-    the raw frames (for devices or links where PNG is faster).
+    the raw frames (for devices or links where PNG is faster). ``observe_ui=True`` adds the
+    screen's accessibility tree to every observation.
     """
 
     name = "android"
@@ -115,6 +116,7 @@ class AndroidEnv(Env):
         timeout_s: float = 10.0,
         screencap: Literal["raw", "png"] = "raw",
         settle: SettleConfig | None = None,
+        observe_ui: bool = False,
     ) -> None:
         super().__init__(settle)
         import adbutils
@@ -123,6 +125,7 @@ class AndroidEnv(Env):
             raise ValueError(f"screencap must be 'raw' or 'png', not {screencap!r}")
         self.timeout_s = timeout_s
         adb_port = adb_server_port() if adb_port is None else adb_port
+        self.observe_ui = observe_ui
         self._client = adbutils.AdbClient(host=adb_host, port=adb_port, socket_timeout=timeout_s)
         self.serial = self._pick_serial(serial, f"{adb_host}:{adb_port}")
         self.device = self._client.device(self.serial)
@@ -234,16 +237,22 @@ class AndroidEnv(Env):
         return {"serial": self.serial, "foreground": package, "activity": activity,
                 "density": self.screen.density, "rotation": self.screen.rotation}
 
+    def observe(self) -> Observation:
+        observation = super().observe()
+        if self.observe_ui:
+            observation.ui = self.ui_tree()
+        return observation
+
     def foreground(self) -> tuple[str | None, str | None]:
         """(package, activity) of the focused window, from ``dumpsys window``."""
         output = self.shell("dumpsys window")
         found = _FOCUS.search(output) or _FOCUSED_APP.search(output)
         return (found.group(1), found.group(2)) if found else (None, None)
 
-    def reset(self, task: Any = None) -> Observation:
-        """Go to the home screen, then run the task's setup (if any) and observe."""
+    def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
+        """Go to the home screen, then run ``prepare`` (if any) and observe."""
         self._keyevent("KEYCODE_HOME")
-        return super().reset(task)
+        return super().reset(prepare)
 
     def _execute(self, action: Action) -> str:
         kind = action.kind
@@ -358,11 +367,11 @@ class AndroidEnv(Env):
         # Not a package: look for an icon with that label on the home screen.
         self._keyevent("KEYCODE_HOME")
         wanted_label = app.strip().casefold()
-        for node in self.ui_nodes():
-            labels = {(node.get(k) or "").strip().casefold() for k in ("text", "content-desc")}
-            if wanted_label in labels and node.get("clickable") == "true":
-                x1, y1, x2, y2 = map(int, re.findall(r"\d+", node.get("bounds", ""))[:4])
-                self._run(f"input tap {(x1 + x2) // 2} {(y1 + y2) // 2}")
+        for node in self.ui_tree().walk():
+            labels = {node.text.strip().casefold(), node.content_desc.strip().casefold()}
+            if wanted_label in labels and node.clickable:
+                x, y = node.center
+                self._run(f"input tap {x} {y}")
                 return f"opened '{app}' from the home screen"
         raise EnvError(f"no app called '{app}' on {self.serial}: it is neither an installed "
                        f"package nor a label on the home screen (packages include: "
@@ -370,40 +379,29 @@ class AndroidEnv(Env):
 
     def element_at(self, x: int, y: int) -> ElementInfo | None:
         """The smallest node of the UI dump whose bounds hold (x, y): what a tap there hits."""
-        hits = [(b, node) for node in self.ui_nodes()
-                if (b := _bounds(node)) is not None and b[0] <= x < b[2] and b[1] <= y < b[3]]
+        hits = [node for node in self.ui_tree().walk()
+                if node.bounds[0] <= x < node.bounds[2] and node.bounds[1] <= y < node.bounds[3]]
         if not hits:
             return None
-        _, node = min(hits, key=lambda hit: (hit[0][2] - hit[0][0]) * (hit[0][3] - hit[0][1]))
-        return _element_info(node)
+        return _element_info(min(hits, key=lambda n: (n.bounds[2] - n.bounds[0])
+                                 * (n.bounds[3] - n.bounds[1])))
 
     def focused_element(self) -> ElementInfo | None:
-        node = next((n for n in self.ui_nodes() if n.get("focused") == "true"), None)
+        node = next((n for n in self.ui_tree().walk() if n.focused), None)
         return _element_info(node) if node is not None else None
 
-    def ui_nodes(self) -> list[ET.Element]:
-        """Every node of ``uiautomator dump`` for the current screen."""
+    def ui_tree(self) -> UiNode:
+        """The accessibility tree of the current screen (``uiautomator dump``)."""
         output = self.shell("uiautomator dump /dev/tty")
-        end = output.rfind("</hierarchy>")
-        start = output.find("<?xml")
-        if end < 0:
-            raise EnvError(f"uiautomator dump failed on {self.serial}: {output.strip()[:200]}")
-        xml = output[max(start, 0):end + len("</hierarchy>")]
-        return list(ET.fromstring(xml.encode()).iter("node"))
+        try:
+            return parse_hierarchy(output)
+        except UiTreeError as exc:
+            raise EnvError(f"uiautomator dump failed on {self.serial}: {exc}") from None
 
 
-_BOUNDS = re.compile(r"\[(-?\d+),(-?\d+)\]\[(-?\d+),(-?\d+)\]")
-
-
-def _bounds(node: ET.Element) -> tuple[int, int, int, int] | None:
-    found = _BOUNDS.fullmatch(node.get("bounds", ""))
-    return tuple(int(v) for v in found.groups()) if found else None  # type: ignore[return-value]
-
-
-def _element_info(node: ET.Element) -> ElementInfo:
-    labels = (node.get("text", "").strip(), node.get("content-desc", "").strip())
-    text = " ".join(label for label in labels if label)
-    return ElementInfo(text=text, password=node.get("password") == "true")
+def _element_info(node: UiNode) -> ElementInfo:
+    labels = (node.text.strip(), node.content_desc.strip())
+    return ElementInfo(text=" ".join(label for label in labels if label), password=node.password)
 
 
 def _read_to_end(sock: Any) -> bytes:

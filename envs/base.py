@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from PIL import Image, ImageChops
 
 from core.actions import Action
 from core.kinds import CONTROL_KINDS, KINDS, FormFactor
 from core.results import ActionResult
+from envs.ui_tree import UiNode
 
 
 class EnvError(RuntimeError):
@@ -25,10 +26,15 @@ class EnvError(RuntimeError):
 
 @dataclass
 class Observation:
-    """One screenshot at the device's native resolution, plus what else the env knows."""
+    """One screenshot at the device's native resolution, plus what else the env knows.
+
+    ``ui`` is the screen's accessibility tree, for envs that can read one and were asked to
+    (``AndroidEnv(observe_ui=True)``); it costs a ``uiautomator dump`` per observation.
+    """
 
     image: Image.Image
     extras: dict[str, Any] = field(default_factory=dict)
+    ui: UiNode | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -94,10 +100,11 @@ class Env(ABC):
         """The element that receives typed text; None where the env cannot tell."""
         return None
 
-    def reset(self, task: Any = None) -> Observation:
-        """Bring the env to its start state (and the task's, when given), then observe."""
-        if task is not None and hasattr(task, "setup"):
-            task.setup(self)
+    def reset(self, prepare: Callable[["Env"], None] | None = None) -> Observation:
+        """Bring the env to its start state, let ``prepare`` (say, a task's ``initialize``)
+        build on it, then observe."""
+        if prepare is not None:
+            prepare(self)
         return self.observe()
 
     def close(self) -> None:

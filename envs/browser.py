@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -196,11 +196,11 @@ class BrowserEnv(Env):
             self._raise_if_blocked(action.kind)
         return message
 
-    def reset(self, task: Any = None) -> Observation:
-        """Go back to ``start_url`` (then the task's own setup), and observe."""
+    def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
+        """Go back to ``start_url`` (then run ``prepare``, if any), and observe."""
         self._take_blocked()
         self._call("reset", lambda: self._goto(self.start_url))
-        return super().reset(task)
+        return super().reset(prepare)
 
     def close(self) -> None:
         self._mark_dead("the browser env was closed")

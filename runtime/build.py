@@ -23,9 +23,10 @@ def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:
     that the goal means."""
     from tasks.registry import get_task, match_task, task_names
 
-    task = get_task(spec.task) if spec.task else None
+    task = get_task(spec.task, spec.seed, spec.params) if spec.task else None
     if task is None and spec.model == "scripted":
-        task = match_task(spec.goal or "", spec.env)
+        matched = match_task(spec.goal or "", spec.env)
+        task = get_task(matched.name, spec.seed) if matched is not None else None
         if task is None:
             raise RunError(
                 f"--model scripted plays a task's own solution, and no bundled task matches the "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
@@ -30,6 +31,8 @@ class RunSpec:
     env: str = "android"
     device: str | None = None  # an adb serial, "virtual", or None for the only device
     task: str | None = None
+    seed: int = 0  # the task's params are drawn from it
+    params: dict[str, Any] | None = None  # the task's params as given (a replay's), not drawn
     dialect: str | None = None  # None: qwen2vl, or a replayed trajectory's own dialect
     max_steps: int = 30
     max_time_s: float | None = None

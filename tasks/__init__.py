@@ -1,1 +1,2 @@
-"""Tasks, suites and success checks, plus the bundled apps of the virtual phone."""
+"""Tasks: seeded params, a goal, a start state set through the device, a success check read from
+the env, and a scripted solution (tasks/base.py); the registry finds them (tasks/registry.py)."""

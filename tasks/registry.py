@@ -1,13 +1,21 @@
-"""The bundled tasks by name, and finding the one a free-text goal means."""
+"""The bundled tasks by name, glob, suite or tag; it fills itself.
+
+Every concrete ``Task`` subclass with a ``name``, defined in a module of the ``tasks`` package, is
+registered: adding a task means adding a class, nothing else.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import importlib
+import inspect
+import pkgutil
 import re
+from functools import cache
+from typing import Any, Iterable
 
+import tasks
 from tasks.base import Task
-from tasks.phone import PHONE_TASKS
-
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in PHONE_TASKS}
 
 _STOPWORDS = frozenset(
     "a an and the to for of on in at from with it my me please that this is be".split()
@@ -19,16 +27,56 @@ class UnknownTask(KeyError):
         return str(self.args[0])
 
 
+@cache
+def _registry() -> dict[str, type[Task]]:
+    for module in pkgutil.walk_packages(tasks.__path__, prefix="tasks."):
+        importlib.import_module(module.name)
+    found: dict[str, type[Task]] = {}
+    pending = list(Task.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if not cls.__module__.startswith("tasks.") or inspect.isabstract(cls) \
+                or "name" not in vars(cls):
+            continue
+        if cls.name in found and found[cls.name] is not cls:
+            raise RuntimeError(f"two tasks are called {cls.name!r}: {found[cls.name].__module__}."
+                               f"{found[cls.name].__qualname__} and {cls.__module__}."
+                               f"{cls.__qualname__}")
+        found[cls.name] = cls
+    return dict(sorted(found.items()))
+
+
 def task_names() -> list[str]:
-    return sorted(TASKS)
+    return list(_registry())
 
 
-def get_task(name: str) -> Task:
+def suites() -> list[str]:
+    return sorted({name.split("/", 1)[0] for name in _registry()})
+
+
+def get_task(name: str, seed: int = 0, params: dict[str, Any] | None = None) -> Task:
+    """The task ``name`` with its params drawn from ``seed`` (or given)."""
     try:
-        return TASKS[name]()
+        cls = _registry()[name]
     except KeyError:
         raise UnknownTask(f"unknown task {name!r}; the tasks are: {', '.join(task_names())}") \
             from None
+    return cls(seed=seed, params=params)
+
+
+def find_tasks(
+    pattern: str | None = None, *, suite: str | None = None, tags: Iterable[str] = ()
+) -> list[type[Task]]:
+    """The task classes matching an exact name or an fnmatch glob ("phone/*flight*"), a suite,
+    and every one of ``tags``; sorted by name."""
+    wanted = frozenset(tags)
+    return [
+        cls for name, cls in _registry().items()
+        if (pattern is None or fnmatch.fnmatchcase(name, pattern))
+        and (suite is None or name.split("/", 1)[0] == suite)
+        and wanted <= cls.tags
+    ]
 
 
 def _words(text: str) -> set[str]:
@@ -38,20 +86,21 @@ def _words(text: str) -> set[str]:
 
 
 def match_task(goal: str, env: str | None = None) -> Task | None:
-    """The bundled task whose goal the free text ``goal`` means, or None.
+    """The bundled task (seed 0) whose goal the free text ``goal`` means, or None.
 
-    A task matches when most of the goal's words appear in its goal, name or keywords (so "book a
-    flight" finds phone/book-flight); the best-scoring match wins.
+    A task matches when most of the goal's words appear in its goal template, name, tags or
+    keywords (so "book a flight" finds phone/book-flight); the best-scoring match wins.
     """
     asked = _words(goal)
     if not asked:
         return None
     best, best_score = None, 0.0
-    for name, cls in TASKS.items():
+    for name, cls in _registry().items():
         if env is not None and cls.env != env:
             continue
-        vocabulary = _words(" ".join([cls.goal, name.replace("/", " ").replace("-", " "),
-                                      *cls.keywords]))
+        template = re.sub(r"\{[^}]*\}", " ", cls.goal_template)
+        vocabulary = _words(" ".join([template, name.replace("/", " ").replace("-", " "),
+                                      *cls.tags, *cls.keywords]))
         score = len(asked & vocabulary) / len(asked)
         if score > best_score:
             best, best_score = cls, score

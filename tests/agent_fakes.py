@@ -7,7 +7,7 @@ from typing import Callable
 from PIL import Image
 
 from agent.policies.base import Policy, PolicyError, Reply, Request
-from core.actions import Action, Tap, Terminate, Type
+from core.actions import Action, Answer, Tap, Terminate, Type
 from core.results import Score
 from envs.base import Env, EnvError, SettleConfig
 from tasks.base import SolutionStep, Task
@@ -70,14 +70,14 @@ class TypeHelloTask(Task):
     """Type 'hello' and terminate; success is read from the fake phone's typed text."""
 
     name = "fake/type-hello"
-    goal = "Type hello into the search box"
+    goal_template = "Type hello into the search box"
     env = "android"
     keywords = ("greeting",)
 
-    def setup(self, env: Env) -> None:
+    def initialize(self, env: Env) -> None:
         env.typed = ""
 
-    def check(self, env: Env) -> Score:
+    def check(self, env: Env, answer: str | None) -> Score:
         return Score(success=env.typed == "hello", reason=f"typed {env.typed!r}")
 
     def solution(self, env: Env):
@@ -85,3 +85,24 @@ class TypeHelloTask(Task):
         yield SolutionStep(Type(text="hello"), "Type the word.")
         yield SolutionStep(Terminate(status="success"), "Done.")
 
+
+
+class NameTheColourTask(Task):
+    """A question task: the check compares the agent's answer; tear_down marks the fake phone."""
+
+    name = "fake/name-the-colour"
+    goal_template = "What colour is the {thing}?"
+    env = "android"
+
+    @classmethod
+    def sample_params(cls, rng):
+        return {"thing": "sky", "colour": rng.choice(["blue", "grey", "orange"])}
+
+    def check(self, env: Env, answer: str | None) -> Score:
+        return Score(success=answer == self.params["colour"], reason=f"answered {answer!r}")
+
+    def tear_down(self, env: Env) -> None:
+        env.torn_down = True
+
+    def solution(self, env: Env):
+        yield SolutionStep(Answer(text=self.params["colour"]), "I can see it.")

@@ -13,7 +13,7 @@ from agent.loop import Agent, AgentConfig
 from agent.policies.scripted import ScriptedPolicy
 from agent.safety import PassThroughGate, SafetyGate, Verdict
 from core.actions import Tap
-from tests.agent_fakes import FakePhone, ListPolicy, TypeHelloTask
+from tests.agent_fakes import FakePhone, ListPolicy, NameTheColourTask, TypeHelloTask
 from trajectories.reader import load
 from trajectories.recorder import Recorder
 
@@ -184,6 +184,25 @@ def test_failed_check_is_reported_even_when_the_agent_claims_success():
     agent = Agent(env, ListPolicy([DONE]), get_dialect("qwen2vl", env.form_factor))
     result = agent.run("Type hello", TypeHelloTask())
     assert result.status == "success" and not result.check.success
+
+
+def test_the_agents_answer_reaches_the_check_and_the_task_is_torn_down(tmp_path):
+    env = FakePhone()
+    task = NameTheColourTask(seed=4)
+    agent = Agent(env, ScriptedPolicy(), get_dialect("qwen2vl", env.action_kinds),
+                  recorder=Recorder(tmp_path / "traj"))
+    result = agent.run(task.goal, task)
+    assert result.status == "answered" and result.answer == task.params["colour"]
+    assert result.check.success, result.check
+    assert env.torn_down
+    meta = load(tmp_path / "traj").meta
+    assert (meta.seed, meta.params) == (4, task.params)
+
+    wrong = {**task.params, "colour": "green"}
+    agent = Agent(FakePhone(), ListPolicy(['*FUNCTION*: Answer *ARGS*: {"text": "purple"}']),
+                  get_dialect("qwen2vl", env.action_kinds))
+    result = agent.run(task.goal, NameTheColourTask(params=wrong))
+    assert result.answer == "purple" and not result.check.success
 
 
 def test_recorded_steps_hold_prompt_timings_and_results(tmp_path):

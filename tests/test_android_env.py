@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import pytest
@@ -37,10 +36,9 @@ def state(env, package: str) -> dict:
 
 def tap_id(env, resource_id: str) -> None:
     """Tap the centre of the element with this resource-id, once it is on screen."""
-    (node,) = wait_until(lambda: [n for n in env.ui_nodes() if n.get("resource-id") == resource_id],
-                       what=resource_id)
-    x1, y1, x2, y2 = map(int, re.findall(r"\d+", node.get("bounds")))
-    assert env.execute(Tap(x=(x1 + x2) // 2, y=(y1 + y2) // 2)).ok
+    (node,) = wait_until(lambda: env.ui_tree().find(resource_id), what=resource_id)
+    x, y = node.center
+    assert env.execute(Tap(x=x, y=y)).ok
 
 
 @pytest.fixture
@@ -146,14 +144,14 @@ def test_book_a_flight_end_to_end(env):
     tap_id(env, "flights:passenger")
     assert env.execute(Type(text="Ada Lovelace")).ok
     tap_id(env, "flights:confirm")
-    wait_until(lambda: any("Booked VA123" in (n.get("text") or "") for n in env.ui_nodes()),
+    wait_until(lambda: any("Booked VA123" in n.text for n in env.ui_tree().walk()),
              what="the confirmation")
     assert state(env, "com.vlagent.flights")["bookings"] == [{
         "flight": "VA123", "origin": "SFO", "destination": "JFK", "date": "2026-12-01",
         "passenger": "Ada Lovelace"}]
     # Back walks the app's pages (confirmation -> details), Home leaves the app.
     assert env.execute(Back()).ok
-    wait_until(lambda: any(n.get("resource-id") == "flights:confirm" for n in env.ui_nodes()),
+    wait_until(lambda: env.ui_tree().find("flights:confirm"),
              what="the detail page")
     assert env.execute(Key(key="home")).ok
     assert env.observe().extras["foreground"] == "com.vlagent.launcher"

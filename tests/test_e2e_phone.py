@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tasks.registry import get_task
 from tests.conftest import require_tool
 from trajectories.reader import load
 
@@ -55,9 +56,11 @@ def test_demo_books_the_flight_and_its_trajectory_replays(tmp_path):
 def test_scripted_note_task_in_the_uitars_dialect(tmp_path):
     require_tool("adb")
     require_tool("chromium")
-    cli("run", "--task", "phone/write-note", "--env", "android", "--device", "virtual",
-        "--model", "scripted", "--dialect", "uitars", "--out", "runs", cwd=tmp_path)
+    cli("run", "--task", "phone/write-note", "--seed", "5", "--env", "android", "--device",
+        "virtual", "--model", "scripted", "--dialect", "uitars", "--out", "runs", cwd=tmp_path)
     traj = load(only_run(tmp_path / "runs"))
     assert traj.meta.dialect == "uitars" and traj.meta.check.success, traj.meta.check
+    task = get_task("phone/write-note", seed=5)
+    assert (traj.meta.seed, traj.meta.params, traj.meta.goal) == (5, task.params, task.goal)
     assert traj.steps[2].response.startswith("Thought: Write the note.")
-    assert traj.steps[2].action == {"kind": "type", "text": "Buy milk and eggs"}
+    assert traj.steps[2].action == {"kind": "type", "text": task.params["text"]}

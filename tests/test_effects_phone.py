@@ -12,7 +12,7 @@ import pytest
 
 from core.actions import Back, Enter, Home, Key, LongPress, OpenApp, Scroll, Swipe, Tap, Type
 from envs.virtual_phone.catalog import APPS_DIR, LAUNCHER
-from envs.virtual_phone.screen import SCALE
+from envs.virtual_phone.display import SCALE
 from tests.conftest import require_tool
 from tests.load import cpu_load
 from tests.probes import wait_for_value, wait_until

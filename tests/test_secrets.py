@@ -80,13 +80,10 @@ def test_the_env_gets_the_value_and_the_model_and_trajectory_only_the_placeholde
             assert VALUE not in path.read_text(encoding="utf-8"), path
 
 
-def _replies(phone_env) -> list[dict]:
+def _replies(phone_env, task) -> list[dict]:
     """The Notes task's solution, replayed as UI-TARS text, typing a placeholder."""
-    from tasks.phone import WriteNote
-
     dialect = get_dialect("uitars", phone_env.form_factor)
-    task = WriteNote()
-    phone_env.reset(task)
+    phone_env.reset(task.initialize)
     screen = Screen(*phone_env.observe().size)
     replies = []
     for step in task.solution(phone_env):
@@ -100,17 +97,16 @@ def test_a_cli_run_types_the_secret_on_the_virtual_phone_and_nothing_shows_it(
     virtual_phone, tmp_path
 ):
     from envs.android import AndroidEnv
-
-    from tasks.phone import WriteNote
-    from tasks.phone_ui import app_state, reset_apps
+    from tasks.registry import get_task
 
     phone, adb = virtual_phone
     # The note task's own text is the secret, so its solution's layout walk types it.
-    value = WriteNote.text
+    task = get_task("phone/write-note", seed=5)
+    value = task.params["text"]
     with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
-        replies = _replies(env)
-        reset_apps(env)  # walking the solution typed the value; the run must type it again
-        assert value not in json.dumps(app_state(env, "com.vlagent.notes"))
+        replies = _replies(env, task)
+        task.initialize(env)  # walking the solution typed the value; the run must type it again
+        assert not task.check(env, None).success
     replay = tmp_path / "replies.jsonl"
     replay.write_text("".join(json.dumps(r) + "\n" for r in replies))
     run_env = {**os.environ, "COLUMNS": "160", "NOTE": value}
@@ -127,8 +123,8 @@ def test_a_cli_run_types_the_secret_on_the_virtual_phone_and_nothing_shows_it(
     (directory,) = (tmp_path / "runs").iterdir()
     traj = load(directory)
     with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
-        notes = app_state(env, "com.vlagent.notes").get("notes", [])
-    assert value in json.dumps(notes), notes  # the device got the value itself
+        check = task.check(env, None)
+    assert check.success, check.reason  # the device got the value itself
     typed = [s for s in traj.steps if s.action and s.action["kind"] == "type"]
     assert [s.action["text"] for s in typed] == ["<secret:NOTE>"]
     exported = [cli("export", str(directory), "--format", fmt, "--out", f"sft-{fmt}.json")

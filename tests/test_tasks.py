@@ -1,39 +1,76 @@
-"""Task registry, goal matching and the uiautomator hierarchy reader (no device needed)."""
+"""The task contract and the registry: seeds, params, goals, lookup (no device needed)."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import json
+import random
+import string
 
 import pytest
 
-from tasks.phone_ui import UiNode, to_nodes
-from tasks.registry import TASKS, UnknownTask, get_task, match_task
-
-DUMP = """UI hierchary dumped to: /dev/tty
-<?xml version='1.0' encoding='UTF-8' standalone='yes' ?><hierarchy rotation="0">
-<node index="0" text="" resource-id="" class="android.widget.FrameLayout" bounds="[0,0][1080,2400]">
-<node index="1" text="Flights" resource-id="launcher:flights" content-desc="Flights"
- class="android.widget.Button" clickable="true" bounds="[60,300][300,560]" />
-<node index="2" text="Ada &amp; &quot;co&quot;" resource-id="notes:body" content-desc="Note text"
- class="android.widget.EditText" bounds="[30,400][1050,1200]" />
-<node index="3" text="broken" resource-id="x" bounds="nonsense" />
-</node></hierarchy>"""
+from tasks.base import Task
+from tasks.registry import (
+    UnknownTask,
+    find_tasks,
+    get_task,
+    match_task,
+    suites,
+    task_names,
+)
 
 
-def test_nodes_read_ids_text_and_bounds():
-    xml = DUMP[DUMP.index("<?xml"):]
-    nodes = to_nodes(ET.fromstring(xml.encode()).iter("node"))
-    assert [n.resource_id for n in nodes] == ["", "launcher:flights", "notes:body"]
-    flights = nodes[1]
-    assert flights == UiNode("launcher:flights", "Flights", "Flights", (60, 300, 300, 560))
-    assert flights.center == (180, 430)
-    assert nodes[2].text == 'Ada & "co"'
+@pytest.mark.parametrize("name", task_names())
+def test_same_seed_same_params_and_goal(name):
+    a, b = get_task(name, seed=11), get_task(name, seed=11)
+    assert a.params == b.params and a.goal == b.goal
+    cls = type(a)
+    assert a.params == cls.sample_params(random.Random(11))
+    json.dumps(a.params)  # params travel in results and trajectories
+    assert len({get_task(name, seed=s).goal for s in range(8)}) > 1, "the seed changes nothing"
+    # every placeholder of the template is filled, and nothing is left in braces
+    assert "{" not in a.goal and a.goal.strip()
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_every_task_is_complete(name):
+    task = get_task(name)
+    assert task.name == name and task.suite == name.split("/")[0] in suites()
+    assert task.env in ("android", "desktop", "browser")
+    assert task.max_steps > 0 and task.tags, f"{name} needs a step budget and tags"
+    fields = {f for _, f, _, _ in string.Formatter().parse(task.goal_template) if f}
+    assert fields <= set(task.params)
+
+
+def test_given_params_are_used_instead_of_drawn():
+    drawn = get_task("phone/write-note", seed=3)
+    given = get_task("phone/write-note", seed=3, params={**drawn.params, "text": "Feed the cat"})
+    assert given.goal == "Write a note that says 'Feed the cat' and save it."
+
+
+def test_find_tasks_by_name_glob_suite_and_tag():
+    assert [c.name for c in find_tasks("phone/book-flight")] == ["phone/book-flight"]
+    assert [c.name for c in find_tasks("phone/*flight*")] == ["phone/book-flight"]
+    assert [c.name for c in find_tasks(suite="phone")] == [
+        n for n in task_names() if n.startswith("phone/")]
+    typing = find_tasks(tags=["typing"])
+    assert typing and all("typing" in c.tags for c in typing)
+    assert find_tasks(tags=["typing", "no-such-tag"]) == []
+    assert find_tasks("nope/*") == []
+
+
+def test_the_registry_holds_only_the_packages_tasks():
+    # tests/agent_fakes.py defines Task subclasses too; they are not bundled tasks.
+    import tests.agent_fakes  # noqa: F401
+
+    assert all(n.split("/")[0] != "fake" for n in task_names())
+    assert all(issubclass(cls, Task) for cls in find_tasks())
 
 
 @pytest.mark.parametrize("goal, name", [
     ("book a flight", "phone/book-flight"),
     ("Book flights to New York", "phone/book-flight"),
     ("write a note", "phone/write-note"),
+    ("turn off the wifi", "phone/set-wifi-bluetooth"),
     ("order a pizza", None),
     ("book a hotel", None),
     ("", None),
@@ -51,9 +88,3 @@ def test_get_task_lists_the_tasks_when_the_name_is_unknown():
     assert get_task("phone/book-flight").name == "phone/book-flight"
     with pytest.raises(UnknownTask, match="phone/book-flight"):
         get_task("phone/nope")
-
-
-def test_every_task_is_complete():
-    for name, cls in TASKS.items():
-        task = cls()
-        assert task.name == name and task.goal and task.env in ("android", "desktop", "browser")

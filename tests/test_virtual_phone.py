@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import re
 import struct
-import xml.etree.ElementTree as ET
 
 import pytest
 from PIL import Image
 
+from envs.ui_tree import UiNode, parse_hierarchy
 from tests.probes import wait_until
 
 pytestmark = [pytest.mark.adb, pytest.mark.chromium]
@@ -33,15 +33,9 @@ def focus(phone) -> str:
     return match.group(1) if match else ""
 
 
-def ui_nodes(phone) -> list[ET.Element]:
-    text = adb_shell(phone, "uiautomator", "dump", "/dev/tty").decode()
-    xml = text[: text.rindex("</hierarchy>") + len("</hierarchy>")]
-    return list(ET.fromstring(xml).iter("node"))
-
-
-def center(node: ET.Element) -> tuple[int, int]:
-    x1, y1, x2, y2 = map(int, re.findall(r"\d+", node.get("bounds")))
-    return (x1 + x2) // 2, (y1 + y2) // 2
+def ui_nodes(phone) -> list[UiNode]:
+    dump = adb_shell(phone, "uiautomator", "dump", "/dev/tty").decode()
+    return list(parse_hierarchy(dump).walk())
 
 
 def test_adb_lists_the_phone(phone):
@@ -80,8 +74,8 @@ def test_input_tap_on_a_launcher_icon_opens_its_app(phone):
     for label, package in [("Notes", "com.vlagent.notes"), ("Settings", "com.vlagent.settings")]:
         adb_shell(phone, "input", "keyevent", "KEYCODE_HOME")
         wait_until(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
-        icon = next(n for n in ui_nodes(phone) if n.get("content-desc") == label)
-        x, y = center(icon)
+        icon = next(n for n in ui_nodes(phone) if n.content_desc == label)
+        x, y = icon.center
         adb_shell(phone, "input", "tap", str(x), str(y))
         wait_until(lambda: focus(phone) == package, what=f"{package} in front")
 
@@ -109,13 +103,13 @@ def test_back_and_home(phone):
     adb_shell(phone, "monkey -p com.vlagent.contacts -c android.intent.category.LAUNCHER 1")
     wait_until(lambda: focus(phone) == "com.vlagent.contacts", what="contacts")
     ada = next(n for n in ui_nodes(phone)
-               if n.get("resource-id") == "contacts:contact-ada-lovelace")
-    adb_shell(phone, "input", "tap", *map(str, center(ada)))
-    wait_until(lambda: any(n.get("text") == "Phone: +1 555 0101" for n in ui_nodes(phone)),
+               if n.resource_id == "contacts:contact-ada-lovelace")
+    adb_shell(phone, "input", "tap", *map(str, ada.center))
+    wait_until(lambda: any(n.text == "Phone: +1 555 0101" for n in ui_nodes(phone)),
              what="the contact page")
     # Back leaves the detail page first and stays in the app...
     adb_shell(phone, "input", "keyevent", "4")
-    wait_until(lambda: any(n.get("resource-id") == "contacts:add" for n in ui_nodes(phone)),
+    wait_until(lambda: any(n.resource_id == "contacts:add" for n in ui_nodes(phone)),
              what="the contact list")
     assert focus(phone) == "com.vlagent.contacts"
     # ...then leaves the app; Back on the launcher stays there.
@@ -144,9 +138,9 @@ def test_settings_switches_change_state(phone):
     assert json.loads(adb_shell(phone, "vphone state com.vlagent.settings")) == {
         "wifi": True, "bluetooth": False}
     (switch,) = wait_until(lambda: [n for n in ui_nodes(phone)
-                                  if n.get("resource-id") == "settings:bluetooth"], what="switch")
-    assert switch.get("class") == "android.widget.Switch" and switch.get("checked") == "false"
-    adb_shell(phone, "input", "tap", *map(str, center(switch)))
+                                  if n.resource_id == "settings:bluetooth"], what="switch")
+    assert switch.class_name == "android.widget.Switch" and not switch.checked
+    adb_shell(phone, "input", "tap", *map(str, switch.center))
     wait_until(lambda: json.loads(adb_shell(phone, "vphone state com.vlagent.settings"))["bluetooth"],
              what="bluetooth on")
     # pm clear restores the app's first state and, as on Android, stops it.
@@ -154,6 +148,27 @@ def test_settings_switches_change_state(phone):
     assert json.loads(adb_shell(phone, "vphone state com.vlagent.settings")) == {
         "wifi": True, "bluetooth": False}
     assert focus(phone) == "com.vlagent.launcher"
+
+
+def test_state_set_replaces_an_apps_state_and_the_app_shows_it(phone):
+    import json
+
+    adb_shell(phone, "am start -n com.vlagent.settings/.Settings")
+    wait_until(lambda: focus(phone) == "com.vlagent.settings", what="settings")
+    state = {"wifi": False, "bluetooth": True}
+    adb_shell(phone, "vphone", "state", "set", "com.vlagent.settings", f"'{json.dumps(state)}'")
+    assert json.loads(adb_shell(phone, "vphone state com.vlagent.settings")) == state
+    # The open app held the old state, so it was stopped; opened again it shows the new one.
+    assert focus(phone) == "com.vlagent.launcher"
+    adb_shell(phone, "am start -n com.vlagent.settings/.Settings")
+    (switch,) = wait_until(lambda: [n for n in ui_nodes(phone)
+                                  if n.resource_id == "settings:bluetooth"], what="switch")
+    assert switch.checked
+    for bad in ("'[1, 2]'", "'{nope'"):
+        out = adb_shell(phone, f"vphone state set com.vlagent.settings {bad}; echo rc=$?")
+        assert out.decode().rstrip().endswith("rc=1"), out
+    assert json.loads(adb_shell(phone, "vphone state com.vlagent.settings")) == state
+    adb_shell(phone, "vphone reset com.vlagent.settings")
 
 
 def test_several_phones_at_once(phone):

@@ -22,7 +22,7 @@ import re
 from typing import Any, Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
-from actions.dialects.support import (
+from actions.dialects.reply_syntax import (
     extract_balanced,
     fail,
     load_literal,

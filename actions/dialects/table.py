@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping
 
 from actions.dialects.base import ParseError
-from actions.dialects.support import fail, key_names, short, to_point
+from actions.dialects.reply_syntax import fail, key_names, short, to_point
 from core.actions import Action
 from core.coords import CoordinateError, CoordSpace
 from core.geometry import Screen

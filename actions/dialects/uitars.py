@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
-from actions.dialects.support import fail, make_action, merge_messages, short, strip_fences
+from actions.dialects.reply_syntax import fail, make_action, merge_messages, short, strip_fences
 from actions.dialects.table import Arg, Entry, Rule, Table, Wording
 from core.actions import Action
 from core.coords import RELATIVE_1000, RESIZED_PIXELS, CoordSpace

@@ -1,8 +1,8 @@
 """A virtual Android phone that the real adb server accepts (``adb connect 127.0.0.1:PORT``).
 
 It speaks the ADB transport protocol (transport.py), runs shell commands under a real
-``/bin/sh -c`` with its own tools on PATH (control.py, tool.py, services.py), and shows bundled
-web apps (envs/virtual_phone/apps) in a headless chromium page at 1080x2400 (screen.py).
+``/bin/sh -c`` with its own tools on PATH (tool_client.py, tool_server.py, shell_commands.py), and shows bundled
+web apps (envs/virtual_phone/apps) in a headless chromium page at 1080x2400 (display.py).
 """
 
 from envs.virtual_phone.phone import VirtualPhone

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from envs.virtual_phone.catalog import APPS_DIR, load_apps
-from envs.virtual_phone.control import ControlServer, install_tools, shell_environment
+from envs.virtual_phone.display import PhoneDisplay
 from envs.virtual_phone.protocol import MAX_PAYLOAD
-from envs.virtual_phone.screen import Screen
-from envs.virtual_phone.services import DENSITY, Phone
+from envs.virtual_phone.shell_commands import DENSITY, ShellCommands
+from envs.virtual_phone.tool_server import ToolServer, install_tools, shell_environment
 from envs.virtual_phone.transport import AdbServer
 
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class VirtualPhone:
         self.adb_keyboard = adb_keyboard
         self.apps_dir = apps_dir
         self.start_timeout_s = start_timeout_s
-        self.phone: Phone | None = None
+        self.commands: ShellCommands | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -86,12 +86,12 @@ class VirtualPhone:
         if self._thread is not None:
             self._thread.join(30)
 
-    def call(self, fn: Callable[[Phone], Awaitable[T]], timeout_s: float = 30.0) -> T:
-        """Run ``fn(phone)`` on the phone's loop from any thread and return its result."""
-        if self._loop is None or self.phone is None:
+    def call(self, fn: Callable[[ShellCommands], Awaitable[T]], timeout_s: float = 30.0) -> T:
+        """Run ``fn(commands)`` on the phone's loop from any thread and return its result."""
+        if self._loop is None or self.commands is None:
             raise RuntimeError("the virtual phone is not running")
-        phone = self.phone
-        return asyncio.run_coroutine_threadsafe(fn(phone), self._loop).result(timeout_s)
+        commands = self.commands
+        return asyncio.run_coroutine_threadsafe(fn(commands), self._loop).result(timeout_s)
 
     def foreground(self) -> str:
         """The package in front (read on the phone's loop, where the page lives)."""
@@ -117,19 +117,20 @@ class VirtualPhone:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         home = Path(tempfile.mkdtemp(prefix="vphone-"))
-        screen = Screen(self.apps_dir)
-        control: ControlServer | None = None
+        display = PhoneDisplay(self.apps_dir)
+        tools: ToolServer | None = None
         try:
             apps = load_apps(self.apps_dir)
             token = secrets.token_hex(16)
             install_tools(home / "bin")
             (home / "sdcard").mkdir()
-            self.phone = phone = Phone(screen, apps, {}, adb_keyboard=self.adb_keyboard)
-            await screen.start(phone.on_state)
-            await phone.home()
-            control = ControlServer(phone, token)
-            control_port = await control.start()
-            env = shell_environment(home / "bin", home / "sdcard", control_port, token)
+            self.commands = commands = ShellCommands(display, apps, {},
+                                                     adb_keyboard=self.adb_keyboard)
+            await display.start(commands.on_state)
+            await commands.home()
+            tools = ToolServer(commands, token)
+            tools_port = await tools.start()
+            env = shell_environment(home / "bin", home / "sdcard", tools_port, token)
 
             async def spawn(command: str) -> asyncio.subprocess.Process:
                 return await asyncio.create_subprocess_exec(
@@ -141,9 +142,9 @@ class VirtualPhone:
 
             self._adb = AdbServer(spawn, {}, features=[])
             self.port = await self._adb.start(self.host, self.port)
-            phone.properties.update(device_properties(self.port))
+            commands.properties.update(device_properties(self.port))
             self._adb.properties.update(
-                {k: phone.properties[k] for k in
+                {k: commands.properties[k] for k in
                  ("ro.product.name", "ro.product.model", "ro.product.device")}
             )
             self._ready.set()
@@ -151,11 +152,11 @@ class VirtualPhone:
         finally:
             if self._adb is not None:
                 await self._adb.stop()
-            if control is not None:
-                await control.stop()
-            await screen.close()
+            if tools is not None:
+                await tools.stop()
+            await display.close()
             shutil.rmtree(home, ignore_errors=True)
 
 
-async def _foreground(phone: Phone) -> str:
-    return phone.current_app().package
+async def _foreground(commands: ShellCommands) -> str:
+    return commands.current_app().package

@@ -1,17 +1,9 @@
-// The flights on offer: a fixed timetable for a few routes, a deterministic one for the rest,
-// so every search for the same route and date shows the same flights.
-const TIMETABLE = {
-  'SFO-JFK': [['VA123', '08:00', '16:30', 289], ['VA311', '12:15', '20:45', 249],
-              ['VA587', '18:40', '03:05', 199]],
-  'JFK-SFO': [['VA124', '07:30', '11:05', 279], ['VA312', '14:00', '17:35', 239]],
-  'LHR-CDG': [['VA401', '09:10', '11:25', 119], ['VA405', '16:45', '19:00', 99]],
-};
-
-function schedule(origin, destination, date) {
-  const fixed = TIMETABLE[`${origin}-${destination}`];
-  if (fixed) {
-    return fixed.map(([flight, departs, arrives, price]) => ({flight, departs, arrives, price}));
-  }
+// The flights on offer. A route in the app's timetable (its state: app.json's initial_state, or
+// what `vphone state set` wrote) shows those flights on every date; any other route gets a
+// deterministic made-up schedule, so every search for the same route and date shows the same.
+function schedule(timetable, origin, destination, date) {
+  const listed = (timetable || {})[`${origin}-${destination}`];
+  if (listed) return listed.map((f) => ({...f}));
   let h = 7;
   for (const c of `${origin}${destination}${date}`) h = (h * 31 + c.charCodeAt(0)) % 100000;
   const pad = (n) => String(n).padStart(2, '0');

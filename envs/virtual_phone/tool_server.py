@@ -14,11 +14,11 @@ import os
 import sys
 from pathlib import Path
 
-from envs.virtual_phone.services import Phone, Result
+from envs.virtual_phone.shell_commands import Result, ShellCommands
 
 TOOLS = ("input", "screencap", "wm", "am", "monkey", "pm", "dumpsys", "getprop", "ime",
          "uiautomator", "vphone")
-_TOOL_SOURCE = Path(__file__).with_name("tool.py")
+_TOOL_SOURCE = Path(__file__).with_name("tool_client.py")
 
 
 def install_tools(bin_dir: Path) -> None:
@@ -31,9 +31,9 @@ def install_tools(bin_dir: Path) -> None:
         (bin_dir / name).symlink_to(script.name)
 
 
-class ControlServer:
-    def __init__(self, phone: Phone, token: str) -> None:
-        self.phone, self.token = phone, token
+class ToolServer:
+    def __init__(self, commands: ShellCommands, token: str) -> None:
+        self.commands, self.token = commands, token
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
 
@@ -48,7 +48,7 @@ class ControlServer:
             if not hmac.compare_digest(str(request.get("token", "")), self.token):
                 result = Result(1, b"", b"permission denied\n")
             else:
-                result = await self.phone.run([str(a) for a in request["argv"]])
+                result = await self.commands.run([str(a) for a in request["argv"]])
         except (ValueError, KeyError, TypeError) as exc:
             result = Result(1, b"", f"bad request: {exc}\n".encode())
         except Exception as exc:  # noqa: BLE001 - a tool must get an answer, never hang
@@ -74,6 +74,6 @@ def shell_environment(bin_dir: Path, home: Path, port: int, token: str) -> dict[
         "TMPDIR": str(home),
         "LANG": "C.UTF-8",
         "EXTERNAL_STORAGE": str(home),
-        "VPHONE_CONTROL_PORT": str(port),
+        "VPHONE_TOOL_PORT": str(port),
         "VPHONE_TOKEN": token,
     }

@@ -1,8 +1,9 @@
 """The phone's shell tools (``input``, ``screencap``, ``am``...): one stdlib-only script.
 
 The phone installs it once under each tool name in a private bin directory on the shell's PATH.
-Invoked as ``input tap 1 2``, it sends its name and arguments to the phone's control socket
-(port and token come from the environment the phone's shell runs in) and prints the answer.
+Invoked as ``input tap 1 2``, it sends its name and arguments to the phone's tool server
+(tool_server.py; port and token come from the environment the phone's shell runs in) and prints
+the answer.
 Keep it free of non-stdlib imports: it runs as ``python -S`` for a fast start.
 """
 
@@ -15,7 +16,7 @@ import sys
 def main() -> int:
     argv = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
     try:
-        port, token = int(os.environ["VPHONE_CONTROL_PORT"]), os.environ["VPHONE_TOKEN"]
+        port, token = int(os.environ["VPHONE_TOOL_PORT"]), os.environ["VPHONE_TOKEN"]
     except (KeyError, ValueError):
         sys.stderr.write(f"{argv[0]}: not running inside the virtual phone's shell\n")
         return 1

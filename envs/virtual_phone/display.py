@@ -1,4 +1,4 @@
-"""The phone's screen: one headless chromium page (Playwright's async API, on the phone's loop).
+"""The phone's display: one headless chromium page (Playwright's async API, on the phone's loop).
 
 A 360x800 CSS viewport at device scale factor 3 gives 1080x2400 physical pixels. Coordinates
 arrive in physical pixels, as on a device, and are divided by the scale for the mouse. Apps are
@@ -67,7 +67,7 @@ _HIERARCHY_JS = """() => {
 }"""
 
 
-class Screen:
+class PhoneDisplay:
     """The chromium page and the gestures on it; every method runs on the phone's event loop."""
 
     def __init__(self, apps_dir: Path = APPS_DIR) -> None:

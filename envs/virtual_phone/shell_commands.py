@@ -1,6 +1,6 @@
 """What the phone's shell tools do: ``input``, ``screencap``, ``am``, ``uiautomator`` and the rest.
 
-Each tool on the phone's PATH forwards its argv here (see control.py); ``Phone.run`` returns the
+Each tool on the phone's PATH forwards its argv here (see tool_server.py); ``ShellCommands.run`` returns the
 exit code and output a real device would give, as closely as the tools' common uses need.
 """
 
@@ -19,8 +19,8 @@ from PIL import Image
 
 from envs.input_text import decode_input_text
 from envs.virtual_phone.catalog import LAUNCHER, App, app_for_url
+from envs.virtual_phone.display import PHYSICAL, SCALE, PhoneDisplay
 from envs.virtual_phone.keycodes import PAGE_KEYS, key_name
-from envs.virtual_phone.screen import PHYSICAL, SCALE, Screen
 
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 LATIN_IME = "com.vlagent.keyboard/.LatinIME"
@@ -52,12 +52,13 @@ class UsageError(Exception):
     """Bad arguments to a tool; becomes its stderr and exit code 1."""
 
 
-class Phone:
-    """The device's behaviour behind its tools: apps, their state, input, screen and IMEs."""
+class ShellCommands:
+    """What the phone's shell tools do, and the device state behind them: apps, their state,
+    input, the display and IMEs."""
 
-    def __init__(self, screen: Screen, apps: dict[str, App], properties: dict[str, str],
+    def __init__(self, display: PhoneDisplay, apps: dict[str, App], properties: dict[str, str],
                  adb_keyboard: bool = True) -> None:
-        self.screen = screen
+        self.display = display
         self.apps = apps
         self.properties = properties
         self.states: dict[str, dict[str, Any]] = {p: a.fresh_state() for p, a in apps.items()}
@@ -69,17 +70,17 @@ class Phone:
 
     # -- app model ----------------------------------------------------------------------------
     def current_app(self) -> App:
-        return app_for_url(self.apps, self.screen.url) or self.apps[LAUNCHER]
+        return app_for_url(self.apps, self.display.url) or self.apps[LAUNCHER]
 
     async def launch(self, package: str) -> None:
-        await self.screen.goto(self.apps[package].url)
+        await self.display.goto(self.apps[package].url)
 
     async def home(self) -> None:
         await self.launch(LAUNCHER)
 
     async def back(self) -> None:
         """Back within the app's own page stack first, then out to the launcher."""
-        handled = await self.screen.evaluate(
+        handled = await self.display.evaluate(
             "() => typeof window.vphoneBack === 'function' ? !!window.vphoneBack() : false"
         )
         if not handled and self.current_app().package != LAUNCHER:
@@ -130,7 +131,7 @@ class Phone:
         verb, rest = args[0], args[1:]
         if verb == "tap":
             x, y = _numbers(rest, 2, "tap X Y")
-            await self.screen.tap(x, y)
+            await self.display.tap(x, y)
         elif verb in ("swipe", "draganddrop"):
             if len(rest) not in (4, 5):
                 raise UsageError(f"usage: input {verb} X1 Y1 X2 Y2 [DURATION_MS]")
@@ -155,10 +156,10 @@ class Phone:
 
     async def _swipe(self, x1: float, y1: float, x2: float, y2: float, seconds: float) -> None:
         if abs(x2 - x1) < TOUCH_SLOP and abs(y2 - y1) < TOUCH_SLOP:
-            await self.screen.press_hold(x1, y1, seconds)
+            await self.display.press_hold(x1, y1, seconds)
         else:
             # A finger moving up drags the content up: the page scrolls down.
-            await self.screen.scroll(x1, y1, x1 - x2, y1 - y2)
+            await self.display.scroll(x1, y1, x1 - x2, y1 - y2)
 
     async def _input_text(self, text: str) -> None:
         # Android's `input text` turns "%s" into a space and can type only what its key map has.
@@ -168,7 +169,7 @@ class Phone:
             raise UsageError(
                 f"cannot type {''.join(bad)!r} with the key map; use an IME (ADBKeyboard)"
             )
-        await self.screen.type_keys(typed)
+        await self.display.type_keys(typed)
 
     async def _key(self, name: str) -> None:
         if name == "HOME":
@@ -176,7 +177,7 @@ class Phone:
         elif name == "BACK":
             await self.back()
         elif name in PAGE_KEYS:
-            await self.screen.press(PAGE_KEYS[name])
+            await self.display.press(PAGE_KEYS[name])
         # Power, volume, menu and the like change nothing on this phone.
 
     async def cmd_screencap(self, args: list[str]) -> Result:
@@ -185,7 +186,7 @@ class Phone:
         path = files[0] if files else None
         if path and path.endswith(".png"):
             png = True
-        data = await self.screen.png()
+        data = await self.display.png()
         if not png:
             data = self._raw_frame(data)
         return Result(0, data, file=path)
@@ -236,16 +237,16 @@ class Phone:
         if self.current_ime != ADB_KEYBOARD:
             return
         if action == "ADB_INPUT_TEXT":
-            await self.screen.insert_text(extras.get("msg", ""))
+            await self.display.insert_text(extras.get("msg", ""))
         elif action == "ADB_INPUT_B64":
             raw = extras.get("msg", "")
             try:
                 text = base64.b64decode(raw, validate=True).decode("utf-8")
             except ValueError:
                 return  # ADBKeyboard ignores what it cannot decode
-            await self.screen.insert_text(text)
+            await self.display.insert_text(text)
         elif action == "ADB_CLEAR_TEXT":
-            await self.screen.evaluate(_CLEAR_FOCUSED)
+            await self.display.evaluate(_CLEAR_FOCUSED)
         elif action == "ADB_INPUT_CODE" and extras.get("code", "").isdigit():
             await self._key(key_name(extras["code"]))
 
@@ -317,7 +318,7 @@ class Phone:
             raise UsageError("supported: uiautomator dump [--compressed] [FILE]")
         files = [a for a in args[1:] if not a.startswith("-")]
         path = files[0] if files else "window_dump.xml"
-        xml = hierarchy_xml(await self.screen.hierarchy(), self.current_app().package)
+        xml = hierarchy_xml(await self.display.hierarchy(), self.current_app().package)
         note = f"UI hierchary dumped to: {path}\n".encode()  # sic: Android's own spelling
         if path == "/dev/tty":
             return ok(xml + "\n" + note.decode())
@@ -325,10 +326,12 @@ class Phone:
 
     async def cmd_vphone(self, args: list[str]) -> Result:
         if args[:1] == ["state"] and len(args) <= 2:
-            await self.screen.evaluate("() => 0")  # let state updates already sent arrive
+            await self.display.evaluate("() => 0")  # let state updates already sent arrive
             if len(args) == 2:
                 return ok(json.dumps(self.states[self.resolve(args[1]).package]) + "\n")
             return ok(json.dumps(self.states) + "\n")
+        if args[:2] == ["state", "set"] and len(args) == 4:
+            return await self._set_state(self.resolve(args[2]), args[3])
         if args[:1] == ["reset"] and len(args) <= 2:
             if len(args) == 2:
                 self.resolve(args[1])
@@ -336,7 +339,21 @@ class Phone:
             return ok()
         if args == ["apps"]:
             return ok("".join(f"{a.package}\t{a.label}\n" for a in self.apps.values()))
-        raise UsageError("usage: vphone state [PACKAGE] | vphone reset [PACKAGE] | vphone apps")
+        raise UsageError("usage: vphone state [PACKAGE] | vphone state set PACKAGE JSON | "
+                         "vphone reset [PACKAGE] | vphone apps")
+
+    async def _set_state(self, app: App, text: str) -> Result:
+        """Replace an app's state, as a test harness writes an app's database over adb."""
+        try:
+            state = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"the state is not JSON: {exc}") from None
+        if not isinstance(state, dict):
+            raise UsageError(f"the state must be a JSON object, not {type(state).__name__}")
+        self.states[app.package] = state
+        if self.current_app().package == app.package and app.package != LAUNCHER:
+            await self.home()  # the open app holds the old state; stop it, as `pm clear` does
+        return ok()
 
 
 _CLEAR_FOCUSED = """() => {
