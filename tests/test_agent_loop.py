@@ -189,7 +189,7 @@ def test_failed_check_is_reported_even_when_the_agent_claims_success():
 def test_the_agents_answer_reaches_the_check_and_the_task_is_torn_down(tmp_path):
     env = FakePhone()
     task = NameTheColourTask(seed=4)
-    agent = Agent(env, ScriptedPolicy(), get_dialect("qwen2vl", env.action_kinds),
+    agent = Agent(env, ScriptedPolicy(), get_dialect("qwen2vl", env.form_factor),
                   recorder=Recorder(tmp_path / "traj"))
     result = agent.run(task.goal, task)
     assert result.status == "answered" and result.answer == task.params["colour"]
@@ -200,7 +200,7 @@ def test_the_agents_answer_reaches_the_check_and_the_task_is_torn_down(tmp_path)
 
     wrong = {**task.params, "colour": "green"}
     agent = Agent(FakePhone(), ListPolicy(['*FUNCTION*: Answer *ARGS*: {"text": "purple"}']),
-                  get_dialect("qwen2vl", env.action_kinds))
+                  get_dialect("qwen2vl", env.form_factor))
     result = agent.run(task.goal, NameTheColourTask(params=wrong))
     assert result.answer == "purple" and not result.check.success
 

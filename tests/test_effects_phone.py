@@ -54,7 +54,7 @@ def env(tmp_path_factory):
     with VirtualPhone(port=0, apps_dir=apps) as phone, PrivateAdbServer() as adb:
         adb.connect(phone.serial)
         with cpu_load(), AndroidEnv(serial=phone.serial, adb_port=adb.port) as android:
-            android.page = lambda script: phone.call(lambda p: p.screen.evaluate(script))
+            android.page = lambda script: phone.call(lambda p: p.display.evaluate(script))
             yield android
 
 
