@@ -13,8 +13,9 @@ from rich.console import Console
 
 from agent.history import HistoryPolicy
 from agent.loop import Agent, AgentConfig, EpisodeResult, StepObserver
-from runtime.build import make_policy, open_env, resolve_dialect, resolve_task
-from runtime.settings import RunSpec
+from runtime.build import EnvFactory, make_policy, open_env, resolve_dialect, resolve_task
+from runtime.settings import RunError, RunSpec
+from tasks.base import Task
 from trajectories.recorder import Recorder, new_run_dir
 
 #: Builds the step observer for a goal (the CLI's live view), entered around the episode.
@@ -36,17 +37,25 @@ class RunOutcome:
 
 
 def run(
-    spec: RunSpec, console: Console | None = None, observer: ObserverFactory | None = None
+    spec: RunSpec, console: Console | None = None, observer: ObserverFactory | None = None, *,
+    task: Task | None = None, directory: Path | None = None, env_factory: EnvFactory = open_env,
 ) -> RunOutcome:
+    """Run ``spec``'s episode. A bench passes the seeded ``task`` it built, the trajectory
+    ``directory`` it chose, and (in tests) an ``env_factory`` other than the real envs."""
     from actions.dialects import get_dialect
     from trajectories.viewer import write_view
 
     console = console or Console()
-    goal, task = resolve_task(spec)
+    if task is None:
+        goal, task = resolve_task(spec)
+    elif task.env != spec.env:
+        raise RunError(f"the task {task.name} runs on --env {task.env}, not {spec.env}")
+    else:
+        goal = task.goal
     dialect_name = resolve_dialect(spec)
     if task is not None:
         console.print(f"task [bold]{task.name}[/]: {task.goal}")
-    directory = new_run_dir(spec.out, task.name if task is not None else goal)
+    directory = directory or new_run_dir(spec.out, task.name if task is not None else goal)
     with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
         policy = make_policy(spec, directory)
     console.print(f"model: {policy.describe()}")
@@ -62,7 +71,7 @@ def run(
         min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
     )
     try:
-        with open_env(spec, console) as (env, device):
+        with env_factory(spec, console) as (env, device):
             dialect = get_dialect(dialect_name, env.action_kinds)
             with (observer or _no_observer)(goal) as view:
                 agent = Agent(env, policy, dialect, config=config,
