@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import random
+import time
 from typing import Any, Iterator
 
-from core.actions import Tap, Terminate, Type, Wait
+from core.actions import Tap, Terminate, Type
 from core.results import Score
 from envs.base import EnvError
 from runtime.bench.execute import JobRunner
@@ -92,20 +93,6 @@ class WrongRepeatWord(RepeatWord):
         yield SolutionStep(Terminate(status="success"), "Done (it claims).")
 
 
-class SlowTypeWord(TypeWord):
-    """The right solution with a pause, so a test can kill a run between two episodes."""
-
-    def solution(self, env) -> Iterator[SolutionStep]:
-        yield SolutionStep(Wait(seconds=0.3), "Let the screen settle.")
-        yield from super().solution(env)
-
-
-class SlowRepeatWord(RepeatWord):
-    def solution(self, env) -> Iterator[SolutionStep]:
-        yield SolutionStep(Wait(seconds=0.3), "Let the screen settle.")
-        yield from super().solution(env)
-
-
 class DeviceLost(TypeWord):
     """The env fails mid-episode (see ``fake_env``): a runtime error, not a task failure."""
 
@@ -139,6 +126,19 @@ def fake_env(spec, console):
     yield phone, "fake"
 
 
+class SlowPhone(FakePhone):
+    """Each action takes a while, so a test can kill a run between two episodes."""
+
+    def _execute(self, action):
+        time.sleep(0.15)
+        return super()._execute(action)
+
+
+@contextlib.contextmanager
+def slow_fake_env(spec, console):
+    yield SlowPhone(), "fake"
+
+
 RIGHT = JobRunner(FakeCatalog(TypeWord, RepeatWord, DeviceLost, NoDevice), fake_env)
-SLOW = JobRunner(FakeCatalog(SlowTypeWord, SlowRepeatWord), fake_env)
+SLOW = JobRunner(RIGHT.catalog, slow_fake_env)
 WRONG = JobRunner(FakeCatalog(WrongTypeWord, WrongRepeatWord), fake_env)
