@@ -51,6 +51,9 @@ def bench(
     compare: Optional[tuple[Path, Path]] = typer.Option(
         None, "--compare", help="Print runs A and B side by side, with the episodes whose "
         "outcome changed; runs nothing."),
+    merge: list[Path] = typer.Option(None, "--merge", help="Merge these runs' results (say, "
+                                     "the shards of a suite) into --out, with summary and "
+                                     "reports; runs nothing. Repeat for each run."),
 ) -> None:
     """Run benchmark episodes: every task of SUITE (or --tasks GLOB) with N seeds.
 
@@ -68,6 +71,9 @@ def bench(
     try:
         if compare:
             _print_comparison(console, *compare)
+            return
+        if merge:
+            _merge(console, merge, out)
             return
         _run(console, suite, tasks, episodes, seed, model, dialect, max_steps, workers, out,
              shard, executor, ray_address, device)
@@ -135,6 +141,16 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
                             on_start=on_start, on_result=on_result)
     _print_summary(console, outcome.summary)
     console.print(f"results: {(out / 'results.jsonl').resolve()}", soft_wrap=True)
+    console.print(f"report: {(out / 'report.html').resolve()}", soft_wrap=True)
+
+
+def _merge(console: "Console", sources: list[Path], out: Path | None) -> None:
+    from runtime.bench.runner import merge
+    from runtime.settings import RunError
+
+    if out is None:
+        raise RunError("--merge writes the merged run to --out DIR; give one")
+    _print_summary(console, merge(sources, out))
     console.print(f"report: {(out / 'report.html').resolve()}", soft_wrap=True)
 
 

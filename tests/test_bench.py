@@ -218,3 +218,17 @@ def test_cli_bench_prints_the_summary_and_compares_runs(tmp_path, monkeypatch):
     assert "fake/type-word@0: success -> failure" in compared.output
     refused = cli_runner.invoke(app, [*args, "--model", "human", "--out", str(tmp_path / "c")])
     assert refused.exit_code == 2 and "cannot run a bench" in refused.output
+
+
+def test_shards_run_apart_merge_into_the_whole_run(baseline, tmp_path):
+    from runtime.bench.runner import merge
+
+    for i in (1, 2):
+        run_bench(settings(shard=(i, 2)), tmp_path / f"s{i}", runner=RIGHT)
+    summary = merge([tmp_path / "s1", tmp_path / "s2"], tmp_path / "all")
+    merged = read_results(tmp_path / "all")
+    assert outcomes(merged) == outcomes(baseline.results)
+    assert summary.outcomes() == baseline.summary.outcomes()
+    assert all((tmp_path / "all" / r.trajectory / "view.html").is_file() for r in merged)
+    with pytest.raises(RunError, match="merge into a new folder"):
+        merge([tmp_path / "s1"], tmp_path / "all")

@@ -9,6 +9,7 @@ as ``--workers 1``.
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -90,10 +91,39 @@ def finish(out: Path, jobs: list[EpisodeJob], skipped: int = 0) -> BenchRun:
     keys = {job.key for job in jobs}
     results = sorted((r for r in read_results(out) if r.key in keys),
                      key=lambda r: (r.task, r.seed))
-    summary = Summary.of(results, planned=len(jobs))
+    summary = _write_summary(out, results, planned=len(jobs))
+    return BenchRun(out, jobs, skipped, results, summary)
+
+
+def _write_summary(out: Path, results: list[EpisodeResult], planned: int) -> Summary:
+    summary = Summary.of(results, planned=planned)
     (out / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
     write_reports(out, results, summary)
-    return BenchRun(out, jobs, skipped, results, summary)
+    return summary
+
+
+def merge(sources: list[Path], out: Path) -> Summary:
+    """One run in ``out`` from the results of several (the shards of a suite, run on different
+    machines): results.jsonl, summary.json and the reports, linking to the sources'
+    trajectories. A later source wins for an episode in two."""
+    out.mkdir(parents=True, exist_ok=True)
+    by_key: dict[str, EpisodeResult] = {}
+    for source in sources:
+        found = read_results(source)
+        if not found:
+            raise RunError(f"{source} holds no bench results (no results.jsonl lines)")
+        for r in found:
+            if r.trajectory:
+                r = r.model_copy(update={"trajectory": os.path.relpath(
+                    Path(source).resolve() / r.trajectory, out.resolve())})
+            by_key[r.key] = r
+    results = sorted(by_key.values(), key=lambda r: (r.task, r.seed))
+    if (out / RESULTS_FILE).exists():
+        raise RunError(f"{out} holds results already; merge into a new folder")
+    with ResultsWriter(out / RESULTS_FILE) as writer:
+        for r in results:
+            writer.append(r)
+    return _write_summary(out, results, planned=len(results))
 
 
 def execute(
