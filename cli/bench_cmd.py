@@ -87,8 +87,7 @@ def bench(
 
 def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_steps, workers,
          out, shard, executor, ray_address, device) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-        TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from runtime.bench.plan import BenchSettings, parse_shard
     from runtime.bench.runner import run_bench

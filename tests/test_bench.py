@@ -3,7 +3,6 @@ shards, runtime errors, the reports (in real chromium) and the CLI."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time

@@ -56,7 +56,7 @@ class JobRunner:
                           env_factory=self.env_factory)
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # the runtime failed before or around the episode
+        except Exception as exc:  # noqa: BLE001 - the runtime failed around the episode
             return EpisodeResult(
                 **base, outcome="error", status="error", error=f"{type(exc).__name__}: {exc}",
                 wall_s=round(time.monotonic() - started, 3),

@@ -103,7 +103,6 @@ rect.track{fill:#eee} rect.ok{fill:#2e7d32} rect.err{fill:#c62828}
 
 def html(results: list[EpisodeResult], summary: Summary) -> str:
     o = summary.overall
-    esc = lambda rows: [[escape(c) for c in row] for row in rows]  # noqa: E731
     episodes = [
         [escape(r.task), str(r.seed), f"<span class='{r.outcome}'>{r.outcome}</span>",
          str(r.steps), escape(r.goal),
@@ -121,7 +120,7 @@ def html(results: list[EpisodeResult], summary: Summary) -> str:
         _bars("Success per task", summary.tasks),
         _bars("Success per tag", summary.tags),
         "<h2>Tasks</h2>", _html_table(["task", *_RATE_HEAD[1:]],
-                                      esc(_rate_rows(summary.tasks))),
+                                      [[escape(c) for c in row] for row in _rate_rows(summary.tasks)]),
         "<h2>Latency per step (ms)</h2>",
         _html_table(["phase", "steps", "p50", "p95"],
                     [[p, str(v.samples), f"{v.p50_ms:g}", f"{v.p95_ms:g}"]
