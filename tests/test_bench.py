@@ -231,3 +231,13 @@ def test_shards_run_apart_merge_into_the_whole_run(baseline, tmp_path):
     assert all((tmp_path / "all" / r.trajectory / "view.html").is_file() for r in merged)
     with pytest.raises(RunError, match="merge into a new folder"):
         merge([tmp_path / "s1"], tmp_path / "all")
+
+
+def test_a_tiny_random_checkpoint_fails_the_tasks_without_runtime_errors(tiny_checkpoint,
+                                                                        tmp_path):
+    run = run_bench(settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=1,
+                             max_new_tokens=8, max_pixels=56 * 56 * 4), tmp_path, runner=RIGHT)
+    (result,) = run.results
+    assert result.outcome == "failure" and result.error is None, result
+    assert result.score is not None and not result.score.success
+    assert result.prompt_tokens and result.generated_tokens
