@@ -13,6 +13,7 @@ from rich.console import Console
 
 from agent.history import HistoryPolicy
 from agent.loop import Agent, AgentConfig, EpisodeResult, StepObserver
+from agent.policies.base import Policy
 from runtime.build import EnvFactory, make_policy, open_env, resolve_dialect, resolve_task
 from runtime.settings import RunError, RunSpec
 from tasks.base import Task
@@ -39,9 +40,11 @@ class RunOutcome:
 def run(
     spec: RunSpec, console: Console | None = None, observer: ObserverFactory | None = None, *,
     task: Task | None = None, directory: Path | None = None, env_factory: EnvFactory = open_env,
+    policy: Policy | None = None,
 ) -> RunOutcome:
     """Run ``spec``'s episode. A bench passes the seeded ``task`` it built, the trajectory
-    ``directory`` it chose, and (in tests) an ``env_factory`` other than the real envs."""
+    ``directory`` it chose, a ``policy`` it keeps loaded across episodes (left open here), and
+    (in tests) an ``env_factory`` other than the real envs."""
     from actions.dialects import get_dialect
     from trajectories.viewer import write_view
 
@@ -56,8 +59,10 @@ def run(
     if task is not None:
         console.print(f"task [bold]{task.name}[/]: {task.goal}")
     directory = directory or new_run_dir(spec.out, task.name if task is not None else goal)
-    with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
-        policy = make_policy(spec, directory)
+    owned = policy is None
+    if policy is None:
+        with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
+            policy = make_policy(spec, directory)
     console.print(f"model: {policy.describe()}")
     tokens = None
     if spec.processor:
@@ -78,7 +83,8 @@ def run(
                               recorder=Recorder(directory), observer=view, tokens=tokens)
                 result = agent.run(goal, task, device=device)
     finally:
-        policy.close()
+        if owned:
+            policy.close()
     return RunOutcome(result, directory, write_view(directory))
 
 

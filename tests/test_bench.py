@@ -234,10 +234,17 @@ def test_shards_run_apart_merge_into_the_whole_run(baseline, tmp_path):
 
 
 def test_a_tiny_random_checkpoint_fails_the_tasks_without_runtime_errors(tiny_checkpoint,
-                                                                        tmp_path):
-    run = run_bench(settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=1,
+                                                                        tmp_path, monkeypatch):
+    from agent.policies import local
+
+    loads = []
+    load = local.LocalPolicy.__init__
+    monkeypatch.setattr(local.LocalPolicy, "__init__",
+                        lambda self, *a, **kw: (loads.append(a), load(self, *a, **kw))[1])
+    run = run_bench(settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=2,
                              max_new_tokens=8, max_pixels=56 * 56 * 4), tmp_path, runner=RIGHT)
-    (result,) = run.results
-    assert result.outcome == "failure" and result.error is None, result
-    assert result.score is not None and not result.score.success
-    assert result.prompt_tokens and result.generated_tokens
+    assert len(run.results) == 2 and len(loads) == 1  # one load for the worker's episodes
+    for result in run.results:
+        assert result.outcome == "failure" and result.error is None, result
+        assert result.score is not None and not result.score.success
+        assert result.prompt_tokens and result.generated_tokens

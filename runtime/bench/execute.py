@@ -11,9 +11,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from agent.policies.base import Policy
 from runtime.bench.catalog import Catalog, RegistryCatalog
 from runtime.bench.jobs import PHASES, EpisodeJob, EpisodeResult
-from runtime.build import EnvFactory, open_env
+from runtime.build import EnvFactory, make_policy, open_env
 from runtime.settings import RunSpec
 
 TRAJECTORIES = "trajectories"
@@ -53,7 +54,7 @@ class JobRunner:
                 **({"max_pixels": job.max_pixels} if job.max_pixels else {}),
             )
             outcome = run(spec, Console(quiet=True), task=task, directory=directory,
-                          env_factory=self.env_factory)
+                          env_factory=self.env_factory, policy=_loaded_model(spec))
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - the runtime failed around the episode
@@ -77,6 +78,21 @@ class JobRunner:
             wall_s=round(time.monotonic() - started, 3), trajectory=relative,
             **_step_figures(directory),
         )
+
+
+#: Checkpoints loaded in this process, kept across its episodes: a worker loads its model once.
+_MODELS: dict[tuple, Policy] = {}
+
+
+def _loaded_model(spec: RunSpec) -> Policy | None:
+    """The local model policy for ``spec``, loaded once per process; None for the other policies,
+    which hold per-episode state and are cheap to build."""
+    if not Path(spec.model).is_dir():
+        return None
+    key = (str(Path(spec.model).resolve()), spec.max_new_tokens, spec.temperature)
+    if key not in _MODELS:
+        _MODELS[key] = make_policy(spec, Path())
+    return _MODELS[key]
 
 
 def _step_figures(directory: Path) -> dict:
