@@ -31,6 +31,16 @@ def _rate_rows(rates: dict[str, Rate]) -> list[list[str]]:
 _RATE_HEAD = ["", "episodes", "success", "failures", "errors", "mean steps"]
 
 
+def _latency_rows(summary: Summary) -> list[list[str]]:
+    """Per step phase, and the whole episode (env start-up included) as the last row."""
+    rows = [[p, str(v.samples), f"{v.p50_ms:g}", f"{v.p95_ms:g}"]
+            for p, v in summary.latency.items()]
+    if summary.episode is not None:
+        e = summary.episode
+        rows.append(["whole episode", f"{e.samples} episodes", f"{e.p50_ms:g}", f"{e.p95_ms:g}"])
+    return rows
+
+
 def markdown(results: list[EpisodeResult], summary: Summary) -> str:
     def table(head: list[str], rows: list[list[str]]) -> str:
         cells = [head, ["---"] * len(head), *rows]
@@ -45,10 +55,8 @@ def markdown(results: list[EpisodeResult], summary: Summary) -> str:
         "## Suites", "", table(["suite", *_RATE_HEAD[1:]], _rate_rows(summary.suites)), "",
         "## Tasks", "", table(["task", *_RATE_HEAD[1:]], _rate_rows(summary.tasks)), "",
         "## Tags", "", table(["tag", *_RATE_HEAD[1:]], _rate_rows(summary.tags)), "",
-        "## Latency per step (ms)", "",
-        table(["phase", "steps", "p50", "p95"],
-              [[p, str(lat.samples), f"{lat.p50_ms:g}", f"{lat.p95_ms:g}"]
-               for p, lat in summary.latency.items()]), "",
+        "## Latency (ms)", "",
+        table(["phase", "steps", "p50", "p95"], _latency_rows(summary)), "",
         "## Episodes", "",
         table(["task", "seed", "outcome", "steps", "reason", "trajectory"],
               [[r.task, str(r.seed), r.outcome, str(r.steps),
@@ -121,10 +129,8 @@ def html(results: list[EpisodeResult], summary: Summary) -> str:
         _bars("Success per tag", summary.tags),
         "<h2>Tasks</h2>", _html_table(["task", *_RATE_HEAD[1:]],
                                       [[escape(c) for c in row] for row in _rate_rows(summary.tasks)]),
-        "<h2>Latency per step (ms)</h2>",
-        _html_table(["phase", "steps", "p50", "p95"],
-                    [[p, str(v.samples), f"{v.p50_ms:g}", f"{v.p95_ms:g}"]
-                     for p, v in summary.latency.items()]),
+        "<h2>Latency (ms)</h2>",
+        _html_table(["phase", "steps", "p50", "p95"], _latency_rows(summary)),
         "<h2>Episodes</h2>",
         _html_table(["task", "seed", "outcome", "steps", "goal", "reason", "trajectory"],
                     episodes),

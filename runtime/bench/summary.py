@@ -47,7 +47,7 @@ class Summary(BaseModel):
     tasks: dict[str, Rate]
     tags: dict[str, Rate]
     latency: dict[str, Latency]  # per phase, over every recorded step
-    episode_s: Latency | None  # whole episodes, env start-up included (p50/p95 in ms)
+    episode: Latency | None  # whole episodes, env start-up included
     errors: dict[str, str]  # episode key -> the runtime error
 
     @classmethod
@@ -61,7 +61,7 @@ class Summary(BaseModel):
             tags=_rates(results, lambda r: r.tags),
             latency={p: lat for p in PHASES
                      if (lat := _latency(v for r in results for v in r.timings.get(p, [])))},
-            episode_s=_latency(r.wall_s * 1000 for r in results),
+            episode=_latency(r.wall_s * 1000 for r in results),
             errors={r.key: r.error or "" for r in results if r.outcome == "error"},
         )
 
