@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from cli import device_cmd, model_cmd, parse_cmd, run_cmd, serve_cmd, tasks_cmd, trajectory_cmd
+from cli import (
+    bench_cmd,
+    device_cmd,
+    model_cmd,
+    parse_cmd,
+    run_cmd,
+    serve_cmd,
+    tasks_cmd,
+    trajectory_cmd,
+)
 
 app = typer.Typer(
     name="vlagent",
@@ -20,6 +29,7 @@ app.command("view")(trajectory_cmd.view)
 app.command("export")(trajectory_cmd.export)
 app.command("replay")(trajectory_cmd.replay)
 app.command("serve")(serve_cmd.serve)
+app.command("bench")(bench_cmd.bench)
 app.add_typer(model_cmd.app, name="model", help="Inspect and run a local Qwen2-VL checkpoint.")
 app.add_typer(tasks_cmd.app, name="tasks", help="The bundled tasks: tasks list.")
 app.add_typer(device_cmd.app, name="device", help="Devices: start the virtual phone, list devices.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, ContextManager, Iterator
 
 from rich.console import Console
 
@@ -16,6 +16,9 @@ from agent.policies.base import Policy
 from envs.base import Env
 from runtime.settings import ENV_KINDS, MODEL_HELP, RunError, RunSpec, is_endpoint
 from tasks.base import Task
+
+#: Opens the env a run acts on and names its device; ``open_env`` is the real one.
+EnvFactory = Callable[[RunSpec, Console], ContextManager[tuple[Env, "str | None"]]]
 
 
 def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:

@@ -13,11 +13,13 @@ from rich.console import Console
 
 from agent.history import HistoryPolicy
 from agent.loop import Agent, AgentConfig, EpisodeResult, StepObserver
+from agent.policies.base import Policy
 from agent.safety import ConfirmationGate, GateRules, load_rules
 from agent.secrets import SecretError, Secrets
 from envs.base import Env
-from runtime.build import make_policy, open_env, resolve_dialect, resolve_task
+from runtime.build import EnvFactory, make_policy, open_env, resolve_dialect, resolve_task
 from runtime.settings import RunError, RunSpec
+from tasks.base import Task
 from trajectories.recorder import Recorder, new_run_dir
 
 #: Builds the step observer for a goal (the CLI's live view), entered around the episode.
@@ -39,13 +41,23 @@ class RunOutcome:
 
 
 def run(
-    spec: RunSpec, console: Console | None = None, observer: ObserverFactory | None = None
+    spec: RunSpec, console: Console | None = None, observer: ObserverFactory | None = None, *,
+    task: Task | None = None, directory: Path | None = None, env_factory: EnvFactory = open_env,
+    policy: Policy | None = None,
 ) -> RunOutcome:
+    """Run ``spec``'s episode. A bench passes the seeded ``task`` it built, the trajectory
+    ``directory`` it chose, a ``policy`` it keeps loaded across episodes (left open here), and
+    (in tests) an ``env_factory`` other than the real envs."""
     from actions.dialects import get_dialect
     from trajectories.viewer import write_view
 
     console = console or Console()
-    goal, task = resolve_task(spec)
+    if task is None:
+        goal, task = resolve_task(spec)
+    elif task.env != spec.env:
+        raise RunError(f"the task {task.name} runs on --env {task.env}, not {spec.env}")
+    else:
+        goal = task.goal
     secrets = Secrets(spec.secrets)
     try:
         secrets.check_goal(goal)
@@ -55,9 +67,11 @@ def run(
     dialect_name = resolve_dialect(spec)
     if task is not None:
         console.print(f"task [bold]{task.name}[/]: {task.goal}")
-    directory = new_run_dir(spec.out, task.name if task is not None else goal)
-    with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
-        policy = make_policy(spec, directory)
+    directory = directory or new_run_dir(spec.out, task.name if task is not None else goal)
+    owned = policy is None
+    if policy is None:
+        with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
+            policy = make_policy(spec, directory)
     console.print(f"model: {policy.describe()}")
     tokens = None
     if spec.processor:
@@ -73,7 +87,7 @@ def run(
         max_screen_pixels=spec.max_screen_pixels,
     )
     try:
-        with open_env(spec, console) as (env, device):
+        with env_factory(spec, console) as (env, device):
             dialect = get_dialect(dialect_name, env.form_factor)
             with (observer or _no_observer)(goal) as view:
                 agent = Agent(env, policy, dialect, config=config,
@@ -81,7 +95,8 @@ def run(
                               gate=make_gate(spec, rules, env, console), secrets=secrets)
                 result = agent.run(goal, task, device=device, **env_meta(spec))
     finally:
-        policy.close()
+        if owned:
+            policy.close()
     return RunOutcome(result, directory, write_view(directory))
 
 

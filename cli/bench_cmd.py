@@ -1,0 +1,198 @@
+"""``bench``: run a suite's tasks x seeds as independent episodes (in processes or on Ray), resume
+an interrupted run, and write results.jsonl, summary.json and the reports; ``--compare A B``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from runtime.bench.execute import JobRunner
+    from runtime.bench.summary import Summary
+
+
+def default_runner() -> "JobRunner":
+    """The bundled tasks on the real envs (tests replace this with fakes)."""
+    from runtime.bench.execute import JobRunner
+
+    return JobRunner()
+
+
+def bench(
+    suite: str = typer.Option(None, "--suite", "-s", help="The suite to run: phone, miniwob, "
+                              "desktop (the part of a task's name before '/')."),
+    tasks: str = typer.Option(None, "--tasks", help="Only the tasks whose names match this glob, "
+                              "e.g. 'phone/*flight*'."),
+    episodes: int = typer.Option(1, "--episodes", "-n", min=1, help="Seeds per task."),
+    seed: int = typer.Option(0, "--seed", help="The first seed: episodes use seed..seed+N-1."),
+    model: str = typer.Option("scripted", "--model", "-m", help="PATH (a local Qwen2-VL "
+                              "checkpoint), scripted (each task's solution) or replay:FILE."),
+    dialect: str = typer.Option(None, "--dialect", "-d", help="qwen2vl (default), qwen25vl or "
+                                "uitars."),
+    max_steps: int = typer.Option(None, "--max-steps", min=1, help="Step budget per episode; "
+                                  "default: each task's own."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Episodes at once, each in its "
+                                "own process with its own env."),
+    out: Path = typer.Option(None, "--out", "-o", help="The run's folder; a run interrupted "
+                             "there resumes and skips its finished episodes. Default: "
+                             "runs/bench-SUITE-MODEL."),
+    shard: str = typer.Option("1/1", "--shard", help="i/n: run only the i-th of n "
+                              "deterministic slices of the jobs."),
+    executor: str = typer.Option("local", "--executor", help="local (processes on this "
+                                 "machine) or ray (Ray tasks on a cluster)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster, e.g. "
+                                    "auto or ray://HEAD:10001; default: a local one."),
+    device: str = typer.Option("virtual", "--device", help="android: 'virtual' starts a "
+                               "virtual phone per episode."),
+    compare: Optional[tuple[Path, Path]] = typer.Option(
+        None, "--compare", help="Print runs A and B side by side, with the episodes whose "
+        "outcome changed; runs nothing."),
+    merge: list[Path] = typer.Option(None, "--merge", help="Merge these runs' results (say, "
+                                     "the shards of a suite) into --out, with summary and "
+                                     "reports; runs nothing. Repeat for each run."),
+) -> None:
+    """Run benchmark episodes: every task of SUITE (or --tasks GLOB) with N seeds.
+
+    Examples:
+
+      agent_cli.py bench --suite phone --model scripted --workers 2 --out runs/bench-phone
+
+      agent_cli.py bench --compare runs/bench-a runs/bench-b
+    """
+    from rich.console import Console
+
+    from runtime.settings import RunError
+
+    console = Console()
+    try:
+        if compare:
+            _print_comparison(console, *compare)
+            return
+        if merge:
+            _merge(console, merge, out)
+            return
+        _run(console, suite, tasks, episodes, seed, model, dialect, max_steps, workers, out,
+             shard, executor, ray_address, device)
+    except RunError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]: run the same command again to resume")
+        raise typer.Exit(130) from None
+
+
+def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_steps, workers,
+         out, shard, executor, ray_address, device) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from runtime.bench.plan import BenchSettings, parse_shard
+    from runtime.bench.runner import run_bench
+    from runtime.settings import RunError
+
+    if not suite:
+        raise RunError("choose a suite with --suite (phone, miniwob, desktop)")
+    if executor not in ("local", "ray"):
+        raise RunError(f"unknown --executor {executor!r}; choose local or ray")
+    if model == "human" or not (model == "scripted" or model.startswith("replay:")
+                                or Path(model).is_dir()):
+        raise RunError(f"--model {model!r} cannot run a bench; give PATH (a local Qwen2-VL "
+                       f"checkpoint), scripted or replay:FILE")
+    settings = BenchSettings(
+        suite=suite, tasks=tasks, episodes=episodes, seed=seed, model=model, dialect=dialect,
+        max_steps=max_steps, device=device, shard=parse_shard(shard),
+    )
+    out = out or Path("runs") / f"bench-{suite}-{Path(model).name or model}"
+    tally = {"done": 0, "success": 0, "error": 0}
+
+    def rate() -> str:
+        done = tally["done"]
+        share = f"{tally['success'] / done * 100:.0f}%" if done else "-"
+        return f"success {share} ({tally['success']}/{done}), errors {tally['error']}"
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                        TimeElapsedColumn(), console=console)
+    bar = None
+
+    def on_start(total: int, earlier) -> None:
+        nonlocal bar
+        for r in earlier:
+            tally["done"] += 1
+            tally[r.outcome] = tally.get(r.outcome, 0) + 1
+        if earlier:
+            console.print(f"resuming {out}: {len(earlier)} of {total} episodes already done")
+        bar = progress.add_task(suite, total=total, completed=len(earlier), rate=rate())
+
+    def on_result(result) -> None:
+        tally["done"] += 1
+        tally[result.outcome] = tally.get(result.outcome, 0) + 1
+        if result.outcome == "error":
+            progress.console.print(f"[red]error[/] {result.key}: {result.error}")
+        progress.update(bar, advance=1, rate=rate())
+
+    with progress:
+        outcome = run_bench(settings, out, runner=default_runner(), workers=workers,
+                            executor=executor, ray_address=ray_address,
+                            on_start=on_start, on_result=on_result)
+    _print_summary(console, outcome.summary)
+    console.print(f"results: {(out / 'results.jsonl').resolve()}", soft_wrap=True)
+    console.print(f"report: {(out / 'report.html').resolve()}", soft_wrap=True)
+
+
+def _merge(console: "Console", sources: list[Path], out: Path | None) -> None:
+    from runtime.bench.runner import merge
+    from runtime.settings import RunError
+
+    if out is None:
+        raise RunError("--merge writes the merged run to --out DIR; give one")
+    _print_summary(console, merge(sources, out))
+    console.print(f"report: {(out / 'report.html').resolve()}", soft_wrap=True)
+
+
+def _print_summary(console: "Console", summary: "Summary") -> None:
+    from rich.table import Table
+
+    table = Table(title="success per task", title_justify="left")
+    for column in ("task", "episodes", "success", "failures", "errors", "mean steps"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for name, r in summary.tasks.items():
+        table.add_row(name, str(r.episodes), f"{r.success_rate * 100:.0f}%", str(r.failures),
+                      str(r.errors), f"{r.mean_steps:g}")
+    console.print(table)
+    o = summary.overall
+    console.print(f"overall: {o.successes}/{o.episodes} succeeded "
+                  f"({o.success_rate * 100:.0f}%), {o.errors} runtime errors")
+
+
+def _print_comparison(console: "Console", a: Path, b: Path) -> None:
+    from rich.table import Table
+
+    from runtime.bench.compare import compare
+
+    result = compare(a, b)
+    table = Table(title=f"A: {a}   B: {b}", title_justify="left")
+    for column in ("task", "A success", "B success", "change"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+
+    def cell(rate) -> str:
+        return f"{rate.success_rate * 100:.0f}% ({rate.successes}/{rate.episodes})" if rate \
+            else "-"
+
+    for name, (ra, rb) in result.tasks.items():
+        delta = "" if ra is None or rb is None else \
+            f"{(rb.success_rate - ra.success_rate) * 100:+.0f} pts"
+        table.add_row(name, cell(ra), cell(rb), delta)
+    table.add_row("[bold]overall", cell(result.overall[0]), cell(result.overall[1]),
+                  f"{(result.overall[1].success_rate - result.overall[0].success_rate) * 100:+.0f}"
+                  " pts")
+    console.print(table)
+    if not result.changed:
+        console.print("no episode changed its outcome")
+        return
+    console.print(f"{len(result.changed)} episode(s) changed their outcome:")
+    for key, was, now in result.changed:
+        console.print(f"  {key}: {was} -> {now}")

@@ -1,0 +1,1 @@
+"""Benchmark episodes: seeded jobs, their runner (local processes or Ray), summaries and reports."""

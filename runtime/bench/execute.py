@@ -1,0 +1,112 @@
+"""Run one job in whatever process or machine it lands on: build its own env through the
+composition root (a fresh virtual phone on its own port, its own browser or Xvfb), run the
+episode, and turn the trajectory into an ``EpisodeResult``."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from agent.policies.base import Policy
+from runtime.bench.catalog import Catalog, RegistryCatalog
+from runtime.bench.jobs import PHASES, EpisodeJob, EpisodeResult
+from runtime.build import EnvFactory, make_policy, open_env
+from runtime.settings import RunSpec
+
+TRAJECTORIES = "trajectories"
+
+
+def trajectory_dir(job: EpisodeJob) -> str:
+    """The job's trajectory folder, relative to the run's --out; fixed, so a rerun replaces it."""
+    slug = "".join(c if c.isalnum() else "-" for c in job.task.lower()).strip("-")
+    return f"{TRAJECTORIES}/{slug}-s{job.seed}"
+
+
+@dataclass(frozen=True)
+class JobRunner:
+    """Picklable: the executors send it with each job to a worker process or a Ray task."""
+
+    catalog: Catalog = field(default_factory=RegistryCatalog)
+    env_factory: EnvFactory = open_env
+
+    def __call__(self, job: EpisodeJob, out: Path) -> EpisodeResult:
+        from runtime.episode import run
+
+        started = time.monotonic()
+        relative = trajectory_dir(job)
+        directory = Path(out) / relative
+        if directory.exists():  # an attempt that never reached results.jsonl: start over
+            shutil.rmtree(directory)
+        base = dict(key=job.key, suite=job.suite, task=job.task, seed=job.seed, model=job.model,
+                    dialect=job.dialect)
+        try:
+            task = self.catalog.get(job.task, job.seed)
+            base.update(tags=sorted(task.tags), params=task.params, goal=task.goal)
+            spec = RunSpec(
+                goal=None, model=job.model, env=task.env,
+                device=job.device if task.env == "android" else None, task=job.task,
+                dialect=job.dialect, max_steps=job.max_steps or task.max_steps, out=Path(out),
+                max_new_tokens=job.max_new_tokens, temperature=job.temperature,
+                # Each episode runs on a fresh sandboxed env with nobody at a terminal to ask,
+                # so the safety gate allows what the task needs (a booking's "Confirm").
+                confirm="yes",
+                **({"max_pixels": job.max_pixels} if job.max_pixels else {}),
+            )
+            outcome = run(spec, Console(quiet=True), task=task, directory=directory,
+                          env_factory=self.env_factory, policy=_loaded_model(spec))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the runtime failed around the episode
+            return EpisodeResult(
+                **base, outcome="error", status="error", error=f"{type(exc).__name__}: {exc}",
+                wall_s=round(time.monotonic() - started, 3),
+                trajectory=relative if (directory / "meta.json").is_file() else None,
+            )
+        result = outcome.result
+        if result.status == "interrupted":  # not an outcome: the episode runs again on resume
+            raise KeyboardInterrupt
+        error = result.reason if result.status == "error" else None
+        score = result.check
+        if error is not None:
+            verdict = "error"
+        else:
+            verdict = "success" if score is not None and score.success else "failure"
+        return EpisodeResult(
+            **base, outcome=verdict, score=score, status=result.status, reason=result.reason,
+            error=error, answer=result.answer, steps=result.steps,
+            wall_s=round(time.monotonic() - started, 3), trajectory=relative,
+            **_step_figures(directory),
+        )
+
+
+#: Checkpoints loaded in this process, kept across its episodes: a worker loads its model once.
+_MODELS: dict[tuple, Policy] = {}
+
+
+def _loaded_model(spec: RunSpec) -> Policy | None:
+    """The local model policy for ``spec``, loaded once per process; None for the other policies,
+    which hold per-episode state and are cheap to build."""
+    if not Path(spec.model).is_dir():
+        return None
+    key = (str(Path(spec.model).resolve()), spec.max_new_tokens, spec.temperature)
+    if key not in _MODELS:
+        _MODELS[key] = make_policy(spec, Path())
+    return _MODELS[key]
+
+
+def _step_figures(directory: Path) -> dict:
+    from trajectories.reader import load
+
+    steps = load(directory).steps
+    counted = [s.prompt_tokens for s in steps if s.prompt_tokens is not None]
+    generated = [s.usage["new_tokens"] for s in steps
+                 if isinstance(s.usage.get("new_tokens"), int)]
+    return {
+        "prompt_tokens": sum(counted) if counted else None,
+        "generated_tokens": sum(generated) if generated else None,
+        "timings": {p: [getattr(s.timings, f"{p}_ms") for s in steps] for p in PHASES},
+    }

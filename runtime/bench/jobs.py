@@ -1,0 +1,64 @@
+"""One benchmark episode as a job, and its result as one JSON line.
+
+A job names everything its episode needs (task, seed, model, dialect, budget), so it can run in any
+process or on any machine; the result carries the task's params and goal as drawn there, the
+score read from the env, and a runtime error apart from the task's outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.results import Score
+
+#: success: the task's check passed; failure: it did not (or the agent gave up); error: the
+#: runtime failed (the env crashed, the policy broke), so the episode says nothing about the task.
+Outcome = Literal["success", "failure", "error"]
+PHASES = ("observe", "prompt", "model", "parse", "act")
+
+
+class EpisodeJob(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    suite: str
+    task: str  # a registry name, "phone/book-flight"
+    seed: int
+    model: str  # as --model takes it: PATH, scripted, replay:FILE
+    dialect: str | None = None
+    max_steps: int | None = None  # None: the task's own step budget
+    device: str | None = "virtual"  # android: each job starts its own virtual phone
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    max_pixels: int | None = None
+
+    @property
+    def key(self) -> str:
+        """What identifies the episode within a run (resume skips the keys already written)."""
+        return f"{self.task}@{self.seed}"
+
+
+class EpisodeResult(BaseModel):
+    key: str
+    suite: str
+    task: str
+    seed: int
+    tags: list[str] = Field(default_factory=list)
+    params: dict = Field(default_factory=dict)
+    goal: str = ""
+    model: str
+    dialect: str | None = None
+    outcome: Outcome
+    score: Score | None = None  # None when the check could not run (a runtime error)
+    status: str  # how the episode ended: success, failure, answered, max_steps, timeout, error
+    reason: str = ""
+    error: str | None = None  # the runtime failure, when outcome is "error"
+    answer: str | None = None
+    steps: int = 0
+    prompt_tokens: int | None = None  # summed over steps; None when nothing counted them
+    generated_tokens: int | None = None
+    #: Milliseconds per step for each phase (observe, prompt, model, parse, act).
+    timings: dict[str, list[float]] = Field(default_factory=dict)
+    wall_s: float = 0.0  # the whole episode, env start-up and shutdown included
+    trajectory: str | None = None  # the trajectory directory, relative to the run's --out

@@ -1,0 +1,59 @@
+"""What a bench run is: its settings, the jobs they make (tasks x seeds), and a shard of them."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict
+
+from runtime.bench.catalog import Catalog
+from runtime.bench.jobs import EpisodeJob
+from runtime.settings import RunError
+
+
+class BenchSettings(BaseModel):
+    """Everything that decides a run's jobs; stored in --out so a resume cannot mix settings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    suite: str
+    tasks: str | None = None  # an fnmatch glob over task names
+    episodes: int = 1
+    seed: int = 0
+    model: str
+    dialect: str | None = None
+    max_steps: int | None = None
+    device: str | None = "virtual"
+    shard: tuple[int, int] = (1, 1)  # (i, n): the i-th of n slices, 1-based
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    max_pixels: int | None = None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if match is None or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise RunError(f"--shard takes i/n with 1 <= i <= n, e.g. 1/4; got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
+    """The run's jobs in a fixed order (task name, then seed), cut to its shard.
+
+    Shard i of n takes every n-th job from the (i-1)-th, so the slices are disjoint, cover the
+    suite together, and each gets a mix of tasks.
+    """
+    classes = catalog.find(settings.tasks, settings.suite)
+    if not classes:
+        what = f"tasks matching {settings.tasks!r} in" if settings.tasks else "tasks in"
+        raise RunError(f"no {what} the suite {settings.suite!r}")
+    jobs = [
+        EpisodeJob(suite=settings.suite, task=cls.name, seed=seed, model=settings.model,
+                   dialect=settings.dialect, max_steps=settings.max_steps, device=settings.device,
+                   max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                   max_pixels=settings.max_pixels)
+        for cls in sorted(classes, key=lambda c: c.name)
+        for seed in range(settings.seed, settings.seed + settings.episodes)
+    ]
+    index, count = settings.shard
+    return jobs[index - 1::count]

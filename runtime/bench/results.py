@@ -1,0 +1,59 @@
+"""results.jsonl: one EpisodeResult per line, appended and fsynced line by line, so a killed run
+leaves whole lines (a torn last line is dropped on reading) and a resume skips what is there."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from runtime.bench.jobs import EpisodeResult
+
+RESULTS_FILE = "results.jsonl"
+
+
+def read_results(path: Path) -> list[EpisodeResult]:
+    """The results in ``path`` (a run folder or its results.jsonl), the last line per key."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.is_file():
+        return []
+    by_key: dict[str, EpisodeResult] = {}
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n") or not line.strip():
+                continue  # a line cut off by a kill
+            result = EpisodeResult.model_validate_json(line)
+            by_key[result.key] = result
+    return list(by_key.values())
+
+
+class ResultsWriter:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        _drop_torn_tail(self.path)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def append(self, result: EpisodeResult) -> None:
+        self._file.write(result.model_dump_json() + "\n")  # one write: a kill leaves whole lines
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "ResultsWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line without its newline, so the next append starts on a line of its own."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)

@@ -1,0 +1,192 @@
+"""Run a bench: plan the jobs, skip those already in --out, execute the rest (in this process, a
+process pool, or Ray tasks), append each result as it arrives, then write the summary and reports.
+
+Every executor yields results in the order they finish and the same code merges them, so
+``--workers 2`` and ``--executor ray`` give the same results.jsonl lines (up to order and timings)
+as ``--workers 1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterator, Literal
+
+from runtime.bench.execute import JobRunner
+from runtime.bench.jobs import EpisodeJob, EpisodeResult
+from runtime.bench.plan import BenchSettings, plan_jobs
+from runtime.bench.report import write_reports
+from runtime.bench.results import RESULTS_FILE, ResultsWriter, read_results
+from runtime.bench.summary import Summary
+from runtime.settings import RunError
+
+SETTINGS_FILE = "bench.json"
+Executor = Literal["local", "ray"]
+
+
+@dataclass
+class BenchRun:
+    out: Path
+    jobs: list[EpisodeJob]
+    skipped: int  # finished in an earlier, interrupted run
+    results: list[EpisodeResult]
+    summary: Summary
+
+
+def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> tuple[list[EpisodeJob],
+                                                                           list[EpisodeJob]]:
+    """All the run's jobs and those still to run; records the settings in ``out`` (or refuses
+    to resume a run whose settings differ)."""
+    jobs = plan_jobs(settings, runner.catalog)
+    out.mkdir(parents=True, exist_ok=True)
+    stored = out / SETTINGS_FILE
+    if stored.is_file():
+        earlier = BenchSettings.model_validate_json(stored.read_text(encoding="utf-8"))
+        if earlier != settings:
+            changed = sorted(k for k in BenchSettings.model_fields
+                             if getattr(earlier, k) != getattr(settings, k))
+            raise RunError(f"{out} holds a run with other settings ({', '.join(changed)}); "
+                           f"resume it with the same ones or choose another --out")
+    else:
+        stored.write_text(settings.model_dump_json(indent=2), encoding="utf-8")
+    done = {r.key for r in read_results(out)}
+    return jobs, [job for job in jobs if job.key not in done]
+
+
+def run_bench(
+    settings: BenchSettings,
+    out: Path,
+    *,
+    runner: JobRunner | None = None,
+    workers: int = 1,
+    executor: Executor = "local",
+    ray_address: str | None = None,
+    on_start: Callable[[int, list[EpisodeResult]], None] | None = None,
+    on_result: Callable[[EpisodeResult], None] | None = None,
+    limit: int | None = None,
+) -> BenchRun:
+    """Run what is left of the bench in ``out``. ``limit`` stops after that many new episodes
+    (as if interrupted there)."""
+    runner = runner or JobRunner()
+    out = Path(out)
+    jobs, todo = prepare(settings, out, runner)
+    skipped = len(jobs) - len(todo)
+    if on_start is not None:
+        on_start(len(jobs), [r for r in read_results(out) if r.key in {j.key for j in jobs}])
+    if limit is not None:
+        todo = todo[:limit]
+    with ResultsWriter(out / RESULTS_FILE) as writer:
+        for result in execute(todo, out, runner, workers, executor, ray_address):
+            writer.append(result)
+            if on_result is not None:
+                on_result(result)
+    return finish(out, jobs, skipped)
+
+
+def finish(out: Path, jobs: list[EpisodeJob], skipped: int = 0) -> BenchRun:
+    keys = {job.key for job in jobs}
+    results = sorted((r for r in read_results(out) if r.key in keys),
+                     key=lambda r: (r.task, r.seed))
+    summary = _write_summary(out, results, planned=len(jobs))
+    return BenchRun(out, jobs, skipped, results, summary)
+
+
+def _write_summary(out: Path, results: list[EpisodeResult], planned: int) -> Summary:
+    summary = Summary.of(results, planned=planned)
+    (out / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+    write_reports(out, results, summary)
+    return summary
+
+
+def merge(sources: list[Path], out: Path) -> Summary:
+    """One run in ``out`` from the results of several (the shards of a suite, run on different
+    machines): results.jsonl, summary.json and the reports, linking to the sources'
+    trajectories. A later source wins for an episode in two."""
+    out.mkdir(parents=True, exist_ok=True)
+    by_key: dict[str, EpisodeResult] = {}
+    for source in sources:
+        found = read_results(source)
+        if not found:
+            raise RunError(f"{source} holds no bench results (no results.jsonl lines)")
+        for r in found:
+            if r.trajectory:
+                r = r.model_copy(update={"trajectory": os.path.relpath(
+                    Path(source).resolve() / r.trajectory, out.resolve())})
+            by_key[r.key] = r
+    results = sorted(by_key.values(), key=lambda r: (r.task, r.seed))
+    if (out / RESULTS_FILE).exists():
+        raise RunError(f"{out} holds results already; merge into a new folder")
+    with ResultsWriter(out / RESULTS_FILE) as writer:
+        for r in results:
+            writer.append(r)
+    return _write_summary(out, results, planned=len(results))
+
+
+def execute(
+    jobs: list[EpisodeJob], out: Path, runner: JobRunner, workers: int, executor: Executor,
+    ray_address: str | None,
+) -> Iterator[EpisodeResult]:
+    if not jobs:
+        return iter(())
+    if executor == "ray":
+        return _on_ray(jobs, out, runner, ray_address, workers)
+    if workers <= 1:
+        return (runner(job, out) for job in jobs)
+    return _in_processes(jobs, out, runner, workers)
+
+
+def _in_processes(
+    jobs: list[EpisodeJob], out: Path, runner: JobRunner, workers: int
+) -> Iterator[EpisodeResult]:
+    # spawn, not fork: the parent's threads (the progress bar) and locks do not leak into the
+    # workers, and each worker starts its own browser, phone or X display from scratch.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(runner, job, out) for job in jobs}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _run_on_worker(runner: JobRunner, job_json: str, out: str) -> str:
+    """A Ray task: plain strings in and out, so any node with vlagent installed can run it."""
+    return runner(EpisodeJob.model_validate_json(job_json), Path(out)).model_dump_json()
+
+
+def _on_ray(
+    jobs: list[EpisodeJob], out: Path, runner: JobRunner, address: str | None, workers: int
+) -> Iterator[EpisodeResult]:
+    try:
+        import ray
+    except ImportError:
+        raise RunError("--executor ray needs ray: pip install 'vlagent[ray]'") from None
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(num_cpus=max(workers, 1), include_dashboard=False)
+    # One CPU per episode: Ray runs as many at once as the cluster's nodes have CPUs.
+    task = ray.remote(num_cpus=1, max_retries=0)(_run_on_worker)
+    pending = [task.remote(runner, job.model_dump_json(), str(out.resolve())) for job in jobs]
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield EpisodeResult.model_validate_json(ray.get(done[0]))
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+
+
+def load_settings(out: Path) -> BenchSettings:
+    path = Path(out) / SETTINGS_FILE
+    if not path.is_file():
+        raise RunError(f"{out} is not a bench run: it has no {SETTINGS_FILE}")
+    return BenchSettings.model_validate(json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,144 @@
+"""Seeded fake tasks on the fake phone, for the bench tests: catalogs that a job runner carries to
+worker processes and Ray tasks (so everything here is defined at module level and pickles)."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import random
+import time
+from typing import Any, Iterator
+
+from core.actions import Tap, Terminate, Type
+from core.results import Score
+from envs.base import EnvError
+from runtime.bench.execute import JobRunner
+from tasks.base import SolutionStep, Task
+from tests.agent_fakes import FakePhone
+
+WORDS = ("apple", "river", "cobalt", "maple", "quartz", "tundra", "violet", "walnut", "zephyr")
+
+
+class FakeTask(Task):
+    """The task contract on the fake phone (seeded params, a templated goal, check(env, answer))."""
+
+    env = "android"
+    goal_template = ""
+    tags: frozenset[str] = frozenset()
+    max_steps = 6
+
+    def __init__(self, seed: int = 0, params: dict[str, Any] | None = None) -> None:
+        self.seed = seed
+        self.params = dict(params) if params is not None \
+            else self.sample_params(random.Random(seed))
+
+    @classmethod
+    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
+        return {"word": rng.choice(WORDS), "times": rng.randint(1, 3)}
+
+    @property
+    def goal(self) -> str:  # type: ignore[override]
+        return self.goal_template.format(**self.params)
+
+    def initialize(self, env) -> None:
+        env.typed = ""
+
+    setup = initialize  # the name today's Env.reset calls
+
+    def expected(self) -> str:
+        raise NotImplementedError
+
+    def check(self, env, answer: str | None = None) -> Score:
+        want = self.expected()
+        return Score(success=env.typed == want,
+                     reward=1.0 if env.typed == want else 0.0,
+                     reason=f"typed {env.typed!r}, wanted {want!r}")
+
+    def solution(self, env) -> Iterator[SolutionStep]:
+        yield SolutionStep(Tap(x=540, y=300), "Focus the box.")
+        yield SolutionStep(Type(text=self.expected()), "Type it.")
+        yield SolutionStep(Terminate(status="success"), "Done.")
+
+
+class TypeWord(FakeTask):
+    name = "fake/type-word"
+    goal_template = "Type the word {word}"
+    tags = frozenset({"typing", "easy"})
+
+    def expected(self) -> str:
+        return self.params["word"]
+
+
+class RepeatWord(FakeTask):
+    name = "fake/repeat-word"
+    goal_template = "Type {word} {times} times"
+    tags = frozenset({"typing", "hard"})
+
+    def expected(self) -> str:
+        return self.params["word"] * self.params["times"]
+
+
+class WrongTypeWord(TypeWord):
+    """Negative control: the same task, but the solution types the word backwards."""
+
+    def solution(self, env) -> Iterator[SolutionStep]:
+        yield SolutionStep(Type(text=self.expected()[::-1]), "Type it (wrongly).")
+        yield SolutionStep(Terminate(status="success"), "Done (it claims).")
+
+
+class WrongRepeatWord(RepeatWord):
+    """Negative control: stops before typing anything, yet claims success."""
+
+    def solution(self, env) -> Iterator[SolutionStep]:
+        yield SolutionStep(Terminate(status="success"), "Done (it claims).")
+
+
+class DeviceLost(TypeWord):
+    """The env fails mid-episode (see ``fake_env``): a runtime error, not a task failure."""
+
+    name = "broken/device-lost"
+
+
+class NoDevice(TypeWord):
+    """The env cannot even start (see ``fake_env``)."""
+
+    name = "broken/no-device"
+
+
+class FakeCatalog:
+    def __init__(self, *classes: type[FakeTask]) -> None:
+        self.classes = {cls.name: cls for cls in classes}
+
+    def find(self, pattern: str | None, suite: str) -> list[type[Task]]:
+        return [cls for name, cls in sorted(self.classes.items())
+                if name.split("/", 1)[0] == suite
+                and (pattern is None or fnmatch.fnmatchcase(name, pattern))]
+
+    def get(self, name: str, seed: int) -> Task:
+        return self.classes[name](seed=seed)
+
+
+@contextlib.contextmanager
+def fake_env(spec, console):
+    if spec.task == NoDevice.name:
+        raise EnvError("no device answered")
+    phone = FakePhone(fail_observe_at=2 if spec.task == DeviceLost.name else None)
+    yield phone, "fake"
+
+
+class SlowPhone(FakePhone):
+    """Each action takes a while, so a test can kill a run between two episodes."""
+
+    def _execute(self, action):
+        time.sleep(0.15)
+        return super()._execute(action)
+
+
+@contextlib.contextmanager
+def slow_fake_env(spec, console):
+    yield SlowPhone(), "fake"
+
+
+RIGHT = JobRunner(FakeCatalog(TypeWord, RepeatWord, DeviceLost, NoDevice), fake_env)
+SLOW = JobRunner(RIGHT.catalog, slow_fake_env)
+WRONG = JobRunner(FakeCatalog(WrongTypeWord, WrongRepeatWord), fake_env)

@@ -1,0 +1,250 @@
+"""The bench runner on seeded fake tasks and the fake phone: scores, seeds, resume, workers, Ray,
+shards, runtime errors, the reports (in real chromium) and the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.bench.jobs import EpisodeResult
+from runtime.bench.plan import BenchSettings, parse_shard, plan_jobs
+from runtime.bench.results import read_results
+from runtime.bench.runner import run_bench
+from runtime.bench.summary import Summary
+from runtime.settings import RunError
+from tests import bench_fakes
+from tests.bench_fakes import RIGHT, SLOW, WRONG
+from tests.conftest import require_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def settings(**kw) -> BenchSettings:
+    return BenchSettings(**{"suite": "fake", "episodes": 2, "seed": 7, "model": "scripted", **kw})
+
+
+def outcomes(results: list[EpisodeResult]) -> list[tuple]:
+    """What a run decided per episode, without timings or order."""
+    return sorted((r.key, r.task, r.seed, r.params, r.goal, r.outcome, r.status, r.steps,
+                   r.score.model_dump() if r.score else None, r.error is not None)
+                  for r in results)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """One uninterrupted run of the fake suite with one worker."""
+    return run_bench(settings(), tmp_path_factory.mktemp("base"), runner=RIGHT)
+
+
+def test_scripted_solutions_score_every_episode(baseline):
+    assert len(baseline.results) == 2 * 2
+    assert baseline.summary.overall.success_rate == 1.0
+    assert baseline.summary.overall.errors == 0
+    assert set(baseline.summary.tasks) == {"fake/repeat-word", "fake/type-word"}
+    assert set(baseline.summary.tags) == {"easy", "hard", "typing"}
+    for r in baseline.results:
+        assert r.outcome == "success" and r.score.reward == 1.0
+        assert r.steps == 3 and len(r.timings["act"]) == 3
+        assert (baseline.out / r.trajectory / "view.html").is_file()
+
+
+def test_a_wrong_solution_scores_zero(tmp_path):
+    run = run_bench(settings(), tmp_path, runner=WRONG)
+    assert run.summary.overall.episodes == 4
+    assert run.summary.overall.success_rate == 0.0
+    # The agent claimed success each time; the check read the env and disagreed.
+    assert all(r.status == "success" and r.outcome == "failure" for r in run.results)
+    assert run.summary.overall.failures == 4 and run.summary.overall.errors == 0
+
+
+def test_the_same_seeds_give_the_same_episodes(baseline, tmp_path):
+    again = run_bench(settings(), tmp_path, runner=RIGHT)
+    assert outcomes(again.results) == outcomes(baseline.results)
+    other = run_bench(settings(seed=1000, episodes=4, tasks="fake/repeat*"), tmp_path / "other",
+                      runner=RIGHT)
+    goals = {r.goal for r in other.results if r.task == "fake/repeat-word"}
+    assert len(goals) > 1, "different seeds should draw different params"
+    for r in other.results:
+        assert r.params == RIGHT.catalog.get(r.task, r.seed).params
+
+
+def test_a_run_stopped_after_some_episodes_resumes_to_the_same_summary(baseline, tmp_path):
+    first = run_bench(settings(), tmp_path, runner=RIGHT, limit=2)
+    assert len(first.results) == 2 and first.summary.planned == 4
+    # A kill in the middle of a line, and an episode that was cut short, leave their traces.
+    with open(tmp_path / "results.jsonl", "a") as f:
+        f.write('{"key": "fake/type-word@9", "sui')
+    stale = tmp_path / "trajectories" / "fake-type-word-s9"
+    stale.mkdir(parents=True)
+    (stale / "steps.jsonl").write_text("{}\n")
+    seen = []
+    resumed = run_bench(settings(), tmp_path, runner=RIGHT,
+                        on_start=lambda total, done: seen.append((total, len(done))))
+    assert seen == [(4, 2)] and resumed.skipped == 2
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 4  # each episode once, the torn line gone
+    assert outcomes(resumed.results) == outcomes(baseline.results)
+    assert resumed.summary.outcomes() == baseline.summary.outcomes()
+
+
+def test_a_killed_cli_run_resumes_to_the_same_summary(baseline, tmp_path):
+    out = tmp_path / "run"
+    code = ("import sys; import cli.bench_cmd as b; from tests import bench_fakes; "
+            "b.default_runner = lambda: bench_fakes.SLOW; from cli.app import app; "
+            "app(sys.argv[1:])")
+    args = ["bench", "--suite", "fake", "--episodes", "2", "--seed", "7", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while len(read_results(out)) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no results within 120 s"
+            time.sleep(0.05)
+        proc.kill()  # SIGKILL: no handler runs
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = len(read_results(out))
+    assert 2 <= done < 4
+    resumed = run_bench(settings(), out, runner=SLOW)
+    assert resumed.skipped == done
+    assert outcomes(resumed.results) == outcomes(baseline.results)
+    assert resumed.summary.outcomes() == baseline.summary.outcomes()
+
+
+def test_two_worker_processes_give_the_same_results(baseline, tmp_path):
+    run = run_bench(settings(), tmp_path, runner=RIGHT, workers=2)
+    assert outcomes(run.results) == outcomes(baseline.results)
+    assert run.summary.outcomes() == baseline.summary.outcomes()
+
+
+def test_ray_tasks_give_the_same_results(baseline, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run = run_bench(settings(), tmp_path, runner=RIGHT, executor="ray")
+    finally:
+        ray.shutdown()
+    assert outcomes(run.results) == outcomes(baseline.results)
+
+
+def test_runtime_errors_are_counted_apart_from_failures(tmp_path):
+    run = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=RIGHT)
+    s = run.summary
+    assert s.overall.episodes == 4 and s.overall.errors == 4 and s.overall.failures == 0
+    lost = [r for r in run.results if r.task == "broken/device-lost"]
+    assert all(r.status == "error" and "device went away" in r.error and r.score is None
+               and r.steps == 2 for r in lost)
+    gone = [r for r in run.results if r.task == "broken/no-device"]
+    assert all("no device answered" in r.error and r.trajectory is None for r in gone)
+    assert set(s.errors) == {r.key for r in run.results}
+
+
+def test_shards_are_disjoint_and_cover_the_suite():
+    whole = plan_jobs(settings(episodes=5), RIGHT.catalog)
+    parts = [plan_jobs(settings(episodes=5, shard=(i, 3)), RIGHT.catalog) for i in (1, 2, 3)]
+    keys = [job.key for part in parts for job in part]
+    assert sorted(keys) == sorted(job.key for job in whole) and len(set(keys)) == len(keys)
+    assert parts[1] == plan_jobs(settings(episodes=5, shard=(2, 3)), RIGHT.catalog)
+    assert {j.task for j in parts[0]} == {"fake/repeat-word", "fake/type-word"}
+    assert parse_shard("2/4") == (2, 4)
+    for bad in ("0/2", "3/2", "1-2", "x"):
+        with pytest.raises(RunError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_a_resume_with_other_settings_is_refused(baseline):
+    with pytest.raises(RunError, match="other settings \\(seed\\)"):
+        run_bench(settings(seed=8), baseline.out, runner=RIGHT)
+
+
+def test_the_report_opens_in_chromium_with_every_task_and_trajectory(baseline):
+    require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    from envs.chromium import launch_chromium
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page()
+            page.goto((baseline.out / "report.html").resolve().as_uri())
+            text = page.inner_text("body")
+            for name in baseline.summary.tasks:
+                assert name in text
+            assert page.locator("svg.chart rect.ok").count() >= len(baseline.summary.tasks)
+            hrefs = page.eval_on_selector_all("a.trajectory", "els => els.map(e => e.href)")
+            assert len(hrefs) == len(baseline.results)
+            page.locator("a.trajectory").first.click()
+            page.wait_for_load_state()
+            assert page.url.endswith("/view.html") and "fake/" in page.inner_text("body")
+        finally:
+            browser.close()
+    from urllib.parse import unquote, urlparse
+
+    assert all(Path(unquote(urlparse(h).path)).is_file() for h in hrefs)
+
+
+def test_cli_bench_prints_the_summary_and_compares_runs(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import cli.bench_cmd
+    from cli.app import app
+
+    cli_runner = CliRunner()
+    args = ["bench", "--suite", "fake", "--episodes", "2"]
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: bench_fakes.RIGHT)
+    good = cli_runner.invoke(app, [*args, "--out", str(tmp_path / "a")],
+                             env={"COLUMNS": "160"})
+    assert good.exit_code == 0, good.output
+    assert "fake/type-word" in good.output and "4/4 succeeded" in good.output
+    assert Summary.model_validate_json((tmp_path / "a" / "summary.json").read_text()) \
+        .overall.successes == 4
+    assert "| fake/repeat-word | 2 | 100% |" in (tmp_path / "a" / "report.md").read_text()
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: bench_fakes.WRONG)
+    bad = cli_runner.invoke(app, [*args, "--out", str(tmp_path / "b")], env={"COLUMNS": "160"})
+    assert bad.exit_code == 0, bad.output
+    compared = cli_runner.invoke(app, ["bench", "--compare", str(tmp_path / "a"),
+                                       str(tmp_path / "b")], env={"COLUMNS": "160"})
+    assert compared.exit_code == 0, compared.output
+    assert "4 episode(s) changed their outcome" in compared.output
+    assert "fake/type-word@0: success -> failure" in compared.output
+    refused = cli_runner.invoke(app, [*args, "--model", "human", "--out", str(tmp_path / "c")])
+    assert refused.exit_code == 2 and "cannot run a bench" in refused.output
+
+
+def test_shards_run_apart_merge_into_the_whole_run(baseline, tmp_path):
+    from runtime.bench.runner import merge
+
+    for i in (1, 2):
+        run_bench(settings(shard=(i, 2)), tmp_path / f"s{i}", runner=RIGHT)
+    summary = merge([tmp_path / "s1", tmp_path / "s2"], tmp_path / "all")
+    merged = read_results(tmp_path / "all")
+    assert outcomes(merged) == outcomes(baseline.results)
+    assert summary.outcomes() == baseline.summary.outcomes()
+    assert all((tmp_path / "all" / r.trajectory / "view.html").is_file() for r in merged)
+    with pytest.raises(RunError, match="merge into a new folder"):
+        merge([tmp_path / "s1"], tmp_path / "all")
+
+
+def test_a_tiny_random_checkpoint_fails_the_tasks_without_runtime_errors(tiny_checkpoint,
+                                                                        tmp_path, monkeypatch):
+    from agent.policies import local
+
+    loads = []
+    load = local.LocalPolicy.__init__
+    monkeypatch.setattr(local.LocalPolicy, "__init__",
+                        lambda self, *a, **kw: (loads.append(a), load(self, *a, **kw))[1])
+    run = run_bench(settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=2,
+                             max_new_tokens=8, max_pixels=56 * 56 * 4), tmp_path, runner=RIGHT)
+    assert len(run.results) == 2 and len(loads) == 1  # one load for the worker's episodes
+    for result in run.results:
+        assert result.outcome == "failure" and result.error is None, result
+        assert result.score is not None and not result.score.success
+        assert result.prompt_tokens and result.generated_tokens
