@@ -63,9 +63,14 @@ class Swipe(_Segment):
     duration_ms: int = Field(300, ge=1, le=60_000)
 
 
+#: The most characters one ``type`` action carries: a phone types a few dozen a second, so a
+#: model's runaway text would keep the device busy for minutes; longer is a parse error.
+MAX_TYPED_CHARS = 2000
+
+
 class Type(_Base):
     kind: Literal["type"] = "type"
-    text: str
+    text: str = Field(max_length=MAX_TYPED_CHARS)
 
 
 class Key(_Base):

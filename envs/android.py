@@ -30,6 +30,8 @@ from envs.input_text import input_text_argument
 from envs.ui_tree import UiNode, UiTreeError, parse_hierarchy
 
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
+#: Characters per ``input text`` call (a piece of text without a literal "%s" has none either).
+INPUT_TEXT_CHUNK = 200
 
 ATTACH_HELP = (
     "attach a phone with USB debugging enabled, or `adb connect HOST:PORT` a networked one, "
@@ -324,9 +326,12 @@ class AndroidEnv(Env):
         """Type ``text`` exactly into the focused field (see the module docstring)."""
         if not text:
             return "typed nothing"
-        argument = input_text_argument(text)
-        if argument is not None:
-            self._run("input text " + shlex.quote(argument))
+        if input_text_argument(text) is not None:
+            # In pieces, so that each `input text` ends well within the adb call's timeout
+            # however long the text is (a device types a few dozen keys a second).
+            for start in range(0, len(text), INPUT_TEXT_CHUNK):
+                argument = input_text_argument(text[start:start + INPUT_TEXT_CHUNK])
+                self._run("input text " + shlex.quote(argument))
             return f"typed {len(text)} characters"
         if not self._has_adb_keyboard():
             raise EnvError(

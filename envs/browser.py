@@ -24,6 +24,10 @@ from envs import keys
 from envs.base import ElementInfo, Env, EnvError, Observation, SettleConfig
 from envs.chromium import CHROMIUM_PATH, launch_chromium
 
+#: The farthest one scroll goes, in viewport heights: an absurd amount (a model may write any
+#: integer) is cut to this rather than overflow a float.
+MAX_SCROLL_SCREENS = 100
+
 # The page's own navigations (link clicks, form posts, location changes) are checked as they
 # start, through the Navigation API, and cancelled there when they lead off the list: the page
 # then truly stays, and the action that caused it can report the url. The route guard below
@@ -264,7 +268,8 @@ class BrowserEnv(Env):
             x, y = width / 2, height / 2
         else:
             x, y = self._css(action.x, action.y)
-        amount = action.amount / self.scale if action.amount else height / 2
+        amount = min(action.amount, MAX_SCROLL_SCREENS * height * self.scale) / self.scale \
+            if action.amount else height / 2
         dx, dy = {"up": (0, -amount), "down": (0, amount),
                   "left": (-amount, 0), "right": (amount, 0)}[action.direction]
         self.page.mouse.move(x, y)

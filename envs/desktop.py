@@ -5,9 +5,11 @@ moment, and keeps it for the life of the process. So this module imports it lazi
 has set ``DISPLAY`` and ``XAUTHORITY``; a second env on another display in the same process is
 refused with a clear error rather than silently driving the first display.
 
-pyautogui's failsafe stays on: when the pointer sits in the top-left corner, the next action
+pyautogui's failsafe stays on: when the pointer sits in a corner of the screen, the next action
 raises ``pyautogui.FailSafeException``, which stops the run on purpose (a human's emergency
-brake), so it is not turned into a failed ActionResult.
+brake), so it is not turned into a failed ActionResult. It is checked before each action; the
+model's own actions may point at a corner (pyautogui alone would refuse), and one that ends
+there leaves the pointer one pixel inside it, so only a human trips the brake.
 
 Text that pyautogui cannot type (anything beyond printable ASCII) goes through XTest with each
 character bound to a spare keycode (``envs.x11_typing``): like ``xdotool type``, without its race
@@ -39,6 +41,9 @@ DRAG_STEPS = 12
 #: presses often arrive as two single clicks. xdotool's `click --repeat` leaves 12 ms for the same
 #: reason; 40 ms stays far below every toolkit's double-click time (GTK and Qt 400 ms, chromium 500).
 DOUBLE_CLICK_GAP_S = 0.04
+#: The most wheel clicks one scroll sends (about 30 screens of chromium): a model asking for
+#: an absurd amount must not keep the runtime busy for hours.
+MAX_WHEEL_CLICKS = 200
 _PYAUTOGUI_TEXT = frozenset(chr(c) for c in range(32, 127)) | {"\n", "\t"}
 
 
@@ -138,6 +143,19 @@ class DesktopEnv(Env):
 
     def _execute(self, action: Action) -> str:
         gui = self._gui
+        gui.failSafeCheck()  # a human's pointer in a corner stops the run before the model acts
+        gui.FAILSAFE = False  # pyautogui refuses to act on a corner, where the model may point
+        try:
+            message = self._perform(action)
+            x, y = gui.position()
+            if (x, y) in gui.FAILSAFE_POINTS:  # one pixel inside, so only a human trips it
+                gui.moveTo(x + 1 if x == 0 else x - 1, y + 1 if y == 0 else y - 1, _pause=False)
+        finally:
+            gui.FAILSAFE = True
+        return message
+
+    def _perform(self, action: Action) -> str:
+        gui = self._gui
         kind = action.kind
         if kind in ("click", "double_click", "right_click", "move"):
             x, y = self.screen_map.to_pointer(action.x, action.y)
@@ -188,7 +206,7 @@ class DesktopEnv(Env):
         width, height = self.monitor["width"], self.monitor["height"]
         x, y = (width // 2, height // 2) if action.x is None else (action.x, action.y)
         px, py = self.screen_map.to_pointer(x, y)
-        amount = action.amount or height // 2
+        amount = min(action.amount or height // 2, MAX_WHEEL_CLICKS * PIXELS_PER_WHEEL_CLICK)
         clicks = max(1, round(amount / PIXELS_PER_WHEEL_CLICK))
         gui = self._gui
         gui.moveTo(px, py, _pause=False)
