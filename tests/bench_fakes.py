@@ -139,6 +139,13 @@ def slow_fake_env(spec, console):
     yield SlowPhone(), "fake"
 
 
+@contextlib.contextmanager
+def repaired_env(spec, console):
+    """The devices of the broken suite are back."""
+    yield FakePhone(), "fake"
+
+
 RIGHT = JobRunner(FakeCatalog(TypeWord, RepeatWord, DeviceLost, NoDevice), fake_env)
 SLOW = JobRunner(RIGHT.catalog, slow_fake_env)
 WRONG = JobRunner(FakeCatalog(WrongTypeWord, WrongRepeatWord), fake_env)
+REPAIRED = JobRunner(RIGHT.catalog, repaired_env)

@@ -17,7 +17,7 @@ from runtime.bench.runner import run_bench
 from runtime.bench.summary import Summary
 from runtime.settings import RunError
 from tests import bench_fakes
-from tests.bench_fakes import RIGHT, SLOW, WRONG
+from tests.bench_fakes import REPAIRED, RIGHT, SLOW, WRONG
 from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,6 +144,16 @@ def test_runtime_errors_are_counted_apart_from_failures(tmp_path):
     gone = [r for r in run.results if r.task == "broken/no-device"]
     assert all("no device answered" in r.error and r.trajectory is None for r in gone)
     assert set(s.errors) == {r.key for r in run.results}
+
+
+def test_a_resume_runs_the_episodes_that_ended_in_errors_again(tmp_path):
+    broken = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=RIGHT)
+    assert broken.summary.overall.errors == 4
+    resumed = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=REPAIRED)
+    assert resumed.skipped == 0 and len(resumed.results) == 4
+    assert resumed.summary.overall.errors == 0 and resumed.summary.overall.success_rate == 1.0
+    again = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=REPAIRED)
+    assert again.skipped == 4  # successes are not run again
 
 
 def test_shards_are_disjoint_and_cover_the_suite():

@@ -53,7 +53,9 @@ def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> tuple[list
                            f"resume it with the same ones or choose another --out")
     else:
         stored.write_text(settings.model_dump_json(indent=2), encoding="utf-8")
-    done = {r.key for r in read_results(out)}
+    # A runtime error (a lost device, a dead browser, a failed endpoint) is not an outcome of
+    # the task: a resume runs that episode again, and its new line replaces the error.
+    done = {r.key for r in read_results(out) if r.outcome != "error"}
     return jobs, [job for job in jobs if job.key not in done]
 
 
