@@ -6,7 +6,8 @@ gate, execute it, and record the step. A reply that does not parse is fed back t
 step's result, at most ``max_parse_errors`` times in a row.
 
 The episode ends when the agent terminates or answers, when the step or time budget runs out, on
-Ctrl-C, or when the env or the policy fails; the trajectory is finalized in every case.
+Ctrl-C (or SIGTERM, which ``runtime.episode`` turns into one), or when the env or the policy fails;
+the trajectory is finalized in every case.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 from actions.dialects.base import Dialect, ImagePart, ParseError, PastStep, Prompt
 from agent.history import HistoryPolicy
@@ -42,6 +43,20 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from tasks.base import Task
+
+
+T = TypeVar("T")
+
+
+class RecordingError(RuntimeError):
+    """The trajectory could not be written (a full disk, a read-only folder): the episode ends."""
+
+
+def _recording(write: Callable[..., T], *args: Any) -> T:
+    try:
+        return write(*args)
+    except OSError as exc:
+        raise RecordingError(f"the trajectory could not be written: {exc}") from None
 
 
 @dataclass
@@ -175,12 +190,14 @@ class Agent:
                 if action.kind == "answer":
                     status, reason, answer = "answered", action.text, action.text
                     break
-        except KeyboardInterrupt:
-            status, reason = "interrupted", "stopped by Ctrl-C"
+        except KeyboardInterrupt as exc:  # Ctrl-C, or a signal the runtime turned into one
+            status, reason = "interrupted", str(exc) or "stopped by Ctrl-C"
         except EnvError as exc:
             status, reason = "error", f"the {self.env.name} env failed: {exc}"
         except PolicyError as exc:
             status, reason = "error", f"the policy failed: {exc}"
+        except RecordingError as exc:
+            status, reason = "error", str(exc)
         except Exception as exc:  # a bug: finalize the trajectory, then let it propagate
             self._finish(task, "error", self.secrets.scrub(f"{type(exc).__name__}: {exc}"))
             raise
@@ -206,8 +223,8 @@ class Agent:
         width, height = observation.size
         screen = Screen(width, height, self.config.min_pixels, self.config.max_pixels)
         timings = Timings(observe_ms=observe_ms)
-        image_file = self.recorder.save_image(step, observation.image) if self.recorder \
-            else image_name(step)
+        image_file = _recording(self.recorder.save_image, step, observation.image) \
+            if self.recorder else image_name(step)
 
         self._phase(step, "model")
         started = time.monotonic()
@@ -261,7 +278,7 @@ class Agent:
             record = StepRecord.model_validate(self.secrets.scrub(record.model_dump(mode="json")))
             result = record.result
         if self.recorder is not None:
-            self.recorder.record(record)
+            _recording(self.recorder.record, record)
         if self.observer is not None:
             self.observer.step(record)
         feedback = f"Error: {parse_error}" if parse_error else _feedback(result)
@@ -315,7 +332,10 @@ class Agent:
             except (EnvError, OSError):
                 pass  # the env is going away; the episode's outcome is already known
         if self.recorder is not None:
-            self.recorder.finish(status, reason, check)
+            try:
+                self.recorder.finish(status, reason, check)
+            except OSError:
+                pass  # a full disk: meta.json keeps its last whole version, steps.jsonl its lines
         return check
 
     def _check(self, task: "Task", answer: str | None) -> Score:

@@ -18,8 +18,9 @@ import re
 import shlex
 import socket
 import struct
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, TypeVar
 
 from PIL import Image
 
@@ -30,6 +31,9 @@ from envs.input_text import input_text_argument
 from envs.ui_tree import UiNode, UiTreeError, parse_hierarchy
 
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
+#: Waits between tries of an adb call that did not reach the device (about 15 s in all): an adb
+#: server that restarts, and a device that comes back to it, are back within that.
+ADB_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: Characters per ``input text`` call (a piece of text without a literal "%s" has none either).
 INPUT_TEXT_CHUNK = 200
 
@@ -54,6 +58,8 @@ CANONICAL_KEYCODES: dict[str, str] = {
     "right": "KEYCODE_DPAD_RIGHT", "end": "KEYCODE_MOVE_END", "pageup": "KEYCODE_PAGE_UP",
     "pagedown": "KEYCODE_PAGE_DOWN",
 }
+
+T = TypeVar("T")
 
 _FOCUS = re.compile(r"mCurrentFocus=Window\{[^}]*?\s([\w.]+)/([^\s}]+)\}")
 _FOCUSED_APP = re.compile(r"mFocusedApp=.*?\s([\w.]+)/([^\s}]+)")
@@ -179,19 +185,31 @@ class AndroidEnv(Env):
         return EnvError(f"{what} failed: device {self.serial} is not reachable ({reason}); "
                         "was it unplugged or stopped? check `adb devices`")
 
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one adb call. While the adb server is down or restarting (and then, until the
+        device is attached to it again) the command never reaches the device, so it is retried
+        with backoff. Any other failure (a device that went offline fails at once), or one
+        that outlasts the retries, is an EnvError."""
+        restarting = False
+        for delay in (*ADB_RETRY_DELAYS_S, None):
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - adbutils: AdbError, AdbTimeout, OSError
+                restarting = restarting or _server_down(exc)
+                if delay is None or not (_server_down(exc) or restarting and _unknown(exc)):
+                    raise self._unreachable(what, exc) from None
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
     def shell(self, command: str) -> str:
         """Run a device shell command (already quoted) and return its output."""
-        try:
-            return self.device.shell(command, timeout=self.timeout_s)
-        except Exception as exc:  # noqa: BLE001 - adbutils: AdbError, AdbTimeout, OSError
-            raise self._unreachable(f"`{command[:60]}`", exc) from None
+        return self._call(f"`{command[:60]}`",
+                          lambda: self.device.shell(command, timeout=self.timeout_s))
 
     def _run(self, command: str) -> str:
         """Run a command that must succeed; a non-zero exit becomes an EnvError."""
-        try:
-            result = self.device.shell2(command, timeout=self.timeout_s)
-        except Exception as exc:  # noqa: BLE001
-            raise self._unreachable(f"`{command[:60]}`", exc) from None
+        result = self._call(f"`{command[:60]}`",
+                            lambda: self.device.shell2(command, timeout=self.timeout_s))
         if result.returncode != 0:
             raise EnvError(f"`{command[:60]}` failed on {self.serial} "
                            f"(exit {result.returncode}): {result.output.strip()[:300]}")
@@ -199,13 +217,13 @@ class AndroidEnv(Env):
 
     def exec_out(self, command: str) -> bytes:
         """Binary-safe output of a command (the ``exec:`` service, as ``adb exec-out``)."""
-        try:
+        def run() -> bytes:
             with self.device.open_transport(timeout=self.timeout_s) as conn:
                 conn.send_command("exec:" + command)
                 conn.check_okay()
                 return _read_to_end(conn.conn)
-        except Exception as exc:  # noqa: BLE001
-            raise self._unreachable(f"`{command}`", exc) from None
+
+        return self._call(f"`{command}`", run)
 
     # -- Env --------------------------------------------------------------------------------
     def capture(self) -> Image.Image:
@@ -402,6 +420,16 @@ class AndroidEnv(Env):
             return parse_hierarchy(output)
         except UiTreeError as exc:
             raise EnvError(f"uiautomator dump failed on {self.serial}: {exc}") from None
+
+
+def _server_down(exc: BaseException) -> bool:
+    """Nothing listens on the adb server's port (adbutils words it so)."""
+    return isinstance(exc, ConnectionRefusedError) or "connect to adb server failed" in str(exc)
+
+
+def _unknown(exc: BaseException) -> bool:
+    """The adb server answered that it does not know the device."""
+    return "not found" in str(exc)
 
 
 def _element_info(node: UiNode) -> ElementInfo:

@@ -18,6 +18,7 @@ that drops characters on a busy client.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
+from Xlib.error import ConnectionClosedError as XlibConnectionClosed
+from Xlib.error import XError as XlibError
 
 from core.actions import Action
 from envs import keys
@@ -126,20 +129,22 @@ class DesktopEnv(Env):
 
     # -- Env --------------------------------------------------------------------------------
     def capture(self) -> Image.Image:
-        shot = self._mss.grab(self.monitor)
+        try:
+            shot = self._mss.grab(self.monitor)
+        except Exception as exc:  # noqa: BLE001 - mss raises several kinds when X is gone
+            raise self._x_failed("capture", exc) from None
         return Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
 
     def extras(self) -> dict[str, Any]:
         return {"display": self.display, "monitor": self.monitor}
 
     def close(self) -> None:
-        mss_instance = getattr(self, "_mss", None)
-        if mss_instance is not None:
-            mss_instance.close()
-            self._mss = None
-        typist = getattr(self, "_typist", None)
-        if typist is not None:
-            typist.close()
+        mss_instance, self._mss = getattr(self, "_mss", None), None
+        typist, self._typist = getattr(self, "_typist", None), None
+        for closer in (mss_instance, typist):
+            if closer is not None:
+                with contextlib.suppress(Exception):  # the X server may be gone already
+                    closer.close()
 
     def _execute(self, action: Action) -> str:
         gui = self._gui
@@ -150,9 +155,15 @@ class DesktopEnv(Env):
             x, y = gui.position()
             if (x, y) in gui.FAILSAFE_POINTS:  # one pixel inside, so only a human trips it
                 gui.moveTo(x + 1 if x == 0 else x - 1, y + 1 if y == 0 else y - 1, _pause=False)
+        except (XlibError, XlibConnectionClosed, OSError) as exc:
+            raise self._x_failed(action.kind, exc) from None
         finally:
             gui.FAILSAFE = True
         return message
+
+    def _x_failed(self, what: str, exc: BaseException) -> EnvError:
+        return EnvError(f"{what} failed: the X display {self.display} is gone or broken "
+                        f"({type(exc).__name__}: {exc}); was the X server stopped?")
 
     def _perform(self, action: Action) -> str:
         gui = self._gui

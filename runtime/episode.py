@@ -4,7 +4,10 @@ trajectory and its HTML view. The CLI's run, demo and replay commands, and scrip
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -93,11 +96,31 @@ def run(
                 agent = Agent(env, policy, dialect, config=config,
                               recorder=Recorder(directory), observer=view, tokens=tokens,
                               gate=make_gate(spec, rules, env, console), secrets=secrets)
-                result = agent.run(goal, task, device=device, **env_meta(spec))
+                with sigterm_interrupts():
+                    result = agent.run(goal, task, device=device, **env_meta(spec))
     finally:
         if owned:
             policy.close()
     return RunOutcome(result, directory, write_view(directory))
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While the episode runs, SIGTERM stops it as Ctrl-C does: the loop finalizes the trajectory
+    (status "interrupted", reason "stopped by SIGTERM") and the envs close on the way out, so
+    their processes (a virtual phone, its adb server, Xvfb, chromium) end with the run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("stopped by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def env_meta(spec: RunSpec) -> dict:

@@ -44,7 +44,7 @@ CORPUS = [json.loads(line) for line in CORPUS_FILE.read_text(encoding="utf-8").s
 SAMPLE = [entry for entry in CORPUS if entry["sample"]]
 PHONE = [entry for entry in CORPUS if entry["phone"]]
 #: Replies per episode: a terminate or answer reply ends one earlier.
-EPISODE = 25
+EPISODE = 50
 FAST_SETTLE = SettleConfig(timeout_s=1.0, poll_interval_s=0.02)
 FIELD_ID = "vlagent-hostile"
 # A text field over the page, created when missing, emptied and focused before each typing reply.
@@ -230,6 +230,7 @@ def run_corpus(env: Env, page: Page, entries: list[dict], out: Path,
     assert len(typed) == sum(1 for e in entries if e["typed"] is not None)
 
 
+@pytest.mark.timeout(600)  # about two minutes on an idle 2-core box; adb calls are slow when busy
 def test_every_reply_on_the_virtual_phone(virtual_phone, tmp_path):
     from envs.android import AndroidEnv
 

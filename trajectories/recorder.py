@@ -7,7 +7,9 @@ a temporary file, then renamed over the old one).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,7 +63,7 @@ class Recorder:
         """Write the step's screenshot (durably) and return its name for the step's line."""
         name = image_name(step)
         path = self.directory / name
-        with open(path, "wb") as f:
+        with _removed_on_failure(path), open(path, "wb") as f:
             # Level 1: a 1080x2400 screenshot encodes in tens of ms instead of hundreds.
             image.save(f, format="PNG", compress_level=1)
             f.flush()
@@ -107,8 +109,19 @@ class Recorder:
         assert self.meta is not None
         path = self.directory / META_FILE
         tmp = path.with_name(META_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with _removed_on_failure(tmp), open(tmp, "w", encoding="utf-8") as f:
             f.write(self.meta.model_dump_json(indent=2))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(path: Path) -> Iterator[None]:
+    """Delete a file whose writing failed: on a full disk its part frees the room that
+    meta.json needs to record how the episode ended."""
+    try:
+        yield
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise

@@ -1,21 +1,30 @@
 """A private adb server (its own port and HOME), for tests, benchmarks and scripts.
 
-Several can run at once without touching the user's adb server on 5037.
+Several can run at once without touching the user's adb server on 5037. The server is this
+process's child (``adb nodaemon server``), not a daemon: it stays in the run's process group, so
+killing the group kills it, and the kernel kills it when its parent dies (``PR_SET_PDEATHSIG``),
+so even a SIGKILL of the run alone leaves no adb server behind. (Linux counts the thread that
+started it as its parent: start it from a thread that outlives its use.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from envs.virtual_phone.phone import VirtualPhone
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def free_port() -> int:
@@ -25,7 +34,7 @@ def free_port() -> int:
 
 
 class PrivateAdbServer:
-    """``adb -P PORT start-server`` with a scratch HOME; ``kill-server`` on exit."""
+    """``adb -P PORT nodaemon server`` with a scratch HOME, as a child; stopped on exit."""
 
     def __init__(self, adb: str = "adb") -> None:
         self.adb = shutil.which(adb) or adb
@@ -39,11 +48,25 @@ class PrivateAdbServer:
         return subprocess.run([self.adb, "-P", str(self.port), *args], env=self.env,
                               capture_output=True, timeout=timeout_s, check=False)
 
-    def start(self) -> "PrivateAdbServer":
-        result = self.run("start-server")
-        if result.returncode != 0:
-            raise RuntimeError(f"adb start-server failed: {result.stderr.decode().strip()}")
-        return self
+    def start(self, timeout_s: float = 20.0) -> "PrivateAdbServer":
+        self._log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [self.adb, "-P", str(self.port), "nodaemon", "server"], env=self.env,
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self._log.seek(0)
+                output = self._log.read().decode(errors="replace").strip()[-300:]
+                raise RuntimeError(f"the adb server exited ({self.process.returncode}): {output}")
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the adb server did not listen on port {self.port} in {timeout_s}s")
 
     def connect(self, serial: str, timeout_s: float = 20.0) -> None:
         """``adb connect SERIAL`` and wait until the device is listed as ready."""
@@ -58,7 +81,16 @@ class PrivateAdbServer:
         raise RuntimeError(f"{serial} did not come online in {timeout_s}s")
 
     def stop(self) -> None:
-        self.run("kill-server")
+        process = getattr(self, "process", None)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process is not None:
+            self._log.close()
         shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> "PrivateAdbServer":
@@ -66,6 +98,12 @@ class PrivateAdbServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the forked child, before exec: ask the kernel for SIGKILL when the parent dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 @contextlib.contextmanager
