@@ -114,23 +114,25 @@ def test_a_device_that_goes_away_ends_the_episode_with_a_reason(phone_and_adb, t
 
 
 # -- the browser and the desktop ---------------------------------------------------------------
-def _children(pid: int) -> list[int]:
-    found = []
+def _processes() -> dict[int, list[str]]:
+    """Every live process: its /proc/PID/stat fields after the name (state, ppid, pgrp, ...)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text()
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
+            if fields[0] != "Z":
+                found[int(entry.name)] = fields
     return found
 
 
 def _descendants(pid: int) -> list[int]:
     out = []
-    for child in _children(pid):
-        out += [child, *_descendants(child)]
+    for child, fields in _processes().items():
+        if int(fields[1]) == pid:
+            out += [child, *_descendants(child)]
     return out
 
 
@@ -167,13 +169,15 @@ def test_xvfb_dying_ends_the_desktop_run_with_a_reason(tmp_path):
                                for r in (CLICK, *["Action: wait()"] * 3)))
     process = subprocess.Popen(
         [sys.executable, str(REPO / "agent_cli.py"), "run", "Click", "--env", "desktop",
-         "--display", "new", "--dialect", "uitars", "--model", f"replay:{replies}", "--out", str(tmp_path / "runs")],
+         "--display", "new", "--dialect", "uitars", "--model", f"replay:{replies}",
+         "--out", str(tmp_path / "runs")],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     steps = lambda: [p for p in (tmp_path / "runs").glob("*/steps.jsonl")  # noqa: E731
                      if p.read_text().count("\n") >= 2]
     (steps_file,) = wait_until(steps, timeout_s=120, what="the run's second step")
-    (xvfb,) = [p for p in _descendants(process.pid) if Path(_command(p).split(" ")[0]).name == "Xvfb"]
+    (xvfb,) = [p for p in _descendants(process.pid)
+               if Path(_command(p).split(" ")[0]).name == "Xvfb"]
     os.kill(xvfb, signal.SIGKILL)  # during the second step's wait
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 1, output
@@ -268,7 +272,7 @@ def test_a_model_endpoint_that_keeps_failing_ends_the_episode(fault, tmp_path):
     assert [s.action["kind"] for s in trajectory.steps] == ["tap", "tap"]
 
 
-# -- the disk ----------------------------------------------------------------------------------------
+# -- the disk -------------------------------------------------------------------------------------
 @pytest.fixture
 def small_disk(tmp_path):
     """A folder that fills up: a 256 KiB tmpfs as root, else a folder made read-only later."""
@@ -297,17 +301,7 @@ def test_a_full_disk_ends_the_episode_and_keeps_what_was_written(small_disk):
 
 # -- killing the run ------------------------------------------------------------------------------
 def _group(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
+    return [pid for pid, fields in _processes().items() if int(fields[2]) == pgid]
 
 
 def _start_phone_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, int]:
@@ -335,7 +329,7 @@ def _start_phone_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, int]:
 
 
 def _adb_servers(port: int) -> list[int]:
-    """adb servers on ``port``: ours (``-P PORT nodaemon server``), or a daemon (``-L tcp:PORT``)."""
+    """adb servers on ``port``: ours (``-P PORT nodaemon server``) or a daemon (``tcp:PORT``)."""
     found = []
     for entry in Path("/proc").iterdir():
         command = _command(int(entry.name)) if entry.name.isdigit() else ""

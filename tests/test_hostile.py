@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +29,7 @@ from PIL import Image
 from actions.dialects import get_dialect
 from agent.loop import Agent, AgentConfig
 from agent.policies.base import Policy, Reply, Request
-from core.actions import Action
+from core.actions import Action, Scroll
 from core.geometry import Screen
 from core.results import ActionResult
 from envs.base import Env, Observation, SettleConfig
@@ -230,6 +231,14 @@ def run_corpus(env: Env, page: Page, entries: list[dict], out: Path,
     assert len(typed) == sum(1 for e in entries if e["typed"] is not None)
 
 
+def assert_an_absurd_scroll_returns(env: Env) -> None:
+    """A model may write any integer as a scroll amount: the env caps it, quickly."""
+    for direction in ("down", "up"):
+        started = time.monotonic()
+        result = env.execute(Scroll(direction=direction, amount=10**400))
+        assert result.ok and time.monotonic() - started < 20, result.message
+
+
 @pytest.mark.timeout(600)  # about two minutes on an idle 2-core box; adb calls are slow when busy
 def test_every_reply_on_the_virtual_phone(virtual_phone, tmp_path):
     from envs.android import AndroidEnv
@@ -252,6 +261,7 @@ def test_a_sample_of_each_category_in_the_browser(tmp_path):
     with BrowserEnv(viewport=(800, 600), settle=FAST_SETTLE) as env:
         page = Page(env.page.evaluate, lambda: env.page.goto("about:blank"))
         run_corpus(env, page, SAMPLE, tmp_path)
+        assert_an_absurd_scroll_returns(env)
 
 
 def test_a_sample_of_each_category_on_the_desktop(xvfb, app, tmp_path):  # noqa: F811
@@ -261,4 +271,5 @@ def test_a_sample_of_each_category_on_the_desktop(xvfb, app, tmp_path):  # noqa:
                     settle=FAST_SETTLE) as env:
         run_corpus(env, Page(app.evaluate, lambda: app.reload(wait_until="load")), SAMPLE,
                    tmp_path)
+        assert_an_absurd_scroll_returns(env)
 

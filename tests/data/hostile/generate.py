@@ -144,7 +144,7 @@ def _tool(index: int) -> str:
     return "mobile_use" if index % 2 == 0 else "computer_use"
 
 
-# -- the categories ---------------------------------------------------------------------------------
+# -- the categories -----------------------------------------------------------------------------
 def entries(dialect: str) -> list[dict]:
     out: list[dict] = []
 
