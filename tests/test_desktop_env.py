@@ -254,13 +254,20 @@ def test_xvfb_gives_a_private_display_and_stops_on_close() -> None:
 def test_failsafe_stays_on(desktop, xvfb) -> None:
     import pyautogui
 
-    # The pointer parked in the top-left corner is pyautogui's emergency stop: the next action
-    # raises instead of running, and is not swallowed into a failed result.
-    assert desktop.execute(Move(x=0, y=0)).ok
+    # A person who parks the pointer in a corner pulls pyautogui's emergency stop: the next
+    # action raises instead of running, and is not swallowed into a failed result.
+    move = ["xdotool", "mousemove"]
     try:
-        with pytest.raises(pyautogui.FailSafeException):
-            desktop.execute(Move(x=100, y=100))
-        assert mouse_location(xvfb) == (0, 0)
+        for corner in ((0, 0), (1279, 799)):
+            subprocess.run([*move, *map(str, corner)], env={**os.environ, **xvfb.env}, check=True)
+            with pytest.raises(pyautogui.FailSafeException):
+                desktop.execute(Move(x=100, y=100))
+            assert mouse_location(xvfb) == corner
+        # The model's own action may go to a corner; it leaves the pointer one pixel inside, so
+        # it does not stop the run itself.
+        subprocess.run([*move, "200", "200"], env={**os.environ, **xvfb.env}, check=True)
+        assert desktop.execute(Move(x=0, y=0)).ok and mouse_location(xvfb) == (1, 1)
+        assert desktop.execute(Move(x=100, y=100)).ok
     finally:
         subprocess.run(["xdotool", "mousemove", "200", "200"], env={**os.environ, **xvfb.env},
                        check=True)
