@@ -1,7 +1,8 @@
 """Every registered task, on a real env: its check fails on the start state and passes after its
 scripted solution ran (the solution's actions go through ``env.execute``, as in an episode).
 
-One virtual phone serves the whole module; each task's ``initialize`` resets the apps.
+One virtual phone serves the whole module; each task's ``initialize`` resets the apps. Each
+desktop task gets a private Xvfb of its own, as a bench episode does.
 """
 
 from __future__ import annotations
@@ -23,10 +24,20 @@ def android(virtual_phone):
 
 
 @pytest.fixture
+def desktop(desktop_programs):
+    from envs.desktop import DesktopEnv
+    from envs.xvfb import Xvfb
+
+    with Xvfb() as display, DesktopEnv(display=display.display,
+                                       xauthority=display.xauthority) as env:
+        yield env
+
+
+@pytest.fixture
 def env_for(request):
     def env_for(kind: str):
-        if kind == "android":
-            return request.getfixturevalue("android")
+        if kind in ("android", "desktop"):
+            return request.getfixturevalue(kind)
         pytest.fail(f"no {kind} env here yet: add a fixture for it to {__file__}")
     return env_for
 
