@@ -76,9 +76,8 @@ class ShoppingListTask(EditorTask):
 
     @classmethod
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
-        items = rng.sample(ITEMS, rng.randint(4, 7) + 1)
-        return {"file": f"shopping-{rng.randint(10, 99)}.txt", "items": items[:-1],
-                "new": items[-1], "remove": rng.choice(items[:-1])}
+        items = rng.sample(ITEMS, rng.randint(5, 8))
+        return {"file": f"shopping-{rng.randint(10, 99)}.txt", "items": items}
 
     def prepare(self, folder: Path) -> None:
         (folder / self.params["file"]).write_text("\n".join(self.params["items"]) + "\n",
@@ -90,6 +89,12 @@ class EditorAppendLine(ShoppingListTask):
     goal_template = "The editor shows the shopping list {file}. Add {new} as its last line and " \
                     "save the file."
     tags = ShoppingListTask.tags | {"medium"}
+
+    @classmethod
+    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
+        params = super().sample_params(rng)
+        *items, new = params["items"]  # an item not on the list yet
+        return {**params, "items": items, "new": new}
 
     def wanted(self) -> list[str]:
         return [*self.params["items"], self.params["new"]]
@@ -111,6 +116,11 @@ class EditorDeleteLine(ShoppingListTask):
                     "whole line) and save the file."
     tags = ShoppingListTask.tags | {"delete", "hard"}
     max_steps = 14
+
+    @classmethod
+    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
+        params = super().sample_params(rng)
+        return {**params, "remove": rng.choice(params["items"])}
 
     def wanted(self) -> list[str]:
         return [item for item in self.params["items"] if item != self.params["remove"]]

@@ -15,6 +15,7 @@ from typing import Callable
 
 from core.actions import Click
 from envs.base import Env, EnvError
+from envs.processes import stop
 from tasks.base import Task
 
 #: How long a program may take to show its window, and a solution to wait for an effect.
@@ -52,7 +53,7 @@ def x_client_env(env: Env) -> dict[str, str]:
 def xdotool(env: Env, *args: str) -> str:
     try:
         done = subprocess.run(["xdotool", *args], env={**os.environ, **x_client_env(env)},
-                              capture_output=True, text=True, timeout=10)
+                              capture_output=True, text=True, timeout=10, check=False)
     except FileNotFoundError:
         raise EnvError("xdotool is not installed: install it with `apt-get install xdotool`") \
             from None
@@ -151,13 +152,7 @@ class DesktopTask(Task):
 
     def tear_down(self, env: Env) -> None:
         for process in self._processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process)
         self._processes = []
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -45,7 +45,34 @@ def _file_name(rng: random.Random) -> str:
     return f"{rng.choice(FILE_STEMS)}-{rng.randint(10, 99)}.txt"
 
 
-class TerminalWriteFile(TerminalTask):
+class TerminalFileTask(TerminalTask):
+    """The agent's command writes ``params["file"]``; the check reads the file."""
+
+    def command(self) -> str:
+        """The command line the solution types."""
+        raise NotImplementedError
+
+    def expected(self) -> str:
+        """What the file must hold (trailing newlines aside)."""
+        raise NotImplementedError
+
+    def matches(self, found: str) -> bool:
+        return found.rstrip("\n") == self.expected()
+
+    def check(self, env: Env, answer: str | None) -> Score:
+        file, want = self.params["file"], self.expected()
+        found = self.read(file)
+        if found is not None and self.matches(found):
+            return Score(success=True, reason=f"{file} holds {want!r}")
+        return Score(success=False, reason=f"{file} holds {found!r}, expected {want!r}")
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        yield from self.run_command(env, self.command())
+        wait_until(lambda: self.check(env, None).success, f"writing {self.params['file']}")
+        yield SolutionStep(Terminate(status="success"), f"{self.params['file']} is written.")
+
+
+class TerminalWriteFile(TerminalFileTask):
     name = "desktop/terminal-write-file"
     goal_template = ("In the terminal, create a file named {file} in the current folder whose "
                      "only line is: {text}")
@@ -56,21 +83,14 @@ class TerminalWriteFile(TerminalTask):
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
         return {"file": _file_name(rng), "text": rng.choice(LINES)}
 
-    def check(self, env: Env, answer: str | None) -> Score:
-        found = self.read(self.params["file"])
-        if found is not None and found.splitlines() == [self.params["text"]]:
-            return Score(success=True, reason=f"{self.params['file']} holds the line")
-        return Score(success=False, reason=f"{self.params['file']} holds {found!r}, expected "
-                                           f"the line {self.params['text']!r}")
+    def expected(self) -> str:
+        return self.params["text"]
 
-    def solution(self, env: Env) -> Iterator[SolutionStep]:
-        file, text = self.params["file"], self.params["text"]
-        yield from self.run_command(env, f"printf '%s\\n' {shlex.quote(text)} > {file}")
-        wait_until(lambda: self.check(env, None).success, f"writing {file}")
-        yield SolutionStep(Terminate(status="success"), f"{file} is written.")
+    def command(self) -> str:
+        return f"printf '%s\\n' {shlex.quote(self.params['text'])} > {self.params['file']}"
 
 
-class TerminalArithmetic(TerminalTask):
+class TerminalArithmetic(TerminalFileTask):
     name = "desktop/terminal-arithmetic"
     goal_template = ("Use the terminal to compute {a} * {b} - {c} and save just the result in "
                      "a file named {file}.")
@@ -82,20 +102,16 @@ class TerminalArithmetic(TerminalTask):
         return {"a": rng.randint(12, 99), "b": rng.randint(3, 29), "c": rng.randint(1, 99),
                 "file": _file_name(rng)}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def expected(self) -> str:
         p = self.params
-        want = str(p["a"] * p["b"] - p["c"])
-        found = self.read(p["file"])
-        if found is not None and found.strip() == want:
-            return Score(success=True, reason=f"{p['file']} holds {want}")
-        return Score(success=False, reason=f"{p['file']} holds {found!r}, expected {want}")
+        return str(p["a"] * p["b"] - p["c"])
 
-    def solution(self, env: Env) -> Iterator[SolutionStep]:
+    def matches(self, found: str) -> bool:
+        return found.strip() == self.expected()  # spaces around the number do not matter
+
+    def command(self) -> str:
         p = self.params
-        yield from self.run_command(env, f"echo $(( {p['a']} * {p['b']} - {p['c']} )) "
-                                         f"> {p['file']}")
-        wait_until(lambda: self.check(env, None).success, f"writing {p['file']}")
-        yield SolutionStep(Terminate(status="success"), "The result is saved.")
+        return f"echo $(( {p['a']} * {p['b']} - {p['c']} )) > {p['file']}"
 
 
 class TerminalCountLines(TerminalTask):
