@@ -1,6 +1,6 @@
 """Shared test fixtures and the rule for system-package tests.
 
-Tests that need chromium, Xvfb, xdotool or adb run in CI and never skip there. Outside CI (``CI``
+Tests that need chromium, Xvfb, xdotool, adb or the desktop tasks' X programs run in CI and never skip there. Outside CI (``CI``
 unset) they skip with a message that says what to install.
 """
 
@@ -16,6 +16,10 @@ SYSTEM_TOOLS = {
     "xvfb": ("Xvfb", "xvfb"),
     "xdotool": ("xdotool", "xdotool"),
     "adb": ("adb", "adb"),
+    # The programs of the desktop suite (tasks/desktop).
+    "xterm": ("xterm", "xterm"),
+    "xcalc": ("xcalc", "x11-apps"),
+    "mousepad": ("mousepad", "mousepad"),
 }
 
 
@@ -42,6 +46,13 @@ def virtual_phone():
 
     with connected_phone() as (phone, adb):
         yield phone, adb
+
+
+@pytest.fixture(scope="session")
+def desktop_programs():
+    """Xvfb, xdotool and the X programs the desktop tasks start."""
+    for tool in ("xvfb", "xdotool", "xterm", "xcalc", "mousepad"):
+        require_tool(tool)
 
 
 @pytest.fixture(scope="session")

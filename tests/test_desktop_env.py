@@ -154,9 +154,10 @@ def test_move_only_moves(desktop, xvfb, app, fresh) -> None:
 # more spare keycodes than Xvfb has (19), so it is typed in pieces.
 @pytest.mark.parametrize("text", [
     "Hello, World! 123 ~{}|",
+    "a <b> & 'c' | \"d\" $e `f` \\g",  # "<" once came out as ">"
     "héllo 日本語 ✓",
     "Ünïcödé ÀÉÎÕÜ 中文字符 Ω≈ç√∫ ✓✗ and ASCII too",
-], ids=["ascii", "unicode", "many-distinct"])
+], ids=["ascii", "shell-characters", "unicode", "many-distinct"])
 def test_typed_text_arrives_exactly(desktop, app, fresh, text) -> None:
     x, y = find_color(fresh.image, YELLOW).centre
     assert desktop.execute(Click(x=x, y=y)).ok
