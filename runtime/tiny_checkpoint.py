@@ -142,6 +142,7 @@ def make_tiny_checkpoint(
     except ImportError:  # a test extra: the checkpoint is transformers' own model, saved
         raise RuntimeError("a tiny checkpoint is built with transformers: "
                            "pip install -e '.[test]'") from None
+    transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bar
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from actions.dialects import ImagePart, Message, Prompt, TextPart, get_dialect
+from actions.dialects.base import ParseError
 from agent.backends.base import cut_at_stop
 from agent.history import HistoryPolicy
 from agent.policies.base import (
@@ -78,6 +79,20 @@ def test_human_types_dialect_text_or_json_actions():
     assert "screenshot: images/step_002.png" in shown
     with pytest.raises(PolicyError, match="stopped"):
         policy.respond(request(3))
+
+
+def test_human_typo_is_asked_again_with_the_parse_error():
+    lines = iter(['*FUNCTION*: Tapp *ARGS*: {"point": (500,500)}',
+                  '*FUNCTION*: Tap *ARGS*: {"point": (500,500)}'])
+    shown: list[str] = []
+    policy = HumanPolicy(read_line=lambda prompt: next(lines), show=shown.append)
+    policy.start(Episode("open it", DIALECT))
+    reply = policy.respond(request()).text
+    assert reply == '*FUNCTION*: Tap *ARGS*: {"point": (500,500)}'  # only the good line
+    (error,) = [s for s in shown if "not a valid action" in s]
+    with pytest.raises(ParseError) as parsed:
+        DIALECT.parse('*FUNCTION*: Tapp *ARGS*: {"point": (500,500)}', SCREEN)
+    assert str(parsed.value) in error  # the parser's own message, shown to the person
 
 
 def test_human_end_of_input_stops():
