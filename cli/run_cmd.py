@@ -144,7 +144,7 @@ def demo(
 
 def run_and_report(spec: RunSpec) -> None:
     """Run SPEC with the live step view, print the outcome, and exit 0 on success, 1 on a
-    failed episode and 2 on settings or a device that cannot make a run."""
+    failed episode, 2 on settings or a device that cannot make a run and 130 on Ctrl-C."""
     import sys
 
     from rich.console import Console
@@ -172,7 +172,9 @@ def run_and_report(spec: RunSpec) -> None:
         console.print("[red]interrupted[/]")
         raise typer.Exit(130) from None
     report(outcome, console)
-    raise typer.Exit(0 if outcome.succeeded else 1)
+    # 130 = 128 + SIGINT, as a shell reports a program that Ctrl-C stopped.
+    interrupted = outcome.result.status == "interrupted"
+    raise typer.Exit(130 if interrupted else 0 if outcome.succeeded else 1)
 
 
 def report(outcome: RunOutcome, console: Console) -> None:
