@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, Callable, List
 
 import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from runtime.episode import RunOutcome
+    from runtime.episode import ObserverFactory, RunOutcome
     from runtime.settings import RunSpec
+
+    #: Runs a spec's episode: ``runtime.episode.run``, or ``runtime.record.record``.
+    Runner = Callable[[RunSpec, Console, ObserverFactory], RunOutcome]
 
 ENV_HELP = "Where the agent acts: android (adb), desktop (X11) or browser (chromium)."
 MODEL_HELP = (
@@ -142,9 +145,10 @@ def demo(
                            out=out))
 
 
-def run_and_report(spec: RunSpec) -> None:
-    """Run SPEC with the live step view, print the outcome, and exit 0 on success, 1 on a
-    failed episode, 2 on settings or a device that cannot make a run and 130 on Ctrl-C."""
+def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
+    """Run SPEC (with ``runner``, default ``runtime.episode.run``) with the live step view, print
+    the outcome, and exit 0 on success, 1 on a failed episode, 2 on settings or a device that
+    cannot make a run and 130 on Ctrl-C."""
     import sys
 
     from rich.console import Console
@@ -164,7 +168,8 @@ def run_and_report(spec: RunSpec) -> None:
     asks = sys.stdin.isatty() and spec.confirm is None and confirm_mode(spec) == "ask"
     live = spec.model != "human" and not asks
     try:
-        outcome = run(spec, console, observer=lambda goal: LiveView(console, goal, live=live))
+        outcome = (runner or run)(spec, console,
+                                  lambda goal: LiveView(console, goal, live=live))
     except (RunError, UnknownTask, PolicyError, EnvError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None

@@ -1,0 +1,142 @@
+"""`agent_cli.py record`: a person's demonstration through the page, in real chromium.
+
+The test records phone/write-note on the virtual phone by clicking the page's screenshot where
+the task's elements are, typing the note and pressing Done; the trajectory then passes the task's
+check, replays to the same outcome and exports.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, str(REPO / "agent_cli.py")]
+TASK = "phone/write-note"
+
+
+def lines_of(stream) -> queue.Queue:
+    """The process's output lines, read on a thread so the test never blocks on a pipe."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def page_url(lines: queue.Queue, seen: list[str]) -> str:
+    while True:
+        line = lines.get(timeout=60)
+        assert line is not None, "record exited before serving its page:\n" + "".join(seen)
+        seen.append(line)
+        if match := re.search(r"record at (http://127\.0\.0\.1:\d+/)", line):
+            return match.group(1)
+
+
+@pytest.fixture
+def browser_page():
+    require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    from envs.chromium import launch_chromium
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser.new_page(viewport={"width": 1200, "height": 900})
+        finally:
+            browser.close()
+
+
+def wait_for_step(page, step: int) -> None:
+    """Until the page shows step ``step``'s screenshot and takes input."""
+    page.wait_for_function(
+        f"document.getElementById('screen').dataset.step === '{step}' && "
+        "!document.getElementById('screen').classList.contains('busy')", timeout=30_000)
+
+
+def click_screen_at(page, x: int, y: int) -> None:
+    """Click the page's picture where the screenshot's pixel (x, y) is shown."""
+    shown = page.evaluate("(() => { const i = document.getElementById('screen'); "
+                          "const b = i.getBoundingClientRect(); "
+                          "return [b.width / i.naturalWidth, b.height / i.naturalHeight]; })()")
+    page.locator("#screen").click(position={"x": x * shown[0], "y": y * shown[1]})
+
+
+def test_a_demonstration_through_the_page_passes_replays_and_exports(
+        virtual_phone, browser_page, tmp_path):
+    from envs.android import AndroidEnv
+    from tasks.phone.device import find
+    from tasks.registry import get_task
+    from trajectories.reader import load
+
+    phone, adb = virtual_phone
+    env_vars = {**os.environ, "COLUMNS": "160", "ANDROID_ADB_SERVER_PORT": str(adb.port)}
+    note = get_task(TASK, 0).params["text"]
+    proc = subprocess.Popen(
+        [*CLI, "record", "--env", "android", "--device", phone.serial, "--task", TASK,
+         "--out", "runs"], cwd=tmp_path, env=env_vars, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen: list[str] = []
+    try:
+        lines = lines_of(proc.stdout)
+        page = browser_page
+        page.goto(page_url(lines, seen))
+        with AndroidEnv(serial=phone.serial, adb_port=adb.port) as device:
+            # The task's own elements, where the live screen shows them.
+            wait_for_step(page, 0)
+            page.fill("#thought", "Open the Notes app.")
+            click_screen_at(page, *find(device, "launcher:notes").center)
+            wait_for_step(page, 1)
+            click_screen_at(page, *find(device, "notes:body").center)
+            wait_for_step(page, 2)
+            page.fill("#text", note)
+            page.click("#type")
+            wait_for_step(page, 3)
+            click_screen_at(page, *find(device, "notes:save").center)
+            wait_for_step(page, 4)
+            page.click("#done")
+        page.wait_for_function("document.getElementById('end').textContent !== ''")
+        assert "Check: passed" in page.text_content("#end")
+        proc.wait(timeout=60)
+        seen.extend(iter(lambda: lines.get(timeout=10), None))  # the rest of its output
+        output = "".join(seen)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "check: passed" in output, output
+
+    (directory,) = (tmp_path / "runs").iterdir()
+    trajectory = load(directory)
+    assert trajectory.meta.model == "demonstration" and trajectory.meta.status == "success"
+    steps = trajectory.steps
+    assert [s.action["kind"] for s in steps] == ["tap", "tap", "type", "tap", "terminate"]
+    assert steps[0].thought == "Open the Notes app." and steps[2].action["text"] == note
+    # Written as the model writes: integer [0, 1000) coordinates in the dialect's text.
+    assert re.search(r'"point": \(\d{1,3},\s*\d{1,3}\)', steps[0].response)
+
+    replayed = subprocess.run([*CLI, "replay", str(directory), "--device", phone.serial,
+                               "--out", "replays"], cwd=tmp_path, env=env_vars,
+                              capture_output=True, text=True, timeout=120)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "check: passed" in replayed.stdout
+
+    exported = subprocess.run([*CLI, "export", str(directory), "--format", "llamafactory",
+                               "--out", "sft.json"], cwd=tmp_path, env=env_vars,
+                              capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert "from 1 episode(s)" in exported.stdout and (tmp_path / "sft.json").is_file()
