@@ -136,3 +136,67 @@ def test_history_select():
     assert [s.image for s in HistoryPolicy(images=0).select(past)] == [None] * 5
     with pytest.raises(ValueError):
         HistoryPolicy(images=-1)
+
+
+def asked(policy, screen: Screen, step: int = 0):
+    """A thread in ``policy.respond`` for one step, once the policy waits: (thread, replies)."""
+    import threading
+
+    replies: list[str] = []
+    frame = Image.new("RGB", screen.size)
+    thread = threading.Thread(target=lambda: replies.append(
+        policy.respond(Request(Prompt([]), [frame], screen, step)).text))
+    thread.start()
+    while not policy.view().waiting:
+        pass
+    return thread, replies
+
+
+def test_demonstration_writes_page_actions_in_the_dialect_and_refuses_bad_ones():
+    from types import SimpleNamespace
+
+    from agent.policies.demonstration import DemonstrationPolicy
+    from core.kinds import KINDS
+
+    policy = DemonstrationPolicy()
+    phone = SimpleNamespace(action_kinds=KINDS["phone"])  # the env's kinds narrow the dialect's
+    policy.start(Episode("open it", DIALECT, env=phone))
+    with pytest.raises(ValueError, match="busy"):  # no step is waiting yet
+        policy.submit({"kind": "tap", "x": 540, "y": 1200})
+    asking, replies = asked(policy, SCREEN)
+    assert policy.view().image.size == SCREEN.size and policy.view().step == 0
+    with pytest.raises(ValueError, match="outside the 1080x2400 screen"):
+        policy.submit({"kind": "tap", "x": 5000, "y": 1})
+    with pytest.raises(ValueError, match="click is not an action of this env"):
+        policy.submit({"kind": "click", "x": 1, "y": 1})
+    text = policy.submit({"kind": "tap", "x": 541, "y": 1199}, thought="Open it.")
+    asking.join(timeout=10)
+    assert replies == [text]
+    tap = DIALECT.parse(text, SCREEN)
+    assert tap.kind == "tap" and abs(tap.x - 541) <= 2 and abs(tap.y - 1199) <= 2
+    assert DIALECT.thought(text) == "Open it."
+    with pytest.raises(ValueError, match="busy"):  # one action per step
+        policy.submit({"kind": "home"})
+
+    policy.stop()
+    with pytest.raises(PolicyError, match="stopped"):
+        policy.respond(Request(Prompt([]), [Image.new("RGB", SCREEN.size)], SCREEN, 1))
+
+
+@pytest.mark.parametrize("dialect, form_factor, amount", [
+    ("qwen25vl", "computer", 300),  # its scroll is a distance in pixels
+    ("qwen2vl", "phone", None),  # its scroll has no distance: written without one
+])
+def test_demonstrated_wheel_scroll_is_written_as_the_dialect_can(dialect, form_factor, amount):
+    from agent.policies.demonstration import DemonstrationPolicy
+
+    chosen = get_dialect(dialect, form_factor)
+    policy = DemonstrationPolicy()
+    policy.start(Episode("scroll", chosen))
+    screen = Screen(1280, 800)
+    asking, _ = asked(policy, screen)
+    text = policy.submit({"kind": "scroll", "direction": "down", "x": 600, "y": 400,
+                          "amount": 300})
+    asking.join(timeout=10)
+    scroll = chosen.parse(text, screen)
+    assert scroll.kind == "scroll" and scroll.direction == "down" and scroll.amount == amount

@@ -14,8 +14,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from actions.dialects.base import Dialect
 from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
-from core.actions import parse_action
+from core.actions import Action, parse_action
 from core.geometry import Screen
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class DemonstrationPolicy(Policy):
             if parsed.kind not in kinds:
                 raise ValueError(f"{parsed.kind} is not an action of this env and the "
                                  f"{dialect.name} dialect; they have: {', '.join(kinds)}")
-            text = dialect.render_action(parsed, screen, thought.strip())
+            text = _render(dialect, parsed, screen, thought.strip())
             dialect.parse(text, screen)  # what the loop will read; a ParseError is a ValueError
             self._view.waiting = False  # one action per step, even if the page sends two
         self._inbox.put(text)
@@ -97,3 +98,14 @@ class DemonstrationPolicy(Policy):
     def stop(self) -> None:
         """End the episode from outside (the page was closed, the server stopped)."""
         self._inbox.put(None)
+
+
+def _render(dialect: Dialect, action: Action, screen: Screen, thought: str) -> str:
+    """The dialect's text for ``action``. A wheel's scroll carries its distance; a dialect whose
+    scroll has no distance writes it without (as its models do)."""
+    try:
+        return dialect.render_action(action, screen, thought)
+    except ValueError:
+        if action.kind != "scroll" or action.amount is None:
+            raise
+        return dialect.render_action(action.model_copy(update={"amount": None}), screen, thought)
