@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from agent.policies.demonstration import DemonstrationPolicy
+from runtime.build import resolve_dialect, resolve_task
 from runtime.episode import ObserverFactory, RunOutcome, run
 from runtime.server.app import running_server
 from runtime.settings import RunError, RunSpec
@@ -84,6 +85,8 @@ def record_app(policy: DemonstrationPolicy, end_seen: threading.Event) -> FastAP
 def record(spec: RunSpec, console: Console, observer: ObserverFactory | None = None, *,
            port: int = 0) -> RunOutcome:
     """Serve the page on 127.0.0.1:``port`` (0: a free one) and run ``spec``'s episode from it."""
+    resolve_task(spec)  # a missing goal or an unknown task or dialect fails before the page
+    resolve_dialect(spec)
     policy = DemonstrationPolicy()
     end_seen = threading.Event()
     with contextlib.ExitStack() as stack:
@@ -105,7 +108,8 @@ def record(spec: RunSpec, console: Console, observer: ObserverFactory | None = N
             "check": result.check.model_dump() if result.check is not None else None,
             "trajectory": str(outcome.directory.resolve()),
         })
-        end_seen.wait(LINGER_S)
+        if result.status != "interrupted":  # Ctrl-C means now
+            end_seen.wait(LINGER_S)
     return outcome
 
 
