@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -83,7 +84,8 @@ def test_human_types_dialect_text_or_json_actions():
 
 def test_human_typo_is_asked_again_with_the_parse_error():
     lines = iter(['*FUNCTION*: Tapp *ARGS*: {"point": (500,500)}',
-                  '*FUNCTION*: Tap *ARGS*: {"point": (500,500)}'])
+                  '*FUNCTION*: Tap *ARGS*: {"point": (500,500)}',
+                  '*FUNCTION*: Tap *ARGS*: {"point": (181.5,318)}'])
     shown: list[str] = []
     policy = HumanPolicy(read_line=lambda prompt: next(lines), show=shown.append)
     policy.start(Episode("open it", DIALECT))
@@ -93,6 +95,9 @@ def test_human_typo_is_asked_again_with_the_parse_error():
     with pytest.raises(ParseError) as parsed:
         DIALECT.parse('*FUNCTION*: Tapp *ARGS*: {"point": (500,500)}', SCREEN)
     assert str(parsed.value) in error  # the parser's own message, shown to the person
+    # Written back as a model writes it: integer coordinates for the same point.
+    model_shaped = policy.respond(request(1)).text
+    assert re.fullmatch(r'\*FUNCTION\*: Tap \*ARGS\*: \{"point": \(18[12],318\)\}', model_shaped)
 
 
 def test_human_end_of_input_stops():

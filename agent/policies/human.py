@@ -2,8 +2,10 @@
 
 A line is either the dialect's own text (``*FUNCTION*: Tap *ARGS*: {"point": (500,500)}``) or an
 action as JSON in screenshot pixels (``{"kind": "tap", "x": 540, "y": 1200}``). JSON actions are
-rendered into the dialect's text, so the trajectory reads as if the model had written them. A
-line that does not parse (a typo) is asked again with the parser's error; it is never recorded.
+rendered into the dialect's text, so the trajectory reads as if the model had written them; so is
+a line of dialect text, once parsed (``(181.5,318)`` becomes the integer coordinates a model
+writes). A line that does not parse (a typo) is asked again with the parser's error; it is never
+recorded.
 """
 
 from __future__ import annotations
@@ -56,10 +58,12 @@ class HumanPolicy(Policy):
                 raise PolicyError("HumanPolicy.start was not called")
             dialect = self._episode.dialect
             try:
-                if not line.startswith("{"):
-                    dialect.parse(line, request.screen)  # a typo is asked again, not recorded
-                    return Reply(line)
-                action = parse_action(json.loads(line), screen=request.screen.size)
-                return Reply(dialect.render_action(action, request.screen))
+                if line.startswith("{"):
+                    action = parse_action(json.loads(line), screen=request.screen.size)
+                    return Reply(dialect.render_action(action, request.screen))
+                # A typo is asked again, not recorded; the action is written back as the models
+                # write it (integer coordinates), with the person's thought.
+                action = dialect.parse(line, request.screen)
+                return Reply(dialect.render_action(action, request.screen, dialect.thought(line)))
             except (ParseError, ValueError) as exc:  # a typo, bad JSON, an invalid action, or
                 self._show(f"not a valid action: {exc}\n{HELP}")  # one the dialect lacks
