@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from agent.policies.demonstration import DemonstrationPolicy
 from runtime.build import resolve_dialect, resolve_task
@@ -41,6 +42,9 @@ class ActionPost(BaseModel):
 def record_app(policy: DemonstrationPolicy, end_seen: threading.Event) -> FastAPI:
     """The page's HTTP API; ``end_seen`` is set once the page has been told the episode ended."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    # Only pages addressed to this machine by name drive the device: a site that rebinds its own
+    # DNS name to 127.0.0.1 is refused.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
     page = PAGE.read_text(encoding="utf-8")
     png: dict[int, bytes] = {}  # step -> its screenshot's PNG, encoded once
 

@@ -140,3 +140,27 @@ def test_a_demonstration_through_the_page_passes_replays_and_exports(
                               capture_output=True, text=True, timeout=120)
     assert exported.returncode == 0, exported.stdout + exported.stderr
     assert "from 1 episode(s)" in exported.stdout and (tmp_path / "sft.json").is_file()
+
+
+def test_the_page_api_answers_only_this_machine_and_json():
+    import threading
+
+    import httpx
+
+    from agent.policies.demonstration import DemonstrationPolicy
+    from runtime.record import record_app
+    from runtime.server.app import running_server
+
+    with running_server(record_app(DemonstrationPolicy(), threading.Event())) as base:
+        root = base.removesuffix("/v1")
+        state = httpx.get(root + "/state")
+        assert state.status_code == 200 and state.json()["step"] == -1
+        assert "<img id=\"screen\"" in httpx.get(root + "/").text
+        # A site whose DNS name was rebound to 127.0.0.1 is refused.
+        assert httpx.get(root + "/state", headers={"Host": "evil.example"}).status_code == 400
+        # A cross-site form post (not JSON) is no action.
+        form = httpx.post(root + "/action", content='{"action": {"kind": "home"}}',
+                          headers={"Content-Type": "text/plain"})
+        assert form.status_code == 422
+        early = httpx.post(root + "/action", json={"action": {"kind": "home"}})
+        assert early.status_code == 400 and "busy" in early.json()["error"]
