@@ -7,19 +7,16 @@ from pathlib import Path
 
 import typer
 
-from cli.run_cmd import ENV_HELP
+from cli.run_cmd import ADB_PORT_HELP, DEVICE_HELP, DISPLAY_HELP, ENV_HELP, SEED_HELP, TASK_HELP
 
 
 def record(
     goal: str = typer.Argument(None, help="What to demonstrate. Optional with --task (the "
                                "task's goal is used)."),
     env: str = typer.Option("android", "--env", "-e", help=ENV_HELP),
-    device: str = typer.Option(None, "--device", help="android: an adb serial, or 'virtual' to "
-                               "start the bundled virtual phone. Default: the only attached "
-                               "device."),
-    task: str = typer.Option(None, "--task", "-t", help="A bundled task (its start state, and "
-                             "its check at the end), e.g. phone/write-note."),
-    seed: int = typer.Option(0, "--seed", help="The task's seed."),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    task: str = typer.Option(None, "--task", "-t", help=TASK_HELP),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     dialect: str = typer.Option(None, "--dialect", "-d", help="The text each action is recorded "
                                 "in: qwen2vl (default), qwen25vl, uitars or uitars15."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the trajectory."),
@@ -31,10 +28,8 @@ def record(
     max_pixels: int = typer.Option(12_845_056, "--max-pixels", min=1, help="The resize budget "
                                    "that qwen25vl's resized-pixel coordinates refer to."),
     url: str = typer.Option("about:blank", "--url", help="browser: the start page."),
-    adb_port: int = typer.Option(None, "--adb-port", min=1, max=65535, help="android: the adb "
-                                 "server's port (default: $ANDROID_ADB_SERVER_PORT, else 5037)."),
-    display: str = typer.Option(None, "--display", help="desktop: the X display, or 'new' for "
-                                "a private Xvfb."),
+    adb_port: int = typer.Option(None, "--adb-port", min=1, max=65535, help=ADB_PORT_HELP),
+    display: str = typer.Option(None, "--display", help=DISPLAY_HELP),
 ) -> None:
     """Record a demonstration: serve a page on 127.0.0.1 that shows the live screen and sends
     your clicks, drags, wheel, keys, text and thoughts to the device as actions.

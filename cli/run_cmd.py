@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     Runner = Callable[[RunSpec, Console, ObserverFactory], RunOutcome]
 
 ENV_HELP = "Where the agent acts: android (adb), desktop (X11) or browser (chromium)."
+DEVICE_HELP = ("android: an adb serial, or 'virtual' to start the bundled virtual phone for this "
+               "run. Default: the only attached device.")
+TASK_HELP = "A bundled task (seeded start state and success check), e.g. phone/book-flight."
+SEED_HELP = "The task's seed: the same seed gives the same params, goal and start state."
+ADB_PORT_HELP = "android: the adb server's port (default: $ANDROID_ADB_SERVER_PORT, else 5037)."
+DISPLAY_HELP = ("desktop: the X display, e.g. :1, or 'new' to run on a private Xvfb "
+                "(default: $DISPLAY).")
 MODEL_HELP = (
     "PATH: a local Qwen2-VL checkpoint directory (cuda when available, else cpu); "
     "http(s)://HOST:PORT/v1: an OpenAI-compatible endpoint (vLLM, `serve`) with --served-model, "
@@ -31,13 +38,9 @@ def run(
                                "Optional with --task (the task's goal is used)."),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     env: str = typer.Option("android", "--env", "-e", help=ENV_HELP),
-    device: str = typer.Option(None, "--device", help="android: an adb serial, or 'virtual' to "
-                               "start the bundled virtual phone for this run. Default: the only "
-                               "attached device."),
-    task: str = typer.Option(None, "--task", "-t", help="A bundled task (seeded start state and "
-                             "success check), e.g. phone/book-flight."),
-    seed: int = typer.Option(0, "--seed", help="The task's seed: the same seed gives the same "
-                             "params, goal and start state."),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    task: str = typer.Option(None, "--task", "-t", help=TASK_HELP),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     dialect: str = typer.Option(None, "--dialect", "-d",
                                 help="The model's prompt and output format: qwen2vl (default), "
                                 "qwen25vl, uitars or uitars15 (UI-TARS-1.5). replay:DIR defaults "
@@ -67,10 +70,8 @@ def run(
     allow_domain: List[str] = typer.Option(None, "--allow-domain", help="browser: load only "
                                            "this domain and its subdomains (repeatable); other "
                                            "navigations are blocked and reported."),
-    adb_port: int = typer.Option(None, "--adb-port", min=1, max=65535, help="android: the adb "
-                                 "server's port (default: $ANDROID_ADB_SERVER_PORT, else 5037)."),
-    display: str = typer.Option(None, "--display", help="desktop: the X display, e.g. :1, or "
-                                "'new' to run on a private Xvfb (default: $DISPLAY)."),
+    adb_port: int = typer.Option(None, "--adb-port", min=1, max=65535, help=ADB_PORT_HELP),
+    display: str = typer.Option(None, "--display", help=DISPLAY_HELP),
     processor: str = typer.Option(None, "--processor", help="Count prompt tokens with this "
                                   "checkpoint's processor (for scripted/human/replay runs "
                                   "recorded as training data)."),
