@@ -2,7 +2,8 @@
 
 The test records phone/write-note on the virtual phone by clicking the page's screenshot where
 the task's elements are, typing the note and pressing Done; the trajectory then passes the task's
-check, replays to the same outcome and exports.
+check, replays to the same outcome and exports. On the browser, a drag and the wheel become a drag
+and a scroll at the right screenshot pixels.
 """
 
 from __future__ import annotations
@@ -140,6 +141,47 @@ def test_a_demonstration_through_the_page_passes_replays_and_exports(
                               capture_output=True, text=True, timeout=120)
     assert exported.returncode == 0, exported.stdout + exported.stderr
     assert "from 1 episode(s)" in exported.stdout and (tmp_path / "sft.json").is_file()
+
+
+def test_on_the_browser_a_drag_is_a_drag_and_the_wheel_a_scroll(browser_page, tmp_path):
+    from trajectories.reader import load
+
+    page_html = "data:text/html,<div style='height:3000px'>tall</div>"
+    proc = subprocess.Popen(
+        [*CLI, "record", "Scroll down", "--env", "browser", "--url", page_html,
+         "--dialect", "qwen25vl", "--out", "runs"], cwd=tmp_path, text=True,
+        env={**os.environ, "COLUMNS": "160"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen: list[str] = []
+    try:
+        lines = lines_of(proc.stdout)
+        page = browser_page
+        page.goto(page_url(lines, seen))
+        wait_for_step(page, 0)
+        assert page.is_hidden("#home")  # a browser has no home action
+        box = page.locator("#screen").bounding_box()
+        page.mouse.move(box["x"] + 100, box["y"] + 100)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 300, box["y"] + 150, steps=4)
+        page.mouse.up()
+        wait_for_step(page, 1)
+        page.mouse.move(box["x"] + 200, box["y"] + 200)
+        page.mouse.wheel(0, 200)
+        wait_for_step(page, 2)
+        page.click("#done")
+        proc.wait(timeout=60)
+        seen.extend(iter(lambda: lines.get(timeout=10), None))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, "".join(seen)
+    (directory,) = (tmp_path / "runs").iterdir()
+    steps = load(directory).steps
+    assert [s.action["kind"] for s in steps] == ["drag", "scroll", "terminate"]
+    scale = 1280 / box["width"]  # screenshot pixels per page pixel
+    drag, scroll = steps[0].action, steps[1].action
+    assert abs(drag["x"] - 100 * scale) <= 3 and abs(drag["x2"] - 300 * scale) <= 3
+    assert scroll["direction"] == "down" and abs(scroll["amount"] - 200 * scale) <= 3
+    assert steps[1].result.ok
 
 
 def test_the_page_api_answers_only_this_machine_and_json():
