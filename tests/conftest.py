@@ -58,7 +58,7 @@ def desktop_programs():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny random Qwen2-VL checkpoint (seed 0), built once; tests must not write into it."""
-    from tests.tiny_checkpoint import make_tiny_checkpoint
+    from runtime.tiny_checkpoint import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
 
@@ -73,6 +73,6 @@ def tiny_processor(tiny_checkpoint):
 @pytest.fixture(scope="session")
 def tiny_qwen25_checkpoint(tmp_path_factory):
     """A tiny random Qwen2.5-VL checkpoint (seed 0: window attention, one full-attention block)."""
-    from tests.tiny_checkpoint import make_tiny_checkpoint
+    from runtime.tiny_checkpoint import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny25"), model_type="qwen2_5_vl")
