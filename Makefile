@@ -3,7 +3,8 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 # command:debian-package pairs that the envs and their tests need.
-SYSDEPS := chromium:chromium Xvfb:xvfb xdotool:xdotool adb:adb
+SYSDEPS := chromium:chromium Xvfb:xvfb xdotool:xdotool adb:adb \
+           xterm:xterm xcalc:x11-apps mousepad:mousepad
 
 .PHONY: test demo sysdeps venv clean
 

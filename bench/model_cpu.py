@@ -26,12 +26,10 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 from model import Qwen2VL, Qwen2VLProcessor  # noqa: E402
 from model.image_processing import preprocess_image  # noqa: E402
+from runtime.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 SCREEN_MAX = 1280 * 28 * 28
 TEXT = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=4,

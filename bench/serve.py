@@ -22,15 +22,14 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from model_cpu import TEXT, VISION  # noqa: E402
-from tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 from agent.backends.base import Completion  # noqa: E402
 from agent.backends.local import LocalBackend  # noqa: E402
 from agent.backends.openai import OpenAIBackend  # noqa: E402
 from runtime.server.app import ServerSettings, create_app, running_server  # noqa: E402
+from runtime.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 
 def requests(count: int) -> list[tuple[list[dict], list[Image.Image]]]:

@@ -9,6 +9,7 @@ from cli import (
     device_cmd,
     model_cmd,
     parse_cmd,
+    record_cmd,
     run_cmd,
     serve_cmd,
     tasks_cmd,
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.command("run")(run_cmd.run)
 app.command("demo")(run_cmd.demo)
+app.command("record")(record_cmd.record)
 app.command("parse")(parse_cmd.parse)
 app.command("view")(trajectory_cmd.view)
 app.command("export")(trajectory_cmd.export)

@@ -167,3 +167,34 @@ def generate(
         f"[dim]{batch['input_ids'].shape[1]} prompt tokens, {new.shape[1]} new tokens, "
         f"{elapsed:.2f}s on {model.device} ({str(model.dtype).removeprefix('torch.')})[/dim]"
     )
+
+
+#: --family -> config.json's model_type.
+TINY_FAMILIES = {"qwen2vl": "qwen2_vl", "qwen25vl": "qwen2_5_vl"}
+
+
+@app.command()
+def tiny(
+    path: Path = typer.Argument(..., help="Directory to write the checkpoint into."),
+    family: str = typer.Option("qwen2vl", "--family", help="qwen2vl (Qwen2-VL) or qwen25vl "
+                               "(Qwen2.5-VL, window attention)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
+) -> None:
+    """Write a tiny random checkpoint (a few MB: config.json, model.safetensors, tokenizer.json,
+    generation_config.json, preprocessor_config.json) to try a run offline.
+
+    Example: agent_cli.py model tiny tiny-qwen2vl && agent_cli.py run "book a flight" --env
+    android --device virtual --model tiny-qwen2vl --max-steps 3
+    """
+    if family not in TINY_FAMILIES:
+        _fail(f"unknown --family {family!r}; choose {', '.join(TINY_FAMILIES)}")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        _fail(f"{path} exists and is not an empty directory; choose a new one")
+    from runtime.tiny_checkpoint import make_tiny_checkpoint
+
+    try:
+        made = make_tiny_checkpoint(path, seed=seed, model_type=TINY_FAMILIES[family])
+    except RuntimeError as e:
+        _fail(str(e))
+    files = ", ".join(sorted(p.name for p in made.iterdir()))
+    console.print(f"tiny random {family} checkpoint in {made}: {files}", soft_wrap=True)

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, Callable, List
 
 import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from runtime.episode import RunOutcome
+    from runtime.episode import ObserverFactory, RunOutcome
     from runtime.settings import RunSpec
 
+    #: Runs a spec's episode: ``runtime.episode.run``, or ``runtime.record.record``.
+    Runner = Callable[[RunSpec, Console, ObserverFactory], RunOutcome]
+
 ENV_HELP = "Where the agent acts: android (adb), desktop (X11) or browser (chromium)."
+DEVICE_HELP = ("android: an adb serial, or 'virtual' to start the bundled virtual phone for this "
+               "run. Default: the only attached device.")
+TASK_HELP = "A bundled task (seeded start state and success check), e.g. phone/book-flight."
+SEED_HELP = "The task's seed: the same seed gives the same params, goal and start state."
+ADB_PORT_HELP = "android: the adb server's port (default: $ANDROID_ADB_SERVER_PORT, else 5037)."
+DISPLAY_HELP = ("desktop: the X display, e.g. :1, or 'new' to run on a private Xvfb "
+                "(default: $DISPLAY).")
 MODEL_HELP = (
     "PATH: a local Qwen2-VL checkpoint directory (cuda when available, else cpu); "
     "http(s)://HOST:PORT/v1: an OpenAI-compatible endpoint (vLLM, `serve`) with --served-model, "
@@ -28,13 +38,9 @@ def run(
                                "Optional with --task (the task's goal is used)."),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     env: str = typer.Option("android", "--env", "-e", help=ENV_HELP),
-    device: str = typer.Option(None, "--device", help="android: an adb serial, or 'virtual' to "
-                               "start the bundled virtual phone for this run. Default: the only "
-                               "attached device."),
-    task: str = typer.Option(None, "--task", "-t", help="A bundled task (seeded start state and "
-                             "success check), e.g. phone/book-flight."),
-    seed: int = typer.Option(0, "--seed", help="The task's seed: the same seed gives the same "
-                             "params, goal and start state."),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    task: str = typer.Option(None, "--task", "-t", help=TASK_HELP),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     dialect: str = typer.Option(None, "--dialect", "-d",
                                 help="The model's prompt and output format: qwen2vl (default), "
                                 "qwen25vl, uitars or uitars15 (UI-TARS-1.5). replay:DIR defaults "
@@ -64,10 +70,8 @@ def run(
     allow_domain: List[str] = typer.Option(None, "--allow-domain", help="browser: load only "
                                            "this domain and its subdomains (repeatable); other "
                                            "navigations are blocked and reported."),
-    adb_port: int = typer.Option(None, "--adb-port", min=1, max=65535, help="android: the adb "
-                                 "server's port (default: $ANDROID_ADB_SERVER_PORT, else 5037)."),
-    display: str = typer.Option(None, "--display", help="desktop: the X display, e.g. :1, or "
-                                "'new' to run on a private Xvfb (default: $DISPLAY)."),
+    adb_port: int = typer.Option(None, "--adb-port", min=1, max=65535, help=ADB_PORT_HELP),
+    display: str = typer.Option(None, "--display", help=DISPLAY_HELP),
     processor: str = typer.Option(None, "--processor", help="Count prompt tokens with this "
                                   "checkpoint's processor (for scripted/human/replay runs "
                                   "recorded as training data)."),
@@ -142,9 +146,10 @@ def demo(
                            out=out))
 
 
-def run_and_report(spec: RunSpec) -> None:
-    """Run SPEC with the live step view, print the outcome, and exit 0 on success, 1 on a
-    failed episode and 2 on settings or a device that cannot make a run."""
+def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
+    """Run SPEC (with ``runner``, default ``runtime.episode.run``) with the live step view, print
+    the outcome, and exit 0 on success, 1 on a failed episode, 2 on settings or a device that
+    cannot make a run and 130 on Ctrl-C."""
     import sys
 
     from rich.console import Console
@@ -164,7 +169,8 @@ def run_and_report(spec: RunSpec) -> None:
     asks = sys.stdin.isatty() and spec.confirm is None and confirm_mode(spec) == "ask"
     live = spec.model != "human" and not asks
     try:
-        outcome = run(spec, console, observer=lambda goal: LiveView(console, goal, live=live))
+        outcome = (runner or run)(spec, console,
+                                  lambda goal: LiveView(console, goal, live=live))
     except (RunError, UnknownTask, PolicyError, EnvError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -172,7 +178,9 @@ def run_and_report(spec: RunSpec) -> None:
         console.print("[red]interrupted[/]")
         raise typer.Exit(130) from None
     report(outcome, console)
-    raise typer.Exit(0 if outcome.succeeded else 1)
+    # 130 = 128 + SIGINT, as a shell reports a program that Ctrl-C stopped.
+    interrupted = outcome.result.status == "interrupted"
+    raise typer.Exit(130 if interrupted else 0 if outcome.succeeded else 1)
 
 
 def report(outcome: RunOutcome, console: Console) -> None:

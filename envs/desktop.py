@@ -1,9 +1,11 @@
 """A desktop env on X11: mss captures the screen, pyautogui drives the mouse and keyboard.
 
 pyautogui opens its X connection when it is first imported, from ``DISPLAY`` as it is at that
-moment, and keeps it for the life of the process. So this module imports it lazily, after the env
-has set ``DISPLAY`` and ``XAUTHORITY``; a second env on another display in the same process is
-refused with a clear error rather than silently driving the first display.
+moment. So this module imports it lazily, after the env has set ``DISPLAY`` and ``XAUTHORITY``, and
+when no env of this process is open it reconnects pyautogui to the new env's display (a bench runs
+one episode after another in a process, each on its own private Xvfb). A second env on another
+display while the first is open is refused with a clear error rather than silently driving the
+first display.
 
 pyautogui's failsafe stays on: when the pointer sits in a corner of the screen, the next action
 raises ``pyautogui.FailSafeException``, which stops the run on purpose (a human's emergency
@@ -11,17 +13,19 @@ brake), so it is not turned into a failed ActionResult. It is checked before eac
 model's own actions may point at a corner (pyautogui alone would refuse), and one that ends
 there leaves the pointer one pixel inside it, so only a human trips the brake.
 
-Text that pyautogui cannot type (anything beyond printable ASCII) goes through XTest with each
-character bound to a spare keycode (``envs.x11_typing``): like ``xdotool type``, without its race
-that drops characters on a busy client.
+Text that pyautogui cannot type (anything beyond printable ASCII, and ``<``) goes through XTest
+with each character bound to a spare keycode where needed (``envs.x11_typing``): like ``xdotool
+type``, without its race that drops characters on a busy client.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +51,11 @@ DOUBLE_CLICK_GAP_S = 0.04
 #: The most wheel clicks one scroll sends (about 30 screens of chromium): a model asking for
 #: an absurd amount must not keep the runtime busy for hours.
 MAX_WHEEL_CLICKS = 200
-_PYAUTOGUI_TEXT = frozenset(chr(c) for c in range(32, 127)) | {"\n", "\t"}
+# Not "<": pyautogui always presses Shift for it (as on a US keyboard's ", <" key), but the key it
+# picks for "<" is the first the keymap has, on Xvfb the "< >" key, which with Shift types ">".
+_PYAUTOGUI_TEXT = (frozenset(chr(c) for c in range(32, 127)) | {"\n", "\t"}) - {"<"}
+#: The displays of this process's open envs, with how many envs each: pyautogui drives one.
+_OPEN_DISPLAYS: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ class DesktopEnv(Env):
         self._mss = mss.MSS(display=self.display)
         monitors = self._mss.monitors
         if not 0 <= monitor < len(monitors):
-            self._mss.close()
+            self.close()
             raise EnvError(
                 f"monitor {monitor} does not exist; this display has 0..{len(monitors) - 1}"
             )
@@ -109,22 +117,34 @@ class DesktopEnv(Env):
         self._typist = X11Typist(self.display)
 
     def _pyautogui(self) -> Any:
-        """Import pyautogui bound to this env's display, or refuse if it is bound elsewhere."""
-        if "pyautogui" not in sys.modules:  # it reads DISPLAY once, on import
+        """Import pyautogui bound to this env's display, or refuse if an open env of this process
+        holds it on another display."""
+        free = not +_OPEN_DISPLAYS
+        if free:  # nobody drives it: (re)connect it to this display
             os.environ["DISPLAY"] = self.display
             if self.xauthority:
                 os.environ["XAUTHORITY"] = self.xauthority
+        imported = "pyautogui" in sys.modules
         try:
             import pyautogui
             from pyautogui import _pyautogui_x11
+
+            if free and imported:
+                # Its X backend connects when its module runs: run it again for this display (the
+                # one it knew may be gone, and a new Xvfb may reuse its number).
+                with contextlib.suppress(Exception):
+                    _pyautogui_x11._display.close()
+                importlib.reload(_pyautogui_x11)
         except Exception as exc:  # noqa: BLE001 - Xlib raises many kinds when X is unreachable
             raise EnvError(f"cannot open X display {self.display} for pyautogui: {exc}") from exc
         bound = _pyautogui_x11._display.get_display_name()
         if bound != self.display:
             raise EnvError(
                 f"pyautogui is already bound to display {bound} in this process and cannot "
-                f"switch to {self.display}; use one desktop display per process"
+                f"switch to {self.display} while that env is open; close it first"
             )
+        _OPEN_DISPLAYS[self.display] += 1
+        self._holds_pyautogui = True
         return pyautogui
 
     # -- Env --------------------------------------------------------------------------------
@@ -139,6 +159,9 @@ class DesktopEnv(Env):
         return {"display": self.display, "monitor": self.monitor}
 
     def close(self) -> None:
+        if getattr(self, "_holds_pyautogui", False):
+            _OPEN_DISPLAYS[self.display] -= 1
+            self._holds_pyautogui = False
         mss_instance, self._mss = getattr(self, "_mss", None), None
         typist, self._typist = getattr(self, "_typist", None), None
         for closer in (mss_instance, typist):

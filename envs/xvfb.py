@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from envs.base import EnvError
+from envs.processes import stop
 
 
 class Xvfb:
@@ -94,13 +95,8 @@ class Xvfb:
 
     def close(self) -> None:
         process = getattr(self, "_process", None)
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop(process)
         self._log.close()
         self._dir.cleanup()
 

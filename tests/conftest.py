@@ -1,6 +1,6 @@
 """Shared test fixtures and the rule for system-package tests.
 
-Tests that need chromium, Xvfb, xdotool or adb run in CI and never skip there. Outside CI (``CI``
+Tests that need chromium, Xvfb, xdotool, adb or the desktop tasks' X programs run in CI and never skip there. Outside CI (``CI``
 unset) they skip with a message that says what to install.
 """
 
@@ -16,6 +16,10 @@ SYSTEM_TOOLS = {
     "xvfb": ("Xvfb", "xvfb"),
     "xdotool": ("xdotool", "xdotool"),
     "adb": ("adb", "adb"),
+    # The programs of the desktop suite (tasks/desktop).
+    "xterm": ("xterm", "xterm"),
+    "xcalc": ("xcalc", "x11-apps"),
+    "mousepad": ("mousepad", "mousepad"),
 }
 
 
@@ -45,9 +49,16 @@ def virtual_phone():
 
 
 @pytest.fixture(scope="session")
+def desktop_programs():
+    """Xvfb, xdotool and the X programs the desktop tasks start."""
+    for tool in ("xvfb", "xdotool", "xterm", "xcalc", "mousepad"):
+        require_tool(tool)
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny random Qwen2-VL checkpoint (seed 0), built once; tests must not write into it."""
-    from tests.tiny_checkpoint import make_tiny_checkpoint
+    from runtime.tiny_checkpoint import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
 
@@ -62,6 +73,6 @@ def tiny_processor(tiny_checkpoint):
 @pytest.fixture(scope="session")
 def tiny_qwen25_checkpoint(tmp_path_factory):
     """A tiny random Qwen2.5-VL checkpoint (seed 0: window attention, one full-attention block)."""
-    from tests.tiny_checkpoint import make_tiny_checkpoint
+    from runtime.tiny_checkpoint import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny25"), model_type="qwen2_5_vl")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from PIL import Image
 
 from actions.dialects import ImagePart, Message, Prompt, TextPart, get_dialect
+from actions.dialects.base import ParseError
 from agent.backends.base import cut_at_stop
 from agent.history import HistoryPolicy
 from agent.policies.base import (
@@ -80,6 +82,24 @@ def test_human_types_dialect_text_or_json_actions():
         policy.respond(request(3))
 
 
+def test_human_typo_is_asked_again_with_the_parse_error():
+    lines = iter(['*FUNCTION*: Tapp *ARGS*: {"point": (500,500)}',
+                  '*FUNCTION*: Tap *ARGS*: {"point": (500,500)}',
+                  '*FUNCTION*: Tap *ARGS*: {"point": (181.5,318)}'])
+    shown: list[str] = []
+    policy = HumanPolicy(read_line=lambda prompt: next(lines), show=shown.append)
+    policy.start(Episode("open it", DIALECT))
+    reply = policy.respond(request()).text
+    assert reply == '*FUNCTION*: Tap *ARGS*: {"point": (500,500)}'  # only the good line
+    (error,) = [s for s in shown if "not a valid action" in s]
+    with pytest.raises(ParseError) as parsed:
+        DIALECT.parse('*FUNCTION*: Tapp *ARGS*: {"point": (500,500)}', SCREEN)
+    assert str(parsed.value) in error  # the parser's own message, shown to the person
+    # Written back as a model writes it: integer coordinates for the same point.
+    model_shaped = policy.respond(request(1)).text
+    assert re.fullmatch(r'\*FUNCTION\*: Tap \*ARGS\*: \{"point": \(18[12],318\)\}', model_shaped)
+
+
 def test_human_end_of_input_stops():
     def eof(prompt):
         raise EOFError
@@ -121,3 +141,67 @@ def test_history_select():
     assert [s.image for s in HistoryPolicy(images=0).select(past)] == [None] * 5
     with pytest.raises(ValueError):
         HistoryPolicy(images=-1)
+
+
+def asked(policy, screen: Screen, step: int = 0):
+    """A thread in ``policy.respond`` for one step, once the policy waits: (thread, replies)."""
+    import threading
+
+    replies: list[str] = []
+    frame = Image.new("RGB", screen.size)
+    thread = threading.Thread(target=lambda: replies.append(
+        policy.respond(Request(Prompt([]), [frame], screen, step)).text))
+    thread.start()
+    while not policy.view().waiting:
+        pass
+    return thread, replies
+
+
+def test_demonstration_writes_page_actions_in_the_dialect_and_refuses_bad_ones():
+    from types import SimpleNamespace
+
+    from agent.policies.demonstration import DemonstrationPolicy
+    from core.kinds import KINDS
+
+    policy = DemonstrationPolicy()
+    phone = SimpleNamespace(action_kinds=KINDS["phone"])  # the env's kinds narrow the dialect's
+    policy.start(Episode("open it", DIALECT, env=phone))
+    with pytest.raises(ValueError, match="busy"):  # no step is waiting yet
+        policy.submit({"kind": "tap", "x": 540, "y": 1200})
+    asking, replies = asked(policy, SCREEN)
+    assert policy.view().image.size == SCREEN.size and policy.view().step == 0
+    with pytest.raises(ValueError, match="outside the 1080x2400 screen"):
+        policy.submit({"kind": "tap", "x": 5000, "y": 1})
+    with pytest.raises(ValueError, match="click is not an action of this env"):
+        policy.submit({"kind": "click", "x": 1, "y": 1})
+    text = policy.submit({"kind": "tap", "x": 541, "y": 1199}, thought="Open it.")
+    asking.join(timeout=10)
+    assert replies == [text]
+    tap = DIALECT.parse(text, SCREEN)
+    assert tap.kind == "tap" and abs(tap.x - 541) <= 2 and abs(tap.y - 1199) <= 2
+    assert DIALECT.thought(text) == "Open it."
+    with pytest.raises(ValueError, match="busy"):  # one action per step
+        policy.submit({"kind": "home"})
+
+    policy.stop()
+    with pytest.raises(PolicyError, match="stopped"):
+        policy.respond(Request(Prompt([]), [Image.new("RGB", SCREEN.size)], SCREEN, 1))
+
+
+@pytest.mark.parametrize("dialect, form_factor, amount", [
+    ("qwen25vl", "computer", 300),  # its scroll is a distance in pixels
+    ("qwen2vl", "phone", None),  # its scroll has no distance: written without one
+])
+def test_demonstrated_wheel_scroll_is_written_as_the_dialect_can(dialect, form_factor, amount):
+    from agent.policies.demonstration import DemonstrationPolicy
+
+    chosen = get_dialect(dialect, form_factor)
+    policy = DemonstrationPolicy()
+    policy.start(Episode("scroll", chosen))
+    screen = Screen(1280, 800)
+    asking, _ = asked(policy, screen)
+    text = policy.submit({"kind": "scroll", "direction": "down", "x": 600, "y": 400,
+                          "amount": 300})
+    asking.join(timeout=10)
+    scroll = chosen.parse(text, screen)
+    assert scroll.kind == "scroll" and scroll.direction == "down" and scroll.amount == amount

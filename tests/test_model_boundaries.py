@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tiny_checkpoint import make_tiny_checkpoint
+from runtime.tiny_checkpoint import make_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_checkpoint import make_tiny_checkpoint
 from typer.testing import CliRunner
 
 from agent_cli import app
+from runtime.tiny_checkpoint import make_tiny_checkpoint
 
 runner = CliRunner()
 
@@ -96,3 +96,24 @@ def test_info_prints_the_qwen25_family_and_counts(tiny_qwen25_checkpoint):
     assert f"{sum(p.numel() for p in ref.model.visual.parameters()):,}" in out
     assert f"{sum(p.numel() for p in ref.model.language_model.parameters()):,}" in out
     assert f"{sum(p.numel() for p in ref.parameters()):,}" in out
+
+
+@pytest.mark.parametrize("family,model_type", [("qwen2vl", "qwen2_vl"), ("qwen25vl", "qwen2_5_vl")])
+def test_model_tiny_writes_a_checkpoint_that_loads_and_generates(tmp_path, family, model_type):
+    import json
+
+    target = tmp_path / "tiny"
+    made = runner.invoke(app, ["model", "tiny", str(target), "--family", family])
+    assert made.exit_code == 0, made.output
+    names = {p.name for p in target.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json",
+            "preprocessor_config.json"} <= names
+    assert json.loads((target / "config.json").read_text())["model_type"] == model_type
+    answer = runner.invoke(app, ["model", "generate", str(target), "-p", "hi",
+                                 "--max-new-tokens", "3", "--device", "cpu"])
+    assert answer.exit_code == 0, answer.output
+
+    again = runner.invoke(app, ["model", "tiny", str(target)])
+    assert again.exit_code == 1 and "not an empty directory" in again.output
+    bad = runner.invoke(app, ["model", "tiny", str(tmp_path / "other"), "--family", "qwen3"])
+    assert bad.exit_code == 1 and "unknown --family 'qwen3'" in bad.output

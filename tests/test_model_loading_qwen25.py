@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tiny_checkpoint import make_tiny_checkpoint
 
 from model import Qwen2VL, Qwen2VLProcessor
 from model.config import Qwen2VLConfig
+from runtime.tiny_checkpoint import make_tiny_checkpoint
 
 PROMPT = "<|im_start|>user\nHello there, tap the blue button.<|im_end|>\n<|im_start|>assistant\n"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_checkpoint import make_tiny_checkpoint
 
 from model import Qwen2VL, Qwen2VLProcessor
+from runtime.tiny_checkpoint import make_tiny_checkpoint
 
 V = "<|vision_start|><|image_pad|><|vision_end|>"
 

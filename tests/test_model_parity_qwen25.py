@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 from test_model_parity import V, _chat, _image, _mm
-from tiny_checkpoint import make_tiny_checkpoint
 
 from model import Qwen2VL, Qwen2VLProcessor
 from model.vision_qwen25 import window_order
+from runtime.tiny_checkpoint import make_tiny_checkpoint
 
 
 def _reference(path):

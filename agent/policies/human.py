@@ -2,7 +2,10 @@
 
 A line is either the dialect's own text (``*FUNCTION*: Tap *ARGS*: {"point": (500,500)}``) or an
 action as JSON in screenshot pixels (``{"kind": "tap", "x": 540, "y": 1200}``). JSON actions are
-rendered into the dialect's text, so the trajectory reads as if the model had written them.
+rendered into the dialect's text, so the trajectory reads as if the model had written them; so is
+a line of dialect text, once parsed (``(181.5,318)`` becomes the integer coordinates a model
+writes). A line that does not parse (a typo) is asked again with the parser's error; it is never
+recorded.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Callable
 
+from actions.dialects.base import ParseError
 from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
 from core.actions import parse_action
 
@@ -50,12 +54,16 @@ class HumanPolicy(Policy):
                 line = ""
             if not line:
                 raise PolicyError("the person stopped (empty input)")
-            if not line.startswith("{"):
-                return Reply(line)
             if self._episode is None:
                 raise PolicyError("HumanPolicy.start was not called")
+            dialect = self._episode.dialect
             try:
-                action = parse_action(json.loads(line), screen=request.screen.size)
-                return Reply(self._episode.dialect.render_action(action, request.screen))
-            except ValueError as exc:  # bad JSON, an invalid action, or one the dialect lacks
-                self._show(f"not a valid action: {exc}\n{HELP}")
+                if line.startswith("{"):
+                    action = parse_action(json.loads(line), screen=request.screen.size)
+                    return Reply(dialect.render_action(action, request.screen))
+                # A typo is asked again, not recorded; the action is written back as the models
+                # write it (integer coordinates), with the person's thought.
+                action = dialect.parse(line, request.screen)
+                return Reply(dialect.render_action(action, request.screen, dialect.thought(line)))
+            except (ParseError, ValueError) as exc:  # a typo, bad JSON, an invalid action, or
+                self._show(f"not a valid action: {exc}\n{HELP}")  # one the dialect lacks

@@ -1,5 +1,7 @@
-"""Build tiny random Qwen2-VL / Qwen2.5-VL checkpoints for tests: transformers' own model, saved
-like the hub.
+"""Build tiny random Qwen2-VL / Qwen2.5-VL checkpoints: transformers' own model, saved like the hub.
+
+The tests build their reference checkpoints with it, and ``agent_cli.py model tiny DIR`` writes one
+to try a run offline (its replies are random text).
 
 The directory holds what a real checkpoint holds: config.json and *.safetensors written by
 ``save_pretrained`` (optionally sharded with an index), a byte-level BPE ``tokenizer.json`` that can
@@ -134,7 +136,13 @@ def make_tiny_checkpoint(
     """Write a tiny random Qwen2-VL (or, with model_type="qwen2_5_vl", Qwen2.5-VL) checkpoint to
     ``directory`` and return its path."""
     import torch
-    import transformers
+
+    try:
+        import transformers
+    except ImportError:  # a test extra: the checkpoint is transformers' own model, saved
+        raise RuntimeError("a tiny checkpoint is built with transformers: "
+                           "pip install -e '.[test]'") from None
+    transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bar
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

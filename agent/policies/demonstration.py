@@ -1,0 +1,111 @@
+"""``record``: a person demonstrates a task on a page that shows the live screen.
+
+The page (``runtime/record_page.html``, served by ``runtime/record.py``) sends each action as JSON
+in screenshot pixels; ``submit`` checks it against the current screen and writes it in the
+dialect's text, exactly as the scripted policy writes a solution (integer, model-shaped
+coordinates), and hands it to the waiting ``respond``. So the loop, the recorder, the safety gate
+and the limits treat a demonstration like a model's run, and its trajectory is SFT data as it is.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from actions.dialects.base import Dialect
+from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
+from core.actions import Action, parse_action
+from core.geometry import Screen
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+@dataclass
+class ScreenView:
+    """What the page shows: the latest screenshot, and whether an action is awaited."""
+
+    goal: str = ""
+    kinds: list[str] = field(default_factory=list)
+    step: int = -1  # -1 until the first screenshot
+    image: "Image.Image | None" = None
+    waiting: bool = False  # the loop waits for the person's next action
+    finished: dict[str, Any] | None = None  # the episode's end: status, reason, check
+
+
+class DemonstrationPolicy(Policy):
+    name = "demonstration"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._view = ScreenView()
+        self._screen: Screen | None = None
+        self._episode: Episode | None = None
+        # The dialect's text of each submitted action; None stops the episode.
+        self._inbox: queue.Queue[str | None] = queue.Queue()
+
+    def start(self, episode: Episode) -> None:
+        kinds = episode.dialect.kinds
+        if episode.env is not None:
+            kinds = kinds & episode.env.action_kinds
+        self._episode = episode
+        with self._lock:
+            self._view = ScreenView(goal=episode.goal, kinds=sorted(kinds))
+
+    def respond(self, request: Request) -> Reply:
+        with self._lock:
+            self._screen = request.screen
+            self._view.step = request.step
+            self._view.image = request.images[-1]
+            self._view.waiting = True
+        try:
+            text = self._inbox.get()
+        finally:
+            with self._lock:
+                self._view.waiting = False
+        if text is None:
+            raise PolicyError("the recording was stopped before the task was done")
+        return Reply(text)
+
+    def submit(self, action: dict[str, Any], thought: str = "") -> str:
+        """Write the page's ``action`` (screenshot pixels) in the dialect's text and send it to
+        the waiting step; ValueError says why it cannot be (the page shows the message)."""
+        with self._lock:
+            if not self._view.waiting or self._screen is None or self._episode is None:
+                raise ValueError("the device is busy with the last action; wait for the screen")
+            screen, dialect, kinds = self._screen, self._episode.dialect, self._view.kinds
+            parsed = parse_action(action, screen=screen.size)
+            if parsed.kind not in kinds:
+                raise ValueError(f"{parsed.kind} is not an action of this env and the "
+                                 f"{dialect.name} dialect; they have: {', '.join(kinds)}")
+            text = _render(dialect, parsed, screen, thought.strip())
+            dialect.parse(text, screen)  # what the loop will read; a ParseError is a ValueError
+            self._view.waiting = False  # one action per step, even if the page sends two
+        self._inbox.put(text)
+        return text
+
+    def view(self) -> ScreenView:
+        with self._lock:
+            return ScreenView(**vars(self._view))
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Show the episode's end on the page."""
+        with self._lock:
+            self._view.finished = summary
+
+    def stop(self) -> None:
+        """End the episode from outside (the page was closed, the server stopped)."""
+        self._inbox.put(None)
+
+
+def _render(dialect: Dialect, action: Action, screen: Screen, thought: str) -> str:
+    """The dialect's text for ``action``. A wheel's scroll carries its distance; a dialect whose
+    scroll has no distance writes it without (as its models do)."""
+    try:
+        return dialect.render_action(action, screen, thought)
+    except ValueError:
+        if action.kind != "scroll" or action.amount is None:
+            raise
+        return dialect.render_action(action.model_copy(update={"amount": None}), screen, thought)

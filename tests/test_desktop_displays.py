@@ -1,0 +1,26 @@
+"""One process drives one private Xvfb after another (a bench runs its desktop episodes so, each on
+a display of its own), including a new Xvfb that reuses the number of one that is gone.
+
+Apart from tests/test_desktop_env.py, whose env stays open for its whole module: while one is open,
+an env on another display is refused (tested there).
+"""
+
+from __future__ import annotations
+
+from core.actions import Move
+from envs.desktop import DesktopEnv
+from envs.xvfb import Xvfb
+from tests.conftest import require_tool
+from tests.test_desktop_env import mouse_location
+
+
+def test_envs_on_one_display_after_another_drive_their_own() -> None:
+    require_tool("xvfb")
+    require_tool("xdotool")
+    for number, size in enumerate([(320, 240), (400, 300), (360, 200)]):
+        with Xvfb(*size) as display, DesktopEnv(display=display.display,
+                                                xauthority=display.xauthority) as env:
+            assert env.capture().size == size
+            x, y = 30 + 20 * number, 40 + 10 * number
+            assert env.execute(Move(x=x, y=y)).ok
+            assert mouse_location(display) == (x, y)
