@@ -65,7 +65,7 @@ class StepClock:
     def instrument(self, env) -> None:
         self.wrap(env, "capture", "screenshot")
         self.wrap(env, "extras", "extras")
-        self.wrap(env, "ui_nodes", "uiautomator")
+        self.wrap(env, "ui_tree", "uiautomator")
         observe, execute = env.observe, env.execute
 
         def timed_observe():
@@ -98,9 +98,9 @@ class StepClock:
 @contextlib.contextmanager
 def chromium_timer(clock: StepClock):
     """Time the virtual phone's chromium screenshot (a class attribute, restored afterwards)."""
-    from envs.virtual_phone.screen import Screen
+    from envs.virtual_phone.display import PhoneDisplay
 
-    original = Screen.png
+    original = PhoneDisplay.png
 
     async def png(self):
         started = time.perf_counter()
@@ -109,11 +109,11 @@ def chromium_timer(clock: StepClock):
         finally:
             clock.png_ms.append((time.perf_counter() - started) * 1000)
 
-    Screen.png = png
+    PhoneDisplay.png = png
     try:
         yield
     finally:
-        Screen.png = original
+        PhoneDisplay.png = original
 
 
 def main() -> None:
