@@ -140,7 +140,8 @@ class AndroidEnv(Env):
         self._adb_keyboard: bool | None = None  # checked on first need
         self.still_frames = still_frames and self.shell(
             f"getprop {shlex.quote(still_frames_protocol.PROPERTY)}").strip() == "1"
-        self._last_frame: tuple[str | None, Image.Image | None] = (None, None)
+        #: The last still frame: its version, image and PNG.
+        self._last_frame: tuple[str | None, Image.Image | None, bytes] = (None, None, b"")
 
     # -- device -----------------------------------------------------------------------------
     def _pick_serial(self, serial: str | None, server: str) -> str:
@@ -263,15 +264,15 @@ class AndroidEnv(Env):
         data = self.exec_out(command)
         try:
             frame, png = still_frames_protocol.split_frame(data)
-            image = Image.open(io.BytesIO(png)).convert("RGB") if png else self._last_frame[1]
+            image = _rgb(png) if png else self._last_frame[1]
         except Exception as exc:  # noqa: BLE001 - a bad header, or PIL's several kinds
             raise EnvError(f"`vphone frame` on {self.serial} gave no frame: {exc}") from None
         if image is None:
             raise EnvError(f"`vphone frame` on {self.serial} sent no frame and none came before")
-        self._last_frame = (frame.version, image)
+        self._last_frame = (frame.version, image, png or self._last_frame[2])
         extras = settle_extras(frame.still, start)
         extras.update(self._extras(frame.package, frame.activity))
-        return Observation(image=image.copy(), extras=extras)
+        return Observation(image=image, extras=extras, png=self._last_frame[2])
 
     def foreground(self) -> tuple[str | None, str | None]:
         """(package, activity) of the focused window, from ``dumpsys window``."""
@@ -427,6 +428,11 @@ class AndroidEnv(Env):
             return parse_hierarchy(output)
         except UiTreeError as exc:
             raise EnvError(f"uiautomator dump failed on {self.serial}: {exc}") from None
+
+
+def _rgb(png: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(png))
+    return image.convert("RGB") if image.mode != "RGB" else image  # no copy of an RGB frame
 
 
 def _element_info(node: UiNode) -> ElementInfo:

@@ -35,6 +35,8 @@ class Observation:
     image: Image.Image
     extras: dict[str, Any] = field(default_factory=dict)
     ui: UiNode | None = None
+    #: ``image`` as the device encoded it, when it sent a PNG (the recorder writes it as is).
+    png: bytes | None = None
 
     @property
     def size(self) -> tuple[int, int]:

@@ -93,7 +93,7 @@ _CHANGES_JS = """(() => {
 #: [document id, changes, ms since the last one, anything moving or loading]
 _STILLNESS_JS = """() => {
   const c = window.__vphoneChanges;
-  if (!c) return [0, 0, 0, true];
+  if (!c) return [Math.random(), 0, 1e9, false];  // a page without the counter: never cached
   const moving = c.pending > 0 || document.readyState !== 'complete' ||
     document.fonts.status !== 'loaded' ||
     document.getAnimations().some((a) => a.playState === 'running');
@@ -180,7 +180,12 @@ class PhoneDisplay:
         return await self.evaluate(_HIERARCHY_JS)
 
     async def stillness(self) -> Stillness:
-        doc, count, quiet_ms, moving = await self.evaluate(_STILLNESS_JS)
+        try:
+            doc, count, quiet_ms, moving = await self.page.evaluate(_STILLNESS_JS)
+        except Exception as exc:  # noqa: BLE001 - only a navigation race is expected here
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
+            return Stillness((0, 0), 0, True)  # a new document is on its way
         return Stillness((doc, count), quiet_ms, moving)
 
     # -- capture ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from PIL import Image
 from envs.input_text import decode_input_text
 from envs.still_frames import StillFrame
 from envs.virtual_phone.catalog import LAUNCHER, App, app_for_url
-from envs.virtual_phone.display import PHYSICAL, SCALE, PhoneDisplay
+from envs.virtual_phone.display import PHYSICAL, SCALE, PhoneDisplay, Stillness
 from envs.virtual_phone.keycodes import PAGE_KEYS, key_name
 
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
@@ -204,10 +204,11 @@ class ShellCommands:
             data = self._raw_frame(data)
         return Result(0, data, file=path)
 
-    async def screen_png(self) -> tuple[bytes, str | None]:
+    async def screen_png(self, before: Stillness | None = None) -> tuple[bytes, str | None]:
         """The screen as PNG and its version; chromium is asked only when the screen may have
-        changed since the last capture (a new version, or something moving)."""
-        before = await self.display.stillness()
+        changed since the last capture (a new version, or something moving). ``before``: the
+        page's stillness just read, if the caller has it."""
+        before = before or await self.display.stillness()
         version = f"{self.touches}:{before.version[0]}:{before.version[1]}"
         if not before.moving and self._png[0] == version:
             return self._png[1], version
@@ -234,7 +235,7 @@ class ShellCommands:
                 break
             wait_ms = 10 if stillness.moving else quiet_ms - quiet
             await asyncio.sleep(min(left, max(wait_ms, 5) / 1000))
-        png, version = await self.screen_png()
+        png, version = await self.screen_png(stillness)
         package, activity = self.current_app().component.split("/", 1)
         header = StillFrame(version=version, still=still, package=package, activity=activity)
         body = b"" if version is not None and version == since else png
