@@ -1,6 +1,7 @@
 """What the phone's shell tools do: ``input``, ``screencap``, ``am``, ``uiautomator`` and the rest.
 
-Each tool on the phone's PATH forwards its argv here (see tool_server.py); ``ShellCommands.run`` returns the
+Each tool on the phone's PATH forwards its argv here (see tool_server.py), and a lone tool call
+comes here straight from the adb transport (inline_shell.py); ``ShellCommands.run`` returns the
 exit code and output a real device would give, as closely as the tools' common uses need.
 """
 

@@ -68,12 +68,13 @@ class AdbTransport:
         self.spawn, self.inline = spawn, inline
         self.banner = banner(properties, features)
         self.max_payload = 4096  # until the host's CNXN says more
+        self.checksums = True  # until the host's CNXN shows a version that skips them
         self.streams: dict[int, _Stream] = {}
         self._next_id = 1
 
     def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
         if not self.writer.is_closing():
-            self.writer.write(Packet(command, arg0, arg1, data).encode())
+            self.writer.write(Packet(command, arg0, arg1, data).encode(self.checksums))
 
     async def run(self) -> None:
         try:
@@ -95,6 +96,7 @@ class AdbTransport:
     def _handle(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
         if command == A_CNXN:
             self.max_payload = min(MAX_PAYLOAD, arg1 or MAX_PAYLOAD)
+            self.checksums = arg0 < A_VERSION
             self.send(A_CNXN, A_VERSION, MAX_PAYLOAD, self.banner)
         elif command == A_OPEN:
             self._open(arg0, data.rstrip(b"\0").decode("utf-8", "replace"))
