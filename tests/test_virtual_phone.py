@@ -252,3 +252,6 @@ def test_vphone_frame_sends_a_still_screen_once(phone):
     assert changed.version != frame.version and red and red != png
     assert Image.open(io.BytesIO(red)).getpixel((2, 1200)) == (255, 0, 0)
     adb_shell(phone, "vphone reset")
+    for bad in ("--quiet 5", "--quiet-ms", "--timeout-ms soon"):
+        out = adb_shell(phone, f"vphone frame {bad}; echo rc=$?").decode()
+        assert "vphone: " in out and out.rstrip().endswith("rc=1"), out

@@ -392,12 +392,15 @@ class ShellCommands:
             return ok("".join(f"{a.package}\t{a.label}\n" for a in self.apps.values()))
         if args[:1] == ["frame"]:
             options = dict(zip(args[1::2], args[2::2]))
+            if len(args) % 2 == 0 or set(options) - {"--since", "--quiet-ms", "--timeout-ms"}:
+                raise UsageError("usage: vphone frame [--since VERSION] [--quiet-ms MS] "
+                                 "[--timeout-ms MS]")
             try:
-                return await self.still_frame(options.get("--since", ""),
-                                              float(options.get("--quiet-ms", 50)),
-                                              float(options.get("--timeout-ms", 3000)))
+                quiet_ms = float(options.get("--quiet-ms", 50))
+                timeout_ms = float(options.get("--timeout-ms", 3000))
             except ValueError:
                 raise UsageError(f"not a number in {' '.join(args[1:])}") from None
+            return await self.still_frame(options.get("--since", ""), quiet_ms, timeout_ms)
         raise UsageError("usage: vphone state [PACKAGE] | vphone state set PACKAGE JSON | "
                          "vphone reset [PACKAGE] | vphone apps | "
                          "vphone frame [--since VERSION] [--quiet-ms MS] [--timeout-ms MS]")
