@@ -27,6 +27,8 @@ from envs.virtual_phone.keycodes import PAGE_KEYS, key_name
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 LATIN_IME = "com.vlagent.keyboard/.LatinIME"
 DENSITY = 480
+#: ``uiautomator dump`` waits until the screen has been still this long, or gives up waiting.
+IDLE_QUIET_MS, IDLE_TIMEOUT_MS = 50, 3000
 #: Swipes shorter than this (physical px) are presses, like Android's touch slop.
 TOUCH_SLOP = 24
 
@@ -220,22 +222,28 @@ class ShellCommands:
         self._png = (version, png)
         return png, version
 
-    async def still_frame(self, since: str, quiet_ms: float, timeout_ms: float) -> Result:
-        """``vphone frame`` (envs/still_frames.py): once nothing has changed for ``quiet_ms``
-        (or ``timeout_ms`` passed), the header line and the PNG, left out when the version is
-        still ``since``."""
+    async def wait_still(self, quiet_ms: float, timeout_ms: float) -> tuple[bool, Stillness]:
+        """Wait until nothing has changed for ``quiet_ms``, at most ``timeout_ms``: (whether it
+        did, the page's last stillness)."""
         clock = asyncio.get_running_loop().time
         deadline = clock() + timeout_ms / 1000
         while True:
             stillness = await self.display.stillness()
             # Quiet also since the last input: a tap's navigation may not have begun yet.
             quiet = min(stillness.quiet_ms, (clock() - self._touched_at) * 1000)
-            still = not stillness.moving and quiet >= quiet_ms
+            if not stillness.moving and quiet >= quiet_ms:
+                return True, stillness
             left = deadline - clock()
-            if still or left <= 0:
-                break
+            if left <= 0:
+                return False, stillness
             wait_ms = 10 if stillness.moving else quiet_ms - quiet
             await asyncio.sleep(min(left, max(wait_ms, 5) / 1000))
+
+    async def still_frame(self, since: str, quiet_ms: float, timeout_ms: float) -> Result:
+        """``vphone frame`` (envs/still_frames.py): once nothing has changed for ``quiet_ms``
+        (or ``timeout_ms`` passed), the header line and the PNG, left out when the version is
+        still ``since``."""
+        still, stillness = await self.wait_still(quiet_ms, timeout_ms)
         png, version = await self.screen_png(stillness)
         package, activity = self.current_app().component.split("/", 1)
         header = StillFrame(version=version, still=still, package=package, activity=activity)
@@ -369,6 +377,9 @@ class ShellCommands:
             raise UsageError("supported: uiautomator dump [--compressed] [FILE]")
         files = [a for a in args[1:] if not a.startswith("-")]
         path = files[0] if files else "window_dump.xml"
+        # As Android's dump waits for the UI to be idle: an app still loading its state would
+        # show its placeholder markup.
+        await self.wait_still(IDLE_QUIET_MS, IDLE_TIMEOUT_MS)
         xml = hierarchy_xml(await self.display.hierarchy(), self.current_app().package)
         note = f"UI hierchary dumped to: {path}\n".encode()  # sic: Android's own spelling
         if path == "/dev/tty":
