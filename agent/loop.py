@@ -206,8 +206,8 @@ class Agent:
         width, height = observation.size
         screen = Screen(width, height, self.config.min_pixels, self.config.max_pixels)
         timings = Timings(observe_ms=observe_ms)
-        image_file = self.recorder.save_image(step, observation.image) if self.recorder \
-            else image_name(step)
+        image_file = self.recorder.save_image(step, observation.image, observation.png) \
+            if self.recorder else image_name(step)
 
         self._phase(step, "model")
         started = time.monotonic()
