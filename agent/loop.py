@@ -223,7 +223,8 @@ class Agent:
         width, height = observation.size
         screen = Screen(width, height, self.config.min_pixels, self.config.max_pixels)
         timings = Timings(observe_ms=observe_ms)
-        image_file = _recording(self.recorder.save_image, step, observation.image) \
+        image_file = _recording(self.recorder.save_image, step, observation.image,
+                                observation.png) \
             if self.recorder else image_name(step)
 
         self._phase(step, "model")

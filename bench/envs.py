@@ -69,14 +69,15 @@ def browser() -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def android(screencap: str = "raw") -> Iterator[Target]:
-    """The virtual phone (1080x2400) through a private adb server, on its home screen."""
+def android(screencap: str = "raw", still_frames: bool = True) -> Iterator[Target]:
+    """The virtual phone (1080x2400) through a private adb server, on its home screen;
+    ``still_frames=False``: observe compares screencaps, as on a real phone."""
     from core.actions import Tap
     from envs.android import AndroidEnv
     from envs.virtual_phone.adb_host import connected_phone
 
     with connected_phone() as (phone, adb), AndroidEnv(
-        serial=phone.serial, adb_port=adb.port, screencap=screencap
+        serial=phone.serial, adb_port=adb.port, screencap=screencap, still_frames=still_frames
     ) as env:
         # Taps on an empty part of the home screen: real input events that change nothing.
         yield Target(env, {"tap": lambda i: Tap(x=300 + 400 * (i % 2), y=2200)})
@@ -87,6 +88,8 @@ ENVS: dict[str, Callable[[], contextlib.AbstractContextManager[Target]]] = {
     "browser": browser,
     "android": android,
     "android-png": lambda: android("png"),
+    "android-compared": lambda: android(still_frames=False),
+    "android-png-compared": lambda: android("png", still_frames=False),
 }
 
 

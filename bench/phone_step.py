@@ -7,7 +7,10 @@ step of:
 
 - observe->act: from the start of ``observe()`` to the end of ``execute()`` (steps 1.., so the
   first step's reset is left out);
-- observe: the whole ``observe()``, and inside it
+- observe: the whole ``observe()``. On the virtual phone that is one ``vphone frame`` round trip
+  (the phone waits until its page is still, then sends one PNG, or none when unchanged, with the
+  foreground app: envs/still_frames.py), all of it under "settle". With ``--generic`` (the path a
+  real phone takes) it is
   - screenshot: each ``capture()`` (adb ``screencap``: the phone's chromium PNG, converted to raw
     RGBA on the phone, 10 MB over the ADB transport, decoded on the host), times the captures;
   - chromium png: the part of the screenshot spent in chromium's ``Page.captureScreenshot``;
@@ -17,7 +20,8 @@ step of:
   scripted policy reading the layout with ``uiautomator dump``);
 - act: ``execute()`` (``input tap`` / ``input text`` over adb).
 
-    .venv/bin/python bench/phone_step.py [--task phone/book-flight] [--episodes 2] [--screencap png]
+    .venv/bin/python bench/phone_step.py [--task phone/book-flight] [--episodes 2]
+        [--generic [--screencap png]]
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ class StepClock:
     def instrument(self, env) -> None:
         self.wrap(env, "capture", "screenshot")
         self.wrap(env, "extras", "extras")
-        self.wrap(env, "ui_nodes", "uiautomator")
+        self.wrap(env, "ui_tree", "uiautomator")
         observe, execute = env.observe, env.execute
 
         def timed_observe():
@@ -98,9 +102,9 @@ class StepClock:
 @contextlib.contextmanager
 def chromium_timer(clock: StepClock):
     """Time the virtual phone's chromium screenshot (a class attribute, restored afterwards)."""
-    from envs.virtual_phone.screen import Screen
+    from envs.virtual_phone.display import PhoneDisplay
 
-    original = Screen.png
+    original = PhoneDisplay.png
 
     async def png(self):
         started = time.perf_counter()
@@ -109,11 +113,11 @@ def chromium_timer(clock: StepClock):
         finally:
             clock.png_ms.append((time.perf_counter() - started) * 1000)
 
-    Screen.png = png
+    PhoneDisplay.png = png
     try:
         yield
     finally:
-        Screen.png = original
+        PhoneDisplay.png = original
 
 
 def main() -> None:
@@ -122,6 +126,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--screencap", choices=("raw", "png"), default="raw",
                         help="png: the phone's PNG as is (AndroidEnv(screencap='png'))")
+    parser.add_argument("--generic", action="store_true",
+                        help="compare screencap frames as on a real phone, not `vphone frame` "
+                             "(AndroidEnv(still_frames=False))")
     args = parser.parse_args()
 
     clock = StepClock()
@@ -131,6 +138,8 @@ def main() -> None:
         with open_env(spec, console) as (env, device):
             if args.screencap == "png":
                 env._raw_screencap = False  # what AndroidEnv(screencap="png") sets
+            if args.generic:
+                env.still_frames = False  # what AndroidEnv(still_frames=False) sets
             clock.instrument(env)
             yield env, device
 
@@ -143,14 +152,14 @@ def main() -> None:
             print(f"episode {episode}: {outcome.result.status}, {outcome.result.steps} steps, "
                   f"check {'passed' if check and check.success else 'failed'}")
 
-    steps = [s for s in clock.steps if "observe_to_act" in s and s.get("observe", 0) > 0]
     # Step 0's observe is the reset's; the loop times steps 1.. from a plain observe().
-    steps = [s for s in steps if s.get("screenshot_n", 0) > 0]
+    steps = [s for s in clock.steps if "observe_to_act" in s and s.get("observe", 0) > 0]
     for s in steps:
-        s["settle"] = s["observe"] - s["screenshot"] - s["extras"]
-        s["screenshot_each"] = s["screenshot"] / s["screenshot_n"]
-    print(f"\n{len(steps)} steps of {args.task} ({args.episodes} episodes, {args.screencap} "
-          f"screencap); median ms per step:")
+        s["settle"] = s["observe"] - s.get("screenshot", 0.0) - s.get("extras", 0.0)
+        s["screenshot_each"] = s.get("screenshot", 0.0) / max(s.get("screenshot_n", 0), 1)
+    path = "generic" if args.generic else "still frames"
+    print(f"\n{len(steps)} steps of {args.task} ({args.episodes} episodes, {path}, "
+          f"{args.screencap} screencap); median ms per step:")
     rows = [
         ("observe->act", "observe_to_act"),
         ("  observe", "observe"),
@@ -159,7 +168,7 @@ def main() -> None:
         ("      captures per observe", "screenshot_n"),
         ("      one capture", "screenshot_each"),
         ("    extras (dumpsys window)", "extras"),
-        ("    settle (polls, compare)", "settle"),
+        ("    settle (polls, compare; still frames: all)", "settle"),
         ("  between (record, policy)", "between"),
         ("    of which uiautomator dump", "uiautomator"),
         ("  act", "act"),

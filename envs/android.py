@@ -26,7 +26,8 @@ from PIL import Image
 
 from core.actions import Action
 from envs import keys
-from envs.base import ElementInfo, Env, EnvError, Observation, SettleConfig
+from envs import still_frames as still_frames_protocol
+from envs.base import ElementInfo, Env, EnvError, Observation, SettleConfig, settle_extras
 from envs.input_text import input_text_argument
 from envs.ui_tree import UiNode, UiTreeError, parse_hierarchy
 
@@ -110,7 +111,9 @@ class AndroidEnv(Env):
     ``serial`` picks the device (default: the only one attached). ``timeout_s`` bounds every adb
     call, so a device that goes away fails the next call within it. ``screencap="png"`` skips
     the raw frames (for devices or links where PNG is faster). ``observe_ui=True`` adds the
-    screen's accessibility tree to every observation.
+    screen's accessibility tree to every observation. A device that tells when its screen is
+    still (envs/still_frames.py: the virtual phone) is observed with one frame per observation
+    instead of frames compared until two match; ``still_frames=False`` compares frames anyway.
     """
 
     name = "android"
@@ -125,6 +128,7 @@ class AndroidEnv(Env):
         screencap: Literal["raw", "png"] = "raw",
         settle: SettleConfig | None = None,
         observe_ui: bool = False,
+        still_frames: bool = True,
     ) -> None:
         super().__init__(settle)
         import adbutils
@@ -141,6 +145,10 @@ class AndroidEnv(Env):
         # Raw until the device shows it cannot do it; PNG only when asked for.
         self._raw_screencap = screencap == "raw"
         self._adb_keyboard: bool | None = None  # checked on first need
+        self.still_frames = still_frames and self.shell(
+            f"getprop {shlex.quote(still_frames_protocol.PROPERTY)}").strip() == "1"
+        #: The last still frame: its version, image and PNG.
+        self._last_frame: tuple[str | None, Image.Image | None, bytes] = (None, None, b"")
 
     # -- device -----------------------------------------------------------------------------
     def _pick_serial(self, serial: str | None, server: str) -> str:
@@ -253,15 +261,37 @@ class AndroidEnv(Env):
             raise EnvError(f"screencap -p on {self.serial} gave no image: {data[:120]!r}") from exc
 
     def extras(self) -> dict[str, Any]:
-        package, activity = self.foreground()
+        return self._extras(*self.foreground())
+
+    def _extras(self, package: str | None, activity: str | None) -> dict[str, Any]:
         return {"serial": self.serial, "foreground": package, "activity": activity,
                 "density": self.screen.density, "rotation": self.screen.rotation}
 
     def observe(self) -> Observation:
-        observation = super().observe()
+        observation = self._observe_still() if self.still_frames else super().observe()
         if self.observe_ui:
             observation.ui = self.ui_tree()
         return observation
+
+    def _observe_still(self) -> Observation:
+        """One round trip: the device waits until its screen is still and sends the frame (none
+        when unchanged since the last one) with the foreground app."""
+        start = time.monotonic()
+        command = still_frames_protocol.frame_command(
+            self._last_frame[0], round(self.settle.poll_interval_s * 1000),
+            round(self.settle.timeout_s * 1000))
+        data = self.exec_out(command)
+        try:
+            frame, png = still_frames_protocol.split_frame(data)
+            image = _rgb(png) if png else self._last_frame[1]
+        except Exception as exc:  # noqa: BLE001 - a bad header, or PIL's several kinds
+            raise EnvError(f"`vphone frame` on {self.serial} gave no frame: {exc}") from None
+        if image is None:
+            raise EnvError(f"`vphone frame` on {self.serial} sent no frame and none came before")
+        self._last_frame = (frame.version, image, png or self._last_frame[2])
+        extras = settle_extras(frame.still, start)
+        extras.update(self._extras(frame.package, frame.activity))
+        return Observation(image=image, extras=extras, png=self._last_frame[2])
 
     def foreground(self) -> tuple[str | None, str | None]:
         """(package, activity) of the focused window, from ``dumpsys window``."""
@@ -430,6 +460,11 @@ def _server_down(exc: BaseException) -> bool:
 def _unknown(exc: BaseException) -> bool:
     """The adb server answered that it does not know the device."""
     return "not found" in str(exc)
+
+
+def _rgb(png: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(png))
+    return image.convert("RGB") if image.mode != "RGB" else image  # no copy of an RGB frame
 
 
 def _element_info(node: UiNode) -> ElementInfo:

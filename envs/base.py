@@ -35,6 +35,8 @@ class Observation:
     image: Image.Image
     extras: dict[str, Any] = field(default_factory=dict)
     ui: UiNode | None = None
+    #: ``image`` as the device encoded it, when it sent a PNG (the recorder writes it as is).
+    png: bytes | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -127,11 +129,7 @@ class Env(ABC):
                 settled = True
                 break
             previous = current
-        extras = {
-            "settled": settled,
-            "settle_ms": round((time.monotonic() - start) * 1000, 1),
-            "timestamp": time.time(),
-        }
+        extras = settle_extras(settled, start)
         extras.update(self.extras())
         return Observation(image=current.convert("RGB"), extras=extras)
 
@@ -163,6 +161,11 @@ class Env(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def settle_extras(settled: bool, start: float) -> dict[str, Any]:
+    """What every observation says about settling; ``start`` is when observe began (monotonic)."""
+    return {"settled": settled, "settle_ms": _ms_since(start), "timestamp": time.time()}
 
 
 def _ms_since(start: float) -> float:

@@ -77,12 +77,13 @@ def test_step_budget():
 
 def test_time_budget():
     def slow(request):
-        time.sleep(0.05)  # a slow model
+        time.sleep(0.25)  # a slow model
         return TAP
 
-    result, _, _ = run(slow, config=AgentConfig(max_steps=100, max_time_s=0.2))
+    # A budget of a few model calls: loose enough that a loaded machine still runs one step.
+    result, _, _ = run(slow, config=AgentConfig(max_steps=100, max_time_s=1.0))
     assert result.status == "timeout"
-    assert 1 <= result.steps < 10
+    assert 1 <= result.steps <= 4
 
 
 def test_answer_ends_the_episode_with_the_answer():

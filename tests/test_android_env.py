@@ -233,3 +233,29 @@ def test_disconnect_fails_fast_with_a_clear_error(attached):
         assert time.monotonic() - start < 10
         assert not result.ok and phone.serial in result.message
     adb.run("disconnect", phone.serial)
+
+
+def test_still_frames_see_what_compared_frames_see(attached, env):
+    import io
+
+    from PIL import Image
+
+    from envs.android import AndroidEnv
+
+    phone, adb = attached
+    assert env.still_frames  # the virtual phone offers them
+    env.execute(Home())
+    with AndroidEnv(serial=phone.serial, adb_port=adb.port, still_frames=False) as generic:
+        assert not generic.still_frames
+        still, compared = env.observe(), generic.observe()
+    assert still.extras["settled"] and compared.extras["settled"]
+    assert still.extras["foreground"] == compared.extras["foreground"] == "com.vlagent.launcher"
+    assert still.image.tobytes() == compared.image.tobytes()
+    assert compared.png is None
+    assert Image.open(io.BytesIO(still.png)).tobytes() == still.image.tobytes()
+    # An unchanged screen comes again without a new frame, and a changed one with its own.
+    again = env.observe()
+    assert again.png is still.png and again.image.tobytes() == still.image.tobytes()
+    assert env.execute(OpenApp(app="com.vlagent.notes")).ok
+    opened = env.observe()
+    assert opened.extras["foreground"] == "com.vlagent.notes" and opened.png != still.png

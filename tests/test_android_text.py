@@ -67,6 +67,8 @@ def test_packet_round_trip_and_magic():
     assert int.from_bytes(raw[20:24], "little") == A_WRTE ^ 0xFFFFFFFF
     assert raw[:4] == b"WRTE"  # commands spell their name in little-endian ASCII
     assert Packet(A_CNXN, 0, 0).encode()[:4] == b"CNXN"
+    # Hosts of A_VERSION or later skip the checksum, and adbd sends 0 to them.
+    assert decode_header(packet.encode(with_checksum=False)[: HEADER.size])[4] == 0
 
 
 def test_bad_magic_is_refused():

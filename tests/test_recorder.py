@@ -89,3 +89,14 @@ def test_ctrl_c_right_after_a_line_still_counts_it(tmp_path, monkeypatch):
     recorder.finish("interrupted", "stopped by Ctrl-C")
     traj = load(tmp_path / "t")
     assert traj.meta.steps == len(traj.steps) == 1
+
+
+def test_an_encoded_screenshot_is_written_as_is(tmp_path):
+    import io
+
+    recorder = Recorder(tmp_path / "t")
+    recorder.start(meta())
+    encoded = io.BytesIO()
+    Image.new("RGB", (8, 8), (7, 8, 9)).save(encoded, format="PNG", compress_level=9)
+    name = recorder.save_image(0, Image.new("RGB", (8, 8), (7, 8, 9)), encoded.getvalue())
+    assert (tmp_path / "t" / name).read_bytes() == encoded.getvalue()

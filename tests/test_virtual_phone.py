@@ -219,3 +219,39 @@ def test_a_taken_port_is_a_clear_error(phone):
     with pytest.raises(RuntimeError, match="failed to start.*already in use"):
         VirtualPhone(port=vphone.port).start()
     assert adb_shell(phone, "wm", "size") == b"Physical size: 1080x2400\n"  # the first one lives
+
+
+def test_tools_run_without_a_shell_answer_as_through_it(phone):
+    # `| cat` sends a command through sh and the tool process; alone it runs inline.
+    for command in ["dumpsys window", "wm size", "getprop ro.product.model", "vphone apps",
+                    "ime list -s", "input keyevent NOT_A_KEY; echo rc=$?",
+                    "monkey -p com.example.missing 1; echo X4EXIT:$?"]:
+        assert adb_shell(phone, command) == adb_shell(phone, f"{command} | cat"), command
+    assert adb_shell(phone, "uiautomator dump inline.xml") == (
+        b"UI hierchary dumped to: inline.xml\n")
+    assert adb_shell(phone, "cat inline.xml").startswith(b"<?xml")
+
+
+def test_vphone_frame_sends_a_still_screen_once(phone):
+    from envs.still_frames import split_frame
+
+    vphone, _ = phone
+    adb_shell(phone, "input keyevent HOME")
+    frame, png = split_frame(adb_shell(phone, "vphone frame", exec_out=True))
+    assert frame.still and frame.version and frame.package == "com.vlagent.launcher"
+    shot = Image.open(io.BytesIO(adb_shell(phone, "screencap", "-p", exec_out=True)))
+    assert Image.open(io.BytesIO(png)).tobytes() == shot.convert("RGB").tobytes()
+    # Unchanged: the header again and no PNG.
+    assert split_frame(adb_shell(phone, f"vphone frame --since {frame.version}",
+                                 exec_out=True)) == (frame, b"")
+    # The page changing by itself (no input) is a new version and a new frame.
+    vphone.call(lambda c: c.display.evaluate(
+        "() => { document.body.style.background = 'rgb(255, 0, 0)'; }"))
+    changed, red = split_frame(adb_shell(phone, f"vphone frame --since {frame.version}",
+                                         exec_out=True))
+    assert changed.version != frame.version and red and red != png
+    assert Image.open(io.BytesIO(red)).getpixel((2, 1200)) == (255, 0, 0)
+    adb_shell(phone, "vphone reset")
+    for bad in ("--quiet 5", "--quiet-ms", "--timeout-ms soon"):
+        out = adb_shell(phone, f"vphone frame {bad}; echo rc=$?").decode()
+        assert "vphone: " in out and out.rstrip().endswith("rc=1"), out

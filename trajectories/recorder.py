@@ -59,13 +59,19 @@ class Recorder:
         self._write_meta()
         self._steps = open(self.directory / STEPS_FILE, "a", encoding="utf-8")
 
-    def save_image(self, step: int, image: Image.Image) -> str:
-        """Write the step's screenshot (durably) and return its name for the step's line."""
+    def save_image(self, step: int, image: Image.Image, png: bytes | None = None) -> str:
+        """Write the step's screenshot (durably) and return its name for the step's line.
+
+        ``png``: the same screenshot already encoded (as the device sent it), written as is.
+        """
         name = image_name(step)
         path = self.directory / name
         with _removed_on_failure(path), open(path, "wb") as f:
-            # Level 1: a 1080x2400 screenshot encodes in tens of ms instead of hundreds.
-            image.save(f, format="PNG", compress_level=1)
+            if png is not None:
+                f.write(png)
+            else:
+                # Level 1: a 1080x2400 screenshot encodes in tens of ms instead of hundreds.
+                image.save(f, format="PNG", compress_level=1)
             f.flush()
             os.fsync(f.fileno())
         return name

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import mimetypes
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,48 @@ _HIERARCHY_JS = """() => {
 }"""
 
 
+#: Runs first in every document: counts what can change the pixels (DOM mutations, scrolling,
+#: focus, state calls in flight), so the phone can tell a still screen without comparing frames.
+_CHANGES_JS = """(() => {
+  const changes = {id: Math.random(), count: 0, last: performance.now(), pending: 0};
+  const mark = () => { changes.count++; changes.last = performance.now(); };
+  Object.defineProperty(window, '__vphoneChanges', {value: changes});
+  new MutationObserver(mark).observe(document, {
+    subtree: true, childList: true, attributes: true, characterData: true});
+  for (const type of ['scroll', 'focusin', 'focusout', 'input', 'load', 'transitionrun',
+                      'animationstart']) {
+    addEventListener(type, mark, {capture: true, passive: true});
+  }
+  const binding = window.vphoneState;
+  if (binding) {
+    window.vphoneState = (...args) => {
+      changes.pending++;
+      mark();
+      return binding(...args).finally(() => { changes.pending--; mark(); });
+    };
+  }
+})()"""
+
+#: [document id, changes, ms since the last one, anything moving or loading]
+_STILLNESS_JS = """() => {
+  const c = window.__vphoneChanges;
+  if (!c) return [Math.random(), 0, 1e9, false];  // a page without the counter: never cached
+  const moving = c.pending > 0 || document.readyState !== 'complete' ||
+    document.fonts.status !== 'loaded' ||
+    document.getAnimations().some((a) => a.playState === 'running');
+  return [c.id, c.count, performance.now() - c.last, moving];
+}"""
+
+
+@dataclass(frozen=True)
+class Stillness:
+    """What the page reports about its pixels: ``version`` changes whenever they may have."""
+
+    version: tuple[float, int]
+    quiet_ms: float  # since the last change
+    moving: bool  # an animation runs, a state call or a load is in flight
+
+
 class PhoneDisplay:
     """The chromium page and the gestures on it; every method runs on the phone's event loop."""
 
@@ -90,6 +133,7 @@ class PhoneDisplay:
         await context.expose_binding(
             "vphoneState", lambda source, op, value=None: on_state(source["frame"].url, op, value)
         )
+        await context.add_init_script(_CHANGES_JS)
         self.page = await context.new_page()
         self._cdp = await context.new_cdp_session(self.page)
 
@@ -134,6 +178,15 @@ class PhoneDisplay:
 
     async def hierarchy(self) -> list[dict[str, Any]]:
         return await self.evaluate(_HIERARCHY_JS)
+
+    async def stillness(self) -> Stillness:
+        try:
+            doc, count, quiet_ms, moving = await self.page.evaluate(_STILLNESS_JS)
+        except Exception as exc:  # noqa: BLE001 - only a navigation race is expected here
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
+            return Stillness((0, 0), 0, True)  # a new document is on its way
+        return Stillness((doc, count), quiet_ms, moving)
 
     # -- capture ------------------------------------------------------------------------------
     async def png(self) -> bytes:

@@ -18,11 +18,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from envs import still_frames
 from envs.virtual_phone.catalog import APPS_DIR, load_apps
 from envs.virtual_phone.display import PhoneDisplay
+from envs.virtual_phone.inline_shell import InlineShell
 from envs.virtual_phone.protocol import MAX_PAYLOAD
 from envs.virtual_phone.shell_commands import DENSITY, ShellCommands
-from envs.virtual_phone.tool_server import ToolServer, install_tools, shell_environment
+from envs.virtual_phone.tool_server import TOOLS, ToolServer, install_tools, shell_environment
 from envs.virtual_phone.transport import AdbServer
 
 T = TypeVar("T")
@@ -39,6 +41,8 @@ def device_properties(port: int) -> dict[str, str]:
         "ro.build.version.sdk": "34",
         "ro.serialno": f"vphone-{port}",
         "ro.sf.lcd_density": str(DENSITY),
+        # AndroidEnv's cue to observe with one `vphone frame` instead of comparing screencaps.
+        still_frames.PROPERTY: "1",
     }
 
 
@@ -140,7 +144,8 @@ class VirtualPhone:
                     start_new_session=True,
                 )
 
-            self._adb = AdbServer(spawn, {}, features=[])
+            inline = InlineShell(commands, TOOLS, home / "sdcard")
+            self._adb = AdbServer(spawn, {}, features=[], inline=inline.run)
             self.port = await self._adb.start(self.host, self.port)
             commands.properties.update(device_properties(self.port))
             self._adb.properties.update(

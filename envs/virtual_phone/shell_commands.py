@@ -1,6 +1,7 @@
 """What the phone's shell tools do: ``input``, ``screencap``, ``am``, ``uiautomator`` and the rest.
 
-Each tool on the phone's PATH forwards its argv here (see tool_server.py); ``ShellCommands.run`` returns the
+Each tool on the phone's PATH forwards its argv here (see tool_server.py), and a lone tool call
+comes here straight from the adb transport (inline_shell.py); ``ShellCommands.run`` returns the
 exit code and output a real device would give, as closely as the tools' common uses need.
 """
 
@@ -18,13 +19,16 @@ from xml.sax.saxutils import quoteattr
 from PIL import Image
 
 from envs.input_text import decode_input_text
+from envs.still_frames import StillFrame
 from envs.virtual_phone.catalog import LAUNCHER, App, app_for_url
-from envs.virtual_phone.display import PHYSICAL, SCALE, PhoneDisplay
+from envs.virtual_phone.display import PHYSICAL, SCALE, PhoneDisplay, Stillness
 from envs.virtual_phone.keycodes import PAGE_KEYS, key_name
 
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 LATIN_IME = "com.vlagent.keyboard/.LatinIME"
 DENSITY = 480
+#: ``uiautomator dump`` waits until the screen has been still this long, or gives up waiting.
+IDLE_QUIET_MS, IDLE_TIMEOUT_MS = 50, 3000
 #: Swipes shorter than this (physical px) are presses, like Android's touch slop.
 TOUCH_SLOP = 24
 
@@ -65,6 +69,11 @@ class ShellCommands:
         self.imes = [LATIN_IME] + ([ADB_KEYBOARD] if adb_keyboard else [])
         self.current_ime = ADB_KEYBOARD if adb_keyboard else LATIN_IME
         self._last_frame: tuple[bytes, bytes] = (b"", b"")
+        #: Commands run that may have changed the screen (input, navigation, state writes).
+        self.touches = 0
+        self._touched_at = 0.0  # the loop's clock at the end of the last one
+        #: The last PNG and the screen version it shows (None: the screen moved while captured).
+        self._png: tuple[str | None, bytes] = (None, b"")
         # One gesture or navigation at a time, as on a device's input queue.
         self._lock = asyncio.Lock()
 
@@ -116,9 +125,16 @@ class ShellCommands:
             return fail(f"{argv[0]}: inaccessible or not found", 127)
         try:
             async with self._lock:
-                return await handler(argv[1:])
+                try:
+                    return await handler(argv[1:])
+                finally:
+                    if not _reads_only(argv):
+                        self.touches += 1
+                        self._touched_at = asyncio.get_running_loop().time()
         except UsageError as exc:
             return fail(f"{argv[0]}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a tool must get an answer, never hang
+            return fail(f"{argv[0]}: {type(exc).__name__}: {exc}")
 
     # -- tools --------------------------------------------------------------------------------
     async def cmd_input(self, args: list[str]) -> Result:
@@ -186,10 +202,53 @@ class ShellCommands:
         path = files[0] if files else None
         if path and path.endswith(".png"):
             png = True
-        data = await self.display.png()
+        data, _ = await self.screen_png()
         if not png:
             data = self._raw_frame(data)
         return Result(0, data, file=path)
+
+    async def screen_png(self, before: Stillness | None = None) -> tuple[bytes, str | None]:
+        """The screen as PNG and its version; chromium is asked only when the screen may have
+        changed since the last capture (a new version, or something moving). ``before``: the
+        page's stillness just read, if the caller has it."""
+        before = before or await self.display.stillness()
+        version = f"{self.touches}:{before.version[0]}:{before.version[1]}"
+        if not before.moving and self._png[0] == version:
+            return self._png[1], version
+        png = await self.display.png()
+        after = await self.display.stillness()
+        if after.moving or after.version != before.version:
+            version = None  # it changed while captured: never serve this frame from the cache
+        self._png = (version, png)
+        return png, version
+
+    async def wait_still(self, quiet_ms: float, timeout_ms: float) -> tuple[bool, Stillness]:
+        """Wait until nothing has changed for ``quiet_ms``, at most ``timeout_ms``: (whether it
+        did, the page's last stillness)."""
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + timeout_ms / 1000
+        while True:
+            stillness = await self.display.stillness()
+            # Quiet also since the last input: a tap's navigation may not have begun yet.
+            quiet = min(stillness.quiet_ms, (clock() - self._touched_at) * 1000)
+            if not stillness.moving and quiet >= quiet_ms:
+                return True, stillness
+            left = deadline - clock()
+            if left <= 0:
+                return False, stillness
+            wait_ms = 10 if stillness.moving else quiet_ms - quiet
+            await asyncio.sleep(min(left, max(wait_ms, 5) / 1000))
+
+    async def still_frame(self, since: str, quiet_ms: float, timeout_ms: float) -> Result:
+        """``vphone frame`` (envs/still_frames.py): once nothing has changed for ``quiet_ms``
+        (or ``timeout_ms`` passed), the header line and the PNG, left out when the version is
+        still ``since``."""
+        still, stillness = await self.wait_still(quiet_ms, timeout_ms)
+        png, version = await self.screen_png(stillness)
+        package, activity = self.current_app().component.split("/", 1)
+        header = StillFrame(version=version, still=still, package=package, activity=activity)
+        body = b"" if version is not None and version == since else png
+        return Result(0, header.model_dump_json().encode() + b"\n" + body)
 
     def _raw_frame(self, png: bytes) -> bytes:
         """The raw screencap of a PNG frame; an unchanged screen reuses the last conversion."""
@@ -318,6 +377,9 @@ class ShellCommands:
             raise UsageError("supported: uiautomator dump [--compressed] [FILE]")
         files = [a for a in args[1:] if not a.startswith("-")]
         path = files[0] if files else "window_dump.xml"
+        # As Android's dump waits for the UI to be idle: an app still loading its state would
+        # show its placeholder markup.
+        await self.wait_still(IDLE_QUIET_MS, IDLE_TIMEOUT_MS)
         xml = hierarchy_xml(await self.display.hierarchy(), self.current_app().package)
         note = f"UI hierchary dumped to: {path}\n".encode()  # sic: Android's own spelling
         if path == "/dev/tty":
@@ -339,8 +401,20 @@ class ShellCommands:
             return ok()
         if args == ["apps"]:
             return ok("".join(f"{a.package}\t{a.label}\n" for a in self.apps.values()))
+        if args[:1] == ["frame"]:
+            options = dict(zip(args[1::2], args[2::2]))
+            if len(args) % 2 == 0 or set(options) - {"--since", "--quiet-ms", "--timeout-ms"}:
+                raise UsageError("usage: vphone frame [--since VERSION] [--quiet-ms MS] "
+                                 "[--timeout-ms MS]")
+            try:
+                quiet_ms = float(options.get("--quiet-ms", 50))
+                timeout_ms = float(options.get("--timeout-ms", 3000))
+            except ValueError:
+                raise UsageError(f"not a number in {' '.join(args[1:])}") from None
+            return await self.still_frame(options.get("--since", ""), quiet_ms, timeout_ms)
         raise UsageError("usage: vphone state [PACKAGE] | vphone state set PACKAGE JSON | "
-                         "vphone reset [PACKAGE] | vphone apps")
+                         "vphone reset [PACKAGE] | vphone apps | "
+                         "vphone frame [--since VERSION] [--quiet-ms MS] [--timeout-ms MS]")
 
     async def _set_state(self, app: App, text: str) -> Result:
         """Replace an app's state, as a test harness writes an app's database over adb."""
@@ -354,6 +428,16 @@ class ShellCommands:
         if self.current_app().package == app.package and app.package != LAUNCHER:
             await self.home()  # the open app holds the old state; stop it, as `pm clear` does
         return ok()
+
+
+#: Tools that only read the device; any other command may change the screen.
+_READERS = {"screencap", "dumpsys", "getprop", "wm", "uiautomator"}
+
+
+def _reads_only(argv: list[str]) -> bool:
+    if argv[0] == "vphone":
+        return argv[1:2] in (["frame"], ["apps"]) or (argv[1:2] == ["state"] and len(argv) <= 3)
+    return argv[0] in _READERS
 
 
 _CLEAR_FOCUSED = """() => {

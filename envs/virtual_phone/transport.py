@@ -2,7 +2,8 @@
 
 The adb server (``adb connect HOST:PORT``) sends CNXN; we answer with our own CNXN and no AUTH,
 so the device is online at once. The host then OPENs streams to services. We serve ``shell:CMD``
-and ``exec:CMD`` by running the command under a real ``/bin/sh -c`` (via ``spawn``) and streaming
+and ``exec:CMD`` by running the command under a real ``/bin/sh -c`` (via ``spawn``), or without a
+shell when ``inline`` takes it (the phone's own tools with literal arguments), and streaming
 its output back in WRTE packets, one unacknowledged packet at a time as the protocol requires.
 ``shell_v2`` is not advertised, so the host never asks for its framing. Other services (``sync:``
 for push/pull, ``reverse:``...) are refused: adbutils' shell, screenshots and input do not use them.
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Starts ``/bin/sh -c command`` in a new session, stdout (and stderr merged) piped.
 Spawn = Callable[[str], Awaitable[asyncio.subprocess.Process]]
+#: The whole output of a command run without a shell, or None when ``Spawn`` must run it.
+RunInline = Callable[[str], Awaitable["bytes | None"]]
 
 INTERACTIVE_REFUSAL = (
     b"vlagent virtual phone: interactive shells are not supported; "
@@ -59,17 +62,19 @@ class AdbTransport:
     """One host connection: packet loop plus the streams the host opened."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 spawn: Spawn, properties: dict[str, str], features: list[str]) -> None:
+                 spawn: Spawn, properties: dict[str, str], features: list[str],
+                 inline: RunInline | None = None) -> None:
         self.reader, self.writer = reader, writer
-        self.spawn = spawn
+        self.spawn, self.inline = spawn, inline
         self.banner = banner(properties, features)
         self.max_payload = 4096  # until the host's CNXN says more
+        self.checksums = True  # until the host's CNXN shows a version that skips them
         self.streams: dict[int, _Stream] = {}
         self._next_id = 1
 
     def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
         if not self.writer.is_closing():
-            self.writer.write(Packet(command, arg0, arg1, data).encode())
+            self.writer.write(Packet(command, arg0, arg1, data).encode(self.checksums))
 
     async def run(self) -> None:
         try:
@@ -91,6 +96,7 @@ class AdbTransport:
     def _handle(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
         if command == A_CNXN:
             self.max_payload = min(MAX_PAYLOAD, arg1 or MAX_PAYLOAD)
+            self.checksums = arg0 < A_VERSION
             self.send(A_CNXN, A_VERSION, MAX_PAYLOAD, self.banner)
         elif command == A_OPEN:
             self._open(arg0, data.rstrip(b"\0").decode("utf-8", "replace"))
@@ -139,6 +145,10 @@ class AdbTransport:
             if not command.strip():
                 await self._write(stream, INTERACTIVE_REFUSAL)
                 return
+            output = await self.inline(command) if self.inline is not None else None
+            if output is not None:
+                await self._write(stream, output)
+                return
             stream.process = await self.spawn(command)
             assert stream.process.stdout is not None
             while chunk := await stream.process.stdout.read(self.max_payload):
@@ -177,8 +187,10 @@ def _kill(process: asyncio.subprocess.Process | None) -> None:
 class AdbServer:
     """Accepts adb hosts on ``host:port`` (port 0 picks a free one) and serves each connection."""
 
-    def __init__(self, spawn: Spawn, properties: dict[str, str], features: list[str]) -> None:
+    def __init__(self, spawn: Spawn, properties: dict[str, str], features: list[str],
+                 inline: RunInline | None = None) -> None:
         self.spawn, self.properties, self.features = spawn, properties, features
+        self.inline = inline
         self.transports: set[AdbTransport] = set()
         self._server: asyncio.base_events.Server | None = None
 
@@ -187,7 +199,8 @@ class AdbServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        transport = AdbTransport(reader, writer, self.spawn, self.properties, self.features)
+        transport = AdbTransport(reader, writer, self.spawn, self.properties, self.features,
+                                 self.inline)
         self.transports.add(transport)
         try:
             await transport.run()
