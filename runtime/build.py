@@ -7,7 +7,6 @@ another sideways.
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
@@ -142,13 +141,12 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
         with contextlib.ExitStack() as stack:
             # A private adb server: the run never touches the user's own (port 5037).
             with console.status("starting the virtual phone and a private adb server…"):
-                adb = PrivateAdbServer()
+                # The adb server starts (about a second) while chromium does; it is launched
+                # from this thread, which it must not outlive (PR_SET_PDEATHSIG).
+                adb = PrivateAdbServer().launch()
                 stack.callback(adb.stop)
-                # The adb daemon starts (about a second) while chromium does.
-                with ThreadPoolExecutor(1) as pool:
-                    adb_started = pool.submit(adb.start)
-                    phone = stack.enter_context(VirtualPhone(port=0))
-                    adb_started.result()
+                phone = stack.enter_context(VirtualPhone(port=0))
+                adb.wait_ready()
                 adb.connect(phone.serial)
                 env = stack.enter_context(AndroidEnv(serial=phone.serial, adb_port=adb.port))
             console.print(f"virtual phone at {phone.serial} (adb server on port {adb.port})")

@@ -49,12 +49,20 @@ class PrivateAdbServer:
                               capture_output=True, timeout=timeout_s, check=False)
 
     def start(self, timeout_s: float = 20.0) -> "PrivateAdbServer":
+        return self.launch().wait_ready(timeout_s)
+
+    def launch(self) -> "PrivateAdbServer":
+        """Start the server process and return at once (``wait_ready`` waits until it listens,
+        from any thread; this must run in a thread that outlives the server)."""
         self._log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [self.adb, "-P", str(self.port), "nodaemon", "server"], env=self.env,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
+        return self
+
+    def wait_ready(self, timeout_s: float = 20.0) -> "PrivateAdbServer":
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
