@@ -5,6 +5,7 @@ backoff and the episode goes on. Killing a run leaves no process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -19,6 +20,7 @@ from typing import Callable
 import pytest
 
 from actions.dialects import get_dialect
+from agent.backends.base import Completion
 from agent.backends.openai import OpenAIBackend
 from agent.loop import Agent, AgentConfig, EpisodeResult
 from agent.policies.backend import BackendPolicy
@@ -26,6 +28,7 @@ from envs.base import Env
 from tests.agent_fakes import FakePhone, ListPolicy
 from tests.conftest import require_tool
 from tests.probes import wait_until
+from tests.serve_fakes import EchoEngine
 from trajectories.reader import Trajectory, load
 from trajectories.recorder import Recorder
 
@@ -270,6 +273,46 @@ def test_a_model_endpoint_that_keeps_failing_ends_the_episode(fault, tmp_path):
     assert result.status == "error" and "failed 3 time(s)" in result.reason, result.reason
     assert ("HTTP 500" if fault == "500" else "ConnectError") in result.reason
     assert [s.action["kind"] for s in trajectory.steps] == ["tap", "tap"]
+
+
+class TapEngine(EchoEngine):
+    """``serve``'s engine for these tests: every answer is a tap; the ``slow``-th batch takes
+    longer than the client waits."""
+
+    def __init__(self, slow: int) -> None:
+        super().__init__()
+        self.slow, self.calls = slow, 0
+
+    def generate_batch(self, batch):
+        self.calls += 1
+        if self.calls == self.slow:
+            time.sleep(0.8)
+        return [Completion(TAP, job.prompt_tokens, 3) for job in batch]
+
+
+def test_our_own_serve_slowed_then_stopped(tmp_path):
+    from runtime.server.app import ServerSettings, create_app, running_server
+
+    engine = TapEngine(slow=2)
+    server = contextlib.ExitStack()
+    url = server.enter_context(running_server(create_app(engine, ServerSettings(model_id="m"))))
+    policy = BackendPolicy(OpenAIBackend(url, "m", timeout_s=0.5, retries=3, backoff_s=0.2))
+    respond = policy.respond
+
+    def responding(request):
+        if request.step == 3:
+            server.close()  # serve stops between two steps
+        return respond(request)
+
+    policy.respond = responding  # type: ignore[method-assign]
+    try:
+        result, trajectory = run_episode(FakePhone(), policy, tmp_path / "t")
+    finally:
+        server.close()
+    # Step 1's answer came too late: asked again, it came; step 3 found no server.
+    assert engine.calls >= 4
+    assert result.status == "error" and "ConnectError" in result.reason, result.reason
+    assert [s.action["kind"] for s in trajectory.steps] == ["tap", "tap", "tap"]
 
 
 # -- the disk -------------------------------------------------------------------------------------
