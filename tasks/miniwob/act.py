@@ -1,0 +1,94 @@
+"""What a scripted MiniWoB++ solution uses: read the DOM to find a target, then act on it only
+through pixel actions, exactly as a model's action would arrive.
+
+An element's bounding box (CSS pixels) becomes its centre in screenshot pixels (times the env's
+device scale factor), so a wrong conversion misses and MiniWoB's reward says so.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from core.actions import Click, Key, Scroll, Type
+from envs.base import Env, EnvError
+from tasks.base import SolutionStep
+from tasks.miniwob.page import on_page
+
+
+def centre(env: Env, selector: str) -> tuple[int, int]:
+    """The centre of the first visible element matching ``selector``, in screenshot pixels."""
+    box = on_page(env, f"finding {selector}",
+                  lambda page: page.locator(selector).locator("visible=true").first
+                  .bounding_box(timeout=3000))
+    if box is None:
+        raise EnvError(f"{selector} is not on screen")
+    scale = getattr(env, "scale", 1.0)
+    return (round((box["x"] + box["width"] / 2) * scale),
+            round((box["y"] + box["height"] / 2) * scale))
+
+
+def click(env: Env, selector: str, thought: str) -> SolutionStep:
+    x, y = centre(env, selector)
+    return SolutionStep(Click(x=x, y=y), thought)
+
+
+def type_text(text: str, thought: str) -> SolutionStep:
+    return SolutionStep(Type(text=text), thought)
+
+
+def key(name: str, thought: str) -> SolutionStep:
+    return SolutionStep(Key(key=name), thought)
+
+
+def texts(env: Env, selector: str) -> list[str]:
+    """The inner texts of every element matching ``selector``, stripped."""
+    found = on_page(env, f"reading {selector}",
+                    lambda page: page.locator(selector).all_inner_texts())
+    return [text.strip() for text in found]
+
+
+def visible(env: Env, selector: str) -> bool:
+    return on_page(env, f"looking for {selector}",
+                   lambda page: page.locator(selector).first.is_visible())
+
+
+def wait_for(env: Env, selector: str, timeout_s: float = 3.0) -> None:
+    """Wait until ``selector`` is visible (a menu that opens after a delay)."""
+    on_page(env, f"waiting for {selector}",
+            lambda page: page.locator(selector).first.wait_for(state="visible",
+                                                               timeout=timeout_s * 1000))
+
+
+def quoted(utterance: str, index: int = 0) -> str:
+    """The ``index``-th "quoted" part of the instruction."""
+    found = re.findall(r'"([^"]*)"', utterance)
+    if len(found) <= index:
+        raise EnvError(f"no quoted target #{index + 1} in {utterance!r}")
+    return found[index]
+
+
+def text_is(selector: str, text: str) -> str:
+    """``selector`` narrowed to elements whose whole text is ``text`` (quotes kept quoted)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{selector}:text-is("{escaped}")'
+
+
+def reveal(env: Env, selector: str, area: str = "#area",
+           attempts: int = 20) -> Iterator[SolutionStep]:
+    """Scroll ``area`` with the wheel, a step at a time, until ``selector`` lies inside it."""
+    for _ in range(attempts):
+        inside = on_page(env, f"locating {selector}", lambda page: page.locator(selector).first
+                         .evaluate("""(element, area) => {
+                             const e = element.getBoundingClientRect();
+                             const a = document.querySelector(area).getBoundingClientRect();
+                             return e.top < a.top ? 'up' : e.bottom > a.bottom ? 'down' : ''; }""",
+                                   area))
+        if not inside:
+            return
+        x, y = centre(env, area)
+        amount = round(40 * getattr(env, "scale", 1.0))
+        yield SolutionStep(Scroll(direction=inside, x=x, y=y, amount=amount),
+                           f"Scroll {inside} to bring the target into view.")
+    raise EnvError(f"{selector} never scrolled into view")
+
