@@ -135,6 +135,12 @@ class Agent:
             # The task's start state, then the first screenshot.
             observation = self.env.reset(task.initialize if task is not None else None)
             observe_ms = _ms(started)  # so step 0's observe time includes the reset
+            if task is not None and task.goal != goal:
+                # A task may learn its goal from the start state (a MiniWoB page writes its
+                # own instruction): the model is told that one.
+                goal = task.goal
+                if self.recorder is not None:
+                    self.recorder.set_goal(goal)
             self.policy.start(Episode(goal, self.dialect, self.env, task))
             for step in range(cfg.max_steps):
                 if deadline is not None and time.monotonic() >= deadline:

@@ -16,16 +16,32 @@ from tasks.base import SolutionStep
 from tasks.miniwob.page import on_page
 
 
+# The point of an element a click reaches: its centre, or else the first point of a grid over
+# it that no other element covers (MiniWoB places buttons at random, sometimes overlapping).
+_CLICKABLE_POINT = """(element) => {
+  const box = element.getBoundingClientRect();
+  const points = [[0.5, 0.5]];
+  for (const fy of [0.2, 0.35, 0.5, 0.65, 0.8])
+    for (const fx of [0.2, 0.35, 0.5, 0.65, 0.8]) points.push([fx, fy]);
+  for (const [fx, fy] of points) {
+    const x = box.left + box.width * fx, y = box.top + box.height * fy;
+    const hit = document.elementFromPoint(x, y);
+    if (hit && (hit === element || element.contains(hit))) return [x, y];
+  }
+  return null;
+}"""
+
+
 def centre(env: Env, selector: str) -> tuple[int, int]:
-    """The centre of the first visible element matching ``selector``, in screenshot pixels."""
-    box = on_page(env, f"finding {selector}",
-                  lambda page: page.locator(selector).locator("visible=true").first
-                  .bounding_box(timeout=3000))
-    if box is None:
-        raise EnvError(f"{selector} is not on screen")
+    """A point of the first visible element matching ``selector`` that a click reaches (its
+    centre unless something covers it), in screenshot pixels."""
+    point = on_page(env, f"finding {selector}",
+                    lambda page: page.locator(selector).locator("visible=true").first
+                    .evaluate(_CLICKABLE_POINT, timeout=3000))
+    if point is None:
+        raise EnvError(f"{selector} is covered or off screen")
     scale = getattr(env, "scale", 1.0)
-    return (round((box["x"] + box["width"] / 2) * scale),
-            round((box["y"] + box["height"] / 2) * scale))
+    return round(point[0] * scale), round(point[1] * scale)
 
 
 def click(env: Env, selector: str, thought: str) -> SolutionStep:

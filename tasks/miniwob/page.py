@@ -2,14 +2,16 @@
 instruction and its reward.
 
 The pages ship inside the ``miniwob`` package and load from ``file://``. The page draws its
-episode from ``Math.random``, which ``Math.seedrandom(seed)`` seeds (the package's own
-mechanism), so the same seed gives the same episode. MiniWoB ends the episode itself, with a
+episode from ``Math.random``, which ``Math.seedrandom(page_seed)`` seeds (the package's own
+mechanism); ``page_seed`` is drawn from the task's seed, so the same seed gives the same
+episode. MiniWoB ends the episode itself, with a
 reward in [-1, 1], when the agent submits; the first episode's result is kept on the page, so
 clicking MiniWoB's "START" cover afterwards cannot change the score.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -97,9 +99,10 @@ class MiniWobTask(Task):
         self.utterance: str | None = None
 
     @classmethod
-    def sample_params(cls, rng: Any) -> dict[str, Any]:
-        # The page draws the episode from the seed itself; the params only name the page.
-        return {"page": cls.name.split("/", 1)[1]}
+    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
+        # The page draws the episode itself, from the seed it is given: the params hold that
+        # seed, so given params replay the same episode.
+        return {"page": cls.name.split("/", 1)[1], "page_seed": rng.randrange(2**31)}
 
     @property
     def page(self) -> str:
@@ -115,7 +118,7 @@ class MiniWobTask(Task):
 
         def start(page: "Page") -> str:
             page.goto(url, wait_until="load")
-            page.evaluate(_START, str(self.seed))
+            page.evaluate(_START, str(self.params["page_seed"]))
             page.wait_for_function("WOB_TASK_READY")
             return page.evaluate(_UTTERANCE)
 
