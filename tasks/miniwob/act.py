@@ -15,7 +15,6 @@ from envs.base import Env, EnvError
 from tasks.base import SolutionStep
 from tasks.miniwob.page import on_page
 
-
 # The point of an element a click reaches: its centre, or else the first point of a grid over
 # it that no other element covers (MiniWoB places buttons at random, sometimes overlapping).
 _CLICKABLE_POINT = """(element) => {

@@ -12,8 +12,17 @@ from typing import Iterator
 
 from envs.base import Env, EnvError
 from tasks.base import SolutionStep
-from tasks.miniwob.act import (click, key, quoted, reveal, text_is, texts, type_text,
-                               visible, wait_for)
+from tasks.miniwob.act import (
+    click,
+    key,
+    quoted,
+    reveal,
+    text_is,
+    texts,
+    type_text,
+    visible,
+    wait_for,
+)
 from tasks.miniwob.page import ScriptedTask, on_page
 
 
@@ -97,13 +106,8 @@ class ClickTest2(ScriptedTask):
         yield click(env, text_is("#area button", label), f"Click button {label}.")
 
 
-class UnicodeTest(ScriptedTask):
+class UnicodeTest(ClickButton):
     name = "miniwob/unicode-test"
-    tags = _tags("click", "easy")
-
-    def steps(self, env, utterance):
-        target = quoted(utterance)
-        yield click(env, text_is("#area button", target), f"Click the {target!r} button.")
 
 
 class ClickWidget(ScriptedTask):
@@ -243,32 +247,26 @@ class EnterText(ScriptedTask):
     name = "miniwob/enter-text"
     tags = _tags("typing", "easy")
 
+    def text(self, utterance: str) -> str:
+        return quoted(utterance)
+
     def steps(self, env, utterance):
-        yield from _fill(env, "#tt", quoted(utterance), "text")
+        yield from _fill(env, "#tt", self.text(utterance), "text")
         yield click(env, "#subbtn", "Click Submit.")
 
 
-class EnterText2(ScriptedTask):
+class EnterText2(EnterText):
     name = "miniwob/enter-text-2"
-    tags = _tags("typing", "easy")
 
-    def steps(self, env, utterance):
+    def text(self, utterance: str) -> str:
         text = quoted(utterance)
         if "lower case" in utterance:
-            text = text.lower()
-        elif "upper case" in utterance:
-            text = text.upper()
-        yield from _fill(env, "#tt", text, "text")
-        yield click(env, "#subbtn", "Click Submit.")
+            return text.lower()
+        return text.upper() if "upper case" in utterance else text
 
 
-class EnterTextDynamic(ScriptedTask):
+class EnterTextDynamic(EnterText):
     name = "miniwob/enter-text-dynamic"
-    tags = _tags("typing", "easy")
-
-    def steps(self, env, utterance):
-        yield from _fill(env, "#tt", quoted(utterance), "text")
-        yield click(env, "#subbtn", "Click Submit.")
 
 
 class FocusText(ScriptedTask):
@@ -363,3 +361,63 @@ class EmailInboxNoscroll(_EmailInbox):
 
 class EmailInboxStarReply(_EmailInbox):
     name = "miniwob/email-inbox-star-reply"
+
+
+# -- booking a flight -------------------------------------------------------------------------
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"]
+
+
+class BookFlight(ScriptedTask):
+    name = "miniwob/book-flight"
+    tags = _tags("typing", "click", "scroll", "hard")
+    max_steps = 30
+
+    def steps(self, env, utterance):
+        goal, origin, destination, month, day, year = _match(
+            r"Book the (cheapest|shortest) one-way flight from: (.+) to: (.+) "
+            r"on (\d\d)/(\d\d)/(\d{4})\.", utterance).groups()
+        for field, place in (("#flight-from", origin), ("#flight-to", destination)):
+            yield from _fill(env, field, place, field[1:])
+            yield _pick_suggestion(env, field, place)
+        yield click(env, "#datepicker", "Open the date picker.")
+        wait_for(env, "#ui-datepicker-div")
+        target = (int(year), int(month))
+        for _ in range(24):
+            shown = (int(texts(env, ".ui-datepicker-year")[0]),
+                     _MONTHS.index(texts(env, ".ui-datepicker-month")[0]) + 1)
+            if shown == target:
+                break
+            yield click(env, ".ui-datepicker-prev" if shown > target else ".ui-datepicker-next",
+                        "Go to the flight's month.")
+        yield click(env, text_is(f'td[data-month="{int(month) - 1}"][data-year="{year}"] a',
+                                 str(int(day))), f"Pick day {int(day)}.")
+        yield click(env, "#search", "Search.")
+        wait_for(env, ".flight")
+        key_attr = "data-price" if goal == "cheapest" else "data-duration"
+        values = on_page(env, "reading the flights", lambda page: page.eval_on_selector_all(
+            ".flight", f"""flights => flights.map(f => parseInt(
+                f.querySelector('[{key_attr}]').getAttribute('{key_attr}')))"""))
+        best = values.index(min(values)) + 1
+        button = f".flight:nth-child({best + 1}) .flight-price"  # child 1 is the results header
+        yield from reveal(env, button)
+        yield click(env, button, f"Book the {goal} flight.")
+
+
+def _pick_suggestion(env: Env, field: str, place: str) -> SolutionStep:
+    """The click on the autocomplete entry for ``place`` ("City, ST (CODE)": the instruction
+    names the city or the code)."""
+    # jQuery UI searches 300 ms after the last key: wait for the menu of the whole text (a slow
+    # machine can show one for a prefix first).
+    menu_id, entries = on_page(env, "reading the suggestions", lambda page: (
+        page.wait_for_function("""(f) => { const box = $(f);
+            return box.autocomplete('instance').term === box.val()
+                && box.autocomplete('widget').is(':visible'); }""", arg=field),
+        page.evaluate("""(f) => { const menu = $(f).autocomplete('widget');
+            return [menu.attr('id'), menu.find('li').map((_, e) => e.textContent).get()]; }""",
+                      field))[1])
+    wanted = [e for e in entries if e.startswith(place + " (") or e.endswith(f"({place})")]
+    if not wanted:
+        raise EnvError(f"{place!r} is not among the suggestions {entries}")
+    return click(env, f"#{menu_id} li >> nth={entries.index(wanted[0])}",
+                 f"Choose {wanted[0]!r}.")
