@@ -89,21 +89,49 @@ def text_is(selector: str, text: str) -> str:
     return f'{selector}:text-is("{escaped}")'
 
 
-def reveal(env: Env, selector: str, area: str = "#area",
-           attempts: int = 20) -> Iterator[SolutionStep]:
-    """Scroll ``area`` with the wheel, a step at a time, until ``selector`` lies inside it."""
+def reveal(env: Env, selector: str, handle: str, attempts: int = 30) -> Iterator[SolutionStep]:
+    """Scroll the list that holds ``selector`` until a click can reach it: click the list's
+    ``handle`` (a spot of it that does nothing), then press the arrow keys, 40 pixels a press.
+
+    Keys rather than the wheel: a dialect such as qwen2vl cannot say how far to scroll, and
+    its default (half the screen) can jump over a row in a short list.
+    """
+    grabbed = False
     for _ in range(attempts):
-        inside = on_page(env, f"locating {selector}", lambda page: page.locator(selector).first
-                         .evaluate("""(element, area) => {
-                             const e = element.getBoundingClientRect();
-                             const a = document.querySelector(area).getBoundingClientRect();
-                             return e.top < a.top ? 'up' : e.bottom > a.bottom ? 'down' : ''; }""",
-                                   area))
-        if not inside:
+        direction = on_page(env, f"locating {selector}", lambda page: page.locator(selector).first
+                            .evaluate(_SCROLL_DIRECTION))
+        if not direction:
             return
-        x, y = centre(env, area)
-        amount = round(40 * getattr(env, "scale", 1.0))
-        yield SolutionStep(Scroll(direction=inside, x=x, y=y, amount=amount),
-                           f"Scroll {inside} to bring the target into view.")
+        if not grabbed:
+            yield click(env, handle, "Click the list, so that the arrow keys scroll it.")
+            grabbed = True
+        yield key(direction, f"Scroll {direction} to bring the target into view.")
     raise EnvError(f"{selector} never scrolled into view")
 
+
+def onto_screen(env: Env, selector: str, attempts: int = 10) -> Iterator[SolutionStep]:
+    """Scroll the page (the wheel, by the dialect's default amount) until ``selector`` lies
+    within the window: a long menu can reach below a small screen."""
+    for _ in range(attempts):
+        direction = on_page(env, f"locating {selector}", lambda page: page.locator(selector).first
+                            .evaluate("""(e) => { const r = e.getBoundingClientRect();
+                                return r.top < 0 ? 'up' : r.bottom > innerHeight ? 'down' : ''; }"""))
+        if not direction:
+            return
+        yield SolutionStep(Scroll(direction=direction), f"Scroll {direction} to the target.")
+    raise EnvError(f"{selector} never scrolled onto the screen")
+
+
+# Which way the list around an element must scroll for all of it to show: '' when it shows.
+_SCROLL_DIRECTION = """(element) => {
+  const e = element.getBoundingClientRect();
+  for (let box = element.parentElement; box; box = box.parentElement) {
+    const overflow = getComputedStyle(box).overflowY;
+    if ((overflow === 'auto' || overflow === 'scroll') && box.scrollHeight > box.clientHeight) {
+      const b = box.getBoundingClientRect();
+      if (e.top < b.top) return 'up';
+      if (e.bottom > b.top + box.clientHeight) return 'down';
+    }
+  }
+  return '';
+}"""

@@ -15,6 +15,7 @@ from tasks.base import SolutionStep
 from tasks.miniwob.act import (
     click,
     key,
+    onto_screen,
     quoted,
     reveal,
     text_is,
@@ -311,13 +312,13 @@ class LoginUser(ScriptedTask):
 class _EmailInbox(ScriptedTask):
     """The email-inbox pages: open the sender's email, then star, delete, reply or forward."""
 
-    tags = _tags("email", "click", "medium")
-    max_steps = 12
+    tags = _tags("email", "click", "scroll", "medium")
+    max_steps = 20
 
     def steps(self, env, utterance):
         sender = _match(r"Find the email by (.+?) and .*", utterance).group(1)
         row = text_is("#main .email-thread .email-sender", sender)
-        yield from reveal(env, row)
+        yield from reveal(env, row, handle="#main-header h2")
         yield click(env, row, f"Open the email from {sender}.")
         if "star icon" in utterance:
             yield click(env, "#email .email-actions .star", "Star it.")
@@ -371,7 +372,7 @@ _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augu
 class BookFlight(ScriptedTask):
     name = "miniwob/book-flight"
     tags = _tags("typing", "click", "scroll", "hard")
-    max_steps = 30
+    max_steps = 40
 
     def steps(self, env, utterance):
         goal, origin, destination, month, day, year = _match(
@@ -379,7 +380,7 @@ class BookFlight(ScriptedTask):
             r"on (\d\d)/(\d\d)/(\d{4})\.", utterance).groups()
         for field, place in (("#flight-from", origin), ("#flight-to", destination)):
             yield from _fill(env, field, place, field[1:])
-            yield _pick_suggestion(env, field, place)
+            yield from _pick_suggestion(env, field, place)
         yield click(env, "#datepicker", "Open the date picker.")
         wait_for(env, "#ui-datepicker-div")
         target = (int(year), int(month))
@@ -400,11 +401,11 @@ class BookFlight(ScriptedTask):
                 f.querySelector('[{key_attr}]').getAttribute('{key_attr}')))"""))
         best = values.index(min(values)) + 1
         button = f".flight:nth-child({best + 1}) .flight-price"  # child 1 is the results header
-        yield from reveal(env, button)
+        yield from reveal(env, button, handle=".flight-summary")
         yield click(env, button, f"Book the {goal} flight.")
 
 
-def _pick_suggestion(env: Env, field: str, place: str) -> SolutionStep:
+def _pick_suggestion(env: Env, field: str, place: str) -> Iterator[SolutionStep]:
     """The click on the autocomplete entry for ``place`` ("City, ST (CODE)": the instruction
     names the city or the code)."""
     # jQuery UI searches 300 ms after the last key: wait for the menu of the whole text (a slow
@@ -419,5 +420,6 @@ def _pick_suggestion(env: Env, field: str, place: str) -> SolutionStep:
     wanted = [e for e in entries if e.startswith(place + " (") or e.endswith(f"({place})")]
     if not wanted:
         raise EnvError(f"{place!r} is not among the suggestions {entries}")
-    return click(env, f"#{menu_id} li >> nth={entries.index(wanted[0])}",
-                 f"Choose {wanted[0]!r}.")
+    entry = f"#{menu_id} li >> nth={entries.index(wanted[0])}"
+    yield from onto_screen(env, entry)
+    yield click(env, entry, f"Choose {wanted[0]!r}.")
