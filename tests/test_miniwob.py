@@ -15,7 +15,7 @@ from actions.dialects import get_dialect
 from agent.loop import Agent, AgentConfig
 from agent.policies.scripted import ScriptedPolicy
 from tasks.miniwob.act import click, quoted, text_is, texts
-from tasks.miniwob.page import page_names
+from tasks.miniwob.page import EPISODE_MAX_TIME_MS, page_names
 from tasks.miniwob.solutions import ClickButton
 from tasks.registry import find_tasks, get_task
 from tests.conftest import require_tool
@@ -103,6 +103,8 @@ def test_the_same_seed_gives_the_same_episode(browser):
         return task.utterance
 
     first = [utterance(seed) for seed in (7, 8)]
+    # MiniWoB's own 10 s clock would time out a model's episode: the task raised it.
+    assert browser.page.evaluate("core.EPISODE_MAX_TIME") == EPISODE_MAX_TIME_MS
     assert [utterance(seed) for seed in (7, 8)] == first and first[0] != first[1]
     assert utterance(params=get_task("miniwob/click-checkboxes", seed=7).params) == first[0]
 

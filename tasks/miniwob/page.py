@@ -36,9 +36,9 @@ EPISODE_MAX_TIME_MS = 3_600_000
 # Seeds the page, starts the episode without its START cover, and records the first
 # episode's end. The reward display (with a ticking countdown) is hidden: it is not part of the
 # task, and a clock that changes every second keeps a screenshot from settling.
-_START = """(seed) => {
+_START = """([seed, maxTime]) => {
   Math.seedrandom(seed);
-  core.EPISODE_MAX_TIME = MAX_TIME;
+  core.EPISODE_MAX_TIME = maxTime;
   const endEpisode = core.endEpisode;
   window.__vlagentResult = null;
   core.endEpisode = function () {
@@ -52,7 +52,7 @@ _START = """(seed) => {
   const style = document.createElement('style');
   style.textContent = '#reward-display { display: none !important; }';
   document.head.appendChild(style);
-}""".replace("MAX_TIME", str(EPISODE_MAX_TIME_MS))
+}"""
 # Most pages answer a string; the natural-language email pages answer {utterance, fields}.
 _UTTERANCE = """() => { const u = core.getUtterance();
   return typeof u === 'string' ? u : u.utterance; }"""
@@ -118,7 +118,7 @@ class MiniWobTask(Task):
 
         def start(page: "Page") -> str:
             page.goto(url, wait_until="load")
-            page.evaluate(_START, str(self.params["page_seed"]))
+            page.evaluate(_START, [str(self.params["page_seed"]), EPISODE_MAX_TIME_MS])
             page.wait_for_function("WOB_TASK_READY")
             return page.evaluate(_UTTERANCE)
 
