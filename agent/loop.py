@@ -148,8 +148,15 @@ class Agent:
             self._phase(0, "reset")
             started = time.monotonic()
             # The task's start state, then the first screenshot.
+            told = task.goal if task is not None else None
             observation = self.env.reset(task.initialize if task is not None else None)
             observe_ms = _ms(started)  # so step 0's observe time includes the reset
+            if task is not None and task.goal != told:
+                # The task learnt its goal from the start state (a MiniWoB page writes its own
+                # instruction): the model is told that one.
+                goal = task.goal
+                if self.recorder is not None:
+                    self.recorder.set_goal(goal)
             self.policy.start(Episode(goal, self.dialect, self.env, task))
             for step in range(cfg.max_steps):
                 if deadline is not None and time.monotonic() >= deadline:

@@ -27,6 +27,9 @@ def bench(
                               "desktop (the part of a task's name before '/')."),
     tasks: str = typer.Option(None, "--tasks", help="Only the tasks whose names match this glob, "
                               "e.g. 'phone/*flight*'."),
+    tags: list[str] = typer.Option(None, "--tag", help="Only the tasks with this tag, e.g. "
+                                   "scripted (the MiniWoB++ tasks with a solution); repeat it "
+                                   "to require several."),
     episodes: int = typer.Option(1, "--episodes", "-n", min=1, help="Seeds per task."),
     seed: int = typer.Option(0, "--seed", help="The first seed: episodes use seed..seed+N-1."),
     model: str = typer.Option("scripted", "--model", "-m", help="PATH (a local Qwen2-VL "
@@ -61,6 +64,8 @@ def bench(
 
       agent_cli.py bench --suite phone --model scripted --workers 2 --out runs/bench-phone
 
+      agent_cli.py bench --suite miniwob --tag scripted --model scripted
+
       agent_cli.py bench --compare runs/bench-a runs/bench-b
     """
     from rich.console import Console
@@ -76,7 +81,7 @@ def bench(
             _merge(console, merge, out)
             return
         _run(console, suite, tasks, episodes, seed, model, dialect, max_steps, workers, out,
-             shard, executor, ray_address, device)
+             shard, executor, ray_address, device, tags=tuple(tags or ()))
     except RunError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -86,7 +91,7 @@ def bench(
 
 
 def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_steps, workers,
-         out, shard, executor, ray_address, device) -> None:
+         out, shard, executor, ray_address, device, tags: tuple[str, ...] = ()) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from runtime.bench.plan import BenchSettings, parse_shard
@@ -102,8 +107,8 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
         raise RunError(f"--model {model!r} cannot run a bench; give PATH (a local Qwen2-VL "
                        f"checkpoint), scripted or replay:FILE")
     settings = BenchSettings(
-        suite=suite, tasks=tasks, episodes=episodes, seed=seed, model=model, dialect=dialect,
-        max_steps=max_steps, device=device, shard=parse_shard(shard),
+        suite=suite, tasks=tasks, tags=tags, episodes=episodes, seed=seed, model=model,
+        dialect=dialect, max_steps=max_steps, device=device, shard=parse_shard(shard),
     )
     out = out or Path("runs") / f"bench-{suite}-{Path(model).name or model}"
     tally = {"done": 0, "success": 0, "error": 0}

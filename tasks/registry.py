@@ -89,19 +89,22 @@ def match_task(goal: str, env: str | None = None) -> Task | None:
     """The bundled task (seed 0) whose goal the free text ``goal`` means, or None.
 
     A task matches when most of the goal's words appear in its goal template, name, tags or
-    keywords (so "book a flight" finds phone/book-flight); the best-scoring match wins.
+    keywords (so "book a flight" finds phone/book-flight); the best-scoring match wins, and on a
+    tie a task of ``env`` (a phone task when no env is given) beats one of another env, such as
+    MiniWoB's book-flight page.
     """
     asked = _words(goal)
     if not asked:
         return None
-    best, best_score = None, 0.0
+    preferred = env or "android"
+    best, best_rank = None, (0.0, False)
     for name, cls in _registry().items():
         if env is not None and cls.env != env:
             continue
         template = re.sub(r"\{[^}]*\}", " ", cls.goal_template)
         vocabulary = _words(" ".join([template, name.replace("/", " ").replace("-", " "),
                                       *cls.tags, *cls.keywords]))
-        score = len(asked & vocabulary) / len(asked)
-        if score > best_score:
-            best, best_score = cls, score
-    return best() if best is not None and best_score >= 0.6 else None
+        rank = (len(asked & vocabulary) / len(asked), cls.env == preferred)
+        if rank > best_rank:
+            best, best_rank = cls, rank
+    return best() if best is not None and best_rank[0] >= 0.6 else None

@@ -246,3 +246,34 @@ def test_scripted_step_the_dialect_cannot_write_is_a_policy_error():
     agent = Agent(env, ScriptedPolicy(), get_dialect("uitars", env.form_factor))
     result = agent.run("x", Chatty())
     assert result.status == "error" and "uitars dialect cannot write" in result.reason
+
+
+class GoalFromTheScreenTask(TypeHelloTask):
+    """Knows its goal only once its start state exists, as a MiniWoB page does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: str | None = None
+
+    @property
+    def goal(self) -> str:
+        return self.shown or "Do what the screen says"
+
+    def initialize(self, env) -> None:
+        super().initialize(env)
+        self.shown = "Type hello, as the screen says"
+
+
+def test_a_goal_the_start_state_tells_is_the_one_the_model_is_told(tmp_path):
+    prompts = []
+
+    def reply(request):
+        prompts.append("\n".join(m.text() for m in request.prompt.messages))
+        return DONE
+
+    task = GoalFromTheScreenTask()
+    result, _, _ = run(reply, task=task, tmp_path=tmp_path)
+    assert result.status == "success"
+    assert "Type hello, as the screen says" in prompts[0]
+    assert "Open the thing" not in prompts[0] and "Do what the screen" not in prompts[0]
+    assert load(tmp_path / "traj").meta.goal == "Type hello, as the screen says"

@@ -169,6 +169,13 @@ def test_shards_are_disjoint_and_cover_the_suite():
             parse_shard(bad)
 
 
+def test_tags_narrow_the_tasks_of_a_run():
+    hard = plan_jobs(settings(tags=("typing", "hard")), RIGHT.catalog)
+    assert {j.task for j in hard} == {"fake/repeat-word"}
+    with pytest.raises(RunError, match="tagged no-such-tag"):
+        plan_jobs(settings(tags=("no-such-tag",)), RIGHT.catalog)
+
+
 def test_a_resume_with_other_settings_is_refused(baseline):
     with pytest.raises(RunError, match="other settings \\(seed\\)"):
         run_bench(settings(seed=8), baseline.out, runner=RIGHT)

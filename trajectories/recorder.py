@@ -59,6 +59,12 @@ class Recorder:
         self._write_meta()
         self._steps = open(self.directory / STEPS_FILE, "a", encoding="utf-8")
 
+    def set_goal(self, goal: str) -> None:
+        """The goal as the episode's start state told it (a task may only know it then)."""
+        if self.meta is not None:
+            self.meta.goal = goal
+            self._write_meta()
+
     def save_image(self, step: int, image: Image.Image, png: bytes | None = None) -> str:
         """Write the step's screenshot (durably) and return its name for the step's line.
 

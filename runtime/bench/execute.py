@@ -69,6 +69,7 @@ class JobRunner:
                 trajectory=relative if (directory / "meta.json").is_file() else None,
             )
         result = outcome.result
+        base["goal"] = task.goal  # a MiniWoB page only tells its instruction once loaded
         if result.status == "interrupted":  # not an outcome: the episode runs again on resume
             raise KeyboardInterrupt
         error = result.reason if result.status == "error" else None

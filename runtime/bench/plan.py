@@ -18,6 +18,7 @@ class BenchSettings(BaseModel):
 
     suite: str
     tasks: str | None = None  # an fnmatch glob over task names
+    tags: tuple[str, ...] = ()  # only the tasks carrying every one of these ("scripted")
     episodes: int = 1
     seed: int = 0
     model: str
@@ -43,10 +44,12 @@ def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
     Shard i of n takes every n-th job from the (i-1)-th, so the slices are disjoint, cover the
     suite together, and each gets a mix of tasks.
     """
-    classes = catalog.find(settings.tasks, settings.suite)
+    wanted = frozenset(settings.tags)
+    classes = [cls for cls in catalog.find(settings.tasks, settings.suite) if wanted <= cls.tags]
     if not classes:
         what = f"tasks matching {settings.tasks!r} in" if settings.tasks else "tasks in"
-        raise RunError(f"no {what} the suite {settings.suite!r}")
+        tagged = f" tagged {', '.join(sorted(wanted))}" if wanted else ""
+        raise RunError(f"no {what} the suite {settings.suite!r}{tagged}")
     jobs = [
         EpisodeJob(suite=settings.suite, task=cls.name, seed=seed, model=settings.model,
                    dialect=settings.dialect, max_steps=settings.max_steps, device=settings.device,

@@ -1,0 +1,164 @@
+"""One MiniWoB++ task page in the browser env: load it, seed it, start its episode, read its
+instruction and its reward.
+
+The pages ship inside the ``miniwob`` package and load from ``file://``. The page draws its
+episode from ``Math.random``, which ``Math.seedrandom(page_seed)`` seeds (the package's own
+mechanism); ``page_seed`` is drawn from the task's seed, so the same seed gives the same
+episode. MiniWoB ends the episode itself, with a
+reward in [-1, 1], when the agent submits; the first episode's result is kept on the page, so
+clicking MiniWoB's "START" cover afterwards cannot change the score.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from abc import abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import miniwob
+
+from core.actions import Terminate
+from core.results import Score
+from envs.base import Env, EnvError
+from tasks.base import SolutionStep, Task
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+PAGES_DIR = Path(miniwob.__file__).parent / "html" / "miniwob"
+
+#: Long enough never to end an episode by itself: the step budget bounds an episode, and a
+#: model's step takes seconds (MiniWoB's default of 10 s is meant for RL agents).
+EPISODE_MAX_TIME_MS = 3_600_000
+
+# Seeds the page, starts the episode without its START cover, and records the first
+# episode's end. The reward display (with a ticking countdown) is hidden: it is not part of the
+# task, and a clock that changes every second keeps a screenshot from settling.
+_START = """([seed, maxTime]) => {
+  Math.seedrandom(seed);
+  core.EPISODE_MAX_TIME = maxTime;
+  const endEpisode = core.endEpisode;
+  window.__vlagentResult = null;
+  core.endEpisode = function () {
+    endEpisode.apply(this, arguments);
+    if (WOB_DONE_GLOBAL && window.__vlagentResult === null) {
+      window.__vlagentResult = {reward: WOB_REWARD_GLOBAL, raw: WOB_RAW_REWARD_GLOBAL,
+                                reason: WOB_REWARD_REASON};
+    }
+  };
+  core.startEpisodeReal();
+  const style = document.createElement('style');
+  style.textContent = '#reward-display { display: none !important; }';
+  document.head.appendChild(style);
+}"""
+# Most pages answer a string; the natural-language email pages answer {utterance, fields}.
+_UTTERANCE = """() => { const u = core.getUtterance();
+  return typeof u === 'string' ? u : u.utterance; }"""
+
+
+def page_names() -> list[str]:
+    """Every task page the package ships, by name ("click-button")."""
+    return sorted(path.stem for path in PAGES_DIR.glob("*.html"))
+
+
+def browser_page(env: Env) -> "Page":
+    """The Playwright page of a browser env (the only env a MiniWoB task runs on)."""
+    page = getattr(env, "page", None)
+    if page is None:
+        raise EnvError(f"MiniWoB++ tasks run on the browser env, not on {env.name}")
+    return page
+
+
+def on_page(env: Env, what: str, call: Any) -> Any:
+    """Run ``call(page)``; a Playwright failure becomes an EnvError naming ``what`` failed."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        return call(browser_page(env))
+    except PlaywrightError as exc:
+        first_line = (str(exc).strip().splitlines() or [repr(exc)])[0]
+        raise EnvError(f"{what}: {first_line}") from None
+
+
+class MiniWobTask(Task):
+    """A MiniWoB++ page as a task: its instruction is the goal, its reward is the score.
+
+    Subclasses set ``name`` = "miniwob/<page>"; the ones with a scripted ``solution`` are tagged
+    ``scripted`` (tasks/miniwob/solutions.py), the others are generated (tasks/miniwob/pages.py).
+    """
+
+    env = "browser"
+    tags = frozenset({"miniwob"})
+    goal_template = "Do what the MiniWoB++ page {page} asks."
+    max_steps = 15
+
+    def __init__(self, seed: int = 0, params: dict[str, Any] | None = None) -> None:
+        super().__init__(seed, params)
+        self.utterance: str | None = None
+
+    @classmethod
+    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
+        # The page draws the episode itself, from the seed it is given: the params hold that
+        # seed, so given params replay the same episode.
+        return {"page": cls.name.split("/", 1)[1], "page_seed": rng.randrange(2**31)}
+
+    @property
+    def page(self) -> str:
+        return self.name.split("/", 1)[1]
+
+    @property
+    def goal(self) -> str:
+        """The page's own instruction once ``initialize`` loaded it; a placeholder before."""
+        return self.utterance if self.utterance is not None else super().goal
+
+    def initialize(self, env: Env) -> None:
+        url = (PAGES_DIR / f"{self.page}.html").as_uri()
+
+        def start(page: "Page") -> str:
+            page.goto(url, wait_until="load")
+            page.evaluate(_START, [str(self.params["page_seed"]), EPISODE_MAX_TIME_MS])
+            page.wait_for_function("WOB_TASK_READY")
+            return page.evaluate(_UTTERANCE)
+
+        self.utterance = on_page(env, f"loading the MiniWoB++ page {self.page}", start)
+
+    def result(self, env: Env) -> dict[str, Any] | None:
+        """MiniWoB's verdict on the episode, None while it has not ended."""
+        return on_page(env, "reading the MiniWoB++ reward",
+                       lambda page: page.evaluate("() => window.__vlagentResult"))
+
+    def check(self, env: Env, answer: str | None) -> Score:
+        result = self.result(env)
+        if result is None:
+            return Score(success=False, reward=0.0,
+                         reason="the MiniWoB++ episode has not ended (nothing was submitted)")
+        raw = float(result["raw"])
+        # MiniWoB's raw reward (without its time penalty) is in [-1, 1]; above 0 is a success.
+        return Score(success=raw > 0, reward=min(1.0, max(0.0, raw)),
+                     reason=f"MiniWoB++ reward {raw:g} ({result['reason'] or 'no reason given'})")
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        raise NotImplementedError(f"{self.name} has no scripted solution; the tasks tagged "
+                                  "'scripted' have one")
+
+
+class ScriptedTask(MiniWobTask):
+    """A MiniWoB++ task with a scripted solution: ``steps`` reads the DOM and acts in pixels;
+    the solution then waits for MiniWoB to end the episode and reports success."""
+
+    tags = frozenset({"miniwob", "scripted"})
+
+    @abstractmethod
+    def steps(self, env: Env, utterance: str) -> Iterator[SolutionStep]:
+        """The actions that solve this episode, each computed after the previous one ran."""
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        if self.utterance is None:
+            raise EnvError(f"{self.name}: initialize the page before its solution")
+        yield from self.steps(env, self.utterance)
+        deadline = time.monotonic() + 3.0  # a page may end its episode a moment after the click
+        while self.result(env) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield SolutionStep(Terminate(status="success"), "The task is done.")
