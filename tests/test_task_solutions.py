@@ -22,8 +22,9 @@ from tasks.registry import find_tasks, get_task, task_names
 
 RUN_SEED = random.SystemRandom().randrange(1, 10_000)
 SEEDS = (0, RUN_SEED)
-#: The action kinds each phone solution used, filled as the tests run.
+#: The action kinds each phone solution used, and the most steps it took, filled as tests run.
 PHONE_KINDS: dict[str, set[str]] = {}
+PHONE_STEPS: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,16 @@ def env_for(request):
 
 
 class RecordingPolicy(ScriptedPolicy):
-    """The scripted policy, noting the kind of each step it plays."""
+    """The scripted policy, which first scores the start state (the loop starts it right after
+    the task's ``initialize``) and notes the kind of each step it plays."""
 
     def __init__(self, kinds: set[str]) -> None:
         super().__init__()
         self.kinds = kinds
+        self.before = None
 
     def start(self, episode):
+        self.before = episode.task.check(episode.env, None)
         super().start(episode)
         steps = self._steps
         self._steps = (self.kinds.add(s.action.kind) or s for s in steps)
@@ -68,16 +72,17 @@ def run_episode(task, env, policy):
 def test_check_fails_at_the_start_and_the_solution_succeeds(name, seed, env_for):
     print(f"seed {seed}")
     task = get_task(name, seed=seed)
-    env = env_for(task.env)
-    env.reset(task.initialize)
-    before = task.check(env, None)
-    assert not before.success and before.reward < 1, f"{task!r} is done before it starts: {before}"
-
     kinds = PHONE_KINDS.setdefault(name, set()) if task.suite == "phone" else set()
-    result = run_episode(task, env, RecordingPolicy(kinds))
+    policy = RecordingPolicy(kinds)
+    result = run_episode(task, env_for(task.env), policy)
+    before = policy.before
+    assert before is not None and not before.success and before.reward < 1, \
+        f"{task!r} is done before it starts: {before}"
     assert result.status in ("success", "answered"), f"{task!r}: {result.status}: {result.reason}"
     assert result.check is not None and result.check.success and result.check.reward == 1, \
         f"{task!r}: {result.check}"
+    if task.suite == "phone":
+        PHONE_STEPS[name] = max(PHONE_STEPS.get(name, 0), result.steps)
 
 
 class GiveUpAtOnce(ScriptedPolicy):
@@ -101,12 +106,15 @@ def test_a_wrong_solution_scores_zero(name, env_for):
         f"{task!r}: {result.check}"
 
 
-def test_phone_solutions_cover_every_phone_action_kind():
+def test_the_phone_suite_covers_every_action_kind_and_has_long_tasks():
     phone = [c.name for c in find_tasks(suite="phone")]
-    missing = [n for n in phone if n not in PHONE_KINDS]
+    assert len(phone) >= 20
+    missing = [n for n in phone if n not in PHONE_STEPS]
     if missing:
         pytest.skip(f"run the whole module: {len(missing)} phone tasks did not run")
     used = set().union(*PHONE_KINDS.values())
     # "wait" is never needed: solutions read the screen before each step.
     assert KINDS["phone"] - {"wait"} <= used, sorted(KINDS["phone"] - {"wait"} - used)
     assert FINAL_KINDS <= used
+    long_ones = sorted(n for n, steps in PHONE_STEPS.items() if steps >= 8)
+    assert len(long_ones) >= 5, PHONE_STEPS
