@@ -33,6 +33,12 @@ def _people(rng: random.Random, low: int = 3, high: int = 5) -> list[str]:
     return rng.sample(PEOPLE, rng.randint(low, high))
 
 
+def _conversations(rng: random.Random) -> dict[str, Any]:
+    """A few seeded conversations, and the contact of one of them."""
+    people = _people(rng)
+    return {"threads": draw_threads(rng, people), "contact": rng.choice(people)}
+
+
 class MessagesTask(PhoneTask):
     """A task whose start state is the seeded ``threads`` param."""
 
@@ -84,9 +90,7 @@ class SendMessage(MessagesTask):
 
     @classmethod
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
-        people = _people(rng)
-        return {"threads": draw_threads(rng, people), "contact": rng.choice(people),
-                "text": rng.choice(MY_LINES)}
+        return {**_conversations(rng), "text": rng.choice(MY_LINES)}
 
     def check(self, env: Env, answer: str | None) -> Score:
         p = self.params
@@ -137,8 +141,7 @@ class LastMessageQuestion(MessagesTask):
 
     @classmethod
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
-        people = _people(rng)
-        return {"threads": draw_threads(rng, people), "contact": rng.choice(people)}
+        return _conversations(rng)
 
     def check(self, env: Env, answer: str | None) -> Score:
         contact = self.params["contact"]
@@ -165,8 +168,7 @@ class DeleteConversation(MessagesTask):
 
     @classmethod
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
-        people = _people(rng)
-        return {"threads": draw_threads(rng, people), "contact": rng.choice(people)}
+        return _conversations(rng)
 
     def check(self, env: Env, answer: str | None) -> Score:
         contact = self.params["contact"]

@@ -6,7 +6,7 @@ import random
 import re
 from typing import Any, Iterator
 
-from core.actions import Back, Home, OpenApp, Terminate, Type
+from core.actions import Back, Home, OpenApp, Terminate
 from core.results import Score
 from envs.base import Env
 from envs.ui_tree import UiNode
@@ -26,7 +26,7 @@ from tasks.phone.device import (
 )
 from tasks.phone.flights import FlightsTask, book, draw_trip
 from tasks.phone.messages import last_message, open_thread, send
-from tasks.phone.notes import NOTE_TEXTS
+from tasks.phone.notes import NOTE_TEXTS, write_note
 from tasks.phone.people import PEOPLE, draw_contacts, draw_threads, phone_numbers
 
 STREETS = ("Elm Street", "Harbour Road", "Maple Avenue", "Station Lane", "Mill Close",
@@ -147,11 +147,7 @@ class SaveAddressAsNote(PhoneTask):
         find(env, "messages:new")
         yield SolutionStep(Back(), "Back to the home screen.")
         yield SolutionStep(tap(find(env, "launcher:notes")), "Open Notes.")
-        yield SolutionStep(tap(find(env, "notes:body")), "Select the new note's text field.")
-        yield SolutionStep(Type(text=address), "Write the address.")
-        yield SolutionStep(tap(find(env, "notes:save")), "Save the note.")
-        wait_for(env, lambda nodes: [n for n in nodes if n.resource_id.startswith("notes:note-")
-                                     and n.text == address], "the saved note")
+        yield from write_note(env, address)
         yield SolutionStep(Terminate(status="success"), "The address is saved as a note.")
 
 

@@ -30,6 +30,15 @@ ENDINGS = (" by Friday", " tomorrow", " this weekend", " (urgent)", " before noo
 LONG_LIST, BELOW_FOLD = 10, 6
 
 
+def write_note(env: Env, text: str) -> Iterator[SolutionStep]:
+    """In Notes: write ``text`` as a new note and save it."""
+    yield SolutionStep(tap(find(env, "notes:body")), "Select the new note's text field.")
+    yield SolutionStep(Type(text=text), "Write the note.")
+    yield SolutionStep(tap(find(env, "notes:save")), "Save the note.")
+    wait_for(env, lambda nodes: [n for n in nodes if n.resource_id.startswith("notes:note-")
+                                 and n.text == text], "the saved note")
+
+
 class NotesTask(PhoneTask):
     """A task that starts with the seeded ``notes`` param saved in the app."""
 
@@ -133,11 +142,6 @@ class WriteNote(PhoneTask):
         return Score(success=False, reason=f"expected the notes {want}, found {notes}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
-        text = self.params["text"]
         yield SolutionStep(tap(find(env, "launcher:notes")), "Open the Notes app.")
-        yield SolutionStep(tap(find(env, "notes:body")), "Select the note's text field.")
-        yield SolutionStep(Type(text=text), "Write the note.")
-        yield SolutionStep(tap(find(env, "notes:save")), "Save the note.")
-        wait_for(env, lambda nodes: [n for n in nodes if n.resource_id.startswith("notes:note-")
-                                     and n.text == text], "the saved note")
+        yield from write_note(env, self.params["text"])
         yield SolutionStep(Terminate(status="success"), "The note is saved.")
