@@ -11,7 +11,7 @@ from core.results import Score
 from envs.base import Env
 from envs.ui_tree import UiNode
 from tasks.base import SolutionStep
-from tasks.phone.contacts import add_contact, open_contact, read_number
+from tasks.phone.contacts import ContactsTask, add_contact, open_contact, read_number
 from tasks.phone.device import (
     CONTACTS,
     MESSAGES,
@@ -186,7 +186,7 @@ class BookFlightFromMessage(FlightsTask):
         yield SolutionStep(Terminate(status="success"), f"The flight is booked for {contact}.")
 
 
-class AddContactFromNote(PhoneTask):
+class AddContactFromNote(ContactsTask):
     name = "phone/add-contact-from-note"
     goal_template = ("One of my notes has the name and number of my new {role}. Add them to "
                      "Contacts with that name and number.")
@@ -206,19 +206,13 @@ class AddContactFromNote(PhoneTask):
                 "contacts": contacts}
 
     def initialize(self, env: Env) -> None:
-        super().initialize(env)
+        super().initialize(env)  # the contacts
         set_app_state(env, NOTES, {"notes": self.params["notes"], "draft": ""})
-        set_app_state(env, CONTACTS, {"contacts": self.params["contacts"]})
 
     def check(self, env: Env, answer: str | None) -> Score:
         p = self.params
-        have = {c.get("name"): digits(c.get("phone")) for c in
-                app_state(env, CONTACTS).get("contacts", [])}
-        want = {**{c["name"]: digits(c["phone"]) for c in p["contacts"]},
-                p["person"]: digits(p["phone"])}
-        if have == want:
-            return Score(success=True, reason=f"added {p['person']}, {p['phone']}")
-        return Score(success=False, reason=f"expected the contacts {want}, found {have}")
+        want = {**{c["name"]: c["phone"] for c in p["contacts"]}, p["person"]: p["phone"]}
+        return self.expect(env, want, f"added {p['person']}, {p['phone']}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         role = self.params["role"]
