@@ -22,9 +22,9 @@ from tasks.phone.device import (
 )
 
 SWITCHES = ("wifi", "bluetooth")
-#: The switches at the bottom of the Settings page (key, label): below the fold.
-LOWER_SWITCHES = (("dark_theme", "Dark theme"), ("battery_saver", "Battery saver"),
-                  ("auto_rotate", "Auto-rotate"), ("vibrate", "Vibrate on tap"))
+#: The last switches of the Settings page (key, label): below the fold, so a scroll away.
+LOWER_SWITCHES = (("night_light", "Night light"), ("auto_rotate", "Auto-rotate"),
+                  ("vibrate", "Vibrate on tap"), ("captions", "Live captions"))
 DEVICE_NAMES = ("Ada's phone", "Kitchen tablet", "Work phone", "Pixel of Grace", "Test device 7",
                 "Travel phone", "Blue phone", "Alan's handset")
 
@@ -86,7 +86,7 @@ class ToggleSetting(PhoneTask):
     goal_template = "In Settings, turn {label} {word}."
     tags = frozenset({"settings", "toggle", "scroll", "easy"})
     max_steps = 8
-    keywords = ("toggle", "switch", "disable", "enable", "dark", "theme", "battery", "rotate")
+    keywords = ("toggle", "switch", "disable", "enable", "night", "light", "rotate", "captions")
 
     @classmethod
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
