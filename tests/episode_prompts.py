@@ -6,7 +6,7 @@ each past step's reply is the one passed in, with a short feedback line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from actions.dialects import PastStep, Prompt, get_dialect
 from agent.history import HistoryPolicy
@@ -17,13 +17,19 @@ GOAL = "Open the settings app and turn on dark mode"
 
 
 def episode_prompts(
-    dialect_name: str, replies: list[str], screen: Screen, history: HistoryPolicy
+    dialect_name: str,
+    replies: list[str],
+    screen: Screen,
+    history: HistoryPolicy,
+    kinds: Iterable[str] | None = None,
 ) -> Iterator[Prompt]:
-    """The prompt of each step, given the replies of the steps before it."""
+    """The prompt of each step, given the replies of the steps before it. ``kinds`` narrows the
+    actions the system prompt lists (a shorter prompt for fast tests); None lists them all."""
     dialect = get_dialect(dialect_name, "phone")
+    listed = dialect.kinds if kinds is None else dialect.kinds & set(kinds)
     past: list[PastStep] = []
     for step, reply in enumerate(replies):
-        yield dialect.build_prompt(GOAL, history.select(past), step, dialect.kinds, screen)
+        yield dialect.build_prompt(GOAL, history.select(past), step, listed, screen)
         past.append(PastStep(reply, f"done (step {step})", step))
 
 

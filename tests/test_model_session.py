@@ -19,6 +19,8 @@ SCREEN = Screen(113, 251, max_pixels=40 * 28 * 28)
 REPLIES = [f"Thought: step {i} goes on.\n*FUNCTION*: Tap *ARGS*: {{\"point\": ({i}0,5)}}"
            for i in range(len(ODD_SIZES))]
 ATOL = 1e-4
+#: A short system prompt keeps the sequences (and the test) small.
+KINDS = {"tap", "home"}
 
 
 def _screenshots(seed: int = 0) -> list[Image.Image]:
@@ -52,7 +54,7 @@ def test_each_extension_equals_a_full_forward(models, tiny_processor, dialect, c
     session = GenerationSession(model, capacity=64)  # small: the cache grows on the way
     screenshots = _screenshots()
     starts = []
-    for step, prompt in enumerate(episode_prompts(dialect, REPLIES, SCREEN, history)):
+    for step, prompt in enumerate(episode_prompts(dialect, REPLIES, SCREEN, history, KINDS)):
         inputs = model_inputs(tiny_processor, prompt, screenshots, SCREEN)
         done = session.prefill(*_tensors(inputs), all_logits=True)
         full = _full_logits(model, inputs)
@@ -75,7 +77,7 @@ def test_only_new_images_are_encoded_even_when_the_prefix_breaks_before_kept_one
     encoded = []
     # images=1: each step turns the previous screenshot into a note, so the prefix breaks before
     # the kept screenshot, which is prefilled again from the session's features.
-    prompts = episode_prompts("qwen2vl", REPLIES[:4], SCREEN, HistoryPolicy(images=1))
+    prompts = episode_prompts("qwen2vl", REPLIES[:4], SCREEN, HistoryPolicy(images=1), KINDS)
     for prompt in prompts:
         inputs = model_inputs(tiny_processor, prompt, screenshots, SCREEN)
         done = session.prefill(*_tensors(inputs), all_logits=True)
@@ -91,7 +93,7 @@ def test_a_different_picture_of_the_same_size_ends_the_prefix_at_its_first_token
     model = models["qwen2"]
     session = GenerationSession(model)
     first, second = _screenshots(2)[:1], _screenshots(3)[:1]
-    prompt = next(episode_prompts("qwen2vl", REPLIES[:1], SCREEN, HistoryPolicy()))
+    prompt = next(episode_prompts("qwen2vl", REPLIES[:1], SCREEN, HistoryPolicy(), KINDS))
     session.prefill(*_tensors(model_inputs(tiny_processor, prompt, first, SCREEN)))
     inputs = model_inputs(tiny_processor, prompt, second, SCREEN)
     done = session.prefill(*_tensors(inputs), all_logits=True)
@@ -104,7 +106,7 @@ def test_a_different_picture_of_the_same_size_ends_the_prefix_at_its_first_token
 def test_the_same_prompt_again_runs_its_last_token_only(models, tiny_processor):
     model = models["qwen2"]
     session = GenerationSession(model)
-    prompt = next(episode_prompts("uitars", REPLIES[:1], SCREEN, HistoryPolicy()))
+    prompt = next(episode_prompts("uitars", REPLIES[:1], SCREEN, HistoryPolicy(), KINDS))
     inputs = model_inputs(tiny_processor, prompt, _screenshots(), SCREEN)
     session.prefill(*_tensors(inputs))
     done = session.prefill(*_tensors(inputs))
