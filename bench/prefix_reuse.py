@@ -40,10 +40,11 @@ from core.geometry import Screen  # noqa: E402
 from model.session import ImageSpan, common_prefix  # noqa: E402
 
 DIALECTS = ("qwen2vl", "qwen25vl", "uitars")
-#: The history layouts compared: the default window, and blocks that keep the prefix stable.
+#: The history layouts compared: a window moving by one (the former default), the default blocks,
+#: bigger blocks, and every screenshot kept.
 LAYOUTS = {
-    "images=2 (default)": HistoryPolicy(images=2),
-    "images=3, block=2": HistoryPolicy(images=3, block=2),
+    "images=2, block=1": HistoryPolicy(images=2),
+    "images=3, block=2 (default)": HistoryPolicy(images=3, block=2),
     "images=4, block=4": HistoryPolicy(images=4, block=4),
     "all images": HistoryPolicy(images=10_000),
 }
