@@ -13,6 +13,7 @@ prefills with reuse and without at the checkpoints' own pixel budget (a 1080x240
 tests/test_prefix_reuse_doc.py keeps it in step.
 
 Run: .venv/bin/python bench/prefix_reuse.py [--tokens] [--steps 10] [--new-tokens 24]
+         [--images 3 --block 2] [--max-pixels 1003520]
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def token_table(processor, steps: int = 10) -> str:
 
 
 # --- timing ----------------------------------------------------------------------------------
-def timing(steps: int, new_tokens: int, history: HistoryPolicy) -> None:
+def timing(steps: int, new_tokens: int, history: HistoryPolicy, max_pixels: int) -> None:
     import torch
 
     from agent.backends.local import LocalBackend
@@ -131,13 +132,14 @@ def timing(steps: int, new_tokens: int, history: HistoryPolicy) -> None:
         path = make_tiny_checkpoint(tmp, text_overrides=TEXT, vision_overrides=VISION)
         backends = {"with reuse": LocalBackend(path, device="cpu", dtype="fp32"),
                     "without": LocalBackend(path, device="cpu", dtype="fp32", reuse_prefix=False)}
-    screen = Screen(1080, 2400, max_pixels=SCREEN_MAX)
+    screen = Screen(1080, 2400, max_pixels=max_pixels)
     shots = screenshots(steps)
     dialect = get_dialect("qwen2vl", "phone")
     seconds = dict.fromkeys(backends, 0.0)
     prefilled = dict.fromkeys(backends, 0)
     texts = {name: [] for name in backends}
-    for prompt in episode_prompts("qwen2vl", replies("qwen2vl", steps, screen), screen, history):
+    episode = episode_prompts("qwen2vl", replies("qwen2vl", steps, screen), screen, history)
+    for step, prompt in enumerate(episode):
         for name, backend in backends.items():
             start = time.perf_counter()
             done = backend.generate(
@@ -148,8 +150,11 @@ def timing(steps: int, new_tokens: int, history: HistoryPolicy) -> None:
             seconds[name] += time.perf_counter() - start
             prefilled[name] += done.prompt_tokens - done.cached_tokens
             texts[name].append(done.text)
+        print(f"step {step}: {done.prompt_tokens} prompt tokens; seconds so far "
+              + ", ".join(f"{name} {s:.1f}" for name, s in seconds.items()), flush=True)
     same = texts["with reuse"] == texts["without"]
-    print(f"{steps}-step qwen2vl episode, history {history}, {new_tokens} new tokens a step, "
+    print(f"{steps}-step qwen2vl episode, history {history}, max_pixels {max_pixels}, "
+          f"{new_tokens} new tokens a step, "
           f"threads {torch.get_num_threads()}; same replies both ways: {same}")
     print(f"{'':<12}{'seconds':>10}{'prefilled tokens':>18}")
     for name in backends:
@@ -165,6 +170,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=24)
     parser.add_argument("--images", type=int, default=3, help="history: past screenshots kept")
     parser.add_argument("--block", type=int, default=2, help="history: dropped this many at once")
+    parser.add_argument("--max-pixels", type=int, default=SCREEN_MAX,
+                        help="the processor's resize budget per screenshot")
     args = parser.parse_args()
     if args.tokens:
         from model import Qwen2VLProcessor
@@ -173,7 +180,8 @@ def main() -> None:
             print(token_table(Qwen2VLProcessor.from_pretrained(make_tiny_checkpoint(tmp)),
                               args.steps))
         return
-    timing(args.steps, args.new_tokens, HistoryPolicy(images=args.images, block=args.block))
+    timing(args.steps, args.new_tokens, HistoryPolicy(images=args.images, block=args.block),
+           args.max_pixels)
 
 
 if __name__ == "__main__":
