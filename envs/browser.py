@@ -80,6 +80,10 @@ def domain_allowed(url: str, allowed_domains: Sequence[str]) -> bool:
     return any(host == d or host.endswith("." + d) for d in (d.lower() for d in allowed_domains))
 
 
+#: Schemes a ``navigate`` action may open (the start url, set by the user, may be any).
+NAVIGABLE_SCHEMES = ("http", "https")
+
+
 def normalize_url(url: str) -> str:
     """Give a bare host such as ``example.com/x`` an https scheme; keep anything with a scheme."""
     url = url.strip()
@@ -255,7 +259,12 @@ class BrowserEnv(Env):
             keyboard.press(combo)
             return f"pressed {combo}"
         if kind == "navigate":
-            return self._goto(action.url)
+            url = normalize_url(action.url)
+            # A model's navigation opens web pages only: file: would read the host's files,
+            # javascript: and data: would run the model's own script in the page.
+            if urlsplit(url).scheme not in NAVIGABLE_SCHEMES and url != "about:blank":
+                raise EnvError(f"navigate opens http(s) urls only; {url[:80]!r} was refused")
+            return self._goto(url)
         if kind == "back":
             if self.page.go_back(wait_until="domcontentloaded") is None:
                 raise EnvError("there is no previous page to go back to")

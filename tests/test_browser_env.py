@@ -263,3 +263,15 @@ def test_a_closed_browser_gives_a_clear_error(playwright, base_url) -> None:
     result = browser.execute(Navigate(url=base_url))
     assert not result.ok and "closed" in result.message
     browser.close()  # twice is fine
+
+
+@pytest.mark.parametrize("url", [
+    "file:///etc/passwd", "FILE:///etc/hostname", "javascript:document.title='pwned'",
+    "data:text/html,<script>document.title='pwned'</script>", "view-source:https://example.com",
+    "chrome://settings",
+])
+def test_a_model_navigates_to_web_pages_only(env, page, url) -> None:
+    before = env.page.url
+    result = env.execute(Navigate(url=url))
+    assert not result.ok and "http(s) urls only" in result.message
+    assert env.page.url == before and env.page.title() != "pwned"
