@@ -3,6 +3,11 @@
 Screenshots dominate the prompt (a phone screen is about 3,000 tokens at the checkpoints' default
 budget), so only the most recent ``images`` past steps show theirs; older steps appear as text
 (their reply and what happened). ``steps`` caps how many past steps appear at all.
+
+Screenshots leave ``block`` at a time. A backend that reuses the previous call's cached prefix
+(the ``local`` one) re-reads the prompt from the first change on; with one screenshot turned into
+text per step, that change sits near the start every step, and all later screenshots are read
+again. In blocks, the shown screenshots stay put for ``block`` steps, each step only appends.
 """
 
 from __future__ import annotations
@@ -20,14 +25,20 @@ class HistoryPolicy:
     steps: int | None = None
     #: When the policy can count tokens, drop past images (oldest first) until the prompt fits.
     max_tokens: int | None = None
+    #: Screenshots turn into text this many at a time, so between drops the prompt only grows;
+    #: between ``images - block + 1`` and ``images`` screenshots stay (never fewer than none).
+    block: int = 1
 
     def __post_init__(self) -> None:
         if self.images < 0 or (self.steps is not None and self.steps < 0):
             raise ValueError("history sizes cannot be negative")
+        if self.block < 1:
+            raise ValueError(f"history block must be at least 1, got {self.block}")
 
     def select(self, past: list[PastStep], images: int | None = None) -> list[PastStep]:
         """The past steps to show, the older ones without their screenshot."""
         keep_images = self.images if images is None else images
         shown = past if self.steps is None else past[len(past) - self.steps :] if self.steps else []
-        cut = len(shown) - keep_images
+        # The first shown step that keeps its screenshot, rounded up to a whole block.
+        cut = max(0, -(-(len(shown) - keep_images) // self.block) * self.block)
         return [s if i >= cut else replace(s, image=None) for i, s in enumerate(shown)]

@@ -97,6 +97,9 @@ class StepObserver(Protocol):
 
     def step(self, record: StepRecord) -> None: ...
 
+    def goal(self, goal: str) -> None:
+        """The task told its goal only after its start state was set (a MiniWoB page)."""
+
 
 @dataclass
 class _StepOutcome:
@@ -157,6 +160,8 @@ class Agent:
                 goal = task.goal
                 if self.recorder is not None:
                     self.recorder.set_goal(goal)
+                if self.observer is not None:
+                    self.observer.goal(goal)
             self.policy.start(Episode(goal, self.dialect, self.env, task))
             for step in range(cfg.max_steps):
                 if deadline is not None and time.monotonic() >= deadline:

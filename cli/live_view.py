@@ -69,6 +69,12 @@ class LiveView:
                                soft_wrap=True)
         self._refresh()
 
+    def goal(self, goal: str) -> None:
+        self.title = goal
+        if self._live is None:
+            self.console.print(f"goal: {goal}", markup=False, highlight=False, soft_wrap=True)
+        self._refresh()
+
     def _refresh(self) -> None:
         if self._live is not None:
             self._live.update(self._render())

@@ -53,8 +53,12 @@ def run(
     max_parse_errors: int = typer.Option(2, "--max-parse-errors", min=0, help="Unparsable "
                                          "replies in a row fed back to the model before the "
                                          "episode fails."),
-    history_images: int = typer.Option(2, "--history-images", min=0, help="Past screenshots "
-                                       "kept as images in the prompt; older steps become text."),
+    history_images: int = typer.Option(3, "--history-images", min=0, help="Past screenshots "
+                                       "kept as images in the prompt (at most); older steps "
+                                       "become text."),
+    history_block: int = typer.Option(2, "--history-block", min=1, help="Past screenshots turn "
+                                      "into text this many at a time, so the prompt only grows "
+                                      "in between and a local model reuses its cached prefix."),
     max_prompt_tokens: int = typer.Option(None, "--max-prompt-tokens", min=1, help="Drop past "
                                           "screenshots, oldest first, until the prompt fits "
                                           "(needs a token count: a local model or --processor)."),
@@ -114,7 +118,8 @@ def run(
     spec = RunSpec(
         goal=goal, model=model, env=env, device=device, task=task, seed=seed, dialect=dialect,
         max_steps=max_steps, max_time_s=max_time or None, max_parse_errors=max_parse_errors,
-        history_images=history_images, max_prompt_tokens=max_prompt_tokens, out=out,
+        history_images=history_images, history_block=history_block,
+        max_prompt_tokens=max_prompt_tokens, out=out,
         min_pixels=min_pixels, max_pixels=max_pixels,
         url=url, processor=processor, max_new_tokens=max_new_tokens, temperature=temperature,
         served_model=served_model,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.bias import causal_lower_right
 
 from model.config import TextConfig
 from model.rope import apply_rotary
@@ -64,7 +65,11 @@ class Attention(nn.Module):
         groups = self.heads // self.kv_heads
         if groups > 1:
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        # Without a mask the block is a plain causal prefill from position 0 (or one new token).
+        # Without a mask the block is causal in itself: from position 0 the plain causal kernel;
+        # at an offset (a prompt extending a cached prefix) query i sees keys up to start + i,
+        # which SDPA's lower-right causal bias gives without materialising a mask on cuda.
+        if mask is None and start > 0 and n > 1:
+            mask = causal_lower_right(n, k.shape[2])
         causal = mask is None and start == 0 and n > 1
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         return self.o_proj(out.transpose(1, 2).reshape(b, n, -1))

@@ -82,7 +82,8 @@ def run(
         from runtime.checkpoint import check_checkpoint
 
         tokens = PromptRenderer.from_pretrained(check_checkpoint(spec.processor, weights=False))
-    history = HistoryPolicy(images=spec.history_images, max_tokens=spec.max_prompt_tokens)
+    history = HistoryPolicy(images=spec.history_images, max_tokens=spec.max_prompt_tokens,
+                            block=spec.history_block)
     config = AgentConfig(
         max_steps=spec.max_steps, max_time_s=spec.max_time_s,
         max_parse_errors=spec.max_parse_errors, history=history,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 
 import pytest
+from rich.console import Console
 
 from actions.dialects import ImagePart, get_dialect
 from agent.history import HistoryPolicy
 from agent.loop import Agent, AgentConfig
 from agent.policies.scripted import ScriptedPolicy
 from agent.safety import PassThroughGate, SafetyGate, Verdict
+from cli.live_view import LiveView
 from core.actions import Tap
 from tests.agent_fakes import FakePhone, ListPolicy, NameTheColourTask, TypeHelloTask
 from trajectories.reader import load
@@ -22,12 +25,13 @@ DONE = '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'
 GARBAGE = "I am not sure what to do here."
 
 
-def run(replies, config=None, env=None, task=None, tmp_path=None, gate=None, **kw):
+def run(replies, config=None, env=None, task=None, tmp_path=None, gate=None, observer=None,
+        **kw):
     env = env or FakePhone()
     policy = replies if isinstance(replies, ListPolicy) else ListPolicy(replies, **kw)
     recorder = Recorder(tmp_path / "traj") if tmp_path is not None else None
     agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor), config=config,
-                  recorder=recorder, gate=gate)
+                  recorder=recorder, gate=gate, observer=observer)
     return agent.run("Open the thing", task), env, policy
 
 
@@ -272,8 +276,12 @@ def test_a_goal_the_start_state_tells_is_the_one_the_model_is_told(tmp_path):
         return DONE
 
     task = GoalFromTheScreenTask()
-    result, _, _ = run(reply, task=task, tmp_path=tmp_path)
+    screen = io.StringIO()  # not a terminal: the live view prints plain lines
+    with LiveView(Console(file=screen, width=200), "Do what the screen says") as view:
+        result, _, _ = run(reply, task=task, tmp_path=tmp_path, observer=view)
     assert result.status == "success"
+    assert view.title == "Type hello, as the screen says"
+    assert "goal: Type hello, as the screen says" in screen.getvalue()
     assert "Type hello, as the screen says" in prompts[0]
     assert "Open the thing" not in prompts[0] and "Do what the screen" not in prompts[0]
     assert load(tmp_path / "traj").meta.goal == "Type hello, as the screen says"

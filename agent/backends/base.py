@@ -49,6 +49,8 @@ class Completion:
     completion_tokens: int
     #: "stop": an EOS token or a stop string ended it; "length": max_new_tokens did.
     finish_reason: Literal["stop", "length"] = "stop"
+    #: Prompt tokens whose KV cache was reused from the previous call, not computed again.
+    cached_tokens: int = 0
     #: Wall-clock milliseconds by phase, e.g. preprocess_ms and generate_ms, or request_ms.
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -3,12 +3,18 @@
 Work is split in two so the server can batch: ``prepare`` renders and preprocesses one request
 (any thread; bad input raises ValueError), and ``generate_batch`` runs prepared requests on the
 model (one thread at a time). Today's ``Qwen2VL.generate`` takes one sequence, so a batch runs
-its requests in turn; a batched ``generate`` and a prefix-reusing session drop in here alone.
+its requests in turn; a batched ``generate`` drops in here alone.
+
+A single call (``generate``: an agent's step) goes through a ``GenerationSession`` unless
+``reuse_prefix=False``: the session keeps the KV cache of the previous call and prefills only
+where the new prompt differs from it, so a step costs its new screenshot and text, not the whole
+history again. Batches (the server) do not touch that cache.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,12 +40,21 @@ class Prepared:
 
 
 class LocalBackend(Backend):
-    def __init__(self, path: str | Path, *, device: str | None = None, dtype: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        reuse_prefix: bool = True,
+    ):
         from model import Qwen2VL, Qwen2VLProcessor
+        from model.session import GenerationSession
 
         self.name = str(path)
         self.processor = Qwen2VLProcessor.from_pretrained(path)
         self.model = Qwen2VL.from_pretrained(path, device=device, dtype=dtype)
+        self.session = GenerationSession(self.model) if reuse_prefix else None
 
     def describe(self) -> str:
         dtype = str(self.model.dtype).removeprefix("torch.")
@@ -63,19 +78,25 @@ class LocalBackend(Backend):
         return Prepared(inputs, params, (time.perf_counter() - start) * 1000)
 
     def generate_batch(self, batch: list[Prepared]) -> list[Completion]:
-        return [self._generate_one(item) for item in batch]
+        return [self._generate_one(item, self.model.generate) for item in batch]
 
     def generate(self, messages: Messages, images: list["Image.Image"], **params: Any) -> Completion:
-        return self.generate_batch([self.prepare(messages, images, Params(**params))])[0]
+        item = self.prepare(messages, images, Params(**params))
+        if self.session is None:
+            return self._generate_one(item, self.model.generate)
+        reused_before = self.session.reused_tokens
+        completion = self._generate_one(item, self.session.generate)
+        completion.cached_tokens = self.session.reused_tokens - reused_before
+        return completion
 
-    def _generate_one(self, item: Prepared) -> Completion:
+    def _generate_one(self, item: Prepared, generate: Callable[..., "torch.Tensor"]) -> Completion:
         import torch
 
         params, inputs, processor = item.params, item.inputs, self.processor
         sampling = params.temperature > 0
         start = time.perf_counter()
         with torch.inference_mode():
-            new = self.model.generate(
+            new = generate(
                 input_ids=inputs["input_ids"],
                 pixel_values=inputs.get("pixel_values"),
                 image_grid_thw=inputs.get("image_grid_thw"),
@@ -103,4 +124,4 @@ class LocalBackend(Backend):
         )
 
     def close(self) -> None:
-        self.model = None
+        self.model = self.session = None

@@ -47,6 +47,7 @@ class BackendPolicy(Policy):
         )
         usage = {"prompt_tokens": completion.prompt_tokens,
                  "new_tokens": completion.completion_tokens,
+                 "cached_tokens": completion.cached_tokens,
                  # Cut off by the token budget: the loop ends the run if it does not parse.
                  "truncated": completion.finish_reason == "length", **completion.timings}
         return Reply(completion.text, usage=usage)

@@ -53,10 +53,11 @@ class LocalPolicy(BackendPolicy):
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = 0,
+        reuse_prefix: bool = True,
     ) -> None:
         from agent.backends.local import LocalBackend
 
-        backend = LocalBackend(path, device=device, dtype=dtype)
+        backend = LocalBackend(path, device=device, dtype=dtype, reuse_prefix=reuse_prefix)
         super().__init__(backend, max_new_tokens=max_new_tokens, temperature=temperature,
                          top_p=top_p, seed=seed)
         self.renderer = PromptRenderer(backend.processor)

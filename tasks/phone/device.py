@@ -11,14 +11,15 @@ state (the app's ``app.json``).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
-from core.actions import Tap
+from core.actions import LongPress, Scroll, Swipe, Tap
 from envs.base import EnvError
 from envs.ui_tree import UiNode
-from tasks.base import Task
+from tasks.base import SolutionStep, Task
 
 if TYPE_CHECKING:
     from envs.android import AndroidEnv
@@ -40,9 +41,77 @@ class PhoneTask(Task):
         reset_apps(env)
 
 
+#: The apps' sticky title bar (56 CSS px at scale 3): a row under it cannot be tapped.
+APP_BAR_PX = 168
+#: How much of a row must show before a solution taps it.
+MIN_VISIBLE_PX = 60
+
+
 def tap(node: UiNode) -> Tap:
     x, y = node.center
     return Tap(x=x, y=y)
+
+
+def long_press(node: UiNode) -> LongPress:
+    x, y = node.center
+    return LongPress(x=x, y=y)
+
+
+def settled(env: "AndroidEnv", timeout_s: float = 5.0) -> list[UiNode]:
+    """The screen's nodes once two dumps in a row agree: a scroll may still be moving."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while True:
+        nodes = list(env.ui_tree().walk())
+        layout = [(n.resource_id, n.text, n.bounds) for n in nodes]
+        if layout == last or time.monotonic() >= deadline:
+            return nodes
+        last = layout
+        time.sleep(0.1)
+
+
+def scroll_to(
+    env: "AndroidEnv", resource_id: str, what: str, *, swipe: bool = False, max_moves: int = 12
+) -> Generator[SolutionStep, None, UiNode]:
+    """Scroll down (a Scroll, or with ``swipe`` a finger's Swipe) until the element is on the
+    screen below the app bar; ``node = yield from scroll_to(...)`` gives it."""
+    for _ in range(max_moves):
+        node = next((n for n in settled(env) if n.resource_id == resource_id), None)
+        if node is not None and _tappable(env, node):
+            return node
+        if swipe:
+            x, height = env.screen.width // 2, env.screen.height
+            yield SolutionStep(Swipe(x=x, y=height * 3 // 4, x2=x, y2=height // 4),
+                               f"Swipe up to look further down for {what}.")
+        else:
+            yield SolutionStep(Scroll(direction="down"), f"Scroll down to look for {what}.")
+    raise EnvError(f"{what} ({resource_id!r}) did not come into view after {max_moves} scrolls")
+
+
+def _tappable(env: "AndroidEnv", node: UiNode) -> bool:
+    x1, y1, x2, y2 = node.bounds
+    top = max(y1, APP_BAR_PX)
+    return y2 - top >= MIN_VISIBLE_PX and top < env.screen.height
+
+
+def slug(name: str) -> str:
+    """The apps' resource-id form of a name (``slug`` in their pages): "Ada Lovelace" ->
+    "ada-lovelace"."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower())
+
+
+def same_answer(answer: str | None, expected: str) -> bool:
+    """An answer matches when it says the same words, ignoring case, spacing and a final full
+    stop or quotes."""
+    def norm(text: str) -> str:
+        return " ".join(text.casefold().strip().strip("'\"").rstrip(".").split())
+
+    return answer is not None and norm(answer) == norm(expected)
+
+
+def digits(text: str | None) -> str:
+    """The digits of a phone number or a price: "+1 555 0101" -> "15550101"."""
+    return re.sub(r"\D", "", text or "")
 
 
 def wait_for(
@@ -60,6 +129,12 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise EnvError(f"{what} did not appear on the screen within {timeout_s:g}s")
         time.sleep(0.1)
+
+
+def wait_gone(env: "AndroidEnv", resource_id: str, anchor: str, what: str) -> None:
+    """Wait until the screen shows ``anchor`` (the page is there) but not ``resource_id``."""
+    wait_for(env, lambda nodes: [] if any(n.resource_id == resource_id for n in nodes)
+             else [n for n in nodes if n.resource_id == anchor], what)
 
 
 def find(env: "AndroidEnv", resource_id: str, timeout_s: float = 10.0) -> UiNode:

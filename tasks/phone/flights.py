@@ -7,12 +7,20 @@ import random
 import re
 from typing import Any, Iterator
 
-from core.actions import Terminate, Type
+from core.actions import Answer, Key, Terminate, Type
 from core.results import Score
 from envs.base import Env
 from envs.ui_tree import UiNode
 from tasks.base import SolutionStep
-from tasks.phone.device import FLIGHTS, PhoneTask, app_state, find, set_app_state, tap, wait_for
+from tasks.phone.device import (
+    FLIGHTS,
+    PhoneTask,
+    app_state,
+    find,
+    set_app_state,
+    tap,
+    wait_for,
+)
 
 AIRPORTS = ("SFO", "JFK", "LAX", "SEA", "BOS", "ORD", "LHR", "CDG", "AMS", "NRT")
 PASSENGERS = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson",
@@ -23,26 +31,24 @@ def _time(rng: random.Random) -> str:
     return f"{rng.randrange(24):02d}:{rng.choice((0, 10, 15, 25, 30, 40, 45, 55)):02d}"
 
 
-class BookFlight(PhoneTask):
-    name = "phone/book-flight"
-    goal_template = ("Book the cheapest flight from {origin} to {destination} on {date} "
-                     "for {passenger}.")
-    tags = frozenset({"flights", "typing", "easy"})
-    max_steps = 15
-    keywords = ("flights", "airline", "ticket", "plane", "trip")
+def draw_trip(rng: random.Random) -> dict[str, Any]:
+    """A route, a date and the four flights the app offers on it, at distinct prices (so exactly
+    one is cheapest)."""
+    origin, destination = rng.sample(AIRPORTS, 2)
+    numbers = rng.sample(range(100, 1000), 4)
+    prices = rng.sample(range(89, 600), 4)
+    return {
+        "origin": origin, "destination": destination,
+        "date": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+        "flights": [{"flight": f"VA{n}", "departs": _time(rng), "arrives": _time(rng),
+                     "price": p} for n, p in zip(numbers, prices)],
+    }
 
-    @classmethod
-    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
-        origin, destination = rng.sample(AIRPORTS, 2)
-        numbers = rng.sample(range(100, 1000), 4)
-        prices = rng.sample(range(89, 600), 4)  # distinct, so exactly one flight is cheapest
-        return {
-            "origin": origin, "destination": destination,
-            "date": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-            "passenger": rng.choice(PASSENGERS),
-            "flights": [{"flight": f"VA{n}", "departs": _time(rng), "arrives": _time(rng),
-                         "price": p} for n, p in zip(numbers, prices)],
-        }
+
+class FlightsTask(PhoneTask):
+    """A task on the seeded trip of ``draw_trip``: the app's timetable offers its flights."""
+
+    keywords = ("flights", "airline", "ticket", "plane", "trip")
 
     @property
     def route(self) -> str:
@@ -54,38 +60,103 @@ class BookFlight(PhoneTask):
         state["timetable"] = {**state.get("timetable", {}), self.route: self.params["flights"]}
         set_app_state(env, FLIGHTS, state)
 
-    def check(self, env: Env, answer: str | None) -> Score:
-        state = app_state(env, FLIGHTS)
-        offered = state.get("timetable", {}).get(self.route, [])
-        if not offered:
+    def cheapest(self, env: Env) -> dict[str, Any] | None:
+        """The cheapest flight of the route, from the app's timetable."""
+        offered = app_state(env, FLIGHTS).get("timetable", {}).get(self.route, [])
+        return min(offered, key=lambda f: f["price"]) if offered else None
+
+    def check_booking(self, env: Env, passenger: str) -> Score:
+        cheapest = self.cheapest(env)
+        if cheapest is None:
             return Score(success=False, reason=f"the app has no flights for {self.route}")
-        cheapest = min(offered, key=lambda f: f["price"])["flight"]
         p = self.params
-        want = {"flight": cheapest, "origin": p["origin"], "destination": p["destination"],
-                "date": p["date"], "passenger": p["passenger"]}
-        bookings = state.get("bookings", [])
+        want = {"flight": cheapest["flight"], "origin": p["origin"],
+                "destination": p["destination"], "date": p["date"], "passenger": passenger}
+        bookings = app_state(env, FLIGHTS).get("bookings", [])
         if bookings == [want]:
-            return Score(success=True, reason=f"booked {cheapest} for {p['passenger']}")
+            return Score(success=True, reason=f"booked {cheapest['flight']} for {passenger}")
         return Score(success=False, reason=f"expected exactly the booking {want}, found {bookings}")
 
-    def solution(self, env: Env) -> Iterator[SolutionStep]:
-        p = self.params
-        yield SolutionStep(tap(find(env, "launcher:flights")), "Open the Flights app.")
-        for field in ("origin", "destination", "date"):
-            yield SolutionStep(tap(find(env, f"flights:{field}")), f"Select the {field} field.")
-            yield SolutionStep(Type(text=p[field]), f"Enter {p[field]} as the {field}.")
+
+def search(env: Env, trip: dict[str, Any], enter_key: bool = False) -> Iterator[SolutionStep]:
+    """Fill in the search form and search (tapping Search, or with ``enter_key`` pressing
+    Enter in the last field); ends on the results."""
+    for field in ("origin", "destination", "date"):
+        yield SolutionStep(tap(find(env, f"flights:{field}")), f"Select the {field} field.")
+        yield SolutionStep(Type(text=trip[field]), f"Enter {trip[field]} as the {field}.")
+    if enter_key:
+        yield SolutionStep(Key(key="enter"), "Press enter to search.")
+    else:
         yield SolutionStep(tap(find(env, "flights:search")), "Search for flights.")
-        results = wait_for(env, lambda nodes: [n for n in nodes
-                                               if n.resource_id.startswith("flights:result-")],
-                           "the flight results")
-        cheapest = min(results, key=_price)
-        yield SolutionStep(tap(cheapest), f"The cheapest is {cheapest.text.strip()}; pick it.")
-        yield SolutionStep(tap(find(env, "flights:passenger")), "Select the passenger field.")
-        yield SolutionStep(Type(text=p["passenger"]), "Enter the passenger's name.")
-        yield SolutionStep(tap(find(env, "flights:confirm")), "Confirm the booking.")
-        wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == "flights:booked"
-                                     and "Booked" in n.text], "the booking confirmation")
+
+
+def cheapest_result(env: Env) -> UiNode:
+    results = wait_for(env, lambda nodes: [n for n in nodes
+                                           if n.resource_id.startswith("flights:result-")],
+                       "the flight results")
+    return min(results, key=_price)
+
+
+def book(env: Env, trip: dict[str, Any], passenger: str) -> Iterator[SolutionStep]:
+    """From the Flights app's search page: book the trip's cheapest flight for ``passenger``."""
+    yield from search(env, trip)
+    cheapest = cheapest_result(env)
+    yield SolutionStep(tap(cheapest), f"The cheapest is {cheapest.text.strip()}; pick it.")
+    yield SolutionStep(tap(find(env, "flights:passenger")), "Select the passenger field.")
+    yield SolutionStep(Type(text=passenger), "Enter the passenger's name.")
+    yield SolutionStep(tap(find(env, "flights:confirm")), "Confirm the booking.")
+    wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == "flights:booked"
+                                 and "Booked" in n.text], "the booking confirmation")
+
+
+class BookFlight(FlightsTask):
+    name = "phone/book-flight"
+    goal_template = ("Book the cheapest flight from {origin} to {destination} on {date} "
+                     "for {passenger}.")
+    tags = frozenset({"flights", "typing", "easy"})
+    max_steps = 15
+
+    @classmethod
+    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
+        trip = draw_trip(rng)
+        return {**{k: trip[k] for k in ("origin", "destination", "date")},
+                "passenger": rng.choice(PASSENGERS), "flights": trip["flights"]}
+
+    def check(self, env: Env, answer: str | None) -> Score:
+        return self.check_booking(env, self.params["passenger"])
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        yield SolutionStep(tap(find(env, "launcher:flights")), "Open the Flights app.")
+        yield from book(env, self.params, self.params["passenger"])
         yield SolutionStep(Terminate(status="success"), "The flight is booked.")
+
+
+class CheapestFareQuestion(FlightsTask):
+    name = "phone/cheapest-fare-question"
+    goal_template = ("How much does the cheapest flight from {origin} to {destination} on "
+                     "{date} cost? Answer with the price in dollars.")
+    tags = frozenset({"flights", "answer", "typing", "medium"})
+    max_steps = 12
+    keywords = ("flights", "price", "fare", "cost", "cheapest")
+
+    @classmethod
+    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
+        return draw_trip(rng)
+
+    def check(self, env: Env, answer: str | None) -> Score:
+        cheapest = self.cheapest(env)
+        if cheapest is None:
+            return Score(success=False, reason=f"the app has no flights for {self.route}")
+        said = re.search(r"\d+(?:\.\d+)?", (answer or "").replace(",", ""))
+        ok = said is not None and float(said.group()) == cheapest["price"]
+        return Score(success=ok, reason=f"answered {answer!r}; the cheapest costs "
+                                        f"${cheapest['price']}")
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        yield SolutionStep(tap(find(env, "launcher:flights")), "Open the Flights app.")
+        yield from search(env, self.params, enter_key=True)
+        price = _price(cheapest_result(env))
+        yield SolutionStep(Answer(text=f"${price}"), f"The cheapest flight costs ${price}.")
 
 
 def _price(node: UiNode) -> int:

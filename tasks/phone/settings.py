@@ -5,13 +5,28 @@ from __future__ import annotations
 import random
 from typing import Any, Iterator
 
-from core.actions import Terminate
+from core.actions import Answer, OpenApp, Terminate, Type
 from core.results import Score
 from envs.base import Env
 from tasks.base import SolutionStep
-from tasks.phone.device import SETTINGS, PhoneTask, app_state, find, set_app_state, tap, wait_for
+from tasks.phone.device import (
+    SETTINGS,
+    PhoneTask,
+    app_state,
+    find,
+    same_answer,
+    scroll_to,
+    set_app_state,
+    tap,
+    wait_for,
+)
 
 SWITCHES = ("wifi", "bluetooth")
+#: The last switches of the Settings page (key, label): below the fold, so a scroll away.
+LOWER_SWITCHES = (("night_light", "Night light"), ("auto_rotate", "Auto-rotate"),
+                  ("vibrate", "Vibrate on tap"), ("captions", "Live captions"))
+DEVICE_NAMES = ("Ada's phone", "Kitchen tablet", "Work phone", "Pixel of Grace", "Test device 7",
+                "Travel phone", "Blue phone", "Alan's handset")
 
 
 def _on_off(value: bool) -> str:
@@ -38,7 +53,7 @@ class SetWifiAndBluetooth(PhoneTask):
 
     def initialize(self, env: Env) -> None:
         super().initialize(env)
-        set_app_state(env, SETTINGS, dict(self.params["start"]))
+        update_settings(env, self.params["start"])
 
     def check(self, env: Env, answer: str | None) -> Score:
         state = app_state(env, SETTINGS)
@@ -59,3 +74,108 @@ class SetWifiAndBluetooth(PhoneTask):
         wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == "settings:summary"
                                      and summary in n.text], "the updated summary")
         yield SolutionStep(Terminate(status="success"), f"Now {summary}.")
+
+
+def update_settings(env: Env, values: dict[str, Any]) -> None:
+    """Write ``values`` over the app's current settings; the others keep their state."""
+    set_app_state(env, SETTINGS, {**app_state(env, SETTINGS), **values})
+
+
+class ToggleSetting(PhoneTask):
+    name = "phone/toggle-setting"
+    goal_template = "In Settings, turn {label} {word}."
+    tags = frozenset({"settings", "toggle", "scroll", "easy"})
+    max_steps = 8
+    keywords = ("toggle", "switch", "disable", "enable", "night", "light", "rotate", "captions")
+
+    @classmethod
+    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
+        key, label = rng.choice(LOWER_SWITCHES)
+        want = rng.random() < 0.5
+        return {"key": key, "label": label, "on": want, "word": _on_off(want),
+                # the rest of the lower switches start anywhere; this one the other way
+                "start": {**{k: rng.random() < 0.5 for k, _ in LOWER_SWITCHES}, key: not want}}
+
+    def initialize(self, env: Env) -> None:
+        super().initialize(env)
+        update_settings(env, self.params["start"])
+
+    def check(self, env: Env, answer: str | None) -> Score:
+        state = app_state(env, SETTINGS)
+        p = self.params
+        want = {**p["start"], p["key"]: p["on"]}
+        have = {k: bool(state.get(k)) for k in want}
+        if have == want:
+            return Score(success=True, reason=f"{p['label']} is {p['word']}")
+        return Score(success=False, reason=f"expected the switches {want}, found {have}")
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        p = self.params
+        yield SolutionStep(tap(find(env, "launcher:settings")), "Open Settings.")
+        switch = yield from scroll_to(env, f"settings:{p['key']}", p["label"])
+        yield SolutionStep(tap(switch), f"Switch {p['label']} {p['word']}.")
+        wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == switch.resource_id
+                                     and n.checked == p["on"]], f"{p['label']} {p['word']}")
+        yield SolutionStep(Terminate(status="success"), f"{p['label']} is {p['word']}.")
+
+
+class RenameDevice(PhoneTask):
+    name = "phone/rename-device"
+    goal_template = "Rename this phone to '{device_name}' in Settings, under About phone."
+    tags = frozenset({"settings", "edit", "typing", "scroll", "medium"})
+    max_steps = 12
+    keywords = ("rename", "device", "name", "about")
+
+    @classmethod
+    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
+        old, new = rng.sample(DEVICE_NAMES, 2)
+        return {"start_name": old, "device_name": new}
+
+    def initialize(self, env: Env) -> None:
+        super().initialize(env)
+        update_settings(env, {"device_name": self.params["start_name"]})
+
+    def check(self, env: Env, answer: str | None) -> Score:
+        name = app_state(env, SETTINGS).get("device_name")
+        return Score(success=name == self.params["device_name"], reason=f"the phone is {name!r}")
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        name = self.params["device_name"]
+        yield SolutionStep(tap(find(env, "launcher:settings")), "Open Settings.")
+        about = yield from scroll_to(env, "settings:about", "About phone")
+        yield SolutionStep(tap(about), "Open About phone.")
+        yield SolutionStep(tap(find(env, "settings:clear-name")), "Clear the old name.")
+        yield SolutionStep(Type(text=name), "Enter the new name.")
+        yield SolutionStep(tap(find(env, "settings:save-name")), "Save it.")
+        wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == "settings:saved-name"
+                                     and n.text == f"Name: {name}"], "the saved name")
+        yield SolutionStep(Terminate(status="success"), f"The phone is now {name!r}.")
+
+
+class SwitchQuestion(PhoneTask):
+    name = "phone/setting-question"
+    goal_template = "Is {label} on or off in Settings? Answer with on or off."
+    tags = frozenset({"settings", "answer", "scroll", "easy"})
+    max_steps = 8
+    keywords = ("is", "on", "off", "status")
+
+    @classmethod
+    def sample_params(cls, rng: random.Random) -> dict[str, Any]:
+        key, label = rng.choice(LOWER_SWITCHES)
+        return {"key": key, "label": label, "on": rng.random() < 0.5}
+
+    def initialize(self, env: Env) -> None:
+        super().initialize(env)
+        update_settings(env, {self.params["key"]: self.params["on"]})
+
+    def check(self, env: Env, answer: str | None) -> Score:
+        word = _on_off(bool(app_state(env, SETTINGS).get(self.params["key"])))
+        return Score(success=same_answer(answer, word),
+                     reason=f"answered {answer!r}; {self.params['label']} is {word}")
+
+    def solution(self, env: Env) -> Iterator[SolutionStep]:
+        label = self.params["label"]
+        yield SolutionStep(OpenApp(app="Settings"), "Open Settings.")
+        switch = yield from scroll_to(env, f"settings:{self.params['key']}", label)
+        word = _on_off(switch.checked)
+        yield SolutionStep(Answer(text=word), f"The {label} switch is {word}.")

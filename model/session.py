@@ -1,0 +1,275 @@
+"""Prefix reuse across calls: a session keeps its KV cache and prefills only what is new.
+
+An agent's prompt grows step by step (the qwen2vl format only ever extends one sequence), so the
+next call usually repeats the previous call's tokens, screenshots included. The session compares
+the new prompt with the tokens its cache holds (the previous prompt and what was generated after
+it), keeps the longest common prefix, and runs the decoder over the rest only, at that offset.
+
+- Image pad tokens look alike for every picture, so the prefix also ends where the images differ:
+  each image is known by a hash of its pixels and grid.
+- M-RoPE positions are computed for the whole sequence (cheap, no model) and the tail's are
+  sliced off, so an image arriving in the extension shifts the later positions exactly as a full
+  forward would; the rope delta for decoding comes from the same pass.
+- Vision features are kept for the images of the last sequence: an image that has to be
+  prefilled again (the prefix broke before it) is not encoded again.
+- The cache is the session's own; it is installed on the model for a call only, so a plain
+  ``Qwen2VL.generate`` in between (the server's batch path) cannot clobber it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from model.modeling import Qwen2VL, _decoder_of, sample_token
+from model.rope import mrope_cos_sin
+from model.text import KVCache
+
+MIN_CAPACITY = 4096
+
+
+@dataclass(frozen=True)
+class ImageSpan:
+    """One image of a sequence: its pad tokens ``[start, end)`` and its pixel rows."""
+
+    key: bytes
+    start: int
+    end: int
+    rows: slice
+    grid: tuple[int, int, int]
+
+
+@dataclass
+class Prefill:
+    """What one extension did, and the logits it produced."""
+
+    logits: torch.Tensor  # (vocab,) for the last position, or (new tokens, vocab) with all_logits
+    reused: int  # tokens whose cache entries were kept
+    prefilled: int  # tokens run through the decoder
+    encoded_images: int  # images run through the vision tower
+    rope_delta: int
+
+
+def image_spans(
+    input_ids: torch.Tensor,
+    pixel_values: torch.Tensor | None,
+    image_grid_thw: torch.Tensor | None,
+    image_token_id: int,
+    merge: int,
+) -> list[ImageSpan]:
+    """Where each image's pad tokens sit in ``input_ids`` (1, L), keyed by its pixels and grid."""
+    if image_grid_thw is None or pixel_values is None:
+        return []
+    where = (input_ids[0] == image_token_id).nonzero().flatten().tolist()
+    spans, token, row = [], 0, 0
+    for t, h, w in image_grid_thw.tolist():
+        tokens, rows = t * h * w // merge**2, t * h * w
+        pixels = pixel_values[row : row + rows].contiguous().cpu().numpy()
+        key = hashlib.blake2b(pixels, digest_size=16, key=bytes(f"{t},{h},{w}", "ascii")).digest()
+        if token + tokens > len(where):
+            raise ValueError("more images in image_grid_thw than image tokens in input_ids")
+        spans.append(ImageSpan(key, where[token], where[token + tokens - 1] + 1,
+                               slice(row, row + rows), (t, h, w)))  # fmt: skip
+        token, row = token + tokens, row + rows
+    return spans
+
+
+def common_prefix(
+    old_ids: Sequence[int], old_images: list[ImageSpan], new_ids: Sequence[int],
+    new_images: list[ImageSpan],
+) -> int:
+    """Length of the longest common prefix of two sequences, where images must match by key."""
+    common = 0
+    for a, b in zip(old_ids, new_ids):
+        if a != b:
+            break
+        common += 1
+    old_keys = {span.start: span.key for span in old_images}
+    for span in new_images:
+        if span.start >= common:
+            break
+        if old_keys.get(span.start) != span.key:
+            return span.start
+    return common
+
+
+class GenerationSession:
+    """One conversation's KV cache on ``model``, reused across ``generate`` calls (batch 1)."""
+
+    def __init__(self, model: Qwen2VL, capacity: int = MIN_CAPACITY) -> None:
+        self.model = model
+        self.capacity = capacity
+        self.caches: list[KVCache] = []
+        self.tokens: list[int] = []  # what the cache holds, position by position
+        self.images: list[ImageSpan] = []
+        self.features: dict[bytes, torch.Tensor] = {}
+        #: Totals over the session's calls.
+        self.prefilled_tokens = 0
+        self.reused_tokens = 0
+
+    def reset(self) -> None:
+        """Forget the cache (the memory goes too)."""
+        self.caches, self.tokens, self.images, self.features = [], [], [], {}
+
+    # --- cache ------------------------------------------------------------------------------
+    def _reserve(self, needed: int, keep: int) -> None:
+        """Make room for ``needed`` positions, keeping the first ``keep``: grow, doubling."""
+        if self.caches and needed <= self.caches[0].k.shape[2]:
+            return
+        old = self.caches
+        size = max(needed, self.capacity, 2 * old[0].k.shape[2] if old else 0)
+        text = self.model.model
+        text.setup_cache(1, size)
+        self.caches = [layer.self_attn.cache for layer in text.layers]
+        text.clear_cache()
+        for new, previous in zip(self.caches, old):
+            new.k[:, :, :keep] = previous.k[:, :, :keep]
+            new.v[:, :, :keep] = previous.v[:, :, :keep]
+
+    def _attach(self) -> None:
+        for layer, cache in zip(self.model.model.layers, self.caches):
+            layer.self_attn.cache = cache
+
+    # --- prefill ----------------------------------------------------------------------------
+    def _embed_tail(
+        self, ids: torch.Tensor, start: int, spans: list[ImageSpan], pixel_values
+    ) -> tuple[torch.Tensor, int]:
+        """Embeddings of ``ids[start:]``, image features from the session's store where known."""
+        model = self.model
+        embeds = model.model.embed_tokens(ids[:, start:].to(model.device))
+        needed = [s for s in spans if s.end > start]
+        missing = list({s.key: s for s in needed if s.key not in self.features}.values())
+        if missing:
+            pixels = torch.cat([pixel_values[s.rows] for s in missing]).to(model.device)
+            grids = torch.tensor([s.grid for s in missing], dtype=torch.long)
+            features = model.visual(pixels, grids)
+            sizes = [s.end - s.start for s in missing]
+            self.features.update(zip([s.key for s in missing], features.split(sizes)))
+        for span in needed:
+            lo = max(span.start, start)
+            features = self.features[span.key][lo - span.start :]
+            embeds[0, lo - start : span.end - start] = features.to(embeds.dtype)
+        self.features = {s.key: self.features[s.key] for s in spans if s.key in self.features}
+        return embeds, len(missing)
+
+    @torch.inference_mode()
+    def prefill(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        reserve: int = 0,
+        all_logits: bool = False,
+    ) -> Prefill:
+        """Bring the cache to ``input_ids`` (1, L), running only the part not cached already.
+
+        ``reserve`` positions after the prompt are made room for (the tokens to decode).
+        """
+        if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+            raise ValueError(f"a session takes one sequence (1, L), got {tuple(input_ids.shape)}")
+        model, config = self.model, self.model.config
+        ids = input_ids.cpu()
+        spans = image_spans(ids, pixel_values, image_grid_thw, config.image_token_id,
+                            config.vision.spatial_merge_size)
+        if image_grid_thw is not None and pixel_values is None:
+            raise ValueError("image_grid_thw needs pixel_values")
+        n_image_tokens = int((ids == config.image_token_id).sum())
+        if sum(s.end - s.start for s in spans) != n_image_tokens:
+            raise ValueError(f"input_ids has {n_image_tokens} image tokens, the images "
+                             f"{sum(s.end - s.start for s in spans)}")
+        new_ids, length = ids[0].tolist(), ids.shape[1]
+        # At least the last token runs, for its logits.
+        start = min(common_prefix(self.tokens, self.images, new_ids, spans), length - 1)
+        self._reserve(length + reserve, start)
+        self.tokens = self.tokens[:start]  # what follows is about to be overwritten
+
+        positions, delta = model.positions(ids, image_grid_thw)
+        embeds, encoded = self._embed_tail(ids, start, spans, pixel_values)
+        t = config.text
+        cos, sin = mrope_cos_sin(positions[:, :, start:].to(model.device), t.head_dim,
+                                 t.rope_theta, t.mrope_section, embeds.dtype)
+        self._attach()
+        try:
+            hidden = model.model(embeds, cos, sin, start)
+        finally:
+            model.model.clear_cache()
+        # The head over the last position only: over a 3,000-token screenshot it would cost more
+        # than the decoder layers of a small model.
+        logits = model.lm_head(hidden[0] if all_logits else hidden[0, -1])
+        self.tokens, self.images = new_ids, spans
+        self.prefilled_tokens += length - start
+        self.reused_tokens += start
+        return Prefill(logits, start, length - start, encoded, int(delta))
+
+    # --- generation -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        tokenizer: Any = None,
+        eos_token_ids: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """``Qwen2VL.generate`` with the session's cache: new tokens only, as a (1, n) tensor."""
+        model = self.model
+        done = self.prefill(input_ids, pixel_values, image_grid_thw, reserve=max_new_tokens)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=model.device).manual_seed(seed)
+        eos = set(model.eos_token_ids if eos_token_ids is None else eos_token_ids)
+        self._attach()
+        try:
+            new = decode(model, done.logits, len(self.tokens), done.rope_delta, max_new_tokens,
+                         do_sample=do_sample, temperature=temperature, top_p=top_p,
+                         generator=generator, eos=eos, stop=stop, tokenizer=tokenizer)
+        finally:
+            model.model.clear_cache()
+        # Every new token but the last went through the decoder: the cache holds them.
+        self.tokens = self.tokens + new[:-1]
+        return torch.tensor([new], dtype=torch.long)
+
+
+def decode(
+    model: Qwen2VL,
+    logits: torch.Tensor,
+    length: int,
+    rope_delta: int,
+    max_new_tokens: int,
+    *,
+    do_sample: bool,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+    eos: set[int],
+    stop: Sequence[str] | None,
+    tokenizer: Any,
+) -> list[int]:
+    """New tokens from a filled cache of ``length`` positions and the last position's logits.
+
+    The decode loop of ``Qwen2VL.generate``, kept in one place so a faster ``decode`` replaces it.
+    """
+    decoded = _decoder_of(tokenizer) if stop else None
+    new: list[int] = []
+    for step in range(max_new_tokens):
+        token = sample_token(logits, do_sample, temperature, top_p, generator)
+        new.append(token)
+        if token in eos or step == max_new_tokens - 1:
+            break
+        if decoded is not None and any(s in decoded(new) for s in stop):
+            break
+        cache_pos = length + step
+        pos = torch.full((3, 1, 1), rope_delta + cache_pos, device=model.device)
+        embed = model.model.embed_tokens(torch.tensor([[token]], device=model.device))
+        logits = model.decode_step(embed, pos, cache_pos)[0, -1]
+    return new

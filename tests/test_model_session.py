@@ -1,0 +1,145 @@
+"""Prefix reuse: after any extension the session's logits equal a full forward over the sequence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from episode_prompts import episode_prompts, model_inputs
+from PIL import Image
+
+from agent.history import HistoryPolicy
+from core.geometry import Screen
+from model import Qwen2VL
+from model.session import GenerationSession
+
+# Sizes no other test uses; every step's screenshot has its own.
+ODD_SIZES = [(113, 251), (287, 149), (71, 197), (173, 173)]
+SCREEN = Screen(113, 251, max_pixels=40 * 28 * 28)
+REPLIES = [f"Thought: step {i} goes on.\n*FUNCTION*: Tap *ARGS*: {{\"point\": ({i}0,5)}}"
+           for i in range(len(ODD_SIZES))]
+ATOL = 1e-4
+#: A short system prompt keeps the sequences (and the test) small.
+KINDS = {"tap", "home"}
+
+
+def _screenshots(seed: int = 0) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in ODD_SIZES]
+
+
+def _full_logits(model: Qwen2VL, inputs: dict) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(inputs["input_ids"], inputs.get("pixel_values"),
+                     inputs.get("image_grid_thw"))[0]
+
+
+def _tensors(inputs: dict) -> tuple:
+    return inputs["input_ids"], inputs.get("pixel_values"), inputs.get("image_grid_thw")
+
+
+@pytest.fixture(scope="module")
+def models(tiny_checkpoint, tiny_qwen25_checkpoint):
+    return {name: Qwen2VL.from_pretrained(path, device="cpu", dtype="fp32")
+            for name, path in [("qwen2", tiny_checkpoint), ("qwen25", tiny_qwen25_checkpoint)]}
+
+
+@pytest.mark.parametrize(("dialect", "checkpoint"),
+                         [("qwen2vl", "qwen2"), ("qwen25vl", "qwen25"), ("uitars", "qwen2")])
+@pytest.mark.parametrize("history", [HistoryPolicy(images=2), HistoryPolicy(images=2, block=2)],
+                         ids=["window", "blocks"])
+def test_each_extension_equals_a_full_forward(models, tiny_processor, dialect, checkpoint,
+                                              history):
+    model = models[checkpoint]
+    session = GenerationSession(model, capacity=64)  # small: the cache grows on the way
+    screenshots = _screenshots()
+    starts = []
+    for step, prompt in enumerate(episode_prompts(dialect, REPLIES, SCREEN, history, KINDS)):
+        inputs = model_inputs(tiny_processor, prompt, screenshots, SCREEN)
+        done = session.prefill(*_tensors(inputs), all_logits=True)
+        full = _full_logits(model, inputs)
+        starts.append(done.reused)
+        assert done.reused + done.prefilled == full.shape[0]
+        torch.testing.assert_close(done.logits, full[done.reused:], atol=ATOL, rtol=0)
+        # The cache also holds a few generated tokens, which the next prompt does not repeat.
+        new = session.generate(*_tensors(inputs), max_new_tokens=3)
+        expected = model.generate(*_tensors(inputs), max_new_tokens=3)
+        assert new.tolist() == expected.tolist(), f"step {step}"
+    assert all(start > 0 for start in starts[1:]), starts  # the system prompt at least
+
+
+def test_only_new_images_are_encoded_even_when_the_prefix_breaks_before_kept_ones(
+    models, tiny_processor
+):
+    model = models["qwen2"]
+    session = GenerationSession(model)
+    screenshots = _screenshots(1)
+    encoded = []
+    # images=1: each step turns the previous screenshot into a note, so the prefix breaks before
+    # the kept screenshot, which is prefilled again from the session's features.
+    prompts = episode_prompts("qwen2vl", REPLIES[:4], SCREEN, HistoryPolicy(images=1), KINDS)
+    for prompt in prompts:
+        inputs = model_inputs(tiny_processor, prompt, screenshots, SCREEN)
+        done = session.prefill(*_tensors(inputs), all_logits=True)
+        torch.testing.assert_close(done.logits, _full_logits(model, inputs)[done.reused:],
+                                   atol=ATOL, rtol=0)
+        encoded.append(done.encoded_images)
+    assert encoded == [1, 1, 1, 1]
+
+
+def test_a_different_picture_of_the_same_size_ends_the_prefix_at_its_first_token(
+    models, tiny_processor
+):
+    model = models["qwen2"]
+    session = GenerationSession(model)
+    first, second = _screenshots(2)[:1], _screenshots(3)[:1]
+    prompt = next(episode_prompts("qwen2vl", REPLIES[:1], SCREEN, HistoryPolicy(), KINDS))
+    session.prefill(*_tensors(model_inputs(tiny_processor, prompt, first, SCREEN)))
+    inputs = model_inputs(tiny_processor, prompt, second, SCREEN)
+    done = session.prefill(*_tensors(inputs), all_logits=True)
+    ids = inputs["input_ids"][0].tolist()
+    assert done.reused == ids.index(tiny_processor.image_token_id) and done.encoded_images == 1
+    torch.testing.assert_close(done.logits, _full_logits(model, inputs)[done.reused:], atol=ATOL,
+                               rtol=0)
+
+
+def test_the_same_prompt_again_runs_its_last_token_only(models, tiny_processor):
+    model = models["qwen2"]
+    session = GenerationSession(model)
+    prompt = next(episode_prompts("uitars", REPLIES[:1], SCREEN, HistoryPolicy(), KINDS))
+    inputs = model_inputs(tiny_processor, prompt, _screenshots(), SCREEN)
+    session.prefill(*_tensors(inputs))
+    done = session.prefill(*_tensors(inputs))
+    assert (done.prefilled, done.encoded_images) == (1, 0)
+    torch.testing.assert_close(done.logits, _full_logits(model, inputs)[-1], atol=ATOL, rtol=0)
+
+
+def test_a_text_chunk_at_an_offset_attends_causally_inside_itself(models):
+    """The decoder alone: a 7-token chunk after 5 cached tokens equals the 12-token forward."""
+    text = models["qwen2"].model
+    torch.manual_seed(0)
+    embeds = torch.randn(1, 12, text.cfg.hidden_size)
+    positions = torch.arange(12).expand(3, 1, 12)
+    from model.rope import mrope_cos_sin
+
+    cfg = text.cfg
+    cos, sin = mrope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, cfg.mrope_section,
+                             torch.float32)
+    with torch.inference_mode():
+        full = text(embeds, cos, sin)
+        text.setup_cache(1, 16)
+        try:
+            text(embeds[:, :5], cos[:, :, :5], sin[:, :, :5], 0)
+            tail = text(embeds[:, 5:], cos[:, :, 5:], sin[:, :, 5:], 5)
+        finally:
+            text.clear_cache()
+    torch.testing.assert_close(tail, full[:, 5:], atol=ATOL, rtol=0)
+
+
+def test_bad_input_is_refused_with_a_clear_error(models, tiny_processor):
+    session = GenerationSession(models["qwen2"])
+    with pytest.raises(ValueError, match="one sequence"):
+        session.prefill(torch.zeros(2, 4, dtype=torch.long))
+    image_only = torch.tensor([[tiny_processor.image_token_id] * 4])
+    with pytest.raises(ValueError, match="4 image tokens"):
+        session.prefill(image_only)
