@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from cli.secret_option import parse_secrets, secret_option
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -57,6 +59,7 @@ def bench(
     merge: list[Path] = typer.Option(None, "--merge", help="Merge these runs' results (say, "
                                      "the shards of a suite) into --out, with summary and "
                                      "reports; runs nothing. Repeat for each run."),
+    secret: list[str] = secret_option(),
 ) -> None:
     """Run benchmark episodes: every task of SUITE (or --tasks GLOB) with N seeds.
 
@@ -68,11 +71,16 @@ def bench(
 
       agent_cli.py bench --compare runs/bench-a runs/bench-b
     """
+    import sys
+
     from rich.console import Console
 
+    from agent.secrets import Secrets
+    from cli.scrubbed import ScrubbedStream
     from runtime.settings import RunError
 
-    console = Console()
+    secrets = parse_secrets(secret)
+    console = Console(file=ScrubbedStream(sys.stdout, Secrets(secrets)))
     try:
         if compare:
             _print_comparison(console, *compare)
@@ -81,7 +89,7 @@ def bench(
             _merge(console, merge, out)
             return
         _run(console, suite, tasks, episodes, seed, model, dialect, max_steps, workers, out,
-             shard, executor, ray_address, device, tags=tuple(tags or ()))
+             shard, executor, ray_address, device, tags=tuple(tags or ()), secrets=secrets)
     except RunError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -91,7 +99,10 @@ def bench(
 
 
 def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_steps, workers,
-         out, shard, executor, ray_address, device, tags: tuple[str, ...] = ()) -> None:
+         out, shard, executor, ray_address, device, tags: tuple[str, ...] = (),
+         secrets: dict[str, str] | None = None) -> None:
+    import dataclasses
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from runtime.bench.plan import BenchSettings, parse_shard
@@ -140,7 +151,9 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
         progress.update(bar, advance=1, rate=rate())
 
     with progress:
-        outcome = run_bench(settings, out, runner=default_runner(), workers=workers,
+        # The secrets travel with the runner to each worker, not in the run's stored settings.
+        runner = dataclasses.replace(default_runner(), secrets=secrets or {})
+        outcome = run_bench(settings, out, runner=runner, workers=workers,
                             executor=executor, ray_address=ray_address,
                             on_start=on_start, on_result=on_result)
     _print_summary(console, outcome.summary)

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Callable, List
 
 import typer
 
+from cli.secret_option import parse_secrets, secret_option
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -86,10 +88,7 @@ def run(
                                      "name the endpoint serves."),
     max_screen_pixels: int = typer.Option(None, "--max-screen-pixels", min=1, help="End the "
                                           "run when a screenshot has more pixels than this."),
-    secret: list[str] = typer.Option(None, "--secret", help="NAME=VALUE, or NAME to read the "
-                                     "environment variable NAME (repeatable). The goal says "
-                                     "<secret:NAME>; the model sees only that, the device gets "
-                                     "the value, and nothing recorded or printed shows it."),
+    secret: list[str] = secret_option(),
     yes: bool = typer.Option(False, "--yes", help="Allow sensitive actions without asking."),
     deny_sensitive: bool = typer.Option(False, "--deny-sensitive", help="Refuse sensitive "
                                         "actions; the model is told why."),
@@ -104,17 +103,13 @@ def run(
 
       agent_cli.py run "turn on wifi" --env android --model /models/Qwen2-VL-7B-Instruct
     """
-    from agent.secrets import SecretError, parse_secret_options
     from runtime.settings import RunError, RunSpec, parse_viewport
 
     if model is None:
         raise typer.BadParameter("choose the model: " + MODEL_HELP, param_hint="--model")
     if yes and deny_sensitive:
         raise typer.BadParameter("choose one of --yes and --deny-sensitive", param_hint="--yes")
-    try:
-        secrets = parse_secret_options(secret or [])
-    except SecretError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--secret") from None
+    secrets = parse_secrets(secret)
     try:
         size = parse_viewport(viewport)
     except RunError as exc:

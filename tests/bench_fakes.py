@@ -105,6 +105,36 @@ class NoDevice(TypeWord):
     name = "broken/no-device"
 
 
+class TypePin(FakeTask):
+    """Unlock a phone whose PIN is the user's secret PIN: the goal and the solution name only
+    ``<secret:PIN>``, so the episode succeeds only when the device got the value."""
+
+    name = "secret/type-pin"
+    goal_template = "Unlock the phone with <secret:PIN>"
+
+    def check(self, env, answer: str | None = None) -> Score:
+        unlocked = env.typed == env.pin
+        # The reason quotes what was typed, as a real check's might: the runtime must hide it.
+        return Score(success=unlocked, reward=float(unlocked), reason=f"typed {env.typed!r}")
+
+    def solution(self, env) -> Iterator[SolutionStep]:
+        yield SolutionStep(Tap(x=540, y=300), "Focus the PIN box.")
+        yield SolutionStep(Type(text="<secret:PIN>"), "Type the PIN.")
+        yield SolutionStep(Terminate(status="success"), "Unlocked.")
+
+
+class RefusedPin(TypePin):
+    """The device refuses to start, and its error quotes the PIN (see ``locked_env``)."""
+
+    name = "secret/refused"
+
+
+class LockedPhone(FakePhone):
+    def __init__(self, pin: str) -> None:
+        super().__init__()
+        self.pin = pin
+
+
 class FakeCatalog:
     def __init__(self, *classes: type[FakeTask]) -> None:
         self.classes = {cls.name: cls for cls in classes}
@@ -145,7 +175,17 @@ def repaired_env(spec, console):
     yield FakePhone(), "fake"
 
 
+@contextlib.contextmanager
+def locked_env(spec, console):
+    """A phone locked with the user's own PIN: the value the run was given as the secret PIN."""
+    pin = spec.secrets["PIN"]
+    if spec.task == RefusedPin.name:
+        raise EnvError(f"the device refused the PIN {pin}")
+    yield LockedPhone(pin), "fake"
+
+
 RIGHT = JobRunner(FakeCatalog(TypeWord, RepeatWord, DeviceLost, NoDevice), fake_env)
 SLOW = JobRunner(RIGHT.catalog, slow_fake_env)
 WRONG = JobRunner(FakeCatalog(WrongTypeWord, WrongRepeatWord), fake_env)
 REPAIRED = JobRunner(RIGHT.catalog, repaired_env)
+LOCKED = JobRunner(FakeCatalog(TypePin, RefusedPin), locked_env)

@@ -3,21 +3,30 @@ runtime writes holds it, down to a real run through the CLI on the virtual phone
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from actions.dialects import get_dialect
+from agent.backends.base import Completion
 from agent.loop import Agent
 from agent.secrets import SecretError, Secrets, parse_secret_options
 from core.actions import Tap, Type
 from core.geometry import Screen
 from envs.base import EnvError
+from runtime.bench.plan import BenchSettings
+from runtime.bench.results import read_results
+from runtime.bench.runner import run_bench
+from tests import bench_fakes
 from tests.agent_fakes import FakePhone, ListPolicy
+from tests.serve_fakes import EchoEngine
 from trajectories.reader import load
 from trajectories.recorder import Recorder
 
@@ -138,3 +147,148 @@ def test_a_cli_run_types_the_secret_on_the_virtual_phone_and_nothing_shows_it(
     for text in shown + [p.read_text(encoding="utf-8") for p in files]:
         assert value not in text
     assert "<secret:NOTE>" in done.stdout  # the console shows the placeholder instead
+
+
+def _texts(folder: Path) -> dict[Path, str]:
+    """Every file under ``folder`` but the screenshots (pixels, see docs/safety.md)."""
+    return {p: p.read_text(encoding="utf-8") for p in folder.rglob("*")
+            if p.is_file() and p.suffix != ".png"}
+
+
+def test_a_bench_types_the_secret_and_no_report_or_trajectory_shows_it(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import cli.bench_cmd
+    from cli.app import app
+
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: bench_fakes.LOCKED)
+    out = tmp_path / "bench"
+    # Two worker processes: the secret travels with the runner, the value from the environment.
+    done = CliRunner().invoke(app, ["bench", "--suite", "secret", "--episodes", "2", "--workers",
+                                    "2", "--secret", "PIN", "--out", str(out)],
+                              env={"COLUMNS": "160", "PIN": VALUE})
+    assert done.exit_code == 0, done.output
+    results = {r.key: r for r in read_results(out)}
+    assert sorted(results) == ["secret/refused@0", "secret/refused@1", "secret/type-pin@0",
+                               "secret/type-pin@1"]
+    for seed in (0, 1):
+        unlocked = results[f"secret/type-pin@{seed}"]
+        # Each phone's PIN is the value: only typing the value itself unlocks it.
+        assert unlocked.outcome == "success", unlocked
+        assert unlocked.goal == "Unlock the phone with <secret:PIN>"
+        assert unlocked.score.reason == "typed '<secret:PIN>'"
+        refused = results[f"secret/refused@{seed}"]
+        assert refused.outcome == "error"
+        assert refused.error == "EnvError: the device refused the PIN <secret:PIN>"
+    texts = _texts(out)
+    assert {p.name for p in texts} >= {"results.jsonl", "summary.json", "report.md",
+                                       "report.html", "bench.json", "steps.jsonl", "meta.json",
+                                       "view.html"}
+    assert sum(p.name == "steps.jsonl" for p in texts) == 2
+    for path, text in texts.items():
+        assert VALUE not in text, path
+    assert VALUE not in done.output and "<secret:PIN>" in done.output  # the refusals, printed
+
+
+def test_a_bench_without_the_secret_fails_its_episodes_with_a_reason(tmp_path):
+    run = run_bench(BenchSettings(suite="secret", tasks="secret/type-pin", model="scripted"),
+                    tmp_path, runner=bench_fakes.LOCKED)
+    (result,) = run.results
+    assert result.outcome == "error" and "--secret PIN" in result.error
+
+
+class PlaceholderEngine(EchoEngine):
+    """``serve``'s engine: types the goal's secret by its placeholder, then ends the episode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def generate_batch(self, batch):
+        self.calls += 1
+        return [Completion(TYPE_SECRET if self.calls == 1 else DONE, job.prompt_tokens, 3)
+                for job in batch]
+
+
+class RecordingApp:
+    """An ASGI app in front of another, keeping each request body the server receives."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.bodies: list[str] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        chunks: list[bytes] = []
+
+        async def receiving():
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                self.bodies.append(b"".join(chunks).decode("utf-8"))
+            return message
+
+        await self.app(scope, receiving, send)
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def log_lines() -> Iterator[list[str]]:
+    """Every log line of this process at DEBUG: uvicorn's access and error logs (which do not
+    propagate; entered once the server started, since uvicorn sets their handlers then) and any
+    other logger's."""
+    lines = Lines()
+    loggers = [logging.getLogger(name) for name in ("", "uvicorn", "uvicorn.access")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(lines)
+    logging.getLogger().setLevel(logging.DEBUG)
+    try:
+        yield lines.lines
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(lines)
+            lg.setLevel(level)
+
+
+def test_an_episode_through_our_own_serve_shows_the_server_only_the_placeholder(
+    tmp_path, capfd
+):
+    from agent.backends.openai import OpenAIBackend
+    from agent.policies.backend import BackendPolicy
+    from runtime.server.app import ServerSettings, create_app, running_server
+
+    app = RecordingApp(create_app(PlaceholderEngine(), ServerSettings(model_id="m")))
+    env = EchoingPhone()
+    # serve's own log level: a line per request.
+    with running_server(app, log_level="info") as url, log_lines() as server_log:
+        policy = BackendPolicy(OpenAIBackend(url, "m", retries=0))
+        agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
+                      recorder=Recorder(tmp_path / "traj"), secrets=Secrets({"PIN": VALUE}))
+        try:
+            result = agent.run("Unlock with <secret:PIN>")
+        finally:
+            policy.close()
+    assert result.status == "success", result.reason
+    assert env.typed == f"pin: {VALUE}"  # the env got the value
+    assert len(app.bodies) == 2
+    prompts = [json.dumps([part.get("text", "") for m in json.loads(body)["messages"]
+                           for part in ([{"text": m["content"]}] if isinstance(m["content"], str)
+                                        else m["content"])]) for body in app.bodies]
+    assert all("Unlock with <secret:PIN>" in p for p in prompts)
+    # The env's error quoted the typed value; the model read it back with the placeholder.
+    assert "pin: <secret:PIN>" in prompts[1] and "failed" in prompts[1]
+    access = [line for line in server_log if "POST /v1/chat/completions" in line]
+    assert len(access) == 2, server_log  # the server's log was captured
+    printed = capfd.readouterr()
+    for text in [*app.bodies, *server_log, printed.out, printed.err]:
+        assert VALUE not in text

@@ -32,8 +32,21 @@ class JobRunner:
 
     catalog: Catalog = field(default_factory=RegistryCatalog)
     env_factory: EnvFactory = open_env
+    #: ``--secret``s: name -> value, typed where a goal says <secret:NAME>. Carried to the
+    #: workers with the runner, never stored in the run's settings or printed.
+    secrets: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, job: EpisodeJob, out: Path) -> EpisodeResult:
+        """The episode's result, with each secret's value replaced by its placeholder wherever it
+        shows (an env's startup error, a task's params), so results.jsonl and the reports made
+        from it never hold one."""
+        from agent.secrets import Secrets
+
+        result = self._run(job, out)
+        return EpisodeResult.model_validate(Secrets(self.secrets).scrub(
+            result.model_dump(mode="json")))
+
+    def _run(self, job: EpisodeJob, out: Path) -> EpisodeResult:
         from runtime.episode import run
 
         started = time.monotonic()
@@ -55,7 +68,7 @@ class JobRunner:
                 max_new_tokens=job.max_new_tokens, temperature=job.temperature,
                 # Each episode runs on a fresh sandboxed env with nobody at a terminal to ask,
                 # so the safety gate allows what the task needs (a booking's "Confirm").
-                confirm="yes",
+                confirm="yes", secrets=self.secrets,
                 **({"max_pixels": job.max_pixels} if job.max_pixels else {}),
             )
             outcome = run(spec, Console(quiet=True), task=task, directory=directory,

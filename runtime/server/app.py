@@ -257,14 +257,16 @@ def usage(completion: Completion) -> dict:
 
 
 @contextlib.contextmanager
-def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a thread; yield its base URL (``http://HOST:PORT/v1``)."""
+def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
+                   log_level: str = "warning") -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a thread; yield its base URL (``http://HOST:PORT/v1``).
+    ``log_level`` "info" logs each request, as ``serve`` does."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", backlog=2048))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, backlog=2048))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
