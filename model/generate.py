@@ -224,8 +224,12 @@ def prefill(
     positions, delta = model.positions(input_ids, image_grid_thw, attention_mask)
     mask = padding_mask(attention_mask, model.device)
     logits = model.decode_step(embeds, positions.to(model.device), 0, mask, last_only=True)[:, -1]
-    key_valid = None if mask is None else attention_mask.to(model.device).bool()
-    return Prefilled(logits, length, delta.to(model.device), key_valid)
+    delta, key_valid = delta.to(model.device), None
+    if mask is not None:
+        key_valid = attention_mask.to(model.device).bool()
+        # The delta counts a row's own tokens; its cache positions also count its left padding.
+        delta = delta - (~key_valid).sum(-1, keepdim=True)
+    return Prefilled(logits, length, delta, key_valid)
 
 
 @torch.inference_mode()
