@@ -2,8 +2,8 @@
 
 Work is split in two so the server can batch: ``prepare`` renders and preprocesses one request
 (any thread; bad input raises ValueError), and ``generate_batch`` runs prepared requests on the
-model (one thread at a time). Today's ``Qwen2VL.generate`` takes one sequence, so a batch runs
-its requests in turn; a batched ``generate`` and a prefix-reusing session drop in here alone.
+model (one thread at a time). Requests with the same generation params run as one left-padded
+batch; a seeded sampled request runs alone, so its seed alone decides its tokens.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.backends.base import Backend, Completion, Messages, Params, cut_at_stop
+from agent.backends.base import Backend, Completion, Messages, Params
 
 if TYPE_CHECKING:
     import torch
@@ -34,10 +34,14 @@ class Prepared:
 
 
 class LocalBackend(Backend):
-    def __init__(self, path: str | Path, *, device: str | None = None, dtype: str | None = None):
+    def __init__(
+        self, path: str | Path, *, device: str | None = None, dtype: str | None = None,
+        compile: bool = False,
+    ):  # fmt: skip
         from model import Qwen2VL, Qwen2VLProcessor
 
         self.name = str(path)
+        self.compile = compile  # torch.compile the decode step (CUDA graphs on cuda)
         self.processor = Qwen2VLProcessor.from_pretrained(path)
         self.model = Qwen2VL.from_pretrained(path, device=device, dtype=dtype)
 
@@ -63,44 +67,57 @@ class LocalBackend(Backend):
         return Prepared(inputs, params, (time.perf_counter() - start) * 1000)
 
     def generate_batch(self, batch: list[Prepared]) -> list[Completion]:
-        return [self._generate_one(item) for item in batch]
+        groups: dict[object, list[int]] = {}
+        for i, item in enumerate(batch):
+            p = item.params
+            seeded = p.seed is not None and p.temperature > 0
+            key = i if seeded else (p.temperature, p.top_p, p.stop, p.max_new_tokens)
+            groups.setdefault(key, []).append(i)
+        out: dict[int, Completion] = {}
+        for rows in groups.values():
+            out.update(zip(rows, self._generate_group([batch[i] for i in rows])))
+        return [out[i] for i in range(len(batch))]
 
     def generate(self, messages: Messages, images: list["Image.Image"], **params: Any) -> Completion:
         return self.generate_batch([self.prepare(messages, images, Params(**params))])[0]
 
-    def _generate_one(self, item: Prepared) -> Completion:
+    def _generate_group(self, group: list[Prepared]) -> list[Completion]:
+        """Requests with equal params as one left-padded batch."""
         import torch
 
-        params, inputs, processor = item.params, item.inputs, self.processor
-        sampling = params.temperature > 0
-        start = time.perf_counter()
-        with torch.inference_mode():
-            new = self.model.generate(
-                input_ids=inputs["input_ids"],
-                pixel_values=inputs.get("pixel_values"),
-                image_grid_thw=inputs.get("image_grid_thw"),
-                max_new_tokens=params.max_new_tokens,
-                stop=list(params.stop) or None,
-                tokenizer=processor.tokenizer,
-                do_sample=sampling,
-                temperature=params.temperature if sampling else 1.0,
-                top_p=params.top_p,
-                seed=params.seed,
-            )
-        generate_ms = (time.perf_counter() - start) * 1000
-        tokens = new[0].tolist()
-        ended_by_eos = bool(tokens) and tokens[-1] in processor.eos_token_ids
-        ids = [t for t in tokens if t not in processor.eos_token_ids]
-        decoded = processor.decode(ids, skip_special_tokens=False)
-        text = cut_at_stop(decoded, params.stop)
-        stopped = ended_by_eos or len(text) < len(decoded)
-        return Completion(
-            text=text,
-            prompt_tokens=item.prompt_tokens,
-            completion_tokens=len(tokens),
-            finish_reason="stop" if stopped else "length",
-            timings={"preprocess_ms": item.preprocess_ms, "generate_ms": generate_ms},
+        from model.generate import GenerationOptions, Sampling, generate
+
+        params = group[0].params
+        ids = [item.inputs["input_ids"][0] for item in group]
+        length = max(len(row) for row in ids)
+        input_ids = torch.full((len(group), length), self.processor.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(group), length), dtype=torch.long)
+        for i, row in enumerate(ids):
+            input_ids[i, length - len(row) :] = row
+            attention_mask[i, length - len(row) :] = 1
+        images = [item.inputs for item in group if "pixel_values" in item.inputs]
+        pixel_values = torch.cat([x["pixel_values"] for x in images]) if images else None
+        grid = torch.cat([x["image_grid_thw"] for x in images]) if images else None
+        options = GenerationOptions(
+            max_new_tokens=params.max_new_tokens,
+            sampling=Sampling(params.temperature, top_p=params.top_p, seed=params.seed),
+            stop=params.stop,
+            tokenizer=self.processor.tokenizer,
+            compile=self.compile,
         )
+        start = time.perf_counter()
+        generations = generate(self.model, input_ids, pixel_values, grid, attention_mask, options)
+        generate_ms = (time.perf_counter() - start) * 1000
+        return [
+            Completion(
+                text=g.text,
+                prompt_tokens=item.prompt_tokens,
+                completion_tokens=len(g.tokens),
+                finish_reason=g.finish_reason,
+                timings={"preprocess_ms": item.preprocess_ms, "generate_ms": generate_ms},
+            )
+            for item, g in zip(group, generations)
+        ]
 
     def close(self) -> None:
         self.model = None

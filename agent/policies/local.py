@@ -53,10 +53,11 @@ class LocalPolicy(BackendPolicy):
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = 0,
+        compile: bool = False,
     ) -> None:
         from agent.backends.local import LocalBackend
 
-        backend = LocalBackend(path, device=device, dtype=dtype)
+        backend = LocalBackend(path, device=device, dtype=dtype, compile=compile)
         super().__init__(backend, max_new_tokens=max_new_tokens, temperature=temperature,
                          top_p=top_p, seed=seed)
         self.renderer = PromptRenderer(backend.processor)
