@@ -55,7 +55,7 @@ class GenerationOptions:
     stop: tuple[str, ...] = ()
     #: None: the model's (generation_config.json's).
     eos_token_ids: tuple[int, ...] | None = None
-    #: Needed for stop strings, streaming and ``Generation.text``: a processor or a tokenizers.Tokenizer.
+    #: For stop strings, streaming and ``Generation.text``: a processor or a tokenizers.Tokenizer.
     tokenizer: Any = None
     #: Called with (row, piece) as text becomes final; the pieces of a row join to its ``text``.
     on_text: Callable[[int, str], None] | None = None
@@ -82,7 +82,9 @@ class Prefilled:
 
 
 # --- sampling -------------------------------------------------------------------------------
-def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
+def sample(
+    logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None
+) -> torch.Tensor:
     """(B, vocab) -> (B,) token ids on the logits' device: greedy, or temperature with top-k
     and top-p (nucleus) filtering."""
     if sampling.temperature <= 0:
@@ -108,11 +110,18 @@ class TextStream:
     Text that could still be the start of a stop string is held back from ``on_text``.
     """
 
-    def __init__(self, decode: Callable[[list[int]], str], stop: Sequence[str], emit: Callable[[str], None] | None):
+    def __init__(
+        self,
+        decode: Callable[[list[int]], str],
+        stop: Sequence[str],
+        emit: Callable[[str], None] | None,
+    ):
         self.decode, self.stop, self.emit = decode, [s for s in stop if s], emit
         self.hold = max((len(s) for s in self.stop), default=1) - 1
         self.ids: list[int] = []
-        self.prefix = self.read = 0  # ids[prefix:read] is the context the next piece is decoded with
+        self.prefix = self.read = (
+            0  # ids[prefix:read] is the context the next piece is decoded with
+        )
         self.text = ""
         self.emitted = 0
         self.cut: int | None = None  # where a stop string starts, once one is found
@@ -142,7 +151,11 @@ class TextStream:
     def finish(self) -> str:
         """The final text; flushes what was held back."""
         if self.cut is None and self.read < len(self.ids):  # ended inside a character
-            self._append(self.decode(self.ids[self.prefix :])[len(self.decode(self.ids[self.prefix : self.read])) :])
+            self._append(
+                self.decode(self.ids[self.prefix :])[
+                    len(self.decode(self.ids[self.prefix : self.read])) :
+                ]
+            )
         if self.emit is not None and len(self.text) > self.emitted:
             self.emit(self.text[self.emitted :])
             self.emitted = len(self.text)
@@ -175,7 +188,11 @@ def ensure_cache(model: Qwen2VL, batch: int, length: int) -> int:
 
 
 def decode_step(
-    model: Qwen2VL, token: torch.Tensor, pos: torch.Tensor, rope_pos: torch.Tensor, key_valid: torch.Tensor
+    model: Qwen2VL,
+    token: torch.Tensor,
+    pos: torch.Tensor,
+    rope_pos: torch.Tensor,
+    key_valid: torch.Tensor,
 ) -> torch.Tensor:
     """One token per row at cache position ``pos`` (1,): logits (B, vocab). Static shapes:
     token (B, 1), rope_pos (B,) and key_valid (B, cache length) bool."""
@@ -195,7 +212,9 @@ def step_function(model: Qwen2VL, compile: bool) -> Callable[..., torch.Tensor]:
         return lambda *args: decode_step(model, *args)
     if model not in _COMPILED:
         cuda = model.device.type == "cuda"
-        compiled = torch.compile(decode_step, mode="reduce-overhead" if cuda else None, dynamic=False)
+        compiled = torch.compile(
+            decode_step, mode="reduce-overhead" if cuda else None, dynamic=False
+        )
 
         def step(*args: torch.Tensor) -> torch.Tensor:
             if cuda:  # a CUDA graph reuses its output buffer: the last logits are consumed by now
@@ -278,7 +297,9 @@ def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list
 def _text_streams(options: GenerationOptions, batch: int) -> list[TextStream]:
     if options.tokenizer is None:
         if options.stop or options.on_text:
-            raise ValueError("stop strings and on_text need tokenizer= (the processor or its tokenizer)")
+            raise ValueError(
+                "stop strings and on_text need tokenizer= (the processor or its tokenizer)"
+            )
         return []
     tok, on_text = options.tokenizer, options.on_text
 
@@ -291,7 +312,13 @@ def _text_streams(options: GenerationOptions, batch: int) -> list[TextStream]:
     ]
 
 
-def _check(block: list[list[int]], first: int, eos: set[int], streams: list[TextStream], ends: list[int | None]) -> None:
+def _check(
+    block: list[list[int]],
+    first: int,
+    eos: set[int],
+    streams: list[TextStream],
+    ends: list[int | None],
+) -> None:
     """Read a block of new tokens (step ``first`` on): which rows ended, and where."""
     for b, row in enumerate(block):
         for j, token in enumerate(row):
@@ -316,5 +343,7 @@ def generate(
     options = options or GenerationOptions()
     if options.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {options.max_new_tokens}")
-    state = prefill(model, input_ids, pixel_values, image_grid_thw, attention_mask, options.max_new_tokens)
+    state = prefill(
+        model, input_ids, pixel_values, image_grid_thw, attention_mask, options.max_new_tokens
+    )
     return decode(model, state, options)

@@ -57,7 +57,9 @@ def _set_parameter(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
 
 def checkpoint_layout(model: nn.Module) -> dict[str, tuple[str, slice | None]]:
     """Checkpoint name -> (our parameter, its rows that tensor fills; None: all of it)."""
-    layout: dict[str, tuple[str, slice | None]] = {n: (n, None) for n, _ in model.named_parameters()}
+    layout: dict[str, tuple[str, slice | None]] = {
+        n: (n, None) for n, _ in model.named_parameters()
+    }
     for prefix, module in model.named_modules():
         for fused, parts in getattr(module, "fused_from", {}).items():
             for kind in ("weight", "bias"):
@@ -97,19 +99,25 @@ def load_weights(
                 shape = tuple(f.get_slice(key).get_shape())
                 target, rows = expected[name]
                 full = params[target]
-                want = tuple(full.shape) if rows is None else (rows.stop - rows.start, *full.shape[1:])
+                want = (
+                    tuple(full.shape) if rows is None else (rows.stop - rows.start, *full.shape[1:])
+                )
                 if shape != want:
                     raise ValueError(
                         f"shape mismatch for {key} in {file.name}: checkpoint has {shape}, "
                         f"config.json implies {want}"
                     )
                 tensor = f.get_tensor(key)
-                tensor = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype)
+                tensor = tensor.to(
+                    device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype
+                )
                 if rows is None:
                     _set_parameter(model, target, tensor)
                 else:
                     if full.is_meta:  # the first part allocates the fused parameter
-                        full = params[target] = torch.empty(full.shape, dtype=tensor.dtype, device=device)
+                        full = params[target] = torch.empty(
+                            full.shape, dtype=tensor.dtype, device=device
+                        )
                         _set_parameter(model, target, full)
                     full[rows] = tensor
                 loaded.add(name)
@@ -117,6 +125,8 @@ def load_weights(
         raise ValueError(f"unexpected tensors in {path}: {unexpected[:8]}")
     missing = sorted(set(expected) - loaded)
     if missing:
-        raise ValueError(f"tensors missing from {path}: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        raise ValueError(
+            f"tensors missing from {path}: {missing[:8]}{' ...' if len(missing) > 8 else ''}"
+        )
     if tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight

@@ -173,7 +173,7 @@ class Qwen2VL(nn.Module):
         on_text: Callable[[int, str], None] | None = None,
         compile: bool = False,
     ) -> torch.Tensor:
-        """New tokens of one sequence as a (1, n) LongTensor; the EOS token that ended it is included.
+        """New tokens of one sequence as a (1, n) LongTensor, the EOS token that ended it included.
 
         Stops at an EOS id (default: generation_config.json's), after ``max_new_tokens``, or at
         the token that completes one of ``stop``. ``model.generate.generate`` takes batches and

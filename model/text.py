@@ -28,7 +28,7 @@ class RMSNorm(nn.Module):
 
 
 class KVCache(nn.Module):
-    """Preallocated keys and values for one layer (gpt-fast style), (batch, kv_heads, len, head_dim)."""
+    """Preallocated keys and values of one layer (gpt-fast): (batch, kv_heads, len, head_dim)."""
 
     def __init__(self, batch: int, max_len: int, kv_heads: int, head_dim: int, dtype, device):
         super().__init__()
@@ -136,7 +136,9 @@ class TextModel(nn.Module):
         for layer in self.layers:
             layer.self_attn.cache = None
 
-    def forward(self, embeds, cos, sin, pos: int | torch.Tensor = 0, mask: torch.Tensor | None = None):
+    def forward(
+        self, embeds, cos, sin, pos: int | torch.Tensor = 0, mask: torch.Tensor | None = None
+    ):
         """``pos``: where ``embeds`` go in the cache (see the module docstring)."""
         n = embeds.shape[1]
         if mask is None and isinstance(pos, int) and pos > 0 and n > 1:

@@ -1,4 +1,4 @@
-"""model/generate.py: sampling, stop strings, streaming, batches, chunked prefill, compiled decode."""
+"""model/generate.py: sampling, stop strings, streaming, batches, chunked prefill, compile."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def prompt(tiny_processor):
 
 
 def _run(model, batch, **options):
-    inputs = {k: batch.get(k) for k in ("input_ids", "pixel_values", "image_grid_thw", "attention_mask")}
+    inputs = {
+        k: batch.get(k) for k in ("input_ids", "pixel_values", "image_grid_thw", "attention_mask")
+    }
     return generate(model, **inputs, options=GenerationOptions(**options))
 
 
@@ -53,15 +55,19 @@ def test_top_k_and_top_p_restrict_the_support():
     assert top_k == {1, 3}
     # 0.4 + 0.3 covers 0.6: the nucleus is those two; 0.75 needs the 0.2 as well.
     assert set(sample(logits, Sampling(temperature=1.0, top_p=0.6), generator).tolist()) == {1, 3}
-    assert set(sample(logits, Sampling(temperature=1.0, top_p=0.75), generator).tolist()) == {1, 3, 4}
+    assert set(sample(logits, Sampling(temperature=1.0, top_p=0.75), generator).tolist()) == {
+        1,
+        3,
+        4,
+    }
     assert set(sample(logits, Sampling(temperature=1.0), generator).tolist()) == {0, 1, 2, 3, 4}
     assert set(sample(logits, Sampling(), generator).tolist()) == {1}  # greedy
 
 
 def test_seeded_sampling_is_reproducible(ours, prompt, greedy):
     def run(seed, **sampling):
-        return _run(ours, prompt, max_new_tokens=10, eos_token_ids=(),
-                    sampling=Sampling(temperature=1.5, seed=seed, **sampling))[0].tokens  # fmt: skip
+        sampling = Sampling(temperature=1.5, seed=seed, **sampling)
+        return _run(ours, prompt, max_new_tokens=10, eos_token_ids=(), sampling=sampling)[0].tokens
 
     first = run(1)
     assert run(1) == first
@@ -70,7 +76,9 @@ def test_seeded_sampling_is_reproducible(ours, prompt, greedy):
 
 
 # --- stop strings and streaming -------------------------------------------------------------
-def test_stop_string_spanning_tokens_stops_at_the_token_completing_it(ours, prompt, tiny_processor, greedy):
+def test_stop_string_spanning_tokens_stops_at_the_token_completing_it(
+    ours, prompt, tiny_processor, greedy
+):
     tokens, texts = greedy
     # A stop string made of the last character of one token's text and the first of the next.
     n = next(n for n in range(2, 20) if len(texts[n]) > len(texts[n - 1]) > len(texts[n - 2]) > 0)
@@ -79,7 +87,7 @@ def test_stop_string_spanning_tokens_stops_at_the_token_completing_it(ours, prom
     assert texts[first].find(stop) < len(texts[first - 1])  # it starts in an earlier token's text
     streamed: list[str] = []
     out = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(), stop=(stop, "never written"),
-               tokenizer=tiny_processor, on_text=lambda row, piece: streamed.append(piece))[0]  # fmt: skip
+               tokenizer=tiny_processor, on_text=lambda row, piece: streamed.append(piece))[0]
     assert out.tokens == tokens[:first]
     assert out.text == texts[first][: texts[first].find(stop)]
     assert out.finish_reason == "stop"
@@ -89,8 +97,9 @@ def test_stop_string_spanning_tokens_stops_at_the_token_completing_it(ours, prom
 def test_streamed_pieces_join_to_the_text(ours, prompt, tiny_processor, greedy):
     tokens, texts = greedy
     streamed: list[str] = []
-    out = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(), tokenizer=tiny_processor.tokenizer,
-               on_text=lambda row, piece: streamed.append(piece))[0]  # fmt: skip
+    out = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(),
+               tokenizer=tiny_processor.tokenizer,
+               on_text=lambda row, piece: streamed.append(piece))[0]
     assert out.text == texts[24] and out.finish_reason == "length"
     assert len(streamed) > 5 and "".join(streamed) == out.text
 

@@ -78,7 +78,9 @@ class LocalBackend(Backend):
             out.update(zip(rows, self._generate_group([batch[i] for i in rows])))
         return [out[i] for i in range(len(batch))]
 
-    def generate(self, messages: Messages, images: list["Image.Image"], **params: Any) -> Completion:
+    def generate(
+        self, messages: Messages, images: list["Image.Image"], **params: Any
+    ) -> Completion:
         return self.generate_batch([self.prepare(messages, images, Params(**params))])[0]
 
     def _generate_group(self, group: list[Prepared]) -> list[Completion]:
