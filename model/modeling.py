@@ -131,10 +131,12 @@ class Qwen2VL(nn.Module):
         )
 
     def decode_step(
-        self, embeds: torch.Tensor, positions: torch.Tensor, start: int, mask=None, last_only=False
-    ) -> torch.Tensor:
-        """Run the decoder over ``embeds`` at cache offset ``start``; returns logits (of the last
-        position only with ``last_only``: a prefill needs no more, and the head is costly)."""
+        self, embeds: torch.Tensor, positions: torch.Tensor, start: int | None, mask=None,
+        last_only=False,
+    ) -> torch.Tensor:  # fmt: skip
+        """Run the decoder over ``embeds`` at cache offset ``start`` (None: without the cache);
+        returns logits (of the last position only with ``last_only``: a prefill needs no more,
+        and the head is costly)."""
         t = self.config.text
         cos, sin = mrope_cos_sin(positions, t.head_dim, t.rope_theta, t.mrope_section, embeds.dtype)
         hidden = self.model(embeds, cos, sin, start, mask)
@@ -152,7 +154,7 @@ class Qwen2VL(nn.Module):
         embeds = self.embed(input_ids, pixel_values, image_grid_thw)
         positions, _ = self.positions(input_ids, image_grid_thw, attention_mask)
         mask = padding_mask(attention_mask, self.device)
-        return self.decode_step(embeds, positions.to(self.device), 0, mask)
+        return self.decode_step(embeds, positions.to(self.device), None, mask)
 
     # --- generation -------------------------------------------------------------------------
     def generate(

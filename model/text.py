@@ -3,7 +3,8 @@
 q/k/v and gate/up are fused into one matmul each (``fused_from`` tells the loader which checkpoint
 tensors fill which rows). The cache is written either at an int offset (a prefill chunk: attends
 causally inside itself and to everything cached before it) or at a position tensor (a decode
-step: static shapes, attends over the whole cache through a mask, so it compiles once).
+step: static shapes, attends over the whole cache through a mask, so it compiles once), or not
+at all (``None``: a plain forward over a whole prompt).
 """
 
 from __future__ import annotations
@@ -65,14 +66,14 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(q, cfg.hidden_size, bias=False)
         self.cache: KVCache | None = None
 
-    def forward(self, x, cos, sin, pos: int | torch.Tensor, mask: torch.Tensor | None):
+    def forward(self, x, cos, sin, pos: int | torch.Tensor | None, mask: torch.Tensor | None):
         b, n, _ = x.shape
         qk_heads = self.heads + self.kv_heads
         qkv = self.qkv_proj(x).view(b, n, qk_heads + self.kv_heads, self.head_dim).transpose(1, 2)
         # One rotation for q and k together.
         q, k = apply_rotary(qkv[:, :qk_heads], cos, sin).split([self.heads, self.kv_heads], dim=1)
         v = qkv[:, qk_heads:]
-        if self.cache is not None:
+        if self.cache is not None and pos is not None:
             k, v = self.cache.update(pos, k, v)
         # Without a mask the block is a causal prefill from position 0 (or a single token).
         out = F.scaled_dot_product_attention(
@@ -137,9 +138,9 @@ class TextModel(nn.Module):
             layer.self_attn.cache = None
 
     def forward(
-        self, embeds, cos, sin, pos: int | torch.Tensor = 0, mask: torch.Tensor | None = None
-    ):
-        """``pos``: where ``embeds`` go in the cache (see the module docstring)."""
+        self, embeds, cos, sin, pos: int | torch.Tensor | None = None, mask=None
+    ):  # fmt: skip
+        """``pos``: where ``embeds`` go in the cache (module docstring); None: no cache."""
         n = embeds.shape[1]
         if mask is None and isinstance(pos, int) and pos > 0 and n > 1:
             # A chunk after cached tokens: all of those, then causal inside the chunk.

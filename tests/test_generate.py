@@ -152,3 +152,13 @@ def test_compiled_decode_gives_the_eager_greedy_tokens(tmp_path):
     batch = proc(text=_chat(proc, "Where is the search button?"))
     eager = _run(model, batch, max_new_tokens=12, eos_token_ids=())[0].tokens
     assert _run(model, batch, max_new_tokens=12, eos_token_ids=(), compile=True)[0].tokens == eager
+
+
+def test_a_plain_forward_ignores_the_cache_generate_keeps(ours, tiny_processor):
+    _run(ours, tiny_processor(text="hi"), max_new_tokens=2)  # leaves a 256-token cache of 1 row
+    batch = tiny_processor(text=["word " * 300, "x"])
+    logits = ours(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    alone = ours.model.cache_shape  # still there, untouched by the forward
+    ours.model.clear_cache()
+    assert alone == (1, 256)
+    assert torch.equal(logits, ours(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]))
