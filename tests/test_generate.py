@@ -145,7 +145,7 @@ def test_a_chunk_prefilled_after_cached_tokens_matches_a_full_forward(ours, prom
 
 # --- compiled decode ------------------------------------------------------------------------
 def test_compiled_decode_gives_the_eager_greedy_tokens(tmp_path):
-    # One layer and a narrow vocabulary path keep inductor's compile short.
+    # One decoder layer keeps inductor's compile short.
     path = make_tiny_checkpoint(tmp_path, text_overrides=dict(num_hidden_layers=1))
     proc = Qwen2VLProcessor.from_pretrained(path)
     model = Qwen2VL.from_pretrained(path, device="cpu")
@@ -161,4 +161,14 @@ def test_a_plain_forward_ignores_the_cache_generate_keeps(ours, tiny_processor):
     alone = ours.model.cache_shape  # still there, untouched by the forward
     ours.model.clear_cache()
     assert alone == (1, 256)
-    assert torch.equal(logits, ours(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]))
+    again = ours(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    assert torch.equal(logits, again)
+
+
+def test_run_compile_option_reaches_the_local_backend(tiny_checkpoint, tmp_path):
+    from runtime.build import make_policy
+    from runtime.settings import RunSpec
+
+    for compile in (False, True):
+        spec = RunSpec(goal="g", model=str(tiny_checkpoint), compile=compile)
+        assert make_policy(spec, tmp_path).backend.compile is compile
