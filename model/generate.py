@@ -276,14 +276,17 @@ def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list
     ends: list[int | None] = [None] * batch  # a finished row's token count
     logits, checked = state.logits, 0
     for i in range(n_max):
-        tokens[:, i] = sample(logits, options.sampling, generator)
+        token = sample(logits, options.sampling, generator)
+        tokens[:, i] = token
         if i + 1 == n_max or (i + 1) % sync_every == 0:
             _check(tokens[:, checked : i + 1].tolist(), checked, eos, streams, ends)
             checked = i + 1
             if all(end is not None for end in ends):
                 break
         if i + 1 < n_max:
-            logits = step(tokens[:, i : i + 1], pos, pos + delta, key_valid)
+            # A tensor of its own (not a slice of ``tokens``): the same layout every step, so
+            # a compiled step never sees a new storage offset.
+            logits = step(token[:, None], pos, pos + delta, key_valid)
             pos += 1
     rows = tokens[:, :checked].tolist()
     out = []
