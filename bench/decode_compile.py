@@ -1,6 +1,6 @@
 """Compiled against eager decode on CPU: our decode step under torch.compile, one run.
 
-The scaled-down config of bench/model_cpu.py (hidden 512, 4 layers), a ~300-token text prompt,
+The scaled-down config of bench/model_cpu.py (hidden 512, 4 layers), a ~700-token text prompt,
 greedy. Decode tokens/s is 63 over the difference between 64 new tokens and 1 (the prefill), so
 the prefill is left out. The compile happens in the warm-up and is reported on its own.
 
