@@ -11,7 +11,8 @@ Entry points (all under ``torch.inference_mode``):
   is written to, i.e. the cached length), ``rope_delta`` (B, 1) (a decoded token's M-RoPE position
   is its cache position + delta) and ``key_valid`` ((B, pos) bool, False on left padding; None
   when nothing is padded). A caller with its own prefill (a prefix-reusing session) calls
-  ``ensure_cache(model, batch, pos + max_new_tokens)`` before filling the cache, then ``decode``.
+  ``ensure_cache(model, batch, pos + max_new_tokens)`` before filling the cache, then ``decode``
+  (a cache that is already big enough is kept with its contents; a new one starts empty).
 
 Decode steps have static shapes (the whole cache is attended through a mask, positions are
 tensors), so ``options.compile`` compiles the step once per cache shape (CUDA graphs on cuda).
