@@ -37,8 +37,8 @@ from agent.history import HistoryPolicy  # noqa: E402
 from agent.policies.base import hf_messages, prompt_images  # noqa: E402
 from core.actions import Tap  # noqa: E402
 from core.geometry import Screen  # noqa: E402
-from runtime.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 from model.session import ImageSpan, common_prefix  # noqa: E402
+from runtime.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 DIALECTS = ("qwen2vl", "qwen25vl", "uitars")
 #: The history layouts compared: a window moving by one (the former default), the default blocks,

@@ -33,6 +33,8 @@ def serve(
     max_tokens: int = typer.Option(4096, "--max-tokens", min=1, help="Most new tokens a "
                                    "request may ask for."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Requests run together."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA "
+                                 "graphs on cuda); each new batch size compiles once."),
 ) -> None:
     """Serve the checkpoint at PATH: POST /v1/chat/completions (stream too) and GET /v1/models.
 
@@ -55,7 +57,7 @@ def serve(
                   "--api-key is set: anyone who reaches it can use the model")
     try:
         with err.status("loading the model…"):
-            backend = LocalBackend(path, device=device, dtype=dtype)
+            backend = LocalBackend(path, device=device, dtype=dtype, compile=compile)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         err.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None

@@ -1,11 +1,14 @@
 """Qwen2-VL image preprocessing in numpy: RGB, smart_resize, bicubic, CLIP normalize, patchify.
 
 Matches transformers' Qwen2VLImageProcessorPil bit for bit: the same PIL resize on uint8 RGB,
-rescale in float64 then float32, normalize in float32, and the same patch order.
+rescale in float64 then float32, normalize in float32, and the same patch order. The float maths
+is done once per possible byte value (a 256-entry table per channel); the pixels are put in patch
+order while still bytes, then looked up straight into the output.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,19 +89,24 @@ def preprocess_image(
     height, width = config.resized_size(rgb.width, rgb.height, min_pixels, max_pixels)
     if (width, height) != rgb.size:
         rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
-    # Channels first while still uint8 (cheap): per-channel maths on (C, H, W) is 10x faster.
-    chw = np.ascontiguousarray(np.asarray(rgb).transpose(2, 0, 1))
-    pixels = (chw.astype(np.float64) * (1 / 255)).astype(np.float32)
-    mean = np.asarray(config.image_mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(config.image_std, dtype=np.float32)[:, None, None]
-    pixels = (pixels - mean) / std
-
     p, m, t = config.patch_size, config.merge_size, config.temporal_patch_size
     gh, gw = height // p, width // p
-    channels = pixels.shape[0]
-    # (C, H, W) -> (C, gh/m, m, p, gw/m, m, p) -> (gh/m, gw/m, m, m, C, p, p): merge-window order.
-    blocks = pixels.reshape(channels, gh // m, m, p, gw // m, m, p).transpose(1, 4, 2, 5, 0, 3, 6)
-    # A still image is its own temporal neighbour: repeat the frame T times inside each patch.
+    hwc = np.asarray(rgb)
+    channels = hwc.shape[2]
+    # (H, W, C) -> (gh/m, m, p, gw/m, m, p, C) -> (gh/m, gw/m, m, m, C, p, p): merge-window order.
+    blocks = hwc.reshape(gh // m, m, p, gw // m, m, p, channels).transpose(0, 3, 1, 4, 6, 2, 5)
+    # A still image is its own temporal neighbour: the frame T times inside each patch.
     blocks = np.broadcast_to(blocks[:, :, :, :, :, None], (*blocks.shape[:5], t, p, p))
-    patches = blocks.reshape(gh * gw, channels * t * p * p)
-    return patches, (1, gh, gw)
+    values = np.ascontiguousarray(blocks).reshape(gh * gw, channels, t * p * p)
+    table = normalize_table(config.image_mean, config.image_std)
+    patches = np.empty(values.shape, dtype=np.float32)
+    for c in range(channels):
+        patches[:, c] = table[c].take(values[:, c])
+    return patches.reshape(gh * gw, -1), (1, gh, gw)
+
+
+@functools.cache
+def normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(C, 256) float32: each byte value rescaled and normalized exactly as transformers does."""
+    scaled = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
+    return (scaled - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]

@@ -1,7 +1,9 @@
 """Stream safetensors weights into a model built on the meta device, one tensor at a time.
 
 Each tensor goes from disk straight to the target device and dtype and replaces the meta
-parameter of the same name, so the model never exists twice in memory.
+parameter of the same name, so the model never exists twice in memory. A module that fuses
+several checkpoint matmuls into one (``fused_from = {fused: {part: rows}}``) gets its fused
+parameter allocated once and each part copied into its rows.
 """
 
 from __future__ import annotations
@@ -53,6 +55,24 @@ def _set_parameter(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
     module._parameters[attr] = nn.Parameter(tensor, requires_grad=False)
 
 
+def checkpoint_layout(model: nn.Module) -> dict[str, tuple[str, slice | None]]:
+    """Checkpoint name -> (our parameter, its rows that tensor fills; None: all of it)."""
+    layout: dict[str, tuple[str, slice | None]] = {
+        n: (n, None) for n, _ in model.named_parameters()
+    }
+    for prefix, module in model.named_modules():
+        for fused, parts in getattr(module, "fused_from", {}).items():
+            for kind in ("weight", "bias"):
+                target = f"{prefix}.{fused}.{kind}"
+                if layout.pop(target, None) is None:
+                    continue
+                start = 0
+                for part, rows in parts.items():
+                    layout[f"{prefix}.{part}.{kind}"] = (target, slice(start, start + rows))
+                    start += rows
+    return layout
+
+
 def load_weights(
     model: nn.Module,
     path: Path,
@@ -61,7 +81,8 @@ def load_weights(
     tie_word_embeddings: bool,
 ) -> None:
     """Fill ``model``'s (meta) parameters from the checkpoint at ``path``."""
-    expected = dict(model.named_parameters())
+    params = dict(model.named_parameters())
+    expected = checkpoint_layout(model)
     if tie_word_embeddings:
         expected.pop("lm_head.weight", None)
     loaded: set[str] = set()
@@ -76,20 +97,36 @@ def load_weights(
                     unexpected.append(key)
                     continue
                 shape = tuple(f.get_slice(key).get_shape())
-                want = tuple(expected[name].shape)
+                target, rows = expected[name]
+                full = params[target]
+                want = (
+                    tuple(full.shape) if rows is None else (rows.stop - rows.start, *full.shape[1:])
+                )
                 if shape != want:
                     raise ValueError(
                         f"shape mismatch for {key} in {file.name}: checkpoint has {shape}, "
                         f"config.json implies {want}"
                     )
                 tensor = f.get_tensor(key)
-                target = dtype if tensor.is_floating_point() else tensor.dtype
-                _set_parameter(model, name, tensor.to(device=device, dtype=target))
+                tensor = tensor.to(
+                    device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype
+                )
+                if rows is None:
+                    _set_parameter(model, target, tensor)
+                else:
+                    if full.is_meta:  # the first part allocates the fused parameter
+                        full = params[target] = torch.empty(
+                            full.shape, dtype=tensor.dtype, device=device
+                        )
+                        _set_parameter(model, target, full)
+                    full[rows] = tensor
                 loaded.add(name)
     if unexpected:
         raise ValueError(f"unexpected tensors in {path}: {unexpected[:8]}")
     missing = sorted(set(expected) - loaded)
     if missing:
-        raise ValueError(f"tensors missing from {path}: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        raise ValueError(
+            f"tensors missing from {path}: {missing[:8]}{' ...' if len(missing) > 8 else ''}"
+        )
     if tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight

@@ -46,32 +46,6 @@ def resolve_device_dtype(
     return dev, dtype
 
 
-def sample_token(
-    logits: torch.Tensor,
-    do_sample: bool,
-    temperature: float,
-    top_p: float,
-    generator: torch.Generator | None,
-) -> int:
-    """Greedy, or temperature + nucleus (top-p) sampling from one row of logits."""
-    if not do_sample or temperature <= 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        # Drop a token once the ones before it already cover top_p (the first always stays).
-        drop = sorted_probs.cumsum(-1) - sorted_probs >= top_p
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
-    return int(torch.multinomial(probs, 1, generator=generator))
-
-
-def _decoder_of(tokenizer: Any) -> Callable[[list[int]], str]:
-    """A decode function from a tokenizers.Tokenizer or a Qwen2VLProcessor."""
-    if tokenizer is None:
-        raise ValueError("stop strings need tokenizer= (the processor or its tokenizer)")
-    return lambda ids: tokenizer.decode(ids, skip_special_tokens=False)
-
-
 class Qwen2VL(nn.Module):
     def __init__(self, config: Qwen2VLConfig):
         super().__init__()
@@ -157,12 +131,16 @@ class Qwen2VL(nn.Module):
         )
 
     def decode_step(
-        self, embeds: torch.Tensor, positions: torch.Tensor, start: int, mask=None
-    ) -> torch.Tensor:
-        """Run the decoder over ``embeds`` at cache offset ``start``; returns logits."""
+        self, embeds: torch.Tensor, positions: torch.Tensor, start: int | None, mask=None,
+        last_only=False,
+    ) -> torch.Tensor:  # fmt: skip
+        """Run the decoder over ``embeds`` at cache offset ``start`` (None: without the cache);
+        returns logits (of the last position only with ``last_only``: a prefill needs no more,
+        and the head is costly)."""
         t = self.config.text
         cos, sin = mrope_cos_sin(positions, t.head_dim, t.rope_theta, t.mrope_section, embeds.dtype)
-        return self.lm_head(self.model(embeds, cos, sin, start, mask))
+        hidden = self.model(embeds, cos, sin, start, mask)
+        return self.lm_head(hidden[:, -1:] if last_only else hidden)
 
     def forward(
         self,
@@ -175,17 +153,10 @@ class Qwen2VL(nn.Module):
         input_ids = input_ids.to(self.device)
         embeds = self.embed(input_ids, pixel_values, image_grid_thw)
         positions, _ = self.positions(input_ids, image_grid_thw, attention_mask)
-        mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            n = input_ids.shape[1]
-            keys = attention_mask.to(self.device).bool()[:, None, None, :]
-            causal = torch.ones(n, n, dtype=torch.bool, device=self.device).tril()
-            # Padding rows attend to themselves only, so SDPA never sees an all-masked row.
-            mask = (causal & keys) | torch.eye(n, dtype=torch.bool, device=self.device)
-        return self.decode_step(embeds, positions.to(self.device), 0, mask)
+        mask = padding_mask(attention_mask, self.device)
+        return self.decode_step(embeds, positions.to(self.device), None, mask)
 
     # --- generation -------------------------------------------------------------------------
-    @torch.inference_mode()
     def generate(
         self,
         input_ids: torch.Tensor,
@@ -195,47 +166,47 @@ class Qwen2VL(nn.Module):
         max_new_tokens: int = 64,
         do_sample: bool = False,
         temperature: float = 1.0,
+        top_k: int = 0,
         top_p: float = 1.0,
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         tokenizer: Any = None,
         eos_token_ids: Sequence[int] | None = None,
+        on_text: Callable[[int, str], None] | None = None,
+        compile: bool = False,
     ) -> torch.Tensor:
-        """New tokens only, as a (1, n) LongTensor; the EOS token that ended it is included.
+        """New tokens of one sequence as a (1, n) LongTensor, the EOS token that ended it included.
 
-        Stops at an EOS id (default: generation_config.json's), after ``max_new_tokens``, or
-        as soon as the decoded new text contains one of ``stop``.
+        Stops at an EOS id (default: generation_config.json's), after ``max_new_tokens``, or at
+        the token that completes one of ``stop``. ``model.generate.generate`` takes batches and
+        returns text too.
         """
-        if input_ids.shape[0] != 1:
-            raise ValueError(f"generate takes one sequence (batch 1), got {input_ids.shape[0]}")
-        if attention_mask is not None:  # batch 1: padding carries nothing, drop it
-            input_ids = input_ids[:, attention_mask[0].bool().to(input_ids.device)]
-        eos = set(self.eos_token_ids if eos_token_ids is None else eos_token_ids)
-        decode = _decoder_of(tokenizer) if stop else None
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(seed)
+        from model.generate import GenerationOptions, Sampling, generate
 
-        input_ids = input_ids.to(self.device)
-        length = input_ids.shape[1]
-        embeds = self.embed(input_ids, pixel_values, image_grid_thw)
-        positions, delta = self.positions(input_ids, image_grid_thw)
-        self.model.setup_cache(1, length + max_new_tokens)
-        new: list[int] = []
-        try:
-            logits = self.decode_step(embeds, positions.to(self.device), 0)[0, -1]
-            for step in range(max_new_tokens):
-                token = sample_token(logits, do_sample, temperature, top_p, generator)
-                new.append(token)
-                if token in eos or step == max_new_tokens - 1:
-                    break
-                if decode is not None and any(s in decode(new) for s in stop):
-                    break
-                # A decoded token's three M-RoPE rows are equal: cache position + rope delta.
-                cache_pos = length + step
-                pos = (delta + cache_pos).view(1, 1, 1).expand(3, 1, 1).to(self.device)
-                token_embed = self.model.embed_tokens(torch.tensor([[token]], device=self.device))
-                logits = self.decode_step(token_embed, pos, cache_pos)[0, -1]
-        finally:
-            self.model.clear_cache()
-        return torch.tensor([new], dtype=torch.long)
+        if input_ids.shape[0] != 1:
+            raise ValueError(
+                f"Qwen2VL.generate takes one sequence, got {input_ids.shape[0]}: "
+                "use model.generate.generate for batches"
+            )
+        options = GenerationOptions(
+            max_new_tokens=max_new_tokens,
+            sampling=Sampling(temperature if do_sample else 0.0, top_k, top_p, seed),
+            stop=tuple(stop or ()),
+            eos_token_ids=None if eos_token_ids is None else tuple(eos_token_ids),
+            tokenizer=tokenizer,
+            on_text=on_text,
+            compile=compile,
+        )
+        out = generate(self, input_ids, pixel_values, image_grid_thw, attention_mask, options)
+        return torch.tensor([out[0].tokens], dtype=torch.long)
+
+
+def padding_mask(attention_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """(B, 1, L, L) causal mask without the left padding's keys; None when nothing is padded."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    n = attention_mask.shape[1]
+    keys = attention_mask.to(device).bool()[:, None, None, :]
+    causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    # Padding rows attend to themselves only, so SDPA never sees an all-masked row.
+    return (causal & keys) | torch.eye(n, dtype=torch.bool, device=device)

@@ -21,11 +21,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from model.modeling import Qwen2VL, _decoder_of, sample_token
+from model.generate import Generation, GenerationOptions, Prefilled, decode, ensure_cache
+from model.modeling import Qwen2VL
 from model.rope import mrope_cos_sin
 from model.text import KVCache
 
@@ -104,6 +104,8 @@ class GenerationSession:
         self.model = model
         self.capacity = capacity
         self.caches: list[KVCache] = []
+        #: The decode step's tables that go with the caches (``ensure_cache`` makes both).
+        self.tables: tuple[torch.Tensor, ...] = ()
         self.tokens: list[int] = []  # what the cache holds, position by position
         self.images: list[ImageSpan] = []
         self.features: dict[bytes, torch.Tensor] = {}
@@ -113,7 +115,7 @@ class GenerationSession:
 
     def reset(self) -> None:
         """Forget the cache (the memory goes too)."""
-        self.caches, self.tokens, self.images, self.features = [], [], [], {}
+        self.caches, self.tables, self.tokens, self.images, self.features = [], (), [], [], {}
 
     # --- cache ------------------------------------------------------------------------------
     def _reserve(self, needed: int, keep: int) -> None:
@@ -123,16 +125,20 @@ class GenerationSession:
         old = self.caches
         size = max(needed, self.capacity, 2 * old[0].k.shape[2] if old else 0)
         text = self.model.model
-        text.setup_cache(1, size)
+        text.clear_cache()  # so ensure_cache allocates afresh
+        ensure_cache(self.model, 1, size)
         self.caches = [layer.self_attn.cache for layer in text.layers]
+        self.tables = (text.rope_cos, text.rope_sin, text.cache_slots)
         text.clear_cache()
         for new, previous in zip(self.caches, old):
             new.k[:, :, :keep] = previous.k[:, :, :keep]
             new.v[:, :, :keep] = previous.v[:, :, :keep]
 
     def _attach(self) -> None:
-        for layer, cache in zip(self.model.model.layers, self.caches):
+        text = self.model.model
+        for layer, cache in zip(text.layers, self.caches):
             layer.self_attn.cache = cache
+        text.rope_cos, text.rope_sin, text.cache_slots = self.tables
 
     # --- prefill ----------------------------------------------------------------------------
     def _embed_tail(
@@ -212,64 +218,20 @@ class GenerationSession:
         input_ids: torch.Tensor,
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.Tensor | None = None,
-        max_new_tokens: int = 64,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
-        tokenizer: Any = None,
-        eos_token_ids: Sequence[int] | None = None,
-    ) -> torch.Tensor:
-        """``Qwen2VL.generate`` with the session's cache: new tokens only, as a (1, n) tensor."""
+        options: GenerationOptions | None = None,
+    ) -> Generation:
+        """``model.generate.generate`` for one sequence, with the session's cache."""
+        options = options or GenerationOptions()
         model = self.model
-        done = self.prefill(input_ids, pixel_values, image_grid_thw, reserve=max_new_tokens)
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=model.device).manual_seed(seed)
-        eos = set(model.eos_token_ids if eos_token_ids is None else eos_token_ids)
+        done = self.prefill(input_ids, pixel_values, image_grid_thw,
+                            reserve=options.max_new_tokens)
+        state = Prefilled(done.logits[None], len(self.tokens),
+                          torch.tensor([[done.rope_delta]], device=model.device), None)
         self._attach()
         try:
-            new = decode(model, done.logits, len(self.tokens), done.rope_delta, max_new_tokens,
-                         do_sample=do_sample, temperature=temperature, top_p=top_p,
-                         generator=generator, eos=eos, stop=stop, tokenizer=tokenizer)
+            generation = decode(model, state, options)[0]
         finally:
             model.model.clear_cache()
         # Every new token but the last went through the decoder: the cache holds them.
-        self.tokens = self.tokens + new[:-1]
-        return torch.tensor([new], dtype=torch.long)
-
-
-def decode(
-    model: Qwen2VL,
-    logits: torch.Tensor,
-    length: int,
-    rope_delta: int,
-    max_new_tokens: int,
-    *,
-    do_sample: bool,
-    temperature: float,
-    top_p: float,
-    generator: torch.Generator | None,
-    eos: set[int],
-    stop: Sequence[str] | None,
-    tokenizer: Any,
-) -> list[int]:
-    """New tokens from a filled cache of ``length`` positions and the last position's logits.
-
-    The decode loop of ``Qwen2VL.generate``, kept in one place so a faster ``decode`` replaces it.
-    """
-    decoded = _decoder_of(tokenizer) if stop else None
-    new: list[int] = []
-    for step in range(max_new_tokens):
-        token = sample_token(logits, do_sample, temperature, top_p, generator)
-        new.append(token)
-        if token in eos or step == max_new_tokens - 1:
-            break
-        if decoded is not None and any(s in decoded(new) for s in stop):
-            break
-        cache_pos = length + step
-        pos = torch.full((3, 1, 1), rope_delta + cache_pos, device=model.device)
-        embed = model.model.embed_tokens(torch.tensor([[token]], device=model.device))
-        logits = model.decode_step(embed, pos, cache_pos)[0, -1]
-    return new
+        self.tokens = self.tokens + generation.tokens[:-1]
+        return generation

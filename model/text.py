@@ -1,11 +1,17 @@
-"""The Qwen2 decoder: RMSNorm, GQA attention with q/k/v bias and M-RoPE, SwiGLU, a static KV cache."""
+"""The Qwen2 decoder: RMSNorm, GQA attention with q/k/v bias and M-RoPE, SwiGLU, a static KV cache.
+
+q/k/v and gate/up are fused into one matmul each (``fused_from`` tells the loader which checkpoint
+tensors fill which rows). The cache is written either at an int offset (a prefill chunk: attends
+causally inside itself and to everything cached before it) or at a position tensor (a decode
+step: static shapes, attends over the whole cache through a mask, so it compiles once), or not
+at all (``None``: a plain forward over a whole prompt).
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention.bias import causal_lower_right
 
 from model.config import TextConfig
 from model.rope import apply_rotary
@@ -18,25 +24,31 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
+        # In fp32 like the reference, one fused op.
+        return self.weight * F.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype)
 
 
-class KVCache:
-    """Preallocated keys and values for one layer (gpt-fast style): writes go to [start, start+L)."""
+class KVCache(nn.Module):
+    """Preallocated keys and values of one layer (gpt-fast): (batch, kv_heads, len, head_dim)."""
 
     def __init__(self, batch: int, max_len: int, kv_heads: int, head_dim: int, dtype, device):
+        super().__init__()
         shape = (batch, kv_heads, max_len, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
-    def update(self, start: int, k: torch.Tensor, v: torch.Tensor):
-        end = start + k.shape[2]
+    def update(self, pos: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """Write at [pos, pos + L) and return the cache up to there; a tensor ``pos`` (the
+        positions written, a decode step) returns the whole cache, so shapes never change."""
+        if isinstance(pos, torch.Tensor):
+            self.k.index_copy_(2, pos, k)
+            self.v.index_copy_(2, pos, v)
+            return self.k, self.v
+        end = pos + k.shape[2]
         if end > self.k.shape[2]:
             raise ValueError(f"KV cache holds {self.k.shape[2]} tokens, {end} needed")
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
+        self.k[:, :, pos:end] = k
+        self.v[:, :, pos:end] = v
         return self.k[:, :, :end], self.v[:, :, :end]
 
 
@@ -48,42 +60,40 @@ class Attention(nn.Module):
             cfg.num_key_value_heads,
             cfg.head_dim,
         )
-        self.q_proj = nn.Linear(cfg.hidden_size, self.heads * self.head_dim)
-        self.k_proj = nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim)
-        self.v_proj = nn.Linear(cfg.hidden_size, self.kv_heads * self.head_dim)
-        self.o_proj = nn.Linear(self.heads * self.head_dim, cfg.hidden_size, bias=False)
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        self.fused_from = {"qkv_proj": {"q_proj": q, "k_proj": kv, "v_proj": kv}}
+        self.qkv_proj = nn.Linear(cfg.hidden_size, q + 2 * kv)
+        self.o_proj = nn.Linear(q, cfg.hidden_size, bias=False)
         self.cache: KVCache | None = None
 
-    def forward(self, x, cos, sin, start: int, mask: torch.Tensor | None):
+    def forward(self, x, cos, sin, pos: int | torch.Tensor | None, mask: torch.Tensor | None):
         b, n, _ = x.shape
-        q = self.q_proj(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if self.cache is not None:
-            k, v = self.cache.update(start, k, v)
-        groups = self.heads // self.kv_heads
-        if groups > 1:
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        # Without a mask the block is causal in itself: from position 0 the plain causal kernel;
-        # at an offset (a prompt extending a cached prefix) query i sees keys up to start + i,
-        # which SDPA's lower-right causal bias gives without materialising a mask on cuda.
-        if mask is None and start > 0 and n > 1:
-            mask = causal_lower_right(n, k.shape[2])
-        causal = mask is None and start == 0 and n > 1
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        qk_heads = self.heads + self.kv_heads
+        qkv = self.qkv_proj(x).view(b, n, qk_heads + self.kv_heads, self.head_dim).transpose(1, 2)
+        # One rotation for q and k together.
+        q, k = apply_rotary(qkv[:, :qk_heads], cos, sin).split([self.heads, self.kv_heads], dim=1)
+        v = qkv[:, qk_heads:]
+        if self.cache is not None and pos is not None:
+            k, v = self.cache.update(pos, k, v)
+        # Without a mask the block is a causal prefill from position 0 (or a single token).
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None and n > 1,
+            enable_gqa=self.kv_heads != self.heads,
+        )  # fmt: skip
         return self.o_proj(out.transpose(1, 2).reshape(b, n, -1))
 
 
 class Mlp(nn.Module):
     def __init__(self, cfg: TextConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        inter = cfg.intermediate_size
+        self.fused_from = {"gate_up_proj": {"gate_proj": inter, "up_proj": inter}}
+        self.gate_up_proj = nn.Linear(cfg.hidden_size, 2 * inter, bias=False)
+        self.down_proj = nn.Linear(inter, cfg.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -94,8 +104,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = Mlp(cfg)
 
-    def forward(self, x, cos, sin, start, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, start, mask)
+    def forward(self, x, cos, sin, pos, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, pos, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -109,6 +119,12 @@ class TextModel(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
+    @property
+    def cache_shape(self) -> tuple[int, int] | None:
+        """(batch, length) of the allocated KV caches, or None."""
+        cache = self.layers[0].self_attn.cache
+        return None if cache is None else (cache.k.shape[0], cache.k.shape[2])
+
     def setup_cache(self, batch: int, max_len: int) -> None:
         weight = self.embed_tokens.weight
         for layer in self.layers:
@@ -121,8 +137,15 @@ class TextModel(nn.Module):
         for layer in self.layers:
             layer.self_attn.cache = None
 
-    def forward(self, embeds, cos, sin, start: int = 0, mask: torch.Tensor | None = None):
+    def forward(
+        self, embeds, cos, sin, pos: int | torch.Tensor | None = None, mask=None
+    ):  # fmt: skip
+        """``pos``: where ``embeds`` go in the cache (module docstring); None: no cache."""
+        n = embeds.shape[1]
+        if mask is None and isinstance(pos, int) and pos > 0 and n > 1:
+            # A chunk after cached tokens: all of those, then causal inside the chunk.
+            mask = torch.ones(n, pos + n, dtype=torch.bool, device=embeds.device).tril(pos)
         x = embeds
         for layer in self.layers:
-            x = layer(x, cos, sin, start, mask)
+            x = layer(x, cos, sin, pos, mask)
         return self.norm(x)

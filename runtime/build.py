@@ -86,7 +86,8 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
 
     check_checkpoint(model)
 
-    return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature)
+    return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature,
+                       compile=spec.compile)
 
 
 def endpoint_policy(spec: RunSpec) -> Policy:

@@ -52,6 +52,7 @@ class RunSpec:
     processor: str | None = None  # count prompt tokens with this checkpoint's processor
     max_new_tokens: int = 256
     temperature: float = 0.0
+    compile: bool = False  # a local model: torch.compile its decode step
     served_model: str | None = None  # the model name an OpenAI-compatible endpoint serves
     api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None)
     max_screen_pixels: int | None = None  # a larger screenshot ends the run

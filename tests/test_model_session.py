@@ -11,6 +11,7 @@ from PIL import Image
 from agent.history import HistoryPolicy
 from core.geometry import Screen
 from model import Qwen2VL
+from model.generate import GenerationOptions
 from model.session import GenerationSession
 
 # Sizes no other test uses; every step's screenshot has its own.
@@ -62,9 +63,9 @@ def test_each_extension_equals_a_full_forward(models, tiny_processor, dialect, c
         assert done.reused + done.prefilled == full.shape[0]
         torch.testing.assert_close(done.logits, full[done.reused:], atol=ATOL, rtol=0)
         # The cache also holds a few generated tokens, which the next prompt does not repeat.
-        new = session.generate(*_tensors(inputs), max_new_tokens=3)
+        new = session.generate(*_tensors(inputs), GenerationOptions(max_new_tokens=3))
         expected = model.generate(*_tensors(inputs), max_new_tokens=3)
-        assert new.tolist() == expected.tolist(), f"step {step}"
+        assert [new.tokens] == expected.tolist(), f"step {step}"
     assert all(start > 0 for start in starts[1:]), starts  # the system prompt at least
 
 

@@ -2,8 +2,8 @@
 
 Work is split in two so the server can batch: ``prepare`` renders and preprocesses one request
 (any thread; bad input raises ValueError), and ``generate_batch`` runs prepared requests on the
-model (one thread at a time). Today's ``Qwen2VL.generate`` takes one sequence, so a batch runs
-its requests in turn; a batched ``generate`` drops in here alone.
+model (one thread at a time). Requests with the same generation params run as one left-padded
+batch; a seeded sampled request runs alone, so its seed alone decides its tokens.
 
 A single call (``generate``: an agent's step) goes through a ``GenerationSession`` unless
 ``reuse_prefix=False``: the session keeps the KV cache of the previous call and prefills only
@@ -14,16 +14,17 @@ history again. Batches (the server) do not touch that cache.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.backends.base import Backend, Completion, Messages, Params, cut_at_stop
+from agent.backends.base import Backend, Completion, Messages, Params
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+
+    from model.generate import Generation, GenerationOptions
 
 
 @dataclass
@@ -41,17 +42,14 @@ class Prepared:
 
 class LocalBackend(Backend):
     def __init__(
-        self,
-        path: str | Path,
-        *,
-        device: str | None = None,
-        dtype: str | None = None,
-        reuse_prefix: bool = True,
-    ):
+        self, path: str | Path, *, device: str | None = None, dtype: str | None = None,
+        compile: bool = False, reuse_prefix: bool = True,
+    ):  # fmt: skip
         from model import Qwen2VL, Qwen2VLProcessor
         from model.session import GenerationSession
 
         self.name = str(path)
+        self.compile = compile  # torch.compile the decode step (CUDA graphs on cuda)
         self.processor = Qwen2VLProcessor.from_pretrained(path)
         self.model = Qwen2VL.from_pretrained(path, device=device, dtype=dtype)
         self.session = GenerationSession(self.model) if reuse_prefix else None
@@ -78,50 +76,74 @@ class LocalBackend(Backend):
         return Prepared(inputs, params, (time.perf_counter() - start) * 1000)
 
     def generate_batch(self, batch: list[Prepared]) -> list[Completion]:
-        return [self._generate_one(item, self.model.generate) for item in batch]
+        groups: dict[object, list[int]] = {}
+        for i, item in enumerate(batch):
+            p = item.params
+            seeded = p.seed is not None and p.temperature > 0
+            key = i if seeded else (p.temperature, p.top_p, p.stop, p.max_new_tokens)
+            groups.setdefault(key, []).append(i)
+        out: dict[int, Completion] = {}
+        for rows in groups.values():
+            out.update(zip(rows, self._generate_group([batch[i] for i in rows])))
+        return [out[i] for i in range(len(batch))]
 
-    def generate(self, messages: Messages, images: list["Image.Image"], **params: Any) -> Completion:
+    def generate(
+        self, messages: Messages, images: list["Image.Image"], **params: Any
+    ) -> Completion:
         item = self.prepare(messages, images, Params(**params))
         if self.session is None:
-            return self._generate_one(item, self.model.generate)
+            return self._generate_group([item])[0]
         reused_before = self.session.reused_tokens
-        completion = self._generate_one(item, self.session.generate)
+        start = time.perf_counter()
+        inputs = item.inputs
+        generation = self.session.generate(inputs["input_ids"], inputs.get("pixel_values"),
+                                           inputs.get("image_grid_thw"), self._options(item.params))
+        completion = self._completion(item, generation, (time.perf_counter() - start) * 1000)
         completion.cached_tokens = self.session.reused_tokens - reused_before
         return completion
 
-    def _generate_one(self, item: Prepared, generate: Callable[..., "torch.Tensor"]) -> Completion:
-        import torch
+    def _options(self, params: Params) -> "GenerationOptions":
+        from model.generate import GenerationOptions, Sampling
 
-        params, inputs, processor = item.params, item.inputs, self.processor
-        sampling = params.temperature > 0
-        start = time.perf_counter()
-        with torch.inference_mode():
-            new = generate(
-                input_ids=inputs["input_ids"],
-                pixel_values=inputs.get("pixel_values"),
-                image_grid_thw=inputs.get("image_grid_thw"),
-                max_new_tokens=params.max_new_tokens,
-                stop=list(params.stop) or None,
-                tokenizer=processor.tokenizer,
-                do_sample=sampling,
-                temperature=params.temperature if sampling else 1.0,
-                top_p=params.top_p,
-                seed=params.seed,
-            )
-        generate_ms = (time.perf_counter() - start) * 1000
-        tokens = new[0].tolist()
-        ended_by_eos = bool(tokens) and tokens[-1] in processor.eos_token_ids
-        ids = [t for t in tokens if t not in processor.eos_token_ids]
-        decoded = processor.decode(ids, skip_special_tokens=False)
-        text = cut_at_stop(decoded, params.stop)
-        stopped = ended_by_eos or len(text) < len(decoded)
+        return GenerationOptions(
+            max_new_tokens=params.max_new_tokens,
+            sampling=Sampling(params.temperature, top_p=params.top_p, seed=params.seed),
+            stop=params.stop,
+            tokenizer=self.processor.tokenizer,
+            compile=self.compile,
+        )
+
+    @staticmethod
+    def _completion(item: Prepared, g: "Generation", generate_ms: float) -> Completion:
         return Completion(
-            text=text,
+            text=g.text,
             prompt_tokens=item.prompt_tokens,
-            completion_tokens=len(tokens),
-            finish_reason="stop" if stopped else "length",
+            completion_tokens=len(g.tokens),
+            finish_reason=g.finish_reason,
             timings={"preprocess_ms": item.preprocess_ms, "generate_ms": generate_ms},
         )
+
+    def _generate_group(self, group: list[Prepared]) -> list[Completion]:
+        """Requests with equal params as one left-padded batch."""
+        import torch
+
+        from model.generate import generate
+
+        ids = [item.inputs["input_ids"][0] for item in group]
+        length = max(len(row) for row in ids)
+        input_ids = torch.full((len(group), length), self.processor.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(group), length), dtype=torch.long)
+        for i, row in enumerate(ids):
+            input_ids[i, length - len(row) :] = row
+            attention_mask[i, length - len(row) :] = 1
+        images = [item.inputs for item in group if "pixel_values" in item.inputs]
+        pixel_values = torch.cat([x["pixel_values"] for x in images]) if images else None
+        grid = torch.cat([x["image_grid_thw"] for x in images]) if images else None
+        options = self._options(group[0].params)
+        start = time.perf_counter()
+        generations = generate(self.model, input_ids, pixel_values, grid, attention_mask, options)
+        generate_ms = (time.perf_counter() - start) * 1000
+        return [self._completion(item, g, generate_ms) for item, g in zip(group, generations)]
 
     def close(self) -> None:
         self.model = self.session = None

@@ -54,10 +54,12 @@ class LocalPolicy(BackendPolicy):
         top_p: float = 1.0,
         seed: int | None = 0,
         reuse_prefix: bool = True,
+        compile: bool = False,
     ) -> None:
         from agent.backends.local import LocalBackend
 
-        backend = LocalBackend(path, device=device, dtype=dtype, reuse_prefix=reuse_prefix)
+        backend = LocalBackend(path, device=device, dtype=dtype, reuse_prefix=reuse_prefix,
+                               compile=compile)
         super().__init__(backend, max_new_tokens=max_new_tokens, temperature=temperature,
                          top_p=top_p, seed=seed)
         self.renderer = PromptRenderer(backend.processor)

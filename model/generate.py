@@ -1,0 +1,353 @@
+"""Generation in gpt-fast's shape: a prefill fills a static KV cache, then ``decode`` samples.
+
+Entry points (all under ``torch.inference_mode``):
+
+- ``generate(model, input_ids, pixel_values, image_grid_thw, attention_mask, options)``: a batch of
+  left-padded prompts (the processor's layout) -> one ``Generation`` per row.
+- ``prefill(model, input_ids, pixel_values, image_grid_thw, attention_mask, max_new_tokens)``
+  -> ``Prefilled``: allocates the caches (``ensure_cache``), runs the prompt, keeps the last logits.
+- ``decode(model, state, options)``: starts from a filled cache. ``state`` is a ``Prefilled``:
+  ``logits`` (B, vocab) of the last cached position, ``pos`` (the cache position the next token
+  is written to, i.e. the cached length), ``rope_delta`` (B, 1) (a decoded token's M-RoPE position
+  is its cache position + delta) and ``key_valid`` ((B, pos) bool, False on left padding; None
+  when nothing is padded). A caller with its own prefill (a prefix-reusing session) calls
+  ``ensure_cache(model, batch, pos + max_new_tokens)`` before filling the cache, then ``decode``
+  (a cache that is already big enough is kept with its contents; a new one starts empty).
+
+Decode steps have static shapes (the whole cache is attended through a mask, positions are
+tensors), so ``options.compile`` compiles the step once per cache shape (CUDA graphs on cuda).
+
+Host syncs: tokens stay on the device; the loop reads them back every ``sync_every`` steps to
+check EOS ids and stop strings and to stream text. On cpu reading a tensor costs nothing, so the
+default is every step; on cuda it is every 8 steps, at the price of up to 7 steps computed past
+the end (their tokens are dropped). Stop strings are checked incrementally: each new token
+decodes only a short window of ids, and only the tail of the text that could hold a stop string
+that just completed is searched.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from model.modeling import padding_mask
+from model.rope import inverse_frequencies
+
+if TYPE_CHECKING:
+    from model.modeling import Qwen2VL
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.0  # 0: greedy
+    top_k: int = 0  # 0: no limit
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int = 64
+    sampling: Sampling = field(default_factory=Sampling)
+    stop: tuple[str, ...] = ()
+    #: None: the model's (generation_config.json's).
+    eos_token_ids: tuple[int, ...] | None = None
+    #: For stop strings, streaming and ``Generation.text``: a processor or a tokenizers.Tokenizer.
+    tokenizer: Any = None
+    #: Called with (row, piece) as text becomes final; the pieces of a row join to its ``text``.
+    on_text: Callable[[int, str], None] | None = None
+    compile: bool = False
+    #: Read tokens back every this many steps; None: 1 on cpu, 8 on cuda (see the docstring).
+    sync_every: int | None = None
+
+
+@dataclass
+class Generation:
+    #: New tokens, the EOS or stop-completing token that ended it included.
+    tokens: list[int]
+    #: The decoded reply without EOS tokens, cut before a stop string ("" without a tokenizer).
+    text: str
+    finish_reason: Literal["stop", "length"]
+
+
+@dataclass
+class Prefilled:
+    logits: torch.Tensor  # (B, vocab) at the last cached position
+    pos: int  # cached length: where the next token goes
+    rope_delta: torch.Tensor  # (B, 1)
+    key_valid: torch.Tensor | None  # (B, pos) bool, False on padding; None: all valid
+
+
+# --- sampling -------------------------------------------------------------------------------
+def sample(
+    logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None
+) -> torch.Tensor:
+    """(B, vocab) -> (B,) token ids on the logits' device: greedy, or temperature with top-k
+    and top-p (nucleus) filtering."""
+    if sampling.temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits.float() / sampling.temperature
+    if 0 < sampling.top_k < logits.shape[-1]:
+        kth = logits.topk(sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if sampling.top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # Drop a token once the ones before it already cover top_p (the first always stays).
+        drop = sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+# --- text: incremental detokenization and stop strings ----------------------------------------
+class TextStream:
+    """One row's text, decoded a few ids at a time (as transformers' TextStreamer and vLLM do).
+
+    A byte-level token may end in the middle of a character; its text waits for the next token.
+    Text that could still be the start of a stop string is held back from ``on_text``.
+    """
+
+    def __init__(
+        self,
+        decode: Callable[[list[int]], str],
+        stop: Sequence[str],
+        emit: Callable[[str], None] | None,
+    ):
+        self.decode, self.stop, self.emit = decode, [s for s in stop if s], emit
+        self.hold = max((len(s) for s in self.stop), default=1) - 1
+        self.ids: list[int] = []
+        self.prefix = self.read = (
+            0  # ids[prefix:read] is the context the next piece is decoded with
+        )
+        self.text = ""
+        self.emitted = 0
+        self.cut: int | None = None  # where a stop string starts, once one is found
+
+    def push(self, token: int) -> bool:
+        """Add a token; True once the text contains a stop string."""
+        self.ids.append(token)
+        before = self.decode(self.ids[self.prefix : self.read])
+        now = self.decode(self.ids[self.prefix :])
+        if now.endswith("\ufffd"):  # an unfinished character
+            return False
+        self._append(now[len(before) :])
+        self.prefix, self.read = self.read, len(self.ids)
+        return self.cut is not None
+
+    def _append(self, piece: str) -> None:
+        tail_start = max(0, len(self.text) - self.hold)
+        self.text += piece
+        found = [i for s in self.stop if (i := self.text.find(s, tail_start)) >= 0]
+        if found:
+            self.cut = min(found)
+            self.text = self.text[: self.cut]
+        elif self.emit is not None and len(self.text) - self.hold > self.emitted:
+            self.emit(self.text[self.emitted : len(self.text) - self.hold])
+            self.emitted = len(self.text) - self.hold
+
+    def finish(self) -> str:
+        """The final text; flushes what was held back."""
+        if self.cut is None and self.read < len(self.ids):  # ended inside a character
+            self._append(
+                self.decode(self.ids[self.prefix :])[
+                    len(self.decode(self.ids[self.prefix : self.read])) :
+                ]
+            )
+        if self.emit is not None and len(self.text) > self.emitted:
+            self.emit(self.text[self.emitted :])
+            self.emitted = len(self.text)
+        return self.text
+
+
+# --- caches and the decode step --------------------------------------------------------------
+def ensure_cache(model: Qwen2VL, batch: int, length: int) -> int:
+    """KV caches for ``batch`` rows of at least ``length`` tokens, and the decode rope tables.
+
+    Kept between calls and reused while big enough; a new one is sized to the next power of two
+    (at least 256), so a compiled step sees few distinct shapes. Returns the cache length.
+    """
+    text = model.model
+    shape = text.cache_shape
+    if shape is not None and shape[0] == batch and shape[1] >= length:
+        return shape[1]
+    capacity = max(256, 1 << (length - 1).bit_length())
+    text.setup_cache(batch, capacity)
+    # A decoded token's three M-RoPE rows are equal, so its rotation is plain 1D rope at its
+    # position, which is below its cache position: one table row per cache slot.
+    cfg = text.cfg
+    freqs = torch.arange(capacity, device=model.device).float()[:, None] * inverse_frequencies(
+        cfg.head_dim, cfg.rope_theta, model.device
+    )
+    emb = torch.cat((freqs, freqs), dim=-1)
+    text.rope_cos, text.rope_sin = emb.cos().to(model.dtype), emb.sin().to(model.dtype)
+    text.cache_slots = torch.arange(capacity, device=model.device)
+    return capacity
+
+
+def decode_step(
+    model: Qwen2VL,
+    token: torch.Tensor,
+    pos: torch.Tensor,
+    rope_pos: torch.Tensor,
+    key_valid: torch.Tensor,
+) -> torch.Tensor:
+    """One token per row at cache position ``pos`` (1,): logits (B, vocab). Static shapes:
+    token (B, 1), rope_pos (B,) and key_valid (B, cache length) bool."""
+    text = model.model
+    mask = (key_valid & (text.cache_slots <= pos))[:, None, None, :]
+    cos, sin = text.rope_cos[rope_pos][:, None, None, :], text.rope_sin[rope_pos][:, None, None, :]
+    hidden = text(text.embed_tokens(token), cos, sin, pos, mask)
+    return model.lm_head(hidden[:, -1])
+
+
+_COMPILED: weakref.WeakKeyDictionary[Any, Callable[..., torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def step_function(model: Qwen2VL, compile: bool) -> Callable[..., torch.Tensor]:
+    """The decode step, compiled once per model when asked (CUDA graphs on cuda)."""
+    if not compile:
+        return lambda *args: decode_step(model, *args)
+    if model not in _COMPILED:
+        cuda = model.device.type == "cuda"
+        compiled = torch.compile(
+            decode_step, mode="reduce-overhead" if cuda else None, dynamic=False
+        )
+
+        def step(*args: torch.Tensor) -> torch.Tensor:
+            if cuda:  # a CUDA graph reuses its output buffer: the last logits are consumed by now
+                torch.compiler.cudagraph_mark_step_begin()
+            return compiled(model, *args).clone()
+
+        _COMPILED[model] = step
+    return _COMPILED[model]
+
+
+# --- prefill, decode, generate ---------------------------------------------------------------
+@torch.inference_mode()
+def prefill(
+    model: Qwen2VL,
+    input_ids: torch.Tensor,
+    pixel_values: torch.Tensor | None = None,
+    image_grid_thw: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    max_new_tokens: int = 64,
+) -> Prefilled:
+    """Run left-padded prompts into fresh caches with room for ``max_new_tokens``."""
+    batch, length = input_ids.shape
+    ensure_cache(model, batch, length + max_new_tokens)
+    input_ids = input_ids.to(model.device)
+    embeds = model.embed(input_ids, pixel_values, image_grid_thw)
+    positions, delta = model.positions(input_ids, image_grid_thw, attention_mask)
+    mask = padding_mask(attention_mask, model.device)
+    logits = model.decode_step(embeds, positions.to(model.device), 0, mask, last_only=True)[:, -1]
+    delta, key_valid = delta.to(model.device), None
+    if mask is not None:
+        key_valid = attention_mask.to(model.device).bool()
+        # The delta counts a row's own tokens; its cache positions also count its left padding.
+        delta = delta - (~key_valid).sum(-1, keepdim=True)
+    return Prefilled(logits, length, delta, key_valid)
+
+
+@torch.inference_mode()
+def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list[Generation]:
+    """Sample up to ``options.max_new_tokens`` per row from a filled cache (module docstring)."""
+    batch, device, n_max = state.logits.shape[0], model.device, options.max_new_tokens
+    cache = model.model.cache_shape
+    if cache is None or cache[0] != batch or cache[1] < state.pos + n_max - 1:
+        raise ValueError(f"decode needs caches for {batch} rows of {state.pos + n_max - 1} tokens "
+                         f"(ensure_cache), found {cache}")  # fmt: skip
+    eos = set(model.eos_token_ids if options.eos_token_ids is None else options.eos_token_ids)
+    streams = _text_streams(options, batch)
+    generator = None
+    if options.sampling.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(options.sampling.seed)
+    sync_every = options.sync_every or (8 if device.type == "cuda" else 1)
+    step = step_function(model, options.compile)
+
+    key_valid = torch.ones(batch, cache[1], dtype=torch.bool, device=device)
+    if state.key_valid is not None:
+        key_valid[:, : state.pos] = state.key_valid
+    pos = torch.tensor([state.pos], device=device)
+    delta = state.rope_delta.view(batch)
+    tokens = torch.empty(batch, n_max, dtype=torch.long, device=device)
+    ends: list[int | None] = [None] * batch  # a finished row's token count
+    logits, checked = state.logits, 0
+    for i in range(n_max):
+        token = sample(logits, options.sampling, generator)
+        tokens[:, i] = token
+        if i + 1 == n_max or (i + 1) % sync_every == 0:
+            _check(tokens[:, checked : i + 1].tolist(), checked, eos, streams, ends)
+            checked = i + 1
+            if all(end is not None for end in ends):
+                break
+        if i + 1 < n_max:
+            # A tensor of its own (not a slice of ``tokens``): the same layout every step, so
+            # a compiled step never sees a new storage offset.
+            logits = step(token[:, None], pos, pos + delta, key_valid)
+            pos += 1
+    rows = tokens[:, :checked].tolist()
+    out = []
+    for b in range(batch):
+        n = ends[b] if ends[b] is not None else checked
+        text = streams[b].finish() if streams else ""
+        out.append(Generation(rows[b][:n], text, "length" if ends[b] is None else "stop"))
+    return out
+
+
+def _text_streams(options: GenerationOptions, batch: int) -> list[TextStream]:
+    if options.tokenizer is None:
+        if options.stop or options.on_text:
+            raise ValueError(
+                "stop strings and on_text need tokenizer= (the processor or its tokenizer)"
+            )
+        return []
+    tok, on_text = options.tokenizer, options.on_text
+
+    def decode(ids: list[int]) -> str:
+        return tok.decode(ids, skip_special_tokens=False)
+
+    return [
+        TextStream(decode, options.stop, None if on_text is None else lambda s, b=b: on_text(b, s))
+        for b in range(batch)
+    ]
+
+
+def _check(
+    block: list[list[int]],
+    first: int,
+    eos: set[int],
+    streams: list[TextStream],
+    ends: list[int | None],
+) -> None:
+    """Read a block of new tokens (step ``first`` on): which rows ended, and where."""
+    for b, row in enumerate(block):
+        for j, token in enumerate(row):
+            if ends[b] is not None:
+                break
+            if token in eos:
+                ends[b] = first + j + 1
+            elif streams and streams[b].push(token):
+                ends[b] = first + j + 1
+
+
+@torch.inference_mode()
+def generate(
+    model: Qwen2VL,
+    input_ids: torch.Tensor,
+    pixel_values: torch.Tensor | None = None,
+    image_grid_thw: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    options: GenerationOptions | None = None,
+) -> list[Generation]:
+    """Prefill, then decode: one ``Generation`` per row of ``input_ids``."""
+    options = options or GenerationOptions()
+    if options.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {options.max_new_tokens}")
+    state = prefill(
+        model, input_ids, pixel_values, image_grid_thw, attention_mask, options.max_new_tokens
+    )
+    return decode(model, state, options)

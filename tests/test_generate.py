@@ -1,0 +1,174 @@
+"""model/generate.py: sampling, stop strings, streaming, batches, chunked prefill, compile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model import Qwen2VL, Qwen2VLProcessor
+from model.generate import GenerationOptions, Sampling, generate, sample
+from runtime.tiny_checkpoint import make_tiny_checkpoint
+
+
+def _image(width: int, height: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def _chat(proc, text: str, n_images: int = 0) -> str:
+    content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
+    return proc.apply_chat_template([{"role": "user", "content": content}])
+
+
+@pytest.fixture(scope="module")
+def ours(tiny_checkpoint):
+    return Qwen2VL.from_pretrained(tiny_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def prompt(tiny_processor):
+    return tiny_processor(text=_chat(tiny_processor, "Describe.", 1), images=[_image(84, 56, 3)])
+
+
+def _run(model, batch, **options):
+    inputs = {
+        k: batch.get(k) for k in ("input_ids", "pixel_values", "image_grid_thw", "attention_mask")
+    }
+    return generate(model, **inputs, options=GenerationOptions(**options))
+
+
+@pytest.fixture(scope="module")
+def greedy(ours, prompt, tiny_processor):
+    """24 greedy tokens without EOS, and each one's text piece."""
+    tokens = _run(ours, prompt, max_new_tokens=24, eos_token_ids=())[0].tokens
+    texts = [tiny_processor.decode(tokens[:n]) for n in range(len(tokens) + 1)]
+    return tokens, texts
+
+
+# --- sampling -------------------------------------------------------------------------------
+def test_top_k_and_top_p_restrict_the_support():
+    logits = torch.log(torch.tensor([[0.05, 0.4, 0.05, 0.3, 0.2]])).expand(400, -1)
+    generator = torch.Generator().manual_seed(0)
+    top_k = set(sample(logits, Sampling(temperature=1.0, top_k=2), generator).tolist())
+    assert top_k == {1, 3}
+    # 0.4 + 0.3 covers 0.6: the nucleus is those two; 0.75 needs the 0.2 as well.
+    assert set(sample(logits, Sampling(temperature=1.0, top_p=0.6), generator).tolist()) == {1, 3}
+    assert set(sample(logits, Sampling(temperature=1.0, top_p=0.75), generator).tolist()) == {
+        1,
+        3,
+        4,
+    }
+    assert set(sample(logits, Sampling(temperature=1.0), generator).tolist()) == {0, 1, 2, 3, 4}
+    assert set(sample(logits, Sampling(), generator).tolist()) == {1}  # greedy
+
+
+def test_seeded_sampling_is_reproducible(ours, prompt, greedy):
+    def run(seed, **sampling):
+        sampling = Sampling(temperature=1.5, seed=seed, **sampling)
+        return _run(ours, prompt, max_new_tokens=10, eos_token_ids=(), sampling=sampling)[0].tokens
+
+    first = run(1)
+    assert run(1) == first
+    assert any(run(s) != first for s in (2, 3, 4))
+    assert run(5, top_k=1) == greedy[0][:10]  # one candidate: sampling is greedy
+
+
+# --- stop strings and streaming -------------------------------------------------------------
+def test_stop_string_spanning_tokens_stops_at_the_token_completing_it(
+    ours, prompt, tiny_processor, greedy
+):
+    tokens, texts = greedy
+    # A stop string made of the last character of one token's text and the first of the next.
+    n = next(n for n in range(2, 20) if len(texts[n]) > len(texts[n - 1]) > len(texts[n - 2]) > 0)
+    stop = texts[n][len(texts[n - 1]) - 1 : len(texts[n - 1]) + 1]
+    first = next(k for k in range(1, 25) if stop in texts[k])
+    assert texts[first].find(stop) < len(texts[first - 1])  # it starts in an earlier token's text
+    streamed: list[str] = []
+    out = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(), stop=(stop, "never written"),
+               tokenizer=tiny_processor, on_text=lambda row, piece: streamed.append(piece))[0]
+    assert out.tokens == tokens[:first]
+    assert out.text == texts[first][: texts[first].find(stop)]
+    assert out.finish_reason == "stop"
+    assert "".join(streamed) == out.text
+
+
+def test_streamed_pieces_join_to_the_text(ours, prompt, tiny_processor, greedy):
+    tokens, texts = greedy
+    streamed: list[str] = []
+    out = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(),
+               tokenizer=tiny_processor.tokenizer,
+               on_text=lambda row, piece: streamed.append(piece))[0]
+    assert out.text == texts[24] and out.finish_reason == "length"
+    assert len(streamed) > 5 and "".join(streamed) == out.text
+
+
+def test_eos_ends_a_row_and_is_kept_out_of_the_text(ours, prompt, tiny_processor, greedy):
+    tokens, texts = greedy
+    eos = tokens[6]
+    cut = tokens.index(eos) + 1
+    out = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(eos,), tokenizer=tiny_processor)[0]
+    assert out.tokens == tokens[:cut] and out.finish_reason == "stop"
+    assert out.text == tiny_processor.decode(tokens[: cut - 1])
+
+
+# --- batches and chunked prefill ------------------------------------------------------------
+def test_batched_greedy_equals_unbatched(ours, tiny_processor):
+    cases = [("Hi.", []), (f"{'Open the settings app. ' * 4}", [(56, 112)]),
+             ("Compare these two.", [(84, 56), (56, 56)])]  # fmt: skip
+    texts = [_chat(tiny_processor, text, len(sizes)) for text, sizes in cases]
+    images = [_image(w, h, i) for i, (_, sizes) in enumerate(cases) for w, h in sizes]
+    batch = tiny_processor(text=texts, images=images)
+    assert not bool(batch["attention_mask"].all())  # the rows really are padded
+    together = [g.tokens for g in _run(ours, batch, max_new_tokens=10, eos_token_ids=())]
+    used = 0
+    for i, (text, (_, sizes)) in enumerate(zip(texts, cases)):
+        alone = tiny_processor(text=text, images=images[used : used + len(sizes)] or None)
+        used += len(sizes)
+        assert together[i] == _run(ours, alone, max_new_tokens=10, eos_token_ids=())[0].tokens, i
+
+
+def test_a_chunk_prefilled_after_cached_tokens_matches_a_full_forward(ours, prompt):
+    ids, grid = prompt["input_ids"], prompt["image_grid_thw"]
+    full = ours(input_ids=ids, pixel_values=prompt["pixel_values"], image_grid_thw=grid)[0, -1]
+    with torch.inference_mode():
+        embeds = ours.embed(ids, prompt["pixel_values"], grid)
+        positions, _ = ours.positions(ids, grid)
+        ours.model.setup_cache(1, ids.shape[1])
+        cut = ids.shape[1] - 7  # the last 7 tokens as one chunk at an offset
+        ours.decode_step(embeds[:, :cut], positions[..., :cut], 0)
+        chunk = ours.decode_step(embeds[:, cut:], positions[..., cut:], cut)[0, -1]
+        ours.model.clear_cache()
+    assert (chunk - full).abs().max() <= 1e-4
+
+
+# --- compiled decode ------------------------------------------------------------------------
+def test_compiled_decode_gives_the_eager_greedy_tokens(tmp_path):
+    # One decoder layer keeps inductor's compile short.
+    path = make_tiny_checkpoint(tmp_path, text_overrides=dict(num_hidden_layers=1))
+    proc = Qwen2VLProcessor.from_pretrained(path)
+    model = Qwen2VL.from_pretrained(path, device="cpu")
+    batch = proc(text=_chat(proc, "Where is the search button?"))
+    eager = _run(model, batch, max_new_tokens=12, eos_token_ids=())[0].tokens
+    assert _run(model, batch, max_new_tokens=12, eos_token_ids=(), compile=True)[0].tokens == eager
+
+
+def test_a_plain_forward_ignores_the_cache_generate_keeps(ours, tiny_processor):
+    _run(ours, tiny_processor(text="hi"), max_new_tokens=2)  # leaves a 256-token cache of 1 row
+    batch = tiny_processor(text=["word " * 300, "x"])
+    logits = ours(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    alone = ours.model.cache_shape  # still there, untouched by the forward
+    ours.model.clear_cache()
+    assert alone == (1, 256)
+    again = ours(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    assert torch.equal(logits, again)
+
+
+def test_run_compile_option_reaches_the_local_backend(tiny_checkpoint, tmp_path):
+    from runtime.build import make_policy
+    from runtime.settings import RunSpec
+
+    for compile in (False, True):
+        spec = RunSpec(goal="g", model=str(tiny_checkpoint), compile=compile)
+        assert make_policy(spec, tmp_path).backend.compile is compile
