@@ -143,6 +143,12 @@ class DesktopEnv(Env):
                 f"pyautogui is already bound to display {bound} in this process and cannot "
                 f"switch to {self.display} while that env is open; close it first"
             )
+        if free:
+            # pyautogui lists the screen's corners once, at import, from the display it met
+            # first: list this display's, so the failsafe watches the right corners.
+            right, bottom = pyautogui.size()
+            pyautogui.FAILSAFE_POINTS[:] = [(0, 0), (0, bottom - 1), (right - 1, 0),
+                                            (right - 1, bottom - 1)]
         _OPEN_DISPLAYS[self.display] += 1
         self._holds_pyautogui = True
         return pyautogui
