@@ -18,6 +18,7 @@ from PIL import Image
 
 from actions.dialects import get_dialect
 from actions.dialects.base import ImagePart, Message, Prompt, TextPart
+from agent.backends.base import Params
 from agent.backends.local import LocalBackend
 from agent.backends.openai import OpenAIBackend
 from agent.policies.backend import BackendPolicy
@@ -101,6 +102,39 @@ def test_eight_concurrent_requests_through_serve_all_succeed(local, served):
     for question, image, completion in zip(questions, images, got):
         assert completion.text == local.generate(chat(question), [image], max_new_tokens=6).text
     remote.close()
+
+
+def test_streamed_pieces_through_serve_join_to_the_plain_greedy_text(served):
+    """The tiny model's real decode loop streams through ``serve``: several content chunks, which
+    join to the text, finish reason and usage of the same request not streamed."""
+    body = {"model": MODEL, "temperature": 0, "max_tokens": 16, "messages": [
+        {"role": "user", "content": "describe the screen"}]}
+    with httpx.Client(timeout=60, headers={"authorization": "Bearer k3y"}) as http:
+        plain = http.post(f"{served}/chat/completions", json=body).json()
+        with http.stream("POST", f"{served}/chat/completions",
+                         json={**body, "stream": True}) as answer:
+            events = [line.removeprefix("data: ") for line in answer.iter_lines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    pieces = [c["choices"][0]["delta"]["content"] for c in chunks[1:-1]]
+    assert len(pieces) > 1 and all(pieces)
+    assert "".join(pieces) == plain["choices"][0]["message"]["content"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
+    assert chunks[-1]["usage"] == plain["usage"]
+
+
+def test_generate_batch_streams_each_request_its_own_pieces(local):
+    """One batch, two generation groups (a stop string splits them), two of three rows streamed."""
+    params = [Params(max_new_tokens=10), Params(max_new_tokens=10), Params(max_new_tokens=12,
+                                                                           stop=("e",))]
+    batch = [local.prepare(chat(f"question {i}"), [picture(60, 90, seed=i)], p)
+             for i, p in enumerate(params)]
+    plain = local.generate_batch(batch)
+    pieces: dict[int, list[str]] = {0: [], 2: []}
+    streamed = local.generate_batch(batch, [pieces[0].append, None, pieces[2].append])
+    assert [c.text for c in streamed] == [c.text for c in plain]
+    for row, got in pieces.items():
+        assert "".join(got) == plain[row].text and len(got) > 1
 
 
 def test_images_travel_as_png_data_urls_at_the_size_the_model_sees():

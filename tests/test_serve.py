@@ -1,5 +1,6 @@
 """``serve``'s HTTP API on a stand-in engine: request checks (each limit, and a fuzz of malformed
-requests that must all get a 4xx), the API key, streaming, and 64 concurrent clients."""
+requests that must all get a 4xx), the key, streaming (pieces as the engine writes them, batched,
+a client leaving mid-stream, errors), and 64 concurrent clients."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import threading
 
 import httpx
 import pytest
@@ -109,16 +111,153 @@ def test_the_api_key_is_required_when_set():
         assert client.get("/v1/models", headers=good).status_code == 200
 
 
+def events_of(lines) -> list:
+    """The data of server-sent events: parsed chunks, and "[DONE]"."""
+    return [e if e == "[DONE]" else json.loads(e)
+            for e in (line.removeprefix("data: ") for line in lines if line)]
+
+
+def content(chunks: list[dict]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+
+
 def test_stream_sends_server_sent_event_chunks(client):
     with client.stream("POST", "/v1/chat/completions", json={**GOOD, "stream": True}) as answer:
         assert answer.status_code == 200
         assert answer.headers["content-type"].startswith("text/event-stream")
-        events = [line[len("data: "):] for line in answer.iter_lines() if line]
-    assert events[-1] == "[DONE]"
-    chunks = [json.loads(e) for e in events[:-1]]
+        *chunks, done = events_of(answer.iter_lines())
+    assert done == "[DONE]"
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
-    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-    assert text == "echo: what is this (1 images)"
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert len(chunks) > 3  # role, a chunk per piece, the end
+    plain = post(client, GOOD).json()
+    assert content(chunks) == plain["choices"][0]["message"]["content"]
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    assert chunks[-1]["usage"] == plain["usage"]
+
+
+def test_stream_chunks_arrive_while_the_model_is_still_writing():
+    hold = threading.Event()
+    engine = EchoEngine(hold=hold)  # waits after its first piece until let go
+    with running_server(create_app(engine, ServerSettings(model_id=MODEL))) as url, \
+            httpx.Client(timeout=30) as http, \
+            http.stream("POST", f"{url}/chat/completions", json={**GOOD, "stream": True}) as answer:
+        events = (json.loads(line.removeprefix("data: ")) for line in answer.iter_lines()
+                  if line and line != "data: [DONE]")
+        role, first = next(events), next(events)
+        assert engine.finished == []  # the first piece came while the engine was still writing
+        hold.set()
+        rest = list(events)
+    assert engine.finished == [1]
+    assert role["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert first["choices"][0]["delta"] == {"content": "echo: "}
+    assert content([first, *rest]) == "echo: what is this (1 images)"
+
+
+async def read_stream(client: httpx.AsyncClient, url: str, text: str, on_first_piece,
+                      leave_after_first: bool = False) -> list[dict]:
+    """A streamed request's chunks; ``on_first_piece()`` runs when its first content arrives."""
+    body = {**request({"type": "text", "text": text}), "stream": True}
+    chunks: list[dict] = []
+    async with client.stream("POST", f"{url}/chat/completions", json=body) as answer:
+        assert answer.status_code == 200
+        async for line in answer.aiter_lines():
+            if not line or line == "data: [DONE]":
+                continue
+            chunks.append(json.loads(line.removeprefix("data: ")))
+            if chunks[-1]["choices"][0]["delta"].get("content"):
+                if content(chunks) == content(chunks[-1:]):
+                    on_first_piece()
+                    if leave_after_first:
+                        break  # leaving the block closes the connection mid-stream
+    return chunks
+
+
+def streamed_pair(engine: EchoEngine, hold: threading.Event, leave_first: bool) -> list:
+    """Two clients streaming at once in one batch of two; the engine is let go once both saw
+    their first piece. Returns each client's chunks and whether the engine was still writing
+    when its first piece came."""
+    settings = ServerSettings(model_id=MODEL, max_batch=2, batch_wait_s=10)
+    firsts: list[bool] = []
+
+    def first_piece() -> None:
+        firsts.append(engine.finished == [])
+        if len(firsts) == 2:
+            hold.set()
+
+    async def both(url: str):
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(
+                read_stream(client, url, "client zero", first_piece, leave_after_first=leave_first),
+                read_stream(client, url, "client one", first_piece))
+
+    async def next_pair(url: str):  # a plain request and a streamed one, batched together
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(
+                client.post(f"{url}/chat/completions", json=request()),
+                read_stream(client, url, "client two", lambda: None))
+
+    with running_server(create_app(engine, settings)) as url:
+        chunks = asyncio.run(both(url))
+        plain, streamed = asyncio.run(next_pair(url))  # the server serves on
+    assert plain.status_code == 200
+    assert plain.json()["choices"][0]["message"]["content"] == "echo: hello there (0 images)"
+    assert content(streamed) == "echo: client two (0 images)"
+    return [chunks, firsts]
+
+
+def test_two_streamed_requests_run_as_one_batch_and_each_gets_its_own_pieces():
+    hold = threading.Event()
+    engine = EchoEngine(hold=hold)
+    (zero, one), firsts = streamed_pair(engine, hold, leave_first=False)
+    assert engine.batches[0] == 2 and engine.finished[0] == 2
+    assert firsts == [True, True]  # both streamed while the batch was still running
+    assert content(zero) == "echo: client zero (0 images)"
+    assert content(one) == "echo: client one (0 images)"
+    assert len(zero) > 3 and zero[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_client_leaving_mid_stream_breaks_neither_its_batch_nor_the_server():
+    hold = threading.Event()
+    engine = EchoEngine(hold=hold, piece_delay_s=0.05)  # still writing when the client leaves
+    (zero, one), firsts = streamed_pair(engine, hold, leave_first=True)
+    assert content(zero) == "echo: "  # it left after the first piece
+    assert content(one) == "echo: client one (0 images)"  # its batch mate got everything
+    assert engine.batches == engine.finished == [2, 2]
+
+
+class FailingEngine(EchoEngine):
+    """Writes a piece, then fails, as a model running out of memory would."""
+
+    def generate_batch(self, batch, on_text=None):
+        for sink in on_text or []:
+            if sink is not None:
+                sink("echo: ")
+        raise RuntimeError("CUDA out of memory")
+
+
+class SilentEngine(EchoEngine):
+    """Streams nothing: its text comes with the result."""
+
+    def generate_batch(self, batch, on_text=None):
+        return super().generate_batch(batch)
+
+
+def test_an_error_after_the_stream_began_is_an_error_event_not_a_500():
+    with TestClient(create_app(FailingEngine(), LIMITS)) as client:
+        with client.stream("POST", "/v1/chat/completions", json={**GOOD, "stream": True}) as answer:
+            assert answer.status_code == 200
+            *chunks, error, done = events_of(answer.iter_lines())
+    assert content(chunks) == "echo: " and done == "[DONE]"
+    assert error["error"]["type"] == "server_error"
+    assert "CUDA out of memory" in error["error"]["message"]
+
+
+def test_an_engine_that_streams_nothing_still_streams_its_whole_text():
+    with TestClient(create_app(SilentEngine(), LIMITS)) as client:
+        with client.stream("POST", "/v1/chat/completions", json={**GOOD, "stream": True}) as answer:
+            *chunks, done = events_of(answer.iter_lines())
+    assert content(chunks) == "echo: what is this (1 images)" and done == "[DONE]"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 

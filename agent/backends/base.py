@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 if TYPE_CHECKING:
     from PIL import Image
 
 Messages = list[dict[str, Any]]
+#: Gets one request's text pieces as they are decoded (held back while they could start a stop
+#: string); they join to its ``Completion.text``. None: the request is not streamed.
+OnText = Optional[Callable[[str], None]]
 
 
 @dataclass(frozen=True)

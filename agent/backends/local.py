@@ -3,7 +3,8 @@
 Work is split in two so the server can batch: ``prepare`` renders and preprocesses one request
 (any thread; bad input raises ValueError), and ``generate_batch`` runs prepared requests on the
 model (one thread at a time). Requests with the same generation params run as one left-padded
-batch; a seeded sampled request runs alone, so its seed alone decides its tokens.
+batch; a seeded sampled request runs alone, so its seed alone decides its tokens. Each request
+may have a callback that gets its text pieces as they are decoded (``serve``'s ``stream``).
 
 A single call (``generate``: an agent's step) goes through a ``GenerationSession`` unless
 ``reuse_prefix=False``: the session keeps the KV cache of the previous call and prefills only
@@ -16,9 +17,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-from agent.backends.base import Backend, Completion, Messages, Params
+from agent.backends.base import Backend, Completion, Messages, OnText, Params
 
 if TYPE_CHECKING:
     import torch
@@ -75,7 +76,10 @@ class LocalBackend(Backend):
                            min_pixels=params.min_pixels, max_pixels=params.max_pixels)
         return Prepared(inputs, params, (time.perf_counter() - start) * 1000)
 
-    def generate_batch(self, batch: list[Prepared]) -> list[Completion]:
+    def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None
+                       ) -> list[Completion]:
+        """Completions in the order of ``batch``; ``on_text[i]`` streams request i's text."""
+        sinks = list(on_text or [None] * len(batch))
         groups: dict[object, list[int]] = {}
         for i, item in enumerate(batch):
             p = item.params
@@ -84,7 +88,8 @@ class LocalBackend(Backend):
             groups.setdefault(key, []).append(i)
         out: dict[int, Completion] = {}
         for rows in groups.values():
-            out.update(zip(rows, self._generate_group([batch[i] for i in rows])))
+            out.update(zip(rows, self._generate_group([batch[i] for i in rows],
+                                                      [sinks[i] for i in rows])))
         return [out[i] for i in range(len(batch))]
 
     def generate(
@@ -92,7 +97,7 @@ class LocalBackend(Backend):
     ) -> Completion:
         item = self.prepare(messages, images, Params(**params))
         if self.session is None:
-            return self._generate_group([item])[0]
+            return self._generate_group([item], [None])[0]
         reused_before = self.session.reused_tokens
         start = time.perf_counter()
         inputs = item.inputs
@@ -102,8 +107,12 @@ class LocalBackend(Backend):
         completion.cached_tokens = self.session.reused_tokens - reused_before
         return completion
 
-    def _options(self, params: Params) -> "GenerationOptions":
+    def _options(self, params: Params, sinks: Sequence[OnText] = ()) -> "GenerationOptions":
         from model.generate import GenerationOptions, Sampling
+
+        def on_text(row: int, piece: str) -> None:
+            if sink := sinks[row]:
+                sink(piece)
 
         return GenerationOptions(
             max_new_tokens=params.max_new_tokens,
@@ -111,6 +120,7 @@ class LocalBackend(Backend):
             stop=params.stop,
             tokenizer=self.processor.tokenizer,
             compile=self.compile,
+            on_text=on_text if any(sinks) else None,
         )
 
     @staticmethod
@@ -123,8 +133,9 @@ class LocalBackend(Backend):
             timings={"preprocess_ms": item.preprocess_ms, "generate_ms": generate_ms},
         )
 
-    def _generate_group(self, group: list[Prepared]) -> list[Completion]:
-        """Requests with equal params as one left-padded batch."""
+    def _generate_group(self, group: list[Prepared], sinks: Sequence[OnText]
+                        ) -> list[Completion]:
+        """Requests with equal params as one left-padded batch; ``sinks[i]`` streams row i."""
         import torch
 
         from model.generate import generate
@@ -139,7 +150,7 @@ class LocalBackend(Backend):
         images = [item.inputs for item in group if "pixel_values" in item.inputs]
         pixel_values = torch.cat([x["pixel_values"] for x in images]) if images else None
         grid = torch.cat([x["image_grid_thw"] for x in images]) if images else None
-        options = self._options(group[0].params)
+        options = self._options(group[0].params, sinks)
         start = time.perf_counter()
         generations = generate(self.model, input_ids, pixel_values, grid, attention_mask, options)
         generate_ms = (time.perf_counter() - start) * 1000

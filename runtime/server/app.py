@@ -3,20 +3,22 @@
 
 Every request is checked before it reaches the model: body size, JSON and field types, the model
 name, images (data URLs, count, pixels), the token budget. A bad one gets a 4xx whose message says
-what is wrong; a 500 means a bug here, never bad input.
+what is wrong; a 500 means a bug here, never bad input. A streamed request has its 200 sent
+before the model runs, so an error after that arrives as an error event in the stream.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Protocol, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,7 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.backends.base import Completion, Params
+from agent.backends.base import Completion, OnText, Params
 from runtime.server.images import BadImage, decode_data_url
 from runtime.server.scheduler import BatchScheduler
 from runtime.server.schemas import ChatRequest, ImageContent, error_body
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 
 # Text may not smuggle in the tokens that frame images: they would not match the images sent.
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+
+log = logging.getLogger(__name__)
 
 
 class Prepared(Protocol):
@@ -53,7 +57,10 @@ class Engine(Protocol):
                 ) -> Prepared:
         """Render and preprocess one request; bad input raises ValueError."""
 
-    def generate_batch(self, batch: list[Prepared]) -> list[Completion]: ...
+    def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None
+                       ) -> list[Completion]:
+        """Run a batch on the model (one thread at a time). ``on_text[i]``, where not None,
+        gets request i's text pieces as they are decoded; they join to its ``text``."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +141,11 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             raise ApiError(400, f"the prompt has {prepared.prompt_tokens} tokens; with max_tokens "
                                 f"{params.max_new_tokens} it exceeds the context of "
                                 f"{engine.context_length}")
-        completion: Completion = await scheduler.submit(prepared)
         reply = Reply(settings.model_id)
         if chat.stream:
-            return StreamingResponse(reply.chunks(completion), media_type="text/event-stream")
+            return StreamingResponse(reply.chunks(scheduler.stream(prepared)),
+                                     media_type="text/event-stream")
+        completion: Completion = await scheduler.submit(prepared)
         return reply.body(completion)
 
     return app
@@ -243,10 +251,28 @@ class Reply:
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}
         return f"data: {json.dumps(data)}\n\n"
 
-    async def chunks(self, completion: Completion) -> AsyncIterator[str]:
-        # The whole text is one piece until the model streams pieces as it decodes.
-        yield self.chunk({"role": "assistant", "content": completion.text})
-        yield self.chunk({}, completion.finish_reason, usage=usage(completion))
+    async def chunks(self, events: AsyncIterator[str | Completion]) -> AsyncIterator[str]:
+        """The role chunk at once, a content chunk per piece as the model writes it, the final
+        chunk (finish_reason, usage), then ``[DONE]``; ``events`` is ``BatchScheduler.stream``.
+        Closing this (the client went away) closes ``events``, which drops the request."""
+        yield self.chunk({"role": "assistant", "content": ""})
+        streamed = 0
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, str):
+                        streamed += len(event)
+                        yield self.chunk({"content": event})
+                    else:
+                        completion = event
+        except Exception as exc:  # noqa: BLE001 - the 200 is sent: the client gets an event
+            log.exception("generation failed for %s", self.id)
+            yield f"data: {json.dumps(error_body(f'generation failed: {exc}', 'server_error'))}\n\n"
+        else:
+            # An engine that streams nothing (or not all) still answers with all of its text.
+            if rest := completion.text[streamed:]:
+                yield self.chunk({"content": rest})
+            yield self.chunk({}, completion.finish_reason, usage=usage(completion))
         yield "data: [DONE]\n\n"
 
 

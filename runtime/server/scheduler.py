@@ -3,6 +3,10 @@
 The first waiting request opens a batch; others join it for up to ``wait_s`` or until it holds
 ``max_batch``. The batch runs on one worker thread (the model is used from one thread only), so
 the event loop keeps accepting and validating requests meanwhile.
+
+A streamed request (``stream``) gets its text pieces as the model decodes them: the batch is run
+with one callback per request, and the worker thread hands each piece to the event loop with
+``call_soon_threadsafe``, so the pieces arrive in order and all before the request's result.
 """
 
 from __future__ import annotations
@@ -10,16 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Generic, TypeVar
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Generic, Sequence, TypeVar
+
+from agent.backends.base import OnText
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
+#: Runs a batch of jobs; the second argument holds each job's sink (called on the worker thread).
+RunBatch = Callable[[list[Job], Sequence[OnText]], list[Result]]
+
+
+@dataclass
+class _Waiting(Generic[Job, Result]):
+    job: Job
+    future: asyncio.Future[Result]
+    on_text: OnText  # called on the event loop
 
 
 class BatchScheduler(Generic[Job, Result]):
     def __init__(
         self,
-        run_batch: Callable[[list[Job]], list[Result]],
+        run_batch: RunBatch,
         *,
         max_batch: int = 8,
         wait_s: float = 0.005,
@@ -29,7 +45,7 @@ class BatchScheduler(Generic[Job, Result]):
         self._run_batch = run_batch
         self.max_batch = max_batch
         self.wait_s = wait_s
-        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Result]]] | None = None
+        self._queue: asyncio.Queue[_Waiting[Job, Result]] | None = None
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -47,14 +63,32 @@ class BatchScheduler(Generic[Job, Result]):
             self._executor.shutdown(wait=True)
         self._worker = self._executor = self._queue = None
 
-    async def submit(self, job: Job) -> Result:
+    async def submit(self, job: Job, on_text: OnText = None) -> Result:
+        """The job's result; ``on_text`` (called on the event loop) gets its pieces first."""
         if self._queue is None:
             raise RuntimeError("the scheduler is not started")
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        await self._queue.put((job, future))
+        await self._queue.put(_Waiting(job, future, on_text))
         return await future
 
-    async def _collect(self) -> list[tuple[Job, asyncio.Future[Result]]]:
+    async def stream(self, job: Job) -> AsyncIterator[str | Result]:
+        """The job's text pieces as the model writes them, then its result (or its error).
+
+        Closing the iterator early (a client that went away) drops the request: its batch runs
+        on for the others, and its pieces go nowhere.
+        """
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        result = asyncio.ensure_future(self.submit(job, pieces.put_nowait))
+        # Queued after every piece: the worker hands pieces over before the batch returns.
+        result.add_done_callback(lambda _: pieces.put_nowait(None))
+        try:
+            while (piece := await pieces.get()) is not None:
+                yield piece
+            yield result.result()
+        finally:
+            result.cancel()
+
+    async def _collect(self) -> list[_Waiting[Job, Result]]:
         queue = self._queue
         batch = [await queue.get()]
         deadline = asyncio.get_running_loop().time() + self.wait_s
@@ -66,7 +100,7 @@ class BatchScheduler(Generic[Job, Result]):
             except (asyncio.QueueEmpty, asyncio.TimeoutError):
                 break
         # A client that went away while waiting gets nothing computed for it.
-        return [(job, future) for job, future in batch if not future.done()]
+        return [waiting for waiting in batch if not waiting.future.done()]
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -74,14 +108,21 @@ class BatchScheduler(Generic[Job, Result]):
             batch = await self._collect()
             if not batch:
                 continue
-            jobs = [job for job, _ in batch]
+            jobs = [waiting.job for waiting in batch]
+            sinks = [_on_loop(loop, w.on_text) if w.on_text else None for w in batch]
             try:
-                results = await loop.run_in_executor(self._executor, self._run_batch, jobs)
+                results = await loop.run_in_executor(self._executor, self._run_batch, jobs, sinks)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(exc)
                 continue
-            for (_, future), result in zip(batch, results):
-                if not future.done():
-                    future.set_result(result)
+            for waiting, result in zip(batch, results):
+                if not waiting.future.done():
+                    waiting.future.set_result(result)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, on_text: Callable[[str], None]
+             ) -> Callable[[str], None]:
+    """A sink for the worker thread that calls ``on_text`` on the event loop."""
+    return lambda piece: loop.call_soon_threadsafe(on_text, piece)
