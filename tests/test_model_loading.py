@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,9 @@ from safetensors.torch import save_file
 from model import Qwen2VL, Qwen2VLProcessor
 from model.config import Qwen2VLConfig
 from runtime.tiny_checkpoint import make_tiny_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from model_gpu import hub_config  # noqa: E402  (the published configs the GPU benchmark builds)
 
 PROMPT = "<|im_start|>user\nHello there, tap the blue button.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -139,34 +144,7 @@ def test_missing_tensor_is_named(tmp_path, single):
 
 
 # --- real sizes on the meta device -------------------------------------------------------------
-def _hub_config(hidden, intermediate, layers, heads, kv, vocab, tied) -> dict:
-    """config.json as published for Qwen/Qwen2-VL-*-Instruct (hub layout)."""
-    return {
-        "architectures": ["Qwen2VLForConditionalGeneration"],
-        "model_type": "qwen2_vl",
-        "bos_token_id": 151643, "eos_token_id": 151645,
-        "vision_start_token_id": 151652, "vision_end_token_id": 151653,
-        "vision_token_id": 151654, "image_token_id": 151655, "video_token_id": 151656,
-        "hidden_act": "silu", "hidden_size": hidden, "intermediate_size": intermediate,
-        "max_position_embeddings": 32768, "max_window_layers": layers,
-        "num_attention_heads": heads, "num_hidden_layers": layers, "num_key_value_heads": kv,
-        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "sliding_window": 32768,
-        "tie_word_embeddings": tied, "torch_dtype": "bfloat16", "use_cache": True,
-        "use_sliding_window": False, "vocab_size": vocab,
-        "vision_config": {
-            "depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
-            "hidden_size": hidden, "patch_size": 14, "spatial_merge_size": 2,
-            "spatial_patch_size": 14, "temporal_patch_size": 2,
-        },
-        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
-    }  # fmt: skip
-
-
-REAL = {
-    "2B": _hub_config(1536, 8960, 28, 12, 2, 151936, True),
-    "7B": _hub_config(3584, 18944, 28, 28, 4, 152064, False),
-    "72B": _hub_config(8192, 29568, 80, 64, 8, 152064, False),
-}
+REAL = {size: hub_config(size) for size in ("2B", "7B", "72B")}
 
 
 def _ours_on_meta(raw: dict) -> dict[str, int]:
