@@ -20,8 +20,9 @@ from tasks.miniwob.page import on_page
 _CLICKABLE_POINT = """(element) => {
   const box = element.getBoundingClientRect();
   const points = [[0.5, 0.5]];
-  for (const fy of [0.2, 0.35, 0.5, 0.65, 0.8])
-    for (const fx of [0.2, 0.35, 0.5, 0.65, 0.8]) points.push([fx, fy]);
+  // A fine grid: an overlapping button may leave only a sliver of the target uncovered.
+  for (let fy = 0.05; fy < 1; fy += 0.1)
+    for (let fx = 0.05; fx < 1; fx += 0.1) points.push([fx, fy]);
   for (const [fx, fy] of points) {
     const x = box.left + box.width * fx, y = box.top + box.height * fy;
     const hit = document.elementFromPoint(x, y);
