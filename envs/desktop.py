@@ -48,6 +48,11 @@ DRAG_STEPS = 12
 #: presses often arrive as two single clicks. xdotool's `click --repeat` leaves 12 ms for the same
 #: reason; 40 ms stays far below every toolkit's double-click time (GTK and Qt 400 ms, chromium 500).
 DOUBLE_CLICK_GAP_S = 0.04
+#: Two separate click actions on one spot closer in time than a toolkit's double-click time
+#: (chromium 500 ms, GTK and Qt 400 ms) would reach the app as a double click, so the second waits
+#: this long after the first. "One spot": within the toolkits' double-click distance (GTK 5 px).
+CLICK_SEPARATION_S = 0.6
+SAME_SPOT_PX = 8
 #: The most wheel clicks one scroll sends (about 30 screens of chromium): a model asking for
 #: an absurd amount must not keep the runtime busy for hours.
 MAX_WHEEL_CLICKS = 200
@@ -190,6 +195,13 @@ class DesktopEnv(Env):
             gui.FAILSAFE = True
         return message
 
+    def _separate_from_last_click(self, x: int, y: int) -> None:
+        last = getattr(self, "_last_click", None)
+        if last is not None and abs(x - last[1]) <= SAME_SPOT_PX and abs(y - last[2]) <= SAME_SPOT_PX:
+            wait = last[0] + CLICK_SEPARATION_S - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+
     def _x_failed(self, what: str, exc: BaseException) -> EnvError:
         return EnvError(f"{what} failed: the X display {self.display} is gone or broken "
                         f"({type(exc).__name__}: {exc}); was the X server stopped?")
@@ -202,6 +214,7 @@ class DesktopEnv(Env):
             if kind == "move":
                 gui.moveTo(x, y, _pause=False)
             else:
+                self._separate_from_last_click(x, y)
                 gui.click(
                     x, y,
                     clicks=2 if kind == "double_click" else 1,
@@ -209,6 +222,8 @@ class DesktopEnv(Env):
                     button="right" if kind == "right_click" else "left",
                     _pause=False,
                 )
+            if kind != "move":
+                self._last_click = (time.monotonic(), x, y)
             return f"{kind} at ({action.x}, {action.y})"
         if kind == "drag":
             return self._drag(action)
