@@ -128,9 +128,9 @@ def resize_planes(rgb: Image.Image, width: int, height: int) -> np.ndarray:
     """
     bands = rgb.split()
     if (width, height) != rgb.size:
-        bands = list(_band_pool().map(lambda band: band.resize((width, height), Image.Resampling.BICUBIC), bands))
+        size, bicubic = (width, height), Image.Resampling.BICUBIC
+        bands = list(_band_pool().map(lambda band: band.resize(size, bicubic), bands))
     return np.stack([np.asarray(band) for band in bands])
-
 
 
 @functools.cache
@@ -138,7 +138,9 @@ def _band_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=3, thread_name_prefix="resize")
 
 
-def normalize_planes(planes: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+def normalize_planes(
+    planes: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
+) -> np.ndarray:
     """(C, H, W) bytes -> float32 rescaled and normalized, one table lookup per pair of pixels."""
     channels = planes.shape[0]
     flat = planes.reshape(channels, -1)

@@ -193,7 +193,9 @@ def test_a_repeated_image_is_preprocessed_once(tiny_checkpoint, monkeypatch):
     first = processor(text="<|image_pad|>", images=[screen], max_pixels=SCREEN_MAX)
     assert resizes, "the first call resizes"
     resizes.clear()
-    again = processor(text="<|image_pad|> <|image_pad|>", images=[screen.copy(), screen], max_pixels=SCREEN_MAX)
+    again = processor(
+        text="<|image_pad|> <|image_pad|>", images=[screen.copy(), screen], max_pixels=SCREEN_MAX
+    )
     assert resizes == []
     n = first["pixel_values"].shape[0]
     assert torch.equal(again["pixel_values"][:n], first["pixel_values"])
