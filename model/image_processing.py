@@ -129,13 +129,10 @@ def resize_planes(rgb: Image.Image, width: int, height: int) -> np.ndarray:
     bands = rgb.split()
     if (width, height) != rgb.size:
         size, bicubic = (width, height), Image.Resampling.BICUBIC
-        bands = list(_band_pool().map(lambda band: band.resize(size, bicubic), bands))
+        # Threads made per call (a fraction of a millisecond): nothing to go stale across a fork.
+        with ThreadPoolExecutor(max_workers=len(bands), thread_name_prefix="resize") as pool:
+            bands = list(pool.map(lambda band: band.resize(size, bicubic), bands))
     return np.stack([np.asarray(band) for band in bands])
-
-
-@functools.cache
-def _band_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=3, thread_name_prefix="resize")
 
 
 def normalize_planes(
