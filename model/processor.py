@@ -1,6 +1,6 @@
 """Qwen2VLProcessor: the ChatML template, the tokenizer and image placeholders expanded to pad tokens.
 
-Only ``tokenizers`` and numpy/PIL are used; torch is needed only to return tensors.
+Only ``tokenizers``, numpy/PIL and torch (tensors, and the patch-order copy) are used.
 """
 
 from __future__ import annotations
