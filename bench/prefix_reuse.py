@@ -5,7 +5,8 @@ two ``local`` backends, one with ``reuse_prefix`` and one without. Each step's p
 qwen2vl layout of the steps so far (synthetic tap replies, 1080x2400 screenshots that differ
 step by step, resized by the processor to model_cpu's 1280*28*28 budget); each call decodes
 --new-tokens tokens. The two backends take turns step by step, so load from other processes
-hits both alike. Reported: wall time and prefilled tokens of the episode.
+hits both alike. Reported: wall time (and the processor's part of it) and prefilled tokens of
+the episode.
 
 ``--tokens``: no model; for each dialect and history layout, the tokens a 10-step episode
 prefills with reuse and without at the checkpoints' own pixel budget (a 1080x2400 screenshot is
@@ -137,6 +138,7 @@ def timing(steps: int, new_tokens: int, history: HistoryPolicy, max_pixels: int)
     dialect = get_dialect("qwen2vl", "phone")
     seconds = dict.fromkeys(backends, 0.0)
     prefilled = dict.fromkeys(backends, 0)
+    preprocessing = dict.fromkeys(backends, 0.0)  # the processor's part of the seconds
     texts = {name: [] for name in backends}
     episode = episode_prompts("qwen2vl", replies("qwen2vl", steps, screen), screen, history)
     for step, prompt in enumerate(episode):
@@ -149,6 +151,7 @@ def timing(steps: int, new_tokens: int, history: HistoryPolicy, max_pixels: int)
             )  # fmt: skip
             seconds[name] += time.perf_counter() - start
             prefilled[name] += done.prompt_tokens - done.cached_tokens
+            preprocessing[name] += done.timings["preprocess_ms"] / 1000
             texts[name].append(done.text)
         print(f"step {step}: {done.prompt_tokens} prompt tokens; seconds so far "
               + ", ".join(f"{name} {s:.1f}" for name, s in seconds.items()), flush=True)
@@ -156,9 +159,10 @@ def timing(steps: int, new_tokens: int, history: HistoryPolicy, max_pixels: int)
     print(f"{steps}-step qwen2vl episode, history {history}, max_pixels {max_pixels}, "
           f"{new_tokens} new tokens a step, "
           f"threads {torch.get_num_threads()}; same replies both ways: {same}")
-    print(f"{'':<12}{'seconds':>10}{'prefilled tokens':>18}")
+    print(f"{'':<12}{'seconds':>10}{'of which preprocessing':>24}{'prefilled tokens':>18}")
     for name in backends:
-        print(f"{name:<12}{seconds[name]:>10.2f}{prefilled[name]:>18,}")
+        print(f"{name:<12}{seconds[name]:>10.2f}{preprocessing[name]:>24.2f}"
+              f"{prefilled[name]:>18,}")
     print(f"without / with reuse: {seconds['without'] / seconds['with reuse']:.2f}x time, "
           f"{prefilled['without'] / prefilled['with reuse']:.2f}x tokens")
 

@@ -1,6 +1,6 @@
 """Qwen2VLProcessor: the ChatML template, the tokenizer and image placeholders expanded to pad tokens.
 
-Only ``tokenizers`` and numpy/PIL are used; torch is needed only to return tensors.
+Only ``tokenizers``, numpy/PIL and torch (tensors, and the patch-order copy) are used.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from model.config import Qwen2VLConfig, read_json
-from model.image_processing import ImageProcessingConfig, preprocess_image
+from model.image_processing import ImageCache, ImageProcessingConfig
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -51,6 +51,8 @@ class Qwen2VLProcessor:
         self.tokenizer = tokenizer
         self.config = config
         self.image_config = image_config
+        # An agent's prompt shows the same screenshots step after step: preprocess each once.
+        self.images = ImageCache(image_config)
         self.eos_token_ids = list(eos_token_ids)
         self.image_token_id = config.image_token_id
         image_token = tokenizer.id_to_token(config.image_token_id)
@@ -158,9 +160,7 @@ class Qwen2VLProcessor:
         batch: dict[str, torch.Tensor] = {}
         token_counts: list[int] = []
         if images:
-            processed = [
-                preprocess_image(im, self.image_config, min_pixels, max_pixels) for im in images
-            ]
+            processed = [self.images(im, min_pixels, max_pixels) for im in images]
             batch["pixel_values"] = torch.from_numpy(np.concatenate([p for p, _ in processed]))
             batch["image_grid_thw"] = torch.tensor([g for _, g in processed], dtype=torch.long)
             merge = self.image_config.merge_size**2

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from model.image_processing import ImageProcessingConfig, preprocess_image
+from model.image_processing import (
+    CLIP_MEAN,
+    CLIP_STD,
+    ImageCache,
+    ImageProcessingConfig,
+    normalize_planes,
+    normalize_table,
+    preprocess_image,
+)
 
 SCREEN_MAX = 1280 * 28 * 28
 
@@ -160,3 +169,66 @@ def test_text_batch_is_left_padded(tiny_processor):
     ids, mask = batch["input_ids"], batch["attention_mask"]
     assert ids.shape[0] == 2 and mask[0, 0] == 0 and mask[0, -1] == 1
     assert ids[0, mask[0].bool()].tolist() == tiny_processor.encode("a")
+
+
+def _counting_resizes(monkeypatch) -> list[tuple[int, int]]:
+    """Record the size of every PIL resize (on any thread) from now on."""
+    sizes: list[tuple[int, int]] = []
+    resize = Image.Image.resize
+
+    def counting(self, size, *args, **kwargs):
+        sizes.append(tuple(size))
+        return resize(self, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", counting)
+    return sizes
+
+
+def test_a_repeated_image_is_preprocessed_once(tiny_checkpoint, monkeypatch):
+    from model import Qwen2VLProcessor
+
+    processor = Qwen2VLProcessor.from_pretrained(tiny_checkpoint)  # a cache of its own
+    resizes = _counting_resizes(monkeypatch)
+    screen, other = _image(333, 517, seed=3), _image(333, 517, seed=4)  # same size, other pixels
+    first = processor(text="<|image_pad|>", images=[screen], max_pixels=SCREEN_MAX)
+    assert resizes, "the first call resizes"
+    resizes.clear()
+    again = processor(
+        text="<|image_pad|> <|image_pad|>", images=[screen.copy(), screen], max_pixels=SCREEN_MAX
+    )
+    assert resizes == []
+    n = first["pixel_values"].shape[0]
+    assert torch.equal(again["pixel_values"][:n], first["pixel_values"])
+    assert torch.equal(again["pixel_values"][n:], first["pixel_values"])
+
+    changed = processor(text="<|image_pad|>", images=[other], max_pixels=SCREEN_MAX)
+    assert resizes, "a different image of the same size is preprocessed"
+    expected, _ = preprocess_image(other, processor.image_config, max_pixels=SCREEN_MAX)
+    assert np.array_equal(changed["pixel_values"].numpy(), expected)
+    resizes.clear()
+    smaller = processor(text="<|image_pad|>", images=[screen], max_pixels=100 * 28 * 28)
+    assert resizes, "pixel bounds that give another size are another entry"
+    assert smaller["pixel_values"].shape[0] < n
+
+
+def test_image_cache_keeps_only_the_latest_entries(monkeypatch):
+    cache = ImageCache(ImageProcessingConfig(), entries=2)
+    images = [_image(100, 60, seed=s) for s in range(3)]
+    resizes = _counting_resizes(monkeypatch)
+    for image in images:
+        cache(image)
+    cache(images[2])  # the newest: still there
+    cache(images[1])
+    per_image = len(resizes) // 3
+    assert len(resizes) == 3 * per_image
+    cache(images[0])  # the oldest was dropped when the third came in
+    assert len(resizes) == 4 * per_image
+    patches, _ = cache(images[0])
+    assert not patches.flags.writeable  # shared by every hit: nobody may write to it
+
+
+def test_odd_pixel_count_normalizes_like_the_byte_table():
+    planes = np.random.default_rng(5).integers(0, 256, (3, 5, 7), dtype=np.uint8)
+    table = normalize_table(CLIP_MEAN, CLIP_STD)
+    expected = np.stack([table[c][planes[c]] for c in range(3)])
+    assert np.array_equal(normalize_planes(planes, CLIP_MEAN, CLIP_STD), expected)
