@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +81,8 @@ def domain_allowed(url: str, allowed_domains: Sequence[str]) -> bool:
     return any(host == d or host.endswith("." + d) for d in (d.lower() for d in allowed_domains))
 
 
+#: Captures tried before a transient "Unable to capture screenshot" is an error.
+SCREENSHOT_ATTEMPTS = 4
 #: Schemes a ``navigate`` action may open (the start url, set by the user, may be any).
 NAVIGABLE_SCHEMES = ("http", "https")
 
@@ -165,7 +168,17 @@ class BrowserEnv(Env):
     def capture(self) -> Image.Image:
         # Playwright hides the text caret in screenshots, so a blinking caret cannot keep
         # observe() from settling.
-        png = self._call("screenshot", lambda: self.page.screenshot(type="png"))
+        for attempt in range(SCREENSHOT_ATTEMPTS):
+            try:
+                png = self._call("screenshot", lambda: self.page.screenshot(type="png"))
+                break
+            except EnvError as exc:
+                # While a navigation swaps the page's renderer (an error page replacing a page
+                # that failed to load, say), chromium briefly cannot capture: try again.
+                transient = self._dead is None and "Unable to capture screenshot" in str(exc)
+                if not transient or attempt == SCREENSHOT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         return Image.open(io.BytesIO(png)).convert("RGB")
 
     def extras(self) -> dict[str, Any]:

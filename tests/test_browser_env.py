@@ -275,3 +275,28 @@ def test_a_model_navigates_to_web_pages_only(env, page, url) -> None:
     result = env.execute(Navigate(url=url))
     assert not result.ok and "http(s) urls only" in result.message
     assert env.page.url == before and env.page.title() != "pwned"
+
+
+def test_a_screenshot_chromium_cannot_take_mid_navigation_is_tried_again(env, page,
+                                                                        monkeypatch) -> None:
+    from playwright.sync_api import Error as PlaywrightError
+
+    real, calls = env.page.screenshot, []
+
+    def flaky(**kwargs):
+        calls.append(kwargs)
+        if len(calls) < 3:
+            raise PlaywrightError("Protocol error (Page.captureScreenshot): "
+                                  "Unable to capture screenshot")
+        return real(**kwargs)
+
+    monkeypatch.setattr(env.page, "screenshot", flaky)
+    assert env.capture().size == env.observe().size
+    assert len(calls) >= 3
+
+    def broken(**kwargs):
+        raise PlaywrightError("Protocol error (Page.captureScreenshot): something else")
+
+    monkeypatch.setattr(env.page, "screenshot", broken)
+    with pytest.raises(EnvError, match="something else"):
+        env.capture()
