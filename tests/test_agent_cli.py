@@ -19,9 +19,10 @@ REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(REPO / "agent_cli.py")]
 
 
-def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path, timeout: float = 120,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "160"})
+                          timeout=timeout, env={**os.environ, "COLUMNS": "160", **(env or {})})
 
 
 def replies(path: Path, texts: list[str]) -> Path:

@@ -10,6 +10,7 @@ The miniwob suite's solutions run through the loop in ``test_miniwob.py``.
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -122,8 +123,10 @@ def test_the_phone_suite_covers_every_action_kind_and_has_long_tasks():
     phone = [c.name for c in find_tasks(suite="phone")]
     assert len(phone) >= 20
     missing = [n for n in phone if n not in PHONE_STEPS]
-    if missing:
+    # Filtered with -k outside CI, the phone tasks may not all have run; CI runs them all.
+    if missing and not os.environ.get("CI"):
         pytest.skip(f"run the whole module: {len(missing)} phone tasks did not run")
+    assert not missing, f"phone tasks that did not run before this test: {missing}"
     used = set().union(*PHONE_KINDS.values())
     # "wait" is never needed: solutions read the screen before each step.
     assert KINDS["phone"] - {"wait"} <= used, sorted(KINDS["phone"] - {"wait"} - used)
