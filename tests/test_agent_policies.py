@@ -10,7 +10,6 @@ from PIL import Image
 
 from actions.dialects import ImagePart, Message, Prompt, TextPart, get_dialect
 from actions.dialects.base import ParseError
-from agent.backends.base import cut_at_stop
 from agent.history import HistoryPolicy
 from agent.policies.base import (
     Episode,
@@ -22,6 +21,7 @@ from agent.policies.base import (
 from agent.policies.human import HumanPolicy
 from agent.policies.replay import ReplayPolicy, read_responses
 from core.geometry import Screen
+from model.generate import TextStream
 
 SCREEN = Screen(1080, 2400)
 DIALECT = get_dialect("qwen2vl", "phone")
@@ -126,8 +126,13 @@ def test_prompt_images_and_hf_messages_follow_the_parts():
     ("x ✿RESULT✿: y *RESULT*", "x "),
     ("no stop here", "no stop here"),
 ])
-def test_cut_at_stop(text, cut):
-    assert cut_at_stop(text, ("*RESULT*", "✿RESULT✿")) == cut
+def test_a_reply_ends_before_its_first_stop_string(text, cut):
+    # One character a token: the runtime, not the model, writes what follows a stop string.
+    stream = TextStream(lambda ids: "".join(map(chr, ids)), ("*RESULT*", "✿RESULT✿"), None)
+    for char in text:
+        if stream.push(ord(char)):
+            break
+    assert stream.finish() == cut
 
 
 def test_history_select():

@@ -72,9 +72,3 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release what the backend holds (a model, a connection)."""
-
-
-def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
-    """The reply up to the first stop string: the runtime, not the model, writes what follows."""
-    cuts = [text.find(s) for s in stop if s and s in text]
-    return text[: min(cuts)] if cuts else text
