@@ -14,8 +14,9 @@ Entry points (all under ``torch.inference_mode``):
   ``ensure_cache(model, batch, pos + max_new_tokens)`` before filling the cache, then ``decode``
   (a cache that is already big enough is kept with its contents; a new one starts empty).
 
-Decode steps have static shapes (the whole cache is attended through a mask, positions are
-tensors), so ``options.compile`` compiles the step once per cache shape (CUDA graphs on cuda).
+Compiled decode steps have static shapes (the whole cache is attended through a mask, positions
+are tensors), so ``options.compile`` compiles the step once per cache shape (CUDA graphs on
+cuda); eager steps attend to the filled part of the cache only.
 
 Host syncs: tokens stay on the device; the loop reads them back every ``sync_every`` steps to
 check EOS ids and stop strings and to stream text. On cpu reading a tensor costs nothing, so the
@@ -195,10 +196,11 @@ def decode_step(
     rope_pos: torch.Tensor,
     key_valid: torch.Tensor,
 ) -> torch.Tensor:
-    """One token per row at cache position ``pos`` (1,): logits (B, vocab). Static shapes:
-    token (B, 1), rope_pos (B,) and key_valid (B, cache length) bool."""
+    """One token per row at cache position ``pos`` (1,): logits (B, vocab). token (B, 1),
+    rope_pos (B,) and key_valid (B, keys) bool: the step attends to the first ``keys`` cache
+    slots, the whole cache when compiled (static shapes) and only the filled ones in eager."""
     text = model.model
-    mask = (key_valid & (text.cache_slots <= pos))[:, None, None, :]
+    mask = (key_valid & (text.cache_slots[: key_valid.shape[1]] <= pos))[:, None, None, :]
     cos, sin = text.rope_cos[rope_pos][:, None, None, :], text.rope_sin[rope_pos][:, None, None, :]
     hidden = text(text.embed_tokens(token), cos, sin, pos, mask)
     return model.lm_head(hidden[:, -1])
@@ -287,7 +289,8 @@ def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list
         if i + 1 < n_max:
             # A tensor of its own (not a slice of ``tokens``): the same layout every step, so
             # a compiled step never sees a new storage offset.
-            logits = step(token[:, None], pos, pos + delta, key_valid)
+            keys = key_valid if options.compile else key_valid[:, : state.pos + i + 1]
+            logits = step(token[:, None], pos, pos + delta, keys)
             pos += 1
     rows = tokens[:, :checked].tolist()
     out = []

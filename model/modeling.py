@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from model.config import Qwen2VLConfig
+from model.linear import Linear
 from model.loading import load_weights
 from model.processor import eos_token_ids_of
 from model.rope import mrope_cos_sin, mrope_positions
@@ -52,7 +53,7 @@ class Qwen2VL(nn.Module):
         self.config = config
         self.visual = VISION_TOWERS[config.model_type](config.vision)
         self.model = TextModel(config.text)
-        self.lm_head = nn.Linear(config.text.hidden_size, config.text.vocab_size, bias=False)
+        self.lm_head = Linear(config.text.hidden_size, config.text.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.eos_token_ids: list[int] = [] if config.eos_token_id is None else [config.eos_token_id]

@@ -3,8 +3,9 @@
 q/k/v and gate/up are fused into one matmul each (``fused_from`` tells the loader which checkpoint
 tensors fill which rows). The cache is written either at an int offset (a prefill chunk: attends
 causally inside itself and to everything cached before it) or at a position tensor (a decode
-step: static shapes, attends over the whole cache through a mask, so it compiles once), or not
-at all (``None``: a plain forward over a whole prompt).
+step: attends to as many cache slots as its mask has columns; the whole cache when compiled, so
+shapes are static and it compiles once), or not at all (``None``: a plain forward over a whole
+prompt).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import TextConfig
+from model.linear import Linear
 from model.rope import apply_rotary
 
 
@@ -62,8 +64,8 @@ class Attention(nn.Module):
         )
         q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
         self.fused_from = {"qkv_proj": {"q_proj": q, "k_proj": kv, "v_proj": kv}}
-        self.qkv_proj = nn.Linear(cfg.hidden_size, q + 2 * kv)
-        self.o_proj = nn.Linear(q, cfg.hidden_size, bias=False)
+        self.qkv_proj = Linear(cfg.hidden_size, q + 2 * kv)
+        self.o_proj = Linear(q, cfg.hidden_size, bias=False)
         self.cache: KVCache | None = None
 
     def forward(self, x, cos, sin, pos: int | torch.Tensor | None, mask: torch.Tensor | None):
@@ -75,6 +77,8 @@ class Attention(nn.Module):
         v = qkv[:, qk_heads:]
         if self.cache is not None and pos is not None:
             k, v = self.cache.update(pos, k, v)
+            if mask is not None and mask.shape[-1] < k.shape[2]:  # an eager decode step
+                k, v = k[:, :, : mask.shape[-1]], v[:, :, : mask.shape[-1]]
         # Without a mask the block is a causal prefill from position 0 (or a single token).
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None and n > 1,
@@ -88,8 +92,8 @@ class Mlp(nn.Module):
         super().__init__()
         inter = cfg.intermediate_size
         self.fused_from = {"gate_up_proj": {"gate_proj": inter, "up_proj": inter}}
-        self.gate_up_proj = nn.Linear(cfg.hidden_size, 2 * inter, bias=False)
-        self.down_proj = nn.Linear(inter, cfg.hidden_size, bias=False)
+        self.gate_up_proj = Linear(cfg.hidden_size, 2 * inter, bias=False)
+        self.down_proj = Linear(inter, cfg.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
