@@ -20,14 +20,16 @@ from actions.dialects.base import PastStep
 @dataclass(frozen=True)
 class HistoryPolicy:
     #: Past steps whose screenshot stays an image; the others become text.
-    images: int = 2
+    images: int = 4
     #: Past steps shown at all (the most recent ones); None shows every step.
     steps: int | None = None
     #: When the policy can count tokens, drop past images (oldest first) until the prompt fits.
     max_tokens: int | None = None
     #: Screenshots turn into text this many at a time, so between drops the prompt only grows;
     #: between ``images - block + 1`` and ``images`` screenshots stay (never fewer than none).
-    block: int = 1
+    #: The default keeps 1 to 4 (2.5 on average, like 3 kept and 2 dropped at a time) and
+    #: re-reads the prompt every fourth step instead of every second.
+    block: int = 4
 
     def __post_init__(self) -> None:
         if self.images < 0 or (self.steps is not None and self.steps < 0):

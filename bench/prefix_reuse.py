@@ -14,7 +14,7 @@ prefills with reuse and without at the checkpoints' own pixel budget (a 1080x240
 tests/test_prefix_reuse_doc.py keeps it in step.
 
 Run: .venv/bin/python bench/prefix_reuse.py [--tokens] [--steps 10] [--new-tokens 24]
-         [--images 3 --block 2] [--max-pixels 1003520]
+         [--images 4 --block 4] [--max-pixels 1003520]
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ DIALECTS = ("qwen2vl", "qwen25vl", "uitars")
 #: The history layouts compared: a window moving by one (the former default), the default blocks,
 #: bigger blocks, and every screenshot kept.
 LAYOUTS = {
-    "images=2, block=1": HistoryPolicy(images=2),
-    "images=3, block=2 (default)": HistoryPolicy(images=3, block=2),
-    "images=4, block=4": HistoryPolicy(images=4, block=4),
+    "images=2, block=1": HistoryPolicy(images=2, block=1),
+    "images=3, block=2": HistoryPolicy(images=3, block=2),
+    "images=4, block=4 (default)": HistoryPolicy(images=4, block=4),
     "all images": HistoryPolicy(images=10_000),
 }
 #: What the model writes after its reply: qwen2vl stops at its stop string, the others at EOS.
@@ -172,8 +172,11 @@ def main() -> None:
     parser.add_argument("--tokens", action="store_true", help="print the prefilled-token table")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--new-tokens", type=int, default=24)
-    parser.add_argument("--images", type=int, default=3, help="history: past screenshots kept")
-    parser.add_argument("--block", type=int, default=2, help="history: dropped this many at once")
+    defaults = HistoryPolicy()
+    parser.add_argument("--images", type=int, default=defaults.images,
+                        help="history: past screenshots kept")
+    parser.add_argument("--block", type=int, default=defaults.block,
+                        help="history: dropped this many at once")
     parser.add_argument("--max-pixels", type=int, default=SCREEN_MAX,
                         help="the processor's resize budget per screenshot")
     args = parser.parse_args()

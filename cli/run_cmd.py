@@ -53,10 +53,10 @@ def run(
     max_parse_errors: int = typer.Option(2, "--max-parse-errors", min=0, help="Unparsable "
                                          "replies in a row fed back to the model before the "
                                          "episode fails."),
-    history_images: int = typer.Option(3, "--history-images", min=0, help="Past screenshots "
+    history_images: int = typer.Option(4, "--history-images", min=0, help="Past screenshots "
                                        "kept as images in the prompt (at most); older steps "
                                        "become text."),
-    history_block: int = typer.Option(2, "--history-block", min=1, help="Past screenshots turn "
+    history_block: int = typer.Option(4, "--history-block", min=1, help="Past screenshots turn "
                                       "into text this many at a time, so the prompt only grows "
                                       "in between and a local model reuses its cached prefix."),
     max_prompt_tokens: int = typer.Option(None, "--max-prompt-tokens", min=1, help="Drop past "

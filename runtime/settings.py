@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.history import HistoryPolicy
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 ENV_KINDS = ("android", "desktop", "browser")
@@ -37,8 +38,8 @@ class RunSpec:
     max_steps: int = 30
     max_time_s: float | None = None
     max_parse_errors: int = 2
-    history_images: int = 3
-    history_block: int = 2  # past screenshots turn into text this many at a time
+    history_images: int = HistoryPolicy.images
+    history_block: int = HistoryPolicy.block  # past screenshots turn into text this many at a time
     max_prompt_tokens: int | None = None  # drop old screenshots until the prompt fits
     out: Path = Path("runs")
     min_pixels: int = DEFAULT_MIN_PIXELS

@@ -128,7 +128,7 @@ def test_policy_error_ends_with_error():
 
 def test_history_keeps_only_recent_screenshots_as_images():
     policy = ListPolicy(lambda r: TAP)
-    run(policy, config=AgentConfig(max_steps=5, history=HistoryPolicy(images=1)))
+    run(policy, config=AgentConfig(max_steps=5, history=HistoryPolicy(images=1, block=1)))
     last = policy.requests[-1]
     shown = [p.index for m in last.prompt.messages for p in m.content if isinstance(p, ImagePart)]
     assert shown == [3, 4]  # one past screenshot plus the current one
@@ -140,7 +140,7 @@ def test_token_budget_drops_old_screenshots():
         return 1000 * sum(isinstance(p, ImagePart) for m in prompt.messages for p in m.content)
 
     policy = ListPolicy(lambda r: TAP, tokens=tokens)
-    config = AgentConfig(max_steps=5, history=HistoryPolicy(images=3, max_tokens=2500))
+    config = AgentConfig(max_steps=5, history=HistoryPolicy(images=3, max_tokens=2500, block=1))
     run(policy, config=config)
     for request in policy.requests:
         images = sum(isinstance(p, ImagePart) for m in request.prompt.messages for p in m.content)

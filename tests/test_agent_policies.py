@@ -139,7 +139,7 @@ def test_history_select():
     from actions.dialects import PastStep
 
     past = [PastStep(f"r{i}", "", i) for i in range(5)]
-    assert [s.image for s in HistoryPolicy(images=2).select(past)] == [None, None, None, 3, 4]
+    assert [s.image for s in HistoryPolicy(images=2, block=1).select(past)] == [None, None, None, 3, 4]
     assert [s.image for s in HistoryPolicy(images=9).select(past)] == [0, 1, 2, 3, 4]
     assert [s.response for s in HistoryPolicy(images=1, steps=2).select(past)] == ["r3", "r4"]
     assert HistoryPolicy(steps=0).select(past) == []

@@ -47,7 +47,7 @@ def models(tiny_checkpoint, tiny_qwen25_checkpoint):
 
 @pytest.mark.parametrize(("dialect", "checkpoint"),
                          [("qwen2vl", "qwen2"), ("qwen25vl", "qwen25"), ("uitars", "qwen2")])
-@pytest.mark.parametrize("history", [HistoryPolicy(images=2), HistoryPolicy(images=2, block=2)],
+@pytest.mark.parametrize("history", [HistoryPolicy(images=2, block=1), HistoryPolicy(images=2, block=2)],
                          ids=["window", "blocks"])
 def test_each_extension_equals_a_full_forward(models, tiny_processor, dialect, checkpoint,
                                               history):
@@ -78,7 +78,7 @@ def test_only_new_images_are_encoded_even_when_the_prefix_breaks_before_kept_one
     encoded = []
     # images=1: each step turns the previous screenshot into a note, so the prefix breaks before
     # the kept screenshot, which is prefilled again from the session's features.
-    prompts = episode_prompts("qwen2vl", REPLIES[:4], SCREEN, HistoryPolicy(images=1), KINDS)
+    prompts = episode_prompts("qwen2vl", REPLIES[:4], SCREEN, HistoryPolicy(images=1, block=1), KINDS)
     for prompt in prompts:
         inputs = model_inputs(tiny_processor, prompt, screenshots, SCREEN)
         done = session.prefill(*_tensors(inputs), all_logits=True)
