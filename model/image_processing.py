@@ -3,8 +3,8 @@
 Matches transformers' Qwen2VLImageProcessorPil bit for bit: the same PIL resize on uint8 RGB,
 rescale in float64 then float32, normalize in float32, and the same patch order. The float maths
 is done once per possible pair of byte values (a 65,536-entry table per channel), so each channel
-plane is normalized with one lookup per two pixels; torch then copies the floats into patch order
-on all threads. ``ImageCache`` keeps the patches of the last few images, so a screenshot that
+plane is normalized with one lookup per two pixels, on the thread that resized it; torch then
+copies the floats into patch order on all threads. ``ImageCache`` keeps the patches of the last few images, so a screenshot that
 stays in an agent's history is preprocessed once.
 """
 
@@ -106,13 +106,13 @@ def _checked_rgb(image: Image.Image) -> Image.Image:
 def patchify(rgb: Image.Image, size: tuple[int, int], config: ImageProcessingConfig) -> Patches:
     """Resize an RGB image to ``size`` (height, width), normalize it and cut it into patches."""
     height, width = size
-    planes = resize_planes(rgb, width, height)
+    planes = normalized_planes(rgb, width, height, config.image_mean, config.image_std)
     p, m, t = config.patch_size, config.merge_size, config.temporal_patch_size
     gh, gw = height // p, width // p
     channels = planes.shape[0]
-    normalized = torch.from_numpy(normalize_planes(planes, config.image_mean, config.image_std))
     # (C, H, W) -> (C, gh/m, m, p, gw/m, m, p) -> (gh/m, gw/m, m, m, C, p, p): merge-window order.
-    blocks = normalized.view(channels, gh // m, m, p, gw // m, m, p).permute(1, 4, 2, 5, 0, 3, 6)
+    blocks = torch.from_numpy(planes).view(channels, gh // m, m, p, gw // m, m, p)
+    blocks = blocks.permute(1, 4, 2, 5, 0, 3, 6)
     # A still image is its own temporal neighbour: the frame T times inside each patch.
     frames = blocks.unsqueeze(5).expand(-1, -1, -1, -1, -1, t, -1, -1)
     # numpy, not torch.empty: numpy asks the kernel for huge pages on large arrays, which saves
@@ -122,38 +122,42 @@ def patchify(rgb: Image.Image, size: tuple[int, int], config: ImageProcessingCon
     return patches, (1, gh, gw)
 
 
-def resize_planes(rgb: Image.Image, width: int, height: int) -> np.ndarray:
-    """(C, height, width) bytes: each band resized on its own thread (PIL lets go of the GIL).
+def normalized_planes(
+    rgb: Image.Image, width: int, height: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> np.ndarray:
+    """(C, height, width) float32: each band resized and normalized on its own thread.
 
-    Per band, PIL's 8-bit resample is the same integer arithmetic as on the RGB image, so the
-    bytes are those of ``rgb.resize`` (which the tests compare to transformers').
+    PIL's resize and numpy's table lookup both let go of the GIL. Per band, PIL's 8-bit resample
+    is the same integer arithmetic as on the RGB image, so the bytes are those of ``rgb.resize``
+    (which the tests compare to transformers').
     """
     bands = rgb.split()
-    if (width, height) != rgb.size:
-        size, bicubic = (width, height), Image.Resampling.BICUBIC
-        # Threads made per call (a fraction of a millisecond): nothing to go stale across a fork.
-        with ThreadPoolExecutor(max_workers=len(bands), thread_name_prefix="resize") as pool:
-            bands = list(pool.map(lambda band: band.resize(size, bicubic), bands))
-    return np.stack([np.asarray(band) for band in bands])
+    out = np.empty((len(bands), height, width), np.float32)
+    resize = (width, height) != rgb.size
+
+    def one(c: int) -> None:
+        band = bands[c].resize((width, height), Image.Resampling.BICUBIC) if resize else bands[c]
+        normalize_plane(np.asarray(band), c, mean, std, out[c])
+
+    # Threads made per call (a fraction of a millisecond): nothing to go stale across a fork.
+    with ThreadPoolExecutor(max_workers=len(bands), thread_name_prefix="resize") as pool:
+        list(pool.map(one, range(len(bands))))
+    return out
 
 
-def normalize_planes(
-    planes: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
-) -> np.ndarray:
-    """(C, H, W) bytes -> float32 rescaled and normalized, one table lookup per pair of pixels."""
-    channels = planes.shape[0]
-    flat = planes.reshape(channels, -1)
-    out = np.empty(flat.shape, np.float32)
-    even = flat.shape[1] // 2 * 2
-    pairs = flat[:, :even].view("<u2")  # first pixel in the low byte, as pair_table expects
-    paired = out[:, :even].view(np.uint64)  # two float32 per entry
-    table = pair_table(mean, std)
-    for c in range(channels):
-        # Pair indices are always in range; "clip" spares numpy's buffered copy of ``out``.
-        table[c].take(pairs[c], out=paired[c], mode="clip")
-    if even < flat.shape[1]:  # an odd pixel count: the last pixel alone
-        out[:, -1] = normalize_table(mean, std)[np.arange(channels), flat[:, -1]]
-    return out.reshape(planes.shape)
+def normalize_plane(
+    plane: np.ndarray, channel: int, mean: tuple[float, ...], std: tuple[float, ...],
+    out: np.ndarray,
+) -> None:  # fmt: skip
+    """Bytes of one channel -> ``out`` (same shape, float32, contiguous), rescaled and
+    normalized: one table lookup per pair of pixels."""
+    flat, dest = plane.reshape(-1), out.reshape(-1)
+    even = flat.size // 2 * 2
+    pairs = flat[:even].view("<u2")  # first pixel in the low byte, as pair_table expects
+    # Pair indices are always in range; "clip" spares numpy's buffered copy of ``out``.
+    pair_table(mean, std)[channel].take(pairs, out=dest[:even].view(np.uint64), mode="clip")
+    if even < flat.size:  # an odd pixel count: the last pixel alone
+        dest[-1] = normalize_table(mean, std)[channel, flat[-1]]
 
 
 @functools.cache
