@@ -19,9 +19,36 @@ from torch import nn
 SMALL_ROWS = 64
 
 
+@torch.compiler.assume_constant_result
+def _threads() -> int:
+    # A constant to torch.compile (read when it traces): a call it cannot trace would split the
+    # compiled decode step at every layer.
+    return torch.get_num_threads()
+
+
+def _blocked(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, parts: int
+) -> torch.Tensor:
+    """``F.linear`` for x (rows, in) as ``parts`` row blocks of the weight: (rows, out)."""
+    out_features, in_features = weight.shape
+    blocks = weight.view(parts, out_features // parts, in_features)
+    columns = x.t().expand(parts, -1, -1)
+    if bias is None:
+        out = torch.bmm(blocks, columns)
+    else:
+        out = torch.baddbmm(bias.view(parts, -1, 1), blocks, columns)
+    return out.permute(2, 0, 1).reshape(x.shape[0], out_features)
+
+
+# An opaque op to torch.compile, which would otherwise rewrite the product into loops of its own
+# (slower than the batched matmul here). Eager calls skip it: its dispatch costs more than it does.
+_blocked_op = torch.library.custom_op("vlagent::blocked_linear", _blocked, mutates_args=())
+_blocked_op.register_fake(lambda x, weight, bias, parts: x.new_empty(x.shape[0], weight.shape[0]))
+
+
 class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows, parts = x.numel() // self.in_features, torch.get_num_threads()
+        rows, parts = x.numel() // self.in_features, _threads()
         if (
             x.device.type != "cpu"
             or x.dtype != torch.float32
@@ -30,11 +57,6 @@ class Linear(nn.Linear):
             or self.out_features % parts
         ):
             return F.linear(x, self.weight, self.bias)
-        blocks = self.weight.view(parts, self.out_features // parts, self.in_features)
-        columns = x.reshape(rows, self.in_features).t().expand(parts, -1, -1)
-        if self.bias is None:
-            out = torch.bmm(blocks, columns)
-        else:
-            out = torch.baddbmm(self.bias.view(parts, -1, 1), blocks, columns)
-        # (parts, out/parts, rows) -> (rows, out)
-        return out.permute(2, 0, 1).reshape(*x.shape[:-1], self.out_features)
+        blocked = _blocked_op if torch.compiler.is_compiling() else _blocked
+        out = blocked(x.reshape(rows, self.in_features), self.weight, self.bias, parts)
+        return out.view(*x.shape[:-1], self.out_features)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from model import Qwen2VL, Qwen2VLProcessor
-from model.generate import GenerationOptions, Sampling, generate, sample
+from model.generate import GenerationOptions, Sampling, decode_step, generate, prefill, sample
 from runtime.tiny_checkpoint import make_tiny_checkpoint
 
 
@@ -144,7 +144,27 @@ def test_a_chunk_prefilled_after_cached_tokens_matches_a_full_forward(ours, prom
 
 
 # --- compiled decode ------------------------------------------------------------------------
-def test_compiled_decode_gives_the_eager_greedy_tokens(tmp_path):
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])  # 2: the decoder's products as row blocks
+def test_the_decode_step_traces_as_one_graph(ours, prompt, threads, n_threads):
+    threads(n_threads)
+    state = prefill(ours, prompt["input_ids"], prompt["pixel_values"], prompt["image_grid_thw"])
+    pos = torch.tensor([state.pos])
+    key_valid = torch.ones(1, ours.model.cache_shape[1], dtype=torch.bool)
+    args = (ours, torch.tensor([[5]]), pos, pos + state.rope_delta.view(1), key_valid)
+    with torch.inference_mode():
+        explained = torch._dynamo.explain(decode_step)(*args)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_compiled_decode_gives_the_eager_greedy_tokens(tmp_path, threads):
+    threads(2)
     # One decoder layer keeps inductor's compile short.
     path = make_tiny_checkpoint(tmp_path, text_overrides=dict(num_hidden_layers=1))
     proc = Qwen2VLProcessor.from_pretrained(path)
