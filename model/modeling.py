@@ -47,6 +47,11 @@ def resolve_device_dtype(
     return dev, dtype
 
 
+#: Images go through the vision tower in groups of at most this many patches (one bigger image
+#: alone): about as fast per patch as one image, faster than many (``Qwen2VL.image_features``).
+VISION_GROUP_PATCHES = 4096
+
+
 class Qwen2VL(nn.Module):
     def __init__(self, config: Qwen2VLConfig):
         super().__init__()
@@ -108,13 +113,38 @@ class Qwen2VL(nn.Module):
             return embeds
         if image_grid_thw is None:
             raise ValueError("pixel_values needs image_grid_thw")
-        features = self.visual(pixel_values.to(self.device), image_grid_thw)
+        features = self.image_features(pixel_values, image_grid_thw)
         if features.shape[0] != n_tokens:
             raise ValueError(
                 f"image features and image tokens do not match: {features.shape[0]} features, "
                 f"{n_tokens} image tokens in input_ids"
             )
         return embeds.masked_scatter(is_image[..., None], features.to(embeds.dtype))
+
+    def image_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        """The vision tower's features of the images, run a group of whole images at a time.
+
+        An image attends only to itself, so the groups give the features of one pass over all;
+        but a pass over many images (a server's batch, a prompt's history) makes activations too
+        big for the CPU's caches, and was 20% slower for 8 screenshots of 1,024 patches.
+        """
+        pixel_values = pixel_values.to(self.device)
+        patches = grid_thw.prod(-1).tolist()
+        if sum(patches) != pixel_values.shape[0]:  # the tower's own error says what is wrong
+            return self.visual(pixel_values, grid_thw)
+        groups: list[list[int]] = []  # image indices
+        for i, n in enumerate(patches):
+            if groups and sum(patches[j] for j in groups[-1]) + n <= VISION_GROUP_PATCHES:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        features, row = [], 0
+        for group in groups:
+            rows = sum(patches[i] for i in group)
+            images = grid_thw[group[0] : group[-1] + 1]
+            features.append(self.visual(pixel_values[row : row + rows], images))
+            row += rows
+        return features[0] if len(features) == 1 else torch.cat(features)
 
     def positions(
         self,

@@ -153,7 +153,7 @@ class GenerationSession:
         if missing:
             pixels = torch.cat([pixel_values[s.rows] for s in missing]).to(model.device)
             grids = torch.tensor([s.grid for s in missing], dtype=torch.long)
-            features = model.visual(pixels, grids)
+            features = model.image_features(pixels, grids)
             sizes = [s.end - s.start for s in missing]
             self.features.update(zip([s.key for s in missing], features.split(sizes)))
         for span in needed:
