@@ -73,6 +73,7 @@ class ServerSettings:
     max_tokens: int = 4096
     max_batch: int = 8
     batch_wait_s: float = 0.005
+    batch_gather_s: float = 0.2  # how long a batch waits for requests still being prepared
 
 
 class ApiError(Exception):
@@ -83,7 +84,8 @@ class ApiError(Exception):
 
 def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     scheduler: BatchScheduler = BatchScheduler(
-        engine.generate_batch, max_batch=settings.max_batch, wait_s=settings.batch_wait_s)
+        engine.generate_batch, max_batch=settings.max_batch, wait_s=settings.batch_wait_s,
+        gather_s=settings.batch_gather_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,6 +129,16 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         authorize(request)
+        with scheduler.incoming():
+            prepared, chat = await prepare(request)
+        reply = Reply(settings.model_id)
+        if chat.stream:
+            return StreamingResponse(reply.chunks(scheduler.stream(prepared)),
+                                     media_type="text/event-stream")
+        completion: Completion = await scheduler.submit(prepared)
+        return reply.body(completion)
+
+    async def prepare(request: Request) -> tuple[Prepared, ChatRequest]:
         chat = parse_request(await read_body(request, settings.max_body_bytes))
         if chat.model != settings.model_id:
             raise ApiError(404, f"model {chat.model!r} is not served here; this server serves "
@@ -141,12 +153,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             raise ApiError(400, f"the prompt has {prepared.prompt_tokens} tokens; with max_tokens "
                                 f"{params.max_new_tokens} it exceeds the context of "
                                 f"{engine.context_length}")
-        reply = Reply(settings.model_id)
-        if chat.stream:
-            return StreamingResponse(reply.chunks(scheduler.stream(prepared)),
-                                     media_type="text/event-stream")
-        completion: Completion = await scheduler.submit(prepared)
-        return reply.body(completion)
+        return prepared, chat
 
     return app
 

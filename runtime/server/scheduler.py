@@ -1,7 +1,9 @@
 """Collects requests that arrive together and runs them on the model as one batch.
 
 The first waiting request opens a batch; others join it for up to ``wait_s`` or until it holds
-``max_batch``. The batch runs on one worker thread (the model is used from one thread only), so
+``max_batch``. Requests still being read and prepared (``incoming``) are waited for up to
+``gather_s``: requests sent together reach the queue tens of milliseconds apart (each one's images
+are decoded and preprocessed first), and one that misses the batch waits for all of it. The batch runs on one worker thread (the model is used from one thread only), so
 the event loop keeps accepting and validating requests meanwhile.
 
 A streamed request (``stream``) gets its text pieces as the model decodes them: the batch is run
@@ -15,7 +17,7 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Generic, Sequence, TypeVar
+from typing import AsyncIterator, Callable, Generic, Iterator, Sequence, TypeVar
 
 from agent.backends.base import OnText
 
@@ -39,12 +41,15 @@ class BatchScheduler(Generic[Job, Result]):
         *,
         max_batch: int = 8,
         wait_s: float = 0.005,
+        gather_s: float = 0.2,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._run_batch = run_batch
         self.max_batch = max_batch
         self.wait_s = wait_s
+        self.gather_s = gather_s
+        self._incoming = 0
         self._queue: asyncio.Queue[_Waiting[Job, Result]] | None = None
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -62,6 +67,15 @@ class BatchScheduler(Generic[Job, Result]):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self._worker = self._executor = self._queue = None
+
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Counts a request on its way to ``submit`` (for the event loop's thread only)."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
 
     async def submit(self, job: Job, on_text: OnText = None) -> Result:
         """The job's result; ``on_text`` (called on the event loop) gets its pieces first."""
@@ -89,16 +103,18 @@ class BatchScheduler(Generic[Job, Result]):
             result.cancel()
 
     async def _collect(self) -> list[_Waiting[Job, Result]]:
-        queue = self._queue
+        queue, loop = self._queue, asyncio.get_running_loop()
         batch = [await queue.get()]
-        deadline = asyncio.get_running_loop().time() + self.wait_s
+        start = loop.time()
         while len(batch) < self.max_batch:
-            left = deadline - asyncio.get_running_loop().time()
-            try:
-                batch.append(queue.get_nowait() if left <= 0 else
-                             await asyncio.wait_for(queue.get(), left))
-            except (asyncio.QueueEmpty, asyncio.TimeoutError):
+            if not queue.empty():
+                batch.append(queue.get_nowait())
+                continue
+            left = start + (self.gather_s if self._incoming else self.wait_s) - loop.time()
+            if left <= 0:
                 break
+            with contextlib.suppress(asyncio.TimeoutError):  # then look at _incoming again
+                batch.append(await asyncio.wait_for(queue.get(), min(left, self.wait_s)))
         # A client that went away while waiting gets nothing computed for it.
         return [waiting for waiting in batch if not waiting.future.done()]
 

@@ -1,0 +1,45 @@
+"""runtime.server.scheduler.BatchScheduler: which requests share a batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+from runtime.server.scheduler import BatchScheduler
+
+
+async def _batches(arrivals: list[tuple[str, float, bool]], gather_s: float) -> list[list[str]]:
+    """Submit each job after its delay, announced as incoming from the start or not."""
+    batches: list[list[str]] = []
+    scheduler = BatchScheduler(lambda jobs, sinks: batches.append(list(jobs)) or jobs,
+                               max_batch=8, wait_s=0.005, gather_s=gather_s)
+    await scheduler.start()
+
+    async def send(job: str, delay: float, announced: bool) -> str:
+        if announced:
+            with scheduler.incoming():
+                await asyncio.sleep(delay)
+        else:
+            await asyncio.sleep(delay)
+        return await scheduler.submit(job)
+
+    try:
+        results = await asyncio.gather(*(send(*a) for a in arrivals))
+    finally:
+        await scheduler.stop()
+    assert results == [job for job, _, _ in arrivals]
+    return batches
+
+
+def test_a_batch_waits_for_requests_still_being_prepared():
+    arrivals = [("a", 0.0, True), ("b", 0.08, True), ("c", 0.12, True)]
+    assert asyncio.run(_batches(arrivals, gather_s=1.0)) == [["a", "b", "c"]]
+
+
+def test_without_requests_on_their_way_a_batch_starts_at_once():
+    arrivals = [("a", 0.0, False), ("b", 0.08, False)]
+    assert asyncio.run(_batches(arrivals, gather_s=1.0)) == [["a"], ["b"]]
+
+
+def test_a_request_that_takes_long_to_arrive_is_waited_for_only_up_to_gather_s():
+    batches = asyncio.run(_batches([("a", 0.0, True), ("slow", 1.0, True)], gather_s=0.1))
+    assert batches == [["a"], ["slow"]]
