@@ -14,9 +14,10 @@ Entry points (all under ``torch.inference_mode``):
   ``ensure_cache(model, batch, pos + max_new_tokens)`` before filling the cache, then ``decode``
   (a cache that is already big enough is kept with its contents; a new one starts empty).
 
-Compiled decode steps have static shapes (the whole cache is attended through a mask, positions
-are tensors), so ``options.compile`` compiles the step once per cache shape (CUDA graphs on
-cuda); eager steps attend to the filled part of the cache only.
+A decode step attends to a prefix of the cache through a mask, with positions as tensors. Eager
+steps attend to the filled part only; compiled ones (``options.compile``, CUDA graphs on cuda) to
+a power of two of at least 256 slots that holds it, so the step compiles once per such length
+(and batch size), a handful of shapes, without reading a long empty cache every step.
 
 Host syncs: tokens stay on the device; the loop reads them back every ``sync_every`` steps to
 check EOS ids and stop strings and to stream text. On cpu reading a tensor costs nothing, so the
@@ -198,12 +199,20 @@ def decode_step(
 ) -> torch.Tensor:
     """One token per row at cache position ``pos`` (1,): logits (B, vocab). token (B, 1),
     rope_pos (B,) and key_valid (B, keys) bool: the step attends to the first ``keys`` cache
-    slots, the whole cache when compiled (static shapes) and only the filled ones in eager."""
+    slots (``attended_slots``)."""
     text = model.model
     mask = (key_valid & (text.cache_slots[: key_valid.shape[1]] <= pos))[:, None, None, :]
     cos, sin = text.rope_cos[rope_pos][:, None, None, :], text.rope_sin[rope_pos][:, None, None, :]
     hidden = text(text.embed_tokens(token), cos, sin, pos, mask)
     return model.lm_head(hidden[:, -1])
+
+
+def attended_slots(filled: int, capacity: int, compiled: bool) -> int:
+    """Cache slots a decode step attends to: the filled ones in eager; for a compiled step, a
+    power of two (at least 256) that holds them, so it sees few distinct shapes."""
+    if not compiled:
+        return filled
+    return min(capacity, max(256, 1 << (filled - 1).bit_length()))
 
 
 _COMPILED: weakref.WeakKeyDictionary[Any, Callable[..., torch.Tensor]] = weakref.WeakKeyDictionary()
@@ -215,6 +224,9 @@ def step_function(model: Qwen2VL, compile: bool) -> Callable[..., torch.Tensor]:
         return lambda *args: decode_step(model, *args)
     if model not in _COMPILED:
         cuda = model.device.type == "cuda"
+        # Each batch size and attended length is a graph of its own; torch's default limit (8)
+        # would send a server's later shapes back to eager.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         compiled = torch.compile(
             decode_step, mode="reduce-overhead" if cuda else None, dynamic=False
         )
@@ -289,7 +301,7 @@ def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list
         if i + 1 < n_max:
             # A tensor of its own (not a slice of ``tokens``): the same layout every step, so
             # a compiled step never sees a new storage offset.
-            keys = key_valid if options.compile else key_valid[:, : state.pos + i + 1]
+            keys = key_valid[:, : attended_slots(state.pos + i + 1, cache[1], options.compile)]
             logits = step(token[:, None], pos, pos + delta, keys)
             pos += 1
     rows = tokens[:, :checked].tolist()

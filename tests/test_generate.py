@@ -192,3 +192,12 @@ def test_run_compile_option_reaches_the_local_backend(tiny_checkpoint, tmp_path)
     for compile in (False, True):
         spec = RunSpec(goal="g", model=str(tiny_checkpoint), compile=compile)
         assert make_policy(spec, tmp_path).backend.compile is compile
+
+
+def test_compiled_steps_attend_to_power_of_two_prefixes_of_the_cache():
+    from model.generate import attended_slots
+
+    assert [attended_slots(n, 4096, compiled=False) for n in (1, 300, 4096)] == [1, 300, 4096]
+    compiled = [attended_slots(n, 4096, compiled=True) for n in (1, 256, 257, 512, 513, 4000)]
+    assert compiled == [256, 256, 512, 512, 1024, 4096]
+    assert attended_slots(700, 768, compiled=True) == 768  # never past the cache
