@@ -149,8 +149,11 @@ class TextModel(nn.Module):
         """``pos``: where ``embeds`` go in the cache (module docstring); None: no cache."""
         n = embeds.shape[1]
         if mask is None and isinstance(pos, int) and pos > 0 and n > 1:
-            # A chunk after cached tokens: all of those, then causal inside the chunk.
-            mask = torch.ones(n, pos + n, dtype=torch.bool, device=embeds.device).tril(pos)
+            # A chunk after cached tokens: all of those, then causal inside the chunk. Additive
+            # (0 or -inf) rather than bool, which SDPA would convert again in every layer.
+            keep = torch.ones(n, pos + n, dtype=torch.bool, device=embeds.device).tril(pos)
+            mask = torch.zeros(keep.shape, dtype=embeds.dtype, device=embeds.device)
+            mask.masked_fill_(~keep, float("-inf"))
         x = embeds
         for layer in self.layers:
             x = layer(x, cos, sin, pos, mask)
