@@ -65,6 +65,9 @@ class GenerationOptions:
     compile: bool = False
     #: Read tokens back every this many steps; None: 1 on cpu, 8 on cuda (see the docstring).
     sync_every: int | None = None
+    #: Called with a row at each read-back: True once nobody waits for that row (a server's
+    #: client that left). The row stops there ("dropped"); the loop ends when all rows have.
+    dropped: Callable[[int], bool] | None = None
 
 
 @dataclass
@@ -73,7 +76,7 @@ class Generation:
     tokens: list[int]
     #: The decoded reply without EOS tokens, cut before a stop string ("" without a tokenizer).
     text: str
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "dropped"]
 
 
 @dataclass
@@ -289,6 +292,7 @@ def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list
     delta = state.rope_delta.view(batch)
     tokens = torch.empty(batch, n_max, dtype=torch.long, device=device)
     ends: list[int | None] = [None] * batch  # a finished row's token count
+    dropped: set[int] = set()  # rows nobody waits for
     logits, checked = state.logits, 0
     for i in range(n_max):
         token = sample(logits, options.sampling, generator)
@@ -296,6 +300,11 @@ def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list
         if i + 1 == n_max or (i + 1) % sync_every == 0:
             _check(tokens[:, checked : i + 1].tolist(), checked, eos, streams, ends)
             checked = i + 1
+            if options.dropped is not None:
+                for b in range(batch):
+                    if ends[b] is None and options.dropped(b):
+                        ends[b] = checked
+                        dropped.add(b)
             if all(end is not None for end in ends):
                 break
         if i + 1 < n_max:
@@ -309,7 +318,8 @@ def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list
     for b in range(batch):
         n = ends[b] if ends[b] is not None else checked
         text = streams[b].finish() if streams else ""
-        out.append(Generation(rows[b][:n], text, "length" if ends[b] is None else "stop"))
+        reason = "dropped" if b in dropped else "length" if ends[b] is None else "stop"
+        out.append(Generation(rows[b][:n], text, reason))
     return out
 
 

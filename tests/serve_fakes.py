@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from agent.backends.base import Completion, OnText, Params
 
@@ -35,6 +35,7 @@ class EchoEngine:
         self.hold = hold
         self.batches: list[int] = []
         self.finished: list[int] = []  # sizes of the batches that ran to the end
+        self.gone: list[list[bool]] = []  # per batch that ran to the end: who had left by then
         self._busy = threading.Lock()
 
     def prepare(self, messages, images, params: Params) -> EchoJob:
@@ -43,8 +44,8 @@ class EchoEngine:
             p["text"] for p in content if p["type"] == "text")
         return EchoJob(text, len(images), params)
 
-    def generate_batch(self, batch: list[EchoJob], on_text: Sequence[OnText] | None = None
-                       ) -> list[Completion]:
+    def generate_batch(self, batch: list[EchoJob], on_text: Sequence[OnText] | None = None,
+                       gone: Sequence[Callable[[], bool]] | None = None) -> list[Completion]:
         if not self._busy.acquire(blocking=False):  # the model must never run twice at once
             raise RuntimeError("generate_batch ran concurrently")
         try:
@@ -61,6 +62,7 @@ class EchoEngine:
                     self.hold.wait(timeout=10)
                 time.sleep(self.piece_delay_s)
             self.finished.append(len(batch))
+            self.gone.append([left() for left in gone or []])
             return [Completion(text, job.prompt_tokens, 3) for text, job in zip(texts, batch)]
         finally:
             self._busy.release()

@@ -283,7 +283,7 @@ class TapEngine(EchoEngine):
         super().__init__()
         self.slow, self.calls = slow, 0
 
-    def generate_batch(self, batch, on_text=None):  # streams nothing: serve sends all at the end
+    def generate_batch(self, batch, on_text=None, gone=None):  # streams nothing: serve sends all at the end
         self.calls += 1
         if self.calls == self.slow:
             time.sleep(0.8)

@@ -129,6 +129,32 @@ def test_batched_greedy_equals_unbatched(ours, tiny_processor):
         assert together[i] == _run(ours, alone, max_new_tokens=10, eos_token_ids=())[0].tokens, i
 
 
+def test_a_dropped_row_stops_and_the_others_decode_on(ours, tiny_processor, monkeypatch):
+    texts = [_chat(tiny_processor, text) for text in ("Hi.", "Open the settings app.")]
+    batch = tiny_processor(text=texts)
+    full = [g.tokens for g in _run(ours, batch, max_new_tokens=12, eos_token_ids=())]
+    steps = _counting_steps(monkeypatch)
+    # Row 0's caller leaves after its third token has been read back.
+    gone = _run(ours, batch, max_new_tokens=12, eos_token_ids=(),
+                dropped=lambda row: row == 0 and len(steps) >= 2)  # fmt: skip
+    assert (gone[0].tokens, gone[0].finish_reason) == (full[0][:3], "dropped")
+    assert (gone[1].tokens, gone[1].finish_reason) == (full[1], "length")
+    # Nobody waiting at all: the loop ends at the first read-back.
+    steps.clear()
+    gone = _run(ours, batch, max_new_tokens=12, eos_token_ids=(), dropped=lambda row: True)
+    assert [(g.tokens, g.finish_reason) for g in gone] == [(f[:1], "dropped") for f in full]
+    assert steps == []
+
+
+def _counting_steps(monkeypatch) -> list[int]:
+    import model.generate as generation
+
+    steps: list[int] = []
+    step = generation.decode_step
+    monkeypatch.setattr(generation, "decode_step", lambda *a: steps.append(1) or step(*a))
+    return steps
+
+
 def test_a_chunk_prefilled_after_cached_tokens_matches_a_full_forward(ours, prompt):
     ids, grid = prompt["input_ids"], prompt["image_grid_thw"]
     full = ours(input_ids=ids, pixel_values=prompt["pixel_values"], image_grid_thw=grid)[0, -1]

@@ -10,7 +10,7 @@ from runtime.server.scheduler import BatchScheduler
 async def _batches(arrivals: list[tuple[str, float, bool]], gather_s: float) -> list[list[str]]:
     """Submit each job after its delay, announced as incoming from the start or not."""
     batches: list[list[str]] = []
-    scheduler = BatchScheduler(lambda jobs, sinks: batches.append(list(jobs)) or jobs,
+    scheduler = BatchScheduler(lambda jobs, sinks, gone: batches.append(list(jobs)) or jobs,
                                max_batch=8, wait_s=0.005, gather_s=gather_s)
     await scheduler.start()
 

@@ -204,7 +204,7 @@ class PlaceholderEngine(EchoEngine):
         super().__init__()
         self.calls = 0
 
-    def generate_batch(self, batch, on_text=None):  # streams nothing: serve sends all at the end
+    def generate_batch(self, batch, on_text=None, gone=None):  # streams nothing: serve sends all at the end
         self.calls += 1
         return [Completion(TYPE_SECRET if self.calls == 1 else DONE, job.prompt_tokens, 3)
                 for job in batch]

@@ -219,17 +219,19 @@ def test_two_streamed_requests_run_as_one_batch_and_each_gets_its_own_pieces():
 
 def test_a_client_leaving_mid_stream_breaks_neither_its_batch_nor_the_server():
     hold = threading.Event()
-    engine = EchoEngine(hold=hold, piece_delay_s=0.05)  # still writing when the client leaves
+    engine = EchoEngine(hold=hold, piece_delay_s=0.2)  # still writing when the client leaves
     (zero, one), firsts = streamed_pair(engine, hold, leave_first=True)
     assert content(zero) == "echo: "  # it left after the first piece
     assert content(one) == "echo: client one (0 images)"  # its batch mate got everything
     assert engine.batches == engine.finished == [2, 2]
+    # The engine was told, while the batch still ran, that the first client had left.
+    assert engine.gone[0] == [True, False]
 
 
 class FailingEngine(EchoEngine):
     """Writes a piece, then fails, as a model running out of memory would."""
 
-    def generate_batch(self, batch, on_text=None):
+    def generate_batch(self, batch, on_text=None, gone=None):
         for sink in on_text or []:
             if sink is not None:
                 sink("echo: ")
@@ -239,7 +241,7 @@ class FailingEngine(EchoEngine):
 class SilentEngine(EchoEngine):
     """Streams nothing: its text comes with the result."""
 
-    def generate_batch(self, batch, on_text=None):
+    def generate_batch(self, batch, on_text=None, gone=None):
         return super().generate_batch(batch)
 
 

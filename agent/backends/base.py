@@ -50,8 +50,9 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    #: "stop": an EOS token or a stop string ended it; "length": max_new_tokens did.
-    finish_reason: Literal["stop", "length"] = "stop"
+    #: "stop": an EOS token or a stop string ended it; "length": max_new_tokens did; "dropped":
+    #: nobody waited for it any more (a server's request whose client left), so it was cut off.
+    finish_reason: Literal["stop", "length", "dropped"] = "stop"
     #: Prompt tokens whose KV cache was reused from the previous call, not computed again.
     cached_tokens: int = 0
     #: Wall-clock milliseconds by phase, e.g. preprocess_ms and generate_ms, or request_ms.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from agent.backends.base import Backend, Completion, Messages, OnText, Params
 
@@ -76,10 +76,12 @@ class LocalBackend(Backend):
                            min_pixels=params.min_pixels, max_pixels=params.max_pixels)
         return Prepared(inputs, params, (time.perf_counter() - start) * 1000)
 
-    def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None
-                       ) -> list[Completion]:
-        """Completions in the order of ``batch``; ``on_text[i]`` streams request i's text."""
+    def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None,
+                       gone: Sequence[Callable[[], bool]] | None = None) -> list[Completion]:
+        """Completions in the order of ``batch``; ``on_text[i]`` streams request i's text.
+        Once ``gone[i]()`` is True, request i stops decoding (its completion is "dropped")."""
         sinks = list(on_text or [None] * len(batch))
+        gones = list(gone or [_never] * len(batch))
         groups: dict[object, list[int]] = {}
         for i, item in enumerate(batch):
             p = item.params
@@ -88,8 +90,12 @@ class LocalBackend(Backend):
             groups.setdefault(key, []).append(i)
         out: dict[int, Completion] = {}
         for rows in groups.values():
+            if all(gones[i]() for i in rows):  # left while earlier groups ran: no prefill
+                out.update((i, Completion("", batch[i].prompt_tokens, 0, "dropped")) for i in rows)
+                continue
             out.update(zip(rows, self._generate_group([batch[i] for i in rows],
-                                                      [sinks[i] for i in rows])))
+                                                      [sinks[i] for i in rows],
+                                                      [gones[i] for i in rows])))
         return [out[i] for i in range(len(batch))]
 
     def generate(
@@ -107,7 +113,8 @@ class LocalBackend(Backend):
         completion.cached_tokens = self.session.reused_tokens - reused_before
         return completion
 
-    def _options(self, params: Params, sinks: Sequence[OnText] = ()) -> "GenerationOptions":
+    def _options(self, params: Params, sinks: Sequence[OnText] = (),
+                 gones: Sequence[Callable[[], bool]] = ()) -> "GenerationOptions":
         from model.generate import GenerationOptions, Sampling
 
         def on_text(row: int, piece: str) -> None:
@@ -121,6 +128,7 @@ class LocalBackend(Backend):
             tokenizer=self.processor.tokenizer,
             compile=self.compile,
             on_text=on_text if any(sinks) else None,
+            dropped=(lambda row: gones[row]()) if gones else None,
         )
 
     @staticmethod
@@ -133,8 +141,8 @@ class LocalBackend(Backend):
             timings={"preprocess_ms": item.preprocess_ms, "generate_ms": generate_ms},
         )
 
-    def _generate_group(self, group: list[Prepared], sinks: Sequence[OnText]
-                        ) -> list[Completion]:
+    def _generate_group(self, group: list[Prepared], sinks: Sequence[OnText],
+                        gones: Sequence[Callable[[], bool]] = ()) -> list[Completion]:
         """Requests with equal params as one left-padded batch; ``sinks[i]`` streams row i."""
         import torch
 
@@ -150,7 +158,7 @@ class LocalBackend(Backend):
         images = [item.inputs for item in group if "pixel_values" in item.inputs]
         pixel_values = torch.cat([x["pixel_values"] for x in images]) if images else None
         grid = torch.cat([x["image_grid_thw"] for x in images]) if images else None
-        options = self._options(group[0].params, sinks)
+        options = self._options(group[0].params, sinks, gones)
         start = time.perf_counter()
         generations = generate(self.model, input_ids, pixel_values, grid, attention_mask, options)
         generate_ms = (time.perf_counter() - start) * 1000
@@ -158,3 +166,7 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self.model = self.session = None
+
+
+def _never() -> bool:
+    return False

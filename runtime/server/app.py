@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Protocol, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -57,10 +57,11 @@ class Engine(Protocol):
                 ) -> Prepared:
         """Render and preprocess one request; bad input raises ValueError."""
 
-    def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None
-                       ) -> list[Completion]:
+    def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None,
+                       gone: Sequence[Callable[[], bool]] | None = None) -> list[Completion]:
         """Run a batch on the model (one thread at a time). ``on_text[i]``, where not None,
-        gets request i's text pieces as they are decoded; they join to its ``text``."""
+        gets request i's text pieces as they are decoded; they join to its ``text``.
+        ``gone[i]()`` turns True once nobody waits for request i any more."""
 
 
 @dataclass(frozen=True)

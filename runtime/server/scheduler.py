@@ -23,8 +23,9 @@ from agent.backends.base import OnText
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
-#: Runs a batch of jobs; the second argument holds each job's sink (called on the worker thread).
-RunBatch = Callable[[list[Job], Sequence[OnText]], list[Result]]
+#: Runs a batch of jobs; the second argument holds each job's sink (called on the worker thread),
+#: the third tells for each job whether its requester is gone (then its result goes nowhere).
+RunBatch = Callable[[list[Job], Sequence[OnText], Sequence[Callable[[], bool]]], list[Result]]
 
 
 @dataclass
@@ -89,7 +90,8 @@ class BatchScheduler(Generic[Job, Result]):
         """The job's text pieces as the model writes them, then its result (or its error).
 
         Closing the iterator early (a client that went away) drops the request: its batch runs
-        on for the others, and its pieces go nowhere.
+        on for the others, its pieces go nowhere, and the engine is told it is gone (the local
+        one stops decoding it).
         """
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         result = asyncio.ensure_future(self.submit(job, pieces.put_nowait))
@@ -126,8 +128,12 @@ class BatchScheduler(Generic[Job, Result]):
                 continue
             jobs = [waiting.job for waiting in batch]
             sinks = [_on_loop(loop, w.on_text) if w.on_text else None for w in batch]
+            # A request that left (a stream closed early) has its future cancelled; reading that
+            # from the worker thread is a read of one attribute.
+            gone = [w.future.done for w in batch]
             try:
-                results = await loop.run_in_executor(self._executor, self._run_batch, jobs, sinks)
+                results = await loop.run_in_executor(self._executor, self._run_batch, jobs, sinks,
+                                                     gone)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 for waiting in batch:
                     if not waiting.future.done():
