@@ -195,17 +195,26 @@ class ImageCache:
     def __call__(
         self, image: Image.Image, min_pixels: int | None = None, max_pixels: int | None = None
     ) -> Patches:
+        return self.lookup(image, min_pixels, max_pixels)[0]
+
+    def lookup(
+        self, image: Image.Image, min_pixels: int | None = None, max_pixels: int | None = None
+    ) -> tuple[Patches, bytes]:
+        """The patches, and a digest of what decides them (content, sizes, config): equal
+        digests, equal patches. A prefix-reusing session keys images by it instead of hashing
+        the patches, which are several times bigger than the image."""
         rgb = _checked_rgb(image)
         size = self.config.resized_size(rgb.width, rgb.height, min_pixels, max_pixels)
         key = (hashlib.sha256(rgb.tobytes()).digest(), rgb.size, size, self.config)
+        digest = hashlib.sha256(repr(key).encode()).digest()
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
+                return self._items[key], digest
         patches, grid = patchify(rgb, size, self.config)
         patches.flags.writeable = False
         with self._lock:
             self._items[key] = (patches, grid)
             while len(self._items) > self.entries:
                 self._items.popitem(last=False)
-        return patches, grid
+        return (patches, grid), digest

@@ -146,11 +146,13 @@ class Qwen2VLProcessor:
         images: Sequence[Image.Image] | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
+        return_image_digests: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Tokenize, expand each image placeholder to its pad tokens, preprocess the images.
 
         Several texts are left-padded (``attention_mask`` 0 on the padding); images are consumed
-        in order across the texts.
+        in order across the texts. ``return_image_digests`` adds ``image_digests`` (n_images, 32)
+        uint8: per image, a digest of what decides its patches (``ImageCache.lookup``).
         """
         texts = [text] if isinstance(text, str) else list(text)
         images = list(images or [])
@@ -160,7 +162,12 @@ class Qwen2VLProcessor:
         batch: dict[str, torch.Tensor] = {}
         token_counts: list[int] = []
         if images:
-            processed = [self.images(im, min_pixels, max_pixels) for im in images]
+            looked_up = [self.images.lookup(im, min_pixels, max_pixels) for im in images]
+            processed = [patches for patches, _ in looked_up]
+            if return_image_digests:
+                digests = b"".join(digest for _, digest in looked_up)
+                batch["image_digests"] = torch.frombuffer(bytearray(digests), dtype=torch.uint8
+                                                          ).view(len(images), -1)
             batch["pixel_values"] = torch.from_numpy(np.concatenate([p for p, _ in processed]))
             batch["image_grid_thw"] = torch.tensor([g for _, g in processed], dtype=torch.long)
             merge = self.image_config.merge_size**2

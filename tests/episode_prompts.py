@@ -33,7 +33,7 @@ def episode_prompts(
         past.append(PastStep(reply, f"done (step {step})", step))
 
 
-def model_inputs(processor, prompt: Prompt, screenshots: list, screen: Screen) -> dict:
+def model_inputs(processor, prompt: Prompt, screenshots: list, screen: Screen, **options) -> dict:
     """The processor's tensors for one prompt, at the screen's pixel budget."""
     text = processor.apply_chat_template(
         hf_messages(prompt),
@@ -41,4 +41,4 @@ def model_inputs(processor, prompt: Prompt, screenshots: list, screen: Screen) -
         continue_final_message=prompt.continue_final_message,
     )
     return processor(text=text, images=prompt_images(prompt, screenshots) or None,
-                     min_pixels=screen.min_pixels, max_pixels=screen.max_pixels)
+                     min_pixels=screen.min_pixels, max_pixels=screen.max_pixels, **options)

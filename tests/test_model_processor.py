@@ -234,3 +234,19 @@ def test_odd_pixel_count_normalizes_like_the_byte_table():
         out = np.empty(planes[c].shape, np.float32)
         normalize_plane(planes[c], c, CLIP_MEAN, CLIP_STD, out)
         assert np.array_equal(out, table[c][planes[c]])
+
+
+def test_image_digests_tell_images_apart_as_their_patches_do(tiny_processor):
+    screen, other = _image(333, 517, seed=3), _image(333, 517, seed=4)
+    prompt = "<|image_pad|> <|image_pad|> <|image_pad|>"
+    assert "image_digests" not in tiny_processor(text="<|image_pad|>", images=[screen])
+
+    def digests(images, max_pixels=SCREEN_MAX):
+        out = tiny_processor(text=prompt, images=images, max_pixels=max_pixels,
+                             return_image_digests=True)["image_digests"]
+        assert out.shape == (3, 32) and out.dtype == torch.uint8
+        return [bytes(row.tolist()) for row in out]
+
+    same, copy, different = digests([screen, screen.copy(), other])
+    assert same == copy and same != different
+    assert digests([screen] * 3, max_pixels=100 * 28 * 28)[0] != same  # other pixel bounds

@@ -137,6 +137,26 @@ def test_a_text_chunk_at_an_offset_attends_causally_inside_itself(models):
     torch.testing.assert_close(tail, full[:, 5:], atol=ATOL, rtol=0)
 
 
+def test_the_processors_image_digests_key_the_images(models, tiny_processor):
+    model = models["qwen2"]
+    session = GenerationSession(model)
+    prompts = list(episode_prompts("qwen2vl", REPLIES[:3], SCREEN, HistoryPolicy(images=3), KINDS))
+    for prompt in prompts:
+        inputs = model_inputs(tiny_processor, prompt, _screenshots(4), SCREEN,
+                              return_image_digests=True)
+        done = session.prefill(*_tensors(inputs), all_logits=True,
+                               image_digests=inputs["image_digests"])
+        torch.testing.assert_close(done.logits, _full_logits(model, inputs)[done.reused:],
+                                   atol=ATOL, rtol=0)
+        assert done.encoded_images == 1  # the kept screenshots were known by their digests
+    # The digest is the image's identity: other pixels under the same digests count as the same.
+    other = model_inputs(tiny_processor, prompts[-1], _screenshots(5), SCREEN)
+    done = session.prefill(*_tensors(other), image_digests=inputs["image_digests"])
+    assert (done.prefilled, done.encoded_images) == (1, 0)
+    with pytest.raises(ValueError, match="1 image digests for 3 images"):
+        session.prefill(*_tensors(inputs), image_digests=inputs["image_digests"][:1])
+
+
 def test_bad_input_is_refused_with_a_clear_error(models, tiny_processor):
     session = GenerationSession(models["qwen2"])
     with pytest.raises(ValueError, match="one sequence"):

@@ -72,8 +72,8 @@ class LocalBackend(Backend):
             add_generation_prompt=not params.continue_final_message,
             continue_final_message=params.continue_final_message,
         )
-        inputs = processor(text=text, images=images or None,
-                           min_pixels=params.min_pixels, max_pixels=params.max_pixels)
+        inputs = processor(text=text, images=images or None, min_pixels=params.min_pixels,
+                           max_pixels=params.max_pixels, return_image_digests=True)
         return Prepared(inputs, params, (time.perf_counter() - start) * 1000)
 
     def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None,
@@ -108,7 +108,8 @@ class LocalBackend(Backend):
         start = time.perf_counter()
         inputs = item.inputs
         generation = self.session.generate(inputs["input_ids"], inputs.get("pixel_values"),
-                                           inputs.get("image_grid_thw"), self._options(item.params))
+                                           inputs.get("image_grid_thw"), self._options(item.params),
+                                           inputs.get("image_digests"))
         completion = self._completion(item, generation, (time.perf_counter() - start) * 1000)
         completion.cached_tokens = self.session.reused_tokens - reused_before
         return completion
