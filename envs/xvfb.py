@@ -1,15 +1,19 @@
 """A private Xvfb display for headless desktops and tests.
 
 Xvfb picks a free display number itself (``-displayfd``), so parallel runs never collide. Each
-display gets its own empty ``XAUTHORITY`` file: X clients such as pyautogui refuse to start
-without one.
+display gets its own ``XAUTHORITY`` file holding one random MIT-MAGIC-COOKIE-1: Xvfb admits only
+clients that present it (our own, which get the file), and X clients find their entry (pyautogui
+refuses to start without a file; python-xlib warns on an empty one).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import select
 import shutil
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -17,6 +21,14 @@ from pathlib import Path
 
 from envs.base import EnvError
 from envs.processes import stop
+
+
+def _write_cookie(path: Path) -> None:
+    """An Xauthority file with one entry: this host (FamilyLocal), any display number (an
+    empty one matches all, and Xvfb picks its number later), a random 16-byte cookie."""
+    fields = (socket.gethostname().encode(), b"", b"MIT-MAGIC-COOKIE-1", secrets.token_bytes(16))
+    entry = struct.pack(">H", 256) + b"".join(struct.pack(">H", len(f)) + f for f in fields)
+    path.write_bytes(entry)  # in the display's private temporary folder (mode 0700)
 
 
 class Xvfb:
@@ -35,7 +47,7 @@ class Xvfb:
         self.size = (width, height)
         self._dir = tempfile.TemporaryDirectory(prefix="vlagent-xvfb-")
         self.xauthority = str(Path(self._dir.name) / "Xauthority")
-        Path(self.xauthority).touch()
+        _write_cookie(Path(self.xauthority))
         # Xvfb's log goes to a file: a pipe nobody reads would block it once full.
         self._log = open(Path(self._dir.name) / "xvfb.log", "w+b")
         read_fd, write_fd = os.pipe()

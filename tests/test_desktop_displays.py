@@ -7,6 +7,11 @@ an env on another display is refused (tested there).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from core.actions import Move
 from envs.desktop import DesktopEnv
 from envs.xvfb import Xvfb
@@ -24,3 +29,21 @@ def test_envs_on_one_display_after_another_drive_their_own() -> None:
             x, y = 30 + 20 * number, 40 + 10 * number
             assert env.execute(Move(x=x, y=y)).ok
             assert mouse_location(display) == (x, y)
+
+
+def test_a_private_display_admits_only_clients_that_hold_its_cookie() -> None:
+    require_tool("xvfb")
+    require_tool("xdotool")
+    with Xvfb(320, 240) as display:
+        assert mouse_location(display) == (160, 120)  # with the display's XAUTHORITY
+        base = {"PATH": os.environ["PATH"], "DISPLAY": display.display}
+        for xauthority in (os.devnull, str(Path(display.xauthority).with_name("other"))):
+            refused = subprocess.run(["xdotool", "getmouselocation"], capture_output=True,
+                                     text=True, env={**base, "XAUTHORITY": xauthority})
+            assert refused.returncode != 0 and "Authorization required" in refused.stderr
+        # python-xlib (pyautogui's X client) finds its entry: it warns on a file without one.
+        probe = ("from Xlib.display import Display; d = Display(); "
+                 "print(d.screen().width_in_pixels)")
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             env={**base, "XAUTHORITY": display.xauthority}, check=True)
+        assert (out.stdout.strip(), out.stderr) == ("320", "")
