@@ -68,3 +68,24 @@ def test_serve_refuses_a_folder_that_is_no_checkpoint(tmp_path):
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert "is not a checkpoint directory" in result.stderr
+
+
+@pytest.mark.parametrize(("host", "key", "warned"), [
+    ("0.0.0.0", None, True), ("192.0.2.7", None, True), ("0.0.0.0", "a-key", False),
+    ("127.0.0.1", None, False), ("localhost", None, False), ("::1", None, False)])
+def test_serve_warns_when_bound_beyond_loopback_without_a_key(tiny_checkpoint, monkeypatch, host,
+                                                              key, warned):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from agent_cli import app
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **_: started.append((host, port)))
+    monkeypatch.delenv("VLAGENT_API_KEY", raising=False)
+    result = CliRunner().invoke(
+        app, ["serve", str(tiny_checkpoint), "--host", host, "--port", "8123", "--device", "cpu"],
+        env={"VLAGENT_API_KEY": key} if key else {})
+    assert result.exit_code == 0, result.output
+    assert started == [(host, 8123)]  # it went on to serve either way
+    assert ("reachable from other machines and no --api-key" in result.output) is warned
