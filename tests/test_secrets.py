@@ -190,6 +190,24 @@ def test_a_bench_types_the_secret_and_no_report_or_trajectory_shows_it(tmp_path,
     assert VALUE not in done.output and "<secret:PIN>" in done.output  # the refusals, printed
 
 
+def test_ray_tasks_carry_the_secret_and_store_only_its_placeholder(tmp_path):
+    import dataclasses
+
+    ray = pytest.importorskip("ray")
+    runner = dataclasses.replace(bench_fakes.LOCKED, secrets={"PIN": VALUE})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run = run_bench(BenchSettings(suite="secret", tasks="secret/type-pin", episodes=2,
+                                      model="scripted"), tmp_path, runner=runner, executor="ray")
+    finally:
+        ray.shutdown()
+    # Each task ran in a ray worker, which got the value: only the value unlocks its phone.
+    assert [r.outcome for r in run.results] == ["success", "success"], run.results
+    assert all(r.score.reason == "typed '<secret:PIN>'" for r in run.results)
+    for path, text in _texts(tmp_path).items():
+        assert VALUE not in text, path
+
+
 def test_a_bench_without_the_secret_fails_its_episodes_with_a_reason(tmp_path):
     run = run_bench(BenchSettings(suite="secret", tasks="secret/type-pin", model="scripted"),
                     tmp_path, runner=bench_fakes.LOCKED)
