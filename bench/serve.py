@@ -52,7 +52,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = make_tiny_checkpoint(Path(tmp), text_overrides=TEXT, vision_overrides=VISION)
-        engine = LocalBackend(path, device=args.device)
+        engine = LocalBackend(path, device=args.device, sessions=4)  # serve's default
     batch = requests(args.requests)
     settings = ServerSettings(model_id="bench", max_batch=args.requests)
     with running_server(create_app(engine, settings)) as url:

@@ -33,6 +33,9 @@ def serve(
     max_tokens: int = typer.Option(4096, "--max-tokens", min=1, help="Most new tokens a "
                                    "request may ask for."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Requests run together."),
+    sessions: int = typer.Option(4, "--sessions", min=1, help="Conversations whose KV cache is "
+                                 "kept between requests: a request that continues one (an "
+                                 "agent's next step) prefills only what is new."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA "
                                  "graphs on cuda); each new batch size compiles once."),
 ) -> None:
@@ -57,7 +60,8 @@ def serve(
                   "--api-key is set: anyone who reaches it can use the model")
     try:
         with err.status("loading the model…"):
-            backend = LocalBackend(path, device=device, dtype=dtype, compile=compile)
+            backend = LocalBackend(path, device=device, dtype=dtype, compile=compile,
+                                   sessions=sessions)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         err.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None

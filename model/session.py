@@ -124,6 +124,19 @@ class GenerationSession:
         self.prefilled_tokens = 0
         self.reused_tokens = 0
 
+    def shared_prefix(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        image_digests: torch.Tensor | None = None,
+    ) -> int:
+        """How many leading tokens of ``input_ids`` (1, L) the cache already holds."""
+        config = self.model.config
+        spans = image_spans(input_ids.cpu(), pixel_values, image_grid_thw, config.image_token_id,
+                            config.vision.spatial_merge_size, image_digests)
+        return common_prefix(self.tokens, self.images, input_ids[0].tolist(), spans)
+
     def reset(self) -> None:
         """Forget the cache (the memory goes too)."""
         self.caches, self.tables, self.tokens, self.images, self.features = [], (), [], [], {}

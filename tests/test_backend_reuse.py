@@ -37,11 +37,49 @@ def test_a_multi_step_episode_replies_alike_with_and_without_reuse(tiny_checkpoi
                       max_pixels=SCREEN.max_pixels,
                       continue_final_message=prompt.continue_final_message)
         reused = backend.generate(messages, images, **params)
-        # The batch path runs the plain generate, between two session calls.
-        (plain,) = backend.generate_batch([backend.prepare(messages, images,
-                                                           Params(**params))])
-        assert reused.text == plain.text and reused.completion_tokens == plain.completion_tokens
+        # A batch of two runs the plain generate, between two session calls.
+        item = backend.prepare(messages, images, Params(**params))
+        plain, twin = backend.generate_batch([item, item])
+        assert reused.text == plain.text == twin.text
+        assert reused.completion_tokens == plain.completion_tokens
         assert plain.cached_tokens == 0 and reused.prompt_tokens == plain.prompt_tokens
         cached.append(reused.cached_tokens)
         past.append(PastStep(reused.text, f"done {step}", step))
     assert cached[0] == 0 and all(c > 0 for c in cached[1:]), cached
+
+
+def _conversation(name: str, turns: int, seed: int) -> list[tuple[list[dict], list]]:
+    """A growing chat: each request repeats the previous one and adds a turn and a picture."""
+    rng = np.random.default_rng(seed)
+    pictures = [Image.fromarray(rng.integers(0, 256, (90, 60, 3), dtype=np.uint8))
+                for _ in range(turns)]
+    requests, messages = [], []
+    for turn in range(turns):
+        messages = messages + [{"role": "user", "content": [
+            {"type": "image"}, {"type": "text", "text": f"{name}, step {turn}: where next?"}]}]
+        requests.append((messages, pictures[: turn + 1]))
+        messages = messages + [{"role": "assistant", "content": f"{name} taps {turn}."}]
+    return requests
+
+
+@pytest.mark.parametrize("sessions", [1, 2])
+def test_a_server_keeps_a_session_per_conversation(tiny_checkpoint, sessions):
+    """Two clients' growing conversations, request by request in turn, each request alone (as
+    ``serve`` runs a request that arrives by itself): with two sessions each continues its own."""
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=sessions)
+    plain = LocalBackend(tiny_checkpoint, device="cpu", reuse_prefix=False)
+    a, b = _conversation("Ann", 3, seed=1), _conversation("Bob", 3, seed=2)
+    params = Params(max_new_tokens=4)
+    cached, prompts = [], []
+    for request in [r for pair in zip(a, b) for r in pair]:
+        (done,) = backend.generate_batch([backend.prepare(*request, params)])
+        assert done.text == plain.generate(*request, max_new_tokens=4).text
+        cached.append(done.cached_tokens)
+        prompts.append(done.prompt_tokens)
+    if sessions == 2:
+        # From its second request on, each conversation finds its own previous request cached.
+        assert cached[:2] == [0, 0]
+        assert all(c >= p for c, p in zip(cached[2:], prompts[:-2])), (cached, prompts)
+    else:
+        # One session, taken in turn: only the opening both chats share is found cached.
+        assert len(set(cached[1:])) == 1 and 0 < cached[1] < prompts[0] // 2, (cached, prompts)

@@ -6,10 +6,14 @@ model (one thread at a time). Requests with the same generation params run as on
 batch; a seeded sampled request runs alone, so its seed alone decides its tokens. Each request
 may have a callback that gets its text pieces as they are decoded (``serve``'s ``stream``).
 
-A single call (``generate``: an agent's step) goes through a ``GenerationSession`` unless
-``reuse_prefix=False``: the session keeps the KV cache of the previous call and prefills only
-where the new prompt differs from it, so a step costs its new screenshot and text, not the whole
-history again. Batches (the server) do not touch that cache.
+A request that runs alone (an agent's step through ``generate``, or a server's request that
+arrived by itself) goes through a ``GenerationSession`` unless ``reuse_prefix=False``: a session
+keeps the KV cache of its previous call and prefills only where the new prompt differs from it,
+so a step costs its new screenshot and text, not the whole history again. An agent in this
+process needs one (``sessions=1``); a server keeps several (``serve --sessions``, 4), one per
+conversation: a request continues the session whose cached sequence it mostly repeats (at least
+half of it), else takes an empty one, else the least recently used. Batches of several requests
+run through ``model.generate`` and do not touch the sessions' caches.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from model.generate import Generation, GenerationOptions
+    from model.session import GenerationSession
 
 
 @dataclass
@@ -44,7 +49,7 @@ class Prepared:
 class LocalBackend(Backend):
     def __init__(
         self, path: str | Path, *, device: str | None = None, dtype: str | None = None,
-        compile: bool = False, reuse_prefix: bool = True,
+        compile: bool = False, reuse_prefix: bool = True, sessions: int = 1,
     ):  # fmt: skip
         from model import Qwen2VL, Qwen2VLProcessor
         from model.session import GenerationSession
@@ -53,7 +58,11 @@ class LocalBackend(Backend):
         self.compile = compile  # torch.compile the decode step (CUDA graphs on cuda)
         self.processor = Qwen2VLProcessor.from_pretrained(path)
         self.model = Qwen2VL.from_pretrained(path, device=device, dtype=dtype)
-        self.session = GenerationSession(self.model) if reuse_prefix else None
+        if sessions < 1:
+            raise ValueError(f"sessions must be at least 1, got {sessions}")
+        #: Most recently used first.
+        self.sessions = [GenerationSession(self.model) for _ in range(sessions if reuse_prefix
+                                                                      else 0)]
 
     def describe(self) -> str:
         dtype = str(self.model.dtype).removeprefix("torch.")
@@ -93,6 +102,10 @@ class LocalBackend(Backend):
             if all(gones[i]() for i in rows):  # left while earlier groups ran: no prefill
                 out.update((i, Completion("", batch[i].prompt_tokens, 0, "dropped")) for i in rows)
                 continue
+            if len(rows) == 1 and self.sessions:
+                out[rows[0]] = self._generate_alone(batch[rows[0]], sinks[rows[0]],
+                                                    gones[rows[0]])
+                continue
             out.update(zip(rows, self._generate_group([batch[i] for i in rows],
                                                       [sinks[i] for i in rows],
                                                       [gones[i] for i in rows])))
@@ -101,18 +114,33 @@ class LocalBackend(Backend):
     def generate(
         self, messages: Messages, images: list["Image.Image"], **params: Any
     ) -> Completion:
-        item = self.prepare(messages, images, Params(**params))
-        if self.session is None:
-            return self._generate_group([item], [None])[0]
-        reused_before = self.session.reused_tokens
-        start = time.perf_counter()
+        return self.generate_batch([self.prepare(messages, images, Params(**params))])[0]
+
+    def _generate_alone(self, item: Prepared, sink: OnText, gone: Callable[[], bool]
+                        ) -> Completion:
+        """One request through a session (the module docstring says which)."""
         inputs = item.inputs
-        generation = self.session.generate(inputs["input_ids"], inputs.get("pixel_values"),
-                                           inputs.get("image_grid_thw"), self._options(item.params),
-                                           inputs.get("image_digests"))
+        args = (inputs["input_ids"], inputs.get("pixel_values"), inputs.get("image_grid_thw"))
+        digests = inputs.get("image_digests")
+        session = self._session_for(args, digests)
+        reused_before = session.reused_tokens
+        start = time.perf_counter()
+        generation = session.generate(*args, self._options(item.params, [sink], [gone]), digests)
         completion = self._completion(item, generation, (time.perf_counter() - start) * 1000)
-        completion.cached_tokens = self.session.reused_tokens - reused_before
+        completion.cached_tokens = session.reused_tokens - reused_before
         return completion
+
+    def _session_for(self, args: tuple, digests) -> "GenerationSession":
+        sessions = self.sessions
+        if len(sessions) > 1:
+            shared = [s.shared_prefix(*args, digests) for s in sessions]
+            going_on = [j for j, s in enumerate(sessions) if s.tokens
+                        and 2 * shared[j] >= len(s.tokens)]
+            empty = [j for j, s in enumerate(sessions) if not s.tokens]
+            j = (max(going_on, key=shared.__getitem__) if going_on
+                 else empty[0] if empty else len(sessions) - 1)
+            sessions.insert(0, sessions.pop(j))
+        return sessions[0]
 
     def _options(self, params: Params, sinks: Sequence[OnText] = (),
                  gones: Sequence[Callable[[], bool]] = ()) -> "GenerationOptions":
@@ -166,7 +194,7 @@ class LocalBackend(Backend):
         return [self._completion(item, g, generate_ms) for item, g in zip(group, generations)]
 
     def close(self) -> None:
-        self.model = self.session = None
+        self.model, self.sessions = None, []
 
 
 def _never() -> bool:

@@ -119,6 +119,8 @@ class OpenAIBackend(Backend):
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
                 completion_tokens=int(usage.get("completion_tokens", 0)),
                 finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+                cached_tokens=int((usage.get("prompt_tokens_details") or {}).get(
+                    "cached_tokens") or 0),
                 timings={"request_ms": request_ms},
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:

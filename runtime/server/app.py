@@ -285,9 +285,11 @@ class Reply:
 
 
 def usage(completion: Completion) -> dict:
+    # prompt_tokens_details.cached_tokens: OpenAI's name for prompt tokens served from a cache.
     return {"prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens,
-            "total_tokens": completion.prompt_tokens + completion.completion_tokens}
+            "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": completion.cached_tokens}}
 
 
 @contextlib.contextmanager
