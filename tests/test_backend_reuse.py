@@ -19,8 +19,9 @@ SCREEN = Screen(131, 277, max_pixels=40 * 28 * 28)  # a size no other test uses
 
 @pytest.mark.parametrize("dialect_name", ["qwen2vl", "uitars"])
 def test_a_multi_step_episode_replies_alike_with_and_without_reuse(tiny_checkpoint,
-                                                                   dialect_name):
+                                                                   dialect_name, monkeypatch):
     backend = LocalBackend(tiny_checkpoint, device="cpu")
+    monkeypatch.setattr(backend, "_sessions_pay", lambda group: False)  # batches: plain path
     dialect = get_dialect(dialect_name, "phone")
     rng = np.random.default_rng(7)
     screenshots = [Image.fromarray(rng.integers(0, 256, (277, 131, 3), dtype=np.uint8))
@@ -83,3 +84,22 @@ def test_a_server_keeps_a_session_per_conversation(tiny_checkpoint, sessions):
     else:
         # One session, taken in turn: only the opening both chats share is found cached.
         assert len(set(cached[1:])) == 1 and 0 < cached[1] < prompts[0] // 2, (cached, prompts)
+
+
+def test_a_batch_of_continuing_conversations_runs_through_their_sessions(tiny_checkpoint):
+    """Requests that arrive together but each continue a cached conversation (agents' next
+    steps) run request by request through their sessions; a batch of new ones runs as a batch."""
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
+    plain = LocalBackend(tiny_checkpoint, device="cpu", reuse_prefix=False)
+    a, b = _conversation("Ann", 2, seed=3), _conversation("Bob", 2, seed=4)
+    params = Params(max_new_tokens=4)
+    first = backend.generate_batch([backend.prepare(*r, params) for r in (a[0], b[0])])
+    assert [c.cached_tokens for c in first] == [0, 0]  # new conversations: one batch
+    assert all(not s.tokens for s in backend.sessions)  # ... which left the sessions alone
+    for request in (a[0], b[0]):  # each conversation's first step, alone: into its session
+        backend.generate_batch([backend.prepare(*request, params)])
+    second = backend.generate_batch([backend.prepare(*r, params) for r in (a[1], b[1])])
+    for request, done in zip((a[1], b[1]), second):
+        assert done.text == plain.generate(*request, max_new_tokens=4).text
+    # Each found its own first step cached (the second step repeats it).
+    assert [c.cached_tokens >= f.prompt_tokens for c, f in zip(second, first)] == [True, True]

@@ -12,8 +12,10 @@ keeps the KV cache of its previous call and prefills only where the new prompt d
 so a step costs its new screenshot and text, not the whole history again. An agent in this
 process needs one (``sessions=1``); a server keeps several (``serve --sessions``, 4), one per
 conversation: a request continues the session whose cached sequence it mostly repeats (at least
-half of it), else takes an empty one, else the least recently used. Batches of several requests
-run through ``model.generate`` and do not touch the sessions' caches.
+half of it), else takes an empty one, else the least recently used. Several requests that arrive
+together run as one batch through ``model.generate`` (sharing decode steps, without touching the
+sessions' caches), unless running them one by one through their sessions prefills at most half
+the tokens: agents' next steps, each repeating its own conversation, arriving at once.
 """
 
 from __future__ import annotations
@@ -102,9 +104,10 @@ class LocalBackend(Backend):
             if all(gones[i]() for i in rows):  # left while earlier groups ran: no prefill
                 out.update((i, Completion("", batch[i].prompt_tokens, 0, "dropped")) for i in rows)
                 continue
-            if len(rows) == 1 and self.sessions:
-                out[rows[0]] = self._generate_alone(batch[rows[0]], sinks[rows[0]],
-                                                    gones[rows[0]])
+            if len(rows) == 1 or self._sessions_pay([batch[i] for i in rows]):
+                for i in rows:
+                    out[i] = (Completion("", batch[i].prompt_tokens, 0, "dropped") if gones[i]()
+                              else self._generate_alone(batch[i], sinks[i], gones[i]))
                 continue
             out.update(zip(rows, self._generate_group([batch[i] for i in rows],
                                                       [sinks[i] for i in rows],
@@ -116,13 +119,25 @@ class LocalBackend(Backend):
     ) -> Completion:
         return self.generate_batch([self.prepare(messages, images, Params(**params))])[0]
 
+    def _sessions_pay(self, group: list[Prepared]) -> bool:
+        """Whether running ``group`` request by request through the sessions prefills at most
+        half the tokens one batch would: agents' next steps, each repeating its own conversation,
+        cost their new screenshot alone, while a batch prefills whole prompts (it shares only the
+        decode steps)."""
+        if not self.sessions or len(group) > len(self.sessions):
+            return False
+        cached = sum(max(s.shared_prefix(*_session_args(item)) for s in self.sessions)
+                     for item in group)
+        return 2 * cached >= sum(item.prompt_tokens for item in group)
+
     def _generate_alone(self, item: Prepared, sink: OnText, gone: Callable[[], bool]
                         ) -> Completion:
-        """One request through a session (the module docstring says which)."""
-        inputs = item.inputs
-        args = (inputs["input_ids"], inputs.get("pixel_values"), inputs.get("image_grid_thw"))
-        digests = inputs.get("image_digests")
-        session = self._session_for(args, digests)
+        """One request through a session (the module docstring says which), or without one
+        when ``reuse_prefix`` is off."""
+        if not self.sessions:
+            return self._generate_group([item], [sink], [gone])[0]
+        *args, digests = _session_args(item)
+        session = self._session_for(tuple(args), digests)
         reused_before = session.reused_tokens
         start = time.perf_counter()
         generation = session.generate(*args, self._options(item.params, [sink], [gone]), digests)
@@ -199,3 +214,10 @@ class LocalBackend(Backend):
 
 def _never() -> bool:
     return False
+
+
+def _session_args(item: Prepared) -> tuple:
+    """(input_ids, pixel_values, image_grid_thw, image_digests) of a prepared request."""
+    inputs = item.inputs
+    return (inputs["input_ids"], inputs.get("pixel_values"), inputs.get("image_grid_thw"),
+            inputs.get("image_digests"))
