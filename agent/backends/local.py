@@ -136,19 +136,20 @@ class LocalBackend(Backend):
         when ``reuse_prefix`` is off."""
         if not self.sessions:
             return self._generate_group([item], [sink], [gone])[0]
-        *args, digests = _session_args(item)
-        session = self._session_for(tuple(args), digests)
+        input_ids, pixel_values, grid, digests = _session_args(item)
+        session = self._session_for(item)
         reused_before = session.reused_tokens
         start = time.perf_counter()
-        generation = session.generate(*args, self._options(item.params, [sink], [gone]), digests)
+        generation = session.generate(input_ids, pixel_values, grid,
+                                      self._options(item.params, [sink], [gone]), digests)
         completion = self._completion(item, generation, (time.perf_counter() - start) * 1000)
         completion.cached_tokens = session.reused_tokens - reused_before
         return completion
 
-    def _session_for(self, args: tuple, digests) -> "GenerationSession":
+    def _session_for(self, item: Prepared) -> "GenerationSession":
         sessions = self.sessions
         if len(sessions) > 1:
-            shared = [s.shared_prefix(*args, digests) for s in sessions]
+            shared = [s.shared_prefix(*_session_args(item)) for s in sessions]
             going_on = [j for j, s in enumerate(sessions) if s.tokens
                         and 2 * shared[j] >= len(s.tokens)]
             empty = [j for j, s in enumerate(sessions) if not s.tokens]
