@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from model.modeling import padding_mask
-from model.rope import inverse_frequencies
+from model.rope import mrope_cos_sin
 
 if TYPE_CHECKING:
     from model.modeling import Qwen2VL
@@ -135,13 +135,17 @@ class TextStream:
     def push(self, token: int) -> bool:
         """Add a token; True once the text contains a stop string."""
         self.ids.append(token)
-        before = self.decode(self.ids[self.prefix : self.read])
-        now = self.decode(self.ids[self.prefix :])
-        if now.endswith("\ufffd"):  # an unfinished character
+        piece = self._new_text()
+        if piece.endswith("\ufffd"):  # an unfinished character
             return False
-        self._append(now[len(before) :])
+        self._append(piece)
         self.prefix, self.read = self.read, len(self.ids)
         return self.cut is not None
+
+    def _new_text(self) -> str:
+        """The text of ids[read:], decoded with ids[prefix:read] before it as context."""
+        before = self.decode(self.ids[self.prefix : self.read])
+        return self.decode(self.ids[self.prefix :])[len(before) :]
 
     def _append(self, piece: str) -> None:
         tail_start = max(0, len(self.text) - self.hold)
@@ -157,11 +161,7 @@ class TextStream:
     def finish(self) -> str:
         """The final text; flushes what was held back."""
         if self.cut is None and self.read < len(self.ids):  # ended inside a character
-            self._append(
-                self.decode(self.ids[self.prefix :])[
-                    len(self.decode(self.ids[self.prefix : self.read])) :
-                ]
-            )
+            self._append(self._new_text())
         if self.emit is not None and len(self.text) > self.emitted:
             self.emit(self.text[self.emitted :])
             self.emitted = len(self.text)
@@ -179,16 +179,14 @@ def ensure_cache(model: Qwen2VL, batch: int, length: int) -> int:
     shape = text.cache_shape
     if shape is not None and shape[0] == batch and shape[1] >= length:
         return shape[1]
-    capacity = max(256, 1 << (length - 1).bit_length())
+    capacity = _bucket(length)
     text.setup_cache(batch, capacity)
     # A decoded token's three M-RoPE rows are equal, so its rotation is plain 1D rope at its
     # position, which is below its cache position: one table row per cache slot.
     cfg = text.cfg
-    freqs = torch.arange(capacity, device=model.device).float()[:, None] * inverse_frequencies(
-        cfg.head_dim, cfg.rope_theta, model.device
-    )
-    emb = torch.cat((freqs, freqs), dim=-1)
-    text.rope_cos, text.rope_sin = emb.cos().to(model.dtype), emb.sin().to(model.dtype)
+    slots = torch.arange(capacity, device=model.device).expand(3, 1, -1)
+    cos, sin = mrope_cos_sin(slots, cfg.head_dim, cfg.rope_theta, cfg.mrope_section, model.dtype)
+    text.rope_cos, text.rope_sin = cos[0, 0], sin[0, 0]
     text.cache_slots = torch.arange(capacity, device=model.device)
     return capacity
 
@@ -213,9 +211,12 @@ def decode_step(
 def attended_slots(filled: int, capacity: int, compiled: bool) -> int:
     """Cache slots a decode step attends to: the filled ones in eager; for a compiled step, a
     power of two (at least 256) that holds them, so it sees few distinct shapes."""
-    if not compiled:
-        return filled
-    return min(capacity, max(256, 1 << (filled - 1).bit_length()))
+    return filled if not compiled else min(capacity, _bucket(filled))
+
+
+def _bucket(n: int) -> int:
+    """The power of two (at least 256) that holds ``n``: cache and attended lengths."""
+    return max(256, 1 << (n - 1).bit_length())
 
 
 _COMPILED: weakref.WeakKeyDictionary[Any, Callable[..., torch.Tensor]] = weakref.WeakKeyDictionary()

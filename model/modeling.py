@@ -132,17 +132,15 @@ class Qwen2VL(nn.Module):
         patches = grid_thw.prod(-1).tolist()
         if sum(patches) != pixel_values.shape[0]:  # the tower's own error says what is wrong
             return self.visual(pixel_values, grid_thw)
-        groups: list[list[int]] = []  # image indices
+        groups: list[list[int]] = []  # [first image, end image, patches]
         for i, n in enumerate(patches):
-            if groups and sum(patches[j] for j in groups[-1]) + n <= VISION_GROUP_PATCHES:
-                groups[-1].append(i)
+            if groups and groups[-1][2] + n <= VISION_GROUP_PATCHES:
+                groups[-1][1:] = [i + 1, groups[-1][2] + n]
             else:
-                groups.append([i])
+                groups.append([i, i + 1, n])
         features, row = [], 0
-        for group in groups:
-            rows = sum(patches[i] for i in group)
-            images = grid_thw[group[0] : group[-1] + 1]
-            features.append(self.visual(pixel_values[row : row + rows], images))
+        for first, end, rows in groups:
+            features.append(self.visual(pixel_values[row : row + rows], grid_thw[first:end]))
             row += rows
         return features[0] if len(features) == 1 else torch.cat(features)
 

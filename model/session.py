@@ -28,7 +28,6 @@ import torch
 
 from model.generate import Generation, GenerationOptions, Prefilled, decode, ensure_cache
 from model.modeling import Qwen2VL
-from model.rope import mrope_cos_sin
 from model.text import KVCache
 
 MIN_CAPACITY = 4096
@@ -211,9 +210,9 @@ class GenerationSession:
         if image_grid_thw is not None and pixel_values is None:
             raise ValueError("image_grid_thw needs pixel_values")
         n_image_tokens = int((ids == config.image_token_id).sum())
-        if sum(s.end - s.start for s in spans) != n_image_tokens:
-            raise ValueError(f"input_ids has {n_image_tokens} image tokens, the images "
-                             f"{sum(s.end - s.start for s in spans)}")
+        spanned = sum(s.end - s.start for s in spans)
+        if spanned != n_image_tokens:
+            raise ValueError(f"input_ids has {n_image_tokens} image tokens, the images {spanned}")
         new_ids, length = ids[0].tolist(), ids.shape[1]
         # At least the last token runs, for its logits.
         start = min(common_prefix(self.tokens, self.images, new_ids, spans), length - 1)
@@ -222,17 +221,16 @@ class GenerationSession:
 
         positions, delta = model.positions(ids, image_grid_thw)
         embeds, encoded = self._embed_tail(ids, start, spans, pixel_values)
-        t = config.text
-        cos, sin = mrope_cos_sin(positions[:, :, start:].to(model.device), t.head_dim,
-                                 t.rope_theta, t.mrope_section, embeds.dtype)
         self._attach()
         try:
-            hidden = model.model(embeds, cos, sin, start)
+            # The head over the last position only: over a 3,000-token screenshot it would cost
+            # more than the decoder layers of a small model.
+            logits = model.decode_step(embeds, positions[:, :, start:].to(model.device), start,
+                                       last_only=not all_logits)[0]
         finally:
             model.model.clear_cache()
-        # The head over the last position only: over a 3,000-token screenshot it would cost more
-        # than the decoder layers of a small model.
-        logits = model.lm_head(hidden[0] if all_logits else hidden[0, -1])
+        if not all_logits:
+            logits = logits[-1]
         self.tokens, self.images = new_ids, spans
         self.prefilled_tokens += length - start
         self.reused_tokens += start

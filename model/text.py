@@ -3,8 +3,8 @@
 q/k/v and gate/up are fused into one matmul each (``fused_from`` tells the loader which checkpoint
 tensors fill which rows). The cache is written either at an int offset (a prefill chunk: attends
 causally inside itself and to everything cached before it) or at a position tensor (a decode
-step: attends to as many cache slots as its mask has columns; the whole cache when compiled, so
-shapes are static and it compiles once), or not at all (``None``: a plain forward over a whole
+step: attends to as many cache slots as its mask has columns, a few static lengths when
+compiled: ``generate.attended_slots``), or not at all (``None``: a plain forward over a whole
 prompt).
 """
 
