@@ -18,13 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from model_cpu import TEXT, VISION, best_times  # noqa: E402
+from model_cpu import best_times, scaled_checkpoint  # noqa: E402
 
 from model import Qwen2VL, Qwen2VLProcessor  # noqa: E402
 from model.generate import GenerationOptions, generate  # noqa: E402
-from runtime.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 
 def main() -> None:
@@ -33,9 +31,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     args = parser.parse_args()
 
-    torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        path = make_tiny_checkpoint(tmp, text_overrides=TEXT, vision_overrides=VISION)
+        path = scaled_checkpoint(tmp)
         proc = Qwen2VLProcessor.from_pretrained(path)
         model = Qwen2VL.from_pretrained(path, device="cpu", dtype="fp32")
     words = "Open the settings app, find the display section and turn on dark mode. "

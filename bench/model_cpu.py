@@ -39,6 +39,12 @@ TEXT = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_at
 VISION = dict(depth=4, embed_dim=256, num_heads=4, mlp_ratio=4)
 
 
+def scaled_checkpoint(tmp: str | Path, vision: dict = VISION, **kw: object) -> Path:
+    """This benchmark's scaled-down random checkpoint (TEXT, ``vision``), written into ``tmp``."""
+    torch.manual_seed(0)
+    return make_tiny_checkpoint(tmp, text_overrides=TEXT, vision_overrides=vision, **kw)
+
+
 def best_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Best wall time in seconds of each function, after a warm-up. The functions run in turn
     within each repeat so that load from other processes hits all of them alike; the minimum is
@@ -68,9 +74,8 @@ def main() -> None:
 
     from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        path = make_tiny_checkpoint(tmp, text_overrides=TEXT, vision_overrides=VISION)
+        path = scaled_checkpoint(tmp)
         proc = Qwen2VLProcessor.from_pretrained(path)
         ours = Qwen2VL.from_pretrained(path, device="cpu", dtype="fp32")
         ref = Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
@@ -160,8 +165,7 @@ def qwen25_rows(image: Image.Image, repeats: int) -> None:
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = make_tiny_checkpoint(tmp, text_overrides=TEXT, vision_overrides=VISION_25,
-                                    model_type="qwen2_5_vl")  # fmt: skip
+        path = scaled_checkpoint(tmp, VISION_25, model_type="qwen2_5_vl")
         proc = Qwen2VLProcessor.from_pretrained(path)
         ours = Qwen2VL.from_pretrained(path, device="cpu", dtype="fp32")
         ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()

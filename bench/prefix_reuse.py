@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from episode_prompts import episode_prompts  # noqa: E402
-from model_cpu import SCREEN_MAX, TEXT, VISION, screenshot  # noqa: E402
+from model_cpu import SCREEN_MAX, scaled_checkpoint, screenshot  # noqa: E402
 
 from actions.dialects import ImagePart, Prompt, get_dialect  # noqa: E402
 from agent.history import HistoryPolicy  # noqa: E402
@@ -128,9 +128,8 @@ def timing(steps: int, new_tokens: int, history: HistoryPolicy, max_pixels: int)
 
     from agent.backends.local import LocalBackend
 
-    torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        path = make_tiny_checkpoint(tmp, text_overrides=TEXT, vision_overrides=VISION)
+        path = scaled_checkpoint(tmp)
         backends = {"with reuse": LocalBackend(path, device="cpu", dtype="fp32"),
                     "without": LocalBackend(path, device="cpu", dtype="fp32", reuse_prefix=False)}
     screen = Screen(1080, 2400, max_pixels=max_pixels)

@@ -23,13 +23,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_cpu import TEXT, VISION  # noqa: E402
+from model_cpu import scaled_checkpoint  # noqa: E402
 
 from agent.backends.base import Completion  # noqa: E402
 from agent.backends.local import LocalBackend  # noqa: E402
 from agent.backends.openai import OpenAIBackend  # noqa: E402
 from runtime.server.app import ServerSettings, create_app, running_server  # noqa: E402
-from runtime.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 
 def requests(count: int) -> list[tuple[list[dict], list[Image.Image]]]:
@@ -51,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = make_tiny_checkpoint(Path(tmp), text_overrides=TEXT, vision_overrides=VISION)
+        path = scaled_checkpoint(tmp)
         engine = LocalBackend(path, device=args.device, sessions=4)  # serve's default
     batch = requests(args.requests)
     settings = ServerSettings(model_id="bench", max_batch=args.requests)
