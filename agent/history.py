@@ -13,8 +13,10 @@ again. In blocks, the shown screenshots stay put for ``block`` steps, each step 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from actions.dialects.base import PastStep
+if TYPE_CHECKING:  # so that the CLI and runtime.settings get the defaults without the dialects
+    from actions.dialects.base import PastStep
 
 
 @dataclass(frozen=True)

@@ -71,16 +71,13 @@ def bench(
 
       agent_cli.py bench --compare runs/bench-a runs/bench-b
     """
-    import sys
 
-    from rich.console import Console
 
-    from agent.secrets import Secrets
-    from cli.scrubbed import ScrubbedStream
+    from cli.scrubbed import scrubbed_console
     from runtime.settings import RunError
 
     secrets = parse_secrets(secret)
-    console = Console(file=ScrubbedStream(sys.stdout, Secrets(secrets)))
+    console = scrubbed_console(secrets)
     try:
         if compare:
             _print_comparison(console, *compare)
@@ -99,8 +96,8 @@ def bench(
 
 
 def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_steps, workers,
-         out, shard, executor, ray_address, device, tags: tuple[str, ...] = (),
-         secrets: dict[str, str] | None = None) -> None:
+         out, shard, executor, ray_address, device, tags: tuple[str, ...],
+         secrets: dict[str, str]) -> None:
     import dataclasses
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -152,7 +149,7 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
 
     with progress:
         # The secrets travel with the runner to each worker, not in the run's stored settings.
-        runner = dataclasses.replace(default_runner(), secrets=secrets or {})
+        runner = dataclasses.replace(default_runner(), secrets=secrets)
         outcome = run_bench(settings, out, runner=runner, workers=workers,
                             executor=executor, ray_address=ray_address,
                             on_start=on_start, on_result=on_result)

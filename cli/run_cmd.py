@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable, List
 
 import typer
 
+from agent.history import HistoryPolicy
 from cli.secret_option import parse_secrets, secret_option
 
 if TYPE_CHECKING:
@@ -53,10 +54,10 @@ def run(
     max_parse_errors: int = typer.Option(2, "--max-parse-errors", min=0, help="Unparsable "
                                          "replies in a row fed back to the model before the "
                                          "episode fails."),
-    history_images: int = typer.Option(4, "--history-images", min=0, help="Past screenshots "
+    history_images: int = typer.Option(HistoryPolicy.images, "--history-images", min=0, help="Past screenshots "
                                        "kept as images in the prompt (at most); older steps "
                                        "become text."),
-    history_block: int = typer.Option(4, "--history-block", min=1, help="Past screenshots turn "
+    history_block: int = typer.Option(HistoryPolicy.block, "--history-block", min=1, help="Past screenshots turn "
                                       "into text this many at a time, so the prompt only grows "
                                       "in between and a local model reuses its cached prefix."),
     max_prompt_tokens: int = typer.Option(None, "--max-prompt-tokens", min=1, help="Drop past "
@@ -154,18 +155,15 @@ def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
     cannot make a run and 130 on Ctrl-C."""
     import sys
 
-    from rich.console import Console
-
     from agent.policies.base import PolicyError
-    from agent.secrets import Secrets
     from cli.live_view import LiveView
-    from cli.scrubbed import ScrubbedStream
+    from cli.scrubbed import scrubbed_console
     from envs.base import EnvError
     from runtime.episode import confirm_mode, run
     from runtime.settings import RunError
     from tasks.registry import UnknownTask
 
-    console = Console(file=ScrubbedStream(sys.stdout, Secrets(spec.secrets)))
+    console = scrubbed_console(spec.secrets)
     # The human policy and the gate's questions read this terminal, so they get plain rows
     # instead of a live table.
     asks = sys.stdin.isatty() and spec.confirm is None and confirm_mode(spec) == "ask"

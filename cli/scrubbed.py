@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from agent.secrets import Secrets
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class ScrubbedStream(io.TextIOBase):
@@ -35,3 +38,12 @@ class ScrubbedStream(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._stream, "encoding", "utf-8")
+
+
+def scrubbed_console(secrets: dict[str, str]) -> "Console":
+    """A rich console on stdout that never shows a secret's value."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(file=ScrubbedStream(sys.stdout, Secrets(secrets)))

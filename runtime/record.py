@@ -89,7 +89,7 @@ def record_app(policy: DemonstrationPolicy, end_seen: threading.Event) -> FastAP
 def record(spec: RunSpec, console: Console, observer: ObserverFactory | None = None, *,
            port: int = 0) -> RunOutcome:
     """Serve the page on 127.0.0.1:``port`` (0: a free one) and run ``spec``'s episode from it."""
-    resolve_task(spec)  # a missing goal or an unknown task or dialect fails before the page
+    _, task = resolve_task(spec)  # a missing goal, an unknown task or dialect fail before the page
     resolve_dialect(spec)
     policy = DemonstrationPolicy()
     end_seen = threading.Event()
@@ -103,7 +103,7 @@ def record(spec: RunSpec, console: Console, observer: ObserverFactory | None = N
         console.print(f"record at [bold]{url}[/] (open it in a browser; Ctrl-C stops)",
                       soft_wrap=True)
         try:
-            outcome = run(spec, console, observer, policy=policy)
+            outcome = run(spec, console, observer, task=task, policy=policy)
         finally:
             policy.stop()  # a step still waiting for the page ends
         result = outcome.result

@@ -102,11 +102,11 @@ class LocalBackend(Backend):
         out: dict[int, Completion] = {}
         for rows in groups.values():
             if all(gones[i]() for i in rows):  # left while earlier groups ran: no prefill
-                out.update((i, Completion("", batch[i].prompt_tokens, 0, "dropped")) for i in rows)
+                out.update((i, _dropped(batch[i])) for i in rows)
                 continue
             if len(rows) == 1 or self._sessions_pay([batch[i] for i in rows]):
                 for i in rows:
-                    out[i] = (Completion("", batch[i].prompt_tokens, 0, "dropped") if gones[i]()
+                    out[i] = (_dropped(batch[i]) if gones[i]()
                               else self._generate_alone(batch[i], sinks[i], gones[i]))
                 continue
             out.update(zip(rows, self._generate_group([batch[i] for i in rows],
@@ -158,8 +158,8 @@ class LocalBackend(Backend):
             sessions.insert(0, sessions.pop(j))
         return sessions[0]
 
-    def _options(self, params: Params, sinks: Sequence[OnText] = (),
-                 gones: Sequence[Callable[[], bool]] = ()) -> "GenerationOptions":
+    def _options(self, params: Params, sinks: Sequence[OnText],
+                 gones: Sequence[Callable[[], bool]]) -> "GenerationOptions":
         from model.generate import GenerationOptions, Sampling
 
         def on_text(row: int, piece: str) -> None:
@@ -173,7 +173,7 @@ class LocalBackend(Backend):
             tokenizer=self.processor.tokenizer,
             compile=self.compile,
             on_text=on_text if any(sinks) else None,
-            dropped=(lambda row: gones[row]()) if gones else None,
+            dropped=lambda row: gones[row](),
         )
 
     @staticmethod
@@ -187,7 +187,7 @@ class LocalBackend(Backend):
         )
 
     def _generate_group(self, group: list[Prepared], sinks: Sequence[OnText],
-                        gones: Sequence[Callable[[], bool]] = ()) -> list[Completion]:
+                        gones: Sequence[Callable[[], bool]]) -> list[Completion]:
         """Requests with equal params as one left-padded batch; ``sinks[i]`` streams row i."""
         import torch
 
@@ -215,6 +215,11 @@ class LocalBackend(Backend):
 
 def _never() -> bool:
     return False
+
+
+def _dropped(item: Prepared) -> Completion:
+    """The completion of a request nobody waits for any more: nothing generated."""
+    return Completion("", item.prompt_tokens, 0, "dropped")
 
 
 def _session_args(item: Prepared) -> tuple:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from actions.dialects.base import ParseError
 from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
 from core.actions import parse_action
 
@@ -65,5 +64,5 @@ class HumanPolicy(Policy):
                 # write it (integer coordinates), with the person's thought.
                 action = dialect.parse(line, request.screen)
                 return Reply(dialect.render_action(action, request.screen, dialect.thought(line)))
-            except (ParseError, ValueError) as exc:  # a typo, bad JSON, an invalid action, or
+            except ValueError as exc:  # (ParseError is one) a typo, bad JSON, an invalid action, or
                 self._show(f"not a valid action: {exc}\n{HELP}")  # one the dialect lacks
