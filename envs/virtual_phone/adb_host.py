@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from envs.processes import stop
 from envs.virtual_phone.phone import VirtualPhone
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -90,14 +91,8 @@ class PrivateAdbServer:
 
     def stop(self) -> None:
         process = getattr(self, "process", None)
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         if process is not None:
+            stop(process, timeout_s=10)
             self._log.close()
         shutil.rmtree(self.home, ignore_errors=True)
 

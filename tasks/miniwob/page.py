@@ -11,8 +11,8 @@ clicking MiniWoB's "START" cover afterwards cannot change the score.
 
 from __future__ import annotations
 
+import contextlib
 import random
-import time
 from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -158,7 +158,13 @@ class ScriptedTask(MiniWobTask):
         if self.utterance is None:
             raise EnvError(f"{self.name}: initialize the page before its solution")
         yield from self.steps(env, self.utterance)
-        deadline = time.monotonic() + 3.0  # a page may end its episode a moment after the click
-        while self.result(env) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        on_page(env, "waiting for the MiniWoB++ reward", _await_result)
         yield SolutionStep(Terminate(status="success"), "The task is done.")
+
+
+def _await_result(page: "Page") -> None:
+    """Wait (up to 3 s) for the page to end its episode: it may do so a moment after the click."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function("() => window.__vlagentResult != null", timeout=3000)

@@ -39,7 +39,8 @@ class ContactsTask(PhoneTask):
         super().initialize(env)
         set_app_state(env, CONTACTS, {"contacts": self.params["contacts"]})
 
-    def contacts(self, env: Env) -> dict[str, str]:
+    @staticmethod
+    def contacts(env: Env) -> dict[str, str]:
         """Name -> phone, as the app holds them now."""
         return {c.get("name"): c.get("phone", "") for c in app_state(env, CONTACTS)
                 .get("contacts", [])}

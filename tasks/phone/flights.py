@@ -60,19 +60,22 @@ class FlightsTask(PhoneTask):
         state["timetable"] = {**state.get("timetable", {}), self.route: self.params["flights"]}
         set_app_state(env, FLIGHTS, state)
 
-    def cheapest(self, env: Env) -> dict[str, Any] | None:
-        """The cheapest flight of the route, from the app's timetable."""
-        offered = app_state(env, FLIGHTS).get("timetable", {}).get(self.route, [])
+    def cheapest(self, env: Env, state: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The cheapest flight of the route, from the app's timetable (``state``: the app's
+        state, already read)."""
+        state = app_state(env, FLIGHTS) if state is None else state
+        offered = state.get("timetable", {}).get(self.route, [])
         return min(offered, key=lambda f: f["price"]) if offered else None
 
     def check_booking(self, env: Env, passenger: str) -> Score:
-        cheapest = self.cheapest(env)
+        state = app_state(env, FLIGHTS)  # one read for the timetable and the bookings
+        cheapest = self.cheapest(env, state)
         if cheapest is None:
             return Score(success=False, reason=f"the app has no flights for {self.route}")
         p = self.params
         want = {"flight": cheapest["flight"], "origin": p["origin"],
                 "destination": p["destination"], "date": p["date"], "passenger": passenger}
-        bookings = app_state(env, FLIGHTS).get("bookings", [])
+        bookings = state.get("bookings", [])
         if bookings == [want]:
             return Score(success=True, reason=f"booked {cheapest['flight']} for {passenger}")
         return Score(success=False, reason=f"expected exactly the booking {want}, found {bookings}")

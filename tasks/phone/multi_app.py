@@ -25,7 +25,7 @@ from tasks.phone.device import (
     wait_for,
 )
 from tasks.phone.flights import FlightsTask, book, draw_trip
-from tasks.phone.messages import last_message, open_thread, send
+from tasks.phone.messages import MessagesTask, last_message, open_thread, send
 from tasks.phone.notes import NOTE_TEXTS, write_note
 from tasks.phone.people import PEOPLE, draw_contacts, draw_threads, phone_numbers
 
@@ -76,13 +76,12 @@ class TextContactNumber(PhoneTask):
 
     def check(self, env: Env, answer: str | None) -> Score:
         p = self.params
-        number = next((c.get("phone", "") for c in app_state(env, CONTACTS).get("contacts", [])
-                       if c.get("name") == p["subject"]), None)
+        number = ContactsTask.contacts(env).get(p["subject"])
         if number is None:
             return Score(success=False, reason=f"{p['subject']} is no longer in Contacts")
         before = {t["contact"]: len(t["messages"]) for t in p["threads"]}
         new = {t.get("contact"): t.get("messages", [])[before.get(t.get("contact"), 0):]
-               for t in app_state(env, MESSAGES).get("threads", [])}
+               for t in MessagesTask.threads(env)}
         strays = sorted(k for k, v in new.items() if v and k != p["recipient"])
         if strays:
             return Score(success=False, reason=f"messages went to {strays}")

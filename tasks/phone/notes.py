@@ -39,6 +39,14 @@ def write_note(env: Env, text: str) -> Iterator[SolutionStep]:
                                  and n.text == text], "the saved note")
 
 
+def expect_notes(env: Env, want: list[str], done: str) -> Score:
+    """Success (``done``) when the app holds exactly the notes ``want``."""
+    notes = app_state(env, NOTES).get("notes", [])
+    if notes == want:
+        return Score(success=True, reason=done)
+    return Score(success=False, reason=f"expected the notes {want}, found {notes}")
+
+
 class NotesTask(PhoneTask):
     """A task that starts with the seeded ``notes`` param saved in the app."""
 
@@ -47,12 +55,6 @@ class NotesTask(PhoneTask):
     def initialize(self, env: Env) -> None:
         super().initialize(env)
         set_app_state(env, NOTES, {"notes": list(self.params["notes"]), "draft": ""})
-
-    def expect(self, env: Env, want: list[str], done: str) -> Score:
-        notes = app_state(env, NOTES).get("notes", [])
-        if notes == want:
-            return Score(success=True, reason=done)
-        return Score(success=False, reason=f"expected the notes {want}, found {notes}")
 
     def open_note(self, env: Env, index: int, swipe: bool = False) -> Iterator[SolutionStep]:
         text = self.params["notes"][index]
@@ -77,7 +79,7 @@ class EditNote(NotesTask):
     def check(self, env: Env, answer: str | None) -> Score:
         p = self.params
         want = [p["new_text"] if i == p["index"] else n for i, n in enumerate(p["notes"])]
-        return self.expect(env, want, f"the note reads {p['new_text']!r}")
+        return expect_notes(env, want, f"the note reads {p['new_text']!r}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         p = self.params
@@ -105,7 +107,7 @@ class DeleteNote(NotesTask):
 
     def check(self, env: Env, answer: str | None) -> Score:
         want = [n for i, n in enumerate(self.params["notes"]) if i != self.params["index"]]
-        return self.expect(env, want, f"deleted the note {self.params['note']!r}")
+        return expect_notes(env, want, f"deleted the note {self.params['note']!r}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         note = self.params["note"]
@@ -135,11 +137,8 @@ class WriteNote(PhoneTask):
         set_app_state(env, NOTES, {"notes": list(self.params["existing"]), "draft": ""})
 
     def check(self, env: Env, answer: str | None) -> Score:
-        notes = app_state(env, NOTES).get("notes", [])
-        want = [*self.params["existing"], self.params["text"]]
-        if notes == want:
-            return Score(success=True, reason=f"saved the note {self.params['text']!r}")
-        return Score(success=False, reason=f"expected the notes {want}, found {notes}")
+        return expect_notes(env, [*self.params["existing"], self.params["text"]],
+                            f"saved the note {self.params['text']!r}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         yield SolutionStep(tap(find(env, "launcher:notes")), "Open the Notes app.")
