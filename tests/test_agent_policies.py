@@ -22,6 +22,7 @@ from agent.policies.human import HumanPolicy
 from agent.policies.replay import ReplayPolicy, read_responses
 from core.geometry import Screen
 from model.generate import TextStream
+from tests.probes import wait_until
 
 SCREEN = Screen(1080, 2400)
 DIALECT = get_dialect("qwen2vl", "phone")
@@ -157,8 +158,7 @@ def asked(policy, screen: Screen, step: int = 0):
     thread = threading.Thread(target=lambda: replies.append(
         policy.respond(Request(Prompt([]), [frame], screen, step)).text))
     thread.start()
-    while not policy.view().waiting:
-        pass
+    wait_until(lambda: policy.view().waiting, what="the policy to wait for the page")
     return thread, replies
 
 

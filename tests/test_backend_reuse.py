@@ -49,6 +49,12 @@ def test_a_multi_step_episode_replies_alike_with_and_without_reuse(tiny_checkpoi
     assert cached[0] == 0 and all(c > 0 for c in cached[1:]), cached
 
 
+@pytest.fixture(scope="module")
+def plain(tiny_checkpoint):
+    """The reference: every call prefilled in full (it keeps no cache between calls)."""
+    return LocalBackend(tiny_checkpoint, device="cpu", reuse_prefix=False)
+
+
 def _conversation(name: str, turns: int, seed: int) -> list[tuple[list[dict], list]]:
     """A growing chat: each request repeats the previous one and adds a turn and a picture."""
     rng = np.random.default_rng(seed)
@@ -64,11 +70,10 @@ def _conversation(name: str, turns: int, seed: int) -> list[tuple[list[dict], li
 
 
 @pytest.mark.parametrize("sessions", [1, 2])
-def test_a_server_keeps_a_session_per_conversation(tiny_checkpoint, sessions):
+def test_a_server_keeps_a_session_per_conversation(tiny_checkpoint, plain, sessions):
     """Two clients' growing conversations, request by request in turn, each request alone (as
     ``serve`` runs a request that arrives by itself): with two sessions each continues its own."""
     backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=sessions)
-    plain = LocalBackend(tiny_checkpoint, device="cpu", reuse_prefix=False)
     a, b = _conversation("Ann", 3, seed=1), _conversation("Bob", 3, seed=2)
     params = Params(max_new_tokens=4)
     cached, prompts = [], []
@@ -86,11 +91,10 @@ def test_a_server_keeps_a_session_per_conversation(tiny_checkpoint, sessions):
         assert len(set(cached[1:])) == 1 and 0 < cached[1] < prompts[0] // 2, (cached, prompts)
 
 
-def test_a_batch_of_continuing_conversations_runs_through_their_sessions(tiny_checkpoint):
+def test_a_batch_of_continuing_conversations_runs_through_their_sessions(tiny_checkpoint, plain):
     """Requests that arrive together but each continue a cached conversation (agents' next
     steps) run request by request through their sessions; a batch of new ones runs as a batch."""
     backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
-    plain = LocalBackend(tiny_checkpoint, device="cpu", reuse_prefix=False)
     a, b = _conversation("Ann", 2, seed=3), _conversation("Bob", 2, seed=4)
     params = Params(max_new_tokens=4)
     first = backend.generate_batch([backend.prepare(*r, params) for r in (a[0], b[0])])

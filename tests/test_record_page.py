@@ -180,6 +180,7 @@ def test_on_the_browser_a_drag_is_a_drag_and_the_wheel_a_scroll(browser_page, tm
     scale = 1280 / box["width"]  # screenshot pixels per page pixel
     drag, scroll = steps[0].action, steps[1].action
     assert abs(drag["x"] - 100 * scale) <= 3 and abs(drag["x2"] - 300 * scale) <= 3
+    assert abs(drag["y"] - 100 * scale) <= 3 and abs(drag["y2"] - 150 * scale) <= 3
     assert scroll["direction"] == "down" and abs(scroll["amount"] - 200 * scale) <= 3
     assert steps[1].result.ok
 

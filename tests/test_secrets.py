@@ -193,7 +193,7 @@ def test_a_bench_types_the_secret_and_no_report_or_trajectory_shows_it(tmp_path,
 def test_ray_tasks_carry_the_secret_and_store_only_its_placeholder(tmp_path):
     import dataclasses
 
-    ray = pytest.importorskip("ray")
+    import ray  # a test dependency (the [ray] extra): missing, the install is broken
     runner = dataclasses.replace(bench_fakes.LOCKED, secrets={"PIN": VALUE})
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

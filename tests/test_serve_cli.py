@@ -78,9 +78,19 @@ def test_serve_warns_when_bound_beyond_loopback_without_a_key(tiny_checkpoint, m
     import uvicorn
     from typer.testing import CliRunner
 
+    import agent.backends.local
     from agent_cli import app
+    from tests.serve_fakes import EchoEngine
+
+    class Loaded(EchoEngine):  # the checkpoint is not loaded: the warning comes before the model
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__()
+
+        def describe(self) -> str:
+            return "a stand-in"
 
     started = []
+    monkeypatch.setattr(agent.backends.local, "LocalBackend", Loaded)
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **_: started.append((host, port)))
     monkeypatch.delenv("VLAGENT_API_KEY", raising=False)
     result = CliRunner().invoke(
