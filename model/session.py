@@ -16,6 +16,8 @@ it), keeps the longest common prefix, and runs the decoder over the rest only, a
   prefilled again (the prefix broke before it) is not encoded again.
 - The cache is the session's own; it is installed on the model for a call only, so a plain
   ``Qwen2VL.generate`` in between (the server's batch path) cannot clobber it.
+- ``generate_together`` serves several conversations at once (a server's agents): each session
+  prefills its own new tokens, then their decode steps run as one batch.
 """
 
 from __future__ import annotations
@@ -247,17 +249,81 @@ class GenerationSession:
         image_digests: torch.Tensor | None = None,
     ) -> Generation:
         """``model.generate.generate`` for one sequence, with the session's cache."""
-        options = options or GenerationOptions()
-        model = self.model
-        done = self.prefill(input_ids, pixel_values, image_grid_thw,
-                            reserve=options.max_new_tokens, image_digests=image_digests)
-        state = Prefilled(done.logits[None], len(self.tokens),
-                          torch.tensor([[done.rope_delta]], device=model.device), None)
-        self._attach()
-        try:
-            generation = decode(model, state, options)[0]
-        finally:
-            model.model.clear_cache()
+        request = SessionRequest(input_ids, pixel_values, image_grid_thw, image_digests)
+        return generate_together([self], [request], options)[0]
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """One sequence for a session: ``GenerationSession.prefill``'s tensors."""
+
+    input_ids: torch.Tensor  # (1, L)
+    pixel_values: torch.Tensor | None = None
+    image_grid_thw: torch.Tensor | None = None
+    image_digests: torch.Tensor | None = None
+
+
+@torch.inference_mode()
+def generate_together(
+    sessions: Sequence[GenerationSession],
+    requests: Sequence[SessionRequest],
+    options: GenerationOptions | None = None,
+) -> list[Generation]:
+    """Each session prefills its own request (only what its cache lacks); then their decode
+    steps run as one batch: row b of ``options``' callbacks is request b.
+
+    The sessions' caches have their own lengths, so the batch decodes in a cache of its own:
+    each row's cached sequence is copied in right-aligned (the positions before it masked, as
+    left padding is), and what the batch decoded is copied back after its sequence. The copies
+    cost a memory pass over the caches, next to steps that each read all the weights.
+    """
+    options = options or GenerationOptions()
+    if len(sessions) != len(requests) or len({id(s) for s in sessions}) != len(sessions):
+        raise ValueError("generate_together takes one distinct session per request")
+    model = sessions[0].model
+    if any(s.model is not model for s in sessions):
+        raise ValueError("the sessions of one batch must share their model")
+    done = [s.prefill(r.input_ids, r.pixel_values, r.image_grid_thw, options.max_new_tokens,
+                      image_digests=r.image_digests) for s, r in zip(sessions, requests)]
+    lengths = [len(s.tokens) for s in sessions]
+    longest, text = max(lengths), model.model
+    logits = torch.stack([d.logits for d in done])
+    # Cache position + delta is a decoded token's M-RoPE position; padding shifts the former.
+    delta = torch.tensor([[d.rope_delta - (longest - n)] for d, n in zip(done, lengths)],
+                         device=model.device)
+    if len(sessions) == 1:
+        sessions[0]._attach()
+        key_valid = None
+    else:
+        ensure_cache(model, len(sessions), longest + options.max_new_tokens)
+        key_valid = torch.zeros(len(sessions), longest, dtype=torch.bool, device=model.device)
+        for b, n in enumerate(lengths):
+            key_valid[b, longest - n :] = True
+        _copy_caches(text.layers, sessions, lengths, longest, into_batch=True)
+    try:
+        generations = decode(model, Prefilled(logits, longest, delta, key_valid), options)
         # Every new token but the last went through the decoder: the cache holds them.
-        self.tokens = self.tokens + generation.tokens[:-1]
-        return generation
+        fed = [max(len(g.tokens) - 1, 0) for g in generations]
+        if len(sessions) > 1:
+            _copy_caches(text.layers, sessions, lengths, longest, into_batch=False, fed=fed)
+    finally:
+        text.clear_cache()
+    for session, g, n in zip(sessions, generations, fed):
+        session.tokens = session.tokens + g.tokens[:n]
+    return generations
+
+
+def _copy_caches(layers, sessions: Sequence[GenerationSession], lengths: list[int], longest: int,
+                 into_batch: bool, fed: list[int] | None = None) -> None:
+    """Each session's cached sequence into its row of the batch cache, right-aligned at
+    ``longest``; or back: the ``fed[b]`` decoded positions after ``longest`` to the end of
+    session b's sequence."""
+    for i, layer in enumerate(layers):
+        batch = layer.self_attn.cache
+        for b, (session, n) in enumerate(zip(sessions, lengths)):
+            own = session.caches[i]
+            for mine, theirs in ((own.k, batch.k), (own.v, batch.v)):
+                if into_batch:
+                    theirs[b, :, longest - n : longest] = mine[0, :, :n]
+                else:
+                    mine[0, :, n : n + fed[b]] = theirs[b, :, longest : longest + fed[b]]

@@ -19,9 +19,8 @@ SCREEN = Screen(131, 277, max_pixels=40 * 28 * 28)  # a size no other test uses
 
 @pytest.mark.parametrize("dialect_name", ["qwen2vl", "uitars"])
 def test_a_multi_step_episode_replies_alike_with_and_without_reuse(tiny_checkpoint,
-                                                                   dialect_name, monkeypatch):
-    backend = LocalBackend(tiny_checkpoint, device="cpu")
-    monkeypatch.setattr(backend, "_sessions_pay", lambda group: False)  # batches: plain path
+                                                                   dialect_name):
+    backend = LocalBackend(tiny_checkpoint, device="cpu")  # one session
     dialect = get_dialect(dialect_name, "phone")
     rng = np.random.default_rng(7)
     screenshots = [Image.fromarray(rng.integers(0, 256, (277, 131, 3), dtype=np.uint8))
@@ -38,7 +37,8 @@ def test_a_multi_step_episode_replies_alike_with_and_without_reuse(tiny_checkpoi
                       max_pixels=SCREEN.max_pixels,
                       continue_final_message=prompt.continue_final_message)
         reused = backend.generate(messages, images, **params)
-        # A batch of two runs the plain generate, between two session calls.
+        # A batch of two (more than the sessions) runs the plain generate, between two session
+        # calls.
         item = backend.prepare(messages, images, Params(**params))
         plain, twin = backend.generate_batch([item, item])
         assert reused.text == plain.text == twin.text
@@ -91,19 +91,42 @@ def test_a_server_keeps_a_session_per_conversation(tiny_checkpoint, plain, sessi
         assert len(set(cached[1:])) == 1 and 0 < cached[1] < prompts[0] // 2, (cached, prompts)
 
 
-def test_a_batch_of_continuing_conversations_runs_through_their_sessions(tiny_checkpoint, plain):
-    """Requests that arrive together but each continue a cached conversation (agents' next
-    steps) run request by request through their sessions; a batch of new ones runs as a batch."""
-    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
-    a, b = _conversation("Ann", 2, seed=3), _conversation("Bob", 2, seed=4)
+def test_requests_arriving_together_decode_as_one_batch_each_in_its_session(
+        tiny_checkpoint, plain, monkeypatch):
+    """Three conversations' requests arrive together, step after step (a bench's episodes on one
+    server): each prefills in a session of its own, their decode steps run as one batch, and
+    each reply is the one a plain full prefill gives. More requests than sessions run as a plain
+    batch and leave the sessions' caches as they were."""
+    import model.session
+
+    decoded_rows = []
+    real_decode = model.session.decode
+
+    def counting_decode(model_, state, options):
+        decoded_rows.append(state.logits.shape[0])
+        return real_decode(model_, state, options)
+
+    monkeypatch.setattr(model.session, "decode", counting_decode)
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=3)
+    chats = [_conversation(name, 3, seed) for name, seed in (("Ann", 3), ("Bob", 4), ("Cy", 5))]
     params = Params(max_new_tokens=4)
-    first = backend.generate_batch([backend.prepare(*r, params) for r in (a[0], b[0])])
-    assert [c.cached_tokens for c in first] == [0, 0]  # new conversations: one batch
-    assert all(not s.tokens for s in backend.sessions)  # ... which left the sessions alone
-    for request in (a[0], b[0]):  # each conversation's first step, alone: into its session
-        backend.generate_batch([backend.prepare(*request, params)])
-    second = backend.generate_batch([backend.prepare(*r, params) for r in (a[1], b[1])])
-    for request, done in zip((a[1], b[1]), second):
-        assert done.text == plain.generate(*request, max_new_tokens=4).text
-    # Each found its own first step cached (the second step repeats it).
-    assert [c.cached_tokens >= f.prompt_tokens for c, f in zip(second, first)] == [True, True]
+    prompts = [0, 0, 0]
+    for step in range(3):
+        # Not in the same order each step: each still finds its own conversation.
+        order = [(step + k) % 3 for k in range(3)]
+        requests = [chats[k][step] for k in order]
+        done = backend.generate_batch([backend.prepare(*r, params) for r in requests])
+        assert decoded_rows[-1] == 3
+        for k, request, completion in zip(order, requests, done):
+            assert completion.text == plain.generate(*request, max_new_tokens=4).text
+            # From the second step on, each finds its own previous request cached.
+            assert completion.cached_tokens >= prompts[k] if step else \
+                completion.cached_tokens == 0
+            prompts[k] = completion.prompt_tokens
+    held = [list(s.tokens) for s in backend.sessions]
+    extra = _conversation("Dee", 1, seed=6) * 4
+    done = backend.generate_batch([backend.prepare(*r, params) for r in extra])
+    assert len(decoded_rows) == 3  # the plain batch path, not the sessions'
+    assert len({c.text for c in done}) == 1 and done[0].text == plain.generate(
+        *extra[0], max_new_tokens=4).text
+    assert [list(s.tokens) for s in backend.sessions] == held

@@ -12,7 +12,7 @@ from agent.history import HistoryPolicy
 from core.geometry import Screen
 from model import Qwen2VL
 from model.generate import GenerationOptions
-from model.session import GenerationSession
+from model.session import GenerationSession, SessionRequest, generate_together
 
 # Sizes no other test uses; every step's screenshot has its own.
 ODD_SIZES = [(113, 251), (287, 149), (71, 197), (173, 173)]
@@ -164,3 +164,41 @@ def test_bad_input_is_refused_with_a_clear_error(models, tiny_processor):
     image_only = torch.tensor([[tiny_processor.image_token_id] * 4])
     with pytest.raises(ValueError, match="4 image tokens"):
         session.prefill(image_only)
+
+
+def test_sessions_decoding_together_reply_as_each_would_alone(models, tiny_processor):
+    """Three conversations of different lengths (two dialects, other screenshots), step by step:
+    their batched decode gives each one's own greedy tokens, and what it copies back into each
+    session's cache is what a full forward over the sequence computes."""
+    model = models["qwen2"]
+    conversations = [("qwen2vl", 6, REPLIES[:3]), ("uitars", 7, REPLIES[:3]),
+                     ("qwen2vl", 8, [r + " Then wait." for r in REPLIES[1:4]])]
+    episodes = [list(episode_prompts(dialect, replies, SCREEN, HistoryPolicy(images=2, block=2),
+                                     KINDS)) for dialect, _, replies in conversations]
+    together = [GenerationSession(model, capacity=64) for _ in conversations]
+    options = GenerationOptions(max_new_tokens=5)
+    for step in range(3):
+        inputs = [model_inputs(tiny_processor, episode[step], _screenshots(seed), SCREEN)
+                  for episode, (_, seed, _) in zip(episodes, conversations)]
+        cached = [len(s.tokens) for s in together]
+        got = generate_together(together, [SessionRequest(*_tensors(x)) for x in inputs], options)
+        for row, (x, g) in enumerate(zip(inputs, got)):
+            expected = model.generate(*_tensors(x), max_new_tokens=5)
+            assert [g.tokens] == expected.tolist(), (step, row)
+        if step:  # each continued its own conversation, at a length of its own (rows padded)
+            assert all(n > 0 for n in cached)
+            assert len({x["input_ids"].shape[1] for x in inputs}) == 3
+    for session, x, g in zip(together, inputs, got):
+        # The prompt and all its new tokens: all but the last are cached from the decode.
+        ids = torch.cat([x["input_ids"], torch.tensor([g.tokens])], dim=1)
+        done = session.prefill(ids, x["pixel_values"], x["image_grid_thw"], all_logits=True)
+        assert done.prefilled == 1
+        full = _full_logits(model, {**x, "input_ids": ids})
+        torch.testing.assert_close(done.logits, full[-1:], atol=ATOL, rtol=0)
+
+
+def test_generate_together_wants_one_session_per_request(models, tiny_processor):
+    session = GenerationSession(models["qwen2"])
+    request = SessionRequest(torch.tensor([[1, 2, 3]]))
+    with pytest.raises(ValueError, match="one distinct session per request"):
+        generate_together([session, session], [request, request])

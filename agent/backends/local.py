@@ -6,16 +6,15 @@ model (one thread at a time). Requests with the same generation params run as on
 batch; a seeded sampled request runs alone, so its seed alone decides its tokens. Each request
 may have a callback that gets its text pieces as they are decoded (``serve``'s ``stream``).
 
-A request that runs alone (an agent's step through ``generate``, or a server's request that
-arrived by itself) goes through a ``GenerationSession`` unless ``reuse_prefix=False``: a session
-keeps the KV cache of its previous call and prefills only where the new prompt differs from it,
-so a step costs its new screenshot and text, not the whole history again. An agent in this
-process needs one (``sessions=1``); a server keeps several (``serve --sessions``, 4), one per
-conversation: a request continues the session whose cached sequence it mostly repeats (at least
-half of it), else takes an empty one, else the least recently used. Several requests that arrive
-together run as one batch through ``model.generate`` (sharing decode steps, without touching the
-sessions' caches), unless running them one by one through their sessions prefills at most half
-the tokens: agents' next steps, each repeating its own conversation, arriving at once.
+Requests go through ``GenerationSession``s unless ``reuse_prefix=False``: a session keeps the KV
+cache of its previous call and prefills only where the new prompt differs from it, so an agent's
+step costs its new screenshot and text, not the whole history again. An agent in this process
+needs one (``sessions=1``); a server keeps several (``serve --sessions``), one per conversation:
+a request continues the session whose cached sequence it mostly repeats (at least half of it),
+else takes an empty one, else the least recently used. Requests that arrive together each take
+a session of their own, prefill there, and decode as one batch (``generate_together``): agents'
+next steps, or several episodes of a bench served by one model. A group larger than the sessions
+runs as one left-padded batch through ``model.generate``, leaving the sessions' caches alone.
 """
 
 from __future__ import annotations
@@ -101,17 +100,16 @@ class LocalBackend(Backend):
             groups.setdefault(key, []).append(i)
         out: dict[int, Completion] = {}
         for rows in groups.values():
-            if all(gones[i]() for i in rows):  # left while earlier groups ran: no prefill
-                out.update((i, _dropped(batch[i])) for i in rows)
+            # Requests that left while earlier groups ran get nothing computed for them.
+            left = {i for i in rows if gones[i]()}
+            out.update((i, _dropped(batch[i])) for i in left)
+            rows = [i for i in rows if i not in left]
+            if not rows:
                 continue
-            if len(rows) == 1 or self._sessions_pay([batch[i] for i in rows]):
-                for i in rows:
-                    out[i] = (_dropped(batch[i]) if gones[i]()
-                              else self._generate_alone(batch[i], sinks[i], gones[i]))
-                continue
-            out.update(zip(rows, self._generate_group([batch[i] for i in rows],
-                                                      [sinks[i] for i in rows],
-                                                      [gones[i] for i in rows])))
+            run = (self._generate_in_sessions if len(rows) <= len(self.sessions)
+                   else self._generate_group)
+            out.update(zip(rows, run([batch[i] for i in rows], [sinks[i] for i in rows],
+                                     [gones[i] for i in rows])))
         return [out[i] for i in range(len(batch))]
 
     def generate(
@@ -119,44 +117,43 @@ class LocalBackend(Backend):
     ) -> Completion:
         return self.generate_batch([self.prepare(messages, images, Params(**params))])[0]
 
-    def _sessions_pay(self, group: list[Prepared]) -> bool:
-        """Whether running ``group`` request by request through the sessions prefills at most
-        half the tokens one batch would: agents' next steps, each repeating its own conversation,
-        cost their new screenshot alone, while a batch prefills whole prompts (it shares only the
-        decode steps)."""
-        if not self.sessions or len(group) > len(self.sessions):
-            return False
-        cached = sum(max(s.shared_prefix(*_session_args(item)) for s in self.sessions)
-                     for item in group)
-        return 2 * cached >= sum(item.prompt_tokens for item in group)
+    def _generate_in_sessions(self, group: list[Prepared], sinks: Sequence[OnText],
+                              gones: Sequence[Callable[[], bool]]) -> list[Completion]:
+        """Requests with equal params, each through a session of its own, decoded together."""
+        from model.session import SessionRequest, generate_together
 
-    def _generate_alone(self, item: Prepared, sink: OnText, gone: Callable[[], bool]
-                        ) -> Completion:
-        """One request through a session (the module docstring says which), or without one
-        when ``reuse_prefix`` is off."""
-        if not self.sessions:
-            return self._generate_group([item], [sink], [gone])[0]
-        input_ids, pixel_values, grid, digests = _session_args(item)
-        session = self._session_for(item)
-        reused_before = session.reused_tokens
+        sessions = self._sessions_for(group)
+        reused_before = [s.reused_tokens for s in sessions]
         start = time.perf_counter()
-        generation = session.generate(input_ids, pixel_values, grid,
-                                      self._options(item.params, [sink], [gone]), digests)
-        completion = self._completion(item, generation, (time.perf_counter() - start) * 1000)
-        completion.cached_tokens = session.reused_tokens - reused_before
-        return completion
+        generations = generate_together(
+            sessions, [SessionRequest(*_session_args(item)) for item in group],
+            self._options(group[0].params, sinks, gones))
+        generate_ms = (time.perf_counter() - start) * 1000
+        completions = []
+        for item, generation, session, before in zip(group, generations, sessions,
+                                                     reused_before):
+            completion = self._completion(item, generation, generate_ms)
+            completion.cached_tokens = session.reused_tokens - before
+            completions.append(completion)
+        return completions
 
-    def _session_for(self, item: Prepared) -> "GenerationSession":
-        sessions = self.sessions
-        if len(sessions) > 1:
-            shared = [s.shared_prefix(*_session_args(item)) for s in sessions]
-            going_on = [j for j, s in enumerate(sessions) if s.tokens
-                        and 2 * shared[j] >= len(s.tokens)]
-            empty = [j for j, s in enumerate(sessions) if not s.tokens]
+    def _sessions_for(self, group: list[Prepared]) -> list["GenerationSession"]:
+        """A distinct session per request (the module docstring says which); the chosen ones
+        become the most recently used."""
+        free, chosen = list(self.sessions), []
+        for item in group:
+            if len(free) == 1:
+                chosen.append(free.pop())
+                continue
+            shared = [s.shared_prefix(*_session_args(item)) for s in free]
+            going_on = [j for j, s in enumerate(free)
+                        if s.tokens and 2 * shared[j] >= len(s.tokens)]
+            empty = [j for j, s in enumerate(free) if not s.tokens]
             j = (max(going_on, key=shared.__getitem__) if going_on
-                 else empty[0] if empty else len(sessions) - 1)
-            sessions.insert(0, sessions.pop(j))
-        return sessions[0]
+                 else empty[0] if empty else len(free) - 1)
+            chosen.append(free.pop(j))
+        self.sessions = chosen + free
+        return chosen
 
     def _options(self, params: Params, sinks: Sequence[OnText],
                  gones: Sequence[Callable[[], bool]]) -> "GenerationOptions":
