@@ -41,7 +41,8 @@ def bench(
     max_steps: int = typer.Option(None, "--max-steps", min=1, help="Step budget per episode; "
                                   "default: each task's own."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Episodes at once, each in its "
-                                "own process with its own env."),
+                                "own process with its own env; a checkpoint is loaded once "
+                                "and serves them all, their decode steps batched."),
     out: Path = typer.Option(None, "--out", "-o", help="The run's folder; a run interrupted "
                              "there resumes and skips its finished episodes. Default: "
                              "runs/bench-SUITE-MODEL."),

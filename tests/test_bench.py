@@ -265,3 +265,37 @@ def test_a_tiny_random_checkpoint_fails_the_tasks_without_runtime_errors(tiny_ch
         assert result.outcome == "failure" and result.error is None, result
         assert result.score is not None and not result.score.success
         assert result.prompt_tokens and result.generated_tokens
+
+
+def test_workers_ask_one_model_loaded_once_and_decode_together(tiny_checkpoint, tmp_path,
+                                                               monkeypatch):
+    """--workers 2 with a checkpoint: the workers ask the model this process serves (one load),
+    their requests decode in batches of both episodes' rows, and every episode writes the
+    replies and results of a one-worker run."""
+    import model.session
+    from agent.backends import local
+    from runtime.bench import shared_model
+    from trajectories.reader import load
+
+    # Worker processes start seconds apart on a loaded machine: the first batch waits for both.
+    monkeypatch.setattr(shared_model, "GANG_WAIT_S", 30.0)
+    loads, rows = [], []
+    real_init, real_decode = local.LocalBackend.__init__, model.session.decode
+    monkeypatch.setattr(local.LocalBackend, "__init__",
+                        lambda self, *a, **kw: (loads.append(kw), real_init(self, *a, **kw))[1])
+    monkeypatch.setattr(model.session, "decode", lambda model_, state, options: (
+        rows.append(state.logits.shape[0]), real_decode(model_, state, options))[1])
+    run = settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=4,
+                   max_new_tokens=8, max_pixels=56 * 56 * 4)
+    one = run_bench(run, tmp_path / "one", runner=RIGHT)
+    loads.clear(), rows.clear()
+    two = run_bench(run, tmp_path / "two", runner=RIGHT, workers=2)
+    assert outcomes(two.results) == outcomes(one.results)
+    for a, b in zip(one.results, two.results):
+        replies = [[s.response for s in load(r / t.trajectory).steps]
+                   for r, t in ((tmp_path / "one", a), (tmp_path / "two", b))]
+        assert replies[0] == replies[1] and replies[0], a.key
+        assert (a.prompt_tokens, a.generated_tokens) == (b.prompt_tokens, b.generated_tokens)
+    assert [kw.get("sessions") for kw in loads] == [2]  # the server's; the workers load none
+    assert sum(rows) == sum(r.steps for r in two.results)  # every step asked the server
+    assert max(rows) == 2, rows  # ... and the episodes' decode steps ran together

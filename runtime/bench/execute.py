@@ -14,6 +14,7 @@ from rich.console import Console
 from agent.policies.base import Policy
 from runtime.bench.catalog import Catalog, RegistryCatalog
 from runtime.bench.jobs import PHASES, EpisodeJob, EpisodeResult
+from runtime.bench.shared_model import Endpoint
 from runtime.build import EnvFactory, make_policy, open_env
 from runtime.settings import RunSpec
 
@@ -35,6 +36,9 @@ class JobRunner:
     #: ``--secret``s: name -> value, typed where a goal says <secret:NAME>. Carried to the
     #: workers with the runner, never stored in the run's settings or printed.
     secrets: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: The bench's one model, served to the workers (``shared_model``); None: each worker
+    #: loads the checkpoint itself (Ray tasks, which may run on other machines).
+    endpoint: Endpoint | None = None
 
     def __call__(self, job: EpisodeJob, out: Path) -> EpisodeResult:
         """The episode's result, with each secret's value replaced by its placeholder wherever it
@@ -70,9 +74,13 @@ class JobRunner:
                 # so the safety gate allows what the task needs (a booking's "Confirm").
                 confirm="yes", secrets=self.secrets,
                 **({"max_pixels": job.max_pixels} if job.max_pixels else {}),
+                # A served model's prompts are counted with its checkpoint's processor, as a
+                # local one counts them.
+                processor=job.model if self.endpoint is not None else None,
             )
             outcome = run(spec, Console(quiet=True), task=task, directory=directory,
-                          env_factory=self.env_factory, policy=_loaded_model(spec))
+                          env_factory=self.env_factory,
+                          policy=_loaded_model(spec, self.endpoint))
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - the runtime failed around the episode
@@ -103,14 +111,23 @@ class JobRunner:
 _MODELS: dict[tuple, Policy] = {}
 
 
-def _loaded_model(spec: RunSpec) -> Policy | None:
-    """The local model policy for ``spec``, loaded once per process; None for the other policies,
-    which hold per-episode state and are cheap to build."""
+def _loaded_model(spec: RunSpec, endpoint: Endpoint | None) -> Policy | None:
+    """The model policy for ``spec``, made once per process: the checkpoint loaded here, or a
+    client of the bench's ``endpoint`` serving it; None for the other policies, which hold
+    per-episode state and are cheap to build."""
     if not Path(spec.model).is_dir():
         return None
-    key = (str(Path(spec.model).resolve()), spec.max_new_tokens, spec.temperature)
+    key = (str(Path(spec.model).resolve()), spec.max_new_tokens, spec.temperature, endpoint)
     if key not in _MODELS:
-        _MODELS[key] = make_policy(spec, Path())
+        if endpoint is None:
+            _MODELS[key] = make_policy(spec, Path())
+        else:
+            from agent.backends.openai import OpenAIBackend
+            from agent.policies.backend import BackendPolicy
+
+            backend = OpenAIBackend(endpoint.url, endpoint.served_model, api_key=endpoint.api_key)
+            _MODELS[key] = BackendPolicy(backend, max_new_tokens=spec.max_new_tokens,
+                                         temperature=spec.temperature)
     return _MODELS[key]
 
 

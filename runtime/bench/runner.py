@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterator, Literal
@@ -138,7 +138,19 @@ def execute(
         return _on_ray(jobs, out, runner, ray_address, workers)
     if workers <= 1:
         return (runner(job, out) for job in jobs)
+    if Path(jobs[0].model).is_dir():
+        return _sharing_the_model(jobs, out, runner, workers)
     return _in_processes(jobs, out, runner, workers)
+
+
+def _sharing_the_model(
+    jobs: list[EpisodeJob], out: Path, runner: JobRunner, workers: int
+) -> Iterator[EpisodeResult]:
+    """Worker processes asking one model, loaded here (``shared_model``)."""
+    from runtime.bench.shared_model import serve_to_workers
+
+    with serve_to_workers(jobs[0].model, workers) as endpoint:
+        yield from _in_processes(jobs, out, replace(runner, endpoint=endpoint), workers)
 
 
 def _in_processes(

@@ -112,7 +112,8 @@ class BatchScheduler(Generic[Job, Result]):
             if not queue.empty():
                 batch.append(queue.get_nowait())
                 continue
-            left = start + (self.gather_s if self._incoming else self.wait_s) - loop.time()
+            wait = max(self.gather_s, self.wait_s) if self._incoming else self.wait_s
+            left = start + wait - loop.time()
             if left <= 0:
                 break
             with contextlib.suppress(asyncio.TimeoutError):  # then look at _incoming again
