@@ -37,7 +37,9 @@ def _blocked(
         out = torch.bmm(blocks, columns)
     else:
         out = torch.baddbmm(bias.view(parts, -1, 1), blocks, columns)
-    return out.permute(2, 0, 1).reshape(x.shape[0], out_features)
+    # Row-major like F.linear's (a copy only with several rows): attention's fast CPU kernel
+    # wants each head's features contiguous, and falls back to a slow one otherwise.
+    return out.permute(2, 0, 1).contiguous().view(x.shape[0], out_features)
 
 
 # An opaque op to torch.compile, which would otherwise rewrite the product into loops of its own

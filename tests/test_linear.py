@@ -28,6 +28,8 @@ def test_blocked_product_equals_linear(threads, monkeypatch, shape, bias, parts)
         out = layer(x)
     assert calls, "the row-block path did not run"
     assert out.shape == (*shape[:-1], 60)
+    # Row-major as F.linear's: a head's features contiguous, as the fast attention kernel needs.
+    assert out.is_contiguous()
     torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
 
 
