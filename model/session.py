@@ -119,6 +119,7 @@ class GenerationSession:
         #: The decode step's tables that go with the caches (``ensure_cache`` makes both).
         self.tables: tuple[torch.Tensor, ...] = ()
         self.tokens: list[int] = []  # what the cache holds, position by position
+        self.prompt_length = 0  # of the last prefill: ``tokens`` beyond it were generated
         self.images: list[ImageSpan] = []
         self.features: dict[bytes, torch.Tensor] = {}
         #: Totals over the session's calls.
@@ -141,6 +142,7 @@ class GenerationSession:
     def reset(self) -> None:
         """Forget the cache (the memory goes too)."""
         self.caches, self.tables, self.tokens, self.images, self.features = [], (), [], [], {}
+        self.prompt_length = 0
 
     # --- cache ------------------------------------------------------------------------------
     def _reserve(self, needed: int, keep: int) -> None:
@@ -164,6 +166,32 @@ class GenerationSession:
         for layer, cache in zip(text.layers, self.caches):
             layer.self_attn.cache = cache
         text.rope_cos, text.rope_sin, text.cache_slots = self.tables
+
+    # --- prefixes held by other sessions ---------------------------------------------------
+    def _best_donor(
+        self, donors: Sequence[GenerationSession], ids: list[int], spans: list[ImageSpan],
+        start: int,
+    ) -> tuple[GenerationSession | None, int]:
+        """The donor holding the longest prefix of ``ids`` beyond ``start``, and its length
+        (at most all but the last token, which runs for its logits)."""
+        best, shared = None, start
+        for donor in donors:
+            if donor is self or donor.model is not self.model or not donor.tokens:
+                continue
+            held = min(common_prefix(donor.tokens, donor.images, ids, spans), len(ids) - 1)
+            if held > shared:
+                best, shared = donor, held
+        return best, shared
+
+    def _adopt(self, donor: GenerationSession, start: int, end: int,
+               spans: list[ImageSpan]) -> None:
+        """Copy ``donor``'s cache entries ``[start, end)`` and the features of the images there."""
+        for own, theirs in zip(self.caches, donor.caches):
+            own.k[:, :, start:end] = theirs.k[:, :, start:end]
+            own.v[:, :, start:end] = theirs.v[:, :, start:end]
+        for span in spans:
+            if span.start < end and span.key in donor.features:
+                self.features.setdefault(span.key, donor.features[span.key])
 
     # --- prefill ----------------------------------------------------------------------------
     def _embed_tail(
@@ -196,12 +224,15 @@ class GenerationSession:
         reserve: int = 0,
         all_logits: bool = False,
         image_digests: torch.Tensor | None = None,
+        donors: Sequence[GenerationSession] = (),
     ) -> Prefill:
         """Bring the cache to ``input_ids`` (1, L), running only the part not cached already.
 
         ``reserve`` positions after the prompt are made room for (the tokens to decode).
         ``image_digests`` (the processor's, one row per image) key the images instead of a hash
-        of their pixels.
+        of their pixels. ``donors`` are other sessions on the model: where one holds a longer
+        prefix of the sequence (another conversation with the same system prompt and goal), its
+        cache entries are copied instead of computed again.
         """
         if input_ids.dim() != 2 or input_ids.shape[0] != 1:
             raise ValueError(f"a session takes one sequence (1, L), got {tuple(input_ids.shape)}")
@@ -220,6 +251,10 @@ class GenerationSession:
         start = min(common_prefix(self.tokens, self.images, new_ids, spans), length - 1)
         self._reserve(length + reserve, start)
         self.tokens = self.tokens[:start]  # what follows is about to be overwritten
+        donor, shared = self._best_donor(donors, new_ids, spans, start)
+        if donor is not None:
+            self._adopt(donor, start, shared, spans)
+            start, self.tokens = shared, new_ids[:shared]
 
         positions, delta = model.positions(ids, image_grid_thw)
         embeds, encoded = self._embed_tail(ids, start, spans, pixel_values)
@@ -233,7 +268,7 @@ class GenerationSession:
             model.model.clear_cache()
         if not all_logits:
             logits = logits[-1]
-        self.tokens, self.images = new_ids, spans
+        self.tokens, self.images, self.prompt_length = new_ids, spans, length
         self.prefilled_tokens += length - start
         self.reused_tokens += start
         return Prefill(logits, start, length - start, encoded, int(delta))
@@ -268,9 +303,11 @@ def generate_together(
     sessions: Sequence[GenerationSession],
     requests: Sequence[SessionRequest],
     options: GenerationOptions | None = None,
+    donors: Sequence[GenerationSession] = (),
 ) -> list[Generation]:
-    """Each session prefills its own request (only what its cache lacks); then their decode
-    steps run as one batch: row b of ``options``' callbacks is request b.
+    """Each session prefills its own request (only what neither its cache nor one of
+    ``donors``' holds; the sessions of the batch are donors to those after them), then their
+    decode steps run as one batch: row b of ``options``' callbacks is request b.
 
     The sessions' caches have their own lengths, so the batch decodes in a cache of its own:
     each row's cached sequence is copied in right-aligned (the positions before it masked, as
@@ -283,8 +320,10 @@ def generate_together(
     model = sessions[0].model
     if any(s.model is not model for s in sessions):
         raise ValueError("the sessions of one batch must share their model")
+    donors = [*sessions, *(d for d in donors if d not in sessions)]
     done = [s.prefill(r.input_ids, r.pixel_values, r.image_grid_thw, options.max_new_tokens,
-                      image_digests=r.image_digests) for s, r in zip(sessions, requests)]
+                      image_digests=r.image_digests, donors=donors)
+            for s, r in zip(sessions, requests)]
     lengths = [len(s.tokens) for s in sessions]
     longest, text = max(lengths), model.model
     logits = torch.stack([d.logits for d in done])

@@ -202,3 +202,27 @@ def test_generate_together_wants_one_session_per_request(models, tiny_processor)
     request = SessionRequest(torch.tensor([[1, 2, 3]]))
     with pytest.raises(ValueError, match="one distinct session per request"):
         generate_together([session, session], [request, request])
+
+
+def test_a_prefix_another_session_holds_is_copied_not_computed(models, tiny_processor):
+    """Session b's sequence is a's but for its last screenshot: b copies a's cache entries and
+    image features up to that screenshot, encodes only it, and its logits equal a full
+    forward; a's own cache is left as it was."""
+    model = models["qwen2"]
+    a, b = GenerationSession(model, capacity=64), GenerationSession(model, capacity=64)
+    prompt = list(episode_prompts("qwen2vl", REPLIES[:3], SCREEN, HistoryPolicy(images=3),
+                                  KINDS))[-1]
+    shots = _screenshots(6)
+    theirs = model_inputs(tiny_processor, prompt, shots, SCREEN)
+    ours = model_inputs(tiny_processor, prompt, shots[:2] + _screenshots(7)[2:], SCREEN)
+    a.prefill(*_tensors(theirs))
+    done = b.prefill(*_tensors(ours), all_logits=True, donors=[a, b])
+    ids = ours["input_ids"][0].tolist()
+    last_image = len(ids) - ids[::-1].index(tiny_processor.image_token_id) - 1
+    images = ours["image_grid_thw"].prod(-1) // 4
+    assert done.reused == last_image - int(images[-1]) + 1 and done.encoded_images == 1
+    torch.testing.assert_close(done.logits, _full_logits(model, ours)[done.reused:], atol=ATOL,
+                               rtol=0)
+    again = a.prefill(*_tensors(theirs), all_logits=True)
+    assert again.prefilled == 1
+    torch.testing.assert_close(again.logits, _full_logits(model, theirs)[-1:], atol=ATOL, rtol=0)

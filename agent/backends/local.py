@@ -9,12 +9,15 @@ may have a callback that gets its text pieces as they are decoded (``serve``'s `
 Requests go through ``GenerationSession``s unless ``reuse_prefix=False``: a session keeps the KV
 cache of its previous call and prefills only where the new prompt differs from it, so an agent's
 step costs its new screenshot and text, not the whole history again. An agent in this process
-needs one (``sessions=1``); a server keeps several (``serve --sessions``), one per conversation:
-a request continues the session whose cached sequence it mostly repeats (at least half of it),
-else takes an empty one, else the least recently used. Requests that arrive together each take
-a session of their own, prefill there, and decode as one batch (``generate_together``): agents'
-next steps, or several episodes of a bench served by one model. A group larger than the sessions
-runs as one left-padded batch through ``model.generate``, leaving the sessions' caches alone.
+needs one (``sessions=1``); a server keeps several (``serve --sessions``), one per conversation.
+A request continues the session whose last prompt it repeats whole (an agent's next step), else
+takes an empty session, else the one that shares most of it (the least recently used of equals);
+whatever prefix another session holds (the same system prompt and goal, an episode's history
+before a dropped screenshot) is copied from there instead of computed. Requests that arrive
+together each take a session of their own, prefill there, and decode as one batch
+(``generate_together``): agents' next steps, or several episodes of a bench served by one model.
+A group larger than the sessions runs as one left-padded batch through ``model.generate``,
+leaving the sessions' caches alone.
 """
 
 from __future__ import annotations
@@ -127,7 +130,7 @@ class LocalBackend(Backend):
         start = time.perf_counter()
         generations = generate_together(
             sessions, [SessionRequest(*_session_args(item)) for item in group],
-            self._options(group[0].params, sinks, gones))
+            self._options(group[0].params, sinks, gones), donors=self.sessions)
         generate_ms = (time.perf_counter() - start) * 1000
         completions = []
         for item, generation, session, before in zip(group, generations, sessions,
@@ -146,11 +149,14 @@ class LocalBackend(Backend):
                 chosen.append(free.pop())
                 continue
             shared = [s.shared_prefix(*_session_args(item)) for s in free]
-            going_on = [j for j, s in enumerate(free)
-                        if s.tokens and 2 * shared[j] >= len(s.tokens)]
+            going_on = [j for j, s in enumerate(free) if s.tokens and shared[j] >= s.prompt_length]
             empty = [j for j, s in enumerate(free) if not s.tokens]
-            j = (max(going_on, key=shared.__getitem__) if going_on
-                 else empty[0] if empty else len(free) - 1)
+            if going_on:
+                j = max(going_on, key=shared.__getitem__)
+            elif empty:
+                j = empty[0]
+            else:  # the most shared, the least recently used of equals
+                j = max(reversed(range(len(free))), key=shared.__getitem__)
             chosen.append(free.pop(j))
         self.sessions = chosen + free
         return chosen
