@@ -315,6 +315,8 @@ def generate_together(
     cost a memory pass over the caches, next to steps that each read all the weights.
     """
     options = options or GenerationOptions()
+    if options.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {options.max_new_tokens}")
     if len(sessions) != len(requests) or len({id(s) for s in sessions}) != len(sessions):
         raise ValueError("generate_together takes one distinct session per request")
     model = sessions[0].model
