@@ -52,6 +52,11 @@ class RecordingError(RuntimeError):
     """The trajectory could not be written (a full disk, a read-only folder): the episode ends."""
 
 
+class PromptTooLong(RuntimeError):
+    """Even without past screenshots the prompt is over the token budget: the run ends with
+    status "limit" instead of asking a model that cannot take it."""
+
+
 def _recording(write: Callable[..., T], *args: Any) -> T:
     try:
         return write(*args)
@@ -88,6 +93,8 @@ class TokenCounter(Protocol):
     def count_tokens(
         self, prompt: Prompt, images: list["Image.Image"], screen: Screen
     ) -> int | None: ...
+
+    def context_length(self) -> int | None: ...
 
 
 class StepObserver(Protocol):
@@ -210,6 +217,8 @@ class Agent:
             status, reason = "error", f"the policy failed: {exc}"
         except RecordingError as exc:
             status, reason = "error", str(exc)
+        except PromptTooLong as exc:
+            status, reason = "limit", str(exc)
         except Exception as exc:  # a bug: finalize the trajectory, then let it propagate
             self._finish(task, "error", self.secrets.scrub(f"{type(exc).__name__}: {exc}"))
             raise
@@ -325,9 +334,13 @@ class Agent:
                 goal, history.select(past, keep), step, self.kinds, screen
             )
             tokens = self.tokens.count_tokens(prompt, frames, screen)
-            if tokens is None or history.max_tokens is None or tokens <= history.max_tokens \
-                    or keep == 0:
+            if tokens is None or history.max_tokens is None or tokens <= history.max_tokens:
                 return prompt, tokens
+            if keep == 0:
+                raise PromptTooLong(
+                    f"step {step}'s prompt has {tokens} tokens without past screenshots, over "
+                    f"the budget of {history.max_tokens} (--max-prompt-tokens, or the model's "
+                    "context less the reply's tokens)")
             keep -= 1
 
     def _finish(

@@ -82,7 +82,8 @@ def run(
         from runtime.checkpoint import check_checkpoint
 
         tokens = PromptRenderer.from_pretrained(check_checkpoint(spec.processor, weights=False))
-    history = HistoryPolicy(images=spec.history_images, max_tokens=spec.max_prompt_tokens,
+    history = HistoryPolicy(images=spec.history_images,
+                            max_tokens=prompt_budget(spec, (tokens or policy).context_length()),
                             block=spec.history_block)
     config = AgentConfig(
         max_steps=spec.max_steps, max_time_s=spec.max_time_s,
@@ -103,6 +104,14 @@ def run(
         if owned:
             policy.close()
     return RunOutcome(result, directory, write_view(directory))
+
+
+def prompt_budget(spec: RunSpec, context: int | None) -> int | None:
+    """The prompt's token budget: --max-prompt-tokens, and at most the model's context less the
+    reply's tokens, so old screenshots are dropped before the model is asked past its context."""
+    fit = None if context is None else context - spec.max_new_tokens
+    budgets = [b for b in (spec.max_prompt_tokens, fit) if b is not None]
+    return min(budgets) if budgets else None
 
 
 @contextmanager

@@ -299,3 +299,18 @@ def test_workers_ask_one_model_loaded_once_and_decode_together(tiny_checkpoint, 
     assert [kw.get("sessions") for kw in loads] == [2]  # the server's; the workers load none
     assert sum(rows) == sum(r.steps for r in two.results)  # every step asked the server
     assert max(rows) == 2, rows  # ... and the episodes' decode steps ran together
+
+
+def test_a_prompt_past_the_models_context_ends_at_the_limit_on_either_path(tiny_checkpoint,
+                                                                          tmp_path):
+    """The tiny checkpoint's context is 4,096 tokens; a full-size screenshot's prompt is more.
+    In the worker's own model or through the bench's served one, the episode ends with status
+    limit before the model is asked (the served model would refuse it)."""
+    run = settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=2,
+                   max_new_tokens=8)
+    one = run_bench(run, tmp_path / "one", runner=RIGHT)
+    two = run_bench(run, tmp_path / "two", runner=RIGHT, workers=2)
+    assert outcomes(one.results) == outcomes(two.results)
+    for result in one.results + two.results:
+        assert (result.outcome, result.status, result.steps) == ("failure", "limit", 0), result
+        assert "over the budget of 4088" in result.reason

@@ -104,3 +104,22 @@ def test_cli_limits_reach_the_run(tmp_path):
     (directory,) = (tmp_path / "steps").iterdir()
     meta = load(directory).meta
     assert (meta.status, meta.steps) == ("max_steps", 1)
+
+
+def test_a_prompt_over_the_token_budget_without_past_screenshots(tmp_path):
+    """Screenshots are dropped to fit first; once the text history alone is over the budget the
+    run ends with status limit, and the model is not asked."""
+    from actions.dialects import ImagePart
+    from agent.history import HistoryPolicy
+
+    def tokens(prompt, images, screen):
+        shown = sum(isinstance(p, ImagePart) for m in prompt.messages for p in m.content)
+        return 1000 * shown + sum(len(m.text()) for m in prompt.messages)
+
+    policy = ListPolicy(lambda r: TAP, tokens=tokens)
+    config = AgentConfig(max_steps=20, history=HistoryPolicy(images=3, max_tokens=4100, block=1))
+    result, env = run(policy, config, tmp_path)
+    assert result.status == "limit" and "without past screenshots, over the budget of 4100" \
+        in result.reason, result.reason
+    assert len(policy.requests) == result.steps == len(env.executed) == 4
+    assert all(tokens(r.prompt, None, None) <= 4100 for r in policy.requests)

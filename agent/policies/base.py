@@ -74,6 +74,10 @@ class Policy(ABC):
         """Prompt length in tokens, when this policy has a processor to count with."""
         return None
 
+    def context_length(self) -> int | None:
+        """Most tokens a prompt and its reply may hold together, when this policy knows it."""
+        return None
+
     def close(self) -> None:
         """Release what the policy holds (a model, a connection)."""
 

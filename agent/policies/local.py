@@ -34,6 +34,9 @@ class PromptRenderer:
             continue_final_message=prompt.continue_final_message,
         )
 
+    def context_length(self) -> int:
+        return self.processor.config.text.max_position_embeddings
+
     def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int:
         sizes = [im.size for im in prompt_images(prompt, images)]
         return self.processor.count_tokens(
@@ -66,3 +69,6 @@ class LocalPolicy(BackendPolicy):
 
     def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int:
         return self.renderer.count_tokens(prompt, images, screen)
+
+    def context_length(self) -> int:
+        return self.renderer.context_length()
