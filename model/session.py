@@ -254,7 +254,9 @@ class GenerationSession:
         donor, shared = self._best_donor(donors, new_ids, spans, start)
         if donor is not None:
             self._adopt(donor, start, shared, spans)
+            # What the cache holds now, should the rest of the prefill fail.
             start, self.tokens = shared, new_ids[:shared]
+            self.images = [span for span in spans if span.start < shared]
 
         positions, delta = model.positions(ids, image_grid_thw)
         embeds, encoded = self._embed_tail(ids, start, spans, pixel_values)
@@ -274,7 +276,6 @@ class GenerationSession:
         return Prefill(logits, start, length - start, encoded, int(delta))
 
     # --- generation -------------------------------------------------------------------------
-    @torch.inference_mode()
     def generate(
         self,
         input_ids: torch.Tensor,
@@ -305,9 +306,9 @@ def generate_together(
     options: GenerationOptions | None = None,
     donors: Sequence[GenerationSession] = (),
 ) -> list[Generation]:
-    """Each session prefills its own request (only what neither its cache nor one of
-    ``donors``' holds; the sessions of the batch are donors to those after them), then their
-    decode steps run as one batch: row b of ``options``' callbacks is request b.
+    """Each session prefills its own request (only what neither its cache nor another session
+    holds: the batch's sessions and ``donors``), then their decode steps run as one batch: row b
+    of ``options``' callbacks is request b.
 
     The sessions' caches have their own lengths, so the batch decodes in a cache of its own:
     each row's cached sequence is copied in right-aligned (the positions before it masked, as
@@ -332,21 +333,21 @@ def generate_together(
     # Cache position + delta is a decoded token's M-RoPE position; padding shifts the former.
     delta = torch.tensor([[d.rope_delta - (longest - n)] for d, n in zip(done, lengths)],
                          device=model.device)
-    if len(sessions) == 1:
-        sessions[0]._attach()
-        key_valid = None
-    else:
-        ensure_cache(model, len(sessions), longest + options.max_new_tokens)
-        key_valid = torch.zeros(len(sessions), longest, dtype=torch.bool, device=model.device)
-        for b, n in enumerate(lengths):
-            key_valid[b, longest - n :] = True
-        _copy_caches(text.layers, sessions, lengths, longest, into_batch=True)
     try:
+        if len(sessions) == 1:
+            sessions[0]._attach()
+            key_valid = None
+        else:
+            ensure_cache(model, len(sessions), longest + options.max_new_tokens)
+            key_valid = torch.zeros(len(sessions), longest, dtype=torch.bool, device=model.device)
+            for b, n in enumerate(lengths):
+                key_valid[b, longest - n :] = True
+            _into_batch(text.layers, sessions, lengths, longest)
         generations = decode(model, Prefilled(logits, longest, delta, key_valid), options)
         # Every new token but the last went through the decoder: the cache holds them.
         fed = [max(len(g.tokens) - 1, 0) for g in generations]
         if len(sessions) > 1:
-            _copy_caches(text.layers, sessions, lengths, longest, into_batch=False, fed=fed)
+            _back_from_batch(text.layers, sessions, lengths, longest, fed)
     finally:
         text.clear_cache()
     for session, g, n in zip(sessions, generations, fed):
@@ -354,17 +355,24 @@ def generate_together(
     return generations
 
 
-def _copy_caches(layers, sessions: Sequence[GenerationSession], lengths: list[int], longest: int,
-                 into_batch: bool, fed: list[int] | None = None) -> None:
+def _into_batch(layers, sessions: Sequence[GenerationSession], lengths: list[int],
+                longest: int) -> None:
     """Each session's cached sequence into its row of the batch cache, right-aligned at
-    ``longest``; or back: the ``fed[b]`` decoded positions after ``longest`` to the end of
-    session b's sequence."""
+    ``longest``."""
+    for i, layer in enumerate(layers):
+        batch = layer.self_attn.cache
+        for b, (session, n) in enumerate(zip(sessions, lengths)):
+            batch.k[b, :, longest - n : longest] = session.caches[i].k[0, :, :n]
+            batch.v[b, :, longest - n : longest] = session.caches[i].v[0, :, :n]
+
+
+def _back_from_batch(layers, sessions: Sequence[GenerationSession], lengths: list[int],
+                     longest: int, fed: list[int]) -> None:
+    """The ``fed[b]`` positions row b decoded after ``longest``, to the end of session b's
+    sequence."""
     for i, layer in enumerate(layers):
         batch = layer.self_attn.cache
         for b, (session, n) in enumerate(zip(sessions, lengths)):
             own = session.caches[i]
-            for mine, theirs in ((own.k, batch.k), (own.v, batch.v)):
-                if into_batch:
-                    theirs[b, :, longest - n : longest] = mine[0, :, :n]
-                else:
-                    mine[0, :, n : n + fed[b]] = theirs[b, :, longest : longest + fed[b]]
+            own.k[0, :, n : n + fed[b]] = batch.k[b, :, longest : longest + fed[b]]
+            own.v[0, :, n : n + fed[b]] = batch.v[b, :, longest : longest + fed[b]]

@@ -134,3 +134,16 @@ def test_requests_arriving_together_decode_as_one_batch_each_in_its_session(
     assert len({c.text for c in done}) == 1 and done[0].text == plain.generate(
         *extra[0], max_new_tokens=4).text
     assert [list(s.tokens) for s in backend.sessions] == held
+
+
+def test_a_continuing_request_keeps_its_session_whatever_its_place_in_the_batch(tiny_checkpoint):
+    """Ann and Bob each hold one of two sessions; a new chat listed before Bob's next step must
+    not take Bob's session (it takes Ann's, the other one), so Bob finds his step cached."""
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
+    ann, bob, cy = (_conversation(name, 2, seed) for name, seed in (("Ann", 7), ("Bob", 8),
+                                                                    ("Cy", 9)))
+    params = Params(max_new_tokens=3)
+    first = backend.generate_batch([backend.prepare(*r, params) for r in (ann[0], bob[0])])
+    new, going_on = backend.generate_batch([backend.prepare(*r, params) for r in (cy[0], bob[1])])
+    assert going_on.cached_tokens >= first[1].prompt_tokens
+    assert 0 < new.cached_tokens < new.prompt_tokens // 2  # only the opening all chats share

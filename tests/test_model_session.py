@@ -226,3 +226,54 @@ def test_a_prefix_another_session_holds_is_copied_not_computed(models, tiny_proc
     again = a.prefill(*_tensors(theirs), all_logits=True)
     assert again.prefilled == 1
     torch.testing.assert_close(again.logits, _full_logits(model, theirs)[-1:], atol=ATOL, rtol=0)
+
+
+def test_a_prefill_that_fails_after_copying_leaves_a_truthful_session(models, tiny_processor,
+                                                                       monkeypatch):
+    """b held screenshot X; copying a's prefix (screenshot Y at the same place) and then failing
+    must not leave b believing it still holds X: X's next prefill is computed, not reused."""
+    model = models["qwen2"]
+    a, b = GenerationSession(model), GenerationSession(model)
+    prompt = next(episode_prompts("qwen2vl", REPLIES[:1], SCREEN, HistoryPolicy(), KINDS))
+    with_x = model_inputs(tiny_processor, prompt, _screenshots(8)[:1], SCREEN)
+    with_y = model_inputs(tiny_processor, prompt, _screenshots(9)[:1], SCREEN)
+    b.prefill(*_tensors(with_x))
+    a.prefill(*_tensors(with_y))
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model, "decode_step", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        b.prefill(*_tensors(with_y), donors=[a])
+    monkeypatch.undo()
+    done = b.prefill(*_tensors(with_x), all_logits=True)
+    torch.testing.assert_close(done.logits, _full_logits(model, with_x)[done.reused:], atol=ATOL,
+                               rtol=0)
+
+
+def test_rows_that_end_at_different_lengths_keep_their_own_caches(models, tiny_processor):
+    """An EOS that one row writes early: each row stops where it would alone, and each session
+    caches exactly its own new tokens (its next prefill matches a full forward)."""
+    model = models["qwen2"]
+    prompts = [list(episode_prompts(d, REPLIES[:2], SCREEN, HistoryPolicy(), KINDS))[-1]
+               for d in ("qwen2vl", "uitars", "qwen2vl")]
+    inputs = [model_inputs(tiny_processor, p, _screenshots(seed), SCREEN)
+              for p, seed in zip(prompts, (10, 11, 12))]
+    free = [GenerationSession(model).generate(*_tensors(x), GenerationOptions(max_new_tokens=6,
+                                                                              eos_token_ids=()))
+            for x in inputs]
+    options = GenerationOptions(max_new_tokens=6, eos_token_ids=(free[0].tokens[1],))
+    alone = [GenerationSession(model).generate(*_tensors(x), options) for x in inputs]
+    assert len({len(g.tokens) for g in alone}) > 1, [g.tokens for g in alone]
+    sessions = [GenerationSession(model) for _ in inputs]
+    together = generate_together(sessions, [SessionRequest(*_tensors(x)) for x in inputs],
+                                 options)
+    assert [g.tokens for g in together] == [g.tokens for g in alone]
+    for session, x, g in zip(sessions, inputs, together):
+        assert len(session.tokens) == x["input_ids"].shape[1] + len(g.tokens) - 1
+        ids = torch.cat([x["input_ids"], torch.tensor([g.tokens])], dim=1)
+        done = session.prefill(ids, x["pixel_values"], x["image_grid_thw"], all_logits=True)
+        assert done.prefilled == 1
+        torch.testing.assert_close(done.logits, _full_logits(model, {**x, "input_ids": ids})[-1:],
+                                   atol=ATOL, rtol=0)

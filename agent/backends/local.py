@@ -104,9 +104,9 @@ class LocalBackend(Backend):
         out: dict[int, Completion] = {}
         for rows in groups.values():
             # Requests that left while earlier groups ran get nothing computed for them.
-            left = {i for i in rows if gones[i]()}
-            out.update((i, _dropped(batch[i])) for i in left)
-            rows = [i for i in rows if i not in left]
+            departed = {i for i in rows if gones[i]()}
+            out.update((i, _dropped(batch[i])) for i in departed)
+            rows = [i for i in rows if i not in departed]
             if not rows:
                 continue
             run = (self._generate_in_sessions if len(rows) <= len(self.sessions)
@@ -141,24 +141,30 @@ class LocalBackend(Backend):
         return completions
 
     def _sessions_for(self, group: list[Prepared]) -> list["GenerationSession"]:
-        """A distinct session per request (the module docstring says which); the chosen ones
-        become the most recently used."""
-        free, chosen = list(self.sessions), []
-        for item in group:
-            if len(free) == 1:
-                chosen.append(free.pop())
-                continue
-            shared = [s.shared_prefix(*_session_args(item)) for s in free]
-            going_on = [j for j, s in enumerate(free) if s.tokens and shared[j] >= s.prompt_length]
-            empty = [j for j, s in enumerate(free) if not s.tokens]
+        """A distinct session per request; the chosen ones become the most recently used.
+
+        Requests that continue a session (repeat its last prompt whole) claim it first, so a
+        new conversation listed before them cannot take it; the others take an empty session,
+        else the one that shares most of their prompt (the least recently used of equals).
+        """
+        sessions = self.sessions
+        if len(sessions) == 1:
+            return list(sessions)
+        shared = [[s.shared_prefix(*_session_args(item)) for s in sessions] for item in group]
+        taken: dict[int, int] = {}  # request -> session
+        for i in range(len(group)):
+            going_on = [j for j, s in enumerate(sessions) if j not in taken.values()
+                        and s.tokens and shared[i][j] >= s.prompt_length]
             if going_on:
-                j = max(going_on, key=shared.__getitem__)
-            elif empty:
-                j = empty[0]
-            else:  # the most shared, the least recently used of equals
-                j = max(reversed(range(len(free))), key=shared.__getitem__)
-            chosen.append(free.pop(j))
-        self.sessions = chosen + free
+                taken[i] = max(going_on, key=shared[i].__getitem__)
+        for i in range(len(group)):
+            if i in taken:
+                continue
+            unclaimed = [j for j in range(len(sessions)) if j not in taken.values()]
+            empty = [j for j in unclaimed if not sessions[j].tokens]
+            taken[i] = empty[0] if empty else max(reversed(unclaimed), key=shared[i].__getitem__)
+        chosen = [sessions[taken[i]] for i in range(len(group))]
+        self.sessions = chosen + [s for j, s in enumerate(sessions) if j not in taken.values()]
         return chosen
 
     def _options(self, params: Params, sinks: Sequence[OnText],
