@@ -51,7 +51,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = scaled_checkpoint(tmp)
-        engine = LocalBackend(path, device=args.device, sessions=4)  # serve's default
+        engine = LocalBackend(path, device=args.device, sessions=8)  # serve's default
     batch = requests(args.requests)
     settings = ServerSettings(model_id="bench", max_batch=args.requests)
     with running_server(create_app(engine, settings)) as url:

@@ -61,10 +61,11 @@ def run(
                                       "into text this many at a time, so the prompt only grows "
                                       "in between and a local model reuses its cached prefix."),
     max_prompt_tokens: int = typer.Option(None, "--max-prompt-tokens", min=1, help="Drop past "
-                                          "screenshots, oldest first, until the prompt fits "
-                                          "(needs a token count: a local model or --processor, "
-                                          "whose context less --max-new-tokens is the budget "
-                                          "anyway)."),
+                                          "screenshots, oldest first, until the prompt fits; "
+                                          "a prompt over it without any ends the run (status "
+                                          "limit). Needs a token count: a local model or "
+                                          "--processor, whose context less --max-new-tokens "
+                                          "bounds the budget anyway."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for trajectories."),
     max_pixels: int = typer.Option(12_845_056, "--max-pixels", min=1, help="The processor's "
                                    "resize budget per screenshot (1280*28*28 = 1003520 is a "

@@ -33,9 +33,11 @@ def serve(
     max_tokens: int = typer.Option(4096, "--max-tokens", min=1, help="Most new tokens a "
                                    "request may ask for."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Requests run together."),
-    sessions: int = typer.Option(4, "--sessions", min=1, help="Conversations whose KV cache is "
+    sessions: int = typer.Option(8, "--sessions", min=1, help="Conversations whose KV cache is "
                                  "kept between requests: a request that continues one (an "
-                                 "agent's next step) prefills only what is new."),
+                                 "agent's next step) prefills only what is new. Requests "
+                                 "batched together each take one; a batch with more requests "
+                                 "than sessions prefills whole prompts."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA "
                                  "graphs on cuda); each new batch size compiles once."),
 ) -> None:

@@ -110,6 +110,9 @@ def prompt_budget(spec: RunSpec, context: int | None) -> int | None:
     """The prompt's token budget: --max-prompt-tokens, and at most the model's context less the
     reply's tokens, so old screenshots are dropped before the model is asked past its context."""
     fit = None if context is None else context - spec.max_new_tokens
+    if fit is not None and fit < 1:
+        raise RunError(f"--max-new-tokens {spec.max_new_tokens} leaves no room for a prompt in "
+                       f"the model's context of {context} tokens")
     budgets = [b for b in (spec.max_prompt_tokens, fit) if b is not None]
     return min(budgets) if budgets else None
 

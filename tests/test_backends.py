@@ -154,9 +154,8 @@ def test_requests_whose_callers_left_are_cut_off_and_the_others_answered(local, 
     run_group = local._generate_group
     monkeypatch.setattr(local, "_generate_group",
                         lambda group, *rest: groups.append(len(group)) or run_group(group, *rest))
-    asked = iter([False])  # there at the start, gone at the first read-back
-    cut = local.generate_batch(batch, gone=[lambda: next(asked, True), lambda: False,
-                                            lambda: True])
+    # Request 0 is there when its group starts, and gone from its first read-back on.
+    cut = local.generate_batch(batch, gone=[lambda: bool(groups), lambda: False, lambda: True])
     assert groups == [2]  # the second group was never prefilled
     assert cut[0].finish_reason == "dropped" and cut[0].completion_tokens == 1
     assert (cut[1].text, cut[1].finish_reason) == (plain[1].text, plain[1].finish_reason)

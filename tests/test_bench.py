@@ -278,7 +278,8 @@ def test_workers_ask_one_model_loaded_once_and_decode_together(tiny_checkpoint, 
     from trajectories.reader import load
 
     # Worker processes start seconds apart on a loaded machine: the first batch waits for both.
-    monkeypatch.setattr(shared_model, "GANG_WAIT_S", 30.0)
+    monkeypatch.setattr(shared_model, "GANG_WAIT_S", 10.0)
+    monkeypatch.setattr(shared_model.secrets, "token_urlsafe", lambda n: "the-runs-own-key")
     loads, rows = [], []
     real_init, real_decode = local.LocalBackend.__init__, model.session.decode
     monkeypatch.setattr(local.LocalBackend, "__init__",
@@ -296,9 +297,12 @@ def test_workers_ask_one_model_loaded_once_and_decode_together(tiny_checkpoint, 
                    for r, t in ((tmp_path / "one", a), (tmp_path / "two", b))]
         assert replies[0] == replies[1] and replies[0], a.key
         assert (a.prompt_tokens, a.generated_tokens) == (b.prompt_tokens, b.generated_tokens)
-    assert [kw.get("sessions") for kw in loads] == [2]  # the server's; the workers load none
+    assert [kw.get("sessions") for kw in loads] == [2]  # the server's, loaded here
     assert sum(rows) == sum(r.steps for r in two.results)  # every step asked the server
     assert max(rows) == 2, rows  # ... and the episodes' decode steps ran together
+    # The server's key reached the workers only: no file of the run holds it.
+    for path in (tmp_path / "two").rglob("*"):
+        assert not path.is_file() or b"the-runs-own-key" not in path.read_bytes(), path
 
 
 def test_a_prompt_past_the_models_context_ends_at_the_limit_on_either_path(tiny_checkpoint,

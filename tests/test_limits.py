@@ -123,3 +123,19 @@ def test_a_prompt_over_the_token_budget_without_past_screenshots(tmp_path):
         in result.reason, result.reason
     assert len(policy.requests) == result.steps == len(env.executed) == 4
     assert all(tokens(r.prompt, None, None) <= 4100 for r in policy.requests)
+
+
+def test_the_prompt_budget_is_the_smaller_of_the_option_and_the_models_room():
+    import pytest
+
+    from runtime.episode import prompt_budget
+    from runtime.settings import RunError, RunSpec
+
+    spec = RunSpec(goal="g", model="m", max_new_tokens=96)
+    assert prompt_budget(spec, None) is None
+    assert prompt_budget(spec, 4096) == 4000
+    assert prompt_budget(RunSpec(goal="g", model="m", max_new_tokens=96, max_prompt_tokens=900),
+                         4096) == 900
+    assert prompt_budget(RunSpec(goal="g", model="m", max_prompt_tokens=900), None) == 900
+    with pytest.raises(RunError, match="--max-new-tokens 4096 leaves no room"):
+        prompt_budget(RunSpec(goal="g", model="m", max_new_tokens=4096), 4096)

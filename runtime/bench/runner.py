@@ -149,9 +149,12 @@ def _sharing_the_model(
     """Worker processes asking one model, loaded here (``shared_model``)."""
     from runtime.bench.shared_model import serve_to_workers
 
-    workers = min(workers, len(jobs))  # a batch waits for as many requests as run at once
-    with serve_to_workers(jobs[0].model, workers) as endpoint:
-        yield from _in_processes(jobs, out, replace(runner, endpoint=endpoint), workers)
+    workers = min(workers, len(jobs))
+    with serve_to_workers(jobs, workers) as shared:
+        runner = replace(runner, endpoint=shared.endpoint)
+        for done, result in enumerate(_in_processes(jobs, out, runner, workers), start=1):
+            yield result
+            shared.running(min(workers, len(jobs) - done))
 
 
 def _in_processes(
