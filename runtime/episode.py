@@ -4,13 +4,14 @@ trajectory and its HTML view. The CLI's run, demo and replay commands, and scrip
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
 
@@ -24,6 +25,9 @@ from runtime.build import EnvFactory, make_policy, open_env, resolve_dialect, re
 from runtime.settings import RunError, RunSpec
 from tasks.base import Task
 from trajectories.recorder import Recorder, new_run_dir
+
+if TYPE_CHECKING:
+    from agent.policies.local import PromptRenderer
 
 #: Builds the step observer for a goal (the CLI's live view), entered around the episode.
 ObserverFactory = Callable[[str], AbstractContextManager[StepObserver | None]]
@@ -76,12 +80,7 @@ def run(
         with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
             policy = make_policy(spec, directory)
     console.print(f"model: {policy.describe()}")
-    tokens = None
-    if spec.processor:
-        from agent.policies.local import PromptRenderer
-        from runtime.checkpoint import check_checkpoint
-
-        tokens = PromptRenderer.from_pretrained(check_checkpoint(spec.processor, weights=False))
+    tokens = _prompt_renderer(spec.processor) if spec.processor else None
     history = HistoryPolicy(images=spec.history_images,
                             max_tokens=prompt_budget(spec, (tokens or policy).context_length()),
                             block=spec.history_block)
@@ -104,6 +103,16 @@ def run(
         if owned:
             policy.close()
     return RunOutcome(result, directory, write_view(directory))
+
+
+@functools.lru_cache(maxsize=4)
+def _prompt_renderer(path: str) -> "PromptRenderer":
+    """The processor that counts prompt tokens, loaded once per process (a bench worker runs
+    many episodes with the same one)."""
+    from agent.policies.local import PromptRenderer
+    from runtime.checkpoint import check_checkpoint
+
+    return PromptRenderer.from_pretrained(check_checkpoint(path, weights=False))
 
 
 def prompt_budget(spec: RunSpec, context: int | None) -> int | None:

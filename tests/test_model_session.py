@@ -277,3 +277,20 @@ def test_rows_that_end_at_different_lengths_keep_their_own_caches(models, tiny_p
         assert done.prefilled == 1
         torch.testing.assert_close(done.logits, _full_logits(model, {**x, "input_ids": ids})[-1:],
                                    atol=ATOL, rtol=0)
+
+
+def test_a_compiled_batch_of_sessions_decodes_the_eager_tokens(tiny_checkpoint):
+    """Two calls over three sessions (the second continuing the first), eager and compiled."""
+    torch.manual_seed(0)
+    prompts = [torch.randint(0, 500, (1, 40 + 7 * k)) for k in range(3)]
+    tail = torch.randint(0, 500, (1, 5))
+    tokens = {}
+    for compile in (False, True):
+        model = Qwen2VL.from_pretrained(tiny_checkpoint, device="cpu", dtype="fp32")
+        sessions = [GenerationSession(model) for _ in prompts]
+        options = GenerationOptions(max_new_tokens=12, eos_token_ids=(), compile=compile)
+        first = generate_together(sessions, [SessionRequest(p) for p in prompts], options)
+        longer = [torch.cat([p, torch.tensor([g.tokens]), tail], 1) for p, g in zip(prompts, first)]
+        second = generate_together(sessions, [SessionRequest(p) for p in longer], options)
+        tokens[compile] = [g.tokens for g in first + second]
+    assert tokens[True] == tokens[False]
