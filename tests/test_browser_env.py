@@ -28,6 +28,7 @@ from envs.browser import BrowserEnv, domain_allowed, normalize_url
 from tests.conftest import require_tool
 from tests.local_server import serve_directory
 from tests.probes import find_color, wait_until
+from tests.proc_table import command, descendants, processes
 
 PAGES = Path(__file__).parent / "pages"
 GREEN, YELLOW, RED, BLUE = (0, 200, 0), (255, 255, 0), (220, 0, 0), (0, 0, 220)
@@ -212,33 +213,15 @@ def test_a_click_that_leads_off_the_list_is_blocked_not_followed(guarded, base_u
 
 
 # -- a browser that goes away -----------------------------------------------------------------
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry))
-    return kids
-
-
 def _our_chromium_browser_process() -> int:
-    """The chromium main process this test process started (through Playwright's driver)."""
-    queue = _children(os.getpid())
-    while queue:
-        pid = queue.pop()
-        try:
-            exe = os.readlink(f"/proc/{pid}/exe")
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if "chromium" in exe and b"--type=" not in cmdline:
-            return pid
-        queue.extend(_children(pid))
-    raise AssertionError("no chromium process found under this test process")
+    """The chromium main process this test process started last (through Playwright's driver;
+    a module's other browsers may still run)."""
+    table = processes()
+    browsers = [pid for pid in descendants(os.getpid()) if pid in table
+                and "chromium" in command(pid).split(" ")[0] and "--type=" not in command(pid)
+                and "crashpad" not in command(pid)]
+    assert browsers, "no chromium process found under this test process"
+    return max(browsers, key=lambda pid: int(table[pid][19]))  # the latest start time
 
 
 def test_a_killed_browser_gives_a_clear_error_quickly(playwright, base_url) -> None:

@@ -28,6 +28,7 @@ from envs.base import Env
 from tests.agent_fakes import FakePhone, ListPolicy
 from tests.conftest import require_tool
 from tests.probes import wait_until
+from tests.proc_table import command, descendants, processes
 from tests.serve_fakes import EchoEngine
 from trajectories.reader import Trajectory, load
 from trajectories.recorder import Recorder
@@ -117,42 +118,13 @@ def test_a_device_that_goes_away_ends_the_episode_with_a_reason(phone_and_adb, t
 
 
 # -- the browser and the desktop ---------------------------------------------------------------
-def _processes() -> dict[int, list[str]]:
-    """Every live process: its /proc/PID/stat fields after the name (state, ppid, pgrp, ...)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                found[int(entry.name)] = fields
-    return found
-
-
-def _descendants(pid: int) -> list[int]:
-    out = []
-    for child, fields in _processes().items():
-        if int(fields[1]) == pid:
-            out += [child, *_descendants(child)]
-    return out
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def test_a_killed_browser_ends_the_episode_with_a_reason(tmp_path):
     require_tool("chromium")
     from envs.browser import BrowserEnv
 
     def kill_chromium() -> None:
-        browsers = [p for p in _descendants(os.getpid()) if "--type=" not in _command(p)
-                    and "chrom" in _command(p)]
+        browsers = [p for p in descendants(os.getpid()) if "--type=" not in command(p)
+                    and "chrom" in command(p)]
         assert browsers, "no chromium process found"
         for pid in browsers:
             os.kill(pid, signal.SIGKILL)
@@ -179,8 +151,8 @@ def test_xvfb_dying_ends_the_desktop_run_with_a_reason(tmp_path):
     steps = lambda: [p for p in (tmp_path / "runs").glob("*/steps.jsonl")  # noqa: E731
                      if p.read_text().count("\n") >= 2]
     (steps_file,) = wait_until(steps, timeout_s=120, what="the run's second step")
-    (xvfb,) = [p for p in _descendants(process.pid)
-               if Path(_command(p).split(" ")[0]).name == "Xvfb"]
+    (xvfb,) = [p for p in descendants(process.pid)
+               if Path(command(p).split(" ")[0]).name == "Xvfb"]
     os.kill(xvfb, signal.SIGKILL)  # during the second step's wait
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 1, output
@@ -355,7 +327,7 @@ def test_a_full_disk_ends_the_episode_and_keeps_what_was_written(small_disk):
 
 # -- killing the run ------------------------------------------------------------------------------
 def _group(pgid: int) -> list[int]:
-    return [pid for pid, fields in _processes().items() if int(fields[2]) == pgid]
+    return [pid for pid, fields in processes().items() if int(fields[2]) == pgid]
 
 
 def _start_phone_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, int]:
@@ -384,12 +356,8 @@ def _start_phone_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, int]:
 
 def _adb_servers(port: int) -> list[int]:
     """adb servers on ``port``: ours (``-P PORT nodaemon server``) or a daemon (``tcp:PORT``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        command = _command(int(entry.name)) if entry.name.isdigit() else ""
-        if "server" in command and (f"-P {port} " in command or f"tcp:{port} " in command):
-            found.append(int(entry.name))
-    return found
+    return [pid for pid in processes() if "server" in (line := command(pid))
+            and (f"-P {port} " in line or f"tcp:{port} " in line)]
 
 
 def test_sigkill_of_the_run_leaves_no_adb_server_and_no_process_of_its_group(tmp_path):
