@@ -288,3 +288,36 @@ def test_the_local_backend_runs_in_half_precision_too(tiny_checkpoint, dtype, na
     assert backend.describe().endswith(f"on cpu ({name})")
     assert 1 <= completion.completion_tokens <= 4 and completion.prompt_tokens > 4
     assert completion.timings["generate_ms"] > 0
+
+
+def test_the_pixel_budget_travels_as_mm_processor_kwargs(local, served):
+    """Opted in, the client sends its pixel budget as vLLM's ``mm_processor_kwargs``, and serve
+    resizes with it (a raw 200x300 picture: fewer tokens at a smaller budget); a budget whose
+    minimum is above its maximum is a 400."""
+    quiet = OpenAIBackend(served, MODEL, api_key="k3y")
+    told = OpenAIBackend(served, MODEL, api_key="k3y", send_pixel_budget=True)
+    params = Params(max_new_tokens=2, max_pixels=56 * 56 * 2)
+    assert "mm_processor_kwargs" not in quiet.request_body(chat("hi"), [picture(20, 20, 1)],
+                                                           params)
+    assert told.request_body(chat("hi"), [picture(20, 20, 1)], params)[
+        "mm_processor_kwargs"] == {"max_pixels": 56 * 56 * 2}
+    buffer = io.BytesIO()
+    picture(200, 300, seed=5).save(buffer, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                             {"type": "text", "text": "what is it?"}]}]
+    headers = {"Authorization": "Bearer k3y"}
+
+    def prompt_tokens(**extra) -> httpx.Response:
+        return httpx.post(f"{served}/chat/completions", headers=headers, timeout=60, json={
+            "model": MODEL, "messages": messages, "max_tokens": 1, **extra})
+
+    plain = prompt_tokens().json()["usage"]["prompt_tokens"]
+    budget = {"max_pixels": 56 * 56 * 2}
+    small = prompt_tokens(mm_processor_kwargs=budget).json()["usage"]["prompt_tokens"]
+    expected = local.prepare(messages=[{"role": "user", "content": [
+        {"type": "image"}, {"type": "text", "text": "what is it?"}]}],
+        images=[picture(200, 300, seed=5)], params=Params(max_new_tokens=1, **budget))
+    assert small == expected.prompt_tokens < plain
+    refused = prompt_tokens(mm_processor_kwargs={"min_pixels": 9000, "max_pixels": 4000})
+    assert refused.status_code == 400 and "min_pixels is above max_pixels" in refused.text

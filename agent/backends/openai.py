@@ -73,10 +73,14 @@ class OpenAIBackend(Backend):
         backoff_s: float = 1.0,
         transport: "httpx.BaseTransport | None" = None,
         sleep: Callable[[float], None] = time.sleep,
+        send_pixel_budget: bool = False,
     ) -> None:
         import httpx
 
         self.name = served_model
+        #: Also send the prompt's pixel budget as ``mm_processor_kwargs`` (vLLM and serve read
+        #: it), so the server resizes with it rather than with its checkpoint's own bounds.
+        self.send_pixel_budget = send_pixel_budget
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.retries = retries
         self.backoff_s = backoff_s
@@ -104,6 +108,10 @@ class OpenAIBackend(Backend):
         if params.continue_final_message:  # vLLM's extension, which serve shares
             body["continue_final_message"] = True
             body["add_generation_prompt"] = False
+        budget = {k: v for k, v in (("min_pixels", params.min_pixels),
+                                    ("max_pixels", params.max_pixels)) if v is not None}
+        if self.send_pixel_budget and budget:  # vLLM's extension too, which serve shares
+            body["mm_processor_kwargs"] = budget
         return body
 
     def generate(self, messages: Messages, images: list["Image.Image"], **params: Any) -> Completion:

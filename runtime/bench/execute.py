@@ -127,7 +127,7 @@ def _loaded_model(spec: RunSpec, endpoint: Endpoint | None) -> Policy | None:
 
             # The run's own server: it answers when the batch is done; a failure is not retried.
             backend = OpenAIBackend(endpoint.url, endpoint.served_model, api_key=endpoint.api_key,
-                                    timeout_s=24 * 3600.0, retries=0)
+                                    timeout_s=24 * 3600.0, retries=0, send_pixel_budget=True)
             _MODELS[key] = BackendPolicy(backend, max_new_tokens=spec.max_new_tokens,
                                          temperature=spec.temperature)
     return _MODELS[key]

@@ -17,8 +17,10 @@ costs the others at most that wait per step. Sampled runs (temperature above 0) 
 each of their requests carries a seed and decodes alone, so that seed alone decides its tokens.
 
 The server is the run's own, so its limits are the run's: any number of images and pixels, the
-jobs' token budget, and a client that waits as long as a batch takes and does not retry (a
-failed request ends that episode as an error, as an in-process model's failure would).
+jobs' token budget, each request's pixel budget (sent as ``mm_processor_kwargs``, so the server
+resizes as an in-process model would), and a client that waits as long as a batch takes and does
+not retry (a failed request ends that episode as an error, as an in-process model's failure
+would).
 """
 
 from __future__ import annotations

@@ -37,6 +37,14 @@ class ChatMessage(BaseModel):
     content: str | Annotated[list[Part], Field(min_length=1)]
 
 
+class PixelBudget(BaseModel):
+    """vLLM's ``mm_processor_kwargs`` for Qwen2-VL: the processor's resize budget per image."""
+
+    model_config = STRICT
+    min_pixels: Annotated[int, Field(ge=1)] | None = None
+    max_pixels: Annotated[int, Field(ge=1)] | None = None
+
+
 class ChatRequest(BaseModel):
     model_config = STRICT
     model: str
@@ -52,6 +60,7 @@ class ChatRequest(BaseModel):
     # vLLM's extensions for writing on in the last assistant message (the qwen2vl format).
     continue_final_message: bool = False
     add_generation_prompt: bool = True
+    mm_processor_kwargs: PixelBudget | None = None
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
