@@ -126,18 +126,17 @@ class GenerationSession:
         self.prefilled_tokens = 0
         self.reused_tokens = 0
 
-    def shared_prefix(
-        self,
-        input_ids: torch.Tensor,
-        pixel_values: torch.Tensor | None = None,
-        image_grid_thw: torch.Tensor | None = None,
-        image_digests: torch.Tensor | None = None,
-    ) -> int:
-        """How many leading tokens of ``input_ids`` (1, L) the cache already holds."""
+    def shared_prefix(self, request: SessionRequest) -> int:
+        """How many leading tokens of the request's sequence the cache already holds."""
+        spans = self._spans(request.input_ids.cpu(), request.pixel_values,
+                            request.image_grid_thw, request.image_digests)
+        return common_prefix(self.tokens, self.images, request.input_ids[0].tolist(), spans)
+
+    def _spans(self, ids: torch.Tensor, pixel_values, image_grid_thw, image_digests
+               ) -> list[ImageSpan]:
         config = self.model.config
-        spans = image_spans(input_ids.cpu(), pixel_values, image_grid_thw, config.image_token_id,
-                            config.vision.spatial_merge_size, image_digests)
-        return common_prefix(self.tokens, self.images, input_ids[0].tolist(), spans)
+        return image_spans(ids, pixel_values, image_grid_thw, config.image_token_id,
+                           config.vision.spatial_merge_size, image_digests)
 
     def reset(self) -> None:
         """Forget the cache (the memory goes too)."""
@@ -238,8 +237,7 @@ class GenerationSession:
             raise ValueError(f"a session takes one sequence (1, L), got {tuple(input_ids.shape)}")
         model, config = self.model, self.model.config
         ids = input_ids.cpu()
-        spans = image_spans(ids, pixel_values, image_grid_thw, config.image_token_id,
-                            config.vision.spatial_merge_size, image_digests)
+        spans = self._spans(ids, pixel_values, image_grid_thw, image_digests)
         if image_grid_thw is not None and pixel_values is None:
             raise ValueError("image_grid_thw needs pixel_values")
         n_image_tokens = int((ids == config.image_token_id).sum())

@@ -308,16 +308,16 @@ def test_the_pixel_budget_travels_as_mm_processor_kwargs(local, served):
                                              {"type": "text", "text": "what is it?"}]}]
     headers = {"Authorization": "Bearer k3y"}
 
-    def prompt_tokens(**extra) -> httpx.Response:
+    def ask(**extra) -> httpx.Response:
         return httpx.post(f"{served}/chat/completions", headers=headers, timeout=60, json={
             "model": MODEL, "messages": messages, "max_tokens": 1, **extra})
 
-    plain = prompt_tokens().json()["usage"]["prompt_tokens"]
+    plain = ask().json()["usage"]["prompt_tokens"]
     budget = {"max_pixels": 56 * 56 * 2}
-    small = prompt_tokens(mm_processor_kwargs=budget).json()["usage"]["prompt_tokens"]
+    small = ask(mm_processor_kwargs=budget).json()["usage"]["prompt_tokens"]
     expected = local.prepare(messages=[{"role": "user", "content": [
         {"type": "image"}, {"type": "text", "text": "what is it?"}]}],
         images=[picture(200, 300, seed=5)], params=Params(max_new_tokens=1, **budget))
     assert small == expected.prompt_tokens < plain
-    refused = prompt_tokens(mm_processor_kwargs={"min_pixels": 9000, "max_pixels": 4000})
+    refused = ask(mm_processor_kwargs={"min_pixels": 9000, "max_pixels": 4000})
     assert refused.status_code == 400 and "min_pixels is above max_pixels" in refused.text

@@ -109,11 +109,11 @@ def test_cli_limits_reach_the_run(tmp_path):
 def test_a_prompt_over_the_token_budget_without_past_screenshots(tmp_path):
     """Screenshots are dropped to fit first; once the text history alone is over the budget the
     run ends with status limit, and the model is not asked."""
-    from actions.dialects import ImagePart
     from agent.history import HistoryPolicy
+    from agent.policies.base import prompt_images
 
     def tokens(prompt, images, screen):
-        shown = sum(isinstance(p, ImagePart) for m in prompt.messages for p in m.content)
+        shown = len(prompt_images(prompt, images))
         return 1000 * shown + sum(len(m.text()) for m in prompt.messages)
 
     policy = ListPolicy(lambda r: TAP, tokens=tokens)
@@ -122,7 +122,7 @@ def test_a_prompt_over_the_token_budget_without_past_screenshots(tmp_path):
     assert result.status == "limit" and "without past screenshots, over the budget of 4100" \
         in result.reason, result.reason
     assert len(policy.requests) == result.steps == len(env.executed) == 4
-    assert all(tokens(r.prompt, None, None) <= 4100 for r in policy.requests)
+    assert all(tokens(r.prompt, r.images, r.screen) <= 4100 for r in policy.requests)
 
 
 def test_the_prompt_budget_is_the_smaller_of_the_option_and_the_models_room():

@@ -42,6 +42,9 @@ class Params:
             raise ValueError(f"temperature must be at least 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels is above max_pixels ({self.min_pixels} > "
+                             f"{self.max_pixels})")
         object.__setattr__(self, "stop", tuple(self.stop))
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from model.generate import Generation, GenerationOptions
-    from model.session import GenerationSession
+    from model.session import GenerationSession, SessionRequest
 
 
 @dataclass
@@ -123,14 +123,14 @@ class LocalBackend(Backend):
     def _generate_in_sessions(self, group: list[Prepared], sinks: Sequence[OnText],
                               gones: Sequence[Callable[[], bool]]) -> list[Completion]:
         """Requests with equal params, each through a session of its own, decoded together."""
-        from model.session import SessionRequest, generate_together
+        from model.session import generate_together
 
         sessions = self._sessions_for(group)
         reused_before = [s.reused_tokens for s in sessions]
         start = time.perf_counter()
-        generations = generate_together(
-            sessions, [SessionRequest(*_session_args(item)) for item in group],
-            self._options(group[0].params, sinks, gones), donors=self.sessions)
+        generations = generate_together(sessions, [_session_request(item) for item in group],
+                                        self._options(group[0].params, sinks, gones),
+                                        donors=self.sessions)
         generate_ms = (time.perf_counter() - start) * 1000
         completions = []
         for item, generation, session, before in zip(group, generations, sessions,
@@ -150,7 +150,8 @@ class LocalBackend(Backend):
         sessions = self.sessions
         if len(sessions) == 1:
             return list(sessions)
-        shared = [[s.shared_prefix(*_session_args(item)) for s in sessions] for item in group]
+        requests = [_session_request(item) for item in group]
+        shared = [[s.shared_prefix(request) for s in sessions] for request in requests]
         taken: dict[int, int] = {}  # request -> session
         for i in range(len(group)):
             going_on = [j for j, s in enumerate(sessions) if j not in taken.values()
@@ -158,11 +159,11 @@ class LocalBackend(Backend):
             if going_on:
                 taken[i] = max(going_on, key=shared[i].__getitem__)
         for i in range(len(group)):
-            if i in taken:
-                continue
-            unclaimed = [j for j in range(len(sessions)) if j not in taken.values()]
-            empty = [j for j in unclaimed if not sessions[j].tokens]
-            taken[i] = empty[0] if empty else max(reversed(unclaimed), key=shared[i].__getitem__)
+            if i not in taken:
+                unclaimed = [j for j in range(len(sessions)) if j not in taken.values()]
+                empty = [j for j in unclaimed if not sessions[j].tokens]
+                taken[i] = empty[0] if empty else max(reversed(unclaimed),
+                                                      key=shared[i].__getitem__)
         chosen = [sessions[taken[i]] for i in range(len(group))]
         self.sessions = chosen + [s for j, s in enumerate(sessions) if j not in taken.values()]
         return chosen
@@ -231,8 +232,9 @@ def _dropped(item: Prepared) -> Completion:
     return Completion("", item.prompt_tokens, 0, "dropped")
 
 
-def _session_args(item: Prepared) -> tuple:
-    """(input_ids, pixel_values, image_grid_thw, image_digests) of a prepared request."""
+def _session_request(item: Prepared) -> "SessionRequest":
+    from model.session import SessionRequest
+
     inputs = item.inputs
-    return (inputs["input_ids"], inputs.get("pixel_values"), inputs.get("image_grid_thw"),
-            inputs.get("image_digests"))
+    return SessionRequest(inputs["input_ids"], inputs.get("pixel_values"),
+                          inputs.get("image_grid_thw"), inputs.get("image_digests"))

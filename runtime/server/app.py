@@ -200,13 +200,14 @@ def sampling_params(chat: ChatRequest, settings: ServerSettings) -> Params:
     if any(not s for s in chat.stop_strings):
         raise ApiError(400, "stop strings may not be empty")
     budget = chat.mm_processor_kwargs
-    if budget and budget.min_pixels and budget.max_pixels and budget.min_pixels > budget.max_pixels:
-        raise ApiError(400, "mm_processor_kwargs: min_pixels is above max_pixels")
-    return Params(max_new_tokens=max_tokens, temperature=chat.temperature, top_p=chat.top_p,
-                  seed=chat.seed, stop=chat.stop_strings,
-                  continue_final_message=chat.continue_final_message,
-                  min_pixels=budget.min_pixels if budget else None,
-                  max_pixels=budget.max_pixels if budget else None)
+    try:
+        return Params(max_new_tokens=max_tokens, temperature=chat.temperature, top_p=chat.top_p,
+                      seed=chat.seed, stop=chat.stop_strings,
+                      continue_final_message=chat.continue_final_message,
+                      min_pixels=budget.min_pixels if budget else None,
+                      max_pixels=budget.max_pixels if budget else None)
+    except ValueError as exc:  # what the schema cannot say alone (a minimum above the maximum)
+        raise ApiError(400, str(exc)) from None
 
 
 def read_messages(chat: ChatRequest, settings: ServerSettings

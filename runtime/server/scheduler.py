@@ -2,9 +2,10 @@
 
 The first waiting request opens a batch; others join it for up to ``wait_s`` or until it holds
 ``max_batch``. Requests still being read and prepared (``incoming``) are waited for up to
-``gather_s``: requests sent together reach the queue tens of milliseconds apart (each one's images
-are decoded and preprocessed first), and one that misses the batch waits for all of it. The batch runs on one worker thread (the model is used from one thread only), so
-the event loop keeps accepting and validating requests meanwhile.
+``gather_s``: requests sent together reach the queue tens of milliseconds apart (each one's
+images are decoded and preprocessed first), and one that misses the batch waits for all of it.
+The batch runs on one worker thread (the model is used from one thread only), so the event loop
+keeps accepting and validating requests meanwhile.
 
 A streamed request (``stream``) gets its text pieces as the model decodes them: the batch is run
 with one callback per request, and the worker thread hands each piece to the event loop with
