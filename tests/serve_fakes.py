@@ -35,7 +35,8 @@ class EchoEngine:
         self.hold = hold
         self.batches: list[int] = []
         self.finished: list[int] = []  # sizes of the batches that ran to the end
-        self.gone: list[list[bool]] = []  # per batch that ran to the end: who had left by then
+        #: Per batch that ran to the end: who had left by then, by request text.
+        self.gone: list[dict[str, bool]] = []
         self._busy = threading.Lock()
 
     def prepare(self, messages, images, params: Params) -> EchoJob:
@@ -62,7 +63,7 @@ class EchoEngine:
                     self.hold.wait(timeout=10)
                 time.sleep(self.piece_delay_s)
             self.finished.append(len(batch))
-            self.gone.append([left() for left in gone or []])
+            self.gone.append({job.text: left() for job, left in zip(batch, gone or [])})
             return [Completion(text, job.prompt_tokens, 3) for text, job in zip(texts, batch)]
         finally:
             self._busy.release()

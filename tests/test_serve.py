@@ -225,7 +225,7 @@ def test_a_client_leaving_mid_stream_breaks_neither_its_batch_nor_the_server():
     assert content(one) == "echo: client one (0 images)"  # its batch mate got everything
     assert engine.batches == engine.finished == [2, 2]
     # The engine was told, while the batch still ran, that the first client had left.
-    assert engine.gone[0] == [True, False]
+    assert engine.gone[0] == {"client zero": True, "client one": False}
 
 
 class FailingEngine(EchoEngine):
