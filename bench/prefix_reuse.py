@@ -89,8 +89,8 @@ def _sequence(processor, prompt: Prompt, screen: Screen) -> tuple[list[int], lis
             continue
         count = processor.image_token_count(screen.width, screen.height, screen.min_pixels,
                                             screen.max_pixels)
-        spans.append(ImageSpan(str(next(shown)).encode(), len(ids), len(ids) + count, slice(0),
-                               (0, 0, 0)))
+        spans.append(ImageSpan(str(next(shown)).encode(), len(ids), len(ids) + count,
+                               len(spans), (0, 0, 0)))
         ids.extend([token] * count)
     return ids, spans
 

@@ -7,6 +7,7 @@ the same tokens; only the decode steps differ (shared by K rows, or run K times)
 its own 1080x2400 screenshots (a highlighted row that moves, in its own colour), resized to
 --max-pixels; each call decodes --new-tokens tokens (the replies of a random model do not stop
 early). The two sides take turns step by step, so load from other processes hits both alike.
+Preparing the requests (outside the timed model calls) is timed apart.
 
 Run: .venv/bin/python bench/sessions_together.py [--episodes 4] [--steps 5] [--new-tokens 32]
          [--max-pixels 1003520]
@@ -66,6 +67,7 @@ def main() -> None:
                                      history)) for _ in range(args.episodes)]
     shots = [episode_shots(k, args.steps) for k in range(args.episodes)]
     seconds = dict.fromkeys(sides, 0.0)
+    preparing = dict.fromkeys(sides, 0.0)  # render, tokenize, the screenshots' patches
     texts: dict[str, list[str]] = {name: [] for name in sides}
     prefilled = dict.fromkeys(sides, 0)
     for step in range(args.steps):
@@ -73,9 +75,11 @@ def main() -> None:
         params = Params(max_new_tokens=args.new_tokens, max_pixels=screen.max_pixels,
                         continue_final_message=episodes[0][step].continue_final_message)
         for name, backend in sides.items():
+            start = time.perf_counter()
             items = [backend.prepare(hf_messages(episode[step]),
                                      prompt_images(episode[step], shots[k]), params)
                      for k, episode in enumerate(episodes)]
+            preparing[name] += time.perf_counter() - start
             start = time.perf_counter()
             if name == "together":
                 done = backend.generate_batch(items)
@@ -91,7 +95,8 @@ def main() -> None:
           f"{torch.get_num_threads()}; same replies both ways: "
           f"{texts['together'] == texts['one at a time']}")
     for name in sides:
-        print(f"{name:<14}{seconds[name]:>8.2f} s{prefilled[name]:>10,} tokens prefilled")
+        print(f"{name:<14}{seconds[name]:>8.2f} s{prefilled[name]:>10,} tokens prefilled, "
+              f"prepared in {preparing[name]:.2f} s")
     print(f"together / one at a time: {seconds['together'] / seconds['one at a time']:.2f} "
           "of the time")
 

@@ -4,8 +4,9 @@ Matches transformers' Qwen2VLImageProcessorPil bit for bit: the same PIL resize 
 rescale in float64 then float32, normalize in float32, and the same patch order. The float maths
 is done once per possible pair of byte values (a 65,536-entry table per channel), so each channel
 plane is normalized with one lookup per two pixels, on the thread that resized it; torch then
-copies the floats into patch order on all threads. ``ImageCache`` keeps the patches of the last few images, so a screenshot that
-stays in an agent's history is preprocessed once.
+copies the floats into patch order on all threads. ``ImageCache`` keeps the patches of the last
+few images, so a screenshot that stays in an agent's history is preprocessed once;
+``ImagePatches`` makes a request's patches only for the images that need them.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 Patches = tuple[np.ndarray, tuple[int, int, int]]
+#: A cache entry: the patches (read-only), the grid, and the patches as a tensor.
+_Cached = tuple[np.ndarray, tuple[int, int, int], torch.Tensor]
 
 
 def preprocess_image(
@@ -176,6 +179,19 @@ def pair_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     return np.ascontiguousarray(pairs).view(np.uint64)[..., 0]
 
 
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image as ``ImageCache`` knows it, before any patches are made: its RGB, the size it
+    is resized to, its cache key, and a digest of what decides its patches (content, sizes,
+    config): equal digests, equal patches."""
+
+    rgb: Image.Image
+    size: tuple[int, int]  # (height, width) after resizing
+    key: tuple
+    digest: bytes
+    grid: tuple[int, int, int]
+
+
 class ImageCache:
     """The patches of the last ``entries`` images, keyed by their content and size after resizing.
 
@@ -189,32 +205,77 @@ class ImageCache:
     def __init__(self, config: ImageProcessingConfig, entries: int = 4):
         self.config = config
         self.entries = entries
-        self._items: OrderedDict[tuple, Patches] = OrderedDict()
+        self._items: OrderedDict[tuple, _Cached] = OrderedDict()
         self._lock = threading.Lock()
 
     def __call__(
         self, image: Image.Image, min_pixels: int | None = None, max_pixels: int | None = None
     ) -> Patches:
-        return self.lookup(image, min_pixels, max_pixels)[0]
+        return self.patches(self.describe(image, min_pixels, max_pixels))
 
-    def lookup(
+    def describe(
         self, image: Image.Image, min_pixels: int | None = None, max_pixels: int | None = None
-    ) -> tuple[Patches, bytes]:
-        """The patches, and a digest of what decides them (content, sizes, config): equal
-        digests, equal patches. A prefix-reusing session keys images by it instead of hashing
-        the patches, which are several times bigger than the image."""
+    ) -> ImageEntry:
+        """The image's key, digest and grid, without making its patches (a hash of its bytes).
+        A prefix-reusing session keys images by the digest instead of hashing the patches, which
+        are several times bigger than the image, and needs no patches for images it holds."""
         rgb = _checked_rgb(image)
         size = self.config.resized_size(rgb.width, rgb.height, min_pixels, max_pixels)
         key = (hashlib.sha256(rgb.tobytes()).digest(), rgb.size, size, self.config)
         digest = hashlib.sha256(repr(key).encode()).digest()
+        p = self.config.patch_size
+        return ImageEntry(rgb, size, key, digest, (1, size[0] // p, size[1] // p))
+
+    def patches(self, entry: ImageEntry) -> Patches:
+        """The image's patches (read-only) and grid."""
+        patches, grid, _ = self._entry(entry)
+        return patches, grid
+
+    def rows(self, entry: ImageEntry) -> torch.Tensor:
+        """The same patches as a tensor (sharing their memory; not to be written to)."""
+        return self._entry(entry)[2]
+
+    def _entry(self, entry: ImageEntry) -> _Cached:
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key], digest
-        patches, grid = patchify(rgb, size, self.config)
+            if entry.key in self._items:
+                self._items.move_to_end(entry.key)
+                return self._items[entry.key]
+        patches, grid = patchify(entry.rgb, entry.size, self.config)
+        rows = torch.from_numpy(patches)  # before the freeze: torch warns of read-only arrays
         patches.flags.writeable = False
         with self._lock:
-            self._items[key] = (patches, grid)
+            self._items[entry.key] = (patches, grid, rows)
             while len(self._items) > self.entries:
                 self._items.popitem(last=False)
-        return (patches, grid), digest
+        return patches, grid, rows
+
+
+class ImagePatches:
+    """The patch rows of one request's images, each made when first asked for, then kept.
+
+    A server prepares requests on other threads than the model's: it makes the patches of the
+    images no session holds there, and leaves the rest to be made only if the model thread needs
+    them after all (the session let them go meanwhile, or the request runs without a session).
+    """
+
+    def __init__(self, cache: ImageCache, entries: list[ImageEntry]):
+        self.cache, self.entries = cache, entries
+        self._rows: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __call__(self, index: int) -> torch.Tensor:
+        """Image ``index``'s patch rows (grid_h * grid_w, C*T*P*P), read-only."""
+        if index not in self._rows:
+            self._rows[index] = self.cache.rows(self.entries[index])
+        return self._rows[index]
+
+    @property
+    def made(self) -> int:
+        """How many images' patches this request has made or taken from the cache."""
+        return len(self._rows)
+
+    def all(self) -> torch.Tensor:
+        """Every image's rows, in order: the processor's ``pixel_values``."""
+        return torch.cat([self(i) for i in range(len(self.entries))])

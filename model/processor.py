@@ -9,13 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from tokenizers import Tokenizer
 
 from model.config import Qwen2VLConfig, read_json
-from model.image_processing import ImageCache, ImageProcessingConfig
+from model.image_processing import ImageCache, ImageEntry, ImagePatches, ImageProcessingConfig
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -152,28 +151,41 @@ class Qwen2VLProcessor:
 
         Several texts are left-padded (``attention_mask`` 0 on the padding); images are consumed
         in order across the texts. ``return_image_digests`` adds ``image_digests`` (n_images, 32)
-        uint8: per image, a digest of what decides its patches (``ImageCache.lookup``).
+        uint8: per image, a digest of what decides its patches (``ImageCache.describe``).
         """
+        entries = self.describe_images(images or [], min_pixels, max_pixels)
+        batch = self.token_inputs(text, entries)
+        if not return_image_digests:
+            batch.pop("image_digests", None)
+        if entries:
+            batch["pixel_values"] = ImagePatches(self.images, entries).all()
+        return batch
+
+    def describe_images(
+        self, images: Sequence[Image.Image], min_pixels: int | None = None,
+        max_pixels: int | None = None,
+    ) -> list[ImageEntry]:
+        """Each image's size after resizing, grid and digest, without its patches: those come
+        from ``ImagePatches(processor.images, entries)``, for the images that need them."""
+        return [self.images.describe(image, min_pixels, max_pixels) for image in images]
+
+    def token_inputs(self, text: str | Sequence[str], images: Sequence[ImageEntry]
+                     ) -> dict[str, torch.Tensor]:
+        """``__call__``'s outputs but ``pixel_values``: ``input_ids``, ``attention_mask``, and
+        with images ``image_grid_thw`` and ``image_digests``."""
         texts = [text] if isinstance(text, str) else list(text)
-        images = list(images or [])
         encoded = [self.encode(t) for t in texts]
         self._check_image_count(sum(ids.count(self.image_token_id) for ids in encoded), len(images))
 
         batch: dict[str, torch.Tensor] = {}
-        token_counts: list[int] = []
         if images:
-            looked_up = [self.images.lookup(im, min_pixels, max_pixels) for im in images]
-            processed = [patches for patches, _ in looked_up]
-            if return_image_digests:
-                digests = b"".join(digest for _, digest in looked_up)
-                batch["image_digests"] = torch.frombuffer(bytearray(digests), dtype=torch.uint8
-                                                          ).view(len(images), -1)
-            batch["pixel_values"] = torch.from_numpy(np.concatenate([p for p, _ in processed]))
-            batch["image_grid_thw"] = torch.tensor([g for _, g in processed], dtype=torch.long)
-            merge = self.image_config.merge_size**2
-            token_counts = [t * h * w // merge for _, (t, h, w) in processed]
-
-        counts = iter(token_counts)
+            digests = b"".join(entry.digest for entry in images)
+            batch["image_digests"] = torch.frombuffer(bytearray(digests), dtype=torch.uint8
+                                                      ).view(len(images), -1)
+            batch["image_grid_thw"] = torch.tensor([entry.grid for entry in images],
+                                                   dtype=torch.long)
+        merge = self.image_config.merge_size**2
+        counts = iter([t * h * w // merge for t, h, w in (entry.grid for entry in images)])
         rows = []
         for ids in encoded:
             row: list[int] = []

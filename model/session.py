@@ -23,7 +23,8 @@ it), keeps the longest common prefix, and runs the decoder over the rest only, a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -37,13 +38,32 @@ MIN_CAPACITY = 4096
 
 @dataclass(frozen=True)
 class ImageSpan:
-    """One image of a sequence: its pad tokens ``[start, end)`` and its pixel rows."""
+    """One image of a sequence: its pad tokens ``[start, end)`` and its place among the
+    request's images."""
 
     key: bytes
     start: int
     end: int
-    rows: slice
+    index: int
     grid: tuple[int, int, int]
+
+
+#: The images' patch rows: the processor's ``pixel_values``, or a function that gives image i's
+#: (``model.image_processing.ImagePatches``), asked only for images whose features are not held.
+Pixels = torch.Tensor | Callable[[int], torch.Tensor]
+
+
+def image_key(digest: bytes, grid: Sequence[int]) -> bytes:
+    """How a session knows an image: what decides its patches, and its grid."""
+    t, h, w = grid
+    return digest + bytes(f"{t},{h},{w}", "ascii")
+
+
+def _rows_of(pixel_values: Pixels, image_grid_thw: torch.Tensor) -> Callable[[int], torch.Tensor]:
+    if callable(pixel_values):
+        return pixel_values
+    ends = image_grid_thw.prod(-1).cumsum(0).tolist()
+    return lambda i: pixel_values[(ends[i - 1] if i else 0) : ends[i]]
 
 
 @dataclass
@@ -59,7 +79,7 @@ class Prefill:
 
 def image_spans(
     input_ids: torch.Tensor,
-    pixel_values: torch.Tensor | None,
+    pixel_values: Pixels | None,
     image_grid_thw: torch.Tensor | None,
     image_token_id: int,
     merge: int,
@@ -67,26 +87,26 @@ def image_spans(
 ) -> list[ImageSpan]:
     """Where each image's pad tokens sit in ``input_ids`` (1, L), keyed by its pixels (or the
     given digest of them) and grid."""
-    if image_grid_thw is None or pixel_values is None:
+    if image_grid_thw is None:
         return []
+    if pixel_values is None:
+        raise ValueError("image_grid_thw needs pixel_values")
     where = (input_ids[0] == image_token_id).nonzero().flatten().tolist()
-    spans, token, row = [], 0, 0
+    spans, token, rows = [], 0, _rows_of(pixel_values, image_grid_thw)
     if digests is not None and len(digests) != len(image_grid_thw):
         raise ValueError(f"{len(digests)} image digests for {len(image_grid_thw)} images")
-    for i, (t, h, w) in enumerate(image_grid_thw.tolist()):
-        tokens, rows = t * h * w // merge**2, t * h * w
+    for i, grid in enumerate(image_grid_thw.tolist()):
+        tokens = math.prod(grid) // merge**2
         if digests is None:
-            pixels = pixel_values[row : row + rows].contiguous().cpu().numpy()
             # SHA-256: hardware-accelerated on current CPUs, about twice blake2b's speed here.
-            digest = hashlib.sha256(pixels).digest()
+            digest = hashlib.sha256(rows(i).contiguous().cpu().numpy()).digest()
         else:
             digest = digests[i].numpy().tobytes()
-        key = digest + bytes(f"{t},{h},{w}", "ascii")
         if token + tokens > len(where):
             raise ValueError("more images in image_grid_thw than image tokens in input_ids")
-        spans.append(ImageSpan(key, where[token], where[token + tokens - 1] + 1,
-                               slice(row, row + rows), (t, h, w)))  # fmt: skip
-        token, row = token + tokens, row + rows
+        spans.append(ImageSpan(image_key(digest, grid), where[token],
+                               where[token + tokens - 1] + 1, i, tuple(grid)))
+        token += tokens
     return spans
 
 
@@ -132,11 +152,18 @@ class GenerationSession:
                             request.image_grid_thw, request.image_digests)
         return common_prefix(self.tokens, self.images, request.input_ids[0].tolist(), spans)
 
-    def _spans(self, ids: torch.Tensor, pixel_values, image_grid_thw, image_digests
+    def _spans(self, ids: torch.Tensor, pixel_values: Pixels | None,
+               image_grid_thw: torch.Tensor | None, image_digests: torch.Tensor | None
                ) -> list[ImageSpan]:
         config = self.model.config
         return image_spans(ids, pixel_values, image_grid_thw, config.image_token_id,
                            config.vision.spatial_merge_size, image_digests)
+
+    def held_images(self) -> frozenset[bytes]:
+        """The keys (``image_key``) of the images whose vision features the session holds. Safe
+        to call from another thread than the model's: the set is copied in one step under the
+        GIL (the keys are bytes, so no Python code runs while it is copied)."""
+        return frozenset(self.features)
 
     def reset(self) -> None:
         """Forget the cache (the memory goes too)."""
@@ -194,7 +221,8 @@ class GenerationSession:
 
     # --- prefill ----------------------------------------------------------------------------
     def _embed_tail(
-        self, ids: torch.Tensor, start: int, spans: list[ImageSpan], pixel_values
+        self, ids: torch.Tensor, start: int, spans: list[ImageSpan], pixel_values: Pixels | None,
+        image_grid_thw: torch.Tensor | None,
     ) -> tuple[torch.Tensor, int]:
         """Embeddings of ``ids[start:]``, image features from the session's store where known."""
         model = self.model
@@ -202,7 +230,8 @@ class GenerationSession:
         needed = [s for s in spans if s.end > start]
         missing = list({s.key: s for s in needed if s.key not in self.features}.values())
         if missing:
-            pixels = torch.cat([pixel_values[s.rows] for s in missing]).to(model.device)
+            rows = _rows_of(pixel_values, image_grid_thw)
+            pixels = torch.cat([rows(s.index) for s in missing]).to(model.device)
             grids = torch.tensor([s.grid for s in missing], dtype=torch.long)
             features = model.image_features(pixels, grids)
             sizes = [s.end - s.start for s in missing]
@@ -218,7 +247,7 @@ class GenerationSession:
     def prefill(
         self,
         input_ids: torch.Tensor,
-        pixel_values: torch.Tensor | None = None,
+        pixel_values: Pixels | None = None,
         image_grid_thw: torch.Tensor | None = None,
         reserve: int = 0,
         all_logits: bool = False,
@@ -228,7 +257,8 @@ class GenerationSession:
         """Bring the cache to ``input_ids`` (1, L), running only the part not cached already.
 
         ``reserve`` positions after the prompt are made room for (the tokens to decode).
-        ``image_digests`` (the processor's, one row per image) key the images instead of a hash
+        ``pixel_values`` may be a function giving image i's patch rows: it is asked only for the
+        images whose vision features neither this session nor a donor holds. ``image_digests`` (the processor's, one row per image) key the images instead of a hash
         of their pixels. ``donors`` are other sessions on the model: where one holds a longer
         prefix of the sequence (another conversation with the same system prompt and goal), its
         cache entries are copied instead of computed again.
@@ -238,8 +268,6 @@ class GenerationSession:
         model, config = self.model, self.model.config
         ids = input_ids.cpu()
         spans = self._spans(ids, pixel_values, image_grid_thw, image_digests)
-        if image_grid_thw is not None and pixel_values is None:
-            raise ValueError("image_grid_thw needs pixel_values")
         n_image_tokens = int((ids == config.image_token_id).sum())
         spanned = sum(s.end - s.start for s in spans)
         if spanned != n_image_tokens:
@@ -257,7 +285,7 @@ class GenerationSession:
             self.images = [span for span in spans if span.start < shared]
 
         positions, delta = model.positions(ids, image_grid_thw)
-        embeds, encoded = self._embed_tail(ids, start, spans, pixel_values)
+        embeds, encoded = self._embed_tail(ids, start, spans, pixel_values, image_grid_thw)
         self._attach()
         try:
             # The head over the last position only: over a 3,000-token screenshot it would cost
@@ -277,7 +305,7 @@ class GenerationSession:
     def generate(
         self,
         input_ids: torch.Tensor,
-        pixel_values: torch.Tensor | None = None,
+        pixel_values: Pixels | None = None,
         image_grid_thw: torch.Tensor | None = None,
         options: GenerationOptions | None = None,
         image_digests: torch.Tensor | None = None,
@@ -292,7 +320,7 @@ class SessionRequest:
     """One sequence for a session: ``GenerationSession.prefill``'s tensors."""
 
     input_ids: torch.Tensor  # (1, L)
-    pixel_values: torch.Tensor | None = None
+    pixel_values: Pixels | None = None
     image_grid_thw: torch.Tensor | None = None
     image_digests: torch.Tensor | None = None
 

@@ -147,3 +147,57 @@ def test_a_continuing_request_keeps_its_session_whatever_its_place_in_the_batch(
     new, going_on = backend.generate_batch([backend.prepare(*r, params) for r in (cy[0], bob[1])])
     assert going_on.cached_tokens >= first[1].prompt_tokens
     assert 0 < new.cached_tokens < new.prompt_tokens // 2  # only the opening all chats share
+
+
+def _counting_patchify(monkeypatch) -> list[tuple[int, int]]:
+    """Records the resized size of every image whose patches are made."""
+    import model.image_processing as image_processing
+
+    made, real = [], image_processing.patchify
+    monkeypatch.setattr(image_processing, "patchify",
+                        lambda rgb, size, config: made.append(size) or real(rgb, size, config))
+    return made
+
+
+def test_only_images_no_session_holds_get_patches(tiny_checkpoint, plain, monkeypatch):
+    """Two conversations of three screenshots each (more than the processor's image cache
+    holds), request by request: each request after the first makes the patches of its new
+    screenshot only, the ones before it are in its session already. Replies as a full prefill."""
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
+    assert backend.processor.images.entries < 6
+    made = _counting_patchify(monkeypatch)
+    params = Params(max_new_tokens=3)
+    a, b = _conversation("Ann", 3, seed=11), _conversation("Bob", 3, seed=12)
+    for request in [r for pair in zip(a, b) for r in pair]:
+        made.clear()
+        item = backend.prepare(*request, params)
+        assert len(made) == 1, "the new screenshot's patches only"
+        (done,) = backend.generate_batch([item])
+        assert len(made) == 1, "nothing made on the model's side either"
+        monkeypatch.undo()  # the reference makes its own patches uncounted
+        assert done.text == plain.generate(*request, max_new_tokens=3).text
+        made = _counting_patchify(monkeypatch)
+
+
+def test_images_a_session_let_go_after_prepare_get_their_patches_then(tiny_checkpoint, plain):
+    """A request is prepared while its session holds its first screenshots (no patches made
+    for them), then another conversation takes that session: the request's run makes the
+    missing patches itself and replies as a full prefill. The plain batch path (more requests
+    than sessions) makes every image's patches."""
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=1)
+    params = Params(max_new_tokens=3)
+    ann, bob = _conversation("Ann", 3, seed=13), _conversation("Bob", 1, seed=14)
+    for request in ann[:2]:
+        backend.generate_batch([backend.prepare(*request, params)])
+    waiting = backend.prepare(*ann[2], params)
+    assert waiting.pixels is not None and waiting.pixels.made == 1  # the new screenshot only
+    backend.generate_batch([backend.prepare(*bob[0], params)])  # Bob's screenshot replaces them
+    (done,) = backend.generate_batch([waiting])
+    assert waiting.pixels.made == 3
+    assert done.text == plain.generate(*ann[2], max_new_tokens=3).text
+
+    late = [backend.prepare(*ann[2], params) for _ in range(2)]  # held again: deferred
+    assert [item.pixels.made for item in late] == [0, 0]
+    twice = backend.generate_batch(late)  # two requests, one session: the plain batch path
+    assert [item.pixels.made for item in late] == [3, 3]
+    assert [c.text for c in twice] == [done.text] * 2

@@ -157,6 +157,29 @@ def test_the_processors_image_digests_key_the_images(models, tiny_processor):
         session.prefill(*_tensors(inputs), image_digests=inputs["image_digests"][:1])
 
 
+def test_pixels_given_as_a_function_are_asked_only_for_images_not_held(models, tiny_processor):
+    """``pixel_values`` as a function of the image's index (a server's deferred patches): each
+    step asks for its new screenshot only, and the logits are those of a full forward."""
+    model = models["qwen2"]
+    session = GenerationSession(model)
+    prompts = list(episode_prompts("qwen2vl", REPLIES[:3], SCREEN, HistoryPolicy(images=3), KINDS))
+    for step, prompt in enumerate(prompts):
+        inputs = model_inputs(tiny_processor, prompt, _screenshots(6), SCREEN,
+                              return_image_digests=True)
+        ends = inputs["image_grid_thw"].prod(-1).cumsum(0).tolist()
+        asked = []
+
+        def rows(i, pixels=inputs["pixel_values"], ends=ends):
+            asked.append(i)
+            return pixels[(ends[i - 1] if i else 0) : ends[i]]
+
+        done = session.prefill(inputs["input_ids"], rows, inputs["image_grid_thw"],
+                               all_logits=True, image_digests=inputs["image_digests"])
+        assert asked == [step]  # the screenshots before it are held
+        torch.testing.assert_close(done.logits, _full_logits(model, inputs)[done.reused:],
+                                   atol=ATOL, rtol=0)
+
+
 def test_bad_input_is_refused_with_a_clear_error(models, tiny_processor):
     session = GenerationSession(models["qwen2"])
     with pytest.raises(ValueError, match="one sequence"):

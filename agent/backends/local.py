@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from model.generate import Generation, GenerationOptions
+    from model.image_processing import ImagePatches
     from model.session import GenerationSession, SessionRequest
 
 
@@ -41,9 +42,11 @@ if TYPE_CHECKING:
 class Prepared:
     """One request, rendered and preprocessed, waiting for the model."""
 
-    inputs: dict[str, "torch.Tensor"]
+    inputs: dict[str, "torch.Tensor"]  # the processor's, but ``pixel_values``
     params: Params
     preprocess_ms: float
+    #: The images' patch rows, made in ``prepare`` for images no session holds, else on demand.
+    pixels: "ImagePatches | None" = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -85,9 +88,21 @@ class LocalBackend(Backend):
             add_generation_prompt=not params.continue_final_message,
             continue_final_message=params.continue_final_message,
         )
-        inputs = processor(text=text, images=images or None, min_pixels=params.min_pixels,
-                           max_pixels=params.max_pixels, return_image_digests=True)
-        return Prepared(inputs, params, (time.perf_counter() - start) * 1000)
+        entries = processor.describe_images(images, params.min_pixels, params.max_pixels)
+        inputs = processor.token_inputs(text, entries)
+        pixels = None
+        if entries:
+            from model.image_processing import ImagePatches
+            from model.session import image_key
+
+            # A screenshot a session already holds (an agent's history) needs no patches; the
+            # others are made here, off the model's thread.
+            held = frozenset().union(*(s.held_images() for s in self.sessions))
+            pixels = ImagePatches(processor.images, entries)
+            for i, entry in enumerate(entries):
+                if image_key(entry.digest, entry.grid) not in held:
+                    pixels(i)
+        return Prepared(inputs, params, (time.perf_counter() - start) * 1000, pixels)
 
     def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None,
                        gone: Sequence[Callable[[], bool]] | None = None) -> list[Completion]:
@@ -210,9 +225,9 @@ class LocalBackend(Backend):
         for i, row in enumerate(ids):
             input_ids[i, length - len(row) :] = row
             attention_mask[i, length - len(row) :] = 1
-        images = [item.inputs for item in group if "pixel_values" in item.inputs]
-        pixel_values = torch.cat([x["pixel_values"] for x in images]) if images else None
-        grid = torch.cat([x["image_grid_thw"] for x in images]) if images else None
+        images = [item for item in group if item.pixels is not None]
+        pixel_values = torch.cat([item.pixels.all() for item in images]) if images else None
+        grid = torch.cat([item.inputs["image_grid_thw"] for item in images]) if images else None
         options = self._options(group[0].params, sinks, gones)
         start = time.perf_counter()
         generations = generate(self.model, input_ids, pixel_values, grid, attention_mask, options)
@@ -236,5 +251,5 @@ def _session_request(item: Prepared) -> "SessionRequest":
     from model.session import SessionRequest
 
     inputs = item.inputs
-    return SessionRequest(inputs["input_ids"], inputs.get("pixel_values"),
-                          inputs.get("image_grid_thw"), inputs.get("image_digests"))
+    return SessionRequest(inputs["input_ids"], item.pixels, inputs.get("image_grid_thw"),
+                          inputs.get("image_digests"))
