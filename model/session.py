@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -359,12 +360,16 @@ def generate_together(
     # Cache position + delta is a decoded token's M-RoPE position; padding shifts the former.
     delta = torch.tensor([[d.rope_delta - (longest - n)] for d, n in zip(done, lengths)],
                          device=model.device)
+    # A compiled step's CUDA graphs are recorded on their inputs' addresses, caches included: it
+    # always decodes in the model's kept batch cache, so another session's cache (or a new one
+    # per call) does not make it record again.
+    own_cache = len(sessions) == 1 and not options.compile
     try:
-        if len(sessions) == 1:
+        if own_cache:
             sessions[0]._attach()
             key_valid = None
         else:
-            ensure_cache(model, len(sessions), longest + options.max_new_tokens)
+            _batch_cache(model, len(sessions), longest + options.max_new_tokens, options.compile)
             key_valid = torch.zeros(len(sessions), longest, dtype=torch.bool, device=model.device)
             for b, n in enumerate(lengths):
                 key_valid[b, longest - n :] = True
@@ -372,13 +377,40 @@ def generate_together(
         generations = decode(model, Prefilled(logits, longest, delta, key_valid), options)
         # Every new token but the last went through the decoder: the cache holds them.
         fed = [max(len(g.tokens) - 1, 0) for g in generations]
-        if len(sessions) > 1:
+        if not own_cache:
             _back_from_batch(text.layers, sessions, lengths, longest, fed)
     finally:
         text.clear_cache()
     for session, g, n in zip(sessions, generations, fed):
         session.tokens = session.tokens + g.tokens[:n]
     return generations
+
+
+#: Per model, the batch cache a compiled decode keeps between calls, with its rope tables.
+_KEPT: weakref.WeakKeyDictionary[Qwen2VL, tuple[list[KVCache], tuple[torch.Tensor, ...]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _batch_cache(model: Qwen2VL, batch: int, length: int, keep: bool) -> None:
+    """Put a cache for ``batch`` rows of at least ``length`` positions on the model's layers: a
+    new one, or with ``keep`` the first rows of the one kept from earlier calls (grown to the
+    most rows and positions asked for so far), so each batch size finds its cache at the same
+    address every call. Kept contents are overwritten where the batch is copied in, and masked
+    elsewhere."""
+    text = model.model
+    kept = _KEPT.get(model) if keep else None
+    if kept is None or kept[0][0].k.shape[0] < batch or kept[0][0].k.shape[2] < length:
+        rows, slots = (batch, length) if kept is None else (
+            max(batch, kept[0][0].k.shape[0]), max(length, kept[0][0].k.shape[2]))
+        text.clear_cache()  # so ensure_cache allocates afresh
+        ensure_cache(model, rows, slots)
+        kept = ([layer.self_attn.cache for layer in text.layers],
+                (text.rope_cos, text.rope_sin, text.cache_slots))
+        if keep:
+            _KEPT[model] = kept
+    for layer, cache in zip(text.layers, kept[0]):
+        layer.self_attn.cache = cache.rows(batch)
+    text.rope_cos, text.rope_sin, text.cache_slots = kept[1]
 
 
 def _into_batch(layers, sessions: Sequence[GenerationSession], lengths: list[int],

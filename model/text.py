@@ -35,11 +35,21 @@ class RMSNorm(nn.Module):
 class KVCache(nn.Module):
     """Preallocated keys and values of one layer (gpt-fast): (batch, kv_heads, len, head_dim)."""
 
-    def __init__(self, batch: int, max_len: int, kv_heads: int, head_dim: int, dtype, device):
+    def __init__(self, k: torch.Tensor, v: torch.Tensor):
         super().__init__()
+        self.register_buffer("k", k, persistent=False)
+        self.register_buffer("v", v, persistent=False)
+
+    @classmethod
+    def empty(cls, batch: int, max_len: int, kv_heads: int, head_dim: int, dtype, device
+              ) -> KVCache:
         shape = (batch, kv_heads, max_len, head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        return cls(torch.zeros(shape, dtype=dtype, device=device),
+                   torch.zeros(shape, dtype=dtype, device=device))
+
+    def rows(self, batch: int) -> KVCache:
+        """The first ``batch`` rows, sharing this cache's memory (and its address)."""
+        return KVCache(self.k[:batch], self.v[:batch])
 
     def update(self, pos: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """Write at [pos, pos + L) and return the cache up to there; a tensor ``pos`` (the
@@ -134,7 +144,7 @@ class TextModel(nn.Module):
     def setup_cache(self, batch: int, max_len: int) -> None:
         weight = self.embed_tokens.weight
         for layer in self.layers:
-            layer.self_attn.cache = KVCache(
+            layer.self_attn.cache = KVCache.empty(
                 batch, max_len, self.cfg.num_key_value_heads, self.cfg.head_dim,
                 weight.dtype, weight.device,
             )  # fmt: skip

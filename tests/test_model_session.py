@@ -317,3 +317,40 @@ def test_a_compiled_batch_of_sessions_decodes_the_eager_tokens(tiny_checkpoint):
         second = generate_together(sessions, [SessionRequest(p) for p in longer], options)
         tokens[compile] = [g.tokens for g in first + second]
     assert tokens[True] == tokens[False]
+
+
+def test_a_compiled_decode_keeps_its_cache_where_it_was_across_sessions(tiny_checkpoint,
+                                                                       monkeypatch):
+    """CUDA graphs are recorded on their inputs' addresses: compiled, every call decodes in the
+    same cache memory whatever its sessions (one or two rows), until a call needs more rows or
+    positions than it holds; the tokens are the eager ones all along."""
+    import model.session
+
+    torch.manual_seed(1)
+    prompts = [torch.randint(0, 500, (1, 30 + 9 * k)) for k in range(3)]
+    long_prompt = torch.randint(0, 500, (1, 300))  # past the first cache's 256 positions
+    # Two rows first: the kept cache grows to the most rows and positions asked for so far.
+    calls = [[0, 1], [2], [1], [1, 2], [0], ["long"], [0], [2, 0]]
+    seen, real_decode = {}, model.session.decode
+    for compile in (False, True):
+        model_ = Qwen2VL.from_pretrained(tiny_checkpoint, device="cpu", dtype="fp32")
+        sessions = [GenerationSession(model_) for _ in range(4)]
+        requests = {**dict(enumerate(prompts)), "long": long_prompt}
+        where, tokens = [], []
+
+        def watching(model__, state, options, where=where):
+            where.append((model__.model.layers[0].self_attn.cache.k.data_ptr(),
+                          model__.model.cache_slots.data_ptr()))
+            return real_decode(model__, state, options)
+
+        monkeypatch.setattr(model.session, "decode", watching)
+        options = GenerationOptions(max_new_tokens=6, eos_token_ids=(), compile=compile)
+        for call in calls:
+            chosen = [sessions[3] if k == "long" else sessions[k] for k in call]
+            done = generate_together(chosen, [SessionRequest(requests[k]) for k in call], options)
+            tokens.append([g.tokens for g in done])
+        seen[compile] = where, tokens
+    (_, eager), (where, compiled) = seen[False], seen[True]
+    assert compiled == eager
+    assert len(set(where[:5])) == 1  # one address for five calls over three sessions
+    assert where[5] != where[0] and len(set(where[5:])) == 1  # grown once, then kept
