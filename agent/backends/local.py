@@ -17,7 +17,8 @@ before a dropped screenshot) is copied from there instead of computed. Requests 
 together each take a session of their own, prefill there, and decode as one batch
 (``generate_together``): agents' next steps, or several episodes of a bench served by one model.
 A group larger than the sessions runs as one left-padded batch through ``model.generate``,
-leaving the sessions' caches alone.
+leaving the sessions' caches alone. ``prepare`` makes patches only for the screenshots no session
+holds; the session asks for the others only if it lacks their vision features by then.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class LocalBackend(Backend):
             add_generation_prompt=not params.continue_final_message,
             continue_final_message=params.continue_final_message,
         )
-        entries = processor.describe_images(images, params.min_pixels, params.max_pixels)
+        entries = processor.describe_images(images or [], params.min_pixels, params.max_pixels)
         inputs = processor.token_inputs(text, entries)
         pixels = None
         if entries:
