@@ -35,8 +35,9 @@ from model.generate import GenerationOptions, generate  # noqa: E402
 from model.image_processing import ImageProcessingConfig, preprocess_image  # noqa: E402
 
 #: HBM bandwidth in GB/s by device name, for the bound; others need --bandwidth-gbs.
-BANDWIDTH_GBS = {"H200": 4800, "H100 80GB HBM3": 3350, "H100": 3350, "A100-SXM4-80GB": 2039,
-                 "A100": 1555, "L40S": 864, "A10G": 600, "L4": 300}
+BANDWIDTH_GBS = {"H200": 4800, "H100 PCIe": 2000, "H100 NVL": 3900, "H100": 3350,
+                 "A100-SXM4-80GB": 2039, "A100 80GB PCIe": 1935, "A100": 1555, "L40S": 864,
+                 "A10G": 600, "L4": 300}
 SHAPES = {  # hidden, intermediate, layers, heads, kv heads, vocab, tied: the hub's config.json
     "tiny": (256, 512, 2, 2, 1, 151936, True),  # a smoke run of this script on cpu (--device cpu)
     "2B": (1536, 8960, 28, 12, 2, 151936, True),

@@ -191,6 +191,35 @@ def ensure_cache(model: Qwen2VL, batch: int, length: int) -> int:
     return capacity
 
 
+#: Per model, the cache a compiled decode keeps between calls, with its rope tables.
+_KEPT: weakref.WeakKeyDictionary[Any, tuple[list[Any], tuple[torch.Tensor, ...]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def kept_cache(model: Qwen2VL, batch: int, length: int) -> None:
+    """Put on the model's layers the first ``batch`` rows of the cache it keeps for compiled
+    decoding, grown first if it has fewer rows or fewer than ``length`` positions.
+
+    CUDA graphs are recorded on their inputs' addresses, caches and rope tables included, and
+    torch records again whenever one changes: a cache made per call, or a session's own, would
+    do that every call. The kept one grows to the most rows and positions asked for so far, so
+    each batch size finds its cache at the same address call after call. Its contents are
+    overwritten where a call fills it and masked elsewhere.
+    """
+    text = model.model
+    kept = _KEPT.get(model)
+    if kept is None or kept[0][0].k.shape[0] < batch or kept[0][0].k.shape[2] < length:
+        rows, slots = (batch, length) if kept is None else (
+            max(batch, kept[0][0].k.shape[0]), max(length, kept[0][0].k.shape[2]))
+        text.clear_cache()  # so ensure_cache allocates afresh
+        ensure_cache(model, rows, slots)
+        kept = _KEPT[model] = ([layer.self_attn.cache for layer in text.layers],
+                               (text.rope_cos, text.rope_sin, text.cache_slots))
+    for layer, cache in zip(text.layers, kept[0]):
+        layer.self_attn.cache = cache.rows(batch)
+    text.rope_cos, text.rope_sin, text.cache_slots = kept[1]
+
+
 def decode_step(
     model: Qwen2VL,
     token: torch.Tensor,
@@ -253,10 +282,15 @@ def prefill(
     image_grid_thw: torch.Tensor | None = None,
     attention_mask: torch.Tensor | None = None,
     max_new_tokens: int = 64,
+    kept: bool = False,
 ) -> Prefilled:
-    """Run left-padded prompts into fresh caches with room for ``max_new_tokens``."""
+    """Run left-padded prompts into caches with room for ``max_new_tokens``: the model's
+    (``ensure_cache``), or with ``kept`` the one kept for compiled decoding (``kept_cache``)."""
     batch, length = input_ids.shape
-    ensure_cache(model, batch, length + max_new_tokens)
+    if kept:
+        kept_cache(model, batch, length + max_new_tokens)
+    else:
+        ensure_cache(model, batch, length + max_new_tokens)
     input_ids = input_ids.to(model.device)
     embeds = model.embed(input_ids, pixel_values, image_grid_thw)
     positions, delta = model.positions(input_ids, image_grid_thw, attention_mask)
@@ -373,7 +407,10 @@ def generate(
     options = options or GenerationOptions()
     if options.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {options.max_new_tokens}")
-    state = prefill(
-        model, input_ids, pixel_values, image_grid_thw, attention_mask, options.max_new_tokens
-    )
-    return decode(model, state, options)
+    state = prefill(model, input_ids, pixel_values, image_grid_thw, attention_mask,
+                    options.max_new_tokens, kept=options.compile)
+    try:
+        return decode(model, state, options)
+    finally:
+        if options.compile:  # the kept cache stays with ``kept_cache``, not on the layers
+            model.model.clear_cache()

@@ -24,13 +24,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from model.generate import Generation, GenerationOptions, Prefilled, decode, ensure_cache
+from model.generate import (
+    Generation,
+    GenerationOptions,
+    Prefilled,
+    decode,
+    ensure_cache,
+    kept_cache,
+)
 from model.modeling import Qwen2VL
 from model.text import KVCache
 
@@ -100,9 +106,10 @@ def image_spans(
         tokens = math.prod(grid) // merge**2
         if digests is None:
             # SHA-256: hardware-accelerated on current CPUs, about twice blake2b's speed here.
-            digest = hashlib.sha256(rows(i).contiguous().cpu().numpy()).digest()
+            # As bytes: numpy has no bf16, and the rows may be on the GPU.
+            digest = hashlib.sha256(rows(i).contiguous().cpu().view(torch.uint8).numpy()).digest()
         else:
-            digest = digests[i].numpy().tobytes()
+            digest = digests[i].cpu().numpy().tobytes()
         if token + tokens > len(where):
             raise ValueError("more images in image_grid_thw than image tokens in input_ids")
         spans.append(ImageSpan(image_key(digest, grid), where[token],
@@ -369,7 +376,8 @@ def generate_together(
             sessions[0]._attach()
             key_valid = None
         else:
-            _batch_cache(model, len(sessions), longest + options.max_new_tokens, options.compile)
+            make_cache = kept_cache if options.compile else ensure_cache
+            make_cache(model, len(sessions), longest + options.max_new_tokens)
             key_valid = torch.zeros(len(sessions), longest, dtype=torch.bool, device=model.device)
             for b, n in enumerate(lengths):
                 key_valid[b, longest - n :] = True
@@ -384,33 +392,6 @@ def generate_together(
     for session, g, n in zip(sessions, generations, fed):
         session.tokens = session.tokens + g.tokens[:n]
     return generations
-
-
-#: Per model, the batch cache a compiled decode keeps between calls, with its rope tables.
-_KEPT: weakref.WeakKeyDictionary[Qwen2VL, tuple[list[KVCache], tuple[torch.Tensor, ...]]] = (
-    weakref.WeakKeyDictionary())
-
-
-def _batch_cache(model: Qwen2VL, batch: int, length: int, keep: bool) -> None:
-    """Put a cache for ``batch`` rows of at least ``length`` positions on the model's layers: a
-    new one, or with ``keep`` the first rows of the one kept from earlier calls (grown to the
-    most rows and positions asked for so far), so each batch size finds its cache at the same
-    address every call. Kept contents are overwritten where the batch is copied in, and masked
-    elsewhere."""
-    text = model.model
-    kept = _KEPT.get(model) if keep else None
-    if kept is None or kept[0][0].k.shape[0] < batch or kept[0][0].k.shape[2] < length:
-        rows, slots = (batch, length) if kept is None else (
-            max(batch, kept[0][0].k.shape[0]), max(length, kept[0][0].k.shape[2]))
-        text.clear_cache()  # so ensure_cache allocates afresh
-        ensure_cache(model, rows, slots)
-        kept = ([layer.self_attn.cache for layer in text.layers],
-                (text.rope_cos, text.rope_sin, text.cache_slots))
-        if keep:
-            _KEPT[model] = kept
-    for layer, cache in zip(text.layers, kept[0]):
-        layer.self_attn.cache = cache.rows(batch)
-    text.rope_cos, text.rope_sin, text.cache_slots = kept[1]
 
 
 def _into_batch(layers, sessions: Sequence[GenerationSession], lengths: list[int],

@@ -12,7 +12,7 @@ from agent.history import HistoryPolicy
 from core.geometry import Screen
 from model import Qwen2VL
 from model.generate import GenerationOptions
-from model.session import GenerationSession, SessionRequest, generate_together
+from model.session import GenerationSession, SessionRequest, generate_together, image_spans
 
 # Sizes no other test uses; every step's screenshot has its own.
 ODD_SIZES = [(113, 251), (287, 149), (71, 197), (173, 173)]
@@ -180,6 +180,20 @@ def test_pixels_given_as_a_function_are_asked_only_for_images_not_held(models, t
                                    atol=ATOL, rtol=0)
 
 
+def test_images_are_keyed_by_their_bytes_whatever_the_pixels_dtype(tiny_processor):
+    """Pixels cast to bf16 (which numpy has no type for) still key their images: the same
+    pixels the same key, other pixels another."""
+    prompt = "<|vision_start|><|image_pad|><|vision_end|>" * 3
+    shot, other = _screenshots(7)[0], _screenshots(8)[0]  # the same size
+    inputs = tiny_processor(text=prompt, images=[shot, shot, other],
+                            max_pixels=SCREEN.max_pixels)
+    pixels = inputs["pixel_values"].to(torch.bfloat16)
+    keys = [span.key for span in image_spans(inputs["input_ids"], pixels,
+                                             inputs["image_grid_thw"],
+                                             tiny_processor.image_token_id, 2)]
+    assert keys[0] == keys[1] != keys[2]
+
+
 def test_bad_input_is_refused_with_a_clear_error(models, tiny_processor):
     session = GenerationSession(models["qwen2"])
     with pytest.raises(ValueError, match="one sequence"):
@@ -324,6 +338,7 @@ def test_a_compiled_decode_keeps_its_cache_where_it_was_across_sessions(tiny_che
     """CUDA graphs are recorded on their inputs' addresses: compiled, every call decodes in the
     same cache memory whatever its sessions (one or two rows), until a call needs more rows or
     positions than it holds; the tokens are the eager ones all along."""
+    import model.generate
     import model.session
 
     torch.manual_seed(1)
@@ -331,7 +346,7 @@ def test_a_compiled_decode_keeps_its_cache_where_it_was_across_sessions(tiny_che
     long_prompt = torch.randint(0, 500, (1, 300))  # past the first cache's 256 positions
     # Two rows first: the kept cache grows to the most rows and positions asked for so far.
     calls = [[0, 1], [2], [1], [1, 2], [0], ["long"], [0], [2, 0]]
-    seen, real_decode = {}, model.session.decode
+    seen, real_decode = {}, model.generate.decode
     for compile in (False, True):
         model_ = Qwen2VL.from_pretrained(tiny_checkpoint, device="cpu", dtype="fp32")
         sessions = [GenerationSession(model_) for _ in range(4)]
@@ -344,11 +359,16 @@ def test_a_compiled_decode_keeps_its_cache_where_it_was_across_sessions(tiny_che
             return real_decode(model__, state, options)
 
         monkeypatch.setattr(model.session, "decode", watching)
+        monkeypatch.setattr(model.generate, "decode", watching)
         options = GenerationOptions(max_new_tokens=6, eos_token_ids=(), compile=compile)
         for call in calls:
             chosen = [sessions[3] if k == "long" else sessions[k] for k in call]
             done = generate_together(chosen, [SessionRequest(requests[k]) for k in call], options)
             tokens.append([g.tokens for g in done])
+        # A plain batch (a server's group larger than its sessions) decodes there too.
+        plain = model.generate.generate(model_, torch.cat([prompts[2], prompts[2]]),
+                                        options=options)
+        tokens.append([g.tokens for g in plain])
         seen[compile] = where, tokens
     (_, eager), (where, compiled) = seen[False], seen[True]
     assert compiled == eager
