@@ -91,11 +91,19 @@ class Attention(nn.Module):
             k, v = self.cache.update(pos, k, v)
             if mask is not None and mask.shape[-1] < k.shape[2]:  # an eager decode step
                 k, v = k[:, :, : mask.shape[-1]], v[:, :, : mask.shape[-1]]
-        # Without a mask the block is a causal prefill from position 0 (or a single token).
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None and n > 1,
-            enable_gqa=self.kv_heads != self.heads,
-        )  # fmt: skip
+        if n == 1 and mask is not None and self.kv_heads != self.heads:
+            # A decode step: each KV head's query heads become its query rows, so no grouped
+            # query attention is needed. On CUDA, SDPA's fused kernels take either a mask or
+            # grouped heads, not both, and the math kernel would copy the cache to every head.
+            rows = q.reshape(b, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
+            out = F.scaled_dot_product_attention(rows, k, v, attn_mask=mask)
+            out = out.reshape(b, self.heads, 1, self.head_dim)
+        else:
+            # Without a mask the block is a causal prefill from position 0 (or a single token).
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=mask is None and n > 1,
+                enable_gqa=self.kv_heads != self.heads,
+            )  # fmt: skip
         return self.o_proj(out.transpose(1, 2).reshape(b, n, -1))
 
 
