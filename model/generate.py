@@ -5,7 +5,8 @@ Entry points (all under ``torch.inference_mode``):
 - ``generate(model, input_ids, pixel_values, image_grid_thw, attention_mask, options)``: a batch of
   left-padded prompts (the processor's layout) -> one ``Generation`` per row.
 - ``prefill(model, input_ids, pixel_values, image_grid_thw, attention_mask, max_new_tokens)``
-  -> ``Prefilled``: allocates the caches (``ensure_cache``), runs the prompt, keeps the last logits.
+  -> ``Prefilled``: allocates the caches (``ensure_cache``; ``kept=True``: ``kept_cache``, what a
+  compiled decode on CUDA uses), runs the prompt, keeps the last logits.
 - ``decode(model, state, options)``: starts from a filled cache. ``state`` is a ``Prefilled``:
   ``logits`` (B, vocab) of the last cached position, ``pos`` (the cache position the next token
   is written to, i.e. the cached length), ``rope_delta`` (B, 1) (a decoded token's M-RoPE position
@@ -191,9 +192,27 @@ def ensure_cache(model: Qwen2VL, batch: int, length: int) -> int:
     return capacity
 
 
-#: Per model, the cache a compiled decode keeps between calls, with its rope tables.
+def new_cache(model: Qwen2VL, batch: int, length: int
+              ) -> tuple[list[Any], tuple[torch.Tensor, ...]]:
+    """Fresh caches for ``batch`` rows of at least ``length`` tokens and their decode tables
+    (``ensure_cache``'s), left off the model's layers for their owner to put on."""
+    text = model.model
+    text.clear_cache()  # so ensure_cache allocates afresh
+    ensure_cache(model, batch, length)
+    made = [layer.self_attn.cache for layer in text.layers]
+    text.clear_cache()
+    return made, (text.rope_cos, text.rope_sin, text.cache_slots)
+
+
+#: Per model, the cache a compiled decode on CUDA keeps between calls, with its rope tables.
 _KEPT: weakref.WeakKeyDictionary[Any, tuple[list[Any], tuple[torch.Tensor, ...]]] = (
     weakref.WeakKeyDictionary())
+#: Devices whose compiled decode keeps its cache (CUDA graphs there; see ``kept_cache``).
+KEEPING_DEVICES = {"cuda"}
+
+
+def keeps_cache(model: Qwen2VL, options: GenerationOptions) -> bool:
+    return options.compile and model.device.type in KEEPING_DEVICES
 
 
 def kept_cache(model: Qwen2VL, batch: int, length: int) -> None:
@@ -202,8 +221,9 @@ def kept_cache(model: Qwen2VL, batch: int, length: int) -> None:
 
     CUDA graphs are recorded on their inputs' addresses, caches and rope tables included, and
     torch records again whenever one changes: a cache made per call, or a session's own, would
-    do that every call. The kept one grows to the most rows and positions asked for so far, so
-    each batch size finds its cache at the same address call after call. Its contents are
+    do that every call. The kept one grows to the most rows and the most positions asked for so
+    far (their product: one batch of 8 and one long conversation make 8 long rows), so each
+    batch size finds its cache at the same address call after call. Its contents are
     overwritten where a call fills it and masked elsewhere.
     """
     text = model.model
@@ -211,10 +231,10 @@ def kept_cache(model: Qwen2VL, batch: int, length: int) -> None:
     if kept is None or kept[0][0].k.shape[0] < batch or kept[0][0].k.shape[2] < length:
         rows, slots = (batch, length) if kept is None else (
             max(batch, kept[0][0].k.shape[0]), max(length, kept[0][0].k.shape[2]))
-        text.clear_cache()  # so ensure_cache allocates afresh
-        ensure_cache(model, rows, slots)
-        kept = _KEPT[model] = ([layer.self_attn.cache for layer in text.layers],
-                               (text.rope_cos, text.rope_sin, text.cache_slots))
+        # Every reference to the old cache goes before the new one is made.
+        _KEPT.pop(model, None)
+        kept = None
+        kept = _KEPT[model] = new_cache(model, rows, slots)
     for layer, cache in zip(text.layers, kept[0]):
         layer.self_attn.cache = cache.rows(batch)
     text.rope_cos, text.rope_sin, text.cache_slots = kept[1]
@@ -264,10 +284,12 @@ def step_function(model: Qwen2VL, compile: bool) -> Callable[..., torch.Tensor]:
             decode_step, mode="reduce-overhead" if cuda else None, dynamic=False
         )
 
+        owner = weakref.ref(model)  # a strong one would keep the model (and its caches) alive
+
         def step(*args: torch.Tensor) -> torch.Tensor:
             if cuda:  # a CUDA graph reuses its output buffer: the last logits are consumed by now
                 torch.compiler.cudagraph_mark_step_begin()
-            return compiled(model, *args).clone()
+            return compiled(owner(), *args).clone()
 
         _COMPILED[model] = step
     return _COMPILED[model]
@@ -407,10 +429,11 @@ def generate(
     options = options or GenerationOptions()
     if options.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {options.max_new_tokens}")
+    kept = keeps_cache(model, options)
     state = prefill(model, input_ids, pixel_values, image_grid_thw, attention_mask,
-                    options.max_new_tokens, kept=options.compile)
+                    options.max_new_tokens, kept=kept)
     try:
         return decode(model, state, options)
     finally:
-        if options.compile:  # the kept cache stays with ``kept_cache``, not on the layers
+        if kept:  # the kept cache stays with ``kept_cache``, not on the layers
             model.model.clear_cache()

@@ -35,7 +35,9 @@ from model.generate import (
     Prefilled,
     decode,
     ensure_cache,
+    keeps_cache,
     kept_cache,
+    new_cache,
 )
 from model.modeling import Qwen2VL
 from model.text import KVCache
@@ -185,12 +187,7 @@ class GenerationSession:
             return
         old = self.caches
         size = max(needed, self.capacity, 2 * old[0].k.shape[2] if old else 0)
-        text = self.model.model
-        text.clear_cache()  # so ensure_cache allocates afresh
-        ensure_cache(self.model, 1, size)
-        self.caches = [layer.self_attn.cache for layer in text.layers]
-        self.tables = (text.rope_cos, text.rope_sin, text.cache_slots)
-        text.clear_cache()
+        self.caches, self.tables = new_cache(self.model, 1, size)
         for new, previous in zip(self.caches, old):
             new.k[:, :, :keep] = previous.k[:, :, :keep]
             new.v[:, :, :keep] = previous.v[:, :, :keep]
@@ -266,7 +263,7 @@ class GenerationSession:
 
         ``reserve`` positions after the prompt are made room for (the tokens to decode).
         ``pixel_values`` may be a function giving image i's patch rows: it is asked only for the
-        images whose vision features neither this session nor a donor holds. ``image_digests`` (the processor's, one row per image) key the images instead of a hash
+        images whose vision features the session lacks after taking a donor's prefix. ``image_digests`` (the processor's, one row per image) key the images instead of a hash
         of their pixels. ``donors`` are other sessions on the model: where one holds a longer
         prefix of the sequence (another conversation with the same system prompt and goal), its
         cache entries are copied instead of computed again.
@@ -367,16 +364,17 @@ def generate_together(
     # Cache position + delta is a decoded token's M-RoPE position; padding shifts the former.
     delta = torch.tensor([[d.rope_delta - (longest - n)] for d, n in zip(done, lengths)],
                          device=model.device)
-    # A compiled step's CUDA graphs are recorded on their inputs' addresses, caches included: it
-    # always decodes in the model's kept batch cache, so another session's cache (or a new one
-    # per call) does not make it record again.
-    own_cache = len(sessions) == 1 and not options.compile
+    # A compiled step's CUDA graphs are recorded on their inputs' addresses, caches included:
+    # there it always decodes in the model's kept batch cache, so another session's cache (or a
+    # new one per call) does not make it record again.
+    kept = keeps_cache(model, options)
+    own_cache = len(sessions) == 1 and not kept
     try:
         if own_cache:
             sessions[0]._attach()
             key_valid = None
         else:
-            make_cache = kept_cache if options.compile else ensure_cache
+            make_cache = kept_cache if kept else ensure_cache
             make_cache(model, len(sessions), longest + options.max_new_tokens)
             key_valid = torch.zeros(len(sessions), longest, dtype=torch.bool, device=model.device)
             for b, n in enumerate(lengths):

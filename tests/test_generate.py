@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -198,6 +201,11 @@ def test_compiled_decode_gives_the_eager_greedy_tokens(tmp_path, threads):
     batch = proc(text=_chat(proc, "Where is the search button?"))
     eager = _run(model, batch, max_new_tokens=12, eos_token_ids=())[0].tokens
     assert _run(model, batch, max_new_tokens=12, eos_token_ids=(), compile=True)[0].tokens == eager
+    # The compiled step does not keep its model alive (nor, on CUDA, the cache kept for it).
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
 
 
 def test_a_plain_forward_ignores_the_cache_generate_keeps(ours, tiny_processor):

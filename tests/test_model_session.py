@@ -337,7 +337,8 @@ def test_a_compiled_decode_keeps_its_cache_where_it_was_across_sessions(tiny_che
                                                                        monkeypatch):
     """CUDA graphs are recorded on their inputs' addresses: compiled, every call decodes in the
     same cache memory whatever its sessions (one or two rows), until a call needs more rows or
-    positions than it holds; the tokens are the eager ones all along."""
+    positions than it holds; the tokens are the eager ones all along. (The cache is kept on
+    CUDA only, where the graphs are; here the CPU is made to keep it too.)"""
     import model.generate
     import model.session
 
@@ -346,6 +347,7 @@ def test_a_compiled_decode_keeps_its_cache_where_it_was_across_sessions(tiny_che
     long_prompt = torch.randint(0, 500, (1, 300))  # past the first cache's 256 positions
     # Two rows first: the kept cache grows to the most rows and positions asked for so far.
     calls = [[0, 1], [2], [1], [1, 2], [0], ["long"], [0], [2, 0]]
+    monkeypatch.setattr(model.generate, "KEEPING_DEVICES", {"cuda", "cpu"})
     seen, real_decode = {}, model.generate.decode
     for compile in (False, True):
         model_ = Qwen2VL.from_pretrained(tiny_checkpoint, device="cpu", dtype="fp32")

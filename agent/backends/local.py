@@ -227,7 +227,10 @@ class LocalBackend(Backend):
             input_ids[i, length - len(row) :] = row
             attention_mask[i, length - len(row) :] = 1
         images = [item for item in group if item.pixels is not None]
-        pixel_values = torch.cat([item.pixels.all() for item in images]) if images else None
+        # Held screenshots get their patches here, on the model's thread (a group larger than
+        # the sessions; serve's defaults keep --max-batch within --sessions).
+        rows = [item.pixels(i) for item in images for i in range(len(item.pixels))]
+        pixel_values = torch.cat(rows) if rows else None
         grid = torch.cat([item.inputs["image_grid_thw"] for item in images]) if images else None
         options = self._options(group[0].params, sinks, gones)
         start = time.perf_counter()
