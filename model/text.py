@@ -18,6 +18,10 @@ from model.config import TextConfig
 from model.linear import Linear
 from model.rope import apply_rotary
 
+#: Devices whose masked prefills repeat the keys and values per query head (``Attention``):
+#: CPU's fused kernel takes a mask and grouped heads together.
+REPEAT_KV_DEVICES = {"cuda"}
+
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
@@ -91,18 +95,24 @@ class Attention(nn.Module):
             k, v = self.cache.update(pos, k, v)
             if mask is not None and mask.shape[-1] < k.shape[2]:  # an eager decode step
                 k, v = k[:, :, : mask.shape[-1]], v[:, :, : mask.shape[-1]]
-        if n == 1 and mask is not None and self.kv_heads != self.heads:
-            # A decode step: each KV head's query heads become its query rows, so no grouped
-            # query attention is needed. On CUDA, SDPA's fused kernels take either a mask or
-            # grouped heads, not both, and the math kernel would copy the cache to every head.
+        # On CUDA, SDPA's fused kernels take either a mask or grouped query heads, not both; its
+        # math kernel, the fallback, copies the keys and values to every head and scores in fp32.
+        grouped = self.kv_heads != self.heads
+        if n == 1 and mask is not None and grouped:
+            # A decode step: each KV head's query heads become its query rows (the same products).
             rows = q.reshape(b, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
             out = F.scaled_dot_product_attention(rows, k, v, attn_mask=mask)
             out = out.reshape(b, self.heads, 1, self.head_dim)
         else:
+            if mask is not None and grouped and x.device.type in REPEAT_KV_DEVICES:
+                # A masked prefill (a chunk after cached tokens, or left padding): the keys and
+                # values once per query head, as grouped attention reads them, so the
+                # memory-efficient kernel applies.
+                rep = self.heads // self.kv_heads
+                k, v, grouped = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1), False
             # Without a mask the block is a causal prefill from position 0 (or a single token).
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=mask is None and n > 1,
-                enable_gqa=self.kv_heads != self.heads,
+                q, k, v, attn_mask=mask, is_causal=mask is None and n > 1, enable_gqa=grouped,
             )  # fmt: skip
         return self.o_proj(out.transpose(1, 2).reshape(b, n, -1))
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+import model.text
 from model import Qwen2VL, Qwen2VLProcessor
 from runtime.tiny_checkpoint import make_tiny_checkpoint
 
@@ -128,7 +129,12 @@ def test_logits_match_with_other_head_dim_and_mrope_section(tmp_path):
     assert _logits_diff(ours, _reference(path), tiny_processor, _chat(tiny_processor, 2), images) <= 1e-4
 
 
-def test_masked_forward_matches_unpadded_rows(ours, tiny_processor):
+@pytest.mark.parametrize("repeat_kv", [False, True], ids=["grouped", "repeated"])
+def test_masked_forward_matches_unpadded_rows(ours, tiny_processor, monkeypatch, repeat_kv):
+    """Left padding masks the batch's attention; "repeated" takes CUDA's path for that (keys
+    and values repeated per query head) on the CPU."""
+    if repeat_kv:
+        monkeypatch.setattr(model.text, "REPEAT_KV_DEVICES", {"cpu"})
     texts = ["short one", "a rather longer prompt than the other"]
     batch = tiny_processor(text=texts)
     logits = ours(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])

@@ -115,9 +115,16 @@ def test_the_same_prompt_again_runs_its_last_token_only(models, tiny_processor):
     torch.testing.assert_close(done.logits, _full_logits(model, inputs)[-1], atol=ATOL, rtol=0)
 
 
-def test_a_text_chunk_at_an_offset_attends_causally_inside_itself(models):
-    """The decoder alone: a 7-token chunk after 5 cached tokens equals the 12-token forward."""
+@pytest.mark.parametrize("repeat_kv", [False, True], ids=["grouped", "repeated"])
+def test_a_text_chunk_at_an_offset_attends_causally_inside_itself(models, monkeypatch, repeat_kv):
+    """The decoder alone: a 7-token chunk after 5 cached tokens equals the 12-token forward.
+    "repeated" takes CUDA's path for a masked chunk (keys and values per query head) here."""
+    import model.text
+
+    if repeat_kv:
+        monkeypatch.setattr(model.text, "REPEAT_KV_DEVICES", {"cpu"})
     text = models["qwen2"].model
+    assert text.cfg.num_key_value_heads < text.cfg.num_attention_heads  # grouped heads
     torch.manual_seed(0)
     embeds = torch.randn(1, 12, text.cfg.hidden_size)
     positions = torch.arange(12).expand(3, 1, 12)
@@ -135,6 +142,45 @@ def test_a_text_chunk_at_an_offset_attends_causally_inside_itself(models):
         finally:
             text.clear_cache()
     torch.testing.assert_close(tail, full[:, 5:], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("chunk", [1, 6], ids=["decode step", "prefill chunk"])
+def test_masked_attention_without_grouped_heads_gives_the_grouped_result(monkeypatch, chunk):
+    """Decode steps fold each KV head's query heads into its rows, and on CUDA masked prefill
+    chunks repeat the keys and values per query head: with 6 query heads over 2 KV heads (so
+    the head-to-KV-head mapping matters), both equal SDPA's grouped-query attention."""
+    import model.text
+    from model.config import TextConfig
+    from model.rope import apply_rotary, mrope_cos_sin
+
+    cfg = TextConfig(hidden_size=96, num_attention_heads=6, num_key_value_heads=2,
+                     mrope_section=(2, 3, 3))
+    torch.manual_seed(2)
+    attention = model.text.Attention(cfg).eval()
+    x = torch.randn(2, chunk, cfg.hidden_size)
+    positions = torch.arange(9, 9 + chunk).expand(3, 2, chunk)
+    cos, sin = mrope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, cfg.mrope_section,
+                             torch.float32)
+    past_k, past_v = torch.randn(2, 2, 9, cfg.head_dim), torch.randn(2, 2, 9, cfg.head_dim)
+    mask = torch.ones(2, 1, chunk, 9 + chunk, dtype=torch.bool).tril(9)
+    mask[1, :, :, :3] = False  # a left-padded row
+
+    monkeypatch.setattr(model.text, "REPEAT_KV_DEVICES", {"cpu"})
+    attention.cache = model.text.KVCache(torch.zeros(2, 2, 16, cfg.head_dim),
+                                         torch.zeros(2, 2, 16, cfg.head_dim))
+    attention.cache.k[:, :, :9], attention.cache.v[:, :, :9] = past_k, past_v
+    with torch.inference_mode():
+        ours = attention(x, cos, sin, 9, mask)
+        # Grouped-query attention written out: query head h reads KV head h // 3.
+        qkv = attention.qkv_proj(x).view(2, chunk, 10, cfg.head_dim).transpose(1, 2)
+        rotated = apply_rotary(qkv[:, :8], cos, sin)
+        q, kv_head = rotated[:, :6], torch.arange(6) // 3
+        k = torch.cat([past_k, rotated[:, 6:8]], 2)[:, kv_head]
+        v = torch.cat([past_v, qkv[:, 8:]], 2)[:, kv_head]
+        scores = (q @ k.transpose(-1, -2) / cfg.head_dim**0.5).masked_fill(~mask, float("-inf"))
+        out = scores.softmax(-1) @ v
+        reference = attention.o_proj(out.transpose(1, 2).reshape(2, chunk, -1))
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
 
 
 def test_the_processors_image_digests_key_the_images(models, tiny_processor):
