@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -261,6 +262,7 @@ class ImagePatches:
     def __init__(self, cache: ImageCache, entries: list[ImageEntry]):
         self.cache, self.entries = cache, entries
         self._rows: dict[int, torch.Tensor] = {}
+        self.seconds = 0.0  # spent making (or finding) patches, wherever that happened
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -268,7 +270,9 @@ class ImagePatches:
     def __call__(self, index: int) -> torch.Tensor:
         """Image ``index``'s patch rows (grid_h * grid_w, C*T*P*P), read-only."""
         if index not in self._rows:
+            start = time.perf_counter()
             self._rows[index] = self.cache.rows(self.entries[index])
+            self.seconds += time.perf_counter() - start
         return self._rows[index]
 
     @property

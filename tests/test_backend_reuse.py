@@ -192,8 +192,11 @@ def test_images_a_session_let_go_after_prepare_get_their_patches_then(tiny_check
     waiting = backend.prepare(*ann[2], params)
     assert waiting.pixels is not None and waiting.pixels.made == 1  # the new screenshot only
     backend.generate_batch([backend.prepare(*bob[0], params)])  # Bob's screenshot replaces them
+    prepared_ms = waiting.preprocess_ms
     (done,) = backend.generate_batch([waiting])
     assert waiting.pixels.made == 3
+    # The patches made late count as preprocessing, not generation.
+    assert done.timings["preprocess_ms"] == waiting.preprocess_ms > prepared_ms
     assert done.text == plain.generate(*ann[2], max_new_tokens=3).text
 
     late = [backend.prepare(*ann[2], params) for _ in range(2)]  # held again: deferred

@@ -45,9 +45,18 @@ class Prepared:
 
     inputs: dict[str, "torch.Tensor"]  # the processor's, but ``pixel_values``
     params: Params
-    preprocess_ms: float
+    render_ms: float  # ``prepare``'s time but the patches'
     #: The images' patch rows, made in ``prepare`` for images no session holds, else on demand.
     pixels: "ImagePatches | None" = None
+
+    @property
+    def patch_s(self) -> float:
+        return self.pixels.seconds if self.pixels is not None else 0.0
+
+    @property
+    def preprocess_ms(self) -> float:
+        """Rendering and every patch made for the request, in ``prepare`` or later."""
+        return self.render_ms + self.patch_s * 1000
 
     @property
     def prompt_tokens(self) -> int:
@@ -103,7 +112,8 @@ class LocalBackend(Backend):
             for i, entry in enumerate(entries):
                 if image_key(entry.digest, entry.grid) not in held:
                     pixels(i)
-        return Prepared(inputs, params, (time.perf_counter() - start) * 1000, pixels)
+        patch_s = pixels.seconds if pixels is not None else 0.0
+        return Prepared(inputs, params, (time.perf_counter() - start - patch_s) * 1000, pixels)
 
     def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None,
                        gone: Sequence[Callable[[], bool]] | None = None) -> list[Completion]:
@@ -143,11 +153,11 @@ class LocalBackend(Backend):
 
         sessions = self._sessions_for(group)
         reused_before = [s.reused_tokens for s in sessions]
-        start = time.perf_counter()
+        start, patched = time.perf_counter(), _patch_s(group)
         generations = generate_together(sessions, [_session_request(item) for item in group],
                                         self._options(group[0].params, sinks, gones),
                                         donors=self.sessions)
-        generate_ms = (time.perf_counter() - start) * 1000
+        generate_ms = (time.perf_counter() - start - (_patch_s(group) - patched)) * 1000
         completions = []
         for item, generation, session, before in zip(group, generations, sessions,
                                                      reused_before):
@@ -235,7 +245,7 @@ class LocalBackend(Backend):
         options = self._options(group[0].params, sinks, gones)
         start = time.perf_counter()
         generations = generate(self.model, input_ids, pixel_values, grid, attention_mask, options)
-        generate_ms = (time.perf_counter() - start) * 1000
+        generate_ms = (time.perf_counter() - start) * 1000  # the patches were made before it
         return [self._completion(item, g, generate_ms) for item, g in zip(group, generations)]
 
     def close(self) -> None:
@@ -244,6 +254,12 @@ class LocalBackend(Backend):
 
 def _never() -> bool:
     return False
+
+
+def _patch_s(group: list[Prepared]) -> float:
+    """Seconds the group's requests have spent on patches so far: those made during a model call
+    count as preprocessing, not generation."""
+    return sum(item.patch_s for item in group)
 
 
 def _dropped(item: Prepared) -> Completion:
