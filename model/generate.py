@@ -228,13 +228,12 @@ def kept_cache(model: Qwen2VL, batch: int, length: int) -> None:
     """
     text = model.model
     kept = _KEPT.get(model)
-    if kept is None or kept[0][0].k.shape[0] < batch or kept[0][0].k.shape[2] < length:
-        rows, slots = (batch, length) if kept is None else (
-            max(batch, kept[0][0].k.shape[0]), max(length, kept[0][0].k.shape[2]))
+    rows, slots = (kept[0][0].k.shape[0], kept[0][0].k.shape[2]) if kept else (0, 0)
+    if rows < batch or slots < length:
         # Every reference to the old cache goes before the new one is made.
         _KEPT.pop(model, None)
-        kept = None
-        kept = _KEPT[model] = new_cache(model, rows, slots)
+        del kept
+        kept = _KEPT[model] = new_cache(model, max(rows, batch), max(slots, length))
     for layer, cache in zip(text.layers, kept[0]):
         layer.self_attn.cache = cache.rows(batch)
     text.rope_cos, text.rope_sin, text.cache_slots = kept[1]

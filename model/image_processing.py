@@ -68,6 +68,10 @@ class ImageProcessingConfig:
             max_pixels=max_pixels or self.max_pixels,
         )
 
+    def grid(self, size: tuple[int, int]) -> tuple[int, int, int]:
+        """(grid_t, grid_h, grid_w) in patches of an image resized to ``size`` (height, width)."""
+        return 1, size[0] // self.patch_size, size[1] // self.patch_size
+
     def token_count(
         self, width: int, height: int, min_pixels: int | None = None, max_pixels: int | None = None
     ) -> int:
@@ -112,7 +116,7 @@ def patchify(rgb: Image.Image, size: tuple[int, int], config: ImageProcessingCon
     height, width = size
     planes = normalized_planes(rgb, width, height, config.image_mean, config.image_std)
     p, m, t = config.patch_size, config.merge_size, config.temporal_patch_size
-    gh, gw = height // p, width // p
+    _, gh, gw = grid = config.grid(size)
     channels = planes.shape[0]
     # (C, H, W) -> (C, gh/m, m, p, gw/m, m, p) -> (gh/m, gw/m, m, m, C, p, p): merge-window order.
     blocks = torch.from_numpy(planes).view(channels, gh // m, m, p, gw // m, m, p)
@@ -123,7 +127,7 @@ def patchify(rgb: Image.Image, size: tuple[int, int], config: ImageProcessingCon
     # most of the page faults of a fresh 63 MB output (torch's CPU allocator does not ask).
     patches = np.empty((gh * gw, channels * t * p * p), np.float32)
     torch.from_numpy(patches).view(frames.shape).copy_(frames)  # one pass, on torch's threads
-    return patches, (1, gh, gw)
+    return patches, grid
 
 
 def normalized_planes(
@@ -224,8 +228,7 @@ class ImageCache:
         size = self.config.resized_size(rgb.width, rgb.height, min_pixels, max_pixels)
         key = (hashlib.sha256(rgb.tobytes()).digest(), rgb.size, size, self.config)
         digest = hashlib.sha256(repr(key).encode()).digest()
-        p = self.config.patch_size
-        return ImageEntry(rgb, size, key, digest, (1, size[0] // p, size[1] // p))
+        return ImageEntry(rgb, size, key, digest, self.config.grid(size))
 
     def patches(self, entry: ImageEntry) -> Patches:
         """The image's patches (read-only) and grid."""

@@ -263,7 +263,8 @@ class GenerationSession:
 
         ``reserve`` positions after the prompt are made room for (the tokens to decode).
         ``pixel_values`` may be a function giving image i's patch rows: it is asked only for the
-        images whose vision features the session lacks after taking a donor's prefix. ``image_digests`` (the processor's, one row per image) key the images instead of a hash
+        images whose vision features the session lacks after taking a donor's prefix.
+        ``image_digests`` (the processor's, one row per image) key the images instead of a hash
         of their pixels. ``donors`` are other sessions on the model: where one holds a longer
         prefix of the sequence (another conversation with the same system prompt and goal), its
         cache entries are copied instead of computed again.

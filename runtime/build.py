@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 from rich.console import Console
 
@@ -90,15 +90,16 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
                        compile=spec.compile)
 
 
-def endpoint_policy(spec: RunSpec) -> Policy:
-    """An OpenAI-compatible endpoint (its prompt tokens are counted with --processor, if any)."""
+def endpoint_policy(spec: RunSpec, **client: Any) -> Policy:
+    """An OpenAI-compatible endpoint (its prompt tokens are counted with --processor, if any);
+    ``client`` holds further ``OpenAIBackend`` options (timeouts, retries)."""
     from agent.backends.openai import OpenAIBackend
     from agent.policies.backend import BackendPolicy
 
     if not spec.served_model:
         raise RunError(f"--model {spec.model} is an endpoint: name the model it serves with "
                        "--served-model NAME (see GET /v1/models)")
-    backend = OpenAIBackend(spec.model, spec.served_model, api_key=spec.api_key)
+    backend = OpenAIBackend(spec.model, spec.served_model, api_key=spec.api_key, **client)
     return BackendPolicy(backend, max_new_tokens=spec.max_new_tokens,
                          temperature=spec.temperature)
 

@@ -47,16 +47,12 @@ class Prepared:
     params: Params
     render_ms: float  # ``prepare``'s time but the patches'
     #: The images' patch rows, made in ``prepare`` for images no session holds, else on demand.
-    pixels: "ImagePatches | None" = None
-
-    @property
-    def patch_s(self) -> float:
-        return self.pixels.seconds if self.pixels is not None else 0.0
+    pixels: "ImagePatches"
 
     @property
     def preprocess_ms(self) -> float:
         """Rendering and every patch made for the request, in ``prepare`` or later."""
-        return self.render_ms + self.patch_s * 1000
+        return self.render_ms + self.pixels.seconds * 1000
 
     @property
     def prompt_tokens(self) -> int:
@@ -98,22 +94,20 @@ class LocalBackend(Backend):
             add_generation_prompt=not params.continue_final_message,
             continue_final_message=params.continue_final_message,
         )
+        from model.image_processing import ImagePatches
+        from model.session import image_key
+
         entries = processor.describe_images(images or [], params.min_pixels, params.max_pixels)
         inputs = processor.token_inputs(text, entries)
-        pixels = None
-        if entries:
-            from model.image_processing import ImagePatches
-            from model.session import image_key
-
-            # A screenshot a session already holds (an agent's history) needs no patches; the
-            # others are made here, off the model's thread.
-            held = frozenset().union(*(s.held_images() for s in self.sessions))
-            pixels = ImagePatches(processor.images, entries)
-            for i, entry in enumerate(entries):
-                if image_key(entry.digest, entry.grid) not in held:
-                    pixels(i)
-        patch_s = pixels.seconds if pixels is not None else 0.0
-        return Prepared(inputs, params, (time.perf_counter() - start - patch_s) * 1000, pixels)
+        # A screenshot a session already holds (an agent's history) needs no patches; the
+        # others are made here, off the model's thread.
+        held = frozenset().union(*(s.held_images() for s in self.sessions))
+        pixels = ImagePatches(processor.images, entries)
+        for i, entry in enumerate(entries):
+            if image_key(entry.digest, entry.grid) not in held:
+                pixels(i)
+        render_ms = (time.perf_counter() - start - pixels.seconds) * 1000
+        return Prepared(inputs, params, render_ms, pixels)
 
     def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None,
                        gone: Sequence[Callable[[], bool]] | None = None) -> list[Completion]:
@@ -236,12 +230,12 @@ class LocalBackend(Backend):
         for i, row in enumerate(ids):
             input_ids[i, length - len(row) :] = row
             attention_mask[i, length - len(row) :] = 1
-        images = [item for item in group if item.pixels is not None]
         # Held screenshots get their patches here, on the model's thread (a group larger than
         # the sessions; serve's defaults keep --max-batch within --sessions).
-        rows = [item.pixels(i) for item in images for i in range(len(item.pixels))]
+        rows = [item.pixels(i) for item in group for i in range(len(item.pixels))]
         pixel_values = torch.cat(rows) if rows else None
-        grid = torch.cat([item.inputs["image_grid_thw"] for item in images]) if images else None
+        grids = [item.inputs["image_grid_thw"] for item in group if len(item.pixels)]
+        grid = torch.cat(grids) if grids else None
         options = self._options(group[0].params, sinks, gones)
         start = time.perf_counter()
         generations = generate(self.model, input_ids, pixel_values, grid, attention_mask, options)
@@ -259,7 +253,7 @@ def _never() -> bool:
 def _patch_s(group: list[Prepared]) -> float:
     """Seconds the group's requests have spent on patches so far: those made during a model call
     count as preprocessing, not generation."""
-    return sum(item.patch_s for item in group)
+    return sum(item.pixels.seconds for item in group)
 
 
 def _dropped(item: Prepared) -> Completion:

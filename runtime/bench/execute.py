@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -15,7 +15,7 @@ from agent.policies.base import Policy
 from runtime.bench.catalog import Catalog, RegistryCatalog
 from runtime.bench.jobs import PHASES, EpisodeJob, EpisodeResult
 from runtime.bench.shared_model import Endpoint
-from runtime.build import EnvFactory, make_policy, open_env
+from runtime.build import EnvFactory, endpoint_policy, make_policy, open_env
 from runtime.settings import RunSpec
 
 TRAJECTORIES = "trajectories"
@@ -122,14 +122,11 @@ def _loaded_model(spec: RunSpec, endpoint: Endpoint | None) -> Policy | None:
         if endpoint is None:
             _MODELS[key] = make_policy(spec, Path())
         else:
-            from agent.backends.openai import OpenAIBackend
-            from agent.policies.backend import BackendPolicy
-
             # The run's own server: it answers when the batch is done; a failure is not retried.
-            backend = OpenAIBackend(endpoint.url, endpoint.served_model, api_key=endpoint.api_key,
-                                    timeout_s=24 * 3600.0, retries=0, send_pixel_budget=True)
-            _MODELS[key] = BackendPolicy(backend, max_new_tokens=spec.max_new_tokens,
-                                         temperature=spec.temperature)
+            served = replace(spec, model=endpoint.url, served_model=endpoint.served_model,
+                             api_key=endpoint.api_key)
+            _MODELS[key] = endpoint_policy(served, timeout_s=24 * 3600.0, retries=0,
+                                           send_pixel_budget=True)
     return _MODELS[key]
 
 
