@@ -137,8 +137,11 @@ class TextStream:
         """Add a token; True once the text contains a stop string."""
         self.ids.append(token)
         piece = self._new_text()
-        if piece.endswith("\ufffd"):  # an unfinished character
-            return False
+        if piece.endswith("\ufffd"):  # an unfinished character waits for the next token,
+            whole = piece.rstrip("\ufffd")
+            if self._stop_at(whole) is None:  # unless a stop string completed before it
+                return False
+            piece = whole
         self._append(piece)
         self.prefix, self.read = self.read, len(self.ids)
         return self.cut is not None
@@ -148,12 +151,19 @@ class TextStream:
         before = self.decode(self.ids[self.prefix : self.read])
         return self.decode(self.ids[self.prefix :])[len(before) :]
 
+    def _stop_at(self, piece: str) -> int | None:
+        """Where the first stop string that ``piece`` completes starts in the text with it."""
+        if not self.stop:
+            return None
+        text, tail_start = self.text + piece, max(0, len(self.text) - self.hold)
+        found = [i for s in self.stop if (i := text.find(s, tail_start)) >= 0]
+        return min(found) if found else None
+
     def _append(self, piece: str) -> None:
-        tail_start = max(0, len(self.text) - self.hold)
+        cut = self._stop_at(piece)
         self.text += piece
-        found = [i for s in self.stop if (i := self.text.find(s, tail_start)) >= 0]
-        if found:
-            self.cut = min(found)
+        if cut is not None:
+            self.cut = cut
             self.text = self.text[: self.cut]
         elif self.emit is not None and len(self.text) - self.hold > self.emitted:
             self.emit(self.text[self.emitted : len(self.text) - self.hold])

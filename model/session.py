@@ -58,7 +58,8 @@ class ImageSpan:
 
 
 #: The images' patch rows: the processor's ``pixel_values``, or a function that gives image i's
-#: (``model.image_processing.ImagePatches``), asked only for images whose features are not held.
+#: (``model.image_processing.ImagePatches``), asked only for images whose features are not held
+#: when the images come with digests (else each image's rows are hashed for its key).
 Pixels = torch.Tensor | Callable[[int], torch.Tensor]
 
 
@@ -262,10 +263,10 @@ class GenerationSession:
         """Bring the cache to ``input_ids`` (1, L), running only the part not cached already.
 
         ``reserve`` positions after the prompt are made room for (the tokens to decode).
-        ``pixel_values`` may be a function giving image i's patch rows: it is asked only for the
-        images whose vision features the session lacks after taking a donor's prefix.
-        ``image_digests`` (the processor's, one row per image) key the images instead of a hash
-        of their pixels. ``donors`` are other sessions on the model: where one holds a longer
+        ``pixel_values`` may be a function giving image i's patch rows: with ``image_digests``
+        (the processor's, one row per image), which key the images instead of a hash of their
+        pixels, it is asked only for the images whose vision features the session lacks after
+        taking a donor's prefix (without them, every image is hashed, so every one is asked for). ``donors`` are other sessions on the model: where one holds a longer
         prefix of the sequence (another conversation with the same system prompt and goal), its
         cache entries are copied instead of computed again.
         """

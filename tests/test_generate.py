@@ -11,7 +11,15 @@ import torch
 from PIL import Image
 
 from model import Qwen2VL, Qwen2VLProcessor
-from model.generate import GenerationOptions, Sampling, decode_step, generate, prefill, sample
+from model.generate import (
+    GenerationOptions,
+    Sampling,
+    TextStream,
+    decode_step,
+    generate,
+    prefill,
+    sample,
+)
 from runtime.tiny_checkpoint import make_tiny_checkpoint
 
 
@@ -114,6 +122,36 @@ def test_eos_ends_a_row_and_is_kept_out_of_the_text(ours, prompt, tiny_processor
     out = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(eos,), tokenizer=tiny_processor)[0]
     assert out.tokens == tokens[:cut] and out.finish_reason == "stop"
     assert out.text == tiny_processor.decode(tokens[: cut - 1])
+
+
+def _byte_stream(stop: tuple[str, ...], pieces: list[str]) -> TextStream:
+    """A stream over tokens that are raw UTF-8 bytes, as a byte-level BPE's can be."""
+    vocab = {1: b"a", 2: b"b\xe6", 3: b"\x97\xa5", 4: b"c", 5: b"\xe6\x97", 6: b"\xa5"}
+    return TextStream(  # 2 + 3 and 5 + 6 both end in 日 (e6 97 a5)
+        lambda ids: b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace"),
+        stop, pieces.append)
+
+
+def test_a_stop_string_before_an_unfinished_character_stops_at_its_token():
+    pieces: list[str] = []
+    stream = _byte_stream(("ab",), pieces)
+    assert stream.push(1) is False
+    assert stream.push(2) is True  # "ab" is complete; the half of 日 after it does not matter
+    assert stream.finish() == "" and pieces == []
+
+
+def test_an_unfinished_character_waits_for_its_last_byte():
+    pieces: list[str] = []
+    stream = _byte_stream(("日c",), pieces)
+    assert [stream.push(t) for t in (1, 2, 3)] == [False, False, False]
+    assert "".join(pieces) == "ab"  # 日 is held back: it may start the stop string
+    assert stream.push(4) is True
+    assert stream.finish() == "ab" == "".join(pieces)
+    pieces.clear()
+    split = _byte_stream((), pieces)
+    assert split.push(5) is False and pieces == []  # two of 日's three bytes: no text yet
+    assert split.push(6) is False and pieces == ["日"]
+    assert split.finish() == "日"
 
 
 # --- batches and chunked prefill ------------------------------------------------------------
