@@ -96,15 +96,20 @@ def sample(
     and top-p (nucleus) filtering."""
     if sampling.temperature <= 0:
         return logits.argmax(-1)
-    logits = logits.float() / sampling.temperature
+    # Scaled from the row's maximum (0 after scaling), so a tiny temperature sends the others
+    # to -inf instead of everything to inf (NaN probabilities).
+    logits = logits.float()
+    logits = (logits - logits.amax(-1, keepdim=True)) / sampling.temperature
     if 0 < sampling.top_k < logits.shape[-1]:
         kth = logits.topk(sampling.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
     if sampling.top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
-        # Drop a token once the ones before it already cover top_p (the first always stays).
+        # Drop a token once the ones before it already cover top_p; the first always stays,
+        # even for a top_p that is 0 in float32.
         drop = sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p
+        drop[:, 0] = False
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
