@@ -34,10 +34,19 @@ DTYPES = {
 def resolve_device_dtype(
     device: str | torch.device | None, dtype: str | torch.dtype | None
 ) -> tuple[torch.device, torch.dtype]:
-    """None -> cuda when available (bf16 there), else cpu (fp32)."""
-    dev = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu"
-    )
+    """None -> cuda when available (bf16 there), else cpu (fp32). A device this machine lacks
+    is a ValueError that says so."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s)")
     if dtype is None:
         return dev, torch.bfloat16 if dev.type == "cuda" else torch.float32
     if isinstance(dtype, str):

@@ -100,6 +100,14 @@ def test_default_device_and_dtype(single):
 
 
 # --- errors ---------------------------------------------------------------------------------
+def test_a_device_this_machine_lacks_is_named(single):
+    with pytest.raises(ValueError, match="unknown device 'bogus'"):
+        Qwen2VL.from_pretrained(single, device="bogus")
+    missing = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(ValueError, match=f"device '{missing}'"):
+        Qwen2VL.from_pretrained(single, device=missing)
+
+
 def test_missing_directory_and_files_are_clear(tmp_path, single):
     with pytest.raises(FileNotFoundError, match="config.json"):
         Qwen2VL.from_pretrained(tmp_path / "nowhere")

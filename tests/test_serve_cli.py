@@ -70,6 +70,13 @@ def test_serve_refuses_a_folder_that_is_no_checkpoint(tmp_path):
     assert "is not a checkpoint directory" in result.stderr
 
 
+def test_serve_names_a_device_it_cannot_use(tiny_checkpoint):
+    result = subprocess.run([sys.executable, "agent_cli.py", "serve", str(tiny_checkpoint),
+                             "--device", "bogus"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "unknown device 'bogus'" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(("host", "key", "warned"), [
     ("0.0.0.0", None, True), ("192.0.2.7", None, True), ("0.0.0.0", "a-key", False),
     ("127.0.0.1", None, False), ("localhost", None, False), ("::1", None, False)])
