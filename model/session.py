@@ -266,9 +266,10 @@ class GenerationSession:
         ``pixel_values`` may be a function giving image i's patch rows: with ``image_digests``
         (the processor's, one row per image), which key the images instead of a hash of their
         pixels, it is asked only for the images whose vision features the session lacks after
-        taking a donor's prefix (without them, every image is hashed, so every one is asked for). ``donors`` are other sessions on the model: where one holds a longer
-        prefix of the sequence (another conversation with the same system prompt and goal), its
-        cache entries are copied instead of computed again.
+        taking a donor's prefix (without them, every image is hashed, so every one is asked
+        for). ``donors`` are other sessions on the model: where one holds a longer prefix of the
+        sequence (another conversation with the same system prompt and goal), its cache entries
+        are copied instead of computed again.
         """
         if input_ids.dim() != 2 or input_ids.shape[0] != 1:
             raise ValueError(f"a session takes one sequence (1, L), got {tuple(input_ids.shape)}")

@@ -204,3 +204,35 @@ def test_images_a_session_let_go_after_prepare_get_their_patches_then(tiny_check
     twice = backend.generate_batch(late)  # two requests, one session: the plain batch path
     assert [item.pixels.made for item in late] == [3, 3]
     assert [c.text for c in twice] == [done.text] * 2
+
+
+def test_a_request_past_the_context_is_refused_before_any_patches(tiny_checkpoint, plain,
+                                                                   monkeypatch):
+    """A huge pixel budget on a small image: the token count says no before it is resized."""
+    made = _counting_patchify(monkeypatch)
+    request = _conversation("Ann", 1, seed=15)[0]
+    with pytest.raises(ValueError, match="exceeds the context of 4096"):
+        plain.prepare(*request, Params(max_new_tokens=3, min_pixels=50_000_000,
+                                       max_pixels=50_000_000))
+    assert made == []
+    with pytest.raises(ValueError, match=r"with 4096 new tokens \(max_tokens\) it exceeds"):
+        plain.prepare(*request, Params(max_new_tokens=4096))
+
+
+def test_a_group_that_fails_leaves_the_other_groups_answered(tiny_checkpoint, monkeypatch):
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
+    ann, bob = _conversation("Ann", 1, seed=16)[0], _conversation("Bob", 1, seed=17)[0]
+    real = backend._generate_in_sessions
+
+    def fails_for_five(group, sinks, gones):
+        if group[0].params.max_new_tokens == 5:
+            raise RuntimeError("out of memory")
+        return real(group, sinks, gones)
+
+    monkeypatch.setattr(backend, "_generate_in_sessions", fails_for_five)
+    broken, fine = backend.generate_batch([backend.prepare(*ann, Params(max_new_tokens=5)),
+                                           backend.prepare(*bob, Params(max_new_tokens=3))])
+    assert isinstance(broken, RuntimeError) and str(broken) == "out of memory"
+    assert fine.completion_tokens == 3 and fine.finish_reason == "length"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        backend.generate(*ann, max_new_tokens=5)

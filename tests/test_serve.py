@@ -68,6 +68,24 @@ def test_a_good_request_gets_an_openai_shaped_answer(client):
     assert [m["id"] for m in models["data"]] == [MODEL]
 
 
+def wrapped_png_url() -> str:
+    """The PNG's data URL with an upper-case scheme and its base64 in MIME's 76-column lines."""
+    data = png_url().split(",", 1)[1]
+    return "DATA:image/png;BASE64," + "\r\n".join(data[i : i + 76]
+                                                   for i in range(0, len(data), 76))
+
+
+@pytest.mark.parametrize("body", [
+    {**GOOD, "temperature": None, "top_p": None, "n": None, "stream": None, "stop": None,
+     "seed": None, "max_tokens": None},
+    request({"type": "text", "text": "what is this"}, image_part(wrapped_png_url())),
+], ids=["nulls", "wrapped-base64"])
+def test_what_openai_clients_also_send_is_accepted(client, body):
+    answer = post(client, body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "echo: what is this (1 images)"
+
+
 BAD = [
     (b"{not json", 400, "json"),
     ({**GOOD, "model": "gpt-4"}, 404, "not served"),
@@ -85,6 +103,14 @@ BAD = [
     (request(*[image_part(png_url())] * 4), 400, "4 images"),
     (request({"type": "audio", "audio": "x"}), 400, "type"),
     (request({"type": "text", "text": "<|image_pad|>"}), 400, "<|image_pad|>"),
+    (request({"type": "text", "text": "a <|vision_"}, {"type": "text", "text": "start|> b"}),
+     400, "<|vision_start|>"),
+    (request({"type": "text", "text": "<|vision_pad|>"}), 400, "<|vision_pad|>"),
+    ({**GOOD, "messages": [{"role": "user", "content": []}]}, 400,
+     "messages.0.content: list should have at least 1 item"),
+    ({**GOOD, "stop": ["x"] * 9}, 400, "stop: list should have at most 8 items"),
+    (request({"type": "text", "text": 5}), 400, "messages.0.content.0.text: input should be"),
+    ({**GOOD, "mm_processor_kwargs": {"max_pixels": 64 * 64 + 1}}, 400, "at most 4,096 pixels"),
     ({**GOOD, "continue_final_message": True}, 400, "add_generation_prompt"),
     ({**GOOD, "stop": [""]}, 400, "stop"),
     (b" " * (LIMITS.max_body_bytes + 1), 413, "limit"),
@@ -255,6 +281,52 @@ def test_an_error_after_the_stream_began_is_an_error_event_not_a_500():
     assert "CUDA out of memory" in error["error"]["message"]
 
 
+def test_a_plain_request_whose_client_left_is_dropped_while_its_batch_runs():
+    engine = EchoEngine(delay_s=1.5)
+    with running_server(create_app(engine, LIMITS)) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/chat/completions", timeout=0.3,
+                       json=request({"type": "text", "text": "impatient"}))
+        # The engine checks who left after its 1.5 s: by then the server has noticed.
+        answer = httpx.post(f"{url}/chat/completions", json=GOOD, timeout=30)
+    assert answer.status_code == 200
+    assert engine.gone[0] == {"impatient": True}
+
+
+class OneFailsEngine(EchoEngine):
+    """Fails the requests whose text says so, in their places, and answers the others."""
+
+    def generate_batch(self, batch, on_text=None, gone=None):
+        done = super().generate_batch(batch)
+        return [RuntimeError("this one broke") if "break" in job.text else c
+                for job, c in zip(batch, done)]
+
+
+def test_a_failed_request_gets_a_json_500_and_its_batch_mates_their_answers():
+    engine = OneFailsEngine(delay_s=0.3)
+    texts = ["fine one", "please break", "fine two"]
+
+    async def together(url):
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(*(client.post(
+                f"{url}/chat/completions", json=request({"type": "text", "text": text}))
+                for text in texts))
+
+    with running_server(create_app(engine, LIMITS)) as url:
+        answers = asyncio.run(together(url))
+    assert engine.batches == [3]
+    assert [a.status_code for a in answers] == [200, 500, 200]
+    assert answers[0].json()["choices"][0]["message"]["content"] == "echo: fine one (0 images)"
+    assert answers[1].json()["error"] == {"message": "the server failed: this one broke",
+                                          "type": "server_error", "code": None}
+
+
+def test_a_wrong_method_is_a_405_that_names_the_allowed_one(client):
+    answer = client.get("/v1/chat/completions")
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+    assert "error" in answer.json()
+
+
 def test_an_engine_that_streams_nothing_still_streams_its_whole_text():
     with TestClient(create_app(SilentEngine(), LIMITS)) as client:
         with client.stream("POST", "/v1/chat/completions", json={**GOOD, "stream": True}) as answer:
@@ -276,11 +348,9 @@ NOT_NUMBER = JSON.filter(lambda v: isinstance(v, bool) or not isinstance(v, (int
 
 
 def wrong_field():
-    """(field, value) pairs that no valid request has."""
-    return st.one_of(
-        st.tuples(st.just("model"), NOT_STR | st.text(max_size=20).filter(lambda s: s != MODEL)),
-        st.tuples(st.just("messages"), JSON.filter(lambda v: not isinstance(v, list)) |
-                  st.just([])),
+    """(field, value) pairs that no valid request has (null is the default but for the two
+    required fields)."""
+    optional = st.one_of(
         st.tuples(st.just("max_tokens"), st.integers(max_value=0) | st.integers(min_value=101) |
                   NOT_NUMBER.filter(lambda v: v is not None) | st.floats()),
         st.tuples(st.just("temperature"), st.floats(max_value=-0.001) | st.floats(min_value=2.01)
@@ -293,6 +363,12 @@ def wrong_field():
         st.tuples(st.just("n"), st.integers().filter(lambda n: n != 1) | st.text()),
         st.tuples(st.just("stop"), st.lists(st.text(min_size=1), min_size=9, max_size=12) |
                   st.lists(NOT_STR, min_size=1, max_size=3) | st.integers() | st.just([""])),
+    ).filter(lambda pair: pair[1] is not None)
+    return st.one_of(
+        st.tuples(st.just("model"), NOT_STR | st.text(max_size=20).filter(lambda s: s != MODEL)),
+        st.tuples(st.just("messages"), JSON.filter(lambda v: not isinstance(v, list)) |
+                  st.just([])),
+        optional,
     )
 
 

@@ -48,6 +48,13 @@ class Params:
         object.__setattr__(self, "stop", tuple(self.stop))
 
 
+def check_context(prompt_tokens: int, max_new_tokens: int, context: int) -> None:
+    """A ValueError when a prompt and the tokens to write after it do not fit the context."""
+    if prompt_tokens + max_new_tokens > context:
+        raise ValueError(f"the prompt has {prompt_tokens} tokens; with {max_new_tokens} new "
+                         f"tokens (max_tokens) it exceeds the context of {context}")
+
+
 @dataclass
 class Completion:
     text: str

@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from agent.backends.base import Backend, Completion, Messages, OnText, Params
+from agent.backends.base import (
+    Backend,
+    Completion,
+    Messages,
+    OnText,
+    Params,
+    check_context,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -99,6 +106,10 @@ class LocalBackend(Backend):
 
         entries = processor.describe_images(images or [], params.min_pixels, params.max_pixels)
         inputs = processor.token_inputs(text, entries)
+        # Before any patches: a request that does not fit costs no resizing (a server's client
+        # may ask for a huge pixel budget).
+        check_context(int(inputs["input_ids"].shape[1]), params.max_new_tokens,
+                      self.context_length)
         # A screenshot a session already holds (an agent's history) needs no patches; the
         # others are made here, off the model's thread.
         held = frozenset().union(*(s.held_images() for s in self.sessions))
@@ -110,9 +121,12 @@ class LocalBackend(Backend):
         return Prepared(inputs, params, render_ms, pixels)
 
     def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None,
-                       gone: Sequence[Callable[[], bool]] | None = None) -> list[Completion]:
+                       gone: Sequence[Callable[[], bool]] | None = None
+                       ) -> list[Completion | Exception]:
         """Completions in the order of ``batch``; ``on_text[i]`` streams request i's text.
-        Once ``gone[i]()`` is True, request i stops decoding (its completion is "dropped")."""
+        Once ``gone[i]()`` is True, request i stops decoding (its completion is "dropped").
+        Requests run in groups of equal params; a group that fails has its error in its
+        requests' places, and the other groups are answered."""
         sinks = list(on_text or [None] * len(batch))
         gones = list(gone or [_never] * len(batch))
         groups: dict[object, list[int]] = {}
@@ -131,14 +145,21 @@ class LocalBackend(Backend):
                 continue
             run = (self._generate_in_sessions if len(rows) <= len(self.sessions)
                    else self._generate_group)
-            out.update(zip(rows, run([batch[i] for i in rows], [sinks[i] for i in rows],
-                                     [gones[i] for i in rows])))
+            try:
+                done = run([batch[i] for i in rows], [sinks[i] for i in rows],
+                           [gones[i] for i in rows])
+            except Exception as exc:  # noqa: BLE001 - this group's requests get it, not the rest
+                done = [exc] * len(rows)
+            out.update(zip(rows, done))
         return [out[i] for i in range(len(batch))]
 
     def generate(
         self, messages: Messages, images: list["Image.Image"], **params: Any
     ) -> Completion:
-        return self.generate_batch([self.prepare(messages, images, Params(**params))])[0]
+        (done,) = self.generate_batch([self.prepare(messages, images, Params(**params))])
+        if isinstance(done, Exception):
+            raise done
+        return done
 
     def _generate_in_sessions(self, group: list[Prepared], sinks: Sequence[OnText],
                               gones: Sequence[Callable[[], bool]]) -> list[Completion]:

@@ -9,6 +9,7 @@ before the model runs, so an error after that arrives as an error event in the s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -18,7 +19,16 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Protocol, Sequence
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Protocol,
+    Sequence,
+)
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -26,19 +36,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from agent.backends.base import Completion, OnText, Params
+from agent.backends.base import Completion, OnText, Params, check_context
 from runtime.server.images import BadImage, decode_data_url
 from runtime.server.scheduler import BatchScheduler
-from runtime.server.schemas import ChatRequest, ImageContent, error_body
+from runtime.server.schemas import PART_TYPES, ChatRequest, ImageContent, error_body
 
 if TYPE_CHECKING:
     from PIL import Image
 
 # Text may not smuggle in the tokens that frame images: they would not match the images sent.
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>",
+                 "<|video_pad|>")
 
 log = logging.getLogger(__name__)
+
+#: How often a plain (not streamed) request looks whether its client is still there.
+GONE_POLL_S = 0.25
 
 
 class Prepared(Protocol):
@@ -58,10 +73,12 @@ class Engine(Protocol):
         """Render and preprocess one request; bad input raises ValueError."""
 
     def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None,
-                       gone: Sequence[Callable[[], bool]] | None = None) -> list[Completion]:
+                       gone: Sequence[Callable[[], bool]] | None = None
+                       ) -> list[Completion | Exception]:
         """Run a batch on the model (one thread at a time). ``on_text[i]``, where not None,
         gets request i's text pieces as they are decoded; they join to its ``text``.
-        ``gone[i]()`` turns True once nobody waits for request i any more."""
+        ``gone[i]()`` turns True once nobody waits for request i any more. A request that
+        failed has its exception in its place (the others are still answered)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +123,15 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
+        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code,
+                            headers=exc.headers)  # a 405's Allow
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input (that is a 4xx); the client still gets OpenAI's error shape.
+        # Starlette logs the traceback after this answer is sent.
+        return JSONResponse(error_body(f"the server failed: {exc}", "server_error"),
+                            status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -130,17 +155,20 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         authorize(request)
+        body = await read_body(request, settings.max_body_bytes)
+        # Counted from here, not while the body arrives: a client that stalls its upload would
+        # hold every batch for the gather time.
         with scheduler.incoming():
-            prepared, chat = await prepare(request)
+            prepared, chat = await prepare(body)
         reply = Reply(settings.model_id)
         if chat.stream:
             return StreamingResponse(reply.chunks(scheduler.stream(prepared)),
                                      media_type="text/event-stream")
-        completion: Completion = await scheduler.submit(prepared)
+        completion = await unless_gone(request, scheduler.submit(prepared))
         return reply.body(completion)
 
-    async def prepare(request: Request) -> tuple[Prepared, ChatRequest]:
-        chat = parse_request(await read_body(request, settings.max_body_bytes))
+    async def prepare(body: bytes) -> tuple[Prepared, ChatRequest]:
+        chat = parse_request(body)
         if chat.model != settings.model_id:
             raise ApiError(404, f"model {chat.model!r} is not served here; this server serves "
                                 f"{settings.model_id!r}", "not_found_error")
@@ -148,15 +176,23 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         messages, images = await run_in_threadpool(read_messages, chat, settings)
         try:
             prepared = await run_in_threadpool(engine.prepare, messages, images, params)
+            check_context(prepared.prompt_tokens, params.max_new_tokens, engine.context_length)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        if prepared.prompt_tokens + params.max_new_tokens > engine.context_length:
-            raise ApiError(400, f"the prompt has {prepared.prompt_tokens} tokens; with max_tokens "
-                                f"{params.max_new_tokens} it exceeds the context of "
-                                f"{engine.context_length}")
         return prepared, chat
 
     return app
+
+
+async def unless_gone(request: Request, answer: Awaitable[Completion]) -> Completion:
+    """``answer``'s result, unless the client disconnects first: then the request is cancelled,
+    which tells the engine to stop decoding it (a streamed request learns it from its stream)."""
+    task = asyncio.ensure_future(answer)
+    while not (await asyncio.wait({task}, timeout=GONE_POLL_S))[0]:
+        if await request.is_disconnected():
+            task.cancel()
+            raise ApiError(400, "the client disconnected before its answer was ready")
+    return task.result()
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -165,10 +201,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+    except ClientDisconnect:  # nobody reads the answer; no traceback in the log for it
+        raise ApiError(400, "the client disconnected before sending its whole request") from None
     return bytes(body)
 
 
@@ -176,15 +215,26 @@ def parse_request(body: bytes) -> ChatRequest:
     try:
         return ChatRequest.model_validate_json(body)
     except ValidationError as exc:
-        # Of a union's failed branches, the deepest error says most about what was meant.
-        error = max(exc.errors(include_url=False), key=lambda e: len(e["loc"]))
-        where = ".".join(str(p) for p in error["loc"] if not _branch_label(p)) or "body"
+        # Of a union's failed branches, the deepest error says most about what was meant, and
+        # of equally deep ones, a branch of the right type that broke a rule (``stop`` with too
+        # many strings) more than one of the wrong type.
+        error = max(exc.errors(include_url=False),
+                    key=lambda e: (len(e["loc"]), not e["type"].endswith("_type")))
+        where = ".".join(str(p) for p in _field_path(error["loc"])) or "body"
         raise ApiError(400, f"{where}: {error['msg']}") from None
 
 
-def _branch_label(part: int | str) -> bool:
-    """pydantic's name for a union branch in an error's location (``str``, ``list[...]``)."""
-    return isinstance(part, str) and (part in ("str", "int", "float", "bool") or "[" in part)
+def _field_path(loc: tuple[int | str, ...]) -> list[int | str]:
+    """An error's location without pydantic's names for union branches (``str``,
+    ``list[...]``) and a content part's type tag (``content.0.text.text``)."""
+    path: list[int | str] = []
+    for before, part in zip((None, *loc), loc):
+        if isinstance(part, str) and (part in ("str", "int", "float", "bool") or "[" in part):
+            continue
+        if isinstance(before, int) and part in PART_TYPES:  # the tag right after the index
+            continue
+        path.append(part)
+    return path
 
 
 def sampling_params(chat: ChatRequest, settings: ServerSettings) -> Params:
@@ -200,6 +250,10 @@ def sampling_params(chat: ChatRequest, settings: ServerSettings) -> Params:
     if any(not s for s in chat.stop_strings):
         raise ApiError(400, "stop strings may not be empty")
     budget = chat.mm_processor_kwargs
+    for name in ("min_pixels", "max_pixels"):
+        if budget and (asked := getattr(budget, name)) and asked > settings.max_image_pixels:
+            raise ApiError(400, f"mm_processor_kwargs.{name} is {asked:,}; this server resizes "
+                                f"images to at most {settings.max_image_pixels:,} pixels")
     try:
         return Params(max_new_tokens=max_tokens, temperature=chat.temperature, top_p=chat.top_p,
                       seed=chat.seed, stop=chat.stop_strings,
@@ -218,9 +272,10 @@ def read_messages(chat: ChatRequest, settings: ServerSettings
     if len(image_parts) > settings.max_images:
         raise ApiError(400, f"the request has {len(image_parts)} images; the limit is "
                             f"{settings.max_images}")
-    texts = [text for m in chat.messages
-             for text in ([m.content] if isinstance(m.content, str)
-                          else [p.text for p in m.content if not isinstance(p, ImageContent)])]
+    # A message's text parts are rendered back to back: a token split across two is one there.
+    texts = [m.content if isinstance(m.content, str)
+             else "".join(p.text for p in m.content if not isinstance(p, ImageContent))
+             for m in chat.messages]
     for text in texts:
         for token in VISION_TOKENS:
             if token in text:

@@ -10,7 +10,9 @@ import re
 
 from PIL import Image, UnidentifiedImageError
 
-DATA_URL = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
+# RFC 2397: the scheme, type and "base64" are case-insensitive.
+DATA_URL = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL | re.IGNORECASE)
+LINE_BREAKS = str.maketrans("", "", " \t\r\n")  # MIME base64 wraps lines at 76 characters
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 
 
@@ -25,7 +27,7 @@ def decode_data_url(url: str, max_pixels: int) -> Image.Image:
         start = url[:40] + ("…" if len(url) > 40 else "")
         raise BadImage(f"image_url must be a data:image/...;base64,... URL, got {start!r}")
     try:
-        raw = base64.b64decode(match.group(2), validate=True)
+        raw = base64.b64decode(match.group(2).translate(LINE_BREAKS), validate=True)
     except (binascii.Error, ValueError):
         raise BadImage("image_url data is not valid base64") from None
     try:

@@ -1,9 +1,9 @@
 """Collects requests that arrive together and runs them on the model as one batch.
 
 The first waiting request opens a batch; others join it for up to ``wait_s`` or until it holds
-``max_batch``. Requests still being read and prepared (``incoming``) are waited for up to
-``gather_s``: requests sent together reach the queue tens of milliseconds apart (each one's
-images are decoded and preprocessed first), and one that misses the batch waits for all of it.
+``max_batch``. Requests being prepared (``incoming``: their bodies are read, their images being
+decoded and preprocessed) are waited for up to ``gather_s``: requests sent together reach the
+queue tens of milliseconds apart, and one that misses the batch waits for all of it.
 The batch runs on one worker thread (the model is used from one thread only), so the event loop
 keeps accepting and validating requests meanwhile.
 
@@ -26,7 +26,9 @@ Job = TypeVar("Job")
 Result = TypeVar("Result")
 #: Runs a batch of jobs; the second argument holds each job's sink (called on the worker thread),
 #: the third tells for each job whether its requester is gone (then its result goes nowhere).
-RunBatch = Callable[[list[Job], Sequence[OnText], Sequence[Callable[[], bool]]], list[Result]]
+#: A job that failed has its exception in its place, which its requester gets raised.
+RunBatch = Callable[[list[Job], Sequence[OnText], Sequence[Callable[[], bool]]],
+                    list[Result | Exception]]
 
 
 @dataclass
@@ -142,7 +144,11 @@ class BatchScheduler(Generic[Job, Result]):
                         waiting.future.set_exception(exc)
                 continue
             for waiting, result in zip(batch, results):
-                if not waiting.future.done():
+                if waiting.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    waiting.future.set_exception(result)
+                else:
                     waiting.future.set_result(result)
 
 

@@ -1,11 +1,12 @@
 """The OpenAI chat-completions request as we accept it, checked strictly: a wrong type is an
-error, never coerced, and fields we do not know are ignored (as OpenAI's clients expect)."""
+error, never coerced, a top-level null is the field's default, and fields we do not know are
+ignored (as OpenAI's clients expect)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STRICT = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
 
@@ -29,6 +30,7 @@ class ImageContent(BaseModel):
 
 
 Part = Annotated[Union[TextContent, ImageContent], Field(discriminator="type")]
+PART_TYPES = ("text", "image_url")
 
 
 class ChatMessage(BaseModel):
@@ -61,6 +63,14 @@ class ChatRequest(BaseModel):
     continue_final_message: bool = False
     add_generation_prompt: bool = True
     mm_processor_kwargs: PixelBudget | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: object) -> object:
+        """``"temperature": null`` means the default, as OpenAI's API and vLLM read it."""
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
