@@ -340,16 +340,64 @@ def prefill(
     return Prefilled(logits, length, delta, key_valid)
 
 
+@dataclass
+class Row:
+    """One sequence's decoding so far: what it wrote, and why it ended. Carried across ``decode``
+    calls when the batch it decodes in changes (``model.session.generate_together``)."""
+
+    #: New tokens it may write in all.
+    budget: int
+    stream: TextStream | None
+    tokens: list[int] = field(default_factory=list)
+    reason: Literal["stop", "length", "dropped"] | None = None  # once it ended
+    _result: Generation | None = field(default=None, repr=False)
+
+    def generation(self) -> Generation:
+        """The final result, once it ended (its stream is flushed the first time)."""
+        if self._result is None:
+            self._result = Generation(self.tokens, self.stream.finish() if self.stream else "",
+                                      self.reason or "length")
+        return self._result
+
+    def take(self, block: list[int], eos: set[int]) -> None:
+        """Read a block of its new tokens, up to where it ends."""
+        for token in block:
+            if self.reason is not None:
+                return
+            self.tokens.append(token)
+            if token in eos or (self.stream and self.stream.push(token)):
+                self.reason = "stop"
+            elif len(self.tokens) == self.budget:
+                self.reason = "length"
+
+
 @torch.inference_mode()
 def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list[Generation]:
     """Sample up to ``options.max_new_tokens`` per row from a filled cache (module docstring)."""
-    batch, device, n_max = state.logits.shape[0], model.device, options.max_new_tokens
+    rows = [Row(options.max_new_tokens, text_stream(options, b))
+            for b in range(state.logits.shape[0])]
+    decode_rows(model, state, options, rows)
+    return [row.generation() for row in rows]
+
+
+def decode_rows(
+    model: Qwen2VL, state: Prefilled, options: GenerationOptions, rows: list[Row],
+    pause: Callable[[], bool] | None = None, ended: Callable[[int], None] | None = None,
+) -> torch.Tensor | None:
+    """``decode`` for rows that may have written tokens before (each up to its own budget).
+
+    ``ended(b)`` is called at the read-back where row b ends. ``pause()`` is asked at each
+    read-back while some row goes on; once it says True, the loop feeds the last tokens and
+    returns the logits after them (B, vocab): the cache then holds every token the rows that
+    go on have written. Returns None when every row ended.
+    """
+    batch, device = len(rows), model.device
+    steps = max(row.budget - len(row.tokens) for row in rows if row.reason is None)
     cache = model.model.cache_shape
-    if cache is None or cache[0] != batch or cache[1] < state.pos + n_max - 1:
-        raise ValueError(f"decode needs caches for {batch} rows of {state.pos + n_max - 1} tokens "
-                         f"(ensure_cache), found {cache}")  # fmt: skip
+    if cache is None or cache[0] != batch or cache[1] < state.pos + steps - 1:
+        raise ValueError(f"decode needs caches for {batch} rows of {state.pos + steps - 1} "
+                         f"tokens (ensure_cache), found {cache}")  # fmt: skip
     eos = set(model.eos_token_ids if options.eos_token_ids is None else options.eos_token_ids)
-    streams = _text_streams(options, batch)
     generator = None
     if options.sampling.seed is not None:
         generator = torch.Generator(device=device).manual_seed(options.sampling.seed)
@@ -361,73 +409,51 @@ def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list
         key_valid[:, : state.pos] = state.key_valid
     pos = torch.tensor([state.pos], device=device)
     delta = state.rope_delta.view(batch)
-    tokens = torch.empty(batch, n_max, dtype=torch.long, device=device)
-    ends: list[int | None] = [None] * batch  # a finished row's token count
-    dropped: set[int] = set()  # rows nobody waits for
-    logits, checked = state.logits, 0
-    for i in range(n_max):
+    tokens = torch.empty(batch, steps, dtype=torch.long, device=device)
+    logits, checked, pausing = state.logits, 0, False
+    for i in range(steps):
         token = sample(logits, options.sampling, generator)
         tokens[:, i] = token
-        if i + 1 == n_max or (i + 1) % sync_every == 0:
-            _check(tokens[:, checked : i + 1].tolist(), checked, eos, streams, ends)
+        if i + 1 == steps or (i + 1) % sync_every == 0:
+            block = tokens[:, checked : i + 1].tolist()
             checked = i + 1
-            if options.dropped is not None:
-                for b in range(batch):
-                    if ends[b] is None and options.dropped(b):
-                        ends[b] = checked
-                        dropped.add(b)
-            if all(end is not None for end in ends):
-                break
-        if i + 1 < n_max:
+            for b, row in enumerate(rows):
+                if row.reason is None:
+                    row.take(block[b], eos)
+                    if row.reason is None and options.dropped is not None and options.dropped(b):
+                        row.reason = "dropped"
+                    if row.reason is not None and ended is not None:
+                        ended(b)
+            if all(row.reason is not None for row in rows):
+                return None
+            pausing = pause is not None and pause()
+        if i + 1 < steps or pausing:
             # A tensor of its own (not a slice of ``tokens``): the same layout every step, so
             # a compiled step never sees a new storage offset.
             keys = key_valid[:, : attended_slots(state.pos + i + 1, cache[1], options.compile)]
             logits = step(token[:, None], pos, pos + delta, keys)
             pos += 1
-    rows = tokens[:, :checked].tolist()
-    out = []
-    for b in range(batch):
-        n = ends[b] if ends[b] is not None else checked
-        text = streams[b].finish() if streams else ""
-        reason = "dropped" if b in dropped else "length" if ends[b] is None else "stop"
-        out.append(Generation(rows[b][:n], text, reason))
-    return out
+            if pausing:
+                return logits
+    return None
 
 
-def _text_streams(options: GenerationOptions, batch: int) -> list[TextStream]:
+def text_stream(options: GenerationOptions, row: int) -> TextStream | None:
+    """Row ``row``'s text stream (its pieces go to ``options.on_text`` with that row), or None
+    without a tokenizer."""
     if options.tokenizer is None:
         if options.stop or options.on_text:
             raise ValueError(
                 "stop strings and on_text need tokenizer= (the processor or its tokenizer)"
             )
-        return []
+        return None
     tok, on_text = options.tokenizer, options.on_text
 
     def decode(ids: list[int]) -> str:
         return tok.decode(ids, skip_special_tokens=False)
 
-    return [
-        TextStream(decode, options.stop, None if on_text is None else lambda s, b=b: on_text(b, s))
-        for b in range(batch)
-    ]
-
-
-def _check(
-    block: list[list[int]],
-    first: int,
-    eos: set[int],
-    streams: list[TextStream],
-    ends: list[int | None],
-) -> None:
-    """Read a block of new tokens (step ``first`` on): which rows ended, and where."""
-    for b, row in enumerate(block):
-        for j, token in enumerate(row):
-            if ends[b] is not None:
-                break
-            if token in eos:
-                ends[b] = first + j + 1
-            elif streams and streams[b].push(token):
-                ends[b] = first + j + 1
+    return TextStream(decode, options.stop,
+                      None if on_text is None else lambda piece: on_text(row, piece))
 
 
 @torch.inference_mode()

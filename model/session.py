@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import torch
 
@@ -33,11 +34,13 @@ from model.generate import (
     Generation,
     GenerationOptions,
     Prefilled,
-    decode,
+    Row,
+    decode_rows,
     ensure_cache,
     keeps_cache,
     kept_cache,
     new_cache,
+    text_stream,
 )
 from model.modeling import Qwen2VL
 from model.text import KVCache
@@ -331,6 +334,36 @@ class SessionRequest:
     pixel_values: Pixels | None = None
     image_grid_thw: torch.Tensor | None = None
     image_digests: torch.Tensor | None = None
+    #: Its own budget of new tokens; None: ``GenerationOptions.max_new_tokens``.
+    max_new_tokens: int | None = None
+
+
+class Joining(Protocol):
+    """Requests that join a running ``generate_together`` (a server's continuous batching)."""
+
+    def waiting(self, busy: Sequence[GenerationSession]) -> bool:
+        """Asked at each read-back: is a request waiting that could join now, with ``busy``
+        the sessions of the rows still decoding?"""
+
+    def admit(self, busy: Sequence[GenerationSession]
+              ) -> list[tuple[GenerationSession, SessionRequest]]:
+        """The requests that join now, each with a session not in ``busy``. Their rows are
+        numbered on from the last row so far (for ``options``' callbacks and ``done``)."""
+
+    def done(self, row: int, generation: Generation) -> None:
+        """Row ``row``'s result, at the read-back where it ended."""
+
+
+@dataclass
+class _Running:
+    """A row of ``generate_together``: its session, what it wrote, and what it samples next
+    from (the logits after its last cached token)."""
+
+    index: int
+    session: GenerationSession
+    row: Row
+    rope_delta: int
+    logits: torch.Tensor
 
 
 @torch.inference_mode()
@@ -339,6 +372,7 @@ def generate_together(
     requests: Sequence[SessionRequest],
     options: GenerationOptions | None = None,
     donors: Sequence[GenerationSession] = (),
+    joining: Joining | None = None,
 ) -> list[Generation]:
     """Each session prefills its own request (only what neither its cache nor another session
     holds: the batch's sessions and ``donors``), then their decode steps run as one batch: row b
@@ -348,6 +382,13 @@ def generate_together(
     each row's cached sequence is copied in right-aligned (the positions before it masked, as
     left padding is), and what the batch decoded is copied back after its sequence. The copies
     cost a memory pass over the caches, next to steps that each read all the weights.
+
+    With ``joining``, requests join while the batch decodes: when one waits, the batch stops
+    after its next step, copies its rows back, lets the rows that ended go, prefills the new
+    requests in their sessions and decodes on with all of them in a new batch cache. Each row
+    ends at its own budget (its request's ``max_new_tokens``, else the options'), and
+    ``joining.done`` gets its result as soon as it ended. Returns every row's result, the joined
+    ones after the first.
     """
     options = options or GenerationOptions()
     if options.max_new_tokens < 1:
@@ -355,44 +396,87 @@ def generate_together(
     if len(sessions) != len(requests) or len({id(s) for s in sessions}) != len(sessions):
         raise ValueError("generate_together takes one distinct session per request")
     model = sessions[0].model
-    if any(s.model is not model for s in sessions):
-        raise ValueError("the sessions of one batch must share their model")
-    donors = [*sessions, *(d for d in donors if d not in sessions)]
-    done = [s.prefill(r.input_ids, r.pixel_values, r.image_grid_thw, options.max_new_tokens,
-                      image_digests=r.image_digests, donors=donors)
-            for s, r in zip(sessions, requests)]
+    everyone = [*sessions, *(d for d in donors if d not in sessions)]
+    rows: list[_Running] = []
+
+    def start(pairs: Sequence[tuple[GenerationSession, SessionRequest]]) -> list[_Running]:
+        if any(s.model is not model for s, _ in pairs):
+            raise ValueError("the sessions of one batch must share their model")
+        new = []
+        for session, r in pairs:
+            budget = r.max_new_tokens or options.max_new_tokens
+            if budget < 1:
+                raise ValueError(f"max_new_tokens must be at least 1, got {budget}")
+            done = session.prefill(r.input_ids, r.pixel_values, r.image_grid_thw, budget,
+                                   image_digests=r.image_digests,
+                                   donors=[*everyone, *(x.session for x in rows)])
+            index = len(rows) + len(new)
+            new.append(_Running(index, session, Row(budget, text_stream(options, index)),
+                                done.rope_delta, done.logits))
+        rows.extend(new)
+        return new
+
+    active = start(list(zip(sessions, requests)))
+    while active:
+        going = [r for r in active if r.row.reason is None]
+        busy = lambda: [r.session for r in going if r.row.reason is None]  # noqa: E731
+        pause = None if joining is None else lambda: joining.waiting(busy())
+        ended = None if joining is None else (
+            lambda b: joining.done(going[b].index, going[b].row.generation()))
+        paused = _decode_segment(model, going, options, pause, ended)
+        active = [r for r in going if r.row.reason is None]
+        for r, logits in zip(going, paused if paused is not None else []):
+            r.logits = logits
+        if joining is not None:
+            active += start(joining.admit([r.session for r in active]))
+    return [r.row.generation() for r in rows]
+
+
+def _decode_segment(model: Qwen2VL, going: list[_Running], options: GenerationOptions,
+                    pause: Callable[[], bool] | None, ended: Callable[[int], None] | None
+                    ) -> torch.Tensor | None:
+    """Decode ``going``'s rows as one batch until they all ended or ``pause`` says stop (then
+    the logits after each row's last token); what each wrote goes back to its session."""
+    sessions = [r.session for r in going]
     lengths = [len(s.tokens) for s in sessions]
     longest, text = max(lengths), model.model
-    logits = torch.stack([d.logits for d in done])
+    budget = max(r.row.budget - len(r.row.tokens) for r in going)
+    logits = torch.stack([r.logits for r in going])
     # Cache position + delta is a decoded token's M-RoPE position; padding shifts the former.
-    delta = torch.tensor([[d.rope_delta - (longest - n)] for d, n in zip(done, lengths)],
+    delta = torch.tensor([[r.rope_delta - (longest - n)] for r, n in zip(going, lengths)],
                          device=model.device)
     # A compiled step's CUDA graphs are recorded on their inputs' addresses, caches included:
     # there it always decodes in the model's kept batch cache, so another session's cache (or a
     # new one per call) does not make it record again.
     kept = keeps_cache(model, options)
     own_cache = len(sessions) == 1 and not kept
+    written = [len(r.row.tokens) for r in going]
+    segment = options if options.dropped is None else replace(
+        options, dropped=lambda b: options.dropped(going[b].index))
     try:
         if own_cache:
             sessions[0]._attach()
             key_valid = None
         else:
             make_cache = kept_cache if kept else ensure_cache
-            make_cache(model, len(sessions), longest + options.max_new_tokens)
+            make_cache(model, len(sessions), longest + budget)
             key_valid = torch.zeros(len(sessions), longest, dtype=torch.bool, device=model.device)
             for b, n in enumerate(lengths):
                 key_valid[b, longest - n :] = True
             _into_batch(text.layers, sessions, lengths, longest)
-        generations = decode(model, Prefilled(logits, longest, delta, key_valid), options)
-        # Every new token but the last went through the decoder: the cache holds them.
-        fed = [max(len(g.tokens) - 1, 0) for g in generations]
+        paused = decode_rows(model, Prefilled(logits, longest, delta, key_valid), segment,
+                             [r.row for r in going], pause, ended)
+        # What went through the decoder: all a paused row wrote; else all but its last token.
+        fed = [len(r.row.tokens) - before - (paused is None or r.row.reason is not None)
+               for r, before in zip(going, written)]
+        fed = [max(n, 0) for n in fed]
         if not own_cache:
             _back_from_batch(text.layers, sessions, lengths, longest, fed)
     finally:
         text.clear_cache()
-    for session, g, n in zip(sessions, generations, fed):
-        session.tokens = session.tokens + g.tokens[:n]
-    return generations
+    for r, before, n in zip(going, written, fed):
+        r.session.tokens = r.session.tokens + r.row.tokens[before : before + n]
+    return paused
 
 
 def _into_batch(layers, sessions: Sequence[GenerationSession], lengths: list[int],

@@ -101,13 +101,13 @@ def test_requests_arriving_together_decode_as_one_batch_each_in_its_session(
     import model.session
 
     decoded_rows = []
-    real_decode = model.session.decode
+    real_decode = model.session.decode_rows
 
-    def counting_decode(model_, state, options):
+    def counting_decode(model_, state, *args, **kwargs):
         decoded_rows.append(state.logits.shape[0])
-        return real_decode(model_, state, options)
+        return real_decode(model_, state, *args, **kwargs)
 
-    monkeypatch.setattr(model.session, "decode", counting_decode)
+    monkeypatch.setattr(model.session, "decode_rows", counting_decode)
     backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=3)
     chats = [_conversation(name, 3, seed) for name, seed in (("Ann", 3), ("Bob", 4), ("Cy", 5))]
     params = Params(max_new_tokens=4)
@@ -224,15 +224,16 @@ def test_a_group_that_fails_leaves_the_other_groups_answered(tiny_checkpoint, mo
     ann, bob = _conversation("Ann", 1, seed=16)[0], _conversation("Bob", 1, seed=17)[0]
     real = backend._generate_in_sessions
 
-    def fails_for_five(group, sinks, gones):
-        if group[0].params.max_new_tokens == 5:
+    def fails_with_its_stop_string(group, *args):
+        if group[0].params.stop == ("zzz",):
             raise RuntimeError("out of memory")
-        return real(group, sinks, gones)
+        return real(group, *args)
 
-    monkeypatch.setattr(backend, "_generate_in_sessions", fails_for_five)
-    broken, fine = backend.generate_batch([backend.prepare(*ann, Params(max_new_tokens=5)),
-                                           backend.prepare(*bob, Params(max_new_tokens=3))])
+    monkeypatch.setattr(backend, "_generate_in_sessions", fails_with_its_stop_string)
+    broken, fine = backend.generate_batch([
+        backend.prepare(*ann, Params(max_new_tokens=3, stop=("zzz",))),
+        backend.prepare(*bob, Params(max_new_tokens=3))])  # another group: other stop strings
     assert isinstance(broken, RuntimeError) and str(broken) == "out of memory"
     assert fine.completion_tokens == 3 and fine.finish_reason == "length"
     with pytest.raises(RuntimeError, match="out of memory"):
-        backend.generate(*ann, max_new_tokens=5)
+        backend.generate(*ann, max_new_tokens=3, stop=("zzz",))

@@ -321,3 +321,71 @@ def test_the_pixel_budget_travels_as_mm_processor_kwargs(local, served):
     assert small == expected.prompt_tokens < plain
     refused = ask(mm_processor_kwargs={"min_pixels": 9000, "max_pixels": 4000})
     assert refused.status_code == 400 and "min_pixels is above max_pixels" in refused.text
+
+
+def test_a_request_sent_while_another_decodes_joins_it_and_is_answered_first(tiny_checkpoint):
+    """Continuous batching through ``serve``: A streams 600 tokens; B (6 tokens, with an image)
+    and C (a stop string of its own) are sent once A's first piece arrived. B joins A's running
+    batch and is answered while A still writes; C cannot join and opens the next batch. Each
+    text is what the model gives the request alone."""
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=4)
+    alone = LocalBackend(tiny_checkpoint, device="cpu", reuse_prefix=False)
+    for b in (backend, alone):
+        b.model.eos_token_ids = []  # the random model could end at an EOS any time
+    batches: list[int] = []
+    run_batch = backend.generate_batch
+    backend.generate_batch = lambda batch, *args: batches.append(len(batch)) or run_batch(
+        batch, *args)
+    image = picture(58, 94, seed=21)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    url_b = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    asks = {"A": ([{"role": "user", "content": "write a long story"}], [], {"max_tokens": 600}),
+            "B": ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url_b}},
+                                                {"type": "text", "text": "what is it"}]}],
+                  [image], {"max_tokens": 6}),
+            "C": ([{"role": "user", "content": "count"}], [], {"max_tokens": 5, "stop": ["zz"]})}
+    expected = {}
+    for name, (messages, images, fields) in asks.items():
+        plain = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str)
+                  else [{"type": "image"}, m["content"][1]]} for m in messages]
+        expected[name] = alone.generate(plain, images, max_new_tokens=fields["max_tokens"],
+                                        stop=tuple(fields.get("stop", ()))).text
+
+    async def run(url: str) -> dict:
+        async with httpx.AsyncClient(timeout=300) as http:
+            def body(name: str, **extra) -> dict:
+                messages, _, fields = asks[name]
+                return {"model": MODEL, "messages": messages, "temperature": 0, **fields,
+                        **extra}
+
+            first_piece = asyncio.Event()
+            pieces: list[str] = []
+
+            async def stream_a() -> None:
+                async with http.stream("POST", f"{url}/chat/completions",
+                                       json=body("A", stream=True)) as answer:
+                    async for line in answer.aiter_lines():
+                        if line.startswith("data: {"):
+                            delta = json.loads(line[6:])["choices"][0]["delta"]
+                            if delta.get("content"):
+                                pieces.append(delta["content"])
+                                first_piece.set()
+
+            a = asyncio.create_task(stream_a())
+            await first_piece.wait()
+
+            async def ask(name: str) -> tuple[str, bool]:
+                answer = await http.post(f"{url}/chat/completions", json=body(name))
+                return answer.json()["choices"][0]["message"]["content"], a.done()
+
+            (b, a_done_at_b), (c, a_done_at_c) = await asyncio.gather(ask("B"), ask("C"))
+            await a
+            return {"A": "".join(pieces), "B": b, "C": c, "A done at B": a_done_at_b,
+                    "A done at C": a_done_at_c}
+
+    with running_server(create_app(backend, ServerSettings(model_id=MODEL))) as url:
+        got = asyncio.run(run(url))
+    assert batches == [1, 1]  # A's batch (B joined it), then C's
+    assert not got["A done at B"] and got["A done at C"]
+    assert {name: got[name] for name in asks} == expected

@@ -281,11 +281,11 @@ def test_workers_ask_one_model_loaded_once_and_decode_together(tiny_checkpoint, 
     monkeypatch.setattr(shared_model, "GANG_WAIT_S", 10.0)
     monkeypatch.setattr(shared_model.secrets, "token_urlsafe", lambda n: "the-runs-own-key")
     loads, rows = [], []
-    real_init, real_decode = local.LocalBackend.__init__, model.session.decode
+    real_init, real_decode = local.LocalBackend.__init__, model.session.decode_rows
     monkeypatch.setattr(local.LocalBackend, "__init__",
                         lambda self, *a, **kw: (loads.append(kw), real_init(self, *a, **kw))[1])
-    monkeypatch.setattr(model.session, "decode", lambda model_, state, options: (
-        rows.append(state.logits.shape[0]), real_decode(model_, state, options))[1])
+    monkeypatch.setattr(model.session, "decode_rows", lambda model_, state, *args, **kw: (
+        rows.append(state.logits.shape[0]), real_decode(model_, state, *args, **kw))[1])
     run = settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=4,
                    max_new_tokens=8, max_pixels=56 * 56 * 4)
     one = run_bench(run, tmp_path / "one", runner=RIGHT)

@@ -335,6 +335,18 @@ def test_a_prefill_that_fails_after_copying_leaves_a_truthful_session(models, ti
                                rtol=0)
 
 
+def _assert_each_caches_its_own_sequence(model, sessions, inputs, generations) -> None:
+    """Each session holds its prompt and all its new tokens but the last (decoded), and its
+    next prefill (the last token alone) equals a full forward."""
+    for session, x, g in zip(sessions, inputs, generations):
+        assert len(session.tokens) == x["input_ids"].shape[1] + len(g.tokens) - 1
+        ids = torch.cat([x["input_ids"], torch.tensor([g.tokens])], dim=1)
+        done = session.prefill(ids, x["pixel_values"], x["image_grid_thw"], all_logits=True)
+        assert done.prefilled == 1
+        torch.testing.assert_close(done.logits, _full_logits(model, {**x, "input_ids": ids})[-1:],
+                                   atol=ATOL, rtol=0)
+
+
 def test_rows_that_end_at_different_lengths_keep_their_own_caches(models, tiny_processor):
     """An EOS that one row writes early: each row stops where it would alone, and each session
     caches exactly its own new tokens (its next prefill matches a full forward)."""
@@ -353,13 +365,59 @@ def test_rows_that_end_at_different_lengths_keep_their_own_caches(models, tiny_p
     together = generate_together(sessions, [SessionRequest(*_tensors(x)) for x in inputs],
                                  options)
     assert [g.tokens for g in together] == [g.tokens for g in alone]
-    for session, x, g in zip(sessions, inputs, together):
-        assert len(session.tokens) == x["input_ids"].shape[1] + len(g.tokens) - 1
-        ids = torch.cat([x["input_ids"], torch.tensor([g.tokens])], dim=1)
-        done = session.prefill(ids, x["pixel_values"], x["image_grid_thw"], all_logits=True)
-        assert done.prefilled == 1
-        torch.testing.assert_close(done.logits, _full_logits(model, {**x, "input_ids": ids})[-1:],
-                                   atol=ATOL, rtol=0)
+    _assert_each_caches_its_own_sequence(model, sessions, inputs, together)
+
+
+class ScriptedArrivals:
+    """Requests that join a running ``generate_together`` at the read-backs given (counted from
+    the first); whatever is left joins when the batch has ended."""
+
+    def __init__(self, schedule: dict[int, list]) -> None:
+        self.schedule, self.reads, self.finished = schedule, 0, []
+        self.busy: list[int] = []  # rows still decoding at each read-back
+
+    def waiting(self, busy) -> bool:
+        self.reads += 1
+        self.busy.append(len(busy))
+        return any(at <= self.reads for at in self.schedule)
+
+    def admit(self, busy) -> list:
+        due = [at for at in sorted(self.schedule) if at <= self.reads or not busy]
+        return [pair for at in due for pair in self.schedule.pop(at)]
+
+    def done(self, row, generation) -> None:  # before this read-back's ``waiting``
+        self.finished.append((row, self.reads + 1, generation.tokens))
+
+
+def test_requests_joining_a_running_batch_reply_as_each_would_alone(models, tiny_processor):
+    """Row 0 decodes alone; a longer prompt joins at its 2nd read-back, a shorter one at the
+    3rd, and one more after all have ended. Each gets its own greedy tokens (one ends early at
+    an EOS, the others at their own budgets), each result comes at the read-back where its row
+    ended, and each session caches exactly its own sequence (next prefill = full forward)."""
+    model = models["qwen2"]
+    prompts = [list(episode_prompts(d, REPLIES[:n], SCREEN, HistoryPolicy(), KINDS))[-1]
+               for d, n in (("qwen2vl", 2), ("uitars", 3), ("qwen2vl", 1), ("uitars", 2))]
+    inputs = [model_inputs(tiny_processor, p, _screenshots(seed), SCREEN)
+              for p, seed in zip(prompts, (13, 14, 15, 16))]
+    lengths = [x["input_ids"].shape[1] for x in inputs]
+    assert lengths[1] > lengths[0] > lengths[2]
+    free = GenerationSession(model).generate(*_tensors(inputs[1]), GenerationOptions(
+        max_new_tokens=7, eos_token_ids=()))
+    options = GenerationOptions(max_new_tokens=7, eos_token_ids=(free.tokens[2],))
+    alone = [GenerationSession(model).generate(*_tensors(x), options) for x in inputs]
+    assert len(alone[1].tokens) == 3 and len(alone[0].tokens) == 7, [g.tokens for g in alone]
+    sessions = [GenerationSession(model) for _ in inputs]
+    requests = [SessionRequest(*_tensors(x)) for x in inputs]
+    arrivals = ScriptedArrivals({2: [(sessions[1], requests[1])], 3: [(sessions[2], requests[2])],
+                                 99: [(sessions[3], requests[3])]})
+    together = generate_together(sessions[:1], requests[:1], options, joining=arrivals)
+    assert [g.tokens for g in together] == [g.tokens for g in alone]
+    assert max(arrivals.busy) == 3  # rows 0 to 2 decoded together at some point
+    ended_at = {row: read for row, read, _ in arrivals.finished}
+    assert sorted(ended_at) == [0, 1, 2, 3]
+    assert ended_at[1] == 2 + 3 and ended_at[0] == 7  # at its EOS; at its budget
+    assert ended_at[1] < ended_at[2] < ended_at[3]  # answered as each ended, not all at the end
+    _assert_each_caches_its_own_sequence(model, sessions, inputs, together)
 
 
 def test_a_compiled_batch_of_sessions_decodes_the_eager_tokens(tiny_checkpoint):
@@ -394,20 +452,20 @@ def test_a_compiled_decode_keeps_its_cache_where_it_was_across_sessions(tiny_che
     # Two rows first: the kept cache grows to the most rows and positions asked for so far.
     calls = [[0, 1], [2], [1], [1, 2], [0], ["long"], [0], [2, 0]]
     monkeypatch.setattr(model.generate, "KEEPING_DEVICES", {"cuda", "cpu"})
-    seen, real_decode = {}, model.generate.decode
+    seen, real_decode = {}, model.generate.decode_rows
     for compile in (False, True):
         model_ = Qwen2VL.from_pretrained(tiny_checkpoint, device="cpu", dtype="fp32")
         sessions = [GenerationSession(model_) for _ in range(4)]
         requests = {**dict(enumerate(prompts)), "long": long_prompt}
         where, tokens = [], []
 
-        def watching(model__, state, options, where=where):
+        def watching(model__, *args, where=where, **kwargs):
             where.append((model__.model.layers[0].self_attn.cache.k.data_ptr(),
                           model__.model.cache_slots.data_ptr()))
-            return real_decode(model__, state, options)
+            return real_decode(model__, *args, **kwargs)
 
-        monkeypatch.setattr(model.session, "decode", watching)
-        monkeypatch.setattr(model.generate, "decode", watching)
+        monkeypatch.setattr(model.session, "decode_rows", watching)
+        monkeypatch.setattr(model.generate, "decode_rows", watching)
         options = GenerationOptions(max_new_tokens=6, eos_token_ids=(), compile=compile)
         for call in calls:
             chosen = [sessions[3] if k == "long" else sessions[k] for k in call]

@@ -43,3 +43,47 @@ def test_without_requests_on_their_way_a_batch_starts_at_once():
 def test_a_request_that_takes_long_to_arrive_is_waited_for_only_up_to_gather_s():
     batches = asyncio.run(_batches([("a", 0.0, True), ("slow", 1.0, True)], gather_s=0.1))
     assert batches == [["a"], ["slow"]]
+
+
+def test_a_joining_engine_takes_arrivals_answers_early_and_leaves_the_rest_for_the_next_batch():
+    """The engine answers "short" at once, takes "late" (submitted while it runs) into its batch,
+    leaves "other" (it does not accept it) and takes "lost" without answering it: "lost" gets
+    an error, "other" opens the next batch, and everyone else their answer."""
+    import time
+
+    runs: list[list[str]] = []
+
+    def run_batch(jobs, sinks, gone, arrivals):
+        runs.append(list(jobs))
+        if jobs == ["other"]:
+            return ["other!"]
+        arrivals.deliver(jobs.index("short"), "short!")
+        deadline = time.monotonic() + 5
+        joined = []
+        while len(joined) < 2 and time.monotonic() < deadline:
+            joined += arrivals.take(lambda job: job != "other", 8)
+            time.sleep(0.01)
+        for j in joined:
+            if j.job == "late":
+                arrivals.deliver(j.index, "late!")
+        time.sleep(0.2)  # "other" waits meanwhile
+        return [f"{job}!" for job in jobs]
+
+    async def main():
+        scheduler = BatchScheduler(run_batch, max_batch=8, wait_s=0.05, joins=True)
+        await scheduler.start()
+        try:
+            first = [asyncio.ensure_future(scheduler.submit(job)) for job in ("long", "short")]
+            await asyncio.sleep(0.2)  # the batch runs by now, waiting for two to join
+            assert [f.done() for f in first] == [False, True]  # "short" is answered already
+            late = [asyncio.ensure_future(scheduler.submit(job))
+                    for job in ("late", "other", "lost")]
+            results = await asyncio.gather(*late, return_exceptions=True)
+            return await asyncio.gather(*first), results
+        finally:
+            await scheduler.stop()
+
+    (long, short), (late, other, lost) = asyncio.run(main())
+    assert (long, short, late, other) == ("long!", "short!", "late!", "other!")
+    assert isinstance(lost, RuntimeError) and "without answering" in str(lost)
+    assert runs == [["long", "short"], ["other"]]

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from model.generate import Generation, GenerationOptions
     from model.image_processing import ImagePatches
     from model.session import GenerationSession, SessionRequest
+    from runtime.server.scheduler import Arrivals
 
 
 @dataclass
@@ -67,6 +68,9 @@ class Prepared:
 
 
 class LocalBackend(Backend):
+    #: ``generate_batch`` takes a server's ``arrivals`` (continuous batching).
+    joins = True
+
     def __init__(
         self, path: str | Path, *, device: str | None = None, dtype: str | None = None,
         compile: bool = False, reuse_prefix: bool = True, sessions: int = 1,
@@ -121,20 +125,19 @@ class LocalBackend(Backend):
         return Prepared(inputs, params, render_ms, pixels)
 
     def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None,
-                       gone: Sequence[Callable[[], bool]] | None = None
-                       ) -> list[Completion | Exception]:
+                       gone: Sequence[Callable[[], bool]] | None = None,
+                       arrivals: "Arrivals | None" = None) -> list[Completion | Exception]:
         """Completions in the order of ``batch``; ``on_text[i]`` streams request i's text.
         Once ``gone[i]()`` is True, request i stops decoding (its completion is "dropped").
         Requests run in groups of equal params; a group that fails has its error in its
-        requests' places, and the other groups are answered."""
+        requests' places, and the other groups are answered. With a server's ``arrivals``,
+        requests submitted meanwhile join a group decoding in sessions when their params match
+        and a session is free, and each request is answered as soon as it is done."""
         sinks = list(on_text or [None] * len(batch))
         gones = list(gone or [_never] * len(batch))
         groups: dict[object, list[int]] = {}
         for i, item in enumerate(batch):
-            p = item.params
-            seeded = p.seed is not None and p.temperature > 0
-            key = i if seeded else (p.temperature, p.top_p, p.stop, p.max_new_tokens)
-            groups.setdefault(key, []).append(i)
+            groups.setdefault(_group_key(item.params) or i, []).append(i)
         out: dict[int, Completion] = {}
         for rows in groups.values():
             # Requests that left while earlier groups ran get nothing computed for them.
@@ -143,14 +146,22 @@ class LocalBackend(Backend):
             rows = [i for i in rows if i not in departed]
             if not rows:
                 continue
-            run = (self._generate_in_sessions if len(rows) <= len(self.sessions)
-                   else self._generate_group)
-            try:
-                done = run([batch[i] for i in rows], [sinks[i] for i in rows],
-                           [gones[i] for i in rows])
-            except Exception as exc:  # noqa: BLE001 - this group's requests get it, not the rest
-                done = [exc] * len(rows)
-            out.update(zip(rows, done))
+            if len(rows) <= len(self.sessions):  # each row decodes to its own max_new_tokens
+                parts = [(rows, True)]
+            else:  # a plain batch decodes its rows to one budget
+                budgets: dict[int, list[int]] = {}
+                for i in rows:
+                    budgets.setdefault(batch[i].params.max_new_tokens, []).append(i)
+                parts = [(part, False) for part in budgets.values()]
+            for part, in_sessions in parts:
+                group = ([batch[i] for i in part], [sinks[i] for i in part],
+                         [gones[i] for i in part])
+                try:
+                    done = (self._generate_in_sessions(*group, part, arrivals) if in_sessions
+                            else self._generate_group(*group))
+                except Exception as exc:  # noqa: BLE001 - its requests get it, not the rest
+                    done = [exc] * len(part)
+                out.update(zip(part, done))
         return [out[i] for i in range(len(batch))]
 
     def generate(
@@ -162,34 +173,36 @@ class LocalBackend(Backend):
         return done
 
     def _generate_in_sessions(self, group: list[Prepared], sinks: Sequence[OnText],
-                              gones: Sequence[Callable[[], bool]]) -> list[Completion]:
-        """Requests with equal params, each through a session of its own, decoded together."""
+                              gones: Sequence[Callable[[], bool]], places: Sequence[int],
+                              arrivals: "Arrivals | None" = None) -> list[Completion]:
+        """Requests with equal params, each through a session of its own, decoded together
+        (``places``: their indices in the server's batch; others may join from ``arrivals``)."""
         from model.session import generate_together
 
+        rows = _GroupRows(self, arrivals, group[0].params)
         sessions = self._sessions_for(group)
-        reused_before = [s.reused_tokens for s in sessions]
-        start, patched = time.perf_counter(), _patch_s(group)
-        generations = generate_together(sessions, [_session_request(item) for item in group],
-                                        self._options(group[0].params, sinks, gones),
-                                        donors=self.sessions)
-        generate_ms = (time.perf_counter() - start - (_patch_s(group) - patched)) * 1000
-        completions = []
-        for item, generation, session, before in zip(group, generations, sessions,
-                                                     reused_before):
-            completion = self._completion(item, generation, generate_ms)
-            completion.cached_tokens = session.reused_tokens - before
-            completions.append(completion)
-        return completions
+        for item, session, sink, gone, place in zip(group, sessions, sinks, gones, places):
+            rows.add(item, session, sink, gone, place)
+        try:
+            generate_together(sessions, [_session_request(item) for item in group],
+                              self._options(group[0].params, rows.sinks, rows.gones),
+                              donors=self.sessions, joining=rows)
+        except Exception as exc:
+            rows.fail_joined(len(group), exc)
+            raise
+        return [rows.completions[row] for row in range(len(group))]
 
-    def _sessions_for(self, group: list[Prepared]) -> list["GenerationSession"]:
-        """A distinct session per request; the chosen ones become the most recently used.
+    def _sessions_for(self, group: list[Prepared], busy: Sequence["GenerationSession"] = ()
+                      ) -> list["GenerationSession"]:
+        """A distinct session per request, none of ``busy`` (decoding other requests); the
+        chosen ones become the most recently used.
 
         Requests that continue a session (repeat its last prompt whole) claim it first, so a
         new conversation listed before them cannot take it; the others take an empty session,
         else the one that shares most of their prompt (the least recently used of equals).
         """
-        sessions = self.sessions
-        if len(sessions) == 1:
+        sessions = [s for s in self.sessions if s not in busy]
+        if len(self.sessions) == 1:
             return list(sessions)
         requests = [_session_request(item) for item in group]
         shared = [[s.shared_prefix(request) for s in sessions] for request in requests]
@@ -206,7 +219,7 @@ class LocalBackend(Backend):
                 taken[i] = empty[0] if empty else max(reversed(unclaimed),
                                                       key=shared[i].__getitem__)
         chosen = [sessions[taken[i]] for i in range(len(group))]
-        self.sessions = chosen + [s for j, s in enumerate(sessions) if j not in taken.values()]
+        self.sessions = chosen + [s for s in self.sessions if s not in chosen]
         return chosen
 
     def _options(self, params: Params, sinks: Sequence[OnText],
@@ -267,14 +280,77 @@ class LocalBackend(Backend):
         self.model, self.sessions = None, []
 
 
+class _GroupRows:
+    """The rows of a group decoding in sessions: its requests, then those that join it from a
+    server's ``arrivals`` (``model.session.Joining``). Each is answered when its row ends."""
+
+    def __init__(self, backend: LocalBackend, arrivals: "Arrivals | None", params: Params):
+        self.backend, self.arrivals, self.key = backend, arrivals, _group_key(params)
+        self.items: list[Prepared] = []
+        self.sinks: list[OnText] = []
+        self.gones: list[Callable[[], bool]] = []
+        self.places: list[int] = []  # in the server's batch
+        #: Per row: when it started, its session, the session's reused tokens and the
+        #: request's patch seconds then.
+        self.starts: list[tuple[float, "GenerationSession", int, float]] = []
+        self.completions: dict[int, Completion] = {}
+
+    def add(self, item: Prepared, session: "GenerationSession", sink: OnText,
+            gone: Callable[[], bool], place: int) -> None:
+        self.items.append(item), self.sinks.append(sink), self.gones.append(gone)
+        self.places.append(place)
+        self.starts.append((time.perf_counter(), session, session.reused_tokens,
+                            item.pixels.seconds))
+
+    def _accepts(self, item: Prepared) -> bool:
+        return self.key is not None and _group_key(item.params) == self.key
+
+    def _free(self, busy: Sequence["GenerationSession"]) -> int:
+        return len(self.backend.sessions) - len(busy)
+
+    def waiting(self, busy: Sequence["GenerationSession"]) -> bool:
+        return (self.arrivals is not None and self._free(busy) > 0
+                and self.arrivals.any(self._accepts))
+
+    def admit(self, busy: Sequence["GenerationSession"]
+              ) -> list[tuple["GenerationSession", "SessionRequest"]]:
+        if self.arrivals is None or self._free(busy) < 1:
+            return []
+        joined = self.arrivals.take(self._accepts, self._free(busy))
+        sessions = self.backend._sessions_for([j.job for j in joined], busy) if joined else []
+        for j, session in zip(joined, sessions):
+            self.add(j.job, session, j.on_text, j.gone, j.index)
+        return [(session, _session_request(j.job)) for j, session in zip(joined, sessions)]
+
+    def done(self, row: int, generation: "Generation") -> None:
+        start, session, reused, patched = self.starts[row]
+        item = self.items[row]
+        # Patches made meanwhile (images the session let go) count as preprocessing.
+        ms = (time.perf_counter() - start - (item.pixels.seconds - patched)) * 1000
+        completion = self.backend._completion(item, generation, ms)
+        completion.cached_tokens = session.reused_tokens - reused
+        self.completions[row] = completion
+        if self.arrivals is not None:
+            self.arrivals.deliver(self.places[row], completion)
+
+    def fail_joined(self, first: int, exc: Exception) -> None:
+        """The group failed: the requests that joined it and were not answered get ``exc``."""
+        for row in range(first, len(self.items)):
+            if row not in self.completions and self.arrivals is not None:
+                self.arrivals.deliver(self.places[row], exc)
+
+
+def _group_key(params: Params) -> tuple | None:
+    """Requests with equal keys decode as one batch (each to its own max_new_tokens in
+    sessions); None: a seeded sampled request, which runs alone (its seed alone decides its
+    tokens)."""
+    if params.seed is not None and params.temperature > 0:
+        return None
+    return (params.temperature, params.top_p, params.stop)
+
+
 def _never() -> bool:
     return False
-
-
-def _patch_s(group: list[Prepared]) -> float:
-    """Seconds the group's requests have spent on patches so far: those made during a model call
-    count as preprocessing, not generation."""
-    return sum(item.pixels.seconds for item in group)
 
 
 def _dropped(item: Prepared) -> Completion:
@@ -287,4 +363,4 @@ def _session_request(item: Prepared) -> "SessionRequest":
 
     inputs = item.inputs
     return SessionRequest(inputs["input_ids"], item.pixels, inputs.get("image_grid_thw"),
-                          inputs.get("image_digests"))
+                          inputs.get("image_digests"), item.params.max_new_tokens)

@@ -10,15 +10,21 @@ keeps accepting and validating requests meanwhile.
 A streamed request (``stream``) gets its text pieces as the model decodes them: the batch is run
 with one callback per request, and the worker thread hands each piece to the event loop with
 ``call_soon_threadsafe``, so the pieces arrive in order and all before the request's result.
+
+An engine that batches continuously (``joins``) also gets the batch's ``Arrivals``: requests
+submitted while it runs wait there, and the engine takes those it can decode with the running
+ones (``take``) and answers each request as soon as it is done (``deliver``). What it leaves
+there opens the next batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Generic, Iterator, Sequence, TypeVar
+from typing import AsyncIterator, Callable, Generic, Iterator, TypeVar
 
 from agent.backends.base import OnText
 
@@ -26,9 +32,9 @@ Job = TypeVar("Job")
 Result = TypeVar("Result")
 #: Runs a batch of jobs; the second argument holds each job's sink (called on the worker thread),
 #: the third tells for each job whether its requester is gone (then its result goes nowhere).
-#: A job that failed has its exception in its place, which its requester gets raised.
-RunBatch = Callable[[list[Job], Sequence[OnText], Sequence[Callable[[], bool]]],
-                    list[Result | Exception]]
+#: A job that failed has its exception in its place, which its requester gets raised. With
+#: ``joins``, a fourth argument: the batch's ``Arrivals``.
+RunBatch = Callable[..., list[Result | Exception]]
 
 
 @dataclass
@@ -36,6 +42,50 @@ class _Waiting(Generic[Job, Result]):
     job: Job
     future: asyncio.Future[Result]
     on_text: OnText  # called on the event loop
+
+
+@dataclass(frozen=True)
+class Joined(Generic[Job]):
+    """A request taken into a running batch: its place among the batch's jobs (the batch's
+    own first), its sink (worker thread) and whether its requester is gone."""
+
+    index: int
+    job: Job
+    on_text: OnText
+    gone: Callable[[], bool]
+
+
+class Arrivals(Generic[Job, Result]):
+    """The requests submitted while a batch runs, for its engine on the worker thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting[Job, Result]]):
+        self._loop, self._lock = loop, threading.Lock()
+        self.members = list(batch)  # the batch's requests, then those taken into it
+        self.waiting: list[_Waiting[Job, Result]] = []
+
+    def any(self, accept: Callable[[Job], bool]) -> bool:
+        """Is a request waiting that ``accept`` would take?"""
+        with self._lock:
+            return any(accept(w.job) and not w.future.done() for w in self.waiting)
+
+    def take(self, accept: Callable[[Job], bool], limit: int) -> list[Joined[Job]]:
+        """Up to ``limit`` waiting requests that ``accept`` takes, oldest first, now members."""
+        with self._lock:
+            taken = [w for w in self.waiting if accept(w.job) and not w.future.done()][:limit]
+            self.waiting = [w for w in self.waiting if w not in taken and not w.future.done()]
+            start = len(self.members)
+            self.members += taken
+        return [Joined(start + i, w.job, _on_loop(self._loop, w.on_text) if w.on_text else None,
+                       w.future.done) for i, w in enumerate(taken)]
+
+    def deliver(self, index: int, result: Result | Exception) -> None:
+        """Answer member ``index`` now (from the worker thread); its pieces went before."""
+        self._loop.call_soon_threadsafe(_settle, self.members[index].future, result)
+
+    def add(self, waiting: _Waiting[Job, Result]) -> None:
+        """A request submitted while the batch runs (event loop)."""
+        with self._lock:
+            self.waiting.append(waiting)
 
 
 class BatchScheduler(Generic[Job, Result]):
@@ -46,10 +96,14 @@ class BatchScheduler(Generic[Job, Result]):
         max_batch: int = 8,
         wait_s: float = 0.005,
         gather_s: float = 0.2,
+        joins: bool = False,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._run_batch = run_batch
+        self.joins = joins
+        self._arrivals: Arrivals[Job, Result] | None = None  # of the batch running now
+        self._left: list[_Waiting[Job, Result]] = []  # what the last batch did not take
         self.max_batch = max_batch
         self.wait_s = wait_s
         self.gather_s = gather_s
@@ -86,7 +140,10 @@ class BatchScheduler(Generic[Job, Result]):
         if self._queue is None:
             raise RuntimeError("the scheduler is not started")
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Waiting(job, future, on_text))
+        if self._arrivals is not None:
+            self._arrivals.add(_Waiting(job, future, on_text))
+        else:
+            await self._queue.put(_Waiting(job, future, on_text))
         return await future
 
     async def stream(self, job: Job) -> AsyncIterator[str | Result]:
@@ -109,7 +166,9 @@ class BatchScheduler(Generic[Job, Result]):
 
     async def _collect(self) -> list[_Waiting[Job, Result]]:
         queue, loop = self._queue, asyncio.get_running_loop()
-        batch = [await queue.get()]
+        batch, self._left = self._left[: self.max_batch], self._left[self.max_batch :]
+        if not batch:
+            batch = [await queue.get()]
         start = loop.time()
         while len(batch) < self.max_batch:
             if not queue.empty():
@@ -135,21 +194,36 @@ class BatchScheduler(Generic[Job, Result]):
             # A request that left (a stream closed early) has its future cancelled; reading that
             # from the worker thread is a read of one attribute.
             gone = [w.future.done for w in batch]
+            args: list = [jobs, sinks, gone]
+            if self.joins:
+                self._arrivals = arrivals = Arrivals(loop, batch)
+                args.append(arrivals)
             try:
-                results = await loop.run_in_executor(self._executor, self._run_batch, jobs, sinks,
-                                                     gone)
+                results: list[Result | Exception] = await loop.run_in_executor(
+                    self._executor, self._run_batch, *args)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                for waiting in batch:
-                    if not waiting.future.done():
-                        waiting.future.set_exception(exc)
-                continue
+                results = [exc] * len(batch)
+            finally:
+                if self.joins:
+                    self._arrivals = None
+                    # Requests it did not take open the next batch, in the order they came.
+                    self._left = [w for w in self._left + arrivals.waiting if not w.future.done()]
             for waiting, result in zip(batch, results):
-                if waiting.future.done():
-                    continue
-                if isinstance(result, Exception):
-                    waiting.future.set_exception(result)
-                else:
-                    waiting.future.set_result(result)
+                _settle(waiting.future, result)
+            if self.joins:  # taken in, but not answered (the engine failed on the way)
+                for waiting in arrivals.members[len(batch) :]:
+                    _settle(waiting.future, RuntimeError("the batch it joined ended without "
+                                                         "answering it"))
+
+
+def _settle(future: asyncio.Future, result: object) -> None:
+    """Set a request's result or exception, unless it has one or was cancelled (event loop)."""
+    if future.done():
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, on_text: Callable[[str], None]
