@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -118,6 +119,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="vlagent serve", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.scheduler = scheduler
+    preparing = asyncio.Semaphore(os.cpu_count() or 1)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -175,12 +177,16 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             raise ApiError(404, f"model {chat.model!r} is not served here; this server serves "
                                 f"{settings.model_id!r}", "not_found_error")
         params = sampling_params(chat, settings)
-        messages, images = await run_in_threadpool(read_messages, chat, settings)
-        try:
-            prepared = await run_in_threadpool(engine.prepare, messages, images, params)
-            check_context(prepared.prompt_tokens, params.max_new_tokens, engine.context_length)
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+        # Decoded images and their patches are the big allocations: as many requests at once
+        # as there are cores (no faster with more), so a burst cannot hold all of them at once.
+        async with preparing:
+            messages, images = await run_in_threadpool(read_messages, chat, settings)
+            try:
+                prepared = await run_in_threadpool(engine.prepare, messages, images, params)
+                check_context(prepared.prompt_tokens, params.max_new_tokens,
+                              engine.context_length)
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
         return prepared, chat
 
     return app
