@@ -383,13 +383,15 @@ def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list
 def decode_rows(
     model: Qwen2VL, state: Prefilled, options: GenerationOptions, rows: list[Row],
     pause: Callable[[], bool] | None = None, ended: Callable[[int], None] | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor | None:
     """``decode`` for rows that may have written tokens before (each up to its own budget).
 
     ``ended(b)`` is called at the read-back where row b ends. ``pause()`` is asked at each
     read-back while some row goes on; once it says True, the loop feeds the last tokens and
     returns the logits after them (B, vocab): the cache then holds every token the rows that
-    go on have written. Returns None when every row ended.
+    go on have written. Returns None when every row ended. A caller that goes on after a pause
+    passes the same ``generator`` (``seeded_generator``) so a seed's stream goes on too.
     """
     batch, device = len(rows), model.device
     steps = max(row.budget - len(row.tokens) for row in rows if row.reason is None)
@@ -398,9 +400,7 @@ def decode_rows(
         raise ValueError(f"decode needs caches for {batch} rows of {state.pos + steps - 1} "
                          f"tokens (ensure_cache), found {cache}")  # fmt: skip
     eos = set(model.eos_token_ids if options.eos_token_ids is None else options.eos_token_ids)
-    generator = None
-    if options.sampling.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(options.sampling.seed)
+    generator = generator or seeded_generator(options, device)
     sync_every = options.sync_every or (8 if device.type == "cuda" else 1)
     step = step_function(model, options.compile)
 
@@ -436,6 +436,14 @@ def decode_rows(
             if pausing:
                 return logits
     return None
+
+
+def seeded_generator(options: GenerationOptions, device: torch.device
+                     ) -> torch.Generator | None:
+    """The random stream of a seeded sampling (None: torch's global one)."""
+    if options.sampling.seed is None:
+        return None
+    return torch.Generator(device=device).manual_seed(options.sampling.seed)
 
 
 def text_stream(options: GenerationOptions, row: int) -> TextStream | None:

@@ -23,6 +23,7 @@ it), keeps the longest common prefix, and runs the decoder over the rest only, a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +41,7 @@ from model.generate import (
     keeps_cache,
     kept_cache,
     new_cache,
+    seeded_generator,
     text_stream,
 )
 from model.modeling import Qwen2VL
@@ -353,6 +355,10 @@ class Joining(Protocol):
     def done(self, row: int, generation: Generation) -> None:
         """Row ``row``'s result, at the read-back where it ended."""
 
+    def failed(self, row: int, error: Exception) -> None:
+        """Row ``row``'s request could not join: its prefill raised ``error``. The batch goes
+        on without it."""
+
 
 @dataclass
 class _Running:
@@ -387,8 +393,8 @@ def generate_together(
     after its next step, copies its rows back, lets the rows that ended go, prefills the new
     requests in their sessions and decodes on with all of them in a new batch cache. Each row
     ends at its own budget (its request's ``max_new_tokens``, else the options'), and
-    ``joining.done`` gets its result as soon as it ended. Returns every row's result, the joined
-    ones after the first.
+    ``joining.done`` gets its result as soon as it ended. A newcomer whose prefill fails goes to
+    ``joining.failed`` and the others decode on. Returns the results of ``requests``.
     """
     options = options or GenerationOptions()
     if options.max_new_tokens < 1:
@@ -398,43 +404,53 @@ def generate_together(
     model = sessions[0].model
     everyone = [*sessions, *(d for d in donors if d not in sessions)]
     rows: list[_Running] = []
+    generator = seeded_generator(options, model.device)  # one stream across the pauses
 
-    def start(pairs: Sequence[tuple[GenerationSession, SessionRequest]]) -> list[_Running]:
-        if any(s.model is not model for s, _ in pairs):
-            raise ValueError("the sessions of one batch must share their model")
+    def start(pairs: Sequence[tuple[GenerationSession, SessionRequest]], joined: bool
+              ) -> list[_Running]:
         new = []
         for session, r in pairs:
-            budget = r.max_new_tokens or options.max_new_tokens
-            if budget < 1:
-                raise ValueError(f"max_new_tokens must be at least 1, got {budget}")
-            done = session.prefill(r.input_ids, r.pixel_values, r.image_grid_thw, budget,
-                                   image_digests=r.image_digests,
-                                   donors=[*everyone, *(x.session for x in rows)])
-            index = len(rows) + len(new)
+            index = next(numbers)  # a newcomer that fails keeps its number too
+            try:
+                if session.model is not model:
+                    raise ValueError("the sessions of one batch must share their model")
+                budget = r.max_new_tokens or options.max_new_tokens
+                if budget < 1:
+                    raise ValueError(f"max_new_tokens must be at least 1, got {budget}")
+                done = session.prefill(r.input_ids, r.pixel_values, r.image_grid_thw, budget,
+                                       image_digests=r.image_digests,
+                                       donors=[*everyone, *(x.session for x in rows)])
+            except Exception as exc:
+                if not joined:
+                    raise
+                # A newcomer that cannot start (out of memory on its image) fails alone.
+                joining.failed(index, exc)
+                continue
             new.append(_Running(index, session, Row(budget, text_stream(options, index)),
                                 done.rope_delta, done.logits))
         rows.extend(new)
         return new
 
-    active = start(list(zip(sessions, requests)))
+    numbers = itertools.count()
+    active = start(list(zip(sessions, requests)), joined=False)
     while active:
         going = [r for r in active if r.row.reason is None]
         busy = lambda: [r.session for r in going if r.row.reason is None]  # noqa: E731
         pause = None if joining is None else lambda: joining.waiting(busy())
         ended = None if joining is None else (
             lambda b: joining.done(going[b].index, going[b].row.generation()))
-        paused = _decode_segment(model, going, options, pause, ended)
+        paused = _decode_segment(model, going, options, pause, ended, generator)
         active = [r for r in going if r.row.reason is None]
         for r, logits in zip(going, paused if paused is not None else []):
             r.logits = logits
         if joining is not None:
-            active += start(joining.admit([r.session for r in active]))
-    return [r.row.generation() for r in rows]
+            active += start(joining.admit([r.session for r in active]), joined=True)
+    return [r.row.generation() for r in rows[: len(requests)]]
 
 
 def _decode_segment(model: Qwen2VL, going: list[_Running], options: GenerationOptions,
-                    pause: Callable[[], bool] | None, ended: Callable[[int], None] | None
-                    ) -> torch.Tensor | None:
+                    pause: Callable[[], bool] | None, ended: Callable[[int], None] | None,
+                    generator: torch.Generator | None) -> torch.Tensor | None:
     """Decode ``going``'s rows as one batch until they all ended or ``pause`` says stop (then
     the logits after each row's last token); what each wrote goes back to its session."""
     sessions = [r.session for r in going]
@@ -465,7 +481,7 @@ def _decode_segment(model: Qwen2VL, going: list[_Running], options: GenerationOp
                 key_valid[b, longest - n :] = True
             _into_batch(text.layers, sessions, lengths, longest)
         paused = decode_rows(model, Prefilled(logits, longest, delta, key_valid), segment,
-                             [r.row for r in going], pause, ended)
+                             [r.row for r in going], pause, ended, generator)
         # What went through the decoder: all a paused row wrote; else all but its last token.
         fed = [len(r.row.tokens) - before - (paused is None or r.row.reason is not None)
                for r, before in zip(going, written)]

@@ -237,3 +237,20 @@ def test_a_group_that_fails_leaves_the_other_groups_answered(tiny_checkpoint, mo
     assert fine.completion_tokens == 3 and fine.finish_reason == "length"
     with pytest.raises(RuntimeError, match="out of memory"):
         backend.generate(*ann, max_new_tokens=3, stop=("zzz",))
+
+
+def test_a_group_too_big_for_the_sessions_runs_in_sessions_per_budget(tiny_checkpoint,
+                                                                      monkeypatch):
+    """Three requests with equal sampling, two sessions: the padded batch path would decode
+    them to one budget, so they split by max_new_tokens into parts that fit the sessions."""
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
+    backend.model.eos_token_ids = []
+    plain_batches: list[int] = []
+    monkeypatch.setattr(backend, "_generate_group",
+                        lambda group, *rest: plain_batches.append(len(group)))
+    requests = [_conversation(name, 1, seed)[0]
+                for name, seed in (("Ann", 21), ("Bob", 22), ("Cy", 23))]
+    done = backend.generate_batch([backend.prepare(*r, Params(max_new_tokens=n))
+                                   for r, n in zip(requests, (4, 6, 4))])
+    assert plain_batches == []
+    assert [c.completion_tokens for c in done] == [4, 6, 4]

@@ -323,27 +323,32 @@ def test_the_pixel_budget_travels_as_mm_processor_kwargs(local, served):
     assert refused.status_code == 400 and "min_pixels is above max_pixels" in refused.text
 
 
-def test_a_request_sent_while_another_decodes_joins_it_and_is_answered_first(tiny_checkpoint):
-    """Continuous batching through ``serve``: A streams 600 tokens; B (6 tokens, with an image)
-    and C (a stop string of its own) are sent once A's first piece arrived. B joins A's running
-    batch and is answered while A still writes; C cannot join and opens the next batch. Each
-    text is what the model gives the request alone."""
+def test_requests_sent_while_another_decodes_join_it_and_are_answered_first(tiny_checkpoint):
+    """Continuous batching through ``serve``: A (600 tokens, not streamed) decodes; then B1
+    (streamed, with an image), B2 and C (a stop string of its own) are sent together. B1 and B2
+    join A's running batch and are answered while A still writes, B1 streamed piece by piece;
+    C cannot join and opens the next batch. Each text is what the model gives it alone."""
+    import threading
+    import time
+
     backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=4)
     alone = LocalBackend(tiny_checkpoint, device="cpu", reuse_prefix=False)
     for b in (backend, alone):
         b.model.eos_token_ids = []  # the random model could end at an EOS any time
     batches: list[int] = []
+    running = threading.Event()
     run_batch = backend.generate_batch
-    backend.generate_batch = lambda batch, *args: batches.append(len(batch)) or run_batch(
-        batch, *args)
+    backend.generate_batch = lambda batch, *args: (batches.append(len(batch)), running.set(),
+                                                   run_batch(batch, *args))[-1]
     image = picture(58, 94, seed=21)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     url_b = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     asks = {"A": ([{"role": "user", "content": "write a long story"}], [], {"max_tokens": 600}),
-            "B": ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url_b}},
-                                                {"type": "text", "text": "what is it"}]}],
-                  [image], {"max_tokens": 6}),
+            "B1": ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url_b}},
+                                                 {"type": "text", "text": "what is it"}]}],
+                   [image], {"max_tokens": 30}),
+            "B2": ([{"role": "user", "content": "say more"}], [], {"max_tokens": 5}),
             "C": ([{"role": "user", "content": "count"}], [], {"max_tokens": 5, "stop": ["zz"]})}
     expected = {}
     for name, (messages, images, fields) in asks.items():
@@ -359,33 +364,33 @@ def test_a_request_sent_while_another_decodes_joins_it_and_is_answered_first(tin
                 return {"model": MODEL, "messages": messages, "temperature": 0, **fields,
                         **extra}
 
-            first_piece = asyncio.Event()
-            pieces: list[str] = []
-
-            async def stream_a() -> None:
-                async with http.stream("POST", f"{url}/chat/completions",
-                                       json=body("A", stream=True)) as answer:
-                    async for line in answer.aiter_lines():
-                        if line.startswith("data: {"):
-                            delta = json.loads(line[6:])["choices"][0]["delta"]
-                            if delta.get("content"):
-                                pieces.append(delta["content"])
-                                first_piece.set()
-
-            a = asyncio.create_task(stream_a())
-            await first_piece.wait()
-
             async def ask(name: str) -> tuple[str, bool]:
                 answer = await http.post(f"{url}/chat/completions", json=body(name))
                 return answer.json()["choices"][0]["message"]["content"], a.done()
 
-            (b, a_done_at_b), (c, a_done_at_c) = await asyncio.gather(ask("B"), ask("C"))
-            await a
-            return {"A": "".join(pieces), "B": b, "C": c, "A done at B": a_done_at_b,
-                    "A done at C": a_done_at_c}
+            async def stream(name: str) -> tuple[list[str], bool]:
+                pieces = []
+                async with http.stream("POST", f"{url}/chat/completions",
+                                       json=body(name, stream=True)) as answer:
+                    async for line in answer.aiter_lines():
+                        if line.startswith("data: {"):
+                            delta = json.loads(line[6:])["choices"][0]["delta"]
+                            pieces += [delta["content"]] if delta.get("content") else []
+                return pieces, a.done()
 
+            a = asyncio.create_task(ask("A"))
+            while not running.is_set():
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # A's prefill is over: it decodes
+            (b1, b1_a), (b2, b2_a), (c, c_a) = await asyncio.gather(stream("B1"), ask("B2"),
+                                                                    ask("C"))
+            return {"A": (await a)[0], "B1": b1, "B2": b2, "C": c, "A done": (b1_a, b2_a, c_a)}
+
+    started = time.monotonic()
     with running_server(create_app(backend, ServerSettings(model_id=MODEL))) as url:
         got = asyncio.run(run(url))
-    assert batches == [1, 1]  # A's batch (B joined it), then C's
-    assert not got["A done at B"] and got["A done at C"]
+    assert batches == [1, 1], (batches, time.monotonic() - started)  # A's (B1, B2 joined), C's
+    assert got["A done"] == (False, False, True)
+    assert len(got["B1"]) > 3  # streamed as it was decoded, not sent at the end
+    got["B1"] = "".join(got["B1"])
     assert {name: got[name] for name in asks} == expected

@@ -11,7 +11,7 @@ from PIL import Image
 from agent.history import HistoryPolicy
 from core.geometry import Screen
 from model import Qwen2VL
-from model.generate import GenerationOptions
+from model.generate import GenerationOptions, Sampling
 from model.session import GenerationSession, SessionRequest, generate_together, image_spans
 
 # Sizes no other test uses; every step's screenshot has its own.
@@ -386,7 +386,13 @@ class ScriptedArrivals:
         return [pair for at in due for pair in self.schedule.pop(at)]
 
     def done(self, row, generation) -> None:  # before this read-back's ``waiting``
-        self.finished.append((row, self.reads + 1, generation.tokens))
+        self.finished.append((row, self.reads + 1, generation))
+
+    def failed(self, row, error) -> None:
+        self.finished.append((row, self.reads + 1, error))
+
+    def results(self) -> dict:
+        return {row: result for row, _, result in self.finished}
 
 
 def test_requests_joining_a_running_batch_reply_as_each_would_alone(models, tiny_processor):
@@ -410,7 +416,9 @@ def test_requests_joining_a_running_batch_reply_as_each_would_alone(models, tiny
     requests = [SessionRequest(*_tensors(x)) for x in inputs]
     arrivals = ScriptedArrivals({2: [(sessions[1], requests[1])], 3: [(sessions[2], requests[2])],
                                  99: [(sessions[3], requests[3])]})
-    together = generate_together(sessions[:1], requests[:1], options, joining=arrivals)
+    (first,) = generate_together(sessions[:1], requests[:1], options, joining=arrivals)
+    together = [arrivals.results()[row] for row in range(4)]
+    assert together[0] == first
     assert [g.tokens for g in together] == [g.tokens for g in alone]
     assert max(arrivals.busy) == 3  # rows 0 to 2 decoded together at some point
     ended_at = {row: read for row, read, _ in arrivals.finished}
@@ -418,6 +426,31 @@ def test_requests_joining_a_running_batch_reply_as_each_would_alone(models, tiny
     assert ended_at[1] == 2 + 3 and ended_at[0] == 7  # at its EOS; at its budget
     assert ended_at[1] < ended_at[2] < ended_at[3]  # answered as each ended, not all at the end
     _assert_each_caches_its_own_sequence(model, sessions, inputs, together)
+
+
+def test_a_newcomer_that_cannot_start_fails_alone_and_a_pause_keeps_the_seeds_stream(models,
+                                                                                    tiny_processor):
+    """Seeded sampling: a pause that admits nobody (row 0 alone) and one whose newcomer fails
+    (its session is on another model) leave row 0's tokens as without pauses; the newcomer
+    gets its error under its own row number, and the next one (after row 0 ended) decodes."""
+    model = models["qwen2"]
+    prompts = [list(episode_prompts("qwen2vl", REPLIES[:n], SCREEN, HistoryPolicy(), KINDS))[-1]
+               for n in (1, 2)]
+    inputs = [model_inputs(tiny_processor, p, _screenshots(seed), SCREEN)
+              for p, seed in zip(prompts, (17, 18))]
+    options = GenerationOptions(max_new_tokens=8, eos_token_ids=(),
+                                sampling=Sampling(temperature=1.5, seed=7))
+    request, other = (SessionRequest(*_tensors(x)) for x in inputs)
+    (plain,) = generate_together([GenerationSession(model)], [request], options)
+    stranger = GenerationSession(models["qwen25"])
+    arrivals = ScriptedArrivals({3: [], 5: [(stranger, other)],
+                                 99: [(GenerationSession(model), other)]})  # once row 0 ended
+    (paused,) = generate_together([GenerationSession(model)], [request], options,
+                                  joining=arrivals)
+    assert paused.tokens == plain.tokens
+    results = arrivals.results()
+    assert isinstance(results[1], ValueError) and "share their model" in str(results[1])
+    assert len(results[2].tokens) == 8 and results[0] == paused
 
 
 def test_a_compiled_batch_of_sessions_decodes_the_eager_tokens(tiny_checkpoint):

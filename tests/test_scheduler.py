@@ -87,3 +87,31 @@ def test_a_joining_engine_takes_arrivals_answers_early_and_leaves_the_rest_for_t
     assert (long, short, late, other) == ("long!", "short!", "late!", "other!")
     assert isinstance(lost, RuntimeError) and "without answering" in str(lost)
     assert runs == [["long", "short"], ["other"]]
+
+
+def test_requests_queued_when_a_batch_starts_go_before_those_sent_during_it():
+    """max_batch 2 and an engine that takes nobody in: c and d, queued when [a, b] starts, run
+    before e and f, which were sent while [a, b] ran."""
+    import time
+
+    runs: list[list[str]] = []
+
+    def run_batch(jobs, sinks, gone, arrivals):
+        runs.append(list(jobs))
+        if jobs == ["a", "b"]:
+            time.sleep(0.3)
+        return jobs
+
+    async def main():
+        scheduler = BatchScheduler(run_batch, max_batch=2, wait_s=0.01, joins=True)
+        await scheduler.start()
+        try:
+            first = [asyncio.ensure_future(scheduler.submit(j)) for j in "abcd"]
+            await asyncio.sleep(0.1)
+            later = [asyncio.ensure_future(scheduler.submit(j)) for j in "ef"]
+            return await asyncio.gather(*first, *later)
+        finally:
+            await scheduler.stop()
+
+    assert asyncio.run(main()) == list("abcdef")
+    assert runs == [["a", "b"], ["c", "d"], ["e", "f"]]

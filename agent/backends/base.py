@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Protocol
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -46,6 +46,31 @@ class Params:
             raise ValueError(f"min_pixels is above max_pixels ({self.min_pixels} > "
                              f"{self.max_pixels})")
         object.__setattr__(self, "stop", tuple(self.stop))
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A request taken into a running batch: its place among the batch's requests (the batch's
+    own first), its sink (called on the model's thread) and whether its requester is gone."""
+
+    index: int
+    job: Any
+    on_text: OnText
+    gone: Callable[[], bool]
+
+
+class Arrivals(Protocol):
+    """Requests that arrived while a batch runs, as a continuously batching engine sees them
+    (a server's ``runtime.server.scheduler.BatchArrivals``); called on the model's thread."""
+
+    def any(self, accept: Callable[[Any], bool]) -> bool:
+        """Is a request waiting that ``accept`` would take?"""
+
+    def take(self, accept: Callable[[Any], bool], limit: int) -> list[Joined]:
+        """Up to ``limit`` waiting requests that ``accept`` takes, oldest first."""
+
+    def deliver(self, index: int, result: "Completion | Exception") -> None:
+        """Answer the batch's request ``index`` now."""
 
 
 def check_context(prompt_tokens: int, max_new_tokens: int, context: int) -> None:

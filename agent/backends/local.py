@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from agent.backends.base import (
+    Arrivals,
     Backend,
     Completion,
     Messages,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from model.generate import Generation, GenerationOptions
     from model.image_processing import ImagePatches
     from model.session import GenerationSession, SessionRequest
-    from runtime.server.scheduler import Arrivals
 
 
 @dataclass
@@ -126,7 +126,7 @@ class LocalBackend(Backend):
 
     def generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None = None,
                        gone: Sequence[Callable[[], bool]] | None = None,
-                       arrivals: "Arrivals | None" = None) -> list[Completion | Exception]:
+                       arrivals: Arrivals | None = None) -> list[Completion | Exception]:
         """Completions in the order of ``batch``; ``on_text[i]`` streams request i's text.
         Once ``gone[i]()`` is True, request i stops decoding (its completion is "dropped").
         Requests run in groups of equal params; a group that fails has its error in its
@@ -138,30 +138,30 @@ class LocalBackend(Backend):
         groups: dict[object, list[int]] = {}
         for i, item in enumerate(batch):
             groups.setdefault(_group_key(item.params) or i, []).append(i)
-        out: dict[int, Completion] = {}
+        parts: list[list[int]] = []
         for rows in groups.values():
-            # Requests that left while earlier groups ran get nothing computed for them.
-            departed = {i for i in rows if gones[i]()}
-            out.update((i, _dropped(batch[i])) for i in departed)
-            rows = [i for i in rows if i not in departed]
-            if not rows:
-                continue
-            if len(rows) <= len(self.sessions):  # each row decodes to its own max_new_tokens
-                parts = [(rows, True)]
+            if len(rows) <= len(self.sessions):  # in sessions, each to its own max_new_tokens
+                parts.append(rows)
             else:  # a plain batch decodes its rows to one budget
                 budgets: dict[int, list[int]] = {}
                 for i in rows:
                     budgets.setdefault(batch[i].params.max_new_tokens, []).append(i)
-                parts = [(part, False) for part in budgets.values()]
-            for part, in_sessions in parts:
-                group = ([batch[i] for i in part], [sinks[i] for i in part],
-                         [gones[i] for i in part])
-                try:
-                    done = (self._generate_in_sessions(*group, part, arrivals) if in_sessions
-                            else self._generate_group(*group))
-                except Exception as exc:  # noqa: BLE001 - its requests get it, not the rest
-                    done = [exc] * len(part)
-                out.update(zip(part, done))
+                parts += budgets.values()
+        out: dict[int, Completion] = {}
+        for part in parts:
+            # Requests that left while earlier groups ran get nothing computed for them.
+            departed = {i for i in part if gones[i]()}
+            out.update((i, _dropped(batch[i])) for i in departed)
+            part = [i for i in part if i not in departed]
+            if not part:
+                continue
+            group = [batch[i] for i in part], [sinks[i] for i in part], [gones[i] for i in part]
+            try:
+                done = (self._generate_in_sessions(*group, part, arrivals)
+                        if len(part) <= len(self.sessions) else self._generate_group(*group))
+            except Exception as exc:  # noqa: BLE001 - its requests get it, not the rest
+                done = [exc] * len(part)
+            out.update(zip(part, done))
         return [out[i] for i in range(len(batch))]
 
     def generate(
@@ -174,7 +174,7 @@ class LocalBackend(Backend):
 
     def _generate_in_sessions(self, group: list[Prepared], sinks: Sequence[OnText],
                               gones: Sequence[Callable[[], bool]], places: Sequence[int],
-                              arrivals: "Arrivals | None" = None) -> list[Completion]:
+                              arrivals: Arrivals | None = None) -> list[Completion]:
         """Requests with equal params, each through a session of its own, decoded together
         (``places``: their indices in the server's batch; others may join from ``arrivals``)."""
         from model.session import generate_together
@@ -185,7 +185,8 @@ class LocalBackend(Backend):
             rows.add(item, session, sink, gone, place)
         try:
             generate_together(sessions, [_session_request(item) for item in group],
-                              self._options(group[0].params, rows.sinks, rows.gones),
+                              self._options(group[0].params, rows.sinks, rows.gones,
+                                            joins=arrivals is not None),
                               donors=self.sessions, joining=rows)
         except Exception as exc:
             rows.fail_joined(len(group), exc)
@@ -223,7 +224,9 @@ class LocalBackend(Backend):
         return chosen
 
     def _options(self, params: Params, sinks: Sequence[OnText],
-                 gones: Sequence[Callable[[], bool]]) -> "GenerationOptions":
+                 gones: Sequence[Callable[[], bool]], joins: bool = False
+                 ) -> "GenerationOptions":
+        """``sinks`` and ``gones`` by row; with ``joins`` they grow as requests join."""
         from model.generate import GenerationOptions, Sampling
 
         def on_text(row: int, piece: str) -> None:
@@ -236,7 +239,7 @@ class LocalBackend(Backend):
             stop=params.stop,
             tokenizer=self.processor.tokenizer,
             compile=self.compile,
-            on_text=on_text if any(sinks) else None,
+            on_text=on_text if any(sinks) or joins else None,
             dropped=lambda row: gones[row](),
         )
 
@@ -284,7 +287,7 @@ class _GroupRows:
     """The rows of a group decoding in sessions: its requests, then those that join it from a
     server's ``arrivals`` (``model.session.Joining``). Each is answered when its row ends."""
 
-    def __init__(self, backend: LocalBackend, arrivals: "Arrivals | None", params: Params):
+    def __init__(self, backend: LocalBackend, arrivals: Arrivals | None, params: Params):
         self.backend, self.arrivals, self.key = backend, arrivals, _group_key(params)
         self.items: list[Prepared] = []
         self.sinks: list[OnText] = []
@@ -293,7 +296,7 @@ class _GroupRows:
         #: Per row: when it started, its session, the session's reused tokens and the
         #: request's patch seconds then.
         self.starts: list[tuple[float, "GenerationSession", int, float]] = []
-        self.completions: dict[int, Completion] = {}
+        self.completions: dict[int, Completion | Exception] = {}
 
     def add(self, item: Prepared, session: "GenerationSession", sink: OnText,
             gone: Callable[[], bool], place: int) -> None:
@@ -332,6 +335,11 @@ class _GroupRows:
         self.completions[row] = completion
         if self.arrivals is not None:
             self.arrivals.deliver(self.places[row], completion)
+
+    def failed(self, row: int, error: Exception) -> None:
+        self.completions[row] = error
+        if self.arrivals is not None:
+            self.arrivals.deliver(self.places[row], error)
 
     def fail_joined(self, first: int, exc: Exception) -> None:
         """The group failed: the requests that joined it and were not answered get ``exc``."""

@@ -80,8 +80,9 @@ class Engine(Protocol):
         gets request i's text pieces as they are decoded; they join to its ``text``.
         ``gone[i]()`` turns True once nobody waits for request i any more. A request that
         failed has its exception in its place (the others are still answered). An engine
-        whose ``joins`` is True also gets the batch's ``scheduler.Arrivals``: it may take in
-        requests submitted while it runs and answer requests before it returns."""
+        whose ``joins`` is True also gets the batch's arrivals
+        (``agent.backends.base.Arrivals``): it may take in requests submitted while it runs
+        and answer requests before it returns."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ A streamed request (``stream``) gets its text pieces as the model decodes them: 
 with one callback per request, and the worker thread hands each piece to the event loop with
 ``call_soon_threadsafe``, so the pieces arrive in order and all before the request's result.
 
-An engine that batches continuously (``joins``) also gets the batch's ``Arrivals``: requests
+An engine that batches continuously (``joins``) also gets the batch's ``BatchArrivals``: requests
 submitted while it runs wait there, and the engine takes those it can decode with the running
 ones (``take``) and answers each request as soon as it is done (``deliver``). What it leaves
 there opens the next batch.
@@ -26,37 +26,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Generic, Iterator, TypeVar
 
-from agent.backends.base import OnText
+from agent.backends.base import Joined, OnText
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
 #: Runs a batch of jobs; the second argument holds each job's sink (called on the worker thread),
 #: the third tells for each job whether its requester is gone (then its result goes nowhere).
 #: A job that failed has its exception in its place, which its requester gets raised. With
-#: ``joins``, a fourth argument: the batch's ``Arrivals``.
+#: ``joins``, a fourth argument: the batch's ``BatchArrivals``.
 RunBatch = Callable[..., list[Result | Exception]]
 
 
-@dataclass
+@dataclass(eq=False)  # told apart by identity: jobs (tensors) do not compare
 class _Waiting(Generic[Job, Result]):
     job: Job
     future: asyncio.Future[Result]
     on_text: OnText  # called on the event loop
 
 
-@dataclass(frozen=True)
-class Joined(Generic[Job]):
-    """A request taken into a running batch: its place among the batch's jobs (the batch's
-    own first), its sink (worker thread) and whether its requester is gone."""
-
-    index: int
-    job: Job
-    on_text: OnText
-    gone: Callable[[], bool]
-
-
-class Arrivals(Generic[Job, Result]):
-    """The requests submitted while a batch runs, for its engine on the worker thread."""
+class BatchArrivals(Generic[Job, Result]):
+    """The requests submitted while a batch runs, for its engine on the worker thread
+    (``agent.backends.base.Arrivals``)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting[Job, Result]]):
         self._loop, self._lock = loop, threading.Lock()
@@ -68,7 +58,7 @@ class Arrivals(Generic[Job, Result]):
         with self._lock:
             return any(accept(w.job) and not w.future.done() for w in self.waiting)
 
-    def take(self, accept: Callable[[Job], bool], limit: int) -> list[Joined[Job]]:
+    def take(self, accept: Callable[[Job], bool], limit: int) -> list[Joined]:
         """Up to ``limit`` waiting requests that ``accept`` takes, oldest first, now members."""
         with self._lock:
             taken = [w for w in self.waiting if accept(w.job) and not w.future.done()][:limit]
@@ -102,7 +92,7 @@ class BatchScheduler(Generic[Job, Result]):
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._run_batch = run_batch
         self.joins = joins
-        self._arrivals: Arrivals[Job, Result] | None = None  # of the batch running now
+        self._arrivals: BatchArrivals[Job, Result] | None = None  # of the batch running now
         self._left: list[_Waiting[Job, Result]] = []  # what the last batch did not take
         self.max_batch = max_batch
         self.wait_s = wait_s
@@ -196,7 +186,13 @@ class BatchScheduler(Generic[Job, Result]):
             gone = [w.future.done for w in batch]
             args: list = [jobs, sinks, gone]
             if self.joins:
-                self._arrivals = arrivals = Arrivals(loop, batch)
+                self._arrivals = arrivals = BatchArrivals(loop, batch)
+                # What waits already may join too, before what comes later.
+                for waiting in self._left:
+                    arrivals.add(waiting)
+                while not self._queue.empty():
+                    arrivals.add(self._queue.get_nowait())
+                self._left = []
                 args.append(arrivals)
             try:
                 results: list[Result | Exception] = await loop.run_in_executor(
@@ -207,7 +203,7 @@ class BatchScheduler(Generic[Job, Result]):
                 if self.joins:
                     self._arrivals = None
                     # Requests it did not take open the next batch, in the order they came.
-                    self._left = [w for w in self._left + arrivals.waiting if not w.future.done()]
+                    self._left = [w for w in arrivals.waiting if not w.future.done()]
             for waiting, result in zip(batch, results):
                 _settle(waiting.future, result)
             if self.joins:  # taken in, but not answered (the engine failed on the way)
