@@ -300,7 +300,9 @@ class _GroupRows:
 
     def add(self, item: Prepared, session: "GenerationSession", sink: OnText,
             gone: Callable[[], bool], place: int) -> None:
-        self.items.append(item), self.sinks.append(sink), self.gones.append(gone)
+        self.items.append(item)
+        self.sinks.append(sink)
+        self.gones.append(gone)
         self.places.append(place)
         self.starts.append((time.perf_counter(), session, session.reused_tokens,
                             item.pixels.seconds))
