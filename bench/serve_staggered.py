@@ -1,9 +1,10 @@
 """``serve`` with requests that arrive while others decode: continuous batching against not.
 
 A random checkpoint in bench/model_cpu.py's scaled config behind our ``serve`` (uvicorn on a local
-port), called over HTTP. --requests text requests (about 300 prompt tokens each, conversations of
-their own) are sent --interval seconds apart; they alternate between --long-tokens and
---short-tokens new tokens, greedy, with the model's EOS off so each writes exactly that many.
+port), called over HTTP. --requests text requests (714 prompt tokens each with the tiny
+tokenizer, conversations of their own) are sent --interval seconds apart; they alternate between
+--long-tokens and --short-tokens new tokens, greedy, with the model's EOS off so each writes
+exactly that many.
 Two phases on the same model and requests, the sessions emptied before each: the server as it
 is (a request that arrives while a batch decodes joins it, and each is answered when its row
 ends), and the same server with joining turned off (a request waits for the running batch to

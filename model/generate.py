@@ -14,6 +14,10 @@ Entry points (all under ``torch.inference_mode``):
   when nothing is padded). A caller with its own prefill (a prefix-reusing session) calls
   ``ensure_cache(model, batch, pos + max_new_tokens)`` before filling the cache, then ``decode``
   (a cache that is already big enough is kept with its contents; a new one starts empty).
+- ``decode_rows(model, state, options, rows, pause, ended, generator)``: ``decode`` for ``Row``s
+  that each have their own budget and may have written tokens before; it can stop after any
+  read-back (``pause``) with the logits to go on from, which is how requests join a running
+  batch (``model.session.generate_together``).
 
 A decode step attends to a prefix of the cache through a mask, with positions as tensors. Eager
 steps attend to the filled part only; compiled ones (``options.compile``, CUDA graphs on cuda) to

@@ -324,7 +324,7 @@ def test_the_pixel_budget_travels_as_mm_processor_kwargs(local, served):
 
 
 def test_requests_sent_while_another_decodes_join_it_and_are_answered_first(tiny_checkpoint):
-    """Continuous batching through ``serve``: A (600 tokens, not streamed) decodes; then B1
+    """Continuous batching through ``serve``: A (2,000 tokens, not streamed) decodes; then B1
     (streamed, with an image), B2 and C (a stop string of its own) are sent together. B1 and B2
     join A's running batch and are answered while A still writes, B1 streamed piece by piece;
     C cannot join and opens the next batch. Each text is what the model gives it alone."""
@@ -344,7 +344,7 @@ def test_requests_sent_while_another_decodes_join_it_and_are_answered_first(tiny
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     url_b = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    asks = {"A": ([{"role": "user", "content": "write a long story"}], [], {"max_tokens": 600}),
+    asks = {"A": ([{"role": "user", "content": "write a long story"}], [], {"max_tokens": 2000}),
             "B1": ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url_b}},
                                                  {"type": "text", "text": "what is it"}]}],
                    [image], {"max_tokens": 30}),

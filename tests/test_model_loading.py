@@ -103,6 +103,8 @@ def test_default_device_and_dtype(single):
 def test_a_device_this_machine_lacks_is_named(single):
     with pytest.raises(ValueError, match="unknown device 'bogus'"):
         Qwen2VL.from_pretrained(single, device="bogus")
+    with pytest.raises(ValueError, match="'mps': vlagent runs on cpu or cuda"):
+        Qwen2VL.from_pretrained(single, device="mps")
     missing = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
     with pytest.raises(ValueError, match=f"device '{missing}'"):
         Qwen2VL.from_pretrained(single, device=missing)

@@ -115,3 +115,27 @@ def test_requests_queued_when_a_batch_starts_go_before_those_sent_during_it():
 
     assert asyncio.run(main()) == list("abcdef")
     assert runs == [["a", "b"], ["c", "d"], ["e", "f"]]
+
+
+def test_requests_taken_into_a_batch_that_fails_get_its_error():
+    import time
+
+    def run_batch(jobs, sinks, gone, arrivals):
+        deadline = time.monotonic() + 5
+        while not arrivals.take(lambda job: True, 8) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise MemoryError("out of memory")
+
+    async def main():
+        scheduler = BatchScheduler(run_batch, max_batch=8, wait_s=0.01, joins=True)
+        await scheduler.start()
+        try:
+            first = asyncio.ensure_future(scheduler.submit("first"))
+            await asyncio.sleep(0.1)
+            joined = asyncio.ensure_future(scheduler.submit("joined"))
+            return await asyncio.gather(first, joined, return_exceptions=True)
+        finally:
+            await scheduler.stop()
+
+    first, joined = asyncio.run(main())
+    assert isinstance(first, MemoryError) and isinstance(joined, MemoryError), (first, joined)

@@ -2,9 +2,11 @@
 
 Work is split in two so the server can batch: ``prepare`` renders and preprocesses one request
 (any thread; bad input raises ValueError), and ``generate_batch`` runs prepared requests on the
-model (one thread at a time). Requests with the same generation params run as one left-padded
-batch; a seeded sampled request runs alone, so its seed alone decides its tokens. Each request
-may have a callback that gets its text pieces as they are decoded (``serve``'s ``stream``).
+model (one thread at a time). Requests with the same sampling params (temperature, top_p, stop
+strings) run as one group, each to its own max_new_tokens; a seeded sampled request runs alone,
+so its seed alone decides its tokens. Each request may have a callback that gets its text pieces
+as they are decoded (``serve``'s ``stream``). Under a server that batches continuously, requests
+that arrive while a group decodes join it (``arrivals``), and each is answered when its row ends.
 
 Requests go through ``GenerationSession``s unless ``reuse_prefix=False``: a session keeps the KV
 cache of its previous call and prefills only where the new prompt differs from it, so an agent's
@@ -16,8 +18,9 @@ whatever prefix another session holds (the same system prompt and goal, an episo
 before a dropped screenshot) is copied from there instead of computed. Requests that arrive
 together each take a session of their own, prefill there, and decode as one batch
 (``generate_together``): agents' next steps, or several episodes of a bench served by one model.
-A group larger than the sessions runs as one left-padded batch through ``model.generate``,
-leaving the sessions' caches alone. ``prepare`` makes patches only for the screenshots no session
+A group larger than the sessions is split by max_new_tokens: a part that fits the sessions runs
+in them, a larger one as a left-padded batch through ``model.generate``, leaving the sessions'
+caches alone. ``prepare`` makes patches only for the screenshots no session
 holds; the session asks for the others only if it lacks their vision features by then.
 """
 
@@ -147,7 +150,7 @@ class LocalBackend(Backend):
                 for i in rows:
                     budgets.setdefault(batch[i].params.max_new_tokens, []).append(i)
                 parts += budgets.values()
-        out: dict[int, Completion] = {}
+        out: dict[int, Completion | Exception] = {}
         for part in parts:
             # Requests that left while earlier groups ran get nothing computed for them.
             departed = {i for i in part if gones[i]()}
@@ -174,9 +177,10 @@ class LocalBackend(Backend):
 
     def _generate_in_sessions(self, group: list[Prepared], sinks: Sequence[OnText],
                               gones: Sequence[Callable[[], bool]], places: Sequence[int],
-                              arrivals: Arrivals | None = None) -> list[Completion]:
-        """Requests with equal params, each through a session of its own, decoded together
-        (``places``: their indices in the server's batch; others may join from ``arrivals``)."""
+                              arrivals: Arrivals | None = None) -> list[Completion | Exception]:
+        """Requests with equal sampling params, each through a session of its own, decoded
+        together (``places``: their indices in the server's batch; others may join from
+        ``arrivals``)."""
         from model.session import generate_together
 
         rows = _GroupRows(self, arrivals, group[0].params)

@@ -10,10 +10,10 @@ workers then hold one copy of the weights, not N.
 Batches form when requests coincide. A batch short of one request per running episode waits up
 to ``GANG_WAIT_S`` for the rest: episodes whose replies arrive together come back together when
 their env steps take about as long as each other's (within the wait), so after a first wait they
-stay in phase and each batch fills at once. Episodes out of phase fall back in only when an env
-step is shorter than the wait; otherwise a request that misses its batch joins it while it
-decodes (the server batches continuously), after a prefill of its own. An episode that is slower (starting a new env, a long settle)
-costs the others at most that wait per step. Sampled runs (temperature above 0) do not wait:
+stay in phase and each batch fills at once. A request that misses its batch joins it while it
+decodes (the server batches continuously), after a prefill of its own during which the batch
+waits. An episode that is slower (starting a new env, a long settle) costs the others at most
+that wait per step. Sampled runs (temperature above 0) do not wait:
 each of their requests carries a seed and decodes alone, so that seed alone decides its tokens.
 
 The server is the run's own, so its limits are the run's: any number of images and pixels, the

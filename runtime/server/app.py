@@ -3,8 +3,9 @@
 
 Every request is checked before it reaches the model: body size, JSON and field types, the model
 name, images (data URLs, count, pixels), the token budget. A bad one gets a 4xx whose message says
-what is wrong; a 500 means a bug here, never bad input. A streamed request has its 200 sent
-before the model runs, so an error after that arrives as an error event in the stream.
+what is wrong; a 500 means a bug here or the model failing (out of memory), never bad input. A
+streamed request has its 200 sent before the model runs, so an error after that arrives as an
+error event in the stream.
 """
 
 from __future__ import annotations

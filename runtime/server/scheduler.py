@@ -194,11 +194,12 @@ class BatchScheduler(Generic[Job, Result]):
                     arrivals.add(self._queue.get_nowait())
                 self._left = []
                 args.append(arrivals)
+            error: Exception = RuntimeError("the batch it joined ended without answering it")
             try:
                 results: list[Result | Exception] = await loop.run_in_executor(
                     self._executor, self._run_batch, *args)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                results = [exc] * len(batch)
+                results, error = [exc] * len(batch), exc
             finally:
                 if self.joins:
                     self._arrivals = None
@@ -206,10 +207,9 @@ class BatchScheduler(Generic[Job, Result]):
                     self._left = [w for w in arrivals.waiting if not w.future.done()]
             for waiting, result in zip(batch, results):
                 _settle(waiting.future, result)
-            if self.joins:  # taken in, but not answered (the engine failed on the way)
+            if self.joins:  # taken in, but not answered: the batch's error, if it raised one
                 for waiting in arrivals.members[len(batch) :]:
-                    _settle(waiting.future, RuntimeError("the batch it joined ended without "
-                                                         "answering it"))
+                    _settle(waiting.future, error)
 
 
 def _settle(future: asyncio.Future, result: object) -> None:
