@@ -22,10 +22,11 @@ it), keeps the longest common prefix, and runs the decoder over the rest only, a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -48,6 +49,8 @@ from model.modeling import Qwen2VL
 from model.text import KVCache
 
 MIN_CAPACITY = 4096
+#: How much of a joining request's prompt is prefilled between two decode steps of the batch.
+JOIN_CHUNK_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -379,6 +382,7 @@ def generate_together(
     options: GenerationOptions | None = None,
     donors: Sequence[GenerationSession] = (),
     joining: Joining | None = None,
+    chunk_tokens: int = JOIN_CHUNK_TOKENS,
 ) -> list[Generation]:
     """Each session prefills its own request (only what neither its cache nor another session
     holds: the batch's sessions and ``donors``), then their decode steps run as one batch: row b
@@ -389,12 +393,15 @@ def generate_together(
     left padding is), and what the batch decoded is copied back after its sequence. The copies
     cost a memory pass over the caches, next to steps that each read all the weights.
 
-    With ``joining``, requests join while the batch decodes: when one waits, the batch stops
-    after its next step, copies its rows back, lets the rows that ended go, prefills the new
-    requests in their sessions and decodes on with all of them in a new batch cache. Each row
-    ends at its own budget (its request's ``max_new_tokens``, else the options'), and
-    ``joining.done`` gets its result as soon as it ended. A newcomer whose prefill fails goes to
-    ``joining.failed`` and the others decode on. Returns the results of ``requests``.
+    With ``joining``, requests join while the batch decodes. Once some wait, each read-back
+    prefills about ``chunk_tokens`` more of their prompts in their own sessions (never part of
+    an image), so the rows decoding wait for a chunk at a time, not for whole prompts; when the
+    newcomers have less than a chunk left, the batch stops after its next step, copies its rows
+    back, lets the rows that ended go, prefills the newcomers' rest and decodes on with all of
+    them in a new batch cache. Each row ends at its own budget (its request's
+    ``max_new_tokens``, else the options'), and ``joining.done`` gets its result as soon as it
+    ended. A newcomer whose prefill fails goes to ``joining.failed`` and the others decode on.
+    Returns the results of ``requests``.
     """
     options = options or GenerationOptions()
     if options.max_new_tokens < 1:
@@ -406,11 +413,11 @@ def generate_together(
     rows: list[_Running] = []
     generator = seeded_generator(options, model.device)  # one stream across the pauses
 
-    def start(pairs: Sequence[tuple[GenerationSession, SessionRequest]], joined: bool
-              ) -> list[_Running]:
+    def start(newcomers: Sequence[_Newcomer], joined: bool) -> list[_Running]:
         new = []
-        for session, r in pairs:
-            index = next(numbers)  # a newcomer that fails keeps its number too
+        for index, session, r in ((n.index, n.session, n.request) for n in newcomers):
+            if index in failed:
+                continue
             try:
                 if session.model is not model:
                     raise ValueError("the sessions of one batch must share their model")
@@ -431,12 +438,50 @@ def generate_together(
         rows.extend(new)
         return new
 
-    numbers = itertools.count()
-    active = start(list(zip(sessions, requests)), joined=False)
+    numbers = itertools.count()  # rows, newcomers that fail included
+    failed: set[int] = set()
+    waiting: list[_Newcomer] = []  # admitted, prefilled a chunk at a time
+
+    def admit(busy: list[GenerationSession]) -> None:
+        waiting.extend(_Newcomer(next(numbers), s, r, s.shared_prefix(r))
+                       for s, r in joining.admit(busy))
+
+    def prefill_chunk() -> None:
+        """The next chunk of the first newcomer with more than a chunk left."""
+        for n in waiting:
+            end = None if n.index in failed else _chunk_end(n, chunk_tokens, image_token)
+            if end is None:
+                continue
+            r = n.request
+            try:
+                with _cache_set_aside(model):
+                    n.session.prefill(**_head(r, end, image_token, merge),
+                                      reserve=r.input_ids.shape[1] - end
+                                      + (r.max_new_tokens or options.max_new_tokens),
+                                      donors=[*everyone, *(x.session for x in rows)])
+                n.held = end
+            except Exception as exc:
+                failed.add(n.index)
+                joining.failed(n.index, exc)
+            return
+
+    image_token = model.config.image_token_id
+    merge = model.config.vision.spatial_merge_size
+    active = start([_Newcomer(next(numbers), s, r) for s, r in zip(sessions, requests)],
+                   joined=False)
     while active:
         going = [r for r in active if r.row.reason is None]
         busy = lambda: [r.session for r in going if r.row.reason is None]  # noqa: E731
-        pause = None if joining is None else lambda: joining.waiting(busy())
+        pause = None
+        if joining is not None:
+            def pause() -> bool:
+                if not waiting and joining.waiting(busy()):
+                    admit(busy())
+                prefill_chunk()
+                # Stop once what is left of each newcomer is at most a chunk.
+                return bool(waiting) and all(
+                    n.index in failed or _chunk_end(n, chunk_tokens, image_token) is None
+                    for n in waiting)
         ended = None if joining is None else (
             lambda b: joining.done(going[b].index, going[b].row.generation()))
         paused = _decode_segment(model, going, options, pause, ended, generator)
@@ -444,8 +489,70 @@ def generate_together(
         for r, logits in zip(going, paused if paused is not None else []):
             r.logits = logits
         if joining is not None:
-            active += start(joining.admit([r.session for r in active]), joined=True)
+            if not waiting:
+                admit([r.session for r in active])
+            active += start(waiting, joined=True)
+            waiting.clear()
     return [r.row.generation() for r in rows[: len(requests)]]
+
+
+@dataclass
+class _Newcomer:
+    """A request on its way into ``generate_together``: its row number, its session, its
+    sequence, and how much of it the session holds (prefilled a chunk at a time)."""
+
+    index: int
+    session: GenerationSession
+    request: SessionRequest
+    held: int = 0
+
+
+def _chunk_end(newcomer: _Newcomer, chunk: int, image_token_id: int) -> int | None:
+    """Where the next chunk of the newcomer's prompt ends (past the end of an image it would
+    cut), or None when at most a chunk is left: that runs while the batch stops for it."""
+    ids = newcomer.request.input_ids[0]
+    length = ids.shape[0]
+    if length - newcomer.held <= chunk:
+        return None
+    end = newcomer.held + chunk
+    while end < length and ids[end - 1] == ids[end] == image_token_id:
+        end += 1
+    return end if end < length else None
+
+
+def _head(request: SessionRequest, end: int, image_token_id: int, merge: int) -> dict:
+    """``GenerationSession.prefill``'s sequence arguments for the first ``end`` tokens, with
+    the images wholly in there (a chunk never ends inside one)."""
+    ids = request.input_ids[:, :end]
+    if request.image_grid_thw is None:
+        return {"input_ids": ids}
+    tokens = int((ids == image_token_id).sum())
+    per_image = (request.image_grid_thw.prod(-1) // merge**2).cumsum(0)
+    images = int((per_image <= tokens).sum())
+    if images == 0:
+        return {"input_ids": ids}
+    grid = request.image_grid_thw[:images]
+    pixels = request.pixel_values
+    if not callable(pixels):
+        pixels = pixels[: int(grid.prod(-1).sum())]
+    digests = request.image_digests
+    return {"input_ids": ids, "pixel_values": pixels, "image_grid_thw": grid,
+            "image_digests": None if digests is None else digests[:images]}
+
+
+@contextlib.contextmanager
+def _cache_set_aside(model: Qwen2VL) -> Iterator[None]:
+    """Run a session's prefill in the middle of a batch's decode: the batch's caches and
+    decode tables go back on the model's layers afterwards."""
+    text = model.model
+    caches = [layer.self_attn.cache for layer in text.layers]
+    tables = text.rope_cos, text.rope_sin, text.cache_slots
+    try:
+        yield
+    finally:
+        for layer, cache in zip(text.layers, caches):
+            layer.self_attn.cache = cache
+        text.rope_cos, text.rope_sin, text.cache_slots = tables
 
 
 def _decode_segment(model: Qwen2VL, going: list[_Running], options: GenerationOptions,

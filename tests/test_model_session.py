@@ -428,6 +428,49 @@ def test_requests_joining_a_running_batch_reply_as_each_would_alone(models, tiny
     _assert_each_caches_its_own_sequence(model, sessions, inputs, together)
 
 
+def test_a_newcomer_is_prefilled_a_chunk_at_a_time_between_decode_steps(models, tiny_processor,
+                                                                        monkeypatch):
+    """A newcomer with two images joins a row that decodes 40 tokens, 24 prompt tokens at a
+    time: its prefill is spread over many read-backs (the row decodes on meanwhile), chunks never
+    end inside an image, and both rows give their tokens alone."""
+    model = models["qwen2"]
+    prompts = [list(episode_prompts("uitars", REPLIES[:n], SCREEN, HistoryPolicy(), KINDS))[-1]
+               for n in (1, 3)]
+    inputs = [model_inputs(tiny_processor, p, _screenshots(seed), SCREEN)
+              for p, seed in zip(prompts, (19, 20))]
+    assert inputs[1]["image_grid_thw"].shape[0] >= 2
+    options = GenerationOptions(max_new_tokens=40, eos_token_ids=())
+    alone = [GenerationSession(model).generate(*_tensors(x), options) for x in inputs]
+    import model.generate as generation
+
+    steps, real_step = [], generation.decode_step
+    monkeypatch.setattr(generation, "decode_step",
+                        lambda *args: steps.append(1) or real_step(*args))
+    newcomer = GenerationSession(model)
+    chunks, real_prefill = [], newcomer.prefill
+
+    full = inputs[1]["input_ids"][0].tolist() + [None]
+    image = tiny_processor.image_token_id
+
+    def prefill(input_ids, *args, **kwargs):
+        n = input_ids.shape[1]
+        chunks.append((len(steps), n, full[n - 1] == full[n] == image))  # inside an image?
+        return real_prefill(input_ids, *args, **kwargs)
+
+    newcomer.prefill = prefill
+    request = SessionRequest(*_tensors(inputs[1]), max_new_tokens=12)
+    arrivals = ScriptedArrivals({2: [(newcomer, request)]})
+    (first,) = generate_together([GenerationSession(model)], [SessionRequest(*_tensors(inputs[0]))],
+                                 options, joining=arrivals, chunk_tokens=24)
+    assert first.tokens == alone[0].tokens
+    assert arrivals.results()[1].tokens == alone[1].tokens[:12]
+    length = inputs[1]["input_ids"].shape[1]
+    assert len(chunks) > 4 and chunks[-1][1] == length  # chunks, then the rest at the pause
+    assert len({step for step, _, _ in chunks}) == len(chunks)  # a decode step between chunks
+    assert not any(inside for _, _, inside in chunks)
+    assert [n for _, n, _ in chunks] == sorted(n for _, n, _ in chunks)
+
+
 def test_a_newcomer_that_cannot_start_fails_alone_and_a_pause_keeps_the_seeds_stream(models,
                                                                                     tiny_processor):
     """Seeded sampling: a pause that admits nobody (row 0 alone) and one whose newcomer fails
