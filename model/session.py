@@ -236,9 +236,10 @@ class GenerationSession:
     # --- prefill ----------------------------------------------------------------------------
     def _embed_tail(
         self, ids: torch.Tensor, start: int, spans: list[ImageSpan], pixel_values: Pixels | None,
-        image_grid_thw: torch.Tensor | None,
+        image_grid_thw: torch.Tensor | None, keep: frozenset[bytes] = frozenset(),
     ) -> tuple[torch.Tensor, int]:
-        """Embeddings of ``ids[start:]``, image features from the session's store where known."""
+        """Embeddings of ``ids[start:]``, image features from the session's store where known;
+        the store then keeps the features of ``spans``' images and of ``keep``."""
         model = self.model
         embeds = model.model.embed_tokens(ids[:, start:].to(model.device))
         needed = [s for s in spans if s.end > start]
@@ -254,7 +255,8 @@ class GenerationSession:
             lo = max(span.start, start)
             features = self.features[span.key][lo - span.start :]
             embeds[0, lo - start : span.end - start] = features.to(embeds.dtype)
-        self.features = {s.key: self.features[s.key] for s in spans if s.key in self.features}
+        wanted = keep | {s.key for s in spans}
+        self.features = {key: f for key, f in self.features.items() if key in wanted}
         return embeds, len(missing)
 
     @torch.inference_mode()
@@ -267,6 +269,7 @@ class GenerationSession:
         all_logits: bool = False,
         image_digests: torch.Tensor | None = None,
         donors: Sequence[GenerationSession] = (),
+        keep_images: frozenset[bytes] = frozenset(),
     ) -> Prefill:
         """Bring the cache to ``input_ids`` (1, L), running only the part not cached already.
 
@@ -277,7 +280,9 @@ class GenerationSession:
         taking a donor's prefix (without them, every image is hashed, so every one is asked
         for). ``donors`` are other sessions on the model: where one holds a longer prefix of the
         sequence (another conversation with the same system prompt and goal), its cache entries
-        are copied instead of computed again.
+        are copied instead of computed again. The vision features of images not in this
+        sequence are let go, but those keyed in ``keep_images`` (the rest of a prompt that is
+        prefilled a chunk at a time).
         """
         if input_ids.dim() != 2 or input_ids.shape[0] != 1:
             raise ValueError(f"a session takes one sequence (1, L), got {tuple(input_ids.shape)}")
@@ -301,7 +306,8 @@ class GenerationSession:
             self.images = [span for span in spans if span.start < shared]
 
         positions, delta = model.positions(ids, image_grid_thw)
-        embeds, encoded = self._embed_tail(ids, start, spans, pixel_values, image_grid_thw)
+        embeds, encoded = self._embed_tail(ids, start, spans, pixel_values, image_grid_thw,
+                                           keep_images)
         self._attach()
         try:
             # The head over the last position only: over a 3,000-token screenshot it would cost
@@ -347,8 +353,9 @@ class Joining(Protocol):
     """Requests that join a running ``generate_together`` (a server's continuous batching)."""
 
     def waiting(self, busy: Sequence[GenerationSession]) -> bool:
-        """Asked at each read-back: is a request waiting that could join now, with ``busy``
-        the sessions of the rows still decoding?"""
+        """Asked at each read-back: is a request waiting that could join now? ``busy``: the
+        sessions of the batch's rows, those that ended since it last stopped included (what
+        they wrote reaches their sessions only then)."""
 
     def admit(self, busy: Sequence[GenerationSession]
               ) -> list[tuple[GenerationSession, SessionRequest]]:
@@ -443,8 +450,17 @@ def generate_together(
     waiting: list[_Newcomer] = []  # admitted, prefilled a chunk at a time
 
     def admit(busy: list[GenerationSession]) -> None:
-        waiting.extend(_Newcomer(next(numbers), s, r, s.shared_prefix(r))
-                       for s, r in joining.admit(busy))
+        for session, r in joining.admit(busy):
+            newcomer = _Newcomer(next(numbers), session, r)
+            try:
+                newcomer.held = session.shared_prefix(r)
+                if r.image_digests is not None:  # (without, keys would hash every image)
+                    newcomer.images = frozenset(span.key for span in session._spans(
+                        r.input_ids.cpu(), r.pixel_values, r.image_grid_thw, r.image_digests))
+            except Exception as exc:  # a request the session cannot read fails alone
+                failed.add(newcomer.index)
+                joining.failed(newcomer.index, exc)
+            waiting.append(newcomer)
 
     def prefill_chunk() -> None:
         """The next chunk of the first newcomer with more than a chunk left."""
@@ -458,7 +474,8 @@ def generate_together(
                     n.session.prefill(**_head(r, end, image_token, merge),
                                       reserve=r.input_ids.shape[1] - end
                                       + (r.max_new_tokens or options.max_new_tokens),
-                                      donors=[*everyone, *(x.session for x in rows)])
+                                      donors=[*everyone, *(x.session for x in rows)],
+                                      keep_images=n.images)
                 n.held = end
             except Exception as exc:
                 failed.add(n.index)
@@ -471,12 +488,14 @@ def generate_together(
                    joined=False)
     while active:
         going = [r for r in active if r.row.reason is None]
-        busy = lambda: [r.session for r in going if r.row.reason is None]  # noqa: E731
+        # Every row of the segment, those that ended too: their sessions get what they wrote
+        # only when it ends, so a newcomer may not take one before.
+        busy = [r.session for r in going]
         pause = None
         if joining is not None:
             def pause() -> bool:
-                if not waiting and joining.waiting(busy()):
-                    admit(busy())
+                if not waiting and joining.waiting(busy):
+                    admit(busy)
                 prefill_chunk()
                 # Stop once what is left of each newcomer is at most a chunk.
                 return bool(waiting) and all(
@@ -505,6 +524,8 @@ class _Newcomer:
     session: GenerationSession
     request: SessionRequest
     held: int = 0
+    #: Its images' keys: their features stay in the session while its head is prefilled.
+    images: frozenset[bytes] = frozenset()
 
 
 def _chunk_end(newcomer: _Newcomer, chunk: int, image_token_id: int) -> int | None:

@@ -471,6 +471,62 @@ def test_a_newcomer_is_prefilled_a_chunk_at_a_time_between_decode_steps(models, 
     assert [n for _, n, _ in chunks] == sorted(n for _, n, _ in chunks)
 
 
+class PoolArrivals(ScriptedArrivals):
+    """Requests joining at given read-backs, each with the first session of ``pool`` that is
+    not busy, as a server picks them."""
+
+    def __init__(self, schedule: dict[int, list], pool: list) -> None:
+        super().__init__(schedule)
+        self.pool, self.given = pool, []
+
+    def admit(self, busy) -> list:
+        pairs = []
+        for _, request in super().admit(busy):
+            session = next(s for s in self.pool if s not in busy)
+            self.given.append(session)
+            pairs.append((session, request))
+        return pairs
+
+
+def test_a_newcomer_never_takes_the_session_of_a_row_that_ended_in_the_same_stretch(
+        models, tiny_processor):
+    """Row A ends after 2 tokens while row B decodes on; a long newcomer arrives after that and
+    is prefilled in chunks. A's session gets A's tokens only when the stretch of decoding ends,
+    so the newcomer takes the third session, and every row and cache is as if alone."""
+    model = models["qwen2"]
+    prompts = [list(episode_prompts(d, REPLIES[:n], SCREEN, HistoryPolicy(), KINDS))[-1]
+               for d, n in (("qwen2vl", 1), ("qwen2vl", 2), ("uitars", 3))]
+    inputs = [model_inputs(tiny_processor, p, _screenshots(seed), SCREEN)
+              for p, seed in zip(prompts, (22, 23, 24))]
+    budgets = (2, 30, 6)
+    options = GenerationOptions(max_new_tokens=30, eos_token_ids=())
+    requests = [SessionRequest(*_tensors(x), max_new_tokens=n) for x, n in zip(inputs, budgets)]
+    alone = [GenerationSession(model).generate(*_tensors(x), GenerationOptions(
+        max_new_tokens=n, eos_token_ids=())) for x, n in zip(inputs, budgets)]
+    pool = [GenerationSession(model) for _ in range(3)]
+    arrivals = PoolArrivals({5: [(None, requests[2])]}, pool)
+    generate_together(pool[:2], requests[:2], options, joining=arrivals, chunk_tokens=16)
+    assert arrivals.given == [pool[2]]
+    results = arrivals.results()
+    assert [results[row].tokens for row in range(3)] == [g.tokens for g in alone]
+    _assert_each_caches_its_own_sequence(model, pool, inputs, [results[r] for r in range(3)])
+
+
+def test_a_newcomer_its_session_cannot_read_fails_alone(models, tiny_processor):
+    model = models["qwen2"]
+    x = model_inputs(tiny_processor, next(episode_prompts("qwen2vl", REPLIES[:1], SCREEN,
+                                                          HistoryPolicy(), KINDS)),
+                     _screenshots(25), SCREEN)
+    options = GenerationOptions(max_new_tokens=6, eos_token_ids=())
+    unreadable = SessionRequest(x["input_ids"], None, x["image_grid_thw"])  # no pixels
+    arrivals = ScriptedArrivals({2: [(GenerationSession(model), unreadable)]})
+    (first,) = generate_together([GenerationSession(model)], [SessionRequest(*_tensors(x))],
+                                 options, joining=arrivals)
+    assert len(first.tokens) == 6
+    error = arrivals.results()[1]
+    assert isinstance(error, ValueError) and "needs pixel_values" in str(error)
+
+
 def test_a_newcomer_that_cannot_start_fails_alone_and_a_pause_keeps_the_seeds_stream(models,
                                                                                     tiny_processor):
     """Seeded sampling: a pause that admits nobody (row 0 alone) and one whose newcomer fails
