@@ -420,27 +420,32 @@ def generate_together(
     rows: list[_Running] = []
     generator = seeded_generator(options, model.device)  # one stream across the pauses
 
+    def budget_of(r: SessionRequest) -> int:
+        return r.max_new_tokens or options.max_new_tokens
+
+    def donors_now() -> list[GenerationSession]:
+        return [*everyone, *(x.session for x in rows)]
+
     def start(newcomers: Sequence[_Newcomer], joined: bool) -> list[_Running]:
         new = []
-        for index, session, r in ((n.index, n.session, n.request) for n in newcomers):
-            if index in failed:
+        for n in newcomers:
+            if n.index in failed:
                 continue
+            r, budget = n.request, budget_of(n.request)
             try:
-                if session.model is not model:
+                if n.session.model is not model:
                     raise ValueError("the sessions of one batch must share their model")
-                budget = r.max_new_tokens or options.max_new_tokens
                 if budget < 1:
                     raise ValueError(f"max_new_tokens must be at least 1, got {budget}")
-                done = session.prefill(r.input_ids, r.pixel_values, r.image_grid_thw, budget,
-                                       image_digests=r.image_digests,
-                                       donors=[*everyone, *(x.session for x in rows)])
+                done = n.session.prefill(r.input_ids, r.pixel_values, r.image_grid_thw, budget,
+                                         image_digests=r.image_digests, donors=donors_now())
             except Exception as exc:
                 if not joined:
                     raise
                 # A newcomer that cannot start (out of memory on its image) fails alone.
-                joining.failed(index, exc)
+                joining.failed(n.index, exc)
                 continue
-            new.append(_Running(index, session, Row(budget, text_stream(options, index)),
+            new.append(_Running(n.index, n.session, Row(budget, text_stream(options, n.index)),
                                 done.rope_delta, done.logits))
         rows.extend(new)
         return new
@@ -453,10 +458,11 @@ def generate_together(
         for session, r in joining.admit(busy):
             newcomer = _Newcomer(next(numbers), session, r)
             try:
-                newcomer.held = session.shared_prefix(r)
-                if r.image_digests is not None:  # (without, keys would hash every image)
-                    newcomer.images = frozenset(span.key for span in session._spans(
-                        r.input_ids.cpu(), r.pixel_values, r.image_grid_thw, r.image_digests))
+                spans = session._spans(r.input_ids.cpu(), r.pixel_values, r.image_grid_thw,
+                                       r.image_digests)
+                newcomer.held = common_prefix(session.tokens, session.images,
+                                              r.input_ids[0].tolist(), spans)
+                newcomer.images = frozenset(span.key for span in spans)
             except Exception as exc:  # a request the session cannot read fails alone
                 failed.add(newcomer.index)
                 joining.failed(newcomer.index, exc)
@@ -472,10 +478,8 @@ def generate_together(
             try:
                 with _cache_set_aside(model):
                     n.session.prefill(**_head(r, end, image_token, merge),
-                                      reserve=r.input_ids.shape[1] - end
-                                      + (r.max_new_tokens or options.max_new_tokens),
-                                      donors=[*everyone, *(x.session for x in rows)],
-                                      keep_images=n.images)
+                                      reserve=r.input_ids.shape[1] - end + budget_of(r),
+                                      donors=donors_now(), keep_images=n.images)
                 n.held = end
             except Exception as exc:
                 failed.add(n.index)

@@ -350,8 +350,8 @@ class _GroupRows:
     def fail_joined(self, first: int, exc: Exception) -> None:
         """The group failed: the requests that joined it and were not answered get ``exc``."""
         for row in range(first, len(self.items)):
-            if row not in self.completions and self.arrivals is not None:
-                self.arrivals.deliver(self.places[row], exc)
+            if row not in self.completions:
+                self.failed(row, exc)
 
 
 def _group_key(params: Params) -> tuple | None:

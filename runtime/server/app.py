@@ -54,9 +54,6 @@ VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|imag
 
 log = logging.getLogger(__name__)
 
-#: How often a plain (not streamed) request looks whether its client is still there.
-GONE_POLL_S = 0.25
-
 
 class Prepared(Protocol):
     """A request ready for the model; the engine knows what else it holds."""
@@ -196,10 +193,16 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
 
 async def unless_gone(request: Request, answer: Awaitable[Completion]) -> Completion:
     """``answer``'s result, unless the client disconnects first: then the request is cancelled,
-    which tells the engine to stop decoding it (a streamed request learns it from its stream)."""
+    which tells the engine to stop decoding it (a streamed request learns it from its stream).
+    With the body read, the next ASGI message is the disconnect, so it is awaited, not polled."""
     task = asyncio.ensure_future(answer)
-    while not (await asyncio.wait({task}, timeout=GONE_POLL_S))[0]:
-        if await request.is_disconnected():
+    while not task.done():
+        gone = asyncio.ensure_future(request.receive())
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not task.done() and gone.result()["type"] == "http.disconnect":
             task.cancel()
             raise ApiError(400, "the client disconnected before its answer was ready")
     return task.result()

@@ -43,6 +43,10 @@ class _Waiting(Generic[Job, Result]):
     future: asyncio.Future[Result]
     on_text: OnText  # called on the event loop
 
+    def sink(self, loop: asyncio.AbstractEventLoop) -> OnText:
+        """``on_text`` for the worker thread."""
+        return _on_loop(loop, self.on_text) if self.on_text else None
+
 
 class BatchArrivals(Generic[Job, Result]):
     """The requests submitted while a batch runs, for its engine on the worker thread
@@ -65,8 +69,8 @@ class BatchArrivals(Generic[Job, Result]):
             self.waiting = [w for w in self.waiting if w not in taken and not w.future.done()]
             start = len(self.members)
             self.members += taken
-        return [Joined(start + i, w.job, _on_loop(self._loop, w.on_text) if w.on_text else None,
-                       w.future.done) for i, w in enumerate(taken)]
+        return [Joined(start + i, w.job, w.sink(self._loop), w.future.done)
+                for i, w in enumerate(taken)]
 
     def deliver(self, index: int, result: Result | Exception) -> None:
         """Answer member ``index`` now (from the worker thread); its pieces went before."""
@@ -180,7 +184,7 @@ class BatchScheduler(Generic[Job, Result]):
             if not batch:
                 continue
             jobs = [waiting.job for waiting in batch]
-            sinks = [_on_loop(loop, w.on_text) if w.on_text else None for w in batch]
+            sinks = [w.sink(loop) for w in batch]
             # A request that left (a stream closed early) has its future cancelled; reading that
             # from the worker thread is a read of one attribute.
             gone = [w.future.done for w in batch]
