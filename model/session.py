@@ -352,12 +352,12 @@ class SessionRequest:
 class Joining(Protocol):
     """Requests that join a running ``generate_together`` (a server's continuous batching)."""
 
-    def waiting(self, busy: Sequence[GenerationSession]) -> bool:
+    def waiting(self, busy: Sequence[GenerationSession], decoding: int) -> bool:
         """Asked at each read-back: is a request waiting that could join now? ``busy``: the
         sessions of the batch's rows, those that ended since it last stopped included (what
-        they wrote reaches their sessions only then)."""
+        they wrote reaches their sessions only then); ``decoding``: the rows not ended."""
 
-    def admit(self, busy: Sequence[GenerationSession]
+    def admit(self, busy: Sequence[GenerationSession], decoding: int
               ) -> list[tuple[GenerationSession, SessionRequest]]:
         """The requests that join now, each with a session not in ``busy``. Their rows are
         numbered on from the last row so far (for ``options``' callbacks and ``done``)."""
@@ -454,8 +454,8 @@ def generate_together(
     failed: set[int] = set()
     waiting: list[_Newcomer] = []  # admitted, prefilled a chunk at a time
 
-    def admit(busy: list[GenerationSession]) -> None:
-        for session, r in joining.admit(busy):
+    def admit(busy: list[GenerationSession], decoding: int) -> None:
+        for session, r in joining.admit(busy, decoding):
             newcomer = _Newcomer(next(numbers), session, r)
             try:
                 spans = session._spans(r.input_ids.cpu(), r.pixel_values, r.image_grid_thw,
@@ -498,8 +498,10 @@ def generate_together(
         pause = None
         if joining is not None:
             def pause() -> bool:
-                if not waiting and joining.waiting(busy):
-                    admit(busy)
+                if not waiting:
+                    decoding = sum(r.row.reason is None for r in going)
+                    if joining.waiting(busy, decoding):
+                        admit(busy, decoding)
                 prefill_chunk()
                 # Stop once what is left of each newcomer is at most a chunk.
                 return bool(waiting) and all(
@@ -513,7 +515,7 @@ def generate_together(
             r.logits = logits
         if joining is not None:
             if not waiting:
-                admit([r.session for r in active])
+                admit([r.session for r in active], len(active))
             active += start(waiting, joined=True)
             waiting.clear()
     return [r.row.generation() for r in rows[: len(requests)]]

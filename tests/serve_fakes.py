@@ -26,6 +26,7 @@ class EchoJob:
 
 class EchoEngine:
     context_length = 4096
+    joins = False  # batches run to their end; requests sent meanwhile wait for the next
 
     def __init__(self, delay_s: float = 0.0, piece_delay_s: float = 0.0,
                  hold: threading.Event | None = None) -> None:

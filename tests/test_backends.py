@@ -325,9 +325,9 @@ def test_the_pixel_budget_travels_as_mm_processor_kwargs(local, served):
 
 def test_requests_sent_while_another_decodes_join_it_and_are_answered_first(tiny_checkpoint):
     """Continuous batching through ``serve``: A (2,000 tokens, not streamed) decodes; then B1
-    (streamed, with an image), B2 and C (a stop string of its own) are sent together. B1 and B2
-    join A's running batch and are answered while A still writes, B1 streamed piece by piece;
-    C cannot join and opens the next batch. Each text is what the model gives it alone."""
+    (streamed, with an image) and B2 are sent together, then C (a stop string of its own).
+    B1 and B2 join A's running batch and are answered while A still writes, B1 streamed piece
+    by piece; C cannot join and opens the next batch. Each text is what the model gives it alone."""
     import threading
     import time
 
@@ -382,8 +382,11 @@ def test_requests_sent_while_another_decodes_join_it_and_are_answered_first(tiny
             while not running.is_set():
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.2)  # A's prefill is over: it decodes
-            (b1, b1_a), (b2, b2_a), (c, c_a) = await asyncio.gather(stream("B1"), ask("B2"),
-                                                                    ask("C"))
+            b = asyncio.gather(stream("B1"), ask("B2"))
+            # C last: nothing joins past a request that waits for the next batch.
+            await asyncio.sleep(0.5)
+            (b1, b1_a), (b2, b2_a) = await b
+            c, c_a = await ask("C")
             return {"A": (await a)[0], "B1": b1, "B2": b2, "C": c, "A done": (b1_a, b2_a, c_a)}
 
     started = time.monotonic()
@@ -394,3 +397,47 @@ def test_requests_sent_while_another_decodes_join_it_and_are_answered_first(tiny
     assert len(got["B1"]) > 3  # streamed as it was decoded, not sent at the end
     got["B1"] = "".join(got["B1"])
     assert {name: got[name] for name in asks} == expected
+
+
+def test_requests_join_a_running_group_only_up_to_the_servers_row_cap(tiny_checkpoint):
+    """Four sessions, but the server caps a batch at 2 rows: the three waiting requests join
+    the long one a row at a time, each once the one before it has ended, and each gets the
+    text it gets alone."""
+    from agent.backends.base import Joined
+
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=4)
+    alone = LocalBackend(tiny_checkpoint, device="cpu", reuse_prefix=False)
+    for b in (backend, alone):
+        b.model.eos_token_ids = []
+    asks = {"long": 120, "b1": 6, "b2": 6, "b3": 6}
+    images = {n: [picture(40 + 10 * i, 60, seed=i)] for i, n in enumerate(asks)}
+    expected = {n: alone.generate(chat(f"tell me {n}"), images[n], max_new_tokens=k).text
+                for n, k in asks.items()}
+    prepared = {n: backend.prepare(chat(f"tell me {n}"), images[n], Params(max_new_tokens=k))
+                for n, k in asks.items()}
+
+    class Waiting:  # a server's arrivals: b1, b2 and b3 wait from the start
+        max_rows = 2
+
+        def __init__(self):
+            self.waiting, self.names = ["b1", "b2", "b3"], ["long"]
+            self.limits, self.answers = [], {}
+
+        def any(self, accept):
+            return bool(self.waiting)
+
+        def take(self, accept, limit):
+            if "long" not in self.answers:  # the long row decodes
+                self.limits.append(limit)
+            taken, self.waiting = self.waiting[:limit], self.waiting[limit:]
+            self.names += taken
+            return [Joined(self.names.index(n), prepared[n], None, lambda: False) for n in taken]
+
+        def deliver(self, index, result):
+            self.answers[self.names[index]] = result.text
+
+    arrivals = Waiting()
+    [done] = backend.generate_batch([prepared["long"]], arrivals=arrivals)
+    arrivals.answers["long"] = done.text
+    assert arrivals.limits == [1, 1, 1]  # never more than one row beside the long one
+    assert arrivals.answers == expected

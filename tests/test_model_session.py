@@ -374,14 +374,14 @@ class ScriptedArrivals:
 
     def __init__(self, schedule: dict[int, list]) -> None:
         self.schedule, self.reads, self.finished = schedule, 0, []
-        self.busy: list[int] = []  # rows still decoding at each read-back
+        self.busy: list[int] = []  # the batch's sessions at each read-back
 
-    def waiting(self, busy) -> bool:
+    def waiting(self, busy, decoding) -> bool:
         self.reads += 1
         self.busy.append(len(busy))
         return any(at <= self.reads for at in self.schedule)
 
-    def admit(self, busy) -> list:
+    def admit(self, busy, decoding) -> list:
         due = [at for at in sorted(self.schedule) if at <= self.reads or not busy]
         return [pair for at in due for pair in self.schedule.pop(at)]
 
@@ -479,9 +479,9 @@ class PoolArrivals(ScriptedArrivals):
         super().__init__(schedule)
         self.pool, self.given = pool, []
 
-    def admit(self, busy) -> list:
+    def admit(self, busy, decoding) -> list:
         pairs = []
-        for _, request in super().admit(busy):
+        for _, request in super().admit(busy, decoding):
             session = next(s for s in self.pool if s not in busy)
             self.given.append(session)
             pairs.append((session, request))

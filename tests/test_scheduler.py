@@ -47,7 +47,7 @@ def test_a_request_that_takes_long_to_arrive_is_waited_for_only_up_to_gather_s()
 
 def test_a_joining_engine_takes_arrivals_answers_early_and_leaves_the_rest_for_the_next_batch():
     """The engine answers "short" at once, takes "late" (submitted while it runs) into its batch,
-    leaves "other" (it does not accept it) and takes "lost" without answering it: "lost" gets
+    takes "lost" without answering it and leaves "other" (it does not accept it): "lost" gets
     an error, "other" opens the next batch, and everyone else their answer."""
     import time
 
@@ -77,16 +77,73 @@ def test_a_joining_engine_takes_arrivals_answers_early_and_leaves_the_rest_for_t
             await asyncio.sleep(0.2)  # the batch runs by now, waiting for two to join
             assert [f.done() for f in first] == [False, True]  # "short" is answered already
             late = [asyncio.ensure_future(scheduler.submit(job))
-                    for job in ("late", "other", "lost")]
+                    for job in ("late", "lost", "other")]
             results = await asyncio.gather(*late, return_exceptions=True)
             return await asyncio.gather(*first), results
         finally:
             await scheduler.stop()
 
-    (long, short), (late, other, lost) = asyncio.run(main())
+    (long, short), (late, lost, other) = asyncio.run(main())
     assert (long, short, late, other) == ("long!", "short!", "late!", "other!")
     assert isinstance(lost, RuntimeError) and "without answering" in str(lost)
     assert runs == [["long", "short"], ["other"]]
+
+
+def test_no_request_joins_past_one_that_waits_for_the_next_batch():
+    """"other" (refused: other sampling parameters) arrives between "early" and "late": the
+    running batch takes "early" only, and "late" runs with "other" in the next batch, although
+    the engine would have taken it and kept the first batch going."""
+    import time
+
+    runs: list[list[str]] = []
+
+    def run_batch(jobs, sinks, gone, arrivals):
+        runs.append(list(jobs))
+        if jobs != ["first"]:
+            return [f"{job}!" for job in jobs]
+        joined, deadline = [], time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # keeps taking whatever it can for a second
+            joined += arrivals.take(lambda job: job != "other", 8)
+            time.sleep(0.01)
+        for j in joined:
+            arrivals.deliver(j.index, f"{j.job}!")
+        return ["first!"]
+
+    async def main():
+        scheduler = BatchScheduler(run_batch, max_batch=8, wait_s=0.01, joins=True)
+        await scheduler.start()
+        try:
+            first = asyncio.ensure_future(scheduler.submit("first"))
+            await asyncio.sleep(0.2)
+            rest = []
+            for job in ("early", "other", "late"):
+                rest.append(asyncio.ensure_future(scheduler.submit(job)))
+                await asyncio.sleep(0.05)
+            return await asyncio.gather(first, *rest)
+        finally:
+            await scheduler.stop()
+
+    assert asyncio.run(main()) == ["first!", "early!", "other!", "late!"]
+    assert runs == [["first"], ["other", "late"]]
+
+
+def test_arrivals_offer_the_batch_its_row_cap():
+    """A joining engine sees max_batch as ``arrivals.max_rows``, the most rows it may decode."""
+    seen = []
+
+    def run_batch(jobs, sinks, gone, arrivals):
+        seen.append(arrivals.max_rows)
+        return jobs
+
+    async def main():
+        scheduler = BatchScheduler(run_batch, max_batch=3, wait_s=0.01, joins=True)
+        await scheduler.start()
+        try:
+            return await scheduler.submit("a")
+        finally:
+            await scheduler.stop()
+
+    assert asyncio.run(main()) == "a" and seen == [3]
 
 
 def test_requests_queued_when_a_batch_starts_go_before_those_sent_during_it():

@@ -63,11 +63,15 @@ class Arrivals(Protocol):
     """Requests that arrived while a batch runs, as a continuously batching engine sees them
     (a server's ``runtime.server.scheduler.BatchArrivals``); called on the model's thread."""
 
+    #: The most rows the batch may decode at once, joined ones included.
+    max_rows: int
+
     def any(self, accept: Callable[[Any], bool]) -> bool:
-        """Is a request waiting that ``accept`` would take?"""
+        """Could ``take`` take a request now?"""
 
     def take(self, accept: Callable[[Any], bool], limit: int) -> list[Joined]:
-        """Up to ``limit`` waiting requests that ``accept`` takes, oldest first."""
+        """Up to ``limit`` waiting requests that ``accept`` takes, oldest first; none from
+        behind a request it refuses (that one waits for the next batch, and so do they)."""
 
     def deliver(self, index: int, result: "Completion | Exception") -> None:
         """Answer the batch's request ``index`` now."""

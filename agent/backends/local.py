@@ -314,18 +314,19 @@ class _GroupRows:
     def _accepts(self, item: Prepared) -> bool:
         return self.key is not None and _group_key(item.params) == self.key
 
-    def _free(self, busy: Sequence["GenerationSession"]) -> int:
-        return len(self.backend.sessions) - len(busy)
+    def _free(self, busy: Sequence["GenerationSession"], decoding: int) -> int:
+        """Rows that may join: each needs a session, and the server caps the rows decoding."""
+        return min(len(self.backend.sessions) - len(busy), self.arrivals.max_rows - decoding)
 
-    def waiting(self, busy: Sequence["GenerationSession"]) -> bool:
-        return (self.arrivals is not None and self._free(busy) > 0
+    def waiting(self, busy: Sequence["GenerationSession"], decoding: int) -> bool:
+        return (self.arrivals is not None and self._free(busy, decoding) > 0
                 and self.arrivals.any(self._accepts))
 
-    def admit(self, busy: Sequence["GenerationSession"]
+    def admit(self, busy: Sequence["GenerationSession"], decoding: int
               ) -> list[tuple["GenerationSession", "SessionRequest"]]:
-        if self.arrivals is None or self._free(busy) < 1:
+        if self.arrivals is None or self._free(busy, decoding) < 1:
             return []
-        joined = self.arrivals.take(self._accepts, self._free(busy))
+        joined = self.arrivals.take(self._accepts, self._free(busy, decoding))
         sessions = self.backend._sessions_for([j.job for j in joined], busy) if joined else []
         for j, session in zip(joined, sessions):
             self.add(j.job, session, j.on_text, j.gone, j.index)

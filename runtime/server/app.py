@@ -66,6 +66,8 @@ class Engine(Protocol):
     """What the server needs of a model (``agent.backends.local.LocalBackend`` is one)."""
 
     context_length: int
+    #: ``generate_batch`` takes a fourth argument, the batch's arrivals (continuous batching).
+    joins: bool
 
     def prepare(self, messages: list[dict], images: list["Image.Image"], params: Params
                 ) -> Prepared:
@@ -77,10 +79,9 @@ class Engine(Protocol):
         """Run a batch on the model (one thread at a time). ``on_text[i]``, where not None,
         gets request i's text pieces as they are decoded; they join to its ``text``.
         ``gone[i]()`` turns True once nobody waits for request i any more. A request that
-        failed has its exception in its place (the others are still answered). An engine
-        whose ``joins`` is True also gets the batch's arrivals
-        (``agent.backends.base.Arrivals``): it may take in requests submitted while it runs
-        and answer requests before it returns."""
+        failed has its exception in its place (the others are still answered). With
+        ``joins`` it also gets the batch's arrivals (``agent.backends.base.Arrivals``): it may
+        take in requests submitted while it runs and answer requests before it returns."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class ApiError(Exception):
 def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     scheduler: BatchScheduler = BatchScheduler(
         engine.generate_batch, max_batch=settings.max_batch, wait_s=settings.batch_wait_s,
-        gather_s=settings.batch_gather_s, joins=getattr(engine, "joins", False))
+        gather_s=settings.batch_gather_s, joins=engine.joins)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

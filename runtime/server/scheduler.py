@@ -13,8 +13,11 @@ with one callback per request, and the worker thread hands each piece to the eve
 
 An engine that batches continuously (``joins``) also gets the batch's ``BatchArrivals``: requests
 submitted while it runs wait there, and the engine takes those it can decode with the running
-ones (``take``) and answers each request as soon as it is done (``deliver``). What it leaves
-there opens the next batch.
+ones (``take``) and answers each request as soon as it is done (``deliver``), with at most
+``max_batch`` rows decoding at once. What it leaves there opens the next batch. A request never
+overtakes one submitted before it: once a waiting request is one the engine cannot take (other
+sampling parameters), nothing after it joins, so the batch drains and the next one starts with
+it (else a steady stream of joiners could keep it waiting for ever).
 """
 
 from __future__ import annotations
@@ -52,20 +55,34 @@ class BatchArrivals(Generic[Job, Result]):
     """The requests submitted while a batch runs, for its engine on the worker thread
     (``agent.backends.base.Arrivals``)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting[Job, Result]]):
+    def __init__(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting[Job, Result]],
+                 max_rows: int):
         self._loop, self._lock = loop, threading.Lock()
+        self.max_rows = max_rows
         self.members = list(batch)  # the batch's requests, then those taken into it
         self.waiting: list[_Waiting[Job, Result]] = []
 
+    def _joinable(self, accept: Callable[[Job], bool]) -> list[_Waiting[Job, Result]]:
+        """The waiting requests before the first one ``accept`` refuses (lock held)."""
+        joinable = []
+        for waiting in self.waiting:
+            if waiting.future.done():
+                continue
+            if not accept(waiting.job):
+                break
+            joinable.append(waiting)
+        return joinable
+
     def any(self, accept: Callable[[Job], bool]) -> bool:
-        """Is a request waiting that ``accept`` would take?"""
+        """Could ``take`` take a request now?"""
         with self._lock:
-            return any(accept(w.job) and not w.future.done() for w in self.waiting)
+            return bool(self._joinable(accept))
 
     def take(self, accept: Callable[[Job], bool], limit: int) -> list[Joined]:
-        """Up to ``limit`` waiting requests that ``accept`` takes, oldest first, now members."""
+        """Up to ``limit`` waiting requests that ``accept`` takes, oldest first, now members;
+        none from behind one it refuses."""
         with self._lock:
-            taken = [w for w in self.waiting if accept(w.job) and not w.future.done()][:limit]
+            taken = self._joinable(accept)[:limit]
             self.waiting = [w for w in self.waiting if w not in taken and not w.future.done()]
             start = len(self.members)
             self.members += taken
@@ -190,7 +207,7 @@ class BatchScheduler(Generic[Job, Result]):
             gone = [w.future.done for w in batch]
             args: list = [jobs, sinks, gone]
             if self.joins:
-                self._arrivals = arrivals = BatchArrivals(loop, batch)
+                self._arrivals = arrivals = BatchArrivals(loop, batch, self.max_batch)
                 # What waits already may join too, before what comes later.
                 for waiting in self._left:
                     arrivals.add(waiting)
