@@ -43,6 +43,7 @@ import torch
 
 from model.modeling import padding_mask
 from model.rope import mrope_cos_sin
+from model.tokens import framing_ids
 
 if TYPE_CHECKING:
     from model.modeling import Qwen2VL
@@ -79,7 +80,8 @@ class GenerationOptions:
 class Generation:
     #: New tokens, the EOS or stop-completing token that ended it included.
     tokens: list[int]
-    #: The decoded reply without EOS tokens, cut before a stop string ("" without a tokenizer).
+    #: The decoded reply without EOS tokens and ``model.tokens.FRAMING_TOKENS``, cut before a
+    #: stop string ("" without a tokenizer).
     text: str
     finish_reason: Literal["stop", "length", "dropped"]
 
@@ -460,9 +462,10 @@ def text_stream(options: GenerationOptions, row: int) -> TextStream | None:
             )
         return None
     tok, on_text = options.tokenizer, options.on_text
+    framing = framing_ids(tok)
 
     def decode(ids: list[int]) -> str:
-        return tok.decode(ids, skip_special_tokens=False)
+        return tok.decode([i for i in ids if i not in framing], skip_special_tokens=False)
 
     return TextStream(decode, options.stop,
                       None if on_text is None else lambda piece: on_text(row, piece))

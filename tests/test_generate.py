@@ -19,7 +19,9 @@ from model.generate import (
     generate,
     prefill,
     sample,
+    text_stream,
 )
+from model.tokens import framing_ids
 from runtime.tiny_checkpoint import make_tiny_checkpoint
 
 
@@ -54,7 +56,9 @@ def _run(model, batch, **options):
 def greedy(ours, prompt, tiny_processor):
     """24 greedy tokens without EOS, and each one's text piece."""
     tokens = _run(ours, prompt, max_new_tokens=24, eos_token_ids=())[0].tokens
-    texts = [tiny_processor.decode(tokens[:n]) for n in range(len(tokens) + 1)]
+    framing = framing_ids(tiny_processor)
+    texts = [tiny_processor.decode([t for t in tokens[:n] if t not in framing])
+             for n in range(len(tokens) + 1)]
     return tokens, texts
 
 
@@ -131,7 +135,25 @@ def test_eos_ends_a_row_and_is_kept_out_of_the_text(ours, prompt, tiny_processor
     cut = tokens.index(eos) + 1
     out = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(eos,), tokenizer=tiny_processor)[0]
     assert out.tokens == tokens[:cut] and out.finish_reason == "stop"
-    assert out.text == tiny_processor.decode(tokens[: cut - 1])
+    assert out.text == texts[cut - 1]
+
+
+def test_a_reply_leaves_out_the_tokens_that_frame_turns_and_images(tiny_processor):
+    """Sent back in a conversation, "<|im_start|>" would open a turn and "<|image_pad|>" ask
+    for an image nobody sent; the grounding tokens stay for the dialects' parsers."""
+    def ids(text: str) -> list[int]:
+        return tiny_processor.encode(text)
+
+    reply = (ids("tap <|box_start|>(1,2)<|box_end|>") + ids("<|vision_start|><|image_pad|>")
+             + ids(" done<|im_start|>user") + ids("<|video_pad|><|vision_end|><|endoftext|>"))
+    pieces: list[str] = []
+    stream = text_stream(GenerationOptions(tokenizer=tiny_processor,
+                                           on_text=lambda row, piece: pieces.append(piece)), 0)
+    for token in reply:
+        stream.push(token)
+    assert stream.finish() == "tap <|box_start|>(1,2)<|box_end|> doneuser"
+    assert "".join(pieces) == "tap <|box_start|>(1,2)<|box_end|> doneuser"
+    assert len(framing_ids(tiny_processor)) == 8
 
 
 def _byte_stream(stop: tuple[str, ...], pieces: list[str]) -> TextStream:

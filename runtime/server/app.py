@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from agent.backends.base import Completion, OnText, Params, check_context
+from model.tokens import VISION_TOKENS
 from runtime.server.images import BadImage, decode_data_url
 from runtime.server.scheduler import BatchScheduler
 from runtime.server.schemas import PART_TYPES, ChatRequest, ImageContent, error_body
@@ -48,9 +49,6 @@ from runtime.server.schemas import PART_TYPES, ChatRequest, ImageContent, error_
 if TYPE_CHECKING:
     from PIL import Image
 
-# Text may not smuggle in the tokens that frame images: they would not match the images sent.
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>",
-                 "<|video_pad|>")
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +289,7 @@ def read_messages(chat: ChatRequest, settings: ServerSettings
              else "".join(p.text for p in m.content if not isinstance(p, ImageContent))
              for m in chat.messages]
     for text in texts:
-        for token in VISION_TOKENS:
+        for token in VISION_TOKENS:  # they would not match the images sent
             if token in text:
                 raise ApiError(400, f"text may not contain {token}; send images as image_url "
                                     "parts")
