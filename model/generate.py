@@ -103,9 +103,11 @@ def sample(
     if sampling.temperature <= 0:
         return logits.argmax(-1)
     # Scaled from the row's maximum (0 after scaling), so a tiny temperature sends the others
-    # to -inf instead of everything to inf (NaN probabilities).
+    # to -inf instead of everything to inf (NaN probabilities); one that float32 rounds to 0
+    # would make the maximum 0 / 0, so it is held at float32's smallest normal number.
     logits = logits.float()
-    logits = (logits - logits.amax(-1, keepdim=True)) / sampling.temperature
+    temperature = max(sampling.temperature, torch.finfo(torch.float32).tiny)
+    logits = (logits - logits.amax(-1, keepdim=True)) / temperature
     if 0 < sampling.top_k < logits.shape[-1]:
         kth = logits.topk(sampling.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -161,9 +161,8 @@ class GenerationSession:
         self.prompt_length = 0  # of the last prefill: ``tokens`` beyond it were generated
         self.images: list[ImageSpan] = []
         self.features: dict[bytes, torch.Tensor] = {}
-        #: Totals over the session's calls.
+        #: Positions computed over the session's calls (what its prefills did not find cached).
         self.prefilled_tokens = 0
-        self.reused_tokens = 0
 
     def shared_prefix(self, request: SessionRequest) -> int:
         """How many leading tokens of the request's sequence the cache already holds."""
@@ -320,7 +319,6 @@ class GenerationSession:
             logits = logits[-1]
         self.tokens, self.images, self.prompt_length = new_ids, spans, length
         self.prefilled_tokens += length - start
-        self.reused_tokens += start
         return Prefill(logits, start, length - start, encoded, int(delta))
 
     # --- generation -------------------------------------------------------------------------

@@ -399,12 +399,38 @@ def test_requests_sent_while_another_decodes_join_it_and_are_answered_first(tiny
     assert {name: got[name] for name in asks} == expected
 
 
+class WaitingRequests:
+    """A server's arrivals as a joining engine sees them: ``waiting`` (names of ``prepared``
+    requests) wait from the start, beside ``first``, the batch's own request."""
+
+    def __init__(self, prepared: dict, first: str, waiting: list[str], max_rows: int):
+        from agent.backends.base import Joined
+
+        self.joined = Joined
+        self.prepared, self.first, self.max_rows = prepared, first, max_rows
+        self.waiting, self.names = list(waiting), [first]
+        self.limits: list[int] = []  # of the takes while ``first`` decodes
+        self.answers: dict = {}
+
+    def any(self, accept):
+        return bool(self.waiting)
+
+    def take(self, accept, limit):
+        if self.first not in self.answers:
+            self.limits.append(limit)
+        taken, self.waiting = self.waiting[:limit], self.waiting[limit:]
+        self.names += taken
+        return [self.joined(self.names.index(n), self.prepared[n], None, lambda: False)
+                for n in taken]
+
+    def deliver(self, index, result):
+        self.answers[self.names[index]] = result
+
+
 def test_requests_join_a_running_group_only_up_to_the_servers_row_cap(tiny_checkpoint):
     """Four sessions, but the server caps a batch at 2 rows: the three waiting requests join
     the long one a row at a time, each once the one before it has ended, and each gets the
     text it gets alone."""
-    from agent.backends.base import Joined
-
     backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=4)
     alone = LocalBackend(tiny_checkpoint, device="cpu", reuse_prefix=False)
     for b in (backend, alone):
@@ -415,29 +441,28 @@ def test_requests_join_a_running_group_only_up_to_the_servers_row_cap(tiny_check
                 for n, k in asks.items()}
     prepared = {n: backend.prepare(chat(f"tell me {n}"), images[n], Params(max_new_tokens=k))
                 for n, k in asks.items()}
-
-    class Waiting:  # a server's arrivals: b1, b2 and b3 wait from the start
-        max_rows = 2
-
-        def __init__(self):
-            self.waiting, self.names = ["b1", "b2", "b3"], ["long"]
-            self.limits, self.answers = [], {}
-
-        def any(self, accept):
-            return bool(self.waiting)
-
-        def take(self, accept, limit):
-            if "long" not in self.answers:  # the long row decodes
-                self.limits.append(limit)
-            taken, self.waiting = self.waiting[:limit], self.waiting[limit:]
-            self.names += taken
-            return [Joined(self.names.index(n), prepared[n], None, lambda: False) for n in taken]
-
-        def deliver(self, index, result):
-            self.answers[self.names[index]] = result.text
-
-    arrivals = Waiting()
-    [done] = backend.generate_batch([prepared["long"]], arrivals=arrivals)
-    arrivals.answers["long"] = done.text
+    arrivals = WaitingRequests(prepared, "long", ["b1", "b2", "b3"], max_rows=2)
+    backend.generate_batch([prepared["long"]], arrivals=arrivals)
     assert arrivals.limits == [1, 1, 1]  # never more than one row beside the long one
-    assert arrivals.answers == expected
+    assert {n: c.text for n, c in arrivals.answers.items()} == expected
+
+
+def test_a_request_that_joins_a_chunk_at_a_time_counts_as_cached_what_it_did_not_compute(
+        tiny_checkpoint):
+    """A request of over 1,400 tokens joins a running one and is prefilled 512 tokens at a time: its
+    cached tokens are what it shares with the running request's prompt (copied from that
+    session), as when it runs after it, not its own chunks counted again."""
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
+    after = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
+    asks = {"long": (chat("write a long story"), 60),
+            "joiner": (chat(" ".join(f"w{i}" for i in range(700))), 4)}
+    images = {"long": [picture(50, 40, seed=1)], "joiner": [picture(60, 50, seed=2)]}
+    prepared = {n: backend.prepare(m, images[n], Params(max_new_tokens=k))
+                for n, (m, k) in asks.items()}
+    assert prepared["joiner"].prompt_tokens > 1400
+    expected = [after.generate(m, images[n], max_new_tokens=k) for n, (m, k) in asks.items()]
+    arrivals = WaitingRequests(prepared, "long", ["joiner"], max_rows=2)
+    backend.generate_batch([prepared["long"]], arrivals=arrivals)
+    joined = arrivals.answers["joiner"]
+    assert 0 < expected[1].cached_tokens == joined.cached_tokens < 100
+    assert joined.text == expected[1].text

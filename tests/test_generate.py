@@ -82,7 +82,8 @@ def test_top_k_and_top_p_restrict_the_support():
 def test_extreme_temperatures_and_top_p_still_sample():
     logits = torch.tensor([[0.5, 2.0, -1.0, 1.5]]).expand(50, -1)
     generator = torch.Generator().manual_seed(0)
-    for sampling in (Sampling(temperature=1e-40), Sampling(temperature=1.0, top_p=1e-50),
+    for sampling in (Sampling(temperature=1e-40), Sampling(temperature=1e-300),
+                     Sampling(temperature=1.0, top_p=1e-50),
                      Sampling(temperature=1e-30, top_p=1e-45, top_k=2)):
         assert set(sample(logits, sampling, generator).tolist()) == {1}, sampling
     flat = sample(logits, Sampling(temperature=1e30), generator)  # all but uniform: no NaN

@@ -297,7 +297,7 @@ class _GroupRows:
         self.sinks: list[OnText] = []
         self.gones: list[Callable[[], bool]] = []
         self.places: list[int] = []  # in the server's batch
-        #: Per row: when it started, its session, the session's reused tokens and the
+        #: Per row: when it started, its session, the session's prefilled tokens and the
         #: request's patch seconds then.
         self.starts: list[tuple[float, "GenerationSession", int, float]] = []
         self.completions: dict[int, Completion | Exception] = {}
@@ -308,7 +308,7 @@ class _GroupRows:
         self.sinks.append(sink)
         self.gones.append(gone)
         self.places.append(place)
-        self.starts.append((time.perf_counter(), session, session.reused_tokens,
+        self.starts.append((time.perf_counter(), session, session.prefilled_tokens,
                             item.pixels.seconds))
 
     def _accepts(self, item: Prepared) -> bool:
@@ -333,12 +333,13 @@ class _GroupRows:
         return [(session, _session_request(j.job)) for j, session in zip(joined, sessions)]
 
     def done(self, row: int, generation: "Generation") -> None:
-        start, session, reused, patched = self.starts[row]
+        start, session, prefilled, patched = self.starts[row]
         item = self.items[row]
         # Patches made meanwhile (images the session let go) count as preprocessing.
         ms = (time.perf_counter() - start - (item.pixels.seconds - patched)) * 1000
         completion = self.backend._completion(item, generation, ms)
-        completion.cached_tokens = session.reused_tokens - reused
+        # What the request's prefills (a chunk at a time, when it joined) did not compute.
+        completion.cached_tokens = item.prompt_tokens - (session.prefilled_tokens - prefilled)
         self.completions[row] = completion
         if self.arrivals is not None:
             self.arrivals.deliver(self.places[row], completion)
