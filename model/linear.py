@@ -1,21 +1,26 @@
-"""A Linear layer whose products with few rows (decode steps) use every CPU thread.
+"""A Linear layer whose products with few rows (decode steps) may use every CPU thread.
 
-On CPU, torch hands ``F.linear`` to MKL, which runs a matrix-vector product on one thread: on the
-project's 2-core box the decoder's weights stream at 16 GB/s that way, against 48 GB/s when two
-threads read them. Cut into row blocks of the weight, the same product is a batched matmul, and
-torch spreads the blocks over its threads (2x on the weight products at batch 1 here; see
-docs/benchmarks.md). A few dozen rows still gain; a prefill's hundreds of rows are compute-bound
-and keep the plain path, as do other devices and dtypes. Each output is still one dot product
-per row, so the results differ from ``F.linear``'s only by summation order.
+On some CPUs torch's ``F.linear`` hands a one-row product to an MKL matrix-vector kernel that runs
+on one thread: on the 2-core box of the first figures the decoder's weights streamed at 16 GB/s
+that way, against 48 GB/s when two threads read them. Cut into row blocks of the weight, the same
+product is a batched matmul, and torch spreads the blocks over its threads (2x on the weight
+products at batch 1 there). On other CPUs MKL already runs that kernel on every thread, and the
+blocks are slower (2x to 4x on another box of the same kind; docs/benchmarks.md). So which way
+is faster is measured, once per weight shape and thread count in a process, and that way runs
+for every product of up to ``SMALL_ROWS`` rows with that weight. A prefill's hundreds of rows
+are compute-bound and keep the plain path, as do other devices and dtypes. Each output is still
+one dot product per row, so the two ways differ only by summation order.
 """
 
 from __future__ import annotations
+
+import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Up to this many rows (tokens times batch) a product goes through the row blocks.
+#: Up to this many rows (tokens times batch) a product may go through the row blocks.
 SMALL_ROWS = 64
 
 
@@ -42,6 +47,41 @@ def _blocked(
     return out.permute(2, 0, 1).contiguous().view(x.shape[0], out_features)
 
 
+#: (out_features, in_features, threads) -> whether the row blocks were the faster way.
+_BLOCKS_FASTER: dict[tuple[int, int, int], bool] = {}
+
+
+@torch.compiler.assume_constant_result
+def _blocks_faster(out_features: int, in_features: int, parts: int) -> bool:
+    # A constant to torch.compile too (measured when it traces, if no eager call did before).
+    key = (out_features, in_features, parts)
+    if key not in _BLOCKS_FASTER:
+        _BLOCKS_FASTER[key] = _measure_blocks(*key)
+    return _BLOCKS_FASTER[key]
+
+
+def _measure_blocks(out_features: int, in_features: int, parts: int) -> bool:
+    """Whether a one-row product with such a weight is at least 10% faster in row blocks than
+    through ``F.linear`` here (best of 5 alternating samples; constant inputs, so the random
+    stream is left alone)."""
+    x, weight = torch.ones(1, in_features), torch.full((out_features, in_features), 0.5)
+    ways = (lambda: F.linear(x, weight), lambda: _blocked(x, weight, None, parts))
+    for way in ways:  # warm-up
+        way()
+    start = time.perf_counter()
+    ways[0]()
+    # Each sample about a millisecond of calls or more, above the clock's resolution.
+    calls = max(1, min(200, int(1e-3 / max(time.perf_counter() - start, 1e-7))))
+    best = [float("inf"), float("inf")]
+    for _ in range(5):
+        for i, way in enumerate(ways):
+            start = time.perf_counter()
+            for _ in range(calls):
+                way()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best[1] < 0.9 * best[0]
+
+
 # An opaque op to torch.compile, which would otherwise rewrite the product into loops of its own
 # (slower than the batched matmul here). Eager calls skip it: its dispatch costs more than it does.
 _blocked_op = torch.library.custom_op("vlagent::blocked_linear", _blocked, mutates_args=())
@@ -57,6 +97,7 @@ class Linear(nn.Linear):
             or parts < 2
             or rows > SMALL_ROWS
             or self.out_features % parts
+            or not _blocks_faster(self.out_features, self.in_features, parts)
         ):
             return F.linear(x, self.weight, self.bias)
         blocked = _blocked_op if torch.compiler.is_compiling() else _blocked

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model import Qwen2VL, Qwen2VLProcessor
+from model import Qwen2VL, Qwen2VLProcessor, linear
 from model.generate import (
     GenerationOptions,
     Sampling,
@@ -251,9 +251,14 @@ def threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("n_threads", [1, 2])  # 2: the decoder's products as row blocks
-def test_the_decode_step_traces_as_one_graph(ours, prompt, threads, n_threads):
-    threads(n_threads)
+@pytest.mark.parametrize("products", ["one thread", "row blocks", "plain", "measured"])
+def test_the_decode_step_traces_as_one_graph(ours, prompt, threads, monkeypatch, products):
+    """On 2 threads the decoder's products run as row blocks where those were measured to be
+    faster; "measured": nothing measured yet, so the measurement runs while it traces."""
+    threads(1 if products == "one thread" else 2)
+    monkeypatch.setattr(linear, "_BLOCKS_FASTER", {})
+    if products in ("row blocks", "plain"):
+        monkeypatch.setattr(linear, "_measure_blocks", lambda *key: products == "row blocks")
     state = prefill(ours, prompt["input_ids"], prompt["pixel_values"], prompt["image_grid_thw"])
     pos = torch.tensor([state.pos])
     key_valid = torch.ones(1, ours.model.cache_shape[1], dtype=torch.bool)
@@ -263,8 +268,12 @@ def test_the_decode_step_traces_as_one_graph(ours, prompt, threads, n_threads):
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
 
 
-def test_compiled_decode_gives_the_eager_greedy_tokens(tmp_path, threads):
+@pytest.mark.parametrize("blocks_faster", [True, False])
+def test_compiled_decode_gives_the_eager_greedy_tokens(tmp_path, threads, monkeypatch,
+                                                       blocks_faster):
     threads(2)
+    monkeypatch.setattr(linear, "_BLOCKS_FASTER", {})
+    monkeypatch.setattr(linear, "_measure_blocks", lambda *key: blocks_faster)
     # One decoder layer keeps inductor's compile short.
     path = make_tiny_checkpoint(tmp_path, text_overrides=dict(num_hidden_layers=1))
     proc = Qwen2VLProcessor.from_pretrained(path)

@@ -1,4 +1,5 @@
-"""model.linear.Linear: the row-block product equals F.linear, and is the one that runs."""
+"""model.linear.Linear: the row-block product equals F.linear, and runs where it was measured
+to be faster."""
 
 import pytest
 import torch
@@ -15,11 +16,26 @@ def threads():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def measured(monkeypatch):
+    """Sets what the measurement finds for every shape: the row blocks faster, or not. Returns
+    the shapes measured."""
+    asked: list[tuple[int, int, int]] = []
+
+    def set_faster(faster: bool) -> list[tuple[int, int, int]]:
+        monkeypatch.setattr(linear, "_BLOCKS_FASTER", {})
+        monkeypatch.setattr(linear, "_measure_blocks", lambda *key: asked.append(key) or faster)
+        return asked
+
+    return set_faster
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 1, 48), (3, 1, 48), (2, 5, 48), (linear.SMALL_ROWS, 48)])
 @pytest.mark.parametrize("parts", [2, 3, 4])
-def test_blocked_product_equals_linear(threads, monkeypatch, shape, bias, parts):
+def test_blocked_product_equals_linear(threads, measured, monkeypatch, shape, bias, parts):
     threads(parts)
+    measured(True)
     torch.manual_seed(parts)
     layer = Linear(48, 60, bias=bias)
     x = torch.randn(shape)
@@ -33,9 +49,11 @@ def test_blocked_product_equals_linear(threads, monkeypatch, shape, bias, parts)
     torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["many rows", "uneven blocks", "one thread", "bf16"])
-def test_other_products_take_the_plain_path(threads, monkeypatch, case):
+@pytest.mark.parametrize("case", ["many rows", "uneven blocks", "one thread", "bf16",
+                                  "blocks slower here"])
+def test_other_products_take_the_plain_path(threads, measured, monkeypatch, case):
     threads(1 if case == "one thread" else 2)
+    measured(case != "blocks slower here")
     layer = Linear(32, 33 if case == "uneven blocks" else 34)
     x = torch.randn(linear.SMALL_ROWS + 1 if case == "many rows" else 2, 32)
     if case == "bf16":
@@ -45,6 +63,26 @@ def test_other_products_take_the_plain_path(threads, monkeypatch, case):
         out = layer(x)
     assert not calls
     assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
+
+
+def test_each_weight_shape_is_measured_once_per_thread_count(threads, measured):
+    asked = measured(True)
+    threads(2)
+    layers = [Linear(32, 34), Linear(32, 34), Linear(32, 36)]
+    with torch.inference_mode():
+        for layer in layers * 2:
+            layer(torch.randn(1, 32))
+        threads(3)
+        Linear(32, 36)(torch.randn(1, 32))
+    assert asked == [(34, 32, 2), (36, 32, 2), (36, 32, 3)]
+
+
+def test_the_measurement_leaves_the_random_stream_alone():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    assert linear._measure_blocks(64, 32, 2) in (True, False)
+    assert torch.equal(torch.rand(3), expected)
 
 
 def _count_batched_matmuls(monkeypatch) -> list[str]:
