@@ -4,12 +4,12 @@ On some CPUs torch's ``F.linear`` hands a one-row product to an MKL matrix-vecto
 on one thread: on the 2-core box of the first figures the decoder's weights streamed at 16 GB/s
 that way, against 48 GB/s when two threads read them. Cut into row blocks of the weight, the same
 product is a batched matmul, and torch spreads the blocks over its threads (2x on the weight
-products at batch 1 there). On other CPUs MKL already runs that kernel on every thread, and the
-blocks are slower (2x to 4x on another box of the same kind; docs/benchmarks.md). So which way
-is faster is measured, once per weight shape and thread count in a process, and that way runs
-for every product of up to ``SMALL_ROWS`` rows with that weight. A prefill's hundreds of rows
-are compute-bound and keep the plain path, as do other devices and dtypes. Each output is still
-one dot product per row, so the two ways differ only by summation order.
+products at batch 1 there, and faster up to 64 rows). On other CPUs MKL already reads a one-row
+product with every thread, and the blocks are 2x slower there, yet faster again from about 16
+rows (docs/benchmarks.md). So which way is faster is measured, once per weight shape, thread
+count and number of rows (rounded up to a power of two) in a process. A prefill's hundreds of
+rows are compute-bound and keep the plain path, as do other devices and dtypes. Each output is
+still one dot product per row, so the two ways differ only by summation order.
 """
 
 from __future__ import annotations
@@ -47,24 +47,24 @@ def _blocked(
     return out.permute(2, 0, 1).contiguous().view(x.shape[0], out_features)
 
 
-#: (out_features, in_features, threads) -> whether the row blocks were the faster way.
-_BLOCKS_FASTER: dict[tuple[int, int, int], bool] = {}
+#: (out_features, in_features, threads, rows) -> whether the row blocks were the faster way.
+_BLOCKS_FASTER: dict[tuple[int, int, int, int], bool] = {}
 
 
 @torch.compiler.assume_constant_result
-def _blocks_faster(out_features: int, in_features: int, parts: int) -> bool:
+def _blocks_faster(out_features: int, in_features: int, parts: int, rows: int) -> bool:
     # A constant to torch.compile too (measured when it traces, if no eager call did before).
-    key = (out_features, in_features, parts)
+    key = (out_features, in_features, parts, 1 << (rows - 1).bit_length())
     if key not in _BLOCKS_FASTER:
         _BLOCKS_FASTER[key] = _measure_blocks(*key)
     return _BLOCKS_FASTER[key]
 
 
-def _measure_blocks(out_features: int, in_features: int, parts: int) -> bool:
-    """Whether a one-row product with such a weight is at least 10% faster in row blocks than
-    through ``F.linear`` here (best of 5 alternating samples; constant inputs, so the random
-    stream is left alone)."""
-    x, weight = torch.ones(1, in_features), torch.full((out_features, in_features), 0.5)
+def _measure_blocks(out_features: int, in_features: int, parts: int, rows: int) -> bool:
+    """Whether a product of ``rows`` rows with such a weight is at least 10% faster in row blocks
+    than through ``F.linear`` here (best of 5 alternating samples; constant inputs, so the
+    random stream is left alone)."""
+    x, weight = torch.ones(rows, in_features), torch.full((out_features, in_features), 0.5)
     ways = (lambda: F.linear(x, weight), lambda: _blocked(x, weight, None, parts))
     for way in ways:  # warm-up
         way()
@@ -89,17 +89,26 @@ _blocked_op.register_fake(lambda x, weight, bias, parts: x.new_empty(x.shape[0],
 
 
 class Linear(nn.Linear):
+    def blocks(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
+        """Whether a product of ``rows`` rows runs as row blocks (measured the first time)."""
+        parts = _threads()
+        return (device.type == "cpu" and dtype == torch.float32 and parts > 1
+                and rows <= SMALL_ROWS and self.out_features % parts == 0
+                and _blocks_faster(self.out_features, self.in_features, parts, rows))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows, parts = x.numel() // self.in_features, _threads()
-        if (
-            x.device.type != "cpu"
-            or x.dtype != torch.float32
-            or parts < 2
-            or rows > SMALL_ROWS
-            or self.out_features % parts
-            or not _blocks_faster(self.out_features, self.in_features, parts)
-        ):
+        rows = x.numel() // self.in_features
+        if not self.blocks(rows, x.device, x.dtype):
             return F.linear(x, self.weight, self.bias)
         blocked = _blocked_op if torch.compiler.is_compiling() else _blocked
-        out = blocked(x.reshape(rows, self.in_features), self.weight, self.bias, parts)
+        out = blocked(x.reshape(rows, self.in_features), self.weight, self.bias, _threads())
         return out.view(*x.shape[:-1], self.out_features)
+
+
+def calibrate(module: nn.Module, rows: int) -> None:
+    """Measure now which way the module's products run with up to ``rows`` rows (a batch's
+    decode steps), rather than in the first step that has as many."""
+    for layer in module.modules():
+        if isinstance(layer, Linear):
+            for n in (1 << i for i in range((min(rows, SMALL_ROWS) - 1).bit_length() + 1)):
+                layer.blocks(n, layer.weight.device, layer.weight.dtype)

@@ -65,7 +65,8 @@ def test_other_products_take_the_plain_path(threads, measured, monkeypatch, case
     assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
 
 
-def test_each_weight_shape_is_measured_once_per_thread_count(threads, measured):
+def test_each_weight_shape_is_measured_once_per_thread_count_and_rows(threads, measured):
+    """Rows are rounded up to a power of two: 3 and 4 rows share a measurement."""
     asked = measured(True)
     threads(2)
     layers = [Linear(32, 34), Linear(32, 34), Linear(32, 36)]
@@ -74,14 +75,28 @@ def test_each_weight_shape_is_measured_once_per_thread_count(threads, measured):
             layer(torch.randn(1, 32))
         threads(3)
         Linear(32, 36)(torch.randn(1, 32))
-    assert asked == [(34, 32, 2), (36, 32, 2), (36, 32, 3)]
+        for rows in (3, 4, 5):
+            Linear(32, 36)(torch.randn(rows, 32))
+    assert asked == [(34, 32, 2, 1), (36, 32, 2, 1), (36, 32, 3, 1), (36, 32, 3, 4),
+                     (36, 32, 3, 8)]
+
+
+def test_calibrate_measures_each_product_up_to_a_batch_of_rows(threads, measured):
+    asked = measured(False)
+    threads(2)
+    model = torch.nn.Sequential(Linear(32, 34), torch.nn.ReLU(), Linear(34, 32))
+    linear.calibrate(model, rows=5)
+    assert asked == [(34, 32, 2, n) for n in (1, 2, 4, 8)] + [(32, 34, 2, n) for n in (1, 2, 4, 8)]
+    with torch.inference_mode():
+        model(torch.randn(7, 32))
+    assert len(asked) == 8  # 7 rows: measured as 8 already
 
 
 def test_the_measurement_leaves_the_random_stream_alone():
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    assert linear._measure_blocks(64, 32, 2) in (True, False)
+    assert linear._measure_blocks(64, 32, 2, 4) in (True, False)
     assert torch.equal(torch.rand(3), expected)
 
 

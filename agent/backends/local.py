@@ -79,6 +79,7 @@ class LocalBackend(Backend):
         compile: bool = False, reuse_prefix: bool = True, sessions: int = 1,
     ):  # fmt: skip
         from model import Qwen2VL, Qwen2VLProcessor
+        from model.linear import calibrate
         from model.session import GenerationSession
 
         self.name = str(path)
@@ -90,6 +91,8 @@ class LocalBackend(Backend):
         #: Most recently used first.
         self.sessions = [GenerationSession(self.model) for _ in range(sessions if reuse_prefix
                                                                       else 0)]
+        # The decode steps of up to ``sessions`` rows (model/linear.py), before any request.
+        calibrate(self.model, sessions)
 
     def describe(self) -> str:
         dtype = str(self.model.dtype).removeprefix("torch.")
