@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,9 +42,24 @@ VISION = dict(depth=4, embed_dim=256, num_heads=4, mlp_ratio=4)
 
 
 def scaled_checkpoint(tmp: str | Path, vision: dict = VISION, **kw: object) -> Path:
-    """This benchmark's scaled-down random checkpoint (TEXT, ``vision``), written into ``tmp``."""
-    torch.manual_seed(0)
-    return make_tiny_checkpoint(tmp, text_overrides=TEXT, vision_overrides=vision, **kw)
+    """This benchmark's scaled-down random checkpoint (TEXT, ``vision``), written into ``tmp``.
+
+    Made on a thread that ends with it: a thread that ran torch ops keeps an OpenMP team, and
+    a local backend's model runs slower while another thread holds one
+    (agent/backends/one_thread.py); a process that serves does not make checkpoints.
+    """
+    made: list[Path] = []
+
+    def make() -> None:
+        torch.manual_seed(0)
+        made.append(make_tiny_checkpoint(tmp, text_overrides=TEXT, vision_overrides=vision, **kw))
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    if not made:
+        raise RuntimeError("making the checkpoint failed (its error is printed above)")
+    return made[0]
 
 
 def best_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

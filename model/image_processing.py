@@ -3,8 +3,8 @@
 Matches transformers' Qwen2VLImageProcessorPil bit for bit: the same PIL resize on uint8 RGB,
 rescale in float64 then float32, normalize in float32, and the same patch order. The float maths
 is done once per possible pair of byte values (a 65,536-entry table per channel), so each channel
-plane is normalized with one lookup per two pixels, on the thread that resized it; torch then
-copies the floats into patch order on all threads. ``ImageCache`` keeps the patches of the last
+plane is normalized with one lookup per two pixels, and copied into patch order, on the thread
+that resized it. ``ImageCache`` keeps the patches of the last
 few images, so a screenshot that stays in an agent's history is preprocessed once;
 ``ImagePatches`` makes a request's patches only for the images that need them.
 """
@@ -112,45 +112,38 @@ def _checked_rgb(image: Image.Image) -> Image.Image:
 
 
 def patchify(rgb: Image.Image, size: tuple[int, int], config: ImageProcessingConfig) -> Patches:
-    """Resize an RGB image to ``size`` (height, width), normalize it and cut it into patches."""
+    """Resize an RGB image to ``size`` (height, width), normalize it and cut it into patches.
+
+    Each band is resized, normalized and copied into patch order on a thread of its own: PIL's
+    resize and numpy's lookup and copy let go of the GIL. Per band, PIL's 8-bit resample is the
+    same integer arithmetic as on the RGB image, so the bytes are those of ``rgb.resize`` (which
+    the tests compare to transformers'). No torch op runs here: torch's CPU ops would give every
+    thread that preprocesses (a server's request threads) an OpenMP team of its own, and with
+    more of those threads than CPUs the model's own team sleeps between ops
+    (``agent.backends.one_thread``).
+    """
     height, width = size
-    planes = normalized_planes(rgb, width, height, config.image_mean, config.image_std)
     p, m, t = config.patch_size, config.merge_size, config.temporal_patch_size
     _, gh, gw = grid = config.grid(size)
-    channels = planes.shape[0]
-    # (C, H, W) -> (C, gh/m, m, p, gw/m, m, p) -> (gh/m, gw/m, m, m, C, p, p): merge-window order.
-    blocks = torch.from_numpy(planes).view(channels, gh // m, m, p, gw // m, m, p)
-    blocks = blocks.permute(1, 4, 2, 5, 0, 3, 6)
-    # A still image is its own temporal neighbour: the frame T times inside each patch.
-    frames = blocks.unsqueeze(5).expand(-1, -1, -1, -1, -1, t, -1, -1)
-    # numpy, not torch.empty: numpy asks the kernel for huge pages on large arrays, which saves
-    # most of the page faults of a fresh 63 MB output (torch's CPU allocator does not ask).
-    patches = np.empty((gh * gw, channels * t * p * p), np.float32)
-    torch.from_numpy(patches).view(frames.shape).copy_(frames)  # one pass, on torch's threads
-    return patches, grid
-
-
-def normalized_planes(
-    rgb: Image.Image, width: int, height: int, mean: tuple[float, ...], std: tuple[float, ...]
-) -> np.ndarray:
-    """(C, height, width) float32: each band resized and normalized on its own thread.
-
-    PIL's resize and numpy's table lookup both let go of the GIL. Per band, PIL's 8-bit resample
-    is the same integer arithmetic as on the RGB image, so the bytes are those of ``rgb.resize``
-    (which the tests compare to transformers').
-    """
     bands = rgb.split()
-    out = np.empty((len(bands), height, width), np.float32)
-    resize = (width, height) != rgb.size
+    channels, resize = len(bands), (width, height) != rgb.size
+    # Merge-window order: (gh/m, gw/m, m, m, C, T, p, p). numpy asks the kernel for huge pages
+    # on large arrays, which saves most of the page faults of a fresh 63 MB output.
+    patches = np.empty((gh // m, gw // m, m, m, channels, t, p, p), np.float32)
+    planes = np.empty((channels, height, width), np.float32)
 
     def one(c: int) -> None:
         band = bands[c].resize((width, height), Image.Resampling.BICUBIC) if resize else bands[c]
-        normalize_plane(np.asarray(band), c, mean, std, out[c])
+        normalize_plane(np.asarray(band), c, config.image_mean, config.image_std, planes[c])
+        # (H, W) -> (gh/m, m, p, gw/m, m, p) -> (gh/m, gw/m, m, m, p, p)
+        blocks = planes[c].reshape(gh // m, m, p, gw // m, m, p).transpose(0, 3, 1, 4, 2, 5)
+        for frame in range(t):  # a still image is its own temporal neighbour
+            np.copyto(patches[:, :, :, :, c, frame], blocks)
 
     # Threads made per call (a fraction of a millisecond): nothing to go stale across a fork.
-    with ThreadPoolExecutor(max_workers=len(bands), thread_name_prefix="resize") as pool:
-        list(pool.map(one, range(len(bands))))
-    return out
+    with ThreadPoolExecutor(max_workers=channels, thread_name_prefix="resize") as pool:
+        list(pool.map(one, range(channels)))
+    return patches.reshape(gh * gw, channels * t * p * p), grid
 
 
 def normalize_plane(
