@@ -1,4 +1,4 @@
-"""agent.backends.one_thread: a LocalBackend's torch work runs on one thread of its own."""
+"""agent.backends.one_thread: local backends' torch work runs on the process's one torch thread."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from agent.backends.local import LocalBackend
-from agent.backends.one_thread import OneThread
+from agent.backends.one_thread import OneThread, torch_thread
 
 
 def test_calls_run_in_turn_on_one_thread_and_errors_reach_the_caller():
@@ -27,14 +27,17 @@ def test_calls_run_in_turn_on_one_thread_and_errors_reach_the_caller():
         worker.close()
 
 
-def test_the_backend_runs_its_model_on_its_own_thread_whoever_calls(tiny_checkpoint):
-    backend = LocalBackend(tiny_checkpoint, device="cpu")
-    seen: list[str] = []
-    backend.model.model.register_forward_pre_hook(  # the decoder
-        lambda module, args: seen.append(threading.current_thread().name))
+def test_backends_run_their_models_on_the_one_torch_thread_whoever_calls(tiny_checkpoint):
+    backends = [LocalBackend(tiny_checkpoint, device="cpu") for _ in range(2)]
+    seen: list[int | None] = []
+    for backend in backends:
+        backend.model.model.register_forward_pre_hook(  # the decoder
+            lambda module, args: seen.append(threading.current_thread().ident))
     messages = [{"role": "user", "content": "hello"}]
-    backend.generate(messages, [], max_new_tokens=2)
-    with ThreadPoolExecutor(1, thread_name_prefix="caller") as pool:
-        pool.submit(backend.generate, messages, [], max_new_tokens=2).result()
-    backend.close()
-    assert seen and set(seen) == {"torch"}
+    for backend in backends:
+        backend.generate(messages, [], max_new_tokens=2)
+        with ThreadPoolExecutor(1, thread_name_prefix="caller") as pool:
+            pool.submit(backend.generate, messages, [], max_new_tokens=2).result()
+        backend.close()
+    assert len(seen) >= 8 and set(seen) == {torch_thread().run(threading.get_ident)}
+    assert threading.get_ident() not in seen

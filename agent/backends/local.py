@@ -2,7 +2,7 @@
 
 Work is split in two so the server can batch: ``prepare`` renders and preprocesses one request
 (any thread; bad input raises ValueError), and ``generate_batch`` runs prepared requests on the
-model, on the backend's one torch thread (``agent.backends.one_thread``). Requests with the same sampling params (temperature, top_p, stop
+model, on the process's one torch thread (``agent.backends.one_thread``). Requests with the same sampling params (temperature, top_p, stop
 strings) run as one group, each to its own max_new_tokens; a seeded sampled request runs alone,
 so its seed alone decides its tokens. Each request may have a callback that gets its text pieces
 as they are decoded (``serve``'s ``stream``). Under a server that batches continuously, requests
@@ -40,7 +40,7 @@ from agent.backends.base import (
     Params,
     check_context,
 )
-from agent.backends.one_thread import OneThread
+from agent.backends.one_thread import torch_thread
 
 if TYPE_CHECKING:
     import torch
@@ -88,8 +88,8 @@ class LocalBackend(Backend):
         self.name = str(path)
         self.compile = compile  # torch.compile the decode step (CUDA graphs on cuda)
         self.processor = Qwen2VLProcessor.from_pretrained(path)
-        # Every torch op of the model on one thread (agent.backends.one_thread).
-        self._torch = OneThread("torch")
+        # Every torch op of the model on the process's torch thread (agent.backends.one_thread).
+        self._torch = torch_thread()
 
         def load() -> Qwen2VL:
             model = Qwen2VL.from_pretrained(path, device=device, dtype=dtype)
@@ -97,11 +97,7 @@ class LocalBackend(Backend):
             calibrate(model, sessions)
             return model
 
-        try:
-            self.model = self._torch.run(load)
-        except BaseException:
-            self._torch.close()
-            raise
+        self.model = self._torch.run(load)
         #: Most recently used first.
         self.sessions = [GenerationSession(self.model) for _ in range(sessions if reuse_prefix
                                                                       else 0)]
@@ -151,7 +147,7 @@ class LocalBackend(Backend):
         requests' places, and the other groups are answered. With a server's ``arrivals``,
         requests submitted meanwhile join a group decoding in sessions when their params match
         and a session is free, and each request is answered as soon as it is done. Runs on
-        the backend's torch thread, whichever thread calls it (callbacks are called there)."""
+        the process's torch thread, whichever thread calls it (callbacks are called there)."""
         return self._torch.run(self._generate_batch, batch, on_text, gone, arrivals)
 
     def _generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None,
@@ -306,7 +302,6 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self.model, self.sessions = None, []
-        self._torch.close()
 
 
 class _GroupRows:

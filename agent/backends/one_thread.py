@@ -5,12 +5,15 @@ team of threads of its own. Once the process holds more of those threads than it
 libgomp's threads stop spinning between regions and sleep, and each of the hundreds of regions
 of a decode step waits for its team to wake up. On the 2-core box of docs/benchmarks.md a request
 took 3x as long on a server's model thread as on the main thread that had loaded the model (both
-threads then had teams). So a ``LocalBackend`` loads its model and runs every call on a thread
-of its own, the only one that starts parallel regions, whichever thread calls it.
+threads then had teams). So every ``LocalBackend`` of a process loads its model and runs its
+calls on the process's one torch thread (``torch_thread``), whichever thread calls it, and that
+is the only thread that starts parallel regions. (Two backends on one thread each, as a
+benchmark that compares them holds, would make two teams again.)
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from concurrent.futures import Future
@@ -48,3 +51,24 @@ class OneThread:
                 future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - the caller gets it raised
                 future.set_exception(exc)
+
+
+_shared: OneThread | None = None
+_shared_lock = threading.Lock()
+
+
+def torch_thread() -> OneThread:
+    """The process's thread for models' torch work, started on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = OneThread("torch")
+        return _shared
+
+
+def _forget_in_child() -> None:
+    global _shared
+    _shared = None  # a forked child has no such thread: it starts its own on first use
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
