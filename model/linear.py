@@ -51,20 +51,36 @@ def _blocked(
 _BLOCKS_FASTER: dict[tuple[int, int, int, int], bool] = {}
 
 
+def _key(weight_shape: tuple[int, int] | torch.Size, parts: int, rows: int
+         ) -> tuple[int, int, int, int]:
+    out_features, in_features = weight_shape
+    return out_features, in_features, parts, 1 << (rows - 1).bit_length()
+
+
+def _measure_once(weight: torch.Tensor, parts: int, rows: int) -> None:
+    """Measure the way for this weight's shape unless that was done (eager calls, which have the
+    layer's own weight to measure with)."""
+    key = _key(weight.shape, parts, rows)
+    if key not in _BLOCKS_FASTER:
+        _BLOCKS_FASTER[key] = _measure_blocks(weight, parts, key[3])
+
+
 @torch.compiler.assume_constant_result
 def _blocks_faster(out_features: int, in_features: int, parts: int, rows: int) -> bool:
-    # A constant to torch.compile too (measured when it traces, if no eager call did before).
-    key = (out_features, in_features, parts, 1 << (rows - 1).bit_length())
+    # A constant to torch.compile; measured when it traces (on a stand-in weight) only if no
+    # eager call has measured it before.
+    key = _key((out_features, in_features), parts, rows)
     if key not in _BLOCKS_FASTER:
-        _BLOCKS_FASTER[key] = _measure_blocks(*key)
+        stand_in = torch.full((out_features, in_features), 0.5)
+        _BLOCKS_FASTER[key] = _measure_blocks(stand_in, parts, key[3])
     return _BLOCKS_FASTER[key]
 
 
-def _measure_blocks(out_features: int, in_features: int, parts: int, rows: int) -> bool:
-    """Whether a product of ``rows`` rows with such a weight is at least 10% faster in row blocks
-    than through ``F.linear`` here (best of 5 alternating samples; constant inputs, so the
+def _measure_blocks(weight: torch.Tensor, parts: int, rows: int) -> bool:
+    """Whether a product of ``rows`` rows with ``weight`` is at least 10% faster in row blocks
+    than through ``F.linear`` here (best of 5 alternating samples; a constant input, so the
     random stream is left alone)."""
-    x, weight = torch.ones(rows, in_features), torch.full((out_features, in_features), 0.5)
+    x = torch.ones(rows, weight.shape[1], dtype=weight.dtype)
     ways = (lambda: F.linear(x, weight), lambda: _blocked(x, weight, None, parts))
     for way in ways:  # warm-up
         way()
@@ -92,9 +108,12 @@ class Linear(nn.Linear):
     def blocks(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
         """Whether a product of ``rows`` rows runs as row blocks (measured the first time)."""
         parts = _threads()
-        return (device.type == "cpu" and dtype == torch.float32 and parts > 1
-                and rows <= SMALL_ROWS and self.out_features % parts == 0
-                and _blocks_faster(self.out_features, self.in_features, parts, rows))
+        if not (device.type == "cpu" and dtype == torch.float32 and parts > 1
+                and rows <= SMALL_ROWS and self.out_features % parts == 0):
+            return False
+        if not torch.compiler.is_compiling():
+            _measure_once(self.weight.detach(), parts, rows)
+        return _blocks_faster(self.out_features, self.in_features, parts, rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features

@@ -24,7 +24,8 @@ def measured(monkeypatch):
 
     def set_faster(faster: bool) -> list[tuple[int, int, int]]:
         monkeypatch.setattr(linear, "_BLOCKS_FASTER", {})
-        monkeypatch.setattr(linear, "_measure_blocks", lambda *key: asked.append(key) or faster)
+        monkeypatch.setattr(linear, "_measure_blocks", lambda weight, parts, rows: asked.append(
+            (*weight.shape, parts, rows)) or faster)
         return asked
 
     return set_faster
@@ -92,11 +93,24 @@ def test_calibrate_measures_each_product_up_to_a_batch_of_rows(threads, measured
     assert len(asked) == 8  # 7 rows: measured as 8 already
 
 
+def test_an_eager_call_measures_with_the_layers_own_weight(threads, monkeypatch):
+    """No second copy of the weight (an lm_head is a gigabyte in fp32)."""
+    threads(2)
+    measured_with: list[int] = []
+    monkeypatch.setattr(linear, "_BLOCKS_FASTER", {})
+    monkeypatch.setattr(linear, "_measure_blocks", lambda weight, parts, rows: measured_with.append(
+        weight.data_ptr()) or False)
+    layer = Linear(32, 34)
+    with torch.inference_mode():
+        layer(torch.randn(1, 32))
+    assert measured_with == [layer.weight.data_ptr()]
+
+
 def test_the_measurement_leaves_the_random_stream_alone():
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    assert linear._measure_blocks(64, 32, 2, 4) in (True, False)
+    assert linear._measure_blocks(torch.full((64, 32), 0.5), 2, 4) in (True, False)
     assert torch.equal(torch.rand(3), expected)
 
 
