@@ -10,8 +10,9 @@ A scaled-down config (hidden 512, 4 layers, vision depth 4) with the tiny test t
   4. Qwen2.5-VL (window-attention tower, same scaled-down sizes): the vision tower alone and the
      prefill of that screenshot.
 Each figure is the best of --repeats runs; all the runs take turns within each repeat.
+``--dtype bf16`` runs both models in bf16 (the same weights rounded), fp32 otherwise.
 
-Run: .venv/bin/python bench/model_cpu.py [--repeats 3]
+Run: .venv/bin/python bench/model_cpu.py [--repeats 3] [--dtype fp32|bf16]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model import Qwen2VL, Qwen2VLProcessor  # noqa: E402
 from model.image_processing import preprocess_image  # noqa: E402
+from model.modeling import DTYPES  # noqa: E402
 from runtime.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 SCREEN_MAX = 1280 * 28 * 28
@@ -87,15 +89,17 @@ def screenshot() -> Image.Image:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
+    dtype = DTYPES[args.dtype]
 
     from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
     with tempfile.TemporaryDirectory() as tmp:
         path = scaled_checkpoint(tmp)
         proc = Qwen2VLProcessor.from_pretrained(path)
-        ours = Qwen2VL.from_pretrained(path, device="cpu", dtype="fp32")
-        ref = Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
+        ours = Qwen2VL.from_pretrained(path, device="cpu", dtype=dtype)
+        ref = Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=dtype).eval()
 
     image = screenshot()
     # Its class default max_pixels is 1280*28*28; use the checkpoint's, like ours does.
@@ -123,7 +127,7 @@ def main() -> None:
     ]
     n_text = len(proc.encode(text)) - 1
     print(f"prompt: {ids.shape[1]} tokens ({n_text} text + {ids.shape[1] - n_text} image), "
-          f"grid {grid.tolist()[0]}, threads {torch.get_num_threads()}")  # fmt: skip
+          f"grid {grid.tolist()[0]}, threads {torch.get_num_threads()}, {args.dtype}")  # fmt: skip
 
     with torch.inference_mode():
         t = best_times(
@@ -171,21 +175,21 @@ def main() -> None:
     for name, rate in (("", ours_rate), (", ours compiled", compiled_rate)):
         print(f"{'decode tokens/s (63 steps)' + name:<48}{rate:>10.1f}{tf_rate:>17.1f}"
               f"{rate / tf_rate:>8.2f}x (ours/tf)")
-    qwen25_rows(image, args.repeats)
+    qwen25_rows(image, args.repeats, dtype)
 
 
 VISION_25 = dict(depth=4, hidden_size=256, intermediate_size=512, num_heads=4, fullatt_block_indexes=[3])
 
 
-def qwen25_rows(image: Image.Image, repeats: int) -> None:
+def qwen25_rows(image: Image.Image, repeats: int, dtype: torch.dtype) -> None:
     """Qwen2.5-VL: our window tower (one batched SDPA call for all windows) against transformers'."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     with tempfile.TemporaryDirectory() as tmp:
         path = scaled_checkpoint(tmp, VISION_25, model_type="qwen2_5_vl")
         proc = Qwen2VLProcessor.from_pretrained(path)
-        ours = Qwen2VL.from_pretrained(path, device="cpu", dtype="fp32")
-        ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
+        ours = Qwen2VL.from_pretrained(path, device="cpu", dtype=dtype)
+        ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype).eval()
     text = proc.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Open settings."}]}]
     )

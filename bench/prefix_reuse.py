@@ -14,7 +14,7 @@ prefills with reuse and without at the checkpoints' own pixel budget (a 1080x240
 tests/test_prefix_reuse_doc.py keeps it in step.
 
 Run: .venv/bin/python bench/prefix_reuse.py [--tokens] [--steps 10] [--new-tokens 24]
-         [--images 4 --block 4] [--max-pixels 1003520]
+         [--images 4 --block 4] [--max-pixels 1003520] [--dtype fp32|bf16]
 """
 
 from __future__ import annotations
@@ -123,15 +123,16 @@ def token_table(processor, steps: int = 10) -> str:
 
 
 # --- timing ----------------------------------------------------------------------------------
-def timing(steps: int, new_tokens: int, history: HistoryPolicy, max_pixels: int) -> None:
+def timing(steps: int, new_tokens: int, history: HistoryPolicy, max_pixels: int, dtype: str
+           ) -> None:
     import torch
 
     from agent.backends.local import LocalBackend
 
     with tempfile.TemporaryDirectory() as tmp:
         path = scaled_checkpoint(tmp)
-        backends = {"with reuse": LocalBackend(path, device="cpu", dtype="fp32"),
-                    "without": LocalBackend(path, device="cpu", dtype="fp32", reuse_prefix=False)}
+        backends = {"with reuse": LocalBackend(path, device="cpu", dtype=dtype),
+                    "without": LocalBackend(path, device="cpu", dtype=dtype, reuse_prefix=False)}
     screen = Screen(1080, 2400, max_pixels=max_pixels)
     shots = screenshots(steps)
     dialect = get_dialect("qwen2vl", "phone")
@@ -157,7 +158,7 @@ def timing(steps: int, new_tokens: int, history: HistoryPolicy, max_pixels: int)
     same = texts["with reuse"] == texts["without"]
     print(f"{steps}-step qwen2vl episode, history {history}, max_pixels {max_pixels}, "
           f"{new_tokens} new tokens a step, "
-          f"threads {torch.get_num_threads()}; same replies both ways: {same}")
+          f"threads {torch.get_num_threads()}, {dtype}; same replies both ways: {same}")
     print(f"{'':<12}{'seconds':>10}{'of which preprocessing':>24}{'prefilled tokens':>18}")
     for name in backends:
         print(f"{name:<12}{seconds[name]:>10.2f}{preprocessing[name]:>24.2f}"
@@ -178,6 +179,7 @@ def main() -> None:
                         help="history: dropped this many at once")
     parser.add_argument("--max-pixels", type=int, default=SCREEN_MAX,
                         help="the processor's resize budget per screenshot")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
     if args.tokens:
         from model import Qwen2VLProcessor
@@ -187,7 +189,7 @@ def main() -> None:
                               args.steps))
         return
     timing(args.steps, args.new_tokens, HistoryPolicy(images=args.images, block=args.block),
-           args.max_pixels)
+           args.max_pixels, args.dtype)
 
 
 if __name__ == "__main__":

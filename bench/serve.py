@@ -10,6 +10,7 @@ Prints both wall times, the tokens generated and the ratio concurrent / sequenti
 at most 0.5: requests arriving together should run as one batch).
 
 Run: .venv/bin/python bench/serve.py [--requests 8] [--new-tokens 32] [--repeats 3] [--device cpu]
+         [--dtype fp32|bf16]
 """
 
 from __future__ import annotations
@@ -51,13 +52,15 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = scaled_checkpoint(tmp)
-        engine = LocalBackend(path, device=args.device, sessions=8)  # serve's default
+        engine = LocalBackend(path, device=args.device, dtype=args.dtype, sessions=8)  # serve's default
     settings = ServerSettings(model_id="bench", max_batch=args.requests)
     times: dict[str, list[float]] = {"in a row": [], "concurrent": []}
+    differ = 0
     with running_server(create_app(engine, settings)) as url:
         client = OpenAIBackend(url, "bench", retries=0)
 
@@ -79,7 +82,10 @@ def main() -> None:
             times["concurrent"].append(time.perf_counter() - start)
             # The same requests one by one (from their caches now, untimed): the same answers.
             alone = [call(item) for item in at_once]
-            assert [c.text for c in concurrent] == [c.text for c in alone], "answers differ"
+            differ += sum(c.text != a.text for c, a in zip(concurrent, alone))
+            # In bf16 a token's logits round differently in a 1-row step than in a prefill's
+            # product of hundreds of rows, and random weights leave near ties: fp32 must agree.
+            assert differ == 0 or args.dtype != "fp32", "answers differ"
         client.close()
 
     tokens = sum(c.completion_tokens for c in sequential)
@@ -90,6 +96,8 @@ def main() -> None:
     for name, phase in times.items():
         print(f"{name + ':':<12}{min(phase):7.2f} s  (each: "
               f"{', '.join(f'{t:.2f}' for t in phase)})")
+    print(f"answers that differ from the same request again (from its cache): {differ} of "
+          f"{args.requests * args.repeats}")
     ratio = min(times["concurrent"]) / min(times["in a row"])
     print(f"concurrent / in a row = {ratio:.2f} (target <= 0.5)")
 
