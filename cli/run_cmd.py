@@ -90,6 +90,8 @@ def run(
                                       help="0 decodes greedily."),
     compile: bool = typer.Option(False, "--compile", help="--model PATH: torch.compile the "
                                  "decode step (CUDA graphs on cuda); the first step compiles."),
+    dtype: str = typer.Option(None, "--dtype", help="--model PATH: bf16, fp16 or fp32 (default: "
+                              "bf16 on cuda, fp32 on cpu)."),
     served_model: str = typer.Option(None, "--served-model", help="With --model URL: the model "
                                      "name the endpoint serves."),
     max_screen_pixels: int = typer.Option(None, "--max-screen-pixels", min=1, help="End the "
@@ -128,7 +130,7 @@ def run(
         max_prompt_tokens=max_prompt_tokens, out=out,
         min_pixels=min_pixels, max_pixels=max_pixels,
         url=url, processor=processor, max_new_tokens=max_new_tokens, temperature=temperature,
-        served_model=served_model, compile=compile,
+        served_model=served_model, compile=compile, dtype=dtype,
         viewport=size, scale=scale, allowed_domains=tuple(allow_domain or ()), adb_port=adb_port,
         display=display,
         max_screen_pixels=max_screen_pixels, secrets=secrets, gate_rules=gate_rules,

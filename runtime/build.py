@@ -82,12 +82,15 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
     if not Path(model).is_dir():
         raise RunError(f"--model {model!r} is not a checkpoint directory; give {MODEL_HELP}")
     from agent.policies.local import LocalPolicy
+    from model.modeling import DTYPES
     from runtime.checkpoint import check_checkpoint
 
     check_checkpoint(model)
+    if spec.dtype is not None and spec.dtype.lower() not in DTYPES:  # before loading any weights
+        raise RunError(f"--dtype {spec.dtype!r} is not one of {', '.join(sorted(DTYPES))}")
 
     return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature,
-                       compile=spec.compile)
+                       compile=spec.compile, dtype=spec.dtype)
 
 
 def endpoint_policy(spec: RunSpec, **client: Any) -> Policy:

@@ -54,6 +54,7 @@ class RunSpec:
     max_new_tokens: int = 256
     temperature: float = 0.0
     compile: bool = False  # a local model: torch.compile its decode step
+    dtype: str | None = None  # a local model's: bf16, fp16, fp32; None: bf16 on cuda, else fp32
     served_model: str | None = None  # the model name an OpenAI-compatible endpoint serves
     api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None)
     max_screen_pixels: int | None = None  # a larger screenshot ends the run

@@ -290,6 +290,12 @@ def test_the_local_backend_runs_in_half_precision_too(tiny_checkpoint, dtype, na
     assert completion.timings["generate_ms"] > 0
 
 
+@pytest.mark.parametrize("dtype,name", [("bf16", "bfloat16"), ("FP16", "float16"), ("fp32", "float32")])
+def test_run_dtype_reaches_the_local_model(tiny_checkpoint, tmp_path, dtype, name):
+    policy = make_policy(RunSpec(goal="g", model=str(tiny_checkpoint), dtype=dtype), tmp_path)
+    assert policy.backend.describe().endswith(f"({name})")
+
+
 def test_the_pixel_budget_travels_as_mm_processor_kwargs(local, served):
     """Opted in, the client sends its pixel budget as vLLM's ``mm_processor_kwargs``, and serve
     resizes with it (a raw 200x300 picture: fewer tokens at a smaller budget); a budget whose

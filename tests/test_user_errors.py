@@ -48,6 +48,12 @@ def test_broken_checkpoints(tmp_path, broken_checkpoints, name, needle):
                    needle, path)
 
 
+def test_an_unknown_dtype_is_refused_before_the_weights_load(tmp_path, tiny_checkpoint):
+    one_line_error(cli("run", "x", "--model", str(tiny_checkpoint), "--env", "browser",
+                       "--dtype", "int8", cwd=tmp_path), "--dtype 'int8'", "bf16", "fp32")
+    assert not (tmp_path / "runs").exists()  # refused before any trajectory was started
+
+
 def test_cuda_device_without_cuda(tmp_path, tiny_checkpoint):
     # No GPU visible to the command, whether or not this machine has one.
     one_line_error(cli("model", "generate", str(tiny_checkpoint), "-p", "hi", "--device",
