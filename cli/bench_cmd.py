@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from cli.model_options import FOR_A_CHECKPOINT, compile_option, dtype_option
 from cli.secret_option import parse_secrets, secret_option
 
 if TYPE_CHECKING:
@@ -52,6 +53,15 @@ def bench(
                                  "machine) or ray (Ray tasks on a cluster)."),
     ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster, e.g. "
                                     "auto or ray://HEAD:10001; default: a local one."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="--model PATH: "
+                                       "tokens per reply at most."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="--model PATH: 0 "
+                                      "decodes greedily."),
+    max_pixels: int = typer.Option(None, "--max-pixels", min=1, help="--model PATH: the "
+                                   "processor's resize budget per screenshot (default "
+                                   "12845056; 1280*28*28 = 1003520 is a common, faster one)."),
+    dtype: str = dtype_option(FOR_A_CHECKPOINT),
+    compile: bool = compile_option(FOR_A_CHECKPOINT, batches=True),
     device: str = typer.Option("virtual", "--device", help="android: 'virtual' starts a "
                                "virtual phone per episode."),
     compare: Optional[tuple[Path, Path]] = typer.Option(
@@ -86,8 +96,11 @@ def bench(
         if merge:
             _merge(console, merge, out)
             return
+        generation = dict(max_new_tokens=max_new_tokens, temperature=temperature,
+                          max_pixels=max_pixels, dtype=dtype, compile=compile)
         _run(console, suite, tasks, episodes, seed, model, dialect, max_steps, workers, out,
-             shard, executor, ray_address, device, tags=tuple(tags or ()), secrets=secrets)
+             shard, executor, ray_address, device, tags=tuple(tags or ()), secrets=secrets,
+             generation=generation)
     except RunError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -98,7 +111,7 @@ def bench(
 
 def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_steps, workers,
          out, shard, executor, ray_address, device, tags: tuple[str, ...],
-         secrets: dict[str, str]) -> None:
+         secrets: dict[str, str], generation: dict) -> None:
     import dataclasses
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -118,6 +131,7 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
     settings = BenchSettings(
         suite=suite, tasks=tasks, tags=tags, episodes=episodes, seed=seed, model=model,
         dialect=dialect, max_steps=max_steps, device=device, shard=parse_shard(shard),
+        **_checked_generation(model, **generation),
     )
     out = out or Path("runs") / f"bench-{suite}-{Path(model).name or model}"
     tally = {"done": 0, "success": 0, "error": 0}
@@ -157,6 +171,24 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
     _print_summary(console, outcome.summary)
     console.print(f"results: {(out / 'results.jsonl').resolve()}", soft_wrap=True)
     console.print(f"report: {(out / 'report.html').resolve()}", soft_wrap=True)
+
+
+def _checked_generation(model: str, *, dtype: str | None, compile: bool, **rest) -> dict:
+    """The generation settings, refused before any episode starts where they cannot apply; a
+    dtype by its first name in ``DTYPES`` (bf16 for bfloat16), so a resume compares like with
+    like."""
+    from runtime.settings import RunError
+
+    if (dtype is not None or compile) and not Path(model).is_dir():
+        raise RunError("--dtype and --compile set a local checkpoint's model; give --model PATH")
+    if dtype is not None:
+        from model.modeling import DTYPES
+
+        wanted = DTYPES.get(dtype.lower())
+        if wanted is None:
+            raise RunError(f"--dtype {dtype!r} is not one of {', '.join(sorted(DTYPES))}")
+        dtype = next(name for name, value in DTYPES.items() if value is wanted)
+    return dict(rest, dtype=dtype, compile=compile)
 
 
 def _merge(console: "Console", sources: list[Path], out: Path | None) -> None:

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.model_options import dtype_option
+
 app = typer.Typer(no_args_is_help=True, help="Inspect and run a local Qwen2-VL or Qwen2.5-VL checkpoint.")
 console = Console()
 err = Console(stderr=True)
@@ -112,7 +114,7 @@ def generate(
     max_pixels: int | None = typer.Option(None, help="Resize images to at most this many pixels."),
     min_pixels: int | None = typer.Option(None, help="Resize images to at least this many pixels."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
-    dtype: str | None = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on cuda, fp32 on cpu)."),
+    dtype: str | None = dtype_option(),
     temperature: float = typer.Option(0.0, help="0 decodes greedily; above 0 samples."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --temperature > 0)."),
     seed: int | None = typer.Option(None, help="Seed for sampling."),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable, List
 import typer
 
 from agent.history import HistoryPolicy
+from cli.model_options import FOR_A_CHECKPOINT, compile_option, dtype_option
 from cli.secret_option import parse_secrets, secret_option
 
 if TYPE_CHECKING:
@@ -88,10 +89,8 @@ def run(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0,
                                       help="0 decodes greedily."),
-    compile: bool = typer.Option(False, "--compile", help="--model PATH: torch.compile the "
-                                 "decode step (CUDA graphs on cuda); the first step compiles."),
-    dtype: str = typer.Option(None, "--dtype", help="--model PATH: bf16, fp16 or fp32 (default: "
-                              "bf16 on cuda, fp32 on cpu)."),
+    compile: bool = compile_option(FOR_A_CHECKPOINT),
+    dtype: str = dtype_option(FOR_A_CHECKPOINT),
     served_model: str = typer.Option(None, "--served-model", help="With --model URL: the model "
                                      "name the endpoint serves."),
     max_screen_pixels: int = typer.Option(None, "--max-screen-pixels", min=1, help="End the "

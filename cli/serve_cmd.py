@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cli.model_options import compile_option, dtype_option
+
 err = Console(stderr=True)
 
 
@@ -24,8 +26,7 @@ def serve(
                                           "clients send (default: the checkpoint folder's name)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda "
                                "if present)."),
-    dtype: str = typer.Option(None, "--dtype", help="bf16, fp16 or fp32 (default: bf16 on "
-                              "cuda, fp32 on cpu)."),
+    dtype: str = dtype_option(),
     max_images: int = typer.Option(16, "--max-images", min=1, help="Images per request."),
     max_image_pixels: int = typer.Option(4096 * 4096, "--max-image-pixels", min=1,
                                          help="Width x height of each image, before resizing."),
@@ -38,8 +39,7 @@ def serve(
                                  "agent's next step) prefills only what is new. Requests "
                                  "batched together each take one; a batch with more requests "
                                  "than sessions prefills whole prompts."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA "
-                                 "graphs on cuda); each new batch size compiles once."),
+    compile: bool = compile_option(batches=True),
 ) -> None:
     """Serve the checkpoint at PATH: POST /v1/chat/completions (stream too) and GET /v1/models.
 

@@ -318,3 +318,70 @@ def test_a_prompt_past_the_models_context_ends_at_the_limit_on_either_path(tiny_
     for result in one.results + two.results:
         assert (result.outcome, result.status, result.steps) == ("failure", "limit", 0), result
         assert "over the budget of 4088" in result.reason
+
+
+def test_cli_bench_runs_a_checkpoint_with_the_generation_settings_given(tiny_checkpoint,
+                                                                       tmp_path, monkeypatch):
+    """--dtype, --max-new-tokens and --max-pixels reach the episodes' model and the run's stored
+    settings (a dtype by its short name); a resume with another dtype is refused."""
+    from typer.testing import CliRunner
+
+    import cli.bench_cmd
+    from agent.backends import local
+    from cli.app import app
+    from runtime.bench.runner import load_settings
+    from trajectories.reader import load
+
+    backends = []
+    real_init = local.LocalBackend.__init__
+    monkeypatch.setattr(local.LocalBackend, "__init__",
+                        lambda self, *a, **kw: (backends.append(self), real_init(self, *a, **kw))[1])
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: bench_fakes.RIGHT)
+    args = ["bench", "--suite", "fake", "--tasks", "fake/type-word", "--episodes", "1",
+            "--model", str(tiny_checkpoint), "--max-new-tokens", "3",
+            "--max-pixels", str(56 * 56 * 4), "--out", str(tmp_path / "run")]
+    done = CliRunner().invoke(app, [*args, "--dtype", "bfloat16"], env={"COLUMNS": "160"})
+    assert done.exit_code == 0, done.output
+    assert [b.describe().rsplit(" ", 1)[-1] for b in backends] == ["(bfloat16)"]
+    stored = load_settings(tmp_path / "run")
+    assert (stored.dtype, stored.max_new_tokens, stored.max_pixels) == ("bf16", 3, 56 * 56 * 4)
+    [result] = read_results(tmp_path / "run")
+    steps = load(tmp_path / "run" / result.trajectory).steps
+    assert steps and all(0 < s.usage["new_tokens"] <= 3 for s in steps)
+    again = CliRunner().invoke(app, [*args, "--dtype", "fp32"], env={"COLUMNS": "160"})
+    assert again.exit_code == 2 and "other settings (dtype)" in again.output
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "{ckpt}", "--dtype", "fp8"], "--dtype 'fp8' is not one of"),
+    (["--dtype", "bf16"], "give --model PATH"),
+    (["--compile"], "give --model PATH"),
+])
+def test_cli_bench_refuses_a_dtype_it_cannot_use_before_any_episode(tiny_checkpoint, tmp_path,
+                                                                   monkeypatch, extra, message):
+    from typer.testing import CliRunner
+
+    import cli.bench_cmd
+    from cli.app import app
+
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: bench_fakes.RIGHT)
+    extra = [a.replace("{ckpt}", str(tiny_checkpoint)) for a in extra]
+    refused = CliRunner().invoke(app, ["bench", "--suite", "fake", "--out", str(tmp_path / "r"),
+                                       *extra], env={"COLUMNS": "160"})
+    assert refused.exit_code == 2 and message in refused.output, refused.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_bench_serves_its_workers_the_checkpoint_in_the_dtype_given(tiny_checkpoint,
+                                                                       monkeypatch):
+    from agent.backends import local
+    from runtime.bench.shared_model import serve_to_workers
+
+    backends = []
+    real_init = local.LocalBackend.__init__
+    monkeypatch.setattr(local.LocalBackend, "__init__",
+                        lambda self, *a, **kw: (backends.append(self), real_init(self, *a, **kw))[1])
+    jobs = plan_jobs(settings(model=str(tiny_checkpoint), dtype="bf16"), RIGHT.catalog)
+    with serve_to_workers(jobs, 2):
+        [backend] = backends
+        assert backend.describe().endswith("(bfloat16)") and len(backend.sessions) == 2

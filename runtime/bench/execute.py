@@ -70,6 +70,7 @@ class JobRunner:
                 display="new" if task.env == "desktop" else None,
                 dialect=job.dialect, max_steps=job.max_steps or task.max_steps, out=Path(out),
                 max_new_tokens=job.max_new_tokens, temperature=job.temperature,
+                dtype=job.dtype, compile=job.compile,
                 # Each episode runs on a fresh sandboxed env with nobody at a terminal to ask,
                 # so the safety gate allows what the task needs (a booking's "Confirm").
                 confirm="yes", secrets=self.secrets,
@@ -117,7 +118,8 @@ def _loaded_model(spec: RunSpec, endpoint: Endpoint | None) -> Policy | None:
     per-episode state and are cheap to build."""
     if not Path(spec.model).is_dir():
         return None
-    key = (str(Path(spec.model).resolve()), spec.max_new_tokens, spec.temperature, endpoint)
+    key = (str(Path(spec.model).resolve()), spec.max_new_tokens, spec.temperature, spec.dtype,
+           spec.compile, endpoint)
     if key not in _MODELS:
         if endpoint is None:
             _MODELS[key] = make_policy(spec, Path())

@@ -32,6 +32,8 @@ class EpisodeJob(BaseModel):
     max_new_tokens: int = 256
     temperature: float = 0.0
     max_pixels: int | None = None
+    dtype: str | None = None
+    compile: bool = False
 
     @property
     def key(self) -> str:

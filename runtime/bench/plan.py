@@ -29,6 +29,8 @@ class BenchSettings(BaseModel):
     max_new_tokens: int = 256
     temperature: float = 0.0
     max_pixels: int | None = None
+    dtype: str | None = None  # a checkpoint's: bf16, fp16, fp32; None: bf16 on cuda, else fp32
+    compile: bool = False  # a checkpoint's decode step through torch.compile
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -54,7 +56,8 @@ def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
         EpisodeJob(suite=settings.suite, task=cls.name, seed=seed, model=settings.model,
                    dialect=settings.dialect, max_steps=settings.max_steps, device=settings.device,
                    max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                   max_pixels=settings.max_pixels)
+                   max_pixels=settings.max_pixels, dtype=settings.dtype,
+                   compile=settings.compile)
         for cls in sorted(classes, key=lambda c: c.name)
         for seed in range(settings.seed, settings.seed + settings.episodes)
     ]

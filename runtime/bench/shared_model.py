@@ -69,7 +69,7 @@ def serve_to_workers(jobs: "list[EpisodeJob]", workers: int) -> Iterator[SharedM
 
     job = jobs[0]  # a run's jobs share their model and generation settings
     check_checkpoint(job.model)
-    backend = LocalBackend(job.model, sessions=workers)
+    backend = LocalBackend(job.model, sessions=workers, dtype=job.dtype, compile=job.compile)
     key = secrets.token_urlsafe(24)
     name = Path(job.model).resolve().name
     settings = ServerSettings(

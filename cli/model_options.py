@@ -1,0 +1,24 @@
+"""``--dtype`` and ``--compile``: the options of every command that loads a checkpoint here
+(run, bench, serve, model generate), with one help text each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+#: Where a command takes other models too: the options apply to a checkpoint only.
+FOR_A_CHECKPOINT = "--model PATH: "
+
+
+def dtype_option(scope: str = "") -> Any:
+    """A fresh ``--dtype`` option for a command's signature."""
+    return typer.Option(None, "--dtype", help=f"{scope}bf16, fp16 or fp32 (default: bf16 on "
+                        "cuda, fp32 on cpu).")
+
+
+def compile_option(scope: str = "", *, batches: bool = False) -> Any:
+    """A fresh ``--compile`` option; ``batches``: the command decodes batches of several sizes."""
+    each = "each new batch size compiles once" if batches else "the first step compiles"
+    return typer.Option(False, "--compile", help=f"{scope}torch.compile the decode step (CUDA "
+                        f"graphs on cuda); {each}.")
