@@ -106,6 +106,33 @@ def test_an_eager_call_measures_with_the_layers_own_weight(threads, monkeypatch)
     assert measured_with == [layer.weight.data_ptr()]
 
 
+@pytest.mark.parametrize("cache, shape, expected", [
+    (64 << 10, (64, 32), 16),  # 8 KiB weights: 16 of them make twice the cache
+    (64 << 10, (100, 30), 11),  # 12,000 bytes: 11 make the 128 KiB, 10 do not
+    (64 << 10, (256, 128), 1),  # 128 KiB: the weight alone is as large
+    (1 << 30, (8, 8), linear.MAX_COLD_SET),
+])
+def test_the_ways_are_timed_on_weights_read_from_memory(monkeypatch, cache, shape, expected):
+    """A decode step reads each weight after the others have pushed it out of the caches, so the
+    measurement cycles through copies twice the largest cache, the layer's own weight first."""
+    monkeypatch.setattr(linear, "_largest_cache_bytes", lambda: cache)
+    weight = torch.randn(shape)
+    cold = linear._cold_set(weight)
+    assert len(cold) == expected and cold[0] is weight
+    assert all(torch.equal(w, weight) for w in cold)
+    assert len({w.data_ptr() for w in cold}) == len(cold)
+
+
+def test_the_largest_cache_is_read_from_sysfs_or_assumed(tmp_path):
+    for index, size in enumerate(["48K", "2048K", "16384K", "1M"]):
+        (tmp_path / f"index{index}").mkdir()
+        (tmp_path / f"index{index}" / "size").write_text(size + "\n")
+    assert linear._largest_cache_bytes(tmp_path) == 16 << 20
+    assert linear._largest_cache_bytes(tmp_path / "absent") == 32 << 20
+    (tmp_path / "index1" / "size").write_text("1G\n")
+    assert linear._largest_cache_bytes.__wrapped__(tmp_path) == 1 << 30
+
+
 def test_the_measurement_leaves_the_random_stream_alone():
     torch.manual_seed(7)
     expected = torch.rand(3)
