@@ -254,3 +254,27 @@ def test_a_group_too_big_for_the_sessions_runs_in_sessions_per_budget(tiny_check
                                    for r, n in zip(requests, (4, 6, 4))])
     assert plain_batches == []
     assert [c.completion_tokens for c in done] == [4, 6, 4]
+
+
+def test_a_compiled_backend_replies_as_the_eager_one_alone_and_batched(tmp_path):
+    """``serve --compile`` and ``bench --compile``: the sessions' batched decode steps and a
+    single call that reuses its session's prefix run compiled, with the eager backend's text."""
+    from model.generate import _COMPILED
+    from runtime.tiny_checkpoint import make_tiny_checkpoint
+
+    # One decoder layer keeps inductor's compile short.
+    path = make_tiny_checkpoint(tmp_path, text_overrides=dict(num_hidden_layers=1))
+    compiled = LocalBackend(path, device="cpu", sessions=2, compile=True)
+    eager = LocalBackend(path, device="cpu", sessions=2)
+    for backend in (compiled, eager):
+        backend.model.eos_token_ids = []  # every reply runs its whole budget
+    chats = [_conversation(name, 2, seed) for name, seed in (("Ann", 8), ("Bob", 9))]
+    params = Params(max_new_tokens=5)
+    for step in range(2):
+        replies = [[c.text for c in b.generate_batch([b.prepare(*chat[step], params)
+                                                      for chat in chats])]
+                   for b in (compiled, eager)]
+        assert replies[0] == replies[1] and all(replies[0]), replies
+    alone = [b.generate(*chats[0][1], max_new_tokens=5) for b in (compiled, eager)]
+    assert alone[0].text == alone[1].text and alone[0].cached_tokens > 0
+    assert compiled.model in _COMPILED and eager.model not in _COMPILED  # the steps that ran
