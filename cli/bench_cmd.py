@@ -174,21 +174,13 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
 
 
 def _checked_generation(model: str, *, dtype: str | None, compile: bool, **rest) -> dict:
-    """The generation settings, refused before any episode starts where they cannot apply; a
-    dtype by its first name in ``DTYPES`` (bf16 for bfloat16), so a resume compares like with
-    like."""
+    """The generation settings, refused before any episode starts where they cannot apply."""
+    from runtime.build import checked_dtype
     from runtime.settings import RunError
 
     if (dtype is not None or compile) and not Path(model).is_dir():
         raise RunError("--dtype and --compile set a local checkpoint's model; give --model PATH")
-    if dtype is not None:
-        from model.modeling import DTYPES
-
-        wanted = DTYPES.get(dtype.lower())
-        if wanted is None:
-            raise RunError(f"--dtype {dtype!r} is not one of {', '.join(sorted(DTYPES))}")
-        dtype = next(name for name, value in DTYPES.items() if value is wanted)
-    return dict(rest, dtype=dtype, compile=compile)
+    return dict(rest, dtype=checked_dtype(dtype), compile=compile)
 
 
 def _merge(console: "Console", sources: list[Path], out: Path | None) -> None:

@@ -82,15 +82,25 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
     if not Path(model).is_dir():
         raise RunError(f"--model {model!r} is not a checkpoint directory; give {MODEL_HELP}")
     from agent.policies.local import LocalPolicy
-    from model.modeling import DTYPES
     from runtime.checkpoint import check_checkpoint
 
     check_checkpoint(model)
-    if spec.dtype is not None and spec.dtype.lower() not in DTYPES:  # before loading any weights
-        raise RunError(f"--dtype {spec.dtype!r} is not one of {', '.join(sorted(DTYPES))}")
-
+    dtype = checked_dtype(spec.dtype)  # before loading any weights
     return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature,
-                       compile=spec.compile, dtype=spec.dtype)
+                       compile=spec.compile, dtype=dtype)
+
+
+def checked_dtype(dtype: str | None) -> str | None:
+    """A ``--dtype`` by its first name in ``DTYPES`` (bf16 for bfloat16), so stored settings
+    compare like with like; one that is none of them is a RunError."""
+    if dtype is None:
+        return None
+    from model.modeling import DTYPES
+
+    wanted = DTYPES.get(dtype.lower())
+    if wanted is None:
+        raise RunError(f"--dtype {dtype!r} is not one of {', '.join(sorted(DTYPES))}")
+    return next(name for name, value in DTYPES.items() if value is wanted)
 
 
 def endpoint_policy(spec: RunSpec, **client: Any) -> Policy:
