@@ -21,6 +21,7 @@ import argparse
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model_cpu import screenshot  # noqa: E402
 
 from model import Qwen2VL  # noqa: E402
-from model.generate import GenerationOptions, generate  # noqa: E402
+from model.generate import GenerationOptions, generate, prefill  # noqa: E402
 from model.image_processing import ImageProcessingConfig, preprocess_image  # noqa: E402
 
 #: HBM bandwidth in GB/s by device name, for the bound; others need --bandwidth-gbs.
@@ -84,6 +85,16 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
         sync()
         best = min(best, (time.perf_counter() - start) * 1000)
     return best
+
+
+def phase(name: str, fn: Callable[[], None]) -> None:
+    """Run one measurement; a failure is printed and the next one still runs (a GPU lease is
+    short, and one broken figure should not cost the others)."""
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - reported, not hidden
+        print(f"{name}: FAILED")
+        traceback.print_exc()
 
 
 def bandwidth_gbs(given: float | None, device: str) -> float:
@@ -140,50 +151,83 @@ def run_shape(size: str, args: argparse.Namespace) -> None:
         batch = hf_images.preprocess([image], return_tensors="pt")
         ref.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                      pixel_values=batch["pixel_values"].to(dev, torch.bfloat16),
-                     image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=mm,
+                     image_grid_thw=batch["image_grid_thw"].to(dev), mm_token_type_ids=mm,
                      max_new_tokens=1, do_sample=False)
 
-    with torch.inference_mode():
+    def first_token() -> None:
         ttft = {"ours": timed(ours_first_token, args.repeats),
                 "tf": timed(ref_first_token, args.repeats)}
+        prep = timed(lambda: preprocess_image(image, image_config), args.repeats)
         print(f"{size}: time to first token, 1080x2400 screenshot ({n_image} image tokens, "
-              f"grid {list(grid)}), preprocessing included: ours {ttft['ours']:.1f} ms, "
-              f"transformers {ttft['tf']:.1f} ms, tf/ours {ttft['tf'] / ttft['ours']:.2f}x")
+              f"grid {list(grid)}), preprocessing included: ours {ttft['ours']:.1f} ms "
+              f"(preprocessing on the host {prep:.1f} ms), transformers {ttft['tf']:.1f} ms, "
+              f"tf/ours {ttft['tf'] / ttft['ours']:.2f}x")
 
+    def agreement() -> None:
+        # bf16 on both sides, so not equal: how far apart the last prefill logits are.
+        values, g = preprocess_image(image, image_config)
+        pixels = torch.from_numpy(values).to(dev, torch.bfloat16)
+        got = prefill(ours, ids, pixels, torch.tensor([g]), max_new_tokens=1).logits.float()
+        batch = hf_images.preprocess([image], return_tensors="pt")
+        want = ref(input_ids=ids, pixel_values=batch["pixel_values"].to(dev, torch.bfloat16),
+                   image_grid_thw=batch["image_grid_thw"].to(dev), mm_token_type_ids=mm,
+                   logits_to_keep=1).logits[:, -1].float()
+        cos = torch.nn.functional.cosine_similarity(got, want).item()
+        print(f"{size}: last prefill logits, ours against transformers (bf16 both): max |diff| "
+              f"{(got - want).abs().max().item():.3g} over a scale of {want.abs().max().item():.3g}, "
+              f"cosine {cos:.5f}, same argmax {bool((got.argmax(-1) == want.argmax(-1)).all())}")
+
+    def decode_rates(batch: int) -> None:
         n = args.new_tokens
-        for batch in (1, 8):
-            prompt = torch.randint(1000, 50_000, (batch, 300), device=dev)
-            ones = torch.ones_like(prompt)
-            rates = {}
-            for name, compiled in [("ours", False)] + ([("ours compiled", True)] if args.compile
-                                                        else []):
-                def ours_gen(k: int, compiled: bool = compiled) -> None:
-                    generate(ours, prompt, None, None, None,
-                             GenerationOptions(max_new_tokens=k, compile=compiled))
-                steps = timed(lambda: ours_gen(n), args.repeats) - timed(lambda: ours_gen(1),
-                                                                          args.repeats)
-                rates[name] = batch * (n - 1) / steps * 1000
+        prompt = torch.randint(1000, 50_000, (batch, 300), device=dev)
+        ones = torch.ones_like(prompt)
 
-            def ref_gen(k: int) -> None:
-                ref.generate(input_ids=prompt, attention_mask=ones, max_new_tokens=k,
-                             min_new_tokens=k, do_sample=False)
-            steps = timed(lambda: ref_gen(n), args.repeats) - timed(lambda: ref_gen(1), args.repeats)
-            rates["tf"] = batch * (n - 1) / steps * 1000
-            line = ", ".join(f"{k} {v:,.0f} tok/s" for k, v in rates.items())
-            print(f"{size}: decode at batch {batch}: {line}; ours/tf {rates['ours'] / rates['tf']:.2f}x")
-            if batch == 1:
-                text = ours.model
-                weights = sum(p.numel() * p.element_size() for n_, p in ours.named_parameters()
-                              if not n_.startswith(("visual.", "model.embed_tokens.")))
-                if ours.config.tie_word_embeddings:  # the head reads the embedding table
-                    weights += text.embed_tokens.weight.numel() * text.embed_tokens.weight.element_size()
-                cfg = ours.config.text
-                kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2 * (300 + n)
-                bound_ms = (weights + kv) / (bandwidth_gbs(args.bandwidth_gbs, args.device) * 1e9) * 1000
-                for name, rate in rates.items():
-                    print(f"{size}: {name} batch-1 step {1000 / rate:.2f} ms against a bound of "
-                          f"{bound_ms:.2f} ms ({(weights + kv) / 1e9:.2f} GB a step): "
-                          f"{bound_ms * rate / 1000:.0%} of the bandwidth bound")
+        def per_second(gen: Callable[[int], object]) -> float:
+            steps = timed(lambda: gen(n), args.repeats) - timed(lambda: gen(1), args.repeats)
+            return batch * (n - 1) / steps * 1000
+
+        def ref_gen(k: int) -> None:
+            ref.generate(input_ids=prompt, attention_mask=ones, max_new_tokens=k,
+                         min_new_tokens=k, do_sample=False)
+
+        rates, tokens = {}, {}
+        for name, compiled in [("ours", False), ("tf", None)] + (
+                [("ours compiled", True)] if args.compile else []):
+            def ours_gen(k: int, name: str = name, compiled: bool = bool(compiled)) -> None:
+                made = generate(ours, prompt, None, None, None,
+                                GenerationOptions(max_new_tokens=k, compile=compiled))
+                tokens[name] = [g.tokens for g in made]
+            try:
+                rates[name] = per_second(ref_gen if compiled is None else ours_gen)
+            except Exception:  # noqa: BLE001 - the other rates still print
+                print(f"{size}: decode at batch {batch}, {name}: FAILED")
+                traceback.print_exc()
+        line = ", ".join(f"{k} {v:,.0f} tok/s" for k, v in rates.items())
+        ratios = ", ".join(f"{k}/tf {v / rates['tf']:.2f}x" for k, v in rates.items()
+                           if k != "tf" and "tf" in rates)
+        print(f"{size}: decode at batch {batch}: {line}; {ratios}")
+        if len(tokens) == 2:  # greedy, so equal up to bf16 kernels' rounding
+            same = sum(a == b for a, b in zip(*tokens.values()))
+            print(f"{size}: compiled greedy tokens equal the eager ones in {same} of {batch} rows")
+        if batch == 1:
+            text = ours.model
+            weights = sum(p.numel() * p.element_size() for n_, p in ours.named_parameters()
+                          if not n_.startswith(("visual.", "model.embed_tokens.")))
+            if ours.config.tie_word_embeddings:  # the head reads the embedding table
+                weights += text.embed_tokens.weight.numel() * text.embed_tokens.weight.element_size()
+            cfg = ours.config.text
+            kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2 * (300 + n)
+            bound_ms = (weights + kv) / (bandwidth_gbs(args.bandwidth_gbs, args.device) * 1e9) * 1000
+            for name, rate in rates.items():
+                print(f"{size}: {name} batch-1 step {1000 / rate:.2f} ms against a bound of "
+                      f"{bound_ms:.2f} ms ({(weights + kv) / 1e9:.2f} GB a step): "
+                      f"{bound_ms * rate / 1000:.0%} of the bandwidth bound")
+
+    with torch.inference_mode():
+        phase(f"{size}: time to first token", first_token)
+        phase(f"{size}: logits agreement", agreement)
+        for batch in args.batches:
+            phase(f"{size}: decode at batch {batch}", lambda batch=batch: decode_rates(batch))
 
 
 def main() -> None:
@@ -191,6 +235,8 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["2B", "7B"], choices=list(SHAPES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8],
+                        help="decode batch sizes (the bandwidth bound is reported at batch 1)")
     parser.add_argument("--compile", action="store_true", help="also time our compiled decode")
     parser.add_argument("--bandwidth-gbs", type=float, help="the GPU's memory bandwidth")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
@@ -200,7 +246,9 @@ def main() -> None:
         raise SystemExit("bench/model_gpu.py needs a CUDA GPU; this machine has none "
                          "(bench/model_cpu.py is the CPU benchmark)")
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(f"{name}, torch {torch.__version__}, bf16, "
+    import transformers
+
+    print(f"{name}, torch {torch.__version__}, transformers {transformers.__version__}, bf16, "
           f"bandwidth {bandwidth_gbs(args.bandwidth_gbs, args.device):,.0f} GB/s")
     for size in args.sizes:
         run_shape(size, args)
