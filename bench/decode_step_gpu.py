@@ -1,0 +1,81 @@
+"""Where a decode step's time goes on a GPU: our model at a real shape (random bf16 weights).
+
+Batch 1 after a 300-token text prompt, as bench/model_gpu.py decodes, in one run:
+  1. the first compiled call (the compile itself, CUDA graphs recorded);
+  2. the step time compiled and eager: 64 new tokens minus 1, over 63 steps (each the second of
+     two tries);
+  3. the compiled step reading tokens back every step and every 32 (the default is 8 on cuda);
+  4. torch.profiler over one 33-token compiled generation: host calls by self time, then GPU
+     kernels by self time (a kernel's count over 32 steps is its launches a step).
+Run with ``TORCH_LOGS=perf_hints`` to see whether inductor skipped CUDA graphs, and why.
+
+Run (where a GPU is lent): python bench/decode_step_gpu.py [--size 2B]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model_gpu import SHAPES, hub_config  # noqa: E402
+
+from model import Qwen2VL  # noqa: E402
+from model.generate import GenerationOptions, generate  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="2B", choices=list(SHAPES))
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench/decode_step_gpu.py needs a CUDA GPU; this machine has none")
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        ref = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**hub_config(args.size))).eval()
+    torch.set_default_dtype(torch.float32)
+    with tempfile.TemporaryDirectory() as tmp:  # through our real loading path
+        ref.save_pretrained(tmp)
+        del ref
+        ours = Qwen2VL.from_pretrained(tmp, device="cuda", dtype="bf16")
+    ours.eos_token_ids = []  # random weights: always run the full length
+    prompt = torch.randint(1000, 50_000, (1, 300), device="cuda")
+
+    def run(n: int, compiled: bool = True, sync_every: int | None = None) -> float:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        generate(ours, prompt, options=GenerationOptions(
+            max_new_tokens=n, compile=compiled, sync_every=sync_every))
+        torch.cuda.synchronize()
+        return (time.perf_counter() - start) * 1000
+
+    with torch.inference_mode():
+        start = time.perf_counter()
+        run(64)
+        print(f"{args.size}: first compiled call {time.perf_counter() - start:.1f} s")
+        for compiled in (True, False):
+            for _ in range(2):
+                many, one = run(64, compiled), run(1, compiled)
+            print(f"{args.size}: compiled={compiled}: {(many - one) / 63:.3f} ms a step")
+        for every in (1, 32):
+            many, one = run(64, True, every), run(1, True, every)
+            print(f"{args.size}: compiled, read back every {every}: {(many - one) / 63:.3f} ms a step")
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            run(33)
+        table = prof.key_averages().table
+        print(table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=70))
+        print(table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=70))
+
+
+if __name__ == "__main__":
+    main()
