@@ -42,6 +42,7 @@ CASES = [
     (30, 30, "RGB"),  # upscaled to min_pixels
     (28, 3000, "RGB"),
     (333, 517, "RGB"),  # not a multiple of 28
+    (112, 84, "RGB"),  # already on the grid: no resize
     (640, 400, "RGBA"),
     (500, 300, "L"),
 ]
