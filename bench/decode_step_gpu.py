@@ -7,9 +7,14 @@ Batch 1 after a 300-token text prompt, as bench/model_gpu.py decodes, in one run
   3. the compiled step reading tokens back every step and every 32 (the default is 8 on cuda);
   4. torch.profiler over one 33-token compiled generation: host calls by self time, then GPU
      kernels by self time (a kernel's count over 32 steps is its launches a step).
+  5. with ``--variants``, the compiled step again under settings that might close the gap to the
+     bandwidth bound (docs/benchmarks.md, "Where a compiled step goes"), each compiled afresh:
+     SDPA without cuDNN's attention (one query row per KV head is a poor fit for its flash
+     kernel), and inductor's coordinate-descent tuning of its kernels (as gpt-fast sets it);
+     per variant, the step time, its compile time and its top GPU kernels.
 Run with ``TORCH_LOGS=perf_hints`` to see whether inductor skipped CUDA graphs, and why.
 
-Run (where a GPU is lent): python bench/decode_step_gpu.py [--size 2B]
+Run (where a GPU is lent): python bench/decode_step_gpu.py [--size 2B] [--variants]
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch._inductor.config as inductor_config
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,12 +35,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model_gpu import SHAPES, hub_config  # noqa: E402
 
 from model import Qwen2VL  # noqa: E402
-from model.generate import GenerationOptions, generate  # noqa: E402
+from model.generate import _COMPILED, GenerationOptions, generate  # noqa: E402
+
+
+def no_cudnn_attention() -> None:
+    torch.backends.cuda.enable_cudnn_sdp(False)
+
+
+def coordinate_descent() -> None:
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    inductor_config.coordinate_descent_tuning = True
+
+
+#: Settings tried with --variants, each on top of torch's defaults.
+VARIANTS = {"SDPA without cuDNN": no_cudnn_attention,
+            "coordinate-descent tuning": coordinate_descent}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="2B", choices=list(SHAPES))
+    parser.add_argument("--variants", action="store_true", help="also time VARIANTS")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench/decode_step_gpu.py needs a CUDA GPU; this machine has none")
@@ -70,11 +92,29 @@ def main() -> None:
         for every in (1, 32):
             many, one = run(64, True, every), run(1, True, every)
             print(f"{args.size}: compiled, read back every {every}: {(many - one) / 63:.3f} ms a step")
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            run(33)
-        table = prof.key_averages().table
+        table = profiled(run).table
         print(table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=70))
         print(table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=70))
+        for name, setting in VARIANTS.items() if args.variants else ():
+            setting()
+            _COMPILED.pop(ours, None)  # the next compiled call compiles afresh, under the setting
+            torch._dynamo.reset()
+            start = time.perf_counter()
+            run(64)
+            compile_s = time.perf_counter() - start
+            for _ in range(2):
+                many, one = run(64), run(1)
+            print(f"{args.size}: {name}: {(many - one) / 63:.3f} ms a step "
+                  f"(first call {compile_s:.1f} s)")
+            print(profiled(run).table(sort_by="self_device_time_total", row_limit=8,
+                                      max_name_column_width=70))
+
+
+def profiled(run: Callable[[int], float]) -> torch.autograd.profiler_util.EventList:
+    """torch.profiler's events over one 33-token compiled generation (32 steps)."""
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        run(33)
+    return prof.key_averages()
 
 
 if __name__ == "__main__":
