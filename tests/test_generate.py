@@ -220,6 +220,43 @@ def test_a_dropped_row_stops_and_the_others_decode_on(ours, tiny_processor, monk
     assert steps == []
 
 
+@pytest.mark.parametrize("every", [3, 8])  # 8: the default on cuda
+def test_reading_tokens_back_every_few_steps_gives_what_every_step_gives(
+    ours, tiny_processor, monkeypatch, every
+):
+    texts = [_chat(tiny_processor, text) for text in ("Hi.", "Open the settings app.", "Back.")]
+    batch = tiny_processor(text=texts)
+    free = [g.tokens for g in _run(ours, batch, max_new_tokens=13, eos_token_ids=())]
+    # Row 0 ends on an EOS inside a block, row 1 on a stop string, row 2 at its length.
+    eos = free[0][4]
+    assert eos not in free[1] + free[2]
+    framing = framing_ids(tiny_processor)
+    texts = [[tiny_processor.decode([t for t in row[:n] if t not in framing]) for n in range(14)]
+             for row in free]  # fmt: skip
+    pieces_1 = [texts[1][n][len(texts[1][n - 1]) :] for n in range(1, 14)]
+    stop = next(piece for n, piece in enumerate(pieces_1) if n >= 5 and piece.strip()
+                and piece not in texts[1][n] and piece not in texts[0][13] + texts[2][13])
+    options = dict(max_new_tokens=13, eos_token_ids=(eos,), stop=(stop,),
+                   tokenizer=tiny_processor)  # fmt: skip
+    pieces: dict[int, list[tuple[int, str]]] = {}
+    outs = {}
+    for sync in (1, every):
+        got = pieces[sync] = []
+        outs[sync] = _run(ours, batch, sync_every=sync,
+                          on_text=lambda row, piece, got=got: got.append((row, piece)), **options)
+    each, blocks = outs[1], outs[every]
+    assert [g.finish_reason for g in each] == ["stop", "stop", "length"]
+    assert len(each[0].tokens) <= 5 and len(each[2].tokens) == 13  # the cases are what they say
+    assert [(g.tokens, g.text, g.finish_reason) for g in blocks] == \
+        [(g.tokens, g.text, g.finish_reason) for g in each]
+    for row in range(3):  # streamed pieces may be grouped differently, never differ in text
+        assert "".join(p for r, p in pieces[every] if r == row) == each[row].text
+    # At most every - 1 steps are computed past the last token any row needs.
+    steps = _counting_steps(monkeypatch)
+    _run(ours, batch, sync_every=every, **options)
+    assert 12 <= len(steps) <= 12 + every - 1
+
+
 def _counting_steps(monkeypatch) -> list[int]:
     import model.generate as generation
 
