@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from cli.model_options import FOR_A_CHECKPOINT, compile_option, dtype_option
+from cli.model_options import (
+    FOR_A_CHECKPOINT,
+    compile_option,
+    dtype_option,
+    max_new_tokens_option,
+    temperature_option,
+)
 from cli.secret_option import parse_secrets, secret_option
 
 if TYPE_CHECKING:
@@ -53,10 +59,8 @@ def bench(
                                  "machine) or ray (Ray tasks on a cluster)."),
     ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster, e.g. "
                                     "auto or ray://HEAD:10001; default: a local one."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="--model PATH: "
-                                       "tokens per reply at most."),
-    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="--model PATH: 0 "
-                                      "decodes greedily."),
+    max_new_tokens: int = max_new_tokens_option(FOR_A_CHECKPOINT),
+    temperature: float = temperature_option(FOR_A_CHECKPOINT),
     max_pixels: int = typer.Option(None, "--max-pixels", min=1, help="--model PATH: the "
                                    "processor's resize budget per screenshot (default "
                                    "12845056; 1280*28*28 = 1003520 is a common, faster one)."),

@@ -1,5 +1,6 @@
-"""``--dtype`` and ``--compile``: the options of every command that loads a checkpoint here
-(run, bench, serve, model generate), with one help text each."""
+"""The model options that several commands share, with one help text each: ``--dtype`` and
+``--compile`` (every command that loads a checkpoint here: run, bench, serve, model generate),
+``--max-new-tokens`` and ``--temperature`` (run and bench)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,11 @@ def compile_option(scope: str = "", *, batches: bool = False) -> Any:
     each = "each new batch size compiles once" if batches else "the first step compiles"
     return typer.Option(False, "--compile", help=f"{scope}torch.compile the decode step (CUDA "
                         f"graphs on cuda); {each}.")
+
+
+def max_new_tokens_option(scope: str = "") -> Any:
+    return typer.Option(256, "--max-new-tokens", min=1, help=f"{scope}tokens per reply at most.")
+
+
+def temperature_option(scope: str = "") -> Any:
+    return typer.Option(0.0, "--temperature", min=0.0, help=f"{scope}0 decodes greedily.")

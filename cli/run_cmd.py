@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Callable, List
 import typer
 
 from agent.history import HistoryPolicy
-from cli.model_options import FOR_A_CHECKPOINT, compile_option, dtype_option
+from cli.model_options import (
+    FOR_A_CHECKPOINT,
+    compile_option,
+    dtype_option,
+    max_new_tokens_option,
+    temperature_option,
+)
 from cli.secret_option import parse_secrets, secret_option
 
 if TYPE_CHECKING:
@@ -86,9 +92,8 @@ def run(
     processor: str = typer.Option(None, "--processor", help="Count prompt tokens with this "
                                   "checkpoint's processor (for scripted/human/replay runs "
                                   "recorded as training data)."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
-    temperature: float = typer.Option(0.0, "--temperature", min=0.0,
-                                      help="0 decodes greedily."),
+    max_new_tokens: int = max_new_tokens_option(),
+    temperature: float = temperature_option(),
     compile: bool = compile_option(FOR_A_CHECKPOINT),
     dtype: str = dtype_option(FOR_A_CHECKPOINT),
     served_model: str = typer.Option(None, "--served-model", help="With --model URL: the model "
