@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,9 +31,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_gpu import SHAPES, hub_config  # noqa: E402
+from model_gpu import SHAPES, random_models  # noqa: E402
 
-from model import Qwen2VL  # noqa: E402
 from model.generate import _COMPILED, GenerationOptions, generate  # noqa: E402
 
 
@@ -59,18 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench/decode_step_gpu.py needs a CUDA GPU; this machine has none")
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
-    torch.manual_seed(0)
-    torch.set_default_dtype(torch.bfloat16)
-    with torch.device("cuda"):
-        ref = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**hub_config(args.size))).eval()
-    torch.set_default_dtype(torch.float32)
-    with tempfile.TemporaryDirectory() as tmp:  # through our real loading path
-        ref.save_pretrained(tmp)
-        del ref
-        ours = Qwen2VL.from_pretrained(tmp, device="cuda", dtype="bf16")
-    ours.eos_token_ids = []  # random weights: always run the full length
+    ref, ours = random_models(args.size, "cuda")
+    del ref  # transformers' model is not timed here
     prompt = torch.randint(1000, 50_000, (1, 300), device="cuda")
 
     def run(n: int, compiled: bool = True, sync_every: int | None = None) -> float:

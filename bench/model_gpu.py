@@ -116,30 +116,38 @@ def screenshot_prompt(n_image_tokens: int, text_tokens: int, vocab: int) -> torc
     return torch.tensor([ids])
 
 
-def run_shape(size: str, args: argparse.Namespace) -> None:
-    from transformers import Qwen2VLConfig as HFConfig
-    from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+def random_models(size: str, dev: str) -> tuple[torch.nn.Module, Qwen2VL]:
+    """transformers' model at ``size`` with random bf16 weights (seed 0) on ``dev``, and ours with
+    the same weights, loaded from its ``save_pretrained`` through our real loading path. Ours
+    never stops at EOS (random weights), so every run decodes the full length."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    raw = hub_config(size)
     torch.manual_seed(0)
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
-    dev = args.device
     with torch.device(dev):
-        ref = Qwen2VLForConditionalGeneration(HFConfig(**raw)).eval()
+        ref = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**hub_config(size))).eval()
     torch.set_default_dtype(default)
     with tempfile.TemporaryDirectory() as tmp:
         ref.save_pretrained(tmp)
         ours = Qwen2VL.from_pretrained(tmp, device=dev, dtype="bf16")
-    ours.eos_token_ids = []  # random weights: always run the full length
+    ours.eos_token_ids = []
+    return ref, ours
 
+
+def run_shape(size: str, args: argparse.Namespace) -> None:
+    from transformers import Qwen2VLImageProcessorPil
+
+    dev = args.device
+    ref, ours = random_models(size, dev)
     image = screenshot()
     image_config = ImageProcessingConfig()
     hf_images = Qwen2VLImageProcessorPil(min_pixels=image_config.min_pixels,
                                          max_pixels=image_config.max_pixels)
-    grid = preprocess_image(image, image_config)[1]
+    values, grid = preprocess_image(image, image_config)
+    pixels = torch.from_numpy(values).to(dev, torch.bfloat16)  # ours, for the parts and logits
     n_image = grid[0] * grid[1] * grid[2] // 4
-    ids = screenshot_prompt(n_image, 40, raw["vocab_size"]).to(dev)
+    ids = screenshot_prompt(n_image, 40, ours.config.text.vocab_size).to(dev)
     mm = (ids == IMAGE_PAD).int()
 
     def ours_first_token() -> None:
@@ -157,8 +165,6 @@ def run_shape(size: str, args: argparse.Namespace) -> None:
     def first_token() -> None:
         ttft = {"ours": timed(ours_first_token, args.repeats),
                 "tf": timed(ref_first_token, args.repeats)}
-        values = preprocess_image(image, image_config)[0]
-        pixels = torch.from_numpy(values).to(dev, torch.bfloat16)
         part = {  # ours, in parts: preprocessing, the upload, the tower (with the embedding)
             "preprocessing": timed(lambda: preprocess_image(image, image_config), args.repeats),
             "upload": timed(lambda: torch.from_numpy(values).to(dev, torch.bfloat16), args.repeats),
@@ -174,9 +180,7 @@ def run_shape(size: str, args: argparse.Namespace) -> None:
 
     def agreement() -> None:
         # bf16 on both sides, so not equal: how far apart the last prefill logits are.
-        values, g = preprocess_image(image, image_config)
-        pixels = torch.from_numpy(values).to(dev, torch.bfloat16)
-        got = prefill(ours, ids, pixels, torch.tensor([g]), max_new_tokens=1).logits.float()
+        got = prefill(ours, ids, pixels, torch.tensor([grid]), max_new_tokens=1).logits.float()
         batch = hf_images.preprocess([image], return_tensors="pt")
         want = ref(input_ids=ids, pixel_values=batch["pixel_values"].to(dev, torch.bfloat16),
                    image_grid_thw=batch["image_grid_thw"].to(dev), mm_token_type_ids=mm,
@@ -199,15 +203,22 @@ def run_shape(size: str, args: argparse.Namespace) -> None:
             ref.generate(input_ids=prompt, attention_mask=ones, max_new_tokens=k,
                          min_new_tokens=k, do_sample=False)
 
-        rates, tokens = {}, {}
-        for name, compiled in [("ours", False), ("tf", None)] + (
-                [("ours compiled", True)] if args.compile else []):
-            def ours_gen(k: int, name: str = name, compiled: bool = bool(compiled)) -> None:
+        tokens: dict[str, list[list[int]]] = {}  # each of ours' last greedy rows
+
+        def ours_gen(name: str, compiled: bool) -> Callable[[int], None]:
+            def gen(k: int) -> None:
                 made = generate(ours, prompt, None, None, None,
                                 GenerationOptions(max_new_tokens=k, compile=compiled))
                 tokens[name] = [g.tokens for g in made]
+            return gen
+
+        gens = {"ours": ours_gen("ours", False), "tf": ref_gen}
+        if args.compile:
+            gens["ours compiled"] = ours_gen("ours compiled", True)
+        rates = {}
+        for name, gen in gens.items():
             try:
-                rates[name] = per_second(ref_gen if compiled is None else ours_gen)
+                rates[name] = per_second(gen)
             except Exception:  # noqa: BLE001 - the other rates still print
                 print(f"{size}: decode at batch {batch}, {name}: FAILED")
                 traceback.print_exc()
