@@ -116,6 +116,8 @@ def generate(
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
     dtype: str | None = dtype_option(),
     temperature: float = typer.Option(0.0, help="0 decodes greedily; above 0 samples."),
+    top_k: int = typer.Option(0, min=0, help="Sample from this many likeliest tokens (with "
+                              "--temperature > 0); 0: no limit."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --temperature > 0)."),
     seed: int | None = typer.Option(None, help="Seed for sampling."),
     stop: list[str] = typer.Option([], help="Stop once the answer contains this text (repeatable)."),
@@ -158,6 +160,7 @@ def generate(
         max_new_tokens=max_new_tokens,
         do_sample=temperature > 0,
         temperature=temperature or 1.0,
+        top_k=top_k,
         top_p=top_p,
         seed=seed,
         stop=stop or None,

@@ -71,6 +71,28 @@ def test_greedy_through_serve_equals_the_local_backend(local, served):
     remote.close()
 
 
+def test_top_k_reaches_the_sampler_locally_and_through_serve(local, served):
+    """At top_k=1 a sampled request decodes greedily whatever its temperature and seed (and
+    without top_k those seeds do not); with a seed, top_k=4 samples the same text both ways.
+    A top_k of 0 (no limit) is not sent: OpenAI's own API has no such field."""
+    remote = OpenAIBackend(served, MODEL, api_key="k3y")
+    image = picture(97, 161, seed=31)
+    ask = dict(max_new_tokens=10, temperature=1.5)
+    greedy = local.generate(chat("where next?"), [image], max_new_tokens=10).text
+    assert any(local.generate(chat("where next?"), [image], **ask, seed=seed).text != greedy
+               for seed in (1, 2))
+    for backend in (local, remote):
+        for seed in (1, 2):
+            got = backend.generate(chat("where next?"), [image], **ask, top_k=1, seed=seed)
+            assert got.text == greedy
+    texts = {b.generate(chat("where next?"), [image], **ask, top_k=4, seed=7).text
+             for b in (local, remote)}
+    assert len(texts) == 1
+    assert "top_k" not in remote.request_body(chat("x"), [image], Params())
+    assert remote.request_body(chat("x"), [image], Params(top_k=5))["top_k"] == 5
+    remote.close()
+
+
 def test_the_endpoint_policy_writes_what_the_local_policy_writes(tiny_checkpoint, served,
                                                                  monkeypatch, tmp_path):
     """A qwen2vl step (which writes on in the assistant turn) through ``run``'s policy factory."""

@@ -74,6 +74,15 @@ def test_generate_prints_transformers_greedy_answer(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     assert expected.strip()
     assert result.stdout == expected + "\n"
+    # Sampling from the one likeliest token is greedy decoding, whatever the temperature.
+    sampled = runner.invoke(
+        app,
+        ["model", "generate", str(checkpoint), "--image", str(file), "--prompt", "Where?",
+         "--max-new-tokens", "10", "--device", "cpu", "--temperature", "1.5", "--top-k", "1",
+         "--seed", "3"],
+    )  # fmt: skip
+    assert sampled.exit_code == 0, sampled.output
+    assert sampled.stdout == expected + "\n"
 
 
 def test_generate_with_a_missing_image_fails_clearly(checkpoint, tmp_path):

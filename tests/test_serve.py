@@ -79,7 +79,11 @@ def wrapped_png_url() -> str:
     {**GOOD, "temperature": None, "top_p": None, "n": None, "stream": None, "stop": None,
      "seed": None, "max_tokens": None},
     request({"type": "text", "text": "what is this"}, image_part(wrapped_png_url())),
-], ids=["nulls", "wrapped-base64"])
+    # What some clients send every time: features asked for with the values that ask nothing.
+    {**GOOD, "logprobs": False, "top_logprobs": 0, "tools": [], "frequency_penalty": 0,
+     "presence_penalty": 0.0, "response_format": {"type": "text"}, "logit_bias": {},
+     "top_k": -1},
+], ids=["nulls", "wrapped-base64", "features-unasked"])
 def test_what_openai_clients_also_send_is_accepted(client, body):
     answer = post(client, body)
     assert answer.status_code == 200, answer.text
@@ -113,6 +117,12 @@ BAD = [
     ({**GOOD, "mm_processor_kwargs": {"max_pixels": 64 * 64 + 1}}, 400, "at most 4,096 pixels"),
     ({**GOOD, "continue_final_message": True}, 400, "add_generation_prompt"),
     ({**GOOD, "stop": [""]}, 400, "stop"),
+    ({**GOOD, "logprobs": True}, 400, "logprobs is not supported by this server (only false)"),
+    ({**GOOD, "tools": [{"type": "function", "function": {"name": "tap"}}]}, 400, "tools is not"),
+    ({**GOOD, "response_format": {"type": "json_object"}}, 400, "response_format is not"),
+    ({**GOOD, "frequency_penalty": 0.5}, 400, "frequency_penalty is not"),
+    ({**GOOD, "top_k": -2}, 400, "top_k"),
+    ({**GOOD, "top_k": 1.5}, 400, "top_k"),
     (b" " * (LIMITS.max_body_bytes + 1), 413, "limit"),
 ]
 
@@ -124,6 +134,15 @@ def test_each_bad_request_gets_its_4xx_and_a_message(client, body, status, words
     assert answer.status_code == status, answer.text
     message = answer.json()["error"]["message"]
     assert words.lower() in message.lower(), message
+
+
+def test_an_image_pil_calls_a_decompression_bomb_is_a_400(client, monkeypatch):
+    """PIL refuses to open an image over twice its MAX_IMAGE_PIXELS (179 million pixels by
+    default, a PNG of a few hundred KB): lowered here, so a 50x50 image is one."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    answer = post(client, request(image_part(png_url(50, 50))))
+    assert answer.status_code == 400, answer.text
+    assert "too large to decode" in answer.json()["error"]["message"]
 
 
 def test_the_api_key_is_required_when_set():

@@ -25,6 +25,7 @@ class Params:
 
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0 decodes greedily
+    top_k: int = 0  # sample from this many likeliest tokens; 0: no limit
     top_p: float = 1.0
     seed: int | None = None
     #: Generation stops at the first of these; the returned text ends before it.
@@ -40,6 +41,8 @@ class Params:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be at least 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be at least 0 (0: no limit), got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:

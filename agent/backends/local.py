@@ -1,12 +1,13 @@
 """``local``: our Qwen2-VL in this process, on cpu or cuda, in bf16, fp16 or fp32.
 
-Work is split in two so the server can batch: ``prepare`` renders and preprocesses one request
-(any thread; bad input raises ValueError), and ``generate_batch`` runs prepared requests on the
-model, on the process's one torch thread (``agent.backends.one_thread``). Requests with the same sampling params (temperature, top_p, stop
-strings) run as one group, each to its own max_new_tokens; a seeded sampled request runs alone,
-so its seed alone decides its tokens. Each request may have a callback that gets its text pieces
-as they are decoded (``serve``'s ``stream``). Under a server that batches continuously, requests
-that arrive while a group decodes join it (``arrivals``), and each is answered when its row ends.
+Work is split in two so the server can batch: ``prepare`` renders and preprocesses one request (any
+thread; bad input raises ValueError), and ``generate_batch`` runs prepared requests on the model,
+on the process's one torch thread (``agent.backends.one_thread``). Requests with the same sampling
+params (temperature, top_k, top_p, stop strings) run as one group, each to its own max_new_tokens;
+a seeded sampled request runs alone, so its seed alone decides its tokens. Each request may have a
+callback that gets its text pieces as they are decoded (``serve``'s ``stream``). Under a server
+that batches continuously, requests that arrive while a group decodes join it (``arrivals``), and
+each is answered when its row ends.
 
 Requests go through ``GenerationSession``s unless ``reuse_prefix=False``: a session keeps the KV
 cache of its previous call and prefills only where the new prompt differs from it, so an agent's
@@ -256,7 +257,7 @@ class LocalBackend(Backend):
 
         return GenerationOptions(
             max_new_tokens=params.max_new_tokens,
-            sampling=Sampling(params.temperature, top_p=params.top_p, seed=params.seed),
+            sampling=Sampling(params.temperature, params.top_k, params.top_p, params.seed),
             stop=params.stop,
             tokenizer=self.processor.tokenizer,
             compile=self.compile,
@@ -379,7 +380,7 @@ def _group_key(params: Params) -> tuple | None:
     tokens)."""
     if params.seed is not None and params.temperature > 0:
         return None
-    return (params.temperature, params.top_p, params.stop)
+    return (params.temperature, params.top_k, params.top_p, params.stop)
 
 
 def _never() -> bool:

@@ -101,6 +101,8 @@ class OpenAIBackend(Backend):
             "temperature": params.temperature,
             "top_p": params.top_p,
         }
+        if params.top_k:  # vLLM's extension (serve's too); OpenAI's API has none
+            body["top_k"] = params.top_k
         if params.seed is not None:
             body["seed"] = params.seed
         if params.stop:

@@ -267,7 +267,8 @@ def sampling_params(chat: ChatRequest, settings: ServerSettings) -> Params:
             raise ApiError(400, f"mm_processor_kwargs.{name} is {asked:,}; this server resizes "
                                 f"images to at most {settings.max_image_pixels:,} pixels")
     try:
-        return Params(max_new_tokens=max_tokens, temperature=chat.temperature, top_p=chat.top_p,
+        return Params(max_new_tokens=max_tokens, temperature=chat.temperature,
+                      top_k=max(chat.top_k, 0), top_p=chat.top_p,
                       seed=chat.seed, stop=chat.stop_strings,
                       continue_final_message=chat.continue_final_message,
                       min_pixels=budget.min_pixels if budget else None,

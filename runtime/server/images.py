@@ -40,7 +40,9 @@ def decode_data_url(url: str, max_pixels: int) -> Image.Image:
         return image.convert("RGB")
     except BadImage:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as exc:  # PIL's own limit, checked as it opens
+        raise BadImage(f"an image is too large to decode: {exc}") from None
+    except UnidentifiedImageError:
         raise BadImage(f"image_url data is not a {', '.join(FORMATS)} image") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt
         raise BadImage(f"image_url data cannot be decoded: {exc}") from None

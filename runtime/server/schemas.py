@@ -1,12 +1,32 @@
 """The OpenAI chat-completions request as we accept it, checked strictly: a wrong type is an
-error, never coerced, a top-level null is the field's default, and fields we do not know are
-ignored (as OpenAI's clients expect)."""
+error, never coerced, a top-level null is the field's default, fields we do not know are ignored
+(as OpenAI's clients expect), and a known feature we lack is refused unless it asks for nothing."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+#: Request fields of OpenAI's API (and vLLM's) that this server cannot honour, with the values
+#: that ask for nothing (what some clients send every time).
+UNSUPPORTED: dict[str, tuple] = {
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "tools": ([],),
+    "functions": ([],),
+    "response_format": ({"type": "text"},),
+    "frequency_penalty": (0, 0.0),
+    "presence_penalty": (0, 0.0),
+    "repetition_penalty": (1, 1.0),
+    "logit_bias": ({},),
+    "best_of": (1,),
+    "use_beam_search": (False,),
+    "echo": (False,),
+    "min_tokens": (0,),
+}
 
 STRICT = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
 
@@ -55,6 +75,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None  # OpenAI's newer name
     temperature: Annotated[float, Field(ge=0, le=2)] = 1.0
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    top_k: Annotated[int, Field(ge=-1)] = 0  # vLLM's extension: 0 or -1 is no limit
     seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     stop: str | Annotated[list[str], Field(max_length=8)] | None = None
     stream: bool = False
@@ -67,9 +88,18 @@ class ChatRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _null_is_unset(cls, data: object) -> object:
-        """``"temperature": null`` means the default, as OpenAI's API and vLLM read it."""
-        if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value is not None}
+        """``"temperature": null`` means the default, as OpenAI's API and vLLM read it. A
+        feature this server does not have is refused unless it asks for nothing: answering
+        without the logprobs or tool calls a client asked for would look like success."""
+        if not isinstance(data, dict):
+            return data
+        data = {key: value for key, value in data.items() if value is not None}
+        for name, neutral in UNSUPPORTED.items():
+            if name in data and data[name] not in neutral:
+                allowed = " or ".join(json.dumps(v) for v in neutral)
+                raise PydanticCustomError(
+                    "unsupported", "{name} is not supported by this server (only {allowed})",
+                    {"name": name, "allowed": allowed})
         return data
 
     @property
