@@ -419,7 +419,7 @@ def generate_together(
     generator = seeded_generator(options, model.device)  # one stream across the pauses
 
     def budget_of(r: SessionRequest) -> int:
-        return r.max_new_tokens or options.max_new_tokens
+        return options.max_new_tokens if r.max_new_tokens is None else r.max_new_tokens
 
     def donors_now() -> list[GenerationSession]:
         return [*everyone, *(x.session for x in rows)]

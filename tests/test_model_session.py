@@ -287,6 +287,15 @@ def test_generate_together_wants_one_session_per_request(models, tiny_processor)
         generate_together([session, session], [request, request])
 
 
+@pytest.mark.parametrize("budget", [0, -1])
+def test_a_request_budget_below_one_is_refused_not_replaced(models, budget):
+    """A request's own budget of 0 is no budget at all, not the options' default."""
+    request = SessionRequest(torch.tensor([[1, 2, 3]]), max_new_tokens=budget)
+    with pytest.raises(ValueError, match=f"max_new_tokens must be at least 1, got {budget}"):
+        generate_together([GenerationSession(models["qwen2"])], [request],
+                          GenerationOptions(max_new_tokens=9))
+
+
 def test_a_prefix_another_session_holds_is_copied_not_computed(models, tiny_processor):
     """Session b's sequence is a's but for its last screenshot: b copies a's cache entries and
     image features up to that screenshot, encodes only it, and its logits equal a full
