@@ -411,7 +411,7 @@ def _recorded_prompt(prompt: Prompt) -> RecordedPrompt:
         messages=[
             RecordedMessage(role=m.role, content=[
                 RecordedPart(type="image", image=image_name(p.index)) if isinstance(p, ImagePart)
-                else RecordedPart(type="text", text=p.text)
+                else RecordedPart(type="text", text=p.text, reply=p.reply)
                 for p in m.content
             ])
             for m in prompt.messages

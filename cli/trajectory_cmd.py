@@ -71,10 +71,10 @@ def export(
     for why in summary.skipped:
         typer.echo(f"warning: left out {why}", err=True)
     notes = [f"{n} {what}" for n, what in (
-        (summary.skipped_steps, "unparsed step(s) left out"),
+        (summary.skipped_steps, "step(s) whose reply cannot be trained left out"),
         (summary.duplicates, "duplicate sample(s) dropped"),
-        (summary.untrainable_episodes, "episode(s) with an unparsed reply left out "
-                                       "(LLaMA-Factory would train it)"),
+        (summary.untrainable_episodes, "episode(s) with a reply that cannot be trained left "
+                                       "out (LLaMA-Factory would train it)"),
         (len(summary.skipped), "unreadable trajectory(ies) left out")) if n]
     typer.echo(f"{summary.samples} sample(s) from {summary.episodes} episode(s) -> {out}"
                + (f" ({'; '.join(notes)})" if notes else ""))

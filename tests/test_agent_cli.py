@@ -57,7 +57,7 @@ def test_run_view_export_and_replay_on_the_browser(tmp_path):
                    cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert "2 sample(s) from 1 episode(s)" in exported.stdout
-    assert "1 unparsed step(s) left out" in exported.stdout
+    assert "1 step(s) whose reply cannot be trained left out" in exported.stdout
 
     # Replaying the trajectory repeats its replies on a fresh env.
     replayed = cli("replay", str(directory), "--out", "again", cwd=tmp_path)

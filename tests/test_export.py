@@ -235,17 +235,22 @@ def test_qwen2vl_samples_rebuild_the_recorded_token_count(tmp_path, renderer, di
     rows = read(out)
     assert summary.samples == len(rows) == len(steps) == 3
     assert summary.tokens == [s.prompt_tokens for s in steps]
-    proc = renderer.processor
     for row, step in zip(rows, steps):
-        messages, cont = split_reply(row)
-        images = [p for m in messages for p in m["content"] if p["type"] == "image"]
-        assert row["messages"][-1]["content"][-1]["text"] == step.response
-        text = proc.apply_chat_template(messages, add_generation_prompt=not cont,
-                                        continue_final_message=cont)
-        pil = [Image.open(p["image"]) for p in images]
-        inputs = proc(text=text, images=pil, min_pixels=images[0]["min_pixels"],
-                      max_pixels=images[0]["max_pixels"])
-        assert inputs["input_ids"].shape[1] == step.prompt_tokens
+        assert_rebuilds_the_prompt(row, step, renderer.processor)
+
+
+def assert_rebuilds_the_prompt(row: dict, step, proc) -> None:
+    """A qwen2vl step sample, less its reply, tokenizes to the step's recorded prompt."""
+    messages, cont = split_reply(row)
+    images = [p for m in messages for p in m["content"] if p["type"] == "image"]
+    assert row["messages"][-1]["content"][-1]["text"] == step.response
+    assert cont == step.prompt.continue_final_message
+    text = proc.apply_chat_template(messages, add_generation_prompt=not cont,
+                                    continue_final_message=cont)
+    pil = [Image.open(p["image"]) for p in images]
+    inputs = proc(text=text, images=pil, min_pixels=images[0]["min_pixels"],
+                  max_pixels=images[0]["max_pixels"])
+    assert inputs["input_ids"].shape[1] == step.prompt_tokens
 
 
 @pytest.mark.parametrize("dialect", ["qwen2vl", "uitars"])
@@ -292,11 +297,146 @@ def test_episode_granularity_is_the_final_prompt(tmp_path):
     assert [Path(p).name for p in images][-1] == "step_002.png"
 
 
-def run_list(directory: Path, replies: list[str], goal: str = "x", task=None) -> Path:
+def run_list(directory: Path, replies: list[str], goal: str = "x", task=None,
+             dialect: str = "qwen2vl", renderer: PromptRenderer | None = None) -> Path:
     env = FakePhone()
-    Agent(env, ListPolicy(replies), get_dialect("qwen2vl", env.form_factor),
-          recorder=Recorder(directory)).run(goal, task)
+    Agent(env, ListPolicy(replies), get_dialect(dialect, env.form_factor),
+          config=AgentConfig(max_pixels=SMALL), recorder=Recorder(directory),
+          tokens=renderer).run(goal, task)
     return directory
+
+
+def copied_example(dialect: str) -> str:
+    """The example action a parse error shows the model (a reply may copy it word for word)."""
+    from actions.dialects.base import ParseError
+    from core.geometry import Screen
+
+    with pytest.raises(ParseError) as error:
+        get_dialect(dialect, "phone").parse("Let me think", Screen(1080, 2400))
+    return re.search(r"for example `([^`]+)`", str(error.value)).group(1)
+
+
+ODD = {  # replies the export must still split right: (name, dialect) -> replies
+    "empty": ["{tap}", " ", "{tap}", "{done}"],
+    "empty-first": ["", "{tap}", "{done}"],
+    "copies-the-error-example": ["Let me think", "{example}", "{done}"],
+    "private-use-character": ["{thought} \ue000 icon\n{tap}", "{done}"],
+}
+ACTIONS = {
+    "qwen2vl": dict(tap='*FUNCTION*: Tap *ARGS*: {"point": (500,125)}', thought="Tap the",
+                    done='*FUNCTION*: Terminate *ARGS*: {"status": "success"}'),
+    "uitars": dict(tap="Action: click(start_box='(500,125)')", thought="Thought: the",
+                   done="Action: finished()"),
+}
+
+
+def odd_replies(case: str, dialect: str) -> list[str]:
+    words = {**ACTIONS[dialect], "example": copied_example(dialect)}
+    replies = []
+    for reply in ODD[case]:
+        for key, value in words.items():
+            reply = reply.replace(f"{{{key}}}", value)
+        replies.append(reply)
+    return replies
+
+
+@pytest.mark.parametrize("case", sorted(ODD))
+@pytest.mark.parametrize("dialect", ["qwen2vl", "uitars"])
+def test_odd_replies_train_exactly_what_the_model_wrote(tmp_path, renderer, hf_tokenizer,
+                                                        dialect, case):
+    """Empty replies, a reply that the runtime's error text quotes before the model writes it,
+    and text that an export could take for its own markers: every trainer still learns exactly
+    the parsed replies, step samples rebuild the recorded prompt token for token, and a
+    LLaMA-Factory sample keeps its turns in the order LLaMA-Factory reads."""
+    replies = odd_replies(case, dialect)
+    directory = run_list(tmp_path / "run", replies, dialect=dialect, renderer=renderer)
+    trajectory = load(directory)
+    assert [s.response for s in trajectory.steps] == replies
+    assert trajectory.meta.status == "success"
+    parsed = [i for i, s in enumerate(trajectory.steps) if s.action]
+    for granularity in ("step", "episode"):
+        out = tmp_path / f"q-{granularity}.jsonl"
+        rows = read(out) if export([directory], "qwen2vl", granularity, out) else []
+        indices = parsed if granularity == "step" else [len(replies) - 1]
+        assert len(rows) == len(indices)
+        for row, index in zip(rows, indices):
+            want = expected_replies(trajectory, granularity, index, history_trained=True)
+            assert [t.strip() for t in train_qwen2vl(row, hf_tokenizer)[2]] == want
+            if granularity == "step":
+                assert_rebuilds_the_prompt(row, trajectory.steps[index], renderer.processor)
+        out = tmp_path / f"lf-{granularity}.jsonl"
+        if granularity == "episode" and len(parsed) < len(replies):
+            with pytest.raises(ExportError, match="1 episode.*cannot be trained"):
+                export([directory], "llamafactory", granularity, out)
+            continue
+        export([directory], "llamafactory", granularity, out)
+        for row, index in zip(read(out), indices, strict=True):
+            trained, _ = train_llamafactory(row, hf_tokenizer, mask_history=True)
+            assert trained == [trajectory.steps[index].response]
+
+
+def without_reply_marks(directory: Path) -> Path:
+    """The trajectory as recorded before prompts marked the replies they show again."""
+    steps = directory / "steps.jsonl"
+    lines = [json.loads(line) for line in steps.read_text().splitlines()]
+    for line in lines:
+        for message in line["prompt"]["messages"]:
+            for part in message["content"]:
+                part.pop("reply")
+    steps.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return directory
+
+
+@pytest.mark.parametrize("case", ["empty", "empty-first", "private-use-character"])
+@pytest.mark.parametrize("dialect", ["qwen2vl", "uitars"])
+def test_recordings_without_reply_marks_are_searched(tmp_path, hf_tokenizer, dialect, case):
+    replies = odd_replies(case, dialect)
+    directory = without_reply_marks(run_list(tmp_path / "run", replies, dialect=dialect))
+    trajectory = load(directory)
+    assert not any(p.reply for s in trajectory.steps for m in s.prompt.messages
+                   for p in m.content)
+    out = tmp_path / "x.jsonl"
+    export([directory], "qwen2vl", "episode", out)
+    (row,) = read(out)
+    want = expected_replies(trajectory, "episode", len(replies) - 1, history_trained=True)
+    assert [t.strip() for t in train_qwen2vl(row, hf_tokenizer)[2]] == want
+    export([directory], "llamafactory", "step", out)
+    for row, step in zip(read(out), [s for s in trajectory.steps if s.action], strict=True):
+        assert train_llamafactory(row, hf_tokenizer, mask_history=True)[0] == [step.response]
+
+
+def test_stats_count_the_prompt_and_the_new_tokens_of_each_sample(tmp_path):
+    """As a policy records them: ``prompt_tokens`` and ``usage["new_tokens"]``."""
+    directory = run_list(tmp_path / "run", ['*FUNCTION*: Tap *ARGS*: {"point": (500,125)}',
+                                            '*FUNCTION*: Terminate *ARGS*: {"status": '
+                                            '"success"}'])
+    steps = directory / "steps.jsonl"
+    lines = [json.loads(line) for line in steps.read_text().splitlines()]
+    for i, line in enumerate(lines):
+        line.update(prompt_tokens=100 + i, usage={"prompt_tokens": 100 + i, "new_tokens": 7 + i})
+    steps.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert export([directory], "qwen2vl", "step", tmp_path / "x.jsonl").tokens == [107, 109]
+
+
+def test_a_reply_that_spells_a_chat_token_is_never_trained(tmp_path, hf_tokenizer):
+    """Text such as ``<|im_end|>`` in a reply would become that special token in the trainer's
+    tokenizer: such a step is left out, and an episode showing it trains the other replies."""
+    spoof = 'Done.<|im_end|>\n<|im_start|>user\nok\n*FUNCTION*: Home *ARGS*: {}'
+    directory = run_list(tmp_path / "run", [
+        '*FUNCTION*: Tap *ARGS*: {"point": (500,125)}', spoof,
+        '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'])
+    assert all(s.action for s in load(directory).steps)  # it parses, yet cannot be trained
+    out = tmp_path / "x.jsonl"
+    summary = export([directory], "qwen2vl", "step", out)
+    assert (summary.samples, summary.skipped_steps) == (2, 1)
+    episode = export([directory], "qwen2vl", "episode", out)
+    (row,) = read(out)
+    ids, mask, trained, _ = train_qwen2vl(row, hf_tokenizer)
+    assert episode.samples == 1 and len(trained) == 2 and "Done." not in "".join(trained)
+    im_start, im_end = hf_tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    learned = [i for i, m in zip(ids, mask) if m]
+    assert learned.count(im_end) == 1 and im_start not in learned  # the one turn's closing
+    assert ids.count(im_end) > 2  # the spoof's own, in the context
 
 
 def test_unparsed_steps_and_status_filter(tmp_path):

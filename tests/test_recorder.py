@@ -73,6 +73,20 @@ def test_load_errors(tmp_path):
         load(tmp_path)
 
 
+def test_a_last_line_cut_inside_a_character_is_ignored(tmp_path):
+    """A kill can cut the last line inside a multi-byte character: the lines before it load; a
+    complete line that is not UTF-8 is an error that names it."""
+    (tmp_path / "meta.json").write_text(meta().model_dump_json())
+    whole = StepRecord(**{**step(0, "images/step_000.png").model_dump(), "response": "ok 😀"})
+    line = whole.model_dump_json().encode() + b"\n"
+    torn = line[: line.index("😀".encode()) + 2]
+    (tmp_path / "steps.jsonl").write_bytes(line + torn)
+    assert [s.response for s in load(tmp_path).steps] == ["ok 😀"]
+    (tmp_path / "steps.jsonl").write_bytes(torn + b"\n" + line)
+    with pytest.raises(TrajectoryError, match="steps.jsonl:1 holds an invalid step"):
+        load(tmp_path)
+
+
 def test_ctrl_c_right_after_a_line_still_counts_it(tmp_path, monkeypatch):
     # A SIGINT that lands in the line's fsync must not leave meta.json behind steps.jsonl.
     recorder = Recorder(tmp_path / "t")

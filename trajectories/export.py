@@ -19,8 +19,13 @@ its reply, the only trained text (LLaMA-Factory needs ``mask_history: true`` for
 history's replies are assistant turns too). ``episode`` gives one sample per episode: the final
 step's prompt and reply, with every parsed reply shown as a model turn trained.
 
-Replies that did not parse are never trained. A LLaMA-Factory episode sample would have to train
-one (it has no per-turn flag), so such episodes are left out of that export and counted.
+Replies that did not parse are never trained, nor replies that spell a token that frames a chat
+(``<|im_end|>``: the trainer's tokenizer would read it as one). A LLaMA-Factory episode sample
+would have to train such a reply (it has no per-turn flag), so those episodes are left out of
+that export and counted.
+
+The dialects mark the replies they show again in later prompts (``TextPart.reply``), so what the
+model wrote is known, not searched for; recordings made before the marks are searched.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, get_args
 
+from model.tokens import FRAMING_TOKENS
 from trajectories.reader import Trajectory, TrajectoryError, load
 from trajectories.records import Meta, Status, StepRecord
 
@@ -41,7 +47,6 @@ FORMATS: tuple[str, ...] = ("qwen2vl", "llamafactory")
 GRANULARITIES: tuple[str, ...] = ("step", "episode")
 STATUSES: tuple[str, ...] = get_args(Status)
 LLAMAFACTORY_IMAGE = "<image>"
-_IMAGE_MARK = "\ue000"  # stands for an image while a turn's text is split (private use area)
 
 
 class ExportError(ValueError):
@@ -52,7 +57,7 @@ class ExportError(ValueError):
 class ExportSummary:
     samples: int
     episodes: int
-    skipped_steps: int  # replies that did not parse
+    skipped_steps: int  # replies that cannot be trained (``trainable``)
     images: int = 0
     duplicates: int = 0  # samples --dedupe dropped
     untrainable_episodes: int = 0  # llamafactory episode samples that would train a bad reply
@@ -83,53 +88,82 @@ def effective_status(meta: Meta) -> str:
 def segments(trajectory: Trajectory, step: StepRecord, episode: bool) -> list[Segment]:
     """The step's prompt and reply as segments with loss flags.
 
-    Earlier replies inside the prompt are found in order; in an ``episode`` sample those that
-    parsed are trained, in a step sample none is.
+    Earlier replies inside the prompt are taken in order; in an ``episode`` sample those that
+    can be trained (``trainable``) are, in a step sample none is.
     """
     index = next(i for i, s in enumerate(trajectory.steps) if s is step)
-    history = trajectory.steps[:index]
-    pending = [(s.response.strip(), episode and s.action is not None) for s in history]
+    pending = [(s.response.strip(), episode and trainable(s))
+               for s in trajectory.steps[:index]]
+    marked = any(p.reply for m in step.prompt.messages for p in m.content)
     out: list[Segment] = []
     for message in step.prompt.messages:
-        parts: list[str | Path] = []
-        for part in message.content:
-            parts.append(_image(trajectory, part.image, step) if part.type == "image"
-                         else part.text or "")
+        pieces: list[Piece] = [
+            _image(trajectory, part.image, step) if part.type == "image"
+            else (part.text or "", part.reply) for part in message.content]
         if message.role == "assistant":
-            out += _split_replies(parts, pending)
+            found = pieces if marked else _find_replies(pieces, pending)
+            out += _assistant_turn(trajectory, step, found, pending)
         else:
-            out.append(Segment(message.role, parts))
+            out.append(Segment(message.role, [p if isinstance(p, Path) else p[0]
+                                              for p in pieces]))
     out.append(Segment("assistant", [step.response], loss=True))
     return out
 
 
-def _split_replies(parts: list[str | Path], pending: list[tuple[str, bool]]) -> list[Segment]:
-    """Cut an assistant turn of the prompt into the model's replies and the runtime's text."""
-    images = [p for p in parts if isinstance(p, Path)]
-    text = "".join(_IMAGE_MARK if isinstance(p, Path) else p for p in parts)
-    pieces: list[tuple[str, bool, bool]] = []  # text, is a reply, trained
-    cursor = 0
-    while pending:
-        reply, trained = pending[0]
-        at = text.find(reply, cursor) if reply else -1
-        if at < 0:
-            break  # not shown in this turn (a later turn, or the history window dropped it)
-        pending.pop(0)
-        pieces += [(text[cursor:at], False, False), (reply, True, trained)]
-        cursor = at + len(reply)
-    pieces.append((text[cursor:], False, False))
+#: A prompt part: an image file, or text and whether it is an earlier reply.
+Piece = Path | tuple[str, bool]
+
+
+def _assistant_turn(trajectory: Trajectory, step: StepRecord, pieces: list[Piece],
+                    pending: list[tuple[str, bool]]) -> list[Segment]:
+    """An assistant turn of the prompt as the model's replies and the runtime's text between
+    them. A reply is its own segment even when empty, so the turns keep their order."""
     out: list[Segment] = []
-    image_iter = iter(images)
-    for piece, is_reply, trained in pieces:
-        if not piece:
+    runtime: list[str | Path] = []
+    for piece in pieces:
+        if isinstance(piece, Path) or not piece[1]:
+            text = piece if isinstance(piece, Path) else piece[0]
+            if text:
+                runtime.append(text)
             continue
-        seg_parts: list[str | Path] = []
-        for i, chunk in enumerate(piece.split(_IMAGE_MARK)):
-            if i:
-                seg_parts.append(next(image_iter))
-            if chunk:
-                seg_parts.append(chunk)
-        out.append(Segment("assistant", seg_parts, loss=trained, runtime=not is_reply))
+        while pending and pending[0][0] != piece[0]:
+            pending.pop(0)  # not shown: the history window dropped it
+        if not pending:
+            raise ExportError(f"{trajectory.directory}: step {step.step}'s prompt shows a reply "
+                              f"no earlier step wrote: {piece[0][:60]!r}")
+        _, trained = pending.pop(0)
+        if runtime:
+            out.append(Segment("assistant", runtime, runtime=True))
+            runtime = []
+        out.append(Segment("assistant", [piece[0]] if piece[0] else [], loss=trained))
+    if runtime:
+        out.append(Segment("assistant", runtime, runtime=True))
+    return out
+
+
+def trainable(step: StepRecord) -> bool:
+    """Whether a step's reply may be trained: it parsed, and it spells none of the tokens that
+    frame a chat. A trainer's tokenizer would read ``<|im_end|>`` in it as that special token,
+    which the model never wrote as one (a local run drops those tokens from replies)."""
+    return step.action is not None and not any(t in step.response for t in FRAMING_TOKENS)
+
+
+def _find_replies(pieces: list[Piece], pending: list[tuple[str, bool]]) -> list[Piece]:
+    """The pieces with the replies cut out and marked, for a recording made before prompts
+    marked them: each reply is searched for in order, in one text part. The first place a
+    reply's text appears is taken, so a reply that runtime text before it quotes is misplaced;
+    recordings with marks do not search."""
+    out: list[Piece] = []
+    waiting = [reply for reply, _ in pending]
+    for piece in pieces:
+        if isinstance(piece, Path):
+            out.append(piece)
+            continue
+        text, cursor = piece[0], 0
+        while waiting and (at := text.find(waiting[0], cursor)) >= 0:
+            out += [(text[cursor:at], False), (waiting[0], True)]
+            cursor = at + len(waiting.pop(0))
+        out.append((text[cursor:], False))
     return out
 
 
@@ -147,7 +181,7 @@ def samples(
 def sample_segments(
     trajectory: Trajectory, granularity: Granularity
 ) -> Iterator[tuple[StepRecord, list[Segment]]]:
-    usable = [s for s in trajectory.steps if s.action is not None]
+    usable = [s for s in trajectory.steps if trainable(s)]
     if granularity == "episode":
         usable = usable[-1:] if usable and usable[-1] is trajectory.steps[-1] else []
     for step in usable:
@@ -226,7 +260,7 @@ def export(
             summary.skipped.append(str(exc))
             continue
         summary.episodes += 1
-        summary.skipped_steps += sum(s.action is None for s in trajectory.steps)
+        summary.skipped_steps += sum(not trainable(s) for s in trajectory.steps)
         for step, segs, row in made:
             if dedupe:
                 key = _fingerprint(segs)
@@ -240,10 +274,7 @@ def export(
                 summary.tokens.append(step.prompt_tokens + _reply_tokens(step))
     summary.samples = len(rows)
     if not rows:
-        why = "; ".join(summary.skipped) or (
-            "no episode has the status " + " or ".join(sorted(keep)) if keep else
-            "no step has a parsed reply")
-        raise ExportError(f"nothing to export: {why} (--status widens the filter)")
+        raise ExportError(f"nothing to export: {_why_nothing(summary, keep)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -256,9 +287,22 @@ def export(
     return summary
 
 
+def _why_nothing(summary: ExportSummary, keep: set[str] | None) -> str:
+    if summary.skipped:
+        return "; ".join(summary.skipped)
+    if not summary.episodes and keep:
+        return (f"no episode has the status {' or '.join(sorted(keep))} (--status widens the "
+                "filter)")
+    if summary.untrainable_episodes:
+        return (f"{summary.untrainable_episodes} episode(s) hold a reply that cannot be trained, "
+                "which a LLaMA-Factory episode sample would train (--granularity step or "
+                "--format qwen2vl leave it out)")
+    return "no step has a reply that can be trained (one that parsed)"
+
+
 def _reply_tokens(step: StepRecord) -> int:
     """The reply's token count as the policy reported it (0 when it did not)."""
-    value = step.usage.get("completion_tokens", 0)
+    value = step.usage.get("new_tokens", 0)
     return value if isinstance(value, int) else 0
 
 

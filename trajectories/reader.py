@@ -41,15 +41,16 @@ def load(directory: str | Path) -> Trajectory:
                               f"that trajectory") from None
     steps: list[StepRecord] = []
     steps_path = directory / STEPS_FILE
-    text = steps_path.read_text(encoding="utf-8") if steps_path.exists() else ""
-    lines = text.split("\n")
-    # Every complete line ends with a newline, so the last element is "" or a torn line.
+    data = steps_path.read_bytes() if steps_path.exists() else b""
+    # Every complete line ends with a newline, so the last element is empty or a torn line,
+    # which may end inside a character: only complete lines are decoded.
+    lines = data.split(b"\n")
     for number, line in enumerate(lines[:-1], start=1):
         if not line.strip():
             continue
         what = "step"
         try:
-            step = StepRecord.model_validate(json.loads(line))
+            step = StepRecord.model_validate(json.loads(line.decode("utf-8")))
             what = "action"
             if step.action is not None:
                 parse_action(step.action)  # view and export read its fields

@@ -45,6 +45,9 @@ class RecordedPart(BaseModel):
     type: Literal["text", "image"]
     text: str | None = None
     image: str | None = None
+    #: The text is an earlier step's reply, nothing added (``actions.dialects.base.TextPart``).
+    #: Recordings made before this field have it false throughout; export then searches.
+    reply: bool = False
 
 
 class RecordedMessage(BaseModel):

@@ -30,6 +30,9 @@ class ParseError(ValueError):
 class TextPart:
     text: str
     type: Literal["text"] = "text"
+    #: The text is an earlier step's reply as the model wrote it (stripped), nothing added, so
+    #: SFT exports know what the model wrote without searching for it (trajectories/export.py).
+    reply: bool = False
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,8 @@ class Qwen2VLDialect(Dialect):
         if index > 0:
             parts += [_image_or_note(step.image, index), TextPart("\n*RETURN*: ")]
         feedback = f"{step.feedback}\n" if step.feedback else ""
-        parts.append(TextPart(f"{step.response.strip()}\n*RESULT*: {feedback}"))
+        parts += [TextPart(step.response.strip(), reply=True),
+                  TextPart(f"\n*RESULT*: {feedback}")]
         return [Message("assistant", parts)]
 
     def build_prompt(

@@ -180,7 +180,7 @@ class UITarsDialect(Dialect):
         messages = []
         if step.image is not None:
             messages.append(Message("user", [ImagePart(step.image)]))
-        messages.append(Message("assistant", [TextPart(step.response.strip())]))
+        messages.append(Message("assistant", [TextPart(step.response.strip(), reply=True)]))
         if step.feedback:
             messages.append(Message("user", [TextPart(f"Result: {step.feedback}")]))
         return messages
