@@ -202,6 +202,14 @@ def test_images_travel_as_png_data_urls_at_the_size_the_model_sees():
     assert image.size[::-1] == smart_resize(2400, 1080, max_pixels=200_000)
     assert body["stop"] == ["*RESULT*"] and body["continue_final_message"] is True
     assert body["add_generation_prompt"] is False and body["model"] == "m"
+    # Adjacent text parts (a dialect's reply, then the runtime's text) travel as one.
+    backend.generate([{"role": "assistant", "content": [
+        {"type": "text", "text": "Tap it"}, {"type": "text", "text": "\n*RESULT*: ok\n"},
+        {"type": "image"}, {"type": "text", "text": "\n*RETURN*: "},
+        {"type": "text", "text": "next"}]}], [picture(40, 40, 3)])
+    parts = seen[1]["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["text", "image_url", "text"]
+    assert (parts[0]["text"], parts[2]["text"]) == ("Tap it\n*RESULT*: ok\n", "\n*RETURN*: next")
 
 
 def scripted(*answers):

@@ -297,7 +297,7 @@ def _why_nothing(summary: ExportSummary, keep: set[str] | None) -> str:
         return (f"{summary.untrainable_episodes} episode(s) hold a reply that cannot be trained, "
                 "which a LLaMA-Factory episode sample would train (--granularity step or "
                 "--format qwen2vl leave it out)")
-    return "no step has a reply that can be trained (one that parsed)"
+    return "no step has a reply that can be trained (one that parsed and spells no chat token)"
 
 
 def _reply_tokens(step: StepRecord) -> int:

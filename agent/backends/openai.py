@@ -45,18 +45,24 @@ def png_data_url(image: "Image.Image", min_pixels: int | None, max_pixels: int |
 
 
 def openai_messages(messages: Messages, images: list["Image.Image"], params: Params) -> list[dict]:
-    """Hugging Face messages with their images filled in as ``image_url`` parts."""
+    """Hugging Face messages with their images filled in as ``image_url`` parts. Adjacent text
+    parts are sent as one: a server that renders a message's content as one string may join
+    its parts with a separator, which would change the prompt the model sees."""
     pictures = iter(images)
     out = []
     for message in messages:
         content = message["content"]
         if not isinstance(content, str):
-            content = [
-                {"type": "image_url", "image_url": {
-                    "url": png_data_url(next(pictures), params.min_pixels, params.max_pixels)}}
-                if part.get("type") == "image" else {"type": "text", "text": part["text"]}
-                for part in content
-            ]
+            parts: list[dict] = []
+            for part in content:
+                if part.get("type") == "image":
+                    parts.append({"type": "image_url", "image_url": {"url": png_data_url(
+                        next(pictures), params.min_pixels, params.max_pixels)}})
+                elif parts and parts[-1]["type"] == "text":
+                    parts[-1]["text"] += part["text"]
+                else:
+                    parts.append({"type": "text", "text": part["text"]})
+            content = parts
         out.append({"role": message["role"], "content": content})
     return out
 
