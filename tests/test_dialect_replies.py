@@ -9,11 +9,15 @@ contains that text and says which format was expected.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from actions.dialects import ParseError, get_dialect
+from actions.dialects.reply_syntax import strip_fences
 from core.actions import parse_action
 from core.geometry import Screen
 
@@ -62,3 +66,109 @@ def test_bad_reply_raises_a_parse_error_that_says_why(name, row):
     message = str(info.value)
     assert row["error"] in message
     assert "Expected" in message  # names the format the model must write
+
+
+# Regressions ----------------------------------------------------------------------------------
+PHONE = Screen(1080, 2400)
+TYPE_CALL = '{"name": "mobile_use", "arguments": {"action": "type", "text": "Ankara"}}'
+CLICK_CALL = '{"name": "mobile_use", "arguments": {"action": "click", "coordinate": [100, 200]}}'
+HOME_CALL = '{"name": "mobile_use", "arguments": {"action": "system_button", "button": "Home"}}'
+#: Characters whose lower() is longer or shorter than they are ('İ' lowers to 'i' + a combining
+#: dot), next to ordinary ones: an index found in text.lower() is wrong in text after them.
+CASE_TRICKY = st.sampled_from(["İ", "ẞ", "ß", "Σ", "ς", "K", "ſ", "ı", "ﬁ", "a", "Z", " ", "\n",
+                               ".", ","])
+
+
+@pytest.mark.parametrize("thought", [
+    "İzmir değil, İstanbul yazmalıyım.",
+    "İİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİİ",
+    "KELVİN İS ĞOOD",
+])
+@pytest.mark.parametrize("tag", ["<tool_call>", "<TOOL_CALL>", "<Tool_Call>"])
+def test_qwen25vl_finds_the_tag_after_text_whose_lowercase_is_longer(thought, tag):
+    reply = f"{thought}\n{tag}\n{TYPE_CALL}\n</tool_call>"
+    assert get_dialect("qwen25vl", "phone").parse(reply, PHONE) == parse_action(
+        {"kind": "type", "text": "Ankara"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(thought=st.text(CASE_TRICKY, max_size=60) | st.text(max_size=60))
+def test_qwen25vl_any_thought_before_the_tag_leaves_the_call_alone(thought):
+    assume(not re.search("tool_call", thought, re.IGNORECASE) and "{" not in thought)
+    reply = f"{thought}\n<tool_call>\n{TYPE_CALL}\n</tool_call>"
+    assert get_dialect("qwen25vl", "phone").parse(reply, PHONE).text == "Ankara"
+
+
+@pytest.mark.parametrize("reply", [
+    f"<tool_call>\n{CLICK_CALL}\n{HOME_CALL}\n</tool_call>",  # two objects in one tag
+    f"{CLICK_CALL}\n{HOME_CALL}",  # two objects, no tags
+    f"<tool_call>\n[{CLICK_CALL}, {HOME_CALL}]\n</tool_call>",  # a list of two
+    f"<tool_call>{CLICK_CALL}</tool_call>\n{HOME_CALL}",  # the second after the tag
+    f"```json\n{CLICK_CALL}\n```\n```json\n{HOME_CALL}\n```",  # two fenced blocks
+    f"<tool_call>\n{CLICK_CALL}\n{{\"name\": \"mobile_use\", \"arguments\": {{\"action\"",  # cut
+    f"<tool_call>\n{CLICK_CALL}\n{{'arguments': {{'action': 'wait'}}}}\n</tool_call>",
+], ids=["one_tag", "no_tags", "list", "after_tag", "fenced", "cut_second", "python_second"])
+def test_qwen25vl_a_second_call_object_is_a_second_action(reply):
+    with pytest.raises(ParseError, match="more than one action") as info:
+        get_dialect("qwen25vl", "phone").parse(reply, PHONE)
+    assert "Expected" in str(info.value)
+
+
+@pytest.mark.parametrize("reply, text", [
+    # A call written inside the typed text is text, not a second action.
+    ('<tool_call>{"name": "mobile_use", "arguments": {"action": "type", "text": '
+     '"{\\"name\\": \\"mobile_use\\", \\"arguments\\": {}}"}}</tool_call>',
+     '{"name": "mobile_use", "arguments": {}}'),
+    # Braces after the call that are no call object are not a second action.
+    (f"<tool_call>\n{TYPE_CALL}\n</tool_call>\nThat types {{the city}}.", "Ankara"),
+])
+def test_qwen25vl_one_call_with_braces_around_is_still_one_action(reply, text):
+    assert get_dialect("qwen25vl", "phone").parse(reply, PHONE).text == text
+
+
+@pytest.mark.parametrize("fence", ["```", "```python", "  ```  ", "```json"])
+def test_strip_fences_removes_only_the_wrapping_fence(fence):
+    inner = f"Action: type(content='Here:\n{fence}\nprint(1)\n```\nThanks')"
+    assert strip_fences(f"```\n{inner}\n```\n") == inner
+    assert strip_fences(f"\n  ```json\n{inner}") == inner
+    assert strip_fences(inner) == inner
+
+
+FENCED_LINES = st.lists(
+    st.sampled_from(["```", "```python", "  ```", "```json ", "print(1)", "", "Here:", "a b"]),
+    min_size=1, max_size=8,
+).map("\n".join)
+
+
+def _type_reply(name: str, text: str) -> str:
+    if name == "uitars":  # content with real newlines, as UI-TARS writes long text
+        return f"Thought: paste the snippet.\nAction: type(content='{text}')"
+    if name == "qwen2vl":  # a triple-quoted Python string
+        return f'Paste the snippet.\n*FUNCTION*: Type *ARGS*: {{"text": """{text}"""}}'
+    return ('Paste the snippet.\n<tool_call>\n{"name": "mobile_use", "arguments": {"action": '
+            f'"type", "text": """{text}"""}}}}\n</tool_call>')
+
+
+@pytest.mark.parametrize("name", DIALECTS)
+@settings(max_examples=100, deadline=None)
+@given(text=FENCED_LINES, wrapped=st.booleans())
+def test_typed_text_keeps_its_fence_lines(name, text, wrapped):
+    assume(text.strip() and not text.endswith(" "))
+    reply = _type_reply(name, text)
+    if wrapped:  # a fence around the whole reply goes; the ones inside the text stay
+        reply = f"```\n{reply}\n```"
+    action = get_dialect(name, "phone").parse(reply, PHONE)
+    assert (action.kind, action.text) == ("type", text)
+
+
+@pytest.mark.parametrize("name, reply", [
+    ("uitars", "```\nThought: t\nAction: press_home()\n```"),
+    ("uitars", "Thought: t\n```\nAction: press_home()\n```"),  # the action part fenced
+    ("uitars", "Thought: t\nAction:\n```\npress_home()\n```"),
+    ("qwen2vl", "Go home.\n```\n*FUNCTION*: Home\n```"),
+    ("qwen2vl", '*FUNCTION*: Terminate *ARGS*:\n```json\n{"status": "success"}\n```'),
+    ("qwen25vl", f"<tool_call>\n```json\n{HOME_CALL}\n```\n</tool_call>"),
+    ("qwen25vl", f"Go home.\n```json\n<tool_call>\n{HOME_CALL}\n</tool_call>\n```"),
+])
+def test_a_fence_around_the_reply_or_its_action_is_still_read_through(name, reply):
+    assert get_dialect(name, "phone").parse(reply, PHONE).kind in ("home", "terminate")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import ui_tars.action_parser
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st  # the peer: a test-only dependency (the [test] extra)
 
 from actions.dialects import ParseError, get_dialect
@@ -177,3 +177,60 @@ def test_uitars15_renders_what_the_peer_reads_back(width, height, data):
     (peer,) = _peer15(text, screen)
     px, py = _centre(peer["action_inputs"]["start_box"], width, height)
     assert abs(x - px) <= 1 and abs(y - py) <= 1, (text, x, y, px, py)
+
+
+# A call only named in the thought is never performed -------------------------------------------
+MENTIONED_CALLS = ["finished()", "press_home()", "call_user()", "press_back()",
+                   "finished(content='done')", "click(start_box='(500,500)')", "wait()",
+                   "type(content='hello')", "hotkey(key='enter')"]
+
+
+@pytest.mark.parametrize("text", [
+    "Thought: The task is not done, so I must not call finished() yet. Let me look again.",
+    "Thought: Last time press_home() lost my draft; I need to go back into the note.",
+    "I should not press_back() here.",
+    "Thought: click(start_box='(500,500)')",
+])
+@pytest.mark.parametrize("form_factor", ["phone", "computer"])
+def test_a_call_in_a_reply_without_action_is_refused_as_by_the_peer(text, form_factor):
+    with pytest.raises(ParseError, match="no `Action:` line"):
+        get_dialect("uitars", form_factor).parse(text, Screen(1080, 2400))
+    with pytest.raises(AssertionError):  # the peer asserts "Action:" in text
+        ui_tars.action_parser.parse_action_to_structure_output(text, 1000, 2400, 1080)
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=st.text(max_size=40), call=st.sampled_from(MENTIONED_CALLS),
+       after=st.text(max_size=40), label=st.sampled_from(["Thought: ", "", "Reflection: "]))
+def test_a_call_mentioned_in_a_thought_is_never_performed(before, call, after, label):
+    assume("Action:" not in before + after and "`" not in before + after)
+    text = f"{label}{before} {call} {after}"
+    assume(text.strip() != call)  # the call alone is a reply; anything else is a thought
+    with pytest.raises(ParseError):
+        get_dialect("uitars", "phone").parse(text, Screen(1080, 2400))
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("finished()", "terminate"),
+    ("  press_home()\n", "home"),
+    ("```\nclick(start_box='(500,500)')\n```", "tap"),
+])
+def test_a_reply_that_is_only_a_call_is_read(text, kind):
+    assert get_dialect("uitars", "phone").parse(text, Screen(1080, 2400)).kind == kind
+
+
+@pytest.mark.parametrize("text", [
+    "Thought: I must not write Action: finished() yet, the form is still empty.",
+    "Thought: the docs say Action: press_home() leaves the app. I stay here.",
+])
+def test_an_action_inside_a_line_must_end_the_reply(text):
+    with pytest.raises(ParseError, match="inside a line must end the reply"):
+        get_dialect("uitars", "phone").parse(text, Screen(1080, 2400))
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("Thought: all done. Action: finished()", "terminate"),
+    ("I will go home. Action: press_home()  \n", "home"),
+])
+def test_an_action_inside_a_line_that_ends_the_reply_is_read(text, kind):
+    assert get_dialect("uitars", "phone").parse(text, Screen(1080, 2400)).kind == kind

@@ -70,6 +70,10 @@ _TERMINATE = Entry("terminate", "terminate", (Arg("status", "status", "status"),
                    "Terminate the current task and report its completion status.",
                    fixed=("message",))
 _BUTTON = "Press the system button."
+_OPEN_TAG = re.compile(r"<tool_call>", re.IGNORECASE | re.ASCII)
+#: The start of a call object (or of its arguments): a second one after the call is a second
+#: action, whether or not it has a tag of its own.
+_CALL_OBJECT = re.compile(r"""\{\s*["']?(?:name|arguments|action)["']?\s*:""")
 
 
 def _one_key(args) -> bool:
@@ -226,7 +230,7 @@ def _param_schemas(entries: list[Entry]) -> dict[str, Any]:
 class Qwen25VLDialect(Dialect):
     name = "qwen25vl"
     stop = ("</tool_call>",)
-    action_marker = re.compile(r"<tool_call>", re.IGNORECASE)
+    action_marker = _OPEN_TAG
     space = RESIZED_PIXELS
 
     def __init__(self, form_factor) -> None:
@@ -299,13 +303,16 @@ class Qwen25VLDialect(Dialect):
         text = strip_fences(text)
         # The first JSON object after <tool_call> (or anywhere, if the tag was left out) is the
         # call; reading it honours quotes, so tags inside its strings do not count. A missing
-        # </tool_call> at the end is fine; another <tool_call> after it is a second action.
-        opening = text.lower().find("<tool_call>")
-        brace = text.find("{", opening + len("<tool_call>") if opening >= 0 else 0)
+        # </tool_call> at the end is fine; another <tool_call>, or another call object (in the
+        # same tag or with no tags), after it is a second action. Tags are found in the text
+        # itself, never in text.lower(), whose indices differ ('İ'.lower() is two characters).
+        opening = _OPEN_TAG.search(text)
+        brace = text.find("{", opening.end() if opening else 0)
         if brace < 0:
             raise fail("no tool call was found", EXPECTED)
         literal = extract_balanced(text, brace)
-        if "<tool_call>" in text[brace + len(literal):].lower():
+        rest = text[brace + len(literal):]
+        if _OPEN_TAG.search(rest):
             raise fail("the reply holds more than one <tool_call>; write exactly one", EXPECTED)
         try:
             call = load_literal(literal)
@@ -313,6 +320,9 @@ class Qwen25VLDialect(Dialect):
             raise fail(f"the tool call is not a JSON object: {exc}", EXPECTED) from None
         if not isinstance(call, dict):
             raise fail("the tool call is not a JSON object", EXPECTED)
+        if _CALL_OBJECT.search(rest):
+            raise fail("the reply holds more than one action (a second tool call object follows "
+                       "the first); write exactly one", EXPECTED)
         tool = call.get("name")
         if not isinstance(tool, str) or tool not in self.tables:
             raise fail(f"unknown function {short(tool)}; use mobile_use or computer_use", EXPECTED)

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, Part, PastStep, Prompt, TextPart
 from actions.dialects.reply_syntax import (
+    drop_fence_lines,
     extract_balanced,
     fail,
     load_literal,
@@ -222,15 +223,14 @@ def _unknown(name: str):
 def _read_args(text: str, mark: re.Match) -> tuple[dict[str, Any], int]:
     """The ARGS object after ``mark``, and where it ends; nothing at all means no arguments."""
     start = mark.end()
-    rest = text[start:]
-    body = rest.lstrip()
-    if not body.startswith("{"):
+    brace = text.find("{", start)
+    # Fence lines between *ARGS* and the object (ARGS in a ```json block) are not part of it.
+    if brace < 0 or drop_fence_lines(text[start:brace]).strip():
         following = _KEYWORD.search(text, start)
-        chunk = text[start : following.start() if following else len(text)]
+        chunk = drop_fence_lines(text[start : following.start() if following else len(text)])
         if chunk.strip():
             raise fail(f"*ARGS* must be a JSON object, got {short(chunk.strip())}", EXPECTED)
         return {}, start
-    brace = start + len(rest) - len(body)
     literal = extract_balanced(text, brace)
     try:
         args = load_literal(literal)

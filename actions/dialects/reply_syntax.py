@@ -23,10 +23,26 @@ def fail(problem: str, expected: str) -> ParseError:
 
 
 _FENCE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$", re.MULTILINE)
+_OPENING_FENCE = re.compile(r"\A\s*```[\w+-]*[ \t]*(?:\r?\n|\Z)")
+_CLOSING_FENCE = re.compile(r"(?:\A|\n)[ \t]*```[ \t]*\s*\Z")
 
 
 def strip_fences(text: str) -> str:
-    """Drop Markdown code-fence lines (```json ... ```) that models wrap replies in."""
+    """Drop the Markdown fence (```json ... ```) a model wrapped its reply in.
+
+    Only a fence line that opens the reply (its first non-blank line) or closes it (its last)
+    goes; fence lines anywhere else stay, since they may be inside a quoted argument (typed text
+    holding a code block) and typed text must arrive exactly as the model wrote it. A fence around
+    the action part alone ends the reply too; its opening line sits before the action, where each
+    dialect skips it (``drop_fence_lines``).
+    """
+    text = _OPENING_FENCE.sub("", text, count=1)
+    return _CLOSING_FENCE.sub("", text, count=1)
+
+
+def drop_fence_lines(text: str) -> str:
+    """``text`` without its code-fence lines; only for text that holds no quoted argument (what
+    comes between a dialect's action marker and its call)."""
     return _FENCE.sub("", text)
 
 

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
-from actions.dialects.reply_syntax import fail, make_action, merge_messages, short, strip_fences
+from actions.dialects.reply_syntax import (
+    drop_fence_lines,
+    fail,
+    make_action,
+    merge_messages,
+    short,
+    strip_fences,
+)
 from actions.dialects.table import Arg, Entry, Rule, Table, Wording
 from core.actions import Action
 from core.coords import RELATIVE_1000, RESIZED_PIXELS, CoordSpace
@@ -217,15 +224,19 @@ class UITarsDialect(Dialect):
         if not text.strip():
             raise fail("the reply is empty", expected)
         text = strip_fences(text)
-        # The first `Action:` that starts a line (else the first anywhere) opens the call.
-        marker = _ACTION_LINE.search(text) or _ACTION.search(text)
+        # The first `Action:` that starts a line (else the first anywhere, whose call must then
+        # end the reply) opens the call. With no `Action:`, the reply must be the call alone: a
+        # call named in a thought ("I must not call finished() yet") is never performed.
+        line_marker = _ACTION_LINE.search(text)
+        marker = line_marker or _ACTION.search(text)
         region = text[marker.end():] if marker else text
         found = _CALL_START.search(region)
-        before = region[: found.start()] if found else region
+        # Fence lines before the call (an action part in its own ```) are not part of it.
+        before = drop_fence_lines(region[: found.start()] if found else region)
         if marker and before.strip():
             raise fail(f"unknown action {short(before.strip().split('(')[0][:40])}; the actions "
                        f"are {', '.join(self.table.names)}", expected)
-        if found is None:
+        if found is None or (not marker and before.strip()):
             raise fail("no `Action:` line with a call", expected)
         call = _read_call(region, found, expected)
         rest = region[call.end:]
@@ -233,6 +244,12 @@ class UITarsDialect(Dialect):
             raise fail("the reply has more than one `Action:`; write exactly one", expected)
         if _CALL_START.search(rest):
             raise fail("the reply holds more than one action; write exactly one", expected)
+        if not marker and rest.strip():
+            raise fail("no `Action:` line with a call (a call without `Action:` must be the "
+                       "whole reply)", expected)
+        if not line_marker and rest.strip():  # "I must not write Action: finished() yet"
+            raise fail("an `Action:` inside a line must end the reply; start a line with "
+                       "`Action:`", expected)
         name = _ALIASES.get(call.name, call.name)
         args = {k: _box_text(v) if k in ("start_box", "end_box") else v
                 for k, v in call.args.items()}
