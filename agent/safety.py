@@ -5,7 +5,8 @@ TOML file; docs/safety.md gives the schema):
 
 - typing into a password field (the focused element, from the UI dump or the DOM);
 - a tap or click on an element whose text matches a pattern (the element at the point);
-- ``open_app`` of a listed package;
+- ``open_app`` of a listed package or label, judged by what the env would open
+  (``Env.resolve_app``), not only by the name the model wrote;
 - ``navigate`` to a url off the allowed domains.
 
 A sensitive action is then allowed or refused by the run's mode: ``ask`` the person at the
@@ -152,8 +153,11 @@ class ConfirmationGate(SafetyGate):
             if element is not None and (found := self._tap_text.search(element.text)):
                 return Sensitive("tap_text", f"it presses {element.text[:80]!r}, which matches "
                                  f"{found.group(0)!r}")
-        if action.kind == "open_app" and _listed(action.app, rules.open_apps):
-            return Sensitive("open_app", f"it opens {action.app}, a listed app")
+        if action.kind == "open_app" and rules.open_apps:
+            listed = self._listed_app(action.app)
+            if listed is not None:
+                return Sensitive("open_app", f"it opens {action.app!r}, which is {listed!r}, "
+                                 "a listed app")
         if action.kind == "navigate" and rules.allowed_domains is not None:
             url = normalize_url(action.url)
             if not domain_allowed(url, rules.allowed_domains):
@@ -161,12 +165,47 @@ class ConfirmationGate(SafetyGate):
                                  f"({', '.join(rules.allowed_domains)})")
         return None
 
+    def _listed_app(self, app: str) -> str | None:
+        """The entry of ``open_apps`` that ``open_app(app)`` would open, or None.
+
+        The env says what it would open (``Env.resolve_app``: android resolves a package's last
+        segment the way its ``open_app`` does); an env that cannot tell, or an app opened by its
+        label, is compared by name (``_same_app``)."""
+        target = self.env.resolve_app(app)
+        names = [app] if target is None else [n for n in (target.package, target.label) if n]
+        return next((entry for entry in self.rules.open_apps
+                     if any(_same_app(name, entry) for name in names or [app])), None)
+
 
 def describe(action: Action) -> str:
     fields = ", ".join(f"{k}={v!r}" for k, v in action.model_dump().items() if k != "kind")
     return f"{action.kind}({fields})"
 
 
-def _listed(app: str, apps: list[str]) -> bool:
-    wanted = app.strip().casefold()
-    return any(wanted == listed.casefold() for listed in apps)
+_PACKAGE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def _app_keys(name: str) -> set[str]:
+    """What a name of an app comes to when case and punctuation are ignored: the name itself
+    and, for a package name, its last segment (``com.example.bank``: ``bank``), which android's
+    ``open_app`` also opens it by."""
+    name = name.strip()
+    keys = {_squash(name)}
+    if _PACKAGE.fullmatch(name):
+        keys.add(_squash(name.rsplit(".", 1)[1]))
+    return keys - {""}
+
+
+def _squash(name: str) -> str:
+    return "".join(c for c in name.casefold() if c.isalnum())
+
+
+def _same_app(name: str, entry: str) -> bool:
+    """Whether ``name`` (what an ``open_app`` opens) may be the listed ``entry``. Two package
+    names must be the same package; otherwise a label or a package's last segment counts, with
+    case and punctuation ignored (a listed ``com.example.bank`` matches ``bank``, ``BANK`` and
+    ``Bank!``, a listed ``Bank`` matches ``com.example.bank``)."""
+    name, entry = name.strip(), entry.strip()
+    if _PACKAGE.fullmatch(name) and _PACKAGE.fullmatch(entry):
+        return name.casefold() == entry.casefold()
+    return bool(_app_keys(name) & _app_keys(entry))

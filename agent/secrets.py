@@ -4,12 +4,19 @@ A goal names a secret as ``<secret:NAME>``. The model only ever sees that placeh
 types text holding a placeholder, the env receives the value instead (``reveal``). Everything the
 runtime writes or prints about a step passes through ``scrub``, which puts the placeholder back
 wherever the value shows up (an env's error message, a task check's reason, a screen's text).
+
+The envs' errors never quote typed text (docs/safety.md); as a second line of defence ``scrub``
+also finds the value in the forms the runtime itself encodes typed text in: shell-quoted, with
+spaces as ``%s`` (Android's ``input text``), escaped as by ``repr`` or JSON, and in base64.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +24,8 @@ from core.actions import Action
 
 PLACEHOLDER = re.compile(r"<secret:([A-Za-z_][A-Za-z0-9_]*)>")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The shortest base64 run of a value that ``scrub`` replaces (shorter runs could be anything).
+MIN_BASE64_RUN = 8
 
 
 class SecretError(ValueError):
@@ -52,8 +61,11 @@ class Secrets:
 
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
         self._values = dict(values or {})
-        # Longest first, so a value that contains another is scrubbed whole.
-        self._by_length = sorted(self._values.items(), key=lambda kv: -len(kv[1]))
+        # Every form of every value, longest first, so a value that contains another is
+        # scrubbed whole.
+        forms = {(form, name) for name, value in self._values.items()
+                 for form in encoded_forms(value)}
+        self._by_length = sorted(forms, key=lambda fn: (-len(fn[0]), fn))
 
     def __bool__(self) -> bool:
         return bool(self._values)
@@ -88,11 +100,30 @@ class Secrets:
         if not self._values:
             return data
         if isinstance(data, str):
-            for name, value in self._by_length:
-                data = data.replace(value, placeholder(name))
+            for form, name in self._by_length:
+                data = data.replace(form, placeholder(name))
             return data
         if isinstance(data, dict):
             return {self.scrub(k): self.scrub(v) for k, v in data.items()}
         if isinstance(data, (list, tuple)):
             return type(data)(self.scrub(v) for v in data)
         return data
+
+
+def encoded_forms(value: str) -> set[str]:
+    """``value`` as is, and as the runtime may have encoded it in a command or a message:
+    spaces as ``%s``, shell-quoted (both), escaped by ``repr`` and by JSON, and the runs of
+    its base64 (at each of the three byte alignments it can have inside a longer text) that
+    depend on its bytes alone."""
+    spaced = value.replace(" ", "%s")
+    forms = {value, spaced, shlex.quote(value), shlex.quote(spaced), repr(value)[1:-1],
+             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    data = value.encode("utf-8")
+    for offset in range(3):
+        padded = bytes(offset) + data + bytes(-(offset + len(data)) % 3)
+        encoded = base64.b64encode(padded).decode("ascii")
+        # Character i holds bits [6i, 6i + 6); the value's bytes hold [8 offset, 8 end).
+        run = encoded[-(-8 * offset // 6):8 * (offset + len(data)) // 6]
+        if len(run) >= MIN_BASE64_RUN:
+            forms.add(run)
+    return {form for form in forms if form}

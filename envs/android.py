@@ -27,7 +27,17 @@ from PIL import Image
 from core.actions import Action
 from envs import keys
 from envs import still_frames as still_frames_protocol
-from envs.base import ElementInfo, Env, EnvError, Observation, SettleConfig, settle_extras
+from envs.base import (
+    AppTarget,
+    ElementInfo,
+    Env,
+    EnvError,
+    Observation,
+    SettleConfig,
+    conceal,
+    one_line_break_each,
+    settle_extras,
+)
 from envs.input_text import input_text_argument
 from envs.ui_tree import UiNode, UiTreeError, parse_hierarchy
 
@@ -188,16 +198,17 @@ class AndroidEnv(Env):
             width, height = height, width
         return ScreenInfo(width, height, int(density.group(1)) if density else 0, rotation)
 
-    def _unreachable(self, what: str, exc: BaseException) -> EnvError:
-        reason = str(exc) or type(exc).__name__
+    def _unreachable(self, what: str, exc: BaseException, hide: tuple[str, ...] = ()
+                     ) -> EnvError:
+        reason = conceal(str(exc), hide) or type(exc).__name__
         return EnvError(f"{what} failed: device {self.serial} is not reachable ({reason}); "
                         "was it unplugged or stopped? check `adb devices`")
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T], hide: tuple[str, ...] = ()) -> T:
         """Run one adb call. While the adb server is down or restarting (and then, until the
         device is attached to it again) the command never reaches the device, so it is retried
         with backoff. Any other failure (a device that went offline fails at once), or one
-        that outlasts the retries, is an EnvError."""
+        that outlasts the retries, is an EnvError (its reason without the strings in ``hide``)."""
         restarting = False
         for delay in (*ADB_RETRY_DELAYS_S, None):
             try:
@@ -205,7 +216,7 @@ class AndroidEnv(Env):
             except Exception as exc:  # noqa: BLE001 - adbutils: AdbError, AdbTimeout, OSError
                 restarting = restarting or _server_down(exc)
                 if delay is None or not (_server_down(exc) or restarting and _unknown(exc)):
-                    raise self._unreachable(what, exc) from None
+                    raise self._unreachable(what, exc, hide) from None
             time.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -214,13 +225,21 @@ class AndroidEnv(Env):
         return self._call(f"`{command[:60]}`",
                           lambda: self.device.shell(command, timeout=self.timeout_s))
 
-    def _run(self, command: str) -> str:
-        """Run a command that must succeed; a non-zero exit becomes an EnvError."""
-        result = self._call(f"`{command[:60]}`",
-                            lambda: self.device.shell2(command, timeout=self.timeout_s))
+    def _run(self, command: str, what: str | None = None, hide: tuple[str, ...] = ()
+             ) -> str:
+        """Run a command that must succeed; a non-zero exit becomes an EnvError.
+
+        ``what`` names the command in an error instead of the command itself, and the reason
+        (adb's, or the command's output) is shown without the strings in ``hide``: typing
+        passes both, so that no error quotes the typed text (it may hold a secret's value),
+        plain or as the command encoded it."""
+        what = what or f"`{command[:60]}`"
+        result = self._call(what, lambda: self.device.shell2(command, timeout=self.timeout_s),
+                            hide)
         if result.returncode != 0:
-            raise EnvError(f"`{command[:60]}` failed on {self.serial} "
-                           f"(exit {result.returncode}): {result.output.strip()[:300]}")
+            output = conceal(result.output.strip(), hide)
+            raise EnvError(f"{what} failed on {self.serial} "
+                           f"(exit {result.returncode}): {output[:300]}")
         return result.output
 
     def exec_out(self, command: str) -> bytes:
@@ -371,25 +390,35 @@ class AndroidEnv(Env):
         return f"pressed {keycode}"
 
     def type_text(self, text: str) -> str:
-        """Type ``text`` exactly into the focused field (see the module docstring)."""
+        """Type ``text`` exactly into the focused field (see the module docstring); "\\r\\n"
+        and a lone "\\r" are one line break each, as "\\n".
+
+        No error message holds the text, or the command that carries it (the text may hold a
+        secret's value, and errors are shown to the model and recorded): it says "typing N
+        characters failed" and why."""
+        text = one_line_break_each(text)
         if not text:
             return "typed nothing"
+        what = f"typing {len(text)} characters"
         if input_text_argument(text) is not None:
             # In pieces, so that each `input text` ends well within the adb call's timeout
             # however long the text is (a device types a few dozen keys a second).
             for start in range(0, len(text), INPUT_TEXT_CHUNK):
-                argument = input_text_argument(text[start:start + INPUT_TEXT_CHUNK])
-                self._run("input text " + shlex.quote(argument))
+                piece = text[start:start + INPUT_TEXT_CHUNK]
+                argument = input_text_argument(piece)
+                quoted = shlex.quote(argument)
+                self._run("input text " + quoted, what, hide=(quoted, argument, piece, text))
             return f"typed {len(text)} characters"
         if not self._has_adb_keyboard():
             raise EnvError(
-                f"cannot type {text[:40]!r}: `input text` carries only printable ASCII (no "
-                f"non-ASCII characters, literal '%s', newlines or tabs), and the ADBKeyboard "
-                f"IME ({ADB_KEYBOARD}) that would carry the rest is not installed on "
+                f"cannot type these {len(text)} characters: `input text` carries only printable "
+                f"ASCII (no non-ASCII characters, literal '%s', newlines or tabs), and the "
+                f"ADBKeyboard IME ({ADB_KEYBOARD}) that would carry the rest is not installed on "
                 f"{self.serial}; install and enable ADBKeyboard, or type ASCII only"
             )
         payload = base64.b64encode(text.encode("utf-8")).decode("ascii")
-        self._run(f"am broadcast -a ADB_INPUT_B64 --es msg {shlex.quote(payload)}")
+        self._run(f"am broadcast -a ADB_INPUT_B64 --es msg {shlex.quote(payload)}", what,
+                  hide=(payload, text))
         return f"typed {len(text)} characters with ADBKeyboard"
 
     def _has_adb_keyboard(self) -> bool:
@@ -404,12 +433,16 @@ class AndroidEnv(Env):
                 for line in self.shell("pm list packages").splitlines()
                 if line.startswith("package:")]
 
+    def resolve_app(self, app: str) -> AppTarget:
+        """What ``open_app(app)`` opens: a package, or else the home-screen icon labelled so."""
+        package = _package_for(app, self.packages())
+        return AppTarget(package=package) if package else AppTarget(label=app.strip())
+
     def open_app(self, app: str) -> str:
-        """Open ``app`` by package name, or by the label its launcher icon shows."""
+        """Open ``app`` by package name (or its last segment, ignoring case and punctuation),
+        or by the label its launcher icon shows."""
         packages = self.packages()
-        wanted = re.sub(r"[^a-z0-9]", "", app.lower())
-        package = app if app in packages else next(
-            (p for p in packages if p.rsplit(".", 1)[-1].lower() == wanted), None)
+        package = _package_for(app, packages)
         if package is not None:
             output = self.shell(
                 f"monkey -p {shlex.quote(package)} -c android.intent.category.LAUNCHER 1")
@@ -450,6 +483,15 @@ class AndroidEnv(Env):
             return parse_hierarchy(output)
         except UiTreeError as exc:
             raise EnvError(f"uiautomator dump failed on {self.serial}: {exc}") from None
+
+
+def _package_for(app: str, packages: list[str]) -> str | None:
+    """The package ``open_app(app)`` starts: ``app`` itself when installed, else the first
+    package whose last segment is ``app`` (ignoring case and anything but letters and digits)."""
+    if app in packages:
+        return app
+    wanted = re.sub(r"[^a-z0-9]", "", app.lower())
+    return next((p for p in packages if p.rsplit(".", 1)[-1].lower() == wanted), None)
 
 
 def _server_down(exc: BaseException) -> bool:

@@ -7,8 +7,10 @@ only implements ``capture`` and ``_execute``.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -50,6 +52,48 @@ class ElementInfo:
 
     text: str  # its visible text or label (a button's caption, a field's hint)
     password: bool = False
+
+
+@dataclass(frozen=True)
+class AppTarget:
+    """What an ``open_app`` of some name would open, as the env resolves it (the safety gate
+    judges this, not the name the model wrote)."""
+
+    #: The package (or program) it starts; None when the env opens it some other way.
+    package: str | None = None
+    #: The label of the icon it presses, when it opens the app by its label.
+    label: str | None = None
+
+
+def one_line_break_each(text: str) -> str:
+    """``text`` with every line break as one ``"\\n"``: a ``"\\r\\n"`` pair is one line
+    break, and so is a lone ``"\\r"`` (as HTML forms and most editors read them). Each env types
+    the result, so a ``type`` action's line breaks press Enter once each everywhere."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+#: A piece of a concealed text this long left in a message withholds the message (shorter
+#: pieces are too common to tell apart from other words).
+CONCEALED_PIECE = 6
+WITHHELD = "(not shown: it quoted the typed text)"
+
+
+def conceal(message: str, parts: Iterable[str]) -> str:
+    """``message`` without ``parts``, for an env's error about typing, which gets the typed text
+    and what carried it to the device (such as a command's argument), any of which may hold a
+    secret's value. Each part, and its ``repr`` and JSON escaped forms, is replaced by "…";
+    if any piece of ``CONCEALED_PIECE`` characters of them still shows (the message quoted one
+    cut short, or escaped some other way), the whole message is ``WITHHELD``."""
+    forms = {form for part in parts if part
+             for form in (part, repr(part)[1:-1], json.dumps(part)[1:-1],
+                          json.dumps(part, ensure_ascii=False)[1:-1])}
+    for form in sorted(forms, key=len, reverse=True):
+        message = message.replace(form, "…")
+    size = CONCEALED_PIECE
+    if any(form[i:i + size] in message
+           for form in forms if len(form) >= size for i in range(len(form) - size + 1)):
+        return WITHHELD
+    return message
 
 
 @dataclass
@@ -100,6 +144,11 @@ class Env(ABC):
 
     def focused_element(self) -> ElementInfo | None:
         """The element that receives typed text; None where the env cannot tell."""
+        return None
+
+    def resolve_app(self, app: str) -> AppTarget | None:
+        """What ``open_app(app)`` would open, without opening it; None where the env cannot
+        tell (the gate then compares names)."""
         return None
 
     def reset(self, prepare: Callable[["Env"], None] | None = None) -> Observation:

@@ -22,8 +22,24 @@ from PIL import Image
 
 from core.actions import Action
 from envs import keys
-from envs.base import ElementInfo, Env, EnvError, Observation, SettleConfig
+from envs.base import (
+    ElementInfo,
+    Env,
+    EnvError,
+    Observation,
+    SettleConfig,
+    conceal,
+    one_line_break_each,
+)
 from envs.chromium import CHROMIUM_PATH, launch_chromium
+
+#: Schemes a ``navigate`` action may open (the start url, set by the user, may be any).
+NAVIGABLE_SCHEMES = ("http", "https")
+#: What a browser strips from a url's ends, and removes from anywhere in it (WHATWG URL).
+_C0_CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
+_TAB_AND_NEWLINE = str.maketrans("", "", "\t\n\r")
+#: WHATWG's forbidden domain code points (less ":", which an IPv6 host holds).
+_FORBIDDEN_IN_HOST = frozenset(_C0_CONTROL_OR_SPACE + "#%/<>?@[\\]^|\x7f")
 
 #: The farthest one scroll goes, in viewport heights: an absurd amount (a model may write any
 #: integer) is cut to this rather than overflow a float.
@@ -70,29 +86,54 @@ _TAKE_BLOCKED = """() => {
 }"""
 
 
+def as_browser_reads(url: str) -> str:
+    """``url`` with what a browser ignores or reads differently spelled out, so that Python's
+    ``urlsplit`` finds the host a browser would go to (WHATWG URL, which chromium follows):
+    leading and trailing C0 controls and spaces go, ASCII tabs and newlines anywhere go, and in
+    an http(s) url every backslash is a slash (``https://evil.com\\@example.com`` is a path on
+    evil.com to a browser, but userinfo before example.com to ``urlsplit``) and the host comes
+    after however many slashes follow the scheme (``https:evil.com``, ``https:///evil.com``)."""
+    url = url.strip(_C0_CONTROL_OR_SPACE).translate(_TAB_AND_NEWLINE)
+    scheme, colon, rest = url.partition(":")
+    if colon and scheme.lower() in NAVIGABLE_SCHEMES:
+        url = f"{scheme.lower()}://{rest.replace(chr(92), '/').lstrip('/')}"
+    return url
+
+
 def domain_allowed(url: str, allowed_domains: Sequence[str]) -> bool:
-    """True when ``url`` is http(s) on an allowed domain or a subdomain of one, or about:blank."""
+    """True when ``url`` is http(s) on an allowed domain or a subdomain of one, or about:blank.
+    The host is read as a browser reads it (``as_browser_reads``); a url Python cannot split,
+    or whose host holds a character a browser refuses in a host (a control, a space, ``%``...),
+    is not allowed."""
+    url = as_browser_reads(url)
     if url == "about:blank":
         return True
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # a bad IPv6 literal, a netloc that NFKC would change...
         return False
-    host = parts.hostname.lower()
+    if parts.scheme not in NAVIGABLE_SCHEMES or not hostname or set(hostname) & _FORBIDDEN_IN_HOST:
+        return False
+    host = hostname.lower()
     return any(host == d or host.endswith("." + d) for d in (d.lower() for d in allowed_domains))
 
 
 #: Captures tried before a transient "Unable to capture screenshot" is an error.
 SCREENSHOT_ATTEMPTS = 4
-#: Schemes a ``navigate`` action may open (the start url, set by the user, may be any).
-NAVIGABLE_SCHEMES = ("http", "https")
 
 
 def normalize_url(url: str) -> str:
-    """Give a bare host such as ``example.com/x`` an https scheme; keep anything with a scheme."""
-    url = url.strip()
-    if "://" in url or url.startswith(("about:", "data:", "file:", "javascript:")):
+    """Give a bare host such as ``example.com/x`` an https scheme; keep anything with a scheme.
+    The result is spelled as a browser reads it (``as_browser_reads``: no tabs or newlines,
+    and slashes for an http(s) url's backslashes), so the url the safety gate and the allowlist
+    judge is the url the browser opens."""
+    url = as_browser_reads(url)
+    lowered = url.lower()
+    if "://" in url or lowered.startswith(("about:", "data:", "file:", "javascript:", "http:",
+                                            "https:")):
         return url
-    return "https://" + url
+    return as_browser_reads("https://" + url)
 
 
 class BrowserEnv(Env):
@@ -212,7 +253,13 @@ class BrowserEnv(Env):
         return ElementInfo(text=found["text"], password=found["password"]) if found else None
 
     def _execute(self, action: Action) -> str:
-        message = self._call(action.kind, lambda: self._perform(action))
+        what, hide = action.kind, ()
+        if action.kind == "type":
+            # An error never quotes the typed text, which may hold a secret's value.
+            text = action.text
+            what = f"typing {len(text)} characters"
+            hide = (text, one_line_break_each(text))
+        message = self._call(what, lambda: self._perform(action), hide)
         if self.allowed_domains is not None and action.kind not in ("navigate", "back"):
             self._raise_if_blocked(action.kind)
         return message
@@ -261,8 +308,10 @@ class BrowserEnv(Env):
         if kind == "scroll":
             return self._scroll(action)
         if kind == "type":
-            keyboard.type(action.text)
-            return f"typed {len(action.text)} characters"
+            # Playwright presses Enter for "\r" and for "\n": "\r\n" would be two line breaks.
+            text = one_line_break_each(action.text)
+            keyboard.type(text)
+            return f"typed {len(text)} characters"
         if kind in ("key", "hotkey"):
             names = [action.key] if kind == "key" else action.keys
             try:
@@ -344,8 +393,9 @@ class BrowserEnv(Env):
         if self._dead is None:
             self._dead = reason
 
-    def _call(self, what: str, fn: Any) -> Any:
-        """Run a Playwright call; a dead browser or a Playwright error becomes an EnvError."""
+    def _call(self, what: str, fn: Any, hide: tuple[str, ...] = ()) -> Any:
+        """Run a Playwright call; a dead browser or a Playwright error becomes an EnvError
+        (whose message never shows the strings in ``hide``)."""
         from playwright.sync_api import Error as PlaywrightError
 
         if self._dead is not None:
@@ -356,5 +406,6 @@ class BrowserEnv(Env):
             if self._dead is not None or not self._browser.is_connected():
                 self._mark_dead("the browser closed or crashed")
                 raise EnvError(f"{what} failed: {self._dead}; start a new browser env") from None
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            detail = conceal(str(exc), hide).strip()
+            first_line = detail.splitlines()[0] if detail else type(exc).__name__
             raise EnvError(f"{what} failed: {first_line}") from None

@@ -35,7 +35,7 @@ from Xlib.error import XError as XlibError
 
 from core.actions import Action
 from envs import keys
-from envs.base import Env, EnvError, SettleConfig, frames_equal
+from envs.base import Env, EnvError, SettleConfig, frames_equal, one_line_break_each
 from envs.x11_typing import X11Typist
 
 #: Screenshot pixels per wheel click, to turn a scroll amount into clicks: chromium on X11
@@ -273,6 +273,7 @@ class DesktopEnv(Env):
         return f"scrolled {action.direction} by {clicks} wheel clicks"
 
     def _type(self, text: str) -> str:
+        text = one_line_break_each(text)  # "\r\n" is one Return, as is a lone "\r"
         if set(text) <= _PYAUTOGUI_TEXT:
             self._gui.write(text, _pause=False)
             return f"typed {len(text)} characters"

@@ -10,9 +10,11 @@ so a slow client still finds the right mapping when it gets to the event.
 
 from __future__ import annotations
 
-from envs.base import EnvError
+from envs.base import EnvError, one_line_break_each
 
-_SPECIAL_KEYSYMS = {"\n": 0xFF0D, "\r": 0xFF0D, "\t": 0xFF09}  # Return, Return, Tab
+# Return, Return, Tab. ``chunks`` turns "\r\n" and a lone "\r" into one "\n" first, so each
+# line break presses Return once.
+_SPECIAL_KEYSYMS = {"\n": 0xFF0D, "\r": 0xFF0D, "\t": 0xFF09}
 
 
 def keysym_for(char: str) -> int:
@@ -57,15 +59,18 @@ class X11Typist:
         return None
 
     def chunks(self, text: str) -> list[str]:
-        """Split ``text`` so no piece needs more characters bound than there are spare keycodes."""
+        """Split ``text`` so no piece needs more characters bound than there are spare keycodes
+        (its line breaks first made one "\\n" each: ``envs.base.one_line_break_each``)."""
         chunks, current, needed = [], "", set()
-        for char in text:
+        for char in one_line_break_each(text):
             keysym = keysym_for(char)
             if self._on_keyboard(keysym) is None:
                 needed.add(keysym)
                 if len(needed) > len(self._spare):
                     if not self._spare:
-                        raise EnvError(f"cannot type {char!r}: the display has no spare keycode")
+                        # Not the character: the text may hold a secret's value.
+                        raise EnvError(f"typing {len(text)} characters failed: one is not on "
+                                       "the keyboard and the display has no spare keycode")
                     chunks.append(current)
                     current, needed = "", {keysym}
             current += char

@@ -76,3 +76,63 @@ def test_bad_magic_is_refused():
     raw[20] ^= 1
     with pytest.raises(ProtocolError):
         decode_header(bytes(raw[: HEADER.size]))
+
+
+# -- AndroidEnv's typing on a fake adb device ---------------------------------------------------
+# Texts a secret could be: spaces (`input text` writes them "%s"), quotes and backslashes (shell
+# quoting and repr escape them), longer than the 40 characters an error once quoted, non-ASCII
+# and line breaks (base64 through ADBKeyboard).
+SECRET_LIKE = ["Zq9 xW7 vK4 mP2", "pa\\ss'wo\"rd Qx", "x" * 34 + "Hunt3r2Hunt3r2",
+               "Gr\u00fc\u00dfe \u65e5\u672c Qz8", "Kj5\nLm6\tNp7", "Rt4%Yu7 Io9" * 30]
+
+
+def _windows(text: str, size: int = 6) -> set[str]:
+    return {text[i:i + size] for i in range(max(1, len(text) - size + 1))}
+
+
+def _typing_failure(kind: str):
+    def fail(command: str):
+        if not command.startswith(("input text", "am broadcast")):
+            return None
+        if kind == "gone":  # a message quoting the command, escaped
+            return ConnectionResetError(f"device offline while running {command!r}")
+        if kind == "adbutils":  # adbutils' own, when the output ends early (its str: a tuple)
+            from adbutils import AdbError
+
+            return AdbError("shell output invalid", command + "; echo X4EXIT:$?", b"")
+        return 1, f"Exception occurred while executing: {command}\n  at {command[:30]}"
+    return fail
+
+
+@pytest.mark.parametrize("adb_keyboard", [True, False], ids=["adbkeyboard", "no-adbkeyboard"])
+@pytest.mark.parametrize("failure", ["gone", "adbutils", "exit"])
+@pytest.mark.parametrize("text", SECRET_LIKE)
+def test_typing_errors_never_show_the_text_or_its_command(text, failure, adb_keyboard):
+    from core.actions import Type
+    from tests.adb_fakes import FakeAdbDevice, fake_android_env
+
+    device = FakeAdbDevice(adb_keyboard=adb_keyboard, fail=_typing_failure(failure))
+    result = fake_android_env(device).execute(Type(text=text))
+    assert not result.ok
+    assert f"{len(text)} characters" in result.message  # says what failed, by its length
+    # Neither the text nor what carried it shows, whole or in part: every 6-character piece of
+    # the text and of each typing command's argument (as sent: %s, quoted, base64).
+    arguments = [c.split(" ", 2)[2] if c.startswith("input") else c.rsplit(" ", 1)[1]
+                 for c in device.typing_commands()]
+    for shown in (text, *arguments):
+        leaked = sorted(w for w in _windows(shown) if w in result.message)
+        assert not leaked, (leaked, result.message)
+
+
+@pytest.mark.parametrize(("text", "typed"), [
+    ("a\r\nb", "a\nb"), ("a\rb", "a\nb"), ("a\r\r\nb\n\rc", "a\n\nb\n\nc"), ("\r\n", "\n"),
+    ("\u65e5\r\n\u672c", "\u65e5\n\u672c"), ("no breaks", "no breaks"),
+])
+def test_a_line_break_is_typed_once_whichever_way_it_is_written(text, typed):
+    # "\r\n" is one line break, and so is a lone "\r": as the browser and the desktop type them.
+    from core.actions import Type
+    from tests.adb_fakes import FakeAdbDevice, fake_android_env
+
+    device = FakeAdbDevice(adb_keyboard=True)
+    assert fake_android_env(device).execute(Type(text=text)).ok
+    assert device.typed() == typed

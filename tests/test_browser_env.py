@@ -114,6 +114,44 @@ def test_typed_text_including_non_ascii_arrives_exactly(env, page) -> None:
     assert events(env, "keydown")[-1]["key"] == "Enter"
 
 
+TEXTAREA = """() => {
+    const area = document.createElement('textarea');
+    area.id = 'area';
+    document.body.appendChild(area);
+    area.focus();
+    window.events = [];
+}"""
+
+
+@pytest.mark.parametrize(("text", "typed"), [
+    ("a\r\nb", "a\nb"), ("a\rb", "a\nb"), ("a\r\r\nb\n\rc", "a\n\nb\n\nc"),
+    ("\u65e5\r\n\u672c\n", "\u65e5\n\u672c\n"),
+])
+def test_a_line_break_is_typed_once_whichever_way_it_is_written(env, page, text, typed) -> None:
+    # "\r\n" is one line break (one Enter), and so is a lone "\r".
+    env.page.evaluate(TEXTAREA)
+    assert env.execute(Type(text=text)).ok
+    assert env.page.input_value("#area") == typed
+    enters = [e for e in events(env, "keydown") if e["key"] == "Enter"]
+    assert len(enters) == typed.count("\n")
+
+
+def test_a_typing_error_does_not_quote_the_text(env, page, monkeypatch) -> None:
+    from playwright.sync_api import Error as PlaywrightError
+
+    text = "Zq9 xW7 'vK4' \\mP2\n"
+
+    class FailingKeyboard:
+        def type(self, typed: str) -> None:
+            raise PlaywrightError(f"Keyboard.type: cannot type {typed!r} ({typed[:9]})")
+
+    monkeypatch.setattr(type(env.page), "keyboard", property(lambda _: FailingKeyboard()))
+    result = env.execute(Type(text=text))
+    assert not result.ok and result.message.startswith(f"typing {len(text)} characters failed")
+    for piece in {text[i:i + 6] for i in range(len(text) - 5)}:
+        assert piece not in result.message and repr(piece)[1:-1] not in result.message
+
+
 def test_unknown_key_fails_clearly(env, page) -> None:
     result = env.execute(Key(key="hyperdrive"))
     assert not result.ok and "unknown key 'hyperdrive'" in result.message
@@ -176,6 +214,36 @@ def test_domain_matching_and_url_normalising() -> None:
     assert normalize_url("http://a.b") == "http://a.b"
 
 
+# Urls whose host Python's urlsplit once read apart from a browser, and their neighbours.
+TRICKY_URLS = [
+    "https://evil.com\\@example.com", "evil.com\\@example.com/", "https://evil.com\\.example.com",
+    "https:\\\\evil.com\\@example.com", "HTTPS://evil.com\\@example.com", "https:evil.com",
+    "https:///evil.com/@example.com", "https:/\\evil.com", "https://ev\til.com\\@example.com",
+    "https://evil.com\n\\@example.com", " \x01https://evil.com\\@example.com ",
+    "https://example.com@evil.com", "https://evil.com#@example.com", "https://evil.com?@example.com",
+    "https://evil.com%5C@example.com", "https://example.com\\@evil.com", "//evil.com",
+    "https://evil.com\uff3c@example.com", "https://evil.com\uff0f@example.com",
+    "http://evil.com:80\\@example.com", "https://evil.com;@example.com", "https:\\/example.com",
+    "https://example.com:443\\@evil.com", "https://evil.com\\\\.example.com", "HtTp:example.com",
+    "https://shop.example.com:8080/x", "https://evil%2Ecom", "https://[::1",
+    "https://example.com\u3002evil.com", "https://evil.com\x7f@example.com",
+]
+
+
+def test_domain_allowed_reads_the_host_chromium_goes_to(guarded) -> None:
+    # Chromium's own URL parser says which host each url goes to: an url the allowlist lets
+    # through must go to an allowed host (it may refuse more than chromium would go to).
+    normalized = [normalize_url(url) for url in TRICKY_URLS]
+    hosts = guarded.page.evaluate("""(urls) => urls.map((u) => {
+        try { return new URL(u).hostname; } catch (e) { return null; } })""", normalized)
+    for url, host in zip(normalized, hosts):
+        if domain_allowed(url, ["example.com"]):
+            assert host == "example.com" or host.endswith(".example.com"), (url, host)
+    # And each of the urls that once slipped through is refused.
+    for url in TRICKY_URLS[:11]:
+        assert not domain_allowed(normalize_url(url), ["example.com"]), url
+
+
 @pytest.fixture(scope="module")
 def guarded(playwright):
     """A browser allowed on 127.0.0.1 only; localhost is the same server, but off the list."""
@@ -193,6 +261,18 @@ def test_navigate_off_the_list_is_blocked_and_reported(guarded, base_url) -> Non
     assert not result.ok
     assert f"blocked navigation to {off_list}" in result.message
     assert "not in the allowed domains (127.0.0.1)" in result.message
+    assert guarded.observe().extras["url"] == start
+
+
+def test_a_backslash_does_not_take_navigate_off_the_list(guarded, base_url) -> None:
+    # To chromium, "http://localhost:PORT\\@127.0.0.1/" is a path on localhost, not a user
+    # name before 127.0.0.1: it is blocked, and the message names the url chromium would open.
+    start = base_url + "events.html"
+    assert guarded.execute(Navigate(url=start)).ok
+    host_and_port = base_url.split("//", 1)[1].rstrip("/").replace("127.0.0.1", "localhost")
+    result = guarded.execute(Navigate(url=f"http://{host_and_port}\\@127.0.0.1/events.html"))
+    assert not result.ok
+    assert f"blocked navigation to http://{host_and_port}/@127.0.0.1/" in result.message
     assert guarded.observe().extras["url"] == start
 
 

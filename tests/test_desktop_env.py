@@ -169,6 +169,43 @@ def test_typed_text_arrives_exactly(desktop, app, fresh, text) -> None:
     wait_for_value(lambda: app.input_value("#field"), "")
 
 
+@pytest.mark.parametrize(("text", "typed"), [
+    ("a\r\nb\rc", "a\nb\nc"),  # pyautogui types it
+    ("\u00e9\r\n\u65e5\r\r\nz", "\u00e9\n\u65e5\n\nz"),  # XTest types it (envs.x11_typing)
+], ids=["ascii", "unicode"])
+def test_a_line_break_is_typed_once_whichever_way_it_is_written(desktop, app, fresh, text,
+                                                                  typed) -> None:
+    x, y = find_color(fresh.image, YELLOW).centre
+    assert desktop.execute(Click(x=x, y=y)).ok  # the window has the keyboard
+    app.evaluate("""() => { const area = document.createElement('textarea');
+        area.id = 'area'; document.body.appendChild(area); area.focus(); }""")
+    wait_until(lambda: app.evaluate("document.activeElement.id") == "area")
+    assert desktop.execute(Type(text=text)).ok
+    wait_for_value(lambda: app.input_value("#area"), typed)
+
+
+def test_xtest_typing_presses_return_once_per_line_break(desktop, monkeypatch) -> None:
+    from Xlib import XK
+
+    typist = desktop._typist
+    pressed: list[int] = []
+    monkeypatch.setattr(typist, "_fake", lambda keycode, press: press and pressed.append(keycode))
+    for chunk in typist.chunks("\u00e9\r\nb\rc\n"):
+        typist.type(chunk)
+    bound = {keycode: keysym for keysym, keycode in typist._bound.items()}
+    keysyms = [bound.get(k) or typist._display.keycode_to_keysym(k, 0) for k in pressed]
+    assert keysyms == [0xE9, XK.XK_Return, XK.XK_b, XK.XK_Return, XK.XK_c, XK.XK_Return]
+
+
+def test_a_character_that_cannot_be_typed_is_not_named(desktop, monkeypatch) -> None:
+    # The text may hold a secret's value: the error says how many characters, not which.
+    monkeypatch.setattr(desktop._typist, "_spare", [])
+    with pytest.raises(EnvError) as info:
+        desktop._typist.chunks("ok \u2654\u2655")
+    assert "typing 5 characters failed" in str(info.value)
+    assert "\u2654" not in str(info.value) and "2654" not in str(info.value)
+
+
 def _box_at(desktop, color, left_top):
     box = find_color(desktop.observe().image, color)
     return box if (box.left, box.top) == left_top else None

@@ -11,7 +11,8 @@ from actions.dialects import get_dialect
 from agent.loop import Agent
 from agent.safety import ConfirmationGate, GateRules, load_rules
 from core.actions import Navigate, OpenApp, Tap, Type
-from envs.base import ElementInfo
+from envs.base import AppTarget, ElementInfo
+from tests.adb_fakes import FakeAdbDevice, fake_android_env
 from tests.agent_fakes import FakePhone, ListPolicy
 from trajectories.reader import load
 from trajectories.recorder import Recorder
@@ -113,6 +114,82 @@ def test_open_app_and_navigation_rules():
     assert off.sensitive(Tap(x=1, y=1)) is None and off.sensitive(Type(text="x")) is None
     assert ConfirmationGate(GateRules(), LaidOutPhone(), "deny").sensitive(
         Navigate(url="anywhere.org")) is None  # no allowlist: navigation is not gated
+
+
+@pytest.mark.parametrize("name", ["com.example.bank", "bank", "BANK", "Bank!", " b-a-n-k "])
+def test_open_app_judges_what_the_env_opens_not_how_the_model_spells_it(tmp_path, name):
+    # android's open_app opens a package by its last segment too, ignoring case and punctuation:
+    # each spelling opens com.example.bank, so each is the listed app.
+    device = FakeAdbDevice(packages=("com.android.settings", "com.example.bank"))
+    env = fake_android_env(device)
+    assert env.resolve_app(name).package == "com.example.bank"
+    gate = ConfirmationGate(GateRules(open_apps=["com.example.bank"]), env, "deny")
+    assert gate.sensitive(OpenApp(app=name)).rule == "open_app"
+    # Through the loop: refused, and the app is not opened.
+    policy = ListPolicy([f'*FUNCTION*: OpenApp *ARGS*: {{"app": {json.dumps(name)}}}', DONE])
+    Agent(env, policy, get_dialect("qwen2vl", "phone"), gate=gate,
+          recorder=Recorder(tmp_path / "traj")).run("Open the bank")
+    assert load(tmp_path / "traj").steps[0].gate.decision == "denied"
+    assert not any(c.startswith("monkey") for c in device.commands)
+    # Listed by label (or by its last segment), the package name is the same app.
+    by_label = ConfirmationGate(GateRules(open_apps=["Bank"]), env, "deny")
+    assert by_label.sensitive(OpenApp(app=name)).rule == "open_app"
+    # Another app, and a name no package ends in (a home-screen label), are not it.
+    assert gate.sensitive(OpenApp(app="settings")) is None
+    assert gate.sensitive(OpenApp(app="Banking")) is None
+    # A name that opens no package goes to the home screen's labels; a label spelling the listed
+    # package is still taken for it.
+    assert env.resolve_app("COM.EXAMPLE.BANK").package is None
+    assert gate.sensitive(OpenApp(app="COM.EXAMPLE.BANK")).rule == "open_app"
+
+
+def test_open_app_without_the_envs_word_compares_names():
+    # An env that cannot tell what a name opens: names are compared ignoring case and
+    # punctuation, and a package also by its last segment; two packages must be the same one.
+    gate = ConfirmationGate(GateRules(open_apps=["com.example.bank", "My Wallet"]), LaidOutPhone(),
+                            "deny")
+    for name in ("com.example.bank", "bank", "BANK", "Bank!", "com.example.wallet.mywallet",
+                 "my wallet", "MYWALLET", "org.wallet.MyWallet"):
+        assert gate.sensitive(OpenApp(app=name)).rule == "open_app", name
+    for name in ("com.other.bank", "notes", "wallet", "com.example.bank.notes"):
+        assert gate.sensitive(OpenApp(app=name)) is None, name
+
+
+def test_open_app_trusts_what_the_env_resolves():
+    class ResolvingPhone(LaidOutPhone):
+        """Opens "Money" as com.example.bank, as a home screen's label would."""
+
+        def resolve_app(self, app):
+            return AppTarget(package="com.example.bank" if app == "Money" else app)
+
+    gate = ConfirmationGate(GateRules(open_apps=["com.example.bank"]), ResolvingPhone(), "deny")
+    assert gate.sensitive(OpenApp(app="Money")).rule == "open_app"
+    assert gate.sensitive(OpenApp(app="com.example.notes")) is None
+
+
+@pytest.mark.parametrize("url", [
+    "https://evil.com\\@example.com", "evil.com\\@example.com/", "https://evil.com\\.example.com",
+    "https:\\\\evil.com\\@example.com", "HTTPS://evil.com\\@example.com", "https:evil.com",
+    "https:///evil.com/@example.com", "https://ev\til.com\\@example.com",
+    "https://evil.com\n\\@example.com", " \x01https://evil.com\\@example.com ",
+    "https://example.com@evil.com", "https://evil.com#@example.com", "//evil.com",
+    "http://evil.com:80\\@example.com", "https://evil.com\x00.example.com",
+])
+def test_navigation_reads_the_host_as_a_browser_does(url):
+    # A browser goes to evil.com for each (a backslash is a slash there; tabs and newlines
+    # vanish), or nowhere (a NUL in a host): the rule must not take it for example.com.
+    gate = ConfirmationGate(GateRules(allowed_domains=["example.com"]), LaidOutPhone(), "deny")
+    hit = gate.sensitive(Navigate(url=url))
+    assert hit is not None and hit.rule == "navigation"
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.com\\@evil.com", "https://shop.example.com\\path", "example.com\\x",
+    "https:\\\\example.com", "https://exa\tmple.com/", "HtTp:example.com",
+])
+def test_navigation_allows_what_a_browser_reads_as_an_allowed_host(url):
+    gate = ConfirmationGate(GateRules(allowed_domains=["example.com"]), LaidOutPhone(), "deny")
+    assert gate.sensitive(Navigate(url=url)) is None
 
 
 def test_a_custom_pattern_replaces_the_default():

@@ -3,10 +3,12 @@ runtime writes holds it, down to a real run through the CLI on the virtual phone
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +89,59 @@ def test_the_env_gets_the_value_and_the_model_and_trajectory_only_the_placeholde
     for path in (tmp_path / "traj").rglob("*"):
         if path.is_file() and path.suffix != ".png":
             assert VALUE not in path.read_text(encoding="utf-8"), path
+
+
+@pytest.mark.parametrize("value", ["correct horse battery", "pa\\ss'wo\"rd",
+                                   "Gr\u00fc\u00dfe \u65e5\u672c"])
+def test_scrub_finds_the_value_in_the_forms_the_runtime_encodes_it(value):
+    # A second line of defence: the envs' errors do not quote typed text at all.
+    secrets = Secrets({"PW": value})
+    spaced = value.replace(" ", "%s")
+    for shown in (value, spaced, shlex.quote(value), shlex.quote(spaced), repr(value),
+                  json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        scrubbed = secrets.scrub(f"`input text {shown}` failed")
+        assert "<secret:PW>" in scrubbed and value not in scrubbed and spaced not in scrubbed
+    # The base64 of a text holding the value, at each alignment, with text before and after.
+    for before in ("", "a", "ab", "pin: "):
+        for after in ("", "\n", "xy"):
+            encoded = base64.b64encode((before + value + after).encode()).decode()
+            scrubbed = secrets.scrub(f"am broadcast --es msg {encoded}")
+            assert "<secret:PW>" in scrubbed
+            assert base64.b64encode(value.encode()).decode()[2:-3] not in scrubbed
+    # A short value is scrubbed as written only: its base64 is too short to tell apart.
+    assert Secrets({"PIN": "12"}).scrub("MTIzNA== 12") == "MTIzNA== <secret:PIN>"
+
+
+TYPE_PW = '*FUNCTION*: Type *ARGS*: {"text": "%s"}'
+
+
+@pytest.mark.parametrize(("value", "typed", "adb_keyboard"), [
+    ("correct horse battery", "<secret:PW>", True),  # `input text correct%shorse%sbattery`
+    ("hunter2hunter2", "<secret:PW>\\n", True),  # base64 through ADBKeyboard
+    ("pa\\ss'wo\"rd!", "<secret:PW>\\n", False),  # no ADBKeyboard: once repr() of the text
+    ("hunter2hunter2", "x" * 34 + "<secret:PW>\\n", False),  # once its first 40 characters
+])
+def test_a_phone_that_fails_the_typing_shows_nobody_the_value(tmp_path, value, typed,
+                                                                adb_keyboard):
+    from tests.adb_fakes import FakeAdbDevice, fake_android_env
+
+    gone = (lambda command: ConnectionResetError("device offline")
+            if command.startswith(("input text", "am broadcast")) else None)
+    env = fake_android_env(FakeAdbDevice(adb_keyboard=adb_keyboard, fail=gone))
+    policy = ListPolicy([TYPE_PW % typed, DONE])
+    Agent(env, policy, get_dialect("qwen2vl", env.form_factor), recorder=Recorder(
+        tmp_path / "traj"), secrets=Secrets({"PW": value})).run("Log in with <secret:PW>")
+    step = load(tmp_path / "traj").steps[0]
+    assert not step.result.ok and "characters" in step.result.message
+    steps = (tmp_path / "traj" / "steps.jsonl").read_text(encoding="utf-8")
+    prompt = json.dumps([m.text() for m in policy.requests[1].prompt.messages])
+    # No piece of 6 characters of the value, as written, escaped, with spaces as "%s", or of the
+    # base64 of the typed text.
+    revealed = typed.replace("<secret:PW>", value).replace("\\n", "\n").encode()
+    forms = (value, json.dumps(value)[1:-1], repr(value)[1:-1], value.replace(" ", "%s"),
+             base64.b64encode(revealed).decode())
+    for piece in {form[i:i + 6] for form in forms for i in range(len(form) - 5)}:
+        assert piece not in steps and piece not in prompt, piece
 
 
 def _replies(phone_env, task) -> list[dict]:

@@ -1,0 +1,89 @@
+"""An AndroidEnv on a fake adb device that records every shell command (no adb server needed).
+
+``FakeAdbDevice(fail=...)`` fails the commands its ``fail`` picks: ``fail(command)`` returns None
+(run it), an exception (raised, as adbutils raises when the device is gone) or
+``(exit_code, output)`` (the command ran and failed).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shlex
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from PIL import Image
+
+from envs.android import ADB_KEYBOARD, AndroidEnv, ScreenInfo
+from envs.base import SettleConfig
+
+HOME_SCREEN = (
+    '<?xml version="1.0"?><hierarchy rotation="0"><node index="0" text="" resource-id="" '
+    'class="android.widget.FrameLayout" package="launcher" content-desc="" clickable="false" '
+    'focused="false" password="false" bounds="[0,0][1080,2400]"></node></hierarchy>')
+
+
+class FakeAdbDevice:
+    def __init__(self, packages: tuple[str, ...] = (), adb_keyboard: bool = True,
+                 fail: Callable[[str], Any] = lambda command: None) -> None:
+        self.commands: list[str] = []
+        self.packages = list(packages)
+        self.adb_keyboard = adb_keyboard
+        self.fail = fail
+
+    def _answer(self, command: str) -> SimpleNamespace:
+        self.commands.append(command)
+        failure = self.fail(command)
+        if isinstance(failure, BaseException):
+            raise failure
+        if failure is not None:
+            return SimpleNamespace(returncode=failure[0], output=failure[1])
+        output = ""
+        if command == "pm list packages":
+            output = "".join(f"package:{p}\n" for p in self.packages)
+        elif command.startswith("monkey"):
+            output = "Events injected: 1\n"
+        elif command == "ime list -s":
+            output = ADB_KEYBOARD if self.adb_keyboard else "com.android.inputmethod/.LatinIME"
+        elif command.startswith("uiautomator dump"):
+            output = HOME_SCREEN
+        return SimpleNamespace(returncode=0, output=output)
+
+    def shell(self, command: str, timeout: float | None = None) -> str:
+        return self._answer(command).output
+
+    def shell2(self, command: str, timeout: float | None = None) -> SimpleNamespace:
+        return self._answer(command)
+
+    def typing_commands(self) -> list[str]:
+        return [c for c in self.commands if c.startswith(("input text", "am broadcast"))]
+
+    def typed(self) -> str:
+        """What the typing commands carried, decoded."""
+        typed = ""
+        for command in self.typing_commands():
+            argument = shlex.split(command)[-1]
+            if command.startswith("am broadcast"):
+                typed += base64.b64decode(argument).decode("utf-8")
+            else:
+                typed += re.sub("%s", " ", argument)
+        return typed
+
+
+def fake_android_env(device: FakeAdbDevice) -> AndroidEnv:
+    """An AndroidEnv on ``device``, skipping the connection ``AndroidEnv.__init__`` makes."""
+    env = AndroidEnv.__new__(AndroidEnv)
+    env.settle = SettleConfig(timeout_s=0.05, poll_interval_s=0.01)
+    env.timeout_s = 1.0
+    env.observe_ui = False
+    env.serial = "fake-1"
+    env.device = device
+    env.screen = ScreenInfo(1080, 2400, 420, 0)
+    env._raw_screencap = False
+    env._adb_keyboard = None
+    env.still_frames = False
+    env._last_frame = (None, None, b"")
+    env.capture = lambda: Image.new("RGB", (1080, 2400))
+    env.foreground = lambda: ("launcher", "Main")
+    return env
