@@ -14,6 +14,7 @@ from core.actions import Navigate, OpenApp, Tap, Type
 from envs.base import AppTarget, ElementInfo
 from tests.adb_fakes import FakeAdbDevice, fake_android_env
 from tests.agent_fakes import FakePhone, ListPolicy
+from trajectories.export import export
 from trajectories.reader import load
 from trajectories.recorder import Recorder
 
@@ -68,6 +69,15 @@ def test_deny_refuses_a_matching_tap_tells_the_model_and_records_it(tmp_path):
     # The refusal and its reason are in the model's next prompt.
     second = "".join(m.text() for m in policy.requests[1].prompt.messages)
     assert "blocked by the safety gate" in second and "--deny-sensitive" in second
+    # SFT data never teaches the refused action: its step is left out, and an episode sample
+    # shows it as context only.
+    summary = export([tmp_path / "traj"], "qwen2vl", "step", tmp_path / "sft.jsonl")
+    assert (summary.samples, summary.skipped_steps) == (2, 1)
+    export([tmp_path / "traj"], "qwen2vl", "episode", tmp_path / "sft.jsonl")
+    (sample,) = [json.loads(line) for line in (tmp_path / "sft.jsonl").read_text().splitlines()]
+    trained = ["".join(p["text"] for p in m["content"] if p["type"] == "text")
+               for m in sample["messages"] if m.get("loss")]
+    assert [t.strip() for t in trained] == [allowed.response.strip(), traj.steps[2].response]
 
 
 def test_yes_allows_and_records_the_decision(tmp_path):

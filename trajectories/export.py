@@ -19,10 +19,10 @@ its reply, the only trained text (LLaMA-Factory needs ``mask_history: true`` for
 history's replies are assistant turns too). ``episode`` gives one sample per episode: the final
 step's prompt and reply, with every parsed reply shown as a model turn trained.
 
-Replies that did not parse are never trained, nor replies that spell a token that frames a chat
-(``<|im_end|>``: the trainer's tokenizer would read it as one). A LLaMA-Factory episode sample
-would have to train such a reply (it has no per-turn flag), so those episodes are left out of
-that export and counted.
+Replies that did not parse are never trained, nor replies whose action the safety gate refused,
+nor replies that spell a token that frames a chat (``<|im_end|>``: the trainer's tokenizer would
+read it as one). A LLaMA-Factory episode sample would have to train such a reply (it has no
+per-turn flag), so those episodes are left out of that export and counted.
 
 The dialects mark the replies they show again in later prompts (``TextPart.reply``), so what the
 model wrote is known, not searched for; recordings made before the marks are searched.
@@ -142,10 +142,13 @@ def _assistant_turn(trajectory: Trajectory, step: StepRecord, pieces: list[Piece
 
 
 def trainable(step: StepRecord) -> bool:
-    """Whether a step's reply may be trained: it parsed, and it spells none of the tokens that
+    """Whether a step's reply may be trained: it parsed, the safety gate did not refuse its
+    action (a person or the run's rules said no to it), and it spells none of the tokens that
     frame a chat. A trainer's tokenizer would read ``<|im_end|>`` in it as that special token,
     which the model never wrote as one (a local run drops those tokens from replies)."""
-    return step.action is not None and not any(t in step.response for t in FRAMING_TOKENS)
+    return (step.action is not None
+            and (step.gate is None or step.gate.decision != "denied")
+            and not any(t in step.response for t in FRAMING_TOKENS))
 
 
 def _find_replies(pieces: list[Piece], pending: list[tuple[str, bool]]) -> list[Piece]:
