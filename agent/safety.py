@@ -5,6 +5,8 @@ TOML file; docs/safety.md gives the schema):
 
 - typing into a password field (the focused element, from the UI dump or the DOM);
 - a tap or click on an element whose text matches a pattern (the element at the point);
+- either of those on an element the env could not inspect (``ElementInfo.opaque``: a frame the
+  browser cannot read), whose kind and text are unknown;
 - ``open_app`` of a listed package or label, judged by what the env would open
   (``Env.resolve_app``), not only by the name the model wrote;
 - ``navigate`` to a url off the allowed domains.
@@ -146,10 +148,16 @@ class ConfirmationGate(SafetyGate):
         rules = self.rules
         if action.kind == "type" and rules.password_fields:
             focused = self.env.focused_element()
+            if focused is not None and focused.opaque:
+                return Sensitive("password_field", "it types into an element the env cannot "
+                                 "inspect (it may be a password field)")
             if focused is not None and focused.password:
                 return Sensitive("password_field", "it types into a password field")
         if action.kind in PRESS_KINDS and self._tap_text is not None:
             element = self.env.element_at(action.x, action.y)
+            if element is not None and element.opaque:
+                return Sensitive("tap_text", "it presses an element the env cannot inspect "
+                                 "(its text is unknown)")
             if element is not None and (found := self._tap_text.search(element.text)):
                 return Sensitive("tap_text", f"it presses {element.text[:80]!r}, which matches "
                                  f"{found.group(0)!r}")

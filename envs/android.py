@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Callable, Iterator, Literal, TypeVar
 
 from PIL import Image
 
@@ -464,13 +464,18 @@ class AndroidEnv(Env):
                        f"{', '.join(packages[:12])})")
 
     def element_at(self, x: int, y: int) -> ElementInfo | None:
-        """The smallest node of the UI dump whose bounds hold (x, y): what a tap there hits."""
-        hits = [node for node in self.ui_tree().walk()
-                if node.bounds[0] <= x < node.bounds[2] and node.bounds[1] <= y < node.bounds[3]]
-        if not hits:
+        """What a tap at (x, y) presses: the smallest node of the UI dump whose bounds hold the
+        point, or rather its nearest clickable ancestor-or-self (a tap on a row's icon or its
+        empty part presses the row), described by its own text and content-desc, else by those
+        of the nodes below it (``_pressed_info``). When none is clickable, the smallest node by
+        its own text."""
+        paths = list(_paths_holding(self.ui_tree(), x, y))
+        if not paths:
             return None
-        return _element_info(min(hits, key=lambda n: (n.bounds[2] - n.bounds[0])
-                                 * (n.bounds[3] - n.bounds[1])))
+        path = min(paths, key=lambda p: (p[-1].bounds[2] - p[-1].bounds[0])
+                   * (p[-1].bounds[3] - p[-1].bounds[1]))
+        pressed = next((node for node in reversed(path) if node.clickable), None)
+        return _element_info(path[-1]) if pressed is None else _pressed_info(pressed)
 
     def focused_element(self) -> ElementInfo | None:
         node = next((n for n in self.ui_tree().walk() if n.focused), None)
@@ -509,9 +514,34 @@ def _rgb(png: bytes) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image  # no copy of an RGB frame
 
 
-def _element_info(node: UiNode) -> ElementInfo:
+def _paths_holding(root: UiNode, x: int, y: int,
+                   above: tuple[UiNode, ...] = ()) -> Iterator[tuple[UiNode, ...]]:
+    """For each node whose bounds hold (x, y), in document order: the node with its ancestors
+    (root first, the node last)."""
+    path = (*above, root)
+    x1, y1, x2, y2 = root.bounds
+    if x1 <= x < x2 and y1 <= y < y2:
+        yield path
+    for child in root.children:
+        yield from _paths_holding(child, x, y, path)
+
+
+def _labels(node: UiNode) -> str:
     labels = (node.text.strip(), node.content_desc.strip())
-    return ElementInfo(text=" ".join(label for label in labels if label), password=node.password)
+    return " ".join(label for label in labels if label)
+
+
+def _element_info(node: UiNode) -> ElementInfo:
+    return ElementInfo(text=_labels(node), password=node.password)
+
+
+def _pressed_info(node: UiNode) -> ElementInfo:
+    """A clickable node described by its own text and content-desc, else by those of every node
+    below it, in document order (how an accessibility service labels a clickable container).
+    Clickable nodes below it count too, to be safe: a text-less row that holds a "Delete"
+    button reads as "... Delete", though a tap on its empty part may not delete."""
+    text = _labels(node) or " ".join(t for n in node.walk() if (t := _labels(n)))
+    return ElementInfo(text=text, password=node.password)
 
 
 def _read_to_end(sock: Any) -> bytes:

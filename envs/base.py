@@ -52,6 +52,9 @@ class ElementInfo:
 
     text: str  # its visible text or label (a button's caption, a field's hint)
     password: bool = False
+    #: The env could not look at it (a frame it cannot inspect): its text and kind are unknown,
+    #: and the safety gate treats pressing or typing into it as sensitive.
+    opaque: bool = False
 
 
 @dataclass(frozen=True)

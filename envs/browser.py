@@ -67,18 +67,76 @@ _NAVIGATION_GUARD = """
   });
 })(ALLOWED);
 """
-# The element a click at a point hits (or the focused one), described by the text a person reads
-# on it: a control's own label, or the closest button or link around it.
-_DESCRIBE_ELEMENT = """(point) => {
-  const el = point ? document.elementFromPoint(point[0], point[1]) : document.activeElement;
+# The element a click at a point hits (or the focused one) in one frame's document, looked for
+# inside open shadow roots too (the document alone answers with their host). The point is in CSS
+# pixels of that frame's viewport; null looks for the focused element. The body or nothing: null.
+_FIND_ELEMENT = """(point) => {
+  let el = point ? document.elementFromPoint(point[0], point[1]) : document.activeElement;
+  for (let depth = 0; el && el.shadowRoot && depth < 64; depth++) {
+    const root = el.shadowRoot;
+    const inner = point ? root.elementFromPoint(point[0], point[1]) : root.activeElement;
+    if (!inner || inner === el || inner.getRootNode() !== root) break;
+    el = inner;
+  }
   if (!el || el === document.body || el === document.documentElement) return null;
-  const target = el.closest('button, a[href], [role=button], label, input, textarea, select') || el;
+  return el;
+}"""
+# That element described by the text a person reads on it: a control's own label, or the closest
+# button or link around it (climbing out of shadow roots and slots). A frame's owner (iframe,
+# frame, object, embed) is not described unless ``plain``: its content box is returned instead
+# (in CSS pixels of this frame's viewport, and how much a transform scales it), so the lookup can
+# go on inside the frame.
+_DESCRIBE_ELEMENT = """(el, plain) => {
+  const html = el.namespaceURI === 'http://www.w3.org/1999/xhtml';
+  if (!plain && html && ['iframe', 'frame', 'object', 'embed'].includes(el.localName)) {
+    const rect = el.getBoundingClientRect(), style = getComputedStyle(el);
+    const px = (name) => parseFloat(style[name]) || 0;
+    const sx = (el.offsetWidth && rect.width / el.offsetWidth) || 1;
+    const sy = (el.offsetHeight && rect.height / el.offsetHeight) || 1;
+    return {frame: el.localName, scale: [sx, sy],
+      origin: [rect.left + (el.clientLeft + px('paddingLeft')) * sx,
+               rect.top + (el.clientTop + px('paddingTop')) * sy],
+      size: [el.clientWidth - px('paddingLeft') - px('paddingRight'),
+             el.clientHeight - px('paddingTop') - px('paddingBottom')]};
+  }
+  const up = (n) => {
+    if (n.assignedSlot) return n.assignedSlot;
+    if (n.parentElement) return n.parentElement;
+    const root = n.getRootNode();
+    return root instanceof ShadowRoot ? root.host : null;
+  };
+  const SELECTOR = 'button, a[href], [role=button], label, input, textarea, select';
+  let target = el;
+  for (let n = el; n; n = up(n)) if (n.matches(SELECTOR)) { target = n; break; }
+  // innerText leaves out what a shadow root shows: read the composed tree where there is one.
+  const SKIP = ['script', 'style', 'template', 'noscript'];
+  const composed = (n) => {
+    if (n.nodeType === Node.TEXT_NODE) return n.data;
+    if (n.nodeType !== Node.ELEMENT_NODE || SKIP.includes(n.localName)) return '';
+    let kids = n.shadowRoot ? n.shadowRoot.childNodes : n.childNodes;
+    if (n.localName === 'slot' && n.assignedNodes().length) kids = n.assignedNodes({flatten: true});
+    return Array.from(kids, composed).join(' ');
+  };
+  const hasShadow = (n) => n.shadowRoot
+    || Array.from(n.querySelectorAll('*')).some((e) => e.shadowRoot);
+  const shown = (n) => (hasShadow(n) ? composed(n) : n.innerText || '').replace(/\\s+/g, ' ');
   const field = target.matches('input, textarea');
   const text = field ? [target.value, target.placeholder, target.getAttribute('aria-label')]
       .filter(Boolean).join(' ')
-    : (target.getAttribute('aria-label') || target.innerText || target.value || '');
+    : (target.getAttribute('aria-label') || shown(target).trim() || target.value || '');
   return {text: String(text).trim().slice(0, 500), password: target.type === 'password'};
 }"""
+#: Frames inside frames that an element lookup follows; one deeper is not inspected (opaque).
+MAX_FRAME_DEPTH = 8
+#: What the lookup says of an element it cannot look at: a frame whose document it cannot read.
+#: The safety gate treats pressing or typing there as sensitive.
+_OPAQUE = ElementInfo(text="", opaque=True)
+
+
+def _as_element(handle: Any) -> ElementInfo:
+    """A frame's owner described as the element it is, not by the document it holds."""
+    plain = handle.evaluate(_DESCRIBE_ELEMENT, True)
+    return ElementInfo(text=plain["text"], password=plain["password"])
 _TAKE_BLOCKED = """() => {
   const blocked = window.__vlagentBlocked || [];
   window.__vlagentBlocked = [];
@@ -249,8 +307,61 @@ class BrowserEnv(Env):
         return self._describe(None)
 
     def _describe(self, point: list[float] | None) -> ElementInfo | None:
-        found = self._call("element lookup", lambda: self.page.evaluate(_DESCRIBE_ELEMENT, point))
-        return ElementInfo(text=found["text"], password=found["password"]) if found else None
+        return self._call("element lookup", lambda: self._lookup(self.page.main_frame, point, 0))
+
+    def _lookup(self, frame: Any, point: list[float] | None, depth: int) -> ElementInfo | None:
+        """The element at ``point`` (CSS pixels of ``frame``'s viewport), or the focused one
+        (``point`` None), in ``frame`` and the frames inside it: a point on an iframe (or a
+        frame, or an object or embed holding a document) goes on inside its document, at the
+        point translated to that frame's viewport, as does the focus of a focused iframe.
+        Playwright reaches cross-origin frames too. A frame it cannot read is ``_OPAQUE``."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        handle = frame.evaluate_handle(_FIND_ELEMENT, point).as_element()
+        if handle is None:
+            return None
+        try:
+            found = handle.evaluate(_DESCRIBE_ELEMENT, False)
+            if "frame" not in found:
+                return ElementInfo(text=found["text"], password=found["password"])
+            inner = point
+            if point is not None:
+                (left, top), (sx, sy) = found["origin"], found["scale"]
+                inner = [(point[0] - left) / sx, (point[1] - top) / sy]
+                width, height = found["size"]
+                if not (0 <= inner[0] < width and 0 <= inner[1] < height):
+                    return _as_element(handle)  # its border or padding: the press stays out
+            try:
+                child = self._frame_of(frame, handle)
+                if child is None and found["frame"] in ("object", "embed"):
+                    return _as_element(handle)  # an image or a plugin: no document inside
+                if child is None or depth >= MAX_FRAME_DEPTH:
+                    return _OPAQUE
+                return self._lookup(child, inner, depth + 1)
+            except PlaywrightError:
+                # The frame went away or refused us mid-lookup; a dead browser is an error.
+                if self._dead is not None or not self._browser.is_connected():
+                    raise
+                return _OPAQUE
+        finally:
+            handle.dispose()
+
+    @staticmethod
+    def _frame_of(frame: Any, owner: Any) -> Any:
+        """The frame whose owner element in ``frame`` is ``owner``, or None. Playwright's
+        ``content_frame`` knows iframes and frames; an object's or embed's document is found
+        among ``frame``'s children by its owner."""
+        child = owner.content_frame()
+        if child is not None:
+            return child
+        for candidate in frame.child_frames:
+            element = candidate.frame_element()
+            try:
+                if owner.evaluate("(el, other) => el === other", element):
+                    return candidate
+            finally:
+                element.dispose()
+        return None
 
     def _execute(self, action: Action) -> str:
         what, hide = action.kind, ()

@@ -363,3 +363,157 @@ def test_a_screenshot_chromium_cannot_take_mid_navigation_is_tried_again(env, pa
     monkeypatch.setattr(env.page, "screenshot", broken)
     with pytest.raises(EnvError, match="something else"):
         env.capture()
+
+
+# Pages of made-up sites (shop.test and bank.test are two origins, so a bank.test frame in a
+# shop.test page is cross-origin). Points below are CSS pixels of the top page.
+PRESS = "onclick='window.pressed = this.textContent'"
+SITES = {
+    "http://shop.test/": f"""<body style="margin:0">
+<iframe src="http://shop.test/inner.html" style="position:absolute;left:20px;top:30px;
+  width:300px;height:150px;border:4px solid;padding:6px"></iframe>
+<iframe src="http://bank.test/pay.html" style="position:absolute;left:20px;top:200px;
+  width:300px;height:150px;border:0"></iframe>
+<div id="host" style="position:absolute;left:20px;top:370px"></div>
+<x-pay role="button" style="position:absolute;left:20px;top:500px;display:block;width:250px;
+  height:40px"><b>Pay</b></x-pay>
+<script>
+host.attachShadow({{mode: 'open'}}).innerHTML = "<button style='width:150px;height:40px' "
+  + "{PRESS}>Delete</button><iframe src='http://bank.test/shadowed.html' "
+  + "style='display:block;width:200px;height:80px;border:0'></iframe>";
+document.querySelector('x-pay').attachShadow({{mode: 'open'}}).innerHTML =
+  "<span>Review and <slot></slot> </span><i>now</i>";
+</script></body>""",
+    # Same origin, in the first frame: a button, and a cross-origin frame nested in it.
+    "http://shop.test/inner.html": f"""<body style="margin:0">
+<button style="width:100px;height:40px" {PRESS}>Pay now</button>
+<iframe src="http://bank.test/deep.html" style="position:absolute;left:120px;top:10px;
+  width:150px;height:100px;border:2px solid"></iframe></body>""",
+    # Two frames down: a button and a password field in a shadow root.
+    "http://bank.test/deep.html": f"""<body style="margin:0"><div id="host"></div><script>
+host.attachShadow({{mode: 'open'}}).innerHTML = "<button style='display:block;width:120px;"
+  + "height:30px' {PRESS}>Transfer</button><input id='secret' type='password'>";
+</script></body>""",
+    "http://bank.test/pay.html": f"""<body style="margin:0">
+<button style="width:120px;height:40px" {PRESS}>Buy</button>
+<input id="pin" type="password" style="display:block"><input id="note"></body>""",
+    # In an iframe that is in a shadow root of the top page.
+    "http://bank.test/shadowed.html": f"""<body style="margin:0">
+<a href="#sent" style="display:block;width:100px;height:30px" {PRESS}>Send</a></body>""",
+    # An iframe drawn at half its size, its page scrolled down: the button is 300px down it.
+    "http://shop.test/scaled.html": """<body style="margin:0">
+<iframe src="http://bank.test/tall.html" style="position:absolute;left:20px;top:20px;
+  width:400px;height:200px;border:0;transform:scale(0.5);transform-origin:0 0"></iframe></body>""",
+    "http://bank.test/tall.html": f"""<body style="margin:0"><div style="height:300px"></div>
+<button style="display:block;width:200px;height:60px" {PRESS}>Pay now</button>
+<div style="height:600px"></div></body>""",
+}
+
+
+@pytest.fixture
+def sites(env):
+    """``open_site(url)`` opens a page of ``SITES`` (each url of it served to the env's page)."""
+    def fulfil(route):
+        route.fulfill(content_type="text/html", body=SITES[route.request.url.split("#")[0]])
+
+    env.page.route("http://*.test/**", fulfil)
+
+    def open_site(url):
+        env.page.goto(url)
+        return env.page
+
+    yield open_site
+    env.page.unroute("http://*.test/**", fulfil)
+    env.page.goto("about:blank")
+
+
+def frame(env, url):
+    return next(f for f in env.page.frames if f.url == url)
+
+
+def element_at(env, x, y):
+    """The element at CSS point (x, y) of the page, as the env reads it from a screenshot's
+    pixel."""
+    return env.element_at(round(x * env.scale), round(y * env.scale))
+
+
+def test_the_gate_sees_into_frames_and_shadow_roots(env, sites) -> None:
+    from agent.safety import ConfirmationGate, GateRules
+
+    sites("http://shop.test/")
+    gate = ConfirmationGate(GateRules(), env, "deny")
+    cases = [
+        ((50, 50), "Pay now", "http://shop.test/inner.html"),  # same-origin iframe
+        ((160, 60), "Transfer", "http://bank.test/deep.html"),  # its cross-origin iframe's shadow
+        ((40, 210), "Buy", "http://bank.test/pay.html"),  # cross-origin iframe
+        ((30, 380), "Delete", "http://shop.test/"),  # shadow root of the top page
+        ((30, 420), "Send", "http://bank.test/shadowed.html"),  # iframe in that shadow root
+    ]
+    for (x, y), text, url in cases:
+        element = element_at(env, x, y)
+        assert element.text == text and not element.opaque, (x, y)
+        hit = gate.sensitive(Click(x=round(x * env.scale), y=round(y * env.scale)))
+        assert hit.rule == "tap_text" and repr(text) in hit.reason, (x, y)
+        # The click at that point presses that very element.
+        assert env.execute(Click(x=round(x * env.scale), y=round(y * env.scale))).ok
+        assert frame(env, url).evaluate("window.pressed") == text, (x, y)
+    # A custom element that is a button: its text is in its shadow root and in a slot.
+    for x, y in [(30, 510), (120, 510), (200, 510), (260, 530)]:  # (120, 510): on the <b>
+        assert element_at(env, x, y).text == "Review and Pay now", (x, y)
+    # On an iframe's border, in its empty part, off everything: nothing to gate.
+    border = element_at(env, 22, 100)  # the iframe itself
+    assert border.text == "" and not border.opaque
+    assert element_at(env, 60, 150) is None
+    assert element_at(env, 360, 300) is None
+    for x, y in [(22, 100), (60, 150), (360, 300)]:
+        assert gate.sensitive(Click(x=round(x * env.scale), y=round(y * env.scale))) is None
+
+
+def test_a_scaled_and_scrolled_frame_is_read_where_it_is_drawn(env, sites) -> None:
+    sites("http://shop.test/scaled.html")
+    tall = frame(env, "http://bank.test/tall.html")
+    tall.evaluate("window.scrollTo(0, 250)")
+    # The button is at 50..110 of the frame's viewport, drawn at half size from (20, 20).
+    assert element_at(env, 40, 60).text == "Pay now"
+    assert element_at(env, 40, 30).text == ""  # the spacer above it
+    assert env.execute(Click(x=round(40 * env.scale), y=round(60 * env.scale))).ok
+    assert tall.evaluate("window.pressed") == "Pay now"
+
+
+def test_typing_into_a_password_field_in_a_frame_is_gated(env, sites) -> None:
+    from agent.safety import ConfirmationGate, GateRules
+
+    sites("http://shop.test/")
+    gate = ConfirmationGate(GateRules(), env, "deny")
+    assert env.focused_element() is None
+    frame(env, "http://bank.test/pay.html").focus("#pin")  # cross-origin
+    assert env.focused_element().password
+    assert gate.sensitive(Type(text="1234")).rule == "password_field"
+    frame(env, "http://bank.test/pay.html").focus("#note")
+    assert not env.focused_element().password and gate.sensitive(Type(text="1234")) is None
+    frame(env, "http://bank.test/deep.html").focus("#secret")  # shadow root, two frames down
+    assert env.focused_element().password
+    assert gate.sensitive(Type(text="1234")).rule == "password_field"
+
+
+def test_a_frame_that_cannot_be_inspected_is_sensitive(env, sites, monkeypatch) -> None:
+    import envs.browser
+    from agent.safety import ConfirmationGate, GateRules
+
+    sites("http://shop.test/")
+    gate = ConfirmationGate(GateRules(), env, "deny")
+    frame(env, "http://bank.test/deep.html").focus("#secret")
+    # Frames deeper than the lookup follows are not inspected: what is in them is unknown.
+    monkeypatch.setattr(envs.browser, "MAX_FRAME_DEPTH", 1)
+    assert element_at(env, 50, 50).text == "Pay now"  # one frame down is still read
+    assert element_at(env, 160, 60).opaque and env.focused_element().opaque
+    hit = gate.sensitive(Click(x=round(160 * env.scale), y=round(60 * env.scale)))
+    assert hit.rule == "tap_text" and "cannot inspect" in hit.reason
+    assert gate.sensitive(Type(text="x")).rule == "password_field"
+    # A frame Playwright cannot reach at all.
+    monkeypatch.setattr(envs.browser, "MAX_FRAME_DEPTH", 8)
+    monkeypatch.setattr(BrowserEnv, "_frame_of", staticmethod(lambda frame, owner: None))
+    assert element_at(env, 40, 210).opaque
+    assert gate.sensitive(Click(x=round(40 * env.scale), y=round(210 * env.scale))).rule == \
+        "tap_text"
+    assert element_at(env, 30, 380).text == "Delete"  # not in a frame: read as ever

@@ -225,3 +225,128 @@ def test_rules_load_from_json_and_toml_and_bad_files_fail_clearly(tmp_path):
         with pytest.raises(ValueError, match=problem) as info:
             load_rules(tmp_path / name)
         assert "\n" not in str(info.value)
+
+
+def ui_node(bounds, *children, text="", desc="", clickable=False, focused=False,
+            password=False):
+    """One uiautomator ``<node>`` (bounds: x1, y1, x2, y2) holding ``children``."""
+    x1, y1, x2, y2 = bounds
+    flags = {"clickable": clickable, "focused": focused, "password": password}
+    return (f'<node index="0" text="{text}" resource-id="" class="android.view.View" '
+            f'package="com.example.bank" content-desc="{desc}" '
+            + "".join(f'{name}="{str(value).lower()}" ' for name, value in flags.items()) +
+            f'bounds="[{x1},{y1}][{x2},{y2}]">{"".join(children)}</node>')
+
+
+class DumpDevice(FakeAdbDevice):
+    """A fake phone whose ``uiautomator dump`` shows ``nodes``."""
+
+    def __init__(self, *nodes: str) -> None:
+        super().__init__()
+        self.dump = f'<?xml version="1.0"?><hierarchy rotation="0">{"".join(nodes)}</hierarchy>'
+
+    def _answer(self, command):
+        answer = super()._answer(command)
+        if command.startswith("uiautomator dump"):
+            answer.output = self.dump
+        return answer
+
+
+def test_a_tap_anywhere_on_a_clickable_row_is_judged_by_the_row():
+    # A clickable "Pay now" row: an icon, its label, empty space. Each tap presses the row.
+    env = fake_android_env(DumpDevice(ui_node(
+        (0, 0, 1080, 2400),
+        ui_node((0, 0, 1080, 200),
+                ui_node((40, 40, 160, 160)),  # the icon
+                ui_node((200, 40, 700, 160), text="Pay now"),
+                clickable=True),
+        ui_node((0, 300, 1080, 500), ui_node((40, 340, 160, 460)),
+                ui_node((200, 340, 700, 460), text="Notes"), clickable=True),
+        ui_node((0, 600, 1080, 800), ui_node((40, 640, 700, 760), text="Delete all")))))
+    gate = ConfirmationGate(GateRules(), env, "deny")
+    for x, y in [(100, 100), (400, 100), (900, 100), (5, 5)]:
+        assert env.element_at(x, y).text == "Pay now", (x, y)
+        hit = gate.sensitive(Tap(x=x, y=y))
+        assert hit.rule == "tap_text" and "'Pay now'" in hit.reason, (x, y)
+    for x, y in [(100, 400), (900, 400)]:  # another row, the same shape: not sensitive
+        assert env.element_at(x, y).text == "Notes" and gate.sensitive(Tap(x=x, y=y)) is None
+    # Nothing clickable: the smallest node, by its own text only (the empty part of a plain
+    # layout presses nothing, whatever its children say).
+    assert env.element_at(400, 700).text == "Delete all"
+    assert gate.sensitive(Tap(x=400, y=700)).rule == "tap_text"
+    assert env.element_at(900, 700).text == "" and gate.sensitive(Tap(x=900, y=700)) is None
+    assert env.element_at(500, 1200).text == ""  # the screen's own layout
+    assert env.element_at(2000, 100) is None  # off every node
+
+
+def test_a_clickable_node_reads_as_its_own_text_else_its_descendants():
+    env = fake_android_env(DumpDevice(
+        # Its own content-desc names it: the texts below it do not count.
+        ui_node((0, 0, 1080, 200), ui_node((40, 40, 500, 160), text="Alice"),
+                ui_node((600, 40, 1000, 160), text="5 EUR"), desc="Open chat", clickable=True),
+        # Nested children, deeper than one level: their texts in document order.
+        ui_node((0, 300, 1080, 600),
+                ui_node((0, 300, 1080, 450),
+                        ui_node((20, 320, 120, 420)),
+                        ui_node((200, 320, 600, 420), text="Confirm"),
+                        ui_node((600, 320, 1000, 420), ui_node((610, 330, 990, 410),
+                                                               desc="transfer of 5 EUR"))),
+                ui_node((0, 450, 1080, 600), text="to Bob"),
+                clickable=True),
+        # A clickable node inside a clickable row is pressed itself; the row's other parts
+        # read as all the row's texts, the button's included.
+        ui_node((0, 700, 1080, 900), ui_node((40, 740, 500, 860), text="Shopping list"),
+                ui_node((800, 740, 1000, 860), ui_node((820, 760, 880, 840)), desc="Delete",
+                        clickable=True),
+                clickable=True),
+        # Its own text, with no children.
+        ui_node((0, 1000, 1080, 1200), text="Buy", clickable=True)))
+    gate = ConfirmationGate(GateRules(), env, "deny")
+    assert env.element_at(100, 100).text == "Open chat"
+    assert gate.sensitive(Tap(x=100, y=100)) is None
+    for x, y in [(50, 350), (900, 550), (700, 370), (1050, 590)]:
+        assert env.element_at(x, y).text == "Confirm transfer of 5 EUR to Bob", (x, y)
+        assert gate.sensitive(Tap(x=x, y=y)).rule == "tap_text"
+    assert env.element_at(850, 800).text == "Delete"  # the button's icon presses the button
+    assert env.element_at(300, 800).text == "Shopping list Delete"
+    assert gate.sensitive(Tap(x=300, y=800)).rule == "tap_text"
+    assert env.element_at(500, 1100).text == "Buy"
+    assert gate.sensitive(Tap(x=500, y=1100)).rule == "tap_text"
+    # A tap on a custom pattern's word deep in a row.
+    custom = ConfirmationGate(GateRules(tap_text=r"\bbob\b"), env, "deny")
+    assert custom.sensitive(Tap(x=50, y=350)).rule == "tap_text"
+    assert custom.sensitive(Tap(x=100, y=100)) is None
+
+
+def test_the_focused_field_is_read_from_the_dump():
+    env = fake_android_env(DumpDevice(ui_node(
+        (0, 0, 1080, 2400), ui_node((0, 0, 1080, 200), text="PIN", focused=True, password=True),
+        ui_node((0, 300, 1080, 500), text="Note"))))
+    assert env.focused_element().password
+    assert ConfirmationGate(GateRules(), env, "deny").sensitive(
+        Type(text="1234")).rule == "password_field"
+    plain = fake_android_env(DumpDevice(ui_node((0, 0, 1080, 200), text="Note", focused=True)))
+    assert not plain.focused_element().password
+    assert ConfirmationGate(GateRules(), plain, "deny").sensitive(Type(text="1234")) is None
+    assert fake_android_env(DumpDevice(ui_node((0, 0, 1, 1)))).focused_element() is None
+
+
+class OpaquePhone(LaidOutPhone):
+    """An env that cannot look at what is under the point or focused (``ElementInfo.opaque``)."""
+
+    def element_at(self, x, y):
+        return ElementInfo("", opaque=True)
+
+    def focused_element(self):
+        return ElementInfo("", opaque=True)
+
+
+def test_an_element_the_env_cannot_inspect_is_sensitive():
+    gate = ConfirmationGate(GateRules(), OpaquePhone(), "deny")
+    hit = gate.sensitive(Tap(x=1, y=1))
+    assert hit.rule == "tap_text" and "cannot inspect" in hit.reason
+    hit = gate.sensitive(Type(text="1234"))
+    assert hit.rule == "password_field" and "cannot inspect" in hit.reason
+    # The rules switched off do not apply to it either.
+    off = ConfirmationGate(GateRules(tap_text=None, password_fields=False), OpaquePhone(), "deny")
+    assert off.sensitive(Tap(x=1, y=1)) is None and off.sensitive(Type(text="x")) is None
