@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 
 from cli.model_options import (
     FOR_A_CHECKPOINT,
@@ -106,7 +107,7 @@ def bench(
              shard, executor, ray_address, device, tags=tuple(tags or ()), secrets=secrets,
              generation=generation)
     except RunError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")  # a glob's [xyz] is no markup
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: run the same command again to resume")
@@ -163,7 +164,7 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
         tally["done"] += 1
         tally[result.outcome] = tally.get(result.outcome, 0) + 1
         if result.outcome == "error":
-            progress.console.print(f"[red]error[/] {result.key}: {result.error}")
+            progress.console.print(f"[red]error[/] {escape(f'{result.key}: {result.error}')}")
         progress.update(bar, advance=1, rate=rate())
 
     with progress:

@@ -8,12 +8,13 @@ parameter allocated once and each part copied into its rows.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from torch import nn
+
+from model.config import read_json
 
 INDEX_FILE = "model.safetensors.index.json"
 # transformers 5 saves Qwen2VLModel's submodules under model.*; the hub layout has them at the top.
@@ -26,7 +27,9 @@ def checkpoint_files(path: Path) -> list[Path]:
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
     index = path / INDEX_FILE
     if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ValueError(f"{index} has no weight_map; download the checkpoint again")
         files = [path / name for name in sorted(set(weight_map.values()))]
         missing = [f.name for f in files if not f.is_file()]
         if missing:

@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 
 from model.config import Qwen2VLConfig, read_json
 from model.image_processing import ImageCache, ImageEntry, ImagePatches, ImageProcessingConfig
+from model.tokens import CHAT_TOKENS
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -60,6 +61,16 @@ class Qwen2VLProcessor:
                 f"image_token_id {config.image_token_id} from config.json is not in tokenizer.json"
             )
         self.image_token = image_token
+        for token in CHAT_TOKENS[:2]:  # a missing one renumbers the special tokens after it
+            if tokenizer.token_to_id(token) is None:
+                raise ValueError(f"tokenizer.json has no {token} token: it is not a Qwen2-VL "
+                                 "tokenizer")
+        if image_token != "<|image_pad|>":
+            raise ValueError(f"image_token_id {config.image_token_id} from config.json is "
+                             f"{image_token!r} in tokenizer.json, not '<|image_pad|>'")
+        if not self.eos_token_ids:
+            raise ValueError("no end-of-sequence token id: generation_config.json and "
+                             "config.json name none")
         pad = tokenizer.token_to_id("<|endoftext|>")
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
 
@@ -70,7 +81,11 @@ class Qwen2VLProcessor:
         tokenizer_file = path / "tokenizer.json"
         if not tokenizer_file.is_file():
             raise FileNotFoundError(f"tokenizer.json not found in {path}")
-        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        try:
+            tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception
+            raise ValueError(f"{tokenizer_file} cannot be read ({e}): it is corrupt or cut "
+                             "off; download the checkpoint again") from None
         pre = path / "preprocessor_config.json"
         image_config = ImageProcessingConfig.from_dict(read_json(pre) if pre.is_file() else {})
         return cls(tokenizer, config, image_config, eos_token_ids_of(path, config))

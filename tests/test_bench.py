@@ -172,6 +172,8 @@ def test_shards_are_disjoint_and_cover_the_suite():
 def test_tags_narrow_the_tasks_of_a_run():
     hard = plan_jobs(settings(tags=("typing", "hard")), RIGHT.catalog)
     assert {j.task for j in hard} == {"fake/repeat-word"}
+    # The same tags in another order (or repeated) are the same run, so a resume accepts them.
+    assert settings(tags=("hard", "typing", "hard")) == settings(tags=("typing", "hard"))
     with pytest.raises(RunError, match="tagged no-such-tag"):
         plan_jobs(settings(tags=("no-such-tag",)), RIGHT.catalog)
 

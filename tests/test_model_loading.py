@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -202,3 +203,16 @@ def test_nested_transformers5_config_loads_like_hub_layout(single):
     flat.update(text, rope_theta=rope["rope_theta"],
                 rope_scaling={"type": "mrope", "mrope_section": rope["mrope_section"]})  # fmt: skip
     assert Qwen2VLConfig.from_dict(flat) == cfg
+
+
+@pytest.mark.parametrize("token", ["<|im_start|>", "<|im_end|>", "<|image_pad|>"])
+def test_a_tokenizer_without_a_qwen2vl_token_is_refused(tmp_path, single, token):
+    """Without one of its special tokens, the tokenizer numbers the later ones differently, so
+    the ids in config.json would name other tokens: refused, naming what is wrong."""
+    copy = Path(shutil.copytree(single, tmp_path / "ckpt"))
+    data = json.loads((copy / "tokenizer.json").read_text())
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] != token]
+    (copy / "tokenizer.json").write_text(json.dumps(data))
+    said = f"has no {token} token" if token != "<|image_pad|>" else "not '<|image_pad|>'"
+    with pytest.raises(ValueError, match=re.escape(said)):
+        Qwen2VLProcessor.from_pretrained(copy)

@@ -26,7 +26,7 @@ def one_line_error(done, *needles: str) -> None:
 def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("broken")
     made = {}
-    for name in ("no_tokenizer", "no_weights", "truncated"):
+    for name in ("no_tokenizer", "no_weights", "truncated", "cut_tokenizer", "bad_index"):
         made[name] = Path(shutil.copytree(tiny_checkpoint, root / name))
     (made["no_tokenizer"] / "tokenizer.json").unlink()
     for weights in made["no_weights"].glob("*.safetensors"):
@@ -34,12 +34,17 @@ def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     for weights in made["truncated"].glob("*.safetensors"):
         data = weights.read_bytes()
         weights.write_bytes(data[: len(data) // 2])  # an interrupted download
+    tokenizer = made["cut_tokenizer"] / "tokenizer.json"
+    tokenizer.write_bytes(tokenizer.read_bytes()[:5000])
+    (made["bad_index"] / "model.safetensors.index.json").write_text('{"metadata": {}}')
     return made
 
 
 @pytest.mark.parametrize("name, needle", [("no_tokenizer", "has no tokenizer.json"),
                                           ("no_weights", "has no *.safetensors"),
-                                          ("truncated", "is truncated")])
+                                          ("truncated", "is truncated"),
+                                          ("cut_tokenizer", "tokenizer.json cannot be read"),
+                                          ("bad_index", "has no weight_map")])
 def test_broken_checkpoints(tmp_path, broken_checkpoints, name, needle):
     path = str(broken_checkpoints[name])
     one_line_error(cli("model", "generate", path, "-p", "hi", "--device", "cpu", cwd=tmp_path),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from runtime.bench.catalog import Catalog
 from runtime.bench.jobs import EpisodeJob
@@ -31,6 +31,12 @@ class BenchSettings(BaseModel):
     max_pixels: int | None = None
     dtype: str | None = None  # a checkpoint's: bf16, fp16, fp32; None: bf16 on cuda, else fp32
     compile: bool = False  # a checkpoint's decode step through torch.compile
+
+    @field_validator("tags")
+    @classmethod
+    def _as_a_set(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
+        """Tags select tasks as a set: in any order, the same run (and so the same resume)."""
+        return tuple(sorted(set(tags)))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
