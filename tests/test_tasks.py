@@ -95,3 +95,18 @@ def test_get_task_lists_the_tasks_when_the_name_is_unknown():
     assert get_task("phone/book-flight").name == "phone/book-flight"
     with pytest.raises(UnknownTask, match="phone/book-flight"):
         get_task("phone/nope")
+
+
+@pytest.mark.parametrize("answer, prices", [
+    ("$122", {122.0}),
+    ("On 2026-01-27 the cheapest is $122", {122.0}),
+    ("VA718 at $122", {122.0}),
+    ("122 dollars", {122.0}),
+    ("It costs 1,122.50 USD", {1122.5}),
+    ("$100 or $122", {100.0, 122.0}),  # two prices: no way to be right
+    ("VA718 on 2026-01-27", set()),
+])
+def test_a_fare_answer_is_read_for_its_price_not_its_dates_or_flight_codes(answer, prices):
+    from tasks.phone.flights import _prices_said
+
+    assert _prices_said(answer) == prices

@@ -150,8 +150,8 @@ class CheapestFareQuestion(FlightsTask):
         cheapest = self.cheapest(env)
         if cheapest is None:
             return Score(success=False, reason=f"the app has no flights for {self.route}")
-        said = re.search(r"\d+(?:\.\d+)?", (answer or "").replace(",", ""))
-        ok = said is not None and float(said.group()) == cheapest["price"]
+        said = _prices_said(answer or "")
+        ok = len(said) == 1 and said.pop() == cheapest["price"]
         return Score(success=ok, reason=f"answered {answer!r}; the cheapest costs "
                                         f"${cheapest['price']}")
 
@@ -160,6 +160,16 @@ class CheapestFareQuestion(FlightsTask):
         yield from search(env, self.params, enter_key=True)
         price = _price(cheapest_result(env))
         yield SolutionStep(Answer(text=f"${price}"), f"The cheapest flight costs ${price}.")
+
+
+def _prices_said(answer: str) -> set[float]:
+    """The prices an answer names: its dollar amounts, else its numbers that stand alone (not a
+    date's, nor a flight code's such as VA718). One price must remain for a right answer, so
+    naming several is no way to be right."""
+    text = answer.replace(",", "")
+    dollars = re.findall(r"\$\s*(\d+(?:\.\d+)?)", text)
+    alone = re.findall(r"(?<![\w.$-])(\d+(?:\.\d+)?)(?![\w-])", text)
+    return {float(n) for n in dollars or alone}
 
 
 def _price(node: UiNode) -> int:
