@@ -80,7 +80,7 @@ class GenerationOptions:
 class Generation:
     #: New tokens, the EOS or stop-completing token that ended it included.
     tokens: list[int]
-    #: The decoded reply without EOS tokens and ``model.tokens.FRAMING_TOKENS``, cut before a
+    #: The decoded reply without EOS tokens and ``core.special_tokens.FRAMING_TOKENS``, cut before a
     #: stop string ("" without a tokenizer).
     text: str
     finish_reason: Literal["stop", "length", "dropped"]

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 from tokenizers import Tokenizer
 
+from core.special_tokens import CHAT_TOKENS
 from model.config import Qwen2VLConfig, read_json
 from model.image_processing import ImageCache, ImageEntry, ImagePatches, ImageProcessingConfig
-from model.tokens import CHAT_TOKENS
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"

@@ -1,17 +1,9 @@
-"""The special tokens of Qwen2-VL's tokenizer that frame a prompt: its turns and its images.
+"""The ids of the special tokens that frame a prompt (``core.special_tokens`` names them).
 
-Kept apart from ``model.processor`` so that the server imports them without torch.
+Kept apart from ``model.processor`` so that it imports without torch.
 """
 
-#: Each image is ``<|vision_start|>`` + its ``<|image_pad|>`` tokens + ``<|vision_end|>``.
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>",
-                 "<|video_pad|>")
-#: ChatML's turns, and the end of a document.
-CHAT_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
-#: A reply's text leaves these out: sent back in a conversation (an agent's history, a client
-#: of ``serve``), they would be read as its structure, a turn or an image that is not there.
-#: The grounding tokens (``<|box_start|>`` and the like) stay: the dialects parse them.
-FRAMING_TOKENS = CHAT_TOKENS + VISION_TOKENS
+from core.special_tokens import FRAMING_TOKENS
 
 
 def framing_ids(tokenizer) -> frozenset[int]:

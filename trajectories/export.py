@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, get_args
 
-from model.tokens import FRAMING_TOKENS
+from core.special_tokens import FRAMING_TOKENS
 from trajectories.reader import Trajectory, TrajectoryError, load
 from trajectories.records import Meta, Status, StepRecord
 

@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from agent.backends.base import Completion, OnText, Params, check_context
-from model.tokens import VISION_TOKENS
+from core.special_tokens import VISION_TOKENS
 from runtime.server.images import BadImage, decode_data_url
 from runtime.server.scheduler import BatchScheduler
 from runtime.server.schemas import PART_TYPES, ChatRequest, ImageContent, error_body
