@@ -223,7 +223,7 @@ class Agent:
             self._finish(task, "error", self.secrets.scrub(f"{type(exc).__name__}: {exc}"))
             raise
         reason = self.secrets.scrub(reason)
-        check = self._finish(task, status, reason, answer)
+        status, reason, check = self._finish(task, status, reason, answer)
         if self.recorder is not None and self.recorder.meta is not None:
             steps = self.recorder.meta.steps  # what was recorded, even if Ctrl-C cut a step short
         return EpisodeResult(
@@ -345,11 +345,20 @@ class Agent:
 
     def _finish(
         self, task: "Task | None", status: Status, reason: str, answer: str | None = None
-    ) -> Score | None:
+    ) -> tuple[Status, str, Score | None]:
         """Run the task's check on the agent's answer (unless the env failed or the user
-        stopped), tear the task down, and close the trajectory."""
-        check = self._check(task, answer) \
-            if task is not None and status not in ("error", "interrupted") else None
+        stopped), tear the task down, and close the trajectory. A check the env fails (the
+        device went away before it could be read) makes the episode a runtime error, not a
+        failure the agent is blamed for."""
+        check = None
+        if task is not None and status not in ("error", "interrupted"):
+            try:
+                check = task.check(self.env, answer)
+            except (EnvError, OSError) as exc:
+                status = "error"
+                reason = self.secrets.scrub(f"the check could not run: {exc}")
+            except ValueError as exc:  # the env answered, with a state the check cannot read
+                check = Score(success=False, reason=f"the check could not read the state: {exc}")
         if check is not None and self.secrets:
             check = check.model_copy(update={"reason": self.secrets.scrub(check.reason)})
         if task is not None:
@@ -362,13 +371,7 @@ class Agent:
                 self.recorder.finish(status, reason, check)
             except OSError:
                 pass  # a full disk: meta.json keeps its last whole version, steps.jsonl its lines
-        return check
-
-    def _check(self, task: "Task", answer: str | None) -> Score:
-        try:
-            return task.check(self.env, answer)
-        except (EnvError, OSError, ValueError) as exc:
-            return Score(success=False, reason=f"the check could not run: {exc}")
+        return status, reason, check
 
     def _start_recording(self, goal: str, task: "Task | None", meta: dict[str, Any]) -> None:
         if self.recorder is None:

@@ -194,7 +194,7 @@ def _merge(console: "Console", sources: list[Path], out: Path | None) -> None:
 
     if out is None:
         raise RunError("--merge writes the merged run to --out DIR; give one")
-    _print_summary(console, merge(sources, out))
+    _print_summary(console, merge(sources, out, default_runner().catalog))
     console.print(f"report: {(out / 'report.html').resolve()}", soft_wrap=True)
 
 
@@ -211,6 +211,9 @@ def _print_summary(console: "Console", summary: "Summary") -> None:
     o = summary.overall
     console.print(f"overall: {o.successes}/{o.episodes} succeeded "
                   f"({o.success_rate * 100:.0f}%), {o.errors} runtime errors")
+    if summary.planned > o.episodes:
+        console.print(f"[yellow]unfinished[/]: {summary.planned - o.episodes} of "
+                      f"{summary.planned} planned episodes have no result")
 
 
 def _print_comparison(console: "Console", a: Path, b: Path) -> None:

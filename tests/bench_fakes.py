@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import os
 import random
 import time
 from typing import Any, Iterator
@@ -105,6 +106,27 @@ class NoDevice(TypeWord):
     name = "broken/no-device"
 
 
+class CheckLost(TypeWord):
+    """The phone goes away between the agent's last step and the check reading its state."""
+
+    name = "unread/check-lost"
+
+    def check(self, env, answer: str | None = None) -> Score:
+        raise EnvError("the phone disconnected before its state was read")
+
+
+class WorkerDies(TypeWord):
+    """Its env takes down the whole worker process (see ``fake_env``), as the OOM killer would."""
+
+    name = "crash/worker-dies"
+
+
+class CrashNeighbour(TypeWord):
+    """A sound task in the same suite, run by the workers around the dying one."""
+
+    name = "crash/type-word"
+
+
 class TypePin(FakeTask):
     """Unlock a phone whose PIN is the user's secret PIN: the goal and the solution name only
     ``<secret:PIN>``, so the episode succeeds only when the device got the value."""
@@ -152,6 +174,9 @@ class FakeCatalog:
 def fake_env(spec, console):
     if spec.task == NoDevice.name:
         raise EnvError("no device answered")
+    if spec.task == WorkerDies.name:
+        time.sleep(0.3)  # long enough for a neighbour to be running too
+        os._exit(9)
     phone = FakePhone(fail_observe_at=2 if spec.task == DeviceLost.name else None)
     yield phone, "fake"
 
@@ -184,7 +209,8 @@ def locked_env(spec, console):
     yield LockedPhone(pin), "fake"
 
 
-RIGHT = JobRunner(FakeCatalog(TypeWord, RepeatWord, DeviceLost, NoDevice), fake_env)
+RIGHT = JobRunner(FakeCatalog(TypeWord, RepeatWord, DeviceLost, NoDevice, CheckLost, WorkerDies,
+                              CrashNeighbour), fake_env)
 SLOW = JobRunner(RIGHT.catalog, slow_fake_env)
 WRONG = JobRunner(FakeCatalog(WrongTypeWord, WrongRepeatWord), fake_env)
 REPAIRED = JobRunner(RIGHT.catalog, repaired_env)

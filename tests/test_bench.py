@@ -3,6 +3,7 @@ shards, runtime errors, the reports (in real chromium) and the CLI."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -124,14 +125,55 @@ def test_two_worker_processes_give_the_same_results(baseline, tmp_path):
     assert run.summary.outcomes() == baseline.summary.outcomes()
 
 
+def test_a_worker_that_dies_ends_its_episodes_in_errors_and_the_run_goes_on(tmp_path):
+    run = run_bench(settings(suite="crash", episodes=3), tmp_path, runner=RIGHT, workers=2)
+    assert len(run.results) == 6 and len(read_results(tmp_path)) == 6
+    died = [r for r in run.results if r.task == "crash/worker-dies"]
+    assert all(r.outcome == "error" and "worker process died" in r.error for r in died)
+    # A neighbour running beside a dying worker goes down with the pool; the others succeed.
+    neighbours = [r for r in run.results if r.task == "crash/type-word"]
+    assert all(r.outcome == "success" or "worker process died" in r.error for r in neighbours)
+    assert any(r.outcome == "success" for r in neighbours)
+    resumed = run_bench(settings(suite="crash", episodes=3), tmp_path, runner=REPAIRED,
+                        workers=2)
+    assert resumed.skipped == sum(r.outcome == "success" for r in run.results)
+    assert resumed.summary.overall.successes == 6
+
+
 def test_ray_tasks_give_the_same_results(baseline, tmp_path):
     import ray  # a test dependency (the [ray] extra): missing, the install is broken
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         run = run_bench(settings(), tmp_path, runner=RIGHT, executor="ray")
+        crashed = run_bench(settings(suite="crash", episodes=1), tmp_path / "crash",
+                            runner=RIGHT, executor="ray")
     finally:
         ray.shutdown()
     assert outcomes(run.results) == outcomes(baseline.results)
+    # A Ray worker that dies is an error line, not the end of the run.
+    by_task = {r.task: r for r in crashed.results}
+    assert by_task["crash/type-word"].outcome == "success"
+    assert by_task["crash/worker-dies"].outcome == "error"
+    assert "Worker" in by_task["crash/worker-dies"].error
+
+
+@pytest.mark.parametrize("address, message", [
+    ("127.0.0.1:{port}", "no Ray cluster answers"),
+    ("ray://127.0.0.1:{port}", "no Ray cluster answers"),
+    ("headnode", "is not auto, HOST:PORT"),
+])
+def test_a_ray_address_nobody_answers_is_refused_at_once(tmp_path, address, message):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(RunError, match=message):
+        run_bench(settings(), tmp_path, runner=RIGHT, executor="ray",
+                  ray_address=address.format(port=port))
+    assert time.monotonic() - started < 30
+    assert read_results(tmp_path) == []
 
 
 def test_runtime_errors_are_counted_apart_from_failures(tmp_path):
@@ -146,10 +188,24 @@ def test_runtime_errors_are_counted_apart_from_failures(tmp_path):
     assert set(s.errors) == {r.key for r in run.results}
 
 
+def test_a_check_the_device_fails_is_a_runtime_error_not_a_failure(tmp_path):
+    run = run_bench(settings(suite="unread", episodes=1), tmp_path, runner=RIGHT)
+    [r] = run.results
+    assert r.outcome == "error" and r.status == "error" and r.score is None
+    assert "the check could not run" in r.error and "disconnected" in r.error
+    assert r.steps == 3  # the agent's steps are kept
+    meta = json.loads((tmp_path / r.trajectory / "meta.json").read_text())
+    assert meta["status"] == "error" and "the check could not run" in meta["reason"]
+    assert run.summary.overall.failures == 0 and run.summary.overall.errors == 1
+
+
 def test_a_resume_runs_the_episodes_that_ended_in_errors_again(tmp_path):
     broken = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=RIGHT)
     assert broken.summary.overall.errors == 4
-    resumed = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=REPAIRED)
+    seen = []
+    resumed = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=REPAIRED,
+                        on_start=lambda total, done: seen.append((total, done)))
+    assert seen == [(4, [])]  # the errors are no earlier outcome: they run again
     assert resumed.skipped == 0 and len(resumed.results) == 4
     assert resumed.summary.overall.errors == 0 and resumed.summary.overall.success_rate == 1.0
     again = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=REPAIRED)
@@ -250,6 +306,26 @@ def test_shards_run_apart_merge_into_the_whole_run(baseline, tmp_path):
     assert all((tmp_path / "all" / r.trajectory / "view.html").is_file() for r in merged)
     with pytest.raises(RunError, match="merge into a new folder"):
         merge([tmp_path / "s1"], tmp_path / "all")
+
+
+def test_a_merge_of_an_unfinished_shard_counts_its_missing_episodes(baseline, tmp_path,
+                                                                     monkeypatch):
+    from typer.testing import CliRunner
+
+    import cli.bench_cmd
+    from cli.app import app
+
+    run_bench(settings(shard=(1, 2)), tmp_path / "s1", runner=RIGHT)
+    run_bench(settings(shard=(2, 2)), tmp_path / "s2", runner=RIGHT, limit=1)
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: RIGHT)
+    merged = CliRunner().invoke(app, ["bench", "--merge", str(tmp_path / "s1"), "--merge",
+                                      str(tmp_path / "s2"), "--out", str(tmp_path / "all")],
+                                env={"COLUMNS": "160"})
+    assert merged.exit_code == 0, merged.output
+    summary = Summary.model_validate_json((tmp_path / "all" / "summary.json").read_text())
+    assert summary.planned == 4 and summary.overall.episodes == 3
+    assert "1 of 4 planned episodes have no result" in merged.output
+    assert "3 of 4 episodes" in (tmp_path / "all" / "report.md").read_text()
 
 
 def test_a_tiny_random_checkpoint_fails_the_tasks_without_runtime_errors(tiny_checkpoint,

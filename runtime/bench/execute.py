@@ -13,7 +13,7 @@ from rich.console import Console
 
 from agent.policies.base import Policy
 from runtime.bench.catalog import Catalog, RegistryCatalog
-from runtime.bench.jobs import PHASES, EpisodeJob, EpisodeResult
+from runtime.bench.jobs import PHASES, EpisodeJob, EpisodeResult, error_result
 from runtime.bench.shared_model import Endpoint
 from runtime.build import EnvFactory, endpoint_policy, make_policy, open_env
 from runtime.settings import RunSpec
@@ -25,6 +25,12 @@ def trajectory_dir(job: EpisodeJob) -> str:
     """The job's trajectory folder, relative to the run's --out; fixed, so a rerun replaces it."""
     slug = "".join(c if c.isalnum() else "-" for c in job.task.lower()).strip("-")
     return f"{TRAJECTORIES}/{slug}-s{job.seed}"
+
+
+def started_trajectory(job: EpisodeJob, out: Path) -> str | None:
+    """The job's trajectory folder if its episode got as far as starting one."""
+    relative = trajectory_dir(job)
+    return relative if (Path(out) / relative / "meta.json").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,10 @@ class JobRunner:
         directory = Path(out) / relative
         if directory.exists():  # an attempt that never reached results.jsonl: start over
             shutil.rmtree(directory)
-        base = dict(key=job.key, suite=job.suite, task=job.task, seed=job.seed, model=job.model,
-                    dialect=job.dialect)
+        known: dict = {}
         try:
             task = self.catalog.get(job.task, job.seed)
-            base.update(tags=sorted(task.tags), params=task.params, goal=task.goal)
+            known.update(tags=sorted(task.tags), params=task.params, goal=task.goal)
             spec = RunSpec(
                 goal=None, model=job.model, env=task.env,
                 device=job.device if task.env == "android" else None, task=job.task,
@@ -85,13 +90,11 @@ class JobRunner:
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - the runtime failed around the episode
-            return EpisodeResult(
-                **base, outcome="error", status="error", error=f"{type(exc).__name__}: {exc}",
-                wall_s=round(time.monotonic() - started, 3),
-                trajectory=relative if (directory / "meta.json").is_file() else None,
-            )
+            return error_result(job, f"{type(exc).__name__}: {exc}", **known,
+                                wall_s=round(time.monotonic() - started, 3),
+                                trajectory=started_trajectory(job, out))
         result = outcome.result
-        base["goal"] = task.goal  # a MiniWoB page only tells its instruction once loaded
+        known["goal"] = task.goal  # a MiniWoB page only tells its instruction once loaded
         if result.status == "interrupted":  # not an outcome: the episode runs again on resume
             raise KeyboardInterrupt
         error = result.reason if result.status == "error" else None
@@ -101,8 +104,9 @@ class JobRunner:
         else:
             verdict = "success" if score is not None and score.success else "failure"
         return EpisodeResult(
-            **base, outcome=verdict, score=score, status=result.status, reason=result.reason,
-            error=error, answer=result.answer, steps=result.steps,
+            key=job.key, suite=job.suite, task=job.task, seed=job.seed, model=job.model,
+            dialect=job.dialect, **known, outcome=verdict, score=score, status=result.status,
+            reason=result.reason, error=error, answer=result.answer, steps=result.steps,
             wall_s=round(time.monotonic() - started, 3), trajectory=relative,
             **_step_figures(directory),
         )

@@ -64,3 +64,10 @@ class EpisodeResult(BaseModel):
     timings: dict[str, list[float]] = Field(default_factory=dict)
     wall_s: float = 0.0  # the whole episode, env start-up and shutdown included
     trajectory: str | None = None  # the trajectory directory, relative to the run's --out
+
+
+def error_result(job: EpisodeJob, error: str, **known) -> EpisodeResult:
+    """The line of an episode the runtime failed around (``known``: what it learned first)."""
+    return EpisodeResult(key=job.key, suite=job.suite, task=job.task, seed=job.seed,
+                         model=job.model, dialect=job.dialect, outcome="error", status="error",
+                         error=error, **known)

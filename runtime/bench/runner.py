@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import socket
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterator, Literal
+from urllib.parse import urlsplit
 
-from runtime.bench.execute import JobRunner
-from runtime.bench.jobs import EpisodeJob, EpisodeResult
+from runtime.bench.catalog import Catalog, RegistryCatalog
+from runtime.bench.execute import JobRunner, started_trajectory
+from runtime.bench.jobs import EpisodeJob, EpisodeResult, error_result
 from runtime.bench.plan import BenchSettings, plan_jobs
 from runtime.bench.report import write_reports
 from runtime.bench.results import RESULTS_FILE, ResultsWriter, read_results
@@ -78,7 +83,8 @@ def run_bench(
     jobs, todo = prepare(settings, out, runner)
     skipped = len(jobs) - len(todo)
     if on_start is not None:
-        on_start(len(jobs), [r for r in read_results(out) if r.key in {j.key for j in jobs}])
+        keys, again = {j.key for j in jobs}, {j.key for j in todo}
+        on_start(len(jobs), [r for r in read_results(out) if r.key in keys - again])
     if limit is not None:
         todo = todo[:limit]
     with ResultsWriter(out / RESULTS_FILE) as writer:
@@ -104,16 +110,19 @@ def _write_summary(out: Path, results: list[EpisodeResult], planned: int) -> Sum
     return summary
 
 
-def merge(sources: list[Path], out: Path) -> Summary:
+def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Summary:
     """One run in ``out`` from the results of several (the shards of a suite, run on different
     machines): results.jsonl, summary.json and the reports, linking to the sources'
-    trajectories. A later source wins for an episode in two."""
+    trajectories. A later source wins for an episode in two. The summary counts as planned
+    every episode the sources' settings planned, so an unfinished shard shows as unfinished."""
     out.mkdir(parents=True, exist_ok=True)
     by_key: dict[str, EpisodeResult] = {}
+    planned: set[str] = set()
     for source in sources:
         found = read_results(source)
         if not found:
             raise RunError(f"{source} holds no bench results (no results.jsonl lines)")
+        planned |= _planned_keys(Path(source), catalog or RegistryCatalog())
         for r in found:
             if r.trajectory:
                 r = r.model_copy(update={"trajectory": os.path.relpath(
@@ -125,7 +134,17 @@ def merge(sources: list[Path], out: Path) -> Summary:
     with ResultsWriter(out / RESULTS_FILE) as writer:
         for r in results:
             writer.append(r)
-    return _write_summary(out, results, planned=len(results))
+    return _write_summary(out, results, planned=len(planned | by_key.keys()))
+
+
+def _planned_keys(source: Path, catalog: Catalog) -> set[str]:
+    """The episodes a run's stored settings plan (none known for a folder without them)."""
+    if not (source / SETTINGS_FILE).is_file():
+        return set()
+    try:
+        return {job.key for job in plan_jobs(load_settings(source), catalog)}
+    except RunError:  # its suite's tasks are not installed here: its results alone count
+        return set()
 
 
 def execute(
@@ -160,18 +179,35 @@ def _sharing_the_model(
 def _in_processes(
     jobs: list[EpisodeJob], out: Path, runner: JobRunner, workers: int
 ) -> Iterator[EpisodeResult]:
-    # spawn, not fork: the parent's threads (the progress bar) and locks do not leak into the
-    # workers, and each worker starts its own browser, phone or X display from scratch.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(runner, job, out) for job in jobs}
+    """The jobs on ``workers`` processes, no more submitted than run at once: a Ctrl-C starts
+    nothing new, and a worker that dies (killed, out of memory) ends the episodes then running
+    in error lines (a resume runs them again) while a fresh pool runs the rest."""
+    queue = deque(jobs)
+    while queue:
+        # spawn, not fork: the parent's threads (the progress bar) and locks do not leak into
+        # the workers, and each worker starts its own browser, phone or X display from scratch.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        running: dict[Future, EpisodeJob] = {}
+        broken = False
         try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            while running or (queue and not broken):
+                while queue and not broken and len(running) < workers:
+                    job = queue.popleft()
+                    running[pool.submit(runner, job, out)] = job
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    job = running.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        result = error_result(
+                            job, "WorkerLost: a worker process died while this episode ran "
+                            "(killed, or out of memory)", trajectory=started_trajectory(job, out))
+                    yield result
         finally:
-            for future in pending:
-                future.cancel()
+            # Queued episodes never start; a running one was sent the same Ctrl-C.
+            pool.shutdown(wait=not running, cancel_futures=True)
 
 
 def _run_on_worker(runner: JobRunner, job_json: str, out: str) -> str:
@@ -188,19 +224,48 @@ def _on_ray(
         raise RunError("--executor ray needs ray: pip install 'vlagent[ray]'") from None
     if not ray.is_initialized():
         if address:
-            ray.init(address=address)
+            _check_reachable(address)
+            try:
+                ray.init(address=address)
+            except ConnectionError as exc:
+                raise RunError(f"no Ray cluster at --ray-address {address}: {exc}") from None
         else:
             ray.init(num_cpus=max(workers, 1), include_dashboard=False)
     # One CPU per episode: Ray runs as many at once as the cluster's nodes have CPUs.
     task = ray.remote(num_cpus=1, max_retries=0)(_run_on_worker)
-    pending = [task.remote(runner, job.model_dump_json(), str(out.resolve())) for job in jobs]
+    pending = {task.remote(runner, job.model_dump_json(), str(out.resolve())): job
+               for job in jobs}
     try:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield EpisodeResult.model_validate_json(ray.get(done[0]))
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ref)
+            try:
+                result = EpisodeResult.model_validate_json(ray.get(ref))
+            except ray.exceptions.RayError as exc:  # its worker or node died
+                result = error_result(job, f"{type(exc).__name__}: {exc}",
+                                      trajectory=started_trajectory(job, out))
+            yield result
     finally:
         for ref in pending:
             ray.cancel(ref)
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Refuse an address nothing listens on: ``ray.init`` would wait for it without end."""
+    if address == "auto":
+        return  # the cluster this machine started, which ray finds (or refuses) at once
+    split = urlsplit(address if "://" in address else f"//{address}")
+    try:
+        port = split.port
+    except ValueError:
+        port = None
+    if split.hostname is None or port is None:
+        raise RunError(f"--ray-address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((split.hostname, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RunError(f"no Ray cluster answers at --ray-address {address} "
+                       f"({exc.strerror or exc})") from None
 
 
 def load_settings(out: Path) -> BenchSettings:
