@@ -17,9 +17,13 @@ import pytest
 from actions.dialects import get_dialect
 from agent.loop import Agent, AgentConfig
 from agent.policies.scripted import ScriptedPolicy
-from core.actions import Answer, Terminate
+from core.actions import Answer, OpenApp, Terminate, Type
 from core.kinds import FINAL_KINDS, KINDS
 from tasks.base import SolutionStep
+from tasks.phone.contacts import open_contact
+from tasks.phone.device import find, scroll_to, tap, wait_for
+from tasks.phone.flights import book
+from tasks.phone.messages import last_message, open_thread, send
 from tasks.registry import find_tasks, get_task, task_names
 
 RUN_SEED = random.SystemRandom().randrange(1, 10_000)
@@ -72,9 +76,9 @@ class RecordingPolicy(ScriptedPolicy):
         self._steps = (self.kinds.add(s.action.kind) or s for s in steps)
 
 
-def run_episode(task, env, policy):
+def run_episode(task, env, policy, max_steps: int | None = None):
     agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
-                  config=AgentConfig(max_steps=task.max_steps))
+                  config=AgentConfig(max_steps=max_steps or task.max_steps))
     return agent.run(task.goal, task)
 
 
@@ -122,6 +126,86 @@ def test_a_wrong_solution_scores_zero(name, env_for):
     assert result.steps == 1
     assert result.check is not None and not result.check.success and result.check.reward == 0, \
         f"{task!r}: {result.check}"
+
+
+class Plays(ScriptedPolicy):
+    """A solution of the test's own: ``play(env, params)`` yields its steps."""
+
+    def __init__(self, play) -> None:
+        super().__init__()
+        self.play = play
+
+    def start(self, episode):
+        super().start(episode)
+        self._steps = self.play(episode.env, episode.task.params)
+
+
+def flip_then_report(env, p):
+    """setting-question: flip the switch, then answer what it shows now."""
+    yield SolutionStep(OpenApp(app="Settings"), "Open Settings.")
+    switch = yield from scroll_to(env, f"settings:{p['key']}", p["label"])
+    yield SolutionStep(tap(switch), "Flip it.")
+    wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == switch.resource_id
+                                 and n.checked != switch.checked], "the flipped switch")
+    yield SolutionStep(Answer(text="off" if switch.checked else "on"), "It is what I set.")
+
+
+def edit_then_report(env, p):
+    """contact-number-question: give the contact another number, then answer that one."""
+    yield SolutionStep(OpenApp(app="Contacts"), "Open Contacts.")
+    yield from open_contact(env, p["contact"])
+    yield SolutionStep(tap(find(env, "contacts:edit")), "Edit.")
+    yield SolutionStep(tap(find(env, "contacts:clear-phone")), "Clear the number.")
+    yield SolutionStep(Type(text="+1 555 0000"), "A number of my own.")
+    yield SolutionStep(tap(find(env, "contacts:save")), "Save.")
+    wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == "contacts:phone"
+                                 and "0000" in n.text], "the new number")
+    yield SolutionStep(Answer(text="+1 555 0000"), "That is the number now.")
+
+
+def add_instead_of_edit(env, p):
+    """edit-contact-number: a second contact of the same name with the new number."""
+    yield SolutionStep(OpenApp(app="Contacts"), "Open Contacts.")
+    yield SolutionStep(tap(find(env, "contacts:add")), "Add a contact.")
+    yield SolutionStep(tap(find(env, "contacts:new-name")), "The name field.")
+    yield SolutionStep(Type(text=p["contact"]), "Their name.")
+    yield SolutionStep(tap(find(env, "contacts:new-phone")), "The phone field.")
+    yield SolutionStep(Type(text=p["phone"]), "The new number.")
+    yield SolutionStep(tap(find(env, "contacts:save")), "Save.")
+    find(env, "contacts:add")  # back on the list: saved
+    yield SolutionStep(Terminate(status="success"), "Added the new number.")
+
+
+def reply_then_report(env, p):
+    """last-message-question: the right answer, after writing to them (nobody asked)."""
+    yield SolutionStep(OpenApp(app="Messages"), "Open Messages.")
+    yield from open_thread(env, p["contact"])
+    text = last_message(env)
+    yield from send(env, "Got it, thanks!")
+    yield SolutionStep(Answer(text=text), f"They wrote: {text}")
+
+
+def book_then_report(env, p):
+    """cheapest-fare-question: the right price, after booking that flight (nobody asked)."""
+    yield SolutionStep(OpenApp(app="Flights"), "Open Flights.")
+    yield from book(env, p, "Ada Lovelace")
+    price = min(f["price"] for f in p["flights"])
+    yield SolutionStep(Answer(text=f"${price}"), f"It costs ${price}.")
+
+
+# The device shows what was asked for, but not by doing (only) what was asked: a question
+# answered by first changing what it asks about, or after changing the device besides; an edit
+# done as a second entry of the same name.
+@pytest.mark.parametrize("name, play", [("phone/setting-question", flip_then_report),
+                                        ("phone/contact-number-question", edit_then_report),
+                                        ("phone/edit-contact-number", add_instead_of_edit),
+                                        ("phone/last-message-question", reply_then_report),
+                                        ("phone/cheapest-fare-question", book_then_report)])
+def test_a_check_is_not_fooled_by_changing_the_device(name, play, env_for):
+    task = get_task(name, seed=RUN_SEED)
+    result = run_episode(task, env_for(task.env), Plays(play), max_steps=30)  # detours take steps
+    assert result.status in ("success", "answered"), result.reason
+    assert result.check is not None and not result.check.success, f"{task!r}: {result.check}"
 
 
 def test_the_phone_suite_covers_every_action_kind_and_has_long_tasks(env_for):

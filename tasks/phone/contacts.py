@@ -4,6 +4,7 @@ enough in some tasks that the contact sits below the fold."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any, Iterator
 
 from core.actions import Answer, Enter, OpenApp, Terminate, Type
@@ -39,18 +40,26 @@ class ContactsTask(PhoneTask):
         super().initialize(env)
         set_app_state(env, CONTACTS, {"contacts": self.params["contacts"]})
 
-    @staticmethod
-    def contacts(env: Env) -> dict[str, str]:
-        """Name -> phone, as the app holds them now."""
-        return {c.get("name"): c.get("phone", "") for c in app_state(env, CONTACTS)
-                .get("contacts", [])}
+    def seeded(self) -> list[tuple[str, str]]:
+        """(name, phone) of each contact the task started with."""
+        return [(c["name"], c["phone"]) for c in self.params["contacts"]]
 
-    def expect(self, env: Env, want: dict[str, str], done: str) -> Score:
-        have = self.contacts(env)
-        if {k: digits(v) for k, v in have.items()} == {k: digits(v) for k, v in want.items()}:
-            return Score(success=True, reason=done)
-        changed = sorted(set(have.items()) ^ set(want.items()))
-        return Score(success=False, reason=f"the contacts differ from what was asked in {changed}")
+    def expect(self, env: Env, want: list[tuple[str, str]], done: str) -> Score:
+        differ = contacts_differ(env, want)
+        return Score(success=differ is None, reason=differ or done)
+
+
+def contacts_differ(env: Env, want: list[tuple[str, str]]) -> str | None:
+    """How the app's contacts differ from ``want`` ((name, phone) pairs, numbers compared by
+    their digits), or None. A list, not a mapping: a second contact of the same name (added
+    where one should have been edited) is a difference."""
+    have = Counter((c.get("name", ""), digits(c.get("phone"))) for c in app_state(env, CONTACTS)
+                   .get("contacts", []))
+    wanted = Counter((name, digits(phone)) for name, phone in want)
+    if have == wanted:
+        return None
+    return (f"the contacts differ from what was asked: missing {sorted((wanted - have).elements())}"
+            f", not asked for {sorted((have - wanted).elements())}")
 
 
 def open_contact(env: Env, name: str) -> Iterator[SolutionStep]:
@@ -96,9 +105,8 @@ class AddContact(ContactsTask):
                 "phone": phone_numbers(rng, 1)[0]}
 
     def check(self, env: Env, answer: str | None) -> Score:
-        want = {c["name"]: c["phone"] for c in self.params["contacts"]}
-        return self.expect(env, {**want, self.params["name"]: self.params["phone"]},
-                           f"added {self.params['name']}")
+        p = self.params
+        return self.expect(env, [*self.seeded(), (p["name"], p["phone"])], f"added {p['name']}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         p = self.params
@@ -118,9 +126,12 @@ class ContactPhoneQuestion(ContactsTask):
         return _far_contact(rng)
 
     def check(self, env: Env, answer: str | None) -> Score:
-        number = self.contacts(env).get(self.params["contact"])
-        if number is None:
-            return Score(success=False, reason=f"{self.params['contact']} is not in Contacts")
+        """The number the contact had when asked; a question is no licence to edit Contacts."""
+        number = dict(self.seeded())[self.params["contact"]]
+        changed = contacts_differ(env, self.seeded())
+        if changed is not None:
+            return Score(success=False, reason=f"asked a question, the agent changed Contacts: "
+                                               f"{changed}")
         ok = bool(digits(answer)) and digits(answer) == digits(number)
         return Score(success=ok, reason=f"answered {answer!r}; the number is {number}")
 
@@ -148,9 +159,10 @@ class EditContactPhone(ContactsTask):
         return {**params, "phone": phone}
 
     def check(self, env: Env, answer: str | None) -> Score:
-        want = {c["name"]: c["phone"] for c in self.params["contacts"]}
-        return self.expect(env, {**want, self.params["contact"]: self.params["phone"]},
-                           f"{self.params['contact']}'s number is now {self.params['phone']}")
+        p = self.params
+        want = [(name, p["phone"] if name == p["contact"] else phone)
+                for name, phone in self.seeded()]
+        return self.expect(env, want, f"{p['contact']}'s number is now {p['phone']}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         p = self.params
@@ -177,9 +189,8 @@ class DeleteContact(ContactsTask):
         return {"contacts": contacts, "contact": rng.choice(contacts)["name"]}
 
     def check(self, env: Env, answer: str | None) -> Score:
-        want = {c["name"]: c["phone"] for c in self.params["contacts"]
-                if c["name"] != self.params["contact"]}
-        return self.expect(env, want, f"deleted {self.params['contact']}")
+        name = self.params["contact"]
+        return self.expect(env, [c for c in self.seeded() if c[0] != name], f"deleted {name}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         name = self.params["contact"]

@@ -60,22 +60,16 @@ class FlightsTask(PhoneTask):
         state["timetable"] = {**state.get("timetable", {}), self.route: self.params["flights"]}
         set_app_state(env, FLIGHTS, state)
 
-    def cheapest(self, env: Env, state: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        """The cheapest flight of the route, from the app's timetable (``state``: the app's
-        state, already read)."""
-        state = app_state(env, FLIGHTS) if state is None else state
-        offered = state.get("timetable", {}).get(self.route, [])
-        return min(offered, key=lambda f: f["price"]) if offered else None
+    def cheapest(self) -> dict[str, Any]:
+        """The route's cheapest flight, as seeded (the app's timetable is not the agent's to
+        change)."""
+        return min(self.params["flights"], key=lambda f: f["price"])
 
     def check_booking(self, env: Env, passenger: str) -> Score:
-        state = app_state(env, FLIGHTS)  # one read for the timetable and the bookings
-        cheapest = self.cheapest(env, state)
-        if cheapest is None:
-            return Score(success=False, reason=f"the app has no flights for {self.route}")
-        p = self.params
+        cheapest, p = self.cheapest(), self.params
         want = {"flight": cheapest["flight"], "origin": p["origin"],
                 "destination": p["destination"], "date": p["date"], "passenger": passenger}
-        bookings = state.get("bookings", [])
+        bookings = app_state(env, FLIGHTS).get("bookings", [])
         if bookings == [want]:
             return Score(success=True, reason=f"booked {cheapest['flight']} for {passenger}")
         return Score(success=False, reason=f"expected exactly the booking {want}, found {bookings}")
@@ -147,13 +141,14 @@ class CheapestFareQuestion(FlightsTask):
         return draw_trip(rng)
 
     def check(self, env: Env, answer: str | None) -> Score:
-        cheapest = self.cheapest(env)
-        if cheapest is None:
-            return Score(success=False, reason=f"the app has no flights for {self.route}")
+        """The seeded fares; a question is no licence to book one."""
+        booked = app_state(env, FLIGHTS).get("bookings", [])
+        if booked:
+            return Score(success=False, reason=f"asked a question, the agent booked {booked}")
+        price = self.cheapest()["price"]
         said = _prices_said(answer or "")
-        ok = len(said) == 1 and said.pop() == cheapest["price"]
-        return Score(success=ok, reason=f"answered {answer!r}; the cheapest costs "
-                                        f"${cheapest['price']}")
+        ok = len(said) == 1 and said.pop() == price
+        return Score(success=ok, reason=f"answered {answer!r}; the cheapest costs ${price}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         yield SolutionStep(tap(find(env, "launcher:flights")), "Open the Flights app.")

@@ -144,11 +144,12 @@ class LastMessageQuestion(MessagesTask):
         return _conversations(rng)
 
     def check(self, env: Env, answer: str | None) -> Score:
+        """The seeded conversation; a question is no licence to write or delete messages."""
         contact = self.params["contact"]
-        theirs = [m["text"] for t in self.threads(env) if t.get("contact") == contact
-                  for m in t.get("messages", []) if m.get("from") == contact]
-        if not theirs:
-            return Score(success=False, reason=f"no message from {contact} in the app")
+        if self.threads(env) != self.params["threads"]:
+            return Score(success=False, reason="asked a question, the agent changed Messages")
+        theirs = [m["text"] for t in self.params["threads"] if t["contact"] == contact
+                  for m in t["messages"] if m["from"] == contact]
         return Score(success=same_answer(answer, theirs[-1]),
                      reason=f"answered {answer!r}; {contact} last wrote {theirs[-1]!r}")
 

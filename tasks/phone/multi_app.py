@@ -11,7 +11,13 @@ from core.results import Score
 from envs.base import Env
 from envs.ui_tree import UiNode
 from tasks.base import SolutionStep
-from tasks.phone.contacts import ContactsTask, add_contact, open_contact, read_number
+from tasks.phone.contacts import (
+    ContactsTask,
+    add_contact,
+    contacts_differ,
+    open_contact,
+    read_number,
+)
 from tasks.phone.device import (
     CONTACTS,
     MESSAGES,
@@ -76,9 +82,11 @@ class TextContactNumber(PhoneTask):
 
     def check(self, env: Env, answer: str | None) -> Score:
         p = self.params
-        number = ContactsTask.contacts(env).get(p["subject"])
-        if number is None:
-            return Score(success=False, reason=f"{p['subject']} is no longer in Contacts")
+        seeded = [(c["name"], c["phone"]) for c in p["contacts"]]
+        changed = contacts_differ(env, seeded)
+        if changed is not None:  # nobody asked for an edit (the number sent must be the one seeded)
+            return Score(success=False, reason=changed)
+        number = dict(seeded)[p["subject"]]
         before = {t["contact"]: len(t["messages"]) for t in p["threads"]}
         new = {t.get("contact"): t.get("messages", [])[before.get(t.get("contact"), 0):]
                for t in MessagesTask.threads(env)}
@@ -210,8 +218,8 @@ class AddContactFromNote(ContactsTask):
 
     def check(self, env: Env, answer: str | None) -> Score:
         p = self.params
-        want = {**{c["name"]: c["phone"] for c in p["contacts"]}, p["person"]: p["phone"]}
-        return self.expect(env, want, f"added {p['person']}, {p['phone']}")
+        return self.expect(env, [*self.seeded(), (p["person"], p["phone"])],
+                           f"added {p['person']}, {p['phone']}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         role = self.params["role"]

@@ -169,9 +169,14 @@ class SwitchQuestion(PhoneTask):
         update_settings(env, {self.params["key"]: self.params["on"]})
 
     def check(self, env: Env, answer: str | None) -> Score:
-        word = _on_off(bool(app_state(env, SETTINGS).get(self.params["key"])))
+        """The switch as it was when asked; flipping it to match an answer is no answer."""
+        p = self.params
+        word = _on_off(p["on"])
+        if bool(app_state(env, SETTINGS).get(p["key"])) != p["on"]:
+            return Score(success=False, reason=f"asked a question, the agent switched "
+                                               f"{p['label']} {_on_off(not p['on'])}")
         return Score(success=same_answer(answer, word),
-                     reason=f"answered {answer!r}; {self.params['label']} is {word}")
+                     reason=f"answered {answer!r}; {p['label']} is {word}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         label = self.params["label"]
