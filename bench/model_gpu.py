@@ -233,7 +233,7 @@ def run_shape(size: str, args: argparse.Namespace) -> None:
             text = ours.model
             weights = sum(p.numel() * p.element_size() for n_, p in ours.named_parameters()
                           if not n_.startswith(("visual.", "model.embed_tokens.")))
-            if ours.config.tie_word_embeddings:  # the head reads the embedding table
+            if ours.tied_head:  # the head reads the embedding table
                 weights += text.embed_tokens.weight.numel() * text.embed_tokens.weight.element_size()
             cfg = ours.config.text
             kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2 * (300 + n)

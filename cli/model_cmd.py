@@ -44,16 +44,15 @@ def info(
     """
     import torch
 
-    from model.config import Qwen2VLConfig, read_json
+    from model.config import Qwen2VLConfig
     from model.image_processing import ImageProcessingConfig
     from model.modeling import Qwen2VL
 
     try:
         config = Qwen2VLConfig.from_pretrained(path)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+        images = ImageProcessingConfig.from_pretrained(path)
+    except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    pre_file = path / "preprocessor_config.json"
-    images = ImageProcessingConfig.from_dict(read_json(pre_file) if pre_file.is_file() else {})
     with torch.device("meta"):
         counts = Qwen2VL(config).parameter_counts()
 

@@ -84,15 +84,18 @@ class Qwen2VLConfig:
                 "same-architecture models)"
             )
         # transformers 5 nests the text fields; the hub layout keeps them at the top level.
-        text_raw = {**raw, **raw.get("text_config", {})}
+        text_raw = {**raw, **_section(raw, "text_config")}
         rope = text_raw.get("rope_parameters") or text_raw.get("rope_scaling") or {}
-        hidden = text_raw["hidden_size"]
-        heads = text_raw["num_attention_heads"]
+        hidden = _size(text_raw, "hidden_size")
+        heads = _size(text_raw, "num_attention_heads")
+        if hidden % heads:
+            raise ValueError(f"config.json: hidden_size {hidden} is not a multiple of "
+                             f"num_attention_heads {heads}")
         text = TextConfig(
-            vocab_size=text_raw["vocab_size"],
+            vocab_size=_size(text_raw, "vocab_size"),
             hidden_size=hidden,
-            intermediate_size=text_raw["intermediate_size"],
-            num_hidden_layers=text_raw["num_hidden_layers"],
+            intermediate_size=_size(text_raw, "intermediate_size"),
+            num_hidden_layers=_size(text_raw, "num_hidden_layers"),
             num_attention_heads=heads,
             num_key_value_heads=text_raw.get("num_key_value_heads") or heads,
             rms_norm_eps=text_raw.get("rms_norm_eps", 1e-6),
@@ -104,7 +107,7 @@ class Qwen2VLConfig:
             raise ValueError(
                 f"mrope_section {list(text.mrope_section)} must sum to head_dim/2 = {text.head_dim // 2}"
             )
-        v = raw.get("vision_config", {})
+        v = _section(raw, "vision_config")
         # --- architecture hook: Qwen2.5-VL's window-attention tower reads its own fields ---
         if model_type == "qwen2_5_vl":
             from model.config_qwen25 import window_vision_config
@@ -141,7 +144,32 @@ class Qwen2VLConfig:
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> Qwen2VLConfig:
-        return cls.from_dict(read_json(Path(path) / "config.json"))
+        raw = read_json(Path(path) / "config.json")
+        try:
+            return cls.from_dict(raw)
+        except ValueError as exc:  # name the checkpoint: a run may load several
+            raise ValueError(f"{path}: {exc}") from None
+
+
+def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    """A nested part of config.json; absent or null is empty (every field then has a default)."""
+    part = raw.get(key)
+    if part is None:
+        return {}
+    if not isinstance(part, dict):
+        raise ValueError(f"config.json: {key} must be an object, not {part!r}")
+    return part
+
+
+def _size(raw: dict[str, Any], key: str) -> int:
+    """A field without a default: the model's shape cannot be guessed."""
+    if key not in raw:
+        raise ValueError(f"config.json has no {key}, and the model's shape cannot be known "
+                         "without it: download the checkpoint again")
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"config.json: {key} must be a whole number above 0, not {value!r}")
+    return value
 
 
 def read_json(file: Path) -> dict[str, Any]:
@@ -151,6 +179,9 @@ def read_json(file: Path) -> dict[str, Any]:
             f"{file.name} not found in {file.parent}: a Qwen2-VL or Qwen2.5-VL checkpoint directory needs it"
         )
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{file} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{file} holds {type(data).__name__}, not a JSON object")
+    return data

@@ -18,12 +18,14 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
+from model.config import read_json
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -39,18 +41,58 @@ class ImageProcessingConfig:
     image_mean: tuple[float, ...] = CLIP_MEAN
     image_std: tuple[float, ...] = CLIP_STD
 
+    def __post_init__(self) -> None:
+        for name in ("min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number above 0, not {value!r}")
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels {self.min_pixels} is above max_pixels {self.max_pixels}")
+        for name in ("image_mean", "image_std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           for v in values):
+                raise ValueError(f"{name} must be 3 numbers (R, G, B), not {list(values)!r}")
+        if min(self.image_std) <= 0:
+            raise ValueError(f"image_std must be above 0, not {list(self.image_std)!r}")
+
     @classmethod
     def from_dict(cls, raw: dict) -> ImageProcessingConfig:
         size = raw.get("size") or {}
+        if not isinstance(size, dict):
+            raise ValueError(f"size must be an object, not {size!r}")
+        mean, std = raw.get("image_mean", CLIP_MEAN), raw.get("image_std", CLIP_STD)
+        if not isinstance(mean, list | tuple) or not isinstance(std, list | tuple):
+            raise ValueError(f"image_mean and image_std must be lists, not {mean!r} and {std!r}")
         return cls(
             min_pixels=raw.get("min_pixels") or size.get("shortest_edge") or DEFAULT_MIN_PIXELS,
             max_pixels=raw.get("max_pixels") or size.get("longest_edge") or DEFAULT_MAX_PIXELS,
             patch_size=raw.get("patch_size", 14),
             temporal_patch_size=raw.get("temporal_patch_size", 2),
             merge_size=raw.get("merge_size", 2),
-            image_mean=tuple(raw.get("image_mean", CLIP_MEAN)),
-            image_std=tuple(raw.get("image_std", CLIP_STD)),
+            image_mean=tuple(mean),
+            image_std=tuple(std),
         )
+
+    @classmethod
+    def from_pretrained(cls, path: Path) -> ImageProcessingConfig:
+        """A checkpoint's image settings, looked up as transformers does: the image_processor
+        nested in processor_config.json (how transformers 5 saves a processor), else
+        preprocessor_config.json, else the released checkpoints' values."""
+        nested = Path(path) / "processor_config.json"
+        raw = read_json(nested) if nested.is_file() else None
+        if isinstance(raw, dict) and isinstance(raw.get("image_processor"), dict):
+            source, settings = nested, raw["image_processor"]
+        elif (flat := Path(path) / "preprocessor_config.json").is_file():
+            source, settings = flat, read_json(flat)
+        else:
+            return cls()
+        try:
+            if not isinstance(settings, dict):
+                raise ValueError("it is not a JSON object")
+            return cls.from_dict(settings)
+        except ValueError as exc:
+            raise ValueError(f"{source} holds image settings that cannot be used: {exc}") from None
 
     @property
     def factor(self) -> int:

@@ -83,19 +83,24 @@ def load_weights(
     dtype: torch.dtype,
     tie_word_embeddings: bool,
 ) -> None:
-    """Fill ``model``'s (meta) parameters from the checkpoint at ``path``."""
+    """Fill ``model``'s (meta) parameters from the checkpoint at ``path``.
+
+    Tied embeddings, as transformers 5 reads them: the embedding matrix serves as the head,
+    unless the checkpoint stores a head of its own with other values, which is then kept."""
     params = dict(model.named_parameters())
     expected = checkpoint_layout(model)
     if tie_word_embeddings:
         expected.pop("lm_head.weight", None)
     loaded: set[str] = set()
     unexpected: list[str] = []
+    stored_head: torch.Tensor | None = None
     for file in checkpoint_files(path):
         with safe_open(str(file), framework="pt", device="cpu") as f:
             for key in f.keys():
                 name = canonical_key(key)
                 if name == "lm_head.weight" and tie_word_embeddings:
-                    continue  # tied: the embedding matrix serves as the head
+                    stored_head = f.get_tensor(key)
+                    continue
                 if name not in expected:
                     unexpected.append(key)
                     continue
@@ -132,4 +137,16 @@ def load_weights(
             f"tensors missing from {path}: {missing[:8]}{' ...' if len(missing) > 8 else ''}"
         )
     if tie_word_embeddings:
-        model.lm_head.weight = model.model.embed_tokens.weight
+        model.lm_head.weight = _tied_head(model.model.embed_tokens.weight, stored_head, path)
+
+
+def _tied_head(embed: nn.Parameter, stored: torch.Tensor | None, path: Path) -> nn.Parameter:
+    """The embedding matrix, or a head the checkpoint stores with other values (as transformers
+    keeps it, with a warning that config.json should not say tie_word_embeddings)."""
+    if stored is None:
+        return embed
+    if stored.shape != embed.shape:
+        raise ValueError(f"shape mismatch for lm_head.weight in {path}: checkpoint has "
+                         f"{tuple(stored.shape)}, config.json implies {tuple(embed.shape)}")
+    stored = stored.to(device=embed.device, dtype=embed.dtype)
+    return embed if torch.equal(stored, embed) else nn.Parameter(stored, requires_grad=False)

@@ -99,11 +99,17 @@ class Qwen2VL(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.lm_head.weight.dtype
 
+    @property
+    def tied_head(self) -> bool:
+        """The head is the embedding matrix (config.json ties them, and the checkpoint holds no
+        head of other values)."""
+        return self.lm_head.weight is self.model.embed_tokens.weight
+
     def parameter_counts(self) -> dict[str, int]:
         """Parameters by part; a tied lm_head counts 0 (it is the embedding matrix)."""
         visual = sum(p.numel() for p in self.visual.parameters())
         language = sum(p.numel() for p in self.model.parameters())
-        head = 0 if self.config.tie_word_embeddings else self.lm_head.weight.numel()
+        head = 0 if self.tied_head else self.lm_head.weight.numel()
         return {"visual": visual, "language_model": language, "lm_head": head,
                 "total": visual + language + head}  # fmt: skip
 

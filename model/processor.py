@@ -51,6 +51,12 @@ class Qwen2VLProcessor:
         self.tokenizer = tokenizer
         self.config = config
         self.image_config = image_config
+        cut = (image_config.patch_size, image_config.temporal_patch_size, image_config.merge_size)
+        takes = (config.vision.patch_size, config.vision.temporal_patch_size,
+                 config.vision.spatial_merge_size)
+        if cut != takes:  # the tower's first layer would refuse the patches, or misread them
+            raise ValueError(f"the image settings cut patches (size, temporal, merge) {cut}, but "
+                             f"config.json's vision tower takes {takes}")
         # An agent's prompt shows the same screenshots step after step: preprocess each once.
         self.images = ImageCache(image_config)
         self.eos_token_ids = list(eos_token_ids)
@@ -86,9 +92,8 @@ class Qwen2VLProcessor:
         except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception
             raise ValueError(f"{tokenizer_file} cannot be read ({e}): it is corrupt or cut "
                              "off; download the checkpoint again") from None
-        pre = path / "preprocessor_config.json"
-        image_config = ImageProcessingConfig.from_dict(read_json(pre) if pre.is_file() else {})
-        return cls(tokenizer, config, image_config, eos_token_ids_of(path, config))
+        return cls(tokenizer, config, ImageProcessingConfig.from_pretrained(path),
+                   eos_token_ids_of(path, config))
 
     # --- text -------------------------------------------------------------------------------
     def apply_chat_template(

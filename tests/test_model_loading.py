@@ -216,3 +216,69 @@ def test_a_tokenizer_without_a_qwen2vl_token_is_refused(tmp_path, single, token)
     said = f"has no {token} token" if token != "<|image_pad|>" else "not '<|image_pad|>'"
     with pytest.raises(ValueError, match=re.escape(said)):
         Qwen2VLProcessor.from_pretrained(copy)
+
+
+@pytest.mark.parametrize("equal", [True, False])
+def test_a_tied_config_with_a_stored_head_loads_as_transformers_does(tmp_path, single, input_ids,
+                                                                     equal):
+    """config.json says tie, and the weights hold lm_head.weight too: transformers 5 ties them
+    when the head equals the embeddings and keeps the stored head when it does not."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    path = tmp_path / "tied"
+    _copy_metadata(single, path)
+    config = json.loads((path / "config.json").read_text())
+    config["tie_word_embeddings"] = True
+    (path / "config.json").write_text(json.dumps(config))
+    with safe_open(str(single / "model.safetensors"), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    embed = next(v for k, v in tensors.items() if k.endswith("embed_tokens.weight"))
+    assert not torch.equal(tensors["lm_head.weight"], embed)
+    if equal:
+        tensors["lm_head.weight"] = embed.clone()
+    save_file(tensors, str(path / "model.safetensors"))
+    ours = Qwen2VL.from_pretrained(path, device="cpu")
+    ref = Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
+    assert ours.tied_head == equal
+    assert (ours.parameter_counts()["lm_head"] == 0) == equal
+    with torch.no_grad():
+        want = ref(input_ids=input_ids).logits
+    assert (ours(input_ids=input_ids) - want).abs().max() <= 1e-4
+
+
+def _with_config(tmp_path, single, change) -> Path:
+    path = tmp_path / "ckpt"
+    _copy_metadata(single, path)
+    config = json.loads((path / "config.json").read_text())
+    change(config)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda c: c["text_config"].pop("vocab_size"), "config.json has no vocab_size"),
+    (lambda c: c["text_config"].pop("hidden_size"), "config.json has no hidden_size"),
+    (lambda c: c["text_config"].update(num_hidden_layers="28"), "num_hidden_layers must be a whole"),
+    (lambda c: c["text_config"].update(num_attention_heads=3), "not a multiple of"),
+    (lambda c: c.update(text_config=[1, 2]), "text_config must be an object"),
+    (lambda c: c.update(vision_config="big"), "vision_config must be an object"),
+])
+def test_a_config_without_a_shape_field_names_it(tmp_path, single, change, said):
+    path = _with_config(tmp_path, single, change)
+    with pytest.raises(ValueError, match=re.escape(said)) as caught:
+        Qwen2VLConfig.from_pretrained(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_null_vision_config_takes_the_released_tower(tmp_path, single):
+    cfg = Qwen2VLConfig.from_pretrained(_with_config(
+        tmp_path, single, lambda c: c.update(vision_config=None)))
+    assert cfg.vision.depth == 32 and cfg.vision.embed_dim == 1280
+
+
+def test_a_config_that_is_no_json_object_is_refused(tmp_path, single):
+    path = tmp_path / "list"
+    _copy_metadata(single, path)
+    (path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="holds list, not a JSON object"):
+        Qwen2VLConfig.from_pretrained(path)

@@ -251,3 +251,60 @@ def test_image_digests_tell_images_apart_as_their_patches_do(tiny_processor):
     same, copy, different = digests([screen, screen.copy(), other])
     assert same == copy and same != different
     assert digests([screen] * 3, max_pixels=100 * 28 * 28)[0] != same  # other pixel bounds
+
+
+NESTED = {"min_pixels": 3136, "max_pixels": 200_704, "patch_size": 14, "temporal_patch_size": 2,
+          "merge_size": 2, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.5, 0.75],
+          "image_processor_type": "Qwen2VLImageProcessor"}
+
+
+@pytest.mark.parametrize("flat_too", [False, True], ids=["nested-only", "both"])
+def test_image_settings_nested_in_processor_config_are_read_as_transformers_reads_them(
+        tiny_checkpoint, tmp_path, flat_too):
+    """transformers 5 saves a processor's image settings inside processor_config.json (and
+    prefers them to preprocessor_config.json when both are there)."""
+    import json
+    import shutil
+
+    from transformers import Qwen2VLImageProcessorPil
+
+    from model import Qwen2VLProcessor
+
+    path = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
+    if not flat_too:
+        (path / "preprocessor_config.json").unlink()
+    (path / "processor_config.json").write_text(json.dumps(
+        {"image_processor": NESTED, "processor_class": "Qwen2VLProcessor"}))
+    image = _image(1080, 2400, seed=3)
+    ours = Qwen2VLProcessor.from_pretrained(path)
+    assert ours.image_config.max_pixels == NESTED["max_pixels"]
+    batch = ours(text="<|image_pad|>", images=[image])
+    reference = Qwen2VLImageProcessorPil.from_pretrained(path).preprocess(
+        [image], return_tensors="pt")
+    assert batch["image_grid_thw"].tolist() == reference["image_grid_thw"].tolist()
+    assert (batch["pixel_values"] - reference["pixel_values"]).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"max_pixels": "lots"}, "max_pixels must be a whole number"),
+    ({"min_pixels": 10_000, "max_pixels": 5_000}, "min_pixels 10000 is above max_pixels 5000"),
+    ({"image_mean": [0.5, 0.5]}, "image_mean must be 3 numbers"),
+    ({"image_std": [0.5, 0.0, 0.5]}, "image_std must be above 0"),
+    ({"size": "big"}, "size must be an object"),
+    ({"patch_size": 16}, "vision tower takes (14, 2, 2)"),
+])
+def test_unusable_image_settings_are_refused_naming_the_file(tiny_checkpoint, tmp_path, settings,
+                                                             said):
+    import json
+    import re
+    import shutil
+
+    from model import Qwen2VLProcessor
+
+    path = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
+    file = path / "preprocessor_config.json"
+    file.write_text(json.dumps({**json.loads(file.read_text()), **settings}))
+    with pytest.raises(ValueError, match=re.escape(said)) as caught:
+        Qwen2VLProcessor.from_pretrained(path)
+    if "vision tower" not in said:
+        assert str(file) in str(caught.value)

@@ -26,7 +26,8 @@ def one_line_error(done, *needles: str) -> None:
 def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("broken")
     made = {}
-    for name in ("no_tokenizer", "no_weights", "truncated", "cut_tokenizer", "bad_index"):
+    for name in ("no_tokenizer", "no_weights", "truncated", "cut_tokenizer", "bad_index",
+                 "no_vocab", "bad_images"):
         made[name] = Path(shutil.copytree(tiny_checkpoint, root / name))
     (made["no_tokenizer"] / "tokenizer.json").unlink()
     for weights in made["no_weights"].glob("*.safetensors"):
@@ -37,6 +38,12 @@ def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     tokenizer = made["cut_tokenizer"] / "tokenizer.json"
     tokenizer.write_bytes(tokenizer.read_bytes()[:5000])
     (made["bad_index"] / "model.safetensors.index.json").write_text('{"metadata": {}}')
+    config = json.loads((made["no_vocab"] / "config.json").read_text())
+    del config["text_config"]["vocab_size"]
+    (made["no_vocab"] / "config.json").write_text(json.dumps(config))
+    images = json.loads((made["bad_images"] / "preprocessor_config.json").read_text())
+    (made["bad_images"] / "preprocessor_config.json").write_text(
+        json.dumps({**images, "max_pixels": "lots"}))
     return made
 
 
@@ -44,13 +51,23 @@ def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
                                           ("no_weights", "has no *.safetensors"),
                                           ("truncated", "is truncated"),
                                           ("cut_tokenizer", "tokenizer.json cannot be read"),
-                                          ("bad_index", "has no weight_map")])
+                                          ("bad_index", "has no weight_map"),
+                                          ("no_vocab", "config.json has no vocab_size")])
 def test_broken_checkpoints(tmp_path, broken_checkpoints, name, needle):
     path = str(broken_checkpoints[name])
     one_line_error(cli("model", "generate", path, "-p", "hi", "--device", "cpu", cwd=tmp_path),
                    needle, "download the checkpoint again")
     one_line_error(cli("run", "x", "--model", path, "--env", "browser", cwd=tmp_path),
                    needle, path)
+
+
+def test_unusable_image_settings_end_every_command_in_one_line(tmp_path, broken_checkpoints):
+    path = str(broken_checkpoints["bad_images"])
+    needles = ("preprocessor_config.json", "max_pixels must be a whole number")
+    one_line_error(cli("model", "info", path, cwd=tmp_path), *needles)
+    one_line_error(cli("model", "generate", path, "-p", "hi", "--device", "cpu", cwd=tmp_path),
+                   *needles)
+    one_line_error(cli("run", "x", "--model", path, "--env", "browser", cwd=tmp_path), *needles)
 
 
 def test_an_unknown_dtype_is_refused_before_the_weights_load(tmp_path, tiny_checkpoint):
