@@ -27,6 +27,7 @@ from PIL import Image
 from core.actions import Action
 from envs import keys
 from envs import still_frames as still_frames_protocol
+from envs.android_keycodes import ADB_KEY_NAMES
 from envs.base import (
     AppTarget,
     ElementInfo,
@@ -225,17 +226,18 @@ class AndroidEnv(Env):
         return self._call(f"`{command[:60]}`",
                           lambda: self.device.shell(command, timeout=self.timeout_s))
 
-    def _run(self, command: str, what: str | None = None, hide: tuple[str, ...] = ()
-             ) -> str:
+    def _run(self, command: str, what: str | None = None, hide: tuple[str, ...] = (),
+             busy_s: float = 0.0) -> str:
         """Run a command that must succeed; a non-zero exit becomes an EnvError.
 
         ``what`` names the command in an error instead of the command itself, and the reason
         (adb's, or the command's output) is shown without the strings in ``hide``: typing
         passes both, so that no error quotes the typed text (it may hold a secret's value),
-        plain or as the command encoded it."""
+        plain or as the command encoded it. ``busy_s``: how long the command itself takes (a
+        gesture answers when the finger lifts), on top of the time adb is given to answer."""
         what = what or f"`{command[:60]}`"
-        result = self._call(what, lambda: self.device.shell2(command, timeout=self.timeout_s),
-                            hide)
+        timeout = self.timeout_s + busy_s
+        result = self._call(what, lambda: self.device.shell2(command, timeout=timeout), hide)
         if result.returncode != 0:
             output = conceal(result.output.strip(), hide)
             raise EnvError(f"{what} failed on {self.serial} "
@@ -330,11 +332,11 @@ class AndroidEnv(Env):
             return f"tapped ({action.x}, {action.y})"
         if kind == "long_press":
             self._run(f"input swipe {action.x} {action.y} {action.x} {action.y} "
-                      f"{action.duration_ms}")
+                      f"{action.duration_ms}", busy_s=action.duration_ms / 1000)
             return f"long-pressed ({action.x}, {action.y}) for {action.duration_ms} ms"
         if kind == "swipe":
             self._run(f"input swipe {action.x} {action.y} {action.x2} {action.y2} "
-                      f"{action.duration_ms}")
+                      f"{action.duration_ms}", busy_s=action.duration_ms / 1000)
             return f"swiped ({action.x}, {action.y}) to ({action.x2}, {action.y2})"
         if kind == "scroll":
             return self._scroll(action)
@@ -376,6 +378,10 @@ class AndroidEnv(Env):
             keycode = PHONE_KEYCODES[lowered]
         elif re.fullmatch(r"keycode_[a-z0-9_]+", lowered):
             keycode = lowered.upper()  # a key code the model named itself
+        elif re.fullmatch(r"\d{2,3}", lowered):
+            keycode = lowered  # adb keyevent's number ("67": backspace); one digit is typed
+        elif lowered.upper() in ADB_KEY_NAMES:
+            keycode = f"KEYCODE_{lowered.upper()}"  # adb's name without its prefix: DEL, clear
         else:
             try:
                 canonical = keys.canonical(name)

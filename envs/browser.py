@@ -439,10 +439,23 @@ class BrowserEnv(Env):
                 raise EnvError(f"navigate opens http(s) urls only; {url[:80]!r} was refused")
             return self._goto(url)
         if kind == "back":
-            if self.page.go_back(wait_until="domcontentloaded") is None:
-                raise EnvError("there is no previous page to go back to")
-            return f"went back to {self.page.url}"
+            return self._back()
         raise EnvError(f"the browser env cannot perform '{kind}'")  # guarded by action_kinds
+
+    def _back(self) -> str:
+        # go_back gives no response for a same-document entry (a #link, an app's pushState) as
+        # for no entry at all, so the tab's own history says whether there is one. The blank
+        # page the tab opened on is no page to go back to.
+        session = self.page.context.new_cdp_session(self.page)
+        try:
+            history = session.send("Page.getNavigationHistory")
+        finally:
+            session.detach()
+        index, entries = history["currentIndex"], history["entries"]
+        if index < 1 or (index == 1 and entries[0]["url"] == "about:blank"):
+            raise EnvError("there is no previous page to go back to")
+        self.page.go_back(wait_until="domcontentloaded")
+        return f"went back to {self.page.url}"
 
     def _scroll(self, action: Action) -> str:
         width, height = self.viewport

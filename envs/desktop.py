@@ -182,7 +182,10 @@ class DesktopEnv(Env):
 
     def _execute(self, action: Action) -> str:
         gui = self._gui
-        gui.failSafeCheck()  # a human's pointer in a corner stops the run before the model acts
+        try:
+            gui.failSafeCheck()  # a human's pointer in a corner stops the run before the model acts
+        except (XlibError, XlibConnectionClosed, OSError) as exc:
+            raise self._x_failed(action.kind, exc) from None
         gui.FAILSAFE = False  # pyautogui refuses to act on a corner, where the model may point
         try:
             message = self._perform(action)
@@ -231,8 +234,15 @@ class DesktopEnv(Env):
             return self._scroll(action)
         if kind == "type":
             return self._type(action.text)
+        if kind == "key" and len(action.key) == 1 and action.key != " ":
+            # One character is that character, typed: pyautogui would refuse "A" and turn "<"
+            # into ">" (see _PYAUTOGUI_TEXT), and has no key at all for "é".
+            self._type(action.key)
+            return f"pressed {action.key}"
         if kind in ("key", "hotkey"):
             names = [action.key] if kind == "key" else action.keys
+            # In a combination a letter names its key: ctrl+A is ctrl+a, as in the browser env.
+            names = [k.lower() if len(k) == 1 and k.isupper() else k for k in names]
             try:
                 mapped = [keys.backend_key(k, keys.PYAUTOGUI) for k in names]
             except ValueError as exc:

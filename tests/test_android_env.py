@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.actions import Back, Enter, Home, Key, OpenApp, Scroll, Swipe, Tap, Type
+from core.actions import Back, Enter, Home, Key, LongPress, OpenApp, Scroll, Swipe, Tap, Type
 from envs.base import EnvError
 from tests.probes import wait_until
 
@@ -70,6 +70,16 @@ FIXED_TEXTS = ["a b", "it's", '"q"', "`id`", "a;b|c&d", "100%s", "*?~#", "\n", "
 def test_typing_arrives_exactly(notes, text):
     assert notes.execute(Type(text=text)).ok
     assert state(notes, "com.vlagent.notes")["draft"] == text
+
+
+def test_a_control_character_typed_leaves_a_screen_to_read(notes):
+    """XML has no place for most control characters: the dump shows "?" for each, as
+    uiautomator does, and the text itself arrives exactly."""
+    text = "form\x0cfeed\x01!"
+    assert notes.execute(Type(text=text)).ok
+    assert state(notes, "com.vlagent.notes")["draft"] == text
+    (body,) = notes.ui_tree().find("notes:body")
+    assert body.text == "form?feed?!"
 
 
 def test_a_line_break_is_typed_once(notes):
@@ -195,11 +205,33 @@ def test_keys_reach_the_focused_field(notes):
     assert state(notes, "com.vlagent.notes")["draft"] == "A7/ \nz"
 
 
+def test_keys_in_adbs_keyevent_syntax(notes):
+    """adb's names without KEYCODE_ ("DEL" is backspace there) and its numbers ("62": space)."""
+    assert notes.execute(Type(text="abc")).ok
+    for key in ("DEL", "62", "SPACE", "z"):
+        result = notes.execute(Key(key=key))
+        assert result.ok, result.message
+    assert state(notes, "com.vlagent.notes")["draft"] == "ab  z"
+    result = notes.execute(Key(key="clear"))
+    assert result.ok and result.message == "pressed KEYCODE_CLEAR"
+
+
 def test_open_app_errors_and_unknown_keys(env):
     result = env.execute(OpenApp(app="Definitely Not An App"))
     assert not result.ok and "no app called 'Definitely Not An App'" in result.message
     result = env.execute(Key(key="hyperdrive"))
     assert not result.ok and "unknown key" in result.message
+
+
+def test_a_press_longer_than_the_adb_timeout_is_waited_for(attached):
+    from envs.android import AndroidEnv
+
+    phone, adb = attached
+    with AndroidEnv(serial=phone.serial, adb_port=adb.port, timeout_s=1.0) as env:
+        for action in (LongPress(x=540, y=1200, duration_ms=2500),
+                       Swipe(x=540, y=1800, x2=540, y2=600, duration_ms=2500)):
+            result = env.execute(action)
+            assert result.ok, result.message
 
 
 def test_device_selection_errors(attached):

@@ -186,6 +186,22 @@ def test_navigate_and_back(env, page, base_url) -> None:
     assert env.observe().extras["url"] == base_url + "events.html"
 
 
+def test_back_through_an_apps_own_routes_and_links_then_nothing(playwright, base_url) -> None:
+    """A #link and a pushState route are history entries with no network response: going back
+    through them works; once the first page is reached there is nothing to go back to."""
+    start = base_url + "events.html"
+    with BrowserEnv(viewport=(320, 240), start_url=start, playwright=playwright) as browser:
+        browser.page.evaluate("history.pushState({}, '', '?view=2')")
+        browser.page.evaluate("location.hash = 'details'")
+        for url in (start + "?view=2", start):
+            result = browser.execute(Back())
+            assert result.ok and result.message == f"went back to {url}", result.message
+            assert browser.page.url == url
+        result = browser.execute(Back())
+        assert not result.ok and "no previous page" in result.message
+        assert browser.page.url == start
+
+
 def test_reset_returns_to_the_start_page(playwright, base_url) -> None:
     start = base_url + "events.html"
     with BrowserEnv(viewport=(320, 240), start_url=start, playwright=playwright) as browser:

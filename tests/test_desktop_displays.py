@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.actions import Move
+from core.actions import Click, Move, Type
 from envs.desktop import DesktopEnv
 from envs.xvfb import Xvfb
 from tests.conftest import require_tool
@@ -47,3 +47,14 @@ def test_a_private_display_admits_only_clients_that_hold_its_cookie() -> None:
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                              env={**base, "XAUTHORITY": display.xauthority}, check=True)
         assert (out.stdout.strip(), out.stderr) == ("320", "")
+
+
+def test_an_action_on_a_dead_x_server_fails_with_a_reason() -> None:
+    require_tool("xvfb")
+    with Xvfb(320, 240) as display, DesktopEnv(display=display.display,
+                                               xauthority=display.xauthority) as env:
+        display._process.kill()
+        display._process.wait()
+        for action in (Move(x=10, y=10), Click(x=10, y=10), Type(text="hi")):
+            result = env.execute(action)
+            assert not result.ok and f"the X display {display.display} is gone" in result.message

@@ -240,6 +240,20 @@ def test_scroll_moves_the_page(desktop, app, fresh) -> None:
     wait_until(lambda: app.evaluate("scrollY") == 0)
 
 
+def test_a_one_character_key_is_that_character_and_a_capital_names_its_key(desktop, app,
+                                                                          fresh) -> None:
+    x, y = find_color(fresh.image, YELLOW).centre
+    assert desktop.execute(Click(x=x, y=y)).ok
+    wait_until(lambda: app.evaluate("document.activeElement.id") == "field")
+    for key in ("<", "A", "\u00e9", ">"):
+        result = desktop.execute(Key(key=key))
+        assert result.ok, result.message
+    wait_for_value(lambda: app.input_value("#field"), "<A\u00e9>")
+    assert desktop.execute(Hotkey(keys=["ctrl", "A"])).ok
+    assert desktop.execute(Key(key="backspace")).ok
+    wait_for_value(lambda: app.input_value("#field"), "")
+
+
 def test_unsupported_kind_and_unknown_key_are_refused(desktop, app, fresh) -> None:
     result = desktop.execute(Navigate(url="https://example.com"))
     assert not result.ok and "does not support 'navigate'" in result.message

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import json
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -498,9 +499,9 @@ def hierarchy_xml(nodes: list[dict[str, Any]], package: str) -> str:
     for index, node in enumerate(nodes):
         x1, y1, x2, y2 = (round(v * SCALE) for v in node["bounds"])
         parts.append(
-            f'<node index="{index}" text={quoteattr(node["text"])} '
-            f'resource-id={quoteattr(node["id"])} class="{node["cls"]}" package="{package}" '
-            f'content-desc={quoteattr(node["desc"])} checkable="{flag(node["checkable"])}" '
+            f'<node index="{index}" text={_attr(node["text"])} '
+            f'resource-id={_attr(node["id"])} class="{node["cls"]}" package="{package}" '
+            f'content-desc={_attr(node["desc"])} checkable="{flag(node["checkable"])}" '
             f'checked="{flag(node["checked"])}" clickable="{flag(node["clickable"])}" '
             f'enabled="true" focusable="{flag(node["clickable"])}" '
             f'focused="{flag(node["focused"])}" scrollable="false" long-clickable="false" '
@@ -509,3 +510,13 @@ def hierarchy_xml(nodes: list[dict[str, Any]], package: str) -> str:
         )
     parts.append("</node></hierarchy>")
     return "".join(parts)
+
+
+#: Characters XML 1.0 has no place for (C0 controls but tab and line breaks, surrogates, FFFE/FFFF).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _attr(text: str) -> str:
+    """An attribute value as uiautomator writes it: each character XML cannot hold becomes "?"
+    (AccessibilityNodeInfoDumper does so), so a field holding one still leaves a dump to read."""
+    return quoteattr(_NOT_XML.sub("?", text))
