@@ -42,7 +42,8 @@ class HistoryPolicy:
     def select(self, past: list[PastStep], images: int | None = None) -> list[PastStep]:
         """The past steps to show, the older ones without their screenshot."""
         keep_images = self.images if images is None else images
-        shown = past if self.steps is None else past[len(past) - self.steps :] if self.steps else []
+        shown = past if self.steps is None else past[max(0, len(past) - self.steps):] \
+            if self.steps else []
         # The first shown step that keeps its screenshot, rounded up to a whole block.
         cut = max(0, -(-(len(shown) - keep_images) // self.block) * self.block)
         return [s if i >= cut else replace(s, image=None) for i, s in enumerate(shown)]

@@ -297,8 +297,8 @@ class Agent:
             extras=_jsonable(observation.extras),
         )
         if self.secrets:  # a value that came back (an env's message, a screen's text) is hidden
-            record = StepRecord.model_validate(self.secrets.scrub(record.model_dump(mode="json")))
-            result = record.result
+            record = _hide_secrets(record, self.secrets)
+            result, parse_error = record.result, record.parse_error
         if self.recorder is not None:
             _recording(self.recorder.record, record)
         if self.observer is not None:
@@ -406,6 +406,23 @@ def _feedback(result: ActionResult | None) -> str:
     if result is None:
         return ""
     return result.message if result.ok else f"Error: {result.message}"
+
+
+def _hide_secrets(record: StepRecord, secrets: Secrets) -> StepRecord:
+    """``record`` with each secret's value masked where one can come back (the model's text, an
+    env's message, a screen's text, a prompt's history), and nowhere the runtime alone writes:
+    file names, the step's numbers and the system prompt, which masking would corrupt (a PIN
+    "1000" inside "x and y from 0 to 1000")."""
+    data = record.model_dump(mode="json")
+    for name in ("response", "thought", "action", "parse_error", "result", "gate", "usage",
+                 "extras"):
+        data[name] = secrets.scrub(data[name])
+    for message in data["prompt"]["messages"]:
+        if message["role"] != "system":
+            for part in message["content"]:
+                if part["type"] == "text":
+                    part["text"] = secrets.scrub(part["text"])
+    return StepRecord.model_validate(data)
 
 
 def _recorded_prompt(prompt: Prompt) -> RecordedPrompt:

@@ -113,16 +113,19 @@ class Sensitive:
 class ConfirmationGate(SafetyGate):
     """Applies ``rules`` to each action, looking up elements in ``env``. ``ask`` asks the person
     (a question in; True to allow, False to refuse, None when nobody can be asked), and is needed
-    for mode ``ask``."""
+    for mode ``ask``. ``hide`` masks the run's secrets in a text the gate quotes, before it is
+    cut short: a value cut in two would no longer be found and masked afterwards."""
 
     def __init__(self, rules: GateRules, env: Env, mode: Mode = "ask",
-                 ask: Callable[[str], bool | None] | None = None) -> None:
+                 ask: Callable[[str], bool | None] | None = None,
+                 hide: Callable[[str], str] = str) -> None:
         if mode == "ask" and ask is None:
             raise ValueError("mode 'ask' needs a way to ask")
         self.rules = rules
         self.env = env
         self.mode = mode
         self.ask = ask
+        self.hide = hide
         self._tap_text = re.compile(rules.tap_text, re.IGNORECASE) if rules.tap_text else None
 
     def review(self, action: Action, context: GateContext) -> Verdict:
@@ -159,18 +162,18 @@ class ConfirmationGate(SafetyGate):
                 return Sensitive("tap_text", "it presses an element the env cannot inspect "
                                  "(its text is unknown)")
             if element is not None and (found := self._tap_text.search(element.text)):
-                return Sensitive("tap_text", f"it presses {element.text[:80]!r}, which matches "
-                                 f"{found.group(0)!r}")
+                return Sensitive("tap_text", f"it presses {self.hide(element.text)[:80]!r}, "
+                                 f"which matches {found.group(0)!r}")
         if action.kind == "open_app" and rules.open_apps:
             listed = self._listed_app(action.app)
             if listed is not None:
-                return Sensitive("open_app", f"it opens {action.app!r}, which is {listed!r}, "
-                                 "a listed app")
+                return Sensitive("open_app", f"it opens {self.hide(action.app)!r}, which is "
+                                 f"{listed!r}, a listed app")
         if action.kind == "navigate" and rules.allowed_domains is not None:
             url = normalize_url(action.url)
             if not domain_allowed(url, rules.allowed_domains):
-                return Sensitive("navigation", f"it opens {url[:200]}, off the allowed domains "
-                                 f"({', '.join(rules.allowed_domains)})")
+                return Sensitive("navigation", f"it opens {self.hide(url)[:200]}, off the "
+                                 f"allowed domains ({', '.join(rules.allowed_domains)})")
         return None
 
     def _listed_app(self, app: str) -> str | None:

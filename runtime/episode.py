@@ -74,35 +74,50 @@ def run(
     dialect_name = resolve_dialect(spec)
     if task is not None:
         console.print(f"task [bold]{task.name}[/]: {task.goal}")
+    made = directory is None
     directory = directory or new_run_dir(spec.out, task.name if task is not None else goal)
-    owned = policy is None
-    if policy is None:
-        with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
-            policy = make_policy(spec, directory)
-    console.print(f"model: {policy.describe()}")
-    tokens = _prompt_renderer(spec.processor) if spec.processor else None
-    history = HistoryPolicy(images=spec.history_images,
-                            max_tokens=prompt_budget(spec, (tokens or policy).context_length()),
-                            block=spec.history_block)
-    config = AgentConfig(
-        max_steps=spec.max_steps, max_time_s=spec.max_time_s,
-        max_parse_errors=spec.max_parse_errors, history=history,
-        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
-        max_screen_pixels=spec.max_screen_pixels,
-    )
+    with _removed_if_unused(directory, made):
+        owned = policy is None
+        if policy is None:
+            with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
+                policy = make_policy(spec, directory)
+        console.print(f"model: {policy.describe()}")
+        tokens = _prompt_renderer(spec.processor) if spec.processor else None
+        history = HistoryPolicy(images=spec.history_images,
+                                max_tokens=prompt_budget(spec, (tokens or policy).context_length()),
+                                block=spec.history_block)
+        config = AgentConfig(
+            max_steps=spec.max_steps, max_time_s=spec.max_time_s,
+            max_parse_errors=spec.max_parse_errors, history=history,
+            min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
+            max_screen_pixels=spec.max_screen_pixels,
+        )
+        try:
+            with env_factory(spec, console) as (env, device):
+                dialect = get_dialect(dialect_name, env.form_factor)
+                with (observer or _no_observer)(goal) as view:
+                    agent = Agent(env, policy, dialect, config=config,
+                                  recorder=Recorder(directory), observer=view, tokens=tokens,
+                                  gate=make_gate(spec, rules, env, console, secrets),
+                                  secrets=secrets)
+                    with sigterm_interrupts():
+                        result = agent.run(goal, task, device=device, **env_meta(spec))
+        finally:
+            if owned:
+                policy.close()
+        return RunOutcome(result, directory, write_view(directory))
+
+
+@contextmanager
+def _removed_if_unused(directory: Path, made: bool) -> Iterator[None]:
+    """A run folder made for this run goes again if the run fails before writing into it (the
+    model or the env could not start), so failed starts leave no empty folders behind."""
     try:
-        with env_factory(spec, console) as (env, device):
-            dialect = get_dialect(dialect_name, env.form_factor)
-            with (observer or _no_observer)(goal) as view:
-                agent = Agent(env, policy, dialect, config=config,
-                              recorder=Recorder(directory), observer=view, tokens=tokens,
-                              gate=make_gate(spec, rules, env, console), secrets=secrets)
-                with sigterm_interrupts():
-                    result = agent.run(goal, task, device=device, **env_meta(spec))
-    finally:
-        if owned:
-            policy.close()
-    return RunOutcome(result, directory, write_view(directory))
+        yield
+    except BaseException:
+        if made and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+        raise
 
 
 @functools.lru_cache(maxsize=4)
@@ -160,9 +175,11 @@ def confirm_mode(spec: RunSpec) -> str:
     return mode
 
 
-def make_gate(spec: RunSpec, rules: GateRules, env: Env, console: Console) -> ConfirmationGate:
+def make_gate(spec: RunSpec, rules: GateRules, env: Env, console: Console,
+              secrets: Secrets) -> ConfirmationGate:
     mode = confirm_mode(spec)
-    return ConfirmationGate(rules, env, mode, ask=ask_in_terminal(console))  # type: ignore[arg-type]
+    return ConfirmationGate(rules, env, mode, ask=ask_in_terminal(console),  # type: ignore[arg-type]
+                            hide=secrets.scrub)
 
 
 def ask_in_terminal(console: Console) -> Callable[[str], bool | None]:

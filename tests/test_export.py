@@ -494,9 +494,33 @@ def test_dedupe_drops_identical_samples(tmp_path):
     assert deduped.images == 1 + 2 + 3  # uitars shows every earlier screenshot
 
 
-def test_image_placeholder_in_text_is_refused(tmp_path):
+@pytest.mark.parametrize("placeholder", ["<image>", "<video>", "<audio>"])
+def test_a_media_placeholder_in_text_is_refused(tmp_path, placeholder):
     directory = run_list(tmp_path / "a", ['*FUNCTION*: Terminate *ARGS*: {"status": '
-                                          '"success"}'], goal="describe <image> tags")
-    with pytest.raises(ExportError, match="<image>"):
+                                          '"success"}'], goal=f"describe {placeholder} tags")
+    with pytest.raises(ExportError, match=placeholder):
         export([directory], "llamafactory", "step", tmp_path / "x.jsonl", strict=True)
     assert export([directory], "qwen2vl", "step", tmp_path / "x.jsonl").samples == 1
+
+
+class CutOffPolicy(ListPolicy):
+    """The second reply hit the token limit (yet what came out still parses)."""
+
+    def respond(self, request):
+        reply = super().respond(request)
+        return Reply(reply.text, {"truncated": len(self.requests) == 2})
+
+
+def test_a_reply_the_token_limit_cut_off_is_not_trained(tmp_path, hf_tokenizer):
+    env = FakePhone()
+    directory = tmp_path / "run"
+    replies = ['*FUNCTION*: Tap *ARGS*: {"point": (500,125)}', '*FUNCTION*: Home *ARGS*: {}',
+               '*FUNCTION*: Terminate *ARGS*: {"status": "success"}']
+    Agent(env, CutOffPolicy(replies), get_dialect("qwen2vl", env.form_factor),
+          config=AgentConfig(max_pixels=SMALL), recorder=Recorder(directory)).run("x")
+    out = tmp_path / "x.jsonl"
+    assert export([directory], "qwen2vl", "step", out).skipped_steps == 1
+    export([directory], "qwen2vl", "episode", out)
+    (row,) = read(out)
+    _, _, trained, _ = train_qwen2vl(row, hf_tokenizer)
+    assert len(trained) == 2 and not any("Home" in t for t in trained)

@@ -30,6 +30,14 @@ def _shared(a: str, b: str) -> int:
     return len(os.path.commonprefix([a, b]))
 
 
+def test_a_step_cap_shows_every_past_step_until_there_are_more():
+    past = [PastStep(f"r{i}", "", image=i) for i in range(8)]
+    for n in range(9):
+        shown = HistoryPolicy(images=4, steps=5, block=1).select(past[:n])
+        assert [s.response for s in shown] == [f"r{i}" for i in range(max(0, n - 5), n)]
+    assert HistoryPolicy(steps=0).select(past) == []
+
+
 def test_blocks_keep_between_images_minus_block_plus_one_and_images_screenshots():
     past = [PastStep(f"r{i}", "", image=i) for i in range(9)]
     kept = [sum(s.image is not None for s in HistoryPolicy(images=3, block=2).select(past[:n]))

@@ -54,11 +54,14 @@ def test_a_directory_is_never_recorded_twice(tmp_path):
         Recorder(tmp_path / "t").start(meta())
 
 
-def test_new_run_dirs_are_unique(tmp_path):
-    first = new_run_dir(tmp_path, "phone/book-flight")
-    first.mkdir()
-    second = new_run_dir(tmp_path, "phone/book-flight")
+def test_new_run_dirs_are_made_at_once_so_two_runs_never_share_one(tmp_path):
+    # Two runs started in the same second, neither yet recording: each has its own folder.
+    first = new_run_dir(tmp_path / "runs", "phone/book-flight")
+    second = new_run_dir(tmp_path / "runs", "phone/book-flight")
     assert first != second and first.name.endswith("phone-book-flight")
+    assert first.is_dir() and second.is_dir()
+    Recorder(first).start(meta())
+    Recorder(second).start(meta())
 
 
 def test_load_errors(tmp_path):
@@ -100,6 +103,17 @@ def test_ctrl_c_right_after_a_line_still_counts_it(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         recorder.record(step(0, name))
     monkeypatch.undo()
+    recorder.finish("interrupted", "stopped by Ctrl-C")
+    traj = load(tmp_path / "t")
+    assert traj.meta.steps == len(traj.steps) == 1
+
+
+def test_ctrl_c_between_a_lines_write_and_its_flush_still_counts_it(tmp_path):
+    # The line sits in the file's buffer: finish writes it out before counting the lines.
+    recorder = Recorder(tmp_path / "t")
+    recorder.start(meta())
+    name = recorder.save_image(0, Image.new("RGB", (8, 8)))
+    recorder._steps.write(step(0, name).model_dump_json() + "\n")  # the flush never came
     recorder.finish("interrupted", "stopped by Ctrl-C")
     traj = load(tmp_path / "t")
     assert traj.meta.steps == len(traj.steps) == 1

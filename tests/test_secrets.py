@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from rich.console import Console
 
 from actions.dialects import get_dialect
 from agent.backends.base import Completion
@@ -22,7 +23,7 @@ from agent.loop import Agent
 from agent.secrets import SecretError, Secrets, parse_secret_options
 from core.actions import Tap, Type
 from core.geometry import Screen
-from envs.base import EnvError
+from envs.base import ElementInfo, EnvError
 from runtime.bench.plan import BenchSettings
 from runtime.bench.results import read_results
 from runtime.bench.runner import run_bench
@@ -89,6 +90,54 @@ def test_the_env_gets_the_value_and_the_model_and_trajectory_only_the_placeholde
     for path in (tmp_path / "traj").rglob("*"):
         if path.is_file() and path.suffix != ".png":
             assert VALUE not in path.read_text(encoding="utf-8"), path
+
+
+@pytest.mark.parametrize("pin", ["00", "012", "1000"])
+def test_a_short_secret_leaves_file_names_and_the_system_prompt_alone(tmp_path, pin):
+    """A PIN's digits turn up in file names and in the runtime's own prompt ("from 0 to 1000"):
+    masking there would break the trajectory or record a prompt the model never saw."""
+    tap = '*FUNCTION*: Tap *ARGS*: {"point": (500,500)}'
+    env = FakePhone()
+    policy = ListPolicy([tap] * 13 + [DONE])
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
+                  recorder=Recorder(tmp_path / "traj"), secrets=Secrets({"PIN": pin}))
+    result = agent.run("Unlock with <secret:PIN>")
+    assert result.status == "success", result.reason
+    steps = load(tmp_path / "traj").steps
+    assert len(steps) == 14
+    for step, request in zip(steps, policy.requests):
+        assert (tmp_path / "traj" / step.image).is_file()
+        seen = [m for m in request.prompt.messages if m.role == "system"]
+        kept = [m for m in step.prompt.messages if m.role == "system"]
+        assert [m.text() for m in seen] == ["".join(p.text for p in m.content) for m in kept]
+
+
+def test_a_gate_reason_cut_short_holds_no_part_of_a_secret(tmp_path):
+    """The gate quotes at most 80 characters of what is pressed: the secret is masked first,
+    so the cut cannot leave a piece of it that masking afterwards would not find."""
+    from agent.safety import GateRules
+    from runtime.episode import make_gate
+    from runtime.settings import RunSpec
+
+    iban = "DE89370400440532013000"
+
+    class ConfirmPage(FakePhone):
+        def element_at(self, x, y):
+            return ElementInfo(text="Confirm: you are about to send 5.00 EUR from your main "
+                                    f"account to {iban}")
+
+    env = ConfirmPage()
+    secrets = Secrets({"IBAN": iban})
+    spec = RunSpec(goal="Send 5 EUR", model="scripted", env="android", confirm="deny")
+    gate = make_gate(spec, GateRules(), env, Console(quiet=True), secrets)
+    agent = Agent(env, ListPolicy(['*FUNCTION*: Tap *ARGS*: {"point": (500,500)}', DONE]),
+                  get_dialect("qwen2vl", env.form_factor), recorder=Recorder(tmp_path / "traj"),
+                  gate=gate, secrets=secrets)
+    agent.run("Send 5 EUR to <secret:IBAN>")
+    [step, _] = load(tmp_path / "traj").steps
+    assert step.gate.decision == "denied" and "<secret:IBAN>" in step.gate.reason
+    text = (tmp_path / "traj" / "steps.jsonl").read_text()
+    assert iban[:8] not in text
 
 
 @pytest.mark.parametrize("value", ["correct horse battery", "pa\\ss'wo\"rd",

@@ -59,6 +59,8 @@ def test_broken_checkpoints(tmp_path, broken_checkpoints, name, needle):
                    needle, "download the checkpoint again")
     one_line_error(cli("run", "x", "--model", path, "--env", "browser", cwd=tmp_path),
                    needle, path)
+    runs = tmp_path / "runs"  # a run that never started leaves no empty folder
+    assert not runs.exists() or not any(runs.iterdir())
 
 
 def test_unusable_image_settings_end_every_command_in_one_line(tmp_path, broken_checkpoints):

@@ -47,6 +47,9 @@ FORMATS: tuple[str, ...] = ("qwen2vl", "llamafactory")
 GRANULARITIES: tuple[str, ...] = ("step", "episode")
 STATUSES: tuple[str, ...] = get_args(Status)
 LLAMAFACTORY_IMAGE = "<image>"
+#: The placeholders LLaMA-Factory's Qwen2-VL plugin expands: one in a prompt or reply's own text
+#: would be read as a media item the sample does not have.
+LLAMAFACTORY_PLACEHOLDERS = (LLAMAFACTORY_IMAGE, "<video>", "<audio>")
 
 
 class ExportError(ValueError):
@@ -143,11 +146,13 @@ def _assistant_turn(trajectory: Trajectory, step: StepRecord, pieces: list[Piece
 
 def trainable(step: StepRecord) -> bool:
     """Whether a step's reply may be trained: it parsed, the safety gate did not refuse its
-    action (a person or the run's rules said no to it), and it spells none of the tokens that
-    frame a chat. A trainer's tokenizer would read ``<|im_end|>`` in it as that special token,
-    which the model never wrote as one (a local run drops those tokens from replies)."""
+    action (a person or the run's rules said no to it), the token limit did not cut it off (the
+    trainer would close it with an end the model never wrote), and it spells none of the tokens
+    that frame a chat. A trainer's tokenizer would read ``<|im_end|>`` in it as that special
+    token, which the model never wrote as one (a local run drops those tokens from replies)."""
     return (step.action is not None
             and (step.gate is None or step.gate.decision != "denied")
+            and not step.usage.get("truncated")
             and not any(t in step.response for t in FRAMING_TOKENS))
 
 
@@ -353,10 +358,10 @@ def _llamafactory(
             if isinstance(part, Path):
                 images.append(image_path(part))
                 text.append(LLAMAFACTORY_IMAGE)
-            elif LLAMAFACTORY_IMAGE in part:
+            elif found := [p for p in LLAMAFACTORY_PLACEHOLDERS if p in part]:
                 raise ExportError(
                     f"{trajectory.directory}: step {step.step}'s prompt or reply contains "
-                    f"{LLAMAFACTORY_IMAGE!r}, which LLaMA-Factory would read as an image")
+                    f"{found[0]!r}, which LLaMA-Factory would read as a media item")
             else:
                 text.append(part)
         role = "observation" if seg.runtime else seg.role

@@ -32,15 +32,20 @@ def utc_now() -> str:
 
 
 def new_run_dir(root: str | Path, label: str) -> Path:
-    """A fresh directory under ``root`` named by time and a slug of ``label``."""
+    """A fresh, empty directory under ``root``, made now, named by time and a slug of
+    ``label``."""
     slug = "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")[:40] or "run"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{stamp}-{slug}"
+    Path(root).mkdir(parents=True, exist_ok=True)
     candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+    while True:
+        try:
+            candidate.mkdir()  # made here, so two runs started in one second get two folders
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
 
 
 class Recorder:
@@ -97,6 +102,15 @@ class Recorder:
     def finish(self, status: Status, reason: str = "", check: Score | None = None) -> None:
         if self.meta is None:
             return
+        if self._steps is not None:
+            # A line a Ctrl-C left between its write and its flush reaches the disk now, before
+            # the count: closing afterwards would add a line meta.json does not count.
+            steps, self._steps = self._steps, None
+            try:
+                steps.flush()
+                os.fsync(steps.fileno())
+            finally:
+                steps.close()
         # Counted from the file, not kept in a counter: a Ctrl-C can land between a line's fsync
         # and any bookkeeping after it, and meta.json must agree with steps.jsonl.
         self.meta.steps = self.steps_written()
@@ -105,9 +119,6 @@ class Recorder:
         self.meta.check = check
         self.meta.finished_at = utc_now()
         self._write_meta()
-        if self._steps is not None:
-            self._steps.close()
-            self._steps = None
 
     def steps_written(self) -> int:
         """Whole lines in steps.jsonl (a torn last line does not count)."""
