@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
+from core.images import to_rgb
 from model.config import read_json
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -120,15 +121,6 @@ class ImageProcessingConfig:
         """LLM tokens one image of this size costs: one per merged factor x factor block."""
         h, w = self.resized_size(width, height, min_pixels, max_pixels)
         return (h // self.factor) * (w // self.factor)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, with any transparency composited onto white (as transformers does)."""
-    if "A" in image.getbands() or image.info.get("transparency") is not None:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 Patches = tuple[np.ndarray, tuple[int, int, int]]

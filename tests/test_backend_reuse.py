@@ -239,6 +239,45 @@ def test_a_group_that_fails_leaves_the_other_groups_answered(tiny_checkpoint, mo
         backend.generate(*ann, max_new_tokens=3, stop=("zzz",))
 
 
+class NoArrivals:
+    """A server's arrivals with nobody waiting; notes what is delivered through it."""
+
+    max_rows = 8
+
+    def __init__(self) -> None:
+        self.delivered: dict[int, object] = {}
+
+    def any(self, accept) -> bool:
+        return False
+
+    def take(self, accept, limit):
+        return []
+
+    def deliver(self, index, result) -> None:
+        self.delivered[index] = result
+
+
+def test_only_the_last_group_of_a_batch_takes_arrivals(tiny_checkpoint, monkeypatch):
+    """Requests that arrive while an earlier group decodes would keep joining it, and a later
+    group of the same batch would wait behind them for as long as they come."""
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
+    offered: list[tuple[float, bool]] = []
+    real = backend._generate_in_sessions
+
+    def noting(group, sinks, gones, places, arrivals=None):
+        offered.append((group[0].params.temperature, arrivals is not None))
+        return real(group, sinks, gones, places, arrivals)
+
+    monkeypatch.setattr(backend, "_generate_in_sessions", noting)
+    ann, bob = _conversation("Ann", 1, seed=18)[0], _conversation("Bob", 1, seed=19)[0]
+    arrivals = NoArrivals()
+    backend.generate_batch([backend.prepare(*ann, Params(max_new_tokens=2)),
+                            backend.prepare(*bob, Params(max_new_tokens=2, temperature=0.5,
+                                                         seed=1))], arrivals=arrivals)
+    assert offered == [(0.0, False), (0.5, True)]
+    assert list(arrivals.delivered) == [1]  # the last group answers through the server
+
+
 def test_a_group_too_big_for_the_sessions_runs_in_sessions_per_budget(tiny_checkpoint,
                                                                       monkeypatch):
     """Three requests with equal sampling, two sessions: the padded batch path would decode

@@ -20,7 +20,7 @@ from actions.dialects import get_dialect
 from actions.dialects.base import ImagePart, Message, Prompt, TextPart
 from agent.backends.base import Params
 from agent.backends.local import LocalBackend
-from agent.backends.openai import OpenAIBackend
+from agent.backends.openai import OpenAIBackend, png_data_url
 from agent.policies.backend import BackendPolicy
 from agent.policies.base import PolicyError
 from agent.policies.base import Request as PolicyRequest
@@ -245,6 +245,46 @@ def test_5xx_429_and_dropped_connections_are_retried_with_exponential_backoff():
     assert completion.text == "done" and completion.prompt_tokens == 4
     assert len(calls) == 5
     assert sleeps == [0.5, 1.0, 2.0, 7.0]  # the 429's Retry-After wins over the backoff
+
+
+@pytest.mark.parametrize("advice", ["-1", "nan", "inf", "soon"])
+def test_a_retry_after_that_is_no_number_of_seconds_falls_back_to_the_backoff(advice):
+    answers = iter([503, 503, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if answer == 200:
+            return httpx.Response(200, json={"choices": [{"message": {"content": "done"}}]})
+        return httpx.Response(answer, headers={"retry-after": advice}, json={"error": "busy"})
+
+    sleeps: list[float] = []
+    completion = backend_for(httpx.MockTransport(handler), sleeps).generate(
+        [{"role": "user", "content": "hi"}], [])
+    assert completion.text == "done" and sleeps == [0.5, 1.0]
+
+
+def half_transparent() -> Image.Image:
+    """Left half opaque red, right half fully transparent (its colour says black)."""
+    image = Image.new("RGBA", (56, 56), (0, 0, 0, 0))
+    image.paste((255, 0, 0, 255), (0, 0, 28, 56))
+    return image
+
+
+def test_transparency_travels_on_white_as_the_processor_reads_it():
+    from model.image_processing import ImageProcessingConfig, preprocess_image
+    from runtime.server.images import decode_data_url
+
+    image = half_transparent()
+    url = png_data_url(image, None, None)
+    sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert sent.mode == "RGB" and sent.getpixel((50, 10)) == (255, 255, 255)
+    # A client's own RGBA file, sent as it is, reaches the server's model as a local run's.
+    raw = io.BytesIO()
+    image.save(raw, format="PNG")
+    served = decode_data_url("data:image/png;base64," + base64.b64encode(raw.getvalue()).decode(),
+                             max_pixels=10_000)
+    config = ImageProcessingConfig()
+    assert (preprocess_image(served, config)[0] == preprocess_image(image, config)[0]).all()
 
 
 def test_it_gives_up_after_the_retries_with_the_servers_words():

@@ -148,7 +148,8 @@ class LocalBackend(Backend):
         requests' places, and the other groups are answered. With a server's ``arrivals``,
         requests submitted meanwhile join a group decoding in sessions when their params match
         and a session is free, and each request is answered as soon as it is done. Runs on
-        the process's torch thread, whichever thread calls it (callbacks are called there)."""
+        the process's torch thread, whichever thread calls it (callbacks are called there).
+        Only the batch's last group takes arrivals, so no group waits behind a stream of them."""
         return self._torch.run(self._generate_batch, batch, on_text, gone, arrivals)
 
     def _generate_batch(self, batch: list[Prepared], on_text: Sequence[OnText] | None,
@@ -169,7 +170,7 @@ class LocalBackend(Backend):
                     budgets.setdefault(batch[i].params.max_new_tokens, []).append(i)
                 parts += budgets.values()
         out: dict[int, Completion | Exception] = {}
-        for part in parts:
+        for number, part in enumerate(parts, start=1):
             # Requests that left while earlier groups ran get nothing computed for them.
             departed = {i for i in part if gones[i]()}
             out.update((i, _dropped(batch[i])) for i in departed)
@@ -177,8 +178,11 @@ class LocalBackend(Backend):
             if not part:
                 continue
             group = [batch[i] for i in part], [sinks[i] for i in part], [gones[i] for i in part]
+            # Only the last group takes requests that arrive: one that kept taking them while
+            # a later group waited could keep that group waiting for ever.
+            joiners = arrivals if number == len(parts) else None
             try:
-                done = (self._generate_in_sessions(*group, part, arrivals)
+                done = (self._generate_in_sessions(*group, part, joiners)
                         if len(part) <= len(self.sessions) else self._generate_group(*group))
             except Exception as exc:  # noqa: BLE001 - its requests get it, not the rest
                 done = [exc] * len(part)

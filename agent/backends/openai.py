@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from agent.backends.base import Backend, Completion, Messages, Params
 from agent.policies.base import PolicyError
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
+from core.images import to_rgb
 
 if TYPE_CHECKING:
     import httpx
@@ -32,7 +34,7 @@ def png_data_url(image: "Image.Image", min_pixels: int | None, max_pixels: int |
     budget is given (without one, the server's processor applies its checkpoint's own)."""
     from PIL import Image
 
-    rgb = image.convert("RGB")
+    rgb = to_rgb(image)  # transparency on white, as the processor would put it
     if min_pixels is not None or max_pixels is not None:
         height, width = smart_resize(rgb.height, rgb.width,
                                      min_pixels=min_pixels or DEFAULT_MIN_PIXELS,
@@ -185,8 +187,10 @@ def error_message(response: "httpx.Response") -> str:
 
 
 def retry_after(response: "httpx.Response") -> float | None:
-    """The server's Retry-After in seconds, when it sends a number (capped at a minute)."""
+    """The server's Retry-After in seconds, when it sends a number of them (capped at a
+    minute); a negative or not-a-number one is no advice."""
     try:
-        return min(float(response.headers["retry-after"]), 60.0)
+        seconds = float(response.headers["retry-after"])
     except (KeyError, ValueError):
         return None
+    return min(seconds, 60.0) if math.isfinite(seconds) and seconds >= 0 else None

@@ -10,6 +10,8 @@ import re
 
 from PIL import Image, UnidentifiedImageError
 
+from core.images import to_rgb
+
 # RFC 2397: the scheme, type and "base64" are case-insensitive.
 DATA_URL = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL | re.IGNORECASE)
 LINE_BREAKS = str.maketrans("", "", " \t\r\n")  # MIME base64 wraps lines at 76 characters
@@ -37,7 +39,7 @@ def decode_data_url(url: str, max_pixels: int) -> Image.Image:
             raise BadImage(f"an image is {width}x{height} = {width * height:,} pixels; "
                            f"the limit is {max_pixels:,}")
         image.load()
-        return image.convert("RGB")
+        return to_rgb(image)  # transparency on white, as a local run reads the same file
     except BadImage:
         raise
     except Image.DecompressionBombError as exc:  # PIL's own limit, checked as it opens
