@@ -12,6 +12,7 @@ action fails with a clear error instead of typing something else.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import re
@@ -156,6 +157,7 @@ class AndroidEnv(Env):
         # Raw until the device shows it cannot do it; PNG only when asked for.
         self._raw_screencap = screencap == "raw"
         self._adb_keyboard: bool | None = None  # checked on first need
+        self._replaced_keyboard: str | None = None  # the keyboard ADBKeyboard took over from
         self.still_frames = still_frames and self.shell(
             f"getprop {shlex.quote(still_frames_protocol.PROPERTY)}").strip() == "1"
         #: The last still frame: its version, image and PNG.
@@ -290,6 +292,12 @@ class AndroidEnv(Env):
 
     def observe(self) -> Observation:
         observation = self._observe_still() if self.still_frames else super().observe()
+        if observation.size != (self.screen.width, self.screen.height):
+            # The phone turned (an app asked for landscape): scrolls are placed and clamped on
+            # the screen as it is now, and the extras say how it is turned.
+            self.screen = self._read_screen()
+            observation.extras.update(density=self.screen.density,
+                                      rotation=self.screen.rotation)
         if self.observe_ui:
             observation.ui = self.ui_tree()
         return observation
@@ -428,11 +436,29 @@ class AndroidEnv(Env):
         return f"typed {len(text)} characters with ADBKeyboard"
 
     def _has_adb_keyboard(self) -> bool:
+        """Whether ADBKeyboard is installed; if so it is the active keyboard now. Its broadcasts
+        are heard only while it is, and the person, the system or the agent's own steps in
+        Settings may have switched keyboards since the last time, so that is read each time."""
         if self._adb_keyboard is None:
             self._adb_keyboard = ADB_KEYBOARD in self.shell("ime list -s").split()
-            if self._adb_keyboard:  # its broadcasts are heard only while it is the active IME
+        if self._adb_keyboard:
+            active = self._active_keyboard()
+            if active != ADB_KEYBOARD:
+                if self._replaced_keyboard is None:
+                    self._replaced_keyboard = active  # given back on close
                 self._run(f"ime set {ADB_KEYBOARD}")
         return self._adb_keyboard
+
+    def _active_keyboard(self) -> str | None:
+        found = re.search(r"mCurMethodId=(\S+)", self.shell("dumpsys input_method"))
+        return found.group(1) if found else None
+
+    def close(self) -> None:
+        """Give the phone back the keyboard ADBKeyboard replaced (it shows none on screen)."""
+        replaced, self._replaced_keyboard = self._replaced_keyboard, None
+        if replaced is not None and replaced != "null":
+            with contextlib.suppress(EnvError):  # a phone that went away keeps what it had
+                self._run(f"ime set {shlex.quote(replaced)}")
 
     def packages(self) -> list[str]:
         return [line.removeprefix("package:").strip()

@@ -31,6 +31,7 @@ class FakeAdbDevice:
         self.packages = list(packages)
         self.adb_keyboard = adb_keyboard
         self.fail = fail
+        self.rotation = 0  # dumpsys display's orientation: 1 is landscape
 
     def _answer(self, command: str) -> SimpleNamespace:
         self.commands.append(command)
@@ -48,6 +49,12 @@ class FakeAdbDevice:
             output = ADB_KEYBOARD if self.adb_keyboard else "com.android.inputmethod/.LatinIME"
         elif command.startswith("uiautomator dump"):
             output = HOME_SCREEN
+        elif command == "wm size":
+            output = "Physical size: 1080x2400\n"
+        elif command == "wm density":
+            output = "Physical density: 420\n"
+        elif command == "dumpsys display":
+            output = f"  mViewports=[DisplayViewport{{orientation={self.rotation}}}]\n"
         return SimpleNamespace(returncode=0, output=output)
 
     def shell(self, command: str, timeout: float | None = None) -> str:
@@ -82,6 +89,7 @@ def fake_android_env(device: FakeAdbDevice) -> AndroidEnv:
     env.screen = ScreenInfo(1080, 2400, 420, 0)
     env._raw_screencap = False
     env._adb_keyboard = None
+    env._replaced_keyboard = None
     env.still_frames = False
     env._last_frame = (None, None, b"")
     env.capture = lambda: Image.new("RGB", (1080, 2400))

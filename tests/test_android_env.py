@@ -129,6 +129,28 @@ def test_typing_round_trip_property(notes, typed_so_far, text):
     assert draft == expected
 
 
+def test_typing_makes_adb_keyboard_active_each_time_and_close_gives_the_old_one_back(attached):
+    """The keyboard may change under a run (the person, the system, the agent in Settings):
+    ADBKeyboard's text would then go nowhere. The phone gets back the keyboard it had."""
+    from envs.android import ADB_KEYBOARD, AndroidEnv
+    from envs.virtual_phone.adb_host import connected_phone
+
+    latin = "com.vlagent.keyboard/.LatinIME"
+    _, adb = attached
+    with connected_phone(adb) as (phone, _):
+        with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
+            env.shell(f"ime set {latin}")
+            env.execute(OpenApp(app="Notes"))
+            tap_id(env, "notes:body")
+            assert env.execute(Type(text="\u00e91")).ok
+            env.shell(f"ime set {latin}")  # switched back while the run goes on
+            assert env.execute(Type(text="\u00fc2")).ok
+            assert state(env, "com.vlagent.notes")["draft"] == "\u00e91\u00fc2"
+            assert ADB_KEYBOARD in env.shell("dumpsys input_method")
+        assert f"mCurMethodId={latin}" in env.shell("dumpsys input_method")
+        adb.run("disconnect", phone.serial)
+
+
 def test_missing_adb_keyboard_is_a_clear_error(attached):
     from envs.android import AndroidEnv
     from envs.virtual_phone.adb_host import connected_phone

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from envs.input_text import decode_input_text, input_text_argument
 from envs.virtual_phone.protocol import (
@@ -136,3 +137,20 @@ def test_a_line_break_is_typed_once_whichever_way_it_is_written(text, typed):
     device = FakeAdbDevice(adb_keyboard=True)
     assert fake_android_env(device).execute(Type(text=text)).ok
     assert device.typed() == typed
+
+
+def test_a_phone_turned_to_landscape_is_scrolled_on_its_landscape_screen():
+    from core.actions import Scroll
+    from tests.adb_fakes import FakeAdbDevice, fake_android_env
+
+    device = FakeAdbDevice()
+    env = fake_android_env(device)  # attached in portrait, 1080x2400
+    device.rotation = 1
+    env.capture = lambda: Image.new("RGB", (2400, 1080))  # an app turned the phone
+    observation = env.observe()
+    assert observation.extras["rotation"] == 1 and observation.size == (2400, 1080)
+    assert (env.screen.width, env.screen.height) == (2400, 1080)
+    assert env.execute(Scroll(direction="down")).ok
+    assert device.commands[-1] == "input swipe 1200 810 1200 270 300"  # inside 2400x1080
+    assert env.execute(Scroll(direction="down", x=2000, y=500)).ok
+    assert device.commands[-1] == "input swipe 2000 770 2000 230 300"
