@@ -527,8 +527,15 @@ def _package_for(app: str, packages: list[str]) -> str | None:
     package whose last segment is ``app`` (ignoring case and anything but letters and digits)."""
     if app in packages:
         return app
-    wanted = re.sub(r"[^a-z0-9]", "", app.lower())
-    return next((p for p in packages if p.rsplit(".", 1)[-1].lower() == wanted), None)
+    wanted = _letters_and_digits(app)
+    return next((p for p in packages if wanted and _letters_and_digits(p.rsplit(".", 1)[-1])
+                 == wanted), None)
+
+
+def _letters_and_digits(name: str) -> str:
+    """A name compared ignoring case and punctuation (on both sides: firefox_beta is an app's
+    last segment, "Firefox Beta" how a model names it)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def _server_down(exc: BaseException) -> bool:

@@ -153,6 +153,16 @@ def test_open_app_judges_what_the_env_opens_not_how_the_model_spells_it(tmp_path
     assert gate.sensitive(OpenApp(app="COM.EXAMPLE.BANK")).rule == "open_app"
 
 
+@pytest.mark.parametrize("name", ["firefox_beta", "Firefox Beta", "FIREFOX-BETA"])
+def test_a_package_whose_last_segment_has_punctuation_opens_by_any_spelling(name):
+    device = FakeAdbDevice(packages=("org.mozilla.firefox", "org.mozilla.firefox_beta"))
+    env = fake_android_env(device)
+    assert env.resolve_app(name).package == "org.mozilla.firefox_beta"
+    assert env.execute(OpenApp(app=name)).ok
+    assert device.commands[-1].startswith("monkey -p org.mozilla.firefox_beta ")
+    assert env.resolve_app("!!").package is None  # no letters: no package, a label
+
+
 def test_open_app_without_the_envs_word_compares_names():
     # An env that cannot tell what a name opens: names are compared ignoring case and
     # punctuation, and a package also by its last segment; two packages must be the same one.
