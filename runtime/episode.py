@@ -74,9 +74,12 @@ def run(
     dialect_name = resolve_dialect(spec)
     if task is not None:
         console.print(f"task [bold]{task.name}[/]: {task.goal}")
-    made = directory is None
-    directory = directory or new_run_dir(spec.out, task.name if task is not None else goal)
-    with _removed_if_unused(directory, made):
+    made: list[Path] = []  # the folders made for this run, innermost first
+    if directory is None:
+        made = [] if Path(spec.out).exists() else [Path(spec.out)]
+        directory = new_run_dir(spec.out, task.name if task is not None else goal)
+        made.insert(0, directory)
+    with _removed_if_unused(made):
         owned = policy is None
         if policy is None:
             with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
@@ -109,14 +112,17 @@ def run(
 
 
 @contextmanager
-def _removed_if_unused(directory: Path, made: bool) -> Iterator[None]:
-    """A run folder made for this run goes again if the run fails before writing into it (the
-    model or the env could not start), so failed starts leave no empty folders behind."""
+def _removed_if_unused(made: list[Path]) -> Iterator[None]:
+    """The folders made for a run (its own, and --out if it was not there) go again if the run
+    fails before writing into them (the model or the env could not start), so a failed start
+    leaves nothing behind."""
     try:
         yield
     except BaseException:
-        if made and directory.is_dir() and not any(directory.iterdir()):
-            directory.rmdir()
+        for folder in made:
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
 
 
