@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.markup import escape
 
+from cli.error_line import error_line
 from cli.model_options import (
     FOR_A_CHECKPOINT,
     compile_option,
@@ -16,6 +17,7 @@ from cli.model_options import (
     max_new_tokens_option,
     temperature_option,
 )
+from cli.scrubbed import print_path, scrubbed_console
 from cli.secret_option import parse_secrets, secret_option
 
 if TYPE_CHECKING:
@@ -89,7 +91,6 @@ def bench(
     """
 
 
-    from cli.scrubbed import scrubbed_console
     from runtime.settings import RunError
 
     secrets = parse_secrets(secret)
@@ -107,7 +108,7 @@ def bench(
              shard, executor, ray_address, device, tags=tuple(tags or ()), secrets=secrets,
              generation=generation)
     except RunError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")  # a glob's [xyz] is no markup
+        console.print(error_line(exc))
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: run the same command again to resume")
@@ -174,8 +175,8 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
                             executor=executor, ray_address=ray_address,
                             on_start=on_start, on_result=on_result)
     _print_summary(console, outcome.summary)
-    console.print(f"results: {(out / 'results.jsonl').resolve()}", soft_wrap=True)
-    console.print(f"report: {(out / 'report.html').resolve()}", soft_wrap=True)
+    print_path(console, "results", out / "results.jsonl")
+    print_path(console, "report", out / "report.html")
 
 
 def _checked_generation(model: str, *, dtype: str | None, compile: bool, **rest) -> dict:
@@ -195,7 +196,7 @@ def _merge(console: "Console", sources: list[Path], out: Path | None) -> None:
     if out is None:
         raise RunError("--merge writes the merged run to --out DIR; give one")
     _print_summary(console, merge(sources, out, default_runner().catalog))
-    console.print(f"report: {(out / 'report.html').resolve()}", soft_wrap=True)
+    print_path(console, "report", out / "report.html")
 
 
 def _print_summary(console: "Console", summary: "Summary") -> None:

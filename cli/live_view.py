@@ -87,7 +87,10 @@ class LiveView:
         return Group(table, self.status)
 
     def _table(self, rows: list[StepRecord], title: str | None) -> Table:
-        table = Table(title=title, title_justify="left", expand=True, show_lines=False)
+        # The goal and the model's text are shown as written: rich would read "[/x]" in them
+        # as markup (and fail on it), so each is a Text, never a markup string.
+        table = Table(title=Text(title) if title is not None else None, title_justify="left",
+                      expand=True, show_lines=False)
         table.add_column("#", justify="right", style="bold")
         table.add_column("screen", no_wrap=True)
         table.add_column("thought", ratio=3, overflow="fold")
@@ -101,8 +104,8 @@ class LiveView:
                 r.result is not None and not r.result.ok) else "green" if r.result else "")
             t = r.timings
             table.add_row(
-                str(r.step), f"{r.screen[0]}x{r.screen[1]}", clip(r.thought or "", 90),
-                clip(describe_action(r.action)), result,
+                str(r.step), f"{r.screen[0]}x{r.screen[1]}", Text(clip(r.thought or "", 90)),
+                Text(clip(describe_action(r.action))), result,
                 str(r.prompt_tokens) if r.prompt_tokens is not None else "-",
                 f"{t.observe_ms:.0f}/{t.model_ms:.0f}/{t.parse_ms:.0f}/{t.act_ms:.0f}",
             )

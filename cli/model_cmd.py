@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.error_line import error_line
 from cli.model_options import dtype_option
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and run a local Qwen2-VL or Qwen2.5-VL checkpoint.")
@@ -18,7 +19,7 @@ SCREENSHOT = (1080, 2400)  # a common phone screen, width x height
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    err.print(error_line(message), soft_wrap=True)
     raise typer.Exit(1)
 
 

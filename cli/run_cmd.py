@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List
 
 import typer
+from rich.markup import escape
 
 from agent.history import HistoryPolicy
+from cli.error_line import error_line
 from cli.model_options import (
     FOR_A_CHECKPOINT,
     compile_option,
@@ -15,6 +17,7 @@ from cli.model_options import (
     max_new_tokens_option,
     temperature_option,
 )
+from cli.scrubbed import print_path, scrubbed_console
 from cli.secret_option import parse_secrets, secret_option
 
 if TYPE_CHECKING:
@@ -166,7 +169,6 @@ def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
 
     from agent.policies.base import PolicyError
     from cli.live_view import LiveView
-    from cli.scrubbed import scrubbed_console
     from envs.base import EnvError
     from runtime.episode import confirm_mode, run
     from runtime.settings import RunError
@@ -181,7 +183,7 @@ def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
         outcome = (runner or run)(spec, console,
                                   lambda goal: LiveView(console, goal, live=live))
     except (RunError, UnknownTask, PolicyError, EnvError, ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        console.print(error_line(exc), soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # before the loop started (it handles Ctrl-C itself)
         console.print("[red]interrupted[/]")
@@ -195,10 +197,11 @@ def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
 def report(outcome: RunOutcome, console: Console) -> None:
     result = outcome.result
     style = "green" if result.status in ("success", "answered") else "red"
+    # The reasons quote the model's and the task's text: escaped, never read as markup.
     console.print(f"status: [{style}]{result.status}[/] after {result.steps} step(s): "
-                  f"{result.reason}")
+                  f"{escape(result.reason)}")
     if result.check is not None:
         mark = "[green]passed[/]" if result.check.success else "[red]failed[/]"
-        console.print(f"check: {mark} ({result.check.reason})")
-    console.print(f"trajectory: {outcome.directory.resolve()}", soft_wrap=True)
-    console.print(f"view: {outcome.view.resolve()}", soft_wrap=True)
+        console.print(f"check: {mark} ({escape(result.check.reason)})")
+    print_path(console, "trajectory", outcome.directory)
+    print_path(console, "view", outcome.view)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
-from typing import TYPE_CHECKING, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, TextIO
 
 from agent.secrets import Secrets
 
@@ -21,10 +23,20 @@ class ScrubbedStream(io.TextIOBase):
     def __init__(self, stream: TextIO, secrets: Secrets) -> None:
         self._stream = stream
         self._secrets = secrets
+        self._as_is = False
 
     def write(self, text: str) -> int:
-        self._stream.write(self._secrets.scrub(text))
+        self._stream.write(text if self._as_is else self._secrets.scrub(text))
         return len(text)
+
+    @contextlib.contextmanager
+    def as_is(self) -> Iterator[None]:
+        """Writes pass unmasked meanwhile (for what the runtime itself made, such as paths)."""
+        self._as_is = True
+        try:
+            yield
+        finally:
+            self._as_is = False
 
     def flush(self) -> None:
         self._stream.flush()
@@ -47,3 +59,13 @@ def scrubbed_console(secrets: dict[str, str]) -> "Console":
     from rich.console import Console
 
     return Console(file=ScrubbedStream(sys.stdout, Secrets(secrets)))
+
+
+def print_path(console: "Console", label: str, path: Path) -> None:
+    """``label: PATH`` as it is. The runtime named the path (a time, the goal with its
+    placeholders, --out), so it holds no secret, and masking a short value in it (a PIN 2026
+    inside 20261204) would print a path that does not exist."""
+    stream = console.file
+    with stream.as_is() if isinstance(stream, ScrubbedStream) else contextlib.nullcontext():
+        console.print(f"{label}: {Path(path).resolve()}", soft_wrap=True, markup=False,
+                      highlight=False)

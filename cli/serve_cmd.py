@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cli.error_line import error_line
 from cli.model_options import compile_option, dtype_option
 
 err = Console(stderr=True)
@@ -55,7 +56,7 @@ def serve(
     from runtime.server.app import ServerSettings, create_app
 
     if not path.is_dir():
-        err.print(f"[red]error:[/] {path} is not a checkpoint directory", soft_wrap=True)
+        err.print(error_line(f"{path} is not a checkpoint directory"), soft_wrap=True)
         raise typer.Exit(2)
     if not _loopback(host) and not api_key:
         err.print(f"[yellow]warning:[/] {host} is reachable from other machines and no "
@@ -65,7 +66,7 @@ def serve(
             backend = LocalBackend(path, device=device, dtype=dtype, compile=compile,
                                    sessions=sessions)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        err.print(error_line(exc), soft_wrap=True)
         raise typer.Exit(2) from None
     settings = ServerSettings(
         model_id=served_model_name or path.resolve().name, api_key=api_key or None,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
+from rich.markup import escape
 
 from agent.history import HistoryPolicy
 from agent.loop import Agent, AgentConfig, EpisodeResult, StepObserver
@@ -73,7 +74,7 @@ def run(
     rules = load_rules(spec.gate_rules) if spec.gate_rules else GateRules()
     dialect_name = resolve_dialect(spec)
     if task is not None:
-        console.print(f"task [bold]{task.name}[/]: {task.goal}")
+        console.print(f"task [bold]{escape(task.name)}[/]: {escape(task.goal)}")
     made: list[Path] = []  # the folders made for this run, innermost first
     if directory is None:
         made = [] if Path(spec.out).exists() else [Path(spec.out)]

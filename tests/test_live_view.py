@@ -41,3 +41,42 @@ def test_the_final_table_keeps_every_row():
     final = out.getvalue().rsplit("goal", 1)[1]  # the table printed at the end
     assert final.count("tap(x=") == len(steps)
     assert "thought 0 " in final and f"thought {len(steps) - 1} " in final
+
+
+def test_text_with_square_brackets_is_shown_as_written():
+    """A goal or a thought may hold "[/ul]" or "[bold]": shown as written, never read as markup
+    (rich fails on a closing tag that opens nothing, after the episode has run)."""
+    out = io.StringIO()
+    console = Console(file=out, width=160, force_terminal=True, color_system=None)
+    step = records(1)[0].model_copy(update={"thought": "close the list [/ul] now [bold]x"})
+    with LiveView(console, "find [/] the [b]thing") as view:
+        view.step(step)
+    shown = out.getvalue()
+    assert "close the list [/ul] now [bold]x" in shown and "find [/] the [b]thing" in shown
+
+
+def test_the_run_report_shows_reasons_as_written(tmp_path):
+    from agent.loop import EpisodeResult
+    from cli.run_cmd import report
+    from core.results import Score
+    from runtime.episode import RunOutcome
+
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    result = EpisodeResult(status="answered", reason="answered: it is [/] done", steps=1,
+                           check=Score(success=True, reason="holds '#todo: fix [bug] {soon}'"))
+    report(RunOutcome(result, tmp_path, tmp_path / "view.html"), console)
+    shown = out.getvalue()
+    assert "answered: it is [/] done" in shown and "'#todo: fix [bug] {soon}'" in shown
+
+
+def test_paths_are_printed_as_they_are_though_a_secret_hides_elsewhere(tmp_path):
+    from cli.scrubbed import print_path, scrubbed_console
+
+    folder = tmp_path / "20261204-160455-type-the-pin"
+    console = scrubbed_console({"PIN": "2026"})
+    out = io.StringIO()
+    console.file._stream = out
+    console.print("the pin is 2026")
+    print_path(console, "trajectory", folder)
+    assert out.getvalue().splitlines() == ["the pin is <secret:PIN>", f"trajectory: {folder}"]
