@@ -16,7 +16,7 @@ from agent.loop import Agent, AgentConfig
 from agent.policies.scripted import ScriptedPolicy
 from tasks.miniwob.act import click, quoted, text_is, texts
 from tasks.miniwob.page import EPISODE_MAX_TIME_MS, page_names
-from tasks.miniwob.solutions import ClickButton
+from tasks.miniwob.solutions import ClickButton, ClickCheckboxes
 from tasks.registry import find_tasks, get_task
 from tests.conftest import require_tool
 from trajectories.reader import load
@@ -93,6 +93,22 @@ def test_a_wrong_click_scores_zero(browser, tmp_path):
     assert result.status == "success"  # the agent claims success ...
     assert not result.check.success and result.check.reward == 0  # ... MiniWoB says otherwise
     assert "-1" in result.check.reason
+
+
+class SubmitOnly(ClickCheckboxes):
+    """A negative control: click Submit without ticking a box."""
+
+    def steps(self, env, utterance):
+        yield click(env, "#subbtn", "Click Submit.")
+
+
+def test_part_of_the_reward_is_no_success(browser, tmp_path):
+    """click-checkboxes counts the boxes rightly left alone: with one box to tick of three,
+    submitting at once earns 1/3. The reward keeps that part; success needs all of it."""
+    task = SubmitOnly(seed=6)
+    result = run_episode(browser, task, ScriptedPolicy(), tmp_path)
+    assert not result.check.success, result.check
+    assert 0 < result.check.reward < 1, result.check
 
 
 def test_the_same_seed_gives_the_same_episode(browser):

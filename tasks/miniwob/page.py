@@ -135,8 +135,10 @@ class MiniWobTask(Task):
             return Score(success=False, reward=0.0,
                          reason="the MiniWoB++ episode has not ended (nothing was submitted)")
         raw = float(result["raw"])
-        # MiniWoB's raw reward (without its time penalty) is in [-1, 1]; above 0 is a success.
-        return Score(success=raw > 0, reward=min(1.0, max(0.0, raw)),
+        # MiniWoB's raw reward (without its time penalty) is in [-1, 1], and some pages give part
+        # of it: click-checkboxes scores the boxes left alone too, so submitting without ticking
+        # any is above 0. Success is the whole reward, as the gym's binary reward counts it.
+        return Score(success=raw >= 1.0, reward=min(1.0, max(0.0, raw)),
                      reason=f"MiniWoB++ reward {raw:g} ({result['reason'] or 'no reason given'})")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
