@@ -43,7 +43,8 @@ def bench(
                                    "scripted (the MiniWoB++ tasks with a solution); repeat it "
                                    "to require several."),
     episodes: int = typer.Option(1, "--episodes", "-n", min=1, help="Seeds per task."),
-    seed: int = typer.Option(0, "--seed", help="The first seed: episodes use seed..seed+N-1."),
+    seed: int = typer.Option(0, "--seed", min=0,
+                             help="The first seed: episodes use seed..seed+N-1."),
     model: str = typer.Option("scripted", "--model", "-m", help="PATH (a local Qwen2-VL "
                               "checkpoint), scripted (each task's solution) or replay:FILE."),
     dialect: str = typer.Option(None, "--dialect", "-d", help="qwen2vl (default), qwen25vl or "

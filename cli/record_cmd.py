@@ -16,7 +16,7 @@ def record(
     env: str = typer.Option("android", "--env", "-e", help=ENV_HELP),
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     task: str = typer.Option(None, "--task", "-t", help=TASK_HELP),
-    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    seed: int = typer.Option(0, "--seed", min=0, help=SEED_HELP),
     dialect: str = typer.Option(None, "--dialect", "-d", help="The text each action is recorded "
                                 "in: qwen2vl (default), qwen25vl, uitars or uitars15."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the trajectory."),

@@ -53,7 +53,7 @@ def run(
     env: str = typer.Option("android", "--env", "-e", help=ENV_HELP),
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     task: str = typer.Option(None, "--task", "-t", help=TASK_HELP),
-    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    seed: int = typer.Option(0, "--seed", min=0, help=SEED_HELP),
     dialect: str = typer.Option(None, "--dialect", "-d",
                                 help="The model's prompt and output format: qwen2vl (default), "
                                 "qwen25vl, uitars or uitars15 (UI-TARS-1.5). replay:DIR defaults "

@@ -45,6 +45,8 @@ class Task(ABC):
     keywords: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, seed: int = 0, params: dict[str, Any] | None = None) -> None:
+        if seed < 0:  # random.Random(-3) draws what Random(3) draws: two seeds, one episode
+            raise ValueError(f"a task's seed is 0 or more, not {seed}")
         self.seed = seed
         self.params = dict(params) if params is not None \
             else self.sample_params(random.Random(seed))

@@ -110,3 +110,16 @@ def test_a_fare_answer_is_read_for_its_price_not_its_dates_or_flight_codes(answe
     from tasks.phone.flights import _prices_said
 
     assert _prices_said(answer) == prices
+
+
+def test_a_negative_seed_is_refused_where_it_would_repeat_a_positive_one(tmp_path):
+    with pytest.raises(ValueError, match="seed is 0 or more"):
+        get_task("phone/set-wifi-bluetooth", seed=-1)
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    for command in (["run", "--task", "phone/set-wifi-bluetooth", "--model", "scripted"],
+                    ["bench", "--suite", "phone", "--out", str(tmp_path / "b")]):
+        done = CliRunner().invoke(app, [*command, "--seed", "-1"])
+        assert done.exit_code == 2 and "--seed" in done.output, done.output
