@@ -135,6 +135,7 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
                                 or Path(model).is_dir()):
         raise RunError(f"--model {model!r} cannot run a bench; give PATH (a local Qwen2-VL "
                        f"checkpoint), scripted or replay:FILE")
+    _check_model_and_dialect(model, dialect)
     settings = BenchSettings(
         suite=suite, tasks=tasks, tags=tags, episodes=episodes, seed=seed, model=model,
         dialect=dialect, max_steps=max_steps, device=device, shard=parse_shard(shard),
@@ -178,6 +179,22 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
     _print_summary(console, outcome.summary)
     print_path(console, "results", out / "results.jsonl")
     print_path(console, "report", out / "report.html")
+
+
+def _check_model_and_dialect(model: str, dialect: str | None) -> None:
+    """Refuse, before any episode runs or the settings are stored, a dialect that does not exist
+    and a replay source that cannot be read: every episode would end in the same error."""
+    from agent.policies.base import PolicyError
+    from agent.policies.replay import read_responses
+    from runtime.build import resolve_dialect
+    from runtime.settings import RunError, RunSpec
+
+    if model.startswith("replay:"):
+        try:
+            read_responses(model[len("replay:"):])
+        except PolicyError as exc:
+            raise RunError(str(exc)) from None
+    resolve_dialect(RunSpec(goal=None, model=model, dialect=dialect))
 
 
 def _checked_generation(model: str, *, dtype: str | None, compile: bool, **rest) -> dict:

@@ -294,6 +294,22 @@ def test_cli_bench_prints_the_summary_and_compares_runs(tmp_path, monkeypatch):
     assert refused.exit_code == 2 and "cannot run a bench" in refused.output
 
 
+@pytest.mark.parametrize("option, said", [(["--dialect", "bogus"], "unknown --dialect 'bogus'"),
+                                           (["--model", "replay:nope.jsonl"], "does not exist")])
+def test_cli_bench_refuses_settings_no_episode_could_run_before_storing_them(
+        tmp_path, monkeypatch, option, said):
+    from typer.testing import CliRunner
+
+    import cli.bench_cmd
+    from cli.app import app
+
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: bench_fakes.RIGHT)
+    done = CliRunner().invoke(app, ["bench", "--suite", "fake", "--out", str(tmp_path / "b"),
+                                    *option], env={"COLUMNS": "200"})
+    assert done.exit_code == 2 and said in done.output, done.output
+    assert not (tmp_path / "b").exists()  # a corrected command may use the same --out
+
+
 def test_shards_run_apart_merge_into_the_whole_run(baseline, tmp_path):
     from runtime.bench.runner import merge
 
