@@ -108,7 +108,7 @@ def bench(
         _run(console, suite, tasks, episodes, seed, model, dialect, max_steps, workers, out,
              shard, executor, ray_address, device, tags=tuple(tags or ()), secrets=secrets,
              generation=generation)
-    except RunError as exc:
+    except (RunError, OSError) as exc:  # OSError: an --out that cannot be a folder
         console.print(error_line(exc))
         raise typer.Exit(2) from None
     except KeyboardInterrupt:

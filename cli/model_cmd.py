@@ -36,7 +36,8 @@ def _window_rows(vision) -> list[tuple[str, str]]:
 def info(
     path: Path = typer.Argument(..., help="Checkpoint directory (config.json, *.safetensors, ...)."),
     max_pixels: int | None = typer.Option(
-        None, help="Also show the image budget at this max_pixels (e.g. 1003520 = 1280*28*28)."
+        None, min=1,
+        help="Also show the image budget at this max_pixels (e.g. 1003520 = 1280*28*28)."
     ),
 ) -> None:
     """Print the family, architecture, parameter counts by part and the image token budget.
@@ -110,9 +111,11 @@ def generate(
         [], "--image", "-i", help="Image file shown before the prompt (repeat for several)."
     ),
     system: str | None = typer.Option(None, help="System prompt (default: the chat template's)."),
-    max_new_tokens: int = typer.Option(128, help="Stop after this many new tokens."),
-    max_pixels: int | None = typer.Option(None, help="Resize images to at most this many pixels."),
-    min_pixels: int | None = typer.Option(None, help="Resize images to at least this many pixels."),
+    max_new_tokens: int = typer.Option(128, min=1, help="Stop after this many new tokens."),
+    max_pixels: int | None = typer.Option(None, min=1,
+                                          help="Resize images to at most this many pixels."),
+    min_pixels: int | None = typer.Option(None, min=1,
+                                          help="Resize images to at least this many pixels."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
     dtype: str | None = dtype_option(),
     temperature: float = typer.Option(0.0, help="0 decodes greedily; above 0 samples."),
@@ -135,7 +138,7 @@ def generate(
             with Image.open(file) as im:
                 im.load()
                 pictures.append(im)
-        except (FileNotFoundError, UnidentifiedImageError) as e:
+        except (OSError, UnidentifiedImageError) as e:  # missing, a folder, unreadable
             _fail(f"cannot read image {file}: {e}")
     from runtime.checkpoint import check_checkpoint, check_torch_device
 

@@ -182,7 +182,8 @@ def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
     try:
         outcome = (runner or run)(spec, console,
                                   lambda goal: LiveView(console, goal, live=live))
-    except (RunError, UnknownTask, PolicyError, EnvError, ValueError, FileNotFoundError) as exc:
+    # OSError: a path that cannot be used (--out naming a file, a folder that cannot be made).
+    except (RunError, UnknownTask, PolicyError, EnvError, ValueError, OSError) as exc:
         console.print(error_line(exc), soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # before the loop started (it handles Ctrl-C itself)

@@ -7,6 +7,7 @@ another sideways.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
@@ -126,8 +127,8 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
     if spec.env == "browser":
         from envs.browser import BrowserEnv
 
-        if spec.scale <= 0:
-            raise RunError(f"--scale {spec.scale:g} must be above 0, e.g. 1 or 2")
+        if not (math.isfinite(spec.scale) and spec.scale > 0):
+            raise RunError(f"--scale {spec.scale:g} must be a number above 0, e.g. 1 or 2")
         with BrowserEnv(viewport=spec.viewport, device_scale_factor=spec.scale,
                         start_url=spec.url, allowed_domains=list(spec.allowed_domains) or None,
                         ) as env:

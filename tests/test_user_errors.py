@@ -72,6 +72,25 @@ def test_unusable_image_settings_end_every_command_in_one_line(tmp_path, broken_
     one_line_error(cli("run", "x", "--model", path, "--env", "browser", cwd=tmp_path), *needles)
 
 
+def test_paths_and_numbers_that_cannot_be_used_end_in_one_line(tmp_path, tiny_checkpoint):
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    one_line_error(cli("run", "--task", "miniwob/click-button", "--model", "scripted",
+                       "--env", "browser", "--out", str(taken), cwd=tmp_path), str(taken))
+    one_line_error(cli("bench", "--suite", "phone", "--out", str(taken), cwd=tmp_path),
+                   str(taken))
+    for scale in ("nan", "inf"):
+        one_line_error(cli("run", "x", "--model", "scripted", "--task", "miniwob/click-button",
+                           "--env", "browser", "--scale", scale, cwd=tmp_path), "--scale")
+    path = str(tiny_checkpoint)
+    one_line_error(cli("model", "generate", path, "-p", "hi", "--image", str(tmp_path),
+                       "--device", "cpu", cwd=tmp_path), "cannot read image")
+    for refused in (["model", "generate", path, "-p", "hi", "--max-new-tokens", "0"],
+                    ["model", "info", path, "--max-pixels", "-5"]):
+        done = cli(*refused, cwd=tmp_path)
+        assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+
+
 def test_an_unknown_dtype_is_refused_before_the_weights_load(tmp_path, tiny_checkpoint):
     one_line_error(cli("run", "x", "--model", str(tiny_checkpoint), "--env", "browser",
                        "--dtype", "int8", cwd=tmp_path), "--dtype 'int8'", "bf16", "fp32")
