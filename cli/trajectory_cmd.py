@@ -97,6 +97,9 @@ def replay(
     device: str = typer.Option(None, "--device", help="android: an adb serial or 'virtual'. "
                                "Default: a virtual phone when the trajectory was recorded on "
                                "one."),
+    display: str = typer.Option(None, "--display", help="desktop: an X display (:1) or 'new' "
+                                "(a private Xvfb). Default: a private Xvfb when the trajectory "
+                                "was recorded on one, else $DISPLAY."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the new trajectory."),
     yes: bool = typer.Option(False, "--yes", help="Allow sensitive actions without asking."),
 ) -> None:
@@ -125,6 +128,7 @@ def replay(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         seed=getattr(meta, "seed", 0), params=getattr(meta, "params", None),
         device=device or ("virtual" if recorded_device == "virtual" else None),
+        display=display or getattr(meta, "display", None),
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
         max_steps=max(len(trajectory.steps), 1), out=out, **browser,

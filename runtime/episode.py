@@ -169,6 +169,8 @@ def sigterm_interrupts() -> Iterator[None]:
 
 def env_meta(spec: RunSpec) -> dict:
     """The env settings meta.json keeps, so that ``replay`` starts where this run started."""
+    if spec.env == "desktop":  # a private Xvfb (a bench's desktop episodes run on one)
+        return {"display": "new"} if spec.display == "new" else {}
     if spec.env != "browser":
         return {}
     return {"url": spec.url, "viewport": list(spec.viewport), "scale": spec.scale,

@@ -220,6 +220,22 @@ def test_browser_options_are_used_and_replay_starts_where_the_run_did(tmp_path):
     assert bad.returncode == 2 and "--viewport 'wide' is not WIDTHxHEIGHT" in bad.stderr
 
 
+def test_a_desktop_run_on_a_private_display_replays_on_one(tmp_path):
+    require_tool("xvfb")
+    script = replies(tmp_path / "r.jsonl", [CLICK, DONE])
+    environment = {k: v for k, v in os.environ.items() if k != "DISPLAY"}  # no desktop here
+    done = subprocess.run([*CLI, "run", "Click", "--env", "desktop", "--display", "new",
+                           "--model", f"replay:{script}", "--out", "runs"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=environment)
+    assert done.returncode == 0, done.stdout + done.stderr
+    recorded = only_run(tmp_path / "runs")
+    assert load(recorded).meta.display == "new"
+    replayed = subprocess.run([*CLI, "replay", str(recorded), "--out", "again"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, env=environment)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert len(load(only_run(tmp_path / "again")).steps) == 2
+
+
 def test_adb_port_follows_the_environment_as_adb_does(monkeypatch):
     from envs.android import DEFAULT_ADB_PORT, adb_server_port
     from envs.base import EnvError
