@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from core.stops import stop_strings
 from model.modeling import padding_mask
 from model.rope import mrope_cos_sin
 from model.tokens import framing_ids
@@ -74,6 +75,9 @@ class GenerationOptions:
     #: Called with a row at each read-back: True once nobody waits for that row (a server's
     #: client that left). The row stops there ("dropped"); the loop ends when all rows have.
     dropped: Callable[[int], bool] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", stop_strings(self.stop))
 
 
 @dataclass

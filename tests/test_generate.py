@@ -120,6 +120,22 @@ def test_stop_string_spanning_tokens_stops_at_the_token_completing_it(
     assert "".join(streamed) == out.text
 
 
+def test_one_stop_string_given_alone_is_that_string_not_its_characters(ours, prompt,
+                                                                        tiny_processor, greedy):
+    """As transformers' stop_strings="..." and OpenAI's "stop": "...": a string is one stop."""
+    from agent.backends.base import Params
+
+    tokens, texts = greedy
+    n = next(n for n in range(3, 20) if len(texts[n]) - len(texts[n - 1]) >= 2)
+    stop = texts[n][len(texts[n - 1]):]  # token n's own text, two characters or more
+    alone = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(), stop=stop,
+                 tokenizer=tiny_processor)[0]
+    listed = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(), stop=[stop],
+                  tokenizer=tiny_processor)[0]
+    assert alone.tokens == listed.tokens and alone.text == listed.text
+    assert Params(stop="*RESULT*").stop == ("*RESULT*",)
+
+
 def test_streamed_pieces_join_to_the_text(ours, prompt, tiny_processor, greedy):
     tokens, texts = greedy
     streamed: list[str] = []

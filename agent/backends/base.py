@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Protocol
 
+from core.stops import stop_strings
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -48,7 +50,7 @@ class Params:
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels is above max_pixels ({self.min_pixels} > "
                              f"{self.max_pixels})")
-        object.__setattr__(self, "stop", tuple(self.stop))
+        object.__setattr__(self, "stop", stop_strings(self.stop))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from core.stops import stop_strings
+
 #: Request fields of OpenAI's API (and vLLM's) that this server cannot honour, with the values
 #: that ask for nothing (what some clients send every time).
 UNSUPPORTED: dict[str, tuple] = {
@@ -104,9 +106,7 @@ class ChatRequest(BaseModel):
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        return stop_strings(self.stop)
 
 
 def error_body(message: str, kind: str = "invalid_request_error") -> dict:
