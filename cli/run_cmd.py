@@ -60,7 +60,8 @@ def run(
                                 "to the trajectory's."),
     max_steps: int = typer.Option(30, "--max-steps", min=1, help="Step budget."),
     max_time: float = typer.Option(None, "--max-time", min=0.0,
-                                   help="Time budget for the episode, in seconds."),
+                                   help="Time budget for the episode, in seconds; 0 or none "
+                                   "given: no limit."),
     max_parse_errors: int = typer.Option(2, "--max-parse-errors", min=0, help="Unparsable "
                                          "replies in a row fed back to the model before the "
                                          "episode fails."),
