@@ -471,3 +471,57 @@ def test_64_concurrent_clients_all_get_their_own_answer_and_requests_are_batched
     assert sum(engine.batches) == 64
     assert max(engine.batches) > 1, engine.batches  # requests arriving together ran together
     assert max(engine.batches) <= 8
+
+
+class CountingEngine(EchoEngine):
+    def __init__(self, hold: threading.Event) -> None:
+        super().__init__(hold=hold)
+        self.prepared = 0
+
+    def prepare(self, messages, images, params):
+        self.prepared += 1
+        return super().prepare(messages, images, params)
+
+
+def test_requests_past_two_batches_wait_before_their_images_are_prepared():
+    """A prepared request holds its image patches until it is answered: a burst larger than two
+    batches waits as request bodies, and every slot comes back, however the request ended."""
+    hold = threading.Event()
+    engine = CountingEngine(hold)
+    app = create_app(engine, ServerSettings(model_id=MODEL, max_batch=1, batch_wait_s=0.01))
+
+    async def burst(url: str):
+        async with httpx.AsyncClient(timeout=30) as client:
+            sends = [asyncio.create_task(client.post(f"{url}/chat/completions", json=request()))
+                     for _ in range(5)]
+            for _ in range(200):
+                if engine.prepared >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)
+            waiting = engine.prepared
+            hold.set()
+            return waiting, await asyncio.gather(*sends)
+
+    async def others(url: str):
+        async with httpx.AsyncClient(timeout=30) as client:
+            bad = await client.post(f"{url}/chat/completions", json={**request(), "model": "x"})
+            async with client.stream("POST", f"{url}/chat/completions",
+                                     json={**request(), "stream": True}) as answer:
+                async for _ in answer.aiter_lines():
+                    break  # the client leaves after the first line
+            whole = await client.post(f"{url}/chat/completions",
+                                      json={**request(), "stream": True})
+            return bad, whole
+
+    with running_server(app) as url:
+        waiting, answers = asyncio.run(burst(url))
+        bad, whole = asyncio.run(others(url))
+        for _ in range(100):  # the left stream's slot comes back once its response is over
+            if app.state.admitted._value == 2:
+                break
+            threading.Event().wait(0.02)
+    assert waiting == 2  # one decoding, one queued; the other three not yet prepared
+    assert [a.status_code for a in answers] == [200] * 5 and engine.prepared >= 5
+    assert bad.status_code == 404 and whole.status_code == 200
+    assert app.state.admitted._value == 2

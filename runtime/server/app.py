@@ -37,6 +37,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -118,6 +119,9 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
                   openapi_url=None)
     app.state.scheduler = scheduler
     preparing = asyncio.Semaphore(os.cpu_count() or 1)
+    # A prepared request holds its image patches (the big allocations) until it is answered:
+    # at most two batches of them at once, so a burst past that waits as request bodies.
+    app.state.admitted = admitted = asyncio.Semaphore(2 * settings.max_batch)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -158,18 +162,31 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     async def chat_completions(request: Request) -> Any:
         authorize(request)
         body = await read_body(request, settings.max_body_bytes)
-        # Counted from here, not while the body arrives: a client that stalls its upload would
-        # hold every batch for the gather time.
-        with scheduler.incoming():
-            prepared, chat = await prepare(body)
-        reply = Reply(settings.model_id)
-        if chat.stream:
-            return StreamingResponse(reply.chunks(scheduler.stream(prepared)),
-                                     media_type="text/event-stream")
-        completion = await unless_gone(request, scheduler.submit(prepared))
-        return reply.body(completion)
+        await admitted.acquire()
+        release = _once(admitted.release)
+        streaming = False
+        try:
+            # Counted from here, not while the body arrives: a client that stalls its upload
+            # would hold every batch for the gather time.
+            with scheduler.incoming():
+                prepared, stream = await prepare(body)
+            del body  # the patches are made; the base64 text need not wait with them
+            reply = Reply(settings.model_id)
+            if stream:
+                streaming = True
+                # The slot goes back when the stream ends, and in any case once the response
+                # is over (Starlette runs the background task after a client that left, too).
+                return StreamingResponse(_releasing(reply.chunks(scheduler.stream(prepared)),
+                                                    release),
+                                         media_type="text/event-stream",
+                                         background=BackgroundTask(release))
+            completion = await unless_gone(request, scheduler.submit(prepared))
+            return reply.body(completion)
+        finally:
+            if not streaming:
+                release()
 
-    async def prepare(body: bytes) -> tuple[Prepared, ChatRequest]:
+    async def prepare(body: bytes) -> tuple[Prepared, bool]:
         chat = parse_request(body)
         if chat.model != settings.model_id:
             raise ApiError(404, f"model {chat.model!r} is not served here; this server serves "
@@ -185,9 +202,32 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
                               engine.context_length)
             except ValueError as exc:
                 raise ApiError(400, str(exc)) from None
-        return prepared, chat
+        return prepared, chat.stream
 
     return app
+
+
+def _once(release: Callable[[], None]) -> Callable[[], None]:
+    """``release``, which a second call leaves alone (a stream's end and its response's end both
+    call it)."""
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            release()
+
+    return once
+
+
+async def _releasing(chunks: AsyncIterator[str], release: Callable[[], None]
+                     ) -> AsyncIterator[str]:
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        release()
 
 
 async def unless_gone(request: Request, answer: Awaitable[Completion]) -> Completion:
