@@ -7,10 +7,10 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, TextIO
 
-from agent.secrets import Secrets
-
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from agent.secrets import Secrets
 
 
 class ScrubbedStream(io.TextIOBase):
@@ -20,7 +20,7 @@ class ScrubbedStream(io.TextIOBase):
     across two writes; it looks like ``stream`` (a terminal or not) to whoever writes.
     """
 
-    def __init__(self, stream: TextIO, secrets: Secrets) -> None:
+    def __init__(self, stream: TextIO, secrets: "Secrets") -> None:
         self._stream = stream
         self._secrets = secrets
         self._as_is = False
@@ -57,6 +57,8 @@ def scrubbed_console(secrets: dict[str, str]) -> "Console":
     import sys
 
     from rich.console import Console
+
+    from agent.secrets import Secrets  # pydantic's actions: only a command that prints needs them
 
     return Console(file=ScrubbedStream(sys.stdout, Secrets(secrets)))
 

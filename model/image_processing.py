@@ -81,16 +81,14 @@ class ImageProcessingConfig:
         nested in processor_config.json (how transformers 5 saves a processor), else
         preprocessor_config.json, else the released checkpoints' values."""
         nested = Path(path) / "processor_config.json"
-        raw = read_json(nested) if nested.is_file() else None
-        if isinstance(raw, dict) and isinstance(raw.get("image_processor"), dict):
-            source, settings = nested, raw["image_processor"]
-        elif (flat := Path(path) / "preprocessor_config.json").is_file():
-            source, settings = flat, read_json(flat)
+        settings = read_json(nested).get("image_processor") if nested.is_file() else None
+        if isinstance(settings, dict):
+            source = nested
+        elif (source := Path(path) / "preprocessor_config.json").is_file():
+            settings = read_json(source)
         else:
             return cls()
         try:
-            if not isinstance(settings, dict):
-                raise ValueError("it is not a JSON object")
             return cls.from_dict(settings)
         except ValueError as exc:
             raise ValueError(f"{source} holds image settings that cannot be used: {exc}") from None

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.stops import stop_strings
 from model.config import Qwen2VLConfig
 from model.linear import Linear
 from model.loading import load_weights
@@ -238,7 +237,7 @@ class Qwen2VL(nn.Module):
         options = GenerationOptions(
             max_new_tokens=max_new_tokens,
             sampling=Sampling(temperature if do_sample else 0.0, top_k, top_p, seed),
-            stop=stop_strings(stop),
+            stop=stop or (),  # GenerationOptions reads one string as one stop string
             eos_token_ids=None if eos_token_ids is None else tuple(eos_token_ids),
             tokenizer=tokenizer,
             on_text=on_text,

@@ -77,9 +77,9 @@ def run(
         console.print(f"task [bold]{escape(task.name)}[/]: {escape(task.goal)}")
     made: list[Path] = []  # the folders made for this run, innermost first
     if directory is None:
-        made = [] if Path(spec.out).exists() else [Path(spec.out)]
+        out_made = not Path(spec.out).exists()
         directory = new_run_dir(spec.out, task.name if task is not None else goal)
-        made.insert(0, directory)
+        made = [directory] + ([Path(spec.out)] if out_made else [])
     with _removed_if_unused(made):
         owned = policy is None
         if policy is None:

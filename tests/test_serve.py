@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from runtime.server.app import ServerSettings, create_app, running_server
+from tests.probes import wait_until
 from tests.serve_fakes import EchoEngine
 
 MODEL = "tiny"
@@ -517,10 +518,8 @@ def test_requests_past_two_batches_wait_before_their_images_are_prepared():
     with running_server(app) as url:
         waiting, answers = asyncio.run(burst(url))
         bad, whole = asyncio.run(others(url))
-        for _ in range(100):  # the left stream's slot comes back once its response is over
-            if app.state.admitted._value == 2:
-                break
-            threading.Event().wait(0.02)
+        # The left stream's slot comes back once its response is over.
+        wait_until(lambda: app.state.admitted._value == 2, what="every slot back")
     assert waiting == 2  # one decoding, one queued; the other three not yet prepared
     assert [a.status_code for a in answers] == [200] * 5 and engine.prepared >= 5
     assert bad.status_code == 404 and whole.status_code == 200

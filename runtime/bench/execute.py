@@ -13,7 +13,7 @@ from rich.console import Console
 
 from agent.policies.base import Policy
 from runtime.bench.catalog import Catalog, RegistryCatalog
-from runtime.bench.jobs import PHASES, EpisodeJob, EpisodeResult, error_result
+from runtime.bench.jobs import PHASES, EpisodeJob, EpisodeResult, error_result, job_fields
 from runtime.bench.shared_model import Endpoint
 from runtime.build import EnvFactory, endpoint_policy, make_policy, open_env
 from runtime.settings import RunSpec
@@ -104,8 +104,7 @@ class JobRunner:
         else:
             verdict = "success" if score is not None and score.success else "failure"
         return EpisodeResult(
-            key=job.key, suite=job.suite, task=job.task, seed=job.seed, model=job.model,
-            dialect=job.dialect, **known, outcome=verdict, score=score, status=result.status,
+            **job_fields(job), **known, outcome=verdict, score=score, status=result.status,
             reason=result.reason, error=error, answer=result.answer, steps=result.steps,
             wall_s=round(time.monotonic() - started, 3), trajectory=relative,
             **_step_figures(directory),

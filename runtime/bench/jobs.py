@@ -66,8 +66,13 @@ class EpisodeResult(BaseModel):
     trajectory: str | None = None  # the trajectory directory, relative to the run's --out
 
 
+def job_fields(job: EpisodeJob) -> dict:
+    """What a result line says of its job."""
+    return dict(key=job.key, suite=job.suite, task=job.task, seed=job.seed, model=job.model,
+                dialect=job.dialect)
+
+
 def error_result(job: EpisodeJob, error: str, **known) -> EpisodeResult:
     """The line of an episode the runtime failed around (``known``: what it learned first)."""
-    return EpisodeResult(key=job.key, suite=job.suite, task=job.task, seed=job.seed,
-                         model=job.model, dialect=job.dialect, outcome="error", status="error",
-                         error=error, **known)
+    return EpisodeResult(**job_fields(job), outcome="error", status="error", error=error,
+                         **known)
