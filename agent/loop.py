@@ -254,7 +254,8 @@ class Agent:
         timings.prompt_ms = _ms(started)
         started = time.monotonic()
         reply = self.policy.respond(
-            Request(prompt, frames, screen, step, stop=tuple(self.dialect.stop))
+            Request(prompt, frames, screen, step, stop=tuple(self.dialect.stop),
+                    closing_stop=tuple(self.dialect.closing_stop))
         )
         timings.model_ms = _ms(started)
 

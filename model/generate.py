@@ -88,6 +88,8 @@ class Generation:
     #: stop string ("" without a tokenizer).
     text: str
     finish_reason: Literal["stop", "length", "dropped"]
+    #: The stop string that ended it (not in ``text``); None when an EOS token or the budget did.
+    stop: str | None = None
 
 
 @dataclass
@@ -149,6 +151,7 @@ class TextStream:
         self.text = ""
         self.emitted = 0
         self.cut: int | None = None  # where a stop string starts, once one is found
+        self.matched: str | None = None  # which stop string starts there
 
     def push(self, token: int) -> bool:
         """Add a token; True once the text contains a stop string."""
@@ -168,19 +171,23 @@ class TextStream:
         before = self.decode(self.ids[self.prefix : self.read])
         return self.decode(self.ids[self.prefix :])[len(before) :]
 
-    def _stop_at(self, piece: str) -> int | None:
-        """Where the first stop string that ``piece`` completes starts in the text with it."""
+    def _stop_at(self, piece: str) -> tuple[int, str] | None:
+        """Where the first stop string that ``piece`` completes starts in the text with it, and
+        which one it is (the first given, of two that start there)."""
         if not self.stop:
             return None
         text, tail_start = self.text + piece, max(0, len(self.text) - self.hold)
-        found = [i for s in self.stop if (i := text.find(s, tail_start)) >= 0]
-        return min(found) if found else None
+        found = [(i, n) for n, s in enumerate(self.stop) if (i := text.find(s, tail_start)) >= 0]
+        if not found:
+            return None
+        at, n = min(found)
+        return at, self.stop[n]
 
     def _append(self, piece: str) -> None:
-        cut = self._stop_at(piece)
+        found = self._stop_at(piece)
         self.text += piece
-        if cut is not None:
-            self.cut = cut
+        if found is not None:
+            self.cut, self.matched = found
             self.text = self.text[: self.cut]
         elif self.emit is not None and len(self.text) - self.hold > self.emitted:
             self.emit(self.text[self.emitted : len(self.text) - self.hold])
@@ -367,8 +374,9 @@ class Row:
     def generation(self) -> Generation:
         """The final result, once it ended (its stream is flushed the first time)."""
         if self._result is None:
-            self._result = Generation(self.tokens, self.stream.finish() if self.stream else "",
-                                      self.reason or "length")
+            text = self.stream.finish() if self.stream else ""
+            self._result = Generation(self.tokens, text, self.reason or "length",
+                                      self.stream.matched if self.stream else None)
         return self._result
 
     def take(self, block: list[int], eos: set[int]) -> None:

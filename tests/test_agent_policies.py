@@ -35,9 +35,11 @@ def request(step: int = 0) -> Request:
 
 def test_replay_from_jsonl_then_it_runs_out(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_text(json.dumps({"response": "one"}) + "\n\n" + json.dumps({"response": "two"}))
+    path.write_text(json.dumps({"response": "one", "stop": "*RESULT*"}) + "\n\n"
+                    + json.dumps({"response": "two"}))
     policy = ReplayPolicy(path)
-    assert [policy.respond(request()).text for _ in range(2)] == ["one", "two"]
+    assert [(r.text, r.usage) for r in (policy.respond(request()) for _ in range(2))] == \
+        [("one", {"stop": "*RESULT*"}), ("two", {})]
     with pytest.raises(PolicyError, match="ran out after 2"):
         policy.respond(request())
 
@@ -46,6 +48,7 @@ def test_replay_from_jsonl_then_it_runs_out(tmp_path):
     ("not json\n", "r.jsonl:1 is not JSON"),
     ('{"text": "x"}\n', 'r.jsonl:1 must be an object with a "response" string'),
     ('{"response": "a"}\n[1]\n', "r.jsonl:2 must be an object"),
+    ('{"response": "a", "stop": 3}\n', 'r.jsonl:1: "stop" must be a string or null'),
 ])
 def test_replay_file_errors_say_where(tmp_path, content, error):
     path = tmp_path / "r.jsonl"
@@ -122,18 +125,57 @@ def test_prompt_images_and_hf_messages_follow_the_parts():
     ]
 
 
-@pytest.mark.parametrize("text, cut", [
-    ('*FUNCTION*: Home *ARGS*: {}\n*RESULT*', '*FUNCTION*: Home *ARGS*: {}\n'),
-    ("x ✿RESULT✿: y *RESULT*", "x "),
-    ("no stop here", "no stop here"),
+@pytest.mark.parametrize("text, cut, matched", [
+    ('*FUNCTION*: Home *ARGS*: {}\n*RESULT*', '*FUNCTION*: Home *ARGS*: {}\n', "*RESULT*"),
+    ("x ✿RESULT✿: y *RESULT*", "x ", "✿RESULT✿"),
+    ("no stop here", "no stop here", None),
 ])
-def test_a_reply_ends_before_its_first_stop_string(text, cut):
+def test_a_reply_ends_before_its_first_stop_string(text, cut, matched):
     # One character a token: the runtime, not the model, writes what follows a stop string.
     stream = TextStream(lambda ids: "".join(map(chr, ids)), ("*RESULT*", "✿RESULT✿"), None)
     for char in text:
         if stream.push(ord(char)):
             break
-    assert stream.finish() == cut
+    assert (stream.finish(), stream.matched) == (cut, matched)
+
+
+class StoppingBackend:
+    """Answers each request with the next of ``answers``: (text, stop, stop_known)."""
+
+    name = "stopping"
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def generate(self, messages, images, **params):
+        from agent.backends.base import Completion
+
+        text, stop, known = self.answers.pop(0)
+        return Completion(text, 10, 4, stop=stop, stop_known=known)
+
+
+@pytest.mark.parametrize("dialect_name, answer, text, usage_stop", [
+    # qwen25vl's </tool_call> closes the reply's syntax: the reply keeps it.
+    ("qwen25vl", ('<tool_call>\n{"a": 1}\n', "</tool_call>", True),
+     '<tool_call>\n{"a": 1}\n</tool_call>', "</tool_call>"),
+    # qwen2vl's *RESULT* opens the runtime's text: the reply leaves it out.
+    ("qwen2vl", ("*FUNCTION*: Home *ARGS*: {}\n", "*RESULT*", True),
+     "*FUNCTION*: Home *ARGS*: {}\n", "*RESULT*"),
+    # The model ended its turn: nothing is recorded.
+    ("qwen25vl", ("<tool_call>x</tool_call>", None, True), "<tool_call>x</tool_call>", "absent"),
+    # An endpoint that does not say: recorded as unknown.
+    ("qwen2vl", ("*FUNCTION*: Home *ARGS*: {}", None, False),
+     "*FUNCTION*: Home *ARGS*: {}", None),
+])
+def test_the_backend_policy_records_what_ended_a_reply(dialect_name, answer, text, usage_stop):
+    from agent.policies.backend import BackendPolicy
+
+    dialect = get_dialect(dialect_name, "phone")
+    policy = BackendPolicy(StoppingBackend([answer]))
+    reply = policy.respond(Request(Prompt([]), [Image.new("RGB", (20, 40))], Screen(20, 40), 0,
+                                   stop=dialect.stop, closing_stop=dialect.closing_stop))
+    assert reply.text == text
+    assert reply.usage.get("stop", "absent") == usage_stop
 
 
 def test_history_select():

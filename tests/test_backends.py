@@ -65,10 +65,54 @@ def test_greedy_through_serve_equals_the_local_backend(local, served):
                    dict(max_new_tokens=20, stop=("e",), min_pixels=3136, max_pixels=50_000)):
         want = local.generate(chat("what is on screen?"), [image], **params)
         got = remote.generate(chat("what is on screen?"), [image], **params)
-        assert (got.text, got.prompt_tokens, got.completion_tokens, got.finish_reason) == \
-            (want.text, want.prompt_tokens, want.completion_tokens, want.finish_reason)
+        assert (got.text, got.prompt_tokens, got.completion_tokens, got.finish_reason,
+                got.stop, got.stop_known) == \
+            (want.text, want.prompt_tokens, want.completion_tokens, want.finish_reason,
+             want.stop, want.stop_known)
         assert got.completion_tokens >= 1
     remote.close()
+
+
+def test_which_stop_string_ended_a_reply_reaches_the_client(local, served):
+    """The stop string that ended a reply is known locally, sent as vLLM's ``stop_reason``
+    (plain and streamed), and read back by the openai backend; an EOS token or the token
+    limit is no stop string."""
+    remote = OpenAIBackend(served, MODEL, api_key="k3y")
+    image = picture(143, 201, seed=5)
+    free = local.generate(chat("and now?"), [image], max_new_tokens=24)
+    assert len(free.text) >= 6 and free.stop is None and free.stop_known
+    stop = free.text[3:5]  # the reply is cut where this first appears
+    cut = free.text[: free.text.find(stop)]
+    params = dict(max_new_tokens=24, stop=("\u2603 never", stop))
+    for backend in (local, remote):
+        got = backend.generate(chat("and now?"), [image], **params)
+        assert (got.text, got.finish_reason, got.stop, got.stop_known) == (cut, "stop", stop, True)
+    body = remote.request_body(chat("and now?"), [image], Params(**params)) | {"stream": True}
+    with httpx.stream("POST", f"{served}/chat/completions", json=body,
+                      headers={"Authorization": "Bearer k3y"}) as answer:
+        events = [json.loads(line.removeprefix("data: ")) for line in answer.iter_lines()
+                  if line and line != "data: [DONE]"]
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events) == cut
+    assert events[-1]["choices"][0]["stop_reason"] == stop
+    assert remote.generate(chat("and now?"), [image], max_new_tokens=24).stop is None
+    remote.close()
+
+
+@pytest.mark.parametrize("choice, want", [
+    ({"finish_reason": "stop", "stop_reason": "*RESULT*"}, ("*RESULT*", True)),  # vLLM
+    ({"finish_reason": "stop", "stop_reason": None}, (None, True)),  # vLLM, an EOS token
+    ({"finish_reason": "stop", "stop_reason": 151645}, (None, True)),  # vLLM, a stop token id
+    ({"finish_reason": "stop", "matched_stop": "✿RESULT✿"}, ("✿RESULT✿", True)),  # SGLang
+    ({"finish_reason": "stop"}, (None, False)),  # OpenAI's API says neither
+    ({"finish_reason": "stop", "stop_reason": "other"}, (None, False)),  # not one we asked for
+    ({"finish_reason": "length", "stop_reason": None}, (None, True)),
+])
+def test_the_openai_backend_reads_which_stop_ended_the_text(choice, want):
+    from agent.backends.openai import matched_stop
+
+    params = Params(stop=("*RESULT*", "✿RESULT✿"))
+    finish = "length" if choice["finish_reason"] == "length" else "stop"
+    assert matched_stop(choice, finish, params) == want
 
 
 def test_top_k_reaches_the_sampler_locally_and_through_serve(local, served):

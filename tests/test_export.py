@@ -524,3 +524,61 @@ def test_a_reply_the_token_limit_cut_off_is_not_trained(tmp_path, hf_tokenizer):
     (row,) = read(out)
     _, _, trained, _ = train_qwen2vl(row, hf_tokenizer)
     assert len(trained) == 2 and not any("Home" in t for t in trained)
+
+
+class StoppedScript(ScriptedPolicy):
+    """The task's solution, written as a model whose generation the dialect's first stop string
+    ended (the endpoint did not say which, where the dialect has none), so its turns never end
+    with the model's own <|im_end|>. A reply keeps a stop that closes its syntax, as
+    ``BackendPolicy`` does: the solution already writes qwen25vl's ``</tool_call>``."""
+
+    def respond(self, request):
+        text = super().respond(request).text
+        stop = request.stop[0] if request.stop else None
+        assert stop is None or text.endswith(stop) == (stop in request.closing_stop)
+        return Reply(text, {"stop": stop})
+
+
+@pytest.mark.parametrize("granularity", ["step", "episode"])
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_turn_that_generation_stopped_is_trained_without_its_end(tmp_path, hf_tokenizer,
+                                                                  dialect, granularity):
+    """Where a stop string, not the model, ended the last reply, the qwen2vl format trains that
+    reply and leaves the <|im_end|> after it untrained; where the model ended it, it trains it."""
+    im_end = hf_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for policy, ended in ((ScriptedPolicy(), True), (StoppedScript(), False)):
+        directory = record(tmp_path / f"{ended}", dialect, policy=policy)
+        steps = load(directory).steps
+        out = tmp_path / f"{ended}.jsonl"
+        export([directory], "qwen2vl", granularity, out)
+        rows = read(out)
+        assert len(rows) == (len(steps) if granularity == "step" else 1)
+        for row in rows:
+            ids, mask, trained, _ = train_qwen2vl(row, hf_tokenizer)
+            assert trained[-1] in [s.response for s in steps]
+            # A turn (consecutive assistant messages) that ends in a trained message closes
+            # with a trained <|im_end|>: each reply's turn where the model ended it, none else.
+            turns = [m for m, after in zip(row["messages"], [*row["messages"][1:], None])
+                     if m["role"] == "assistant" and (after or {}).get("role") != "assistant"]
+            closed = sum(turn["loss"] for turn in turns)
+            assert [i for i, m in zip(ids, mask) if m].count(im_end) == closed
+            assert closed >= 1 if ended else closed == 0
+        # LLaMA-Factory closes every trained turn with its template's <|im_end|>; the reply is
+        # the same either way.
+        export([directory], "llamafactory", "step", out)
+        for row, step in zip(read(out), steps):
+            assert train_llamafactory(row, hf_tokenizer, mask_history=True)[0] == [step.response]
+
+
+def test_a_replayed_run_exports_what_the_recorded_one_did(tmp_path):
+    """A replay repeats the recorded replies and what ended each, so its export is the same."""
+    from agent.policies.replay import ReplayPolicy
+
+    first = record(tmp_path / "first", "uitars", policy=StoppedScript())
+    again = record(tmp_path / "again", "uitars", policy=ReplayPolicy(first))
+    samples = []
+    for directory in (first, again):
+        export([directory], "qwen2vl", "episode", tmp_path / "x.jsonl")
+        (row,) = read(tmp_path / "x.jsonl")
+        samples.append(json.dumps(row).replace(str(directory), "DIR"))
+    assert samples[0] == samples[1]

@@ -133,6 +133,7 @@ def test_one_stop_string_given_alone_is_that_string_not_its_characters(ours, pro
     listed = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(), stop=[stop],
                   tokenizer=tiny_processor)[0]
     assert alone.tokens == listed.tokens and alone.text == listed.text
+    assert alone.stop == listed.stop == stop
     assert Params(stop="*RESULT*").stop == ("*RESULT*",)
 
 
@@ -151,7 +152,7 @@ def test_eos_ends_a_row_and_is_kept_out_of_the_text(ours, prompt, tiny_processor
     eos = tokens[6]
     cut = tokens.index(eos) + 1
     out = _run(ours, prompt, max_new_tokens=24, eos_token_ids=(eos,), tokenizer=tiny_processor)[0]
-    assert out.tokens == tokens[:cut] and out.finish_reason == "stop"
+    assert out.tokens == tokens[:cut] and out.finish_reason == "stop" and out.stop is None
     assert out.text == texts[cut - 1]
 
 

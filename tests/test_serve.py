@@ -178,7 +178,8 @@ def test_stream_sends_server_sent_event_chunks(client):
     assert len(chunks) > 3  # role, a chunk per piece, the end
     plain = post(client, GOOD).json()
     assert content(chunks) == plain["choices"][0]["message"]["content"]
-    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop",
+                                        "stop_reason": None}
     assert chunks[-1]["usage"] == plain["usage"]
 
 

@@ -1,6 +1,8 @@
 """Export trajectories as SFT data in the formats Qwen2-VL fine-tuning tools read.
 
-The trained tokens of a sample are exactly text the model wrote: a step's reply. The runtime's
+The trained tokens of a sample are exactly text the model wrote: a step's reply, and the end of
+its turn only where the model wrote that (not where generation stopped it at a stop string:
+``usage.stop``). The runtime's
 feedback (qwen2vl's ``*RESULT*: ...``), screenshots, the system prompt and the user turn never
 are. docs/export.md says how each trainer reads the formats below.
 
@@ -9,7 +11,8 @@ are. docs/export.md says how each trainer reads the formats below.
   carries ``"loss": true|false``. Where the model continued one assistant turn (the qwen2vl
   dialect), the turn is split into consecutive assistant messages: the replies (``loss`` true)
   and the runtime's text between them (``loss`` false); joined, they are the turn as the model
-  saw it.
+  saw it. A reply that did not end the model's turn is followed by an empty ``loss`` false
+  assistant message, so the ``<|im_end|>`` after it is not trained.
 - ``llamafactory``: LLaMA-Factory's ShareGPT ``messages`` with one ``<image>`` placeholder per
   image and the ``images`` list in the same order. The runtime's text inside a continued turn is
   an ``observation`` message, which LLaMA-Factory never trains.
@@ -76,6 +79,9 @@ class Segment:
     parts: list[str | Path]
     loss: bool = False
     runtime: bool = False  # text the runtime wrote inside an assistant turn (not the model)
+    #: For a sample's reply: False where generation stopped it at a stop string (or an endpoint
+    #: did not say why it stopped), so the ``<|im_end|>`` after it is not the model's to train.
+    model_ended: bool = True
 
 
 def effective_status(meta: Meta) -> str:
@@ -95,7 +101,7 @@ def segments(trajectory: Trajectory, step: StepRecord, episode: bool) -> list[Se
     can be trained (``trainable``) are, in a step sample none is.
     """
     index = next(i for i, s in enumerate(trajectory.steps) if s is step)
-    pending = [(s.response.strip(), episode and trainable(s))
+    pending = [Shown(s.response.strip(), episode and trainable(s), ended_by_model(s))
                for s in trajectory.steps[:index]]
     marked = any(p.reply for m in step.prompt.messages for p in m.content)
     out: list[Segment] = []
@@ -109,16 +115,32 @@ def segments(trajectory: Trajectory, step: StepRecord, episode: bool) -> list[Se
         else:
             out.append(Segment(message.role, [p if isinstance(p, Path) else p[0]
                                               for p in pieces]))
-    out.append(Segment("assistant", [step.response], loss=True))
+    out.append(Segment("assistant", [step.response], loss=True, model_ended=ended_by_model(step)))
     return out
+
+
+def ended_by_model(step: StepRecord) -> bool:
+    """Whether the model ended its turn after the step's reply: no stop string did (or may have,
+    where an endpoint did not say), which the step records as ``usage.stop``."""
+    return "stop" not in step.usage
 
 
 #: A prompt part: an image file, or text and whether it is an earlier reply.
 Piece = Path | tuple[str, bool]
 
 
+@dataclass
+class Shown:
+    """An earlier reply that a prompt may show: its text, whether a sample trains it there, and
+    whether the model ended its turn after it."""
+
+    text: str
+    trained: bool
+    ended: bool
+
+
 def _assistant_turn(trajectory: Trajectory, step: StepRecord, pieces: list[Piece],
-                    pending: list[tuple[str, bool]]) -> list[Segment]:
+                    pending: list[Shown]) -> list[Segment]:
     """An assistant turn of the prompt as the model's replies and the runtime's text between
     them. A reply is its own segment even when empty, so the turns keep their order."""
     out: list[Segment] = []
@@ -129,16 +151,17 @@ def _assistant_turn(trajectory: Trajectory, step: StepRecord, pieces: list[Piece
             if text:
                 runtime.append(text)
             continue
-        while pending and pending[0][0] != piece[0]:
+        while pending and pending[0].text != piece[0]:
             pending.pop(0)  # not shown: the history window dropped it
         if not pending:
             raise ExportError(f"{trajectory.directory}: step {step.step}'s prompt shows a reply "
                               f"no earlier step wrote: {piece[0][:60]!r}")
-        _, trained = pending.pop(0)
+        shown = pending.pop(0)
         if runtime:
             out.append(Segment("assistant", runtime, runtime=True))
             runtime = []
-        out.append(Segment("assistant", [piece[0]] if piece[0] else [], loss=trained))
+        out.append(Segment("assistant", [piece[0]] if piece[0] else [], loss=shown.trained,
+                           model_ended=shown.ended))
     if runtime:
         out.append(Segment("assistant", runtime, runtime=True))
     return out
@@ -156,13 +179,13 @@ def trainable(step: StepRecord) -> bool:
             and not any(t in step.response for t in FRAMING_TOKENS))
 
 
-def _find_replies(pieces: list[Piece], pending: list[tuple[str, bool]]) -> list[Piece]:
+def _find_replies(pieces: list[Piece], pending: list[Shown]) -> list[Piece]:
     """The pieces with the replies cut out and marked, for a recording made before prompts
     marked them: each reply is searched for in order, in one text part. The first place a
     reply's text appears is taken, so a reply that runtime text before it quotes is misplaced;
     recordings with marks do not search."""
     out: list[Piece] = []
-    waiting = [reply for reply, _ in pending]
+    waiting = [shown.text for shown in pending]
     for piece in pieces:
         if isinstance(piece, Path):
             out.append(piece)
@@ -317,7 +340,7 @@ def _reply_tokens(step: StepRecord) -> int:
 def _fingerprint(segs: list[Segment]) -> str:
     digest = hashlib.sha256()
     for seg in segs:
-        digest.update(f"\0{seg.role}{seg.loss}".encode())
+        digest.update(f"\0{seg.role}{seg.loss}{seg.model_ended}".encode())
         for part in seg.parts:
             digest.update(part.read_bytes() if isinstance(part, Path) else part.encode())
     return digest.hexdigest()
@@ -333,7 +356,7 @@ def _image(trajectory: Trajectory, name: str | None, step: StepRecord) -> Path:
 
 def _qwen2vl(meta: Meta, segs: list[Segment], image_path: Callable[[Path], str]) -> dict:
     messages = []
-    for seg in segs:
+    for seg, after in zip(segs, [*segs[1:], None]):
         content = [
             {"type": "image", "image": image_path(p), "min_pixels": meta.min_pixels,
              "max_pixels": meta.max_pixels} if isinstance(p, Path) else {"type": "text", "text": p}
@@ -343,6 +366,10 @@ def _qwen2vl(meta: Meta, segs: list[Segment], image_path: Callable[[Path], str])
         if seg.role == "assistant":
             message["loss"] = seg.loss
         messages.append(message)
+        if seg.loss and not seg.model_ended and (after is None or after.role != "assistant"):
+            # The turn goes on after the reply, untrained: the <|im_end|> that closes it is
+            # the template's, not the model's (docs/export.md, step 4).
+            messages.append({"role": "assistant", "loss": False, "content": []})
     return {"messages": messages}
 
 

@@ -79,6 +79,10 @@ class Dialect(ABC):
     kinds: frozenset[str]
     #: Generation stops once the decoded text ends with one of these.
     stop: tuple[str, ...] = ()
+    #: Those of ``stop`` that close the reply's own syntax (qwen25vl's ``</tool_call>``): a reply
+    #: keeps the one that ended it, as the model wrote it. The others open the runtime's text
+    #: (qwen2vl's ``*RESULT*``), which the prompt writes itself, so replies leave them out.
+    closing_stop: tuple[str, ...] = ()
     #: Where the action starts in a reply; what comes before it is the model's thought.
     action_marker: re.Pattern[str]
     #: How the model writes a screen position.

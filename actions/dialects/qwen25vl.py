@@ -229,7 +229,7 @@ def _param_schemas(entries: list[Entry]) -> dict[str, Any]:
 
 class Qwen25VLDialect(Dialect):
     name = "qwen25vl"
-    stop = ("</tool_call>",)
+    stop = closing_stop = ("</tool_call>",)
     action_marker = _OPEN_TAG
     space = RESIZED_PIXELS
 

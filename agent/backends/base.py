@@ -97,6 +97,13 @@ class Completion:
     #: "stop": an EOS token or a stop string ended it; "length": max_new_tokens did; "dropped":
     #: nobody waited for it any more (a server's request whose client left), so it was cut off.
     finish_reason: Literal["stop", "length", "dropped"] = "stop"
+    #: The stop string that ended the text (it is not in ``text``); None when an EOS token or
+    #: the token limit did.
+    stop: str | None = None
+    #: False when an endpoint did not say whether a stop string or an EOS token ended its text
+    #: (``stop`` is then None): OpenAI's API does not, vLLM's ``stop_reason`` and SGLang's
+    #: ``matched_stop`` do.
+    stop_known: bool = True
     #: Prompt tokens whose KV cache was reused from the previous call, not computed again.
     cached_tokens: int = 0
     #: Wall-clock milliseconds by phase, e.g. preprocess_ms and generate_ms, or request_ms.

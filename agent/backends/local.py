@@ -276,6 +276,7 @@ class LocalBackend(Backend):
             prompt_tokens=item.prompt_tokens,
             completion_tokens=len(g.tokens),
             finish_reason=g.finish_reason,
+            stop=g.stop,
             timings={"preprocess_ms": item.preprocess_ms, "generate_ms": generate_ms},
         )
 

@@ -125,18 +125,23 @@ class OpenAIBackend(Backend):
         return body
 
     def generate(self, messages: Messages, images: list["Image.Image"], **params: Any) -> Completion:
-        body = self.request_body(messages, images, Params(**params))
+        params = Params(**params)
+        body = self.request_body(messages, images, params)
         start = time.perf_counter()
         answer = self._post(body)
         request_ms = (time.perf_counter() - start) * 1000
         try:
             choice = answer["choices"][0]
             usage = answer.get("usage") or {}
+            finish = "length" if choice.get("finish_reason") == "length" else "stop"
+            stop, stop_known = matched_stop(choice, finish, params)
             return Completion(
                 text=choice["message"]["content"] or "",
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
                 completion_tokens=int(usage.get("completion_tokens", 0)),
-                finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+                finish_reason=finish,
+                stop=stop,
+                stop_known=stop_known,
                 cached_tokens=int((usage.get("prompt_tokens_details") or {}).get(
                     "cached_tokens") or 0),
                 timings={"request_ms": request_ms},
@@ -172,6 +177,24 @@ class OpenAIBackend(Backend):
 
     def close(self) -> None:
         self._client.close()
+
+
+def matched_stop(choice: dict, finish: str, params: Params) -> tuple[str | None, bool]:
+    """Which of the request's stop strings ended the text, and whether the endpoint said so.
+
+    vLLM (and serve) answer with ``stop_reason``, SGLang with ``matched_stop``: the stop string,
+    or a token id or null where an EOS token ended it. OpenAI's own API says neither; then an
+    ending at a stop string cannot be told from an EOS token.
+    """
+    if finish != "stop" or not params.stop:
+        return None, True
+    for key in ("stop_reason", "matched_stop"):
+        if key in choice:
+            value = choice[key]
+            if isinstance(value, str):
+                return (value, True) if value in params.stop else (None, False)
+            return None, True
+    return None, False
 
 
 def error_message(response: "httpx.Response") -> str:

@@ -1,8 +1,9 @@
 """A policy whose text comes from a model backend: local weights or an OpenAI-compatible endpoint.
 
 The dialect's prompt becomes Hugging Face chat messages plus the screenshots it shows, rendered
-with the screen's pixel budget; generation stops at the dialect's stop strings, and the qwen2vl
-format goes on writing the last assistant turn.
+with the screen's pixel budget; generation stops at the dialect's stop strings (a reply keeps
+one that closes its own syntax, such as ``</tool_call>``), and the qwen2vl format goes on
+writing the last assistant turn.
 """
 
 from __future__ import annotations
@@ -50,7 +51,14 @@ class BackendPolicy(Policy):
                  "cached_tokens": completion.cached_tokens,
                  # Cut off by the token budget: the loop ends the run if it does not parse.
                  "truncated": completion.finish_reason == "length", **completion.timings}
-        return Reply(completion.text, usage=usage)
+        # What ended the reply, for export: absent when the model ended its turn (an EOS token),
+        # the stop string that generation stopped at, or null when the endpoint did not say.
+        if completion.stop is not None or not completion.stop_known:
+            usage["stop"] = completion.stop
+        text = completion.text
+        if completion.stop in request.closing_stop:
+            text += completion.stop
+        return Reply(text, usage=usage)
 
     def close(self) -> None:
         self.backend.close()

@@ -45,6 +45,8 @@ class Request:
     step: int
     #: Generation stops once the text ends with one of these (the dialect's stop strings).
     stop: tuple[str, ...] = ()
+    #: Those of ``stop`` that the reply keeps when one ends it (``Dialect.closing_stop``).
+    closing_stop: tuple[str, ...] = ()
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """``--model replay:FILE``: replies read from a JSONL file or a trajectory directory, in order.
 
-A JSONL file holds one ``{"response": "..."}`` object per line. A trajectory directory gives its
-steps' raw texts, so replaying a trajectory on the same start state repeats it.
+A JSONL file holds one ``{"response": "..."}`` object per line, with the optional ``"stop"`` of a
+step record (the stop string that ended the reply). A trajectory directory gives its steps' raw
+texts and stops, so replaying a trajectory on the same start state repeats it, and its export
+trains what the first run's would.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from pathlib import Path
 from agent.policies.base import Policy, PolicyError, Reply, Request
 
 
-def read_responses(source: str | Path) -> list[str]:
+def read_responses(source: str | Path) -> list[Reply]:
     """The recorded replies of a JSONL file or a trajectory directory."""
     path = Path(source)
     if path.is_dir():
         from trajectories.reader import load
 
-        return [step.response for step in load(path).steps]
+        return [Reply(step.response, _stop(step.usage)) for step in load(path).steps]
     if not path.is_file():
         raise PolicyError(f"replay source {path} does not exist")
     responses = []
@@ -31,8 +33,15 @@ def read_responses(source: str | Path) -> list[str]:
             raise PolicyError(f"{path}:{number} is not JSON: {exc}") from None
         if not isinstance(item, dict) or not isinstance(item.get("response"), str):
             raise PolicyError(f'{path}:{number} must be an object with a "response" string')
-        responses.append(item["response"])
+        if not isinstance(item.get("stop", ""), (str, type(None))):
+            raise PolicyError(f'{path}:{number}: "stop" must be a string or null')
+        responses.append(Reply(item["response"], _stop(item)))
     return responses
+
+
+def _stop(record: dict) -> dict:
+    """A recorded reply's ``stop`` (``trajectories.records.StepRecord.usage``), where it has one."""
+    return {"stop": record["stop"]} if "stop" in record else {}
 
 
 class ReplayPolicy(Policy):
@@ -44,6 +53,6 @@ class ReplayPolicy(Policy):
     def respond(self, request: Request) -> Reply:
         if self._next >= len(self._responses):
             raise PolicyError(f"the replay ran out after {len(self._responses)} replies")
-        text = self._responses[self._next]
+        reply = self._responses[self._next]
         self._next += 1
-        return Reply(text)
+        return reply

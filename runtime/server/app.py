@@ -363,14 +363,18 @@ class Reply:
     def body(self, completion: Completion) -> dict:
         return {
             **self._base("chat.completion"),
-            "choices": [{"index": 0, "finish_reason": completion.finish_reason,
+            "choices": [{"index": 0, **ending(completion),
                          "message": {"role": "assistant", "content": completion.text}}],
             "usage": usage(completion),
         }
 
-    def chunk(self, delta: dict, finish_reason: str | None = None, **extra: Any) -> str:
-        data = {**self._base("chat.completion.chunk"),
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}
+    def chunk(self, delta: dict, end: Completion | None = None) -> str:
+        """A piece of the reply, or with ``end`` the last chunk: why it ended, and the usage."""
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+        data = {**self._base("chat.completion.chunk"), "choices": [choice]}
+        if end is not None:
+            choice |= ending(end)
+            data["usage"] = usage(end)
         return f"data: {json.dumps(data)}\n\n"
 
     async def chunks(self, events: AsyncIterator[str | Completion]) -> AsyncIterator[str]:
@@ -394,8 +398,14 @@ class Reply:
             # An engine that streams nothing (or not all) still answers with all of its text.
             if rest := completion.text[streamed:]:
                 yield self.chunk({"content": rest})
-            yield self.chunk({}, completion.finish_reason, usage=usage(completion))
+            yield self.chunk({}, completion)
         yield "data: [DONE]\n\n"
+
+
+def ending(completion: Completion) -> dict:
+    """Why a reply ended. ``stop_reason`` is vLLM's field: the stop string that ended it, or
+    null (an EOS token or the token limit), so a client can tell the two stops apart."""
+    return {"finish_reason": completion.finish_reason, "stop_reason": completion.stop}
 
 
 def usage(completion: Completion) -> dict:
