@@ -35,11 +35,11 @@ def request(step: int = 0) -> Request:
 
 def test_replay_from_jsonl_then_it_runs_out(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_text(json.dumps({"response": "one", "stop": "*RESULT*"}) + "\n\n"
-                    + json.dumps({"response": "two"}))
+    path.write_text(json.dumps({"response": "one", "stop": "*RESULT*", "truncated": False})
+                    + "\n\n" + json.dumps({"response": "two"}))
     policy = ReplayPolicy(path)
     assert [(r.text, r.usage) for r in (policy.respond(request()) for _ in range(2))] == \
-        [("one", {"stop": "*RESULT*"}), ("two", {})]
+        [("one", {"stop": "*RESULT*", "truncated": False}), ("two", {})]
     with pytest.raises(PolicyError, match="ran out after 2"):
         policy.respond(request())
 
@@ -49,6 +49,7 @@ def test_replay_from_jsonl_then_it_runs_out(tmp_path):
     ('{"text": "x"}\n', 'r.jsonl:1 must be an object with a "response" string'),
     ('{"response": "a"}\n[1]\n', "r.jsonl:2 must be an object"),
     ('{"response": "a", "stop": 3}\n', 'r.jsonl:1: "stop" must be a string or null'),
+    ('{"response": "a", "truncated": 1}\n', 'r.jsonl:1: "truncated" must be true or false'),
 ])
 def test_replay_file_errors_say_where(tmp_path, content, error):
     path = tmp_path / "r.jsonl"

@@ -571,14 +571,89 @@ def test_a_turn_that_generation_stopped_is_trained_without_its_end(tmp_path, hf_
 
 
 def test_a_replayed_run_exports_what_the_recorded_one_did(tmp_path):
-    """A replay repeats the recorded replies and what ended each, so its export is the same."""
+    """A replay repeats the recorded replies and what ended each (a stop string, the token
+    limit), so its export is the same."""
     from agent.policies.replay import ReplayPolicy
 
-    first = record(tmp_path / "first", "uitars", policy=StoppedScript())
-    again = record(tmp_path / "again", "uitars", policy=ReplayPolicy(first))
-    samples = []
-    for directory in (first, again):
-        export([directory], "qwen2vl", "episode", tmp_path / "x.jsonl")
-        (row,) = read(tmp_path / "x.jsonl")
-        samples.append(json.dumps(row).replace(str(directory), "DIR"))
-    assert samples[0] == samples[1]
+    replies = ['*FUNCTION*: Tap *ARGS*: {"point": (500,125)}', '*FUNCTION*: Home *ARGS*: {}',
+               '*FUNCTION*: Terminate *ARGS*: {"status": "success"}']
+    cases = {"stopped": ("uitars", StoppedScript()), "cut-off": ("qwen2vl", CutOffPolicy(replies))}
+    for name, (dialect, policy) in cases.items():
+        first = record_with(tmp_path / name, dialect, policy)
+        again = record_with(tmp_path / f"{name}-again", dialect, ReplayPolicy(first))
+        samples = []
+        for directory in (first, again):
+            for granularity in ("step", "episode"):
+                export([directory], "qwen2vl", granularity, tmp_path / "x.jsonl",
+                       statuses=None)
+                samples.append([json.dumps(row).replace(str(directory), "DIR")
+                                for row in read(tmp_path / "x.jsonl")])
+        assert samples[:2] == samples[2:]
+
+
+def record_with(directory: Path, dialect: str, policy, history=None, gate=None) -> Path:
+    """A run of TypeHelloTask by ``policy``, whatever its end."""
+    env = FakePhone()
+    config = AgentConfig(max_pixels=SMALL, **({"history": history} if history else {}))
+    task = TypeHelloTask()
+    Agent(env, policy, get_dialect(dialect, env.form_factor), config=config,
+          recorder=Recorder(directory), **({"gate": gate} if gate else {})).run(task.goal, task)
+    return directory
+
+
+class RefuseTap:
+    """A safety gate that refuses the ``nth`` tap (from 1) and allows everything else."""
+
+    def __init__(self, nth: int) -> None:
+        self.nth, self.taps = nth, 0
+
+    def review(self, action, context):
+        from agent.safety import Verdict
+
+        self.taps += action.kind == "tap"
+        if action.kind == "tap" and self.taps == self.nth:
+            return Verdict(False, "a person said no", rule="tap_text", by="user")
+        return Verdict(True)
+
+
+@pytest.mark.parametrize("marks", [True, False])
+@pytest.mark.parametrize("dialect", ["qwen2vl", "uitars"])
+def test_a_history_window_shows_the_replies_of_the_last_steps(tmp_path, hf_tokenizer, dialect,
+                                                              marks):
+    """Two steps write the same reply and the gate refuses one of them; a window that shows
+    only the last past step shows the second. The episode sample trains it only where the gate
+    allowed it, whatever the first step's fate, with or without reply marks."""
+    from agent.history import HistoryPolicy
+
+    tap, done = ACTIONS[dialect]["tap"], ACTIONS[dialect]["done"]
+    for refused, want in ((2, [done]), (1, [tap, done])):
+        directory = record_with(tmp_path / f"{refused}", dialect, ListPolicy([tap, tap, done]),
+                                history=HistoryPolicy(steps=1), gate=RefuseTap(refused))
+        if not marks:
+            without_reply_marks(directory)
+        gates = [s.gate.decision if s.gate else None for s in load(directory).steps]
+        assert gates == [None, "denied", None] if refused == 2 else ["denied", None, None]
+        out = tmp_path / "x.jsonl"
+        export([directory], "qwen2vl", "episode", out, statuses=None)
+        (row,) = read(out)
+        assert [t.strip() for t in train_qwen2vl(row, hf_tokenizer)[2]] == want
+        if refused == 1:  # the shown reply is a model turn that LLaMA-Factory may train
+            export([directory], "llamafactory", "episode", out, statuses=None)
+            assert train_llamafactory(read(out)[0], hf_tokenizer, mask_history=False)[0] == want
+
+
+def test_an_earlier_reply_is_trained_only_as_far_as_the_prompt_shows_it_unchanged(
+        tmp_path, hf_tokenizer):
+    """A prompt shows past replies stripped (uitars: each its own turn). One that began with
+    whitespace is context only; one that ended with it is trained without the <|im_end|> the
+    model did not write right after that text."""
+    tap, done = ACTIONS["uitars"]["tap"], ACTIONS["uitars"]["done"]
+    replies = [f"  {tap}", f"{tap}\n\n", tap, done]
+    directory = record_with(tmp_path / "run", "uitars", ListPolicy(replies))
+    out = tmp_path / "x.jsonl"
+    export([directory], "qwen2vl", "episode", out, statuses=None)
+    (row,) = read(out)
+    ids, mask, trained, _ = train_qwen2vl(row, hf_tokenizer)
+    assert trained == [tap, tap, done]  # the second, third and last replies
+    im_end = hf_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert [i for i, m in zip(ids, mask) if m].count(im_end) == 2  # the third's and the last's

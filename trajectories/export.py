@@ -101,20 +101,33 @@ def segments(trajectory: Trajectory, step: StepRecord, episode: bool) -> list[Se
     can be trained (``trainable``) are, in a step sample none is.
     """
     index = next(i for i, s in enumerate(trajectory.steps) if s is step)
-    pending = [Shown(s.response.strip(), episode and trainable(s), ended_by_model(s))
+    # A prompt shows a past reply stripped. Its tokens are the model's only where the strip
+    # left its start alone, and the <|im_end|> after it only where it left the end alone.
+    pending = [Shown(s.response.strip(),
+                     episode and trainable(s) and s.response == s.response.lstrip(),
+                     ended_by_model(s) and s.response == s.response.rstrip())
                for s in trajectory.steps[:index]]
+    messages = [(message.role, [
+        _image(trajectory, part.image, step) if part.type == "image"
+        else (part.text or "", part.reply) for part in message.content])
+        for message in step.prompt.messages]
+    turns = [pieces for role, pieces in messages if role == "assistant"]
     marked = any(p.reply for m in step.prompt.messages for p in m.content)
+    # The history shows the most recent past steps (agent.history), so the replies a prompt
+    # shows are those of the last steps, not the first steps with the same text.
+    if marked:
+        shown = sum(isinstance(p, tuple) and p[1] for pieces in turns for p in pieces)
+        pending = pending[max(0, len(pending) - shown):] if shown else []
+    else:
+        pending = _shown_suffix(turns, pending)
+    waiting = [shown.text for shown in pending]
     out: list[Segment] = []
-    for message in step.prompt.messages:
-        pieces: list[Piece] = [
-            _image(trajectory, part.image, step) if part.type == "image"
-            else (part.text or "", part.reply) for part in message.content]
-        if message.role == "assistant":
-            found = pieces if marked else _find_replies(pieces, pending)
+    for role, pieces in messages:
+        if role == "assistant":
+            found = pieces if marked else _find_replies(pieces, waiting)
             out += _assistant_turn(trajectory, step, found, pending)
         else:
-            out.append(Segment(message.role, [p if isinstance(p, Path) else p[0]
-                                              for p in pieces]))
+            out.append(Segment(role, [p if isinstance(p, Path) else p[0] for p in pieces]))
     out.append(Segment("assistant", [step.response], loss=True, model_ended=ended_by_model(step)))
     return out
 
@@ -151,9 +164,7 @@ def _assistant_turn(trajectory: Trajectory, step: StepRecord, pieces: list[Piece
             if text:
                 runtime.append(text)
             continue
-        while pending and pending[0].text != piece[0]:
-            pending.pop(0)  # not shown: the history window dropped it
-        if not pending:
+        if not pending or pending[0].text != piece[0]:
             raise ExportError(f"{trajectory.directory}: step {step.step}'s prompt shows a reply "
                               f"no earlier step wrote: {piece[0][:60]!r}")
         shown = pending.pop(0)
@@ -179,13 +190,12 @@ def trainable(step: StepRecord) -> bool:
             and not any(t in step.response for t in FRAMING_TOKENS))
 
 
-def _find_replies(pieces: list[Piece], pending: list[Shown]) -> list[Piece]:
-    """The pieces with the replies cut out and marked, for a recording made before prompts
-    marked them: each reply is searched for in order, in one text part. The first place a
-    reply's text appears is taken, so a reply that runtime text before it quotes is misplaced;
-    recordings with marks do not search."""
+def _find_replies(pieces: list[Piece], waiting: list[str]) -> list[Piece]:
+    """The pieces with the replies in ``waiting`` cut out and marked (and taken off it), for a
+    recording made before prompts marked them: each reply is searched for in order, in one text
+    part. The first place a reply's text appears is taken, so a reply that runtime text before
+    it quotes is misplaced; recordings with marks do not search."""
     out: list[Piece] = []
-    waiting = [shown.text for shown in pending]
     for piece in pieces:
         if isinstance(piece, Path):
             out.append(piece)
@@ -196,6 +206,18 @@ def _find_replies(pieces: list[Piece], pending: list[Shown]) -> list[Piece]:
             cursor = at + len(waiting.pop(0))
         out.append((text[cursor:], False))
     return out
+
+
+def _shown_suffix(turns: list[list[Piece]], pending: list[Shown]) -> list[Shown]:
+    """For a recording without marks: the most past steps, counted back from the last, whose
+    replies the assistant turns show in order."""
+    for first in range(len(pending)):
+        waiting = [shown.text for shown in pending[first:]]
+        for pieces in turns:
+            _find_replies(pieces, waiting)
+        if not waiting:
+            return pending[first:]
+    return []  # the prompt shows no past reply
 
 
 def samples(

@@ -1,9 +1,9 @@
 """``--model replay:FILE``: replies read from a JSONL file or a trajectory directory, in order.
 
-A JSONL file holds one ``{"response": "..."}`` object per line, with the optional ``"stop"`` of a
-step record (the stop string that ended the reply). A trajectory directory gives its steps' raw
-texts and stops, so replaying a trajectory on the same start state repeats it, and its export
-trains what the first run's would.
+A JSONL file holds one ``{"response": "..."}`` object per line, with the optional ``"stop"`` and
+``"truncated"`` of a step record's usage (what ended the reply). A trajectory directory gives its
+steps' raw texts and endings, so replaying a trajectory on the same start state repeats it, and
+its export trains what the first run's would.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def read_responses(source: str | Path) -> list[Reply]:
     if path.is_dir():
         from trajectories.reader import load
 
-        return [Reply(step.response, _stop(step.usage)) for step in load(path).steps]
+        return [Reply(step.response, _ending(step.usage)) for step in load(path).steps]
     if not path.is_file():
         raise PolicyError(f"replay source {path} does not exist")
     responses = []
@@ -35,13 +35,16 @@ def read_responses(source: str | Path) -> list[Reply]:
             raise PolicyError(f'{path}:{number} must be an object with a "response" string')
         if not isinstance(item.get("stop", ""), (str, type(None))):
             raise PolicyError(f'{path}:{number}: "stop" must be a string or null')
-        responses.append(Reply(item["response"], _stop(item)))
+        if not isinstance(item.get("truncated", False), bool):
+            raise PolicyError(f'{path}:{number}: "truncated" must be true or false')
+        responses.append(Reply(item["response"], _ending(item)))
     return responses
 
 
-def _stop(record: dict) -> dict:
-    """A recorded reply's ``stop`` (``trajectories.records.StepRecord.usage``), where it has one."""
-    return {"stop": record["stop"]} if "stop" in record else {}
+def _ending(record: dict) -> dict:
+    """What ended a recorded reply (``trajectories.records.StepRecord.usage``): the stop string
+    and whether the token limit cut it off, where the record says."""
+    return {key: record[key] for key in ("stop", "truncated") if key in record}
 
 
 class ReplayPolicy(Policy):
