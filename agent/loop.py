@@ -187,11 +187,11 @@ class Agent:
                 steps = step + 1
                 past.append(outcome.past)
                 action = outcome.action
-                if action is None and outcome.record.usage.get("truncated"):
+                if outcome.record.usage.get("truncated"):
                     status = "limit"
                     reason = (f"step {step}'s reply used the whole token budget "
-                              f"({outcome.record.usage.get('new_tokens')} new tokens) without "
-                              "a complete action")
+                              f"({outcome.record.usage.get('new_tokens')} new tokens) and was "
+                              "cut off, so it was not executed (--max-new-tokens raises it)")
                     break
                 if action is None:
                     parse_errors += 1
@@ -262,10 +262,15 @@ class Agent:
         started = time.monotonic()
         action: Action | None = None
         parse_error = None
-        try:
-            action = self.dialect.parse(reply.text, screen)
-        except ParseError as exc:
-            parse_error = str(exc)
+        if reply.usage.get("truncated"):
+            # Its action may be cut short (the parser closes brackets and quotes, so "(500, 7"
+            # would still tap): nothing of it runs, and the run ends below.
+            parse_error = "the reply was cut off by the token budget, so it is not executed"
+        else:
+            try:
+                action = self.dialect.parse(reply.text, screen)
+            except ParseError as exc:
+                parse_error = str(exc)
         timings.parse_ms = _ms(started)
 
         result = None

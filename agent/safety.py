@@ -3,10 +3,13 @@
 ``ConfirmationGate`` marks actions as sensitive by rules (``GateRules``, loadable from a JSON or
 TOML file; docs/safety.md gives the schema):
 
-- typing into a password field (the focused element, from the UI dump or the DOM);
-- a tap or click on an element whose text matches a pattern (the element at the point);
+- typing into a password field (the focused element, from the UI dump or the DOM), with ``type``
+  or with a key that may type or paste (any ``key`` or ``hotkey`` but the editing and moving
+  keys);
+- a press on an element whose text matches a pattern (the element at the point): a tap or click,
+  and a swipe, drag or phone scroll that the env performs as one (``Env.press_point``);
 - either of those on an element the env could not inspect (``ElementInfo.opaque``: a frame the
-  browser cannot read), whose kind and text are unknown;
+  browser cannot read, a UI dump that failed), whose kind and text are unknown;
 - ``open_app`` of a listed package or label, judged by what the env would open
   (``Env.resolve_app``), not only by the name the model wrote;
 - ``navigate`` to a url off the allowed domains.
@@ -29,12 +32,14 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from core.actions import Action
-from envs.base import Env
+from envs import keys
+from envs.base import ElementInfo, Env, EnvError
 from envs.browser import domain_allowed, normalize_url
 
 DEFAULT_TAP_TEXT = r"pay|buy|delete|send|confirm|transfer"
-#: Kinds that press on the element at their point.
-PRESS_KINDS = frozenset({"tap", "click", "double_click", "long_press", "right_click"})
+#: Keys that neither type nor paste into the focused field: the named ones, but the space bar and
+#: insert (shift+insert pastes).
+MOVING_KEYS = keys.KEY_NAMES - {"space", "insert"}
 
 Mode = Literal["ask", "yes", "deny"]
 
@@ -149,15 +154,21 @@ class ConfirmationGate(SafetyGate):
     def sensitive(self, action: Action) -> Sensitive | None:
         """The first rule that finds ``action`` sensitive, or None."""
         rules = self.rules
-        if action.kind == "type" and rules.password_fields:
-            focused = self.env.focused_element()
+        if rules.password_fields and _may_type(action):
+            focused = _inspect(self.env.focused_element)
             if focused is not None and focused.opaque:
                 return Sensitive("password_field", "it types into an element the env cannot "
                                  "inspect (it may be a password field)")
             if focused is not None and focused.password:
                 return Sensitive("password_field", "it types into a password field")
-        if action.kind in PRESS_KINDS and self._tap_text is not None:
-            element = self.env.element_at(action.x, action.y)
+        point = None
+        if self._tap_text is not None:
+            try:
+                point = self.env.press_point(action)
+            except EnvError:  # a drag whose ends could not be looked at may press its start
+                point = action.x, action.y
+        if point is not None:
+            element = _inspect(self.env.element_at, *point)
             if element is not None and element.opaque:
                 return Sensitive("tap_text", "it presses an element the env cannot inspect "
                                  "(its text is unknown)")
@@ -186,6 +197,30 @@ class ConfirmationGate(SafetyGate):
         names = [app] if target is None else [n for n in (target.package, target.label) if n]
         return next((entry for entry in self.rules.open_apps
                      if any(_same_app(name, entry) for name in names or [app])), None)
+
+
+def _may_type(action: Action) -> bool:
+    """Whether ``action`` may put text into the focused field: ``type``, or a key other than the
+    editing and moving keys (a character, ctrl+v, a key code the env reads itself)."""
+    if action.kind == "type":
+        return True
+    names = [action.key] if action.kind == "key" else action.keys if action.kind == "hotkey" else []
+    for name in names:
+        try:
+            if keys.canonical(name) not in MOVING_KEYS:
+                return True
+        except ValueError:  # a name only the env knows (adb's KEYCODE_A): it may type
+            return True
+    return False
+
+
+def _inspect(look: Callable[..., Any], *args: Any) -> Any:
+    """The env's answer about an element, or an element it could not inspect where looking
+    failed (a UI dump that a moving screen made fail): the rules then treat it as unknown."""
+    try:
+        return look(*args)
+    except EnvError:
+        return ElementInfo("", opaque=True)
 
 
 def describe(action: Action) -> str:

@@ -118,10 +118,11 @@ def generate(
                                           help="Resize images to at least this many pixels."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
     dtype: str | None = dtype_option(),
-    temperature: float = typer.Option(0.0, help="0 decodes greedily; above 0 samples."),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 decodes greedily; above 0 samples."),
     top_k: int = typer.Option(0, min=0, help="Sample from this many likeliest tokens (with "
                               "--temperature > 0); 0: no limit."),
-    top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --temperature > 0)."),
+    top_p: float = typer.Option(1.0, min=0.0, max=1.0,
+                                help="Nucleus sampling mass (with --temperature > 0)."),
     seed: int | None = typer.Option(None, help="Seed for sampling."),
     stop: list[str] = typer.Option([], help="Stop once the answer contains this text (repeatable)."),
 ) -> None:
@@ -130,15 +131,19 @@ def generate(
 
     from PIL import Image, UnidentifiedImageError
 
+    from agent.backends.base import check_context
     from model import Qwen2VL, Qwen2VLProcessor
 
+    if min_pixels and max_pixels and min_pixels > max_pixels:
+        _fail(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
     pictures = []
     for file in image:
         try:
             with Image.open(file) as im:
                 im.load()
                 pictures.append(im)
-        except (OSError, UnidentifiedImageError) as e:  # missing, a folder, unreadable
+        # missing, a folder, unreadable, or more pixels than PIL opens
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             _fail(f"cannot read image {file}: {e}")
     from runtime.checkpoint import check_checkpoint, check_torch_device
 
@@ -154,7 +159,14 @@ def generate(
     content = [{"type": "image"} for _ in pictures] + [{"type": "text", "text": prompt}]
     messages.append({"role": "user", "content": content})
     text = proc.apply_chat_template(messages, add_generation_prompt=True)
-    batch = proc(text=text, images=pictures or None, min_pixels=min_pixels, max_pixels=max_pixels)
+    try:  # an image the processor cannot take (a 300:1 strip), placeholders in the prompt
+        batch = proc(text=text, images=pictures or None, min_pixels=min_pixels,
+                     max_pixels=max_pixels)
+        # The cache is sized for the prompt and every new token, so check before allocating it.
+        check_context(batch["input_ids"].shape[1], max_new_tokens,
+                      model.config.text.max_position_embeddings)
+    except ValueError as e:
+        _fail(str(e))
     start = time.perf_counter()
     new = model.generate(
         input_ids=batch["input_ids"],

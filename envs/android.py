@@ -30,6 +30,7 @@ from envs import keys
 from envs import still_frames as still_frames_protocol
 from envs.android_keycodes import ADB_KEY_NAMES
 from envs.base import (
+    TOUCH_SLOP,
     AppTarget,
     ElementInfo,
     Env,
@@ -364,7 +365,13 @@ class AndroidEnv(Env):
         self._run(f"input keyevent {keycode}")
 
     def _scroll(self, action: Action) -> str:
-        """A swipe whose finger moves against ``direction``: scrolling down drags content up."""
+        x1, y1, x2, y2 = self._scroll_swipe(action)
+        self._run(f"input swipe {x1} {y1} {x2} {y2} 300")
+        return f"scrolled {action.direction} by {abs(x2 - x1) + abs(y2 - y1)}px"
+
+    def _scroll_swipe(self, action: Action) -> tuple[int, int, int, int]:
+        """The swipe a scroll is: its finger moves against ``direction`` (scrolling down drags
+        the content up)."""
         w, h = self.screen.width, self.screen.height
         x, y = (w // 2, h // 2) if action.x is None else (action.x, action.y)
         vertical = action.direction in ("up", "down")
@@ -374,10 +381,15 @@ class AndroidEnv(Env):
         # Keep both ends on the screen: start on one side of (x, y), end on the other.
         x1 = min(max(x + dx // 2, 1), w - 2)
         y1 = min(max(y + dy // 2, 1), h - 2)
-        x2 = min(max(x1 - dx, 1), w - 2)
-        y2 = min(max(y1 - dy, 1), h - 2)
-        self._run(f"input swipe {x1} {y1} {x2} {y2} 300")
-        return f"scrolled {action.direction} by {abs(x2 - x1) + abs(y2 - y1)}px"
+        return x1, y1, min(max(x1 - dx, 1), w - 2), min(max(y1 - dy, 1), h - 2)
+
+    def press_point(self, action: Action) -> tuple[int, int] | None:
+        """As any env's, and a scroll whose swipe is shorter than the touch slop: a press where
+        its finger lands."""
+        if action.kind == "scroll":
+            x1, y1, x2, y2 = self._scroll_swipe(action)
+            return (x1, y1) if abs(x2 - x1) < TOUCH_SLOP and abs(y2 - y1) < TOUCH_SLOP else None
+        return super().press_point(action)
 
     def _key(self, name: str) -> str:
         """A phone button, a named key, ``KEYCODE_*``, or one character (typed as text)."""

@@ -21,6 +21,12 @@ from core.kinds import CONTROL_KINDS, KINDS, FormFactor
 from core.results import ActionResult
 from envs.ui_tree import UiNode
 
+#: A finger or pointer that moves less than this (screenshot px) in each direction presses where
+#: it landed instead of swiping or dragging, like Android's touch slop (8 dp at 480 dpi).
+TOUCH_SLOP = 24
+#: Kinds that press on the element at their point.
+PRESS_KINDS = frozenset({"tap", "click", "double_click", "long_press", "right_click"})
+
 
 class EnvError(RuntimeError):
     """The environment cannot be used: a device went away, a browser crashed, a tool is missing."""
@@ -140,6 +146,20 @@ class Env(ABC):
     def extras(self) -> dict[str, Any]:
         """Env-specific facts for the observation: foreground app, url, title..."""
         return {}
+
+    def press_point(self, action: Action) -> tuple[int, int] | None:
+        """Where ``action`` presses an element as this env performs it, or None: a tap or click
+        at its point, a swipe or drag that moves less than ``TOUCH_SLOP``, and a mouse drag that
+        ends on the element it started on (a button takes that as a click)."""
+        if action.kind in PRESS_KINDS:
+            return action.x, action.y
+        if action.kind in ("swipe", "drag"):
+            if abs(action.x2 - action.x) < TOUCH_SLOP and abs(action.y2 - action.y) < TOUCH_SLOP:
+                return action.x, action.y
+            start = self.element_at(action.x, action.y) if action.kind == "drag" else None
+            if start is not None and start == self.element_at(action.x2, action.y2):
+                return action.x, action.y
+        return None
 
     def element_at(self, x: int, y: int) -> ElementInfo | None:
         """The element under screenshot pixel (x, y); None where the env cannot tell."""

@@ -196,12 +196,13 @@ def ask_in_terminal(console: Console) -> Callable[[str], bool | None]:
     import sys
 
     from rich.prompt import Confirm
+    from rich.text import Text
 
     def ask(question: str) -> bool:
         if not sys.stdin.isatty():
             return None
-        try:
-            return Confirm.ask(question, console=console, default=False)
+        try:  # as Text: the model's action and the screen's text are shown, never read as markup
+            return Confirm.ask(Text(question), console=console, default=False)
         except EOFError:
             return None
 

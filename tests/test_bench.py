@@ -479,3 +479,34 @@ def test_the_bench_serves_its_workers_the_checkpoint_in_the_dtype_given(tiny_che
     with serve_to_workers(jobs, 2):
         [backend] = backends
         assert backend.describe().endswith("(bfloat16)") and len(backend.sessions) == 2
+
+
+class PaymentPhone(bench_fakes.FakePhone):
+    """Its text box reads as a "Send money" button, which the gate finds sensitive."""
+
+    def element_at(self, x, y):
+        from envs.base import ElementInfo
+
+        return ElementInfo("Send money")
+
+
+def test_on_a_real_phone_the_gate_refuses_what_a_sandbox_allows(tmp_path):
+    """Bench allows sensitive actions on its sandboxed envs (nobody is there to ask), but never
+    on a real phone (``--device SERIAL``)."""
+    import contextlib
+
+    from runtime.bench.execute import JobRunner
+
+    @contextlib.contextmanager
+    def payment_env(spec, console):
+        yield PaymentPhone(), "fake"
+
+    runner = JobRunner(RIGHT.catalog, payment_env)
+    sandbox = run_bench(settings(tasks="fake/type-word", episodes=1), tmp_path / "v", runner=runner)
+    real = run_bench(settings(tasks="fake/type-word", episodes=1, device="R58M12345"),
+                     tmp_path / "r", runner=runner)
+    for run, decision in ((sandbox, "allowed"), (real, "denied")):
+        [r] = run.results
+        first = json.loads((run.out / r.trajectory / "steps.jsonl").read_text().splitlines()[0])
+        assert first["gate"]["decision"] == decision and first["gate"]["rule"] == "tap_text"
+        assert first["result"]["ok"] == (decision == "allowed")  # the tap ran only then

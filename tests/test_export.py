@@ -512,12 +512,15 @@ class CutOffPolicy(ListPolicy):
 
 
 def test_a_reply_the_token_limit_cut_off_is_not_trained(tmp_path, hf_tokenizer):
-    env = FakePhone()
-    directory = tmp_path / "run"
+    """A run now ends at such a reply (docs/safety.md); a recording from before that went on
+    after one that parsed, which is marked here as it would be."""
     replies = ['*FUNCTION*: Tap *ARGS*: {"point": (500,125)}', '*FUNCTION*: Home *ARGS*: {}',
                '*FUNCTION*: Terminate *ARGS*: {"status": "success"}']
-    Agent(env, CutOffPolicy(replies), get_dialect("qwen2vl", env.form_factor),
-          config=AgentConfig(max_pixels=SMALL), recorder=Recorder(directory)).run("x")
+    directory = run_list(tmp_path / "run", replies)
+    steps = directory / "steps.jsonl"
+    lines = [json.loads(line) for line in steps.read_text().splitlines()]
+    lines[1]["usage"]["truncated"] = True
+    steps.write_text("".join(json.dumps(line) + "\n" for line in lines))
     out = tmp_path / "x.jsonl"
     assert export([directory], "qwen2vl", "step", out).skipped_steps == 1
     export([directory], "qwen2vl", "episode", out)
@@ -584,11 +587,15 @@ def test_a_replayed_run_exports_what_the_recorded_one_did(tmp_path):
         samples = []
         for directory in (first, again):
             for granularity in ("step", "episode"):
-                export([directory], "qwen2vl", granularity, tmp_path / "x.jsonl",
-                       statuses=None)
+                try:  # the cut-off run ends at its cut-off step: no episode sample
+                    export([directory], "qwen2vl", granularity, tmp_path / "x.jsonl",
+                           statuses=None)
+                except ExportError as exc:
+                    samples.append(str(exc))
+                    continue
                 samples.append([json.dumps(row).replace(str(directory), "DIR")
                                 for row in read(tmp_path / "x.jsonl")])
-        assert samples[:2] == samples[2:]
+        assert samples[:2] == samples[2:] and samples[0]
 
 
 def record_with(directory: Path, dialect: str, policy, history=None, gate=None) -> Path:

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from actions.dialects import get_dialect
 from agent.loop import Agent, AgentConfig
 from agent.policies.base import Reply
@@ -51,18 +53,27 @@ def test_the_wall_clock_budget(tmp_path):
 class TruncatingPolicy(ListPolicy):
     """Replies as a model whose generation ran out of new tokens reports them."""
 
+    def __init__(self, replies, cut: int = 20) -> None:
+        super().__init__(replies)
+        self.cut = cut
+
     def respond(self, request):
         reply = super().respond(request)
         cut = request.step == 1
-        return Reply(reply.text[:20] if cut else reply.text,
+        return Reply(reply.text[:self.cut] if cut else reply.text,
                      usage={"new_tokens": 7, "truncated": cut})
 
 
-def test_a_reply_cut_off_by_the_token_budget(tmp_path):
-    result, env = run(TruncatingPolicy(lambda r: TAP), AgentConfig(max_steps=10), tmp_path)
+@pytest.mark.parametrize("cut", [20, len(TAP) - 3, len(TAP)])
+def test_a_reply_cut_off_by_the_token_budget(tmp_path, cut):
+    """Cut anywhere, even where what came out parses (``(500, 2`` reads as a tap at y=2 of
+    1000) or looks whole, a reply the budget ended is never executed, and the run ends."""
+    result, env = run(TruncatingPolicy(lambda r: TAP, cut), AgentConfig(max_steps=10), tmp_path)
     assert (result.status, result.steps, len(env.executed)) == ("limit", 2, 1)
-    assert result.reason == ("step 1's reply used the whole token budget (7 new tokens) "
-                             "without a complete action")
+    assert result.reason == ("step 1's reply used the whole token budget (7 new tokens) and "
+                             "was cut off, so it was not executed (--max-new-tokens raises it)")
+    step = load(tmp_path / "traj").steps[1]
+    assert step.action is None and "cut off by the token budget" in step.parse_error
 
 
 def test_a_screenshot_over_the_pixel_limit(tmp_path):

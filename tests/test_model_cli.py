@@ -93,6 +93,38 @@ def test_generate_with_a_missing_image_fails_clearly(checkpoint, tmp_path):
     assert "cannot read image" in result.output
 
 
+@pytest.mark.parametrize("case, words", [
+    ("strip", "aspect ratio must be smaller than 200"),
+    ("bomb", "cannot read image"),
+    ("placeholders", "image placeholder"),
+    ("budget", "exceeds the context of"),
+    ("pixels", "--min-pixels 5000 is above --max-pixels 4000"),
+])
+def test_generate_refuses_bad_input_in_one_line(checkpoint, tmp_path, monkeypatch, case, words):
+    """Input the model cannot take ends in one error line, before any cache is allocated."""
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (600, 2)).save(strip)
+    args = {
+        "strip": ["--image", str(strip), "-p", "x"],
+        "bomb": ["--image", str(strip), "-p", "x"],
+        "placeholders": ["-p", "a<|vision_start|><|image_pad|><|vision_end|>b"],
+        "budget": ["-p", "x", "--max-new-tokens", "1000000000"],
+        "pixels": ["-p", "x", "--min-pixels", "5000", "--max-pixels", "4000"],
+    }[case]
+    if case == "bomb":  # as PIL refuses a picture of too many pixels
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    result = runner.invoke(app, ["model", "generate", str(checkpoint), *args])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # not a crash
+    assert words in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("flag", [["--temperature", "-1"], ["--top-p", "1.5"]])
+def test_generate_refuses_sampling_values_out_of_range(checkpoint, flag):
+    result = runner.invoke(app, ["model", "generate", str(checkpoint), "-p", "x", *flag])
+    assert result.exit_code == 2 and "Invalid value" in result.output
+
+
 def test_info_prints_the_qwen25_family_and_counts(tiny_qwen25_checkpoint):
     from transformers import Qwen2_5_VLForConditionalGeneration
 

@@ -129,6 +129,37 @@ def test_tokenizer_matches_transformers_and_round_trips(tiny_checkpoint, tiny_pr
     assert "<|im_end|>" not in tiny_processor.decode(ids, skip_special_tokens=True)
 
 
+#: The pre-tokenizer split of every released Qwen2 / Qwen2-VL tokenizer.json (digits one by one).
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+               r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def test_a_released_tokenizer_layout_tokenizes_as_transformers_does(tiny_checkpoint, tmp_path):
+    """Released checkpoints' tokenizer.json normalize to NFC and split digits one by one, as
+    transformers' Qwen2Tokenizer also does on its own; ours reads that from the file. (The
+    tiny checkpoint's BPE has neither, so this case needs its own copy.)"""
+    import shutil
+
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+    from transformers import AutoTokenizer
+
+    from model import Qwen2VLProcessor
+
+    path = shutil.copytree(tiny_checkpoint, tmp_path / "released")
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.save(str(path / "tokenizer.json"))
+    ours, reference = Qwen2VLProcessor.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    for text in ["Tap (1080, 2400) 0123456789", "e\u0301 cafe\u0301 \ufb01 A\u030a",
+                 "line\r\n\r\n  two\tthree  ", "it's 3.14 they'LL"]:
+        ids = ours.encode(text)
+        assert ids == reference.encode(text, add_special_tokens=False), text
+        assert ours.decode(ids) == reference.decode(ids)
+
+
 def test_image_placeholders_expand_to_merged_grid(tiny_processor):
     images = [_image(100, 60), _image(56, 56)]
     text = tiny_processor.apply_chat_template(

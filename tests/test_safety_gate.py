@@ -11,7 +11,7 @@ from actions.dialects import get_dialect
 from agent.loop import Agent
 from agent.safety import ConfirmationGate, GateRules, load_rules
 from core.actions import Navigate, OpenApp, Tap, Type
-from envs.base import AppTarget, ElementInfo
+from envs.base import AppTarget, ElementInfo, EnvError
 from tests.adb_fakes import FakeAdbDevice, fake_android_env
 from tests.agent_fakes import FakePhone, ListPolicy
 from trajectories.export import export
@@ -360,3 +360,96 @@ def test_an_element_the_env_cannot_inspect_is_sensitive():
     # The rules switched off do not apply to it either.
     off = ConfirmationGate(GateRules(tap_text=None, password_fields=False), OpaquePhone(), "deny")
     assert off.sensitive(Tap(x=1, y=1)) is None and off.sensitive(Type(text="x")) is None
+
+
+def test_a_gesture_that_presses_is_judged_as_a_press():
+    """A swipe or drag that moves less than the touch slop is a tap where it lands, and a mouse
+    drag that ends on the element it started on clicks it; real swipes and drags are not."""
+    from core.actions import Drag, Swipe
+
+    gate = ConfirmationGate(GateRules(), LaidOutPhone(), "deny")  # "Pay now" above y=1200
+    for gesture in (Swipe(x=540, y=600, x2=540, y2=600), Swipe(x=540, y=600, x2=560, y2=585),
+                    Drag(x=540, y=600, x2=530, y2=610), Drag(x=100, y=100, x2=900, y2=1100)):
+        hit = gate.sensitive(gesture)
+        assert hit.rule == "tap_text" and "'Pay now'" in hit.reason, gesture
+    for gesture in (Swipe(x=540, y=600, x2=540, y2=1800), Swipe(x=540, y=600, x2=540, y2=900),
+                    Drag(x=540, y=600, x2=540, y2=1800)):  # off the button, or a real swipe
+        assert gate.sensitive(gesture) is None, gesture
+
+
+def test_a_phone_scroll_too_short_to_swipe_is_a_press_where_it_lands():
+    """Android performs a scroll as a swipe; one shorter than the touch slop taps."""
+    from core.actions import Scroll
+
+    env = fake_android_env(DumpDevice(ui_node(
+        (0, 0, 1080, 2400), ui_node((0, 0, 1080, 400), text="Send money", clickable=True))))
+    gate = ConfirmationGate(GateRules(), env, "deny")
+    short = Scroll(direction="down", x=540, y=200, amount=10)
+    assert env.press_point(short) is not None
+    assert gate.sensitive(short).rule == "tap_text"
+    assert gate.sensitive(Scroll(direction="down", x=540, y=200)) is None  # a real scroll
+
+
+@pytest.mark.parametrize("action, sensitive", [
+    ({"kind": "key", "key": "4"}, True),
+    ({"kind": "key", "key": "space"}, True),
+    ({"kind": "key", "key": "KEYCODE_A"}, True),  # adb's own key code types a letter
+    ({"kind": "hotkey", "keys": ["ctrl", "v"]}, True),  # pastes
+    ({"kind": "hotkey", "keys": ["shift", "a"]}, True),
+    ({"kind": "key", "key": "enter"}, False),
+    ({"kind": "key", "key": "backspace"}, False),
+    ({"kind": "hotkey", "keys": ["shift", "tab"]}, False),
+])
+def test_a_key_that_may_type_into_a_password_field_is_sensitive(action, sensitive):
+    from pydantic import TypeAdapter
+
+    from core.actions import Action
+
+    parsed = TypeAdapter(Action).validate_python(action)
+    hit = ConfirmationGate(GateRules(), LaidOutPhone(password=True), "deny").sensitive(parsed)
+    assert (hit is not None and hit.rule == "password_field") == sensitive
+    assert ConfirmationGate(GateRules(), LaidOutPhone(), "deny").sensitive(parsed) is None
+
+
+class FailingDumpPhone(LaidOutPhone):
+    """An env whose UI dump fails, as uiautomator does while the screen moves."""
+
+    def element_at(self, x=0, y=0):
+        raise EnvError("uiautomator dump failed: could not get idle state")
+
+    focused_element = element_at
+
+
+def test_an_element_the_env_fails_to_look_up_is_unknown_not_the_end_of_the_run(tmp_path):
+    from core.actions import Drag
+
+    gate = ConfirmationGate(GateRules(), FailingDumpPhone(), "deny")
+    for action in (Tap(x=1, y=1), Drag(x=1, y=1, x2=900, y2=900), Type(text="1")):
+        assert "cannot inspect" in gate.sensitive(action).reason, action
+    env = FailingDumpPhone()
+    result, _, traj, _ = run([TAP_PAY, DONE], env, "yes", tmp_path)
+    assert result.status == "success" and env.executed == [Tap(x=540, y=600)]
+    assert traj.steps[0].gate.by == "--yes"
+
+
+def test_the_question_shows_markup_in_screen_text_as_written():
+    """Text from the page or the model in the question is never read as rich markup: a
+    closing tag would crash the run, an opening one could hide part of the question."""
+    import io
+    import sys
+
+    from rich.console import Console
+
+    from runtime.episode import ask_in_terminal
+
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    question = "The agent wants to tap: it presses 'Pay [/b] now [black on black]x'. Allow it?"
+    stdin = sys.stdin
+    sys.stdin = io.StringIO("n\n")
+    sys.stdin.isatty = lambda: True
+    try:
+        assert ask_in_terminal(console)(question) is False
+    finally:
+        sys.stdin = stdin
+    assert "'Pay [/b] now [black on black]x'" in out.getvalue()

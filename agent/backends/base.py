@@ -86,7 +86,7 @@ def check_context(prompt_tokens: int, max_new_tokens: int, context: int) -> None
     """A ValueError when a prompt and the tokens to write after it do not fit the context."""
     if prompt_tokens + max_new_tokens > context:
         raise ValueError(f"the prompt has {prompt_tokens} tokens; with {max_new_tokens} new "
-                         f"tokens (max_tokens) it exceeds the context of {context}")
+                         f"tokens to write it exceeds the context of {context}")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from xml.sax.saxutils import quoteattr
 
 from PIL import Image
 
+from envs.base import TOUCH_SLOP  # swipes shorter than this (physical px) are presses
 from envs.input_text import decode_input_text
 from envs.still_frames import StillFrame
 from envs.virtual_phone.catalog import LAUNCHER, App, app_for_url
@@ -30,8 +31,6 @@ LATIN_IME = "com.vlagent.keyboard/.LatinIME"
 DENSITY = 480
 #: ``uiautomator dump`` waits until the screen has been still this long, or gives up waiting.
 IDLE_QUIET_MS, IDLE_TIMEOUT_MS = 50, 3000
-#: Swipes shorter than this (physical px) are presses, like Android's touch slop.
-TOUCH_SLOP = 24
 
 
 @dataclass

@@ -77,8 +77,10 @@ class JobRunner:
                 max_new_tokens=job.max_new_tokens, temperature=job.temperature,
                 dtype=job.dtype, compile=job.compile,
                 # Each episode runs on a fresh sandboxed env with nobody at a terminal to ask,
-                # so the safety gate allows what the task needs (a booking's "Confirm").
-                confirm="yes", secrets=self.secrets,
+                # so the safety gate allows what the task needs (a booking's "Confirm"). A real
+                # phone is no sandbox: there the gate refuses sensitive actions.
+                confirm="deny" if on_real_phone(task.env, job.device) else "yes",
+                secrets=self.secrets,
                 **({"max_pixels": job.max_pixels} if job.max_pixels else {}),
                 # A served model's prompts are counted with its checkpoint's processor, as a
                 # local one counts them.
@@ -147,3 +149,8 @@ def _step_figures(directory: Path) -> dict:
         "generated_tokens": sum(generated) if generated else None,
         "timings": {p: [getattr(s.timings, f"{p}_ms") for s in steps] for p in PHASES},
     }
+
+
+def on_real_phone(env: str, device: str | None) -> bool:
+    """Whether an episode runs on a phone that is not the virtual one (``--device SERIAL``)."""
+    return env == "android" and device not in (None, "virtual")
