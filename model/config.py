@@ -8,7 +8,8 @@ The hub's config.json (transformers 4.x) keeps the text fields at the top level 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +101,11 @@ class Qwen2VLConfig:
             num_key_value_heads=text_raw.get("num_key_value_heads") or heads,
             rms_norm_eps=text_raw.get("rms_norm_eps", 1e-6),
             rope_theta=rope.get("rope_theta", text_raw.get("rope_theta", 1_000_000.0)),
-            mrope_section=tuple(rope.get("mrope_section", (16, 24, 24))),
-            max_position_embeddings=text_raw.get("max_position_embeddings", 32768),
+            mrope_section=whole_numbers(rope, "mrope_section", (16, 24, 24)),
+            max_position_embeddings=text_raw.get("max_position_embeddings") or 32768,
         )
-        if sum(text.mrope_section) * 2 != text.head_dim:
+        check_fields(text, "text_config")
+        if len(text.mrope_section) != 3 or sum(text.mrope_section) * 2 != text.head_dim:
             raise ValueError(
                 f"mrope_section {list(text.mrope_section)} must sum to head_dim/2 = {text.head_dim // 2}"
             )
@@ -127,6 +129,10 @@ class Qwen2VLConfig:
                 out_dim=hidden,
                 rope_theta=(v.get("rope_parameters") or {}).get("rope_theta", 10_000.0),
             )
+            check_fields(vision, "vision_config")
+        if vision.embed_dim % vision.num_heads:
+            raise ValueError(f"config.json: the vision tower's width {vision.embed_dim} is not a "
+                             f"multiple of its num_heads {vision.num_heads}")
         eos = text_raw.get("eos_token_id")
         return cls(
             text=text,
@@ -149,6 +155,35 @@ class Qwen2VLConfig:
             return cls.from_dict(raw)
         except ValueError as exc:  # name the checkpoint: a run may load several
             raise ValueError(f"{path}: {exc}") from None
+
+
+def check_fields(cfg: Any, section: str) -> None:
+    """A ValueError naming the field where config.json gave a value of the wrong kind: sizes and
+    counts are whole numbers above 0, rates and epsilons finite numbers above 0, index lists whole
+    numbers (a string "1e-6" or a null would fail later, deep in a forward pass)."""
+    for f in fields(cfg):
+        value, kind = getattr(cfg, f.name), str(f.type)
+        if kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            want = "a whole number above 0"
+        elif kind == "float":
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value) and value > 0)
+            want = "a number above 0"
+        elif kind == "str":
+            ok, want = isinstance(value, str), "a string"
+        else:  # a tuple of indexes or sizes
+            ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+            want = "a list of whole numbers"
+        if not ok:
+            raise ValueError(f"config.json: {section}'s {f.name} must be {want}, not {value!r}")
+
+
+def whole_numbers(raw: dict[str, Any], key: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    value = raw.get(key, default)
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"config.json: {key} must be a list of whole numbers, not {value!r}")
+    return tuple(value)
 
 
 def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:

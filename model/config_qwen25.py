@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from model.config import VisionConfig
+from model.config import VisionConfig, check_fields, whole_numbers
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ def window_vision_config(v: dict[str, Any], text_hidden: int) -> WindowVisionCon
         rope_theta=(v.get("rope_parameters") or {}).get("rope_theta", 10_000.0),
         intermediate_size=v.get("intermediate_size", 3420),
         window_size=v.get("window_size", 112),
-        fullatt_block_indexes=tuple(v.get("fullatt_block_indexes", (7, 15, 23, 31))),
+        fullatt_block_indexes=whole_numbers(v, "fullatt_block_indexes", (7, 15, 23, 31)),
     )
+    check_fields(cfg, "vision_config")
     if cfg.window_tokens < 1:
         raise ValueError(
             f"vision_config.window_size {cfg.window_size} is smaller than one merged token "

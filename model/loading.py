@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from model.config import read_json
@@ -95,7 +95,12 @@ def load_weights(
     unexpected: list[str] = []
     stored_head: torch.Tensor | None = None
     for file in checkpoint_files(path):
-        with safe_open(str(file), framework="pt", device="cpu") as f:
+        try:
+            opened = safe_open(str(file), framework="pt", device="cpu")
+        except SafetensorError as exc:  # a header whose JSON parses but is not safetensors'
+            raise ValueError(f"{file} cannot be read as safetensors ({exc}): it is corrupt; "
+                             "download the checkpoint again") from None
+        with opened as f:
             for key in f.keys():
                 name = canonical_key(key)
                 if name == "lm_head.weight" and tie_word_embeddings:

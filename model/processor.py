@@ -235,4 +235,7 @@ def eos_token_ids_of(path: Path, config: Qwen2VLConfig) -> list[int]:
         eos = config.eos_token_id
     if eos is None:
         return []
-    return list(eos) if isinstance(eos, list) else [eos]
+    ids = eos if isinstance(eos, list) else [eos]
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise ValueError(f"{path}: eos_token_id must be a token id or a list of them, not {eos!r}")
+    return ids

@@ -262,12 +262,28 @@ def _with_config(tmp_path, single, change) -> Path:
     (lambda c: c["text_config"].update(num_attention_heads=3), "not a multiple of"),
     (lambda c: c.update(text_config=[1, 2]), "text_config must be an object"),
     (lambda c: c.update(vision_config="big"), "vision_config must be an object"),
+    (lambda c: c["text_config"]["rope_parameters"].update(mrope_section=None),
+     "mrope_section must be a list of whole numbers, not None"),
+    (lambda c: c["text_config"]["rope_parameters"].update(mrope_section=[16, 24, "24"]),
+     "text_config's mrope_section must be a list of whole numbers"),
+    (lambda c: c["text_config"].update(rms_norm_eps="1e-6"),
+     "text_config's rms_norm_eps must be a number above 0, not '1e-6'"),
+    (lambda c: c["text_config"].update(rms_norm_eps=float("nan")), "rms_norm_eps must be a number"),
+    (lambda c: c["vision_config"].update(num_heads=3), "is not a multiple of its num_heads 3"),
+    (lambda c: c["vision_config"].update(depth=0), "vision_config's depth must be a whole number"),
+    (lambda c: c["vision_config"].update(hidden_act=None), "hidden_act must be a string"),
 ])
 def test_a_config_without_a_shape_field_names_it(tmp_path, single, change, said):
     path = _with_config(tmp_path, single, change)
     with pytest.raises(ValueError, match=re.escape(said)) as caught:
         Qwen2VLConfig.from_pretrained(path)
     assert str(path) in str(caught.value)
+
+
+def test_a_null_context_length_takes_the_default(tmp_path, single):
+    cfg = Qwen2VLConfig.from_pretrained(_with_config(
+        tmp_path, single, lambda c: c["text_config"].update(max_position_embeddings=None)))
+    assert cfg.text.max_position_embeddings == 32768
 
 
 def test_a_null_vision_config_takes_the_released_tower(tmp_path, single):
@@ -282,3 +298,21 @@ def test_a_config_that_is_no_json_object_is_refused(tmp_path, single):
     (path / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="holds list, not a JSON object"):
         Qwen2VLConfig.from_pretrained(path)
+
+
+def test_an_unknown_dtype_in_the_safetensors_header_names_the_file(tmp_path, single):
+    path = shutil.copytree(single, tmp_path / "ckpt")
+    weights = path / "model.safetensors"
+    data = weights.read_bytes()
+    at = data.index(b'"F32"')  # same length: the header still parses as JSON
+    weights.write_bytes(data[:at] + b'"F3X"' + data[at + 5:])
+    with pytest.raises(ValueError, match=r"model\.safetensors cannot be read as safetensors"):
+        Qwen2VL.from_pretrained(path, device="cpu")
+
+
+def test_an_eos_id_that_is_no_token_id_is_refused(tmp_path, single):
+    path = shutil.copytree(single, tmp_path / "ckpt")
+    gen = path / "generation_config.json"
+    gen.write_text(json.dumps({**json.loads(gen.read_text()), "eos_token_id": "x"}))
+    with pytest.raises(ValueError, match="eos_token_id must be a token id or a list of them"):
+        Qwen2VL.from_pretrained(path, device="cpu")
