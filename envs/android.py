@@ -443,8 +443,10 @@ class AndroidEnv(Env):
                 f"{self.serial}; install and enable ADBKeyboard, or type ASCII only"
             )
         payload = base64.b64encode(text.encode("utf-8")).decode("ascii")
-        self._run(f"am broadcast -a ADB_INPUT_B64 --es msg {shlex.quote(payload)}", what,
-                  hide=(payload, text))
+        # Addressed to ADBKeyboard alone: an implicit broadcast reaches any app that listens
+        # for its action, and the text may be a secret.
+        self._run(f"am broadcast -p {ADB_KEYBOARD.split('/')[0]} -a ADB_INPUT_B64 "
+                  f"--es msg {shlex.quote(payload)}", what, hide=(payload, text))
         return f"typed {len(text)} characters with ADBKeyboard"
 
     def _has_adb_keyboard(self) -> bool:
@@ -478,9 +480,14 @@ class AndroidEnv(Env):
                 if line.startswith("package:")]
 
     def resolve_app(self, app: str) -> AppTarget:
-        """What ``open_app(app)`` opens: a package, or else the home-screen icon labelled so."""
-        package = _package_for(app, self.packages())
-        return AppTarget(package=package) if package else AppTarget(label=app.strip())
+        """What ``open_app(app)`` opens: a package, or else (or where the package has nothing
+        to launch) the home-screen icon labelled so. Names that several packages could be
+        open nothing; they are judged by the name."""
+        try:
+            package = _package_for(app, self.packages())
+        except EnvError:
+            package = None
+        return AppTarget(package=package, label=app.strip())
 
     def open_app(self, app: str) -> str:
         """Open ``app`` by package name (or its last segment, ignoring case and punctuation),
@@ -490,11 +497,11 @@ class AndroidEnv(Env):
         if package is not None:
             output = self.shell(
                 f"monkey -p {shlex.quote(package)} -c android.intent.category.LAUNCHER 1")
-            if "Events injected" not in output:
-                raise EnvError(
-                    f"{package} has no launcher activity to open: {output.strip()[-200:]}")
-            return f"opened {package}"
-        # Not a package: look for an icon with that label on the home screen.
+            if "Events injected" in output:
+                return f"opened {package}"
+            # Nothing to launch (com.android.phone is the telephony service, not the dialer):
+            # the icon labelled so may still open the app the model means.
+        # Look for an icon with that label on the home screen.
         self._keyevent("KEYCODE_HOME")
         wanted_label = app.strip().casefold()
         for node in self.ui_tree().walk():
@@ -503,8 +510,12 @@ class AndroidEnv(Env):
                 x, y = node.center
                 self._run(f"input tap {x} {y}")
                 return f"opened '{app}' from the home screen"
+        looked = "the phone is on its home screen now, where it looked"
+        if package is not None:
+            raise EnvError(f"{package} has no launcher activity to open ({output.strip()[-200:]}),"
+                           f" and no icon on the home screen is labelled '{app}' ({looked})")
         raise EnvError(f"no app called '{app}' on {self.serial}: it is neither an installed "
-                       f"package nor a label on the home screen (packages include: "
+                       f"package nor a label on the home screen ({looked}; packages include: "
                        f"{', '.join(packages[:12])})")
 
     def element_at(self, x: int, y: int) -> ElementInfo | None:
@@ -535,13 +546,18 @@ class AndroidEnv(Env):
 
 
 def _package_for(app: str, packages: list[str]) -> str | None:
-    """The package ``open_app(app)`` starts: ``app`` itself when installed, else the first
-    package whose last segment is ``app`` (ignoring case and anything but letters and digits)."""
+    """The package ``open_app(app)`` starts: ``app`` itself when installed, else the package
+    whose last segment is ``app`` (ignoring case and anything but letters and digits); None when
+    none is. Several such packages are an EnvError: which one is meant is not known, and the
+    first listed may be any app that named itself so."""
     if app in packages:
         return app
     wanted = _letters_and_digits(app)
-    return next((p for p in packages if wanted and _letters_and_digits(p.rsplit(".", 1)[-1])
-                 == wanted), None)
+    found = [p for p in packages if wanted and _letters_and_digits(p.rsplit(".", 1)[-1]) == wanted]
+    if len(found) > 1:
+        raise EnvError(f"several installed packages could be '{app}': {', '.join(found[:8])}; "
+                       "name the package")
+    return found[0] if found else None
 
 
 def _letters_and_digits(name: str) -> str:

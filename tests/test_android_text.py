@@ -154,3 +154,16 @@ def test_a_phone_turned_to_landscape_is_scrolled_on_its_landscape_screen():
     assert device.commands[-1] == "input swipe 1200 810 1200 270 300"  # inside 2400x1080
     assert env.execute(Scroll(direction="down", x=2000, y=500)).ok
     assert device.commands[-1] == "input swipe 2000 770 2000 230 300"
+
+
+def test_text_for_adbkeyboard_is_addressed_to_it_alone():
+    """An implicit broadcast reaches every app that listens for its action; what ADBKeyboard
+    types (a secret, say) goes to ADBKeyboard's package only."""
+    from core.actions import Type
+    from tests.adb_fakes import FakeAdbDevice, fake_android_env
+
+    device = FakeAdbDevice(adb_keyboard=True)
+    assert fake_android_env(device).execute(Type(text="p\u00e4ssword")).ok
+    [command] = [c for c in device.typing_commands() if c.startswith("am broadcast")]
+    assert shlex.split(command)[:4] == ["am", "broadcast", "-p", "com.android.adbkeyboard"]
+    assert device.typed() == "p\u00e4ssword"

@@ -172,3 +172,34 @@ def test_typed_text_keeps_its_fence_lines(name, text, wrapped):
 ])
 def test_a_fence_around_the_reply_or_its_action_is_still_read_through(name, reply):
     assert get_dialect(name, "phone").parse(reply, PHONE).kind in ("home", "terminate")
+
+
+@pytest.mark.parametrize("dialect, reply, keys", [
+    ("qwen25vl", '<tool_call>{"name": "computer_use", "arguments": {"action": "key", '
+                 '"keys": "ctrl++"}}</tool_call>', ["ctrl", "+"]),
+    ("qwen25vl", '<tool_call>{"name": "computer_use", "arguments": {"action": "key", '
+                 '"keys": "ctrl shift +"}}</tool_call>', ["ctrl", "shift", "+"]),
+    ("qwen2vl", '*FUNCTION*: Hotkey *ARGS*: {"keys": "ctrl++"}', ["ctrl", "+"]),
+    ("qwen2vl", '*FUNCTION*: Hotkey *ARGS*: {"keys": "ctrl + c"}', ["ctrl", "c"]),
+    ("qwen2vl", '*FUNCTION*: Hotkey *ARGS*: {"keys": "Control+Shift+T"}',
+     ["Control", "Shift", "T"]),
+])
+def test_a_plus_key_in_a_key_string_is_kept(dialect, reply, keys):
+    """A '+' joins two keys; any other '+' is the key (ctrl++ zooms in, it is not ctrl alone)."""
+    action = get_dialect(dialect, "computer").parse(reply, Screen(1280, 800))
+    assert action.keys == keys
+
+
+@pytest.mark.parametrize("reply", [
+    "Action: type(content='print('hi')')",
+    "Action: type(content='the 'Tim's pick' (aka 'best')')",
+    "Action: type(content='abc') and then press enter",
+])
+def test_a_uitars_call_followed_by_more_text_on_its_line_is_refused(reply):
+    """Read up to the first quote that could close it, the content would be cut short
+    ("print('hi"): the reply is refused rather than typing a text that was not written."""
+    with pytest.raises(ParseError, match="text follows the call on its line"):
+        get_dialect("uitars", "phone").parse(reply, Screen(1080, 2400))
+    escaped = get_dialect("uitars", "phone").parse(
+        "Action: type(content='print(\\'hi\\')')", Screen(1080, 2400))
+    assert escaped.text == "print('hi')"

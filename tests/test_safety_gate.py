@@ -453,3 +453,41 @@ def test_the_question_shows_markup_in_screen_text_as_written():
     finally:
         sys.stdin = stdin
     assert "'Pay [/b] now [black on black]x'" in out.getvalue()
+
+
+def test_a_name_several_packages_end_in_opens_nothing_and_is_judged_by_name():
+    """Which of two packages ending in "chrome" is meant is not known (an app may have named
+    itself so): open_app refuses and names them; the gate compares the model's name."""
+    device = FakeAdbDevice(packages=("org.example.chrome", "com.android.chrome"))
+    env = fake_android_env(device)
+    result = env.execute(OpenApp(app="Chrome"))
+    assert not result.ok and "org.example.chrome, com.android.chrome" in result.message
+    assert not any(c.startswith(("monkey", "input")) for c in device.commands)
+    assert env.resolve_app("Chrome") == AppTarget(package=None, label="Chrome")
+    gate = ConfirmationGate(GateRules(open_apps=["chrome"]), env, "deny")
+    assert gate.sensitive(OpenApp(app="Chrome")).rule == "open_app"
+
+
+class ServicePackagePhone(DumpDevice):
+    """com.android.phone is installed but launches nothing (the telephony service); the home
+    screen shows a "Phone" icon."""
+
+    def _answer(self, command):
+        answer = super()._answer(command)
+        if command.startswith("monkey"):
+            answer.output = "** No activities found to run, monkey aborted."
+        return answer
+
+
+def test_a_package_with_nothing_to_launch_falls_back_to_the_home_screen_icon():
+    device = ServicePackagePhone(ui_node((0, 0, 200, 200), text="Phone", clickable=True))
+    device.packages = ["com.android.phone"]
+    env = fake_android_env(device)
+    result = env.execute(OpenApp(app="Phone"))
+    assert result.ok and "home screen" in result.message
+    assert device.commands[-1] == "input tap 100 100"
+    target = env.resolve_app("Phone")  # the gate checks both ways it may open
+    assert (target.package, target.label) == ("com.android.phone", "Phone")
+    result = env.execute(OpenApp(app="com.android.phone"))  # no icon says that
+    assert not result.ok and "has no launcher activity" in result.message
+    assert "home screen now" in result.message  # it says where it left the phone

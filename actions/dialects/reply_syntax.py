@@ -166,12 +166,25 @@ def _number(text: str) -> Number:
 def key_names(value: Any) -> list[str] | None:
     """Key names from a list, or from one string split on spaces or '+'; None if unusable."""
     if isinstance(value, str):
-        value = [k for k in re.split(r"[+\s]+", value) if k]
+        value = split_keys(value)
     if not isinstance(value, list) or not value:
         return None
     if not all(isinstance(k, str) and k.strip() for k in value):
         return None
     return value
+
+
+def split_keys(text: str) -> list[str]:
+    """``"ctrl+c"``, ``"ctrl c"`` or ``"ctrl + c"`` as its keys. A '+' joins the key before it
+    to a key after it; any other '+' is the plus key itself: ``"ctrl++"``, ``"ctrl+"`` and
+    ``"ctrl shift +"`` end with it."""
+    tokens = re.findall(r"[^+\s]+|\+", text)
+    keys: list[str] = []
+    for i, token in enumerate(tokens):
+        joins = token == "+" and 0 < i < len(tokens) - 1 and tokens[i - 1] != "+"
+        if not joins:
+            keys.append(token)
+    return keys
 
 
 def to_point(

@@ -250,6 +250,11 @@ class UITarsDialect(Dialect):
         if not line_marker and rest.strip():  # "I must not write Action: finished() yet"
             raise fail("an `Action:` inside a line must end the reply; start a line with "
                        "`Action:`", expected)
+        if tail := rest.split("\n", 1)[0].strip():
+            # type(content='print('hi')') reads as "print('hi" followed by "')": never type a
+            # text cut short at a quote that was not its end.
+            raise fail(f"text follows the call on its line ({short(tail[:30])}); a quote inside "
+                       "content must be escaped as \\'", expected)
         name = _ALIASES.get(call.name, call.name)
         args = {k: _box_text(v) if k in ("start_box", "end_box") else v
                 for k, v in call.args.items()}

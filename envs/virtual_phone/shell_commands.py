@@ -280,7 +280,8 @@ class ShellCommands:
             await self.launch(package)
             return ok(f"Starting: Intent {{ cmp={self.apps[package].component} }}\n")
         if verb == "broadcast":
-            await self._broadcast(opts.get("-a", ""), opts["extras"])
+            if opts.get("-p") in (None, ADB_KEYBOARD.split("/")[0]):  # else addressed elsewhere
+                await self._broadcast(opts.get("-a", ""), opts["extras"])
             action = opts.get("-a", "")
             return ok(f"Broadcasting: Intent {{ act={action} flg=0x400000 (has extras) }}\n"
                       "Broadcast completed: result=0\n")
