@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
@@ -76,7 +76,16 @@ def record_app(policy: DemonstrationPolicy, end_seen: threading.Event) -> FastAP
                         headers={"Cache-Control": "no-store", "X-Step": str(view.step)})
 
     @app.post("/action")
-    def action(post: ActionPost) -> JSONResponse:
+    def action(post: ActionPost, request: Request) -> JSONResponse:
+        # Another site's page may post here too (a no-cors fetch needs no preflight): only this
+        # page's own origin, or a client that names none (a script), drives the device. FastAPI
+        # releases before 0.132 also took a JSON body sent without its content type.
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+            return JSONResponse({"error": f"refused a request from {origin}"}, status_code=403)
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return JSONResponse({"error": "send the action as application/json"},
+                                status_code=415)
         try:
             reply = policy.submit(post.action, post.thought)
         except (ValueError, ValidationError) as exc:

@@ -510,3 +510,18 @@ def test_on_a_real_phone_the_gate_refuses_what_a_sandbox_allows(tmp_path):
         first = json.loads((run.out / r.trajectory / "steps.jsonl").read_text().splitlines()[0])
         assert first["gate"]["decision"] == decision and first["gate"]["rule"] == "tap_text"
         assert first["result"]["ok"] == (decision == "allowed")  # the tap ran only then
+
+
+def test_a_reason_in_the_markdown_report_is_shown_as_written(baseline):
+    """A check's reason may quote the model's answer: in report.md it is neither HTML nor
+    markdown (emphasis, code, a link)."""
+    from runtime.bench.report import markdown
+
+    hostile = "answered '<img src=x onerror=alert(1)>' *b* [x](javascript:1) `c` | d"
+    first = baseline.results[0]
+    results = [first.model_copy(update={"score": first.score.model_copy(
+        update={"reason": hostile})}), *baseline.results[1:]]
+    [row] = [line for line in markdown(results, baseline.summary).splitlines()
+             if "answered" in line]
+    assert "<img" not in row and "&lt;img src=x onerror=alert(1)&gt;" in row
+    assert r"\*b\* \[x\](javascript:1) \`c\` \| d" in row

@@ -207,3 +207,11 @@ def test_the_page_api_answers_only_this_machine_and_json():
         assert form.status_code == 422
         early = httpx.post(root + "/action", json={"action": {"kind": "home"}})
         assert early.status_code == 400 and "busy" in early.json()["error"]
+        # Another site's page (its fetch names its origin) is refused whatever it sends; the
+        # page's own origin reaches the policy.
+        evil = httpx.post(root + "/action", json={"action": {"kind": "home"}},
+                          headers={"Origin": "https://evil.example"})
+        assert evil.status_code == 403 and "evil.example" in evil.json()["error"]
+        own = httpx.post(root + "/action", json={"action": {"kind": "home"}},
+                         headers={"Origin": root})
+        assert own.status_code == 400 and "busy" in own.json()["error"]

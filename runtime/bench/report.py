@@ -3,6 +3,7 @@ for a bench run, with a link to each episode's trajectory view."""
 
 from __future__ import annotations
 
+import re
 from html import escape
 from pathlib import Path
 
@@ -60,11 +61,18 @@ def markdown(results: list[EpisodeResult], summary: Summary) -> str:
         "## Episodes", "",
         table(["task", "seed", "outcome", "steps", "reason", "trajectory"],
               [[r.task, str(r.seed), r.outcome, str(r.steps),
-                " ".join((r.error or (r.score.reason if r.score else r.reason)).split())[:120],
+                _literal(" ".join((r.error or (r.score.reason if r.score else r.reason))
+                                  .split())[:120]),
                 f"[view]({r.trajectory}/{VIEW})" if r.trajectory else "-"]
                for r in results]), "",
     ]
     return "\n".join(parts)
+
+
+def _literal(text: str) -> str:
+    """Text in a markdown cell shown as written: a check's reason may quote the model's answer,
+    which must neither render as HTML nor as emphasis, code or a link."""
+    return re.sub(r"([\\`*_\[\]~])", r"\\\1", escape(text, quote=False))
 
 
 def _bars(title: str, rates: dict[str, Rate]) -> str:
