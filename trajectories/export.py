@@ -117,15 +117,14 @@ def segments(trajectory: Trajectory, step: StepRecord, episode: bool) -> list[Se
     # shows are those of the last steps, not the first steps with the same text.
     if marked:
         shown = sum(isinstance(p, tuple) and p[1] for pieces in turns for p in pieces)
-        pending = pending[max(0, len(pending) - shown):] if shown else []
+        pending = pending[max(0, len(pending) - shown):]
     else:
-        pending = _shown_suffix(turns, pending)
-    waiting = [shown.text for shown in pending]
+        pending, turns = _shown_suffix(turns, pending)
+    found = iter(turns)
     out: list[Segment] = []
     for role, pieces in messages:
         if role == "assistant":
-            found = pieces if marked else _find_replies(pieces, waiting)
-            out += _assistant_turn(trajectory, step, found, pending)
+            out += _assistant_turn(trajectory, step, next(found), pending)
         else:
             out.append(Segment(role, [p if isinstance(p, Path) else p[0] for p in pieces]))
     out.append(Segment("assistant", [step.response], loss=True, model_ended=ended_by_model(step)))
@@ -208,16 +207,16 @@ def _find_replies(pieces: list[Piece], waiting: list[str]) -> list[Piece]:
     return out
 
 
-def _shown_suffix(turns: list[list[Piece]], pending: list[Shown]) -> list[Shown]:
+def _shown_suffix(turns: list[list[Piece]], pending: list[Shown]
+                  ) -> tuple[list[Shown], list[list[Piece]]]:
     """For a recording without marks: the most past steps, counted back from the last, whose
-    replies the assistant turns show in order."""
+    replies the assistant turns show in order, and the turns with those replies marked."""
     for first in range(len(pending)):
         waiting = [shown.text for shown in pending[first:]]
-        for pieces in turns:
-            _find_replies(pieces, waiting)
+        found = [_find_replies(pieces, waiting) for pieces in turns]
         if not waiting:
-            return pending[first:]
-    return []  # the prompt shows no past reply
+            return pending[first:], found
+    return [], turns  # the prompt shows no past reply
 
 
 def samples(

@@ -125,8 +125,8 @@ class OpenAIBackend(Backend):
         return body
 
     def generate(self, messages: Messages, images: list["Image.Image"], **params: Any) -> Completion:
-        params = Params(**params)
-        body = self.request_body(messages, images, params)
+        asked = Params(**params)
+        body = self.request_body(messages, images, asked)
         start = time.perf_counter()
         answer = self._post(body)
         request_ms = (time.perf_counter() - start) * 1000
@@ -134,7 +134,7 @@ class OpenAIBackend(Backend):
             choice = answer["choices"][0]
             usage = answer.get("usage") or {}
             finish = "length" if choice.get("finish_reason") == "length" else "stop"
-            stop, stop_known = matched_stop(choice, finish, params)
+            stop, stop_known = matched_stop(choice, finish, asked)
             return Completion(
                 text=choice["message"]["content"] or "",
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),

@@ -49,7 +49,7 @@ class BackendPolicy(Policy):
         usage = {"prompt_tokens": completion.prompt_tokens,
                  "new_tokens": completion.completion_tokens,
                  "cached_tokens": completion.cached_tokens,
-                 # Cut off by the token budget: the loop ends the run if it does not parse.
+                 # Cut off by the token budget: the loop ends the run without executing it.
                  "truncated": completion.finish_reason == "length", **completion.timings}
         # What ended the reply, for export: absent when the model ended its turn (an EOS token),
         # the stop string that generation stopped at, or null when the endpoint did not say.
