@@ -53,7 +53,9 @@ def parse(
 
     if list_dialects:
         for name, cls in DIALECTS.items():
-            summary = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+            # A dialect class's own docstring, else its module's (which describes its family).
+            doc = vars(cls).get("__doc__") or sys.modules[cls.__module__].__doc__ or ""
+            summary = doc.strip().splitlines()
             typer.echo(f"{name}\t{summary[0] if summary else ''}")
         return
     if dialect not in DIALECTS:

@@ -58,7 +58,8 @@ def run(
                                 help="The model's prompt and output format: qwen2vl (default), "
                                 "qwen25vl, uitars or uitars15 (UI-TARS-1.5). replay:DIR defaults "
                                 "to the trajectory's."),
-    max_steps: int = typer.Option(30, "--max-steps", min=1, help="Step budget."),
+    max_steps: int = typer.Option(None, "--max-steps", min=1, help="Step budget; default: "
+                                  "the task's own, else 30."),
     max_time: float = typer.Option(None, "--max-time", min=0.0,
                                    help="Time budget for the episode, in seconds; 0 or none "
                                    "given: no limit."),

@@ -91,7 +91,9 @@ def run(
                                 max_tokens=prompt_budget(spec, (tokens or policy).context_length()),
                                 block=spec.history_block)
         config = AgentConfig(
-            max_steps=spec.max_steps, max_time_s=spec.max_time_s,
+            max_steps=spec.max_steps or (task.max_steps if task is not None
+                                         else AgentConfig.max_steps),
+            max_time_s=spec.max_time_s,
             max_parse_errors=spec.max_parse_errors, history=history,
             min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
             max_screen_pixels=spec.max_screen_pixels,

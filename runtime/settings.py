@@ -35,7 +35,7 @@ class RunSpec:
     seed: int = 0  # the task's params are drawn from it
     params: dict[str, Any] | None = None  # the task's params as given (a replay's), not drawn
     dialect: str | None = None  # None: qwen2vl, or a replayed trajectory's own dialect
-    max_steps: int = 30
+    max_steps: int | None = None  # None: the task's own budget, else AgentConfig's (30)
     max_time_s: float | None = None
     max_parse_errors: int = 2
     history_images: int = HistoryPolicy.images

@@ -3,18 +3,21 @@ stop a run cleanly, with the reason in meta.json."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from actions.dialects import get_dialect
 from agent.loop import Agent, AgentConfig
 from agent.policies.base import Reply
-from tests.agent_fakes import FakePhone, ListPolicy
+from tests.agent_fakes import FakePhone, ListPolicy, TypeHelloTask
 from trajectories.reader import load
 from trajectories.recorder import Recorder
 
@@ -37,6 +40,26 @@ def test_the_step_budget(tmp_path):
     result, env = run(ListPolicy(lambda r: TAP), AgentConfig(max_steps=3), tmp_path)
     assert (result.status, result.steps, len(env.executed)) == ("max_steps", 3, 3)
     assert "step budget (3)" in result.reason
+
+
+class ShortTask(TypeHelloTask):
+    max_steps = 4
+
+
+@pytest.mark.parametrize("given, budget", [(None, 4), (2, 2)])
+def test_a_task_run_has_the_tasks_step_budget_unless_one_is_given(tmp_path, given, budget):
+    from runtime.episode import run as run_episode
+    from runtime.settings import RunSpec
+
+    @contextmanager
+    def phone(spec, console):
+        yield FakePhone(), None
+
+    spec = RunSpec(goal=None, model="scripted", max_steps=given, out=tmp_path / "runs")
+    outcome = run_episode(spec, Console(file=io.StringIO()), task=ShortTask(),
+                          env_factory=phone, policy=ListPolicy(lambda r: TAP))
+    assert (outcome.result.status, outcome.result.steps) == ("max_steps", budget)
+    assert f"step budget ({budget})" in outcome.result.reason
 
 
 def test_the_wall_clock_budget(tmp_path):

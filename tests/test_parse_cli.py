@@ -69,8 +69,10 @@ def test_bad_options_are_usage_errors():
 def test_list_dialects():
     out = cli("--list-dialects")
     assert out.returncode == 0
-    names = [line.split("\t")[0] for line in out.stdout.splitlines()]
-    assert names == ["qwen2vl", "qwen25vl", "uitars", "uitars15"]
+    lines = dict(line.split("\t") for line in out.stdout.splitlines())
+    assert list(lines) == ["qwen2vl", "qwen25vl", "uitars", "uitars15"]
+    # Each line describes its own dialect: UI-TARS-1.5's points are not in [0, 1000).
+    assert "[0, 1000)" in lines["uitars"] and "[0, 1000)" not in lines["uitars15"]
 
 
 def test_prompt_prints_the_system_prompt():

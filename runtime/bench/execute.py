@@ -73,7 +73,7 @@ class JobRunner:
                 device=job.device if task.env == "android" else None, task=job.task,
                 # A private Xvfb per desktop episode: parallel workers never share a screen.
                 display="new" if task.env == "desktop" else None,
-                dialect=job.dialect, max_steps=job.max_steps or task.max_steps, out=Path(out),
+                dialect=job.dialect, max_steps=job.max_steps, out=Path(out),
                 max_new_tokens=job.max_new_tokens, temperature=job.temperature,
                 dtype=job.dtype, compile=job.compile,
                 # Each episode runs on a fresh sandboxed env with nobody at a terminal to ask,

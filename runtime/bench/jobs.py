@@ -53,7 +53,7 @@ class EpisodeResult(BaseModel):
     dialect: str | None = None
     outcome: Outcome
     score: Score | None = None  # None when the check could not run (a runtime error)
-    status: str  # how the episode ended: success, failure, answered, max_steps, timeout, error
+    status: str  # how the episode ended: success, failure, answered, max_steps, timeout, limit, error
     reason: str = ""
     error: str | None = None  # the runtime failure, when outcome is "error"
     answer: str | None = None
