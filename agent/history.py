@@ -12,6 +12,7 @@ again. In blocks, the shown screenshots stay put for ``block`` steps, each step 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -39,11 +40,19 @@ class HistoryPolicy:
         if self.block < 1:
             raise ValueError(f"history block must be at least 1, got {self.block}")
 
-    def select(self, past: list[PastStep], images: int | None = None) -> list[PastStep]:
+    def select(self, past: list[PastStep]) -> list[PastStep]:
         """The past steps to show, the older ones without their screenshot."""
-        keep_images = self.images if images is None else images
+        return next(self.trimmed(past))
+
+    def trimmed(self, past: list[PastStep]) -> Iterator[list[PastStep]]:
+        """What a token budget tries in turn: ``select(past)``, then one block of screenshots
+        fewer each time, oldest first, down to none (each distinct selection once)."""
         shown = past if self.steps is None else past[max(0, len(past) - self.steps):] \
             if self.steps else []
         # The first shown step that keeps its screenshot, rounded up to a whole block.
-        cut = max(0, -(-(len(shown) - keep_images) // self.block) * self.block)
-        return [s if i >= cut else replace(s, image=None) for i, s in enumerate(shown)]
+        cut = max(0, -(-(len(shown) - self.images) // self.block) * self.block)
+        while True:
+            yield [s if i >= cut else replace(s, image=None) for i, s in enumerate(shown)]
+            if cut >= len(shown):
+                return
+            cut += self.block

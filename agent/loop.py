@@ -334,20 +334,15 @@ class Agent:
     ) -> tuple[Prompt, int | None]:
         """The step's prompt and its token count, dropping old screenshots to fit the budget."""
         history = self.config.history
-        keep = history.images
-        while True:
-            prompt = self.dialect.build_prompt(
-                goal, history.select(past, keep), step, self.kinds, screen
-            )
+        for shown in history.trimmed(past):
+            prompt = self.dialect.build_prompt(goal, shown, step, self.kinds, screen)
             tokens = self.tokens.count_tokens(prompt, frames, screen)
             if tokens is None or history.max_tokens is None or tokens <= history.max_tokens:
                 return prompt, tokens
-            if keep == 0:
-                raise PromptTooLong(
-                    f"step {step}'s prompt has {tokens} tokens without past screenshots, over "
-                    f"the budget of {history.max_tokens} (--max-prompt-tokens, or the model's "
-                    "context less the reply's tokens)")
-            keep -= 1
+        raise PromptTooLong(
+            f"step {step}'s prompt has {tokens} tokens without past screenshots, over "
+            f"the budget of {history.max_tokens} (--max-prompt-tokens, or the model's "
+            "context less the reply's tokens)")
 
     def _finish(
         self, task: "Task | None", status: Status, reason: str, answer: str | None = None

@@ -73,7 +73,8 @@ def run(
                                       "into text this many at a time, so the prompt only grows "
                                       "in between and a local model reuses its cached prefix."),
     max_prompt_tokens: int = typer.Option(None, "--max-prompt-tokens", min=1, help="Drop past "
-                                          "screenshots, oldest first, until the prompt fits; "
+                                          "screenshots, a block at a time, oldest first, until "
+                                          "the prompt fits; "
                                           "a prompt over it without any ends the run (status "
                                           "limit). Needs a token count: a local model or "
                                           "--processor, whose context less --max-new-tokens "

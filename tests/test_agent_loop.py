@@ -147,6 +147,29 @@ def test_token_budget_drops_old_screenshots():
         assert images <= 2
 
 
+@pytest.mark.parametrize("block", [1, 2])
+def test_the_budget_tries_each_smaller_selection_once_however_large_the_image_count(block):
+    counted = []
+
+    def tokens(prompt, images, screen):
+        counted.append(sum(isinstance(p, ImagePart) for m in prompt.messages for p in m.content))
+        return 1000 * counted[-1]
+
+    policy = ListPolicy(lambda r: TAP, tokens=tokens)
+    history = HistoryPolicy(images=1000, max_tokens=2500, block=block)
+    run(policy, config=AgentConfig(max_steps=6, history=history))
+    shown = [sum(isinstance(p, ImagePart) for m in r.prompt.messages for p in m.content)
+             for r in policy.requests]
+
+    def fitting_cut(past):  # the first block boundary that leaves at most one past screenshot
+        return -(-max(past - 1, 0) // block) * block
+
+    # Screenshots leave a block at a time, oldest first, until the prompt fits.
+    assert shown == [1 + past - fitting_cut(past) for past in range(6)]
+    # Each step counts every past screenshot shown, then one block fewer each time: once each.
+    assert len(counted) == sum(fitting_cut(past) // block + 1 for past in range(6))
+
+
 def test_token_count_is_recorded(tmp_path):
     run([TAP, DONE], tmp_path=tmp_path, tokens=lambda prompt, images, screen: 1234)
     assert [s.prompt_tokens for s in load(tmp_path / "traj").steps] == [1234, 1234]
