@@ -170,6 +170,14 @@ class GenerationSession:
                             request.image_grid_thw, request.image_digests)
         return common_prefix(self.tokens, self.images, request.input_ids[0].tolist(), spans)
 
+    @property
+    def resumed_from(self) -> int:
+        """The leading tokens a request shares with the cache when it goes on with this
+        conversation: the last prompt through its last image, or all of a prompt without
+        images. An agent's next step rewrites what follows the current screenshot (qwen25vl
+        labels the step there, qwen2vl's reply is tokenized anew with the prompt's last space)."""
+        return self.images[-1].end if self.images else self.prompt_length
+
     def _spans(self, ids: torch.Tensor, pixel_values: Pixels | None,
                image_grid_thw: torch.Tensor | None, image_digests: torch.Tensor | None
                ) -> list[ImageSpan]:

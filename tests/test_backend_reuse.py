@@ -12,6 +12,7 @@ from agent.backends.base import Params
 from agent.backends.local import LocalBackend
 from agent.history import HistoryPolicy
 from agent.policies.base import hf_messages, prompt_images
+from core.actions import Tap
 from core.geometry import Screen
 
 SCREEN = Screen(131, 277, max_pixels=40 * 28 * 28)  # a size no other test uses
@@ -147,6 +148,55 @@ def test_a_continuing_request_keeps_its_session_whatever_its_place_in_the_batch(
     new, going_on = backend.generate_batch([backend.prepare(*r, params) for r in (cy[0], bob[1])])
     assert going_on.cached_tokens >= first[1].prompt_tokens
     assert 0 < new.cached_tokens < new.prompt_tokens // 2  # only the opening all chats share
+
+
+def _agent_steps(dialect_name: str, goal: str, seed: int, steps: int
+                 ) -> list[tuple[list, list, Params]]:
+    """An agent episode's requests as the dialect lays out its prompts, with screenshots of its
+    own; the replies written in the dialect, as a model would."""
+    dialect = get_dialect(dialect_name, "phone")
+    rng = np.random.default_rng(seed)
+    screenshots = [Image.fromarray(rng.integers(0, 256, (277, 131, 3), dtype=np.uint8))
+                   for _ in range(steps)]
+    past: list[PastStep] = []
+    requests = []
+    for step in range(steps):
+        prompt = dialect.build_prompt(goal, HistoryPolicy().select(past), step,
+                                      dialect.kinds & {"tap", "home"}, SCREEN)
+        requests.append((hf_messages(prompt), prompt_images(prompt, screenshots), Params(
+            max_new_tokens=3, stop=dialect.stop, min_pixels=SCREEN.min_pixels,
+            max_pixels=SCREEN.max_pixels, continue_final_message=prompt.continue_final_message)))
+        reply = dialect.render_action(Tap(x=10 + step, y=20), SCREEN, thought=f"I see step {step}.")
+        past.append(PastStep(reply, f"done {step}", step))
+    return requests
+
+
+@pytest.mark.parametrize(("dialect", "checkpoint"), [("qwen2vl", "tiny_checkpoint"),
+                                                     ("qwen25vl", "tiny_qwen25_checkpoint"),
+                                                     ("uitars", "tiny_checkpoint")])
+def test_an_agents_next_step_keeps_its_session_in_every_dialect(request, dialect, checkpoint):
+    """Agent steps rewrite the end of the previous prompt (a step label, a reply tokenized
+    anew), yet each step goes on in the agent's own session: alone it does not spread over the
+    empty ones, and a new episode listed before it in a batch does not take its session.
+    (qwen25vl's first step adds the task progress before the first screenshot, so its second
+    step starts a session of its own.)"""
+    path = request.getfixturevalue(checkpoint)
+    # Cy runs Ann's task: her session shares more of his prompt than Bob's does.
+    ann, bob, cy = (_agent_steps(dialect, goal, seed, 4) for goal, seed in (
+        ("Open the clock", 21), ("Call Bob", 22), ("Open the clock", 23)))
+    alone = LocalBackend(path, device="cpu")  # one session: the cache an agent finds alone
+    expected = [alone.generate_batch([alone.prepare(*step)])[0].cached_tokens for step in ann]
+    backend = LocalBackend(path, device="cpu", sessions=2)
+    holding = []
+    for step in ann[:3]:
+        (done,) = backend.generate_batch([backend.prepare(*step)])
+        holding.append(sum(bool(s.tokens) for s in backend.sessions))
+    assert done.cached_tokens == expected[2] > 0
+    assert holding[1] == holding[2]  # the third step went on where the second ran
+    backend.generate_batch([backend.prepare(*bob[0])])
+    new, going_on = backend.generate_batch([backend.prepare(*r) for r in (cy[0], ann[3])])
+    assert going_on.cached_tokens == expected[3] > expected[2]
+    assert new.cached_tokens < expected[2]  # the opening every episode shares
 
 
 def _counting_patchify(monkeypatch) -> list[tuple[int, int]]:

@@ -224,9 +224,10 @@ class LocalBackend(Backend):
         """A distinct session per request, none of ``busy`` (decoding other requests); the
         chosen ones become the most recently used.
 
-        Requests that continue a session (repeat its last prompt whole) claim it first, so a
-        new conversation listed before them cannot take it; the others take an empty session,
-        else the one that shares most of their prompt (the least recently used of equals).
+        Requests that go on with a session's conversation (``resumed_from``) claim it first,
+        those that share more before those that share less, so a new conversation listed
+        before them cannot take it; the others take an empty session, else the one that shares
+        most of their prompt (the least recently used of equals).
         """
         sessions = [s for s in self.sessions if s not in busy]
         if len(self.sessions) == 1:
@@ -234,11 +235,11 @@ class LocalBackend(Backend):
         requests = [_session_request(item) for item in group]
         shared = [[s.shared_prefix(request) for s in sessions] for request in requests]
         taken: dict[int, int] = {}  # request -> session
-        for i in range(len(group)):
-            going_on = [j for j, s in enumerate(sessions) if j not in taken.values()
-                        and s.tokens and shared[i][j] >= s.prompt_length]
-            if going_on:
-                taken[i] = max(going_on, key=shared[i].__getitem__)
+        going_on = [(i, j) for i in range(len(group)) for j, s in enumerate(sessions)
+                    if s.tokens and shared[i][j] >= s.resumed_from]
+        for i, j in sorted(going_on, key=lambda pair: -shared[pair[0]][pair[1]]):
+            if i not in taken and j not in taken.values():
+                taken[i] = j
         for i in range(len(group)):
             if i not in taken:
                 unclaimed = [j for j in range(len(sessions)) if j not in taken.values()]
