@@ -247,14 +247,33 @@ class DesktopEnv(Env):
                 mapped = [keys.backend_key(k, keys.PYAUTOGUI) for k in names]
             except ValueError as exc:
                 raise EnvError(str(exc)) from None
-            unknown = [k for k in mapped if k not in gui.KEYBOARD_KEYS]
+            unknown = [k for k in mapped if len(k) > 1 and k not in gui.KEYBOARD_KEYS]
             if unknown:
                 raise EnvError(f"pyautogui cannot press {unknown}")
-            gui.hotkey(*mapped, _pause=False)
+            self._press_together(mapped)
             return "pressed " + "+".join(mapped)
         raise EnvError(f"the desktop env cannot perform '{kind}'")  # guarded by action_kinds
 
     # -- actions ----------------------------------------------------------------------------
+    def _press_together(self, names: list[str]) -> None:
+        """Press the keys in order and release them in reverse. A character goes through the
+        typist's keymap: pyautogui presses Shift with "<" (which Xvfb's "< >" key turns into
+        ">") and has no key for "é"."""
+        held: list[str] = []
+        try:
+            for name in names:
+                if len(name) == 1:
+                    self._typist.hold(name, press=True)
+                else:
+                    self._gui.keyDown(name, _pause=False)
+                held.append(name)
+        finally:
+            for name in reversed(held):
+                if len(name) == 1:
+                    self._typist.hold(name, press=False)
+                else:
+                    self._gui.keyUp(name, _pause=False)
+
     def _drag(self, action: Action) -> str:
         gui = self._gui
         x1, y1 = self.screen_map.to_pointer(action.x, action.y)
@@ -288,17 +307,27 @@ class DesktopEnv(Env):
             self._gui.write(text, _pause=False)
             return f"typed {len(text)} characters"
         chunks = self._typist.chunks(text)
+        typed = 0
         for index, chunk in enumerate(chunks):
             before = self.capture()
             self._typist.type(chunk)
-            if index + 1 < len(chunks):
-                # The next piece rebinds the keycodes this one used: wait until the client has
-                # drawn this piece (the screen changed, then settled) so it has read every key.
-                self._await_redraw(before)
+            typed += len(chunk)
+            # The next piece rebinds the keycodes this one used: it waits until the client has
+            # drawn this piece (the screen changed, then settled), so it has read every key.
+            # Rebinding under a client that has not would change what its unread keys mean.
+            if index + 1 < len(chunks) and not self._redrawn(before):
+                # Counts only: the text may hold a secret's value.
+                raise EnvError(
+                    f"typed {typed} of {len(text)} characters, then stopped: the screen did not "
+                    f"change within {self.settle.timeout_s:g}s, and the rest needs the keys of "
+                    "the last ones rebound, which the app may not have read yet")
         return f"typed {len(text)} characters"
 
-    def _await_redraw(self, before: Image.Image) -> None:
+    def _redrawn(self, before: Image.Image) -> bool:
         deadline = time.monotonic() + self.settle.timeout_s
-        while frames_equal(before, self.capture()) and time.monotonic() < deadline:
+        while frames_equal(before, self.capture()):
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(self.settle.poll_interval_s)
         self.observe()
+        return True

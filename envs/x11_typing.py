@@ -5,7 +5,9 @@ character missing from the keymap (``é``, ``日``, ``✓``) must first be bound
 ``xdotool type`` does this too, but it unbinds each character right after pressing it: a busy
 client that reads the key event after the unbind gets nothing, and the character is lost. Here the
 bindings stay in place until the spare keycodes are needed for other characters (or ``close``),
-so a slow client still finds the right mapping when it gets to the event.
+so a slow client still finds the right mapping when it gets to the event. Text with more such
+characters than spare keycodes comes in ``chunks``, and the env waits for the client to draw one
+before the next rebinds them (``DesktopEnv._type``).
 """
 
 from __future__ import annotations
@@ -80,15 +82,27 @@ class X11Typist:
         """Type one piece from ``chunks`` (a short text is one piece)."""
         self._bind({keysym_for(c) for c in chunk if self._on_keyboard(keysym_for(c)) is None})
         for char in chunk:
-            keysym = keysym_for(char)
-            keycode, shift = self._on_keyboard(keysym) or (self._bound[keysym], False)
-            if shift:
-                self._fake(self._shift, press=True)
-            self._fake(keycode, press=True)
-            self._fake(keycode, press=False)
-            if shift:
-                self._fake(self._shift, press=False)
+            self._key(char, press=True)
+            self._key(char, press=False)
         self._display.sync()
+
+    def hold(self, char: str, press: bool) -> None:
+        """Press (or release) the key of one character, as a key of a combination whose
+        modifiers are held around it (ctrl+<, alt+é)."""
+        if press and self._on_keyboard(keysym_for(char)) is None:
+            self._bind({keysym_for(char)})
+        self._key(char, press)
+        self._display.sync()
+
+    def _key(self, char: str, press: bool) -> None:
+        """One character's key down or up, with Shift around it where its key needs Shift."""
+        keysym = keysym_for(char)
+        keycode, shift = self._on_keyboard(keysym) or (self._bound[keysym], False)
+        if shift and press:
+            self._fake(self._shift, press=True)
+        self._fake(keycode, press)
+        if shift and not press:
+            self._fake(self._shift, press=False)
 
     def _bind(self, keysyms: set[int]) -> None:
         missing = keysyms - self._bound.keys()
@@ -101,6 +115,11 @@ class X11Typist:
         for keysym, keycode in zip(sorted(missing), free):
             self._display.change_keyboard_mapping(keycode, [(keysym, keysym)])
             self._bound[keysym] = keycode
+        # A client may look at the new mapping only once a key event comes: chromium read the
+        # first key after a rebind with the keycode's old character (1 text in 40 under load).
+        # A Shift tap, which types nothing, is that first event.
+        self._fake(self._shift, press=True)
+        self._fake(self._shift, press=False)
         self._display.sync()
 
     def _fake(self, keycode: int, press: bool) -> None:

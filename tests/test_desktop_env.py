@@ -197,6 +197,52 @@ def test_xtest_typing_presses_return_once_per_line_break(desktop, monkeypatch) -
     assert keysyms == [0xE9, XK.XK_Return, XK.XK_b, XK.XK_Return, XK.XK_c, XK.XK_Return]
 
 
+def test_characters_on_rebound_keycodes_arrive_as_themselves(desktop, app, fresh) -> None:
+    """Two texts whose characters all need the spare keycodes, in turn: each character of one
+    rebinds a keycode the other used, and the app reads each key with its new meaning (chromium
+    once read the first key after a rebind as the keycode's old character)."""
+    spare = len(desktop._typist._spare)
+    upper = "".join(chr(0xC0 + i) for i in range(spare))  # À Á Â ...
+    x, y = find_color(fresh.image, YELLOW).centre
+    assert desktop.execute(Click(x=x, y=y)).ok
+    wait_until(lambda: app.evaluate("document.activeElement.id") == "field")
+    for _ in range(15):
+        for text in (upper, upper.lower()):
+            app.evaluate("document.getElementById('field').value = ''")
+            desktop.observe()
+            assert desktop.execute(Type(text=text)).ok
+            desktop.observe()
+            wait_for_value(lambda: app.input_value("#field"), text)
+
+
+def test_a_rebind_is_followed_by_a_key_event_that_types_nothing(desktop, monkeypatch) -> None:
+    typist = desktop._typist
+    # Characters no other test types: the first is bound here, the second is not yet.
+    typist.type("\u2ff0")
+    pressed: list[int] = []
+    monkeypatch.setattr(typist, "_fake", lambda keycode, press: press and pressed.append(keycode))
+    for text in ("\u2ff0\u2ff0", "\u2ff1"):
+        typist.type(text)
+    assert pressed == [typist._bound[0x1002FF0], typist._bound[0x1002FF0], typist._shift,
+                       typist._bound[0x1002FF1]]
+
+
+def test_typing_stops_before_a_rebind_when_the_app_shows_nothing(desktop, monkeypatch) -> None:
+    """A text longer than the spare keycodes into an app that never draws it (frozen, or an
+    echo-off prompt): the keys of the first piece are not rebound under it, the action fails
+    and says how far it got."""
+    import dataclasses
+
+    screen = desktop.capture()
+    monkeypatch.setattr(desktop, "capture", lambda: screen)
+    monkeypatch.setattr(desktop, "settle", dataclasses.replace(desktop.settle, timeout_s=0.3))
+    spare = len(desktop._typist._spare)
+    text = "".join(chr(0x4E00 + i) for i in range(spare + 3))
+    result = desktop.execute(Type(text=text))
+    assert not result.ok
+    assert f"typed {spare} of {spare + 3} characters, then stopped" in result.message
+
+
 def test_a_character_that_cannot_be_typed_is_not_named(desktop, monkeypatch) -> None:
     # The text may hold a secret's value: the error says how many characters, not which.
     monkeypatch.setattr(desktop._typist, "_spare", [])
@@ -252,6 +298,23 @@ def test_a_one_character_key_is_that_character_and_a_capital_names_its_key(deskt
     assert desktop.execute(Hotkey(keys=["ctrl", "A"])).ok
     assert desktop.execute(Key(key="backspace")).ok
     wait_for_value(lambda: app.input_value("#field"), "")
+
+
+def test_a_combination_presses_the_character_it_names(desktop, app, fresh) -> None:
+    """ctrl+< is not ctrl+> (pyautogui pressed Shift with "<", which made it ctrl+>)."""
+    x, y = find_color(fresh.image, YELLOW).centre
+    assert desktop.execute(Click(x=x, y=y)).ok
+    wait_until(lambda: app.evaluate("document.activeElement.id") == "field")
+    combos = [["ctrl", "<"], ["ctrl", ">"], ["alt", "<"], ["ctrl", "a"]]
+    for keys in combos:
+        result = desktop.execute(Hotkey(keys=keys))
+        assert result.ok, result.message
+
+    def pressed():
+        return [e["key"] for e in events(app, "keydown")
+                if e["key"] not in ("Control", "Alt", "Shift")]
+
+    wait_for_value(pressed, ["<", ">", "<", "a"])
 
 
 def test_unsupported_kind_and_unknown_key_are_refused(desktop, app, fresh) -> None:
