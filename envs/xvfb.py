@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from envs.base import EnvError
-from envs.processes import stop
+from envs.processes import DIES_WITH_PARENT, stop
 
 
 def _write_cookie(path: Path) -> None:
@@ -56,6 +56,7 @@ class Xvfb:
                 [binary, "-displayfd", str(write_fd), "-screen", "0",
                  f"{width}x{height}x{depth}", "-nolisten", "tcp", "-auth", self.xauthority],
                 pass_fds=(write_fd,),
+                preexec_fn=DIES_WITH_PARENT,
                 stdout=subprocess.DEVNULL,
                 stderr=self._log,
             )

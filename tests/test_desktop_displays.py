@@ -58,3 +58,45 @@ def test_an_action_on_a_dead_x_server_fails_with_a_reason() -> None:
         for action in (Move(x=10, y=10), Click(x=10, y=10), Type(text="hi")):
             result = env.execute(action)
             assert not result.ok and f"the X display {display.display} is gone" in result.message
+
+
+def test_a_killed_desktop_run_leaves_neither_its_xvfb_nor_its_task_programs(tmp_path) -> None:
+    """SIGKILL runs no cleanup: the kernel stops the run's private Xvfb and the task's editor
+    (PR_SET_PDEATHSIG), as it does the virtual phone's adb server."""
+    import json
+    import signal
+    import time
+
+    from tests.proc_table import command, descendants
+
+    require_tool("xvfb")
+    require_tool("xdotool")
+    wait = '*FUNCTION*: Wait *ARGS*: {"seconds": 0.5}'
+    script = tmp_path / "replies.jsonl"
+    script.write_text("".join(json.dumps({"response": wait}) + "\n" for _ in range(200)))
+    run = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent.parent / "agent_cli.py"), "run",
+         "--env", "desktop", "--display", "new", "--task", "desktop/editor-write-save",
+         "--model", f"replay:{script}", "--max-steps", "200", "--out", str(tmp_path / "runs")],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    helpers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(helpers) < 2 and time.monotonic() < deadline:
+            assert run.poll() is None, "the run ended before it could be killed"
+            helpers = [p for p in descendants(run.pid)
+                       if command(p).split(" ")[0].rsplit("/", 1)[-1] in ("Xvfb", "mousepad")]
+            time.sleep(0.1)
+        assert len(helpers) == 2, "the run did not start its Xvfb and editor within 60 s"
+        run.send_signal(signal.SIGKILL)
+        run.wait(10)
+        deadline = time.monotonic() + 10
+        while any(command(p) for p in helpers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [command(p) for p in helpers] == ["", ""]
+    finally:
+        if run.poll() is None:
+            run.kill()
+        for pid in helpers:
+            if command(pid):
+                os.kill(pid, signal.SIGKILL)

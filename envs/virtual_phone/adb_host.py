@@ -10,22 +10,17 @@ started it as its parent: start it from a thread that outlives its use.)
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from envs.processes import stop
+from envs.processes import DIES_WITH_PARENT, stop
 from envs.virtual_phone.phone import VirtualPhone
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def free_port() -> int:
@@ -59,7 +54,7 @@ class PrivateAdbServer:
         self.process = subprocess.Popen(
             [self.adb, "-P", str(self.port), "nodaemon", "server"], env=self.env,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=DIES_WITH_PARENT,
         )
         return self
 
@@ -101,12 +96,6 @@ class PrivateAdbServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _die_with_parent() -> None:
-    """In the forked child, before exec: ask the kernel for SIGKILL when the parent dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from typing import Callable
 
 from core.actions import Click
 from envs.base import Env, EnvError
-from envs.processes import stop
+from envs.processes import DIES_WITH_PARENT, stop
 from tasks.base import Task
 
 #: How long a program may take to show its window, and a solution to wait for an effect.
@@ -136,7 +136,7 @@ class DesktopTask(Task):
             raise EnvError(f"{argv[0]} is not installed (see the Makefile's SYSDEPS)")
         self._processes.append(subprocess.Popen(
             argv, cwd=self.folder, env=child_env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=DIES_WITH_PARENT))
         return find_window(env, window_class)
 
     def path(self, name: str) -> Path:
