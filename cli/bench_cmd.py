@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.markup import escape
 
 from cli.error_line import error_line
 from cli.model_options import (
@@ -19,6 +18,7 @@ from cli.model_options import (
 )
 from cli.scrubbed import print_path, scrubbed_console
 from cli.secret_option import parse_secrets, secret_option
+from core.terminal import literal
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -167,7 +167,7 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
         tally["done"] += 1
         tally[result.outcome] = tally.get(result.outcome, 0) + 1
         if result.outcome == "error":
-            progress.console.print(f"[red]error[/] {escape(f'{result.key}: {result.error}')}")
+            progress.console.print(f"[red]error[/] {literal(f'{result.key}: {result.error}')}")
         progress.update(bar, advance=1, rate=rate())
 
     with progress:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
+from core.terminal import literal
 
 
 def error_line(message: object) -> str:
-    """``error: MESSAGE`` for a rich console. The message is escaped: it quotes paths, goals and
-    model text, whose square brackets rich would otherwise read as markup (and fail on)."""
-    return f"[red]error:[/] {escape(str(message))}"
+    """``error: MESSAGE`` for a rich console. The message is shown literally: it quotes paths,
+    goals and model text."""
+    return f"[red]error:[/] {literal(str(message))}"

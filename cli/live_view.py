@@ -7,6 +7,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from core.terminal import printable
 from trajectories.records import StepRecord
 
 _PHASES = {
@@ -26,7 +27,8 @@ def describe_action(action: dict | None) -> str:
 
 
 def clip(text: str, limit: int = 70) -> str:
-    text = " ".join(text.split())
+    """One line of at most ``limit`` characters, its control characters shown as escapes."""
+    text = printable(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -72,7 +74,8 @@ class LiveView:
     def goal(self, goal: str) -> None:
         self.title = goal
         if self._live is None:
-            self.console.print(f"goal: {goal}", markup=False, highlight=False, soft_wrap=True)
+            self.console.print(f"goal: {printable(goal)}", markup=False, highlight=False,
+                               soft_wrap=True)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -89,7 +92,8 @@ class LiveView:
     def _table(self, rows: list[StepRecord], title: str | None) -> Table:
         # The goal and the model's text are shown as written: rich would read "[/x]" in them
         # as markup (and fail on it), so each is a Text, never a markup string.
-        table = Table(title=Text(title) if title is not None else None, title_justify="left",
+        table = Table(title=Text(printable(title)) if title is not None else None,
+                      title_justify="left",
                       expand=True, show_lines=False)
         table.add_column("#", justify="right", style="bold")
         table.add_column("screen", no_wrap=True)

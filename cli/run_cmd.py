@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List
 
 import typer
-from rich.markup import escape
 
 from agent.history import HistoryPolicy
 from cli.error_line import error_line
@@ -19,6 +18,7 @@ from cli.model_options import (
 )
 from cli.scrubbed import print_path, scrubbed_console
 from cli.secret_option import parse_secrets, secret_option
+from core.terminal import literal
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -203,9 +203,9 @@ def report(outcome: RunOutcome, console: Console) -> None:
     style = "green" if result.status in ("success", "answered") else "red"
     # The reasons quote the model's and the task's text: escaped, never read as markup.
     console.print(f"status: [{style}]{result.status}[/] after {result.steps} step(s): "
-                  f"{escape(result.reason)}")
+                  f"{literal(result.reason)}")
     if result.check is not None:
         mark = "[green]passed[/]" if result.check.success else "[red]failed[/]"
-        console.print(f"check: {mark} ({escape(result.check.reason)})")
+        console.print(f"check: {mark} ({literal(result.check.reason)})")
     print_path(console, "trajectory", outcome.directory)
     print_path(console, "view", outcome.view)

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
-from rich.markup import escape
 
 from agent.history import HistoryPolicy
 from agent.loop import Agent, AgentConfig, EpisodeResult, StepObserver
 from agent.policies.base import Policy
 from agent.safety import ConfirmationGate, GateRules, load_rules
 from agent.secrets import SecretError, Secrets
+from core.terminal import literal, printable
 from envs.base import Env
 from runtime.build import EnvFactory, make_policy, open_env, resolve_dialect, resolve_task
 from runtime.settings import RunError, RunSpec
@@ -74,7 +74,7 @@ def run(
     rules = load_rules(spec.gate_rules) if spec.gate_rules else GateRules()
     dialect_name = resolve_dialect(spec)
     if task is not None:
-        console.print(f"task [bold]{escape(task.name)}[/]: {escape(task.goal)}")
+        console.print(f"task [bold]{literal(task.name)}[/]: {literal(task.goal)}")
     made: list[Path] = []  # the folders made for this run, innermost first
     if directory is None:
         out_made = not Path(spec.out).exists()
@@ -204,7 +204,7 @@ def ask_in_terminal(console: Console) -> Callable[[str], bool | None]:
         if not sys.stdin.isatty():
             return None
         try:  # as Text: the model's action and the screen's text are shown, never read as markup
-            return Confirm.ask(Text(question), console=console, default=False)
+            return Confirm.ask(Text(printable(question)), console=console, default=False)
         except EOFError:
             return None
 

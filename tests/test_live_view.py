@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from cli.live_view import MAX_ROWS, LiveView
@@ -68,6 +69,58 @@ def test_the_run_report_shows_reasons_as_written(tmp_path):
     report(RunOutcome(result, tmp_path, tmp_path / "view.html"), console)
     shown = out.getvalue()
     assert "answered: it is [/] done" in shown and "'#todo: fix [bug] {soon}'" in shown
+
+
+#: Retitles the terminal, clears it, writes in red and sets the clipboard (OSC 52), then a
+#: one-byte CSI (C1) that moves the cursor.
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x1b[31mall passed\x1b]52;c;ZWNobw==\x1b\\\x9b5A"
+
+
+def _hostile_sequences(shown: str) -> list[str]:
+    return [s for s in ("\x1b]0;", "\x1b[2J", "\x1b[31m", "\x1b]52;", "\x9b") if s in shown]
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_terminal_sequences_in_what_the_run_shows_are_shown_not_obeyed(tmp_path, terminal):
+    """The model's thought and action, the env's result, the goal, the gate's question and the
+    end's reasons are written by a model or a screen: their control characters are shown as
+    escapes, never sent to the terminal."""
+    from agent.loop import EpisodeResult
+    from cli.error_line import error_line
+    from cli.run_cmd import report
+    from core.results import Score
+    from runtime.episode import RunOutcome
+
+    out = io.StringIO()
+    console = Console(file=out, width=400, force_terminal=terminal, color_system=None)
+    step = records(1)[0].model_copy(update={
+        "thought": "look " + HOSTILE, "action": {"kind": "type", "text": HOSTILE},
+        "result": ActionResult(ok=True, message="typed " + HOSTILE)})
+    with LiveView(console, "goal " + HOSTILE, live=terminal) as view:
+        view.goal("new goal " + HOSTILE)
+        view.step(step)
+    result = EpisodeResult(status="failure", reason="gave up " + HOSTILE, steps=1,
+                           check=Score(success=False, reason="held " + HOSTILE))
+    report(RunOutcome(result, tmp_path, tmp_path / "view.html"), console)
+    console.print(error_line("bad goal " + HOSTILE))
+    shown = out.getvalue()
+    assert _hostile_sequences(shown) == []
+    assert "\\x1b]0;owned\\x07" in shown and "\\x9b5A" in shown  # shown, as escapes
+    assert "gave up \\x1b]0;owned" in shown and "held \\x1b]0;owned" in shown
+
+
+def test_the_gates_question_shows_terminal_sequences_as_escapes(monkeypatch):
+    import sys
+
+    from runtime.episode import ask_in_terminal
+
+    out = io.StringIO()
+    console = Console(file=out, width=400, force_terminal=True, color_system=None)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", lambda *a: "n")
+    assert ask_in_terminal(console)("Type " + HOSTILE + "?") is False
+    assert "Type \\x1b]0;owned" in out.getvalue()  # the question was asked, with escapes
+    assert _hostile_sequences(out.getvalue()) == []
 
 
 def test_paths_are_printed_as_they_are_though_a_secret_hides_elsewhere(tmp_path):

@@ -1,0 +1,23 @@
+"""Text that a model, a page or a device wrote, made safe to print in a terminal."""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls but line feed and tab, DEL, and the C1 controls (0x9b is a one-byte CSI).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character written as its escape (ESC as ``\\x1b``): a reply
+    or a screen's text cannot clear the terminal, retitle it or set its clipboard through
+    escape sequences. Line breaks and tabs stay."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
+
+
+def literal(text: str) -> str:
+    """``text`` to put in a rich markup string: printable, and its square brackets shown, not
+    read as markup (on which rich would also fail)."""
+    from rich.markup import escape
+
+    return escape(printable(text))
