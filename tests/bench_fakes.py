@@ -7,6 +7,7 @@ import contextlib
 import fnmatch
 import os
 import random
+import signal
 import time
 from typing import Any, Iterator
 
@@ -127,6 +128,16 @@ class CrashNeighbour(TypeWord):
     name = "crash/type-word"
 
 
+class WorkerStopped(TypeWord):
+    """Its worker process is sent SIGTERM mid-episode (see ``StoppedPhone``): ``kill PID``."""
+
+    name = "stop/worker-stopped"
+
+
+class StopNeighbour(TypeWord):
+    name = "stop/type-word"
+
+
 class TypePin(FakeTask):
     """Unlock a phone whose PIN is the user's secret PIN: the goal and the solution name only
     ``<secret:PIN>``, so the episode succeeds only when the device got the value."""
@@ -177,8 +188,20 @@ def fake_env(spec, console):
     if spec.task == WorkerDies.name:
         time.sleep(0.3)  # long enough for a neighbour to be running too
         os._exit(9)
+    if spec.task == WorkerStopped.name:
+        yield StoppedPhone(), "fake"
+        return
     phone = FakePhone(fail_observe_at=2 if spec.task == DeviceLost.name else None)
     yield phone, "fake"
+
+
+class StoppedPhone(FakePhone):
+    """Its first action sends SIGTERM to the process running it (a bench worker)."""
+
+    def _execute(self, action):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # the signal arrives meanwhile
+        return super()._execute(action)
 
 
 class SlowPhone(FakePhone):
@@ -210,7 +233,7 @@ def locked_env(spec, console):
 
 
 RIGHT = JobRunner(FakeCatalog(TypeWord, RepeatWord, DeviceLost, NoDevice, CheckLost, WorkerDies,
-                              CrashNeighbour), fake_env)
+                              CrashNeighbour, WorkerStopped, StopNeighbour), fake_env)
 SLOW = JobRunner(RIGHT.catalog, slow_fake_env)
 WRONG = JobRunner(FakeCatalog(WrongTypeWord, WrongRepeatWord), fake_env)
 REPAIRED = JobRunner(RIGHT.catalog, repaired_env)

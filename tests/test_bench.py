@@ -140,6 +140,21 @@ def test_a_worker_that_dies_ends_its_episodes_in_errors_and_the_run_goes_on(tmp_
     assert resumed.summary.overall.successes == 6
 
 
+def test_a_worker_sent_sigterm_ends_its_episode_in_an_error_and_the_run_goes_on(tmp_path):
+    """``kill PID`` of one worker stops its episode (finalized as interrupted), not the bench:
+    the episode is an error line that a resume runs again, the others run on."""
+    run = run_bench(settings(suite="stop", episodes=2), tmp_path, runner=RIGHT, workers=2)
+    assert len(read_results(tmp_path)) == 4
+    by_task = {task: [r for r in run.results if r.task == task]
+               for task in ("stop/worker-stopped", "stop/type-word")}
+    assert all(r.outcome == "error" and "SIGTERM" in r.error
+               for r in by_task["stop/worker-stopped"])
+    assert [r.outcome for r in by_task["stop/type-word"]] == ["success", "success"]
+    resumed = run_bench(settings(suite="stop", episodes=2), tmp_path, runner=REPAIRED,
+                        workers=2)
+    assert resumed.skipped == 2 and resumed.summary.overall.successes == 4
+
+
 def test_ray_tasks_give_the_same_results(baseline, tmp_path):
     import ray  # a test dependency (the [ray] extra): missing, the install is broken
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -98,7 +98,7 @@ class JobRunner:
         result = outcome.result
         known["goal"] = task.goal  # a MiniWoB page only tells its instruction once loaded
         if result.status == "interrupted":  # not an outcome: the episode runs again on resume
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(result.reason)
         error = result.reason if result.status == "error" else None
         score = result.check
         if error is not None:

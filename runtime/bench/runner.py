@@ -197,13 +197,23 @@ def _in_processes(
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     job = running.pop(future)
-                    try:
-                        result = future.result()
-                    except BrokenProcessPool:
+                    # The worker's exception, not raised here: a Ctrl-C of the bench raises
+                    # this process's own KeyboardInterrupt.
+                    failed = future.exception()
+                    if isinstance(failed, BrokenProcessPool):
                         broken = True
                         result = error_result(
                             job, "WorkerLost: a worker process died while this episode ran "
                             "(killed, or out of memory)", trajectory=started_trajectory(job, out))
+                    elif isinstance(failed, KeyboardInterrupt):
+                        # The worker alone was stopped (``kill PID``): its episode ended as
+                        # interrupted, and the worker goes on with the next.
+                        result = error_result(
+                            job, "WorkerStopped: the worker process running this episode was "
+                            f"stopped ({str(failed) or 'interrupted'})",
+                            trajectory=started_trajectory(job, out))
+                    else:
+                        result = future.result()
                     yield result
         finally:
             # Queued episodes never start; a running one was sent the same Ctrl-C.
