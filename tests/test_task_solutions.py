@@ -193,6 +193,23 @@ def book_then_report(env, p):
     yield SolutionStep(Answer(text=f"${price}"), f"It costs ${price}.")
 
 
+def send_a_longer_number(env, p):
+    """text-contact-number: the number with one more digit, which holds the right one."""
+    number = dict((c["name"], c["phone"]) for c in p["contacts"])[p["subject"]]
+    yield SolutionStep(OpenApp(app="Messages"), "Open Messages.")
+    yield from open_thread(env, p["recipient"])
+    yield from send(env, number + "7")
+    yield SolutionStep(Terminate(status="success"), "Sent the number.")
+
+
+def send_every_number(env, p):
+    """text-contact-number: every contact's number in one message, the right one among them."""
+    yield SolutionStep(OpenApp(app="Messages"), "Open Messages.")
+    yield from open_thread(env, p["recipient"])
+    yield from send(env, "Numbers: " + ", ".join(c["phone"] for c in p["contacts"]))
+    yield SolutionStep(Terminate(status="success"), "Sent the number.")
+
+
 # The device shows what was asked for, but not by doing (only) what was asked: a question
 # answered by first changing what it asks about, or after changing the device besides; an edit
 # done as a second entry of the same name.
@@ -200,7 +217,9 @@ def book_then_report(env, p):
                                         ("phone/contact-number-question", edit_then_report),
                                         ("phone/edit-contact-number", add_instead_of_edit),
                                         ("phone/last-message-question", reply_then_report),
-                                        ("phone/cheapest-fare-question", book_then_report)])
+                                        ("phone/cheapest-fare-question", book_then_report),
+                                        ("phone/text-contact-number", send_a_longer_number),
+                                        ("phone/text-contact-number", send_every_number)])
 def test_a_check_is_not_fooled_by_changing_the_device(name, play, env_for):
     task = get_task(name, seed=RUN_SEED)
     result = run_episode(task, env_for(task.env), Plays(play), max_steps=30)  # detours take steps

@@ -112,6 +112,25 @@ def test_a_fare_answer_is_read_for_its_price_not_its_dates_or_flight_codes(answe
     assert _prices_said(answer) == prices
 
 
+@pytest.mark.parametrize("text, numbers", [
+    ("call +1 (555) 0101 at 5", ["15550101", "5"]),
+    ("+1 555 97847", ["155597847"]),  # one number, not a number and a digit
+    ("555-0101 and +1 555 8963.", ["5550101", "15558963"]),
+    ("Here: +1-555-9784!", ["15559784"]),
+])
+def test_numbers_in_a_message_are_read_whole(text, numbers):
+    from tasks.phone.device import numbers_in
+
+    assert numbers_in(text) == numbers
+
+
+def test_a_calculation_never_starts_solved():
+    """xcalc starts showing 0: no seed asks for a result of 0 (seed 813 once did)."""
+    from tasks.desktop.calculator import CalculatorCompute
+
+    assert all(CalculatorCompute(seed=seed).result != 0 for seed in range(20_000))
+
+
 def test_a_negative_seed_is_refused_where_it_would_repeat_a_positive_one(tmp_path):
     with pytest.raises(ValueError, match="seed is 0 or more"):
         get_task("phone/set-wifi-bluetooth", seed=-1)

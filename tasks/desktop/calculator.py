@@ -86,9 +86,11 @@ class CalculatorCompute(DesktopTask):
 
     @classmethod
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
-        numbers = {"a": rng.randint(11, 99), "b": rng.randint(2, 9), "c": rng.randint(3, 60)}
-        form = rng.choice(sorted(FORMS))
-        return {"form": form, **numbers, "expression": form.format(**numbers)}
+        while True:  # xcalc starts showing 0: a result of 0 would be solved before any step
+            numbers = {"a": rng.randint(11, 99), "b": rng.randint(2, 9), "c": rng.randint(3, 60)}
+            form = rng.choice(sorted(FORMS))
+            if FORMS[form](**numbers) != 0:
+                return {"form": form, **numbers, "expression": form.format(**numbers)}
 
     @property
     def result(self) -> int:

@@ -114,6 +114,13 @@ def digits(text: str | None) -> str:
     return re.sub(r"\D", "", text or "")
 
 
+def numbers_in(text: str | None) -> list[str]:
+    """The digits of each number written in ``text``: digit groups joined by spaces, dashes,
+    dots or parentheses, after an optional plus ("call +1 (555) 0101 at 5" -> ["15550101",
+    "5"])."""
+    return [digits(m) for m in re.findall(r"\+?\d(?:[\d().-]| (?=[\d(]))*", text or "")]
+
+
 def wait_for(
     env: "AndroidEnv",
     want: Callable[[list[UiNode]], list[UiNode]],

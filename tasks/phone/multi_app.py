@@ -26,6 +26,7 @@ from tasks.phone.device import (
     app_state,
     digits,
     find,
+    numbers_in,
     set_app_state,
     tap,
     wait_for,
@@ -94,7 +95,12 @@ class TextContactNumber(PhoneTask):
         if strays:
             return Score(success=False, reason=f"messages went to {strays}")
         sent = new.get(p["recipient"], [])
-        if any(m.get("from") == "me" and digits(number) in digits(m.get("text")) for m in sent):
+        written = [n for m in sent if m.get("from") == "me" for n in numbers_in(m.get("text"))]
+        others = sorted(name for name, phone in seeded if name != p["subject"]
+                        and digits(phone) in written)
+        if others:  # every number sent at once is no answer
+            return Score(success=False, reason=f"the messages also hold the numbers of {others}")
+        if digits(number) in written:
             return Score(success=True, reason=f"sent {number} to {p['recipient']}")
         # A message to the right person without the number is half the task.
         return Score(success=False, reward=0.5 if sent else 0.0,
