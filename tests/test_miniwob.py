@@ -9,6 +9,12 @@ One browser serves the whole module.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from actions.dialects import get_dialect
@@ -123,6 +129,40 @@ def test_the_same_seed_gives_the_same_episode(browser):
     assert browser.page.evaluate("core.EPISODE_MAX_TIME") == EPISODE_MAX_TIME_MS
     assert [utterance(seed) for seed in (7, 8)] == first and first[0] != first[1]
     assert utterance(params=get_task("miniwob/click-checkboxes", seed=7).params) == first[0]
+
+
+#: Prints the goals of the date pages' episodes that once differed across time zones, and
+#: the page's offset from UTC on a date that has one in daylight-saving zones.
+_GOALS_HERE = """
+import json
+from envs.browser import BrowserEnv
+from tasks.registry import get_task
+with BrowserEnv(viewport=(240, 240)) as env:
+    goals = []
+    for name, seed in [("miniwob/choose-date", 3), ("miniwob/enter-date", 49)]:
+        task = get_task(name, seed=seed)
+        task.initialize(env)
+        goals.append(task.goal)
+    offset = env.page.evaluate("new Date(2016, 2, 27).getTimezoneOffset()")
+print(json.dumps([goals, offset]))
+"""
+
+
+def test_a_seed_gives_the_same_dates_in_every_time_zone():
+    """The date pages draw their dates in the browser's local time, a day apart across a DST
+    change: the tasks pin the pages' clock, so a seed's episode is the same on any machine.
+    (These seeds drew other dates in New York than in UTC before.) Chromium takes its zone from
+    its environment, so each zone gets a process of its own."""
+    require_tool("chromium")
+    seen = {}
+    for zone in ("UTC", "America/New_York", "Asia/Kolkata"):
+        done = subprocess.run([sys.executable, "-c", _GOALS_HERE], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "TZ": zone},
+                              cwd=Path(__file__).resolve().parent.parent)
+        assert done.returncode == 0, done.stderr
+        seen[zone] = json.loads(done.stdout.splitlines()[-1])
+    assert seen["America/New_York"] == seen["UTC"] == seen["Asia/Kolkata"]
+    assert seen["UTC"][1] == 0
 
 
 def test_every_other_page_loads_and_gives_an_instruction(browser):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import weakref
 from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 PAGES_DIR = Path(miniwob.__file__).parent / "html" / "miniwob"
 
+#: Where and how the pages' clocks and dates are read, whatever the machine's settings.
+PAGE_TIMEZONE, PAGE_LOCALE = "UTC", "en-US"
 #: Long enough never to end an episode by itself: the step budget bounds an episode, and a
 #: model's step takes seconds (MiniWoB's default of 10 s is meant for RL agents).
 EPISODE_MAX_TIME_MS = 3_600_000
@@ -117,6 +120,7 @@ class MiniWobTask(Task):
         url = (PAGES_DIR / f"{self.page}.html").as_uri()
 
         def start(page: "Page") -> str:
+            _pin_clock(page)
             page.goto(url, wait_until="load")
             page.evaluate(_START, [str(self.params["page_seed"]), EPISODE_MAX_TIME_MS])
             page.wait_for_function("WOB_TASK_READY")
@@ -162,6 +166,21 @@ class ScriptedTask(MiniWobTask):
         yield from self.steps(env, self.utterance)
         on_page(env, "waiting for the MiniWoB++ reward", _await_result)
         yield SolutionStep(Terminate(status="success"), "The task is done.")
+
+
+#: The DevTools session of each page whose clock is pinned: the overrides last while it is
+#: attached, and a page takes one override of each kind.
+_PINNED: "weakref.WeakKeyDictionary[Page, Any]" = weakref.WeakKeyDictionary()
+
+
+def _pin_clock(page: "Page") -> None:
+    """The date pages draw their dates in local time (a day apart across a DST change): one
+    time zone and locale everywhere give a seed the same episode on any machine."""
+    if page not in _PINNED:
+        session = page.context.new_cdp_session(page)
+        session.send("Emulation.setTimezoneOverride", {"timezoneId": PAGE_TIMEZONE})
+        session.send("Emulation.setLocaleOverride", {"locale": PAGE_LOCALE})
+        _PINNED[page] = session
 
 
 def _await_result(page: "Page") -> None:
