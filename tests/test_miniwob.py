@@ -88,6 +88,18 @@ class WrongButton(ClickButton):
         yield click(env, text_is("#area button", others[0]), "Click the wrong button.")
 
 
+@pytest.mark.parametrize("seed", [5, 26])
+def test_book_flight_picks_an_airport_hidden_in_the_menus_own_scroll(browser, seed, tmp_path):
+    """In the bench's 1280x800 browser these seeds' airports sit below what the autocomplete
+    menu (80 pixels high, scrolling by itself) shows: the solution still books the flight."""
+    from envs.browser import BrowserEnv
+
+    with BrowserEnv(playwright=browser._playwright) as env:  # one Playwright per thread
+        task = get_task("miniwob/book-flight", seed=seed)
+        result = run_episode(env, task, ScriptedPolicy(), tmp_path)
+    assert result.status == "success" and result.check.success, (result.reason, result.check)
+
+
 def test_a_wrong_click_scores_zero(browser, tmp_path):
     def other_buttons(seed):
         task = get_task("miniwob/click-button", seed=seed)

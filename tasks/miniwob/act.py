@@ -99,8 +99,7 @@ def reveal(env: Env, selector: str, handle: str, attempts: int = 30) -> Iterator
     """
     grabbed = False
     for _ in range(attempts):
-        direction = on_page(env, f"locating {selector}", lambda page: page.locator(selector).first
-                            .evaluate(_SCROLL_DIRECTION))
+        direction = scrolled_out(env, selector)
         if not direction:
             return
         if not grabbed:
@@ -108,6 +107,13 @@ def reveal(env: Env, selector: str, handle: str, attempts: int = 30) -> Iterator
             grabbed = True
         yield key(direction, f"Scroll {direction} to bring the target into view.")
     raise EnvError(f"{selector} never scrolled into view")
+
+
+def scrolled_out(env: Env, selector: str) -> str:
+    """Which way the list around ``selector`` must scroll for all of it to show ('up' or
+    'down'), or '' when it shows."""
+    return on_page(env, f"locating {selector}",
+                   lambda page: page.locator(selector).first.evaluate(_SCROLL_DIRECTION))
 
 
 def onto_screen(env: Env, selector: str, attempts: int = 10) -> Iterator[SolutionStep]:

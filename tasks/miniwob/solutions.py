@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from core.actions import Hotkey
 from envs.base import Env, EnvError
 from tasks.base import SolutionStep
 from tasks.miniwob.act import (
@@ -18,6 +19,7 @@ from tasks.miniwob.act import (
     onto_screen,
     quoted,
     reveal,
+    scrolled_out,
     text_is,
     texts,
     type_text,
@@ -407,7 +409,7 @@ class BookFlight(ScriptedTask):
 
 def _pick_suggestion(env: Env, field: str, place: str) -> Iterator[SolutionStep]:
     """The click on the autocomplete entry for ``place`` ("City, ST (CODE)": the instruction
-    names the city or the code)."""
+    names the city or the code; an entry hidden in the menu's scroll is typed whole first)."""
     # jQuery UI searches 300 ms after the last key: wait for the menu of the whole text (a slow
     # machine can show one for a prefix first).
     menu_id, entries = on_page(env, "reading the suggestions", lambda page: (
@@ -417,9 +419,17 @@ def _pick_suggestion(env: Env, field: str, place: str) -> Iterator[SolutionStep]
         page.evaluate("""(f) => { const menu = $(f).autocomplete('widget');
             return [menu.attr('id'), menu.find('li').map((_, e) => e.textContent).get()]; }""",
                       field))[1])
-    wanted = [e for e in entries if e.startswith(place + " (") or e.endswith(f"({place})")]
+    wanted = [e for e in entries
+              if e == place or e.startswith(place + " (") or e.endswith(f"({place})")]
     if not wanted:
         raise EnvError(f"{place!r} is not among the suggestions {entries}")
     entry = f"#{menu_id} li >> nth={entries.index(wanted[0])}"
+    if scrolled_out(env, entry) and wanted[0] != place:
+        # The menu is 80 pixels high and scrolls by itself: the entry typed whole is the one
+        # suggestion left, at its top.
+        yield SolutionStep(Hotkey(keys=["ctrl", "a"]), "Select the text typed so far.")
+        yield type_text(wanted[0], f"Type the suggestion {wanted[0]!r} whole.")
+        yield from _pick_suggestion(env, field, wanted[0])
+        return
     yield from onto_screen(env, entry)
     yield click(env, entry, f"Choose {wanted[0]!r}.")
