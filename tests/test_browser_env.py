@@ -444,7 +444,8 @@ def sites(env):
 
 
 def frame(env, url):
-    return next(f for f in env.page.frames if f.url == url)
+    """The frame showing ``url``; a click on a link to "#sent" may have moved it there."""
+    return next(f for f in env.page.frames if f.url.split("#")[0] == url)
 
 
 def element_at(env, x, y):
