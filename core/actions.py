@@ -7,18 +7,9 @@ whatever convention the model wrote before they build one of these.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, model_validator
 
 Direction = Literal["up", "down", "left", "right"]
 
@@ -80,18 +71,6 @@ MAX_TYPED_CHARS = 2000
 class Type(_Base):
     kind: Literal["type"] = "type"
     text: str = Field(max_length=MAX_TYPED_CHARS)
-
-    @field_validator("text")
-    @classmethod
-    def _typeable(cls, text: str) -> str:
-        # No keyboard types ESC, NUL or backspace as text: an env would drop it and report the
-        # text typed. Line breaks and tabs are keys every env presses.
-        for char in text:
-            if unicodedata.category(char) == "Cc" and char not in "\n\r\t":
-                raise ValueError(f"the text holds the control character U+{ord(char):04X}, "
-                                 "which no keyboard types as text (a key action presses esc, "
-                                 "backspace and the like)")
-        return text
 
 
 class Key(_Base):

@@ -29,9 +29,6 @@ screens = st.builds(
     max_pixels=st.sampled_from([12_845_056, 1_003_520, 200_704]),
 )
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
-# What a type action can hold: any character but the controls no keyboard types as text.
-typed = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from("\n\r\t"),
-                max_size=40)
 keynames = texts.filter(lambda k: k.strip())  # parsers refuse blank key names
 words = st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=10)
 thoughts = st.text(string.ascii_letters + " ,.'", max_size=30)
@@ -70,7 +67,7 @@ def actions(draw, kind: str, screen: Screen, dialect: str, form_factor: str = "c
         if draw(st.booleans()):
             d |= pt()
     elif kind == "type":
-        d = {"text": draw(typed)}
+        d = {"text": draw(texts)}
     elif kind == "key":
         d = {"key": draw(words if dialect == "uitars" else keynames)}
     elif kind == "hotkey":
