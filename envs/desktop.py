@@ -25,6 +25,7 @@ import importlib
 import os
 import sys
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -303,6 +304,12 @@ class DesktopEnv(Env):
 
     def _type(self, text: str) -> str:
         text = one_line_break_each(text)  # "\r\n" is one Return, as is a lone "\r"
+        # X apps take a control character's keysym for no text at all: refused, not dropped.
+        control = next((c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t"),
+                       None)
+        if control is not None:
+            raise EnvError(f"the desktop cannot type the control character U+{ord(control):04X} "
+                           "as text; a key action presses esc, backspace and the like")
         if set(text) <= _PYAUTOGUI_TEXT:
             self._gui.write(text, _pause=False)
             return f"typed {len(text)} characters"

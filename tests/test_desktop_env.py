@@ -243,6 +243,19 @@ def test_typing_stops_before_a_rebind_when_the_app_shows_nothing(desktop, monkey
     assert f"typed {spare} of {spare + 3} characters, then stopped" in result.message
 
 
+@pytest.mark.parametrize("char", ["\x1b", "\x00", "\x08", "\x7f", "\x9b"])
+def test_a_control_character_is_refused_not_dropped(desktop, app, fresh, char) -> None:
+    """X apps type nothing for a control character's keysym: the action fails and says why,
+    and nothing of the text is typed."""
+    x, y = find_color(fresh.image, YELLOW).centre
+    assert desktop.execute(Click(x=x, y=y)).ok
+    wait_until(lambda: app.evaluate("document.activeElement.id") == "field")
+    result = desktop.execute(Type(text=f"ab{char}c\u00e9"))
+    assert not result.ok and f"control character U+{ord(char):04X}" in result.message
+    assert desktop.execute(Type(text="ok")).ok
+    wait_for_value(lambda: app.input_value("#field"), "ok")
+
+
 def test_a_character_that_cannot_be_typed_is_not_named(desktop, monkeypatch) -> None:
     # The text may hold a secret's value: the error says how many characters, not which.
     monkeypatch.setattr(desktop._typist, "_spare", [])
