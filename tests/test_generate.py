@@ -12,6 +12,7 @@ from PIL import Image
 
 from model import Qwen2VL, Qwen2VLProcessor, linear
 from model.generate import (
+    _COMPILED,
     GenerationOptions,
     Sampling,
     TextStream,
@@ -334,7 +335,9 @@ def test_compiled_decode_gives_the_eager_greedy_tokens(tmp_path, threads, monkey
     model = Qwen2VL.from_pretrained(path, device="cpu")
     batch = proc(text=_chat(proc, "Where is the search button?"))
     eager = _run(model, batch, max_new_tokens=12, eos_token_ids=())[0].tokens
+    assert model not in _COMPILED
     assert _run(model, batch, max_new_tokens=12, eos_token_ids=(), compile=True)[0].tokens == eager
+    assert model in _COMPILED  # the compiled step is the one that ran
     # The compiled step does not keep its model alive (nor, on CUDA, the cache kept for it).
     gone = weakref.ref(model)
     del model

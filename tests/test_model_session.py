@@ -11,7 +11,7 @@ from PIL import Image
 from agent.history import HistoryPolicy
 from core.geometry import Screen
 from model import Qwen2VL
-from model.generate import GenerationOptions, Sampling
+from model.generate import _COMPILED, GenerationOptions, Sampling
 from model.session import GenerationSession, SessionRequest, generate_together, image_spans
 
 # Sizes no other test uses; every step's screenshot has its own.
@@ -575,6 +575,7 @@ def test_a_compiled_batch_of_sessions_decodes_the_eager_tokens(tiny_checkpoint):
         longer = [torch.cat([p, torch.tensor([g.tokens]), tail], 1) for p, g in zip(prompts, first)]
         second = generate_together(sessions, [SessionRequest(p) for p in longer], options)
         tokens[compile] = [g.tokens for g in first + second]
+        assert (model in _COMPILED) == compile  # the compiled step is the one that ran
     assert tokens[True] == tokens[False]
 
 
@@ -616,6 +617,7 @@ def test_a_compiled_decode_keeps_its_cache_where_it_was_across_sessions(tiny_che
         plain = model.generate.generate(model_, torch.cat([prompts[2], prompts[2]]),
                                         options=options)
         tokens.append([g.tokens for g in plain])
+        assert (model_ in _COMPILED) == compile  # the compiled step is the one that ran
         seen[compile] = where, tokens
     (_, eager), (where, compiled) = seen[False], seen[True]
     assert compiled == eager
