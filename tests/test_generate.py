@@ -273,6 +273,13 @@ def test_reading_tokens_back_every_few_steps_gives_what_every_step_gives(
     steps = _counting_steps(monkeypatch)
     _run(ours, batch, sync_every=every, **options)
     assert 12 <= len(steps) <= 12 + every - 1
+    # The host reads the tokens back once per ``every`` tokens and after the last: 13 tokens,
+    # ceil(13 / every) read-backs. Each one but the last (where every row has its 13) asks
+    # whether a row's client went away.
+    asked: list[int] = []
+    _run(ours, batch, max_new_tokens=13, eos_token_ids=(), sync_every=every,
+         dropped=lambda row: asked.append(row) or False)
+    assert asked == [0, 1, 2] * (-(-13 // every) - 1)
 
 
 def _counting_steps(monkeypatch) -> list[int]:
