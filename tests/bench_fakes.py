@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 from core.actions import Tap, Terminate, Type
@@ -218,6 +219,14 @@ def slow_fake_env(spec, console):
 
 
 @contextlib.contextmanager
+def pid_marking_env(spec, console):
+    """``fake_env``, leaving a file named after the process that ran the episode in --out."""
+    (Path(spec.out) / f"ran-in-{os.getpid()}").touch()
+    with fake_env(spec, console) as made:
+        yield made
+
+
+@contextlib.contextmanager
 def repaired_env(spec, console):
     """The devices of the broken suite are back."""
     yield FakePhone(), "fake"
@@ -235,6 +244,7 @@ def locked_env(spec, console):
 RIGHT = JobRunner(FakeCatalog(TypeWord, RepeatWord, DeviceLost, NoDevice, CheckLost, WorkerDies,
                               CrashNeighbour, WorkerStopped, StopNeighbour), fake_env)
 SLOW = JobRunner(RIGHT.catalog, slow_fake_env)
+PID_MARKING = JobRunner(RIGHT.catalog, pid_marking_env)
 WRONG = JobRunner(FakeCatalog(WrongTypeWord, WrongRepeatWord), fake_env)
 REPAIRED = JobRunner(RIGHT.catalog, repaired_env)
 LOCKED = JobRunner(FakeCatalog(TypePin, RefusedPin), locked_env)

@@ -4,6 +4,7 @@ shards, runtime errors, the reports (in real chromium) and the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from runtime.bench.runner import run_bench
 from runtime.bench.summary import Summary
 from runtime.settings import RunError
 from tests import bench_fakes
-from tests.bench_fakes import REPAIRED, RIGHT, SLOW, WRONG
+from tests.bench_fakes import PID_MARKING, REPAIRED, RIGHT, SLOW, WRONG
 from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +121,11 @@ def test_a_killed_cli_run_resumes_to_the_same_summary(baseline, tmp_path):
 
 
 def test_two_worker_processes_give_the_same_results(baseline, tmp_path):
-    run = run_bench(settings(), tmp_path, runner=RIGHT, workers=2)
+    run = run_bench(settings(), tmp_path, runner=PID_MARKING, workers=2)
+    ran_in = {int(p.name.removeprefix("ran-in-")) for p in tmp_path.glob("ran-in-*")}
+    # Worker processes ran them, not this one (how many of the two a fast episode reaches
+    # depends on when each started).
+    assert ran_in and os.getpid() not in ran_in
     assert outcomes(run.results) == outcomes(baseline.results)
     assert run.summary.outcomes() == baseline.summary.outcomes()
 
