@@ -105,11 +105,23 @@ def test_get_task_lists_the_tasks_when_the_name_is_unknown():
     ("It costs 1,122.50 USD", {1122.5}),
     ("$100 or $122", {100.0, 122.0}),  # two prices: no way to be right
     ("VA718 on 2026-01-27", set()),
+    ("283 dollars, departing at 08:15", {283.0}),  # a time is no price
 ])
 def test_a_fare_answer_is_read_for_its_price_not_its_dates_or_flight_codes(answer, prices):
     from tasks.phone.flights import _prices_said
 
     assert _prices_said(answer) == prices
+
+
+@pytest.mark.parametrize("answer, same", [
+    ("Lunch tomorrow?", True), ("lunch   TOMORROW?", True), ("Lunch tomorrow", True),
+    ('"Lunch tomorrow?".', True), ("\u201cLunch tomorrow?\u201d", True),
+    ("Lunch today?", False), ("Lunch tomorrow? Yes", False), ("", False), (None, False),
+])
+def test_an_answer_says_the_same_words_whatever_its_quotes_and_final_punctuation(answer, same):
+    from tasks.phone.device import same_answer
+
+    assert same_answer(answer, "Lunch tomorrow?") is same
 
 
 @pytest.mark.parametrize("text, numbers", [

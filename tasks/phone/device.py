@@ -101,10 +101,10 @@ def slug(name: str) -> str:
 
 
 def same_answer(answer: str | None, expected: str) -> bool:
-    """An answer matches when it says the same words, ignoring case, spacing and a final full
-    stop or quotes."""
+    """An answer matches when it says the same words, ignoring case, spacing, the quotes around
+    it and the punctuation that ends a sentence ('"Lunch tomorrow?".' is "lunch tomorrow")."""
     def norm(text: str) -> str:
-        return " ".join(text.casefold().strip().strip("'\"").rstrip(".").split())
+        return " ".join(text.casefold().strip(" \t\n'\"\u2018\u2019\u201c\u201d.?!").split())
 
     return answer is not None and norm(answer) == norm(expected)
 

@@ -159,11 +159,11 @@ class CheapestFareQuestion(FlightsTask):
 
 def _prices_said(answer: str) -> set[float]:
     """The prices an answer names: its dollar amounts, else its numbers that stand alone (not a
-    date's, nor a flight code's such as VA718). One price must remain for a right answer, so
-    naming several is no way to be right."""
+    date's, a time's such as 08:15, nor a flight code's such as VA718). One price must remain
+    for a right answer, so naming several is no way to be right."""
     text = answer.replace(",", "")
     dollars = re.findall(r"\$\s*(\d+(?:\.\d+)?)", text)
-    alone = re.findall(r"(?<![\w.$-])(\d+(?:\.\d+)?)(?![\w-])", text)
+    alone = re.findall(r"(?<![\w.$:-])(\d+(?:\.\d+)?)(?![\w:-])", text)
     return {float(n) for n in dollars or alone}
 
 
