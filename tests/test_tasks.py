@@ -136,6 +136,14 @@ def test_numbers_in_a_message_are_read_whole(text, numbers):
     assert numbers_in(text) == numbers
 
 
+def test_a_nodelay_page_has_the_step_budget_of_its_page():
+    """book-flight-nodelay is book-flight without waits: its solution took 13 to 26 steps, over
+    the generated pages' default budget of 15."""
+    for page in ("book-flight", "use-autocomplete", "click-collapsible"):
+        assert get_task(f"miniwob/{page}-nodelay").max_steps == get_task(f"miniwob/{page}").max_steps
+    assert get_task("miniwob/book-flight-nodelay").max_steps == 40
+
+
 def test_a_calculation_never_starts_solved():
     """xcalc starts showing 0: no seed asks for a result of 0 (seed 813 once did)."""
     from tasks.desktop.calculator import CalculatorCompute
