@@ -351,7 +351,7 @@ class Agent:
         stopped), tear the task down, and close the trajectory. A check the env fails (the
         device went away before it could be read) makes the episode a runtime error, not a
         failure the agent is blamed for."""
-        check = None
+        check, bug = None, None
         if task is not None and status not in ("error", "interrupted"):
             try:
                 check = task.check(self.env, answer)
@@ -360,6 +360,9 @@ class Agent:
                 reason = self.secrets.scrub(f"the check could not run: {exc}")
             except ValueError as exc:  # the env answered, with a state the check cannot read
                 check = Score(success=False, reason=f"the check could not read the state: {exc}")
+            except Exception as exc:  # a bug in the check: tear down and record, then raise it
+                status, bug = "error", exc
+                reason = self.secrets.scrub(f"the check failed: {type(exc).__name__}: {exc}")
         if check is not None and self.secrets:
             check = check.model_copy(update={"reason": self.secrets.scrub(check.reason)})
         if task is not None:
@@ -372,6 +375,8 @@ class Agent:
                 self.recorder.finish(status, reason, check)
             except OSError:
                 pass  # a full disk: meta.json keeps its last whole version, steps.jsonl its lines
+        if bug is not None:
+            raise bug
         return status, reason, check
 
     def _start_recording(self, goal: str, task: "Task | None", meta: dict[str, Any]) -> None:

@@ -207,6 +207,25 @@ def test_scripted_policy_solves_a_task_and_the_check_reads_the_env(tmp_path):
     assert traj.steps[1].action == {"kind": "type", "text": "hello"}
 
 
+def test_a_check_that_breaks_still_tears_down_and_finishes_the_trajectory(tmp_path):
+    """A bug in a check (an exception no env raises) propagates, after the task is torn down
+    and the trajectory says the episode ended in an error, and why."""
+
+    class BrokenCheck(NameTheColourTask):
+        def check(self, env, answer):
+            raise KeyError("colour")
+
+    env = FakePhone()
+    agent = Agent(env, ScriptedPolicy(), get_dialect("qwen2vl", env.form_factor),
+                  recorder=Recorder(tmp_path / "traj"))
+    task = BrokenCheck(seed=4)
+    with pytest.raises(KeyError):
+        agent.run(task.goal, task)
+    assert env.torn_down
+    meta = load(tmp_path / "traj").meta
+    assert meta.status == "error" and meta.reason == "the check failed: KeyError: 'colour'"
+
+
 def test_failed_check_is_reported_even_when_the_agent_claims_success():
     env = FakePhone()
     agent = Agent(env, ListPolicy([DONE]), get_dialect("qwen2vl", env.form_factor))
