@@ -101,12 +101,24 @@ class DesktopEnv(Env):
             raise EnvError("no X display: pass display=':N' or set DISPLAY (see envs.xvfb.Xvfb)")
         self.xauthority = xauthority or os.environ.get("XAUTHORITY")
         self._gui = self._pyautogui()
+        try:  # what failed to open is let go, and the display is free again for another env
+            self._connect(monitor)
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, monitor: int) -> None:
+        """The screenshots' and the typist's connections to the display, and where ``monitor``
+        lies on it."""
         import mss
 
-        self._mss = mss.MSS(display=self.display)
-        monitors = self._mss.monitors
+        try:
+            self._mss = mss.MSS(display=self.display)
+            monitors = self._mss.monitors
+        except Exception as exc:  # noqa: BLE001 - mss raises several kinds when X is unreachable
+            raise EnvError(f"cannot open X display {self.display} for screenshots: {exc}") \
+                from exc
         if not 0 <= monitor < len(monitors):
-            self.close()
             raise EnvError(
                 f"monitor {monitor} does not exist; this display has 0..{len(monitors) - 1}"
             )

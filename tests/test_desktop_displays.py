@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from core.actions import Click, Move, Type
 from envs.desktop import DesktopEnv
 from envs.xvfb import Xvfb
@@ -58,6 +60,25 @@ def test_an_action_on_a_dead_x_server_fails_with_a_reason() -> None:
         for action in (Move(x=10, y=10), Click(x=10, y=10), Type(text="hi")):
             result = env.execute(action)
             assert not result.ok and f"the X display {display.display} is gone" in result.message
+
+
+def test_an_env_that_fails_to_open_lets_the_next_one_use_another_display(monkeypatch) -> None:
+    import envs.desktop
+    from envs.base import EnvError
+
+    require_tool("xvfb")
+    require_tool("xdotool")
+
+    def no_typist(display):
+        raise EnvError(f"cannot open X display {display} for typing: refused")
+
+    with Xvfb(320, 240) as first, Xvfb(400, 300) as second:
+        monkeypatch.setattr(envs.desktop, "X11Typist", no_typist)
+        with pytest.raises(EnvError, match="for typing"):
+            DesktopEnv(display=first.display, xauthority=first.xauthority)
+        monkeypatch.undo()
+        with DesktopEnv(display=second.display, xauthority=second.xauthority) as env:
+            assert env.capture().size == (400, 300)
 
 
 def test_a_killed_desktop_run_leaves_neither_its_xvfb_nor_its_task_programs(tmp_path) -> None:
