@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from cli import (
@@ -38,5 +41,14 @@ app.add_typer(device_cmd.app, name="device", help="Devices: start the virtual ph
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        threads = sys.modules.get("agent.backends.one_thread")  # no torch work without it
+        if threads is not None and threads.torch_busy():  # interrupted mid-call: end now, with the command's own exit status
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise
 

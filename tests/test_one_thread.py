@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +44,33 @@ def test_backends_run_their_models_on_the_one_torch_thread_whoever_calls(tiny_ch
         backend.close()
     assert len(seen) >= 8 and set(seen) == {torch_thread().run(threading.get_ident)}
     assert threading.get_ident() not in seen
+
+
+#: A command interrupted while the torch thread multiplies matrices: it exits 130 at once.
+_INTERRUPTED_MID_CALL = """
+import threading, time, torch
+import cli.app
+from agent.backends.one_thread import torch_thread
+started = threading.Event()
+def work():
+    started.set()
+    a = torch.randn(400, 400)
+    for _ in range(3000):
+        a = (a @ a.T) / 400
+def command():
+    threading.Thread(target=lambda: torch_thread().run(work), daemon=True).start()
+    started.wait()
+    time.sleep(0.2)
+    raise SystemExit(130)  # as the CLI leaves on Ctrl-C
+cli.app.app = command
+cli.app.main()
+"""
+
+
+def test_a_command_interrupted_mid_torch_call_exits_with_its_status_not_an_abort():
+    """libtorch aborted the process ("terminate called without an active exception", status
+    134) when the interpreter was torn down under the torch thread's call."""
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_MID_CALL], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 130, done.stderr
+    assert "terminate called" not in done.stderr

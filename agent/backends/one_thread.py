@@ -30,7 +30,13 @@ class OneThread:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future] | None] = (
             queue.SimpleQueue())
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._busy = False
         self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a call is under way (one an interrupted caller stopped waiting for)."""
+        return self._busy
 
     def run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """``fn(*args, **kwargs)`` on the thread; its result, or its exception raised here."""
@@ -47,10 +53,13 @@ class OneThread:
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             fn, future = job
+            self._busy = True
             try:
                 future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - the caller gets it raised
                 future.set_exception(exc)
+            finally:
+                self._busy = False
 
 
 _shared: OneThread | None = None
@@ -64,6 +73,13 @@ def torch_thread() -> OneThread:
         if _shared is None:
             _shared = OneThread("torch")
         return _shared
+
+
+def torch_busy() -> bool:
+    """Whether the torch thread is inside a call: the interpreter must not be torn down under
+    it (libtorch's threads then abort the process, "terminate called without an active
+    exception")."""
+    return _shared is not None and _shared.busy
 
 
 def _forget_in_child() -> None:
