@@ -44,11 +44,17 @@ def main() -> None:
     try:
         app()
     except SystemExit as exc:
-        threads = sys.modules.get("agent.backends.one_thread")  # no torch work without it
-        if threads is not None and threads.torch_busy():  # interrupted mid-call: end now, with the command's own exit status
-            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+        _leave_if_torch_busy(exc.code)
         raise
+    _leave_if_torch_busy(0)
 
+
+def _leave_if_torch_busy(status: object) -> None:
+    """End the process at once, with the command's exit status, when the torch thread is
+    still inside a call that Ctrl-C stopped waiting for: tearing the interpreter down under it
+    would make libtorch abort the process."""
+    threads = sys.modules.get("agent.backends.one_thread")  # no torch work without it
+    if threads is not None and threads.torch_busy():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status if isinstance(status, int) else 0 if status is None else 1)
