@@ -66,6 +66,9 @@ def run(
         raise RunError(f"the task {task.name} runs on --env {task.env}, not {spec.env}")
     else:
         goal = task.goal
+    if spec.model == "scripted" and task is not None and not task.has_solution:
+        raise RunError(f"{task.name} has no scripted solution, so --model scripted cannot run "
+                       "it (bench --tag scripted picks the tasks that have one)")
     secrets = Secrets(spec.secrets)
     try:
         secrets.check_goal(goal)

@@ -43,6 +43,8 @@ class Task(ABC):
     max_steps: ClassVar[int] = 20  # the step budget
     #: Extra words a free-text goal may use for this task ("airline", "ticket").
     keywords: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``solution`` can solve it (``--model scripted``); most MiniWoB++ pages cannot.
+    has_solution: ClassVar[bool] = True
 
     def __init__(self, seed: int = 0, params: dict[str, Any] | None = None) -> None:
         if seed < 0:  # random.Random(-3) draws what Random(3) draws: two seeds, one episode

@@ -91,6 +91,13 @@ def test_paths_and_numbers_that_cannot_be_used_end_in_one_line(tmp_path, tiny_ch
         assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
 
 
+def test_a_task_without_a_solution_is_refused_to_the_scripted_model_before_any_env(tmp_path):
+    done = cli("run", "--task", "miniwob/click-color", "--env", "browser", "--model",
+               "scripted", "--out", "runs", cwd=tmp_path)
+    one_line_error(done, "miniwob/click-color has no scripted solution")
+    assert done.returncode == 2 and not (tmp_path / "runs").exists()
+
+
 def test_an_unknown_dtype_is_refused_before_the_weights_load(tmp_path, tiny_checkpoint):
     one_line_error(cli("run", "x", "--model", str(tiny_checkpoint), "--env", "browser",
                        "--dtype", "int8", cwd=tmp_path), "--dtype 'int8'", "bf16", "fp32")

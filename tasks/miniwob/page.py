@@ -96,6 +96,7 @@ class MiniWobTask(Task):
     tags = frozenset({"miniwob"})
     goal_template = "Do what the MiniWoB++ page {page} asks."
     max_steps = 15
+    has_solution = False
 
     def __init__(self, seed: int = 0, params: dict[str, Any] | None = None) -> None:
         super().__init__(seed, params)
@@ -155,6 +156,7 @@ class ScriptedTask(MiniWobTask):
     the solution then waits for MiniWoB to end the episode and reports success."""
 
     tags = frozenset({"miniwob", "scripted"})
+    has_solution = True
 
     @abstractmethod
     def steps(self, env: Env, utterance: str) -> Iterator[SolutionStep]:
