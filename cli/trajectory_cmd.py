@@ -7,6 +7,8 @@ from typing import List
 
 import typer
 
+from cli.secret_option import parse_secrets, secret_option
+
 
 def view(
     directory: Path = typer.Argument(..., help="A trajectory directory (runs/...)."),
@@ -102,10 +104,13 @@ def replay(
                                 "was recorded on one, else $DISPLAY."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the new trajectory."),
     yes: bool = typer.Option(False, "--yes", help="Allow sensitive actions without asking."),
+    secret: list[str] = secret_option(),
 ) -> None:
-    """Re-run a trajectory's recorded replies on a fresh env (same goal, task, env and dialect).
+    """Re-run a trajectory's recorded replies on a fresh env (same goal, task, env and dialect;
+    a goal that names a <secret:NAME> needs its --secret again: no value was recorded).
 
-    The same as `run --model replay:DIR`; with a task, its success check runs again at the end.
+    `run GOAL --model replay:DIR` takes the replies alone; here the goal, task, env and browser
+    settings are the recorded ones too. With a task, its success check runs again at the end.
     """
     from cli.run_cmd import run_and_report
     from runtime.settings import RunSpec
@@ -132,5 +137,5 @@ def replay(
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
         max_steps=max(len(trajectory.steps), 1), out=out, **browser,
-        confirm="yes" if yes else None,
+        confirm="yes" if yes else None, secrets=parse_secrets(secret),
     ))

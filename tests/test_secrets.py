@@ -252,6 +252,17 @@ def test_a_cli_run_types_the_secret_on_the_virtual_phone_and_nothing_shows_it(
         assert value not in text
     assert "<secret:NOTE>" in done.stdout  # the console shows the placeholder instead
 
+    # A replay types the value again, given the secret again (the trajectory holds no value).
+    with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
+        task.initialize(env)
+    run_env["ANDROID_ADB_SERVER_PORT"] = str(adb.port)
+    again = cli("replay", str(directory), "--device", phone.serial, "--secret", "NOTE",
+                "--out", "again")
+    assert again.returncode == 0, again.stdout + again.stderr
+    with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
+        assert task.check(env, None).success
+    assert value not in again.stdout + again.stderr
+
 
 def _texts(folder: Path) -> dict[Path, str]:
     """Every file under ``folder`` but the screenshots (pixels, see docs/safety.md)."""
