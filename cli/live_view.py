@@ -130,7 +130,7 @@ def plain_line(record: StepRecord) -> str:
     """One line for a finished step, for logs: no colour, no table, no redraw."""
     t = record.timings
     thought = f" | {clip(record.thought, 60)}" if record.thought else ""
-    tokens = f" {record.prompt_tokens} tok" if record.prompt_tokens is not None else ""
+    tokens = f", {record.prompt_tokens} tok" if record.prompt_tokens is not None else ""
     return (f"step {record.step}: {clip(describe_action(record.action))} -> "
             f"{clip(outcome(record), 60)}{thought} ({t.model_ms:.0f} ms model, "
             f"{t.act_ms:.0f} ms act{tokens})")

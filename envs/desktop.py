@@ -98,7 +98,8 @@ class DesktopEnv(Env):
         super().__init__(settle)
         self.display = display or os.environ.get("DISPLAY")
         if not self.display:
-            raise EnvError("no X display: pass display=':N' or set DISPLAY (see envs.xvfb.Xvfb)")
+            raise EnvError("no X display: give --display :N (or --display new for a private "
+                           "Xvfb), or set DISPLAY")
         self.xauthority = xauthority or os.environ.get("XAUTHORITY")
         self._gui = self._pyautogui()
         try:  # what failed to open is let go, and the display is free again for another env

@@ -98,6 +98,21 @@ def test_a_task_without_a_solution_is_refused_to_the_scripted_model_before_any_e
     assert done.returncode == 2 and not (tmp_path / "runs").exists()
 
 
+def test_missing_system_tools_are_named_with_their_package(tmp_path):
+    """Nothing on PATH: the virtual phone needs adb, a desktop run on a display of its own
+    needs Xvfb; each says what to install, and leaves no folder behind."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    no_tools = {"PATH": str(empty)}
+    one_line_error(cli("run", "book a flight", "--env", "android", "--device", "virtual",
+                       "--model", "scripted", "--out", "runs", cwd=tmp_path, env=no_tools),
+                   "apt-get install adb")
+    one_line_error(cli("run", "x", "--env", "desktop", "--display", "new", "--model",
+                       "scripted", "--task", "desktop/calculator-compute", "--out", "runs",
+                       cwd=tmp_path, env=no_tools), "apt-get install xvfb")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_an_unknown_dtype_is_refused_before_the_weights_load(tmp_path, tiny_checkpoint):
     one_line_error(cli("run", "x", "--model", str(tiny_checkpoint), "--env", "browser",
                        "--dtype", "int8", cwd=tmp_path), "--dtype 'int8'", "bf16", "fp32")

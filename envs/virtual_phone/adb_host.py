@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from envs.base import EnvError
 from envs.processes import DIES_WITH_PARENT, stop
 from envs.virtual_phone.phone import VirtualPhone
 
@@ -33,7 +34,10 @@ class PrivateAdbServer:
     """``adb -P PORT nodaemon server`` with a scratch HOME, as a child; stopped on exit."""
 
     def __init__(self, adb: str = "adb") -> None:
-        self.adb = shutil.which(adb) or adb
+        found = shutil.which(adb)
+        if found is None:
+            raise EnvError(f"{adb} is not installed: install it with `apt-get install adb`")
+        self.adb = found
         self.port = free_port()
         self.home = tempfile.mkdtemp(prefix="vlagent-adb-")
         self.env = {**os.environ, "HOME": self.home}
