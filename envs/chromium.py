@@ -6,9 +6,22 @@ virtual phone, the desktop tests) launches Debian's ``/usr/bin/chromium`` with t
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 CHROMIUM_PATH = "/usr/bin/chromium"
+
+
+class _DriverGone(logging.Filter):
+    """A terminal's Ctrl-C reaches Playwright's driver process with the rest of the process
+    group, so it exits first, and asyncio then reports its closed pipe as a future nobody
+    retrieved, after the run's own "interrupted" report. That report is the one to show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Connection closed while reading from the driver" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_DriverGone())
 
 #: Flags for a quiet, sandbox-free chromium that never phones home or updates itself.
 CHROMIUM_ARGS: tuple[str, ...] = (

@@ -183,7 +183,8 @@ def test_ctrl_c_mid_run_finalizes_the_trajectory(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, output  # as a shell reports Ctrl-C
     assert "status: interrupted" in output
-    for noise in ("Traceback", "Exception ignored", "Task was destroyed", "Event loop is closed"):
+    for noise in ("Traceback", "Exception ignored", "Task was destroyed", "Event loop is closed",
+                  "Future exception was never retrieved"):
         assert noise not in output  # no stray asyncio warning from the browser's event loop
     traj = load(only_run(tmp_path / "runs"))
     assert traj.meta.status == "interrupted" and traj.meta.finished_at is not None
