@@ -6,6 +6,7 @@ registered: adding a task means adding a class, nothing else.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib
 import inspect
@@ -60,8 +61,10 @@ def get_task(name: str, seed: int = 0, params: dict[str, Any] | None = None) -> 
     try:
         cls = _registry()[name]
     except KeyError:
-        raise UnknownTask(f"unknown task {name!r}; the tasks are: {', '.join(task_names())}") \
-            from None
+        close = difflib.get_close_matches(name, task_names(), n=3)
+        raise UnknownTask(
+            f"unknown task {name!r}; " + (f"did you mean {' or '.join(close)}? " if close else "")
+            + f"the tasks are: {', '.join(task_names())}") from None
     return cls(seed=seed, params=params)
 
 

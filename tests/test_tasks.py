@@ -95,6 +95,8 @@ def test_get_task_lists_the_tasks_when_the_name_is_unknown():
     assert get_task("phone/book-flight").name == "phone/book-flight"
     with pytest.raises(UnknownTask, match="phone/book-flight"):
         get_task("phone/nope")
+    with pytest.raises(UnknownTask, match="did you mean phone/book-flight or "):
+        get_task("phone/book-flght")
 
 
 @pytest.mark.parametrize("answer, prices", [
