@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 
 import typer
@@ -61,6 +62,12 @@ def serve(
     if not _loopback(host) and not api_key:
         err.print(f"[yellow]warning:[/] {host} is reachable from other machines and no "
                   "--api-key is set: anyone who reaches it can use the model")
+    try:  # before the model loads: a port in use is said at once
+        sock = _listening_socket(host, port)
+    except OSError as exc:
+        err.print(error_line(f"cannot listen on {host}:{port}: {exc.strerror or exc}"),
+                  soft_wrap=True)
+        raise typer.Exit(2) from None
     try:
         with err.status("loading the model…"):
             backend = LocalBackend(path, device=device, dtype=dtype, compile=compile,
@@ -74,8 +81,23 @@ def serve(
         max_image_pixels=max_image_pixels, max_tokens=max_tokens, max_batch=max_batch,
     )
     err.print(f"serving {backend.describe()} as {settings.model_id!r} at "
-              f"http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
-    uvicorn.run(create_app(backend, settings), host=host, port=port, log_level="info")
+              f"http://{host}:{sock.getsockname()[1]}/v1"
+              + (" (API key required)" if api_key else ""))
+    config = uvicorn.Config(create_app(backend, settings), host=host, port=port,
+                            log_level="info")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` for uvicorn, of the family uvicorn would bind."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds its own
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _loopback(host: str) -> bool:

@@ -65,6 +65,20 @@ def test_serve_binds_loopback_and_requires_the_key_from_the_environment(tiny_che
     assert "from-env" not in output  # the key never reaches the log
 
 
+def test_serve_says_at_once_that_its_port_is_taken(tiny_checkpoint):
+    """Before the model loads, not after a banner that says it serves."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "agent_cli.py", "serve", str(tiny_checkpoint),
+                                 "--port", str(port), "--device", "cpu"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "serving" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_serve_refuses_a_folder_that_is_no_checkpoint(tmp_path):
     result = subprocess.run([sys.executable, "agent_cli.py", "serve", str(tmp_path / "nope")],
                             cwd=ROOT, capture_output=True, text=True)
@@ -88,6 +102,7 @@ def test_serve_warns_when_bound_beyond_loopback_without_a_key(tiny_checkpoint, m
     from typer.testing import CliRunner
 
     import agent.backends.local
+    import cli.serve_cmd
     from agent_cli import app
     from tests.serve_fakes import EchoEngine
 
@@ -98,13 +113,22 @@ def test_serve_warns_when_bound_beyond_loopback_without_a_key(tiny_checkpoint, m
         def describe(self) -> str:
             return "a stand-in"
 
+    class Bound:  # 192.0.2.7 is no address of this machine: nothing is bound here
+        def __init__(self, host, port) -> None:
+            self.address = (host, port)
+
+        def getsockname(self):
+            return self.address
+
     started = []
     monkeypatch.setattr(agent.backends.local, "LocalBackend", Loaded)
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **_: started.append((host, port)))
+    monkeypatch.setattr(cli.serve_cmd, "_listening_socket", Bound)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets: started.append(
+        (server.config.host, server.config.port, sockets[0].address)))
     monkeypatch.delenv("VLAGENT_API_KEY", raising=False)
     result = CliRunner().invoke(
         app, ["serve", str(tiny_checkpoint), "--host", host, "--port", "8123", "--device", "cpu"],
         env={"VLAGENT_API_KEY": key} if key else {})
     assert result.exit_code == 0, result.output
-    assert started == [(host, 8123)]  # it went on to serve either way
+    assert started == [(host, 8123, (host, 8123))]  # it went on to serve either way
     assert ("reachable from other machines and no --api-key" in result.output) is warned
