@@ -12,7 +12,12 @@ before the next rebinds them (``DesktopEnv._type``).
 
 from __future__ import annotations
 
+import time
+
 from envs.base import EnvError, one_line_break_each
+
+#: How long a rebind waits for clients to fetch the new mapping (once per piece of text).
+REBIND_GRACE_S = 0.03
 
 # Return, Return, Tab. ``chunks`` turns "\r\n" and a lone "\r" into one "\n" first, so each
 # line break presses Return once.
@@ -115,12 +120,14 @@ class X11Typist:
         for keysym, keycode in zip(sorted(missing), free):
             self._display.change_keyboard_mapping(keycode, [(keysym, keysym)])
             self._bound[keysym] = keycode
-        # A client may look at the new mapping only once a key event comes: chromium read the
-        # first key after a rebind with the keycode's old character (1 text in 40 under load).
-        # A Shift tap, which types nothing, is that first event.
+        # A client fetches the new mapping after it hears of the change: chromium read the first
+        # key after a rebind with the keycode's old character (1 text in 40 under load). A
+        # Shift tap, which types nothing, takes that place, and a moment more lets the fetch
+        # land before the characters come.
         self._fake(self._shift, press=True)
         self._fake(self._shift, press=False)
         self._display.sync()
+        time.sleep(REBIND_GRACE_S)
 
     def _fake(self, keycode: int, press: bool) -> None:
         from Xlib import X

@@ -206,7 +206,7 @@ def test_characters_on_rebound_keycodes_arrive_as_themselves(desktop, app, fresh
     x, y = find_color(fresh.image, YELLOW).centre
     assert desktop.execute(Click(x=x, y=y)).ok
     wait_until(lambda: app.evaluate("document.activeElement.id") == "field")
-    for _ in range(15):
+    for _ in range(8):
         for text in (upper, upper.lower()):
             app.evaluate("document.getElementById('field').value = ''")
             desktop.observe()
