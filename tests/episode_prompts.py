@@ -22,6 +22,7 @@ def episode_prompts(
     screen: Screen,
     history: HistoryPolicy,
     kinds: Iterable[str] | None = None,
+    goal: str = GOAL,
 ) -> Iterator[Prompt]:
     """The prompt of each step, given the replies of the steps before it. ``kinds`` narrows the
     actions the system prompt lists (a shorter prompt for fast tests); None lists them all."""
@@ -29,7 +30,7 @@ def episode_prompts(
     listed = dialect.kinds if kinds is None else dialect.kinds & set(kinds)
     past: list[PastStep] = []
     for step, reply in enumerate(replies):
-        yield dialect.build_prompt(GOAL, history.select(past), step, listed, screen)
+        yield dialect.build_prompt(goal, history.select(past), step, listed, screen)
         past.append(PastStep(reply, f"done (step {step})", step))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from episode_prompts import episode_prompts
 from PIL import Image
 
 from actions.dialects import PastStep, get_dialect
@@ -158,17 +159,13 @@ def _agent_steps(dialect_name: str, goal: str, seed: int, steps: int
     rng = np.random.default_rng(seed)
     screenshots = [Image.fromarray(rng.integers(0, 256, (277, 131, 3), dtype=np.uint8))
                    for _ in range(steps)]
-    past: list[PastStep] = []
-    requests = []
-    for step in range(steps):
-        prompt = dialect.build_prompt(goal, HistoryPolicy().select(past), step,
-                                      dialect.kinds & {"tap", "home"}, SCREEN)
-        requests.append((hf_messages(prompt), prompt_images(prompt, screenshots), Params(
-            max_new_tokens=3, stop=dialect.stop, min_pixels=SCREEN.min_pixels,
-            max_pixels=SCREEN.max_pixels, continue_final_message=prompt.continue_final_message)))
-        reply = dialect.render_action(Tap(x=10 + step, y=20), SCREEN, thought=f"I see step {step}.")
-        past.append(PastStep(reply, f"done {step}", step))
-    return requests
+    replies = [dialect.render_action(Tap(x=10 + step, y=20), SCREEN, thought=f"I see step {step}.")
+               for step in range(steps)]
+    return [(hf_messages(prompt), prompt_images(prompt, screenshots), Params(
+                max_new_tokens=3, stop=dialect.stop, min_pixels=SCREEN.min_pixels,
+                max_pixels=SCREEN.max_pixels, continue_final_message=prompt.continue_final_message))
+            for prompt in episode_prompts(dialect_name, replies, SCREEN, HistoryPolicy(),
+                                          {"tap", "home"}, goal=goal)]
 
 
 @pytest.mark.parametrize(("dialect", "checkpoint"), [("qwen2vl", "tiny_checkpoint"),
