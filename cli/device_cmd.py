@@ -7,6 +7,8 @@ import time
 import typer
 from rich.console import Console
 
+from cli.error_line import error_line
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -40,8 +42,9 @@ def virtual(
     try:
         phone = VirtualPhone(port=port, host=host, adb_keyboard=adb_keyboard).start()
     except (RuntimeError, OSError) as exc:
-        console.print(f"[red]could not start the virtual phone:[/] {exc}")
-        raise typer.Exit(1) from None
+        Console(stderr=True).print(error_line(f"could not start the virtual phone: {exc}"),
+                                   soft_wrap=True)
+        raise typer.Exit(2) from None
     console.print(f"virtual phone listening on [bold]{phone.serial}[/]; attach it with "
                   f"[bold]adb connect {phone.serial}[/]; Ctrl-C stops it")
     try:
@@ -81,8 +84,9 @@ def list_devices(
     try:
         infos = list_devices(adbutils.AdbClient(host=adb_host, port=adb_port, socket_timeout=10))
     except OSError as exc:
-        console.print(f"[red]{exc}[/]; start it with `adb start-server`")
-        raise typer.Exit(1) from None
+        Console(stderr=True).print(error_line(f"{exc}; start it with `adb start-server`"),
+                                   soft_wrap=True)
+        raise typer.Exit(2) from None
     if not infos:
         console.print("no devices attached; plug in a phone with USB debugging on, "
                       "`adb connect HOST:PORT`, or start one with "

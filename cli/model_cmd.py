@@ -20,7 +20,7 @@ SCREENSHOT = (1080, 2400)  # a common phone screen, width x height
 
 def _fail(message: str) -> None:
     err.print(error_line(message), soft_wrap=True)
-    raise typer.Exit(1)
+    raise typer.Exit(2)  # as `run` ends on settings it cannot use
 
 
 def _window_rows(vision) -> list[tuple[str, str]]:

@@ -38,7 +38,7 @@ def test_info_prints_counts_and_budget(checkpoint):
 
 def test_info_on_a_bad_path_fails_clearly(tmp_path):
     result = runner.invoke(app, ["model", "info", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "config.json not found" in result.output
 
 
@@ -89,7 +89,7 @@ def test_generate_with_a_missing_image_fails_clearly(checkpoint, tmp_path):
     result = runner.invoke(
         app, ["model", "generate", str(checkpoint), "--image", str(tmp_path / "no.png"), "-p", "x"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot read image" in result.output
 
 
@@ -114,7 +114,7 @@ def test_generate_refuses_bad_input_in_one_line(checkpoint, tmp_path, monkeypatc
     if case == "bomb":  # as PIL refuses a picture of too many pixels
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     result = runner.invoke(app, ["model", "generate", str(checkpoint), *args])
-    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # not a crash
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)  # not a crash
     assert words in " ".join(result.output.split())
     assert "Traceback" not in result.output
 
@@ -155,6 +155,6 @@ def test_model_tiny_writes_a_checkpoint_that_loads_and_generates(tmp_path, famil
     assert answer.exit_code == 0, answer.output
 
     again = runner.invoke(app, ["model", "tiny", str(target)])
-    assert again.exit_code == 1 and "not an empty directory" in again.output
+    assert again.exit_code == 2 and "not an empty directory" in again.output
     bad = runner.invoke(app, ["model", "tiny", str(tmp_path / "other"), "--family", "qwen3"])
-    assert bad.exit_code == 1 and "unknown --family 'qwen3'" in bad.output
+    assert bad.exit_code == 2 and "unknown --family 'qwen3'" in bad.output

@@ -64,4 +64,6 @@ def test_device_list_without_a_server_says_so():
         [sys.executable, str(ROOT / "agent_cli.py"), "device", "list", "--adb-port",
          str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
-    assert result.returncode == 1 and "cannot reach the adb server" in result.stdout
+    # as `run` ends on a device it cannot use: status 2, one error line on stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: ") and "cannot reach the adb server" in result.stderr
