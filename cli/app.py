@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 
@@ -26,6 +27,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"vlagent {version('vlagent')}")
+        except PackageNotFoundError:  # run from a checkout that pip never installed
+            typer.echo("vlagent (not installed: pip install -e .)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                  help="Print vlagent's version and exit."),
+) -> None:
+    pass
+
+
 app.command("run")(run_cmd.run)
 app.command("demo")(run_cmd.demo)
 app.command("record")(record_cmd.record)
@@ -35,9 +57,23 @@ app.command("export")(trajectory_cmd.export)
 app.command("replay")(trajectory_cmd.replay)
 app.command("serve")(serve_cmd.serve)
 app.command("bench")(bench_cmd.bench)
-app.add_typer(model_cmd.app, name="model", help="Inspect and run a local Qwen2-VL checkpoint.")
+app.add_typer(model_cmd.app, name="model")
 app.add_typer(tasks_cmd.app, name="tasks", help="The bundled tasks: tasks list.")
 app.add_typer(device_cmd.app, name="device", help="Devices: start the virtual phone, list devices.")
+
+
+def _one_line_summaries(group: typer.Typer) -> None:
+    """A command list shows each docstring's first paragraph as one line: in rich mode typer
+    would keep the docstring's line breaks there."""
+    for command in group.registered_commands:
+        if command.short_help is None and command.callback and command.callback.__doc__:
+            first = inspect.cleandoc(command.callback.__doc__).split("\n\n")[0]
+            command.short_help = " ".join(first.split())
+    for sub in group.registered_groups:
+        _one_line_summaries(sub.typer_instance)
+
+
+_one_line_summaries(app)
 
 
 def main() -> None:
