@@ -270,7 +270,7 @@ class Agent:
             try:
                 action = self.dialect.parse(reply.text, screen)
             except ParseError as exc:
-                parse_error = str(exc)
+                parse_error = self._quotable_error(exc, reply.text, screen)
         timings.parse_ms = _ms(started)
 
         result = None
@@ -311,6 +311,19 @@ class Agent:
             self.observer.step(record)
         feedback = f"Error: {parse_error}" if parse_error else _feedback(result)
         return _StepOutcome(record, PastStep(reply.text, feedback, step, action), action)
+
+    def _quotable_error(self, error: ParseError, text: str, screen: Screen) -> str:
+        """The parse error to record and show. One that quotes a reply holding a secret's value
+        may cut the value short, where scrubbing cannot find it: then the error is the one the
+        reply gives with its values hidden."""
+        hidden = self.secrets.scrub(text)
+        if hidden == text:
+            return str(error)
+        try:
+            self.dialect.parse(hidden, screen)
+        except ParseError as exc:
+            return str(exc)
+        return "the reply did not parse (it holds a secret's value, so the error is not quoted)"
 
     def _execute(self, action: Action) -> ActionResult:
         """Run the action with its secrets' values in place of their placeholders."""

@@ -7,7 +7,8 @@ wherever the value shows up (an env's error message, a task check's reason, a sc
 
 The envs' errors never quote typed text (docs/safety.md); as a second line of defence ``scrub``
 also finds the value in the forms the runtime itself encodes typed text in: shell-quoted, with
-spaces as ``%s`` (Android's ``input text``), escaped as by ``repr`` or JSON, and in base64.
+spaces as ``%s`` (Android's ``input text``), escaped as by ``repr`` or JSON, and in base64; and
+percent-encoded, as a page's URL shows a form field that was typed into.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from core.actions import Action
 
@@ -111,13 +113,18 @@ class Secrets:
 
 
 def encoded_forms(value: str) -> set[str]:
-    """``value`` as is, and as the runtime may have encoded it in a command or a message:
-    spaces as ``%s``, shell-quoted (both), escaped by ``repr`` and by JSON, and the runs of
+    """``value`` as is, and as the runtime or a page may have encoded it in a command, a message
+    or a URL: spaces as ``%s``, shell-quoted (both), escaped by ``repr`` and by JSON,
+    percent-encoded, and the runs of
     its base64 (at each of the three byte alignments it can have inside a longer text) that
     depend on its bytes alone."""
     spaced = value.replace(" ", "%s")
     forms = {value, spaced, shlex.quote(value), shlex.quote(spaced), repr(value)[1:-1],
-             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+             # Percent-encoded as a browser sends a form field (so it shows in a page's URL),
+             # as encodeURIComponent writes it, and with every reserved character escaped.
+             quote_plus(value, safe="*").replace("~", "%7E"), quote(value, safe="!~*'()"),
+             quote(value, safe="")}
     data = value.encode("utf-8")
     for offset in range(3):
         padded = bytes(offset) + data + bytes(-(offset + len(data)) % 3)

@@ -140,6 +140,35 @@ def test_a_gate_reason_cut_short_holds_no_part_of_a_secret(tmp_path):
     assert iban[:8] not in text
 
 
+@pytest.mark.parametrize("value, url", [
+    # A GET form's query as a browser writes it (WHATWG urlencoded: only *-._ stay as they are).
+    ("p@ss w0rd!~*", "file:///form.html?pw=p%40ss+w0rd%21%7E*"),
+    # encodeURIComponent, as a page's script may put it in its URL.
+    ("p@ss w0rd!~*", "https://x.test/#pw=p%40ss%20w0rd!~*"),
+    ("Gr\u00fc\u00dfe/1", "https://x.test/?pw=Gr%C3%BC%C3%9Fe%2F1&next=2"),
+])
+def test_scrub_finds_a_value_percent_encoded_in_a_url(value, url):
+    scrubbed = Secrets({"PW": value}).scrub({"url": url})["url"]
+    assert "<secret:PW>" in scrubbed and "%40" not in scrubbed and "%C3" not in scrubbed
+
+
+def test_a_parse_error_that_cuts_a_value_short_keeps_no_part_of_it(tmp_path):
+    """A parse error quotes the reply cut short; a value cut with it is no longer the value,
+    so the error is built from the reply with its values hidden."""
+    value = "Tr0ub4dor&3-correct-horse-battery"
+    bad = f"*FUNCTION*: Type *ARGS*: the password on the screen is {value}"
+    env = FakePhone()
+    policy = ListPolicy([bad, DONE])
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
+                  recorder=Recorder(tmp_path / "traj"), secrets=Secrets({"PW": value}))
+    agent.run("Log in with <secret:PW>")
+    [first, _] = load(tmp_path / "traj").steps
+    assert first.parse_error and "<secret:PW" in first.parse_error
+    for path in (tmp_path / "traj").rglob("*"):
+        if path.is_file() and path.suffix != ".png":
+            assert value[:6] not in path.read_text(encoding="utf-8"), path
+
+
 @pytest.mark.parametrize("value", ["correct horse battery", "pa\\ss'wo\"rd",
                                    "Gr\u00fc\u00dfe \u65e5\u672c"])
 def test_scrub_finds_the_value_in_the_forms_the_runtime_encodes_it(value):
