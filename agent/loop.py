@@ -433,6 +433,7 @@ def _hide_secrets(record: StepRecord, secrets: Secrets) -> StepRecord:
     file names, the step's numbers and the system prompt, which masking would corrupt (a PIN
     "1000" inside "x and y from 0 to 1000")."""
     data = record.model_dump(mode="json")
+    data["response_masked"] = secrets.scrub(record.response) != record.response
     for name in ("response", "thought", "action", "parse_error", "result", "gate", "usage",
                  "extras"):
         data[name] = secrets.scrub(data[name])

@@ -77,7 +77,7 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
     if model.startswith("replay:"):
         from agent.policies.replay import ReplayPolicy
 
-        return ReplayPolicy(model[len("replay:"):])
+        return ReplayPolicy(model[len("replay:"):], spec.secrets)
     if is_endpoint(model):
         return endpoint_policy(spec)
     if not Path(model).is_dir():

@@ -140,6 +140,43 @@ def test_a_gate_reason_cut_short_holds_no_part_of_a_secret(tmp_path):
     assert iban[:8] not in text
 
 
+def test_a_reply_that_holds_a_value_is_masked_untrained_and_replayed_as_written(
+        tmp_path, tiny_checkpoint):
+    """A tap at x=500 with a PIN of 500: the record cannot keep the model's text, so it says
+    so; the export trains the other replies only, and a replay given the secret taps the same
+    point again."""
+    from transformers import AutoTokenizer
+
+    from agent.policies.replay import ReplayPolicy
+    from tests.test_export import read, train_qwen2vl
+    from trajectories.export import export
+
+    tap = '*FUNCTION*: Tap *ARGS*: {"point": (500,125)}'
+    type_pin = '*FUNCTION*: Type *ARGS*: {"text": "<secret:PIN>"}'
+    goal = "Tap the box and enter <secret:PIN>"
+    first = FakePhone()
+    Agent(first, ListPolicy([tap, type_pin, DONE]), get_dialect("qwen2vl", "phone"),
+          recorder=Recorder(tmp_path / "run"), secrets=Secrets({"PIN": "500"})).run(goal)
+    steps = load(tmp_path / "run").steps
+    assert [s.response_masked for s in steps] == [True, False, False]
+    assert "500" not in steps[0].response and steps[0].action["kind"] == "tap"
+
+    out = tmp_path / "sft.jsonl"
+    export([tmp_path / "run"], "qwen2vl", "episode", out)
+    (row,) = read(out)
+    _, _, trained, _ = train_qwen2vl(row, AutoTokenizer.from_pretrained(tiny_checkpoint))
+    assert trained == [type_pin, DONE]  # the tap's reply is context only
+
+    again = FakePhone()
+    result = Agent(again, ReplayPolicy(tmp_path / "run", {"PIN": "500"}),
+                   get_dialect("qwen2vl", "phone"), recorder=Recorder(tmp_path / "replay"),
+                   secrets=Secrets({"PIN": "500"})).run(goal)
+    assert result.status == "success", result.reason
+    assert again.executed == first.executed and again.typed == "500"
+    assert [s.model_dump(include={"response", "action"}) for s in load(tmp_path / "replay").steps] \
+        == [s.model_dump(include={"response", "action"}) for s in steps]
+
+
 @pytest.mark.parametrize("value, url", [
     # A GET form's query as a browser writes it (WHATWG urlencoded: only *-._ stay as they are).
     ("p@ss w0rd!~*", "file:///form.html?pw=p%40ss+w0rd%21%7E*"),

@@ -23,6 +23,7 @@ history's replies are assistant turns too). ``episode`` gives one sample per epi
 step's prompt and reply, with every parsed reply shown as a model turn trained.
 
 Replies that did not parse are never trained, nor replies whose action the safety gate refused,
+nor replies recorded with a secret's placeholder in place of its value (``response_masked``),
 nor replies that spell a token that frames a chat (``<|im_end|>``: the trainer's tokenizer would
 read it as one). A LLaMA-Factory episode sample would have to train such a reply (it has no
 per-turn flag), so those episodes are left out of that export and counted.
@@ -182,8 +183,10 @@ def trainable(step: StepRecord) -> bool:
     action (a person or the run's rules said no to it), the token limit did not cut it off (the
     trainer would close it with an end the model never wrote), and it spells none of the tokens
     that frame a chat. A trainer's tokenizer would read ``<|im_end|>`` in it as that special
-    token, which the model never wrote as one (a local run drops those tokens from replies)."""
+    token, which the model never wrote as one (a local run drops those tokens from replies).
+    Nor is a reply that held a secret's value: its record has the placeholder there instead."""
     return (step.action is not None
+            and not step.response_masked
             and (step.gate is None or step.gate.decision != "denied")
             and not step.usage.get("truncated")
             and not any(t in step.response for t in FRAMING_TOKENS))

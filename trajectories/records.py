@@ -80,6 +80,9 @@ class StepRecord(BaseModel):
     prompt_tokens: int | None = None  # None when the policy has no processor to count with
     prompt: RecordedPrompt
     response: str  # the policy's raw text
+    #: A secret's value in ``response`` was replaced by its placeholder: the recorded reply is
+    #: not the model's text (export does not train it; replay with the secret restores it).
+    response_masked: bool = False
     thought: str = ""
     action: dict[str, Any] | None = None  # the parsed action's JSON; None on a parse error
     parse_error: str | None = None

@@ -9,18 +9,23 @@ its export trains what the first run's would.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from agent.policies.base import Policy, PolicyError, Reply, Request
 
 
-def read_responses(source: str | Path) -> list[Reply]:
-    """The recorded replies of a JSONL file or a trajectory directory."""
+def read_responses(source: str | Path, secrets: Mapping[str, str] | None = None) -> list[Reply]:
+    """The recorded replies of a JSONL file or a trajectory directory. A trajectory's reply
+    that was recorded with a secret's placeholder in place of the value the model wrote
+    (``response_masked``) gets the value back from ``secrets``, where it names one."""
     path = Path(source)
     if path.is_dir():
         from trajectories.reader import load
 
-        return [Reply(step.response, _ending(step.usage)) for step in load(path).steps]
+        return [Reply(_unmasked(step.response, secrets) if step.response_masked
+                      else step.response, _ending(step.usage))
+                for step in load(path).steps]
     if not path.is_file():
         raise PolicyError(f"replay source {path} does not exist")
     responses = []
@@ -41,6 +46,13 @@ def read_responses(source: str | Path) -> list[Reply]:
     return responses
 
 
+def _unmasked(text: str, secrets: Mapping[str, str] | None) -> str:
+    from agent.secrets import PLACEHOLDER
+
+    values = secrets or {}
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
 def _ending(record: dict) -> dict:
     """What ended a recorded reply (``trajectories.records.StepRecord.usage``): the stop string
     and whether the token limit cut it off, where the record says."""
@@ -48,9 +60,9 @@ def _ending(record: dict) -> dict:
 
 
 class ReplayPolicy(Policy):
-    def __init__(self, source: str | Path) -> None:
+    def __init__(self, source: str | Path, secrets: Mapping[str, str] | None = None) -> None:
         self.name = f"replay:{source}"
-        self._responses = read_responses(source)
+        self._responses = read_responses(source, secrets)
         self._next = 0
 
     def respond(self, request: Request) -> Reply:
