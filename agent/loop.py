@@ -13,7 +13,7 @@ the trajectory is finalized in every case.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
@@ -405,6 +405,8 @@ class Agent:
             action_kinds=self.kinds,
             min_pixels=self.config.min_pixels,
             max_pixels=self.config.max_pixels,
+            max_parse_errors=self.config.max_parse_errors,
+            history=asdict(self.config.history),
             started_at=utc_now(),
             **meta,
         ))

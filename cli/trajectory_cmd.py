@@ -109,8 +109,8 @@ def replay(
     """Re-run a trajectory's recorded replies on a fresh env (same goal, task, env and dialect;
     a goal that names a <secret:NAME> needs its --secret again: no value was recorded).
 
-    `run GOAL --model replay:DIR` takes the replies alone; here the goal, task, env and browser
-    settings are the recorded ones too. With a task, its success check runs again at the end.
+    `run GOAL --model replay:DIR` takes the replies alone; here the goal, task, env, browser
+    settings, history layout and parse-error limit are the recorded ones too. With a task, its success check runs again at the end.
     """
     from cli.run_cmd import run_and_report
     from runtime.settings import RunSpec
@@ -129,6 +129,13 @@ def replay(
                    "viewport": tuple(getattr(meta, "viewport", None) or (1280, 800)),
                    "scale": getattr(meta, "scale", None) or 1.0,
                    "allowed_domains": tuple(getattr(meta, "allowed_domains", None) or ())}
+    # The loop's recorded settings, so each replayed prompt and the parse-error limit are the
+    # run's (a recording made before they were kept gets the defaults).
+    loop = {} if meta.max_parse_errors is None else {"max_parse_errors": meta.max_parse_errors}
+    if meta.history is not None:
+        loop |= {"history_images": meta.history["images"],
+                 "history_block": meta.history["block"],
+                 "max_prompt_tokens": meta.history["max_tokens"]}
     run_and_report(RunSpec(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         seed=getattr(meta, "seed", 0), params=getattr(meta, "params", None),
@@ -137,5 +144,5 @@ def replay(
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
         max_steps=max(len(trajectory.steps), 1), out=out, **browser,
-        confirm="yes" if yes else None, secrets=parse_secrets(secret),
+        confirm="yes" if yes else None, secrets=parse_secrets(secret), **loop,
     ))

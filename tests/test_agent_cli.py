@@ -41,23 +41,27 @@ def only_run(root: Path) -> Path:
 
 def test_run_view_export_and_replay_on_the_browser(tmp_path):
     require_tool("chromium")
-    script = replies(tmp_path / "r.jsonl", [CLICK, "not an action", DONE])
+    script = replies(tmp_path / "r.jsonl", [CLICK, *["not an action"] * 3, DONE])
+    # Settings of the loop that the replay must repeat: the default 2 parse errors in a row
+    # would end it, and the default history would show past screenshots.
     done = cli("run", "Click the middle", "--env", "browser", "--model", f"replay:{script}",
-               "--out", "runs", cwd=tmp_path)
+               "--out", "runs", "--max-parse-errors", "3", "--history-images", "0",
+               "--history-block", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     directory = only_run(tmp_path / "runs")
-    assert "status: success after 3 step(s)" in done.stdout
+    assert "status: success after 5 step(s)" in done.stdout
     assert f"view: {(directory / 'view.html').resolve()}" in done.stdout
     assert (directory / "view.html").is_file()
     traj = load(directory)
-    assert [s.action and s.action["kind"] for s in traj.steps] == ["click", None, "terminate"]
+    assert [s.action and s.action["kind"] for s in traj.steps] == ["click", None, None, None,
+                                                                    "terminate"]
     assert traj.meta.model == f"replay:{script}" and traj.meta.env == "browser"
 
     exported = cli("export", str(directory), "--format", "llamafactory", "--out", "sft.jsonl",
                    cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert "2 sample(s) from 1 episode(s)" in exported.stdout
-    assert "1 step(s) whose reply cannot be trained left out" in exported.stdout
+    assert "3 step(s) whose reply cannot be trained left out" in exported.stdout
 
     # Replaying the trajectory repeats its replies on a fresh env.
     replayed = cli("replay", str(directory), "--out", "again", cwd=tmp_path)
@@ -65,6 +69,7 @@ def test_run_view_export_and_replay_on_the_browser(tmp_path):
     again = load(only_run(tmp_path / "again"))
     assert [s.response for s in again.steps] == [s.response for s in traj.steps]
     assert [s.action for s in again.steps] == [s.action for s in traj.steps]
+    assert [s.prompt for s in again.steps] == [s.prompt for s in traj.steps]
 
 
 def test_bad_settings_get_clear_errors(tmp_path):

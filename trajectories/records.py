@@ -105,6 +105,10 @@ class Meta(BaseModel):
     action_kinds: list[str]
     min_pixels: int
     max_pixels: int
+    #: The loop's settings that shape later prompts and when it gives up, so a replay repeats
+    #: them (None in recordings made before they were kept).
+    max_parse_errors: int | None = None
+    history: dict[str, Any] | None = None  # agent.history.HistoryPolicy's fields
     started_at: str  # ISO 8601, UTC
     finished_at: str | None = None
     status: Status = "running"
