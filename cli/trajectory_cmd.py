@@ -63,9 +63,9 @@ def export(
     from trajectories.export import export as run_export
     from trajectories.reader import TrajectoryError
 
-    statuses = None if "all" in (status or []) else (status or ["success"])
     try:
-        summary = run_export(directories, format, granularity, out, statuses, relative,
+        summary = run_export(directories, format, granularity, out, status or ["success"],
+                             relative,
                              strict=strict, dedupe=dedupe)
     except (ExportError, TrajectoryError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)

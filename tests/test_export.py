@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -450,6 +451,9 @@ def test_unparsed_steps_and_status_filter(tmp_path):
     assert export([failed], "qwen2vl", "step", out, statuses=["failure"]).samples == 2
     with pytest.raises(ExportError, match="unknown status 'sucess'"):
         export([failed], "qwen2vl", "step", out, statuses=["sucess"])
+    with pytest.raises(ExportError, match="unknown status 'sucess'"):  # next to all, too
+        export([failed], "qwen2vl", "step", out, statuses=["all", "sucess"])
+    assert export([failed], "qwen2vl", "step", out, statuses=["all"]).samples == 2
 
 
 def test_a_failed_check_is_not_a_success(tmp_path):
@@ -492,6 +496,12 @@ def test_dedupe_drops_identical_samples(tmp_path):
     deduped = export(dirs, "qwen2vl", "step", tmp_path / "b.jsonl", dedupe=True)
     assert (plain.samples, deduped.samples, deduped.duplicates) == (6, 3, 3)
     assert deduped.images == 1 + 2 + 3  # uitars shows every earlier screenshot
+    # The same replies and screenshots at another pixel budget are other samples.
+    other = Path(shutil.copytree(dirs[0], tmp_path / "t2"))
+    meta = json.loads((other / "meta.json").read_text())
+    (other / "meta.json").write_text(json.dumps({**meta, "max_pixels": 2 * meta["max_pixels"]}))
+    both = export([*dirs, other], "qwen2vl", "step", tmp_path / "c.jsonl", dedupe=True)
+    assert (both.samples, both.duplicates) == (6, 3)
 
 
 @pytest.mark.parametrize("placeholder", ["<image>", "<video>", "<audio>"])

@@ -284,9 +284,11 @@ def export(
     if granularity not in GRANULARITIES:
         raise ExportError(f"unknown granularity {granularity!r}; use step or episode")
     keep = set(statuses) if statuses is not None else None
-    if keep is not None and (unknown := sorted(keep - set(STATUSES))):
+    if keep is not None and (unknown := sorted(keep - set(STATUSES) - {"all"})):
         raise ExportError(f"unknown status {', '.join(map(repr, unknown))}; use "
-                          f"{', '.join(s for s in STATUSES if s != 'running')} or running")
+                          f"{', '.join(s for s in STATUSES if s != 'running')}, running or all")
+    if keep is not None and "all" in keep:
+        keep = None
     out = Path(out)
     base = out.resolve().parent
 
@@ -318,7 +320,7 @@ def export(
         summary.skipped_steps += sum(not trainable(s) for s in trajectory.steps)
         for step, segs, row in made:
             if dedupe:
-                key = _fingerprint(segs)
+                key = _fingerprint(segs, trajectory.meta)
                 if key in seen:
                     summary.duplicates += 1
                     continue
@@ -361,8 +363,10 @@ def _reply_tokens(step: StepRecord) -> int:
     return value if isinstance(value, int) else 0
 
 
-def _fingerprint(segs: list[Segment]) -> str:
+def _fingerprint(segs: list[Segment], meta: Meta) -> str:
     digest = hashlib.sha256()
+    # The pixel budget too: the same image bytes at another budget are other model inputs.
+    digest.update(f"{meta.min_pixels},{meta.max_pixels}".encode())
     for seg in segs:
         digest.update(f"\0{seg.role}{seg.loss}{seg.model_ended}".encode())
         for part in seg.parts:
