@@ -72,20 +72,24 @@ def _status_line(phone) -> str:
 @app.command("list")
 def list_devices(
     adb_host: str = typer.Option("127.0.0.1", "--adb-host", help="Host of the adb server."),
-    adb_port: int = typer.Option(5037, "--adb-port", help="Port of the adb server."),
+    adb_port: int = typer.Option(
+        None, "--adb-port", min=1, max=65535,
+        help="Port of the adb server (default: $ANDROID_ADB_SERVER_PORT, else 5037, as adb picks it)."),
 ) -> None:
     """List the devices attached to the adb server, with their state and model."""
     import adbutils
     from rich.table import Table
 
-    from envs.android import list_devices
+    from envs.android import adb_server_port, list_devices
+    from envs.base import EnvError
 
     console = Console()
     try:
-        infos = list_devices(adbutils.AdbClient(host=adb_host, port=adb_port, socket_timeout=10))
-    except OSError as exc:
-        Console(stderr=True).print(error_line(f"{exc}; start it with `adb start-server`"),
-                                   soft_wrap=True)
+        port = adb_port or adb_server_port()
+        infos = list_devices(adbutils.AdbClient(host=adb_host, port=port, socket_timeout=10))
+    except (OSError, EnvError) as exc:
+        hint = "" if isinstance(exc, EnvError) else "; start it with `adb start-server`"
+        Console(stderr=True).print(error_line(f"{exc}{hint}"), soft_wrap=True)
         raise typer.Exit(2) from None
     if not infos:
         console.print("no devices attached; plug in a phone with USB debugging on, "

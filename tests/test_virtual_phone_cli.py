@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -40,10 +41,11 @@ def test_device_virtual_runs_until_ctrl_c_and_device_list_shows_it():
             # --no-adbkeyboard: only the plain keyboard is installed.
             assert adb.run("-s", serial, "shell", "ime list -s").stdout.split() == [
                 b"com.vlagent.keyboard/.LatinIME"]
+            # The server's port as adb itself picks it (as `run` does): from the environment.
             listing = subprocess.run(
-                [sys.executable, str(ROOT / "agent_cli.py"), "device", "list",
-                 "--adb-port", str(adb.port)],
+                [sys.executable, str(ROOT / "agent_cli.py"), "device", "list"],
                 cwd=ROOT, capture_output=True, text=True, timeout=60,
+                env={**os.environ, "ANDROID_ADB_SERVER_PORT": str(adb.port)},
             )
             assert listing.returncode == 0, listing.stderr
             assert serial in listing.stdout and "vlagent_virtual_phone" in listing.stdout
