@@ -7,6 +7,7 @@ per segment, then the loss mask) and check that the trained tokens are the recor
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -466,6 +467,23 @@ def test_a_failed_check_is_not_a_success(tmp_path):
     assert (summary.episodes, summary.samples) == (1, 3)
     assert export([claimed], "qwen2vl", "step", tmp_path / "x.jsonl",
                   statuses=["failure"]).samples == 1
+
+
+def test_an_out_that_cannot_be_written_leaves_no_file_behind(tmp_path, monkeypatch):
+    directory = run_list(tmp_path / "a", ['*FUNCTION*: Terminate *ARGS*: {"status": "success"}'])
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(ExportError, match="is a folder; give a file name"):
+        export([directory], "qwen2vl", "step", folder)
+    assert not list(tmp_path.glob("*.tmp"))
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        export([directory], "qwen2vl", "step", tmp_path / "sft.jsonl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "out"]
 
 
 def test_corrupt_trajectories_are_skipped_unless_strict(tmp_path):

@@ -290,6 +290,8 @@ def export(
     if keep is not None and "all" in keep:
         keep = None
     out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"--out {out} is a folder; give a file name, such as {out / 'sft.jsonl'}")
     base = out.resolve().parent
 
     def image_path(path: Path) -> str:
@@ -334,13 +336,17 @@ def export(
         raise ExportError(f"nothing to export: {_why_nothing(summary, keep)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        if out.suffix == ".json":
-            json.dump(rows, f, ensure_ascii=False, indent=1)
-        else:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            if out.suffix == ".json":
+                json.dump(rows, f, ensure_ascii=False, indent=1)
+            else:
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, out)
+    except BaseException:  # a full disk, Ctrl-C: no half-written file is left beside --out
+        tmp.unlink(missing_ok=True)
+        raise
     return summary
 
 
