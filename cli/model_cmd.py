@@ -201,7 +201,8 @@ def tiny(
     seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
 ) -> None:
     """Write a tiny random checkpoint (a few MB: config.json, model.safetensors, tokenizer.json,
-    generation_config.json, preprocessor_config.json) to try a run offline.
+    tokenizer_config.json, generation_config.json, preprocessor_config.json) to try a run
+    offline.
 
     Example: agent_cli.py model tiny tiny-qwen2vl && agent_cli.py run "book a flight" --env
     android --device virtual --model tiny-qwen2vl --max-steps 3

@@ -49,7 +49,7 @@ def parse(
     """
     from actions.dialects import DIALECTS, ParseError, get_dialect
     from core.geometry import Screen
-    from core.kinds import FORM_FACTORS
+    from core.kinds import FORM_FACTORS, KINDS
 
     if list_dialects:
         for name, cls in DIALECTS.items():
@@ -77,6 +77,14 @@ def parse(
     size = _screen_size(screen)
     kind_list = _kinds(kinds)
     d = get_dialect(dialect, form_factor)  # type: ignore[arg-type]
+    offered = KINDS[form_factor] & d.kinds  # as a run offers them: the device's and the dialect's
+    if kind_list and (missing := [k for k in kind_list if k not in offered]):
+        # The prompt would leave them out without a word (or a phone's prompt list a click).
+        raise typer.BadParameter(
+            f"{dialect} on a {form_factor} has no {missing[0]!r}; its kinds are "
+            f"{', '.join(sorted(offered))} (--form-factor picks another device)",
+            param_hint="--kinds",
+        )
     try:
         target = Screen(size[0], size[1], min_pixels=min_pixels, max_pixels=max_pixels)
         if prompt:

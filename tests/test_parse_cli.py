@@ -76,9 +76,17 @@ def test_list_dialects():
 
 
 def test_prompt_prints_the_system_prompt():
-    out = cli("-d", "qwen2vl", "--prompt", "--kinds", "tap,type")
+    out = cli("-d", "qwen2vl", "--prompt", "-f", "phone", "--kinds", "tap,type")
     assert out.returncode == 0
     assert "### Tap" in out.stdout and "### Type" in out.stdout and "### Click" not in out.stdout
+    # A kind the device does not have would be left out of the prompt, or listed where no run
+    # lists it: refused, naming the kinds there are.
+    for device, kinds, missing in (("computer", "tap,type", "tap"),
+                                   ("phone", "click,navigate", "click")):
+        refused = cli("-d", "qwen2vl", "--prompt", "-f", device, "--kinds", kinds)
+        assert refused.returncode == 2 and f"has no '{missing}'" in refused.stderr
+    uitars = cli("-d", "uitars", "--prompt", "-f", "computer", "--kinds", "tap")
+    assert uitars.returncode == 2 and "has no 'tap'" in uitars.stderr
     out = cli("-d", "qwen25vl", "--prompt", "-f", "phone", "--kinds", "tap,type",
               "--screen", "1080x2400")
     assert "The screen's resolution is 1092x2408." in out.stdout
