@@ -14,6 +14,7 @@ from cli.model_options import (
     compile_option,
     dtype_option,
     max_new_tokens_option,
+    refuse_without_checkpoint,
     temperature_option,
 )
 from cli.scrubbed import print_path, scrubbed_console
@@ -182,11 +183,13 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
 
 
 def _check_model_and_dialect(model: str, dialect: str | None) -> None:
-    """Refuse, before any episode runs or the settings are stored, a dialect that does not exist
-    and a replay source that cannot be read: every episode would end in the same error."""
+    """Refuse, before any episode runs or the settings are stored, a dialect that does not exist,
+    a replay source that cannot be read and a checkpoint that cannot load: every episode would
+    end in the same error."""
     from agent.policies.base import PolicyError
     from agent.policies.replay import read_responses
     from runtime.build import resolve_dialect
+    from runtime.checkpoint import check_checkpoint
     from runtime.settings import RunError, RunSpec
 
     if model.startswith("replay:"):
@@ -194,16 +197,16 @@ def _check_model_and_dialect(model: str, dialect: str | None) -> None:
             read_responses(model[len("replay:"):])
         except PolicyError as exc:
             raise RunError(str(exc)) from None
+    elif Path(model).is_dir():
+        check_checkpoint(model)
     resolve_dialect(RunSpec(goal=None, model=model, dialect=dialect))
 
 
 def _checked_generation(model: str, *, dtype: str | None, compile: bool, **rest) -> dict:
     """The generation settings, refused before any episode starts where they cannot apply."""
     from runtime.build import checked_dtype
-    from runtime.settings import RunError
 
-    if (dtype is not None or compile) and not Path(model).is_dir():
-        raise RunError("--dtype and --compile set a local checkpoint's model; give --model PATH")
+    refuse_without_checkpoint(model, dtype, compile)
     return dict(rest, dtype=checked_dtype(dtype), compile=compile)
 
 

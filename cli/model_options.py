@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -31,3 +32,12 @@ def max_new_tokens_option(scope: str = "") -> Any:
 
 def temperature_option(scope: str = "") -> Any:
     return typer.Option(0.0, "--temperature", min=0.0, help=f"{scope}0 decodes greedily.")
+
+
+def refuse_without_checkpoint(model: str, dtype: str | None, compile: bool) -> None:
+    """``--dtype`` and ``--compile`` with a model that is no checkpoint folder would do nothing:
+    a RunError says so before anything starts."""
+    from runtime.settings import RunError
+
+    if (dtype is not None or compile) and not Path(model).is_dir():
+        raise RunError("--dtype and --compile set a local checkpoint's model; give --model PATH")

@@ -14,6 +14,7 @@ from cli.model_options import (
     compile_option,
     dtype_option,
     max_new_tokens_option,
+    refuse_without_checkpoint,
     temperature_option,
 )
 from cli.scrubbed import print_path, scrubbed_console
@@ -130,6 +131,7 @@ def run(
     secrets = parse_secrets(secret)
     try:
         size = parse_viewport(viewport)
+        refuse_without_checkpoint(model, dtype, compile)
     except RunError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -78,6 +78,8 @@ def test_bad_settings_get_clear_errors(tmp_path):
     assert "--task NAME" in no_task.stdout and "phone/book-flight" in no_task.stdout
     unknown = cli("run", "x", "--model", "scripted", "--task", "nope", cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown task 'nope'" in unknown.stdout
+    no_checkpoint = cli("run", "x", "--model", "scripted", "--compile", cwd=tmp_path)
+    assert no_checkpoint.returncode == 2 and "give --model PATH" in no_checkpoint.stderr
     no_model = cli("run", "x", cwd=tmp_path)
     assert no_model.returncode == 2 and "--model" in no_model.stderr
     missing = cli("run", "x", "--model", str(tmp_path / "nothing"), cwd=tmp_path)

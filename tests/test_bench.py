@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -328,6 +329,49 @@ def test_cli_bench_refuses_settings_no_episode_could_run_before_storing_them(
                                     *option], env={"COLUMNS": "200"})
     assert done.exit_code == 2 and said in done.output, done.output
     assert not (tmp_path / "b").exists()  # a corrected command may use the same --out
+
+
+def test_cli_bench_refuses_a_checkpoint_that_cannot_load_with_one_worker_too(tmp_path,
+                                                                           tiny_checkpoint):
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    broken = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
+    (broken / "tokenizer.json").unlink()
+    for workers in ("1", "2"):
+        done = CliRunner().invoke(app, ["bench", "--suite", "phone", "--tasks", "phone/write-note",
+                                        "--model", str(broken), "--workers", workers,
+                                        "--out", str(tmp_path / "b")], env={"COLUMNS": "200"})
+        assert done.exit_code == 2 and "has no tokenizer.json" in done.output, done.output
+        assert not (tmp_path / "b").exists()
+
+
+def test_corrupt_run_files_end_in_one_error_line(baseline, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import cli.bench_cmd
+    from cli.app import app
+
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: bench_fakes.RIGHT)
+    torn = Path(shutil.copytree(baseline.out, tmp_path / "torn"))
+    with open(torn / "results.jsonl", "a") as f:
+        f.write('{bad\n{"x": 1}\n')
+    garbled = Path(shutil.copytree(baseline.out, tmp_path / "garbled"))
+    (garbled / "bench.json").write_text("{bad")
+    cases = [(["--compare", str(torn), str(baseline.out)], "results.jsonl:5 is not"),
+             (["--merge", str(torn), "--out", str(tmp_path / "m1")], "results.jsonl:5 is not"),
+             (["--suite", "fake", "--episodes", "2", "--seed", "7", "--out", str(torn)],
+              "results.jsonl:5 is not"),
+             (["--suite", "fake", "--episodes", "2", "--seed", "7", "--out", str(garbled)],
+              "bench.json does not hold a bench run's settings"),
+             (["--merge", str(garbled), "--out", str(tmp_path / "m2")],
+              "bench.json does not hold a bench run's settings")]
+    for args, said in cases:
+        done = CliRunner().invoke(app, ["bench", *args], env={"COLUMNS": "300"})
+        assert done.exit_code == 2, done.output
+        assert "Traceback" not in done.output and said in done.output, done.output
+    assert not (tmp_path / "m1").exists() and not (tmp_path / "m2").exists()
 
 
 def test_shards_run_apart_merge_into_the_whole_run(baseline, tmp_path):

@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from runtime.bench.jobs import EpisodeResult
+from runtime.settings import RunError
 
 RESULTS_FILE = "results.jsonl"
 
@@ -20,10 +23,15 @@ def read_results(path: Path) -> list[EpisodeResult]:
         return []
     by_key: dict[str, EpisodeResult] = {}
     with open(path, "rb") as f:
-        for line in f:
+        for number, line in enumerate(f, start=1):
             if not line.endswith(b"\n") or not line.strip():
                 continue  # a line cut off by a kill
-            result = EpisodeResult.model_validate_json(line)
+            try:
+                result = EpisodeResult.model_validate_json(line)
+            except ValidationError as exc:
+                raise RunError(f"{path}:{number} is not an episode's result "
+                               f"({exc.errors()[0]['msg']}); move the file away to run "
+                               "those episodes again") from None
             by_key[result.key] = result
     return list(by_key.values())
 

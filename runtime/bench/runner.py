@@ -8,7 +8,6 @@ as ``--workers 1``.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections import deque
@@ -19,6 +18,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 from urllib.parse import urlsplit
+
+from pydantic import ValidationError
 
 from runtime.bench.catalog import Catalog, RegistryCatalog
 from runtime.bench.execute import JobRunner, started_trajectory
@@ -50,7 +51,7 @@ def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> tuple[list
     out.mkdir(parents=True, exist_ok=True)
     stored = out / SETTINGS_FILE
     if stored.is_file():
-        earlier = BenchSettings.model_validate_json(stored.read_text(encoding="utf-8"))
+        earlier = _read_settings(stored)
         if earlier != settings:
             changed = sorted(k for k in BenchSettings.model_fields
                              if getattr(earlier, k) != getattr(settings, k))
@@ -115,7 +116,6 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
     machines): results.jsonl, summary.json and the reports, linking to the sources'
     trajectories. A later source wins for an episode in two. The summary counts as planned
     every episode the sources' settings planned, so an unfinished shard shows as unfinished."""
-    out.mkdir(parents=True, exist_ok=True)
     by_key: dict[str, EpisodeResult] = {}
     planned: set[str] = set()
     for source in sources:
@@ -131,6 +131,7 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
     results = sorted(by_key.values(), key=lambda r: (r.task, r.seed))
     if (out / RESULTS_FILE).exists():
         raise RunError(f"{out} holds results already; merge into a new folder")
+    out.mkdir(parents=True, exist_ok=True)  # only once the sources read well
     with ResultsWriter(out / RESULTS_FILE) as writer:
         for r in results:
             writer.append(r)
@@ -141,8 +142,9 @@ def _planned_keys(source: Path, catalog: Catalog) -> set[str]:
     """The episodes a run's stored settings plan (none known for a folder without them)."""
     if not (source / SETTINGS_FILE).is_file():
         return set()
+    settings = load_settings(source)  # a garbled file is an error, not a run without a plan
     try:
-        return {job.key for job in plan_jobs(load_settings(source), catalog)}
+        return {job.key for job in plan_jobs(settings, catalog)}
     except RunError:  # its suite's tasks are not installed here: its results alone count
         return set()
 
@@ -282,4 +284,12 @@ def load_settings(out: Path) -> BenchSettings:
     path = Path(out) / SETTINGS_FILE
     if not path.is_file():
         raise RunError(f"{out} is not a bench run: it has no {SETTINGS_FILE}")
-    return BenchSettings.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    return _read_settings(path)
+
+
+def _read_settings(path: Path) -> BenchSettings:
+    try:
+        return BenchSettings.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise RunError(f"{path} does not hold a bench run's settings "
+                       f"({exc.errors()[0]['msg']})") from None
