@@ -132,6 +132,9 @@ def run(
     try:
         size = parse_viewport(viewport)
         refuse_without_checkpoint(model, dtype, compile)
+        if max_prompt_tokens is not None and processor is None and not Path(model).is_dir():
+            raise RunError("--max-prompt-tokens needs a token count, which only a checkpoint "
+                           "has: give --model PATH or --processor PATH")
     except RunError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -80,6 +80,8 @@ def test_bad_settings_get_clear_errors(tmp_path):
     assert unknown.returncode == 2 and "unknown task 'nope'" in unknown.stdout
     no_checkpoint = cli("run", "x", "--model", "scripted", "--compile", cwd=tmp_path)
     assert no_checkpoint.returncode == 2 and "give --model PATH" in no_checkpoint.stderr
+    uncounted = cli("run", "x", "--model", "scripted", "--max-prompt-tokens", "900", cwd=tmp_path)
+    assert uncounted.returncode == 2 and "needs a token count" in uncounted.stderr
     no_model = cli("run", "x", cwd=tmp_path)
     assert no_model.returncode == 2 and "--model" in no_model.stderr
     missing = cli("run", "x", "--model", str(tmp_path / "nothing"), cwd=tmp_path)
