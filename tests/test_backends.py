@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
@@ -289,6 +290,46 @@ def test_5xx_429_and_dropped_connections_are_retried_with_exponential_backoff():
     assert completion.text == "done" and completion.prompt_tokens == 4
     assert len(calls) == 5
     assert sleeps == [0.5, 1.0, 2.0, 7.0]  # the 429's Retry-After wins over the backoff
+    # Any 5xx: a proxy's 520 to 529 and a 507 pass too.
+    transport, calls = scripted(529, 507, 520, 200)
+    assert backend_for(transport, []).generate([{"role": "user", "content": "hi"}], []).text \
+        == "done"
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("key", ["abc\r", "a\nb", "cl\u00e9-123", "tab\there"])
+def test_an_api_key_no_header_can_carry_is_refused_without_quoting_it(key):
+    transport, calls = scripted(200)
+    with pytest.raises(PolicyError, match="API key") as refused:
+        OpenAIBackend("http://model.test/v1", "m", api_key=key, transport=transport)
+    assert key.strip() not in str(refused.value) and not calls
+
+
+@pytest.mark.parametrize("answer, said", [
+    ({"choices": [{"message": {"content": [{"type": "text", "text": "hi"}]}}]}, "not a string"),
+    ({"choices": []}, "without choices[0].message.content"),
+    ([1, 2], "without choices[0].message.content"),
+])
+def test_an_answer_without_a_text_is_a_clear_error(answer, said):
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    with pytest.raises(PolicyError, match=re.escape(said)):
+        backend_for(transport, []).generate([{"role": "user", "content": "hi"}], [])
+
+
+@pytest.mark.parametrize("usage", ["n/a", None, {"prompt_tokens": None, "completion_tokens": None},
+                                   {"prompt_tokens": "4", "prompt_tokens_details": "x"}])
+def test_odd_usage_reports_count_as_zero(usage):
+    answer = {"choices": [{"message": {"content": "done"}}], "usage": usage}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    done = backend_for(transport, []).generate([{"role": "user", "content": "hi"}], [])
+    assert (done.text, done.prompt_tokens, done.completion_tokens) == ("done", 0, 0)
+
+
+def test_a_body_its_content_encoding_cannot_read_is_a_clear_error():
+    transport = httpx.MockTransport(lambda request: httpx.Response(
+        200, content=b"not gzip", headers={"content-encoding": "gzip"}))
+    with pytest.raises(PolicyError, match="cannot be decoded"):
+        backend_for(transport, []).generate([{"role": "user", "content": "hi"}], [])
 
 
 @pytest.mark.parametrize("advice", ["-1", "nan", "inf", "soon"])

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     import httpx
     from PIL import Image
 
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+def retried(status: int) -> bool:
+    """A 429 or any 5xx (a proxy's 520 to 529 too) may pass: it is tried again."""
+    return status == 429 or 500 <= status <= 599
 
 
 def png_data_url(image: "Image.Image", min_pixels: int | None, max_pixels: int | None) -> str:
@@ -93,6 +96,11 @@ class OpenAIBackend(Backend):
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
+        if api_key and not (api_key.isascii() and api_key.isprintable()):
+            # A header cannot carry it; never quote it, since the reason is recorded.
+            raise PolicyError("the API key ($VLAGENT_API_KEY) holds a character an HTTP header "
+                              "cannot carry (a line break, a control or non-ASCII character); "
+                              "set it again without one")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Connecting should be quick; a long answer on a busy server may not be.
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
@@ -132,23 +140,28 @@ class OpenAIBackend(Backend):
         request_ms = (time.perf_counter() - start) * 1000
         try:
             choice = answer["choices"][0]
-            usage = answer.get("usage") or {}
-            finish = "length" if choice.get("finish_reason") == "length" else "stop"
-            stop, stop_known = matched_stop(choice, finish, asked)
-            return Completion(
-                text=choice["message"]["content"] or "",
-                prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                completion_tokens=int(usage.get("completion_tokens", 0)),
-                finish_reason=finish,
-                stop=stop,
-                stop_known=stop_known,
-                cached_tokens=int((usage.get("prompt_tokens_details") or {}).get(
-                    "cached_tokens") or 0),
-                timings={"request_ms": request_ms},
-            )
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            text = choice["message"]["content"] or ""
+            if not isinstance(text, str):
+                raise TypeError(f"content is a {type(text).__name__}, not a string")
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise PolicyError(f"{self.url} sent an answer without choices[0].message.content "
                               f"({type(exc).__name__}: {exc})") from None
+        usage = answer.get("usage")
+        usage = usage if isinstance(usage, dict) else {}  # the counts are reports, not needed
+        details = usage.get("prompt_tokens_details")
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        stop, stop_known = matched_stop(choice, finish, asked)
+        return Completion(
+            text=text,
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            finish_reason=finish,
+            stop=stop,
+            stop_known=stop_known,
+            cached_tokens=_count(details.get("cached_tokens") if isinstance(details, dict)
+                                 else None),
+            timings={"request_ms": request_ms},
+        )
 
     def _post(self, body: dict) -> dict:
         import httpx
@@ -157,6 +170,9 @@ class OpenAIBackend(Backend):
         for attempt in range(attempts):
             try:
                 response = self._client.post(self.url, json=body)
+            except httpx.DecodingError as exc:  # a body its own Content-Encoding cannot read
+                raise PolicyError(f"{self.url} sent a body that cannot be decoded: {exc}") \
+                    from None
             except httpx.TransportError as exc:  # refused, reset, timed out
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 delay = self.backoff_s * 2**attempt
@@ -168,7 +184,7 @@ class OpenAIBackend(Backend):
                         raise PolicyError(f"{self.url} answered 200 with a body that is not "
                                           f"JSON: {response.text[:200]!r}") from None
                 problem = f"HTTP {response.status_code}: {error_message(response)}"
-                if response.status_code not in RETRY_STATUS:
+                if not retried(response.status_code):
                     raise PolicyError(f"{self.url} refused the request: {problem}")
                 delay = retry_after(response) or self.backoff_s * 2**attempt
             if attempt + 1 < attempts:
@@ -177,6 +193,11 @@ class OpenAIBackend(Backend):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _count(value: object) -> int:
+    """A token count from ``usage``: 0 where the endpoint gave none or no whole number."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def matched_stop(choice: dict, finish: str, params: Params) -> tuple[str | None, bool]:
