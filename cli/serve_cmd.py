@@ -11,6 +11,7 @@ from rich.console import Console
 
 from cli.error_line import error_line
 from cli.model_options import compile_option, dtype_option
+from core.terminal import literal
 
 err = Console(stderr=True)
 
@@ -60,8 +61,8 @@ def serve(
         err.print(error_line(f"{path} is not a checkpoint directory"), soft_wrap=True)
         raise typer.Exit(2)
     if not _loopback(host) and not api_key:
-        err.print(f"[yellow]warning:[/] {host} is reachable from other machines and no "
-                  "--api-key is set: anyone who reaches it can use the model")
+        err.print(f"[yellow]warning:[/] {literal(host)} is reachable from other machines and "
+                  "no --api-key is set: anyone who reaches it can use the model", soft_wrap=True)
     try:  # before the model loads: a port in use is said at once
         sock = _listening_socket(host, port)
     except OSError as exc:
@@ -80,9 +81,11 @@ def serve(
         max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images,
         max_image_pixels=max_image_pixels, max_tokens=max_tokens, max_batch=max_batch,
     )
-    err.print(f"serving {backend.describe()} as {settings.model_id!r} at "
-              f"http://{host}:{sock.getsockname()[1]}/v1"
-              + (" (API key required)" if api_key else ""))
+    # One line whatever the terminal's width: scripts read the port of --port 0 from it.
+    where = f"[{host}]" if ":" in host else host  # an IPv6 address goes in brackets in a URL
+    err.print(literal(f"serving {backend.describe()} as {settings.model_id!r} at "
+                      f"http://{where}:{sock.getsockname()[1]}/v1"
+                      + (" (API key required)" if api_key else "")), soft_wrap=True)
     config = uvicorn.Config(create_app(backend, settings), host=host, port=port,
                             log_level="info")
     uvicorn.Server(config).run(sockets=[sock])

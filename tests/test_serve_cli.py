@@ -128,7 +128,12 @@ def test_serve_warns_when_bound_beyond_loopback_without_a_key(tiny_checkpoint, m
     monkeypatch.delenv("VLAGENT_API_KEY", raising=False)
     result = CliRunner().invoke(
         app, ["serve", str(tiny_checkpoint), "--host", host, "--port", "8123", "--device", "cpu"],
-        env={"VLAGENT_API_KEY": key} if key else {})
+        env={**({"VLAGENT_API_KEY": key} if key else {}), "COLUMNS": "40"})
     assert result.exit_code == 0, result.output
     assert started == [(host, 8123, (host, 8123))]  # it went on to serve either way
     assert ("reachable from other machines and no --api-key" in result.output) is warned
+    # The banner's URL is on its banner's line however narrow the terminal, and a client can
+    # use it (an IPv6 address in brackets).
+    [banner] = [line for line in result.output.splitlines() if line.startswith("serving ")]
+    url = httpx.URL(banner.split(" at ", 1)[1].split()[0])
+    assert (url.host, url.port, url.path) == (host, 8123, "/v1")
