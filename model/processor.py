@@ -49,6 +49,7 @@ class Qwen2VLProcessor:
         eos_token_ids: Sequence[int],
     ):
         self.tokenizer = tokenizer
+        self._longest_token = max(map(len, tokenizer.get_vocab(with_added_tokens=True)))
         self.config = config
         self.image_config = image_config
         cut = (image_config.patch_size, image_config.temporal_patch_size, image_config.merge_size)
@@ -124,7 +125,14 @@ class Qwen2VLProcessor:
         return "".join(out)
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        # encode_batch lets other threads run while it works; encode holds the GIL throughout,
+        # so one huge prompt to a server would stall every other request.
+        return self.tokenizer.encode_batch([text], add_special_tokens=False)[0].ids
+
+    def fewest_tokens(self, text: str) -> int:
+        """A lower bound on ``len(encode(text))`` at the cost of ``len``: no token spells more
+        characters than the vocabulary's longest entry has (one per byte, byte-level BPE)."""
+        return -(-len(text) // self._longest_token)
 
     def token_to_id(self, token: str) -> int | None:
         return self.tokenizer.token_to_id(token)

@@ -82,11 +82,14 @@ class Arrivals(Protocol):
         """Answer the batch's request ``index`` now."""
 
 
-def check_context(prompt_tokens: int, max_new_tokens: int, context: int) -> None:
-    """A ValueError when a prompt and the tokens to write after it do not fit the context."""
+def check_context(prompt_tokens: int, max_new_tokens: int, context: int,
+                  at_least: bool = False) -> None:
+    """A ValueError when a prompt and the tokens to write after it do not fit the context
+    (``at_least``: ``prompt_tokens`` is a lower bound, counted before tokenizing)."""
     if prompt_tokens + max_new_tokens > context:
-        raise ValueError(f"the prompt has {prompt_tokens} tokens; with {max_new_tokens} new "
-                         f"tokens to write it exceeds the context of {context}")
+        raise ValueError(f"the prompt has {'at least ' if at_least else ''}{prompt_tokens} "
+                         f"tokens; with {max_new_tokens} new tokens to write it exceeds the "
+                         f"context of {context}")
 
 
 @dataclass

@@ -120,6 +120,9 @@ class LocalBackend(Backend):
             add_generation_prompt=not params.continue_final_message,
             continue_final_message=params.continue_final_message,
         )
+        # A text that cannot fit is refused before tokenizing it, which takes seconds for MBs.
+        check_context(processor.fewest_tokens(text), params.max_new_tokens, self.context_length,
+                      at_least=True)
         from model.image_processing import ImagePatches
         from model.session import image_key
 

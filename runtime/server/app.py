@@ -187,7 +187,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
                 release()
 
     async def prepare(body: bytes) -> tuple[Prepared, bool]:
-        chat = parse_request(body)
+        chat = await run_in_threadpool(parse_request, body)  # a big body takes seconds
         if chat.model != settings.model_id:
             raise ApiError(404, f"model {chat.model!r} is not served here; this server serves "
                                 f"{settings.model_id!r}", "not_found_error")
