@@ -297,7 +297,8 @@ def test_5xx_429_and_dropped_connections_are_retried_with_exponential_backoff():
     assert len(calls) == 4
 
 
-@pytest.mark.parametrize("key", ["abc\r", "a\nb", "cl\u00e9-123", "tab\there"])
+# h11 refuses a header value ending in a space: "abc " was retried, then quoted in the error.
+@pytest.mark.parametrize("key", ["abc\r", "a\nb", "cl\u00e9-123", "tab\there", "s3cret "])
 def test_an_api_key_no_header_can_carry_is_refused_without_quoting_it(key):
     transport, calls = scripted(200)
     with pytest.raises(PolicyError, match="API key") as refused:
@@ -307,6 +308,8 @@ def test_an_api_key_no_header_can_carry_is_refused_without_quoting_it(key):
 
 @pytest.mark.parametrize("answer, said", [
     ({"choices": [{"message": {"content": [{"type": "text", "text": "hi"}]}}]}, "not a string"),
+    ({"choices": [{"message": {"content": []}}]}, "not a string"),
+    ({"choices": [{"message": {"content": 0}}]}, "not a string"),
     ({"choices": []}, "without choices[0].message.content"),
     ([1, 2], "without choices[0].message.content"),
 ])
@@ -314,6 +317,12 @@ def test_an_answer_without_a_text_is_a_clear_error(answer, said):
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
     with pytest.raises(PolicyError, match=re.escape(said)):
         backend_for(transport, []).generate([{"role": "user", "content": "hi"}], [])
+
+
+def test_null_content_is_an_empty_reply():
+    answer = {"choices": [{"message": {"content": None}, "finish_reason": "stop"}]}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    assert backend_for(transport, []).generate([{"role": "user", "content": "hi"}], []).text == ""
 
 
 @pytest.mark.parametrize("usage", ["n/a", None, {"prompt_tokens": None, "completion_tokens": None},

@@ -96,11 +96,13 @@ class OpenAIBackend(Backend):
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
-        if api_key and not (api_key.isascii() and api_key.isprintable()):
-            # A header cannot carry it; never quote it, since the reason is recorded.
+        # A header cannot carry it (h11 refuses a value ending in a space too); never quote
+        # it, since the reason is recorded.
+        if api_key and not (api_key.isascii() and api_key.isprintable()
+                            and api_key == api_key.rstrip()):
             raise PolicyError("the API key ($VLAGENT_API_KEY) holds a character an HTTP header "
-                              "cannot carry (a line break, a control or non-ASCII character); "
-                              "set it again without one")
+                              "cannot carry (a line break, a control or non-ASCII character, "
+                              "or a space at its end); set it again without one")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Connecting should be quick; a long answer on a busy server may not be.
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
@@ -140,7 +142,8 @@ class OpenAIBackend(Backend):
         request_ms = (time.perf_counter() - start) * 1000
         try:
             choice = answer["choices"][0]
-            text = choice["message"]["content"] or ""
+            text = choice["message"]["content"]
+            text = "" if text is None else text  # null content is an empty reply; [] is not
             if not isinstance(text, str):
                 raise TypeError(f"content is a {type(text).__name__}, not a string")
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
