@@ -109,11 +109,23 @@ def endpoint_policy(spec: RunSpec, **client: Any) -> Policy:
     ``client`` holds further ``OpenAIBackend`` options (timeouts, retries)."""
     from agent.backends.openai import OpenAIBackend
     from agent.policies.backend import BackendPolicy
+    from agent.policies.base import PolicyError
 
     if not spec.served_model:
         raise RunError(f"--model {spec.model} is an endpoint: name the model it serves with "
                        "--served-model NAME (see GET /v1/models)")
     backend = OpenAIBackend(spec.model, spec.served_model, api_key=spec.api_key, **client)
+    # Asked before the env starts (a phone boots, a browser opens): a misspelt name or a
+    # refused key would otherwise end the run at its first step.
+    try:
+        served = backend.served_models()
+    except PolicyError as exc:
+        backend.close()
+        raise RunError(str(exc)) from None
+    if served is not None and spec.served_model not in served:
+        backend.close()
+        raise RunError(f"{spec.model} does not serve --served-model {spec.served_model!r}; it "
+                       f"serves {', '.join(map(repr, served))}")
     return BackendPolicy(backend, max_new_tokens=spec.max_new_tokens,
                          temperature=spec.temperature)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import re
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from PIL import Image
+from rich.console import Console
 
 from actions.dialects import get_dialect
 from actions.dialects.base import ImagePart, Message, Prompt, TextPart
@@ -443,6 +445,47 @@ def test_requests_the_model_cannot_take_are_refused_before_it_runs(served):
 def test_an_endpoint_needs_the_served_model_name(tmp_path):
     with pytest.raises(RunError, match="--served-model"):
         make_policy(RunSpec(goal="g", model="http://127.0.0.1:9/v1"), tmp_path)
+
+
+def test_a_name_or_key_the_endpoint_refuses_ends_the_run_before_the_env_opens(served, tmp_path,
+                                                                                monkeypatch):
+    from runtime.episode import run as run_episode
+
+    opened = []
+
+    @contextlib.contextmanager
+    def env(spec, console):
+        opened.append(spec)
+        raise AssertionError("the env was opened")
+        yield
+
+    def start(served_model: str, key: str) -> None:
+        monkeypatch.setenv("VLAGENT_API_KEY", key)
+        spec = RunSpec(goal="g", model=served, served_model=served_model, out=tmp_path / "runs")
+        run_episode(spec, Console(file=io.StringIO()), env_factory=env)
+
+    with pytest.raises(RunError, match=r"does not serve --served-model 'tyni'; it serves 'tiny'"):
+        start("tyni", "k3y")
+    with pytest.raises(RunError, match="refused the API key: HTTP 401") as refused:
+        start(MODEL, "wrong-key")
+    assert "wrong-key" not in str(refused.value)
+    assert opened == [] and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(404, json={"error": {"message": "no such route"}}),
+    httpx.Response(200, json={"object": "list"}),
+    httpx.Response(200, text="<html>a proxy</html>"),
+    httpx.ConnectError("refused"),
+])
+def test_an_endpoint_that_lists_no_models_is_asked_at_the_first_step(tmp_path, answer):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    backend = OpenAIBackend("http://model.test/v1", "m", transport=httpx.MockTransport(handler))
+    assert backend.served_models() is None
 
 
 @pytest.mark.parametrize("dtype,name", [("bf16", "bfloat16"), ("fp16", "float16")])

@@ -92,7 +92,8 @@ class OpenAIBackend(Backend):
         #: Also send the prompt's pixel budget as ``mm_processor_kwargs`` (vLLM and serve read
         #: it), so the server resizes with it rather than with its checkpoint's own bounds.
         self.send_pixel_budget = send_pixel_budget
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
@@ -110,6 +111,26 @@ class OpenAIBackend(Backend):
 
     def describe(self) -> str:
         return f"{self.name} at {self.url}"
+
+    def served_models(self) -> list[str] | None:
+        """The names ``GET /models`` lists, or None where the endpoint does not say (no such
+        route, not reachable yet, an answer of another shape): a run then finds out at its first
+        step. A key the endpoint refuses is a ``PolicyError`` here already."""
+        import httpx
+
+        try:
+            response = self._client.get(self.base_url + "/models", timeout=10.0)
+        except httpx.HTTPError:
+            return None
+        if response.status_code in (401, 403):
+            raise PolicyError(f"{self.base_url} refused the API key: HTTP "
+                              f"{response.status_code}: {error_message(response)}")
+        try:
+            listed = response.json()["data"] if response.status_code == 200 else None
+            names = [entry["id"] for entry in listed] if isinstance(listed, list) else None
+        except (ValueError, KeyError, TypeError):
+            return None
+        return names if names and all(isinstance(name, str) for name in names) else None
 
     def request_body(self, messages: Messages, images: list["Image.Image"], params: Params) -> dict:
         body: dict[str, Any] = {
