@@ -24,7 +24,9 @@ def fail(problem: str, expected: str) -> ParseError:
 
 _FENCE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$", re.MULTILINE)
 _OPENING_FENCE = re.compile(r"\A\s*```[\w+-]*[ \t]*(?:\r?\n|\Z)")
-_CLOSING_FENCE = re.compile(r"(?:\A|\n)[ \t]*```[ \t]*\s*\Z")
+# One \s* after the fence: "[ \t]*\s*" matched the same text, in quadratic time when a long
+# run of spaces after a fence did not end the reply.
+_CLOSING_FENCE = re.compile(r"(?:\A|\n)[ \t]*```\s*\Z")
 
 
 def strip_fences(text: str) -> str:
@@ -83,13 +85,29 @@ def extract_balanced(text: str, start: int) -> str:
 _NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 
 
+class _KeyTwice(ValueError):
+    """An object names one key twice: which value the model meant is unknown."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _KeyTwice(f"{short(key)} is written twice; write each key once")
+        out[key] = value
+    return out
+
+
 def load_literal(text: str) -> Any:
     """Read JSON, or a Python literal (tuples, single quotes, True/None, trailing commas).
 
-    Never evaluates code: the Python form is read from the AST, constants only.
+    Never evaluates code: the Python form is read from the AST, constants only. A key written
+    twice in one object is an error, never the last value silently (two points, two actions).
     """
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _KeyTwice:
+        raise
     except (ValueError, RecursionError):
         pass
     try:
@@ -97,6 +115,8 @@ def load_literal(text: str) -> Any:
             warnings.simplefilter("ignore")
             tree = ast.parse(text.strip(), mode="eval")
         return _literal(tree.body)
+    except _KeyTwice:
+        raise
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as exc:
         raise ValueError(f"not valid JSON or a Python literal ({type(exc).__name__})") from None
 
@@ -111,15 +131,15 @@ def _literal(node: ast.AST) -> Any:
     if isinstance(node, (ast.Tuple, ast.List)):
         return [_literal(e) for e in node.elts]
     if isinstance(node, ast.Dict):
-        out = {}
+        pairs = []
         for k, v in zip(node.keys, node.values):
             if k is None:
                 raise ValueError("** in a literal")
             key = _literal(k)
             if not isinstance(key, str):
                 raise ValueError("dict keys must be strings")
-            out[key] = _literal(v)
-        return out
+            pairs.append((key, _literal(v)))
+        return _unique_keys(pairs)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         value = _literal(node.operand)
         if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -19,6 +19,8 @@ action) is added as a short user line after the reply, since the model must see 
 from __future__ import annotations
 
 import re
+import string
+import sys
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -146,6 +148,9 @@ _BBOX_TAG = re.compile(r"<bbox>\s*([-+\d.eE]+)[\s,]+([-+\d.eE]+)[\s,]+([-+\d.eE]
 _ACTION_LINE = re.compile(r"^[ \t]*Action:", re.MULTILINE)
 _ACTION = re.compile("Action:")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
+#: Python's numbered escapes and their hex digits: content is read "in normal python string
+#: format" (the prompt), as the ui-tars package reads it, so '\u00e9' is é.
+_HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
 WORDING = Wording(call="{name}()", missing="{call} needs {arg}",
                   extra="{call} does not take {arg!r}; it takes {takes}")
 
@@ -160,7 +165,9 @@ class Call:
 class UITarsDialect(Dialect):
     name = "uitars"
     stop = ()
-    action_marker = re.compile(r"^\s*Action\s*:", re.IGNORECASE | re.MULTILINE)
+    # [ \t], not \s: from each line start \s* would run over every blank line below it, and
+    # a reply of many line breaks took seconds.
+    action_marker = re.compile(r"^[ \t]*Action\s*:", re.IGNORECASE | re.MULTILINE)
     #: How points are written: [0, 1000) relative units (UI-TARS v1).
     space: CoordSpace = RELATIVE_1000
     units = "with x and y from 0 to 1000"
@@ -341,6 +348,13 @@ def _read_quoted(text: str, i: int) -> tuple[str, int]:
         ch = text[j]
         if ch == "\\" and j + 1 < n:
             nxt = text[j + 1]
+            digits = text[j + 2 : j + 2 + _HEX_ESCAPES.get(nxt, 0)]
+            if (nxt in _HEX_ESCAPES and len(digits) == _HEX_ESCAPES[nxt]
+                    and all(c in string.hexdigits for c in digits)
+                    and int(digits, 16) <= sys.maxunicode):
+                out.append(chr(int(digits, 16)))
+                j += 2 + len(digits)
+                continue
             out.append(_ESCAPES.get(nxt, "\\" + nxt))
             j += 2
             continue
@@ -349,10 +363,17 @@ def _read_quoted(text: str, i: int) -> tuple[str, int]:
             while k < n and text[k] in " \t":
                 k += 1
             if k >= n or text[k] in ",)\n":
-                return "".join(out), j + 1
+                return _joined(out), j + 1
         out.append(ch)
         j += 1
-    return "".join(out), n  # unterminated at the end of the reply: take what is there
+    return _joined(out), n  # unterminated at the end of the reply: take what is there
+
+
+def _joined(chars: list[str]) -> str:
+    """The characters read, a JSON-style surrogate pair ('\\ud83d\\ude00') made one character;
+    a lone surrogate stays, and the action's validation refuses it."""
+    return "".join(chars).encode("utf-16-le", "surrogatepass").decode("utf-16-le",
+                                                                     "surrogatepass")
 
 
 def _read_bare(text: str, i: int) -> tuple[str, int]:
