@@ -57,6 +57,20 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        # Refused here: a NaN temperature would surface in ``sample`` as multinomial's
+        # "probability tensor contains inf, nan"; other values out of range would pass
+        # silently as something else (a negative temperature as greedy).
+        if not self.temperature >= 0:  # NaN too
+            raise ValueError(f"temperature must be at least 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be at least 0 (0: no limit), got {self.top_k}")
+        if not 0 <= self.top_p <= 1:  # 0 keeps the likeliest token only (``sample``)
+            raise ValueError(f"top_p must be in [0, 1], got {self.top_p}")
+        # The backends' and serve's range; torch's generator overflows past 2**64.
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
+
 
 @dataclass(frozen=True)
 class GenerationOptions:

@@ -6,6 +6,7 @@ Messages are Hugging Face chat messages whose image parts (``{"type": "image"}``
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Protocol
@@ -41,12 +42,20 @@ class Params:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be at least 0, got {self.temperature}")
+        # NaN and infinity too: an endpoint's JSON body cannot carry them ("Out of range float
+        # values are not JSON compliant", without a name), and a NaN cannot be sampled with.
+        if not 0 <= self.temperature < math.inf:
+            raise ValueError(f"temperature must be a finite number of at least 0, got "
+                             f"{self.temperature}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be at least 0 (0: no limit), got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        # serve's range (OpenAI's int64, not negative): the local backend then takes the same
+        # seeds as an endpoint, and none that torch's generator cannot take (2**64: "Overflow
+        # when unpacking long long", in greedy decoding too).
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels is above max_pixels ({self.min_pixels} > "
                              f"{self.max_pixels})")
