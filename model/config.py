@@ -16,6 +16,9 @@ from typing import Any
 # config.json's model_type -> the family's name; the decoder is the same, the vision tower differs.
 FAMILIES = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL"}
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
+# The rope types the decoder computes ("mrope" is the hub's name for the default). transformers
+# also reads scaled ones (YaRN, linear, dynamic), which would give other logits here without a word.
+ROPE_TYPES = ("default", "mrope")
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class Qwen2VLConfig:
     vision_start_token_id: int
     vision_end_token_id: int
     tie_word_embeddings: bool = False
-    eos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()  # config.json's; generation_config.json's come first
     model_type: str = "qwen2_vl"
 
     @property
@@ -87,6 +90,11 @@ class Qwen2VLConfig:
         # transformers 5 nests the text fields; the hub layout keeps them at the top level.
         text_raw = {**raw, **_section(raw, "text_config")}
         rope = text_raw.get("rope_parameters") or text_raw.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type", rope.get("type")) or "default"
+        if rope_type not in ROPE_TYPES:
+            raise ValueError(f"config.json asks for rope type {rope_type!r}, which this "
+                             "implementation does not compute (only the default M-RoPE): remove "
+                             "the rope scaling settings from config.json")
         hidden = _size(text_raw, "hidden_size")
         heads = _size(text_raw, "num_attention_heads")
         if hidden % heads:
@@ -144,7 +152,8 @@ class Qwen2VLConfig:
             tie_word_embeddings=bool(
                 raw.get("tie_word_embeddings", False) or text_raw.get("tie_word_embeddings", False)
             ),
-            eos_token_id=eos[0] if isinstance(eos, list) else eos,
+            # transformers stops at every id of a list, not only the first
+            eos_token_ids=tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,)),
             model_type=model_type,
         )
 

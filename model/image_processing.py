@@ -30,6 +30,9 @@ from model.config import read_json
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# transformers' own default, which it takes when a checkpoint's image settings name no maximum
+# (the released checkpoints name DEFAULT_MAX_PIXELS).
+TRANSFORMERS_MAX_PIXELS = 1280 * 28 * 28
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class ImageProcessingConfig:
             raise ValueError(f"image_mean and image_std must be lists, not {mean!r} and {std!r}")
         return cls(
             min_pixels=raw.get("min_pixels") or size.get("shortest_edge") or DEFAULT_MIN_PIXELS,
-            max_pixels=raw.get("max_pixels") or size.get("longest_edge") or DEFAULT_MAX_PIXELS,
+            max_pixels=raw.get("max_pixels") or size.get("longest_edge") or TRANSFORMERS_MAX_PIXELS,
             patch_size=raw.get("patch_size", 14),
             temporal_patch_size=raw.get("temporal_patch_size", 2),
             merge_size=raw.get("merge_size", 2),
@@ -79,7 +82,8 @@ class ImageProcessingConfig:
     def from_pretrained(cls, path: Path) -> ImageProcessingConfig:
         """A checkpoint's image settings, looked up as transformers does: the image_processor
         nested in processor_config.json (how transformers 5 saves a processor), else
-        preprocessor_config.json, else the released checkpoints' values."""
+        preprocessor_config.json, else the released checkpoints' values. A bound the settings
+        leave out takes transformers' default for it."""
         nested = Path(path) / "processor_config.json"
         settings = read_json(nested).get("image_processor") if nested.is_file() else None
         if isinstance(settings, dict):

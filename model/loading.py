@@ -22,9 +22,16 @@ _KEY_PREFIXES = (("model.visual.", "visual."), ("model.language_model.", "model.
 
 
 def checkpoint_files(path: Path) -> list[Path]:
-    """The safetensors files of a checkpoint directory: from the index, or the single file."""
+    """The safetensors files of a checkpoint directory: model.safetensors, else the index's
+    shards, else every *.safetensors file.
+
+    The single file comes first, as in transformers: ``save_pretrained`` without shards into a
+    folder that held shards deletes them but leaves their index behind."""
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
+    single = path / "model.safetensors"
+    if single.is_file():
+        return [single]
     index = path / INDEX_FILE
     if index.is_file():
         weight_map = read_json(index).get("weight_map")
@@ -35,9 +42,6 @@ def checkpoint_files(path: Path) -> list[Path]:
         if missing:
             raise FileNotFoundError(f"{INDEX_FILE} in {path} lists missing shard(s): {missing}")
         return files
-    single = path / "model.safetensors"
-    if single.is_file():
-        return [single]
     found = sorted(path.glob("*.safetensors"))
     if not found:
         raise FileNotFoundError(f"no *.safetensors weights in {path}")

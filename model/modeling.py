@@ -72,7 +72,7 @@ class Qwen2VL(nn.Module):
         self.lm_head = Linear(config.text.hidden_size, config.text.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        self.eos_token_ids: list[int] = [] if config.eos_token_id is None else [config.eos_token_id]
+        self.eos_token_ids: list[int] = list(config.eos_token_ids)
 
     @classmethod
     def from_pretrained(

@@ -240,9 +240,7 @@ def eos_token_ids_of(path: Path, config: Qwen2VLConfig) -> list[int]:
     gen = path / "generation_config.json"
     eos = read_json(gen).get("eos_token_id") if gen.is_file() else None
     if eos is None:
-        eos = config.eos_token_id
-    if eos is None:
-        return []
+        eos = list(config.eos_token_ids)
     ids = eos if isinstance(eos, list) else [eos]
     if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
         raise ValueError(f"{path}: eos_token_id must be a token id or a list of them, not {eos!r}")

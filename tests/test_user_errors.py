@@ -37,6 +37,9 @@ def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
         weights.write_bytes(data[: len(data) // 2])  # an interrupted download
     tokenizer = made["cut_tokenizer"] / "tokenizer.json"
     tokenizer.write_bytes(tokenizer.read_bytes()[:5000])
+    # A sharded checkpoint's index (model.safetensors, when there, is read first)
+    (made["bad_index"] / "model.safetensors").rename(
+        made["bad_index"] / "model-00001-of-00001.safetensors")
     (made["bad_index"] / "model.safetensors.index.json").write_text('{"metadata": {}}')
     config = json.loads((made["no_vocab"] / "config.json").read_text())
     del config["text_config"]["vocab_size"]
