@@ -80,6 +80,8 @@ def export(
         (len(summary.skipped), "unreadable trajectory(ies) left out")) if n]
     typer.echo(f"{summary.samples} sample(s) from {summary.episodes} episode(s) -> {out}"
                + (f" ({'; '.join(notes)})" if notes else ""))
+    if format == "llamafactory":
+        _llamafactory_pixels(summary.pixel_budgets, summary.largest_image)
     if stats:
         typer.echo(f"samples: {summary.samples}")
         typer.echo(f"images: {summary.images} ({summary.images / summary.samples:.1f} per sample)")
@@ -92,6 +94,23 @@ def export(
         else:
             typer.echo("tokens per sample: unknown (the policy recorded no token counts; "
                        "record with a local model, or run with --processor CHECKPOINT)")
+
+
+def _llamafactory_pixels(budgets: set[tuple[int, int]], largest: int) -> None:
+    """The settings under which LLaMA-Factory gives the model the screenshots it saw: by default
+    it shrinks each to 768*768 pixels before the processor's own resize, which changes the image
+    and, for qwen25vl and uitars15, what the replies' resized-pixel coordinates point at."""
+    if len(budgets) > 1:
+        listed = ", ".join(f"{low}/{high}" for low, high in sorted(budgets))
+        typer.echo(f"warning: the screenshots were recorded at {len(budgets)} resize budgets "
+                   f"(min_pixels/max_pixels {listed}), and LLaMA-Factory applies one to a whole "
+                   "dataset: export each budget's trajectories on its own, or use --format "
+                   "qwen2vl (a budget per image)", err=True)
+        return
+    ((low, high),) = budgets
+    typer.echo(f"LLaMA-Factory: train with image_max_pixels: {largest} (or more) so that it "
+               f"does not shrink the screenshots, and the checkpoint's processor set to "
+               f"min_pixels {low} and max_pixels {high} as recorded (docs/export.md)")
 
 
 def replay(

@@ -70,6 +70,11 @@ class ExportSummary:
     untrainable_episodes: int = 0  # llamafactory episode samples that would train a bad reply
     skipped: list[str] = field(default_factory=list)  # "DIR: why" for trajectories left out
     tokens: list[int] = field(default_factory=list)  # recorded tokens of each sample, when known
+    #: The (min_pixels, max_pixels) resize budgets the exported screenshots were seen at, and the
+    #: largest screenshot's pixel count: LLaMA-Factory has one budget for a whole dataset and
+    #: shrinks screenshots over ``image_max_pixels`` itself (docs/export.md).
+    pixel_budgets: set[tuple[int, int]] = field(default_factory=set)
+    largest_image: int = 0
 
 
 @dataclass
@@ -320,6 +325,10 @@ def export(
             continue
         summary.episodes += 1
         summary.skipped_steps += sum(not trainable(s) for s in trajectory.steps)
+        if made:
+            summary.pixel_budgets.add((trajectory.meta.min_pixels, trajectory.meta.max_pixels))
+            summary.largest_image = max(summary.largest_image,
+                                        *(s.screen[0] * s.screen[1] for s in trajectory.steps))
         for step, segs, row in made:
             if dedupe:
                 key = _fingerprint(segs, trajectory.meta)
