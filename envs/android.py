@@ -577,7 +577,10 @@ def _unknown(exc: BaseException) -> bool:
 
 
 def _rgb(png: bytes) -> Image.Image:
+    """The PNG's pixels, decoded now: PIL reads lazily, and a frame cut short (the device went
+    away mid-transfer) must fail here, not wherever its pixels are first read."""
     image = Image.open(io.BytesIO(png))
+    image.load()
     return image.convert("RGB") if image.mode != "RGB" else image  # no copy of an RGB frame
 
 

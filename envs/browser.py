@@ -4,9 +4,10 @@ Screenshots are taken at device pixels, so with ``device_scale_factor`` 3 a 390x
 gives a 1170x2532 image. Actions arrive in screenshot pixels and are divided by the scale factor
 to get the CSS pixels Playwright's mouse works in.
 
-With ``allowed_domains`` set, every navigation request to a host off the list is aborted, and the
-action that caused it (a ``navigate``, or a click or key that follows a link) fails with a message
-that names the blocked url. The page stays where it was.
+With ``allowed_domains`` set, every navigation request to a host off the list (each hop of a
+redirect, each frame's and each popup's included) is stopped, and the action that caused it (a
+``navigate``, or a click or key that follows a link) fails with a message that names the blocked
+url. The page stays where it was.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ MAX_SCROLL_SCREENS = 100
 
 # The page's own navigations (link clicks, form posts, location changes) are checked as they
 # start, through the Navigation API, and cancelled there when they lead off the list: the page
-# then truly stays, and the action that caused it can report the url. The route guard below
-# catches the rest (redirects, popups) by aborting the request. Keep in step with domain_allowed.
+# then truly stays, and the action that caused it can report the url. The request guard
+# (BrowserEnv._guard_documents) catches the rest (redirects, frames, popups) as each request
+# leaves. Keep in step with domain_allowed.
 _NAVIGATION_GUARD = """
 ((allowed) => {
   if (window !== window.top || !window.navigation) return;
@@ -242,7 +244,7 @@ class BrowserEnv(Env):
             )
             self._context.set_default_timeout(self.timeout_ms)
             if self.allowed_domains is not None:
-                self._context.route("**/*", self._guard_navigation)
+                self._guard_documents()
                 allowed = json.dumps([d.lower() for d in self.allowed_domains])
                 self._context.add_init_script(_NAVIGATION_GUARD.replace("ALLOWED", allowed))
             self.page = self._context.new_page()
@@ -483,14 +485,31 @@ class BrowserEnv(Env):
         return f"opened {self.page.url}"
 
     # -- allowlist --------------------------------------------------------------------------
-    def _guard_navigation(self, route: Any, request: Any) -> None:
-        if request.is_navigation_request() and not domain_allowed(
-            request.url, self.allowed_domains or []
-        ):
-            self._blocked.append(request.url)
-            route.abort("blockedbyclient")
-        else:
-            route.continue_()
+    def _guard_documents(self) -> None:
+        """Hold every document request of the browser (any page's, any frame's) as it leaves,
+        and answer one for a host off the list with "204 No Content", which a browser takes as
+        "stay where you are". This is chromium's own interception (CDP Fetch), not a Playwright
+        route: a route never sees the hops of a redirect, so an allowed url that redirected off
+        the list was followed."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        session = self._browser.new_browser_cdp_session()
+
+        def paused(event: dict[str, Any]) -> None:
+            request_id, url = event["requestId"], event["request"]["url"]
+            try:
+                if domain_allowed(url, self.allowed_domains or []):
+                    session.send("Fetch.continueRequest", {"requestId": request_id})
+                else:
+                    self._blocked.append(url)
+                    session.send("Fetch.fulfillRequest",
+                                 {"requestId": request_id, "responseCode": 204})
+            except PlaywrightError:
+                pass  # the browser, or the request's frame, went away meanwhile
+
+        session.on("Fetch.requestPaused", paused)
+        session.send("Fetch.enable", {"patterns": [
+            {"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]})
 
     def _take_blocked(self) -> list[str]:
         blocked, self._blocked = list(dict.fromkeys(self._blocked)), []

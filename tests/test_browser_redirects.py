@@ -1,0 +1,117 @@
+"""The browser's domain allowlist holds across HTTP redirects: an allowed url that answers with a
+redirect to a host off the list is not followed, whether a ``navigate``, a link or a frame asked
+for it (Playwright's routes never see a redirect's hops)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from core.actions import Click, Navigate
+from envs.browser import BrowserEnv
+from tests.conftest import require_tool
+from tests.probes import wait_until
+
+PAGE = b"""<!doctype html><body style="margin:0">
+<a id="go" href="LINK" style="display:block;width:200px;height:100px;background:#00f">go</a>
+</body>"""
+
+
+class _Redirects(BaseHTTPRequestHandler):
+    """``/redirect?to=URL`` answers 302 to URL; ``/page?link=URL`` is a page with one link."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if parts.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", query["to"])
+            self.end_headers()
+            return
+        body = PAGE.replace(b"LINK", query.get("link", "#").encode())
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+        pass
+
+
+@contextlib.contextmanager
+def _server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirects)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    require_tool("chromium")
+    with _server() as number:
+        yield number
+
+
+@pytest.fixture(scope="module")
+def guarded(port) -> Iterator[BrowserEnv]:
+    """Allowed on 127.0.0.1 only; localhost is the same server, but off the list."""
+    with BrowserEnv(viewport=(400, 300), device_scale_factor=2.0,
+                    allowed_domains=["127.0.0.1"]) as env:
+        yield env
+
+
+def test_navigate_to_a_url_that_redirects_off_the_list_is_blocked(guarded, port) -> None:
+    start = f"http://127.0.0.1:{port}/page"
+    assert guarded.execute(Navigate(url=start)).ok
+    off_list = f"http://localhost:{port}/page?landed=1"
+    result = guarded.execute(Navigate(url=f"http://127.0.0.1:{port}/redirect?to={off_list}"))
+    assert not result.ok
+    assert f"blocked navigation to {off_list}" in result.message
+    assert guarded.observe().extras["url"] == start
+
+
+def test_a_link_that_redirects_off_the_list_is_not_followed(guarded, port) -> None:
+    off_list = f"http://localhost:{port}/page?landed=1"
+    start = f"http://127.0.0.1:{port}/page?link=/redirect?to={off_list}"
+    assert guarded.execute(Navigate(url=start)).ok
+    result = guarded.execute(Click(x=200, y=100))  # the link, in device pixels at scale 2
+    observation = guarded.observe()
+    # The redirect may come after the click returned: then the observation reports it.
+    assert not result.ok or observation.extras.get("blocked_urls") == [off_list]
+    assert observation.extras["url"] == start
+    assert "localhost" not in {urlsplit(frame.url).hostname for frame in guarded.page.frames}
+
+
+def test_a_frame_that_redirects_off_the_list_stays_empty(guarded, port) -> None:
+    start = f"http://127.0.0.1:{port}/page"
+    assert guarded.execute(Navigate(url=start)).ok
+    off_list = f"http://localhost:{port}/page?landed=1"
+    guarded.page.evaluate("""(src) => {
+        const frame = document.createElement('iframe');
+        frame.src = src;
+        document.body.appendChild(frame);
+    }""", f"/redirect?to={off_list}")
+    blocked: list[str] = []
+
+    def reported() -> bool:
+        blocked.extend(guarded.observe().extras.get("blocked_urls", []))
+        return off_list in blocked
+
+    wait_until(reported, what="the frame's redirect reported as blocked")
+    assert "localhost" not in {urlsplit(frame.url).hostname for frame in guarded.page.frames}
+    # A redirect that stays on the list is followed.
+    on_list = f"http://127.0.0.1:{port}/page?landed=2"
+    assert guarded.execute(Navigate(url=f"http://127.0.0.1:{port}/redirect?to={on_list}")).ok
+    assert guarded.observe().extras["url"] == on_list
