@@ -260,8 +260,13 @@ def _print_comparison(console: "Console", a: Path, b: Path) -> None:
                   f"{(result.overall[1].success_rate - result.overall[0].success_rate) * 100:+.0f}"
                   " pts")
     console.print(table)
+    if not result.shared:
+        # Other seeds (or tasks): no episode ran in both, so none can be said to have changed.
+        console.print("[yellow]the runs share no episode[/] (task@seed): run both with the "
+                      "same --seed and --episodes to see which outcomes changed")
+        return
     if not result.changed:
-        console.print("no episode changed its outcome")
+        console.print(f"no episode changed its outcome ({result.shared} in both runs)")
         return
     console.print(f"{len(result.changed)} episode(s) changed their outcome:")
     for key, was, now in result.changed:

@@ -208,8 +208,10 @@ class StoppedPhone(FakePhone):
 class SlowPhone(FakePhone):
     """Each action takes a while, so a test can kill a run between two episodes."""
 
+    delay = 0.15  # seconds an action takes
+
     def _execute(self, action):
-        time.sleep(0.15)
+        time.sleep(self.delay)
         return super()._execute(action)
 
 

@@ -16,6 +16,7 @@ class Comparison:
     tasks: dict[str, tuple[Rate | None, Rate | None]]  # per task: run A's rate, run B's
     overall: tuple[Rate, Rate]
     changed: list[tuple[str, str, str]]  # episode key, outcome in A, outcome in B
+    shared: int  # the episodes (task@seed) both runs hold, which ``changed`` is drawn from
 
 
 def compare(a: Path, b: Path) -> Comparison:
@@ -28,9 +29,9 @@ def compare(a: Path, b: Path) -> Comparison:
     sa, sb = Summary.of(runs[0]), Summary.of(runs[1])
     outcomes_a = {r.key: r.outcome for r in runs[0]}
     outcomes_b = {r.key: r.outcome for r in runs[1]}
-    changed = [(key, outcomes_a[key], outcomes_b[key])
-               for key in sorted(outcomes_a.keys() & outcomes_b.keys())
+    shared = sorted(outcomes_a.keys() & outcomes_b.keys())
+    changed = [(key, outcomes_a[key], outcomes_b[key]) for key in shared
                if outcomes_a[key] != outcomes_b[key]]
     names = sorted(sa.tasks.keys() | sb.tasks.keys())
     return Comparison({n: (sa.tasks.get(n), sb.tasks.get(n)) for n in names},
-                      (sa.overall, sb.overall), changed)
+                      (sa.overall, sb.overall), changed, len(shared))

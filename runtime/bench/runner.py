@@ -9,7 +9,10 @@ as ``--workers 1``.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -188,14 +191,15 @@ def _in_processes(
     while queue:
         # spawn, not fork: the parent's threads (the progress bar) and locks do not leak into
         # the workers, and each worker starts its own browser, phone or X display from scratch.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                   initializer=_follow_the_bench, initargs=(os.getpid(),))
         running: dict[Future, EpisodeJob] = {}
         broken = False
         try:
             while running or (queue and not broken):
                 while queue and not broken and len(running) < workers:
                     job = queue.popleft()
-                    running[pool.submit(runner, job, out)] = job
+                    running[pool.submit(_run_in_worker, runner, job, out)] = job
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     job = running.pop(future)
@@ -222,6 +226,39 @@ def _in_processes(
             pool.shutdown(wait=not running, cancel_futures=True)
 
 
+#: Held while this worker process runs an episode.
+_EPISODE = threading.Lock()
+
+
+def _run_in_worker(runner: JobRunner, job: EpisodeJob, out: Path) -> EpisodeResult:
+    with _EPISODE:
+        return runner(job, out)
+
+
+def _follow_the_bench(bench: int) -> None:
+    """A worker process's initializer. A bench killed without the chance to stop its pool
+    (SIGKILL, SIGTERM, the OOM killer) leaves its workers running: they would finish their
+    episodes into a run nobody reads, beside a resume running the same ones, then wait for a
+    next job for ever. So once the bench is gone, the worker stops its episode as Ctrl-C does
+    (the trajectory is finalized, the env's processes end) and exits."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("the bench process is gone")
+
+    # A signal of its own: SIGINT may be ignored (a bench started in the background with &).
+    signal.signal(signal.SIGUSR1, stop)
+
+    def watch() -> None:
+        while os.getppid() == bench:
+            time.sleep(0.2)
+        if not _EPISODE.acquire(blocking=False):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            _EPISODE.acquire()  # the episode has ended and closed its env
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-the-bench", daemon=True).start()
+
+
 def _run_on_worker(runner: JobRunner, job_json: str, out: str) -> str:
     """A Ray task: plain strings in and out, so any node with vlagent installed can run it."""
     return runner(EpisodeJob.model_validate_json(job_json), Path(out)).model_dump_json()
@@ -242,7 +279,9 @@ def _on_ray(
             except ConnectionError as exc:
                 raise RunError(f"no Ray cluster at --ray-address {address}: {exc}") from None
         else:
-            ray.init(num_cpus=max(workers, 1), include_dashboard=False)
+            # "local": a new instance, never a cluster Ray would find by itself (RAY_ADDRESS,
+            # the last `ray start` on this machine), which refuses a CPU count.
+            ray.init(address="local", num_cpus=max(workers, 1), include_dashboard=False)
     # One CPU per episode: Ray runs as many at once as the cluster's nodes have CPUs.
     task = ray.remote(num_cpus=1, max_retries=0)(_run_on_worker)
     pending = {task.remote(runner, job.model_dump_json(), str(out.resolve())): job

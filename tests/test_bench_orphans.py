@@ -1,0 +1,100 @@
+"""A bench process killed while its worker processes run episodes (``kill PID``, SIGKILL, the OOM
+killer) takes its workers with it: each stops its episode as Ctrl-C would, closes its env and
+exits, instead of finishing into a run nobody reads and then waiting for a next job for ever."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.bench.execute import JobRunner
+from runtime.bench.plan import BenchSettings
+from runtime.bench.results import read_results
+from runtime.bench.runner import run_bench
+from tests.bench_fakes import RIGHT, SlowPhone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class DawdlingPhone(SlowPhone):
+    """Each action takes a second, so an episode is still running when the bench is killed."""
+
+    delay = 1.0
+
+
+@contextlib.contextmanager
+def marking_env(spec, console):
+    """A dawdling phone that leaves ``started-PID`` in --out, and ``closed-PID`` once closed."""
+    out = Path(spec.out)
+    pid = os.getpid()
+    (out / f"started-{pid}").touch()
+    try:
+        yield DawdlingPhone(), "fake"
+    finally:
+        (out / f"closed-{pid}").touch()
+
+
+DAWDLING = JobRunner(RIGHT.catalog, marking_env)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "\nState:\tZ" not in state  # a zombie has exited
+
+
+def pids(out: Path, prefix: str) -> set[int]:
+    return {int(p.name.removeprefix(prefix)) for p in out.glob(f"{prefix}*")}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_of_a_killed_bench_stop_their_episodes_and_exit(tmp_path, signum):
+    out = tmp_path / "run"
+    # Started in the background (&) by a shell: SIGINT is ignored, in its workers too.
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "import cli.bench_cmd as b; from tests import test_bench_orphans as t; "
+            "b.default_runner = lambda: t.DAWDLING; from cli.app import app; app(sys.argv[1:])")
+    args = ["bench", "--suite", "fake", "--episodes", "2", "--seed", "7", "--workers", "2",
+            "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := pids(out, "started-")) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "two episodes did not start within 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        proc.wait(30)
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in workers if alive(pid)]
+        assert not left, f"worker processes {left} outlived the bench"
+        assert pids(out, "closed-") >= workers  # each closed its env on the way out
+        assert read_results(out) == []  # the cut episodes were not counted
+        ended = [json.loads(meta.read_text())
+                 for meta in (out / "trajectories").glob("*/meta.json")]
+        assert len(ended) == 2
+        assert all(m["status"] == "interrupted" and "bench process is gone" in m["reason"]
+                   for m in ended), ended
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in workers:
+            if alive(pid):
+                subprocess.run(["kill", "-9", str(pid)], check=False)
+    settings = BenchSettings(suite="fake", episodes=2, seed=7, model="scripted")
+    resumed = run_bench(settings, out, runner=RIGHT)
+    assert resumed.skipped == 0 and resumed.summary.overall.successes == 4
