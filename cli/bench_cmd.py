@@ -67,8 +67,8 @@ def bench(
     max_new_tokens: int = max_new_tokens_option(FOR_A_CHECKPOINT),
     temperature: float = temperature_option(FOR_A_CHECKPOINT),
     max_pixels: int = typer.Option(None, "--max-pixels", min=1, help="--model PATH: the "
-                                   "processor's resize budget per screenshot (default "
-                                   "12845056; 1280*28*28 = 1003520 is a common, faster one)."),
+                                   "processor's resize budget per screenshot (default: the "
+                                   "checkpoint's; 1280*28*28 = 1003520 is a common, faster one)."),
     dtype: str = dtype_option(FOR_A_CHECKPOINT),
     compile: bool = compile_option(FOR_A_CHECKPOINT, batches=True),
     device: str = typer.Option("virtual", "--device", help="android: 'virtual' starts a "

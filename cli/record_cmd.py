@@ -25,8 +25,9 @@ def record(
     max_steps: int = typer.Option(50, "--max-steps", min=1, help="Step budget."),
     processor: str = typer.Option(None, "--processor", help="Count prompt tokens with this "
                                   "checkpoint's processor (for SFT statistics)."),
-    max_pixels: int = typer.Option(12_845_056, "--max-pixels", min=1, help="The resize budget "
-                                   "that qwen25vl's resized-pixel coordinates refer to."),
+    max_pixels: int = typer.Option(None, "--max-pixels", min=1, help="The resize budget "
+                                   "that qwen25vl's resized-pixel coordinates refer to; "
+                                   "default: --processor's checkpoint's, else 12845056."),
     url: str = typer.Option("about:blank", "--url", help="browser: the start page."),
     adb_port: int = typer.Option(None, "--adb-port", min=1, max=65535, help=ADB_PORT_HELP),
     display: str = typer.Option(None, "--display", help=DISPLAY_HELP),

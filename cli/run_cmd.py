@@ -81,10 +81,12 @@ def run(
                                           "--processor, whose context less --max-new-tokens "
                                           "bounds the budget anyway."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for trajectories."),
-    max_pixels: int = typer.Option(12_845_056, "--max-pixels", min=1, help="The processor's "
-                                   "resize budget per screenshot (1280*28*28 = 1003520 is a "
-                                   "common, faster choice)."),
-    min_pixels: int = typer.Option(3136, "--min-pixels", min=1, help="Lower resize budget."),
+    max_pixels: int = typer.Option(None, "--max-pixels", min=1, help="The processor's "
+                                   "resize budget per screenshot; default: the checkpoint's "
+                                   "(--model PATH or --processor), else 12845056 (1280*28*28 = "
+                                   "1003520 is a common, faster choice)."),
+    min_pixels: int = typer.Option(None, "--min-pixels", min=1, help="Lower resize budget; "
+                                   "default: the checkpoint's, else 3136."),
     url: str = typer.Option("about:blank", "--url", help="browser: the start page (kept in "
                             "meta.json, so replay starts there too)."),
     viewport: str = typer.Option("1280x800", "--viewport", help="browser: the page size "

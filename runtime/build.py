@@ -14,6 +14,7 @@ from typing import Any, Callable, ContextManager, Iterator
 from rich.console import Console
 
 from agent.policies.base import Policy
+from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from envs.base import Env
 from runtime.settings import ENV_KINDS, MODEL_HELP, RunError, RunSpec, is_endpoint
 from tasks.base import Task
@@ -89,6 +90,30 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
     dtype = checked_dtype(spec.dtype)  # before loading any weights
     return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature,
                        compile=spec.compile, dtype=dtype)
+
+
+def resize_budget(spec: RunSpec) -> tuple[int, int]:
+    """The screenshots' resize budget, (min_pixels, max_pixels): each bound the run names, else
+    the checkpoint's own (--model DIR, else --processor DIR, read as transformers reads it), else
+    the released checkpoints' values. A model trained at another budget then sees screenshots at
+    its own, and resized-pixel coordinates (qwen25vl, uitars15) are read at the size it saw."""
+    low, high = spec.min_pixels, spec.max_pixels
+    source = spec.model if Path(spec.model).is_dir() else spec.processor
+    if source is not None and (low is None or high is None):
+        from model.image_processing import ImageProcessingConfig
+
+        try:
+            images = ImageProcessingConfig.from_pretrained(Path(source))
+        except (ValueError, OSError) as exc:
+            raise RunError(str(exc)) from None
+        low = images.min_pixels if low is None else low
+        high = images.max_pixels if high is None else high
+    low = DEFAULT_MIN_PIXELS if low is None else low
+    high = DEFAULT_MAX_PIXELS if high is None else high
+    if low > high:
+        raise RunError(f"the resize budget has min_pixels {low} above max_pixels {high}: "
+                       "give --min-pixels and --max-pixels that fit")
+    return low, high
 
 
 def checked_dtype(dtype: str | None) -> str | None:

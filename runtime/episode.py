@@ -22,7 +22,14 @@ from agent.safety import ConfirmationGate, GateRules, load_rules
 from agent.secrets import SecretError, Secrets
 from core.terminal import literal, printable
 from envs.base import Env
-from runtime.build import EnvFactory, make_policy, open_env, resolve_dialect, resolve_task
+from runtime.build import (
+    EnvFactory,
+    make_policy,
+    open_env,
+    resize_budget,
+    resolve_dialect,
+    resolve_task,
+)
 from runtime.settings import RunError, RunSpec
 from tasks.base import Task
 from trajectories.recorder import Recorder, new_run_dir
@@ -76,6 +83,7 @@ def run(
         raise RunError(str(exc)) from None
     rules = load_rules(spec.gate_rules) if spec.gate_rules else GateRules()
     dialect_name = resolve_dialect(spec)
+    min_pixels, max_pixels = resize_budget(spec)
     if task is not None:
         console.print(f"task [bold]{literal(task.name)}[/]: {literal(task.goal)}")
     made: list[Path] = []  # the folders made for this run, innermost first
@@ -98,7 +106,7 @@ def run(
                                          else AgentConfig.max_steps),
             max_time_s=spec.max_time_s,
             max_parse_errors=spec.max_parse_errors, history=history,
-            min_pixels=spec.min_pixels, max_pixels=spec.max_pixels,
+            min_pixels=min_pixels, max_pixels=max_pixels,
             max_screen_pixels=spec.max_screen_pixels,
         )
         try:

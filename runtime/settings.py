@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from agent.history import HistoryPolicy
-from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 ENV_KINDS = ("android", "desktop", "browser")
 MODEL_HELP = ("PATH (a local Qwen2-VL checkpoint), http(s)://HOST:PORT/v1 (an OpenAI-compatible "
@@ -42,8 +41,9 @@ class RunSpec:
     history_block: int = HistoryPolicy.block  # past screenshots turn into text this many at a time
     max_prompt_tokens: int | None = None  # drop old screenshots until the prompt fits
     out: Path = Path("runs")
-    min_pixels: int = DEFAULT_MIN_PIXELS
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    # The screenshots' resize budget; None: the checkpoint's (runtime.build.resize_budget)
+    min_pixels: int | None = None
+    max_pixels: int | None = None
     url: str = "about:blank"  # the browser env's start page
     viewport: tuple[int, int] = (1280, 800)  # the browser's page size in CSS pixels
     scale: float = 1.0  # the browser's device scale factor (screenshots are viewport * scale)
