@@ -259,23 +259,23 @@ class AndroidEnv(Env):
 
     # -- Env --------------------------------------------------------------------------------
     def capture(self) -> Image.Image:
-        if self._raw_screencap:
-            image = self._capture_raw()
-            if image is not None:
-                return image
-            self._raw_screencap = False
+        if self._raw_screencap and (image := self._capture_raw()) is not None:
+            return image
         return self.capture_png()
 
     def _capture_raw(self) -> Image.Image | None:
+        """The raw frame as an image; None where this frame is to be taken as PNG."""
         data = self.exec_out("screencap")
-        if len(data) < 12:
-            return None
-        width, height, fmt = struct.unpack_from("<3I", data)
-        header = len(data) - width * height * 4
-        if fmt != 1 or header not in (12, 16):  # only RGBA_8888 is converted here
-            return None
-        return Image.frombuffer("RGBA", (width, height), data[header:], "raw", "RGBA", 0, 1
-                                ).convert("RGB")
+        if len(data) >= 12:
+            width, height, fmt = struct.unpack_from("<3I", data)
+            header = len(data) - width * height * 4
+            if fmt == 1 and header in (12, 16):
+                return Image.frombuffer("RGBA", (width, height), data[header:], "raw", "RGBA",
+                                        0, 1).convert("RGB")
+            if fmt == 1 and header < 12:
+                return None  # cut short on the way (a link hiccup): only this frame as PNG
+        self._raw_screencap = False  # only RGBA_8888 is converted here: PNG from now on
+        return None
 
     def capture_png(self) -> Image.Image:
         data = self.exec_out("screencap -p")

@@ -1,10 +1,12 @@
-"""A still frame cut short (the phone went away mid-transfer) is an EnvError at observe, not an
-observation whose pixels fail later wherever they are first read."""
+"""Frames cut short on the way from the phone: a still frame is an EnvError at observe, not an
+observation whose pixels fail later wherever they are first read; a raw screencap frame is taken
+as PNG that once, and raw frames (no PNG to encode and decode) go on after it."""
 
 from __future__ import annotations
 
 import io
 import json
+import struct
 
 import pytest
 from PIL import Image
@@ -35,3 +37,47 @@ def test_a_still_frame_cut_short_fails_observe_with_a_clear_error():
     env.exec_out = lambda command: _frame(png[: len(png) // 2])
     with pytest.raises(EnvError, match="gave no frame"):
         env.observe()
+
+
+def _raw(image: Image.Image) -> bytes:
+    return struct.pack("<4I", image.width, image.height, 1, 1) + image.convert("RGBA").tobytes()
+
+
+def test_a_raw_frame_cut_short_is_taken_as_png_once():
+    env = fake_android_env(FakeAdbDevice())
+    del env.capture  # the real capture, not the fake's blank screen
+    env._raw_screencap = True
+    first, second = (Image.effect_noise((60, 40), 64 + n).convert("RGB") for n in range(2))
+    raw = [_raw(first)[:-100], _raw(second)]
+    png = io.BytesIO()
+    first.save(png, format="PNG")
+    asked: list[str] = []
+
+    def exec_out(command: str) -> bytes:
+        asked.append(command)
+        return png.getvalue() if command == "screencap -p" else raw.pop(0)
+
+    env.exec_out = exec_out
+    assert env.capture().tobytes() == first.tobytes()
+    assert env.capture().tobytes() == second.tobytes()
+    assert asked == ["screencap", "screencap -p", "screencap"]
+
+
+def test_a_pixel_format_not_converted_switches_to_png_for_good():
+    env = fake_android_env(FakeAdbDevice())
+    del env.capture
+    env._raw_screencap = True
+    image = Image.effect_noise((60, 40), 64).convert("RGB")
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    asked: list[str] = []
+
+    def exec_out(command: str) -> bytes:
+        asked.append(command)
+        rgb565 = struct.pack("<4I", 60, 40, 4, 1) + bytes(60 * 40 * 2)
+        return png.getvalue() if command == "screencap -p" else rgb565
+
+    env.exec_out = exec_out
+    for _ in range(2):
+        assert env.capture().tobytes() == image.tobytes()
+    assert asked == ["screencap", "screencap -p", "screencap -p"]
