@@ -7,7 +7,8 @@ TOML file; docs/safety.md gives the schema):
   or with a key that may type or paste (any ``key`` or ``hotkey`` but the editing and moving
   keys);
 - a press on an element whose text matches a pattern (the element at the point): a tap or click,
-  and a swipe, drag or phone scroll that the env performs as one (``Env.press_point``);
+  and a swipe, drag or phone scroll that the env performs as one (``Env.press_point``); and a
+  key that presses the focused element (Enter, the space bar, a line break typed);
 - either of those on an element the env could not inspect (``ElementInfo.opaque``: a frame the
   browser cannot read, a UI dump that failed), whose kind and text are unknown;
 - ``open_app`` of a listed package or label, judged by what the env would open
@@ -40,6 +41,9 @@ DEFAULT_TAP_TEXT = r"pay|buy|delete|send|confirm|transfer"
 #: Keys that neither type nor paste into the focused field: the named ones, but the space bar and
 #: insert (shift+insert pastes).
 MOVING_KEYS = keys.KEY_NAMES - {"space", "insert"}
+
+#: Keys that press the focused element (a button, a link, a checkbox) as a tap on it would.
+PRESSING_KEYS = frozenset({"enter", "space"})
 
 Mode = Literal["ask", "yes", "deny"]
 
@@ -143,7 +147,10 @@ class ConfirmationGate(SafetyGate):
             return Verdict(False, f"{hit.reason}; this run refuses sensitive actions "
                            "(--deny-sensitive)", hit.rule, by="--deny-sensitive")
         assert self.ask is not None
-        answer = self.ask(f"The agent wants to {describe(action)}: {hit.reason}. Allow it?")
+        # The action is masked too (a value the model wrote, read off a screen): the console's own
+        # masking misses a value that rich wraps onto two lines of the question.
+        answer = self.ask(f"The agent wants to {self.hide(describe(action))}: {hit.reason}. "
+                          "Allow it?")
         if answer is None:
             return Verdict(False, f"{hit.reason}; there is no terminal to confirm it on (run "
                            "with --yes to allow sensitive actions)", hit.rule, by="no terminal")
@@ -154,8 +161,15 @@ class ConfirmationGate(SafetyGate):
     def sensitive(self, action: Action) -> Sensitive | None:
         """The first rule that finds ``action`` sensitive, or None."""
         rules = self.rules
+        looked_up: list[ElementInfo | None] = []  # the focused element, looked up at most once
+
+        def focused_element() -> ElementInfo | None:
+            if not looked_up:
+                looked_up.append(_inspect(self.env.focused_element))
+            return looked_up[0]
+
         if rules.password_fields and _may_type(action):
-            focused = _inspect(self.env.focused_element)
+            focused = focused_element()
             if focused is not None and focused.opaque:
                 return Sensitive("password_field", "it types into an element the env cannot "
                                  "inspect (it may be a password field)")
@@ -175,6 +189,17 @@ class ConfirmationGate(SafetyGate):
             if element is not None and (found := self._tap_text.search(element.text)):
                 return Sensitive("tap_text", f"it presses {self.hide(element.text)[:80]!r}, "
                                  f"which matches {found.group(0)!r}")
+        elif self._tap_text is not None and _may_press_focused(action):
+            # Enter or the space bar presses the focused button as a tap would: a model that
+            # moves the focus to "Delete" (Tab, the d-pad) and presses Enter must be asked too.
+            focused = focused_element()
+            if focused is not None and focused.opaque:
+                return Sensitive("tap_text", "it presses the focused element from the keyboard, "
+                                 "and the env cannot inspect it (its text is unknown)")
+            if focused is not None and (found := self._tap_text.search(focused.text)):
+                return Sensitive("tap_text", f"it presses the focused "
+                                 f"{self.hide(focused.text)[:80]!r} from the keyboard, which "
+                                 f"matches {found.group(0)!r}")
         if action.kind == "open_app" and rules.open_apps:
             listed = self._listed_app(action.app)
             if listed is not None:
@@ -210,6 +235,25 @@ def _may_type(action: Action) -> bool:
             if keys.canonical(name) not in MOVING_KEYS:
                 return True
         except ValueError:  # a name only the env knows (adb's KEYCODE_A): it may type
+            return True
+    return False
+
+
+def _may_press_focused(action: Action) -> bool:
+    """Whether ``action`` may press the focused element from the keyboard, as a tap on it would:
+    the phone's ``enter``, a ``type`` whose text breaks a line (each line break is an Enter),
+    Enter or the space bar alone or in a hotkey, and a key name only the env knows (adb's
+    ``KEYCODE_DPAD_CENTER`` or ``23`` presses the focused view)."""
+    if action.kind == "enter":
+        return True
+    if action.kind == "type":
+        return "\n" in action.text or "\r" in action.text
+    names = [action.key] if action.kind == "key" else action.keys if action.kind == "hotkey" else []
+    for name in names:
+        try:
+            if keys.canonical(name) in PRESSING_KEYS:
+                return True
+        except ValueError:  # a name only the env knows: it may press
             return True
     return False
 

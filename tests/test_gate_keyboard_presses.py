@@ -1,0 +1,150 @@
+"""The confirmation gate judges a key that presses the focused element as a press on it: a model
+that moves the focus to "Delete account" (Tab, the d-pad) and presses Enter or the space bar
+(or types a line break) presses that button as surely as a tap on it would."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import TypeAdapter
+
+from actions.dialects import get_dialect
+from agent.loop import Agent
+from agent.safety import ConfirmationGate, GateRules
+from core.actions import Action, Key
+from envs.base import ElementInfo
+from tests.adb_fakes import FakeAdbDevice, fake_android_env
+from tests.agent_fakes import FakePhone, ListPolicy
+from tests.conftest import require_tool
+from trajectories.reader import load
+from trajectories.recorder import Recorder
+
+DONE = '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'
+
+
+class FocusedPhone(FakePhone):
+    """A phone whose focused element is ``focused``; nothing is under any point."""
+
+    def __init__(self, focused: ElementInfo | None) -> None:
+        super().__init__()
+        self.focused = focused
+
+    def element_at(self, x, y):
+        return None
+
+    def focused_element(self):
+        return self.focused
+
+
+def parsed(action: dict) -> Action:
+    return TypeAdapter(Action).validate_python(action)
+
+
+PRESSES = [
+    {"kind": "key", "key": "enter"},
+    {"kind": "key", "key": "Return"},
+    {"kind": "key", "key": "KP_Enter"},
+    {"kind": "key", "key": "space"},
+    {"kind": "key", "key": " "},
+    {"kind": "hotkey", "keys": ["ctrl", "enter"]},
+    {"kind": "enter"},  # the phone's Enter
+    {"kind": "type", "text": "\n"},
+    {"kind": "type", "text": "ok\r\n"},
+    {"kind": "key", "key": "KEYCODE_DPAD_CENTER"},  # adb's own names and numbers
+    {"kind": "key", "key": "66"},
+]
+NOT_PRESSES = [
+    {"kind": "key", "key": "tab"},
+    {"kind": "key", "key": "down"},
+    {"kind": "hotkey", "keys": ["shift", "tab"]},
+    {"kind": "type", "text": "hello"},
+    {"kind": "home"},
+]
+
+
+@pytest.mark.parametrize("action", PRESSES, ids=json.dumps)
+def test_a_key_that_presses_a_focused_sensitive_button_is_sensitive(action):
+    hit = ConfirmationGate(GateRules(), FocusedPhone(ElementInfo("Delete account")),
+                           "deny").sensitive(parsed(action))
+    assert hit is not None and hit.rule == "tap_text"
+    assert "Delete account" in hit.reason
+    # A focused element the env cannot read may be such a button (or, for a key that types,
+    # a password field: either rule may ask first).
+    hit = ConfirmationGate(GateRules(), FocusedPhone(ElementInfo("", opaque=True)),
+                           "deny").sensitive(parsed(action))
+    assert hit is not None
+    hit = ConfirmationGate(GateRules(password_fields=False),
+                           FocusedPhone(ElementInfo("", opaque=True)), "deny").sensitive(
+        parsed(action))
+    assert hit is not None and hit.rule == "tap_text"
+    # Another button, no focus at all, or the rule switched off: nothing to ask.
+    assert ConfirmationGate(GateRules(), FocusedPhone(ElementInfo("Next")),
+                            "deny").sensitive(parsed(action)) is None
+    assert ConfirmationGate(GateRules(), FocusedPhone(None), "deny").sensitive(
+        parsed(action)) is None
+    assert ConfirmationGate(GateRules(tap_text=None), FocusedPhone(ElementInfo("Delete")),
+                            "deny").sensitive(parsed(action)) is None
+
+
+@pytest.mark.parametrize("action", NOT_PRESSES, ids=json.dumps)
+def test_keys_that_only_move_or_type_do_not_press(action):
+    assert ConfirmationGate(GateRules(), FocusedPhone(ElementInfo("Delete account")),
+                            "deny").sensitive(parsed(action)) is None
+
+
+class FocusedSendDevice(FakeAdbDevice):
+    """A phone whose UI dump shows a focused "Send" button (focus moved there with the d-pad)."""
+
+    def _answer(self, command):
+        answer = super()._answer(command)
+        if command.startswith("uiautomator dump"):
+            answer.output = (
+                '<?xml version="1.0"?><hierarchy rotation="0"><node index="0" text="Send" '
+                'resource-id="" class="android.widget.Button" package="com.example.chat" '
+                'content-desc="" clickable="true" focused="true" password="false" '
+                'bounds="[0,0][1080,200]"></node></hierarchy>')
+        return answer
+
+
+def test_deny_keeps_enter_off_a_focused_send_button_on_the_phone(tmp_path):
+    device = FocusedSendDevice()
+    env = fake_android_env(device)
+    gate = ConfirmationGate(GateRules(), env, "deny")
+    policy = ListPolicy(['*FUNCTION*: Enter *ARGS*: {}', DONE])
+    Agent(env, policy, get_dialect("qwen2vl", "phone"), gate=gate,
+          recorder=Recorder(tmp_path / "traj")).run("Reply to Bob")
+    step = load(tmp_path / "traj").steps[0]
+    assert step.action["kind"] == "enter"
+    assert step.gate.decision == "denied" and step.gate.rule == "tap_text"
+    assert step.result.message.startswith("blocked by the safety gate")
+    assert not any("KEYCODE_ENTER" in c for c in device.commands)  # Enter never reached it
+
+
+PAGE = ('data:text/html,<input id="name" placeholder="Name" autofocus><button id="del" '
+        'onclick="window.deleted = true">Delete account</button>')
+
+
+def test_tab_then_enter_onto_a_delete_button_in_chromium_is_refused(tmp_path):
+    require_tool("chromium")
+    from envs.browser import BrowserEnv
+
+    with BrowserEnv(viewport=(640, 400), start_url=PAGE) as env:
+        gate = ConfirmationGate(GateRules(), env, "deny")
+        policy = ListPolicy(['*FUNCTION*: Key *ARGS*: {"key": "Tab"}',
+                             '*FUNCTION*: Key *ARGS*: {"key": "Enter"}',
+                             '*FUNCTION*: Key *ARGS*: {"key": "space"}', DONE])
+        Agent(env, policy, get_dialect("qwen2vl", env.form_factor), gate=gate,
+              recorder=Recorder(tmp_path / "traj")).run("Tidy my account")
+        steps = load(tmp_path / "traj").steps
+        assert steps[0].gate is None and steps[0].result.ok  # moving the focus presses nothing
+        assert env.focused_element().text == "Delete account"
+        assert [s.gate.decision for s in steps[1:3]] == ["denied", "denied"]
+        assert [s.gate.rule for s in steps[1:3]] == ["tap_text", "tap_text"]
+        assert env.page.evaluate("window.deleted === true") is False
+        # The same key on a button that matches nothing goes through and presses it.
+        env.page.set_content('<button onclick="window.pressed = true">Next</button>')
+        env.page.focus("button")
+        assert gate.sensitive(Key(key="Enter")) is None
+        assert env.execute(Key(key="Enter")).ok
+        assert env.page.evaluate("window.pressed === true") is True
