@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 from core.actions import Terminate
 from core.results import Score
-from envs.base import Env
+from envs.base import Env, EnvError
 from tasks.base import SolutionStep
 from tasks.desktop.programs import DesktopTask, Window, find_window, x_client_env, xdotool
 
@@ -100,13 +100,31 @@ class CalculatorCompute(DesktopTask):
     def start(self, env: Env) -> None:
         self.launch(env, ["xcalc", "-geometry", "+200+120"], "xcalc")
 
+    def closed(self) -> bool:
+        """Whether the agent quit xcalc (button 3 on AC, or the q key, is its "off")."""
+        return bool(self._processes) and all(p.poll() is not None for p in self._processes)
+
     def check(self, env: Env, answer: str | None) -> Score:
+        from Xlib.error import ConnectionClosedError, DisplayError, XError
+
+        # A quit calculator shows no result: the agent's failure, not a runtime error (which a
+        # bench resume would run again). A running one that cannot be read is the harness's.
+        if self.closed():
+            return Score(success=False, reason="the calculator was closed: no result is shown")
         try:
             shown = displayed_number(env, find_window(env, "xcalc", timeout_s=2))
-        except (OSError, subprocess.SubprocessError) as exc:
-            return Score(success=False, reason=f"could not read the calculator: {exc}")
+        except EnvError:
+            if self.closed():  # it quit while the check looked for its window
+                return Score(success=False, reason="the calculator was closed: no result is shown")
+            raise
+        except (OSError, subprocess.SubprocessError, DisplayError, ConnectionClosedError,
+                XError) as exc:
+            raise EnvError(f"could not read the calculator's display: {exc}") from None
+        if shown is None:
+            raise EnvError("the calculator did not hand over its display's number (is xcalc "
+                           "hung?)")
         try:
-            right = shown is not None and float(shown) == self.result
+            right = float(shown) == self.result
         except ValueError:
             right = False
         reason = f"the display shows {shown!r}, expected {self.result}"

@@ -89,8 +89,14 @@ class TextContactNumber(PhoneTask):
             return Score(success=False, reason=changed)
         number = dict(seeded)[p["subject"]]
         before = {t["contact"]: len(t["messages"]) for t in p["threads"]}
-        new = {t.get("contact"): t.get("messages", [])[before.get(t.get("contact"), 0):]
-               for t in MessagesTask.threads(env)}
+        threads = {t.get("contact"): t.get("messages", []) for t in MessagesTask.threads(env)}
+        # Every seeded conversation must still start with its seeded messages: only sending was
+        # asked for, so a conversation deleted (or replaced) on the way fails the task.
+        lost = sorted(t["contact"] for t in p["threads"]
+                      if threads.get(t["contact"], [])[:len(t["messages"])] != t["messages"])
+        if lost:
+            return Score(success=False, reason=f"the conversations with {lost} were deleted")
+        new = {contact: messages[before.get(contact, 0):] for contact, messages in threads.items()}
         strays = sorted(k for k, v in new.items() if v and k != p["recipient"])
         if strays:
             return Score(success=False, reason=f"messages went to {strays}")

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 from core.actions import Answer, OpenApp, Terminate, Type
 from core.results import Score
-from envs.base import Env
+from envs.base import Env, EnvError
 from tasks.base import SolutionStep
 from tasks.phone.device import (
     SETTINGS,
@@ -33,7 +33,46 @@ def _on_off(value: bool) -> str:
     return "on" if value else "off"
 
 
-class SetWifiAndBluetooth(PhoneTask):
+def update_settings(env: Env, values: dict[str, Any]) -> None:
+    """Write ``values`` over the app's current settings; the others keep their state."""
+    set_app_state(env, SETTINGS, {**app_state(env, SETTINGS), **values})
+
+
+def _setting(state: dict[str, Any], key: str) -> Any:
+    value = state.get(key)
+    return bool(value) if value is None or isinstance(value, bool) else value  # missing: off
+
+
+class SettingsTask(PhoneTask):
+    """A Settings task: ``initialize`` writes ``start_values`` over the app's settings and keeps
+    the whole state it started from, so a check sees every switch (and the name), not only the
+    ones its goal names: flipping Airplane mode on the way to Wi-Fi is not the task, as a second
+    contact is not an edit."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.started: dict[str, Any] | None = None
+
+    def start_values(self) -> dict[str, Any]:
+        return {}
+
+    def initialize(self, env: Env) -> None:
+        super().initialize(env)
+        update_settings(env, self.start_values())
+        self.started = app_state(env, SETTINGS)
+
+    def changed(self, env: Env, asked: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """The app's settings, and the keys that differ from the start state with ``asked``
+        applied (each as "key: was -> now")."""
+        if self.started is None:
+            raise EnvError(f"{self.name}: initialize the task before its check")
+        state, want = app_state(env, SETTINGS), {**self.started, **asked}
+        return state, [f"{key}: {_setting(want, key)!r} -> {_setting(state, key)!r}"
+                       for key in sorted(set(want) | set(state))
+                       if _setting(state, key) != _setting(want, key)]
+
+
+class SetWifiAndBluetooth(SettingsTask):
     name = "phone/set-wifi-bluetooth"
     goal_template = "In Settings, turn Wi-Fi {wifi_word} and Bluetooth {bluetooth_word}."
     tags = frozenset({"settings", "toggle", "easy"})
@@ -51,17 +90,15 @@ class SetWifiAndBluetooth(PhoneTask):
                 "wifi_word": _on_off(want["wifi"]),
                 "bluetooth_word": _on_off(want["bluetooth"])}
 
-    def initialize(self, env: Env) -> None:
-        super().initialize(env)
-        update_settings(env, self.params["start"])
+    def start_values(self) -> dict[str, Any]:
+        return self.params["start"]
 
     def check(self, env: Env, answer: str | None) -> Score:
-        state = app_state(env, SETTINGS)
-        have = {key: state.get(key) for key in SWITCHES}
-        want = {key: self.params[key] for key in SWITCHES}
-        return Score(success=have == want,
-                     reason=f"Wi-Fi {_on_off(bool(have['wifi']))}, Bluetooth "
-                            f"{_on_off(bool(have['bluetooth']))}")
+        state, changed = self.changed(env, {key: self.params[key] for key in SWITCHES})
+        now = f"Wi-Fi {_on_off(bool(state.get('wifi')))}, Bluetooth " \
+              f"{_on_off(bool(state.get('bluetooth')))}"
+        return Score(success=not changed,
+                     reason=f"{now}; not as asked: {', '.join(changed)}" if changed else now)
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         yield SolutionStep(tap(find(env, "launcher:settings")), "Open Settings.")
@@ -76,12 +113,7 @@ class SetWifiAndBluetooth(PhoneTask):
         yield SolutionStep(Terminate(status="success"), f"Now {summary}.")
 
 
-def update_settings(env: Env, values: dict[str, Any]) -> None:
-    """Write ``values`` over the app's current settings; the others keep their state."""
-    set_app_state(env, SETTINGS, {**app_state(env, SETTINGS), **values})
-
-
-class ToggleSetting(PhoneTask):
+class ToggleSetting(SettingsTask):
     name = "phone/toggle-setting"
     goal_template = "In Settings, turn {label} {word}."
     tags = frozenset({"settings", "toggle", "scroll", "easy"})
@@ -96,18 +128,15 @@ class ToggleSetting(PhoneTask):
                 # the rest of the lower switches start anywhere; this one the other way
                 "start": {**{k: rng.random() < 0.5 for k, _ in LOWER_SWITCHES}, key: not want}}
 
-    def initialize(self, env: Env) -> None:
-        super().initialize(env)
-        update_settings(env, self.params["start"])
+    def start_values(self) -> dict[str, Any]:
+        return self.params["start"]
 
     def check(self, env: Env, answer: str | None) -> Score:
-        state = app_state(env, SETTINGS)
         p = self.params
-        want = {**p["start"], p["key"]: p["on"]}
-        have = {k: bool(state.get(k)) for k in want}
-        if have == want:
+        _, changed = self.changed(env, {p["key"]: p["on"]})
+        if not changed:
             return Score(success=True, reason=f"{p['label']} is {p['word']}")
-        return Score(success=False, reason=f"expected the switches {want}, found {have}")
+        return Score(success=False, reason=f"not as asked: {', '.join(changed)}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         p = self.params
@@ -119,7 +148,7 @@ class ToggleSetting(PhoneTask):
         yield SolutionStep(Terminate(status="success"), f"{p['label']} is {p['word']}.")
 
 
-class RenameDevice(PhoneTask):
+class RenameDevice(SettingsTask):
     name = "phone/rename-device"
     goal_template = "Rename this phone to '{device_name}' in Settings, under About phone."
     tags = frozenset({"settings", "edit", "typing", "scroll", "medium"})
@@ -131,13 +160,14 @@ class RenameDevice(PhoneTask):
         old, new = rng.sample(DEVICE_NAMES, 2)
         return {"start_name": old, "device_name": new}
 
-    def initialize(self, env: Env) -> None:
-        super().initialize(env)
-        update_settings(env, {"device_name": self.params["start_name"]})
+    def start_values(self) -> dict[str, Any]:
+        return {"device_name": self.params["start_name"]}
 
     def check(self, env: Env, answer: str | None) -> Score:
-        name = app_state(env, SETTINGS).get("device_name")
-        return Score(success=name == self.params["device_name"], reason=f"the phone is {name!r}")
+        state, changed = self.changed(env, {"device_name": self.params["device_name"]})
+        now = f"the phone is {state.get('device_name')!r}"
+        return Score(success=not changed,
+                     reason=f"{now}; not as asked: {', '.join(changed)}" if changed else now)
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         name = self.params["device_name"]
@@ -152,7 +182,7 @@ class RenameDevice(PhoneTask):
         yield SolutionStep(Terminate(status="success"), f"The phone is now {name!r}.")
 
 
-class SwitchQuestion(PhoneTask):
+class SwitchQuestion(SettingsTask):
     name = "phone/setting-question"
     goal_template = "Is {label} on or off in Settings? Answer with on or off."
     tags = frozenset({"settings", "answer", "scroll", "easy"})
@@ -164,17 +194,17 @@ class SwitchQuestion(PhoneTask):
         key, label = rng.choice(LOWER_SWITCHES)
         return {"key": key, "label": label, "on": rng.random() < 0.5}
 
-    def initialize(self, env: Env) -> None:
-        super().initialize(env)
-        update_settings(env, {self.params["key"]: self.params["on"]})
+    def start_values(self) -> dict[str, Any]:
+        return {self.params["key"]: self.params["on"]}
 
     def check(self, env: Env, answer: str | None) -> Score:
-        """The switch as it was when asked; flipping it to match an answer is no answer."""
+        """The switch as it was when asked; flipping it (or any other) is no answer."""
         p = self.params
         word = _on_off(p["on"])
-        if bool(app_state(env, SETTINGS).get(p["key"])) != p["on"]:
-            return Score(success=False, reason=f"asked a question, the agent switched "
-                                               f"{p['label']} {_on_off(not p['on'])}")
+        _, changed = self.changed(env, {})
+        if changed:
+            return Score(success=False, reason=f"asked a question, the agent changed Settings: "
+                                               f"{', '.join(changed)}")
         return Score(success=same_answer(answer, word),
                      reason=f"answered {answer!r}; {p['label']} is {word}")
 
