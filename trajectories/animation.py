@@ -22,8 +22,11 @@ def write_gif(directory: str | Path, out: str | Path | None = None,
         path = trajectory.path(step.image)
         if not path.is_file():
             continue
-        with Image.open(path) as image:
-            frame = image.convert("RGB")
+        try:
+            with Image.open(path) as image:
+                frame = image.convert("RGB")
+        except OSError:  # damaged (a copy cut short): left out like a missing one
+            continue
         scale = GIF_WIDTH / frame.width
         frame = frame.resize((GIF_WIDTH, round(frame.height * scale)), Image.Resampling.BILINEAR)
         _draw(frame, step.action, scale, f"{step.step}: {_caption(step.action, step.parse_error)}")

@@ -32,16 +32,17 @@ def load(directory: str | Path) -> Trajectory:
     """Read a trajectory directory, ignoring a last line that a kill cut short."""
     directory = Path(directory)
     meta_path = directory / META_FILE
-    if not meta_path.is_file():
+    if not _is_file(meta_path):
         raise TrajectoryError(f"{directory} is not a trajectory directory: it has no {META_FILE}")
+    text = _read(meta_path)
     try:
-        meta = Meta.model_validate_json(meta_path.read_text(encoding="utf-8"))
+        meta = Meta.model_validate_json(text.decode("utf-8"))
     except ValueError as exc:
         raise TrajectoryError(f"{meta_path} is not valid ({_why(exc)}); fix or remove "
                               f"that trajectory") from None
     steps: list[StepRecord] = []
     steps_path = directory / STEPS_FILE
-    data = steps_path.read_bytes() if steps_path.exists() else b""
+    data = _read(steps_path) if steps_path.exists() else b""
     # Every complete line ends with a newline, so the last element is empty or a torn line,
     # which may end inside a character: only complete lines are decoded.
     lines = data.split(b"\n")
@@ -59,6 +60,22 @@ def load(directory: str | Path) -> Trajectory:
             raise TrajectoryError(f"{steps_path}:{number} holds an invalid {what} "
                                   f"({_why(exc)}); fix or delete that line") from None
     return Trajectory(directory=directory, meta=meta, steps=steps)
+
+
+# A folder or file without read permission (recorded by another user under umask 077), or a
+# folder in a file's place, is a TrajectoryError too: every command reports it in one line.
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise TrajectoryError(f"cannot read {path.parent}: {exc.strerror or exc}") from None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise TrajectoryError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _why(exc: ValueError) -> str:

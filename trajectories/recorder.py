@@ -12,8 +12,11 @@ import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from core.results import Score
 from trajectories.records import (
@@ -95,7 +98,7 @@ class Recorder:
             raise FileNotFoundError(f"step {step.step}'s image {step.image} was not saved first")
         # One write call per line, then flush and fsync: a kill leaves whole lines only (or a
         # torn last line, which the reader drops).
-        self._steps.write(step.model_dump_json() + "\n")
+        self._steps.write(_json(step) + "\n")
         self._steps.flush()
         os.fsync(self._steps.fileno())
 
@@ -133,10 +136,32 @@ class Recorder:
         path = self.directory / META_FILE
         tmp = path.with_name(META_FILE + ".tmp")
         with _removed_on_failure(tmp), open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.meta.model_dump_json(indent=2))
+            f.write(_json(self.meta, indent=2))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+
+def _json(record: BaseModel, indent: int | None = None) -> str:
+    """``record`` as JSON. A lone surrogate cannot be written as UTF-8, yet ordinary runs meet
+    one (chromium reports a page title that a script cut inside an emoji so; Python reads a
+    goal's bytes that are not UTF-8 so): it becomes U+FFFD instead of losing the step or run."""
+    try:
+        return record.model_dump_json(indent=indent)
+    except PydanticSerializationError:
+        clean = type(record).model_validate(_well_formed(record.model_dump(mode="json")))
+        return clean.model_dump_json(indent=indent)
+
+
+def _well_formed(value: Any) -> Any:
+    if isinstance(value, str):
+        # Through UTF-16: a pair split into two code points joins, a lone half becomes U+FFFD.
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, dict):
+        return {_well_formed(k): _well_formed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_well_formed(v) for v in value]
+    return value
 
 
 @contextlib.contextmanager

@@ -63,7 +63,11 @@ def _step(trajectory: Trajectory, step: StepRecord) -> str:
     width, height = step.screen
     image_path = trajectory.path(step.image)
     if image_path.is_file():
-        img = f"<img alt='step {step.step} screenshot' src='{_data_uri(image_path)}'>"
+        try:
+            img = f"<img alt='step {step.step} screenshot' src='{_data_uri(image_path)}'>"
+        except OSError as exc:  # cut short or overwritten (a copy that stopped): this one only
+            img = (f"<div class='missing'>unreadable {escape(step.image)}: "
+                   f"{escape(str(exc))}</div>")
     else:
         img = f"<div class='missing'>missing {escape(step.image)}</div>"
     overlay = _overlay(step.action, width, height)
@@ -128,7 +132,7 @@ def _overlay(action: dict[str, Any] | None, width: int, height: int) -> str:
         "answer": lambda a: f"answer: {a['text']}",
         "terminate": lambda a: f"terminate: {a['status']}",
     }.get(kind, lambda a: kind)(action)
-    return _label(text, width * 0.04, height * 0.06, r, cls=f"banner {kind}")
+    return _label(text, width * 0.04, height * 0.06, r, cls=f"banner {kind}", room=width * 0.92)
 
 
 def _arrow(kind: str, x1: float, y1: float, x2: float, y2: float, r: float) -> str:
@@ -138,10 +142,20 @@ def _arrow(kind: str, x1: float, y1: float, x2: float, y2: float, r: float) -> s
             + _label(kind, x1 + r, y1 - r, r))
 
 
-def _label(text: str, x: float, y: float, r: float, cls: str = "label") -> str:
+def _label(text: str, x: float, y: float, r: float, cls: str = "label",
+           room: float | None = None) -> str:
     size = r * 1.4
+    fit = ""
+    # A long typed text or answer would run past the screenshot, over the step's details: one
+    # longer than ``room`` (at about 0.6 em a character) is squeezed to that width, and cut
+    # first where squeezing would make it unreadable. The action line shows it whole.
+    if room is not None and len(text) * size * 0.6 > room:
+        fits = int(room / (size * 0.6))
+        if len(text) > fits * 3 // 2:
+            text = text[:fits * 3 // 2 - 1] + "…"
+        fit = f" textLength='{room:.1f}' lengthAdjust='spacingAndGlyphs'"
     return (f"<text class='{cls}' x='{x:.1f}' y='{y:.1f}' font-size='{size:.1f}' "
-            f"stroke-width='{size / 6:.1f}'>{escape(text)}</text>")
+            f"stroke-width='{size / 6:.1f}'{fit}>{escape(text)}</text>")
 
 
 def _data_uri(path: Path) -> str:
@@ -159,6 +173,9 @@ _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font: 14px/1.45 system-ui, sans-serif; margin: 0; background: #f4f4f6; color: #222; }}
+/* A reply, thought, goal or URL thousands of characters long without a space wraps anywhere
+   instead of making the page that wide. */
+header dd, .details {{ overflow-wrap: anywhere; min-width: 0; }}
 header {{ background: #1f2430; color: #eee; padding: 16px 24px; }}
 header dl {{ display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 0; }}
 header dt {{ color: #9aa3b5; }}
