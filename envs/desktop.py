@@ -13,9 +13,11 @@ brake), so it is not turned into a failed ActionResult. It is checked before eac
 model's own actions may point at a corner (pyautogui alone would refuse), and one that ends
 there leaves the pointer one pixel inside it, so only a human trips the brake.
 
-Text that pyautogui cannot type (anything beyond printable ASCII, and ``<``) goes through XTest
-with each character bound to a spare keycode where needed (``envs.x11_typing``): like ``xdotool
-type``, without its race that drops characters on a busy client.
+Text goes through XTest (``envs.x11_typing``), which reads the display's own keymap for each
+character and binds a character it lacks to a spare keycode: like ``xdotool type``, without its
+race that drops characters on a busy client. pyautogui does not type text: it assumes a US
+keyboard (on a German one its "/" came out as "7", and a character missing from the keymap,
+such as "@" there, ended in an X error).
 """
 
 from __future__ import annotations
@@ -57,9 +59,6 @@ SAME_SPOT_PX = 8
 #: The most wheel clicks one scroll sends (about 30 screens of chromium): a model asking for
 #: an absurd amount must not keep the runtime busy for hours.
 MAX_WHEEL_CLICKS = 200
-# Not "<": pyautogui always presses Shift for it (as on a US keyboard's ", <" key), but the key it
-# picks for "<" is the first the keymap has, on Xvfb the "< >" key, which with Shift types ">".
-_PYAUTOGUI_TEXT = (frozenset(chr(c) for c in range(32, 127)) | {"\n", "\t"}) - {"<"}
 #: The displays of this process's open envs, with how many envs each: pyautogui drives one.
 _OPEN_DISPLAYS: Counter[str] = Counter()
 
@@ -249,8 +248,9 @@ class DesktopEnv(Env):
         if kind == "type":
             return self._type(action.text)
         if kind == "key" and len(action.key) == 1 and action.key != " ":
-            # One character is that character, typed: pyautogui would refuse "A" and turn "<"
-            # into ">" (see _PYAUTOGUI_TEXT), and has no key at all for "é".
+            # One character is that character, typed: pyautogui would refuse "A", turn "<" into
+            # ">" (it presses Shift with "<", and Xvfb's first "<" key is "< >"), and has no key
+            # at all for "é".
             self._type(action.key)
             return f"pressed {action.key}"
         if kind in ("key", "hotkey"):
@@ -264,6 +264,13 @@ class DesktopEnv(Env):
             unknown = [k for k in mapped if len(k) > 1 and k not in gui.KEYBOARD_KEYS]
             if unknown:
                 raise EnvError(f"pyautogui cannot press {unknown}")
+            # A key this display's keymap lacks (say, no Super key for "meta") has keycode 0 in
+            # pyautogui, whose press is an X error that python-xlib turns into an AttributeError.
+            codes = gui.platformModule.keyboardMapping
+            absent = [k for k, m in zip(names, mapped) if len(m) > 1 and not codes.get(m)]
+            if absent:
+                raise EnvError(f"the keyboard of X display {self.display} has no key for "
+                               f"{', '.join(absent)}")
             self._press_together(mapped)
             return "pressed " + "+".join(mapped)
         raise EnvError(f"the desktop env cannot perform '{kind}'")  # guarded by action_kinds
@@ -323,9 +330,8 @@ class DesktopEnv(Env):
         if control is not None:
             raise EnvError(f"the desktop cannot type the control character U+{ord(control):04X} "
                            "as text; a key action presses esc, backspace and the like")
-        if set(text) <= _PYAUTOGUI_TEXT:
-            self._gui.write(text, _pause=False)
-            return f"typed {len(text)} characters"
+        # Not pyautogui's write, even for ASCII: it presses Shift by a US keyboard's rules, so on
+        # another layout ("/" is Shift+7 on a German one) it typed other characters.
         chunks = self._typist.chunks(text)
         typed = 0
         for index, chunk in enumerate(chunks):

@@ -150,8 +150,8 @@ def test_move_only_moves(desktop, xvfb, app, fresh) -> None:
     assert events(app, "mousedown") == []
 
 
-# ASCII goes through pyautogui, the rest through XTest with spare keycodes; the last text needs
-# more spare keycodes than Xvfb has (19), so it is typed in pieces.
+# ASCII uses the keyboard's own keys, the rest spare keycodes (both through XTest); the last text
+# needs more spare keycodes than Xvfb has (19), so it is typed in pieces.
 @pytest.mark.parametrize("text", [
     "Hello, World! 123 ~{}|",
     "a <b> & 'c' | \"d\" $e `f` \\g",  # "<" once came out as ">"
@@ -170,8 +170,8 @@ def test_typed_text_arrives_exactly(desktop, app, fresh, text) -> None:
 
 
 @pytest.mark.parametrize(("text", "typed"), [
-    ("a\r\nb\rc", "a\nb\nc"),  # pyautogui types it
-    ("\u00e9\r\n\u65e5\r\r\nz", "\u00e9\n\u65e5\n\nz"),  # XTest types it (envs.x11_typing)
+    ("a\r\nb\rc", "a\nb\nc"),  # the keyboard's own keys
+    ("\u00e9\r\n\u65e5\r\r\nz", "\u00e9\n\u65e5\n\nz"),  # and spare keycodes (envs.x11_typing)
 ], ids=["ascii", "unicode"])
 def test_a_line_break_is_typed_once_whichever_way_it_is_written(desktop, app, fresh, text,
                                                                   typed) -> None:
