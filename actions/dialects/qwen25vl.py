@@ -259,10 +259,8 @@ class Qwen25VLDialect(Dialect):
 
     def render_step(self, step: PastStep, index: int) -> list[Message]:
         """One line of the task progress; the step's screenshot first when it is kept."""
-        body = step.response
-        if "<tool_call>" in body:
-            body = body.split("<tool_call>", 1)[1].split("</tool_call>", 1)[0]
-        line = f"Step {index + 1}: {body.strip()}; result: {step.feedback or 'done'}\n"
+        line = f"Step {index + 1}: {_written_call(step.response)}; result: " \
+            f"{step.feedback or 'done'}\n"
         parts: list = [ImagePart(step.image)] if step.image is not None else []
         return [Message("user", [*parts, TextPart(line)])]
 
@@ -357,3 +355,17 @@ class Qwen25VLDialect(Dialect):
             ", ".join([*entry.consts, *required, *optional]) or "nothing")
         data = table.decode(entry, given, self.space, screen, expected, WORDING)
         return make_action(data, screen, expected)
+
+
+def _written_call(reply: str) -> str:
+    """The call object of a reply as the model wrote it, found as ``parse`` finds it (the first
+    ``{`` after the first tag, in any case, read honouring quotes), so a thought that names
+    ``<tool_call>`` or typed text holding ``</tool_call>`` cannot cut or pad it; the whole reply
+    when it has no tagged call."""
+    text = strip_fences(reply)
+    opening = _OPEN_TAG.search(text)
+    brace = text.find("{", opening.end()) if opening else -1
+    if brace < 0:
+        return reply.strip()
+    # extract_balanced closes a cut-off call; the history shows only what was written.
+    return text[brace : brace + len(extract_balanced(text, brace))].strip()

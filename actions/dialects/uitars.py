@@ -84,7 +84,9 @@ _TYPE = Entry("type", "type", (_CONTENT,), "type(content='') #If you want to sub
               "use \"\\n\" at the end of `content`.")
 _SCROLL = Entry("scroll", "scroll", (Arg("start_box", "point", "x", required=False),
                                      Arg("direction", "direction", "direction")),
-                f"scroll(start_box={_BOX}, direction='down or up or right or left')")
+                f"scroll(start_box={_BOX}, direction='down or up or right or left')",
+                # UI-TARS's scroll has no distance: render refuses an amount, never drops it.
+                fixed=("amount",))
 _WAIT = Entry("wait", "wait", (), "wait() #Sleep for 5s and take a screenshot to check for any "
               "changes.", implies={"seconds": WAIT_SECONDS}, note="wait() always waits 5 s")
 _END_OF_TASK = (
