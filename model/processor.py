@@ -21,9 +21,11 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 
 
-def _render_content(content: str | list[dict[str, Any]], image_token: str) -> str:
+def _render_content(content: str | list[dict[str, Any]] | None, image_token: str) -> str:
     if isinstance(content, str):
         return content
+    if content is None:  # an OpenAI-style assistant turn without text: the template renders ""
+        return ""
     parts = []
     for item in content:
         # The same tests, in the same order, as the released Jinja template.
@@ -36,6 +38,10 @@ def _render_content(content: str | list[dict[str, Any]], image_token: str) -> st
         else:
             raise ValueError(f"unsupported message content item {item!r}: expected text or image")
     return "".join(parts)
+
+
+def _has_text(content: str | list[dict[str, Any]] | None) -> bool:
+    return isinstance(content, str) or any("text" in item for item in content or [])
 
 
 class Qwen2VLProcessor:
@@ -103,11 +109,14 @@ class Qwen2VLProcessor:
         add_generation_prompt: bool = True,
         continue_final_message: bool = False,
     ) -> str:
-        """Render messages as Qwen2-VL's ChatML (the released chat template)."""
+        """Render messages as Qwen2-VL's ChatML (the released chat template). The checkpoint's
+        own template (tokenizer_config.json, chat_template.json/.jinja) is not read."""
         if not messages:
             raise ValueError("apply_chat_template needs at least one message")
-        if continue_final_message and messages[-1]["role"] != "assistant":
-            raise ValueError("continue_final_message needs the last message to be the assistant's")
+        # Any role's last message may be continued (transformers and vLLM allow it), as long as
+        # there is text to continue, as transformers requires.
+        if continue_final_message and not _has_text(messages[-1]["content"]):
+            raise ValueError("continue_final_message needs text in the last message to continue")
         out = []
         if messages[0]["role"] != "system":
             out.append(f"<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n")
