@@ -70,7 +70,7 @@ CANONICAL_KEYCODES: dict[str, str] = {
     "tab": "KEYCODE_TAB", "space": "KEYCODE_SPACE", "esc": "KEYCODE_ESCAPE",
     "up": "KEYCODE_DPAD_UP", "down": "KEYCODE_DPAD_DOWN", "left": "KEYCODE_DPAD_LEFT",
     "right": "KEYCODE_DPAD_RIGHT", "end": "KEYCODE_MOVE_END", "pageup": "KEYCODE_PAGE_UP",
-    "pagedown": "KEYCODE_PAGE_DOWN",
+    "pagedown": "KEYCODE_PAGE_DOWN", "insert": "KEYCODE_INSERT", "capslock": "KEYCODE_CAPS_LOCK",
 }
 
 T = TypeVar("T")
@@ -94,6 +94,28 @@ def list_devices(client: Any) -> list[Any]:
         return client.list(extended=True)
     except Exception as exc:  # noqa: BLE001 - adbutils raises several kinds here
         raise OSError(f"the adb server at {client.host}:{client.port} failed: {exc}") from None
+
+
+def adb_client(host: str, port: int, timeout_s: float) -> Any:
+    """An adbutils client of the adb server at ``host:port`` that never starts a server.
+
+    adbutils runs ``adb start-server`` whenever it cannot reach the server: that starts a daemon
+    on the default port (or $ANDROID_ADB_SERVER_PORT) with the user's HOME, not the server named
+    here, and leaves it running. Here an unreachable server is adbutils' AdbConnectionError
+    ("connect to adb server failed"), which ``AndroidEnv._call`` waits out or reports."""
+    import adbutils
+
+    class Connection(adbutils.AdbConnection):
+        def _safe_connect(self) -> Any:
+            return self._create_socket()
+
+    class Client(adbutils.AdbClient):
+        def make_connection(self, timeout: float | None = None) -> Any:
+            connection = Connection(self.host, self.port)
+            connection.conn.settimeout(timeout or timeout_s)
+            return connection
+
+    return Client(host=host, port=port, socket_timeout=timeout_s)
 
 
 @dataclass(frozen=True)
@@ -122,7 +144,8 @@ class AndroidEnv(Env):
     """One Android device through the adb server at ``adb_host:adb_port``.
 
     ``serial`` picks the device (default: the only one attached). ``timeout_s`` bounds every adb
-    call, so a device that goes away fails the next call within it. ``screencap="png"`` skips
+    call, so a device that goes away fails the next call within it; an adb server that goes
+    away is waited for a while (``ADB_RETRY_DELAYS_S``), never started. ``screencap="png"`` skips
     the raw frames (for devices or links where PNG is faster). ``observe_ui=True`` adds the
     screen's accessibility tree to every observation. A device that tells when its screen is
     still (envs/still_frames.py: the virtual phone) is observed with one frame per observation
@@ -144,14 +167,12 @@ class AndroidEnv(Env):
         still_frames: bool = True,
     ) -> None:
         super().__init__(settle)
-        import adbutils
-
         if screencap not in ("raw", "png"):
             raise ValueError(f"screencap must be 'raw' or 'png', not {screencap!r}")
         self.timeout_s = timeout_s
         adb_port = adb_server_port() if adb_port is None else adb_port
         self.observe_ui = observe_ui
-        self._client = adbutils.AdbClient(host=adb_host, port=adb_port, socket_timeout=timeout_s)
+        self._client = adb_client(adb_host, adb_port, timeout_s)
         self.serial = self._pick_serial(serial, f"{adb_host}:{adb_port}")
         self.device = self._client.device(self.serial)
         self.screen = self._read_screen()
@@ -398,7 +419,7 @@ class AndroidEnv(Env):
             keycode = PHONE_KEYCODES[lowered]
         elif re.fullmatch(r"keycode_[a-z0-9_]+", lowered):
             keycode = lowered.upper()  # a key code the model named itself
-        elif re.fullmatch(r"\d{2,3}", lowered):
+        elif re.fullmatch(r"[0-9]{2,3}", lowered):  # ASCII only: \d takes "٦٧" too
             keycode = lowered  # adb keyevent's number ("67": backspace); one digit is typed
         elif lowered.upper() in ADB_KEY_NAMES:
             keycode = f"KEYCODE_{lowered.upper()}"  # adb's name without its prefix: DEL, clear
@@ -433,7 +454,17 @@ class AndroidEnv(Env):
                 piece = text[start:start + INPUT_TEXT_CHUNK]
                 argument = input_text_argument(piece)
                 quoted = shlex.quote(argument)
-                self._run("input text " + quoted, what, hide=(quoted, argument, piece, text))
+                try:
+                    self._run("input text " + quoted, what, hide=(quoted, argument, piece, text))
+                except EnvError as exc:
+                    if not start:
+                        raise
+                    # The earlier pieces are in the field: say so (by length, never the text),
+                    # or the model types the whole text again and its start arrives twice.
+                    raise EnvError(f"{exc}; the first {start} of the {len(text)} characters "
+                                   "had been typed before that and are in the field, and of "
+                                   f"the rest up to the next {len(piece)} may have been too"
+                                   ) from None
             return f"typed {len(text)} characters"
         if not self._has_adb_keyboard():
             raise EnvError(
@@ -492,6 +523,10 @@ class AndroidEnv(Env):
     def open_app(self, app: str) -> str:
         """Open ``app`` by package name (or its last segment, ignoring case and punctuation),
         or by the label its launcher icon shows."""
+        if not app.strip():
+            # A blank label would match every clickable node without text and tap the first.
+            raise EnvError("open_app needs the name of an app: a package name or the label "
+                           "of its icon on the home screen")
         packages = self.packages()
         package = _package_for(app, packages)
         if package is not None:
@@ -550,6 +585,7 @@ def _package_for(app: str, packages: list[str]) -> str | None:
     whose last segment is ``app`` (ignoring case and anything but letters and digits); None when
     none is. Several such packages are an EnvError: which one is meant is not known, and the
     first listed may be any app that named itself so."""
+    app = app.strip()  # a model's string may end in a space or a line break
     if app in packages:
         return app
     wanted = _letters_and_digits(app)

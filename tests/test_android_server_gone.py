@@ -1,0 +1,48 @@
+"""An adb server that goes away mid-run is not replaced by a server the env starts itself.
+
+adbutils runs ``adb start-server`` whenever it cannot reach the adb server. That starts a daemon
+on the default port (or $ANDROID_ADB_SERVER_PORT) with the user's HOME, not the server the env
+was told to use, and the daemon stays running after the run. The env's own retries wait for the
+server it uses to come back; when it does not, the action fails with a clear error.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from core.actions import Home, Tap, Type
+from tests.conftest import require_tool
+
+pytestmark = [pytest.mark.adb, pytest.mark.chromium]
+
+
+def test_a_server_that_goes_away_is_not_replaced_by_one_the_env_starts(tmp_path, monkeypatch):
+    require_tool("adb")
+    require_tool("chromium")
+    import envs.android as android
+    from envs.virtual_phone.adb_host import connected_phone
+
+    # Whatever adbutils runs as adb is this script, which only writes down how it was called
+    # (the phone's private server runs the real adb, found on PATH).
+    calls = tmp_path / "adb-calls"
+    script = tmp_path / "adb"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit 0\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("ADBUTILS_ADB_PATH", str(script))
+    monkeypatch.setattr(android, "ADB_RETRY_DELAYS_S", (0.05, 0.1, 0.2))
+
+    with connected_phone() as (phone, adb):
+        env = android.AndroidEnv(serial=phone.serial, adb_port=adb.port, timeout_s=5)
+        assert env.execute(Home()).ok
+        adb.process.kill()
+        adb.process.wait()
+        start = time.monotonic()
+        for action in (Tap(x=10, y=10), Type(text="hello there")):
+            result = env.execute(action)
+            assert not result.ok
+            assert "not reachable" in result.message and phone.serial in result.message
+        assert time.monotonic() - start < 10
+        env.close()
+    assert not calls.exists(), calls.read_text()  # no `adb start-server`, nor anything else
