@@ -110,7 +110,7 @@ def bench(
              shard, executor, ray_address, device, tags=tuple(tags or ()), secrets=secrets,
              generation=generation)
     except (RunError, OSError) as exc:  # OSError: an --out that cannot be a folder
-        console.print(error_line(exc))
+        scrubbed_console(secrets, stderr=True).print(error_line(exc))
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: run the same command again to resume")

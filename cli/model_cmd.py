@@ -10,6 +10,7 @@ from rich.table import Table
 
 from cli.error_line import error_line
 from cli.model_options import dtype_option
+from core.terminal import literal, printable
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and run a local Qwen2-VL or Qwen2.5-VL checkpoint.")
 console = Console()
@@ -55,6 +56,10 @@ def info(
         images = ImageProcessingConfig.from_pretrained(path)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
+    if max_pixels is not None and max_pixels < images.min_pixels:
+        # The row would read "0 max tokens" beside a 1-token screenshot: no budget means that.
+        _fail(f"--max-pixels {max_pixels} is below the checkpoint's min_pixels "
+              f"{images.min_pixels}")
     with torch.device("meta"):
         counts = Qwen2VL(config).parameter_counts()
 
@@ -73,7 +78,8 @@ def info(
         ("image tokens", f"image_token_id {config.image_token_id}, vision_start/end "
                          f"{config.vision_start_token_id}/{config.vision_end_token_id}"),
     ]  # fmt: skip
-    arch = Table(title=f"{config.family} checkpoint: {path}", show_header=False)
+    # The path as written: rich would read "[...]" in a folder's name as markup (and fail on it).
+    arch = Table(title=f"{config.family} checkpoint: {literal(str(path))}", show_header=False)
     for row in rows:
         arch.add_row(*row)
     console.print(arch)
@@ -151,7 +157,10 @@ def generate(
         check_checkpoint(path)
         check_torch_device(device)
         proc = Qwen2VLProcessor.from_pretrained(path)
-        model = Qwen2VL.from_pretrained(path, device=device, dtype=dtype)
+        # A 7B checkpoint takes a while to load (and to answer, below): a spinner on a
+        # terminal's stderr says what is going on; a pipe gets nothing.
+        with err.status("loading the model…"):
+            model = Qwen2VL.from_pretrained(path, device=device, dtype=dtype)
     except (FileNotFoundError, ValueError, KeyError) as e:
         _fail(str(e))
 
@@ -168,21 +177,24 @@ def generate(
     except ValueError as e:
         _fail(str(e))
     start = time.perf_counter()
-    new = model.generate(
-        input_ids=batch["input_ids"],
-        pixel_values=batch.get("pixel_values"),
-        image_grid_thw=batch.get("image_grid_thw"),
-        max_new_tokens=max_new_tokens,
-        do_sample=temperature > 0,
-        temperature=temperature or 1.0,
-        top_k=top_k,
-        top_p=top_p,
-        seed=seed,
-        stop=stop or None,
-        tokenizer=proc,
-    )
+    with err.status(f"generating (at most {max_new_tokens} tokens)…"):
+        new = model.generate(
+            input_ids=batch["input_ids"],
+            pixel_values=batch.get("pixel_values"),
+            image_grid_thw=batch.get("image_grid_thw"),
+            max_new_tokens=max_new_tokens,
+            do_sample=temperature > 0,
+            temperature=temperature or 1.0,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            stop=stop or None,
+            tokenizer=proc,
+        )
     elapsed = time.perf_counter() - start
-    typer.echo(proc.decode(new[0], skip_special_tokens=True))
+    # The model's text, its control characters shown as escapes: a reply cannot retitle or
+    # clear the terminal, or set its clipboard (line breaks and tabs stay).
+    typer.echo(printable(proc.decode(new[0], skip_special_tokens=True)))
     err.print(
         f"[dim]{batch['input_ids'].shape[1]} prompt tokens, {new.shape[1]} new tokens, "
         f"{elapsed:.2f}s on {model.device} ({str(model.dtype).removeprefix('torch.')})[/dim]"
@@ -218,4 +230,5 @@ def tiny(
     except RuntimeError as e:
         _fail(str(e))
     files = ", ".join(sorted(p.name for p in made.iterdir()))
-    console.print(f"tiny random {family} checkpoint in {made}: {files}", soft_wrap=True)
+    console.print(f"tiny random {family} checkpoint in {made}: {files}", soft_wrap=True,
+                  markup=False, highlight=False)  # a folder's name is no markup

@@ -75,6 +75,13 @@ def parse(
             "give the screenshot size, such as 1080x2400", param_hint="--screen"
         )
     size = _screen_size(screen)
+    if min_pixels > max_pixels:
+        # smart_resize would quietly pick a size outside the budget, and a qwen25vl/uitars15
+        # reply's pixels would map to the wrong screen point; `run` refuses it too.
+        raise typer.BadParameter(
+            f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}",
+            param_hint="--min-pixels",
+        )
     kind_list = _kinds(kinds)
     d = get_dialect(dialect, form_factor)  # type: ignore[arg-type]
     offered = KINDS[form_factor] & d.kinds  # as a run offers them: the device's and the dialect's

@@ -194,7 +194,8 @@ def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
                                   lambda goal: LiveView(console, goal, live=live))
     # OSError: a path that cannot be used (--out naming a file, a folder that cannot be made).
     except (RunError, UnknownTask, PolicyError, EnvError, ValueError, OSError) as exc:
-        console.print(error_line(exc), soft_wrap=True)
+        # On stderr, as every other usage error: `run ... > log` still shows why it stopped.
+        scrubbed_console(spec.secrets, stderr=True).print(error_line(exc), soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # before the loop started (it handles Ctrl-C itself)
         console.print("[red]interrupted[/]")

@@ -52,15 +52,15 @@ class ScrubbedStream(io.TextIOBase):
         return getattr(self._stream, "encoding", "utf-8")
 
 
-def scrubbed_console(secrets: dict[str, str]) -> "Console":
-    """A rich console on stdout that never shows a secret's value."""
+def scrubbed_console(secrets: dict[str, str], stderr: bool = False) -> "Console":
+    """A rich console on stdout (``stderr``: on stderr) that never shows a secret's value."""
     import sys
 
     from rich.console import Console
 
     from agent.secrets import Secrets  # pydantic's actions: only a command that prints needs them
 
-    return Console(file=ScrubbedStream(sys.stdout, Secrets(secrets)))
+    return Console(file=ScrubbedStream(sys.stderr if stderr else sys.stdout, Secrets(secrets)))
 
 
 def print_path(console: "Console", label: str, path: Path) -> None:

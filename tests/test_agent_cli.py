@@ -75,9 +75,9 @@ def test_run_view_export_and_replay_on_the_browser(tmp_path):
 def test_bad_settings_get_clear_errors(tmp_path):
     no_task = cli("run", "order a pizza", "--model", "scripted", cwd=tmp_path)
     assert no_task.returncode == 2
-    assert "--task NAME" in no_task.stdout and "phone/book-flight" in no_task.stdout
+    assert "--task NAME" in no_task.stderr and "phone/book-flight" in no_task.stderr
     unknown = cli("run", "x", "--model", "scripted", "--task", "nope", cwd=tmp_path)
-    assert unknown.returncode == 2 and "unknown task 'nope'" in unknown.stdout
+    assert unknown.returncode == 2 and "unknown task 'nope'" in unknown.stderr
     no_checkpoint = cli("run", "x", "--model", "scripted", "--compile", cwd=tmp_path)
     assert no_checkpoint.returncode == 2 and "give --model PATH" in no_checkpoint.stderr
     uncounted = cli("run", "x", "--model", "scripted", "--max-prompt-tokens", "900", cwd=tmp_path)
@@ -85,7 +85,7 @@ def test_bad_settings_get_clear_errors(tmp_path):
     no_model = cli("run", "x", cwd=tmp_path)
     assert no_model.returncode == 2 and "--model" in no_model.stderr
     missing = cli("run", "x", "--model", str(tmp_path / "nothing"), cwd=tmp_path)
-    assert missing.returncode == 2 and "not a checkpoint directory" in missing.stdout
+    assert missing.returncode == 2 and "not a checkpoint directory" in missing.stderr
     not_traj = cli("view", str(tmp_path), cwd=tmp_path)
     assert not_traj.returncode == 2 and "no meta.json" in not_traj.stderr
 
