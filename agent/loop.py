@@ -5,9 +5,10 @@ of past screenshots), ask the policy for text, parse it into an action, pass it 
 gate, execute it, and record the step. A reply that does not parse is fed back to the model as the
 step's result, at most ``max_parse_errors`` times in a row.
 
-The episode ends when the agent terminates or answers, when the step or time budget runs out, on
-Ctrl-C (or SIGTERM, which ``runtime.episode`` turns into one), or when the env or the policy fails;
-the trajectory is finalized in every case.
+The episode ends when the agent terminates or answers (unless the safety gate refuses it: then
+the model reads why and goes on), when the step or time budget runs out, on Ctrl-C (or SIGTERM,
+which ``runtime.episode`` turns into one, also while the task's check or tear-down runs), or when
+the env or the policy fails; the trajectory is finalized in every case.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from agent.safety import GateContext, PassThroughGate, SafetyGate, Verdict
 from agent.secrets import SecretError, Secrets
 from core.actions import Action
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Screen
+from core.kinds import FINAL_KINDS
 from core.results import ActionResult, Score
 from envs.base import Env, EnvError, Observation
 from trajectories.recorder import Recorder, utc_now
@@ -202,6 +204,11 @@ class Agent:
                         break
                     continue
                 parse_errors = 0
+                if action.kind in FINAL_KINDS and not (outcome.record.result is not None
+                                                       and outcome.record.result.ok):
+                    # The gate refused it (or the env does not offer it): like any refused
+                    # action it is not carried out, so the episode goes on and the model reads why.
+                    continue
                 if action.kind == "terminate":
                     status = action.status
                     reason = action.message or f"the agent reported {action.status}"
@@ -363,7 +370,8 @@ class Agent:
         """Run the task's check on the agent's answer (unless the env failed or the user
         stopped), tear the task down, and close the trajectory. A check the env fails (the
         device went away before it could be read) makes the episode a runtime error, not a
-        failure the agent is blamed for."""
+        failure the agent is blamed for. A Ctrl-C (or SIGTERM) during the check or the tear-down
+        makes it "interrupted"; a bug in either is recorded as an error, then raised."""
         check, bug = None, None
         if task is not None and status not in ("error", "interrupted"):
             try:
@@ -373,6 +381,10 @@ class Agent:
                 reason = self.secrets.scrub(f"the check could not run: {exc}")
             except ValueError as exc:  # the env answered, with a state the check cannot read
                 check = Score(success=False, reason=f"the check could not read the state: {exc}")
+            except KeyboardInterrupt as exc:
+                # Ctrl-C or SIGTERM while the check reads the device (it can take seconds): the
+                # run stops as it would mid-step, and meta.json still records how it ended.
+                status, reason = "interrupted", self.secrets.scrub(str(exc) or "stopped by Ctrl-C")
             except Exception as exc:  # a bug in the check: tear down and record, then raise it
                 status, bug = "error", exc
                 reason = self.secrets.scrub(f"the check failed: {type(exc).__name__}: {exc}")
@@ -383,6 +395,15 @@ class Agent:
                 task.tear_down(self.env)
             except (EnvError, OSError):
                 pass  # the env is going away; the episode's outcome is already known
+            except KeyboardInterrupt as exc:  # a (second) Ctrl-C: finish the trajectory anyway
+                if status != "interrupted" and bug is None:  # the first stop keeps its reason
+                    status = "interrupted"
+                    reason = self.secrets.scrub(str(exc) or "stopped by Ctrl-C")
+            except Exception as exc:  # a bug in the tear-down: record it as a check's, then raise
+                if bug is None:
+                    status, bug = "error", exc
+                    reason = self.secrets.scrub(
+                        f"the task's tear-down failed: {type(exc).__name__}: {exc}")
         if self.recorder is not None:
             try:
                 self.recorder.finish(status, reason, check)
