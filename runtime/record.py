@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
@@ -24,12 +25,18 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from agent.policies.demonstration import DemonstrationPolicy
 from runtime.build import resize_budget, resolve_dialect, resolve_task
 from runtime.episode import ObserverFactory, RunOutcome, run
-from runtime.server.app import running_server
+from runtime.server.app import ApiError, read_body, running_server
 from runtime.settings import RunError, RunSpec
 
 PAGE = Path(__file__).with_name("record_page.html")
 #: After the episode ends, how long the page gets to show the outcome before the server stops.
 LINGER_S = 5.0
+#: The largest request body taken: an action with a thought of any length a person types (a
+#: typed text is at most 2,000 characters). A larger one is refused before it fills the memory.
+MAX_BODY_BYTES = 1 << 20
+#: No other site may show the page in a frame, where a click it tricks the user into would be
+#: the page's own (clickjacking).
+NO_FRAMES = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
 class ActionPost(BaseModel):
@@ -37,6 +44,8 @@ class ActionPost(BaseModel):
 
     action: dict[str, Any]
     thought: str = ""
+    #: The step whose screenshot the page showed: an action on a screen that is gone is refused.
+    step: int | None = None
 
 
 def record_app(policy: DemonstrationPolicy, end_seen: threading.Event) -> FastAPI:
@@ -50,7 +59,7 @@ def record_app(policy: DemonstrationPolicy, end_seen: threading.Event) -> FastAP
 
     @app.get("/")
     def index() -> HTMLResponse:
-        return HTMLResponse(page)
+        return HTMLResponse(page, headers=NO_FRAMES)
 
     @app.get("/state")
     def state() -> dict[str, Any]:
@@ -76,10 +85,10 @@ def record_app(policy: DemonstrationPolicy, end_seen: threading.Event) -> FastAP
                         headers={"Cache-Control": "no-store", "X-Step": str(view.step)})
 
     @app.post("/action")
-    def action(post: ActionPost, request: Request) -> JSONResponse:
-        # Another site's page may post here too (a no-cors fetch needs no preflight): only this
-        # page's own origin, or a client that names none (a script), drives the device. FastAPI
-        # releases before 0.132 also took a JSON body sent without its content type.
+    async def action(request: Request) -> JSONResponse:
+        # Another site's page may post here too (a no-cors fetch or a form needs no preflight,
+        # and may promise gigabytes): only this page's own origin, or a client that names none
+        # (a script), drives the device, settled before any of the body is read.
         origin = request.headers.get("origin")
         if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
             return JSONResponse({"error": f"refused a request from {origin}"}, status_code=403)
@@ -87,7 +96,14 @@ def record_app(policy: DemonstrationPolicy, end_seen: threading.Event) -> FastAP
             return JSONResponse({"error": "send the action as application/json"},
                                 status_code=415)
         try:
-            reply = policy.submit(post.action, post.thought)
+            post = ActionPost.model_validate_json(await read_body(request, MAX_BODY_BYTES))
+        except ApiError as exc:  # too large, read no further than the limit
+            return JSONResponse({"error": exc.message}, status_code=exc.status,
+                                headers={"Connection": "close"})
+        except ValidationError as exc:
+            return JSONResponse({"error": _one_line(exc)}, status_code=422)
+        try:
+            reply = await run_in_threadpool(policy.submit, post.action, post.thought, post.step)
         except (ValueError, ValidationError) as exc:
             return JSONResponse({"error": _one_line(exc)}, status_code=400)
         return JSONResponse({"reply": reply})

@@ -204,7 +204,7 @@ def test_the_page_api_answers_only_this_machine_and_json():
         # A cross-site form post (not JSON) is no action.
         form = httpx.post(root + "/action", content='{"action": {"kind": "home"}}',
                           headers={"Content-Type": "text/plain"})
-        assert form.status_code == 422
+        assert form.status_code == 415 and "application/json" in form.json()["error"]
         early = httpx.post(root + "/action", json={"action": {"kind": "home"}})
         assert early.status_code == 400 and "busy" in early.json()["error"]
         # Another site's page (its fetch names its origin) is refused whatever it sends; the

@@ -69,12 +69,18 @@ class DemonstrationPolicy(Policy):
             raise PolicyError("the recording was stopped before the task was done")
         return Reply(text)
 
-    def submit(self, action: dict[str, Any], thought: str = "") -> str:
+    def submit(self, action: dict[str, Any], thought: str = "", step: int | None = None) -> str:
         """Write the page's ``action`` (screenshot pixels) in the dialect's text and send it to
-        the waiting step; ValueError says why it cannot be (the page shows the message)."""
+        the waiting step; ValueError says why it cannot be (the page shows the message).
+        ``step``: the step whose screenshot the action was made on (None: the current one)."""
         with self._lock:
             if not self._view.waiting or self._screen is None or self._episode is None:
                 raise ValueError("the device is busy with the last action; wait for the screen")
+            # A second page (or a late click) may act on a screenshot the device has left: its
+            # coordinates would land on whatever is there now, which nobody chose.
+            if step is not None and step != self._view.step:
+                raise ValueError(f"that action was made on step {step}'s screen, and the "
+                                 f"device is at step {self._view.step} now; act on the new screen")
             screen, dialect, kinds = self._screen, self._episode.dialect, self._view.kinds
             parsed = parse_action(action, screen=screen.size)
             if parsed.kind not in kinds:
@@ -96,7 +102,8 @@ class DemonstrationPolicy(Policy):
             self._view.finished = summary
 
     def stop(self) -> None:
-        """End the episode from outside (the page was closed, the server stopped)."""
+        """End a step still waiting for the page (the run is over: Ctrl-C, the server stops).
+        Closing the page does not call it: the episode waits for the page to be opened again."""
         self._inbox.put(None)
 
 
