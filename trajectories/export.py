@@ -9,10 +9,11 @@ are. docs/export.md says how each trainer reads the formats below.
 - ``qwen2vl``: chat messages whose image parts are ``{"type": "image", "image": PATH}`` (with the
   recorded min/max_pixels, so images are resized as the model saw them). Every assistant message
   carries ``"loss": true|false``. Where the model continued one assistant turn (the qwen2vl
-  dialect), the turn is split into consecutive assistant messages: the replies (``loss`` true)
-  and the runtime's text between them (``loss`` false); joined, they are the turn as the model
-  saw it. A reply that did not end the model's turn is followed by an empty ``loss`` false
-  assistant message, so the ``<|im_end|>`` after it is not trained.
+  dialect), the turn is split into consecutive assistant messages: the trained replies (``loss``
+  true) and the untrained text between them (``loss`` false: the runtime's, with past replies
+  shown as context, in one message so that it tokenizes as at run time); joined, they are the
+  turn as the model saw it. A reply that did not end the model's turn is followed by an empty
+  ``loss`` false assistant message, so the ``<|im_end|>`` after it is not trained.
 - ``llamafactory``: LLaMA-Factory's ShareGPT ``messages`` with one ``<image>`` placeholder per
   image and the ``images`` list in the same order. The runtime's text inside a continued turn is
   an ``observation`` message, which LLaMA-Factory never trains.
@@ -405,6 +406,13 @@ def _qwen2vl(meta: Meta, segs: list[Segment], image_path: Callable[[Path], str])
              "max_pixels": meta.max_pixels} if isinstance(p, Path) else {"type": "text", "text": p}
             for p in seg.parts
         ]
+        if (seg.role == "assistant" and not seg.loss and messages
+                and messages[-1]["role"] == "assistant" and not messages[-1]["loss"]):
+            # Untrained text of one turn (the runtime's, and past replies shown as context) is
+            # one message: a trainer tokenizes each message on its own, and the model read it
+            # as one text ("*RETURN*: " and a past reply's first word made one token).
+            messages[-1]["content"] += content
+            continue
         message: dict[str, Any] = {"role": seg.role, "content": content}
         if seg.role == "assistant":
             message["loss"] = seg.loss
