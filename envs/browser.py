@@ -1,8 +1,11 @@
 """A browser env: Playwright's sync API driving the system chromium.
 
 Screenshots are taken at device pixels, so with ``device_scale_factor`` 3 a 390x844 phone viewport
-gives a 1170x2532 image. Actions arrive in screenshot pixels and are divided by the scale factor
-to get the CSS pixels Playwright's mouse works in.
+gives a 1170x2532 image. Actions arrive in screenshot pixels; the pointer goes to the CSS pixel
+that holds the point (divided by the scale factor, rounded down), which is where chromium finds the
+element the screenshot shows there. A key names a key, or one character: one a US keyboard lacks
+(``é``, ``€``) is pressed as a keyboard that has it would press it, and shift with a character
+types its shifted character (shift+y is ``Y``, shift+1 is ``!``), as on a US keyboard.
 
 With ``allowed_domains`` set, every navigation request to a host off the list (each hop of a
 redirect, each frame's and each popup's included) is stopped, and the action that caused it (a
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -178,6 +182,16 @@ def domain_allowed(url: str, allowed_domains: Sequence[str]) -> bool:
     host = hostname.lower()
     return any(host == d or host.endswith("." + d) for d in (d.lower() for d in allowed_domains))
 
+
+#: The modifiers' bits in a DevTools key event.
+_MODIFIER_BITS = {"Alt": 1, "Control": 2, "Meta": 4, "Shift": 8}
+#: The key codes of a US keyboard's unshifted characters (the shifted ones are what Shift types).
+_US_KEY_CODES = {
+    **{c: f"Key{c.upper()}" for c in "abcdefghijklmnopqrstuvwxyz"},
+    **{d: f"Digit{d}" for d in "0123456789"},
+    "-": "Minus", "=": "Equal", "[": "BracketLeft", "]": "BracketRight", "\\": "Backslash",
+    ";": "Semicolon", "'": "Quote", ",": "Comma", ".": "Period", "/": "Slash", "`": "Backquote",
+}
 
 #: Captures tried before a transient "Unable to capture screenshot" is an error.
 SCREENSHOT_ATTEMPTS = 4
@@ -395,8 +409,12 @@ class BrowserEnv(Env):
                 pass
 
     # -- actions ----------------------------------------------------------------------------
-    def _css(self, x: float, y: float) -> tuple[float, float]:
-        return x / self.scale, y / self.scale
+    def _css(self, x: float, y: float) -> tuple[int, int]:
+        # The CSS pixel that holds the point, not the point: chromium hit-tests (x, y) as the
+        # CSS pixel square that starts there, so at scale 3 screenshot pixel 599 (CSS 199.67)
+        # would reach an element that starts at CSS 200. The epsilon absorbs float error
+        # (330 / 1.1 is 299.99999999999994).
+        return math.floor(x / self.scale + 1e-9), math.floor(y / self.scale + 1e-9)
 
     def _perform(self, action: Action) -> str:
         mouse, keyboard = self.page.mouse, self.page.keyboard
@@ -428,11 +446,21 @@ class BrowserEnv(Env):
         if kind in ("key", "hotkey"):
             names = [action.key] if kind == "key" else action.keys
             try:
-                combo = "+".join(keys.backend_key(k, keys.PLAYWRIGHT) for k in names)
+                pressed = [keys.backend_key(k, keys.PLAYWRIGHT) for k in names]
             except ValueError as exc:
                 raise EnvError(str(exc)) from None
-            keyboard.press(combo)
-            return f"pressed {combo}"
+            written = "+".join(pressed)
+            if "Shift" in pressed[:-1] and pressed[-1] in _US_KEY_CODES:
+                # Playwright's "Shift+y" types "y": its key's code ("Shift+KeyY") types "Y",
+                # as a keyboard does.
+                pressed[-1] = _US_KEY_CODES[pressed[-1]]
+            combo = "+".join(pressed)
+            if len(pressed[-1]) == 1 and not pressed[-1].isascii():
+                # Playwright's keyboard knows the US layout only ("Unknown key: é").
+                self._press_character(pressed[:-1], pressed[-1])
+            else:
+                keyboard.press(combo)
+            return f"pressed {written}"
         if kind == "navigate":
             url = normalize_url(action.url)
             # A model's navigation opens web pages only: file: would read the host's files,
@@ -443,6 +471,26 @@ class BrowserEnv(Env):
         if kind == "back":
             return self._back()
         raise EnvError(f"the browser env cannot perform '{kind}'")  # guarded by action_kinds
+
+    def _press_character(self, held: list[str], char: str) -> None:
+        """Press a key that types ``char`` (one a US keyboard lacks) with the keys ``held``
+        down, as a keyboard that has it would: keydown with ``char`` as its key, then the text
+        (none while ctrl, alt or meta is held, as for any key)."""
+        mask = sum(_MODIFIER_BITS.get(key, 0) for key in held)
+        text = "" if mask & ~_MODIFIER_BITS["Shift"] else char
+        session = self.page.context.new_cdp_session(self.page)
+        try:
+            for key in held:
+                self.page.keyboard.down(key)
+            session.send("Input.dispatchKeyEvent", {
+                "type": "keyDown" if text else "rawKeyDown", "key": char, "text": text,
+                "unmodifiedText": char, "modifiers": mask})
+            session.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": char,
+                                                     "modifiers": mask})
+        finally:
+            for key in reversed(held):
+                self.page.keyboard.up(key)
+            session.detach()
 
     def _back(self) -> str:
         # go_back gives no response for a same-document entry (a #link, an app's pushState) as
