@@ -8,6 +8,7 @@ import re
 import pytest
 
 from actions.dialects import DIALECTS, ImagePart, PastStep, TextPart, get_dialect
+from actions.dialects.qwen2vl import TABLE as QWEN2VL_TABLE
 from core.geometry import Screen
 from core.kinds import KINDS
 
@@ -180,3 +181,17 @@ def test_uitars_click_means_tap_on_a_phone():
     assert get_dialect("uitars", "phone").parse(reply, PHONE).kind == "tap"
     assert get_dialect("uitars", "computer").parse(reply, PHONE).kind == "click"
     assert get_dialect("uitars", "computer").parse(reply, PHONE).kind == "click"
+
+
+@pytest.mark.parametrize("name", sorted(DIALECTS))
+@pytest.mark.parametrize("form_factor", sorted(KINDS))
+def test_every_word_the_parser_takes_is_shown(name, form_factor):
+    """A word the parser turns into an offered action is one the prompt teaches (UI-TARS's
+    call_user(), the way to give up, was parsed but never shown)."""
+    dialect = get_dialect(name, form_factor)
+    screen = PHONE if form_factor == "phone" else DESKTOP
+    prompt = dialect.system_prompt(KINDS[form_factor], screen)
+    table = getattr(dialect, "table", QWEN2VL_TABLE)  # qwen2vl has one table for every screen
+    missing = {e.name for e in table.listed(KINDS[form_factor])
+               if not re.search(rf"\b{e.name}\b", prompt)}
+    assert not missing

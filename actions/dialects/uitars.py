@@ -98,8 +98,9 @@ _END_OF_TASK = (
     Entry("terminate", "finished", (Arg("content", "text", "message", required=False),),
           implies={"status": "success"},
           when=Rule(_blank_content, "finished() ends a task with no message")),
-    Entry("terminate", "call_user", (), implies={"status": "failure",
-                                                  "message": CALL_USER_MESSAGE},
+    Entry("terminate", "call_user", (), "call_user() # Submit the task and call the user when "
+          "the task is unsolvable, or when you need the user's help.",
+          implies={"status": "failure", "message": CALL_USER_MESSAGE},
           note="a failed task ends with call_user() and no message of its own"),
 )
 _HOTKEY = "hotkey(key='') # Split keys with a space and use lowercase."
