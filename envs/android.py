@@ -569,7 +569,10 @@ class AndroidEnv(Env):
 
     def focused_element(self) -> ElementInfo | None:
         node = next((n for n in self.ui_tree().walk() if n.focused), None)
-        return _element_info(node) if node is not None else None
+        if node is None:
+            return None
+        # Enter or the d-pad's centre presses a focused clickable node as a tap would.
+        return _pressed_info(node) if node.clickable else _element_info(node)
 
     def ui_tree(self) -> UiNode:
         """The accessibility tree of the current screen (``uiautomator dump``)."""
