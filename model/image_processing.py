@@ -1,7 +1,8 @@
 """Qwen2-VL image preprocessing: RGB, smart_resize, bicubic, CLIP normalize, patchify.
 
-Matches transformers' Qwen2VLImageProcessorPil bit for bit: the same PIL resize on uint8 RGB,
-rescale in float64 then float32, normalize in float32, and the same patch order. The float maths
+Matches transformers' Qwen2VLImageProcessorPil bit for bit, with the checkpoint's settings (filter,
+rescale, normalization, RGB conversion): the same PIL resize on uint8 RGB, rescale in float64
+then float32, normalize in float32, and the same patch order. The float maths
 is done once per possible pair of byte values (a 65,536-entry table per channel), so each channel
 plane is put in patch order as bytes, then normalized with one lookup per two pixels, on the
 thread that resized it. ``ImageCache`` keeps the patches of the last
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -44,6 +46,10 @@ class ImageProcessingConfig:
     merge_size: int = 2
     image_mean: tuple[float, ...] = CLIP_MEAN
     image_std: tuple[float, ...] = CLIP_STD
+    resample: int = 3  # PIL's Image.Resampling.BICUBIC, as JSON holds it
+    rescale_factor: float | None = 1 / 255  # None: do_rescale false, the bytes as they are
+    do_normalize: bool = True
+    do_convert_rgb: bool = True
 
     def __post_init__(self) -> None:
         for name in ("min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size"):
@@ -52,30 +58,58 @@ class ImageProcessingConfig:
                 raise ValueError(f"{name} must be a whole number above 0, not {value!r}")
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels {self.min_pixels} is above max_pixels {self.max_pixels}")
-        for name in ("image_mean", "image_std"):
-            values = getattr(self, name)
-            if len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                           for v in values):
-                raise ValueError(f"{name} must be 3 numbers (R, G, B), not {list(values)!r}")
-        if min(self.image_std) <= 0:
-            raise ValueError(f"image_std must be above 0, not {list(self.image_std)!r}")
+        if self.do_normalize:
+            for name in ("image_mean", "image_std"):
+                values = getattr(self, name)
+                if len(values) != 3 or not all(_is_number(v) for v in values):
+                    raise ValueError(f"{name} must be 3 numbers (R, G, B), not {list(values)!r}")
+            if min(self.image_std) <= 0:
+                raise ValueError(f"image_std must be above 0, not {list(self.image_std)!r}")
+        # transformers reads a float or other filter name as bilinear: only PIL's own ints
+        if type(self.resample) is not int or self.resample not in set(Image.Resampling):
+            raise ValueError("resample must be one of PIL's filters (Image.Resampling), not "
+                             f"{self.resample!r}")
+        if self.rescale_factor is not None and not (
+                _is_number(self.rescale_factor) and math.isfinite(self.rescale_factor)):
+            raise ValueError(f"rescale_factor must be a number, not {self.rescale_factor!r}")
 
     @classmethod
     def from_dict(cls, raw: dict) -> ImageProcessingConfig:
-        size = raw.get("size") or {}
+        """Settings as transformers' Qwen2VLImageProcessorPil takes them: ``min_pixels`` /
+        ``max_pixels`` override ``size``'s ``shortest_edge`` / ``longest_edge``, and ``size``
+        left out (or null) is transformers' default budget. What transformers would refuse or
+        compute otherwise (``do_resize`` false) is refused by name."""
+        size = raw.get("size")
+        size = {"shortest_edge": DEFAULT_MIN_PIXELS, "longest_edge": TRANSFORMERS_MAX_PIXELS} \
+            if size is None else size
         if not isinstance(size, dict):
             raise ValueError(f"size must be an object, not {size!r}")
+        pairs = (("min_pixels", "shortest_edge"), ("max_pixels", "longest_edge"))
+        bounds = [raw[key] if raw.get(key) is not None else size.get(edge) for key, edge in pairs]
+        if not all(bounds):  # transformers' resize fails on such a size at the first image
+            raise ValueError(f"the pixel budget needs min_pixels (or size's shortest_edge) and "
+                             f"max_pixels (or size's longest_edge) above 0, not {bounds[0]!r} "
+                             f"and {bounds[1]!r} (size {size!r})")
+        if raw.get("do_resize", True) is not True:
+            raise ValueError(f"do_resize {raw['do_resize']!r} is not supported: images are "
+                             "always resized with smart_resize")
         mean, std = raw.get("image_mean", CLIP_MEAN), raw.get("image_std", CLIP_STD)
-        if not isinstance(mean, list | tuple) or not isinstance(std, list | tuple):
-            raise ValueError(f"image_mean and image_std must be lists, not {mean!r} and {std!r}")
+        do_rescale, do_normalize = _flag(raw, "do_rescale"), _flag(raw, "do_normalize")
+        factor = raw.get("rescale_factor", 1 / 255) if do_rescale else None
+        if do_rescale and factor is None:  # our None would mean no rescale; transformers refuses
+            raise ValueError("rescale_factor must be a number, not None")
         return cls(
-            min_pixels=raw.get("min_pixels") or size.get("shortest_edge") or DEFAULT_MIN_PIXELS,
-            max_pixels=raw.get("max_pixels") or size.get("longest_edge") or TRANSFORMERS_MAX_PIXELS,
+            min_pixels=bounds[0],
+            max_pixels=bounds[1],
             patch_size=raw.get("patch_size", 14),
             temporal_patch_size=raw.get("temporal_patch_size", 2),
             merge_size=raw.get("merge_size", 2),
-            image_mean=tuple(mean),
-            image_std=tuple(std),
+            image_mean=_channels("image_mean", mean) if do_normalize else CLIP_MEAN,
+            image_std=_channels("image_std", std) if do_normalize else CLIP_STD,
+            resample=raw.get("resample", 3),
+            rescale_factor=factor,
+            do_normalize=do_normalize,
+            do_convert_rgb=_flag(raw, "do_convert_rgb"),
         )
 
     @classmethod
@@ -125,6 +159,28 @@ class ImageProcessingConfig:
         return (h // self.factor) * (w // self.factor)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _flag(raw: dict, key: str) -> bool:
+    """A do_* setting (default true). transformers reads null or 0 as false, which is too easy
+    to write by mistake to follow silently."""
+    value = raw.get(key, True)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def _channels(name: str, value: object) -> tuple:
+    """image_mean / image_std: one number per channel, or one for all three (as transformers)."""
+    if _is_number(value):
+        return (value,) * 3
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{name} must be a list of numbers, not {value!r}")
+    return tuple(value)
+
+
 Patches = tuple[np.ndarray, tuple[int, int, int]]
 #: A cache entry: the patches (read-only), the grid, and the patches as a tensor.
 _Cached = tuple[np.ndarray, tuple[int, int, int], torch.Tensor]
@@ -137,14 +193,19 @@ def preprocess_image(
     max_pixels: int | None = None,
 ) -> Patches:
     """Return (patches (grid_h*grid_w, C*T*P*P) float32, (grid_t, grid_h, grid_w)) for one image."""
-    rgb = _checked_rgb(image)
+    rgb = _checked_rgb(image, config)
     return patchify(rgb, config.resized_size(rgb.width, rgb.height, min_pixels, max_pixels), config)
 
 
-def _checked_rgb(image: Image.Image) -> Image.Image:
+def _checked_rgb(image: Image.Image, config: ImageProcessingConfig) -> Image.Image:
     if not isinstance(image, Image.Image):
         raise TypeError(f"images must be PIL images, got {type(image).__name__}")
-    return to_rgb(image)
+    if config.do_convert_rgb:
+        return to_rgb(image)
+    if image.mode != "RGB":  # transformers would feed its raw bands (or fail on their count)
+        raise ValueError(f"a {image.mode} image cannot be used: the checkpoint's image settings "
+                         "say do_convert_rgb false, so only RGB images are taken as they are")
+    return image
 
 
 def patchify(rgb: Image.Image, size: tuple[int, int], config: ImageProcessingConfig) -> Patches:
@@ -170,13 +231,13 @@ def patchify(rgb: Image.Image, size: tuple[int, int], config: ImageProcessingCon
     patches = np.empty((rows, channels, t, p * p), np.float32)
 
     def one(c: int) -> None:
-        band = bands[c].resize((width, height), Image.Resampling.BICUBIC) if resize else bands[c]
+        band = bands[c].resize((width, height), config.resample) if resize else bands[c]
         ordered = np.empty((rows, p * p), np.uint8)
         # (H, W) -> (gh/m, m, p, gw/m, m, p) -> (gh/m, gw/m, m, m, p, p)
         blocks = np.asarray(band).reshape(gh // m, m, p, gw // m, m, p).transpose(0, 3, 1, 4, 2, 5)
         np.copyto(ordered.reshape(blocks.shape), blocks)
         plane = np.empty((rows, p * p), np.float32)
-        normalize_plane(ordered, c, config.image_mean, config.image_std, plane)
+        normalize_plane(ordered, c, config, plane)
         for frame in range(t):  # a still image is its own temporal neighbour
             np.copyto(patches[:, c, frame], plane)
 
@@ -187,31 +248,37 @@ def patchify(rgb: Image.Image, size: tuple[int, int], config: ImageProcessingCon
 
 
 def normalize_plane(
-    plane: np.ndarray, channel: int, mean: tuple[float, ...], std: tuple[float, ...],
-    out: np.ndarray,
-) -> None:  # fmt: skip
+    plane: np.ndarray, channel: int, config: ImageProcessingConfig, out: np.ndarray
+) -> None:
     """Bytes of one channel -> ``out`` (same shape, float32, contiguous), rescaled and
-    normalized: one table lookup per pair of pixels."""
+    normalized as ``config`` says: one table lookup per pair of pixels."""
     flat, dest = plane.reshape(-1), out.reshape(-1)
     even = flat.size // 2 * 2
     pairs = flat[:even].view("<u2")  # first pixel in the low byte, as pair_table expects
     # Pair indices are always in range; "clip" spares numpy's buffered copy of ``out``.
-    pair_table(mean, std)[channel].take(pairs, out=dest[:even].view(np.uint64), mode="clip")
+    pair_table(config)[channel].take(pairs, out=dest[:even].view(np.uint64), mode="clip")
     if even < flat.size:  # an odd pixel count: the last pixel alone
-        dest[-1] = normalize_table(mean, std)[channel, flat[-1]]
+        dest[-1] = normalize_table(config)[channel, flat[-1]]
 
 
 @functools.cache
-def normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """(C, 256) float32: each byte value rescaled and normalized exactly as transformers does."""
-    scaled = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
-    return (scaled - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
+def normalize_table(config: ImageProcessingConfig) -> np.ndarray:
+    """(C, 256) float32: each byte value rescaled and normalized exactly as transformers does
+    (rescale in float64 then float32; without it, the byte as float32)."""
+    values = np.arange(256, dtype=np.float64)
+    if config.rescale_factor is not None:
+        values = values * config.rescale_factor
+    scaled = np.tile(values.astype(np.float32), (3, 1))
+    if not config.do_normalize:
+        return scaled
+    mean, std = (np.asarray(v, np.float32)[:, None] for v in (config.image_mean, config.image_std))
+    return (scaled - mean) / std
 
 
 @functools.cache
-def pair_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+def pair_table(config: ImageProcessingConfig) -> np.ndarray:
     """(C, 65536) uint64: for the byte pair (lo, hi), the float32 of lo then that of hi."""
-    single = normalize_table(mean, std)
+    single = normalize_table(config)
     index = np.arange(65536)
     pairs = np.stack([single[:, index & 0xFF], single[:, index >> 8]], axis=-1)  # (C, 65536, 2)
     return np.ascontiguousarray(pairs).view(np.uint64)[..., 0]
@@ -257,7 +324,7 @@ class ImageCache:
         """The image's key, digest and grid, without making its patches (a hash of its bytes).
         A prefix-reusing session keys images by the digest instead of hashing the patches, which
         are several times bigger than the image, and needs no patches for images it holds."""
-        rgb = _checked_rgb(image)
+        rgb = _checked_rgb(image, self.config)
         size = self.config.resized_size(rgb.width, rgb.height, min_pixels, max_pixels)
         key = (hashlib.sha256(rgb.tobytes()).digest(), rgb.size, size, self.config)
         digest = hashlib.sha256(repr(key).encode()).digest()

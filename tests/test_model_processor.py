@@ -261,11 +261,15 @@ def test_image_cache_keeps_only_the_latest_entries(monkeypatch):
 
 def test_odd_pixel_count_normalizes_like_the_byte_table():
     planes = np.random.default_rng(5).integers(0, 256, (3, 5, 7), dtype=np.uint8)
-    table = normalize_table(CLIP_MEAN, CLIP_STD)
+    config = ImageProcessingConfig()
+    table = normalize_table(config)
     for c in range(3):
         out = np.empty(planes[c].shape, np.float32)
-        normalize_plane(planes[c], c, CLIP_MEAN, CLIP_STD, out)
+        normalize_plane(planes[c], c, config, out)
         assert np.array_equal(out, table[c][planes[c]])
+    reference = (planes.astype(np.float64) * (1 / 255)).astype(np.float32)  # transformers' rescale
+    mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (CLIP_MEAN, CLIP_STD))
+    assert np.array_equal(table[np.arange(3)[:, None, None], planes], (reference - mean) / std)
 
 
 def test_image_digests_tell_images_apart_as_their_patches_do(tiny_processor):
