@@ -359,6 +359,20 @@ def test_a_retry_after_that_is_no_number_of_seconds_falls_back_to_the_backoff(ad
     assert completion.text == "done" and sleeps == [0.5, 1.0]
 
 
+def test_a_retry_after_http_date_is_waited_for():
+    """RFC 9110's other form of Retry-After: the time to try again (it got the 0.5 s backoff)."""
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    answers = iter([httpx.Response(503, headers={"retry-after": later}),
+                    httpx.Response(200, json={"choices": [{"message": {"content": "done"}}]})])
+    sleeps: list[float] = []
+    backend_for(httpx.MockTransport(lambda request: next(answers)), sleeps).generate(
+        [{"role": "user", "content": "hi"}], [])
+    assert len(sleeps) == 1 and 27 < sleeps[0] <= 30  # the date is whole seconds
+
+
 def half_transparent() -> Image.Image:
     """Left half opaque red, right half fully transparent (its colour says black)."""
     image = Image.new("RGBA", (56, 56), (0, 0, 0, 0))
@@ -416,6 +430,44 @@ def test_a_slow_server_times_out_and_is_retried():
         answered.clear()
         with pytest.raises(PolicyError, match="ReadTimeout"):
             never.generate([{"role": "user", "content": "hi"}], [])
+
+
+# httpx raised InvalidURL (a traceback from `run`) for the first; the others failed only after
+# every retry and backoff, as a ConnectError or UnsupportedProtocol.
+@pytest.mark.parametrize("url, says", [
+    ("http://[::1/v1", "Invalid port"),
+    ("http:///v1", "it names no host"),
+    ("http://127.0.0.1:99999/v1", "port 99999 is not in 1-65535"),
+    ("http://127.0.0.1:0/v1", "port 0 is not in 1-65535"),
+    ("ftp://127.0.0.1/v1", "not http:// or https://"),
+])
+def test_an_endpoint_url_that_cannot_be_used_is_refused_before_any_request(url, says):
+    transport, calls = scripted(200)
+    with pytest.raises(PolicyError, match=re.escape(says)) as refused:
+        OpenAIBackend(url, "m", transport=transport)
+    assert repr(url) in str(refused.value) and "\n" not in str(refused.value) and not calls
+
+
+def test_text_that_is_not_valid_unicode_is_sent_with_replacement_characters():
+    """A goal's bytes that are not UTF-8 (argv's surrogateescape) and a page title cut inside an
+    emoji are lone surrogates, which no JSON body can carry (a UnicodeEncodeError ended the run).
+    """
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"choices": [{"message": {"content": "ok"}}]})
+
+    backend = OpenAIBackend("http://model.test/v1", "m", transport=httpx.MockTransport(handler))
+    messages = [{"role": "user", "content": "Order a caf\udce9"},
+                {"role": "assistant", "content": [  # 😀's halves in two parts, then a lone one
+                    {"type": "text", "text": "Smile \ud83d"}, {"type": "text", "text": "\ude00"},
+                    {"type": "image"}, {"type": "text", "text": "Deal \ud83d"}]}]
+    assert backend.generate(messages, [picture(30, 30, 5)]).text == "ok"
+    first, second = seen[0]["messages"]
+    assert first["content"] == "Order a caf\ufffd"
+    texts = [p["text"] for p in second["content"] if p["type"] == "text"]
+    assert texts == ["Smile 😀", "Deal \ufffd"]
 
 
 def test_a_closed_port_fails_with_one_line():

@@ -157,6 +157,16 @@ def test_the_api_key_is_required_when_set():
         assert client.get("/v1/models", headers=good).status_code == 200
 
 
+def test_a_key_with_a_space_at_its_start_is_compared_as_sent():
+    """The openai backend sends it ("Bearer  s3cret"); it was stripped, then refused (401)."""
+    app = create_app(EchoEngine(), ServerSettings(model_id=MODEL, api_key=" s3cret"))
+    with TestClient(app) as client:
+        assert client.get("/v1/models", headers={"authorization": "Bearer  s3cret"}).status_code \
+            == 200
+        assert client.get("/v1/models", headers={"authorization": "Bearer s3cret"}).status_code \
+            == 401
+
+
 def events_of(lines) -> list:
     """The data of server-sent events: parsed chunks, and "[DONE]"."""
     return [e if e == "[DONE]" else json.loads(e)

@@ -137,3 +137,24 @@ def test_serve_warns_when_bound_beyond_loopback_without_a_key(tiny_checkpoint, m
     [banner] = [line for line in result.output.splitlines() if line.startswith("serving ")]
     url = httpx.URL(banner.split(" at ", 1)[1].split()[0])
     assert (url.host, url.port, url.path) == (host, 8123, "/v1")
+
+
+@pytest.mark.parametrize("key", ["s3cret ", "cl\u00e9", "a\nb"])
+def test_serve_refuses_a_key_no_client_could_send_before_loading_the_model(tiny_checkpoint,
+                                                                           monkeypatch, key):
+    """Every request was answered 401: a header cannot carry the key as serve compares it."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    import agent.backends.local
+    from agent_cli import app
+
+    loaded = []
+    monkeypatch.setattr(agent.backends.local, "LocalBackend",
+                        lambda *args, **kwargs: loaded.append(args))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets: loaded.append(sockets))
+    result = CliRunner().invoke(app, ["serve", str(tiny_checkpoint), "--port", "0",
+                                      "--device", "cpu"], env={"VLAGENT_API_KEY": key})
+    assert result.exit_code == 2, result.output
+    assert "API key holds a character an HTTP header cannot carry" in result.output
+    assert key.strip() not in result.output and loaded == []

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
 from core.results import Score
+from core.text import well_formed
 from trajectories.records import (
     IMAGES_DIR,
     META_FILE,
@@ -155,8 +156,7 @@ def _json(record: BaseModel, indent: int | None = None) -> str:
 
 def _well_formed(value: Any) -> Any:
     if isinstance(value, str):
-        # Through UTF-16: a pair split into two code points joins, a lone half becomes U+FFFD.
-        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return well_formed(value)
     if isinstance(value, dict):
         return {_well_formed(k): _well_formed(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -12,6 +12,8 @@ anything else ends in a one-line ``PolicyError``.
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import io
 import math
 import time
@@ -21,6 +23,7 @@ from agent.backends.base import Backend, Completion, Messages, Params
 from agent.policies.base import PolicyError
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
 from core.images import to_rgb
+from core.text import well_formed
 
 if TYPE_CHECKING:
     import httpx
@@ -32,42 +35,83 @@ def retried(status: int) -> bool:
     return status == 429 or 500 <= status <= 599
 
 
-def png_data_url(image: "Image.Image", min_pixels: int | None, max_pixels: int | None) -> str:
+def header_can_carry(key: str) -> bool:
+    """Whether ``Authorization: Bearer KEY`` carries ``key`` as it is: printable ASCII, and no
+    space at its end (h11 refuses such a header; a server would never see the space)."""
+    return key.isascii() and key.isprintable() and key == key.rstrip()
+
+
+def check_endpoint_url(url: str) -> None:
+    """A ``PolicyError`` naming what is wrong with an endpoint's URL: httpx raises its own
+    ``InvalidURL`` (a traceback) for one it cannot parse, and one without a host or with a port
+    no socket has fails only after every retry."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        problem: str | None = str(exc).rstrip(".")
+    else:
+        problem = None
+        if parsed.scheme not in ("http", "https"):
+            problem = "it is not http:// or https://"
+        elif not parsed.host:
+            problem = "it names no host"
+        elif parsed.port is not None and not 0 < parsed.port < 65536:
+            problem = f"port {parsed.port} is not in 1-65535"
+    if problem:
+        raise PolicyError(f"the endpoint URL {url!r} cannot be used: {problem}; give "
+                          "http://HOST:PORT/v1")
+
+
+def png_data_url(image: "Image.Image", min_pixels: int | None, max_pixels: int | None,
+                 budget_sent: bool = False) -> str:
     """The image as a PNG data URL: RGB, and resized to what the model will see when a pixel
-    budget is given (without one, the server's processor applies its checkpoint's own)."""
+    budget is given (without one, the server's processor applies its checkpoint's own).
+    ``budget_sent``: the server resizes with the same budget again."""
     from PIL import Image
 
     rgb = to_rgb(image)  # transparency on white, as the processor would put it
     if min_pixels is not None or max_pixels is not None:
-        height, width = smart_resize(rgb.height, rgb.width,
-                                     min_pixels=min_pixels or DEFAULT_MIN_PIXELS,
-                                     max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
-        if (width, height) != rgb.size:
-            rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
+        bounds = dict(min_pixels=min_pixels or DEFAULT_MIN_PIXELS,
+                      max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+        size = smart_resize(rgb.height, rgb.width, **bounds)
+        # smart_resize does not always keep its own output (a strip held at one 28-pixel row
+        # above max_pixels, a min_pixels at max_pixels): a server that resizes the resized
+        # picture again would see other pixels, so it gets the original to resize once.
+        if budget_sent and smart_resize(*size, **bounds) != size:
+            size = (rgb.height, rgb.width)
+        if size != (rgb.height, rgb.width):
+            rgb = rgb.resize(size[::-1], Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG", compress_level=1)  # lossless; level 1 is fast enough
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def openai_messages(messages: Messages, images: list["Image.Image"], params: Params) -> list[dict]:
-    """Hugging Face messages with their images filled in as ``image_url`` parts. Adjacent text
-    parts are sent as one: a server that renders a message's content as one string may join
-    its parts with a separator, which would change the prompt the model sees."""
+def openai_messages(messages: Messages, images: list["Image.Image"], params: Params,
+                    budget_sent: bool = False) -> list[dict]:
+    """Hugging Face messages with their images filled in as ``image_url`` parts (``budget_sent``:
+    ``png_data_url``'s). Adjacent text parts are sent as one: a server that renders a message's
+    content as one string may join its parts with a separator, which would change the prompt
+    the model sees."""
     pictures = iter(images)
     out = []
     for message in messages:
         content = message["content"]
-        if not isinstance(content, str):
+        if isinstance(content, str):
+            content = well_formed(content)
+        else:
             parts: list[dict] = []
             for part in content:
                 if part.get("type") == "image":
                     parts.append({"type": "image_url", "image_url": {"url": png_data_url(
-                        next(pictures), params.min_pixels, params.max_pixels)}})
+                        next(pictures), params.min_pixels, params.max_pixels, budget_sent)}})
                 elif parts and parts[-1]["type"] == "text":
                     parts[-1]["text"] += part["text"]
                 else:
                     parts.append({"type": "text", "text": part["text"]})
-            content = parts
+            content = [{**p, "text": well_formed(p["text"])} if p["type"] == "text" else p
+                       for p in parts]  # once joined: a pair split across two parts is one
         out.append({"role": message["role"], "content": content})
     return out
 
@@ -89,6 +133,7 @@ class OpenAIBackend(Backend):
         import httpx
 
         self.name = served_model
+        check_endpoint_url(base_url)
         #: Also send the prompt's pixel budget as ``mm_processor_kwargs`` (vLLM and serve read
         #: it), so the server resizes with it rather than with its checkpoint's own bounds.
         self.send_pixel_budget = send_pixel_budget
@@ -97,10 +142,8 @@ class OpenAIBackend(Backend):
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
-        # A header cannot carry it (h11 refuses a value ending in a space too); never quote
-        # it, since the reason is recorded.
-        if api_key and not (api_key.isascii() and api_key.isprintable()
-                            and api_key == api_key.rstrip()):
+        # One no header can carry is refused here, never quoted: the reason is recorded.
+        if api_key and not header_can_carry(api_key):
             raise PolicyError("the API key ($VLAGENT_API_KEY) holds a character an HTTP header "
                               "cannot carry (a line break, a control or non-ASCII character, "
                               "or a space at its end); set it again without one")
@@ -133,9 +176,12 @@ class OpenAIBackend(Backend):
         return names if names and all(isinstance(name, str) for name in names) else None
 
     def request_body(self, messages: Messages, images: list["Image.Image"], params: Params) -> dict:
+        budget = {k: v for k, v in (("min_pixels", params.min_pixels),
+                                    ("max_pixels", params.max_pixels)) if v is not None}
+        sent = self.send_pixel_budget and bool(budget)
         body: dict[str, Any] = {
             "model": self.name,
-            "messages": openai_messages(messages, images, params),
+            "messages": openai_messages(messages, images, params, sent),
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -149,9 +195,7 @@ class OpenAIBackend(Backend):
         if params.continue_final_message:  # vLLM's extension, which serve shares
             body["continue_final_message"] = True
             body["add_generation_prompt"] = False
-        budget = {k: v for k, v in (("min_pixels", params.min_pixels),
-                                    ("max_pixels", params.max_pixels)) if v is not None}
-        if self.send_pixel_budget and budget:  # vLLM's extension too, which serve shares
+        if sent:  # vLLM's extension too, which serve shares
             body["mm_processor_kwargs"] = budget
         return body
 
@@ -255,10 +299,20 @@ def error_message(response: "httpx.Response") -> str:
 
 
 def retry_after(response: "httpx.Response") -> float | None:
-    """The server's Retry-After in seconds, when it sends a number of them (capped at a
-    minute); a negative or not-a-number one is no advice."""
-    try:
-        seconds = float(response.headers["retry-after"])
-    except (KeyError, ValueError):
+    """The server's Retry-After in seconds (capped at a minute): a number of them, or the time
+    until the HTTP date it names (RFC 9110 allows both); a negative or unreadable one is no
+    advice."""
+    advice = response.headers.get("retry-after")
+    if advice is None:
         return None
+    try:
+        seconds = float(advice)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(advice)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # "-0000": a time in UTC, as HTTP dates are
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = max(when.timestamp() - time.time(), 0.0)  # a date gone by: now
     return min(seconds, 60.0) if math.isfinite(seconds) and seconds >= 0 else None

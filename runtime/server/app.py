@@ -146,9 +146,10 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     def authorize(request: Request) -> None:
         if settings.api_key is None:
             return
+        # The key as sent, as vLLM compares it: one with a space at its start is a key too.
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(
-                key.strip().encode(), settings.api_key.encode()):
+                key.encode(), settings.api_key.encode()):
             raise ApiError(401, "a valid API key is required: Authorization: Bearer KEY",
                            "authentication_error")
 
