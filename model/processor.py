@@ -1,6 +1,7 @@
 """Qwen2VLProcessor: the ChatML template, the tokenizer and image placeholders expanded to pad tokens.
 
-Only ``tokenizers``, numpy/PIL and torch (tensors, and the patch-order copy) are used.
+Only ``tokenizers``, numpy/PIL and torch (tensors, and the patch-order copy) are used, and
+jinja2 once at load, to check the checkpoint's own chat template (model/chat_template.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from core.special_tokens import CHAT_TOKENS
+from model.chat_template import check_chat_template
 from model.config import Qwen2VLConfig, read_json
 from model.image_processing import ImageCache, ImageEntry, ImagePatches, ImageProcessingConfig
 
@@ -99,8 +101,10 @@ class Qwen2VLProcessor:
         except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception
             raise ValueError(f"{tokenizer_file} cannot be read ({e}): it is corrupt or cut "
                              "off; download the checkpoint again") from None
-        return cls(tokenizer, config, ImageProcessingConfig.from_pretrained(path),
-                   eos_token_ids_of(path, config))
+        processor = cls(tokenizer, config, ImageProcessingConfig.from_pretrained(path),
+                        eos_token_ids_of(path, config))
+        check_chat_template(path, processor.apply_chat_template)
+        return processor
 
     # --- text -------------------------------------------------------------------------------
     def apply_chat_template(
@@ -109,8 +113,9 @@ class Qwen2VLProcessor:
         add_generation_prompt: bool = True,
         continue_final_message: bool = False,
     ) -> str:
-        """Render messages as Qwen2-VL's ChatML (the released chat template). The checkpoint's
-        own template (tokenizer_config.json, chat_template.json/.jinja) is not read."""
+        """Render messages as Qwen2-VL's ChatML (the released Qwen2-VL and Qwen2.5-VL template).
+        The checkpoint's own template is not rendered: ``from_pretrained`` checks that it agrees
+        (model/chat_template.py)."""
         if not messages:
             raise ValueError("apply_chat_template needs at least one message")
         # Any role's last message may be continued (transformers and vLLM allow it), as long as

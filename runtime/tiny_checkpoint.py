@@ -37,7 +37,8 @@ SPECIAL_TOKENS = [
 BPE_VOCAB = 560  # 256 byte symbols plus learned merges; the special tokens follow
 VOCAB_SIZE = 608  # padded past the special tokens, as the real checkpoints pad 151657 -> 151936
 
-# The Qwen2-VL-Instruct chat template (chat_template.json of the released checkpoints).
+# The Qwen2-VL-Instruct chat template (chat_template.json of the released checkpoints; that of
+# Qwen2.5-VL-Instruct is the same text, with the same default system message).
 CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
