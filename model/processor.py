@@ -15,6 +15,7 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from core.special_tokens import CHAT_TOKENS
+from core.text import well_formed
 from model.chat_template import check_chat_template
 from model.config import Qwen2VLConfig, read_json
 from model.image_processing import ImageCache, ImageEntry, ImagePatches, ImageProcessingConfig
@@ -140,8 +141,9 @@ class Qwen2VLProcessor:
 
     def encode(self, text: str) -> list[int]:
         # encode_batch lets other threads run while it works; encode holds the GIL throughout,
-        # so one huge prompt to a server would stall every other request.
-        return self.tokenizer.encode_batch([text], add_special_tokens=False)[0].ids
+        # so one huge prompt to a server would stall every other request. A lone surrogate (a
+        # goal's bytes that are not UTF-8) is U+FFFD, as the openai backend sends it.
+        return self.tokenizer.encode_batch([well_formed(text)], add_special_tokens=False)[0].ids
 
     def fewest_tokens(self, text: str) -> int:
         """A lower bound on ``len(encode(text))`` at the cost of ``len``: no token spells more

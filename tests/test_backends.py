@@ -470,6 +470,16 @@ def test_text_that_is_not_valid_unicode_is_sent_with_replacement_characters():
     assert texts == ["Smile 😀", "Deal \ufffd"]
 
 
+def test_the_local_backend_reads_text_that_is_not_valid_unicode_as_the_openai_one_sends_it(
+        local):
+    """The tokenizer refuses a lone surrogate (a TypeError ended a local run whose goal's bytes
+    were not UTF-8); the local backend reads it as U+FFFD, the text the openai backend sends."""
+    broken = [{"role": "user", "content": "Order a caf\udce9 \ud83d"}]
+    clean = [{"role": "user", "content": "Order a caf\ufffd \ufffd"}]
+    first, second = (local.generate(m, [], max_new_tokens=4) for m in (broken, clean))
+    assert (first.text, first.prompt_tokens) == (second.text, second.prompt_tokens)
+
+
 def test_a_closed_port_fails_with_one_line():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
