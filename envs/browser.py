@@ -142,6 +142,20 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
     : (target.getAttribute('aria-label') || shown(target).trim() || target.value || '');
   return {text: String(text).trim().slice(0, 500), password: target.type === 'password'};
 }"""
+# The button that Enter in a focused field presses (HTML's implicit submission): a one-line input
+# submits its form through the form's first submit button, in tree order (one outside the form
+# that names it with form= too). Its label, or null when Enter submits nothing through a button.
+_SUBMITTER = """(el) => {
+  const ONE_LINE = ['text', 'search', 'url', 'tel', 'email', 'password', 'number', 'date',
+                    'month', 'week', 'time', 'datetime-local'];
+  if (!(el instanceof HTMLInputElement) || !el.form || !ONE_LINE.includes(el.type)) return null;
+  const button = Array.from(el.form.elements).find((e) => e.type === 'submit'
+    || (e instanceof HTMLInputElement && e.type === 'image'));
+  if (!button) return null;
+  const label = button.getAttribute('aria-label') || button.innerText || button.value
+    || button.alt || 'Submit';
+  return String(label).replace(/\\s+/g, ' ').trim().slice(0, 200);
+}"""
 #: Frames inside frames that an element lookup follows; one deeper is not inspected (opaque).
 MAX_FRAME_DEPTH = 8
 #: What the lookup says of an element it cannot look at: a frame whose document it cannot read.
@@ -369,7 +383,11 @@ class BrowserEnv(Env):
         try:
             found = handle.evaluate(_DESCRIBE_ELEMENT, False)
             if "frame" not in found:
-                return ElementInfo(text=found["text"], password=found["password"])
+                text = found["text"]
+                # Enter in the focused field presses its form's button ("Pay now"): judged too.
+                if point is None and (button := handle.evaluate(_SUBMITTER)):
+                    text = f"{text} (Enter submits: {button})".lstrip()
+                return ElementInfo(text=text, password=found["password"])
             inner = point
             if point is not None:
                 (left, top), (sx, sy) = found["origin"], found["scale"]

@@ -169,3 +169,42 @@ def test_tab_then_enter_onto_a_delete_button_in_chromium_is_refused(tmp_path):
         assert gate.sensitive(Key(key="Enter")) is None
         assert env.execute(Key(key="Enter")).ok
         assert env.page.evaluate("window.pressed === true") is True
+
+
+def form_page(button: str, extra: str = "") -> str:
+    """A form with a one-line field (focused) and a submit button; submitting sets window.sent."""
+    return (f'data:text/html,<form onsubmit="window.sent = true; return false"><input id="card" '
+            f'placeholder="Card number" autofocus>{extra}<button>{button}</button></form>')
+
+
+def test_enter_in_a_field_is_judged_by_the_button_it_submits_in_chromium():
+    """Enter in a one-line field presses its form's first submit button (implicit submission):
+    Enter, or a typed line break, in the card field of a form whose button is "Pay now" is asked
+    about; typing alone, a click on the field, and a form whose button is "Search" are not."""
+    require_tool("chromium")
+    from envs.browser import BrowserEnv
+
+    with BrowserEnv(viewport=(640, 400), start_url=form_page("Pay now")) as env:
+        gate = ConfirmationGate(GateRules(), env, "deny")
+        assert env.focused_element().text == "Card number (Enter submits: Pay now)"
+        for action in ({"kind": "key", "key": "Enter"}, {"kind": "type", "text": "4111\n"},
+                       {"kind": "hotkey", "keys": ["shift", "enter"]}):
+            hit = gate.sensitive(parsed(action))
+            assert hit is not None and hit.rule == "tap_text" and "Pay now" in hit.reason
+        assert gate.sensitive(parsed({"kind": "type", "text": "4111"})) is None
+        assert env.element_at(60, 10).text == "Card number"  # a click does not submit
+        # The submit button is the first one in tree order, one outside the form included.
+        env.page.set_content('<form id="f" onsubmit="window.sent = true; return false">'
+                             '<input autofocus></form><input type="submit" form="f" '
+                             'value="Transfer funds">')
+        env.page.focus("input")
+        assert gate.sensitive(Key(key="Enter")).rule == "tap_text"
+        env.page.goto(form_page("Search", extra='<button type="button">Delete</button>'))
+        env.page.focus("#card")
+        assert gate.sensitive(Key(key="Enter")) is None
+        assert env.execute(Key(key="Enter")).ok
+        assert env.page.evaluate("window.sent === true") is True
+        # A textarea breaks a line on Enter: it submits nothing.
+        env.page.set_content('<form><textarea autofocus></textarea><button>Pay</button></form>')
+        env.page.focus("textarea")
+        assert gate.sensitive(Key(key="Enter")) is None
