@@ -1,6 +1,6 @@
-"""The model options that several commands share, with one help text each: ``--dtype`` and
-``--compile`` (every command that loads a checkpoint here: run, bench, serve, model generate),
-``--max-new-tokens`` and ``--temperature`` (run and bench)."""
+"""The model options that several commands share, with one help text each: ``--dtype`` (every
+command that loads a checkpoint here: run, bench, serve, model generate), ``--compile`` (run,
+bench, serve), ``--max-new-tokens`` and ``--temperature`` (run and bench)."""
 
 from __future__ import annotations
 

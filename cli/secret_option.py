@@ -1,4 +1,5 @@
-"""``--secret``: the one option, and its parsing, of every command that types secrets (run, bench)."""
+"""``--secret``: the one option, and its parsing, of every command that types secrets (run, bench,
+replay)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ err = Console(stderr=True)
 def serve(
     path: Path = typer.Argument(..., help="Checkpoint directory (config.json, *.safetensors, "
                                 "tokenizer.json)."),
-    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535),
+    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535,
+                             help="The port to listen on (0: a free one, printed at start)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is "
                              "reachable from this machine only."),
     api_key: str = typer.Option(None, "--api-key", envvar="VLAGENT_API_KEY", show_default=False,
