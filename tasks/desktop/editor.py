@@ -99,6 +99,12 @@ class EditorAppendLine(ShoppingListTask):
     def wanted(self) -> list[str]:
         return [*self.params["items"], self.params["new"]]
 
+    def lines(self) -> list[str] | None:
+        """The list's items. The file ends with a newline, so Enter before the new item (where
+        the last item seems to end) leaves a blank line above it: a blank line is no item."""
+        found = super().lines()
+        return None if found is None else [line for line in found if line.strip()]
+
     def check(self, env: Env, answer: str | None) -> Score:
         return self.saved(env, self.wanted())
 

@@ -4,6 +4,7 @@ the commands write (or, for a question, compared with the agent's answer)."""
 from __future__ import annotations
 
 import random
+import re
 import shlex
 from pathlib import Path
 from typing import Any, Iterator
@@ -141,7 +142,7 @@ class TerminalCountLines(TerminalTask):
                                                   encoding="utf-8")
 
     def check(self, env: Env, answer: str | None) -> Score:
-        if answer is not None and answer.strip().rstrip(".") == str(self.count):
+        if _counts_said(answer or "") == {self.count}:
             return Score(success=True, reason=f"answered {self.count}")
         return Score(success=False, reason=f"answered {answer!r}, expected {self.count}")
 
@@ -150,3 +151,10 @@ class TerminalCountLines(TerminalTask):
         yield from self.run_command(env, f"grep -c -w {p['word']} {p['file']}")
         # The terminal now shows the count (grep's answer; the task knows it too).
         yield SolutionStep(Answer(text=str(self.count)), "grep printed the count.")
+
+
+def _counts_said(answer: str) -> set[int]:
+    """The whole numbers an answer names on their own ("4 lines." names 4), not those inside a
+    file name (notes-42.txt), a decimal or a time. One must remain for a right answer, so
+    naming several ("3 or 4") is no way to be right."""
+    return {int(n) for n in re.findall(r"(?<![\w.:/-])\d+(?![\w:/-]|\.\w)", answer)}

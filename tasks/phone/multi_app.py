@@ -39,6 +39,9 @@ from tasks.phone.people import PEOPLE, draw_contacts, draw_threads, phone_number
 STREETS = ("Elm Street", "Harbour Road", "Maple Avenue", "Station Lane", "Mill Close",
            "Church Walk", "Park Terrace")
 ROLES = ("plumber", "dentist", "babysitter", "electrician", "piano teacher")
+#: A number with this many digits or more is a phone number ("555 0101"); shorter ones are the
+#: times and counts a message may also hold.
+PHONE_DIGITS = 7
 
 
 def with_message(threads: list[dict[str, Any]], contact: str, text: str) -> list[dict[str, Any]]:
@@ -102,10 +105,10 @@ class TextContactNumber(PhoneTask):
             return Score(success=False, reason=f"messages went to {strays}")
         sent = new.get(p["recipient"], [])
         written = [n for m in sent if m.get("from") == "me" for n in numbers_in(m.get("text"))]
-        others = sorted(name for name, phone in seeded if name != p["subject"]
-                        and digits(phone) in written)
-        if others:  # every number sent at once is no answer
-            return Score(success=False, reason=f"the messages also hold the numbers of {others}")
+        # The number among others (every contact's, or a guess beside it) is no answer.
+        others = sorted({n for n in written if len(n) >= PHONE_DIGITS and n != digits(number)})
+        if others:
+            return Score(success=False, reason=f"the messages also hold the numbers {others}")
         if digits(number) in written:
             return Score(success=True, reason=f"sent {number} to {p['recipient']}")
         # A message to the right person without the number is half the task.
@@ -153,8 +156,10 @@ class SaveAddressAsNote(PhoneTask):
             return Score(success=False, reason="the notes already there were changed")
         if len(added) == 1 and added[0].strip().rstrip(".").casefold() == address.casefold():
             return Score(success=True, reason=f"saved the note {address!r}")
-        # The address inside a longer note, or among several new ones, is half right.
-        partial = any(address.casefold() in n.casefold() for n in added)
+        # The address inside a longer note, or among several new ones, is half right; inside
+        # another address ("112 Elm Street" holds "12 Elm Street") it is not there at all.
+        inside = re.compile(rf"(?<!\w){re.escape(address)}(?!\w)", re.IGNORECASE)
+        partial = any(inside.search(n) for n in added)
         return Score(success=False, reward=0.5 if partial else 0.0,
                      reason=f"expected one new note {address!r}, found {added}")
 

@@ -40,9 +40,11 @@ def write_note(env: Env, text: str) -> Iterator[SolutionStep]:
 
 
 def expect_notes(env: Env, want: list[str], done: str) -> Score:
-    """Success (``done``) when the app holds exactly the notes ``want``."""
+    """Success (``done``) when the app holds exactly the notes ``want``, each compared without
+    the whitespace around it: the note keeps the newline of a typed "\\n" (UI-TARS's way to
+    submit a field), and a note that ends in a blank line still says the same."""
     notes = app_state(env, NOTES).get("notes", [])
-    if notes == want:
+    if [note.strip() for note in notes] == want:
         return Score(success=True, reason=done)
     return Score(success=False, reason=f"expected the notes {want}, found {notes}")
 

@@ -1,0 +1,49 @@
+"""Desktop task checks that need no display: a question's answer, a file as an editor saved it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.registry import get_task
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_line_count_is_read_from_the_answer_around_it(seed):
+    task = get_task("desktop/terminal-count-lines", seed=seed)
+    p = task.params
+    count = sum(p["word"] in line.split() for line in p["lines"])  # the lines grep -w counts
+    for answer in (f"{count}", f"{count}.", f"{count} lines",
+                   f"{p['file']} has {count} lines with '{p['word']}'."):
+        assert task.check(None, answer).success, answer
+    for answer in (None, "", f"{count + 1}", f"{count} or {count + 1}", f"{count}.5",
+                   f"-{count}", f"{count}0 lines"):
+        assert not task.check(None, answer).success, answer
+
+
+def saved(task, tmp_path, lines: list[str]) -> bool:
+    """The task's check, with its file saved as ``lines`` (each ending with a newline)."""
+    task.folder = tmp_path
+    task.prepare(tmp_path)
+    task.path(task.params["file"]).write_text("".join(f"{line}\n" for line in lines),
+                                              encoding="utf-8")
+    return task.check(None, None).success
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_item_appended_after_a_blank_line_is_the_last_line(seed, tmp_path):
+    """The list ends with a newline: Enter, then the item, leaves a blank line above it."""
+    task = get_task("desktop/editor-append-line", seed=seed)
+    items, new = task.params["items"], task.params["new"]
+    assert saved(task, tmp_path, [*items, "", new])
+    assert saved(task, tmp_path, [*items, new, ""])
+    assert not saved(task, tmp_path, [*items, ""])
+    assert not saved(task, tmp_path, [*items, new, new])
+    assert not saved(task, tmp_path, [new, *items])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_deleted_line_leaves_no_blank_line(seed, tmp_path):
+    task = get_task("desktop/editor-delete-line", seed=seed)
+    items, remove = task.params["items"], task.params["remove"]
+    assert saved(task, tmp_path, [i for i in items if i != remove])
+    assert not saved(task, tmp_path, ["" if i == remove else i for i in items])

@@ -1,0 +1,91 @@
+"""Phone task checks on end states written straight into the apps' state (no device): the state
+a right answer leaves passes, and states that only look right do not."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+
+import pytest
+
+from envs.virtual_phone.catalog import APPS_DIR
+from tasks.phone.device import MESSAGES, NOTES
+from tasks.registry import get_task
+
+INITIAL = {app["package"]: app["initial_state"] for app in
+           (json.loads(path.read_text()) for path in APPS_DIR.glob("*/app.json"))
+           if "initial_state" in app}
+
+
+class StatePhone:
+    """Answers the ``vphone`` commands tasks send (``reset``, ``state``, ``state set``) from a
+    dict of app states, which a test edits as the agent would through the apps."""
+
+    name = "android"
+
+    def __init__(self) -> None:
+        self.states = copy.deepcopy(INITIAL)
+
+    def shell(self, command: str) -> str:
+        words = shlex.split(command.removesuffix("; echo rc=$?"))
+        if words == ["vphone", "reset"]:
+            self.states = copy.deepcopy(INITIAL)
+            return "rc=0"
+        if words[:3] == ["vphone", "state", "set"]:
+            self.states[words[3]] = json.loads(words[4])
+            return "rc=0"
+        assert words[:2] == ["vphone", "state"] and len(words) == 3, command
+        return json.dumps(self.states[words[2]])
+
+
+def started(name: str, seed: int):
+    task, phone = get_task(name, seed=seed), StatePhone()
+    task.initialize(phone)
+    return task, phone
+
+
+def thread(phone: StatePhone, contact: str) -> list[dict]:
+    return next(t for t in phone.states[MESSAGES]["threads"] if t["contact"] == contact)["messages"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_note_typed_with_a_final_newline_says_what_was_asked(seed):
+    """UI-TARS submits a field with a final "\\n"; in Notes' text area it stays in the note."""
+    task, phone = started("phone/write-note", seed)
+    phone.states[NOTES]["notes"].append(task.params["text"] + "\n")
+    assert task.check(phone, None).success
+
+    task, phone = started("phone/edit-note", seed)
+    p = task.params
+    phone.states[NOTES]["notes"][p["index"]] = p["new_text"] + "\n"
+    assert task.check(phone, None).success
+    phone.states[NOTES]["notes"][p["index"]] = p["note"] + "\n"  # unchanged but for the newline
+    assert not task.check(phone, None).success
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_number_sent_beside_a_guess_is_no_answer(seed):
+    task, phone = started("phone/text-contact-number", seed)
+    p = task.params
+    number = {c["name"]: c["phone"] for c in p["contacts"]}[p["subject"]]
+    taken = {c["phone"] for c in p["contacts"]}
+    guess = next(f"+1 555 {n:04d}" for n in range(10) if f"+1 555 {n:04d}" not in taken)
+    messages = thread(phone, p["recipient"])
+    messages.append({"from": "me", "text": f"It's {number} at 5pm"})  # a time is no number
+    assert task.check(phone, None).success
+    messages.append({"from": "me", "text": f"or maybe {guess}"})
+    score = task.check(phone, None)
+    assert not score.success and score.reward == 0, score
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_another_address_that_holds_the_asked_one_earns_nothing(seed):
+    task, phone = started("phone/save-address-note", seed)
+    address = task.params["address"]
+    notes = phone.states[NOTES]["notes"]
+    notes.append(f"1{address}")  # "112 Elm Street" for "12 Elm Street"
+    assert task.check(phone, None).reward == 0
+    notes[-1] = f"New address: {address}."
+    score = task.check(phone, None)
+    assert not score.success and score.reward == 0.5, score
