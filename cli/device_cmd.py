@@ -77,16 +77,16 @@ def list_devices(
         help="Port of the adb server (default: $ANDROID_ADB_SERVER_PORT, else 5037, as adb picks it)."),
 ) -> None:
     """List the devices attached to the adb server, with their state and model."""
-    import adbutils
     from rich.table import Table
 
-    from envs.android import adb_server_port, list_devices
+    from envs.android import adb_client, adb_server_port, list_devices
     from envs.base import EnvError
 
     console = Console()
     try:
         port = adb_port or adb_server_port()
-        infos = list_devices(adbutils.AdbClient(host=adb_host, port=port, socket_timeout=10))
+        # A client that never starts a server: a server that goes away meanwhile is an error.
+        infos = list_devices(adb_client(adb_host, port, timeout_s=10))
     except (OSError, EnvError) as exc:
         hint = "" if isinstance(exc, EnvError) else "; start it with `adb start-server`"
         Console(stderr=True).print(error_line(f"{exc}{hint}"), soft_wrap=True)

@@ -117,10 +117,11 @@ def replay(
     directory: Path = typer.Argument(..., help="The trajectory to repeat."),
     device: str = typer.Option(None, "--device", help="android: an adb serial or 'virtual'. "
                                "Default: a virtual phone when the trajectory was recorded on "
-                               "one."),
+                               "one; one recorded on a real phone needs it named."),
     display: str = typer.Option(None, "--display", help="desktop: an X display (:1) or 'new' "
                                 "(a private Xvfb). Default: a private Xvfb when the trajectory "
-                                "was recorded on one, else $DISPLAY."),
+                                "was recorded on one; one recorded on a real display needs it "
+                                "named."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the new trajectory."),
     yes: bool = typer.Option(False, "--yes", help="Allow sensitive actions without asking."),
     secret: list[str] = secret_option(),
@@ -130,6 +131,10 @@ def replay(
 
     `run GOAL --model replay:DIR` takes the replies alone; here the goal, task, env, browser
     settings, history layout and parse-error limit are the recorded ones too. With a task, its success check runs again at the end.
+
+    A trajectory recorded on a real phone or display is repeated only on one named with
+    --device or --display: its taps and typing would otherwise land on whatever phone is
+    attached, or on the desktop in $DISPLAY.
     """
     from cli.run_cmd import run_and_report
     from runtime.settings import RunSpec
@@ -142,6 +147,14 @@ def replay(
         raise typer.Exit(2) from None
     meta = trajectory.meta
     recorded_device = getattr(meta, "device", None)
+    recorded_display = getattr(meta, "display", None)
+    # A virtual phone, a private Xvfb and the browser are fresh for the replay; a person's
+    # phone or display gets the recorded actions only when named.
+    if meta.env == "android" and device is None and recorded_device != "virtual":
+        _refuse_unnamed(directory, "phone", "--device SERIAL (a phone of yours) or --device virtual")
+    if meta.env == "desktop" and display is None and recorded_display != "new":
+        _refuse_unnamed(directory, "display",
+                        "--display :N (a display of yours) or --display new (a private Xvfb)")
     browser = {}  # the recorded browser settings: start URL, viewport, scale, allowed domains
     if meta.env == "browser":
         browser = {"url": getattr(meta, "url", None) or "about:blank",
@@ -159,9 +172,15 @@ def replay(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         seed=getattr(meta, "seed", 0), params=getattr(meta, "params", None),
         device=device or ("virtual" if recorded_device == "virtual" else None),
-        display=display or getattr(meta, "display", None),
+        display=display or recorded_display,
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
         max_steps=max(len(trajectory.steps), 1), out=out, **browser,
         confirm="yes" if yes else None, secrets=parse_secrets(secret), **loop,
     ))
+
+
+def _refuse_unnamed(directory: Path, device: str, options: str) -> None:
+    typer.echo(f"error: {directory} was recorded on a real {device}, and replay repeats its "
+               f"actions: name where with {options}", err=True)
+    raise typer.Exit(2)

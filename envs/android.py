@@ -77,6 +77,8 @@ T = TypeVar("T")
 
 _FOCUS = re.compile(r"mCurrentFocus=Window\{[^}]*?\s([\w.]+)/([^\s}]+)\}")
 _FOCUSED_APP = re.compile(r"mFocusedApp=.*?\s([\w.]+)/([^\s}]+)")
+#: An input method's id, PACKAGE/CLASS ("null" and error messages are none).
+_IME_ID = re.compile(r"[\w.]+/[\w.$]+")
 
 
 def list_devices(client: Any) -> list[Any]:
@@ -351,8 +353,10 @@ class AndroidEnv(Env):
         return (found.group(1), found.group(2)) if found else (None, None)
 
     def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
-        """Go to the home screen, then run ``prepare`` (if any) and observe."""
-        self._keyevent("KEYCODE_HOME")
+        """With ``prepare`` (a task's start state), go to the home screen and run it; without,
+        press nothing: a run without a task starts on the screen the phone shows. Then observe."""
+        if prepare is not None:
+            self._keyevent("KEYCODE_HOME")
         return super().reset(prepare)
 
     def _execute(self, action: Action) -> str:
@@ -483,25 +487,36 @@ class AndroidEnv(Env):
     def _has_adb_keyboard(self) -> bool:
         """Whether ADBKeyboard is installed; if so it is the active keyboard now. Its broadcasts
         are heard only while it is, and the person, the system or the agent's own steps in
-        Settings may have switched keyboards since the last time, so that is read each time."""
+        Settings may have switched keyboards since the last time, so that is read each time.
+        It replaces a keyboard only when that keyboard can be read, to be given back on close."""
         if self._adb_keyboard is None:
             self._adb_keyboard = ADB_KEYBOARD in self.shell("ime list -s").split()
         if self._adb_keyboard:
             active = self._active_keyboard()
             if active != ADB_KEYBOARD:
                 if self._replaced_keyboard is None:
+                    if active is None:
+                        raise EnvError(
+                            f"cannot type with ADBKeyboard on {self.serial}: it would replace "
+                            "the phone's keyboard, and which keyboard is active cannot be read "
+                            "to give it back afterwards; type ASCII only")
                     self._replaced_keyboard = active  # given back on close
                 self._run(f"ime set {ADB_KEYBOARD}")
         return self._adb_keyboard
 
     def _active_keyboard(self) -> str | None:
+        """The active keyboard's id: the setting ``ime set`` writes, else (a device without the
+        ``settings`` tool) what ``dumpsys input_method`` reports; None when neither names one."""
+        setting = self.shell("settings get secure default_input_method").strip()
+        if _IME_ID.fullmatch(setting):
+            return setting
         found = re.search(r"mCurMethodId=(\S+)", self.shell("dumpsys input_method"))
-        return found.group(1) if found else None
+        return found.group(1) if found and _IME_ID.fullmatch(found.group(1)) else None
 
     def close(self) -> None:
         """Give the phone back the keyboard ADBKeyboard replaced (it shows none on screen)."""
         replaced, self._replaced_keyboard = self._replaced_keyboard, None
-        if replaced is not None and replaced != "null":
+        if replaced is not None:
             with contextlib.suppress(EnvError):  # a phone that went away keeps what it had
                 self._run(f"ime set {shlex.quote(replaced)}")
 

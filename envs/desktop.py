@@ -205,11 +205,26 @@ class DesktopEnv(Env):
             x, y = gui.position()
             if (x, y) in gui.FAILSAFE_POINTS:  # one pixel inside, so only a human trips it
                 gui.moveTo(x + 1 if x == 0 else x - 1, y + 1 if y == 0 else y - 1, _pause=False)
-        except (XlibError, XlibConnectionClosed, OSError) as exc:
-            raise self._x_failed(action.kind, exc) from None
+        except EnvError:
+            raise  # refused before pressing, or stopped between pieces of text: nothing is held
+        except BaseException as exc:  # Ctrl-C or an X error midway
+            self._let_go()
+            if isinstance(exc, (XlibError, XlibConnectionClosed, OSError)):
+                raise self._x_failed(action.kind, exc) from None
+            raise
         finally:
             gui.FAILSAFE = True
         return message
+
+    def _let_go(self) -> None:
+        """Release the buttons and keys an action stopped midway may hold (a drag's button,
+        typing's Shift): XTest's presses stay down on the display until released, and releasing
+        one that is not down does nothing."""
+        with contextlib.suppress(Exception):  # the X server may be gone
+            for button in ("left", "right"):
+                self._gui.mouseUp(button=button, _pause=False)
+        with contextlib.suppress(Exception):
+            self._typist.release_all()
 
     def _separate_from_last_click(self, x: int, y: int) -> None:
         last = getattr(self, "_last_click", None)
@@ -283,11 +298,12 @@ class DesktopEnv(Env):
         held: list[str] = []
         try:
             for name in names:
-                if len(name) == 1:
+                if len(name) == 1:  # the typist releases its own keys if stopped midway
                     self._typist.hold(name, press=True)
-                else:
+                    held.append(name)
+                else:  # counted before the press: one sent and then stopped is released too
+                    held.append(name)
                     self._gui.keyDown(name, _pause=False)
-                held.append(name)
         finally:
             for name in reversed(held):
                 if len(name) == 1:

@@ -35,7 +35,8 @@ def keysym_for(char: str) -> int:
 
 
 class X11Typist:
-    """Types text on one X display with its own connection; ``close`` restores the keymap.
+    """Types text on one X display with its own connection; ``close`` releases its keys and
+    restores the keymap.
 
     Characters already on the keyboard (ASCII on any layout) use their own keys, with Shift where
     needed. The rest are bound to spare keycodes, of which a display has few (19 on Xvfb), so a
@@ -57,6 +58,12 @@ class X11Typist:
         self._spare = [first + i for i, syms in enumerate(mapping) if not any(syms)]
         self._shift = self._display.keysym_to_keycode(XK.XK_Shift_L)
         self._bound: dict[int, int] = {}  # keysym -> spare keycode, kept between calls
+        #: Every spare keycode ever bound (a rebind forgets the old keysym, not the keycode):
+        #: all are unbound on close.
+        self._changed: set[int] = set()
+        #: Keys pressed and not released yet: a key XTest presses stays down on the display,
+        #: after this connection closes too, until something releases it.
+        self._down: set[int] = set()
 
     def _on_keyboard(self, keysym: int) -> tuple[int, bool] | None:
         """The keyboard's own key for ``keysym`` and whether it needs Shift, if it has one."""
@@ -118,6 +125,7 @@ class X11Typist:
             self._bound = {s: k for s, k in self._bound.items() if s in keysyms}
             free = [k for k in self._spare if k not in self._bound.values()]
         for keysym, keycode in zip(sorted(missing), free):
+            self._changed.add(keycode)
             self._display.change_keyboard_mapping(keycode, [(keysym, keysym)])
             self._bound[keysym] = keycode
         # A client fetches the new mapping after it hears of the change: chromium read the first
@@ -133,15 +141,27 @@ class X11Typist:
         from Xlib import X
         from Xlib.ext import xtest
 
+        if press:  # counted before it is sent: a stray release is harmless, a lost one is not
+            self._down.add(keycode)
         xtest.fake_input(self._display, X.KeyPress if press else X.KeyRelease, keycode)
+        if not press:
+            self._down.discard(keycode)
+
+    def release_all(self) -> None:
+        """Release every key still pressed (typing stopped midway: Ctrl-C, an error)."""
+        for keycode in list(self._down):
+            self._fake(keycode, press=False)
+        self._display.sync()
 
     def close(self) -> None:
-        """Unbind the spare keycodes and disconnect. Safe to call twice."""
+        """Release the keys still pressed, unbind the spare keycodes and disconnect. Safe to
+        call twice."""
         if self._display is None:
             return
-        for keycode in self._bound.values():
+        self.release_all()
+        for keycode in self._changed:
             self._display.change_keyboard_mapping(keycode, [(0, 0)])
-        self._bound = {}
+        self._bound, self._changed = {}, set()
         self._display.sync()
         self._display.close()
         self._display = None

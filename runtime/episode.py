@@ -165,19 +165,24 @@ def prompt_budget(spec: RunSpec, context: int | None) -> int | None:
 def sigterm_interrupts() -> Iterator[None]:
     """While the episode runs, SIGTERM stops it as Ctrl-C does: the loop finalizes the trajectory
     (status "interrupted", reason "stopped by SIGTERM") and the envs close on the way out, so
-    their processes (a virtual phone, its adb server, Xvfb, chromium) end with the run."""
+    their processes (a virtual phone, its adb server, Xvfb, chromium) end with the run and a
+    device gets back what the env changed (a phone's keyboard, a display's keymap). So does
+    SIGHUP (the terminal closed), unless it is ignored (nohup)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("stopped by SIGTERM")
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop)}
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, stop)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def env_meta(spec: RunSpec) -> dict:

@@ -18,6 +18,7 @@ from PIL import Image
 from envs.android import ADB_KEYBOARD, AndroidEnv, ScreenInfo
 from envs.base import SettleConfig
 
+LATIN_IME = "com.android.inputmethod/.LatinIME"
 HOME_SCREEN = (
     '<?xml version="1.0"?><hierarchy rotation="0"><node index="0" text="" resource-id="" '
     'class="android.widget.FrameLayout" package="launcher" content-desc="" clickable="false" '
@@ -32,6 +33,9 @@ class FakeAdbDevice:
         self.adb_keyboard = adb_keyboard
         self.fail = fail
         self.rotation = 0  # dumpsys display's orientation: 1 is landscape
+        #: The active keyboard, as `settings get secure default_input_method` reads it and
+        #: `ime set` writes it; None: a device whose `settings` answers no id.
+        self.keyboard: str | None = LATIN_IME
 
     def _answer(self, command: str) -> SimpleNamespace:
         self.commands.append(command)
@@ -46,7 +50,11 @@ class FakeAdbDevice:
         elif command.startswith("monkey"):
             output = "Events injected: 1\n"
         elif command == "ime list -s":
-            output = ADB_KEYBOARD if self.adb_keyboard else "com.android.inputmethod/.LatinIME"
+            output = ADB_KEYBOARD if self.adb_keyboard else LATIN_IME
+        elif command == "settings get secure default_input_method":
+            output = f"{self.keyboard or 'null'}\n"
+        elif command.startswith("ime set "):
+            self.keyboard = shlex.split(command)[-1]
         elif command.startswith("uiautomator dump"):
             output = HOME_SCREEN
         elif command == "wm size":

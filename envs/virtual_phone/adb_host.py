@@ -40,7 +40,10 @@ class PrivateAdbServer:
         self.adb = found
         self.port = free_port()
         self.home = tempfile.mkdtemp(prefix="vlagent-adb-")
-        self.env = {**os.environ, "HOME": self.home}
+        # Only the devices it is told to `adb connect`: no USB phone, no emulator on 5555-5585
+        # and no mDNS one, all of which the user's own adb server may be using.
+        self.env = {**os.environ, "HOME": self.home, "ADB_USB": "0", "ADB_EMU": "0",
+                    "ADB_MDNS": "0"}
         self.env.pop("ANDROID_ADB_SERVER_PORT", None)
 
     def run(self, *args: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess:

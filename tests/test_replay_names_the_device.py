@@ -1,0 +1,65 @@
+"""``replay`` repeats a trajectory's actions: on a person's own phone or display only when the
+command names it. A trajectory recorded on a real phone replayed on whatever phone was attached
+(and one recorded on a real display on $DISPLAY), with nothing said."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import cli.run_cmd
+from actions.dialects import get_dialect
+from agent.loop import Agent
+from cli.app import app
+from tests.agent_fakes import FakePhone, ListPolicy
+from trajectories.recorder import Recorder
+
+
+def recorded(tmp_path, **meta):
+    """A one-step trajectory whose meta.json says it ran with ``meta``."""
+    env = FakePhone()
+    directory = tmp_path / "recorded"
+    Agent(env, ListPolicy(['*FUNCTION*: Tap *ARGS*: {"point": (500, 500)}']),
+          get_dialect("qwen2vl", env.form_factor), recorder=Recorder(directory)).run("x")
+    path = directory / "meta.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **meta}))
+    return directory
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """The specs replay would run (no env is opened)."""
+    specs = []
+    monkeypatch.setattr(cli.run_cmd, "run_and_report", specs.append)
+    return specs
+
+
+@pytest.mark.parametrize(("meta", "named"), [
+    ({"env": "android", "device": None}, "--device"),
+    ({"env": "android", "device": "R58M123"}, "--device"),
+    ({"env": "desktop"}, "--display"),
+    ({"env": "desktop", "display": ":0"}, "--display"),
+])
+def test_a_real_device_is_replayed_on_only_when_named(tmp_path, runs, meta, named):
+    directory = recorded(tmp_path, **meta)
+    done = CliRunner().invoke(app, ["replay", str(directory)])
+    assert done.exit_code == 2 and runs == []
+    assert "recorded on a real" in done.output and named in done.output
+    target = "R58M123" if named == "--device" else ":1"
+    done = CliRunner().invoke(app, ["replay", str(directory), named, target])
+    assert done.exit_code == 0, done.output
+    [spec] = runs
+    assert (spec.device if named == "--device" else spec.display) == target
+
+
+@pytest.mark.parametrize(("meta", "device", "display"), [
+    ({"env": "android", "device": "virtual"}, "virtual", None),
+    ({"env": "desktop", "display": "new"}, None, "new"),
+    ({"env": "browser"}, None, None),
+])
+def test_a_fresh_device_is_replayed_on_without_naming_it(tmp_path, runs, meta, device, display):
+    CliRunner().invoke(app, ["replay", str(recorded(tmp_path, **meta))])
+    [spec] = runs
+    assert (spec.device, spec.display) == (device, display)
