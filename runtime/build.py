@@ -15,6 +15,7 @@ from rich.console import Console
 
 from agent.policies.base import Policy
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from core.terminal import literal
 from envs.base import Env
 from runtime.settings import ENV_KINDS, MODEL_HELP, RunError, RunSpec, is_endpoint
 from tasks.base import Task
@@ -206,4 +207,6 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
             yield env, "virtual"
         return
     with AndroidEnv(serial=spec.device, adb_port=spec.adb_port) as env:
+        if spec.device is None:  # the one phone attached: say which one is driven
+            console.print(f"android device {literal(env.serial)} (the only one attached)")
         yield env, spec.device

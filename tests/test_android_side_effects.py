@@ -161,3 +161,34 @@ def test_the_private_adb_server_leaves_the_users_emulators_alone():
         listed = adb.run("devices").stdout.decode()
     assert phone.serial in listed
     assert f"emulator-{port - 1}" not in listed and emulator.serial not in listed
+
+
+@pytest.mark.parametrize("device", [None, "emulator-5554"])
+def test_a_run_says_which_phone_it_drives_when_none_was_named(monkeypatch, device):
+    """Without --device a run drives the only phone attached: the console names it, so a person
+    with a phone left plugged in learns which one is being tapped."""
+    import io
+
+    from rich.console import Console
+
+    import envs.android
+    from runtime.build import open_env
+    from runtime.settings import RunSpec
+
+    class OnePhone:
+        def __init__(self, serial, adb_port):
+            self.serial = serial or "R58M12ABCDE"
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(envs.android, "AndroidEnv", OnePhone)
+    out = io.StringIO()
+    with open_env(RunSpec(goal="g", model="scripted", device=device),
+                  Console(file=out, width=200)) as (env, named):
+        assert named == device and isinstance(env, OnePhone)
+    said = "android device R58M12ABCDE (the only one attached)" in out.getvalue()
+    assert said is (device is None)
