@@ -38,8 +38,9 @@ def default_runner() -> "JobRunner":
 def bench(
     suite: str = typer.Option(None, "--suite", "-s", help="The suite to run: phone, miniwob, "
                               "desktop (the part of a task's name before '/')."),
-    tasks: str = typer.Option(None, "--tasks", help="Only the tasks whose names match this glob, "
-                              "e.g. 'phone/*flight*'."),
+    tasks: list[str] = typer.Option(None, "--tasks", help="Only the tasks whose names match "
+                                    "this glob, e.g. 'phone/*flight*'; repeat it for a task "
+                                    "matching any of several."),
     tags: list[str] = typer.Option(None, "--tag", help="Only the tasks with this tag, e.g. "
                                    "scripted (the MiniWoB++ tasks with a solution); repeat it "
                                    "to require several."),
@@ -106,9 +107,9 @@ def bench(
             return
         generation = dict(max_new_tokens=max_new_tokens, temperature=temperature,
                           max_pixels=max_pixels, dtype=dtype, compile=compile)
-        _run(console, suite, tasks, episodes, seed, model, dialect, max_steps, workers, out,
-             shard, executor, ray_address, device, tags=tuple(tags or ()), secrets=secrets,
-             generation=generation)
+        _run(console, suite, tuple(tasks or ()), episodes, seed, model, dialect, max_steps,
+             workers, out, shard, executor, ray_address, device, tags=tuple(tags or ()),
+             secrets=secrets, generation=generation)
     except (RunError, OSError) as exc:  # OSError: an --out that cannot be a folder
         scrubbed_console(secrets, stderr=True).print(error_line(exc))
         raise typer.Exit(2) from None
@@ -265,6 +266,10 @@ def _print_comparison(console: "Console", a: Path, b: Path) -> None:
         console.print("[yellow]the runs share no episode[/] (task@seed): run both with the "
                       "same --seed and --episodes to see which outcomes changed")
         return
+    if any(result.only):
+        console.print(f"[yellow]compared on the {result.shared} episodes both runs hold[/] "
+                      f"(task@seed); left out: {result.only[0]} only in A, "
+                      f"{result.only[1]} only in B")
     if not result.changed:
         console.print(f"no episode changed its outcome ({result.shared} in both runs)")
         return

@@ -140,6 +140,13 @@ def test_a_worker_that_dies_ends_its_episodes_in_errors_and_the_run_goes_on(tmp_
     neighbours = [r for r in run.results if r.task == "crash/type-word"]
     assert all(r.outcome == "success" or "worker process died" in r.error for r in neighbours)
     assert any(r.outcome == "success" for r in neighbours)
+    # A lost episode's line names its task's tags and params as its own line would, so the
+    # per-tag rates count every episode the per-task ones do ...
+    assert run.summary.tags["typing"] == run.summary.overall
+    for r in died:
+        assert r.params == RIGHT.catalog.get(r.task, r.seed).params
+    # ... and its time, which nobody measured, is no zero among the episode times.
+    assert run.summary.episode.samples == sum(r.outcome == "success" for r in run.results)
     resumed = run_bench(settings(suite="crash", episodes=3), tmp_path, runner=REPAIRED,
                         workers=2)
     assert resumed.skipped == sum(r.outcome == "success" for r in run.results)
@@ -574,6 +581,16 @@ def test_on_a_real_phone_the_gate_refuses_what_a_sandbox_allows(tmp_path):
         first = json.loads((run.out / r.trajectory / "steps.jsonl").read_text().splitlines()[0])
         assert first["gate"]["decision"] == decision and first["gate"]["rule"] == "tap_text"
         assert first["result"]["ok"] == (decision == "allowed")  # the tap ran only then
+
+
+def test_parallel_episodes_on_one_real_phone_are_refused(tmp_path):
+    """``--workers 2 --device SERIAL`` would run two episodes at once on the one phone, each
+    tapping in the middle of the other's; on this machine's Ray instance as well."""
+    for executor in ("local", "ray"):
+        with pytest.raises(RunError, match="--device R58M12345 is one phone"):
+            run_bench(settings(device="R58M12345"), tmp_path / executor, runner=PID_MARKING,
+                      workers=2, executor=executor)
+        assert not (tmp_path / executor).exists()  # refused before any episode or setting
 
 
 def test_a_reason_in_the_markdown_report_is_shown_as_written(baseline):

@@ -17,6 +17,8 @@ class Comparison:
     overall: tuple[Rate, Rate]
     changed: list[tuple[str, str, str]]  # episode key, outcome in A, outcome in B
     shared: int  # the episodes (task@seed) both runs hold, which ``changed`` is drawn from
+    #: The episodes only A holds, and only B: left out of the rates where the runs share some.
+    only: tuple[int, int]
 
 
 def compare(a: Path, b: Path) -> Comparison:
@@ -26,12 +28,16 @@ def compare(a: Path, b: Path) -> Comparison:
         if not results:
             raise RunError(f"{path} holds no bench results (no results.jsonl lines)")
         runs.append(results)
-    sa, sb = Summary.of(runs[0]), Summary.of(runs[1])
     outcomes_a = {r.key: r.outcome for r in runs[0]}
     outcomes_b = {r.key: r.outcome for r in runs[1]}
-    shared = sorted(outcomes_a.keys() & outcomes_b.keys())
+    both = outcomes_a.keys() & outcomes_b.keys()
+    shared = sorted(both)
+    if both:  # like with like: the rates of the episodes both ran (same tasks, same seeds)
+        runs = [[r for r in run if r.key in both] for run in runs]
+    sa, sb = Summary.of(runs[0]), Summary.of(runs[1])
     changed = [(key, outcomes_a[key], outcomes_b[key]) for key in shared
                if outcomes_a[key] != outcomes_b[key]]
     names = sorted(sa.tasks.keys() | sb.tasks.keys())
     return Comparison({n: (sa.tasks.get(n), sb.tasks.get(n)) for n in names},
-                      (sa.overall, sb.overall), changed, len(shared))
+                      (sa.overall, sb.overall), changed, len(shared),
+                      (len(outcomes_a) - len(shared), len(outcomes_b) - len(shared)))

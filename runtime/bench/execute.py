@@ -50,9 +50,24 @@ class JobRunner:
         """The episode's result, with each secret's value replaced by its placeholder wherever it
         shows (an env's startup error, a task's params), so results.jsonl and the reports made
         from it never hold one."""
+        return self._scrubbed(self._run(job, out))
+
+    def lost(self, job: EpisodeJob, out: Path, error: str) -> EpisodeResult:
+        """The error line of an episode whose process (a worker, a Ray worker) died or was
+        stopped while it ran. It names the task's tags, params and goal as the episode's own line
+        would, so the per-tag rates count it; its time is unknown (None), not zero."""
+        known: dict = {}
+        try:
+            task = self.catalog.get(job.task, job.seed)
+            known = dict(tags=sorted(task.tags), params=task.params, goal=task.goal)
+        except Exception:  # noqa: BLE001 - the line is written all the same, with what is known
+            pass
+        return self._scrubbed(error_result(job, error, **known, wall_s=None,
+                                           trajectory=started_trajectory(job, out)))
+
+    def _scrubbed(self, result: EpisodeResult) -> EpisodeResult:
         from agent.secrets import Secrets
 
-        result = self._run(job, out)
         return EpisodeResult.model_validate(Secrets(self.secrets).scrub(
             result.model_dump(mode="json")))
 

@@ -62,7 +62,9 @@ class EpisodeResult(BaseModel):
     generated_tokens: int | None = None
     #: Milliseconds per step for each phase (observe, prompt, model, parse, act).
     timings: dict[str, list[float]] = Field(default_factory=dict)
-    wall_s: float = 0.0  # the whole episode, env start-up and shutdown included
+    #: The whole episode, env start-up and shutdown included; None where the process running
+    #: it died, so nobody measured it.
+    wall_s: float | None = None
     trajectory: str | None = None  # the trajectory directory, relative to the run's --out
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from runtime.bench.catalog import Catalog
 from runtime.bench.jobs import EpisodeJob
 from runtime.settings import RunError
+
+if TYPE_CHECKING:
+    from tasks.base import Task
 
 
 class BenchSettings(BaseModel):
@@ -17,7 +21,7 @@ class BenchSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     suite: str
-    tasks: str | None = None  # an fnmatch glob over task names
+    tasks: tuple[str, ...] = ()  # fnmatch globs over task names: a task matching any; (): all
     tags: tuple[str, ...] = ()  # only the tasks carrying every one of these ("scripted")
     episodes: int = 1
     seed: int = 0
@@ -32,11 +36,18 @@ class BenchSettings(BaseModel):
     dtype: str | None = None  # a checkpoint's: bf16, fp16, fp32; None: bf16 on cuda, else fp32
     compile: bool = False  # a checkpoint's decode step through torch.compile
 
-    @field_validator("tags")
+    @field_validator("tasks", mode="before")
     @classmethod
-    def _as_a_set(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
-        """Tags select tasks as a set: in any order, the same run (and so the same resume)."""
-        return tuple(sorted(set(tags)))
+    def _one_glob(cls, tasks: object) -> object:
+        """None or one glob: what runs stored before several were taken."""
+        return () if tasks is None else (tasks,) if isinstance(tasks, str) else tasks
+
+    @field_validator("tasks", "tags")
+    @classmethod
+    def _as_a_set(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        """Globs and tags select tasks as sets: in any order, or repeated, the same run (and so
+        the same resume)."""
+        return tuple(sorted(set(values)))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -46,6 +57,20 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def matching_tasks(settings: BenchSettings, catalog: Catalog) -> list[type["Task"]]:
+    """The suite's tasks whose names match any of the ``tasks`` globs, each once (a task two
+    globs match is still one task), sorted by name. A glob that matches none is refused: a
+    typo would leave its tasks out of the run unsaid."""
+    found: dict[str, type["Task"]] = {}
+    for pattern in settings.tasks or (None,):
+        classes = catalog.find(pattern, settings.suite)
+        if not classes:
+            what = f"tasks matching {pattern!r} in" if pattern else "tasks in"
+            raise RunError(f"no {what} the suite {settings.suite!r}")
+        found.update((cls.name, cls) for cls in classes)
+    return [found[name] for name in sorted(found)]
+
+
 def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
     """The run's jobs in a fixed order (task name, then seed), cut to its shard.
 
@@ -53,9 +78,10 @@ def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
     suite together, and each gets a mix of tasks.
     """
     wanted = frozenset(settings.tags)
-    classes = [cls for cls in catalog.find(settings.tasks, settings.suite) if wanted <= cls.tags]
+    classes = [cls for cls in matching_tasks(settings, catalog) if wanted <= cls.tags]
     if not classes:
-        what = f"tasks matching {settings.tasks!r} in" if settings.tasks else "tasks in"
+        what = (f"tasks matching {' or '.join(map(repr, settings.tasks))} in" if settings.tasks
+                else "tasks in")
         tagged = f" tagged {', '.join(sorted(wanted))}" if wanted else ""
         raise RunError(f"no {what} the suite {settings.suite!r}{tagged}")
     jobs = [
@@ -64,7 +90,7 @@ def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
                    max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                    max_pixels=settings.max_pixels, dtype=settings.dtype,
                    compile=settings.compile)
-        for cls in sorted(classes, key=lambda c: c.name)
+        for cls in classes
         for seed in range(settings.seed, settings.seed + settings.episodes)
     ]
     index, count = settings.shard

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 from runtime.bench.jobs import EpisodeResult
 from runtime.bench.summary import Rate, Summary
@@ -63,10 +64,16 @@ def markdown(results: list[EpisodeResult], summary: Summary) -> str:
               [[r.task, str(r.seed), r.outcome, str(r.steps),
                 _literal(" ".join((r.error or (r.score.reason if r.score else r.reason))
                                   .split())[:120]),
-                f"[view]({r.trajectory}/{VIEW})" if r.trajectory else "-"]
+                f"[view]({_href(r.trajectory)})" if r.trajectory else "-"]
                for r in results]), "",
     ]
     return "\n".join(parts)
+
+
+def _href(trajectory: str) -> str:
+    """The link to a trajectory's view: a path, made a URL (a merged run's links pass through
+    the shards' folders, whose names may hold a space, '#' or '?')."""
+    return quote(f"{trajectory}/{VIEW}")
 
 
 def _literal(text: str) -> str:
@@ -123,7 +130,7 @@ def html(results: list[EpisodeResult], summary: Summary) -> str:
         [escape(r.task), str(r.seed), f"<span class='{r.outcome}'>{r.outcome}</span>",
          str(r.steps), escape(r.goal),
          escape(" ".join((r.error or (r.score.reason if r.score else r.reason)).split())[:200]),
-         f"<a class='trajectory' href='{escape(r.trajectory)}/{VIEW}'>view</a>"
+         f"<a class='trajectory' href='{escape(_href(r.trajectory))}'>view</a>"
          if r.trajectory else "-"]
         for r in results
     ]

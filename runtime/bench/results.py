@@ -3,6 +3,7 @@ leaves whole lines (a torn last line is dropped on reading) and a resume skips w
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -37,10 +38,22 @@ def read_results(path: Path) -> list[EpisodeResult]:
 
 
 class ResultsWriter:
+    """Appends to a run's results.jsonl, holding a lock on it until closed: two benches writing
+    one --out would run the same episodes and replace each other's trajectories. The lock goes
+    with the process (a kill, SIGKILL too), so a resume after a kill finds it free."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        _drop_torn_tail(self.path)
         self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise RunError(f"another bench is running in {self.path.parent}; wait for it to "
+                           "end, or stop it, before running there") from None
+        except OSError:
+            pass  # a filesystem without locks (some NFS mounts): the run goes on unguarded
+        _drop_torn_tail(self.path)
 
     def append(self, result: EpisodeResult) -> None:
         self._file.write(result.model_dump_json() + "\n")  # one write: a kill leaves whole lines

@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from runtime.bench.catalog import Catalog, RegistryCatalog
-from runtime.bench.execute import JobRunner, started_trajectory
-from runtime.bench.jobs import EpisodeJob, EpisodeResult, error_result
-from runtime.bench.plan import BenchSettings, plan_jobs
+from runtime.bench.execute import JobRunner, on_real_phone
+from runtime.bench.jobs import EpisodeJob, EpisodeResult
+from runtime.bench.plan import BenchSettings, matching_tasks, plan_jobs
 from runtime.bench.report import write_reports
 from runtime.bench.results import RESULTS_FILE, ResultsWriter, read_results
 from runtime.bench.summary import Summary
@@ -46,10 +46,9 @@ class BenchRun:
     summary: Summary
 
 
-def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> tuple[list[EpisodeJob],
-                                                                           list[EpisodeJob]]:
-    """All the run's jobs and those still to run; records the settings in ``out`` (or refuses
-    to resume a run whose settings differ)."""
+def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> list[EpisodeJob]:
+    """All the run's jobs; records the settings in ``out`` (or refuses to resume a run whose
+    settings differ)."""
     jobs = plan_jobs(settings, runner.catalog)
     out.mkdir(parents=True, exist_ok=True)
     stored = out / SETTINGS_FILE
@@ -62,10 +61,15 @@ def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> tuple[list
                            f"resume it with the same ones or choose another --out")
     else:
         stored.write_text(settings.model_dump_json(indent=2), encoding="utf-8")
-    # A runtime error (a lost device, a dead browser, a failed endpoint) is not an outcome of
-    # the task: a resume runs that episode again, and its new line replaces the error.
+    return jobs
+
+
+def still_to_run(jobs: list[EpisodeJob], out: Path) -> list[EpisodeJob]:
+    """The jobs without an outcome in ``out``. A runtime error (a lost device, a dead browser, a
+    failed endpoint) is not an outcome of the task: a resume runs that episode again, and its
+    new line replaces the error."""
     done = {r.key for r in read_results(out) if r.outcome != "error"}
-    return jobs, [job for job in jobs if job.key not in done]
+    return [job for job in jobs if job.key not in done]
 
 
 def run_bench(
@@ -84,19 +88,34 @@ def run_bench(
     (as if interrupted there)."""
     runner = runner or JobRunner()
     out = Path(out)
-    jobs, todo = prepare(settings, out, runner)
-    skipped = len(jobs) - len(todo)
-    if on_start is not None:
-        keys, again = {j.key for j in jobs}, {j.key for j in todo}
-        on_start(len(jobs), [r for r in read_results(out) if r.key in keys - again])
-    if limit is not None:
-        todo = todo[:limit]
+    if workers > 1 and (executor == "local" or not ray_address):
+        _one_episode_per_phone(settings, runner.catalog)
+    jobs = prepare(settings, out, runner)
+    # The writer holds the run's lock from here on: a second bench on this --out (the same
+    # command again while this one runs) is refused before it reads what is done.
     with ResultsWriter(out / RESULTS_FILE) as writer:
+        todo = still_to_run(jobs, out)
+        skipped = len(jobs) - len(todo)
+        if on_start is not None:
+            keys, again = {j.key for j in jobs}, {j.key for j in todo}
+            on_start(len(jobs), [r for r in read_results(out) if r.key in keys - again])
+        if limit is not None:
+            todo = todo[:limit]
         for result in execute(todo, out, runner, workers, executor, ray_address):
             writer.append(result)
             if on_result is not None:
                 on_result(result)
-    return finish(out, jobs, skipped)
+        return finish(out, jobs, skipped)
+
+
+def _one_episode_per_phone(settings: BenchSettings, catalog: Catalog) -> None:
+    """Refuse parallel episodes on this machine's one real phone (``--device SERIAL``): each
+    would tap, type and read the screen in the middle of the others'."""
+    if any(on_real_phone(cls.env, settings.device)
+           for cls in matching_tasks(settings, catalog)):
+        raise RunError(f"--device {settings.device} is one phone, which parallel episodes would "
+                       "share: run them one at a time (--workers 1), or give each its own "
+                       "virtual phone (--device virtual)")
 
 
 def finish(out: Path, jobs: list[EpisodeJob], skipped: int = 0) -> BenchRun:
@@ -123,7 +142,9 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
     planned: set[str] = set()
     for source in sources:
         found = read_results(source)
-        if not found:
+        # A shard with no result yet (or no job: more shards than jobs) is still a run: its
+        # planned episodes count as unfinished. A folder that is neither is a mistake.
+        if not found and not (Path(source) / SETTINGS_FILE).is_file():
             raise RunError(f"{source} holds no bench results (no results.jsonl lines)")
         planned |= _planned_keys(Path(source), catalog or RegistryCatalog())
         for r in found:
@@ -208,16 +229,15 @@ def _in_processes(
                     failed = future.exception()
                     if isinstance(failed, BrokenProcessPool):
                         broken = True
-                        result = error_result(
-                            job, "WorkerLost: a worker process died while this episode ran "
-                            "(killed, or out of memory)", trajectory=started_trajectory(job, out))
+                        result = runner.lost(
+                            job, out, "WorkerLost: a worker process died while this episode "
+                            "ran (killed, or out of memory)")
                     elif isinstance(failed, KeyboardInterrupt):
                         # The worker alone was stopped (``kill PID``): its episode ended as
                         # interrupted, and the worker goes on with the next.
-                        result = error_result(
-                            job, "WorkerStopped: the worker process running this episode was "
-                            f"stopped ({str(failed) or 'interrupted'})",
-                            trajectory=started_trajectory(job, out))
+                        result = runner.lost(
+                            job, out, "WorkerStopped: the worker process running this episode "
+                            f"was stopped ({str(failed) or 'interrupted'})")
                     else:
                         result = future.result()
                     yield result
@@ -293,8 +313,7 @@ def _on_ray(
             try:
                 result = EpisodeResult.model_validate_json(ray.get(ref))
             except ray.exceptions.RayError as exc:  # its worker or node died
-                result = error_result(job, f"{type(exc).__name__}: {exc}",
-                                      trajectory=started_trajectory(job, out))
+                result = runner.lost(job, out, f"{type(exc).__name__}: {exc}")
             yield result
     finally:
         for ref in pending:

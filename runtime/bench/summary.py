@@ -61,7 +61,7 @@ class Summary(BaseModel):
             tags=_rates(results, lambda r: r.tags),
             latency={p: lat for p in PHASES
                      if (lat := _latency(v for r in results for v in r.timings.get(p, [])))},
-            episode=_latency(r.wall_s * 1000 for r in results),
+            episode=_latency(r.wall_s * 1000 for r in results if r.wall_s is not None),
             errors={r.key: r.error or "" for r in results if r.outcome == "error"},
         )
 

@@ -1,0 +1,45 @@
+"""``bench --tasks`` repeated: a task matching any of the globs runs, once, however many match it.
+It took one glob, and a second ``--tasks`` silently replaced the first."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+import cli.bench_cmd
+from cli.app import app
+from runtime.bench.plan import BenchSettings, plan_jobs
+from runtime.bench.results import read_results
+from runtime.settings import RunError
+from tests import bench_fakes
+
+CATALOG = bench_fakes.RIGHT.catalog
+
+
+def settings(**kw) -> BenchSettings:
+    return BenchSettings(**{"suite": "fake", "episodes": 2, "model": "scripted", **kw})
+
+
+def test_repeated_task_globs_run_every_task_they_match(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: bench_fakes.RIGHT)
+    done = CliRunner().invoke(app, ["bench", "--suite", "fake", "--tasks", "fake/type-word",
+                                    "--tasks", "fake/repeat-word", "--out", str(tmp_path)],
+                              env={"COLUMNS": "160"})
+    assert done.exit_code == 0, done.output
+    assert {r.task for r in read_results(tmp_path)} == {"fake/type-word", "fake/repeat-word"}
+
+
+def test_a_task_two_globs_match_is_one_task():
+    both = plan_jobs(settings(tasks=("fake/type-word", "fake/*", "fake/type-word")), CATALOG)
+    assert [j.key for j in both] == [j.key for j in plan_jobs(settings(), CATALOG)]
+    # The globs select as a set, so a resume with them in another order is the same run; a run
+    # stored with one glob (as a string) or none resumes as before.
+    assert settings(tasks=("fake/*", "fake/type-word")) == settings(tasks=("fake/type-word",
+                                                                            "fake/*"))
+    assert settings(tasks="fake/*") == settings(tasks=["fake/*"])
+    assert settings(tasks=None) == settings()
+
+
+def test_a_glob_that_matches_nothing_is_refused_beside_one_that_matches():
+    with pytest.raises(RunError, match="no tasks matching 'fake/typo' in the suite 'fake'"):
+        plan_jobs(settings(tasks=("fake/type-word", "fake/typo")), CATALOG)
