@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from core.actions import Back, Enter, Home, Key, LongPress, OpenApp, Scroll, Swipe, Tap, Type
 from envs.base import EnvError
+from tests.conftest import require_tool
 from tests.probes import wait_until
 
 pytestmark = [pytest.mark.adb, pytest.mark.chromium]
@@ -320,3 +322,19 @@ def test_still_frames_see_what_compared_frames_see(attached, env):
     assert env.execute(OpenApp(app="com.vlagent.notes")).ok
     opened = env.observe()
     assert opened.extras["foreground"] == "com.vlagent.notes" and opened.png != still.png
+
+
+def test_a_private_adb_server_whose_port_was_taken_moves_to_another():
+    """Two bench workers can draw the same free port before either adb binds it: the one that
+    loses moves to another port instead of failing its episode."""
+    from envs.virtual_phone.adb_host import PrivateAdbServer
+
+    require_tool("adb")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = PrivateAdbServer()
+        server.port = taken.getsockname()[1]
+        with server.launch().wait_ready():
+            assert server.port != taken.getsockname()[1]
+            assert server.run("devices").returncode == 0

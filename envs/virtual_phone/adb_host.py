@@ -23,11 +23,34 @@ from envs.base import EnvError
 from envs.processes import DIES_WITH_PARENT, stop
 from envs.virtual_phone.phone import VirtualPhone
 
+#: How many other ports a server whose port was taken before it bound it tries.
+PORT_MOVES = 3
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _listening(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on TCP ``port`` (Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(fields[9])
+    if not inodes:
+        return False
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return True
+    return False
 
 
 class PrivateAdbServer:
@@ -67,13 +90,23 @@ class PrivateAdbServer:
 
     def wait_ready(self, timeout_s: float = 20.0) -> "PrivateAdbServer":
         deadline = time.monotonic() + timeout_s
+        moves = 0
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self._log.seek(0)
                 output = self._log.read().decode(errors="replace").strip()[-300:]
+                # Another process took the free port between free_port() and adb's bind (two
+                # bench workers starting phones at once): try another port.
+                if "Address already in use" in output and moves < PORT_MOVES:
+                    moves += 1
+                    self._log.close()
+                    self.port = free_port()
+                    self.launch()
+                    continue
                 raise RuntimeError(f"the adb server exited ({self.process.returncode}): {output}")
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            # Ready when the port listens in our adb: a connection alone may reach whoever took
+            # the port first, before our adb finds it taken and exits.
+            if _listening(self.process.pid, self.port):
                 return self
             time.sleep(0.05)
         self.stop()
