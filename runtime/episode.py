@@ -110,15 +110,16 @@ def run(
             max_screen_pixels=spec.max_screen_pixels,
         )
         try:
-            with env_factory(spec, console) as (env, device):
+            # From the env's start on: a SIGTERM while it starts (a phone, chromium, Xvfb) also
+            # unwinds, so what started is stopped rather than left behind.
+            with sigterm_interrupts(), env_factory(spec, console) as (env, device):
                 dialect = get_dialect(dialect_name, env.form_factor)
                 with (observer or _no_observer)(goal) as view:
                     agent = Agent(env, policy, dialect, config=config,
                                   recorder=Recorder(directory), observer=view, tokens=tokens,
                                   gate=make_gate(spec, rules, env, console, secrets),
                                   secrets=secrets)
-                    with sigterm_interrupts():
-                        result = agent.run(goal, task, device=device, **env_meta(spec))
+                    result = agent.run(goal, task, device=device, **env_meta(spec))
         finally:
             if owned:
                 policy.close()

@@ -5,6 +5,7 @@ the end time) and the check runs at most once."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 
@@ -169,3 +170,33 @@ def test_an_answer_the_gate_refuses_is_not_the_episodes_answer(tmp_path):
     assert task.checks == [colour] and result.check.success
     second = "".join(m.text() for m in policy.requests[1].prompt.messages)
     assert "blocked by the safety gate: no answer yet" in second
+
+
+def test_sigterm_while_the_env_starts_stops_what_started(tmp_path):
+    """A SIGTERM while the env starts (a bench worker stopped, `kill` of a run) unwinds as
+    Ctrl-C does, so the processes that already started are stopped; it used to end the process
+    on the spot and leave them running."""
+    from contextlib import contextmanager
+
+    from rich.console import Console
+
+    from runtime.episode import run as run_episode
+    from runtime.settings import RunSpec
+
+    stopped = []
+
+    @contextmanager
+    def starting_phone(spec, console):
+        try:
+            sigterm()  # arrives while the phone starts
+            yield FakePhone(), None
+        finally:
+            stopped.append("phone")
+
+    spec = RunSpec(goal="g", model="human", out=tmp_path / "runs")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="stopped by SIGTERM"):
+        run_episode(spec, Console(file=io.StringIO()), env_factory=starting_phone,
+                    policy=ListPolicy([DONE]))
+    assert stopped == ["phone"]
+    assert signal.getsignal(signal.SIGTERM) is before  # given back
