@@ -221,7 +221,9 @@ class Agent:
         except EnvError as exc:
             status, reason = "error", f"the {self.env.name} env failed: {exc}"
         except PolicyError as exc:
-            status, reason = "error", f"the policy failed: {exc}"
+            # A remote endpoint's error may quote the request cut short, inside a value the
+            # model wrote itself.
+            status, reason = "error", f"the policy failed: {self.secrets.scrub_cut(str(exc))}"
         except RecordingError as exc:
             status, reason = "error", str(exc)
         except PromptTooLong as exc:

@@ -28,6 +28,7 @@ PLACEHOLDER = re.compile(r"<secret:([A-Za-z_][A-Za-z0-9_]*)>")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: The shortest base64 run of a value that ``scrub`` replaces (shorter runs could be anything).
 MIN_BASE64_RUN = 8
+_URL_DROPS = dict.fromkeys(map(ord, "\t\n\r"))
 
 
 class SecretError(ValueError):
@@ -43,11 +44,13 @@ def parse_secret_options(options: Iterable[str], environ: Mapping[str, str] | No
     """``NAME=VALUE`` or ``NAME`` (the value of the environment variable NAME), one per option."""
     environ = os.environ if environ is None else environ
     secrets: dict[str, str] = {}
-    for option in options:
+    for number, option in enumerate(options, start=1):
         name, has_value, value = option.partition("=")
         if not _NAME.fullmatch(name):
-            raise SecretError(f"--secret {name!r}: a secret's name is letters, digits and _ "
-                              "(give NAME=VALUE, or NAME to read the environment variable NAME)")
+            # Not quoted: a value given with another separator (PIN:1234) would be printed.
+            raise SecretError(f"--secret number {number}: a secret's name is letters, digits "
+                              "and _ (give NAME=VALUE, or NAME to read the environment variable "
+                              "NAME)")
         if not has_value:
             if name not in environ:
                 raise SecretError(f"--secret {name}: the environment variable {name} is not set")
@@ -111,15 +114,43 @@ class Secrets:
             return type(data)(self.scrub(v) for v in data)
         return data
 
+    def scrub_cut(self, text: str) -> str:
+        """``scrub`` for a text that another program wrote and may have cut short (an
+        endpoint's error that quotes the request): a value cut in two is no longer found whole,
+        so the text ends before the first piece of ``CONCEALED_PIECE`` characters of a value
+        left in it."""
+        from envs.base import CONCEALED_PIECE
+
+        scrubbed = self.scrub(text)
+        size = CONCEALED_PIECE
+        found = [at for form, _ in self._by_length for i in range(len(form) - size + 1)
+                 if (at := scrubbed.find(form[i:i + size])) >= 0]
+        if not found:
+            return scrubbed
+        return scrubbed[:min(found)] + "… (cut: it quoted part of a secret's value)"
+
 
 def encoded_forms(value: str) -> set[str]:
     """``value`` as is, and as the runtime or a page may have encoded it in a command, a message
-    or a URL: spaces as ``%s``, shell-quoted (both), escaped by ``repr`` and by JSON,
+    or a URL: spaces as ``%s``, shell-quoted (both, whole or inside a longer quoted text),
+    escaped by ``repr`` (with either quote) and by JSON, with its white space collapsed, as a
+    browser reads it in a url,
     percent-encoded, and the runs of
     its base64 (at each of the three byte alignments it can have inside a longer text) that
     depend on its bytes alone."""
     spaced = value.replace(" ", "%s")
+    in_url = value.translate(_URL_DROPS)
     forms = {value, spaced, shlex.quote(value), shlex.quote(spaced), repr(value)[1:-1],
+             # Inside a longer text: its shell quote (each ' as '"'"') and its repr (which
+             # escapes ' where the text also holds a ").
+             *(text.replace("'", "'\"'\"'") for text in (value, spaced)),
+             repr("'\"" + value)[4:-1],
+             # Each run of white space as one space, ends trimmed: an endpoint's error as the
+             # backend shows it, a page's text as the browser reads it.
+             " ".join(value.split()),
+             # In a url, as a browser reads it (``envs.browser.as_browser_reads``): tabs and
+             # line breaks dropped, and backslashes as slashes.
+             in_url, in_url.replace("\\", "/"),
              json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
              # Percent-encoded as a browser sends a form field (so it shows in a page's URL),
              # as encodeURIComponent writes it, and with every reserved character escaped.
