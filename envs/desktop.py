@@ -276,6 +276,7 @@ class DesktopEnv(Env):
                 mapped = [keys.backend_key(k, keys.PYAUTOGUI) for k in names]
             except ValueError as exc:
                 raise EnvError(str(exc)) from None
+            _refuse_control_characters("".join(k for k in mapped if len(k) == 1))
             unknown = [k for k in mapped if len(k) > 1 and k not in gui.KEYBOARD_KEYS]
             if unknown:
                 raise EnvError(f"pyautogui cannot press {unknown}")
@@ -340,12 +341,7 @@ class DesktopEnv(Env):
 
     def _type(self, text: str) -> str:
         text = one_line_break_each(text)  # "\r\n" is one Return, as is a lone "\r"
-        # X apps take a control character's keysym for no text at all: refused, not dropped.
-        control = next((c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t"),
-                       None)
-        if control is not None:
-            raise EnvError(f"the desktop cannot type the control character U+{ord(control):04X} "
-                           "as text; a key action presses esc, backspace and the like")
+        _refuse_control_characters(text)
         # Not pyautogui's write, even for ASCII: it presses Shift by a US keyboard's rules, so on
         # another layout ("/" is Shift+7 on a German one) it typed other characters.
         chunks = self._typist.chunks(text)
@@ -373,3 +369,14 @@ class DesktopEnv(Env):
             time.sleep(self.settle.poll_interval_s)
         self.observe()
         return True
+
+
+def _refuse_control_characters(chars: str) -> None:
+    """X apps take a control character's keysym (but for Return's and Tab's) for no key at all:
+    typed or pressed in a combination, it is refused, not dropped while the env says it was
+    pressed."""
+    control = next((c for c in chars if unicodedata.category(c) == "Cc" and c not in "\n\r\t"),
+                   None)
+    if control is not None:
+        raise EnvError(f"the desktop cannot type the control character U+{ord(control):04X}; "
+                       "name the key instead (esc, backspace, delete...)")

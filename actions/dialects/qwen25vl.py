@@ -308,7 +308,10 @@ class Qwen25VLDialect(Dialect):
         brace = text.find("{", opening.end() if opening else 0)
         if brace < 0:
             raise fail("no tool call was found", EXPECTED)
-        literal = extract_balanced(text, brace)
+        try:
+            literal = extract_balanced(text, brace)
+        except ValueError as exc:
+            raise fail(f"the tool call cannot be read: {exc}", EXPECTED) from None
         rest = text[brace + len(literal):]
         if _OPEN_TAG.search(rest):
             raise fail("the reply holds more than one <tool_call>; write exactly one", EXPECTED)
@@ -368,4 +371,7 @@ def _written_call(reply: str) -> str:
     if brace < 0:
         return reply.strip()
     # extract_balanced closes a cut-off call; the history shows only what was written.
-    return text[brace : brace + len(extract_balanced(text, brace))].strip()
+    try:
+        return text[brace : brace + len(extract_balanced(text, brace))].strip()
+    except ValueError:  # a string that never ends runs to the end of the reply
+        return text[brace:].strip()

@@ -234,8 +234,8 @@ def _read_args(text: str, mark: re.Match) -> tuple[dict[str, Any], int]:
         if chunk.strip():
             raise fail(f"*ARGS* must be a JSON object, got {short(chunk.strip())}", EXPECTED)
         return {}, start
-    literal = extract_balanced(text, brace)
     try:
+        literal = extract_balanced(text, brace)
         args = load_literal(literal)
     except ValueError as exc:
         raise fail(f"*ARGS* could not be read: {exc}", EXPECTED) from None

@@ -55,10 +55,12 @@ def extract_balanced(text: str, start: int) -> str:
     """The bracketed span opening at ``text[start]``, honouring quotes.
 
     When the text ends before the brackets close (generation cut off, or a missing final brace),
-    the missing closers are appended so the caller can still try to read it.
+    the missing closers are appended so the caller can still try to read it. A string that runs
+    on into the call's closing brackets is a ValueError (``runs_into_closers``).
     """
     stack: list[str] = []
     quote = ""
+    opened = start
     i = start
     while i < len(text):
         ch = text[i]
@@ -68,7 +70,7 @@ def extract_balanced(text: str, start: int) -> str:
             elif ch == quote:
                 quote = ""
         elif ch in "\"'":
-            quote = ch
+            quote, opened = ch, i
         elif ch in _CLOSERS:
             stack.append(_CLOSERS[ch])
         elif ch in ")]}":
@@ -79,7 +81,23 @@ def extract_balanced(text: str, start: int) -> str:
             else:
                 return text[start : i + 1]  # mismatched: let the literal reader report it
         i += 1
+    if quote and runs_into_closers(text[opened + 1:]):
+        raise ValueError(UNCLOSED_STRING)
     return text[start:] + quote + "".join(reversed(stack))
+
+
+UNCLOSED_STRING = ("a string is never closed: its closing quote is missing, or escaped (a "
+                   "backslash before it), so the call's closing brackets would be read as its "
+                   "text; close every string, and write a backslash that ends one as \\\\")
+
+
+def runs_into_closers(body: str) -> bool:
+    """Whether ``body``, what follows an opening quote that nothing closes up to the end of the
+    reply, ends in a closing bracket: the model ended the call but not the string (it forgot
+    the quote, or escaped it: ``type(content='C:\\Users\\')``), and reading on would type the
+    call's ``')`` (and a line break after it, an Enter) as text. A reply cut off inside its
+    text still reads as far as it goes."""
+    return body.rstrip()[-1:] in (")", "]", "}")
 
 
 _NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}

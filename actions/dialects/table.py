@@ -240,5 +240,6 @@ def _number(value: Any, what: str, expected: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
         math.isfinite(value) and abs(value) < 1e9
     ):
-        raise fail(f"{what} must be a number, got {short(value)}", expected)
+        raise fail(f"{what} must be a finite number smaller than 1e9, got {short(value)}",
+                   expected)
     return value

@@ -26,10 +26,12 @@ from typing import Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
 from actions.dialects.reply_syntax import (
+    UNCLOSED_STRING,
     drop_fence_lines,
     fail,
     make_action,
     merge_messages,
+    runs_into_closers,
     short,
     strip_fences,
 )
@@ -330,7 +332,10 @@ def _read_call(text: str, start: re.Match, expected: str) -> Call:
             raise fail(f"{name}() has {key!r} twice", expected)
         i = key_match.end()
         if i < n and text[i] in "'\"":
-            value, i = _read_quoted(text, i)
+            try:
+                value, i = _read_quoted(text, i)
+            except ValueError as exc:
+                raise fail(f"{key}= cannot be read: {exc}", expected) from None
         else:
             value, i = _read_bare(text, i)
         args[key] = value
@@ -369,6 +374,8 @@ def _read_quoted(text: str, i: int) -> tuple[str, int]:
                 return _joined(out), j + 1
         out.append(ch)
         j += 1
+    if runs_into_closers(text[i + 1:]):
+        raise ValueError(UNCLOSED_STRING)
     return _joined(out), n  # unterminated at the end of the reply: take what is there
 
 
