@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from pydantic import ValidationError
+
 from core.actions import Action
 
 PLACEHOLDER = re.compile(r"<secret:([A-Za-z_][A-Za-z0-9_]*)>")
@@ -57,8 +59,17 @@ def parse_secret_options(options: Iterable[str], environ: Mapping[str, str] | No
             value = environ[name]
         if not value:
             raise SecretError(f"--secret {name}: the value is empty")
+        _check_utf8(name, value)
         secrets[name] = value
     return secrets
+
+
+def _check_utf8(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # an environment variable whose bytes are not UTF-8
+        raise SecretError(f"the value of the secret {name} is not UTF-8 text, so it cannot be "
+                          "typed; set it again as UTF-8") from None
 
 
 class Secrets:
@@ -66,6 +77,8 @@ class Secrets:
 
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
         self._values = dict(values or {})
+        for name, value in self._values.items():
+            _check_utf8(name, value)
         # Every form of every value, longest first, so a value that contains another is
         # scrubbed whole.
         forms = {(form, name) for name, value in self._values.items()
@@ -97,7 +110,13 @@ class Secrets:
                                   f"{', '.join(map(placeholder, self._values)) or 'none'}")
             return self._values[name]
 
-        return action.model_copy(update={"text": PLACEHOLDER.sub(value, action.text)})
+        try:  # validated as the model's own text is (length, well-formed Unicode)
+            return type(action).model_validate({**action.model_dump(),
+                                                "text": PLACEHOLDER.sub(value, action.text)})
+        except ValidationError as exc:  # its messages and inputs would quote the values
+            problems = "; ".join(dict.fromkeys(e["msg"] for e in exc.errors()))
+            raise SecretError("the text with its secrets' values in place cannot be typed: "
+                              f"{self.scrub(problems)}") from None
 
     def scrub(self, data: Any) -> Any:
         """``data`` (text, or JSON-like lists and dicts) with every value replaced by its

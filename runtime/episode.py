@@ -76,8 +76,8 @@ def run(
     if spec.model == "scripted" and task is not None and not task.has_solution:
         raise RunError(f"{task.name} has no scripted solution, so --model scripted cannot run "
                        "it (bench --tag scripted picks the tasks that have one)")
-    secrets = Secrets(spec.secrets)
     try:
+        secrets = Secrets(spec.secrets)
         secrets.check_goal(goal)
     except SecretError as exc:
         raise RunError(str(exc)) from None

@@ -19,7 +19,7 @@ from agent.backends.openai import OpenAIBackend
 from agent.loop import Agent
 from agent.policies.backend import BackendPolicy
 from agent.safety import ConfirmationGate, GateRules
-from agent.secrets import Secrets
+from agent.secrets import SecretError, Secrets
 from cli.app import app
 from core.actions import Navigate, Type
 from envs.base import ElementInfo
@@ -120,3 +120,30 @@ def test_the_gate_hides_a_value_in_a_url_that_the_browser_would_respell(token):
     assert not verdict.allowed and verdict.rule == "navigation"
     for shown in (*asked, verdict.reason):
         assert "9f8e7d" not in shown and "collector.example.net" in shown, shown
+
+
+def test_a_value_the_action_could_not_hold_fails_the_step_without_quoting_it():
+    """A secret's value goes into the typed text after the action was checked: a value the
+    check would refuse (over the 2,000 characters a model's own text may have) reached the
+    env."""
+    value = "x" * 2001
+    secrets = Secrets({"PW": value})
+    with pytest.raises(SecretError, match="at most 2000 characters") as error:
+        secrets.reveal(Type(text="pin: <secret:PW>"))
+    assert value[:6] not in str(error.value)
+    assert secrets.reveal(Type(text="no secret here")) == Type(text="no secret here")
+
+
+def test_a_value_that_is_not_utf8_is_refused_before_the_run():
+    """An environment variable whose bytes are not UTF-8 reads as lone surrogates: a traceback
+    when the run started (and a crash in android's encoding had it got further)."""
+    with pytest.raises(SecretError, match="PW is not UTF-8") as error:
+        Secrets({"PW": "caf\udce9-pin"})
+    assert "caf" not in str(error.value)
+
+
+def test_a_secret_variable_that_is_not_utf8_is_one_line_on_the_command_line():
+    result = CliRunner().invoke(app, ["run", "log in with <secret:PW>", "--model", "scripted",
+                                      "--secret", "PW"], env={"PW": "caf\udce9-pin"})
+    assert result.exit_code == 2 and "PW is not UTF-8" in result.output
+    assert "Traceback" not in result.output and "caf" not in result.output
