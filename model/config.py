@@ -95,6 +95,9 @@ class Qwen2VLConfig:
             raise ValueError(f"config.json asks for rope type {rope_type!r}, which this "
                              "implementation does not compute (only the default M-RoPE): remove "
                              "the rope scaling settings from config.json")
+        if text_raw.get("hidden_act", "silu") != "silu":  # the decoder's MLP computes SiLU only
+            raise ValueError(f"config.json: the decoder's hidden_act {text_raw['hidden_act']!r} "
+                             "is not one this implementation computes (silu)")
         hidden = _size(text_raw, "hidden_size")
         heads = _size(text_raw, "num_attention_heads")
         if hidden % heads:
@@ -141,6 +144,11 @@ class Qwen2VLConfig:
         if vision.embed_dim % vision.num_heads:
             raise ValueError(f"config.json: the vision tower's width {vision.embed_dim} is not a "
                              f"multiple of its num_heads {vision.num_heads}")
+        from model.vision import ACTIVATIONS
+
+        if vision.hidden_act not in ACTIVATIONS:  # else a KeyError deep in building the tower
+            raise ValueError(f"config.json: vision_config's hidden_act {vision.hidden_act!r} is "
+                             f"not one this implementation computes ({', '.join(ACTIVATIONS)})")
         eos = text_raw.get("eos_token_id")
         return cls(
             text=text,

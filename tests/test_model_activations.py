@@ -1,0 +1,42 @@
+"""A hidden_act the model does not compute is refused in one line naming the field, for both
+families: the vision tower's was a KeyError traceback from deep inside building the tower, and
+the decoder's was ignored (SiLU was run whatever the checkpoint said)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from agent_cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("family", ["tiny_checkpoint", "tiny_qwen25_checkpoint"])
+def test_unknown_vision_activation_is_one_clear_line(request, tmp_path, family):
+    path = tmp_path / "ckpt"
+    shutil.copytree(request.getfixturevalue(family), path)
+    raw = json.loads((path / "config.json").read_text())
+    raw["vision_config"]["hidden_act"] = "gelu_pytorch_tanh"
+    (path / "config.json").write_text(json.dumps(raw))
+    result = runner.invoke(app, ["model", "info", str(path)])
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "hidden_act 'gelu_pytorch_tanh'" in result.output and "silu" in result.output
+
+
+@pytest.mark.parametrize("family", ["tiny_checkpoint", "tiny_qwen25_checkpoint"])
+def test_a_decoder_activation_other_than_silu_is_refused(request, tmp_path, family):
+    path = tmp_path / "ckpt"
+    shutil.copytree(request.getfixturevalue(family), path)
+    raw = json.loads((path / "config.json").read_text())
+    for section in (raw, raw.get("text_config")):  # either layout holds it
+        if section is not None:
+            section["hidden_act"] = "gelu"
+    (path / "config.json").write_text(json.dumps(raw))
+    result = runner.invoke(app, ["model", "info", str(path)])
+    assert result.exit_code != 0
+    assert "the decoder's hidden_act 'gelu'" in result.output
