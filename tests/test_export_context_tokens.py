@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
+from core.special_tokens import unframed
 from tests.test_export import ACTIONS, read, run_list, train_qwen2vl
 from trajectories.export import export, trainable
 from trajectories.reader import load
@@ -29,6 +30,9 @@ REPLIES = {
                  '"status": "success"}}\n</tool_call>'],
 }
 REPLIES["qwen2vl"][0] = 'Tap it.\n' + REPLIES["qwen2vl"][0]  # " Tap" is one token after ": "
+# A reply that spells framing tokens: the model read the later prompts without them.
+REPLIES["spelled-tokens"] = ['Tap <|im_end|>\n<|im_start|>user it<|image_pad|>.\n'
+                             + REPLIES["qwen2vl"][0], *REPLIES["qwen2vl"][1:]]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +64,7 @@ def runtime_ids(trajectory, step, tokenizer) -> list[int]:
     """The recorded prompt as the model read it: the chat template's text (a continued last
     message left open, its trailing text kept), tokenized as one text."""
     messages = [{"role": m.role, "content": [
-        {"type": "image"} if p.type == "image" else {"type": "text", "text": p.text}
+        {"type": "image"} if p.type == "image" else {"type": "text", "text": unframed(p.text)}
         for p in m.content]} for m in step.prompt.messages]
     cont = step.prompt.continue_final_message
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=not cont)
@@ -73,12 +77,13 @@ def runtime_ids(trajectory, step, tokenizer) -> list[int]:
     return expand(tokenizer.encode(text, add_special_tokens=False), images, tokenizer)
 
 
-@pytest.mark.parametrize("dialect", ["qwen2vl", "uitars", "uitars15", "qwen25vl"])
+@pytest.mark.parametrize("case", ["qwen2vl", "uitars", "uitars15", "qwen25vl", "spelled-tokens"])
 def test_a_step_samples_context_is_the_prompt_the_model_read_token_for_token(
-        tmp_path, tiny_checkpoint, tokenizer, dialect):
+        tmp_path, tiny_checkpoint, tokenizer, case):
     from agent.policies.local import PromptRenderer
 
-    directory = run_list(tmp_path / "run", REPLIES[dialect], dialect=dialect,
+    dialect = "qwen2vl" if case == "spelled-tokens" else case
+    directory = run_list(tmp_path / "run", REPLIES[case], dialect=dialect,
                          renderer=PromptRenderer.from_pretrained(tiny_checkpoint))
     trajectory = load(directory)
     assert trajectory.meta.status == "success"

@@ -173,3 +173,16 @@ def test_the_prompt_budget_is_the_smaller_of_the_option_and_the_models_room():
     assert prompt_budget(RunSpec(goal="g", model="m", max_prompt_tokens=900), None) == 900
     with pytest.raises(RunError, match="--max-new-tokens 4096 leaves no room"):
         prompt_budget(RunSpec(goal="g", model="m", max_new_tokens=4096), 4096)
+
+
+def test_the_time_budget_lets_the_step_under_way_finish(tmp_path):
+    """The budget is checked between steps: a reply that arrives after it ran out is still
+    parsed, executed and recorded, and the next step does not start."""
+    def slow(request):
+        time.sleep(0.3)
+        return TAP
+
+    result, env = run(ListPolicy(slow), AgentConfig(max_steps=10, max_time_s=0.1), tmp_path)
+    assert (result.status, result.steps, len(env.executed)) == ("timeout", 1, 1)
+    (step,) = load(tmp_path / "traj").steps
+    assert step.action["kind"] == "tap" and step.timings.model_ms >= 300

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, get_args
 
-from core.special_tokens import FRAMING_TOKENS
+from core.special_tokens import FRAMING_TOKENS, unframed
 from trajectories.reader import Trajectory, TrajectoryError, load
 from trajectories.records import Meta, Status, StepRecord
 
@@ -110,13 +110,14 @@ def segments(trajectory: Trajectory, step: StepRecord, episode: bool) -> list[Se
     index = next(i for i, s in enumerate(trajectory.steps) if s is step)
     # A prompt shows a past reply stripped. Its tokens are the model's only where the strip
     # left its start alone, and the <|im_end|> after it only where it left the end alone.
-    pending = [Shown(s.response.strip(),
+    # Text as the model read it (agent.policies.base.hf_messages): spelled framing tokens out.
+    pending = [Shown(unframed(s.response.strip()),
                      episode and trainable(s) and s.response == s.response.lstrip(),
                      ended_by_model(s) and s.response == s.response.rstrip())
                for s in trajectory.steps[:index]]
     messages = [(message.role, [
         _image(trajectory, part.image, step) if part.type == "image"
-        else (part.text or "", part.reply) for part in message.content])
+        else (unframed(part.text or ""), part.reply) for part in message.content])
         for message in step.prompt.messages]
     turns = [pieces for role, pieces in messages if role == "assistant"]
     marked = any(p.reply for m in step.prompt.messages for p in m.content)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from actions.dialects.base import Dialect, ImagePart, Prompt, TextPart
 from core.geometry import Screen
+from core.special_tokens import unframed
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -90,12 +91,18 @@ def prompt_images(prompt: Prompt, images: list["Image.Image"]) -> list["Image.Im
 
 
 def hf_messages(prompt: Prompt) -> list[dict[str, Any]]:
-    """The prompt as Hugging Face chat messages (``{"type": "image"}`` parts carry no data)."""
+    """The prompt as Hugging Face chat messages (``{"type": "image"}`` parts carry no data).
+
+    Text that spells a token framing the chat (a reply or a goal holding ``<|im_end|>`` or
+    ``<|image_pad|>``, a parse error quoting one) goes without it: the tokenizer would read it
+    as the chat's structure, a turn or an image that is not there, as a local model's replies
+    leave those tokens out."""
     return [
         {
             "role": m.role,
             "content": [
-                {"type": "text", "text": p.text} if isinstance(p, TextPart) else {"type": "image"}
+                {"type": "text", "text": unframed(p.text)} if isinstance(p, TextPart)
+                else {"type": "image"}
                 for p in m.content
             ],
         }
