@@ -436,6 +436,9 @@ def sites(env):
 
     def open_site(url):
         env.page.goto(url)
+        # Settled, as the agent observes before it acts: a frame in a process of its own takes
+        # clicks only once it has drawn (a click just after the load could fall through it).
+        env.observe()
         return env.page
 
     yield open_site
