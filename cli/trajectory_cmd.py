@@ -125,6 +125,10 @@ def replay(
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the new trajectory."),
     yes: bool = typer.Option(False, "--yes", help="Allow sensitive actions without asking."),
     secret: list[str] = secret_option(),
+    processor: Path = typer.Option(None, "--processor", help="A checkpoint folder whose "
+                                   "tokenizer counts the prompts, so a run's token budget holds "
+                                   "again (default: the recorded model's folder, where it is "
+                                   "one here)."),
 ) -> None:
     """Re-run a trajectory's recorded replies on a fresh env (same goal, task, env and dialect;
     a goal that names a <secret:NAME> needs its --secret again: no value was recorded).
@@ -168,6 +172,13 @@ def replay(
         loop |= {"history_images": meta.history["images"],
                  "history_block": meta.history["block"],
                  "max_prompt_tokens": meta.history["max_tokens"]}
+    budget = loop.get("max_prompt_tokens")
+    if processor is None and budget is not None and Path(meta.model).is_dir():
+        processor = Path(meta.model)  # the run's own checkpoint counts as it did
+    if budget is not None and processor is None:
+        typer.echo(f"note: the run kept its prompts within {budget} tokens, which the replay "
+                   f"cannot count without --processor CHECKPOINT: its prompts may keep "
+                   f"screenshots the run dropped", err=True)
     run_and_report(RunSpec(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         seed=getattr(meta, "seed", 0), params=getattr(meta, "params", None),
@@ -177,6 +188,7 @@ def replay(
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
         max_steps=max(len(trajectory.steps), 1), out=out, **browser,
         confirm="yes" if yes else None, secrets=parse_secrets(secret), **loop,
+        processor=str(processor) if processor is not None else None,
     ))
 
 

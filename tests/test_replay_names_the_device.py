@@ -63,3 +63,22 @@ def test_a_fresh_device_is_replayed_on_without_naming_it(tmp_path, runs, meta, d
     CliRunner().invoke(app, ["replay", str(recorded(tmp_path, **meta))])
     [spec] = runs
     assert (spec.device, spec.display) == (device, display)
+
+
+def test_replay_counts_tokens_with_the_runs_checkpoint_to_keep_its_budget(tmp_path, runs,
+                                                                          tiny_checkpoint):
+    """A run that kept its prompts within a token budget (dropping old screenshots) replays
+    within it: the recorded model's folder counts the tokens. Without a counter the budget was
+    skipped, and the replayed prompts kept screenshots the run had dropped."""
+    history = {"images": 4, "block": 4, "max_tokens": 3000}
+    local = recorded(tmp_path / "a", env="browser", model=str(tiny_checkpoint), history=history)
+    result = CliRunner().invoke(app, ["replay", str(local)])
+    assert result.exit_code == 0, result.output
+    assert runs[-1].processor == str(tiny_checkpoint) and runs[-1].max_prompt_tokens == 3000
+    # A model that is no folder here: --processor names one, else a note says what is lost.
+    remote = recorded(tmp_path / "b", env="browser", model="http://gpu:8000/v1", history=history)
+    result = CliRunner().invoke(app, ["replay", str(remote), "--processor", str(tiny_checkpoint)])
+    assert result.exit_code == 0 and runs[-1].processor == str(tiny_checkpoint)
+    result = CliRunner().invoke(app, ["replay", str(remote)])
+    assert result.exit_code == 0 and runs[-1].processor is None
+    assert "cannot count without --processor" in result.output
