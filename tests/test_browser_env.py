@@ -457,6 +457,26 @@ def element_at(env, x, y):
     return env.element_at(round(x * env.scale), round(y * env.scale))
 
 
+def pressed_by_click(env, x, y) -> dict[str, str]:
+    """What a click at CSS point (x, y) pressed, by frame url. A frame of another origin runs in
+    a renderer of its own, which may handle the click after the page's acknowledged it; now and
+    then, in a long test session, chromium drops a click into a nested one, pressing nothing,
+    and the click is made again (a click that pressed anything else is returned as it is)."""
+    def pressed():
+        return {f.url.split("#")[0]: f.evaluate("window.pressed") for f in env.page.frames}
+
+    before = pressed()
+    for _ in range(3):
+        assert env.execute(Click(x=round(x * env.scale), y=round(y * env.scale))).ok
+        try:
+            now = wait_until(lambda: (p := pressed()) != before and p, timeout_s=3,
+                             what=f"a press at {(x, y)}")
+        except AssertionError:
+            continue
+        return {url: text for url, text in now.items() if before.get(url) != text}
+    return {}
+
+
 def test_the_gate_sees_into_frames_and_shadow_roots(env, sites) -> None:
     from agent.safety import ConfirmationGate, GateRules
 
@@ -474,12 +494,8 @@ def test_the_gate_sees_into_frames_and_shadow_roots(env, sites) -> None:
         assert element.text == text and not element.opaque, (x, y)
         hit = gate.sensitive(Click(x=round(x * env.scale), y=round(y * env.scale)))
         assert hit.rule == "tap_text" and repr(text) in hit.reason, (x, y)
-        # The click at that point presses that very element.
-        assert env.execute(Click(x=round(x * env.scale), y=round(y * env.scale))).ok
-        # A cross-origin frame runs in its own renderer, which may handle the click just after
-        # the page's renderer acknowledged it.
-        wait_until(lambda: frame(env, url).evaluate("window.pressed") == text,
-                   what=f"{text!r} pressed at {(x, y)}")
+        # The click at that point presses that very element, and nothing else.
+        assert pressed_by_click(env, x, y) == {url: text}, (x, y)
     # A custom element that is a button: its text is in its shadow root and in a slot.
     for x, y in [(30, 510), (120, 510), (200, 510), (260, 530)]:  # (120, 510): on the <b>
         assert element_at(env, x, y).text == "Review and Pay now", (x, y)
