@@ -7,10 +7,20 @@ element the screenshot shows there. A key names a key, or one character: one a U
 (``é``, ``€``) is pressed as a keyboard that has it would press it, and shift with a character
 types its shifted character (shift+y is ``Y``, shift+1 is ``!``), as on a US keyboard.
 
+The env shows one page at a time, as a person's browser shows one tab. A page that a link or a
+script opens in a new tab or window (a popup) is the page observed, at the env's viewport and
+scale, from the next ``observe`` on, and actions go to it from then on (an action goes to the page
+last observed, the screen the model saw). When the page shown closes, the page shown before it
+comes back; ``back`` on a popup with no earlier page of its own closes it. A popup a page opens
+by itself (on a timer) is shown too: Playwright runs chromium with its popup blocker off, and
+the blocker could not single such popups out here anyway, since chromium counts Playwright's
+screenshots and scripts as user activity.
+
 With ``allowed_domains`` set, every navigation request to a host off the list (each hop of a
-redirect, each frame's and each popup's included) is stopped, and the action that caused it (a
-``navigate``, or a click or key that follows a link) fails with a message that names the blocked
-url. The page stays where it was.
+redirect, each frame's and each popup's included) is stopped before it leaves, and the action
+that caused it (a ``navigate``, or a click or key that follows a link) fails with a message that
+names the blocked url. The page stays where it was; a popup whose first page is blocked is
+closed, having shown nothing.
 """
 
 from __future__ import annotations
@@ -225,7 +235,8 @@ def normalize_url(url: str) -> str:
 
 
 class BrowserEnv(Env):
-    """One chromium page; use as a context manager so the browser always closes.
+    """One chromium tab at a time (``page``, popups followed); use as a context manager so the
+    browser always closes.
 
     ``playwright`` is an already started ``sync_playwright()`` instance to share: Playwright's
     sync API allows only one per thread, so several envs alive in one thread must share one.
@@ -257,6 +268,10 @@ class BrowserEnv(Env):
         self.start_url = start_url
         self._dead: str | None = None
         self._blocked: list[str] = []
+        # Every page the context opens lands in _opened; _follow adopts them into _pages, the
+        # open pages oldest first, whose last is the one shown (self.page).
+        self._opened: list[Any] = []
+        self._pages: list[Any] = []
         # Playwright's sync API allows one instance per thread, so several envs in one thread
         # share one; whoever passed it in stops it.
         self._own_playwright = playwright is None
@@ -275,9 +290,9 @@ class BrowserEnv(Env):
                 self._guard_documents()
                 allowed = json.dumps([d.lower() for d in self.allowed_domains])
                 self._context.add_init_script(_NAVIGATION_GUARD.replace("ALLOWED", allowed))
-            self.page = self._context.new_page()
-            self.page.on("crash", lambda _: self._mark_dead("the page crashed"))
-            self.page.on("close", lambda _: self._mark_dead("the page closed"))
+            self._context.on("page", lambda page: self._opened.append(page))
+            self._context.new_page()  # reported to the handler above before it returns
+            self._follow()
             if start_url != "about:blank":
                 self._call("open start_url", lambda: self._goto(start_url))
         except BaseException:
@@ -295,20 +310,35 @@ class BrowserEnv(Env):
 
     # -- Env --------------------------------------------------------------------------------
     def capture(self) -> Image.Image:
-        # Playwright hides the text caret in screenshots, so a blinking caret cannot keep
-        # observe() from settling.
-        for attempt in range(SCREENSHOT_ATTEMPTS):
+        png = self._screenshot()
+        if self._opened:  # a page opened while the frame was taken: that page is the one shown
+            png = self._screenshot()
+        return Image.open(io.BytesIO(png)).convert("RGB")
+
+    def _screenshot(self) -> bytes:
+        """The page to show (``_follow``), captured. Playwright hides the text caret in
+        screenshots, so a blinking caret cannot keep observe() from settling."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        def shoot() -> bytes:
+            while True:
+                self._follow()
+                try:
+                    return self.page.screenshot(type="png")
+                except PlaywrightError:
+                    if not self.page.is_closed():  # a page that closed meanwhile gives way
+                        raise
+
+        for attempt in range(1, SCREENSHOT_ATTEMPTS):
             try:
-                png = self._call("screenshot", lambda: self.page.screenshot(type="png"))
-                break
+                return self._call("screenshot", shoot)
             except EnvError as exc:
                 # While a navigation swaps the page's renderer (an error page replacing a page
                 # that failed to load, say), chromium briefly cannot capture: try again.
-                transient = self._dead is None and "Unable to capture screenshot" in str(exc)
-                if not transient or attempt == SCREENSHOT_ATTEMPTS - 1:
+                if self._dead is not None or "Unable to capture screenshot" not in str(exc):
                     raise
-                time.sleep(0.2 * (attempt + 1))
-        return Image.open(io.BytesIO(png)).convert("RGB")
+                time.sleep(0.2 * attempt)
+        return self._call("screenshot", shoot)
 
     def extras(self) -> dict[str, Any]:
         extras: dict[str, Any] = {
@@ -410,10 +440,19 @@ class BrowserEnv(Env):
         return message
 
     def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
-        """Go back to ``start_url`` (then run ``prepare``, if any), and observe."""
+        """Close every popup and take the oldest page back to ``start_url`` (then run
+        ``prepare``, if any), and observe."""
         self._take_blocked()
-        self._call("reset", lambda: self._goto(self.start_url))
+        self._call("reset", self._restart)
         return super().reset(prepare)
+
+    def _restart(self) -> str:
+        self._follow()
+        first, *popups = self._pages
+        for page in popups:
+            page.close()
+        self._pages, self.page = [first], first
+        return self._goto(self.start_url)
 
     def close(self) -> None:
         self._mark_dead("the browser env was closed")
@@ -435,6 +474,23 @@ class BrowserEnv(Env):
         return math.floor(x / self.scale + 1e-9), math.floor(y / self.scale + 1e-9)
 
     def _perform(self, action: Action) -> str:
+        from playwright.sync_api import Error as PlaywrightError
+
+        if self.page.is_closed():
+            # The page the model saw is gone; its action is not done on a page it never saw.
+            self._follow()
+            raise EnvError(f"{action.kind}: the page closed before it; the browser now shows "
+                           f"{self.page.url}")
+        try:
+            return self._act(action)
+        except PlaywrightError:
+            if not self.page.is_closed():
+                raise
+            # A close button: done, and the page went. (A page that closed unheard of just
+            # before the action reads the same: the sync API hears of a close during a call.)
+            return f"{action.kind} closed the page"
+
+    def _act(self, action: Action) -> str:
         mouse, keyboard = self.page.mouse, self.page.keyboard
         kind = action.kind
         if kind in ("click", "double_click", "right_click", "move"):
@@ -521,7 +577,14 @@ class BrowserEnv(Env):
             session.detach()
         index, entries = history["currentIndex"], history["entries"]
         if index < 1 or (index == 1 and entries[0]["url"] == "about:blank"):
-            raise EnvError("there is no previous page to go back to")
+            if sum(not page.is_closed() for page in self._pages) < 2:
+                raise EnvError("there is no previous page to go back to")
+            # A popup with no earlier page of its own: back closes it, as a phone's browser
+            # does with a tab a link opened, and the page shown before it comes back.
+            closed = self.page.url
+            self.page.close()
+            self._follow()
+            return f"closed {closed} and went back to {self.page.url}"
         self.page.go_back(wait_until="domcontentloaded")
         return f"went back to {self.page.url}"
 
@@ -550,16 +613,48 @@ class BrowserEnv(Env):
             raise exc
         return f"opened {self.page.url}"
 
+    # -- pages ------------------------------------------------------------------------------
+    def _follow(self) -> None:
+        """Make the newest open page the one shown: adopt the pages opened since the last look,
+        each at the env's viewport (a ``window.open`` that names a size asks for its own), and
+        drop the closed ones, so that a page that closed gives way to the one shown before it."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        size = {"width": self.viewport[0], "height": self.viewport[1]}
+        while self._opened:
+            page = self._opened.pop(0)
+            try:
+                if page.viewport_size != size:
+                    page.set_viewport_size(size)
+            except PlaywrightError:
+                if not page.is_closed():
+                    raise
+            page.on("crash", lambda _: self._mark_dead("the page crashed"))
+            self._pages.append(page)
+        self._pages = [page for page in self._pages if not page.is_closed()]
+        if not self._pages:
+            self._mark_dead("the page closed")
+            raise EnvError(f"{self._dead}; start a new browser env")
+        self.page = self._pages[-1]
+
     # -- allowlist --------------------------------------------------------------------------
     def _guard_documents(self) -> None:
-        """Hold every document request of the browser (any page's, any frame's) as it leaves,
-        and answer one for a host off the list with "204 No Content", which a browser takes as
-        "stay where you are". This is chromium's own interception (CDP Fetch), not a Playwright
-        route: a route never sees the hops of a redirect, so an allowed url that redirected off
-        the list was followed."""
+        """Hold every document request of the browser (any page's, any frame's, any popup's
+        first) as it leaves, and answer one for a host off the list with "204 No Content",
+        which a browser takes as "stay where you are". This is chromium's own interception (CDP
+        Fetch), not a Playwright route: a route never sees the hops of a redirect, so an allowed
+        url that redirected off the list was followed."""
         from playwright.sync_api import Error as PlaywrightError
 
         session = self._browser.new_browser_cdp_session()
+
+        def close_if_blank_popup(frame_id: str) -> None:
+            # A tab's main frame has the tab's id. A popup whose first page was blocked stays
+            # blank, and Playwright never reports it (it waits for a first page): close it.
+            info = session.send("Target.getTargetInfo", {"targetId": frame_id})["targetInfo"]
+            if info["type"] == "page" and info.get("openerId") and \
+                    info["url"] in ("", "about:blank"):
+                session.send("Target.closeTarget", {"targetId": frame_id})
 
         def paused(event: dict[str, Any]) -> None:
             request_id, url = event["requestId"], event["request"]["url"]
@@ -570,8 +665,9 @@ class BrowserEnv(Env):
                     self._blocked.append(url)
                     session.send("Fetch.fulfillRequest",
                                  {"requestId": request_id, "responseCode": 204})
+                    close_if_blank_popup(event["frameId"])
             except PlaywrightError:
-                pass  # the browser, or the request's frame, went away meanwhile
+                pass  # the browser, the request's frame or (not a tab) its target went away
 
         session.on("Fetch.requestPaused", paused)
         session.send("Fetch.enable", {"patterns": [

@@ -1,13 +1,14 @@
-"""Serve a directory over http on a free local port, for tests that need real pages."""
+"""Serve pages over http on a free local port, for tests that need real pages."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -24,6 +25,46 @@ def serve_directory(root: Path) -> Iterator[str]:
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class _PagesAndRedirects(BaseHTTPRequestHandler):
+    """``/redirect?to=URL`` answers 302 to URL; any other path is the server's ``render`` of its
+    query (one value per name). Every path asked for goes into the server's ``asked``."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.server.asked.append(self.path)
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if parts.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", query["to"])
+            self.end_headers()
+            return
+        body = self.server.render(query)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+        pass
+
+
+@contextlib.contextmanager
+def serve_pages(render: Callable[[dict[str, str]], bytes]) -> Iterator[ThreadingHTTPServer]:
+    """A server on a free local port whose pages ``render`` writes from their query, and which
+    redirects ``/redirect?to=URL``; its ``server_port`` and ``asked`` (the paths asked for)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PagesAndRedirects)
+    server.render, server.asked = render, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
     finally:
         server.shutdown()
         server.server_close()

@@ -4,17 +4,15 @@ for it (Playwright's routes never see a redirect's hops)."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 from core.actions import Click, Navigate
 from envs.browser import BrowserEnv
 from tests.conftest import require_tool
+from tests.local_server import serve_pages
 from tests.probes import wait_until
 
 PAGE = b"""<!doctype html><body style="margin:0">
@@ -22,46 +20,11 @@ PAGE = b"""<!doctype html><body style="margin:0">
 </body>"""
 
 
-class _Redirects(BaseHTTPRequestHandler):
-    """``/redirect?to=URL`` answers 302 to URL; ``/page?link=URL`` is a page with one link."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        parts = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        if parts.path == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", query["to"])
-            self.end_headers()
-            return
-        body = PAGE.replace(b"LINK", query.get("link", "#").encode())
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
-        pass
-
-
-@contextlib.contextmanager
-def _server() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirects)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
     require_tool("chromium")
-    with _server() as number:
-        yield number
+    with serve_pages(lambda query: PAGE.replace(b"LINK", query.get("link", "#").encode())) as pages:
+        yield pages.server_port
 
 
 @pytest.fixture(scope="module")
