@@ -25,10 +25,12 @@ closed, having shown nothing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,6 +85,11 @@ _NAVIGATION_GUARD = """
   });
 })(ALLOWED);
 """
+# True from a frame's second animation frame on, polled at each: the frame has drawn.
+_DRAWN_AGAIN = "polls => ++polls.count > 2"
+#: Milliseconds a frame is given to draw, once: one that does not draw (offscreen or hidden, its
+#: rendering paused) or does not answer (a script that never yields) holds a capture no longer.
+FRAME_DRAW_WAIT_MS = 1000
 # The element a click at a point hits (or the focused one) in one frame's document, looked for
 # inside open shadow roots too (the document alone answers with their host). The point is in CSS
 # pixels of that frame's viewport; null looks for the focused element. The body or nothing: null.
@@ -234,6 +241,11 @@ def normalize_url(url: str) -> str:
     return as_browser_reads("https://" + url)
 
 
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
 class BrowserEnv(Env):
     """One chromium tab at a time (``page``, popups followed); use as a context manager so the
     browser always closes.
@@ -268,6 +280,8 @@ class BrowserEnv(Env):
         self.start_url = start_url
         self._dead: str | None = None
         self._blocked: list[str] = []
+        # The frames of other origins seen to draw (or given their time), with the url then.
+        self._drawn: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         # Every page the context opens lands in _opened; _follow adopts them into _pages, the
         # open pages oldest first, whose last is the one shown (self.page).
         self._opened: list[Any] = []
@@ -324,6 +338,7 @@ class BrowserEnv(Env):
             while True:
                 self._follow()
                 try:
+                    self._frames_drawn()
                     return self.page.screenshot(type="png")
                 except PlaywrightError:
                     if not self.page.is_closed():  # a page that closed meanwhile gives way
@@ -339,6 +354,26 @@ class BrowserEnv(Env):
                     raise
                 time.sleep(0.2 * attempt)
         return self._call("screenshot", shoot)
+
+    def _frames_drawn(self) -> None:
+        """Wait until each frame of another origin than the page's has drawn, once per document
+        (for ``FRAME_DRAW_WAIT_MS`` at most). A capture made before such a frame (drawn by a
+        renderer of its own) first drew left chromium sending the clicks over it to the frame's
+        element in the page for as long as the page stayed: every click into it was lost."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        origin = _origin(self.page.url)
+        for frame in self.page.frames:
+            url = frame.url
+            # A frame that has loaded nothing yet (a lazy one) has nothing drawn to click.
+            if not url or url.startswith("about:") or _origin(url) == origin:
+                continue
+            if self._drawn.get(frame) == url:
+                continue
+            with contextlib.suppress(PlaywrightError):  # gone, or out of time: go on
+                frame.wait_for_function(_DRAWN_AGAIN, arg={"count": 0}, polling="raf",
+                                        timeout=FRAME_DRAW_WAIT_MS)
+            self._drawn[frame] = url
 
     def extras(self) -> dict[str, Any]:
         extras: dict[str, Any] = {

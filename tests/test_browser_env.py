@@ -436,8 +436,8 @@ def sites(env):
 
     def open_site(url):
         env.page.goto(url)
-        # Settled, as the agent observes before it acts: a frame in a process of its own takes
-        # clicks only once it has drawn (a click just after the load could fall through it).
+        # Observed at once, as the agent observes before it acts (a capture made before a frame
+        # of another origin first drew once lost every later click into it).
         env.observe()
         return env.page
 
@@ -458,23 +458,15 @@ def element_at(env, x, y):
 
 
 def pressed_by_click(env, x, y) -> dict[str, str]:
-    """What a click at CSS point (x, y) pressed, by frame url. A frame of another origin runs in
-    a renderer of its own, which may handle the click after the page's acknowledged it; now and
-    then, in a long test session, chromium drops a click into a nested one, pressing nothing,
-    and the click is made again (a click that pressed anything else is returned as it is)."""
+    """What a click at CSS point (x, y) pressed, by frame url (a frame of another origin runs in
+    a renderer of its own, which may handle the click after the page's acknowledged it)."""
     def pressed():
         return {f.url.split("#")[0]: f.evaluate("window.pressed") for f in env.page.frames}
 
     before = pressed()
-    for _ in range(3):
-        assert env.execute(Click(x=round(x * env.scale), y=round(y * env.scale))).ok
-        try:
-            now = wait_until(lambda: (p := pressed()) != before and p, timeout_s=3,
-                             what=f"a press at {(x, y)}")
-        except AssertionError:
-            continue
-        return {url: text for url, text in now.items() if before.get(url) != text}
-    return {}
+    assert env.execute(Click(x=round(x * env.scale), y=round(y * env.scale))).ok
+    now = wait_until(lambda: (p := pressed()) != before and p, what=f"a press at {(x, y)}")
+    return {url: text for url, text in now.items() if before.get(url) != text}
 
 
 def test_the_gate_sees_into_frames_and_shadow_roots(env, sites) -> None:
@@ -494,11 +486,8 @@ def test_the_gate_sees_into_frames_and_shadow_roots(env, sites) -> None:
         assert element.text == text and not element.opaque, (x, y)
         hit = gate.sensitive(Click(x=round(x * env.scale), y=round(y * env.scale)))
         assert hit.rule == "tap_text" and repr(text) in hit.reason, (x, y)
-        # The click at that point presses that very element, and nothing else. Not checked two
-        # frames down behind an origin boundary: there chromium drops the click now and then in
-        # a long session, pressing nothing (a known, unexplained issue; see docs/safety.md).
-        if url != "http://bank.test/deep.html":
-            assert pressed_by_click(env, x, y) == {url: text}, (x, y)
+        # The click at that point presses that very element, and nothing else.
+        assert pressed_by_click(env, x, y) == {url: text}, (x, y)
     # A custom element that is a button: its text is in its shadow root and in a slot.
     for x, y in [(30, 510), (120, 510), (200, 510), (260, 530)]:  # (120, 510): on the <b>
         assert element_at(env, x, y).text == "Review and Pay now", (x, y)
@@ -509,6 +498,15 @@ def test_the_gate_sees_into_frames_and_shadow_roots(env, sites) -> None:
     assert element_at(env, 360, 300) is None
     for x, y in [(22, 100), (60, 150), (360, 300)]:
         assert gate.sensitive(Click(x=round(x * env.scale), y=round(y * env.scale))) is None
+
+
+def test_a_capture_right_after_a_load_loses_no_click_into_a_cross_origin_frame(env, sites):
+    # Captured at once, before the frame had drawn, chromium went on sending the clicks over it
+    # to the frame's element in the page: in about half of the loads, every one was lost.
+    for _ in range(4):
+        sites("http://shop.test/")
+        assert pressed_by_click(env, 40, 210) == {"http://bank.test/pay.html": "Buy"}
+        assert pressed_by_click(env, 160, 60) == {"http://bank.test/deep.html": "Transfer"}
 
 
 def test_a_scaled_and_scrolled_frame_is_read_where_it_is_drawn(env, sites) -> None:

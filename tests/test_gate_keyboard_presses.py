@@ -17,6 +17,7 @@ from envs.base import ElementInfo
 from tests.adb_fakes import FakeAdbDevice, fake_android_env
 from tests.agent_fakes import FakePhone, ListPolicy
 from tests.conftest import require_tool
+from tests.probes import wait_until
 from trajectories.reader import load
 from trajectories.recorder import Recorder
 
@@ -186,7 +187,9 @@ def test_enter_in_a_field_is_judged_by_the_button_it_submits_in_chromium():
 
     with BrowserEnv(viewport=(640, 400), start_url=form_page("Pay now")) as env:
         gate = ConfirmationGate(GateRules(), env, "deny")
-        assert env.focused_element().text == "Card number (Enter submits: Pay now)"
+        # The page's autofocus takes effect as chromium next draws it, not at load.
+        focused = wait_until(env.focused_element, what="the autofocused field")
+        assert focused.text == "Card number (Enter submits: Pay now)"
         for action in ({"kind": "key", "key": "Enter"}, {"kind": "type", "text": "4111\n"},
                        {"kind": "hotkey", "keys": ["shift", "enter"]}):
             hit = gate.sensitive(parsed(action))
