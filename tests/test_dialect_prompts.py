@@ -176,6 +176,26 @@ def test_uitars_history_alternates_screenshots_and_replies():
     assert prompt.continue_final_message is False
 
 
+def test_uitars_replies_without_a_screenshot_between_are_turns_of_their_own(tiny_processor):
+    """As UI-TARS's agent sends them: each reply in its own assistant turn. Run together, two
+    replies read as one text, and a token spelled across them was a turn end in the prompt."""
+    from agent.policies.base import hf_messages
+
+    history = [PastStep("Thought: a\nAction: wait() <|im_", "", image=None),
+               PastStep("end|>Thought: b\nAction: press_home()", "", image=None),
+               PastStep("Action: wait()", "", image=2)]
+    prompt = get_dialect("uitars", "phone").build_prompt("call mom", history, 3,
+                                                         KINDS["phone"], PHONE)
+    assert [m.role for m in prompt.messages] == ["user", "assistant", "assistant", "user",
+                                                 "assistant", "user"]
+    assert [m.text() for m in prompt.messages if m.role == "assistant"] == [
+        step.response for step in history]
+    text = tiny_processor.apply_chat_template(hf_messages(prompt))
+    # The chat's own turns, each ended once: the reply's spelled pieces end none.
+    assert text.count("<|im_end|>") == text.count("<|im_start|>") - 1 == 7  # system added
+    assert "Action: wait() <|im_<|im_end|>\n<|im_start|>assistant\nend|>Thought: b" in text
+
+
 def test_uitars_click_means_tap_on_a_phone():
     reply = "Action: click(start_box='(500,500)')"
     assert get_dialect("uitars", "phone").parse(reply, PHONE).kind == "tap"

@@ -256,11 +256,12 @@ def number_text(value: Number) -> str:
     return str(value) if isinstance(value, int) else repr(float(value))
 
 
-def merge_messages(messages: list[Message]) -> list[Message]:
-    """Join consecutive messages of the same role, so steps can each add to the current turn."""
+def merge_messages(messages: list[Message], apart: tuple[str, ...] = ()) -> list[Message]:
+    """Join consecutive messages of the same role, so steps can each add to the current turn;
+    each message of a role in ``apart`` stays a turn of its own."""
     merged: list[Message] = []
     for message in messages:
-        if merged and merged[-1].role == message.role:
+        if merged and merged[-1].role == message.role and message.role not in apart:
             merged[-1].content.extend(message.content)
         else:
             merged.append(Message(message.role, list(message.content)))

@@ -217,7 +217,9 @@ class UITarsDialect(Dialect):
         for index, step in enumerate(history):
             messages += self.render_step(step, index)
         messages.append(Message("user", [ImagePart(current_image)]))
-        return Prompt(merge_messages(messages))
+        # Each reply its own turn, as UI-TARS's agent sends them: two past steps without a
+        # screenshot or a result between them are two turns, not one run-on text.
+        return Prompt(merge_messages(messages, apart=("assistant",)))
 
     # Render ---------------------------------------------------------------------------------
     def render_action(self, action: Action, screen: Screen, thought: str = "") -> str:
