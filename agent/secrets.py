@@ -138,12 +138,11 @@ class Secrets:
         endpoint's error that quotes the request): a value cut in two is no longer found whole,
         so the text ends before the first piece of ``CONCEALED_PIECE`` characters of a value
         left in it."""
-        from envs.base import CONCEALED_PIECE
+        from envs.base import pieces
 
         scrubbed = self.scrub(text)
-        size = CONCEALED_PIECE
-        found = [at for form, _ in self._by_length for i in range(len(form) - size + 1)
-                 if (at := scrubbed.find(form[i:i + size])) >= 0]
+        found = [at for piece in pieces(form for form, _ in self._by_length)
+                 if (at := scrubbed.find(piece)) >= 0]
         if not found:
             return scrubbed
         return scrubbed[:min(found)] + "… (cut: it quoted part of a secret's value)"
@@ -153,10 +152,8 @@ def encoded_forms(value: str) -> set[str]:
     """``value`` as is, and as the runtime or a page may have encoded it in a command, a message
     or a URL: spaces as ``%s``, shell-quoted (both, whole or inside a longer quoted text),
     escaped by ``repr`` (with either quote) and by JSON, with its white space collapsed, as a
-    browser reads it in a url,
-    percent-encoded, and the runs of
-    its base64 (at each of the three byte alignments it can have inside a longer text) that
-    depend on its bytes alone."""
+    browser reads it in a url, percent-encoded, and the runs of its base64 (at each of the three
+    byte alignments it can have inside a longer text) that depend on its bytes alone."""
     spaced = value.replace(" ", "%s")
     in_url = value.translate(_URL_DROPS)
     forms = {value, spaced, shlex.quote(value), shlex.quote(spaced), repr(value)[1:-1],

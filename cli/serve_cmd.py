@@ -56,16 +56,15 @@ def serve(
     import uvicorn
 
     from agent.backends.local import LocalBackend
-    from agent.backends.openai import header_can_carry
+    from agent.backends.openai import KEY_NOT_CARRIED, header_can_carry
     from runtime.server.app import ServerSettings, create_app
 
     if not path.is_dir():
         err.print(error_line(f"{path} is not a checkpoint directory"), soft_wrap=True)
         raise typer.Exit(2)
     if api_key and not header_can_carry(api_key):  # every request would be refused (401)
-        err.print(error_line("the API key holds a character an HTTP header cannot carry (a line "
-                             "break, a control or non-ASCII character, or a space at its end), "
-                             "so no client could send it; set it again without one"),
+        err.print(error_line(f"the API key {KEY_NOT_CARRIED}, so no client could send it; set "
+                             "it again without one"),
                   soft_wrap=True)
         raise typer.Exit(2)
     if not _loopback(host) and not api_key:

@@ -125,7 +125,7 @@ def replay(
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the new trajectory."),
     yes: bool = typer.Option(False, "--yes", help="Allow sensitive actions without asking."),
     secret: list[str] = secret_option(),
-    processor: Path = typer.Option(None, "--processor", help="A checkpoint folder whose "
+    processor: str = typer.Option(None, "--processor", help="A checkpoint folder whose "
                                    "tokenizer counts the prompts, so a run's token budget holds "
                                    "again (default: the recorded model's folder, where it is "
                                    "one here)."),
@@ -134,7 +134,8 @@ def replay(
     a goal that names a <secret:NAME> needs its --secret again: no value was recorded).
 
     `run GOAL --model replay:DIR` takes the replies alone; here the goal, task, env, browser
-    settings, history layout and parse-error limit are the recorded ones too. With a task, its success check runs again at the end.
+    settings, history layout and parse-error limit are the recorded ones too. With a task, its
+    success check runs again at the end.
 
     A trajectory recorded on a real phone or display is repeated only on one named with
     --device or --display: its taps and typing would otherwise land on whatever phone is
@@ -155,7 +156,8 @@ def replay(
     # A virtual phone, a private Xvfb and the browser are fresh for the replay; a person's
     # phone or display gets the recorded actions only when named.
     if meta.env == "android" and device is None and recorded_device != "virtual":
-        _refuse_unnamed(directory, "phone", "--device SERIAL (a phone of yours) or --device virtual")
+        _refuse_unnamed(directory, "phone",
+                        "--device SERIAL (a phone of yours) or --device virtual")
     if meta.env == "desktop" and display is None and recorded_display != "new":
         _refuse_unnamed(directory, "display",
                         "--display :N (a display of yours) or --display new (a private Xvfb)")
@@ -173,26 +175,27 @@ def replay(
                  "history_block": meta.history["block"],
                  "max_prompt_tokens": meta.history["max_tokens"]}
     budget = loop.get("max_prompt_tokens")
-    if processor is None and budget is not None and Path(meta.model).is_dir():
-        processor = Path(meta.model)  # the run's own checkpoint counts as it did
     if budget is not None and processor is None:
-        typer.echo(f"note: the run kept its prompts within {budget} tokens, which the replay "
-                   f"cannot count without --processor CHECKPOINT: its prompts may keep "
-                   f"screenshots the run dropped", err=True)
+        if Path(meta.model).is_dir():
+            processor = meta.model  # the run's own checkpoint counts as it did
+        else:
+                typer.echo(f"note: the run kept its prompts within {budget} tokens, which the "
+                       f"replay cannot count without --processor CHECKPOINT: its prompts may "
+                       f"keep screenshots the run dropped", err=True)
     run_and_report(RunSpec(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         seed=getattr(meta, "seed", 0), params=getattr(meta, "params", None),
-        device=device or ("virtual" if recorded_device == "virtual" else None),
+        device=device or recorded_device,  # unnamed, only a virtual phone gets here
         display=display or recorded_display,
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
         max_steps=max(len(trajectory.steps), 1), out=out, **browser,
         confirm="yes" if yes else None, secrets=parse_secrets(secret), **loop,
-        processor=str(processor) if processor is not None else None,
+        processor=processor,
     ))
 
 
-def _refuse_unnamed(directory: Path, device: str, options: str) -> None:
-    typer.echo(f"error: {directory} was recorded on a real {device}, and replay repeats its "
+def _refuse_unnamed(directory: Path, what: str, options: str) -> None:
+    typer.echo(f"error: {directory} was recorded on a real {what}, and replay repeats its "
                f"actions: name where with {options}", err=True)
     raise typer.Exit(2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -98,11 +98,16 @@ def conceal(message: str, parts: Iterable[str]) -> str:
                           json.dumps(part, ensure_ascii=False)[1:-1])}
     for form in sorted(forms, key=len, reverse=True):
         message = message.replace(form, "…")
-    size = CONCEALED_PIECE
-    if any(form[i:i + size] in message
-           for form in forms if len(form) >= size for i in range(len(form) - size + 1)):
+    if any(piece in message for piece in pieces(forms)):
         return WITHHELD
     return message
+
+
+def pieces(texts: Iterable[str]) -> Iterator[str]:
+    """Each run of ``CONCEALED_PIECE`` characters in ``texts``: a text quoted cut short, or
+    escaped some other way, still shows one of them."""
+    size = CONCEALED_PIECE
+    return (text[i:i + size] for text in texts for i in range(len(text) - size + 1))
 
 
 @dataclass

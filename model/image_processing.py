@@ -1,8 +1,9 @@
-"""Qwen2-VL image preprocessing: RGB, smart_resize, bicubic, CLIP normalize, patchify.
+"""Qwen2-VL image preprocessing: RGB, smart_resize, resize (bicubic by default), rescale and
+normalize (CLIP's mean and std by default), patchify.
 
 Matches transformers' Qwen2VLImageProcessorPil bit for bit, with the checkpoint's settings (filter,
-rescale, normalization, RGB conversion): the same PIL resize on uint8 RGB, rescale in float64
-then float32, normalize in float32, and the same patch order. The float maths
+rescale, normalization, RGB conversion): the same PIL resize on uint8 RGB, rescale (when on) in
+float64 then float32, normalize in float32, and the same patch order. The float maths
 is done once per possible pair of byte values (a 65,536-entry table per channel), so each channel
 plane is put in patch order as bytes, then normalized with one lookup per two pixels, on the
 thread that resized it. ``ImageCache`` keeps the patches of the last

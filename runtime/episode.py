@@ -164,11 +164,11 @@ def prompt_budget(spec: RunSpec, context: int | None) -> int | None:
 
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """While the episode runs, SIGTERM stops it as Ctrl-C does: the loop finalizes the trajectory
-    (status "interrupted", reason "stopped by SIGTERM") and the envs close on the way out, so
-    their processes (a virtual phone, its adb server, Xvfb, chromium) end with the run and a
-    device gets back what the env changed (a phone's keyboard, a display's keymap). So does
-    SIGHUP (the terminal closed), unless it is ignored (nohup)."""
+    """From the env's start to the episode's end, SIGTERM stops the run as Ctrl-C does: the loop
+    finalizes the trajectory (status "interrupted", reason "stopped by SIGTERM") and the envs
+    close on the way out, so their processes (a virtual phone, its adb server, Xvfb, chromium)
+    end with the run and a device gets back what the env changed (a phone's keyboard, a
+    display's keymap). So does SIGHUP (the terminal closed), unless it is ignored (nohup)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return

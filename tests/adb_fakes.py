@@ -25,6 +25,17 @@ HOME_SCREEN = (
     'focused="false" password="false" bounds="[0,0][1080,2400]"></node></hierarchy>')
 
 
+def ui_node(bounds, *children, text="", desc="", clickable=False, focused=False,
+            password=False):
+    """One uiautomator ``<node>`` (bounds: x1, y1, x2, y2) holding ``children``."""
+    x1, y1, x2, y2 = bounds
+    flags = {"clickable": clickable, "focused": focused, "password": password}
+    return (f'<node index="0" text="{text}" resource-id="" class="android.view.View" '
+            f'package="com.example.bank" content-desc="{desc}" '
+            + "".join(f'{name}="{str(value).lower()}" ' for name, value in flags.items()) +
+            f'bounds="[{x1},{y1}][{x2},{y2}]">{"".join(children)}</node>')
+
+
 class FakeAdbDevice:
     def __init__(self, packages: tuple[str, ...] = (), adb_keyboard: bool = True,
                  fail: Callable[[str], Any] = lambda command: None) -> None:
@@ -84,6 +95,20 @@ class FakeAdbDevice:
             else:
                 typed += re.sub("%s", " ", argument)
         return typed
+
+
+class DumpDevice(FakeAdbDevice):
+    """A fake phone whose ``uiautomator dump`` shows ``nodes``."""
+
+    def __init__(self, *nodes: str) -> None:
+        super().__init__()
+        self.dump = f'<?xml version="1.0"?><hierarchy rotation="0">{"".join(nodes)}</hierarchy>'
+
+    def _answer(self, command):
+        answer = super()._answer(command)
+        if command.startswith("uiautomator dump"):
+            answer.output = self.dump
+        return answer
 
 
 def fake_android_env(device: FakeAdbDevice) -> AndroidEnv:

@@ -9,7 +9,7 @@ from PIL import Image
 from agent.policies.base import Policy, PolicyError, Reply, Request
 from core.actions import Action, Answer, Tap, Terminate, Type
 from core.results import Score
-from envs.base import Env, EnvError, SettleConfig
+from envs.base import ElementInfo, Env, EnvError, SettleConfig
 from tasks.base import SolutionStep, Task
 
 
@@ -41,6 +41,13 @@ class FakePhone(Env):
         if action.kind == "type":
             self.typed += action.text
         return f"did {action.kind}"
+
+
+class PasswordPhone(FakePhone):
+    """A fake phone whose focused element is a password field."""
+
+    def focused_element(self):
+        return ElementInfo("", password=True)
 
 
 class ListPolicy(Policy):

@@ -16,10 +16,17 @@ from core.actions import Tap, Terminate, Type
 from core.results import Score
 from envs.base import EnvError
 from runtime.bench.execute import JobRunner
+from runtime.bench.plan import BenchSettings
 from tasks.base import SolutionStep, Task
 from tests.agent_fakes import FakePhone
 
 WORDS = ("apple", "river", "cobalt", "maple", "quartz", "tundra", "violet", "walnut", "zephyr")
+
+
+def fake_settings(**kw) -> BenchSettings:
+    """Settings for a bench of the fake suite with scripted solutions: two episodes from seed 7,
+    unless ``kw`` says otherwise."""
+    return BenchSettings(**{"suite": "fake", "episodes": 2, "seed": 7, "model": "scripted", **kw})
 
 
 class FakeTask(Task):

@@ -6,8 +6,11 @@ unset) they skip with a message that says what to install.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +38,17 @@ def require_tool(name: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(f"CI must run this test, but {message}")
     pytest.skip(message)  # only outside CI: under CI=true the line above fails instead
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    """One started Playwright per test module, for the browser envs it holds to share (its
+    sync API allows one per thread)."""
+    require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +90,22 @@ def tiny_qwen25_checkpoint(tmp_path_factory):
     from runtime.tiny_checkpoint import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny25"), model_type="qwen2_5_vl")
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer(tiny_checkpoint):
+    """transformers' tokenizer of the tiny checkpoint, loaded once; tests must not change it."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_checkpoint)
+
+
+def copy_checkpoint(src, dst, file: str = "config.json",
+                    change: Callable[[dict], dict] | None = None) -> Path:
+    """A copy of the checkpoint folder ``src`` at ``dst``; with ``change``, its ``file`` (JSON) is
+    rewritten as ``change(loaded)``: ``change`` returns the dict to write."""
+    path = Path(shutil.copytree(src, dst))
+    if change is not None:
+        target = path / file
+        target.write_text(json.dumps(change(json.loads(target.read_text()))))
+    return path

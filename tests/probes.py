@@ -1,4 +1,5 @@
-"""Small helpers for tests that check real screens: find a colour, wait for a condition."""
+"""Small helpers for tests that check real screens: find a colour, wait for a condition; and seeded
+noise pictures to send a model."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ class Box:
     @property
     def size(self) -> tuple[int, int]:
         return self.right - self.left + 1, self.bottom - self.top + 1
+
+
+def noise_image(width: int, height: int, seed: int) -> Image.Image:
+    """A ``width`` x ``height`` RGB picture of uniform random bytes from ``default_rng(seed)``."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels, "RGB")
 
 
 def find_color(image: Image.Image, rgb: tuple[int, int, int]) -> Box:

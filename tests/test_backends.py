@@ -33,16 +33,10 @@ from core.kinds import KINDS
 from runtime.build import make_policy
 from runtime.server.app import ServerSettings, create_app, running_server
 from runtime.settings import RunError, RunSpec
+from tests.probes import noise_image
 
 MODEL = "tiny"
 SCREEN = Screen(150, 230, max_pixels=200 * 28 * 28)  # a size no other test uses
-
-
-def picture(width: int, height: int, seed: int) -> Image.Image:
-    import numpy as np
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    return Image.fromarray(pixels, "RGB")
 
 
 def chat(text: str) -> list[dict]:
@@ -63,7 +57,7 @@ def served(local):
 
 def test_greedy_through_serve_equals_the_local_backend(local, served):
     remote = OpenAIBackend(served, MODEL, api_key="k3y")
-    image = picture(150, 230, seed=1)
+    image = noise_image(150, 230, seed=1)
     for params in (dict(max_new_tokens=12),
                    dict(max_new_tokens=20, stop=("e",), min_pixels=3136, max_pixels=50_000)):
         want = local.generate(chat("what is on screen?"), [image], **params)
@@ -81,7 +75,7 @@ def test_which_stop_string_ended_a_reply_reaches_the_client(local, served):
     (plain and streamed), and read back by the openai backend; an EOS token or the token
     limit is no stop string."""
     remote = OpenAIBackend(served, MODEL, api_key="k3y")
-    image = picture(143, 201, seed=5)
+    image = noise_image(143, 201, seed=5)
     free = local.generate(chat("and now?"), [image], max_new_tokens=24)
     assert len(free.text) >= 6 and free.stop is None and free.stop_known
     stop = free.text[3:5]  # the reply is cut where this first appears
@@ -123,7 +117,7 @@ def test_top_k_reaches_the_sampler_locally_and_through_serve(local, served):
     without top_k those seeds do not); with a seed, top_k=4 samples the same text both ways.
     A top_k of 0 (no limit) is not sent: OpenAI's own API has no such field."""
     remote = OpenAIBackend(served, MODEL, api_key="k3y")
-    image = picture(97, 161, seed=31)
+    image = noise_image(97, 161, seed=31)
     ask = dict(max_new_tokens=10, temperature=1.5)
     greedy = local.generate(chat("where next?"), [image], max_new_tokens=10).text
     assert any(local.generate(chat("where next?"), [image], **ask, seed=seed).text != greedy
@@ -148,7 +142,7 @@ def test_the_endpoint_policy_writes_what_the_local_policy_writes(tiny_checkpoint
                                    max_new_tokens=16), tmp_path)
     local = LocalPolicy(tiny_checkpoint, device="cpu", max_new_tokens=16)
     dialect = get_dialect("qwen2vl", "phone")
-    frames = [picture(150, 230, seed=2)]
+    frames = [noise_image(150, 230, seed=2)]
     prompt = Prompt([Message("system", [TextPart(dialect.system_prompt(KINDS["phone"], SCREEN))]),
                      Message("user", [TextPart("open the settings"), ImagePart(0)]),
                      Message("assistant", [TextPart("I will tap")])],
@@ -164,7 +158,7 @@ def test_the_endpoint_policy_writes_what_the_local_policy_writes(tiny_checkpoint
 def test_eight_concurrent_requests_through_serve_all_succeed(local, served):
     remote = OpenAIBackend(served, MODEL, api_key="k3y")
     questions = [f"question {i}" for i in range(8)]
-    images = [picture(60 + 7 * i, 90, seed=i) for i in range(8)]
+    images = [noise_image(60 + 7 * i, 90, seed=i) for i in range(8)]
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda q, im: remote.generate(chat(q), [im], max_new_tokens=6),
                             questions, images))
@@ -201,7 +195,7 @@ def test_generate_batch_streams_each_request_its_own_pieces(local):
     """One batch, two generation groups (a stop string splits them), two of three rows streamed."""
     params = [Params(max_new_tokens=10), Params(max_new_tokens=10), Params(max_new_tokens=12,
                                                                            stop=("e",))]
-    batch = [local.prepare(chat(f"question {i}"), [picture(60, 90, seed=i)], p)
+    batch = [local.prepare(chat(f"question {i}"), [noise_image(60, 90, seed=i)], p)
              for i, p in enumerate(params)]
     plain = local.generate_batch(batch)
     pieces: dict[int, list[str]] = {0: [], 2: []}
@@ -216,7 +210,7 @@ def test_requests_whose_callers_left_are_cut_off_and_the_others_answered(local, 
     group before it runs."""
     params = [Params(max_new_tokens=10), Params(max_new_tokens=10),
               Params(max_new_tokens=12, stop=("e",))]
-    batch = [local.prepare(chat(f"question {i}"), [picture(60, 90, seed=i)], p)
+    batch = [local.prepare(chat(f"question {i}"), [noise_image(60, 90, seed=i)], p)
              for i, p in enumerate(params)]
     plain = local.generate_batch(batch)
     groups: list[int] = []
@@ -231,15 +225,25 @@ def test_requests_whose_callers_left_are_cut_off_and_the_others_answered(local, 
     assert (cut[2].text, cut[2].completion_tokens, cut[2].finish_reason) == ("", 0, "dropped")
 
 
-def test_images_travel_as_png_data_urls_at_the_size_the_model_sees():
-    seen = []
+def recording_backend(**options) -> tuple[OpenAIBackend, list[dict]]:
+    """An openai backend whose server answers "ok" to everything, and the list its request bodies
+    (as JSON) are appended to."""
+    seen: list[dict] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(json.loads(request.content))
         return httpx.Response(200, json={"choices": [{"message": {"content": "ok"}}]})
 
-    backend = OpenAIBackend("http://model.test/v1", "m", transport=httpx.MockTransport(handler))
-    assert backend.generate(chat("hi"), [picture(1080, 2400, 3)], max_pixels=200_000,
+    return OpenAIBackend("http://model.test/v1", "m", transport=httpx.MockTransport(handler),
+                         **options), seen
+
+
+# send_pixel_budget: the server resizes the picture again, and at a size smart_resize keeps it
+# must still travel at the model's size (test_openai_pixel_budget_resend.py: sizes it does not).
+@pytest.mark.parametrize("send_pixel_budget", [False, True])
+def test_images_travel_as_png_data_urls_at_the_size_the_model_sees(send_pixel_budget):
+    backend, seen = recording_backend(send_pixel_budget=send_pixel_budget)
+    assert backend.generate(chat("hi"), [noise_image(1080, 2400, 3)], max_pixels=200_000,
                             stop=("*RESULT*",), continue_final_message=True).text == "ok"
     body = seen[0]
     url = body["messages"][0]["content"][0]["image_url"]["url"]
@@ -253,7 +257,7 @@ def test_images_travel_as_png_data_urls_at_the_size_the_model_sees():
     backend.generate([{"role": "assistant", "content": [
         {"type": "text", "text": "Tap it"}, {"type": "text", "text": "\n*RESULT*: ok\n"},
         {"type": "image"}, {"type": "text", "text": "\n*RETURN*: "},
-        {"type": "text", "text": "next"}]}], [picture(40, 40, 3)])
+        {"type": "text", "text": "next"}]}], [noise_image(40, 40, 3)])
     parts = seen[1]["messages"][0]["content"]
     assert [p["type"] for p in parts] == ["text", "image_url", "text"]
     assert (parts[0]["text"], parts[2]["text"]) == ("Tap it\n*RESULT*: ok\n", "\n*RETURN*: next")
@@ -452,18 +456,12 @@ def test_text_that_is_not_valid_unicode_is_sent_with_replacement_characters():
     """A goal's bytes that are not UTF-8 (argv's surrogateescape) and a page title cut inside an
     emoji are lone surrogates, which no JSON body can carry (a UnicodeEncodeError ended the run).
     """
-    seen = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(json.loads(request.content))
-        return httpx.Response(200, json={"choices": [{"message": {"content": "ok"}}]})
-
-    backend = OpenAIBackend("http://model.test/v1", "m", transport=httpx.MockTransport(handler))
+    backend, seen = recording_backend()
     messages = [{"role": "user", "content": "Order a caf\udce9"},
                 {"role": "assistant", "content": [  # 😀's halves in two parts, then a lone one
                     {"type": "text", "text": "Smile \ud83d"}, {"type": "text", "text": "\ude00"},
                     {"type": "image"}, {"type": "text", "text": "Deal \ud83d"}]}]
-    assert backend.generate(messages, [picture(30, 30, 5)]).text == "ok"
+    assert backend.generate(messages, [noise_image(30, 30, 5)]).text == "ok"
     first, second = seen[0]["messages"]
     assert first["content"] == "Order a caf\ufffd"
     texts = [p["text"] for p in second["content"] if p["type"] == "text"]
@@ -499,9 +497,9 @@ def test_a_wrong_api_key_is_a_clear_error(served):
 def test_requests_the_model_cannot_take_are_refused_before_it_runs(served):
     backend = OpenAIBackend(served, MODEL, api_key="k3y", retries=0)
     with pytest.raises(PolicyError, match="HTTP 400: .*aspect ratio"):
-        backend.generate(chat("hi"), [picture(10, 2500, seed=4)], max_new_tokens=2)
+        backend.generate(chat("hi"), [noise_image(10, 2500, seed=4)], max_new_tokens=2)
     with pytest.raises(PolicyError, match="HTTP 400: .*exceeds the context of 4096"):
-        backend.generate(chat("hi"), [picture(40, 40, seed=4)], max_new_tokens=4096)
+        backend.generate(chat("hi"), [noise_image(40, 40, seed=4)], max_new_tokens=4096)
 
 
 def test_an_endpoint_needs_the_served_model_name(tmp_path):
@@ -553,7 +551,7 @@ def test_an_endpoint_that_lists_no_models_is_asked_at_the_first_step(tmp_path, a
 @pytest.mark.parametrize("dtype,name", [("bf16", "bfloat16"), ("fp16", "float16")])
 def test_the_local_backend_runs_in_half_precision_too(tiny_checkpoint, dtype, name):
     backend = LocalBackend(tiny_checkpoint, device="cpu", dtype=dtype)
-    completion = backend.generate(chat("hi"), [picture(56, 56, seed=5)], max_new_tokens=4)
+    completion = backend.generate(chat("hi"), [noise_image(56, 56, seed=5)], max_new_tokens=4)
     assert backend.describe().endswith(f"on cpu ({name})")
     assert 1 <= completion.completion_tokens <= 4 and completion.prompt_tokens > 4
     assert completion.timings["generate_ms"] > 0
@@ -572,12 +570,12 @@ def test_the_pixel_budget_travels_as_mm_processor_kwargs(local, served):
     quiet = OpenAIBackend(served, MODEL, api_key="k3y")
     told = OpenAIBackend(served, MODEL, api_key="k3y", send_pixel_budget=True)
     params = Params(max_new_tokens=2, max_pixels=56 * 56 * 2)
-    assert "mm_processor_kwargs" not in quiet.request_body(chat("hi"), [picture(20, 20, 1)],
+    assert "mm_processor_kwargs" not in quiet.request_body(chat("hi"), [noise_image(20, 20, 1)],
                                                            params)
-    assert told.request_body(chat("hi"), [picture(20, 20, 1)], params)[
+    assert told.request_body(chat("hi"), [noise_image(20, 20, 1)], params)[
         "mm_processor_kwargs"] == {"max_pixels": 56 * 56 * 2}
     buffer = io.BytesIO()
-    picture(200, 300, seed=5).save(buffer, format="PNG")
+    noise_image(200, 300, seed=5).save(buffer, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                              {"type": "text", "text": "what is it?"}]}]
@@ -592,7 +590,7 @@ def test_the_pixel_budget_travels_as_mm_processor_kwargs(local, served):
     small = ask(mm_processor_kwargs=budget).json()["usage"]["prompt_tokens"]
     expected = local.prepare(messages=[{"role": "user", "content": [
         {"type": "image"}, {"type": "text", "text": "what is it?"}]}],
-        images=[picture(200, 300, seed=5)], params=Params(max_new_tokens=1, **budget))
+        images=[noise_image(200, 300, seed=5)], params=Params(max_new_tokens=1, **budget))
     assert small == expected.prompt_tokens < plain
     refused = ask(mm_processor_kwargs={"min_pixels": 9000, "max_pixels": 4000})
     assert refused.status_code == 400 and "min_pixels is above max_pixels" in refused.text
@@ -615,7 +613,7 @@ def test_requests_sent_while_another_decodes_join_it_and_are_answered_first(tiny
     run_batch = backend.generate_batch
     backend.generate_batch = lambda batch, *args: (batches.append(len(batch)), running.set(),
                                                    run_batch(batch, *args))[-1]
-    image = picture(58, 94, seed=21)
+    image = noise_image(58, 94, seed=21)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     url_b = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -711,7 +709,7 @@ def test_requests_join_a_running_group_only_up_to_the_servers_row_cap(tiny_check
     for b in (backend, alone):
         b.model.eos_token_ids = []
     asks = {"long": 120, "b1": 6, "b2": 6, "b3": 6}
-    images = {n: [picture(40 + 10 * i, 60, seed=i)] for i, n in enumerate(asks)}
+    images = {n: [noise_image(40 + 10 * i, 60, seed=i)] for i, n in enumerate(asks)}
     expected = {n: alone.generate(chat(f"tell me {n}"), images[n], max_new_tokens=k).text
                 for n, k in asks.items()}
     prepared = {n: backend.prepare(chat(f"tell me {n}"), images[n], Params(max_new_tokens=k))
@@ -731,7 +729,7 @@ def test_a_request_that_joins_a_chunk_at_a_time_counts_as_cached_what_it_did_not
     after = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
     asks = {"long": (chat("write a long story"), 60),
             "joiner": (chat(" ".join(f"w{i}" for i in range(700))), 4)}
-    images = {"long": [picture(50, 40, seed=1)], "joiner": [picture(60, 50, seed=2)]}
+    images = {"long": [noise_image(50, 40, seed=1)], "joiner": [noise_image(60, 50, seed=2)]}
     prepared = {n: backend.prepare(m, images[n], Params(max_new_tokens=k))
                 for n, (m, k) in asks.items()}
     assert prepared["joiner"].prompt_tokens > 1400

@@ -14,20 +14,16 @@ from pathlib import Path
 import pytest
 
 from runtime.bench.jobs import EpisodeResult
-from runtime.bench.plan import BenchSettings, parse_shard, plan_jobs
+from runtime.bench.plan import parse_shard, plan_jobs
 from runtime.bench.results import read_results
 from runtime.bench.runner import run_bench
 from runtime.bench.summary import Summary
 from runtime.settings import RunError
 from tests import bench_fakes
-from tests.bench_fakes import PID_MARKING, REPAIRED, RIGHT, SLOW, WRONG
+from tests.bench_fakes import PID_MARKING, REPAIRED, RIGHT, SLOW, WRONG, fake_settings
 from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def settings(**kw) -> BenchSettings:
-    return BenchSettings(**{"suite": "fake", "episodes": 2, "seed": 7, "model": "scripted", **kw})
 
 
 def outcomes(results: list[EpisodeResult]) -> list[tuple]:
@@ -40,7 +36,7 @@ def outcomes(results: list[EpisodeResult]) -> list[tuple]:
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
     """One uninterrupted run of the fake suite with one worker."""
-    return run_bench(settings(), tmp_path_factory.mktemp("base"), runner=RIGHT)
+    return run_bench(fake_settings(), tmp_path_factory.mktemp("base"), runner=RIGHT)
 
 
 def test_scripted_solutions_score_every_episode(baseline):
@@ -56,7 +52,7 @@ def test_scripted_solutions_score_every_episode(baseline):
 
 
 def test_a_wrong_solution_scores_zero(tmp_path):
-    run = run_bench(settings(), tmp_path, runner=WRONG)
+    run = run_bench(fake_settings(), tmp_path, runner=WRONG)
     assert run.summary.overall.episodes == 4
     assert run.summary.overall.success_rate == 0.0
     # The agent claimed success each time; the check read the env and disagreed.
@@ -65,10 +61,10 @@ def test_a_wrong_solution_scores_zero(tmp_path):
 
 
 def test_the_same_seeds_give_the_same_episodes(baseline, tmp_path):
-    again = run_bench(settings(), tmp_path, runner=RIGHT)
+    again = run_bench(fake_settings(), tmp_path, runner=RIGHT)
     assert outcomes(again.results) == outcomes(baseline.results)
-    other = run_bench(settings(seed=1000, episodes=4, tasks="fake/repeat*"), tmp_path / "other",
-                      runner=RIGHT)
+    other = run_bench(fake_settings(seed=1000, episodes=4, tasks="fake/repeat*"),
+                      tmp_path / "other", runner=RIGHT)
     goals = {r.goal for r in other.results if r.task == "fake/repeat-word"}
     assert len(goals) > 1, "different seeds should draw different params"
     for r in other.results:
@@ -76,7 +72,7 @@ def test_the_same_seeds_give_the_same_episodes(baseline, tmp_path):
 
 
 def test_a_run_stopped_after_some_episodes_resumes_to_the_same_summary(baseline, tmp_path):
-    first = run_bench(settings(), tmp_path, runner=RIGHT, limit=2)
+    first = run_bench(fake_settings(), tmp_path, runner=RIGHT, limit=2)
     assert len(first.results) == 2 and first.summary.planned == 4
     # A kill in the middle of a line, and an episode that was cut short, leave their traces.
     with open(tmp_path / "results.jsonl", "a") as f:
@@ -85,7 +81,7 @@ def test_a_run_stopped_after_some_episodes_resumes_to_the_same_summary(baseline,
     stale.mkdir(parents=True)
     (stale / "steps.jsonl").write_text("{}\n")
     seen = []
-    resumed = run_bench(settings(), tmp_path, runner=RIGHT,
+    resumed = run_bench(fake_settings(), tmp_path, runner=RIGHT,
                         on_start=lambda total, done: seen.append((total, len(done))))
     assert seen == [(4, 2)] and resumed.skipped == 2
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
@@ -115,14 +111,14 @@ def test_a_killed_cli_run_resumes_to_the_same_summary(baseline, tmp_path):
             proc.kill()
     done = len(read_results(out))
     assert 2 <= done < 4
-    resumed = run_bench(settings(), out, runner=SLOW)
+    resumed = run_bench(fake_settings(), out, runner=SLOW)
     assert resumed.skipped == done
     assert outcomes(resumed.results) == outcomes(baseline.results)
     assert resumed.summary.outcomes() == baseline.summary.outcomes()
 
 
 def test_two_worker_processes_give_the_same_results(baseline, tmp_path):
-    run = run_bench(settings(), tmp_path, runner=PID_MARKING, workers=2)
+    run = run_bench(fake_settings(), tmp_path, runner=PID_MARKING, workers=2)
     ran_in = {int(p.name.removeprefix("ran-in-")) for p in tmp_path.glob("ran-in-*")}
     # Worker processes ran them, not this one (how many of the two a fast episode reaches
     # depends on when each started).
@@ -132,7 +128,7 @@ def test_two_worker_processes_give_the_same_results(baseline, tmp_path):
 
 
 def test_a_worker_that_dies_ends_its_episodes_in_errors_and_the_run_goes_on(tmp_path):
-    run = run_bench(settings(suite="crash", episodes=3), tmp_path, runner=RIGHT, workers=2)
+    run = run_bench(fake_settings(suite="crash", episodes=3), tmp_path, runner=RIGHT, workers=2)
     assert len(run.results) == 6 and len(read_results(tmp_path)) == 6
     died = [r for r in run.results if r.task == "crash/worker-dies"]
     assert all(r.outcome == "error" and "worker process died" in r.error for r in died)
@@ -147,7 +143,7 @@ def test_a_worker_that_dies_ends_its_episodes_in_errors_and_the_run_goes_on(tmp_
         assert r.params == RIGHT.catalog.get(r.task, r.seed).params
     # ... and its time, which nobody measured, is no zero among the episode times.
     assert run.summary.episode.samples == sum(r.outcome == "success" for r in run.results)
-    resumed = run_bench(settings(suite="crash", episodes=3), tmp_path, runner=REPAIRED,
+    resumed = run_bench(fake_settings(suite="crash", episodes=3), tmp_path, runner=REPAIRED,
                         workers=2)
     assert resumed.skipped == sum(r.outcome == "success" for r in run.results)
     assert resumed.summary.overall.successes == 6
@@ -156,14 +152,14 @@ def test_a_worker_that_dies_ends_its_episodes_in_errors_and_the_run_goes_on(tmp_
 def test_a_worker_sent_sigterm_ends_its_episode_in_an_error_and_the_run_goes_on(tmp_path):
     """``kill PID`` of one worker stops its episode (finalized as interrupted), not the bench:
     the episode is an error line that a resume runs again, the others run on."""
-    run = run_bench(settings(suite="stop", episodes=2), tmp_path, runner=RIGHT, workers=2)
+    run = run_bench(fake_settings(suite="stop", episodes=2), tmp_path, runner=RIGHT, workers=2)
     assert len(read_results(tmp_path)) == 4
     by_task = {task: [r for r in run.results if r.task == task]
                for task in ("stop/worker-stopped", "stop/type-word")}
     assert all(r.outcome == "error" and "SIGTERM" in r.error
                for r in by_task["stop/worker-stopped"])
     assert [r.outcome for r in by_task["stop/type-word"]] == ["success", "success"]
-    resumed = run_bench(settings(suite="stop", episodes=2), tmp_path, runner=REPAIRED,
+    resumed = run_bench(fake_settings(suite="stop", episodes=2), tmp_path, runner=REPAIRED,
                         workers=2)
     assert resumed.skipped == 2 and resumed.summary.overall.successes == 4
 
@@ -172,8 +168,8 @@ def test_ray_tasks_give_the_same_results(baseline, tmp_path):
     import ray  # a test dependency (the [ray] extra): missing, the install is broken
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        run = run_bench(settings(), tmp_path, runner=RIGHT, executor="ray")
-        crashed = run_bench(settings(suite="crash", episodes=1), tmp_path / "crash",
+        run = run_bench(fake_settings(), tmp_path, runner=RIGHT, executor="ray")
+        crashed = run_bench(fake_settings(suite="crash", episodes=1), tmp_path / "crash",
                             runner=RIGHT, executor="ray")
     finally:
         ray.shutdown()
@@ -198,14 +194,14 @@ def test_a_ray_address_nobody_answers_is_refused_at_once(tmp_path, address, mess
         port = s.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(RunError, match=message):
-        run_bench(settings(), tmp_path, runner=RIGHT, executor="ray",
+        run_bench(fake_settings(), tmp_path, runner=RIGHT, executor="ray",
                   ray_address=address.format(port=port))
     assert time.monotonic() - started < 30
     assert read_results(tmp_path) == []
 
 
 def test_runtime_errors_are_counted_apart_from_failures(tmp_path):
-    run = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=RIGHT)
+    run = run_bench(fake_settings(suite="broken", episodes=2), tmp_path, runner=RIGHT)
     s = run.summary
     assert s.overall.episodes == 4 and s.overall.errors == 4 and s.overall.failures == 0
     lost = [r for r in run.results if r.task == "broken/device-lost"]
@@ -217,7 +213,7 @@ def test_runtime_errors_are_counted_apart_from_failures(tmp_path):
 
 
 def test_a_check_the_device_fails_is_a_runtime_error_not_a_failure(tmp_path):
-    run = run_bench(settings(suite="unread", episodes=1), tmp_path, runner=RIGHT)
+    run = run_bench(fake_settings(suite="unread", episodes=1), tmp_path, runner=RIGHT)
     [r] = run.results
     assert r.outcome == "error" and r.status == "error" and r.score is None
     assert "the check could not run" in r.error and "disconnected" in r.error
@@ -228,24 +224,24 @@ def test_a_check_the_device_fails_is_a_runtime_error_not_a_failure(tmp_path):
 
 
 def test_a_resume_runs_the_episodes_that_ended_in_errors_again(tmp_path):
-    broken = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=RIGHT)
+    broken = run_bench(fake_settings(suite="broken", episodes=2), tmp_path, runner=RIGHT)
     assert broken.summary.overall.errors == 4
     seen = []
-    resumed = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=REPAIRED,
+    resumed = run_bench(fake_settings(suite="broken", episodes=2), tmp_path, runner=REPAIRED,
                         on_start=lambda total, done: seen.append((total, done)))
     assert seen == [(4, [])]  # the errors are no earlier outcome: they run again
     assert resumed.skipped == 0 and len(resumed.results) == 4
     assert resumed.summary.overall.errors == 0 and resumed.summary.overall.success_rate == 1.0
-    again = run_bench(settings(suite="broken", episodes=2), tmp_path, runner=REPAIRED)
+    again = run_bench(fake_settings(suite="broken", episodes=2), tmp_path, runner=REPAIRED)
     assert again.skipped == 4  # successes are not run again
 
 
 def test_shards_are_disjoint_and_cover_the_suite():
-    whole = plan_jobs(settings(episodes=5), RIGHT.catalog)
-    parts = [plan_jobs(settings(episodes=5, shard=(i, 3)), RIGHT.catalog) for i in (1, 2, 3)]
+    whole = plan_jobs(fake_settings(episodes=5), RIGHT.catalog)
+    parts = [plan_jobs(fake_settings(episodes=5, shard=(i, 3)), RIGHT.catalog) for i in (1, 2, 3)]
     keys = [job.key for part in parts for job in part]
     assert sorted(keys) == sorted(job.key for job in whole) and len(set(keys)) == len(keys)
-    assert parts[1] == plan_jobs(settings(episodes=5, shard=(2, 3)), RIGHT.catalog)
+    assert parts[1] == plan_jobs(fake_settings(episodes=5, shard=(2, 3)), RIGHT.catalog)
     assert {j.task for j in parts[0]} == {"fake/repeat-word", "fake/type-word"}
     assert parse_shard("2/4") == (2, 4)
     for bad in ("0/2", "3/2", "1-2", "x"):
@@ -254,17 +250,17 @@ def test_shards_are_disjoint_and_cover_the_suite():
 
 
 def test_tags_narrow_the_tasks_of_a_run():
-    hard = plan_jobs(settings(tags=("typing", "hard")), RIGHT.catalog)
+    hard = plan_jobs(fake_settings(tags=("typing", "hard")), RIGHT.catalog)
     assert {j.task for j in hard} == {"fake/repeat-word"}
     # The same tags in another order (or repeated) are the same run, so a resume accepts them.
-    assert settings(tags=("hard", "typing", "hard")) == settings(tags=("typing", "hard"))
+    assert fake_settings(tags=("hard", "typing", "hard")) == fake_settings(tags=("typing", "hard"))
     with pytest.raises(RunError, match="tagged no-such-tag"):
-        plan_jobs(settings(tags=("no-such-tag",)), RIGHT.catalog)
+        plan_jobs(fake_settings(tags=("no-such-tag",)), RIGHT.catalog)
 
 
 def test_a_resume_with_other_settings_is_refused(baseline):
     with pytest.raises(RunError, match="other settings \\(seed\\)"):
-        run_bench(settings(seed=8), baseline.out, runner=RIGHT)
+        run_bench(fake_settings(seed=8), baseline.out, runner=RIGHT)
 
 
 def test_the_report_opens_in_chromium_with_every_task_and_trajectory(baseline):
@@ -385,7 +381,7 @@ def test_shards_run_apart_merge_into_the_whole_run(baseline, tmp_path):
     from runtime.bench.runner import merge
 
     for i in (1, 2):
-        run_bench(settings(shard=(i, 2)), tmp_path / f"s{i}", runner=RIGHT)
+        run_bench(fake_settings(shard=(i, 2)), tmp_path / f"s{i}", runner=RIGHT)
     summary = merge([tmp_path / "s1", tmp_path / "s2"], tmp_path / "all")
     merged = read_results(tmp_path / "all")
     assert outcomes(merged) == outcomes(baseline.results)
@@ -402,8 +398,8 @@ def test_a_merge_of_an_unfinished_shard_counts_its_missing_episodes(baseline, tm
     import cli.bench_cmd
     from cli.app import app
 
-    run_bench(settings(shard=(1, 2)), tmp_path / "s1", runner=RIGHT)
-    run_bench(settings(shard=(2, 2)), tmp_path / "s2", runner=RIGHT, limit=1)
+    run_bench(fake_settings(shard=(1, 2)), tmp_path / "s1", runner=RIGHT)
+    run_bench(fake_settings(shard=(2, 2)), tmp_path / "s2", runner=RIGHT, limit=1)
     monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: RIGHT)
     merged = CliRunner().invoke(app, ["bench", "--merge", str(tmp_path / "s1"), "--merge",
                                       str(tmp_path / "s2"), "--out", str(tmp_path / "all")],
@@ -423,7 +419,7 @@ def test_a_tiny_random_checkpoint_fails_the_tasks_without_runtime_errors(tiny_ch
     load = local.LocalPolicy.__init__
     monkeypatch.setattr(local.LocalPolicy, "__init__",
                         lambda self, *a, **kw: (loads.append(a), load(self, *a, **kw))[1])
-    run = run_bench(settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=2,
+    run = run_bench(fake_settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=2,
                              max_new_tokens=8, max_pixels=56 * 56 * 4), tmp_path, runner=RIGHT)
     assert len(run.results) == 2 and len(loads) == 1  # one load for the worker's episodes
     for result in run.results:
@@ -451,7 +447,7 @@ def test_workers_ask_one_model_loaded_once_and_decode_together(tiny_checkpoint, 
                         lambda self, *a, **kw: (loads.append(kw), real_init(self, *a, **kw))[1])
     monkeypatch.setattr(model.session, "decode_rows", lambda model_, state, *args, **kw: (
         rows.append(state.logits.shape[0]), real_decode(model_, state, *args, **kw))[1])
-    run = settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=4,
+    run = fake_settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=4,
                    max_new_tokens=8, max_pixels=56 * 56 * 4)
     one = run_bench(run, tmp_path / "one", runner=RIGHT)
     loads.clear(), rows.clear()
@@ -475,7 +471,7 @@ def test_a_prompt_past_the_models_context_ends_at_the_limit_on_either_path(tiny_
     """The tiny checkpoint's context is 4,096 tokens; a full-size screenshot's prompt is more.
     In the worker's own model or through the bench's served one, the episode ends with status
     limit before the model is asked (the served model would refuse it)."""
-    run = settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=2,
+    run = fake_settings(model=str(tiny_checkpoint), tasks="fake/type-word", episodes=2,
                    max_new_tokens=8)
     one = run_bench(run, tmp_path / "one", runner=RIGHT)
     two = run_bench(run, tmp_path / "two", runner=RIGHT, workers=2)
@@ -546,7 +542,7 @@ def test_the_bench_serves_its_workers_the_checkpoint_in_the_dtype_given(tiny_che
     real_init = local.LocalBackend.__init__
     monkeypatch.setattr(local.LocalBackend, "__init__",
                         lambda self, *a, **kw: (backends.append(self), real_init(self, *a, **kw))[1])
-    jobs = plan_jobs(settings(model=str(tiny_checkpoint), dtype="bf16"), RIGHT.catalog)
+    jobs = plan_jobs(fake_settings(model=str(tiny_checkpoint), dtype="bf16"), RIGHT.catalog)
     with serve_to_workers(jobs, 2):
         [backend] = backends
         assert backend.describe().endswith("(bfloat16)") and len(backend.sessions) == 2
@@ -573,8 +569,9 @@ def test_on_a_real_phone_the_gate_refuses_what_a_sandbox_allows(tmp_path):
         yield PaymentPhone(), "fake"
 
     runner = JobRunner(RIGHT.catalog, payment_env)
-    sandbox = run_bench(settings(tasks="fake/type-word", episodes=1), tmp_path / "v", runner=runner)
-    real = run_bench(settings(tasks="fake/type-word", episodes=1, device="R58M12345"),
+    sandbox = run_bench(fake_settings(tasks="fake/type-word", episodes=1), tmp_path / "v",
+                        runner=runner)
+    real = run_bench(fake_settings(tasks="fake/type-word", episodes=1, device="R58M12345"),
                      tmp_path / "r", runner=runner)
     for run, decision in ((sandbox, "allowed"), (real, "denied")):
         [r] = run.results
@@ -588,7 +585,7 @@ def test_parallel_episodes_on_one_real_phone_are_refused(tmp_path):
     tapping in the middle of the other's; on this machine's Ray instance as well."""
     for executor in ("local", "ray"):
         with pytest.raises(RunError, match="--device R58M12345 is one phone"):
-            run_bench(settings(device="R58M12345"), tmp_path / executor, runner=PID_MARKING,
+            run_bench(fake_settings(device="R58M12345"), tmp_path / executor, runner=PID_MARKING,
                       workers=2, executor=executor)
         assert not (tmp_path / executor).exists()  # refused before any episode or setting
 

@@ -4,15 +4,14 @@ replacing the trajectories the first is writing."""
 
 from __future__ import annotations
 
-from runtime.bench.plan import BenchSettings
 from runtime.bench.results import read_results
 from runtime.bench.runner import run_bench
 from runtime.settings import RunError
-from tests.bench_fakes import RIGHT
+from tests.bench_fakes import RIGHT, fake_settings
 
 
 def test_a_second_bench_on_a_running_out_is_refused(tmp_path):
-    settings = BenchSettings(suite="fake", episodes=2, seed=5, model="scripted")
+    settings = fake_settings(seed=5)
     refusals: list[str] = []
 
     def start_another(result) -> None:
@@ -43,6 +42,5 @@ def test_a_folder_that_takes_no_lock_still_runs(tmp_path, monkeypatch):
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
-    run = run_bench(BenchSettings(suite="fake", episodes=1, model="scripted"), tmp_path,
-                    runner=RIGHT)
+    run = run_bench(fake_settings(episodes=1, seed=0), tmp_path, runner=RIGHT)
     assert run.summary.overall.successes == 2

@@ -6,34 +6,32 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.bench.plan import BenchSettings, plan_jobs
+from runtime.bench.plan import plan_jobs
 from runtime.bench.results import read_results
 from runtime.bench.runner import merge, run_bench
 from runtime.settings import RunError
-from tests.bench_fakes import RIGHT
-
-
-def settings(**kw) -> BenchSettings:
-    return BenchSettings(**{"suite": "fake", "episodes": 1, "seed": 3, "model": "scripted", **kw})
+from tests.bench_fakes import RIGHT, fake_settings
 
 
 def test_shards_without_results_merge_into_the_whole_run(tmp_path):
-    whole = plan_jobs(settings(), RIGHT.catalog)
+    whole = plan_jobs(fake_settings(episodes=1, seed=3), RIGHT.catalog)
     assert len(whole) == 2  # so the third of three shards has no job
     for i in (1, 2, 3):
-        run_bench(settings(shard=(i, 3)), tmp_path / f"s{i}", runner=RIGHT)
+        run_bench(fake_settings(episodes=1, seed=3, shard=(i, 3)), tmp_path / f"s{i}",
+                  runner=RIGHT)
     summary = merge([tmp_path / f"s{i}" for i in (1, 2, 3)], tmp_path / "all", RIGHT.catalog)
     assert summary.planned == 2 and summary.overall.successes == 2
     assert {r.key for r in read_results(tmp_path / "all")} == {j.key for j in whole}
 
     # A shard stopped before any episode ended: its episodes show as unfinished.
-    run_bench(settings(shard=(2, 3)), tmp_path / "t2", runner=RIGHT, limit=0)
+    run_bench(fake_settings(episodes=1, seed=3, shard=(2, 3)), tmp_path / "t2", runner=RIGHT,
+              limit=0)
     summary = merge([tmp_path / "s1", tmp_path / "t2"], tmp_path / "part", RIGHT.catalog)
     assert summary.planned == 2 and summary.overall.episodes == 1
 
 
 def test_a_folder_that_is_no_run_is_refused(tmp_path):
-    run_bench(settings(), tmp_path / "run", runner=RIGHT)
+    run_bench(fake_settings(episodes=1, seed=3), tmp_path / "run", runner=RIGHT)
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunError, match="holds no bench results"):
         merge([tmp_path / "run", tmp_path / "empty"], tmp_path / "all", RIGHT.catalog)
@@ -49,7 +47,7 @@ def test_a_merged_report_links_to_shards_in_folders_of_any_name(tmp_path):
 
     shards = [tmp_path / "shard #1 (of 2)", tmp_path / "shard 2?"]
     for i, shard in enumerate(shards, start=1):
-        run_bench(settings(shard=(i, 2)), shard, runner=RIGHT)
+        run_bench(fake_settings(episodes=1, seed=3, shard=(i, 2)), shard, runner=RIGHT)
     merge(shards, tmp_path / "all", RIGHT.catalog)
     markdown = (tmp_path / "all" / "report.md").read_text()
     page = (tmp_path / "all" / "report.html").read_text()

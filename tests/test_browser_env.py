@@ -41,14 +41,6 @@ def base_url():
         yield url
 
 
-@pytest.fixture(scope="module")
-def playwright(base_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as instance:
-        yield instance
-
-
 # A desktop-sized viewport at scale 2 and a phone-sized one at scale 3: screenshots are in
 # device pixels, so every action below goes through the pixel -> CSS pixel conversion.
 @pytest.fixture(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from core.actions import Click, DoubleClick, RightClick, Scroll
-from tests.conftest import require_tool
 from tests.probes import wait_until
 
 # Four 100x100 CSS-pixel squares meeting at (200, 300) of the document, in colours the
@@ -32,15 +31,6 @@ PAGE = """<!DOCTYPE html><html><head><style>
   document.addEventListener('contextmenu', (e) => e.preventDefault());
 </script></body></html>"""
 COLOURS = {(255, 0, 0): "red", (0, 0, 255): "blue", (0, 255, 0): "green", (0, 0, 0): "black"}
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as instance:
-        yield instance
 
 
 @pytest.fixture(scope="module", params=[1.5, 2.0, 3.0, 1.25])

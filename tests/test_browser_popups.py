@@ -55,14 +55,6 @@ def page_url(server, host: str = "127.0.0.1", **fields: str) -> str:
     return f"http://{host}:{server.server_port}/page?{query}"
 
 
-@pytest.fixture(scope="module")
-def playwright(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as instance:
-        yield instance
-
-
 @pytest.fixture
 def env(playwright) -> Iterator[BrowserEnv]:
     with BrowserEnv(viewport=VIEWPORT, device_scale_factor=SCALE, playwright=playwright) as env:

@@ -116,6 +116,13 @@ def _inline_spans() -> list[tuple[str, list[str], str]]:
 INLINE = _inline_spans()
 
 
+def test_the_inline_options_are_found():
+    """An empty INLINE would leave the test below with no parameters, skipped rather than failed:
+    the inline options of the docs include some known ones, each with its command."""
+    found = {(words[0], option) for _, words, option in INLINE if words}
+    assert {("run", "--device"), ("replay", "--display"), ("bench", "--compare")} <= found, found
+
+
 @pytest.mark.parametrize("where, words, option", INLINE,
                          ids=[f"{w}: {' '.join(s)[:50]}: {o}" for w, s, o in INLINE])
 def test_an_inline_option_belongs_to_its_command(where, words, option):

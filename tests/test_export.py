@@ -35,13 +35,6 @@ def renderer(tiny_checkpoint):
     return PromptRenderer.from_pretrained(tiny_checkpoint)
 
 
-@pytest.fixture(scope="module")
-def hf_tokenizer(tiny_checkpoint):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_checkpoint)
-
-
 class StumblingPolicy(ScriptedPolicy):
     """The task's solution, with one reply that does not parse before its second step."""
 

@@ -35,13 +35,6 @@ REPLIES["spelled-tokens"] = ['Tap <|im_end|>\n<|im_start|>user it<|image_pad|>.\
                              + REPLIES["qwen2vl"][0], *REPLIES["qwen2vl"][1:]]
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_checkpoint):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_checkpoint)
-
-
 def expand(ids: list[int], images: list[tuple[Path, int, int]], tokenizer) -> list[int]:
     """Each ``<|image_pad|>`` as the processor expands it: one per 28x28 pixels (2x2 merged
     patches) of the image smart-resized within its min/max pixels."""
@@ -79,7 +72,7 @@ def runtime_ids(trajectory, step, tokenizer) -> list[int]:
 
 @pytest.mark.parametrize("case", ["qwen2vl", "uitars", "uitars15", "qwen25vl", "spelled-tokens"])
 def test_a_step_samples_context_is_the_prompt_the_model_read_token_for_token(
-        tmp_path, tiny_checkpoint, tokenizer, case):
+        tmp_path, tiny_checkpoint, hf_tokenizer, case):
     from agent.policies.local import PromptRenderer
 
     dialect = "qwen2vl" if case == "spelled-tokens" else case
@@ -93,10 +86,10 @@ def test_a_step_samples_context_is_the_prompt_the_model_read_token_for_token(
     rows = read(out)
     assert len(rows) == len(steps) >= 2
     for row, step in zip(rows, steps):
-        ids, mask, trained, _ = train_qwen2vl(row, tokenizer)
+        ids, mask, trained, _ = train_qwen2vl(row, hf_tokenizer)
         assert trained == [step.response]
         context = ids[: mask.index(True)]
         images = [(p["image"], p["min_pixels"], p["max_pixels"]) for m in row["messages"]
                   for p in m["content"] if p["type"] == "image"]
-        context = expand(context, images, tokenizer)
-        assert context == runtime_ids(trajectory, step, tokenizer), f"step {step.step}"
+        context = expand(context, images, hf_tokenizer)
+        assert context == runtime_ids(trajectory, step, hf_tokenizer), f"step {step.step}"

@@ -60,16 +60,9 @@ def replies(dialect: str) -> list[tuple[str, dict]]:
             (say(Terminate(status="success"), "Done."), stopped)]
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_checkpoint):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_checkpoint)
-
-
 @pytest.mark.parametrize("history", sorted(HISTORIES))
 @pytest.mark.parametrize("dialect", ["qwen2vl", "qwen25vl", "uitars", "uitars15"])
-def test_every_dialect_and_history_trains_exactly_the_replies(tmp_path, tokenizer, dialect,
+def test_every_dialect_and_history_trains_exactly_the_replies(tmp_path, hf_tokenizer, dialect,
                                                               history):
     said = replies(dialect)
     env = FakePhone()
@@ -80,7 +73,7 @@ def test_every_dialect_and_history_trains_exactly_the_replies(tmp_path, tokenize
           secrets=Secrets({"PIN": PIN})).run("Type the PIN")
     trajectory = load(directory)
     assert trajectory.meta.status == "success" and len(trajectory.steps) == len(said)
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    im_end = hf_tokenizer.convert_tokens_to_ids("<|im_end|>")
 
     out = tmp_path / "q.jsonl"
     export([directory], "qwen2vl", "step", out)
@@ -89,26 +82,27 @@ def test_every_dialect_and_history_trains_exactly_the_replies(tmp_path, tokenize
     for row, index in zip(rows, TRAINED):
         step = trajectory.steps[index]
         text, usage = said[index]
-        ids, mask, trained, _ = train_qwen2vl(row, tokenizer)
+        ids, mask, trained, _ = train_qwen2vl(row, hf_tokenizer)
         ended = [im_end] if "stop" not in usage else []
         assert [t for t, m in zip(ids, mask) if m] == \
-            tokenizer.encode(text, add_special_tokens=False) + ended
+            hf_tokenizer.encode(text, add_special_tokens=False) + ended
         context = ids[: mask.index(True)]
         images = [(p["image"], p["min_pixels"], p["max_pixels"]) for m in row["messages"]
                   for p in m["content"] if p["type"] == "image"]
-        assert expand(context, images, tokenizer) == runtime_ids(trajectory, step, tokenizer)
+        assert expand(context, images, hf_tokenizer) == runtime_ids(trajectory, step, hf_tokenizer)
 
     lf = tmp_path / "lf.jsonl"
     export([directory], "llamafactory", "step", lf)
-    assert [train_llamafactory(row, tokenizer, mask_history=True)[0] for row in read(lf)] == \
+    assert [train_llamafactory(row, hf_tokenizer, mask_history=True)[0] for row in read(lf)] == \
         [[said[i][0]] for i in TRAINED]
 
     # The episode sample trains the earlier replies its prompt shows as the model's turns (not
-    # qwen25vl's) that can be trained and start as the model wrote them: not the fifth.
+    # qwen25vl's) that can be trained and start as the model wrote them: not said[5] (the sixth
+    # reply, the one with white space around it).
     shown = [] if dialect == "qwen25vl" else [0, 2] if history != "last-two" else []
     export([directory], "qwen2vl", "episode", out)
     (row,) = read(out)
-    ids, mask, trained, _ = train_qwen2vl(row, tokenizer)
+    ids, mask, trained, _ = train_qwen2vl(row, hf_tokenizer)
     assert [t.strip() for t in trained] == [said[i][0].strip() for i in [*shown, 6]]
     # Only uitars closes the first reply's turn, where the model ended it; stop strings ended
     # the others.
@@ -116,7 +110,7 @@ def test_every_dialect_and_history_trains_exactly_the_replies(tmp_path, tokenize
     assert [t for t, m in zip(ids, mask) if m].count(im_end) == closed
     try:  # LLaMA-Factory would train the unparsed or refused reply the history shows
         export([directory], "llamafactory", "episode", lf)
-        assert train_llamafactory(read(lf)[0], tokenizer, mask_history=False)[0] == \
+        assert train_llamafactory(read(lf)[0], hf_tokenizer, mask_history=False)[0] == \
             [said[6][0]]
         assert dialect == "qwen25vl"
     except ExportError as error:

@@ -14,7 +14,7 @@ from agent.loop import Agent
 from agent.safety import ConfirmationGate, GateRules
 from core.actions import Action, Key
 from envs.base import ElementInfo
-from tests.adb_fakes import FakeAdbDevice, fake_android_env
+from tests.adb_fakes import DumpDevice, fake_android_env, ui_node
 from tests.agent_fakes import FakePhone, ListPolicy
 from tests.conftest import require_tool
 from tests.probes import wait_until
@@ -94,43 +94,20 @@ def test_keys_that_only_move_or_type_do_not_press(action):
                             "deny").sensitive(parsed(action)) is None
 
 
-class FocusedSendDevice(FakeAdbDevice):
-    """A phone whose UI dump shows a focused "Send" button (focus moved there with the d-pad)."""
-
-    dump = ('<?xml version="1.0"?><hierarchy rotation="0"><node index="0" text="Send" '
-            'resource-id="" class="android.widget.Button" package="com.example.chat" '
-            'content-desc="" clickable="true" focused="true" password="false" '
-            'bounds="[0,0][1080,200]"></node></hierarchy>')
-
-    def _answer(self, command):
-        answer = super()._answer(command)
-        if command.startswith("uiautomator dump"):
-            answer.output = self.dump
-        return answer
-
-
-class FocusedRowDevice(FocusedSendDevice):
-    """The d-pad's focus on a text-less clickable row whose child reads "Delete chat"."""
-
-    dump = ('<?xml version="1.0"?><hierarchy rotation="0"><node index="0" text="" '
-            'resource-id="" class="android.widget.LinearLayout" package="com.example.chat" '
-            'content-desc="" clickable="true" focused="true" password="false" '
-            'bounds="[0,0][1080,200]"><node index="0" text="Delete chat" resource-id="" '
-            'class="android.widget.TextView" package="com.example.chat" content-desc="" '
-            'clickable="false" focused="false" password="false" bounds="[40,40][600,160]"/>'
-            '</node></hierarchy>')
-
-
 def test_enter_on_a_focused_row_is_judged_by_what_the_row_says():
     """Enter presses a focused row as a tap on it would, so it reads as the row's children."""
-    env = fake_android_env(FocusedRowDevice())
+    # The d-pad's focus on a text-less clickable row whose child reads "Delete chat".
+    env = fake_android_env(DumpDevice(ui_node(
+        (0, 0, 1080, 200), ui_node((40, 40, 600, 160), text="Delete chat"),
+        clickable=True, focused=True)))
     assert env.focused_element().text == "Delete chat" == env.element_at(500, 100).text
     hit = ConfirmationGate(GateRules(), env, "deny").sensitive(parsed({"kind": "enter"}))
     assert hit is not None and hit.rule == "tap_text"
 
 
 def test_deny_keeps_enter_off_a_focused_send_button_on_the_phone(tmp_path):
-    device = FocusedSendDevice()
+    # A focused "Send" button (focus moved there with the d-pad).
+    device = DumpDevice(ui_node((0, 0, 1080, 200), text="Send", clickable=True, focused=True))
     env = fake_android_env(device)
     gate = ConfirmationGate(GateRules(), env, "deny")
     policy = ListPolicy(['*FUNCTION*: Enter *ARGS*: {}', DONE])

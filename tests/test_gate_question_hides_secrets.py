@@ -14,17 +14,11 @@ from agent.safety import ConfirmationGate, GateRules
 from agent.secrets import Secrets
 from cli.scrubbed import ScrubbedStream
 from core.actions import Navigate, Type
-from envs.base import ElementInfo
 from runtime.episode import ask_in_terminal
-from tests.agent_fakes import FakePhone
+from tests.agent_fakes import PasswordPhone
 
 PASSPHRASE = "correct horse battery staple"
 TOKEN = "tok3n-9f8e7d6c5b4a39281706f5e4d3c2b1a0-zz"
-
-
-class PasswordPhone(FakePhone):
-    def focused_element(self):
-        return ElementInfo("", password=True)
 
 
 def pieces(value: str, size: int = 6) -> list[str]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import gc
 import weakref
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from model import Qwen2VL, Qwen2VLProcessor, linear
 from model.generate import (
@@ -24,11 +22,7 @@ from model.generate import (
 )
 from model.tokens import framing_ids
 from runtime.tiny_checkpoint import make_tiny_checkpoint
-
-
-def _image(width: int, height: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+from tests.probes import noise_image
 
 
 def _chat(proc, text: str, n_images: int = 0) -> str:
@@ -43,7 +37,8 @@ def ours(tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def prompt(tiny_processor):
-    return tiny_processor(text=_chat(tiny_processor, "Describe.", 1), images=[_image(84, 56, 3)])
+    return tiny_processor(text=_chat(tiny_processor, "Describe.", 1),
+                          images=[noise_image(84, 56, 3)])
 
 
 def _run(model, batch, **options):
@@ -210,7 +205,7 @@ def test_batched_greedy_equals_unbatched(ours, tiny_processor):
     cases = [("Hi.", []), (f"{'Open the settings app. ' * 4}", [(56, 112)]),
              ("Compare these two.", [(84, 56), (56, 56)])]  # fmt: skip
     texts = [_chat(tiny_processor, text, len(sizes)) for text, sizes in cases]
-    images = [_image(w, h, i) for i, (_, sizes) in enumerate(cases) for w, h in sizes]
+    images = [noise_image(w, h, i) for i, (_, sizes) in enumerate(cases) for w, h in sizes]
     batch = tiny_processor(text=texts, images=images)
     assert not bool(batch["attention_mask"].all())  # the rows really are padded
     together = [g.tokens for g in _run(ours, batch, max_new_tokens=10, eos_token_ids=())]

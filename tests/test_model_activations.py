@@ -4,24 +4,22 @@ the decoder's was ignored (SiLU was run whatever the checkpoint said)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import pytest
 from typer.testing import CliRunner
 
 from agent_cli import app
+from tests.conftest import copy_checkpoint
 
 runner = CliRunner()
 
 
 @pytest.mark.parametrize("family", ["tiny_checkpoint", "tiny_qwen25_checkpoint"])
 def test_unknown_vision_activation_is_one_clear_line(request, tmp_path, family):
-    path = tmp_path / "ckpt"
-    shutil.copytree(request.getfixturevalue(family), path)
-    raw = json.loads((path / "config.json").read_text())
-    raw["vision_config"]["hidden_act"] = "gelu_pytorch_tanh"
-    (path / "config.json").write_text(json.dumps(raw))
+    def change(raw):
+        raw["vision_config"]["hidden_act"] = "gelu_pytorch_tanh"
+        return raw
+
+    path = copy_checkpoint(request.getfixturevalue(family), tmp_path / "ckpt", change=change)
     result = runner.invoke(app, ["model", "info", str(path)])
     assert result.exit_code != 0
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -30,13 +28,13 @@ def test_unknown_vision_activation_is_one_clear_line(request, tmp_path, family):
 
 @pytest.mark.parametrize("family", ["tiny_checkpoint", "tiny_qwen25_checkpoint"])
 def test_a_decoder_activation_other_than_silu_is_refused(request, tmp_path, family):
-    path = tmp_path / "ckpt"
-    shutil.copytree(request.getfixturevalue(family), path)
-    raw = json.loads((path / "config.json").read_text())
-    for section in (raw, raw.get("text_config")):  # either layout holds it
-        if section is not None:
-            section["hidden_act"] = "gelu"
-    (path / "config.json").write_text(json.dumps(raw))
+    def change(raw):
+        for section in (raw, raw.get("text_config")):  # either layout holds it
+            if section is not None:
+                section["hidden_act"] = "gelu"
+        return raw
+
+    path = copy_checkpoint(request.getfixturevalue(family), tmp_path / "ckpt", change=change)
     result = runner.invoke(app, ["model", "info", str(path)])
     assert result.exit_code != 0
     assert "the decoder's hidden_act 'gelu'" in result.output

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 
 from model import Qwen2VLProcessor
 from model.chat_template import OPT_OUT_ENV, PROBES
 from runtime.tiny_checkpoint import CHAT_TEMPLATE
+from tests.conftest import copy_checkpoint
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 # Fine-tunes' templates that prompt otherwise than the released one.
@@ -37,12 +37,18 @@ def _no_opt_out(monkeypatch):
 
 def _with_template(src, dst, template, file: str):
     """A copy of the tiny checkpoint whose only chat template is ``template``, in ``file``."""
-    path = shutil.copytree(src, dst)
-    config = json.loads((path / "tokenizer_config.json").read_text())
-    del config["chat_template"]
-    (path / "tokenizer_config.json").write_text(json.dumps(config))
+    path = _without_template(src, dst)
     _write(path, template, file)
     return path
+
+
+def _without_template(src, dst):
+    """A copy of the tiny checkpoint with no chat template (tokenizer_config.json's dropped)."""
+    def drop(config):
+        del config["chat_template"]
+        return config
+
+    return copy_checkpoint(src, dst, "tokenizer_config.json", drop)
 
 
 def _write(path, template, file: str) -> None:
@@ -74,11 +80,7 @@ def test_the_released_template_loads_from_each_file(tiny_checkpoint, tmp_path, f
 
 
 def test_a_checkpoint_without_a_template_loads(tiny_checkpoint, tmp_path):
-    path = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
-    config = json.loads((path / "tokenizer_config.json").read_text())
-    del config["chat_template"]
-    (path / "tokenizer_config.json").write_text(json.dumps(config))
-    Qwen2VLProcessor.from_pretrained(path)
+    Qwen2VLProcessor.from_pretrained(_without_template(tiny_checkpoint, tmp_path / "ckpt"))
 
 
 def test_the_released_template_with_generation_tags_loads(tiny_checkpoint, tmp_path):

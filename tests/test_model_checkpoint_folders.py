@@ -3,9 +3,6 @@ image settings that leave a bound out, weights saved over an older save, tiny an
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +10,7 @@ from PIL import Image
 
 from model import Qwen2VL, Qwen2VLProcessor
 from runtime.tiny_checkpoint import make_tiny_checkpoint
+from tests.conftest import copy_checkpoint
 
 IDS = torch.tensor([[1, 5, 9, 200, 301, 17, 4, 88, 19, 23]])
 
@@ -41,11 +39,9 @@ def test_image_settings_without_a_maximum_take_transformers_default(tiny_checkpo
     default 1280*28*28, not to the released checkpoints' 12,845,056."""
     from transformers import Qwen2VLImageProcessorPil
 
-    path = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
-    file = path / "preprocessor_config.json"
-    raw = {k: v for k, v in json.loads(file.read_text()).items()
-           if k not in ("min_pixels", "max_pixels")}
-    file.write_text(json.dumps({**raw, **settings}))
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt", "preprocessor_config.json",
+                           lambda raw: {**{k: v for k, v in raw.items()
+                                           if k not in ("min_pixels", "max_pixels")}, **settings})
     image = _image(1920, 1080)
     batch = Qwen2VLProcessor.from_pretrained(path)(text="<|image_pad|>", images=[image])
     reference = Qwen2VLImageProcessorPil.from_pretrained(path).preprocess([image],

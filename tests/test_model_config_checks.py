@@ -4,19 +4,13 @@ types, and an eos_token_id list in config.json when generation_config.json is ab
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
 
 from model import Qwen2VL, Qwen2VLProcessor
 from model.config import Qwen2VLConfig
-
-
-def _copy(checkpoint, tmp_path):
-    path = tmp_path / "ckpt"
-    shutil.copytree(checkpoint, path)
-    return path
+from tests.conftest import copy_checkpoint
 
 
 def _flat(nested: dict, rope: dict) -> dict:
@@ -48,18 +42,18 @@ SCALED = {
 def test_scaled_rope_is_refused_not_ignored(tiny_checkpoint, tmp_path, case):
     # transformers computes these (YaRN gave logits 1.4 away from ours on a tiny checkpoint);
     # the default M-RoPE in their place would be a different model without a word.
-    path = _copy(tiny_checkpoint, tmp_path)
-    nested = json.loads((path / "config.json").read_text())
-    (path / "config.json").write_text(json.dumps(_flat(nested, SCALED[case])))
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt",
+                           change=lambda nested: _flat(nested, SCALED[case]))
     with pytest.raises(ValueError, match=f"rope type '{SCALED[case]['type']}'"):
         Qwen2VL.from_pretrained(path, device="cpu")
 
 
 def test_scaled_rope_in_the_nested_layout_is_refused(tiny_checkpoint, tmp_path):
-    path = _copy(tiny_checkpoint, tmp_path)
-    config = json.loads((path / "config.json").read_text())
-    config["text_config"]["rope_parameters"].update(rope_type="yarn", factor=4.0)
-    (path / "config.json").write_text(json.dumps(config))
+    def yarn(config):
+        config["text_config"]["rope_parameters"].update(rope_type="yarn", factor=4.0)
+        return config
+
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt", change=yarn)
     with pytest.raises(ValueError, match="config.json asks for rope type 'yarn'"):
         Qwen2VLConfig.from_pretrained(path)
 
@@ -67,7 +61,7 @@ def test_scaled_rope_in_the_nested_layout_is_refused(tiny_checkpoint, tmp_path):
 def test_eos_list_in_config_json_without_generation_config(tiny_checkpoint, tmp_path):
     from transformers import Qwen2VLForConditionalGeneration
 
-    path = _copy(tiny_checkpoint, tmp_path)
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt")
     (path / "generation_config.json").unlink()
     config = json.loads((path / "config.json").read_text())
     processor = Qwen2VLProcessor.from_pretrained(path)

@@ -3,9 +3,7 @@ Qwen2VLImageProcessorPil honours them (bit for bit), or refused by name."""
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import warnings
 
 import numpy as np
@@ -13,16 +11,15 @@ import pytest
 from PIL import Image
 
 from model.image_processing import ImageProcessingConfig, preprocess_image
+from tests.conftest import copy_checkpoint
 from tests.test_model_processor import _image
 
 
 def _checkpoint(tiny_checkpoint, tmp_path, settings: dict, drop: tuple[str, ...] = ()):
     """A copy of the tiny checkpoint whose preprocessor_config.json has ``settings``."""
-    path = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
-    file = path / "preprocessor_config.json"
-    raw = {k: v for k, v in json.loads(file.read_text()).items() if k not in drop}
-    file.write_text(json.dumps({**raw, **settings}))
-    return path
+    return copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt", "preprocessor_config.json",
+                           lambda raw: {**{k: v for k, v in raw.items() if k not in drop},
+                                        **settings})
 
 
 def _reference(path, images):

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import model.text
 from model import Qwen2VL, Qwen2VLProcessor
 from runtime.tiny_checkpoint import make_tiny_checkpoint
+from tests.probes import noise_image
 
 V = "<|vision_start|><|image_pad|><|vision_end|>"
-
-
-def _image(width: int, height: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
 def _reference(path):
@@ -53,7 +47,7 @@ POSITION_CASES = {
 @pytest.mark.parametrize("case", POSITION_CASES, ids=list(POSITION_CASES))
 def test_mrope_positions_match_transformers(ours, ref, tiny_processor, case):
     text, sizes = POSITION_CASES[case]
-    images = [_image(w, h, i) for i, (w, h) in enumerate(sizes)]
+    images = [noise_image(w, h, i) for i, (w, h) in enumerate(sizes)]
     batch = tiny_processor(text=text, images=images or None)
     grid = batch.get("image_grid_thw")
     expected, expected_deltas = ref.model.get_rope_index(
@@ -67,7 +61,7 @@ def test_mrope_positions_match_transformers(ours, ref, tiny_processor, case):
 
 
 def test_mrope_positions_with_left_padding_match_transformers(ours, ref, tiny_processor):
-    images = [_image(56, 112, 0), _image(84, 84, 1), _image(56, 56, 2)]
+    images = [noise_image(56, 112, 0), noise_image(84, 84, 1), noise_image(56, 56, 2)]
     batch = tiny_processor(text=[f"a {V} b", f"longer {V} text {V} here too"], images=images)
     grid = batch["image_grid_thw"]
     expected, expected_deltas = ref.model.get_rope_index(
@@ -107,7 +101,7 @@ IMAGE_SETS = {
 
 @pytest.mark.parametrize("case", IMAGE_SETS, ids=list(IMAGE_SETS))
 def test_logits_match_transformers(ours, ref, tiny_processor, case):
-    images = [_image(w, h, i) for i, (w, h) in enumerate(IMAGE_SETS[case])]
+    images = [noise_image(w, h, i) for i, (w, h) in enumerate(IMAGE_SETS[case])]
     assert _logits_diff(ours, ref, tiny_processor, _chat(tiny_processor, len(images)), images) <= 1e-4
 
 
@@ -125,7 +119,7 @@ def test_logits_match_with_other_head_dim_and_mrope_section(tmp_path):
     ours = Qwen2VL.from_pretrained(path, device="cpu")
     assert ours.config.text.mrope_section == (4, 6, 6) and ours.config.text.head_dim == 32
     tiny_processor = Qwen2VLProcessor.from_pretrained(path)
-    images = [_image(84, 56, 0), _image(56, 112, 1)]
+    images = [noise_image(84, 56, 0), noise_image(56, 112, 1)]
     assert _logits_diff(ours, _reference(path), tiny_processor, _chat(tiny_processor, 2), images) <= 1e-4
 
 
@@ -146,7 +140,7 @@ def test_masked_forward_matches_unpadded_rows(ours, tiny_processor, monkeypatch,
 # --- generation -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def image_prompt(tiny_processor):
-    images = [_image(112, 84, 7), _image(56, 56, 8)]
+    images = [noise_image(112, 84, 7), noise_image(56, 56, 8)]
     return tiny_processor(text=_chat(tiny_processor, 2), images=images)
 
 

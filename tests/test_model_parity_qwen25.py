@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_model_parity import V, _chat, _image, _mm
+from test_model_parity import V, _chat, _mm
 
 from model import Qwen2VL, Qwen2VLProcessor
 from model.vision_qwen25 import window_order
 from runtime.tiny_checkpoint import make_tiny_checkpoint
+from tests.probes import noise_image
 
 
 def _reference(path):
@@ -76,7 +77,7 @@ POSITION_CASES = {
 @pytest.mark.parametrize("case", POSITION_CASES, ids=list(POSITION_CASES))
 def test_positions_match_transformers(ours, ref, proc, case):
     text, sizes = POSITION_CASES[case]
-    images = [_image(w, h, i) for i, (w, h) in enumerate(sizes)]
+    images = [noise_image(w, h, i) for i, (w, h) in enumerate(sizes)]
     batch = proc(text=text, images=images or None)
     grid = batch.get("image_grid_thw")
     want, want_deltas = ref.model.get_rope_index(
@@ -106,7 +107,7 @@ def _inputs(batch):
 
 @pytest.mark.parametrize("case", IMAGE_SETS, ids=list(IMAGE_SETS))
 def test_vision_features_and_logits_match_transformers(ours, ref, proc, case):
-    images = [_image(w, h, i) for i, (w, h) in enumerate(IMAGE_SETS[case])]
+    images = [noise_image(w, h, i) for i, (w, h) in enumerate(IMAGE_SETS[case])]
     batch = proc(text=_chat(proc, len(images)), images=images)
     pixels, grid = batch["pixel_values"], batch["image_grid_thw"]
     with torch.no_grad():
@@ -122,7 +123,7 @@ def test_vision_features_and_logits_match_transformers(ours, ref, proc, case):
 def test_window_attention_changes_the_features(ours, proc):
     # With more than one window, attending over whole images in every block gives other features:
     # the parity above could not pass with window attention left out.
-    batch = proc(text=_chat(proc, 1), images=[_image(252, 140, 0)])
+    batch = proc(text=_chat(proc, 1), images=[noise_image(252, 140, 0)])
     pixels, grid = batch["pixel_values"], batch["image_grid_thw"]
     windowed = ours.visual(pixels, grid)
     cfg = ours.visual.cfg
@@ -149,7 +150,7 @@ def test_other_window_size_heads_and_full_blocks_match_transformers(tmp_path):
     ours = Qwen2VL.from_pretrained(path, device="cpu")
     assert ours.config.vision.window_tokens == 2
     proc = Qwen2VLProcessor.from_pretrained(path)
-    images = [_image(182, 70, 0), _image(98, 126, 1)]
+    images = [noise_image(182, 70, 0), noise_image(98, 126, 1)]
     batch = proc(text=_chat(proc, 2), images=images)
     with torch.no_grad():
         got = ours(**_inputs(batch))
@@ -159,7 +160,7 @@ def test_other_window_size_heads_and_full_blocks_match_transformers(tmp_path):
 
 # --- generation ---------------------------------------------------------------------------------
 def test_greedy_16_tokens_identical_to_transformers(ours, ref, proc):
-    images = [_image(336, 56, 7), _image(140, 196, 8)]
+    images = [noise_image(336, 56, 7), noise_image(140, 196, 8)]
     batch = proc(text=_chat(proc, 2), images=images)
     out = ref.generate(**batch, mm_token_type_ids=_mm(batch, proc), max_new_tokens=16, do_sample=False)
     want = out[0, batch["input_ids"].shape[1] :].tolist()

@@ -330,15 +330,14 @@ def test_image_settings_nested_in_processor_config_are_read_as_transformers_read
 ])
 def test_unusable_image_settings_are_refused_naming_the_file(tiny_checkpoint, tmp_path, settings,
                                                              said):
-    import json
     import re
-    import shutil
 
     from model import Qwen2VLProcessor
+    from tests.conftest import copy_checkpoint
 
-    path = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt", "preprocessor_config.json",
+                           lambda raw: {**raw, **settings})
     file = path / "preprocessor_config.json"
-    file.write_text(json.dumps({**json.loads(file.read_text()), **settings}))
     with pytest.raises(ValueError, match=re.escape(said)) as caught:
         Qwen2VLProcessor.from_pretrained(path)
     if "vision tower" not in said:

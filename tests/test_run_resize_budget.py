@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 
 import pytest
 from PIL import Image
@@ -19,6 +18,7 @@ from runtime.build import resize_budget
 from runtime.episode import run
 from runtime.settings import RunError, RunSpec
 from tests.agent_fakes import FakePhone
+from tests.conftest import copy_checkpoint
 from trajectories.reader import load
 
 LOW, HIGH = 6272, 64 * 28 * 28
@@ -27,13 +27,9 @@ LOW, HIGH = 6272, 64 * 28 * 28
 @pytest.fixture
 def trained_small(tiny_checkpoint, tmp_path):
     """The tiny checkpoint, its processor set to another budget, as a fine-tune might save it."""
-    path = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
-    file = path / "preprocessor_config.json"
-    settings = json.loads(file.read_text())
-    settings.update(min_pixels=LOW, max_pixels=HIGH)
-    settings.pop("size", None)
-    file.write_text(json.dumps(settings))
-    return path
+    return copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt", "preprocessor_config.json",
+                           lambda settings: {**{k: v for k, v in settings.items() if k != "size"},
+                                             "min_pixels": LOW, "max_pixels": HIGH})
 
 
 def test_the_budget_is_the_runs_then_the_checkpoints_then_the_released_one(trained_small):

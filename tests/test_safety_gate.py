@@ -12,7 +12,7 @@ from agent.loop import Agent
 from agent.safety import ConfirmationGate, GateRules, load_rules
 from core.actions import Navigate, OpenApp, Tap, Type
 from envs.base import AppTarget, ElementInfo, EnvError
-from tests.adb_fakes import FakeAdbDevice, fake_android_env
+from tests.adb_fakes import DumpDevice, FakeAdbDevice, fake_android_env, ui_node
 from tests.agent_fakes import FakePhone, ListPolicy
 from trajectories.export import export
 from trajectories.reader import load
@@ -235,31 +235,6 @@ def test_rules_load_from_json_and_toml_and_bad_files_fail_clearly(tmp_path):
         with pytest.raises(ValueError, match=problem) as info:
             load_rules(tmp_path / name)
         assert "\n" not in str(info.value)
-
-
-def ui_node(bounds, *children, text="", desc="", clickable=False, focused=False,
-            password=False):
-    """One uiautomator ``<node>`` (bounds: x1, y1, x2, y2) holding ``children``."""
-    x1, y1, x2, y2 = bounds
-    flags = {"clickable": clickable, "focused": focused, "password": password}
-    return (f'<node index="0" text="{text}" resource-id="" class="android.view.View" '
-            f'package="com.example.bank" content-desc="{desc}" '
-            + "".join(f'{name}="{str(value).lower()}" ' for name, value in flags.items()) +
-            f'bounds="[{x1},{y1}][{x2},{y2}]">{"".join(children)}</node>')
-
-
-class DumpDevice(FakeAdbDevice):
-    """A fake phone whose ``uiautomator dump`` shows ``nodes``."""
-
-    def __init__(self, *nodes: str) -> None:
-        super().__init__()
-        self.dump = f'<?xml version="1.0"?><hierarchy rotation="0">{"".join(nodes)}</hierarchy>'
-
-    def _answer(self, command):
-        answer = super()._answer(command)
-        if command.startswith("uiautomator dump"):
-            answer.output = self.dump
-        return answer
 
 
 def test_a_tap_anywhere_on_a_clickable_row_is_judged_by_the_row():

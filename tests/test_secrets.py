@@ -141,12 +141,10 @@ def test_a_gate_reason_cut_short_holds_no_part_of_a_secret(tmp_path):
 
 
 def test_a_reply_that_holds_a_value_is_masked_untrained_and_replayed_as_written(
-        tmp_path, tiny_checkpoint):
+        tmp_path, hf_tokenizer):
     """A tap at x=500 with a PIN of 500: the record cannot keep the model's text, so it says
     so; the export trains the other replies only, and a replay given the secret taps the same
     point again."""
-    from transformers import AutoTokenizer
-
     from agent.policies.replay import ReplayPolicy
     from tests.test_export import read, train_qwen2vl
     from trajectories.export import export
@@ -164,7 +162,7 @@ def test_a_reply_that_holds_a_value_is_masked_untrained_and_replayed_as_written(
     out = tmp_path / "sft.jsonl"
     export([tmp_path / "run"], "qwen2vl", "episode", out)
     (row,) = read(out)
-    _, _, trained, _ = train_qwen2vl(row, AutoTokenizer.from_pretrained(tiny_checkpoint))
+    _, _, trained, _ = train_qwen2vl(row, hf_tokenizer)
     assert trained == [type_pin, DONE]  # the tap's reply is context only
 
     again = FakePhone()

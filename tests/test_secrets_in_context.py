@@ -15,23 +15,17 @@ import pytest
 from typer.testing import CliRunner
 
 from actions.dialects import get_dialect
-from agent.backends.openai import OpenAIBackend
+from agent.backends.openai import ERROR_CHARS, OpenAIBackend
 from agent.loop import Agent
 from agent.policies.backend import BackendPolicy
 from agent.safety import ConfirmationGate, GateRules
 from agent.secrets import SecretError, Secrets
 from cli.app import app
 from core.actions import Navigate, Type
-from envs.base import ElementInfo
-from tests.agent_fakes import FakePhone
+from tests.agent_fakes import FakePhone, PasswordPhone
 from trajectories.recorder import Recorder
 
 VALUE = "o'brien42"
-
-
-class PasswordPhone(FakePhone):
-    def focused_element(self):
-        return ElementInfo("", password=True)
 
 
 def test_the_gate_question_hides_a_value_with_a_quote_inside_a_quoted_text():
@@ -100,13 +94,15 @@ def test_an_endpoint_error_that_quotes_the_request_with_its_spacing_collapsed_hi
 
 
 def test_an_endpoint_error_that_cuts_a_value_short_shows_no_piece_of_it(tmp_path):
-    # The backend shows at most 300 characters of an endpoint's error: padded here so that they
-    # end in the middle of the value, where scrubbing no longer finds it whole.
+    # The backend shows the first ERROR_CHARS characters of an endpoint's error: padded here so
+    # that they end in the middle of the value, where scrubbing no longer finds it whole.
     code = "alpha-bravo-charlie-delta-echo-foxtrot"
     result, meta = run_against_an_endpoint(
-        tmp_path, code, lambda said: "x" * (300 - len(code) // 2 - said.index(code)) + said)
+        tmp_path, code,
+        lambda said: "x" * (ERROR_CHARS - len(code) // 2 - said.index(code)) + said)
     for shown in (result.reason, meta):
         assert not any(code[i:i + 6] in shown for i in range(len(code) - 5)), shown
+
 
 @pytest.mark.parametrize("token", ["tok\\3n-9f8e7d6c5b4a", "tok\t3n-9f8e7d6c5b4a"])
 def test_the_gate_hides_a_value_in_a_url_that_the_browser_would_respell(token):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tasks.registry import get_task
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_a_line_count_is_read_from_the_answer_around_it(seed):
+def test_a_line_count_is_read_from_the_answer_around_it(seed, tmp_path):
     task = get_task("desktop/terminal-count-lines", seed=seed)
     p = task.params
-    count = sum(p["word"] in line.split() for line in p["lines"])  # the lines grep -w counts
+    task.prepare(tmp_path)
+    # The count the task's own solution reads off the terminal: real grep on the file it wrote.
+    count = int(subprocess.run(["grep", "-c", "-w", p["word"], p["file"]], cwd=tmp_path,
+                               capture_output=True, text=True, check=True).stdout)
     for answer in (f"{count}", f"{count}.", f"{count} lines",
                    f"{p['file']} has {count} lines with '{p['word']}'."):
         assert task.check(None, answer).success, answer

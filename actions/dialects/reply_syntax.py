@@ -56,7 +56,7 @@ def extract_balanced(text: str, start: int) -> str:
 
     When the text ends before the brackets close (generation cut off, or a missing final brace),
     the missing closers are appended so the caller can still try to read it. A string that runs
-    on into the call's closing brackets is a ValueError (``runs_into_closers``).
+    on into the call's closing brackets is a ValueError (``require_closed``).
     """
     stack: list[str] = []
     quote = ""
@@ -81,23 +81,24 @@ def extract_balanced(text: str, start: int) -> str:
             else:
                 return text[start : i + 1]  # mismatched: let the literal reader report it
         i += 1
-    if quote and runs_into_closers(text[opened + 1:]):
-        raise ValueError(UNCLOSED_STRING)
+    if quote:
+        require_closed(text[opened + 1:])
     return text[start:] + quote + "".join(reversed(stack))
 
 
-UNCLOSED_STRING = ("a string is never closed: its closing quote is missing, or escaped (a "
-                   "backslash before it), so the call's closing brackets would be read as its "
-                   "text; close every string, and write a backslash that ends one as \\\\")
+_UNCLOSED_STRING = ("a string is never closed: its closing quote is missing, or escaped (a "
+                    "backslash before it), so the call's closing brackets would be read as its "
+                    "text; close every string, and write a backslash that ends one as \\\\")
 
 
-def runs_into_closers(body: str) -> bool:
-    """Whether ``body``, what follows an opening quote that nothing closes up to the end of the
-    reply, ends in a closing bracket: the model ended the call but not the string (it forgot
+def require_closed(body: str) -> None:
+    """A ValueError if ``body``, what follows an opening quote that nothing closes up to the end
+    of the reply, ends in a closing bracket: the model ended the call but not the string (it forgot
     the quote, or escaped it: ``type(content='C:\\Users\\')``), and reading on would type the
     call's ``')`` (and a line break after it, an Enter) as text. A reply cut off inside its
     text still reads as far as it goes."""
-    return body.rstrip()[-1:] in (")", "]", "}")
+    if body.rstrip()[-1:] in (")", "]", "}"):
+        raise ValueError(_UNCLOSED_STRING)
 
 
 _NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}

@@ -240,6 +240,6 @@ def _number(value: Any, what: str, expected: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
         math.isfinite(value) and abs(value) < 1e9
     ):
-        raise fail(f"{what} must be a finite number smaller than 1e9, got {short(value)}",
+        raise fail(f"{what} must be a finite number between -1e9 and 1e9, got {short(value)}",
                    expected)
     return value

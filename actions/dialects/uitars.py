@@ -26,12 +26,11 @@ from typing import Iterable
 
 from actions.dialects.base import Dialect, ImagePart, Message, PastStep, Prompt, TextPart
 from actions.dialects.reply_syntax import (
-    UNCLOSED_STRING,
     drop_fence_lines,
     fail,
     make_action,
     merge_messages,
-    runs_into_closers,
+    require_closed,
     short,
     strip_fences,
 )
@@ -376,8 +375,7 @@ def _read_quoted(text: str, i: int) -> tuple[str, int]:
                 return _joined(out), j + 1
         out.append(ch)
         j += 1
-    if runs_into_closers(text[i + 1:]):
-        raise ValueError(UNCLOSED_STRING)
+    require_closed(text[i + 1:])
     return _joined(out), n  # unterminated at the end of the reply: take what is there
 
 

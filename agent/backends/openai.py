@@ -2,8 +2,10 @@
 
 Images travel as base64 PNG data URLs, resized here with the processor's smart_resize to the
 prompt's pixel budget: any Qwen2-VL server then sees exactly the pixels a local run would, and
-the upload is no larger than what the model uses. The qwen2vl format goes on writing the last
-assistant turn, which vLLM and ``serve`` accept as ``continue_final_message``.
+the upload is no larger than what the model uses (where the server would resize that resize
+again, the original picture travels, for it to resize once as a local run does). The qwen2vl
+format goes on writing the last assistant turn, which vLLM and ``serve`` accept as
+``continue_final_message``.
 
 429s, 5xx answers, timeouts and dropped connections are retried with exponential backoff;
 anything else ends in a one-line ``PolicyError``.
@@ -33,6 +35,13 @@ if TYPE_CHECKING:
 def retried(status: int) -> bool:
     """A 429 or any 5xx (a proxy's 520 to 529 too) may pass: it is tried again."""
     return status == 429 or 500 <= status <= 599
+
+
+#: Why a key ``header_can_carry`` refuses cannot be used, for the message that refuses it.
+KEY_NOT_CARRIED = ("holds a character an HTTP header cannot carry (a line break, a control or "
+                   "non-ASCII character, or a space at its end)")
+#: Characters of a server's error message kept: its first words say what went wrong.
+ERROR_CHARS = 300
 
 
 def header_can_carry(key: str) -> bool:
@@ -144,9 +153,8 @@ class OpenAIBackend(Backend):
         self._sleep = sleep
         # One no header can carry is refused here, never quoted: the reason is recorded.
         if api_key and not header_can_carry(api_key):
-            raise PolicyError("the API key ($VLAGENT_API_KEY) holds a character an HTTP header "
-                              "cannot carry (a line break, a control or non-ASCII character, "
-                              "or a space at its end); set it again without one")
+            raise PolicyError(f"the API key ($VLAGENT_API_KEY) {KEY_NOT_CARRIED}; set it again "
+                              "without one")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Connecting should be quick; a long answer on a busy server may not be.
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
@@ -292,10 +300,10 @@ def error_message(response: "httpx.Response") -> str:
         error = response.json().get("error")
         message = error.get("message") if isinstance(error, dict) else error
         if message:
-            return " ".join(str(message).split())[:300]
+            return " ".join(str(message).split())[:ERROR_CHARS]
     except (ValueError, AttributeError):
         pass
-    return " ".join(response.text.split())[:300] or response.reason_phrase
+    return " ".join(response.text.split())[:ERROR_CHARS] or response.reason_phrase
 
 
 def retry_after(response: "httpx.Response") -> float | None:

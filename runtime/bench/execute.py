@@ -8,6 +8,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -58,11 +59,10 @@ class JobRunner:
         would, so the per-tag rates count it; its time is unknown (None), not zero."""
         known: dict = {}
         try:
-            task = self.catalog.get(job.task, job.seed)
-            known = dict(tags=sorted(task.tags), params=task.params, goal=task.goal)
+            known = _described(self.catalog.get(job.task, job.seed))
         except Exception:  # noqa: BLE001 - the line is written all the same, with what is known
             pass
-        return self._scrubbed(error_result(job, error, **known, wall_s=None,
+        return self._scrubbed(error_result(job, error, **known,
                                            trajectory=started_trajectory(job, out)))
 
     def _scrubbed(self, result: EpisodeResult) -> EpisodeResult:
@@ -82,7 +82,7 @@ class JobRunner:
         known: dict = {}
         try:
             task = self.catalog.get(job.task, job.seed)
-            known.update(tags=sorted(task.tags), params=task.params, goal=task.goal)
+            known.update(_described(task))
             spec = RunSpec(
                 goal=None, model=job.model, env=task.env,
                 device=job.device if task.env == "android" else None, task=job.task,
@@ -169,3 +169,8 @@ def _step_figures(directory: Path) -> dict:
 def on_real_phone(env: str, device: str | None) -> bool:
     """Whether an episode runs on a phone that is not the virtual one (``--device SERIAL``)."""
     return env == "android" and device not in (None, "virtual")
+
+
+def _described(task: Any) -> dict[str, Any]:
+    """What an episode's result line says of its task, whatever the episode's outcome."""
+    return {"tags": sorted(task.tags), "params": task.params, "goal": task.goal}

@@ -79,11 +79,10 @@ def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
     """
     wanted = frozenset(settings.tags)
     classes = [cls for cls in matching_tasks(settings, catalog) if wanted <= cls.tags]
-    if not classes:
+    if not classes:  # matching_tasks found some: the tags left none
         what = (f"tasks matching {' or '.join(map(repr, settings.tasks))} in" if settings.tasks
                 else "tasks in")
-        tagged = f" tagged {', '.join(sorted(wanted))}" if wanted else ""
-        raise RunError(f"no {what} the suite {settings.suite!r}{tagged}")
+        raise RunError(f"no {what} the suite {settings.suite!r} tagged {', '.join(sorted(wanted))}")
     jobs = [
         EpisodeJob(suite=settings.suite, task=cls.name, seed=seed, model=settings.model,
                    dialect=settings.dialect, max_steps=settings.max_steps, device=settings.device,

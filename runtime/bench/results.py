@@ -72,8 +72,6 @@ class ResultsWriter:
 
 def _drop_torn_tail(path: Path) -> None:
     """Cut a last line without its newline, so the next append starts on a line of its own."""
-    if not path.is_file():
-        return
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         with open(path, "r+b") as f:

@@ -64,12 +64,12 @@ def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> list[Episo
     return jobs
 
 
-def still_to_run(jobs: list[EpisodeJob], out: Path) -> list[EpisodeJob]:
-    """The jobs without an outcome in ``out``. A runtime error (a lost device, a dead browser, a
-    failed endpoint) is not an outcome of the task: a resume runs that episode again, and its
-    new line replaces the error."""
-    done = {r.key for r in read_results(out) if r.outcome != "error"}
-    return [job for job in jobs if job.key not in done]
+def already_done(jobs: list[EpisodeJob], out: Path) -> list[EpisodeResult]:
+    """The results in ``out`` that are outcomes of ``jobs``. A runtime error (a lost device, a
+    dead browser, a failed endpoint) is not an outcome of the task: a resume runs that episode
+    again, and its new line replaces the error."""
+    keys = {job.key for job in jobs}
+    return [r for r in read_results(out) if r.outcome != "error" and r.key in keys]
 
 
 def run_bench(
@@ -94,11 +94,12 @@ def run_bench(
     # The writer holds the run's lock from here on: a second bench on this --out (the same
     # command again while this one runs) is refused before it reads what is done.
     with ResultsWriter(out / RESULTS_FILE) as writer:
-        todo = still_to_run(jobs, out)
+        done = already_done(jobs, out)
+        finished = {r.key for r in done}
+        todo = [job for job in jobs if job.key not in finished]
         skipped = len(jobs) - len(todo)
         if on_start is not None:
-            keys, again = {j.key for j in jobs}, {j.key for j in todo}
-            on_start(len(jobs), [r for r in read_results(out) if r.key in keys - again])
+            on_start(len(jobs), done)
         if limit is not None:
             todo = todo[:limit]
         for result in execute(todo, out, runner, workers, executor, ray_address):

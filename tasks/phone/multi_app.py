@@ -106,10 +106,11 @@ class TextContactNumber(PhoneTask):
         sent = new.get(p["recipient"], [])
         written = [n for m in sent if m.get("from") == "me" for n in numbers_in(m.get("text"))]
         # The number among others (every contact's, or a guess beside it) is no answer.
-        others = sorted({n for n in written if len(n) >= PHONE_DIGITS and n != digits(number)})
+        wanted = digits(number)
+        others = sorted({n for n in written if len(n) >= PHONE_DIGITS and n != wanted})
         if others:
             return Score(success=False, reason=f"the messages also hold the numbers {others}")
-        if digits(number) in written:
+        if wanted in written:
             return Score(success=True, reason=f"sent {number} to {p['recipient']}")
         # A message to the right person without the number is half the task.
         return Score(success=False, reward=0.5 if sent else 0.0,
