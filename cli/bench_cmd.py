@@ -200,6 +200,12 @@ def _check_model_and_dialect(model: str, dialect: str | None) -> None:
             raise RunError(str(exc)) from None
     elif Path(model).is_dir():
         check_checkpoint(model)
+        from model import Qwen2VL
+
+        try:  # its tensors' names and shapes too, read from the headers: no weight is loaded
+            Qwen2VL.check_pretrained(model)
+        except (ValueError, OSError) as exc:
+            raise RunError(f"{model} cannot load: {exc}") from None
     resolve_dialect(RunSpec(goal=None, model=model, dialect=dialect))
 
 

@@ -80,35 +80,35 @@ def checkpoint_layout(model: nn.Module) -> dict[str, tuple[str, slice | None]]:
     return layout
 
 
-def load_weights(
-    model: nn.Module,
-    path: Path,
-    device: torch.device,
-    dtype: torch.dtype,
-    tie_word_embeddings: bool,
-) -> None:
-    """Fill ``model``'s (meta) parameters from the checkpoint at ``path``.
+def _open(file: Path):
+    try:
+        return safe_open(str(file), framework="pt", device="cpu")
+    except SafetensorError as exc:  # a header whose JSON parses but is not safetensors'
+        raise ValueError(f"{file} cannot be read as safetensors ({exc}): it is corrupt; "
+                         "download the checkpoint again") from None
 
-    Tied embeddings, as transformers 5 reads them: the embedding matrix serves as the head,
-    unless the checkpoint stores a head of its own with other values, which is then kept."""
-    params = dict(model.named_parameters())
+
+def _expected(model: nn.Module, tie_word_embeddings: bool) -> dict[str, tuple[str, slice | None]]:
+    """``checkpoint_layout`` less a tied head (a stored one is optional, ``_tied_head``)."""
     expected = checkpoint_layout(model)
     if tie_word_embeddings:
         expected.pop("lm_head.weight", None)
-    loaded: set[str] = set()
+    return expected
+
+
+def check_weights(model: nn.Module, path: Path, tie_word_embeddings: bool) -> None:
+    """Check, from the safetensors headers alone (no tensor is read), that the checkpoint at
+    ``path`` holds each of ``model``'s tensors at the shape config.json implies, and no other:
+    a ValueError naming what does not fit otherwise."""
+    params = dict(model.named_parameters())
+    expected = _expected(model, tie_word_embeddings)
+    found: set[str] = set()
     unexpected: list[str] = []
-    stored_head: torch.Tensor | None = None
     for file in checkpoint_files(path):
-        try:
-            opened = safe_open(str(file), framework="pt", device="cpu")
-        except SafetensorError as exc:  # a header whose JSON parses but is not safetensors'
-            raise ValueError(f"{file} cannot be read as safetensors ({exc}): it is corrupt; "
-                             "download the checkpoint again") from None
-        with opened as f:
+        with _open(file) as f:
             for key in f.keys():
                 name = canonical_key(key)
                 if name == "lm_head.weight" and tie_word_embeddings:
-                    stored_head = f.get_tensor(key)
                     continue
                 if name not in expected:
                     unexpected.append(key)
@@ -124,6 +124,40 @@ def load_weights(
                         f"shape mismatch for {key} in {file.name}: checkpoint has {shape}, "
                         f"config.json implies {want}"
                     )
+                found.add(name)
+    if unexpected:
+        raise ValueError(f"unexpected tensors in {path}: {unexpected[:8]}")
+    missing = sorted(set(expected) - found)
+    if missing:
+        raise ValueError(
+            f"tensors missing from {path}: {missing[:8]}{' ...' if len(missing) > 8 else ''}"
+        )
+
+
+def load_weights(
+    model: nn.Module,
+    path: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    tie_word_embeddings: bool,
+) -> None:
+    """Fill ``model``'s (meta) parameters from the checkpoint at ``path``, once ``check_weights``
+    found every tensor there at its shape.
+
+    Tied embeddings, as transformers 5 reads them: the embedding matrix serves as the head,
+    unless the checkpoint stores a head of its own with other values, which is then kept."""
+    check_weights(model, path, tie_word_embeddings)
+    params = dict(model.named_parameters())
+    expected = _expected(model, tie_word_embeddings)
+    stored_head: torch.Tensor | None = None
+    for file in checkpoint_files(path):
+        with _open(file) as f:
+            for key in f.keys():
+                name = canonical_key(key)
+                if name == "lm_head.weight" and tie_word_embeddings:
+                    stored_head = f.get_tensor(key)
+                    continue
+                target, rows = expected[name]
                 tensor = f.get_tensor(key)
                 tensor = tensor.to(
                     device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype
@@ -131,20 +165,13 @@ def load_weights(
                 if rows is None:
                     _set_parameter(model, target, tensor)
                 else:
+                    full = params[target]
                     if full.is_meta:  # the first part allocates the fused parameter
                         full = params[target] = torch.empty(
                             full.shape, dtype=tensor.dtype, device=device
                         )
                         _set_parameter(model, target, full)
                     full[rows] = tensor
-                loaded.add(name)
-    if unexpected:
-        raise ValueError(f"unexpected tensors in {path}: {unexpected[:8]}")
-    missing = sorted(set(expected) - loaded)
-    if missing:
-        raise ValueError(
-            f"tensors missing from {path}: {missing[:8]}{' ...' if len(missing) > 8 else ''}"
-        )
     if tie_word_embeddings:
         model.lm_head.weight = _tied_head(model.model.embed_tokens.weight, stored_head, path)
 

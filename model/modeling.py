@@ -14,7 +14,7 @@ from torch import nn
 
 from model.config import Qwen2VLConfig
 from model.linear import Linear
-from model.loading import load_weights
+from model.loading import check_weights, load_weights
 from model.processor import eos_token_ids_of
 from model.rope import mrope_cos_sin, mrope_positions
 from model.text import TextModel
@@ -83,13 +83,25 @@ class Qwen2VL(nn.Module):
     ) -> Qwen2VL:
         """Build on the meta device, then stream the checkpoint's tensors to device and dtype."""
         path = Path(path)
-        config = Qwen2VLConfig.from_pretrained(path)
         dev, dt = resolve_device_dtype(device, dtype)
-        with torch.device("meta"):
-            model = cls(config)
-        load_weights(model, path, dev, dt, config.tie_word_embeddings)
-        model.eos_token_ids = eos_token_ids_of(path, config)
+        model = cls._on_meta(path)
+        load_weights(model, path, dev, dt, model.config.tie_word_embeddings)
+        model.eos_token_ids = eos_token_ids_of(path, model.config)
         return model.eval()
+
+    @classmethod
+    def check_pretrained(cls, path: str | Path) -> None:
+        """What ``from_pretrained`` would refuse in the checkpoint at ``path`` (its config, each
+        tensor's name and shape, its end tokens), found without reading a tensor."""
+        path = Path(path)
+        model = cls._on_meta(path)
+        check_weights(model, path, model.config.tie_word_embeddings)
+        eos_token_ids_of(path, model.config)
+
+    @classmethod
+    def _on_meta(cls, path: Path) -> Qwen2VL:
+        with torch.device("meta"):
+            return cls(Qwen2VLConfig.from_pretrained(path))
 
     @property
     def device(self) -> torch.device:

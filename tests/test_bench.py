@@ -21,7 +21,7 @@ from runtime.bench.summary import Summary
 from runtime.settings import RunError
 from tests import bench_fakes
 from tests.bench_fakes import PID_MARKING, REPAIRED, RIGHT, SLOW, WRONG, fake_settings
-from tests.conftest import require_tool
+from tests.conftest import copy_checkpoint, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -334,19 +334,37 @@ def test_cli_bench_refuses_settings_no_episode_could_run_before_storing_them(
     assert not (tmp_path / "b").exists()  # a corrected command may use the same --out
 
 
-def test_cli_bench_refuses_a_checkpoint_that_cannot_load_with_one_worker_too(tmp_path,
-                                                                           tiny_checkpoint):
+def _one_layer_more(config: dict) -> dict:
+    config["text_config"]["num_hidden_layers"] += 1
+    return config
+
+
+def _wider_vocab(config: dict) -> dict:
+    config["text_config"]["vocab_size"] += 8
+    return config
+
+
+@pytest.mark.parametrize("breaks, said", [
+    (lambda path: (path / "tokenizer.json").unlink(), "has no tokenizer.json"),
+    # Found from the tensors' headers: every episode would end in the same load error.
+    (lambda path: copy_checkpoint(path, path.with_name("x"), change=_one_layer_more),
+     "tensors missing from"),
+    (lambda path: copy_checkpoint(path, path.with_name("x"), change=_wider_vocab),
+     "shape mismatch for"),
+], ids=["no-tokenizer", "a-layer-short", "vocab-shape"])
+def test_cli_bench_refuses_a_checkpoint_that_cannot_load_with_one_worker_too(
+        tmp_path, tiny_checkpoint, breaks, said):
     from typer.testing import CliRunner
 
     from cli.app import app
 
-    broken = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
-    (broken / "tokenizer.json").unlink()
+    copied = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
+    broken = breaks(copied) or copied
     for workers in ("1", "2"):
         done = CliRunner().invoke(app, ["bench", "--suite", "phone", "--tasks", "phone/write-note",
                                         "--model", str(broken), "--workers", workers,
                                         "--out", str(tmp_path / "b")], env={"COLUMNS": "200"})
-        assert done.exit_code == 2 and "has no tokenizer.json" in done.output, done.output
+        assert done.exit_code == 2 and said in done.output, done.output
         assert not (tmp_path / "b").exists()
 
 
