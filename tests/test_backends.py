@@ -238,6 +238,22 @@ def recording_backend(**options) -> tuple[OpenAIBackend, list[dict]]:
                          **options), seen
 
 
+def test_the_reply_comes_back_as_the_model_wrote_it_grounding_tokens_and_all():
+    """vLLM drops special tokens from a reply unless asked not to: UI-TARS's box tokens would be
+    lost. A framing token a server then keeps (the turn's end) is left out, as locally."""
+    seen: list[dict] = []
+    written = "Action: click(start_box='<|box_start|>(12,34)<|box_end|>')"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"choices": [{"message": {
+            "content": written + "<|im_end|>"}}]})
+
+    backend = OpenAIBackend("http://model.test/v1", "m", transport=httpx.MockTransport(handler))
+    assert backend.generate(chat("hi"), [noise_image(56, 56, 0)]).text == written
+    assert seen[0]["skip_special_tokens"] is False
+
+
 # send_pixel_budget: the server resizes the picture again, and at a size smart_resize keeps it
 # must still travel at the model's size (test_openai_pixel_budget_resend.py: sizes it does not).
 @pytest.mark.parametrize("send_pixel_budget", [False, True])

@@ -25,6 +25,7 @@ from agent.backends.base import Backend, Completion, Messages, Params
 from agent.policies.base import PolicyError
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
 from core.images import to_rgb
+from core.special_tokens import unframed
 from core.text import well_formed
 
 if TYPE_CHECKING:
@@ -193,6 +194,10 @@ class OpenAIBackend(Backend):
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
+            # vLLM's and SGLang's extension (servers that do not know it ignore it): the reply as
+            # the model wrote it, UI-TARS's <|box_start|> grounding tokens included, which their
+            # default drops (a trajectory would train the model on text it did not write).
+            "skip_special_tokens": False,
         }
         if params.top_k:  # vLLM's extension (serve's too); OpenAI's API has none
             body["top_k"] = params.top_k
@@ -219,6 +224,9 @@ class OpenAIBackend(Backend):
             text = "" if text is None else text  # null content is an empty reply; [] is not
             if not isinstance(text, str):
                 raise TypeError(f"content is a {type(text).__name__}, not a string")
+            # As the local backend's replies: without a turn's or an image's framing tokens (an
+            # end token that a server kept, now that it keeps special tokens).
+            text = unframed(text)
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise PolicyError(f"{self.url} sent an answer without choices[0].message.content "
                               f"({type(exc).__name__}: {exc})") from None
