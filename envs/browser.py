@@ -356,10 +356,10 @@ class BrowserEnv(Env):
         return self._call("screenshot", shoot)
 
     def _frames_drawn(self) -> None:
-        """Wait until each frame of another origin than the page's has drawn, once per document
-        (for ``FRAME_DRAW_WAIT_MS`` at most). A capture made before such a frame (drawn by a
-        renderer of its own) first drew left chromium sending the clicks over it to the frame's
-        element in the page for as long as the page stayed: every click into it was lost."""
+        """Wait until each frame of another origin than the page's, in view, has drawn, once per
+        document (for ``FRAME_DRAW_WAIT_MS`` at most). A capture made before such a frame (drawn
+        by a renderer of its own) first drew left chromium sending the clicks over it to the
+        frame's element in the page for as long as the page stayed: every click was lost."""
         from playwright.sync_api import Error as PlaywrightError
 
         origin = _origin(self.page.url)
@@ -371,9 +371,26 @@ class BrowserEnv(Env):
             if self._drawn.get(frame) == url:
                 continue
             with contextlib.suppress(PlaywrightError):  # gone, or out of time: go on
+                # One out of view takes no click and does not draw: it is looked at again at
+                # the next capture, not waited for.
+                if not self._in_view(frame):
+                    continue
                 frame.wait_for_function(_DRAWN_AGAIN, arg={"count": 0}, polling="raf",
                                         timeout=FRAME_DRAW_WAIT_MS)
             self._drawn[frame] = url
+
+    def _in_view(self, frame: Any) -> bool:
+        """Whether any of ``frame``'s box is in the viewport (Playwright gives the box in the
+        main frame's viewport, through the frames around it; None: not rendered)."""
+        owner = frame.frame_element()
+        try:
+            box = owner.bounding_box()
+        finally:
+            owner.dispose()
+        width, height = self.viewport
+        return box is not None and box["width"] > 0 and box["height"] > 0 and \
+            box["x"] < width and box["y"] < height and \
+            box["x"] + box["width"] > 0 and box["y"] + box["height"] > 0
 
     def extras(self) -> dict[str, Any]:
         extras: dict[str, Any] = {

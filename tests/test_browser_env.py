@@ -408,6 +408,10 @@ host.attachShadow({{mode: 'open'}}).innerHTML = "<button style='display:block;wi
     # In an iframe that is in a shadow root of the top page.
     "http://bank.test/shadowed.html": f"""<body style="margin:0">
 <a href="#sent" style="display:block;width:100px;height:30px" {PRESS}>Send</a></body>""",
+    # A cross-origin frame below the first screen.
+    "http://shop.test/below.html": """<body style="margin:0"><div style="height:1500px"></div>
+<iframe src="http://bank.test/pay.html" style="display:block;margin-left:20px;width:300px;
+  height:150px;border:0"></iframe><div style="height:1500px"></div></body>""",
     # An iframe drawn at half its size, its page scrolled down: the button is 300px down it.
     "http://shop.test/scaled.html": """<body style="margin:0">
 <iframe src="http://bank.test/tall.html" style="position:absolute;left:20px;top:20px;
@@ -499,6 +503,25 @@ def test_a_capture_right_after_a_load_loses_no_click_into_a_cross_origin_frame(e
         sites("http://shop.test/")
         assert pressed_by_click(env, 40, 210) == {"http://bank.test/pay.html": "Buy"}
         assert pressed_by_click(env, 160, 60) == {"http://bank.test/deep.html": "Transfer"}
+
+
+def test_a_frame_out_of_view_is_waited_for_once_scrolled_into_view(env, sites, monkeypatch):
+    # Out of view, a frame does not draw (each capture would wait for it in vain) and takes no
+    # click; once a capture finds it in view, it is let draw, and takes its clicks.
+    frame_type = type(env.page.main_frame)
+    real, waited = frame_type.wait_for_function, []
+
+    def spy(frame, *args, **kwargs):
+        waited.append(frame.url)
+        return real(frame, *args, **kwargs)
+
+    monkeypatch.setattr(frame_type, "wait_for_function", spy)
+    sites("http://shop.test/below.html")
+    assert waited == []
+    env.page.evaluate("window.scrollTo(0, 1400)")
+    env.observe()
+    assert waited == ["http://bank.test/pay.html"]
+    assert pressed_by_click(env, 40, 120) == {"http://bank.test/pay.html": "Buy"}
 
 
 def test_a_scaled_and_scrolled_frame_is_read_where_it_is_drawn(env, sites) -> None:
