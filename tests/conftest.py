@@ -69,6 +69,34 @@ def desktop_programs():
         require_tool(tool)
 
 
+@pytest.fixture
+def private_display(monkeypatch):
+    """A private 320x240 Xvfb and one Xlib connection to it: (xvfb, client).
+
+    The client stays open until the end, as Xvfb resets its keymap when its last client leaves.
+    ``DISPLAY``/``XAUTHORITY`` are restored afterwards (DesktopEnv points this process at its
+    display), an unset one to unset."""
+    from Xlib.display import Display
+
+    from envs.xvfb import Xvfb
+
+    require_tool("xvfb")
+    for key in ("DISPLAY", "XAUTHORITY"):
+        # Recorded for monkeypatch to restore, left as it was (an unset one stays unset).
+        value = os.environ.get(key)
+        monkeypatch.setenv(key, value if value is not None else "")
+        if value is None:
+            monkeypatch.delenv(key)
+    with Xvfb(320, 240) as xvfb:
+        # python-xlib reads the cookie from here.
+        monkeypatch.setenv("XAUTHORITY", xvfb.xauthority)
+        client = Display(xvfb.display)
+        try:
+            yield xvfb, client
+        finally:
+            client.close()
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny random Qwen2-VL checkpoint (seed 0), built once; tests must not write into it."""

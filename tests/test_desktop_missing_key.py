@@ -8,43 +8,26 @@ here is a real one with Super removed (as ``xmodmap`` can); the env must say so 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from core.actions import Hotkey, Key, Move
 from envs.desktop import DesktopEnv
-from envs.xvfb import Xvfb
 from tests.conftest import require_tool
 from tests.test_desktop_env import mouse_location
 
 
 @pytest.fixture
-def display_without_super():
+def display_without_super(private_display):
     """A private display whose keymap has no Super key; yields the Xvfb."""
     from Xlib import XK
-    from Xlib.display import Display
 
-    require_tool("xvfb")
     require_tool("xdotool")
-    saved = {k: os.environ.get(k) for k in ("DISPLAY", "XAUTHORITY")}
-    with Xvfb(320, 240) as xvfb:
-        os.environ["XAUTHORITY"] = xvfb.xauthority  # python-xlib reads the cookie from here
-        # Kept open until the end: Xvfb resets its keymap when its last client leaves.
-        keymap_client = Display(xvfb.display)
-        try:
-            for keysym in (XK.XK_Super_L, XK.XK_Super_R):
-                for keycode, _ in list(keymap_client.keysym_to_keycodes(keysym)):
-                    keymap_client.change_keyboard_mapping(keycode, [(0, 0)])
-            keymap_client.sync()
-            yield xvfb
-        finally:
-            keymap_client.close()
-    for key, value in saved.items():  # DesktopEnv points this process at its display
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    xvfb, keymap_client = private_display  # kept open by private_display until the end
+    for keysym in (XK.XK_Super_L, XK.XK_Super_R):
+        for keycode, _ in list(keymap_client.keysym_to_keycodes(keysym)):
+            keymap_client.change_keyboard_mapping(keycode, [(0, 0)])
+    keymap_client.sync()
+    return xvfb
 
 
 @pytest.mark.parametrize("action", [Key(key="meta"), Hotkey(keys=["cmd", "e"])],

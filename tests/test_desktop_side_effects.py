@@ -9,36 +9,15 @@ leaves, which would hide a keymap left changed).
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from Xlib import X
 
 from core.actions import Drag, Hotkey, Type
 from envs.desktop import DesktopEnv
 from envs.x11_typing import X11Typist
-from envs.xvfb import Xvfb
-from tests.conftest import require_tool
 
 #: Characters no keymap of Xvfb has: each needs a spare keycode.
 CJK = "".join(chr(0x4E00 + i) for i in range(200))
-
-
-@pytest.fixture
-def display(monkeypatch):
-    """A private display and a watcher connection to it."""
-    from Xlib.display import Display
-
-    require_tool("xvfb")
-    for key in ("DISPLAY", "XAUTHORITY"):  # DesktopEnv points this process at its display
-        monkeypatch.setenv(key, os.environ.get(key, ""))
-    with Xvfb(320, 240) as xvfb:
-        os.environ["XAUTHORITY"] = xvfb.xauthority  # python-xlib reads the cookie from here
-        watcher = Display(xvfb.display)
-        try:
-            yield xvfb, watcher
-        finally:
-            watcher.close()
 
 
 def held(watcher) -> tuple[list[int], int]:
@@ -70,10 +49,10 @@ def ctrl_c_after(function, calls: int, when=lambda *args, **kwargs: True):
     return wrapped
 
 
-def test_ctrl_c_while_typing_leaves_no_key_down(display, monkeypatch):
+def test_ctrl_c_while_typing_leaves_no_key_down(private_display, monkeypatch):
     from Xlib.ext import xtest
 
-    xvfb, watcher = display
+    xvfb, watcher = private_display
     with DesktopEnv(display=xvfb.display, xauthority=xvfb.xauthority) as env:
         # Stopped right after the Shift of "H" went down.
         with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
@@ -87,8 +66,9 @@ def test_ctrl_c_while_typing_leaves_no_key_down(display, monkeypatch):
     ("moveTo", 3, Drag(x=10, y=10, x2=200, y2=200)),  # the left button is down by then
     ("keyDown", 1, Hotkey(keys=["ctrl", "shift", "t"])),  # ctrl is down
 ], ids=["drag", "hotkey"])
-def test_ctrl_c_midway_leaves_no_key_or_button_down(display, monkeypatch, method, calls, action):
-    xvfb, watcher = display
+def test_ctrl_c_midway_leaves_no_key_or_button_down(private_display, monkeypatch, method, calls,
+                                                    action):
+    xvfb, watcher = private_display
     with DesktopEnv(display=xvfb.display, xauthority=xvfb.xauthority) as env:
         with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
             patch.setattr(env._gui, method, ctrl_c_after(getattr(env._gui, method), calls))
@@ -96,10 +76,10 @@ def test_ctrl_c_midway_leaves_no_key_or_button_down(display, monkeypatch, method
     assert held(watcher) == ([], 0)
 
 
-def test_close_unbinds_every_keycode_the_typist_bound(display):
+def test_close_unbinds_every_keycode_the_typist_bound(private_display):
     """A text needing every spare keycode, then one needing a single other: the second rebinds
     one keycode and forgot the others' characters, which stayed bound after close."""
-    xvfb, watcher = display
+    xvfb, watcher = private_display
     before = keymap(watcher)
     typist = X11Typist(xvfb.display)
     first = typist.chunks(CJK)[0]  # as many characters as there are spare keycodes
