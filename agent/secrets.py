@@ -25,6 +25,7 @@ from urllib.parse import quote, quote_plus
 from pydantic import ValidationError
 
 from core.actions import Action
+from core.text import pieces
 
 PLACEHOLDER = re.compile(r"<secret:([A-Za-z_][A-Za-z0-9_]*)>")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -138,8 +139,6 @@ class Secrets:
         endpoint's error that quotes the request): a value cut in two is no longer found whole,
         so the text ends before the first piece of ``CONCEALED_PIECE`` characters of a value
         left in it."""
-        from envs.base import pieces
-
         scrubbed = self.scrub(text)
         found = [at for piece in pieces(form for form, _ in self._by_length)
                  if (at := scrubbed.find(piece)) >= 0]

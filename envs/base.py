@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -19,6 +19,7 @@ from PIL import Image, ImageChops
 from core.actions import Action
 from core.kinds import CONTROL_KINDS, KINDS, FormFactor
 from core.results import ActionResult
+from core.text import pieces
 from envs.ui_tree import UiNode
 
 #: A finger or pointer that moves less than this (screenshot px) in each direction presses where
@@ -81,9 +82,6 @@ def one_line_break_each(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-#: A piece of a concealed text this long left in a message withholds the message (shorter
-#: pieces are too common to tell apart from other words).
-CONCEALED_PIECE = 6
 WITHHELD = "(not shown: it quoted the typed text)"
 
 
@@ -102,12 +100,6 @@ def conceal(message: str, parts: Iterable[str]) -> str:
         return WITHHELD
     return message
 
-
-def pieces(texts: Iterable[str]) -> Iterator[str]:
-    """Each run of ``CONCEALED_PIECE`` characters in ``texts``: a text quoted cut short, or
-    escaped some other way, still shows one of them."""
-    size = CONCEALED_PIECE
-    return (text[i:i + size] for text in texts for i in range(len(text) - size + 1))
 
 
 @dataclass

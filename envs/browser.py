@@ -86,7 +86,7 @@ _NAVIGATION_GUARD = """
 })(ALLOWED);
 """
 # True from a frame's second animation frame on, polled at each: the frame has drawn.
-_DRAWN_AGAIN = "polls => ++polls.count > 2"
+_HAS_DRAWN = "polls => ++polls.count > 2"
 #: Milliseconds a frame is given to draw, once: one that does not draw (offscreen or hidden, its
 #: rendering paused) or does not answer (a script that never yields) holds a capture no longer.
 FRAME_DRAW_WAIT_MS = 1000
@@ -375,7 +375,7 @@ class BrowserEnv(Env):
                 # the next capture, not waited for.
                 if not self._in_view(frame):
                     continue
-                frame.wait_for_function(_DRAWN_AGAIN, arg={"count": 0}, polling="raf",
+                frame.wait_for_function(_HAS_DRAWN, arg={"count": 0}, polling="raf",
                                         timeout=FRAME_DRAW_WAIT_MS)
             self._drawn[frame] = url
 

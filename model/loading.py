@@ -88,20 +88,16 @@ def _open(file: Path):
                          "download the checkpoint again") from None
 
 
-def _expected(model: nn.Module, tie_word_embeddings: bool) -> dict[str, tuple[str, slice | None]]:
-    """``checkpoint_layout`` less a tied head (a stored one is optional, ``_tied_head``)."""
+def check_weights(model: nn.Module, path: Path, tie_word_embeddings: bool
+                  ) -> dict[str, tuple[str, slice | None]]:
+    """Check, from the safetensors headers alone (no tensor is read), that the checkpoint at
+    ``path`` holds each of ``model``'s tensors at the shape config.json implies, and no other:
+    a ValueError naming what does not fit otherwise. Returns the ``checkpoint_layout`` checked
+    (less a tied head: a stored one is optional, ``_tied_head``)."""
+    params = dict(model.named_parameters())
     expected = checkpoint_layout(model)
     if tie_word_embeddings:
         expected.pop("lm_head.weight", None)
-    return expected
-
-
-def check_weights(model: nn.Module, path: Path, tie_word_embeddings: bool) -> None:
-    """Check, from the safetensors headers alone (no tensor is read), that the checkpoint at
-    ``path`` holds each of ``model``'s tensors at the shape config.json implies, and no other:
-    a ValueError naming what does not fit otherwise."""
-    params = dict(model.named_parameters())
-    expected = _expected(model, tie_word_embeddings)
     found: set[str] = set()
     unexpected: list[str] = []
     for file in checkpoint_files(path):
@@ -132,6 +128,7 @@ def check_weights(model: nn.Module, path: Path, tie_word_embeddings: bool) -> No
         raise ValueError(
             f"tensors missing from {path}: {missing[:8]}{' ...' if len(missing) > 8 else ''}"
         )
+    return expected
 
 
 def load_weights(
@@ -146,9 +143,9 @@ def load_weights(
 
     Tied embeddings, as transformers 5 reads them: the embedding matrix serves as the head,
     unless the checkpoint stores a head of its own with other values, which is then kept."""
-    check_weights(model, path, tie_word_embeddings)
+    # Checked first: a checkpoint that does not fit fails before any weight is allocated.
+    expected = check_weights(model, path, tie_word_embeddings)
     params = dict(model.named_parameters())
-    expected = _expected(model, tie_word_embeddings)
     stored_head: torch.Tensor | None = None
     for file in checkpoint_files(path):
         with _open(file) as f:

@@ -14,15 +14,12 @@ from agent.safety import ConfirmationGate, GateRules
 from agent.secrets import Secrets
 from cli.scrubbed import ScrubbedStream
 from core.actions import Navigate, Type
+from core.text import pieces
 from runtime.episode import ask_in_terminal
 from tests.agent_fakes import PasswordPhone
 
 PASSPHRASE = "correct horse battery staple"
 TOKEN = "tok3n-9f8e7d6c5b4a39281706f5e4d3c2b1a0-zz"
-
-
-def pieces(value: str, size: int = 6) -> list[str]:
-    return [value[i:i + size] for i in range(len(value) - size + 1)]
 
 
 ACTIONS = [
@@ -41,7 +38,7 @@ def test_the_question_never_holds_a_value_the_model_wrote(action):
     assert not verdict.allowed and verdict.by == "user"
     [question] = asked
     for value in (PASSPHRASE, TOKEN):
-        assert not any(piece in question for piece in pieces(value)), question
+        assert not any(piece in question for piece in pieces([value])), question
 
 
 @pytest.mark.parametrize("width", range(24, 100, 3))
@@ -63,4 +60,4 @@ def test_a_narrow_terminal_shows_no_piece_of_a_value_in_the_question(monkeypatch
     flat = text.replace("\n", "")  # a value wrapped onto two lines, read back as one
     for value in (PASSPHRASE, TOKEN):
         assert not any(piece in text or piece.replace(" ", "") in flat.replace(" ", "")
-                       for piece in pieces(value)), text
+                       for piece in pieces([value])), text

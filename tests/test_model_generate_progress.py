@@ -7,10 +7,7 @@ import os
 import pty
 import select
 import subprocess
-import sys
 import time
-
-import pytest
 
 from tests.test_agent_cli import CLI
 
@@ -40,7 +37,6 @@ def on_a_terminal(args: list[str], cwd, timeout: float = 120) -> tuple[int, str]
     return proc.wait(timeout=10), out.decode(errors="replace")
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 def test_generate_shows_what_it_is_doing_on_a_terminal(tmp_path, tiny_checkpoint):
     status, shown = on_a_terminal([*CLI, "model", "generate", str(tiny_checkpoint), *ARGS],
                                   cwd=tmp_path)
