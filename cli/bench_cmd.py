@@ -10,6 +10,7 @@ import typer
 
 from cli.error_line import error_line
 from cli.model_options import (
+    DIALECT_HELP,
     FOR_A_CHECKPOINT,
     compile_option,
     dtype_option,
@@ -49,8 +50,7 @@ def bench(
                              help="The first seed: episodes use seed..seed+N-1."),
     model: str = typer.Option("scripted", "--model", "-m", help="PATH (a local Qwen2-VL "
                               "checkpoint), scripted (each task's solution) or replay:FILE."),
-    dialect: str = typer.Option(None, "--dialect", "-d", help="qwen2vl (default), qwen25vl, "
-                                "uitars or uitars15."),
+    dialect: str = typer.Option(None, "--dialect", "-d", help=DIALECT_HELP),
     max_steps: int = typer.Option(None, "--max-steps", min=1, help="Step budget per episode; "
                                   "default: each task's own."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Episodes at once, each in its "

@@ -10,6 +10,7 @@ import typer
 from agent.history import HistoryPolicy
 from cli.error_line import error_line
 from cli.model_options import (
+    DIALECT_HELP,
     FOR_A_CHECKPOINT,
     compile_option,
     dtype_option,
@@ -55,10 +56,7 @@ def run(
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     task: str = typer.Option(None, "--task", "-t", help=TASK_HELP),
     seed: int = typer.Option(0, "--seed", min=0, help=SEED_HELP),
-    dialect: str = typer.Option(None, "--dialect", "-d",
-                                help="The model's prompt and output format: qwen2vl (default), "
-                                "qwen25vl, uitars or uitars15 (UI-TARS-1.5). replay:DIR defaults "
-                                "to the trajectory's."),
+    dialect: str = typer.Option(None, "--dialect", "-d", help=DIALECT_HELP),
     max_steps: int = typer.Option(None, "--max-steps", min=1, help="Step budget; default: "
                                   "the task's own, else 30."),
     max_time: float = typer.Option(None, "--max-time", min=0.0,

@@ -58,10 +58,30 @@ def resolve_dialect(spec: RunSpec) -> str:
         from trajectories.reader import load
 
         name = load(source).meta.dialect  # its replies are written in that dialect
+    if not name and spec.model not in ("scripted", "human") and Path(spec.model).is_dir():
+        name = _family_dialect(Path(spec.model))
     name = name or "qwen2vl"
     if name not in DIALECTS:
         raise RunError(f"unknown --dialect {name!r}; choose {', '.join(DIALECTS)}")
     return name
+
+
+#: config.json's model_type -> the dialect its family was trained to write. UI-TARS checkpoints
+#: share these model types, so they still need --dialect uitars or uitars15.
+FAMILY_DIALECTS = {"qwen2_vl": "qwen2vl", "qwen2_5_vl": "qwen25vl"}
+
+
+def _family_dialect(checkpoint: Path) -> str | None:
+    """The dialect of the checkpoint's family: Qwen2.5-VL points in absolute pixels, and a prompt
+    in Qwen2-VL's 0-1000 grid would have its taps land elsewhere. None when config.json is missing
+    or unreadable; the checkpoint check that follows names that problem."""
+    import json
+
+    try:
+        model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return FAMILY_DIALECTS.get(model_type)
 
 
 def make_policy(spec: RunSpec, directory: Path) -> Policy:

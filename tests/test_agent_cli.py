@@ -168,6 +168,20 @@ def test_replaying_a_trajectory_defaults_to_its_dialect(tmp_path):
         resolve_dialect(RunSpec(goal="x", model="scripted", dialect="qwen3"))
 
 
+def test_a_checkpoint_defaults_to_its_familys_dialect(tiny_checkpoint, tiny_qwen25_checkpoint,
+                                                      tmp_path):
+    from runtime.build import resolve_dialect
+    from runtime.settings import RunSpec
+
+    assert resolve_dialect(RunSpec(goal="x", model=str(tiny_qwen25_checkpoint))) == "qwen25vl"
+    assert resolve_dialect(RunSpec(goal="x", model=str(tiny_checkpoint))) == "qwen2vl"
+    # --dialect wins (a UI-TARS fine-tune has the same model_type).
+    assert resolve_dialect(RunSpec(goal="x", model=str(tiny_qwen25_checkpoint),
+                                   dialect="uitars15")) == "uitars15"
+    # A folder that is no checkpoint keeps the default; loading it says what is missing.
+    assert resolve_dialect(RunSpec(goal="x", model=str(tmp_path))) == "qwen2vl"
+
+
 def test_ctrl_c_mid_run_finalizes_the_trajectory(tmp_path):
     require_tool("chromium")
     wait = '*FUNCTION*: Wait *ARGS*: {"seconds": 0.3}'

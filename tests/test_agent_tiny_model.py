@@ -93,8 +93,10 @@ def test_prompt_token_count_includes_each_screenshot_at_the_screen_budget(tiny_c
         renderer.count_tokens(with_image, frames, full)
 
 
-@pytest.mark.parametrize("dialect", ["qwen25vl", "uitars15"])
-def test_cli_runs_a_tiny_qwen25_checkpoint_on_the_virtual_phone(tiny_qwen25_checkpoint, dialect, tmp_path):
+# No --dialect: a Qwen2.5-VL checkpoint is prompted in its family's own (qwen25vl).
+@pytest.mark.parametrize(("flag", "dialect"), [((), "qwen25vl"), (("--dialect", "uitars15"), "uitars15")])
+def test_cli_runs_a_tiny_qwen25_checkpoint_on_the_virtual_phone(tiny_qwen25_checkpoint, flag, dialect,
+                                                               tmp_path):
     import subprocess
     import sys
     from pathlib import Path
@@ -106,7 +108,7 @@ def test_cli_runs_a_tiny_qwen25_checkpoint_on_the_virtual_phone(tiny_qwen25_chec
     repo = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, str(repo / "agent_cli.py"), "run", "--task", "phone/write-note", "--env",
-         "android", "--device", "virtual", "--model", str(tiny_qwen25_checkpoint), "--dialect", dialect,
+         "android", "--device", "virtual", "--model", str(tiny_qwen25_checkpoint), *flag,
          "--max-pixels", str(SMALL), "--max-new-tokens", "8", "--max-parse-errors", "1", "--out", "runs"],
         cwd=tmp_path, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
