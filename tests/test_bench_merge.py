@@ -57,3 +57,20 @@ def test_a_merged_report_links_to_shards_in_folders_of_any_name(tmp_path):
     for link in links:
         view = tmp_path / "all" / unquote(urlsplit(link).path)
         assert view.name == "view.html" and view.is_file(), link
+
+
+def test_runs_of_other_models_or_budgets_are_not_merged(tmp_path):
+    """Shards may select other episodes (another seed, suite slice), but results run with another
+    model, dialect or budget would make one success rate of two setups."""
+    run_bench(fake_settings(episodes=1, seed=3, shard=(1, 2)), tmp_path / "s1", runner=RIGHT)
+    run_bench(fake_settings(episodes=1, seed=3, shard=(2, 2), max_steps=2, dialect="uitars"),
+              tmp_path / "s2", runner=RIGHT)
+    with pytest.raises(RunError, match=r"s2 ran its episodes with other settings than \S*s1 "
+                       r"\(dialect None against 'uitars', max_steps None against 2\)"):
+        merge([tmp_path / "s1", tmp_path / "s2"], tmp_path / "all", RIGHT.catalog)
+    assert not (tmp_path / "all").exists()
+
+    # Other episodes of the same setup merge: another seed is a selection, not a setup.
+    run_bench(fake_settings(episodes=1, seed=9), tmp_path / "later", runner=RIGHT)
+    summary = merge([tmp_path / "s1", tmp_path / "later"], tmp_path / "both", RIGHT.catalog)
+    assert summary.planned == 3  # the first shard's one (of two) and the later run's two

@@ -50,6 +50,17 @@ class BenchSettings(BaseModel):
         return tuple(sorted(set(values)))
 
 
+#: The settings that choose which episodes run. The others (model, dialect, budgets...) decide
+#: how each one runs, so results merged from several runs must agree on those.
+SELECTION_FIELDS = frozenset({"suite", "tasks", "tags", "episodes", "seed", "shard"})
+
+
+def differing_run_fields(a: BenchSettings, b: BenchSettings) -> list[str]:
+    """The settings outside the selection in which two runs differ."""
+    return sorted(k for k in BenchSettings.model_fields
+                  if k not in SELECTION_FIELDS and getattr(a, k) != getattr(b, k))
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if match is None or not 1 <= int(match.group(1)) <= int(match.group(2)):

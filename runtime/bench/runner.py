@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from runtime.bench.catalog import Catalog, RegistryCatalog
 from runtime.bench.execute import JobRunner, on_real_phone
 from runtime.bench.jobs import EpisodeJob, EpisodeResult
-from runtime.bench.plan import BenchSettings, matching_tasks, plan_jobs
+from runtime.bench.plan import BenchSettings, differing_run_fields, matching_tasks, plan_jobs
 from runtime.bench.report import write_reports
 from runtime.bench.results import RESULTS_FILE, ResultsWriter, read_results
 from runtime.bench.summary import Summary
@@ -138,20 +138,33 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
     """One run in ``out`` from the results of several (the shards of a suite, run on different
     machines): results.jsonl, summary.json and the reports, linking to the sources'
     trajectories. A later source wins for an episode in two. The summary counts as planned
-    every episode the sources' settings planned, so an unfinished shard shows as unfinished."""
+    every episode the sources' settings planned, so an unfinished shard shows as unfinished.
+    Sources may select different episodes, but must have run them alike (same model, dialect,
+    budgets): a success rate over episodes run two ways measures neither."""
     by_key: dict[str, EpisodeResult] = {}
     planned: set[str] = set()
-    for source in sources:
+    first: tuple[Path, BenchSettings] | None = None
+    for source in map(Path, sources):
         found = read_results(source)
         # A shard with no result yet (or no job: more shards than jobs) is still a run: its
         # planned episodes count as unfinished. A folder that is neither is a mistake.
-        if not found and not (Path(source) / SETTINGS_FILE).is_file():
+        has_settings = (source / SETTINGS_FILE).is_file()
+        if not found and not has_settings:
             raise RunError(f"{source} holds no bench results (no results.jsonl lines)")
-        planned |= _planned_keys(Path(source), catalog or RegistryCatalog())
+        if has_settings:
+            settings = load_settings(source)  # a garbled file is an error, not a run without a plan
+            if first is None:
+                first = source, settings
+            elif changed := differing_run_fields(first[1], settings):
+                pairs = ", ".join(f"{k} {getattr(first[1], k)!r} against {getattr(settings, k)!r}"
+                                  for k in changed)
+                raise RunError(f"{source} ran its episodes with other settings than {first[0]} "
+                               f"({pairs}); merge only runs of one model and setup")
+            planned |= _planned_keys(settings, catalog or RegistryCatalog())
         for r in found:
             if r.trajectory:
                 r = r.model_copy(update={"trajectory": os.path.relpath(
-                    Path(source).resolve() / r.trajectory, out.resolve())})
+                    source.resolve() / r.trajectory, out.resolve())})
             by_key[r.key] = r
     results = sorted(by_key.values(), key=lambda r: (r.task, r.seed))
     if (out / RESULTS_FILE).exists():
@@ -163,11 +176,8 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
     return _write_summary(out, results, planned=len(planned | by_key.keys()))
 
 
-def _planned_keys(source: Path, catalog: Catalog) -> set[str]:
-    """The episodes a run's stored settings plan (none known for a folder without them)."""
-    if not (source / SETTINGS_FILE).is_file():
-        return set()
-    settings = load_settings(source)  # a garbled file is an error, not a run without a plan
+def _planned_keys(settings: BenchSettings, catalog: Catalog) -> set[str]:
+    """The episodes a run's stored settings plan."""
     try:
         return {job.key for job in plan_jobs(settings, catalog)}
     except RunError:  # its suite's tasks are not installed here: its results alone count
