@@ -12,14 +12,13 @@ import os
 import signal
 import socket
 import threading
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Callable, Iterator, Literal
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -32,6 +31,9 @@ from runtime.bench.report import write_reports
 from runtime.bench.results import RESULTS_FILE, ResultsWriter, read_results
 from runtime.bench.summary import Summary
 from runtime.settings import RunError
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event
 
 SETTINGS_FILE = "bench.json"
 Executor = Literal["local", "ray"]
@@ -220,11 +222,14 @@ def _in_processes(
     nothing new, and a worker that dies (killed, out of memory) ends the episodes then running
     in error lines (a resume runs them again) while a fresh pool runs the rest."""
     queue = deque(jobs)
+    # spawn, not fork: the parent's threads (the progress bar) and locks do not leak into the
+    # workers, and each worker starts its own browser, phone or X display from scratch.
+    context = get_context("spawn")
     while queue:
-        # spawn, not fork: the parent's threads (the progress bar) and locks do not leak into
-        # the workers, and each worker starts its own browser, phone or X display from scratch.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                   initializer=_follow_the_bench, initargs=(os.getpid(),))
+        stopped = context.Event()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                   initializer=_follow_the_bench,
+                                   initargs=(os.getpid(), stopped))
         running: dict[Future, EpisodeJob] = {}
         broken = False
         try:
@@ -253,7 +258,11 @@ def _in_processes(
                         result = future.result()
                     yield result
         finally:
-            # Queued episodes never start; a running one was sent the same Ctrl-C.
+            # Queued episodes never start. A running one is stopped as by Ctrl-C: a terminal's
+            # reached the workers too, but a SIGINT sent to this process alone did not, and
+            # they would finish their episodes into results nobody writes.
+            if running:
+                stopped.set()
             pool.shutdown(wait=not running, cancel_futures=True)
 
 
@@ -266,22 +275,39 @@ def _run_in_worker(runner: JobRunner, job: EpisodeJob, out: Path) -> EpisodeResu
         return runner(job, out)
 
 
-def _follow_the_bench(bench: int) -> None:
+def _follow_the_bench(bench: int, stopped: Event) -> None:
     """A worker process's initializer. A bench killed without the chance to stop its pool
-    (SIGKILL, SIGTERM, the OOM killer) leaves its workers running: they would finish their
-    episodes into a run nobody reads, beside a resume running the same ones, then wait for a
-    next job for ever. So once the bench is gone, the worker stops its episode as Ctrl-C does
+    (SIGKILL, SIGTERM, the OOM killer), or interrupted alone (``kill -INT PID``, not a
+    terminal's Ctrl-C, which reaches the workers too), leaves its workers running: they would
+    finish their episodes into a run nobody reads, beside a resume running the same ones. So
+    once the bench is gone, or has set ``stopped``, the worker stops its episode as Ctrl-C does
     (the trajectory is finalized, the env's processes end) and exits."""
+    why = "the bench process is gone"
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("the bench process is gone")
+        raise KeyboardInterrupt(why)
 
     # A signal of its own: SIGINT may be ignored (a bench started in the background with &).
     signal.signal(signal.SIGUSR1, stop)
+    own_ctrl_c = threading.Event()
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+
+        def ctrl_c(signum: int, frame: object) -> None:
+            own_ctrl_c.set()
+            signal.default_int_handler(signum, frame)
+
+        signal.signal(signal.SIGINT, ctrl_c)
 
     def watch() -> None:
+        nonlocal why
         while os.getppid() == bench:
-            time.sleep(0.2)
+            if stopped.wait(0.2):
+                # The pool's shutdown ends this process once its episode has ended. Exiting
+                # here would break the pool, which then kills the other workers mid-tear-down.
+                why = "the bench was interrupted"
+                if not _EPISODE.acquire(blocking=False) and not own_ctrl_c.is_set():
+                    os.kill(os.getpid(), signal.SIGUSR1)  # else that Ctrl-C is ending it
+                return
         if not _EPISODE.acquire(blocking=False):
             os.kill(os.getpid(), signal.SIGUSR1)
             _EPISODE.acquire()  # the episode has ended and closed its env
