@@ -62,19 +62,23 @@ def pids(out: Path, prefix: str) -> set[int]:
     [(signal.SIGKILL, "bench process is gone"), (signal.SIGTERM, "bench process is gone"),
      # `kill -INT PID`: the bench alone is interrupted, not its workers as a terminal's Ctrl-C
      # would be; they used to finish their episodes, whose results were then dropped.
-     (signal.SIGINT, "bench was interrupted")],
+     (signal.SIGINT, "bench was interrupted"),
+     # A terminal's Ctrl-C (to the whole process group) ends each episode once, as such.
+     ("ctrl-c", "stopped by Ctrl-C")],
 )
 def test_workers_of_a_killed_bench_stop_their_episodes_and_exit(tmp_path, signum, reason):
     out = tmp_path / "run"
     # Started in the background (&) by a shell: SIGINT is ignored, in its workers too.
-    ignore = "" if signum == signal.SIGINT else "signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    ignore = "" if signum in (signal.SIGINT, "ctrl-c") else \
+        "signal.signal(signal.SIGINT, signal.SIG_IGN); "
     code = (f"import signal, sys; {ignore}"
             "import cli.bench_cmd as b; from tests import test_bench_orphans as t; "
             "b.default_runner = lambda: t.DAWDLING; from cli.app import app; app(sys.argv[1:])")
     args = ["bench", "--suite", "fake", "--episodes", "2", "--seed", "7", "--workers", "2",
             "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     workers: set[int] = set()
     try:
         deadline = time.monotonic() + 120
@@ -82,7 +86,10 @@ def test_workers_of_a_killed_bench_stop_their_episodes_and_exit(tmp_path, signum
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "two episodes did not start within 120 s"
             time.sleep(0.05)
-        proc.send_signal(signum)
+        if signum == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signum)
         proc.wait(30)
         deadline = time.monotonic() + 20
         while any(alive(pid) for pid in workers) and time.monotonic() < deadline:

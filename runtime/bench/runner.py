@@ -305,8 +305,10 @@ def _follow_the_bench(bench: int, stopped: Event) -> None:
                 # The pool's shutdown ends this process once its episode has ended. Exiting
                 # here would break the pool, which then kills the other workers mid-tear-down.
                 why = "the bench was interrupted"
-                if not _EPISODE.acquire(blocking=False) and not own_ctrl_c.is_set():
-                    os.kill(os.getpid(), signal.SIGUSR1)  # else that Ctrl-C is ending it
+                # A terminal's Ctrl-C reaches this process too, and ends the episode by itself
+                # (its handler may run a little after the bench's: give it that moment).
+                if not _EPISODE.acquire(blocking=False) and not own_ctrl_c.wait(0.5):
+                    os.kill(os.getpid(), signal.SIGUSR1)
                 return
         if not _EPISODE.acquire(blocking=False):
             os.kill(os.getpid(), signal.SIGUSR1)
