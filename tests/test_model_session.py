@@ -46,7 +46,8 @@ def models(tiny_checkpoint, tiny_qwen25_checkpoint):
 
 
 @pytest.mark.parametrize(("dialect", "checkpoint"),
-                         [("qwen2vl", "qwen2"), ("qwen25vl", "qwen25"), ("uitars", "qwen2")])
+                         [("qwen2vl", "qwen2"), ("qwen25vl", "qwen25"), ("uitars", "qwen2"),
+                          ("uitars15", "qwen25")])
 @pytest.mark.parametrize("history", [HistoryPolicy(images=2, block=1), HistoryPolicy(images=2, block=2)],
                          ids=["window", "blocks"])
 def test_each_extension_equals_a_full_forward(models, tiny_processor, dialect, checkpoint,
