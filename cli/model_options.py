@@ -14,8 +14,9 @@ FOR_A_CHECKPOINT = "--model PATH: "
 
 #: ``--dialect`` of run and bench (record writes its actions in one, and says so itself).
 DIALECT_HELP = ("The model's prompt and output format: qwen2vl, qwen25vl, uitars or uitars15 "
-                "(UI-TARS-1.5). Default: a checkpoint's family (qwen25vl for a Qwen2.5-VL "
-                "config.json), a replay:DIR trajectory's own, else qwen2vl.")
+                "(UI-TARS-1.5). Default: the family of the model's checkpoint (qwen25vl for a "
+                "Qwen2.5-VL config.json; a served model's is the one --processor names, where the "
+                "command takes it), a replay:DIR trajectory's own, else qwen2vl.")
 
 
 def dtype_option(scope: str = "") -> Any:

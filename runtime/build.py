@@ -58,8 +58,11 @@ def resolve_dialect(spec: RunSpec) -> str:
         from trajectories.reader import load
 
         name = load(source).meta.dialect  # its replies are written in that dialect
-    if not name and spec.model not in ("scripted", "human") and Path(spec.model).is_dir():
-        name = _family_dialect(Path(spec.model))
+    # The model's own checkpoint, or for a served one the checkpoint its prompts are counted with.
+    checkpoint = spec.processor if is_endpoint(spec.model) else spec.model
+    if not name and checkpoint and checkpoint not in ("scripted", "human") and \
+            Path(checkpoint).is_dir():
+        name = _family_dialect(Path(checkpoint))
     name = name or "qwen2vl"
     if name not in DIALECTS:
         raise RunError(f"unknown --dialect {name!r}; choose {', '.join(DIALECTS)}")

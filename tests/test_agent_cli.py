@@ -178,6 +178,10 @@ def test_a_checkpoint_defaults_to_its_familys_dialect(tiny_checkpoint, tiny_qwen
     # --dialect wins (a UI-TARS fine-tune has the same model_type).
     assert resolve_dialect(RunSpec(goal="x", model=str(tiny_qwen25_checkpoint),
                                    dialect="uitars15")) == "uitars15"
+    # A served model: the checkpoint its prompts are counted with (--processor).
+    assert resolve_dialect(RunSpec(goal="x", model="http://127.0.0.1:9/v1",
+                                   processor=str(tiny_qwen25_checkpoint))) == "qwen25vl"
+    assert resolve_dialect(RunSpec(goal="x", model="http://127.0.0.1:9/v1")) == "qwen2vl"
     # A folder that is no checkpoint keeps the default; loading it says what is missing.
     assert resolve_dialect(RunSpec(goal="x", model=str(tmp_path))) == "qwen2vl"
 
