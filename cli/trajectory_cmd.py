@@ -179,7 +179,7 @@ def replay(
         if Path(meta.model).is_dir():
             processor = meta.model  # the run's own checkpoint counts as it did
         else:
-                typer.echo(f"note: the run kept its prompts within {budget} tokens, which the "
+            typer.echo(f"note: the run kept its prompts within {budget} tokens, which the "
                        f"replay cannot count without --processor CHECKPOINT: its prompts may "
                        f"keep screenshots the run dropped", err=True)
     run_and_report(RunSpec(

@@ -60,8 +60,7 @@ def resolve_dialect(spec: RunSpec) -> str:
         name = load(source).meta.dialect  # its replies are written in that dialect
     # The model's own checkpoint, or for a served one the checkpoint its prompts are counted with.
     checkpoint = spec.processor if is_endpoint(spec.model) else spec.model
-    if not name and checkpoint and checkpoint not in ("scripted", "human") and \
-            Path(checkpoint).is_dir():
+    if not name and checkpoint and checkpoint not in ("scripted", "human"):
         name = _family_dialect(Path(checkpoint))
     name = name or "qwen2vl"
     if name not in DIALECTS:
@@ -78,13 +77,12 @@ def _family_dialect(checkpoint: Path) -> str | None:
     """The dialect of the checkpoint's family: Qwen2.5-VL points in absolute pixels, and a prompt
     in Qwen2-VL's 0-1000 grid would have its taps land elsewhere. None when config.json is missing
     or unreadable; the checkpoint check that follows names that problem."""
-    import json
+    from model.config import read_json  # no torch
 
     try:
-        model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
+        return FAMILY_DIALECTS.get(read_json(checkpoint / "config.json").get("model_type"))
+    except (OSError, ValueError):
         return None
-    return FAMILY_DIALECTS.get(model_type)
 
 
 def make_policy(spec: RunSpec, directory: Path) -> Policy:
