@@ -25,7 +25,7 @@ from urllib.parse import quote, quote_plus
 from pydantic import ValidationError
 
 from core.actions import Action
-from core.text import pieces
+from core.text import CONCEALED_PIECE, pieces
 
 PLACEHOLDER = re.compile(r"<secret:([A-Za-z_][A-Za-z0-9_]*)>")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -85,6 +85,8 @@ class Secrets:
         forms = {(form, name) for name, value in self._values.items()
                  for form in encoded_forms(value)}
         self._by_length = sorted(forms, key=lambda fn: (-len(fn[0]), fn))
+        self._distinct = [(form, name) for form, name in self._by_length
+                          if len(form) >= CONCEALED_PIECE]
 
     def __bool__(self) -> bool:
         return bool(self._values)
@@ -125,14 +127,20 @@ class Secrets:
         if not self._values:
             return data
         if isinstance(data, str):
-            for form, name in self._by_length:
-                data = data.replace(form, placeholder(name))
-            return data
+            return _replaced(data, self._by_length)
         if isinstance(data, dict):
             return {self.scrub(k): self.scrub(v) for k, v in data.items()}
         if isinstance(data, (list, tuple)):
             return type(data)(self.scrub(v) for v in data)
         return data
+
+    def scrub_distinct(self, text: str) -> str:
+        """``text`` with the forms of ``CONCEALED_PIECE`` characters or more masked: the last
+        line of defence for a text of no known source, a whole terminal write. A shorter value
+        (a 4-digit PIN) also turns up in the numbers the runtime writes itself (a step, a
+        screen size, a time), where a mask would show where, and so what, the value is; what
+        the model, a screen or an env wrote is scrubbed whole where it is made."""
+        return _replaced(text, self._distinct)
 
     def scrub_cut(self, text: str) -> str:
         """``scrub`` for a text that another program wrote and may have cut short (an
@@ -145,6 +153,12 @@ class Secrets:
         if not found:
             return scrubbed
         return scrubbed[:min(found)] + "… (cut: it quoted part of a secret's value)"
+
+
+def _replaced(text: str, forms: list[tuple[str, str]]) -> str:
+    for form, name in forms:
+        text = text.replace(form, placeholder(name))
+    return text
 
 
 def encoded_forms(value: str) -> set[str]:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from cli.error_line import error_line
 from cli.model_options import (
     DIALECT_HELP,
     FOR_A_CHECKPOINT,
@@ -18,7 +17,7 @@ from cli.model_options import (
     refuse_without_checkpoint,
     temperature_option,
 )
-from cli.scrubbed import print_path, scrubbed_console
+from cli.scrubbed import print_error, print_path, scrubbed_console
 from cli.secret_option import parse_secrets, secret_option
 from core.terminal import literal
 
@@ -111,7 +110,7 @@ def bench(
              workers, out, shard, executor, ray_address, device, tags=tuple(tags or ()),
              secrets=secrets, generation=generation)
     except (RunError, OSError) as exc:  # OSError: an --out that cannot be a folder
-        scrubbed_console(secrets, stderr=True).print(error_line(exc))
+        print_error(secrets, exc)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: run the same command again to resume")

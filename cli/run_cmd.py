@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Callable, List
 import typer
 
 from agent.history import HistoryPolicy
-from cli.error_line import error_line
 from cli.model_options import (
     DIALECT_HELP,
     FOR_A_CHECKPOINT,
@@ -18,7 +17,7 @@ from cli.model_options import (
     refuse_without_checkpoint,
     temperature_option,
 )
-from cli.scrubbed import print_path, scrubbed_console
+from cli.scrubbed import print_error, print_path, scrubbed_console
 from cli.secret_option import parse_secrets, secret_option
 from core.terminal import literal
 
@@ -193,7 +192,7 @@ def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
     # OSError: a path that cannot be used (--out naming a file, a folder that cannot be made).
     except (RunError, UnknownTask, PolicyError, EnvError, ValueError, OSError) as exc:
         # On stderr, as every other usage error: `run ... > log` still shows why it stopped.
-        scrubbed_console(spec.secrets, stderr=True).print(error_line(exc), soft_wrap=True)
+        print_error(spec.secrets, exc)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # before the loop started (it handles Ctrl-C itself)
         console.print("[red]interrupted[/]")

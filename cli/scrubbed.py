@@ -1,4 +1,10 @@
-"""A text stream that hides a run's secrets: what the terminal shows passes through it."""
+"""A text stream that hides a run's secrets: what the terminal shows passes through it.
+
+What the model, a screen or an env wrote is scrubbed where it is made (a step's record, an
+episode's reason, the gate's question), so the stream is a last line of defence: it masks only
+the forms of a value long enough to be told apart from the numbers the runtime prints. Masking a
+4-digit PIN inside a step number, a screen size or a time would show where, and so what, it is.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ if TYPE_CHECKING:
 
 
 class ScrubbedStream(io.TextIOBase):
-    """Writes to ``stream`` with every secret value replaced by its placeholder.
+    """Writes to ``stream`` with each secret's distinct forms (``Secrets.scrub_distinct``)
+    replaced by its placeholder.
 
     Rich writes each rendered print (or live refresh) in one call, so a value is never split
     across two writes; it looks like ``stream`` (a terminal or not) to whoever writes.
@@ -26,7 +33,7 @@ class ScrubbedStream(io.TextIOBase):
         self._as_is = False
 
     def write(self, text: str) -> int:
-        self._stream.write(text if self._as_is else self._secrets.scrub(text))
+        self._stream.write(text if self._as_is else self._secrets.scrub_distinct(text))
         return len(text)
 
     @contextlib.contextmanager
@@ -53,7 +60,8 @@ class ScrubbedStream(io.TextIOBase):
 
 
 def scrubbed_console(secrets: dict[str, str], stderr: bool = False) -> "Console":
-    """A rich console on stdout (``stderr``: on stderr) that never shows a secret's value."""
+    """A rich console on stdout (``stderr``: on stderr) that masks what ``ScrubbedStream``
+    masks."""
     import sys
 
     from rich.console import Console
@@ -63,10 +71,20 @@ def scrubbed_console(secrets: dict[str, str], stderr: bool = False) -> "Console"
     return Console(file=ScrubbedStream(sys.stderr if stderr else sys.stdout, Secrets(secrets)))
 
 
+def print_error(secrets: dict[str, str], message: object) -> None:
+    """The command's last line, ``error: MESSAGE``, on stderr. The message may quote anything
+    (an env's or an endpoint's words), so each value is masked in every form, however short."""
+    from agent.secrets import Secrets
+    from cli.error_line import error_line
+
+    scrubbed_console(secrets, stderr=True).print(error_line(Secrets(secrets).scrub(str(message))),
+                                                 soft_wrap=True)
+
+
 def print_path(console: "Console", label: str, path: Path) -> None:
     """``label: PATH`` as it is. The runtime named the path (a time, the goal with its
-    placeholders, --out), so it holds no secret, and masking a short value in it (a PIN 2026
-    inside 20261204) would print a path that does not exist."""
+    placeholders, --out), so it holds no secret, and masking a value in it (a code 261204
+    inside the time 20261204-...) would print a path that does not exist."""
     stream = console.file
     with stream.as_is() if isinstance(stream, ScrubbedStream) else contextlib.nullcontext():
         console.print(f"{label}: {Path(path).resolve()}", soft_wrap=True, markup=False,

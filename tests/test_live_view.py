@@ -126,10 +126,65 @@ def test_the_gates_question_shows_terminal_sequences_as_escapes(monkeypatch):
 def test_paths_are_printed_as_they_are_though_a_secret_hides_elsewhere(tmp_path):
     from cli.scrubbed import print_path, scrubbed_console
 
-    folder = tmp_path / "20261204-160455-type-the-pin"
-    console = scrubbed_console({"PIN": "2026"})
+    folder = tmp_path / "20261204-160455-type-the-code"
+    console = scrubbed_console({"CODE": "261204"})
     out = io.StringIO()
     console.file._stream = out
-    console.print("the pin is 2026")
+    console.print("the code is 261204")
     print_path(console, "trajectory", folder)
-    assert out.getvalue().splitlines() == ["the pin is <secret:PIN>", f"trajectory: {folder}"]
+    assert out.getvalue().splitlines() == ["the code is <secret:CODE>", f"trajectory: {folder}"]
+
+
+TAP_QUOTING = 'The code {pin} is on the screen.\n*FUNCTION*: Tap *ARGS*: {{"point": (500,500)}}'
+
+
+@pytest.mark.parametrize("pin", ["2400", "12", "0"])
+@pytest.mark.parametrize("terminal", [False, True], ids=["plain lines", "final table"])
+def test_a_short_secret_is_masked_where_the_model_wrote_it_and_nowhere_else(tmp_path, pin,
+                                                                           terminal):
+    """A mask inside a number the runtime printed (a 1080x2400 screen, step 12, 0 ms) would show
+    where the value is, and so what it is: only what the model, a screen or an env wrote is
+    masked, however short the value."""
+    from actions.dialects import get_dialect
+    from agent.loop import Agent
+    from agent.secrets import Secrets
+    from cli.run_cmd import report
+    from cli.scrubbed import ScrubbedStream
+    from runtime.episode import RunOutcome
+    from tests.agent_fakes import FakePhone, ListPolicy
+
+    out = io.StringIO()
+    console = Console(file=ScrubbedStream(out, Secrets({"PIN": pin})), width=200,
+                      force_terminal=terminal, color_system=None)
+    env = FakePhone()
+    done = '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'
+    policy = ListPolicy([TAP_QUOTING.format(pin=pin)] * 13 + [done])
+    with LiveView(console, "unlock with <secret:PIN>", live=terminal) as view:
+        result = Agent(env, policy, get_dialect("qwen2vl", env.form_factor), observer=view,
+                       secrets=Secrets({"PIN": pin})).run("unlock with <secret:PIN>")
+    report(RunOutcome(result, tmp_path, tmp_path / "view.html"), console)
+    shown = out.getvalue()
+    # What stays on the screen: the plain lines, or the table printed when the live view ends.
+    final = shown.rsplit("unlock with <secret:PIN>", 1)[1] if terminal else shown
+    assert result.status == "success" and final.count("The code <secret:PIN> is on") == 13
+    assert f"The code {pin} is" not in shown
+    assert "<secret:PIN>" not in shown.replace("The code <secret:PIN> is on", "").replace(
+        "unlock with <secret:PIN>", "")
+    assert "after 14 step(s)" in final
+    if terminal:  # each row's step number and screen
+        rows = [line.split("│")[1:3] for line in final.splitlines() if "tap(" in line]
+        assert [[n.strip(), size.strip()] for n, size in rows] == [
+            [str(i), "1080x2400"] for i in range(13)]
+    else:
+        steps = [line.split(":")[0] for line in shown.splitlines() if line.startswith("step ")]
+        assert steps == [f"step {i}" for i in range(14)]
+
+
+def test_an_error_line_masks_a_value_however_short(capsys):
+    """The closing error may quote anything an env or an endpoint said: the console's own
+    masking leaves short values alone, so the line is scrubbed whole first."""
+    from cli.scrubbed import print_error
+
+    print_error({"PIN": "12"}, "the device said: input text 12 [failed]")
+    assert capsys.readouterr().err.strip() == (
+        "error: the device said: input text <secret:PIN> [failed]")
