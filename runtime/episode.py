@@ -30,7 +30,7 @@ from runtime.build import (
     resolve_dialect,
     resolve_task,
 )
-from runtime.settings import RunError, RunSpec
+from runtime.settings import RunError, RunSpec, is_endpoint
 from tasks.base import Task
 from trajectories.recorder import Recorder, new_run_dir
 
@@ -96,7 +96,13 @@ def run(
         if policy is None:
             with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
                 policy = make_policy(spec, directory)
-        console.print(f"model: {policy.describe()}")
+        console.print(f"model: {policy.describe()}, prompted in the {dialect_name} dialect")
+        if is_endpoint(spec.model) and not (spec.dialect or spec.processor):
+            # Its replies would parse, or not, in another family's format: taps land elsewhere.
+            console.print("[yellow]note:[/] without --processor CHECKPOINT the served model's "
+                          "family is not known, so it is prompted in qwen2vl (Qwen2-VL's); "
+                          "give --dialect qwen25vl for a Qwen2.5-VL model, uitars or uitars15 "
+                          "for UI-TARS")
         tokens = _prompt_renderer(spec.processor) if spec.processor else None
         history = HistoryPolicy(images=spec.history_images,
                                 max_tokens=prompt_budget(spec, (tokens or policy).context_length()),

@@ -548,6 +548,37 @@ def test_a_name_or_key_the_endpoint_refuses_ends_the_run_before_the_env_opens(se
     assert opened == [] and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("chosen,prompted,noted", [
+    ({}, "qwen2vl", True),
+    ({"dialect": "qwen25vl"}, "qwen25vl", False),
+    ({"processor": "qwen25"}, "qwen25vl", False),
+], ids=["nothing", "--dialect", "--processor"])
+def test_a_served_model_of_unknown_family_is_run_with_a_note_on_its_dialect(
+        served, tmp_path, monkeypatch, tiny_qwen25_checkpoint, chosen, prompted, noted):
+    """A Qwen2.5-VL model prompted in Qwen2-VL's format taps elsewhere: the run says which
+    dialect it prompts in, and how to choose another where it could only take the default."""
+    from runtime.episode import run as run_episode
+
+    class Opened(Exception):
+        pass
+
+    @contextlib.contextmanager
+    def env(spec, console):
+        raise Opened
+        yield
+
+    monkeypatch.setenv("VLAGENT_API_KEY", "k3y")
+    if "processor" in chosen:
+        chosen = {"processor": str(tiny_qwen25_checkpoint)}
+    shown = io.StringIO()
+    with pytest.raises(Opened):
+        run_episode(RunSpec(goal="g", model=served, served_model=MODEL, out=tmp_path / "runs",
+                            **chosen), Console(file=shown, width=400), env_factory=env)
+    text = shown.getvalue()
+    assert f"prompted in the {prompted} dialect" in text
+    assert ("give --dialect qwen25vl for a Qwen2.5-VL model" in text) is noted
+
+
 @pytest.mark.parametrize("answer", [
     httpx.Response(404, json={"error": {"message": "no such route"}}),
     httpx.Response(200, json={"object": "list"}),
