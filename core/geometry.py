@@ -29,6 +29,9 @@ def smart_resize(
     """Return (height, width), multiples of ``factor`` with an area within [min, max] pixels."""
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
+    if min_pixels < 1 or max_pixels < 1:  # transformers fails on these too, less clearly
+        raise ValueError(f"min_pixels and max_pixels must be above 0, got {min_pixels} and "
+                         f"{max_pixels}")
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
         raise ValueError(
             f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "

@@ -144,8 +144,8 @@ class ImageProcessingConfig:
             height,
             width,
             factor=self.factor,
-            min_pixels=min_pixels or self.min_pixels,
-            max_pixels=max_pixels or self.max_pixels,
+            min_pixels=self.min_pixels if min_pixels is None else min_pixels,
+            max_pixels=self.max_pixels if max_pixels is None else max_pixels,
         )
 
     def grid(self, size: tuple[int, int]) -> tuple[int, int, int]:

@@ -56,6 +56,9 @@ class Params:
         # when unpacking long long", in greedy decoding too).
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
+        for name in ("min_pixels", "max_pixels"):
+            if (value := getattr(self, name)) is not None and value < 1:
+                raise ValueError(f"{name} must be above 0 (None: the checkpoint's), got {value}")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels is above max_pixels ({self.min_pixels} > "
                              f"{self.max_pixels})")
