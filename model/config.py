@@ -98,6 +98,7 @@ class Qwen2VLConfig:
         if text_raw.get("hidden_act", "silu") != "silu":  # the decoder's MLP computes SiLU only
             raise ValueError(f"config.json: the decoder's hidden_act {text_raw['hidden_act']!r} "
                              "is not one this implementation computes (silu)")
+        _check_no_sliding_window(text_raw)
         hidden = _size(text_raw, "hidden_size")
         heads = _size(text_raw, "num_attention_heads")
         if hidden % heads:
@@ -172,6 +173,29 @@ class Qwen2VLConfig:
             return cls.from_dict(raw)
         except ValueError as exc:  # name the checkpoint: a run may load several
             raise ValueError(f"{path}: {exc}") from None
+
+
+def _check_no_sliding_window(text_raw: dict[str, Any]) -> None:
+    """Refuse a decoder whose layers would attend within a sliding window, which this
+    implementation does not compute, unless the window holds the whole context anyway. The
+    layers that slide are transformers': ``layer_types`` where config.json lists them, else
+    those from ``max_window_layers`` on, and only with ``use_sliding_window``."""
+    if not text_raw.get("use_sliding_window"):
+        return
+    window = text_raw.get("sliding_window", 4096)
+    context = text_raw.get("max_position_embeddings") or 32768
+    layers = _size(text_raw, "num_hidden_layers")
+    kinds = text_raw.get("layer_types") or [
+        "sliding_attention" if i >= text_raw.get("max_window_layers", 80) else "full_attention"
+        for i in range(layers)]
+    sliding = [i for i, kind in enumerate(kinds) if kind == "sliding_attention"]
+    if window is not None and sliding and window < context:
+        raise ValueError(
+            f"config.json asks for sliding-window attention of {window} tokens in decoder "
+            f"layer(s) {', '.join(map(str, sliding))} (use_sliding_window, sliding_window, "
+            "max_window_layers or layer_types), which this implementation does not compute: it "
+            "attends to the whole context. Set use_sliding_window to false, or sliding_window to "
+            f"max_position_embeddings ({context}) or more")
 
 
 def check_fields(cfg: Any, section: str) -> None:

@@ -1,5 +1,6 @@
 """config.json settings that transformers honours and a checkpoint folder can hold: scaled rope
-types, and an eos_token_id list in config.json when generation_config.json is absent."""
+types, sliding attention windows, and an eos_token_id list in config.json when
+generation_config.json is absent."""
 
 from __future__ import annotations
 
@@ -73,3 +74,48 @@ def test_eos_list_in_config_json_without_generation_config(tiny_checkpoint, tmp_
     assert reference.generation_config.eos_token_id == ids
     assert Qwen2VL.from_pretrained(path, device="cpu").eos_token_ids == ids
     assert Qwen2VLProcessor.from_pretrained(path).eos_token_ids == ids
+
+
+WINDOWS = {  # text_config settings -> the decoder layers transformers runs sliding
+    "layer 1 slides": (dict(use_sliding_window=True, sliding_window=4, max_window_layers=1), [1]),
+    "both slide": (dict(use_sliding_window=True, sliding_window=4, max_window_layers=0), [0, 1]),
+    "no layer from 2 on": (dict(use_sliding_window=True, sliding_window=4, max_window_layers=2), []),
+    "window holds the context": (dict(use_sliding_window=True, sliding_window=4096,
+                                      max_window_layers=0), []),
+    "switched off": (dict(use_sliding_window=False, sliding_window=4, max_window_layers=0), []),
+}
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["layer_types saved", "hub layout"])
+@pytest.mark.parametrize("case", WINDOWS, ids=list(WINDOWS))
+def test_a_sliding_window_is_refused_where_it_changes_the_model(tmp_path, case, listed):
+    """transformers masks the layers that slide to the window (logits 3.4 away from full
+    attention on a tiny checkpoint): refused where a window shorter than the context applies,
+    and equal to transformers where none does."""
+    import transformers
+
+    from runtime.tiny_checkpoint import make_tiny_checkpoint
+
+    settings, sliding = WINDOWS[case]
+    made = make_tiny_checkpoint(tmp_path / "made", seed=4, text_overrides=settings)
+
+    def layout(nested: dict) -> dict:
+        if not listed:  # a hub config.json names no layer_types: they follow max_window_layers
+            flat = _flat(nested, {"type": "mrope"})
+            del flat["layer_types"]
+            return flat
+        return nested
+
+    path = copy_checkpoint(made, tmp_path / "ckpt", change=layout)
+    if sliding:
+        with pytest.raises(ValueError, match=rf"4 tokens in decoder layer\(s\) "
+                                             rf"{', '.join(map(str, sliding))} "):
+            Qwen2VL.from_pretrained(path, device="cpu")
+        return
+    ours = Qwen2VL.from_pretrained(path, device="cpu")
+    ref = transformers.Qwen2VLForConditionalGeneration.from_pretrained(
+        path, dtype=torch.float32).eval()
+    ids = Qwen2VLProcessor.from_pretrained(path)(
+        text="a prompt of more than a few tokens, across any window of four")["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(ours(ids), ref(input_ids=ids).logits, atol=1e-4)
