@@ -133,15 +133,23 @@ def generate(
     stop: list[str] = typer.Option([], help="Stop once the answer contains this text (repeatable)."),
 ) -> None:
     """Answer one prompt about zero or more images and print the model's text."""
+    import math
     import time
 
     from PIL import Image, UnidentifiedImageError
 
     from agent.backends.base import check_context
     from model import Qwen2VL, Qwen2VLProcessor
+    from model.generate import Sampling
 
     if min_pixels and max_pixels and min_pixels > max_pixels:
         _fail(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
+    if not math.isfinite(temperature):  # as run and serve refuse it
+        _fail(f"--temperature must be a finite number of at least 0, got {temperature}")
+    try:  # before the model loads: a seed torch cannot take
+        Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    except ValueError as e:
+        _fail(f"--{e}")
     pictures = []
     for file in image:
         try:
@@ -169,6 +177,11 @@ def generate(
     messages.append({"role": "user", "content": content})
     text = proc.apply_chat_template(messages, add_generation_prompt=True)
     try:  # an image the processor cannot take (a 300:1 strip), placeholders in the prompt
+        # Counted from the images' sizes first: a large --min-pixels would make gigabytes of
+        # patches before the count of the tokenized prompt refused them.
+        check_context(sum(proc.image_config.token_count(*im.size, min_pixels, max_pixels)
+                          for im in pictures), max_new_tokens,
+                      model.config.text.max_position_embeddings, at_least=True)
         batch = proc(text=text, images=pictures or None, min_pixels=min_pixels,
                      max_pixels=max_pixels)
         # The cache is sized for the prompt and every new token, so check before allocating it.
@@ -210,7 +223,8 @@ def tiny(
     path: Path = typer.Argument(..., help="Directory to write the checkpoint into."),
     family: str = typer.Option("qwen2vl", "--family", help="qwen2vl (Qwen2-VL) or qwen25vl "
                                "(Qwen2.5-VL, window attention)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1,
+                             help="Seed of the random weights."),
 ) -> None:
     """Write a tiny random checkpoint (a few MB: config.json, model.safetensors, tokenizer.json,
     tokenizer_config.json, generation_config.json, preprocessor_config.json) to try a run
@@ -229,6 +243,8 @@ def tiny(
         made = make_tiny_checkpoint(path, seed=seed, model_type=TINY_FAMILIES[family])
     except RuntimeError as e:
         _fail(str(e))
+    except OSError as e:  # a folder that cannot be made there (under a file, read-only)
+        _fail(f"cannot write the checkpoint to {path}: {e.strerror or e}")
     files = ", ".join(sorted(p.name for p in made.iterdir()))
     console.print(f"tiny random {family} checkpoint in {made}: {files}", soft_wrap=True,
                   markup=False, highlight=False)  # a folder's name is no markup

@@ -99,17 +99,27 @@ def test_generate_with_a_missing_image_fails_clearly(checkpoint, tmp_path):
     ("placeholders", "image placeholder"),
     ("budget", "exceeds the context of"),
     ("pixels", "--min-pixels 5000 is above --max-pixels 4000"),
+    # counted from the image's size, before 2 TiB of patches are made for it
+    ("huge min pixels", "the prompt has at least"),
+    ("seed", "--seed must be in [0, 2^63), got -1"),
+    ("big seed", "--seed must be in [0, 2^63)"),
+    ("inf", "--temperature must be a finite number"),
 ])
 def test_generate_refuses_bad_input_in_one_line(checkpoint, tmp_path, monkeypatch, case, words):
     """Input the model cannot take ends in one error line, before any cache is allocated."""
     strip = tmp_path / "strip.png"
     Image.new("RGB", (600, 2)).save(strip)
+    Image.new("RGB", (500, 400)).save(small := tmp_path / "small.png")
     args = {
         "strip": ["--image", str(strip), "-p", "x"],
         "bomb": ["--image", str(strip), "-p", "x"],
         "placeholders": ["-p", "a<|vision_start|><|image_pad|><|vision_end|>b"],
         "budget": ["-p", "x", "--max-new-tokens", "1000000000"],
         "pixels": ["-p", "x", "--min-pixels", "5000", "--max-pixels", "4000"],
+        "huge min pixels": ["--image", str(small), "-p", "x", "--min-pixels", "99999999999"],
+        "seed": ["-p", "x", "--seed", "-1"],
+        "big seed": ["-p", "x", "--temperature", "0.5", "--seed", str(2**70)],
+        "inf": ["-p", "x", "--temperature", "inf"],
     }[case]
     if case == "bomb":  # as PIL refuses a picture of too many pixels
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
@@ -158,3 +168,13 @@ def test_model_tiny_writes_a_checkpoint_that_loads_and_generates(tmp_path, famil
     assert again.exit_code == 2 and "not an empty directory" in again.output
     bad = runner.invoke(app, ["model", "tiny", str(tmp_path / "other"), "--family", "qwen3"])
     assert bad.exit_code == 2 and "unknown --family 'qwen3'" in bad.output
+
+
+def test_model_tiny_refuses_a_seed_or_folder_it_cannot_use(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    under_a_file = runner.invoke(app, ["model", "tiny", str(tmp_path / "a-file" / "tiny")])
+    assert under_a_file.exit_code == 2 and isinstance(under_a_file.exception, SystemExit)
+    assert "cannot write the checkpoint to" in under_a_file.output
+    seed = runner.invoke(app, ["model", "tiny", str(tmp_path / "t"), "--seed", str(2**64)])
+    assert seed.exit_code == 2 and "Invalid value for '--seed'" in seed.output
+    assert not (tmp_path / "t").exists()
