@@ -39,3 +39,27 @@ def test_export_command_filters_warns_and_counts(tmp_path, tiny_checkpoint):
     assert not (tmp_path / "n.jsonl").exists()
     every = cli("export", str(failed), "--status", "all", "--out", "a.jsonl", cwd=tmp_path)
     assert every.returncode == 0 and "1 sample(s)" in every.stdout
+
+
+def test_view_and_export_never_write_over_the_trajectory_they_read(tmp_path):
+    """An --out or --gif that names the trajectory's meta, steps or a screenshot is refused, and
+    the trajectory stays as it was (view and export then still read it)."""
+    traj = record(tmp_path / "traj", "qwen2vl")
+    own = [traj / "meta.json", traj / "steps.jsonl", traj / "images" / "step_000.png"]
+    before = {path: path.read_bytes() for path in own}
+    linked = tmp_path / "linked"
+    linked.symlink_to(traj)  # the same files by another name
+    for target in [*own, linked / "steps.jsonl"]:
+        for command in (["export", str(traj), "--status", "all", "--out", str(target)],
+                        ["view", str(traj), "--out", str(target)],
+                        ["view", str(traj), "--out", str(tmp_path / "v.html"),
+                         "--gif", str(target)]):
+            done = cli(*command, cwd=tmp_path)
+            assert done.returncode == 2, (command, done.stdout, done.stderr)
+            assert "is part of the trajectory in" in done.stderr and "Traceback" not in done.stderr
+            assert {path: path.read_bytes() for path in own} == before, command
+    # Files of its own beside the record are fine: the default view, a dataset, a GIF.
+    assert cli("view", str(traj), "--gif", str(traj / "episode.gif"), cwd=tmp_path).returncode == 0
+    exported = cli("export", str(traj), "--out", str(traj / "sft.jsonl"), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert (traj / "view.html").is_file() and (traj / "episode.gif").is_file()

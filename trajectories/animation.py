@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from trajectories.reader import load
+from trajectories.reader import check_outside, load
 
 GIF_WIDTH = 480  # frames are scaled to this width; a 30-step phone episode stays a few MB
 FRAME_MS = 1200
@@ -16,14 +16,16 @@ MARK = (255, 45, 85)
 def write_gif(directory: str | Path, out: str | Path | None = None,
               frame_ms: int = FRAME_MS) -> Path:
     """Write ``directory``'s episode as a GIF (default: episode.gif inside it)."""
+    path = Path(out) if out is not None else Path(directory) / "episode.gif"
+    check_outside(path, directory, "--gif")
     trajectory = load(directory)
     frames = []
     for step in trajectory.steps:
-        path = trajectory.path(step.image)
-        if not path.is_file():
+        shot = trajectory.path(step.image)
+        if not shot.is_file():
             continue
         try:
-            with Image.open(path) as image:
+            with Image.open(shot) as image:
                 frame = image.convert("RGB")
         except OSError:  # damaged (a copy cut short): left out like a missing one
             continue
@@ -33,7 +35,6 @@ def write_gif(directory: str | Path, out: str | Path | None = None,
         frames.append(frame)
     if not frames:
         raise ValueError(f"{directory} has no screenshot to animate")
-    path = Path(out) if out is not None else Path(directory) / "episode.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
     return path
 

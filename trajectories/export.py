@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, get_args
 
 from core.special_tokens import FRAMING_TOKENS, unframed
-from trajectories.reader import Trajectory, TrajectoryError, load
+from trajectories.reader import Trajectory, TrajectoryError, check_outside, load
 from trajectories.records import Meta, Status, StepRecord
 
 Format = Literal["qwen2vl", "llamafactory"]
@@ -299,6 +299,9 @@ def export(
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"--out {out} is a folder; give a file name, such as {out / 'sft.jsonl'}")
+    directories = list(directories)
+    for directory in directories:
+        check_outside(out, directory)
     base = out.resolve().parent
 
     def image_path(path: Path) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from core.actions import parse_action
-from trajectories.records import META_FILE, STEPS_FILE, Meta, StepRecord
+from trajectories.records import IMAGES_DIR, META_FILE, STEPS_FILE, Meta, StepRecord
 
 
 class TrajectoryError(ValueError):
@@ -26,6 +26,18 @@ class Trajectory(BaseModel):
 
     def path(self, relative: str) -> Path:
         return self.directory / relative
+
+
+def check_outside(out: str | Path, directory: str | Path, option: str = "--out") -> None:
+    """A TrajectoryError when ``out`` is one of the files the trajectory in ``directory`` is
+    made of (its meta, its steps, a screenshot): writing there would destroy the record that
+    the output is made from."""
+    out, directory = Path(out).resolve(), Path(directory).resolve()
+    if out in (directory / META_FILE, directory / STEPS_FILE) or (
+            directory / IMAGES_DIR in out.parents):
+        raise TrajectoryError(f"{option} {out} is part of the trajectory in {directory}, which "
+                              "writing it would destroy; choose a file outside its "
+                              f"{META_FILE}, {STEPS_FILE} and {IMAGES_DIR}/")
 
 
 def load(directory: str | Path) -> Trajectory:

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from trajectories.reader import Trajectory, load
+from trajectories.reader import Trajectory, check_outside, load
 from trajectories.records import StepRecord
 
 VIEW_FILE = "view.html"
@@ -30,8 +30,9 @@ _LINE_KINDS = {"swipe", "drag"}
 
 def write_view(directory: str | Path, out: str | Path | None = None) -> Path:
     """Render ``directory``'s trajectory to ``out`` (default: view.html inside it)."""
-    trajectory = load(directory)
     path = Path(out) if out is not None else Path(directory) / VIEW_FILE
+    check_outside(path, directory)
+    trajectory = load(directory)
     path.write_text(render(trajectory), encoding="utf-8")
     return path
 
