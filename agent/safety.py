@@ -96,7 +96,8 @@ class GateRules(BaseModel):
         if pattern is not None:
             try:
                 re.compile(pattern)
-            except re.error as exc:
+            # OverflowError: a repetition count past what re takes, as "a{99999999999}"
+            except (re.error, OverflowError) as exc:
                 raise ValueError(f"tap_text is not a regular expression: {exc}") from None
         return pattern
 

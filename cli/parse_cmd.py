@@ -108,7 +108,7 @@ def parse(
 
 def _screen_size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+    if len(parts) != 2 or not all(p.strip().isdecimal() and int(p) > 0 for p in parts):
         raise typer.BadParameter(f"{text!r} is not WxH, such as 1080x2400", param_hint="--screen")
     return int(parts[0]), int(parts[1])
 

@@ -136,7 +136,7 @@ def adb_server_port() -> int:
     value = os.environ.get("ANDROID_ADB_SERVER_PORT", "").strip()
     if not value:
         return DEFAULT_ADB_PORT
-    if not value.isdigit() or not 0 < int(value) < 65536:
+    if not value.isdecimal() or not 0 < int(value) < 65536:
         raise EnvError(f"ANDROID_ADB_SERVER_PORT={value!r} is not a port; set it to a number "
                        "from 1 to 65535 or unset it")
     return int(value)

@@ -61,6 +61,9 @@ _FORBIDDEN_IN_HOST = frozenset(_C0_CONTROL_OR_SPACE + "#%/<>?@[\\]^|\x7f")
 #: The farthest one scroll goes, in viewport heights: an absurd amount (a model may write any
 #: integer) is cut to this rather than overflow a float.
 MAX_SCROLL_SCREENS = 100
+#: The largest screenshot side (viewport times scale) the env takes: past it chromium's
+#: emulation refuses the size or a capture takes gigabytes.
+MAX_SCREEN_SIDE = 16384
 
 # The page's own navigations (link clicks, form posts, location changes) are checked as they
 # start, through the Navigation API, and cancelled there when they lead off the list: the page
@@ -273,6 +276,10 @@ class BrowserEnv(Env):
 
         if device_scale_factor <= 0:
             raise ValueError("device_scale_factor must be positive")
+        if max(viewport) * device_scale_factor > MAX_SCREEN_SIDE:
+            raise ValueError(f"the viewport {viewport[0]}x{viewport[1]} at scale "
+                             f"{device_scale_factor:g} makes screenshots over {MAX_SCREEN_SIDE} "
+                             "pixels a side, the most the browser env takes")
         self.viewport = viewport
         self.scale = float(device_scale_factor)
         self.allowed_domains = list(allowed_domains) if allowed_domains is not None else None

@@ -124,7 +124,7 @@ def _largest_cache_bytes(caches: Path = Path("/sys/devices/system/cpu/cpu0/cache
     for entry in caches.glob("index*/size"):
         text = entry.read_text().strip()
         number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
-        if number.isdigit():
+        if number.isdecimal():
             sizes.append(int(number) * unit)
     return max(sizes, default=32 << 20)
 

@@ -64,6 +64,6 @@ def check_torch_device(device: str | None) -> None:
         raise RunError(f"--device {device} needs CUDA, but {why}; use --device cpu (or leave "
                        "--device out to pick cuda only when present)")
     index = device.partition(":")[2]
-    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+    if index and (not index.isdecimal() or int(index) >= torch.cuda.device_count()):
         raise RunError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
                        "device(s), cuda:0 and up")

@@ -69,6 +69,6 @@ class RunSpec:
 def parse_viewport(text: str) -> tuple[int, int]:
     """``"1280x800"`` as (1280, 800)."""
     width, sep, height = text.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit() or not int(width) or not int(height):
+    if not sep or not width.isdecimal() or not height.isdecimal() or not int(width) or not int(height):
         raise RunError(f"--viewport {text!r} is not WIDTHxHEIGHT in pixels, e.g. 1280x800")
     return int(width), int(height)

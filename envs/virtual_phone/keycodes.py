@@ -22,7 +22,7 @@ PAGE_KEYS: dict[str, str] = {
 
 def key_name(spec: str) -> str:
     """``KEYCODE_ENTER``, ``ENTER`` or ``66`` -> ``ENTER``; ValueError when unknown."""
-    if spec.isdigit():
+    if spec.isdecimal():
         if int(spec) in _BY_NUMBER:
             return _BY_NUMBER[int(spec)]
         raise ValueError(f"unknown key code {spec}")

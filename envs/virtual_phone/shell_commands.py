@@ -307,7 +307,7 @@ class ShellCommands:
             await self.display.insert_text(text)
         elif action == "ADB_CLEAR_TEXT":
             await self.display.evaluate(_CLEAR_FOCUSED)
-        elif action == "ADB_INPUT_CODE" and extras.get("code", "").isdigit():
+        elif action == "ADB_INPUT_CODE" and extras.get("code", "").isdecimal():
             await self._key(key_name(extras["code"]))
 
     async def cmd_monkey(self, args: list[str]) -> Result:

@@ -251,7 +251,7 @@ async def unless_gone(request: Request, answer: Awaitable[Completion]) -> Comple
 async def read_body(request: Request, limit: int) -> bytes:
     too_large = ApiError(413, f"the request body is over the limit of {limit:,} bytes")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdecimal() and int(declared) > limit:
         raise too_large
     body = bytearray()
     try:

@@ -1,0 +1,50 @@
+"""Values a setting cannot take end in a clear error, not a traceback from deeper down: digits
+that are not ASCII (``str.isdigit`` takes "²", which ``int`` refuses), a regular expression too
+big to compile, a viewport larger than chromium emulates."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.safety import load_rules
+from cli.app import app
+from envs.android import adb_server_port
+from envs.base import EnvError
+from envs.virtual_phone.keycodes import key_name
+from runtime.settings import RunError, parse_viewport
+
+
+@pytest.mark.parametrize("size", ["²x2400", "1080x2400²", "١٠٨٠x٢٤٠٠"])
+def test_sizes_take_decimal_digits_only_as_int_reads_them(size):
+    parsed = CliRunner().invoke(app, ["parse", "--screen", size], input="x\n")
+    assert isinstance(parsed.exception, SystemExit)  # an exit with a message, not a crash
+    if "²" in size:
+        assert parsed.exit_code == 2 and "is not WxH" in parsed.output
+        with pytest.raises(RunError, match="is not WIDTHxHEIGHT"):
+            parse_viewport(size)
+    else:  # Arabic-Indic digits are decimal digits, and int reads them
+        assert parse_viewport(size) == (1080, 2400) and "is not WxH" not in parsed.output
+
+
+def test_a_key_code_or_port_in_other_digits_is_refused_by_name(monkeypatch):
+    with pytest.raises(ValueError, match="unknown key ²"):
+        key_name("²")
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", "5⁰37")
+    with pytest.raises(EnvError, match="is not a port"):
+        adb_server_port()
+
+
+def test_a_pattern_too_big_to_compile_is_a_bad_rules_file(tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"tap_text": "a{99999999999}"}')
+    with pytest.raises(ValueError, match="cannot read the gate rules .*not a regular expression"):
+        load_rules(rules)
+
+
+@pytest.mark.parametrize("viewport,scale", [((99_999_999, 800), 1.0), ((1280, 800), 20.0)])
+def test_a_viewport_past_what_chromium_draws_is_refused_before_it_starts(viewport, scale):
+    from envs.browser import BrowserEnv
+
+    with pytest.raises(ValueError, match="makes screenshots over 16384 pixels a side"):
+        BrowserEnv(viewport=viewport, device_scale_factor=scale)
