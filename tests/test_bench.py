@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -393,6 +394,25 @@ def test_corrupt_run_files_end_in_one_error_line(baseline, tmp_path, monkeypatch
         assert done.exit_code == 2, done.output
         assert "Traceback" not in done.output and said in done.output, done.output
     assert not (tmp_path / "m1").exists() and not (tmp_path / "m2").exists()
+
+
+@pytest.mark.parametrize("edit,said", [
+    (dict(steps=-7), "steps: Input should be greater than or equal to 0"),
+    (dict(seed=-1), "seed: Input should be greater than or equal to 0"),
+    (dict(seed=5), "is not its task@seed"),
+    (dict(wall_s=float("inf")), "wall_s: Input should be a finite number"),
+    (dict(prompt_tokens=-3), "prompt_tokens: Input should be greater than or equal to 0"),
+])
+def test_a_results_line_no_run_writes_is_refused_by_its_field(baseline, tmp_path, edit, said):
+    """An edited line (a negative step count, a seed its key does not name) would give a summary
+    with a mean of -2.5 steps, or stand in for another episode on resume and merge."""
+    edited = Path(shutil.copytree(baseline.out, tmp_path / "edited"))
+    lines = (edited / "results.jsonl").read_text().splitlines()
+    lines[0] = json.dumps({**json.loads(lines[0]), **edit})  # json writes inf as Infinity
+    (edited / "results.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunError, match=rf"results.jsonl:1 is not an episode's result "
+                                       rf"\(.*{re.escape(said)}"):
+        read_results(edited)
 
 
 def test_shards_run_apart_merge_into_the_whole_run(baseline, tmp_path):

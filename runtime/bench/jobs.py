@@ -7,9 +7,9 @@ score read from the env, and a runtime error apart from the task's outcome.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.results import Score
 
@@ -41,11 +41,15 @@ class EpisodeJob(BaseModel):
         return f"{self.task}@{self.seed}"
 
 
+#: A count, a time: never negative, never NaN or infinite (no run writes one).
+Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class EpisodeResult(BaseModel):
     key: str
     suite: str
     task: str
-    seed: int
+    seed: int = Field(ge=0)
     tags: list[str] = Field(default_factory=list)
     params: dict = Field(default_factory=dict)
     goal: str = ""
@@ -57,15 +61,24 @@ class EpisodeResult(BaseModel):
     reason: str = ""
     error: str | None = None  # the runtime failure, when outcome is "error"
     answer: str | None = None
-    steps: int = 0
-    prompt_tokens: int | None = None  # summed over steps; None when nothing counted them
-    generated_tokens: int | None = None
+    steps: int = Field(0, ge=0)
+    #: Summed over steps; None when nothing counted them.
+    prompt_tokens: int | None = Field(None, ge=0)
+    generated_tokens: int | None = Field(None, ge=0)
     #: Milliseconds per step for each phase (observe, prompt, model, parse, act).
-    timings: dict[str, list[float]] = Field(default_factory=dict)
+    timings: dict[str, list[Amount]] = Field(default_factory=dict)
     #: The whole episode, env start-up and shutdown included; None where the process running
     #: it died, so nobody measured it.
-    wall_s: float | None = None
+    wall_s: Amount | None = None
     trajectory: str | None = None  # the trajectory directory, relative to the run's --out
+
+    @model_validator(mode="after")
+    def _key_is_the_episode(self) -> "EpisodeResult":
+        # Resume and merge go by the key: one naming another episode would stand in for it.
+        if self.key != f"{self.task}@{self.seed}":
+            raise ValueError(f"its key {self.key!r} is not its task@seed, "
+                             f"{self.task}@{self.seed}")
+        return self
 
 
 def job_fields(job: EpisodeJob) -> dict:

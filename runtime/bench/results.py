@@ -30,9 +30,11 @@ def read_results(path: Path) -> list[EpisodeResult]:
             try:
                 result = EpisodeResult.model_validate_json(line)
             except ValidationError as exc:
+                error = exc.errors()[0]
+                where = ".".join(map(str, error["loc"]))
                 raise RunError(f"{path}:{number} is not an episode's result "
-                               f"({exc.errors()[0]['msg']}); move the file away to run "
-                               "those episodes again") from None
+                               f"({where + ': ' if where else ''}{error['msg']}); move the "
+                               "file away to run those episodes again") from None
             by_key[result.key] = result
     return list(by_key.values())
 
