@@ -209,10 +209,14 @@ def _check_model_and_dialect(model: str, dialect: str | None) -> None:
 
 
 def _checked_generation(model: str, *, dtype: str | None, compile: bool, **rest) -> dict:
-    """The generation settings, refused before any episode starts where they cannot apply."""
-    from runtime.build import checked_dtype
+    """The generation settings, refused before any episode starts where they cannot apply
+    (a --max-pixels under the checkpoint's min_pixels, say): each episode would end in the same
+    error."""
+    from runtime.build import checked_dtype, resize_budget
+    from runtime.settings import RunSpec
 
     refuse_without_checkpoint(model, dtype, compile)
+    resize_budget(RunSpec(goal=None, model=model, max_pixels=rest.get("max_pixels")))
     return dict(rest, dtype=checked_dtype(dtype), compile=compile)
 
 

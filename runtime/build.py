@@ -134,7 +134,7 @@ def resize_budget(spec: RunSpec) -> tuple[int, int]:
     high = DEFAULT_MAX_PIXELS if high is None else high
     if low > high:
         raise RunError(f"the resize budget has min_pixels {low} above max_pixels {high}: "
-                       "give --min-pixels and --max-pixels that fit")
+                       f"give a --max-pixels of at least {low}")
     return low, high
 
 

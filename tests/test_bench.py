@@ -369,6 +369,21 @@ def test_cli_bench_refuses_a_checkpoint_that_cannot_load_with_one_worker_too(
         assert not (tmp_path / "b").exists()
 
 
+def test_a_pixel_budget_no_episode_can_use_is_refused_once(tiny_checkpoint, tmp_path):
+    """Under the checkpoint's min_pixels every episode would end in the same error, and the run's
+    stored settings would hold the budget for each resume."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    done = CliRunner().invoke(app, ["bench", "--suite", "phone", "--tasks", "phone/write-note",
+                                    "--model", str(tiny_checkpoint), "--max-pixels", "1",
+                                    "--out", str(tmp_path / "b")], env={"COLUMNS": "200"})
+    assert done.exit_code == 2, done.output
+    assert "min_pixels 3136 above max_pixels 1" in done.output
+    assert not (tmp_path / "b").exists()
+
+
 def test_corrupt_run_files_end_in_one_error_line(baseline, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
