@@ -44,7 +44,7 @@ def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:
     # The task's own goal is the precise one its solution and check are about; the model is
     # told that, not a free paraphrase such as "book a flight".
     goal = task.goal if task is not None else spec.goal
-    if not goal:
+    if not goal or goal.isspace():  # blank: the model would be asked for nothing
         raise RunError("give a GOAL, or a task with --task NAME")
     return goal, task
 

@@ -299,3 +299,16 @@ def test_desktop_run_on_a_private_display(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "private X display :" in done.stdout
     assert load(only_run(tmp_path / "runs")).steps[0].screen == (1280, 800)
+
+
+@pytest.mark.parametrize("goal", ["", "   ", "\t\n", "\u3000"])
+def test_a_blank_goal_is_refused_before_anything_starts(tmp_path, goal):
+    from runtime.build import resolve_task
+    from runtime.settings import RunError, RunSpec
+
+    with pytest.raises(RunError, match="give a GOAL, or a task with --task NAME"):
+        resolve_task(RunSpec(goal=goal, model="replay:x", env="browser"))
+    done = cli("run", goal, "--env", "browser", "--model", "replay:x", "--out",
+               str(tmp_path / "runs"), cwd=tmp_path)
+    assert done.returncode == 2 and "give a GOAL" in done.stderr, done.stderr
+    assert not (tmp_path / "runs").exists()
