@@ -190,7 +190,7 @@ class ConfirmationGate(SafetyGate):
             if element is not None and (found := self._tap_text.search(element.text)):
                 return Sensitive("tap_text", f"it presses {self.hide(element.text)[:80]!r}, "
                                  f"which matches {found.group(0)!r}")
-        elif self._tap_text is not None and _may_press_focused(action):
+        elif self._tap_text is not None and _may_press_focused(action, focused_element):
             # Enter or the space bar presses the focused button as a tap would: a model that
             # moves the focus to "Delete" (Tab, the d-pad) and presses Enter must be asked too.
             focused = focused_element()
@@ -240,15 +240,18 @@ def _may_type(action: Action) -> bool:
     return False
 
 
-def _may_press_focused(action: Action) -> bool:
-    """Whether ``action`` may press the focused element from the keyboard, as a tap on it would:
-    the phone's ``enter``, a ``type`` whose text breaks a line (each line break is an Enter),
-    Enter or the space bar alone or in a hotkey, and a key name only the env knows (adb's
+def _may_press_focused(action: Action, focused: Callable[[], ElementInfo | None]) -> bool:
+    """Whether ``action`` may press the focused element (``focused()``) from the keyboard, as a
+    tap on it would: the phone's ``enter``, a ``type`` whose text breaks a line (each line break
+    is an Enter) or, where the focus is on no text field, holds a space (the space bar), Enter or
+    the space bar alone or in a hotkey, and a key name only the env knows (adb's
     ``KEYCODE_DPAD_CENTER`` or ``23`` presses the focused view)."""
     if action.kind == "enter":
         return True
     if action.kind == "type":
-        return "\n" in action.text or "\r" in action.text
+        if "\n" in action.text or "\r" in action.text:
+            return True
+        return " " in action.text and (element := focused()) is not None and not element.field
     names = [action.key] if action.kind == "key" else action.keys if action.kind == "hotkey" else []
     for name in names:
         try:

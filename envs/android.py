@@ -656,7 +656,14 @@ def _labels(node: UiNode) -> str:
 
 
 def _element_info(node: UiNode) -> ElementInfo:
-    return ElementInfo(text=_labels(node), password=node.password)
+    return ElementInfo(text=_labels(node), password=node.password, field=_is_field(node))
+
+
+def _is_field(node: UiNode) -> bool:
+    """An editable text node: Android's EditText and its subclasses (AutoCompleteTextView...),
+    which report their class as such, as Compose's text fields do."""
+    name = node.class_name.rsplit(".", 1)[-1]
+    return name.endswith(("EditText", "AutoCompleteTextView"))
 
 
 def _pressed_info(node: UiNode) -> ElementInfo:
@@ -665,7 +672,7 @@ def _pressed_info(node: UiNode) -> ElementInfo:
     Clickable nodes below it count too, to be safe: a text-less row that holds a "Delete"
     button reads as "... Delete", though a tap on its empty part may not delete."""
     text = _labels(node) or " ".join(t for n in node.walk() if (t := _labels(n)))
-    return ElementInfo(text=text, password=node.password)
+    return ElementInfo(text=text, password=node.password, field=_is_field(node))
 
 
 def _read_to_end(sock: Any) -> bytes:

@@ -62,6 +62,9 @@ class ElementInfo:
     #: The env could not look at it (a frame it cannot inspect): its text and kind are unknown,
     #: and the safety gate treats pressing or typing into it as sensitive.
     opaque: bool = False
+    #: Typed text goes into it (a text input, a text area, an editable node). Typed into any
+    #: other focused element, a space or a line break presses it, as a tap would.
+    field: bool = False
 
 
 @dataclass(frozen=True)

@@ -146,11 +146,28 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   const hasShadow = (n) => n.shadowRoot
     || Array.from(n.querySelectorAll('*')).some((e) => e.shadowRoot);
   const shown = (n) => (hasShadow(n) ? composed(n) : n.innerText || '').replace(/\\s+/g, ' ');
-  const field = target.matches('input, textarea');
-  const text = field ? [target.value, target.placeholder, target.getAttribute('aria-label')]
-      .filter(Boolean).join(' ')
-    : (target.getAttribute('aria-label') || shown(target).trim() || target.value || '');
-  return {text: String(text).trim().slice(0, 500), password: target.type === 'password'};
+  // A text field takes typed text; other inputs (a submit, an image, a checkbox) are pressed.
+  const PRESSED = ['button', 'submit', 'reset', 'image', 'checkbox', 'radio', 'file', 'color',
+                   'range', 'hidden'];
+  const input = target.matches('input');
+  const field = target.matches('textarea') || (input && !PRESSED.includes(target.type))
+    || el.isContentEditable;
+  // Every name it goes by (its accessible names, its caption, an icon's alt or title), so an
+  // icon button reads as its label does ("Delete account" on a bin).
+  const root = target.getRootNode();
+  const named = (target.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean)
+    .map((id) => (root.getElementById ? root.getElementById(id) : document.getElementById(id)))
+    .filter(Boolean).map(shown);
+  const labels = Array.from(target.labels || [], shown);
+  const own = [...named, target.getAttribute('aria-label'), ...labels];
+  const parts = field
+    ? [target.value, target.placeholder, el.isContentEditable ? shown(el) : '', ...own]
+    : [...own, shown(target), input ? target.value : '',
+       ...[target, ...target.querySelectorAll('img, area, input[type=image]')]
+         .map((n) => n.getAttribute('alt')),
+       target.getAttribute('title')];
+  const text = [...new Set(parts.filter(Boolean).map((t) => String(t).trim()).filter(Boolean))];
+  return {text: text.join(' ').slice(0, 500), password: target.type === 'password', field};
 }"""
 # The button that Enter in a focused field presses (HTML's implicit submission): a one-line input
 # submits its form through the form's first submit button, in tree order (one outside the form
@@ -176,7 +193,7 @@ _OPAQUE = ElementInfo(text="", opaque=True)
 def _as_element(handle: Any) -> ElementInfo:
     """A frame's owner described as the element it is, not by the document it holds."""
     plain = handle.evaluate(_DESCRIBE_ELEMENT, True)
-    return ElementInfo(text=plain["text"], password=plain["password"])
+    return ElementInfo(text=plain["text"], password=plain["password"], field=plain["field"])
 _TAKE_BLOCKED = """() => {
   const blocked = window.__vlagentBlocked || [];
   window.__vlagentBlocked = [];
@@ -446,7 +463,7 @@ class BrowserEnv(Env):
                 # Enter in the focused field presses its form's button ("Pay now"): judged too.
                 if point is None and (button := handle.evaluate(_SUBMITTER)):
                     text = f"{text} (Enter submits: {button})".lstrip()
-                return ElementInfo(text=text, password=found["password"])
+                return ElementInfo(text=text, password=found["password"], field=found["field"])
             inner = point
             if point is not None:
                 (left, top), (sx, sy) = found["origin"], found["scale"]

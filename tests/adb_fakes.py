@@ -26,11 +26,11 @@ HOME_SCREEN = (
 
 
 def ui_node(bounds, *children, text="", desc="", clickable=False, focused=False,
-            password=False):
+            password=False, class_name="android.view.View"):
     """One uiautomator ``<node>`` (bounds: x1, y1, x2, y2) holding ``children``."""
     x1, y1, x2, y2 = bounds
     flags = {"clickable": clickable, "focused": focused, "password": password}
-    return (f'<node index="0" text="{text}" resource-id="" class="android.view.View" '
+    return (f'<node index="0" text="{text}" resource-id="" class="{class_name}" '
             f'package="com.example.bank" content-desc="{desc}" '
             + "".join(f'{name}="{str(value).lower()}" ' for name, value in flags.items()) +
             f'bounds="[{x1},{y1}][{x2},{y2}]">{"".join(children)}</node>')

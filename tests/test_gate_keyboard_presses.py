@@ -50,8 +50,12 @@ PRESSES = [
     {"kind": "key", "key": " "},
     {"kind": "hotkey", "keys": ["ctrl", "enter"]},
     {"kind": "enter"},  # the phone's Enter
+    {"kind": "key", "key": "\n"},  # Playwright and pyautogui press Enter for a line break
+    {"kind": "key", "key": "\r"},
     {"kind": "type", "text": "\n"},
     {"kind": "type", "text": "ok\r\n"},
+    {"kind": "type", "text": " "},  # the space bar, on a focused element that is no field
+    {"kind": "type", "text": "ok go"},
     {"kind": "key", "key": "KEYCODE_DPAD_CENTER"},  # adb's own names and numbers
     {"kind": "key", "key": "66"},
 ]
@@ -92,6 +96,31 @@ def test_a_key_that_presses_a_focused_sensitive_button_is_sensitive(action):
 def test_keys_that_only_move_or_type_do_not_press(action):
     assert ConfirmationGate(GateRules(), FocusedPhone(ElementInfo("Delete account")),
                             "deny").sensitive(parsed(action)) is None
+
+
+def test_spaces_typed_into_a_text_field_press_nothing():
+    """In a field a space is text: a message box whose hint says "Send money" takes "hi there"
+    without a question (a line break in a field is Enter, and is still judged)."""
+    field = FocusedPhone(ElementInfo("Send money to Bob", field=True))
+    gate = ConfirmationGate(GateRules(), field, "deny")
+    assert gate.sensitive(parsed({"kind": "type", "text": "hi there"})) is None
+    assert gate.sensitive(parsed({"kind": "type", "text": "hi\n"})).rule == "tap_text"
+
+
+def test_a_space_typed_on_the_phone_is_judged_by_the_focused_node():
+    """A focused Button reads as pressed by a typed space; a focused EditText (its hint in its
+    text) takes the space as text."""
+    space = parsed({"kind": "type", "text": "a b"})
+    button = fake_android_env(DumpDevice(ui_node(
+        (0, 0, 1080, 200), text="Delete contact", clickable=True, focused=True,
+        class_name="android.widget.Button")))
+    assert ConfirmationGate(GateRules(), button, "deny").sensitive(space).rule == "tap_text"
+    for editable in ("android.widget.EditText", "android.widget.AutoCompleteTextView"):
+        field = fake_android_env(DumpDevice(ui_node(
+            (0, 0, 1080, 200), text="Send a payment note", clickable=True, focused=True,
+            class_name=editable)))
+        assert field.focused_element().field
+        assert ConfirmationGate(GateRules(), field, "deny").sensitive(space) is None
 
 
 def test_enter_on_a_focused_row_is_judged_by_what_the_row_says():
@@ -188,3 +217,47 @@ def test_enter_in_a_field_is_judged_by_the_button_it_submits_in_chromium():
         env.page.set_content('<form><textarea autofocus></textarea><button>Pay</button></form>')
         env.page.focus("textarea")
         assert gate.sensitive(Key(key="Enter")) is None
+
+
+ICONS = ('data:text/html,<body style="margin:0">'
+         '<button id="a" title="Delete account" style="width:90px;height:60px">&%23x1F5D1;</button>'
+         '<button id="b" style="width:90px;height:60px"><img alt="Pay $500" width="20" '
+         'height="20"></button>'
+         '<input id="c" type="image" alt="Delete" style="width:90px;height:60px">'
+         '<button id="d" aria-labelledby="lbl" style="width:90px;height:60px">&%23x27A4;</button>'
+         '<span id="lbl" style="position:absolute;left:0;top:300px">Send money</span>'
+         '<input id="note" placeholder="Payment note" style="position:absolute;top:100px">'
+         '<label style="position:absolute;top:150px"><input id="ok" type="checkbox">'
+         'I confirm the transfer</label></body>')
+
+
+def test_icon_buttons_read_as_their_names_and_a_typed_space_presses_them_in_chromium(tmp_path):
+    """A button is known by its title, its icon's alt, an image input's alt, the element that
+    aria-labelledby names or its label: each is asked about as its caption would be. A space
+    typed with the focus on it presses it; typed into a field, it is text."""
+    require_tool("chromium")
+    from envs.browser import BrowserEnv
+
+    with BrowserEnv(viewport=(640, 400), start_url=ICONS) as env:
+        gate = ConfirmationGate(GateRules(), env, "deny")
+        for x, said in ((45, "Delete account"), (135, "Pay $500"), (225, "Delete"),
+                        (315, "Send money")):
+            hit = gate.sensitive(parsed({"kind": "click", "x": x, "y": 30}))
+            assert hit is not None and hit.rule == "tap_text" and said in hit.reason, (x, hit)
+        env.page.focus("#ok")
+        assert "I confirm the transfer" in env.focused_element().text
+        env.page.focus("#note")
+        assert env.focused_element().field
+        assert gate.sensitive(parsed({"kind": "type", "text": "for the rent"})) is None
+
+    bin_page = ('data:text/html,<title>start</title><button autofocus title="Delete account" '
+                'onclick="document.title = \'deleted\'">&%23x1F5D1;</button>')
+    with BrowserEnv(viewport=(640, 400), start_url=bin_page) as env:
+        policy = ListPolicy(['*FUNCTION*: Type *ARGS*: {"text": " "}',
+                             '*FUNCTION*: Key *ARGS*: {"key": "\\n"}', DONE])
+        Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
+              gate=ConfirmationGate(GateRules(), env, "deny"),
+              recorder=Recorder(tmp_path / "traj")).run("Tidy my account")
+        steps = load(tmp_path / "traj").steps
+        assert [s.gate and s.gate.decision for s in steps[:2]] == ["denied", "denied"], steps
+        assert env.page.title() == "start"  # the button was never pressed
