@@ -32,6 +32,11 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: The shortest base64 run of a value that ``scrub`` replaces (shorter runs could be anything).
 MIN_BASE64_RUN = 8
 _URL_DROPS = dict.fromkeys(map(ord, "\t\n\r"))
+#: The printable ASCII a URL may hold as it is, and the sets of it that the WHATWG URL parser
+#: (which chromium follows) percent-encodes in a fragment, a query, a special scheme's query and
+#: a path (with and without "^"); it encodes controls, space and non-ASCII everywhere.
+_URL_SAFE = "".join(map(chr, range(0x21, 0x7F)))
+_URL_PERCENT_ENCODED = ('"<>`', '"#<>', '"#<>\'', '"#<>?`{}', '"#<>?^`{}')
 
 
 class SecretError(ValueError):
@@ -165,8 +170,9 @@ def encoded_forms(value: str) -> set[str]:
     """``value`` as is, and as the runtime or a page may have encoded it in a command, a message
     or a URL: spaces as ``%s``, shell-quoted (both, whole or inside a longer quoted text),
     escaped by ``repr`` (with either quote) and by JSON, with its white space collapsed, as a
-    browser reads it in a url, percent-encoded, and the runs of its base64 (at each of the three
-    byte alignments it can have inside a longer text) that depend on its bytes alone."""
+    browser reads it in a url, percent-encoded (as a form, ``encodeURIComponent`` and the URL
+    parser write it), and the runs of its base64 (at each of the three byte alignments it can have
+    inside a longer text) that depend on its bytes alone."""
     spaced = value.replace(" ", "%s")
     in_url = value.translate(_URL_DROPS)
     forms = {value, spaced, shlex.quote(value), shlex.quote(spaced), repr(value)[1:-1],
@@ -184,7 +190,11 @@ def encoded_forms(value: str) -> set[str]:
              # Percent-encoded as a browser sends a form field (so it shows in a page's URL),
              # as encodeURIComponent writes it, and with every reserved character escaped.
              quote_plus(value, safe="*").replace("~", "%7E"), quote(value, safe="!~*'()"),
-             quote(value, safe="")}
+             quote(value, safe=""),
+             # As the URL parser encodes it where a page's script puts it in its own URL
+             # (history.replaceState): in the fragment, the query and the path.
+             *(quote(value, safe=_URL_SAFE.translate(dict.fromkeys(map(ord, encoded))))
+               for encoded in _URL_PERCENT_ENCODED)}
     data = value.encode("utf-8")
     for offset in range(3):
         padded = bytes(offset) + data + bytes(-(offset + len(data)) % 3)
