@@ -129,35 +129,27 @@ def test_tokenizer_matches_transformers_and_round_trips(tiny_checkpoint, tiny_pr
     assert "<|im_end|>" not in tiny_processor.decode(ids, skip_special_tokens=True)
 
 
-#: The pre-tokenizer split of every released Qwen2 / Qwen2-VL tokenizer.json (digits one by one).
-QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
-               r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+def test_the_tiny_tokenizer_splits_and_normalizes_as_the_released_ones(tiny_checkpoint,
+                                                                         tiny_processor):
+    """Released checkpoints' tokenizer.json normalize to NFC and split digits one by one, and
+    transformers' Qwen2Tokenizer does so whatever the file says; ours reads the file. The tiny
+    checkpoint holds the same rule, so both count a runtime's "tapped (540, 478)" alike."""
+    import json
 
-
-def test_a_released_tokenizer_layout_tokenizes_as_transformers_does(tiny_checkpoint, tmp_path):
-    """Released checkpoints' tokenizer.json normalize to NFC and split digits one by one, as
-    transformers' Qwen2Tokenizer also does on its own; ours reads that from the file. (The
-    tiny checkpoint's BPE has neither, so this case needs its own copy.)"""
-    import shutil
-
-    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
     from transformers import AutoTokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-    from model import Qwen2VLProcessor
-
-    path = shutil.copytree(tiny_checkpoint, tmp_path / "released")
-    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.save(str(path / "tokenizer.json"))
-    ours, reference = Qwen2VLProcessor.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    for text in ["Tap (1080, 2400) 0123456789", "e\u0301 cafe\u0301 \ufb01 A\u030a",
-                 "line\r\n\r\n  two\tthree  ", "it's 3.14 they'LL"]:
-        ids = ours.encode(text)
+    saved = json.loads((tiny_checkpoint / "tokenizer.json").read_text())
+    split, byte_level = saved["pre_tokenizer"]["pretokenizers"]
+    assert split["pattern"]["Regex"] == PRETOKENIZE_REGEX and saved["normalizer"]["type"] == "NFC"
+    assert byte_level == {**byte_level, "type": "ByteLevel", "use_regex": False}
+    reference = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    for text in ["Tap (1080, 2400) 0123456789", "tapped (540, 478)", "2026-05-16 step 12345",
+                 "e\u0301 cafe\u0301 \ufb01 A\u030a", "line\r\n\r\n  two\tthree  ",
+                 "it's 3.14 they'LL"]:
+        ids = tiny_processor.encode(text)
         assert ids == reference.encode(text, add_special_tokens=False), text
-        assert ours.decode(ids) == reference.decode(ids)
+        assert tiny_processor.decode(ids) == reference.decode(ids)
 
 
 def test_image_placeholders_expand_to_merged_grid(tiny_processor):
