@@ -82,7 +82,10 @@ def test_workers_of_a_killed_bench_stop_their_episodes_and_exit(tmp_path, signum
     workers: set[int] = set()
     try:
         deadline = time.monotonic() + 120
-        while len(workers := pids(out, "started-")) < 2:
+        # Both episodes running: their envs started and their trajectories begun (a signal
+        # between the two ends an episode before it records anything, and a resume reruns it).
+        while len(workers := pids(out, "started-")) < 2 or len(
+                list((out / "trajectories").glob("*/meta.json"))) < 2:
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "two episodes did not start within 120 s"
             time.sleep(0.05)

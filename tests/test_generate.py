@@ -237,7 +237,8 @@ def test_a_dropped_row_stops_and_the_others_decode_on(ours, tiny_processor, monk
 def test_reading_tokens_back_every_few_steps_gives_what_every_step_gives(
     ours, tiny_processor, monkeypatch, every
 ):
-    texts = [_chat(tiny_processor, text) for text in ("Hi.", "Open the settings app.", "Back.")]
+    texts = [_chat(tiny_processor, text)
+             for text in ("Hi.", "Open the settings app.", "Press back now.")]
     batch = tiny_processor(text=texts)
     free = [g.tokens for g in _run(ours, batch, max_new_tokens=13, eos_token_ids=())]
     # Row 0 ends on an EOS inside a block, row 1 on a stop string, row 2 at its length.
