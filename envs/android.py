@@ -30,7 +30,6 @@ from envs import keys
 from envs import still_frames as still_frames_protocol
 from envs.android_keycodes import ADB_KEY_NAMES
 from envs.base import (
-    TOUCH_SLOP,
     AppTarget,
     ElementInfo,
     Env,
@@ -409,11 +408,10 @@ class AndroidEnv(Env):
         return x1, y1, min(max(x1 - dx, 1), w - 2), min(max(y1 - dy, 1), h - 2)
 
     def press_point(self, action: Action) -> tuple[int, int] | None:
-        """As any env's, and a scroll whose swipe is shorter than the touch slop: a press where
-        its finger lands."""
+        """As any env's, and a scroll, which the phone performs as a swipe, judged as one."""
         if action.kind == "scroll":
             x1, y1, x2, y2 = self._scroll_swipe(action)
-            return (x1, y1) if abs(x2 - x1) < TOUCH_SLOP and abs(y2 - y1) < TOUCH_SLOP else None
+            return self.gesture_press((x1, y1), (x2, y2))
         return super().press_point(action)
 
     def _key(self, name: str) -> str:

@@ -149,17 +149,25 @@ class Env(ABC):
 
     def press_point(self, action: Action) -> tuple[int, int] | None:
         """Where ``action`` presses an element as this env performs it, or None: a tap or click
-        at its point, a swipe or drag that moves less than ``TOUCH_SLOP``, and a mouse drag that
-        ends on the element it started on (a button takes that as a click)."""
+        at its point, and a swipe or drag that presses (``gesture_press``)."""
         if action.kind in PRESS_KINDS:
             return action.x, action.y
         if action.kind in ("swipe", "drag"):
-            if abs(action.x2 - action.x) < TOUCH_SLOP and abs(action.y2 - action.y) < TOUCH_SLOP:
-                return action.x, action.y
-            start = self.element_at(action.x, action.y) if action.kind == "drag" else None
-            if start is not None and start == self.element_at(action.x2, action.y2):
-                return action.x, action.y
+            return self.gesture_press((action.x, action.y), (action.x2, action.y2))
         return None
+
+    def gesture_press(self, start: tuple[int, int], end: tuple[int, int]
+                      ) -> tuple[int, int] | None:
+        """``start`` where a finger or the mouse moving from ``start`` to ``end`` presses the
+        element it went down on, else None: it moves less than ``TOUCH_SLOP``, or it ends on
+        the element it started on. Android keeps a view pressed until the finger leaves it and
+        clicks it on the way up (unless a scrolling parent takes the gesture), and a browser
+        clicks the element where the button went down and came up."""
+        (x1, y1), (x2, y2) = start, end
+        if abs(x2 - x1) < TOUCH_SLOP and abs(y2 - y1) < TOUCH_SLOP:
+            return start
+        pressed = self.element_at(x1, y1)
+        return start if pressed is not None and pressed == self.element_at(x2, y2) else None
 
     def element_at(self, x: int, y: int) -> ElementInfo | None:
         """The element under screenshot pixel (x, y); None where the env cannot tell."""

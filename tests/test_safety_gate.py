@@ -338,31 +338,41 @@ def test_an_element_the_env_cannot_inspect_is_sensitive():
 
 
 def test_a_gesture_that_presses_is_judged_as_a_press():
-    """A swipe or drag that moves less than the touch slop is a tap where it lands, and a mouse
-    drag that ends on the element it started on clicks it; real swipes and drags are not."""
+    """A swipe or drag that moves less than the touch slop is a tap where it lands, and one that
+    ends on the element it started on presses it (Android clicks a view the finger never left; a
+    browser clicks where the button went down and up); one that leaves the element does not."""
     from core.actions import Drag, Swipe
 
     gate = ConfirmationGate(GateRules(), LaidOutPhone(), "deny")  # "Pay now" above y=1200
     for gesture in (Swipe(x=540, y=600, x2=540, y2=600), Swipe(x=540, y=600, x2=560, y2=585),
+                    Swipe(x=540, y=600, x2=540, y2=900), Swipe(x=100, y=100, x2=900, y2=1100),
                     Drag(x=540, y=600, x2=530, y2=610), Drag(x=100, y=100, x2=900, y2=1100)):
         hit = gate.sensitive(gesture)
         assert hit.rule == "tap_text" and "'Pay now'" in hit.reason, gesture
-    for gesture in (Swipe(x=540, y=600, x2=540, y2=1800), Swipe(x=540, y=600, x2=540, y2=900),
-                    Drag(x=540, y=600, x2=540, y2=1800)):  # off the button, or a real swipe
+    for gesture in (Swipe(x=540, y=600, x2=540, y2=1800), Swipe(x=540, y=1800, x2=540, y2=600),
+                    Drag(x=540, y=600, x2=540, y2=1800)):  # off the button
         assert gate.sensitive(gesture) is None, gesture
 
 
-def test_a_phone_scroll_too_short_to_swipe_is_a_press_where_it_lands():
-    """Android performs a scroll as a swipe; one shorter than the touch slop taps."""
-    from core.actions import Scroll
+def test_a_phone_scroll_is_judged_as_the_swipe_the_phone_performs():
+    """Android performs a scroll as a swipe: one shorter than the touch slop taps, and one whose
+    finger stays on the view it went down on clicks that view; one that leaves it scrolls."""
+    from core.actions import Scroll, Swipe
 
     env = fake_android_env(DumpDevice(ui_node(
-        (0, 0, 1080, 2400), ui_node((0, 0, 1080, 400), text="Send money", clickable=True))))
+        (0, 0, 1080, 2400), ui_node((0, 0, 1080, 400), text="Send money", clickable=True),
+        ui_node((0, 400, 1080, 2400), text="Wide Send button", clickable=True))))
     gate = ConfirmationGate(GateRules(), env, "deny")
     short = Scroll(direction="down", x=540, y=200, amount=10)
     assert env.press_point(short) is not None
     assert gate.sensitive(short).rule == "tap_text"
     assert gate.sensitive(Scroll(direction="down", x=540, y=200)) is None  # a real scroll
+    # Inside one large button, the finger never leaves it: a click as the phone performs it.
+    x1, y1, x2, y2 = env._scroll_swipe(Scroll(direction="down", x=540, y=2000))
+    assert 400 <= min(y1, y2) and max(y1, y2) < 2400
+    hit = gate.sensitive(Scroll(direction="down", x=540, y=2000))
+    assert hit.rule == "tap_text" and "Wide Send button" in hit.reason
+    assert gate.sensitive(Swipe(x=540, y=1000, x2=100, y2=1000)).rule == "tap_text"
 
 
 @pytest.mark.parametrize("action, sensitive", [
