@@ -308,7 +308,8 @@ def test_a_blank_goal_is_refused_before_anything_starts(tmp_path, goal):
 
     with pytest.raises(RunError, match="give a GOAL, or a task with --task NAME"):
         resolve_task(RunSpec(goal=goal, model="replay:x", env="browser"))
-    done = cli("run", goal, "--env", "browser", "--model", "replay:x", "--out",
-               str(tmp_path / "runs"), cwd=tmp_path)
-    assert done.returncode == 2 and "give a GOAL" in done.stderr, done.stderr
-    assert not (tmp_path / "runs").exists()
+    if goal == "   ":  # and from the command line, once
+        done = cli("run", goal, "--env", "browser", "--model", "replay:x", "--out",
+                   str(tmp_path / "runs"), cwd=tmp_path)
+        assert done.returncode == 2 and "give a GOAL" in done.stderr, done.stderr
+        assert not (tmp_path / "runs").exists()

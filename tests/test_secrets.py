@@ -195,9 +195,7 @@ document.getElementById('q').addEventListener('change', (e) => history.replaceSt
 </script>"""
 
 
-@pytest.mark.parametrize("value", ["open sesame@42", "a\"b<c>`d{e}^f|g'h?j&k=l", "Gr\u00fc\u00dfe/1 x",
-                                   "p@ss w0rd!~*"])
-def test_a_value_a_page_puts_in_its_url_is_recorded_as_its_placeholder(tmp_path, value):
+def test_a_value_a_page_puts_in_its_url_is_recorded_as_its_placeholder(tmp_path):
     """A page's script may copy a field into its URL (a search box's ?q=, a #fragment): chromium
     percent-encodes it there as the URL parser does, which no form encoding matches."""
     from urllib.parse import unquote
@@ -207,19 +205,21 @@ def test_a_value_a_page_puts_in_its_url_is_recorded_as_its_placeholder(tmp_path,
 
     require_tool("chromium")
     (tmp_path / "search.html").write_text(URL_PAGE, encoding="utf-8")
+    values = ["open sesame@42", "a\"b<c>`d{e}^f|g'h?j&k=l", "Gr\u00fc\u00dfe/1 x", "p@ss w0rd!~*"]
     with BrowserEnv(viewport=(400, 300), start_url=(tmp_path / "search.html").as_uri()) as env:
-        policy = ListPolicy(['*FUNCTION*: Type *ARGS*: {"text": "<secret:PW>"}',
-                             '*FUNCTION*: Key *ARGS*: {"key": "Tab"}', DONE])
-        agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
-                      recorder=Recorder(tmp_path / "traj"), secrets=Secrets({"PW": value}))
-        assert agent.run("search for <secret:PW>").status == "success"
-    steps = load(tmp_path / "traj").steps
-    recorded = [s.extras.get("url", "") for s in steps]
-    assert any("?q=<secret:PW>&in=query" in url for url in recorded), recorded
-    assert any(url.endswith("#q=<secret:PW>") for url in recorded), recorded
-    for path in (tmp_path / "traj").rglob("*"):
-        if path.is_file() and path.suffix != ".png":
-            assert value not in unquote(path.read_text(encoding="utf-8")), path
+        for number, value in enumerate(values):
+            traj = tmp_path / f"traj{number}"
+            policy = ListPolicy(['*FUNCTION*: Type *ARGS*: {"text": "<secret:PW>"}',
+                                 '*FUNCTION*: Key *ARGS*: {"key": "Tab"}', DONE])
+            agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
+                          recorder=Recorder(traj), secrets=Secrets({"PW": value}))
+            assert agent.run("search for <secret:PW>").status == "success"
+            recorded = [s.extras.get("url", "") for s in load(traj).steps]
+            assert any("?q=<secret:PW>&in=query" in url for url in recorded), (value, recorded)
+            assert any(url.endswith("#q=<secret:PW>") for url in recorded), (value, recorded)
+            for path in traj.rglob("*"):
+                if path.is_file() and path.suffix != ".png":
+                    assert value not in unquote(path.read_text(encoding="utf-8")), (value, path)
 
 
 def test_a_parse_error_that_cuts_a_value_short_keeps_no_part_of_it(tmp_path):
