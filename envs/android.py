@@ -128,6 +128,8 @@ class ScreenInfo:
 
 
 DEFAULT_ADB_PORT = 5037
+#: How long the element lookups reuse a UI dump (``AndroidEnv._looked_up_tree``).
+DUMP_REUSE_S = 1.0
 
 
 def adb_server_port() -> int:
@@ -185,6 +187,8 @@ class AndroidEnv(Env):
             f"getprop {shlex.quote(still_frames_protocol.PROPERTY)}").strip() == "1"
         #: The last still frame: its version, image and PNG.
         self._last_frame: tuple[str | None, Image.Image | None, bytes] = (None, None, b"")
+        #: The last dump the element lookups read, and when (``_looked_up_tree``).
+        self._dump: tuple[float, UiNode] | None = None
 
     # -- device -----------------------------------------------------------------------------
     def _pick_serial(self, serial: str | None, server: str) -> str:
@@ -314,6 +318,7 @@ class AndroidEnv(Env):
                 "density": self.screen.density, "rotation": self.screen.rotation}
 
     def observe(self) -> Observation:
+        self._dump = None  # a fresh look: the screen may have changed by itself
         observation = self._observe_still() if self.still_frames else super().observe()
         if observation.size != (self.screen.width, self.screen.height):
             # The phone turned (an app asked for landscape): scrolls are placed and clamped on
@@ -359,6 +364,7 @@ class AndroidEnv(Env):
         return super().reset(prepare)
 
     def _execute(self, action: Action) -> str:
+        self._dump = None  # the screen is about to change
         kind = action.kind
         if kind == "tap":
             self._run(f"input tap {action.x} {action.y}")
@@ -572,7 +578,7 @@ class AndroidEnv(Env):
         empty part presses the row), described by its own text and content-desc, else by those
         of the nodes below it (``_pressed_info``). When none is clickable, the smallest node by
         its own text."""
-        paths = list(_paths_holding(self.ui_tree(), x, y))
+        paths = list(_paths_holding(self._looked_up_tree(), x, y))
         if not paths:
             return None
         path = min(paths, key=lambda p: (p[-1].bounds[2] - p[-1].bounds[0])
@@ -581,7 +587,7 @@ class AndroidEnv(Env):
         return _element_info(path[-1]) if pressed is None else _pressed_info(pressed)
 
     def focused_element(self) -> ElementInfo | None:
-        node = next((n for n in self.ui_tree().walk() if n.focused), None)
+        node = next((n for n in self._looked_up_tree().walk() if n.focused), None)
         if node is None:
             return None
         # Enter or the d-pad's centre presses a focused clickable node as a tap would.
@@ -594,6 +600,17 @@ class AndroidEnv(Env):
             return parse_hierarchy(output)
         except UiTreeError as exc:
             raise EnvError(f"uiautomator dump failed on {self.serial}: {exc}") from None
+
+    def _looked_up_tree(self) -> UiNode:
+        """The tree ``element_at`` and ``focused_element`` read: a dump taken less than
+        ``DUMP_REUSE_S`` ago, with no action or observation since, answers again. The safety
+        gate asks about one action several times (where a swipe starts and ends, then what it
+        presses), and a real phone takes a second or more per dump."""
+        if self._dump is not None and time.monotonic() - self._dump[0] < DUMP_REUSE_S:
+            return self._dump[1]
+        tree = self.ui_tree()
+        self._dump = (time.monotonic(), tree)
+        return tree
 
 
 def _package_for(app: str, packages: list[str]) -> str | None:

@@ -125,6 +125,7 @@ def fake_android_env(device: FakeAdbDevice) -> AndroidEnv:
     env._replaced_keyboard = None
     env.still_frames = False
     env._last_frame = (None, None, b"")
+    env._dump = None
     env.capture = lambda: Image.new("RGB", (1080, 2400))
     env.foreground = lambda: ("launcher", "Main")
     return env

@@ -476,3 +476,24 @@ def test_a_package_with_nothing_to_launch_falls_back_to_the_home_screen_icon():
     result = env.execute(OpenApp(app="com.android.phone"))  # no icon says that
     assert not result.ok and "has no launcher activity" in result.message
     assert "home screen now" in result.message  # it says where it left the phone
+
+
+def test_one_gate_review_takes_one_ui_dump_and_an_action_makes_it_stale():
+    """The gate asks where a swipe starts and ends, then what it presses: on a real phone a
+    dump takes a second or more, so one review reads one dump; after an action, or a new look
+    at the screen, the next question dumps again."""
+    from core.actions import Swipe
+
+    device = DumpDevice(ui_node((0, 0, 1080, 2400), text="Wide Send button", clickable=True))
+    env = fake_android_env(device)
+    dumps = lambda: sum(c.startswith("uiautomator dump") for c in device.commands)  # noqa: E731
+    gate = ConfirmationGate(GateRules(), env, "deny")
+    assert gate.sensitive(Swipe(x=540, y=1800, x2=540, y2=600)).rule == "tap_text"
+    assert dumps() == 1
+    device.dump = device.dump.replace("Wide Send button", "Wide Next button")
+    assert env.execute(Swipe(x=540, y=1800, x2=540, y2=600)).ok
+    assert gate.sensitive(Swipe(x=540, y=1800, x2=540, y2=600)) is None  # the new screen
+    assert dumps() == 2
+    device.dump = device.dump.replace("Wide Next button", "Wide Pay button")
+    env.observe()
+    assert "Pay" in env.element_at(540, 600).text and dumps() == 3
