@@ -176,12 +176,7 @@ class ConfirmationGate(SafetyGate):
                                  "inspect (it may be a password field)")
             if focused is not None and focused.password:
                 return Sensitive("password_field", "it types into a password field")
-        point = None
-        if self._tap_text is not None:
-            try:
-                point = self.env.press_point(action)
-            except EnvError:  # a drag whose ends could not be looked at may press its start
-                point = action.x, action.y
+        point = self.env.press_point(action) if self._tap_text is not None else None
         if point is not None:
             element = _inspect(self.env.element_at, *point)
             if element is not None and element.opaque:

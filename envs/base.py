@@ -162,12 +162,16 @@ class Env(ABC):
         element it went down on, else None: it moves less than ``TOUCH_SLOP``, or it ends on
         the element it started on. Android keeps a view pressed until the finger leaves it and
         clicks it on the way up (unless a scrolling parent takes the gesture), and a browser
-        clicks the element where the button went down and came up."""
+        clicks the element where the button went down and came up. Ends that cannot be looked
+        at may be on one element: ``start``."""
         (x1, y1), (x2, y2) = start, end
         if abs(x2 - x1) < TOUCH_SLOP and abs(y2 - y1) < TOUCH_SLOP:
             return start
-        pressed = self.element_at(x1, y1)
-        return start if pressed is not None and pressed == self.element_at(x2, y2) else None
+        try:
+            pressed = self.element_at(x1, y1)
+            return start if pressed is not None and pressed == self.element_at(x2, y2) else None
+        except EnvError:
+            return start
 
     def element_at(self, x: int, y: int) -> ElementInfo | None:
         """The element under screenshot pixel (x, y); None where the env cannot tell."""

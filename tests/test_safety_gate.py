@@ -411,6 +411,13 @@ def test_an_element_the_env_fails_to_look_up_is_unknown_not_the_end_of_the_run(t
     gate = ConfirmationGate(GateRules(), FailingDumpPhone(), "deny")
     for action in (Tap(x=1, y=1), Drag(x=1, y=1, x2=900, y2=900), Type(text="1")):
         assert "cannot inspect" in gate.sensitive(action).reason, action
+    # A phone whose dump fails: a scroll at no point may still press where its finger lands.
+    from core.actions import Scroll
+
+    phone = fake_android_env(FakeAdbDevice(fail=lambda command: (
+        (1, "ERROR: could not get idle state.") if "uiautomator" in command else None)))
+    hit = ConfirmationGate(GateRules(), phone, "deny").sensitive(Scroll(direction="down"))
+    assert hit.rule == "tap_text" and "cannot inspect" in hit.reason
     env = FailingDumpPhone()
     result, _, traj, _ = run([TAP_PAY, DONE], env, "yes", tmp_path)
     assert result.status == "success" and env.executed == [Tap(x=540, y=600)]
