@@ -32,11 +32,11 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: The shortest base64 run of a value that ``scrub`` replaces (shorter runs could be anything).
 MIN_BASE64_RUN = 8
 _URL_DROPS = dict.fromkeys(map(ord, "\t\n\r"))
-#: The printable ASCII a URL may hold as it is, and the sets of it that the WHATWG URL parser
-#: (which chromium follows) percent-encodes in a fragment, a query, a special scheme's query and
-#: a path (with and without "^"); it encodes controls, space and non-ASCII everywhere.
-_URL_SAFE = "".join(map(chr, range(0x21, 0x7F)))
-_URL_PERCENT_ENCODED = ('"<>`', '"#<>', '"#<>\'', '"#<>?`{}', '"#<>?^`{}')
+#: The printable ASCII that the WHATWG URL parser (which chromium follows) leaves as it is in a
+#: fragment, a query, a special scheme's query and a path (with and without "^"), for ``quote``'s
+#: ``safe``; it percent-encodes controls, space and non-ASCII everywhere.
+_URL_PARSER_SAFE = tuple("".join(c for c in map(chr, range(0x21, 0x7F)) if c not in encoded)
+                         for encoded in ('"<>`', '"#<>', '"#<>\'', '"#<>?`{}', '"#<>?^`{}'))
 
 
 class SecretError(ValueError):
@@ -193,8 +193,7 @@ def encoded_forms(value: str) -> set[str]:
              quote(value, safe=""),
              # As the URL parser encodes it where a page's script puts it in its own URL
              # (history.replaceState): in the fragment, the query and the path.
-             *(quote(value, safe=_URL_SAFE.translate(dict.fromkeys(map(ord, encoded))))
-               for encoded in _URL_PERCENT_ENCODED)}
+             *(quote(value, safe=safe) for safe in _URL_PARSER_SAFE)}
     data = value.encode("utf-8")
     for offset in range(3):
         padded = bytes(offset) + data + bytes(-(offset + len(data)) % 3)

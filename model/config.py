@@ -98,7 +98,6 @@ class Qwen2VLConfig:
         if text_raw.get("hidden_act", "silu") != "silu":  # the decoder's MLP computes SiLU only
             raise ValueError(f"config.json: the decoder's hidden_act {text_raw['hidden_act']!r} "
                              "is not one this implementation computes (silu)")
-        _check_no_sliding_window(text_raw)
         hidden = _size(text_raw, "hidden_size")
         heads = _size(text_raw, "num_attention_heads")
         if hidden % heads:
@@ -117,6 +116,7 @@ class Qwen2VLConfig:
             max_position_embeddings=text_raw.get("max_position_embeddings") or 32768,
         )
         check_fields(text, "text_config")
+        _check_no_sliding_window(text_raw, text)
         if len(text.mrope_section) != 3 or sum(text.mrope_section) * 2 != text.head_dim:
             raise ValueError(
                 f"mrope_section {list(text.mrope_section)} must sum to head_dim/2 = {text.head_dim // 2}"
@@ -175,7 +175,7 @@ class Qwen2VLConfig:
             raise ValueError(f"{path}: {exc}") from None
 
 
-def _check_no_sliding_window(text_raw: dict[str, Any]) -> None:
+def _check_no_sliding_window(text_raw: dict[str, Any], text: TextConfig) -> None:
     """Refuse a decoder whose layers would attend within a sliding window, which this
     implementation does not compute, unless the window holds the whole context anyway. The
     layers that slide are transformers': ``layer_types`` where config.json lists them, else
@@ -183,11 +183,10 @@ def _check_no_sliding_window(text_raw: dict[str, Any]) -> None:
     if not text_raw.get("use_sliding_window"):
         return
     window = text_raw.get("sliding_window", 4096)
-    context = text_raw.get("max_position_embeddings") or 32768
-    layers = _size(text_raw, "num_hidden_layers")
+    context = text.max_position_embeddings
     kinds = text_raw.get("layer_types") or [
         "sliding_attention" if i >= text_raw.get("max_window_layers", 80) else "full_attention"
-        for i in range(layers)]
+        for i in range(text.num_hidden_layers)]
     sliding = [i for i, kind in enumerate(kinds) if kind == "sliding_attention"]
     if window is not None and sliding and window < context:
         raise ValueError(

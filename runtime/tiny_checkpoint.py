@@ -81,21 +81,17 @@ DEFAULT_VISION_25 = dict(
 )  # fmt: skip
 
 
-#: Qwen2's pre-tokenizer split (each digit on its own), as the released tokenizer.json holds it.
-QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
-               r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
-
-
 def build_tokenizer():
     """A deterministic byte-level BPE with the Qwen2-VL special tokens at ids BPE_VOCAB.., which
     splits and normalizes text as the released tokenizer.json does: transformers' Qwen2Tokenizer
     applies that rule whatever the file says, so another one would count tokens otherwise."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX  # Qwen2's split
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
