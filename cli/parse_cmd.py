@@ -107,10 +107,12 @@ def parse(
 
 
 def _screen_size(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdecimal() and int(p) > 0 for p in parts):
+    from core.geometry import parse_size
+
+    size = parse_size(text)
+    if size is None:
         raise typer.BadParameter(f"{text!r} is not WxH, such as 1080x2400", param_hint="--screen")
-    return int(parts[0]), int(parts[1])
+    return size
 
 
 def _kinds(text: str | None) -> list[str] | None:

@@ -69,3 +69,12 @@ class Screen:
         return smart_resize(
             self.height, self.width, min_pixels=self.min_pixels, max_pixels=self.max_pixels
         )
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """``"1280x800"`` (``X`` and spaces around the numbers too) as (1280, 800); None where the
+    text is not two positive decimal numbers. Options name their own error."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdecimal() and int(p) > 0 for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.history import HistoryPolicy
+from core.geometry import parse_size
 
 ENV_KINDS = ("android", "desktop", "browser")
 MODEL_HELP = ("PATH (a local Qwen2-VL checkpoint), http(s)://HOST:PORT/v1 (an OpenAI-compatible "
@@ -68,7 +69,7 @@ class RunSpec:
 
 def parse_viewport(text: str) -> tuple[int, int]:
     """``"1280x800"`` as (1280, 800)."""
-    width, sep, height = text.lower().partition("x")
-    if not sep or not width.isdecimal() or not height.isdecimal() or not int(width) or not int(height):
+    size = parse_size(text)
+    if size is None:
         raise RunError(f"--viewport {text!r} is not WIDTHxHEIGHT in pixels, e.g. 1280x800")
-    return int(width), int(height)
+    return size

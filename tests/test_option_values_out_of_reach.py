@@ -27,6 +27,19 @@ def test_sizes_take_decimal_digits_only_as_int_reads_them(size):
         assert parse_viewport(size) == (1080, 2400) and "is not WxH" not in parsed.output
 
 
+@pytest.mark.parametrize("size", ["1280x800", "1280X800", " 1280 x 800 ", "0x800", "1280x",
+                                  "x", "12x34x5", "-1x5", "1e3x800"])
+def test_viewport_and_screen_read_a_size_alike(size):
+    parsed = CliRunner().invoke(app, ["parse", "--screen", size], input="x\n")
+    screen_ok = "is not WxH" not in parsed.output
+    try:
+        viewport = parse_viewport(size)
+    except RunError:
+        viewport = None
+    assert (viewport is not None) == screen_ok
+    assert viewport in (None, (1280, 800))
+
+
 def test_a_key_code_or_port_in_other_digits_is_refused_by_name(monkeypatch):
     with pytest.raises(ValueError, match="unknown key ²"):
         key_name("²")
