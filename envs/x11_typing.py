@@ -12,7 +12,9 @@ before the next rebinds them (``DesktopEnv._type``).
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Iterator
 
 from envs.base import EnvError, one_line_break_each
 
@@ -93,9 +95,34 @@ class X11Typist:
     def type(self, chunk: str) -> None:
         """Type one piece from ``chunks`` (a short text is one piece)."""
         self._bind({keysym_for(c) for c in chunk if self._on_keyboard(keysym_for(c)) is None})
-        for char in chunk:
-            self._key(char, press=True)
-            self._key(char, press=False)
+        with self._lock_off():
+            for char in chunk:
+                self._key(char, press=True)
+                self._key(char, press=False)
+        self._display.sync()
+
+    @contextlib.contextmanager
+    def _lock_off(self) -> Iterator[None]:
+        """Caps Lock off meanwhile, and back on after, where it was on (the user's, or a key the
+        model pressed): under Lock the keys this picks by the keymap type "hELLO" for "Hello".
+        Like ``xdotool type --clearmodifiers``, it taps the key that locks."""
+        from Xlib import X
+
+        if not self._display.screen().root.query_pointer().mask & X.LockMask:
+            yield
+            return
+        lock = next((k for k in self._display.get_modifier_mapping()[X.LockMapIndex] if k), 0)
+        if not lock:
+            raise EnvError("Caps Lock is on, and the X display has no key that turns it off")
+        self._tap(lock)
+        try:
+            yield
+        finally:
+            self._tap(lock)
+
+    def _tap(self, keycode: int) -> None:
+        self._fake(keycode, press=True)
+        self._fake(keycode, press=False)
         self._display.sync()
 
     def hold(self, char: str, press: bool) -> None:
@@ -132,9 +159,7 @@ class X11Typist:
         # key after a rebind with the keycode's old character (1 text in 40 under load). A
         # Shift tap, which types nothing, takes that place, and a moment more lets the fetch
         # land before the characters come.
-        self._fake(self._shift, press=True)
-        self._fake(self._shift, press=False)
-        self._display.sync()
+        self._tap(self._shift)
         time.sleep(REBIND_GRACE_S)
 
     def _fake(self, keycode: int, press: bool) -> None:

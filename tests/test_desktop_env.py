@@ -313,6 +313,35 @@ def test_a_one_character_key_is_that_character_and_a_capital_names_its_key(deskt
     wait_for_value(lambda: app.input_value("#field"), "")
 
 
+def _caps_lock_on(xvfb) -> bool:
+    from Xlib import X
+    from Xlib.display import Display
+
+    client = Display(xvfb.display)
+    try:
+        return bool(client.screen().root.query_pointer().mask & X.LockMask)
+    finally:
+        client.close()
+
+
+def test_text_arrives_as_written_under_caps_lock_and_the_lock_stays(desktop, xvfb, app,
+                                                                    fresh) -> None:
+    """Keys picked by the keymap alone typed "hELLO" for "Hello" under Caps Lock."""
+    x, y = find_color(fresh.image, YELLOW).centre
+    assert desktop.execute(Click(x=x, y=y)).ok
+    wait_until(lambda: app.evaluate("document.activeElement.id") == "field")
+    assert desktop.execute(Key(key="capslock")).ok and _caps_lock_on(xvfb)
+    try:
+        assert desktop.execute(Type(text="Hello World, user@Example.com \u00e9\u00c9")).ok
+        assert desktop.execute(Key(key="x")).ok
+        wait_for_value(lambda: app.input_value("#field"),
+                       "Hello World, user@Example.com \u00e9\u00c9x")
+        assert _caps_lock_on(xvfb)  # the lock the model turned on is still on
+    finally:
+        desktop.execute(Key(key="capslock"))
+    assert not _caps_lock_on(xvfb)
+
+
 def test_a_combination_presses_the_character_it_names(desktop, app, fresh) -> None:
     """ctrl+< is not ctrl+> (pyautogui pressed Shift with "<", which made it ctrl+>)."""
     x, y = find_color(fresh.image, YELLOW).centre
