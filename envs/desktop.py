@@ -8,8 +8,8 @@ display while the first is open is refused with a clear error rather than silent
 first display.
 
 pyautogui's failsafe stays on: when the pointer sits in a corner of the screen, the next action
-raises ``pyautogui.FailSafeException``, which stops the run on purpose (a human's emergency
-brake), so it is not turned into a failed ActionResult. It is checked before each action; the
+stops the run on purpose (a human's emergency brake), as Ctrl-C does (a ``KeyboardInterrupt``
+that says why), so it is not turned into a failed ActionResult. It is checked before each action; the
 model's own actions may point at a corner (pyautogui alone would refuse), and one that ends
 there leaves the pointer one pixel inside it, so only a human trips the brake.
 
@@ -59,6 +59,9 @@ SAME_SPOT_PX = 8
 #: The most wheel clicks one scroll sends (about 30 screens of chromium): a model asking for
 #: an absurd amount must not keep the runtime busy for hours.
 MAX_WHEEL_CLICKS = 200
+#: Why a run stops when a person parks the pointer in a screen corner (pyautogui's failsafe).
+FAILSAFE_STOP = ("stopped by the fail-safe: the pointer is in a corner of the screen (move it "
+                 "away to run again)")
 #: The displays of this process's open envs, with how many envs each: pyautogui drives one.
 _OPEN_DISPLAYS: Counter[str] = Counter()
 
@@ -197,6 +200,9 @@ class DesktopEnv(Env):
         gui = self._gui
         try:
             gui.failSafeCheck()  # a human's pointer in a corner stops the run before the model acts
+        except gui.FailSafeException:
+            # The run stops as Ctrl-C stops it ("interrupted", the trajectory finished).
+            raise KeyboardInterrupt(FAILSAFE_STOP) from None
         except (XlibError, XlibConnectionClosed, OSError) as exc:
             raise self._x_failed(action.kind, exc) from None
         gui.FAILSAFE = False  # pyautogui refuses to act on a corner, where the model may point

@@ -162,6 +162,28 @@ def test_xvfb_dying_ends_the_desktop_run_with_a_reason(tmp_path):
     assert "Traceback" not in output, output
 
 
+def test_a_pointer_parked_in_a_corner_stops_the_desktop_run_as_ctrl_c_does(tmp_path,
+                                                                          monkeypatch):
+    """pyautogui's fail-safe, a person's emergency brake, escaped the loop as a traceback."""
+    for tool in ("xvfb", "xdotool"):
+        require_tool(tool)
+    from envs.desktop import DesktopEnv
+    from envs.xvfb import Xvfb
+
+    for key in ("DISPLAY", "XAUTHORITY"):  # the env points this process at its display
+        monkeypatch.setenv(key, os.environ.get(key, ""))
+    with Xvfb(640, 480) as xvfb, DesktopEnv(display=xvfb.display,
+                                            xauthority=xvfb.xauthority) as env:
+        def park() -> None:
+            subprocess.run(["xdotool", "mousemove", "0", "0"], env={**os.environ, **xvfb.env},
+                           check=True)
+
+        result, trajectory = run_episode(env, ListPolicy(at_step(2, park, CLICK)),
+                                         tmp_path / "t", dialect="uitars")
+    assert result.status == "interrupted" and "fail-safe" in result.reason, result.reason
+    assert result.steps == 2 and all(step.result.ok for step in trajectory.steps)
+
+
 # -- the model endpoint ----------------------------------------------------------------------------
 class ScriptedEndpoint(http.server.ThreadingHTTPServer):
     """An OpenAI-style endpoint that answers each request as its script says: ``500``, ``close``
