@@ -44,6 +44,16 @@ def test_every_task_is_complete(name):
     assert fields <= set(task.params)
 
 
+@pytest.mark.parametrize("name", [n for n in task_names() if "text" in get_task(n).params])
+def test_the_text_to_write_has_plain_ends_in_the_goal(name):
+    """A model must tell where the text it is asked to write ends: the goal quotes it or ends
+    with it ("write the line: Total = 42 | checked and save the file" did neither)."""
+    for seed in range(8):
+        task = get_task(name, seed=seed)
+        text = task.params["text"]
+        assert f"'{text}'" in task.goal or task.goal.endswith(f": {text}"), task.goal
+
+
 def test_given_params_are_used_instead_of_drawn():
     drawn = get_task("phone/write-note", seed=3)
     given = get_task("phone/write-note", seed=3, params={**drawn.params, "text": "Feed the cat"})

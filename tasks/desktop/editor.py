@@ -53,7 +53,8 @@ class EditorTask(DesktopTask):
 
 class EditorWriteSave(EditorTask):
     name = "desktop/editor-write-save"
-    goal_template = "In the text editor, write the line: {text} and save the file."
+    # The line ends the goal, as nothing in it can be mistaken for part of the line.
+    goal_template = "In the text editor, write this line and save the file: {text}"
     tags = EditorTask.tags | {"easy"}
 
     @classmethod
