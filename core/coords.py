@@ -10,13 +10,11 @@ for ShowUI's fractions. The rule, the same for every space and axis (screen side
   pixel 2399 of 2400 gives round(999.58) = 1000).
 - The pixel is ``floor(v * S / N + 0.5)`` (round half up), and v near N that would give S lands on
   the last pixel, S - 1.
-- From pixels back to model units: ``v = p * N / S``. ``render`` writes the shortest number (an int
-  when it is exact enough, else 1 to 6 decimals) that converts back to the same pixel, so rendered
-  text always round-trips exactly; one unit can be 2.4 pixels on a 2400-pixel side.
-  ``render_int`` writes what the released models write: integers, the one of the two nearest
-  whose pixel is closest (N itself only where it is closer, for the last pixels of a long side).
-  That lands within one pixel wherever a unit spans at most 3 pixels, and within half a unit
-  otherwise.
+- From pixels back to model units: ``v = p * N / S``. ``render_int`` writes what the released
+  models write: integers, the one of the two nearest whose pixel is closest (N itself only where
+  it is closer, for the last pixels of a long side). That lands within one pixel wherever a unit
+  spans at most 3 pixels, and within half a unit otherwise; one unit can be 2.4 pixels on a
+  2400-pixel side. ``render_length`` writes a distance (a scroll's) the same way.
 """
 
 from __future__ import annotations
@@ -67,14 +65,6 @@ class CoordSpace(ABC):
         n_x, n_y = self.extent(screen)
         return px * n_x / screen.width, py * n_y / screen.height
 
-    def render(self, px: int, py: int, screen: Screen) -> tuple[Number, Number]:
-        """The shortest numbers a model could write for pixel (px, py) that map back onto it."""
-        vx, vy = self.from_screen(px, py, screen)
-        return (
-            _shortest(vx, lambda v: self.to_pixel(v, "x", screen), px),
-            _shortest(vy, lambda v: self.to_pixel(v, "y", screen), py),
-        )
-
     def render_int(self, px: int, py: int, screen: Screen) -> tuple[int, int]:
         """Integers a model would write for pixel (px, py), as close to it as they get."""
         vx, vy = self.from_screen(px, py, screen)
@@ -91,11 +81,13 @@ class CoordSpace(ABC):
             raise CoordinateError(f"distance {_show(value)} must be a positive number, at most 1e9")
         return max(1, math.floor(value * side / n + 0.5))
 
-    def render_length(self, pixels: int, axis: Axis, screen: Screen) -> Number:
+    def render_length(self, pixels: int, axis: Axis, screen: Screen) -> int:
+        """The whole number of units a model would write for a distance of ``pixels`` (at
+        least 1), of the two nearest the one whose distance is closest."""
         n, side = self._axis(axis, screen)
-        return _shortest(
-            pixels * n / side, lambda v: self.length_to_pixels(v, axis, screen), pixels
-        )
+        low = max(1, math.floor(pixels * n / side))
+        return min((low, low + 1),
+                   key=lambda v: abs(self.length_to_pixels(v, axis, screen) - pixels))
 
 
 def _finite(value: Number) -> bool:
@@ -111,17 +103,6 @@ def _nearest_int(value: float, extent: float, back, target: int) -> int:
     low = min(math.floor(value), math.floor(extent) - 1)
     candidates = [v for v in (low, low + 1) if 0 <= v <= extent]
     return min(candidates, key=lambda v: (abs(back(v) - target), v >= extent, abs(v - value)))
-
-
-def _shortest(value: float, back, target: int) -> Number:
-    for digits in (0, 1, 2, 3, 4, 6):
-        candidate: Number = int(round(value)) if digits == 0 else round(value, digits)
-        try:
-            if back(candidate) == target:
-                return candidate
-        except CoordinateError:
-            continue
-    return value
 
 
 @dataclass(frozen=True)

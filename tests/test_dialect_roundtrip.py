@@ -20,7 +20,8 @@ from core.actions import ACTION_CLASSES
 from core.geometry import Screen
 from core.kinds import FORM_FACTORS, KINDS
 
-COORD_FIELDS = {"x", "y", "x2", "y2"}
+# Written as whole model units, so within a pixel or half a unit (a scroll's amount is along y).
+COORD_FIELDS = {"x", "y", "x2", "y2", "amount"}
 
 screens = st.builds(
     Screen,
