@@ -6,11 +6,13 @@ unset) they skip with a message that says what to install.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +51,23 @@ def playwright():
 
     with sync_playwright() as instance:
         yield instance
+
+
+@contextlib.contextmanager
+def chromium_tab(width: int = 1280, height: int = 720) -> Iterator[Any]:
+    """A page of a fresh headless chromium with this viewport, for tests that drive a web page
+    themselves (the record page)."""
+    require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    from envs.chromium import launch_chromium
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import chromium_tab
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(REPO / "agent_cli.py")]
@@ -49,17 +49,8 @@ def page_url(lines: queue.Queue, seen: list[str]) -> str:
 
 @pytest.fixture
 def browser_page():
-    require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
-    from envs.chromium import launch_chromium
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            yield browser.new_page(viewport={"width": 1200, "height": 900})
-        finally:
-            browser.close()
+    with chromium_tab(1200, 900) as page:
+        yield page
 
 
 def wait_for_step(page, step: int) -> None:

@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import chromium_tab
 
 WIDTH, HEIGHT = 400, 300
 
@@ -126,27 +126,17 @@ def test_the_page_cannot_be_framed_by_another_site(waiting_server):
     assert page.headers.get("x-frame-options", "").upper() == "DENY"
     assert "frame-ancestors 'none'" in page.headers.get("content-security-policy", "")
 
-    require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
-    from envs.chromium import launch_chromium
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            tab = browser.new_page()
-            # Another site frames the record page under a button that invites a click.
-            tab.set_content(f'<p>Win a prize!</p><iframe id="f" src="{root}" '
-                            'style="width:900px;height:700px"></iframe>')
-            tab.wait_for_timeout(1500)  # time for the frame to load and poll, if it may
-            frame = tab.frame_locator("#f")
-            done = frame.locator("#done")
-            if done.count():  # the framed page loaded: a click in it is the clickjack
-                done.click(timeout=3000)
-                tab.wait_for_timeout(500)
-            assert done.count() == 0, "another site's page shows the record page in a frame"
-        finally:
-            browser.close()
+    with chromium_tab() as tab:
+        # Another site frames the record page under a button that invites a click.
+        tab.set_content(f'<p>Win a prize!</p><iframe id="f" src="{root}" '
+                        'style="width:900px;height:700px"></iframe>')
+        tab.wait_for_timeout(1500)  # time for the frame to load and poll, if it may
+        frame = tab.frame_locator("#f")
+        done = frame.locator("#done")
+        if done.count():  # the framed page loaded: a click in it is the clickjack
+            done.click(timeout=3000)
+            tab.wait_for_timeout(500)
+        assert done.count() == 0, "another site's page shows the record page in a frame"
     assert received == []
 
 

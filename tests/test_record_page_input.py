@@ -21,7 +21,7 @@ from agent.policies.base import Episode, PolicyError, Request
 from agent.policies.demonstration import DemonstrationPolicy
 from core.actions import Action
 from core.geometry import Screen
-from tests.conftest import require_tool
+from tests.conftest import chromium_tab
 
 SMALL = (560, 420)  # shown 1:1 in a 1600x1000 page
 LARGE = (2240, 1680)  # shown scaled down
@@ -60,17 +60,8 @@ class Steps:
 
 @pytest.fixture(scope="module")
 def chromium_page():
-    require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
-    from envs.chromium import launch_chromium
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            yield browser.new_page(viewport={"width": 1600, "height": 1000})
-        finally:
-            browser.close()
+    with chromium_tab(1600, 1000) as page:
+        yield page
 
 
 @contextlib.contextmanager
