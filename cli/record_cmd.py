@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cli.run_cmd import ADB_PORT_HELP, DEVICE_HELP, DISPLAY_HELP, ENV_HELP, SEED_HELP, TASK_HELP
+from cli.secret_option import parse_secrets, secret_option
 
 
 def record(
@@ -31,12 +32,15 @@ def record(
     url: str = typer.Option("about:blank", "--url", help="browser: the start page."),
     adb_port: int = typer.Option(None, "--adb-port", min=1, max=65535, help=ADB_PORT_HELP),
     display: str = typer.Option(None, "--display", help=DISPLAY_HELP),
+    secret: list[str] = secret_option(),
 ) -> None:
     """Record a demonstration: serve a page on 127.0.0.1 that shows the live screen and sends
     your clicks, drags, wheel, keys, text and thoughts to the device as actions.
 
     Each action is recorded in the dialect's text, as a model would write it; "Done" ends the
-    episode (and runs the task's check). Exit status as for `run`.
+    episode (and runs the task's check). Exit status as for `run`. A secret (a password) is
+    typed as <secret:NAME> with --secret NAME, and recorded so; text typed as it is into a
+    password field is refused.
 
     Example: agent_cli.py record --env android --device virtual --task phone/write-note
     """
@@ -48,6 +52,7 @@ def record(
         goal=goal, model="demonstration", env=env, device=device, task=task, seed=seed,
         dialect=dialect, out=out, max_steps=max_steps, processor=processor,
         max_pixels=max_pixels, url=url, adb_port=adb_port, display=display,
+        secrets=parse_secrets(secret),
         # The person chooses every action on the page: the gate asks no one again.
         confirm="yes",
     )

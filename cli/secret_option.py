@@ -1,5 +1,5 @@
 """``--secret``: the one option, and its parsing, of every command that types secrets (run, bench,
-replay)."""
+replay, record)."""
 
 from __future__ import annotations
 

@@ -177,12 +177,16 @@ def endpoint_policy(spec: RunSpec, **client: Any) -> Policy:
                          temperature=spec.temperature)
 
 
+def check_env_kind(spec: RunSpec) -> None:
+    if spec.env not in ENV_KINDS:
+        raise RunError(f"unknown --env {spec.env!r}; choose {', '.join(ENV_KINDS)}")
+
+
 @contextlib.contextmanager
 def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]]:
     """The env for ``spec`` and the device it drives; ``--device virtual`` starts a virtual phone
     for the run and stops it afterwards."""
-    if spec.env not in ENV_KINDS:
-        raise RunError(f"unknown --env {spec.env!r}; choose {', '.join(ENV_KINDS)}")
+    check_env_kind(spec)
     if spec.env == "browser":
         from envs.browser import BrowserEnv
 

@@ -24,6 +24,7 @@ from core.terminal import literal, printable
 from envs.base import Env
 from runtime.build import (
     EnvFactory,
+    check_env_kind,
     make_policy,
     open_env,
     resize_budget,
@@ -55,18 +56,24 @@ class RunOutcome:
                                                              or result.check.success)
 
 
-def run(
-    spec: RunSpec, console: Console | None = None, observer: ObserverFactory | None = None, *,
-    task: Task | None = None, directory: Path | None = None, env_factory: EnvFactory = open_env,
-    policy: Policy | None = None,
-) -> RunOutcome:
-    """Run ``spec``'s episode. A bench passes the seeded ``task`` it built, the trajectory
-    ``directory`` it chose, a ``policy`` it keeps loaded across episodes (left open here), and
-    (in tests) an ``env_factory`` other than the real envs."""
-    from actions.dialects import get_dialect
-    from trajectories.viewer import write_view
+@dataclass
+class Checked:
+    """What ``check`` found usable in a run's settings."""
 
-    console = console or Console()
+    goal: str
+    task: Task | None
+    secrets: Secrets
+    rules: GateRules
+    dialect: str
+    min_pixels: int
+    max_pixels: int
+
+
+def check(spec: RunSpec, task: Task | None = None) -> Checked:
+    """Read ``spec``'s settings, before anything starts: an unknown env, task or dialect, a
+    scripted task without a solution, a goal's secret without its value, unreadable gate rules
+    or an unusable resize budget is the RunError (or the file's error) that names it."""
+    check_env_kind(spec)
     if task is None:
         goal, task = resolve_task(spec)
     elif task.env != spec.env:
@@ -82,8 +89,24 @@ def run(
     except SecretError as exc:
         raise RunError(str(exc)) from None
     rules = load_rules(spec.gate_rules) if spec.gate_rules else GateRules()
-    dialect_name = resolve_dialect(spec)
-    min_pixels, max_pixels = resize_budget(spec)
+    dialect = resolve_dialect(spec)
+    return Checked(goal, task, secrets, rules, dialect, *resize_budget(spec))
+
+
+def run(
+    spec: RunSpec, console: Console | None = None, observer: ObserverFactory | None = None, *,
+    task: Task | None = None, directory: Path | None = None, env_factory: EnvFactory = open_env,
+    policy: Policy | None = None,
+) -> RunOutcome:
+    """Run ``spec``'s episode. A bench passes the seeded ``task`` it built, the trajectory
+    ``directory`` it chose, a ``policy`` it keeps loaded across episodes (left open here), and
+    (in tests) an ``env_factory`` other than the real envs."""
+    from actions.dialects import get_dialect
+    from trajectories.viewer import write_view
+
+    console = console or Console()
+    checked = check(spec, task)
+    goal, task, secrets, dialect_name = checked.goal, checked.task, checked.secrets, checked.dialect
     if task is not None:
         console.print(f"task [bold]{literal(task.name)}[/]: {literal(task.goal)}")
     made: list[Path] = []  # the folders made for this run, innermost first
@@ -112,7 +135,7 @@ def run(
                                          else AgentConfig.max_steps),
             max_time_s=spec.max_time_s,
             max_parse_errors=spec.max_parse_errors, history=history,
-            min_pixels=min_pixels, max_pixels=max_pixels,
+            min_pixels=checked.min_pixels, max_pixels=checked.max_pixels,
             max_screen_pixels=spec.max_screen_pixels,
         )
         try:
@@ -123,7 +146,7 @@ def run(
                 with (observer or _no_observer)(goal) as view:
                     agent = Agent(env, policy, dialect, config=config,
                                   recorder=Recorder(directory), observer=view, tokens=tokens,
-                                  gate=make_gate(spec, rules, env, console, secrets),
+                                  gate=make_gate(spec, checked.rules, env, console, secrets),
                                   secrets=secrets)
                     result = agent.run(goal, task, device=device, **env_meta(spec))
         finally:

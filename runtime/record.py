@@ -23,8 +23,7 @@ from rich.console import Console
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from agent.policies.demonstration import DemonstrationPolicy
-from runtime.build import resize_budget, resolve_dialect, resolve_task
-from runtime.episode import ObserverFactory, RunOutcome, run
+from runtime.episode import ObserverFactory, RunOutcome, check, run
 from runtime.server.app import ApiError, read_body, running_server
 from runtime.settings import RunError, RunSpec
 
@@ -114,9 +113,7 @@ def record_app(policy: DemonstrationPolicy, end_seen: threading.Event) -> FastAP
 def record(spec: RunSpec, console: Console, observer: ObserverFactory | None = None, *,
            port: int = 0) -> RunOutcome:
     """Serve the page on 127.0.0.1:``port`` (0: a free one) and run ``spec``'s episode from it."""
-    _, task = resolve_task(spec)  # a missing goal, an unknown task or dialect fail before the page
-    resolve_dialect(spec)
-    resize_budget(spec)  # a budget that cannot be used fails before the page too
+    task = check(spec).task  # settings that cannot be used fail before the page is served
     policy = DemonstrationPolicy()
     end_seen = threading.Event()
     with contextlib.ExitStack() as stack:

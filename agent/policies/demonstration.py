@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import queue
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actions.dialects.base import Dialect
 from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
+from agent.secrets import PLACEHOLDER
 from core.actions import Action, parse_action
 from core.geometry import Screen
+from envs.base import EnvError
 
 if TYPE_CHECKING:
     from PIL import Image
+
+
+ENDED = "the recording has ended; start record again for another episode"
 
 
 @dataclass
@@ -43,8 +49,11 @@ class DemonstrationPolicy(Policy):
         self._view = ScreenView()
         self._screen: Screen | None = None
         self._episode: Episode | None = None
-        # The dialect's text of each submitted action; None stops the episode.
-        self._inbox: queue.Queue[str | None] = queue.Queue()
+        # Each submitted action, its dialect's text and the page's answer to come; None stops
+        # the episode.
+        self._inbox: queue.Queue[_Submitted | None] = queue.Queue()
+        self._pending: Future[str] | None = None  # the answer a submit waits for
+        self._stopped = False
 
     def start(self, episode: Episode) -> None:
         kinds = episode.dialect.kinds
@@ -61,19 +70,44 @@ class DemonstrationPolicy(Policy):
             self._view.image = request.images[-1]
             self._view.waiting = True
         try:
-            text = self._inbox.get()
+            while (submitted := self._inbox.get()) is not None:
+                # On this thread, the loop's: an env (Playwright's) answers only the thread that
+                # drives it.
+                refusal = self._refusal(submitted.action)
+                if refusal is None:
+                    submitted.answer.set_result(submitted.text)
+                    return Reply(submitted.text)
+                submitted.answer.set_exception(ValueError(refusal))
+                with self._lock:
+                    self._view.waiting = True  # the page may send another action
         finally:
             with self._lock:
                 self._view.waiting = False
-        if text is None:
-            raise PolicyError("the recording was stopped before the task was done")
-        return Reply(text)
+        raise PolicyError("the recording was stopped before the task was done")
+
+    def _refusal(self, action: Action) -> str | None:
+        """Why ``action`` is not taken, or None. Text typed into a password field would be
+        recorded as it is (and trained on): a secret is typed as its placeholder instead."""
+        if action.kind != "type" or PLACEHOLDER.search(action.text) or self._episode is None \
+                or self._episode.env is None:
+            return None
+        try:
+            focused = self._episode.env.focused_element()
+        except EnvError:
+            return None  # the step's own execution will meet the env's trouble
+        if focused is None or not focused.password:
+            return None
+        return ("that is a password field, and the text would be recorded as typed: name it "
+                "in the goal as <secret:NAME>, start record with --secret NAME, and type "
+                "<secret:NAME>")
 
     def submit(self, action: dict[str, Any], thought: str = "", step: int | None = None) -> str:
         """Write the page's ``action`` (screenshot pixels) in the dialect's text and send it to
         the waiting step; ValueError says why it cannot be (the page shows the message).
         ``step``: the step whose screenshot the action was made on (None: the current one)."""
         with self._lock:
+            if self._stopped:
+                raise ValueError(ENDED)
             if not self._view.waiting or self._screen is None or self._episode is None:
                 raise ValueError("the device is busy with the last action; wait for the screen")
             # A second page (or a late click) may act on a screenshot the device has left: its
@@ -89,8 +123,9 @@ class DemonstrationPolicy(Policy):
             text = _render(dialect, parsed, screen, thought.strip())
             dialect.parse(text, screen)  # what the loop will read; a ParseError is a ValueError
             self._view.waiting = False  # one action per step, even if the page sends two
-        self._inbox.put(text)
-        return text
+            self._pending = answer = Future()
+        self._inbox.put(_Submitted(parsed, text, answer))
+        return answer.result()  # the step's thread takes it, or says why not (ValueError)
 
     def view(self) -> ScreenView:
         with self._lock:
@@ -105,6 +140,20 @@ class DemonstrationPolicy(Policy):
         """End a step still waiting for the page (the run is over: Ctrl-C, the server stops).
         Closing the page does not call it: the episode waits for the page to be opened again."""
         self._inbox.put(None)
+        with self._lock:
+            self._stopped = True
+            pending = self._pending
+        # The loop, which takes submitted actions, has returned: a submit no step took hears
+        # that the recording ended.
+        if pending is not None and not pending.done():
+            pending.set_exception(ValueError(ENDED))
+
+
+@dataclass
+class _Submitted:
+    action: Action
+    text: str
+    answer: "Future[str]"
 
 
 def _render(dialect: Dialect, action: Action, screen: Screen, thought: str) -> str:
