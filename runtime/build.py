@@ -177,16 +177,24 @@ def endpoint_policy(spec: RunSpec, **client: Any) -> Policy:
                          temperature=spec.temperature)
 
 
-def check_env_kind(spec: RunSpec) -> None:
+def check_env(spec: RunSpec) -> None:
+    """A known env, and no option of another env's (``--device`` for a browser run was
+    ignored: the user meant another env, or another option)."""
     if spec.env not in ENV_KINDS:
         raise RunError(f"unknown --env {spec.env!r}; choose {', '.join(ENV_KINDS)}")
+    for option, value, env in (("--device", spec.device, "android"),
+                               ("--adb-port", spec.adb_port, "android"),
+                               ("--display", spec.display, "desktop")):
+        if value is not None and spec.env != env:
+            raise RunError(f"{option} is an option of --env {env}, and this run is on "
+                           f"--env {spec.env}")
 
 
 @contextlib.contextmanager
 def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]]:
     """The env for ``spec`` and the device it drives; ``--device virtual`` starts a virtual phone
     for the run and stops it afterwards."""
-    check_env_kind(spec)
+    check_env(spec)
     if spec.env == "browser":
         from envs.browser import BrowserEnv
 

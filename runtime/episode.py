@@ -24,7 +24,7 @@ from core.terminal import literal, printable
 from envs.base import Env
 from runtime.build import (
     EnvFactory,
-    check_env_kind,
+    check_env,
     make_policy,
     open_env,
     resize_budget,
@@ -73,7 +73,7 @@ def check(spec: RunSpec, task: Task | None = None) -> Checked:
     """Read ``spec``'s settings, before anything starts: an unknown env, task or dialect, a
     scripted task without a solution, a goal's secret without its value, unreadable gate rules
     or an unusable resize budget is the RunError (or the file's error) that names it."""
-    check_env_kind(spec)
+    check_env(spec)
     if task is None:
         goal, task = resolve_task(spec)
     elif task.env != spec.env:

@@ -61,3 +61,16 @@ def test_a_viewport_past_what_chromium_draws_is_refused_before_it_starts(viewpor
 
     with pytest.raises(ValueError, match="makes screenshots over 16384 pixels a side"):
         BrowserEnv(viewport=viewport, device_scale_factor=scale)
+
+
+@pytest.mark.parametrize("command", ["run", "record"])
+@pytest.mark.parametrize("env, option", [("browser", ["--device", "emulator-5554"]),
+                                         ("desktop", ["--adb-port", "5037"]),
+                                         ("android", ["--display", ":0"])])
+def test_an_option_of_another_env_is_refused_not_ignored(command, env, option):
+    args = [command, "x", "--env", env, *option] + (["--model", "scripted"] if command == "run"
+                                                    else [])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{option[0]} is an option of --env" in result.output and f"on --env {env}" in \
+        result.output
