@@ -9,9 +9,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    model_validator,
+)
 
 Direction = Literal["up", "down", "left", "right"]
+
+
+def _not_a_bool(value: Any) -> Any:
+    # pydantic reads true as 1 in an int field: a click at x=true landed at x=1.
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not true or false")
+    return value
+
+
+#: A number field: an int or float as pydantic reads one, but never a bool.
+Int = Annotated[int, BeforeValidator(_not_a_bool)]
+Float = Annotated[float, BeforeValidator(_not_a_bool)]
 
 
 class _Base(BaseModel):
@@ -31,18 +51,18 @@ class _Base(BaseModel):
 
 
 class _Point(_Base):
-    x: int
-    y: int
+    x: Int
+    y: Int
 
     def points(self) -> list[tuple[int, int]]:
         return [(self.x, self.y)]
 
 
 class _Segment(_Base):
-    x: int
-    y: int
-    x2: int
-    y2: int
+    x: Int
+    y: Int
+    x2: Int
+    y2: Int
 
     def points(self) -> list[tuple[int, int]]:
         return [(self.x, self.y), (self.x2, self.y2)]
@@ -55,12 +75,12 @@ class Tap(_Point):
 
 class LongPress(_Point):
     kind: Literal["long_press"] = "long_press"
-    duration_ms: int = Field(1000, ge=1, le=60_000)
+    duration_ms: Int = Field(1000, ge=1, le=60_000)
 
 
 class Swipe(_Segment):
     kind: Literal["swipe"] = "swipe"
-    duration_ms: int = Field(300, ge=1, le=60_000)
+    duration_ms: Int = Field(300, ge=1, le=60_000)
 
 
 #: The most characters one ``type`` action carries: a phone types a few dozen a second, so a
@@ -129,9 +149,9 @@ class Scroll(_Base):
 
     kind: Literal["scroll"] = "scroll"
     direction: Direction
-    x: int | None = None
-    y: int | None = None
-    amount: int | None = Field(None, ge=1)
+    x: Int | None = None
+    y: Int | None = None
+    amount: Int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> "Scroll":
@@ -158,7 +178,7 @@ class Navigate(_Base):
 # Everywhere
 class Wait(_Base):
     kind: Literal["wait"] = "wait"
-    seconds: float = Field(1.0, gt=0, le=60)
+    seconds: Float = Field(1.0, gt=0, le=60)
 
 
 class Answer(_Base):

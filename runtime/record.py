@@ -91,7 +91,8 @@ def record_app(policy: DemonstrationPolicy, end_seen: threading.Event) -> FastAP
         origin = request.headers.get("origin")
         if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
             return JSONResponse({"error": f"refused a request from {origin}"}, status_code=403)
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":  # media types ignore case (RFC 9110)
             return JSONResponse({"error": "send the action as application/json"},
                                 status_code=415)
         try:

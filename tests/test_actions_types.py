@@ -65,3 +65,16 @@ def test_unknown_kind_and_extra_fields_are_rejected():
         parse_action({"kind": "fly"})
     with pytest.raises(ValidationError):
         parse_action({"kind": "tap", "x": 1, "y": 2, "z": 3})
+
+
+@pytest.mark.parametrize("data", [
+    {"kind": "click", "x": True, "y": 3}, {"kind": "drag", "x": 1, "y": 1, "x2": 5, "y2": False},
+    {"kind": "scroll", "direction": "up", "amount": True}, {"kind": "wait", "seconds": True},
+    {"kind": "long_press", "x": 1, "y": 1, "duration_ms": True},
+])
+def test_true_or_false_is_no_number(data):
+    """pydantic reads true as 1: a page or a script that sent "x": true clicked at x=1."""
+    with pytest.raises(ValidationError, match="not true or false"):
+        parse_action(data, screen=(100, 100))
+    assert parse_action({**data, **{k: 2 for k, v in data.items() if isinstance(v, bool)}},
+                        screen=(100, 100))

@@ -198,6 +198,9 @@ def test_the_page_api_answers_only_this_machine_and_json():
         assert form.status_code == 415 and "application/json" in form.json()["error"]
         early = httpx.post(root + "/action", json={"action": {"kind": "home"}})
         assert early.status_code == 400 and "busy" in early.json()["error"]
+        shouted = httpx.post(root + "/action", content='{"action": {"kind": "home"}}',
+                             headers={"Content-Type": "Application/JSON; charset=UTF-8"})
+        assert shouted.status_code == 400 and "busy" in shouted.json()["error"]  # not a 415
         # Another site's page (its fetch names its origin) is refused whatever it sends; the
         # page's own origin reaches the policy.
         evil = httpx.post(root + "/action", json={"action": {"kind": "home"}},
