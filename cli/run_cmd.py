@@ -212,5 +212,7 @@ def report(outcome: RunOutcome, console: Console) -> None:
     if result.check is not None:
         mark = "[green]passed[/]" if result.check.success else "[red]failed[/]"
         console.print(f"check: {mark} ({literal(result.check.reason)})")
+    if outcome.diverged is not None:
+        console.print(f"[red]diverged[/]: {literal(outcome.diverged)}")
     print_path(console, "trajectory", outcome.directory)
     print_path(console, "view", outcome.view)

@@ -135,14 +135,21 @@ def replay(
 
     `run GOAL --model replay:DIR` takes the replies alone; here the goal, task, env, browser
     settings, history layout and parse-error limit are the recorded ones too. With a task, its
-    success check runs again at the end.
+    success check runs again at the end. A step that goes otherwise than recorded (refused by
+    the safety gate, failed, or done where it had failed) is named, and the exit status is 1.
 
     A trajectory recorded on a real phone or display is repeated only on one named with
     --device or --display: its taps and typing would otherwise land on whatever phone is
     attached, or on the desktop in $DISPLAY.
     """
+    import dataclasses
+
+    from rich.console import Console
+
     from cli.run_cmd import run_and_report
+    from runtime.episode import ObserverFactory, RunOutcome, run
     from runtime.settings import RunSpec
+    from trajectories.divergence import first_divergence
     from trajectories.reader import TrajectoryError, load
 
     try:
@@ -182,6 +189,11 @@ def replay(
             typer.echo(f"note: the run kept its prompts within {budget} tokens, which the "
                        f"replay cannot count without --processor CHECKPOINT: its prompts may "
                        f"keep screenshots the run dropped", err=True)
+    def replayed(spec: RunSpec, console: Console, observer: ObserverFactory) -> RunOutcome:
+        outcome = run(spec, console, observer)
+        return dataclasses.replace(outcome, diverged=first_divergence(
+            trajectory.steps, load(outcome.directory).steps))
+
     run_and_report(RunSpec(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         seed=getattr(meta, "seed", 0), params=getattr(meta, "params", None),
@@ -192,7 +204,7 @@ def replay(
         max_steps=max(len(trajectory.steps), 1), out=out, **browser,
         confirm="yes" if yes else None, secrets=parse_secrets(secret), **loop,
         processor=processor,
-    ))
+    ), replayed)
 
 
 def _refuse_unnamed(directory: Path, what: str, options: str) -> None:

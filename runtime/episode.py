@@ -47,13 +47,17 @@ class RunOutcome:
     result: EpisodeResult
     directory: Path
     view: Path
+    #: A replay's first step that went otherwise than recorded (``trajectories.divergence``).
+    diverged: str | None = None
 
     @property
     def succeeded(self) -> bool:
-        """The episode ended well and, with a task, its check passed."""
+        """The episode ended well, with a task its check passed, and a replay repeated its
+        recording."""
         result = self.result
         return result.status in ("success", "answered") and (result.check is None
-                                                             or result.check.success)
+                                                             or result.check.success) \
+            and self.diverged is None
 
 
 @dataclass

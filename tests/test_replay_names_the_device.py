@@ -32,7 +32,7 @@ def recorded(tmp_path, **meta):
 def runs(monkeypatch):
     """The specs replay would run (no env is opened)."""
     specs = []
-    monkeypatch.setattr(cli.run_cmd, "run_and_report", specs.append)
+    monkeypatch.setattr(cli.run_cmd, "run_and_report", lambda spec, runner=None: specs.append(spec))
     return specs
 
 
