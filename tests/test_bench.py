@@ -167,7 +167,7 @@ def test_a_worker_sent_sigterm_ends_its_episode_in_an_error_and_the_run_goes_on(
 
 def test_ray_tasks_give_the_same_results(baseline, tmp_path):
     import ray  # a test dependency (the [ray] extra): missing, the install is broken
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         run = run_bench(fake_settings(), tmp_path, runner=RIGHT, executor="ray")
         crashed = run_bench(fake_settings(suite="crash", episodes=1), tmp_path / "crash",

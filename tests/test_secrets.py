@@ -409,7 +409,8 @@ def test_ray_tasks_carry_the_secret_and_store_only_its_placeholder(tmp_path):
 
     import ray  # a test dependency (the [ray] extra): missing, the install is broken
     runner = dataclasses.replace(bench_fakes.LOCKED, secrets={"PIN": VALUE})
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # "local": a new instance, not a cluster that `ray start` left on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         run = run_bench(BenchSettings(suite="secret", tasks="secret/type-pin", episodes=2,
                                       model="scripted"), tmp_path, runner=runner, executor="ray")
@@ -420,6 +421,20 @@ def test_ray_tasks_carry_the_secret_and_store_only_its_placeholder(tmp_path):
     assert all(r.score.reason == "typed '<secret:PIN>'" for r in run.results)
     for path, text in _texts(tmp_path).items():
         assert VALUE not in text, path
+
+
+def test_a_secret_that_is_also_a_seed_leaves_the_episodes_names_alone(tmp_path):
+    """A PIN "1" was masked inside the key "secret/type-pin@1", and the line it broke ended the
+    bench with a traceback (each resume too)."""
+    import dataclasses
+
+    runner = dataclasses.replace(bench_fakes.LOCKED, secrets={"PIN": "1"})
+    run = run_bench(BenchSettings(suite="secret", tasks="secret/type-pin", episodes=2,
+                                  model="scripted"), tmp_path, runner=runner)
+    assert [(r.key, r.seed, r.outcome) for r in run.results] == [
+        ("secret/type-pin@0", 0, "success"), ("secret/type-pin@1", 1, "success")]
+    assert run.results[1].trajectory.endswith("-s1")
+    assert all(r.score.reason == "typed '<secret:PIN>'" for r in run.results)
 
 
 def test_a_bench_without_the_secret_fails_its_episodes_with_a_reason(tmp_path):

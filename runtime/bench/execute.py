@@ -34,6 +34,10 @@ def started_trajectory(job: EpisodeJob, out: Path) -> str | None:
     return relative if (Path(out) / relative / "meta.json").is_file() else None
 
 
+#: The fields of a result that quote an env, a task or the model, where a secret may show.
+_TOLD = ("params", "goal", "reason", "error", "answer", "score")
+
+
 @dataclass(frozen=True)
 class JobRunner:
     """Picklable: the executors send it with each job to a worker process or a Ray task."""
@@ -66,10 +70,15 @@ class JobRunner:
                                            trajectory=started_trajectory(job, out)))
 
     def _scrubbed(self, result: EpisodeResult) -> EpisodeResult:
+        """``result`` with the secrets masked in what an env, a task or the model told. The
+        episode's own names (key, task, seed, model, trajectory) are the bench's, never a
+        secret's: a PIN "12" masked inside key "phone/write-note@12" broke the line."""
         from agent.secrets import Secrets
 
-        return EpisodeResult.model_validate(Secrets(self.secrets).scrub(
-            result.model_dump(mode="json")))
+        secrets = Secrets(self.secrets)
+        data = result.model_dump(mode="json")
+        return EpisodeResult.model_validate(
+            {**data, **{name: secrets.scrub(data[name]) for name in _TOLD}})
 
     def _run(self, job: EpisodeJob, out: Path) -> EpisodeResult:
         from runtime.episode import run
