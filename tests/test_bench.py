@@ -24,6 +24,8 @@ from tests import bench_fakes
 from tests.bench_fakes import PID_MARKING, REPAIRED, RIGHT, SLOW, WRONG, fake_settings
 from tests.conftest import copy_checkpoint, require_tool
 
+DONE = '*FUNCTION*: Terminate *ARGS*: {"status": "success"}'
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -165,16 +167,26 @@ def test_a_worker_sent_sigterm_ends_its_episode_in_an_error_and_the_run_goes_on(
     assert resumed.skipped == 2 and resumed.summary.overall.successes == 4
 
 
-def test_ray_tasks_give_the_same_results(baseline, tmp_path):
+def test_ray_tasks_give_the_same_results(baseline, tmp_path, monkeypatch):
     import ray  # a test dependency (the [ray] extra): missing, the install is broken
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         run = run_bench(fake_settings(), tmp_path, runner=RIGHT, executor="ray")
         crashed = run_bench(fake_settings(suite="crash", episodes=1), tmp_path / "crash",
                             runner=RIGHT, executor="ray")
+        # A replay file named relative to the bench's folder, not the workers' (they run where
+        # the cluster started): each worker read no file, and every episode was an error.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / "done.jsonl").write_text(json.dumps({"response": DONE}) + "\n")
+        monkeypatch.chdir(elsewhere)
+        replayed = run_bench(fake_settings(model="replay:done.jsonl", tasks="fake/type-word"),
+                             tmp_path / "replayed", runner=RIGHT, executor="ray")
     finally:
         ray.shutdown()
     assert outcomes(run.results) == outcomes(baseline.results)
+    assert [(r.outcome, r.model) for r in replayed.results] == [("failure",
+                                                                 "replay:done.jsonl")] * 2
     # A Ray worker that dies is an error line, not the end of the run.
     by_task = {r.task: r for r in crashed.results}
     assert by_task["crash/type-word"].outcome == "success"

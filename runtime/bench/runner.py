@@ -343,20 +343,32 @@ def _on_ray(
             ray.init(address="local", num_cpus=max(workers, 1), include_dashboard=False)
     # One CPU per episode: Ray runs as many at once as the cluster's nodes have CPUs.
     task = ray.remote(num_cpus=1, max_retries=0)(_run_on_worker)
-    pending = {task.remote(runner, job.model_dump_json(), str(out.resolve())): job
+    # A Ray worker runs in the folder its cluster started in: paths go to it absolute.
+    sent = {job.key: job.model_copy(update={"model": absolute_model(job.model)}) for job in jobs}
+    pending = {task.remote(runner, sent[job.key].model_dump_json(), str(out.resolve())): job
                for job in jobs}
     try:
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ref)
             try:
-                result = EpisodeResult.model_validate_json(ray.get(ref))
+                # The line names the model as the bench was given it, as a local run's does.
+                result = EpisodeResult.model_validate_json(ray.get(ref)).model_copy(
+                    update={"model": job.model})
             except ray.exceptions.RayError as exc:  # its worker or node died
                 result = runner.lost(job, out, f"{type(exc).__name__}: {exc}")
             yield result
     finally:
         for ref in pending:
             ray.cancel(ref)
+
+
+def absolute_model(model: str) -> str:
+    """``--model`` as another working directory reads it: a replay file's or a checkpoint
+    folder's path made absolute (scripted stays as it is)."""
+    if model.startswith("replay:"):
+        return "replay:" + str(Path(model[len("replay:"):]).resolve())
+    return str(Path(model).resolve()) if Path(model).is_dir() else model
 
 
 def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
