@@ -38,6 +38,8 @@ def test_a_task_two_globs_match_is_one_task():
     assert fake_settings(seed=0, tasks=None) == fake_settings(seed=0)
 
 
-def test_a_glob_that_matches_nothing_is_refused_beside_one_that_matches():
-    with pytest.raises(RunError, match="no tasks matching 'fake/typo' in the suite 'fake'"):
-        plan_jobs(fake_settings(seed=0, tasks=("fake/type-word", "fake/typo")), CATALOG)
+@pytest.mark.parametrize("glob", ["fake/typo", ""])  # "": an unset shell variable
+def test_a_glob_that_matches_nothing_is_refused_beside_one_that_matches(glob):
+    # The empty glob was said to be the whole suite, which has tasks: "no tasks in the suite".
+    with pytest.raises(RunError, match=f"no tasks matching '{glob}' in the suite 'fake'"):
+        plan_jobs(fake_settings(seed=0, tasks=("fake/type-word", glob)), CATALOG)

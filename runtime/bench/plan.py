@@ -76,7 +76,7 @@ def matching_tasks(settings: BenchSettings, catalog: Catalog) -> list[type["Task
     for pattern in settings.tasks or (None,):
         classes = catalog.find(pattern, settings.suite)
         if not classes:
-            what = f"tasks matching {pattern!r} in" if pattern else "tasks in"
+            what = f"tasks matching {pattern!r} in" if pattern is not None else "tasks in"
             raise RunError(f"no {what} the suite {settings.suite!r}")
         found.update((cls.name, cls) for cls in classes)
     return [found[name] for name in sorted(found)]

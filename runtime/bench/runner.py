@@ -92,6 +92,8 @@ def run_bench(
     out = Path(out)
     if workers > 1 and (executor == "local" or not ray_address):
         _one_episode_per_phone(settings, runner.catalog)
+    if executor == "ray" and ray_address:
+        _check_reachable(ray_address)  # before the run's folder is written
     jobs = prepare(settings, out, runner)
     # The writer holds the run's lock from here on: a second bench on this --out (the same
     # command again while this one runs) is refused before it reads what is done.
@@ -332,7 +334,6 @@ def _on_ray(
         raise RunError("--executor ray needs ray: pip install 'vlagent[ray]'") from None
     if not ray.is_initialized():
         if address:
-            _check_reachable(address)
             try:
                 ray.init(address=address)
             except ConnectionError as exc:
