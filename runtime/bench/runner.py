@@ -268,13 +268,19 @@ def _in_processes(
             pool.shutdown(wait=not running, cancel_futures=True)
 
 
-#: Held while this worker process runs an episode.
+#: Held while this worker process runs an episode (or once it may start no other).
 _EPISODE = threading.Lock()
+#: Set while this worker process runs an episode: what SIGUSR1 stops.
+_IN_EPISODE = threading.Event()
 
 
 def _run_in_worker(runner: JobRunner, job: EpisodeJob, out: Path) -> EpisodeResult:
     with _EPISODE:
-        return runner(job, out)
+        _IN_EPISODE.set()
+        try:
+            return runner(job, out)
+        finally:
+            _IN_EPISODE.clear()
 
 
 def _follow_the_bench(bench: int, stopped: Event) -> None:
@@ -287,7 +293,10 @@ def _follow_the_bench(bench: int, stopped: Event) -> None:
     why = "the bench process is gone"
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(why)
+        # A worker whose episode ended while the signal was on its way waits for the pool's
+        # shutdown: raised there, the interrupt printed a traceback from the pool's queue.
+        if _IN_EPISODE.is_set():
+            raise KeyboardInterrupt(why)
 
     # A signal of its own: SIGINT may be ignored (a bench started in the background with &).
     signal.signal(signal.SIGUSR1, stop)
