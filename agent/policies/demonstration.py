@@ -3,8 +3,10 @@
 The page (``runtime/record_page.html``, served by ``runtime/record.py``) sends each action as JSON
 in screenshot pixels; ``submit`` checks it against the current screen and writes it in the
 dialect's text, exactly as the scripted policy writes a solution (integer, model-shaped
-coordinates), and hands it to the waiting ``respond``. So the loop, the recorder, the safety gate
-and the limits treat a demonstration like a model's run, and its trajectory is SFT data as it is.
+coordinates), and hands it to the waiting ``respond``, which takes it or refuses it (text typed
+as it is into a password field: a secret is typed as its ``<secret:NAME>``), and the page hears
+which. So the loop, the recorder, the safety gate and the limits treat a demonstration like a
+model's run, and its trajectory is SFT data as it is.
 """
 
 from __future__ import annotations
