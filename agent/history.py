@@ -29,7 +29,9 @@ class HistoryPolicy:
     #: When the policy can count tokens, drop past images (oldest first) until the prompt fits.
     max_tokens: int | None = None
     #: Screenshots turn into text this many at a time, so between drops the prompt only grows;
-    #: between ``images - block + 1`` and ``images`` screenshots stay (never fewer than none).
+    #: between ``images - block + 1`` and ``images`` screenshots stay. A block larger than
+    #: ``images`` drops ``images`` at a time, so one screenshot at least stays (``images`` 1
+    #: with blocks of 4 showed the last screenshot one step in four).
     #: The default keeps 1 to 4 (2.5 on average, like 3 kept and 2 dropped at a time) and
     #: re-reads the prompt every fourth step instead of every second.
     block: int = 4
@@ -49,10 +51,11 @@ class HistoryPolicy:
         fewer each time, oldest first, down to none (each distinct selection once)."""
         shown = past if self.steps is None else past[max(0, len(past) - self.steps):] \
             if self.steps else []
+        block = min(self.block, self.images) or 1
         # The first shown step that keeps its screenshot, rounded up to a whole block.
-        cut = max(0, -(-(len(shown) - self.images) // self.block) * self.block)
+        cut = max(0, -(-(len(shown) - self.images) // block) * block)
         while True:
             yield [s if i >= cut else replace(s, image=None) for i, s in enumerate(shown)]
             if cut >= len(shown):
                 return
-            cut += self.block
+            cut += block

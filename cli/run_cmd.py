@@ -69,7 +69,8 @@ def run(
                                        "become text."),
     history_block: int = typer.Option(HistoryPolicy.block, "--history-block", min=1, help="Past screenshots turn "
                                       "into text this many at a time, so the prompt only grows "
-                                      "in between and a local model reuses its cached prefix."),
+                                      "in between and a local model reuses its cached prefix "
+                                      "(at most --history-images at a time)."),
     max_prompt_tokens: int = typer.Option(None, "--max-prompt-tokens", min=1, help="Drop past "
                                           "screenshots, a block at a time, oldest first, until "
                                           "the prompt fits; "

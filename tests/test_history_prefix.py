@@ -47,7 +47,13 @@ def test_blocks_keep_between_images_minus_block_plus_one_and_images_screenshots(
     # The ones kept are always the most recent.
     shown = HistoryPolicy(images=3, block=2).select(past[:6])
     assert [s.image for s in shown] == [None] * 4 + [4, 5]
-    assert [s.image for s in HistoryPolicy(images=1, block=3).select(past[:5])] == [None] * 5
+    # A block larger than the screenshots kept drops that many at a time: the most recent stays
+    # at every step (images 1 in blocks of 3 showed it one step in three).
+    for images, block in ((1, 3), (1, 4), (3, 8)):
+        policy = HistoryPolicy(images=images, block=block)
+        for n in range(1, 10):
+            shown = [s.image for s in policy.select(past[:n]) if s.image is not None]
+            assert shown and shown[-1] == n - 1 and len(shown) <= images, (images, block, n)
     with pytest.raises(ValueError, match="block must be at least 1"):
         HistoryPolicy(block=0)
 
