@@ -186,7 +186,11 @@ def _prompt_renderer(path: str) -> "PromptRenderer":
 
 def prompt_budget(spec: RunSpec, context: int | None) -> int | None:
     """The prompt's token budget: --max-prompt-tokens, and at most the model's context less the
-    reply's tokens, so old screenshots are dropped before the model is asked past its context."""
+    reply's tokens, so old screenshots are dropped before the model is asked past its context.
+    Replayed replies take no room: a replay's --max-prompt-tokens (``replay``'s, the run's own
+    budget) is the budget as it is."""
+    if spec.model.startswith("replay:") and spec.max_prompt_tokens is not None:
+        return spec.max_prompt_tokens
     fit = None if context is None else context - spec.max_new_tokens
     if fit is not None and fit < 1:
         raise RunError(f"--max-new-tokens {spec.max_new_tokens} leaves no room for a prompt in "

@@ -173,6 +173,11 @@ def test_the_prompt_budget_is_the_smaller_of_the_option_and_the_models_room():
     assert prompt_budget(RunSpec(goal="g", model="m", max_prompt_tokens=900), None) == 900
     with pytest.raises(RunError, match="--max-new-tokens 4096 leaves no room"):
         prompt_budget(RunSpec(goal="g", model="m", max_new_tokens=4096), 4096)
+    # A replay's budget is the run's as recorded (4080 for a run with --max-new-tokens 16): the
+    # default 256 tokens of room cut it to 3840, and the replayed prompts dropped screenshots.
+    assert prompt_budget(RunSpec(goal="g", model="replay:r.jsonl", max_prompt_tokens=4080),
+                         4096) == 4080
+    assert prompt_budget(RunSpec(goal="g", model="replay:r.jsonl"), 4096) == 4096 - 256
 
 
 def test_the_time_budget_lets_the_step_under_way_finish(tmp_path):
