@@ -7,12 +7,14 @@ in qwen2vl's keyword search, and 20,000 line breaks or spaces after a fence took
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from actions.dialects import ParseError, get_dialect
 from core.geometry import Screen
+from core.kinds import KINDS
 
 N = 20_000
 REPLIES = {
@@ -47,3 +49,15 @@ def test_the_keywords_are_still_found_after_runs_of_stars():
     assert d.thought(text) == "**** I will tap."
     blank = get_dialect("uitars", "phone")
     assert blank.thought("Thought: go\n\n\n  Action: press_home()") == "go"
+
+
+@pytest.mark.parametrize("dialect", ["qwen2vl", "uitars", "uitars15"])
+@pytest.mark.parametrize("form_factor", ["phone", "computer", "browser"])
+def test_the_example_a_parse_error_gives_is_an_action_of_the_env(dialect, form_factor):
+    """qwen2vl's example was a Tap on every device, which a browser or a desktop refuses."""
+    d = get_dialect(dialect, form_factor)
+    screen = Screen(1000, 800)
+    with pytest.raises(ParseError) as error:
+        d.parse("garbage", screen)
+    (example,) = re.findall(r"for example `([^`]+)`", str(error.value))
+    assert d.parse(example, screen).kind in KINDS[form_factor]

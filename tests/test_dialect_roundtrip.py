@@ -97,6 +97,8 @@ def tolerance(dialect, screen: Screen, field: str) -> int:
     """Pixels an integer model coordinate may miss by: 1, or half a unit where units are coarse."""
     n_x, n_y = dialect.space.extent(screen)
     side, n = (screen.width, n_x) if field.startswith("x") else (screen.height, n_y)
+    if field == "amount":  # a distance is at least one unit, whatever it was in pixels
+        return max(1, math.ceil(side / n))
     return max(1, math.ceil(side / n) // 2)
 
 

@@ -92,10 +92,13 @@ WORDING = Wording()
 # run from each of its stars, and a reply of 20,000 asterisks took 45 s to refuse.
 _KEYWORD = re.compile(r"(?<![*✿])[*✿]+\s*(FUNCTION|ARGS|RESULT|RETURN)\s*[*✿]+\s*:?",
                       re.IGNORECASE)
-EXPECTED = (
-    'one action written as `*FUNCTION*: <name> *ARGS*: <JSON object>`, for example '
-    '`*FUNCTION*: Tap *ARGS*: {"point": (348,291)}`'
-)
+
+
+def _expected(form_factor: str) -> str:
+    """What a reply must be, with an example in the env's own words (a browser has no Tap)."""
+    name = "Tap" if form_factor == "phone" else "Click"
+    return ('one action written as `*FUNCTION*: <name> *ARGS*: <JSON object>`, for example '
+            f'`*FUNCTION*: {name} *ARGS*: {{"point": (348,291)}}`')
 
 
 class Qwen2VLDialect(Dialect):
@@ -104,6 +107,10 @@ class Qwen2VLDialect(Dialect):
     stop = ("*RESULT*", "✿RESULT✿")
     action_marker = re.compile(r"(?<![*✿])[*✿]+\s*FUNCTION\s*[*✿]+", re.IGNORECASE)
     space = RELATIVE_1000
+
+    def __init__(self, form_factor) -> None:
+        super().__init__(form_factor)
+        self.expected = _expected(form_factor)
 
     # Prompt ---------------------------------------------------------------------------------
     def system_prompt(self, action_kinds: Iterable[str], screen: Screen) -> str:
@@ -188,42 +195,42 @@ class Qwen2VLDialect(Dialect):
     # Parse ----------------------------------------------------------------------------------
     def parse(self, text: str, screen: Screen) -> Action:
         if not text.strip():
-            raise fail("the reply is empty", EXPECTED)
+            raise fail("the reply is empty", self.expected)
         text = strip_fences(text)
         marks = list(_KEYWORD.finditer(text))
         kinds = [m[1].upper() for m in marks]
         at = kinds.index("FUNCTION") if "FUNCTION" in kinds else len(kinds)
         if at > (kinds.index("RESULT") if "RESULT" in kinds else len(kinds) - 1):
-            raise fail("no *FUNCTION* keyword was found", EXPECTED)
+            raise fail("no *FUNCTION* keyword was found", self.expected)
         fn_mark = marks[at]
         following = marks[at + 1] if at + 1 < len(marks) else None
         args_mark = following if following is not None and kinds[at + 1] == "ARGS" else None
         name_end = following.start() if following is not None else len(text)
         raw_name = text[fn_mark.end() : name_end].strip().splitlines()
         name = raw_name[0].strip(" \t`'\"") if raw_name else ""
-        args, end = _read_args(text, args_mark) if args_mark else ({}, name_end)
+        args, end = _read_args(text, args_mark, self.expected) if args_mark else ({}, name_end)
         # Generation stops at *RESULT*: what follows it is not part of this reply. Before it,
         # another FUNCTION or ARGS means a second action. (Keywords inside ARGS strings are
         # skipped: the search starts after the object.)
         for mark in _KEYWORD.finditer(text, end):
             if mark[1].upper() in ("RESULT", "RETURN"):
                 break
-            raise fail("the reply holds more than one action; write exactly one", EXPECTED)
+            raise fail("the reply holds more than one action; write exactly one", self.expected)
         entry = TABLE.lookup(_BY_NAME.get(re.sub(r"[^a-z]", "", name.lower()), name), args,
-                             EXPECTED, _unknown)
-        expected = f"{EXPECTED}; {entry.name} takes " + (
+                             self.expected, self._unknown)
+        expected = f"{self.expected}; {entry.name} takes " + (
             ", ".join(p.name for p in entry.args) or "no arguments"
         )
         data = TABLE.decode(entry, args, self.space, screen, expected, WORDING)
         return make_action(data, screen, expected)
 
 
-def _unknown(name: str):
-    what = f"unknown action {short(name)}" if name else "the action name is missing"
-    return fail(f"{what}; the actions are {', '.join(TABLE.names)}", EXPECTED)
+    def _unknown(self, name: str):
+        what = f"unknown action {short(name)}" if name else "the action name is missing"
+        return fail(f"{what}; the actions are {', '.join(TABLE.names)}", self.expected)
 
 
-def _read_args(text: str, mark: re.Match) -> tuple[dict[str, Any], int]:
+def _read_args(text: str, mark: re.Match, expected: str) -> tuple[dict[str, Any], int]:
     """The ARGS object after ``mark``, and where it ends; nothing at all means no arguments."""
     start = mark.end()
     brace = text.find("{", start)
@@ -232,15 +239,15 @@ def _read_args(text: str, mark: re.Match) -> tuple[dict[str, Any], int]:
         following = _KEYWORD.search(text, start)
         chunk = drop_fence_lines(text[start : following.start() if following else len(text)])
         if chunk.strip():
-            raise fail(f"*ARGS* must be a JSON object, got {short(chunk.strip())}", EXPECTED)
+            raise fail(f"*ARGS* must be a JSON object, got {short(chunk.strip())}", expected)
         return {}, start
     try:
         literal = extract_balanced(text, brace)
         args = load_literal(literal)
     except ValueError as exc:
-        raise fail(f"*ARGS* could not be read: {exc}", EXPECTED) from None
+        raise fail(f"*ARGS* could not be read: {exc}", expected) from None
     if not isinstance(args, dict):
-        raise fail("*ARGS* must be a JSON object", EXPECTED)
+        raise fail("*ARGS* must be a JSON object", expected)
     return args, min(brace + len(literal), len(text))
 
 
