@@ -190,16 +190,15 @@ class Agent:
                 past.append(outcome.past)
                 action = outcome.action
                 if outcome.record.usage.get("truncated"):
-                    status = "limit"
-                    reason = (f"step {step}'s reply used the whole token budget "
-                              f"({outcome.record.usage.get('new_tokens')} new tokens) and was "
-                              "cut off, so it was not executed (--max-new-tokens raises it)")
+                    status, reason = "limit", _cut_off(step, outcome.record.usage)
                     break
                 if action is None:
                     parse_errors += 1
                     if parse_errors > cfg.max_parse_errors:
                         status = "failure"
-                        reason = (f"{parse_errors} replies in a row did not parse; the last error: "
+                        replies = ("the reply" if parse_errors == 1
+                                   else f"{parse_errors} replies in a row")
+                        reason = (f"{replies} did not parse; the last error: "
                                   f"{outcome.record.parse_error}")
                         break
                     continue
@@ -253,14 +252,16 @@ class Agent:
         width, height = observation.size
         screen = Screen(width, height, self.config.min_pixels, self.config.max_pixels)
         timings = Timings(observe_ms=observe_ms)
-        image_file = _recording(self.recorder.save_image, step, observation.image,
-                                observation.png) \
-            if self.recorder else image_name(step)
 
         self._phase(step, "model")
         started = time.monotonic()
         prompt, tokens = self._prompt(goal, past, step, screen, frames)
         timings.prompt_ms = _ms(started)
+        # Saved once the step has a prompt: a prompt over the budget ends the run, and its
+        # screenshot would be a file no step names.
+        image_file = _recording(self.recorder.save_image, step, observation.image,
+                                observation.png) \
+            if self.recorder else image_name(step)
         started = time.monotonic()
         reply = self.policy.respond(
             Request(prompt, frames, screen, step, stop=tuple(self.dialect.stop),
@@ -450,6 +451,17 @@ def _feedback(result: ActionResult | None) -> str:
     if result is None:
         return ""
     return result.message if result.ok else f"Error: {result.message}"
+
+
+def _cut_off(step: int, usage: dict[str, Any]) -> str:
+    """Why a run ended at a reply the token limit cut off. Only a policy that generated it
+    reports its new tokens: a replayed reply was cut off when it was written, and no option of
+    the replay raises that limit."""
+    count = usage.get("new_tokens")
+    return (f"step {step}'s reply used the whole token budget"
+            + (f" ({count} new tokens)" if count is not None else "")
+            + " and was cut off, so it was not executed"
+            + (" (--max-new-tokens raises it)" if "new_tokens" in usage else ""))
 
 
 def _hide_secrets(record: StepRecord, secrets: Secrets) -> StepRecord:

@@ -61,6 +61,8 @@ def test_too_many_parse_errors_in_a_row_fail_the_episode(tmp_path):
     assert result.status == "failure"
     assert result.steps == 3  # two fed back, the third ends it
     assert "3 replies in a row did not parse" in result.reason
+    alone, _, _ = run([GARBAGE], config=AgentConfig(max_parse_errors=0))
+    assert alone.reason.startswith("the reply did not parse; the last error: ")  # not "1 replies"
     assert "FUNCTION" in result.reason  # the parser's own message is part of the reason
     assert env.executed == []
     steps = load(tmp_path / "traj").steps

@@ -99,6 +99,18 @@ def test_a_reply_cut_off_by_the_token_budget(tmp_path, cut):
     assert step.action is None and "cut off by the token budget" in step.parse_error
 
 
+def test_a_replayed_cut_off_reply_names_no_count_and_no_option(tmp_path):
+    """A replay read "(None new tokens)" and advised an option the replay does not have."""
+    from agent.policies.replay import ReplayPolicy
+
+    replies = tmp_path / "replies.jsonl"
+    replies.write_text(json.dumps({"response": TAP}) + "\n"
+                       + json.dumps({"response": TAP[:20], "truncated": True}) + "\n")
+    result, _ = run(ReplayPolicy(str(replies)), AgentConfig(max_steps=10), tmp_path)
+    assert result.reason == ("step 1's reply used the whole token budget and was cut off, so it "
+                             "was not executed")
+
+
 def test_a_screenshot_over_the_pixel_limit(tmp_path):
     class Growing(FakePhone):
         def capture(self):
@@ -157,6 +169,10 @@ def test_a_prompt_over_the_token_budget_without_past_screenshots(tmp_path):
         in result.reason, result.reason
     assert len(policy.requests) == result.steps == len(env.executed) == 4
     assert all(tokens(r.prompt, r.images, r.screen) <= 4100 for r in policy.requests)
+    # The screenshot whose prompt ended the run belongs to no step: it is not left behind.
+    directory = tmp_path / "traj"
+    assert sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*.png")) == [
+        step.image for step in load(directory).steps]
 
 
 def test_the_prompt_budget_is_the_smaller_of_the_option_and_the_models_room():
