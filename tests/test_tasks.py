@@ -54,6 +54,15 @@ def test_the_text_to_write_has_plain_ends_in_the_goal(name):
         assert f"'{text}'" in task.goal or task.goal.endswith(f": {text}"), task.goal
 
 
+def test_no_miniwob_page_gives_a_model_fewer_steps_than_the_default():
+    """navigate-tree's 12, the bound of its solution's loop, was below the documented 15."""
+    from tasks.miniwob.page import MiniWobTask
+
+    short = [n for n in task_names() if n.startswith("miniwob/")
+             and get_task(n).max_steps < MiniWobTask.max_steps]
+    assert short == []
+
+
 def test_given_params_are_used_instead_of_drawn():
     drawn = get_task("phone/write-note", seed=3)
     given = get_task("phone/write-note", seed=3, params={**drawn.params, "text": "Feed the cat"})
