@@ -49,6 +49,7 @@ from envs.base import (
     one_line_break_each,
 )
 from envs.chromium import CHROMIUM_PATH, launch_chromium
+from envs.select_lists import SHOW_SELECT_OPTIONS
 
 #: Schemes a ``navigate`` action may open (the start url, set by the user, may be any).
 NAVIGABLE_SCHEMES = ("http", "https")
@@ -324,6 +325,7 @@ class BrowserEnv(Env):
                 device_scale_factor=self.scale,
             )
             self._context.set_default_timeout(self.timeout_ms)
+            self._context.add_init_script(SHOW_SELECT_OPTIONS)
             if self.allowed_domains is not None:
                 self._guard_documents()
                 allowed = json.dumps([d.lower() for d in self.allowed_domains])

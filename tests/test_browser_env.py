@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import ImageChops
 
 from core.actions import (
     Back,
@@ -199,6 +200,46 @@ def test_reset_returns_to_the_start_page(playwright, base_url) -> None:
     with BrowserEnv(viewport=(320, 240), start_url=start, playwright=playwright) as browser:
         assert browser.execute(Navigate(url=start + "?elsewhere=1")).ok
         assert browser.reset().extras["url"] == start
+
+
+def _centre(env, script: str) -> tuple[int, int]:
+    """The screenshot pixel at the centre of the box ``script`` gives (CSS pixels)."""
+    left, top, width, height = env.page.evaluate(
+        f"(() => {{ const r = {script}.getBoundingClientRect(); "
+        "return [r.left, r.top, r.width, r.height]; })()")
+    return int((left + width / 2) * env.scale), int((top + height / 2) * env.scale)
+
+
+def test_a_drop_downs_options_are_on_the_screenshot_and_a_click_picks_one(env, base_url) -> None:
+    """Headless chromium draws a <select>'s open list outside the page: a model saw it closed
+    and had to choose blind."""
+    assert env.execute(Navigate(url=base_url + "select.html")).ok
+    closed = env.observe().image
+    select = _centre(env, "document.getElementById('s')")
+    assert env.execute(Click(x=select[0], y=select[1])).ok
+    shown = env.observe().image
+    options = "document.querySelector('[data-vlagent-options]')"
+    left, bottom = env.page.evaluate(f"[{options}.getBoundingClientRect().left, "
+                                     f"{options}.getBoundingClientRect().bottom]")
+    # The list is drawn on the screenshot, under the drop-down, which still shows Aruba.
+    changed = ImageChops.difference(closed, shown).getbbox()
+    assert changed is not None and changed[3] >= int(bottom * env.scale) - 2
+    assert changed[0] <= int(left * env.scale) + 2
+    croatia = _centre(env, f"{options}.options[2]")
+    assert env.execute(Click(x=croatia[0], y=croatia[1])).ok
+    assert env.page.evaluate(f"[s.value, window.changes, {options} === null]") == [
+        "Croatia", 1, True]
+    assert env.observe().image != shown  # closed again, on the option picked
+    # The keyboard picks too: typing reaches an option (a space is part of its name), Enter
+    # takes it; Escape takes none.
+    assert env.execute(Click(x=select[0], y=select[1])).ok
+    assert env.execute(Type(text="South S")).ok and env.execute(Key(key="enter")).ok
+    assert env.page.evaluate("[s.value, window.changes, document.activeElement.id]") == [
+        "South Sudan", 2, "s"]
+    assert env.execute(Click(x=select[0], y=select[1])).ok
+    assert env.execute(Key(key="up")).ok and env.execute(Key(key="escape")).ok
+    assert env.page.evaluate(f"[s.value, window.changes, {options} === null]") == [
+        "South Sudan", 2, True]
 
 
 def test_unsupported_kind_is_refused(env, page) -> None:

@@ -1,0 +1,53 @@
+"""A ``<select>``'s options, shown in the page where a screenshot sees them.
+
+Headless chromium draws an open ``<select>``'s option list outside the page, so a screenshot never
+shows it: a model that clicks a drop-down sees it closed and has to choose blind. This script
+(added to every page of the browser env) opens it in the page instead: a press on a drop-down
+shows its options as a list box just under it, on top of the page. A click on an option, or
+Enter on the one the arrow keys or typing reached, picks it (the page gets ``input`` and
+``change``, as from the native list); Escape, Tab or a click elsewhere closes the list as it was.
+The keys on a closed drop-down are chromium's own.
+"""
+
+SHOW_SELECT_OPTIONS = """(() => {
+  const MARK = 'data-vlagent-options';
+  const open = (select) => {
+    const list = document.createElement('select');
+    list.setAttribute(MARK, '');
+    list.size = Math.max(2, Math.min(select.options.length, 10));
+    for (const option of select.options) list.appendChild(option.cloneNode(true));
+    list.selectedIndex = select.selectedIndex;
+    const box = select.getBoundingClientRect(), style = getComputedStyle(select);
+    list.style.cssText = `position: fixed; left: ${box.left}px; top: ${box.bottom}px; ` +
+      `min-width: ${box.width}px; z-index: 2147483647; font: ${style.font}; margin: 0;`;
+    let done = false;
+    const close = (pick) => {
+      if (done) return;
+      done = true;
+      list.remove();
+      select.focus();
+      if (pick && list.selectedIndex >= 0 && list.selectedIndex !== select.selectedIndex) {
+        select.selectedIndex = list.selectedIndex;
+        select.dispatchEvent(new Event('input', {bubbles: true}));
+        select.dispatchEvent(new Event('change', {bubbles: true}));
+      }
+    };
+    list.addEventListener('click', () => close(true));
+    list.addEventListener('keydown', (e) => {
+      // Not the space bar: typing an option's name ("French Guiana") goes through it.
+      if (e.key === 'Enter') { e.preventDefault(); close(true); }
+      else if (e.key === 'Escape' || e.key === 'Tab') { e.preventDefault(); close(false); }
+    });
+    list.addEventListener('blur', () => close(false));
+    document.documentElement.appendChild(list);
+    list.focus();
+  };
+  document.addEventListener('mousedown', (e) => {
+    const select = e.target instanceof Element ? e.target.closest('select') : null;
+    if (!select || e.button !== 0 || select.multiple || select.size > 1 || select.disabled ||
+        select.hasAttribute(MARK)) return;
+    e.preventDefault();  // no native list, which no screenshot would show
+    select.focus();
+    open(select);
+  }, true);
+})();"""
