@@ -530,7 +530,19 @@ class BrowserEnv(Env):
         for page in popups:
             page.close()
         self._pages, self.page = [first], first
-        return self._goto(self.start_url)
+        message = self._goto(self.start_url)
+        # The episode starts here: back never reaches the pages of an episode before it.
+        self._send(first, "Page.resetNavigationHistory")
+        return message
+
+    @staticmethod
+    def _send(page: Any, method: str) -> dict[str, Any]:
+        """One DevTools call on ``page``'s target."""
+        session = page.context.new_cdp_session(page)
+        try:
+            return session.send(method)
+        finally:
+            session.detach()
 
     def close(self) -> None:
         self._mark_dead("the browser env was closed")
@@ -648,11 +660,7 @@ class BrowserEnv(Env):
         # go_back gives no response for a same-document entry (a #link, an app's pushState) as
         # for no entry at all, so the tab's own history says whether there is one. The blank
         # page the tab opened on is no page to go back to.
-        session = self.page.context.new_cdp_session(self.page)
-        try:
-            history = session.send("Page.getNavigationHistory")
-        finally:
-            session.detach()
+        history = self._send(self.page, "Page.getNavigationHistory")
         index, entries = history["currentIndex"], history["entries"]
         if index < 1 or (index == 1 and entries[0]["url"] == "about:blank"):
             if sum(not page.is_closed() for page in self._pages) < 2:

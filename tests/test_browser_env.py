@@ -200,6 +200,10 @@ def test_reset_returns_to_the_start_page(playwright, base_url) -> None:
     with BrowserEnv(viewport=(320, 240), start_url=start, playwright=playwright) as browser:
         assert browser.execute(Navigate(url=start + "?elsewhere=1")).ok
         assert browser.reset().extras["url"] == start
+        # The new episode has no page before its start: back reached the last episode's.
+        result = browser.execute(Back())
+        assert not result.ok and "no previous page" in result.message, result.message
+        assert browser.page.url == start
 
 
 def _centre(env, script: str) -> tuple[int, int]:

@@ -113,6 +113,23 @@ def test_a_wrong_click_scores_zero(browser, tmp_path):
     assert "-1" in result.check.reason
 
 
+def test_an_episode_ended_before_the_page_was_left_keeps_its_reward(browser):
+    """The check read the reward off the page shown at the end: a model that submitted and then
+    left the page (a navigation, back) was told it had submitted nothing."""
+    task = get_task("miniwob/click-button", seed=SEED)
+    browser.reset(task.initialize)
+    for step in task.solution(browser):
+        if step.action.kind == "terminate":
+            break
+        assert browser.execute(step.action).ok
+    browser.page.goto("about:blank")  # away from the MiniWoB page
+    assert task.check(browser, None).success
+    # The next episode on this env starts with nothing reported.
+    task = get_task("miniwob/click-button", seed=SEED)
+    browser.reset(task.initialize)
+    assert task.check(browser, None).reason.startswith("the MiniWoB++ episode has not ended")
+
+
 class SubmitOnly(ClickCheckboxes):
     """A negative control: click Submit without ticking a box."""
 

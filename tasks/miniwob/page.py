@@ -37,7 +37,7 @@ PAGE_TIMEZONE, PAGE_LOCALE = "UTC", "en-US"
 EPISODE_MAX_TIME_MS = 3_600_000
 
 # Seeds the page, starts the episode without its START cover, and records the first
-# episode's end. The reward display (with a ticking countdown) is hidden: it is not part of the
+# episode's end (on the page, and with the task through ``_report_to``'s binding). The reward display (with a ticking countdown) is hidden: it is not part of the
 # task, and a clock that changes every second keeps a screenshot from settling.
 _START = """([seed, maxTime]) => {
   Math.seedrandom(seed);
@@ -49,6 +49,7 @@ _START = """([seed, maxTime]) => {
     if (WOB_DONE_GLOBAL && window.__vlagentResult === null) {
       window.__vlagentResult = {reward: WOB_REWARD_GLOBAL, raw: WOB_RAW_REWARD_GLOBAL,
                                 reason: WOB_REWARD_REASON};
+      window.__vlagentEnded(window.__vlagentResult);
     }
   };
   core.startEpisodeReal();
@@ -101,6 +102,9 @@ class MiniWobTask(Task):
     def __init__(self, seed: int = 0, params: dict[str, Any] | None = None) -> None:
         super().__init__(seed, params)
         self.utterance: str | None = None
+        #: MiniWoB's verdict as the page reported it when the episode ended: it stays when
+        #: the page is left afterwards (a navigation, back).
+        self.reported: dict[str, Any] | None = None
 
     @classmethod
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
@@ -122,6 +126,7 @@ class MiniWobTask(Task):
 
         def start(page: "Page") -> str:
             _pin_clock(page)
+            _report_to(page, self)
             page.goto(url, wait_until="load")
             page.evaluate(_START, [str(self.params["page_seed"]), EPISODE_MAX_TIME_MS])
             page.wait_for_function("WOB_TASK_READY")
@@ -130,9 +135,11 @@ class MiniWobTask(Task):
         self.utterance = on_page(env, f"loading the MiniWoB++ page {self.page}", start)
 
     def result(self, env: Env) -> dict[str, Any] | None:
-        """MiniWoB's verdict on the episode, None while it has not ended."""
-        return on_page(env, "reading the MiniWoB++ reward",
-                       lambda page: page.evaluate("() => window.__vlagentResult"))
+        """MiniWoB's verdict on the episode, None while it has not ended: the page's, or
+        where the page was left since, the one it reported."""
+        shown = on_page(env, "reading the MiniWoB++ reward",
+                        lambda page: page.evaluate("() => window.__vlagentResult"))
+        return shown if shown is not None else self.reported
 
     def check(self, env: Env, answer: str | None) -> Score:
         result = self.result(env)
@@ -183,6 +190,20 @@ def _pin_clock(page: "Page") -> None:
         session.send("Emulation.setTimezoneOverride", {"timezoneId": PAGE_TIMEZONE})
         session.send("Emulation.setLocaleOverride", {"locale": PAGE_LOCALE})
         _PINNED[page] = session
+
+
+#: The task each page's episodes report their end to (a page takes its binding once).
+_REPORTS_TO: "weakref.WeakKeyDictionary[Page, MiniWobTask]" = weakref.WeakKeyDictionary()
+
+
+def _report_to(page: "Page", task: MiniWobTask) -> None:
+    task.reported = None
+    if page not in _REPORTS_TO:
+        def ended(source: dict[str, Any], result: dict[str, Any]) -> None:
+            _REPORTS_TO[source["page"]].reported = result
+
+        page.expose_binding("__vlagentEnded", ended)
+    _REPORTS_TO[page] = task
 
 
 def _await_result(page: "Page") -> None:
