@@ -30,8 +30,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# Test files run in parallel, each whole in one worker process (its module's phone, browser or
+# display stay its own): as many workers as CPUs, at most 4.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: sysdeps venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: sysdeps venv
 	$(PY) agent_cli.py demo
