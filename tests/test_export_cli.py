@@ -53,7 +53,9 @@ def test_view_and_export_never_write_over_the_trajectory_they_read(tmp_path):
     before = {path: path.read_bytes() for path in own}
     linked = tmp_path / "linked"
     linked.symlink_to(traj)  # the same files by another name
-    for target in [*own, linked / "steps.jsonl"]:
+    hard = tmp_path / "steps-too.html"
+    hard.hardlink_to(traj / "steps.jsonl")  # another name of the same file: view wrote into it
+    for target in [*own, linked / "steps.jsonl", hard]:
         for command in (["export", str(traj), "--status", "all", "--out", str(target)],
                         ["view", str(traj), "--out", str(target)],
                         ["view", str(traj), "--out", str(tmp_path / "v.html"),

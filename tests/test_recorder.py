@@ -88,6 +88,10 @@ def test_a_last_line_cut_inside_a_character_is_ignored(tmp_path):
     (tmp_path / "steps.jsonl").write_bytes(torn + b"\n" + line)
     with pytest.raises(TrajectoryError, match="steps.jsonl:1 holds an invalid step"):
         load(tmp_path)
+    # A whole last step without its newline (a file another tool wrote) is a step, not a torn
+    # line: it was dropped without a word.
+    (tmp_path / "steps.jsonl").write_bytes(line + line.rstrip(b"\n"))
+    assert [s.response for s in load(tmp_path).steps] == ["ok 😀", "ok 😀"]
 
 
 def test_ctrl_c_right_after_a_line_still_counts_it(tmp_path, monkeypatch):

@@ -34,10 +34,27 @@ def check_outside(out: str | Path, directory: str | Path, option: str = "--out")
     the output is made from."""
     out, directory = Path(out).resolve(), Path(directory).resolve()
     if out in (directory / META_FILE, directory / STEPS_FILE) or (
-            directory / IMAGES_DIR in out.parents):
+            directory / IMAGES_DIR in out.parents) or _same_file_as_part(out, directory):
         raise TrajectoryError(f"{option} {out} is part of the trajectory in {directory}, which "
                               "writing it would destroy; choose a file outside its "
                               f"{META_FILE}, {STEPS_FILE} and {IMAGES_DIR}/")
+
+
+def _same_file_as_part(out: Path, directory: Path) -> bool:
+    """Whether ``out`` is another name (a hard link) of a file the trajectory is made of."""
+    try:
+        found = out.stat()
+    except OSError:
+        return False  # nothing there yet: a new file
+    parts = [directory / META_FILE, directory / STEPS_FILE, *(directory / IMAGES_DIR).glob("*")]
+    for part in parts:
+        try:
+            same = part.stat()
+        except OSError:
+            continue
+        if (same.st_dev, same.st_ino) == (found.st_dev, found.st_ino):
+            return True
+    return False
 
 
 def load(directory: str | Path) -> Trajectory:
@@ -55,10 +72,11 @@ def load(directory: str | Path) -> Trajectory:
     steps: list[StepRecord] = []
     steps_path = directory / STEPS_FILE
     data = _read(steps_path) if steps_path.exists() else b""
-    # Every complete line ends with a newline, so the last element is empty or a torn line,
-    # which may end inside a character: only complete lines are decoded.
+    # The recorder ends every line with a newline, so a last line without one was cut short by
+    # a kill (it may end inside a character) and is left out, unless it is a whole step: a file
+    # written by another tool may just lack the last newline.
     lines = data.split(b"\n")
-    for number, line in enumerate(lines[:-1], start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         what = "step"
@@ -69,6 +87,8 @@ def load(directory: str | Path) -> Trajectory:
                 parse_action(step.action)  # view and export read its fields
             steps.append(step)
         except ValueError as exc:
+            if number == len(lines):
+                break  # the torn line
             raise TrajectoryError(f"{steps_path}:{number} holds an invalid {what} "
                                   f"({_why(exc)}); fix or delete that line") from None
     return Trajectory(directory=directory, meta=meta, steps=steps)
