@@ -69,3 +69,22 @@ def test_view_and_export_never_write_over_the_trajectory_they_read(tmp_path):
     exported = cli("export", str(traj), "--out", str(traj / "sft.jsonl"), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert (traj / "view.html").is_file() and (traj / "episode.gif").is_file()
+
+
+def test_an_out_through_a_symbolic_link_writes_the_file_its_paths_start_from(tmp_path):
+    """The link was replaced by a file of its own, beside which the --relative image paths,
+    made from the link's target's folder, did not resolve."""
+    from trajectories.export import export
+
+    traj = record(tmp_path / "traj", "qwen2vl")
+    (tmp_path / "a" / "data").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    target = tmp_path / "b" / "sft.json"
+    target.write_text("[]")
+    link = tmp_path / "a" / "data" / "sft.json"
+    link.symlink_to(target)
+    export([traj], "llamafactory", "step", link, relative=True)
+    assert link.is_symlink() and link.resolve() == target
+    rows = json.loads(target.read_text())
+    assert rows and all((target.parent / image).is_file() for row in rows
+                        for image in row["images"])

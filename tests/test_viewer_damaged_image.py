@@ -24,15 +24,21 @@ REPLIES = [
 ]
 
 
-@pytest.fixture(params=["truncated", "garbage"])
-def damaged(tmp_path, request):
+@pytest.fixture(params=["truncated", "garbage", "over-the-pixel-limit"])
+def damaged(tmp_path, request, monkeypatch):
     env = FakePhone()
     agent = Agent(env, ListPolicy(REPLIES), get_dialect("qwen2vl", env.form_factor),
                   recorder=Recorder(tmp_path / "t"))
     assert agent.run("Look around").status == "success"
     image = tmp_path / "t" / "images" / "step_001.png"
     data = image.read_bytes()
-    image.write_bytes(data[: len(data) // 2] if request.param == "truncated" else b"not a png")
+    if request.param == "over-the-pixel-limit":
+        # PIL refuses an image over twice its limit (a damaged header can claim any size): it
+        # raised DecompressionBombError, no OSError, and view ended in a traceback.
+        Image.new("1", (3000, 3000)).save(image)
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3_000_000)  # the others are 2.6M
+    else:
+        image.write_bytes(data[: len(data) // 2] if request.param == "truncated" else b"not a png")
     return tmp_path / "t"
 
 

@@ -27,7 +27,8 @@ def write_gif(directory: str | Path, out: str | Path | None = None,
         try:
             with Image.open(shot) as image:
                 frame = image.convert("RGB")
-        except OSError:  # damaged (a copy cut short): left out like a missing one
+        # Damaged (a copy cut short) or over PIL's pixel limit: left out like a missing one.
+        except (OSError, Image.DecompressionBombError):
             continue
         scale = GIF_WIDTH / frame.width
         frame = frame.resize((GIF_WIDTH, round(frame.height * scale)), Image.Resampling.BILINEAR)

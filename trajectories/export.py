@@ -296,13 +296,14 @@ def export(
                           f"{', '.join(s for s in STATUSES if s != 'running')}, running or all")
     if keep is not None and "all" in keep:
         keep = None
-    out = Path(out)
+    # Through a symbolic link: the file written is the one the relative image paths start from.
+    given, out = Path(out), Path(out).resolve()
     if out.is_dir():
         raise ExportError(f"--out {out} is a folder; give a file name, such as {out / 'sft.jsonl'}")
     directories = list(directories)
     for directory in directories:
         check_outside(out, directory)
-    base = out.resolve().parent
+    base = out.parent
 
     def image_path(path: Path) -> str:
         path = path.resolve()
@@ -352,7 +353,7 @@ def export(
     tmp = out.with_name(out.name + ".tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            if out.suffix == ".json":
+            if given.suffix == ".json":
                 json.dump(rows, f, ensure_ascii=False, indent=1)
             else:
                 for row in rows:

@@ -66,7 +66,9 @@ def _step(trajectory: Trajectory, step: StepRecord) -> str:
     if image_path.is_file():
         try:
             img = f"<img alt='step {step.step} screenshot' src='{_data_uri(image_path)}'>"
-        except OSError as exc:  # cut short or overwritten (a copy that stopped): this one only
+        # Cut short or overwritten (a copy that stopped), or over PIL's pixel limit: this one
+        # only.
+        except (OSError, Image.DecompressionBombError) as exc:
             img = (f"<div class='missing'>unreadable {escape(step.image)}: "
                    f"{escape(str(exc))}</div>")
     else:
