@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 from actions.dialects.base import Dialect, ImagePart, ParseError, PastStep, Prompt
 from agent.history import HistoryPolicy
-from agent.policies.base import Episode, Policy, PolicyError, Request
+from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
 from agent.safety import GateContext, PassThroughGate, SafetyGate, Verdict
 from agent.secrets import SecretError, Secrets
 from core.actions import Action
@@ -95,6 +95,8 @@ class TokenCounter(Protocol):
     def count_tokens(
         self, prompt: Prompt, images: list["Image.Image"], screen: Screen
     ) -> int | None: ...
+
+    def count_reply(self, text: str) -> int | None: ...
 
     def context_length(self) -> int | None: ...
 
@@ -309,7 +311,7 @@ class Agent:
             result=result,
             gate=_gate_record(verdict),
             timings=timings,
-            usage=reply.usage,
+            usage=self._usage(reply),
             extras=_jsonable(observation.extras),
         )
         if self.secrets:  # a value that came back (an env's message, a screen's text) is hidden
@@ -366,6 +368,15 @@ class Agent:
             f"step {step}'s prompt has {tokens} tokens without past screenshots, over "
             f"the budget of {history.max_tokens} (--max-prompt-tokens, or the model's "
             "context less the reply's tokens)")
+
+    def _usage(self, reply: Reply) -> dict[str, Any]:
+        """What the policy reports of its reply; a reply that no model here generated (a
+        replayed, scripted or person's one) counted by the tokenizer that counts the prompts,
+        as ``reply_tokens``, so export's sample sizes hold its tokens too."""
+        if "new_tokens" in reply.usage:
+            return reply.usage
+        counted = self.tokens.count_reply(reply.text)
+        return reply.usage if counted is None else {**reply.usage, "reply_tokens": counted}
 
     def _finish(
         self, task: "Task | None", status: Status, reason: str, answer: str | None = None

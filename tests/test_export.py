@@ -22,7 +22,7 @@ from agent.policies.local import PromptRenderer
 from agent.policies.scripted import ScriptedPolicy
 from model.processor import IMAGE_PLACEHOLDER
 from tests.agent_fakes import FakePhone, ListPolicy, TypeHelloTask
-from trajectories.export import ExportError, export
+from trajectories.export import ExportError, export, trainable
 from trajectories.reader import Trajectory, load
 from trajectories.recorder import Recorder
 
@@ -229,7 +229,7 @@ def test_qwen2vl_samples_rebuild_the_recorded_token_count(tmp_path, renderer, di
     steps = load(traj_dir).steps
     rows = read(out)
     assert summary.samples == len(rows) == len(steps) == 3
-    assert summary.tokens == [s.prompt_tokens for s in steps]
+    assert summary.tokens == [s.prompt_tokens + s.usage["reply_tokens"] for s in steps]
     for row, step in zip(rows, steps):
         assert_rebuilds_the_prompt(row, step, renderer.processor)
 
@@ -685,3 +685,15 @@ def test_an_earlier_reply_is_trained_only_as_far_as_the_prompt_shows_it_unchange
     assert trained == [tap, tap, done]  # the second, third and last replies
     im_end = hf_tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert [i for i, m in zip(ids, mask) if m].count(im_end) == 2  # the third's and the last's
+
+
+def test_stats_count_the_replies_a_scripted_run_recorded(tmp_path, renderer):
+    """A reply no model generated (scripted, replayed, a person's) reported no token count, so
+    --stats gave samples without their replies' tokens (a 5,000-token reply was left out)."""
+    traj = record(tmp_path / "traj", "qwen2vl", renderer)
+    steps = load(traj).steps
+    assert all(s.usage["reply_tokens"] == len(renderer.processor.encode(s.response))
+               and s.usage["reply_tokens"] > 0 for s in steps)
+    summary = export([traj], "qwen2vl", "step", tmp_path / "sft.jsonl")
+    assert summary.tokens == [s.prompt_tokens + s.usage["reply_tokens"] for s in steps
+                              if trainable(s)]

@@ -379,8 +379,9 @@ def _why_nothing(summary: ExportSummary, keep: set[str] | None) -> str:
 
 
 def _reply_tokens(step: StepRecord) -> int:
-    """The reply's token count as the policy reported it (0 when it did not)."""
-    value = step.usage.get("new_tokens", 0)
+    """The reply's token count as the policy reported it, or as the run's tokenizer counted a
+    reply no model generated (0 when neither did)."""
+    value = step.usage.get("new_tokens", step.usage.get("reply_tokens", 0))
     return value if isinstance(value, int) else 0
 
 

@@ -77,6 +77,11 @@ class Policy(ABC):
         """Prompt length in tokens, when this policy has a processor to count with."""
         return None
 
+    def count_reply(self, text: str) -> int | None:
+        """A reply's length in tokens, when this policy has a tokenizer to count with (one that
+        generates reports its new tokens instead)."""
+        return None
+
     def context_length(self) -> int | None:
         """Most tokens a prompt and its reply may hold together, when this policy knows it."""
         return None

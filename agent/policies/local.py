@@ -37,6 +37,9 @@ class PromptRenderer:
     def context_length(self) -> int:
         return self.processor.config.text.max_position_embeddings
 
+    def count_reply(self, text: str) -> int:
+        return len(self.processor.encode(text))
+
     def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int:
         sizes = [im.size for im in prompt_images(prompt, images)]
         return self.processor.count_tokens(
