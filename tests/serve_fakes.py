@@ -40,6 +40,9 @@ class EchoEngine:
         self.gone: list[dict[str, bool]] = []
         self._busy = threading.Lock()
 
+    def count_prompt(self, messages, sizes, params: Params) -> int:
+        return 10 * (len(messages) + len(sizes))
+
     def prepare(self, messages, images, params: Params) -> EchoJob:
         content = messages[-1]["content"]
         text = content if isinstance(content, str) else " ".join(

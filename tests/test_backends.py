@@ -402,7 +402,7 @@ def half_transparent() -> Image.Image:
 
 def test_transparency_travels_on_white_as_the_processor_reads_it():
     from model.image_processing import ImageProcessingConfig, preprocess_image
-    from runtime.server.images import decode_data_url
+    from runtime.server.images import decoded, open_data_url
 
     image = half_transparent()
     url = png_data_url(image, None, None)
@@ -411,8 +411,8 @@ def test_transparency_travels_on_white_as_the_processor_reads_it():
     # A client's own RGBA file, sent as it is, reaches the server's model as a local run's.
     raw = io.BytesIO()
     image.save(raw, format="PNG")
-    served = decode_data_url("data:image/png;base64," + base64.b64encode(raw.getvalue()).decode(),
-                             max_pixels=10_000)
+    served = decoded(open_data_url(
+        "data:image/png;base64," + base64.b64encode(raw.getvalue()).decode(), max_pixels=10_000))
     config = ImageProcessingConfig()
     assert (preprocess_image(served, config)[0] == preprocess_image(image, config)[0]).all()
 
@@ -516,6 +516,33 @@ def test_requests_the_model_cannot_take_are_refused_before_it_runs(served):
         backend.generate(chat("hi"), [noise_image(10, 2500, seed=4)], max_new_tokens=2)
     with pytest.raises(PolicyError, match="HTTP 400: .*exceeds the context of 4096"):
         backend.generate(chat("hi"), [noise_image(40, 40, seed=4)], max_new_tokens=4096)
+
+
+def test_a_prompt_the_image_sizes_make_too_long_is_refused_before_any_pixel_is_decoded(
+        served, monkeypatch):
+    """Four large one-colour PNGs make a small body whose prompt cannot fit: every image was
+    decoded first (16 such in 1.25 MB took gigabytes of the server's memory to refuse)."""
+    import runtime.server.app
+
+    decoded = []
+    monkeypatch.setattr(runtime.server.app, "decoded",
+                        lambda image: decoded.append(image.size) or image.convert("RGB"))
+    raw = io.BytesIO()
+    Image.new("RGB", (2000, 2000), "white").save(raw, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(raw.getvalue()).decode()
+    content = [{"type": "image_url", "image_url": {"url": url}}] * 4 + [
+        {"type": "text", "text": "hi"}]
+    answer = httpx.post(served + "/chat/completions", headers={"Authorization": "Bearer k3y"},
+                        json={"model": MODEL, "max_tokens": 2,
+                              "messages": [{"role": "user", "content": content}]}, timeout=60)
+    assert answer.status_code == 400 and "exceeds the context" in answer.text, answer.text
+    assert decoded == []
+    # One that fits is decoded and answered.
+    fits = httpx.post(served + "/chat/completions", headers={"Authorization": "Bearer k3y"},
+                      json={"model": MODEL, "max_tokens": 2, "messages": [{"role": "user",
+                            "content": [content[0], content[-1]]}],
+                            "mm_processor_kwargs": {"max_pixels": 200_704}}, timeout=60)
+    assert fits.status_code == 200 and decoded == [(2000, 2000)], fits.text
 
 
 def test_an_endpoint_needs_the_served_model_name(tmp_path):

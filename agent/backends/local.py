@@ -112,17 +112,28 @@ class LocalBackend(Backend):
         """Prompt plus new tokens may not exceed this."""
         return self.processor.config.text.max_position_embeddings
 
-    def prepare(self, messages: Messages, images: list["Image.Image"], params: Params) -> Prepared:
-        start = time.perf_counter()
-        processor = self.processor
-        text = processor.apply_chat_template(
+    def _text(self, messages: Messages, params: Params) -> str:
+        """The prompt's text; one that cannot fit is refused before tokenizing it, which takes
+        seconds for MBs."""
+        text = self.processor.apply_chat_template(
             messages,
             add_generation_prompt=not params.continue_final_message,
             continue_final_message=params.continue_final_message,
         )
-        # A text that cannot fit is refused before tokenizing it, which takes seconds for MBs.
-        check_context(processor.fewest_tokens(text), params.max_new_tokens, self.context_length,
-                      at_least=True)
+        check_context(self.processor.fewest_tokens(text), params.max_new_tokens,
+                      self.context_length, at_least=True)
+        return text
+
+    def count_prompt(self, messages: Messages, sizes: list[tuple[int, int]], params: Params
+                     ) -> int:
+        return self.processor.count_tokens(self._text(messages, params), image_sizes=sizes,
+                                           min_pixels=params.min_pixels,
+                                           max_pixels=params.max_pixels)
+
+    def prepare(self, messages: Messages, images: list["Image.Image"], params: Params) -> Prepared:
+        start = time.perf_counter()
+        processor = self.processor
+        text = self._text(messages, params)
         from model.image_processing import ImagePatches
         from model.session import image_key
 

@@ -43,7 +43,7 @@ from starlette.requests import ClientDisconnect
 
 from agent.backends.base import Completion, OnText, Params, check_context
 from core.special_tokens import VISION_TOKENS
-from runtime.server.images import BadImage, decode_data_url
+from runtime.server.images import BadImage, decoded, open_data_url
 from runtime.server.scheduler import BatchScheduler
 from runtime.server.schemas import PART_TYPES, ChatRequest, ImageContent, error_body
 
@@ -67,6 +67,11 @@ class Engine(Protocol):
     context_length: int
     #: ``generate_batch`` takes a fourth argument, the batch's arrivals (continuous batching).
     joins: bool
+
+    def count_prompt(self, messages: list[dict], sizes: list[tuple[int, int]], params: Params
+                     ) -> int:
+        """The prompt's tokens from the images' sizes alone (no pixel is read); bad input
+        raises ValueError."""
 
     def prepare(self, messages: list[dict], images: list["Image.Image"], params: Params
                 ) -> Prepared:
@@ -196,8 +201,14 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         # Decoded images and their patches are the big allocations: as many requests at once
         # as there are cores (no faster with more), so a burst cannot hold all of them at once.
         async with preparing:
-            messages, images = await run_in_threadpool(read_messages, chat, settings)
+            messages, opened = await run_in_threadpool(read_messages, chat, settings)
             try:
+                # From the images' sizes first: a prompt that cannot fit costs no decoding (16
+                # large images in a small body took gigabytes to refuse).
+                tokens = await run_in_threadpool(engine.count_prompt, messages,
+                                                 [image.size for image in opened], params)
+                check_context(tokens, params.max_new_tokens, engine.context_length)
+                images = await run_in_threadpool(lambda: [decoded(image) for image in opened])
                 prepared = await run_in_threadpool(engine.prepare, messages, images, params)
                 check_context(prepared.prompt_tokens, params.max_new_tokens,
                               engine.context_length)
@@ -320,7 +331,8 @@ def sampling_params(chat: ChatRequest, settings: ServerSettings) -> Params:
 
 def read_messages(chat: ChatRequest, settings: ServerSettings
                   ) -> tuple[list[dict], list["Image.Image"]]:
-    """Hugging Face messages (image parts without data) and the decoded images, in order."""
+    """Hugging Face messages (image parts without data) and the images, in order: opened and
+    their sizes checked, not decoded yet (``images.decoded``)."""
     image_parts = [p for m in chat.messages if not isinstance(m.content, str) for p in m.content
                    if isinstance(p, ImageContent)]
     if len(image_parts) > settings.max_images:
@@ -338,7 +350,7 @@ def read_messages(chat: ChatRequest, settings: ServerSettings
     images = []
     for part in image_parts:
         try:
-            images.append(decode_data_url(part.image_url.url, settings.max_image_pixels))
+            images.append(open_data_url(part.image_url.url, settings.max_image_pixels))
         except BadImage as exc:
             raise ApiError(400, str(exc)) from None
     messages = [

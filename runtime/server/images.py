@@ -1,5 +1,6 @@
 """Images in requests: base64 data URLs only (a server that fetched URLs could be made to reach
-hosts its users cannot), decoded with PIL after the size in the header passes the pixel limit."""
+hosts its users cannot), decoded with PIL after the size in the header passes the pixel limit
+and the prompt those sizes make fits the context."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ class BadImage(ValueError):
     """An image the request cannot use; the message says why."""
 
 
-def decode_data_url(url: str, max_pixels: int) -> Image.Image:
-    """The RGB image in a ``data:image/...;base64,...`` URL."""
+def open_data_url(url: str, max_pixels: int) -> Image.Image:
+    """The image in a ``data:image/...;base64,...`` URL, its header read and its size checked
+    against ``max_pixels``, none of its pixels decoded yet (``decoded``): a request whose
+    prompt cannot fit is refused from the sizes alone."""
     match = DATA_URL.fullmatch(url.strip())
     if match is None:
         start = url[:40] + ("…" if len(url) > 40 else "")
@@ -34,17 +37,24 @@ def decode_data_url(url: str, max_pixels: int) -> Image.Image:
         raise BadImage("image_url data is not valid base64") from None
     try:
         image = Image.open(io.BytesIO(raw), formats=FORMATS)
-        width, height = image.size
-        if width * height > max_pixels:  # checked before any pixel is decoded
-            raise BadImage(f"an image is {width}x{height} = {width * height:,} pixels; "
-                           f"the limit is {max_pixels:,}")
-        image.load()
-        return to_rgb(image)  # transparency on white, as a local run reads the same file
-    except BadImage:
-        raise
     except Image.DecompressionBombError as exc:  # PIL's own limit, checked as it opens
         raise BadImage(f"an image is too large to decode: {exc}") from None
     except UnidentifiedImageError:
         raise BadImage(f"image_url data is not a {', '.join(FORMATS)} image") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # a corrupt header
+        raise BadImage(f"image_url data cannot be decoded: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadImage(f"an image is {width}x{height} = {width * height:,} pixels; "
+                       f"the limit is {max_pixels:,}")
+    return image
+
+
+def decoded(image: Image.Image) -> Image.Image:
+    """``open_data_url``'s image, decoded to RGB (transparency on white, as a local run reads
+    the same file)."""
+    try:
+        image.load()
+        return to_rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt
         raise BadImage(f"image_url data cannot be decoded: {exc}") from None
