@@ -140,14 +140,14 @@ def generate(
 
     from agent.backends.base import check_context
     from model import Qwen2VL, Qwen2VLProcessor
-    from model.generate import Sampling
+    from model.generate import GenerationOptions, Sampling, generate
 
     if min_pixels and max_pixels and min_pixels > max_pixels:
         _fail(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
     if not math.isfinite(temperature):  # as run and serve refuse it
         _fail(f"--temperature must be a finite number of at least 0, got {temperature}")
     try:  # before the model loads: a seed torch cannot take
-        Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     except ValueError as e:
         _fail(f"--{e}")
     pictures = []
@@ -191,25 +191,19 @@ def generate(
         _fail(str(e))
     start = time.perf_counter()
     with err.status(f"generating (at most {max_new_tokens} tokens)…"):
-        new = model.generate(
-            input_ids=batch["input_ids"],
-            pixel_values=batch.get("pixel_values"),
-            image_grid_thw=batch.get("image_grid_thw"),
-            max_new_tokens=max_new_tokens,
-            do_sample=temperature > 0,
-            temperature=temperature or 1.0,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            stop=stop or None,
-            tokenizer=proc,
-        )
+        (reply,) = generate(
+            model, batch["input_ids"], batch.get("pixel_values"), batch.get("image_grid_thw"),
+            options=GenerationOptions(
+                max_new_tokens=max_new_tokens,
+                sampling=sampling,
+                stop=tuple(stop or ()), tokenizer=proc))
     elapsed = time.perf_counter() - start
-    # The model's text, its control characters shown as escapes: a reply cannot retitle or
-    # clear the terminal, or set its clipboard (line breaks and tabs stay).
-    typer.echo(printable(proc.decode(new[0], skip_special_tokens=True)))
+    # The reply as an agent reads it and serve sends it (grounding tokens kept, cut before a
+    # stop string), its control characters shown as escapes: a reply cannot retitle or clear
+    # the terminal, or set its clipboard (line breaks and tabs stay).
+    typer.echo(printable(reply.text))
     err.print(
-        f"[dim]{batch['input_ids'].shape[1]} prompt tokens, {new.shape[1]} new tokens, "
+        f"[dim]{batch['input_ids'].shape[1]} prompt tokens, {len(reply.tokens)} new tokens, "
         f"{elapsed:.2f}s on {model.device} ({str(model.dtype).removeprefix('torch.')})[/dim]"
     )
 

@@ -341,6 +341,14 @@ def test_an_answer_without_a_text_is_a_clear_error(answer, said):
         backend_for(transport, []).generate([{"role": "user", "content": "hi"}], [])
 
 
+@pytest.mark.parametrize("body", [b"not json", b"[" * 100_000 + b"]" * 100_000])
+def test_a_body_that_is_no_json_it_can_read_is_a_clear_error(body):
+    """JSON nested 100,000 deep raised Python's RecursionError past the client."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+    with pytest.raises(PolicyError, match="answered 200 with a body that is not JSON"):
+        backend_for(transport, []).generate([{"role": "user", "content": "hi"}], [])
+
+
 def test_null_content_is_an_empty_reply():
     answer = {"choices": [{"message": {"content": None}, "finish_reason": "stop"}]}
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
@@ -543,6 +551,32 @@ def test_a_prompt_the_image_sizes_make_too_long_is_refused_before_any_pixel_is_d
                             "content": [content[0], content[-1]]}],
                             "mm_processor_kwargs": {"max_pixels": 200_704}}, timeout=60)
     assert fits.status_code == 200 and decoded == [(2000, 2000)], fits.text
+
+
+def test_model_generate_prints_the_reply_the_backend_and_serve_give(local, tiny_checkpoint):
+    """It decoded without the special tokens an agent reads (<|object_ref_start|> and the
+    other grounding tokens), and kept a stop string that serve cuts off."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from core.terminal import printable
+
+    def printed(*extra: str) -> str:
+        done = CliRunner().invoke(app, ["model", "generate", str(tiny_checkpoint), "-p", "hello",
+                                        "--max-new-tokens", "24", "--temperature", "0.9",
+                                        "--seed", "7", "--device", "cpu", *extra])
+        assert done.exit_code == 0, done.output
+        return done.stdout.removesuffix("\n")
+
+    def backend(*stop: str) -> str:
+        return local.generate([{"role": "user", "content": "hello"}], [], max_new_tokens=24,
+                              temperature=0.9, seed=7, stop=stop).text
+
+    whole = backend()
+    assert printed() == printable(whole)
+    stop = whole[len(whole) // 2:len(whole) // 2 + 2]
+    assert printed("--stop", stop) == printable(backend(stop)) == printable(
+        whole[:whole.index(stop)])
 
 
 def test_an_endpoint_needs_the_served_model_name(tmp_path):

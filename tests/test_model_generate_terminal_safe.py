@@ -12,10 +12,11 @@ HOSTILE = "line one\n\x1b]52;c;aGVsbG8=\x07\x1b]0;pwned\x07 \x9b2J\x1b[2J done\t
 
 
 def test_generate_shows_escape_sequences_in_the_reply_as_escapes(tiny_checkpoint, monkeypatch):
-    from model import Qwen2VLProcessor
+    import model.generate
 
     # The model's reply, as a real checkpoint's byte-level vocabulary can spell it.
-    monkeypatch.setattr(Qwen2VLProcessor, "decode", lambda self, *a, **k: HOSTILE)
+    monkeypatch.setattr(model.generate, "generate", lambda *a, **k: [
+        model.generate.Generation(tokens=[1, 2], text=HOSTILE, finish_reason="length")])
     result = CliRunner().invoke(app, ["model", "generate", str(tiny_checkpoint), "-p", "hi",
                                       "--max-new-tokens", "2", "--device", "cpu"])
     assert result.exit_code == 0, result.output

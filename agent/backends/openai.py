@@ -264,9 +264,9 @@ class OpenAIBackend(Backend):
                 if response.status_code == 200:
                     try:
                         return response.json()
-                    except ValueError:
+                    except (ValueError, RecursionError):  # nested deeper than Python recurses
                         raise PolicyError(f"{self.url} answered 200 with a body that is not "
-                                          f"JSON: {response.text[:200]!r}") from None
+                                          f"JSON it can read: {response.text[:200]!r}") from None
                 problem = f"HTTP {response.status_code}: {error_message(response)}"
                 if not retried(response.status_code):
                     raise PolicyError(f"{self.url} refused the request: {problem}")
