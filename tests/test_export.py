@@ -434,6 +434,18 @@ def test_a_reply_that_spells_a_chat_token_is_never_trained(tmp_path, hf_tokenize
     assert ids.count(im_end) > 2  # the spoof's own, in the context
 
 
+def test_an_episode_a_stripped_reply_keeps_from_llamafactory_is_refused_for_that_reason(tmp_path):
+    """A reply that began with a line break parses and trains as a step; later prompts show it
+    stripped, so an episode sample cannot train it. The refusal said only "cannot be trained",
+    naming unparsed, empty, refused or chat-token replies, none of which it was."""
+    directory = run_list(tmp_path / "run", ['\n*FUNCTION*: Tap *ARGS*: {"point": (500,125)}',
+                                            '*FUNCTION*: Terminate *ARGS*: {"status": '
+                                            '"success"}'])
+    assert export([directory], "llamafactory", "step", tmp_path / "s.jsonl").samples == 2
+    with pytest.raises(ExportError, match="without the spaces or line breaks it began with"):
+        export([directory], "llamafactory", "episode", tmp_path / "e.jsonl")
+
+
 def test_unparsed_steps_and_status_filter(tmp_path):
     failed = run_list(tmp_path / "a", ["garbage", '*FUNCTION*: Home *ARGS*: {}',
                                        '*FUNCTION*: Terminate *ARGS*: {"status": "failure"}'])

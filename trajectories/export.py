@@ -372,8 +372,10 @@ def _why_nothing(summary: ExportSummary, keep: set[str] | None) -> str:
         return (f"no episode has the status {' or '.join(sorted(keep))} (--status widens the "
                 "filter)")
     if summary.untrainable_episodes:
-        return (f"{summary.untrainable_episodes} episode(s) hold a reply that cannot be trained, "
-                "which a LLaMA-Factory episode sample would train (--granularity step or "
+        return (f"{summary.untrainable_episodes} episode(s) show a model turn that cannot be "
+                "trained, which a LLaMA-Factory episode sample would train: a reply that did not "
+                "parse, was refused or cut off, spells a chat token, or that later prompts show "
+                "without the spaces or line breaks it began with (--granularity step or "
                 "--format qwen2vl leave it out)")
     return "no step has a reply that can be trained (one that parsed and spells no chat token)"
 
