@@ -15,7 +15,8 @@ SHOW_SELECT_OPTIONS = """(() => {
     const list = document.createElement('select');
     list.setAttribute(MARK, '');
     list.size = Math.max(2, Math.min(select.options.length, 10));
-    for (const option of select.options) list.appendChild(option.cloneNode(true));
+    // Its groups too: their labels show, and a disabled group's options stay disabled.
+    for (const child of select.children) list.appendChild(child.cloneNode(true));
     list.selectedIndex = select.selectedIndex;
     const box = select.getBoundingClientRect(), style = getComputedStyle(select);
     list.style.cssText = `position: fixed; left: ${box.left}px; top: ${box.bottom}px; ` +
@@ -40,10 +41,17 @@ SHOW_SELECT_OPTIONS = """(() => {
     });
     list.addEventListener('blur', () => close(false));
     document.documentElement.appendChild(list);
+    // Under the drop-down where it fits, else above it, as chromium places its own list.
+    const height = list.offsetHeight;
+    if (box.bottom + height > innerHeight && box.top - height >= 0) {
+      list.style.top = `${box.top - height}px`;
+    }
     list.focus();
   };
   document.addEventListener('mousedown', (e) => {
-    const select = e.target instanceof Element ? e.target.closest('select') : null;
+    // The element pressed, inside a shadow root too (e.target is its host there).
+    const pressed = e.composedPath()[0];
+    const select = pressed instanceof Element ? pressed.closest('select') : null;
     if (!select || e.button !== 0 || select.multiple || select.size > 1 || select.disabled ||
         select.hasAttribute(MARK)) return;
     e.preventDefault();  // no native list, which no screenshot would show

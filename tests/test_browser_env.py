@@ -246,6 +246,31 @@ def test_a_drop_downs_options_are_on_the_screenshot_and_a_click_picks_one(env, b
         "South Sudan", 2, True]
 
 
+def test_a_drop_down_at_the_bottom_opens_above_with_its_groups_and_in_a_shadow_root(
+        env, base_url) -> None:
+    """A list placed under a drop-down at the bottom left the screen, groups were lost (a
+    disabled group's options could be picked), and a drop-down in a shadow root opened none."""
+    assert env.execute(Navigate(url=base_url + "select.html")).ok
+    options = "document.querySelector('[data-vlagent-options]')"
+    low = _centre(env, "document.getElementById('low')")
+    assert env.execute(Click(x=low[0], y=low[1])).ok
+    top, bottom, height, groups, disabled = env.page.evaluate(
+        f"(l => [l.getBoundingClientRect().top, l.getBoundingClientRect().bottom, innerHeight, "
+        "[...l.querySelectorAll('optgroup')].map(g => g.label), "
+        "[...l.options].filter(o => o.matches(':disabled')).map(o => o.value)])"
+        f"({options})")
+    assert 0 <= top and bottom <= height and groups == ["Open", "Closed"]
+    assert disabled == ["B1", "B2"]
+    assert env.execute(Key(key="escape")).ok
+    inner = _centre(env, "document.getElementById('host').shadowRoot.getElementById('inner')")
+    assert env.execute(Click(x=inner[0], y=inner[1])).ok
+    assert env.page.evaluate(f"[...{options}.options].map(o => o.value)") == ["one", "two"]
+    two = _centre(env, f"{options}.options[1]")
+    assert env.execute(Click(x=two[0], y=two[1])).ok
+    assert env.page.evaluate(
+        "document.getElementById('host').shadowRoot.getElementById('inner').value") == "two"
+
+
 def test_unsupported_kind_is_refused(env, page) -> None:
     result = env.execute(Tap(x=1, y=1))
     assert not result.ok and "does not support 'tap'" in result.message

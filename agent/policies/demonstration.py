@@ -90,8 +90,9 @@ class DemonstrationPolicy(Policy):
     def _refusal(self, action: Action) -> str | None:
         """Why ``action`` is not taken, or None. Text typed into a password field would be
         recorded as it is (and trained on): a secret is typed as its placeholder instead."""
-        if action.kind != "type" or PLACEHOLDER.search(action.text) or self._episode is None \
-                or self._episode.env is None:
+        # Only placeholders may go into a password field: "hunter2<secret:PW>" records hunter2.
+        if action.kind != "type" or not PLACEHOLDER.sub("", action.text).strip() \
+                or self._episode is None or self._episode.env is None:
             return None
         try:
             focused = self._episode.env.focused_element()

@@ -275,12 +275,14 @@ _IN_EPISODE = threading.Event()
 
 
 def _run_in_worker(runner: JobRunner, job: EpisodeJob, out: Path) -> EpisodeResult:
-    with _EPISODE:
-        _IN_EPISODE.set()
-        try:
+    # Set before the lock is taken: whenever the watcher finds the lock held for an episode,
+    # the signal it sends is not ignored.
+    _IN_EPISODE.set()
+    try:
+        with _EPISODE:
             return runner(job, out)
-        finally:
-            _IN_EPISODE.clear()
+    finally:
+        _IN_EPISODE.clear()
 
 
 def _follow_the_bench(bench: int, stopped: Event) -> None:
