@@ -356,8 +356,8 @@ def _on_ray(
     # One CPU per episode: Ray runs as many at once as the cluster's nodes have CPUs.
     task = ray.remote(num_cpus=1, max_retries=0)(_run_on_worker)
     # A Ray worker runs in the folder its cluster started in: paths go to it absolute.
-    sent = {job.key: job.model_copy(update={"model": absolute_model(job.model)}) for job in jobs}
-    pending = {task.remote(runner, sent[job.key].model_dump_json(), str(out.resolve())): job
+    pending = {task.remote(runner, job.model_copy(update={"model": absolute_model(job.model)})
+                           .model_dump_json(), str(out.resolve())): job
                for job in jobs}
     try:
         while pending:

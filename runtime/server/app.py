@@ -203,11 +203,12 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         async with preparing:
             messages, opened = await run_in_threadpool(read_messages, chat, settings)
             try:
-                # From the images' sizes first: a prompt that cannot fit costs no decoding (16
-                # large images in a small body took gigabytes to refuse).
-                tokens = await run_in_threadpool(engine.count_prompt, messages,
-                                                 [image.size for image in opened], params)
-                check_context(tokens, params.max_new_tokens, engine.context_length)
+                if opened:  # a text alone is counted once, by prepare
+                    # From the images' sizes first: a prompt that cannot fit costs no decoding
+                    # (16 large images in a small body took gigabytes to refuse).
+                    tokens = await run_in_threadpool(engine.count_prompt, messages,
+                                                     [image.size for image in opened], params)
+                    check_context(tokens, params.max_new_tokens, engine.context_length)
                 images = await run_in_threadpool(lambda: [decoded(image) for image in opened])
                 prepared = await run_in_threadpool(engine.prepare, messages, images, params)
                 check_context(prepared.prompt_tokens, params.max_new_tokens,
