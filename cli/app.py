@@ -77,6 +77,11 @@ _one_line_summaries(app)
 
 
 def main() -> None:
+    # A character the terminal's encoding lacks (a latin-1 terminal, a reply's emoji) is shown
+    # as its escape: a print must never end a run.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         app()
     except SystemExit as exc:

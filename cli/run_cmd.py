@@ -171,14 +171,14 @@ def demo(
 
 def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
     """Run SPEC (with ``runner``, default ``runtime.episode.run``) with the live step view, print
-    the outcome, and exit 0 on success, 1 on a failed episode, 2 on settings or a device that
-    cannot make a run and 130 on Ctrl-C."""
+    the outcome, and exit 0 on success, 1 on a failed episode (or one an unexpected error
+    stopped), 2 on settings or a device that cannot make a run and 130 on Ctrl-C."""
     import sys
 
     from agent.policies.base import PolicyError
     from cli.live_view import LiveView
     from envs.base import EnvError
-    from runtime.episode import confirm_mode, run
+    from runtime.episode import EpisodeCrashed, confirm_mode, run
     from runtime.settings import RunError
     from tasks.registry import UnknownTask
 
@@ -190,6 +190,11 @@ def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
     try:
         outcome = (runner or run)(spec, console,
                                   lambda goal: LiveView(console, goal, live=live))
+    except EpisodeCrashed as exc:  # not a setting: the run had started, and is kept
+        print_error(spec.secrets, f"the episode stopped on an unexpected error: {exc}")
+        print_path(console, "trajectory", exc.directory)
+        print_path(console, "view", exc.view)
+        raise typer.Exit(1) from None
     # OSError: a path that cannot be used (--out naming a file, a folder that cannot be made).
     except (RunError, UnknownTask, PolicyError, EnvError, ValueError, OSError) as exc:
         # On stderr, as every other usage error: `run ... > log` still shows why it stopped.
@@ -209,11 +214,11 @@ def report(outcome: RunOutcome, console: Console) -> None:
     style = "green" if result.status in ("success", "answered") else "red"
     # The reasons quote the model's and the task's text: escaped, never read as markup.
     console.print(f"status: [{style}]{result.status}[/] after {result.steps} step(s): "
-                  f"{literal(result.reason)}")
+                  f"{literal(result.reason)}", soft_wrap=True)
     if result.check is not None:
         mark = "[green]passed[/]" if result.check.success else "[red]failed[/]"
-        console.print(f"check: {mark} ({literal(result.check.reason)})")
+        console.print(f"check: {mark} ({literal(result.check.reason)})", soft_wrap=True)
     if outcome.diverged is not None:
-        console.print(f"[red]diverged[/]: {literal(outcome.diverged)}")
+        console.print(f"[red]diverged[/]: {literal(outcome.diverged)}", soft_wrap=True)
     print_path(console, "trajectory", outcome.directory)
     print_path(console, "view", outcome.view)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from core.text import well_formed
+
 # C0 controls but line feed and tab, DEL, and the C1 controls (0x9b is a one-byte CSI).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -11,8 +13,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def printable(text: str) -> str:
     """``text`` with each control character written as its escape (ESC as ``\\x1b``): a reply
     or a screen's text cannot clear the terminal, retitle it or set its clipboard through
-    escape sequences. Line breaks and tabs stay."""
-    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
+    escape sequences. Line breaks and tabs stay; a lone surrogate (a goal's byte that was not
+    UTF-8, a reply's JSON ``\\ud800``), which no terminal encoding takes, is shown as U+FFFD."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(),
+                        well_formed(text))
 
 
 def literal(text: str) -> str:

@@ -629,7 +629,11 @@ class BrowserEnv(Env):
             url = normalize_url(action.url)
             # A model's navigation opens web pages only: file: would read the host's files,
             # javascript: and data: would run the model's own script in the page.
-            if urlsplit(url).scheme not in NAVIGABLE_SCHEMES and url != "about:blank":
+            try:
+                scheme = urlsplit(url).scheme
+            except ValueError as exc:  # a bad IPv6 literal, a netloc that NFKC would change...
+                raise EnvError(f"{url[:80]!r} is not a url that can be opened: {exc}") from None
+            if scheme not in NAVIGABLE_SCHEMES and url != "about:blank":
                 raise EnvError(f"navigate opens http(s) urls only; {url[:80]!r} was refused")
             return self._goto(url)
         if kind == "back":

@@ -60,6 +60,16 @@ class RunOutcome:
             and self.diverged is None
 
 
+class EpisodeCrashed(Exception):
+    """The loop met an error it has no outcome for (a bug), after the trajectory started: the
+    loop recorded it as the episode's error, and the trajectory and its view are kept."""
+
+    def __init__(self, cause: Exception, directory: Path, view: Path) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.directory = directory
+        self.view = view
+
+
 @dataclass
 class Checked:
     """What ``check`` found usable in a run's settings."""
@@ -112,7 +122,7 @@ def run(
     checked = check(spec, task)
     goal, task, secrets, dialect_name = checked.goal, checked.task, checked.secrets, checked.dialect
     if task is not None:
-        console.print(f"task [bold]{literal(task.name)}[/]: {literal(task.goal)}")
+        console.print(f"task [bold]{literal(task.name)}[/]: {literal(task.goal)}", soft_wrap=True)
     made: list[Path] = []  # the folders made for this run, innermost first
     if directory is None:
         out_made = not Path(spec.out).exists()
@@ -123,13 +133,15 @@ def run(
         if policy is None:
             with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
                 policy = make_policy(spec, directory)
-        console.print(f"model: {policy.describe()}, prompted in the {dialect_name} dialect")
+        # One line each, in a log too (a console that is no terminal is 80 columns wide).
+        console.print(f"model: {literal(policy.describe())}, prompted in the {dialect_name} "
+                      "dialect", soft_wrap=True)
         if is_endpoint(spec.model) and not (spec.dialect or spec.processor):
             # Its replies would parse, or not, in another family's format: taps land elsewhere.
             console.print("[yellow]note:[/] without --processor CHECKPOINT the served model's "
                           "family is not known, so it is prompted in qwen2vl (Qwen2-VL's); "
                           "give --dialect qwen25vl for a Qwen2.5-VL model, uitars or uitars15 "
-                          "for UI-TARS")
+                          "for UI-TARS", soft_wrap=True)
         tokens = _prompt_renderer(spec.processor) if spec.processor else None
         history = HistoryPolicy(images=spec.history_images,
                                 max_tokens=prompt_budget(spec, (tokens or policy).context_length()),
@@ -142,6 +154,7 @@ def run(
             min_pixels=checked.min_pixels, max_pixels=checked.max_pixels,
             max_screen_pixels=spec.max_screen_pixels,
         )
+        crash: Exception | None = None
         try:
             # From the env's start on: a SIGTERM while it starts (a phone, chromium, Xvfb) also
             # unwinds, so what started is stopped rather than left behind.
@@ -152,11 +165,17 @@ def run(
                                   recorder=Recorder(directory), observer=view, tokens=tokens,
                                   gate=make_gate(spec, checked.rules, env, console, secrets),
                                   secrets=secrets)
-                    result = agent.run(goal, task, device=device, **env_meta(spec))
+                    try:
+                        result = agent.run(goal, task, device=device, **env_meta(spec))
+                    except Exception as exc:  # noqa: BLE001 - recorded by the loop, raised below
+                        crash = exc
         finally:
             if owned:
                 policy.close()
-        return RunOutcome(result, directory, write_view(directory))
+        view = write_view(directory)
+        if crash is not None:
+            raise EpisodeCrashed(crash, directory, view) from crash
+        return RunOutcome(result, directory, view)
 
 
 @contextmanager
