@@ -4,9 +4,9 @@ Screenshots are raw ``screencap`` over ``exec:`` (a 12- or 16-byte header plus R
 the host), with ``screencap -p`` as the fallback. Actions become ``input`` commands.
 
 Typing never lets the device shell see the model's text unquoted: ASCII that ``input text`` can
-carry goes through it, shell-quoted; anything else (non-ASCII, a literal ``%s``, newlines, tabs)
-goes base64-encoded through the ADBKeyboard IME's broadcast, and when that IME is missing the
-action fails with a clear error instead of typing something else.
+carry goes through it, shell-quoted; anything else (non-ASCII, a literal ``%s``, tabs) goes
+base64-encoded through the ADBKeyboard IME's broadcast, and when that IME is missing the action
+fails with a clear error instead of typing something else. A line break is an Enter key press.
 """
 
 from __future__ import annotations
@@ -446,47 +446,66 @@ class AndroidEnv(Env):
 
     def type_text(self, text: str) -> str:
         """Type ``text`` exactly into the focused field (see the module docstring); "\\r\\n"
-        and a lone "\\r" are one line break each, as "\\n".
+        and a lone "\\r" are one line break each, as "\\n", and each line break is one Enter key
+        press, as a keyboard's: a new line in a multi-line field, the field's action (send,
+        search, next) in a one-line field, which a line break inside typed text would not do.
 
         No error message holds the text, or the command that carries it (the text may hold a
         secret's value, and errors are shown to the model and recorded): it says "typing N
-        characters failed" and why."""
+        characters failed" and why, and how many had been typed before."""
         text = one_line_break_each(text)
         if not text:
             return "typed nothing"
         what = f"typing {len(text)} characters"
-        if input_text_argument(text) is not None:
-            # In pieces, so that each `input text` ends well within the adb call's timeout
-            # however long the text is (a device types a few dozen keys a second).
-            for start in range(0, len(text), INPUT_TEXT_CHUNK):
-                piece = text[start:start + INPUT_TEXT_CHUNK]
-                argument = input_text_argument(piece)
-                quoted = shlex.quote(argument)
+        lines = text.split("\n")
+        keyboard = any(input_text_argument(line) is None for line in lines)
+        if keyboard and not self._has_adb_keyboard():
+            raise EnvError(
+                f"cannot type these {len(text)} characters: `input text` carries only printable "
+                f"ASCII (no non-ASCII characters, literal '%s' or tabs), and the ADBKeyboard IME "
+                f"({ADB_KEYBOARD}) that would carry the rest is not installed on {self.serial}; "
+                "install and enable ADBKeyboard, or type ASCII only"
+            )
+        typed = 0
+        for number, line in enumerate(lines):
+            pieces = [("enter", "\n")] if number else []
+            if input_text_argument(line) is not None:
+                # In pieces, so that each `input text` ends well within the adb call's timeout
+                # however long the text is (a device types a few dozen keys a second).
+                pieces += [("input", line[i:i + INPUT_TEXT_CHUNK])
+                           for i in range(0, len(line), INPUT_TEXT_CHUNK)]
+            else:
+                pieces.append(("ime", line))
+            for way, piece in pieces:
                 try:
-                    self._run("input text " + quoted, what, hide=(quoted, argument, piece, text))
+                    self._type_piece(way, piece, what, text)
                 except EnvError as exc:
-                    if not start:
+                    if not typed:
                         raise
                     # The earlier pieces are in the field: say so (by length, never the text),
                     # or the model types the whole text again and its start arrives twice.
-                    raise EnvError(f"{exc}; the first {start} of the {len(text)} characters "
+                    raise EnvError(f"{exc}; the first {typed} of the {len(text)} characters "
                                    "had been typed before that and are in the field, and of "
                                    f"the rest up to the next {len(piece)} may have been too"
                                    ) from None
-            return f"typed {len(text)} characters"
-        if not self._has_adb_keyboard():
-            raise EnvError(
-                f"cannot type these {len(text)} characters: `input text` carries only printable "
-                f"ASCII (no non-ASCII characters, literal '%s', newlines or tabs), and the "
-                f"ADBKeyboard IME ({ADB_KEYBOARD}) that would carry the rest is not installed on "
-                f"{self.serial}; install and enable ADBKeyboard, or type ASCII only"
-            )
-        payload = base64.b64encode(text.encode("utf-8")).decode("ascii")
-        # Addressed to ADBKeyboard alone: an implicit broadcast reaches any app that listens
-        # for its action, and the text may be a secret.
-        self._run(f"am broadcast -p {ADB_KEYBOARD.split('/')[0]} -a ADB_INPUT_B64 "
-                  f"--es msg {shlex.quote(payload)}", what, hide=(payload, text))
-        return f"typed {len(text)} characters with ADBKeyboard"
+                typed += len(piece)
+        return f"typed {len(text)} characters" + (" with ADBKeyboard" if keyboard else "")
+
+    def _type_piece(self, way: str, piece: str, what: str, text: str) -> None:
+        """Send one piece of ``text``: an Enter key press, one `input text`, or (``ime``) one
+        broadcast to ADBKeyboard."""
+        if way == "enter":
+            self._run("input keyevent KEYCODE_ENTER", what)
+        elif way == "input":
+            argument = input_text_argument(piece)
+            quoted = shlex.quote(argument)
+            self._run("input text " + quoted, what, hide=(quoted, argument, piece, text))
+        else:
+            payload = base64.b64encode(piece.encode("utf-8")).decode("ascii")
+            # Addressed to ADBKeyboard alone: an implicit broadcast reaches any app that
+            # listens for its action, and the text may be a secret.
+            self._run(f"am broadcast -p {ADB_KEYBOARD.split('/')[0]} -a ADB_INPUT_B64 "
+                      f"--es msg {shlex.quote(payload)}", what, hide=(payload, piece, text))
 
     def _has_adb_keyboard(self) -> bool:
         """Whether ADBKeyboard is installed; if so it is the active keyboard now. Its broadcasts

@@ -86,9 +86,14 @@ class FakeAdbDevice:
         return [c for c in self.commands if c.startswith(("input text", "am broadcast"))]
 
     def typed(self) -> str:
-        """What the typing commands carried, decoded."""
+        """What the typing commands carried, decoded, with each Enter key press as "\\n"."""
         typed = ""
-        for command in self.typing_commands():
+        for command in self.commands:
+            if command == "input keyevent KEYCODE_ENTER":
+                typed += "\n"
+                continue
+            if not command.startswith(("input text", "am broadcast")):
+                continue
             argument = shlex.split(command)[-1]
             if command.startswith("am broadcast"):
                 typed += base64.b64decode(argument).decode("utf-8")

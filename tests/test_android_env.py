@@ -90,6 +90,24 @@ def test_a_line_break_is_typed_once(notes):
     assert state(notes, "com.vlagent.notes")["draft"] == "a\nb\nc\n"
 
 
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_line_break_at_the_end_submits_a_one_line_field(env, seed, ending):
+    """UI-TARS's phone prompt says a "\\n" at the end of typed text submits it: the line break
+    is the Enter key a keyboard sends (Messages sends), not a character the field drops."""
+    from tasks.phone.messages import open_thread
+    from tasks.registry import get_task
+
+    task = get_task("phone/send-message", seed=seed)
+    env.reset(task.initialize)
+    assert env.execute(OpenApp(app="Messages")).ok
+    for step in open_thread(env, task.params["contact"]):
+        assert env.execute(step.action).ok
+    tap_id(env, "messages:input")
+    assert env.execute(Type(text=task.params["text"] + ending)).ok
+    wait_until(lambda: task.check(env, None).success, what="the message sent")
+
+
 def test_typing_runs_nothing(notes, tmp_path):
     target = tmp_path / "pwned"
     for text in (f"$(touch {target})", f"`touch {target}`", f"; touch {target}",
@@ -170,6 +188,9 @@ def test_missing_adb_keyboard_is_a_clear_error(attached):
         assert state(env, "com.vlagent.notes")["draft"] == ""
         assert env.execute(Type(text="plain ascii")).ok
         assert state(env, "com.vlagent.notes")["draft"] == "plain ascii"
+        # A line break is an Enter key press, which needs no ADBKeyboard.
+        assert env.execute(Type(text="\ntwo\r\nlines\n")).ok
+        assert state(env, "com.vlagent.notes")["draft"] == "plain ascii\ntwo\nlines\n"
         adb.run("disconnect", phone.serial)
 
 

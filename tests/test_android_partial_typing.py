@@ -65,3 +65,14 @@ def test_a_first_piece_that_fails_claims_nothing_typed():
     result = fake_android_env(device).execute(Type(text=TEXT))
     assert not result.ok and "450 characters" in result.message
     assert not re.search(r"\b(200|400)\b", result.message), result.message
+
+
+def test_a_line_that_fails_after_an_enter_counts_the_line_break_as_typed():
+    """A line break is an Enter key press between the lines' `input text`s: when the second
+    line fails, the first line and its Enter are in the field."""
+    device = FakeAdbDevice(adb_keyboard=False, fail=_failing_piece(2, "gone"))
+    result = fake_android_env(device).execute(Type(text="first line\nsecond"))
+    assert not result.ok
+    assert [c.split()[:2] for c in device.commands if c.startswith("input")] == [
+        ["input", "text"], ["input", "keyevent"], ["input", "text"]]  # the last one failed
+    assert "the first 11 of the 17 characters had been typed" in result.message, result.message
