@@ -143,6 +143,18 @@ def adb_server_port() -> int:
     return int(value)
 
 
+def _travel(start: int, delta: int, size: int) -> tuple[int, int]:
+    """Where a finger moving by ``-delta`` from ``start`` goes down and comes up along a screen
+    side of ``size`` pixels: both on the screen, and at least a tenth of the side (or
+    ``delta``) apart, the start moving back from an edge for it, so a scroll is never a tap."""
+    first = min(max(start, 1), size - 2)
+    last = min(max(first - delta, 1), size - 2)
+    short = min(abs(delta), size // 10) - abs(last - first)
+    if short > 0:
+        first = min(max(first + (short if delta > 0 else -short), 1), size - 2)
+    return first, last
+
+
 class AndroidEnv(Env):
     """One Android device through the adb server at ``adb_host:adb_port``.
 
@@ -401,17 +413,24 @@ class AndroidEnv(Env):
 
     def _scroll_swipe(self, action: Action) -> tuple[int, int, int, int]:
         """The swipe a scroll is: its finger moves against ``direction`` (scrolling down drags
-        the content up)."""
+        the content up). At a point, the finger goes down there, since the view under the first
+        touch is the one that scrolls (a list inside a page, a text area), and moves up to
+        ``amount``, as far as the screen allows; without one, the swipe is centred on the
+        screen."""
         w, h = self.screen.width, self.screen.height
-        x, y = (w // 2, h // 2) if action.x is None else (action.x, action.y)
         vertical = action.direction in ("up", "down")
         amount = action.amount or (h if vertical else w) // 2
-        sign = 1 if action.direction in ("down", "right") else -1
-        dx, dy = (0, sign * amount) if vertical else (sign * amount, 0)
-        # Keep both ends on the screen: start on one side of (x, y), end on the other.
-        x1 = min(max(x + dx // 2, 1), w - 2)
-        y1 = min(max(y + dy // 2, 1), h - 2)
-        return x1, y1, min(max(x1 - dx, 1), w - 2), min(max(y1 - dy, 1), h - 2)
+        delta = amount if action.direction in ("down", "right") else -amount
+        centred = action.x is None
+        x = w // 2 if centred else action.x
+        y = h // 2 if centred else action.y
+        if vertical:
+            y1, y2 = _travel(y + delta // 2 if centred else y, delta, h)
+            x1 = x2 = min(max(x, 1), w - 2)
+        else:
+            x1, x2 = _travel(x + delta // 2 if centred else x, delta, w)
+            y1 = y2 = min(max(y, 1), h - 2)
+        return x1, y1, x2, y2
 
     def press_point(self, action: Action) -> tuple[int, int] | None:
         """As any env's, and a scroll, which the phone performs as a swipe, judged as one."""

@@ -234,6 +234,26 @@ def test_scroll_moves_long_content(env):
     assert env.observe().image.tobytes() == before.tobytes()
 
 
+def test_a_scroll_at_a_point_scrolls_what_is_under_it(env):
+    """The Notes text area is shorter than the default scroll (half the screen): a swipe
+    centred on its middle would go down below it, and scroll nothing."""
+    from tasks.phone.device import set_app_state
+
+    env.shell("vphone reset")
+    set_app_state(env, "com.vlagent.notes",
+                  {"notes": [], "draft": "\n".join(f"line {i}" for i in range(80))})
+    assert env.execute(OpenApp(app="Notes")).ok
+    (body,) = wait_until(lambda: env.ui_tree().find("notes:body"), what="the text area")
+    x, y = body.center
+
+    def text_area():
+        return env.observe().image.crop(body.bounds).tobytes()
+
+    before = text_area()
+    assert env.execute(Scroll(direction="down", x=x, y=y)).ok
+    assert text_area() != before
+
+
 def test_open_app_by_package_and_by_icon_label(env, monkeypatch):
     assert env.execute(OpenApp(app="com.vlagent.contacts")).ok
     wait_until(lambda: env.foreground()[0] == "com.vlagent.contacts", what="contacts")

@@ -152,8 +152,34 @@ def test_a_phone_turned_to_landscape_is_scrolled_on_its_landscape_screen():
     assert (env.screen.width, env.screen.height) == (2400, 1080)
     assert env.execute(Scroll(direction="down")).ok
     assert device.commands[-1] == "input swipe 1200 810 1200 270 300"  # inside 2400x1080
-    assert env.execute(Scroll(direction="down", x=2000, y=500)).ok
-    assert device.commands[-1] == "input swipe 2000 770 2000 230 300"
+    assert env.execute(Scroll(direction="down", x=2000, y=500, amount=400)).ok
+    assert device.commands[-1] == "input swipe 2000 500 2000 100 300"
+
+
+@pytest.mark.parametrize(("scroll", "swipe"), [
+    # At a point the finger goes down there: the view under the first touch is what scrolls.
+    ({"direction": "down", "x": 540, "y": 683}, "540 683 540 1"),
+    ({"direction": "up", "x": 540, "y": 683}, "540 683 540 1883"),
+    ({"direction": "right", "x": 900, "y": 700, "amount": 300}, "900 700 600 700"),
+    ({"direction": "left", "x": 900, "y": 700, "amount": 300}, "900 700 1078 700"),
+    # At the edge it moves towards, the finger starts back from the point: never a tap.
+    ({"direction": "down", "x": 540, "y": 5}, "540 241 540 1"),
+    ({"direction": "up", "x": 540, "y": 2390}, "540 2158 540 2398"),
+    ({"direction": "right", "x": 3, "y": 700, "amount": 50}, "51 700 1 700"),
+    # Without one the swipe is centred on the screen, its whole amount.
+    ({"direction": "down"}, "540 1800 540 600"),
+    ({"direction": "left", "amount": 200}, "440 1200 640 1200"),
+])
+def test_a_scroll_swipes_from_its_point(scroll, swipe):
+    from core.actions import Scroll
+    from tests.adb_fakes import FakeAdbDevice, fake_android_env
+
+    device = FakeAdbDevice()  # 1080x2400
+    env = fake_android_env(device)
+    result = env.execute(Scroll(**scroll))
+    assert result.ok and device.commands[-1] == f"input swipe {swipe} 300"
+    x1, y1, x2, y2 = map(int, swipe.split())
+    assert result.message.endswith(f"by {abs(x2 - x1) + abs(y2 - y1)}px")
 
 
 def test_text_for_adbkeyboard_is_addressed_to_it_alone():

@@ -366,7 +366,10 @@ def test_a_phone_scroll_is_judged_as_the_swipe_the_phone_performs():
     short = Scroll(direction="down", x=540, y=200, amount=10)
     assert env.press_point(short) is not None
     assert gate.sensitive(short).rule == "tap_text"
-    assert gate.sensitive(Scroll(direction="down", x=540, y=200)) is None  # a real scroll
+    # A real scroll: down on the wide button, up on the other.
+    assert gate.sensitive(Scroll(direction="down", x=540, y=600)) is None
+    # Down on "Send money" and up still on it (the screen's top ends the move): a click.
+    assert gate.sensitive(Scroll(direction="down", x=540, y=200)).rule == "tap_text"
     # Inside one large button, the finger never leaves it: a click as the phone performs it.
     x1, y1, x2, y2 = env._scroll_swipe(Scroll(direction="down", x=540, y=2000))
     assert 400 <= min(y1, y2) and max(y1, y2) < 2400
