@@ -262,6 +262,16 @@ def normalize_url(url: str) -> str:
     return as_browser_reads("https://" + url)
 
 
+def check_screen(viewport: tuple[int, int], scale: float) -> None:
+    """A page size and scale factor the env takes; else the ValueError that says why."""
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"the scale {scale:g} must be a number above 0, e.g. 1 or 2")
+    if max(viewport) * scale > MAX_SCREEN_SIDE:
+        raise ValueError(f"the viewport {viewport[0]}x{viewport[1]} at scale {scale:g} makes "
+                         f"screenshots over {MAX_SCREEN_SIDE} pixels a side, the most the "
+                         "browser env takes")
+
+
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
@@ -292,12 +302,7 @@ class BrowserEnv(Env):
         super().__init__(settle)
         from playwright.sync_api import sync_playwright
 
-        if device_scale_factor <= 0:
-            raise ValueError("device_scale_factor must be positive")
-        if max(viewport) * device_scale_factor > MAX_SCREEN_SIDE:
-            raise ValueError(f"the viewport {viewport[0]}x{viewport[1]} at scale "
-                             f"{device_scale_factor:g} makes screenshots over {MAX_SCREEN_SIDE} "
-                             "pixels a side, the most the browser env takes")
+        check_screen(viewport, device_scale_factor)
         self.viewport = viewport
         self.scale = float(device_scale_factor)
         self.allowed_domains = list(allowed_domains) if allowed_domains is not None else None

@@ -7,7 +7,7 @@ another sideways.
 from __future__ import annotations
 
 import contextlib
-import math
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
@@ -177,17 +177,38 @@ def endpoint_policy(spec: RunSpec, **client: Any) -> Policy:
                          temperature=spec.temperature)
 
 
+#: The browser's options, by their RunSpec field.
+_BROWSER_OPTIONS = {"url": "--url", "viewport": "--viewport", "scale": "--scale",
+                    "allowed_domains": "--allow-domain"}
+
+
 def check_env(spec: RunSpec) -> None:
-    """A known env, and no option of another env's (``--device`` for a browser run was
-    ignored: the user meant another env, or another option)."""
+    """A known env, its page size if a browser, and no option of another env's (``--device``
+    for a browser run, ``--allow-domain`` for a desktop run were ignored: the user meant
+    another env, or another option), nor ``--served-model`` without an endpoint."""
     if spec.env not in ENV_KINDS:
         raise RunError(f"unknown --env {spec.env!r}; choose {', '.join(ENV_KINDS)}")
-    for option, value, env in (("--device", spec.device, "android"),
-                               ("--adb-port", spec.adb_port, "android"),
-                               ("--display", spec.display, "desktop")):
-        if value is not None and spec.env != env:
+    defaults = {f.name: f.default for f in dataclasses.fields(RunSpec)}
+    given = [("--device", spec.device is not None, "android"),
+             ("--adb-port", spec.adb_port is not None, "android"),
+             ("--display", spec.display is not None, "desktop")]
+    given += [(option, getattr(spec, name) != defaults[name], "browser")
+              for name, option in _BROWSER_OPTIONS.items()]
+    for option, is_given, env in given:
+        if is_given and spec.env != env:
             raise RunError(f"{option} is an option of --env {env}, and this run is on "
                            f"--env {spec.env}")
+    if spec.served_model is not None and not is_endpoint(spec.model):
+        raise RunError("--served-model names the model an endpoint serves: give --model "
+                       "http(s)://HOST:PORT/v1 with it")
+    if spec.env == "browser":
+        from envs.browser import check_screen
+
+        try:
+            check_screen(spec.viewport, spec.scale)
+        except ValueError as exc:
+            width, height = spec.viewport
+            raise RunError(f"--viewport {width}x{height} --scale {spec.scale:g}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -198,8 +219,6 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
     if spec.env == "browser":
         from envs.browser import BrowserEnv
 
-        if not (math.isfinite(spec.scale) and spec.scale > 0):
-            raise RunError(f"--scale {spec.scale:g} must be a number above 0, e.g. 1 or 2")
         with BrowserEnv(viewport=spec.viewport, device_scale_factor=spec.scale,
                         start_url=spec.url, allowed_domains=list(spec.allowed_domains) or None,
                         ) as env:

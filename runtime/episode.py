@@ -94,6 +94,9 @@ def check(spec: RunSpec, task: Task | None = None) -> Checked:
         raise RunError(f"the task {task.name} runs on --env {task.env}, not {spec.env}")
     else:
         goal = task.goal
+    if task is None and spec.seed:
+        raise RunError(f"--seed {spec.seed} draws a task's params and start state, and this run "
+                       "has no task: name one with --task NAME")
     if spec.model == "scripted" and task is not None and not task.has_solution:
         raise RunError(f"{task.name} has no scripted solution, so --model scripted cannot run "
                        "it (bench --tag scripted picks the tasks that have one)")
@@ -115,74 +118,88 @@ def run(
     """Run ``spec``'s episode. A bench passes the seeded ``task`` it built, the trajectory
     ``directory`` it chose, a ``policy`` it keeps loaded across episodes (left open here), and
     (in tests) an ``env_factory`` other than the real envs."""
-    from actions.dialects import get_dialect
-    from trajectories.viewer import write_view
-
     console = console or Console()
     checked = check(spec, task)
-    goal, task, secrets, dialect_name = checked.goal, checked.task, checked.secrets, checked.dialect
+    goal, task = checked.goal, checked.task
     if task is not None:
         console.print(f"task [bold]{literal(task.name)}[/]: {literal(task.goal)}", soft_wrap=True)
     made: list[Path] = []  # the folders made for this run, innermost first
-    if directory is None:
-        out_made = not Path(spec.out).exists()
-        directory = new_run_dir(spec.out, task.name if task is not None else goal)
-        made = [directory] + ([Path(spec.out)] if out_made else [])
-    with _removed_if_unused(made):
-        owned = policy is None
-        if policy is None:
-            with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
-                policy = make_policy(spec, directory)
-        # One line each, in a log too (a console that is no terminal is 80 columns wide).
-        console.print(f"model: {literal(policy.describe())}, prompted in the {dialect_name} "
-                      "dialect", soft_wrap=True)
-        if is_endpoint(spec.model) and not (spec.dialect or spec.processor):
-            # Its replies would parse, or not, in another family's format: taps land elsewhere.
-            console.print("[yellow]note:[/] without --processor CHECKPOINT the served model's "
-                          "family is not known, so it is prompted in qwen2vl (Qwen2-VL's); "
-                          "give --dialect qwen25vl for a Qwen2.5-VL model, uitars or uitars15 "
-                          "for UI-TARS", soft_wrap=True)
-        tokens = _prompt_renderer(spec.processor) if spec.processor else None
-        history = HistoryPolicy(images=spec.history_images,
-                                max_tokens=prompt_budget(spec, (tokens or policy).context_length()),
-                                block=spec.history_block)
-        config = AgentConfig(
-            max_steps=spec.max_steps or (task.max_steps if task is not None
-                                         else AgentConfig.max_steps),
-            max_time_s=spec.max_time_s,
-            max_parse_errors=spec.max_parse_errors, history=history,
-            min_pixels=checked.min_pixels, max_pixels=checked.max_pixels,
-            max_screen_pixels=spec.max_screen_pixels,
-        )
-        crash: Exception | None = None
-        try:
-            # From the env's start on: a SIGTERM while it starts (a phone, chromium, Xvfb) also
-            # unwinds, so what started is stopped rather than left behind.
-            with sigterm_interrupts(), env_factory(spec, console) as (env, device):
-                dialect = get_dialect(dialect_name, env.form_factor)
-                with (observer or _no_observer)(goal) as view:
-                    agent = Agent(env, policy, dialect, config=config,
-                                  recorder=Recorder(directory), observer=view, tokens=tokens,
-                                  gate=make_gate(spec, checked.rules, env, console, secrets),
-                                  secrets=secrets)
-                    try:
-                        result = agent.run(goal, task, device=device, **env_meta(spec))
-                    except Exception as exc:  # noqa: BLE001 - recorded by the loop, raised below
-                        crash = exc
-        finally:
-            if owned:
-                policy.close()
-        view = write_view(directory)
-        if crash is not None:
-            raise EpisodeCrashed(crash, directory, view) from crash
-        return RunOutcome(result, directory, view)
+    # From here on a SIGTERM unwinds as Ctrl-C does: while the model loads or the env starts
+    # (a phone, chromium, Xvfb), what started is stopped and the folders made go again.
+    with sigterm_interrupts():
+        if directory is None:
+            made = _missing(Path(spec.out))
+            directory = new_run_dir(spec.out, task.name if task is not None else goal)
+            made.insert(0, directory)
+        with _removed_if_unused(made):
+            return _run_checked(spec, checked, console, observer, directory, env_factory, policy)
+
+
+def _run_checked(spec: RunSpec, checked: Checked, console: Console,
+                 observer: ObserverFactory | None, directory: Path, env_factory: EnvFactory,
+                 policy: Policy | None) -> RunOutcome:
+    """``run``'s episode, once its settings are checked and its folder is made."""
+    from actions.dialects import get_dialect
+    from trajectories.viewer import write_view
+
+    goal, task, secrets, dialect_name = checked.goal, checked.task, checked.secrets, checked.dialect
+    owned = policy is None
+    if policy is None:
+        with console.status("loading the model…" if Path(spec.model).is_dir() else "starting…"):
+            policy = make_policy(spec, directory)
+    # One line each, in a log too (a console that is no terminal is 80 columns wide).
+    console.print(f"model: {literal(policy.describe())}, prompted in the {dialect_name} "
+                  "dialect", soft_wrap=True)
+    if is_endpoint(spec.model) and not (spec.dialect or spec.processor):
+        # Its replies would parse, or not, in another family's format: taps land elsewhere.
+        console.print("[yellow]note:[/] without --processor CHECKPOINT the served model's "
+                      "family is not known, so it is prompted in qwen2vl (Qwen2-VL's); "
+                      "give --dialect qwen25vl for a Qwen2.5-VL model, uitars or uitars15 "
+                      "for UI-TARS", soft_wrap=True)
+    tokens = _prompt_renderer(spec.processor) if spec.processor else None
+    history = HistoryPolicy(images=spec.history_images,
+                            max_tokens=prompt_budget(spec, (tokens or policy).context_length()),
+                            block=spec.history_block)
+    config = AgentConfig(
+        max_steps=spec.max_steps or (task.max_steps if task is not None
+                                     else AgentConfig.max_steps),
+        max_time_s=spec.max_time_s,
+        max_parse_errors=spec.max_parse_errors, history=history,
+        min_pixels=checked.min_pixels, max_pixels=checked.max_pixels,
+        max_screen_pixels=spec.max_screen_pixels,
+    )
+    crash: Exception | None = None
+    try:
+        with env_factory(spec, console) as (env, device):
+            dialect = get_dialect(dialect_name, env.form_factor)
+            with (observer or _no_observer)(goal) as view:
+                agent = Agent(env, policy, dialect, config=config,
+                              recorder=Recorder(directory), observer=view, tokens=tokens,
+                              gate=make_gate(spec, checked.rules, env, console, secrets),
+                              secrets=secrets)
+                try:
+                    result = agent.run(goal, task, device=device, **env_meta(spec))
+                except Exception as exc:  # noqa: BLE001 - recorded by the loop, raised below
+                    crash = exc
+    finally:
+        if owned:
+            policy.close()
+    view = write_view(directory)
+    if crash is not None:
+        raise EpisodeCrashed(crash, directory, view) from crash
+    return RunOutcome(result, directory, view)
+
+
+def _missing(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, innermost first."""
+    return [p for p in (folder, *folder.parents) if not p.exists()]
 
 
 @contextmanager
 def _removed_if_unused(made: list[Path]) -> Iterator[None]:
-    """The folders made for a run (its own, and --out if it was not there) go again if the run
-    fails before writing into them (the model or the env could not start), so a failed start
-    leaves nothing behind."""
+    """The folders made for a run (its own, and --out and its parents where they were not there)
+    go again if the run fails before writing into them (the model or the env could not start),
+    so a failed start leaves nothing behind."""
     try:
         yield
     except BaseException:
@@ -220,7 +237,7 @@ def prompt_budget(spec: RunSpec, context: int | None) -> int | None:
 
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """From the env's start to the episode's end, SIGTERM stops the run as Ctrl-C does: the loop
+    """From the run's start to the episode's end, SIGTERM stops the run as Ctrl-C does: the loop
     finalizes the trajectory (status "interrupted", reason "stopped by SIGTERM") and the envs
     close on the way out, so their processes (a virtual phone, its adb server, Xvfb, chromium)
     end with the run and a device gets back what the env changed (a phone's keyboard, a

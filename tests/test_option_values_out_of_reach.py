@@ -66,7 +66,8 @@ def test_a_viewport_past_what_chromium_draws_is_refused_before_it_starts(viewpor
 @pytest.mark.parametrize("command", ["run", "record"])
 @pytest.mark.parametrize("env, option", [("browser", ["--device", "emulator-5554"]),
                                          ("desktop", ["--adb-port", "5037"]),
-                                         ("android", ["--display", ":0"])])
+                                         ("android", ["--display", ":0"]),
+                                         ("desktop", ["--url", "http://example.com"])])
 def test_an_option_of_another_env_is_refused_not_ignored(command, env, option):
     args = [command, "x", "--env", env, *option] + (["--model", "scripted"] if command == "run"
                                                     else [])
@@ -74,3 +75,32 @@ def test_an_option_of_another_env_is_refused_not_ignored(command, env, option):
     assert result.exit_code == 2, result.output
     assert f"{option[0]} is an option of --env" in result.output and f"on --env {env}" in \
         result.output
+
+
+@pytest.mark.parametrize("env, option", [("desktop", ["--allow-domain", "example.com"]),
+                                         ("android", ["--viewport", "800x600"]),
+                                         ("desktop", ["--scale", "2"])])
+def test_a_browser_option_on_another_env_is_refused_not_ignored(env, option):
+    """An allowlist the desktop never applies would be a safety setting silently ignored."""
+    result = CliRunner().invoke(app, ["run", "x", "--env", env, *option, "--model", "human"])
+    assert result.exit_code == 2, result.output
+    assert f"{option[0]} is an option of --env browser" in result.output
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--env", "browser", "--scale", "0"], "--scale 0: the scale 0 must be a number above 0"),
+    (["--env", "browser", "--scale", "20"], "makes screenshots over 16384 pixels a side"),
+    (["--env", "browser", "--seed", "5"], "--seed 5 draws a task's params"),
+    (["--env", "browser", "--served-model", "qwen"], "--served-model names the model an "
+                                                     "endpoint serves"),
+])
+def test_settings_are_refused_before_the_model_loads(tmp_path, args, said):
+    """Refused by ``check``, before the checkpoint is read: the folder given is no checkpoint,
+    and the message is the setting's, not the checkpoint's."""
+    not_a_checkpoint = tmp_path / "weights"
+    not_a_checkpoint.mkdir()
+    result = CliRunner().invoke(app, ["run", "x", *args, "--model", str(not_a_checkpoint),
+                                      "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "runs").exists()

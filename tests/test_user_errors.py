@@ -110,9 +110,39 @@ def test_missing_system_tools_are_named_with_their_package(tmp_path):
     one_line_error(cli("run", "book a flight", "--env", "android", "--device", "virtual",
                        "--model", "scripted", "--out", "runs", cwd=tmp_path, env=no_tools),
                    "apt-get install adb")
+    # --out's parents that the run made go with it.
     one_line_error(cli("run", "x", "--env", "desktop", "--display", "new", "--model",
-                       "scripted", "--task", "desktop/calculator-compute", "--out", "runs",
-                       cwd=tmp_path, env=no_tools), "apt-get install xvfb")
+                       "scripted", "--task", "desktop/calculator-compute", "--out",
+                       "runs/a/b", cwd=tmp_path, env=no_tools), "apt-get install xvfb")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sigterm_while_the_model_loads_stops_the_run_as_ctrl_c_does(tmp_path,
+                                                                      tiny_checkpoint):
+    """`timeout`, systemd and `docker stop` send SIGTERM: during the load (torch alone takes
+    seconds to import) the run says it was interrupted, exits 130 and leaves no folder."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.test_agent_cli import CLI
+
+    proc = subprocess.Popen([*CLI, "run", "x", "--env", "browser", "--model",
+                             str(tiny_checkpoint), "--out", "runs/a"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "160"})
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "runs" / "a").glob("*")):  # made before the model loads
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in out and "Traceback" not in out + err
     assert not (tmp_path / "runs").exists()
 
 
