@@ -14,6 +14,7 @@ def list_tasks(
     """Print every bundled task: its name (for --task), env and the goal the model is told."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from tasks.registry import get_task, task_names
 
@@ -27,5 +28,6 @@ def list_tasks(
     table.add_column("env")
     table.add_column("goal", overflow="fold")
     for task in tasks:
-        table.add_row(task.name, task.env, task.goal)
+        # A goal may hold square brackets ("fix [bug]"): shown as written, never read as markup.
+        table.add_row(task.name, task.env, Text(task.goal))
     Console(soft_wrap=False).print(table)

@@ -23,6 +23,9 @@ def view(
     from trajectories.reader import TrajectoryError
     from trajectories.viewer import write_view
 
+    if gif is not None and gif.suffix.lower() != ".gif":  # before anything is written
+        typer.echo(f"error: --gif {gif} must name a .gif file", err=True)
+        raise typer.Exit(2)
     try:
         path = write_view(directory, out)
         animation = write_gif(directory, gif) if gif is not None else None

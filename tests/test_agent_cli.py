@@ -288,6 +288,25 @@ def test_tasks_list_names_every_task(tmp_path):
     assert cells == [[name, get_task(name).env] for name in task_names()]
 
 
+def test_tasks_list_shows_a_goal_with_square_brackets_as_written(monkeypatch):
+    """A seed's goal may hold "[bug]" (desktop/terminal-write-file draws such lines)."""
+    from typer.testing import CliRunner
+
+    import tasks.registry
+    from cli.app import app
+
+    from types import SimpleNamespace
+
+    real = tasks.registry.get_task
+    monkeypatch.setattr(tasks.registry, "get_task", lambda name: SimpleNamespace(
+        name=name, env="desktop", goal="write fix [bug] {soon} [/] to notes.txt")
+        if name == "desktop/terminal-write-file" else real(name))
+    done = CliRunner().invoke(app, ["tasks", "list", "--env", "desktop"],
+                              env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert "write fix [bug] {soon} [/] to notes.txt" in done.output
+
+
 def test_desktop_run_on_a_private_display(tmp_path):
     require_tool("xvfb")
     require_tool("xdotool")

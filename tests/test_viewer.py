@@ -91,6 +91,15 @@ def test_view_of_an_empty_trajectory(tmp_path):
     assert "No step was recorded." in html and "device went away" in html
 
 
+def test_a_gif_name_that_is_no_gif_is_refused_before_anything_is_written(trajectory, tmp_path):
+    from tests.test_agent_cli import cli
+
+    assert not (trajectory / "view.html").exists()
+    done = cli("view", str(trajectory), "--gif", "anim.txt", cwd=tmp_path)
+    assert done.returncode == 2 and "--gif anim.txt must name a .gif file" in done.stderr
+    assert not (trajectory / "view.html").exists() and not (tmp_path / "anim.txt").exists()
+
+
 def test_view_gif_animates_every_step_with_its_action(trajectory, tmp_path):
     from PIL import Image, ImageSequence
 
