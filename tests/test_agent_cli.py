@@ -290,12 +290,12 @@ def test_tasks_list_names_every_task(tmp_path):
 
 def test_tasks_list_shows_a_goal_with_square_brackets_as_written(monkeypatch):
     """A seed's goal may hold "[bug]" (desktop/terminal-write-file draws such lines)."""
+    from types import SimpleNamespace
+
     from typer.testing import CliRunner
 
     import tasks.registry
     from cli.app import app
-
-    from types import SimpleNamespace
 
     real = tasks.registry.get_task
     monkeypatch.setattr(tasks.registry, "get_task", lambda name: SimpleNamespace(
