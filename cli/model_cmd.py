@@ -172,16 +172,18 @@ def generate(
     except (FileNotFoundError, ValueError, KeyError) as e:
         _fail(str(e))
 
-    messages = [{"role": "system", "content": system}] if system else []
+    # An empty --system is an empty system turn, as the chat template renders one.
+    messages = [{"role": "system", "content": system}] if system is not None else []
     content = [{"type": "image"} for _ in pictures] + [{"type": "text", "text": prompt}]
     messages.append({"role": "user", "content": content})
     text = proc.apply_chat_template(messages, add_generation_prompt=True)
     try:  # an image the processor cannot take (a 300:1 strip), placeholders in the prompt
         # Counted from the images' sizes first: a large --min-pixels would make gigabytes of
         # patches before the count of the tokenized prompt refused them.
-        check_context(sum(proc.image_config.token_count(*im.size, min_pixels, max_pixels)
-                          for im in pictures), max_new_tokens,
-                      model.config.text.max_position_embeddings, at_least=True)
+        if pictures:
+            check_context(sum(proc.image_config.token_count(*im.size, min_pixels, max_pixels)
+                              for im in pictures), max_new_tokens,
+                          model.config.text.max_position_embeddings, at_least=True)
         batch = proc(text=text, images=pictures or None, min_pixels=min_pixels,
                      max_pixels=max_pixels)
         # The cache is sized for the prompt and every new token, so check before allocating it.

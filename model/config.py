@@ -88,8 +88,9 @@ class Qwen2VLConfig:
                 "same-architecture models)"
             )
         # transformers 5 nests the text fields; the hub layout keeps them at the top level.
-        text_raw = {**raw, **_section(raw, "text_config")}
-        rope = text_raw.get("rope_parameters") or text_raw.get("rope_scaling") or {}
+        text_raw = {**raw, **object_field(raw, "text_config")}
+        rope = (object_field(text_raw, "rope_parameters")
+                or object_field(text_raw, "rope_scaling"))
         rope_type = rope.get("rope_type", rope.get("type")) or "default"
         if rope_type not in ROPE_TYPES:
             raise ValueError(f"config.json asks for rope type {rope_type!r}, which this "
@@ -103,25 +104,29 @@ class Qwen2VLConfig:
         if hidden % heads:
             raise ValueError(f"config.json: hidden_size {hidden} is not a multiple of "
                              f"num_attention_heads {heads}")
+        kv_heads = text_raw.get("num_key_value_heads") or heads
         text = TextConfig(
             vocab_size=_size(text_raw, "vocab_size"),
             hidden_size=hidden,
             intermediate_size=_size(text_raw, "intermediate_size"),
             num_hidden_layers=_size(text_raw, "num_hidden_layers"),
             num_attention_heads=heads,
-            num_key_value_heads=text_raw.get("num_key_value_heads") or heads,
+            num_key_value_heads=kv_heads,
             rms_norm_eps=text_raw.get("rms_norm_eps", 1e-6),
             rope_theta=rope.get("rope_theta", text_raw.get("rope_theta", 1_000_000.0)),
             mrope_section=whole_numbers(rope, "mrope_section", (16, 24, 24)),
             max_position_embeddings=text_raw.get("max_position_embeddings") or 32768,
         )
         check_fields(text, "text_config")
+        if heads % text.num_key_value_heads:  # each key/value head serves a group of heads
+            raise ValueError(f"config.json: num_attention_heads {heads} is not a multiple of "
+                             f"num_key_value_heads {text.num_key_value_heads}")
         _check_no_sliding_window(text_raw, text)
         if len(text.mrope_section) != 3 or sum(text.mrope_section) * 2 != text.head_dim:
             raise ValueError(
                 f"mrope_section {list(text.mrope_section)} must sum to head_dim/2 = {text.head_dim // 2}"
             )
-        v = _section(raw, "vision_config")
+        v = object_field(raw, "vision_config")
         # --- architecture hook: Qwen2.5-VL's window-attention tower reads its own fields ---
         if model_type == "qwen2_5_vl":
             from model.config_qwen25 import window_vision_config
@@ -139,7 +144,7 @@ class Qwen2VLConfig:
                 temporal_patch_size=v.get("temporal_patch_size", 2),
                 spatial_merge_size=v.get("spatial_merge_size", 2),
                 out_dim=hidden,
-                rope_theta=(v.get("rope_parameters") or {}).get("rope_theta", 10_000.0),
+                rope_theta=object_field(v, "rope_parameters").get("rope_theta", 10_000.0),
             )
             check_fields(vision, "vision_config")
         if vision.embed_dim % vision.num_heads:
@@ -154,15 +159,13 @@ class Qwen2VLConfig:
         return cls(
             text=text,
             vision=vision,
-            image_token_id=raw.get("image_token_id", 151655),
-            video_token_id=raw.get("video_token_id", 151656),
-            vision_start_token_id=raw.get("vision_start_token_id", 151652),
-            vision_end_token_id=raw.get("vision_end_token_id", 151653),
+            **{key: _token_id(raw.get(key, default), key) for key, default in _TOKEN_IDS.items()},
             tie_word_embeddings=bool(
                 raw.get("tie_word_embeddings", False) or text_raw.get("tie_word_embeddings", False)
             ),
             # transformers stops at every id of a list, not only the first
-            eos_token_ids=tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,)),
+            eos_token_ids=tuple(_token_id(e, "eos_token_id") for e in
+                                (eos if isinstance(eos, list) else [] if eos is None else [eos])),
             model_type=model_type,
         )
 
@@ -226,7 +229,19 @@ def whole_numbers(raw: dict[str, Any], key: str, default: tuple[int, ...]) -> tu
     return tuple(value)
 
 
-def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
+#: The special tokens' ids config.json may give, and Qwen2-VL's own.
+_TOKEN_IDS = {"image_token_id": 151655, "video_token_id": 151656,
+              "vision_start_token_id": 151652, "vision_end_token_id": 151653}
+
+
+def _token_id(value: Any, key: str) -> int:
+    """A special token's id: a whole number (a string would fail deep in the processor)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"config.json: {key} must be a whole number, not {value!r}")
+    return value
+
+
+def object_field(raw: dict[str, Any], key: str) -> dict[str, Any]:
     """A nested part of config.json; absent or null is empty (every field then has a default)."""
     part = raw.get(key)
     if part is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from model.config import VisionConfig, check_fields, whole_numbers
+from model.config import VisionConfig, check_fields, object_field, whole_numbers
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def window_vision_config(v: dict[str, Any], text_hidden: int) -> WindowVisionCon
         temporal_patch_size=v.get("temporal_patch_size", 2),
         spatial_merge_size=v.get("spatial_merge_size", 2),
         out_dim=v.get("out_hidden_size", text_hidden),
-        rope_theta=(v.get("rope_parameters") or {}).get("rope_theta", 10_000.0),
+        rope_theta=object_field(v, "rope_parameters").get("rope_theta", 10_000.0),
         intermediate_size=v.get("intermediate_size", 3420),
         window_size=v.get("window_size", 112),
         fullatt_block_indexes=whole_numbers(v, "fullatt_block_indexes", (7, 15, 23, 31)),

@@ -85,6 +85,22 @@ def test_generate_prints_transformers_greedy_answer(checkpoint, tmp_path):
     assert sampled.stdout == expected + "\n"
 
 
+def test_an_empty_system_prompt_is_an_empty_system_turn(checkpoint):
+    """As the chat template renders ``{"role": "system", "content": ""}``; the default system
+    message is for no --system at all."""
+    from model import Qwen2VLProcessor
+
+    proc = Qwen2VLProcessor.from_pretrained(checkpoint)
+    user = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+    for given, messages in ((["--system", ""], [{"role": "system", "content": ""}, user]),
+                            ([], [user])):
+        expected = len(proc(text=proc.apply_chat_template(messages))["input_ids"][0])
+        result = runner.invoke(app, ["model", "generate", str(checkpoint), "-p", "hi", *given,
+                                     "--max-new-tokens", "1", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert f"{expected} prompt tokens" in result.stderr
+
+
 def test_generate_with_a_missing_image_fails_clearly(checkpoint, tmp_path):
     result = runner.invoke(
         app, ["model", "generate", str(checkpoint), "--image", str(tmp_path / "no.png"), "-p", "x"]
@@ -127,6 +143,7 @@ def test_generate_refuses_bad_input_in_one_line(checkpoint, tmp_path, monkeypatc
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)  # not a crash
     assert words in " ".join(result.output.split())
     assert "Traceback" not in result.output
+    assert "at least 0 tokens" not in result.output  # no images: no count from their sizes
 
 
 @pytest.mark.parametrize("flag", [["--temperature", "-1"], ["--top-p", "1.5"]])

@@ -119,3 +119,36 @@ def test_a_sliding_window_is_refused_where_it_changes_the_model(tmp_path, case, 
         text="a prompt of more than a few tokens, across any window of four")["input_ids"]
     with torch.no_grad():
         assert torch.allclose(ours(ids), ref(input_ids=ids).logits, atol=1e-4)
+
+
+def _set(path: list, value):
+    def change(config):
+        part = config
+        for key in path[:-1]:
+            part = part[key]
+        part[path[-1]] = value
+        return config
+    return change
+
+
+@pytest.mark.parametrize("path, value, said", [
+    (["text_config", "rope_parameters"], "default", "rope_parameters must be an object"),
+    (["vision_config", "rope_parameters"], [1], "rope_parameters must be an object"),
+    (["image_token_id"], "151655", "image_token_id must be a whole number, not '151655'"),
+    (["vision_start_token_id"], None, "vision_start_token_id must be a whole number"),
+    (["text_config", "eos_token_id"], [2, "3"], "eos_token_id must be a whole number, not '3'"),
+])
+def test_a_field_of_the_wrong_kind_is_named(tiny_checkpoint, path, value, said):
+    """Each was an AttributeError or a TypeError deep in loading or in the processor."""
+    nested = json.loads((tiny_checkpoint / "config.json").read_text())
+    with pytest.raises(ValueError, match=said):
+        Qwen2VLConfig.from_dict(_set(path, value)(nested))
+
+
+def test_key_value_heads_that_do_not_divide_the_heads_are_named(tiny_checkpoint):
+    """Loading then failed on a weight's shape, which named nothing a user could change."""
+    nested = json.loads((tiny_checkpoint / "config.json").read_text())
+    heads = nested["text_config"]["num_attention_heads"]
+    with pytest.raises(ValueError, match=f"num_attention_heads {heads} is not a multiple of "
+                                         f"num_key_value_heads {heads + 1}"):
+        Qwen2VLConfig.from_dict(_set(["text_config", "num_key_value_heads"], heads + 1)(nested))
