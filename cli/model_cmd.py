@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.error_line import error_line
-from cli.model_options import dtype_option
+from cli.model_options import dtype_option, repetition_penalty_option
 from core.terminal import literal, printable
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and run a local Qwen2-VL or Qwen2.5-VL checkpoint.")
@@ -130,6 +130,7 @@ def generate(
     top_p: float = typer.Option(1.0, min=0.0, max=1.0,
                                 help="Nucleus sampling mass (with --temperature > 0)."),
     seed: int | None = typer.Option(None, help="Seed for sampling."),
+    repetition_penalty: float | None = repetition_penalty_option(),
     stop: list[str] = typer.Option([], help="Stop once the answer contains this text (repeatable)."),
 ) -> None:
     """Answer one prompt about zero or more images and print the model's text."""
@@ -140,14 +141,20 @@ def generate(
 
     from agent.backends.base import check_context
     from model import Qwen2VL, Qwen2VLProcessor
+    from model.config import check_repetition_penalty
     from model.generate import GenerationOptions, Sampling, generate
 
     if min_pixels and max_pixels and min_pixels > max_pixels:
         _fail(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
     if not math.isfinite(temperature):  # as run and serve refuse it
         _fail(f"--temperature must be a finite number of at least 0, got {temperature}")
+    try:
+        check_repetition_penalty(repetition_penalty, "--repetition-penalty")
+    except ValueError as e:
+        _fail(str(e))
     try:  # before the model loads: a seed torch cannot take
-        sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                            repetition_penalty=repetition_penalty)
     except ValueError as e:
         _fail(f"--{e}")
     pictures = []

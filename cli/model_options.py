@@ -1,6 +1,7 @@
 """The model options that several commands share, with one help text each: ``--dtype`` (every
 command that loads a checkpoint here: run, bench, serve, model generate), ``--compile`` (run,
-bench, serve), ``--max-new-tokens`` and ``--temperature`` (run and bench)."""
+bench, serve), ``--max-new-tokens`` and ``--temperature`` (run and bench), ``--repetition-penalty`` (run and
+model generate)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ def max_new_tokens_option(scope: str = "") -> Any:
 
 def temperature_option(scope: str = "") -> Any:
     return typer.Option(0.0, "--temperature", min=0.0, help=f"{scope}0 decodes greedily.")
+
+
+def repetition_penalty_option(scope: str = "") -> Any:
+    return typer.Option(None, "--repetition-penalty",
+                        help=f"{scope}above 1 makes the tokens the prompt and the reply hold "
+                        "less likely, as transformers' and vLLM's repetition_penalty; 1: none. "
+                        "Default: the checkpoint's generation_config.json (Qwen's Instruct "
+                        "checkpoints: 1.05), as transformers and vLLM apply it; an "
+                        "endpoint's own.")
 
 
 def refuse_without_checkpoint(model: str, dtype: str | None, compile: bool) -> None:

@@ -15,6 +15,7 @@ from cli.model_options import (
     dtype_option,
     max_new_tokens_option,
     refuse_without_checkpoint,
+    repetition_penalty_option,
     temperature_option,
 )
 from cli.scrubbed import print_error, print_path, scrubbed_console
@@ -101,6 +102,7 @@ def run(
                                   "recorded as training data)."),
     max_new_tokens: int = max_new_tokens_option(),
     temperature: float = temperature_option(),
+    repetition_penalty: float = repetition_penalty_option(),
     compile: bool = compile_option(FOR_A_CHECKPOINT),
     dtype: str = dtype_option(FOR_A_CHECKPOINT),
     served_model: str = typer.Option(None, "--served-model", help="With --model URL: the model "
@@ -145,6 +147,7 @@ def run(
         max_prompt_tokens=max_prompt_tokens, out=out,
         min_pixels=min_pixels, max_pixels=max_pixels,
         url=url, processor=processor, max_new_tokens=max_new_tokens, temperature=temperature,
+        repetition_penalty=repetition_penalty,
         served_model=served_model, compile=compile, dtype=dtype,
         viewport=size, scale=scale, allowed_domains=tuple(allow_domain or ()), adb_port=adb_port,
         display=display,

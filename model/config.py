@@ -222,6 +222,14 @@ def check_fields(cfg: Any, section: str) -> None:
             raise ValueError(f"config.json: {section}'s {f.name} must be {want}, not {value!r}")
 
 
+def check_repetition_penalty(penalty: float | None, name: str = "repetition_penalty") -> None:
+    """A ValueError unless ``penalty`` is None or a finite number above 0."""
+    if penalty is not None and not (isinstance(penalty, (int, float))
+                                    and not isinstance(penalty, bool)
+                                    and 0 < penalty < float("inf")):
+        raise ValueError(f"{name} must be a number above 0 (1: none), got {penalty!r}")
+
+
 def whole_numbers(raw: dict[str, Any], key: str, default: tuple[int, ...]) -> tuple[int, ...]:
     value = raw.get(key, default)
     if not isinstance(value, (list, tuple)):

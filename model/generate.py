@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from core.stops import stop_strings
+from model.config import check_repetition_penalty
 from model.modeling import padding_mask
 from model.rope import mrope_cos_sin
 from model.tokens import framing_ids
@@ -56,6 +57,9 @@ class Sampling:
     top_k: int = 0  # 0: no limit
     top_p: float = 1.0
     seed: int | None = None
+    #: Above 1, a token the row's prompt or reply holds is less likely (transformers' and
+    #: vLLM's repetition_penalty); 1: none; None: the model's (generation_config.json's).
+    repetition_penalty: float | None = None
 
     def __post_init__(self) -> None:
         # Refused here: a NaN temperature would surface in ``sample`` as multinomial's
@@ -70,6 +74,7 @@ class Sampling:
         # The backends' and serve's range; torch's generator overflows past 2**64.
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
+        check_repetition_penalty(self.repetition_penalty)
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,14 @@ class Prefilled:
 
 
 # --- sampling -------------------------------------------------------------------------------
+def penalized(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """``logits`` (B, vocab) with each token ``seen`` (B, vocab) made less likely, as
+    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
+    ``penalty``, a negative one multiplied (in float32, as transformers' scores are)."""
+    logits = logits.float()
+    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+
+
 def sample(
     logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None
 ) -> torch.Tensor:
@@ -381,6 +394,8 @@ class Row:
     #: New tokens it may write in all.
     budget: int
     stream: TextStream | None
+    #: Its prompt's token ids, which a repetition penalty counts as seen (padding left out).
+    prompt: Sequence[int] = ()
     tokens: list[int] = field(default_factory=list)
     reason: Literal["stop", "length", "dropped"] | None = None  # once it ended
     _result: Generation | None = field(default=None, repr=False)
@@ -406,9 +421,11 @@ class Row:
 
 
 @torch.inference_mode()
-def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions) -> list[Generation]:
-    """Sample up to ``options.max_new_tokens`` per row from a filled cache (module docstring)."""
-    rows = [Row(options.max_new_tokens, text_stream(options, b))
+def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions,
+           prompts: Sequence[Sequence[int]] | None = None) -> list[Generation]:
+    """Sample up to ``options.max_new_tokens`` per row from a filled cache (module docstring);
+    ``prompts``: each row's prompt ids, for a repetition penalty."""
+    rows = [Row(options.max_new_tokens, text_stream(options, b), prompts[b] if prompts else ())
             for b in range(state.logits.shape[0])]
     decode_rows(model, state, options, rows)
     return [row.generation() for row in rows]
@@ -445,8 +462,16 @@ def decode_rows(
     delta = state.rope_delta.view(batch)
     tokens = torch.empty(batch, steps, dtype=torch.long, device=device)
     logits, checked, pausing = state.logits, 0, False
+    penalty = options.sampling.repetition_penalty
+    penalty = model.repetition_penalty if penalty is None else penalty
+    seen = _seen(rows, logits.shape[-1], device) if penalty != 1 else None
+    every_row = torch.arange(batch, device=device)
     for i in range(steps):
+        if seen is not None:
+            logits = penalized(logits, seen, penalty)
         token = sample(logits, options.sampling, generator)
+        if seen is not None:
+            seen[every_row, token] = True
         tokens[:, i] = token
         if i + 1 == steps or (i + 1) % sync_every == 0:
             block = tokens[:, checked : i + 1].tolist()
@@ -470,6 +495,16 @@ def decode_rows(
             if pausing:
                 return logits
     return None
+
+
+def _seen(rows: list[Row], vocab: int, device: torch.device) -> torch.Tensor:
+    """(B, vocab) bool: the tokens of each row's prompt and of what it wrote so far."""
+    seen = torch.zeros(len(rows), vocab, dtype=torch.bool, device=device)
+    for b, row in enumerate(rows):
+        ids = [*row.prompt, *row.tokens]
+        if ids:
+            seen[b, torch.tensor(ids, dtype=torch.long, device=device)] = True
+    return seen
 
 
 def seeded_generator(options: GenerationOptions, device: torch.device
@@ -515,8 +550,11 @@ def generate(
     kept = keeps_cache(model, options)
     state = prefill(model, input_ids, pixel_values, image_grid_thw, attention_mask,
                     options.max_new_tokens, kept=kept)
+    unpadded = input_ids if attention_mask is None else [
+        ids[mask.bool()] for ids, mask in zip(input_ids, attention_mask)]
+    prompts = [ids.tolist() for ids in unpadded]
     try:
-        return decode(model, state, options)
+        return decode(model, state, options, prompts)
     finally:
         if kept:  # the kept cache stays with ``kept_cache``, not on the layers
             model.model.clear_cache()

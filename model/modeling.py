@@ -15,7 +15,7 @@ from torch import nn
 from model.config import Qwen2VLConfig
 from model.linear import Linear
 from model.loading import check_weights, load_weights
-from model.processor import eos_token_ids_of
+from model.processor import eos_token_ids_of, repetition_penalty_of
 from model.rope import mrope_cos_sin, mrope_positions
 from model.text import TextModel
 from model.vision import VisionTower
@@ -73,6 +73,8 @@ class Qwen2VL(nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.eos_token_ids: list[int] = list(config.eos_token_ids)
+        #: generation_config.json's, which transformers and vLLM apply by default.
+        self.repetition_penalty: float = 1.0
 
     @classmethod
     def from_pretrained(
@@ -87,6 +89,7 @@ class Qwen2VL(nn.Module):
         model = cls._on_meta(path)
         load_weights(model, path, dev, dt, model.config.tie_word_embeddings)
         model.eos_token_ids = eos_token_ids_of(path, model.config)
+        model.repetition_penalty = repetition_penalty_of(path)
         return model.eval()
 
     @classmethod
@@ -97,6 +100,7 @@ class Qwen2VL(nn.Module):
         model = cls._on_meta(path)
         check_weights(model, path, model.config.tie_word_embeddings)
         eos_token_ids_of(path, model.config)
+        repetition_penalty_of(path)
 
     @classmethod
     def _on_meta(cls, path: Path) -> Qwen2VL:
@@ -227,6 +231,7 @@ class Qwen2VL(nn.Module):
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int | None = None,
+        repetition_penalty: float | None = None,
         stop: Sequence[str] | None = None,
         tokenizer: Any = None,
         eos_token_ids: Sequence[int] | None = None,
@@ -236,7 +241,8 @@ class Qwen2VL(nn.Module):
         """New tokens of one sequence as a (1, n) LongTensor, the EOS token that ended it included.
 
         Stops at an EOS id (default: generation_config.json's), after ``max_new_tokens``, or at
-        the token that completes one of ``stop``. ``model.generate.generate`` takes batches and
+        the token that completes one of ``stop``. ``repetition_penalty`` None: the
+        checkpoint's (generation_config.json's, 1 where it gives none), as in transformers. ``model.generate.generate`` takes batches and
         returns text too.
         """
         from model.generate import GenerationOptions, Sampling, generate
@@ -248,7 +254,8 @@ class Qwen2VL(nn.Module):
             )
         options = GenerationOptions(
             max_new_tokens=max_new_tokens,
-            sampling=Sampling(temperature if do_sample else 0.0, top_k, top_p, seed),
+            sampling=Sampling(temperature if do_sample else 0.0, top_k, top_p, seed,
+                              repetition_penalty),
             stop=stop or (),  # GenerationOptions reads one string as one stop string
             eos_token_ids=None if eos_token_ids is None else tuple(eos_token_ids),
             tokenizer=tokenizer,

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from core.special_tokens import CHAT_TOKENS
 from core.text import well_formed
 from model.chat_template import check_chat_template
-from model.config import Qwen2VLConfig, read_json
+from model.config import Qwen2VLConfig, check_repetition_penalty, read_json
 from model.image_processing import ImageCache, ImageEntry, ImagePatches, ImageProcessingConfig
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -249,6 +249,19 @@ class Qwen2VLProcessor:
         batch["input_ids"] = input_ids
         batch["attention_mask"] = attention_mask
         return batch
+
+
+def repetition_penalty_of(path: Path) -> float:
+    """generation_config.json's repetition_penalty (Qwen's Instruct checkpoints give 1.05),
+    which transformers' generate and vLLM apply unless told otherwise; 1 where it gives none."""
+    gen = path / "generation_config.json"
+    penalty = read_json(gen).get("repetition_penalty") if gen.is_file() else None
+    penalty = 1.0 if penalty is None else penalty
+    try:
+        check_repetition_penalty(penalty)
+    except ValueError as exc:
+        raise ValueError(f"{gen}: {exc}") from None
+    return float(penalty)
 
 
 def eos_token_ids_of(path: Path, config: Qwen2VLConfig) -> list[int]:

@@ -451,8 +451,8 @@ def generate_together(
                 # A newcomer that cannot start (out of memory on its image) fails alone.
                 joining.failed(n.index, exc)
                 continue
-            new.append(_Running(n.index, n.session, Row(budget, text_stream(options, n.index)),
-                                done.rope_delta, done.logits))
+            row = Row(budget, text_stream(options, n.index), r.input_ids[0].tolist())
+            new.append(_Running(n.index, n.session, row, done.rope_delta, done.logits))
         rows.extend(new)
         return new
 

@@ -111,7 +111,8 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
     check_checkpoint(model)
     dtype = checked_dtype(spec.dtype)  # before loading any weights
     return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature,
-                       compile=spec.compile, dtype=dtype)
+                       repetition_penalty=spec.repetition_penalty, compile=spec.compile,
+                       dtype=dtype)
 
 
 def resize_budget(spec: RunSpec) -> tuple[int, int]:
@@ -174,7 +175,8 @@ def endpoint_policy(spec: RunSpec, **client: Any) -> Policy:
         raise RunError(f"{spec.model} does not serve --served-model {spec.served_model!r}; it "
                        f"serves {', '.join(map(repr, served))}")
     return BackendPolicy(backend, max_new_tokens=spec.max_new_tokens,
-                         temperature=spec.temperature)
+                         temperature=spec.temperature,
+                         repetition_penalty=spec.repetition_penalty)
 
 
 #: The browser's options, by their RunSpec field.

@@ -22,6 +22,7 @@ from agent.safety import ConfirmationGate, GateRules, load_rules
 from agent.secrets import SecretError, Secrets
 from core.terminal import literal, printable
 from envs.base import Env
+from model.config import check_repetition_penalty
 from runtime.build import (
     EnvFactory,
     check_env,
@@ -94,6 +95,14 @@ def check(spec: RunSpec, task: Task | None = None) -> Checked:
         raise RunError(f"the task {task.name} runs on --env {task.env}, not {spec.env}")
     else:
         goal = task.goal
+    if spec.repetition_penalty is not None:
+        if not (Path(spec.model).is_dir() or is_endpoint(spec.model)):
+            raise RunError("--repetition-penalty sets how a model decodes: give --model PATH "
+                           "or an endpoint")
+        try:
+            check_repetition_penalty(spec.repetition_penalty, "--repetition-penalty")
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
     if task is None and spec.seed:
         raise RunError(f"--seed {spec.seed} draws a task's params and start state, and this run "
                        "has no task: name one with --task NAME")

@@ -54,6 +54,7 @@ class RunSpec:
     processor: str | None = None  # count prompt tokens with this checkpoint's processor
     max_new_tokens: int = 256
     temperature: float = 0.0
+    repetition_penalty: float | None = None  # None: the model's (generation_config.json's)
     compile: bool = False  # a local model: torch.compile its decode step
     dtype: str | None = None  # a local model's: bf16, fp16, fp32; None: bf16 on cuda, else fp32
     served_model: str | None = None  # the model name an OpenAI-compatible endpoint serves

@@ -134,6 +134,23 @@ def test_top_k_reaches_the_sampler_locally_and_through_serve(local, served):
     remote.close()
 
 
+def test_a_repetition_penalty_reaches_the_decoder_locally_and_through_serve(local, served):
+    """Unset, each side decodes with its model's default (this checkpoint has none); set, it
+    is sent as vLLM's extension and applied by serve as by the local backend."""
+    remote = OpenAIBackend(served, MODEL, api_key="k3y")
+    image = noise_image(97, 161, seed=31)
+    ask = dict(max_new_tokens=16)
+    plain = local.generate(chat("say it twice"), [image], **ask).text
+    penalized = {b.generate(chat("say it twice"), [image], **ask, repetition_penalty=2.5).text
+                 for b in (local, remote)}
+    assert len(penalized) == 1 and penalized != {plain}
+    assert remote.generate(chat("say it twice"), [image], **ask).text == plain
+    assert "repetition_penalty" not in remote.request_body(chat("x"), [image], Params())
+    assert remote.request_body(chat("x"), [image], Params(repetition_penalty=1.05)
+                               )["repetition_penalty"] == 1.05
+    remote.close()
+
+
 def test_the_endpoint_policy_writes_what_the_local_policy_writes(tiny_checkpoint, served,
                                                                  monkeypatch, tmp_path):
     """A qwen2vl step (which writes on in the assistant turn) through ``run``'s policy factory."""

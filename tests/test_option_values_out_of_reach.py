@@ -93,6 +93,8 @@ def test_a_browser_option_on_another_env_is_refused_not_ignored(env, option):
     (["--env", "browser", "--seed", "5"], "--seed 5 draws a task's params"),
     (["--env", "browser", "--served-model", "qwen"], "--served-model names the model an "
                                                      "endpoint serves"),
+    (["--env", "browser", "--repetition-penalty", "0"], "--repetition-penalty must be a number "
+                                                        "above 0 (1: none), got 0.0"),
 ])
 def test_settings_are_refused_before_the_model_loads(tmp_path, args, said):
     """Refused by ``check``, before the checkpoint is read: the folder given is no checkpoint,
@@ -104,3 +106,10 @@ def test_settings_are_refused_before_the_model_loads(tmp_path, args, said):
     assert result.exit_code == 2, result.output
     assert said in " ".join(result.output.split()), result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_repetition_penalty_for_no_model_is_refused_not_ignored():
+    result = CliRunner().invoke(app, ["run", "x", "--env", "browser", "--model", "human",
+                                      "--repetition-penalty", "1.1"])
+    assert result.exit_code == 2, result.output
+    assert "--repetition-penalty sets how a model decodes" in result.output

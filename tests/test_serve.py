@@ -78,7 +78,7 @@ def wrapped_png_url() -> str:
 
 @pytest.mark.parametrize("body", [
     {**GOOD, "temperature": None, "top_p": None, "n": None, "stream": None, "stop": None,
-     "seed": None, "max_tokens": None},
+     "seed": None, "max_tokens": None, "repetition_penalty": None},
     request({"type": "text", "text": "what is this"}, image_part(wrapped_png_url())),
     # What some clients send every time: features asked for with the values that ask nothing.
     {**GOOD, "logprobs": False, "top_logprobs": 0, "tools": [], "frequency_penalty": 0,
@@ -124,6 +124,7 @@ BAD = [
     ({**GOOD, "frequency_penalty": 0.5}, 400, "frequency_penalty is not"),
     ({**GOOD, "top_k": -2}, 400, "top_k"),
     ({**GOOD, "top_k": 1.5}, 400, "top_k"),
+    ({**GOOD, "repetition_penalty": 0}, 400, "repetition_penalty"),
     (b" " * (LIMITS.max_body_bytes + 1), 413, "limit"),
 ]
 

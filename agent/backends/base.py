@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Protocol
 
 from core.stops import stop_strings
+from model.config import check_repetition_penalty
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -31,6 +32,9 @@ class Params:
     top_k: int = 0  # sample from this many likeliest tokens; 0: no limit
     top_p: float = 1.0
     seed: int | None = None
+    #: Above 1, tokens the prompt or the reply hold are less likely; None: the model's default
+    #: (a checkpoint's generation_config.json; an endpoint's own).
+    repetition_penalty: float | None = None
     #: Generation stops at the first of these; the returned text ends before it.
     stop: tuple[str, ...] = ()
     #: Go on writing the last (assistant) message instead of opening a new turn (qwen2vl format).
@@ -56,6 +60,7 @@ class Params:
         # when unpacking long long", in greedy decoding too).
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
+        check_repetition_penalty(self.repetition_penalty)
         for name in ("min_pixels", "max_pixels"):
             if (value := getattr(self, name)) is not None and value < 1:
                 raise ValueError(f"{name} must be above 0 (None: the checkpoint's), got {value}")

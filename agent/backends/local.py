@@ -276,7 +276,8 @@ class LocalBackend(Backend):
 
         return GenerationOptions(
             max_new_tokens=params.max_new_tokens,
-            sampling=Sampling(params.temperature, params.top_k, params.top_p, params.seed),
+            sampling=Sampling(params.temperature, params.top_k, params.top_p, params.seed,
+                              params.repetition_penalty),
             stop=params.stop,
             tokenizer=self.processor.tokenizer,
             compile=self.compile,
@@ -400,7 +401,8 @@ def _group_key(params: Params) -> tuple | None:
     tokens)."""
     if params.seed is not None and params.temperature > 0:
         return None
-    return (params.temperature, params.top_k, params.top_p, params.stop)
+    return (params.temperature, params.top_k, params.top_p, params.repetition_penalty,
+            params.stop)
 
 
 def _never() -> bool:

@@ -194,6 +194,10 @@ class OpenAIBackend(Backend):
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
+            # vLLM's extension, sent only when asked for: OpenAI's API refuses it, and an
+            # endpoint left to itself applies its model's default.
+            **({"repetition_penalty": params.repetition_penalty}
+               if params.repetition_penalty is not None else {}),
             # vLLM's and SGLang's extension (servers that do not know it ignore it): the reply as
             # the model wrote it, UI-TARS's <|box_start|> grounding tokens included, which their
             # default drops (a trajectory would train the model on text it did not write).

@@ -21,6 +21,7 @@ class BackendPolicy(Policy):
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = 0,
+        repetition_penalty: float | None = None,
     ) -> None:
         self.backend = backend
         self.name = backend.name
@@ -28,6 +29,7 @@ class BackendPolicy(Policy):
         self.temperature = temperature
         self.top_p = top_p
         self.seed = seed
+        self.repetition_penalty = repetition_penalty
 
     def describe(self) -> str:
         return self.backend.describe()
@@ -41,6 +43,7 @@ class BackendPolicy(Policy):
             temperature=self.temperature,
             top_p=self.top_p,
             seed=self.seed,
+            repetition_penalty=self.repetition_penalty,
             stop=request.stop,
             continue_final_message=prompt.continue_final_message,
             min_pixels=screen.min_pixels,

@@ -59,6 +59,7 @@ class LocalPolicy(BackendPolicy):
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = 0,
+        repetition_penalty: float | None = None,
         reuse_prefix: bool = True,
         compile: bool = False,
     ) -> None:
@@ -67,7 +68,7 @@ class LocalPolicy(BackendPolicy):
         backend = LocalBackend(path, device=device, dtype=dtype, reuse_prefix=reuse_prefix,
                                compile=compile)
         super().__init__(backend, max_new_tokens=max_new_tokens, temperature=temperature,
-                         top_p=top_p, seed=seed)
+                         top_p=top_p, seed=seed, repetition_penalty=repetition_penalty)
         self.renderer = PromptRenderer(backend.processor)
 
     def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int:

@@ -322,7 +322,8 @@ def sampling_params(chat: ChatRequest, settings: ServerSettings) -> Params:
     try:
         return Params(max_new_tokens=max_tokens, temperature=chat.temperature,
                       top_k=max(chat.top_k, 0), top_p=chat.top_p,
-                      seed=chat.seed, stop=chat.stop_strings,
+                      seed=chat.seed, repetition_penalty=chat.repetition_penalty,
+                      stop=chat.stop_strings,
                       continue_final_message=chat.continue_final_message,
                       min_pixels=budget.min_pixels if budget else None,
                       max_pixels=budget.max_pixels if budget else None)

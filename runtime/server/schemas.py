@@ -22,7 +22,6 @@ UNSUPPORTED: dict[str, tuple] = {
     "response_format": ({"type": "text"},),
     "frequency_penalty": (0, 0.0),
     "presence_penalty": (0, 0.0),
-    "repetition_penalty": (1, 1.0),
     "logit_bias": ({},),
     "best_of": (1,),
     "use_beam_search": (False,),
@@ -78,6 +77,8 @@ class ChatRequest(BaseModel):
     temperature: Annotated[float, Field(ge=0, le=2)] = 1.0
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     top_k: Annotated[int, Field(ge=-1)] = 0  # vLLM's extension: 0 or -1 is no limit
+    # vLLM's extension; unset: the checkpoint's (generation_config.json's), as vLLM's default.
+    repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
     seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     stop: str | Annotated[list[str], Field(max_length=8)] | None = None
     stream: bool = False
