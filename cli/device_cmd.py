@@ -34,28 +34,38 @@ def virtual(
 
     `adb shell vphone state PACKAGE` prints an app's state as JSON.
 
+    Its storage is a private folder, the shell's $EXTERNAL_STORAGE and working directory;
+    there is no /sdcard: `uiautomator dump` writes window_dump.xml there (`uiautomator dump
+    /dev/tty` prints it) and `screencap -p` prints the PNG.
+
     `adb shell vphone reset` restores every app's state and goes home.
     """
     from envs.virtual_phone import VirtualPhone
+    from runtime.stop_signals import sigterm_interrupts
 
     console = Console()
-    try:
-        phone = VirtualPhone(port=port, host=host, adb_keyboard=adb_keyboard).start()
-    except (RuntimeError, OSError) as exc:
-        Console(stderr=True).print(error_line(f"could not start the virtual phone: {exc}"),
-                                   soft_wrap=True)
-        raise typer.Exit(2) from None
-    console.print(f"virtual phone listening on [bold]{phone.serial}[/]; attach it with "
-                  f"[bold]adb connect {phone.serial}[/]; Ctrl-C stops it")
-    try:
-        with console.status("") as status:
-            while True:
-                status.update(_status_line(phone))
-                time.sleep(0.5)  # the status line's refresh rate
-    except KeyboardInterrupt:
-        pass
-    finally:
-        phone.stop()
+    with sigterm_interrupts():  # SIGTERM stops the phone and removes its folder, as Ctrl-C
+        phone = VirtualPhone(port=port, host=host, adb_keyboard=adb_keyboard)
+        try:
+            phone.start()
+        except (RuntimeError, OSError) as exc:
+            Console(stderr=True).print(error_line(f"could not start the virtual phone: {exc}"),
+                                       soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:  # while it starts: what started stops
+            phone.stop()
+            raise typer.Exit(130) from None
+        console.print(f"virtual phone listening on [bold]{phone.serial}[/]; attach it with "
+                      f"[bold]adb connect {phone.serial}[/]; Ctrl-C stops it")
+        try:
+            with console.status("") as status:
+                while True:
+                    status.update(_status_line(phone))
+                    time.sleep(0.5)  # the status line's refresh rate
+        except KeyboardInterrupt:
+            pass
+        finally:
+            phone.stop()
     console.print("virtual phone stopped")
 
 

@@ -188,7 +188,8 @@ class AndroidEnv(Env):
         adb_port = adb_server_port() if adb_port is None else adb_port
         self.observe_ui = observe_ui
         self._client = adb_client(adb_host, adb_port, timeout_s)
-        self.serial = self._pick_serial(serial, f"{adb_host}:{adb_port}")
+        self._server = f"{adb_host}:{adb_port}"
+        self.serial = self._pick_serial(serial, self._server)
         self.device = self._client.device(self.serial)
         self.screen = self._read_screen()
         # Raw until the device shows it cannot do it; PNG only when asked for.
@@ -243,6 +244,11 @@ class AndroidEnv(Env):
     def _unreachable(self, what: str, exc: BaseException, hide: tuple[str, ...] = ()
                      ) -> EnvError:
         reason = conceal(str(exc), hide) or type(exc).__name__
+        if _server_down(exc):  # the device may be fine: the server that reaches it is gone
+            port = self._server.rsplit(":", 1)[1]
+            return EnvError(f"{what} failed: the adb server at {self._server} stopped "
+                            f"({reason}); start it again with `adb -P {port} start-server`, "
+                            f"then `adb -P {port} connect` a networked device")
         return EnvError(f"{what} failed: device {self.serial} is not reachable ({reason}); "
                         "was it unplugged or stopped? check `adb devices`")
 

@@ -5,8 +5,6 @@ trajectory and its HTML view. The CLI's run, demo and replay commands, and scrip
 from __future__ import annotations
 
 import functools
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from runtime.build import (
     resolve_task,
 )
 from runtime.settings import RunError, RunSpec, is_endpoint
+from runtime.stop_signals import sigterm_interrupts
 from tasks.base import Task
 from trajectories.recorder import Recorder, new_run_dir
 
@@ -242,30 +241,6 @@ def prompt_budget(spec: RunSpec, context: int | None) -> int | None:
                        f"the model's context of {context} tokens")
     budgets = [b for b in (spec.max_prompt_tokens, fit) if b is not None]
     return min(budgets) if budgets else None
-
-
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """From the run's start to the episode's end, SIGTERM stops the run as Ctrl-C does: the loop
-    finalizes the trajectory (status "interrupted", reason "stopped by SIGTERM") and the envs
-    close on the way out, so their processes (a virtual phone, its adb server, Xvfb, chromium)
-    end with the run and a device gets back what the env changed (a phone's keyboard, a
-    display's keymap). So does SIGHUP (the terminal closed), unless it is ignored (nohup)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
-
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop)}
-    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, stop)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def env_meta(spec: RunSpec) -> dict:

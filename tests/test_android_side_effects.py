@@ -103,7 +103,7 @@ def test_device_list_never_starts_an_adb_server(tmp_path, monkeypatch):
 HANGUP = """
 import os, signal, sys, time
 from core.actions import Type
-from runtime.episode import sigterm_interrupts
+from runtime.stop_signals import sigterm_interrupts
 from tests.adb_fakes import FakeAdbDevice, fake_android_env
 
 if sys.argv[1] == "nohup":

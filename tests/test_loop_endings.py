@@ -15,7 +15,7 @@ from actions.dialects import get_dialect
 from agent.loop import Agent
 from agent.safety import SafetyGate, Verdict
 from core.results import Score
-from runtime.episode import sigterm_interrupts
+from runtime.stop_signals import sigterm_interrupts
 from tests.agent_fakes import FakePhone, ListPolicy, NameTheColourTask
 from trajectories.reader import load
 from trajectories.recorder import Recorder

@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.adb, pytest.mark.chromium]
 
 
-def test_device_virtual_runs_until_ctrl_c_and_device_list_shows_it():
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_device_virtual_runs_until_stopped_and_device_list_shows_it(tmp_path, stop):
+    """Ctrl-C, or SIGTERM as `timeout`, systemd and `docker stop` send, stops the phone and
+    removes its folder (SIGTERM used to end the process without either)."""
     require_tool("adb")
     require_tool("chromium")
     from envs.virtual_phone.adb_host import PrivateAdbServer, free_port
@@ -27,6 +30,7 @@ def test_device_virtual_runs_until_ctrl_c_and_device_list_shows_it():
         [sys.executable, str(ROOT / "agent_cli.py"), "device", "virtual", "--port", str(port),
          "--no-adbkeyboard"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     try:
         with PrivateAdbServer() as adb:
@@ -49,10 +53,12 @@ def test_device_virtual_runs_until_ctrl_c_and_device_list_shows_it():
             )
             assert listing.returncode == 0, listing.stderr
             assert serial in listing.stdout and "vlagent_virtual_phone" in listing.stdout
-            cli.send_signal(signal.SIGINT)
+            assert list(tmp_path.glob("vphone-*"))  # its apps' storage, while it runs
+            cli.send_signal(stop)
             out, _ = cli.communicate(timeout=30)
             assert cli.returncode == 0, out
             assert f"listening on {serial}" in out and "virtual phone stopped" in out
+            assert not list(tmp_path.glob("vphone-*"))
     finally:
         if cli.poll() is None:
             cli.kill()

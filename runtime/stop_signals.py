@@ -1,0 +1,34 @@
+"""Stop signals that unwind a command as Ctrl-C does, so what it started is stopped."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Meanwhile SIGTERM (``timeout``, systemd, ``docker stop``) stops the command as Ctrl-C
+    does. In a run (from its start to the episode's end) the loop finalizes the trajectory
+    (status "interrupted", reason "stopped by SIGTERM") and the envs close on the way out, so
+    their processes (a virtual phone, its adb server, Xvfb, chromium) end with the run and a
+    device gets back what the env changed (a phone's keyboard, a display's keymap); ``device
+    virtual`` stops its phone and removes its folder. So does SIGHUP (the terminal closed),
+    unless it is ignored (nohup)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop)}
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
