@@ -42,7 +42,7 @@ def checkpoint_files(path: Path) -> list[Path]:
         if missing:
             raise FileNotFoundError(f"{INDEX_FILE} in {path} lists missing shard(s): {missing}")
         return files
-    found = sorted(path.glob("*.safetensors"))
+    found = sorted(p for p in path.glob("*.safetensors") if p.is_file())
     if not found:
         raise FileNotFoundError(f"no *.safetensors weights in {path}")
     return found

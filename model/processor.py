@@ -189,7 +189,7 @@ class Qwen2VLProcessor:
     def __call__(
         self,
         text: str | Sequence[str],
-        images: Sequence[Image.Image] | None = None,
+        images: Image.Image | Sequence[Image.Image] | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         return_image_digests: bool = False,
@@ -198,8 +198,11 @@ class Qwen2VLProcessor:
 
         Several texts are left-padded (``attention_mask`` 0 on the padding); images are consumed
         in order across the texts. ``return_image_digests`` adds ``image_digests`` (n_images, 32)
-        uint8: per image, a digest of what decides its patches (``ImageCache.describe``).
+        uint8: per image, a digest of what decides its patches (``ImageCache.describe``). One
+        image may come alone, as transformers' processor takes it.
         """
+        if isinstance(images, Image.Image):
+            images = [images]
         entries = self.describe_images(images or [], min_pixels, max_pixels)
         batch = self.token_inputs(text, entries)
         if not return_image_digests:

@@ -128,3 +128,15 @@ def test_an_aspect_ratio_past_200_is_refused_as_transformers_refuses_it(tiny_pro
         Qwen2VLImageProcessorPil().preprocess([image])
     with pytest.raises(ValueError, match=f"aspect ratio must be smaller than 200.*{width}x{height}"):
         tiny_processor(text="<|image_pad|>", images=[image])
+
+
+def test_a_folder_named_like_weights_is_no_weights_file(tiny_checkpoint, tmp_path):
+    """A ``model.safetensors`` folder (an unpacked archive, say) beside the shards is skipped:
+    reading it was an IsADirectoryError."""
+    from model.loading import checkpoint_files
+
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt")
+    (path / "model.safetensors").rename(path / "model-00001-of-00001.safetensors")
+    (path / "model.safetensors").mkdir()
+    assert checkpoint_files(path) == [path / "model-00001-of-00001.safetensors"]
+    assert Qwen2VL.from_pretrained(path, device="cpu").lm_head.weight.shape[0] > 0

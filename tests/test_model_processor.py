@@ -76,6 +76,18 @@ def test_processor_batch_matches_transformers_image_processor(tiny_processor):
     assert (batch["pixel_values"] - reference["pixel_values"]).abs().max() <= 1e-6
 
 
+def test_one_image_may_come_alone_as_transformers_takes_it(tiny_processor):
+    from transformers import Qwen2VLImageProcessorPil
+
+    image = _image(120, 90, seed=3)
+    alone = tiny_processor(text="look: <|image_pad|>", images=image)
+    listed = tiny_processor(text="look: <|image_pad|>", images=[image])
+    reference = Qwen2VLImageProcessorPil().preprocess(image, return_tensors="pt")
+    assert alone["input_ids"].tolist() == listed["input_ids"].tolist()
+    assert alone["image_grid_thw"].tolist() == reference["image_grid_thw"].tolist()
+    assert (alone["pixel_values"] - reference["pixel_values"]).abs().max() <= 1e-6
+
+
 MESSAGES = [
     [{"role": "user", "content": "Hello"}],
     [
