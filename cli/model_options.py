@@ -1,7 +1,7 @@
 """The model options that several commands share, with one help text each: ``--dtype`` (every
 command that loads a checkpoint here: run, bench, serve, model generate), ``--compile`` (run,
-bench, serve), ``--max-new-tokens`` and ``--temperature`` (run and bench), ``--repetition-penalty`` (run and
-model generate)."""
+bench, serve), ``--max-new-tokens`` and ``--temperature`` (run and bench),
+``--repetition-penalty`` (run and model generate)."""
 
 from __future__ import annotations
 

@@ -146,7 +146,8 @@ def adb_server_port() -> int:
 def _travel(start: int, delta: int, size: int) -> tuple[int, int]:
     """Where a finger moving by ``-delta`` from ``start`` goes down and comes up along a screen
     side of ``size`` pixels: both on the screen, and at least a tenth of the side (or
-    ``delta``) apart, the start moving back from an edge for it, so a scroll is never a tap."""
+    ``delta``) apart, the start moving back from an edge for it, so a scroll does not end as a
+    tap."""
     first = min(max(start, 1), size - 2)
     last = min(max(first - delta, 1), size - 2)
     short = min(abs(delta), size // 10) - abs(last - first)

@@ -7,10 +7,11 @@ Entry points (all under ``torch.inference_mode``):
 - ``prefill(model, input_ids, pixel_values, image_grid_thw, attention_mask, max_new_tokens)``
   -> ``Prefilled``: allocates the caches (``ensure_cache``; ``kept=True``: ``kept_cache``, what a
   compiled decode on CUDA uses), runs the prompt, keeps the last logits.
-- ``decode(model, state, options)``: starts from a filled cache. ``state`` is a ``Prefilled``:
-  ``logits`` (B, vocab) of the last cached position, ``pos`` (the cache position the next token
-  is written to, i.e. the cached length), ``rope_delta`` (B, 1) (a decoded token's M-RoPE position
-  is its cache position + delta) and ``key_valid`` ((B, pos) bool, False on left padding; None
+- ``decode(model, state, options, prompts)``: starts from a filled cache; ``prompts`` are
+  each row's prompt ids without padding (a repetition penalty counts them). ``state`` is a
+  ``Prefilled``: ``logits`` (B, vocab) of the last cached position, ``pos`` (the cache
+  position the next token is written to, i.e. the cached length), ``rope_delta`` (B, 1) (a
+  decoded token's M-RoPE position is its cache position + delta) and ``key_valid`` ((B, pos) bool, False on left padding; None
   when nothing is padded). A caller with its own prefill (a prefix-reusing session) calls
   ``ensure_cache(model, batch, pos + max_new_tokens)`` before filling the cache, then ``decode``
   (a cache that is already big enough is kept with its contents; a new one starts empty).
@@ -422,10 +423,13 @@ class Row:
 
 @torch.inference_mode()
 def decode(model: Qwen2VL, state: Prefilled, options: GenerationOptions,
-           prompts: Sequence[Sequence[int]] | None = None) -> list[Generation]:
+           prompts: Sequence[Sequence[int]]) -> list[Generation]:
     """Sample up to ``options.max_new_tokens`` per row from a filled cache (module docstring);
-    ``prompts``: each row's prompt ids, for a repetition penalty."""
-    rows = [Row(options.max_new_tokens, text_stream(options, b), prompts[b] if prompts else ())
+    ``prompts``: each row's prompt ids without padding, which a repetition penalty counts."""
+    if len(prompts) != state.logits.shape[0]:
+        raise ValueError(f"decode needs the prompt ids of each of its {state.logits.shape[0]} "
+                         f"rows, got {len(prompts)}")
+    rows = [Row(options.max_new_tokens, text_stream(options, b), prompts[b])
             for b in range(state.logits.shape[0])]
     decode_rows(model, state, options, rows)
     return [row.generation() for row in rows]

@@ -242,8 +242,8 @@ class Qwen2VL(nn.Module):
 
         Stops at an EOS id (default: generation_config.json's), after ``max_new_tokens``, or at
         the token that completes one of ``stop``. ``repetition_penalty`` None: the
-        checkpoint's (generation_config.json's, 1 where it gives none), as in transformers. ``model.generate.generate`` takes batches and
-        returns text too.
+        checkpoint's (generation_config.json's, 1 where it gives none), as in transformers.
+        ``model.generate.generate`` takes batches and returns text too.
         """
         from model.generate import GenerationOptions, Sampling, generate
 

@@ -187,15 +187,20 @@ def _run_checked(spec: RunSpec, checked: Checked, console: Console,
                               secrets=secrets)
                 try:
                     result = agent.run(goal, task, device=device, **env_meta(spec))
-                except Exception as exc:  # noqa: BLE001 - recorded by the loop, raised below
-                    crash = exc
+                except Exception as exc:
+                    if not (directory / "meta.json").is_file():
+                        raise  # before the trajectory started: the error as it is
+                    crash = exc  # recorded by the loop as the episode's error; raised below
     finally:
         if owned:
             policy.close()
-    view = write_view(directory)
     if crash is not None:
+        try:
+            view = write_view(directory)
+        except Exception:  # noqa: BLE001 - the episode's own error is the one to report
+            raise crash from None
         raise EpisodeCrashed(crash, directory, view) from crash
-    return RunOutcome(result, directory, view)
+    return RunOutcome(result, directory, write_view(directory))
 
 
 def _missing(folder: Path) -> list[Path]:

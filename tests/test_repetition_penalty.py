@@ -75,6 +75,23 @@ def test_the_checkpoints_penalty_is_applied_as_transformers_applies_it(checkpoin
     assert _ours(ours, batch, repetition_penalty=1.0) == plain
 
 
+def test_a_padded_rows_padding_is_not_counted(ours, processor, monkeypatch):
+    """transformers counts a left-padded row's pad tokens as its prompt's (vLLM pads nothing):
+    here a row's prompt is its own tokens only, so it decodes as it would alone."""
+    import model.generate
+
+    seen = []
+    real = model.generate.decode
+    monkeypatch.setattr(model.generate, "decode", lambda model_, state, options, prompts: (
+        seen.append(prompts), real(model_, state, options, prompts))[1])
+    chats = [processor.apply_chat_template([{"role": "user", "content": text}])
+             for text in ("hi", "a much longer question")]
+    both = processor(text=chats)
+    generate(ours, both["input_ids"], attention_mask=both["attention_mask"],
+             options=GenerationOptions(max_new_tokens=2))
+    assert seen == [[processor(text=chat)["input_ids"][0].tolist() for chat in chats]]
+
+
 def test_a_session_and_a_padded_batch_penalize_each_row_by_its_own_tokens(ours, processor):
     """The padding of a shorter row is no token of its prompt; a session's reused prefix is."""
     short = _prompt(processor, "hi", 1)

@@ -83,6 +83,39 @@ def test_the_cli_reports_a_bug_mid_episode_as_a_failed_run_with_its_paths(tmp_pa
     assert f"view: {(directory / 'view.html').resolve()}" in shown.out
 
 
+def test_an_error_before_the_trajectory_started_is_reported_as_it_is(tmp_path, monkeypatch,
+                                                                     capsys):
+    """A disk that is full before meta.json was written: that error, not a missing view's."""
+    from cli.run_cmd import run_and_report
+    from trajectories.recorder import Recorder
+
+    def full(self, meta):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Recorder, "start", full)
+    spec, runner = crashing_run(tmp_path)
+    with pytest.raises(typer.Exit):
+        run_and_report(spec, runner)
+    assert "error: [Errno 28] No space left on device" in capsys.readouterr().err
+
+
+def test_a_bench_episode_that_meets_a_bug_names_the_bug_once(tmp_path):
+    from runtime.bench.execute import JobRunner
+    from runtime.bench.jobs import EpisodeJob
+    from tests.bench_fakes import FakeCatalog, TypeWord, fake_env
+
+    class BuggyCheck(TypeWord):
+        name = "fake/buggy-check"
+
+        def check(self, env, answer=None):
+            raise RuntimeError("boom in check")
+
+    result = JobRunner(FakeCatalog(BuggyCheck), fake_env)(
+        EpisodeJob(suite="fake", task="fake/buggy-check", seed=1, model="scripted"), tmp_path)
+    assert result.error == "RuntimeError: boom in check"  # not "EpisodeCrashed: RuntimeError..."
+    assert result.trajectory is not None
+
+
 @pytest.mark.parametrize("encoding", ["utf-8:strict", "latin-1"])
 def test_text_the_terminal_cannot_encode_and_a_broken_url_end_no_run(tmp_path, encoding):
     """A goal whose bytes are not UTF-8, a reply holding a lone surrogate (an endpoint's JSON

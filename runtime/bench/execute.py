@@ -81,7 +81,7 @@ class JobRunner:
             {**data, **{name: secrets.scrub(data[name]) for name in _TOLD}})
 
     def _run(self, job: EpisodeJob, out: Path) -> EpisodeResult:
-        from runtime.episode import run
+        from runtime.episode import EpisodeCrashed, run
 
         started = time.monotonic()
         relative = trajectory_dir(job)
@@ -116,7 +116,9 @@ class JobRunner:
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - the runtime failed around the episode
-            return error_result(job, f"{type(exc).__name__}: {exc}", **known,
+            # An EpisodeCrashed says its cause's name and message already.
+            said = str(exc) if isinstance(exc, EpisodeCrashed) else f"{type(exc).__name__}: {exc}"
+            return error_result(job, said, **known,
                                 wall_s=round(time.monotonic() - started, 3),
                                 trajectory=started_trajectory(job, out))
         result = outcome.result
