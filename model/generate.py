@@ -358,6 +358,14 @@ def step_function(model: Qwen2VL, compile: bool) -> Callable[..., torch.Tensor]:
 
 # --- prefill, decode, generate ---------------------------------------------------------------
 @torch.inference_mode()
+def check_prompt_length(length: int) -> None:
+    """A ValueError for a prompt of no tokens (an empty text without a chat template), which
+    the decoder has no last position to answer from."""
+    if length < 1:
+        raise ValueError("the prompt has no tokens: generation answers at least one (render "
+                         "the conversation with the chat template)")
+
+
 def prefill(
     model: Qwen2VL,
     input_ids: torch.Tensor,
@@ -370,6 +378,7 @@ def prefill(
     """Run left-padded prompts into caches with room for ``max_new_tokens``: the model's
     (``ensure_cache``), or with ``kept`` the one kept for compiled decoding (``kept_cache``)."""
     batch, length = input_ids.shape
+    check_prompt_length(length)
     if kept:
         kept_cache(model, batch, length + max_new_tokens)
     else:

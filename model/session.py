@@ -37,6 +37,7 @@ from model.generate import (
     GenerationOptions,
     Prefilled,
     Row,
+    check_prompt_length,
     decode_rows,
     ensure_cache,
     keeps_cache,
@@ -293,6 +294,7 @@ class GenerationSession:
         """
         if input_ids.dim() != 2 or input_ids.shape[0] != 1:
             raise ValueError(f"a session takes one sequence (1, L), got {tuple(input_ids.shape)}")
+        check_prompt_length(input_ids.shape[1])
         model, config = self.model, self.model.config
         ids = input_ids.cpu()
         spans = self._spans(ids, pixel_values, image_grid_thw, image_digests)

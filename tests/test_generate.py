@@ -375,3 +375,15 @@ def test_compiled_steps_attend_to_power_of_two_prefixes_of_the_cache():
     compiled = [attended_slots(n, 4096, compiled=True) for n in (1, 256, 257, 512, 513, 4000)]
     assert compiled == [256, 256, 512, 512, 1024, 4096]
     assert attended_slots(700, 768, compiled=True) == 768  # never past the cache
+
+
+def test_an_empty_prompt_is_refused_by_name(ours, tiny_processor):
+    """A reshape error deep in the decoder said nothing of the prompt."""
+    from model.session import GenerationSession
+
+    empty = tiny_processor(text="")["input_ids"]
+    assert empty.shape == (1, 0)
+    with pytest.raises(ValueError, match="the prompt has no tokens"):
+        generate(ours, empty)
+    with pytest.raises(ValueError, match="the prompt has no tokens"):
+        GenerationSession(ours).generate(empty)
