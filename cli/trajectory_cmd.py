@@ -20,13 +20,14 @@ def view(
     """Write a self-contained HTML page of a trajectory: each screenshot with its action drawn
     on it, the thought, the raw reply and the timings. It opens from anywhere."""
     from trajectories.animation import write_gif
-    from trajectories.reader import TrajectoryError
+    from trajectories.reader import TrajectoryError, check_outside
     from trajectories.viewer import write_view
 
-    if gif is not None and gif.suffix.lower() != ".gif":  # before anything is written
-        typer.echo(f"error: --gif {gif} must name a .gif file", err=True)
-        raise typer.Exit(2)
     try:
+        if gif is not None:  # before anything is written
+            check_outside(gif, directory, "--gif")
+            if gif.suffix.lower() != ".gif":
+                raise ValueError(f"--gif {gif} must name a .gif file")
         path = write_view(directory, out)
         animation = write_gif(directory, gif) if gif is not None else None
     except (TrajectoryError, OSError, ValueError) as exc:

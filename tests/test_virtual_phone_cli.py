@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,13 +20,15 @@ pytestmark = [pytest.mark.adb, pytest.mark.chromium]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_device_virtual_runs_until_stopped_and_device_list_shows_it(tmp_path, stop):
+def test_device_virtual_runs_until_stopped_and_device_list_shows_it(stop):
     """Ctrl-C, or SIGTERM as `timeout`, systemd and `docker stop` send, stops the phone and
     removes its folder (SIGTERM used to end the process without either)."""
     require_tool("adb")
     require_tool("chromium")
     from envs.virtual_phone.adb_host import PrivateAdbServer, free_port
 
+    # Its own temporary folder, short: chromium's socket path in it must fit 108 bytes.
+    tmp_path = Path(tempfile.mkdtemp(prefix="vp-"))
     port = free_port()
     cli = subprocess.Popen(
         [sys.executable, str(ROOT / "agent_cli.py"), "device", "virtual", "--port", str(port),
@@ -63,6 +67,7 @@ def test_device_virtual_runs_until_stopped_and_device_list_shows_it(tmp_path, st
         if cli.poll() is None:
             cli.kill()
             cli.wait()
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_device_list_without_a_server_says_so():
