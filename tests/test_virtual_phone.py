@@ -254,3 +254,46 @@ def test_vphone_frame_sends_a_still_screen_once(phone):
     for bad in ("--quiet 5", "--quiet-ms", "--timeout-ms soon"):
         out = adb_shell(phone, f"vphone frame {bad}; echo rc=$?").decode()
         assert "vphone: " in out and out.rstrip().endswith("rc=1"), out
+
+
+def test_a_stream_closed_while_its_command_starts_ends_the_command():
+    """The host's CLSE can arrive while the phone is still starting the command (a loaded
+    machine): the command must end then, not run on with nobody reading it."""
+    import asyncio
+    import signal as signals
+
+    from envs.virtual_phone.protocol import A_CLSE, A_OPEN
+    from envs.virtual_phone.transport import AdbTransport
+
+    class Writer:
+        def write(self, data: bytes) -> None:
+            pass
+
+        def is_closing(self) -> bool:
+            return False
+
+        async def drain(self) -> None:
+            pass
+
+    async def scenario() -> int:
+        started, release, spawned = asyncio.Event(), asyncio.Event(), []
+
+        async def spawn(command: str) -> asyncio.subprocess.Process:
+            process = await asyncio.create_subprocess_exec(
+                "/bin/sh", "-c", command, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            spawned.append(process)
+            started.set()
+            await release.wait()  # the host's CLSE comes before the stream holds its process
+            return process
+
+        transport = AdbTransport(None, Writer(), spawn, {}, [])
+        transport._handle(A_OPEN, 7, 0, b"shell:sleep 30.29\0")
+        await started.wait()
+        (stream,) = transport.streams.values()
+        transport._handle(A_CLSE, 7, stream.local_id, b"")
+        release.set()
+        await asyncio.wait_for(stream.task, 10)
+        return await asyncio.wait_for(spawned[0].wait(), 10)
+
+    assert asyncio.run(scenario()) == -signals.SIGKILL

@@ -150,6 +150,8 @@ class AdbTransport:
                 await self._write(stream, output)
                 return
             stream.process = await self.spawn(command)
+            if stream.closed:  # the host closed it while the command started: it ends now
+                return
             assert stream.process.stdout is not None
             while chunk := await stream.process.stdout.read(self.max_payload):
                 if not await self._write(stream, chunk):
