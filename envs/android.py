@@ -30,6 +30,7 @@ from envs import keys
 from envs import still_frames as still_frames_protocol
 from envs.android_keycodes import ADB_KEY_NAMES
 from envs.base import (
+    POINTER_DONE,
     AppTarget,
     ElementInfo,
     Env,
@@ -387,15 +388,15 @@ class AndroidEnv(Env):
         kind = action.kind
         if kind == "tap":
             self._run(f"input tap {action.x} {action.y}")
-            return f"tapped ({action.x}, {action.y})"
+            return POINTER_DONE[kind]
         if kind == "long_press":
             self._run(f"input swipe {action.x} {action.y} {action.x} {action.y} "
                       f"{action.duration_ms}", busy_s=action.duration_ms / 1000)
-            return f"long-pressed ({action.x}, {action.y}) for {action.duration_ms} ms"
+            return f"long-pressed for {action.duration_ms} ms"
         if kind == "swipe":
             self._run(f"input swipe {action.x} {action.y} {action.x2} {action.y2} "
                       f"{action.duration_ms}", busy_s=action.duration_ms / 1000)
-            return f"swiped ({action.x}, {action.y}) to ({action.x2}, {action.y2})"
+            return POINTER_DONE[kind]
         if kind == "scroll":
             return self._scroll(action)
         if kind == "type":
@@ -416,7 +417,14 @@ class AndroidEnv(Env):
     def _scroll(self, action: Action) -> str:
         x1, y1, x2, y2 = self._scroll_swipe(action)
         self._run(f"input swipe {x1} {y1} {x2} {y2} 300")
-        return f"scrolled {action.direction} by {abs(x2 - x1) + abs(y2 - y1)}px"
+        asked = action.amount or (self.screen.height if action.direction in ("up", "down")
+                                  else self.screen.width) // 2
+        moved = abs(x2 - x1) + abs(y2 - y1)
+        if moved >= asked:
+            return f"scrolled {action.direction}"
+        # A share, not pixels: the model's distances are in its own space (POINTER_DONE).
+        return (f"scrolled {action.direction} {100 * moved // asked}% of the way asked: the "
+                "screen's edge was nearer")
 
     def _scroll_swipe(self, action: Action) -> tuple[int, int, int, int]:
         """The swipe a scroll is: its finger moves against ``direction`` (scrolling down drags

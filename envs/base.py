@@ -78,6 +78,14 @@ class AppTarget:
     label: str | None = None
 
 
+#: What a pointer action did, for the model to read. No coordinates: the env's are screenshot
+#: pixels, and the model writes its own (a 0-1000 grid, a resized screenshot's pixels), so a
+#: point in the feedback would be in a space its prompt never describes.
+POINTER_DONE = {"click": "clicked", "double_click": "double-clicked",
+                "right_click": "right-clicked", "move": "moved the pointer", "drag": "dragged",
+                "tap": "tapped", "swipe": "swiped"}
+
+
 def one_line_break_each(text: str) -> str:
     """``text`` with every line break as one ``"\\n"``: a ``"\\r\\n"`` pair is one line
     break, and so is a lone ``"\\r"`` (as HTML forms and most editors read them). Each env types

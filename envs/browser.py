@@ -40,6 +40,7 @@ from PIL import Image
 from core.actions import Action
 from envs import keys
 from envs.base import (
+    POINTER_DONE,
     ElementInfo,
     Env,
     EnvError,
@@ -598,13 +599,13 @@ class BrowserEnv(Env):
                     button="right" if kind == "right_click" else "left",
                     click_count=2 if kind == "double_click" else 1,
                 )
-            return f"{kind} at ({action.x}, {action.y})"
+            return POINTER_DONE[kind]
         if kind == "drag":
             mouse.move(*self._css(action.x, action.y))
             mouse.down()
             mouse.move(*self._css(action.x2, action.y2), steps=12)
             mouse.up()
-            return f"dragged ({action.x}, {action.y}) to ({action.x2}, {action.y2})"
+            return POINTER_DONE[kind]
         if kind == "scroll":
             return self._scroll(action)
         if kind == "type":
@@ -695,7 +696,7 @@ class BrowserEnv(Env):
                   "left": (-amount, 0), "right": (amount, 0)}[action.direction]
         self.page.mouse.move(x, y)
         self.page.mouse.wheel(dx, dy)
-        return f"scrolled {action.direction} by {amount * self.scale:g}px"
+        return f"scrolled {action.direction}"
 
     def _goto(self, url: str) -> str:
         url = normalize_url(url)

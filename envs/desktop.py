@@ -38,7 +38,14 @@ from Xlib.error import XError as XlibError
 
 from core.actions import Action
 from envs import keys
-from envs.base import Env, EnvError, SettleConfig, frames_equal, one_line_break_each
+from envs.base import (
+    POINTER_DONE,
+    Env,
+    EnvError,
+    SettleConfig,
+    frames_equal,
+    one_line_break_each,
+)
 from envs.x11_typing import X11Typist
 
 #: Screenshot pixels per wheel click, to turn a scroll amount into clicks: chromium on X11
@@ -261,7 +268,7 @@ class DesktopEnv(Env):
                 )
             if kind != "move":
                 self._last_click = (time.monotonic(), x, y)
-            return f"{kind} at ({action.x}, {action.y})"
+            return POINTER_DONE[kind]
         if kind == "drag":
             return self._drag(action)
         if kind == "scroll":
@@ -328,7 +335,7 @@ class DesktopEnv(Env):
             t = step / DRAG_STEPS
             gui.moveTo(round(x1 + (x2 - x1) * t), round(y1 + (y2 - y1) * t), _pause=False)
         gui.mouseUp(_pause=False)
-        return f"dragged ({action.x}, {action.y}) to ({action.x2}, {action.y2})"
+        return POINTER_DONE["drag"]
 
     def _scroll(self, action: Action) -> str:
         width, height = self.monitor["width"], self.monitor["height"]

@@ -179,7 +179,25 @@ def test_a_scroll_swipes_from_its_point(scroll, swipe):
     result = env.execute(Scroll(**scroll))
     assert result.ok and device.commands[-1] == f"input swipe {swipe} 300"
     x1, y1, x2, y2 = map(int, swipe.split())
-    assert result.message.endswith(f"by {abs(x2 - x1) + abs(y2 - y1)}px")
+    moved = abs(x2 - x1) + abs(y2 - y1)
+    asked = scroll.get("amount") or (2400 if scroll["direction"] in ("up", "down") else 1080) // 2
+    # The model reads how far, as a share: its own distances are in another space than pixels.
+    assert result.message == (f"scrolled {scroll['direction']}" if moved >= asked else
+                              f"scrolled {scroll['direction']} {100 * moved // asked}% of the "
+                              "way asked: the screen's edge was nearer")
+
+
+def test_the_feedback_of_a_pointer_action_holds_no_screenshot_pixels():
+    """A model that wrote (182, 318) on a 0-1000 grid, or in a resized screenshot's pixels,
+    read back "tapped (197, 763)": a point in a space its prompt never describes."""
+    from core.actions import LongPress, Swipe, Tap
+    from tests.adb_fakes import FakeAdbDevice, fake_android_env
+
+    env = fake_android_env(FakeAdbDevice())
+    for action, said in [(Tap(x=197, y=763), "tapped"),
+                         (LongPress(x=197, y=763, duration_ms=800), "long-pressed for 800 ms"),
+                         (Swipe(x=197, y=763, x2=197, y2=100), "swiped")]:
+        assert env.execute(action).message == said
 
 
 def test_text_for_adbkeyboard_is_addressed_to_it_alone():
