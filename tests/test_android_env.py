@@ -254,6 +254,21 @@ def test_a_scroll_at_a_point_scrolls_what_is_under_it(env):
     assert text_area() != before
 
 
+def test_a_tap_acts_on_what_the_screenshot_shows_at_its_pixel(env):
+    """One physical pixel left of a button's edge is background in the screenshot, and a tap
+    there presses nothing (at 3 physical pixels per CSS pixel, two such pixels used to)."""
+    env.shell("vphone reset")
+    assert env.execute(OpenApp(app="Contacts")).ok
+    (add,) = wait_until(lambda: env.ui_tree().find("contacts:add"), what="the add button")
+    left, top, _, bottom = add.bounds
+    middle = (top + bottom) // 2
+    for outside in (left - 1, left - 2):
+        assert env.execute(Tap(x=outside, y=middle)).ok
+        assert not env.ui_tree().find("contacts:new-name")
+    assert env.execute(Tap(x=left, y=middle)).ok
+    wait_until(lambda: env.ui_tree().find("contacts:new-name"), what="the new contact form")
+
+
 def test_open_app_by_package_and_by_icon_label(env, monkeypatch):
     assert env.execute(OpenApp(app="com.vlagent.contacts")).ok
     wait_until(lambda: env.foreground()[0] == "com.vlagent.contacts", what="contacts")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import mimetypes
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,13 @@ from envs.virtual_phone.catalog import APPS_DIR, ORIGIN
 
 WIDTH, HEIGHT, SCALE = 360, 800, 3
 PHYSICAL = (WIDTH * SCALE, HEIGHT * SCALE)
+
+
+def _css(x: float, y: float) -> tuple[int, int]:
+    """The CSS pixel that holds physical pixel (x, y), as ``BrowserEnv._css`` finds it: chromium
+    hit-tests a fractional point (CSS 199.33) as part of the next pixel, where an element that
+    starts at CSS 200 (physical 600) would take a tap on physical 598."""
+    return math.floor(x / SCALE), math.floor(y / SCALE)
 
 #: Collects the visible text and interactive elements for ``uiautomator dump`` (CSS pixels).
 _HIERARCHY_JS = """() => {
@@ -200,18 +208,18 @@ class PhoneDisplay:
 
     # -- gestures (physical pixels) -----------------------------------------------------------
     async def tap(self, x: float, y: float) -> None:
-        await self.page.mouse.click(x / SCALE, y / SCALE)
+        await self.page.mouse.click(*_css(x, y))
 
     async def press_hold(self, x: float, y: float, duration_s: float) -> None:
         mouse = self.page.mouse
-        await mouse.move(x / SCALE, y / SCALE)
+        await mouse.move(*_css(x, y))
         await mouse.down()
         await asyncio.sleep(duration_s)  # the gesture's own length, as the command asked
         await mouse.up()
 
     async def scroll(self, x: float, y: float, dx: float, dy: float) -> None:
         """Scroll the content under (x, y) by (dx, dy) physical pixels."""
-        await self.page.mouse.move(x / SCALE, y / SCALE)
+        await self.page.mouse.move(*_css(x, y))
         await self.page.mouse.wheel(dx / SCALE, dy / SCALE)
 
     async def type_keys(self, text: str) -> None:
