@@ -49,15 +49,22 @@ def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:
     return goal, task
 
 
+def _replayed(spec: RunSpec) -> Any:
+    """The meta.json of the trajectory ``--model replay:DIR`` replays; None for any other."""
+    source = Path(spec.model[len("replay:"):]) if spec.model.startswith("replay:") else None
+    if source is None or not source.is_dir():
+        return None
+    from trajectories.reader import load
+
+    return load(source).meta
+
+
 def resolve_dialect(spec: RunSpec) -> str:
     from actions.dialects import DIALECTS
 
     name = spec.dialect
-    source = Path(spec.model[len("replay:"):]) if spec.model.startswith("replay:") else None
-    if not name and source is not None and source.is_dir():
-        from trajectories.reader import load
-
-        name = load(source).meta.dialect  # its replies are written in that dialect
+    if not name and (meta := _replayed(spec)) is not None:
+        name = meta.dialect  # its replies are written in that dialect
     # The model's own checkpoint, or for a served one the checkpoint its prompts are counted with.
     checkpoint = spec.processor if is_endpoint(spec.model) else spec.model
     if not name and checkpoint and checkpoint not in ("scripted", "human"):
@@ -117,10 +124,14 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
 
 def resize_budget(spec: RunSpec) -> tuple[int, int]:
     """The screenshots' resize budget, (min_pixels, max_pixels): each bound the run names, else
+    a replayed trajectory's (its replies' resized-pixel points were written at that budget), else
     the checkpoint's own (--model DIR, else --processor DIR, read as transformers reads it), else
     the released checkpoints' values. A model trained at another budget then sees screenshots at
     its own, and resized-pixel coordinates (qwen25vl, uitars15) are read at the size it saw."""
     low, high = spec.min_pixels, spec.max_pixels
+    if (meta := _replayed(spec)) is not None:
+        low = getattr(meta, "min_pixels", None) if low is None else low
+        high = getattr(meta, "max_pixels", None) if high is None else high
     source = spec.model if Path(spec.model).is_dir() else spec.processor
     if source is not None and (low is None or high is None):
         from model.image_processing import ImageProcessingConfig

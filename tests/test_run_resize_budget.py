@@ -72,3 +72,20 @@ def test_a_run_shows_the_model_screenshots_at_its_checkpoints_budget(trained_sma
     seen = smart_resize(step.screen[1], step.screen[0], min_pixels=LOW, max_pixels=HIGH)
     assert [1, seen[0] // 14, seen[1] // 14] == grid
     assert seen != smart_resize(step.screen[1], step.screen[0])  # the released budget differs
+
+
+def test_a_replayed_trajectory_keeps_the_budget_its_points_were_written_at(tmp_path):
+    """`run --model replay:DIR` takes the trajectory's dialect, and so its resize budget: a
+    qwen25vl point in a 1003520-pixel screenshot read at 12845056 lands elsewhere (`replay`
+    already passed both)."""
+    from runtime.settings import RunSpec
+    from tests.test_export import SMALL, record
+    from trajectories.reader import load
+
+    traj = record(tmp_path / "traj", "qwen25vl")
+    meta = load(traj).meta
+    assert meta.max_pixels == SMALL != DEFAULT_MAX_PIXELS
+    assert resize_budget(RunSpec(goal="x", model=f"replay:{traj}")) == (meta.min_pixels, SMALL)
+    # A bound the run names still wins.
+    assert resize_budget(RunSpec(goal="x", model=f"replay:{traj}", max_pixels=SMALL * 2)) == (
+        meta.min_pixels, SMALL * 2)
