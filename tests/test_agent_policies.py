@@ -179,6 +179,19 @@ def test_the_backend_policy_records_what_ended_a_reply(dialect_name, answer, tex
     assert reply.usage.get("stop", "absent") == usage_stop
 
 
+def test_a_reply_spelling_a_framing_token_is_recorded_as_an_endpoints_is_read():
+    """A local model can write "<|im_end|>" in ordinary tokens; the openai backend reads an
+    endpoint's answer without it, so a local run recorded another reply than a served one."""
+    from agent.policies.backend import BackendPolicy
+
+    spelled = '*FUNCTION*: Type *ARGS*: {"text": "a<|im_end|>b<|vision_start|>"}'
+    policy = BackendPolicy(StoppingBackend([(spelled, None, True)]))
+    dialect = get_dialect("qwen2vl", "phone")
+    reply = policy.respond(Request(Prompt([]), [Image.new("RGB", (20, 40))], Screen(20, 40), 0,
+                                   stop=dialect.stop, closing_stop=dialect.closing_stop))
+    assert reply.text == '*FUNCTION*: Type *ARGS*: {"text": "ab"}'
+
+
 def test_history_select():
     from actions.dialects import PastStep
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from agent.backends.base import Backend
 from agent.policies.base import Policy, Reply, Request, hf_messages, prompt_images
+from core.special_tokens import unframed
 
 
 class BackendPolicy(Policy):
@@ -58,7 +59,10 @@ class BackendPolicy(Policy):
         # the stop string that generation stopped at, or null when the endpoint did not say.
         if completion.stop is not None or not completion.stop_known:
             usage["stop"] = completion.stop
-        text = completion.text
+        # Without a framing token spelled out in ordinary tokens, as an endpoint's answer is
+        # read (openai.py): a local and a served run record the same reply, and a prompt or an
+        # export never reads it as a real turn's end.
+        text = unframed(completion.text)
         if completion.stop in request.closing_stop:
             text += completion.stop
         return Reply(text, usage=usage)
