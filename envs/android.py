@@ -417,8 +417,7 @@ class AndroidEnv(Env):
     def _scroll(self, action: Action) -> str:
         x1, y1, x2, y2 = self._scroll_swipe(action)
         self._run(f"input swipe {x1} {y1} {x2} {y2} 300")
-        asked = action.amount or (self.screen.height if action.direction in ("up", "down")
-                                  else self.screen.width) // 2
+        asked = self._scroll_amount(action)
         moved = abs(x2 - x1) + abs(y2 - y1)
         if moved >= asked:
             return f"scrolled {action.direction}"
@@ -434,7 +433,7 @@ class AndroidEnv(Env):
         screen."""
         w, h = self.screen.width, self.screen.height
         vertical = action.direction in ("up", "down")
-        amount = action.amount or (h if vertical else w) // 2
+        amount = self._scroll_amount(action)
         delta = amount if action.direction in ("down", "right") else -amount
         centred = action.x is None
         x = w // 2 if centred else action.x
@@ -446,6 +445,11 @@ class AndroidEnv(Env):
             x1, x2 = _travel(x + delta // 2 if centred else x, delta, w)
             y1 = y2 = min(max(y, 1), h - 2)
         return x1, y1, x2, y2
+
+    def _scroll_amount(self, action: Action) -> int:
+        """How far a scroll asks to go: its amount, else half the screen along its direction."""
+        side = self.screen.height if action.direction in ("up", "down") else self.screen.width
+        return action.amount or side // 2
 
     def press_point(self, action: Action) -> tuple[int, int] | None:
         """As any env's, and a scroll, which the phone performs as a swipe, judged as one."""

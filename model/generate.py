@@ -11,10 +11,11 @@ Entry points (all under ``torch.inference_mode``):
   each row's prompt ids without padding (a repetition penalty counts them). ``state`` is a
   ``Prefilled``: ``logits`` (B, vocab) of the last cached position, ``pos`` (the cache
   position the next token is written to, i.e. the cached length), ``rope_delta`` (B, 1) (a
-  decoded token's M-RoPE position is its cache position + delta) and ``key_valid`` ((B, pos) bool, False on left padding; None
-  when nothing is padded). A caller with its own prefill (a prefix-reusing session) calls
-  ``ensure_cache(model, batch, pos + max_new_tokens)`` before filling the cache, then ``decode``
-  (a cache that is already big enough is kept with its contents; a new one starts empty).
+  decoded token's M-RoPE position is its cache position + delta) and ``key_valid`` ((B, pos)
+  bool, False on left padding; None when nothing is padded). A caller with its own prefill (a
+  prefix-reusing session) calls ``ensure_cache(model, batch, pos + max_new_tokens)`` before
+  filling the cache, then ``decode`` (a cache that is already big enough is kept with its
+  contents; a new one starts empty).
 - ``decode_rows(model, state, options, rows, pause, ended, generator)``: ``decode`` for ``Row``s
   that each have their own budget and may have written tokens before; it can stop after any
   read-back (``pause``) with the logits to go on from, which is how requests join a running

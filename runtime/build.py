@@ -54,9 +54,9 @@ def _replayed(spec: RunSpec) -> Any:
     source = Path(spec.model[len("replay:"):]) if spec.model.startswith("replay:") else None
     if source is None or not source.is_dir():
         return None
-    from trajectories.reader import load
+    from trajectories.reader import load_meta
 
-    return load(source).meta
+    return load_meta(source)
 
 
 def resolve_dialect(spec: RunSpec) -> str:
@@ -129,7 +129,7 @@ def resize_budget(spec: RunSpec) -> tuple[int, int]:
     the released checkpoints' values. A model trained at another budget then sees screenshots at
     its own, and resized-pixel coordinates (qwen25vl, uitars15) are read at the size it saw."""
     low, high = spec.min_pixels, spec.max_pixels
-    if (meta := _replayed(spec)) is not None:
+    if (low is None or high is None) and (meta := _replayed(spec)) is not None:
         low = getattr(meta, "min_pixels", None) if low is None else low
         high = getattr(meta, "max_pixels", None) if high is None else high
     source = spec.model if Path(spec.model).is_dir() else spec.processor

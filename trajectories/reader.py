@@ -57,18 +57,24 @@ def _same_file_as_part(out: Path, directory: Path) -> bool:
     return False
 
 
-def load(directory: str | Path) -> Trajectory:
-    """Read a trajectory directory, ignoring a last line that a kill cut short."""
+def load_meta(directory: str | Path) -> Meta:
+    """A trajectory directory's meta.json alone (its steps unread)."""
     directory = Path(directory)
     meta_path = directory / META_FILE
     if not _is_file(meta_path):
         raise TrajectoryError(f"{directory} is not a trajectory directory: it has no {META_FILE}")
     text = _read(meta_path)
     try:
-        meta = Meta.model_validate_json(text.decode("utf-8"))
+        return Meta.model_validate_json(text.decode("utf-8"))
     except ValueError as exc:
         raise TrajectoryError(f"{meta_path} is not valid ({_why(exc)}); fix or remove "
                               f"that trajectory") from None
+
+
+def load(directory: str | Path) -> Trajectory:
+    """Read a trajectory directory, ignoring a last line that a kill cut short."""
+    directory = Path(directory)
+    meta = load_meta(directory)
     steps: list[StepRecord] = []
     steps_path = directory / STEPS_FILE
     data = _read(steps_path) if steps_path.exists() else b""
