@@ -274,6 +274,7 @@ class Agent:
         started = time.monotonic()
         action: Action | None = None
         parse_error = None
+        failure: ParseError | None = None
         if reply.usage.get("truncated"):
             # Its action may be cut short (the parser closes brackets and quotes, so "(500, 7"
             # would still tap): nothing of it runs, and the run ends below.
@@ -282,7 +283,10 @@ class Agent:
             try:
                 action = self.dialect.parse(reply.text, screen)
             except ParseError as exc:
-                parse_error = self._quotable_error(exc, reply.text, screen)
+                failure = exc
+        self.secrets.learn(reply.text, action)
+        if failure is not None:
+            parse_error = self._quotable_error(failure, reply.text, screen)
         timings.parse_ms = _ms(started)
 
         result = None

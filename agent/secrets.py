@@ -8,7 +8,8 @@ wherever the value shows up (an env's error message, a task check's reason, a sc
 The envs' errors never quote typed text (docs/safety.md); as a second line of defence ``scrub``
 also finds the value in the forms the runtime itself encodes typed text in: shell-quoted, with
 spaces as ``%s`` (Android's ``input text``), escaped as by ``repr`` or JSON, and in base64; and
-percent-encoded, as a page's URL shows a form field that was typed into.
+percent-encoded, as a page's URL shows a form field that was typed into. A value that a model's
+reply spells with escapes (``learn``) is masked in that spelling too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import shlex
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -85,11 +87,14 @@ class Secrets:
         self._values = dict(values or {})
         for name, value in self._values.items():
             _check_utf8(name, value)
+        self._by_length: list[tuple[str, str]] = []
+        self._add({(form, name) for name, value in self._values.items()
+                   for form in encoded_forms(value)})
+
+    def _add(self, forms: set[tuple[str, str]]) -> None:
         # Every form of every value, longest first, so a value that contains another is
         # scrubbed whole.
-        forms = {(form, name) for name, value in self._values.items()
-                 for form in encoded_forms(value)}
-        self._by_length = sorted(forms, key=lambda fn: (-len(fn[0]), fn))
+        self._by_length = sorted(forms | set(self._by_length), key=lambda fn: (-len(fn[0]), fn))
         self._distinct = [(form, name) for form, name in self._by_length
                           if len(form) >= CONCEALED_PIECE]
 
@@ -125,6 +130,23 @@ class Secrets:
             problems = "; ".join(dict.fromkeys(e["msg"] for e in exc.errors()))
             raise SecretError("the text with its secrets' values in place cannot be typed: "
                               f"{self.scrub(problems)}") from None
+
+    def learn(self, reply: str, action: Action | None) -> None:
+        """Mask from now on (in the step's record, its thought, and the later prompts that quote
+        it) the spellings of a value that the model's ``reply`` writes with escapes a parser
+        reads (``\\/``, ``\\u0073``, ``\\x73``): no list of encodings holds them all. A value
+        the parsed ``action`` holds that the reply still shows in no masked form (Python's
+        adjacent literals, ``"pa" "ss"``) masks the whole reply."""
+        if not self._values:
+            return
+        self._add({(spelling, name) for name, value in self._values.items()
+                   for spelling in escaped_spellings(reply, value)})
+        held = [] if action is None else [
+            name for name, value in self._values.items()
+            if any(value in field for field in action.model_dump(mode="json").values()
+                   if isinstance(field, str))]
+        masked = self.scrub(reply)
+        self._add({(reply, name) for name in held if placeholder(name) not in masked})
 
     def scrub(self, data: Any) -> Any:
         """``data`` (text, or JSON-like lists and dicts) with every value replaced by its
@@ -166,12 +188,71 @@ def _replaced(text: str, forms: list[tuple[str, str]]) -> str:
     return text
 
 
+#: One character of a quoted string as JSON, Python or the ui-tars parser reads it: an escape,
+#: or the character itself.
+_UNIT = re.compile(r"\\(?:u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|N\{[^}]*\}|[0-7]{1,3}|.)|.",
+                   re.S)
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "a": "\a",
+                   "\\": "\\", "'": "'", '"': '"', "/": "/", "\n": ""}
+
+
+def _unit_text(unit: str) -> str:
+    """What one unit (``_UNIT``) stands for; an escape no reader knows stands for itself."""
+    if len(unit) == 1:
+        return unit
+    kind, body = unit[1], unit[2:]
+    if kind in "uUx" and body:
+        code = int(body, 16)
+        return chr(code) if code <= 0x10FFFF else unit
+    if kind == "N":
+        try:
+            return unicodedata.lookup(body[1:-1])
+        except KeyError:
+            return unit
+    if kind in "01234567":
+        return chr(int(unit[1:], 8))
+    return _SIMPLE_ESCAPES.get(kind, unit)
+
+
+def escaped_spellings(text: str, value: str) -> set[str]:
+    """The stretches of ``text`` that spell ``value`` with at least one escape, read from the
+    start of the text as a quoted string's characters are (a JSON surrogate pair as one)."""
+    starts: list[int] = []  # the raw offset of each unit, and the text it stands for
+    read: list[str] = []
+    for match in _UNIT.finditer(text):
+        piece = _unit_text(match[0])
+        if read and "\ud800" <= read[-1][-1:] <= "\udbff" and "\udc00" <= piece <= "\udfff":
+            read[-1] = (read[-1] + piece).encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+            continue
+        starts.append(match.start())
+        read.append(piece)
+    starts.append(len(text))
+    # Where each unit's text begins in the text read, and so which read offsets are unit edges.
+    edges: dict[int, int] = {}
+    offset = 0
+    for index, piece in enumerate(read):
+        edges.setdefault(offset, index)
+        offset += len(piece)
+    edges.setdefault(offset, len(read))
+    joined = "".join(read)
+    found = set()
+    at = joined.find(value)
+    while at >= 0:
+        end = at + len(value)
+        if at in edges and end in edges:
+            spelled = text[starts[edges[at]]:starts[edges[end]]]
+            if spelled != value:
+                found.add(spelled)
+        at = joined.find(value, at + 1)
+    return found
+
+
 def encoded_forms(value: str) -> set[str]:
     """``value`` as is, and as the runtime or a page may have encoded it in a command, a message
     or a URL: spaces as ``%s``, shell-quoted (both, whole or inside a longer quoted text),
     escaped by ``repr`` (with either quote) and by JSON, with its white space collapsed, as a
-    browser reads it in a url, percent-encoded (as a form, ``encodeURIComponent`` and the URL
-    parser write it), and the runs of its base64 (at each of the three byte alignments it can have
+    browser reads it in a url, percent-encoded (as a form in UTF-8 or windows-1252,
+    ``encodeURIComponent``, ``encodeURI`` and the URL parser write it), and the runs of its base64 (at each of the three byte alignments it can have
     inside a longer text) that depend on its bytes alone."""
     spaced = value.replace(" ", "%s")
     in_url = value.translate(_URL_DROPS)
@@ -191,6 +272,11 @@ def encoded_forms(value: str) -> set[str]:
              # as encodeURIComponent writes it, and with every reserved character escaped.
              quote_plus(value, safe="*").replace("~", "%7E"), quote(value, safe="!~*'()"),
              quote(value, safe=""),
+             # A form sent from a page with no charset (chromium reads it as windows-1252,
+             # and sends a character that has no byte there as "&#N;"), and encodeURI.
+             quote_plus(value, safe="*", encoding="cp1252", errors="xmlcharrefreplace"
+                        ).replace("~", "%7E"),
+             quote(value, safe="!*'();,/?:@&=+$#"),
              # As the URL parser encodes it where a page's script puts it in its own URL
              # (history.replaceState): in the fragment, the query and the path.
              *(quote(value, safe=safe) for safe in _URL_PARSER_SAFE)}

@@ -175,12 +175,66 @@ def test_a_reply_that_holds_a_value_is_masked_untrained_and_replayed_as_written(
         == [s.model_dump(include={"response", "action"}) for s in steps]
 
 
+@pytest.mark.parametrize("spelled, value", [
+    (r"pa55\/w|rd", "pa55/w|rd"),  # JSON's optional escape of "/"
+    (r"p\u0061ss\x2a", "pass*"),  # JSON's and Python's numbered escapes
+    (r"\101\N{LATIN SMALL LETTER B}c", "Abc"),  # octal, and a character named
+    (r"\ud83d\ude00ok", "\U0001F600ok"),  # a JSON surrogate pair is one character
+    (r"say \"hi\"", 'say "hi"'),
+])
+def test_escaped_spellings_are_found_where_a_reader_would_read_the_value(spelled, value):
+    from agent.secrets import escaped_spellings
+
+    text = f'thought {spelled}; {{"text": "{spelled}"}}'
+    assert escaped_spellings(text, value) == {spelled}
+    # An escaped backslash is one character: "\\u0061" spells a backslash and "u0061".
+    assert escaped_spellings(r"\\u0061", "a") == set()
+    assert escaped_spellings("plain pass*", "pass*") == set()  # the value as it is: no spelling
+
+
+def test_a_reply_that_spells_a_value_with_escapes_is_masked_everywhere_it_goes(tmp_path,
+                                                                                hf_tokenizer):
+    """A JSON writer may spell "/" as "\\/", and Python adjacent literals split a text: the
+    parser reads the value out of either, so the record, the thought, the next prompt's history
+    and the export must not hold the reply as written."""
+    from tests.test_export import read, train_qwen2vl
+    from trajectories.export import export
+
+    value = "pa55/w|rd"
+    escaped = ('I will type pa55\\/w|rd\n'
+               '*FUNCTION*: Type *ARGS*: {"text": "pa55\\/w|rd"}')
+    split = '*FUNCTION*: Type *ARGS*: {"text": "pa55" "/w|rd"}'
+    env = FakePhone()
+    policy = ListPolicy([escaped, split, DONE])
+    Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
+          recorder=Recorder(tmp_path / "run"), secrets=Secrets({"TOK": value})).run(
+        "Type <secret:TOK>")
+    assert env.typed == value * 2
+    steps = load(tmp_path / "run").steps
+    assert [s.response_masked for s in steps] == [True, True, False]
+    assert steps[0].thought == "I will type <secret:TOK>"
+    assert steps[0].response == ('I will type <secret:TOK>\n'
+                                 '*FUNCTION*: Type *ARGS*: {"text": "<secret:TOK>"}')
+    recorded = (tmp_path / "run" / "steps.jsonl").read_text(encoding="utf-8")
+    assert "pa55" not in recorded and "w|rd" not in recorded
+    out = tmp_path / "sft.jsonl"
+    export([tmp_path / "run"], "qwen2vl", "episode", out)
+    (row,) = read(out)
+    _, _, trained, _ = train_qwen2vl(row, hf_tokenizer)
+    assert trained == [DONE]
+    assert "pa55" not in out.read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("value, url", [
     # A GET form's query as a browser writes it (WHATWG urlencoded: only *-._ stay as they are).
     ("p@ss w0rd!~*", "file:///form.html?pw=p%40ss+w0rd%21%7E*"),
     # encodeURIComponent, as a page's script may put it in its URL.
     ("p@ss w0rd!~*", "https://x.test/#pw=p%40ss%20w0rd!~*"),
     ("Gr\u00fc\u00dfe/1", "https://x.test/?pw=Gr%C3%BC%C3%9Fe%2F1&next=2"),
+    # encodeURI, which keeps "/" and encodes "|".
+    ("pa55/w|rd", "file:///c.html?q=pa55/w%7Crd"),
+    # A form on a page with no charset: windows-1252 bytes, "&#N;" for what it has no byte for.
+    ("s3cr3t pass&word/\u00e9\u0394", "file:///f.html?tok=s3cr3t+pass%26word%2F%E9%26%23916%3B"),
 ])
 def test_scrub_finds_a_value_percent_encoded_in_a_url(value, url):
     scrubbed = Secrets({"PW": value}).scrub({"url": url})["url"]
