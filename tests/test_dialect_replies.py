@@ -107,11 +107,52 @@ def test_qwen25vl_any_thought_before_the_tag_leaves_the_call_alone(thought):
     f"```json\n{CLICK_CALL}\n```\n```json\n{HOME_CALL}\n```",  # two fenced blocks
     f"<tool_call>\n{CLICK_CALL}\n{{\"name\": \"mobile_use\", \"arguments\": {{\"action\"",  # cut
     f"<tool_call>\n{CLICK_CALL}\n{{'arguments': {{'action': 'wait'}}}}\n</tool_call>",
-], ids=["one_tag", "no_tags", "list", "after_tag", "fenced", "cut_second", "python_second"])
+    # The second's keys in another order: its "action" is not its first key.
+    f'<tool_call>\n{CLICK_CALL}\n{{"coordinate": [10, 10], "action": "click"}}\n</tool_call>',
+], ids=["one_tag", "no_tags", "list", "after_tag", "fenced", "cut_second", "python_second",
+        "keys_reordered"])
 def test_qwen25vl_a_second_call_object_is_a_second_action(reply):
     with pytest.raises(ParseError, match="more than one action") as info:
         get_dialect("qwen25vl", "phone").parse(reply, PHONE)
     assert "Expected" in str(info.value)
+
+
+@pytest.mark.parametrize("reply", [
+    '*FUNCTION*: Tap *ARGS*: {"point": (348,291)}, {"point": (900,900)}',
+    '*FUNCTION*: Type *ARGS*: {"text": "hello"} {"text": "world"}',
+    "*FUNCTION*: Home *ARGS*: {}\nthen {'point': (1, 2)}",
+])
+def test_qwen2vl_a_second_args_object_is_a_second_action(reply):
+    with pytest.raises(ParseError, match="more than one action"):
+        get_dialect("qwen2vl", "phone").parse(reply, PHONE)
+
+
+@pytest.mark.parametrize("reply, text", [
+    ('*FUNCTION*: Type *ARGS*: {"text": "hi"}\nThat types {the greeting}.', "hi"),
+    # What follows *RESULT* is the env's, not the reply's.
+    ('*FUNCTION*: Type *ARGS*: {"text": "hi"} *RESULT*: {"ok": true}', "hi"),
+    ('*FUNCTION*: Type *ARGS*: {"text": "{\\"point\\": [1, 2]}"}', '{"point": [1, 2]}'),
+])
+def test_qwen2vl_braces_that_are_no_second_object_are_left_alone(reply, text):
+    assert get_dialect("qwen2vl", "phone").parse(reply, PHONE).text == text
+
+
+@pytest.mark.parametrize("dialect, reply", [
+    ("uitars", "Action: click(start_box='<|box_start|>(-800,500),(900,524)<|box_end|>')"),
+    ("qwen25vl", '<tool_call>{"name": "mobile_use", "arguments": {"action": "click", '
+                 '"coordinate": [-2000, 406, 2010, 406]}}</tool_call>'),
+    ("qwen2vl", '*FUNCTION*: Tap *ARGS*: {"point": [-100, 0, 300, 0]}'),
+    ("qwen2vl", '*FUNCTION*: Tap *ARGS*: {"point": [100, 0, 1300, 10]}'),
+])
+def test_a_box_with_a_corner_off_the_screen_is_refused_not_centred(dialect, reply):
+    with pytest.raises(ParseError, match="outside the screen"):
+        get_dialect(dialect, "phone").parse(reply, PHONE)
+
+
+def test_a_box_on_the_screen_is_its_centre():
+    dialect = get_dialect("qwen2vl", "phone")
+    box = dialect.parse('*FUNCTION*: Tap *ARGS*: {"point": [100, 0, 300, 10]}', PHONE)
+    assert box == dialect.parse('*FUNCTION*: Tap *ARGS*: {"point": (200, 5)}', PHONE)
 
 
 @pytest.mark.parametrize("reply, text", [

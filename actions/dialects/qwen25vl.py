@@ -28,6 +28,7 @@ from actions.dialects.reply_syntax import (
     load_literal,
     make_action,
     merge_messages,
+    objects_in,
     short,
     strip_fences,
 )
@@ -71,9 +72,10 @@ _TERMINATE = Entry("terminate", "terminate", (Arg("status", "status", "status"),
                    fixed=("message",))
 _BUTTON = "Press the system button."
 _OPEN_TAG = re.compile(r"<tool_call>", re.IGNORECASE | re.ASCII)
-#: The start of a call object (or of its arguments): a second one after the call is a second
-#: action, whether or not it has a tag of its own.
+#: The start of a call object (or of its arguments), and the keys one has anywhere: a second one
+#: after the call is a second action, whether or not it has a tag of its own.
 _CALL_OBJECT = re.compile(r"""\{\s*["']?(?:name|arguments|action)["']?\s*:""")
+_CALL_KEYS = {"name", "arguments", "action"}
 
 
 def _one_key(args) -> bool:
@@ -321,7 +323,7 @@ class Qwen25VLDialect(Dialect):
             raise fail(f"the tool call is not a JSON object: {exc}", EXPECTED) from None
         if not isinstance(call, dict):
             raise fail("the tool call is not a JSON object", EXPECTED)
-        if _CALL_OBJECT.search(rest):
+        if _CALL_OBJECT.search(rest) or any(_CALL_KEYS & set(o) for o in objects_in(rest)):
             raise fail("the reply holds more than one action (a second tool call object follows "
                        "the first); write exactly one", EXPECTED)
         tool = call.get("name")

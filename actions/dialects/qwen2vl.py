@@ -22,6 +22,7 @@ from actions.dialects.reply_syntax import (
     make_action,
     merge_messages,
     number_text,
+    objects_in,
     short,
     strip_fences,
 )
@@ -210,12 +211,17 @@ class Qwen2VLDialect(Dialect):
         name = raw_name[0].strip(" \t`'\"") if raw_name else ""
         args, end = _read_args(text, args_mark, self.expected) if args_mark else ({}, name_end)
         # Generation stops at *RESULT*: what follows it is not part of this reply. Before it,
-        # another FUNCTION or ARGS means a second action. (Keywords inside ARGS strings are
-        # skipped: the search starts after the object.)
+        # another FUNCTION, ARGS or arguments object means a second action. (Keywords inside
+        # ARGS strings are skipped: the search starts after the object.)
+        stop = len(text)
         for mark in _KEYWORD.finditer(text, end):
             if mark[1].upper() in ("RESULT", "RETURN"):
+                stop = mark.start()
                 break
             raise fail("the reply holds more than one action; write exactly one", self.expected)
+        if objects_in(text[end:stop]):
+            raise fail("the reply holds more than one action (a second ARGS object follows the "
+                       "first); write exactly one", self.expected)
         entry = TABLE.lookup(_BY_NAME.get(re.sub(r"[^a-z]", "", name.lower()), name), args,
                              self.expected, self._unknown)
         expected = f"{self.expected}; {entry.name} takes " + (

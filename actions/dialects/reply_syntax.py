@@ -140,6 +140,25 @@ def load_literal(text: str) -> Any:
         raise ValueError(f"not valid JSON or a Python literal ({type(exc).__name__})") from None
 
 
+def objects_in(text: str) -> list[dict[str, Any]]:
+    """The non-empty objects (JSON or Python dict literals) written in ``text``, outermost only:
+    after a call, each is a second action that a parser must refuse, never drop."""
+    found = []
+    at = text.find("{")
+    while at >= 0:
+        try:
+            span = extract_balanced(text, at)
+            value = load_literal(span)
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and value:
+            found.append(value)
+            at = text.find("{", at + len(span))
+        else:
+            at = text.find("{", at + 1)
+    return found
+
+
 def _literal(node: ast.AST) -> Any:
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool)):
         return node.value
@@ -233,9 +252,11 @@ def to_point(
     nums = numbers_in(value)
     if nums is None or len(nums) not in (2, 4):
         raise fail(f"{what} must be a point (x, y), got {short(value)}", expected)
-    if len(nums) == 4:  # a box: its centre
-        nums = [(nums[0] + nums[2]) / 2, (nums[1] + nums[3]) / 2]
     try:
+        if len(nums) == 4:  # a box: its centre, once both corners are on the screen
+            for x, y in (nums[:2], nums[2:]):
+                space.to_screen(x, y, screen)
+            nums = [(nums[0] + nums[2]) / 2, (nums[1] + nums[3]) / 2]
         return space.to_screen(nums[0], nums[1], screen)
     except CoordinateError as exc:
         raise fail(f"{what} {exc}", expected) from None
