@@ -87,6 +87,19 @@ def test_human_types_dialect_text_or_json_actions():
         policy.respond(request(3))
 
 
+def test_human_thought_written_on_the_action_line_is_kept():
+    """A terminal line is one line: UI-TARS's Thought and Action share it, and the reply is
+    written back as the model writes it, the thought on a line of its own."""
+    uitars = get_dialect("uitars", "phone")
+    lines = iter(["Thought: the OK button is bottom right Action: click(start_box='(900,950)')"])
+    policy = HumanPolicy(read_line=lambda prompt: next(lines), show=lambda s: None)
+    policy.start(Episode("press OK", uitars))
+    reply = policy.respond(request()).text
+    assert reply.split("\n") == ["Thought: the OK button is bottom right",
+                                 "Action: click(start_box='(900,950)')"]
+    assert uitars.thought(reply) == "the OK button is bottom right"
+
+
 def test_human_typo_is_asked_again_with_the_parse_error():
     lines = iter(['*FUNCTION*: Tapp *ARGS*: {"point": (500,500)}',
                   '*FUNCTION*: Tap *ARGS*: {"point": (500,500)}',

@@ -121,6 +121,10 @@ def test_rendered_points_are_integers_within_one_pixel(name, data, width, height
     ("qwen2vl", 'I will tap it.\n*FUNCTION*: Tap *ARGS*: {"point": (1, 2)}', "I will tap it."),
     ("uitars", "Thought: open the app\nAction: click(start_box='(1,2)')", "open the app"),
     ("uitars15", "Thought: open the app\nAction: click(start_box='(1,2)')", "open the app"),
+    # One line: an `Action:` inside a line that ends the reply is the action parse reads.
+    ("uitars", "Thought: the OK button Action: click(start_box='(900,950)')", "the OK button"),
+    # A line's `Action:` comes first, even after one inside a line.
+    ("uitars", "Thought: no Action: yet\nAction: press_home()", "no Action: yet"),
     ("qwen25vl", 'Search first.\n<tool_call>\n{"name": "mobile_use"}\n</tool_call>',
      "Search first."),
     ("qwen2vl", '*FUNCTION*: Home *ARGS*: {}', ""),

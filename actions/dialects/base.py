@@ -96,9 +96,13 @@ class Dialect(ABC):
         #: writes both alike, whether a click is a tap.
         self.form_factor = form_factor
 
+    def action_start(self, text: str) -> re.Match[str] | None:
+        """Where the reply's action begins, as ``parse`` reads it."""
+        return self.action_marker.search(text)
+
     def thought(self, text: str) -> str:
         """The reasoning a reply gives before its action (without a ``Thought:`` label)."""
-        match = self.action_marker.search(text)
+        match = self.action_start(text)
         before = text[: match.start()] if match else ""
         return re.sub(r"^\s*Thought\s*:\s*", "", before.strip(), flags=re.IGNORECASE).strip()
 

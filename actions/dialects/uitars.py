@@ -169,9 +169,7 @@ class Call:
 class UITarsDialect(Dialect):
     name = "uitars"
     stop = ()
-    # [ \t], not \s: from each line start \s* would run over every blank line below it, and
-    # a reply of many line breaks took seconds.
-    action_marker = re.compile(r"^[ \t]*Action\s*:", re.IGNORECASE | re.MULTILINE)
+    action_marker = _ACTION_LINE
     #: How points are written: [0, 1000) relative units (UI-TARS v1).
     space: CoordSpace = RELATIVE_1000
     units = "with x and y from 0 to 1000"
@@ -184,6 +182,10 @@ class UITarsDialect(Dialect):
             "`Thought: <your reasoning>` then one line `Action: <call>`, for example "
             f"`Action: click(start_box='(235,512)')` {self.units}"
         )
+
+    def action_start(self, text: str) -> re.Match[str] | None:
+        # The first `Action:` that starts a line, else the first anywhere (``parse``).
+        return _ACTION_LINE.search(text) or _ACTION.search(text)
 
     # Prompt ---------------------------------------------------------------------------------
     def system_prompt(self, action_kinds: Iterable[str], screen: Screen) -> str:
@@ -241,7 +243,7 @@ class UITarsDialect(Dialect):
         # end the reply) opens the call. With no `Action:`, the reply must be the call alone: a
         # call named in a thought ("I must not call finished() yet") is never performed.
         line_marker = _ACTION_LINE.search(text)
-        marker = line_marker or _ACTION.search(text)
+        marker = self.action_start(text)
         region = text[marker.end():] if marker else text
         found = _CALL_START.search(region)
         # Fence lines before the call (an action part in its own ```) are not part of it.
