@@ -21,6 +21,10 @@ INDEX_FILE = "model.safetensors.index.json"
 _KEY_PREFIXES = (("model.visual.", "visual."), ("model.language_model.", "model."))
 
 
+#: The embedding matrix's parameter, which a tied head shares.
+EMBEDDING = "model.embed_tokens.weight"
+
+
 def checkpoint_files(path: Path) -> list[Path]:
     """The safetensors files of a checkpoint directory: model.safetensors, else the index's
     shards, else every *.safetensors file.
@@ -100,11 +104,13 @@ def check_weights(model: nn.Module, path: Path, tie_word_embeddings: bool
         expected.pop("lm_head.weight", None)
     found: set[str] = set()
     unexpected: list[str] = []
+    head: tuple[int, ...] | None = None
     for file in checkpoint_files(path):
         with _open(file) as f:
             for key in f.keys():
                 name = canonical_key(key)
                 if name == "lm_head.weight" and tie_word_embeddings:
+                    head = tuple(f.get_slice(key).get_shape())
                     continue
                 if name not in expected:
                     unexpected.append(key)
@@ -124,6 +130,14 @@ def check_weights(model: nn.Module, path: Path, tie_word_embeddings: bool
     if unexpected:
         raise ValueError(f"unexpected tensors in {path}: {unexpected[:8]}")
     missing = sorted(set(expected) - found)
+    if EMBEDDING in missing and head is not None:
+        # A saver that keeps one name for a shared tensor (safetensors' save_model) may keep
+        # the head's: it is the embedding matrix too, as transformers reads it.
+        want = tuple(params[EMBEDDING].shape)
+        if head != want:
+            raise ValueError(f"shape mismatch for lm_head.weight in {path}: checkpoint has "
+                             f"{head}, config.json implies {want}")
+        missing.remove(EMBEDDING)
     if missing:
         raise ValueError(
             f"tensors missing from {path}: {missing[:8]}{' ...' if len(missing) > 8 else ''}"
@@ -142,7 +156,8 @@ def load_weights(
     found every tensor there at its shape.
 
     Tied embeddings, as transformers 5 reads them: the embedding matrix serves as the head,
-    unless the checkpoint stores a head of its own with other values, which is then kept."""
+    unless the checkpoint stores a head of its own with other values, which is then kept; a
+    checkpoint that stores only the head has it serve as the embedding matrix too."""
     # Checked first: a checkpoint that does not fit fails before any weight is allocated.
     expected = check_weights(model, path, tie_word_embeddings)
     params = dict(model.named_parameters())
@@ -170,6 +185,8 @@ def load_weights(
                         _set_parameter(model, target, full)
                     full[rows] = tensor
     if tie_word_embeddings:
+        if model.model.embed_tokens.weight.is_meta:  # only the head was stored (check_weights)
+            _set_parameter(model, EMBEDDING, stored_head.to(device=device, dtype=dtype))
         model.lm_head.weight = _tied_head(model.model.embed_tokens.weight, stored_head, path)
 
 

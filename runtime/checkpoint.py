@@ -25,6 +25,11 @@ def check_checkpoint(path: str | Path, weights: bool = True) -> Path:
             raise RunError(f"{path} has no {name}; {DOWNLOAD_HINT}")
     if weights:
         files = sorted(path.glob("*.safetensors"))
+        broken = [f for f in files if f.is_symlink() and not f.exists()]
+        if broken:  # a hub cache's snapshot whose blob never finished downloading
+            raise RunError(f"{broken[0]} is a link to a file that does not exist (an "
+                           f"unfinished download); {DOWNLOAD_HINT}")
+        files = [f for f in files if f.is_file()]
         if not files:
             raise RunError(f"{path} has no *.safetensors weights; {DOWNLOAD_HINT} (.bin weights "
                            "are not read: convert them with transformers' save_pretrained)")

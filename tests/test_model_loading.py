@@ -85,6 +85,34 @@ def test_tied_embeddings_match_transformers(tmp_path, input_ids):
     assert (ours(input_ids=input_ids) - want).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_a_tied_checkpoint_that_stores_only_the_head_loads_as_transformers_does(tmp_path,
+                                                                               input_ids, family):
+    """safetensors' save_model keeps one name for a shared tensor, and may keep the head's: the
+    stored head is the embedding matrix too."""
+    import transformers
+
+    reference = {"qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
+                 "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration}[family]
+    path = make_tiny_checkpoint(tmp_path / "ckpt", seed=3, tie_word_embeddings=True,
+                                model_type=family)
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    (embed_key,) = [k for k in tensors if k.endswith("embed_tokens.weight")]
+    tensors["lm_head.weight"] = tensors.pop(embed_key)
+    save_file(tensors, str(path / "model.safetensors"))
+    ours = Qwen2VL.from_pretrained(path, device="cpu")
+    ref = reference.from_pretrained(path, dtype=torch.float32).eval()
+    assert ours.lm_head.weight is ours.model.embed_tokens.weight
+    with torch.no_grad():
+        want = ref(input_ids=input_ids).logits
+    assert (ours(input_ids=input_ids) - want).abs().max() <= 1e-4
+    tensors["lm_head.weight"] = tensors["lm_head.weight"][:, :-1].contiguous()
+    save_file(tensors, str(path / "model.safetensors"))
+    with pytest.raises(ValueError, match="shape mismatch for lm_head.weight"):
+        Qwen2VL.from_pretrained(path, device="cpu")
+
+
 def test_bf16_load_casts_every_weight(single, input_ids, single_logits):
     model = Qwen2VL.from_pretrained(single, device="cpu", dtype="bf16")
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}

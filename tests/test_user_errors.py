@@ -27,7 +27,7 @@ def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("broken")
     made = {}
     for name in ("no_tokenizer", "no_weights", "truncated", "cut_tokenizer", "bad_index",
-                 "no_vocab", "bad_images"):
+                 "no_vocab", "bad_images", "weights_folder", "broken_link"):
         made[name] = Path(shutil.copytree(tiny_checkpoint, root / name))
     (made["no_tokenizer"] / "tokenizer.json").unlink()
     for weights in made["no_weights"].glob("*.safetensors"):
@@ -41,6 +41,11 @@ def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     (made["bad_index"] / "model.safetensors").rename(
         made["bad_index"] / "model-00001-of-00001.safetensors")
     (made["bad_index"] / "model.safetensors.index.json").write_text('{"metadata": {}}')
+    # A folder with a weights file's name, and a hub cache's link to a blob never downloaded.
+    (made["weights_folder"] / "model.safetensors").unlink()
+    (made["weights_folder"] / "model.safetensors").mkdir()
+    (made["broken_link"] / "model.safetensors").unlink()
+    (made["broken_link"] / "model.safetensors").symlink_to(root / "blobs" / "never-fetched")
     config = json.loads((made["no_vocab"] / "config.json").read_text())
     del config["text_config"]["vocab_size"]
     (made["no_vocab"] / "config.json").write_text(json.dumps(config))
@@ -55,7 +60,9 @@ def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
                                           ("truncated", "is truncated"),
                                           ("cut_tokenizer", "tokenizer.json cannot be read"),
                                           ("bad_index", "has no weight_map"),
-                                          ("no_vocab", "config.json has no vocab_size")])
+                                          ("no_vocab", "config.json has no vocab_size"),
+                                          ("weights_folder", "has no *.safetensors"),
+                                          ("broken_link", "is a link to a file that does not")])
 def test_broken_checkpoints(tmp_path, broken_checkpoints, name, needle):
     path = str(broken_checkpoints[name])
     one_line_error(cli("model", "generate", path, "-p", "hi", "--device", "cpu", cwd=tmp_path),
