@@ -283,6 +283,21 @@ def _with_config(tmp_path, single, change) -> Path:
     return path
 
 
+@pytest.mark.parametrize("field", ["rms_norm_eps", "rope_theta", "max_position_embeddings"])
+def test_a_field_config_json_leaves_out_takes_transformers_default(tmp_path, single, field):
+    from transformers import AutoConfig
+
+    def drop(config):
+        for where in (config, config["text_config"], config["text_config"]["rope_parameters"]):
+            where.pop(field, None)
+
+    path = _with_config(tmp_path, single, drop)
+    theirs = AutoConfig.from_pretrained(path).text_config
+    want = (theirs.rope_parameters["rope_theta"] if field == "rope_theta"
+            else getattr(theirs, field))
+    assert getattr(Qwen2VLConfig.from_pretrained(path).text, field) == want
+
+
 @pytest.mark.parametrize("change, said", [
     (lambda c: c["text_config"].pop("vocab_size"), "config.json has no vocab_size"),
     (lambda c: c["text_config"].pop("hidden_size"), "config.json has no hidden_size"),
