@@ -293,10 +293,11 @@ def test_episode_granularity_is_the_final_prompt(tmp_path):
 
 
 def run_list(directory: Path, replies: list[str], goal: str = "x", task=None,
-             dialect: str = "qwen2vl", renderer: PromptRenderer | None = None) -> Path:
+             dialect: str = "qwen2vl", renderer: PromptRenderer | None = None,
+             max_steps: int = AgentConfig.max_steps) -> Path:
     env = FakePhone()
     Agent(env, ListPolicy(replies), get_dialect(dialect, env.form_factor),
-          config=AgentConfig(max_pixels=SMALL), recorder=Recorder(directory),
+          config=AgentConfig(max_pixels=SMALL, max_steps=max_steps), recorder=Recorder(directory),
           tokens=renderer).run(goal, task)
     return directory
 
@@ -472,6 +473,22 @@ def test_a_failed_check_is_not_a_success(tmp_path):
     assert (summary.episodes, summary.samples) == (1, 3)
     assert export([claimed], "qwen2vl", "step", tmp_path / "x.jsonl",
                   statuses=["failure"]).samples == 1
+
+
+@pytest.mark.parametrize("ending, status", [
+    ('*FUNCTION*: Terminate *ARGS*: {"status": "failure"}', "failure"),
+    ('*FUNCTION*: Home *ARGS*: {}', "max_steps"),
+])
+def test_a_passed_check_the_agent_did_not_claim_is_no_success(tmp_path, ending, status):
+    """The state is right, but the agent said it failed (or never said it was done): its last
+    reply is no example of finishing the task, so the default export leaves it out."""
+    typed = run_list(tmp_path / "typed", ['*FUNCTION*: Type *ARGS*: {"text": "hello"}', ending],
+                     task=TypeHelloTask(), max_steps=2)
+    meta = load(typed).meta
+    assert meta.check.success and meta.status == status
+    with pytest.raises(ExportError, match="nothing to export"):
+        export([typed], "qwen2vl", "step", tmp_path / "x.jsonl")
+    assert export([typed], "qwen2vl", "step", tmp_path / "x.jsonl", statuses=[status]).samples
 
 
 def test_an_out_that_cannot_be_written_leaves_no_file_behind(tmp_path, monkeypatch):

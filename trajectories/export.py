@@ -92,13 +92,14 @@ class Segment:
 
 
 def effective_status(meta: Meta) -> str:
-    """The episode's status, where a task check that ran overrules the agent's own claim."""
-    if meta.check is not None:
-        if meta.check.success:
-            return "success"
-        if meta.status in ("success", "answered"):
-            return "failure"
-    return meta.status
+    """The episode's status: ``success`` where the agent ended claiming it (or answering) and a
+    task check that ran agrees; a claim the check refutes is ``failure``. An episode the check
+    passes but the agent did not end so (it said failure, ran out of steps) keeps its own
+    status: its replies are no example of finishing the task."""
+    claimed = meta.status in ("success", "answered")
+    if meta.check is None or not claimed:
+        return meta.status
+    return "success" if meta.check.success else "failure"
 
 
 def segments(trajectory: Trajectory, step: StepRecord, episode: bool) -> list[Segment]:
@@ -280,8 +281,7 @@ def export(
 ) -> ExportSummary:
     """Write the samples of every trajectory to ``out`` (JSON Lines; a JSON array for ``.json``).
 
-    ``statuses`` keeps only episodes that ended so, a passed task check counting as ``success``
-    and a failed one as ``failure`` (None keeps all). A trajectory that cannot be read is left
+    ``statuses`` keeps only episodes that ended so (``effective_status``; None keeps all). A trajectory that cannot be read is left
     out and named in ``summary.skipped`` unless ``strict``. ``dedupe`` drops samples identical
     to an earlier one (same text, same image bytes). ``relative`` writes image paths relative to
     the output file's folder. Exporting no sample at all is an ExportError.
