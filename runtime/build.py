@@ -198,7 +198,8 @@ _BROWSER_OPTIONS = {"url": "--url", "viewport": "--viewport", "scale": "--scale"
 def check_env(spec: RunSpec) -> None:
     """A known env, its page size if a browser, and no option of another env's (``--device``
     for a browser run, ``--allow-domain`` for a desktop run were ignored: the user meant
-    another env, or another option), nor ``--served-model`` without an endpoint."""
+    another env, or another option), nor ``--served-model`` without an endpoint, nor an
+    endpoint URL that cannot be used (``check_endpoint_url``)."""
     if spec.env not in ENV_KINDS:
         raise RunError(f"unknown --env {spec.env!r}; choose {', '.join(ENV_KINDS)}")
     defaults = {f.name: f.default for f in dataclasses.fields(RunSpec)}
@@ -214,6 +215,14 @@ def check_env(spec: RunSpec) -> None:
     if spec.served_model is not None and not is_endpoint(spec.model):
         raise RunError("--served-model names the model an endpoint serves: give --model "
                        "http(s)://HOST:PORT/v1 with it")
+    if is_endpoint(spec.model):  # before the URL is printed or recorded anywhere
+        from agent.backends.openai import check_endpoint_url
+        from agent.policies.base import PolicyError
+
+        try:
+            check_endpoint_url(spec.model)
+        except PolicyError as exc:
+            raise RunError(str(exc)) from None
     if spec.env == "browser":
         from envs.browser import check_screen
 

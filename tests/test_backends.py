@@ -34,6 +34,7 @@ from runtime.build import make_policy
 from runtime.server.app import ServerSettings, create_app, running_server
 from runtime.settings import RunError, RunSpec
 from tests.probes import noise_image
+from tests.test_agent_cli import cli
 
 MODEL = "tiny"
 SCREEN = Screen(150, 230, max_pixels=200 * 28 * 28)  # a size no other test uses
@@ -456,6 +457,24 @@ def test_a_client_error_is_not_retried():
     assert len(calls) == 1
 
 
+def test_an_api_key_the_server_quotes_back_is_masked_in_its_words():
+    """A proxy may echo the request's headers in its error: the reason is printed and recorded,
+    so the key is masked before the words are cut short, leaving no piece of it."""
+    key = "sk-" + "s3cretKEY" * 40  # longer than the words kept: cut after masking, not before
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        said = {"error": {"message": f"bad request; auth was {request.headers['Authorization']}"}}
+        return httpx.Response(401 if request.method == "GET" else 400, json=said)
+
+    backend = OpenAIBackend("http://model.test/v1", "m", api_key=key,
+                            transport=httpx.MockTransport(echo))
+    for call in (backend.served_models,
+                 lambda: backend.generate([{"role": "user", "content": "hi"}], [])):
+        with pytest.raises(PolicyError, match="auth was Bearer <API key>") as refused:
+            call()
+        assert "s3cretKEY" not in str(refused.value) and "sk-s3c" not in str(refused.value)
+
+
 def test_a_slow_server_times_out_and_is_retried():
     app = FastAPI()
     answered = []
@@ -491,6 +510,21 @@ def test_an_endpoint_url_that_cannot_be_used_is_refused_before_any_request(url, 
     with pytest.raises(PolicyError, match=re.escape(says)) as refused:
         OpenAIBackend(url, "m", transport=transport)
     assert repr(url) in str(refused.value) and "\n" not in str(refused.value) and not calls
+
+
+@pytest.mark.parametrize("url", ["http://alice:pw123@127.0.0.1:8000/v1",
+                                 "https://pw123@model.test/v1"])
+def test_an_endpoint_url_with_a_password_is_refused_without_quoting_it(url, tmp_path):
+    """Every message naming the endpoint, and the trajectory, would show it."""
+    transport, calls = scripted(200)
+    with pytest.raises(PolicyError, match="user name or password") as refused:
+        OpenAIBackend(url, "m", transport=transport)
+    assert "pw123" not in str(refused.value) and not calls
+    done = cli("run", "x", "--model", url, "--served-model", "m", "--env", "browser",
+               "--out", str(tmp_path / "runs"), cwd=tmp_path)
+    assert done.returncode == 2 and "user name or password" in done.stderr, done.stderr
+    assert "pw123" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_text_that_is_not_valid_unicode_is_sent_with_replacement_characters():

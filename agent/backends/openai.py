@@ -69,6 +69,11 @@ def check_endpoint_url(url: str) -> None:
             problem = "it names no host"
         elif parsed.port is not None and not 0 < parsed.port < 65536:
             problem = f"port {parsed.port} is not in 1-65535"
+        elif parsed.userinfo:  # quoted without it: the message is printed and recorded
+            url = str(parsed.copy_with(username=None, password=None))
+            problem = ("it holds a user name or password, which every message naming the "
+                       "endpoint would show and the trajectory would record; give the key in "
+                       "$VLAGENT_API_KEY")
     if problem:
         raise PolicyError(f"the endpoint URL {url!r} cannot be used: {problem}; give "
                           "http://HOST:PORT/v1")
@@ -157,6 +162,7 @@ class OpenAIBackend(Backend):
             raise PolicyError(f"the API key ($VLAGENT_API_KEY) {KEY_NOT_CARRIED}; set it again "
                               "without one")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._api_key = api_key
         # Connecting should be quick; a long answer on a busy server may not be.
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self._client = httpx.Client(headers=headers, timeout=timeout, transport=transport)
@@ -176,7 +182,7 @@ class OpenAIBackend(Backend):
             return None
         if response.status_code in (401, 403):
             raise PolicyError(f"{self.base_url} refused the API key: HTTP "
-                              f"{response.status_code}: {error_message(response)}")
+                              f"{response.status_code}: {error_message(response, self._api_key)}")
         try:
             listed = response.json()["data"] if response.status_code == 200 else None
             names = [entry["id"] for entry in listed] if isinstance(listed, list) else None
@@ -271,7 +277,7 @@ class OpenAIBackend(Backend):
                     except (ValueError, RecursionError):  # nested deeper than Python recurses
                         raise PolicyError(f"{self.url} answered 200 with a body that is not "
                                           f"JSON it can read: {response.text[:200]!r}") from None
-                problem = f"HTTP {response.status_code}: {error_message(response)}"
+                problem = f"HTTP {response.status_code}: {error_message(response, self._api_key)}"
                 if not retried(response.status_code):
                     raise PolicyError(f"{self.url} refused the request: {problem}")
                 delay = retry_after(response) or self.backoff_s * 2**attempt
@@ -306,16 +312,24 @@ def matched_stop(choice: dict, finish: str, params: Params) -> tuple[str | None,
     return None, False
 
 
-def error_message(response: "httpx.Response") -> str:
-    """The server's own words: OpenAI's ``{"error": {"message": ...}}``, or the body's start."""
+def error_message(response: "httpx.Response", api_key: str | None = None) -> str:
+    """The server's own words: OpenAI's ``{"error": {"message": ...}}``, or the body's start;
+    the API key masked where they quote it (a proxy may echo the request's headers), before
+    they are cut short, so no piece of it is left."""
+
+    def said(text: str) -> str:
+        if api_key:
+            text = text.replace(api_key, "<API key>")
+        return " ".join(text.split())[:ERROR_CHARS]
+
     try:
         error = response.json().get("error")
         message = error.get("message") if isinstance(error, dict) else error
         if message:
-            return " ".join(str(message).split())[:ERROR_CHARS]
+            return said(str(message))
     except (ValueError, AttributeError):
         pass
-    return " ".join(response.text.split())[:ERROR_CHARS] or response.reason_phrase
+    return said(response.text) or response.reason_phrase
 
 
 def retry_after(response: "httpx.Response") -> float | None:
