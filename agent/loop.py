@@ -93,7 +93,7 @@ class EpisodeResult:
 
 class TokenCounter(Protocol):
     def count_tokens(
-        self, prompt: Prompt, images: list["Image.Image"], screen: Screen
+        self, prompt: Prompt, images: list["Image.Image | None"], screen: Screen
     ) -> int | None: ...
 
     def count_reply(self, text: str) -> int | None: ...
@@ -151,7 +151,8 @@ class Agent:
         cfg = self.config
         deadline = time.monotonic() + cfg.max_time_s if cfg.max_time_s else None
         self._start_recording(goal, task, meta)
-        frames: list[Image.Image] = []  # frames[i] is step i's screenshot
+        # frames[i] is step i's screenshot, None once no later prompt can show it.
+        frames: list[Image.Image | None] = []
         past: list[PastStep] = []
         steps = 0
         parse_errors = 0
@@ -190,6 +191,7 @@ class Agent:
                 outcome = self._step(goal, step, observation, frames, past, observe_ms)
                 steps = step + 1
                 past.append(outcome.past)
+                _release(frames, self.config.history.select(past))
                 action = outcome.action
                 if outcome.record.usage.get("truncated"):
                     status, reason = "limit", _cut_off(step, outcome.record.usage)
@@ -246,7 +248,7 @@ class Agent:
         goal: str,
         step: int,
         observation: Observation,
-        frames: list["Image.Image"],
+        frames: list["Image.Image | None"],
         past: list[PastStep],
         observe_ms: float,
     ) -> _StepOutcome:
@@ -266,7 +268,7 @@ class Agent:
             if self.recorder else image_name(step)
         started = time.monotonic()
         reply = self.policy.respond(
-            Request(prompt, frames, screen, step, stop=tuple(self.dialect.stop),
+            Request(prompt, list(frames), screen, step, stop=tuple(self.dialect.stop),
                     closing_stop=tuple(self.dialect.closing_stop))
         )
         timings.model_ms = _ms(started)
@@ -359,7 +361,7 @@ class Agent:
 
     def _prompt(
         self, goal: str, past: list[PastStep], step: int, screen: Screen,
-        frames: list["Image.Image"],
+        frames: list["Image.Image | None"],
     ) -> tuple[Prompt, int | None]:
         """The step's prompt and its token count, dropping old screenshots to fit the budget."""
         history = self.config.history
@@ -453,6 +455,17 @@ class Agent:
     def _phase(self, step: int, name: str) -> None:
         if self.observer is not None:
             self.observer.phase(step, name)
+
+
+def _release(frames: list["Image.Image | None"], shown: list[PastStep]) -> None:
+    """Drop the screenshots older than the first one the history shows: the shown ones only
+    move forward as steps are added (a token budget shows fewer, never older), so no later
+    prompt can show those, and a long episode would otherwise hold every screenshot."""
+    first = min((s.image for s in shown if s.image is not None), default=len(frames))
+    for index in range(first - 1, -1, -1):
+        if frames[index] is None:
+            break
+        frames[index] = None
 
 
 def _gate_record(verdict: Verdict | None) -> GateRecord | None:

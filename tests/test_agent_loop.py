@@ -172,6 +172,34 @@ def test_the_budget_tries_each_smaller_selection_once_however_large_the_image_co
     assert len(counted) == sum(fitting_cut(past) // block + 1 for past in range(6))
 
 
+@pytest.mark.parametrize("dialect", ["qwen2vl", "qwen25vl", "uitars"])
+@pytest.mark.parametrize("history", [
+    HistoryPolicy(), HistoryPolicy(images=1, block=1), HistoryPolicy(images=0),
+    HistoryPolicy(images=3, steps=2, block=2), HistoryPolicy(images=6, block=4, max_tokens=4500),
+], ids=["default", "one", "none", "steps", "budget"])
+def test_a_long_episode_holds_only_the_screenshots_a_prompt_can_still_show(dialect, history):
+    """An episode of hundreds of steps held every screenshot (10 MB a phone frame): those
+    older than the first the history shows are let go, and no prompt asks for one of them."""
+    from agent.policies.base import prompt_images
+
+    held = []
+
+    def reply(request):
+        prompt_images(request.prompt, request.images)  # every frame it shows is still there
+        held.append(sum(image is not None for image in request.images))
+        return get_dialect(dialect, "phone").render_action(Tap(x=5, y=5), request.screen)
+
+    def tokens(prompt, images, screen):  # a budget that shows fewer on odd steps
+        shown = len(prompt_images(prompt, images))
+        return 1000 * shown + 600 * (len(images) % 2)
+
+    policy = ListPolicy(reply, tokens=tokens)
+    Agent(FakePhone(), policy, get_dialect(dialect, "phone"),
+          config=AgentConfig(max_steps=40, history=history)).run("wander")
+    assert len(held) == 40
+    assert max(held) <= history.images + 1 and held[-1] >= 1
+
+
 def test_token_count_is_recorded(tmp_path):
     run([TAP, DONE], tmp_path=tmp_path, tokens=lambda prompt, images, screen: 1234)
     assert [s.prompt_tokens for s in load(tmp_path / "traj").steps] == [1234, 1234]

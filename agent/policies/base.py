@@ -40,8 +40,9 @@ class Episode:
 @dataclass
 class Request:
     prompt: Prompt
-    #: Every screenshot of the episode so far; ``ImagePart.index`` refers into this list.
-    images: list["Image.Image"]
+    #: The episode's screenshots by step; ``ImagePart.index`` refers into this list. Those
+    #: older than the first the history shows are None (no later prompt shows them again).
+    images: list["Image.Image | None"]
     screen: Screen
     step: int
     #: Generation stops once the text ends with one of these (the dialect's stop strings).
@@ -72,7 +73,7 @@ class Policy(ABC):
         """The model's text for this step."""
 
     def count_tokens(
-        self, prompt: Prompt, images: list["Image.Image"], screen: Screen
+        self, prompt: Prompt, images: list["Image.Image | None"], screen: Screen
     ) -> int | None:
         """Prompt length in tokens, when this policy has a processor to count with."""
         return None
@@ -90,9 +91,13 @@ class Policy(ABC):
         """Release what the policy holds (a model, a connection)."""
 
 
-def prompt_images(prompt: Prompt, images: list["Image.Image"]) -> list["Image.Image"]:
+def prompt_images(prompt: Prompt, images: list["Image.Image | None"]) -> list["Image.Image"]:
     """The screenshots the prompt shows, in the order its image parts appear."""
-    return [images[p.index] for m in prompt.messages for p in m.content if isinstance(p, ImagePart)]
+    shown = [images[p.index] for m in prompt.messages for p in m.content
+             if isinstance(p, ImagePart)]
+    if None in shown:  # a history that showed an older screenshot again than it did before
+        raise ValueError("the prompt shows a screenshot the agent loop has let go")
+    return shown
 
 
 def hf_messages(prompt: Prompt) -> list[dict[str, Any]]:

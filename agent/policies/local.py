@@ -40,7 +40,8 @@ class PromptRenderer:
     def count_reply(self, text: str) -> int:
         return len(self.processor.encode(text))
 
-    def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int:
+    def count_tokens(self, prompt: Prompt, images: list["Image.Image | None"],
+                     screen: Screen) -> int:
         sizes = [im.size for im in prompt_images(prompt, images)]
         return self.processor.count_tokens(
             self.text(prompt), image_sizes=sizes,
@@ -71,7 +72,8 @@ class LocalPolicy(BackendPolicy):
                          top_p=top_p, seed=seed, repetition_penalty=repetition_penalty)
         self.renderer = PromptRenderer(backend.processor)
 
-    def count_tokens(self, prompt: Prompt, images: list["Image.Image"], screen: Screen) -> int:
+    def count_tokens(self, prompt: Prompt, images: list["Image.Image | None"],
+                     screen: Screen) -> int:
         return self.renderer.count_tokens(prompt, images, screen)
 
     def context_length(self) -> int:
