@@ -167,7 +167,13 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
     def on_result(result) -> None:
         tally["done"] += 1
         tally[result.outcome] = tally.get(result.outcome, 0) + 1
-        if result.outcome == "error":
+        if not console.is_terminal:  # no bar is drawn there (a log, CI): a line per episode
+            wall = f", {result.wall_s:.1f} s" if result.wall_s is not None else ""
+            said = f": {result.error}" if result.outcome == "error" else ""
+            console.print(f"{tally['done']}/{progress.tasks[0].total:g} {result.key}: "
+                          f"{result.outcome}{said} ({result.steps} steps{wall}) | {rate()}",
+                          markup=False, highlight=False, soft_wrap=True)
+        elif result.outcome == "error":
             progress.console.print(f"[red]error[/] {literal(f'{result.key}: {result.error}')}")
         progress.update(bar, advance=1, rate=rate())
 

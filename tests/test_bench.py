@@ -317,6 +317,11 @@ def test_cli_bench_prints_the_summary_and_compares_runs(tmp_path, monkeypatch):
                              env={"COLUMNS": "160"})
     assert good.exit_code == 0, good.output
     assert "fake/type-word" in good.output and "4/4 succeeded" in good.output
+    # Not on a terminal (a log, CI), where no bar is drawn: one line per finished episode.
+    lines = [line for line in good.output.splitlines()
+             if re.match(r"\d/4 fake/[\w-]+@\d+: success \(\d+ steps, [\d.]+ s\) \| ", line)]
+    assert [line.split(" ", 1)[0] for line in lines] == ["1/4", "2/4", "3/4", "4/4"], good.output
+    assert lines[-1].endswith("| success 100% (4/4), errors 0")
     assert Summary.model_validate_json((tmp_path / "a" / "summary.json").read_text()) \
         .overall.successes == 4
     assert "| fake/repeat-word | 2 | 100% |" in (tmp_path / "a" / "report.md").read_text()
