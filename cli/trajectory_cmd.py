@@ -28,14 +28,26 @@ def view(
             check_outside(gif, directory, "--gif")
             if gif.suffix.lower() != ".gif":
                 raise ValueError(f"--gif {gif} must name a .gif file")
-        path = write_view(directory, out)
-        animation = write_gif(directory, gif) if gif is not None else None
+        path = write_view(directory, out, track=_bar)
+        animation = write_gif(directory, gif, track=_bar) if gif is not None else None
     except (TrajectoryError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(str(path))
     if animation is not None:
         typer.echo(str(animation))
+
+
+def _bar(items, label: str):
+    """``items``, with a bar on stderr while they are worked through, where stderr is a
+    terminal (stdout keeps only the paths and counts the commands print; a log gets neither)."""
+    from rich.console import Console
+    from rich.progress import track
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return items
+    return track(items, description=label, console=console, transient=True)
 
 
 def export(
@@ -69,8 +81,7 @@ def export(
 
     try:
         summary = run_export(directories, format, granularity, out, status or ["success"],
-                             relative,
-                             strict=strict, dedupe=dedupe)
+                             relative, strict=strict, dedupe=dedupe, track=_bar)
     except (ExportError, TrajectoryError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -119,3 +119,37 @@ def test_view_gif_animates_every_step_with_its_action(trajectory, tmp_path):
     r = max(6, GIF_WIDTH // 30)
     pixel = frames[0].getpixel((round(x - r + 1), round(y)))
     assert max(abs(a - b) for a, b in zip(pixel, MARK)) < 60
+
+
+def test_long_work_reports_each_step_to_the_tracker_it_is_given(trajectory, tmp_path):
+    """view, view --gif and export take seconds on hundreds of steps: the commands show a bar
+    by passing a tracker, which sees every step (and frame, and trajectory) in order."""
+    from trajectories.animation import write_gif
+    from trajectories.export import export
+    from trajectories.reader import load
+
+    seen: dict[str, list] = {}
+
+    def track(items, label):
+        for item in items:
+            seen.setdefault(label, []).append(item)
+            yield item
+
+    steps = load(trajectory).steps
+    untracked = write_view(trajectory, tmp_path / "plain.html").read_text()
+    assert write_view(trajectory, tmp_path / "v.html", track=track).read_text() == untracked
+    write_gif(trajectory, tmp_path / "a.gif", track=track)
+    export([trajectory, trajectory], "qwen2vl", "step", tmp_path / "sft.jsonl", track=track)
+    assert [s.step for s in seen.pop("drawing the steps")] == [s.step for s in steps]
+    assert [s.step for s in seen.pop("drawing the frames")] == [s.step for s in steps]
+    assert len(seen.pop("writing the GIF")) == len(steps) - 1  # after the first frame
+    assert seen.pop("reading trajectories") == [trajectory, trajectory]
+    assert not seen
+
+
+def test_view_prints_only_its_paths_where_no_terminal_shows_a_bar(trajectory, tmp_path):
+    from tests.test_agent_cli import cli
+
+    done = cli("view", str(trajectory), "--gif", "episode.gif", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.splitlines() == [str(trajectory / "view.html"), "episode.gif"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from trajectories.progress import Track, untracked
 from trajectories.reader import check_outside, load
 
 GIF_WIDTH = 480  # frames are scaled to this width; a 30-step phone episode stays a few MB
@@ -14,13 +15,13 @@ MARK = (255, 45, 85)
 
 
 def write_gif(directory: str | Path, out: str | Path | None = None,
-              frame_ms: int = FRAME_MS) -> Path:
+              frame_ms: int = FRAME_MS, track: Track = untracked) -> Path:
     """Write ``directory``'s episode as a GIF (default: episode.gif inside it)."""
     path = Path(out) if out is not None else Path(directory) / "episode.gif"
     check_outside(path, directory, "--gif")
     trajectory = load(directory)
     frames = []
-    for step in trajectory.steps:
+    for step in track(trajectory.steps, "drawing the frames"):
         shot = trajectory.path(step.image)
         if not shot.is_file():
             continue
@@ -36,7 +37,8 @@ def write_gif(directory: str | Path, out: str | Path | None = None,
         frames.append(frame)
     if not frames:
         raise ValueError(f"{directory} has no screenshot to animate")
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    frames[0].save(path, save_all=True, append_images=track(frames[1:], "writing the GIF"),
+                   duration=frame_ms, loop=0)
     return path
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, get_args
 
 from core.special_tokens import FRAMING_TOKENS, unframed
+from trajectories.progress import Track, untracked
 from trajectories.reader import Trajectory, TrajectoryError, check_outside, load
 from trajectories.records import Meta, Status, StepRecord
 
@@ -278,11 +279,12 @@ def export(
     relative: bool = False,
     strict: bool = False,
     dedupe: bool = False,
+    track: Track = untracked,
 ) -> ExportSummary:
     """Write the samples of every trajectory to ``out`` (JSON Lines; a JSON array for ``.json``).
 
-    ``statuses`` keeps only episodes that ended so (``effective_status``; None keeps all). A trajectory that cannot be read is left
-    out and named in ``summary.skipped`` unless ``strict``. ``dedupe`` drops samples identical
+    ``statuses`` keeps only episodes that ended so (``effective_status``; None keeps all). A
+    trajectory that cannot be read is left out and named in ``summary.skipped`` unless ``strict``. ``dedupe`` drops samples identical
     to an earlier one (same text, same image bytes). ``relative`` writes image paths relative to
     the output file's folder. Exporting no sample at all is an ExportError.
     """
@@ -312,7 +314,7 @@ def export(
     summary = ExportSummary(samples=0, episodes=0, skipped_steps=0)
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for directory in directories:
+    for directory in track(directories, "reading trajectories"):
         try:
             trajectory = load(directory)
             if keep is not None and effective_status(trajectory.meta) not in keep:

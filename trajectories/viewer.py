@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from trajectories.progress import Track, untracked
 from trajectories.reader import Trajectory, check_outside, load
 from trajectories.records import StepRecord
 
@@ -28,16 +29,17 @@ _POINT_KINDS = {"tap", "click", "double_click", "right_click", "move", "long_pre
 _LINE_KINDS = {"swipe", "drag"}
 
 
-def write_view(directory: str | Path, out: str | Path | None = None) -> Path:
+def write_view(directory: str | Path, out: str | Path | None = None,
+               track: Track = untracked) -> Path:
     """Render ``directory``'s trajectory to ``out`` (default: view.html inside it)."""
     path = Path(out) if out is not None else Path(directory) / VIEW_FILE
     check_outside(path, directory)
     trajectory = load(directory)
-    path.write_text(render(trajectory), encoding="utf-8")
+    path.write_text(render(trajectory, track), encoding="utf-8")
     return path
 
 
-def render(trajectory: Trajectory) -> str:
+def render(trajectory: Trajectory, track: Track = untracked) -> str:
     meta = trajectory.meta
     check = ""
     if meta.check is not None:
@@ -52,7 +54,7 @@ def render(trajectory: Trajectory) -> str:
     header = "".join(f"<dt>{k}</dt><dd>{escape(v)}</dd>" for k, v in rows)
     status = f"<dt>status</dt><dd class='status {meta.status}'>{escape(meta.status)}" \
              f"{': ' + escape(meta.reason) if meta.reason else ''}</dd>"
-    steps = "\n".join(_step(trajectory, s) for s in trajectory.steps)
+    steps = "\n".join(_step(trajectory, s) for s in track(trajectory.steps, "drawing the steps"))
     return _PAGE.format(
         title=escape(f"{meta.goal} ({meta.status})"),
         header=header + status + check,
