@@ -33,7 +33,8 @@ from runtime.build import (
 from runtime.settings import RunError, RunSpec, is_endpoint
 from runtime.stop_signals import sigterm_interrupts
 from tasks.base import Task
-from trajectories.recorder import Recorder, new_run_dir
+from trajectories.recorder import Recorder, new_run_dir, utc_now, write_meta
+from trajectories.records import META_FILE, STEPS_FILE, Meta
 
 if TYPE_CHECKING:
     from agent.policies.local import PromptRenderer
@@ -139,6 +140,14 @@ def run(
             made = _missing(Path(spec.out))
             directory = new_run_dir(spec.out, task.name if task is not None else goal)
             made.insert(0, directory)
+            # A trajectory from the start: a SIGKILL while the model loads (minutes, for real
+            # weights) or the env starts leaves a run of no step that view and export read.
+            write_meta(directory, Meta(
+                goal=goal, task=task.name if task is not None else None, env=spec.env,
+                model=spec.model, dialect=checked.dialect, action_kinds=[],
+                min_pixels=checked.min_pixels, max_pixels=checked.max_pixels,
+                started_at=utc_now(), reason="stopped before its first step, while the model "
+                "loaded or the env started"))
         with _removed_if_unused(made):
             return _run_checked(spec, checked, console, observer, directory, env_factory, policy)
 
@@ -181,14 +190,15 @@ def _run_checked(spec: RunSpec, checked: Checked, console: Console,
         with env_factory(spec, console) as (env, device):
             dialect = get_dialect(dialect_name, env.form_factor)
             with (observer or _no_observer)(goal) as view:
+                recorder = Recorder(directory)
                 agent = Agent(env, policy, dialect, config=config,
-                              recorder=Recorder(directory), observer=view, tokens=tokens,
+                              recorder=recorder, observer=view, tokens=tokens,
                               gate=make_gate(spec, checked.rules, env, console, secrets),
                               secrets=secrets)
                 try:
                     result = agent.run(goal, task, device=device, **env_meta(spec))
                 except Exception as exc:
-                    if not (directory / "meta.json").is_file():
+                    if recorder.meta is None:
                         raise  # before the trajectory started: the error as it is
                     crash = exc  # recorded by the loop as the episode's error; raised below
     finally:
@@ -211,11 +221,14 @@ def _missing(folder: Path) -> list[Path]:
 @contextmanager
 def _removed_if_unused(made: list[Path]) -> Iterator[None]:
     """The folders made for a run (its own, and --out and its parents where they were not there)
-    go again if the run fails before writing into them (the model or the env could not start),
-    so a failed start leaves nothing behind."""
+    go again if the run fails before its episode starts (the model or the env could not start),
+    so a failed start leaves nothing behind: the run's own folder then holds only the meta.json
+    written when it was made."""
     try:
         yield
     except BaseException:
+        if made and not (made[0] / STEPS_FILE).exists():  # the episode never started
+            (made[0] / META_FILE).unlink(missing_ok=True)
         for folder in made:
             if not folder.is_dir() or any(folder.iterdir()):
                 break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,6 +131,46 @@ def test_sigkill_mid_run_leaves_a_trajectory_view_and_export_read(tmp_path):
     assert exported.returncode == 0, exported.stderr
     rows = (tmp_path / "sft.jsonl").read_text().splitlines()
     assert len(rows) == len(traj.steps)
+
+
+def test_sigkill_while_the_model_loads_leaves_a_run_of_no_step_that_view_reads(tmp_path,
+                                                                              tiny_checkpoint):
+    """Loading real weights takes minutes, long enough to be killed (out of memory): the run's
+    folder is a trajectory from the moment it is made, never an empty folder view refuses."""
+    proc = subprocess.Popen([*CLI, "run", "Open the settings", "--env", "browser", "--model",
+                             str(tiny_checkpoint), "--out", "runs"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "runs").glob("*")) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.01)
+        time.sleep(0.2)  # torch is still being imported: the model is not loaded yet
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (directory,) = (tmp_path / "runs").iterdir()
+    traj = load(directory)
+    assert (traj.meta.status, traj.steps, traj.meta.goal) == ("running", [], "Open the settings")
+    assert "before its first step" in traj.meta.reason
+    viewed = cli("view", str(directory), cwd=tmp_path)
+    assert viewed.returncode == 0 and "No step was recorded" in (directory / "view.html").read_text()
+
+
+def test_a_run_that_cannot_load_its_model_leaves_no_folder(tmp_path, tiny_checkpoint):
+    """Found only once the weights are read, after the run's folder (and its meta.json) was
+    made: both go again, with the folders --out made."""
+    broken = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["text_config"]["intermediate_size"] += 8
+    (broken / "config.json").write_text(json.dumps(config))
+    done = cli("run", "x", "--env", "browser", "--model", str(broken), "--out", "out/runs",
+               cwd=tmp_path)
+    assert done.returncode == 2 and "shape mismatch" in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("torn", ['{"step": 5, "ima', ""])

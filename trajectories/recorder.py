@@ -134,13 +134,18 @@ class Recorder:
 
     def _write_meta(self) -> None:
         assert self.meta is not None
-        path = self.directory / META_FILE
-        tmp = path.with_name(META_FILE + ".tmp")
-        with _removed_on_failure(tmp), open(tmp, "w", encoding="utf-8") as f:
-            f.write(_json(self.meta, indent=2))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_meta(self.directory, self.meta)
+
+
+def write_meta(directory: Path, meta: Meta) -> None:
+    """``meta.json``, replaced whole (durably): a kill leaves the old one or the new one."""
+    path = directory / META_FILE
+    tmp = path.with_name(META_FILE + ".tmp")
+    with _removed_on_failure(tmp), open(tmp, "w", encoding="utf-8") as f:
+        f.write(_json(meta, indent=2))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _json(record: BaseModel, indent: int | None = None) -> str:
