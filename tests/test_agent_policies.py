@@ -58,6 +58,16 @@ def test_replay_file_errors_say_where(tmp_path, content, error):
         read_responses(path)
 
 
+def test_a_trajectory_of_no_step_has_nothing_to_replay(tmp_path):
+    from trajectories.recorder import write_meta
+    from trajectories.records import Meta
+
+    write_meta(tmp_path, Meta(goal="g", env="browser", model="m", dialect="qwen2vl",
+                              action_kinds=[], min_pixels=1, max_pixels=2, started_at="now"))
+    with pytest.raises(PolicyError, match="recorded no step"):
+        ReplayPolicy(tmp_path)
+
+
 def test_replay_source_must_exist(tmp_path):
     with pytest.raises(PolicyError, match="does not exist"):
         ReplayPolicy(tmp_path / "nothing.jsonl")

@@ -23,9 +23,12 @@ def read_responses(source: str | Path, secrets: Mapping[str, str] | None = None)
     if path.is_dir():
         from trajectories.reader import load
 
-        return [Reply(_unmasked(step.response, secrets) if step.response_masked
-                      else step.response, _ending(step.usage))
-                for step in load(path).steps]
+        replies = [Reply(_unmasked(step.response, secrets) if step.response_masked
+                         else step.response, _ending(step.usage))
+                   for step in load(path).steps]
+        if not replies:  # a run killed before its first step
+            raise PolicyError(f"{path} recorded no step, so there is no reply to replay")
+        return replies
     if not path.is_file():
         raise PolicyError(f"replay source {path} does not exist")
     responses = []
