@@ -93,6 +93,24 @@ def test_a_run_stopped_after_some_episodes_resumes_to_the_same_summary(baseline,
     assert resumed.summary.outcomes() == baseline.summary.outcomes()
 
 
+def test_a_whole_last_result_without_its_newline_is_kept_on_resume(baseline, tmp_path):
+    """An editor may save results.jsonl without a final newline: that line is a result, not a
+    line a kill tore, so its episode (and trajectory) is neither dropped nor run again."""
+    first = run_bench(fake_settings(), tmp_path, runner=RIGHT, limit=2)
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    assert len(read_results(tmp_path)) == 2
+    trajectories = sorted(p.name for p in (tmp_path / "trajectories").iterdir())
+    seen = []
+    resumed = run_bench(fake_settings(), tmp_path, runner=RIGHT,
+                        on_start=lambda total, done: seen.append((total, len(done))))
+    assert seen == [(4, 2)] and resumed.skipped == 2
+    assert [r.key for r in read_results(tmp_path)][:2] == [r.key for r in first.results]
+    assert len(path.read_text().splitlines()) == 4
+    assert set(trajectories) <= {p.name for p in (tmp_path / "trajectories").iterdir()}
+    assert outcomes(resumed.results) == outcomes(baseline.results)
+
+
 def test_a_killed_cli_run_resumes_to_the_same_summary(baseline, tmp_path):
     out = tmp_path / "run"
     code = ("import sys; import cli.bench_cmd as b; from tests import bench_fakes; "

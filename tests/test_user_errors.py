@@ -88,7 +88,9 @@ def test_paths_and_numbers_that_cannot_be_used_end_in_one_line(tmp_path, tiny_ch
     one_line_error(cli("run", "--task", "miniwob/click-button", "--model", "scripted",
                        "--env", "browser", "--out", str(taken), cwd=tmp_path), str(taken))
     one_line_error(cli("bench", "--suite", "phone", "--out", str(taken), cwd=tmp_path),
-                   str(taken))
+                   f"--out {taken} is a file")
+    one_line_error(cli("bench", "--suite", "phone", "--out", str(taken / "sub"), cwd=tmp_path),
+                   f"--out {taken / 'sub'} cannot be made")
     for scale in ("nan", "inf"):
         one_line_error(cli("run", "x", "--model", "scripted", "--task", "miniwob/click-button",
                            "--env", "browser", "--scale", scale, cwd=tmp_path), "--scale")

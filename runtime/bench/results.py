@@ -1,5 +1,6 @@
 """results.jsonl: one EpisodeResult per line, appended and fsynced line by line, so a killed run
-leaves whole lines (a torn last line is dropped on reading) and a resume skips what is there."""
+leaves whole lines (a torn last line is dropped on reading; a whole one without its newline is
+kept) and a resume skips what is there."""
 
 from __future__ import annotations
 
@@ -25,8 +26,14 @@ def read_results(path: Path) -> list[EpisodeResult]:
     by_key: dict[str, EpisodeResult] = {}
     with open(path, "rb") as f:
         for number, line in enumerate(f, start=1):
-            if not line.endswith(b"\n") or not line.strip():
-                continue  # a line cut off by a kill
+            if not line.strip():
+                continue
+            if not line.endswith(b"\n"):
+                # Cut off by a kill, unless it is whole: a file another tool wrote (an editor
+                # that saves no final newline) may just lack the last one.
+                if (whole := _whole(line)) is not None:
+                    by_key[whole.key] = whole
+                continue
             try:
                 result = EpisodeResult.model_validate_json(line)
             except ValidationError as exc:
@@ -72,9 +79,22 @@ class ResultsWriter:
         self.close()
 
 
+def _whole(line: bytes) -> EpisodeResult | None:
+    try:
+        return EpisodeResult.model_validate_json(line)
+    except ValidationError:
+        return None
+
+
 def _drop_torn_tail(path: Path) -> None:
-    """Cut a last line without its newline, so the next append starts on a line of its own."""
+    """End the last line, so the next append starts on a line of its own: with its newline if
+    it is a whole result (``read_results`` keeps it), cut off if a kill tore it."""
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
+        tail = data.rfind(b"\n") + 1
         with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+            if _whole(data[tail:]) is not None:
+                f.seek(len(data))
+                f.write(b"\n")
+            else:
+                f.truncate(tail)

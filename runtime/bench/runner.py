@@ -52,7 +52,13 @@ def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> list[Episo
     """All the run's jobs; records the settings in ``out`` (or refuses to resume a run whose
     settings differ)."""
     jobs = plan_jobs(settings, runner.catalog)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; a bench writes a folder (its results, "
+                       "trajectories and reports): name a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a parent folder should be, no permission
+        raise RunError(f"--out {out} cannot be made: {exc.strerror or exc}") from None
     stored = out / SETTINGS_FILE
     if stored.is_file():
         earlier = _read_settings(stored)
