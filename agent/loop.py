@@ -276,7 +276,7 @@ class Agent:
         started = time.monotonic()
         action: Action | None = None
         parse_error = None
-        failure: ParseError | None = None
+        self.secrets.learn(reply.text)
         if reply.usage.get("truncated"):
             # Its action may be cut short (the parser closes brackets and quotes, so "(500, 7"
             # would still tap): nothing of it runs, and the run ends below.
@@ -285,10 +285,10 @@ class Agent:
             try:
                 action = self.dialect.parse(reply.text, screen)
             except ParseError as exc:
-                failure = exc
-        self.secrets.learn(reply.text, action)
-        if failure is not None:
-            parse_error = self._quotable_error(failure, reply.text, screen)
+                parse_error = self._quotable_error(exc, reply.text, screen)
+        withheld = action is not None and self._unmaskable(reply.text, action, screen)
+        if withheld:
+            reply = Reply(self._stand_in(action, screen), reply.usage)
         timings.parse_ms = _ms(started)
 
         result = None
@@ -321,7 +321,7 @@ class Agent:
             extras=_jsonable(observation.extras),
         )
         if self.secrets:  # a value that came back (an env's message, a screen's text) is hidden
-            record = _hide_secrets(record, self.secrets)
+            record = _hide_secrets(record, self.secrets, withheld)
             result, parse_error = record.result, record.parse_error
         if self.recorder is not None:
             _recording(self.recorder.record, record)
@@ -329,6 +329,26 @@ class Agent:
             self.observer.step(record)
         feedback = f"Error: {parse_error}" if parse_error else _feedback(result)
         return _StepOutcome(record, PastStep(reply.text, feedback, step, action), action)
+
+    def _unmaskable(self, text: str, action: Action, screen: Screen) -> bool:
+        """Whether the reply spells a value its action holds in a way masking cannot find
+        (Python's adjacent literals, ``"pa" "ss"``): its masked text still does the same."""
+        if not self.secrets or not self.secrets.holds_value(action):
+            return False
+        try:
+            return self.secrets.holds_value(self.dialect.parse(self.secrets.scrub(text), screen))
+        except ParseError:
+            return False
+
+    def _stand_in(self, action: Action, screen: Screen) -> str:
+        """What is recorded, and shown to later prompts, for a reply ``_unmaskable`` found: its
+        action as the dialect writes it, the placeholder in place of the value (a replay given
+        the secret repeats it); its thought is left out, which may spell the value too."""
+        try:
+            masked = type(action).model_validate(self.secrets.scrub(action.model_dump()))
+            return self.dialect.render_action(masked, screen)
+        except ValueError:  # (ValidationError is one) a field the placeholder cannot fill
+            return "(reply withheld: it spelled a secret's value in a way that cannot be masked)"
 
     def _quotable_error(self, error: ParseError, text: str, screen: Screen) -> str:
         """The parse error to record and show. One that quotes a reply holding a secret's value
@@ -492,13 +512,13 @@ def _cut_off(step: int, usage: dict[str, Any]) -> str:
             + (" (--max-new-tokens raises it)" if "new_tokens" in usage else ""))
 
 
-def _hide_secrets(record: StepRecord, secrets: Secrets) -> StepRecord:
+def _hide_secrets(record: StepRecord, secrets: Secrets, withheld: bool) -> StepRecord:
     """``record`` with each secret's value masked where one can come back (the model's text, an
     env's message, a screen's text, a prompt's history), and nowhere the runtime alone writes:
     file names, the step's numbers and the system prompt, which masking would corrupt (a PIN
     "1000" inside "x and y from 0 to 1000")."""
     data = record.model_dump(mode="json")
-    data["response_masked"] = secrets.scrub(record.response) != record.response
+    data["response_masked"] = withheld or secrets.scrub(record.response) != record.response
     for name in ("response", "thought", "action", "parse_error", "result", "gate", "usage",
                  "extras"):
         data[name] = secrets.scrub(data[name])

@@ -131,22 +131,19 @@ class Secrets:
             raise SecretError("the text with its secrets' values in place cannot be typed: "
                               f"{self.scrub(problems)}") from None
 
-    def learn(self, reply: str, action: Action | None) -> None:
+    def learn(self, reply: str) -> None:
         """Mask from now on (in the step's record, its thought, and the later prompts that quote
         it) the spellings of a value that the model's ``reply`` writes with escapes a parser
-        reads (``\\/``, ``\\u0073``, ``\\x73``): no list of encodings holds them all. A value
-        the parsed ``action`` holds that the reply still shows in no masked form (Python's
-        adjacent literals, ``"pa" "ss"``) masks the whole reply."""
-        if not self._values:
-            return
-        self._add({(spelling, name) for name, value in self._values.items()
-                   for spelling in escaped_spellings(reply, value)})
-        held = [] if action is None else [
-            name for name, value in self._values.items()
-            if any(value in field for field in action.model_dump(mode="json").values()
-                   if isinstance(field, str))]
-        masked = self.scrub(reply)
-        self._add({(reply, name) for name in held if placeholder(name) not in masked})
+        reads (``\\/``, ``\\u0073``, ``\\x73``): no list of encodings holds them all."""
+        if self._values:
+            self._add({(spelling, name) for name, value in self._values.items()
+                       for spelling in escaped_spellings(reply, value)})
+
+    def holds_value(self, action: Action) -> bool:
+        """Whether a text field of ``action`` holds a value (where its reply spelled one)."""
+        fields = action.model_dump(mode="json").values()
+        return any(value in field for value in self._values.values()
+                   for field in fields if isinstance(field, str))
 
     def scrub(self, data: Any) -> Any:
         """``data`` (text, or JSON-like lists and dicts) with every value replaced by its
@@ -190,8 +187,8 @@ def _replaced(text: str, forms: list[tuple[str, str]]) -> str:
 
 #: One character of a quoted string as JSON, Python or the ui-tars parser reads it: an escape,
 #: or the character itself.
-_UNIT = re.compile(r"\\(?:u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|N\{[^}]*\}|[0-7]{1,3}|.)|.",
-                   re.S)
+_UNIT = re.compile(r"\\(?:u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|N\{[^}\n]{1,100}\}"
+                   r"|[0-7]{1,3}|.)|.", re.S)
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "a": "\a",
                    "\\": "\\", "'": "'", '"': '"', "/": "/", "\n": ""}
 
@@ -252,8 +249,9 @@ def encoded_forms(value: str) -> set[str]:
     or a URL: spaces as ``%s``, shell-quoted (both, whole or inside a longer quoted text),
     escaped by ``repr`` (with either quote) and by JSON, with its white space collapsed, as a
     browser reads it in a url, percent-encoded (as a form in UTF-8 or windows-1252,
-    ``encodeURIComponent``, ``encodeURI`` and the URL parser write it), and the runs of its base64 (at each of the three byte alignments it can have
-    inside a longer text) that depend on its bytes alone."""
+    ``encodeURIComponent``, ``encodeURI`` and the URL parser write it), and the runs of its
+    base64 (at each of the three byte alignments it can have inside a longer text) that depend
+    on its bytes alone."""
     spaced = value.replace(" ", "%s")
     in_url = value.translate(_URL_DROPS)
     forms = {value, spaced, shlex.quote(value), shlex.quote(spaced), repr(value)[1:-1],

@@ -513,7 +513,10 @@ def test_an_endpoint_url_that_cannot_be_used_is_refused_before_any_request(url, 
 
 
 @pytest.mark.parametrize("url", ["http://alice:pw123@127.0.0.1:8000/v1",
-                                 "https://pw123@model.test/v1"])
+                                 "https://pw123@model.test/v1",
+                                 # Wrong in other ways too, and "@" in the password itself.
+                                 "http://alice:pw123@127.0.0.1:99999/v1",
+                                 "https://alice:p@pw123@model.test:0/v1"])
 def test_an_endpoint_url_with_a_password_is_refused_without_quoting_it(url, tmp_path):
     """Every message naming the endpoint, and the trajectory, would show it."""
     transport, calls = scripted(200)

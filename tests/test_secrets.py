@@ -195,26 +195,29 @@ def test_escaped_spellings_are_found_where_a_reader_would_read_the_value(spelled
 def test_a_reply_that_spells_a_value_with_escapes_is_masked_everywhere_it_goes(tmp_path,
                                                                                 hf_tokenizer):
     """A JSON writer may spell "/" as "\\/", and Python adjacent literals split a text: the
-    parser reads the value out of either, so the record, the thought, the next prompt's history
-    and the export must not hold the reply as written."""
+    parser reads the value out of either, so the record, the thought, the next prompts' history
+    and the export must not hold the reply as written; a replay given the secret repeats it."""
+    from agent.policies.replay import ReplayPolicy
     from tests.test_export import read, train_qwen2vl
     from trajectories.export import export
 
     value = "pa55/w|rd"
     escaped = ('I will type pa55\\/w|rd\n'
-               '*FUNCTION*: Type *ARGS*: {"text": "pa55\\/w|rd"}')
-    split = '*FUNCTION*: Type *ARGS*: {"text": "pa55" "/w|rd"}'
+               '*FUNCTION*: Type *ARGS*: {"text": "pa55\\/w|rd"}\n')
+    # Split, with the value also written plainly in the thought, and a line break after.
+    split = 'Typing pa55/w|rd.\n*FUNCTION*: Type *ARGS*: {"text": "pa55" "/w|rd"}\n'
+    goal = "Type <secret:TOK>"
     env = FakePhone()
-    policy = ListPolicy([escaped, split, DONE])
-    Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
-          recorder=Recorder(tmp_path / "run"), secrets=Secrets({"TOK": value})).run(
-        "Type <secret:TOK>")
-    assert env.typed == value * 2
+    Agent(env, ListPolicy([escaped, split, split, DONE]), get_dialect("qwen2vl", env.form_factor),
+          recorder=Recorder(tmp_path / "run"), secrets=Secrets({"TOK": value})).run(goal)
+    assert env.typed == value * 3
     steps = load(tmp_path / "run").steps
-    assert [s.response_masked for s in steps] == [True, True, False]
+    assert [s.response_masked for s in steps] == [True, True, True, False]
     assert steps[0].thought == "I will type <secret:TOK>"
     assert steps[0].response == ('I will type <secret:TOK>\n'
-                                 '*FUNCTION*: Type *ARGS*: {"text": "<secret:TOK>"}')
+                                 '*FUNCTION*: Type *ARGS*: {"text": "<secret:TOK>"}\n')
+    # The split reply is recorded (and shown to later prompts) as its action alone.
+    assert steps[1].response == '*FUNCTION*: Type *ARGS*: {"text": "<secret:TOK>"}'
     recorded = (tmp_path / "run" / "steps.jsonl").read_text(encoding="utf-8")
     assert "pa55" not in recorded and "w|rd" not in recorded
     out = tmp_path / "sft.jsonl"
@@ -223,6 +226,11 @@ def test_a_reply_that_spells_a_value_with_escapes_is_masked_everywhere_it_goes(t
     _, _, trained, _ = train_qwen2vl(row, hf_tokenizer)
     assert trained == [DONE]
     assert "pa55" not in out.read_text(encoding="utf-8")
+
+    again = FakePhone()
+    result = Agent(again, ReplayPolicy(tmp_path / "run", {"TOK": value}),
+                   get_dialect("qwen2vl", "phone"), secrets=Secrets({"TOK": value})).run(goal)
+    assert result.status == "success" and again.typed == value * 3
 
 
 @pytest.mark.parametrize("value, url", [

@@ -18,6 +18,7 @@ import datetime
 import email.utils
 import io
 import math
+import re
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -51,29 +52,35 @@ def header_can_carry(key: str) -> bool:
     return key.isascii() and key.isprintable() and key == key.rstrip()
 
 
+#: A URL's user name and password (its authority up to the last "@").
+_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+
+
 def check_endpoint_url(url: str) -> None:
     """A ``PolicyError`` naming what is wrong with an endpoint's URL: httpx raises its own
     ``InvalidURL`` (a traceback) for one it cannot parse, and one without a host or with a port
-    no socket has fails only after every retry."""
+    no socket has fails only after every retry. One holding a user name or password is refused
+    first, and quoted without them: every message naming the endpoint, and the trajectory's
+    meta.json, would show them."""
     import httpx
 
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        problem: str | None = str(exc).rstrip(".")
+    problem: str | None = None
+    if _USERINFO.search(url):
+        problem = ("it holds a user name or password, which messages and the trajectory would "
+                   "show; give the key in $VLAGENT_API_KEY (sent as a Bearer token)")
+        url = _USERINFO.sub("", url, count=1)
     else:
-        problem = None
-        if parsed.scheme not in ("http", "https"):
-            problem = "it is not http:// or https://"
-        elif not parsed.host:
-            problem = "it names no host"
-        elif parsed.port is not None and not 0 < parsed.port < 65536:
-            problem = f"port {parsed.port} is not in 1-65535"
-        elif parsed.userinfo:  # quoted without it: the message is printed and recorded
-            url = str(parsed.copy_with(username=None, password=None))
-            problem = ("it holds a user name or password, which every message naming the "
-                       "endpoint would show and the trajectory would record; give the key in "
-                       "$VLAGENT_API_KEY")
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            problem = str(exc).rstrip(".")
+        else:
+            if parsed.scheme not in ("http", "https"):
+                problem = "it is not http:// or https://"
+            elif not parsed.host:
+                problem = "it names no host"
+            elif parsed.port is not None and not 0 < parsed.port < 65536:
+                problem = f"port {parsed.port} is not in 1-65535"
     if problem:
         raise PolicyError(f"the endpoint URL {url!r} cannot be used: {problem}; give "
                           "http://HOST:PORT/v1")
@@ -276,7 +283,8 @@ class OpenAIBackend(Backend):
                         return response.json()
                     except (ValueError, RecursionError):  # nested deeper than Python recurses
                         raise PolicyError(f"{self.url} answered 200 with a body that is not "
-                                          f"JSON it can read: {response.text[:200]!r}") from None
+                                          f"JSON it can read: "
+                                          f"{error_message(response, self._api_key)!r}") from None
                 problem = f"HTTP {response.status_code}: {error_message(response, self._api_key)}"
                 if not retried(response.status_code):
                     raise PolicyError(f"{self.url} refused the request: {problem}")
@@ -327,7 +335,7 @@ def error_message(response: "httpx.Response", api_key: str | None = None) -> str
         message = error.get("message") if isinstance(error, dict) else error
         if message:
             return said(str(message))
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # no JSON, or nested too deep
         pass
     return said(response.text) or response.reason_phrase
 
