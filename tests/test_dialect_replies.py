@@ -121,6 +121,8 @@ def test_qwen25vl_a_second_call_object_is_a_second_action(reply):
     '*FUNCTION*: Tap *ARGS*: {"point": (348,291)}, {"point": (900,900)}',
     '*FUNCTION*: Type *ARGS*: {"text": "hello"} {"text": "world"}',
     "*FUNCTION*: Home *ARGS*: {}\nthen {'point': (1, 2)}",
+    '*FUNCTION*: Tap *ARGS*: {"point": (1,2)} [{"point": (3,4)}]',  # in a list
+    '*FUNCTION*: Tap *ARGS*: {"point": (1,2)} {"point": (3,4), "point": (5,6)}',  # key twice
 ])
 def test_qwen2vl_a_second_args_object_is_a_second_action(reply):
     with pytest.raises(ParseError, match="more than one action"):
@@ -135,6 +137,25 @@ def test_qwen2vl_a_second_args_object_is_a_second_action(reply):
 ])
 def test_qwen2vl_braces_that_are_no_second_object_are_left_alone(reply, text):
     assert get_dialect("qwen2vl", "phone").parse(reply, PHONE).text == text
+
+
+@pytest.mark.parametrize("dialect, call", [
+    ("qwen2vl", '*FUNCTION*: Type *ARGS*: {"text": "hi"}'),
+    ("qwen25vl", '<tool_call>{"name": "mobile_use", "arguments": {"action": "type", "text": '
+                 '"hi"}}</tool_call>'),
+])
+@pytest.mark.parametrize("tail", ["{" * 20_000, "{'a': {" * 5000, "I'm [{(" * 5000])
+def test_a_reply_trailing_thousands_of_brackets_is_read_once(dialect, call, tail, monkeypatch):
+    """Each unclosed "{" after the call was read to the end of the text and parsed: quadratic,
+    seconds for 20,000. Now the text is walked once, and only a closed object is parsed."""
+    from actions.dialects import reply_syntax
+
+    parsed = []
+    read = reply_syntax.load_literal
+    monkeypatch.setattr(reply_syntax, "load_literal",
+                        lambda text: parsed.append(text) or read(text))
+    assert get_dialect(dialect, "phone").parse(f"{call}\n{tail}", PHONE).text == "hi"
+    assert parsed == []
 
 
 @pytest.mark.parametrize("dialect, reply", [

@@ -323,7 +323,8 @@ class Qwen25VLDialect(Dialect):
             raise fail(f"the tool call is not a JSON object: {exc}", EXPECTED) from None
         if not isinstance(call, dict):
             raise fail("the tool call is not a JSON object", EXPECTED)
-        if _CALL_OBJECT.search(rest) or any(_CALL_KEYS & set(o) for o in objects_in(rest)):
+        if _CALL_OBJECT.search(rest) or any(keys is None or _CALL_KEYS & keys
+                                            for keys in objects_in(rest)):
             raise fail("the reply holds more than one action (a second tool call object follows "
                        "the first); write exactly one", EXPECTED)
         tool = call.get("name")

@@ -140,22 +140,43 @@ def load_literal(text: str) -> Any:
         raise ValueError(f"not valid JSON or a Python literal ({type(exc).__name__})") from None
 
 
-def objects_in(text: str) -> list[dict[str, Any]]:
-    """The non-empty objects (JSON or Python dict literals) written in ``text``, outermost only:
-    after a call, each is a second action that a parser must refuse, never drop."""
-    found = []
-    at = text.find("{")
-    while at >= 0:
-        try:
-            span = extract_balanced(text, at)
-            value = load_literal(span)
-        except ValueError:
-            value = None
-        if isinstance(value, dict) and value:
-            found.append(value)
-            at = text.find("{", at + len(span))
-        else:
-            at = text.find("{", at + 1)
+def objects_in(text: str) -> list[set[str] | None]:
+    """The keys of each non-empty object (JSON or a Python dict literal) written in ``text``,
+    outermost or in an outermost list, None for one that writes a key twice: after a call, each
+    is a second action that a parser must refuse, never drop. One pass: quotes count only inside brackets (an
+    apostrophe in prose opens no string), and an unclosed bracket is prose."""
+    found: list[set[str] | None] = []
+    stack: list[str] = []
+    quote = ""
+    start = 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif stack and ch in "\"'":
+            quote = ch
+        elif ch in _CLOSERS:
+            if not stack:
+                start = i
+            stack.append(_CLOSERS[ch])
+        elif ch in ")]}" and stack:
+            if stack.pop() != ch:
+                stack.clear()  # mismatched: prose after all
+            elif not stack:
+                try:
+                    value = load_literal(text[start:i + 1])
+                except _KeyTwice:
+                    found.append(None)
+                except ValueError:
+                    pass
+                else:  # an object, or the objects of a list ([{...}, {...}])
+                    found += [set(v) for v in (value if isinstance(value, list) else [value])
+                              if isinstance(v, dict) and v]
+        i += 1
     return found
 
 
