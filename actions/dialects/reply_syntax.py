@@ -7,6 +7,7 @@ import json
 import math
 import re
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -51,16 +52,11 @@ def drop_fence_lines(text: str) -> str:
 _CLOSERS = {"{": "}", "[": "]", "(": ")"}
 
 
-def extract_balanced(text: str, start: int) -> str:
-    """The bracketed span opening at ``text[start]``, honouring quotes.
-
-    When the text ends before the brackets close (generation cut off, or a missing final brace),
-    the missing closers are appended so the caller can still try to read it. A string that runs
-    on into the call's closing brackets is a ValueError (``require_closed``).
-    """
-    stack: list[str] = []
-    quote = ""
-    opened = start
+def _marks(text: str, start: int) -> Iterator[tuple[int, str]]:
+    """The brackets of ``text`` from ``start`` outside quoted strings, as (index, bracket); then,
+    where a string never closes, (its opening quote's index, the quote). A quote opens a string
+    only inside brackets: an apostrophe in prose ("I'm") opens none."""
+    depth, quote, opened = 0, "", start
     i = start
     while i < len(text):
         ch = text[i]
@@ -70,20 +66,40 @@ def extract_balanced(text: str, start: int) -> str:
             elif ch == quote:
                 quote = ""
         elif ch in "\"'":
-            quote, opened = ch, i
+            if depth:
+                quote, opened = ch, i
         elif ch in _CLOSERS:
-            stack.append(_CLOSERS[ch])
+            depth += 1
+            yield i, ch
         elif ch in ")]}":
-            if stack and stack[-1] == ch:
-                stack.pop()
-                if not stack:
-                    return text[start : i + 1]
-            else:
-                return text[start : i + 1]  # mismatched: let the literal reader report it
+            depth = max(depth - 1, 0)
+            yield i, ch
         i += 1
     if quote:
-        require_closed(text[opened + 1:])
-    return text[start:] + quote + "".join(reversed(stack))
+        yield opened, quote
+
+
+def extract_balanced(text: str, start: int) -> str:
+    """The bracketed span opening at ``text[start]``, honouring quotes.
+
+    When the text ends before the brackets close (generation cut off, or a missing final brace),
+    the missing closers are appended so the caller can still try to read it. A string that runs
+    on into the call's closing brackets is a ValueError (``require_closed``).
+    """
+    stack: list[str] = []
+    for i, mark in _marks(text, start):
+        if mark in "\"'":  # a string that never closes
+            require_closed(text[i + 1:])
+            return text[start:] + mark + "".join(reversed(stack))
+        if mark in _CLOSERS:
+            stack.append(_CLOSERS[mark])
+        elif stack and stack[-1] == mark:
+            stack.pop()
+            if not stack:
+                return text[start : i + 1]
+        else:
+            return text[start : i + 1]  # mismatched: let the literal reader report it
+    return text[start:] + "".join(reversed(stack))
 
 
 _UNCLOSED_STRING = ("a string is never closed: its closing quote is missing, or escaped (a "
@@ -143,40 +159,36 @@ def load_literal(text: str) -> Any:
 def objects_in(text: str) -> list[set[str] | None]:
     """The keys of each non-empty object (JSON or a Python dict literal) written in ``text``,
     outermost or in an outermost list, None for one that writes a key twice: after a call, each
-    is a second action that a parser must refuse, never drop. One pass: quotes count only inside brackets (an
-    apostrophe in prose opens no string), and an unclosed bracket is prose."""
+    is a second action that a parser must refuse, never drop. One walk of the text (``_marks``):
+    an unclosed bracket is prose, and a string that never closes holds the rest."""
     found: list[set[str] | None] = []
     stack: list[str] = []
-    quote = ""
     start = 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif stack and ch in "\"'":
-            quote = ch
-        elif ch in _CLOSERS:
+    for i, mark in _marks(text, 0):
+        if mark in "\"'":
+            break
+        if mark in _CLOSERS:
             if not stack:
                 start = i
-            stack.append(_CLOSERS[ch])
-        elif ch in ")]}" and stack:
-            if stack.pop() != ch:
-                stack.clear()  # mismatched: prose after all
-            elif not stack:
-                try:
-                    value = load_literal(text[start:i + 1])
-                except _KeyTwice:
-                    found.append(None)
-                except ValueError:
-                    pass
-                else:  # an object, or the objects of a list ([{...}, {...}])
-                    found += [set(v) for v in (value if isinstance(value, list) else [value])
-                              if isinstance(v, dict) and v]
-        i += 1
+            stack.append(_CLOSERS[mark])
+            continue
+        if not stack:  # a closer in prose
+            continue
+        if stack.pop() != mark:
+            stack.clear()  # mismatched: prose after all
+            continue
+        if stack:
+            continue
+        try:
+            value = load_literal(text[start:i + 1])
+        except _KeyTwice:
+            found.append(None)
+            continue
+        except ValueError:
+            continue
+        # An object, or the objects of a list ([{...}, {...}]).
+        found += [set(v) for v in (value if isinstance(value, list) else [value])
+                  if isinstance(v, dict) and v]
     return found
 
 
