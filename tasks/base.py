@@ -21,11 +21,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal
 
 from core.actions import Action
 from core.results import Score
+from envs.base import EnvError
 
 if TYPE_CHECKING:
     from envs.base import Env
 
 EnvKind = Literal["android", "desktop", "browser"]
+
+
+class SolutionStuck(EnvError):
+    """A scripted solution found the screen other than its next step needs (what it waited for
+    never came: a step the safety gate refused, an app that went elsewhere). The solution gives
+    up, as a model would; the env did not fail."""
 
 
 @dataclass(frozen=True)

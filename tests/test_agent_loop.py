@@ -16,6 +16,8 @@ from agent.policies.scripted import ScriptedPolicy
 from agent.safety import PassThroughGate, SafetyGate, Verdict
 from cli.live_view import LiveView
 from core.actions import Tap
+from envs.base import EnvError
+from tasks.base import SolutionStep
 from tests.agent_fakes import FakePhone, ListPolicy, NameTheColourTask, TypeHelloTask
 from trajectories.reader import load
 from trajectories.recorder import Recorder
@@ -235,6 +237,35 @@ def test_scripted_policy_solves_a_task_and_the_check_reads_the_env(tmp_path):
     assert traj.steps[1].response.startswith("Type the word.")
     assert traj.steps[1].thought == "Type the word."
     assert traj.steps[1].action == {"kind": "type", "text": "hello"}
+
+
+@pytest.mark.parametrize("stuck", [True, False])
+def test_a_scripted_solution_stuck_on_a_refused_step_is_a_failure_not_an_env_error(stuck):
+    """With --deny-sensitive the gate refuses the solution's tap, and what the tap would have
+    shown never comes: the solution gives up, as a model would, and the check decides; a device
+    that fails while the solution reads it stays a runtime error."""
+    from tasks.base import SolutionStuck
+
+    class WaitsForTheTap(TypeHelloTask):
+        def solution(self, env):
+            yield SolutionStep(Tap(x=540, y=300), "Focus the search box.")
+            if stuck:
+                raise SolutionStuck("the search box did not appear on the screen within 10s")
+            raise EnvError("device offline")
+
+    class NoTaps(SafetyGate):
+        def review(self, action, context):
+            return Verdict(action.kind != "tap", "taps are not allowed")
+
+    env = FakePhone()
+    task = WaitsForTheTap()
+    result = Agent(env, ScriptedPolicy(), get_dialect("qwen2vl", env.form_factor),
+                   gate=NoTaps()).run(task.goal, task)
+    if stuck:
+        assert result.status == "failure" and "gave up" in result.reason
+        assert "did not appear" in result.reason and result.check.success is False
+    else:
+        assert result.status == "error" and "env failed: device offline" in result.reason
 
 
 def test_a_check_that_breaks_still_tears_down_and_finishes_the_trajectory(tmp_path):

@@ -26,6 +26,11 @@ class PolicyError(RuntimeError):
     """The policy cannot produce a reply (a file ran out, a server failed); the episode ends."""
 
 
+class PolicyGaveUp(PolicyError):
+    """The policy ends the episode as a failure of its own, not a runtime error (a scripted
+    solution found the screen other than it needs)."""
+
+
 @dataclass
 class Episode:
     """What a policy may know about the episode it starts: the goal, and for scripted runs the

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
-from tasks.base import SolutionStep
+from agent.policies.base import Episode, Policy, PolicyError, PolicyGaveUp, Reply, Request
+from tasks.base import SolutionStep, SolutionStuck
 
 
 class ScriptedPolicy(Policy):
@@ -31,7 +31,11 @@ class ScriptedPolicy(Policy):
     def respond(self, request: Request) -> Reply:
         if self._steps is None or self._episode is None:
             raise PolicyError("ScriptedPolicy.start was not called")
-        step = next(self._steps, None)
+        try:
+            step = next(self._steps, None)
+        except SolutionStuck as exc:  # its previous step was refused, or the app went elsewhere
+            raise PolicyGaveUp(f"the solution of {self._episode.task.name} gave up: {exc}") \
+                from None
         if step is None:
             raise PolicyError(f"the solution of {self._episode.task.name} has no more steps")
         dialect = self._episode.dialect

@@ -16,7 +16,7 @@ from typing import Callable
 from core.actions import Click
 from envs.base import Env, EnvError
 from envs.processes import DIES_WITH_PARENT, stop
-from tasks.base import Task
+from tasks.base import SolutionStuck, Task
 
 #: How long a program may take to show its window, and a solution to wait for an effect.
 WINDOW_TIMEOUT_S = 20.0
@@ -90,7 +90,7 @@ def wait_until(probe: Callable[[], object], what: str,
     deadline = time.monotonic() + timeout_s
     while not probe():
         if time.monotonic() >= deadline:
-            raise EnvError(f"{what} did not happen within {timeout_s:g}s")
+            raise SolutionStuck(f"{what} did not happen within {timeout_s:g}s")
         time.sleep(0.05)
 
 

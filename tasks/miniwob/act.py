@@ -12,7 +12,7 @@ from typing import Iterator
 
 from core.actions import Click, Key, Scroll, Type
 from envs.base import Env, EnvError
-from tasks.base import SolutionStep
+from tasks.base import SolutionStep, SolutionStuck
 from tasks.miniwob.page import on_page
 
 # The point of an element a click reaches: its centre, or else the first point of a grid over
@@ -39,7 +39,7 @@ def centre(env: Env, selector: str) -> tuple[int, int]:
                     lambda page: page.locator(selector).locator("visible=true").first
                     .evaluate(_CLICKABLE_POINT, timeout=3000))
     if point is None:
-        raise EnvError(f"{selector} is covered or off screen")
+        raise SolutionStuck(f"{selector} is covered or off screen")
     scale = getattr(env, "scale", 1.0)
     return round(point[0] * scale), round(point[1] * scale)
 
@@ -70,10 +70,18 @@ def visible(env: Env, selector: str) -> bool:
 
 
 def wait_for(env: Env, selector: str, timeout_s: float = 3.0) -> None:
-    """Wait until ``selector`` is visible (a menu that opens after a delay)."""
-    on_page(env, f"waiting for {selector}",
-            lambda page: page.locator(selector).first.wait_for(state="visible",
-                                                               timeout=timeout_s * 1000))
+    """Wait until ``selector`` is visible (a menu that opens after a delay); SolutionStuck if it
+    does not become so."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    def visible(page) -> None:
+        try:
+            page.locator(selector).first.wait_for(state="visible", timeout=timeout_s * 1000)
+        except PlaywrightTimeout:
+            raise SolutionStuck(f"{selector} did not become visible within "
+                                f"{timeout_s:g}s") from None
+
+    on_page(env, f"waiting for {selector}", visible)
 
 
 def quoted(utterance: str, index: int = 0) -> str:
@@ -106,7 +114,7 @@ def reveal(env: Env, selector: str, handle: str, attempts: int = 30) -> Iterator
             yield click(env, handle, "Click the list, so that the arrow keys scroll it.")
             grabbed = True
         yield key(direction, f"Scroll {direction} to bring the target into view.")
-    raise EnvError(f"{selector} never scrolled into view")
+    raise SolutionStuck(f"{selector} never scrolled into view")
 
 
 def scrolled_out(env: Env, selector: str) -> str:
@@ -126,7 +134,7 @@ def onto_screen(env: Env, selector: str, attempts: int = 10) -> Iterator[Solutio
         if not direction:
             return
         yield SolutionStep(Scroll(direction=direction), f"Scroll {direction} to the target.")
-    raise EnvError(f"{selector} never scrolled onto the screen")
+    raise SolutionStuck(f"{selector} never scrolled onto the screen")
 
 
 # Which way the list around an element must scroll for all of it to show: '' when it shows.

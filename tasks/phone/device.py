@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator
 from core.actions import LongPress, Scroll, Swipe, Tap
 from envs.base import EnvError
 from envs.ui_tree import UiNode
-from tasks.base import SolutionStep, Task
+from tasks.base import SolutionStep, SolutionStuck, Task
 
 if TYPE_CHECKING:
     from envs.android import AndroidEnv
@@ -85,7 +85,8 @@ def scroll_to(
                                f"Swipe up to look further down for {what}.")
         else:
             yield SolutionStep(Scroll(direction="down"), f"Scroll down to look for {what}.")
-    raise EnvError(f"{what} ({resource_id!r}) did not come into view after {max_moves} scrolls")
+    raise SolutionStuck(f"{what} ({resource_id!r}) did not come into view after {max_moves} "
+                        "scrolls")
 
 
 def _tappable(env: "AndroidEnv", node: UiNode) -> bool:
@@ -127,14 +128,14 @@ def wait_for(
     what: str,
     timeout_s: float = 10.0,
 ) -> list[UiNode]:
-    """Poll the screen's tree until ``want`` finds something; an EnvError names ``what``."""
+    """Poll the screen's tree until ``want`` finds something; SolutionStuck names ``what``."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = want(list(env.ui_tree().walk()))
         if found:
             return found
         if time.monotonic() >= deadline:
-            raise EnvError(f"{what} did not appear on the screen within {timeout_s:g}s")
+            raise SolutionStuck(f"{what} did not appear on the screen within {timeout_s:g}s")
         time.sleep(0.1)
 
 
