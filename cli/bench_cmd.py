@@ -219,9 +219,11 @@ def _checked_generation(model: str, *, dtype: str | None, compile: bool, **rest)
     (a --max-pixels under the checkpoint's min_pixels, say): each episode would end in the same
     error."""
     from runtime.build import checked_dtype, resize_budget
-    from runtime.settings import RunSpec
+    from runtime.settings import RunError, RunSpec
 
     refuse_without_checkpoint(model, dtype, compile)
+    if rest["temperature"] and not Path(model).is_dir():
+        raise RunError("--temperature sets how a checkpoint decodes; give --model PATH")
     resize_budget(RunSpec(goal=None, model=model, max_pixels=rest.get("max_pixels")))
     return dict(rest, dtype=checked_dtype(dtype), compile=compile)
 

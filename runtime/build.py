@@ -27,17 +27,18 @@ EnvFactory = Callable[[RunSpec, Console], ContextManager[tuple[Env, "str | None"
 def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:
     """The goal and task of a run. ``--model scripted`` with a free goal finds the bundled task
     that the goal means."""
-    from tasks.registry import get_task, match_task, task_names
+    from tasks.registry import find_tasks, get_task, match_task
 
     task = get_task(spec.task, spec.seed, spec.params) if spec.task else None
     if task is None and spec.model == "scripted":
         matched = match_task(spec.goal or "", spec.env)
         task = get_task(matched.name, spec.seed) if matched is not None else None
         if task is None:
+            solved = [t.name for t in find_tasks() if t.has_solution and t.env == spec.env]
             raise RunError(
                 f"--model scripted plays a task's own solution, and no bundled task matches the "
-                f"goal {spec.goal!r}. Name one with --task NAME; the tasks are: "
-                f"{', '.join(task_names())}"
+                f"goal {spec.goal!r}. Name one with --task NAME; the tasks with a solution on "
+                f"--env {spec.env} are: {', '.join(solved)}"
             )
     if task is not None and task.env != spec.env:
         raise RunError(f"the task {task.name} runs on --env {task.env}, not {spec.env}")
@@ -212,6 +213,9 @@ def check_env(spec: RunSpec) -> None:
         if is_given and spec.env != env:
             raise RunError(f"{option} is an option of --env {env}, and this run is on "
                            f"--env {spec.env}")
+    if spec.device == "virtual" and spec.adb_port is not None:
+        raise RunError("--adb-port names the adb server a device is reached through; "
+                       "--device virtual starts a phone with an adb server of its own")
     if spec.served_model is not None and not is_endpoint(spec.model):
         raise RunError("--served-model names the model an endpoint serves: give --model "
                        "http(s)://HOST:PORT/v1 with it")

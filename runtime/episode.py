@@ -95,10 +95,13 @@ def check(spec: RunSpec, task: Task | None = None) -> Checked:
         raise RunError(f"the task {task.name} runs on --env {task.env}, not {spec.env}")
     else:
         goal = task.goal
+    decodes = Path(spec.model).is_dir() or is_endpoint(spec.model)
+    for option, given in (("--repetition-penalty", spec.repetition_penalty is not None),
+                          ("--temperature", spec.temperature != RunSpec.temperature)):
+        if given and not decodes:
+            raise RunError(f"{option} sets how a model decodes: give --model PATH or an "
+                           "endpoint")
     if spec.repetition_penalty is not None:
-        if not (Path(spec.model).is_dir() or is_endpoint(spec.model)):
-            raise RunError("--repetition-penalty sets how a model decodes: give --model PATH "
-                           "or an endpoint")
         try:
             check_repetition_penalty(spec.repetition_penalty, "--repetition-penalty")
         except ValueError as exc:

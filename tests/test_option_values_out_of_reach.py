@@ -87,6 +87,47 @@ def test_a_browser_option_on_another_env_is_refused_not_ignored(env, option):
     assert f"{option[0]} is an option of --env browser" in result.output
 
 
+@pytest.mark.parametrize("args, model, said", [
+    (["--env", "android", "--device", "virtual", "--adb-port", "5999"], "scripted",
+     "--device virtual starts a phone with an adb server of its own"),
+    (["--env", "browser", "--temperature", "0.5"], "replay:r.jsonl",
+     "--temperature sets how a model decodes"),
+    (["--env", "browser", "--repetition-penalty", "1.1"], "replay:r.jsonl",
+     "--repetition-penalty sets how a model decodes"),
+])
+def test_settings_no_part_of_the_run_would_use_are_refused_not_ignored(tmp_path, args, model,
+                                                                         said):
+    (tmp_path / "r.jsonl").write_text('{"response": "x"}\n')
+    result = CliRunner().invoke(app, ["run", "x", *args, "--model", model.replace(
+        "r.jsonl", str(tmp_path / "r.jsonl")), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("env", ["browser", "android"])
+def test_a_scripted_goal_no_task_matches_names_the_tasks_it_could_play(env):
+    from tasks.registry import find_tasks
+
+    result = CliRunner().invoke(app, ["run", "do the impossible", "--env", env, "--model",
+                                      "scripted"], env={"COLUMNS": "100000"})
+    assert result.exit_code == 2, result.output
+    listed = result.output.split(f"the tasks with a solution on --env {env} are: ")[1]
+    named = {n.strip(",") for n in listed.split()}
+    tasks = {t.name: t for t in find_tasks()}
+    assert named <= set(tasks) and all(tasks[n].has_solution and tasks[n].env == env
+                                       for n in named)
+    assert {n for n, t in tasks.items() if t.has_solution and t.env == env} == named
+
+
+def test_bench_refuses_a_temperature_no_checkpoint_would_use(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--suite", "miniwob", "--model", "scripted",
+                                      "--temperature", "0.5", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--temperature sets how a checkpoint decodes" in \
+        " ".join(result.output.split()), result.output
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("args, said", [
     (["--env", "browser", "--scale", "0"], "--scale 0: the scale 0 must be a number above 0"),
     (["--env", "browser", "--scale", "20"], "makes screenshots over 16384 pixels a side"),
