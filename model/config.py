@@ -52,7 +52,7 @@ class TextConfig:
     num_hidden_layers: int = 28
     num_attention_heads: int = 28
     num_key_value_heads: int = 4
-    rms_norm_eps: float = 1e-6
+    rms_norm_eps: float = 1e-5  # transformers' default
     rope_theta: float = 1_000_000.0
     mrope_section: tuple[int, int, int] = (16, 24, 24)
     max_position_embeddings: int = 32768
@@ -112,7 +112,7 @@ class Qwen2VLConfig:
             num_hidden_layers=_size(text_raw, "num_hidden_layers"),
             num_attention_heads=heads,
             num_key_value_heads=kv_heads,
-            rms_norm_eps=text_raw.get("rms_norm_eps", 1e-5),  # transformers' default
+            rms_norm_eps=text_raw.get("rms_norm_eps", TextConfig.rms_norm_eps),
             rope_theta=rope.get("rope_theta", text_raw.get("rope_theta", 1_000_000.0)),
             mrope_section=whole_numbers(rope, "mrope_section", (16, 24, 24)),
             max_position_embeddings=text_raw.get("max_position_embeddings") or 32768,

@@ -143,15 +143,16 @@ def run(
             made = _missing(Path(spec.out))
             directory = new_run_dir(spec.out, task.name if task is not None else goal)
             made.insert(0, directory)
-            # A trajectory from the start: a SIGKILL while the model loads (minutes, for real
-            # weights) or the env starts leaves a run of no step that view and export read.
-            write_meta(directory, Meta(
-                goal=goal, task=task.name if task is not None else None, env=spec.env,
-                model=spec.model, dialect=checked.dialect, action_kinds=[],
-                min_pixels=checked.min_pixels, max_pixels=checked.max_pixels,
-                started_at=utc_now(), reason="stopped before its first step, while the model "
-                "loaded or the env started"))
         with _removed_if_unused(made):
+            if made:
+                # A trajectory from the start: a SIGKILL while the model loads (minutes, for
+                # real weights) or the env starts leaves a run of no step that view reads.
+                write_meta(directory, Meta(
+                    goal=goal, task=task.name if task is not None else None, env=spec.env,
+                    model=spec.model, dialect=checked.dialect, action_kinds=[],
+                    min_pixels=checked.min_pixels, max_pixels=checked.max_pixels,
+                    started_at=utc_now(), reason="stopped before its first step, while the "
+                    "model loaded or the env started"))
             return _run_checked(spec, checked, console, observer, directory, env_factory, policy)
 
 

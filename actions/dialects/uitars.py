@@ -242,8 +242,8 @@ class UITarsDialect(Dialect):
         # The first `Action:` that starts a line (else the first anywhere, whose call must then
         # end the reply) opens the call. With no `Action:`, the reply must be the call alone: a
         # call named in a thought ("I must not call finished() yet") is never performed.
-        line_marker = _ACTION_LINE.search(text)
         marker = self.action_start(text)
+        line_marker = marker if marker is not None and marker.re is _ACTION_LINE else None
         region = text[marker.end():] if marker else text
         found = _CALL_START.search(region)
         # Fence lines before the call (an action part in its own ```) are not part of it.
