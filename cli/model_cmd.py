@@ -234,8 +234,9 @@ def tiny(
     offline.
 
     Example: agent_cli.py model tiny tiny-qwen2vl && agent_cli.py run "book a flight" --env
-    android --device virtual --model tiny-qwen2vl --max-steps 3 --max-pixels 200704 (its
-    context is 4,096 tokens, and a phone screenshot at the default budget is 3,354)
+    android --device virtual --model tiny-qwen2vl --max-steps 3 --max-pixels 200704
+
+    Its context is 4,096 tokens: a phone screenshot at the default budget is 3,354.
     """
     if family not in TINY_FAMILIES:
         _fail(f"unknown --family {family!r}; choose {', '.join(TINY_FAMILIES)}")
