@@ -284,9 +284,10 @@ def export(
     """Write the samples of every trajectory to ``out`` (JSON Lines; a JSON array for ``.json``).
 
     ``statuses`` keeps only episodes that ended so (``effective_status``; None keeps all). A
-    trajectory that cannot be read is left out and named in ``summary.skipped`` unless ``strict``. ``dedupe`` drops samples identical
-    to an earlier one (same text, same image bytes). ``relative`` writes image paths relative to
-    the output file's folder. Exporting no sample at all is an ExportError.
+    trajectory that cannot be read is left out and named in ``summary.skipped`` unless
+    ``strict``. ``dedupe`` drops samples identical to an earlier one (same text, same image
+    bytes). ``relative`` writes image paths relative to the output file's folder. Exporting no
+    sample at all is an ExportError.
     """
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}; the formats are {', '.join(FORMATS)}")

@@ -284,7 +284,7 @@ class OpenAIBackend(Backend):
                     except (ValueError, RecursionError):  # nested deeper than Python recurses
                         raise PolicyError(f"{self.url} answered 200 with a body that is not "
                                           f"JSON it can read: "
-                                          f"{error_message(response, self._api_key)!r}") from None
+                                          f"{_said(response.text, self._api_key)!r}") from None
                 problem = f"HTTP {response.status_code}: {error_message(response, self._api_key)}"
                 if not retried(response.status_code):
                     raise PolicyError(f"{self.url} refused the request: {problem}")
@@ -322,22 +322,24 @@ def matched_stop(choice: dict, finish: str, params: Params) -> tuple[str | None,
 
 def error_message(response: "httpx.Response", api_key: str | None = None) -> str:
     """The server's own words: OpenAI's ``{"error": {"message": ...}}``, or the body's start;
-    the API key masked where they quote it (a proxy may echo the request's headers), before
-    they are cut short, so no piece of it is left."""
-
-    def said(text: str) -> str:
-        if api_key:
-            text = text.replace(api_key, "<API key>")
-        return " ".join(text.split())[:ERROR_CHARS]
-
+    the API key masked where they quote it (``_said``)."""
     try:
         error = response.json().get("error")
         message = error.get("message") if isinstance(error, dict) else error
         if message:
-            return said(str(message))
+            return _said(str(message), api_key)
     except (ValueError, AttributeError, RecursionError):  # no JSON, or nested too deep
         pass
-    return said(response.text) or response.reason_phrase
+    return _said(response.text, api_key) or response.reason_phrase
+
+
+def _said(text: str, api_key: str | None) -> str:
+    """A server's words as one line, their start only, with the API key masked where they
+    quote it (a proxy may echo the request's headers) before they are cut, so no piece of it
+    is left."""
+    if api_key:
+        text = text.replace(api_key, "<API key>")
+    return " ".join(text.split())[:ERROR_CHARS]
 
 
 def retry_after(response: "httpx.Response") -> float | None:
