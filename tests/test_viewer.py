@@ -153,3 +153,23 @@ def test_view_prints_only_its_paths_where_no_terminal_shows_a_bar(trajectory, tm
     done = cli("view", str(trajectory), "--gif", "episode.gif", cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.splitlines() == [str(trajectory / "view.html"), "episode.gif"]
+
+
+def test_a_view_whose_writing_fails_leaves_the_earlier_view_whole(trajectory, tmp_path):
+    """A full disk (here: a file size limit) or Ctrl-C while view.html is rewritten keeps the
+    page that was there, and leaves no part-written file beside it."""
+    import resource
+    import signal
+
+    earlier = write_view(trajectory).read_bytes()
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails (EFBIG) instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(earlier) // 2, limits[1]))
+    try:
+        with pytest.raises(OSError):
+            write_view(trajectory)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert (trajectory / "view.html").read_bytes() == earlier
+    assert not list(trajectory.glob("*.tmp"))

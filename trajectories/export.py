@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, get_args
 
+from core.files import replacing
 from core.special_tokens import FRAMING_TOKENS, unframed
 from trajectories.progress import Track, untracked
 from trajectories.reader import Trajectory, TrajectoryError, check_outside, load
@@ -353,18 +354,12 @@ def export(
     if not rows:
         raise ExportError(f"nothing to export: {_why_nothing(summary, keep)}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            if given.suffix == ".json":
-                json.dump(rows, f, ensure_ascii=False, indent=1)
-            else:
-                for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:  # a full disk, Ctrl-C: no half-written file is left beside --out
-        tmp.unlink(missing_ok=True)
-        raise
+    with replacing(out) as f:  # a full disk, Ctrl-C: no half-written file is left beside --out
+        if given.suffix == ".json":
+            json.dump(rows, f, ensure_ascii=False, indent=1)
+        else:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return summary
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
+from core.files import replace_text
 from core.results import Score
 from core.text import well_formed
 from trajectories.records import (
@@ -139,13 +140,7 @@ class Recorder:
 
 def write_meta(directory: Path, meta: Meta) -> None:
     """``meta.json``, replaced whole (durably): a kill leaves the old one or the new one."""
-    path = directory / META_FILE
-    tmp = path.with_name(META_FILE + ".tmp")
-    with _removed_on_failure(tmp), open(tmp, "w", encoding="utf-8") as f:
-        f.write(_json(meta, indent=2))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    replace_text(directory / META_FILE, _json(meta, indent=2), durable=True)
 
 
 def _json(record: BaseModel, indent: int | None = None) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from core.files import replace_text
 from trajectories.progress import Track, untracked
 from trajectories.reader import Trajectory, check_outside, load
 from trajectories.records import StepRecord
@@ -35,7 +36,7 @@ def write_view(directory: str | Path, out: str | Path | None = None,
     path = Path(out) if out is not None else Path(directory) / VIEW_FILE
     check_outside(path, directory)
     trajectory = load(directory)
-    path.write_text(render(trajectory, track), encoding="utf-8")
+    replace_text(path, render(trajectory, track))
     return path
 
 

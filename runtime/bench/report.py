@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from core.files import replace_text
 from runtime.bench.jobs import EpisodeResult
 from runtime.bench.summary import Rate, Summary
 
@@ -17,8 +18,8 @@ VIEW = "view.html"
 
 
 def write_reports(out: Path, results: list[EpisodeResult], summary: Summary) -> None:
-    (out / REPORT_MD).write_text(markdown(results, summary), encoding="utf-8")
-    (out / REPORT_HTML).write_text(html(results, summary), encoding="utf-8")
+    replace_text(out / REPORT_MD, markdown(results, summary))
+    replace_text(out / REPORT_HTML, html(results, summary))
 
 
 def _pct(rate: Rate) -> str:

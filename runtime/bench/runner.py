@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from core.files import replace_text
 from runtime.bench.catalog import Catalog, RegistryCatalog
 from runtime.bench.execute import JobRunner, on_real_phone
 from runtime.bench.jobs import EpisodeJob, EpisodeResult
@@ -68,7 +69,7 @@ def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> list[Episo
             raise RunError(f"{out} holds a run with other settings ({', '.join(changed)}); "
                            f"resume it with the same ones or choose another --out")
     else:
-        stored.write_text(settings.model_dump_json(indent=2), encoding="utf-8")
+        replace_text(stored, settings.model_dump_json(indent=2), durable=True)
     return jobs
 
 
@@ -139,7 +140,7 @@ def finish(out: Path, jobs: list[EpisodeJob], skipped: int = 0) -> BenchRun:
 
 def _write_summary(out: Path, results: list[EpisodeResult], planned: int) -> Summary:
     summary = Summary.of(results, planned=planned)
-    (out / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+    replace_text(out / "summary.json", summary.model_dump_json(indent=2))
     write_reports(out, results, summary)
     return summary
 
