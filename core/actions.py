@@ -33,6 +33,18 @@ def _not_a_bool(value: Any) -> Any:
 Int = Annotated[int, BeforeValidator(_not_a_bool)]
 Float = Annotated[float, BeforeValidator(_not_a_bool)]
 
+#: White-space characters that name a key of their own. An action holds the name instead: every
+#: dialect writes a name and reads it back, where a bare " " in a list of keys reads as no key.
+WHITE_SPACE_KEYS = {" ": "space", "\n": "enter", "\r": "enter", "\t": "tab"}
+
+
+def _named(key: Any) -> Any:
+    return WHITE_SPACE_KEYS.get(key, key) if isinstance(key, str) else key
+
+
+#: A key as a model wrote it (``enter``, ``Control``, ``a``); a white-space character as its name.
+KeyName = Annotated[str, BeforeValidator(_named), Field(min_length=1)]
+
 
 class _Base(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -97,7 +109,7 @@ class Key(_Base):
     """A single named key, such as ``enter``, ``backspace``, ``volume_up`` or ``a``."""
 
     kind: Literal["key"] = "key"
-    key: str = Field(min_length=1)
+    key: KeyName
 
 
 class Home(_Base):
@@ -167,7 +179,7 @@ class Hotkey(_Base):
     """Keys pressed together, such as ``["ctrl", "c"]``."""
 
     kind: Literal["hotkey"] = "hotkey"
-    keys: list[str] = Field(min_length=1)
+    keys: list[KeyName] = Field(min_length=1)
 
 
 class Navigate(_Base):

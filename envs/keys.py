@@ -7,6 +7,8 @@ to its own. A single character (``a``, ``7``, ``/``) is a key of its own and pas
 
 from __future__ import annotations
 
+from core.actions import WHITE_SPACE_KEYS
+
 #: Canonical names, each with the spellings that mean it.
 _ALIASES: dict[str, tuple[str, ...]] = {
     "enter": ("return", "kp_enter"),
@@ -39,15 +41,10 @@ _CANONICAL: dict[str, str] = {
 KEY_NAMES: frozenset[str] = frozenset(_ALIASES)
 
 
-#: Single characters that name a key of their own: Playwright and pyautogui press Enter for a
-#: line break, so a gate that read "\n" as a character would miss the press.
-_WHITE_SPACE_KEYS = {" ": "space", "\n": "enter", "\r": "enter", "\t": "tab"}
-
-
 def canonical(key: str) -> str:
     """The canonical name of ``key``; ValueError names the known keys when it is unknown."""
     if len(key) == 1:
-        return _WHITE_SPACE_KEYS.get(key, key)
+        return WHITE_SPACE_KEYS.get(key, key)
     name = _CANONICAL.get(key.strip().lower().replace("-", "_"))
     if name is None:
         known = ", ".join(sorted(KEY_NAMES))

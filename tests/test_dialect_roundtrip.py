@@ -30,8 +30,10 @@ screens = st.builds(
     max_pixels=st.sampled_from([12_845_056, 1_003_520, 200_704]),
 )
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
-keynames = texts.filter(lambda k: k.strip())  # parsers refuse blank key names
-words = st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=10)
+# A white-space character is a key of its own (Space, Enter, Tab); other blank names are none.
+spaces = st.sampled_from([" ", "\t", "\n", "\r"])
+keynames = texts.filter(lambda k: k.strip()) | spaces
+words = st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=10) | spaces
 thoughts = st.text(string.ascii_letters + " ,.'", max_size=30)
 
 
@@ -164,3 +166,21 @@ def test_format_markers_inside_typed_text_stay_text(name):
     screen = Screen(1080, 2400)
     action = ACTION_CLASSES["type"](text=TRICKY)
     assert dialect.parse(dialect.render_action(action, screen, thought="typing"), screen) == action
+
+
+@pytest.mark.parametrize("name", DIALECTS)
+@pytest.mark.parametrize("form_factor", ["computer", "browser"])
+@pytest.mark.parametrize("pressed, named", [(" ", "space"), ("\t", "tab"), ("\n", "enter")])
+def test_a_white_space_key_is_written_by_its_name_and_read_back(name, form_factor, pressed,
+                                                                 named):
+    """A person at `--model human` or a recorded demonstration presses Space: every dialect
+    writes it so that its own parser reads the same press back, alone and in a hotkey."""
+    dialect = get_dialect(name, form_factor)
+    screen = Screen(1280, 800)
+    for action, expected in [(ACTION_CLASSES["key"](key=pressed), {"key": named}),
+                             (ACTION_CLASSES["hotkey"](keys=["ctrl", pressed]),
+                              {"keys": ["ctrl", named]})]:
+        if action.kind not in dialect.kinds:
+            continue
+        parsed = dialect.parse(dialect.render_action(action, screen), screen)
+        assert parsed.model_dump(include=set(expected)) == expected, (name, action, parsed)
