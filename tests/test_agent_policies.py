@@ -316,3 +316,35 @@ def test_a_reply_that_spells_framing_tokens_does_not_frame_the_next_prompt(tiny_
     assert text.count("<|im_start|>") == turns
     assert text.count("<|image_pad|>") == text.count("<|vision_start|>") == len(
         prompt_images(second, policy.requests[1].images)) == 2
+
+
+def test_human_press_of_a_white_space_key_reaches_the_loop_as_that_press():
+    """qwen25vl writes keys as a list: Space typed as the character was written as [" "],
+    which its own parser refuses, and the step was recorded as a parse error."""
+    qwen25vl = get_dialect("qwen25vl", "computer")
+    lines = iter(['{"kind": "key", "key": " "}', '{"kind": "hotkey", "keys": ["shift", "\\t"]}'])
+    policy = HumanPolicy(read_line=lambda prompt: next(lines), show=lambda s: None)
+    policy.start(Episode("press space", qwen25vl))
+    assert qwen25vl.parse(policy.respond(request()).text, SCREEN).model_dump() == \
+        {"kind": "key", "key": "space"}
+    assert qwen25vl.parse(policy.respond(request(1)).text, SCREEN).model_dump() == \
+        {"kind": "hotkey", "keys": ["shift", "tab"]}
+
+
+def test_human_action_the_dialect_cannot_read_back_is_asked_again(monkeypatch):
+    """Whatever the person gives is written as the dialect writes it; a text its parser would
+    refuse is not handed to the loop (to be recorded as a parse error) but asked for again."""
+    writes = DIALECT.render_action
+    garbled = iter(["*FUNCTION*: Tap *ARGS*: {"])
+
+    def render_action(action, screen, thought=""):
+        return next(garbled, None) or writes(action, screen, thought)
+
+    monkeypatch.setattr(DIALECT, "render_action", render_action)
+    lines = iter(['{"kind": "tap", "x": 500, "y": 500}', '{"kind": "tap", "x": 540, "y": 1200}'])
+    shown: list[str] = []
+    policy = HumanPolicy(read_line=lambda prompt: next(lines), show=shown.append)
+    policy.start(Episode("tap", DIALECT))
+    assert DIALECT.parse(policy.respond(request()).text, SCREEN).model_dump() == \
+        {"kind": "tap", "x": 540, "y": 1200}
+    assert sum("not a valid action" in s for s in shown) == 1

@@ -59,10 +59,13 @@ class HumanPolicy(Policy):
             try:
                 if line.startswith("{"):
                     action = parse_action(json.loads(line), screen=request.screen.size)
-                    return Reply(dialect.render_action(action, request.screen))
-                # A typo is asked again, not recorded; the action is written back as the models
-                # write it (integer coordinates), with the person's thought.
-                action = dialect.parse(line, request.screen)
-                return Reply(dialect.render_action(action, request.screen, dialect.thought(line)))
+                    text = dialect.render_action(action, request.screen)
+                else:
+                    # A typo is asked again, not recorded; the action is written back as the
+                    # models write it (integer coordinates), with the person's thought.
+                    action = dialect.parse(line, request.screen)
+                    text = dialect.render_action(action, request.screen, dialect.thought(line))
+                dialect.parse(text, request.screen)  # what the loop will read back
+                return Reply(text)
             except ValueError as exc:  # (ParseError is one) a typo, bad JSON, an invalid action, or
                 self._show(f"not a valid action: {exc}\n{HELP}")  # one the dialect lacks
