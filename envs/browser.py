@@ -49,7 +49,7 @@ from envs.base import (
     conceal,
     one_line_break_each,
 )
-from envs.chromium import CHROMIUM_PATH, launch_chromium
+from envs.chromium import CHROMIUM_PATH, chromium_temp, launch_chromium
 from envs.select_lists import SHOW_SELECT_OPTIONS
 
 #: Schemes a ``navigate`` action may open (the start url, set by the user, may be any).
@@ -321,9 +321,10 @@ class BrowserEnv(Env):
         # share one; whoever passed it in stops it.
         self._own_playwright = playwright is None
         self._playwright = sync_playwright().start() if playwright is None else playwright
+        self._temp = chromium_temp()
         try:
             self._browser = self._start(lambda: launch_chromium(
-                self._playwright, headless=headless, timeout=self.timeout_ms
+                self._playwright, self._temp.name, headless=headless, timeout=self.timeout_ms
             ))
             self._browser.on("disconnected", lambda _: self._mark_dead("the browser closed"))
             self._context = self._browser.new_context(
@@ -555,6 +556,7 @@ class BrowserEnv(Env):
         closers = [lambda: self._browser.close()]
         if self._own_playwright:
             closers.append(lambda: self._playwright.stop())
+        closers.append(self._temp.cleanup)
         for closer in closers:
             try:
                 closer()

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -226,22 +227,28 @@ def test_a_checkpoint_defaults_to_its_familys_dialect(tiny_checkpoint, tiny_qwen
     assert resolve_dialect(RunSpec(goal="x", model=str(tmp_path))) == "qwen2vl"
 
 
-def test_ctrl_c_mid_run_finalizes_the_trajectory(tmp_path):
+@pytest.mark.parametrize("env", [["--env", "browser"], ["--env", "android", "--device", "virtual"]],
+                         ids=["browser", "virtual-phone"])
+def test_ctrl_c_mid_run_finalizes_the_trajectory(tmp_path, env):
     require_tool("chromium")
+    if "android" in env:
+        require_tool("adb")
     wait = '*FUNCTION*: Wait *ARGS*: {"seconds": 0.3}'
     script = replies(tmp_path / "r.jsonl", [wait] * 200)
+    # Short: chromium's socket in it must fit a unix socket's path (pytest's tmp_path is long).
+    temp = Path(tempfile.mkdtemp(prefix="vl-"))
     # A terminal's Ctrl-C reaches the whole process group, chromium included.
     proc = subprocess.Popen(
-        [*CLI, "run", "Keep waiting", "--env", "browser", "--model", f"replay:{script}",
+        [*CLI, "run", "Keep waiting", *env, "--model", f"replay:{script}",
          "--out", "runs", "--max-steps", "200"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True, env={**os.environ, "COLUMNS": "160"},
+        start_new_session=True, env={**os.environ, "COLUMNS": "160", "TMPDIR": str(temp)},
     )
     try:
         deadline = time.monotonic() + 60
         while not list((tmp_path / "runs").glob("*/steps.jsonl")) or \
                 not next((tmp_path / "runs").glob("*/steps.jsonl")).read_text():
-            assert time.monotonic() < deadline and proc.poll() is None
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read()
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)
         output, _ = proc.communicate(timeout=30)
@@ -256,6 +263,30 @@ def test_ctrl_c_mid_run_finalizes_the_trajectory(tmp_path):
     traj = load(only_run(tmp_path / "runs"))
     assert traj.meta.status == "interrupted" and traj.meta.finished_at is not None
     assert traj.meta.steps == len(traj.steps) >= 1
+    # chromium, interrupted too, removes none of its temporary files (its singleton socket's
+    # folder): the run does, with everything else it made there.
+    assert sorted(p.name for p in temp.iterdir()) == []
+    temp.rmdir()
+
+
+def test_a_long_tmpdir_where_chromium_still_fits_its_socket_runs(tmp_path):
+    """chromium's singleton socket goes in $TMPDIR: a folder of the run's own inside it must not
+    make a path that chromium could take into one too long for a unix socket."""
+    require_tool("chromium")
+    fits = Path(tempfile.mkdtemp(prefix="vl-"))
+    try:
+        # 60 characters: chromium's own folder and socket (45) still fit 107 without ours.
+        longest = fits / ("t" * (60 - len(str(fits)) - 1))
+        longest.mkdir()
+        script = replies(tmp_path / "r.jsonl", [DONE])
+        done = subprocess.run([*CLI, "run", "Look", "--env", "browser", "--model",
+                               f"replay:{script}", "--out", "runs"], cwd=tmp_path,
+                              capture_output=True, text=True,
+                              env={**os.environ, "TMPDIR": str(longest)}, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert list(longest.iterdir()) == []
+    finally:
+        shutil.rmtree(fits)
 
 
 def test_browser_options_are_used_and_replay_starts_where_the_run_did(tmp_path):

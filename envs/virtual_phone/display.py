@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envs.chromium import launch_chromium
+from envs.chromium import chromium_temp, launch_chromium
 from envs.virtual_phone.catalog import APPS_DIR, ORIGIN
 
 WIDTH, HEIGHT, SCALE = 360, 800, 3
@@ -127,13 +127,14 @@ class PhoneDisplay:
         self._browser: Any = None
         self.page: Any = None
         self._cdp: Any = None
+        self._temp = chromium_temp()
 
     async def start(self, on_state: Callable[[str, str, Any], Any]) -> None:
         """Launch chromium; ``on_state(url, op, value)`` answers the apps' ``vphoneState`` calls."""
         from playwright.async_api import async_playwright
 
         self._playwright = await async_playwright().start()
-        self._browser = await launch_chromium(self._playwright)
+        self._browser = await launch_chromium(self._playwright, self._temp.name)
         context = await self._browser.new_context(
             viewport={"width": WIDTH, "height": HEIGHT}, device_scale_factor=SCALE,
         )
@@ -151,6 +152,7 @@ class PhoneDisplay:
                 await closer()
             except Exception:  # noqa: BLE001 - already gone is fine when closing
                 pass
+        self._temp.cleanup()
 
     async def _serve(self, route: Any, request: Any) -> None:
         url = request.url.split("#", 1)[0].split("?", 1)[0]
