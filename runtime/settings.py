@@ -58,7 +58,9 @@ class RunSpec:
     compile: bool = False  # a local model: torch.compile its decode step
     dtype: str | None = None  # a local model's: bf16, fp16, fp32; None: bf16 on cuda, else fp32
     served_model: str | None = None  # the model name an OpenAI-compatible endpoint serves
-    api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None)
+    #: An endpoint's key; never printed (repr=False).
+    api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None,
+                                repr=False)
     max_screen_pixels: int | None = None  # a larger screenshot ends the run
     #: The safety gate's answer to a sensitive action: ask (at the terminal), yes or deny.
     #: None: yes for --model scripted (a task's own solution, not model output), else ask.

@@ -63,6 +63,16 @@ def test_reveal_scrub_and_goal_check():
     assert "12" not in repr(secrets)
 
 
+def test_a_runs_settings_print_neither_its_secrets_nor_its_endpoint_key():
+    """A RunSpec in a log line, a traceback's locals or a debugger shows no value to mask."""
+    from runtime.settings import RunSpec
+
+    spec = RunSpec(goal="log in", model="http://127.0.0.1:9/v1", served_model="m",
+                   api_key="sk-live-4242", secrets={"PW": "hunter22"})
+    assert "log in" in repr(spec)
+    assert "sk-live-4242" not in repr(spec) and "hunter22" not in repr(spec)
+
+
 class EchoingPhone(FakePhone):
     """Fails a typed action with a message that quotes the text, as adb's errors do."""
 
