@@ -30,7 +30,7 @@ from runtime.build import (
     resolve_dialect,
     resolve_task,
 )
-from runtime.settings import RunError, RunSpec, is_endpoint
+from runtime.settings import RunError, RunSpec, is_endpoint, make_out_folder
 from runtime.stop_signals import sigterm_interrupts
 from tasks.base import Task
 from trajectories.recorder import Recorder, new_run_dir, utc_now, write_meta
@@ -141,6 +141,8 @@ def run(
     with sigterm_interrupts():
         if directory is None:
             made = _missing(Path(spec.out))
+            make_out_folder(Path(spec.out), "a run writes its trajectory in a folder of its own "
+                            "inside it")
             directory = new_run_dir(spec.out, task.name if task is not None else goal)
             made.insert(0, directory)
         with _removed_if_unused(made):

@@ -25,6 +25,17 @@ class RunError(ValueError):
     """Settings that cannot make a run; the message says what to change."""
 
 
+def make_out_folder(out: Path, holds: str) -> None:
+    """Make the folder ``--out`` names (and its parents), or say in a RunError why it cannot be:
+    ``holds`` says what a run writes there."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; {holds}: name a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a parent folder should be, no permission
+        raise RunError(f"--out {out} cannot be made: {exc.strerror or exc}") from None
+
+
 @dataclass
 class RunSpec:
     goal: str | None

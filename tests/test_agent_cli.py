@@ -403,3 +403,17 @@ def test_a_blank_goal_is_refused_before_anything_starts(tmp_path, goal):
                    str(tmp_path / "runs"), cwd=tmp_path)
         assert done.returncode == 2 and "give a GOAL" in done.stderr, done.stderr
         assert not (tmp_path / "runs").exists()
+
+
+def test_an_out_that_names_a_file_is_refused_in_a_sentence(tmp_path):
+    """Before, `run --out FILE` ended with Python's "[Errno 17] File exists"; now it says what
+    --out must be, as bench does, and leaves the file as it was."""
+    script = replies(tmp_path / "r.jsonl", [DONE])
+    (tmp_path / "afile").write_text("kept")
+    done = cli("run", "Look", "--env", "browser", "--model", f"replay:{script}",
+               "--out", "afile", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--out afile is a file; a run writes its trajectory in a folder" in done.stderr, \
+        done.stderr
+    assert "Errno" not in done.stdout + done.stderr
+    assert (tmp_path / "afile").read_text() == "kept"

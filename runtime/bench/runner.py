@@ -31,7 +31,7 @@ from runtime.bench.plan import BenchSettings, differing_run_fields, matching_tas
 from runtime.bench.report import write_reports
 from runtime.bench.results import RESULTS_FILE, ResultsWriter, read_results
 from runtime.bench.summary import Summary
-from runtime.settings import RunError
+from runtime.settings import RunError, make_out_folder
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Event
@@ -53,13 +53,7 @@ def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> list[Episo
     """All the run's jobs; records the settings in ``out`` (or refuses to resume a run whose
     settings differ)."""
     jobs = plan_jobs(settings, runner.catalog)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--out {out} is a file; a bench writes a folder (its results, "
-                       "trajectories and reports): name a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file where a parent folder should be, no permission
-        raise RunError(f"--out {out} cannot be made: {exc.strerror or exc}") from None
+    make_out_folder(out, "a bench writes a folder (its results, trajectories and reports)")
     stored = out / SETTINGS_FILE
     if stored.is_file():
         earlier = _read_settings(stored)
