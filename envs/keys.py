@@ -43,6 +43,8 @@ KEY_NAMES: frozenset[str] = frozenset(_ALIASES)
 
 def canonical(key: str) -> str:
     """The canonical name of ``key``; ValueError names the known keys when it is unknown."""
+    # A line break is Enter's press (Playwright and pyautogui press it so): a gate that read
+    # "\n" as a character would miss the press.
     if len(key) == 1:
         return WHITE_SPACE_KEYS.get(key, key)
     name = _CANONICAL.get(key.strip().lower().replace("-", "_"))
