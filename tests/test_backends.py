@@ -11,6 +11,7 @@ import io
 import json
 import re
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -901,3 +902,23 @@ def test_a_request_that_joins_a_chunk_at_a_time_counts_as_cached_what_it_did_not
     joined = arrivals.answers["joiner"]
     assert 0 < expected[1].cached_tokens == joined.cached_tokens < 100
     assert joined.text == expected[1].text
+
+
+def test_an_answer_that_trickles_in_times_out_as_a_whole():
+    """httpx's timeout holds for each read: a server (or a proxy) that sends a byte at a time
+    never trips it, and held the run for ever. The whole answer has the timeout."""
+    body = json.dumps({"choices": [{"message": {"content": "slowly"}}]}).encode()
+
+    class Trickle(httpx.SyncByteStream):
+        def __iter__(self):
+            for byte in body:
+                time.sleep(0.02)
+                yield bytes([byte])
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=Trickle()))
+    never = OpenAIBackend("http://model.test/v1", "m", transport=transport, timeout_s=0.2,
+                          retries=1, sleep=lambda s: None)
+    with pytest.raises(PolicyError, match="failed 2 time.*ReadTimeout.*took over 0.2 s"):
+        never.generate([{"role": "user", "content": "hi"}], [])
+    patient = OpenAIBackend("http://model.test/v1", "m", transport=transport, timeout_s=30)
+    assert patient.generate([{"role": "user", "content": "hi"}], []).text == "slowly"

@@ -171,6 +171,7 @@ class OpenAIBackend(Backend):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._api_key = api_key
         # Connecting should be quick; a long answer on a busy server may not be.
+        self.timeout_s = timeout_s
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self._client = httpx.Client(headers=headers, timeout=timeout, transport=transport)
 
@@ -270,7 +271,7 @@ class OpenAIBackend(Backend):
         attempts = self.retries + 1
         for attempt in range(attempts):
             try:
-                response = self._client.post(self.url, json=body)
+                response = self._send(body)
             except httpx.DecodingError as exc:  # a body its own Content-Encoding cannot read
                 raise PolicyError(f"{self.url} sent a body that cannot be decoded: {exc}") \
                     from None
@@ -292,6 +293,24 @@ class OpenAIBackend(Backend):
             if attempt + 1 < attempts:
                 self._sleep(delay)
         raise PolicyError(f"{self.url} failed {attempts} time(s); last: {problem}")
+
+    def _send(self, body: dict) -> "httpx.Response":
+        """The answer to ``body``, read whole within the timeout. httpx's own timeout holds for
+        each read: a server or proxy that sent a byte at a time held the run for ever."""
+        import httpx
+
+        deadline = time.monotonic() + self.timeout_s
+        with self._client.stream("POST", self.url, json=body) as response:
+            content = bytearray()
+            for chunk in response.iter_bytes():  # decoded from its Content-Encoding
+                content += chunk
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"the answer took over {self.timeout_s:g} s",
+                                            request=response.request)
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=headers, content=bytes(content),
+                              request=response.request, extensions=response.extensions)
 
     def close(self) -> None:
         self._client.close()
