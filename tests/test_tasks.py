@@ -125,13 +125,16 @@ def test_get_task_lists_the_tasks_when_the_name_is_unknown():
     ("122 dollars", {122.0}),
     ("It costs 1,122.50 USD", {1122.5}),
     ("$100 or $122", {100.0, 122.0}),  # two prices: no way to be right
+    ("559 or $122", {559.0, 122.0}),  # another fare of the route beside it, without its $
+    ("$122, or 283 if that one is sold out", {122.0, 283.0}),
+    ("$122 for 1 adult, the cheapest of 4 flights", {122.0}),  # no fare of the route
     ("VA718 on 2026-01-27", set()),
     ("283 dollars, departing at 08:15", {283.0}),  # a time is no price
 ])
 def test_a_fare_answer_is_read_for_its_price_not_its_dates_or_flight_codes(answer, prices):
     from tasks.phone.flights import _prices_said
 
-    assert _prices_said(answer) == prices
+    assert _prices_said(answer, fares={122, 283, 559, 100}) == prices
 
 
 @pytest.mark.parametrize("answer, same", [

@@ -146,7 +146,7 @@ class CheapestFareQuestion(FlightsTask):
         if booked:
             return Score(success=False, reason=f"asked a question, the agent booked {booked}")
         price = self.cheapest()["price"]
-        said = _prices_said(answer or "")
+        said = _prices_said(answer or "", {f["price"] for f in self.params["flights"]})
         ok = len(said) == 1 and said.pop() == price
         return Score(success=ok, reason=f"answered {answer!r}; the cheapest costs ${price}")
 
@@ -157,14 +157,15 @@ class CheapestFareQuestion(FlightsTask):
         yield SolutionStep(Answer(text=f"${price}"), f"The cheapest flight costs ${price}.")
 
 
-def _prices_said(answer: str) -> set[float]:
-    """The prices an answer names: its dollar amounts, else its numbers that stand alone (not a
-    date's, a time's such as 08:15, nor a flight code's such as VA718). One price must remain
-    for a right answer, so naming several is no way to be right."""
+def _prices_said(answer: str, fares: set[int]) -> set[float]:
+    """The prices an answer names: its dollar amounts, and its numbers that stand alone (not a
+    date's, a time's such as 08:15, nor a flight code's such as VA718); beside a dollar amount,
+    only those that are ``fares`` of the route ("559 or $296", not "$296 for 1 adult"). One
+    price must remain for a right answer, so naming several is no way to be right."""
     text = answer.replace(",", "")
-    dollars = re.findall(r"\$\s*(\d+(?:\.\d+)?)", text)
-    alone = re.findall(r"(?<![\w.$:-])(\d+(?:\.\d+)?)(?![\w:-])", text)
-    return {float(n) for n in dollars or alone}
+    dollars = {float(n) for n in re.findall(r"\$\s*(\d+(?:\.\d+)?)", text)}
+    alone = {float(n) for n in re.findall(r"(?<![\w.$:-])(\d+(?:\.\d+)?)(?![\w:-])", text)}
+    return dollars | {n for n in alone if not dollars or n in fares}
 
 
 def _price(node: UiNode) -> int:
