@@ -173,3 +173,37 @@ def test_a_view_whose_writing_fails_leaves_the_earlier_view_whole(trajectory, tm
         signal.signal(signal.SIGXFSZ, handler)
     assert (trajectory / "view.html").read_bytes() == earlier
     assert not list(trajectory.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("outside", ["absolute", "dotdot", "link"])
+def test_a_trajectory_naming_a_file_outside_its_folder_is_refused(trajectory, tmp_path, outside):
+    """A trajectory someone sent names its screenshots: view embeds them in a page made to be
+    shared, and export hands them to a trainer. One that names another file on this machine
+    (an absolute name, ``..``, a link in images/) must not carry that file out."""
+    import json
+
+    from trajectories.export import ExportError, export
+    from trajectories.reader import TrajectoryError
+
+    private = tmp_path / "private.png"
+    shutil.copy(trajectory / "images" / "step_000.png", private)
+    steps = trajectory / "steps.jsonl"
+    lines = [json.loads(line) for line in steps.read_text().splitlines()]
+    if outside == "link":
+        (trajectory / "images" / "step_000.png").unlink()
+        (trajectory / "images" / "step_000.png").symlink_to(private)
+    else:
+        lines[0]["image"] = str(private) if outside == "absolute" else "../private.png"
+        for message in lines[1]["prompt"]["messages"]:  # the next prompt shows it too
+            for part in message["content"]:
+                if part.get("image") == "images/step_000.png":
+                    part["image"] = lines[0]["image"]
+        steps.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(TrajectoryError, match="outside the trajectory folder"):
+        write_view(trajectory, tmp_path / "v.html")
+    assert not (tmp_path / "v.html").exists()
+    with pytest.raises(TrajectoryError, match="outside the trajectory folder"):
+        export([trajectory], "qwen2vl", "step", tmp_path / "sft.jsonl", statuses=None,
+               strict=True)
+    with pytest.raises(ExportError, match="nothing to export"):
+        export([trajectory], "qwen2vl", "step", tmp_path / "sft.jsonl", statuses=None)

@@ -25,7 +25,14 @@ class Trajectory(BaseModel):
     steps: list[StepRecord]
 
     def path(self, relative: str) -> Path:
-        return self.directory / relative
+        """The file ``relative`` names, which must lie inside the trajectory folder: view embeds
+        it in a page made to be shared, and export hands it to a trainer, so a trajectory that
+        was sent to us must not reach other files (an absolute name, ``..``, a link)."""
+        path = self.directory / relative
+        if not path.resolve().is_relative_to(self.directory.resolve()):
+            raise TrajectoryError(f"{self.directory}: the image {relative!r} is outside the "
+                                  "trajectory folder; its files must be inside it")
+        return path
 
 
 def check_outside(out: str | Path, directory: str | Path, option: str = "--out") -> None:
