@@ -85,6 +85,8 @@ def serve(
         raise typer.Exit(2) from None
     settings = ServerSettings(
         model_id=served_model_name or path.resolve().name, api_key=api_key or None,
+        hosts=tuple(dict.fromkeys((host.lower(), "localhost", "127.0.0.1", "::1")))
+        if _loopback(host) else None,
         max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images,
         max_image_pixels=max_image_pixels, max_tokens=max_tokens, max_batch=max_batch,
     )

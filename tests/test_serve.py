@@ -536,3 +536,36 @@ def test_requests_past_two_batches_wait_before_their_images_are_prepared():
     assert [a.status_code for a in answers] == [200] * 5 and engine.prepared >= 5
     assert bad.status_code == 404 and whole.status_code == 200
     assert app.state.admitted._value == 2
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", None])
+def test_a_body_a_web_page_could_post_unasked_is_refused(content_type):
+    """A page of another origin may post text/plain or a form to any address without asking
+    the server first; a JSON post it must ask for (and is not allowed). Only JSON is read, so a
+    page the user or the agent's browser opens cannot run the model."""
+    engine = EchoEngine()
+    headers = {} if content_type is None else {"content-type": content_type}
+    with TestClient(create_app(engine, LIMITS)) as client:
+        refused = client.post("/v1/chat/completions", content=json.dumps(GOOD).encode(),
+                              headers=headers)
+        assert refused.status_code == 415, refused.text
+        assert "application/json" in refused.json()["error"]["message"]
+        answered = post(client, GOOD, {"content-type": "application/json; charset=utf-8"})
+        assert answered.status_code == 200, answered.text
+    assert sum(engine.batches) == 1  # the model ran for the JSON request alone
+
+
+def test_a_server_on_loopback_answers_only_its_loopback_names():
+    """A web page whose name an attacker pointed at 127.0.0.1 (DNS rebinding) is of the same
+    origin as the server to the browser, which then lets it read the answers: its requests
+    name the page's host, which is not one of the server's."""
+    settings = ServerSettings(model_id=MODEL, hosts=("127.0.0.1", "localhost", "::1"))
+    with TestClient(create_app(EchoEngine(), settings), base_url="http://127.0.0.1:8000") as c:
+        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "LOCALHOST:1"):
+            assert c.get("/v1/models", headers={"host": host}).status_code == 200, host
+            assert post(c, GOOD, {"host": host}).status_code == 200, host
+        for host in ("evil.example:8000", "127.0.0.1.evil.example", ""):
+            refused = c.get("/v1/models", headers={"host": host})
+            assert refused.status_code == 403, host
+            assert post(c, GOOD, {"host": host}).status_code == 403, host

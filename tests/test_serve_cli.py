@@ -59,6 +59,11 @@ def test_serve_binds_loopback_and_requires_the_key_from_the_environment(tiny_che
         assert [m["id"] for m in authorized.json()["data"]] == ["tiny"]
         # Reachable from this machine only: no other address, nor all of them (0.0.0.0).
         assert listening_addresses(port) == {"127.0.0.1"}
+        # Nor from a web page whose name was pointed at this machine (DNS rebinding).
+        key = {"authorization": "Bearer from-env"}
+        assert httpx.get(f"{url}/models", headers={**key, "host": "localhost"}).status_code == 200
+        rebound = httpx.get(f"{url}/models", headers={**key, "host": f"evil.example:{port}"})
+        assert rebound.status_code == 403 and "evil.example" in rebound.json()["error"]["message"]
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)

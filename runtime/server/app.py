@@ -31,6 +31,7 @@ from typing import (
     Protocol,
     Sequence,
 )
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -92,6 +93,10 @@ class Engine(Protocol):
 class ServerSettings:
     model_id: str
     api_key: str | None = None
+    #: The names a request's Host may give this server; None: any. A server on loopback answers
+    #: only its loopback names, so a web page whose name was pointed at 127.0.0.1 (DNS
+    #: rebinding) cannot read it; one reachable from other machines is named as clients reach it.
+    hosts: tuple[str, ...] | None = None
     max_body_bytes: int = 32 * 1024 * 1024
     max_images: int = 16
     max_image_pixels: int = 4096 * 4096
@@ -149,6 +154,10 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         return JSONResponse(error_body(str(exc)), status_code=400)
 
     def authorize(request: Request) -> None:
+        host = request.headers.get("host", "")
+        if settings.hosts is not None and urlsplit(f"//{host}").hostname not in settings.hosts:
+            raise ApiError(403, f"this server answers requests to {' or '.join(settings.hosts)}, "
+                                f"not to Host {host!r}", "permission_error")
         if settings.api_key is None:
             return
         # The key as sent, as vLLM compares it: one with a space at its start is a key too.
@@ -167,6 +176,13 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         authorize(request)
+        # A web page of another origin may post a form or text/plain to any address without
+        # asking first (a JSON post it must ask for, and is not allowed): as FastAPI does, only
+        # JSON is read, so no page the user (or the agent's browser) opens can use the model.
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media != "application/json":
+            raise ApiError(415, "the body must be sent as Content-Type: application/json, not "
+                                f"{media or 'without one'}")
         body = await read_body(request, settings.max_body_bytes)
         await admitted.acquire()
         release = _once(admitted.release)
