@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.error_line import error_line
-from cli.model_options import dtype_option, repetition_penalty_option
+from cli.model_options import dtype_option, repetition_penalty_option, temperature_option
 from core.terminal import literal, printable
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and run a local Qwen2-VL or Qwen2.5-VL checkpoint.")
@@ -124,7 +124,7 @@ def generate(
                                           help="Resize images to at least this many pixels."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
     dtype: str | None = dtype_option(),
-    temperature: float = typer.Option(0.0, min=0.0, help="0 decodes greedily; above 0 samples."),
+    temperature: float = temperature_option(help="0 decodes greedily; above 0 samples."),
     top_k: int = typer.Option(0, min=0, help="Sample from this many likeliest tokens (with "
                               "--temperature > 0); 0: no limit."),
     top_p: float = typer.Option(1.0, min=0.0, max=1.0,
@@ -134,7 +134,6 @@ def generate(
     stop: list[str] = typer.Option([], help="Stop once the answer contains this text (repeatable)."),
 ) -> None:
     """Answer one prompt about zero or more images and print the model's text."""
-    import math
     import time
 
     from PIL import Image, UnidentifiedImageError
@@ -146,8 +145,6 @@ def generate(
 
     if min_pixels and max_pixels and min_pixels > max_pixels:
         _fail(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
-    if not math.isfinite(temperature):  # as run and serve refuse it
-        _fail(f"--temperature must be a finite number of at least 0, got {temperature}")
     try:
         check_repetition_penalty(repetition_penalty, "--repetition-penalty")
     except ValueError as e:

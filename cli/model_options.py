@@ -37,8 +37,18 @@ def max_new_tokens_option(scope: str = "") -> Any:
     return typer.Option(256, "--max-new-tokens", min=1, help=f"{scope}tokens per reply at most.")
 
 
-def temperature_option(scope: str = "") -> Any:
-    return typer.Option(0.0, "--temperature", min=0.0, help=f"{scope}0 decodes greedily.")
+def temperature_option(scope: str = "", help: str = "0 decodes greedily.") -> Any:
+    return typer.Option(0.0, "--temperature", callback=_finite_temperature, help=scope + help)
+
+
+def _finite_temperature(value: float) -> float:
+    from model.config import check_temperature
+
+    try:  # inf passes click's min=0, and failed only once the model had loaded
+        check_temperature(value, "it")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 def repetition_penalty_option(scope: str = "") -> Any:

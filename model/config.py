@@ -222,6 +222,14 @@ def check_fields(cfg: Any, section: str) -> None:
             raise ValueError(f"config.json: {section}'s {f.name} must be {want}, not {value!r}")
 
 
+def check_temperature(temperature: float, name: str = "temperature") -> None:
+    """A ValueError unless ``temperature`` is a finite number of at least 0: NaN cannot be
+    sampled with, and an endpoint's JSON body cannot carry NaN or infinity ("Out of range float
+    values are not JSON compliant", without a name)."""
+    if not 0 <= temperature < math.inf:
+        raise ValueError(f"{name} must be a finite number of at least 0, got {temperature}")
+
+
 def check_repetition_penalty(penalty: float | None, name: str = "repetition_penalty") -> None:
     """A ValueError unless ``penalty`` is None or a finite number above 0."""
     if penalty is not None and not (isinstance(penalty, (int, float))

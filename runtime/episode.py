@@ -20,7 +20,7 @@ from agent.safety import ConfirmationGate, GateRules, load_rules
 from agent.secrets import SecretError, Secrets
 from core.terminal import literal, printable
 from envs.base import Env
-from model.config import check_repetition_penalty
+from model.config import check_repetition_penalty, check_temperature
 from runtime.build import (
     EnvFactory,
     check_env,
@@ -101,11 +101,11 @@ def check(spec: RunSpec, task: Task | None = None) -> Checked:
         if given and not decodes:
             raise RunError(f"{option} sets how a model decodes: give --model PATH or an "
                            "endpoint")
-    if spec.repetition_penalty is not None:
-        try:
-            check_repetition_penalty(spec.repetition_penalty, "--repetition-penalty")
-        except ValueError as exc:
-            raise RunError(str(exc)) from None
+    try:
+        check_temperature(spec.temperature, "--temperature")
+        check_repetition_penalty(spec.repetition_penalty, "--repetition-penalty")
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     if task is None and spec.seed:
         raise RunError(f"--seed {spec.seed} draws a task's params and start state, and this run "
                        "has no task: name one with --task NAME")

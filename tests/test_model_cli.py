@@ -119,7 +119,6 @@ def test_generate_with_a_missing_image_fails_clearly(checkpoint, tmp_path):
     ("huge min pixels", "the prompt has at least"),
     ("seed", "--seed must be in [0, 2^63), got -1"),
     ("big seed", "--seed must be in [0, 2^63)"),
-    ("inf", "--temperature must be a finite number"),
 ])
 def test_generate_refuses_bad_input_in_one_line(checkpoint, tmp_path, monkeypatch, case, words):
     """Input the model cannot take ends in one error line, before any cache is allocated."""
@@ -135,7 +134,6 @@ def test_generate_refuses_bad_input_in_one_line(checkpoint, tmp_path, monkeypatc
         "huge min pixels": ["--image", str(small), "-p", "x", "--min-pixels", "99999999999"],
         "seed": ["-p", "x", "--seed", "-1"],
         "big seed": ["-p", "x", "--temperature", "0.5", "--seed", str(2**70)],
-        "inf": ["-p", "x", "--temperature", "inf"],
     }[case]
     if case == "bomb":  # as PIL refuses a picture of too many pixels
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)

@@ -154,3 +154,34 @@ def test_a_repetition_penalty_for_no_model_is_refused_not_ignored():
                                       "--repetition-penalty", "1.1"])
     assert result.exit_code == 2, result.output
     assert "--repetition-penalty sets how a model decodes" in result.output
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1"])
+@pytest.mark.parametrize("command", ["run", "bench", "model generate"])
+def test_a_temperature_no_sampler_takes_is_refused_before_anything_starts(tmp_path, value,
+                                                                          command):
+    """inf passed click's min=0: run loaded the model and started the env, then ended in
+    error (exit 1); bench wrote every episode as an error into an --out whose settings a
+    resume repeats."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    args = {"run": ["run", "x", "--env", "browser", "--model", str(weights)],
+            "bench": ["bench", "--suite", "miniwob", "--model", str(weights)],
+            "model generate": ["model", "generate", str(weights), "-p", "x"]}[command]
+    out = [] if command == "model generate" else ["--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*args, "--temperature", value, *out],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--temperature': it must be a finite number of at least 0" in \
+        result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_spec_from_python_with_an_infinite_temperature_is_refused_by_check(tmp_path):
+    from runtime.episode import check
+    from runtime.settings import RunSpec
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    with pytest.raises(RunError, match="--temperature must be a finite number of at least 0"):
+        check(RunSpec(goal="x", env="browser", model=str(weights), temperature=float("inf")))

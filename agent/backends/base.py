@@ -6,13 +6,12 @@ Messages are Hugging Face chat messages whose image parts (``{"type": "image"}``
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Protocol
 
 from core.stops import stop_strings
-from model.config import check_repetition_penalty
+from model.config import check_repetition_penalty, check_temperature
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -46,11 +45,7 @@ class Params:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        # NaN and infinity too: an endpoint's JSON body cannot carry them ("Out of range float
-        # values are not JSON compliant", without a name), and a NaN cannot be sampled with.
-        if not 0 <= self.temperature < math.inf:
-            raise ValueError(f"temperature must be a finite number of at least 0, got "
-                             f"{self.temperature}")
+        check_temperature(self.temperature)
         if self.top_k < 0:
             raise ValueError(f"top_k must be at least 0 (0: no limit), got {self.top_k}")
         if not 0 < self.top_p <= 1:
