@@ -207,3 +207,14 @@ def test_a_trajectory_naming_a_file_outside_its_folder_is_refused(trajectory, tm
                strict=True)
     with pytest.raises(ExportError, match="nothing to export"):
         export([trajectory], "qwen2vl", "step", tmp_path / "sft.jsonl", statuses=None)
+
+
+def test_a_folder_that_is_no_trajectory_says_what_is_wrong_with_its_meta(tmp_path):
+    """A meta.json that is a folder was reported as missing, though `ls` shows it."""
+    from trajectories.reader import TrajectoryError
+
+    with pytest.raises(TrajectoryError, match="its meta.json is missing"):
+        write_view(tmp_path)
+    (tmp_path / "meta.json").mkdir()
+    with pytest.raises(TrajectoryError, match="its meta.json is no file"):
+        write_view(tmp_path)

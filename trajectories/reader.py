@@ -69,7 +69,9 @@ def load_meta(directory: str | Path) -> Meta:
     directory = Path(directory)
     meta_path = directory / META_FILE
     if not _is_file(meta_path):
-        raise TrajectoryError(f"{directory} is not a trajectory directory: it has no {META_FILE}")
+        what = "is no file" if meta_path.exists() else "is missing"
+        raise TrajectoryError(f"{directory} is not a trajectory directory: its {META_FILE} "
+                              f"{what}")
     text = _read(meta_path)
     try:
         return Meta.model_validate_json(text.decode("utf-8"))
