@@ -89,7 +89,7 @@ def test_bad_settings_get_clear_errors(tmp_path):
     missing = cli("run", "x", "--model", str(tmp_path / "nothing"), cwd=tmp_path)
     assert missing.returncode == 2 and "not a checkpoint directory" in missing.stderr
     not_traj = cli("view", str(tmp_path), cwd=tmp_path)
-    assert not_traj.returncode == 2 and "no meta.json" in not_traj.stderr
+    assert not_traj.returncode == 2 and "its meta.json is missing" in not_traj.stderr
 
 
 def test_sigkill_mid_run_leaves_a_trajectory_view_and_export_read(tmp_path):

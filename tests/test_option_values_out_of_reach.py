@@ -185,3 +185,14 @@ def test_a_run_spec_from_python_with_an_infinite_temperature_is_refused_by_check
     weights.mkdir()
     with pytest.raises(RunError, match="--temperature must be a finite number of at least 0"):
         check(RunSpec(goal="x", env="browser", model=str(weights), temperature=float("inf")))
+
+
+def test_bench_settings_from_python_refuse_an_infinite_temperature():
+    """Before --out is written: every episode ended in error, and bench.json stored the value
+    as null, which no resume could read."""
+    from pydantic import ValidationError
+
+    from runtime.bench.plan import BenchSettings
+
+    with pytest.raises(ValidationError, match="temperature must be a finite number of at least"):
+        BenchSettings(suite="miniwob", model="weights", temperature=float("inf"))

@@ -65,7 +65,7 @@ def test_new_run_dirs_are_made_at_once_so_two_runs_never_share_one(tmp_path):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(TrajectoryError, match="no meta.json"):
+    with pytest.raises(TrajectoryError, match="its meta.json is missing"):
         load(tmp_path)
     (tmp_path / "meta.json").write_text("{}")
     with pytest.raises(TrajectoryError, match="meta.json is not valid"):

@@ -295,8 +295,9 @@ class OpenAIBackend(Backend):
         raise PolicyError(f"{self.url} failed {attempts} time(s); last: {problem}")
 
     def _send(self, body: dict) -> "httpx.Response":
-        """The answer to ``body``, read whole within the timeout. httpx's own timeout holds for
-        each read: a server or proxy that sent a byte at a time held the run for ever."""
+        """The answer to ``body``, read whole within the timeout, as each piece arrives (each
+        read waits the timeout too). httpx's own timeout holds for each read: a server or
+        proxy that sent a byte at a time held the run for ever."""
         import httpx
 
         deadline = time.monotonic() + self.timeout_s

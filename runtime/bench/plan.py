@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from model.config import check_temperature
 from runtime.bench.catalog import Catalog
 from runtime.bench.jobs import EpisodeJob
 from runtime.settings import RunError
@@ -35,6 +36,13 @@ class BenchSettings(BaseModel):
     max_pixels: int | None = None
     dtype: str | None = None  # a checkpoint's: bf16, fp16, fp32; None: bf16 on cuda, else fp32
     compile: bool = False  # a checkpoint's decode step through torch.compile
+
+    @field_validator("temperature")
+    @classmethod
+    def _samplable(cls, temperature: float) -> float:
+        """Before --out is written: every episode would fail, and a resume repeat it."""
+        check_temperature(temperature)
+        return temperature
 
     @field_validator("tasks", mode="before")
     @classmethod
