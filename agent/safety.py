@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,18 @@ class GateRules(BaseModel):
         return pattern
 
 
+def comparable(text: str) -> str:
+    """``text`` as ``tap_text`` is matched against it: compatibility forms as their letters
+    (fullwidth "Ｄｅｌｅｔｅ"), without accents and the characters that show nothing (a soft
+    hyphen, a zero-width space, bidi controls), and with other letters than ASCII case-folded
+    ("ß" as "ss", so a button set in capitals, "ABSCHLIESSEN", still reads as "abschließen";
+    ASCII is left to re.IGNORECASE, so a pattern's escapes such as ``\\W`` keep their sense)."""
+    folded = "".join(c if c.isascii() else c.casefold()
+                     for c in unicodedata.normalize("NFKD", text))
+    return "".join(c for c in unicodedata.normalize("NFKD", folded)
+                   if unicodedata.category(c) not in ("Mn", "Cf"))
+
+
 def load_rules(path: str | Path) -> GateRules:
     """Rules from a ``.json`` or ``.toml`` file; a clear ValueError when it is not valid."""
     path = Path(path)
@@ -136,7 +149,8 @@ class ConfirmationGate(SafetyGate):
         self.mode = mode
         self.ask = ask
         self.hide = hide
-        self._tap_text = re.compile(rules.tap_text, re.IGNORECASE) if rules.tap_text else None
+        self._tap_text = re.compile(comparable(rules.tap_text), re.IGNORECASE) \
+            if rules.tap_text else None
 
     def review(self, action: Action, context: GateContext) -> Verdict:
         hit = self.sensitive(action)
@@ -182,7 +196,7 @@ class ConfirmationGate(SafetyGate):
             if element is not None and element.opaque:
                 return Sensitive("tap_text", "it presses an element the env cannot inspect "
                                  "(its text is unknown)")
-            if element is not None and (found := self._tap_text.search(element.text)):
+            if element is not None and (found := self._tap_text.search(comparable(element.text))):
                 return Sensitive("tap_text", f"it presses {self.hide(element.text)[:80]!r}, "
                                  f"which matches {found.group(0)!r}")
         elif self._tap_text is not None and _may_press_focused(action, focused_element):
@@ -192,7 +206,7 @@ class ConfirmationGate(SafetyGate):
             if focused is not None and focused.opaque:
                 return Sensitive("tap_text", "it presses the focused element from the keyboard, "
                                  "and the env cannot inspect it (its text is unknown)")
-            if focused is not None and (found := self._tap_text.search(focused.text)):
+            if focused is not None and (found := self._tap_text.search(comparable(focused.text))):
                 return Sensitive("tap_text", f"it presses the focused "
                                  f"{self.hide(focused.text)[:80]!r} from the keyboard, which "
                                  f"matches {found.group(0)!r}")

@@ -507,3 +507,33 @@ def test_one_gate_review_takes_one_ui_dump_and_an_action_makes_it_stale():
     device.dump = device.dump.replace("Wide Next button", "Wide Pay button")
     env.observe()
     assert "Pay" in env.element_at(540, 600).text and dumps() == 3
+
+
+class Labelled(FakePhone):
+    """One button everywhere, labelled ``label``."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def element_at(self, x: int, y: int) -> ElementInfo | None:
+        return ElementInfo(self.label)
+
+
+@pytest.mark.parametrize("label", [
+    "KAUF ABSCHLIESSEN",  # set in capitals by CSS: ß reads as SS
+    "Kauf abschließen", "De\u00adlete account", "De\u200blete account", "D\u200delete",
+    "\uff24\uff45\uff4c\uff45\uff54\uff45",  # fullwidth
+    "De\u0301lete", "Be\u0301zahlen", "BEZAHLEN",
+])
+def test_a_pressed_label_is_matched_however_its_letters_are_written(label):
+    """A page's way of writing a word (capitals, a soft hyphen, an invisible character, a
+    compatibility form, an accent) must not take a button past the rule that names it."""
+    rules = GateRules(tap_text=r"kauf abschließen|\bbezahlen\b|delete")
+    assert ConfirmationGate(rules, Labelled(label), "deny").sensitive(Tap(x=1, y=1)) is not None
+
+
+@pytest.mark.parametrize("label", ["Notes", "Weiter", "Deleted items", "Bezahlung"])
+def test_labels_the_rule_does_not_name_stay_unasked(label):
+    rules = GateRules(tap_text=r"kauf abschließen|\bbezahlen\b|delete\b")
+    assert ConfirmationGate(rules, Labelled(label), "deny").sensitive(Tap(x=1, y=1)) is None
