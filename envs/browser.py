@@ -171,19 +171,18 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   const text = [...new Set(parts.filter(Boolean).map((t) => String(t).trim()).filter(Boolean))];
   return {text: text.join(' ').slice(0, 500), password: target.type === 'password', field};
 }"""
-# The button that Enter in a focused field presses (HTML's implicit submission): a one-line input
-# submits its form through the form's first submit button, in tree order (one outside the form
-# that names it with form= too). Its label, or null when Enter submits nothing through a button.
+# The button that Enter on a focused input presses (HTML's implicit submission): an input that
+# Enter does not press itself (a one-line field, and a checkbox, radio, range or color input,
+# which chromium submits from too) submits its form through the form's first submit button in
+# tree order, an image input included (which form.elements leaves out), one outside the form
+# that names it with form= too. That button, or null when Enter submits through none.
 _SUBMITTER = """(el) => {
-  const ONE_LINE = ['text', 'search', 'url', 'tel', 'email', 'password', 'number', 'date',
-                    'month', 'week', 'time', 'datetime-local'];
-  if (!(el instanceof HTMLInputElement) || !el.form || !ONE_LINE.includes(el.type)) return null;
-  const button = Array.from(el.form.elements).find((e) => e.type === 'submit'
-    || (e instanceof HTMLInputElement && e.type === 'image'));
-  if (!button) return null;
-  const label = button.getAttribute('aria-label') || button.innerText || button.value
-    || button.alt || 'Submit';
-  return String(label).replace(/\\s+/g, ' ').trim().slice(0, 200);
+  const ITSELF = ['button', 'submit', 'reset', 'image', 'file', 'hidden'];
+  if (!(el instanceof HTMLInputElement) || !el.form || ITSELF.includes(el.type)) return null;
+  const buttons = el.form.getRootNode().querySelectorAll('button, input[type=submit], '
+    + 'input[type=image]');
+  return Array.from(buttons).find((b) => b.form === el.form
+    && (b.type === 'submit' || b.type === 'image')) || null;
 }"""
 #: Frames inside frames that an element lookup follows; one deeper is not inspected (opaque).
 MAX_FRAME_DEPTH = 8
@@ -469,9 +468,13 @@ class BrowserEnv(Env):
             found = handle.evaluate(_DESCRIBE_ELEMENT, False)
             if "frame" not in found:
                 text = found["text"]
-                # Enter in the focused field presses its form's button ("Pay now"): judged too.
-                if point is None and (button := handle.evaluate(_SUBMITTER)):
-                    text = f"{text} (Enter submits: {button})".lstrip()
+                # Enter in the focused field presses its form's button ("Pay now"): judged too,
+                # by every name the button goes by, as a click on it would be.
+                button = handle.evaluate_handle(_SUBMITTER).as_element() if point is None \
+                    else None
+                if button is not None:
+                    label = button.evaluate(_DESCRIBE_ELEMENT, True)["text"] or "Submit"
+                    text = f"{text} (Enter submits: {label[:200]})".lstrip()
                 return ElementInfo(text=text, password=found["password"], field=found["field"])
             inner = point
             if point is not None:

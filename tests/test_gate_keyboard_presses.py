@@ -219,6 +219,34 @@ def test_enter_in_a_field_is_judged_by_the_button_it_submits_in_chromium():
         assert gate.sensitive(Key(key="Enter")) is None
 
 
+@pytest.mark.parametrize("focused, button", [
+    ('<input type="checkbox" autofocus> I agree', "<button>Pay $500 now</button>"),
+    ('<input type="radio" name="r" autofocus>', "<button>Pay $500 now</button>"),
+    ('<input type="range" autofocus>', "<button>Pay $500 now</button>"),
+    ("<input autofocus>", '<button><img alt="Pay $500 now"></button>'),
+    ("<input autofocus>", '<button title="Delete account">&%23x1F5D1;</button>'),
+    ("<input autofocus>", '<input type="image" alt="Pay $500 now">'),
+])
+def test_enter_from_any_input_that_submits_is_judged_by_every_name_of_its_button(focused,
+                                                                                button):
+    """Chromium submits a form on Enter from a checkbox, radio or range input too, and through
+    an image input, which form.elements leaves out; the button is known by all its names (an
+    icon's alt, a title), as a click on it is. Each of these forms was submitted unasked."""
+    require_tool("chromium")
+    from envs.browser import BrowserEnv
+
+    page = (f'data:text/html,<form onsubmit="window.sent = true; return false">{focused}'
+            f'{button}</form>')
+    with BrowserEnv(viewport=(640, 400), start_url=page) as env:
+        gate = ConfirmationGate(GateRules(), env, "deny")
+        wait_until(env.focused_element, what="the autofocused input")
+        hit = gate.sensitive(Key(key="Enter"))
+        assert hit is not None and hit.rule == "tap_text", env.focused_element()
+        # What the gate judges is what chromium does: Enter there submits the form.
+        assert env.execute(Key(key="Enter")).ok
+        assert env.page.evaluate("window.sent === true") is True
+
+
 ICONS = ('data:text/html,<body style="margin:0">'
          '<button id="a" title="Delete account" style="width:90px;height:60px">&%23x1F5D1;</button>'
          '<button id="b" style="width:90px;height:60px"><img alt="Pay $500" width="20" '
