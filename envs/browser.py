@@ -356,6 +356,8 @@ class BrowserEnv(Env):
 
     # -- Env --------------------------------------------------------------------------------
     def capture(self) -> Image.Image:
+        if self.allowed_domains is not None:
+            self._leave_off_list()
         png = self._screenshot()
         if self._opened:  # a page opened while the frame was taken: that page is the one shown
             png = self._screenshot()
@@ -523,8 +525,10 @@ class BrowserEnv(Env):
             what = f"typing {len(text)} characters"
             hide = (text, one_line_break_each(text))
         message = self._call(what, lambda: self._perform(action), hide)
-        if self.allowed_domains is not None and action.kind not in ("navigate", "back"):
-            self._raise_if_blocked(action.kind)
+        if self.allowed_domains is not None:
+            self._leave_off_list()
+            if action.kind not in ("navigate", "back"):
+                self._raise_if_blocked(action.kind)
         return message
 
     def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
@@ -773,6 +777,24 @@ class BrowserEnv(Env):
         session.on("Fetch.requestPaused", paused)
         session.send("Fetch.enable", {"patterns": [
             {"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]})
+
+    def _leave_off_list(self) -> None:
+        """Take back a page that reached a host off the list all the same: chromium fetches a
+        page's speculation-rules prefetch itself, out of reach of the request guard, and a
+        navigation it serves (its redirect to another host too) never asks the network. The
+        page the model sees and acts on is never one off the list."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        url = self.page.url
+        if urlsplit(url).scheme not in ("http", "https") or \
+                domain_allowed(url, self.allowed_domains or []):
+            return
+        self._blocked.append(url)
+        with contextlib.suppress(PlaywrightError):
+            self.page.go_back(wait_until="commit")
+        if urlsplit(self.page.url).scheme in ("http", "https") and \
+                not domain_allowed(self.page.url, self.allowed_domains or []):
+            self._call("leave the page off the list", lambda: self.page.goto("about:blank"))
 
     def _take_blocked(self) -> list[str]:
         blocked, self._blocked = list(dict.fromkeys(self._blocked)), []

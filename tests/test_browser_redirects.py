@@ -78,3 +78,31 @@ def test_a_frame_that_redirects_off_the_list_stays_empty(guarded, port) -> None:
     on_list = f"http://127.0.0.1:{port}/page?landed=2"
     assert guarded.execute(Navigate(url=f"http://127.0.0.1:{port}/redirect?to={on_list}")).ok
     assert guarded.observe().extras["url"] == on_list
+
+
+def test_a_prefetched_link_that_redirects_off_the_list_is_not_shown(guarded) -> None:
+    """A page may ask chromium to prefetch its links (speculation rules, as WordPress does by
+    default). Chromium fetches them itself, out of reach of the request guard, and the click
+    is then served from the prefetch, redirect and all: the page landed off the list. It is
+    taken back, and the click reports the url as blocked; the off-list page is never shown."""
+    def page(query: dict[str, str]) -> bytes:
+        if "landed" in query:
+            return b"<title>OFF THE LIST</title>"
+        link = query["link"]
+        return (b'<script type="speculationrules">{"prefetch": [{"source": "list", "urls": ["'
+                + link.encode() + b'"]}]}</script>' + PAGE.replace(b"LINK", link.encode()))
+
+    env = guarded
+    with serve_pages(page) as pages:
+        port = pages.server_port
+        off_list = f"http://localhost:{port}/page?landed=1"
+        start = f"http://127.0.0.1:{port}/page?link=http://127.0.0.1:{port}/redirect?to=" \
+                f"{off_list}"
+        assert env.execute(Navigate(url=start)).ok
+        wait_until(lambda: any("landed" in p for p in pages.asked), what="the prefetch")
+        result = env.execute(Click(x=200, y=100))  # the link, in device pixels at scale 2
+        observation = env.observe()
+        assert not result.ok or off_list in observation.extras.get("blocked_urls", [])
+        assert observation.extras["url"] == start and observation.extras["title"] != \
+            "OFF THE LIST"
+        assert "localhost" not in {urlsplit(frame.url).hostname for frame in env.page.frames}
