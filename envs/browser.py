@@ -20,7 +20,9 @@ With ``allowed_domains`` set, every navigation request to a host off the list (e
 redirect, each frame's and each popup's included) is stopped before it leaves, and the action
 that caused it (a ``navigate``, or a click or key that follows a link) fails with a message that
 names the blocked url. The page stays where it was; a popup whose first page is blocked is
-closed, having shown nothing.
+closed, having shown nothing. One request escapes the guard: a page's speculation-rules prefetch,
+which chromium makes itself; a page that a prefetch took off the list is taken back before it is
+shown or acted on.
 """
 
 from __future__ import annotations
