@@ -31,7 +31,7 @@ from runtime.build import (
     resolve_task,
 )
 from runtime.settings import RunError, RunSpec, is_endpoint, make_out_folder
-from runtime.stop_signals import sigterm_interrupts
+from runtime.stop_signals import sigterm_interrupts, stop_signals_held
 from tasks.base import Task
 from trajectories.recorder import Recorder, new_run_dir, utc_now, write_meta
 from trajectories.records import META_FILE, STEPS_FILE, Meta
@@ -139,13 +139,16 @@ def run(
     # From here on a SIGTERM unwinds as Ctrl-C does: while the model loads or the env starts
     # (a phone, chromium, Xvfb), what started is stopped and the folders made go again.
     with sigterm_interrupts():
-        if directory is None:
-            made = _missing(Path(spec.out))
-            make_out_folder(Path(spec.out), "a run writes its trajectory in a folder of its own "
-                            "inside it")
-            directory = new_run_dir(spec.out, task.name if task is not None else goal)
-            made.insert(0, directory)
         with _removed_if_unused(made):
+            if directory is None:
+                # A stop signal between a folder's making and its recording in ``made`` would
+                # leave that folder behind: it is handled once both are done, in this block.
+                with stop_signals_held():
+                    made.extend(_missing(Path(spec.out)))
+                    make_out_folder(Path(spec.out), "a run writes its trajectory in a folder "
+                                    "of its own inside it")
+                    directory = new_run_dir(spec.out, task.name if task is not None else goal)
+                    made.insert(0, directory)
             if made:
                 # A trajectory from the start: a SIGKILL while the model loads (minutes, for
                 # real weights) or the env starts leaves a run of no step that view reads.

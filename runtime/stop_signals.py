@@ -32,3 +32,18 @@ def sigterm_interrupts() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Meanwhile Ctrl-C, SIGTERM and SIGHUP wait, and are handled as the block ends: for steps
+    that must not be cut in two (a folder made, and not yet known as made to what removes it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python handles signals in the main thread only
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK,
+                                  {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)

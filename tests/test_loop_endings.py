@@ -200,3 +200,28 @@ def test_sigterm_while_the_env_starts_stops_what_started(tmp_path):
                     policy=ListPolicy([DONE]))
     assert stopped == ["phone"]
     assert signal.getsignal(signal.SIGTERM) is before  # given back
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_as_the_run_folder_is_made_leaves_no_folder(tmp_path, monkeypatch, stop):
+    """A SIGTERM or Ctrl-C right after the run's folder was made, before the run knew it had
+    made it, left the folder (and --out) behind; it is handled once the folder is known."""
+    from rich.console import Console
+
+    import runtime.episode
+    from runtime.episode import run as run_episode
+    from runtime.settings import RunSpec
+
+    made = runtime.episode.new_run_dir
+
+    def made_then_stopped(root, label):
+        directory = made(root, label)
+        os.kill(os.getpid(), stop)
+        return directory
+
+    monkeypatch.setattr(runtime.episode, "new_run_dir", made_then_stopped)
+    spec = RunSpec(goal="g", model="human", out=tmp_path / "runs" / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run_episode(spec, Console(file=io.StringIO()), env_factory=lambda spec, console: None,
+                    policy=ListPolicy([DONE]))
+    assert not (tmp_path / "runs").exists()
