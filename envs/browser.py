@@ -793,7 +793,7 @@ class BrowserEnv(Env):
             return
         self._blocked.append(url)
         with contextlib.suppress(PlaywrightError):
-            self.page.go_back(wait_until="commit")
+            self.page.go_back(wait_until="domcontentloaded")
         if urlsplit(self.page.url).scheme in ("http", "https") and \
                 not domain_allowed(self.page.url, self.allowed_domains or []):
             self._call("leave the page off the list", lambda: self.page.goto("about:blank"))
