@@ -787,15 +787,16 @@ class BrowserEnv(Env):
         page the model sees and acts on is never one off the list."""
         from playwright.sync_api import Error as PlaywrightError
 
-        url = self.page.url
-        if urlsplit(url).scheme not in ("http", "https") or \
-                domain_allowed(url, self.allowed_domains or []):
+        def off_list(url: str) -> bool:  # an error page or about:blank is on no host
+            return urlsplit(url).scheme in ("http", "https") and \
+                not domain_allowed(url, self.allowed_domains or [])
+
+        if not off_list(self.page.url):
             return
-        self._blocked.append(url)
+        self._blocked.append(self.page.url)
         with contextlib.suppress(PlaywrightError):
             self.page.go_back(wait_until="domcontentloaded")
-        if urlsplit(self.page.url).scheme in ("http", "https") and \
-                not domain_allowed(self.page.url, self.allowed_domains or []):
+        if off_list(self.page.url):
             self._call("leave the page off the list", lambda: self.page.goto("about:blank"))
 
     def _take_blocked(self) -> list[str]:
