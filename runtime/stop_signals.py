@@ -37,13 +37,20 @@ def sigterm_interrupts() -> Iterator[None]:
 @contextmanager
 def stop_signals_held() -> Iterator[None]:
     """Meanwhile Ctrl-C, SIGTERM and SIGHUP wait, and are handled as the block ends: for steps
-    that must not be cut in two (a folder made, and not yet known as made to what removes it)."""
+    that must not be cut in two (a folder made, and not yet known as made to what removes it).
+    Their handlers are swapped, not the signal mask: any thread may take a signal, and Python
+    runs its handler in the main thread whatever that thread's mask."""
     if threading.current_thread() is not threading.main_thread():
-        yield  # Python handles signals in the main thread only
+        yield  # signal handlers can only be set from the main thread
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK,
-                                  {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    caught: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # to the handler it would have met
