@@ -115,6 +115,23 @@ def comparable(text: str) -> str:
                    if unicodedata.category(c) not in ("Mn", "Cf"))
 
 
+def latin_lookalikes(text: str) -> str:
+    """``text`` with each letter of another script that looks like an ASCII one written as that
+    one, by Unicode's table of confusables (UTS #39): "Dеlete" with a Cyrillic "е", or "Ρay" with
+    a Greek "Ρ", reads as the word it shows."""
+    if text.isascii():
+        return text
+    from confusable_homoglyphs import confusables  # reads its 900 KB table on first use
+
+    found = confusables.is_confusable(text, greedy=True, preferred_aliases=["latin"]) or []
+    table = {}
+    for entry in found:
+        look = next((h["c"] for h in entry["homoglyphs"] if h["c"].isascii()), None)
+        if look is not None and not entry["character"].isascii():  # "1" stays, not "l"
+            table[ord(entry["character"])] = look
+    return text.translate(table)
+
+
 def load_rules(path: str | Path) -> GateRules:
     """Rules from a ``.json`` or ``.toml`` file; a clear ValueError when it is not valid."""
     path = Path(path)
@@ -196,7 +213,7 @@ class ConfirmationGate(SafetyGate):
             if element is not None and element.opaque:
                 return Sensitive("tap_text", "it presses an element the env cannot inspect "
                                  "(its text is unknown)")
-            if element is not None and (found := self._tap_text.search(comparable(element.text))):
+            if element is not None and (found := self._names(element.text)):
                 return Sensitive("tap_text", f"it presses {self.hide(element.text)[:80]!r}, "
                                  f"which matches {found.group(0)!r}")
         elif self._tap_text is not None and _may_press_focused(action, focused_element):
@@ -206,7 +223,7 @@ class ConfirmationGate(SafetyGate):
             if focused is not None and focused.opaque:
                 return Sensitive("tap_text", "it presses the focused element from the keyboard, "
                                  "and the env cannot inspect it (its text is unknown)")
-            if focused is not None and (found := self._tap_text.search(comparable(focused.text))):
+            if focused is not None and (found := self._names(focused.text)):
                 return Sensitive("tap_text", f"it presses the focused "
                                  f"{self.hide(focused.text)[:80]!r} from the keyboard, which "
                                  f"matches {found.group(0)!r}")
@@ -221,6 +238,14 @@ class ConfirmationGate(SafetyGate):
                 return Sensitive("navigation", f"it opens {self.hide(url)[:200]}, off the "
                                  f"allowed domains ({', '.join(rules.allowed_domains)})")
         return None
+
+    def _names(self, text: str) -> re.Match[str] | None:
+        """Where ``tap_text`` finds a pressed element's ``text``, as a reader sees its words: in
+        its letters, and in the ASCII ones that its letters of other scripts look like (a rule in
+        Cyrillic still matches the Cyrillic word)."""
+        assert self._tap_text is not None
+        return (self._tap_text.search(comparable(text))
+                or self._tap_text.search(comparable(latin_lookalikes(text))))  # "В" before "в"
 
     def _listed_app(self, app: str) -> str | None:
         """The entry of ``open_apps`` that ``open_app(app)`` would open, or None.

@@ -533,7 +533,30 @@ def test_a_pressed_label_is_matched_however_its_letters_are_written(label):
     assert ConfirmationGate(rules, Labelled(label), "deny").sensitive(Tap(x=1, y=1)) is not None
 
 
-@pytest.mark.parametrize("label", ["Notes", "Weiter", "Deleted items", "Bezahlung"])
+@pytest.mark.parametrize("label", [
+    "D\u0435lete account",  # a Cyrillic "е"
+    "\u03a1\u0430\u0443 now",  # a Greek "Ρ", then a Cyrillic "а" and "у": "Pay"
+    "\u0455\u0435nd",  # Cyrillic "ѕ" and "е"
+    "\u13a0elete",  # a Cherokee "Ꭰ"
+    "\u0412UY NOW",  # a Cyrillic capital "В", which folds to a "в" that looks like no "b"
+])
+def test_a_label_in_look_alike_letters_of_another_script_is_matched(label):
+    """A hostile page that spells "Delete" with a Cyrillic "е" shows the word the rule names,
+    and the model reads it so: the gate must read it so too."""
+    hit = ConfirmationGate(GateRules(), Labelled(label), "deny").sensitive(Tap(x=1, y=1))
+    assert hit is not None and hit.rule == "tap_text"
+
+
+def test_a_rule_in_another_script_matches_its_own_letters():
+    """Reading look-alikes as ASCII must not hide a word of the script they come from."""
+    rules = GateRules(tap_text="удалить")
+    gate = ConfirmationGate(rules, Labelled("Удалить чат"), "deny")
+    assert gate.sensitive(Tap(x=1, y=1)) is not None
+    assert ConfirmationGate(rules, Labelled("Далее"), "deny").sensitive(Tap(x=1, y=1)) is None
+
+
+@pytest.mark.parametrize("label", ["Notes", "Weiter", "Deleted items", "Bezahlung", "Далее",
+                                   "Удалить", "1 item, 10 \u20ac"])
 def test_labels_the_rule_does_not_name_stay_unasked(label):
     rules = GateRules(tap_text=r"kauf abschließen|\bbezahlen\b|delete\b")
     assert ConfirmationGate(rules, Labelled(label), "deny").sensitive(Tap(x=1, y=1)) is None
