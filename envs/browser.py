@@ -150,6 +150,13 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   const hasShadow = (n) => n.shadowRoot
     || Array.from(n.querySelectorAll('*')).some((e) => e.shadowRoot);
   const shown = (n) => (hasShadow(n) ? composed(n) : n.innerText || '').replace(/\\s+/g, ' ');
+  // What CSS writes into it (::before, ::after, as content: "Delete") shows as text too, and
+  // innerText leaves it out.
+  const generated = (n) => [n, ...n.querySelectorAll('*')]
+    .flatMap((e) => ['::before', '::after'].map((p) => getComputedStyle(e, p).content))
+    .map((c) => Array.from(c.matchAll(/"((?:[^"\\\\]|\\\\.)*)"/g),
+                           (m) => m[1].replace(/\\\\(.)/g, '$1')).join(''))
+    .filter(Boolean).join(' ');
   // A text field takes typed text; other inputs (a submit, an image, a checkbox) are pressed.
   const PRESSED = ['button', 'submit', 'reset', 'image', 'checkbox', 'radio', 'file', 'color',
                    'range', 'hidden'];
@@ -166,7 +173,7 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   const own = [...named, target.getAttribute('aria-label'), ...labels];
   const parts = field
     ? [target.value, target.placeholder, el.isContentEditable ? shown(el) : '', ...own]
-    : [...own, shown(target), input ? target.value : '',
+    : [...own, shown(target), generated(target), input ? target.value : '',
        ...[target, ...target.querySelectorAll('img, area, input[type=image]')]
          .map((n) => n.getAttribute('alt')),
        target.getAttribute('title')];

@@ -289,3 +289,23 @@ def test_icon_buttons_read_as_their_names_and_a_typed_space_presses_them_in_chro
         steps = load(tmp_path / "traj").steps
         assert [s.gate and s.gate.decision for s in steps[:2]] == ["denied", "denied"], steps
         assert env.page.title() == "start"  # the button was never pressed
+
+
+def test_a_button_labelled_by_css_generated_content_reads_as_its_label_in_chromium():
+    """A page can write a button's word with CSS alone (``::before``/``::after`` content, from a
+    string or an attribute), which innerText leaves out: it shows, so the gate reads it."""
+    require_tool("chromium")
+    from envs.browser import BrowserEnv
+
+    page = ('data:text/html,<style>button{width:90px;height:60px;padding:0}'
+            '%23a::before{content:"Del" "ete"} %23b span::after{content:attr(data-word)}'
+            '%23c::after{content:"\\2192"}</style><body style="margin:0">'
+            '<button id="a"></button><button id="b"><span data-word="Pay $500"></span></button>'
+            '<button id="c">Next</button></body>')
+    with BrowserEnv(viewport=(640, 400), start_url=page) as env:
+        gate = ConfirmationGate(GateRules(), env, "deny")
+        for x, said in ((45, "Delete"), (135, "Pay $500")):
+            hit = gate.sensitive(parsed({"kind": "click", "x": x, "y": 30}))
+            assert hit is not None and hit.rule == "tap_text" and said in hit.reason, (x, hit)
+        assert gate.sensitive(parsed({"kind": "click", "x": 225, "y": 30})) is None
+        assert env.element_at(225, 30).text == "Next \u2192"
