@@ -20,9 +20,9 @@ With ``allowed_domains`` set, every navigation request to a host off the list (e
 redirect, each frame's and each popup's included) is stopped before it leaves, and the action
 that caused it (a ``navigate``, or a click or key that follows a link) fails with a message that
 names the blocked url. The page stays where it was; a popup whose first page is blocked is
-closed, having shown nothing. One request escapes the guard: a page's speculation-rules prefetch,
-which chromium makes itself; a page that a prefetch took off the list is taken back before it is
-shown or acted on.
+closed, having shown nothing. Chromium's own preloading (a page's speculation-rules prefetch),
+which no interception sees, is off in the env's profile; a page that lands off the list without
+a request all the same is taken back before it is shown or acted on.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from envs.base import (
     conceal,
     one_line_break_each,
 )
-from envs.chromium import CHROMIUM_PATH, chromium_temp, launch_chromium
+from envs.chromium import CHROMIUM_PATH, chromium_temp, launch_chromium_context
 from envs.select_lists import SHOW_SELECT_OPTIONS
 
 #: Schemes a ``navigate`` action may open (the start url, set by the user, may be any).
@@ -332,14 +332,13 @@ class BrowserEnv(Env):
         self._playwright = sync_playwright().start() if playwright is None else playwright
         self._temp = chromium_temp()
         try:
-            self._browser = self._start(lambda: launch_chromium(
-                self._playwright, self._temp.name, headless=headless, timeout=self.timeout_ms
-            ))
-            self._browser.on("disconnected", lambda _: self._mark_dead("the browser closed"))
-            self._context = self._browser.new_context(
+            self._context = self._start(lambda: launch_chromium_context(
+                self._playwright, self._temp.name, headless=headless, timeout=self.timeout_ms,
                 viewport={"width": viewport[0], "height": viewport[1]},
                 device_scale_factor=self.scale,
-            )
+            ))
+            self._browser = self._context.browser
+            self._browser.on("disconnected", lambda _: self._mark_dead("the browser closed"))
             self._context.set_default_timeout(self.timeout_ms)
             self._context.add_init_script(SHOW_SELECT_OPTIONS)
             if self.allowed_domains is not None:
@@ -347,7 +346,10 @@ class BrowserEnv(Env):
                 allowed = json.dumps([d.lower() for d in self.allowed_domains])
                 self._context.add_init_script(_NAVIGATION_GUARD.replace("ALLOWED", allowed))
             self._context.on("page", lambda page: self._opened.append(page))
+            blank = list(self._context.pages)  # the profile's first, opened before the scripts
             self._context.new_page()  # reported to the handler above before it returns
+            for page in blank:
+                page.close()
             self._follow()
             if start_url != "about:blank":
                 self._call("open start_url", lambda: self._goto(start_url))
@@ -570,7 +572,7 @@ class BrowserEnv(Env):
 
     def close(self) -> None:
         self._mark_dead("the browser env was closed")
-        closers = [lambda: self._browser.close()]
+        closers = [lambda: self._context.close()]
         if self._own_playwright:
             closers.append(lambda: self._playwright.stop())
         closers.append(self._temp.cleanup)
@@ -789,10 +791,10 @@ class BrowserEnv(Env):
             {"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]})
 
     def _leave_off_list(self) -> None:
-        """Take back a page that reached a host off the list all the same: chromium fetches a
-        page's speculation-rules prefetch itself, out of reach of the request guard, and a
-        navigation it serves (its redirect to another host too) never asks the network. The
-        page the model sees and acts on is never one off the list."""
+        """Take back a page that reached a host off the list without a request the guard saw:
+        in a profile that preloads, chromium fetches a page's speculation-rules prefetch
+        itself, and a navigation it serves (its redirect to another host too) never asks the
+        network. The page the model sees and acts on is never one off the list."""
         from playwright.sync_api import Error as PlaywrightError
 
         def off_list(url: str) -> bool:  # an error page or about:blank is on no host

@@ -6,9 +6,11 @@ virtual phone, the desktop tests) launches Debian's ``/usr/bin/chromium`` with t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 CHROMIUM_PATH = "/usr/bin/chromium"
@@ -49,6 +51,26 @@ def chromium_temp() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="vlagent-chromium-", ignore_cleanup_errors=True)
 
 
+#: A fresh profile's preferences: chromium's "preload pages" off (network prediction: never), so
+#: that a page's speculation rules prefetch nothing. Chromium makes those requests itself, where
+#: no interception sees them: an allowed link that redirects off the list reached the host.
+PROFILE_PREFERENCES = {"net": {"network_prediction_options": 2}}
+
+
+def _launch_options(temp_dir: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options of a launch: ``kwargs`` with the system chromium, ``CHROMIUM_ARGS`` before
+    ``kwargs``' own ``args``, headless unless said, and ``temp_dir`` as its TMPDIR."""
+    options = {**kwargs, "executable_path": CHROMIUM_PATH,
+               "args": [*CHROMIUM_ARGS, *kwargs.get("args", ())]}
+    options.setdefault("headless", True)
+    # Where the socket's path would be too long, chromium refuses to start: it keeps the
+    # system's folder then.
+    if temp_dir is not None and \
+            len(os.fsencode(temp_dir)) + _SINGLETON_SOCKET <= _SOCKET_PATH_MAX:
+        options["env"] = {**os.environ, "TMPDIR": temp_dir}
+    return options
+
+
 def launch_chromium(playwright: Any, temp_dir: str | None = None, **kwargs: Any) -> Any:
     """Launch the system chromium through a Playwright (sync or async) instance.
 
@@ -57,18 +79,19 @@ def launch_chromium(playwright: Any, temp_dir: str | None = None, **kwargs: Any)
     ``playwright.chromium.launch``; ``headless`` defaults to True and extra ``args`` are
     appended after ``CHROMIUM_ARGS``.
     """
-    extra_args = list(kwargs.pop("args", ()))
-    kwargs.setdefault("headless", True)
-    # Where the socket's path would be too long, chromium refuses to start: it keeps the
-    # system's folder then.
-    if temp_dir is not None and \
-            len(os.fsencode(temp_dir)) + _SINGLETON_SOCKET <= _SOCKET_PATH_MAX:
-        kwargs["env"] = {**os.environ, "TMPDIR": temp_dir}
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM_PATH,
-        args=[*CHROMIUM_ARGS, *extra_args],
-        **kwargs,
-    )
+    return playwright.chromium.launch(**_launch_options(temp_dir, kwargs))
+
+
+def launch_chromium_context(playwright: Any, temp_dir: str, **kwargs: Any) -> Any:
+    """The system chromium with a fresh profile in ``temp_dir`` (from ``chromium_temp``), whose
+    preferences are ``PROFILE_PREFERENCES``: its one context (``context.browser`` is the
+    browser; it starts with a blank page). Keyword arguments go to
+    ``playwright.chromium.launch_persistent_context``, as in ``launch_chromium``."""
+    profile = Path(temp_dir) / "profile"
+    (profile / "Default").mkdir(parents=True)
+    (profile / "Default" / "Preferences").write_text(json.dumps(PROFILE_PREFERENCES))
+    return playwright.chromium.launch_persistent_context(profile,
+                                                         **_launch_options(temp_dir, kwargs))
 
 
 def chromium_command(*extra_args: str) -> list[str]:

@@ -4,12 +4,14 @@ for it (Playwright's routes never see a redirect's hops)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
 from core.actions import Click, Navigate
+from envs import chromium
 from envs.browser import BrowserEnv
 from tests.conftest import require_tool
 from tests.local_server import serve_pages
@@ -28,10 +30,10 @@ def port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def guarded(port) -> Iterator[BrowserEnv]:
+def guarded(port, playwright) -> Iterator[BrowserEnv]:
     """Allowed on 127.0.0.1 only; localhost is the same server, but off the list."""
-    with BrowserEnv(viewport=(400, 300), device_scale_factor=2.0,
-                    allowed_domains=["127.0.0.1"]) as env:
+    with BrowserEnv(viewport=(400, 300), device_scale_factor=2.0, allowed_domains=["127.0.0.1"],
+                    playwright=playwright) as env:
         yield env
 
 
@@ -80,11 +82,11 @@ def test_a_frame_that_redirects_off_the_list_stays_empty(guarded, port) -> None:
     assert guarded.observe().extras["url"] == on_list
 
 
-def test_a_prefetched_link_that_redirects_off_the_list_is_not_shown(guarded) -> None:
+def test_a_link_the_page_asks_to_prefetch_reaches_no_host_off_the_list(guarded) -> None:
     """A page may ask chromium to prefetch its links (speculation rules, as WordPress does by
-    default). Chromium fetches them itself, out of reach of the request guard, and the click
-    is then served from the prefetch, redirect and all: the page landed off the list. It is
-    taken back, and the click reports the url as blocked; the off-list page is never shown."""
+    default). Chromium would fetch them itself, out of reach of the request guard, and follow
+    an allowed link's redirect off the list: the env's profile turns that preloading off. The
+    click then asks the network, and the guard blocks the redirect."""
     def page(query: dict[str, str]) -> bytes:
         if "landed" in query:
             return b"<title>OFF THE LIST</title>"
@@ -99,7 +101,39 @@ def test_a_prefetched_link_that_redirects_off_the_list_is_not_shown(guarded) -> 
         start = f"http://127.0.0.1:{port}/page?link=http://127.0.0.1:{port}/redirect?to=" \
                 f"{off_list}"
         assert env.execute(Navigate(url=start)).ok
-        wait_until(lambda: any("landed" in p for p in pages.asked), what="the prefetch")
+        assert env.page.evaluate("HTMLScriptElement.supports('speculationrules')")
+        time.sleep(1)  # a prefetch starts as the rules are read (a list rule is "immediate")
+        result = env.execute(Click(x=200, y=100))  # the link, in device pixels at scale 2
+        observation = env.observe()
+        assert not result.ok and off_list in result.message, result.message
+        assert observation.extras["url"] == start and observation.extras["title"] != \
+            "OFF THE LIST"
+        assert "/page?landed=1" not in pages.asked, pages.asked  # the host off the list
+
+
+def test_a_page_that_lands_off_the_list_without_a_request_is_taken_back(monkeypatch,
+                                                                       playwright) -> None:
+    """The last guard, for a page that reaches a host off the list without a request the guard
+    sees: in a profile that preloads pages, a link's speculation-rules prefetch does (chromium
+    fetches it itself), and the click is served from it, redirect and all. The page is taken
+    back, and the click reports the url as blocked; the off-list page is never shown."""
+    def page(query: dict[str, str]) -> bytes:
+        if "landed" in query:
+            return b"<title>OFF THE LIST</title>"
+        link = query["link"]
+        return (b'<script type="speculationrules">{"prefetch": [{"source": "list", "urls": ["'
+                + link.encode() + b'"]}]}</script>' + PAGE.replace(b"LINK", link.encode()))
+
+    monkeypatch.setattr(chromium, "PROFILE_PREFERENCES", {})  # chromium's default: it preloads
+    with serve_pages(page) as pages, BrowserEnv(viewport=(400, 300), device_scale_factor=2.0,
+                                                 allowed_domains=["127.0.0.1"],
+                                                 playwright=playwright) as env:
+        port = pages.server_port
+        off_list = f"http://localhost:{port}/page?landed=1"
+        start = f"http://127.0.0.1:{port}/page?link=http://127.0.0.1:{port}/redirect?to=" \
+                f"{off_list}"
+        assert env.execute(Navigate(url=start)).ok
+        wait_until(lambda: "/page?landed=1" in pages.asked, what="the prefetch")
         result = env.execute(Click(x=200, y=100))  # the link, in device pixels at scale 2
         observation = env.observe()
         assert not result.ok or off_list in observation.extras.get("blocked_urls", [])
