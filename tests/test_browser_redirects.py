@@ -22,6 +22,16 @@ PAGE = b"""<!doctype html><body style="margin:0">
 </body>"""
 
 
+def prefetching_page(query: dict[str, str]) -> bytes:
+    """A link to ``query["link"]`` that the page asks chromium to prefetch (speculation rules);
+    the page off the list, when asked for with ``landed``."""
+    if "landed" in query:
+        return b"<title>OFF THE LIST</title>"
+    link = query["link"]
+    return (b'<script type="speculationrules">{"prefetch": [{"source": "list", "urls": ["'
+            + link.encode() + b'"]}]}</script>' + PAGE.replace(b"LINK", link.encode()))
+
+
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
     require_tool("chromium")
@@ -87,15 +97,8 @@ def test_a_link_the_page_asks_to_prefetch_reaches_no_host_off_the_list(guarded) 
     default). Chromium would fetch them itself, out of reach of the request guard, and follow
     an allowed link's redirect off the list: the env's profile turns that preloading off. The
     click then asks the network, and the guard blocks the redirect."""
-    def page(query: dict[str, str]) -> bytes:
-        if "landed" in query:
-            return b"<title>OFF THE LIST</title>"
-        link = query["link"]
-        return (b'<script type="speculationrules">{"prefetch": [{"source": "list", "urls": ["'
-                + link.encode() + b'"]}]}</script>' + PAGE.replace(b"LINK", link.encode()))
-
     env = guarded
-    with serve_pages(page) as pages:
+    with serve_pages(prefetching_page) as pages:
         port = pages.server_port
         off_list = f"http://localhost:{port}/page?landed=1"
         start = f"http://127.0.0.1:{port}/page?link=http://127.0.0.1:{port}/redirect?to=" \
@@ -117,17 +120,10 @@ def test_a_page_that_lands_off_the_list_without_a_request_is_taken_back(monkeypa
     sees: in a profile that preloads pages, a link's speculation-rules prefetch does (chromium
     fetches it itself), and the click is served from it, redirect and all. The page is taken
     back, and the click reports the url as blocked; the off-list page is never shown."""
-    def page(query: dict[str, str]) -> bytes:
-        if "landed" in query:
-            return b"<title>OFF THE LIST</title>"
-        link = query["link"]
-        return (b'<script type="speculationrules">{"prefetch": [{"source": "list", "urls": ["'
-                + link.encode() + b'"]}]}</script>' + PAGE.replace(b"LINK", link.encode()))
-
     monkeypatch.setattr(chromium, "PROFILE_PREFERENCES", {})  # chromium's default: it preloads
-    with serve_pages(page) as pages, BrowserEnv(viewport=(400, 300), device_scale_factor=2.0,
-                                                 allowed_domains=["127.0.0.1"],
-                                                 playwright=playwright) as env:
+    with serve_pages(prefetching_page) as pages, \
+            BrowserEnv(viewport=(400, 300), device_scale_factor=2.0,
+                       allowed_domains=["127.0.0.1"], playwright=playwright) as env:
         port = pages.server_port
         off_list = f"http://localhost:{port}/page?landed=1"
         start = f"http://127.0.0.1:{port}/page?link=http://127.0.0.1:{port}/redirect?to=" \
