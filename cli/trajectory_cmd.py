@@ -149,7 +149,8 @@ def replay(
     a goal that names a <secret:NAME> needs its --secret again: no value was recorded).
 
     `run GOAL --model replay:DIR` takes the replies alone; here the goal, task, env, browser
-    settings, history layout and parse-error limit are the recorded ones too. With a task, its
+    settings, history layout, safety gate rules and parse-error limit are the recorded ones
+    too. With a task, its
     success check runs again at the end. A step that goes otherwise than recorded (refused by
     the safety gate, failed, or done where it had failed) is named, and the exit status is 1.
 
@@ -204,6 +205,9 @@ def replay(
             typer.echo(f"note: the run kept its prompts within {budget} tokens, which the "
                        f"replay cannot count without --processor CHECKPOINT: its prompts may "
                        f"keep screenshots the run dropped", err=True)
+    if meta.gate_rules is None:
+        typer.echo("note: the run's safety gate rules were not recorded: the replay applies the "
+                   "default rules", err=True)
     def replayed(spec: RunSpec, console: Console, observer: ObserverFactory) -> RunOutcome:
         outcome = run(spec, console, observer)
         return dataclasses.replace(outcome, diverged=first_divergence(
@@ -217,7 +221,8 @@ def replay(
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.
         max_steps=max(len(trajectory.steps), 1), out=out, **browser,
-        confirm="yes" if yes else None, secrets=parse_secrets(secret), **loop,
+        confirm="yes" if yes else None, gate_rules=meta.gate_rules,
+        secrets=parse_secrets(secret), **loop,
         processor=processor,
     ), replayed)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from agent.history import HistoryPolicy
@@ -117,9 +118,22 @@ def check(spec: RunSpec, task: Task | None = None) -> Checked:
         secrets.check_goal(goal)
     except SecretError as exc:
         raise RunError(str(exc)) from None
-    rules = load_rules(spec.gate_rules) if spec.gate_rules else GateRules()
+    rules = gate_rules(spec)
     dialect = resolve_dialect(spec)
     return Checked(goal, task, secrets, rules, dialect, *resize_budget(spec))
+
+
+def gate_rules(spec: RunSpec) -> GateRules:
+    """The run's gate rules: from ``spec.gate_rules``' file, or its fields, or the defaults."""
+    if spec.gate_rules is None:
+        return GateRules()
+    if not isinstance(spec.gate_rules, dict):
+        return load_rules(spec.gate_rules)
+    try:
+        return GateRules.model_validate(spec.gate_rules)
+    except ValidationError as exc:
+        detail = str(exc).replace("\n", "; ")
+        raise RunError(f"the recorded gate rules are not valid: {detail}") from None
 
 
 def run(
@@ -205,7 +219,8 @@ def _run_checked(spec: RunSpec, checked: Checked, console: Console,
                               gate=make_gate(spec, checked.rules, env, console, secrets),
                               secrets=secrets)
                 try:
-                    result = agent.run(goal, task, device=device, **env_meta(spec))
+                    result = agent.run(goal, task, device=device,
+                                       gate_rules=checked.rules.model_dump(), **env_meta(spec))
                 except Exception as exc:
                     if recorder.meta is None:
                         raise  # before the trajectory started: the error as it is

@@ -76,7 +76,9 @@ class RunSpec:
     #: The safety gate's answer to a sensitive action: ask (at the terminal), yes or deny.
     #: None: yes for --model scripted (a task's own solution, not model output), else ask.
     confirm: str | None = None
-    gate_rules: Path | None = None  # a JSON or TOML file of GateRules; None: the defaults
+    #: A JSON or TOML file of GateRules, or their fields (a replay's, as recorded); None: the
+    #: defaults.
+    gate_rules: Path | dict[str, Any] | None = None
     #: name -> value; a goal's <secret:NAME> is typed as the value. Never printed (repr=False).
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
 

@@ -319,6 +319,34 @@ def test_browser_options_are_used_and_replay_starts_where_the_run_did(tmp_path):
     assert bad.returncode == 2 and "--viewport 'wide' is not WIDTHxHEIGHT" in bad.stderr
 
 
+def test_replay_applies_the_runs_gate_rules(tmp_path):
+    """A navigation the run's --gate-rules refused is refused again by its replay (with no
+    terminal to ask), and reaches no server: the replay ran on the default rules, which allow
+    any domain, and opened the page before naming the divergence."""
+    require_tool("chromium")
+    from tests.local_server import serve_pages
+
+    (tmp_path / "rules.json").write_text(json.dumps({"allowed_domains": ["example.com"]}))
+    with serve_pages(lambda query: b"<title>page</title>") as pages:
+        url = f"http://127.0.0.1:{pages.server_port}/page?from=model"
+        script = replies(tmp_path / "r.jsonl",
+                         [f'*FUNCTION*: Navigate *ARGS*: {{"url": "{url}"}}', DONE])
+        done = cli("run", "Open the page", "--env", "browser", "--model", f"replay:{script}",
+                   "--gate-rules", "rules.json", "--deny-sensitive", "--out", "runs",
+                   cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        recorded = load(only_run(tmp_path / "runs"))
+        assert recorded.steps[0].gate.decision == "denied"
+        assert recorded.meta.gate_rules["allowed_domains"] == ["example.com"]
+        replayed = subprocess.run([*CLI, "replay", str(only_run(tmp_path / "runs")), "--out",
+                                   "again"], cwd=tmp_path, capture_output=True, text=True,
+                                  timeout=120, stdin=subprocess.DEVNULL)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        again = load(only_run(tmp_path / "again"))
+        assert again.steps[0].gate.decision == "denied", again.steps[0]
+        assert "/page?from=model" not in pages.asked, pages.asked
+
+
 def test_a_desktop_run_on_a_private_display_replays_on_one(tmp_path):
     require_tool("xvfb")
     script = replies(tmp_path / "r.jsonl", [CLICK, DONE])

@@ -109,6 +109,9 @@ class Meta(BaseModel):
     #: them (None in recordings made before they were kept).
     max_parse_errors: int | None = None
     history: dict[str, Any] | None = None  # agent.history.HistoryPolicy's fields
+    #: The safety gate's rules (agent.safety.GateRules' fields), so a replay asks about, or
+    #: refuses, what the run did (None in recordings made before they were kept).
+    gate_rules: dict[str, Any] | None = None
     started_at: str  # ISO 8601, UTC
     finished_at: str | None = None
     status: Status = "running"
