@@ -135,9 +135,18 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
     const root = n.getRootNode();
     return root instanceof ShadowRoot ? root.host : null;
   };
-  const SELECTOR = 'button, a[href], [role=button], label, input, textarea, select';
-  let target = el;
-  for (let n = el; n; n = up(n)) if (n.matches(SELECTOR)) { target = n; break; }
+  const SELECTOR = 'button, a[href], [role=button], [role=link], [role=menuitem], [role=tab], '
+    + '[role=option], [role=checkbox], [role=radio], [role=switch], label, input, textarea, '
+    + 'select, [onclick]';
+  const ancestors = [];
+  for (let n = el; n; n = up(n)) ancestors.push(n);
+  // Else a container that script makes clickable (a row with a listener) shows it by its
+  // pointer cursor: the element where that cursor starts is what a press on its icon presses.
+  const pointer = (n) => n && getComputedStyle(n).cursor === 'pointer';
+  const target = ancestors.find((n) => n.matches(SELECTOR))
+    || ancestors.find((n, i) => pointer(n) && !pointer(ancestors[i + 1])
+                               && !['body', 'html'].includes(n.localName))
+    || el;
   // innerText leaves out what a shadow root shows: read the composed tree where there is one.
   const SKIP = ['script', 'style', 'template', 'noscript'];
   const composed = (n) => {
