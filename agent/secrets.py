@@ -97,6 +97,8 @@ class Secrets:
         self._by_length = sorted(forms | set(self._by_length), key=lambda fn: (-len(fn[0]), fn))
         self._distinct = [(form, name) for form, name in self._by_length
                           if len(form) >= CONCEALED_PIECE]
+        self._all_forms = _Forms(self._by_length)
+        self._distinct_forms = _Forms(self._distinct)
 
     def __bool__(self) -> bool:
         return bool(self._values)
@@ -151,7 +153,7 @@ class Secrets:
         if not self._values:
             return data
         if isinstance(data, str):
-            return _replaced(data, self._by_length)
+            return self._all_forms.replaced(data)
         if isinstance(data, dict):
             return {self.scrub(k): self.scrub(v) for k, v in data.items()}
         if isinstance(data, (list, tuple)):
@@ -164,7 +166,7 @@ class Secrets:
         (a 4-digit PIN) also turns up in the numbers the runtime writes itself (a step, a
         screen size, a time), where a mask would show where, and so what, the value is; what
         the model, a screen or an env wrote is scrubbed whole where it is made."""
-        return _replaced(text, self._distinct)
+        return self._distinct_forms.replaced(text)
 
     def scrub_cut(self, text: str) -> str:
         """``scrub`` for a text that another program wrote and may have cut short (an
@@ -179,10 +181,24 @@ class Secrets:
         return scrubbed[:min(found)] + "… (cut: it quoted part of a secret's value)"
 
 
-def _replaced(text: str, forms: list[tuple[str, str]]) -> str:
-    for form, name in forms:
-        text = text.replace(form, placeholder(name))
-    return text
+class _Forms:
+    """Value forms (form, name), longest first, replaced by their placeholders in one pass that
+    leaves the placeholders already in a text as they are: one form after another, a value
+    found inside a placeholder ("secret" in "<secret:PW>", or in another value's, put there a
+    moment before) was masked again, and the placeholder written was no longer one."""
+
+    def __init__(self, forms: list[tuple[str, str]]) -> None:
+        self._names: dict[str, str] = {}
+        for form, name in forms:  # two values alike: the first name, as before
+            self._names.setdefault(form, name)
+        alternatives = [f"(?P<kept>{PLACEHOLDER.pattern})", *map(re.escape, self._names)]
+        self._pattern = re.compile("|".join(alternatives)) if self._names else None
+
+    def replaced(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda m: m.group(0) if m.group("kept") is not None
+                                 else placeholder(self._names[m.group(0)]), text)
 
 
 #: One character of a quoted string as JSON, Python or the ui-tars parser reads it: an escape,

@@ -63,6 +63,20 @@ def test_reveal_scrub_and_goal_check():
     assert "12" not in repr(secrets)
 
 
+@pytest.mark.parametrize("values, text, scrubbed", [
+    # A value that its own placeholder spells: the placeholder the model wrote stays one.
+    ({"PW": "secret"}, "type <secret:PW>, not secret", "type <secret:PW>, not <secret:PW>"),
+    ({"S": "S"}, "<secret:S>S", "<secret:S><secret:S>"),
+    # A value inside another's placeholder, put there as the longer value was masked.
+    ({"A": "secret123", "B": "secret"}, "secret123 / secret", "<secret:A> / <secret:B>"),
+    ({"LONG": "pass:1", "P": "LONG"}, "pass:1", "<secret:LONG>"),
+])
+def test_scrub_leaves_the_placeholders_in_a_text_as_they_are(values, text, scrubbed):
+    """A recorded action that types ``<secret:PW>`` with PW's value "secret" was written as
+    ``<<secret:PW>:PW>``: its replay and its export typed that."""
+    assert Secrets(values).scrub(text) == scrubbed
+
+
 def test_a_runs_settings_print_neither_its_secrets_nor_its_endpoint_key():
     """A RunSpec in a log line, a traceback's locals or a debugger shows no value to mask."""
     from runtime.settings import RunSpec
