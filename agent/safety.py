@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from core.actions import Action
 from envs import keys
 from envs.base import ElementInfo, Env, EnvError
-from envs.browser import domain_allowed, normalize_url
+from envs.browser import check_domains, domain_allowed, normalize_url
 
 DEFAULT_TAP_TEXT = r"pay|buy|delete|send|confirm|transfer"
 #: Keys that neither type nor paste into the focused field: the named ones, but the space bar and
@@ -90,6 +90,13 @@ class GateRules(BaseModel):
     open_apps: list[str] = []
     #: Domains (and their subdomains) that ``navigate`` may reach freely; None: any.
     allowed_domains: list[str] | None = None
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains(cls, domains: list[str] | None) -> list[str] | None:
+        if domains is not None:
+            check_domains(domains)
+        return domains
 
     @field_validator("tap_text")
     @classmethod

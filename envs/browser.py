@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import json
 import math
+import re
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -235,6 +237,33 @@ def as_browser_reads(url: str) -> str:
     return url
 
 
+#: A domain as an allowlist names it: dot-separated labels of ASCII letters, digits, hyphens
+#: and underscores (which chromium keeps in a host); an IPv4 address is one too.
+_DOMAIN = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
+
+
+def check_domains(domains: Sequence[str]) -> None:
+    """A ValueError naming the first entry of an allowlist that could match no host: a pattern
+    (``*.example.com``), a url, a port, or a name in another script. Each would have blocked
+    every page, to the user's surprise."""
+    for domain in domains:
+        name = domain.lower()
+        with contextlib.suppress(ValueError):
+            ipaddress.IPv6Address(name)  # as a url's host reads, without its brackets
+            continue
+        if _DOMAIN.fullmatch(name):
+            continue
+        hint = "a domain is letters, digits, hyphens, underscores and dots"
+        if "*" in name or name.startswith(".") or name.endswith("."):
+            hint = "a domain allows its subdomains, so write example.com, not *.example.com or " \
+                ".example.com"
+        elif "/" in name or ":" in name or "@" in name:
+            hint = "give the host alone: example.com, not https://example.com/ or example.com:443"
+        elif not name.isascii():
+            hint = "give its ASCII (punycode) form, as the browser's urls spell it: xn--..."
+        raise ValueError(f"allowed domain {domain!r} matches no host: {hint}")
+
+
 def domain_allowed(url: str, allowed_domains: Sequence[str]) -> bool:
     """True when ``url`` is http(s) on an allowed domain or a subdomain of one, or about:blank.
     The host is read as a browser reads it (``as_browser_reads``); a url Python cannot split,
@@ -324,6 +353,8 @@ class BrowserEnv(Env):
         check_screen(viewport, device_scale_factor)
         self.viewport = viewport
         self.scale = float(device_scale_factor)
+        if allowed_domains is not None:
+            check_domains(allowed_domains)
         self.allowed_domains = list(allowed_domains) if allowed_domains is not None else None
         self.timeout_ms = timeout_s * 1000
         self.start_url = start_url

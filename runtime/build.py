@@ -228,13 +228,17 @@ def check_env(spec: RunSpec) -> None:
         except PolicyError as exc:
             raise RunError(str(exc)) from None
     if spec.env == "browser":
-        from envs.browser import check_screen
+        from envs.browser import check_domains, check_screen
 
         try:
             check_screen(spec.viewport, spec.scale)
         except ValueError as exc:
             width, height = spec.viewport
             raise RunError(f"--viewport {width}x{height} --scale {spec.scale:g}: {exc}") from None
+        try:
+            check_domains(spec.allowed_domains)
+        except ValueError as exc:
+            raise RunError(f"--allow-domain: {exc}") from None
 
 
 @contextlib.contextmanager

@@ -237,6 +237,36 @@ def test_rules_load_from_json_and_toml_and_bad_files_fail_clearly(tmp_path):
         assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("domain, problem", [
+    ("*.example.com", "write example.com"), (".example.com", "write example.com"),
+    ("example.com.", "write example.com"), ("https://example.com/", "the host alone"),
+    ("example.com:8443", "the host alone"), ("b\u00fccher.de", "punycode"),
+    (" example.com", "letters, digits"), ("", "letters, digits"),
+])
+def test_an_allowed_domain_that_matches_no_host_is_refused_where_it_is_given(tmp_path, domain,
+                                                                             problem):
+    """An allowlist entry that no host can match (a pattern, a url, a port) would block every
+    page without a word: the rules file, ``--allow-domain`` and the browser env refuse it."""
+    from envs.browser import BrowserEnv
+    from runtime.build import check_env
+    from runtime.settings import RunError, RunSpec
+
+    (tmp_path / "rules.json").write_text(json.dumps({"allowed_domains": ["ok.org", domain]}))
+    with pytest.raises(ValueError, match=problem) as info:
+        load_rules(tmp_path / "rules.json")
+    assert "\n" not in str(info.value)
+    with pytest.raises(RunError, match=f"--allow-domain: .*{problem}"):
+        check_env(RunSpec(goal="x", model="scripted", env="browser", allowed_domains=(domain,)))
+    with pytest.raises(ValueError, match=problem):
+        BrowserEnv(allowed_domains=[domain])
+
+
+@pytest.mark.parametrize("domain", ["example.com", "EXAMPLE.com", "127.0.0.1", "::1",
+                                    "localhost", "my_host.lan", "xn--bcher-kva.de"])
+def test_allowed_domains_a_host_can_match_are_taken(domain):
+    assert GateRules(allowed_domains=[domain]).allowed_domains == [domain]
+
+
 def test_a_tap_anywhere_on_a_clickable_row_is_judged_by_the_row():
     # A clickable "Pay now" row: an icon, its label, empty space. Each tap presses the row.
     env = fake_android_env(DumpDevice(ui_node(
