@@ -577,6 +577,11 @@ def test_a_reply_the_token_limit_cut_off_is_not_trained(tmp_path, hf_tokenizer):
     (row,) = read(out)
     _, _, trained, _ = train_qwen2vl(row, hf_tokenizer)
     assert len(trained) == 2 and not any("Home" in t for t in trained)
+    # A run whose only reply was cut off has nothing to train, and the error says why.
+    lines[0]["usage"]["truncated"] = lines[2]["usage"]["truncated"] = True
+    steps.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(ExportError, match="nothing to export.*cut off by the token limit"):
+        export([directory], "qwen2vl", "step", tmp_path / "none.jsonl")
 
 
 class StoppedScript(ScriptedPolicy):

@@ -375,7 +375,9 @@ def _why_nothing(summary: ExportSummary, keep: set[str] | None) -> str:
                 "parse, was refused or cut off, spells a chat token, or that later prompts show "
                 "without the spaces or line breaks it began with (--granularity step or "
                 "--format qwen2vl leave it out)")
-    return "no step has a reply that can be trained (one that parsed and spells no chat token)"
+    return ("no step has a reply that can be trained: one that parsed, was not refused by the "
+            "safety gate, was not cut off by the token limit, held no secret's value and spells "
+            "no chat token")
 
 
 def _reply_tokens(step: StepRecord) -> int:
