@@ -150,9 +150,9 @@ def replay(
 
     `run GOAL --model replay:DIR` takes the replies alone; here the goal, task, env, browser
     settings, history layout, safety gate rules and parse-error limit are the recorded ones
-    too. With a task, its
-    success check runs again at the end. A step that goes otherwise than recorded (refused by
-    the safety gate, failed, or done where it had failed) is named, and the exit status is 1.
+    too. With a task, its success check runs again at the end. A step that goes otherwise than
+    recorded (refused by the safety gate, failed, or done where it had failed) is named, and the
+    exit status is 1.
 
     A trajectory recorded on a real phone or display is repeated only on one named with
     --device or --display: its taps and typing would otherwise land on whatever phone is
