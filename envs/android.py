@@ -21,7 +21,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 from PIL import Image
 
@@ -630,18 +630,19 @@ class AndroidEnv(Env):
                        f"{', '.join(packages[:12])})")
 
     def element_at(self, x: int, y: int) -> ElementInfo | None:
-        """What a tap at (x, y) presses: the smallest node of the UI dump whose bounds hold the
-        point, or rather its nearest clickable ancestor-or-self (a tap on a row's icon or its
-        empty part presses the row), described by its own text and content-desc, else by those
-        of the nodes below it (``_pressed_info``). When none is clickable, the smallest node by
-        its own text."""
-        paths = list(_paths_holding(self._looked_up_tree(), x, y))
-        if not paths:
+        """What a tap at (x, y) presses (``_pressed``: the clickable node on top there, which is
+        a row for a tap on its icon or its empty part), described by its own text and
+        content-desc, else by those of the nodes below it (``_pressed_info``). When no node
+        there is clickable, the smallest node holding the point, by its own text."""
+        tree = self._looked_up_tree()
+        pressed = _pressed(tree, x, y)
+        if pressed is not None:
+            return _pressed_info(pressed)
+        holding = [node for node in tree.walk() if _holds(node, x, y)]
+        if not holding:
             return None
-        path = min(paths, key=lambda p: (p[-1].bounds[2] - p[-1].bounds[0])
-                   * (p[-1].bounds[3] - p[-1].bounds[1]))
-        pressed = next((node for node in reversed(path) if node.clickable), None)
-        return _element_info(path[-1]) if pressed is None else _pressed_info(pressed)
+        return _element_info(min(holding, key=lambda n: (n.bounds[2] - n.bounds[0])
+                                 * (n.bounds[3] - n.bounds[1])))
 
     def focused_element(self) -> ElementInfo | None:
         node = next((n for n in self._looked_up_tree().walk() if n.focused), None)
@@ -710,16 +711,20 @@ def _rgb(png: bytes) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image  # no copy of an RGB frame
 
 
-def _paths_holding(root: UiNode, x: int, y: int,
-                   above: tuple[UiNode, ...] = ()) -> Iterator[tuple[UiNode, ...]]:
-    """For each node whose bounds hold (x, y), in document order: the node with its ancestors
-    (root first, the node last)."""
-    path = (*above, root)
-    x1, y1, x2, y2 = root.bounds
-    if x1 <= x < x2 and y1 <= y < y2:
-        yield path
-    for child in root.children:
-        yield from _paths_holding(child, x, y, path)
+def _holds(node: UiNode, x: int, y: int) -> bool:
+    x1, y1, x2, y2 = node.bounds
+    return x1 <= x < x2 and y1 <= y < y2
+
+
+def _pressed(node: UiNode, x: int, y: int) -> UiNode | None:
+    """The node a tap at (x, y) presses, as Android hands a touch down the views: each view's
+    children first, the last drawn (a later sibling, an overlay such as a bottom sheet) before
+    the ones below it, and the first clickable view holding the point takes it. Smallest-first
+    read the list row under a sheet's "Delete" (of the same size) as the one pressed."""
+    for child in reversed(node.children):
+        if (found := _pressed(child, x, y)) is not None:
+            return found
+    return node if node.clickable and _holds(node, x, y) else None
 
 
 def _labels(node: UiNode) -> str:

@@ -267,6 +267,33 @@ def test_allowed_domains_a_host_can_match_are_taken(domain):
     assert GateRules(allowed_domains=[domain]).allowed_domains == [domain]
 
 
+def test_a_tap_presses_what_is_drawn_on_top_as_android_hands_it_the_touch():
+    """A bottom sheet over a list: its "Delete" row (drawn later, as large as the list row
+    under it) takes the tap, and so does a small "Send" button floating over a wide row. A view
+    that is not clickable lets the touch through to the one below, and a clickable child takes
+    it before its clickable parent. Smallest-first read the list row under the sheet, and the
+    tap deleted a contact under --deny-sensitive."""
+    env = fake_android_env(DumpDevice(ui_node(
+        (0, 0, 1080, 2400),
+        ui_node((0, 0, 1080, 2400),  # the list
+                ui_node((48, 2094, 1032, 2251), text="Person 09", clickable=True),
+                ui_node((0, 1000, 1080, 1200), ui_node((900, 1050, 1000, 1150), text="i"),
+                        text="Person 05", clickable=True),
+                ui_node((0, 1400, 1080, 1600), text="Person 07", clickable=True)),
+        ui_node((0, 1900, 1080, 2400),  # the sheet
+                ui_node((48, 2171, 1032, 2328), text="Delete", clickable=True)),
+        ui_node((0, 800, 1080, 1300),  # a layout over the list, clicking nothing
+                ui_node((880, 1030, 1020, 1170), text="Send", clickable=True)),
+        ui_node((0, 1300, 1080, 1700), text="tip: swipe to see more"))))
+    gate = ConfirmationGate(GateRules(), env, "deny")
+    for (x, y), text in [((540, 2200), "Delete"), ((950, 1100), "Send"),
+                         ((100, 1100), "Person 05"), ((100, 1500), "Person 07")]:
+        assert env.element_at(x, y).text == text, (x, y)
+    assert gate.sensitive(Tap(x=540, y=2200)).rule == "tap_text"
+    assert gate.sensitive(Tap(x=950, y=1100)).rule == "tap_text"
+    assert gate.sensitive(Tap(x=100, y=1500)) is None
+
+
 def test_a_tap_anywhere_on_a_clickable_row_is_judged_by_the_row():
     # A clickable "Pay now" row: an icon, its label, empty space. Each tap presses the row.
     env = fake_android_env(DumpDevice(ui_node(
