@@ -29,8 +29,11 @@ from pydantic import ValidationError
 from core.actions import Action
 from core.text import CONCEALED_PIECE, pieces
 
-PLACEHOLDER = re.compile(r"<secret:([A-Za-z_][A-Za-z0-9_]*)>")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+_NAME = re.compile(_NAME_PATTERN)
+PLACEHOLDER = re.compile(rf"<secret:({_NAME_PATTERN})>")
+#: Splits a text at its placeholders, keeping each as a piece of its own.
+_PLACEHOLDER_SPLIT = re.compile(rf"(<secret:{_NAME_PATTERN}>)")
 #: The shortest base64 run of a value that ``scrub`` replaces (shorter runs could be anything).
 MIN_BASE64_RUN = 8
 _URL_DROPS = dict.fromkeys(map(ord, "\t\n\r"))
@@ -182,23 +185,30 @@ class Secrets:
 
 
 class _Forms:
-    """Value forms (form, name), longest first, replaced by their placeholders in one pass that
-    leaves the placeholders already in a text as they are: one form after another, a value
-    found inside a placeholder ("secret" in "<secret:PW>", or in another value's, put there a
-    moment before) was masked again, and the placeholder written was no longer one."""
+    """Value forms (form, name), longest first, each replaced by its placeholder in turn, so a
+    value that overlaps a shorter one is masked whole; only in the text between placeholders,
+    so that a value found inside one ("secret" in "<secret:PW>", or in another value's put
+    there a moment before) does not break it: ``<<secret:PW>:PW>`` was recorded and replayed."""
 
     def __init__(self, forms: list[tuple[str, str]]) -> None:
-        self._names: dict[str, str] = {}
-        for form, name in forms:  # two values alike: the first name, as before
-            self._names.setdefault(form, name)
-        alternatives = [f"(?P<kept>{PLACEHOLDER.pattern})", *map(re.escape, self._names)]
-        self._pattern = re.compile("|".join(alternatives)) if self._names else None
+        self._forms = forms
 
     def replaced(self, text: str) -> str:
-        if self._pattern is None:
-            return text
-        return self._pattern.sub(lambda m: m.group(0) if m.group("kept") is not None
-                                 else placeholder(self._names[m.group(0)]), text)
+        # The text as pieces, a placeholder at each odd index (re.split keeps the separators).
+        parts = _PLACEHOLDER_SPLIT.split(text)
+        for form, name in self._forms:
+            mask = placeholder(name)
+            parts = [piece for i, part in enumerate(parts)
+                     for piece in ([part] if i % 2 else _between(part.split(form), mask))]
+        return "".join(parts)
+
+
+def _between(pieces: list[str], mask: str) -> list[str]:
+    """``pieces`` with ``mask`` between each two, for ``_Forms``' list of pieces."""
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        out += [mask, piece]
+    return out
 
 
 #: One character of a quoted string as JSON, Python or the ui-tars parser reads it: an escape,

@@ -70,6 +70,8 @@ def test_reveal_scrub_and_goal_check():
     # A value inside another's placeholder, put there as the longer value was masked.
     ({"A": "secret123", "B": "secret"}, "secret123 / secret", "<secret:A> / <secret:B>"),
     ({"LONG": "pass:1", "P": "LONG"}, "pass:1", "<secret:LONG>"),
+    # Overlapping values: the longer is masked whole (a name's tail is a password's head).
+    ({"USER": "bob.smith", "PW": "smith2024x"}, "bob.smith2024x", "bob.<secret:PW>"),
 ])
 def test_scrub_leaves_the_placeholders_in_a_text_as_they_are(values, text, scrubbed):
     """A recorded action that types ``<secret:PW>`` with PW's value "secret" was written as
