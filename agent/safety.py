@@ -22,6 +22,7 @@ reason goes back to the model as the step's result, and the step's record keeps 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -122,21 +123,41 @@ def comparable(text: str) -> str:
                    if unicodedata.category(c) not in ("Mn", "Cf"))
 
 
+#: A word: a run of letters.
+_WORD = re.compile(r"[^\W\d_]+")
+
+
 def latin_lookalikes(text: str) -> str:
-    """``text`` with each letter of another script that looks like an ASCII one written as that
-    one, by Unicode's table of confusables (UTS #39): "Dеlete" with a Cyrillic "е", or "Ρay" with
-    a Greek "Ρ", reads as the word it shows."""
+    """``text`` with the words set in look-alike letters read as the ASCII ones they show: a
+    word that mixes ASCII letters with others ("Dеlete" with a Cyrillic "е", "Pɑy" with a Latin
+    alpha), or one whose every letter looks like an ASCII one ("Рау" in Cyrillic). Other words
+    of other scripts stay as they are: "Браузер" is no "Бpayзep" to its reader."""
     if text.isascii():
         return text
+
+    def read(match: re.Match[str]) -> str:
+        word = match.group(0)
+        looks = [c if c.isascii() else _ascii_lookalike(c) for c in word]
+        if any(c.isascii() for c in word) or all(looks):
+            return "".join(look or c for look, c in zip(looks, word))
+        return word
+
+    return _WORD.sub(read, text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ascii_lookalike(letter: str) -> str | None:
+    """The ASCII letter that ``letter`` looks like, by Unicode's table of confusables (UTS #39),
+    or a small capital's letter ("ᴅ"); None when it looks like none."""
     from confusable_homoglyphs import confusables  # reads its 900 KB table on first use
 
-    found = confusables.is_confusable(text, greedy=True, preferred_aliases=["latin"]) or []
-    table = {}
-    for entry in found:
-        look = next((h["c"] for h in entry["homoglyphs"] if h["c"].isascii()), None)
-        if look is not None and not entry["character"].isascii():  # "1" stays, not "l"
-            table[ord(entry["character"])] = look
-    return text.translate(table)
+    found = confusables.is_confusable(letter, greedy=True, preferred_aliases=[]) or []
+    look = next((h["c"] for entry in found for h in entry["homoglyphs"]
+                 if h["c"].isascii() and h["c"].isalpha()), None)
+    small_capital = unicodedata.name(letter, "").removeprefix("LATIN LETTER SMALL CAPITAL ")
+    if look is None and len(small_capital) == 1:
+        look = small_capital.lower()
+    return look
 
 
 def load_rules(path: str | Path) -> GateRules:

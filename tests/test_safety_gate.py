@@ -596,6 +596,8 @@ def test_a_pressed_label_is_matched_however_its_letters_are_written(label):
     "\u0455\u0435nd",  # Cyrillic "ѕ" and "е"
     "\u13a0elete",  # a Cherokee "Ꭰ"
     "\u0412UY NOW",  # a Cyrillic capital "В", which folds to a "в" that looks like no "b"
+    "P\u0251y",  # a Latin alpha
+    "\u1d05\u1d07\u029f\u1d07\u1d1b\u1d07",  # small capitals
 ])
 def test_a_label_in_look_alike_letters_of_another_script_is_matched(label):
     """A hostile page that spells "Delete" with a Cyrillic "е" shows the word the rule names,
@@ -613,7 +615,8 @@ def test_a_rule_in_another_script_matches_its_own_letters():
 
 
 @pytest.mark.parametrize("label", ["Notes", "Weiter", "Deleted items", "Bezahlung", "Далее",
-                                   "Удалить", "1 item, 10 \u20ac"])
+                                   "Удалить", "1 item, 10 \u20ac", "Настройки браузера",
+                                   "Раунд 2"])
 def test_labels_the_rule_does_not_name_stay_unasked(label):
     rules = GateRules(tap_text=r"kauf abschließen|\bbezahlen\b|delete\b")
     assert ConfirmationGate(rules, Labelled(label), "deny").sensitive(Tap(x=1, y=1)) is None
