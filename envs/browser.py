@@ -139,16 +139,18 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   };
   const SELECTOR = 'button, a[href], [role=button], [role=link], [role=menuitem], [role=tab], '
     + '[role=option], [role=checkbox], [role=radio], [role=switch], label, input, textarea, '
-    + 'select, [onclick]';
+    + 'select';
   const ancestors = [];
   for (let n = el; n; n = up(n)) ancestors.push(n);
-  // Else a container that script makes clickable (a row with a listener) shows it by its
-  // pointer cursor: the element where that cursor starts is what a press on its icon presses.
+  // Else, where the page shows the point as clickable (a pointer cursor), the container that
+  // script makes so (a row with an onclick, or where that cursor starts) is what a press on its
+  // icon presses. A dialog's text (no pointer) in a backdrop that closes on a click is not, nor
+  // is a page whose body takes every click to hand it on.
   const pointer = (n) => n && getComputedStyle(n).cursor === 'pointer';
+  const container = (n, i) => !['body', 'html'].includes(n.localName)
+    && (n.hasAttribute('onclick') || (pointer(n) && !pointer(ancestors[i + 1])));
   const target = ancestors.find((n) => n.matches(SELECTOR))
-    || ancestors.find((n, i) => pointer(n) && !pointer(ancestors[i + 1])
-                               && !['body', 'html'].includes(n.localName))
-    || el;
+    || (pointer(el) && ancestors.find(container)) || el;
   // innerText leaves out what a shadow root shows: read the composed tree where there is one.
   const SKIP = ['script', 'style', 'template', 'noscript'];
   const composed = (n) => {

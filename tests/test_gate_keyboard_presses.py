@@ -312,26 +312,34 @@ def test_a_button_labelled_by_css_generated_content_reads_as_its_label_in_chromi
 
 
 def test_a_press_on_the_icon_of_a_row_that_script_makes_clickable_reads_as_the_row_in_chromium():
-    """A row that handles clicks in script (an onclick attribute, or a listener the page shows
-    by a pointer cursor) is pressed by a click on its icon: the click is judged by the row's
-    text, as on android, not by the icon's (none). A row nobody can click stays the icon's."""
+    """A row that handles clicks in script (an onclick attribute, or a listener), which the page
+    shows as clickable with a pointer cursor, is pressed by a click on its icon: the click is
+    judged by the row's text, as on android, not by the icon's (none). A row nobody can click
+    stays the icon's, and so does a dialog's text in a backdrop that closes on a click, or a
+    paragraph of a page whose body takes every click."""
     require_tool("chromium")
     from envs.browser import BrowserEnv
 
     icon = '<span style="display:inline-block;width:50px;height:50px"></span>'
-    row = 'style="position:absolute;left:0;width:300px;height:50px;top:'
-    page = ('data:text/html,<body style="margin:0">'
+    row = 'style="position:absolute;left:0;width:300px;height:50px;cursor:pointer;top:'
+    page = ('data:text/html,<body style="margin:0" onclick="">'
             f'<div onclick="document.title = \'deleted\'" {row}0">{icon}Delete account</div>'
-            f'<div id="pay" {row}60px;cursor:pointer">{icon}<b>Pay</b> $500</div>'
-            f'<div {row}120px">{icon}Delete notes</div></body>')
-    with BrowserEnv(viewport=(400, 300), start_url=page) as env:
+            f'<div id="pay" {row}60px">{icon}<b>Pay</b> $500</div>'
+            f'<div {row}120px;cursor:auto">{icon}Delete notes</div>'
+            '<div onclick="this.remove()" style="position:absolute;top:180px;width:400px;'
+            'height:100px;cursor:pointer"><div style="cursor:default"><p style="margin:0">'
+            'Your total is $40.</p><p>Pay it below.</p></div></div>'
+            '<p style="position:absolute;top:300px;margin:0">Your account</p><p style="position:'
+            'absolute;top:330px">Delete it below.</p></body>')
+    with BrowserEnv(viewport=(400, 400), start_url=page) as env:
         env.page.evaluate("document.getElementById('pay').addEventListener('click', () => "
                           "document.title = 'paid')")
         gate = ConfirmationGate(GateRules(), env, "deny")
         for y, said in ((25, "Delete account"), (85, "Pay $500")):
             hit = gate.sensitive(parsed({"kind": "click", "x": 25, "y": y}))
             assert hit is not None and hit.rule == "tap_text" and said in hit.reason, (y, hit)
-        assert gate.sensitive(parsed({"kind": "click", "x": 25, "y": 145})) is None
+        for x, y in ((25, 145), (60, 190), (60, 320)):
+            assert gate.sensitive(parsed({"kind": "click", "x": x, "y": y})) is None, (x, y)
         # What the gate judges is what chromium does: the click on the icon reaches the row.
         assert env.execute(parsed({"kind": "click", "x": 25, "y": 25})).ok
         assert env.page.title() == "deleted"
