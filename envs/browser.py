@@ -239,38 +239,58 @@ def as_browser_reads(url: str) -> str:
     return url
 
 
-#: A domain as an allowlist names it: dot-separated labels of ASCII letters, digits, hyphens
+#: A domain as an allowlist names it, in ASCII: dot-separated labels of letters, digits, hyphens
 #: and underscores (which chromium keeps in a host); an IPv4 address is one too.
 _DOMAIN = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 
 
+def ascii_host(name: str) -> str | None:
+    """``name`` as a browser's url spells it: in lower case, and a name with letters of other
+    scripts in its ASCII form, as chromium makes it (IDNA, UTS #46 nontransitional:
+    "Bücher.example" is "xn--bcher-kva.example"); None where it has none."""
+    if name.isascii():
+        return name.lower()
+    import idna
+
+    try:
+        return idna.encode(name, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError:
+        return None
+
+
 def check_domains(domains: Sequence[str]) -> None:
     """A ValueError naming the first entry of an allowlist that could match no host: a pattern
-    (``*.example.com``), a url, a port, or a name in another script. Each would have blocked
-    every page, to the user's surprise."""
+    (``*.example.com``), a url, a port, an IPv6 address not written as a browser writes it. Each
+    would have blocked every page, to the user's surprise."""
     for domain in domains:
-        name = domain.lower()
-        with contextlib.suppress(ValueError):
-            ipaddress.IPv6Address(name)  # as a url's host reads, without its brackets
+        name = ascii_host(domain) or domain
+        try:
+            address = ipaddress.IPv6Address(name)  # as a url's host reads, without brackets
+        except ValueError:
+            address = None
+        if address is not None and "%" not in name and address.compressed == name:
             continue
-        if _DOMAIN.fullmatch(name):
+        if address is None and _DOMAIN.fullmatch(name):
             continue
         hint = "a domain is letters, digits, hyphens, underscores and dots"
-        if "*" in name or name.startswith(".") or name.endswith("."):
+        if "*" in name or name.startswith("."):
             hint = "a domain allows its subdomains, so write example.com, not *.example.com or " \
                 ".example.com"
+        elif name.endswith("."):
+            hint = "write it without the dot at its end"
+        elif address is not None:
+            hint = "write the address as a browser's url does: " \
+                f"{address.compressed.partition('%')[0]}, with no zone"
         elif "/" in name or ":" in name or "@" in name:
             hint = "give the host alone: example.com, not https://example.com/ or example.com:443"
-        elif not name.isascii():
-            hint = "give its ASCII (punycode) form, as the browser's urls spell it: xn--..."
         raise ValueError(f"allowed domain {domain!r} matches no host: {hint}")
 
 
 def domain_allowed(url: str, allowed_domains: Sequence[str]) -> bool:
     """True when ``url`` is http(s) on an allowed domain or a subdomain of one, or about:blank.
-    The host is read as a browser reads it (``as_browser_reads``); a url Python cannot split,
-    or whose host holds a character a browser refuses in a host (a control, a space, ``%``...),
-    is not allowed."""
+    The host is read as a browser reads it (``as_browser_reads``, ``ascii_host``); a url Python
+    cannot split, or whose host holds a character a browser refuses in a host (a control, a
+    space, ``%``...), is not allowed."""
     url = as_browser_reads(url)
     if url == "about:blank":
         return True
@@ -281,8 +301,9 @@ def domain_allowed(url: str, allowed_domains: Sequence[str]) -> bool:
         return False
     if parts.scheme not in NAVIGABLE_SCHEMES or not hostname or set(hostname) & _FORBIDDEN_IN_HOST:
         return False
-    host = hostname.lower()
-    return any(host == d or host.endswith("." + d) for d in (d.lower() for d in allowed_domains))
+    host = ascii_host(hostname)
+    allowed = [d for d in map(ascii_host, allowed_domains) if d]
+    return host is not None and any(host == d or host.endswith("." + d) for d in allowed)
 
 
 #: The modifiers' bits in a DevTools key event.
@@ -357,7 +378,9 @@ class BrowserEnv(Env):
         self.scale = float(device_scale_factor)
         if allowed_domains is not None:
             check_domains(allowed_domains)
-        self.allowed_domains = list(allowed_domains) if allowed_domains is not None else None
+        # As the browser's urls spell them, for the page's own guard (_NAVIGATION_GUARD).
+        self.allowed_domains = [ascii_host(d) or d for d in allowed_domains] \
+            if allowed_domains is not None else None
         self.timeout_ms = timeout_s * 1000
         self.start_url = start_url
         self._dead: str | None = None

@@ -308,6 +308,10 @@ TRICKY_URLS = [
     "https://example.com:443\\@evil.com", "https://evil.com\\\\.example.com", "HtTp:example.com",
     "https://shop.example.com:8080/x", "https://evil%2Ecom", "https://[::1",
     "https://example.com\u3002evil.com", "https://evil.com\x7f@example.com",
+    # Hosts in other scripts, which chromium spells in ASCII (IDNA).
+    "https://b\u00fccher.example.com/", "https://\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25.com",
+    "https://fa\u00df.example.com", "https://exam\u00adple.com", "https://\u0435xample.com",
+    "https://evil.com\u2024example.com", "https://xn--exmple-cua.com", "https://EXAMPLE.COM\u3002",
 ]
 
 
@@ -323,6 +327,13 @@ def test_domain_allowed_reads_the_host_chromium_goes_to(guarded) -> None:
     # And each of the urls that once slipped through is refused.
     for url in TRICKY_URLS[:11]:
         assert not domain_allowed(normalize_url(url), ["example.com"]), url
+    # A host in another script is allowed as the browser spells it, however the list or the
+    # url writes it.
+    for allowed in (["b\u00fccher.example"], ["xn--bcher-kva.example"], ["B\u00dcCHER.example"]):
+        for url in ("https://b\u00fccher.example/", "https://shop.B\u00dcCHER.example/",
+                    "https://xn--bcher-kva.example/"):
+            assert domain_allowed(url, allowed), (url, allowed)
+        assert not domain_allowed("https://bucher.example/", allowed)
 
 
 @pytest.fixture(scope="module")

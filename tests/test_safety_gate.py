@@ -239,9 +239,10 @@ def test_rules_load_from_json_and_toml_and_bad_files_fail_clearly(tmp_path):
 
 @pytest.mark.parametrize("domain, problem", [
     ("*.example.com", "write example.com"), (".example.com", "write example.com"),
-    ("example.com.", "write example.com"), ("https://example.com/", "the host alone"),
-    ("example.com:8443", "the host alone"), ("b\u00fccher.de", "punycode"),
-    (" example.com", "letters, digits"), ("", "letters, digits"),
+    ("example.com.", "without the dot"), ("https://example.com/", "the host alone"),
+    ("example.com:8443", "the host alone"), ("2001:0db8::1", "url does: 2001:db8::1,"),
+    ("fe80::1%eth0", "url does: fe80::1, with no zone"), (" example.com", "letters, digits"),
+    ("", "letters, digits"),
 ])
 def test_an_allowed_domain_that_matches_no_host_is_refused_where_it_is_given(tmp_path, domain,
                                                                              problem):
@@ -262,7 +263,8 @@ def test_an_allowed_domain_that_matches_no_host_is_refused_where_it_is_given(tmp
 
 
 @pytest.mark.parametrize("domain", ["example.com", "EXAMPLE.com", "127.0.0.1", "::1",
-                                    "localhost", "my_host.lan", "xn--bcher-kva.de"])
+                                    "localhost", "my_host.lan", "xn--bcher-kva.de",
+                                    "b\u00fccher.de"])
 def test_allowed_domains_a_host_can_match_are_taken(domain):
     assert GateRules(allowed_domains=[domain]).allowed_domains == [domain]
 
