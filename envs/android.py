@@ -144,16 +144,28 @@ def adb_server_port() -> int:
     return int(value)
 
 
+#: A scroll's finger goes down no nearer a screen edge than this share of the side (1/12: 200
+#: px of 2400, 90 of 1080): a swipe that starts at an edge is the system's gesture, not the
+#: app's scroll (the bottom's goes home, a side's goes back, the top's opens the shade).
+EDGE_BAND = 12
+
+
+def _inside(point: int, size: int) -> int:
+    """``point`` moved out of the edge bands of a screen side of ``size`` pixels."""
+    band = size // EDGE_BAND
+    return min(max(point, band), size - 1 - band)
+
+
 def _travel(start: int, delta: int, size: int) -> tuple[int, int]:
     """Where a finger moving by ``-delta`` from ``start`` goes down and comes up along a screen
-    side of ``size`` pixels: both on the screen, and at least a tenth of the side (or
-    ``delta``) apart, the start moving back from an edge for it, so a scroll does not end as a
-    tap."""
-    first = min(max(start, 1), size - 2)
+    side of ``size`` pixels: down out of the edge bands (``_inside``), up on the screen, and at
+    least a tenth of the side (or ``delta``) apart, the start moving back from an edge for it,
+    so a scroll does not end as a tap."""
+    first = _inside(start, size)
     last = min(max(first - delta, 1), size - 2)
     short = min(abs(delta), size // 10) - abs(last - first)
     if short > 0:
-        first = min(max(first + (short if delta > 0 else -short), 1), size - 2)
+        first = _inside(first + (short if delta > 0 else -short), size)
     return first, last
 
 
@@ -210,7 +222,9 @@ class AndroidEnv(Env):
         try:
             infos = list_devices(self._client)
         except (OSError, RuntimeError) as exc:
-            raise EnvError(f"{exc}; start it with `adb start-server`, then {ATTACH_HELP}") from None
+            port = server.rsplit(":", 1)[1]  # a plain start-server starts adb's default
+            raise EnvError(f"{exc}; start it with `adb -P {port} start-server`, then "
+                           f"{ATTACH_HELP}") from None
         ready = [i.serial for i in infos if i.state == "device"]
         if serial is not None:
             if serial in ready:
@@ -428,9 +442,9 @@ class AndroidEnv(Env):
     def _scroll_swipe(self, action: Action) -> tuple[int, int, int, int]:
         """The swipe a scroll is: its finger moves against ``direction`` (scrolling down drags
         the content up). At a point, the finger goes down there, since the view under the first
-        touch is the one that scrolls (a list inside a page, a text area), and moves up to
-        ``amount``, as far as the screen allows; without one, the swipe is centred on the
-        screen."""
+        touch is the one that scrolls (a list inside a page, a text area), but out of the
+        screen's edge bands (``EDGE_BAND``), and moves up to ``amount``, as far as the screen
+        allows; without one, the swipe is centred on the screen."""
         w, h = self.screen.width, self.screen.height
         vertical = action.direction in ("up", "down")
         amount = self._scroll_amount(action)
@@ -440,10 +454,10 @@ class AndroidEnv(Env):
         y = h // 2 if centred else action.y
         if vertical:
             y1, y2 = _travel(y + delta // 2 if centred else y, delta, h)
-            x1 = x2 = min(max(x, 1), w - 2)
+            x1 = x2 = _inside(x, w)
         else:
             x1, x2 = _travel(x + delta // 2 if centred else x, delta, w)
-            y1 = y2 = min(max(y, 1), h - 2)
+            y1 = y2 = _inside(y, h)
         return x1, y1, x2, y2
 
     def _scroll_amount(self, action: Action) -> int:

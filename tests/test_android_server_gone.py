@@ -49,3 +49,22 @@ def test_a_server_that_goes_away_is_not_replaced_by_one_the_env_starts(tmp_path,
         assert time.monotonic() - start < 10
         env.close()
     assert not calls.exists(), calls.read_text()  # no `adb start-server`, nor anything else
+
+
+def test_no_adb_server_at_the_port_says_how_to_start_one_there(tmp_path, monkeypatch):
+    """`adb start-server` starts a server on adb's default port: the way out must name this
+    one, as the message for a server that stops mid-run does."""
+    import socket
+
+    import envs.android as android
+    from envs.base import EnvError
+
+    script = tmp_path / "adb"  # whatever adbutils would run as adb does nothing
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("ADBUTILS_ADB_PATH", str(script))
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(EnvError, match=f"start it with `adb -P {port} start-server`"):
+        android.AndroidEnv(adb_port=port, timeout_s=2)

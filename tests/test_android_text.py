@@ -165,10 +165,17 @@ def test_a_phone_turned_to_landscape_is_scrolled_on_its_landscape_screen():
     # At the edge it moves towards, the finger starts back from the point: never a tap.
     ({"direction": "down", "x": 540, "y": 5}, "540 241 540 1"),
     ({"direction": "up", "x": 540, "y": 2390}, "540 2158 540 2398"),
-    ({"direction": "right", "x": 3, "y": 700, "amount": 50}, "51 700 1 700"),
+    # The finger never goes down in an edge band (1/12 of the side): a swipe from there is the
+    # system's gesture (home, back, the notification shade), not a scroll.
+    ({"direction": "right", "x": 3, "y": 700, "amount": 50}, "90 700 40 700"),
+    ({"direction": "down", "x": 5, "y": 1200}, "90 1200 90 1"),
+    ({"direction": "left", "x": 500, "y": 2395, "amount": 100}, "500 2199 600 2199"),
     # Without one the swipe is centred on the screen, its whole amount.
     ({"direction": "down"}, "540 1800 540 600"),
     ({"direction": "left", "amount": 200}, "440 1200 640 1200"),
+    # A screen or more: from the inner side of the bottom band, not the bottom edge (home).
+    ({"direction": "down", "amount": 3000}, "540 2199 540 1"),
+    ({"direction": "up", "amount": 3000}, "540 200 540 2398"),
 ])
 def test_a_scroll_swipes_from_its_point(scroll, swipe):
     from core.actions import Scroll
