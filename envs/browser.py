@@ -164,13 +164,27 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
     || Array.from(n.querySelectorAll('*')).some((e) => e.shadowRoot);
   const shown = (n) => (hasShadow(n) ? composed(n) : n.innerText || '').replace(/\\s+/g, ' ');
   // What CSS writes into it (::before, ::after, as content: "Delete") shows as text too, and
-  // innerText leaves it out. Read in its first 1,000 elements: a button has far fewer, and a
-  // whole page's 20,000 would cost 0.1 s a press for text that is cut at 500 characters.
-  const generated = (n) => [n, ...n.querySelectorAll('*')].slice(0, 1000)
-    .flatMap((e) => ['::before', '::after'].map((p) => getComputedStyle(e, p).content))
-    .map((c) => Array.from(c.matchAll(/"((?:[^"\\\\]|\\\\.)*)"/g),
-                           (m) => m[1].replace(/\\\\(.)/g, '$1')).join(''))
-    .filter(Boolean).join(' ');
+  // innerText leaves it out: its text with that content in place ("De" before "lete" reads
+  // "Delete"), where it has any. Read in its first 1,000 elements: a button has far fewer, and
+  // a whole page's 20,000 would cost 0.1 s a press for text that is cut at 500 characters.
+  const generated = (n) => {
+    let elements = 0, found = false;
+    const pseudo = (e, where) => {
+      const strings = Array.from(getComputedStyle(e, where).content.matchAll(
+        /"((?:[^"\\\\]|\\\\.)*)"/g), (m) => m[1].replace(/\\\\(.)/g, '$1')).join('');
+      found ||= strings !== '';
+      return strings;
+    };
+    const read = (node) => {
+      if (node.nodeType === Node.TEXT_NODE) return node.data;
+      if (node.nodeType !== Node.ELEMENT_NODE || SKIP.includes(node.localName)
+          || ++elements > 1000) return '';
+      return pseudo(node, '::before') + Array.from(node.childNodes, read).join('')
+        + pseudo(node, '::after');
+    };
+    const text = read(n);
+    return found ? text.replace(/\\s+/g, ' ') : '';
+  };
   // A text field takes typed text; other inputs (a submit, an image, a checkbox) are pressed.
   const PRESSED = ['button', 'submit', 'reset', 'image', 'checkbox', 'radio', 'file', 'color',
                    'range', 'hidden'];
