@@ -53,7 +53,7 @@ from envs.base import (
     conceal,
     one_line_break_each,
 )
-from envs.chromium import CHROMIUM_PATH, chromium_temp, launch_chromium_context
+from envs.chromium import CHROMIUM_PATH, chromium_temp, launch_chromium_context, remove_temp
 from envs.select_lists import SHOW_SELECT_OPTIONS
 
 #: Schemes a ``navigate`` action may open (the start url, set by the user, may be any).
@@ -651,15 +651,15 @@ class BrowserEnv(Env):
 
     def close(self) -> None:
         self._mark_dead("the browser env was closed")
-        closers = [lambda: self._context.close()]
+        closed = True
+        try:
+            self._context.close()  # chromium has exited when it returns
+        except Exception:  # noqa: BLE001 - already gone: closing twice or after a crash is fine
+            closed = False
         if self._own_playwright:
-            closers.append(lambda: self._playwright.stop())
-        closers.append(self._temp.cleanup)
-        for closer in closers:
-            try:
-                closer()
-            except Exception:  # noqa: BLE001 - already gone: closing twice or after a crash is fine
-                pass
+            with contextlib.suppress(Exception):
+                self._playwright.stop()
+        remove_temp(self._temp, chromium_closed=closed)
 
     # -- actions ----------------------------------------------------------------------------
     def _css(self, x: float, y: float) -> tuple[int, int]:

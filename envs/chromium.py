@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,19 @@ class _DriverGone(logging.Filter):
 
 
 logging.getLogger("asyncio").addFilter(_DriverGone())
+
+
+class _AnswerToNothing(logging.Filter):
+    """A Ctrl-C gives up the Playwright command in flight; the driver's late answer to it then
+    finds no command waiting, which Playwright logs as an error in an event listener, with a
+    traceback, after the run's own "interrupted" report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return "Cannot find command to respond" not in str(error)
+
+
+logging.getLogger("playwright").addFilter(_AnswerToNothing())
 
 #: Flags for a quiet, sandbox-free chromium that never phones home or updates itself.
 CHROMIUM_ARGS: tuple[str, ...] = (
@@ -49,6 +63,26 @@ def chromium_temp() -> tempfile.TemporaryDirectory:
     ``launch_chromium``; clean it up after closing the browser. A terminal's Ctrl-C ends
     chromium without its removing them: every interrupted run left a folder in /tmp."""
     return tempfile.TemporaryDirectory(prefix="vlagent-chromium-", ignore_cleanup_errors=True)
+
+
+#: How long ``remove_temp`` looks after a chromium that may still be exiting, and how long the
+#: folder must stay gone before it stops looking.
+REMOVE_TEMP_WITHIN_S, REMOVE_TEMP_GONE_S = 3.0, 0.5
+
+
+def remove_temp(temp: tempfile.TemporaryDirectory, chromium_closed: bool = True) -> None:
+    """Remove a ``chromium_temp`` folder. A chromium that was not closed (a terminal's Ctrl-C
+    ended it, and Playwright's driver with it) may still be writing its profile there as the
+    folder goes: what it writes since is removed again, until the folder stays gone."""
+    temp.cleanup()
+    if chromium_closed:
+        return
+    deadline, gone_since = time.monotonic() + REMOVE_TEMP_WITHIN_S, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - gone_since < REMOVE_TEMP_GONE_S:
+        time.sleep(0.05)
+        if os.path.exists(temp.name):
+            temp.cleanup()
+            gone_since = time.monotonic()
 
 
 #: A fresh profile's preferences: chromium's "preload pages" off (network prediction: never), so
