@@ -100,8 +100,6 @@ class Secrets:
         self._by_length = sorted(forms | set(self._by_length), key=lambda fn: (-len(fn[0]), fn))
         self._distinct = [(form, name) for form, name in self._by_length
                           if len(form) >= CONCEALED_PIECE]
-        self._all_forms = _Forms(self._by_length)
-        self._distinct_forms = _Forms(self._distinct)
 
     def __bool__(self) -> bool:
         return bool(self._values)
@@ -156,7 +154,7 @@ class Secrets:
         if not self._values:
             return data
         if isinstance(data, str):
-            return self._all_forms.replaced(data)
+            return _replaced(data, self._by_length)
         if isinstance(data, dict):
             return {self.scrub(k): self.scrub(v) for k, v in data.items()}
         if isinstance(data, (list, tuple)):
@@ -169,7 +167,7 @@ class Secrets:
         (a 4-digit PIN) also turns up in the numbers the runtime writes itself (a step, a
         screen size, a time), where a mask would show where, and so what, the value is; what
         the model, a screen or an env wrote is scrubbed whole where it is made."""
-        return self._distinct_forms.replaced(text)
+        return _replaced(text, self._distinct)
 
     def scrub_cut(self, text: str) -> str:
         """``scrub`` for a text that another program wrote and may have cut short (an
@@ -184,31 +182,17 @@ class Secrets:
         return scrubbed[:min(found)] + "… (cut: it quoted part of a secret's value)"
 
 
-class _Forms:
-    """Value forms (form, name), longest first, each replaced by its placeholder in turn, so a
-    value that overlaps a shorter one is masked whole; only in the text between placeholders,
-    so that a value found inside one ("secret" in "<secret:PW>", or in another value's put
-    there a moment before) does not break it: ``<<secret:PW>:PW>`` was recorded and replayed."""
-
-    def __init__(self, forms: list[tuple[str, str]]) -> None:
-        self._forms = forms
-
-    def replaced(self, text: str) -> str:
-        # The text as pieces, a placeholder at each odd index (re.split keeps the separators).
-        parts = _PLACEHOLDER_SPLIT.split(text)
-        for form, name in self._forms:
-            mask = placeholder(name)
-            parts = [piece for i, part in enumerate(parts)
-                     for piece in ([part] if i % 2 else _between(part.split(form), mask))]
-        return "".join(parts)
-
-
-def _between(pieces: list[str], mask: str) -> list[str]:
-    """``pieces`` with ``mask`` between each two, for ``_Forms``' list of pieces."""
-    out = [pieces[0]]
-    for piece in pieces[1:]:
-        out += [mask, piece]
-    return out
+def _replaced(text: str, forms: list[tuple[str, str]]) -> str:
+    """``text`` with each value form (form, name), longest first, replaced by its placeholder in
+    turn, so a value that overlaps a shorter one is masked whole; only between the placeholders
+    already there, so that a value found inside one ("secret" in "<secret:PW>", or in another
+    value's put there a moment before) does not break it: ``<<secret:PW>:PW>`` was recorded."""
+    for form, name in forms:
+        # The pieces at odd indexes are placeholders (re.split keeps what it splits at).
+        pieces = _PLACEHOLDER_SPLIT.split(text)
+        text = "".join(piece if i % 2 else piece.replace(form, placeholder(name))
+                       for i, piece in enumerate(pieces))
+    return text
 
 
 #: One character of a quoted string as JSON, Python or the ui-tars parser reads it: an escape,

@@ -202,7 +202,7 @@ class AndroidEnv(Env):
         adb_port = adb_server_port() if adb_port is None else adb_port
         self.observe_ui = observe_ui
         self._client = adb_client(adb_host, adb_port, timeout_s)
-        self._server = f"{adb_host}:{adb_port}"
+        self._server, self._adb_port = f"{adb_host}:{adb_port}", adb_port
         self.serial = self._pick_serial(serial, self._server)
         self.device = self._client.device(self.serial)
         self.screen = self._read_screen()
@@ -222,8 +222,8 @@ class AndroidEnv(Env):
         try:
             infos = list_devices(self._client)
         except (OSError, RuntimeError) as exc:
-            port = server.rsplit(":", 1)[1]  # a plain start-server starts adb's default
-            raise EnvError(f"{exc}; start it with `adb -P {port} start-server`, then "
+            # A plain start-server starts one on adb's default port.
+            raise EnvError(f"{exc}; start it with `adb -P {self._adb_port} start-server`, then "
                            f"{ATTACH_HELP}") from None
         ready = [i.serial for i in infos if i.state == "device"]
         if serial is not None:
@@ -261,7 +261,7 @@ class AndroidEnv(Env):
                      ) -> EnvError:
         reason = conceal(str(exc), hide) or type(exc).__name__
         if _server_down(exc):  # the device may be fine: the server that reaches it is gone
-            port = self._server.rsplit(":", 1)[1]
+            port = self._adb_port
             return EnvError(f"{what} failed: the adb server at {self._server} stopped "
                             f"({reason}); start it again with `adb -P {port} start-server`, "
                             f"then `adb -P {port} connect` a networked device")

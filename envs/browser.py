@@ -272,19 +272,21 @@ def ascii_host(name: str) -> str | None:
         return None
 
 
-def check_domains(domains: Sequence[str]) -> None:
-    """A ValueError naming the first entry of an allowlist that could match no host: a pattern
-    (``*.example.com``), a url, a port, an IPv6 address not written as a browser writes it. Each
-    would have blocked every page, to the user's surprise."""
+def ascii_domains(domains: Sequence[str]) -> list[str]:
+    """An allowlist's entries as a browser's urls spell them (``ascii_host``); a ValueError
+    naming the first that could match no host: a pattern (``*.example.com``), a url, a port, an
+    IPv6 address not written as a browser writes it. Each would have blocked every page, to
+    the user's surprise."""
+    spelled = []
     for domain in domains:
         name = ascii_host(domain) or domain
         try:
             address = ipaddress.IPv6Address(name)  # as a url's host reads, without brackets
         except ValueError:
             address = None
-        if address is not None and "%" not in name and address.compressed == name:
-            continue
-        if address is None and _DOMAIN.fullmatch(name):
+        if (address is None and _DOMAIN.fullmatch(name)) or \
+                (address is not None and "%" not in name and address.compressed == name):
+            spelled.append(name)
             continue
         hint = "a domain is letters, digits, hyphens, underscores and dots"
         if "*" in name or name.startswith("."):
@@ -298,6 +300,7 @@ def check_domains(domains: Sequence[str]) -> None:
         elif "/" in name or ":" in name or "@" in name:
             hint = "give the host alone: example.com, not https://example.com/ or example.com:443"
         raise ValueError(f"allowed domain {domain!r} matches no host: {hint}")
+    return spelled
 
 
 def domain_allowed(url: str, allowed_domains: Sequence[str]) -> bool:
@@ -390,10 +393,8 @@ class BrowserEnv(Env):
         check_screen(viewport, device_scale_factor)
         self.viewport = viewport
         self.scale = float(device_scale_factor)
-        if allowed_domains is not None:
-            check_domains(allowed_domains)
         # As the browser's urls spell them, for the page's own guard (_NAVIGATION_GUARD).
-        self.allowed_domains = [ascii_host(d) or d for d in allowed_domains] \
+        self.allowed_domains = ascii_domains(allowed_domains) \
             if allowed_domains is not None else None
         self.timeout_ms = timeout_s * 1000
         self.start_url = start_url
@@ -422,7 +423,7 @@ class BrowserEnv(Env):
             self._context.add_init_script(SHOW_SELECT_OPTIONS)
             if self.allowed_domains is not None:
                 self._guard_documents()
-                allowed = json.dumps([d.lower() for d in self.allowed_domains])
+                allowed = json.dumps(self.allowed_domains)
                 self._context.add_init_script(_NAVIGATION_GUARD.replace("ALLOWED", allowed))
             self._context.on("page", lambda page: self._opened.append(page))
             blank = list(self._context.pages)  # the profile's first, opened before the scripts

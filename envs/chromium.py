@@ -17,29 +17,25 @@ from typing import Any
 CHROMIUM_PATH = "/usr/bin/chromium"
 
 
-class _DriverGone(logging.Filter):
-    """A terminal's Ctrl-C reaches Playwright's driver process with the rest of the process
-    group, so it exits first, and asyncio then reports its closed pipe as a future nobody
-    retrieved, after the run's own "interrupted" report. That report is the one to show."""
+class _AfterCtrlC(logging.Filter):
+    """Drops the log records that only tell what a terminal's Ctrl-C did to Playwright, after the
+    run's own "interrupted" report, the one to show. The Ctrl-C reaches Playwright's driver
+    process with the rest of the process group: it exits first, and asyncio reports its closed
+    pipe as a future nobody retrieved; and the command in flight is given up, so the driver's
+    late answer to it finds no command waiting, which Playwright logs, with a traceback."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Connection closed while reading from the driver" not in record.getMessage()
-
-
-logging.getLogger("asyncio").addFilter(_DriverGone())
-
-
-class _AnswerToNothing(logging.Filter):
-    """A Ctrl-C gives up the Playwright command in flight; the driver's late answer to it then
-    finds no command waiting, which Playwright logs as an error in an event listener, with a
-    traceback, after the run's own "interrupted" report."""
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return "Cannot find command to respond" not in str(error)
+        return self.text not in record.getMessage() and self.text not in str(error)
 
 
-logging.getLogger("playwright").addFilter(_AnswerToNothing())
+logging.getLogger("asyncio").addFilter(
+    _AfterCtrlC("Connection closed while reading from the driver"))
+logging.getLogger("playwright").addFilter(_AfterCtrlC("Cannot find command to respond"))
 
 #: Flags for a quiet, sandbox-free chromium that never phones home or updates itself.
 CHROMIUM_ARGS: tuple[str, ...] = (

@@ -228,7 +228,7 @@ def check_env(spec: RunSpec) -> None:
         except PolicyError as exc:
             raise RunError(str(exc)) from None
     if spec.env == "browser":
-        from envs.browser import check_domains, check_screen
+        from envs.browser import ascii_domains, check_screen
 
         try:
             check_screen(spec.viewport, spec.scale)
@@ -236,7 +236,7 @@ def check_env(spec: RunSpec) -> None:
             width, height = spec.viewport
             raise RunError(f"--viewport {width}x{height} --scale {spec.scale:g}: {exc}") from None
         try:
-            check_domains(spec.allowed_domains)
+            ascii_domains(spec.allowed_domains)
         except ValueError as exc:
             raise RunError(f"--allow-domain: {exc}") from None
 
