@@ -242,11 +242,12 @@ def _print_summary(console: "Console", summary: "Summary") -> None:
     from rich.table import Table
 
     table = Table(title="success per task", title_justify="left")
-    for column in ("task", "episodes", "success", "failures", "errors", "mean steps"):
+    for column in ("task", "episodes", "success", "mean reward", "failures", "errors",
+                   "mean steps"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for name, r in summary.tasks.items():
-        table.add_row(name, str(r.episodes), f"{r.success_rate * 100:.0f}%", str(r.failures),
-                      str(r.errors), f"{r.mean_steps:g}")
+        table.add_row(name, str(r.episodes), f"{r.success_rate * 100:.0f}%",
+                      f"{r.mean_reward:g}", str(r.failures), str(r.errors), f"{r.mean_steps:g}")
     console.print(table)
     o = summary.overall
     console.print(f"overall: {o.successes}/{o.episodes} succeeded "

@@ -136,6 +136,12 @@ class CrashNeighbour(TypeWord):
     name = "crash/type-word"
 
 
+class DiesMidEpisode(TypeWord):
+    """Its worker process dies at the episode's second action (see ``DyingPhone``), a step in."""
+
+    name = "lost/dies-mid-episode"
+
+
 class WorkerStopped(TypeWord):
     """Its worker process is sent SIGTERM mid-episode (see ``StoppedPhone``): ``kill PID``."""
 
@@ -199,6 +205,9 @@ def fake_env(spec, console):
     if spec.task == WorkerStopped.name:
         yield StoppedPhone(), "fake"
         return
+    if spec.task == DiesMidEpisode.name:
+        yield DyingPhone(), "fake"
+        return
     phone = FakePhone(fail_observe_at=2 if spec.task == DeviceLost.name else None)
     yield phone, "fake"
 
@@ -209,6 +218,15 @@ class StoppedPhone(FakePhone):
     def _execute(self, action):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.5)  # the signal arrives meanwhile
+        return super()._execute(action)
+
+
+class DyingPhone(FakePhone):
+    """Takes down the process running it at its second action, as the OOM killer would."""
+
+    def _execute(self, action):
+        if self.executed:
+            os._exit(9)
         return super()._execute(action)
 
 
@@ -251,7 +269,8 @@ def locked_env(spec, console):
 
 
 RIGHT = JobRunner(FakeCatalog(TypeWord, RepeatWord, DeviceLost, NoDevice, CheckLost, WorkerDies,
-                              CrashNeighbour, WorkerStopped, StopNeighbour), fake_env)
+                              CrashNeighbour, DiesMidEpisode, WorkerStopped, StopNeighbour),
+                   fake_env)
 SLOW = JobRunner(RIGHT.catalog, slow_fake_env)
 PID_MARKING = JobRunner(RIGHT.catalog, pid_marking_env)
 WRONG = JobRunner(FakeCatalog(WrongTypeWord, WrongRepeatWord), fake_env)

@@ -170,6 +170,20 @@ def test_a_worker_that_dies_ends_its_episodes_in_errors_and_the_run_goes_on(tmp_
     assert resumed.summary.overall.successes == 6
 
 
+def test_the_line_of_an_episode_whose_worker_died_counts_the_steps_it_recorded(tmp_path):
+    """The steps before the worker died ran (the trajectory holds them): its line counts them,
+    with their times, as an episode's own line would, and so do the mean steps."""
+    run = run_bench(fake_settings(suite="lost", episodes=2), tmp_path, runner=RIGHT, workers=2)
+    assert len(run.results) == 2
+    for r in run.results:
+        assert r.outcome == "error" and "worker process died" in r.error
+        recorded = (tmp_path / r.trajectory / "steps.jsonl").read_text().splitlines()
+        assert r.steps == len(recorded) == 1
+        assert [len(r.timings[phase]) for phase in ("observe", "act")] == [1, 1]
+    assert run.summary.overall.mean_steps == 1
+    assert run.summary.latency["act"].samples == 2
+
+
 def test_a_worker_sent_sigterm_ends_its_episode_in_an_error_and_the_run_goes_on(tmp_path):
     """``kill PID`` of one worker stops its episode (finalized as interrupted), not the bench:
     the episode is an error line that a resume runs again, the others run on."""
@@ -692,3 +706,19 @@ def test_a_reason_in_the_markdown_report_is_shown_as_written(baseline):
              if "answered" in line]
     assert "<img" not in row and "&lt;img src=x onerror=alert(1)&gt;" in row
     assert r"\*b\* \[x\](javascript:1) \`c\` \| d" in row
+
+
+def test_the_reports_show_the_reward_a_failed_episode_earned(baseline):
+    """A task may give part of its reward without success (a MiniWoB page's partial credit):
+    both reports show each task's mean reward beside its success rate."""
+    from runtime.bench.report import html, markdown
+
+    first = baseline.results[0]
+    half = first.model_copy(update={"outcome": "failure", "score": first.score.model_copy(
+        update={"success": False, "reward": 0.5})})
+    results = [half, *baseline.results[1:]]
+    summary = Summary.of(results)
+    assert summary.tasks[first.task].mean_reward == 0.75
+    assert f"| {first.task} | 2 | 50% | 0.75 | 1 | 0 | 3 |" in markdown(results, summary)
+    cells = "".join(f"<td>{c}</td>" for c in (first.task, 2, "50%", 0.75, 1, 0, 3))
+    assert f"<tr>{cells}</tr>" in html(results, summary)

@@ -28,10 +28,20 @@ def trajectory_dir(job: EpisodeJob) -> str:
     return f"{TRAJECTORIES}/{slug}-s{job.seed}"
 
 
-def started_trajectory(job: EpisodeJob, out: Path) -> str | None:
-    """The job's trajectory folder if its episode got as far as starting one."""
+def recorded(job: EpisodeJob, out: Path) -> dict[str, Any]:
+    """What the job's trajectory holds, for the line of an episode that ended in a runtime
+    error: its folder, and the steps it recorded (their count, tokens and timings), which an
+    error cut short but which ran all the same. Nothing when the episode started none."""
+    from trajectories.reader import TrajectoryError
+
     relative = trajectory_dir(job)
-    return relative if (Path(out) / relative / "meta.json").is_file() else None
+    if not (Path(out) / relative / "meta.json").is_file():
+        return {}
+    try:
+        figures = _step_figures(Path(out) / relative)
+    except TrajectoryError:  # unreadable: the folder is named, its steps are not counted
+        return {"trajectory": relative}
+    return {"trajectory": relative, **figures}
 
 
 #: The fields of a result that quote an env, a task or the model, where a secret may show.
@@ -66,8 +76,7 @@ class JobRunner:
             known = _described(self.catalog.get(job.task, job.seed))
         except Exception:  # noqa: BLE001 - the line is written all the same, with what is known
             pass
-        return self._scrubbed(error_result(job, error, **known,
-                                           trajectory=started_trajectory(job, out)))
+        return self._scrubbed(error_result(job, error, **known, **recorded(job, out)))
 
     def _scrubbed(self, result: EpisodeResult) -> EpisodeResult:
         """``result`` with the secrets masked in what an env, a task or the model told. The
@@ -118,9 +127,8 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - the runtime failed around the episode
             # An EpisodeCrashed says its cause's name and message already.
             said = str(exc) if isinstance(exc, EpisodeCrashed) else f"{type(exc).__name__}: {exc}"
-            return error_result(job, said, **known,
-                                wall_s=round(time.monotonic() - started, 3),
-                                trajectory=started_trajectory(job, out))
+            return error_result(job, said, **known, **recorded(job, out),
+                                wall_s=round(time.monotonic() - started, 3))
         result = outcome.result
         known["goal"] = task.goal  # a MiniWoB page only tells its instruction once loaded
         if result.status == "interrupted":  # not an outcome: the episode runs again on resume
@@ -133,7 +141,7 @@ class JobRunner:
             verdict = "success" if score is not None and score.success else "failure"
         return EpisodeResult(
             **job_fields(job), **known, outcome=verdict, score=score, status=result.status,
-            reason=result.reason, error=error, answer=result.answer, steps=result.steps,
+            reason=result.reason, error=error, answer=result.answer,
             wall_s=round(time.monotonic() - started, 3), trajectory=relative,
             **_step_figures(directory),
         )
@@ -164,6 +172,8 @@ def _loaded_model(spec: RunSpec, endpoint: Endpoint | None) -> Policy | None:
 
 
 def _step_figures(directory: Path) -> dict:
+    """The steps a trajectory recorded (as many as the loop counted): their number, tokens and
+    per-phase times."""
     from trajectories.reader import load
 
     steps = load(directory).steps
@@ -171,6 +181,7 @@ def _step_figures(directory: Path) -> dict:
     generated = [s.usage["new_tokens"] for s in steps
                  if isinstance(s.usage.get("new_tokens"), int)]
     return {
+        "steps": len(steps),
         "prompt_tokens": sum(counted) if counted else None,
         "generated_tokens": sum(generated) if generated else None,
         "timings": {p: [getattr(s.timings, f"{p}_ms") for s in steps] for p in PHASES},

@@ -27,11 +27,13 @@ def _pct(rate: Rate) -> str:
 
 
 def _rate_rows(rates: dict[str, Rate]) -> list[list[str]]:
-    return [[name, str(r.episodes), _pct(r), str(r.failures), str(r.errors), f"{r.mean_steps:g}"]
-            for name, r in rates.items()]
+    return [[name, str(r.episodes), _pct(r), f"{r.mean_reward:g}", str(r.failures), str(r.errors),
+             f"{r.mean_steps:g}"] for name, r in rates.items()]
 
 
-_RATE_HEAD = ["", "episodes", "success", "failures", "errors", "mean steps"]
+# Mean reward beside success: a task may give part of its reward without success (a message to
+# the right person without the number; a MiniWoB page's partial credit).
+_RATE_HEAD = ["", "episodes", "success", "mean reward", "failures", "errors", "mean steps"]
 
 
 def _latency_rows(summary: Summary) -> list[list[str]]:
