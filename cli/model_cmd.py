@@ -114,7 +114,9 @@ def generate(
     path: Path = typer.Argument(..., help="Checkpoint directory."),
     prompt: str = typer.Option(..., "--prompt", "-p", help="The user's text."),
     image: list[Path] = typer.Option(
-        [], "--image", "-i", help="Image file shown before the prompt (repeat for several)."
+        [], "--image", "-i",
+        help="Image file shown before the prompt, upright as its EXIF orientation says (repeat "
+        "for several).",
     ),
     system: str | None = typer.Option(None, help="System prompt (default: the chat template's)."),
     max_new_tokens: int = typer.Option(128, min=1, help="Stop after this many new tokens."),
@@ -136,7 +138,7 @@ def generate(
     """Answer one prompt about zero or more images and print the model's text."""
     import time
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     from agent.backends.base import check_context
     from model import Qwen2VL, Qwen2VLProcessor
@@ -159,6 +161,9 @@ def generate(
         try:
             with Image.open(file) as im:
                 im.load()
+                # Upright, as a viewer shows it (and transformers' load_image gives it): a
+                # phone camera's photo is stored sideways with an EXIF Orientation tag.
+                ImageOps.exif_transpose(im, in_place=True)
                 pictures.append(im)
         # missing, a folder, unreadable, or more pixels than PIL opens
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:

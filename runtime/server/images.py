@@ -9,7 +9,7 @@ import binascii
 import io
 import re
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.images import to_rgb
 
@@ -52,9 +52,11 @@ def open_data_url(url: str, max_pixels: int) -> Image.Image:
 
 def decoded(image: Image.Image) -> Image.Image:
     """``open_data_url``'s image, decoded to RGB (transparency on white, as a local run reads
-    the same file)."""
+    the same file) and upright: a photo stored sideways with an EXIF Orientation tag is turned
+    as a viewer turns it, as ``model generate -i`` turns the same file."""
     try:
         image.load()
+        ImageOps.exif_transpose(image, in_place=True)
         return to_rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt
         raise BadImage(f"image_url data cannot be decoded: {exc}") from None
