@@ -89,6 +89,16 @@ class Qwen2VLConfig:
             )
         # transformers 5 nests the text fields; the hub layout keeps them at the top level.
         text_raw = {**raw, **object_field(raw, "text_config")}
+        # An AWQ, GPTQ or FP8 build stores packed weights and scales that the layers here do not
+        # compute with: say so, not that its tensors are unexpected (a corrupt download).
+        quantized = text_raw.get("quantization_config")
+        if quantized:
+            method = quantized.get("quant_method") if isinstance(quantized, dict) else None
+            raise ValueError(
+                f"config.json: the checkpoint is quantized (quantization_config, quant_method "
+                f"{method!r}); this implementation loads unquantized weights (bf16, fp16 or "
+                "fp32): use the unquantized checkpoint, or serve this one with vLLM and reach it "
+                "with --model http://HOST:PORT/v1")
         rope = (object_field(text_raw, "rope_parameters")
                 or object_field(text_raw, "rope_scaling"))
         rope_type = rope.get("rope_type", rope.get("type")) or "default"

@@ -27,7 +27,7 @@ def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("broken")
     made = {}
     for name in ("no_tokenizer", "no_weights", "truncated", "cut_tokenizer", "bad_index",
-                 "no_vocab", "bad_images", "weights_folder", "broken_link"):
+                 "no_vocab", "bad_images", "weights_folder", "broken_link", "quantized"):
         made[name] = Path(shutil.copytree(tiny_checkpoint, root / name))
     (made["no_tokenizer"] / "tokenizer.json").unlink()
     for weights in made["no_weights"].glob("*.safetensors"):
@@ -49,6 +49,10 @@ def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     config = json.loads((made["no_vocab"] / "config.json").read_text())
     del config["text_config"]["vocab_size"]
     (made["no_vocab"] / "config.json").write_text(json.dumps(config))
+    # As Qwen's own AWQ builds say it (their layers' weights are packed qweight/qzeros/scales).
+    config = json.loads((made["quantized"] / "config.json").read_text())
+    (made["quantized"] / "config.json").write_text(json.dumps({**config, "quantization_config": {
+        "quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm"}}))
     images = json.loads((made["bad_images"] / "preprocessor_config.json").read_text())
     (made["bad_images"] / "preprocessor_config.json").write_text(
         json.dumps({**images, "max_pixels": "lots"}))
@@ -80,6 +84,17 @@ def test_unusable_image_settings_end_every_command_in_one_line(tmp_path, broken_
     one_line_error(cli("model", "generate", path, "-p", "hi", "--device", "cpu", cwd=tmp_path),
                    *needles)
     one_line_error(cli("run", "x", "--model", path, "--env", "browser", cwd=tmp_path), *needles)
+
+
+def test_a_quantized_checkpoint_is_refused_as_quantized_by_every_command(tmp_path,
+                                                                         broken_checkpoints):
+    path = str(broken_checkpoints["quantized"])
+    needles = ("config.json: the checkpoint is quantized", "'awq'", "--model http://")
+    one_line_error(cli("model", "info", path, cwd=tmp_path), *needles)
+    one_line_error(cli("model", "generate", path, "-p", "hi", "--device", "cpu", cwd=tmp_path),
+                   *needles)
+    one_line_error(cli("run", "x", "--model", path, "--env", "browser", cwd=tmp_path), *needles)
+    one_line_error(cli("serve", path, "--device", "cpu", cwd=tmp_path), *needles)
 
 
 def test_paths_and_numbers_that_cannot_be_used_end_in_one_line(tmp_path, tiny_checkpoint):
