@@ -35,7 +35,8 @@ def smart_resize(
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
         raise ValueError(
             f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
-            f"got {max(height, width) / min(height, width):.1f} for {width}x{height}"
+            # Unrounded: 28x5601 (200.04) rounded to one place read "got 200.0".
+            f"got {max(height, width) / min(height, width):g} for {width}x{height}"
         )
     h_bar = round(height / factor) * factor
     w_bar = round(width / factor) * factor
