@@ -1,8 +1,8 @@
 """Coordinate spaces: how a model writes a screen position, and the conversion to pixels.
 
 A space gives each screen axis an *extent* N in model units: 1000 for the relative space of
-Qwen2-VL, UI-TARS v1 and OS-Atlas, the smart-resized width or height for Qwen2.5-VL's pixels, and 1
-for ShowUI's fractions. The rule, the same for every space and axis (screen side S pixels):
+Qwen2-VL, UI-TARS v1 and OS-Atlas, and the smart-resized width or height for Qwen2.5-VL's pixels.
+The rule, the same for every space and axis (screen side S pixels):
 
 - A model value v must be a finite number with ``0 <= v <= N``. Anything else is a
   ``CoordinateError``, never a silent clamp. ``v == N`` is allowed on purpose: models trained on
@@ -132,7 +132,4 @@ class ResizedPixelSpace(CoordSpace):
 RELATIVE_1000 = ScaledSpace(
     "relative_1000", 1000, "relative coordinates from 0 to 1000; (0,0) is the top-left corner"
 )
-FRACTION = ScaledSpace("fraction", 1, "fractions of the width and height from 0 to 1")
 RESIZED_PIXELS = ResizedPixelSpace()
-
-SPACES: dict[str, CoordSpace] = {s.name: s for s in (RELATIVE_1000, FRACTION, RESIZED_PIXELS)}

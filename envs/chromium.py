@@ -123,7 +123,3 @@ def launch_chromium_context(playwright: Any, temp_dir: str, **kwargs: Any) -> An
     return playwright.chromium.launch_persistent_context(profile,
                                                          **_launch_options(temp_dir, kwargs))
 
-
-def chromium_command(*extra_args: str) -> list[str]:
-    """The argv for running the system chromium directly (a visible window on some X display)."""
-    return [CHROMIUM_PATH, *CHROMIUM_ARGS, *extra_args]

@@ -97,11 +97,6 @@ class Xvfb:
         """The variables an X client needs to reach this display."""
         return {"DISPLAY": self.display, "XAUTHORITY": self.xauthority}
 
-    def apply(self) -> dict[str, str]:
-        """Point this process's ``DISPLAY``/``XAUTHORITY`` at this display; return them."""
-        os.environ.update(self.env)
-        return self.env
-
     @property
     def running(self) -> bool:
         return self._process.poll() is None

@@ -39,10 +39,6 @@ class VisionConfig:
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
 
-    @property
-    def patch_dim(self) -> int:
-        return self.in_channels * self.temporal_patch_size * self.patch_size**2
-
 
 @dataclass(frozen=True)
 class TextConfig:

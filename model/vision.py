@@ -145,7 +145,7 @@ class VisionTower(nn.Module):
         return x, cos, sin, seqlens
 
     def forward(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
-        """(N patches, patch_dim) -> (N / merge^2, LLM hidden)."""
+        """(N patches, channels x temporal x patch x patch) -> (N / merge^2, LLM hidden)."""
         x, cos, sin, seqlens = self.embed_patches(pixel_values, grid_thw)
         attend = per_image_attention(seqlens)
         for block in self.blocks:

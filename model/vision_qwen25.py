@@ -84,7 +84,8 @@ class WindowVisionTower(VisionTower):
         super().__init__(cfg, norm=rms_norm, mlp=GatedMlp)
 
     def forward(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
-        """(N patches, patch_dim) -> (N / merge^2, LLM hidden), in the processor's token order."""
+        """(N patches, channels x temporal x patch x patch) -> (N / merge^2, LLM hidden), in the
+        processor's token order."""
         cfg = self.cfg
         x, cos, sin, seqlens = self.embed_patches(pixel_values, grid_thw)
         unit = cfg.spatial_merge_size**2  # a merged token's consecutive patches move together

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.coords import FRACTION, RELATIVE_1000, RESIZED_PIXELS, SPACES, CoordinateError
+from core.coords import RELATIVE_1000, RESIZED_PIXELS, CoordinateError
 from core.geometry import Screen
 
-SPACE_LIST = [RELATIVE_1000, RESIZED_PIXELS, FRACTION]
+SPACE_LIST = [RELATIVE_1000, RESIZED_PIXELS]
 PHONE = Screen(1080, 2400)
 
 
@@ -100,13 +100,6 @@ def test_resized_size_matches_transformers():
         assert RESIZED_PIXELS.extent(Screen(w, h, max_pixels=budget)) == (expected_w, expected_h)
 
 
-def test_fractions():
-    assert FRACTION.to_screen(0.5, 0.25, PHONE) == (540, 600)
-    assert FRACTION.to_screen(1, 1, PHONE) == (1079, 2399)
-    with pytest.raises(CoordinateError):
-        FRACTION.to_screen(1.5, 0, PHONE)
-
-
 def test_lengths():
     assert RESIZED_PIXELS.length_to_pixels(300, "y", Screen(1280, 800)) == 296  # 300 * 800 / 812
     assert RELATIVE_1000.length_to_pixels(0.1, "x", PHONE) == 1  # never below one pixel
@@ -114,6 +107,3 @@ def test_lengths():
         with pytest.raises(CoordinateError):
             RELATIVE_1000.length_to_pixels(bad, "x", PHONE)
 
-
-def test_spaces_are_registered_by_name():
-    assert set(SPACES) == {"relative_1000", "resized_pixels", "fraction"}

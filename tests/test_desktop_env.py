@@ -25,7 +25,7 @@ from core.actions import (
     Type,
 )
 from envs.base import EnvError
-from envs.chromium import chromium_command
+from envs.chromium import CHROMIUM_ARGS, CHROMIUM_PATH
 from envs.desktop import PIXELS_PER_WHEEL_CLICK, DesktopEnv, ScreenMap
 from envs.xvfb import Xvfb
 from tests.conftest import require_tool
@@ -56,11 +56,10 @@ def app(xvfb, tmp_path_factory):
 
     profile = tmp_path_factory.mktemp("chromium-profile")
     process = subprocess.Popen(
-        chromium_command(
-            f"--user-data-dir={profile}", "--remote-debugging-port=0",
-            "--window-position=0,0", "--window-size=1280,800", "--disable-smooth-scrolling",
-            f"--app={PAGE.as_uri()}",
-        ),
+        [CHROMIUM_PATH, *CHROMIUM_ARGS,
+         f"--user-data-dir={profile}", "--remote-debugging-port=0",
+         "--window-position=0,0", "--window-size=1280,800", "--disable-smooth-scrolling",
+         f"--app={PAGE.as_uri()}"],
         env={**os.environ, **xvfb.env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -265,7 +265,7 @@ def render(
     return _llamafactory(trajectory, step, segs, image_path)
 
 
-def trains_unparsed_reply(trajectory: Trajectory, segs: list[Segment]) -> bool:
+def trains_unparsed_reply(segs: list[Segment]) -> bool:
     """Whether a model turn of the sample holds a reply that did not parse (LLaMA-Factory
     trains every assistant turn of an episode sample)."""
     return any(s.role == "assistant" and not s.runtime and not s.loss for s in segs)
@@ -324,7 +324,7 @@ def export(
             made = []
             for step, segs in sample_segments(trajectory, granularity):
                 if (format == "llamafactory" and granularity == "episode"
-                        and trains_unparsed_reply(trajectory, segs)):
+                        and trains_unparsed_reply(segs)):
                     summary.untrainable_episodes += 1
                     continue
                 made.append((step, segs, render(trajectory, step, segs, format, image_path)))

@@ -65,11 +65,6 @@ class Summary(BaseModel):
             errors={r.key: r.error or "" for r in results if r.outcome == "error"},
         )
 
-    def outcomes(self) -> dict[str, Rate]:
-        """The parts that depend on what happened, not on how fast: for comparing runs."""
-        return {"overall": self.overall, **{f"task:{k}": v for k, v in self.tasks.items()},
-                **{f"tag:{k}": v for k, v in self.tags.items()}}
-
 
 def _rates(results: list[EpisodeResult], groups) -> dict[str, Rate]:
     by: dict[str, list[EpisodeResult]] = defaultdict(list)

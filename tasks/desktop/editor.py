@@ -34,7 +34,7 @@ class EditorTask(DesktopTask):
         text = self.read(self.params["file"])
         return None if text is None else text.splitlines()
 
-    def saved(self, env: Env, want: list[str]) -> Score:
+    def saved(self, want: list[str]) -> Score:
         found = self.lines()
         if found == want:
             return Score(success=True, reason=f"{self.params['file']} is saved as asked")
@@ -45,7 +45,7 @@ class EditorTask(DesktopTask):
         # under the pointer.
         return SolutionStep(find_window(env, "mousepad").click_centre(), "Click into the text.")
 
-    def save(self, env: Env, want: list[str]) -> Iterator[SolutionStep]:
+    def save(self, want: list[str]) -> Iterator[SolutionStep]:
         yield SolutionStep(Hotkey(keys=["ctrl", "s"]), "Save the file.")
         wait_until(lambda: self.lines() == want, f"saving {self.params['file']}")
         yield SolutionStep(Terminate(status="success"), "The file is saved.")
@@ -62,12 +62,12 @@ class EditorWriteSave(EditorTask):
         return {"file": f"letter-{rng.randint(10, 99)}.txt", "text": rng.choice(SENTENCES)}
 
     def check(self, env: Env, answer: str | None) -> Score:
-        return self.saved(env, [self.params["text"]])
+        return self.saved([self.params["text"]])
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         yield self.focus_text(env)
         yield SolutionStep(Type(text=self.params["text"]), "Write the line.")
-        yield from self.save(env, [self.params["text"]])
+        yield from self.save([self.params["text"]])
 
 
 class ShoppingListTask(EditorTask):
@@ -107,14 +107,14 @@ class EditorAppendLine(ShoppingListTask):
         return None if found is None else [line for line in found if line.strip()]
 
     def check(self, env: Env, answer: str | None) -> Score:
-        return self.saved(env, self.wanted())
+        return self.saved(self.wanted())
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         yield self.focus_text(env)
         # The file ends with a newline, so the end of the text is the start of an empty line.
         yield SolutionStep(Hotkey(keys=["ctrl", "end"]), "Go to the end of the list.")
         yield SolutionStep(Type(text=self.params["new"]), "Write the new item.")
-        yield from self.save(env, self.wanted())
+        yield from self.save(self.wanted())
 
 
 class EditorDeleteLine(ShoppingListTask):
@@ -133,7 +133,7 @@ class EditorDeleteLine(ShoppingListTask):
         return [item for item in self.params["items"] if item != self.params["remove"]]
 
     def check(self, env: Env, answer: str | None) -> Score:
-        return self.saved(env, self.wanted())
+        return self.saved(self.wanted())
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         yield self.focus_text(env)
@@ -142,4 +142,4 @@ class EditorDeleteLine(ShoppingListTask):
             yield SolutionStep(Key(key="down"), "Move down a line.")
         yield SolutionStep(Hotkey(keys=["shift", "down"]), f"Select the line {self.params['remove']}.")
         yield SolutionStep(Key(key="delete"), "Delete it.")
-        yield from self.save(env, self.wanted())
+        yield from self.save(self.wanted())
