@@ -129,7 +129,9 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
     from runtime.settings import RunError
 
     if not suite:
-        raise RunError("choose a suite with --suite (phone, miniwob, desktop)")
+        from tasks.registry import suites
+
+        raise RunError(f"choose a suite with --suite ({', '.join(suites())})")
     if executor not in ("local", "ray"):
         raise RunError(f"unknown --executor {executor!r}; choose local or ray")
     if model == "human" or not (model == "scripted" or model.startswith("replay:")

@@ -194,6 +194,9 @@ class FakeCatalog:
     def get(self, name: str, seed: int) -> Task:
         return self.classes[name](seed=seed)
 
+    def suites(self) -> list[str]:
+        return sorted({name.split("/", 1)[0] for name in self.classes})
+
 
 @contextlib.contextmanager
 def fake_env(spec, console):

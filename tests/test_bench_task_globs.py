@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 import cli.bench_cmd
 from cli.app import app
+from runtime.bench.catalog import RegistryCatalog
 from runtime.bench.plan import plan_jobs
 from runtime.bench.results import read_results
 from runtime.settings import RunError
@@ -43,3 +44,14 @@ def test_a_glob_that_matches_nothing_is_refused_beside_one_that_matches(glob):
     # The empty glob was said to be the whole suite, which has tasks: "no tasks in the suite".
     with pytest.raises(RunError, match=f"no tasks matching '{glob}' in the suite 'fake'"):
         plan_jobs(fake_settings(seed=0, tasks=("fake/type-word", glob)), CATALOG)
+
+
+def test_a_suite_that_does_not_exist_is_refused_with_the_suites_that_do():
+    with pytest.raises(RunError, match=r"no suite 'fkae'; the suites are broken, crash, fake, "):
+        plan_jobs(fake_settings(suite="fkae"), CATALOG)
+    from tasks.registry import suites
+
+    assert suites() == ["desktop", "miniwob", "phone"]
+    with pytest.raises(RunError, match="no suite 'phones'; the suites are desktop, miniwob, "
+                                       "phone$"):
+        plan_jobs(fake_settings(suite="phones"), RegistryCatalog())

@@ -17,6 +17,10 @@ class Catalog(Protocol):
         """The task ``name`` with its params drawn from ``seed``."""
         ...
 
+    def suites(self) -> list[str]:
+        """The suites that hold tasks, sorted."""
+        ...
+
 
 class RegistryCatalog:
     """The bundled tasks (a plain class, so a job runner holding it pickles to any worker)."""

@@ -84,8 +84,11 @@ def matching_tasks(settings: BenchSettings, catalog: Catalog) -> list[type["Task
     for pattern in settings.tasks or (None,):
         classes = catalog.find(pattern, settings.suite)
         if not classes:
-            what = f"tasks matching {pattern!r} in" if pattern is not None else "tasks in"
-            raise RunError(f"no {what} the suite {settings.suite!r}")
+            known = catalog.suites()
+            if settings.suite not in known:
+                raise RunError(f"no suite {settings.suite!r}; the suites are "
+                               f"{', '.join(known)}")
+            raise RunError(f"no tasks matching {pattern!r} in the suite {settings.suite!r}")
         found.update((cls.name, cls) for cls in classes)
     return [found[name] for name in sorted(found)]
 
