@@ -9,7 +9,12 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.error_line import error_line
-from cli.model_options import dtype_option, repetition_penalty_option, temperature_option
+from cli.model_options import (
+    dtype_option,
+    repetition_penalty_option,
+    temperature_option,
+    torch_device_option,
+)
 from core.terminal import literal, printable
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and run a local Qwen2-VL or Qwen2.5-VL checkpoint.")
@@ -124,7 +129,7 @@ def generate(
                                           help="Resize images to at most this many pixels."),
     min_pixels: int | None = typer.Option(None, min=1,
                                           help="Resize images to at least this many pixels."),
-    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if present)."),
+    device: str | None = torch_device_option(),
     dtype: str | None = dtype_option(),
     temperature: float = temperature_option(help="0 decodes greedily; above 0 samples."),
     top_k: int = typer.Option(0, min=0, help="Sample from this many likeliest tokens (with "

@@ -1,7 +1,8 @@
 """The model options that several commands share, with one help text each: ``--dtype`` (every
 command that loads a checkpoint here: run, bench, serve, model generate), ``--compile`` (run,
-bench, serve), ``--max-new-tokens`` and ``--temperature`` (run and bench),
-``--repetition-penalty`` (run and model generate)."""
+bench, serve), ``--max-new-tokens`` (run and bench), ``--temperature`` (run, bench and model
+generate), ``--repetition-penalty`` (run and model generate), and the torch ``--device`` of the
+commands whose --device is no phone (serve, model generate)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ def dtype_option(scope: str = "") -> Any:
     """A fresh ``--dtype`` option for a command's signature."""
     return typer.Option(None, "--dtype", help=f"{scope}bf16, fp16 or fp32 (default: bf16 on "
                         "cuda, fp32 on cpu).")
+
+
+def torch_device_option() -> Any:
+    """A fresh ``--device`` option: where the model runs."""
+    return typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if "
+                        "present).")
 
 
 def compile_option(scope: str = "", *, batches: bool = False) -> Any:

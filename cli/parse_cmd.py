@@ -6,6 +6,8 @@ import sys
 
 import typer
 
+from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
 _KINDS_HELP = (
     "Comma-separated action kinds of the env (tap,type,...) that --prompt lists. Default: every "
     "kind the dialect has on the form factor."
@@ -26,11 +28,12 @@ def parse(
         "it defaults to 1080x2400).",
     ),
     max_pixels: int = typer.Option(
-        12_845_056, "--max-pixels", min=1,
+        DEFAULT_MAX_PIXELS, "--max-pixels", min=1,
         help="Resize budget of the processor; Qwen2.5-VL coordinates are pixels of the resized "
         "screenshot. The default is the checkpoints' preprocessor_config value.",
     ),
-    min_pixels: int = typer.Option(3136, "--min-pixels", min=1, help="Lower resize budget."),
+    min_pixels: int = typer.Option(DEFAULT_MIN_PIXELS, "--min-pixels", min=1,
+                                   help="Lower resize budget."),
     form_factor: str = typer.Option(
         "computer", "--form-factor", "-f", help=_FORM_FACTOR_HELP
     ),

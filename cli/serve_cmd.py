@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from cli.error_line import error_line
-from cli.model_options import compile_option, dtype_option
+from cli.model_options import compile_option, dtype_option, torch_device_option
 from core.terminal import literal
 
 err = Console(stderr=True)
@@ -28,8 +28,7 @@ def serve(
                                 "$VLAGENT_API_KEY, which keeps the key out of `ps`)."),
     served_model_name: str = typer.Option(None, "--served-model-name", help="The model name "
                                           "clients send (default: the checkpoint folder's name)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda "
-                               "if present)."),
+    device: str = torch_device_option(),
     dtype: str = dtype_option(),
     max_images: int = typer.Option(16, "--max-images", min=1, help="Images per request."),
     max_image_pixels: int = typer.Option(4096 * 4096, "--max-image-pixels", min=1,

@@ -17,6 +17,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
 # In the order of the real vocabulary (151643..151656).
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -214,8 +216,8 @@ def make_tiny_checkpoint(
         )
     )
     preprocessor = {
-        "min_pixels": 3136,
-        "max_pixels": 12_845_056,
+        "min_pixels": DEFAULT_MIN_PIXELS,
+        "max_pixels": DEFAULT_MAX_PIXELS,
         "patch_size": 14,
         "temporal_patch_size": 2,
         "merge_size": 2,
