@@ -174,8 +174,7 @@ def replay(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     meta = trajectory.meta
-    recorded_device = getattr(meta, "device", None)
-    recorded_display = getattr(meta, "display", None)
+    recorded_device, recorded_display = meta.device, meta.display
     # A virtual phone, a private Xvfb and the browser are fresh for the replay; a person's
     # phone or display gets the recorded actions only when named.
     if meta.env == "android" and device is None and recorded_device != "virtual":
@@ -186,10 +185,10 @@ def replay(
                         "--display :N (a display of yours) or --display new (a private Xvfb)")
     browser = {}  # the recorded browser settings: start URL, viewport, scale, allowed domains
     if meta.env == "browser":
-        browser = {"url": getattr(meta, "url", None) or "about:blank",
-                   "viewport": tuple(getattr(meta, "viewport", None) or (1280, 800)),
-                   "scale": getattr(meta, "scale", None) or 1.0,
-                   "allowed_domains": tuple(getattr(meta, "allowed_domains", None) or ())}
+        browser = {"url": meta.url or "about:blank",
+                   "viewport": tuple(meta.viewport or (1280, 800)),
+                   "scale": meta.scale or 1.0,
+                   "allowed_domains": tuple(meta.allowed_domains or ())}
     # The loop's recorded settings, so each replayed prompt and the parse-error limit are the
     # run's (a recording made before they were kept gets the defaults).
     loop = {} if meta.max_parse_errors is None else {"max_parse_errors": meta.max_parse_errors}
@@ -215,7 +214,7 @@ def replay(
 
     run_and_report(RunSpec(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
-        seed=getattr(meta, "seed", 0), params=getattr(meta, "params", None),
+        seed=meta.seed or 0, params=meta.params,
         device=device or recorded_device,  # unnamed, only a virtual phone gets here
         display=display or recorded_display,
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
 from rich.console import Console
 
@@ -19,6 +19,9 @@ from core.terminal import literal
 from envs.base import Env
 from runtime.settings import ENV_KINDS, MODEL_HELP, RunError, RunSpec, is_endpoint
 from tasks.base import Task
+
+if TYPE_CHECKING:
+    from trajectories.records import Meta
 
 #: Opens the env a run acts on and names its device; ``open_env`` is the real one.
 EnvFactory = Callable[[RunSpec, Console], ContextManager[tuple[Env, "str | None"]]]
@@ -50,7 +53,7 @@ def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:
     return goal, task
 
 
-def _replayed(spec: RunSpec) -> Any:
+def _replayed(spec: RunSpec) -> Meta | None:
     """The meta.json of the trajectory ``--model replay:DIR`` replays; None for any other."""
     source = Path(spec.model[len("replay:"):]) if spec.model.startswith("replay:") else None
     if source is None or not source.is_dir():
@@ -131,8 +134,8 @@ def resize_budget(spec: RunSpec) -> tuple[int, int]:
     its own, and resized-pixel coordinates (qwen25vl, uitars15) are read at the size it saw."""
     low, high = spec.min_pixels, spec.max_pixels
     if (low is None or high is None) and (meta := _replayed(spec)) is not None:
-        low = getattr(meta, "min_pixels", None) if low is None else low
-        high = getattr(meta, "max_pixels", None) if high is None else high
+        low = meta.min_pixels if low is None else low
+        high = meta.max_pixels if high is None else high
     source = spec.model if Path(spec.model).is_dir() else spec.processor
     if source is not None and (low is None or high is None):
         from model.image_processing import ImageProcessingConfig

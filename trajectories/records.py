@@ -98,8 +98,18 @@ class Meta(BaseModel):
 
     goal: str
     task: str | None = None
+    #: A task's seed and params, so a replay sets the task up as the run did.
+    seed: int | None = None
+    params: dict[str, Any] | None = None
     env: str
     device: str | None = None
+    #: The env's settings that a replay starts from (runtime.episode.env_meta): "new" for a
+    #: private Xvfb; the browser's start url, viewport (CSS pixels), scale and allowed domains.
+    display: str | None = None
+    url: str | None = None
+    viewport: list[int] | None = None
+    scale: float | None = None
+    allowed_domains: list[str] | None = None
     model: str
     dialect: str
     action_kinds: list[str]
