@@ -83,7 +83,7 @@ def wrapped_png_url() -> str:
     # What some clients send every time: features asked for with the values that ask nothing.
     {**GOOD, "logprobs": False, "top_logprobs": 0, "tools": [], "frequency_penalty": 0,
      "presence_penalty": 0.0, "response_format": {"type": "text"}, "logit_bias": {},
-     "top_k": -1},
+     "top_k": -1, "tool_choice": "auto", "function_call": "none", "modalities": ["text"]},
 ], ids=["nulls", "wrapped-base64", "features-unasked"])
 def test_what_openai_clients_also_send_is_accepted(client, body):
     answer = post(client, body)
@@ -122,6 +122,20 @@ BAD = [
     ({**GOOD, "tools": [{"type": "function", "function": {"name": "tap"}}]}, 400, "tools is not"),
     ({**GOOD, "response_format": {"type": "json_object"}}, 400, "response_format is not"),
     ({**GOOD, "frequency_penalty": 0.5}, 400, "frequency_penalty is not"),
+    # A tool call, audio or a web search asked for, each of which the answer would lack.
+    ({**GOOD, "tool_choice": "required"}, 400,
+     'tool_choice is not supported by this server (only "none" or "auto")'),
+    ({**GOOD, "tool_choice": {"type": "function", "function": {"name": "tap"}}}, 400,
+     "tool_choice is not"),
+    ({**GOOD, "function_call": {"name": "tap"}}, 400, "function_call is not"),
+    ({**GOOD, "modalities": ["text", "audio"]}, 400, "modalities is not"),
+    ({**GOOD, "audio": {"voice": "alloy", "format": "wav"}}, 400,
+     "audio is not supported by this server"),
+    ({**GOOD, "web_search_options": {}}, 400, "web_search_options is not supported by this server"),
+    # The limit's error names the field the client sent (the newer name wins over the older).
+    ({**GOOD, "max_completion_tokens": 101}, 400, "max_completion_tokens is 101; this server "
+                                                  "allows at most 100"),
+    ({**GOOD, "max_tokens": 10, "max_completion_tokens": 101}, 400, "max_completion_tokens is"),
     ({**GOOD, "top_k": -2}, 400, "top_k"),
     ({**GOOD, "top_k": 1.5}, 400, "top_k"),
     ({**GOOD, "repetition_penalty": 0}, 400, "repetition_penalty"),

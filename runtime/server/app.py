@@ -324,9 +324,11 @@ def sampling_params(chat: ChatRequest, settings: ServerSettings) -> Params:
     if not chat.continue_final_message and not chat.add_generation_prompt:
         raise ApiError(400, "add_generation_prompt false is only supported with "
                             "continue_final_message true")
+    # OpenAI's newer name wins where a client sends both; the error names the one that counted.
+    field = "max_completion_tokens" if chat.max_completion_tokens else "max_tokens"
     max_tokens = chat.max_completion_tokens or chat.max_tokens or min(256, settings.max_tokens)
     if max_tokens > settings.max_tokens:
-        raise ApiError(400, f"max_tokens is {max_tokens}; this server allows at most "
+        raise ApiError(400, f"{field} is {max_tokens}; this server allows at most "
                             f"{settings.max_tokens}")
     if any(not s for s in chat.stop_strings):
         raise ApiError(400, "stop strings may not be empty")

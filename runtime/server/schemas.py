@@ -27,6 +27,14 @@ UNSUPPORTED: dict[str, tuple] = {
     "use_beam_search": (False,),
     "echo": (False,),
     "min_tokens": (0,),
+    # "auto" without tools can only answer in text; "required" or a named function asks for a
+    # call this server never makes.
+    "tool_choice": ("none", "auto"),
+    "function_call": ("none", "auto"),
+    "modalities": (["text"],),
+    # Any value asks for something: spoken output, a web search.
+    "audio": (),
+    "web_search_options": (),
 }
 
 STRICT = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
@@ -99,10 +107,10 @@ class ChatRequest(BaseModel):
         data = {key: value for key, value in data.items() if value is not None}
         for name, neutral in UNSUPPORTED.items():
             if name in data and data[name] not in neutral:
-                allowed = " or ".join(json.dumps(v) for v in neutral)
+                only = f" (only {' or '.join(json.dumps(v) for v in neutral)})" if neutral else ""
                 raise PydanticCustomError(
-                    "unsupported", "{name} is not supported by this server (only {allowed})",
-                    {"name": name, "allowed": allowed})
+                    "unsupported", "{name} is not supported by this server{only}",
+                    {"name": name, "only": only})
         return data
 
     @property
