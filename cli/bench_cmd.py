@@ -124,6 +124,7 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from runtime.bench.fingerprint import model_fingerprint
     from runtime.bench.plan import BenchSettings, parse_shard
     from runtime.bench.runner import run_bench
     from runtime.settings import RunError
@@ -142,7 +143,7 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
     settings = BenchSettings(
         suite=suite, tasks=tasks, tags=tags, episodes=episodes, seed=seed, model=model,
         dialect=dialect, max_steps=max_steps, device=device, shard=parse_shard(shard),
-        **_checked_generation(model, **generation),
+        model_fingerprint=model_fingerprint(model), **_checked_generation(model, **generation),
     )
     out = out or Path("runs") / f"bench-{suite}-{Path(model).name or model}"
     tally = {"done": 0, "success": 0, "error": 0}

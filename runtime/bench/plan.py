@@ -36,6 +36,9 @@ class BenchSettings(BaseModel):
     max_pixels: int | None = None
     dtype: str | None = None  # a checkpoint's: bf16, fp16, fp32; None: bf16 on cuda, else fp32
     compile: bool = False  # a checkpoint's decode step through torch.compile
+    #: The model's files as the run started (runtime.bench.fingerprint); None: unknown (scripted,
+    #: or a run stored before fingerprints were kept), which matches any.
+    model_fingerprint: str | None = None
 
     @field_validator("temperature")
     @classmethod
@@ -63,10 +66,16 @@ class BenchSettings(BaseModel):
 SELECTION_FIELDS = frozenset({"suite", "tasks", "tags", "episodes", "seed", "shard"})
 
 
+def differing_fields(a: BenchSettings, b: BenchSettings) -> list[str]:
+    """The settings in which two runs differ (an unknown fingerprint differs from none)."""
+    unknown = None in (a.model_fingerprint, b.model_fingerprint)
+    return sorted(k for k in BenchSettings.model_fields if getattr(a, k) != getattr(b, k)
+                  and not (k == "model_fingerprint" and unknown))
+
+
 def differing_run_fields(a: BenchSettings, b: BenchSettings) -> list[str]:
     """The settings outside the selection in which two runs differ."""
-    return sorted(k for k in BenchSettings.model_fields
-                  if k not in SELECTION_FIELDS and getattr(a, k) != getattr(b, k))
+    return [k for k in differing_fields(a, b) if k not in SELECTION_FIELDS]
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -27,7 +27,13 @@ from core.files import replace_text
 from runtime.bench.catalog import Catalog, RegistryCatalog
 from runtime.bench.execute import JobRunner, on_real_phone
 from runtime.bench.jobs import EpisodeJob, EpisodeResult
-from runtime.bench.plan import BenchSettings, differing_run_fields, matching_tasks, plan_jobs
+from runtime.bench.plan import (
+    BenchSettings,
+    differing_fields,
+    differing_run_fields,
+    matching_tasks,
+    plan_jobs,
+)
 from runtime.bench.report import write_reports
 from runtime.bench.results import RESULTS_FILE, ResultsWriter, read_results
 from runtime.bench.summary import Summary
@@ -56,10 +62,13 @@ def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> list[Episo
     make_out_folder(out, "a bench writes a folder (its results, trajectories and reports)")
     stored = out / SETTINGS_FILE
     if stored.is_file():
-        earlier = _read_settings(stored)
-        if earlier != settings:
-            changed = sorted(k for k in BenchSettings.model_fields
-                             if getattr(earlier, k) != getattr(settings, k))
+        changed = differing_fields(_read_settings(stored), settings)
+        if changed == ["model_fingerprint"]:
+            raise RunError(f"{out} holds a run of {settings.model} whose files have changed "
+                           f"since it started (retrained or edited in place): its results and "
+                           f"the new ones would be two models' under one name; resume with the "
+                           f"files it started with, or choose another --out")
+        if changed:
             raise RunError(f"{out} holds a run with other settings ({', '.join(changed)}); "
                            f"resume it with the same ones or choose another --out")
     else:
