@@ -583,3 +583,38 @@ def test_a_server_on_loopback_answers_only_its_loopback_names():
             refused = c.get("/v1/models", headers={"host": host})
             assert refused.status_code == 403, host
             assert post(c, GOOD, {"host": host}).status_code == 403, host
+
+
+class SmallContext(EchoEngine):
+    """An echo engine with room for 64 tokens, which keeps each batch's generation limits."""
+
+    context_length = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limits: list[int] = []
+
+    def generate_batch(self, batch, on_text=None, gone=None):
+        self.limits += [job.params.max_new_tokens for job in batch]
+        return super().generate_batch(batch, on_text, gone)
+
+
+def test_without_max_tokens_an_answer_may_take_the_room_the_context_leaves():
+    """As vLLM's default: a prompt that leaves less room than the default limit is answered
+    within that room, not refused; a limit the client set must still fit."""
+    engine = SmallContext()
+    words = lambda n: " ".join(["w"] * n)  # noqa: E731 - the echo engine counts words
+    unset = {"model": MODEL, "max_tokens": None}
+    with TestClient(create_app(engine, LIMITS)) as client:
+        for prompt, limit in ((50, 14), (5, 59)):
+            answer = post(client, {**unset, "messages": [{"role": "user",
+                                                           "content": words(prompt)}]})
+            assert answer.status_code == 200, answer.text
+            assert engine.limits[-1] == limit
+        full = post(client, {**unset, "messages": [{"role": "user", "content": words(64)}]})
+        assert full.status_code == 400 and "context of 64" in full.json()["error"]["message"]
+        asked = post(client, {"model": MODEL, "max_tokens": 20,
+                              "messages": [{"role": "user", "content": words(50)}]})
+        assert asked.status_code == 400
+        assert "with 20 new tokens to write it exceeds the context of 64" in \
+            asked.json()["error"]["message"]

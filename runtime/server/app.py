@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -56,7 +57,9 @@ log = logging.getLogger(__name__)
 
 
 class Prepared(Protocol):
-    """A request ready for the model; the engine knows what else it holds."""
+    """A request ready for the model (a dataclass); the engine knows what else it holds."""
+
+    params: Params
 
     @property
     def prompt_tokens(self) -> int: ...
@@ -214,6 +217,11 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             raise ApiError(404, f"model {chat.model!r} is not served here; this server serves "
                                 f"{settings.model_id!r}", "not_found_error")
         params = sampling_params(chat, settings)
+        # A limit the client set must fit beside the prompt; the default one (256) gives way to
+        # the room the context leaves, as vLLM's default fills the context, so at least one
+        # token must fit.
+        fitted = chat.max_tokens is None and chat.max_completion_tokens is None
+        needed = dataclasses.replace(params, max_new_tokens=1) if fitted else params
         # Decoded images and their patches are the big allocations: as many requests at once
         # as there are cores (no faster with more), so a burst cannot hold all of them at once.
         async with preparing:
@@ -223,14 +231,18 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
                     # From the images' sizes first: a prompt that cannot fit costs no decoding
                     # (16 large images in a small body took gigabytes to refuse).
                     tokens = await run_in_threadpool(engine.count_prompt, messages,
-                                                     [image.size for image in opened], params)
-                    check_context(tokens, params.max_new_tokens, engine.context_length)
+                                                     [image.size for image in opened], needed)
+                    check_context(tokens, needed.max_new_tokens, engine.context_length)
                 images = await run_in_threadpool(lambda: [decoded(image) for image in opened])
-                prepared = await run_in_threadpool(engine.prepare, messages, images, params)
-                check_context(prepared.prompt_tokens, params.max_new_tokens,
+                prepared = await run_in_threadpool(engine.prepare, messages, images, needed)
+                check_context(prepared.prompt_tokens, needed.max_new_tokens,
                               engine.context_length)
             except ValueError as exc:
                 raise ApiError(400, str(exc)) from None
+        if fitted:
+            room = engine.context_length - prepared.prompt_tokens
+            prepared = dataclasses.replace(prepared, params=dataclasses.replace(
+                params, max_new_tokens=min(params.max_new_tokens, room)))
         return prepared, chat.stream
 
     return app
