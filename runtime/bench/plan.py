@@ -67,7 +67,7 @@ SELECTION_FIELDS = frozenset({"suite", "tasks", "tags", "episodes", "seed", "sha
 
 
 def differing_fields(a: BenchSettings, b: BenchSettings) -> list[str]:
-    """The settings in which two runs differ (an unknown fingerprint differs from none)."""
+    """The settings in which two runs differ (an unknown fingerprint, None, matches any)."""
     unknown = None in (a.model_fingerprint, b.model_fingerprint)
     return sorted(k for k in BenchSettings.model_fields if getattr(a, k) != getattr(b, k)
                   and not (k == "model_fingerprint" and unknown))
