@@ -54,8 +54,13 @@ def resolve_task(spec: RunSpec) -> tuple[str, Task | None]:
 
 
 def _replayed(spec: RunSpec) -> Meta | None:
-    """The meta.json of the trajectory ``--model replay:DIR`` replays; None for any other."""
+    """The meta.json of the trajectory ``--model replay:DIR`` replays, or whose steps.jsonl
+    ``replay:FILE`` names (its replies were written at that run's dialect and budget too); None
+    for any other."""
     source = Path(spec.model[len("replay:"):]) if spec.model.startswith("replay:") else None
+    if source is not None and source.name == "steps.jsonl" and source.is_file() \
+            and (source.parent / "meta.json").is_file():
+        source = source.parent
     if source is None or not source.is_dir():
         return None
     from trajectories.reader import load_meta

@@ -14,7 +14,7 @@ from PIL import Image
 from rich.console import Console
 
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
-from runtime.build import resize_budget
+from runtime.build import resize_budget, resolve_dialect
 from runtime.episode import run
 from runtime.settings import RunError, RunSpec
 from tests.agent_fakes import FakePhone
@@ -89,3 +89,11 @@ def test_a_replayed_trajectory_keeps_the_budget_its_points_were_written_at(tmp_p
     # A bound the run names still wins.
     assert resize_budget(RunSpec(goal="x", model=f"replay:{traj}", max_pixels=SMALL * 2)) == (
         meta.min_pixels, SMALL * 2)
+    # Its steps.jsonl named as the replies' file was written at the same budget and dialect.
+    steps = f"replay:{traj / 'steps.jsonl'}"
+    assert resize_budget(RunSpec(goal="x", model=steps)) == (meta.min_pixels, SMALL)
+    assert resolve_dialect(RunSpec(goal="x", model=steps)) == "qwen25vl"
+    # A replies file of its own has no run behind it: the released budget.
+    (tmp_path / "replies.jsonl").write_text((traj / "steps.jsonl").read_text())
+    assert resize_budget(RunSpec(goal="x", model=f"replay:{tmp_path / 'replies.jsonl'}")) == (
+        DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS)
