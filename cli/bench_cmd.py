@@ -155,7 +155,9 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeElapsedColumn(), console=console)
+                        TimeElapsedColumn(), console=console,
+                        # A log gets the lines of on_result, not the bar's last state at the end.
+                        disable=not console.is_terminal)
     bar = None
 
     def on_start(total: int, earlier) -> None:
@@ -172,7 +174,9 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
         tally[result.outcome] = tally.get(result.outcome, 0) + 1
         if not console.is_terminal:  # no bar is drawn there (a log, CI): a line per episode
             wall = f", {result.wall_s:.1f} s" if result.wall_s is not None else ""
-            said = f": {result.error}" if result.outcome == "error" else ""
+            # One line however many the error holds (a launch's call log, adb's stderr): the
+            # whole text is in results.jsonl.
+            said = f": {_one_line(result.error or '')}" if result.outcome == "error" else ""
             console.print(f"{tally['done']}/{progress.tasks[0].total:g} {result.key}: "
                           f"{result.outcome}{said} ({result.steps} steps{wall}) | {rate()}",
                           markup=False, highlight=False, soft_wrap=True)
@@ -189,6 +193,11 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
     _print_summary(console, outcome.summary)
     print_path(console, "results", out / "results.jsonl")
     print_path(console, "report", out / "report.html")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def _check_model_and_dialect(model: str, dialect: str | None) -> None:

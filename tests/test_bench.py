@@ -3,6 +3,7 @@ shards, runtime errors, the reports (in real chromium) and the CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from envs.base import EnvError
 from runtime.bench.jobs import EpisodeResult
 from runtime.bench.plan import parse_shard, plan_jobs
 from runtime.bench.results import read_results
@@ -728,3 +730,37 @@ def test_the_reports_show_the_reward_a_failed_episode_earned(baseline):
     assert f"| {first.task} | 2 | 50% | 0.75 | 1 | 0 | 3 |" in markdown(results, summary)
     cells = "".join(f"<td>{c}</td>" for c in (first.task, 2, "50%", 0.75, 1, 0, 3))
     assert f"<tr>{cells}</tr>" in html(results, summary)
+
+
+@contextlib.contextmanager
+def _launch_fails(spec, console):
+    """A browser launch's error: a message, then Playwright's call log, line after line."""
+    raise EnvError("could not launch chromium\nCall log:\n  - <launching> /usr/bin/chromium\n"
+                   "  - [pid=1] <gracefully close start>")
+    yield  # pragma: no cover - a generator for contextmanager's sake
+
+
+def test_outside_a_terminal_each_episode_is_one_line_whatever_its_error_holds(tmp_path,
+                                                                              monkeypatch):
+    from dataclasses import replace
+
+    from typer.testing import CliRunner
+
+    import cli.bench_cmd
+    from cli.app import app
+
+    monkeypatch.setattr(cli.bench_cmd, "default_runner",
+                        lambda: replace(bench_fakes.RIGHT, env_factory=_launch_fails))
+    done = CliRunner().invoke(app, ["bench", "--suite", "fake", "--episodes", "2", "--out",
+                                    str(tmp_path / "run")], env={"COLUMNS": "160"})
+    assert done.exit_code == 0, done.output
+    progress = done.output.split("success per task")[0].strip().splitlines()
+    assert len(progress) == 4, done.output
+    for line in progress:
+        assert re.match(r"\d/4 fake/[\w-]+@\d+: error: EnvError: could not launch chromium Call "
+                        r"log: - <launching> /usr/bin/chromium - \[pid=1\] <gracefully close "
+                        r"start> \(0 steps, [\d.]+ s\) \| ", line), line
+    # No bar in a log, not even its last state ("fake ━━━━ 4/4 ...") at the end.
+    assert not re.search(r"^fake\s+━", done.output, re.MULTILINE), done.output
+    # The whole message is kept where results are read.
+    assert "\nCall log:\n" in read_results(tmp_path / "run")[0].error
