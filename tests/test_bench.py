@@ -286,6 +286,10 @@ def test_a_resume_runs_the_episodes_that_ended_in_errors_again(tmp_path):
     assert seen == [(4, [])]  # the errors are no earlier outcome: they run again
     assert resumed.skipped == 0 and len(resumed.results) == 4
     assert resumed.summary.overall.errors == 0 and resumed.summary.overall.success_rate == 1.0
+    # The new line replaced the error's: one line per episode, as a reader of the file counts.
+    lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(line["key"] for line in lines) == sorted(r.key for r in resumed.results)
+    assert {line["outcome"] for line in lines} == {"success"}
     again = run_bench(fake_settings(suite="broken", episodes=2), tmp_path, runner=REPAIRED)
     assert again.skipped == 4  # successes are not run again
 

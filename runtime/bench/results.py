@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from core.files import replace_text
 from runtime.bench.jobs import EpisodeResult
 from runtime.settings import RunError
 
@@ -68,6 +69,16 @@ class ResultsWriter:
         self._file.write(result.model_dump_json() + "\n")  # one write: a kill leaves whole lines
         self._file.flush()
         os.fsync(self._file.fileno())
+
+    def drop_superseded(self) -> None:
+        """Rewrite the file with one line per episode, its last: a resume appends the new line
+        of an episode that ended in an error, and the error's line goes once the run has ended
+        (replaced whole, so a kill meanwhile leaves the old file or the new one)."""
+        results = read_results(self.path)
+        lines = sum(1 for line in self.path.read_bytes().splitlines() if line.strip())
+        if lines > len(results):
+            replace_text(self.path, "".join(r.model_dump_json() + "\n" for r in results),
+                         durable=True)
 
     def close(self) -> None:
         self._file.close()

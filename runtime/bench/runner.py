@@ -120,6 +120,7 @@ def run_bench(
             writer.append(result)
             if on_result is not None:
                 on_result(result)
+        writer.drop_superseded()
         return finish(out, jobs, skipped)
 
 
