@@ -287,8 +287,9 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
             with console.status("starting the virtual phone and a private adb server…"):
                 # The adb server starts (about a second) while chromium does; it is launched
                 # from this thread, which it must not outlive (PR_SET_PDEATHSIG).
-                adb = PrivateAdbServer().launch()
-                stack.callback(adb.stop)
+                adb = PrivateAdbServer()
+                stack.callback(adb.stop)  # its HOME folder exists already
+                adb.launch()
                 phone = stack.enter_context(VirtualPhone(port=0))
                 adb.wait_ready()
                 adb.connect(phone.serial)

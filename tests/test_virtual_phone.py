@@ -297,3 +297,37 @@ def test_a_stream_closed_while_its_command_starts_ends_the_command():
         return await asyncio.wait_for(spawned[0].wait(), 10)
 
     assert asyncio.run(scenario()) == -signals.SIGKILL
+
+
+class Interrupted(BaseException):
+    """What a Ctrl-C raises in the main thread, without pytest taking it for one."""
+
+
+@pytest.mark.parametrize("after_s", [0.05, 0.5])
+def test_a_phone_interrupted_while_it_starts_stops_and_leaves_nothing(tmp_path, monkeypatch,
+                                                                      after_s):
+    """A bench worker stopped while its phone starts (Ctrl-C, the bench gone) ends the phone's
+    thread and its chromium, and removes their folders, before the worker exits."""
+    import signal
+    import tempfile
+    import threading
+
+    from envs.virtual_phone import VirtualPhone
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    before = set(threading.enumerate())  # the module's own phone runs meanwhile
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, after_s)
+        with pytest.raises(Interrupted):
+            VirtualPhone(port=0).start()  # chromium alone takes longer than that to start
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not [t.name for t in set(threading.enumerate()) - before
+                if t.name.startswith("vphone-")]
+    assert list(tmp_path.iterdir()) == []

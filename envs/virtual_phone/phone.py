@@ -61,6 +61,9 @@ class VirtualPhone:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stop: asyncio.Event | None = None
+        #: Set by ``stop``: a phone told to stop while it still starts ends once started (its
+        #: loop and ``_stop`` may not exist yet when ``stop`` runs).
+        self._stopping = threading.Event()
         self._adb: AdbServer | None = None
 
     @property
@@ -75,7 +78,12 @@ class VirtualPhone:
     def start(self) -> "VirtualPhone":
         self._thread = threading.Thread(target=self._run, name=f"vphone-{self.port}", daemon=True)
         self._thread.start()
-        if not self._ready.wait(self.start_timeout_s):
+        try:
+            started = self._ready.wait(self.start_timeout_s)
+        except BaseException:  # Ctrl-C (a bench worker's stop) while chromium starts
+            self.stop()
+            raise
+        if not started:
             self.stop()
             raise RuntimeError(f"the virtual phone did not start within {self.start_timeout_s}s")
         if self._error is not None:
@@ -84,7 +92,9 @@ class VirtualPhone:
         return self
 
     def stop(self) -> None:
-        """Drop every adb connection, close the browser and end the thread. Safe to call twice."""
+        """Drop every adb connection, close the browser and end the thread (one still starting
+        ends once started). Safe to call twice."""
+        self._stopping.set()
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
@@ -153,7 +163,8 @@ class VirtualPhone:
                  ("ro.product.name", "ro.product.model", "ro.product.device")}
             )
             self._ready.set()
-            await self._stop.wait()
+            if not self._stopping.is_set():
+                await self._stop.wait()
         finally:
             if self._adb is not None:
                 await self._adb.stop()
