@@ -183,13 +183,19 @@ def test_the_line_of_an_episode_whose_worker_died_counts_the_steps_it_recorded(t
     with their times, as an episode's own line would, and so do the mean steps."""
     run = run_bench(fake_settings(suite="lost", episodes=2), tmp_path, runner=RIGHT, workers=2)
     assert len(run.results) == 2
+    steps = []
     for r in run.results:
         assert r.outcome == "error" and "worker process died" in r.error
-        recorded = (tmp_path / r.trajectory / "steps.jsonl").read_text().splitlines()
-        assert r.steps == len(recorded) == 1
-        assert [len(r.timings[phase]) for phase in ("observe", "act")] == [1, 1]
-    assert run.summary.overall.mean_steps == 1
-    assert run.summary.latency["act"].samples == 2
+        # The one whose worker died a step in; the other one, ended with the broken pool, may
+        # not have recorded its first step yet.
+        recorded = (tmp_path / r.trajectory / "steps.jsonl").read_text().splitlines() \
+            if r.trajectory else []
+        assert r.steps == len(recorded) <= 1
+        assert [len(r.timings.get(phase, [])) for phase in ("observe", "act")] == [r.steps] * 2
+        steps.append(r.steps)
+    assert max(steps) == 1
+    assert run.summary.overall.mean_steps == sum(steps) / 2
+    assert run.summary.latency["act"].samples == sum(steps)
 
 
 def test_a_worker_sent_sigterm_ends_its_episode_in_an_error_and_the_run_goes_on(tmp_path):

@@ -72,3 +72,34 @@ def test_a_large_weights_file_is_told_apart_by_its_ends(tmp_path, where):
     weights[at] = 2
     (folder / "model.safetensors").write_bytes(weights)
     assert model_fingerprint(str(folder)) != before
+
+
+def test_shards_of_two_models_are_not_merged_behind_one_whose_model_is_unknown(tmp_path,
+                                                                              monkeypatch):
+    """A shard stored before fingerprints were kept matches any model, but the two shards
+    after it are still compared with each other."""
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: bench_fakes.RIGHT)
+    replies = tmp_path / "replies.jsonl"
+    common = ["bench", "--suite", "fake", "--tasks", "fake/type-word", "--episodes", "3",
+              "--model", f"replay:{replies}"]
+
+    def shard(i: int) -> None:
+        done = CliRunner().invoke(app, [*common, "--shard", f"{i}/3", "--out",
+                                        str(tmp_path / f"s{i}")], env={"COLUMNS": "160"})
+        assert done.exit_code == 0, done.output
+
+    replies.write_text(json.dumps({"response": DONE}) + "\n")
+    shard(1)
+    shard(2)
+    replies.write_text(json.dumps({"response": DONE.replace("success", "failure")}) + "\n")
+    shard(3)
+    stored = tmp_path / "s1" / SETTINGS_FILE
+    settings = json.loads(stored.read_text())
+    stored.write_text(json.dumps({k: v for k, v in settings.items() if k != "model_fingerprint"}))
+    merged = CliRunner().invoke(app, ["bench", *[a for i in (1, 2, 3) for a in
+                                                 ("--merge", str(tmp_path / f"s{i}"))],
+                                      "--out", str(tmp_path / "all")], env={"COLUMNS": "160"})
+    assert merged.exit_code != 0
+    said = " ".join(merged.output.split())
+    assert "s3 ran its episodes with other settings than" in said and "model_fingerprint" in said
+    assert not (tmp_path / "all" / "results.jsonl").exists()

@@ -158,7 +158,9 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
     budgets): a success rate over episodes run two ways measures neither."""
     by_key: dict[str, EpisodeResult] = {}
     planned: set[str] = set()
-    first: tuple[Path, BenchSettings] | None = None
+    # Each source against every earlier one, not the first alone: an unknown fingerprint
+    # matches any, so two that differ may stand behind one that is unknown.
+    seen: list[tuple[Path, BenchSettings]] = []
     for source in map(Path, sources):
         found = read_results(source)
         # A shard with no result yet (or no job: more shards than jobs) is still a run: its
@@ -168,13 +170,14 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
             raise RunError(f"{source} holds no bench results (no results.jsonl lines)")
         if has_settings:
             settings = load_settings(source)  # a garbled file is an error, not a run without a plan
-            if first is None:
-                first = source, settings
-            elif changed := differing_run_fields(first[1], settings):
-                pairs = ", ".join(f"{k} {getattr(first[1], k)!r} against {getattr(settings, k)!r}"
-                                  for k in changed)
-                raise RunError(f"{source} ran its episodes with other settings than {first[0]} "
-                               f"({pairs}); merge only runs of one model and setup")
+            for earlier_source, earlier in seen:
+                if changed := differing_run_fields(earlier, settings):
+                    pairs = ", ".join(f"{k} {getattr(earlier, k)!r} against "
+                                      f"{getattr(settings, k)!r}" for k in changed)
+                    raise RunError(f"{source} ran its episodes with other settings than "
+                                   f"{earlier_source} ({pairs}); merge only runs of one model "
+                                   "and setup")
+            seen.append((source, settings))
             planned |= _planned_keys(settings, catalog or RegistryCatalog())
         for r in found:
             if r.trajectory:
