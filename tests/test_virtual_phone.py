@@ -331,3 +331,14 @@ def test_a_phone_interrupted_while_it_starts_stops_and_leaves_nothing(tmp_path, 
     assert not [t.name for t in set(threading.enumerate()) - before
                 if t.name.startswith("vphone-")]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stopped_phone_starts_again():
+    from envs.virtual_phone import VirtualPhone
+
+    phone = VirtualPhone(port=0)
+    phone.stop()  # before it ever started: nothing to stop, and no reason not to start later
+    with phone:
+        assert phone.foreground() == "com.vlagent.launcher"
+    with phone:
+        assert phone.foreground() == "com.vlagent.launcher"

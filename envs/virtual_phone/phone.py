@@ -76,6 +76,10 @@ class VirtualPhone:
         return len(self._adb.transports) if self._adb else 0
 
     def start(self) -> "VirtualPhone":
+        # A phone stopped before (or before it ever started) starts afresh.
+        self._stopping.clear()
+        self._ready.clear()
+        self._error = None
         self._thread = threading.Thread(target=self._run, name=f"vphone-{self.port}", daemon=True)
         self._thread.start()
         try:
