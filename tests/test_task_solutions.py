@@ -210,6 +210,16 @@ def send_every_number(env, p):
     yield SolutionStep(Terminate(status="success"), "Sent the number.")
 
 
+def send_it_with_a_guess(env, p):
+    """text-contact-number: the right number, and beside it the end of another contact's."""
+    numbers = dict((c["name"], c["phone"]) for c in p["contacts"])
+    other = next(phone for name, phone in numbers.items() if name != p["subject"])
+    yield SolutionStep(OpenApp(app="Messages"), "Open Messages.")
+    yield from open_thread(env, p["recipient"])
+    yield from send(env, f"{numbers[p['subject']]}, or maybe {other[-4:]}")
+    yield SolutionStep(Terminate(status="success"), "Sent the number.")
+
+
 # The device shows what was asked for, but not by doing (only) what was asked: a question
 # answered by first changing what it asks about, or after changing the device besides; an edit
 # done as a second entry of the same name.
@@ -219,7 +229,8 @@ def send_every_number(env, p):
                                         ("phone/last-message-question", reply_then_report),
                                         ("phone/cheapest-fare-question", book_then_report),
                                         ("phone/text-contact-number", send_a_longer_number),
-                                        ("phone/text-contact-number", send_every_number)])
+                                        ("phone/text-contact-number", send_every_number),
+                                        ("phone/text-contact-number", send_it_with_a_guess)])
 def test_a_check_is_not_fooled_by_changing_the_device(name, play, env_for):
     task = get_task(name, seed=RUN_SEED)
     result = run_episode(task, env_for(task.env), Plays(play), max_steps=30)  # detours take steps

@@ -40,8 +40,10 @@ STREETS = ("Elm Street", "Harbour Road", "Maple Avenue", "Station Lane", "Mill C
            "Church Walk", "Park Terrace")
 ROLES = ("plumber", "dentist", "babysitter", "electrician", "piano teacher")
 #: A number with this many digits or more is a phone number ("555 0101"); shorter ones are the
-#: times and counts a message may also hold.
+#: times and counts a message may also hold, unless they are part of another contact's number.
 PHONE_DIGITS = 7
+#: A shorter number this long that is part of another contact's number is a guess ("or 0143").
+FRAGMENT_DIGITS = 4
 
 
 def with_message(threads: list[dict[str, Any]], contact: str, text: str) -> list[dict[str, Any]]:
@@ -105,9 +107,13 @@ class TextContactNumber(PhoneTask):
             return Score(success=False, reason=f"messages went to {strays}")
         sent = new.get(p["recipient"], [])
         written = [n for m in sent if m.get("from") == "me" for n in numbers_in(m.get("text"))]
-        # The number among others (every contact's, or a guess beside it) is no answer.
+        # The number among others (every contact's, or a guess beside it, whole or in part)
+        # is no answer.
         wanted = digits(number)
-        others = sorted({n for n in written if len(n) >= PHONE_DIGITS and n != wanted})
+        theirs = [digits(phone) for _, phone in seeded]
+        others = sorted({n for n in written if n != wanted and (
+            len(n) >= PHONE_DIGITS or len(n) >= FRAGMENT_DIGITS and n not in wanted
+            and any(n in other for other in theirs))})
         if others:
             return Score(success=False, reason=f"the messages also hold the numbers {others}")
         if wanted in written:
