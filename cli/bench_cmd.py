@@ -20,6 +20,7 @@ from cli.model_options import (
 from cli.scrubbed import print_error, print_path, scrubbed_console
 from cli.secret_option import parse_secrets, secret_option
 from core.terminal import literal
+from core.text import one_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -176,7 +177,7 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
             wall = f", {result.wall_s:.1f} s" if result.wall_s is not None else ""
             # One line however many the error holds (a launch's call log, adb's stderr): the
             # whole text is in results.jsonl.
-            said = f": {_one_line(result.error or '')}" if result.outcome == "error" else ""
+            said = f": {one_line(result.error or '', 200)}" if result.outcome == "error" else ""
             console.print(f"{tally['done']}/{progress.tasks[0].total:g} {result.key}: "
                           f"{result.outcome}{said} ({result.steps} steps{wall}) | {rate()}",
                           markup=False, highlight=False, soft_wrap=True)
@@ -193,11 +194,6 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
     _print_summary(console, outcome.summary)
     print_path(console, "results", out / "results.jsonl")
     print_path(console, "report", out / "report.html")
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def _check_model_and_dialect(model: str, dialect: str | None) -> None:

@@ -16,6 +16,12 @@ def well_formed(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
+def one_line(text: str, limit: int) -> str:
+    """``text`` on one line (each run of whitespace, line breaks included, as one space), cut at
+    ``limit`` characters: a message quoted in a log line or a table cell."""
+    return " ".join(text.split())[:limit]
+
+
 def pieces(texts: Iterable[str]) -> Iterator[str]:
     """Each run of ``CONCEALED_PIECE`` characters in ``texts``: a text quoted cut short, or
     escaped some other way, still shows one of them."""

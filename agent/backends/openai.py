@@ -27,7 +27,7 @@ from agent.policies.base import PolicyError
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
 from core.images import to_rgb
 from core.special_tokens import unframed
-from core.text import well_formed
+from core.text import one_line, well_formed
 
 if TYPE_CHECKING:
     import httpx
@@ -359,7 +359,7 @@ def _said(text: str, api_key: str | None) -> str:
     is left."""
     if api_key:
         text = text.replace(api_key, "<API key>")
-    return " ".join(text.split())[:ERROR_CHARS]
+    return one_line(text, ERROR_CHARS)
 
 
 def retry_after(response: "httpx.Response") -> float | None:

@@ -83,13 +83,12 @@ class VirtualPhone:
         self._thread = threading.Thread(target=self._run, name=f"vphone-{self.port}", daemon=True)
         self._thread.start()
         try:
-            started = self._ready.wait(self.start_timeout_s)
-        except BaseException:  # Ctrl-C (a bench worker's stop) while chromium starts
+            if not self._ready.wait(self.start_timeout_s):
+                raise RuntimeError(f"the virtual phone did not start within "
+                                   f"{self.start_timeout_s}s")
+        except BaseException:  # that, or Ctrl-C (a bench worker's stop) while chromium starts
             self.stop()
             raise
-        if not started:
-            self.stop()
-            raise RuntimeError(f"the virtual phone did not start within {self.start_timeout_s}s")
         if self._error is not None:
             self._thread.join(10)
             raise RuntimeError(f"the virtual phone failed to start: {self._error}") from self._error

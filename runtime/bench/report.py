@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from core.files import replace_text
+from core.text import one_line
 from runtime.bench.jobs import EpisodeResult
 from runtime.bench.summary import Rate, Summary
 
@@ -65,12 +66,16 @@ def markdown(results: list[EpisodeResult], summary: Summary) -> str:
         "## Episodes", "",
         table(["task", "seed", "outcome", "steps", "reason", "trajectory"],
               [[r.task, str(r.seed), r.outcome, str(r.steps),
-                _literal(" ".join((r.error or (r.score.reason if r.score else r.reason))
-                                  .split())[:120]),
+                _literal(one_line(_why(r), 120)),
                 f"[view]({_href(r.trajectory)})" if r.trajectory else "-"]
                for r in results]), "",
     ]
     return "\n".join(parts)
+
+
+def _why(r: EpisodeResult) -> str:
+    """How the episode ended, in words: the runtime's error, else the check's reason."""
+    return r.error or (r.score.reason if r.score else r.reason)
 
 
 def _href(trajectory: str) -> str:
@@ -132,7 +137,7 @@ def html(results: list[EpisodeResult], summary: Summary) -> str:
     episodes = [
         [escape(r.task), str(r.seed), f"<span class='{r.outcome}'>{r.outcome}</span>",
          str(r.steps), escape(r.goal),
-         escape(" ".join((r.error or (r.score.reason if r.score else r.reason)).split())[:200]),
+         escape(one_line(_why(r), 200)),
          f"<a class='trajectory' href='{escape(_href(r.trajectory))}'>view</a>"
          if r.trajectory else "-"]
         for r in results

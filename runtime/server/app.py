@@ -220,7 +220,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         # A limit the client set must fit beside the prompt; the default one (256) gives way to
         # the room the context leaves, as vLLM's default fills the context, so at least one
         # token must fit.
-        fitted = chat.max_tokens is None and chat.max_completion_tokens is None
+        fitted = chat.token_limit is None
         needed = dataclasses.replace(params, max_new_tokens=1) if fitted else params
         # Decoded images and their patches are the big allocations: as many requests at once
         # as there are cores (no faster with more), so a burst cannot hold all of them at once.
@@ -336,9 +336,7 @@ def sampling_params(chat: ChatRequest, settings: ServerSettings) -> Params:
     if not chat.continue_final_message and not chat.add_generation_prompt:
         raise ApiError(400, "add_generation_prompt false is only supported with "
                             "continue_final_message true")
-    # OpenAI's newer name wins where a client sends both; the error names the one that counted.
-    field = "max_completion_tokens" if chat.max_completion_tokens else "max_tokens"
-    max_tokens = chat.max_completion_tokens or chat.max_tokens or min(256, settings.max_tokens)
+    field, max_tokens = chat.token_limit or ("max_tokens", min(256, settings.max_tokens))
     if max_tokens > settings.max_tokens:
         raise ApiError(400, f"{field} is {max_tokens}; this server allows at most "
                             f"{settings.max_tokens}")

@@ -114,6 +114,14 @@ class ChatRequest(BaseModel):
         return data
 
     @property
+    def token_limit(self) -> tuple[str, int] | None:
+        """The limit the client set on new tokens, with the field that set it (OpenAI's newer
+        name wins where both are sent); None: unset."""
+        if self.max_completion_tokens is not None:
+            return "max_completion_tokens", self.max_completion_tokens
+        return None if self.max_tokens is None else ("max_tokens", self.max_tokens)
+
+    @property
     def stop_strings(self) -> tuple[str, ...]:
         return stop_strings(self.stop)
 
