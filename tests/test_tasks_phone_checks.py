@@ -10,7 +10,7 @@ import shlex
 import pytest
 
 from envs.virtual_phone.catalog import APPS_DIR
-from tasks.phone.device import MESSAGES, NOTES
+from tasks.phone.device import CONTACTS, FLIGHTS, MESSAGES, NOTES
 from tasks.registry import get_task
 
 INITIAL = {app["package"]: app["initial_state"] for app in
@@ -89,3 +89,65 @@ def test_another_address_that_holds_the_asked_one_earns_nothing(seed):
     notes[-1] = f"New address: {address}."
     score = task.check(phone, None)
     assert not score.success and score.reward == 0.5, score
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sending_the_number_again_and_again_is_more_than_was_asked(seed):
+    task, phone = started("phone/text-contact-number", seed)
+    p = task.params
+    number = {c["name"]: c["phone"] for c in p["contacts"]}[p["subject"]]
+    messages = thread(phone, p["recipient"])
+    messages += [{"from": "me", "text": "Hi! Here it is:"}, {"from": "me", "text": number}]
+    assert task.check(phone, None).success  # a greeting beside the number is fine
+    messages.append({"from": "me", "text": f"again: {number}"})
+    score = task.check(phone, None)
+    assert not score.success and score.reward == 0.5, score
+
+
+def _solved(name: str, seed: int):
+    """The task's end state as its solution leaves it, in a phone's app states."""
+    task, phone = started(name, seed)
+    p = task.params
+    if name == "phone/book-flight-from-message":
+        cheapest = min(p["flights"], key=lambda f: f["price"])
+        phone.states[FLIGHTS]["bookings"] = [
+            {"flight": cheapest["flight"], "origin": p["origin"],
+             "destination": p["destination"], "date": p["date"], "passenger": p["contact"]}]
+    elif name == "phone/save-address-note":
+        phone.states[NOTES]["notes"].append(p["address"])
+    else:
+        phone.states[CONTACTS]["contacts"].append(
+            {"name": p["person"], "phone": p["phone"], "email": ""})
+    return task, phone
+
+
+def _drop_conversation(phone: StatePhone, task) -> None:
+    threads = phone.states[MESSAGES]["threads"]  # without the one the task read
+    threads[:] = [t for t in threads if t["contact"] != task.params["contact"]]
+
+
+def _drop_note(phone: StatePhone, task) -> None:
+    notes = phone.states[NOTES]["notes"]
+    notes[:] = [n for n in notes if task.params["person"] not in n]  # the one the task read
+
+
+def _reply(phone: StatePhone, task) -> None:
+    thread(phone, task.params["contact"]).append({"from": "me", "text": "Done!"})
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("name", "spoil"), [
+    ("phone/book-flight-from-message", _drop_conversation),
+    ("phone/book-flight-from-message", _reply),
+    ("phone/save-address-note", _drop_conversation),
+    ("phone/save-address-note", _reply),
+    ("phone/add-contact-from-note", _drop_note),
+])
+def test_the_app_a_task_reads_from_is_left_as_it_was(name, spoil, seed):
+    """Only the target app was to change: deleting the conversation or note the task read (or
+    writing a message nobody asked for) fails a task otherwise done."""
+    task, phone = _solved(name, seed)
+    assert task.check(phone, None).success
+    spoil(phone, task)
+    score = task.check(phone, None)
+    assert not score.success and "only reads" in score.reason, score

@@ -59,6 +59,16 @@ def read_their_message(env: Env, contact: str) -> Iterator[SolutionStep]:
     return last_message(env)
 
 
+def source_changed(env: Env, package: str, key: str, seeded: list[Any], what: str
+                   ) -> Score | None:
+    """A failed score when the app the task only reads from (``package``'s ``key``, ``what``
+    to a reader) no longer holds what was seeded: a conversation or note deleted on the way,
+    or a message nobody asked for. None when it is as seeded."""
+    if app_state(env, package).get(key, []) == seeded:
+        return None
+    return Score(success=False, reason=f"{what} changed, though the task only reads them")
+
+
 def new_notes(env: Env, before: list[str]) -> list[str] | None:
     """The notes saved after ``before`` (None when ``before`` changed)."""
     notes = app_state(env, NOTES).get("notes", [])
@@ -106,7 +116,8 @@ class TextContactNumber(PhoneTask):
         if strays:
             return Score(success=False, reason=f"messages went to {strays}")
         sent = new.get(p["recipient"], [])
-        written = [n for m in sent if m.get("from") == "me" for n in numbers_in(m.get("text"))]
+        mine = [numbers_in(m.get("text")) for m in sent if m.get("from") == "me"]
+        written = [n for numbers in mine for n in numbers]
         # The number among others (every contact's, or a guess beside it, whole or in part)
         # is no answer.
         wanted = digits(number)
@@ -116,7 +127,11 @@ class TextContactNumber(PhoneTask):
             and any(n in other for other in theirs))})
         if others:
             return Score(success=False, reason=f"the messages also hold the numbers {others}")
-        if wanted in written:
+        times = sum(wanted in numbers for numbers in mine)
+        if times > 1:  # once was asked
+            return Score(success=False, reward=0.5,
+                         reason=f"sent {number} to {p['recipient']} in {times} messages")
+        if times == 1:
             return Score(success=True, reason=f"sent {number} to {p['recipient']}")
         # A message to the right person without the number is half the task.
         return Score(success=False, reward=0.5 if sent else 0.0,
@@ -157,6 +172,10 @@ class SaveAddressAsNote(PhoneTask):
         set_app_state(env, NOTES, {"notes": self.params["notes"], "draft": ""})
 
     def check(self, env: Env, answer: str | None) -> Score:
+        changed = source_changed(env, MESSAGES, "threads", self.params["threads"],
+                                 "the conversations in Messages")
+        if changed is not None:
+            return changed
         address = self.params["address"]
         added = new_notes(env, self.params["notes"])
         if added is None:
@@ -204,7 +223,9 @@ class BookFlightFromMessage(FlightsTask):
         set_app_state(env, MESSAGES, {"threads": self.params["threads"]})
 
     def check(self, env: Env, answer: str | None) -> Score:
-        return self.check_booking(env, self.params["contact"])
+        changed = source_changed(env, MESSAGES, "threads", self.params["threads"],
+                                 "the conversations in Messages")
+        return changed or self.check_booking(env, self.params["contact"])
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         contact = self.params["contact"]
@@ -242,8 +263,9 @@ class AddContactFromNote(ContactsTask):
 
     def check(self, env: Env, answer: str | None) -> Score:
         p = self.params
-        return self.expect(env, [*self.seeded(), (p["person"], p["phone"])],
-                           f"added {p['person']}, {p['phone']}")
+        changed = source_changed(env, NOTES, "notes", p["notes"], "the notes in Notes")
+        return changed or self.expect(env, [*self.seeded(), (p["person"], p["phone"])],
+                                      f"added {p['person']}, {p['phone']}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         role = self.params["role"]
