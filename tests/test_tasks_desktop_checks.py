@@ -13,6 +13,7 @@ from tasks.registry import get_task
 def test_a_line_count_is_read_from_the_answer_around_it(seed, tmp_path):
     task = get_task("desktop/terminal-count-lines", seed=seed)
     p = task.params
+    task.folder = tmp_path
     task.prepare(tmp_path)
     # The count the task's own solution reads off the terminal: real grep on the file it wrote.
     count = int(subprocess.run(["grep", "-c", "-w", p["word"], p["file"]], cwd=tmp_path,
@@ -23,6 +24,19 @@ def test_a_line_count_is_read_from_the_answer_around_it(seed, tmp_path):
     for answer in (None, "", f"{count + 1}", f"{count} or {count + 1}", f"{count}.5",
                    f"-{count}", f"{count}0 lines"):
         assert not task.check(None, answer).success, answer
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("command", ["rm {file}", "sed -i '1d' {file}", "echo {word} >> {file}"])
+def test_a_question_about_a_file_fails_when_the_file_was_changed(seed, command, tmp_path):
+    task = get_task("desktop/terminal-count-lines", seed=seed)
+    task.folder = tmp_path
+    task.prepare(tmp_path)
+    right = str(task.count)
+    assert task.check(None, right).success
+    subprocess.run(command.format(**task.params), shell=True, cwd=tmp_path, check=True)
+    score = task.check(None, right)
+    assert not score.success and "changed" in score.reason, score
 
 
 def saved(task, tmp_path, lines: list[str]) -> bool:
