@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from core.actions import Action
 from envs import keys
 from envs.base import ElementInfo, Env, EnvError
-from envs.browser import ascii_domains, domain_allowed, normalize_url
+from envs.urls import ascii_domains, domain_allowed, normalize_url
 
 DEFAULT_TAP_TEXT = r"pay|buy|delete|send|confirm|transfer"
 #: Keys that neither type nor paste into the focused field: the named ones, but the space bar and

@@ -272,7 +272,7 @@ def encoded_forms(value: str) -> set[str]:
              # Each run of white space as one space, ends trimmed: an endpoint's error as the
              # backend shows it, a page's text as the browser reads it.
              " ".join(value.split()),
-             # In a url, as a browser reads it (``envs.browser.as_browser_reads``): tabs and
+             # In a url, as a browser reads it (``envs.urls.as_browser_reads``): tabs and
              # line breaks dropped, and backslashes as slashes.
              in_url, in_url.replace("\\", "/"),
              json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],

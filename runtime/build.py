@@ -236,7 +236,8 @@ def check_env(spec: RunSpec) -> None:
         except PolicyError as exc:
             raise RunError(str(exc)) from None
     if spec.env == "browser":
-        from envs.browser import ascii_domains, check_screen
+        from envs.browser import check_screen
+        from envs.urls import ascii_domains
 
         try:
             check_screen(spec.viewport, spec.scale)

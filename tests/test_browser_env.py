@@ -25,7 +25,8 @@ from core.actions import (
     Type,
 )
 from envs.base import EnvError
-from envs.browser import BrowserEnv, domain_allowed, normalize_url
+from envs.browser import BrowserEnv
+from envs.urls import domain_allowed, normalize_url
 from tests.conftest import require_tool
 from tests.local_server import serve_directory
 from tests.probes import find_color, wait_until
