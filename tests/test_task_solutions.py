@@ -22,7 +22,7 @@ from core.kinds import FINAL_KINDS, KINDS
 from tasks.base import SolutionStep
 from tasks.phone.contacts import open_contact
 from tasks.phone.device import find, scroll_to, tap, wait_for
-from tasks.phone.flights import book
+from tasks.phone.flights import book, cheapest_result, price_shown, search
 from tasks.phone.messages import last_message, open_thread, send
 from tasks.registry import find_tasks, get_task, task_names
 
@@ -235,6 +235,24 @@ def test_a_check_is_not_fooled_by_changing_the_device(name, play, env_for):
     task = get_task(name, seed=RUN_SEED)
     result = run_episode(task, env_for(task.env), Plays(play), max_steps=30)  # detours take steps
     assert result.status in ("success", "answered"), result.reason
+    assert result.check is not None and not result.check.success, f"{task!r}: {result.check}"
+
+
+def report_another_date(env, p):
+    """cheapest-fare-question: the cheapest fare of the day after the one asked about."""
+    year, month, day = p["date"].split("-")
+    yield SolutionStep(OpenApp(app="Flights"), "Open Flights.")
+    yield from search(env, {**p, "date": f"{year}-{month}-{int(day) + 1:02d}"})
+    price = price_shown(cheapest_result(env))
+    yield SolutionStep(Answer(text=f"${price}"), f"It costs ${price}.")
+
+
+# Fixed seeds: the day after's made-up schedule could, by chance, have the same cheapest fare.
+@pytest.mark.parametrize("seed", [3, 11])
+def test_a_fare_read_on_another_date_is_no_answer(seed, env_for):
+    task = get_task("phone/cheapest-fare-question", seed=seed)
+    result = run_episode(task, env_for(task.env), Plays(report_another_date))
+    assert result.status == "answered", result.reason
     assert result.check is not None and not result.check.success, f"{task!r}: {result.check}"
 
 

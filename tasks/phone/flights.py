@@ -52,7 +52,10 @@ class FlightsTask(PhoneTask):
 
     @property
     def route(self) -> str:
-        return f"{self.params['origin']}-{self.params['destination']}"
+        """The timetable's key for the trip: its route on its date only, so a search on another
+        date shows other flights (a question answered from the wrong date is wrong)."""
+        p = self.params
+        return f"{p['origin']}-{p['destination']} {p['date']}"
 
     def initialize(self, env: Env) -> None:
         super().initialize(env)
@@ -91,7 +94,7 @@ def cheapest_result(env: Env) -> UiNode:
     results = wait_for(env, lambda nodes: [n for n in nodes
                                            if n.resource_id.startswith("flights:result-")],
                        "the flight results")
-    return min(results, key=_price)
+    return min(results, key=price_shown)
 
 
 def book(env: Env, trip: dict[str, Any], passenger: str) -> Iterator[SolutionStep]:
@@ -153,7 +156,7 @@ class CheapestFareQuestion(FlightsTask):
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         yield SolutionStep(tap(find(env, "launcher:flights")), "Open the Flights app.")
         yield from search(env, self.params, enter_key=True)
-        price = _price(cheapest_result(env))
+        price = price_shown(cheapest_result(env))
         yield SolutionStep(Answer(text=f"${price}"), f"The cheapest flight costs ${price}.")
 
 
@@ -168,7 +171,8 @@ def _prices_said(answer: str, fares: set[int]) -> set[float]:
     return dollars | {n for n in alone if not dollars or n in fares}
 
 
-def _price(node: UiNode) -> int:
+def price_shown(node: UiNode) -> int:
+    """The fare a search result shows."""
     match = re.search(r"\$(\d+)", node.text)
     if match is None:
         raise ValueError(f"no price in the result {node.text!r}")

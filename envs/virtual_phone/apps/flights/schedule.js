@@ -1,8 +1,10 @@
-// The flights on offer. A route in the app's timetable (its state: app.json's initial_state, or
-// what `vphone state set` wrote) shows those flights on every date; any other route gets a
-// deterministic made-up schedule, so every search for the same route and date shows the same.
+// The flights on offer. The app's timetable (its state: app.json's initial_state, or what
+// `vphone state set` wrote) lists flights for a route on one date ("SFO-JFK 2026-03-14") or on
+// every date ("SFO-JFK"), the dated entry first; any other search gets a deterministic made-up
+// schedule, so every search for the same route and date shows the same.
 function schedule(timetable, origin, destination, date) {
-  const listed = (timetable || {})[`${origin}-${destination}`];
+  const route = `${origin}-${destination}`;
+  const listed = (timetable || {})[`${route} ${date}`] || (timetable || {})[route];
   if (listed) return listed.map((f) => ({...f}));
   let h = 7;
   for (const c of `${origin}${destination}${date}`) h = (h * 31 + c.charCodeAt(0)) % 100000;
