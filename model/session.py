@@ -361,14 +361,17 @@ class Joining(Protocol):
     """Requests that join a running ``generate_together`` (a server's continuous batching)."""
 
     def waiting(self, busy: Sequence[GenerationSession], decoding: int) -> bool:
-        """Asked at each read-back: is a request waiting that could join now? ``busy``: the
-        sessions of the batch's rows, those that ended since it last stopped included (what
-        they wrote reaches their sessions only then); ``decoding``: the rows not ended."""
+        """Asked at each read-back: is a request waiting that could join, now or once the rows
+        that ended hand back their sessions? ``busy``: the sessions of the batch's rows, those
+        that ended since it last stopped included (what they wrote reaches their sessions only
+        then); ``decoding``: the rows not ended."""
 
     def admit(self, busy: Sequence[GenerationSession], decoding: int
               ) -> list[tuple[GenerationSession, SessionRequest]]:
-        """The requests that join now, each with a session not in ``busy``. Their rows are
-        numbered on from the last row so far (for ``options``' callbacks and ``done``)."""
+        """The requests that join now, each with a session not in ``busy`` (none when no such
+        session is free: the batch then stops to hand back the sessions of the rows that
+        ended). Their rows are numbered on from the last row so far (for ``options``'
+        callbacks and ``done``)."""
 
     def done(self, row: int, generation: Generation) -> None:
         """Row ``row``'s result, at the read-back where it ended."""
@@ -510,6 +513,10 @@ def generate_together(
                     decoding = sum(r.row.reason is None for r in going)
                     if joining.waiting(busy, decoding):
                         admit(busy, decoding)
+                        if not waiting and decoding < len(busy):
+                            # The sessions it needs are held by rows that ended: stop, so
+                            # that they go back (and the next stretch admits it).
+                            return True
                 prefill_chunk()
                 # Stop once what is left of each newcomer is at most a chunk.
                 return bool(waiting) and all(
@@ -522,8 +529,8 @@ def generate_together(
         for r, logits in zip(going, paused if paused is not None else []):
             r.logits = logits
         if joining is not None:
-            if not waiting:
-                admit([r.session for r in active], len(active))
+            if not waiting and not active:  # rows decoding admit newcomers in their pauses
+                admit([], 0)
             active += start(waiting, joined=True)
             waiting.clear()
     return [r.row.generation() for r in rows[: len(requests)]]

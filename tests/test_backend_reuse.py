@@ -9,7 +9,7 @@ from episode_prompts import episode_prompts
 from PIL import Image
 
 from actions.dialects import PastStep, get_dialect
-from agent.backends.base import Params
+from agent.backends.base import Joined, Params
 from agent.backends.local import LocalBackend
 from agent.history import HistoryPolicy
 from agent.policies.base import hf_messages, prompt_images
@@ -302,6 +302,62 @@ class NoArrivals:
 
     def deliver(self, index, result) -> None:
         self.delivered[index] = result
+
+
+class ClockedArrivals(NoArrivals):
+    """Requests that arrive at given read-backs of a running batch (counted by the first
+    request's ``gone``, asked once a read-back); notes when each was taken and answered."""
+
+    def __init__(self, schedule: dict[str, tuple[int, object]]) -> None:
+        super().__init__()
+        self.schedule, self.reads = dict(schedule), 0
+        self.names, self.taken, self.answered = ["first"], {}, {}
+
+    def tick(self) -> bool:
+        self.reads += 1
+        return False
+
+    def _due(self) -> list[str]:
+        return [name for name, (at, _) in self.schedule.items() if at <= self.reads]
+
+    def any(self, accept) -> bool:
+        return bool(self._due())
+
+    def take(self, accept, limit):
+        joined = []
+        for name in self._due()[:limit]:
+            _, job = self.schedule.pop(name)
+            self.names.append(name)
+            self.taken[name] = self.reads
+            joined.append(Joined(len(self.names) - 1, job, None, lambda: False))
+        return joined
+
+    def deliver(self, index, result) -> None:
+        super().deliver(index, result)
+        self.answered[self.names[index]] = self.reads
+
+
+def test_a_newcomer_joins_once_a_row_that_ended_hands_back_its_session(tiny_checkpoint):
+    """Two sessions: a long row decodes, a short one joins and ends, then a third request
+    arrives. The ended row's session is free from then on, so the third joins while the long
+    row decodes (it used to wait for the whole batch to end), and each replies as alone."""
+    backend = LocalBackend(tiny_checkpoint, device="cpu", sessions=2)
+    alone = LocalBackend(tiny_checkpoint, device="cpu", reuse_prefix=False)
+    backend.model.eos_token_ids = alone.model.eos_token_ids = []  # each row to its budget
+    asks = {name: _conversation(name, 1, seed)[0]
+            for name, seed in (("Ann", 31), ("Bob", 32), ("Cy", 33))}
+    budgets = {"Ann": 40, "Bob": 3, "Cy": 3}
+    jobs = {name: backend.prepare(*asks[name], Params(max_new_tokens=budgets[name]))
+            for name in asks}
+    arrivals = ClockedArrivals({"Bob": (2, jobs["Bob"]), "Cy": (12, jobs["Cy"])})
+    (first,) = backend.generate_batch([jobs["Ann"]], gone=[arrivals.tick], arrivals=arrivals)
+    assert arrivals.answered["Bob"] < arrivals.taken["Cy"]  # Bob's row had ended
+    assert arrivals.taken["Cy"] <= 12 + 2
+    assert arrivals.answered["Cy"] < arrivals.reads  # before Ann's row ended
+    replies = {"Ann": first.text, **{n: arrivals.delivered[arrivals.names.index(n)].text
+                                     for n in ("Bob", "Cy")}}
+    assert replies == {n: alone.generate(*asks[n], max_new_tokens=budgets[n]).text
+                       for n in asks}
 
 
 def test_only_the_last_group_of_a_batch_takes_arrivals(tiny_checkpoint, monkeypatch):

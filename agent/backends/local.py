@@ -358,8 +358,11 @@ class _GroupRows:
         return min(len(self.backend.sessions) - len(busy), self.arrivals.max_rows - decoding)
 
     def waiting(self, busy: Sequence["GenerationSession"], decoding: int) -> bool:
-        return (self.arrivals is not None and self._free(busy, decoding) > 0
-                and self.arrivals.any(self._accepts))
+        # Counted as if the rows that ended had handed back their sessions: for a newcomer
+        # that needs one of them, the batch stops to let them go.
+        free = min(len(self.backend.sessions), self.arrivals.max_rows) - decoding \
+            if self.arrivals is not None else 0
+        return free > 0 and self.arrivals.any(self._accepts)
 
     def admit(self, busy: Sequence["GenerationSession"], decoding: int
               ) -> list[tuple["GenerationSession", "SessionRequest"]]:
