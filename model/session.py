@@ -499,6 +499,7 @@ def generate_together(
 
     image_token = model.config.image_token_id
     merge = model.config.vision.spatial_merge_size
+    shrinks = model.device.type == "cpu"
     active = start([_Newcomer(next(numbers), s, r) for s, r in zip(sessions, requests)],
                    joined=False)
     while active:
@@ -506,22 +507,25 @@ def generate_together(
         # Every row of the segment, those that ended too: their sessions get what they wrote
         # only when it ends, so a newcomer may not take one before.
         busy = [r.session for r in going]
-        pause = None
-        if joining is not None:
-            def pause() -> bool:
-                if not waiting:
-                    decoding = sum(r.row.reason is None for r in going)
-                    if joining.waiting(busy, decoding):
-                        admit(busy, decoding)
-                        if not waiting and decoding < len(busy):
-                            # The sessions it needs are held by rows that ended: stop, so
-                            # that they go back (and the next stretch admits it).
-                            return True
+
+        def pause() -> bool:
+            decoding = sum(r.row.reason is None for r in going)
+            if joining is not None and not waiting and joining.waiting(busy, decoding):
+                admit(busy, decoding)
+                if not waiting and decoding < len(busy):
+                    # The sessions it needs are held by rows that ended: stop, so that they
+                    # go back (and the next stretch admits it).
+                    return True
+            if waiting:
                 prefill_chunk()
                 # Stop once what is left of each newcomer is at most a chunk.
-                return bool(waiting) and all(
-                    n.index in failed or _chunk_end(n, chunk_tokens, image_token) is None
-                    for n in waiting)
+                return all(n.index in failed or _chunk_end(n, chunk_tokens, image_token) is None
+                           for n in waiting)
+            # Rows that ended still run in the batch (its shape is fixed). On a CPU each row
+            # costs its share of a step, so once they are half of it the rows that go on
+            # decode in a batch of their own; on a GPU a step costs about the same at any
+            # batch size, and each new size would record its CUDA graphs again.
+            return shrinks and 2 * decoding <= len(going)
         ended = None if joining is None else (
             lambda b: joining.done(going[b].index, going[b].row.generation()))
         paused = _decode_segment(model, going, options, pause, ended, generator)

@@ -378,6 +378,34 @@ def test_rows_that_end_at_different_lengths_keep_their_own_caches(models, tiny_p
     _assert_each_caches_its_own_sequence(model, sessions, inputs, together)
 
 
+def test_once_half_the_rows_ended_the_others_decode_in_a_smaller_batch(models, tiny_processor,
+                                                                      monkeypatch):
+    """Four rows, three of which end after 3 tokens: a CPU step costs each row its share, so
+    the long row decodes on alone instead of beside three rows that ended; the tokens and the
+    caches are those of each row alone."""
+    model = models["qwen2"]
+    prompts = [list(episode_prompts(d, REPLIES[:n], SCREEN, HistoryPolicy(), KINDS))[-1]
+               for d, n in (("qwen2vl", 1), ("uitars", 2), ("qwen2vl", 2), ("uitars", 1))]
+    inputs = [model_inputs(tiny_processor, p, _screenshots(seed), SCREEN)
+              for p, seed in zip(prompts, (27, 28, 29, 30))]
+    budgets = (3, 3, 3, 20)
+    alone = [GenerationSession(model).generate(*_tensors(x), GenerationOptions(
+        max_new_tokens=n, eos_token_ids=())) for x, n in zip(inputs, budgets)]
+    import model.generate as generation
+
+    rows, real_step = [], generation.decode_step
+    monkeypatch.setattr(generation, "decode_step",
+                        lambda model, token, *rest: rows.append(token.shape[0])
+                        or real_step(model, token, *rest))
+    sessions = [GenerationSession(model) for _ in inputs]
+    together = generate_together(
+        sessions, [SessionRequest(*_tensors(x), max_new_tokens=n) for x, n in zip(inputs, budgets)],
+        GenerationOptions(max_new_tokens=20, eos_token_ids=()))
+    assert [g.tokens for g in together] == [g.tokens for g in alone]
+    assert rows[:2] == [4, 4] and rows[-1] == 1 and rows.count(4) <= 3, rows
+    _assert_each_caches_its_own_sequence(model, sessions, inputs, together)
+
+
 class ScriptedArrivals:
     """Requests that join a running ``generate_together`` at the read-backs given (counted from
     the first); whatever is left joins when the batch has ended."""
@@ -500,26 +528,27 @@ class PoolArrivals(ScriptedArrivals):
 
 def test_a_newcomer_never_takes_the_session_of_a_row_that_ended_in_the_same_stretch(
         models, tiny_processor):
-    """Row A ends after 2 tokens while row B decodes on; a long newcomer arrives after that and
-    is prefilled in chunks. A's session gets A's tokens only when the stretch of decoding ends,
-    so the newcomer takes the third session, and every row and cache is as if alone."""
+    """Row A ends after 2 tokens while rows B and C decode on (so the batch does not shrink
+    to them); a long newcomer arrives after that and is prefilled in chunks. A's session gets
+    A's tokens only when the stretch of decoding ends, so the newcomer takes the fourth session,
+    and every row and cache is as if alone."""
     model = models["qwen2"]
     prompts = [list(episode_prompts(d, REPLIES[:n], SCREEN, HistoryPolicy(), KINDS))[-1]
-               for d, n in (("qwen2vl", 1), ("qwen2vl", 2), ("uitars", 3))]
+               for d, n in (("qwen2vl", 1), ("qwen2vl", 2), ("uitars", 1), ("uitars", 3))]
     inputs = [model_inputs(tiny_processor, p, _screenshots(seed), SCREEN)
-              for p, seed in zip(prompts, (22, 23, 24))]
-    budgets = (2, 30, 6)
+              for p, seed in zip(prompts, (22, 23, 26, 24))]
+    budgets = (2, 30, 30, 6)
     options = GenerationOptions(max_new_tokens=30, eos_token_ids=())
     requests = [SessionRequest(*_tensors(x), max_new_tokens=n) for x, n in zip(inputs, budgets)]
     alone = [GenerationSession(model).generate(*_tensors(x), GenerationOptions(
         max_new_tokens=n, eos_token_ids=())) for x, n in zip(inputs, budgets)]
-    pool = [GenerationSession(model) for _ in range(3)]
-    arrivals = PoolArrivals({5: [(None, requests[2])]}, pool)
-    generate_together(pool[:2], requests[:2], options, joining=arrivals, chunk_tokens=16)
-    assert arrivals.given == [pool[2]]
+    pool = [GenerationSession(model) for _ in range(4)]
+    arrivals = PoolArrivals({5: [(None, requests[3])]}, pool)
+    generate_together(pool[:3], requests[:3], options, joining=arrivals, chunk_tokens=16)
+    assert arrivals.given == [pool[3]]
     results = arrivals.results()
-    assert [results[row].tokens for row in range(3)] == [g.tokens for g in alone]
-    _assert_each_caches_its_own_sequence(model, pool, inputs, [results[r] for r in range(3)])
+    assert [results[row].tokens for row in range(4)] == [g.tokens for g in alone]
+    _assert_each_caches_its_own_sequence(model, pool, inputs, [results[r] for r in range(4)])
 
 
 def test_a_newcomer_its_session_cannot_read_fails_alone(models, tiny_processor):
