@@ -345,6 +345,15 @@ def test_a_prefill_that_fails_after_copying_leaves_a_truthful_session(models, ti
                                rtol=0)
 
 
+def _last_steps(processor, steps, seeds) -> list[dict]:
+    """The model inputs of the last prompt of each (dialect, replies so far) episode, each with
+    the screenshots of its seed."""
+    prompts = [list(episode_prompts(d, REPLIES[:n], SCREEN, HistoryPolicy(), KINDS))[-1]
+               for d, n in steps]
+    return [model_inputs(processor, p, _screenshots(seed), SCREEN)
+            for p, seed in zip(prompts, seeds)]
+
+
 def _assert_each_caches_its_own_sequence(model, sessions, inputs, generations) -> None:
     """Each session holds its prompt and all its new tokens but the last (decoded), and its
     next prefill (the last token alone) equals a full forward."""
@@ -384,10 +393,9 @@ def test_once_half_the_rows_ended_the_others_decode_in_a_smaller_batch(models, t
     the long row decodes on alone instead of beside three rows that ended; the tokens and the
     caches are those of each row alone."""
     model = models["qwen2"]
-    prompts = [list(episode_prompts(d, REPLIES[:n], SCREEN, HistoryPolicy(), KINDS))[-1]
-               for d, n in (("qwen2vl", 1), ("uitars", 2), ("qwen2vl", 2), ("uitars", 1))]
-    inputs = [model_inputs(tiny_processor, p, _screenshots(seed), SCREEN)
-              for p, seed in zip(prompts, (27, 28, 29, 30))]
+    inputs = _last_steps(tiny_processor,
+                         (("qwen2vl", 1), ("uitars", 2), ("qwen2vl", 2), ("uitars", 1)),
+                         (27, 28, 29, 30))
     budgets = (3, 3, 3, 20)
     alone = [GenerationSession(model).generate(*_tensors(x), GenerationOptions(
         max_new_tokens=n, eos_token_ids=())) for x, n in zip(inputs, budgets)]
@@ -439,10 +447,9 @@ def test_requests_joining_a_running_batch_reply_as_each_would_alone(models, tiny
     an EOS, the others at their own budgets), each result comes at the read-back where its row
     ended, and each session caches exactly its own sequence (next prefill = full forward)."""
     model = models["qwen2"]
-    prompts = [list(episode_prompts(d, REPLIES[:n], SCREEN, HistoryPolicy(), KINDS))[-1]
-               for d, n in (("qwen2vl", 2), ("uitars", 3), ("qwen2vl", 1), ("uitars", 2))]
-    inputs = [model_inputs(tiny_processor, p, _screenshots(seed), SCREEN)
-              for p, seed in zip(prompts, (13, 14, 15, 16))]
+    inputs = _last_steps(tiny_processor,
+                         (("qwen2vl", 2), ("uitars", 3), ("qwen2vl", 1), ("uitars", 2)),
+                         (13, 14, 15, 16))
     lengths = [x["input_ids"].shape[1] for x in inputs]
     assert lengths[1] > lengths[0] > lengths[2]
     free = GenerationSession(model).generate(*_tensors(inputs[1]), GenerationOptions(
@@ -533,10 +540,9 @@ def test_a_newcomer_never_takes_the_session_of_a_row_that_ended_in_the_same_stre
     A's tokens only when the stretch of decoding ends, so the newcomer takes the fourth session,
     and every row and cache is as if alone."""
     model = models["qwen2"]
-    prompts = [list(episode_prompts(d, REPLIES[:n], SCREEN, HistoryPolicy(), KINDS))[-1]
-               for d, n in (("qwen2vl", 1), ("qwen2vl", 2), ("uitars", 1), ("uitars", 3))]
-    inputs = [model_inputs(tiny_processor, p, _screenshots(seed), SCREEN)
-              for p, seed in zip(prompts, (22, 23, 26, 24))]
+    inputs = _last_steps(tiny_processor,
+                         (("qwen2vl", 1), ("qwen2vl", 2), ("uitars", 1), ("uitars", 3)),
+                         (22, 23, 26, 24))
     budgets = (2, 30, 30, 6)
     options = GenerationOptions(max_new_tokens=30, eos_token_ids=())
     requests = [SessionRequest(*_tensors(x), max_new_tokens=n) for x, n in zip(inputs, budgets)]
