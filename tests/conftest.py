@@ -16,6 +16,14 @@ from typing import Any
 
 import pytest
 
+# The Makefile runs test files in parallel workers, one per CPU. Torch's default of a thread per
+# core in each would put two threads on every core, and each of a model's thousands of small
+# parallel regions then waits for a thread that is not running: a tiny model's `model generate`
+# once took over two minutes in CI. So each worker, and every process it starts, runs torch on
+# one thread (tests of the multi-threaded paths set their own count).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 SYSTEM_TOOLS = {
     "chromium": ("chromium", "chromium"),
     "xvfb": ("Xvfb", "xvfb"),

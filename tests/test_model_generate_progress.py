@@ -34,6 +34,9 @@ def on_a_terminal(args: list[str], cwd, timeout: float = 120) -> tuple[int, str]
         elif proc.poll() is not None:
             break
     os.close(main)
+    if proc.poll() is None:  # past the deadline: its output so far says where it was
+        proc.kill()
+        out += b"\n(killed after %d s)" % timeout
     return proc.wait(timeout=10), out.decode(errors="replace")
 
 
