@@ -409,7 +409,8 @@ def generate_together(
     The sessions' caches have their own lengths, so the batch decodes in a cache of its own:
     each row's cached sequence is copied in right-aligned (the positions before it masked, as
     left padding is), and what the batch decoded is copied back after its sequence. The copies
-    cost a memory pass over the caches, next to steps that each read all the weights.
+    cost a memory pass over the caches, next to steps that each read all the weights. On a CPU,
+    once half the rows have ended, the others go on in a batch cache of their own.
 
     With ``joining``, requests join while the batch decodes. Once some wait, each read-back
     prefills about ``chunk_tokens`` more of their prompts in their own sessions (never part of
