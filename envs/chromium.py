@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from envs.temp_folders import TempFolder
 
 CHROMIUM_PATH = "/usr/bin/chromium"
 
@@ -54,11 +55,11 @@ _SOCKET_PATH_MAX = 107
 _SINGLETON_SOCKET = len("/org.chromium.Chromium.XXXXXX/SingletonSocket")
 
 
-def chromium_temp() -> tempfile.TemporaryDirectory:
+def chromium_temp() -> TempFolder:
     """A folder for one chromium's own temporary files (its singleton socket's folder), for
     ``launch_chromium``; clean it up after closing the browser. A terminal's Ctrl-C ends
     chromium without its removing them: every interrupted run left a folder in /tmp."""
-    return tempfile.TemporaryDirectory(prefix="vlagent-chromium-", ignore_cleanup_errors=True)
+    return TempFolder("vlagent-chromium-")
 
 
 #: How long ``remove_temp`` looks after a chromium that may still be exiting, and how long the
@@ -66,7 +67,7 @@ def chromium_temp() -> tempfile.TemporaryDirectory:
 REMOVE_TEMP_WITHIN_S, REMOVE_TEMP_GONE_S = 3.0, 0.5
 
 
-def remove_temp(temp: tempfile.TemporaryDirectory, chromium_closed: bool = True) -> None:
+def remove_temp(temp: TempFolder, chromium_closed: bool = True) -> None:
     """Remove a ``chromium_temp`` folder. A chromium that was not closed (a terminal's Ctrl-C
     ended it, and Playwright's driver with it) may still be writing its profile there as the
     folder goes: what it writes since is removed again, until the folder stays gone."""

@@ -15,12 +15,12 @@ import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 from envs.base import EnvError
 from envs.processes import DIES_WITH_PARENT, stop
+from envs.temp_folders import TempFolder
 
 
 def _write_cookie(path: Path) -> None:
@@ -45,7 +45,7 @@ class Xvfb:
         if binary is None:
             raise EnvError("Xvfb is not installed: install it with `apt-get install xvfb`")
         self.size = (width, height)
-        self._dir = tempfile.TemporaryDirectory(prefix="vlagent-xvfb-")
+        self._dir = TempFolder("vlagent-xvfb-")
         self.xauthority = str(Path(self._dir.name) / "Xauthority")
         _write_cookie(Path(self.xauthority))
         # Xvfb's log goes to a file: a pipe nobody reads would block it once full.

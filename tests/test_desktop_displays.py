@@ -81,13 +81,17 @@ def test_an_env_that_fails_to_open_lets_the_next_one_use_another_display(monkeyp
             assert env.capture().size == (400, 300)
 
 
-def test_a_killed_desktop_run_leaves_neither_its_xvfb_nor_its_task_programs(tmp_path) -> None:
+def test_a_killed_desktop_run_leaves_neither_its_xvfb_nor_its_task_programs(
+        tmp_path, monkeypatch) -> None:
     """SIGKILL runs no cleanup: the kernel stops the run's private Xvfb and the task's editor
-    (PR_SET_PDEATHSIG), as it does the virtual phone's adb server."""
+    (PR_SET_PDEATHSIG), as it does the virtual phone's adb server. Their temporary folders stay
+    until the next process makes folders of the same kinds."""
     import json
     import signal
+    import tempfile
     import time
 
+    from envs.temp_folders import TempFolder
     from tests.proc_table import command, descendants
 
     require_tool("xvfb")
@@ -95,11 +99,14 @@ def test_a_killed_desktop_run_leaves_neither_its_xvfb_nor_its_task_programs(tmp_
     wait = '*FUNCTION*: Wait *ARGS*: {"seconds": 0.5}'
     script = tmp_path / "replies.jsonl"
     script.write_text("".join(json.dumps({"response": wait}) + "\n" for _ in range(200)))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     run = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve().parent.parent / "agent_cli.py"), "run",
          "--env", "desktop", "--display", "new", "--task", "desktop/editor-write-save",
          "--model", f"replay:{script}", "--max-steps", "200", "--out", str(tmp_path / "runs")],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(temp)})
     helpers: list[int] = []
     try:
         deadline = time.monotonic() + 60
@@ -115,6 +122,12 @@ def test_a_killed_desktop_run_leaves_neither_its_xvfb_nor_its_task_programs(tmp_
         while any(command(p) for p in helpers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert [command(p) for p in helpers] == ["", ""]
+        left = sorted(p.name.split("-")[1] for p in temp.iterdir() if p.is_dir())
+        assert left == ["desktop", "xvfb"]
+        monkeypatch.setattr(tempfile, "tempdir", str(temp))
+        with Xvfb(), TempFolder("vlagent-desktop-"):
+            assert len(list(temp.iterdir())) == 4  # these two, and their locks
+        assert list(temp.iterdir()) == []
     finally:
         if run.poll() is None:
             run.kill()

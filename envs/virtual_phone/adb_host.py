@@ -21,6 +21,7 @@ from typing import Any
 
 from envs.base import EnvError
 from envs.processes import DIES_WITH_PARENT, stop
+from envs.temp_folders import TempFolder
 from envs.virtual_phone.phone import VirtualPhone
 
 #: How many other ports a server whose port was taken before it bound it tries.
@@ -62,7 +63,8 @@ class PrivateAdbServer:
             raise EnvError(f"{adb} is not installed: install it with `apt-get install adb`")
         self.adb = found
         self.port = free_port()
-        self.home = tempfile.mkdtemp(prefix="vlagent-adb-")
+        self._home = TempFolder("vlagent-adb-")
+        self.home = self._home.name
         # Only the devices it is told to `adb connect`: no USB phone, no emulator on 5555-5585
         # and no mDNS one, all of which the user's own adb server may be using.
         self.env = {**os.environ, "HOME": self.home, "ADB_USB": "0", "ADB_EMU": "0",
@@ -129,7 +131,7 @@ class PrivateAdbServer:
         if process is not None:
             stop(process, timeout_s=10)
             self._log.close()
-        shutil.rmtree(self.home, ignore_errors=True)
+        self._home.cleanup()
 
     def __enter__(self) -> "PrivateAdbServer":
         return self.start()

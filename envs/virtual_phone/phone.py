@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
-import tempfile
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 from envs import still_frames
+from envs.temp_folders import TempFolder
 from envs.virtual_phone.catalog import APPS_DIR, load_apps
 from envs.virtual_phone.display import PhoneDisplay
 from envs.virtual_phone.inline_shell import InlineShell
@@ -133,7 +132,8 @@ class VirtualPhone:
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
-        home = Path(tempfile.mkdtemp(prefix="vphone-"))
+        home_folder = TempFolder("vphone-")
+        home = Path(home_folder.name)
         display = PhoneDisplay(self.apps_dir)
         tools: ToolServer | None = None
         try:
@@ -174,7 +174,7 @@ class VirtualPhone:
             if tools is not None:
                 await tools.stop()
             await display.close()
-            shutil.rmtree(home, ignore_errors=True)
+            home_folder.cleanup()
 
 
 async def _foreground(commands: ShellCommands) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Callable
 from core.actions import Click
 from envs.base import Env, EnvError
 from envs.processes import DIES_WITH_PARENT, stop
+from envs.temp_folders import TempFolder
 from tasks.base import SolutionStuck, Task
 
 #: How long a program may take to show its window, and a solution to wait for an effect.
@@ -109,11 +109,13 @@ class DesktopTask(Task):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.folder: Path | None = None
+        self._folder: TempFolder | None = None
         self._processes: list[subprocess.Popen] = []
 
     def initialize(self, env: Env) -> None:
         self.tear_down(env)  # a repeated initialize starts over
-        self.folder = Path(tempfile.mkdtemp(prefix="vlagent-desktop-"))
+        self._folder = TempFolder("vlagent-desktop-")
+        self.folder = Path(self._folder.name)
         self.prepare(self.folder)
         self.start(env)
 
@@ -154,6 +156,6 @@ class DesktopTask(Task):
         for process in self._processes:
             stop(process)
         self._processes = []
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = self.folder = None

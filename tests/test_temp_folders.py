@@ -1,0 +1,123 @@
+"""The temporary folders of a process killed with SIGKILL go at the next start; a live process's
+folders stay (envs/temp_folders.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from envs.temp_folders import TempFolder
+from tests.conftest import require_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "vlagent-test-"
+
+
+@pytest.fixture
+def temp_root(tmp_path, monkeypatch) -> Path:
+    """A temporary folder of the test's own, here and in the children it starts."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    return tmp_path
+
+
+def owner(code: str) -> tuple[subprocess.Popen, Path]:
+    """A child process that runs ``code`` (which prints a folder's path) and then waits."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"{code}\nimport sys; sys.stdin.read()"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    folder = Path(child.stdout.readline().strip())
+    assert folder.is_dir(), folder
+    return child, folder
+
+
+def kill(child: subprocess.Popen) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+
+
+MAKE = f"from envs.temp_folders import TempFolder; t = TempFolder({PREFIX!r}); print(t.name, flush=True)"
+
+
+def test_a_killed_owners_folder_goes_when_the_next_is_made(temp_root):
+    child, folder = owner(MAKE)
+    (folder / "inside").mkdir()
+    (folder / "inside" / "file").write_text("x")
+    kill(child)
+    assert folder.exists()
+    with TempFolder(PREFIX) as mine:
+        assert sorted(p.name for p in temp_root.iterdir()) == sorted(
+            [Path(mine).name, Path(mine).name + ".lock"])
+
+
+def test_a_live_owners_folder_stays(temp_root):
+    child, folder = owner(MAKE)
+    try:
+        (folder / "file").write_text("x")
+        with TempFolder(PREFIX):
+            assert (folder / "file").read_text() == "x"
+    finally:
+        child.stdin.close()  # it ends normally and removes its folder on the way out
+        assert child.wait(timeout=10) == 0
+    assert not folder.exists() and not Path(f"{folder}.lock").exists()
+
+
+def test_a_folder_without_a_lock_and_other_prefixes_stay(temp_root):
+    unlocked = Path(tempfile.mkdtemp(prefix=PREFIX, dir=temp_root))
+    child, other = owner(MAKE.replace(PREFIX, "vlagent-other-"))
+    kill(child)
+    with TempFolder(PREFIX):
+        assert unlocked.is_dir() and other.is_dir()
+
+
+def test_cleanup_removes_the_folder_and_its_lock(temp_root):
+    folder = TempFolder(PREFIX)
+    path = Path(folder.name)
+    assert path.is_dir() and oct(path.stat().st_mode & 0o777) == "0o700"
+    (path / "file").write_text("x")
+    folder.cleanup()
+    assert list(temp_root.iterdir()) == []
+    path.mkdir()  # written again after the removal (an exiting chromium)
+    folder.cleanup()
+    assert list(temp_root.iterdir()) == []
+
+
+def test_the_display_of_a_killed_process_goes_when_the_next_starts(temp_root):
+    require_tool("xvfb")
+    from envs.xvfb import Xvfb
+
+    child, folder = owner("from envs.xvfb import Xvfb; x = Xvfb(); "
+                          "import os; print(os.path.dirname(x.xauthority), flush=True)")
+    kill(child)
+    assert (folder / "Xauthority").exists()
+    with Xvfb() as display:
+        assert not folder.exists()
+        assert Path(display.xauthority).parent.parent == temp_root
+    assert os.listdir(temp_root) == []
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param("from envs.chromium import chromium_temp; t = chromium_temp(); "
+                 "print(t.name, flush=True)", id="chromium"),
+    pytest.param("from envs.virtual_phone.adb_host import PrivateAdbServer; "
+                 "a = PrivateAdbServer(); print(a.home, flush=True)", id="adb"),
+])
+def test_the_folders_of_chromium_and_adb_of_a_killed_process_go(temp_root, make):
+    if "adb" in make:
+        require_tool("adb")
+    child, folder = owner(make)
+    kill(child)
+    child, second = owner(make)  # the same kind of folder, made again
+    try:
+        assert not folder.exists() and second.is_dir()
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
+    assert os.listdir(temp_root) == []
