@@ -61,9 +61,11 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="Output file: JSON Lines, or a JSON array "
                              "when it ends in .json."),
     status: List[str] = typer.Option(None, "--status", help="Keep episodes that ended so "
-                                     "(repeatable; default success, where a task check that "
-                                     "ran decides), e.g. --status success --status answered; "
-                                     "--status all keeps every episode."),
+                                     "(repeatable; default success). A claimed success or an "
+                                     "answer that a task check judged is success or failure, "
+                                     "so answered is an answer no check judged. E.g. --status "
+                                     "success --status max_steps; --status all keeps every "
+                                     "episode."),
     relative: bool = typer.Option(False, "--relative", help="Image paths relative to the "
                                   "output file's folder instead of absolute."),
     strict: bool = typer.Option(False, "--strict", help="Fail on a trajectory that cannot be "

@@ -473,6 +473,10 @@ def test_a_failed_check_is_not_a_success(tmp_path):
     assert (summary.episodes, summary.samples) == (1, 3)
     assert export([claimed], "qwen2vl", "step", tmp_path / "x.jsonl",
                   statuses=["failure"]).samples == 1
+    # meta.json says success: the refusal names the status the filter read instead.
+    with pytest.raises(ExportError, match="the episodes' statuses: failure 1. An answer or a "
+                                          "claimed success that a task check judged"):
+        export([claimed], "qwen2vl", "step", tmp_path / "x.jsonl", statuses=["success"])
 
 
 @pytest.mark.parametrize("ending, status", [

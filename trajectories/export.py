@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, get_args
@@ -72,6 +73,8 @@ class ExportSummary:
     duplicates: int = 0  # samples --dedupe dropped
     untrainable_episodes: int = 0  # llamafactory episode samples that would train a bad reply
     skipped: list[str] = field(default_factory=list)  # "DIR: why" for trajectories left out
+    #: How many episodes of each status (``effective_status``) --status left out.
+    filtered: Counter[str] = field(default_factory=Counter)
     tokens: list[int] = field(default_factory=list)  # recorded tokens of each sample, when known
     #: The (min_pixels, max_pixels) resize budgets the exported screenshots were seen at, and the
     #: largest screenshot's pixel count: LLaMA-Factory has one budget for a whole dataset and
@@ -319,7 +322,9 @@ def export(
     for directory in track(directories, "reading trajectories"):
         try:
             trajectory = load(directory)
-            if keep is not None and effective_status(trajectory.meta) not in keep:
+            status = effective_status(trajectory.meta)
+            if keep is not None and status not in keep:
+                summary.filtered[status] += 1
                 continue
             made = []
             for step, segs in sample_segments(trajectory, granularity):
@@ -367,8 +372,10 @@ def _why_nothing(summary: ExportSummary, keep: set[str] | None) -> str:
     if summary.skipped:
         return "; ".join(summary.skipped)
     if not summary.episodes and keep:
+        found = ", ".join(f"{status} {n}" for status, n in sorted(summary.filtered.items()))
         return (f"no episode has the status {' or '.join(sorted(keep))} (--status widens the "
-                "filter)")
+                f"filter); the episodes' statuses: {found or 'none'}. An answer or a claimed "
+                "success that a task check judged counts as success or failure")
     if summary.untrainable_episodes:
         return (f"{summary.untrainable_episodes} episode(s) show a model turn that cannot be "
                 "trained, which a LLaMA-Factory episode sample would train: a reply that did not "
