@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,22 @@ def test_an_episode_ended_before_the_page_was_left_keeps_its_reward(browser):
     task = get_task("miniwob/click-button", seed=SEED)
     browser.reset(task.initialize)
     assert task.check(browser, None).reason.startswith("the MiniWoB++ episode has not ended")
+
+
+@pytest.mark.parametrize("same_task", [False, True])
+def test_a_late_end_of_the_previous_episode_is_not_the_next_ones(browser, same_task):
+    """A page that ends its episode after its task was checked (moving-items ends its own after
+    9.9 s) reported it to the next episode on the same env, which then passed without an
+    action: another task's, or the same task's started again."""
+    earlier = get_task("miniwob/click-button", seed=SEED)
+    browser.reset(earlier.initialize)
+    browser.page.evaluate("() => setTimeout(() => core.endEpisode(1.0, true, 'late'), 0)")
+    time.sleep(0.5)  # the end has come: Playwright hands it over during its next call
+    task = earlier if same_task else get_task("miniwob/click-test", seed=SEED)
+    task.initialize(browser)  # the same page, straight on (Task's API; reset takes it away)
+    score = task.check(browser, None)
+    assert (score.success, score.reward) == (False, 0.0), score.reason
+    assert score.reason.startswith("the MiniWoB++ episode has not ended")
 
 
 class SubmitOnly(ClickCheckboxes):

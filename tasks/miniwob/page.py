@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import secrets
 import weakref
 from abc import abstractmethod
 from pathlib import Path
@@ -37,9 +38,10 @@ PAGE_TIMEZONE, PAGE_LOCALE = "UTC", "en-US"
 EPISODE_MAX_TIME_MS = 3_600_000
 
 # Seeds the page, starts the episode without its START cover, and records the first
-# episode's end (on the page, and with the task through ``_report_to``'s binding). The reward display (with a ticking countdown) is hidden: it is not part of the
-# task, and a clock that changes every second keeps a screenshot from settling.
-_START = """([seed, maxTime]) => {
+# episode's end (on the page, and with the task through ``_report_to``'s binding), marked with
+# the task's episode id. The reward display (with a ticking countdown) is hidden: it is not
+# part of the task, and a clock that changes every second keeps a screenshot from settling.
+_START = """([seed, maxTime, episode]) => {
   Math.seedrandom(seed);
   core.EPISODE_MAX_TIME = maxTime;
   const endEpisode = core.endEpisode;
@@ -48,7 +50,7 @@ _START = """([seed, maxTime]) => {
     endEpisode.apply(this, arguments);
     if (WOB_DONE_GLOBAL && window.__vlagentResult === null) {
       window.__vlagentResult = {reward: WOB_REWARD_GLOBAL, raw: WOB_RAW_REWARD_GLOBAL,
-                                reason: WOB_REWARD_REASON};
+                                reason: WOB_REWARD_REASON, episode};
       window.__vlagentEnded(window.__vlagentResult);
     }
   };
@@ -105,6 +107,9 @@ class MiniWobTask(Task):
         #: MiniWoB's verdict as the page reported it when the episode ended: it stays when
         #: the page is left afterwards (a navigation, back).
         self.reported: dict[str, Any] | None = None
+        #: Marks the episode ``initialize`` started in what the page reports (``_START``): a
+        #: page may end an earlier episode after the next one started on it.
+        self.episode: str | None = None
 
     @classmethod
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
@@ -123,12 +128,14 @@ class MiniWobTask(Task):
 
     def initialize(self, env: Env) -> None:
         url = (PAGES_DIR / f"{self.page}.html").as_uri()
+        self.episode = secrets.token_hex(8)
 
         def start(page: "Page") -> str:
             _pin_clock(page)
             _report_to(page, self)
             page.goto(url, wait_until="load")
-            page.evaluate(_START, [str(self.params["page_seed"]), EPISODE_MAX_TIME_MS])
+            page.evaluate(_START, [str(self.params["page_seed"]), EPISODE_MAX_TIME_MS,
+                                   self.episode])
             page.wait_for_function("WOB_TASK_READY")
             return page.evaluate(_UTTERANCE)
 
@@ -139,7 +146,8 @@ class MiniWobTask(Task):
         where the page was left since, the one it reported."""
         shown = on_page(env, "reading the MiniWoB++ reward",
                         lambda page: page.evaluate("() => window.__vlagentResult"))
-        return shown if shown is not None else self.reported
+        ours = shown is not None and shown.get("episode") == self.episode
+        return shown if ours else self.reported
 
     def check(self, env: Env, answer: str | None) -> Score:
         result = self.result(env)
@@ -200,7 +208,9 @@ def _report_to(page: "Page", task: MiniWobTask) -> None:
     task.reported = None
     if page not in _REPORTS_TO:
         def ended(source: dict[str, Any], result: dict[str, Any]) -> None:
-            _REPORTS_TO[source["page"]].reported = result
+            task = _REPORTS_TO[source["page"]]
+            if result.get("episode") == task.episode:
+                task.reported = result
 
         page.expose_binding("__vlagentEnded", ended)
     _REPORTS_TO[page] = task
