@@ -98,7 +98,8 @@ def list_devices(
         # A client that never starts a server: a server that goes away meanwhile is an error.
         infos = list_devices(adb_client(adb_host, port, timeout_s=10))
     except (OSError, EnvError) as exc:
-        hint = "" if isinstance(exc, EnvError) else "; start it with `adb start-server`"
+        # A plain start-server starts one on adb's default port, not necessarily this one.
+        hint = "" if isinstance(exc, EnvError) else f"; start it with `adb -P {port} start-server`"
         Console(stderr=True).print(error_line(f"{exc}{hint}"), soft_wrap=True)
         raise typer.Exit(2) from None
     if not infos:

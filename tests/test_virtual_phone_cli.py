@@ -73,10 +73,13 @@ def test_device_virtual_runs_until_stopped_and_device_list_shows_it(stop):
 def test_device_list_without_a_server_says_so():
     from envs.virtual_phone.adb_host import free_port
 
+    port = free_port()
     result = subprocess.run(
-        [sys.executable, str(ROOT / "agent_cli.py"), "device", "list", "--adb-port",
-         str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [sys.executable, str(ROOT / "agent_cli.py"), "device", "list", "--adb-port", str(port)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     # as `run` ends on a device it cannot use: status 2, one error line on stderr
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("error: ") and "cannot reach the adb server" in result.stderr
+    # Started on the port asked about: a plain `adb start-server` takes adb's default one.
+    assert f"start it with `adb -P {port} start-server`" in " ".join(result.stderr.split())
