@@ -130,6 +130,9 @@ def test_get_task_lists_the_tasks_when_the_name_is_unknown():
     ("$122 for 1 adult, the cheapest of 4 flights", {122.0}),  # no fare of the route
     ("VA718 on 2026-01-27", set()),
     ("283 dollars, departing at 08:15", {283.0}),  # a time is no price
+    ("122 dollars for 1 adult", {122.0}),  # said in words, as "$122 for 1 adult"
+    ("122 USD (1 passenger)", {122.0}),
+    ("On January 27 it costs 122 Dollars.", {122.0}),
 ])
 def test_a_fare_answer_is_read_for_its_price_not_its_dates_or_flight_codes(answer, prices):
     from tasks.phone.flights import _prices_said
@@ -153,6 +156,10 @@ def test_an_answer_says_the_same_words_whatever_its_quotes_and_final_punctuation
     ("+1 555 97847", ["155597847"]),  # one number, not a number and a digit
     ("555-0101 and +1 555 8963.", ["5550101", "15558963"]),
     ("Here: +1-555-9784!", ["15559784"]),
+    ("+1 555 7213. 5pm is best", ["15557213", "5"]),  # a sentence's end ends the number
+    ("+1 555 7213 (24/7)", ["15557213", "24", "7"]),  # only a group of digits in brackets
+    ("(555) 123-4567 or 555.123.4567", ["5551234567", "5551234567"]),
+    ("+1 555 7213, new since 2026-03-14", ["15557213"]),  # a date is no number
 ])
 def test_numbers_in_a_message_are_read_whole(text, numbers):
     from tasks.phone.device import numbers_in

@@ -151,3 +151,56 @@ def test_the_app_a_task_reads_from_is_left_as_it_was(name, spoil, seed):
     spoil(phone, task)
     score = task.check(phone, None)
     assert not score.success and "only reads" in score.reason, score
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("after", ["5pm is the best time to call", "(24/7)",
+                                   "new since 2026-03-14"])
+def test_the_number_with_other_words_and_numbers_after_it_is_sent(seed, after):
+    """A time, a count or a date after the number was read as more digits of it: the right
+    number sent once scored 0."""
+    task, phone = started("phone/text-contact-number", seed)
+    p = task.params
+    number = {c["name"]: c["phone"] for c in p["contacts"]}[p["subject"]]
+    thread(phone, p["recipient"]).append({"from": "me", "text": f"{number}. {after}"})
+    assert task.check(phone, None).success
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_conversation_started_with_someone_else_fails_text_contact_number(seed):
+    """An empty conversation is a change nobody asked for, as every Messages task counts it."""
+    task, phone = started("phone/text-contact-number", seed)
+    p = task.params
+    number = {c["name"]: c["phone"] for c in p["contacts"]}[p["subject"]]
+    thread(phone, p["recipient"]).append({"from": "me", "text": number})
+    assert task.check(phone, None).success
+    phone.states[MESSAGES]["threads"].append({"contact": p["subject"], "messages": []})
+    score = task.check(phone, None)
+    assert not score.success and p["subject"] in score.reason, score
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_new_conversation_named_in_another_case_is_the_same_person(seed):
+    """Messages finds a conversation by its name in any case, and keeps the name as typed."""
+    task, phone = started("phone/new-conversation", seed)
+    p = task.params
+    threads = phone.states[MESSAGES]["threads"]
+    threads.append({"contact": p["contact"].lower(),
+                    "messages": [{"from": "me", "text": p["text"]}]})
+    assert task.check(phone, None).success
+    threads[-1]["contact"] = p["contact"].lower()[:-1]  # not the same name
+    assert not task.check(phone, None).success
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_switch_answered_in_a_sentence_is_read(seed):
+    """The number and fare questions read a sentence; "Auto-rotate is off." scored 0 here."""
+    task, phone = started("phone/setting-question", seed)
+    p = task.params
+    word, other = ("on", "off") if p["on"] else ("off", "on")
+    for right in (word, f"{word.upper()}.", f"It is {word}.", f"{p['label']} is {word}.",
+                  f"{p['label'].lower()}: {word}"):
+        assert task.check(phone, right).success, right
+    for wrong in (other, f"It is {other}.", f"It is not {other}", f"{word}, not {other}",
+                  "on or off", f"isn't {word}", "", None):
+        assert not task.check(phone, wrong).success, wrong

@@ -115,11 +115,17 @@ def digits(text: str | None) -> str:
     return re.sub(r"\D", "", text or "")
 
 
+#: A number as phone numbers are written: an optional plus, then digit groups (one may be in
+#: parentheses) joined by nothing or one space, dash or dot before the next group.
+_NUMBER = re.compile(r"\+?(?:\(\d+\)|\d)(?:\d|\(\d+\)|[ .-](?=\d|\(\d+\)))*")
+#: A date written as 2026-03-14, which is no phone number.
+_ISO_DATE = re.compile(r"(?<![\d-])\d{4}-(?:0?[1-9]|1[0-2])-(?:0?[1-9]|[12]\d|3[01])(?![\d-])")
+
+
 def numbers_in(text: str | None) -> list[str]:
-    """The digits of each number written in ``text``: digit groups joined by spaces, dashes,
-    dots or parentheses, after an optional plus ("call +1 (555) 0101 at 5" -> ["15550101",
-    "5"])."""
-    return [digits(m) for m in re.findall(r"\+?\d(?:[\d().-]| (?=[\d(]))*", text or "")]
+    """The digits of each number written in ``text`` (``_NUMBER``; dates as 2026-03-14 are
+    none): "call +1 (555) 0101 at 5. 24/7" -> ["15550101", "5", "24", "7"]."""
+    return [digits(m) for m in _NUMBER.findall(_ISO_DATE.sub(" ", text or ""))]
 
 
 def wait_for(

@@ -161,12 +161,14 @@ class CheapestFareQuestion(FlightsTask):
 
 
 def _prices_said(answer: str, fares: set[int]) -> set[float]:
-    """The prices an answer names: its dollar amounts, and its numbers that stand alone (not a
-    date's, a time's such as 08:15, nor a flight code's such as VA718); beside a dollar amount,
-    only those that are ``fares`` of the route ("559 or $296", not "$296 for 1 adult"). One
-    price must remain for a right answer, so naming several is no way to be right."""
+    """The prices an answer names: its dollar amounts ("$296", "296 dollars", "296 USD"), and
+    its numbers that stand alone (not a date's, a time's such as 08:15, nor a flight code's such
+    as VA718); beside a dollar amount, only those that are ``fares`` of the route ("559 or
+    $296", not "$296 for 1 adult"). One price must remain for a right answer, so naming several
+    is no way to be right."""
     text = answer.replace(",", "")
-    dollars = {float(n) for n in re.findall(r"\$\s*(\d+(?:\.\d+)?)", text)}
+    dollars = {float(a or b) for a, b in re.findall(
+        r"\$\s*(\d+(?:\.\d+)?)|(?<![\w.])(\d+(?:\.\d+)?)\s*(?:dollars?|usd)\b", text, re.I)}
     alone = {float(n) for n in re.findall(r"(?<![\w.$:-])(\d+(?:\.\d+)?)(?![\w:-])", text)}
     return dollars | {n for n in alone if not dollars or n in fares}
 

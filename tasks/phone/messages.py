@@ -52,8 +52,14 @@ class MessagesTask(PhoneTask):
     def threads(env: Env) -> list[dict[str, Any]]:
         return app_state(env, MESSAGES).get("threads", [])
 
-    def expect(self, env: Env, want: list[dict[str, Any]], done: str) -> Score:
-        have = self.threads(env)
+    def expect(self, env: Env, want: list[dict[str, Any]], done: str,
+               new_contact: str | None = None) -> Score:
+        """Success when the conversations are ``want``; a conversation the agent started with
+        ``new_contact`` may name them in another case, as Messages finds a conversation by its
+        name in any case."""
+        have = [{**t, "contact": new_contact} if new_contact is not None
+                and str(t.get("contact", "")).casefold() == new_contact.casefold() else t
+                for t in self.threads(env)]
         if have == want:
             return Score(success=True, reason=done)
         return Score(success=False, reason=f"expected the conversations {want}, found {have}")
@@ -120,7 +126,8 @@ class NewConversation(MessagesTask):
     def check(self, env: Env, answer: str | None) -> Score:
         p = self.params
         return self.expect(env, [*p["threads"], {"contact": p["contact"], "messages": [
-            {"from": "me", "text": p["text"]}]}], f"sent {p['text']!r} to {p['contact']}")
+            {"from": "me", "text": p["text"]}]}], f"sent {p['text']!r} to {p['contact']}",
+            new_contact=p["contact"])
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
         contact = self.params["contact"]

@@ -115,6 +115,11 @@ class TextContactNumber(PhoneTask):
         strays = sorted(k for k, v in new.items() if v and k != p["recipient"])
         if strays:
             return Score(success=False, reason=f"messages went to {strays}")
+        # Even with nothing sent in it, a conversation with someone else is a change nobody
+        # asked for (as every Messages task counts it).
+        started = sorted(k for k in threads if k not in before and k != p["recipient"])
+        if started:
+            return Score(success=False, reason=f"conversations were started with {started}")
         sent = new.get(p["recipient"], [])
         mine = [numbers_in(m.get("text")) for m in sent if m.get("from") == "me"]
         written = [n for numbers in mine for n in numbers]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from typing import Any, Iterator
 
 from core.actions import Answer, OpenApp, Terminate, Type
@@ -14,7 +15,6 @@ from tasks.phone.device import (
     PhoneTask,
     app_state,
     find,
-    same_answer,
     scroll_to,
     set_app_state,
     tap,
@@ -182,6 +182,17 @@ class RenameDevice(SettingsTask):
         yield SolutionStep(Terminate(status="success"), f"The phone is now {name!r}.")
 
 
+def switch_said(answer: str | None, label: str) -> str | None:
+    """"on" or "off", where the answer says one of them beside the switch's name and nothing
+    that turns it round ("Auto-rotate is off." -> "off"; "It is not on", "on, not off" and
+    "isn't off" -> None)."""
+    words = re.findall(r"[a-z']+", (answer or "").casefold().replace(label.casefold(), " "))
+    said = {w for w in words if w in ("on", "off")}
+    if len(said) != 1 or any(w in ("not", "no") or w.endswith("n't") for w in words):
+        return None
+    return said.pop()
+
+
 class SwitchQuestion(SettingsTask):
     name = "phone/setting-question"
     goal_template = "Is {label} on or off in Settings? Answer with on or off."
@@ -205,7 +216,7 @@ class SwitchQuestion(SettingsTask):
         if changed:
             return Score(success=False, reason=f"asked a question, the agent changed Settings: "
                                                f"{', '.join(changed)}")
-        return Score(success=same_answer(answer, word),
+        return Score(success=switch_said(answer, p["label"]) == word,
                      reason=f"answered {answer!r}; {p['label']} is {word}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
