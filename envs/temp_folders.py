@@ -40,7 +40,18 @@ def sweep(prefix: str, parent: str | None = None) -> None:
         except OSError:  # held: its owner is alive
             os.close(fd)
             continue
-        _remove(str(lock)[: -len(LOCK_SUFFIX)], fd)
+        if _still_at(fd, str(lock)):  # not removed by its owner or another sweep meanwhile
+            _remove(str(lock)[: -len(LOCK_SUFFIX)], fd)
+        else:
+            os.close(fd)
+
+
+def _still_at(fd: int, path: str) -> bool:
+    """Whether ``path`` is still the file open as ``fd``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
 
 
 def _remove(folder: str, fd: int) -> None:
@@ -59,9 +70,13 @@ class TempFolder:
         sweep(prefix)
         while True:
             fd, lock = tempfile.mkstemp(prefix=prefix, suffix=LOCK_SUFFIX)
-            # Locked before the folder exists: a sweep that took this lock in between found no
-            # folder to remove.
             fcntl.flock(fd, fcntl.LOCK_EX)
+            # Another process's sweep may have taken the lock before this one did (and removed
+            # the lock file): the folder would have none. Locked and still in place, no sweep
+            # can take it until this process lets it go.
+            if not _still_at(fd, lock):
+                os.close(fd)
+                continue
             name = lock[: -len(LOCK_SUFFIX)]
             try:
                 os.mkdir(name, 0o700)

@@ -121,3 +121,28 @@ def test_the_folders_of_chromium_and_adb_of_a_killed_process_go(temp_root, make)
         child.stdin.close()
         child.wait(timeout=10)
     assert os.listdir(temp_root) == []
+
+
+def test_a_sweep_between_making_a_lock_and_taking_it_leaves_the_new_folder_locked(
+        temp_root, monkeypatch):
+    """Another process's sweep took the new lock before its maker did, and removed the lock
+    file: the folder had none, so nothing would remove it after a SIGKILL."""
+    import envs.temp_folders as temp_folders
+
+    made = tempfile.mkstemp
+
+    def made_then_swept(**kwargs):
+        lock = made(**kwargs)
+        monkeypatch.setattr(tempfile, "mkstemp", made)
+        temp_folders.sweep(PREFIX)  # the other process's, in the window before the flock
+        return lock
+
+    monkeypatch.setattr(tempfile, "mkstemp", made_then_swept)
+    with TempFolder(PREFIX) as name:
+        assert Path(f"{name}.lock").is_file()
+        child, _ = owner(f"from envs.temp_folders import sweep; sweep({PREFIX!r}); "
+                         "print('/', flush=True)")
+        child.stdin.close()
+        assert child.wait(timeout=10) == 0
+        assert Path(name).is_dir() and Path(f"{name}.lock").is_file()
+    assert os.listdir(temp_root) == []
