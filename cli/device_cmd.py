@@ -79,6 +79,10 @@ def _status_line(phone) -> str:
             f"foreground {foreground}  ·  ADBKeyboard {'on' if phone.adb_keyboard else 'off'}")
 
 
+#: Hosts that name this machine's adb server.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 @app.command("list")
 def list_devices(
     adb_host: str = typer.Option("127.0.0.1", "--adb-host", help="Host of the adb server."),
@@ -98,8 +102,12 @@ def list_devices(
         # A client that never starts a server: a server that goes away meanwhile is an error.
         infos = list_devices(adb_client(adb_host, port, timeout_s=10))
     except (OSError, EnvError) as exc:
-        # A plain start-server starts one on adb's default port, not necessarily this one.
-        hint = "" if isinstance(exc, EnvError) else f"; start it with `adb -P {port} start-server`"
+        # A plain start-server starts one on adb's default port, not necessarily this one, and
+        # only on this machine, listening on localhost.
+        start = (f"start it with `adb -P {port} start-server`" if adb_host in LOCAL_HOSTS else
+                 f"start it on {adb_host} with `adb -a -P {port} nodaemon server` (-a: on "
+                 "every interface)")
+        hint = "" if isinstance(exc, EnvError) else f"; {start}"
         Console(stderr=True).print(error_line(f"{exc}{hint}"), soft_wrap=True)
         raise typer.Exit(2) from None
     if not infos:

@@ -83,3 +83,12 @@ def test_device_list_without_a_server_says_so():
     assert result.stderr.startswith("error: ") and "cannot reach the adb server" in result.stderr
     # Started on the port asked about: a plain `adb start-server` takes adb's default one.
     assert f"start it with `adb -P {port} start-server`" in " ".join(result.stderr.split())
+    # A server on another machine is started there, listening beyond its localhost.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "agent_cli.py"), "device", "list", "--adb-host",
+         "192.0.2.1", "--adb-port", str(port)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (f"start it on 192.0.2.1 with `adb -a -P {port} nodaemon server`"
+            in " ".join(result.stderr.split()))
