@@ -477,6 +477,13 @@ def test_a_failed_check_is_not_a_success(tmp_path):
     with pytest.raises(ExportError, match="the episodes' statuses: failure 1. An answer or a "
                                           "claimed success that a task check judged"):
         export([claimed], "qwen2vl", "step", tmp_path / "x.jsonl", statuses=["success"])
+    # Beside a trajectory that cannot be read, too: leaving that one out would not be enough.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "meta.json").write_text("{")
+    with pytest.raises(ExportError, match="broken.*; no episode has the status success.*"
+                                          "statuses: failure 1"):
+        export([claimed, broken], "qwen2vl", "step", tmp_path / "x.jsonl")
 
 
 @pytest.mark.parametrize("ending, status", [

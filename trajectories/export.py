@@ -369,13 +369,14 @@ def export(
 
 
 def _why_nothing(summary: ExportSummary, keep: set[str] | None) -> str:
-    if summary.skipped:
-        return "; ".join(summary.skipped)
-    if not summary.episodes and keep:
+    why = list(summary.skipped)  # the trajectories that could not be read
+    if not summary.episodes and keep and (summary.filtered or not why):
         found = ", ".join(f"{status} {n}" for status, n in sorted(summary.filtered.items()))
-        return (f"no episode has the status {' or '.join(sorted(keep))} (--status widens the "
-                f"filter); the episodes' statuses: {found or 'none'}. An answer or a claimed "
-                "success that a task check judged counts as success or failure")
+        why.append(f"no episode has the status {' or '.join(sorted(keep))} (--status widens "
+                   f"the filter); the episodes' statuses: {found or 'none'}. An answer or a "
+                   "claimed success that a task check judged counts as success or failure")
+    if why:
+        return "; ".join(why)
     if summary.untrainable_episodes:
         return (f"{summary.untrainable_episodes} episode(s) show a model turn that cannot be "
                 "trained, which a LLaMA-Factory episode sample would train: a reply that did not "
