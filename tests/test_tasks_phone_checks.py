@@ -10,7 +10,7 @@ import shlex
 import pytest
 
 from envs.virtual_phone.catalog import APPS_DIR
-from tasks.phone.device import CONTACTS, FLIGHTS, MESSAGES, NOTES
+from tasks.phone.device import CONTACTS, FLIGHTS, MESSAGES, NOTES, SETTINGS
 from tasks.registry import get_task
 
 INITIAL = {app["package"]: app["initial_state"] for app in
@@ -204,3 +204,75 @@ def test_a_switch_answered_in_a_sentence_is_read(seed):
     for wrong in (other, f"It is {other}.", f"It is not {other}", f"{word}, not {other}",
                   "on or off", f"isn't {word}", "", None):
         assert not task.check(phone, wrong).success, wrong
+
+
+def _right_answer(task) -> str:
+    p = task.params
+    if task.name == "phone/contact-number-question":
+        return {c["name"]: c["phone"] for c in p["contacts"]}[p["contact"]]
+    if task.name == "phone/last-message-question":
+        return [m["text"] for m in thread_of(p["threads"], p["contact"])
+                if m["from"] == p["contact"]][-1]
+    if task.name == "phone/setting-question":
+        return "on" if p["on"] else "off"
+    return f"${min(f['price'] for f in p['flights'])}"  # cheapest-fare-question
+
+
+def thread_of(threads: list[dict], contact: str) -> list[dict]:
+    return next(t for t in threads if t["contact"] == contact)["messages"]
+
+
+#: A change to each app that no task asked for.
+SPOIL = {
+    CONTACTS: lambda s: s["contacts"].append({"name": "Zed", "phone": "+1 555 9999", "email": ""}),
+    MESSAGES: lambda s: s["threads"].pop(0),
+    NOTES: lambda s: s["notes"].append("groceries"),
+    SETTINGS: lambda s: s.update(wifi=not s["wifi"]),
+    FLIGHTS: lambda s: s["bookings"].append({"flight": "VA123", "origin": "SFO",
+                                             "destination": "JFK", "date": "2026-01-05",
+                                             "passenger": "Zed"}),
+}
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("name", [
+    "phone/contact-number-question", "phone/last-message-question", "phone/setting-question",
+    "phone/cheapest-fare-question", "phone/book-flight-from-message", "phone/save-address-note",
+    "phone/add-contact-from-note"])
+def test_an_app_the_task_does_not_use_must_end_as_it_started(name, seed):
+    """Deleting a conversation while writing a note, or flipping Wi-Fi while answering about
+    Contacts, is a change nobody asked for: only the task's own apps were judged."""
+    if name.endswith("-question"):
+        task, phone = started(name, seed)
+        answer = _right_answer(task)
+    else:
+        (task, phone), answer = _solved(name, seed), None
+    assert task.check(phone, answer).success
+    phone.states[NOTES]["draft"] = "half a thought"  # typed, never saved: no change
+    assert task.check(phone, answer).success
+    labels = {CONTACTS: "Contacts", MESSAGES: "Messages", NOTES: "Notes", SETTINGS: "Settings",
+              FLIGHTS: "Flights"}
+    others = [package for package in SPOIL if package not in task.uses]
+    assert others
+    for package in others:
+        before = copy.deepcopy(phone.states)
+        SPOIL[package](phone.states[package])
+        score = task.check(phone, answer)
+        assert not score.success and score.reward == 0, (package, score)
+        assert f"changed {labels[package]}, which the task does not use" in score.reason
+        phone.states = before
+
+
+def test_the_docs_name_the_apps_each_phone_task_uses():
+    import re
+    from pathlib import Path
+
+    from envs.virtual_phone.catalog import load_apps
+    from tasks.registry import task_names
+
+    table = (Path(__file__).resolve().parents[1] / "docs" / "tasks.md").read_text()
+    rows = re.findall(r"^\| `(phone/[\w-]+)` \| ([\w, ]+) \|", table, re.M)
+    labels = {app.package: app.label.lower() for app in load_apps().values()}
+    assert {name: set(apps.split(", ")) for name, apps in rows} == {
+        name: {labels[package] for package in get_task(name).uses}
+        for name in task_names() if name.startswith("phone/")}

@@ -34,6 +34,7 @@ LONG_LIST, BELOW_FOLD = 18, 12
 class ContactsTask(PhoneTask):
     """A task whose start state is the seeded ``contacts`` param."""
 
+    uses = frozenset({CONTACTS})
     keywords = ("contacts", "contact", "address", "book", "person")
 
     def initialize(self, env: Env) -> None:
@@ -104,7 +105,7 @@ class AddContact(ContactsTask):
         return {"contacts": draw_contacts(rng, rng.randint(2, 6), exclude=(name,)), "name": name,
                 "phone": phone_numbers(rng, 1)[0]}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         p = self.params
         return self.expect(env, [*self.seeded(), (p["name"], p["phone"])], f"added {p['name']}")
 
@@ -125,7 +126,7 @@ class ContactPhoneQuestion(ContactsTask):
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
         return _far_contact(rng)
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         """The number the contact had when asked; a question is no licence to edit Contacts."""
         number = dict(self.seeded())[self.params["contact"]]
         changed = contacts_differ(env, self.seeded())
@@ -158,7 +159,7 @@ class EditContactPhone(ContactsTask):
             phone = phone_numbers(rng, 1)[0]
         return {**params, "phone": phone}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         p = self.params
         want = [(name, p["phone"] if name == p["contact"] else phone)
                 for name, phone in self.seeded()]
@@ -188,7 +189,7 @@ class DeleteContact(ContactsTask):
         contacts = draw_contacts(rng, rng.randint(4, 8))
         return {"contacts": contacts, "contact": rng.choice(contacts)["name"]}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         name = self.params["contact"]
         return self.expect(env, [c for c in self.seeded() if c[0] != name], f"deleted {name}")
 

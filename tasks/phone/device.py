@@ -14,11 +14,14 @@ import json
 import re
 import shlex
 import time
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, Generator
 
 from core.actions import LongPress, Scroll, Swipe, Tap
+from core.results import Score
 from envs.base import EnvError
 from envs.ui_tree import UiNode
+from envs.virtual_phone.catalog import LAUNCHER, load_apps
 from tasks.base import SolutionStep, SolutionStuck, Task
 
 if TYPE_CHECKING:
@@ -33,12 +36,42 @@ MESSAGES = "com.vlagent.messages"
 
 class PhoneTask(Task):
     """A task on the virtual phone: every episode starts from the apps' initial states, at home;
-    a subclass's ``initialize`` calls this one, then writes the state its params need."""
+    a subclass's ``initialize`` calls this one, then writes the state its params need.
+
+    ``verdict`` judges the apps in ``uses``: those the goal asks to change, and those it reads
+    from. Every other app must end as it started, in its initial state: ``check`` fails an
+    episode that changed one, whatever the verdict.
+    """
 
     env = "android"
+    #: The packages of the apps the task uses, and its ``verdict`` judges.
+    uses: frozenset[str] = frozenset()
 
     def initialize(self, env: "AndroidEnv") -> None:  # type: ignore[override]
         reset_apps(env)
+
+    @abstractmethod
+    def verdict(self, env: "AndroidEnv", answer: str | None) -> Score:
+        """The score the apps in ``uses`` (and the answer) earn."""
+
+    def check(self, env: "AndroidEnv", answer: str | None) -> Score:  # type: ignore[override]
+        score = self.verdict(env, answer)
+        changed = [app.label for package, app in sorted(_APPS.items())
+                   if package not in self.uses and package != LAUNCHER
+                   and _user_data(package, app_state(env, package))
+                   != _user_data(package, app.initial_state)]
+        if changed:
+            return Score(success=False, reason=f"the agent changed {', '.join(changed)}, which "
+                                               f"the task does not use ({score.reason})")
+        return score
+
+
+_APPS = load_apps()
+
+
+def _user_data(package: str, state: dict[str, Any]) -> dict[str, Any]:
+    """What of an app's state its user keeps: all of it but a note being typed, unsaved."""
+    return {k: v for k, v in state.items() if not (package == NOTES and k == "draft")}
 
 
 #: The apps' sticky title bar (56 CSS px at scale 3): a row under it cannot be tapped.

@@ -48,6 +48,7 @@ def draw_trip(rng: random.Random) -> dict[str, Any]:
 class FlightsTask(PhoneTask):
     """A task on the seeded trip of ``draw_trip``: the app's timetable offers its flights."""
 
+    uses = frozenset({FLIGHTS})
     keywords = ("flights", "airline", "ticket", "plane", "trip")
 
     @property
@@ -122,7 +123,7 @@ class BookFlight(FlightsTask):
         return {**{k: trip[k] for k in ("origin", "destination", "date")},
                 "passenger": rng.choice(PASSENGERS), "flights": trip["flights"]}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         return self.check_booking(env, self.params["passenger"])
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
@@ -143,7 +144,7 @@ class CheapestFareQuestion(FlightsTask):
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
         return draw_trip(rng)
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         """The seeded fares; a question is no licence to book one."""
         booked = app_state(env, FLIGHTS).get("bookings", [])
         if booked:

@@ -42,6 +42,7 @@ def _conversations(rng: random.Random) -> dict[str, Any]:
 class MessagesTask(PhoneTask):
     """A task whose start state is the seeded ``threads`` param."""
 
+    uses = frozenset({MESSAGES})
     keywords = ("messages", "message", "text", "sms", "chat", "conversation")
 
     def initialize(self, env: Env) -> None:
@@ -98,7 +99,7 @@ class SendMessage(MessagesTask):
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
         return {**_conversations(rng), "text": rng.choice(MY_LINES)}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         p = self.params
         want = [{**t, "messages": [*t["messages"], {"from": "me", "text": p["text"]}]}
                 if t["contact"] == p["contact"] else t for t in p["threads"]]
@@ -123,7 +124,7 @@ class NewConversation(MessagesTask):
         return {"threads": draw_threads(rng, people), "contact": contact,
                 "text": rng.choice(MY_LINES)}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         p = self.params
         return self.expect(env, [*p["threads"], {"contact": p["contact"], "messages": [
             {"from": "me", "text": p["text"]}]}], f"sent {p['text']!r} to {p['contact']}",
@@ -150,7 +151,7 @@ class LastMessageQuestion(MessagesTask):
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
         return _conversations(rng)
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         """The seeded conversation; a question is no licence to write or delete messages."""
         contact = self.params["contact"]
         if self.threads(env) != self.params["threads"]:
@@ -178,7 +179,7 @@ class DeleteConversation(MessagesTask):
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
         return _conversations(rng)
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         contact = self.params["contact"]
         return self.expect(env, [t for t in self.params["threads"] if t["contact"] != contact],
                            f"deleted the conversation with {contact}")

@@ -20,6 +20,7 @@ from tasks.phone.contacts import (
 )
 from tasks.phone.device import (
     CONTACTS,
+    FLIGHTS,
     MESSAGES,
     NOTES,
     PhoneTask,
@@ -77,6 +78,7 @@ def new_notes(env: Env, before: list[str]) -> list[str] | None:
 
 class TextContactNumber(PhoneTask):
     name = "phone/text-contact-number"
+    uses = frozenset({CONTACTS, MESSAGES})
     goal_template = ("Look up {subject}'s phone number in Contacts and send it to {recipient} "
                      "in Messages.")
     tags = frozenset({"contacts", "messages", "multi-app", "typing", "scroll", "hard"})
@@ -96,7 +98,7 @@ class TextContactNumber(PhoneTask):
         set_app_state(env, CONTACTS, {"contacts": self.params["contacts"]})
         set_app_state(env, MESSAGES, {"threads": self.params["threads"]})
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         p = self.params
         seeded = [(c["name"], c["phone"]) for c in p["contacts"]]
         changed = contacts_differ(env, seeded)
@@ -156,6 +158,7 @@ class TextContactNumber(PhoneTask):
 
 class SaveAddressAsNote(PhoneTask):
     name = "phone/save-address-note"
+    uses = frozenset({MESSAGES, NOTES})
     goal_template = ("{contact} sent me their new address in Messages. Save just the address "
                      "as a new note in Notes.")
     tags = frozenset({"messages", "notes", "multi-app", "typing", "hard"})
@@ -176,7 +179,7 @@ class SaveAddressAsNote(PhoneTask):
         set_app_state(env, MESSAGES, {"threads": self.params["threads"]})
         set_app_state(env, NOTES, {"notes": self.params["notes"], "draft": ""})
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         changed = source_changed(env, MESSAGES, "threads", self.params["threads"],
                                  "the conversations in Messages")
         if changed is not None:
@@ -208,6 +211,7 @@ class SaveAddressAsNote(PhoneTask):
 
 class BookFlightFromMessage(FlightsTask):
     name = "phone/book-flight-from-message"
+    uses = frozenset({FLIGHTS, MESSAGES})
     goal_template = ("{contact} asked me in Messages to book them a flight. Book the cheapest "
                      "flight they asked for, in their name.")
     tags = frozenset({"messages", "flights", "multi-app", "typing", "hard"})
@@ -227,7 +231,7 @@ class BookFlightFromMessage(FlightsTask):
         super().initialize(env)
         set_app_state(env, MESSAGES, {"threads": self.params["threads"]})
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         changed = source_changed(env, MESSAGES, "threads", self.params["threads"],
                                  "the conversations in Messages")
         return changed or self.check_booking(env, self.params["contact"])
@@ -245,6 +249,7 @@ class BookFlightFromMessage(FlightsTask):
 
 class AddContactFromNote(ContactsTask):
     name = "phone/add-contact-from-note"
+    uses = frozenset({CONTACTS, NOTES})
     goal_template = ("One of my notes has the name and number of my new {role}. Add them to "
                      "Contacts with that name and number.")
     tags = frozenset({"notes", "contacts", "multi-app", "typing", "hard"})
@@ -266,7 +271,7 @@ class AddContactFromNote(ContactsTask):
         super().initialize(env)  # the contacts
         set_app_state(env, NOTES, {"notes": self.params["notes"], "draft": ""})
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         p = self.params
         changed = source_changed(env, NOTES, "notes", p["notes"], "the notes in Notes")
         return changed or self.expect(env, [*self.seeded(), (p["person"], p["phone"])],

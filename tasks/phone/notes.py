@@ -52,6 +52,7 @@ def expect_notes(env: Env, want: list[str], done: str) -> Score:
 class NotesTask(PhoneTask):
     """A task that starts with the seeded ``notes`` param saved in the app."""
 
+    uses = frozenset({NOTES})
     keywords = ("notes", "note", "memo")
 
     def initialize(self, env: Env) -> None:
@@ -78,7 +79,7 @@ class EditNote(NotesTask):
         return {"notes": notes, "index": index, "note": notes[index],
                 "new_text": notes[index] + rng.choice(ENDINGS)}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         p = self.params
         want = [p["new_text"] if i == p["index"] else n for i, n in enumerate(p["notes"])]
         return expect_notes(env, want, f"the note reads {p['new_text']!r}")
@@ -107,7 +108,7 @@ class DeleteNote(NotesTask):
         index = rng.randrange(BELOW_FOLD, LONG_LIST)
         return {"notes": notes, "index": index, "note": notes[index]}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         want = [n for i, n in enumerate(self.params["notes"]) if i != self.params["index"]]
         return expect_notes(env, want, f"deleted the note {self.params['note']!r}")
 
@@ -123,6 +124,7 @@ class DeleteNote(NotesTask):
 
 class WriteNote(PhoneTask):
     name = "phone/write-note"
+    uses = frozenset({NOTES})
     goal_template = "Write a note that says '{text}' and save it."
     tags = frozenset({"notes", "typing", "easy"})
     max_steps = 8
@@ -138,7 +140,7 @@ class WriteNote(PhoneTask):
         super().initialize(env)
         set_app_state(env, NOTES, {"notes": list(self.params["existing"]), "draft": ""})
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         return expect_notes(env, [*self.params["existing"], self.params["text"]],
                             f"saved the note {self.params['text']!r}")
 

@@ -49,6 +49,7 @@ class SettingsTask(PhoneTask):
     ones its goal names: flipping Airplane mode on the way to Wi-Fi is not the task, as a second
     contact is not an edit."""
 
+    uses = frozenset({SETTINGS})
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.started: dict[str, Any] | None = None
@@ -93,7 +94,7 @@ class SetWifiAndBluetooth(SettingsTask):
     def start_values(self) -> dict[str, Any]:
         return self.params["start"]
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         state, changed = self.changed(env, {key: self.params[key] for key in SWITCHES})
         now = f"Wi-Fi {_on_off(bool(state.get('wifi')))}, Bluetooth " \
               f"{_on_off(bool(state.get('bluetooth')))}"
@@ -131,7 +132,7 @@ class ToggleSetting(SettingsTask):
     def start_values(self) -> dict[str, Any]:
         return self.params["start"]
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         p = self.params
         _, changed = self.changed(env, {p["key"]: p["on"]})
         if not changed:
@@ -163,7 +164,7 @@ class RenameDevice(SettingsTask):
     def start_values(self) -> dict[str, Any]:
         return {"device_name": self.params["start_name"]}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         state, changed = self.changed(env, {"device_name": self.params["device_name"]})
         now = f"the phone is {state.get('device_name')!r}"
         return Score(success=not changed,
@@ -208,7 +209,7 @@ class SwitchQuestion(SettingsTask):
     def start_values(self) -> dict[str, Any]:
         return {self.params["key"]: self.params["on"]}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         """The switch as it was when asked; flipping it (or any other) is no answer."""
         p = self.params
         word = _on_off(p["on"])
