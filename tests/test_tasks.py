@@ -133,6 +133,8 @@ def test_get_task_lists_the_tasks_when_the_name_is_unknown():
     ("122 dollars for 1 adult", {122.0}),  # said in words, as "$122 for 1 adult"
     ("122 USD (1 passenger)", {122.0}),
     ("On January 27 it costs 122 Dollars.", {122.0}),
+    ("$122-559", {122.0, 559.0}),  # a range names two
+    ("$122\u2013559", {122.0, 559.0}),
 ])
 def test_a_fare_answer_is_read_for_its_price_not_its_dates_or_flight_codes(answer, prices):
     from tasks.phone.flights import _prices_said
@@ -160,6 +162,7 @@ def test_an_answer_says_the_same_words_whatever_its_quotes_and_final_punctuation
     ("+1 555 7213 (24/7)", ["15557213", "24", "7"]),  # only a group of digits in brackets
     ("(555) 123-4567 or 555.123.4567", ["5551234567", "5551234567"]),
     ("+1 555 7213, new since 2026-03-14", ["15557213"]),  # a date is no number
+    ("1555-06-01 or +1555-06-01", ["15550601", "15550601"]),  # but numbers spelled as dates
 ])
 def test_numbers_in_a_message_are_read_whole(text, numbers):
     from tasks.phone.device import numbers_in

@@ -151,8 +151,10 @@ def digits(text: str | None) -> str:
 #: A number as phone numbers are written: an optional plus, then digit groups (one may be in
 #: parentheses) joined by nothing or one space, dash or dot before the next group.
 _NUMBER = re.compile(r"\+?(?:\(\d+\)|\d)(?:\d|\(\d+\)|[ .-](?=\d|\(\d+\)))*")
-#: A date written as 2026-03-14, which is no phone number.
-_ISO_DATE = re.compile(r"(?<![\d-])\d{4}-(?:0?[1-9]|1[0-2])-(?:0?[1-9]|[12]\d|3[01])(?![\d-])")
+#: A date written as 2026-03-14, which is no phone number (but "+1555-06-01" and
+#: "1555-06-01" spell one).
+_ISO_DATE = re.compile(
+    r"(?<![\d+-])(?:19|20)\d\d-(?:0?[1-9]|1[0-2])-(?:0?[1-9]|[12]\d|3[01])(?![\d-])")
 
 
 def numbers_in(text: str | None) -> list[str]:

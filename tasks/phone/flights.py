@@ -168,8 +168,10 @@ def _prices_said(answer: str, fares: set[int]) -> set[float]:
     $296", not "$296 for 1 adult"). One price must remain for a right answer, so naming several
     is no way to be right."""
     text = answer.replace(",", "")
-    dollars = {float(a or b) for a, b in re.findall(
-        r"\$\s*(\d+(?:\.\d+)?)|(?<![\w.])(\d+(?:\.\d+)?)\s*(?:dollars?|usd)\b", text, re.I)}
+    dollars = {float(n) for found in re.findall(
+        r"\$\s*(\d+(?:\.\d+)?)(?:\s*[-\u2013]\s*(\d+(?:\.\d+)?))?"  # $296, $296-559
+        r"|(?<![\w.])(\d+(?:\.\d+)?)\s*(?:dollars?|usd)\b",  # 296 dollars, 296 USD
+        text, re.I) for n in found if n}
     alone = {float(n) for n in re.findall(r"(?<![\w.$:-])(\d+(?:\.\d+)?)(?![\w:-])", text)}
     return dollars | {n for n in alone if not dollars or n in fares}
 
