@@ -104,7 +104,7 @@ class CalculatorCompute(DesktopTask):
         """Whether the agent quit xcalc (button 3 on AC, or the q key, is its "off")."""
         return bool(self._processes) and all(p.poll() is not None for p in self._processes)
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         from Xlib.error import ConnectionClosedError, DisplayError, XError
 
         # A quit calculator shows no result: the agent's failure, not a runtime error (which a

@@ -30,6 +30,9 @@ class EditorTask(DesktopTask):
     def start(self, env: Env) -> None:
         self.launch(env, ["mousepad", str(self.path(self.params["file"]))], "mousepad")
 
+    def asked(self) -> frozenset[str]:
+        return frozenset({self.params["file"]})
+
     def lines(self) -> list[str] | None:
         text = self.read(self.params["file"])
         return None if text is None else text.splitlines()
@@ -61,7 +64,7 @@ class EditorWriteSave(EditorTask):
     def sample_params(cls, rng: random.Random) -> dict[str, Any]:
         return {"file": f"letter-{rng.randint(10, 99)}.txt", "text": rng.choice(SENTENCES)}
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         return self.saved([self.params["text"]])
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
@@ -106,7 +109,7 @@ class EditorAppendLine(ShoppingListTask):
         found = super().lines()
         return None if found is None else [line for line in found if line.strip()]
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         return self.saved(self.wanted())
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:
@@ -132,7 +135,7 @@ class EditorDeleteLine(ShoppingListTask):
     def wanted(self) -> list[str]:
         return [item for item in self.params["items"] if item != self.params["remove"]]
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def verdict(self, env: Env, answer: str | None) -> Score:
         return self.saved(self.wanted())
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:

@@ -8,11 +8,13 @@ import os
 import shutil
 import subprocess
 import time
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from core.actions import Click
+from core.results import Score
 from envs.base import Env, EnvError
 from envs.processes import DIES_WITH_PARENT, stop
 from envs.temp_folders import TempFolder
@@ -102,6 +104,11 @@ class DesktopTask(Task):
     programs run with the folder as working directory and ``HOME``, so no config or session of
     one episode reaches another, and without the user's D-Bus session (a GTK program would
     otherwise hand its window to an instance on another display).
+
+    ``verdict`` judges the files in ``asked()``, and the answer. Every other file and folder
+    must end as ``prepare`` left it (bytes and mode; the programs' own hidden ones, such as
+    ``.config``, aside): ``check`` fails an episode that changed, added or removed one,
+    whatever the verdict.
     """
 
     env = "desktop"
@@ -111,16 +118,42 @@ class DesktopTask(Task):
         self.folder: Path | None = None
         self._folder: TempFolder | None = None
         self._processes: list[subprocess.Popen] = []
+        self._prepared: dict[str, tuple] | None = None
 
     def initialize(self, env: Env) -> None:
         self.tear_down(env)  # a repeated initialize starts over
         self._folder = TempFolder("vlagent-desktop-")
-        self.folder = Path(self._folder.name)
-        self.prepare(self.folder)
+        self.populate(Path(self._folder.name))
         self.start(env)
+
+    def populate(self, folder: Path) -> None:
+        """Work in ``folder``: write the episode's files there and note what they are."""
+        self.folder = folder
+        self.prepare(folder)
+        self._prepared = _contents(folder)
 
     def prepare(self, folder: Path) -> None:
         """Write the episode's files into ``folder``."""
+
+    def asked(self) -> frozenset[str]:
+        """The files (relative to the folder) the goal asks the agent to write."""
+        return frozenset()
+
+    @abstractmethod
+    def verdict(self, env: Env, answer: str | None) -> Score:
+        """The score the files in ``asked()`` (or the answer, or the screen) earn."""
+
+    def check(self, env: Env, answer: str | None) -> Score:
+        assert self.folder is not None and self._prepared is not None, "initialize first"
+        score = self.verdict(env, answer)
+        now = _contents(self.folder)
+        changed = sorted(path for path in self._prepared.keys() | now.keys()
+                         if path not in self.asked()
+                         and self._prepared.get(path) != now.get(path))
+        if changed:
+            return Score(success=False, reason=f"the agent changed {', '.join(changed)}, which "
+                                               f"the task did not ask for ({score.reason})")
+        return score
 
     def start(self, env: Env) -> None:
         """Launch the episode's programs with ``launch``."""
@@ -159,3 +192,29 @@ class DesktopTask(Task):
         if self._folder is not None:
             self._folder.cleanup()
             self._folder = self.folder = None
+
+
+def _contents(folder: Path) -> dict[str, tuple]:
+    """Each file, folder and link under ``folder`` but the hidden ones (the programs' own
+    settings and caches: ``HOME`` is the folder), by relative path: its kind and mode, and a
+    file's bytes or a link's target."""
+    found: dict[str, tuple] = {}
+    for top, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in [*folders, *(name for name in files if not name.startswith("."))]:
+            path = Path(top, name)
+            where, mode = str(path.relative_to(folder)), path.lstat().st_mode
+            if path.is_symlink():
+                found[where] = ("link", os.readlink(path))
+            elif path.is_dir():
+                found[where] = ("folder", mode)
+            else:
+                found[where] = ("file", mode, _bytes(path))
+    return found
+
+
+def _bytes(path: Path) -> bytes | str:
+    try:
+        return path.read_bytes()
+    except OSError as exc:  # unreadable (made so by the agent): that is a change too
+        return f"unreadable: {exc.strerror}"

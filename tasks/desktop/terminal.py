@@ -60,7 +60,10 @@ class TerminalFileTask(TerminalTask):
     def matches(self, found: str) -> bool:
         return found.rstrip("\n") == self.expected()
 
-    def check(self, env: Env, answer: str | None) -> Score:
+    def asked(self) -> frozenset[str]:
+        return frozenset({self.params["file"]})
+
+    def verdict(self, env: Env, answer: str | None) -> Score:
         file, want = self.params["file"], self.expected()
         found = self.read(file)
         if found is not None and self.matches(found):
@@ -144,11 +147,9 @@ class TerminalCountLines(TerminalTask):
     def prepare(self, folder: Path) -> None:
         (folder / self.params["file"]).write_text(self.text, encoding="utf-8")
 
-    def check(self, env: Env, answer: str | None) -> Score:
-        # A question is no licence to act: a file edited or removed on the way fails it.
-        if self.read(self.params["file"]) != self.text:
-            return Score(success=False, reason=f"asked a question, the agent changed "
-                                               f"{self.params['file']}")
+    def verdict(self, env: Env, answer: str | None) -> Score:
+        # A question is no licence to act: a file edited or removed on the way fails it, as
+        # any change in the folder does (``check``).
         if _counts_said(answer or "") == {self.count}:
             return Score(success=True, reason=f"answered {self.count}")
         return Score(success=False, reason=f"answered {answer!r}, expected {self.count}")
