@@ -98,3 +98,12 @@ class Task(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(seed={self.seed}, params={self.params})"
+
+
+def nothing_else_changed(score: Score, changed: list[str]) -> Score:
+    """``score``, unless the agent also changed ``changed`` (what the task does not use): then
+    a failure, whatever ``score`` said. Doing what was asked does not excuse the rest."""
+    if not changed:
+        return score
+    return Score(success=False, reason=f"the agent changed {', '.join(changed)}, which the "
+                                       f"task did not ask for ({score.reason})")

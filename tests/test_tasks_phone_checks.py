@@ -259,7 +259,7 @@ def test_an_app_the_task_does_not_use_must_end_as_it_started(name, seed):
         SPOIL[package](phone.states[package])
         score = task.check(phone, answer)
         assert not score.success and score.reward == 0, (package, score)
-        assert f"changed {labels[package]}, which the task does not use" in score.reason
+        assert f"changed {labels[package]}, which the task did not ask for" in score.reason
         phone.states = before
 
 

@@ -18,7 +18,7 @@ from core.results import Score
 from envs.base import Env, EnvError
 from envs.processes import DIES_WITH_PARENT, stop
 from envs.temp_folders import TempFolder
-from tasks.base import SolutionStuck, Task
+from tasks.base import SolutionStuck, Task, nothing_else_changed
 
 #: How long a program may take to show its window, and a solution to wait for an effect.
 WINDOW_TIMEOUT_S = 20.0
@@ -147,13 +147,9 @@ class DesktopTask(Task):
         assert self.folder is not None and self._prepared is not None, "initialize first"
         score = self.verdict(env, answer)
         now = _contents(self.folder)
-        changed = sorted(path for path in self._prepared.keys() | now.keys()
-                         if path not in self.asked()
-                         and self._prepared.get(path) != now.get(path))
-        if changed:
-            return Score(success=False, reason=f"the agent changed {', '.join(changed)}, which "
-                                               f"the task did not ask for ({score.reason})")
-        return score
+        return nothing_else_changed(score, sorted(
+            path for path in self._prepared.keys() | now.keys()
+            if path not in self.asked() and self._prepared.get(path) != now.get(path)))
 
     def start(self, env: Env) -> None:
         """Launch the episode's programs with ``launch``."""

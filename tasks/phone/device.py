@@ -22,7 +22,7 @@ from core.results import Score
 from envs.base import EnvError
 from envs.ui_tree import UiNode
 from envs.virtual_phone.catalog import LAUNCHER, load_apps
-from tasks.base import SolutionStep, SolutionStuck, Task
+from tasks.base import SolutionStep, SolutionStuck, Task, nothing_else_changed
 
 if TYPE_CHECKING:
     from envs.android import AndroidEnv
@@ -56,14 +56,11 @@ class PhoneTask(Task):
 
     def check(self, env: "AndroidEnv", answer: str | None) -> Score:  # type: ignore[override]
         score = self.verdict(env, answer)
-        changed = [app.label for package, app in sorted(_APPS.items())
-                   if package not in self.uses and package != LAUNCHER
-                   and _user_data(package, app_state(env, package))
-                   != _user_data(package, app.initial_state)]
-        if changed:
-            return Score(success=False, reason=f"the agent changed {', '.join(changed)}, which "
-                                               f"the task does not use ({score.reason})")
-        return score
+        return nothing_else_changed(score, [
+            app.label for package, app in sorted(_APPS.items())
+            if package not in self.uses and package != LAUNCHER
+            and _user_data(package, app_state(env, package))
+            != _user_data(package, app.initial_state)])
 
 
 _APPS = load_apps()
