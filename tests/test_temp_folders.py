@@ -4,10 +4,12 @@ folders stay (envs/temp_folders.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,46 @@ def test_a_sweep_between_making_a_lock_and_taking_it_leaves_the_new_folder_locke
         assert child.wait(timeout=10) == 0
         assert Path(name).is_dir() and Path(f"{name}.lock").is_file()
     assert os.listdir(temp_root) == []
+
+
+@pytest.fixture
+def short_temp_root(monkeypatch) -> Iterator[Path]:
+    """A temporary folder of the test's own with a short path: chromium's singleton socket
+    in it must fit a unix socket's path (pytest's own folders are too deep for that)."""
+    root = Path(tempfile.mkdtemp(prefix="vt-"))
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    monkeypatch.setenv("TMPDIR", str(root))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_killed_phones_browser_profile_goes_with_its_folder(short_temp_root):
+    """Playwright made the phone's chromium profile (1.3 MB) in the temporary folder itself,
+    where nothing removed it after a SIGKILL of the process group; it is in the chromium
+    folder now. Playwright's driver still makes an empty playwright-artifacts-* folder."""
+    import time
+
+    from tests.proc_table import command, descendants
+
+    require_tool("chromium")
+    temp_root = short_temp_root
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from envs.virtual_phone import VirtualPhone; "
+         "VirtualPhone(port=0).start(); print('/', flush=True); import sys; sys.stdin.read()"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        start_new_session=True)
+    assert child.stdout.readline().strip() == "/"
+    group = [child.pid, *descendants(child.pid)]
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while any(command(pid) for pid in group) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in group:  # a process of its own group that outlived it (never so far)
+        if command(pid):
+            os.kill(pid, signal.SIGKILL)
+    with TempFolder("vphone-"), TempFolder("vlagent-chromium-"):
+        pass
+    left = list(temp_root.iterdir())
+    assert all(p.name.startswith("playwright-artifacts-") and not any(p.iterdir())
+               for p in left), left

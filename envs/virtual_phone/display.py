@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import math
 import mimetypes
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envs.chromium import chromium_temp, launch_chromium
+from envs.chromium import chromium_temp, launch_chromium_context, remove_temp
 from envs.virtual_phone.catalog import APPS_DIR, ORIGIN
 
 WIDTH, HEIGHT, SCALE = 360, 800, 3
@@ -124,7 +125,7 @@ class PhoneDisplay:
     def __init__(self, apps_dir: Path = APPS_DIR) -> None:
         self.apps_dir = apps_dir
         self._playwright: Any = None
-        self._browser: Any = None
+        self._context: Any = None
         self.page: Any = None
         self._cdp: Any = None
         self._temp = chromium_temp()
@@ -134,25 +135,36 @@ class PhoneDisplay:
         from playwright.async_api import async_playwright
 
         self._playwright = await async_playwright().start()
-        self._browser = await launch_chromium(self._playwright, self._temp.name)
-        context = await self._browser.new_context(
+        # Its profile in the folder of its own, which a later process removes should this one
+        # be killed: Playwright would make one in the system's temporary folder otherwise.
+        context = self._context = await launch_chromium_context(
+            self._playwright, self._temp.name,
             viewport={"width": WIDTH, "height": HEIGHT}, device_scale_factor=SCALE,
         )
+        blank = context.pages
         await context.route("**/*", self._serve)
         await context.expose_binding(
             "vphoneState", lambda source, op, value=None: on_state(source["frame"].url, op, value)
         )
         await context.add_init_script(_CHANGES_JS)
         self.page = await context.new_page()
+        for page in blank:  # the one a persistent context starts with
+            await page.close()
         self._cdp = await context.new_cdp_session(self.page)
 
     async def close(self) -> None:
-        for closer in (lambda: self._browser.close(), lambda: self._playwright.stop()):
+        closed = True  # chromium has exited, or never started
+        if self._context is not None:
             try:
-                await closer()
-            except Exception:  # noqa: BLE001 - already gone is fine when closing
-                pass
-        self._temp.cleanup()
+                await self._context.close()
+            except Exception:  # noqa: BLE001 - already gone (a Ctrl-C ended its driver)
+                closed = False
+        if self._playwright is not None:
+            with contextlib.suppress(Exception):  # already gone is fine when closing
+                await self._playwright.stop()
+        # A chromium that was not closed may still be writing its profile into the folder as
+        # it goes.
+        await asyncio.to_thread(remove_temp, self._temp, chromium_closed=closed)
 
     async def _serve(self, route: Any, request: Any) -> None:
         url = request.url.split("#", 1)[0].split("?", 1)[0]
