@@ -156,6 +156,31 @@ def test_two_worker_processes_give_the_same_results(baseline, tmp_path):
     assert rates(run.summary) == rates(baseline.summary)
 
 
+def test_a_pool_found_broken_when_an_episode_is_handed_to_it_runs_it_in_the_next(
+        tmp_path, monkeypatch):
+    """A worker that died between two hand-outs broke the pool before the bench saw it: the
+    hand-out raised, and the bench ended with a BrokenProcessPool instead of going on."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    import runtime.bench.runner as runner
+
+    class BreaksOnce(runner.ProcessPoolExecutor):
+        broke = False
+
+        def submit(self, *args, **kwargs):
+            if not BreaksOnce.broke and self._pending_work_items:  # the second hand-out
+                BreaksOnce.broke = True
+                raise BrokenProcessPool("a worker died")
+            return super().submit(*args, **kwargs)
+
+    plain = run_bench(fake_settings(), tmp_path / "plain", runner=RIGHT, workers=2)
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", BreaksOnce)
+    run = run_bench(fake_settings(), tmp_path / "broken", runner=RIGHT, workers=2)
+    assert BreaksOnce.broke
+    assert outcomes(run.results) == outcomes(plain.results)
+    assert len(read_results(tmp_path / "broken")) == len(plain.results)
+
+
 def test_a_worker_that_dies_ends_its_episodes_in_errors_and_the_run_goes_on(tmp_path):
     run = run_bench(fake_settings(suite="crash", episodes=3), tmp_path, runner=RIGHT, workers=2)
     assert len(run.results) == 6 and len(read_results(tmp_path)) == 6

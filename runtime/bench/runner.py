@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -40,7 +41,7 @@ from runtime.bench.summary import Summary
 from runtime.settings import RunError, make_out_folder
 
 if TYPE_CHECKING:
-    from multiprocessing.synchronize import Event
+    from ctypes import c_byte
 
 SETTINGS_FILE = "bench.json"
 Executor = Literal["local", "ray"]
@@ -242,7 +243,10 @@ def _in_processes(
     # workers, and each worker starts its own browser, phone or X display from scratch.
     context = get_context("spawn")
     while queue:
-        stopped = context.Event()
+        # A flag the workers poll, not an Event: a worker killed while it waited on an Event
+        # left it counted as a sleeper, and setting the Event then waited for that worker to
+        # wake, forever.
+        stopped = context.RawValue("b", 0)
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                    initializer=_follow_the_bench,
                                    initargs=(os.getpid(), stopped))
@@ -252,7 +256,11 @@ def _in_processes(
             while running or (queue and not broken):
                 while queue and not broken and len(running) < workers:
                     job = queue.popleft()
-                    running[pool.submit(_run_in_worker, runner, job, out)] = job
+                    try:
+                        running[pool.submit(_run_in_worker, runner, job, out)] = job
+                    except BrokenProcessPool:  # a worker died since the last wait: the next
+                        queue.appendleft(job)  # pool runs this one
+                        broken = True
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     job = running.pop(future)
@@ -278,7 +286,7 @@ def _in_processes(
             # reached the workers too, but a SIGINT sent to this process alone did not, and
             # they would finish their episodes into results nobody writes.
             if running:
-                stopped.set()
+                stopped.value = 1
             pool.shutdown(wait=not running, cancel_futures=True)
 
 
@@ -299,7 +307,7 @@ def _run_in_worker(runner: JobRunner, job: EpisodeJob, out: Path) -> EpisodeResu
         _IN_EPISODE.clear()
 
 
-def _follow_the_bench(bench: int, stopped: Event) -> None:
+def _follow_the_bench(bench: int, stopped: "c_byte") -> None:
     """A worker process's initializer. A bench killed without the chance to stop its pool
     (SIGKILL, SIGTERM, the OOM killer), or interrupted alone (``kill -INT PID``, not a
     terminal's Ctrl-C, which reaches the workers too), leaves its workers running: they would
@@ -328,7 +336,7 @@ def _follow_the_bench(bench: int, stopped: Event) -> None:
     def watch() -> None:
         nonlocal why
         while os.getppid() == bench:
-            if stopped.wait(0.2):
+            if stopped.value:
                 # The pool's shutdown ends this process once its episode has ended. Exiting
                 # here would break the pool, which then kills the other workers mid-tear-down.
                 why = "the bench was interrupted"
@@ -337,6 +345,7 @@ def _follow_the_bench(bench: int, stopped: Event) -> None:
                 if not _EPISODE.acquire(blocking=False) and not own_ctrl_c.wait(0.5):
                     os.kill(os.getpid(), signal.SIGUSR1)
                 return
+            time.sleep(0.2)
         if not _EPISODE.acquire(blocking=False):
             os.kill(os.getpid(), signal.SIGUSR1)
             _EPISODE.acquire()  # the episode has ended and closed its env
