@@ -4,6 +4,7 @@ UI tree over adb)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -193,24 +194,33 @@ class DesktopTask(Task):
 def _contents(folder: Path) -> dict[str, tuple]:
     """Each file, folder and link under ``folder`` but the hidden ones (the programs' own
     settings and caches: ``HOME`` is the folder), by relative path: its kind and mode, and a
-    file's bytes or a link's target."""
+    file's digest or a link's target."""
     found: dict[str, tuple] = {}
     for top, folders, files in os.walk(folder):
         folders[:] = [name for name in folders if not name.startswith(".")]
         for name in [*folders, *(name for name in files if not name.startswith("."))]:
             path = Path(top, name)
-            where, mode = str(path.relative_to(folder)), path.lstat().st_mode
-            if path.is_symlink():
-                found[where] = ("link", os.readlink(path))
-            elif path.is_dir():
-                found[where] = ("folder", mode)
-            else:
-                found[where] = ("file", mode, _bytes(path))
+            where = str(path.relative_to(folder))
+            try:
+                mode = path.lstat().st_mode
+                if path.is_symlink():
+                    found[where] = ("link", os.readlink(path))
+                elif path.is_dir():
+                    found[where] = ("folder", mode)
+                else:
+                    found[where] = ("file", mode, _digest(path))
+            except FileNotFoundError:  # removed while the folder was read: gone
+                continue
     return found
 
 
-def _bytes(path: Path) -> bytes | str:
+def _digest(path: Path) -> str:
+    """The file's SHA-256 (a file the agent made may be large)."""
+    digest = hashlib.sha256()
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
     except OSError as exc:  # unreadable (made so by the agent): that is a change too
         return f"unreadable: {exc.strerror}"
+    return digest.hexdigest()
