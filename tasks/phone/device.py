@@ -10,6 +10,7 @@ state (the app's ``app.json``).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -21,7 +22,7 @@ from core.actions import LongPress, Scroll, Swipe, Tap
 from core.results import Score
 from envs.base import EnvError
 from envs.ui_tree import UiNode
-from envs.virtual_phone.catalog import LAUNCHER, load_apps
+from envs.virtual_phone.catalog import LAUNCHER, App, load_apps
 from tasks.base import SolutionStep, SolutionStuck, Task, nothing_else_changed
 
 if TYPE_CHECKING:
@@ -57,13 +58,15 @@ class PhoneTask(Task):
     def check(self, env: "AndroidEnv", answer: str | None) -> Score:  # type: ignore[override]
         score = self.verdict(env, answer)
         return nothing_else_changed(score, [
-            app.label for package, app in sorted(_APPS.items())
+            app.label for package, app in sorted(_apps().items())
             if package not in self.uses and package != LAUNCHER
             and _user_data(package, app_state(env, package))
             != _user_data(package, app.initial_state)])
 
 
-_APPS = load_apps()
+@functools.cache
+def _apps() -> dict[str, App]:
+    return load_apps()
 
 
 def _user_data(package: str, state: dict[str, Any]) -> dict[str, Any]:
