@@ -109,7 +109,7 @@ def test_the_display_of_a_killed_process_goes_when_the_next_starts(temp_root):
     pytest.param("from envs.chromium import chromium_temp; t = chromium_temp(); "
                  "print(t.name, flush=True)", id="chromium"),
     pytest.param("from envs.virtual_phone.adb_host import PrivateAdbServer; "
-                 "a = PrivateAdbServer(); print(a.home, flush=True)", id="adb"),
+                 "a = PrivateAdbServer(); print(a.home.name, flush=True)", id="adb"),
 ])
 def test_the_folders_of_chromium_and_adb_of_a_killed_process_go(temp_root, make):
     if "adb" in make:

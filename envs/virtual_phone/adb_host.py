@@ -63,11 +63,10 @@ class PrivateAdbServer:
             raise EnvError(f"{adb} is not installed: install it with `apt-get install adb`")
         self.adb = found
         self.port = free_port()
-        self._home = TempFolder("vlagent-adb-")
-        self.home = self._home.name
+        self.home = TempFolder("vlagent-adb-")
         # Only the devices it is told to `adb connect`: no USB phone, no emulator on 5555-5585
         # and no mDNS one, all of which the user's own adb server may be using.
-        self.env = {**os.environ, "HOME": self.home, "ADB_USB": "0", "ADB_EMU": "0",
+        self.env = {**os.environ, "HOME": self.home.name, "ADB_USB": "0", "ADB_EMU": "0",
                     "ADB_MDNS": "0"}
         self.env.pop("ANDROID_ADB_SERVER_PORT", None)
 
@@ -131,7 +130,7 @@ class PrivateAdbServer:
         if process is not None:
             stop(process, timeout_s=10)
             self._log.close()
-        self._home.cleanup()
+        self.home.cleanup()
 
     def __enter__(self) -> "PrivateAdbServer":
         return self.start()
