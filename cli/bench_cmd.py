@@ -237,7 +237,7 @@ def _checked_generation(model: str, *, dtype: str | None, compile: bool, **rest)
 
 
 def _merge(console: "Console", sources: list[Path], out: Path | None) -> None:
-    from runtime.bench.runner import merge
+    from runtime.bench.merge import merge
     from runtime.settings import RunError
 
     if out is None:

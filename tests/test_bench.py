@@ -524,7 +524,7 @@ def test_a_results_line_no_run_writes_is_refused_by_its_field(baseline, tmp_path
 
 
 def test_shards_run_apart_merge_into_the_whole_run(baseline, tmp_path):
-    from runtime.bench.runner import merge
+    from runtime.bench.merge import merge
 
     for i in (1, 2):
         run_bench(fake_settings(shard=(i, 2)), tmp_path / f"s{i}", runner=RIGHT)

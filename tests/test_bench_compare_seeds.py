@@ -37,7 +37,7 @@ def test_compare_says_when_the_runs_share_no_episode(tmp_path, monkeypatch):
 def test_compare_rates_only_the_episodes_both_runs_hold(tmp_path, monkeypatch):
     """B ran the seeds A ran (with the same outcomes) and two more, which failed: B's extra
     episodes are no change of A's, so the table shows none, and says what it left out."""
-    from runtime.bench.runner import merge
+    from runtime.bench.merge import merge
 
     runner = CliRunner()
     args = ["bench", "--suite", "fake", "--episodes", "2"]

@@ -8,7 +8,8 @@ import pytest
 
 from runtime.bench.plan import plan_jobs
 from runtime.bench.results import read_results
-from runtime.bench.runner import merge, run_bench
+from runtime.bench.merge import merge
+from runtime.bench.runner import run_bench
 from runtime.settings import RunError
 from tests.bench_fakes import RIGHT, fake_settings
 
@@ -74,3 +75,38 @@ def test_runs_of_other_models_or_budgets_are_not_merged(tmp_path):
     run_bench(fake_settings(episodes=1, seed=9), tmp_path / "later", runner=RIGHT)
     summary = merge([tmp_path / "s1", tmp_path / "later"], tmp_path / "both", RIGHT.catalog)
     assert summary.planned == 3  # the first shard's one (of two) and the later run's two
+
+
+def test_a_merge_merged_again_keeps_its_plan_and_its_setup(tmp_path):
+    """A merge's folder is a source of a later merge (shards merged in stages): it still counts
+    the episodes its sources planned, and still refuses results run another way."""
+    run_bench(fake_settings(episodes=1, seed=3, shard=(1, 2)), tmp_path / "s1", runner=RIGHT,
+              limit=0)  # stopped before its one episode ended
+    run_bench(fake_settings(episodes=1, seed=3, shard=(2, 2)), tmp_path / "s2", runner=RIGHT)
+    merge([tmp_path / "s2"], tmp_path / "m1", RIGHT.catalog)
+    once = merge([tmp_path / "s1", tmp_path / "m1"], tmp_path / "m2", RIGHT.catalog)
+    again = merge([tmp_path / "m2"], tmp_path / "m3", RIGHT.catalog)
+    assert (once.planned, once.overall.episodes) == (2, 1)
+    assert (again.planned, again.overall.episodes) == (2, 1)
+
+    run_bench(fake_settings(episodes=1, seed=9, dialect="uitars"), tmp_path / "other",
+              runner=RIGHT)
+    with pytest.raises(RunError, match=r"other ran its episodes with other settings than "
+                                       r"\S*m3 \(dialect None against 'uitars'\)"):
+        merge([tmp_path / "m3", tmp_path / "other"], tmp_path / "mixed", RIGHT.catalog)
+    assert not (tmp_path / "mixed").exists()
+
+
+def test_results_without_settings_are_held_to_the_model_their_lines_name(tmp_path):
+    """A folder of results alone (no bench.json) has no settings to compare, but each line names
+    the model and dialect it ran with."""
+    run_bench(fake_settings(episodes=1, seed=3), tmp_path / "run", runner=RIGHT)
+    run_bench(fake_settings(episodes=1, seed=9, model="replay:other.jsonl"), tmp_path / "other",
+              runner=RIGHT)
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "results.jsonl").write_bytes(
+        (tmp_path / "other" / "results.jsonl").read_bytes())
+    with pytest.raises(RunError, match=r"bare ran its episodes with other settings than \S*run "
+                                       r"\(model 'scripted' against 'replay:other.jsonl'\)"):
+        merge([tmp_path / "run", tmp_path / "bare"], tmp_path / "all", RIGHT.catalog)
+    assert not (tmp_path / "all").exists()

@@ -25,13 +25,12 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from core.files import replace_text
-from runtime.bench.catalog import Catalog, RegistryCatalog
+from runtime.bench.catalog import Catalog
 from runtime.bench.execute import JobRunner, on_real_phone
 from runtime.bench.jobs import EpisodeJob, EpisodeResult
 from runtime.bench.plan import (
     BenchSettings,
     differing_fields,
-    differing_run_fields,
     matching_tasks,
     plan_jobs,
 )
@@ -139,68 +138,15 @@ def finish(out: Path, jobs: list[EpisodeJob], skipped: int = 0) -> BenchRun:
     keys = {job.key for job in jobs}
     results = sorted((r for r in read_results(out) if r.key in keys),
                      key=lambda r: (r.task, r.seed))
-    summary = _write_summary(out, results, planned=len(jobs))
+    summary = write_summary(out, results, planned=len(jobs))
     return BenchRun(out, jobs, skipped, results, summary)
 
 
-def _write_summary(out: Path, results: list[EpisodeResult], planned: int) -> Summary:
+def write_summary(out: Path, results: list[EpisodeResult], planned: int) -> Summary:
     summary = Summary.of(results, planned=planned)
     replace_text(out / "summary.json", summary.model_dump_json(indent=2))
     write_reports(out, results, summary)
     return summary
-
-
-def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Summary:
-    """One run in ``out`` from the results of several (the shards of a suite, run on different
-    machines): results.jsonl, summary.json and the reports, linking to the sources'
-    trajectories. A later source wins for an episode in two. The summary counts as planned
-    every episode the sources' settings planned, so an unfinished shard shows as unfinished.
-    Sources may select different episodes, but must have run them alike (same model, dialect,
-    budgets): a success rate over episodes run two ways measures neither."""
-    by_key: dict[str, EpisodeResult] = {}
-    planned: set[str] = set()
-    # Each source against every earlier one, not the first alone: an unknown fingerprint
-    # matches any, so two that differ may stand behind one that is unknown.
-    seen: list[tuple[Path, BenchSettings]] = []
-    for source in map(Path, sources):
-        found = read_results(source)
-        # A shard with no result yet (or no job: more shards than jobs) is still a run: its
-        # planned episodes count as unfinished. A folder that is neither is a mistake.
-        has_settings = (source / SETTINGS_FILE).is_file()
-        if not found and not has_settings:
-            raise RunError(f"{source} holds no bench results (no results.jsonl lines)")
-        if has_settings:
-            settings = load_settings(source)  # a garbled file is an error, not a run without a plan
-            for earlier_source, earlier in seen:
-                if changed := differing_run_fields(earlier, settings):
-                    pairs = ", ".join(f"{k} {getattr(earlier, k)!r} against "
-                                      f"{getattr(settings, k)!r}" for k in changed)
-                    raise RunError(f"{source} ran its episodes with other settings than "
-                                   f"{earlier_source} ({pairs}); merge only runs of one model "
-                                   "and setup")
-            seen.append((source, settings))
-            planned |= _planned_keys(settings, catalog or RegistryCatalog())
-        for r in found:
-            if r.trajectory:
-                r = r.model_copy(update={"trajectory": os.path.relpath(
-                    source.resolve() / r.trajectory, out.resolve())})
-            by_key[r.key] = r
-    results = sorted(by_key.values(), key=lambda r: (r.task, r.seed))
-    if (out / RESULTS_FILE).exists():
-        raise RunError(f"{out} holds results already; merge into a new folder")
-    out.mkdir(parents=True, exist_ok=True)  # only once the sources read well
-    with ResultsWriter(out / RESULTS_FILE) as writer:
-        for r in results:
-            writer.append(r)
-    return _write_summary(out, results, planned=len(planned | by_key.keys()))
-
-
-def _planned_keys(settings: BenchSettings, catalog: Catalog) -> set[str]:
-    """The episodes a run's stored settings plan."""
-    try:
-        return {job.key for job in plan_jobs(settings, catalog)}
-    except RunError:  # its suite's tasks are not installed here: its results alone count
-        return set()
 
 
 def execute(
