@@ -24,6 +24,8 @@ from core.text import one_line
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
     from runtime.bench.execute import JobRunner
     from runtime.bench.summary import Summary
@@ -246,17 +248,33 @@ def _merge(console: "Console", sources: list[Path], out: Path | None) -> None:
     print_path(console, "report", out / "report.html")
 
 
-def _print_summary(console: "Console", summary: "Summary") -> None:
+def _uncut_table(title: str, columns: tuple[str, ...], rows: "list[tuple[str | Text, ...]]"
+                 ) -> "Table":
+    """A table whose columns are as wide as their longest cell, to print uncropped: a log is 80
+    columns wide (not a terminal), and a task cut to "desktop/e…" there names no task. Cells and
+    the title are shown as written, never read as markup (a folder named "[old]")."""
+    from rich.cells import cell_len
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="success per task", title_justify="left")
-    for column in ("task", "episodes", "success", "mean reward", "failures", "errors",
-                   "mean steps"):
-        table.add_column(column, justify="left" if column == "task" else "right")
-    for name, r in summary.tasks.items():
-        table.add_row(name, str(r.episodes), f"{r.success_rate * 100:.0f}%",
-                      f"{r.mean_reward:g}", str(r.failures), str(r.errors), f"{r.mean_steps:g}")
-    console.print(table)
+    texts = [[Text(c) if isinstance(c, str) else c for c in row] for row in rows]
+    table = Table(title=Text(title), title_justify="left")
+    for i, column in enumerate(columns):
+        width = max([*map(cell_len, column.split("\n")), *(row[i].cell_len for row in texts)])
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True,
+                         min_width=width)
+    for row in texts:
+        table.add_row(*row)
+    return table
+
+
+def _print_summary(console: "Console", summary: "Summary") -> None:
+    rows = [(name, str(r.episodes), f"{r.success_rate * 100:.0f}%", f"{r.mean_reward:g}",
+             str(r.failures), str(r.errors), f"{r.mean_steps:g}")
+            for name, r in summary.tasks.items()]
+    console.print(_uncut_table("success per task", ("task", "episodes", "success",
+                                                     "mean\nreward", "failures", "errors",
+                                                     "mean\nsteps"), rows), crop=False)
     o = summary.overall
     console.print(f"overall: {o.successes}/{o.episodes} succeeded "
                   f"({o.success_rate * 100:.0f}%), {o.errors} runtime errors")
@@ -266,27 +284,25 @@ def _print_summary(console: "Console", summary: "Summary") -> None:
 
 
 def _print_comparison(console: "Console", a: Path, b: Path) -> None:
-    from rich.table import Table
+    from rich.text import Text
 
     from runtime.bench.compare import compare
 
     result = compare(a, b)
-    table = Table(title=f"A: {a}   B: {b}", title_justify="left")
-    for column in ("task", "A success", "B success", "change"):
-        table.add_column(column, justify="left" if column == "task" else "right")
 
     def cell(rate) -> str:
         return f"{rate.success_rate * 100:.0f}% ({rate.successes}/{rate.episodes})" if rate \
             else "-"
 
-    for name, (ra, rb) in result.tasks.items():
-        delta = "" if ra is None or rb is None else \
-            f"{(rb.success_rate - ra.success_rate) * 100:+.0f} pts"
-        table.add_row(name, cell(ra), cell(rb), delta)
-    table.add_row("[bold]overall", cell(result.overall[0]), cell(result.overall[1]),
-                  f"{(result.overall[1].success_rate - result.overall[0].success_rate) * 100:+.0f}"
-                  " pts")
-    console.print(table)
+    rows: list[tuple[str | Text, ...]] = [
+        (name, cell(ra), cell(rb), "" if ra is None or rb is None else
+         f"{(rb.success_rate - ra.success_rate) * 100:+.0f} pts")
+        for name, (ra, rb) in result.tasks.items()]
+    ra, rb = result.overall
+    rows.append((Text("overall", style="bold"), cell(ra), cell(rb),
+                 f"{(rb.success_rate - ra.success_rate) * 100:+.0f} pts"))
+    console.print(_uncut_table(f"A: {a}   B: {b}", ("task", "A success", "B success", "change"),
+                               rows), crop=False)
     if not result.shared:
         # Other seeds (or tasks): no episode ran in both, so none can be said to have changed.
         console.print("[yellow]the runs share no episode[/] (task@seed): run both with the "

@@ -1,0 +1,46 @@
+"""What ``bench`` prints names each task in full: a log (not a terminal) is 80 columns wide,
+where a table that fits itself to the width cut every name to "desktop/e…"."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+import cli.bench_cmd
+from cli.app import app
+from runtime.bench.execute import JobRunner
+from tests.bench_fakes import FakeCatalog, RepeatWord, TypeWord, fake_env
+
+
+class LongNamedTypeWord(TypeWord):
+    name = "fake/type-the-word-into-the-box-at-the-top-of-the-screen"
+
+
+class LongNamedRepeatWord(RepeatWord):
+    name = "fake/type-the-word-into-the-box-at-the-top-several-times"
+
+
+def test_the_summary_and_the_comparison_name_every_task_whole_in_a_log(tmp_path, monkeypatch):
+    runner = JobRunner(FakeCatalog(LongNamedTypeWord, LongNamedRepeatWord), fake_env)
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: runner)
+    cli_runner = CliRunner()
+    old, new = tmp_path / "[old] run", tmp_path / "new"
+    for out in (old, new):
+        done = cli_runner.invoke(app, ["bench", "--suite", "fake", "--out", str(out)],
+                                 env={"COLUMNS": "80"})
+        assert done.exit_code == 0, done.output
+        table = done.output.split("success per task", 1)[1]
+        for name in (LongNamedTypeWord.name, LongNamedRepeatWord.name):
+            row = next(line for line in table.splitlines() if name in line)
+            assert [cell.strip() for cell in row.split("│")][1:3] == [name, "1"], row
+            assert "…" not in row, row
+
+    merged = cli_runner.invoke(app, ["bench", "--merge", str(new), "--out",
+                                     str(tmp_path / "merged")], env={"COLUMNS": "80"})
+    assert merged.exit_code == 0, merged.output
+    compared = cli_runner.invoke(app, ["bench", "--compare", str(old), str(new)],
+                                 env={"COLUMNS": "80"})
+    assert compared.exit_code == 0, compared.output
+    for output in (merged.output, compared.output):
+        assert LongNamedTypeWord.name in output and LongNamedRepeatWord.name in output, output
+    # A folder's name is shown as written, not read as markup.
+    assert "[old] run" in compared.output, compared.output
