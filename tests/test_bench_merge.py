@@ -110,3 +110,16 @@ def test_results_without_settings_are_held_to_the_model_their_lines_name(tmp_pat
                                        r"\(model 'scripted' against 'replay:other.jsonl'\)"):
         merge([tmp_path / "run", tmp_path / "bare"], tmp_path / "all", RIGHT.catalog)
     assert not (tmp_path / "all").exists()
+
+
+def test_a_bench_into_a_merged_folder_is_refused(tmp_path):
+    """A merge's folder has results but no run settings: a bench there would take the merged
+    results, run by whatever model, for its own."""
+    run_bench(fake_settings(episodes=1, seed=3), tmp_path / "run", runner=RIGHT)
+    merge([tmp_path / "run"], tmp_path / "merged", RIGHT.catalog)
+    before = (tmp_path / "merged" / "results.jsonl").read_bytes()
+    with pytest.raises(RunError, match=r"merged holds results but no bench.json"):
+        run_bench(fake_settings(episodes=2, seed=3, dialect="uitars"), tmp_path / "merged",
+                  runner=RIGHT)
+    assert (tmp_path / "merged" / "results.jsonl").read_bytes() == before
+    assert not (tmp_path / "merged" / "bench.json").exists()

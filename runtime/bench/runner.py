@@ -71,6 +71,11 @@ def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> list[Episo
         if changed:
             raise RunError(f"{out} holds a run with other settings ({', '.join(changed)}); "
                            f"resume it with the same ones or choose another --out")
+    elif (out / RESULTS_FILE).exists():
+        # Results no run of these settings wrote (a merge's, or another tool's): a resume
+        # would count them as this run's episodes.
+        raise RunError(f"{out} holds results but no {SETTINGS_FILE}, so they are not a bench "
+                       "run's to resume (a --merge writes such a folder); choose another --out")
     else:
         replace_text(stored, settings.model_dump_json(indent=2), durable=True)
     return jobs
