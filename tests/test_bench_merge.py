@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from runtime.bench.merge import merge
 from runtime.bench.plan import plan_jobs
 from runtime.bench.results import read_results
-from runtime.bench.merge import merge
 from runtime.bench.runner import run_bench
 from runtime.settings import RunError
 from tests.bench_fakes import RIGHT, fake_settings
