@@ -16,10 +16,16 @@ by itself (on a timer) is shown too: Playwright runs chromium with its popup blo
 the blocker could not single such popups out here anyway, since chromium counts Playwright's
 screenshots and scripts as user activity.
 
+A page's dialogs are never answered yes for the model (``_answer_dialog``): an alert is closed,
+a confirm or prompt answered Cancel, a "leave this page?" answered Stay unless the very next
+action tries to leave again; each is said in the action's result.
+
 With ``allowed_domains`` set, every navigation request to a host off the list (each hop of a
 redirect, each frame's and each popup's included) is stopped before it leaves, and the action
 that caused it (a ``navigate``, or a click or key that follows a link) fails with a message that
-names the blocked url. The page stays where it was; a popup whose first page is blocked is
+names the blocked url; a ``type`` only says so, since its text arrived all the same. What the
+page tried by itself since the last action is said in the next action's result, not blamed on
+it. The page stays where it was; a popup whose first page is blocked is
 closed, having shown nothing. Chromium's own preloading (a page's speculation-rules prefetch),
 which no interception sees, is off in the env's profile; a page that lands off the list without
 a request all the same is taken back before it is shown or acted on.
@@ -33,7 +39,7 @@ import json
 import math
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,6 +64,11 @@ from envs.urls import NAVIGABLE_SCHEMES, ascii_domains, domain_allowed, normaliz
 #: The farthest one scroll goes, in viewport heights: an absurd amount (a model may write any
 #: integer) is cut to this rather than overflow a float.
 MAX_SCROLL_SCREENS = 100
+
+#: The most of a dialog's text the model is told (a page may write any length).
+MAX_DIALOG_TEXT = 200
+#: ``BrowserEnv._leave`` while the env leaves pages on its own account.
+_EVERY_PAGE = object()
 #: The largest screenshot side (viewport times scale) the env takes: past it chromium's
 #: emulation refuses the size or a capture takes gigabytes.
 MAX_SCREEN_SIDE = 16384
@@ -294,6 +305,11 @@ class BrowserEnv(Env):
         self.start_url = start_url
         self._dead: str | None = None
         self._blocked: list[str] = []
+        self._dialogs: list[str] = []  # the dialogs answered since the model was last told
+        # The page whose "leave this page?" the last action answered Stay, and the one whose
+        # next is answered Leave (during the action after that one).
+        self._stayed: Any = None
+        self._leave: Any = None
         # The frames of other origins seen to draw (or given their time), with the url then.
         self._drawn: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         # Every page the context opens lands in _opened; _follow adopts them into _pages, the
@@ -319,7 +335,7 @@ class BrowserEnv(Env):
                 self._guard_documents()
                 allowed = json.dumps(self.allowed_domains)
                 self._context.add_init_script(_NAVIGATION_GUARD.replace("ALLOWED", allowed))
-            self._context.on("page", lambda page: self._opened.append(page))
+            self._context.on("page", self._on_page)
             blank = list(self._context.pages)  # the profile's first, opened before the scripts
             self._context.new_page()  # reported to the handler above before it returns
             for page in blank:
@@ -510,18 +526,74 @@ class BrowserEnv(Env):
             text = action.text
             what = f"typing {len(text)} characters"
             hide = (text, one_line_break_each(text))
-        message = self._call(what, lambda: self._perform(action), hide)
+        earlier = [f"before it, {d}" for d in self._take_dialogs()]
         if self.allowed_domains is not None:
-            self._leave_off_list()
-            if action.kind not in ("navigate", "back"):
-                self._raise_if_blocked(action.kind)
-        return message
+            # What the page tried on its own while the model thought is not this action's.
+            earlier += [f"before it, the page tried to open {url}, which is off the allowed "
+                        "domains (blocked)" for url in self._blocked_since()]
+        self._leave, self._stayed = self._stayed, None
+        try:
+            message = self._call(what, lambda: self._perform(action), hide)
+            if self.allowed_domains is not None:
+                self._leave_off_list()
+                if action.kind == "type":
+                    # Its text arrived all the same: a failure would have it typed twice.
+                    message = "; ".join([message, *(
+                        f"the page then tried to open {url}, which is off the allowed domains "
+                        "(blocked)" for url in self._blocked_since())])
+                elif action.kind not in ("navigate", "back"):
+                    self._raise_if_blocked(action.kind)
+        except EnvError as exc:
+            # A try that failed before the page could ask (chromium aborts a navigation that
+            # starts right after a Stay) keeps the Leave for the next.
+            self._stayed = self._stayed or self._leave
+            raise EnvError(_said_too(str(exc), earlier, self._take_dialogs())) from None
+        finally:
+            self._leave = None
+        return _said_too(message, earlier, self._take_dialogs())
+
+    def _answer_dialog(self, dialog: Any) -> None:
+        """Cancel what a page asks: an alert is closed, a confirm or a prompt answered Cancel
+        (nobody asked for what it would do), a "leave this page?" answered Stay, so that what
+        the page holds is not lost to a stray click; asked again at the very next action, as
+        the model was told, Leave. The model is told in the result of its action."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        asked = json.dumps(" ".join(dialog.message.split())[:MAX_DIALOG_TEXT],
+                           ensure_ascii=False)
+        leave = dialog.type == "beforeunload" and self._leave in (dialog.page, _EVERY_PAGE)
+        if dialog.type == "beforeunload" and not leave:
+            self._stayed = dialog.page
+        self._dialogs.append(
+            "the page asked again to confirm leaving it, answered Leave" if leave
+            else "the page asked to confirm leaving it (what it holds would be lost), answered "
+                 "Stay; try to leave it again, as the next action, to leave anyway"
+            if dialog.type == "beforeunload"
+            else f"the page showed an alert {asked}, closed" if dialog.type == "alert"
+            else f"the page asked {asked} ({dialog.type}), answered Cancel")
+        with contextlib.suppress(PlaywrightError):  # its page closed meanwhile
+            dialog.accept() if leave else dialog.dismiss()
+
+    @contextlib.contextmanager
+    def _leaving(self) -> Iterator[None]:
+        """Leave pages whatever they ask (the env's own moves: a reset, a page off the list)."""
+        self._leave = _EVERY_PAGE
+        try:
+            yield
+        finally:
+            self._leave = None
+
+    def _take_dialogs(self) -> list[str]:
+        dialogs, self._dialogs = self._dialogs, []
+        return dialogs
 
     def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
         """Close every popup and take the oldest page back to ``start_url`` (then run
         ``prepare``, if any), and observe."""
         self._take_blocked()
-        self._call("reset", self._restart)
+        with self._leaving():  # a new episode: what the last one left on a page goes
+            self._call("reset", self._restart)
+        self._take_dialogs()
         return super().reset(prepare)
 
     def _restart(self) -> str:
@@ -700,11 +772,17 @@ class BrowserEnv(Env):
         try:
             self.page.goto(url, wait_until="domcontentloaded")
         except Exception as exc:  # noqa: BLE001 - re-raised below with the reason
-            self._raise_if_blocked("navigate")
+            if self.allowed_domains is not None:
+                self._raise_if_blocked("navigate")
             raise exc
         return f"opened {self.page.url}"
 
     # -- pages ------------------------------------------------------------------------------
+    def _on_page(self, page: Any) -> None:
+        # Its dialogs are answered from the start: a popup may ask before it is shown.
+        page.on("dialog", self._answer_dialog)
+        self._opened.append(page)
+
     def _follow(self) -> None:
         """Make the newest open page the one shown: adopt the pages opened since the last look,
         each at the env's viewport (a ``window.open`` that names a size asks for its own), and
@@ -778,23 +856,28 @@ class BrowserEnv(Env):
         if not off_list(self.page.url):
             return
         self._blocked.append(self.page.url)
-        with contextlib.suppress(PlaywrightError):
+        with self._leaving(), contextlib.suppress(PlaywrightError):
             self.page.go_back(wait_until="domcontentloaded")
         if off_list(self.page.url):
-            self._call("leave the page off the list", lambda: self.page.goto("about:blank"))
+            with self._leaving():
+                self._call("leave the page off the list", lambda: self.page.goto("about:blank"))
 
     def _take_blocked(self) -> list[str]:
         blocked, self._blocked = list(dict.fromkeys(self._blocked)), []
         return blocked
 
     def _raise_if_blocked(self, kind: str) -> None:
+        if blocked := self._blocked_since():
+            raise EnvError(f"{kind}: " + self._blocked_message(blocked[0]))
+
+    def _blocked_since(self) -> list[str]:
+        """The urls blocked since the last look: stopped as requests, or cancelled in the page
+        by its guard (a navigation chromium would have served without asking the network)."""
         try:
             cancelled = self.page.evaluate(_TAKE_BLOCKED)
         except Exception:  # noqa: BLE001 - the page navigated away, which the guard allowed
             cancelled = []
-        blocked = list(dict.fromkeys([*cancelled, *self._take_blocked()]))
-        if blocked:
-            raise EnvError(f"{kind}: " + self._blocked_message(blocked[0]))
+        return list(dict.fromkeys([*cancelled, *self._take_blocked()]))
 
     def _blocked_message(self, url: str) -> str:
         allowed = ", ".join(self.allowed_domains or [])
@@ -824,3 +907,9 @@ class BrowserEnv(Env):
             detail = conceal(str(exc), hide).strip()
             first_line = detail.splitlines()[0] if detail else type(exc).__name__
             raise EnvError(f"{what} failed: {first_line}") from None
+
+
+def _said_too(message: str, earlier: list[str], during: list[str]) -> str:
+    """An action's result, with what the page did before it (since the last action: dialogs
+    answered, urls blocked) and the dialogs answered during it."""
+    return "; ".join([message, *earlier, *during])

@@ -1,0 +1,142 @@
+"""What a page asks in a dialog is never answered yes on the model's behalf, and the model is
+told: an alert is closed, a confirm or a prompt answered Cancel, and a "leave this page?"
+answered Stay, unless the model tries to leave again at its very next action. What a page tries
+on its own while the model thinks is not blamed on the model's next action."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from core.actions import Click, Navigate, Scroll, Type
+from envs.browser import BrowserEnv
+from tests.conftest import require_tool
+from tests.local_server import serve_pages
+
+PAGE = b"""<!doctype html><body style="margin:0">
+<input id="draft" style="display:block;width:200px;height:40px">
+<button id="delete" style="display:block;width:200px;height:40px"
+  onclick="document.title = 'deleted: ' + confirm('Delete all 12 messages?')">delete</button>
+<button id="name" style="display:block;width:200px;height:40px"
+  onclick="document.title = 'name: ' + prompt('Your name?', 'Ada')">name</button>
+<button id="alert" style="display:block;width:200px;height:40px"
+  onclick="alert('Saved\\nat noon'); document.title = 'alerted'">alert</button>
+<a id="leave" href="/elsewhere?page=other" style="display:block;width:200px;height:40px">leave</a>
+<script>
+addEventListener("beforeunload", e => {
+  if (document.getElementById("draft").value) { e.preventDefault(); e.returnValue = ""; }
+});
+</script></body>"""
+
+# A page that tries to open a host off the allowed list by itself: once, or again and again.
+WANDERING = b"""<!doctype html><body style="margin:0">
+<input id="field" style="display:block;width:200px;height:40px">
+<script>
+const leave = () => { location.href = "OFF_LIST"; };
+if (location.search.includes("once")) setTimeout(leave, 200); else setInterval(leave, 50);
+</script></body>"""
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    require_tool("chromium")
+
+    def render(query: dict[str, str]) -> bytes:
+        if query.get("page") == "other":
+            return b"<title>other</title>elsewhere"
+        if query.get("page") == "wandering":
+            return WANDERING.replace(b"OFF_LIST", query["off"].encode())
+        return PAGE
+
+    with serve_pages(render) as pages:
+        yield pages.server_port
+
+
+@pytest.fixture()
+def env(port, playwright) -> Iterator[BrowserEnv]:
+    with BrowserEnv(viewport=(400, 300), start_url=f"http://127.0.0.1:{port}/",
+                    playwright=playwright) as made:
+        made.observe()
+        yield made
+
+
+def click(env: BrowserEnv, selector: str) -> Click:
+    box = env.page.locator(selector).bounding_box()
+    return Click(x=int(box["x"] + box["width"] / 2), y=int(box["y"] + box["height"] / 2))
+
+
+def test_a_confirm_or_a_prompt_is_answered_cancel_and_the_model_is_told(env) -> None:
+    result = env.execute(click(env, "#delete"))
+    assert result.ok and env.page.title() == "deleted: false"
+    assert 'the page asked "Delete all 12 messages?" (confirm), answered Cancel' in result.message
+    result = env.execute(click(env, "#name"))
+    assert env.page.title() == "name: null"
+    assert 'the page asked "Your name?" (prompt), answered Cancel' in result.message
+    result = env.execute(click(env, "#alert"))
+    assert env.page.title() == "alerted"
+    assert 'the page showed an alert "Saved at noon", closed' in result.message
+    # A second press asks again and is answered the same: no yes is ever given.
+    assert "answered Cancel" in env.execute(click(env, "#delete")).message
+    assert env.page.title() == "deleted: false"
+
+
+def test_leaving_a_page_that_holds_a_draft_takes_a_second_try_at_the_next_action(env,
+                                                                                  port) -> None:
+    start = env.page.url
+    env.execute(click(env, "#draft"))
+    assert env.execute(Type(text="half a letter")).ok
+    stayed = env.execute(click(env, "#leave"))
+    assert stayed.ok and "answered Stay" in stayed.message
+    env.observe()
+    assert env.page.url == start
+    assert env.page.locator("#draft").input_value() == "half a letter"
+
+    # Something else in between: the next try to leave is a first one again.
+    env.execute(Scroll(direction="down"))
+    failed = env.execute(Navigate(url=f"http://127.0.0.1:{port}/elsewhere?page=other"))
+    assert not failed.ok and "answered Stay" in failed.message
+    assert env.page.url == start
+
+    time.sleep(0.2)  # the model reads the reply (chromium aborts a navigation right after Stay)
+    left = env.execute(Navigate(url=f"http://127.0.0.1:{port}/elsewhere?page=other"))
+    assert left.ok and "answered Leave" in left.message
+    assert env.observe().extras["title"] == "other"
+
+
+def test_reset_leaves_a_page_that_asks_before_it_is_left(env) -> None:
+    env.execute(Navigate(url=env.page.url.split("?")[0] + "?page=draft"))
+    env.execute(click(env, "#draft"))
+    env.execute(Type(text="draft"))
+    observation = env.reset()
+    assert observation.extras["url"] == env.start_url
+    # What the last episode's page asked is not told to the next episode's first action.
+    assert env.execute(Scroll(direction="down")).message == "scrolled down"
+
+
+@pytest.mark.parametrize("how", ["once", "again"])
+def test_what_the_page_tries_by_itself_is_not_the_models_action_failing(port, playwright,
+                                                                         how) -> None:
+    off_list = f"http://localhost:{port}/?page=other"
+    start = f"http://127.0.0.1:{port}/?page=wandering&how={how}&off={off_list}"
+    said = f"the page tried to open {off_list}, which is off the allowed domains (blocked)"
+    with BrowserEnv(viewport=(400, 300), start_url=start, allowed_domains=["127.0.0.1"],
+                    playwright=playwright) as env:
+        env.observe()
+        focus = click(env, "#field")
+        time.sleep(0.6)  # the model thinks; meanwhile the page tries to leave
+        if how == "once":
+            # Tried before the click, so not the click's doing.
+            clicked = env.execute(focus)
+            assert clicked.ok and f"before it, {said}" in clicked.message, clicked.message
+        else:
+            env.execute(focus)
+            time.sleep(0.3)
+        # The text arrives whatever the page tries meanwhile, and is said to have arrived: a
+        # model told it failed would type it again.
+        typed = env.execute(Type(text="hello"))
+        assert typed.ok, typed.message
+        assert how == "once" or said in typed.message, typed.message
+        assert env.page.locator("#field").input_value() == "hello"
+        assert env.page.url == start
