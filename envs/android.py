@@ -7,6 +7,9 @@ Typing never lets the device shell see the model's text unquoted: ASCII that ``i
 carry goes through it, shell-quoted; anything else (non-ASCII, a literal ``%s``, tabs) goes
 base64-encoded through the ADBKeyboard IME's broadcast, and when that IME is missing the action
 fails with a clear error instead of typing something else. A line break is an Enter key press.
+
+A real phone's screen goes off after its timeout while a model thinks: the env turns it on
+before it looks, and refuses an action chosen before it went off (``_woke``).
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ T = TypeVar("T")
 
 _FOCUS = re.compile(r"mCurrentFocus=Window\{[^}]*?\s([\w.]+)/([^\s}]+)\}")
 _FOCUSED_APP = re.compile(r"mFocusedApp=.*?\s([\w.]+)/([^\s}]+)")
+#: ``dumpsys power``'s state of the screen: Awake, or Asleep, Dozing or Dreaming (off).
+_WAKEFULNESS = re.compile(r"mWakefulness=(\w+)")
 #: An input method's id, PACKAGE/CLASS ("null" and error messages are none).
 _IME_ID = re.compile(r"[\w.]+/[\w.$]+")
 
@@ -353,7 +358,10 @@ class AndroidEnv(Env):
 
     def observe(self) -> Observation:
         self._dump = None  # a fresh look: the screen may have changed by itself
+        woke = self._woke()
         observation = self._observe_still() if self.still_frames else super().observe()
+        if woke:
+            observation.extras["woke"] = True
         if observation.size != (self.screen.width, self.screen.height):
             # The phone turned (an app asked for landscape): scrolls are placed and clamped on
             # the screen as it is now, and the extras say how it is turned.
@@ -397,8 +405,34 @@ class AndroidEnv(Env):
             self._keyevent("KEYCODE_HOME")
         return super().reset(prepare)
 
+    def _woke(self) -> bool:
+        """Turn the screen on if it went off, and say whether it did. A phone sleeps after its
+        screen timeout without a touch, which a model that thinks for long gives it: a
+        screenshot is then black and a tap is lost. ``KEYCODE_WAKEUP`` does nothing to a screen
+        that is on. The virtual phone's screen never goes off (its frames need no check)."""
+        if self.still_frames or not self._asleep():
+            return False
+        self._keyevent("KEYCODE_WAKEUP")
+        deadline = time.monotonic() + self.timeout_s
+        while self._asleep():
+            if time.monotonic() > deadline:
+                raise EnvError(f"the screen of {self.serial} is off and did not come on after "
+                               f"KEYCODE_WAKEUP in {self.timeout_s:g}s")
+            time.sleep(0.1)
+        return True
+
+    def _asleep(self) -> bool:
+        # A device whose dumpsys does not say counts as awake, as it did before this check.
+        found = _WAKEFULNESS.search(self.shell("dumpsys power"))
+        return found is not None and found.group(1) != "Awake"
+
     def _execute(self, action: Action) -> str:
         self._dump = None  # the screen is about to change
+        if self._woke():
+            # The model chose this action on a screen that has since gone off; after waking the
+            # phone may show its lock screen instead, where the action would land elsewhere.
+            raise EnvError(f"{action.kind} not done: the phone's screen had gone off; it is on "
+                           "again now, so look at it before acting")
         kind = action.kind
         if kind == "tap":
             self._run(f"input tap {action.x} {action.y}")
