@@ -24,7 +24,6 @@ from core.text import one_line
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     from runtime.bench.execute import JobRunner
@@ -248,33 +247,36 @@ def _merge(console: "Console", sources: list[Path], out: Path | None) -> None:
     print_path(console, "report", out / "report.html")
 
 
-def _uncut_table(title: str, columns: tuple[str, ...], rows: "list[tuple[str | Text, ...]]"
-                 ) -> "Table":
-    """A table whose columns are as wide as their longest cell, to print uncropped: a log is 80
-    columns wide (not a terminal), and a task cut to "desktop/e…" there names no task. Cells and
-    the title are shown as written, never read as markup (a folder named "[old]")."""
-    from rich.cells import cell_len
+def _print_uncut(console: "Console", title: str, columns: tuple[str, ...],
+                 rows: "list[tuple[str | Text, ...]]") -> None:
+    """A table as wide as its cells, even past the console's width: a log is 80 columns wide
+    (not a terminal), where rich would cut a task to "desktop/e…", which names no task, or drop
+    whole columns. Cells and the title are shown as written, never read as markup (a folder
+    named "[old]")."""
+    from rich.measure import Measurement
     from rich.table import Table
     from rich.text import Text
 
-    texts = [[Text(c) if isinstance(c, str) else c for c in row] for row in rows]
     table = Table(title=Text(title), title_justify="left")
     for i, column in enumerate(columns):
-        width = max([*map(cell_len, column.split("\n")), *(row[i].cell_len for row in texts)])
-        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True,
-                         min_width=width)
-    for row in texts:
-        table.add_row(*row)
-    return table
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(c) if isinstance(c, str) else c for c in row))
+    width = console.width
+    console.width = max(width, Measurement.get(console, console.options.update_width(1 << 20),
+                                               table).maximum)
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
 
 
 def _print_summary(console: "Console", summary: "Summary") -> None:
     rows = [(name, str(r.episodes), f"{r.success_rate * 100:.0f}%", f"{r.mean_reward:g}",
              str(r.failures), str(r.errors), f"{r.mean_steps:g}")
             for name, r in summary.tasks.items()]
-    console.print(_uncut_table("success per task", ("task", "episodes", "success",
-                                                     "mean\nreward", "failures", "errors",
-                                                     "mean\nsteps"), rows), crop=False)
+    _print_uncut(console, "success per task", ("task", "episodes", "success", "mean\nreward",
+                                               "failures", "errors", "mean\nsteps"), rows)
     o = summary.overall
     console.print(f"overall: {o.successes}/{o.episodes} succeeded "
                   f"({o.success_rate * 100:.0f}%), {o.errors} runtime errors")
@@ -301,8 +303,7 @@ def _print_comparison(console: "Console", a: Path, b: Path) -> None:
     ra, rb = result.overall
     rows.append((Text("overall", style="bold"), cell(ra), cell(rb),
                  f"{(rb.success_rate - ra.success_rate) * 100:+.0f} pts"))
-    console.print(_uncut_table(f"A: {a}   B: {b}", ("task", "A success", "B success", "change"),
-                               rows), crop=False)
+    _print_uncut(console, f"A: {a}   B: {b}", ("task", "A success", "B success", "change"), rows)
     if not result.shared:
         # Other seeds (or tasks): no episode ran in both, so none can be said to have changed.
         console.print("[yellow]the runs share no episode[/] (task@seed): run both with the "
