@@ -524,6 +524,10 @@ def _hide_secrets(record: StepRecord, secrets: Secrets, withheld: bool) -> StepR
     for name in ("response", "thought", "action", "parse_error", "result", "gate", "usage",
                  "extras"):
         data[name] = secrets.scrub(data[name])
+    if data["result"] is not None:
+        # An env's message may quote a screen's text cut short (a browser dialog's), and a
+        # value cut in two is not found whole.
+        data["result"]["message"] = secrets.scrub_cut(data["result"]["message"])
     for message in data["prompt"]["messages"]:
         if message["role"] != "system":
             for part in message["content"]:

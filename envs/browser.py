@@ -67,6 +67,8 @@ MAX_SCROLL_SCREENS = 100
 
 #: The most of a dialog's text the model is told (a page may write any length).
 MAX_DIALOG_TEXT = 200
+#: The most dialogs an action's result names (the others are counted).
+MAX_DIALOGS_TOLD = 3
 #: ``BrowserEnv._leave`` while the env leaves pages on its own account.
 _EVERY_PAGE = object()
 #: The largest screenshot side (viewport times scale) the env takes: past it chromium's
@@ -310,6 +312,7 @@ class BrowserEnv(Env):
         # next is answered Leave (during the action after that one).
         self._stayed: Any = None
         self._leave: Any = None
+        self._acting = False  # an action of the model's runs
         # The frames of other origins seen to draw (or given their time), with the url then.
         self._drawn: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         # Every page the context opens lands in _opened; _follow adopts them into _pages, the
@@ -335,7 +338,10 @@ class BrowserEnv(Env):
                 self._guard_documents()
                 allowed = json.dumps(self.allowed_domains)
                 self._context.add_init_script(_NAVIGATION_GUARD.replace("ALLOWED", allowed))
-            self._context.on("page", self._on_page)
+            # On the context, not on each page: a popup's dialog during its first load comes
+            # before its page does.
+            self._context.on("dialog", self._answer_dialog)
+            self._context.on("page", lambda page: self._opened.append(page))
             blank = list(self._context.pages)  # the profile's first, opened before the scripts
             self._context.new_page()  # reported to the handler above before it returns
             for page in blank:
@@ -526,12 +532,16 @@ class BrowserEnv(Env):
             text = action.text
             what = f"typing {len(text)} characters"
             hide = (text, one_line_break_each(text))
+        # Playwright hands over events only inside a call: one to the browser process (which
+        # no page holds up) hands over what the page did while the model thought, so that a
+        # dialog the page raised then is not taken for this action's.
+        self._call("sync", self._context.cookies)
         earlier = [f"before it, {d}" for d in self._take_dialogs()]
         if self.allowed_domains is not None:
             # What the page tried on its own while the model thought is not this action's.
             earlier += [f"before it, the page tried to open {url}, which is off the allowed "
                         "domains (blocked)" for url in self._blocked_since()]
-        self._leave, self._stayed = self._stayed, None
+        self._leave, self._stayed, self._acting = self._stayed, None, True
         try:
             message = self._call(what, lambda: self._perform(action), hide)
             if self.allowed_domains is not None:
@@ -549,28 +559,33 @@ class BrowserEnv(Env):
             self._stayed = self._stayed or self._leave
             raise EnvError(_said_too(str(exc), earlier, self._take_dialogs())) from None
         finally:
-            self._leave = None
+            self._leave, self._acting = None, False
         return _said_too(message, earlier, self._take_dialogs())
 
     def _answer_dialog(self, dialog: Any) -> None:
         """Cancel what a page asks: an alert is closed, a confirm or a prompt answered Cancel
         (nobody asked for what it would do), a "leave this page?" answered Stay, so that what
-        the page holds is not lost to a stray click; asked again at the very next action, as
-        the model was told, Leave. The model is told in the result of its action."""
+        the page holds is not lost to a stray click; asked again at the model's very next
+        action, as the model was told, Leave. The model is told in the result of its action."""
         from playwright.sync_api import Error as PlaywrightError
 
         asked = json.dumps(" ".join(dialog.message.split())[:MAX_DIALOG_TEXT],
                            ensure_ascii=False)
-        leave = dialog.type == "beforeunload" and self._leave in (dialog.page, _EVERY_PAGE)
-        if dialog.type == "beforeunload" and not leave:
-            self._stayed = dialog.page
-        self._dialogs.append(
-            "the page asked again to confirm leaving it, answered Leave" if leave
-            else "the page asked to confirm leaving it (what it holds would be lost), answered "
-                 "Stay; try to leave it again, as the next action, to leave anyway"
-            if dialog.type == "beforeunload"
-            else f"the page showed an alert {asked}, closed" if dialog.type == "alert"
-            else f"the page asked {asked} ({dialog.type}), answered Cancel")
+        leaving = dialog.type == "beforeunload"
+        leave = leaving and self._leave is not None and self._leave in (dialog.page, _EVERY_PAGE)
+        if leave:
+            said = "the page asked again to confirm leaving it, answered Leave"
+        elif leaving:
+            said = ("the page asked to confirm leaving it (what it holds would be lost), "
+                    "answered Stay")
+            if self._acting:  # the model's own try; one the page made by itself grants nothing
+                self._stayed = dialog.page
+                said += "; try to leave it again, as the next action, to leave anyway"
+        elif dialog.type == "alert":
+            said = f"the page showed an alert {asked}, closed"
+        else:
+            said = f"the page asked {asked} ({dialog.type}), answered Cancel"
+        self._dialogs.append(said)
         with contextlib.suppress(PlaywrightError):  # its page closed meanwhile
             dialog.accept() if leave else dialog.dismiss()
 
@@ -584,7 +599,12 @@ class BrowserEnv(Env):
             self._leave = None
 
     def _take_dialogs(self) -> list[str]:
+        """The dialogs answered since the last call, the first few by name (a page that asks
+        hundreds of times would fill the model's context)."""
         dialogs, self._dialogs = self._dialogs, []
+        more = len(dialogs) - MAX_DIALOGS_TOLD
+        if more > 0:
+            return [*dialogs[:MAX_DIALOGS_TOLD], f"{more} more dialogs, answered the same way"]
         return dialogs
 
     def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
@@ -594,6 +614,7 @@ class BrowserEnv(Env):
         with self._leaving():  # a new episode: what the last one left on a page goes
             self._call("reset", self._restart)
         self._take_dialogs()
+        self._stayed = None  # a Stay told to the last episode's model grants this one nothing
         return super().reset(prepare)
 
     def _restart(self) -> str:
@@ -778,11 +799,6 @@ class BrowserEnv(Env):
         return f"opened {self.page.url}"
 
     # -- pages ------------------------------------------------------------------------------
-    def _on_page(self, page: Any) -> None:
-        # Its dialogs are answered from the start: a popup may ask before it is shown.
-        page.on("dialog", self._answer_dialog)
-        self._opened.append(page)
-
     def _follow(self) -> None:
         """Make the newest open page the one shown: adopt the pages opened since the last look,
         each at the env's viewport (a ``window.open`` that names a size asks for its own), and

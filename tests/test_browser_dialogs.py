@@ -24,7 +24,14 @@ PAGE = b"""<!doctype html><body style="margin:0">
 <button id="alert" style="display:block;width:200px;height:40px"
   onclick="alert('Saved\\nat noon'); document.title = 'alerted'">alert</button>
 <a id="leave" href="/elsewhere?page=other" style="display:block;width:200px;height:40px">leave</a>
+<a id="popup" href="/?page=asking" target="_blank"
+  style="display:block;width:200px;height:40px">popup</a>
+<button id="many" style="display:block;width:200px;height:40px"
+  onclick="for (let i = 0; i < 20; i++) alert('number ' + i)">many</button>
 <script>
+if (location.search.includes("wander")) {
+  setTimeout(() => { location.href = "/elsewhere?page=other"; }, 300);
+}
 addEventListener("beforeunload", e => {
   if (document.getElementById("draft").value) { e.preventDefault(); e.returnValue = ""; }
 });
@@ -46,6 +53,8 @@ def port() -> Iterator[int]:
     def render(query: dict[str, str]) -> bytes:
         if query.get("page") == "other":
             return b"<title>other</title>elsewhere"
+        if query.get("page") == "asking":  # asks as it loads, before its page is reported
+            return b"<title>asking</title><script>confirm('Allow this popup?')</script>"
         if query.get("page") == "wandering":
             return WANDERING.replace(b"OFF_LIST", query["off"].encode())
         return PAGE
@@ -80,6 +89,20 @@ def test_a_confirm_or_a_prompt_is_answered_cancel_and_the_model_is_told(env) -> 
     # A second press asks again and is answered the same: no yes is ever given.
     assert "answered Cancel" in env.execute(click(env, "#delete")).message
     assert env.page.title() == "deleted: false"
+    # A page that asks without end fills no context: the first few are named, the rest counted.
+    many = env.execute(click(env, "#many")).message
+    assert many == ('clicked; the page showed an alert "number 0", closed; the page showed an '
+                    'alert "number 1", closed; the page showed an alert "number 2", closed; '
+                    "17 more dialogs, answered the same way")
+
+
+def test_a_popup_that_asks_as_it_loads_is_answered_and_told(env) -> None:
+    said = 'the page asked "Allow this popup?" (confirm), answered Cancel'
+    opened = env.execute(click(env, "#popup"))
+    env.observe()
+    assert env.page.title() == "asking"
+    after = env.execute(Scroll(direction="down"))
+    assert said in opened.message or f"before it, {said}" in after.message, (opened, after)
 
 
 def test_leaving_a_page_that_holds_a_draft_takes_a_second_try_at_the_next_action(env,
@@ -106,13 +129,31 @@ def test_leaving_a_page_that_holds_a_draft_takes_a_second_try_at_the_next_action
 
 
 def test_reset_leaves_a_page_that_asks_before_it_is_left(env) -> None:
-    env.execute(Navigate(url=env.page.url.split("?")[0] + "?page=draft"))
     env.execute(click(env, "#draft"))
     env.execute(Type(text="draft"))
+    assert "answered Stay" in env.execute(click(env, "#leave")).message
     observation = env.reset()
     assert observation.extras["url"] == env.start_url
-    # What the last episode's page asked is not told to the next episode's first action.
-    assert env.execute(Scroll(direction="down")).message == "scrolled down"
+    # What the last episode's page asked is not told to the next episode's first action, and
+    # the Stay told to the last episode's model lets this one's first try to leave go nowhere.
+    assert env.execute(click(env, "#draft")).message == "clicked"
+    env.execute(Type(text="a new draft"))
+    assert "answered Stay" in env.execute(click(env, "#leave")).message
+    assert env.page.url == env.start_url
+
+
+def test_a_page_that_tries_to_leave_by_itself_grants_the_model_no_leave(env, port) -> None:
+    """The page's own try to leave (a timer) is answered Stay, and the model's first try after
+    it is a first try: answered Stay too, its draft kept."""
+    env.execute(Navigate(url=f"http://127.0.0.1:{port}/?wander=1"))
+    env.execute(click(env, "#draft"))
+    env.execute(Type(text="half a letter"))
+    leave = click(env, "#leave")
+    time.sleep(0.6)  # the model thinks; the page tries to leave meanwhile
+    tried = env.execute(leave)
+    assert tried.message.startswith("clicked; before it, the page asked to confirm leaving it")
+    assert tried.message.count("answered Stay") == 2 and "answered Leave" not in tried.message
+    assert env.page.locator("#draft").input_value() == "half a letter"
 
 
 @pytest.mark.parametrize("how", ["once", "again"])

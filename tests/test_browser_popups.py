@@ -166,7 +166,10 @@ def test_a_page_that_closes_as_its_frame_is_taken_gives_way(env, server, monkeyp
 def test_an_action_during_which_the_page_closes_is_done(env, server) -> None:
     first, _ = popup_shown(env, server)
     # The page closes as the button goes down, while the drag still has moves to make.
-    env.page.evaluate("document.querySelector('#close').onmousedown = () => window.close()")
+    # (A function: Playwright calls what an expression evaluates to when that is a function,
+    # which would close the page at once.)
+    env.page.evaluate("() => { document.querySelector('#close').onmousedown = "
+                      "() => window.close(); }")
     result = env.execute(Drag(x=CLOSE[0], y=CLOSE[1], x2=MARK[0], y2=MARK[1]))
     assert result.ok and result.message == "drag closed the page"
     assert env.observe().extras["url"] == first

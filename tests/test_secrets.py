@@ -166,6 +166,28 @@ def test_a_gate_reason_cut_short_holds_no_part_of_a_secret(tmp_path):
     assert iban[:8] not in text
 
 
+def test_an_env_message_that_quotes_a_value_cut_short_keeps_no_part_of_it(tmp_path):
+    """A browser's result quotes a dialog's text cut to its first 200 characters, which may end
+    inside a value the model typed: masking finds no whole value there, yet no piece of it is
+    kept, in the trajectory or in the next prompt."""
+    iban = "DE89370400440532013000"
+
+    class AskingPage(FakePhone):
+        def _execute(self, action):
+            return f'clicked; the page asked "Send 5.00 EUR to {iban[:10]}" (confirm), answered' \
+                   " Cancel"
+
+    policy = ListPolicy(['*FUNCTION*: Tap *ARGS*: {"point": (500,500)}', DONE])
+    Agent(AskingPage(), policy, get_dialect("qwen2vl", "phone"), recorder=Recorder(
+        tmp_path / "traj"), secrets=Secrets({"IBAN": iban})).run("Send 5 EUR to <secret:IBAN>")
+    step = load(tmp_path / "traj").steps[0]
+    assert step.result.message.startswith('clicked; the page asked "Send 5.00 EUR to ')
+    steps = (tmp_path / "traj" / "steps.jsonl").read_text(encoding="utf-8")
+    prompt = json.dumps([m.text() for m in policy.requests[1].prompt.messages])
+    for piece in {iban[i:i + 6] for i in range(len(iban) - 5)}:
+        assert piece not in steps and piece not in prompt, piece
+
+
 def test_a_reply_that_holds_a_value_is_masked_untrained_and_replayed_as_written(
         tmp_path, hf_tokenizer):
     """A tap at x=500 with a PIN of 500: the record cannot keep the model's text, so it says
@@ -539,7 +561,8 @@ class PlaceholderEngine(EchoEngine):
         super().__init__()
         self.calls = 0
 
-    def generate_batch(self, batch, on_text=None, gone=None):  # streams nothing: serve sends all at the end
+    # Streams nothing: serve sends all at the end.
+    def generate_batch(self, batch, on_text=None, gone=None):
         self.calls += 1
         return [Completion(TYPE_SECRET if self.calls == 1 else DONE, job.prompt_tokens, 3)
                 for job in batch]
