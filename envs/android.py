@@ -1,7 +1,8 @@
 """An Android env on adbutils: a real phone, an emulator, or the virtual phone.
 
 Screenshots are raw ``screencap`` over ``exec:`` (a 12- or 16-byte header plus RGBA, converted on
-the host), with ``screencap -p`` as the fallback. Actions become ``input`` commands.
+the host), with ``screencap -p`` as the fallback; the warning a phone with two displays writes
+before the frame is skipped. Actions become ``input`` commands.
 
 Typing never lets the device shell see the model's text unquoted: ASCII that ``input text`` can
 carry goes through it, shell-quoted; anything else (non-ASCII, a literal ``%s``, tabs) goes
@@ -82,6 +83,8 @@ _FOCUS = re.compile(r"mCurrentFocus=Window\{[^}]*?\s([\w.]+)/([^\s}]+)\}")
 _FOCUSED_APP = re.compile(r"mFocusedApp=.*?\s([\w.]+)/([^\s}]+)")
 #: ``dumpsys power``'s state of the screen: Awake, or Asleep, Dozing or Dreaming (off).
 _WAKEFULNESS = re.compile(r"mWakefulness=(\w+)")
+#: How far into ``screencap``'s output its warnings may reach.
+WARNINGS_SPAN = 2048
 #: An input method's id, PACKAGE/CLASS ("null" and error messages are none).
 _IME_ID = re.compile(r"[\w.]+/[\w.$]+")
 
@@ -330,7 +333,7 @@ class AndroidEnv(Env):
 
     def _capture_raw(self) -> Image.Image | None:
         """The raw frame as an image; None where this frame is to be taken as PNG."""
-        data = self.exec_out("screencap")
+        data = _past_warnings(self.exec_out("screencap"), png=False)
         if len(data) >= 12:
             width, height, fmt = struct.unpack_from("<3I", data)
             header = len(data) - width * height * 4
@@ -343,7 +346,7 @@ class AndroidEnv(Env):
         return None
 
     def capture_png(self) -> Image.Image:
-        data = self.exec_out("screencap -p")
+        data = _past_warnings(self.exec_out("screencap -p"), png=True)
         try:
             return Image.open(io.BytesIO(data)).convert("RGB")
         except Exception as exc:  # noqa: BLE001 - PIL raises several kinds for bad data
@@ -806,3 +809,24 @@ def _read_to_end(sock: Any) -> bytes:
     while chunk := sock.recv(1 << 20):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _past_warnings(data: bytes, png: bool) -> bytes:
+    """The frame in ``screencap``'s output. On a phone with two displays (Android 14+: a
+    foldable's cover screen, an external display) it first writes "[Warning] Multiple displays
+    were found, but no display id was specified! ..." and some advice to stderr, which ``exec:``
+    sends in the same stream; it then captures the first display, as it says. The frame starts
+    at the PNG signature, or at the line whose raw header the frame's length fits."""
+    if not data.startswith(b"[Warning]"):
+        return data
+    head = data[:WARNINGS_SPAN]
+    if png:
+        at = head.find(b"\x89PNG\r\n\x1a\n")
+        return data[at:] if at > 0 else data
+    for line_end in re.finditer(rb"\n", head):
+        at = line_end.end()
+        if len(data) - at >= 12:
+            width, height, _ = struct.unpack_from("<3I", data, at)
+            if len(data) - at - width * height * 4 in (12, 16):
+                return data[at:]
+    return data

@@ -81,3 +81,38 @@ def test_a_pixel_format_not_converted_switches_to_png_for_good():
     for _ in range(2):
         assert env.capture().tobytes() == image.tobytes()
     assert asked == ["screencap", "screencap -p", "screencap -p"]
+
+
+# What screencap writes to stderr before the frame on a phone with two displays (Android 14+:
+# a foldable's cover screen); exec: sends it in the same stream. Phones word the advice after
+# the first line differently, or leave it out.
+WARNINGS = [
+    b"[Warning] Multiple displays were found, but no display id was specified! Defaulting to "
+    b"the first display found, however this default is not guaranteed to be consistent across "
+    b"captures. A display id should be specified.\nA display ID can be specified with the "
+    b"[-d display-id] option.\nSee \"dumpsys SurfaceFlinger --display-id\" for valid display "
+    b"IDs.\n",
+    b"[Warning] Multiple displays were found, but no display id was specified!\n",
+]
+
+
+@pytest.mark.parametrize("warning", WARNINGS)
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "png"])
+def test_a_frame_after_screencaps_warning_of_two_displays_is_read(warning, raw):
+    env = fake_android_env(FakeAdbDevice())
+    del env.capture
+    env._raw_screencap = raw
+    image = Image.effect_noise((60, 40), 64).convert("RGB")
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    frames = {"screencap": warning + _raw(image), "screencap -p": warning + png.getvalue()}
+    asked: list[str] = []
+
+    def exec_out(command: str) -> bytes:
+        asked.append(command)
+        return frames[command]
+
+    env.exec_out = exec_out
+    for _ in range(2):
+        assert env.capture().tobytes() == image.tobytes()
+    assert asked == ["screencap" if raw else "screencap -p"] * 2  # raw frames go on being raw
