@@ -52,6 +52,9 @@ ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 #: Waits between tries of an adb call that did not reach the device (about 15 s in all): an adb
 #: server that restarts, and a device that comes back to it, are back within that.
 ADB_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: How long ``uiautomator dump`` waits for a screen that keeps changing (a video, a spinner) to
+#: be idle before it gives up ("ERROR: could not get idle state."): adb is given that long too.
+UI_IDLE_WAIT_S = 10.0
 #: Characters per ``input text`` call (a piece of text without a literal "%s" has none either).
 INPUT_TEXT_CHUNK = 200
 
@@ -292,10 +295,11 @@ class AndroidEnv(Env):
             time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def shell(self, command: str) -> str:
-        """Run a device shell command (already quoted) and return its output."""
+    def shell(self, command: str, busy_s: float = 0.0) -> str:
+        """Run a device shell command (already quoted) and return its output; ``busy_s``: how
+        long the command itself may take, on top of the time adb is given to answer."""
         return self._call(f"`{command[:60]}`",
-                          lambda: self.device.shell(command, timeout=self.timeout_s))
+                          lambda: self.device.shell(command, timeout=self.timeout_s + busy_s))
 
     def _run(self, command: str, what: str | None = None, hide: tuple[str, ...] = (),
              busy_s: float = 0.0) -> str:
@@ -704,7 +708,7 @@ class AndroidEnv(Env):
 
     def ui_tree(self) -> UiNode:
         """The accessibility tree of the current screen (``uiautomator dump``)."""
-        output = self.shell("uiautomator dump /dev/tty")
+        output = self.shell("uiautomator dump /dev/tty", busy_s=UI_IDLE_WAIT_S)
         try:
             return parse_hierarchy(output)
         except UiTreeError as exc:

@@ -1,6 +1,7 @@
-"""A real phone's screen goes off after its timeout while the model thinks: the env turns it on
-before it looks, and does not send an action the model chose on a screen that has since gone
-off (it would land on the lock screen, or be lost)."""
+"""What a real phone's screen does that the virtual phone's does not: it goes off after its
+timeout while the model thinks (the env turns it on before it looks, and does not send an
+action chosen on a screen that has since gone off: it would land on the lock screen, or be
+lost), and it may never go idle for ``uiautomator dump`` (a video)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,24 @@ def test_a_screen_that_stays_off_is_a_clear_error():
     with pytest.raises(EnvError, match="the screen of fake-1 is off and did not come on after "
                                        "KEYCODE_WAKEUP in 0.3s"):
         env.observe()
+
+
+class BusyScreenPhone(FakeAdbDevice):
+    """A screen that never goes idle (a video): ``uiautomator dump`` answers after its own 10 s
+    wait with its error; adb, given less time than that, times out first."""
+
+    def shell(self, command: str, timeout: float | None = None) -> str:
+        if command.startswith("uiautomator dump"):
+            self.commands.append(command)
+            if timeout is not None and timeout <= 10:
+                raise TimeoutError("adb read timeout")
+            return "ERROR: could not get idle state.\n"
+        return super().shell(command, timeout)
+
+
+def test_a_screen_that_never_goes_idle_is_not_taken_for_a_lost_phone():
+    env = fake_android_env(BusyScreenPhone())
+    with pytest.raises(EnvError) as failed:
+        env.ui_tree()
+    assert "could not get idle state" in str(failed.value)
+    assert "not reachable" not in str(failed.value)
