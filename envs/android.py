@@ -646,10 +646,33 @@ class AndroidEnv(Env):
         to launch) the home-screen icon labelled so. Names that several packages could be
         open nothing; they are judged by the name."""
         try:
-            package = _package_for(app, self.packages())
+            package = self._package_for(app, self.packages())
         except EnvError:
             package = None
         return AppTarget(package=package, label=app.strip())
+
+    def _package_for(self, app: str, packages: list[str]) -> str | None:
+        """The package ``open_app(app)`` starts (``_packages_named``); of several, the one
+        with an activity to launch: every stock phone has ``com.android.settings`` beside
+        ``com.android.providers.settings``, a content provider, and Contacts and Calendar
+        beside theirs. Several launchable ones (or a phone that cannot say) are an EnvError:
+        which one is meant is not known, and the first listed may be any app that named itself
+        so."""
+        found = _packages_named(app, packages)
+        if len(found) > 1:
+            launchable = [p for p in found if self._launchable(p)]
+            if len(launchable) != 1:
+                raise EnvError(f"several installed packages could be '{app}': "
+                               f"{', '.join(found[:8])}; name the package")
+            found = launchable
+        return found[0] if found else None
+
+    def _launchable(self, package: str) -> bool:
+        """Whether ``package`` has a launcher activity (Android 7+ resolves it; elsewhere the
+        command fails, and no package counts as launchable)."""
+        output = self.shell("cmd package resolve-activity --brief -a android.intent.action.MAIN "
+                            f"-c android.intent.category.LAUNCHER {shlex.quote(package)}")
+        return any(line.strip().startswith(f"{package}/") for line in output.splitlines())
 
     def open_app(self, app: str) -> str:
         """Open ``app`` by package name (or its last segment, ignoring case and punctuation),
@@ -659,7 +682,7 @@ class AndroidEnv(Env):
             raise EnvError("open_app needs the name of an app: a package name or the label "
                            "of its icon on the home screen")
         packages = self.packages()
-        package = _package_for(app, packages)
+        package = self._package_for(app, packages)
         if package is not None:
             output = self.shell(
                 f"monkey -p {shlex.quote(package)} -c android.intent.category.LAUNCHER 1")
@@ -726,20 +749,14 @@ class AndroidEnv(Env):
         return tree
 
 
-def _package_for(app: str, packages: list[str]) -> str | None:
-    """The package ``open_app(app)`` starts: ``app`` itself when installed, else the package
-    whose last segment is ``app`` (ignoring case and anything but letters and digits); None when
-    none is. Several such packages are an EnvError: which one is meant is not known, and the
-    first listed may be any app that named itself so."""
+def _packages_named(app: str, packages: list[str]) -> list[str]:
+    """The packages ``open_app(app)`` may mean: ``app`` itself when installed, else those whose
+    last segment is ``app`` (ignoring case and anything but letters and digits)."""
     app = app.strip()  # a model's string may end in a space or a line break
     if app in packages:
-        return app
+        return [app]
     wanted = _letters_and_digits(app)
-    found = [p for p in packages if wanted and _letters_and_digits(p.rsplit(".", 1)[-1]) == wanted]
-    if len(found) > 1:
-        raise EnvError(f"several installed packages could be '{app}': {', '.join(found[:8])}; "
-                       "name the package")
-    return found[0] if found else None
+    return [p for p in packages if wanted and _letters_and_digits(p.rsplit(".", 1)[-1]) == wanted]
 
 
 def _letters_and_digits(name: str) -> str:

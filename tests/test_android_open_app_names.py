@@ -59,3 +59,43 @@ def test_a_package_name_with_space_around_it_opens_that_package(app):
     assert env.execute(OpenApp(app=app)).ok
     assert [c for c in device.commands if c.startswith("monkey")] == [
         "monkey -p com.vlagent.notes -c android.intent.category.LAUNCHER 1"]
+
+
+class StockPhone(FakeAdbDevice):
+    """Answers ``cmd package resolve-activity`` as Android 7+ does: the launcher activity of an
+    app, "No activity found" for a package without one (a content provider)."""
+
+    APPS = {"com.android.settings": "com.android.settings/.Settings",
+            "com.google.android.calendar": "com.google.android.calendar/.AllInOneActivity",
+            "com.example.settings": "com.example.settings/.Main"}
+
+    def _answer(self, command: str):
+        answer = super()._answer(command)
+        if command.startswith("cmd package resolve-activity"):
+            package = command.split()[-1]
+            answer.output = (f"priority=0 preferredOrder=0 match=0x108000 specificIndex=-1 "
+                             f"isDefault=false\n{self.APPS[package]}\n"
+                             if package in self.APPS else "No activity found\n")
+        return answer
+
+
+@pytest.mark.parametrize("app, package", [
+    ("Settings", "com.android.settings"), ("calendar", "com.google.android.calendar")])
+def test_a_name_a_content_provider_shares_opens_the_app_that_has_something_to_launch(app,
+                                                                                    package):
+    device = StockPhone(packages=("com.android.providers.settings", "com.android.settings",
+                                  "com.android.providers.calendar",
+                                  "com.google.android.calendar"))
+    env = fake_android_env(device)
+    assert env.resolve_app(app).package == package
+    assert env.execute(OpenApp(app=app)).ok
+    assert [c for c in device.commands if c.startswith("monkey")] == [
+        f"monkey -p {package} -c android.intent.category.LAUNCHER 1"]
+
+
+def test_two_launchable_apps_of_one_name_open_neither():
+    device = StockPhone(packages=("com.android.providers.settings", "com.android.settings",
+                                  "com.example.settings"))
+    result = fake_android_env(device).execute(OpenApp(app="Settings"))
+    assert not result.ok and "several installed packages could be 'Settings'" in result.message
+    assert not [c for c in device.commands if c.startswith(("monkey", "input tap"))]
