@@ -82,7 +82,8 @@ CANONICAL_KEYCODES: dict[str, str] = {
 
 T = TypeVar("T")
 
-_FOCUS = re.compile(r"mCurrentFocus=Window\{[^}]*?\s([\w.]+)/([^\s}]+)\}")
+_FOCUS = re.compile(r"mCurrentFocus=(null|Window\{[^}]*\})")
+_COMPONENT = re.compile(r"\s([\w.]+)/([^\s}]+)\}$")
 _FOCUSED_APP = re.compile(r"mFocusedApp=.*?\s([\w.]+)/([^\s}]+)")
 #: ``dumpsys power``'s state of the screen: Awake, or Asleep, Dozing or Dreaming (off).
 _WAKEFULNESS = re.compile(r"mWakefulness=(\w+)")
@@ -260,7 +261,9 @@ class AndroidEnv(Env):
             r"Physical size: (\d+)x(\d+)", size)
         if not found:
             raise EnvError(f"unexpected `wm size` output from {self.serial}: {size!r}")
-        density = re.search(r"(?:Override|Physical) density: (\d+)", self.shell("wm density"))
+        said = self.shell("wm density")  # the user's "Display size" is the override
+        density = re.search(r"Override density: (\d+)", said) or re.search(
+            r"Physical density: (\d+)", said)
         turned = re.search(r"orientation=(\d)", self.shell("dumpsys display"))
         rotation = int(turned.group(1)) if turned else 0
         width, height = int(found.group(1)), int(found.group(2))
@@ -400,10 +403,18 @@ class AndroidEnv(Env):
         return Observation(image=image, extras=extras, png=self._last_frame[2])
 
     def foreground(self) -> tuple[str | None, str | None]:
-        """(package, activity) of the focused window, from ``dumpsys window``."""
+        """(package, activity) of the focused window, from ``dumpsys window``: its last
+        focus, since a section on the last ANR, kept for hours, comes first with the window
+        state of then. A focused window of no app (the lock screen's NotificationShade or
+        StatusBar, an "Application Not Responding" dialog) is (None, None), not the app behind
+        it; with no window focused (between two), the focused app."""
         output = self.shell("dumpsys window")
-        found = _FOCUS.search(output) or _FOCUSED_APP.search(output)
-        return (found.group(1), found.group(2)) if found else (None, None)
+        focus = _FOCUS.findall(output)
+        if focus and focus[-1] != "null":
+            component = _COMPONENT.search(focus[-1])
+            return (component.group(1), component.group(2)) if component else (None, None)
+        apps = _FOCUSED_APP.findall(output)
+        return apps[-1] if apps else (None, None)
 
     def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
         """With ``prepare`` (a task's start state), go to the home screen and run it; without,

@@ -1,7 +1,8 @@
 """What a real phone's screen does that the virtual phone's does not: it goes off after its
 timeout while the model thinks (the env turns it on before it looks, and does not send an
 action chosen on a screen that has since gone off: it would land on the lock screen, or be
-lost), and it may never go idle for ``uiautomator dump`` (a video)."""
+lost), it may never go idle for ``uiautomator dump`` (a video), and what ``dumpsys window``
+says of it holds more than the live state."""
 
 from __future__ import annotations
 
@@ -89,3 +90,62 @@ def test_a_screen_that_never_goes_idle_is_not_taken_for_a_lost_phone():
         env.ui_tree()
     assert "could not get idle state" in str(failed.value)
     assert "not reachable" not in str(failed.value)
+
+
+# `dumpsys window` as real phones write it: a section on the last ANR (kept for two hours)
+# comes first with the window state of then; the live state follows.
+LAST_ANR = """WINDOW MANAGER LAST ANR (dumpsys window lastanr)
+  Application at fault: ActivityRecord{1b2c3d4 u0 com.instagram.android/.MainTabActivity t42}
+Last ANR continued
+WINDOW MANAGER DISPLAY CONTENTS (dumpsys window displays)
+    mCurrentFocus=Window{9f8e7d6 u0 com.instagram.android/com.instagram.android.MainTabActivity}
+    mFocusedApp=ActivityRecord{1b2c3d4 u0 com.instagram.android/.MainTabActivity t42}
+
+WINDOW MANAGER DISPLAY CONTENTS (dumpsys window displays)
+"""
+LIVE = "    mCurrentFocus={focus}\n    mFocusedApp=ActivityRecord{{5e6f7a8 u0 {app} t57}}\n"
+
+
+class WindowsPhone(FakeAdbDevice):
+    def __init__(self, dump: str) -> None:
+        super().__init__()
+        self.dump = dump
+
+    def _answer(self, command: str):
+        answer = super()._answer(command)
+        if command == "dumpsys window":
+            answer.output = self.dump
+        return answer
+
+
+@pytest.mark.parametrize("focus, app, foreground", [
+    ("Window{1a2b3c4 u0 com.android.settings/com.android.settings.Settings}",
+     "com.android.settings/.Settings", ("com.android.settings", "com.android.settings.Settings")),
+    # The lock screen (Android 12+; StatusBar before) over an app: not the app behind it.
+    ("Window{7c1 u0 NotificationShade}", "com.example.bank/.MainActivity", (None, None)),
+    ("Window{7c2 u0 Application Not Responding: com.example.bank}",
+     "com.example.bank/.MainActivity", (None, None)),
+    # Between two windows nothing is focused: the focused app.
+    ("null", "com.example.bank/.MainActivity", ("com.example.bank", ".MainActivity")),
+])
+def test_the_foreground_is_the_live_focus_not_the_last_anrs_nor_the_app_behind_a_lock_screen(
+        focus, app, foreground):
+    env = fake_android_env(WindowsPhone(LAST_ANR + LIVE.format(focus=focus, app=app)))
+    del env.foreground  # the env's own reading, not the fake's
+    assert env.foreground() == foreground
+
+
+def test_the_density_is_the_one_the_user_set_over_the_physical_one():
+    """Display size (Pixel) or Screen zoom (Samsung) sets an override, as `wm size` has one."""
+
+    class ZoomedPhone(FakeAdbDevice):
+        def _answer(self, command: str):
+            answer = super()._answer(command)
+            if command == "wm density":
+                answer.output = "Physical density: 560\nOverride density: 480\n"
+            elif command == "wm size":
+                answer.output = "Physical size: 1440x3120\nOverride size: 1080x2340\n"
+            return answer
+
+    screen = fake_android_env(ZoomedPhone())._read_screen()
+    assert (screen.width, screen.height, screen.density) == (1080, 2340, 480)
