@@ -93,7 +93,7 @@ def list_devices(
     """List the devices attached to the adb server, with their state and model."""
     from rich.table import Table
 
-    from envs.android import adb_client, adb_server_port, list_devices
+    from envs.android import adb_client, adb_server_port, device_state, list_devices
     from envs.base import EnvError
 
     console = Console()
@@ -117,6 +117,6 @@ def list_devices(
         return
     table = Table("serial", "state", "model", "product")
     for info in infos:
-        table.add_row(info.serial, info.state, info.tags.get("model", ""),
+        table.add_row(info.serial, device_state(info.state), info.tags.get("model", ""),
                       info.tags.get("product", ""))
     console.print(table)

@@ -52,6 +52,8 @@ ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 #: Waits between tries of an adb call that did not reach the device (about 15 s in all): an adb
 #: server that restarts, and a device that comes back to it, are back within that.
 ADB_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: What ``cmd package resolve-activity`` names when several activities match.
+_CHOOSER = "android/com.android.internal.app.ResolverActivity"
 #: How long ``uiautomator dump`` waits for a screen that keeps changing (a video, a spinner) to
 #: be idle before it gives up ("ERROR: could not get idle state."): adb is given that long too.
 UI_IDLE_WAIT_S = 10.0
@@ -91,6 +93,26 @@ _WAKEFULNESS = re.compile(r"mWakefulness=(\w+)")
 WARNINGS_SPAN = 2048
 #: An input method's id, PACKAGE/CLASS ("null" and error messages are none).
 _IME_ID = re.compile(r"[\w.]+/[\w.$]+")
+
+
+#: What to do about a device the adb server lists but cannot use, by its state.
+_STATE_ADVICE = {
+    "unauthorized": "accept \"Allow USB debugging?\" on its screen",
+    # adbutils keeps the first word of "no permissions (missing udev rules? ...)".
+    "no": "this user may not open its USB device: add a udev rule for it, or join the plugdev "
+          "group",
+    "offline": "unplug it and plug it in again, or toggle USB debugging",
+}
+
+
+def device_state(state: str) -> str:
+    """A device's state as adb means it: adbutils cuts "no permissions" to "no"."""
+    return "no permissions" if state == "no" else state
+
+
+def _not_ready(info: Any) -> str:
+    advice = _STATE_ADVICE.get(info.state, "check `adb devices`")
+    return f"{info.serial} is {device_state(info.state)} ({advice})"
 
 
 def list_devices(client: Any) -> list[Any]:
@@ -241,13 +263,16 @@ class AndroidEnv(Env):
         if serial is not None:
             if serial in ready:
                 return serial
-            states = {i.serial: i.state for i in infos}
-            if serial in states:
-                raise EnvError(f"device {serial} is {states[serial]}, not ready; "
-                               "check its USB debugging authorization and `adb devices`")
-            listed = ", ".join(ready) or "none"
-            raise EnvError(f"device {serial} is not attached (attached: {listed}); {ATTACH_HELP}")
+            listed = [i for i in infos if i.serial == serial]
+            if listed:
+                raise EnvError(f"device {_not_ready(listed[0])}, so it is not ready")
+            attached = ", ".join(ready) or "none"
+            raise EnvError(f"device {serial} is not attached (attached: {attached}); "
+                           f"{ATTACH_HELP}")
         if not ready:
+            if infos:  # attached, but none usable: say why rather than that none is there
+                raise EnvError("no Android device is ready at the adb server at "
+                               f"{server}: {'; '.join(map(_not_ready, infos))}")
             raise EnvError(f"no Android device is attached to the adb server at {server}; "
                            f"{ATTACH_HELP}")
         if len(ready) > 1:
@@ -683,7 +708,10 @@ class AndroidEnv(Env):
         command fails, and no package counts as launchable)."""
         output = self.shell("cmd package resolve-activity --brief -a android.intent.action.MAIN "
                             f"-c android.intent.category.LAUNCHER {shlex.quote(package)}")
-        return any(line.strip().startswith(f"{package}/") for line in output.splitlines())
+        # A package with several launcher activities (Samsung's Contacts and Phone) resolves
+        # to the chooser.
+        return any(line.strip().startswith((f"{package}/", _CHOOSER))
+                   for line in output.splitlines())
 
     def open_app(self, app: str) -> str:
         """Open ``app`` by package name (or its last segment, ignoring case and punctuation),

@@ -67,7 +67,9 @@ class StockPhone(FakeAdbDevice):
 
     APPS = {"com.android.settings": "com.android.settings/.Settings",
             "com.google.android.calendar": "com.google.android.calendar/.AllInOneActivity",
-            "com.example.settings": "com.example.settings/.Main"}
+            "com.example.settings": "com.example.settings/.Main",
+            # Samsung's Contacts holds the Phone's launcher activity too: the chooser answers.
+            "com.android.contacts": "android/com.android.internal.app.ResolverActivity"}
 
     def _answer(self, command: str):
         answer = super()._answer(command)
@@ -80,12 +82,14 @@ class StockPhone(FakeAdbDevice):
 
 
 @pytest.mark.parametrize("app, package", [
-    ("Settings", "com.android.settings"), ("calendar", "com.google.android.calendar")])
+    ("Settings", "com.android.settings"), ("calendar", "com.google.android.calendar"),
+    ("Contacts", "com.android.contacts")])
 def test_a_name_a_content_provider_shares_opens_the_app_that_has_something_to_launch(app,
                                                                                     package):
     device = StockPhone(packages=("com.android.providers.settings", "com.android.settings",
                                   "com.android.providers.calendar",
-                                  "com.google.android.calendar"))
+                                  "com.google.android.calendar", "com.android.providers.contacts",
+                                  "com.android.contacts"))
     env = fake_android_env(device)
     assert env.resolve_app(app).package == package
     assert env.execute(OpenApp(app=app)).ok
