@@ -87,6 +87,7 @@ T = TypeVar("T")
 _FOCUS = re.compile(r"mCurrentFocus=(null|Window\{[^}]*\})")
 _COMPONENT = re.compile(r"\s([\w.]+)/([^\s}]+)\}$")
 _FOCUSED_APP = re.compile(r"mFocusedApp=.*?\s([\w.]+)/([^\s}]+)")
+_DISPLAY = re.compile(r"Display: mDisplayId=(\d+)")
 #: ``dumpsys power``'s state of the screen: Awake, or Asleep, Dozing or Dreaming (off).
 _WAKEFULNESS = re.compile(r"mWakefulness=(\w+)")
 #: How far into ``screencap``'s output its warnings may reach.
@@ -428,12 +429,20 @@ class AndroidEnv(Env):
         return Observation(image=image, extras=extras, png=self._last_frame[2])
 
     def foreground(self) -> tuple[str | None, str | None]:
-        """(package, activity) of the focused window, from ``dumpsys window``: its last
-        focus, since a section on the last ANR, kept for hours, comes first with the window
-        state of then. A focused window of no app (the lock screen's NotificationShade or
+        """(package, activity) of the focused window, from ``dumpsys window``: display 0's,
+        its last focus, since a section on the last ANR, kept for hours, comes first with the
+        window state of then. A focused window of no app (the lock screen's NotificationShade or
         StatusBar, an "Application Not Responding" dialog) is (None, None), not the app behind
         it; with no window focused (between two), the focused app."""
         output = self.shell("dumpsys window")
+        # Android 10+ keeps a focus per display: display 0's, which the screenshots show, in
+        # its last block (an earlier one is the last ANR's). Before 10 the focus is global.
+        blocks = [m.end() for m in _DISPLAY.finditer(output) if m.group(1) == "0"]
+        if blocks:
+            following = _DISPLAY.search(output, blocks[-1])
+            block = output[blocks[-1]:following.start() if following else len(output)]
+            if _FOCUS.search(block) or _FOCUSED_APP.search(block):
+                output = block
         focus = _FOCUS.findall(output)
         if focus and focus[-1] != "null":
             component = _COMPONENT.search(focus[-1])

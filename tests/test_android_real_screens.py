@@ -149,3 +149,29 @@ def test_the_density_is_the_one_the_user_set_over_the_physical_one():
 
     screen = fake_android_env(ZoomedPhone())._read_screen()
     assert (screen.width, screen.height, screen.density) == (1080, 2340, 480)
+
+
+TWO_DISPLAYS = """WINDOW MANAGER DISPLAY CONTENTS (dumpsys window displays)
+  Display: mDisplayId=0 rootTasks=6
+    mCurrentFocus={focus}
+    mFocusedApp=ActivityRecord{{5e6f7a8 u0 com.example.bank/.MainActivity t57}}
+  Display: mDisplayId=2 rootTasks=1
+    mCurrentFocus=Window{{9c8b7a6 u0 com.example.files/com.example.files.MainActivity}}
+    mFocusedApp=ActivityRecord{{4d3c2b1 u0 com.example.files/.MainActivity t61}}
+WINDOW MANAGER WINDOWS (dumpsys window windows)
+  mTopFocusedDisplayId=2
+"""
+
+
+@pytest.mark.parametrize("focus, foreground", [
+    ("Window{1a2 u0 com.example.bank/com.example.bank.MainActivity}",
+     ("com.example.bank", "com.example.bank.MainActivity")),
+    ("Window{1f2 u0 NotificationShade}", (None, None)),
+])
+def test_with_a_second_display_the_foreground_is_the_one_the_screenshots_show(focus,
+                                                                               foreground):
+    """Android 10+ keeps a focus per display (a desktop mode's monitor, a cover screen):
+    display 0's is the one screencap and input act on."""
+    env = fake_android_env(WindowsPhone(LAST_ANR + TWO_DISPLAYS.format(focus=focus)))
+    del env.foreground
+    assert env.foreground() == foreground
