@@ -29,9 +29,8 @@ PAGE = b"""<!doctype html><body style="margin:0">
 <button id="many" style="display:block;width:200px;height:40px"
   onclick="for (let i = 0; i < 20; i++) alert('number ' + i)">many</button>
 <script>
-if (location.search.includes("wander")) {
-  setTimeout(() => { location.href = "/elsewhere?page=other"; }, 300);
-}
+// Called by a test once the model has done its part: the page leaves by itself soon after.
+window.wander = () => setTimeout(() => { location.href = "/elsewhere?page=other"; }, 100);
 addEventListener("beforeunload", e => {
   if (document.getElementById("draft").value) { e.preventDefault(); e.returnValue = ""; }
 });
@@ -42,7 +41,8 @@ WANDERING = b"""<!doctype html><body style="margin:0">
 <input id="field" style="display:block;width:200px;height:40px">
 <script>
 const leave = () => { location.href = "OFF_LIST"; };
-if (location.search.includes("once")) setTimeout(leave, 200); else setInterval(leave, 50);
+// Called by a test after it observed: once soon after, or again and again.
+window.wander = (again) => again ? setInterval(leave, 50) : setTimeout(leave, 100);
 </script></body>"""
 
 
@@ -145,10 +145,10 @@ def test_reset_leaves_a_page_that_asks_before_it_is_left(env) -> None:
 def test_a_page_that_tries_to_leave_by_itself_grants_the_model_no_leave(env, port) -> None:
     """The page's own try to leave (a timer) is answered Stay, and the model's first try after
     it is a first try: answered Stay too, its draft kept."""
-    env.execute(Navigate(url=f"http://127.0.0.1:{port}/?wander=1"))
     env.execute(click(env, "#draft"))
     env.execute(Type(text="half a letter"))
     leave = click(env, "#leave")
+    env.page.evaluate("() => wander()")
     time.sleep(0.6)  # the model thinks; the page tries to leave meanwhile
     tried = env.execute(leave)
     assert tried.message.startswith("clicked; before it, the page asked to confirm leaving it")
@@ -160,12 +160,13 @@ def test_a_page_that_tries_to_leave_by_itself_grants_the_model_no_leave(env, por
 def test_what_the_page_tries_by_itself_is_not_the_models_action_failing(port, playwright,
                                                                          how) -> None:
     off_list = f"http://localhost:{port}/?page=other"
-    start = f"http://127.0.0.1:{port}/?page=wandering&how={how}&off={off_list}"
+    start = f"http://127.0.0.1:{port}/?page=wandering&off={off_list}"
     said = f"the page tried to open {off_list}, which is off the allowed domains (blocked)"
     with BrowserEnv(viewport=(400, 300), start_url=start, allowed_domains=["127.0.0.1"],
                     playwright=playwright) as env:
         env.observe()
         focus = click(env, "#field")
+        env.page.evaluate("again => wander(again)", how == "again")
         time.sleep(0.6)  # the model thinks; meanwhile the page tries to leave
         if how == "once":
             # Tried before the click, so not the click's doing.
