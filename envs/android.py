@@ -207,11 +207,12 @@ def _travel(start: int, delta: int, size: int) -> tuple[int, int]:
 class AndroidEnv(Env):
     """One Android device through the adb server at ``adb_host:adb_port``.
 
-    ``serial`` picks the device (default: the only one attached). ``timeout_s`` bounds every adb
-    call, so a device that goes away fails the next call within it; an adb server that goes
-    away is waited for a while (``ADB_RETRY_DELAYS_S``), never started. ``screencap="png"`` skips
-    the raw frames (for devices or links where PNG is faster). ``observe_ui=True`` adds the
-    screen's accessibility tree to every observation. A device that tells when its screen is
+    ``serial`` picks the device (default: the only one that is ready). ``timeout_s`` bounds
+    every adb call, so a device that goes away fails the next call within it; an adb server
+    that goes away is waited for a while (``ADB_RETRY_DELAYS_S``), never started.
+    ``screencap="png"`` skips the raw frames (for devices or links where PNG is faster).
+    ``observe_ui=True`` adds the screen's accessibility tree to every observation. A device
+    that tells when its screen is
     still (envs/still_frames.py: the virtual phone) is observed with one frame per observation
     instead of frames compared until two match; ``still_frames=False`` compares frames anyway.
     """
@@ -688,8 +689,9 @@ class AndroidEnv(Env):
 
     def resolve_app(self, app: str) -> AppTarget:
         """What ``open_app(app)`` opens: a package, or else (or where the package has nothing
-        to launch) the home-screen icon labelled so. Names that several packages could be
-        open nothing; they are judged by the name."""
+        to launch) the home-screen icon labelled so. Names that several launchable packages
+        could be (or several packages, on a phone that cannot say which launch) open nothing;
+        they are judged by the name."""
         try:
             package = self._package_for(app, self.packages())
         except EnvError:

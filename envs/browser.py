@@ -67,7 +67,7 @@ MAX_SCROLL_SCREENS = 100
 
 #: The most of a dialog's text the model is told (a page may write any length).
 MAX_DIALOG_TEXT = 200
-#: The most dialogs an action's result names (the others are counted).
+#: The most dialogs an action's result names, before it and during it (the others are counted).
 MAX_DIALOGS_TOLD = 3
 #: ``BrowserEnv._leave`` while the env leaves pages on its own account.
 _EVERY_PAGE = object()
@@ -536,11 +536,11 @@ class BrowserEnv(Env):
         # no page holds up) hands over what the page did while the model thought, so that a
         # dialog the page raised then is not taken for this action's.
         self._call("sync", self._context.cookies)
-        earlier = [f"before it, {d}" for d in self._take_dialogs()]
-        if self.allowed_domains is not None:
-            # What the page tried on its own while the model thought is not this action's.
-            earlier += [f"before it, the page tried to open {url}, which is off the allowed "
-                        "domains (blocked)" for url in self._blocked_since()]
+        before = self._take_dialogs()
+        # What the page tried on its own while the model thought is not this action's.
+        blocked = [f"before it, the page tried to open {url}, which is off the allowed domains "
+                   "(blocked)" for url in self._blocked_since()] \
+            if self.allowed_domains is not None else []
         self._leave, self._stayed, self._acting = self._stayed, None, True
         try:
             message = self._call(what, lambda: self._perform(action), hide)
@@ -557,10 +557,10 @@ class BrowserEnv(Env):
             # A try that failed before the page could ask (chromium aborts a navigation that
             # starts right after a Stay) keeps the Leave for the next.
             self._stayed = self._stayed or self._leave
-            raise EnvError(_said_too(str(exc), earlier, self._take_dialogs())) from None
+            raise EnvError(_said_too(str(exc), blocked, before, self._take_dialogs())) from None
         finally:
             self._leave, self._acting = None, False
-        return _said_too(message, earlier, self._take_dialogs())
+        return _said_too(message, blocked, before, self._take_dialogs())
 
     def _answer_dialog(self, dialog: Any) -> None:
         """Cancel what a page asks: an alert is closed, a confirm or a prompt answered Cancel
@@ -599,12 +599,7 @@ class BrowserEnv(Env):
             self._leave = None
 
     def _take_dialogs(self) -> list[str]:
-        """The dialogs answered since the last call, the first few by name (a page that asks
-        hundreds of times would fill the model's context)."""
         dialogs, self._dialogs = self._dialogs, []
-        more = len(dialogs) - MAX_DIALOGS_TOLD
-        if more > 0:
-            return [*dialogs[:MAX_DIALOGS_TOLD], f"{more} more dialogs, answered the same way"]
         return dialogs
 
     def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
@@ -925,7 +920,12 @@ class BrowserEnv(Env):
             raise EnvError(f"{what} failed: {first_line}") from None
 
 
-def _said_too(message: str, earlier: list[str], during: list[str]) -> str:
-    """An action's result, with what the page did before it (since the last action: dialogs
-    answered, urls blocked) and the dialogs answered during it."""
-    return "; ".join([message, *earlier, *during])
+def _said_too(message: str, blocked: list[str], before: list[str], during: list[str]) -> str:
+    """An action's result, with what the page did since the last action (urls blocked, dialogs
+    answered: "before it") and the dialogs answered during it; the first few dialogs by name,
+    the others counted (a page that asks hundreds of times would fill the model's context)."""
+    dialogs = [f"before it, {d}" for d in before] + during
+    if len(dialogs) > MAX_DIALOGS_TOLD:
+        dialogs[MAX_DIALOGS_TOLD:] = [f"{len(dialogs) - MAX_DIALOGS_TOLD} more dialogs, "
+                                      "answered the same way"]
+    return "; ".join([message, *blocked, *dialogs])

@@ -123,3 +123,19 @@ def test_a_bench_into_a_merged_folder_is_refused(tmp_path):
                   runner=RIGHT)
     assert (tmp_path / "merged" / "results.jsonl").read_bytes() == before
     assert not (tmp_path / "merged" / "bench.json").exists()
+
+
+def test_a_shard_with_no_result_yet_holds_a_folder_of_results_alone_to_its_model(tmp_path):
+    """The settings of a shard that has no result yet name its model: results of another one,
+    from a folder without settings, are not merged beside it."""
+    run_bench(fake_settings(episodes=1, seed=3, shard=(1, 2)), tmp_path / "s1", runner=RIGHT,
+              limit=0)
+    run_bench(fake_settings(episodes=1, seed=3, shard=(2, 2), model="replay:other.jsonl"),
+              tmp_path / "other", runner=RIGHT)
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "results.jsonl").write_bytes(
+        (tmp_path / "other" / "results.jsonl").read_bytes())
+    with pytest.raises(RunError, match=r"bare ran its episodes with other settings than \S*s1 "
+                                       r"\(model 'scripted' against 'replay:other.jsonl'\)"):
+        merge([tmp_path / "s1", tmp_path / "bare"], tmp_path / "all", RIGHT.catalog)
+    assert not (tmp_path / "all").exists()

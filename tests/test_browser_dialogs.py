@@ -94,6 +94,14 @@ def test_a_confirm_or_a_prompt_is_answered_cancel_and_the_model_is_told(env) -> 
     assert many == ('clicked; the page showed an alert "number 0", closed; the page showed an '
                     'alert "number 1", closed; the page showed an alert "number 2", closed; '
                     "17 more dialogs, answered the same way")
+    # Those the page showed while the model thought count in the same few.
+    many = click(env, "#many")
+    env.page.evaluate("() => setTimeout(() => alert('a'), 50)")
+    time.sleep(0.3)
+    assert env.execute(many).message == (
+        'clicked; before it, the page showed an alert "a", closed; the page showed an alert '
+        '"number 0", closed; the page showed an alert "number 1", closed; 18 more dialogs, '
+        "answered the same way")
 
 
 def test_a_popup_that_asks_as_it_loads_is_answered_and_told(env) -> None:

@@ -40,7 +40,8 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
     # Each source against every earlier one, not the first alone: an unknown fingerprint
     # matches any, so two that differ may stand behind one that is unknown.
     seen: list[tuple[Path, BenchSettings]] = []
-    first_result: tuple[Path, EpisodeResult] | None = None
+    # The first source to name a model and dialect, by its settings or a result line.
+    named: tuple[Path, BenchSettings | EpisodeResult] | None = None
     for source in map(Path, sources):
         found = read_results(source)
         settings, planned_here = _plan_of(source, catalog)
@@ -54,13 +55,13 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
                     earlier, settings), earlier, settings)
             seen.append((source, settings))
         # Each line names its model and dialect too: a source that kept no settings (a folder
-        # of results alone) is held to those.
-        for r in found:
-            if first_result is None:
-                first_result = (source, r)
-            _refuse_other_setups(source, first_result[0], [
-                k for k in ("model", "dialect") if getattr(r, k) != getattr(first_result[1], k)
-            ], first_result[1], r)
+        # of results alone) is held to those, and the others to its lines.
+        for item in [*([settings] if settings is not None else []), *found]:
+            if named is None:
+                named = (source, item)
+            _refuse_other_setups(source, named[0], [
+                k for k in ("model", "dialect") if getattr(item, k) != getattr(named[1], k)
+            ], named[1], item)
         planned |= planned_here
         for r in found:
             if r.trajectory:
