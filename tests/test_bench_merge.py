@@ -97,12 +97,15 @@ def test_a_merge_merged_again_keeps_its_plan_and_its_setup(tmp_path):
     assert not (tmp_path / "mixed").exists()
 
 
-def test_results_without_settings_are_held_to_the_model_their_lines_name(tmp_path):
+@pytest.mark.parametrize("limit", [None, 0], ids=["finished", "no result yet"])
+def test_results_without_settings_are_held_to_the_model_the_others_name(tmp_path, limit):
     """A folder of results alone (no bench.json) has no settings to compare, but each line names
-    the model and dialect it ran with."""
-    run_bench(fake_settings(episodes=1, seed=3), tmp_path / "run", runner=RIGHT)
-    run_bench(fake_settings(episodes=1, seed=9, model="replay:other.jsonl"), tmp_path / "other",
-              runner=RIGHT)
+    the model and dialect it ran with: held to the other source's lines, or to its settings
+    when it has no result yet."""
+    run_bench(fake_settings(episodes=1, seed=3, shard=(1, 2)), tmp_path / "run", runner=RIGHT,
+              limit=limit)
+    run_bench(fake_settings(episodes=1, seed=3, shard=(2, 2), model="replay:other.jsonl"),
+              tmp_path / "other", runner=RIGHT)
     (tmp_path / "bare").mkdir()
     (tmp_path / "bare" / "results.jsonl").write_bytes(
         (tmp_path / "other" / "results.jsonl").read_bytes())
@@ -123,19 +126,3 @@ def test_a_bench_into_a_merged_folder_is_refused(tmp_path):
                   runner=RIGHT)
     assert (tmp_path / "merged" / "results.jsonl").read_bytes() == before
     assert not (tmp_path / "merged" / "bench.json").exists()
-
-
-def test_a_shard_with_no_result_yet_holds_a_folder_of_results_alone_to_its_model(tmp_path):
-    """The settings of a shard that has no result yet name its model: results of another one,
-    from a folder without settings, are not merged beside it."""
-    run_bench(fake_settings(episodes=1, seed=3, shard=(1, 2)), tmp_path / "s1", runner=RIGHT,
-              limit=0)
-    run_bench(fake_settings(episodes=1, seed=3, shard=(2, 2), model="replay:other.jsonl"),
-              tmp_path / "other", runner=RIGHT)
-    (tmp_path / "bare").mkdir()
-    (tmp_path / "bare" / "results.jsonl").write_bytes(
-        (tmp_path / "other" / "results.jsonl").read_bytes())
-    with pytest.raises(RunError, match=r"bare ran its episodes with other settings than \S*s1 "
-                                       r"\(model 'scripted' against 'replay:other.jsonl'\)"):
-        merge([tmp_path / "s1", tmp_path / "bare"], tmp_path / "all", RIGHT.catalog)
-    assert not (tmp_path / "all").exists()
