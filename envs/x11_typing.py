@@ -66,17 +66,31 @@ class X11Typist:
         #: Keys pressed and not released yet: a key XTest presses stays down on the display,
         #: after this connection closes too, until something releases it.
         self._down: set[int] = set()
+        #: The keymap's columns of the active layout, unshifted and shifted (``_read_layout``).
+        self._columns: tuple[int, ...] = (0, 1)
+
+    def _read_layout(self) -> None:
+        """Which layout a key press types in now. A keyboard of two layouts (``setxkbmap
+        -layout us,ru``) lists each key's characters as first layout, shifted, second layout,
+        shifted, and the server types a key in the layout active at the press (the XKB group,
+        bits 13-14 of the core state). Beyond the second, the core keymap's columns no longer
+        follow the layouts, so every character goes on a spare keycode, which types the same in
+        any layout."""
+        group = (self._display.screen().root.query_pointer().mask >> 13) & 3
+        self._columns = ((0, 1), (2, 3))[group] if group < 2 else ()
 
     def _on_keyboard(self, keysym: int) -> tuple[int, bool] | None:
-        """The keyboard's own key for ``keysym`` and whether it needs Shift, if it has one."""
+        """The keyboard's own key for ``keysym`` in the active layout and whether it needs
+        Shift, if it has one."""
         for keycode, index in self._display.keysym_to_keycodes(keysym):
-            if keycode not in self._spare and index in (0, 1):
-                return keycode, index == 1
+            if keycode not in self._spare and index in self._columns:
+                return keycode, index == self._columns[1]
         return None
 
     def chunks(self, text: str) -> list[str]:
         """Split ``text`` so no piece needs more characters bound than there are spare keycodes
         (its line breaks first made one "\\n" each: ``envs.base.one_line_break_each``)."""
+        self._read_layout()
         chunks, current, needed = [], "", set()
         for char in one_line_break_each(text):
             keysym = keysym_for(char)
@@ -128,6 +142,8 @@ class X11Typist:
     def hold(self, char: str, press: bool) -> None:
         """Press (or release) the key of one character, as a key of a combination whose
         modifiers are held around it (ctrl+<, alt+é)."""
+        if press:
+            self._read_layout()
         if press and self._on_keyboard(keysym_for(char)) is None:
             self._bind({keysym_for(char)})
         self._key(char, press)
