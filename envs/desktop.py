@@ -128,6 +128,8 @@ class DesktopEnv(Env):
         except Exception as exc:  # noqa: BLE001 - mss raises several kinds when X is unreachable
             raise EnvError(f"cannot open X display {self.display} for screenshots: {exc}") \
                 from exc
+        if monitor == 1 and len(monitors) == 1:
+            monitor = 0  # a server without RandR lists the whole screen alone: that is the one
         if not 0 <= monitor < len(monitors):
             raise EnvError(
                 f"monitor {monitor} does not exist; this display has 0..{len(monitors) - 1}"

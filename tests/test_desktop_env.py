@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -391,6 +392,34 @@ def test_keysyms_follow_the_x11_rule() -> None:
 def test_missing_monitor_is_a_clear_error(xvfb, desktop) -> None:
     with pytest.raises(EnvError, match="monitor 5 does not exist"):
         DesktopEnv(display=xvfb.display, monitor=5)
+
+
+def test_a_display_that_lists_no_monitor_of_its_own_is_taken_whole(xvfb, desktop,
+                                                                    monkeypatch) -> None:
+    """A server without RandR 1.2 (Xnest, an old Xvnc) lists only the whole screen: the
+    default monitor 1 is that, not an error no option could get past."""
+    import mss
+
+    real = mss.MSS
+
+    class WholeScreenOnly:
+        def __init__(self, **kwargs: Any) -> None:
+            self._real = real(**kwargs)
+
+        @property
+        def monitors(self) -> list[dict]:
+            return self._real.monitors[:1]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._real, name)
+
+    monkeypatch.setattr(mss, "MSS", WholeScreenOnly)
+    env = DesktopEnv(display=xvfb.display)
+    try:
+        assert env.observe().size == (env.monitor["width"], env.monitor["height"])
+        assert (env.monitor["left"], env.monitor["top"]) == (0, 0)
+    finally:
+        env.close()
 
 
 def test_pyautogui_cannot_switch_displays(desktop) -> None:
