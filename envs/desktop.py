@@ -72,6 +72,20 @@ FAILSAFE_STOP = ("stopped by the fail-safe: the pointer is in a corner of the sc
 #: The displays of this process's open envs, with how many envs each: pyautogui drives one.
 _OPEN_DISPLAYS: Counter[str] = Counter()
 
+#: Said before a run on the X display of a Wayland session (``on_xwayland``).
+XWAYLAND_WARNING = (
+    "this is a Wayland session, and its X display is XWayland: screenshots show the windows of "
+    "Wayland programs black, and input reaches X programs only. Log in to an X11 session, or "
+    "run X programs on a private display with --display new")
+
+
+def on_xwayland(display: str | None) -> bool:
+    """Whether ``display`` (None: ``$DISPLAY``) is the X display of this Wayland session."""
+    session = os.environ.get("DISPLAY")
+    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) or \
+        os.environ.get("XDG_SESSION_TYPE") == "wayland"
+    return wayland and session is not None and (display or session) == session
+
 
 @dataclass(frozen=True)
 class ScreenMap:

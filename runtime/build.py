@@ -264,9 +264,11 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
             yield env, None
         return
     if spec.env == "desktop":
-        from envs.desktop import DesktopEnv
+        from envs.desktop import XWAYLAND_WARNING, DesktopEnv, on_xwayland
 
         if spec.display != "new":
+            if on_xwayland(spec.display):
+                console.print(f"[yellow]warning:[/] {XWAYLAND_WARNING}")
             with DesktopEnv(display=spec.display) as env:
                 yield env, None
             return

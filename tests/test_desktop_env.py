@@ -422,6 +422,36 @@ def test_a_display_that_lists_no_monitor_of_its_own_is_taken_whole(xvfb, desktop
         env.close()
 
 
+@pytest.mark.parametrize("session, display, warned", [
+    ({"WAYLAND_DISPLAY": "wayland-0"}, None, True),
+    ({"XDG_SESSION_TYPE": "wayland"}, None, True),
+    ({"XDG_SESSION_TYPE": "x11"}, None, False),
+    # The session's own display is another one: this one is not XWayland.
+    ({"WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":987"}, "xvfb", False),
+])
+def test_a_run_on_the_x_display_of_a_wayland_session_is_warned_of(xvfb, desktop, monkeypatch,
+                                                                  session, display, warned):
+    """On a Wayland session DISPLAY is XWayland, where screenshots show Wayland programs black
+    and input reaches X programs only: the run says so before it starts."""
+    from rich.console import Console
+
+    from runtime.build import open_env
+    from runtime.settings import RunSpec
+
+    for name in ("WAYLAND_DISPLAY", "XDG_SESSION_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DISPLAY", xvfb.display)
+    for name, value in session.items():
+        monkeypatch.setenv(name, value)
+    console = Console(record=True, width=400)
+    spec = RunSpec(goal="g", model="scripted", env="desktop",
+                   display=xvfb.display if display else None)
+    with open_env(spec, console) as (env, _):
+        assert env.observe().size == (1280, 800)
+    said = console.export_text()
+    assert ("warning: this is a Wayland session, and its X display is XWayland" in said) is warned
+
+
 def test_pyautogui_cannot_switch_displays(desktop) -> None:
     with Xvfb(320, 240) as other:
         with pytest.raises(EnvError, match="already bound to display"):
