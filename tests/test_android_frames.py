@@ -7,10 +7,12 @@ from __future__ import annotations
 import io
 import json
 import struct
+from typing import Callable
 
 import pytest
 from PIL import Image
 
+from envs.android import AndroidEnv
 from envs.base import EnvError
 from tests.adb_fakes import FakeAdbDevice, fake_android_env
 
@@ -43,41 +45,43 @@ def _raw(image: Image.Image) -> bytes:
     return struct.pack("<4I", image.width, image.height, 1, 1) + image.convert("RGBA").tobytes()
 
 
-def test_a_raw_frame_cut_short_is_taken_as_png_once():
+def _png_of(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _capturing(raw: bool, answer: Callable[[str], bytes]) -> tuple[AndroidEnv, list[str]]:
+    """An env whose real capture reads the frames ``answer`` gives each exec: command; and the
+    commands it sent."""
     env = fake_android_env(FakeAdbDevice())
     del env.capture  # the real capture, not the fake's blank screen
-    env._raw_screencap = True
-    first, second = (Image.effect_noise((60, 40), 64 + n).convert("RGB") for n in range(2))
-    raw = [_raw(first)[:-100], _raw(second)]
-    png = io.BytesIO()
-    first.save(png, format="PNG")
+    env._raw_screencap = raw
     asked: list[str] = []
 
     def exec_out(command: str) -> bytes:
         asked.append(command)
-        return png.getvalue() if command == "screencap -p" else raw.pop(0)
+        return answer(command)
 
     env.exec_out = exec_out
+    return env, asked
+
+
+def test_a_raw_frame_cut_short_is_taken_as_png_once():
+    first, second = (Image.effect_noise((60, 40), 64 + n).convert("RGB") for n in range(2))
+    raw = [_raw(first)[:-100], _raw(second)]
+    png = _png_of(first)
+    env, asked = _capturing(True, lambda c: png if c == "screencap -p" else raw.pop(0))
     assert env.capture().tobytes() == first.tobytes()
     assert env.capture().tobytes() == second.tobytes()
     assert asked == ["screencap", "screencap -p", "screencap"]
 
 
 def test_a_pixel_format_not_converted_switches_to_png_for_good():
-    env = fake_android_env(FakeAdbDevice())
-    del env.capture
-    env._raw_screencap = True
     image = Image.effect_noise((60, 40), 64).convert("RGB")
-    png = io.BytesIO()
-    image.save(png, format="PNG")
-    asked: list[str] = []
-
-    def exec_out(command: str) -> bytes:
-        asked.append(command)
-        rgb565 = struct.pack("<4I", 60, 40, 4, 1) + bytes(60 * 40 * 2)
-        return png.getvalue() if command == "screencap -p" else rgb565
-
-    env.exec_out = exec_out
+    png = _png_of(image)
+    rgb565 = struct.pack("<4I", 60, 40, 4, 1) + bytes(60 * 40 * 2)
+    env, asked = _capturing(True, lambda c: png if c == "screencap -p" else rgb565)
     for _ in range(2):
         assert env.capture().tobytes() == image.tobytes()
     assert asked == ["screencap", "screencap -p", "screencap -p"]
@@ -99,20 +103,9 @@ WARNINGS = [
 @pytest.mark.parametrize("warning", WARNINGS)
 @pytest.mark.parametrize("raw", [True, False], ids=["raw", "png"])
 def test_a_frame_after_screencaps_warning_of_two_displays_is_read(warning, raw):
-    env = fake_android_env(FakeAdbDevice())
-    del env.capture
-    env._raw_screencap = raw
     image = Image.effect_noise((60, 40), 64).convert("RGB")
-    png = io.BytesIO()
-    image.save(png, format="PNG")
-    frames = {"screencap": warning + _raw(image), "screencap -p": warning + png.getvalue()}
-    asked: list[str] = []
-
-    def exec_out(command: str) -> bytes:
-        asked.append(command)
-        return frames[command]
-
-    env.exec_out = exec_out
+    frames = {"screencap": warning + _raw(image), "screencap -p": warning + _png_of(image)}
+    env, asked = _capturing(raw, frames.__getitem__)
     for _ in range(2):
         assert env.capture().tobytes() == image.tobytes()
     assert asked == ["screencap" if raw else "screencap -p"] * 2  # raw frames go on being raw
