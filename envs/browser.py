@@ -34,13 +34,14 @@ a request all the same is taken back before it is shown or acted on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import math
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from PIL import Image
@@ -57,9 +58,18 @@ from envs.base import (
     conceal,
     one_line_break_each,
 )
-from envs.chromium import CHROMIUM_PATH, chromium_temp, launch_chromium_context, remove_temp
+from envs.chromium import (
+    CHROMIUM_PATH,
+    chromium_temp,
+    kill_chromium,
+    launch_chromium_context,
+    remove_temp,
+)
 from envs.select_lists import SHOW_SELECT_OPTIONS
 from envs.urls import NAVIGABLE_SCHEMES, ascii_domains, domain_allowed, normalize_url
+from envs.watchdog import Watchdog
+
+T = TypeVar("T")
 
 #: The farthest one scroll goes, in viewport heights: an absurd amount (a model may write any
 #: integer) is cut to this rather than overflow a float.
@@ -255,6 +265,13 @@ _US_KEY_CODES = {
 
 #: Captures tried before a transient "Unable to capture screenshot" is an error.
 SCREENSHOT_ATTEMPTS = 4
+#: Seconds the env waits on the browser without progress before it takes the page for hung and
+#: ends chromium. Playwright's calls into a page (a click's input, an element lookup) have no
+#: timeout: a script that never yields held the step forever. A capture or an element lookup
+#: takes seconds, and a ``type`` shows progress every ``TYPE_PIECE`` characters.
+HANG_S = 60.0
+#: Characters typed between two signs of progress to the watchdog.
+TYPE_PIECE = 100
 
 
 def check_screen(viewport: tuple[int, int], scale: float) -> None:
@@ -265,6 +282,16 @@ def check_screen(viewport: tuple[int, int], scale: float) -> None:
         raise ValueError(f"the viewport {viewport[0]}x{viewport[1]} at scale {scale:g} makes "
                          f"screenshots over {MAX_SCREEN_SIDE} pixels a side, the most the "
                          "browser env takes")
+
+
+def _watched(method: Callable[..., T]) -> Callable[..., T]:
+    """A BrowserEnv method whose calls into the browser, its own ones between ``_call``s
+    included, are under the env's watchdog."""
+    @functools.wraps(method)
+    def watched(self: "BrowserEnv", *args: Any) -> T:
+        with self._watchdog.watch():
+            return method(self, *args)
+    return watched
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -278,6 +305,10 @@ class BrowserEnv(Env):
 
     ``playwright`` is an already started ``sync_playwright()`` instance to share: Playwright's
     sync API allows only one per thread, so several envs alive in one thread must share one.
+
+    A browser that makes no progress for ``hang_s`` seconds within a call (a page whose script
+    never yields holds every call into it) is ended: the call fails with that reason, and the
+    env is dead, as after a crash.
     """
 
     name = "browser"
@@ -290,6 +321,7 @@ class BrowserEnv(Env):
         start_url: str = "about:blank",
         allowed_domains: Sequence[str] | None = None,
         timeout_s: float = 10.0,
+        hang_s: float = HANG_S,
         headless: bool = True,
         settle: SettleConfig | None = None,
         playwright: Any = None,
@@ -306,6 +338,7 @@ class BrowserEnv(Env):
         self.timeout_ms = timeout_s * 1000
         self.start_url = start_url
         self._dead: str | None = None
+        self._watchdog = Watchdog(hang_s, self._hung)
         self._blocked: list[str] = []
         self._dialogs: list[str] = []  # the dialogs answered since the model was last told
         # The page whose "leave this page?" the last action answered Stay, and the one whose
@@ -363,6 +396,7 @@ class BrowserEnv(Env):
             raise EnvError(f"cannot start chromium at {CHROMIUM_PATH}: {exc}") from None
 
     # -- Env --------------------------------------------------------------------------------
+    @_watched
     def capture(self) -> Image.Image:
         if self.allowed_domains is not None:
             self._leave_off_list()
@@ -412,6 +446,7 @@ class BrowserEnv(Env):
                 continue
             if self._drawn.get(frame) == url:
                 continue
+            self._watchdog.feed()  # each frame has its own FRAME_DRAW_WAIT_MS
             with contextlib.suppress(PlaywrightError):  # gone, or out of time: go on
                 # One out of view takes no click and does not draw: it is looked at again at
                 # the next capture, not waited for.
@@ -525,6 +560,7 @@ class BrowserEnv(Env):
                 element.dispose()
         return None
 
+    @_watched
     def _execute(self, action: Action) -> str:
         what, hide = action.kind, ()
         if action.kind == "type":
@@ -636,7 +672,8 @@ class BrowserEnv(Env):
         self._mark_dead("the browser env was closed")
         closed = True
         try:
-            self._context.close()  # chromium has exited when it returns
+            with self._watchdog.watch():
+                self._context.close()  # chromium has exited when it returns
         except Exception:  # noqa: BLE001 - already gone: closing twice or after a crash is fine
             closed = False
         if self._own_playwright:
@@ -663,7 +700,7 @@ class BrowserEnv(Env):
         try:
             return self._act(action)
         except PlaywrightError:
-            if not self.page.is_closed():
+            if not self.page.is_closed() or self._dead is not None:
                 raise
             # A close button: done, and the page went. (A page that closed unheard of just
             # before the action reads the same: the sync API hears of a close during a call.)
@@ -694,7 +731,9 @@ class BrowserEnv(Env):
         if kind == "type":
             # Playwright presses Enter for "\r" and for "\n": "\r\n" would be two line breaks.
             text = one_line_break_each(action.text)
-            keyboard.type(text)
+            for start in range(0, len(text), TYPE_PIECE):  # a long text takes seconds
+                keyboard.type(text[start:start + TYPE_PIECE])
+                self._watchdog.feed()
             return f"typed {len(text)} characters"
         if kind in ("key", "hotkey"):
             names = [action.key] if kind == "key" else action.keys
@@ -902,6 +941,12 @@ class BrowserEnv(Env):
         if self._dead is None:
             self._dead = reason
 
+    def _hung(self) -> None:
+        """From the watchdog's thread: the call under way gets Playwright's "closed" error."""
+        self._mark_dead(f"the page did not respond for {self._watchdog.limit_s:g} s (a script "
+                        "that never yields?), so chromium was ended")
+        kill_chromium(self._temp.name)
+
     def _call(self, what: str, fn: Any, hide: tuple[str, ...] = ()) -> Any:
         """Run a Playwright call; a dead browser or a Playwright error becomes an EnvError
         (whose message never shows the strings in ``hide``)."""
@@ -910,7 +955,8 @@ class BrowserEnv(Env):
         if self._dead is not None:
             raise EnvError(f"{self._dead}; start a new browser env")
         try:
-            return fn()
+            with self._watchdog.watch():
+                return fn()
         except PlaywrightError as exc:
             if self._dead is not None or not self._browser.is_connected():
                 self._mark_dead("the browser closed or crashed")

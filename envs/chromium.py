@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,20 @@ def launch_chromium_context(playwright: Any, temp_dir: str, **kwargs: Any) -> An
     return playwright.chromium.launch_persistent_context(profile,
                                                          **_launch_options(temp_dir, kwargs))
 
+
+
+def kill_chromium(temp_dir: str) -> None:
+    """SIGKILL every process of the chromium whose profile ``launch_chromium_context`` made in
+    ``temp_dir``: one that stopped answering (a page whose script never yields holds every call
+    into it), which a close would wait on too. Playwright does not tell the browser's pid, and
+    each of chromium's processes names the profile in its command line."""
+    marker = f"--user-data-dir={Path(temp_dir) / 'profile'}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            if marker + b"\0" in command or marker + b" " in command:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:  # it exited meanwhile
+            continue

@@ -136,6 +136,20 @@ def test_a_killed_browser_ends_the_episode_with_a_reason(tmp_path):
     assert 2 <= len(trajectory.steps) <= 3 and all(s.result.ok for s in trajectory.steps[:2])
 
 
+def test_a_page_that_stops_responding_ends_the_episode_with_a_reason(tmp_path):
+    require_tool("chromium")
+    from envs.browser import BrowserEnv
+
+    frozen = "data:text/html,<button style='width:100vw;height:100vh' onclick='while(1){}'>x"
+    with BrowserEnv(viewport=(640, 480), start_url=frozen, hang_s=3) as env:
+        result, trajectory = run_episode(env, ListPolicy([CLICK, CLICK]), tmp_path / "t",
+                                         dialect="uitars")
+    assert result.status == "error" and "did not respond for 3 s" in result.reason, result.reason
+    # The click failed (the model was told), then the page could not be observed.
+    assert [s.result.ok for s in trajectory.steps] == [False]
+    assert "did not respond" in trajectory.steps[0].result.message
+
+
 def test_xvfb_dying_ends_the_desktop_run_with_a_reason(tmp_path):
     for tool in ("xvfb", "xdotool"):
         require_tool(tool)
