@@ -415,7 +415,10 @@ class BrowserEnv(Env):
                 self._follow()
                 try:
                     self._frames_drawn()
-                    return self.page.screenshot(type="png")
+                    # No timeout but the watchdog's: while the page's navigation waits for its
+                    # server, chromium holds every DevTools call into the page (a screenshot
+                    # too), and failing after the env's timeout ended the episode.
+                    return self.page.screenshot(type="png", timeout=0)
                 except PlaywrightError:
                     if not self.page.is_closed():  # a page that closed meanwhile gives way
                         raise
@@ -944,7 +947,8 @@ class BrowserEnv(Env):
     def _hung(self) -> None:
         """From the watchdog's thread: the call under way gets Playwright's "closed" error."""
         self._mark_dead(f"the page did not respond for {self._watchdog.limit_s:g} s (a script "
-                        "that never yields?), so chromium was ended")
+                        "that never yields, or a server that holds its answer), so chromium "
+                        "was ended")
         kill_chromium(self._temp.name)
 
     def _call(self, what: str, fn: Any, hide: tuple[str, ...] = ()) -> Any:

@@ -1,11 +1,13 @@
 """A page that stops answering (a script that never yields holds every call into it, and
 Playwright's calls have no timeout) ends chromium after the env's hang limit: the step fails
 with that reason and the env is dead, instead of holding the run forever. Work that is slow but
-moves on is waited for."""
+moves on is waited for, and so is a server slower than the env's timeout (chromium holds every
+call into a page, its screenshot too, while the page's navigation waits for its server)."""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from urllib.parse import quote
 
@@ -13,6 +15,7 @@ import pytest
 
 from core.actions import Click, Type
 from envs.base import EnvError
+from tests.local_server import serve_pages
 from tests.probes import wait_until
 from tests.proc_table import command, descendants
 
@@ -83,3 +86,44 @@ def test_a_long_text_into_a_slow_page_types_in_full(playwright) -> None:
         assert result.ok, result.message
         assert env.page.eval_on_selector("textarea", "el => el.value") == text
     assert time.monotonic() - started > 4  # or the limit was never put to the test
+
+
+def link_to_a_held_page(answer: threading.Event):
+    """A server whose page links to one it answers only once ``answer`` is set."""
+    def render(query: dict[str, str]) -> bytes:
+        if "held" in query:
+            answer.wait(60)
+        return (f"<title>{'held' if 'held' in query else 'first'}</title><a href='/?held=1' "
+                "style='display:block;height:100vh'>next</a>").encode()
+    return serve_pages(render)
+
+
+def test_a_link_to_a_server_slower_than_the_timeout_is_seen_once_it_answers(playwright) -> None:
+    from envs.browser import BrowserEnv
+
+    answer = threading.Event()
+    with link_to_a_held_page(answer) as server, BrowserEnv(
+            viewport=VIEWPORT, start_url=f"http://127.0.0.1:{server.server_port}/",
+            timeout_s=1, hang_s=30, playwright=playwright) as env:
+        env.observe()
+        assert env.execute(Click(x=200, y=150)).ok
+        threading.Timer(3, answer.set).start()  # three times the env's timeout
+        observation = env.observe()
+        assert observation.extras["url"].endswith("/?held=1")
+        assert observation.extras["title"] == "held"
+
+
+def test_a_server_that_never_answers_ends_chromium_after_the_limit(playwright) -> None:
+    from envs.browser import BrowserEnv
+
+    answer = threading.Event()
+    with link_to_a_held_page(answer) as server:
+        try:
+            with BrowserEnv(viewport=VIEWPORT, start_url=f"http://127.0.0.1:{server.server_port}/",
+                            timeout_s=1, hang_s=3, playwright=playwright) as env:
+                env.observe()
+                assert env.execute(Click(x=200, y=150)).ok
+                with pytest.raises(EnvError, match="did not respond for 3 s .*holds its answer"):
+                    env.observe()
+        finally:
+            answer.set()
