@@ -206,10 +206,12 @@ class Env(ABC):
 
     # -- shared behaviour ---------------------------------------------------------------------
     def observe(self) -> Observation:
-        """Poll frames until two consecutive ones match, or the settle timeout passes."""
+        """Poll frames until two consecutive ones match, or the settle timeout passes (counted
+        from the first frame: a capture that waited, for a page whose slow server answered at
+        last, takes none of the time the screen has to settle)."""
         start = time.monotonic()
-        deadline = start + self.settle.timeout_s
         previous = self.capture()
+        deadline = time.monotonic() + self.settle.timeout_s
         settled = False
         while True:
             if time.monotonic() >= deadline:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from PIL import Image
 
@@ -45,6 +47,21 @@ def test_observe_polls_until_two_frames_match(changes: int) -> None:
     assert obs.image.getpixel((0, 0)) == (changes, 0, 0)
     assert obs.size == (8, 4)
     assert obs.extras["settle_ms"] >= 0
+
+
+def test_a_first_capture_that_waits_leaves_the_screen_its_time_to_settle() -> None:
+    """A page whose slow server answers during the first capture is drawn after it: the
+    frames after that one settle it, though the capture took longer than the timeout."""
+    class SlowFirstCapture(FakeEnv):
+        def capture(self) -> Image.Image:
+            if self.captures == 0:
+                time.sleep(0.3)
+            return super().capture()
+
+    env = SlowFirstCapture(changes=2, settle=SettleConfig(timeout_s=0.2, poll_interval_s=0.001))
+    obs = env.observe()
+    assert obs.extras["settled"] is True and env.captures == 4
+    assert obs.image.getpixel((0, 0)) == (2, 0, 0)
 
 
 def test_observe_gives_up_after_the_timeout_and_says_so() -> None:
