@@ -188,6 +188,8 @@ def test_xtest_typing_presses_return_once_per_line_break(desktop, monkeypatch) -
     from Xlib import XK
 
     typist = desktop._typist
+    # Bound first, whatever ran before: a new binding's Shift tap is not a key of the text.
+    typist._bind({0xE9})
     pressed: list[int] = []
     monkeypatch.setattr(typist, "_fake", lambda keycode, press: press and pressed.append(keycode))
     for chunk in typist.chunks("\u00e9\r\nb\rc\n"):
