@@ -126,7 +126,6 @@ def launch_chromium_context(playwright: Any, temp_dir: str, **kwargs: Any) -> An
                                                          **_launch_options(temp_dir, kwargs))
 
 
-
 def kill_chromium(temp_dir: str) -> None:
     """SIGKILL every process of the chromium whose profile ``launch_chromium_context`` made in
     ``temp_dir``: one that stopped answering (a page whose script never yields holds every call
