@@ -492,6 +492,12 @@ class BrowserEnv(Env):
                 raise
             return ""
 
+    def on_page(self, what: str, call: Callable[[Any], T]) -> T:
+        """``call(page)`` on the page shown, run as the env's own calls are (for a task that
+        reads or sets up the page): a dead browser, a Playwright error or a page that stops
+        answering (``hang_s``) is an EnvError that says ``what`` failed."""
+        return self._call(what, lambda: call(self.page))
+
     def element_at(self, x: int, y: int) -> ElementInfo | None:
         return self._describe(list(self._css(x, y)))
 

@@ -127,3 +127,18 @@ def test_a_server_that_never_answers_ends_chromium_after_the_limit(playwright) -
                     env.observe()
         finally:
             answer.set()
+
+
+def test_a_tasks_check_on_a_page_that_froze_while_the_model_thought_fails(playwright) -> None:
+    """A task reads the page through the env (``BrowserEnv.on_page``): the MiniWoB++ reward,
+    read after the model's last reply, fails on a frozen page instead of waiting forever."""
+    from envs.browser import BrowserEnv
+    from tasks.registry import get_task
+
+    task = get_task("miniwob/click-test", seed=1)
+    with BrowserEnv(viewport=(240, 240), hang_s=2, playwright=playwright) as env:
+        env.reset(task.initialize)
+        env.page.evaluate(f"setTimeout(() => {{ {NEVER_YIELDS} }}, 0)")
+        time.sleep(0.3)  # frozen since the last observation
+        with pytest.raises(EnvError, match="MiniWoB.* failed: the page did not respond for 2 s"):
+            task.check(env, None)

@@ -24,6 +24,7 @@ import miniwob
 from core.actions import Terminate
 from core.results import Score
 from envs.base import Env, EnvError
+from envs.browser import BrowserEnv
 from tasks.base import SolutionStep, Task
 
 if TYPE_CHECKING:
@@ -69,23 +70,13 @@ def page_names() -> list[str]:
     return sorted(path.stem for path in PAGES_DIR.glob("*.html"))
 
 
-def browser_page(env: Env) -> "Page":
-    """The Playwright page of a browser env (the only env a MiniWoB task runs on)."""
-    page = getattr(env, "page", None)
-    if page is None:
-        raise EnvError(f"MiniWoB++ tasks run on the browser env, not on {env.name}")
-    return page
-
-
 def on_page(env: Env, what: str, call: Any) -> Any:
-    """Run ``call(page)``; a Playwright failure becomes an EnvError naming ``what`` failed."""
-    from playwright.sync_api import Error as PlaywrightError
-
-    try:
-        return call(browser_page(env))
-    except PlaywrightError as exc:
-        first_line = (str(exc).strip().splitlines() or [repr(exc)])[0]
-        raise EnvError(f"{what}: {first_line}") from None
+    """Run ``call(page)`` on the browser env's page (the only env a MiniWoB task runs on), as
+    the env runs its own calls: a Playwright failure, or a page that stops answering, is an
+    EnvError that says ``what`` failed."""
+    if not isinstance(env, BrowserEnv):
+        raise EnvError(f"MiniWoB++ tasks run on the browser env, not on {env.name}")
+    return env.on_page(what, call)
 
 
 class MiniWobTask(Task):
