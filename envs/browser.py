@@ -330,6 +330,8 @@ class BrowserEnv(Env):
         from playwright.sync_api import sync_playwright
 
         check_screen(viewport, device_scale_factor)
+        if not hang_s > 0:  # 0 would end chromium at its first call, NaN never
+            raise ValueError(f"hang_s {hang_s:g} must be a number of seconds above 0")
         self.viewport = viewport
         self.scale = float(device_scale_factor)
         # As the browser's urls spell them, for the page's own guard (_NAVIGATION_GUARD).

@@ -142,3 +142,11 @@ def test_a_tasks_check_on_a_page_that_froze_while_the_model_thought_fails(playwr
         time.sleep(0.3)  # frozen since the last observation
         with pytest.raises(EnvError, match="MiniWoB.* failed: the page did not respond for 2 s"):
             task.check(env, None)
+
+
+@pytest.mark.parametrize("hang_s", [0, -1, float("nan")])
+def test_a_hang_limit_that_is_no_time_is_refused(hang_s) -> None:
+    from envs.browser import BrowserEnv
+
+    with pytest.raises(ValueError, match="hang_s .* must be a number of seconds above 0"):
+        BrowserEnv(hang_s=hang_s)
