@@ -168,7 +168,8 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
             tally["done"] += 1
             tally[r.outcome] = tally.get(r.outcome, 0) + 1
         if earlier:
-            console.print(f"resuming {out}: {len(earlier)} of {total} episodes already done")
+            console.print(f"resuming {literal(str(out))}: {len(earlier)} of {total} episodes "
+                          "already done", soft_wrap=True)
         bar = progress.add_task(suite, total=total, completed=len(earlier), rate=rate())
 
     def on_result(result) -> None:
@@ -318,4 +319,4 @@ def _print_comparison(console: "Console", a: Path, b: Path) -> None:
         return
     console.print(f"{len(result.changed)} episode(s) changed their outcome:")
     for key, was, now in result.changed:
-        console.print(f"  {key}: {was} -> {now}")
+        console.print(f"  {literal(key)}: {was} -> {now}", soft_wrap=True)
