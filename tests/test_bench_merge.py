@@ -126,3 +126,41 @@ def test_a_bench_into_a_merged_folder_is_refused(tmp_path):
                   runner=RIGHT)
     assert (tmp_path / "merged" / "results.jsonl").read_bytes() == before
     assert not (tmp_path / "merged" / "bench.json").exists()
+
+
+def test_an_episodes_outcome_wins_over_a_runtime_error_from_either_source(tmp_path):
+    """A shard run again where its device was lost holds errors for episodes another source
+    finished: those say nothing about the task, whichever source is named last."""
+    from runtime.bench.results import ResultsWriter
+
+    run_bench(fake_settings(episodes=1, seed=3), tmp_path / "ran", runner=RIGHT)
+    finished = read_results(tmp_path / "ran")
+    lost = tmp_path / "lost"
+    lost.mkdir()
+    (lost / "bench.json").write_bytes((tmp_path / "ran" / "bench.json").read_bytes())
+    with ResultsWriter(lost / "results.jsonl") as writer:
+        for r in finished:
+            writer.append(r.model_copy(update={"outcome": "error", "status": "error",
+                                               "error": "the device went away"}))
+    for order in (["ran", "lost"], ["lost", "ran"]):
+        out = tmp_path / "-".join(order)
+        summary = merge([tmp_path / name for name in order], out, RIGHT.catalog)
+        assert summary.overall.errors == 0
+        assert summary.overall.successes == summary.overall.episodes == len(finished)
+
+
+def test_a_source_named_by_its_results_file_is_checked_as_its_folder(tmp_path):
+    run_bench(fake_settings(episodes=1, seed=3, shard=(1, 2)), tmp_path / "s1", runner=RIGHT)
+    run_bench(fake_settings(episodes=1, seed=3, shard=(2, 2), max_steps=2), tmp_path / "s2",
+              runner=RIGHT)
+    with pytest.raises(RunError, match=r"s2 ran its episodes with other settings"):
+        merge([tmp_path / "s1" / "results.jsonl", tmp_path / "s2"], tmp_path / "x",
+              RIGHT.catalog)
+    run_bench(fake_settings(episodes=1, seed=3, shard=(2, 2)), tmp_path / "t2", runner=RIGHT)
+    merge([tmp_path / "s1" / "results.jsonl", tmp_path / "t2" / "results.jsonl"],
+          tmp_path / "all", RIGHT.catalog)
+    for r in read_results(tmp_path / "all"):
+        assert (tmp_path / "all" / r.trajectory / "view.html").is_file(), r.trajectory
+    (tmp_path / "notes.txt").write_text("not a run")
+    with pytest.raises(RunError, match="notes.txt is a file; --merge takes a bench run's folder"):
+        merge([tmp_path / "s1", tmp_path / "notes.txt"], tmp_path / "y", RIGHT.catalog)

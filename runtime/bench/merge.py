@@ -30,7 +30,9 @@ class MergedRuns(BaseModel):
 
 def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Summary:
     """results.jsonl, summary.json, the reports and merge.json in ``out``, the reports linking
-    to the sources' trajectories. A later source wins for an episode in two. The summary counts
+    to the sources' trajectories. For an episode in two sources, an outcome of the task wins
+    over a runtime error (which says nothing about the task: a resume runs it again), and
+    otherwise the later source. The summary counts
     as planned every episode the sources planned, so an unfinished shard shows as unfinished.
     Sources may select different episodes, but must have run them alike (same model, dialect,
     budgets): a success rate over episodes run two ways measures neither."""
@@ -42,7 +44,7 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
     seen: list[tuple[Path, BenchSettings]] = []
     # The first source to name a model and dialect, by its settings or a result line.
     named: tuple[Path, BenchSettings | EpisodeResult] | None = None
-    for source in map(Path, sources):
+    for source in map(_run_folder, sources):
         found = read_results(source)
         settings, planned_here = _plan_of(source, catalog)
         # A shard with no result yet (or no job: more shards than jobs) is still a run: its
@@ -67,7 +69,8 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
             if r.trajectory:
                 r = r.model_copy(update={"trajectory": os.path.relpath(
                     source.resolve() / r.trajectory, out.resolve())})
-            by_key[r.key] = r
+            if r.outcome != "error" or by_key.get(r.key, r).outcome == "error":
+                by_key[r.key] = r
     results = sorted(by_key.values(), key=lambda r: (r.task, r.seed))
     if (out / RESULTS_FILE).exists():
         raise RunError(f"{out} holds results already; merge into a new folder")
@@ -81,6 +84,17 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
         for r in results:
             writer.append(r)
     return write_summary(out, results, planned=len(planned))
+
+
+def _run_folder(source: Path | str) -> Path:
+    """The run folder ``source`` names: itself, or the folder of the results.jsonl it names
+    (whose settings are checked too, and its trajectories found beside it)."""
+    source = Path(source)
+    if source.is_file():
+        if source.name != RESULTS_FILE:
+            raise RunError(f"{source} is a file; --merge takes a bench run's folder")
+        return source.parent
+    return source
 
 
 def _plan_of(source: Path, catalog: Catalog) -> tuple[BenchSettings | None, set[str]]:
