@@ -77,8 +77,11 @@ MAX_SCROLL_SCREENS = 100
 
 #: The most of a dialog's text the model is told (a page may write any length).
 MAX_DIALOG_TEXT = 200
-#: The most dialogs an action's result names, before it and during it (the others are counted).
-MAX_DIALOGS_TOLD = 3
+#: The most dialogs an action's result names, before it and during it (the others are counted;
+#: a "leave this page?" is always named), and the most urls blocked off the allowed domains.
+MAX_DIALOGS_TOLD = MAX_URLS_TOLD = 3
+#: Rounds of answering what the page asked while the model thought, before an action.
+MAX_DIALOG_ROUNDS = 10
 #: ``BrowserEnv._leave`` while the env leaves pages on its own account.
 _EVERY_PAGE = object()
 #: The largest screenshot side (viewport times scale) the env takes: past it chromium's
@@ -342,7 +345,9 @@ class BrowserEnv(Env):
         self._dead: str | None = None
         self._watchdog = Watchdog(hang_s, self._hung)
         self._blocked: list[str] = []
-        self._dialogs: list[str] = []  # the dialogs answered since the model was last told
+        # The dialogs answered since the model was last told: what it was told of each, and
+        # whether it asked to confirm leaving the page.
+        self._dialogs: list[tuple[str, bool]] = []
         # The page whose "leave this page?" the last action answered Stay, and the one whose
         # next is answered Leave (during the action after that one).
         self._stayed: Any = None
@@ -579,14 +584,11 @@ class BrowserEnv(Env):
             text = action.text
             what = f"typing {len(text)} characters"
             hide = (text, one_line_break_each(text))
-        # Playwright hands over events only inside a call: one to the browser process (which
-        # no page holds up) hands over what the page did while the model thought, so that a
-        # dialog the page raised then is not taken for this action's.
-        self._call("sync", self._context.cookies)
+        # What the page asked and tried on its own while the model thought is not this
+        # action's.
+        self._answer_what_was_asked()
         before = self._take_dialogs()
-        # What the page tried on its own while the model thought is not this action's.
-        blocked = [f"before it, the page tried to open {url}, which is off the allowed domains "
-                   "(blocked)" for url in self._blocked_since()] \
+        blocked = _blocked_said("before it, the page", self._blocked_since()) \
             if self.allowed_domains is not None else []
         self._leave, self._stayed, self._acting = self._stayed, None, True
         try:
@@ -595,19 +597,40 @@ class BrowserEnv(Env):
                 self._leave_off_list()
                 if action.kind == "type":
                     # Its text arrived all the same: a failure would have it typed twice.
-                    message = "; ".join([message, *(
-                        f"the page then tried to open {url}, which is off the allowed domains "
-                        "(blocked)" for url in self._blocked_since())])
+                    message = "; ".join([message, *_blocked_said("the page then",
+                                                                  self._blocked_since())])
                 elif action.kind not in ("navigate", "back"):
                     self._raise_if_blocked(action.kind)
         except EnvError as exc:
             # A try that failed before the page could ask (chromium aborts a navigation that
-            # starts right after a Stay) keeps the Leave for the next.
-            self._stayed = self._stayed or self._leave
+            # starts right after a Stay) keeps the Leave for the next; any other action that
+            # failed was the very next action all the same.
+            if "net::ERR_ABORTED" in str(exc):
+                self._stayed = self._stayed or self._leave
             raise EnvError(_said_too(str(exc), blocked, before, self._take_dialogs())) from None
         finally:
             self._leave, self._acting = None, False
         return _said_too(message, blocked, before, self._take_dialogs())
+
+    def _answer_what_was_asked(self) -> None:
+        """Answer every dialog the page raised while the model thought, before the action:
+        chromium drops an input sent while a dialog is open, and answering one dialog lets the
+        page's script go on to its next. Playwright hands events over only inside a call; an
+        empty script in the page returns once the page's own has run to its end, each dialog
+        answered on the way (again while that turned up new ones, up to a limit)."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        def page_ran() -> None:
+            # A page that closed or navigated meanwhile has nothing more to ask; the action
+            # finds out what it now shows.
+            with contextlib.suppress(PlaywrightError):
+                self.page.evaluate("0")
+
+        for _ in range(MAX_DIALOG_ROUNDS):
+            asked = len(self._dialogs)
+            self._call("sync", page_ran)
+            if len(self._dialogs) == asked:
+                return
 
     def _answer_dialog(self, dialog: Any) -> None:
         """Cancel what a page asks: an alert is closed, a confirm or a prompt answered Cancel
@@ -620,6 +643,10 @@ class BrowserEnv(Env):
                            ensure_ascii=False)
         leaving = dialog.type == "beforeunload"
         leave = leaving and self._leave is not None and self._leave in (dialog.page, _EVERY_PAGE)
+        if leave and self._leave is _EVERY_PAGE:  # the env's own move, not the model's
+            with contextlib.suppress(PlaywrightError):
+                dialog.accept()
+            return
         if leave:
             said = "the page asked again to confirm leaving it, answered Leave"
         elif leaving:
@@ -632,7 +659,7 @@ class BrowserEnv(Env):
             said = f"the page showed an alert {asked}, closed"
         else:
             said = f"the page asked {asked} ({dialog.type}), answered Cancel"
-        self._dialogs.append(said)
+        self._dialogs.append((said, leaving))
         with contextlib.suppress(PlaywrightError):  # its page closed meanwhile
             dialog.accept() if leave else dialog.dismiss()
 
@@ -645,7 +672,7 @@ class BrowserEnv(Env):
         finally:
             self._leave = None
 
-    def _take_dialogs(self) -> list[str]:
+    def _take_dialogs(self) -> list[tuple[str, bool]]:
         dialogs, self._dialogs = self._dialogs, []
         return dialogs
 
@@ -653,22 +680,28 @@ class BrowserEnv(Env):
         """Close every popup and take the oldest page back to ``start_url`` (then run
         ``prepare``, if any), and observe."""
         self._take_blocked()
+        # What the last episode's page asked goes with it (handed over inside a call); what
+        # the start page asks as it loads is told at the new episode's first action.
+        self._call("sync", self._context.cookies)
+        self._take_dialogs()
         with self._leaving():  # a new episode: what the last one left on a page goes
             self._call("reset", self._restart)
-        self._take_dialogs()
         self._stayed = None  # a Stay told to the last episode's model grants this one nothing
         return super().reset(prepare)
 
-    def _restart(self) -> str:
+    def _restart(self) -> None:
         self._follow()
         first, *popups = self._pages
         for page in popups:
             page.close()
         self._pages, self.page = [first], first
-        message = self._goto(self.start_url)
-        # The episode starts here: back never reaches the pages of an episode before it.
+        # The episode starts as the first did, on a tab whose history holds only the blank page
+        # it opened on: back never reaches an earlier episode's pages, and the start page may
+        # not close the tab (chromium lets a script close a tab that has one entry).
+        first.goto("about:blank")
         self._send(first, "Page.resetNavigationHistory")
-        return message
+        if self.start_url != "about:blank":
+            self._goto(self.start_url)
 
     @staticmethod
     def _send(page: Any, method: str) -> dict[str, Any]:
@@ -978,12 +1011,30 @@ class BrowserEnv(Env):
             raise EnvError(f"{what} failed: {first_line}") from None
 
 
-def _said_too(message: str, blocked: list[str], before: list[str], during: list[str]) -> str:
+def _blocked_said(who: str, urls: list[str]) -> list[str]:
+    """What ``who`` ("before it, the page") tried off the allowed domains: the first few urls
+    by name, the others counted (a page that tries thousands would fill the model's context)."""
+    said = [f"{who} tried to open {url}, which is off the allowed domains (blocked)"
+            for url in urls[:MAX_URLS_TOLD]]
+    if len(urls) > MAX_URLS_TOLD:
+        said.append(f"{who} tried to open {len(urls) - MAX_URLS_TOLD} more urls off the "
+                    "allowed domains (blocked)")
+    return said
+
+
+def _said_too(message: str, blocked: list[str], before: list[tuple[str, bool]],
+              during: list[tuple[str, bool]]) -> str:
     """An action's result, with what the page did since the last action (urls blocked, dialogs
-    answered: "before it") and the dialogs answered during it; the first few dialogs by name,
-    the others counted (a page that asks hundreds of times would fill the model's context)."""
-    dialogs = [f"before it, {d}" for d in before] + during
-    if len(dialogs) > MAX_DIALOGS_TOLD:
-        dialogs[MAX_DIALOGS_TOLD:] = [f"{len(dialogs) - MAX_DIALOGS_TOLD} more dialogs, "
-                                      "answered the same way"]
+    answered: "before it") and the dialogs answered during it: each "leave this page?" and the
+    first few others by name, the rest counted (a page that asks hundreds of times would fill
+    the model's context)."""
+    dialogs, more = [], 0
+    for when, asked in (("before it, ", before), ("", during)):
+        for said, leaving in asked:
+            if leaving or len(dialogs) < MAX_DIALOGS_TOLD:
+                dialogs.append(when + said)
+            else:
+                more += 1
+    if more:
+        dialogs.append(f"{more} more dialogs, each closed or answered Cancel")
     return "; ".join([message, *blocked, *dialogs])

@@ -28,7 +28,14 @@ PAGE = b"""<!doctype html><body style="margin:0">
   style="display:block;width:200px;height:40px">popup</a>
 <button id="many" style="display:block;width:200px;height:40px"
   onclick="for (let i = 0; i < 20; i++) alert('number ' + i)">many</button>
+<a id="noisy" href="/elsewhere?page=other"
+  style="position:fixed;right:0;top:0;width:150px;height:40px"
+  onclick="for (let i = 1; i <= 3; i++) alert('note ' + i)">noisy</a>
+<button id="close" style="position:fixed;right:0;top:50px;width:150px;height:40px"
+  onclick="window.close()">close</button>
 <script>
+// Called by a test after it observed: a timer raises n alerts in a row while the model thinks.
+window.nag = (n) => setTimeout(() => { for (let i = 0; i < n; i++) alert('expires ' + i); }, 50);
 // Called by a test once the model has done its part: the page leaves by itself soon after.
 window.wander = () => setTimeout(() => { location.href = "/elsewhere?page=other"; }, 100);
 addEventListener("beforeunload", e => {
@@ -43,6 +50,9 @@ WANDERING = b"""<!doctype html><body style="margin:0">
 const leave = () => { location.href = "OFF_LIST"; };
 // Called by a test after it observed: once soon after, or again and again.
 window.wander = (again) => again ? setInterval(leave, 50) : setTimeout(leave, 100);
+// Or n other urls off the list, one after the other.
+window.spam = (n) => { let i = 0;
+  const t = setInterval(() => { location.href = "OFF_LIST&n=" + i++; if (i >= n) clearInterval(t); }, 10); };
 </script></body>"""
 
 
@@ -57,6 +67,9 @@ def port() -> Iterator[int]:
             return b"<title>asking</title><script>confirm('Allow this popup?')</script>"
         if query.get("page") == "wandering":
             return WANDERING.replace(b"OFF_LIST", query["off"].encode())
+        if query.get("page") == "terms":  # asks as it loads, and can try to close its tab
+            return (b"<title>terms</title><script>document.title = 'terms: ' + "
+                    b"confirm('Accept the terms?')</script>" + PAGE)
         return PAGE
 
     with serve_pages(render) as pages:
@@ -93,7 +106,7 @@ def test_a_confirm_or_a_prompt_is_answered_cancel_and_the_model_is_told(env) -> 
     many = env.execute(click(env, "#many")).message
     assert many == ('clicked; the page showed an alert "number 0", closed; the page showed an '
                     'alert "number 1", closed; the page showed an alert "number 2", closed; '
-                    "17 more dialogs, answered the same way")
+                    "17 more dialogs, each closed or answered Cancel")
     # Those the page showed while the model thought count in the same few.
     many = click(env, "#many")
     env.page.evaluate("() => setTimeout(() => alert('a'), 50)")
@@ -101,7 +114,7 @@ def test_a_confirm_or_a_prompt_is_answered_cancel_and_the_model_is_told(env) -> 
     assert env.execute(many).message == (
         'clicked; before it, the page showed an alert "a", closed; the page showed an alert '
         '"number 0", closed; the page showed an alert "number 1", closed; 18 more dialogs, '
-        "answered the same way")
+        "each closed or answered Cancel")
 
 
 def test_a_popup_that_asks_as_it_loads_is_answered_and_told(env) -> None:
@@ -134,6 +147,63 @@ def test_leaving_a_page_that_holds_a_draft_takes_a_second_try_at_the_next_action
     left = env.execute(Navigate(url=f"http://127.0.0.1:{port}/elsewhere?page=other"))
     assert left.ok and "answered Leave" in left.message
     assert env.observe().extras["title"] == "other"
+
+
+def test_alerts_the_page_raised_while_the_model_thought_do_not_eat_its_action(env) -> None:
+    """Chromium drops an input sent while a dialog is open, and answering one alert lets the
+    page's script raise its next: every one is answered before the action, whose text arrives
+    whole."""
+    env.execute(click(env, "#draft"))
+    env.page.evaluate("() => nag(3)")
+    time.sleep(0.5)  # the model thinks; the page raises its alerts meanwhile
+    typed = env.execute(Type(text="hello world"))
+    assert typed.ok and typed.message.startswith("typed 11 characters; before it, the page "
+                                                 'showed an alert "expires 0", closed')
+    assert typed.message.count("before it,") == 3, typed.message
+    assert env.page.locator("#draft").input_value() == "hello world"
+
+
+def test_a_leave_this_page_is_named_however_many_dialogs_come_with_it(env) -> None:
+    env.execute(click(env, "#draft"))
+    env.execute(Type(text="half a letter"))
+    noisy = click(env, "#noisy")
+    stayed = env.execute(noisy)
+    assert 'alert "note 3", closed; the page asked to confirm leaving it' in stayed.message
+    assert "answered Stay; try to leave it again" in stayed.message
+    assert "more dialogs" not in stayed.message
+    left = env.execute(noisy)
+    assert left.message.endswith("the page asked again to confirm leaving it, answered Leave")
+    assert env.observe().extras["title"] == "other"
+
+
+def test_an_action_that_fails_in_between_takes_the_leave_away(env) -> None:
+    from core.actions import Key
+
+    env.execute(click(env, "#draft"))
+    env.execute(Type(text="half a letter"))
+    leave = click(env, "#leave")
+    assert "answered Stay" in env.execute(leave).message
+    assert not env.execute(Key(key="NoSuchKey")).ok  # the very next action, though it failed
+    assert "answered Stay" in env.execute(leave).message
+    assert env.page.locator("#draft").input_value() == "half a letter"
+
+
+def test_each_episode_starts_as_the_first_did(port, playwright) -> None:
+    """After a reset, the new start page's own dialog is told at the first action, as in the
+    first episode, and its script may not close the tab (history of two, as at the start)."""
+    with BrowserEnv(viewport=(400, 300), start_url=f"http://127.0.0.1:{port}/?page=terms",
+                    playwright=playwright) as env:
+        for episode in range(2):
+            if episode:
+                env.reset()
+            else:
+                env.observe()
+            first = env.execute(Scroll(direction="down"))
+            assert first.message == ('scrolled down; before it, the page asked "Accept the '
+                                     'terms?" (confirm), answered Cancel'), (episode, first)
+            env.execute(Scroll(direction="up"))
+            assert env.execute(click(env, "#close")).ok
+            assert env.observe().extras["title"] == "terms: false", episode
 
 
 def test_reset_leaves_a_page_that_asks_before_it_is_left(env) -> None:
@@ -190,3 +260,19 @@ def test_what_the_page_tries_by_itself_is_not_the_models_action_failing(port, pl
         assert how == "once" or said in typed.message, typed.message
         assert env.page.locator("#field").input_value() == "hello"
         assert env.page.url == start
+
+
+def test_a_page_that_tries_many_urls_off_the_list_fills_no_context(port, playwright) -> None:
+    off_list = f"http://localhost:{port}/?page=other"
+    start = f"http://127.0.0.1:{port}/?page=wandering&off={off_list}"
+    with BrowserEnv(viewport=(400, 300), start_url=start, allowed_domains=["127.0.0.1"],
+                    playwright=playwright) as env:
+        env.observe()
+        env.page.evaluate("() => spam(12)")
+        time.sleep(1.5)  # the model thinks; the page tries its 12 urls meanwhile
+        result = env.execute(Scroll(direction="down"))
+    assert result.ok, result.message
+    named = [f"before it, the page tried to open {off_list}&n={i}, which is off the allowed "
+             "domains (blocked)" for i in range(3)]
+    assert result.message == "; ".join(["scrolled down", *named, "before it, the page tried "
+                                        "to open 9 more urls off the allowed domains (blocked)"])
