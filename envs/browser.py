@@ -266,6 +266,8 @@ _US_KEY_CODES = {
     ";": "Semicolon", "'": "Quote", ",": "Comma", ".": "Period", "/": "Slash", "`": "Backquote",
 }
 
+#: The least time chromium is given to start (Playwright's own default).
+LAUNCH_TIMEOUT_MS = 30_000
 #: Captures tried before a transient "Unable to capture screenshot" is an error.
 SCREENSHOT_ATTEMPTS = 4
 #: Seconds the env waits on the browser without progress before it takes the page for hung and
@@ -366,7 +368,9 @@ class BrowserEnv(Env):
         self._temp = chromium_temp()
         try:
             self._context = self._start(lambda: launch_chromium_context(
-                self._playwright, self._temp.name, headless=headless, timeout=self.timeout_ms,
+                # Starting chromium on a busy machine takes seconds, whatever a page may take.
+                self._playwright, self._temp.name, headless=headless,
+                timeout=max(self.timeout_ms, LAUNCH_TIMEOUT_MS),
                 viewport={"width": viewport[0], "height": viewport[1]},
                 device_scale_factor=self.scale,
             ))

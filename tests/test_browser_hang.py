@@ -104,10 +104,10 @@ def test_a_link_to_a_server_slower_than_the_timeout_is_seen_once_it_answers(play
     answer = threading.Event()
     with link_to_a_held_page(answer) as server, BrowserEnv(
             viewport=VIEWPORT, start_url=f"http://127.0.0.1:{server.server_port}/",
-            timeout_s=1, hang_s=30, playwright=playwright) as env:
+            timeout_s=2, hang_s=30, playwright=playwright) as env:
         env.observe()
         assert env.execute(Click(x=200, y=150)).ok
-        threading.Timer(3, answer.set).start()  # three times the env's timeout
+        threading.Timer(5, answer.set).start()  # longer than the env's timeout
         observation = env.observe()
         assert observation.extras["url"].endswith("/?held=1")
         assert observation.extras["title"] == "held"
@@ -120,10 +120,10 @@ def test_a_server_that_never_answers_ends_chromium_after_the_limit(playwright) -
     with link_to_a_held_page(answer) as server:
         try:
             with BrowserEnv(viewport=VIEWPORT, start_url=f"http://127.0.0.1:{server.server_port}/",
-                            timeout_s=1, hang_s=3, playwright=playwright) as env:
+                            timeout_s=2, hang_s=4, playwright=playwright) as env:
                 env.observe()
                 assert env.execute(Click(x=200, y=150)).ok
-                with pytest.raises(EnvError, match="did not respond for 3 s .*holds its answer"):
+                with pytest.raises(EnvError, match="did not respond for 4 s .*holds its answer"):
                     env.observe()
         finally:
             answer.set()
