@@ -872,11 +872,16 @@ class BrowserEnv(Env):
         url = normalize_url(url)
         if self.allowed_domains is not None and not domain_allowed(url, self.allowed_domains):
             raise EnvError(self._blocked_message(url))
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
         try:
             self.page.goto(url, wait_until="domcontentloaded")
         except Exception as exc:  # noqa: BLE001 - re-raised below with the reason
             if self.allowed_domains is not None:
                 self._raise_if_blocked("navigate")
+            if isinstance(exc, PlaywrightTimeoutError):  # the page goes on loading
+                raise EnvError(f"{url} did not load within {self.timeout_ms / 1000:g} s; it may "
+                               "still be loading, and the next screenshot waits for it") from None
             raise exc
         return f"opened {self.page.url}"
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from core.actions import Click, Type
+from core.actions import Click, Navigate, Type
 from envs.base import EnvError
 from tests.local_server import serve_pages
 from tests.probes import wait_until
@@ -98,7 +98,8 @@ def link_to_a_held_page(answer: threading.Event):
     return serve_pages(render)
 
 
-def test_a_link_to_a_server_slower_than_the_timeout_is_seen_once_it_answers(playwright) -> None:
+@pytest.mark.parametrize("how", ["link", "navigate"])
+def test_a_server_slower_than_the_timeout_is_seen_once_it_answers(playwright, how) -> None:
     from envs.browser import BrowserEnv
 
     answer = threading.Event()
@@ -106,8 +107,15 @@ def test_a_link_to_a_server_slower_than_the_timeout_is_seen_once_it_answers(play
             viewport=VIEWPORT, start_url=f"http://127.0.0.1:{server.server_port}/",
             timeout_s=2, hang_s=30, playwright=playwright) as env:
         env.observe()
-        assert env.execute(Click(x=200, y=150)).ok
         threading.Timer(5, answer.set).start()  # longer than the env's timeout
+        if how == "link":
+            assert env.execute(Click(x=200, y=150)).ok
+        else:
+            held = f"http://127.0.0.1:{server.server_port}/?held=1"
+            result = env.execute(Navigate(url=held))
+            assert (result.ok, result.message) == (False, f"{held} did not load within 2 s; it "
+                                                   "may still be loading, and the next "
+                                                   "screenshot waits for it")
         observation = env.observe()
         assert observation.extras["url"].endswith("/?held=1")
         assert observation.extras["title"] == "held"
