@@ -212,9 +212,9 @@ class AndroidEnv(Env):
     that goes away is waited for a while (``ADB_RETRY_DELAYS_S``), never started.
     ``screencap="png"`` skips the raw frames (for devices or links where PNG is faster).
     ``observe_ui=True`` adds the screen's accessibility tree to every observation. A device
-    that tells when its screen is
-    still (envs/still_frames.py: the virtual phone) is observed with one frame per observation
-    instead of frames compared until two match; ``still_frames=False`` compares frames anyway.
+    that tells when its screen is still (envs/still_frames.py: the virtual phone) is observed
+    with one frame per observation instead of frames compared until two match;
+    ``still_frames=False`` compares frames anyway.
     """
 
     name = "android"

@@ -869,11 +869,11 @@ class BrowserEnv(Env):
         return f"scrolled {action.direction}"
 
     def _goto(self, url: str) -> str:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
         url = normalize_url(url)
         if self.allowed_domains is not None and not domain_allowed(url, self.allowed_domains):
             raise EnvError(self._blocked_message(url))
-        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
         try:
             self.page.goto(url, wait_until="domcontentloaded")
         except Exception as exc:  # noqa: BLE001 - re-raised below with the reason

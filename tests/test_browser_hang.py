@@ -33,11 +33,10 @@ def chromium_processes() -> list[int]:
     return [p for p in descendants(os.getpid()) if "--user-data-dir=" in command(p)]
 
 
-def open_env(playwright, start_url: str, hang_s: float):
+def open_env(playwright, start_url: str = "about:blank", **options):
     from envs.browser import BrowserEnv
 
-    return BrowserEnv(viewport=VIEWPORT, start_url=start_url, hang_s=hang_s,
-                      playwright=playwright)
+    return BrowserEnv(viewport=VIEWPORT, start_url=start_url, playwright=playwright, **options)
 
 
 def test_a_click_into_a_script_that_never_yields_fails_and_ends_chromium(playwright) -> None:
@@ -100,12 +99,10 @@ def link_to_a_held_page(answer: threading.Event):
 
 @pytest.mark.parametrize("how", ["link", "navigate"])
 def test_a_server_slower_than_the_timeout_is_seen_once_it_answers(playwright, how) -> None:
-    from envs.browser import BrowserEnv
-
     answer = threading.Event()
-    with link_to_a_held_page(answer) as server, BrowserEnv(
-            viewport=VIEWPORT, start_url=f"http://127.0.0.1:{server.server_port}/",
-            timeout_s=2, hang_s=30, playwright=playwright) as env:
+    with link_to_a_held_page(answer) as server, open_env(
+            playwright, f"http://127.0.0.1:{server.server_port}/", timeout_s=2,
+            hang_s=30) as env:
         env.observe()
         threading.Timer(5, answer.set).start()  # longer than the env's timeout
         if how == "link":
@@ -122,13 +119,11 @@ def test_a_server_slower_than_the_timeout_is_seen_once_it_answers(playwright, ho
 
 
 def test_a_server_that_never_answers_ends_chromium_after_the_limit(playwright) -> None:
-    from envs.browser import BrowserEnv
-
     answer = threading.Event()
     with link_to_a_held_page(answer) as server:
         try:
-            with BrowserEnv(viewport=VIEWPORT, start_url=f"http://127.0.0.1:{server.server_port}/",
-                            timeout_s=2, hang_s=4, playwright=playwright) as env:
+            with open_env(playwright, f"http://127.0.0.1:{server.server_port}/", timeout_s=2,
+                          hang_s=4) as env:
                 env.observe()
                 assert env.execute(Click(x=200, y=150)).ok
                 with pytest.raises(EnvError, match="did not respond for 4 s .*holds its answer"):
@@ -140,11 +135,10 @@ def test_a_server_that_never_answers_ends_chromium_after_the_limit(playwright) -
 def test_a_tasks_check_on_a_page_that_froze_while_the_model_thought_fails(playwright) -> None:
     """A task reads the page through the env (``BrowserEnv.on_page``): the MiniWoB++ reward,
     read after the model's last reply, fails on a frozen page instead of waiting forever."""
-    from envs.browser import BrowserEnv
     from tasks.registry import get_task
 
     task = get_task("miniwob/click-test", seed=1)
-    with BrowserEnv(viewport=(240, 240), hang_s=2, playwright=playwright) as env:
+    with open_env(playwright, hang_s=2) as env:
         env.reset(task.initialize)
         env.page.evaluate(f"setTimeout(() => {{ {NEVER_YIELDS} }}, 0)")
         time.sleep(0.3)  # frozen since the last observation

@@ -32,8 +32,8 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
     """results.jsonl, summary.json, the reports and merge.json in ``out``, the reports linking
     to the sources' trajectories. For an episode in two sources, an outcome of the task wins
     over a runtime error (which says nothing about the task: a resume runs it again), and
-    otherwise the later source. The summary counts
-    as planned every episode the sources planned, so an unfinished shard shows as unfinished.
+    otherwise the later source. The summary counts as planned every episode the sources
+    planned, so an unfinished shard shows as unfinished.
     Sources may select different episodes, but must have run them alike (same model, dialect,
     budgets): a success rate over episodes run two ways measures neither."""
     catalog = catalog or RegistryCatalog()
