@@ -45,6 +45,7 @@ import torch
 
 from core.stops import stop_strings
 from model.config import check_repetition_penalty
+from model.linear import mark_constants
 from model.modeling import padding_mask
 from model.rope import mrope_cos_sin
 from model.tokens import framing_ids
@@ -342,6 +343,7 @@ def step_function(model: Qwen2VL, compile: bool) -> Callable[..., torch.Tensor]:
         # Each batch size and attended length is a graph of its own; torch's default limit (8)
         # would send a server's later shapes back to eager.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        mark_constants()
         compiled = torch.compile(
             decode_step, mode="reduce-overhead" if cuda else None, dynamic=False
         )

@@ -31,10 +31,8 @@ from torch import nn
 SMALL_ROWS = 64
 
 
-@torch.compiler.assume_constant_result
 def _threads() -> int:
-    # A constant to torch.compile (read when it traces): a call it cannot trace would split the
-    # compiled decode step at every layer.
+    # A constant to torch.compile (see mark_constants).
     return torch.get_num_threads()
 
 
@@ -72,15 +70,23 @@ def _measure_once(weight: torch.Tensor, parts: int, rows: int) -> None:
         _BLOCKS_FASTER[key] = _measure_blocks(weight, parts, key[3])
 
 
-@torch.compiler.assume_constant_result
 def _blocks_faster(out_features: int, in_features: int, parts: int, rows: int) -> bool:
-    # A constant to torch.compile; measured when it traces (on a stand-in weight) only if no
-    # eager call has measured it before.
+    # A constant to torch.compile (see mark_constants); measured when it traces (on a stand-in
+    # weight) only if no eager call has measured it before.
     key = _key((out_features, in_features), parts, rows)
     if key not in _BLOCKS_FASTER:
         stand_in = torch.full((out_features, in_features), 0.5)
         _BLOCKS_FASTER[key] = _measure_blocks(stand_in, parts, key[3])
     return _BLOCKS_FASTER[key]
+
+
+def mark_constants() -> None:
+    """Have torch.compile read ``_threads`` and ``_blocks_faster`` once, when it traces: a call it
+    cannot trace would split the compiled decode step at every layer. Marked before compiling
+    rather than by decorator, which imports torch._dynamo (over a second) into every process
+    that imports the model, eager ones included."""
+    for constant in (_threads, _blocks_faster):
+        torch.compiler.assume_constant_result(constant)  # marks the function itself
 
 
 def _measure_blocks(weight: torch.Tensor, parts: int, rows: int) -> bool:

@@ -321,6 +321,7 @@ def test_the_decode_step_traces_as_one_graph(ours, prompt, threads, monkeypatch,
     pos = torch.tensor([state.pos])
     key_valid = torch.ones(1, ours.model.cache_shape[1], dtype=torch.bool)
     args = (ours, torch.tensor([[5]]), pos, pos + state.rope_delta.view(1), key_valid)
+    linear.mark_constants()  # as step_function does before it compiles
     with torch.inference_mode():
         explained = torch._dynamo.explain(decode_step)(*args)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
@@ -339,8 +340,10 @@ def test_compiled_decode_gives_the_eager_greedy_tokens(tmp_path, threads, monkey
     batch = proc(text=_chat(proc, "Where is the search button?"))
     eager = _run(model, batch, max_new_tokens=12, eos_token_ids=())[0].tokens
     assert model not in _COMPILED
+    torch._dynamo.utils.counters.clear()
     assert _run(model, batch, max_new_tokens=12, eos_token_ids=(), compile=True)[0].tokens == eager
     assert model in _COMPILED  # the compiled step is the one that ran
+    assert not torch._dynamo.utils.counters["graph_break"]  # one graph, as traced above
     # The compiled step does not keep its model alive (nor, on CUDA, the cache kept for it).
     gone = weakref.ref(model)
     del model

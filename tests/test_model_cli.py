@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +13,7 @@ from typer.testing import CliRunner
 
 from agent_cli import app
 from runtime.tiny_checkpoint import make_tiny_checkpoint
+from tests.test_agent_cli import REPO
 
 runner = CliRunner()
 
@@ -193,3 +197,21 @@ def test_model_tiny_refuses_a_seed_or_folder_it_cannot_use(tmp_path):
     seed = runner.invoke(app, ["model", "tiny", str(tmp_path / "t"), "--seed", str(2**64)])
     assert seed.exit_code == 2 and "Invalid value for '--seed'" in seed.output
     assert not (tmp_path / "t").exists()
+
+
+def test_an_eager_generate_never_imports_torch_compile(checkpoint, tmp_path):
+    """torch._dynamo takes over a second to import; only a compiled decode step needs it, so
+    every other command that loads a model starts that much sooner."""
+    script = (
+        "import atexit, runpy, sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "atexit.register(lambda: print('dynamo imported:', 'torch._dynamo' in sys.modules))\n"
+        f"sys.argv = ['agent_cli.py', 'model', 'generate', {str(checkpoint)!r}, '-p', 'hi',\n"
+        "            '--max-new-tokens', '3', '--device', 'cpu']\n"
+        f"runpy.run_path({str(REPO / 'agent_cli.py')!r}, run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "new tokens" in done.stderr + done.stdout  # it loaded the model and generated
+    assert done.stdout.splitlines()[-1] == "dynamo imported: False"
