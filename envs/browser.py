@@ -275,8 +275,9 @@ SCREENSHOT_ATTEMPTS = 4
 #: timeout: a script that never yields held the step forever. A capture or an element lookup
 #: takes seconds, and a ``type`` shows progress every ``TYPE_PIECE`` characters.
 HANG_S = 60.0
-#: Characters typed between two signs of progress to the watchdog.
-TYPE_PIECE = 100
+#: Characters typed between two signs of progress to the watchdog: a page may take up to
+#: ``HANG_S / TYPE_PIECE`` seconds (6) per key, as a slow editor's key handler may.
+TYPE_PIECE = 10
 
 
 def check_screen(viewport: tuple[int, int], scale: float) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from core.actions import Click, Navigate, Type
 from envs.base import EnvError
+from envs.browser import TYPE_PIECE
 from tests.local_server import serve_pages
 from tests.probes import wait_until
 from tests.proc_table import command, descendants
@@ -73,18 +74,19 @@ def test_a_handler_that_is_slow_but_ends_is_waited_for(playwright) -> None:
 
 
 def test_a_long_text_into_a_slow_page_types_in_full(playwright) -> None:
-    """Each key takes the page 10 ms: the whole text takes longer than the limit, each piece of
-    it (``TYPE_PIECE`` characters) much less."""
-    slow = ("<textarea autofocus onkeydown='const end = Date.now() + 10; "
+    """Each key takes the page 40 ms: the whole text takes twice the limit, each piece of it
+    (``TYPE_PIECE`` characters) a fifth of it."""
+    slow = ("<textarea autofocus onkeydown='const end = Date.now() + 40; "
             "while (Date.now() < end) {}'></textarea>")
-    text = "slow keys, all of them typed. " * 14
+    text = "slow keys, all of them typed. " * 4 + "the end."
+    assert len(text) * 0.04 > 2 * 2 and TYPE_PIECE * 0.04 < 2 / 4
     started = time.monotonic()
-    with open_env(playwright, page(body=slow), hang_s=4) as env:
+    with open_env(playwright, page(body=slow), hang_s=2) as env:
         env.observe()
         result = env.execute(Type(text=text))
         assert result.ok, result.message
         assert env.page.eval_on_selector("textarea", "el => el.value") == text
-    assert time.monotonic() - started > 4  # or the limit was never put to the test
+    assert time.monotonic() - started > 2  # or the limit was never put to the test
 
 
 def link_to_a_held_page(answer: threading.Event):
