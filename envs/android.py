@@ -57,6 +57,9 @@ _CHOOSER = "android/com.android.internal.app.ResolverActivity"
 #: How long ``uiautomator dump`` waits for a screen that keeps changing (a video, a spinner) to
 #: be idle before it gives up ("ERROR: could not get idle state."): adb is given that long too.
 UI_IDLE_WAIT_S = 10.0
+#: What ``input`` prints where the phone lets no adb shell inject events (Xiaomi, Redmi and POCO
+#: phones, until "USB debugging (Security settings)" is on in their developer options).
+INPUT_REFUSED = "INJECT_EVENTS permission"
 #: Characters per ``input text`` call (a piece of text without a literal "%s" has none either).
 INPUT_TEXT_CHUNK = 200
 
@@ -245,6 +248,7 @@ class AndroidEnv(Env):
         # Raw until the device shows it cannot do it; PNG only when asked for.
         self._raw_screencap = screencap == "raw"
         self._adb_keyboard: bool | None = None  # checked on first need
+        self._input_refused: str | None = None  # why the phone takes no input (INPUT_REFUSED)
         self._replaced_keyboard: str | None = None  # the keyboard ADBKeyboard took over from
         self.still_frames = still_frames and self.shell(
             f"getprop {shlex.quote(still_frames_protocol.PROPERTY)}").strip() == "1"
@@ -343,6 +347,12 @@ class AndroidEnv(Env):
         what = what or f"`{command[:60]}`"
         timeout = self.timeout_s + busy_s
         result = self._call(what, lambda: self.device.shell2(command, timeout=timeout), hide)
+        if INPUT_REFUSED in result.output:  # whatever the exit status: no event arrived
+            self._input_refused = (
+                f"{what} was refused on {self.serial}: the phone lets adb inject no input "
+                "(INJECT_EVENTS); on a Xiaomi, Redmi or POCO phone turn on Developer options > "
+                "USB debugging (Security settings), then start again")
+            raise EnvError(self._input_refused)
         if result.returncode != 0:
             output = conceal(result.output.strip(), hide)
             raise EnvError(f"{what} failed on {self.serial} "
@@ -394,6 +404,8 @@ class AndroidEnv(Env):
                 "density": self.screen.density, "rotation": self.screen.rotation}
 
     def observe(self) -> Observation:
+        if self._input_refused:  # no action can work: the episode ends with the reason
+            raise EnvError(self._input_refused)
         self._dump = None  # a fresh look: the screen may have changed by itself
         woke = self._woke()
         observation = self._observe_still() if self.still_frames else super().observe()

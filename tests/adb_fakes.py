@@ -127,6 +127,7 @@ def fake_android_env(device: FakeAdbDevice) -> AndroidEnv:
     env.screen = ScreenInfo(1080, 2400, 420, 0)
     env._raw_screencap = False
     env._adb_keyboard = None
+    env._input_refused = None
     env._replaced_keyboard = None
     env.still_frames = False
     env._last_frame = (None, None, b"")
