@@ -528,14 +528,19 @@ def test_corrupt_trajectories_are_skipped_unless_strict(tmp_path):
     (bad_line / "steps.jsonl").write_text(lines[0] + "{torn\n" + "".join(lines[1:]))
     no_image = record(tmp_path / "no_image", "qwen2vl")
     (no_image / "images" / "step_001.png").unlink()
-    dirs = [good, bad_meta, bad_line, no_image, tmp_path / "missing"]
+    cut_image = record(tmp_path / "cut_image", "qwen2vl")  # a copy that stopped
+    shot = cut_image / "images" / "step_001.png"
+    shot.write_bytes(shot.read_bytes()[:200])
+    dirs = [good, bad_meta, bad_line, no_image, cut_image, tmp_path / "missing"]
     summary = export(dirs, "qwen2vl", "step", tmp_path / "x.jsonl")
-    assert summary.samples == 3 and len(summary.skipped) == 4
+    assert summary.samples == 3 and len(summary.skipped) == 5
     for directory, why in zip(dirs[1:], summary.skipped):
         assert str(directory) in why
     assert "missing image images/step_001.png" in summary.skipped[2]
-    with pytest.raises(ExportError, match="missing image"):
-        export([good, no_image], "qwen2vl", "step", tmp_path / "y.jsonl", strict=True)
+    assert "unreadable image images/step_001.png" in summary.skipped[3]
+    for broken in (no_image, cut_image):
+        with pytest.raises(ExportError, match="missing image|unreadable image"):
+            export([good, broken], "qwen2vl", "step", tmp_path / "y.jsonl", strict=True)
     assert not (tmp_path / "y.jsonl").exists()
     with pytest.raises(ExportError, match="nothing to export"):
         export(dirs[1:], "qwen2vl", "step", tmp_path / "z.jsonl")

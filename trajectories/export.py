@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, get_args
 
+from PIL import Image
+
 from core.files import replacing
 from core.special_tokens import FRAMING_TOKENS, unframed
 from trajectories.progress import Track, untracked
@@ -411,6 +413,12 @@ def _image(trajectory: Trajectory, name: str | None, step: StepRecord) -> Path:
     if not path.is_file():
         raise ExportError(f"{trajectory.directory}: step {step.step} refers to a missing image "
                           f"{name}")
+    try:  # a file cut short or overwritten fails the trainer that opens it; verify reads every
+        with Image.open(path) as image:  # chunk without decoding the pixels (ms, not tens)
+            image.verify()
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ExportError(f"{trajectory.directory}: step {step.step} refers to an unreadable "
+                          f"image {name} ({exc})") from None
     return path
 
 
