@@ -60,6 +60,10 @@ UI_IDLE_WAIT_S = 10.0
 #: What ``input`` prints where the phone lets no adb shell inject events (Xiaomi, Redmi and POCO
 #: phones, until "USB debugging (Security settings)" is on in their developer options).
 INPUT_REFUSED = "INJECT_EVENTS permission"
+#: How long the env waits after making ADBKeyboard the active keyboard before its first text:
+#: ``ime set`` answers before the phone has bound the IME's service (which registers the
+#: receiver of ADBKeyboard's broadcasts), and a broadcast sent sooner is lost without an error.
+IME_SWITCH_S = 1.0
 #: Characters per ``input text`` call (a piece of text without a literal "%s" has none either).
 INPUT_TEXT_CHUNK = 200
 
@@ -222,6 +226,7 @@ class AndroidEnv(Env):
 
     name = "android"
     form_factor = "phone"
+    ime_switch_s = IME_SWITCH_S
 
     def __init__(
         self,
@@ -676,6 +681,7 @@ class AndroidEnv(Env):
                             "to give it back afterwards; type ASCII only")
                     self._replaced_keyboard = active  # given back on close
                 self._run(f"ime set {ADB_KEYBOARD}")
+                time.sleep(self.ime_switch_s)
         return self._adb_keyboard
 
     def _active_keyboard(self) -> str | None:

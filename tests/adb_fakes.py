@@ -128,6 +128,7 @@ def fake_android_env(device: FakeAdbDevice) -> AndroidEnv:
     env._raw_screencap = False
     env._adb_keyboard = None
     env._input_refused = None
+    env.ime_switch_s = 0.0  # the fake device hears ADBKeyboard as soon as it is set
     env._replaced_keyboard = None
     env.still_frames = False
     env._last_frame = (None, None, b"")

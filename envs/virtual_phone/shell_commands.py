@@ -29,6 +29,10 @@ from envs.virtual_phone.keycodes import PAGE_KEYS, key_name
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 LATIN_IME = "com.vlagent.keyboard/.LatinIME"
 DENSITY = 480
+#: How long after ``ime set`` the new IME starts hearing broadcasts: a phone binds the IME's
+#: service (starting its process) after ``ime set`` has answered, and ADBKeyboard registers its
+#: receiver only then, so a broadcast sent sooner goes unheard ("Broadcast completed").
+IME_BIND_S = 0.3
 #: ``uiautomator dump`` waits until the screen has been still this long, or gives up waiting.
 IDLE_QUIET_MS, IDLE_TIMEOUT_MS = 50, 3000
 
@@ -68,6 +72,7 @@ class ShellCommands:
         self.states: dict[str, dict[str, Any]] = {p: a.fresh_state() for p, a in apps.items()}
         self.imes = [LATIN_IME] + ([ADB_KEYBOARD] if adb_keyboard else [])
         self.current_ime = ADB_KEYBOARD if adb_keyboard else LATIN_IME
+        self._ime_bound_at = 0.0  # the loop's clock when current_ime hears broadcasts
         self._last_frame: tuple[bytes, bytes] = (b"", b"")
         #: Commands run that may have changed the screen (input, navigation, state writes).
         self.touches = 0
@@ -293,8 +298,10 @@ class ShellCommands:
         raise UsageError(f"unknown command '{verb}'")
 
     async def _broadcast(self, action: str, extras: dict[str, str]) -> None:
-        # As on a device, nobody hears ADBKeyboard's broadcasts unless it is the active IME.
-        if self.current_ime != ADB_KEYBOARD:
+        # As on a device, nobody hears ADBKeyboard's broadcasts unless it is the active IME, and
+        # bound.
+        if (self.current_ime != ADB_KEYBOARD
+                or asyncio.get_running_loop().time() < self._ime_bound_at):
             return
         if action == "ADB_INPUT_TEXT":
             await self.display.insert_text(extras.get("msg", ""))
@@ -365,7 +372,9 @@ class ShellCommands:
         if len(args) == 2 and args[0] == "set":
             if args[1] not in self.imes:
                 return fail(f"Unknown input method {args[1]} cannot be selected for user #0")
-            self.current_ime = args[1]
+            if args[1] != self.current_ime:
+                self.current_ime = args[1]
+                self._ime_bound_at = asyncio.get_running_loop().time() + IME_BIND_S
             return ok(f"Input method {args[1]} selected for user #0\n")
         if len(args) == 2 and args[0] in ("enable", "disable"):
             if args[1] not in self.imes:
