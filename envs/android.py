@@ -52,8 +52,6 @@ ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 #: Waits between tries of an adb call that did not reach the device (about 15 s in all): an adb
 #: server that restarts, and a device that comes back to it, are back within that.
 ADB_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-#: What ``cmd package resolve-activity`` names when several activities match.
-_CHOOSER = "android/com.android.internal.app.ResolverActivity"
 #: How long ``uiautomator dump`` waits for a screen that keeps changing (a video, a spinner) to
 #: be idle before it gives up ("ERROR: could not get idle state."): adb is given that long too.
 UI_IDLE_WAIT_S = 10.0
@@ -93,14 +91,17 @@ T = TypeVar("T")
 
 _FOCUS = re.compile(r"mCurrentFocus=(null|Window\{[^}]*\})")
 _COMPONENT = re.compile(r"\s([\w.]+)/([^\s}]+)\}$")
+#: The title of a focused PopupWindow (a dropdown's list, an overflow menu): the app's own.
+_APP_POPUP = re.compile(r"\sPopupWindow:[0-9a-f]+\}$")
 _FOCUSED_APP = re.compile(r"mFocusedApp=.*?\s([\w.]+)/([^\s}]+)")
 _DISPLAY = re.compile(r"Display: mDisplayId=(\d+)")
 #: ``dumpsys power``'s state of the screen: Awake, or Asleep, Dozing or Dreaming (off).
 _WAKEFULNESS = re.compile(r"mWakefulness=(\w+)")
 #: How far into ``screencap``'s output its warnings may reach.
 WARNINGS_SPAN = 2048
-#: An input method's id, PACKAGE/CLASS ("null" and error messages are none).
-_IME_ID = re.compile(r"[\w.]+/[\w.$]+")
+#: A component's name, PACKAGE/CLASS: an input method's id, an activity ("null" and error
+#: messages are none).
+_COMPONENT_NAME = re.compile(r"[\w.]+/[\w.$]+")
 
 
 #: What to do about a device the adb server lists but cannot use, by its state.
@@ -451,7 +452,8 @@ class AndroidEnv(Env):
         its last focus, since a section on the last ANR, kept for hours, comes first with the
         window state of then. A focused window of no app (the lock screen's NotificationShade or
         StatusBar, an "Application Not Responding" dialog) is (None, None), not the app behind
-        it; with no window focused (between two), the focused app."""
+        it; with no window focused (between two), or an app's own popup (a dropdown, a menu),
+        the focused app."""
         output = self.shell("dumpsys window")
         # Android 10+ keeps a focus per display: display 0's, which the screenshots show, in
         # its last block (an earlier one is the last ANR's). Before 10 the focus is global.
@@ -462,7 +464,7 @@ class AndroidEnv(Env):
             if _FOCUS.search(block) or _FOCUSED_APP.search(block):
                 output = block
         focus = _FOCUS.findall(output)
-        if focus and focus[-1] != "null":
+        if focus and focus[-1] != "null" and not _APP_POPUP.search(focus[-1]):
             component = _COMPONENT.search(focus[-1])
             return (component.group(1), component.group(2)) if component else (None, None)
         apps = _FOCUSED_APP.findall(output)
@@ -688,10 +690,10 @@ class AndroidEnv(Env):
         """The active keyboard's id: the setting ``ime set`` writes, else (a device without the
         ``settings`` tool) what ``dumpsys input_method`` reports; None when neither names one."""
         setting = self.shell("settings get secure default_input_method").strip()
-        if _IME_ID.fullmatch(setting):
+        if _COMPONENT_NAME.fullmatch(setting):
             return setting
         found = re.search(r"mCurMethodId=(\S+)", self.shell("dumpsys input_method"))
-        return found.group(1) if found and _IME_ID.fullmatch(found.group(1)) else None
+        return found.group(1) if found and _COMPONENT_NAME.fullmatch(found.group(1)) else None
 
     def close(self) -> None:
         """Give the phone back the keyboard ADBKeyboard replaced (it shows none on screen)."""
@@ -737,10 +739,10 @@ class AndroidEnv(Env):
         command fails, and no package counts as launchable)."""
         output = self.shell("cmd package resolve-activity --brief -a android.intent.action.MAIN "
                             f"-c android.intent.category.LAUNCHER {shlex.quote(package)}")
-        # A package with several launcher activities (Samsung's Contacts and Phone) resolves
-        # to the chooser.
-        return any(line.strip().startswith((f"{package}/", _CHOOSER))
-                   for line in output.splitlines())
+        # The intent names the package, so any activity it resolves to is the package's own or,
+        # for a package with several launcher activities (Samsung's Contacts and Phone), the
+        # phone's chooser: AOSP's, Huawei's HwResolverActivity, ZUI's and other vendors'.
+        return any(_COMPONENT_NAME.fullmatch(line.strip()) for line in output.splitlines())
 
     def open_app(self, app: str) -> str:
         """Open ``app`` by package name (or its last segment, ignoring case and punctuation),

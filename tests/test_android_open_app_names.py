@@ -61,35 +61,45 @@ def test_a_package_name_with_space_around_it_opens_that_package(app):
         "monkey -p com.vlagent.notes -c android.intent.category.LAUNCHER 1"]
 
 
+#: The chooser that ``resolve-activity`` names for a package with several launcher activities:
+#: AOSP's (Samsung's too), Huawei EMUI's and Lenovo ZUI's.
+CHOOSERS = ["android/com.android.internal.app.ResolverActivity",
+            "com.huawei.android.internal.app/.HwResolverActivity",
+            "com.zui.resolver/.ResolverActivity"]
+
+
 class StockPhone(FakeAdbDevice):
     """Answers ``cmd package resolve-activity`` as Android 7+ does: the launcher activity of an
     app, "No activity found" for a package without one (a content provider)."""
 
-    APPS = {"com.android.settings": "com.android.settings/.Settings",
-            "com.google.android.calendar": "com.google.android.calendar/.AllInOneActivity",
-            "com.example.settings": "com.example.settings/.Main",
-            # Samsung's Contacts holds the Phone's launcher activity too: the chooser answers.
-            "com.android.contacts": "android/com.android.internal.app.ResolverActivity"}
+    def __init__(self, packages: tuple[str, ...], chooser: str = CHOOSERS[0]) -> None:
+        super().__init__(packages)
+        self.apps = {"com.android.settings": "com.android.settings/.Settings",
+                     "com.google.android.calendar": "com.google.android.calendar/.AllInOneActivity",
+                     "com.example.settings": "com.example.settings/.Main",
+                     # Contacts holds the Phone's launcher activity too: the chooser answers.
+                     "com.android.contacts": chooser}
 
     def _answer(self, command: str):
         answer = super()._answer(command)
         if command.startswith("cmd package resolve-activity"):
             package = command.split()[-1]
             answer.output = (f"priority=0 preferredOrder=0 match=0x108000 specificIndex=-1 "
-                             f"isDefault=false\n{self.APPS[package]}\n"
-                             if package in self.APPS else "No activity found\n")
+                             f"isDefault=false\n{self.apps[package]}\n"
+                             if package in self.apps else "No activity found\n")
         return answer
 
 
-@pytest.mark.parametrize("app, package", [
-    ("Settings", "com.android.settings"), ("calendar", "com.google.android.calendar"),
-    ("Contacts", "com.android.contacts")])
-def test_a_name_a_content_provider_shares_opens_the_app_that_has_something_to_launch(app,
-                                                                                    package):
+@pytest.mark.parametrize("app, package, chooser", [
+    ("Settings", "com.android.settings", CHOOSERS[0]),
+    ("calendar", "com.google.android.calendar", CHOOSERS[0]),
+    *[("Contacts", "com.android.contacts", chooser) for chooser in CHOOSERS]])
+def test_a_name_a_content_provider_shares_opens_the_app_that_has_something_to_launch(
+        app, package, chooser):
     device = StockPhone(packages=("com.android.providers.settings", "com.android.settings",
                                   "com.android.providers.calendar",
                                   "com.google.android.calendar", "com.android.providers.contacts",
-                                  "com.android.contacts"))
+                                  "com.android.contacts"), chooser=chooser)
     env = fake_android_env(device)
     assert env.resolve_app(app).package == package
     assert env.execute(OpenApp(app=app)).ok

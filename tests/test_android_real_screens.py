@@ -127,6 +127,9 @@ class WindowsPhone(FakeAdbDevice):
      "com.example.bank/.MainActivity", (None, None)),
     # Between two windows nothing is focused: the focused app.
     ("null", "com.example.bank/.MainActivity", ("com.example.bank", ".MainActivity")),
+    # An app's dropdown or menu (AOSP titles a PopupWindow "PopupWindow:" + its hash in hex).
+    ("Window{3d4 u0 PopupWindow:9c2e1d4}", "com.android.settings/.Settings",
+     ("com.android.settings", ".Settings")),
 ])
 def test_the_foreground_is_the_live_focus_not_the_last_anrs_nor_the_app_behind_a_lock_screen(
         focus, app, foreground):
