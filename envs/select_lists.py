@@ -18,9 +18,6 @@ SHOW_SELECT_OPTIONS = """(() => {
     // Its groups too: their labels show, and a disabled group's options stay disabled.
     for (const child of select.children) list.appendChild(child.cloneNode(true));
     list.selectedIndex = select.selectedIndex;
-    const box = select.getBoundingClientRect(), style = getComputedStyle(select);
-    list.style.cssText = `position: fixed; left: ${box.left}px; top: ${box.bottom}px; ` +
-      `min-width: ${box.width}px; z-index: 2147483647; font: ${style.font}; margin: 0;`;
     let done = false;
     const close = (pick) => {
       if (done) return;
@@ -40,13 +37,29 @@ SHOW_SELECT_OPTIONS = """(() => {
       else if (e.key === 'Escape' || e.key === 'Tab') { e.preventDefault(); close(false); }
     });
     list.addEventListener('blur', () => close(false));
-    document.documentElement.appendChild(list);
+    // In the top layer, over everything and placed on the viewport whatever its ancestors'
+    // transforms; inside the drop-down's dialog, since a modal one makes the rest inert.
+    const box = select.getBoundingClientRect();
+    list.popover = 'manual';
+    list.style.cssText = `position: fixed; inset: auto; margin: 0; ` +
+      `font: ${getComputedStyle(select).font};`;
+    (dialogOf(select) ?? document.documentElement).appendChild(list);
+    list.showPopover();
+    // Lengths set on it are scaled by the page's CSS zoom, the box's are on the screen already.
+    const zoom = list.currentCSSZoom || 1;
+    list.style.minWidth = `${box.width / zoom}px`;
     // Under the drop-down where it fits, else above it, as chromium places its own list.
-    const height = list.offsetHeight;
-    if (box.bottom + height > innerHeight && box.top - height >= 0) {
-      list.style.top = `${box.top - height}px`;
-    }
+    const height = list.getBoundingClientRect().height;
+    const top = box.bottom + height > innerHeight && box.top - height >= 0 ? box.top - height
+                                                                           : box.bottom;
+    list.style.left = `${box.left / zoom}px`;
+    list.style.top = `${top / zoom}px`;
     list.focus();
+  };
+  // The dialog a node is in, across shadow roots.
+  const dialogOf = (node) => {
+    for (let n = node; n; n = n.parentNode || n.host) if (n.localName === 'dialog') return n;
+    return null;
   };
   document.addEventListener('mousedown', (e) => {
     // The element pressed, inside a shadow root too (e.target is its host there).

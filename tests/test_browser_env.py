@@ -275,6 +275,33 @@ def test_a_drop_down_at_the_bottom_opens_above_with_its_groups_and_in_a_shadow_r
         "document.getElementById('host').shadowRoot.getElementById('inner').value") == "two"
 
 
+@pytest.mark.parametrize("page_name, select", [
+    ("select_in_dialog.html", "document.getElementById('s')"),
+    ("select_in_dialog.html",
+     "document.getElementById('host').shadowRoot.getElementById('inner')"),
+    ("select_zoomed.html", "document.getElementById('s')"),
+])
+def test_a_drop_down_in_a_modal_dialog_or_a_zoomed_page_opens_where_a_click_picks(
+        env, base_url, page_name, select) -> None:
+    """The list went behind a modal dialog (the rest of the page is inert there, so a click on
+    an option hit the dialog), and on a page with CSS zoom it was placed twice as far away, off
+    the screen."""
+    assert env.execute(Navigate(url=base_url + page_name)).ok
+    box = env.page.evaluate(f"(r => [r.left, r.bottom])({select}.getBoundingClientRect())")
+    x, y = _centre(env, select)
+    assert env.execute(Click(x=x, y=y)).ok
+    options = "document.querySelector('[data-vlagent-options]')"
+    left, top, bottom = env.page.evaluate(
+        f"(r => [r.left, r.top, r.bottom])({options}.getBoundingClientRect())")
+    assert abs(left - box[0]) <= 1 and abs(top - box[1]) <= 1  # just under the drop-down
+    assert bottom <= env.page.evaluate("innerHeight")
+    last = env.page.evaluate(f"{options}.options.length - 1")
+    picked = env.page.evaluate(f"{options}.options[{last}].value")
+    x, y = _centre(env, f"{options}.options[{last}]")
+    assert env.execute(Click(x=x, y=y)).ok
+    assert env.page.evaluate(f"[{select}.value, {options} === null]") == [picked, True]
+
+
 def test_unsupported_kind_is_refused(env, page) -> None:
     result = env.execute(Tap(x=1, y=1))
     assert not result.ok and "does not support 'tap'" in result.message
