@@ -275,6 +275,8 @@ SCREENSHOT_ATTEMPTS = 4
 #: timeout: a script that never yields held the step forever. A capture or an element lookup
 #: takes seconds, and a ``type`` shows progress every ``TYPE_PIECE`` characters.
 HANG_S = 60.0
+#: How long a navigate to a download waits for chromium to name the file it refused.
+DOWNLOAD_TOLD_MS = 2000
 #: Characters typed between two signs of progress to the watchdog: a page may take up to
 #: ``HANG_S / TYPE_PIECE`` seconds (6) per key, as a slow editor's key handler may.
 TYPE_PIECE = 10
@@ -351,6 +353,7 @@ class BrowserEnv(Env):
         # The dialogs answered since the model was last told: what it was told of each, and
         # whether it asked to confirm leaving the page.
         self._dialogs: list[tuple[str, bool]] = []
+        self._downloads: list[str] = []  # the names of those refused since the model was told
         # The page whose "leave this page?" the last action answered Stay, and the one whose
         # next is answered Leave (during the action after that one).
         self._stayed: Any = None
@@ -374,6 +377,7 @@ class BrowserEnv(Env):
                 timeout=max(self.timeout_ms, LAUNCH_TIMEOUT_MS),
                 viewport={"width": viewport[0], "height": viewport[1]},
                 device_scale_factor=self.scale,
+                accept_downloads=False,  # nobody asked for files on this machine
             ))
             self._browser = self._context.browser
             self._browser.on("disconnected", lambda _: self._mark_dead("the browser closed"))
@@ -386,7 +390,7 @@ class BrowserEnv(Env):
             # On the context, not on each page: a popup's dialog during its first load comes
             # before its page does.
             self._context.on("dialog", self._answer_dialog)
-            self._context.on("page", lambda page: self._opened.append(page))
+            self._context.on("page", self._opened_page)
             blank = list(self._context.pages)  # the profile's first, opened before the scripts
             self._context.new_page()  # reported to the handler above before it returns
             for page in blank:
@@ -595,6 +599,7 @@ class BrowserEnv(Env):
         before = self._take_dialogs()
         blocked = _blocked_said("before it, the page", self._blocked_since()) \
             if self.allowed_domains is not None else []
+        blocked += _downloads_said("before it, ", self._take_downloads())
         self._leave, self._stayed, self._acting = self._stayed, None, True
         try:
             message = self._call(what, lambda: self._perform(action), hide)
@@ -612,10 +617,17 @@ class BrowserEnv(Env):
             # failed was the very next action all the same.
             if "net::ERR_ABORTED" in str(exc):
                 self._stayed = self._stayed or self._leave
-            raise EnvError(_said_too(str(exc), blocked, before, self._take_dialogs())) from None
+            raise EnvError(_said_too(str(exc), blocked, before, self._take_dialogs(),
+                                     self._take_downloads())) from None
         finally:
             self._leave, self._acting = None, False
-        return _said_too(message, blocked, before, self._take_dialogs())
+        return _said_too(message, blocked, before, self._take_dialogs(), self._take_downloads())
+
+    def _opened_page(self, page: Any) -> None:
+        self._opened.append(page)
+        # On each page as it opens: a popup that is a download (chromium closes it) starts
+        # its download before the env adopts it.
+        page.on("download", lambda download: self._downloads.append(download.suggested_filename))
 
     def _answer_what_was_asked(self) -> None:
         """Answer every dialog the page raised while the model thought, before the action:
@@ -681,6 +693,10 @@ class BrowserEnv(Env):
         dialogs, self._dialogs = self._dialogs, []
         return dialogs
 
+    def _take_downloads(self) -> list[str]:
+        downloads, self._downloads = self._downloads, []
+        return downloads
+
     def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
         """Close every popup and take the oldest page back to ``start_url`` (then run
         ``prepare``, if any), and observe."""
@@ -689,6 +705,7 @@ class BrowserEnv(Env):
         # the start page asks as it loads is told at the new episode's first action.
         self._call("sync", self._context.cookies)
         self._take_dialogs()
+        self._take_downloads()
         with self._leaving():  # a new episode: what the last one left on a page goes
             self._call("reset", self._restart)
         self._stayed = None  # a Stay told to the last episode's model grants this one nothing
@@ -883,6 +900,11 @@ class BrowserEnv(Env):
             if isinstance(exc, PlaywrightTimeoutError):  # the page goes on loading
                 raise EnvError(f"{url} did not load within {self.timeout_ms / 1000:g} s; it may "
                                "still be loading, and the next screenshot waits for it") from None
+            if "Download is starting" in str(exc):
+                if not self._downloads:  # told with this action, not the next one's
+                    with contextlib.suppress(PlaywrightTimeoutError):
+                        self.page.wait_for_event("download", timeout=DOWNLOAD_TOLD_MS)
+                return f"{url} is a download, not a page; the page stays at {self.page.url}"
             raise exc
         return f"opened {self.page.url}"
 
@@ -1021,23 +1043,36 @@ class BrowserEnv(Env):
             raise EnvError(f"{what} failed: {first_line}") from None
 
 
+def _first_few(said: list[str], more: Callable[[int], str]) -> list[str]:
+    """The first few of ``said``, the others counted by ``more`` (a page that does a thing
+    thousands of times would fill the model's context)."""
+    if len(said) <= MAX_URLS_TOLD:
+        return said
+    return [*said[:MAX_URLS_TOLD], more(len(said) - MAX_URLS_TOLD)]
+
+
 def _blocked_said(who: str, urls: list[str]) -> list[str]:
-    """What ``who`` ("before it, the page") tried off the allowed domains: the first few urls
-    by name, the others counted (a page that tries thousands would fill the model's context)."""
-    said = [f"{who} tried to open {url}, which is off the allowed domains (blocked)"
-            for url in urls[:MAX_URLS_TOLD]]
-    if len(urls) > MAX_URLS_TOLD:
-        said.append(f"{who} tried to open {len(urls) - MAX_URLS_TOLD} more urls off the "
-                    "allowed domains (blocked)")
-    return said
+    """What ``who`` ("before it, the page") tried off the allowed domains."""
+    return _first_few(
+        [f"{who} tried to open {url}, which is off the allowed domains (blocked)" for url in urls],
+        lambda more: f"{who} tried to open {more} more urls off the allowed domains (blocked)")
+
+
+def _downloads_said(when: str, names: list[str]) -> list[str]:
+    """The downloads that started (``when``: "before it, " or ""), each refused: a file nobody
+    asked for is not written to this machine."""
+    return _first_few(
+        [f"{when}a download of {json.dumps(name, ensure_ascii=False)} started, not saved (the "
+         "browser env keeps no downloads)" for name in names],
+        lambda more: f"{when}{more} more downloads started, none saved")
 
 
 def _said_too(message: str, blocked: list[str], before: list[tuple[str, bool]],
-              during: list[tuple[str, bool]]) -> str:
-    """An action's result, with what the page did since the last action (urls blocked, dialogs
-    answered: "before it") and the dialogs answered during it: each "leave this page?" and the
-    first few others by name, the rest counted (a page that asks hundreds of times would fill
-    the model's context)."""
+              during: list[tuple[str, bool]], downloads: list[str]) -> str:
+    """An action's result, with what the page did since the last action (urls blocked,
+    downloads refused, dialogs answered: "before it") and the dialogs answered and downloads
+    refused during it: each "leave this page?" and the first few others by name, the rest
+    counted (a page that asks hundreds of times would fill the model's context)."""
     dialogs, more = [], 0
     for when, asked in (("before it, ", before), ("", during)):
         for said, leaving in asked:
@@ -1047,4 +1082,4 @@ def _said_too(message: str, blocked: list[str], before: list[tuple[str, bool]],
                 more += 1
     if more:
         dialogs.append(f"{more} more dialogs, each closed or answered Cancel")
-    return "; ".join([message, *blocked, *dialogs])
+    return "; ".join([message, *blocked, *dialogs, *_downloads_said("", downloads)])
