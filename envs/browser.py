@@ -773,6 +773,29 @@ class BrowserEnv(Env):
             return f"{action.kind} closed the page"
 
     def _act(self, action: Action) -> str:
+        released = action.kind in _POINTER_KINDS and self._release_pointer()
+        done = self._act_on_page(action)
+        if released:
+            return f"{done}; the page had locked the pointer (clicks went to one element, " \
+                   "wherever they were), released before it"
+        if done == "pressed Escape" and self._release_pointer():
+            done += "; released the pointer the page had locked, as a browser does"
+        return done
+
+    def _release_pointer(self) -> bool:
+        """Release a pointer lock in any frame of the page, whether one was held. A page (a game,
+        a 3D view) may lock the pointer, and then every click goes to its locked element, not
+        the one the model sees at the pixel nor the one the gate judged there; the browser's
+        own Escape, which ends the lock, never reaches a page through the env's keys."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        released = False
+        for frame in self.page.frames:
+            with contextlib.suppress(PlaywrightError):  # a frame that went meanwhile
+                released = frame.evaluate(_RELEASE_POINTER) or released
+        return released
+
+    def _act_on_page(self, action: Action) -> str:
         mouse, keyboard = self.page.mouse, self.page.keyboard
         kind = action.kind
         if kind in ("click", "double_click", "right_click", "move"):
@@ -1041,6 +1064,17 @@ class BrowserEnv(Env):
             detail = conceal(str(exc), hide).strip()
             first_line = detail.splitlines()[0] if detail else type(exc).__name__
             raise EnvError(f"{what} failed: {first_line}") from None
+
+
+#: The actions whose pointer events a locked pointer would take.
+_POINTER_KINDS = frozenset({"click", "double_click", "right_click", "move", "drag", "scroll"})
+#: Ends the frame's pointer lock, once the lock is gone (or after a while): true if it held one.
+_RELEASE_POINTER = """() => new Promise((done) => {
+  if (!document.pointerLockElement) return done(false);
+  document.addEventListener('pointerlockchange', () => done(true), {once: true});
+  setTimeout(() => done(true), 1000);
+  document.exitPointerLock();
+})"""
 
 
 def _first_few(said: list[str], more: Callable[[int], str]) -> list[str]:

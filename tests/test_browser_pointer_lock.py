@@ -1,0 +1,39 @@
+"""A page that locks the pointer (a game, a 3D view): every click then went to its locked
+element, not the one at the pixel the model chose nor the one the gate judged there, and
+Escape, which a browser keeps for itself to end the lock, never reached the page's lock."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from core.actions import Click, Key, Type
+from tests.conftest import require_tool
+
+PAGE = ("<body style='margin:0'><canvas id=game width=300 height=100 style='background:#ccc' "
+        "onclick='game.requestPointerLock()'></canvas><input id=name style='position:absolute;"
+        "left:0;top:200px;width:300px;height:40px'>")
+LOCKED = "document.pointerLockElement?.id ?? null"
+
+
+def test_a_click_goes_where_the_model_and_the_gate_see_and_escape_ends_a_lock(playwright):
+    require_tool("chromium")
+    from envs.browser import BrowserEnv
+
+    with BrowserEnv(viewport=(600, 400), playwright=playwright) as env:
+        env.page.goto("data:text/html," + quote(PAGE))
+        env.observe()
+        assert env.execute(Click(x=100, y=50)).message == "clicked"
+        assert env.page.evaluate(LOCKED) == "game"
+        assert env.element_at(150, 220).field  # what the gate judges a click there by
+        result = env.execute(Click(x=150, y=220))
+        assert result.message == ("clicked; the page had locked the pointer (clicks went to one "
+                                  "element, wherever they were), released before it")
+        assert env.page.evaluate(f"[{LOCKED}, document.activeElement.id]") == [None, "name"]
+        assert env.execute(Type(text="hello")).ok
+        assert env.page.evaluate("document.getElementById('name').value") == "hello"
+        env.execute(Click(x=100, y=50))
+        assert env.page.evaluate(LOCKED) == "game"
+        assert env.execute(Key(key="escape")).message == \
+            "pressed Escape; released the pointer the page had locked, as a browser does"
+        assert env.page.evaluate(LOCKED) is None
+        assert env.execute(Key(key="escape")).message == "pressed Escape"  # none held now
