@@ -190,7 +190,8 @@ def endpoint_policy(spec: RunSpec, **client: Any) -> Policy:
     except PolicyError as exc:
         backend.close()
         raise RunError(str(exc)) from None
-    if served is not None and spec.served_model not in served:
+    # Ollama lists each model with its tag ("qwen2.5vl:latest"), and serves it untagged too.
+    if served is not None and not {spec.served_model, f"{spec.served_model}:latest"} & {*served}:
         backend.close()
         raise RunError(f"{spec.model} does not serve --served-model {spec.served_model!r}; it "
                        f"serves {', '.join(map(repr, served))}")

@@ -17,6 +17,7 @@ import base64
 import datetime
 import email.utils
 import io
+import json
 import math
 import re
 import time
@@ -32,6 +33,12 @@ from core.text import one_line, well_formed
 if TYPE_CHECKING:
     import httpx
     from PIL import Image
+
+
+#: A reply's finish_reason when the model ended it: OpenAI's and vLLM's, TGI's own two, and a
+#: tool call's (its text is read as any other). "length" is the token budget's.
+FINISHED = frozenset({"stop", "eos_token", "stop_sequence", "tool_calls"})
+SKIP_SPECIAL_TOKENS = "skip_special_tokens"
 
 
 def retried(status: int) -> bool:
@@ -174,6 +181,7 @@ class OpenAIBackend(Backend):
         self.timeout_s = timeout_s
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self._client = httpx.Client(headers=headers, timeout=timeout, transport=transport)
+        self._refused_fields: set[str] = set()  # extensions the endpoint refused by name
 
     def describe(self) -> str:
         return f"{self.name} at {self.url}"
@@ -188,9 +196,11 @@ class OpenAIBackend(Backend):
             response = self._client.get(self.base_url + "/models", timeout=10.0)
         except httpx.HTTPError:
             return None
-        if response.status_code in (401, 403):
-            raise PolicyError(f"{self.base_url} refused the API key: HTTP "
-                              f"{response.status_code}: {error_message(response, self._api_key)}")
+        # 401: the key is wrong. A 403 may refuse the listing alone (an OpenAI key restricted
+        # to requests has no "api.model.read"): a refused request tells at the first step.
+        if response.status_code == 401:
+            raise PolicyError(f"{self.base_url} refused the API key: HTTP 401: "
+                              f"{error_message(response, self._api_key)}")
         try:
             listed = response.json()["data"] if response.status_code == 200 else None
             names = [entry["id"] for entry in listed] if isinstance(listed, list) else None
@@ -207,16 +217,19 @@ class OpenAIBackend(Backend):
             "messages": openai_messages(messages, images, params, sent),
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
-            "top_p": params.top_p,
+            # Sampling's only: greedy decoding has no use for it, and TGI refuses a top_p of 1.
+            **({"top_p": params.top_p} if params.temperature > 0 else {}),
             # vLLM's extension, sent only when asked for: OpenAI's API refuses it, and an
             # endpoint left to itself applies its model's default.
             **({"repetition_penalty": params.repetition_penalty}
                if params.repetition_penalty is not None else {}),
-            # vLLM's and SGLang's extension (servers that do not know it ignore it): the reply as
-            # the model wrote it, UI-TARS's <|box_start|> grounding tokens included, which their
-            # default drops (a trajectory would train the model on text it did not write).
-            "skip_special_tokens": False,
         }
+        if SKIP_SPECIAL_TOKENS not in self._refused_fields:
+            # vLLM's and SGLang's extension: the reply as the model wrote it, UI-TARS's
+            # <|box_start|> grounding tokens included, which their default drops (a trajectory
+            # would train the model on text it did not write). Most servers ignore a field they
+            # do not know; one that refuses it (OpenAI's API) is asked again without.
+            body[SKIP_SPECIAL_TOKENS] = False
         if params.top_k:  # vLLM's extension (serve's too); OpenAI's API has none
             body["top_k"] = params.top_k
         if params.seed is not None:
@@ -252,6 +265,13 @@ class OpenAIBackend(Backend):
         usage = usage if isinstance(usage, dict) else {}  # the counts are reports, not needed
         details = usage.get("prompt_tokens_details")
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        if "finish_reason" in choice and choice["finish_reason"] not in {*FINISHED, "length"}:
+            # Ended by the server, not the model (vLLM's "abort" when it shuts down, a null
+            # reason from LMDeploy's, OpenAI's "content_filter"): the text may stop mid-action.
+            # (A server that gives no reason at all is taken at its word.)
+            raise PolicyError(f"{self.url} ended the reply before the model did (finish_reason "
+                              f"{_said(json.dumps(choice['finish_reason']), self._api_key)}), so "
+                              "it is not acted on")
         stop, stop_known = matched_stop(choice, finish, asked)
         return Completion(
             text=text,
@@ -279,20 +299,42 @@ class OpenAIBackend(Backend):
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 delay = self.backoff_s * 2**attempt
             else:
-                if response.status_code == 200:
+                status = response.status_code
+                if status == 200:
                     try:
-                        return response.json()
+                        answer = response.json()
                     except (ValueError, RecursionError):  # nested deeper than Python recurses
                         raise PolicyError(f"{self.url} answered 200 with a body that is not "
                                           f"JSON it can read: "
                                           f"{_said(response.text, self._api_key)!r}") from None
-                problem = f"HTTP {response.status_code}: {error_message(response, self._api_key)}"
-                if not retried(response.status_code):
+                    # OpenRouter's way once the model has started: an error in a 200 answer,
+                    # its code the HTTP status it would have had.
+                    error = answer.get("error") if isinstance(answer, dict) else None
+                    if error is None or "choices" in answer:
+                        return answer
+                    code = error.get("code") if isinstance(error, dict) else None
+                    status = code if isinstance(code, int) and not isinstance(code, bool) else 500
+                said = error_message(response, self._api_key)
+                problem = (f"HTTP {status}: {said}" if response.status_code != 200 else
+                           f"an error in an answer of HTTP 200 (code {status}): {said}")
+                if status in (400, 422) and self._refuses_a_field(body, response):
+                    return self._post(body)  # asked again at once, without it
+                if not retried(status):
                     raise PolicyError(f"{self.url} refused the request: {problem}")
                 delay = retry_after(response) or self.backoff_s * 2**attempt
             if attempt + 1 < attempts:
                 self._sleep(delay)
         raise PolicyError(f"{self.url} failed {attempts} time(s); last: {problem}")
+
+    def _refuses_a_field(self, body: dict, response: "httpx.Response") -> bool:
+        """Whether the endpoint refused an extension sent unasked by name ("Unrecognized request
+        argument supplied: skip_special_tokens"), which is then left out of ``body`` and of
+        every later request."""
+        if SKIP_SPECIAL_TOKENS in body and SKIP_SPECIAL_TOKENS in response.text:
+            self._refused_fields.add(SKIP_SPECIAL_TOKENS)
+            del body[SKIP_SPECIAL_TOKENS]
+            return True
+        return False
 
     def _send(self, body: dict) -> "httpx.Response":
         """The answer to ``body``, read whole within the timeout, as each piece arrives (each

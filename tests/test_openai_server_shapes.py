@@ -1,0 +1,133 @@
+"""The endpoint backend against the answers of OpenAI-compatible servers other than serve.
+
+Before: a reply the server ended (vLLM's "abort" as it shuts down, LMDeploy's null reason,
+OpenAI's "content_filter") was acted on, its text cut mid-action; TGI refused every request for
+its ``top_p`` of 1.0 and OpenAI's API for the ``skip_special_tokens`` extension; OpenRouter's
+error inside a 200 answer lost its words and was never retried; and the start-up check refused
+an OpenAI key that may request but not list the models, and Ollama's untagged model names.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from actions.dialects import get_dialect
+from agent.backends.openai import OpenAIBackend
+from agent.loop import Agent, AgentConfig
+from agent.policies.backend import BackendPolicy
+from agent.policies.base import PolicyError
+from runtime.build import endpoint_policy
+from runtime.settings import RunSpec
+from tests.agent_fakes import FakePhone
+
+HI = [{"role": "user", "content": "hi"}]
+TAP = '*FUNCTION*: Tap *ARGS*: {"point": (500, 2'  # cut off while writing 250
+
+
+def answer(content: str = "done", **choice) -> dict:
+    return {"choices": [{"message": {"content": content}, **choice}]}
+
+
+def backend(handler, **options) -> OpenAIBackend:
+    return OpenAIBackend("http://model.test/v1", "m", transport=httpx.MockTransport(handler),
+                         backoff_s=0.5, **options)
+
+
+@pytest.mark.parametrize("reason", ["abort", None, "content_filter", "error"])
+def test_a_reply_the_server_ended_is_not_acted_on(reason):
+    reply = backend(lambda request: httpx.Response(200, json=answer(TAP, finish_reason=reason)))
+    phone = FakePhone()
+    result = Agent(phone, BackendPolicy(reply), get_dialect("qwen2vl", "phone"),
+                   config=AgentConfig(max_steps=2)).run("tap the flight")
+    assert phone.executed == []
+    assert result.status == "error"
+    assert f"ended the reply before the model did (finish_reason {json.dumps(reason)})" in \
+        result.reason
+
+
+@pytest.mark.parametrize("reason", ["stop", "eos_token", "stop_sequence", "tool_calls"])
+def test_a_reply_the_model_ended_is_read_whichever_server_says_so(reason):
+    done = backend(lambda request: httpx.Response(200, json=answer(finish_reason=reason)))
+    completion = done.generate(HI, [])
+    assert (completion.text, completion.finish_reason) == ("done", "stop")
+
+
+def test_top_p_is_sent_only_when_sampling():
+    """TGI refuses a top_p of 1.0 ("must be > 0.0 and < 1.0"), which greedy decoding ignores."""
+    bodies: list[dict] = []
+
+    def tgi(request: httpx.Request) -> httpx.Response:
+        bodies.append(body := json.loads(request.content))
+        if body.get("top_p", 0.5) >= 1.0:
+            return httpx.Response(422, json={"error": "Input validation error: `top_p` must be "
+                                                      "> 0.0 and < 1.0",
+                                             "error_type": "validation"})
+        return httpx.Response(200, json=answer(finish_reason="eos_token"))
+
+    sent = backend(tgi)
+    assert sent.generate(HI, [], temperature=0.0).text == "done"
+    assert "top_p" not in bodies[0]
+    assert sent.generate(HI, [], temperature=0.7, top_p=0.9).text == "done"
+    assert (bodies[1]["temperature"], bodies[1]["top_p"]) == (0.7, 0.9)
+
+
+def test_an_extension_the_endpoint_refuses_by_name_is_left_out_from_then_on():
+    bodies: list[dict] = []
+
+    def strict(request: httpx.Request) -> httpx.Response:  # as OpenAI's API answers
+        bodies.append(body := json.loads(request.content))
+        unknown = sorted(set(body) - {"model", "messages", "max_tokens", "temperature"})
+        if unknown:
+            return httpx.Response(400, json={"error": {
+                "message": f"Unrecognized request argument supplied: {unknown[0]}",
+                "type": "invalid_request_error"}})
+        return httpx.Response(200, json=answer(finish_reason="stop"))
+
+    sent = backend(strict)
+    assert sent.generate(HI, []).text == sent.generate(HI, []).text == "done"
+    assert [body.get("skip_special_tokens") for body in bodies] == [False, None, None]
+    # Another field it refuses is the user's to change: refused, not dropped.
+    with pytest.raises(PolicyError, match="Unrecognized request argument supplied: top_k"):
+        sent.generate(HI, [], top_k=5)
+
+
+def test_an_error_inside_a_200_answer_keeps_its_words_and_is_retried_where_it_may_pass():
+    """OpenRouter, once the model has started: HTTP 200, {"error": {"code": 502, ...}}."""
+    answers = iter([
+        httpx.Response(200, json={"error": {"code": 502, "message": "Provider returned error"}}),
+        httpx.Response(200, json=answer(finish_reason="stop")),
+        httpx.Response(200, json={"error": {"code": 400, "message": "Prompt too long"}}),
+    ])
+    sleeps: list[float] = []
+    sent = backend(lambda request: next(answers), sleep=sleeps.append)
+    assert sent.generate(HI, []).text == "done" and sleeps == [0.5]
+    with pytest.raises(PolicyError, match=r"refused the request: an error in an answer of HTTP "
+                                          r"200 \(code 400\): Prompt too long"):
+        sent.generate(HI, [])
+
+
+def listing(status: int, names: list[str] = ()):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(status, json={"data": [{"id": n} for n in names]}
+                                  if status == 200 else
+                                  {"error": {"message": "Missing scopes: api.model.read"}})
+        return httpx.Response(200, json=answer(finish_reason="stop"))
+    return httpx.MockTransport(handler)
+
+
+def test_a_key_that_may_request_but_not_list_the_models_is_asked_at_the_first_step(tmp_path):
+    spec = RunSpec(goal="g", model="http://model.test/v1", served_model="m", out=tmp_path)
+    policy = endpoint_policy(spec, transport=listing(403))
+    assert policy.backend.generate(HI, []).text == "done"
+    with pytest.raises(PolicyError, match="refused the API key: HTTP 401"):
+        OpenAIBackend("http://model.test/v1", "m", transport=listing(401)).served_models()
+
+
+def test_a_model_ollama_lists_with_its_tag_is_served_by_its_plain_name(tmp_path):
+    spec = RunSpec(goal="g", model="http://model.test/v1", served_model="qwen2.5vl",
+                   out=tmp_path)
+    assert endpoint_policy(spec, transport=listing(200, ["qwen2.5vl:latest"])).name == "qwen2.5vl"
