@@ -3,13 +3,18 @@
 Before: a reply the server ended (vLLM's "abort" as it shuts down, LMDeploy's null reason,
 OpenAI's "content_filter") was acted on, its text cut mid-action; TGI refused every request for
 its ``top_p`` of 1.0 and OpenAI's API for the ``skip_special_tokens`` extension; OpenRouter's
-error inside a 200 answer lost its words and was never retried; and the start-up check refused
-an OpenAI key that may request but not list the models, and Ollama's untagged model names.
+error inside a 200 answer lost its words and was never retried; the start-up check refused
+an OpenAI key that may request but not list the models, and Ollama's untagged model names; and
+a certificate this machine does not trust was retried as a dropped connection.
 """
 
 from __future__ import annotations
 
+import http.server
 import json
+import ssl
+import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +29,7 @@ from runtime.settings import RunSpec
 from tests.agent_fakes import FakePhone
 
 HI = [{"role": "user", "content": "hi"}]
+TLS = Path(__file__).parent / "data" / "tls"
 TAP = '*FUNCTION*: Tap *ARGS*: {"point": (500, 2'  # cut off while writing 250
 
 
@@ -131,3 +137,53 @@ def test_a_model_ollama_lists_with_its_tag_is_served_by_its_plain_name(tmp_path)
     spec = RunSpec(goal="g", model="http://model.test/v1", served_model="qwen2.5vl",
                    out=tmp_path)
     assert endpoint_policy(spec, transport=listing(200, ["qwen2.5vl:latest"])).name == "qwen2.5vl"
+
+
+@pytest.fixture
+def self_signed_endpoint():
+    """An endpoint over HTTPS whose certificate no CA signed (tests/data/tls, for 127.0.0.1)."""
+    class Answers(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self._send({"object": "list", "data": [{"id": "m"}]})
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._send(answer(finish_reason="stop"))
+
+        def _send(self, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_untrusted_certificate_is_refused_at_once_with_how_to_trust_it(
+        self_signed_endpoint, monkeypatch):
+    """It was taken for a dropped connection: swallowed by the start-up check, then tried 5
+    times over 15 s at the first step."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    sleeps: list[float] = []
+    untrusted = OpenAIBackend(self_signed_endpoint, "m", sleep=sleeps.append)
+    for ask in (untrusted.served_models, lambda: untrusted.generate(HI, [])):
+        with pytest.raises(PolicyError, match="TLS certificate is not trusted here .*; set "
+                                              "SSL_CERT_FILE to the certificate"):
+            ask()
+    assert sleeps == []
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS / "cert.pem"))
+    trusted = OpenAIBackend(self_signed_endpoint, "m")
+    assert trusted.served_models() == ["m"] and trusted.generate(HI, []).text == "done"

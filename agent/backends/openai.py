@@ -194,7 +194,8 @@ class OpenAIBackend(Backend):
 
         try:
             response = self._client.get(self.base_url + "/models", timeout=10.0)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            self._refuse_if_untrusted(exc)
             return None
         # 401: the key is wrong. A 403 may refuse the listing alone (an OpenAI key restricted
         # to requests has no "api.model.read"): a refused request tells at the first step.
@@ -296,6 +297,7 @@ class OpenAIBackend(Backend):
                 raise PolicyError(f"{self.url} sent a body that cannot be decoded: {exc}") \
                     from None
             except httpx.TransportError as exc:  # refused, reset, timed out
+                self._refuse_if_untrusted(exc)
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 delay = self.backoff_s * 2**attempt
             else:
@@ -325,6 +327,14 @@ class OpenAIBackend(Backend):
             if attempt + 1 < attempts:
                 self._sleep(delay)
         raise PolicyError(f"{self.url} failed {attempts} time(s); last: {problem}")
+
+    def _refuse_if_untrusted(self, exc: Exception) -> None:
+        """A certificate this machine does not trust (a self-signed one) is no passing fault:
+        a ``PolicyError`` that says how to trust it, rather than retries."""
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            raise PolicyError(f"{self.base_url}: its TLS certificate is not trusted here ({exc}); "
+                              "set SSL_CERT_FILE to the certificate (or its CA's) in PEM form"
+                              ) from None
 
     def _refuses_a_field(self, body: dict, response: "httpx.Response") -> bool:
         """Whether the endpoint refused an extension sent unasked by name ("Unrecognized request
