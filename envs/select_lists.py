@@ -56,9 +56,12 @@ SHOW_SELECT_OPTIONS = """(() => {
     list.style.top = `${top / zoom}px`;
     list.focus();
   };
-  // The dialog a node is in, across shadow roots.
+  // The dialog a node is in, as it is drawn: across shadow roots, and through the slot a
+  // component's own dialog puts it in.
   const dialogOf = (node) => {
-    for (let n = node; n; n = n.parentNode || n.host) if (n.localName === 'dialog') return n;
+    for (let n = node; n; n = n.assignedSlot || n.parentNode || n.host) {
+      if (n.localName === 'dialog') return n;
+    }
     return null;
   };
   document.addEventListener('mousedown', (e) => {

@@ -275,14 +275,17 @@ def test_a_drop_down_at_the_bottom_opens_above_with_its_groups_and_in_a_shadow_r
         "document.getElementById('host').shadowRoot.getElementById('inner').value") == "two"
 
 
-@pytest.mark.parametrize("page_name, select", [
-    ("select_in_dialog.html", "document.getElementById('s')"),
+@pytest.mark.parametrize("page_name, select, within", [
+    ("select_in_dialog.html", "document.getElementById('s')", "document"),
     ("select_in_dialog.html",
-     "document.getElementById('host').shadowRoot.getElementById('inner')"),
-    ("select_zoomed.html", "document.getElementById('s')"),
+     "document.getElementById('host').shadowRoot.getElementById('inner')", "document"),
+    # Slotted into a component's own modal dialog: the list goes into that dialog.
+    ("select_slotted_dialog.html", "document.getElementById('s')",
+     "document.querySelector('modal-box').shadowRoot"),
+    ("select_zoomed.html", "document.getElementById('s')", "document"),
 ])
 def test_a_drop_down_in_a_modal_dialog_or_a_zoomed_page_opens_where_a_click_picks(
-        env, base_url, page_name, select) -> None:
+        env, base_url, page_name, select, within) -> None:
     """The list went behind a modal dialog (the rest of the page is inert there, so a click on
     an option hit the dialog), and on a page with CSS zoom it was placed twice as far away, off
     the screen."""
@@ -290,7 +293,7 @@ def test_a_drop_down_in_a_modal_dialog_or_a_zoomed_page_opens_where_a_click_pick
     box = env.page.evaluate(f"(r => [r.left, r.bottom])({select}.getBoundingClientRect())")
     x, y = _centre(env, select)
     assert env.execute(Click(x=x, y=y)).ok
-    options = "document.querySelector('[data-vlagent-options]')"
+    options = f"{within}.querySelector('[data-vlagent-options]')"
     left, top, bottom = env.page.evaluate(
         f"(r => [r.left, r.top, r.bottom])({options}.getBoundingClientRect())")
     assert abs(left - box[0]) <= 1 and abs(top - box[1]) <= 1  # just under the drop-down

@@ -54,15 +54,16 @@ def test_a_reply_the_server_ended_is_not_acted_on(reason):
         result.reason
 
 
-@pytest.mark.parametrize("reason", ["stop", "eos_token", "stop_sequence", "tool_calls"])
+@pytest.mark.parametrize("reason", ["stop", "eos_token", "stop_sequence", "tool_calls", "eos"])
 def test_a_reply_the_model_ended_is_read_whichever_server_says_so(reason):
     done = backend(lambda request: httpx.Response(200, json=answer(finish_reason=reason)))
     completion = done.generate(HI, [])
     assert (completion.text, completion.finish_reason) == ("done", "stop")
 
 
-def test_top_p_is_sent_only_when_sampling():
-    """TGI refuses a top_p of 1.0 ("must be > 0.0 and < 1.0"), which greedy decoding ignores."""
+def test_a_top_p_of_one_that_tgi_refuses_is_left_out():
+    """TGI refuses a top_p of 1.0 ("must be > 0.0 and < 1.0"), which is no restriction: it is
+    not sent for greedy decoding, which ignores it, and left out once refused."""
     bodies: list[dict] = []
 
     def tgi(request: httpx.Request) -> httpx.Response:
@@ -78,6 +79,10 @@ def test_top_p_is_sent_only_when_sampling():
     assert "top_p" not in bodies[0]
     assert sent.generate(HI, [], temperature=0.7, top_p=0.9).text == "done"
     assert (bodies[1]["temperature"], bodies[1]["top_p"]) == (0.7, 0.9)
+    assert sent.generate(HI, [], temperature=0.7).text == "done"  # run's top_p, 1.0
+    assert [body.get("top_p") for body in bodies[2:]] == [1.0, None]
+    assert sent.generate(HI, [], temperature=0.7).text == "done"
+    assert len(bodies) == 5 and "top_p" not in bodies[4]  # not asked again
 
 
 def test_an_extension_the_endpoint_refuses_by_name_is_left_out_from_then_on():
@@ -187,3 +192,9 @@ def test_an_untrusted_certificate_is_refused_at_once_with_how_to_trust_it(
     monkeypatch.setenv("SSL_CERT_FILE", str(TLS / "cert.pem"))
     trusted = OpenAIBackend(self_signed_endpoint, "m")
     assert trusted.served_models() == ["m"] and trusted.generate(HI, []).text == "done"
+    # Trusted, but for another host: failed at once, with no advice that would change nothing.
+    elsewhere = OpenAIBackend(self_signed_endpoint.replace("127.0.0.1", "localhost"), "m",
+                              sleep=sleeps.append)
+    with pytest.raises(PolicyError, match="not trusted here .*Hostname mismatch") as refused:
+        elsewhere.generate(HI, [])
+    assert "SSL_CERT_FILE" not in str(refused.value) and sleeps == []

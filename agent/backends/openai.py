@@ -35,10 +35,18 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-#: A reply's finish_reason when the model ended it: OpenAI's and vLLM's, TGI's own two, and a
-#: tool call's (its text is read as any other). "length" is the token budget's.
-FINISHED = frozenset({"stop", "eos_token", "stop_sequence", "tool_calls"})
-SKIP_SPECIAL_TOKENS = "skip_special_tokens"
+#: A reply's finish_reason when the server ended it, not the model: vLLM's, SGLang's and
+#: LMDeploy's "abort" (a shutdown), LMDeploy's "error" and null, OpenAI's "content_filter". Any
+#: other (OpenAI's "stop", TGI's "eos_token", Together's "eos") is the model's; "length" is the
+#: token budget's.
+SERVER_ENDED = (None, "abort", "error", "content_filter")
+#: Fields sent unasked that an endpoint may refuse by name, and the values of them that leaving
+#: out changes nothing: vLLM's and SGLang's extension, and TGI refuses a top_p of 1.
+DROPPABLE: dict[str, Callable[[Any], bool]] = {"skip_special_tokens": lambda value: True,
+                                               "top_p": lambda value: value == 1.0}
+#: What a certificate verification error says when no CA this machine trusts signed it.
+UNKNOWN_ISSUER = ("self-signed certificate", "self signed certificate",
+                  "unable to get local issuer certificate")
 
 
 def retried(status: int) -> bool:
@@ -225,12 +233,14 @@ class OpenAIBackend(Backend):
             **({"repetition_penalty": params.repetition_penalty}
                if params.repetition_penalty is not None else {}),
         }
-        if SKIP_SPECIAL_TOKENS not in self._refused_fields:
+        if "skip_special_tokens" not in self._refused_fields:
             # vLLM's and SGLang's extension: the reply as the model wrote it, UI-TARS's
             # <|box_start|> grounding tokens included, which their default drops (a trajectory
             # would train the model on text it did not write). Most servers ignore a field they
             # do not know; one that refuses it (OpenAI's API) is asked again without.
-            body[SKIP_SPECIAL_TOKENS] = False
+            body["skip_special_tokens"] = False
+        if "top_p" in self._refused_fields and DROPPABLE["top_p"](body.get("top_p")):
+            del body["top_p"]
         if params.top_k:  # vLLM's extension (serve's too); OpenAI's API has none
             body["top_k"] = params.top_k
         if params.seed is not None:
@@ -266,7 +276,7 @@ class OpenAIBackend(Backend):
         usage = usage if isinstance(usage, dict) else {}  # the counts are reports, not needed
         details = usage.get("prompt_tokens_details")
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
-        if "finish_reason" in choice and choice["finish_reason"] not in {*FINISHED, "length"}:
+        if "finish_reason" in choice and choice["finish_reason"] in SERVER_ENDED:
             # Ended by the server, not the model (vLLM's "abort" when it shuts down, a null
             # reason from LMDeploy's, OpenAI's "content_filter"): the text may stop mid-action.
             # (A server that gives no reason at all is taken at its word.)
@@ -329,21 +339,25 @@ class OpenAIBackend(Backend):
         raise PolicyError(f"{self.url} failed {attempts} time(s); last: {problem}")
 
     def _refuse_if_untrusted(self, exc: Exception) -> None:
-        """A certificate this machine does not trust (a self-signed one) is no passing fault:
-        a ``PolicyError`` that says how to trust it, rather than retries."""
+        """A certificate this machine does not trust (a self-signed one, another host's, an
+        expired one) is no passing fault: a ``PolicyError`` that says so (and, for an issuer
+        it does not know, how to trust it), rather than retries."""
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            raise PolicyError(f"{self.base_url}: its TLS certificate is not trusted here ({exc}); "
-                              "set SSL_CERT_FILE to the certificate (or its CA's) in PEM form"
-                              ) from None
+            how = ("; set SSL_CERT_FILE to the certificate (or its CA's) in PEM form"
+                   if any(said in str(exc) for said in UNKNOWN_ISSUER) else "")
+            raise PolicyError(f"{self.base_url}: its TLS certificate is not trusted here "
+                              f"({exc}){how}") from None
 
     def _refuses_a_field(self, body: dict, response: "httpx.Response") -> bool:
-        """Whether the endpoint refused an extension sent unasked by name ("Unrecognized request
-        argument supplied: skip_special_tokens"), which is then left out of ``body`` and of
-        every later request."""
-        if SKIP_SPECIAL_TOKENS in body and SKIP_SPECIAL_TOKENS in response.text:
-            self._refused_fields.add(SKIP_SPECIAL_TOKENS)
-            del body[SKIP_SPECIAL_TOKENS]
-            return True
+        """Whether the endpoint refused by name a field of ``DROPPABLE`` at a value that leaving
+        out changes nothing ("Unrecognized request argument supplied: skip_special_tokens",
+        TGI's "`top_p` must be > 0.0 and < 1.0"): it is then left out of ``body`` and of the
+        later requests that would send it so."""
+        for name, droppable in DROPPABLE.items():
+            if name in body and droppable(body[name]) and name in response.text:
+                self._refused_fields.add(name)
+                del body[name]
+                return True
         return False
 
     def _send(self, body: dict) -> "httpx.Response":
