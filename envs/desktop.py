@@ -47,6 +47,7 @@ from envs.base import (
     one_line_break_each,
 )
 from envs.x11_typing import X11Typist
+from envs.xauthority import for_python_xlib
 
 #: Screenshot pixels per wheel click, to turn a scroll amount into clicks: chromium on X11
 #: scrolls 120 px per click (tests/test_desktop_env.py sees it); other apps differ.
@@ -124,12 +125,13 @@ class DesktopEnv(Env):
             raise EnvError("no X display: give --display :N (or --display new for a private "
                            "Xvfb), or set DISPLAY")
         self.xauthority = xauthority or os.environ.get("XAUTHORITY")
-        self._gui = self._pyautogui()
-        try:  # what failed to open is let go, and the display is free again for another env
-            self._connect(monitor)
-        except BaseException:
-            self.close()
-            raise
+        with for_python_xlib(self.xauthority):  # its connections: pyautogui's, the typist's
+            self._gui = self._pyautogui()
+            try:  # what failed to open is let go, and the display is free again for another env
+                self._connect(monitor)
+            except BaseException:
+                self.close()
+                raise
 
     def _connect(self, monitor: int) -> None:
         """The screenshots' and the typist's connections to the display, and where ``monitor``
@@ -166,8 +168,6 @@ class DesktopEnv(Env):
         free = not +_OPEN_DISPLAYS
         if free:  # nobody drives it: (re)connect it to this display
             os.environ["DISPLAY"] = self.display
-            if self.xauthority:
-                os.environ["XAUTHORITY"] = self.xauthority
         imported = "pyautogui" in sys.modules
         try:
             import pyautogui

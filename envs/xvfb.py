@@ -13,7 +13,6 @@ import secrets
 import select
 import shutil
 import socket
-import struct
 import subprocess
 import time
 from pathlib import Path
@@ -21,14 +20,14 @@ from pathlib import Path
 from envs.base import EnvError
 from envs.processes import DIES_WITH_PARENT, stop
 from envs.temp_folders import TempFolder
+from envs.xauthority import COOKIE, FAMILY_LOCAL, packed
 
 
 def _write_cookie(path: Path) -> None:
     """An Xauthority file with one entry: this host (FamilyLocal), any display number (an
     empty one matches all, and Xvfb picks its number later), a random 16-byte cookie."""
-    fields = (socket.gethostname().encode(), b"", b"MIT-MAGIC-COOKIE-1", secrets.token_bytes(16))
-    entry = struct.pack(">H", 256) + b"".join(struct.pack(">H", len(f)) + f for f in fields)
-    path.write_bytes(entry)  # in the display's private temporary folder (mode 0700)
+    entry = (FAMILY_LOCAL, socket.gethostname().encode(), b"", COOKIE, secrets.token_bytes(16))
+    path.write_bytes(packed(entry))  # in the display's private temporary folder (mode 0700)
 
 
 class Xvfb:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from core.actions import Click, Move, Type
 from envs.desktop import DesktopEnv
+from envs.xauthority import FAMILY_WILD, packed
 from envs.xvfb import Xvfb
 from tests.conftest import require_tool
 from tests.test_desktop_env import mouse_location
@@ -49,6 +51,29 @@ def test_a_private_display_admits_only_clients_that_hold_its_cookie() -> None:
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                              env={**base, "XAUTHORITY": display.xauthority}, check=True)
         assert (out.stdout.strip(), out.stderr) == ("320", "")
+
+
+def test_a_cookie_for_any_host_opens_the_display_as_it_does_for_other_x_programs(
+        tmp_path) -> None:
+    """The usual recipe for X programs in a container writes the display's cookie for any host
+    (FamilyWild): xdotool and mss took it, while pyautogui's python-xlib, which matches hosts
+    only, refused the display ("Authorization required")."""
+    require_tool("xvfb")
+    require_tool("xdotool")
+    from Xlib.xauth import Xauthority
+
+    with Xvfb(320, 240) as display:
+        wild = tmp_path / "Xauthority"
+        wild.write_bytes(b"".join(packed((FAMILY_WILD, b"container", *rest))
+                                  for _, _, *rest in Xauthority(display.xauthority).entries))
+        before = set(Path(tempfile.gettempdir()).glob("vlagent-xauth-*"))
+        with DesktopEnv(display=display.display, xauthority=str(wild)) as env:
+            assert env.capture().size == (320, 240)
+            assert env.execute(Move(x=50, y=60)).ok
+            assert mouse_location(display) == (50, 60)
+            assert env.execute(Type(text="ok")).ok  # the typist's own connection
+            assert os.environ["XAUTHORITY"] == str(wild)  # for the programs a run starts
+        assert set(Path(tempfile.gettempdir()).glob("vlagent-xauth-*")) == before
 
 
 def test_an_action_on_a_dead_x_server_fails_with_a_reason() -> None:
