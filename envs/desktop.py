@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import sys
 import time
 import unicodedata
@@ -124,6 +125,13 @@ class DesktopEnv(Env):
         if not self.display:
             raise EnvError("no X display: give --display :N (or --display new for a private "
                            "Xvfb), or set DISPLAY")
+        screen = re.fullmatch(r"(.*:\d+)\.(\d+)", self.display)
+        if screen and int(screen.group(2)):
+            # XTest moves the pointer on the screen it is on, not the one captured: every click
+            # went to screen 0.
+            raise EnvError(f"display {self.display} is X screen {int(screen.group(2))} of "
+                           f"{screen.group(1)}, and the desktop env drives a display's screen 0 "
+                           f"only; give {screen.group(1)}.0, or run the programs on that screen")
         self.xauthority = xauthority or os.environ.get("XAUTHORITY")
         with for_python_xlib(self.xauthority):  # its connections: pyautogui's, the typist's
             self._gui = self._pyautogui()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.actions import Click, Move, Type
+from envs.base import EnvError
 from envs.desktop import DesktopEnv
 from envs.xauthority import FAMILY_WILD, packed
 from envs.xvfb import Xvfb
@@ -74,6 +75,17 @@ def test_a_cookie_for_any_host_opens_the_display_as_it_does_for_other_x_programs
             assert env.execute(Type(text="ok")).ok  # the typist's own connection
             assert os.environ["XAUTHORITY"] == str(wild)  # for the programs a run starts
         assert set(Path(tempfile.gettempdir()).glob("vlagent-xauth-*")) == before
+
+
+@pytest.mark.parametrize("display", [":77.1", "localhost:12.2"])
+def test_a_second_x_screen_is_refused_before_anything_is_done_on_it(display) -> None:
+    """Screenshots and pyautogui's size took the screen named, while XTest moved the pointer on
+    screen 0: every click landed on another screen than the one the model saw."""
+    base = display.rsplit(".", 1)[0]
+    with pytest.raises(EnvError, match=rf"display {display} is X screen \d of {base}, and the "
+                                       rf"desktop env drives a display's screen 0 only; give "
+                                       rf"{base}\.0"):
+        DesktopEnv(display=display)
 
 
 def test_an_action_on_a_dead_x_server_fails_with_a_reason() -> None:
