@@ -74,19 +74,24 @@ FAILSAFE_STOP = ("stopped by the fail-safe: the pointer is in a corner of the sc
 #: The displays of this process's open envs, with how many envs each: pyautogui drives one.
 _OPEN_DISPLAYS: Counter[str] = Counter()
 
-#: Said before a run on the X display of a Wayland session (``on_xwayland``).
+#: Said before a run on an Xwayland display (``DesktopEnv.xwayland``).
 XWAYLAND_WARNING = (
-    "this is a Wayland session, and its X display is XWayland: screenshots show the windows of "
-    "Wayland programs black, and input reaches X programs only. Log in to an X11 session, or "
-    "run X programs on a private display with --display new")
+    "this X display is Xwayland, a Wayland session's: screenshots show the windows of Wayland "
+    "programs black, and input reaches X programs only. Log in to an X11 session, or run X "
+    "programs on a private display with --display new")
 
 
-def on_xwayland(display: str | None) -> bool:
-    """Whether ``display`` (None: ``$DISPLAY``) is the X display of this Wayland session."""
-    session = os.environ.get("DISPLAY")
-    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) or \
-        os.environ.get("XDG_SESSION_TYPE") == "wayland"
-    return wayland and session is not None and (display or session) == session
+def serves_xwayland(display: Any) -> bool:
+    """Whether the X server behind a python-xlib ``display`` is Xwayland, as the server itself
+    says (a Wayland session's variables would also name an Xvfb started from it): from 21.1 it
+    has an extension of that name, and before, its RandR outputs were named XWAYLAND0...."""
+    if "XWAYLAND" in display.list_extensions():
+        return True
+    if not display.has_extension("RANDR"):
+        return False
+    resources = display.screen().root.xrandr_get_screen_resources()
+    return any(display.xrandr_get_output_info(output, resources.config_timestamp).name
+               .startswith("XWAYLAND") for output in resources.outputs)
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,8 @@ class DesktopEnv(Env):
             scale_y=pointer_h / everything["height"],
         )
         self._typist = X11Typist(self.display)
+        #: Whether the display is Xwayland's, where a run is told what it cannot do.
+        self.xwayland = serves_xwayland(self._gui._pyautogui_x11._display)
 
     def _pyautogui(self) -> Any:
         """Import pyautogui bound to this env's display, or refuse if an open env of this process

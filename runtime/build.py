@@ -265,12 +265,12 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
             yield env, None
         return
     if spec.env == "desktop":
-        from envs.desktop import XWAYLAND_WARNING, DesktopEnv, on_xwayland
+        from envs.desktop import XWAYLAND_WARNING, DesktopEnv
 
         if spec.display != "new":
-            if on_xwayland(spec.display):
-                console.print(f"[yellow]warning:[/] {XWAYLAND_WARNING}")
             with DesktopEnv(display=spec.display) as env:
+                if env.xwayland:
+                    console.print(f"[yellow]warning:[/] {XWAYLAND_WARNING}")
                 yield env, None
             return
         from envs.xvfb import Xvfb
