@@ -54,10 +54,7 @@ class X11Typist:
             self._display = Display(display)
         except Exception as exc:  # noqa: BLE001 - Xlib raises many kinds when X is unreachable
             raise EnvError(f"cannot open X display {display} for typing: {exc}") from exc
-        info = self._display.display.info
-        first = info.min_keycode
-        mapping = self._display.get_keyboard_mapping(first, info.max_keycode - first + 1)
-        self._spare = [first + i for i, syms in enumerate(mapping) if not any(syms)]
+        self._spare = [code for code, syms in self._keymap().items() if not any(syms)]
         self._shift = self._display.keysym_to_keycode(XK.XK_Shift_L)
         self._bound: dict[int, int] = {}  # keysym -> spare keycode, kept between calls
         #: Every spare keycode ever bound (a rebind forgets the old keysym, not the keycode):
@@ -159,7 +156,15 @@ class X11Typist:
         if shift and not press:
             self._fake(self._shift, press=False)
 
+    def _keymap(self) -> dict[int, tuple[int, ...]]:
+        """Each keycode's keysyms, as the display maps them now."""
+        info = self._display.display.info
+        first = info.min_keycode
+        mapping = self._display.get_keyboard_mapping(first, info.max_keycode - first + 1)
+        return {first + i: tuple(syms) for i, syms in enumerate(mapping)}
+
     def _bind(self, keysyms: set[int]) -> None:
+        self._forget_a_reloaded_keymap()
         missing = keysyms - self._bound.keys()
         if not missing:
             return
@@ -177,6 +182,23 @@ class X11Typist:
         # land before the characters come.
         self._tap(self._shift)
         time.sleep(REBIND_GRACE_S)
+
+    def _forget_a_reloaded_keymap(self) -> None:
+        """A keymap loaded since the last binding (``setxkbmap``, a desktop applying its layout)
+        replaced the characters bound to spare keycodes: a key pressed for one typed nothing.
+        The spare keycodes are read again (the new keymap may use some of the old), and the
+        characters lost bound again; a keycode the keymap took is no longer the typist's to
+        unbind on close."""
+        if not self._bound:
+            return
+        keymap = self._keymap()
+        kept = {keysym: code for keysym, code in self._bound.items() if keysym in keymap[code]}
+        if len(kept) == len(self._bound):
+            return
+        self._bound = kept
+        self._changed = {code for code in self._changed if code in kept.values()}
+        self._spare = [code for code, syms in keymap.items()
+                       if not any(syms) or code in kept.values()]
 
     def _fake(self, keycode: int, press: bool) -> None:
         from Xlib import X

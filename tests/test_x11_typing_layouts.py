@@ -86,3 +86,24 @@ def test_text_arrives_as_written_whichever_layout_is_active(monkeypatch, group, 
     for chunk in typist.chunks(text):
         typist.type(chunk)
     assert connection.typed() == [keysym_for(c) for c in text]
+
+
+def test_a_keymap_loaded_between_two_texts_is_bound_again_and_its_keys_left_alone(monkeypatch):
+    """After ``setxkbmap`` (or a desktop applying its layout) the characters bound to spare
+    keycodes were gone, and a text holding one typed nothing in its place, reported typed; the
+    new keymap's own keys on those keycodes were then unbound on close."""
+    connection = TwoLayouts(0)
+    monkeypatch.setattr("Xlib.display.Display", lambda name: connection)
+    monkeypatch.setattr("Xlib.ext.xtest.fake_input",
+                        lambda display, kind, keycode: connection.pressed.append((kind, keycode)))
+    monkeypatch.setattr(envs.x11_typing, "REBIND_GRACE_S", 0)
+    typist = X11Typist(":0")
+    typist.type("hé")
+    bound = next(code for code, row in connection.rows.items() if keysym_for("é") in row)
+    # The new keymap puts a key of its own on that keycode, and leaves the next ones spare.
+    connection.rows = {**ROWS, bound: (ord("x"), ord("X"), ord("x"), ord("X"))}
+    connection.pressed.clear()
+    typist.type("hé")
+    assert connection.typed() == [keysym_for(c) for c in "hé"]
+    typist.close()
+    assert connection.rows[bound] == (ord("x"), ord("X"), ord("x"), ord("X"))
