@@ -22,7 +22,6 @@ from envs.desktop import DesktopEnv, serves_xwayland
 from envs.xauthority import FAMILY_WILD, packed
 from envs.xvfb import Xvfb
 from tests.conftest import require_tool
-from tests.test_agent_cli import CLI, DONE, replies
 from tests.test_desktop_env import mouse_location
 
 
@@ -88,23 +87,6 @@ def test_a_second_x_screen_is_refused_before_anything_is_done_on_it(display) -> 
                                        rf"desktop env drives a display's screen 0 only; give "
                                        rf"{base}\.0"):
         DesktopEnv(display=display)
-
-
-def test_a_run_on_an_xvfb_started_from_a_wayland_session_is_not_warned_of_xwayland(
-        tmp_path) -> None:
-    """The warning went by the session's variables, which xvfb-run and the like pass on to the
-    programs on their Xvfb: a run there was told to log in to an X11 session."""
-    require_tool("xvfb")
-    require_tool("xdotool")
-    script = replies(tmp_path / "r.jsonl", [DONE])
-    with Xvfb(320, 240) as display:
-        session = {**os.environ, **display.env, "WAYLAND_DISPLAY": "wayland-0",
-                   "XDG_SESSION_TYPE": "wayland", "COLUMNS": "160"}
-        done = subprocess.run([*CLI, "run", "x", "--env", "desktop", "--model",
-                               f"replay:{script}", "--out", "runs"], cwd=tmp_path, env=session,
-                              capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "xwayland" not in (done.stdout + done.stderr).lower()
 
 
 def _server(extensions: list[str], outputs: list[str]) -> SimpleNamespace:
