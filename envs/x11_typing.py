@@ -57,9 +57,9 @@ class X11Typist:
         self._spare = [code for code, syms in self._keymap().items() if not any(syms)]
         self._shift = self._display.keysym_to_keycode(XK.XK_Shift_L)
         self._bound: dict[int, int] = {}  # keysym -> spare keycode, kept between calls
-        #: Every spare keycode ever bound (a rebind forgets the old keysym, not the keycode):
-        #: all are unbound on close.
-        self._changed: set[int] = set()
+        #: Every spare keycode bound, and the keysym it was bound to last (a rebind forgets the
+        #: old keysym, not the keycode): those still holding it are unbound on close.
+        self._ours: dict[int, int] = {}
         #: Keys pressed and not released yet: a key XTest presses stays down on the display,
         #: after this connection closes too, until something releases it.
         self._down: set[int] = set()
@@ -87,6 +87,7 @@ class X11Typist:
     def chunks(self, text: str) -> list[str]:
         """Split ``text`` so no piece needs more characters bound than there are spare keycodes
         (its line breaks first made one "\\n" each: ``envs.base.one_line_break_each``)."""
+        self._catch_up()
         self._read_layout()
         chunks, current, needed = [], "", set()
         for char in one_line_break_each(text):
@@ -105,6 +106,7 @@ class X11Typist:
 
     def type(self, chunk: str) -> None:
         """Type one piece from ``chunks`` (a short text is one piece)."""
+        self._catch_up()
         self._bind({keysym_for(c) for c in chunk if self._on_keyboard(keysym_for(c)) is None})
         with self._lock_off():
             for char in chunk:
@@ -140,6 +142,7 @@ class X11Typist:
         """Press (or release) the key of one character, as a key of a combination whose
         modifiers are held around it (ctrl+<, alt+é)."""
         if press:
+            self._catch_up()
             self._read_layout()
         if press and self._on_keyboard(keysym_for(char)) is None:
             self._bind({keysym_for(char)})
@@ -164,7 +167,6 @@ class X11Typist:
         return {first + i: tuple(syms) for i, syms in enumerate(mapping)}
 
     def _bind(self, keysyms: set[int]) -> None:
-        self._forget_a_reloaded_keymap()
         missing = keysyms - self._bound.keys()
         if not missing:
             return
@@ -172,8 +174,11 @@ class X11Typist:
         if len(free) < len(missing):  # reuse keycodes of characters this piece does not need
             self._bound = {s: k for s, k in self._bound.items() if s in keysyms}
             free = [k for k in self._spare if k not in self._bound.values()]
+        if len(free) < len(missing):  # the keymap took spare keycodes since ``chunks``
+            raise EnvError(f"typing failed: the keymap changed meanwhile, and the display has "
+                           f"{len(free)} spare keycodes for {len(missing)} characters")
         for keysym, keycode in zip(sorted(missing), free):
-            self._changed.add(keycode)
+            self._ours[keycode] = keysym
             self._display.change_keyboard_mapping(keycode, [(keysym, keysym)])
             self._bound[keysym] = keycode
         # A client fetches the new mapping after it hears of the change: chromium read the first
@@ -183,22 +188,28 @@ class X11Typist:
         self._tap(self._shift)
         time.sleep(REBIND_GRACE_S)
 
-    def _forget_a_reloaded_keymap(self) -> None:
-        """A keymap loaded since the last binding (``setxkbmap``, a desktop applying its layout)
-        replaced the characters bound to spare keycodes: a key pressed for one typed nothing.
-        The spare keycodes are read again (the new keymap may use some of the old), and the
-        characters lost bound again; a keycode the keymap took is no longer the typist's to
-        unbind on close."""
-        if not self._bound:
+    def _catch_up(self) -> None:
+        """Follow the keymap changes the server told of since (MappingNotify: ``setxkbmap``, a
+        desktop applying its layout, another client's rebind, this one's own): python-xlib's
+        keycode lookup is a copy, read again only when asked, and a stale one typed the old
+        layout's keys. A spare keycode the change took is no longer the typist's: its
+        character is bound again where needed, and close leaves the key alone."""
+        from Xlib import X
+
+        changed = False
+        while self._display.pending_events():
+            event = self._display.next_event()
+            if event.type == X.MappingNotify and event.request == X.MappingKeyboard:
+                self._display.refresh_keyboard_mapping(event)
+                changed = True
+        if not changed:
             return
         keymap = self._keymap()
-        kept = {keysym: code for keysym, code in self._bound.items() if keysym in keymap[code]}
-        if len(kept) == len(self._bound):
-            return
-        self._bound = kept
-        self._changed = {code for code in self._changed if code in kept.values()}
+        self._ours = {code: keysym for code, keysym in self._ours.items()
+                      if {*keymap[code]} - {0} == {keysym}}
+        self._bound = {keysym: code for keysym, code in self._bound.items() if code in self._ours}
         self._spare = [code for code, syms in keymap.items()
-                       if not any(syms) or code in kept.values()]
+                       if not any(syms) or code in self._ours]
 
     def _fake(self, keycode: int, press: bool) -> None:
         from Xlib import X
@@ -222,9 +233,10 @@ class X11Typist:
         if self._display is None:
             return
         self.release_all()
-        for keycode in self._changed:
+        self._catch_up()  # a keycode the keymap took since is not the typist's to unbind
+        for keycode in self._ours:
             self._display.change_keyboard_mapping(keycode, [(0, 0)])
-        self._bound, self._changed = {}, set()
+        self._bound, self._ours = {}, {}
         self._display.sync()
         self._display.close()
         self._display = None
