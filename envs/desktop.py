@@ -138,7 +138,8 @@ class DesktopEnv(Env):
                            f"{screen.group(1)}, and the desktop env drives a display's screen 0 "
                            f"only; give {screen.group(1)}.0, or run the programs on that screen")
         self.xauthority = xauthority or os.environ.get("XAUTHORITY")
-        with for_python_xlib(self.xauthority):  # its connections: pyautogui's, the typist's
+        # The connections made through python-xlib: pyautogui's, the typist's.
+        with for_python_xlib(self.xauthority, self.display):
             self._gui = self._pyautogui()
             try:  # what failed to open is let go, and the display is free again for another env
                 self._connect(monitor)

@@ -32,12 +32,14 @@ def packed(entry: Entry) -> bytes:
 
 
 @contextlib.contextmanager
-def for_python_xlib(path: str | None) -> Iterator[None]:
-    """While it lasts, ``$XAUTHORITY`` names a file python-xlib can read the cookie of ``path``
-    (None: ``$XAUTHORITY`` or ``~/.Xauthority``, as X programs look) from: ``path`` itself, or,
-    where that holds entries for any host, a copy that also holds each of them for this host
-    (a local socket's entry, and 127.0.0.1's), in a private folder removed once the connections
-    are made. Afterwards ``$XAUTHORITY`` is ``path``, or as it was."""
+def for_python_xlib(path: str | None, display: str) -> Iterator[None]:
+    """While it lasts, ``$XAUTHORITY`` names a file from which python-xlib reads the cookie that
+    X programs would send to ``display``, from ``path`` (None: ``$XAUTHORITY`` or
+    ``~/.Xauthority``, as they look): ``path`` itself, or, where that cookie is an entry for any
+    host (the first entry for this host or any, of the display's number or none, is the one
+    libXau sends), a copy holding it for this host (a local socket's entry, and 127.0.0.1's),
+    in a private folder removed once the connections are made. Afterwards ``$XAUTHORITY`` is
+    ``path``, or as it was (unset too)."""
     from Xlib import error, xauth
 
     before = os.environ.get("XAUTHORITY")
@@ -46,15 +48,18 @@ def for_python_xlib(path: str | None) -> Iterator[None]:
         entries: list[Entry] = list(xauth.Xauthority(source).entries)
     except (error.XauthError, OSError):  # none there: the connection says what it misses
         entries = []
-    wild = [entry for entry in entries if entry[0] == FAMILY_WILD]
-    folder = TempFolder("vlagent-xauth-") if wild else None
+    host = socket.gethostname().encode()
+    number = display.rpartition(":")[2].partition(".")[0].encode()
+    sent = next((entry for entry in entries if entry[0] in (FAMILY_WILD, FAMILY_LOCAL)
+                 and (entry[0] == FAMILY_WILD or entry[1] == host)
+                 and entry[2] in (b"", number) and entry[3] == COOKIE), None)
+    folder = TempFolder("vlagent-xauth-") if sent and sent[0] == FAMILY_WILD else None
     try:
         if folder is not None:
-            hosts = ((FAMILY_LOCAL, socket.gethostname().encode()),
-                     (FAMILY_INTERNET, socket.inet_aton("127.0.0.1")))
             copy = Path(folder.name) / "Xauthority"
-            copy.write_bytes(b"".join(map(packed, entries + [
-                (family, address, *rest) for _, _, *rest in wild for family, address in hosts])))
+            copy.write_bytes(b"".join(packed((family, address, *sent[2:])) for family, address
+                                      in ((FAMILY_LOCAL, host),
+                                          (FAMILY_INTERNET, socket.inet_aton("127.0.0.1")))))
             os.environ["XAUTHORITY"] = str(copy)
         elif path:
             os.environ["XAUTHORITY"] = path
@@ -62,5 +67,7 @@ def for_python_xlib(path: str | None) -> Iterator[None]:
     finally:
         if path or before:
             os.environ["XAUTHORITY"] = path or before
+        else:
+            os.environ.pop("XAUTHORITY", None)
         if folder is not None:
             folder.cleanup()

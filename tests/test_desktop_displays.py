@@ -55,8 +55,13 @@ def test_a_private_display_admits_only_clients_that_hold_its_cookie() -> None:
         assert (out.stdout.strip(), out.stderr) == ("320", "")
 
 
+def _wild(entries) -> bytes:
+    """The container recipe's copy of a display's cookies: each entry for any host."""
+    return b"".join(packed((FAMILY_WILD, b"container", *rest)) for _, _, *rest in entries)
+
+
 def test_a_cookie_for_any_host_opens_the_display_as_it_does_for_other_x_programs(
-        tmp_path) -> None:
+        tmp_path, monkeypatch) -> None:
     """The usual recipe for X programs in a container writes the display's cookie for any host
     (FamilyWild): xdotool and mss took it, while pyautogui's python-xlib, which matches hosts
     only, refused the display ("Authorization required")."""
@@ -65,9 +70,9 @@ def test_a_cookie_for_any_host_opens_the_display_as_it_does_for_other_x_programs
     from Xlib.xauth import Xauthority
 
     with Xvfb(320, 240) as display:
+        entries = Xauthority(display.xauthority).entries
         wild = tmp_path / "Xauthority"
-        wild.write_bytes(b"".join(packed((FAMILY_WILD, b"container", *rest))
-                                  for _, _, *rest in Xauthority(display.xauthority).entries))
+        wild.write_bytes(_wild(entries))
         before = set(Path(tempfile.gettempdir()).glob("vlagent-xauth-*"))
         with DesktopEnv(display=display.display, xauthority=str(wild)) as env:
             assert env.capture().size == (320, 240)
@@ -76,6 +81,22 @@ def test_a_cookie_for_any_host_opens_the_display_as_it_does_for_other_x_programs
             assert env.execute(Type(text="ok")).ok  # the typist's own connection
             assert os.environ["XAUTHORITY"] == str(wild)  # for the programs a run starts
         assert set(Path(tempfile.gettempdir()).glob("vlagent-xauth-*")) == before
+        # Found as ~/.Xauthority, with $XAUTHORITY unset: unset again after, not left naming
+        # the removed copy (the next env, and every X program started, failed).
+        monkeypatch.setenv("HOME", str(tmp_path))
+        wild.rename(tmp_path / ".Xauthority")
+        monkeypatch.delenv("XAUTHORITY")
+        for _ in range(2):
+            with DesktopEnv(display=display.display) as env:
+                assert env.capture().size == (320, 240)
+            assert "XAUTHORITY" not in os.environ
+        # The host's own entry before a stale one for any host: the first is the one X
+        # programs send, as libXau reads the file.
+        stale = [(family, address, number, name, bytes(16)) for family, address, number, name, _
+                 in entries]
+        (tmp_path / ".Xauthority").write_bytes(b"".join(map(packed, entries)) + _wild(stale))
+        with DesktopEnv(display=display.display) as env:
+            assert env.capture().size == (320, 240)
 
 
 @pytest.mark.parametrize("display", [":77.1", "localhost:12.2"])
