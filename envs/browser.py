@@ -353,6 +353,7 @@ class BrowserEnv(Env):
         # The dialogs answered since the model was last told: what it was told of each, and
         # whether it asked to confirm leaving the page.
         self._dialogs: list[tuple[str, bool]] = []
+        self._pointer_locked = False  # a page took a pointer lock since the last release
         self._downloads: list[str] = []  # the names of those refused since the model was told
         # The page whose "leave this page?" the last action answered Stay, and the one whose
         # next is answered Leave (during the action after that one).
@@ -383,6 +384,10 @@ class BrowserEnv(Env):
             self._browser.on("disconnected", lambda _: self._mark_dead("the browser closed"))
             self._context.set_default_timeout(self.timeout_ms)
             self._context.add_init_script(SHOW_SELECT_OPTIONS)
+            # A page that locks the pointer says so (any frame), so that an action releases
+            # the lock only where one was taken: looking in every frame cost each click.
+            self._context.expose_binding(_LOCK_BINDING, lambda source: self._lock_taken())
+            self._context.add_init_script(_WATCH_POINTER_LOCK)
             if self.allowed_domains is not None:
                 self._guard_documents()
                 allowed = json.dumps(self.allowed_domains)
@@ -782,13 +787,19 @@ class BrowserEnv(Env):
             done += "; released the pointer the page had locked, as a browser does"
         return done
 
+    def _lock_taken(self) -> None:
+        self._pointer_locked = True
+
     def _release_pointer(self) -> bool:
-        """Release a pointer lock in any frame of the page, whether one was held. A page (a game,
-        a 3D view) may lock the pointer, and then every click goes to its locked element, not
-        the one the model sees at the pixel nor the one the gate judged there; the browser's
+        """Release a pointer lock a page took, in any frame, whether one was held. A page (a
+        game, a 3D view) may lock the pointer, and then every click goes to its locked element,
+        not the one the model sees at the pixel nor the one the gate judged there; the browser's
         own Escape, which ends the lock, never reaches a page through the env's keys."""
         from playwright.sync_api import Error as PlaywrightError
 
+        if not self._pointer_locked:  # told before the action (``_answer_what_was_asked``)
+            return False
+        self._pointer_locked = False
         released = False
         for frame in self.page.frames:
             with contextlib.suppress(PlaywrightError):  # a frame that went meanwhile
@@ -1068,6 +1079,15 @@ class BrowserEnv(Env):
 
 #: The actions whose pointer events a locked pointer would take.
 _POINTER_KINDS = frozenset({"click", "double_click", "right_click", "move", "drag", "scroll"})
+_LOCK_BINDING = "__vlagentPointerLocked"
+#: Tells the env of each pointer lock a frame takes, through the binding as it was when the
+#: frame began (a page cannot swap it), from a listener that runs before any of the page's.
+_WATCH_POINTER_LOCK = """(() => {
+  const told = window.%s;
+  window.addEventListener('pointerlockchange', () => {
+    if (document.pointerLockElement) told();
+  }, true);
+})();""" % _LOCK_BINDING
 #: Ends the frame's pointer lock, once the lock is gone (or after a while): true if it held one.
 _RELEASE_POINTER = """() => new Promise((done) => {
   if (!document.pointerLockElement) return done(false);

@@ -52,8 +52,11 @@ class Xvfb:
         read_fd, write_fd = os.pipe()
         try:
             self._process = subprocess.Popen(
+                # -noreset: an X server resets when its last client leaves, and a connection
+                # made meanwhile (the next env's, on a busy machine) was reset by the server.
                 [binary, "-displayfd", str(write_fd), "-screen", "0",
-                 f"{width}x{height}x{depth}", "-nolisten", "tcp", "-auth", self.xauthority],
+                 f"{width}x{height}x{depth}", "-nolisten", "tcp", "-auth", self.xauthority,
+                 "-noreset"],
                 pass_fds=(write_fd,),
                 preexec_fn=DIES_WITH_PARENT,
                 stdout=subprocess.DEVNULL,

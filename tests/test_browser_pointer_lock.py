@@ -11,7 +11,13 @@ from tests.conftest import require_tool
 
 PAGE = ("<body style='margin:0'><canvas id=game width=300 height=100 style='background:#ccc' "
         "onclick='game.requestPointerLock()'></canvas><input id=name style='position:absolute;"
-        "left:0;top:200px;width:300px;height:40px'>")
+        "left:0;top:200px;width:300px;height:40px'>"
+        # A view in a frame of its own, also taking the lock.
+        "<iframe id=view style='position:absolute;left:320px;top:0;width:200px;height:100px;"
+        "border:0' srcdoc=\"<body style='margin:0'><canvas id=c width=200 height=100 "
+        "onclick='c.requestPointerLock()'></canvas>\"></iframe>"
+        # A page that would hide its lock from the env.
+        "<script>window.__vlagentPointerLocked = () => {};</script>")
 LOCKED = "document.pointerLockElement?.id ?? null"
 
 
@@ -37,3 +43,9 @@ def test_a_click_goes_where_the_model_and_the_gate_see_and_escape_ends_a_lock(pl
             "pressed Escape; released the pointer the page had locked, as a browser does"
         assert env.page.evaluate(LOCKED) is None
         assert env.execute(Key(key="escape")).message == "pressed Escape"  # none held now
+        env.execute(Click(x=420, y=50))  # into the frame's view
+        view = env.page.frame_locator("#view")
+        assert view.locator("body").evaluate(f"() => {LOCKED}") == "c"
+        assert env.execute(Click(x=150, y=220)).message.endswith("released before it")
+        assert view.locator("body").evaluate(f"() => {LOCKED}") is None
+        assert env.page.evaluate("document.activeElement.id") == "name"
