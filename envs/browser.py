@@ -77,9 +77,9 @@ MAX_SCROLL_SCREENS = 100
 
 #: The most of a dialog's text the model is told (a page may write any length).
 MAX_DIALOG_TEXT = 200
-#: The most dialogs an action's result names, before it and during it (the others are counted;
-#: a "leave this page?" is always named), and the most urls blocked off the allowed domains.
-MAX_DIALOGS_TOLD = MAX_URLS_TOLD = 3
+#: The most dialogs, urls blocked off the allowed domains and downloads an action's result
+#: names, before it and during it (the others are counted; a "leave this page?" is always named).
+MAX_TOLD = 3
 #: Rounds of answering what the page asked while the model thought, before an action.
 MAX_DIALOG_ROUNDS = 10
 #: ``BrowserEnv._leave`` while the env leaves pages on its own account.
@@ -602,9 +602,10 @@ class BrowserEnv(Env):
         # action's.
         self._answer_what_was_asked()
         before = self._take_dialogs()
-        blocked = _blocked_said("before it, the page", self._blocked_since()) \
+        # What the page did on its own before the action: urls blocked, downloads refused.
+        did = _blocked_said("before it, the page", self._blocked_since()) \
             if self.allowed_domains is not None else []
-        blocked += _downloads_said("before it, ", self._take_downloads())
+        did += _downloads_said("before it, ", self._take_downloads())
         self._leave, self._stayed, self._acting = self._stayed, None, True
         try:
             message = self._call(what, lambda: self._perform(action), hide)
@@ -622,11 +623,11 @@ class BrowserEnv(Env):
             # failed was the very next action all the same.
             if "net::ERR_ABORTED" in str(exc):
                 self._stayed = self._stayed or self._leave
-            raise EnvError(_said_too(str(exc), blocked, before, self._take_dialogs(),
+            raise EnvError(_said_too(str(exc), did, before, self._take_dialogs(),
                                      self._take_downloads())) from None
         finally:
             self._leave, self._acting = None, False
-        return _said_too(message, blocked, before, self._take_dialogs(), self._take_downloads())
+        return _said_too(message, did, before, self._take_dialogs(), self._take_downloads())
 
     def _opened_page(self, page: Any) -> None:
         self._opened.append(page)
@@ -1100,9 +1101,9 @@ _RELEASE_POINTER = """() => new Promise((done) => {
 def _first_few(said: list[str], more: Callable[[int], str]) -> list[str]:
     """The first few of ``said``, the others counted by ``more`` (a page that does a thing
     thousands of times would fill the model's context)."""
-    if len(said) <= MAX_URLS_TOLD:
+    if len(said) <= MAX_TOLD:
         return said
-    return [*said[:MAX_URLS_TOLD], more(len(said) - MAX_URLS_TOLD)]
+    return [*said[:MAX_TOLD], more(len(said) - MAX_TOLD)]
 
 
 def _blocked_said(who: str, urls: list[str]) -> list[str]:
@@ -1121,19 +1122,19 @@ def _downloads_said(when: str, names: list[str]) -> list[str]:
         lambda more: f"{when}{more} more downloads started, none saved")
 
 
-def _said_too(message: str, blocked: list[str], before: list[tuple[str, bool]],
+def _said_too(message: str, did: list[str], before: list[tuple[str, bool]],
               during: list[tuple[str, bool]], downloads: list[str]) -> str:
-    """An action's result, with what the page did since the last action (urls blocked,
-    downloads refused, dialogs answered: "before it") and the dialogs answered and downloads
+    """An action's result, with what the page did since the last action (``did``: urls blocked,
+    downloads refused; and dialogs answered: "before it") and the dialogs answered and downloads
     refused during it: each "leave this page?" and the first few others by name, the rest
     counted (a page that asks hundreds of times would fill the model's context)."""
     dialogs, more = [], 0
     for when, asked in (("before it, ", before), ("", during)):
         for said, leaving in asked:
-            if leaving or len(dialogs) < MAX_DIALOGS_TOLD:
+            if leaving or len(dialogs) < MAX_TOLD:
                 dialogs.append(when + said)
             else:
                 more += 1
     if more:
         dialogs.append(f"{more} more dialogs, each closed or answered Cancel")
-    return "; ".join([message, *blocked, *dialogs, *_downloads_said("", downloads)])
+    return "; ".join([message, *did, *dialogs, *_downloads_said("", downloads)])

@@ -35,6 +35,7 @@ model wrote is known, not searched for; recordings made before the marks are sea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -413,13 +414,25 @@ def _image(trajectory: Trajectory, name: str | None, step: StepRecord) -> Path:
     if not path.is_file():
         raise ExportError(f"{trajectory.directory}: step {step.step} refers to a missing image "
                           f"{name}")
-    try:  # a file cut short or overwritten fails the trainer that opens it; verify reads every
-        with Image.open(path) as image:  # chunk without decoding the pixels (ms, not tens)
+    stat = path.stat()
+    problem = _unreadable(path, stat.st_mtime_ns, stat.st_size)
+    if problem is not None:
+        raise ExportError(f"{trajectory.directory}: step {step.step} refers to an unreadable "
+                          f"image {name} ({problem})")
+    return path
+
+
+@functools.lru_cache(maxsize=65_536)
+def _unreadable(path: Path, mtime_ns: int, size: int) -> str | None:
+    """Why a trainer could not open the image at ``path`` (a file cut short or overwritten), or
+    None; ``verify`` reads every chunk without decoding the pixels (ms, not tens). Once per
+    file as it is (its time and size): a history shows each screenshot in several prompts."""
+    try:
+        with Image.open(path) as image:
             image.verify()
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ExportError(f"{trajectory.directory}: step {step.step} refers to an unreadable "
-                          f"image {name} ({exc})") from None
-    return path
+        return str(exc)
+    return None
 
 
 def _qwen2vl(meta: Meta, segs: list[Segment], image_path: Callable[[Path], str]) -> dict:

@@ -232,15 +232,15 @@ class OpenAIBackend(Backend):
             # endpoint left to itself applies its model's default.
             **({"repetition_penalty": params.repetition_penalty}
                if params.repetition_penalty is not None else {}),
-        }
-        if "skip_special_tokens" not in self._refused_fields:
             # vLLM's and SGLang's extension: the reply as the model wrote it, UI-TARS's
             # <|box_start|> grounding tokens included, which their default drops (a trajectory
             # would train the model on text it did not write). Most servers ignore a field they
             # do not know; one that refuses it (OpenAI's API) is asked again without.
-            body["skip_special_tokens"] = False
-        if "top_p" in self._refused_fields and DROPPABLE["top_p"](body.get("top_p")):
-            del body["top_p"]
+            "skip_special_tokens": False,
+        }
+        for name in self._refused_fields & body.keys():  # what the endpoint refused before
+            if DROPPABLE[name](body[name]):
+                del body[name]
         if params.top_k:  # vLLM's extension (serve's too); OpenAI's API has none
             body["top_k"] = params.top_k
         if params.seed is not None:
