@@ -154,11 +154,34 @@ def adb_client(host: str, port: int, timeout_s: float) -> Any:
         def _safe_connect(self) -> Any:
             return self._create_socket()
 
+        def close(self) -> None:
+            # adbutils sleeps 10 ms between its shutdown and close, on every command: the FIN
+            # that tells the server we are done is sent by the shutdown alone. Its close then
+            # finds the socket closed and skips the sleep.
+            if not self.closed:
+                with contextlib.suppress(OSError):
+                    self.conn.shutdown(socket.SHUT_WR)
+                self.conn.close()
+            super().close()
+
     class Client(adbutils.AdbClient):
+        _version: int | None = None
+
         def make_connection(self, timeout: float | None = None) -> Any:
-            connection = Connection(self.host, self.port)
+            try:
+                connection = Connection(self.host, self.port)
+            except Exception:
+                self._version = None  # the server may come back as another version
+                raise
             connection.conn.settimeout(timeout or timeout_s)
             return connection
+
+        def server_version(self) -> int:
+            # adbutils asks it on a connection of its own before every command on a device
+            # (to pick how to name the device); a running server keeps its version.
+            if self._version is None:
+                self._version = super().server_version()
+            return self._version
 
     return Client(host=host, port=port, socket_timeout=timeout_s)
 
