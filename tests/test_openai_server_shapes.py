@@ -4,8 +4,9 @@ Before: a reply the server ended (vLLM's "abort" as it shuts down, LMDeploy's nu
 OpenAI's "content_filter") was acted on, its text cut mid-action; TGI refused every request for
 its ``top_p`` of 1.0 and OpenAI's API for the ``skip_special_tokens`` extension; OpenRouter's
 error inside a 200 answer lost its words and was never retried; the start-up check refused
-an OpenAI key that may request but not list the models, and Ollama's untagged model names; and
-a certificate this machine does not trust was retried as a dropped connection.
+an OpenAI key that may request but not list the models, and Ollama's untagged model names; a
+certificate this machine does not trust was retried as a dropped connection; and vLLM's, SGLang's
+and FastAPI's refusals were shown as their raw JSON.
 """
 
 from __future__ import annotations
@@ -198,3 +199,18 @@ def test_an_untrusted_certificate_is_refused_at_once_with_how_to_trust_it(
     with pytest.raises(PolicyError, match="not trusted here .*Hostname mismatch") as refused:
         elsewhere.generate(HI, [])
     assert "SSL_CERT_FILE" not in str(refused.value) and sleeps == []
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"object": "error", "message": "This model's maximum context length is 32768 tokens",
+      "type": "BadRequestError", "param": None, "code": 400},  # vLLM and SGLang
+     "HTTP 400: This model's maximum context length is 32768 tokens"),
+    ({"detail": [{"loc": ["body", "messages"], "msg": "field required"}]},  # a FastAPI server
+     'HTTP 400: [{"loc": ["body", "messages"], "msg": "field required"}]'),
+    ({"detail": "Not Found"}, "HTTP 400: Not Found"),
+])
+def test_a_refusal_is_shown_in_the_servers_own_words_whatever_its_shape(body, words):
+    sent = backend(lambda request: httpx.Response(400, json=body))
+    with pytest.raises(PolicyError) as refused:
+        sent.generate(HI, [])
+    assert str(refused.value).endswith(f"refused the request: {words}")

@@ -407,15 +407,21 @@ def matched_stop(choice: dict, finish: str, params: Params) -> tuple[str | None,
 
 
 def error_message(response: "httpx.Response", api_key: str | None = None) -> str:
-    """The server's own words: OpenAI's ``{"error": {"message": ...}}``, or the body's start;
-    the API key masked where they quote it (``_said``)."""
+    """The server's own words: OpenAI's ``{"error": {"message": ...}}`` (TGI's and llama.cpp's
+    ``{"error": "..."}``), vLLM's and SGLang's ``{"object": "error", "message": ...}`` or a
+    FastAPI server's ``{"detail": ...}``; else the body's start. The API key is masked where they
+    quote it (``_said``)."""
     try:
-        error = response.json().get("error")
+        body = response.json()
+    except (ValueError, RecursionError):  # no JSON, or nested too deep
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
         message = error.get("message") if isinstance(error, dict) else error
+        message = message or body.get("message") or body.get("detail")
         if message:
-            return _said(str(message), api_key)
-    except (ValueError, AttributeError, RecursionError):  # no JSON, or nested too deep
-        pass
+            said = message if isinstance(message, str) else json.dumps(message)
+            return _said(said, api_key)
     return _said(response.text, api_key) or response.reason_phrase
 
 
