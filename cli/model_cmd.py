@@ -146,16 +146,20 @@ def generate(
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from agent.backends.base import check_context
-    from model import Qwen2VL, Qwen2VLProcessor
     from model.config import check_repetition_penalty
-    from model.generate import GenerationOptions, Sampling, generate
+    from runtime.checkpoint import check_checkpoint, check_torch_device
 
     if min_pixels and max_pixels and min_pixels > max_pixels:
         _fail(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
     try:
         check_repetition_penalty(repetition_penalty, "--repetition-penalty")
+        check_checkpoint(path)  # before torch loads (seconds): a wrong path is told at once
     except ValueError as e:
         _fail(str(e))
+
+    from model import Qwen2VL, Qwen2VLProcessor
+    from model.generate import GenerationOptions, Sampling, generate
+
     try:  # before the model loads: a seed torch cannot take
         sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                             repetition_penalty=repetition_penalty)
@@ -173,10 +177,7 @@ def generate(
         # missing, a folder, unreadable, or more pixels than PIL opens
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             _fail(f"cannot read image {file}: {e}")
-    from runtime.checkpoint import check_checkpoint, check_torch_device
-
     try:
-        check_checkpoint(path)
         check_torch_device(device)
         proc = Qwen2VLProcessor.from_pretrained(path)
         # A 7B checkpoint takes a while to load (and to answer, below): a spinner on a
