@@ -50,14 +50,19 @@ def info(
 
     Reads only the JSON files: the model is built on the meta device, no weights are loaded.
     """
+    from model.config import Qwen2VLConfig
+
+    try:  # before torch loads (seconds): a wrong path is told at once
+        config = Qwen2VLConfig.from_pretrained(path)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+
     import torch
 
-    from model.config import Qwen2VLConfig
     from model.image_processing import ImageProcessingConfig
     from model.modeling import Qwen2VL
 
     try:
-        config = Qwen2VLConfig.from_pretrained(path)
         images = ImageProcessingConfig.from_pretrained(path)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))

@@ -11,6 +11,16 @@ import pytest
 from tests.test_agent_cli import cli
 from tests.test_export import run_list
 
+#: Python lists each module it imports on stderr, which one_line_error leaves aside.
+IMPORTS_SHOWN = {"PYTHONPROFILEIMPORTTIME": "1"}
+
+
+def assert_told_before_torch(done) -> None:
+    """The error came before torch's seconds of import."""
+    imported = {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "json" in imported and "torch" not in imported
+
 
 def one_line_error(done, *needles: str) -> None:
     output = (done.stdout + done.stderr).strip()
@@ -70,12 +80,10 @@ def broken_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
 def test_broken_checkpoints(tmp_path, broken_checkpoints, name, needle):
     path = str(broken_checkpoints[name])
     done = cli("model", "generate", path, "-p", "hi", "--device", "cpu", cwd=tmp_path,
-               env={"PYTHONPROFILEIMPORTTIME": "1"})
+               env=IMPORTS_SHOWN)
     one_line_error(done, needle, "download the checkpoint again")
     if name not in ("cut_tokenizer", "bad_index", "no_vocab"):  # seen only as the files load
-        imported = {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()
-                    if line.startswith("import time:")}
-        assert "json" in imported and "torch" not in imported  # told before torch loads
+        assert_told_before_torch(done)
     one_line_error(cli("run", "x", "--model", path, "--env", "browser", cwd=tmp_path),
                    needle, path)
     runs = tmp_path / "runs"  # a run that never started leaves no empty folder
@@ -95,7 +103,9 @@ def test_a_quantized_checkpoint_is_refused_as_quantized_by_every_command(tmp_pat
                                                                          broken_checkpoints):
     path = str(broken_checkpoints["quantized"])
     needles = ("config.json: the checkpoint is quantized", "'awq'", "--model http://")
-    one_line_error(cli("model", "info", path, cwd=tmp_path), *needles)
+    done = cli("model", "info", path, cwd=tmp_path, env=IMPORTS_SHOWN)
+    one_line_error(done, *needles)
+    assert_told_before_torch(done)
     one_line_error(cli("model", "generate", path, "-p", "hi", "--device", "cpu", cwd=tmp_path),
                    *needles)
     one_line_error(cli("run", "x", "--model", path, "--env", "browser", cwd=tmp_path), *needles)
