@@ -546,12 +546,25 @@ def test_corrupt_trajectories_are_skipped_unless_strict(tmp_path):
         export(dirs[1:], "qwen2vl", "step", tmp_path / "z.jsonl")
 
 
-def test_dedupe_drops_identical_samples(tmp_path):
+def test_dedupe_drops_identical_samples(tmp_path, monkeypatch):
     dirs = [record(tmp_path / f"t{i}", "uitars") for i in range(2)]
     plain = export(dirs, "qwen2vl", "step", tmp_path / "a.jsonl")
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file).endswith(".png"):
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    monkeypatch.setattr("io.open", counting_open)  # Path.open's
     deduped = export(dirs, "qwen2vl", "step", tmp_path / "b.jsonl", dedupe=True)
+    monkeypatch.undo()
     assert (plain.samples, deduped.samples, deduped.duplicates) == (6, 3, 3)
     assert deduped.images == 1 + 2 + 3  # uitars shows every earlier screenshot
+    # Each screenshot is read once for its fingerprint, not once per prompt that shows it.
+    assert len(opened) == len(set(opened)) == 6
     # The same replies and screenshots at another pixel budget are other samples.
     other = Path(shutil.copytree(dirs[0], tmp_path / "t2"))
     meta = json.loads((other / "meta.json").read_text())

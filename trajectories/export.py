@@ -405,8 +405,20 @@ def _fingerprint(segs: list[Segment], meta: Meta) -> str:
     for seg in segs:
         digest.update(f"\0{seg.role}{seg.loss}{seg.model_ended}".encode())
         for part in seg.parts:
-            digest.update(part.read_bytes() if isinstance(part, Path) else part.encode())
+            if isinstance(part, Path):
+                stat = part.stat()
+                digest.update(b"\0image" + _file_digest(part, stat.st_mtime_ns, stat.st_size))
+            else:
+                digest.update(b"\0text" + part.encode())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=65_536)
+def _file_digest(path: Path, mtime_ns: int, size: int) -> bytes:
+    """The SHA-256 of the file at ``path``, read once per file as it is (its time and size): a
+    history shows each screenshot in several prompts."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 def _image(trajectory: Trajectory, name: str | None, step: StepRecord) -> Path:
