@@ -275,6 +275,10 @@ SCREENSHOT_ATTEMPTS = 4
 #: timeout: a script that never yields held the step forever. A capture or an element lookup
 #: takes seconds, and a ``type`` shows progress every ``TYPE_PIECE`` characters.
 HANG_S = 60.0
+#: How long a screenshot may take before the env looks for a navigation that holds it.
+HELD_PROBE_MS = 1000
+#: How often a wait for a page's navigation looks whether its server answered.
+NAVIGATION_POLL_MS = 25
 #: How long a navigate to a download waits for chromium to name the file it refused.
 DOWNLOAD_TOLD_MS = 2000
 #: Characters typed between two signs of progress to the watchdog: a page may take up to
@@ -355,6 +359,11 @@ class BrowserEnv(Env):
         self._dialogs: list[tuple[str, bool]] = []
         self._pointer_locked = False  # a page took a pointer lock since the last release
         self._downloads: list[str] = []  # the names of those refused since the model was told
+        # Each page's navigation waiting for its server (its request, and when the chain of
+        # its redirects began), and what the model is told of those the env stopped.
+        self._navigations: weakref.WeakKeyDictionary[Any, tuple[Any, float]] = \
+            weakref.WeakKeyDictionary()
+        self._stopped: list[str] = []
         # The page whose "leave this page?" the last action answered Stay, and the one whose
         # next is answered Leave (during the action after that one).
         self._stayed: Any = None
@@ -396,6 +405,9 @@ class BrowserEnv(Env):
             # before its page does.
             self._context.on("dialog", self._answer_dialog)
             self._context.on("page", self._opened_page)
+            self._context.on("request", self._navigation_began)
+            self._context.on("response", lambda response: self._answered(response.request))
+            self._context.on("requestfailed", self._answered)
             blank = list(self._context.pages)  # the profile's first, opened before the scripts
             self._context.new_page()  # reported to the handler above before it returns
             for page in blank:
@@ -436,10 +448,7 @@ class BrowserEnv(Env):
                 self._follow()
                 try:
                     self._frames_drawn()
-                    # No timeout but the watchdog's: while the page's navigation waits for its
-                    # server, chromium holds every DevTools call into the page (a screenshot
-                    # too), and failing after the env's timeout ended the episode.
-                    return self.page.screenshot(type="png", timeout=0)
+                    return self._held_screenshot()
                 except PlaywrightError:
                     if not self.page.is_closed():  # a page that closed meanwhile gives way
                         raise
@@ -454,6 +463,77 @@ class BrowserEnv(Env):
                     raise
                 time.sleep(0.2 * attempt)
         return self._call("screenshot", shoot)
+
+    def _held_screenshot(self) -> bytes:
+        """The shown page's screenshot. While the page's navigation waits for its server,
+        chromium holds every DevTools call into the page, a screenshot too: one that waits
+        past ``HELD_PROBE_MS`` looks for such a navigation and waits for it
+        (``_await_navigation``), and then gets no timeout but the watchdog's (failing after
+        the env's timeout ended the episode)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+        self._await_navigation()
+        try:
+            return self.page.screenshot(type="png", timeout=HELD_PROBE_MS)
+        except PlaywrightTimeoutError:
+            self._await_navigation()
+            return self.page.screenshot(type="png", timeout=0)
+
+    def _await_navigation(self) -> None:
+        """Wait for the shown page's navigation, if its server has not answered, up to the
+        hang limit counted from when it began; then stop its loading, so that the page stays
+        where it was, and tell the model before its next action. Ending chromium, as the
+        watchdog would, lost the whole session for one server that never answers. A page that
+        closed has nothing to wait for: the caller finds out what the browser now shows."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            self.page.wait_for_timeout(0)  # hands over the events chromium sent meanwhile
+        except PlaywrightError:
+            if self.page.is_closed():  # heard of during the call
+                return
+            raise
+        pending = self._navigations.get(self.page)
+        if pending is None:
+            return
+        request, began = pending
+        limit = self._watchdog.limit_s
+        while self._navigations.get(self.page) is pending and time.monotonic() < began + limit:
+            self._watchdog.feed()  # a wait of the env's own, bounded by the line above
+            self.page.wait_for_timeout(NAVIGATION_POLL_MS)
+        if self._navigations.get(self.page) is not pending:
+            return
+        session = self._context.new_cdp_session(self.page)
+        try:
+            session.send("Page.stopLoading")
+        finally:
+            session.detach()
+        self._navigations.pop(self.page, None)
+        self._watchdog.feed()
+        self._stopped.append(f"before it, {request.url} did not answer within {limit:g} s, so "
+                             f"its loading was stopped and the page stayed at {self.page.url}")
+
+    def _navigation_began(self, request: Any) -> None:
+        from playwright.sync_api import Error as PlaywrightError
+
+        if not request.is_navigation_request():
+            return
+        try:
+            frame = request.frame
+        except PlaywrightError:  # a service worker's request has no frame
+            return
+        if frame.parent_frame is not None:  # a frame's navigation holds no call into the page
+            return
+        page = frame.page
+        pending = self._navigations.get(page)
+        redirected = pending is not None and request.redirected_from is pending[0]
+        self._navigations[page] = (request, pending[1] if redirected else time.monotonic())
+
+    def _answered(self, request: Any) -> None:
+        """A request got its answer or failed: a navigation waiting for it no longer waits."""
+        for page, (pending, _) in list(self._navigations.items()):
+            if pending is request:
+                del self._navigations[page]
 
     def _frames_drawn(self) -> None:
         """Wait until each frame of another origin than the page's, in view, has drawn, once per
@@ -599,13 +679,15 @@ class BrowserEnv(Env):
             what = f"typing {len(text)} characters"
             hide = (text, one_line_break_each(text))
         # What the page asked and tried on its own while the model thought is not this
-        # action's.
+        # action's. A navigation it began meanwhile would hold every call into it.
+        self._call("navigation", self._await_navigation)
         self._answer_what_was_asked()
         before = self._take_dialogs()
         # What the page did on its own before the action: urls blocked, downloads refused.
         did = _blocked_said("before it, the page", self._blocked_since()) \
             if self.allowed_domains is not None else []
         did += _downloads_said("before it, ", self._take_downloads())
+        did += self._take_stopped()
         self._leave, self._stayed, self._acting = self._stayed, None, True
         try:
             message = self._call(what, lambda: self._perform(action), hide)
@@ -703,6 +785,10 @@ class BrowserEnv(Env):
         downloads, self._downloads = self._downloads, []
         return downloads
 
+    def _take_stopped(self) -> list[str]:
+        stopped, self._stopped = self._stopped, []
+        return stopped
+
     def reset(self, prepare: Callable[[Env], None] | None = None) -> Observation:
         """Close every popup and take the oldest page back to ``start_url`` (then run
         ``prepare``, if any), and observe."""
@@ -712,6 +798,7 @@ class BrowserEnv(Env):
         self._call("sync", self._context.cookies)
         self._take_dialogs()
         self._take_downloads()
+        self._take_stopped()
         with self._leaving():  # a new episode: what the last one left on a page goes
             self._call("reset", self._restart)
         self._stayed = None  # a Stay told to the last episode's model grants this one nothing

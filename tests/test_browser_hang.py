@@ -2,7 +2,8 @@
 Playwright's calls have no timeout) ends chromium after the env's hang limit: the step fails
 with that reason and the env is dead, instead of holding the run forever. Work that is slow but
 moves on is waited for, and so is a server slower than the env's timeout (chromium holds every
-call into a page, its screenshot too, while the page's navigation waits for its server)."""
+call into a page, its screenshot too, while the page's navigation waits for its server); a
+server that never answers has its page's loading stopped at the limit, and chromium lives on."""
 
 from __future__ import annotations
 
@@ -120,16 +121,35 @@ def test_a_server_slower_than_the_timeout_is_seen_once_it_answers(playwright, ho
         assert observation.extras["title"] == "held"
 
 
-def test_a_server_that_never_answers_ends_chromium_after_the_limit(playwright) -> None:
+@pytest.mark.parametrize("how", ["link", "redirect", "navigate", "the page itself"])
+def test_a_server_that_never_answers_is_stopped_after_the_limit(playwright, how) -> None:
+    """Its loading is stopped, not chromium: the page stays where it was, still answering, and
+    the model is told before its next action."""
     answer = threading.Event()
     with link_to_a_held_page(answer) as server:
+        first = f"http://127.0.0.1:{server.server_port}/"
+        held = f"{first}?held=1"
         try:
-            with open_env(playwright, f"http://127.0.0.1:{server.server_port}/", timeout_s=2,
-                          hang_s=4) as env:
+            with open_env(playwright, first, timeout_s=2, hang_s=4) as env:
                 env.observe()
-                assert env.execute(Click(x=200, y=150)).ok
-                with pytest.raises(EnvError, match="did not respond for 4 s .*holds its answer"):
-                    env.observe()
+                if how == "link":
+                    assert env.execute(Click(x=200, y=150)).ok
+                elif how == "redirect":
+                    env.page.evaluate(f"location = '/redirect?to={quote(held)}'")
+                elif how == "navigate":
+                    assert not env.execute(Navigate(url=held)).ok  # "did not load within 2 s"
+                else:  # while the model thinks, after the last observation
+                    env.page.evaluate(f"setTimeout(() => {{ location = '{held}'; }}, 200)")
+                    time.sleep(0.5)
+                if how != "the page itself":
+                    observation = env.observe()
+                    assert (observation.extras["url"], observation.extras["title"]) == \
+                        (first, "first")
+                result = env.execute(Click(x=200, y=150))
+                assert f"before it, {held} did not answer within 4 s, so its loading was " \
+                    f"stopped and the page stayed at {first}" in result.message
+                assert chromium_processes()
+                assert env.page.url == first
         finally:
             answer.set()
 
