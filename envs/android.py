@@ -164,24 +164,33 @@ def adb_client(host: str, port: int, timeout_s: float) -> Any:
                 self.conn.close()
             super().close()
 
-    class Client(adbutils.AdbClient):
-        _version: int | None = None
-
-        def make_connection(self, timeout: float | None = None) -> Any:
+    class Device(adbutils.AdbDevice):
+        def open_transport(self, command: str | None = None, timeout: float | None = None
+                           ) -> Any:
+            if command is not None or self._transport_id or not self._serial:
+                return super().open_transport(command, timeout)
+            # adbutils asks the server's version first, on a connection of its own, before
+            # every command (to attach with "host:tport:", from adb 41 on, whose transport id
+            # it skips); "host:transport:" attaches on a server of any version, so no version is
+            # needed (and none is kept that a server swapped for another adb would belie).
+            connection = self._client.make_connection(timeout=timeout)
             try:
-                connection = Connection(self.host, self.port)
-            except Exception:
-                self._version = None  # the server may come back as another version
+                connection.send_command(f"host:transport:{self._serial}")
+                connection.check_okay()
+            except BaseException:
+                connection.close()
                 raise
+            return connection
+
+    class Client(adbutils.AdbClient):
+        def make_connection(self, timeout: float | None = None) -> Any:
+            connection = Connection(self.host, self.port)
             connection.conn.settimeout(timeout or timeout_s)
             return connection
 
-        def server_version(self) -> int:
-            # adbutils asks it on a connection of its own before every command on a device
-            # (to pick how to name the device); a running server keeps its version.
-            if self._version is None:
-                self._version = super().server_version()
-            return self._version
+        def device(self, serial: str | None = None, transport_id: int | None = None) -> Any:
+            return Device(self, serial=serial) if serial else \
+                super().device(serial, transport_id)
 
     return Client(host=host, port=port, socket_timeout=timeout_s)
 

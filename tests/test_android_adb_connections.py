@@ -1,6 +1,7 @@
 """What the env's adb client asks the adb server, seen from a fake server that speaks adb's host
-protocol: the server's version once, not before every command, and again from a server that
-came back after it went away (which may be another adb version, naming devices otherwise)."""
+protocol: one connection per command, which attaches to the device in a way every adb version
+knows, so that no version is asked (adbutils asked it before every command) and a server
+swapped for another adb between two commands goes on answering."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ SERIAL = "emulator-5554"
 
 
 class FakeAdbServer(socketserver.ThreadingTCPServer):
-    """Answers ``host:version`` with ``version``, attaches to SERIAL in the way that version
-    names a device, and answers ``shell:echo X`` with "X"; every request is kept."""
+    """Answers ``host:version`` with ``version``, attaches to SERIAL as adb does (with
+    ``host:tport:`` from version 41 on, ``host:transport:`` on any), and answers
+    ``shell:echo X`` with "X"; every request is kept."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -45,7 +47,7 @@ class Handler(socketserver.BaseRequestHandler):
                 return
             if request == f"host:tport:serial:{SERIAL}" and server.version >= 41:
                 conn.sendall(b"OKAY" + (1).to_bytes(8, "little"))
-            elif request == f"host:transport:{SERIAL}" and server.version < 41:
+            elif request == f"host:transport:{SERIAL}":
                 conn.sendall(b"OKAY")
             elif request.startswith("shell:echo "):
                 conn.sendall(b"OKAY" + request.removeprefix("shell:echo ").encode() + b"\n")
@@ -79,22 +81,29 @@ def echo(device, word: str) -> str:
     return device.shell(f"echo {word}", timeout=5).strip()
 
 
-def test_the_version_is_asked_once_and_again_of_a_server_that_came_back(port):
-    server = FakeAdbServer(port, version=41)
+@pytest.mark.parametrize("versions", [(41, 40), (40, 41)])
+def test_each_command_is_one_connection_on_a_server_of_any_version(port, versions):
+    first, then = versions
+    server = FakeAdbServer(port, version=first)
     try:
         device = adb_client("127.0.0.1", port, timeout_s=5).device(SERIAL)
-        assert [echo(device, word) for word in ("one", "two", "three")] == ["one", "two",
-                                                                          "three"]
-        assert server.requests.count("host:version") == 1, server.requests
-        assert server.requests.count(f"host:tport:serial:{SERIAL}") == 3
+        assert [echo(device, word) for word in ("one", "two")] == ["one", "two"]
+        assert server.requests == [f"host:transport:{SERIAL}", "shell:echo one",
+                                   f"host:transport:{SERIAL}", "shell:echo two"]
     finally:
         server.stop()
+    # Another adb took the port while the env waited (a tool with another adb restarts the
+    # server): the next command goes to it, named in a way it knows.
+    swapped = FakeAdbServer(port, version=then)
+    try:
+        assert echo(device, "three") == "three"
+    finally:
+        swapped.stop()
 
     with pytest.raises(Exception):  # noqa: B017 - adbutils' own error: nothing listens
         echo(device, "gone")
-    older = FakeAdbServer(port, version=40)  # an older adb, which names a device otherwise
+    back = FakeAdbServer(port, version=first)
     try:
         assert echo(device, "back") == "back"
-        assert older.requests == ["host:version", f"host:transport:{SERIAL}", "shell:echo back"]
     finally:
-        older.stop()
+        back.stop()
