@@ -69,6 +69,23 @@ def test_a_good_request_gets_an_openai_shaped_answer(client):
     assert [m["id"] for m in models["data"]] == [MODEL]
 
 
+@pytest.mark.parametrize("served", ["Qwen/Qwen2-VL-7B-Instruct", "tiny"])
+def test_the_model_served_is_found_by_its_name(served):
+    """``GET /v1/models/NAME``, as OpenAI's SDK asks it (``models.retrieve``), and a name the
+    server does not serve is a 404 that names the one it does."""
+    app = create_app(EchoEngine(), ServerSettings(model_id=served, api_key="k"))
+    with TestClient(app) as client:
+        key = {"authorization": "Bearer k"}
+        found = client.get(f"/v1/models/{served}", headers=key)
+        assert found.status_code == 200
+        assert found.json() == client.get("/v1/models", headers=key).json()["data"][0]
+        missing = client.get("/v1/models/other", headers=key)
+        assert missing.status_code == 404
+        assert missing.json()["error"]["message"] == \
+            f"model 'other' is not served here; this server serves {served!r}"
+        assert client.get(f"/v1/models/{served}").status_code == 401
+
+
 def wrapped_png_url() -> str:
     """The PNG's data URL with an upper-case scheme and its base64 in MIME's 76-column lines."""
     data = png_url().split(",", 1)[1]

@@ -1,5 +1,6 @@
-"""The FastAPI app: ``/v1/chat/completions`` (plain or streamed as server-sent events) and
-``/v1/models``, in front of an engine that prepares requests and generates for a batch of them.
+"""The FastAPI app: ``/v1/chat/completions`` (plain or streamed as server-sent events),
+``/v1/models`` and ``/v1/models/NAME``, in front of an engine that prepares requests and
+generates for a batch of them.
 
 Every request is checked before it reaches the model: body size, JSON and field types, the model
 name, images (data URLs, count, pixels), the token budget. A bad one gets a 4xx whose message says
@@ -170,11 +171,24 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             raise ApiError(401, "a valid API key is required: Authorization: Bearer KEY",
                            "authentication_error")
 
+    def not_served(model: str) -> ApiError:
+        return ApiError(404, f"model {model!r} is not served here; this server serves "
+                             f"{settings.model_id!r}", "not_found_error")
+
+    listed = {"id": settings.model_id, "object": "model", "created": 0, "owned_by": "vlagent"}
+
     @app.get("/v1/models")
     async def models(request: Request) -> dict:
         authorize(request)
-        return {"object": "list", "data": [{"id": settings.model_id, "object": "model",
-                                            "created": 0, "owned_by": "vlagent"}]}
+        return {"object": "list", "data": [listed]}
+
+    # A path, not a str: a served name may hold "/" ("Qwen/Qwen2-VL-7B-Instruct").
+    @app.get("/v1/models/{model:path}")
+    async def model(request: Request, model: str) -> dict:
+        authorize(request)
+        if model != settings.model_id:
+            raise not_served(model)
+        return listed
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
@@ -214,8 +228,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     async def prepare(body: bytes) -> tuple[Prepared, bool]:
         chat = await run_in_threadpool(parse_request, body)  # a big body takes seconds
         if chat.model != settings.model_id:
-            raise ApiError(404, f"model {chat.model!r} is not served here; this server serves "
-                                f"{settings.model_id!r}", "not_found_error")
+            raise not_served(chat.model)
         params = sampling_params(chat, settings)
         # A limit the client set must fit beside the prompt; the default one (256) gives way to
         # the room the context leaves, as vLLM's default fills the context, so at least one
