@@ -208,9 +208,46 @@ def test_an_untrusted_certificate_is_refused_at_once_with_how_to_trust_it(
     ({"detail": [{"loc": ["body", "messages"], "msg": "field required"}]},  # a FastAPI server
      'HTTP 400: [{"loc": ["body", "messages"], "msg": "field required"}]'),
     ({"detail": "Not Found"}, "HTTP 400: Not Found"),
+    ({"detail": {"msg": "模型 qwen 不存在"}}, 'HTTP 400: {"msg": "模型 qwen 不存在"}'),
 ])
 def test_a_refusal_is_shown_in_the_servers_own_words_whatever_its_shape(body, words):
     sent = backend(lambda request: httpx.Response(400, json=body))
     with pytest.raises(PolicyError) as refused:
         sent.generate(HI, [])
     assert str(refused.value).endswith(f"refused the request: {words}")
+
+
+def served_under_v1(asked: list[str]):
+    """An endpoint whose API is under /v1 only, as vLLM's is: any other path is a 404."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "m"}]})
+        return httpx.Response(404, json={"detail": "Not Found"})
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("base", ["http://model.test", "http://model.test/"])
+def test_a_base_url_without_its_v1_is_told_before_the_run_starts(base):
+    asked: list[str] = []
+    backend = OpenAIBackend(base, "m", transport=served_under_v1(asked))
+    with pytest.raises(PolicyError, match=r"^http://model.test has no /models, but "
+                                          r"http://model.test/v1 answers there: give "
+                                          r"http://model.test/v1, the API's base url$"):
+        backend.served_models()
+    assert OpenAIBackend("http://model.test/v1", "m",
+                         transport=served_under_v1(asked)).served_models() == ["m"]
+    # An endpoint with no /models anywhere says nothing, and a run finds out at its first step.
+    assert OpenAIBackend("http://model.test/api", "m", transport=listing(404)).served_models() \
+        is None
+
+
+@pytest.mark.parametrize("url, base", [
+    ("http://model.test:8000/v1/chat/completions", "http://model.test:8000/v1"),
+    ("http://model.test:8000/v1/models/", "http://model.test:8000/v1"),
+    ("https://model.test/api/v1/completions", "https://model.test/api/v1"),
+])
+def test_a_url_that_names_a_route_is_refused_with_the_base_to_give(url, base):
+    with pytest.raises(PolicyError) as refused:
+        OpenAIBackend(url, "m")
+    assert str(refused.value).endswith(", which the backend adds itself; give " + base)

@@ -69,6 +69,8 @@ def header_can_carry(key: str) -> bool:
 
 #: A URL's user name and password (its authority up to the last "@").
 _USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+#: The end of a URL that names one of the API's routes rather than its base.
+_ROUTE = re.compile(r"/(chat/completions|completions|models)/*$")
 
 
 def check_endpoint_url(url: str) -> None:
@@ -80,6 +82,7 @@ def check_endpoint_url(url: str) -> None:
     import httpx
 
     problem: str | None = None
+    advice = "http://HOST:PORT/v1"
     if _USERINFO.search(url):
         problem = ("it holds a user name or password, which messages and the trajectory would "
                    "show; give the key in $VLAGENT_API_KEY (sent as a Bearer token)")
@@ -96,9 +99,16 @@ def check_endpoint_url(url: str) -> None:
                 problem = "it names no host"
             elif parsed.port is not None and not 0 < parsed.port < 65536:
                 problem = f"port {parsed.port} is not in 1-65535"
+            elif (route := _ROUTE.search(parsed.path)) is not None:
+                # The backend adds the route to the base: it would ask .../chat/completions
+                # /chat/completions, and the server's 404 would not say why.
+                base = str(parsed.copy_with(path=parsed.path[:route.start()] or "/",
+                                            query=None))
+                problem = f"it names the route {route.group()}, which the backend adds itself"
+                advice = base
     if problem:
         raise PolicyError(f"the endpoint URL {url!r} cannot be used: {problem}; give "
-                          "http://HOST:PORT/v1")
+                          f"{advice}")
 
 
 def png_data_url(image: "Image.Image", min_pixels: int | None, max_pixels: int | None,
@@ -197,7 +207,8 @@ class OpenAIBackend(Backend):
     def served_models(self) -> list[str] | None:
         """The names ``GET /models`` lists, or None where the endpoint does not say (no such
         route, not reachable yet, an answer of another shape): a run then finds out at its first
-        step. A key the endpoint refuses is a ``PolicyError`` here already."""
+        step. A key the endpoint refuses, or a base url that lacks the ``/v1`` under which the
+        endpoint answers, is a ``PolicyError`` here already."""
         import httpx
 
         try:
@@ -210,12 +221,30 @@ class OpenAIBackend(Backend):
         if response.status_code == 401:
             raise PolicyError(f"{self.base_url} refused the API key: HTTP 401: "
                               f"{error_message(response, self._api_key)}")
+        if response.status_code == 404:
+            self._refuse_if_below_v1()
         try:
             listed = response.json()["data"] if response.status_code == 200 else None
             names = [entry["id"] for entry in listed] if isinstance(listed, list) else None
         except (ValueError, KeyError, TypeError):
             return None
         return names if names and all(isinstance(name, str) for name in names) else None
+
+    def _refuse_if_below_v1(self) -> None:
+        """A base url without its ``/v1`` (vLLM's, SGLang's, OpenAI's, our own ``serve``'s)
+        answers 404 for every route, and the run found out only at its first step, its env
+        started, from a bare "Not Found": a ``PolicyError`` that names the base that answers."""
+        import httpx
+
+        if httpx.URL(self.base_url).path.rstrip("/").endswith("/v1"):
+            return
+        try:
+            response = self._client.get(self.base_url + "/v1/models", timeout=10.0)
+        except httpx.HTTPError:
+            return
+        if response.status_code in (200, 401):
+            raise PolicyError(f"{self.base_url} has no /models, but {self.base_url}/v1 answers "
+                              f"there: give {self.base_url}/v1, the API's base url")
 
     def request_body(self, messages: Messages, images: list["Image.Image"], params: Params) -> dict:
         budget = {k: v for k, v in (("min_pixels", params.min_pixels),
@@ -420,7 +449,8 @@ def error_message(response: "httpx.Response", api_key: str | None = None) -> str
         message = error.get("message") if isinstance(error, dict) else error
         message = message or body.get("message") or body.get("detail")
         if message:
-            said = message if isinstance(message, str) else json.dumps(message)
+            said = message if isinstance(message, str) else json.dumps(message,
+                                                                        ensure_ascii=False)
             return _said(said, api_key)
     return _said(response.text, api_key) or response.reason_phrase
 
