@@ -871,21 +871,23 @@ class BrowserEnv(Env):
         if released:
             return f"{done}; the page had locked the pointer (clicks went to one element, " \
                    "wherever they were), released before it"
-        if done == "pressed Escape" and self._release_pointer():
+        # Escape looks in every frame: a lock taken just before it may not have been told.
+        if done == "pressed Escape" and self._release_pointer(told_only=False):
             done += "; released the pointer the page had locked, as a browser does"
         return done
 
     def _lock_taken(self) -> None:
         self._pointer_locked = True
 
-    def _release_pointer(self) -> bool:
-        """Release a pointer lock a page took, in any frame, whether one was held. A page (a
-        game, a 3D view) may lock the pointer, and then every click goes to its locked element,
-        not the one the model sees at the pixel nor the one the gate judged there; the browser's
-        own Escape, which ends the lock, never reaches a page through the env's keys."""
+    def _release_pointer(self, told_only: bool = True) -> bool:
+        """Release a pointer lock a page took, in any frame, whether one was held (looked for
+        only where a page told of one, unless not ``told_only``). A page (a game, a 3D view)
+        may lock the pointer, and then every click goes to its locked element, not the one the
+        model sees at the pixel nor the one the gate judged there; the browser's own Escape,
+        which ends the lock, never reaches a page through the env's keys."""
         from playwright.sync_api import Error as PlaywrightError
 
-        if not self._pointer_locked:  # told before the action (``_answer_what_was_asked``)
+        if told_only and not self._pointer_locked:  # told before the action
             return False
         self._pointer_locked = False
         released = False

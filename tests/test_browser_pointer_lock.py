@@ -49,3 +49,20 @@ def test_a_click_goes_where_the_model_and_the_gate_see_and_escape_ends_a_lock(pl
         assert env.execute(Click(x=150, y=220)).message.endswith("released before it")
         assert view.locator("body").evaluate(f"() => {LOCKED}") is None
         assert env.page.evaluate("document.activeElement.id") == "name"
+
+
+def test_escape_ends_a_lock_whose_notice_has_not_arrived(playwright):
+    """The page tells the env of a lock through a binding, which may arrive after the next
+    action begins (on a loaded machine, an Escape pressed right after the click that locked)."""
+    require_tool("chromium")
+    from envs.browser import BrowserEnv
+
+    with BrowserEnv(viewport=(600, 400), playwright=playwright) as env:
+        env.page.goto("data:text/html," + quote(PAGE))
+        env.observe()
+        env.execute(Click(x=100, y=50))
+        assert env.page.evaluate(LOCKED) == "game"
+        env._pointer_locked = False  # as it is before the notice arrives
+        assert env.execute(Key(key="escape")).message == \
+            "pressed Escape; released the pointer the page had locked, as a browser does"
+        assert env.page.evaluate(LOCKED) is None
