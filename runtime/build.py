@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
@@ -112,7 +113,19 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
         from trajectories.records import image_name
 
         # The recorder writes each screenshot before the policy is asked, so it can be opened.
-        return HumanPolicy(screenshot=lambda step: str((directory / image_name(step)).resolve()))
+        def screenshot(step: int) -> str:
+            return str((directory / image_name(step)).resolve())
+
+        if sys.stdout.isatty() or not sys.stderr.isatty():
+            return HumanPolicy(screenshot=screenshot)
+        # The run's output goes to a log or a pipe: the person is asked on stderr, as the
+        # gate's questions are (in the file, the prompt left the run waiting unseen).
+        def read_line(prompt: str) -> str:
+            print(prompt, end="", file=sys.stderr, flush=True)
+            return input()
+
+        return HumanPolicy(read_line=read_line, show=lambda text: print(text, file=sys.stderr),
+                           screenshot=screenshot)
     if model.startswith("replay:"):
         from agent.policies.replay import ReplayPolicy
 

@@ -310,7 +310,10 @@ def make_gate(spec: RunSpec, rules: GateRules, env: Env, console: Console,
 
 
 def ask_in_terminal(console: Console) -> Callable[[str], bool | None]:
-    """A yes/no question at the terminal; None when there is no terminal to ask on."""
+    """A yes/no question at the terminal: on ``console`` where it is one, else on stderr where
+    that is one (the run's output goes to a log or a pipe: ``> run.log``, ``| tee``; written
+    into the file, the question left the run waiting unseen). None when there is no terminal
+    to ask on."""
     import sys
 
     from rich.prompt import Confirm
@@ -319,8 +322,13 @@ def ask_in_terminal(console: Console) -> Callable[[str], bool | None]:
     def ask(question: str) -> bool:
         if not sys.stdin.isatty():
             return None
+        # The question is scrubbed of secrets where the gate makes it.
+        on = console if console.is_terminal else Console(stderr=True) \
+            if sys.stderr.isatty() else None
+        if on is None:
+            return None
         try:  # as Text: the model's action and the screen's text are shown, never read as markup
-            return Confirm.ask(Text(printable(question)), console=console, default=False)
+            return Confirm.ask(Text(printable(question)), console=on, default=False)
         except EOFError:
             return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Callable
 
 from PIL import Image
@@ -113,3 +114,14 @@ class NameTheColourTask(Task):
 
     def solution(self, env: Env):
         yield SolutionStep(Answer(text=self.params["colour"]), "I can see it.")
+
+
+class TextStream(io.StringIO):
+    """A stream standing for stdin, stdout or stderr, a terminal or not (a file, a pipe)."""
+
+    def __init__(self, terminal: bool, text: str = "") -> None:
+        super().__init__(text)
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 from PIL import Image
@@ -95,6 +96,27 @@ def test_human_types_dialect_text_or_json_actions():
     assert "screenshot: images/step_002.png" in shown
     with pytest.raises(PolicyError, match="stopped"):
         policy.respond(request(3))
+
+
+@pytest.mark.parametrize("stdout_is_a_terminal", [True, False])
+def test_a_person_is_asked_on_stderr_where_the_output_goes_to_a_file(monkeypatch, tmp_path,
+                                                                     stdout_is_a_terminal):
+    """``run --model human > run.log`` in a terminal: the goal and the prompts went into the
+    log, and the run waited for a line nobody was asked for."""
+    from runtime.build import make_policy
+    from runtime.settings import RunSpec
+    from tests.agent_fakes import TextStream
+
+    output, stderr = TextStream(stdout_is_a_terminal), TextStream(True)
+    monkeypatch.setattr(sys, "stdout", output)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(sys, "stdin", TextStream(True, "*FUNCTION*: Home *ARGS*: {}\n"))
+    policy = make_policy(RunSpec(goal="open it", model="human", out=tmp_path), tmp_path)
+    policy.start(Episode("open it", DIALECT))
+    assert policy.respond(request()).text == "*FUNCTION*: Home *ARGS*: {}"
+    asked, other = (output, stderr) if stdout_is_a_terminal else (stderr, output)
+    assert "Goal: open it" in asked.getvalue() and "step 0 (" in asked.getvalue()
+    assert other.getvalue() == ""
 
 
 def test_human_thought_written_on_the_action_line_is_kept():

@@ -47,7 +47,8 @@ def test_a_narrow_terminal_shows_no_piece_of_a_value_in_the_question(monkeypatch
                                                                      action):
     secrets = Secrets({"PASS": PASSPHRASE, "TOKEN": TOKEN})
     shown = io.StringIO()
-    console = Console(file=ScrubbedStream(shown, secrets), width=width)
+    console = Console(file=ScrubbedStream(shown, secrets), width=width, force_terminal=True,
+                      color_system=None)
     stdin = io.StringIO("n\n")
     stdin.isatty = lambda: True
     monkeypatch.setattr(sys, "stdin", stdin)

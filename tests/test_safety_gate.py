@@ -4,6 +4,7 @@ trajectory records (a fake phone with a known layout), and its rules file."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -13,7 +14,7 @@ from agent.safety import ConfirmationGate, GateRules, load_rules
 from core.actions import Navigate, OpenApp, Tap, Type
 from envs.base import AppTarget, ElementInfo, EnvError
 from tests.adb_fakes import DumpDevice, FakeAdbDevice, fake_android_env, ui_node
-from tests.agent_fakes import FakePhone, ListPolicy
+from tests.agent_fakes import FakePhone, ListPolicy, TextStream
 from trajectories.export import export
 from trajectories.reader import load
 from trajectories.recorder import Recorder
@@ -497,7 +498,7 @@ def test_the_question_shows_markup_in_screen_text_as_written():
     from runtime.episode import ask_in_terminal
 
     out = io.StringIO()
-    console = Console(file=out, width=200)
+    console = Console(file=out, width=200, force_terminal=True, color_system=None)
     question = "The agent wants to tap: it presses 'Pay [/b] now [black on black]x'. Allow it?"
     stdin = sys.stdin
     sys.stdin = io.StringIO("n\n")
@@ -507,6 +508,26 @@ def test_the_question_shows_markup_in_screen_text_as_written():
     finally:
         sys.stdin = stdin
     assert "'Pay [/b] now [black on black]x'" in out.getvalue()
+
+
+@pytest.mark.parametrize("stderr_is_a_terminal", [True, False])
+def test_a_run_whose_output_goes_to_a_file_asks_on_stderr_or_not_at_all(monkeypatch,
+                                                                       stderr_is_a_terminal):
+    """``run ... > run.log`` in a terminal: the question went into the log, and the run waited
+    for an answer to a question nobody saw."""
+    from rich.console import Console
+
+    from runtime.episode import ask_in_terminal
+
+    log, stderr = TextStream(False), TextStream(stderr_is_a_terminal)
+    monkeypatch.setattr(sys, "stdin", TextStream(True, "y\n"))
+    monkeypatch.setattr(sys, "stderr", stderr)
+    answer = ask_in_terminal(Console(file=log, width=200))("Pay now? Allow it?")
+    assert log.getvalue() == ""
+    if stderr_is_a_terminal:
+        assert answer is True and "Pay now? Allow it?" in stderr.getvalue()
+    else:
+        assert answer is None and stderr.getvalue() == ""
 
 
 def test_a_name_several_packages_end_in_opens_nothing_and_is_judged_by_name():
