@@ -61,14 +61,27 @@ class ScrubbedStream(io.TextIOBase):
 
 def scrubbed_console(secrets: dict[str, str], stderr: bool = False) -> "Console":
     """A rich console on stdout (``stderr``: on stderr) that masks what ``ScrubbedStream``
-    masks."""
+    masks. Once its reader has gone (``run ... | head``), it prints nothing more, and the print
+    that found it gone raises KeyboardInterrupt: the run or bench stops as on Ctrl-C, its
+    trajectories finalized (rich's own SystemExit left them "running", and a bench without
+    the rest of its episodes' records)."""
+    import os
     import sys
 
     from rich.console import Console
 
     from agent.secrets import Secrets  # pydantic's actions: only a command that prints needs them
 
-    return Console(file=ScrubbedStream(sys.stderr if stderr else sys.stdout, Secrets(secrets)))
+    class StoppingConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            # As rich does: what Python flushes at exit goes nowhere, with no error shown.
+            with contextlib.suppress(OSError, ValueError):  # a stream with no descriptor
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+            raise KeyboardInterrupt("stopped: its output was closed (a broken pipe)")
+
+    return StoppingConsole(file=ScrubbedStream(sys.stderr if stderr else sys.stdout,
+                                               Secrets(secrets)))
 
 
 def print_error(secrets: dict[str, str], message: object) -> None:

@@ -92,6 +92,33 @@ def test_bad_settings_get_clear_errors(tmp_path):
     assert not_traj.returncode == 2 and "its meta.json is missing" in not_traj.stderr
 
 
+def test_a_run_whose_reader_goes_stops_with_its_trajectory_finalized(tmp_path):
+    """``run ... | head -2``: rich's SystemExit on the broken pipe ended the process with no
+    word, and the trajectory stayed "running", with no view."""
+    require_tool("chromium")
+    wait = '*FUNCTION*: Wait *ARGS*: {"seconds": 0.2}'
+    script = replies(tmp_path / "r.jsonl", [wait] * 200)
+    proc = subprocess.Popen(
+        [*CLI, "run", "Keep waiting", "--env", "browser", "--model", f"replay:{script}",
+         "--out", "runs", "--max-steps", "200"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "step 1:" not in proc.stdout.readline():
+            assert proc.poll() is None, proc.stderr.read()
+        proc.stdout.close()  # as head does once it has its lines
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.stderr.read() == ""
+    (directory,) = (tmp_path / "runs").iterdir()
+    traj = load(directory)
+    assert (traj.meta.status, traj.meta.reason) == \
+        ("interrupted", "stopped: its output was closed (a broken pipe)")
+    assert 2 <= len(traj.steps) < 200
+    assert (directory / "view.html").is_file()
+
+
 def test_sigkill_mid_run_leaves_a_trajectory_view_and_export_read(tmp_path):
     require_tool("chromium")
     wait = '*FUNCTION*: Wait *ARGS*: {"seconds": 0.3}'
