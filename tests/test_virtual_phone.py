@@ -303,18 +303,27 @@ class Interrupted(BaseException):
     """What a Ctrl-C raises in the main thread, without pytest taking it for one."""
 
 
-@pytest.mark.parametrize("after_s", [0.05, 0.5])
+@pytest.mark.parametrize("after_s, driver", [(0.05, "alive"), (0.5, "alive"), (0.5, "gone")])
 def test_a_phone_interrupted_while_it_starts_stops_and_leaves_nothing(tmp_path, monkeypatch,
-                                                                      after_s):
+                                                                      after_s, driver):
     """A bench worker stopped while its phone starts (Ctrl-C, the bench gone) ends the phone's
-    thread and its chromium, and removes their folders, before the worker exits."""
+    thread and its chromium, and removes their folders, before the worker exits. A terminal's
+    Ctrl-C also ends Playwright's driver, whose answer to the launch then never comes: the
+    phone's start was waited for, 30 s, before the run could exit."""
+    import asyncio
     import signal
     import tempfile
     import threading
 
     from envs.virtual_phone import VirtualPhone
+    from envs.virtual_phone.display import PhoneDisplay
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    if driver == "gone":
+        async def never_answered(self, on_state) -> None:
+            await asyncio.Event().wait()
+
+        monkeypatch.setattr(PhoneDisplay, "start", never_answered)
 
     def interrupt(signum, frame):
         raise Interrupted

@@ -10,6 +10,7 @@ ever touched from that one thread. Use it as a context manager::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import threading
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,7 @@ class VirtualPhone:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stop: asyncio.Event | None = None
+        self._main_task: asyncio.Task | None = None
         #: Set by ``stop``: a phone told to stop while it still starts ends once started (its
         #: loop and ``_stop`` may not exist yet when ``stop`` runs).
         self._stopping = threading.Event()
@@ -97,8 +99,15 @@ class VirtualPhone:
         """Drop every adb connection, close the browser and end the thread (one still starting
         ends once started). Safe to call twice."""
         self._stopping.set()
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
+        loop, main = self._loop, self._main_task
+        if loop is not None and main is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # its loop closed just now
+                if self._ready.is_set():
+                    loop.call_soon_threadsafe(self._stop.set)
+                else:
+                    # Still starting: its start is cancelled, not waited for. A terminal's
+                    # Ctrl-C also ends Playwright's driver, whose answer then never comes.
+                    loop.call_soon_threadsafe(main.cancel)
         if self._thread is not None:
             self._thread.join(30)
 
@@ -123,7 +132,8 @@ class VirtualPhone:
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
         try:
-            self._loop.run_until_complete(self._main())
+            self._main_task = self._loop.create_task(self._main())
+            self._loop.run_until_complete(self._main_task)
         except BaseException as exc:  # noqa: BLE001 - reported to start()
             self._error = exc
         finally:
