@@ -108,20 +108,28 @@ def bench(
             return
         generation = dict(max_new_tokens=max_new_tokens, temperature=temperature,
                           max_pixels=max_pixels, dtype=dtype, compile=compile)
-        _run(console, suite, tuple(tasks or ()), episodes, seed, model, dialect, max_steps,
-             workers, out, shard, executor, ray_address, device, tags=tuple(tags or ()),
-             secrets=secrets, generation=generation)
+        summary = _run(console, suite, tuple(tasks or ()), episodes, seed, model, dialect,
+                       max_steps, workers, out, shard, executor, ray_address, device,
+                       tags=tuple(tags or ()), secrets=secrets, generation=generation)
     except (RunError, OSError) as exc:  # OSError: an --out that cannot be a folder
         print_error(secrets, exc)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: run the same command again to resume")
         raise typer.Exit(130) from None
+    # A task the agent failed is a result; an episode that did not run to one is not, and a
+    # script or CI job that goes on from the bench must not take it for a finished one.
+    unfinished = summary.overall.errors + summary.planned - summary.overall.episodes
+    if unfinished:
+        print_error(secrets, f"{unfinished} of {summary.planned} episodes ended in a runtime "
+                             "error or have no result (results.jsonl says why); run the same "
+                             "command again to run them again")
+        raise typer.Exit(1)
 
 
 def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_steps, workers,
          out, shard, executor, ray_address, device, tags: tuple[str, ...],
-         secrets: dict[str, str], generation: dict) -> None:
+         secrets: dict[str, str], generation: dict) -> "Summary":
     import dataclasses
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -196,6 +204,7 @@ def _run(console: "Console", suite, tasks, episodes, seed, model, dialect, max_s
     _print_summary(console, outcome.summary)
     print_path(console, "results", out / "results.jsonl")
     print_path(console, "report", out / "report.html")
+    return outcome.summary
 
 
 def _check_model_and_dialect(model: str, dialect: str | None) -> None:

@@ -788,8 +788,9 @@ def test_outside_a_terminal_each_episode_is_one_line_whatever_its_error_holds(tm
                         lambda: replace(bench_fakes.RIGHT, env_factory=_launch_fails))
     done = CliRunner().invoke(app, ["bench", "--suite", "fake", "--episodes", "2", "--out",
                                     str(tmp_path / "run")], env={"COLUMNS": "160"})
-    assert done.exit_code == 0, done.output
-    progress = done.output.split("success per task")[0].strip().splitlines()
+    assert done.exit_code == 1, done.output  # no episode ran to a result
+    assert done.stderr.startswith("error: 4 of 4 episodes ended in a runtime error"), done.stderr
+    progress = done.stdout.split("success per task")[0].strip().splitlines()
     assert len(progress) == 4, done.output
     for line in progress:
         assert re.match(r"\d/4 fake/[\w-]+@\d+: error: EnvError: could not launch chromium Call "
@@ -799,3 +800,18 @@ def test_outside_a_terminal_each_episode_is_one_line_whatever_its_error_holds(tm
     assert not re.search(r"^fake\s+━", done.output, re.MULTILINE), done.output
     # The whole message is kept where results are read.
     assert "\nCall log:\n" in read_results(tmp_path / "run")[0].error
+
+
+def test_a_bench_whose_agent_failed_its_tasks_exits_0(tmp_path, monkeypatch):
+    """A failed task is a result of the bench, not a failure of it (runtime errors are: see
+    test_outside_a_terminal_each_episode_is_one_line_whatever_its_error_holds)."""
+    from typer.testing import CliRunner
+
+    import cli.bench_cmd
+    from cli.app import app
+
+    monkeypatch.setattr(cli.bench_cmd, "default_runner", lambda: bench_fakes.WRONG)
+    done = CliRunner().invoke(app, ["bench", "--suite", "fake", "--out", str(tmp_path / "run")])
+    assert done.exit_code == 0, done.output
+    assert "overall: 0/2 succeeded (0%), 0 runtime errors" in done.stdout
+    assert done.stderr == ""
