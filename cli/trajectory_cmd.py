@@ -19,6 +19,7 @@ def view(
 ) -> None:
     """Write a self-contained HTML page of a trajectory: each screenshot with its action drawn
     on it, the thought, the raw reply and the timings. It opens from anywhere."""
+    from runtime.stop_signals import sigterm_interrupts
     from trajectories.animation import write_gif
     from trajectories.reader import TrajectoryError, check_outside
     from trajectories.viewer import write_view
@@ -28,8 +29,9 @@ def view(
             check_outside(gif, directory, "--gif")
             if gif.suffix.lower() != ".gif":
                 raise ValueError(f"--gif {gif} must name a .gif file")
-        path = write_view(directory, out, track=_bar)
-        animation = write_gif(directory, gif, track=_bar) if gif is not None else None
+        with sigterm_interrupts():  # a file half written goes, as on Ctrl-C
+            path = write_view(directory, out, track=_bar)
+            animation = write_gif(directory, gif, track=_bar) if gif is not None else None
     except (TrajectoryError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -77,13 +79,15 @@ def export(
 ) -> None:
     """Export trajectories as SFT data for Qwen2-VL fine-tuning tools; only the model's replies
     are trained (docs/export.md)."""
+    from runtime.stop_signals import sigterm_interrupts
     from trajectories.export import ExportError
     from trajectories.export import export as run_export
     from trajectories.reader import TrajectoryError
 
     try:
-        summary = run_export(directories, format, granularity, out, status or ["success"],
-                             relative, strict=strict, dedupe=dedupe, track=_bar)
+        with sigterm_interrupts():  # a file half written goes, as on Ctrl-C
+            summary = run_export(directories, format, granularity, out, status or ["success"],
+                                 relative, strict=strict, dedupe=dedupe, track=_bar)
     except (ExportError, TrajectoryError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+
+import pytest
 
 from tests.test_agent_cli import cli
 from tests.test_export import record, run_list
@@ -88,3 +92,35 @@ def test_an_out_through_a_symbolic_link_writes_the_file_its_paths_start_from(tmp
     rows = json.loads(target.read_text())
     assert rows and all((target.parent / image).is_file() for row in rows
                         for image in row["images"])
+
+
+@pytest.mark.parametrize("command, module, name", [
+    ("export", "trajectories.export", "export"), ("view", "trajectories.viewer", "write_view")])
+def test_sigterm_while_a_file_is_written_leaves_none_half_written(tmp_path, monkeypatch,
+                                                                  command, module, name):
+    """``timeout``, systemd or ``docker stop`` end ``export`` (and ``view``) with SIGTERM, which
+    left the half-written ``OUT.xxxx.tmp`` beside --out; Ctrl-C removed it."""
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from core.files import replacing
+
+    out = tmp_path / "out" / "sft.jsonl"
+    out.parent.mkdir()
+
+    def written_then_stopped(*args, **kwargs):
+        with replacing(out) as f:
+            f.write("{}\n")
+            os.kill(os.getpid(), signal.SIGTERM)
+            f.write("{}\n")
+
+    monkeypatch.setattr(importlib.import_module(module), name, written_then_stopped)
+    # Stands for SIGTERM's default action (the end of the process), which would end pytest.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        CliRunner().invoke(app, [command, str(tmp_path), "--out", str(out)])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(out.parent.iterdir()) == []
