@@ -359,10 +359,11 @@ class BrowserEnv(Env):
         self._dialogs: list[tuple[str, bool]] = []
         self._pointer_locked = False  # a page took a pointer lock since the last release
         self._downloads: list[str] = []  # the names of those refused since the model was told
-        # Each page's navigation waiting for its server (its request, and when the chain of
-        # its redirects began), and what the model is told of those the env stopped.
-        self._navigations: weakref.WeakKeyDictionary[Any, tuple[Any, float]] = \
-            weakref.WeakKeyDictionary()
+        # Each page's navigation waiting for its server (its request), when each navigation
+        # request's chain of redirects began, and what the model is told of those the env
+        # stopped.
+        self._navigations: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._began: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._stopped: list[str] = []
         # The page whose "leave this page?" the last action answered Stay, and the one whose
         # next is answered Leave (during the action after that one).
@@ -447,8 +448,10 @@ class BrowserEnv(Env):
             while True:
                 self._follow()
                 try:
+                    self._await_navigation()  # before the frames' looks, held as well
                     self._frames_drawn()
-                    return self._held_screenshot()
+                    return self._unheld(lambda timeout: self.page.screenshot(type="png",
+                                                                             timeout=timeout))
                 except PlaywrightError:
                     if not self.page.is_closed():  # a page that closed meanwhile gives way
                         raise
@@ -464,45 +467,51 @@ class BrowserEnv(Env):
                 time.sleep(0.2 * attempt)
         return self._call("screenshot", shoot)
 
-    def _held_screenshot(self) -> bytes:
-        """The shown page's screenshot. While the page's navigation waits for its server,
-        chromium holds every DevTools call into the page, a screenshot too: one that waits
-        past ``HELD_PROBE_MS`` looks for such a navigation and waits for it
-        (``_await_navigation``), and then gets no timeout but the watchdog's (failing after
-        the env's timeout ended the episode)."""
+    def _unheld(self, call: Callable[[float], T]) -> T:
+        """``call(timeout_ms)``, a call into the shown page with a timeout of its own. While the
+        page's navigation waits for its server, chromium holds every DevTools call into the
+        page, and that navigation may begin just after the env last looked (a link the last
+        action clicked): a call that waits past a quarter of the hang limit (at least
+        ``HELD_PROBE_MS``) looks for such a navigation, waits for it (``_await_navigation``)
+        and is made again, a few times at most (a redirect's next hop, a page that navigates
+        again); then it gets no timeout but the watchdog's (a screenshot failing after the
+        env's timeout ended the episode)."""
         from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-        self._await_navigation()
-        try:
-            return self.page.screenshot(type="png", timeout=HELD_PROBE_MS)
-        except PlaywrightTimeoutError:
-            self._await_navigation()
-            return self.page.screenshot(type="png", timeout=0)
+        probe_ms = max(HELD_PROBE_MS, self._watchdog.limit_s * 250)
+        for _ in range(SCREENSHOT_ATTEMPTS):
+            try:
+                return call(probe_ms)
+            except PlaywrightTimeoutError:
+                if not self._await_navigation():
+                    break  # held by something else (a script that never yields)
+        return call(0)
 
-    def _await_navigation(self) -> None:
+    def _await_navigation(self) -> bool:
         """Wait for the shown page's navigation, if its server has not answered, up to the
-        hang limit counted from when it began; then stop its loading, so that the page stays
-        where it was, and tell the model before its next action. Ending chromium, as the
-        watchdog would, lost the whole session for one server that never answers. A page that
-        closed has nothing to wait for: the caller finds out what the browser now shows."""
+        hang limit counted from when it (or the first hop of its redirects) began; then stop
+        its loading, so that the page stays where it was, and tell the model before its next
+        action. Ending chromium, as the watchdog would, lost the whole session for one server
+        that never answers. A page that closed has nothing to wait for: the caller finds out
+        what the browser now shows. True if there was a navigation to wait for."""
         from playwright.sync_api import Error as PlaywrightError
 
         try:
             self.page.wait_for_timeout(0)  # hands over the events chromium sent meanwhile
         except PlaywrightError:
             if self.page.is_closed():  # heard of during the call
-                return
+                return False
             raise
-        pending = self._navigations.get(self.page)
-        if pending is None:
-            return
-        request, began = pending
+        request = self._navigations.get(self.page)
+        if request is None:
+            return False
         limit = self._watchdog.limit_s
-        while self._navigations.get(self.page) is pending and time.monotonic() < began + limit:
+        while self._navigations.get(self.page) is request and \
+                time.monotonic() < self._began[request] + limit:
             self._watchdog.feed()  # a wait of the env's own, bounded by the line above
             self.page.wait_for_timeout(NAVIGATION_POLL_MS)
-        if self._navigations.get(self.page) is not pending:
-            return
+        if self._navigations.get(self.page) is not request:
+            return True
         session = self._context.new_cdp_session(self.page)
         try:
             session.send("Page.stopLoading")
@@ -512,6 +521,7 @@ class BrowserEnv(Env):
         self._watchdog.feed()
         self._stopped.append(f"before it, {request.url} did not answer within {limit:g} s, so "
                              f"its loading was stopped and the page stayed at {self.page.url}")
+        return True
 
     def _navigation_began(self, request: Any) -> None:
         from playwright.sync_api import Error as PlaywrightError
@@ -524,14 +534,16 @@ class BrowserEnv(Env):
             return
         if frame.parent_frame is not None:  # a frame's navigation holds no call into the page
             return
-        page = frame.page
-        pending = self._navigations.get(page)
-        redirected = pending is not None and request.redirected_from is pending[0]
-        self._navigations[page] = (request, pending[1] if redirected else time.monotonic())
+        # A redirect's next hop goes on with the time its first hop began (the redirect's
+        # answer came before it, and ended that hop's wait).
+        earlier = request.redirected_from
+        self._began[request] = self._began.get(earlier, time.monotonic()) \
+            if earlier is not None else time.monotonic()
+        self._navigations[frame.page] = request
 
     def _answered(self, request: Any) -> None:
         """A request got its answer or failed: a navigation waiting for it no longer waits."""
-        for page, (pending, _) in list(self._navigations.items()):
+        for page, pending in list(self._navigations.items()):
             if pending is request:
                 del self._navigations[page]
 
@@ -587,7 +599,7 @@ class BrowserEnv(Env):
     def _title(self) -> str:
         # A page in the middle of navigating has no title yet: that is not a failure.
         try:
-            return self._call("title", self.page.title)
+            return self._call("title", lambda: self._into_page(self.page.title))
         except EnvError:
             if self._dead is not None:
                 raise
@@ -597,7 +609,7 @@ class BrowserEnv(Env):
         """``call(page)`` on the page shown, run as the env's own calls are (for a task that
         reads or sets up the page): a dead browser, a Playwright error or a page that stops
         answering (``hang_s``) is an EnvError that says ``what`` failed."""
-        return self._call(what, lambda: call(self.page))
+        return self._call(what, lambda: self._into_page(lambda: call(self.page)))
 
     def element_at(self, x: int, y: int) -> ElementInfo | None:
         return self._describe(list(self._css(x, y)))
@@ -606,7 +618,15 @@ class BrowserEnv(Env):
         return self._describe(None)
 
     def _describe(self, point: list[float] | None) -> ElementInfo | None:
-        return self._call("element lookup", lambda: self._lookup(self.page.main_frame, point, 0))
+        return self._call("element lookup", lambda: self._into_page(
+            lambda: self._lookup(self.page.main_frame, point, 0)))
+
+    def _into_page(self, call: Callable[[], T]) -> T:
+        """``call()``, a call into the shown page, once its navigation (if one waits for its
+        server, which holds every call into the page) has answered or been stopped: a gate's
+        lookup of a page that began to navigate while the model thought ended chromium."""
+        self._await_navigation()
+        return call()
 
     def _lookup(self, frame: Any, point: list[float] | None, depth: int) -> ElementInfo | None:
         """The element at ``point`` (CSS pixels of ``frame``'s viewport), or the focused one
@@ -1124,7 +1144,11 @@ class BrowserEnv(Env):
         """The urls blocked since the last look: stopped as requests, or cancelled in the page
         by its guard (a navigation chromium would have served without asking the network)."""
         try:
-            cancelled = self.page.evaluate(_TAKE_BLOCKED)
+            # Held, as every call into it, while a navigation it began (an allowed host's
+            # page) waits for its server: a wait for a function has a timeout, and its array
+            # is taken at once.
+            cancelled = self._unheld(lambda timeout: self.page.wait_for_function(
+                _TAKE_BLOCKED, timeout=timeout).json_value())
         except Exception:  # noqa: BLE001 - the page navigated away, which the guard allowed
             cancelled = []
         return list(dict.fromkeys([*cancelled, *self._take_blocked()]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,14 +33,16 @@ def serve_directory(root: Path) -> Iterator[str]:
 
 
 class _PagesAndRedirects(BaseHTTPRequestHandler):
-    """``/redirect?to=URL`` answers 302 to URL; any other path is the server's ``render`` of its
-    query (one value per name). Every path asked for goes into the server's ``asked``."""
+    """``/redirect?to=URL`` answers 302 to URL (after ``wait`` seconds, if given); any other
+    path is the server's ``render`` of its query (one value per name). Every path asked for goes
+    into the server's ``asked``."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.server.asked.append(self.path)
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         if parts.path == "/redirect":
+            time.sleep(float(query.get("wait", 0)))
             self.send_response(302)
             self.send_header("Location", query["to"])
             self.end_headers()

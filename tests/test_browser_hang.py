@@ -121,27 +121,49 @@ def test_a_server_slower_than_the_timeout_is_seen_once_it_answers(playwright, ho
         assert observation.extras["title"] == "held"
 
 
-@pytest.mark.parametrize("how", ["link", "redirect", "navigate", "the page itself"])
+WAYS = ["link", "redirect", "slow redirects", "navigate", "the page itself", "a frame below",
+        "allowed domains", "the gate's lookup"]
+
+
+@pytest.mark.parametrize("how", WAYS)
 def test_a_server_that_never_answers_is_stopped_after_the_limit(playwright, how) -> None:
     """Its loading is stopped, not chromium: the page stays where it was, still answering, and
-    the model is told before its next action."""
+    the model is told before its next action. Whichever call into the page meets the held
+    navigation first: a screenshot, a frame's look (a frame of another origin below the fold),
+    the allowlist's read of the page after the click, the gate's lookup of the element."""
     answer = threading.Event()
-    with link_to_a_held_page(answer) as server:
+
+    def render(query: dict[str, str]) -> bytes:
+        if "held" in query:
+            answer.wait(60)
+        frame = (f"<iframe src='http://localhost:{server.server_port}/?frame=1' style='position:"
+                 "absolute;top:3000px'></iframe>" if how == "a frame below" else "")
+        return (f"<title>{'held' if 'held' in query else 'first'}</title><a href='/?held=1' "
+                f"style='display:block;height:100vh'>next</a>{frame}").encode()
+
+    with serve_pages(render) as server:
         first = f"http://127.0.0.1:{server.server_port}/"
         held = f"{first}?held=1"
+        allowed = ["127.0.0.1", "localhost"] if how == "allowed domains" else None
         try:
-            with open_env(playwright, first, timeout_s=2, hang_s=4) as env:
+            with open_env(playwright, first, timeout_s=2, hang_s=4,
+                          allowed_domains=allowed) as env:
                 env.observe()
-                if how == "link":
+                if how in ("link", "a frame below", "allowed domains"):
                     assert env.execute(Click(x=200, y=150)).ok
                 elif how == "redirect":
                     env.page.evaluate(f"location = '/redirect?to={quote(held)}'")
+                elif how == "slow redirects":  # each hop answers within the limit, not all
+                    hop = f"/redirect?wait=1.5&to={quote(held)}"
+                    env.page.evaluate(f"location = '/redirect?wait=1.5&to={quote(hop)}'")
                 elif how == "navigate":
                     assert not env.execute(Navigate(url=held)).ok  # "did not load within 2 s"
                 else:  # while the model thinks, after the last observation
                     env.page.evaluate(f"setTimeout(() => {{ location = '{held}'; }}, 200)")
                     time.sleep(0.5)
-                if how != "the page itself":
+                if how == "the gate's lookup":
+                    assert env.element_at(200, 150).text == "next"
+                elif how != "the page itself":
                     observation = env.observe()
                     assert (observation.extras["url"], observation.extras["title"]) == \
                         (first, "first")
