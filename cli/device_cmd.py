@@ -55,8 +55,9 @@ def virtual(
         except KeyboardInterrupt:  # while it starts: what started stops
             phone.stop()
             raise typer.Exit(130) from None
+        # One line in a log too (80 columns there), where a script greps the address.
         console.print(f"virtual phone listening on [bold]{phone.serial}[/]; attach it with "
-                      f"[bold]adb connect {phone.serial}[/]; Ctrl-C stops it")
+                      f"[bold]adb connect {phone.serial}[/]; Ctrl-C stops it", soft_wrap=True)
         try:
             with console.status("") as status:
                 while True:

@@ -311,7 +311,8 @@ def open_env(spec: RunSpec, console: Console) -> Iterator[tuple[Env, str | None]
                 adb.wait_ready()
                 adb.connect(phone.serial)
                 env = stack.enter_context(AndroidEnv(serial=phone.serial, adb_port=adb.port))
-            console.print(f"virtual phone at {phone.serial} (adb server on port {adb.port})")
+            console.print(f"virtual phone at {phone.serial} (adb server on port {adb.port})",
+                          soft_wrap=True)
             yield env, "virtual"
         return
     with AndroidEnv(serial=spec.device, adb_port=spec.adb_port) as env:

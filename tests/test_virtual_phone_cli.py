@@ -62,6 +62,9 @@ def test_device_virtual_runs_until_stopped_and_device_list_shows_it(stop):
             out, _ = cli.communicate(timeout=30)
             assert cli.returncode == 0, out
             assert f"listening on {serial}" in out and "virtual phone stopped" in out
+            # Whole on one line, in a log too, where a script greps the address.
+            assert any(f"attach it with adb connect {serial};" in line
+                       for line in out.splitlines()), out
             assert not list(tmp_path.glob("vphone-*"))
     finally:
         if cli.poll() is None:
