@@ -512,11 +512,7 @@ class BrowserEnv(Env):
             self.page.wait_for_timeout(NAVIGATION_POLL_MS)
         if self._navigations.get(self.page) is not request:
             return True
-        session = self._context.new_cdp_session(self.page)
-        try:
-            session.send("Page.stopLoading")
-        finally:
-            session.detach()
+        self._send(self.page, "Page.stopLoading")
         self._navigations.pop(self.page, None)
         self._watchdog.feed()
         self._stopped.append(f"before it, {request.url} did not answer within {limit:g} s, so "
@@ -999,6 +995,8 @@ class BrowserEnv(Env):
             session.detach()
 
     def _back(self) -> str:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
         # go_back gives no response for a same-document entry (a #link, an app's pushState) as
         # for no entry at all, so the tab's own history says whether there is one. The blank
         # page the tab opened on is no page to go back to.
@@ -1013,7 +1011,10 @@ class BrowserEnv(Env):
             self.page.close()
             self._follow()
             return f"closed {closed} and went back to {self.page.url}"
-        self.page.go_back(wait_until="domcontentloaded")
+        try:
+            self.page.go_back(wait_until="domcontentloaded")
+        except PlaywrightTimeoutError:  # the page goes on loading
+            raise EnvError(self._still_loading("going back")) from None
         return f"went back to {self.page.url}"
 
     def _scroll(self, action: Action) -> str:
@@ -1030,6 +1031,10 @@ class BrowserEnv(Env):
         self.page.mouse.wheel(dx, dy)
         return f"scrolled {action.direction}"
 
+    def _still_loading(self, what: str) -> str:
+        return (f"{what} did not load within {self.timeout_ms / 1000:g} s; it may still be "
+                "loading, and the next screenshot waits for it")
+
     def _goto(self, url: str) -> str:
         from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -1042,8 +1047,7 @@ class BrowserEnv(Env):
             if self.allowed_domains is not None:
                 self._raise_if_blocked("navigate")
             if isinstance(exc, PlaywrightTimeoutError):  # the page goes on loading
-                raise EnvError(f"{url} did not load within {self.timeout_ms / 1000:g} s; it may "
-                               "still be loading, and the next screenshot waits for it") from None
+                raise EnvError(self._still_loading(url)) from None
             if "Download is starting" in str(exc):
                 if not self._downloads:  # told with this action, not the next one's
                     with contextlib.suppress(PlaywrightTimeoutError):

@@ -50,6 +50,8 @@ class _PagesAndRedirects(BaseHTTPRequestHandler):
         body = self.server.render(query)
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
+        # Asked of the server each time, as a page that changes is: never from a cache.
+        self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from core.actions import Click, Navigate, Type
+from core.actions import Back, Click, Navigate, Type
 from envs.base import EnvError
 from envs.browser import TYPE_PIECE
 from tests.local_server import serve_pages
@@ -172,6 +172,32 @@ def test_a_server_that_never_answers_is_stopped_after_the_limit(playwright, how)
                     f"stopped and the page stayed at {first}" in result.message
                 assert chromium_processes()
                 assert env.page.url == first
+        finally:
+            answer.set()
+
+
+def test_back_to_a_page_whose_server_no_longer_answers_is_stopped_too(playwright) -> None:
+    answer, asked = threading.Event(), []
+
+    def render(query: dict[str, str]) -> bytes:
+        asked.append(query)
+        if "twice" in query and asked.count(query) > 1:
+            answer.wait(60)
+        return b"<title>page</title>"
+
+    with serve_pages(render) as server:
+        first = f"http://127.0.0.1:{server.server_port}/?twice=1"
+        second = f"http://127.0.0.1:{server.server_port}/?second=1"
+        try:
+            with open_env(playwright, first, timeout_s=2, hang_s=4) as env:
+                assert env.execute(Navigate(url=second)).ok
+                result = env.execute(Back())
+                assert (result.ok, result.message) == (False, "going back did not load within "
+                                                       "2 s; it may still be loading, and the "
+                                                       "next screenshot waits for it")
+                assert env.observe().extras["url"] == second
+                assert f"before it, {first} did not answer within 4 s, so its loading was " \
+                    f"stopped and the page stayed at {second}" in env.execute(Back()).message
         finally:
             answer.set()
 
