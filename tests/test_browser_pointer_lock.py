@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from core.actions import Click, Key, Type
 from tests.conftest import require_tool
+from tests.probes import wait_until
 
 PAGE = ("<body style='margin:0'><canvas id=game width=300 height=100 style='background:#ccc' "
         "onclick='game.requestPointerLock()'></canvas><input id=name style='position:absolute;"
@@ -21,6 +22,13 @@ PAGE = ("<body style='margin:0'><canvas id=game width=300 height=100 style='back
 LOCKED = "document.pointerLockElement?.id ?? null"
 
 
+def lock_told(env) -> None:
+    """Wait for the page's notice of its lock, which the model's thinking gives it time for
+    (it comes through a binding, after the click that locked)."""
+    wait_until(lambda: env.page.evaluate("0") == 0 and env._pointer_locked,
+               what="the page's notice of its pointer lock")
+
+
 def test_a_click_goes_where_the_model_and_the_gate_see_and_escape_ends_a_lock(playwright):
     require_tool("chromium")
     from envs.browser import BrowserEnv
@@ -30,6 +38,7 @@ def test_a_click_goes_where_the_model_and_the_gate_see_and_escape_ends_a_lock(pl
         env.observe()
         assert env.execute(Click(x=100, y=50)).message == "clicked"
         assert env.page.evaluate(LOCKED) == "game"
+        lock_told(env)
         assert env.element_at(150, 220).field  # what the gate judges a click there by
         result = env.execute(Click(x=150, y=220))
         assert result.message == ("clicked; the page had locked the pointer (clicks went to one "
@@ -46,6 +55,7 @@ def test_a_click_goes_where_the_model_and_the_gate_see_and_escape_ends_a_lock(pl
         env.execute(Click(x=420, y=50))  # into the frame's view
         view = env.page.frame_locator("#view")
         assert view.locator("body").evaluate(f"() => {LOCKED}") == "c"
+        lock_told(env)
         assert env.execute(Click(x=150, y=220)).message.endswith("released before it")
         assert view.locator("body").evaluate(f"() => {LOCKED}") is None
         assert env.page.evaluate("document.activeElement.id") == "name"
