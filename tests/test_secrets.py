@@ -491,7 +491,8 @@ def test_a_bench_types_the_secret_and_no_report_or_trajectory_shows_it(tmp_path,
     done = CliRunner().invoke(app, ["bench", "--suite", "secret", "--episodes", "2", "--workers",
                                     "2", "--secret", "PIN", "--out", str(out)],
                               env={"COLUMNS": "160", "PIN": VALUE})
-    assert done.exit_code == 0, done.output
+    assert done.exit_code == 1, done.output  # the refused PINs are runtime errors
+    assert done.stderr.startswith("error: 2 of 4 episodes ended in a runtime error")
     results = {r.key: r for r in read_results(out)}
     assert sorted(results) == ["secret/refused@0", "secret/refused@1", "secret/type-pin@0",
                                "secret/type-pin@1"]
