@@ -515,8 +515,8 @@ class BrowserEnv(Env):
         self._send(self.page, "Page.stopLoading")
         self._navigations.pop(self.page, None)
         self._watchdog.feed()
-        self._stopped.append(f"before it, {request.url} did not answer within {limit:g} s, so "
-                             f"its loading was stopped and the page stayed at {self.page.url}")
+        self._stopped.append(f"{request.url} did not answer within {limit:g} s, so its loading "
+                             f"was stopped and the page stayed at {self.page.url}")
         return True
 
     def _navigation_began(self, request: Any) -> None:
@@ -703,7 +703,7 @@ class BrowserEnv(Env):
         did = _blocked_said("before it, the page", self._blocked_since()) \
             if self.allowed_domains is not None else []
         did += _downloads_said("before it, ", self._take_downloads())
-        did += self._take_stopped()
+        did += [f"before it, {said}" for said in self._take_stopped()]
         self._leave, self._stayed, self._acting = self._stayed, None, True
         try:
             message = self._call(what, lambda: self._perform(action), hide)
@@ -721,11 +721,17 @@ class BrowserEnv(Env):
             # failed was the very next action all the same.
             if "net::ERR_ABORTED" in str(exc):
                 self._stayed = self._stayed or self._leave
-            raise EnvError(_said_too(str(exc), did, before, self._take_dialogs(),
-                                     self._take_downloads())) from None
+            raise EnvError(_said_too(self._and_stopped(str(exc)), did, before,
+                                     self._take_dialogs(), self._take_downloads())) from None
         finally:
             self._leave, self._acting = None, False
-        return _said_too(message, did, before, self._take_dialogs(), self._take_downloads())
+        return _said_too(self._and_stopped(message), did, before, self._take_dialogs(),
+                         self._take_downloads())
+
+    def _and_stopped(self, message: str) -> str:
+        """An action's result with the navigations it waited out and stopped (the allowlist's
+        read of the page after a click waits for the page the click began to load)."""
+        return "; ".join([message, *self._take_stopped()])
 
     def _opened_page(self, page: Any) -> None:
         self._opened.append(page)
@@ -1047,7 +1053,9 @@ class BrowserEnv(Env):
             if self.allowed_domains is not None:
                 self._raise_if_blocked("navigate")
             if isinstance(exc, PlaywrightTimeoutError):  # the page goes on loading
-                raise EnvError(self._still_loading(url)) from None
+                # Unless the allowlist's read above waited it out and stopped it.
+                raise EnvError("; ".join(self._take_stopped()) or self._still_loading(url)) \
+                    from None
             if "Download is starting" in str(exc):
                 if not self._downloads:  # told with this action, not the next one's
                     with contextlib.suppress(PlaywrightTimeoutError):
