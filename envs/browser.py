@@ -65,6 +65,7 @@ from envs.chromium import (
     launch_chromium_context,
     remove_temp,
 )
+from envs.navigations import PendingNavigations
 from envs.select_lists import SHOW_SELECT_OPTIONS
 from envs.urls import NAVIGABLE_SCHEMES, ascii_domains, domain_allowed, normalize_url
 from envs.watchdog import Watchdog
@@ -279,8 +280,6 @@ HANG_S = 60.0
 HELD_PROBE_MS = 1000
 #: How often a wait for a page's navigation looks whether its server answered.
 NAVIGATION_POLL_MS = 25
-#: A navigation that begins this soon after the page's last one failed replaced it.
-REPLACED_WITHIN_S = 0.5
 #: How long a navigate to a download waits for chromium to name the file it refused.
 DOWNLOAD_TOLD_MS = 2000
 #: Characters typed between two signs of progress to the watchdog: a page may take up to
@@ -361,14 +360,9 @@ class BrowserEnv(Env):
         self._dialogs: list[tuple[str, bool]] = []
         self._pointer_locked = False  # a page took a pointer lock since the last release
         self._downloads: list[str] = []  # the names of those refused since the model was told
-        # Each page's navigation waiting for its server (its request), when each navigation
-        # request's chain of redirects began, and what the model is told of those the env
-        # stopped.
-        self._navigations: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-        self._began: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-        # Each page's navigation that failed last (when, and when its clock began).
-        self._abandoned: weakref.WeakKeyDictionary[Any, tuple[float, float]] = \
-            weakref.WeakKeyDictionary()
+        # The navigations that wait for their server, and what the model is told of those the
+        # env stopped.
+        self._navigations = PendingNavigations()
         self._stopped: list[str] = []
         # The page whose "leave this page?" the last action answered Stay, and the one whose
         # next is answered Leave (during the action after that one).
@@ -411,9 +405,9 @@ class BrowserEnv(Env):
             # before its page does.
             self._context.on("dialog", self._answer_dialog)
             self._context.on("page", self._opened_page)
-            self._context.on("request", self._navigation_began)
-            self._context.on("response", lambda response: self._answered(response.request))
-            self._context.on("requestfailed", self._failed)
+            self._context.on("request", self._navigations.on_request)
+            self._context.on("response", self._navigations.on_response)
+            self._context.on("requestfailed", self._navigations.on_failed)
             blank = list(self._context.pages)  # the profile's first, opened before the scripts
             self._context.new_page()  # reported to the handler above before it returns
             for page in blank:
@@ -507,69 +501,28 @@ class BrowserEnv(Env):
             if self.page.is_closed():  # heard of during the call
                 return False
             raise
-        request = self._navigations.get(self.page)
+        request = self._navigations.of(self.page)
         if request is None:
             return False
         limit = self._watchdog.limit_s
         # A navigation that replaces this one (a page that tries a dead server again and
-        # again) is waited for on the same clock (``_navigation_began``).
-        while time.monotonic() < self._began[request] + limit:
+        # again) is waited for on the same clock.
+        while time.monotonic() < self._navigations.began(request) + limit:
             self._watchdog.feed()  # a wait of the env's own, bounded by the line above
             self.page.wait_for_timeout(NAVIGATION_POLL_MS)
-            now = self._navigations.get(self.page)
+            now = self._navigations.of(self.page)
             if now is None:  # answered, or failed; a replacement comes just after a failure
                 self.page.wait_for_timeout(NAVIGATION_POLL_MS)
-                now = self._navigations.get(self.page)
+                now = self._navigations.of(self.page)
             if now is None:
                 return True
             request = now
-        # Forgotten first: its failure ("aborted") is the env's doing, and a navigation after
-        # it gets a clock of its own.
-        self._navigations.pop(self.page, None)
+        self._navigations.forget(self.page)  # before the stop's own "aborted" comes
         self._send(self.page, "Page.stopLoading")
         self._watchdog.feed()
         self._stopped.append(f"{request.url} did not answer within {limit:g} s, so its loading "
                              f"was stopped and the page stayed at {self.page.url}")
         return True
-
-    def _navigation_began(self, request: Any) -> None:
-        from playwright.sync_api import Error as PlaywrightError
-
-        if not request.is_navigation_request():
-            return
-        try:
-            frame = request.frame
-        except PlaywrightError:  # a service worker's request has no frame
-            return
-        if frame.parent_frame is not None:  # a frame's navigation holds no call into the page
-            return
-        # A redirect's next hop goes on with the time its first hop began (the redirect's
-        # answer came before it, and ended that hop's wait), and so does a navigation that
-        # replaced one still waiting (whose failure, "aborted", came just before it).
-        page, now = frame.page, time.monotonic()
-        earlier = request.redirected_from
-        abandoned = self._abandoned.pop(page, None)
-        if earlier is not None:
-            self._began[request] = self._began.get(earlier, now)
-        elif abandoned is not None and now - abandoned[0] < REPLACED_WITHIN_S:
-            self._began[request] = abandoned[1]
-        else:
-            self._began[request] = now
-        self._navigations[page] = request
-
-    def _answered(self, request: Any) -> None:
-        """A request got its answer: a navigation waiting for it no longer waits."""
-        for page, pending in list(self._navigations.items()):
-            if pending is request:
-                del self._navigations[page]
-
-    def _failed(self, request: Any) -> None:
-        """A request failed: a navigation waiting for it no longer waits, and one that aborted
-        it (a new navigation of the page) may follow at once."""
-        for page, pending in list(self._navigations.items()):
-            if pending is request:
-                del self._navigations[page]
-                self._abandoned[page] = (time.monotonic(), self._began[request])
 
     def _frames_drawn(self) -> None:
         """Wait until each frame of another origin than the page's, in view, has drawn, once per
