@@ -276,8 +276,11 @@ SCREENSHOT_ATTEMPTS = 4
 #: timeout: a script that never yields held the step forever. A capture or an element lookup
 #: takes seconds, and a ``type`` shows progress every ``TYPE_PIECE`` characters.
 HANG_S = 60.0
-#: How long a screenshot may take before the env looks for a navigation that holds it.
+#: The least time a call into a page (a screenshot, a read) may take before the env looks for
+#: a navigation that holds it, and how often it looks again (a redirect's next hop, a page
+#: that navigates again) before the call gets no timeout but the watchdog's.
 HELD_PROBE_MS = 1000
+HELD_PROBES = 4
 #: How often a wait for a page's navigation looks whether its server answered.
 NAVIGATION_POLL_MS = 25
 #: How long a navigate to a download waits for chromium to name the file it refused.
@@ -478,7 +481,7 @@ class BrowserEnv(Env):
         from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
         probe_ms = max(HELD_PROBE_MS, self._watchdog.limit_s * 250)
-        for _ in range(SCREENSHOT_ATTEMPTS):
+        for _ in range(HELD_PROBES):
             try:
                 return call(probe_ms)
             except PlaywrightTimeoutError:
