@@ -277,9 +277,10 @@ SCREENSHOT_ATTEMPTS = 4
 #: takes seconds, and a ``type`` shows progress every ``TYPE_PIECE`` characters.
 HANG_S = 60.0
 #: The least time a call into a page (a screenshot, a read) may take before the env looks for
-#: a navigation that holds it, and how often it looks again (a redirect's next hop, a page
-#: that navigates again) before the call gets no timeout but the watchdog's.
+#: a navigation that holds it.
 HELD_PROBE_MS = 1000
+#: How often it looks (a redirect's next hop, a page that navigates again) before the call gets
+#: no timeout but the watchdog's.
 HELD_PROBES = 4
 #: How often a wait for a page's navigation looks whether its server answered.
 NAVIGATION_POLL_MS = 25
@@ -679,8 +680,7 @@ class BrowserEnv(Env):
             what = f"typing {len(text)} characters"
             hide = (text, one_line_break_each(text))
         # What the page asked and tried on its own while the model thought is not this
-        # action's. A navigation it began meanwhile would hold every call into it.
-        self._call("navigation", self._await_navigation)
+        # action's.
         self._answer_what_was_asked()
         before = self._take_dialogs()
         # What the page did on its own before the action: urls blocked, downloads refused.
@@ -739,7 +739,7 @@ class BrowserEnv(Env):
 
         for _ in range(MAX_DIALOG_ROUNDS):
             asked = len(self._dialogs)
-            self._call("sync", page_ran)
+            self._call("sync", lambda: self._into_page(page_ran))
             if len(self._dialogs) == asked:
                 return
 

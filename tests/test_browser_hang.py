@@ -91,13 +91,14 @@ def test_a_long_text_into_a_slow_page_types_in_full(playwright) -> None:
     assert time.monotonic() - started > 2  # or the limit was never put to the test
 
 
-def link_to_a_held_page(answer: threading.Event):
-    """A server whose page links to one it answers only once ``answer`` is set."""
+def link_to_a_held_page(answer: threading.Event, below: list[str] | None = None):
+    """A server whose page links to one it answers only once ``answer`` is set; ``below``: HTML
+    put under the link, read at each request (filled once the server's port is known)."""
     def render(query: dict[str, str]) -> bytes:
         if "held" in query:
             answer.wait(60)
         return (f"<title>{'held' if 'held' in query else 'first'}</title><a href='/?held=1' "
-                "style='display:block;height:100vh'>next</a>").encode()
+                f"style='display:block;height:100vh'>next</a>{''.join(below or ())}").encode()
     return serve_pages(render)
 
 
@@ -132,17 +133,11 @@ def test_a_server_that_never_answers_is_stopped_after_the_limit(playwright, how)
     the model is told before its next action. Whichever call into the page meets the held
     navigation first: a screenshot, a frame's look (a frame of another origin below the fold),
     the allowlist's read of the page after the click, the gate's lookup of the element."""
-    answer = threading.Event()
-
-    def render(query: dict[str, str]) -> bytes:
-        if "held" in query:
-            answer.wait(60)
-        frame = (f"<iframe src='http://localhost:{server.server_port}/?frame=1' style='position:"
-                 "absolute;top:3000px'></iframe>" if how == "a frame below" else "")
-        return (f"<title>{'held' if 'held' in query else 'first'}</title><a href='/?held=1' "
-                f"style='display:block;height:100vh'>next</a>{frame}").encode()
-
-    with serve_pages(render) as server:
+    answer, below = threading.Event(), []
+    with link_to_a_held_page(answer, below) as server:
+        if how == "a frame below":  # another origin: the same server by another name
+            below.append(f"<iframe src='http://localhost:{server.server_port}/?frame=1' "
+                         "style='position:absolute;top:3000px'></iframe>")
         first = f"http://127.0.0.1:{server.server_port}/"
         held = f"{first}?held=1"
         allowed = ["127.0.0.1", "localhost"] if how == "allowed domains" else None
