@@ -96,6 +96,7 @@ def bench(
 
 
     from runtime.settings import RunError
+    from runtime.stop_signals import interrupted_status, sigterm_interrupts
 
     secrets = parse_secrets(secret)
     console = scrubbed_console(secrets)
@@ -108,15 +109,17 @@ def bench(
             return
         generation = dict(max_new_tokens=max_new_tokens, temperature=temperature,
                           max_pixels=max_pixels, dtype=dtype, compile=compile)
-        summary = _run(console, suite, tuple(tasks or ()), episodes, seed, model, dialect,
-                       max_steps, workers, out, shard, executor, ray_address, device,
-                       tags=tuple(tags or ()), secrets=secrets, generation=generation)
+        # SIGTERM stops the workers' episodes as Ctrl-C does: each trajectory is finalized.
+        with sigterm_interrupts():
+            summary = _run(console, suite, tuple(tasks or ()), episodes, seed, model, dialect,
+                           max_steps, workers, out, shard, executor, ray_address, device,
+                           tags=tuple(tags or ()), secrets=secrets, generation=generation)
     except (RunError, OSError) as exc:  # OSError: an --out that cannot be a folder
         print_error(secrets, exc)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: run the same command again to resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupted_status()) from None
     # A task the agent failed is a result; an episode that did not run to one is not, and a
     # script or CI job that goes on from the bench must not take it for a finished one.
     unfinished = summary.overall.errors + summary.planned - summary.overall.episodes

@@ -41,7 +41,7 @@ def virtual(
     `adb shell vphone reset` restores every app's state and goes home.
     """
     from envs.virtual_phone import VirtualPhone
-    from runtime.stop_signals import sigterm_interrupts
+    from runtime.stop_signals import interrupted_status, sigterm_interrupts
 
     console = Console()
     with sigterm_interrupts():  # SIGTERM stops the phone and removes its folder, as Ctrl-C
@@ -54,7 +54,7 @@ def virtual(
             raise typer.Exit(2) from None
         except KeyboardInterrupt:  # while it starts: what started stops
             phone.stop()
-            raise typer.Exit(130) from None
+            raise typer.Exit(interrupted_status()) from None
         # One line in a log too (80 columns there), where a script greps the address.
         console.print(f"virtual phone listening on [bold]{phone.serial}[/]; attach it with "
                       f"[bold]adb connect {phone.serial}[/]; Ctrl-C stops it", soft_wrap=True)

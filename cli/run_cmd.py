@@ -175,7 +175,8 @@ def demo(
 def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
     """Run SPEC (with ``runner``, default ``runtime.episode.run``) with the live step view, print
     the outcome, and exit 0 on success, 1 on a failed episode (or one an unexpected error
-    stopped), 2 on settings or a device that cannot make a run and 130 on Ctrl-C."""
+    stopped), 2 on settings or a device that cannot make a run and 128 + the signal's number
+    when one stopped it (130 on Ctrl-C, 143 on SIGTERM)."""
     import sys
 
     from agent.policies.base import PolicyError
@@ -183,6 +184,7 @@ def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
     from envs.base import EnvError
     from runtime.episode import EpisodeCrashed, confirm_mode, run
     from runtime.settings import RunError
+    from runtime.stop_signals import interrupted_status
     from tasks.registry import UnknownTask
 
     console = scrubbed_console(spec.secrets)
@@ -205,11 +207,11 @@ def run_and_report(spec: RunSpec, runner: Runner | None = None) -> None:
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # before the loop started (it handles Ctrl-C itself)
         console.print("[red]interrupted[/]")
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupted_status()) from None
     report(outcome, console)
-    # 130 = 128 + SIGINT, as a shell reports a program that Ctrl-C stopped.
-    interrupted = outcome.result.status == "interrupted"
-    raise typer.Exit(130 if interrupted else 0 if outcome.succeeded else 1)
+    if outcome.result.status == "interrupted":
+        raise typer.Exit(interrupted_status())
+    raise typer.Exit(0 if outcome.succeeded else 1)
 
 
 def report(outcome: RunOutcome, console: Console) -> None:

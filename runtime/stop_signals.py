@@ -7,6 +7,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+#: The stop signal a ``sigterm_interrupts`` block last turned into a KeyboardInterrupt.
+_last_stop: signal.Signals | None = None
+
+
+def interrupted_status() -> int:
+    """The exit status of a command that a stop unwound: 128 + the signal's number, as a shell
+    reports a program that signal ended (143 after SIGTERM, 129 after SIGHUP), so a
+    supervisor tells a ``timeout`` or ``docker stop`` from a Ctrl-C (130)."""
+    return 128 + (_last_stop or signal.SIGINT)
+
 
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
@@ -17,12 +27,16 @@ def sigterm_interrupts() -> Iterator[None]:
     device gets back what the env changed (a phone's keyboard, a display's keymap); ``device
     virtual`` stops its phone and removes its folder. So does SIGHUP (the terminal closed),
     unless it is ignored (nohup)."""
+    global _last_stop
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
+    _last_stop = None
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+        global _last_stop
+        _last_stop = signal.Signals(signum)
+        raise KeyboardInterrupt(f"stopped by {_last_stop.name}")
 
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop)}
     if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:

@@ -58,15 +58,19 @@ def pids(out: Path, prefix: str) -> set[int]:
 
 
 @pytest.mark.parametrize(
-    ("signum", "reason"),
-    [(signal.SIGKILL, "bench process is gone"), (signal.SIGTERM, "bench process is gone"),
+    ("signum", "reason", "status"),
+    [(signal.SIGKILL, "bench process is gone", -signal.SIGKILL),
+     # `timeout`, systemd, `docker stop`: the bench stops its pool as on Ctrl-C, and says which
+     # signal stopped it (128 + 15, as a shell reports a program SIGTERM ended).
+     (signal.SIGTERM, "bench was interrupted", 143),
      # `kill -INT PID`: the bench alone is interrupted, not its workers as a terminal's Ctrl-C
      # would be; they used to finish their episodes, whose results were then dropped.
-     (signal.SIGINT, "bench was interrupted"),
+     (signal.SIGINT, "bench was interrupted", 130),
      # A terminal's Ctrl-C (to the whole process group) ends each episode once, as such.
-     ("ctrl-c", "stopped by Ctrl-C")],
+     ("ctrl-c", "stopped by Ctrl-C", 130)],
 )
-def test_workers_of_a_killed_bench_stop_their_episodes_and_exit(tmp_path, signum, reason):
+def test_workers_of_a_killed_bench_stop_their_episodes_and_exit(tmp_path, signum, reason,
+                                                                 status):
     out = tmp_path / "run"
     # Started in the background (&) by a shell: SIGINT is ignored, in its workers too.
     ignore = "" if signum in (signal.SIGINT, "ctrl-c") else \
@@ -93,7 +97,7 @@ def test_workers_of_a_killed_bench_stop_their_episodes_and_exit(tmp_path, signum
             os.killpg(proc.pid, signal.SIGINT)
         else:
             proc.send_signal(signum)
-        proc.wait(30)
+        assert proc.wait(30) == status
         deadline = time.monotonic() + 20
         while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
