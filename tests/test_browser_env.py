@@ -667,22 +667,22 @@ def test_typing_into_a_password_field_in_a_frame_is_gated(env, sites) -> None:
 
 
 def test_a_frame_that_cannot_be_inspected_is_sensitive(env, sites, monkeypatch) -> None:
-    import envs.browser
+    import envs.page_elements
     from agent.safety import ConfirmationGate, GateRules
 
     sites("http://shop.test/")
     gate = ConfirmationGate(GateRules(), env, "deny")
     frame(env, "http://bank.test/deep.html").focus("#secret")
     # Frames deeper than the lookup follows are not inspected: what is in them is unknown.
-    monkeypatch.setattr(envs.browser, "MAX_FRAME_DEPTH", 1)
+    monkeypatch.setattr(envs.page_elements, "MAX_FRAME_DEPTH", 1)
     assert element_at(env, 50, 50).text == "Pay now"  # one frame down is still read
     assert element_at(env, 160, 60).opaque and env.focused_element().opaque
     hit = gate.sensitive(Click(x=round(160 * env.scale), y=round(60 * env.scale)))
     assert hit.rule == "tap_text" and "cannot inspect" in hit.reason
     assert gate.sensitive(Type(text="x")).rule == "password_field"
     # A frame Playwright cannot reach at all.
-    monkeypatch.setattr(envs.browser, "MAX_FRAME_DEPTH", 8)
-    monkeypatch.setattr(BrowserEnv, "_frame_of", staticmethod(lambda frame, owner: None))
+    monkeypatch.setattr(envs.page_elements, "MAX_FRAME_DEPTH", 8)
+    monkeypatch.setattr(envs.page_elements, "frame_of", lambda frame, owner: None)
     assert element_at(env, 40, 210).opaque
     assert gate.sensitive(Click(x=round(40 * env.scale), y=round(210 * env.scale))).rule == \
         "tap_text"
