@@ -296,15 +296,21 @@ class Agent:
         result = None
         verdict = None
         if action is not None:
-            verdict = self.gate.review(action, GateContext(goal, step, screen.size,
-                                                           observation.extras))
-            if verdict.allowed:
-                self._phase(step, "act")
-                result = self._execute(action)
-                timings.act_ms = result.elapsed_ms
+            try:
+                # Judged as the device gets it: a secret's value may break a line (Enter).
+                runs = self.secrets.reveal(action)
+            except SecretError as exc:
+                result = ActionResult(ok=False, message=str(exc))
             else:
-                result = ActionResult(ok=False,
-                                      message=f"blocked by the safety gate: {verdict.reason}")
+                verdict = self.gate.review(runs, GateContext(goal, step, screen.size,
+                                                             observation.extras))
+                if verdict.allowed:
+                    self._phase(step, "act")
+                    result = self.env.execute(runs)
+                    timings.act_ms = result.elapsed_ms
+                else:
+                    result = ActionResult(ok=False,
+                                          message=f"blocked by the safety gate: {verdict.reason}")
 
         record = StepRecord(
             step=step,
@@ -364,14 +370,6 @@ class Agent:
         except ParseError as exc:
             return str(exc)
         return "the reply did not parse (it holds a secret's value, so the error is not quoted)"
-
-    def _execute(self, action: Action) -> ActionResult:
-        """Run the action with its secrets' values in place of their placeholders."""
-        try:
-            action = self.secrets.reveal(action)
-        except SecretError as exc:
-            return ActionResult(ok=False, message=str(exc))
-        return self.env.execute(action)
 
     def _too_large(self, observation: Observation) -> str | None:
         limit = self.config.max_screen_pixels

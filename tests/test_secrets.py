@@ -166,6 +166,36 @@ def test_a_gate_reason_cut_short_holds_no_part_of_a_secret(tmp_path):
     assert iban[:8] not in text
 
 
+@pytest.mark.parametrize(("value", "focus"), [
+    ("123\n", ElementInfo(text="CVV (Enter submits: Pay now)", field=True)),  # Enter submits
+    ("open sesame", ElementInfo(text="Pay now")),  # a space presses a focused button
+])
+def test_the_gate_judges_a_typed_text_with_its_secrets_values_in_place(tmp_path, value, focus):
+    """A value's line break is an Enter on the device, and its space a press of the space bar:
+    the gate judged the placeholder the model wrote, which has neither, and let the form's
+    "Pay now" be pressed under --deny-sensitive. The question and the record still show only
+    the placeholder."""
+    from agent.safety import ConfirmationGate, GateRules
+
+    class PaymentForm(FakePhone):
+        def focused_element(self):
+            return focus
+
+    env, secrets = PaymentForm(), Secrets({"CVV": value})
+    asked: list[str] = []
+    gate = ConfirmationGate(GateRules(), env, "ask", ask=lambda q: asked.append(q) or False,
+                            hide=secrets.scrub)
+    Agent(env, ListPolicy(['*FUNCTION*: Type *ARGS*: {"text": "<secret:CVV>"}', DONE]),
+          get_dialect("qwen2vl", env.form_factor), recorder=Recorder(tmp_path / "traj"),
+          gate=gate, secrets=secrets).run("Pay with the card's <secret:CVV>")
+    assert env.typed == ""  # refused: nothing reached the device
+    [question] = asked
+    assert "<secret:CVV>" in question and value not in question
+    step = load(tmp_path / "traj").steps[0]
+    assert step.gate.decision == "denied" and step.gate.rule == "tap_text"
+    assert step.action == {"kind": "type", "text": "<secret:CVV>"}
+
+
 def test_an_env_message_that_quotes_a_value_cut_short_keeps_no_part_of_it(tmp_path):
     """A browser's result quotes a dialog's text cut to its first 200 characters, which may end
     inside a value the model typed: masking finds no whole value there, yet no piece of it is
