@@ -24,7 +24,7 @@ import shlex
 import socket
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal, TypeVar
 
 from PIL import Image
@@ -825,11 +825,26 @@ class AndroidEnv(Env):
                                  * (n.bounds[3] - n.bounds[1])))
 
     def focused_element(self) -> ElementInfo | None:
-        node = next((n for n in self._looked_up_tree().walk() if n.focused), None)
+        """The focused node. Enter or the d-pad's centre presses a focused clickable node as a
+        tap would. Enter in a text field runs the field's own action instead (a one-line
+        field's "send", "search" or "go"), which the UI dump does not name, and which an app
+        may tie to any of its buttons: such a field is described with the labels of the
+        screen's pressable nodes too ("Message (Enter may press: Attach, Send)"), so the gate
+        asks about Enter there as about a tap on them."""
+        tree = self._looked_up_tree()
+        node = next((n for n in tree.walk() if n.focused), None)
         if node is None:
             return None
-        # Enter or the d-pad's centre presses a focused clickable node as a tap would.
-        return _pressed_info(node) if node.clickable else _element_info(node)
+        info = _pressed_info(node) if node.clickable else _element_info(node)
+        if not info.field:
+            return info
+        buttons = dict.fromkeys(text for n in tree.walk()
+                                if n.clickable and not _is_field(n)
+                                and (text := _pressed_info(n).text))
+        if not buttons:
+            return info
+        return replace(info, text=f"{info.text} (Enter may press: {', '.join(buttons)})"
+                       .lstrip())
 
     def ui_tree(self) -> UiNode:
         """The accessibility tree of the current screen (``uiautomator dump``)."""

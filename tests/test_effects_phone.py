@@ -146,3 +146,6 @@ def test_the_gate_reads_the_ui_dump(app):
     assert app.execute(Tap(x=150, y=120)).ok  # the plain field
     wait_until(lambda: app.page("() => document.activeElement.id") == "field")
     assert gate.sensitive(Type(text="1234")) is None
+    # Enter in a field runs an action the dump does not name: judged as the screen's buttons.
+    assert "Send money" in app.focused_element().text
+    assert gate.sensitive(Enter()).rule == gate.sensitive(Type(text="1234\n")).rule == "tap_text"

@@ -134,6 +134,34 @@ def test_enter_on_a_focused_row_is_judged_by_what_the_row_says():
     assert hit is not None and hit.rule == "tap_text"
 
 
+def test_enter_in_a_phone_text_field_is_judged_by_the_screens_buttons():
+    """Enter in a one-line field runs the field's own action (Messages sends), which the UI
+    dump does not name: it is judged as a press on any of the screen's buttons. A space stays
+    text, and a screen with no such button lets Enter through."""
+    field = ui_node((0, 2200, 900, 2300), text="Message", clickable=True, focused=True,
+                    class_name="android.widget.EditText")
+    compose = fake_android_env(DumpDevice(ui_node(
+        (0, 0, 1080, 2400), ui_node((0, 0, 200, 200), desc="Back", clickable=True), field,
+        # A text-less button reads as its child's text, as a tap on it would.
+        ui_node((900, 2200, 1080, 2300), ui_node((920, 2220, 1060, 2280), text="Send"),
+                clickable=True))))
+    focused = compose.focused_element()
+    assert focused.field and focused.text == "Message (Enter may press: Back, Send)"
+    gate = ConfirmationGate(GateRules(), compose, "deny")
+    for action in ({"kind": "enter"}, {"kind": "key", "key": "enter"},
+                   {"kind": "type", "text": "see you at 5\n"}):
+        hit = gate.sensitive(parsed(action))
+        assert hit is not None and hit.rule == "tap_text" and "Send" in hit.reason, action
+    assert gate.sensitive(parsed({"kind": "type", "text": "see you at 5"})) is None
+    search = fake_android_env(DumpDevice(ui_node(
+        (0, 0, 1080, 2400), ui_node((0, 0, 200, 200), desc="Back", clickable=True),
+        ui_node((200, 0, 1080, 200), text="Search", focused=True,
+                class_name="android.widget.EditText"))))
+    assert search.focused_element().text == "Search (Enter may press: Back)"
+    assert ConfirmationGate(GateRules(), search, "deny").sensitive(parsed({"kind": "enter"})) \
+        is None
+
+
 def test_deny_keeps_enter_off_a_focused_send_button_on_the_phone(tmp_path):
     # A focused "Send" button (focus moved there with the d-pad).
     device = DumpDevice(ui_node((0, 0, 1080, 200), text="Send", clickable=True, focused=True))
