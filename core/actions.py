@@ -156,7 +156,8 @@ class Scroll(_Base):
     """Scroll the content under (x, y), or the screen's centre when no point is given.
 
     ``direction`` is where the view moves: ``down`` reveals what is below. ``amount`` is in
-    screenshot pixels; ``None`` lets the env pick about half a screen.
+    screenshot pixels; ``None`` goes about half the screen along ``direction`` (half its width
+    for left and right, half its height for up and down).
     """
 
     kind: Literal["scroll"] = "scroll"

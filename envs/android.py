@@ -43,6 +43,7 @@ from envs.base import (
     SettleConfig,
     conceal,
     one_line_break_each,
+    scroll_side,
     settle_extras,
 )
 from envs.input_text import input_text_argument
@@ -600,8 +601,8 @@ class AndroidEnv(Env):
 
     def _scroll_amount(self, action: Action) -> int:
         """How far a scroll asks to go: its amount, else half the screen along its direction."""
-        side = self.screen.height if action.direction in ("up", "down") else self.screen.width
-        return action.amount or side // 2
+        screen = self.screen
+        return action.amount or scroll_side(action.direction, screen.width, screen.height) // 2
 
     def press_point(self, action: Action) -> tuple[int, int] | None:
         """As any env's, and a scroll, which the phone performs as a swipe, judged as one."""

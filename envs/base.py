@@ -86,6 +86,12 @@ POINTER_DONE = {"click": "clicked", "double_click": "double-clicked",
                 "tap": "tapped", "swipe": "swiped"}
 
 
+def scroll_side(direction: str, width: float, height: float) -> float:
+    """The side of the screen a scroll in ``direction`` runs along: a scroll without an amount
+    goes half of it (``Scroll``), left and right half the width, up and down half the height."""
+    return height if direction in ("up", "down") else width
+
+
 def one_line_break_each(text: str) -> str:
     """``text`` with every line break as one ``"\\n"``: a ``"\\r\\n"`` pair is one line
     break, and so is a lone ``"\\r"`` (as HTML forms and most editors read them). Each env types

@@ -57,6 +57,7 @@ from envs.base import (
     SettleConfig,
     conceal,
     one_line_break_each,
+    scroll_side,
 )
 from envs.chromium import (
     CHROMIUM_PATH,
@@ -822,8 +823,9 @@ class BrowserEnv(Env):
             x, y = width / 2, height / 2
         else:
             x, y = self._css(action.x, action.y)
-        amount = min(action.amount, MAX_SCROLL_SCREENS * height * self.scale) / self.scale \
-            if action.amount else height / 2
+        side = scroll_side(action.direction, width, height)
+        amount = min(action.amount, MAX_SCROLL_SCREENS * side * self.scale) / self.scale \
+            if action.amount else side / 2
         dx, dy = {"up": (0, -amount), "down": (0, amount),
                   "left": (-amount, 0), "right": (amount, 0)}[action.direction]
         self.page.mouse.move(x, y)

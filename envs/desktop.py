@@ -46,6 +46,7 @@ from envs.base import (
     SettleConfig,
     frames_equal,
     one_line_break_each,
+    scroll_side,
 )
 from envs.x11_typing import X11Typist
 from envs.xauthority import for_python_xlib
@@ -373,7 +374,8 @@ class DesktopEnv(Env):
         width, height = self.monitor["width"], self.monitor["height"]
         x, y = (width // 2, height // 2) if action.x is None else (action.x, action.y)
         px, py = self.screen_map.to_pointer(x, y)
-        amount = min(action.amount or height // 2, MAX_WHEEL_CLICKS * PIXELS_PER_WHEEL_CLICK)
+        amount = min(action.amount or scroll_side(action.direction, width, height) // 2,
+                     MAX_WHEEL_CLICKS * PIXELS_PER_WHEEL_CLICK)
         clicks = max(1, round(amount / PIXELS_PER_WHEEL_CLICK))
         gui = self._gui
         gui.moveTo(px, py, _pause=False)

@@ -175,6 +175,22 @@ def test_scroll_moves_the_view_by_the_amount(env, page) -> None:
     wait_until(lambda: env.page.evaluate("scrollY") == 0)
 
 
+def test_a_scroll_without_an_amount_goes_half_the_screen_along_its_direction(
+        playwright, base_url) -> None:
+    """On a tall phone viewport a sideways scroll goes half the width, not half the height
+    (more than a whole screen width, skipping what no screenshot then showed); a long one
+    stops at 100 screens of its own side."""
+    with BrowserEnv(viewport=(300, 600), device_scale_factor=2, start_url=base_url + "events.html",
+                    playwright=playwright) as browser:
+        browser.page.evaluate("document.body.style.cssText = 'width: 90000px; height: 90000px'")
+        assert browser.execute(Scroll(direction="right")).ok
+        wait_until(lambda: browser.page.evaluate("scrollX") == 150)
+        assert browser.execute(Scroll(direction="down")).ok
+        wait_until(lambda: browser.page.evaluate("scrollY") == 300)
+        assert browser.execute(Scroll(direction="right", amount=10**9)).ok
+        wait_until(lambda: browser.page.evaluate("scrollX") == 150 + 100 * 300)
+
+
 def test_navigate_and_back(env, page, base_url) -> None:
     assert env.execute(Navigate(url=base_url + "events.html?second=1")).ok
     assert env.observe().extras["url"].endswith("?second=1")

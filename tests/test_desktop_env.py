@@ -301,6 +301,18 @@ def test_scroll_moves_the_page(desktop, app, fresh) -> None:
     wait_until(lambda: app.evaluate("scrollY") == 0)
 
 
+def test_a_scroll_without_an_amount_goes_half_the_screen_along_its_direction(desktop, app,
+                                                                            fresh) -> None:
+    """Left and right go half the width (1280 / 2 = 640 px, 5 wheel clicks), up and down half
+    the height (400 px, 3 clicks): sideways, half the height skipped less than asked on a wide
+    screen and more than a screen on a tall one."""
+    app.evaluate("document.getElementById('spacer').style.width = '20000px'")  # a wide page
+    assert desktop.execute(Scroll(direction="right")).message.endswith("by 5 wheel clicks")
+    wait_until(lambda: app.evaluate("scrollX") == 5 * PIXELS_PER_WHEEL_CLICK)
+    assert desktop.execute(Scroll(direction="down")).message.endswith("by 3 wheel clicks")
+    wait_until(lambda: app.evaluate("scrollY") == 3 * PIXELS_PER_WHEEL_CLICK)
+
+
 def test_a_one_character_key_is_that_character_and_a_capital_names_its_key(desktop, app,
                                                                           fresh) -> None:
     x, y = find_color(fresh.image, YELLOW).centre
