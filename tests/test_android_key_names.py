@@ -37,3 +37,19 @@ def test_digits_of_other_scripts_are_not_key_numbers(key):
     fake_android_env(device).execute(Key(key=key))
     assert _keyevents(device) == []
     assert all(c.isascii() for c in device.commands)
+
+
+def test_every_key_the_env_sends_is_one_the_virtual_phone_takes_by_name_and_number():
+    """A trajectory recorded on a real phone replays on the virtual one: each key the env
+    offers (F5, paste, caps lock, notification...) is an Android key the virtual phone's
+    `input keyevent` takes, as a real phone's does, by name and by number; it refused 47."""
+    from envs.android import CANONICAL_KEYCODES, PHONE_KEYCODES
+    from envs.android_keycodes import ADB_KEY_NAMES, KEYCODES
+    from envs.virtual_phone.keycodes import key_name
+
+    for key in sorted({*PHONE_KEYCODES, *CANONICAL_KEYCODES, *ADB_KEY_NAMES}):
+        device = FakeAdbDevice()
+        assert fake_android_env(device).execute(Key(key=key)).ok, key
+        [sent] = [c.removeprefix("input keyevent ") for c in _keyevents(device)]
+        name = key_name(sent)
+        assert key_name(str(KEYCODES[name])) == name, key

@@ -16,7 +16,8 @@ PAGE_KEYS: dict[str, str] = {
     "DEL": "Backspace", "GRAVE": "`", "MINUS": "-", "EQUALS": "=", "LEFT_BRACKET": "[",
     "RIGHT_BRACKET": "]", "BACKSLASH": "\\", "SEMICOLON": ";", "APOSTROPHE": "'", "SLASH": "/",
     "AT": "@", "PLUS": "+", "PAGE_UP": "PageUp", "PAGE_DOWN": "PageDown", "ESCAPE": "Escape",
-    "FORWARD_DEL": "Delete", "MOVE_HOME": "Home", "MOVE_END": "End",
+    "FORWARD_DEL": "Delete", "MOVE_HOME": "Home", "MOVE_END": "End", "INSERT": "Insert",
+    **{f"F{n}": f"F{n}" for n in range(1, 13)},
 }
 
 
