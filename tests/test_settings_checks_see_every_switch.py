@@ -13,9 +13,9 @@ import pytest
 from actions.dialects import get_dialect
 from agent.loop import Agent, AgentConfig
 from agent.policies.scripted import ScriptedPolicy
-from core.actions import Home
+from core.actions import Back, Home, Scroll
 from tasks.base import SolutionStep
-from tasks.phone.device import find, tap, wait_for
+from tasks.phone.device import find, settled, tap, wait_for
 from tasks.registry import get_task
 
 #: At the top of the Settings page and never a target of these tasks.
@@ -48,6 +48,12 @@ class SolveAndFlipAnother(ScriptedPolicy):
 def flip(env, key: str):
     yield SolutionStep(Home(), "Go home.")
     yield SolutionStep(tap(find(env, "launcher:settings")), "Open Settings again.")
+    # Settings comes back as the solution left it, as an Android app does: on its About page,
+    # or scrolled down its main one.
+    if any(n.resource_id == "settings:device-name" for n in settled(env)):
+        yield SolutionStep(Back(), "Back to the main page.")
+    for _ in range(3):  # half a screen each, to its top
+        yield SolutionStep(Scroll(direction="up"), "Up to the top.")
     switch = find(env, f"settings:{key}")
     yield SolutionStep(tap(switch), f"Flip {key} too.")
     wait_for(env, lambda nodes: [n for n in nodes if n.resource_id == switch.resource_id

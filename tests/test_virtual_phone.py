@@ -320,7 +320,7 @@ def test_a_phone_interrupted_while_it_starts_stops_and_leaves_nothing(tmp_path, 
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     if driver == "gone":
-        async def never_answered(self, on_state) -> None:
+        async def never_answered(self, on_state, on_open) -> None:
             await asyncio.Event().wait()
 
         monkeypatch.setattr(PhoneDisplay, "start", never_answered)
@@ -351,3 +351,54 @@ def test_a_stopped_phone_starts_again():
         assert phone.foreground() == "com.vlagent.launcher"
     with phone:
         assert phone.foreground() == "com.vlagent.launcher"
+
+
+def test_an_app_left_with_home_comes_back_as_it_was_left(phone):
+    """As an Android task does: Home leaves Contacts on Ada's page, and its launcher icon (or
+    `am start`) brings that page back, where Back still goes to the list. An app left with
+    Back, force-stopped or reset starts afresh, at its list."""
+    def showing_ada() -> bool:
+        return any(n.text == "Phone: +1 555 0101" for n in ui_nodes(phone))
+
+    def open_ada() -> None:
+        adb_shell(phone, "monkey -p com.vlagent.contacts 1")
+        wait_until(lambda: focus(phone) == "com.vlagent.contacts", what="contacts")
+        ada = wait_until(lambda: next((n for n in ui_nodes(phone)
+                                       if n.resource_id == "contacts:contact-ada-lovelace"),
+                                      None), what="Ada's row")
+        adb_shell(phone, "input", "tap", *map(str, ada.center))
+        wait_until(showing_ada, what="Ada's page")
+
+    def home() -> None:
+        adb_shell(phone, "input", "keyevent", "KEYCODE_HOME")
+        wait_until(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+
+    def on_the_list() -> bool:
+        return any(n.resource_id == "contacts:add" and n.bounds[3] > n.bounds[1]
+                   for n in ui_nodes(phone)) and not showing_ada()
+
+    adb_shell(phone, "vphone", "reset")
+    open_ada()
+    home()
+    icon = next(n for n in ui_nodes(phone) if n.content_desc == "Contacts")
+    adb_shell(phone, "input", "tap", *map(str, icon.center))
+    wait_until(lambda: focus(phone) == "com.vlagent.contacts" and showing_ada(),
+               what="Ada's page again")
+    home()
+    adb_shell(phone, "am start -n com.vlagent.contacts/.ContactsActivity")
+    wait_until(showing_ada, what="Ada's page again, by am start")
+    adb_shell(phone, "input", "keyevent", "KEYCODE_BACK")
+    wait_until(on_the_list, what="the list, Back from Ada's page")
+    for stop in ("input keyevent KEYCODE_BACK", "am force-stop com.vlagent.contacts",
+                 "vphone reset com.vlagent.contacts"):
+        open_ada()
+        if stop != "input keyevent KEYCODE_BACK":
+            home()
+        else:  # Back twice: to the list, then out of the app, which finishes
+            adb_shell(phone, "input keyevent KEYCODE_BACK")
+            wait_until(on_the_list, what="the list")
+        adb_shell(phone, stop)
+        wait_until(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
+        adb_shell(phone, "monkey -p com.vlagent.contacts 1")
+        wait_until(lambda: focus(phone) == "com.vlagent.contacts" and on_the_list(),
+                   what=f"the list, afresh after {stop}")

@@ -1,4 +1,6 @@
-"""The phone's display: one headless chromium page (Playwright's async API, on the phone's loop).
+"""The phone's display: headless chromium (Playwright's async API, on the phone's loop), a page
+per running app, as Android keeps an app's task: the page shown is the foreground app's, and an
+app brought back (from the launcher, ``am start``) is shown as it was left.
 
 A 360x800 CSS viewport at device scale factor 3 gives 1080x2400 physical pixels. Coordinates
 arrive in physical pixels, as on a device, and are divided by the scale for the mouse. Apps are
@@ -13,7 +15,7 @@ import base64
 import contextlib
 import math
 import mimetypes
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,11 @@ from envs.virtual_phone.catalog import APPS_DIR, ORIGIN
 
 WIDTH, HEIGHT, SCALE = 360, 800, 3
 PHYSICAL = (WIDTH * SCALE, HEIGHT * SCALE)
+
+
+def _app_dir(url: str) -> str:
+    """The folder of the app that serves ``url`` (its first path segment under ``ORIGIN``)."""
+    return url.removeprefix(ORIGIN + "/").split("/", 1)[0]
 
 
 def _css(x: float, y: float) -> tuple[int, int]:
@@ -126,12 +133,21 @@ class PhoneDisplay:
         self.apps_dir = apps_dir
         self._playwright: Any = None
         self._context: Any = None
-        self.page: Any = None
-        self._cdp: Any = None
+        self.page: Any = None  # the one shown
+        self._cdp: Any = None  # the shown page's DevTools session
+        #: Each running app's page and DevTools session, by the key ``show`` was given.
+        self._tasks: dict[str, tuple[Any, Any]] = {}
+        #: Apps a page's link opens, on their way to the front: the screen is not still yet.
+        #: Held here: the loop keeps only weak references to its tasks.
+        self._opened: set[asyncio.Task[None]] = set()
+        self._on_open: Callable[[str], Awaitable[None]] | None = None
         self._temp = chromium_temp()
 
-    async def start(self, on_state: Callable[[str, str, Any], Any]) -> None:
-        """Launch chromium; ``on_state(url, op, value)`` answers the apps' ``vphoneState`` calls."""
+    async def start(self, on_state: Callable[[str, str, Any], Any],
+                    on_open: Callable[[str], Awaitable[None]]) -> None:
+        """Launch chromium; ``on_state(url, op, value)`` answers the apps' ``vphoneState`` calls,
+        and ``on_open(url)`` starts the app at ``url`` that a page's link (a launcher icon)
+        would open in its own page: the app is brought to the front in a page of its own."""
         from playwright.async_api import async_playwright
 
         self._playwright = await async_playwright().start()
@@ -147,10 +163,10 @@ class PhoneDisplay:
             "vphoneState", lambda source, op, value=None: on_state(source["frame"].url, op, value)
         )
         await context.add_init_script(_CHANGES_JS)
-        self.page = await context.new_page()
+        self._on_open = on_open
+        self.page = await context.new_page()  # blank, until the first app is shown
         for page in blank:  # the one a persistent context starts with
             await page.close()
-        self._cdp = await context.new_cdp_session(self.page)
 
     async def close(self) -> None:
         closed = True  # chromium has exited, or never started
@@ -171,6 +187,18 @@ class PhoneDisplay:
         if not url.startswith(ORIGIN + "/"):
             await route.abort("blockedbyclient")
             return
+        frame = request.frame
+        if request.is_navigation_request() and frame.parent_frame is None \
+                and _app_dir(url) != _app_dir(frame.url) and self._on_open is not None \
+                and frame.url.startswith(ORIGIN + "/"):
+            # A link to another app (a launcher icon): Android starts that app in its own task,
+            # or brings it back as it was left, instead of loading it over this one. Opened
+            # apart: a page loads through this handler, which must not wait for it.
+            opened = asyncio.get_running_loop().create_task(self._open(url))
+            self._opened.add(opened)
+            opened.add_done_callback(self._opened.discard)
+            await route.abort("aborted")
+            return
         path = (self.apps_dir / url[len(ORIGIN) + 1:]).resolve()
         if not path.is_file() or not path.is_relative_to(self.apps_dir.resolve()):
             await route.fulfill(status=404, body="not found")
@@ -183,11 +211,45 @@ class PhoneDisplay:
     def url(self) -> str:
         return self.page.url
 
-    async def goto(self, url: str) -> None:
-        await self.page.goto(url, wait_until="load")
+    async def opened(self) -> None:
+        """Once each app that a page's link opens is in front."""
+        while self._opened:
+            await asyncio.wait(set(self._opened))
+
+    async def _open(self, url: str) -> None:
+        assert self._on_open is not None
+        with contextlib.suppress(Exception):  # the phone closing: the screen stays as it was
+            await self._on_open(url)
+
+    async def show(self, task: str, url: str, fresh: bool = False) -> None:
+        """Bring ``task``'s page to the front, opening it at ``url`` where it has none (or
+        where ``fresh``: the launcher's Home shows its first screen)."""
+        entry = self._tasks.get(task)
+        if entry is None:
+            page = await self._context.new_page()
+            entry = self._tasks[task] = (page, await self._context.new_cdp_session(page))
+            fresh = True
+        if fresh:
+            await entry[0].goto(url, wait_until="load")
+        blank, (self.page, self._cdp) = self.page, entry
+        await self.page.bring_to_front()
+        if blank is not None and blank not in (page for page, _ in self._tasks.values()):
+            await blank.close()  # the one start opened
+
+    async def end(self, task: str) -> None:
+        """Close ``task``'s page (the app stopped): shown again, it starts afresh. Not the
+        page shown: another is shown first."""
+        entry = self._tasks.get(task)
+        if entry is None or entry[0] is self.page:
+            return
+        del self._tasks[task]
+        with contextlib.suppress(Exception):  # already gone is fine when closing
+            await entry[0].close()
 
     async def evaluate(self, script: str, arg: Any = None) -> Any:
-        """Evaluate in the page, retrying while a navigation replaces the document."""
+        """Evaluate in the page (once an app a link opens is in front), retrying while a
+        navigation replaces the document."""
+        await self.opened()
         for attempt in range(50):
             try:
                 await self.page.wait_for_load_state("load")
@@ -208,7 +270,7 @@ class PhoneDisplay:
             if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
                 raise
             return Stillness((0, 0), 0, True)  # a new document is on its way
-        return Stillness((doc, count), quiet_ms, moving)
+        return Stillness((doc, count), quiet_ms, moving or bool(self._opened))
 
     # -- capture ------------------------------------------------------------------------------
     async def png(self) -> bytes:

@@ -153,7 +153,7 @@ class VirtualPhone:
             (home / "sdcard").mkdir()
             self.commands = commands = ShellCommands(display, apps, {},
                                                      adb_keyboard=self.adb_keyboard)
-            await display.start(commands.on_state)
+            await display.start(commands.on_state, commands.open_url)
             await commands.home()
             tools = ToolServer(commands, token)
             tools_port = await tools.start()

@@ -87,18 +87,36 @@ class ShellCommands:
         return app_for_url(self.apps, self.display.url) or self.apps[LAUNCHER]
 
     async def launch(self, package: str) -> None:
-        await self.display.goto(self.apps[package].url)
+        """Bring ``package`` to the front: as it was left, if it runs (Home, then its icon or
+        ``am start``, resumes it, as on Android), else started at its first page. The
+        launcher's Home shows its first screen."""
+        await self.display.show(package, self.apps[package].url, fresh=package == LAUNCHER)
+
+    async def open_url(self, url: str) -> None:
+        """A page's link to another app (a launcher icon): that app, launched. Commands wait
+        for it (``PhoneDisplay.opened``), so it holds no lock of theirs."""
+        app = app_for_url(self.apps, url)
+        if app is not None:
+            await self.launch(app.package)
 
     async def home(self) -> None:
         await self.launch(LAUNCHER)
 
+    async def stop(self, package: str) -> None:
+        """Stop the app (``am force-stop``, Back out of it, its data replaced): shown again,
+        it starts afresh. The launcher is shown first if it was in front."""
+        if self.current_app().package == package and package != LAUNCHER:
+            await self.home()
+        if package != LAUNCHER:
+            await self.display.end(package)
+
     async def back(self) -> None:
-        """Back within the app's own page stack first, then out to the launcher."""
+        """Back within the app's own page stack first, then out of the app, which finishes."""
         handled = await self.display.evaluate(
             "() => typeof window.vphoneBack === 'function' ? !!window.vphoneBack() : false"
         )
-        if not handled and self.current_app().package != LAUNCHER:
-            await self.home()
+        if not handled:
+            await self.stop(self.current_app().package)
 
     def on_state(self, url: str, op: str, value: Any) -> Any:
         """The apps' ``vphoneState('get' | 'set', value)`` binding: each app sees only its own."""
@@ -111,10 +129,11 @@ class ShellCommands:
         return self.states[app.package]
 
     async def reset(self, package: str | None = None) -> None:
+        await self.home()
         for app in self.apps.values():
             if package is None or app.package == package:
                 self.states[app.package] = app.fresh_state()
-        await self.home()
+                await self.stop(app.package)  # a running app would show its old state
 
     def resolve(self, package: str) -> App:
         if package not in self.apps:
@@ -129,6 +148,9 @@ class ShellCommands:
         if handler is None:
             return fail(f"{argv[0]}: inaccessible or not found", 127)
         try:
+            # After the app a tap's link opens is in front, as a device's input queue waits
+            # for the window it goes to.
+            await self.display.opened()
             async with self._lock:
                 try:
                     return await handler(argv[1:])
@@ -291,9 +313,7 @@ class ShellCommands:
             return ok(f"Broadcasting: Intent {{ act={action} flg=0x400000 (has extras) }}\n"
                       "Broadcast completed: result=0\n")
         if verb == "force-stop":
-            package = args[1] if len(args) > 1 else ""
-            if self.current_app().package == package and package != LAUNCHER:
-                await self.home()
+            await self.stop(args[1] if len(args) > 1 else "")
             return ok()
         raise UsageError(f"unknown command '{verb}'")
 
@@ -435,8 +455,7 @@ class ShellCommands:
         if not isinstance(state, dict):
             raise UsageError(f"the state must be a JSON object, not {type(state).__name__}")
         self.states[app.package] = state
-        if self.current_app().package == app.package and app.package != LAUNCHER:
-            await self.home()  # the open app holds the old state; stop it, as `pm clear` does
+        await self.stop(app.package)  # a running app holds the old state, as after `pm clear`
         return ok()
 
 
