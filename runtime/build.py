@@ -58,15 +58,12 @@ def _replayed(spec: RunSpec) -> Meta | None:
     """The meta.json of the trajectory ``--model replay:DIR`` replays, or whose steps.jsonl
     ``replay:FILE`` names (its replies were written at that run's dialect and budget too); None
     for any other."""
-    source = Path(spec.model[len("replay:"):]) if spec.model.startswith("replay:") else None
-    if source is not None and source.name == "steps.jsonl" and source.is_file() \
-            and (source.parent / "meta.json").is_file():
-        source = source.parent
-    if source is None or not source.is_dir():
+    if not spec.model.startswith("replay:"):
         return None
-    from trajectories.reader import load_meta
+    from trajectories.reader import load_meta, trajectory_folder
 
-    return load_meta(source)
+    folder = trajectory_folder(spec.model[len("replay:"):])
+    return load_meta(folder) if folder is not None else None
 
 
 def resolve_dialect(spec: RunSpec) -> str:

@@ -51,10 +51,12 @@ def test_replay_from_jsonl_then_it_runs_out(tmp_path):
     ('{"response": "a"}\n[1]\n', "r.jsonl:2 must be an object"),
     ('{"response": "a", "stop": 3}\n', 'r.jsonl:1: "stop" must be a string or null'),
     ('{"response": "a", "truncated": 1}\n', 'r.jsonl:1: "truncated" must be true or false'),
+    # A file cut inside a character: UnicodeDecodeError named neither the file nor the option.
+    ('{"response": "caf\u00e9"}\n'.encode()[:-4], "r.jsonl is not UTF-8 text"),
 ])
 def test_replay_file_errors_say_where(tmp_path, content, error):
     path = tmp_path / "r.jsonl"
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(PolicyError, match=error):
         read_responses(path)
 

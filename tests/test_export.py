@@ -657,9 +657,11 @@ def test_a_turn_that_generation_stopped_is_trained_without_its_end(tmp_path, hf_
             assert train_llamafactory(row, hf_tokenizer, mask_history=True)[0] == [step.response]
 
 
-def test_a_replayed_run_exports_what_the_recorded_one_did(tmp_path):
+@pytest.mark.parametrize("source", ["folder", "steps.jsonl", "steps.jsonl, torn"])
+def test_a_replayed_run_exports_what_the_recorded_one_did(tmp_path, source):
     """A replay repeats the recorded replies and what ended each (a stop string, the token
-    limit), so its export is the same."""
+    limit), so its export is the same, whether it names the trajectory or its steps.jsonl (read
+    as plain JSONL, the endings under "usage" were lost and a killed run's torn line refused)."""
     from agent.policies.replay import ReplayPolicy
 
     replies = ['*FUNCTION*: Tap *ARGS*: {"point": (500,125)}', '*FUNCTION*: Home *ARGS*: {}',
@@ -667,7 +669,11 @@ def test_a_replayed_run_exports_what_the_recorded_one_did(tmp_path):
     cases = {"stopped": ("uitars", StoppedScript()), "cut-off": ("qwen2vl", CutOffPolicy(replies))}
     for name, (dialect, policy) in cases.items():
         first = record_with(tmp_path / name, dialect, policy)
-        again = record_with(tmp_path / f"{name}-again", dialect, ReplayPolicy(first))
+        replayed = first if source == "folder" else first / "steps.jsonl"
+        if source.endswith("torn"):  # a line a SIGKILL cut mid-write, after the whole ones
+            with open(replayed, "a", encoding="utf-8") as steps:
+                steps.write('{"step": 9, "response": "*FUNCTION*: Ty')
+        again = record_with(tmp_path / f"{name}-again", dialect, ReplayPolicy(replayed))
         samples = []
         for directory in (first, again):
             for granularity in ("step", "episode"):

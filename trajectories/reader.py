@@ -64,6 +64,16 @@ def _same_file_as_part(out: Path, directory: Path) -> bool:
     return False
 
 
+def trajectory_folder(path: str | Path) -> Path | None:
+    """The trajectory ``path`` names: a folder, or the steps.jsonl of one (beside its
+    meta.json), which is read as the folder is (a torn last line skipped, each reply's ending
+    and masked secrets kept); None for any other path."""
+    path = Path(path)
+    if path.name == STEPS_FILE and path.is_file() and (path.parent / META_FILE).is_file():
+        return path.parent
+    return path if path.is_dir() else None
+
+
 def load_meta(directory: str | Path) -> Meta:
     """A trajectory directory's meta.json alone (its steps unread)."""
     directory = Path(directory)

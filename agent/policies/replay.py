@@ -1,9 +1,9 @@
 """``--model replay:FILE``: replies read from a JSONL file or a trajectory directory, in order.
 
 A JSONL file holds one ``{"response": "..."}`` object per line, with the optional ``"stop"`` and
-``"truncated"`` of a step record's usage (what ended the reply). A trajectory directory gives its
-steps' raw texts and endings, so replaying a trajectory on the same start state repeats it, and
-its export trains what the first run's would.
+``"truncated"`` of a step record's usage (what ended the reply). A trajectory directory (or its
+steps.jsonl, read as the directory is) gives its steps' raw texts and endings, so replaying a
+trajectory on the same start state repeats it, and its export trains what the first run's would.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ def read_responses(source: str | Path, secrets: Mapping[str, str] | None = None)
     """The recorded replies of a JSONL file or a trajectory directory. A trajectory's reply
     that was recorded with a secret's placeholder in place of the value the model wrote
     (``response_masked``) gets the value back from ``secrets``, where it names one."""
-    path = Path(source)
-    if path.is_dir():
-        from trajectories.reader import load
+    from trajectories.reader import load, trajectory_folder
 
+    path = Path(source)
+    if (folder := trajectory_folder(path)) is not None:
+        path = folder
         replies = [Reply(_unmasked(step.response, secrets) if step.response_masked
                          else step.response, _ending(step.usage))
                    for step in load(path).steps]
@@ -31,8 +32,12 @@ def read_responses(source: str | Path, secrets: Mapping[str, str] | None = None)
         return replies
     if not path.is_file():
         raise PolicyError(f"replay source {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path} is not UTF-8 text: {exc}") from None
     responses = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
