@@ -206,6 +206,25 @@ def test_a_switch_answered_in_a_sentence_is_read(seed):
         assert not task.check(phone, wrong).success, wrong
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_number_answered_in_a_sentence_is_read(seed):
+    """Every digit of the answer had to be the number's: "Her number is +1 555 7904, saved on 2
+    May" and the number without its country code scored 0. Another phone number beside it
+    (a guess, every contact's) or only a part of it does not pass."""
+    task, phone = started("phone/contact-number-question", seed)
+    p = task.params
+    number = _right_answer(task)
+    national = number.split(" ", 1)[1]  # "+1 555 7904" -> "555 7904"
+    other = next(c["phone"] for c in p["contacts"] if c["name"] != p["contact"])
+    for right in (number, national, f"{p['contact']}: {number} (1 number listed)",
+                  f"Her number is {number}, saved on 2 May.", f"Call {national} after 5pm",
+                  f"{number} ({national})"):
+        assert task.check(phone, right).success, right
+    for wrong in (other, f"{number} or {other}",
+                  ", ".join(c["phone"] for c in p["contacts"]), number[-4:], "", None):
+        assert not task.check(phone, wrong).success, wrong
+
+
 def _right_answer(task) -> str:
     p = task.params
     if task.name == "phone/contact-number-question":

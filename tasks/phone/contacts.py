@@ -13,11 +13,13 @@ from envs.base import Env
 from tasks.base import SolutionStep
 from tasks.phone.device import (
     CONTACTS,
+    PHONE_DIGITS,
     PhoneTask,
     app_state,
     digits,
     find,
     long_press,
+    numbers_in,
     scroll_to,
     set_app_state,
     slug,
@@ -133,7 +135,11 @@ class ContactPhoneQuestion(ContactsTask):
         if changed is not None:
             return Score(success=False, reason=f"asked a question, the agent changed Contacts: "
                                                f"{changed}")
-        ok = bool(digits(answer)) and digits(answer) == digits(number)
+        # The number, written in a sentence or not ("Her number is +1 555 7904, since 2 May"),
+        # its country code left out or not; beside another phone number, it is a guess.
+        wanted = digits(number)
+        said = [n for n in numbers_in(answer) if len(n) >= PHONE_DIGITS]
+        ok = bool(said) and all(n == wanted or wanted.endswith(n) for n in said)
         return Score(success=ok, reason=f"answered {answer!r}; the number is {number}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:

@@ -157,6 +157,12 @@ _ISO_DATE = re.compile(
     r"(?<![\d+-])(?:19|20)\d\d-(?:0?[1-9]|1[0-2])-(?:0?[1-9]|[12]\d|3[01])(?![\d-])")
 
 
+#: A number with this many digits or more is a phone number ("555 0101"); shorter ones are the
+#: times and counts a message or an answer may also hold (unless they are part of another
+#: contact's number, for a message).
+PHONE_DIGITS = 7
+
+
 def numbers_in(text: str | None) -> list[str]:
     """The digits of each number written in ``text`` (``_NUMBER``; dates as 2026-03-14 are
     none): "call +1 (555) 0101 at 5. 24/7" -> ["15550101", "5", "24", "7"]."""

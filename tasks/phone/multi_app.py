@@ -23,6 +23,7 @@ from tasks.phone.device import (
     FLIGHTS,
     MESSAGES,
     NOTES,
+    PHONE_DIGITS,
     PhoneTask,
     app_state,
     digits,
@@ -40,9 +41,6 @@ from tasks.phone.people import PEOPLE, draw_contacts, draw_threads, phone_number
 STREETS = ("Elm Street", "Harbour Road", "Maple Avenue", "Station Lane", "Mill Close",
            "Church Walk", "Park Terrace")
 ROLES = ("plumber", "dentist", "babysitter", "electrician", "piano teacher")
-#: A number with this many digits or more is a phone number ("555 0101"); shorter ones are the
-#: times and counts a message may also hold, unless they are part of another contact's number.
-PHONE_DIGITS = 7
 #: A shorter number this long that is part of another contact's number is a guess ("or 0143").
 FRAGMENT_DIGITS = 4
 
