@@ -60,6 +60,13 @@ def canonical_key(key: str) -> str:
     return key
 
 
+def _recomputed(name: str) -> bool:
+    """A rotary embedding's ``inv_freq`` buffer (``model.rotary_emb.inv_freq``,
+    ``visual.rotary_pos_emb.inv_freq``), which some conversions save: it follows from
+    config.json and is computed from it, so it is skipped, as transformers skips it."""
+    return name.endswith(".inv_freq")
+
+
 def _set_parameter(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
     module_name, _, attr = name.rpartition(".")
     module = model.get_submodule(module_name)
@@ -111,6 +118,8 @@ def check_weights(model: nn.Module, path: Path, tie_word_embeddings: bool
                 name = canonical_key(key)
                 if name == "lm_head.weight" and tie_word_embeddings:
                     head = tuple(f.get_slice(key).get_shape())
+                    continue
+                if _recomputed(name):
                     continue
                 if name not in expected:
                     unexpected.append(key)
@@ -168,6 +177,8 @@ def load_weights(
                 name = canonical_key(key)
                 if name == "lm_head.weight" and tie_word_embeddings:
                     stored_head = f.get_tensor(key)
+                    continue
+                if _recomputed(name):
                     continue
                 target, rows = expected[name]
                 tensor = f.get_tensor(key)

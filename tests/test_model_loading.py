@@ -182,6 +182,27 @@ def test_missing_tensor_is_named(tmp_path, single):
         Qwen2VL.from_pretrained(path)
 
 
+def test_rotary_buffers_a_conversion_saved_are_skipped_and_other_tensors_refused(
+        tmp_path, single, input_ids, single_logits):
+    """Some conversions save the rotary embeddings' inv_freq buffers, which follow from
+    config.json: transformers skips them, and the checkpoint was refused here. A tensor of
+    no known kind is still refused, by name."""
+    with safe_open(str(single / "model.safetensors"), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for name, extra in [("with-inv-freq", {"model.rotary_emb.inv_freq": torch.ones(8),
+                                           "visual.rotary_pos_emb.inv_freq": torch.ones(4)}),
+                        ("with-stray", {"model.layers.0.mlp.extra.weight": torch.ones(2)})]:
+        path = tmp_path / name
+        _copy_metadata(single, path)
+        save_file({**tensors, **extra}, str(path / "model.safetensors"))
+        if name == "with-stray":
+            with pytest.raises(ValueError, match=r"unexpected tensors.*mlp\.extra\.weight"):
+                Qwen2VL.from_pretrained(path)
+        else:
+            logits = Qwen2VL.from_pretrained(path, device="cpu")(input_ids=input_ids)
+            assert torch.equal(logits, single_logits)
+
+
 # --- real sizes on the meta device -------------------------------------------------------------
 REAL = {size: hub_config(size) for size in ("2B", "7B", "72B")}
 
