@@ -382,6 +382,10 @@ def prefill(
     (``ensure_cache``), or with ``kept`` the one kept for compiled decoding (``kept_cache``)."""
     batch, length = input_ids.shape
     check_prompt_length(length)
+    empty = [] if attention_mask is None else (attention_mask.sum(dim=1) == 0).nonzero()
+    if len(empty):  # padding alone: the row would be answered from a pad token it masks out
+        raise ValueError(f"the prompt of row {int(empty[0])} has no tokens (its attention "
+                         "mask is all zeros): generation answers at least one")
     if kept:
         kept_cache(model, batch, length + max_new_tokens)
     else:

@@ -247,10 +247,10 @@ class Qwen2VL(nn.Module):
         """
         from model.generate import GenerationOptions, Sampling, generate
 
-        if input_ids.shape[0] != 1:
+        if input_ids.dim() != 2 or input_ids.shape[0] != 1:
             raise ValueError(
-                f"Qwen2VL.generate takes one sequence, got {input_ids.shape[0]}: "
-                "use model.generate.generate for batches"
+                f"Qwen2VL.generate takes one sequence of shape (1, L), got "
+                f"{tuple(input_ids.shape)}: use model.generate.generate for batches"
             )
         options = GenerationOptions(
             max_new_tokens=max_new_tokens,

@@ -390,3 +390,11 @@ def test_an_empty_prompt_is_refused_by_name(ours, tiny_processor):
         generate(ours, empty)
     with pytest.raises(ValueError, match="the prompt has no tokens"):
         GenerationSession(ours).generate(empty)
+    # In a batch, padded to another prompt's length: it was answered from padding alone.
+    batch = tiny_processor(text=[_chat(tiny_processor, "Hi."), ""])
+    assert batch["attention_mask"][1].sum() == 0
+    with pytest.raises(ValueError, match="the prompt of row 1 has no tokens"):
+        _run(ours, batch, max_new_tokens=2)
+    # A 1-D prompt is one sequence's tokens, not that many sequences.
+    with pytest.raises(ValueError, match=r"one sequence of shape \(1, L\), got \(\d+,\)"):
+        ours.generate(batch["input_ids"][0])
