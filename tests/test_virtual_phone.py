@@ -91,6 +91,14 @@ def test_tools_report_errors_like_a_device(phone):
         b"com.vlagent.keyboard/.LatinIME", b"com.android.adbkeyboard/.AdbIME"]
 
 
+def test_a_tool_whose_reader_goes_ends_quietly(phone):
+    """As a device's screencap does: Python's BrokenPipeError traceback came out instead."""
+    vphone, adb = phone
+    result = adb.run("-s", vphone.serial, "shell", "screencap -p | head -c 8")
+    assert result.stdout == b"\x89PNG\r\n\x1a\n", result.stdout[:200]
+    assert b"Traceback" not in result.stderr + result.stdout
+
+
 def test_uiautomator_dump_to_a_file(phone):
     output = adb_shell(phone, "uiautomator dump ui.xml && cat ui.xml").decode()
     assert output.startswith("UI hierchary dumped to: ui.xml\n<?xml")

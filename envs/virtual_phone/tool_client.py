@@ -9,6 +9,7 @@ Keep it free of non-stdlib imports: it runs as ``python -S`` for a fast start.
 
 import json
 import os
+import signal
 import socket
 import sys
 
@@ -37,6 +38,10 @@ def main() -> int:
             sys.stderr.write(f"{argv[0]}: cannot write {header['file']}: {exc.strerror}\n")
             return 1
         stdout = message
+    # A reader that goes (`screencap | head -c 16`) ends the tool quietly, as a device's own
+    # tools end, where Python printed a BrokenPipeError traceback. Not before: a phone that
+    # hangs up is said, above.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.stdout.buffer.write(stdout)
     sys.stdout.buffer.flush()
     sys.stderr.buffer.write(stderr)
