@@ -43,6 +43,9 @@ def test_export_command_filters_warns_and_counts(tmp_path, tiny_checkpoint):
     assert not (tmp_path / "n.jsonl").exists()
     every = cli("export", str(failed), "--status", "all", "--out", "a.jsonl", cwd=tmp_path)
     assert every.returncode == 0 and "1 sample(s)" in every.stdout
+    # One folder named three ways is one episode: its samples were written three times.
+    again = cli("export", str(good), "good/", "./good", "--out", "g.jsonl", cwd=tmp_path)
+    assert again.returncode == 0 and "3 sample(s) from 1 episode(s)" in again.stdout
 
 
 def test_view_and_export_never_write_over_the_trajectory_they_read(tmp_path):

@@ -310,7 +310,12 @@ def export(
     given, out = Path(out), Path(out).resolve()
     if out.is_dir():
         raise ExportError(f"--out {out} is a folder; give a file name, such as {out / 'sft.jsonl'}")
-    directories = list(directories)
+    # A folder named twice (`runs/a runs/a/`, a shell glob and the folder again) is one
+    # episode, exported once.
+    unique: dict[Path, Path] = {}
+    for directory in directories:
+        unique.setdefault(Path(directory).resolve(), Path(directory))
+    directories = list(unique.values())
     for directory in directories:
         check_outside(out, directory)
     base = out.parent
