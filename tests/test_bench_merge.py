@@ -37,6 +37,13 @@ def test_a_folder_that_is_no_run_is_refused(tmp_path):
     with pytest.raises(RunError, match="holds no bench results"):
         merge([tmp_path / "run", tmp_path / "empty"], tmp_path / "all", RIGHT.catalog)
     assert not (tmp_path / "all").exists()
+    # A folder that is not there (a typo) says so, not that a run wrote nothing in it.
+    from runtime.bench.compare import compare
+
+    with pytest.raises(RunError, match="runn does not exist"):
+        merge([tmp_path / "run", tmp_path / "runn"], tmp_path / "all", RIGHT.catalog)
+    with pytest.raises(RunError, match="runn does not exist"):
+        compare(tmp_path / "run", tmp_path / "runn")
 
 
 def test_a_merged_report_links_to_shards_in_folders_of_any_name(tmp_path):

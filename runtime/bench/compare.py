@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.bench.jobs import EpisodeResult
-from runtime.bench.results import read_results
+from runtime.bench.results import existing_run, read_results
 from runtime.bench.summary import Rate, Summary
 from runtime.settings import RunError
 
@@ -24,7 +24,7 @@ class Comparison:
 def compare(a: Path, b: Path) -> Comparison:
     runs: list[list[EpisodeResult]] = []
     for path in (a, b):
-        results = read_results(path)
+        results = read_results(existing_run(path))
         if not results:
             raise RunError(f"{path} holds no bench results (no results.jsonl lines)")
         runs.append(results)

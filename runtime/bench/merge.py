@@ -12,7 +12,7 @@ from core.files import replace_text
 from runtime.bench.catalog import Catalog, RegistryCatalog
 from runtime.bench.jobs import EpisodeResult
 from runtime.bench.plan import BenchSettings, differing_run_fields, plan_jobs
-from runtime.bench.results import RESULTS_FILE, ResultsWriter, read_results
+from runtime.bench.results import RESULTS_FILE, ResultsWriter, existing_run, read_results
 from runtime.bench.runner import SETTINGS_FILE, load_settings, write_summary
 from runtime.bench.summary import Summary
 from runtime.settings import RunError
@@ -89,7 +89,7 @@ def merge(sources: list[Path], out: Path, catalog: Catalog | None = None) -> Sum
 def _run_folder(source: Path | str) -> Path:
     """The run folder ``source`` names: itself, or the folder of the results.jsonl it names
     (whose settings are checked too, and its trajectories found beside it)."""
-    source = Path(source)
+    source = existing_run(source)
     if source.is_file():
         if source.name != RESULTS_FILE:
             raise RunError(f"{source} is a file; --merge takes a bench run's folder")

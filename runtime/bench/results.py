@@ -17,6 +17,16 @@ from runtime.settings import RunError
 RESULTS_FILE = "results.jsonl"
 
 
+def existing_run(path: Path | str) -> Path:
+    """``path``, a run given to read (``--compare``, ``--merge``), which must exist: a missing
+    one was said to hold no results, as if a run had written none."""
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"{path} does not exist; name a bench run's folder (or its "
+                       f"{RESULTS_FILE})")
+    return path
+
+
 def read_results(path: Path) -> list[EpisodeResult]:
     """The results in ``path`` (a run folder or its results.jsonl), the last line per key."""
     path = Path(path)
