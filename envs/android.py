@@ -45,6 +45,7 @@ from envs.base import (
     one_line_break_each,
     scroll_side,
     settle_extras,
+    typed_done,
 )
 from envs.input_text import input_text_argument
 from envs.ui_tree import UiNode, UiTreeError, parse_hierarchy
@@ -680,7 +681,7 @@ class AndroidEnv(Env):
                                    f"the rest up to the next {len(piece)} may have been too"
                                    ) from None
                 typed += len(piece)
-        return f"typed {len(text)} characters" + (" with ADBKeyboard" if keyboard else "")
+        return typed_done(text) + (" with ADBKeyboard" if keyboard else "")
 
     def _type_piece(self, way: str, piece: str, what: str, text: str) -> None:
         """Send one piece of ``text``: an Enter key press, one `input text`, or (``ime``) one

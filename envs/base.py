@@ -86,6 +86,12 @@ POINTER_DONE = {"click": "clicked", "double_click": "double-clicked",
                 "tap": "tapped", "swipe": "swiped"}
 
 
+def typed_done(text: str) -> str:
+    """What a ``type`` that typed ``text`` did, said by its length alone (the text may hold a
+    secret's value)."""
+    return f"typed {len(text)} character{'' if len(text) == 1 else 's'}"
+
+
 def scroll_side(direction: str, width: float, height: float) -> float:
     """The side of the screen a scroll in ``direction`` runs along: a scroll without an amount
     goes half of it (``Scroll``), left and right half the width, up and down half the height."""

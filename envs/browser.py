@@ -58,6 +58,7 @@ from envs.base import (
     conceal,
     one_line_break_each,
     scroll_side,
+    typed_done,
 )
 from envs.chromium import (
     CHROMIUM_PATH,
@@ -740,7 +741,7 @@ class BrowserEnv(Env):
             for start in range(0, len(text), TYPE_PIECE):  # a long text takes seconds
                 keyboard.type(text[start:start + TYPE_PIECE])
                 self._watchdog.feed()
-            return f"typed {len(text)} characters"
+            return typed_done(text)
         if kind in ("key", "hotkey"):
             names = [action.key] if kind == "key" else action.keys
             try:

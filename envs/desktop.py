@@ -47,6 +47,7 @@ from envs.base import (
     frames_equal,
     one_line_break_each,
     scroll_side,
+    typed_done,
 )
 from envs.x11_typing import X11Typist
 from envs.xauthority import for_python_xlib
@@ -406,7 +407,7 @@ class DesktopEnv(Env):
                     f"typed {typed} of {len(text)} characters, then stopped: the screen did not "
                     f"change within {self.settle.timeout_s:g}s, and the rest needs the keys of "
                     "the last ones rebound, which the app may not have read yet")
-        return f"typed {len(text)} characters"
+        return typed_done(text)
 
     def _redrawn(self, before: Image.Image) -> bool:
         deadline = time.monotonic() + self.settle.timeout_s

@@ -139,6 +139,15 @@ def test_a_line_break_is_typed_once_whichever_way_it_is_written(text, typed):
     assert device.typed() == typed
 
 
+def test_what_was_typed_is_said_by_its_length_in_good_english():
+    from core.actions import Type
+    from tests.adb_fakes import FakeAdbDevice, fake_android_env
+
+    env = fake_android_env(FakeAdbDevice(adb_keyboard=False))
+    assert env.execute(Type(text="a")).message == "typed 1 character"  # not "1 characters"
+    assert env.execute(Type(text="ab")).message == "typed 2 characters"
+
+
 def test_a_phone_turned_to_landscape_is_scrolled_on_its_landscape_screen():
     from core.actions import Scroll
     from tests.adb_fakes import FakeAdbDevice, fake_android_env
