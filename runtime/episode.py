@@ -313,7 +313,7 @@ def ask_in_terminal(console: Console) -> Callable[[str], bool | None]:
     """A yes/no question at the terminal: on ``console`` where it is one, else on stderr where
     that is one (the run's output goes to a log or a pipe: ``> run.log``, ``| tee``; written
     into the file, the question left the run waiting unseen). None when there is no terminal
-    to ask on."""
+    to ask on. The end of input there (Ctrl-D) is the person's no."""
     import sys
 
     from rich.prompt import Confirm
@@ -329,8 +329,8 @@ def ask_in_terminal(console: Console) -> Callable[[str], bool | None]:
             return None
         try:  # as Text: the model's action and the screen's text are shown, never read as markup
             return Confirm.ask(Text(printable(question)), console=on, default=False)
-        except EOFError:
-            return None
+        except EOFError:  # it was "no terminal", where one was asked
+            return False
 
     return ask
 

@@ -100,6 +100,23 @@ def test_ask_follows_the_users_answer_and_refuses_without_a_terminal(tmp_path):
     assert "--yes" in gates[2].reason
 
 
+def test_the_end_of_input_at_the_question_is_the_users_no(monkeypatch):
+    """Ctrl-D at the question: recorded as "no terminal", though a person at one answered."""
+    import io
+    import sys
+
+    from rich.console import Console
+
+    from runtime.episode import ask_in_terminal
+
+    for typed, answer in (("", False), ("y\n", True)):
+        stdin = io.StringIO(typed)
+        stdin.isatty = lambda: True
+        monkeypatch.setattr(sys, "stdin", stdin)
+        console = Console(file=io.StringIO(), force_terminal=True)
+        assert ask_in_terminal(console)("Allow it?") is answer
+
+
 def test_typing_into_a_password_field_is_sensitive(tmp_path):
     env = LaidOutPhone(password=True)
     _, _, traj, _ = run([TYPE_PIN, DONE], env, "deny", tmp_path)
