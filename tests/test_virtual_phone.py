@@ -364,7 +364,7 @@ def test_a_stopped_phone_starts_again():
 def test_an_app_left_with_home_comes_back_as_it_was_left(phone):
     """As an Android task does: Home leaves Contacts on Ada's page, and its launcher icon (or
     `am start`) brings that page back, where Back still goes to the list. An app left with
-    Back, force-stopped or reset starts afresh, at its list."""
+    Back, force-stopped, cleared (`pm clear`) or reset starts afresh, at its list."""
     def showing_ada() -> bool:
         return any(n.text == "Phone: +1 555 0101" for n in ui_nodes(phone))
 
@@ -398,7 +398,7 @@ def test_an_app_left_with_home_comes_back_as_it_was_left(phone):
     adb_shell(phone, "input", "keyevent", "KEYCODE_BACK")
     wait_until(on_the_list, what="the list, Back from Ada's page")
     for stop in ("input keyevent KEYCODE_BACK", "am force-stop com.vlagent.contacts",
-                 "vphone reset com.vlagent.contacts"):
+                 "vphone reset com.vlagent.contacts", "pm clear com.vlagent.contacts"):
         open_ada()
         if stop != "input keyevent KEYCODE_BACK":
             home()

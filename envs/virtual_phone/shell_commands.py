@@ -353,8 +353,7 @@ class ShellCommands:
         if len(args) == 2 and args[0] == "clear":
             self.resolve(args[1])
             self.states[args[1]] = self.apps[args[1]].fresh_state()
-            if self.current_app().package == args[1]:  # Android stops the app it clears
-                await self.home()
+            await self.stop(args[1])  # Android stops the app it clears, in front or not
             return ok("Success\n")
         if len(args) == 2 and args[0] == "path":
             self.resolve(args[1])
