@@ -13,6 +13,7 @@ from envs.base import Env
 from tasks.base import SolutionStep
 from tasks.phone.device import (
     CONTACTS,
+    FRAGMENT_DIGITS,
     PHONE_DIGITS,
     PhoneTask,
     app_state,
@@ -136,10 +137,16 @@ class ContactPhoneQuestion(ContactsTask):
             return Score(success=False, reason=f"asked a question, the agent changed Contacts: "
                                                f"{changed}")
         # The number, written in a sentence or not ("Her number is +1 555 7904, since 2 May"),
-        # its country code left out or not; beside another phone number, it is a guess.
+        # its country code left out or not; beside another phone number, or four digits or
+        # more of one ("or maybe 4204"), it is a guess.
         wanted = digits(number)
-        said = [n for n in numbers_in(answer) if len(n) >= PHONE_DIGITS]
-        ok = bool(said) and all(n == wanted or wanted.endswith(n) for n in said)
+        theirs = [digits(phone) for _, phone in self.seeded() if digits(phone) != wanted]
+        said = numbers_in(answer)
+        phones = [n for n in said if len(n) >= PHONE_DIGITS]
+        guesses = [n for n in said if FRAGMENT_DIGITS <= len(n) < PHONE_DIGITS
+                   and n not in wanted and any(n in other for other in theirs)]
+        ok = bool(phones) and not guesses \
+            and all(n == wanted or wanted.endswith(n) for n in phones)
         return Score(success=ok, reason=f"answered {answer!r}; the number is {number}")
 
     def solution(self, env: Env) -> Iterator[SolutionStep]:

@@ -161,6 +161,8 @@ _ISO_DATE = re.compile(
 #: times and counts a message or an answer may also hold (unless they are part of another
 #: contact's number, for a message).
 PHONE_DIGITS = 7
+#: A shorter number this long that is part of another contact's number is a guess ("or 0143").
+FRAGMENT_DIGITS = 4
 
 
 def numbers_in(text: str | None) -> list[str]:

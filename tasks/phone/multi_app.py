@@ -21,6 +21,7 @@ from tasks.phone.contacts import (
 from tasks.phone.device import (
     CONTACTS,
     FLIGHTS,
+    FRAGMENT_DIGITS,
     MESSAGES,
     NOTES,
     PHONE_DIGITS,
@@ -41,8 +42,6 @@ from tasks.phone.people import PEOPLE, draw_contacts, draw_threads, phone_number
 STREETS = ("Elm Street", "Harbour Road", "Maple Avenue", "Station Lane", "Mill Close",
            "Church Walk", "Park Terrace")
 ROLES = ("plumber", "dentist", "babysitter", "electrician", "piano teacher")
-#: A shorter number this long that is part of another contact's number is a guess ("or 0143").
-FRAGMENT_DIGITS = 4
 
 
 def with_message(threads: list[dict[str, Any]], contact: str, text: str) -> list[dict[str, Any]]:
