@@ -19,7 +19,7 @@ def view(
 ) -> None:
     """Write a self-contained HTML page of a trajectory: each screenshot with its action drawn
     on it, the thought, the raw reply and the timings. It opens from anywhere."""
-    from runtime.stop_signals import sigterm_interrupts
+    from runtime.stop_signals import interrupted_status, sigterm_interrupts
     from trajectories.animation import write_gif
     from trajectories.reader import TrajectoryError, check_outside
     from trajectories.viewer import write_view
@@ -35,6 +35,9 @@ def view(
     except (TrajectoryError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # 130 on Ctrl-C, 143 on SIGTERM, as a shell reports them
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(interrupted_status()) from None
     typer.echo(str(path))
     if animation is not None:
         typer.echo(str(animation))
@@ -79,7 +82,7 @@ def export(
 ) -> None:
     """Export trajectories as SFT data for Qwen2-VL fine-tuning tools; only the model's replies
     are trained (docs/export.md)."""
-    from runtime.stop_signals import sigterm_interrupts
+    from runtime.stop_signals import interrupted_status, sigterm_interrupts
     from trajectories.export import ExportError
     from trajectories.export import export as run_export
     from trajectories.reader import TrajectoryError
@@ -91,6 +94,9 @@ def export(
     except (ExportError, TrajectoryError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # 130 on Ctrl-C, 143 on SIGTERM, as a shell reports them
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(interrupted_status()) from None
     for why in summary.skipped:
         typer.echo(f"warning: left out {why}", err=True)
     notes = [f"{n} {what}" for n, what in (

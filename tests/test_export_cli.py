@@ -123,7 +123,8 @@ def test_sigterm_while_a_file_is_written_leaves_none_half_written(tmp_path, monk
     # Stands for SIGTERM's default action (the end of the process), which would end pytest.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        CliRunner().invoke(app, [command, str(tmp_path), "--out", str(out)])
+        done = CliRunner().invoke(app, [command, str(tmp_path), "--out", str(out)])
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert list(out.parent.iterdir()) == []
+    assert done.exit_code == 143  # as a shell reports SIGTERM; it was Ctrl-C's 130
