@@ -190,7 +190,8 @@ def test_the_gate_judges_a_typed_text_with_its_secrets_values_in_place(tmp_path,
           gate=gate, secrets=secrets).run("Pay with the card's <secret:CVV>")
     assert env.typed == ""  # refused: nothing reached the device
     [question] = asked
-    assert "<secret:CVV>" in question and value not in question
+    # As the question writes a text (with repr: "123\\n"), the value never shows.
+    assert "<secret:CVV>" in question and repr(value)[1:-1] not in question
     step = load(tmp_path / "traj").steps[0]
     assert step.gate.decision == "denied" and step.gate.rule == "tap_text"
     assert step.action == {"kind": "type", "text": "<secret:CVV>"}
