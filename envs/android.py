@@ -832,11 +832,14 @@ class AndroidEnv(Env):
         field's "send", "search" or "go"), which the UI dump does not name, and which an app
         may tie to any of its buttons: such a field is described with the labels of the
         screen's pressable nodes too ("Message (Enter may press: Attach, Send)"), so the gate
-        asks about Enter there as about a tap on them."""
+        asks about Enter there as about a tap on them. No node focused in view is an element
+        the env cannot inspect (opaque): the focus may be out of view."""
         tree = self._looked_up_tree()
         node = next((n for n in tree.walk() if n.focused), None)
         if node is None:
-            return None
+            # The dump lists only what is in view: a field that keeps the focus once scrolled
+            # out of it is not there, and a key or a typed text still goes to it.
+            return ElementInfo(text="", opaque=True)
         info = _pressed_info(node) if node.clickable else _element_info(node)
         if not info.field:
             return info

@@ -11,7 +11,7 @@ import pytest
 from actions.dialects import get_dialect
 from agent.loop import Agent
 from agent.safety import ConfirmationGate, GateRules, load_rules
-from core.actions import Navigate, OpenApp, Tap, Type
+from core.actions import Enter, Navigate, OpenApp, Tap, Type
 from envs.base import AppTarget, ElementInfo, EnvError
 from tests.adb_fakes import DumpDevice, FakeAdbDevice, fake_android_env, ui_node
 from tests.agent_fakes import FakePhone, ListPolicy, TextStream
@@ -390,7 +390,14 @@ def test_the_focused_field_is_read_from_the_dump():
     plain = fake_android_env(DumpDevice(ui_node((0, 0, 1080, 200), text="Note", focused=True)))
     assert not plain.focused_element().password
     assert ConfirmationGate(GateRules(), plain, "deny").sensitive(Type(text="1234")) is None
-    assert fake_android_env(DumpDevice(ui_node((0, 0, 1, 1)))).focused_element() is None
+    # No node focused in view: the focus may be on a field scrolled out of it (the dump lists
+    # what is in view), where a typed PIN or an Enter that pays still goes. It read as no focus.
+    away = fake_android_env(DumpDevice(ui_node((0, 0, 1080, 200), text="Pay now",
+                                               clickable=True)))
+    assert away.focused_element().opaque
+    gate = ConfirmationGate(GateRules(), away, "deny")
+    assert gate.sensitive(Type(text="1234")).rule == "password_field"
+    assert gate.sensitive(Enter()).rule == "tap_text"
 
 
 class OpaquePhone(LaidOutPhone):
