@@ -27,11 +27,6 @@ WIDTH, HEIGHT, SCALE = 360, 800, 3
 PHYSICAL = (WIDTH * SCALE, HEIGHT * SCALE)
 
 
-def _app_dir(url: str) -> str:
-    """The folder of the app that serves ``url`` (its first path segment under ``ORIGIN``)."""
-    return url.removeprefix(ORIGIN + "/").split("/", 1)[0]
-
-
 def _css(x: float, y: float) -> tuple[int, int]:
     """The CSS pixel that holds physical pixel (x, y), as ``BrowserEnv._css`` finds it: chromium
     hit-tests a fractional point (CSS 199.33) as part of the next pixel, where an element that
@@ -82,6 +77,25 @@ _HIERARCHY_JS = """() => {
   }
   return nodes;
 }"""
+
+
+#: Runs first in every document: a click on a link to another app (a launcher icon) does not
+#: load that app over this one; the phone opens it in its own page (``_follow_link``), as
+#: Android starts an app in its task or brings it back as it was left.
+_LINKS_JS = """(() => {
+  const app = (path) => path.split('/')[1];
+  addEventListener('click', (event) => {
+    const link = event.target.closest && event.target.closest('a[href]');
+    if (!link) return;
+    const url = new URL(link.href, location.href);
+    if (url.origin !== location.origin || app(url.pathname) === app(location.pathname)) return;
+    event.preventDefault();
+    window.__vphoneOpen = url.href;
+  }, true);
+})()"""
+#: The app a click asked for (once), or null.
+_OPENED_JS = "() => { const url = window.__vphoneOpen || null; window.__vphoneOpen = null; " \
+             "return url; }"
 
 
 #: Runs first in every document: counts what can change the pixels (DOM mutations, scrolling,
@@ -137,9 +151,6 @@ class PhoneDisplay:
         self._cdp: Any = None  # the shown page's DevTools session
         #: Each running app's page and DevTools session, by the key ``show`` was given.
         self._tasks: dict[str, tuple[Any, Any]] = {}
-        #: Apps a page's link opens, on their way to the front: the screen is not still yet.
-        #: Held here: the loop keeps only weak references to its tasks.
-        self._opened: set[asyncio.Task[None]] = set()
         self._on_open: Callable[[str], Awaitable[None]] | None = None
         self._temp = chromium_temp()
 
@@ -147,7 +158,7 @@ class PhoneDisplay:
                     on_open: Callable[[str], Awaitable[None]]) -> None:
         """Launch chromium; ``on_state(url, op, value)`` answers the apps' ``vphoneState`` calls,
         and ``on_open(url)`` starts the app at ``url`` that a page's link (a launcher icon)
-        would open in its own page: the app is brought to the front in a page of its own."""
+        would have loaded over the page: the app is brought to the front in a page of its own."""
         from playwright.async_api import async_playwright
 
         self._playwright = await async_playwright().start()
@@ -163,6 +174,7 @@ class PhoneDisplay:
             "vphoneState", lambda source, op, value=None: on_state(source["frame"].url, op, value)
         )
         await context.add_init_script(_CHANGES_JS)
+        await context.add_init_script(_LINKS_JS)
         self._on_open = on_open
         self.page = await context.new_page()  # blank, until the first app is shown
         for page in blank:  # the one a persistent context starts with
@@ -187,18 +199,6 @@ class PhoneDisplay:
         if not url.startswith(ORIGIN + "/"):
             await route.abort("blockedbyclient")
             return
-        frame = request.frame
-        if request.is_navigation_request() and frame.parent_frame is None \
-                and _app_dir(url) != _app_dir(frame.url) and self._on_open is not None \
-                and frame.url.startswith(ORIGIN + "/"):
-            # A link to another app (a launcher icon): Android starts that app in its own task,
-            # or brings it back as it was left, instead of loading it over this one. Opened
-            # apart: a page loads through this handler, which must not wait for it.
-            opened = asyncio.get_running_loop().create_task(self._open(url))
-            self._opened.add(opened)
-            opened.add_done_callback(self._opened.discard)
-            await route.abort("aborted")
-            return
         path = (self.apps_dir / url[len(ORIGIN) + 1:]).resolve()
         if not path.is_file() or not path.is_relative_to(self.apps_dir.resolve()):
             await route.fulfill(status=404, body="not found")
@@ -210,16 +210,6 @@ class PhoneDisplay:
     @property
     def url(self) -> str:
         return self.page.url
-
-    async def opened(self) -> None:
-        """Once each app that a page's link opens is in front."""
-        while self._opened:
-            await asyncio.wait(set(self._opened))
-
-    async def _open(self, url: str) -> None:
-        assert self._on_open is not None
-        with contextlib.suppress(Exception):  # the phone closing: the screen stays as it was
-            await self._on_open(url)
 
     async def show(self, task: str, url: str, fresh: bool = False) -> None:
         """Bring ``task``'s page to the front, opening it at ``url`` where it has none (or
@@ -247,9 +237,7 @@ class PhoneDisplay:
             await entry[0].close()
 
     async def evaluate(self, script: str, arg: Any = None) -> Any:
-        """Evaluate in the page (once an app a link opens is in front), retrying while a
-        navigation replaces the document."""
-        await self.opened()
+        """Evaluate in the page, retrying while a navigation replaces the document."""
         for attempt in range(50):
             try:
                 await self.page.wait_for_load_state("load")
@@ -270,7 +258,7 @@ class PhoneDisplay:
             if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
                 raise
             return Stillness((0, 0), 0, True)  # a new document is on its way
-        return Stillness((doc, count), quiet_ms, moving or bool(self._opened))
+        return Stillness((doc, count), quiet_ms, moving)
 
     # -- capture ------------------------------------------------------------------------------
     async def png(self) -> bytes:
@@ -285,6 +273,7 @@ class PhoneDisplay:
     # -- gestures (physical pixels) -----------------------------------------------------------
     async def tap(self, x: float, y: float) -> None:
         await self.page.mouse.click(*_css(x, y))
+        await self._follow_link()
 
     async def press_hold(self, x: float, y: float, duration_s: float) -> None:
         mouse = self.page.mouse
@@ -292,6 +281,14 @@ class PhoneDisplay:
         await mouse.down()
         await asyncio.sleep(duration_s)  # the gesture's own length, as the command asked
         await mouse.up()
+        await self._follow_link()
+
+    async def _follow_link(self) -> None:
+        """Open the app a click just asked for (``_LINKS_JS``), before the gesture's command
+        ends: a command after it finds that app in front, as on a device."""
+        url = await self.evaluate(_OPENED_JS)
+        if url and self._on_open is not None:
+            await self._on_open(url)
 
     async def scroll(self, x: float, y: float, dx: float, dy: float) -> None:
         """Scroll the content under (x, y) by (dx, dy) physical pixels."""
@@ -306,3 +303,4 @@ class PhoneDisplay:
 
     async def press(self, key: str) -> None:
         await self.page.keyboard.press(key)
+        await self._follow_link()  # Enter on a focused link clicks it

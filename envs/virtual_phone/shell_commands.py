@@ -93,8 +93,8 @@ class ShellCommands:
         await self.display.show(package, self.apps[package].url, fresh=package == LAUNCHER)
 
     async def open_url(self, url: str) -> None:
-        """A page's link to another app (a launcher icon): that app, launched. Commands wait
-        for it (``PhoneDisplay.opened``), so it holds no lock of theirs."""
+        """A page's link to another app (a launcher icon): that app, launched, within the
+        gesture's command."""
         app = app_for_url(self.apps, url)
         if app is not None:
             await self.launch(app.package)
@@ -148,9 +148,6 @@ class ShellCommands:
         if handler is None:
             return fail(f"{argv[0]}: inaccessible or not found", 127)
         try:
-            # After the app a tap's link opens is in front, as a device's input queue waits
-            # for the window it goes to.
-            await self.display.opened()
             async with self._lock:
                 try:
                     return await handler(argv[1:])
@@ -304,6 +301,8 @@ class ShellCommands:
             package = component.split("/", 1)[0]
             if package not in self.apps:
                 return fail(f"Error: Activity class {{{component}}} does not exist.")
+            if "-S" in args or "--activity-clear-task" in args:  # stopped first: afresh
+                await self.stop(package)
             await self.launch(package)
             return ok(f"Starting: Intent {{ cmp={self.apps[package].component} }}\n")
         if verb == "broadcast":
