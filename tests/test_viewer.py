@@ -139,11 +139,13 @@ def test_long_work_reports_each_step_to_the_tracker_it_is_given(trajectory, tmp_
     untracked = write_view(trajectory, tmp_path / "plain.html").read_text()
     assert write_view(trajectory, tmp_path / "v.html", track=track).read_text() == untracked
     write_gif(trajectory, tmp_path / "a.gif", track=track)
-    export([trajectory, trajectory], "qwen2vl", "step", tmp_path / "sft.jsonl", track=track)
+    other = tmp_path / "other"  # a second trajectory (one folder named twice is read once)
+    shutil.copytree(trajectory, other)
+    export([trajectory, other], "qwen2vl", "step", tmp_path / "sft.jsonl", track=track)
     assert [s.step for s in seen.pop("drawing the steps")] == [s.step for s in steps]
     assert [s.step for s in seen.pop("drawing the frames")] == [s.step for s in steps]
     assert len(seen.pop("writing the GIF")) == len(steps) - 1  # after the first frame
-    assert seen.pop("reading trajectories") == [trajectory, trajectory]
+    assert seen.pop("reading trajectories") == [trajectory, other]
     assert not seen
 
 
