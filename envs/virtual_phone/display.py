@@ -152,6 +152,7 @@ class PhoneDisplay:
         #: Each running app's page and DevTools session, by the key ``show`` was given.
         self._tasks: dict[str, tuple[Any, Any]] = {}
         self._on_open: Callable[[str], Awaitable[None]] | None = None
+        self._blank: Any = None  # the page start opened, closed once an app is shown
         self._temp = chromium_temp()
 
     async def start(self, on_state: Callable[[str, str, Any], Any],
@@ -176,7 +177,7 @@ class PhoneDisplay:
         await context.add_init_script(_CHANGES_JS)
         await context.add_init_script(_LINKS_JS)
         self._on_open = on_open
-        self.page = await context.new_page()  # blank, until the first app is shown
+        self.page = self._blank = await context.new_page()  # until the first app is shown
         for page in blank:  # the one a persistent context starts with
             await page.close()
 
@@ -221,10 +222,11 @@ class PhoneDisplay:
             fresh = True
         if fresh:
             await entry[0].goto(url, wait_until="load")
-        blank, (self.page, self._cdp) = self.page, entry
+        self.page, self._cdp = entry
         await self.page.bring_to_front()
-        if blank is not None and blank not in (page for page, _ in self._tasks.values()):
-            await blank.close()  # the one start opened
+        if self._blank is not None:
+            await self._blank.close()
+            self._blank = None
 
     async def end(self, task: str) -> None:
         """Close ``task``'s page (the app stopped): shown again, it starts afresh. Not the

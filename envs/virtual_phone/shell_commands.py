@@ -105,10 +105,18 @@ class ShellCommands:
     async def stop(self, package: str) -> None:
         """Stop the app (``am force-stop``, Back out of it, its data replaced): shown again,
         it starts afresh. The launcher is shown first if it was in front."""
-        if self.current_app().package == package and package != LAUNCHER:
+        if package == LAUNCHER:
+            return
+        if self.current_app().package == package:
             await self.home()
-        if package != LAUNCHER:
-            await self.display.end(package)
+        await self.display.end(package)
+
+    async def _replace_state(self, package: str, state: dict[str, Any]) -> None:
+        """An app's state replaced from outside (``pm clear``, ``vphone state set``, reset),
+        as over adb: the app is stopped too, as Android stops an app it clears, since a
+        running one would show the old state and write it back."""
+        self.states[package] = state
+        await self.stop(package)
 
     async def back(self) -> None:
         """Back within the app's own page stack first, then out of the app, which finishes."""
@@ -132,8 +140,7 @@ class ShellCommands:
         await self.home()
         for app in self.apps.values():
             if package is None or app.package == package:
-                self.states[app.package] = app.fresh_state()
-                await self.stop(app.package)  # a running app would show its old state
+                await self._replace_state(app.package, app.fresh_state())
 
     def resolve(self, package: str) -> App:
         if package not in self.apps:
@@ -350,9 +357,7 @@ class ShellCommands:
             packages = [p for p in sorted(self.apps) if not filters or filters[0] in p]
             return ok("".join(f"package:{p}\n" for p in packages))
         if len(args) == 2 and args[0] == "clear":
-            self.resolve(args[1])
-            self.states[args[1]] = self.apps[args[1]].fresh_state()
-            await self.stop(args[1])  # Android stops the app it clears, in front or not
+            await self._replace_state(args[1], self.resolve(args[1]).fresh_state())
             return ok("Success\n")
         if len(args) == 2 and args[0] == "path":
             self.resolve(args[1])
@@ -452,8 +457,7 @@ class ShellCommands:
             raise UsageError(f"the state is not JSON: {exc}") from None
         if not isinstance(state, dict):
             raise UsageError(f"the state must be a JSON object, not {type(state).__name__}")
-        self.states[app.package] = state
-        await self.stop(app.package)  # a running app holds the old state, as after `pm clear`
+        await self._replace_state(app.package, state)
         return ok()
 
 
