@@ -169,7 +169,9 @@ def entries(dialect: str) -> list[dict]:
     long_text = "A" * 1000 + SHELL[0]
     add("huge", "Thought: " + "I will think about this very carefully. " * 2_000 + "\n"
         + valid_tap, sample=True)
-    add("huge", type_reply(dialect, long_text, "mobile_use"), typed=long_text)
+    # Typed on the phone in one dialect: a phone types a few hundred keys a second.
+    add("huge", type_reply(dialect, long_text, "mobile_use"), typed=long_text,
+        phone=dialect == DIALECTS[0])
     add("huge", "x" * 100_000)
     add("huge", tap_reply(dialect, "1" * 5000, "2" * 5000, "computer_use"))
     add("huge", "\n".join([valid_tap] * 500))
@@ -208,7 +210,8 @@ def entries(dialect: str) -> list[dict]:
     for i, injection in enumerate(INJECTION):
         add("injection", injection + "\n" + valid_tap, sample=i == 0)
         add("injection", type_reply(dialect, injection, "mobile_use"),
-            typed=None if "<secret:" in injection else injection, sample=i == 1)
+            typed=None if "<secret:" in injection else injection, sample=i == 1,
+            phone=i % len(DIALECTS) == DIALECTS.index(dialect))
     add("injection", INJECTION[0])  # no action at all: a parse error goes back to the model
     return out
 
