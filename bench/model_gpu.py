@@ -33,7 +33,8 @@ from model_cpu import screenshot  # noqa: E402
 
 from model import Qwen2VL  # noqa: E402
 from model.generate import GenerationOptions, generate, prefill  # noqa: E402
-from model.image_processing import ImageProcessingConfig, preprocess_image  # noqa: E402
+from model.image_config import ImageProcessingConfig  # noqa: E402
+from model.image_processing import preprocess_image  # noqa: E402
 
 #: HBM bandwidth in GB/s by device name, for the bound; others need --bandwidth-gbs.
 BANDWIDTH_GBS = {"H200": 4800, "H100 PCIe": 2000, "H100 NVL": 3900, "H100": 3350,

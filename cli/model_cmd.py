@@ -51,18 +51,10 @@ def info(
     Reads only the JSON files: the model is built on the meta device, no weights are loaded.
     """
     from model.config import Qwen2VLConfig
+    from model.image_config import ImageProcessingConfig
 
     try:  # before torch loads (seconds): a wrong path is told at once
         config = Qwen2VLConfig.from_pretrained(path)
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
-
-    import torch
-
-    from model.image_processing import ImageProcessingConfig
-    from model.modeling import Qwen2VL
-
-    try:
         images = ImageProcessingConfig.from_pretrained(path)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
@@ -70,6 +62,10 @@ def info(
         # The row would read "0 max tokens" beside a 1-token screenshot: no budget means that.
         _fail(f"--max-pixels {max_pixels} is below the checkpoint's min_pixels "
               f"{images.min_pixels}")
+
+    import torch
+
+    from model.modeling import Qwen2VL
     with torch.device("meta"):
         counts = Qwen2VL(config).parameter_counts()
 

@@ -52,15 +52,20 @@ def serve(
 
       agent_cli.py run "turn on wifi" --model http://127.0.0.1:8000/v1 --served-model Qwen2-VL-7B-Instruct
     """
+    from runtime.checkpoint import check_checkpoint
+
+    try:  # before torch loads (seconds): a broken checkpoint is told at once
+        check_checkpoint(path)
+    except ValueError as exc:
+        err.print(error_line(exc), soft_wrap=True)
+        raise typer.Exit(2) from None
+
     import uvicorn
 
     from agent.backends.local import LocalBackend
     from agent.backends.openai import KEY_NOT_CARRIED, header_can_carry
     from runtime.server.app import ServerSettings, create_app
 
-    if not path.is_dir():
-        err.print(error_line(f"{path} is not a checkpoint directory"), soft_wrap=True)
-        raise typer.Exit(2)
     if api_key and not header_can_carry(api_key):  # every request would be refused (401)
         err.print(error_line(f"the API key {KEY_NOT_CARRIED}, so no client could send it; set "
                              "it again without one"),

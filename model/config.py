@@ -13,6 +13,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+#: The vision towers' activations, by their config.json names (model.vision.ACTIVATIONS computes
+#: each; named here so that reading a config needs no torch).
+VISION_ACTIVATIONS = ("quick_gelu", "gelu", "silu")
+
 # config.json's model_type -> the family's name; the decoder is the same, the vision tower differs.
 FAMILIES = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL"}
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
@@ -156,11 +160,10 @@ class Qwen2VLConfig:
         if vision.embed_dim % vision.num_heads:
             raise ValueError(f"config.json: the vision tower's width {vision.embed_dim} is not a "
                              f"multiple of its num_heads {vision.num_heads}")
-        from model.vision import ACTIVATIONS
-
-        if vision.hidden_act not in ACTIVATIONS:  # else a KeyError deep in building the tower
+        if vision.hidden_act not in VISION_ACTIVATIONS:  # else a KeyError building the tower
             raise ValueError(f"config.json: vision_config's hidden_act {vision.hidden_act!r} is "
-                             f"not one this implementation computes ({', '.join(ACTIVATIONS)})")
+                             f"not one this implementation computes "
+                             f"({', '.join(VISION_ACTIVATIONS)})")
         eos = text_raw.get("eos_token_id")
         return cls(
             text=text,

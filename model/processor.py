@@ -18,7 +18,8 @@ from core.special_tokens import CHAT_TOKENS
 from core.text import well_formed
 from model.chat_template import check_chat_template
 from model.config import Qwen2VLConfig, check_repetition_penalty, read_json
-from model.image_processing import ImageCache, ImageEntry, ImagePatches, ImageProcessingConfig
+from model.image_config import ImageProcessingConfig
+from model.image_processing import ImageCache, ImageEntry, ImagePatches
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"

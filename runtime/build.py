@@ -131,11 +131,12 @@ def make_policy(spec: RunSpec, directory: Path) -> Policy:
         return endpoint_policy(spec)
     if not Path(model).is_dir():
         raise RunError(f"--model {model!r} is not a checkpoint directory; give {MODEL_HELP}")
-    from agent.policies.local import LocalPolicy
     from runtime.checkpoint import check_checkpoint
 
-    check_checkpoint(model)
+    check_checkpoint(model)  # before torch loads (seconds): a broken checkpoint is told at once
     dtype = checked_dtype(spec.dtype)  # before loading any weights
+    from agent.policies.local import LocalPolicy
+
     return LocalPolicy(model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature,
                        repetition_penalty=spec.repetition_penalty, compile=spec.compile,
                        dtype=dtype)
@@ -153,7 +154,7 @@ def resize_budget(spec: RunSpec) -> tuple[int, int]:
         high = meta.max_pixels if high is None else high
     source = spec.model if Path(spec.model).is_dir() else spec.processor
     if source is not None and (low is None or high is None):
-        from model.image_processing import ImageProcessingConfig
+        from model.image_config import ImageProcessingConfig
 
         try:
             images = ImageProcessingConfig.from_pretrained(Path(source))

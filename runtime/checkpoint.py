@@ -14,7 +14,12 @@ DOWNLOAD_HINT = "download the checkpoint again (all of config.json, tokenizer.js
 
 def check_checkpoint(path: str | Path, weights: bool = True) -> Path:
     """``path`` as a Path when it holds a loadable checkpoint (``weights=False``: only what the
-    processor reads); otherwise RunError naming the file and what to do."""
+    processor reads); otherwise RunError naming the file and what to do. Its JSON settings are
+    read as the loaders read them, and its weight files' headers, all without torch."""
+    from model.config import Qwen2VLConfig
+    from model.image_config import ImageProcessingConfig
+    from model.weight_files import checkpoint_files
+
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path} is not a checkpoint directory (it should hold config.json, "
@@ -23,16 +28,25 @@ def check_checkpoint(path: str | Path, weights: bool = True) -> Path:
     for name in needed:
         if not (path / name).is_file():
             raise RunError(f"{path} has no {name}; {DOWNLOAD_HINT}")
+    try:
+        ImageProcessingConfig.from_pretrained(path)
+        if weights:
+            Qwen2VLConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise RunError(str(exc)) from None
     if weights:
         files = sorted(path.glob("*.safetensors"))
         broken = [f for f in files if f.is_symlink() and not f.exists()]
         if broken:  # a hub cache's snapshot whose blob never finished downloading
             raise RunError(f"{broken[0]} is a link to a file that does not exist (an "
                            f"unfinished download); {DOWNLOAD_HINT}")
-        files = [f for f in files if f.is_file()]
-        if not files:
+        if not any(f.is_file() for f in files):
             raise RunError(f"{path} has no *.safetensors weights; {DOWNLOAD_HINT} (.bin weights "
                            "are not read: convert them with transformers' save_pretrained)")
+        try:  # the files the loader reads: an index's shards, say
+            files = checkpoint_files(path)
+        except (OSError, ValueError) as exc:
+            raise RunError(str(exc)) from None
         for file in files:
             _check_safetensors(file)
     return path

@@ -428,7 +428,8 @@ def half_transparent() -> Image.Image:
 
 
 def test_transparency_travels_on_white_as_the_processor_reads_it():
-    from model.image_processing import ImageProcessingConfig, preprocess_image
+    from model.image_config import ImageProcessingConfig
+    from model.image_processing import preprocess_image
     from runtime.server.images import decoded, open_data_url
 
     image = half_transparent()

@@ -38,3 +38,11 @@ def test_a_decoder_activation_other_than_silu_is_refused(request, tmp_path, fami
     result = runner.invoke(app, ["model", "info", str(path)])
     assert result.exit_code != 0
     assert "the decoder's hidden_act 'gelu'" in result.output
+
+
+def test_every_vision_activation_a_config_accepts_is_one_the_tower_computes():
+    """The names are checked without torch (model.config), the functions live with the tower."""
+    from model.config import VISION_ACTIVATIONS
+    from model.vision import ACTIVATIONS
+
+    assert set(VISION_ACTIVATIONS) == set(ACTIVATIONS)

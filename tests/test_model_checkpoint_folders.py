@@ -134,7 +134,7 @@ def test_an_aspect_ratio_past_200_is_refused_as_transformers_refuses_it(tiny_pro
 def test_a_folder_named_like_weights_is_no_weights_file(tiny_checkpoint, tmp_path):
     """A ``model.safetensors`` folder (an unpacked archive, say) beside the shards is skipped:
     reading it was an IsADirectoryError."""
-    from model.loading import checkpoint_files
+    from model.weight_files import checkpoint_files
 
     path = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt")
     (path / "model.safetensors").rename(path / "model-00001-of-00001.safetensors")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.image_processing import ImageProcessingConfig, preprocess_image
+from model.image_config import ImageProcessingConfig
+from model.image_processing import preprocess_image
 from tests.conftest import copy_checkpoint
 from tests.test_model_processor import _image
 

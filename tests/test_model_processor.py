@@ -7,11 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from model.image_config import CLIP_MEAN, CLIP_STD, ImageProcessingConfig
 from model.image_processing import (
-    CLIP_MEAN,
-    CLIP_STD,
     ImageCache,
-    ImageProcessingConfig,
     normalize_plane,
     normalize_table,
     preprocess_image,

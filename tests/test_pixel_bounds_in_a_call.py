@@ -8,7 +8,8 @@ from PIL import Image
 
 from agent.backends.base import Params
 from core.geometry import smart_resize
-from model.image_processing import ImageProcessingConfig, preprocess_image
+from model.image_config import ImageProcessingConfig
+from model.image_processing import preprocess_image
 
 
 @pytest.mark.parametrize("bounds", [dict(max_pixels=0), dict(min_pixels=0),
