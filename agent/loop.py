@@ -27,7 +27,7 @@ from core.actions import Action
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Screen
 from core.kinds import FINAL_KINDS
 from core.results import ActionResult, Score
-from envs.base import Env, EnvError, Observation
+from envs.base import Env, EnvError, Observation, typed_done
 from trajectories.recorder import Recorder, utc_now
 from trajectories.records import (
     GateRecord,
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
+#: What a typing that held secrets did, said without its count of characters.
+SECRETS_TYPED = "typed the text, with the secrets' values in place of their placeholders"
 
 
 class RecordingError(RuntimeError):
@@ -308,6 +310,9 @@ class Agent:
                     self._phase(step, "act")
                     result = self.env.execute(runs)
                     timings.act_ms = result.elapsed_ms
+                    if runs is not action:  # "typed 12 characters" would tell a value's length
+                        result = result.model_copy(update={"message": result.message.replace(
+                            typed_done(runs.text), SECRETS_TYPED)})
                 else:
                     result = ActionResult(ok=False,
                                           message=f"blocked by the safety gate: {verdict.reason}")

@@ -451,6 +451,7 @@ class AndroidEnv(Env):
         observation = self._observe_still() if self.still_frames else super().observe()
         if woke:
             observation.extras["woke"] = True
+        self.seen_size = observation.size
         if observation.size != (self.screen.width, self.screen.height):
             # The phone turned (an app asked for landscape): scrolls are placed and clamped on
             # the screen as it is now, and the extras say how it is turned.

@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar
 
 from PIL import Image, ImageChops
 
-from core.actions import Action
+from core.actions import Action, check_on_screen
 from core.kinds import CONTROL_KINDS, KINDS, FormFactor
 from core.results import ActionResult
 from core.text import pieces
@@ -153,6 +153,8 @@ class Env(ABC):
 
     def __init__(self, settle: SettleConfig | None = None) -> None:
         self.settle = settle or SettleConfig()
+        #: The size of the last screenshot observed: actions come in its pixels.
+        self.seen_size: tuple[int, int] | None = None
 
     # -- to implement -------------------------------------------------------------------------
     @abstractmethod
@@ -237,10 +239,12 @@ class Env(ABC):
             previous = current
         extras = settle_extras(settled, start)
         extras.update(self.extras())
+        self.seen_size = current.size
         return Observation(image=current.convert("RGB"), extras=extras)
 
     def execute(self, action: Action) -> ActionResult:
-        """Run ``action``; unsupported kinds and env errors come back as a failed result."""
+        """Run ``action``; unsupported kinds, points off the last screenshot observed and env
+        errors come back as a failed result."""
         start = time.monotonic()
         if action.kind not in self.action_kinds:
             supported = ", ".join(sorted(self.action_kinds))
@@ -249,6 +253,14 @@ class Env(ABC):
                 message=f"the {self.name} env does not support '{action.kind}'; "
                 f"supported: {supported}",
             )
+        if self.seen_size is not None:
+            # A dialect refuses such a point; a caller of its own would reach a device that
+            # clamps it to an edge (X11) or hit nothing and be told it was done.
+            try:
+                check_on_screen(action, self.seen_size)
+            except ValueError as exc:
+                return ActionResult(ok=False, message=f"{exc} the last screenshot showed: "
+                                    "nothing was done")
         try:
             message = self._common(action) if action.kind in CONTROL_KINDS else self._execute(action)
         except EnvError as exc:

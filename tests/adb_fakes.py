@@ -16,7 +16,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from envs.android import ADB_KEYBOARD, AndroidEnv, ScreenInfo
-from envs.base import SettleConfig
+from envs.base import Env, SettleConfig
 
 LATIN_IME = "com.android.inputmethod/.LatinIME"
 HOME_SCREEN = (
@@ -119,7 +119,7 @@ class DumpDevice(FakeAdbDevice):
 def fake_android_env(device: FakeAdbDevice) -> AndroidEnv:
     """An AndroidEnv on ``device``, skipping the connection ``AndroidEnv.__init__`` makes."""
     env = AndroidEnv.__new__(AndroidEnv)
-    env.settle = SettleConfig(timeout_s=0.05, poll_interval_s=0.01)
+    Env.__init__(env, SettleConfig(timeout_s=0.05, poll_interval_s=0.01))
     env.timeout_s = 1.0
     env.observe_ui = False
     env.serial = "fake-1"

@@ -269,6 +269,16 @@ def test_a_tap_acts_on_what_the_screenshot_shows_at_its_pixel(env):
     wait_until(lambda: env.ui_tree().find("contacts:new-name"), what="the new contact form")
 
 
+def test_a_tap_off_the_screenshot_is_refused(env):
+    """`input tap` would take it and press nothing; the result said it was done."""
+    env.shell("vphone reset")
+    assert env.execute(OpenApp(app="Contacts")).ok
+    env.observe()
+    for action in (Tap(x=1080, y=1200), Swipe(x=500, y=1200, x2=500, y2=2400)):
+        result = env.execute(action)
+        assert not result.ok and "outside the 1080x2400 screen" in result.message
+
+
 def test_open_app_by_package_and_by_icon_label(env, monkeypatch):
     assert env.execute(OpenApp(app="com.vlagent.contacts")).ok
     wait_until(lambda: env.foreground()[0] == "com.vlagent.contacts", what="contacts")

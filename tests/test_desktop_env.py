@@ -132,6 +132,19 @@ def test_a_click_lands_at_the_screenshot_point(desktop, xvfb, app, fresh, point)
         assert click["id"] == "target"
 
 
+def test_a_point_off_the_screenshot_is_refused_not_clamped_to_its_edge(desktop, xvfb, app,
+                                                                       fresh) -> None:
+    """X11 would move the pointer to the nearest edge pixel and click there."""
+    desktop.execute(Move(x=640, y=400))
+    for action in (Click(x=1280, y=400), DoubleClick(x=640, y=800),
+                   Drag(x=10, y=10, x2=1400, y2=10)):
+        result = desktop.execute(action)
+        assert not result.ok and "outside the 1280x800 screen" in result.message
+    assert mouse_location(xvfb) == (640, 400)
+    desktop.observe()  # the screen settles: a click would have been handled by now
+    assert events(app, "click") == events(app, "mousedown") == []
+
+
 def test_double_and_right_clicks(desktop, app, fresh) -> None:
     x, y = find_color(fresh.image, GREEN).centre
     assert desktop.execute(DoubleClick(x=x, y=y)).ok

@@ -80,6 +80,18 @@ def test_unsupported_kind_is_refused_without_touching_the_env() -> None:
     assert env.executed == []
 
 
+def test_a_point_off_the_last_screenshot_is_refused_without_touching_the_env() -> None:
+    env = FakeEnv(0)
+    assert env.execute(Click(x=100, y=100)).ok  # nothing observed yet: no size to judge by
+    env.observe()  # an 8x4 screenshot
+    for x, y in ((8, 0), (0, 4), (-1, 2)):
+        result = env.execute(Click(x=x, y=y))
+        assert not result.ok and f"({x}, {y}) is outside the 8x4 screen" in result.message
+        assert "nothing was done" in result.message
+    assert env.executed == ["click"]
+    assert env.execute(Click(x=7, y=3)).ok and env.executed == ["click", "click"]
+
+
 def test_supported_kind_runs_and_env_errors_become_failed_results() -> None:
     env = FakeEnv(0)
     assert env.execute(Click(x=1, y=2)).ok

@@ -19,11 +19,11 @@ from rich.console import Console
 
 from actions.dialects import get_dialect
 from agent.backends.base import Completion
-from agent.loop import Agent
+from agent.loop import SECRETS_TYPED, Agent
 from agent.secrets import SecretError, Secrets, parse_secret_options
 from core.actions import Tap, Type
 from core.geometry import Screen
-from envs.base import ElementInfo, EnvError
+from envs.base import ElementInfo, EnvError, typed_done
 from runtime.bench.plan import BenchSettings
 from runtime.bench.results import read_results
 from runtime.bench.runner import run_bench
@@ -116,6 +116,28 @@ def test_the_env_gets_the_value_and_the_model_and_trajectory_only_the_placeholde
     for path in (tmp_path / "traj").rglob("*"):
         if path.is_file() and path.suffix != ".png":
             assert VALUE not in path.read_text(encoding="utf-8"), path
+
+
+class CountingPhone(FakePhone):
+    """Says what it typed by its count of characters, as the real envs do."""
+
+    def _execute(self, action):
+        super()._execute(action)
+        return typed_done(action.text) + " with ADBKeyboard" if action.kind == "type" else "ok"
+
+
+def test_a_typed_secret_is_not_counted_to_the_model_or_the_trajectory(tmp_path):
+    env = CountingPhone()
+    plain = '*FUNCTION*: Type *ARGS*: {"text": "pin: "}'
+    policy = ListPolicy([plain, TYPE_SECRET, DONE])
+    agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
+                  recorder=Recorder(tmp_path / "traj"), secrets=Secrets({"PIN": VALUE}))
+    assert agent.run("Unlock with <secret:PIN>").status == "success"
+    assert env.typed == f"pin: pin: {VALUE}"
+    first, second, _ = load(tmp_path / "traj").steps
+    assert first.result.message == "typed 5 characters with ADBKeyboard"  # no secret: counted
+    assert second.result.ok and second.result.message == f"{SECRETS_TYPED} with ADBKeyboard"
+    assert SECRETS_TYPED in policy.requests[2].prompt.messages[-1].text()
 
 
 @pytest.mark.parametrize("pin", ["00", "012", "1000"])
