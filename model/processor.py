@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from tokenizers import Tokenizer
 
+from core.images import as_image
 from core.special_tokens import CHAT_TOKENS
 from core.text import well_formed
 from model.chat_template import check_chat_template
@@ -190,7 +191,7 @@ class Qwen2VLProcessor:
     def __call__(
         self,
         text: str | Sequence[str],
-        images: Image.Image | Sequence[Image.Image] | None = None,
+        images: Image.Image | Sequence[Image.Image] | Any | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         return_image_digests: bool = False,
@@ -199,11 +200,14 @@ class Qwen2VLProcessor:
 
         Several texts are left-padded (``attention_mask`` 0 on the padding); images are consumed
         in order across the texts. ``return_image_digests`` adds ``image_digests`` (n_images, 32)
-        uint8: per image, a digest of what decides its patches (``ImageCache.describe``). One
-        image may come alone, as transformers' processor takes it.
+        uint8: per image, a digest of what decides its patches (``ImageCache.describe``). An image
+        is a PIL image or an array of bytes (``core.images.as_image``); one may come alone, and
+        arrays as one 4-D batch, as transformers' processor takes them.
         """
-        if isinstance(images, Image.Image):
-            images = [images]
+        if isinstance(images, Image.Image) or getattr(images, "ndim", 0) == 3:
+            images = [images]  # one image, as transformers' processor takes it
+        elif getattr(images, "ndim", 0) == 4:
+            images = list(images)  # a batch of image arrays
         entries = self.describe_images(images or [], min_pixels, max_pixels)
         batch = self.token_inputs(text, entries)
         if not return_image_digests:
@@ -213,12 +217,12 @@ class Qwen2VLProcessor:
         return batch
 
     def describe_images(
-        self, images: Sequence[Image.Image], min_pixels: int | None = None,
+        self, images: Sequence[Image.Image | Any], min_pixels: int | None = None,
         max_pixels: int | None = None,
     ) -> list[ImageEntry]:
         """Each image's size after resizing, grid and digest, without its patches: those come
         from ``ImagePatches(processor.images, entries)``, for the images that need them."""
-        return [self.images.describe(image, min_pixels, max_pixels) for image in images]
+        return [self.images.describe(as_image(image), min_pixels, max_pixels) for image in images]
 
     def token_inputs(self, text: str | Sequence[str], images: Sequence[ImageEntry]
                      ) -> dict[str, torch.Tensor]:

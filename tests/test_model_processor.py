@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -84,6 +86,48 @@ def test_one_image_may_come_alone_as_transformers_takes_it(tiny_processor):
     assert alone["input_ids"].tolist() == listed["input_ids"].tolist()
     assert alone["image_grid_thw"].tolist() == reference["image_grid_thw"].tolist()
     assert (alone["pixel_values"] - reference["pixel_values"]).abs().max() <= 1e-6
+
+
+def _array_forms() -> dict[str, object]:
+    """Byte arrays as transformers' processor takes them; RGBA with an uneven alpha."""
+    rgba = np.asarray(_image(77, 131, "RGBA", seed=4))
+    forms = {"rgb hwc": rgba[..., :3], "rgba hwc": rgba, "gray hw1": rgba[..., :1],
+             "rgb chw": rgba[..., :3].transpose(2, 0, 1), "rgba chw": rgba.transpose(2, 0, 1),
+             "3 first and last": rgba[:3, :, :3]}  # ambiguous: channels first, as transformers
+    forms["tensor chw"] = torch.from_numpy(forms["rgb chw"].copy())
+    forms["tensor hwc"] = torch.from_numpy(forms["rgb hwc"].copy())
+    return forms
+
+
+@pytest.mark.parametrize("form", list(_array_forms()))
+def test_image_arrays_are_read_as_transformers_reads_them(tiny_processor, form):
+    from transformers import Qwen2VLImageProcessorPil
+
+    array = _array_forms()[form]
+    reference = Qwen2VLImageProcessorPil().preprocess(array, return_tensors="pt")
+    for images in (array, [array]):  # alone or in a list
+        batch = tiny_processor(text="look: <|image_pad|>", images=images)
+        assert batch["image_grid_thw"].tolist() == reference["image_grid_thw"].tolist()
+        assert torch.equal(batch["pixel_values"], reference["pixel_values"])
+
+
+def test_a_batch_of_arrays_is_several_images(tiny_processor):
+    arrays = np.stack([np.asarray(_image(60, 40, seed=s)) for s in (5, 6)])
+    batch = tiny_processor(text="<|image_pad|> <|image_pad|>", images=arrays)
+    listed = tiny_processor(text="<|image_pad|> <|image_pad|>", images=list(arrays))
+    assert batch["image_grid_thw"].shape[0] == 2
+    assert torch.equal(batch["pixel_values"], listed["pixel_values"])
+
+
+@pytest.mark.parametrize("bad, said", [
+    (np.zeros((40, 60, 3), np.float32), "3-D bytes (uint8)"),
+    (np.zeros((40, 60), np.uint8), "got 2-D uint8"),
+    (np.zeros((40, 60, 5), np.uint8), "no axis of 1, 3 or 4 channels"),
+    ("photo.png", "PIL images or arrays of bytes, got str"),
+])
+def test_an_image_that_is_no_image_is_named(tiny_processor, bad, said):
+    with pytest.raises(TypeError, match=re.escape(said)):
+        tiny_processor(text="look: <|image_pad|>", images=[bad])
 
 
 MESSAGES = [
