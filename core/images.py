@@ -28,7 +28,10 @@ def as_image(image: object) -> Image.Image:
         raise TypeError(f"images must be PIL images or arrays of bytes, got {type(image).__name__}")
     import numpy as np
 
-    array = np.asarray(image)
+    try:
+        array = np.asarray(image)
+    except (RuntimeError, TypeError, ValueError) as exc:  # a tensor on a GPU, or needing grad
+        raise TypeError(f"an image array must be bytes (uint8) on the CPU: {exc}") from None
     if array.dtype != np.uint8 or array.ndim != 3:
         raise TypeError(f"an image array must be 3-D bytes (uint8), height x width with 1, 3 or 4 "
                         f"channels first or last; got {array.ndim}-D {array.dtype}")

@@ -204,10 +204,10 @@ class Qwen2VLProcessor:
         is a PIL image or an array of bytes (``core.images.as_image``); one may come alone, and
         arrays as one 4-D batch, as transformers' processor takes them.
         """
-        if isinstance(images, Image.Image) or getattr(images, "ndim", 0) == 3:
-            images = [images]  # one image, as transformers' processor takes it
-        elif getattr(images, "ndim", 0) == 4:
+        if getattr(images, "ndim", None) == 4:
             images = list(images)  # a batch of image arrays
+        elif isinstance(images, Image.Image) or hasattr(images, "__array__"):
+            images = [images]  # one image, as transformers' processor takes it
         entries = self.describe_images(images or [], min_pixels, max_pixels)
         batch = self.token_inputs(text, entries)
         if not return_image_digests:

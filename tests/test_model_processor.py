@@ -122,12 +122,16 @@ def test_a_batch_of_arrays_is_several_images(tiny_processor):
 @pytest.mark.parametrize("bad, said", [
     (np.zeros((40, 60, 3), np.float32), "3-D bytes (uint8)"),
     (np.zeros((40, 60), np.uint8), "got 2-D uint8"),
+    (np.zeros((1, 2, 40, 60, 3), np.uint8), "got 5-D uint8"),
+    (torch.zeros(40, 60), "got 2-D float32"),
+    (torch.zeros(40, 60, 3, requires_grad=True), "bytes (uint8) on the CPU"),
     (np.zeros((40, 60, 5), np.uint8), "no axis of 1, 3 or 4 channels"),
     ("photo.png", "PIL images or arrays of bytes, got str"),
 ])
 def test_an_image_that_is_no_image_is_named(tiny_processor, bad, said):
-    with pytest.raises(TypeError, match=re.escape(said)):
-        tiny_processor(text="look: <|image_pad|>", images=[bad])
+    for images in ([bad], bad) if hasattr(bad, "__array__") else ([bad],):  # alone too
+        with pytest.raises(TypeError, match=re.escape(said)):
+            tiny_processor(text="look: <|image_pad|>", images=images)
 
 
 MESSAGES = [

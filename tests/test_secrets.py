@@ -23,7 +23,7 @@ from agent.loop import SECRETS_TYPED, Agent
 from agent.secrets import SecretError, Secrets, parse_secret_options
 from core.actions import Tap, Type
 from core.geometry import Screen
-from envs.base import ElementInfo, EnvError, typed_done
+from envs.base import ElementInfo, EnvError, one_line_break_each, typed_done
 from runtime.bench.plan import BenchSettings
 from runtime.bench.results import read_results
 from runtime.bench.runner import run_bench
@@ -123,17 +123,22 @@ class CountingPhone(FakePhone):
 
     def _execute(self, action):
         super()._execute(action)
-        return typed_done(action.text) + " with ADBKeyboard" if action.kind == "type" else "ok"
+        if action.kind != "type":
+            return "ok"
+        return typed_done(one_line_break_each(action.text)) + " with ADBKeyboard"
 
 
-def test_a_typed_secret_is_not_counted_to_the_model_or_the_trajectory(tmp_path):
+@pytest.mark.parametrize("ending", ["", "\\r\\n", "\\r"])  # as JSON escapes in the reply
+def test_a_typed_secret_is_not_counted_to_the_model_or_the_trajectory(tmp_path, ending):
+    """The envs count the text with each line break as one (a "\\r\\n" is one Enter)."""
     env = CountingPhone()
     plain = '*FUNCTION*: Type *ARGS*: {"text": "pin: "}'
-    policy = ListPolicy([plain, TYPE_SECRET, DONE])
+    typing = '*FUNCTION*: Type *ARGS*: {"text": "pin: <secret:PIN>%s"}' % ending
+    policy = ListPolicy([plain, typing, DONE])
     agent = Agent(env, policy, get_dialect("qwen2vl", env.form_factor),
                   recorder=Recorder(tmp_path / "traj"), secrets=Secrets({"PIN": VALUE}))
     assert agent.run("Unlock with <secret:PIN>").status == "success"
-    assert env.typed == f"pin: pin: {VALUE}"
+    assert env.typed == f"pin: pin: {VALUE}" + ending.replace("\\r", "\r").replace("\\n", "\n")
     first, second, _ = load(tmp_path / "traj").steps
     assert first.result.message == "typed 5 characters with ADBKeyboard"  # no secret: counted
     assert second.result.ok and second.result.message == f"{SECRETS_TYPED} with ADBKeyboard"
