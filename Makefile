@@ -32,7 +32,8 @@ $(STAMP): pyproject.toml
 
 # Test files run in parallel, each whole in one worker process (its module's phone, browser or
 # display stay its own): two workers per CPU, at most 4, since most tests wait on a browser, a
-# phone or a display (on 2 CPUs, 4 workers took the suite from 816 s to 671 s).
+# phone or a display (on 2 CPUs, 4 workers took the suite from 816 s to 671 s; 6 took 774 s
+# against 716 s for 4 on 2026-12-07, and two tests that wait on time failed under that load).
 TEST_WORKERS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) * 2 )); [ $$n -gt 4 ] && n=4; echo $$n)
 
 test: sysdeps venv
