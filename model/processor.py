@@ -201,14 +201,18 @@ class Qwen2VLProcessor:
         Several texts are left-padded (``attention_mask`` 0 on the padding); images are consumed
         in order across the texts. ``return_image_digests`` adds ``image_digests`` (n_images, 32)
         uint8: per image, a digest of what decides its patches (``ImageCache.describe``). An image
-        is a PIL image or an array of bytes (``core.images.as_image``); one may come alone, and
-        arrays as one 4-D batch, as transformers' processor takes them.
+        is a PIL image or an array of bytes (``core.images.as_image``); one may come alone,
+        arrays as one 4-D batch, and images in a list per text, as transformers' processor takes
+        them.
         """
         if getattr(images, "ndim", None) == 4:
             images = list(images)  # a batch of image arrays
         elif isinstance(images, Image.Image) or hasattr(images, "__array__"):
             images = [images]  # one image, as transformers' processor takes it
-        entries = self.describe_images(images or [], min_pixels, max_pixels)
+        # A list per text (some empty) is the same images in order.
+        images = [image for item in images or []
+                  for image in (item if isinstance(item, (list, tuple)) else [item])]
+        entries = self.describe_images(images, min_pixels, max_pixels)
         batch = self.token_inputs(text, entries)
         if not return_image_digests:
             batch.pop("image_digests", None)

@@ -111,6 +111,20 @@ def test_image_arrays_are_read_as_transformers_reads_them(tiny_processor, form):
         assert torch.equal(batch["pixel_values"], reference["pixel_values"])
 
 
+def test_images_may_come_in_a_list_per_text(tiny_processor):
+    from transformers import Qwen2VLImageProcessorPil
+
+    first, second = _image(70, 50, seed=7), _image(40, 90, seed=8)
+    texts = ["<|image_pad|> then <|image_pad|>", "none here", "<|image_pad|>"]
+    nested = tiny_processor(text=texts, images=[[first, second], [], [first]])
+    flat = tiny_processor(text=texts, images=[first, second, first])
+    reference = Qwen2VLImageProcessorPil().preprocess([[first, second], [], [first]],
+                                                      return_tensors="pt")
+    assert nested["input_ids"].tolist() == flat["input_ids"].tolist()
+    assert nested["image_grid_thw"].tolist() == reference["image_grid_thw"].tolist()
+    assert torch.equal(nested["pixel_values"], reference["pixel_values"])
+
+
 def test_a_batch_of_arrays_is_several_images(tiny_processor):
     arrays = np.stack([np.asarray(_image(60, 40, seed=s)) for s in (5, 6)])
     batch = tiny_processor(text="<|image_pad|> <|image_pad|>", images=arrays)
