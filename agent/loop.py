@@ -27,7 +27,7 @@ from core.actions import Action
 from core.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Screen
 from core.kinds import FINAL_KINDS
 from core.results import ActionResult, Score
-from envs.base import Env, EnvError, Observation, one_line_break_each, typed_done
+from envs.base import Env, EnvError, Observation, typed_done
 from trajectories.recorder import Recorder, utc_now
 from trajectories.records import (
     GateRecord,
@@ -311,9 +311,8 @@ class Agent:
                     result = self.env.execute(runs)
                     timings.act_ms = result.elapsed_ms
                     if runs is not action:  # "typed 12 characters" would tell a value's length
-                        counted = typed_done(one_line_break_each(runs.text))  # as the envs count
                         result = result.model_copy(update={"message": result.message.replace(
-                            counted, SECRETS_TYPED)})
+                            typed_done(runs.text), SECRETS_TYPED)})
                 else:
                     result = ActionResult(ok=False,
                                           message=f"blocked by the safety gate: {verdict.reason}")

@@ -88,8 +88,9 @@ POINTER_DONE = {"click": "clicked", "double_click": "double-clicked",
 
 def typed_done(text: str) -> str:
     """What a ``type`` that typed ``text`` did, said by its length alone (the text may hold a
-    secret's value)."""
-    return f"typed {len(text)} character{'' if len(text) == 1 else 's'}"
+    secret's value), each line break counted once, as it is typed (``one_line_break_each``)."""
+    count = len(one_line_break_each(text))
+    return f"typed {count} character{'' if count == 1 else 's'}"
 
 
 def scroll_side(direction: str, width: float, height: float) -> float:

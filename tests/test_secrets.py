@@ -23,7 +23,7 @@ from agent.loop import SECRETS_TYPED, Agent
 from agent.secrets import SecretError, Secrets, parse_secret_options
 from core.actions import Tap, Type
 from core.geometry import Screen
-from envs.base import ElementInfo, EnvError, one_line_break_each, typed_done
+from envs.base import ElementInfo, EnvError, typed_done
 from runtime.bench.plan import BenchSettings
 from runtime.bench.results import read_results
 from runtime.bench.runner import run_bench
@@ -125,7 +125,7 @@ class CountingPhone(FakePhone):
         super()._execute(action)
         if action.kind != "type":
             return "ok"
-        return typed_done(one_line_break_each(action.text)) + " with ADBKeyboard"
+        return typed_done(action.text) + " with ADBKeyboard"
 
 
 @pytest.mark.parametrize("ending", ["", "\\r\\n", "\\r"])  # as JSON escapes in the reply
