@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,12 @@ import pytest
 # one thread (tests of the multi-threaded paths set their own count).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
+
+# A shell without job control starts a background job (`make test &` in a script) with Ctrl-C
+# ignored, and every process under it inherits that: the tests that send SIGINT to a run, a
+# bench or a virtual phone would see it ignored. The suite tests Ctrl-C as a terminal delivers it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SYSTEM_TOOLS = {
     "chromium": ("chromium", "chromium"),
