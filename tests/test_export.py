@@ -248,6 +248,15 @@ def assert_rebuilds_the_prompt(row: dict, step, proc) -> None:
     assert inputs["input_ids"].shape[1] == step.prompt_tokens
 
 
+def test_an_out_named_json_in_any_case_is_one_json_array(tmp_path, renderer):
+    traj_dir = record(tmp_path / "traj", "qwen2vl", renderer)
+    for name in ("sft.JSON", "sft.jsonl"):
+        export([traj_dir], "llamafactory", "step", tmp_path / name)
+    rows = json.loads((tmp_path / "sft.JSON").read_text())
+    lines = (tmp_path / "sft.jsonl").read_text().splitlines()
+    assert rows == [json.loads(line) for line in lines] and len(rows) > 1
+
+
 @pytest.mark.parametrize("dialect", ["qwen2vl", "uitars"])
 def test_llamafactory_rebuilds_the_recorded_prompt(tmp_path, renderer, dialect):
     traj_dir = record(tmp_path / "traj", dialect, renderer)

@@ -368,7 +368,7 @@ def export(
         raise ExportError(f"nothing to export: {_why_nothing(summary, keep)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with replacing(out) as f:  # a full disk, Ctrl-C: no half-written file is left beside --out
-        if given.suffix == ".json":
+        if given.suffix.lower() == ".json":  # as LLaMA-Factory reads a file by its extension
             json.dump(rows, f, ensure_ascii=False, indent=1)
         else:
             for row in rows:
