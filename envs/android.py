@@ -923,7 +923,10 @@ def _pressed(node: UiNode, x: int, y: int) -> UiNode | None:
 
 
 def _labels(node: UiNode) -> str:
-    labels = (node.text.strip(), node.content_desc.strip())
+    """A node's text and content-desc; a field's by its content-desc alone. Its text is what is
+    typed in it (or its hint): no press is judged by that, and a secret typed there and reshaped
+    by the app ("4111 1111 ...") would be quoted in the record."""
+    labels = ("" if _is_field(node) else node.text.strip(), node.content_desc.strip())
     return " ".join(label for label in labels if label)
 
 

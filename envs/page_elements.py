@@ -48,7 +48,8 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
     const root = n.getRootNode();
     return root instanceof ShadowRoot ? root.host : null;
   };
-  const SELECTOR = 'button, a[href], [role=button], [role=link], [role=menuitem], [role=tab], '
+  // (An SVG link's href may be xlink:href: any namespace's.)
+  const SELECTOR = 'button, a[*|href], [role=button], [role=link], [role=menuitem], [role=tab], '
     + '[role=option], [role=checkbox], [role=radio], [role=switch], label, input, textarea, '
     + 'select';
   const ancestors = [];
@@ -60,8 +61,11 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   const pointer = (n) => n && getComputedStyle(n).cursor === 'pointer';
   const container = (n, i) => !['body', 'html'].includes(n.localName)
     && (n.hasAttribute('onclick') || (pointer(n) && !pointer(ancestors[i + 1])));
-  const target = ancestors.find((n) => n.matches(SELECTOR))
+  let target = ancestors.find((n) => n.matches(SELECTOR))
     || (pointer(el) && ancestors.find(container)) || el;
+  // A press on a label presses (or focuses) the control it names: judged as that control,
+  // whose names hold the label's text.
+  if (target instanceof HTMLLabelElement && target.control) target = target.control;
   // innerText leaves out what a shadow root shows: read the composed tree where there is one.
   const SKIP = ['script', 'style', 'template', 'noscript'];
   const composed = (n) => {
@@ -73,7 +77,9 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   };
   const hasShadow = (n) => n.shadowRoot
     || Array.from(n.querySelectorAll('*')).some((e) => e.shadowRoot);
-  const shown = (n) => (hasShadow(n) ? composed(n) : n.innerText || '').replace(/\\s+/g, ' ');
+  // (An SVG element has no innerText: its text content is what it shows.)
+  const shown = (n) => (hasShadow(n) ? composed(n) : n.innerText ?? n.textContent ?? '')
+    .replace(/\\s+/g, ' ');
   // What CSS writes into it (::before, ::after, as content: "Delete") shows as text too, and
   // innerText leaves it out: its text with that content in place ("De" before "lete" reads
   // "Delete"), where it has any. Read in its first 1,000 elements: a button has far fewer, and
@@ -103,7 +109,9 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   const field = target.matches('textarea') || (input && !PRESSED.includes(target.type))
     || el.isContentEditable;
   // Every name it goes by (its accessible names, its caption, an icon's alt or title), so an
-  // icon button reads as its label does ("Delete account" on a bin).
+  // icon button reads as its label does ("Delete account" on a bin). A field goes by its names
+  // and placeholder, not by what is typed in it: no press is judged by that, and a secret
+  // typed there and reshaped by the page ("4111 1111 ...") would be quoted in the record.
   const root = target.getRootNode();
   const named = (target.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean)
     .map((id) => (root.getElementById ? root.getElementById(id) : document.getElementById(id)))
@@ -111,7 +119,7 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   const labels = Array.from(target.labels || [], shown);
   const own = [...named, target.getAttribute('aria-label'), ...labels];
   const parts = field
-    ? [target.value, target.placeholder, el.isContentEditable ? shown(el) : '', ...own]
+    ? [target.placeholder, ...own]
     : [...own, shown(target), generated(target), input ? target.value : '',
        ...[target, ...target.querySelectorAll('img, area, input[type=image]')]
          .map((n) => n.getAttribute('alt')),

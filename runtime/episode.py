@@ -305,6 +305,12 @@ def confirm_mode(spec: RunSpec) -> str:
 def make_gate(spec: RunSpec, rules: GateRules, env: Env, console: Console,
               secrets: Secrets) -> ConfirmationGate:
     mode = confirm_mode(spec)
+    if spec.env == "desktop" and mode != "yes":
+        # No rule can fire there: say so rather than let --deny-sensitive look like a guard.
+        console.print("[yellow]note:[/] the desktop env cannot look up the element under a "
+                      "point or the focused one, and it has no open_app or navigate, so the "
+                      "safety gate finds no action sensitive here (docs/safety.md)",
+                      soft_wrap=True)
     return ConfirmationGate(rules, env, mode, ask=ask_in_terminal(console),  # type: ignore[arg-type]
                             hide=secrets.scrub)
 

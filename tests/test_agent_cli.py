@@ -444,6 +444,8 @@ def test_desktop_run_on_a_private_display(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "private X display :" in done.stdout
     assert load(only_run(tmp_path / "runs")).steps[0].screen == (1280, 800)
+    # The gate can see nothing there (no element lookup): the run says so.
+    assert "the safety gate finds no action sensitive here" in " ".join(done.stdout.split())
 
 
 @pytest.mark.parametrize("goal", ["", "   ", "\t\n", "\u3000"])

@@ -137,9 +137,10 @@ def test_enter_on_a_focused_row_is_judged_by_what_the_row_says():
 def test_enter_in_a_phone_text_field_is_judged_by_the_screens_buttons():
     """Enter in a one-line field runs the field's own action (Messages sends), which the UI
     dump does not name: it is judged as a press on any of the screen's buttons. A space stays
-    text, and a screen with no such button lets Enter through."""
-    field = ui_node((0, 2200, 900, 2300), text="Message", clickable=True, focused=True,
-                    class_name="android.widget.EditText")
+    text, and a screen with no such button lets Enter through. The field reads as its name, not
+    as what is typed in it."""
+    field = ui_node((0, 2200, 900, 2300), text="see you at 5", desc="Message", clickable=True,
+                    focused=True, class_name="android.widget.EditText")
     compose = fake_android_env(DumpDevice(ui_node(
         (0, 0, 1080, 2400), ui_node((0, 0, 200, 200), desc="Back", clickable=True), field,
         # A text-less button reads as its child's text, as a tap on it would.
@@ -155,11 +156,25 @@ def test_enter_in_a_phone_text_field_is_judged_by_the_screens_buttons():
     assert gate.sensitive(parsed({"kind": "type", "text": "see you at 5"})) is None
     search = fake_android_env(DumpDevice(ui_node(
         (0, 0, 1080, 2400), ui_node((0, 0, 200, 200), desc="Back", clickable=True),
-        ui_node((200, 0, 1080, 200), text="Search", focused=True,
+        ui_node((200, 0, 1080, 200), desc="Search", focused=True,
                 class_name="android.widget.EditText"))))
     assert search.focused_element().text == "Search (Enter may press: Back)"
     assert ConfirmationGate(GateRules(), search, "deny").sensitive(parsed({"kind": "enter"})) \
         is None
+
+
+def test_what_a_phone_field_holds_is_not_quoted_by_the_gate():
+    """A card number typed as a secret and grouped by the app reads "4111 1111 ..." in the
+    dump, which masking cannot find: the field is described by its name alone, so the gate's
+    reason (recorded, and shown to the model) does not quote it."""
+    checkout = fake_android_env(DumpDevice(ui_node(
+        (0, 0, 1080, 2400),
+        ui_node((0, 200, 1080, 300), text="4111 1111 1111 1111", desc="Card number",
+                focused=True, class_name="android.widget.EditText"),
+        ui_node((0, 400, 1080, 500), text="Pay now", clickable=True))))
+    hit = ConfirmationGate(GateRules(), checkout, "deny").sensitive(parsed({"kind": "enter"}))
+    assert hit is not None and "Pay now" in hit.reason and "Card number" in hit.reason
+    assert "1111" not in hit.reason
 
 
 def test_deny_keeps_enter_off_a_focused_send_button_on_the_phone(tmp_path):
@@ -339,6 +354,40 @@ def test_a_button_labelled_by_css_generated_content_reads_as_its_label_in_chromi
             assert hit is not None and hit.rule == "tap_text" and said in hit.reason, (x, hit)
         assert gate.sensitive(parsed({"kind": "click", "x": 225, "y": 30})) is None
         assert "Next\u2192" in env.element_at(225, 30).text
+
+
+def test_labels_svg_and_field_values_read_as_what_a_press_presses_in_chromium():
+    """A click on a label presses the control it names (a "Pay now" button behind "Continue");
+    an SVG control reads as its text (SVG has no innerText); a field reads as its name, never as
+    what is typed in it (a card number the page regrouped, which masking cannot find)."""
+    require_tool("chromium")
+    from envs.browser import BrowserEnv
+
+    box = "position:absolute;left:0;width:200px;height:40px;margin:0;top:"
+    svg = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+    page = ('data:text/html,<body style="margin:0">'
+            f'<label for="pay" style="{box}0;display:block">Continue</label>'
+            f'<label style="{box}50px;display:block"><span>Go on</span> <button type="button" '
+            'onclick="window.done = true">Pay now</button></label>'
+            f'<button id="pay" type="button" onclick="window.done = true" style="{box}300px">'
+            'Pay now</button>'
+            f'<svg {svg} style="{box}100px"><g onclick="window.done = true" style="cursor:pointer"><rect width="200" '
+            'height="40" fill="red"/><text x="50" y="25">Delete</text></g></svg>'
+            f'<svg {svg} style="{box}150px"><a xlink:href="%23gone"><rect width="200" '
+            'height="40"/><text x="50" y="25" fill="white">Delete</text></a></svg>'
+            f'<input id="card" aria-label="Card number" style="{box}200px"></body>')
+    with BrowserEnv(viewport=(400, 400), start_url=page) as env:
+        gate = ConfirmationGate(GateRules(), env, "deny")
+        for y, said in ((20, "Pay now"), (70, "Pay now"), (120, "Delete"), (170, "Delete")):
+            hit = gate.sensitive(parsed({"kind": "click", "x": 5, "y": y}))
+            assert hit is not None and hit.rule == "tap_text" and said in hit.reason, (y, hit)
+        assert "Continue" in env.element_at(5, 20).text
+        # What the gate judges is what chromium does: the click on the label pressed the button.
+        assert env.execute(parsed({"kind": "click", "x": 5, "y": 20})).ok
+        assert env.page.evaluate("window.done === true") is True
+        env.page.fill("#card", "4111 1111 1111 1111")
+        env.page.focus("#card")
+        assert env.focused_element().text == env.element_at(100, 220).text == "Card number"
 
 
 def test_a_press_on_the_icon_of_a_row_that_script_makes_clickable_reads_as_the_row_in_chromium():

@@ -437,3 +437,20 @@ def test_an_app_left_with_home_comes_back_as_it_was_left(phone):
             adb_shell(phone, "monkey -p com.vlagent.contacts 1")
         wait_until(lambda: focus(phone) == "com.vlagent.contacts" and on_the_list(),
                    what=f"the list, afresh after {stop}")
+
+
+def test_a_password_fields_text_is_masked_in_the_dump(phone):
+    """As Android's accessibility reports a password field: one dot per character, never the
+    characters (a dump is recorded with the observation and read by the safety gate)."""
+    vphone, _ = phone
+    adb_shell(phone, "vphone reset")
+    vphone.call(lambda c: c.display.evaluate(
+        "() => { const i = document.createElement('input'); i.type = 'password'; "
+        "i.value = 'hunter22'; i.setAttribute('aria-label', 'PIN'); "
+        "document.body.prepend(i); }"))
+    try:
+        node = next(n for n in ui_nodes(phone) if n.content_desc == "PIN")
+    finally:
+        vphone.call(lambda c: c.display.evaluate(
+            "() => document.querySelector('input[type=password]').remove()"))
+    assert node.password and node.text == "\u2022" * 8

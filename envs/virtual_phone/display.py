@@ -53,7 +53,9 @@ _HIERARCHY_JS = """() => {
     if (!isInteractive && el.parentElement.closest(
       'a[href], button, [role=button], [role=switch], [onclick]')) continue;
     let text;
-    if (el.matches('input, textarea')) text = el.type === 'checkbox' ? '' : el.value;
+    // A password field's text is masked, as Android's accessibility reports it.
+    if (el.type === 'password') text = '\u2022'.repeat(el.value.length);
+    else if (el.matches('input, textarea')) text = el.type === 'checkbox' ? '' : el.value;
     else if (isInteractive) text = el.innerText.trim();
     else text = [...el.childNodes].filter((n) => n.nodeType === 3)
       .map((n) => n.textContent).join('').trim();
