@@ -331,11 +331,27 @@ def test_5xx_429_and_dropped_connections_are_retried_with_exponential_backoff():
     assert completion.text == "done" and completion.prompt_tokens == 4
     assert len(calls) == 5
     assert sleeps == [0.5, 1.0, 2.0, 7.0]  # the 429's Retry-After wins over the backoff
-    # Any 5xx: a proxy's 520 to 529 and a 507 pass too.
-    transport, calls = scripted(529, 507, 520, 200)
+    # Any 5xx: a proxy's 520 to 529 and a 507 pass too, and so does a server's own timeout.
+    transport, calls = scripted(529, 507, 408, 520, 200)
     assert backend_for(transport, []).generate([{"role": "user", "content": "hi"}], []).text \
         == "done"
-    assert len(calls) == 4
+    assert len(calls) == 5
+
+
+@pytest.mark.parametrize("choice", [
+    {"message": {"content": None, "tool_calls": [{"id": "c", "type": "function", "function": {
+        "name": "click", "arguments": "{}"}}]}, "finish_reason": "tool_calls"},
+    {"message": {"content": "click(1, 2)", "tool_calls": [{"id": "c", "type": "function"}]},
+     "finish_reason": "stop"},
+    {"message": {"content": None}, "finish_reason": "function_call"},
+])
+def test_a_tool_call_answer_is_not_taken_as_the_reply(choice):
+    """No tools are offered: a server that answers with a call made it up, and its (empty)
+    text was acted on as the reply."""
+    backend = OpenAIBackend("http://model.test/v1", "m", transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, json={"choices": [choice]})))
+    with pytest.raises(PolicyError, match="answered with a tool call"):
+        backend.generate([{"role": "user", "content": "hi"}], [])
 
 
 # h11 refuses a header value ending in a space: "abc " was retried, then quoted in the error.

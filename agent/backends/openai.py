@@ -50,8 +50,9 @@ UNKNOWN_ISSUER = ("self-signed certificate", "self signed certificate",
 
 
 def retried(status: int) -> bool:
-    """A 429 or any 5xx (a proxy's 520 to 529 too) may pass: it is tried again."""
-    return status == 429 or 500 <= status <= 599
+    """A 408 (the server's own timeout), a 429 or any 5xx (a proxy's 520 to 529 too) may pass:
+    it is tried again."""
+    return status in (408, 429) or 500 <= status <= 599
 
 
 #: Why a key ``header_can_carry`` refuses cannot be used, for the message that refuses it.
@@ -312,6 +313,12 @@ class OpenAIBackend(Backend):
             raise PolicyError(f"{self.url} ended the reply before the model did (finish_reason "
                               f"{_said(json.dumps(choice['finish_reason']), self._api_key)}), so "
                               "it is not acted on")
+        if choice.get("finish_reason") in ("tool_calls", "function_call") \
+                or choice["message"].get("tool_calls"):
+            # No tools were offered, so the server made the call up; its text is not the reply.
+            raise PolicyError(f"{self.url} answered with a tool call, which vlagent never "
+                              "asks for (it reads the model's action from the reply's text), "
+                              "so it is not acted on")
         stop, stop_known = matched_stop(choice, finish, asked)
         return Completion(
             text=text,
