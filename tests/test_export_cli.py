@@ -38,6 +38,11 @@ def test_export_command_filters_warns_and_counts(tmp_path, tiny_checkpoint):
 
     typo = cli("export", str(good), "--status", "sucess", "--out", "t.jsonl", cwd=tmp_path)
     assert typo.returncode == 2 and "unknown status 'sucess'" in typo.stderr
+
+    # The folder that holds the runs, named in their place: the error says how to name them.
+    parent = cli("export", str(tmp_path), "--out", "u.jsonl", cwd=tmp_path)
+    assert parent.returncode == 2 and not (tmp_path / "u.jsonl").exists()
+    assert f"it holds 3 trajectory folder(s): name them, as {tmp_path / '*'}" in parent.stderr
     nothing = cli("export", str(failed), "--out", "n.jsonl", cwd=tmp_path)
     assert nothing.returncode == 2 and "nothing to export" in nothing.stderr
     assert not (tmp_path / "n.jsonl").exists()

@@ -80,8 +80,11 @@ def load_meta(directory: str | Path) -> Meta:
     meta_path = directory / META_FILE
     if not _is_file(meta_path):
         what = "is no file" if meta_path.exists() else "is missing"
+        inside = sum(1 for _ in directory.glob(f"*/{META_FILE}")) if directory.is_dir() else 0
+        hint = (f"; it holds {inside} trajectory folder(s): name them, as "
+                f"{directory / '*'}") if inside else ""
         raise TrajectoryError(f"{directory} is not a trajectory directory: its {META_FILE} "
-                              f"{what}")
+                              f"{what}{hint}")
     text = _read(meta_path)
     try:
         return Meta.model_validate_json(text.decode("utf-8"))
