@@ -258,7 +258,7 @@ def test_a_request_past_the_context_is_refused_before_any_patches(tiny_checkpoin
     """A huge pixel budget on a small image: the token count says no before it is resized."""
     made = _counting_patchify(monkeypatch)
     request = _conversation("Ann", 1, seed=15)[0]
-    with pytest.raises(ValueError, match="exceeds the context of 4096"):
+    with pytest.raises(ValueError, match="with even one new token after it, it exceeds the context of 4096"):
         plain.prepare(*request, Params(max_new_tokens=3, min_pixels=50_000_000,
                                        max_pixels=50_000_000))
     assert made == []

@@ -99,8 +99,11 @@ def check_context(prompt_tokens: int, max_new_tokens: int, context: int,
     """A ValueError when a prompt and the tokens to write after it do not fit the context
     (``at_least``: ``prompt_tokens`` is a lower bound, counted before tokenizing)."""
     if prompt_tokens + max_new_tokens > context:
-        raise ValueError(f"the prompt has {'at least ' if at_least else ''}{prompt_tokens} "
-                         f"tokens; with {max_new_tokens} new tokens to write it exceeds the "
+        counted = f"the prompt has {'at least ' if at_least else ''}{prompt_tokens} tokens"
+        if prompt_tokens >= context:  # whatever was asked to write: at least one token must fit
+            raise ValueError(f"{counted}: with even one new token after it, it exceeds the "
+                             f"context of {context}")
+        raise ValueError(f"{counted}; with {max_new_tokens} new tokens to write it exceeds the "
                          f"context of {context}")
 
 
