@@ -55,3 +55,19 @@ def test_a_suite_that_does_not_exist_is_refused_with_the_suites_that_do():
     with pytest.raises(RunError, match="no suite 'phones'; the suites are desktop, miniwob, "
                                        "phone$"):
         plan_jobs(fake_settings(suite="phones"), RegistryCatalog())
+
+
+def test_tasks_without_a_solution_are_refused_for_a_scripted_bench_before_it_starts():
+    """They ended as runtime errors, so the run failed, and so did every resume of it."""
+    catalog = RegistryCatalog()
+    with pytest.raises(RunError, match=r"^1 of the 1 tasks have no scripted solution, so "
+                                       r"--model scripted cannot run them \(miniwob/chase-circle\)"
+                                       r": --tag scripted keeps the tasks that have one$"):
+        plan_jobs(fake_settings(suite="miniwob", tasks=("miniwob/chase-circle",)), catalog)
+    with pytest.raises(RunError, match=r"tasks have no scripted solution, .*, \.\.\.\)"):
+        plan_jobs(fake_settings(suite="miniwob"), catalog)
+    solved = plan_jobs(fake_settings(suite="miniwob", tags=("scripted",)), catalog)
+    assert solved and all(catalog.get(j.task, j.seed).has_solution for j in solved)
+    # A model runs them.
+    assert plan_jobs(fake_settings(suite="miniwob", tasks=("miniwob/chase-circle",),
+                                   model="replay:r.jsonl"), catalog)

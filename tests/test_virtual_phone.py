@@ -388,8 +388,10 @@ def test_a_stopped_phone_starts_again():
 
 def test_an_app_left_with_home_comes_back_as_it_was_left(phone):
     """As an Android task does: Home leaves Contacts on Ada's page, and its launcher icon (or
-    `am start`) brings that page back, where Back still goes to the list. An app left with
-    Back, force-stopped, cleared (`pm clear`) or reset starts afresh, at its list."""
+    `am start`) brings that page back, where Back still goes to the list. Back from the list
+    leaves the app running (Android 12 and later move a root activity to the background): it
+    comes back as it was left. An app force-stopped, cleared (`pm clear`) or reset starts
+    afresh, at its list."""
     def showing_ada() -> bool:
         return any(n.text == "Phone: +1 555 0101" for n in ui_nodes(phone))
 
@@ -422,13 +424,18 @@ def test_an_app_left_with_home_comes_back_as_it_was_left(phone):
     wait_until(showing_ada, what="Ada's page again, by am start")
     adb_shell(phone, "input", "keyevent", "KEYCODE_BACK")
     wait_until(on_the_list, what="the list, Back from Ada's page")
+    vphone, _ = phone
+    # A mark in the app's page, which only the same page (the app kept running) still holds.
+    marked = lambda: vphone.call(lambda c: c.display.evaluate(  # noqa: E731
+        "() => window.vphoneMark === 1"))
     for stop in ("input keyevent KEYCODE_BACK", "am force-stop com.vlagent.contacts",
                  "vphone reset com.vlagent.contacts", "pm clear com.vlagent.contacts",
                  "am start -S -n com.vlagent.contacts/.ContactsActivity"):
         open_ada()
+        vphone.call(lambda c: c.display.evaluate("() => { window.vphoneMark = 1; }"))
         if stop != "input keyevent KEYCODE_BACK":
             home()
-        else:  # Back twice: to the list, then out of the app, which finishes
+        else:  # Back twice: to the list, then out of the app
             adb_shell(phone, "input keyevent KEYCODE_BACK")
             wait_until(on_the_list, what="the list")
         adb_shell(phone, stop)
@@ -436,7 +443,8 @@ def test_an_app_left_with_home_comes_back_as_it_was_left(phone):
             wait_until(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
             adb_shell(phone, "monkey -p com.vlagent.contacts 1")
         wait_until(lambda: focus(phone) == "com.vlagent.contacts" and on_the_list(),
-                   what=f"the list, afresh after {stop}")
+                   what=f"the list after {stop}")
+        assert marked() == (stop == "input keyevent KEYCODE_BACK"), stop
 
 
 def test_a_password_fields_text_is_masked_in_the_dump(phone):

@@ -103,8 +103,8 @@ class ShellCommands:
         await self.launch(LAUNCHER)
 
     async def stop(self, package: str) -> None:
-        """Stop the app (``am force-stop``, Back out of it, its data replaced): shown again,
-        it starts afresh. The launcher is shown first if it was in front."""
+        """Stop the app (``am force-stop``, its data replaced): shown again, it starts afresh.
+        The launcher is shown first if it was in front."""
         if package == LAUNCHER:
             return
         if self.current_app().package == package:
@@ -119,12 +119,14 @@ class ShellCommands:
         await self.stop(package)
 
     async def back(self) -> None:
-        """Back within the app's own page stack first, then out of the app, which finishes."""
+        """Back within the app's own page stack first, then out of the app to the launcher.
+        As on Android 12 and later (this phone says 14), an app's root activity is not finished
+        by Back but moved to the background: shown again, it is as it was left."""
         handled = await self.display.evaluate(
             "() => typeof window.vphoneBack === 'function' ? !!window.vphoneBack() : false"
         )
-        if not handled:
-            await self.stop(self.current_app().package)
+        if not handled and self.current_app().package != LAUNCHER:
+            await self.home()
 
     def on_state(self, url: str, op: str, value: Any) -> Any:
         """The apps' ``vphoneState('get' | 'set', value)`` binding: each app sees only its own."""

@@ -114,6 +114,13 @@ def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
         what = (f"tasks matching {' or '.join(map(repr, settings.tasks))} in" if settings.tasks
                 else "tasks in")
         raise RunError(f"no {what} the suite {settings.suite!r} tagged {', '.join(sorted(wanted))}")
+    unsolved = [cls.name for cls in classes if not cls.has_solution]
+    if settings.model == "scripted" and unsolved:
+        # Known before any episode: as errors they would fail the run, and every resume of it.
+        raise RunError(f"{len(unsolved)} of the {len(classes)} tasks have no scripted solution, "
+                       f"so --model scripted cannot run them ({', '.join(unsolved[:3])}"
+                       f"{', ...' if len(unsolved) > 3 else ''}): --tag scripted keeps the "
+                       "tasks that have one")
     jobs = [
         EpisodeJob(suite=settings.suite, task=cls.name, seed=seed, model=settings.model,
                    dialect=settings.dialect, max_steps=settings.max_steps, device=settings.device,
