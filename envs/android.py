@@ -849,8 +849,8 @@ class AndroidEnv(Env):
                                 and (text := _pressed_info(n).text))
         if not buttons:
             return info
-        return replace(info, text=f"{info.text} (Enter may press: {', '.join(buttons)})"
-                       .lstrip())
+        return replace(info, text=f"{info.text or 'a text field'} (Enter may press: "
+                                  f"{', '.join(buttons)})")
 
     def ui_tree(self) -> UiNode:
         """The accessibility tree of the current screen (``uiautomator dump``)."""

@@ -77,8 +77,22 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   };
   const hasShadow = (n) => n.shadowRoot
     || Array.from(n.querySelectorAll('*')).some((e) => e.shadowRoot);
-  // (An SVG element has no innerText: its text content is what it shows.)
-  const shown = (n) => (hasShadow(n) ? composed(n) : n.innerText ?? n.textContent ?? '')
+  // An SVG element has no innerText: the text it draws, as a person reads it (each text a word
+  // apart; no style sheet, description or part not displayed), in its first 1,000 elements.
+  const NOT_DRAWN = ['style', 'script', 'desc', 'metadata', 'title', 'defs', 'symbol',
+                     'clipPath', 'mask', 'pattern', 'marker', 'filter', 'linearGradient',
+                     'radialGradient'];
+  const drawn = (n) => {
+    let elements = 0;
+    const read = (node) => {
+      if (node.nodeType === Node.TEXT_NODE) return node.data;
+      if (node.nodeType !== Node.ELEMENT_NODE || NOT_DRAWN.includes(node.localName)
+          || ++elements > 1000 || getComputedStyle(node).display === 'none') return '';
+      return Array.from(node.childNodes, (c) => c.innerText ?? read(c)).join(' ');
+    };
+    return read(n);
+  };
+  const shown = (n) => (hasShadow(n) ? composed(n) : n.innerText ?? drawn(n))
     .replace(/\\s+/g, ' ');
   // What CSS writes into it (::before, ::after, as content: "Delete") shows as text too, and
   // innerText leaves it out: its text with that content in place ("De" before "lete" reads
@@ -105,9 +119,11 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   // A text field takes typed text; other inputs (a submit, an image, a checkbox) are pressed.
   const PRESSED = ['button', 'submit', 'reset', 'image', 'checkbox', 'radio', 'file', 'color',
                    'range', 'hidden'];
+  // (Not a read-only one, whose value the page wrote, nor a button or link inside an editable
+  // region or a page in designMode, which a click still presses.)
   const input = target.matches('input');
-  const field = target.matches('textarea') || (input && !PRESSED.includes(target.type))
-    || el.isContentEditable;
+  const field = ((target.matches('textarea') || (input && !PRESSED.includes(target.type)))
+                 && !target.readOnly) || (!target.matches(SELECTOR) && el.isContentEditable === true);
   // Every name it goes by (its accessible names, its caption, an icon's alt or title), so an
   // icon button reads as its label does ("Delete account" on a bin). A field goes by its names
   // and placeholder, not by what is typed in it: no press is judged by that, and a secret
@@ -118,11 +134,22 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
     .filter(Boolean).map(shown);
   const labels = Array.from(target.labels || [], shown);
   const own = [...named, target.getAttribute('aria-label'), ...labels];
+  // An icon's name: an image's alt, an aria-label inside, an SVG's <title> (a sprite's too,
+  // through its <use>).
+  const sprite = (use) => {
+    const ref = use.href && use.href.baseVal;
+    const found = ref && ref.startsWith('#') && use.getRootNode().getElementById(ref.slice(1));
+    const title = found && found.querySelector('title');
+    return title ? title.textContent : '';
+  };
+  const iconName = (n) => (n.localName === 'title' ? n.textContent
+    : n.localName === 'use' ? sprite(n)
+    : n.getAttribute('alt') || (n === target ? '' : n.getAttribute('aria-label')));
   const parts = field
     ? [target.placeholder, ...own]
     : [...own, shown(target), generated(target), input ? target.value : '',
-       ...[target, ...target.querySelectorAll('img, area, input[type=image]')]
-         .map((n) => n.getAttribute('alt')),
+       ...[target, ...target.querySelectorAll('img, area, input[type=image], [aria-label], '
+                                              + 'title, use')].map(iconName),
        target.getAttribute('title')];
   const text = [...new Set(parts.filter(Boolean).map((t) => String(t).trim()).filter(Boolean))];
   return {text: text.join(' ').slice(0, 500), password: target.type === 'password', field};
@@ -176,7 +203,7 @@ def element_in(frame: Any, point: list[float] | None, browser_alive: Callable[[]
                 else None
             if button is not None:
                 label = button.evaluate(_DESCRIBE_ELEMENT, True)["text"] or "Submit"
-                text = f"{text} (Enter submits: {label[:200]})".lstrip()
+                text = f"{text or 'a field'} (Enter submits: {label[:200]})"
             return ElementInfo(text=text, password=found["password"], field=found["field"])
         inner = point
         if point is not None:

@@ -175,6 +175,11 @@ def test_what_a_phone_field_holds_is_not_quoted_by_the_gate():
     hit = ConfirmationGate(GateRules(), checkout, "deny").sensitive(parsed({"kind": "enter"}))
     assert hit is not None and "Pay now" in hit.reason and "Card number" in hit.reason
     assert "1111" not in hit.reason
+    nameless = fake_android_env(DumpDevice(ui_node(
+        (0, 0, 1080, 2400), ui_node((0, 200, 1080, 300), text="4111 1111 1111 1111",
+                                    focused=True, class_name="android.widget.EditText"),
+        ui_node((0, 400, 1080, 500), text="Pay now", clickable=True))))
+    assert nameless.focused_element().text == "a text field (Enter may press: Pay now)"
 
 
 def test_deny_keeps_enter_off_a_focused_send_button_on_the_phone(tmp_path):
@@ -375,10 +380,22 @@ def test_labels_svg_and_field_values_read_as_what_a_press_presses_in_chromium():
             'height="40" fill="red"/><text x="50" y="25">Delete</text></g></svg>'
             f'<svg {svg} style="{box}150px"><a xlink:href="%23gone"><rect width="200" '
             'height="40"/><text x="50" y="25" fill="white">Delete</text></a></svg>'
-            f'<input id="card" aria-label="Card number" style="{box}200px"></body>')
-    with BrowserEnv(viewport=(400, 400), start_url=page) as env:
+            f'<input id="card" aria-label="Card number" style="{box}200px">'
+            # A button in an editable region is still pressed; a read-only value is the page's.
+            f'<div contenteditable style="{box}250px"><button type="button">Delete account'
+            f'</button></div><input readonly value="Delete account" style="{box}350px">'
+            f'<button style="{box}400px"><svg {svg} width="20" height="20"><title>Delete'
+            '</title><rect width="20" height="20"/></svg></button>'
+            # What an SVG draws: no style sheet, description or hidden text, a word apart.
+            f'<svg {svg} style="{box}450px;cursor:pointer" onclick=""><style>'
+            f'{".c{fill:red} " * 60}</style><desc>Keep</desc><rect width="200" height="40"/>'
+            '<text x="5" y="25">Confirm</text><text x="90" y="25">Delete</text>'
+            '<text display="none">Pay</text></svg></body>')
+    with BrowserEnv(viewport=(400, 500), start_url=page) as env:
         gate = ConfirmationGate(GateRules(), env, "deny")
-        for y, said in ((20, "Pay now"), (70, "Pay now"), (120, "Delete"), (170, "Delete")):
+        assert env.element_at(100, 470).text == "Confirm Delete"
+        for y, said in ((20, "Pay now"), (70, "Pay now"), (120, "Delete"), (170, "Delete"),
+                        (260, "Delete account"), (360, "Delete account"), (410, "Delete")):
             hit = gate.sensitive(parsed({"kind": "click", "x": 5, "y": y}))
             assert hit is not None and hit.rule == "tap_text" and said in hit.reason, (y, hit)
         assert "Continue" in env.element_at(5, 20).text

@@ -455,10 +455,15 @@ def test_a_password_fields_text_is_masked_in_the_dump(phone):
     vphone.call(lambda c: c.display.evaluate(
         "() => { const i = document.createElement('input'); i.type = 'password'; "
         "i.value = 'hunter22'; i.setAttribute('aria-label', 'PIN'); "
-        "document.body.prepend(i); }"))
+        "document.body.prepend(i); document.body.insertAdjacentHTML('afterbegin', "
+        "'<a href=\"#x\" type=\"password\" id=\"odd\">a link</a>'); }"))
     try:
-        node = next(n for n in ui_nodes(phone) if n.content_desc == "PIN")
+        nodes = ui_nodes(phone)  # (a link typed "password" is no field to mask: no error)
     finally:
         vphone.call(lambda c: c.display.evaluate(
-            "() => document.querySelector('input[type=password]').remove()"))
+            "() => { document.querySelector('input[type=password]').remove(); "
+            "document.getElementById('odd').remove(); }"))
+    node = next(n for n in nodes if n.content_desc == "PIN")
     assert node.password and node.text == "\u2022" * 8
+    link = next(n for n in nodes if n.resource_id == "odd")
+    assert not link.password and link.text == "a link"

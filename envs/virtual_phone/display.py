@@ -54,7 +54,8 @@ _HIERARCHY_JS = """() => {
       'a[href], button, [role=button], [role=switch], [onclick]')) continue;
     let text;
     // A password field's text is masked, as Android's accessibility reports it.
-    if (el.type === 'password') text = '\u2022'.repeat(el.value.length);
+    const password = el.matches('input[type=password]');
+    if (password) text = '\u2022'.repeat(el.value.length);
     else if (el.matches('input, textarea')) text = el.type === 'checkbox' ? '' : el.value;
     else if (isInteractive) text = el.innerText.trim();
     else text = [...el.childNodes].filter((n) => n.nodeType === 3)
@@ -72,7 +73,7 @@ _HIERARCHY_JS = """() => {
       clickable: isInteractive,
       checked: checkable && (el.checked === true || el.getAttribute('aria-checked') === 'true'),
       focused: document.activeElement === el,
-      password: el.type === 'password',
+      password,
       bounds: [Math.max(0, r.left), Math.max(0, r.top),
                Math.min(innerWidth, r.right), Math.min(innerHeight, r.bottom)],
     });
