@@ -225,6 +225,21 @@ def test_stream_sends_server_sent_event_chunks(client):
     assert chunks[-1]["usage"] == plain["usage"]
 
 
+def test_a_stream_that_asks_for_usage_gets_it_in_a_chunk_of_its_own(client):
+    """As OpenAI's API sends it with stream_options.include_usage: a last chunk with no
+    choices holds the usage, and every other chunk says "usage": null."""
+    asked = {**GOOD, "stream": True, "stream_options": {"include_usage": True}}
+    with client.stream("POST", "/v1/chat/completions", json=asked) as answer:
+        *chunks, last, done = events_of(answer.iter_lines())
+    assert done == "[DONE]" and last["choices"] == []
+    assert last["usage"] == post(client, GOOD).json()["usage"]
+    assert all("usage" in c and c["usage"] is None for c in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert content(chunks) == post(client, GOOD).json()["choices"][0]["message"]["content"]
+    refused = post(client, {**asked, "stream_options": "x"})
+    assert refused.status_code == 400 and "stream_options" in refused.text
+
+
 def test_stream_chunks_arrive_while_the_model_is_still_writing():
     hold = threading.Event()
     engine = EchoEngine(hold=hold)  # waits after its first piece until let go

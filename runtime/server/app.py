@@ -208,9 +208,9 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             # Counted from here, not while the body arrives: a client that stalls its upload
             # would hold every batch for the gather time.
             with scheduler.incoming():
-                prepared, stream = await prepare(body)
+                prepared, stream, usage_chunk = await prepare(body)
             del body  # the patches are made; the base64 text need not wait with them
-            reply = Reply(settings.model_id)
+            reply = Reply(settings.model_id, usage_chunk)
             if stream:
                 streaming = True
                 # The slot goes back when the stream ends, and in any case once the response
@@ -225,7 +225,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             if not streaming:
                 release()
 
-    async def prepare(body: bytes) -> tuple[Prepared, bool]:
+    async def prepare(body: bytes) -> tuple[Prepared, bool, bool]:
         chat = await run_in_threadpool(parse_request, body)  # a big body takes seconds
         if chat.model != settings.model_id:
             raise not_served(chat.model)
@@ -256,7 +256,8 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             room = engine.context_length - prepared.prompt_tokens
             prepared = dataclasses.replace(prepared, params=dataclasses.replace(
                 params, max_new_tokens=min(params.max_new_tokens, room)))
-        return prepared, chat.stream
+        options = chat.stream_options
+        return prepared, chat.stream, options is not None and options.include_usage
 
     return app
 
@@ -406,12 +407,16 @@ def read_messages(chat: ChatRequest, settings: ServerSettings
 
 
 class Reply:
-    """A completion in OpenAI's shapes: one JSON body, or server-sent event chunks."""
+    """A completion in OpenAI's shapes: one JSON body, or server-sent event chunks. A stream
+    asked for ``stream_options.include_usage`` (``usage_chunk``) gets the usage as OpenAI sends
+    it then: in a chunk of its own with no choices, and ``"usage": null`` on every other one;
+    without it, on the final chunk."""
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, model_id: str, usage_chunk: bool = False) -> None:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model_id = model_id
+        self.usage_chunk = usage_chunk
 
     def _base(self, kind: str) -> dict:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model_id}
@@ -427,10 +432,13 @@ class Reply:
     def chunk(self, delta: dict, end: Completion | None = None) -> str:
         """A piece of the reply, or with ``end`` the last chunk: why it ended, and the usage."""
         choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
-        data = {**self._base("chat.completion.chunk"), "choices": [choice]}
+        data: dict[str, Any] = {**self._base("chat.completion.chunk"), "choices": [choice]}
+        if self.usage_chunk:
+            data["usage"] = None
         if end is not None:
             choice |= ending(end)
-            data["usage"] = usage(end)
+            if not self.usage_chunk:
+                data["usage"] = usage(end)
         return f"data: {json.dumps(data)}\n\n"
 
     async def chunks(self, events: AsyncIterator[str | Completion]) -> AsyncIterator[str]:
@@ -455,6 +463,10 @@ class Reply:
             if rest := completion.text[streamed:]:
                 yield self.chunk({"content": rest})
             yield self.chunk({}, completion)
+            if self.usage_chunk:
+                data = {**self._base("chat.completion.chunk"), "choices": [],
+                        "usage": usage(completion)}
+                yield f"data: {json.dumps(data)}\n\n"
         yield "data: [DONE]\n\n"
 
 

@@ -76,6 +76,12 @@ class PixelBudget(BaseModel):
     max_pixels: Annotated[int, Field(ge=1)] | None = None
 
 
+class StreamOptions(BaseModel):
+    model_config = STRICT
+    #: OpenAI's: the usage in a chunk of its own (empty choices) before ``[DONE]``.
+    include_usage: bool = False
+
+
 class ChatRequest(BaseModel):
     model_config = STRICT
     model: str
@@ -90,6 +96,7 @@ class ChatRequest(BaseModel):
     seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     stop: str | Annotated[list[str], Field(max_length=8)] | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
     n: Annotated[int, Field(ge=1, le=1)] = 1
     # vLLM's extensions for writing on in the last assistant message (the qwen2vl format).
     continue_final_message: bool = False
