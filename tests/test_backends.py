@@ -343,11 +343,12 @@ def test_5xx_429_and_dropped_connections_are_retried_with_exponential_backoff():
         "name": "click", "arguments": "{}"}}]}, "finish_reason": "tool_calls"},
     {"message": {"content": "click(1, 2)", "tool_calls": [{"id": "c", "type": "function"}]},
      "finish_reason": "stop"},
-    {"message": {"content": None}, "finish_reason": "function_call"},
+    {"message": {"content": None, "function_call": {"name": "click", "arguments": "{}"}},
+     "finish_reason": "function_call"},
 ])
 def test_a_tool_call_answer_is_not_taken_as_the_reply(choice):
-    """No tools are offered: a server that answers with a call made it up, and its (empty)
-    text was acted on as the reply."""
+    """No tools are offered: a server whose parser took a call out of the model's text left
+    only the rest of it (none here), which was acted on as the reply."""
     backend = OpenAIBackend("http://model.test/v1", "m", transport=httpx.MockTransport(
         lambda request: httpx.Response(200, json={"choices": [choice]})))
     with pytest.raises(PolicyError, match="answered with a tool call"):

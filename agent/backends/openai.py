@@ -313,9 +313,10 @@ class OpenAIBackend(Backend):
             raise PolicyError(f"{self.url} ended the reply before the model did (finish_reason "
                               f"{_said(json.dumps(choice['finish_reason']), self._api_key)}), so "
                               "it is not acted on")
-        if choice.get("finish_reason") in ("tool_calls", "function_call") \
-                or choice["message"].get("tool_calls"):
-            # No tools were offered, so the server made the call up; its text is not the reply.
+        if choice["message"].get("tool_calls") or choice["message"].get("function_call"):
+            # No tools were offered: a server's parser took a call out of the model's text, so
+            # what is left is not the whole reply. (A finish_reason of "tool_calls" alone, with
+            # the text in place, is read as the model's end, as some servers say it.)
             raise PolicyError(f"{self.url} answered with a tool call, which vlagent never "
                               "asks for (it reads the model's action from the reply's text), "
                               "so it is not acted on")
