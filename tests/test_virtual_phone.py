@@ -390,8 +390,8 @@ def test_an_app_left_with_home_comes_back_as_it_was_left(phone):
     """As an Android task does: Home leaves Contacts on Ada's page, and its launcher icon (or
     `am start`) brings that page back, where Back still goes to the list. Back from the list
     leaves the app running (Android 12 and later move a root activity to the background): it
-    comes back as it was left. An app force-stopped, cleared (`pm clear`) or reset starts
-    afresh, at its list."""
+    comes back as it was left; from an app opened over it, Back comes back to it. An app
+    force-stopped, cleared (`pm clear`) or reset starts afresh, at its list."""
     def showing_ada() -> bool:
         return any(n.text == "Phone: +1 555 0101" for n in ui_nodes(phone))
 
@@ -445,6 +445,18 @@ def test_an_app_left_with_home_comes_back_as_it_was_left(phone):
         wait_until(lambda: focus(phone) == "com.vlagent.contacts" and on_the_list(),
                    what=f"the list after {stop}")
         assert marked() == (stop == "input keyevent KEYCODE_BACK"), stop
+    # An app started over another one: Back from its first page shows the one under it, as it
+    # was left, and Back from that one the launcher.
+    open_ada()
+    adb_shell(phone, "am start -n com.vlagent.notes/.NotesActivity")
+    wait_until(lambda: focus(phone) == "com.vlagent.notes", what="notes")
+    adb_shell(phone, "input keyevent KEYCODE_BACK")
+    wait_until(lambda: focus(phone) == "com.vlagent.contacts" and showing_ada(),
+               what="Ada's page under notes")
+    adb_shell(phone, "input keyevent KEYCODE_BACK")
+    wait_until(on_the_list, what="the list")
+    adb_shell(phone, "input keyevent KEYCODE_BACK")
+    wait_until(lambda: focus(phone) == "com.vlagent.launcher", what="the launcher")
 
 
 def test_a_password_fields_text_is_masked_in_the_dump(phone):

@@ -152,7 +152,8 @@ class PhoneDisplay:
         self._context: Any = None
         self.page: Any = None  # the one shown
         self._cdp: Any = None  # the shown page's DevTools session
-        #: Each running app's page and DevTools session, by the key ``show`` was given.
+        #: Each running app's page and DevTools session, by the key ``show`` was given, in
+        #: z-order (the one shown last is on top).
         self._tasks: dict[str, tuple[Any, Any]] = {}
         self._on_open: Callable[[str], Awaitable[None]] | None = None
         self._blank: Any = None  # the page start opened, closed once an app is shown
@@ -218,11 +219,12 @@ class PhoneDisplay:
     async def show(self, task: str, url: str, fresh: bool = False) -> None:
         """Bring ``task``'s page to the front, opening it at ``url`` where it has none (or
         where ``fresh``: the launcher's Home shows its first screen)."""
-        entry = self._tasks.get(task)
+        entry = self._tasks.pop(task, None)  # put back last: the tasks run in z-order
         if entry is None:
             page = await self._context.new_page()
-            entry = self._tasks[task] = (page, await self._context.new_cdp_session(page))
+            entry = (page, await self._context.new_cdp_session(page))
             fresh = True
+        self._tasks[task] = entry
         if fresh:
             await entry[0].goto(url, wait_until="load")
         self.page, self._cdp = entry
@@ -230,6 +232,14 @@ class PhoneDisplay:
         if self._blank is not None:
             await self._blank.close()
             self._blank = None
+
+    def to_back(self, task: str) -> str | None:
+        """Move ``task`` to the bottom of the z-order (Back from its first page, as Android 12
+        and later do): the task now on top, which was under it, or None."""
+        if task in self._tasks:
+            self._tasks = {task: self._tasks[task]} | {
+                name: entry for name, entry in self._tasks.items() if name != task}
+        return next(reversed(self._tasks), None) if len(self._tasks) > 1 else None
 
     async def end(self, task: str) -> None:
         """Close ``task``'s page (the app stopped): shown again, it starts afresh. Not the

@@ -119,14 +119,16 @@ class ShellCommands:
         await self.stop(package)
 
     async def back(self) -> None:
-        """Back within the app's own page stack first, then out of the app to the launcher.
-        As on Android 12 and later (this phone says 14), an app's root activity is not finished
-        by Back but moved to the background: shown again, it is as it was left."""
+        """Back within the app's own page stack first, then out of the app to the task under
+        it (the app it was opened over, or the launcher). As on Android 12 and later (this
+        phone says 14), an app's root activity is not finished by Back but moved to the back:
+        shown again, it is as it was left."""
         handled = await self.display.evaluate(
             "() => typeof window.vphoneBack === 'function' ? !!window.vphoneBack() : false"
         )
-        if not handled and self.current_app().package != LAUNCHER:
-            await self.home()
+        current = self.current_app().package
+        if not handled and current != LAUNCHER:
+            await self.launch(self.display.to_back(current) or LAUNCHER)
 
     def on_state(self, url: str, op: str, value: Any) -> Any:
         """The apps' ``vphoneState('get' | 'set', value)`` binding: each app sees only its own."""
