@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from core.actions import Action
 from envs import keys
-from envs.base import ElementInfo, Env, EnvError
+from envs.base import ElementInfo, Env, EnvError, EnvGone
 from envs.urls import ascii_domains, domain_allowed, normalize_url
 
 DEFAULT_TAP_TEXT = r"pay|buy|delete|send|confirm|transfer"
@@ -326,9 +326,13 @@ def _may_press_focused(action: Action, focused: Callable[[], ElementInfo | None]
 
 def _inspect(look: Callable[..., Any], *args: Any) -> Any:
     """The env's answer about an element, or an element it could not inspect where looking
-    failed (a UI dump that a moving screen made fail): the rules then treat it as unknown."""
+    failed (a UI dump that a moving screen made fail): the rules then treat it as unknown. An
+    env that is gone (``EnvGone``) ends the run as the action itself would have: the step is
+    no refusal by the gate."""
     try:
         return look(*args)
+    except EnvGone:
+        raise
     except EnvError:
         return ElementInfo("", opaque=True)
 

@@ -38,7 +38,7 @@ def per_call_us(fn, items: list, repeat: int) -> float:
 
 
 def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ from envs.base import (
     ElementInfo,
     Env,
     EnvError,
+    EnvGone,
     Observation,
     SettleConfig,
     conceal,
@@ -343,15 +344,15 @@ class AndroidEnv(Env):
         return ScreenInfo(width, height, int(density.group(1)) if density else 0, rotation)
 
     def _unreachable(self, what: str, exc: BaseException, hide: tuple[str, ...] = ()
-                     ) -> EnvError:
+                     ) -> EnvGone:
         reason = conceal(str(exc), hide) or type(exc).__name__
         if _server_down(exc):  # the device may be fine: the server that reaches it is gone
             port = self._adb_port
-            return EnvError(f"{what} failed: the adb server at {self._server} stopped "
-                            f"({reason}); start it again with `adb -P {port} start-server`, "
-                            f"then `adb -P {port} connect` a networked device")
-        return EnvError(f"{what} failed: device {self.serial} is not reachable ({reason}); "
-                        "was it unplugged or stopped? check `adb devices`")
+            return EnvGone(f"{what} failed: the adb server at {self._server} stopped "
+                           f"({reason}); start it again with `adb -P {port} start-server`, "
+                           f"then `adb -P {port} connect` a networked device")
+        return EnvGone(f"{what} failed: device {self.serial} is not reachable ({reason}); "
+                       "was it unplugged or stopped? check `adb devices`")
 
     def _call(self, what: str, fn: Callable[[], T], hide: tuple[str, ...] = ()) -> T:
         """Run one adb call. While the adb server is down or restarting (and then, until the

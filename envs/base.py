@@ -33,6 +33,12 @@ class EnvError(RuntimeError):
     """The environment cannot be used: a device went away, a browser crashed, a tool is missing."""
 
 
+class EnvGone(EnvError):
+    """The env itself is gone (its browser closed or crashed, its device or adb server cannot
+    be reached): nothing more can be done or looked up on it, so no caller reads this as a
+    mere "cannot tell" (the safety gate's lookup of an element, for one)."""
+
+
 @dataclass
 class Observation:
     """One screenshot at the device's native resolution, plus what else the env knows.

@@ -53,6 +53,7 @@ from envs.base import (
     ElementInfo,
     Env,
     EnvError,
+    EnvGone,
     Observation,
     SettleConfig,
     conceal,
@@ -986,14 +987,14 @@ class BrowserEnv(Env):
         from playwright.sync_api import Error as PlaywrightError
 
         if self._dead is not None:
-            raise EnvError(f"{self._dead}; start a new browser env")
+            raise EnvGone(f"{self._dead}; start a new browser env")
         try:
             with self._watchdog.watch():
                 return fn()
         except PlaywrightError as exc:
             if self._dead is not None or not self._browser.is_connected():
                 self._mark_dead("the browser closed or crashed")
-                raise EnvError(f"{what} failed: {self._dead}; start a new browser env") from None
+                raise EnvGone(f"{what} failed: {self._dead}; start a new browser env") from None
             detail = conceal(str(exc), hide).strip()
             first_line = detail.splitlines()[0] if detail else type(exc).__name__
             raise EnvError(f"{what} failed: {first_line}") from None

@@ -45,6 +45,17 @@ def test_replay_from_jsonl_then_it_runs_out(tmp_path):
         policy.respond(request())
 
 
+def test_replies_holding_characters_python_splits_lines_at_are_one_line_each(tmp_path):
+    """JSON writers leave U+2028, U+0085 and the like unescaped (ensure_ascii=False, jq,
+    serde): such a reply was cut in two and read as "not JSON". Lines end at a line feed, a
+    carriage return before it (a file written on Windows) included."""
+    replies = ["one\u2028two", "three\x85four\x1cfive", "six\u2029"]
+    path = tmp_path / "r.jsonl"
+    path.write_bytes("\r\n".join(json.dumps({"response": r}, ensure_ascii=False)
+                                  for r in replies).encode())
+    assert [r.text for r in read_responses(path)] == replies
+
+
 @pytest.mark.parametrize("content, error", [
     ("not json\n", "r.jsonl:1 is not JSON"),
     ('{"text": "x"}\n', 'r.jsonl:1 must be an object with a "response" string'),

@@ -12,7 +12,7 @@ from actions.dialects import get_dialect
 from agent.loop import Agent
 from agent.safety import ConfirmationGate, GateRules, load_rules
 from core.actions import Enter, Navigate, OpenApp, Tap, Type
-from envs.base import AppTarget, ElementInfo, EnvError
+from envs.base import AppTarget, ElementInfo, EnvError, EnvGone
 from tests.adb_fakes import DumpDevice, FakeAdbDevice, fake_android_env, ui_node
 from tests.agent_fakes import FakePhone, ListPolicy, TextStream
 from trajectories.export import export
@@ -509,6 +509,28 @@ def test_an_element_the_env_fails_to_look_up_is_unknown_not_the_end_of_the_run(t
     result, _, traj, _ = run([TAP_PAY, DONE], env, "yes", tmp_path)
     assert result.status == "success" and env.executed == [Tap(x=540, y=600)]
     assert traj.steps[0].gate.by == "--yes"
+
+
+class GonePhone(LaidOutPhone):
+    """A phone that went away between its screenshot and the gate's lookup (a browser that
+    crashed, a device unplugged)."""
+
+    def element_at(self, x=0, y=0):
+        raise EnvGone("element lookup failed: device emulator-5554 is not reachable")
+
+    focused_element = element_at
+
+
+@pytest.mark.parametrize("mode", ["ask", "deny", "yes"])
+def test_an_env_gone_at_the_gates_lookup_ends_the_run_as_an_env_error(tmp_path, mode):
+    """It was read as an element the env cannot inspect, so the step was recorded as the
+    gate's refusal ("no terminal to confirm it on (run with --yes ...)"), blaming the gate."""
+    env = GonePhone()
+    result, _, traj, asked = run([TAP_PAY, DONE], env, mode, tmp_path,
+                                 answers=[] if mode == "ask" else None)
+    assert asked == []
+    assert result.status == "error" and "is not reachable" in result.reason
+    assert env.executed == [] and all(step.gate is None for step in traj.steps)
 
 
 def test_the_question_shows_markup_in_screen_text_as_written():

@@ -37,7 +37,8 @@ def read_responses(source: str | Path, secrets: Mapping[str, str] | None = None)
     except UnicodeDecodeError as exc:
         raise PolicyError(f"{path} is not UTF-8 text: {exc}") from None
     responses = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: U+2028, U+0085 and the like may stand unescaped in JSON strings.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
