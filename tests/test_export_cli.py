@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -43,6 +44,13 @@ def test_export_command_filters_warns_and_counts(tmp_path, tiny_checkpoint):
     parent = cli("export", str(tmp_path), "--out", "u.jsonl", cwd=tmp_path)
     assert parent.returncode == 2 and not (tmp_path / "u.jsonl").exists()
     assert f"it holds 3 trajectory folder(s): name them, as {tmp_path / '*'}" in parent.stderr
+    # A bench's folder holds its episodes under trajectories/.
+    bench = tmp_path / "elsewhere" / "bench-phone"
+    shutil.copytree(good, bench / "trajectories" / "phone-a-s0")
+    named = cli("export", str(bench), "--out", "v.jsonl", cwd=tmp_path)
+    assert named.returncode == 2
+    assert f"it holds 1 trajectory folder(s): name them, as {bench / 'trajectories' / '*'}" \
+        in named.stderr
     nothing = cli("export", str(failed), "--out", "n.jsonl", cwd=tmp_path)
     assert nothing.returncode == 2 and "nothing to export" in nothing.stderr
     assert not (tmp_path / "n.jsonl").exists()

@@ -80,9 +80,15 @@ def load_meta(directory: str | Path) -> Meta:
     meta_path = directory / META_FILE
     if not _is_file(meta_path):
         what = "is no file" if meta_path.exists() else "is missing"
-        inside = sum(1 for _ in directory.glob(f"*/{META_FILE}")) if directory.is_dir() else 0
-        hint = (f"; it holds {inside} trajectory folder(s): name them, as "
-                f"{directory / '*'}") if inside else ""
+        hint = ""
+        # A folder of runs, or a bench's (its episodes under trajectories/): say how to name them.
+        for depth in ("*", "*/*") if directory.is_dir() else ():
+            inside = {path.parent.parent for path in directory.glob(f"{depth}/{META_FILE}")}
+            if inside:
+                count = sum(1 for folder in inside for _ in folder.glob(f"*/{META_FILE}"))
+                hint = (f"; it holds {count} trajectory folder(s): name them, as "
+                        f"{' '.join(str(folder / '*') for folder in sorted(inside))}")
+                break
         raise TrajectoryError(f"{directory} is not a trajectory directory: its {META_FILE} "
                               f"{what}{hint}")
     text = _read(meta_path)
