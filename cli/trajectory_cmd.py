@@ -7,6 +7,7 @@ from typing import List
 
 import typer
 
+from cli.run_cmd import ADB_PORT_HELP
 from cli.secret_option import parse_secrets, secret_option
 
 
@@ -149,6 +150,7 @@ def replay(
                                 "(a private Xvfb). Default: a private Xvfb when the trajectory "
                                 "was recorded on one; one recorded on a real display needs it "
                                 "named."),
+    adb_port: int = typer.Option(None, "--adb-port", min=1, max=65535, help=ADB_PORT_HELP),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for the new trajectory."),
     yes: bool = typer.Option(False, "--yes", help="Allow sensitive actions without asking."),
     secret: list[str] = secret_option(),
@@ -228,6 +230,7 @@ def replay(
         goal=meta.goal, model=f"replay:{directory}", env=meta.env, task=meta.task,
         seed=meta.seed or 0, params=meta.params,
         device=device or recorded_device,  # unnamed, only a virtual phone gets here
+        adb_port=adb_port,
         display=display or recorded_display,
         dialect=meta.dialect, min_pixels=meta.min_pixels, max_pixels=meta.max_pixels,
         # steps.jsonl, not meta.json: a killed run's meta was never finished.

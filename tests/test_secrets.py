@@ -522,9 +522,8 @@ def test_a_cli_run_types_the_secret_on_the_virtual_phone_and_nothing_shows_it(
     # A replay types the value again, given the secret again (the trajectory holds no value).
     with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
         task.initialize(env)
-    run_env["ANDROID_ADB_SERVER_PORT"] = str(adb.port)
-    again = cli("replay", str(directory), "--device", phone.serial, "--secret", "NOTE",
-                "--out", "again")
+    again = cli("replay", str(directory), "--device", phone.serial, "--adb-port", str(adb.port),
+                "--secret", "NOTE", "--out", "again")
     assert again.returncode == 0, again.stdout + again.stderr
     with AndroidEnv(serial=phone.serial, adb_port=adb.port) as env:
         assert task.check(env, None).success
