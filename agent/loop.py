@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 from actions.dialects.base import Dialect, ImagePart, ParseError, PastStep, Prompt
 from agent.history import HistoryPolicy
-from agent.policies.base import Episode, Policy, PolicyError, PolicyGaveUp, Reply, Request
+from agent.policies.base import (
+    Episode,
+    Policy,
+    PolicyError,
+    PolicyGaveUp,
+    PolicyStopped,
+    Reply,
+    Request,
+)
 from agent.safety import GateContext, PassThroughGate, SafetyGate, Verdict
 from agent.secrets import SecretError, Secrets
 from core.actions import Action
@@ -225,6 +233,8 @@ class Agent:
             status, reason = "interrupted", str(exc) or "stopped by Ctrl-C"
         except EnvError as exc:
             status, reason = "error", f"the {self.env.name} env failed: {exc}"
+        except PolicyStopped as exc:
+            status, reason = "interrupted", str(exc)
         except PolicyGaveUp as exc:
             status, reason = "failure", self.secrets.scrub(str(exc))
         except PolicyError as exc:

@@ -111,6 +111,20 @@ def test_human_types_dialect_text_or_json_actions():
         policy.respond(request(3))
 
 
+def test_a_person_who_stops_ends_the_episode_as_interrupted_not_as_an_error(tmp_path):
+    """An empty line was a runtime error (exit 1, left out of an export by default as one)."""
+    from actions.dialects import get_dialect
+    from agent.loop import Agent
+    from tests.agent_fakes import FakePhone
+
+    lines = iter(['{"kind": "home"}', ""])
+    policy = HumanPolicy(read_line=lambda prompt: next(lines), show=lambda text: None)
+    phone = FakePhone()
+    result = Agent(phone, policy, get_dialect("qwen2vl", "phone")).run("open it")
+    assert (result.status, result.reason) == ("interrupted", "the person stopped (empty input)")
+    assert len(phone.executed) == 1
+
+
 @pytest.mark.parametrize("stdout_is_a_terminal", [True, False])
 def test_a_person_is_asked_on_stderr_where_the_output_goes_to_a_file(monkeypatch, tmp_path,
                                                                      stdout_is_a_terminal):

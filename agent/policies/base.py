@@ -26,6 +26,11 @@ class PolicyError(RuntimeError):
     """The policy cannot produce a reply (a file ran out, a server failed); the episode ends."""
 
 
+class PolicyStopped(PolicyError):
+    """A person ended the episode before it was done (``--model human``'s empty line): it is
+    interrupted, as by Ctrl-C, not a runtime error."""
+
+
 class PolicyGaveUp(PolicyError):
     """The policy ends the episode as a failure of its own, not a runtime error (a scripted
     solution found the screen other than it needs)."""

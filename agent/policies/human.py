@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from agent.policies.base import Episode, Policy, PolicyError, Reply, Request
+from agent.policies.base import Episode, Policy, PolicyError, PolicyStopped, Reply, Request
 from core.actions import parse_action
 
 HELP = (
     "Type the action in the dialect's text, or as JSON in screenshot pixels, e.g. "
     '{"kind": "tap", "x": 540, "y": 1200}, {"kind": "type", "text": "hello"}, '
-    '{"kind": "terminate", "status": "success"}. An empty line or end of input stops.'
+    '{"kind": "terminate", "status": "success"}. An empty line or end of input stops the run '
+    "(recorded as interrupted)."
 )
 
 
@@ -52,7 +53,7 @@ class HumanPolicy(Policy):
             except EOFError:
                 line = ""
             if not line:
-                raise PolicyError("the person stopped (empty input)")
+                raise PolicyStopped("the person stopped (empty input)")
             if self._episode is None:
                 raise PolicyError("HumanPolicy.start was not called")
             dialect = self._episode.dialect
