@@ -72,12 +72,15 @@ def test_the_run_report_shows_reasons_as_written(tmp_path):
 
 
 #: Retitles the terminal, clears it, writes in red and sets the clipboard (OSC 52), then a
-#: one-byte CSI (C1) that moves the cursor.
-HOSTILE = "\x1b]0;owned\x07\x1b[2J\x1b[31mall passed\x1b]52;c;ZWNobw==\x1b\\\x9b5A"
+#: one-byte CSI (C1) that moves the cursor, and a right-to-left override and isolate that would
+#: show the rest of the line reversed ("Trojan Source").
+HOSTILE = ("\x1b]0;owned\x07\x1b[2J\x1b[31mall passed\x1b]52;c;ZWNobw==\x1b\\\x9b5A"
+           "\u202edenied\u2067")
 
 
 def _hostile_sequences(shown: str) -> list[str]:
-    return [s for s in ("\x1b]0;", "\x1b[2J", "\x1b[31m", "\x1b]52;", "\x9b") if s in shown]
+    return [s for s in ("\x1b]0;", "\x1b[2J", "\x1b[31m", "\x1b]52;", "\x9b", "\u202e",
+                        "\u2067") if s in shown]
 
 
 @pytest.mark.parametrize("terminal", [False, True])
@@ -106,6 +109,7 @@ def test_terminal_sequences_in_what_the_run_shows_are_shown_not_obeyed(tmp_path,
     shown = out.getvalue()
     assert _hostile_sequences(shown) == []
     assert "\\x1b]0;owned\\x07" in shown and "\\x9b5A" in shown  # shown, as escapes
+    assert "\\u202edenied\\u2067" in shown
     assert "gave up \\x1b]0;owned" in shown and "held \\x1b]0;owned" in shown
 
 
