@@ -363,12 +363,16 @@ class DesktopEnv(Env):
         gui = self._gui
         x1, y1 = self.screen_map.to_pointer(action.x, action.y)
         x2, y2 = self.screen_map.to_pointer(action.x2, action.y2)
+        # Its press is a press like a click's: right after a click on its start it would be
+        # the second of a double click (a selection by words, not by characters).
+        self._separate_from_last_click(x1, y1)
         gui.moveTo(x1, y1, _pause=False)
         gui.mouseDown(_pause=False)
         for step in range(1, DRAG_STEPS + 1):
             t = step / DRAG_STEPS
             gui.moveTo(round(x1 + (x2 - x1) * t), round(y1 + (y2 - y1) * t), _pause=False)
         gui.mouseUp(_pause=False)
+        self._last_click = (time.monotonic(), x1, y1)
         return POINTER_DONE["drag"]
 
     def _scroll(self, action: Action) -> str:

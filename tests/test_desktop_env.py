@@ -300,6 +300,17 @@ def test_a_drag_moves_the_box(desktop, app, fresh) -> None:
     assert (after.left, after.top) == target
 
 
+def test_a_drag_from_where_the_last_click_was_is_a_single_press(desktop, app, fresh) -> None:
+    """A click to focus, then a drag from there to select: the drag's press came 1 ms after the
+    click's, so the app counted a double click (xterm then selects whole words)."""
+    x, y = find_color(fresh.image, RED).centre
+    assert desktop.execute(Click(x=x, y=y)).ok
+    assert desktop.execute(Drag(x=x, y=y, x2=x + 60, y2=y)).ok
+    presses = wait_until(lambda: len(events(app, "mousedown")) == 2 and events(app, "mousedown"))
+    assert [press["detail"] for press in presses] == [1, 1]
+    assert events(app, "dblclick") == []
+
+
 def test_scroll_moves_the_page(desktop, app, fresh) -> None:
     before = find_color(fresh.image, GREEN)
     assert desktop.execute(Scroll(direction="down", x=640, y=400, amount=120)).ok  # one click
