@@ -88,7 +88,9 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
       if (node.nodeType === Node.TEXT_NODE) return node.data;
       if (node.nodeType !== Node.ELEMENT_NODE || NOT_DRAWN.includes(node.localName)
           || ++elements > 1000 || getComputedStyle(node).display === 'none') return '';
-      return Array.from(node.childNodes, (c) => c.innerText ?? read(c)).join(' ');
+      // The pieces of one text ("De" and a bold "lete") join as drawn; texts a word apart.
+      const apart = ['text', 'tspan', 'textPath'].includes(node.localName) ? '' : ' ';
+      return Array.from(node.childNodes, (c) => c.innerText ?? read(c)).join(apart);
     };
     return read(n);
   };
@@ -119,15 +121,17 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   // A text field takes typed text; other inputs (a submit, an image, a checkbox) are pressed.
   const PRESSED = ['button', 'submit', 'reset', 'image', 'checkbox', 'radio', 'file', 'color',
                    'range', 'hidden'];
-  // (Not a read-only one, whose value the page wrote, nor a button or link inside an editable
-  // region or a page in designMode, which a click still presses.)
+  // (A read-only one is pressed, not typed into; so is a button or link inside an editable
+  // region or a page in designMode.)
   const input = target.matches('input');
-  const field = ((target.matches('textarea') || (input && !PRESSED.includes(target.type)))
-                 && !target.readOnly) || (!target.matches(SELECTOR) && el.isContentEditable === true);
+  const textual = target.matches('textarea') || (input && !PRESSED.includes(target.type));
+  const field = (textual && !target.readOnly)
+    || (!target.matches(SELECTOR) && el.isContentEditable === true);
   // Every name it goes by (its accessible names, its caption, an icon's alt or title), so an
-  // icon button reads as its label does ("Delete account" on a bin). A field goes by its names
-  // and placeholder, not by what is typed in it: no press is judged by that, and a secret
-  // typed there and reshaped by the page ("4111 1111 ...") would be quoted in the record.
+  // icon button reads as its label does ("Delete account" on a bin). A text input or area goes
+  // by its names and placeholder, never by what is in it (a read-only one's too): no press is
+  // judged by that, and a secret typed there and reshaped by the page ("4111 1111 ...") would
+  // be quoted in the record. A button input's caption is its value.
   const root = target.getRootNode();
   const named = (target.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean)
     .map((id) => (root.getElementById ? root.getElementById(id) : document.getElementById(id)))
@@ -145,9 +149,10 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
   const iconName = (n) => (n.localName === 'title' ? n.textContent
     : n.localName === 'use' ? sprite(n)
     : n.getAttribute('alt') || (n === target ? '' : n.getAttribute('aria-label')));
-  const parts = field
+  const caption = input && ['button', 'submit', 'reset'].includes(target.type) ? target.value : '';
+  const parts = field || textual
     ? [target.placeholder, ...own]
-    : [...own, shown(target), generated(target), input ? target.value : '',
+    : [...own, shown(target), generated(target), caption,
        ...[target, ...target.querySelectorAll('img, area, input[type=image], [aria-label], '
                                               + 'title, use')].map(iconName),
        target.getAttribute('title')];

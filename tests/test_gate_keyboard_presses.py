@@ -383,19 +383,25 @@ def test_labels_svg_and_field_values_read_as_what_a_press_presses_in_chromium():
             f'<input id="card" aria-label="Card number" style="{box}200px">'
             # A button in an editable region is still pressed; a read-only value is the page's.
             f'<div contenteditable style="{box}250px"><button type="button">Delete account'
-            f'</button></div><input readonly value="Delete account" style="{box}350px">'
+            f'</button></div><input readonly aria-label="Card to pay with" '
+            f'value="4111 1111 1111 1111" style="{box}350px">'
             f'<button style="{box}400px"><svg {svg} width="20" height="20"><title>Delete'
             '</title><rect width="20" height="20"/></svg></button>'
             # What an SVG draws: no style sheet, description or hidden text, a word apart.
             f'<svg {svg} style="{box}450px;cursor:pointer" onclick=""><style>'
             f'{".c{fill:red} " * 60}</style><desc>Keep</desc><rect width="200" height="40"/>'
-            '<text x="5" y="25">Confirm</text><text x="90" y="25">Delete</text>'
-            '<text display="none">Pay</text></svg></body>')
-    with BrowserEnv(viewport=(400, 500), start_url=page) as env:
+            '<text x="5" y="25">Confirm</text><text x="90" y="25"><tspan>De</tspan><tspan '
+            'font-weight="bold">lete</tspan></text><text display="none">Pay</text></svg>'
+            f'<input type="password" readonly value="S3cr3t-h0rse" aria-label="Your password" '
+            f'style="{box}500px"></body>')
+    with BrowserEnv(viewport=(400, 560), start_url=page) as env:
         gate = ConfirmationGate(GateRules(), env, "deny")
         assert env.element_at(100, 470).text == "Confirm Delete"
+        # A read-only field reads as its names, never as what is in it.
+        assert env.element_at(5, 360).text == "Card to pay with"
+        assert env.element_at(5, 510).text == "Your password"
         for y, said in ((20, "Pay now"), (70, "Pay now"), (120, "Delete"), (170, "Delete"),
-                        (260, "Delete account"), (360, "Delete account"), (410, "Delete")):
+                        (260, "Delete account"), (360, "Card to pay with"), (410, "Delete")):
             hit = gate.sensitive(parsed({"kind": "click", "x": 5, "y": y}))
             assert hit is not None and hit.rule == "tap_text" and said in hit.reason, (y, hit)
         assert "Continue" in env.element_at(5, 20).text
