@@ -57,17 +57,36 @@ def test_a_suite_that_does_not_exist_is_refused_with_the_suites_that_do():
         plan_jobs(fake_settings(suite="phones"), RegistryCatalog())
 
 
-def test_tasks_without_a_solution_are_refused_for_a_scripted_bench_before_it_starts():
-    """They ended as runtime errors, so the run failed, and so did every resume of it."""
+def test_tasks_without_a_solution_are_refused_for_a_scripted_bench_before_it_starts(tmp_path):
+    """They ended as runtime errors, so the run failed, and so did every resume of it. A merge
+    still plans such a run (made before this check) to count the episodes it left."""
+    from runtime.bench.merge import _plan_of
+    from runtime.bench.plan import check_runnable
+    from runtime.bench.runner import prepare
+
     catalog = RegistryCatalog()
+
+    def refused(settings):
+        check_runnable(settings, plan_jobs(settings, catalog), catalog)
+
     with pytest.raises(RunError, match=r"^1 of the 1 tasks have no scripted solution, so "
                                        r"--model scripted cannot run them \(miniwob/chase-circle\)"
                                        r": --tag scripted keeps the tasks that have one$"):
-        plan_jobs(fake_settings(suite="miniwob", tasks=("miniwob/chase-circle",)), catalog)
+        refused(fake_settings(suite="miniwob", tasks=("miniwob/chase-circle",)))
     with pytest.raises(RunError, match=r"tasks have no scripted solution, .*, \.\.\.\)"):
-        plan_jobs(fake_settings(suite="miniwob"), catalog)
-    solved = plan_jobs(fake_settings(suite="miniwob", tags=("scripted",)), catalog)
-    assert solved and all(catalog.get(j.task, j.seed).has_solution for j in solved)
-    # A model runs them.
-    assert plan_jobs(fake_settings(suite="miniwob", tasks=("miniwob/chase-circle",),
-                                   model="replay:r.jsonl"), catalog)
+        refused(fake_settings(suite="miniwob"))
+    refused(fake_settings(suite="miniwob", tags=("scripted",)))  # those that have one run
+    refused(fake_settings(suite="miniwob", model="replay:r.jsonl"))  # and a model runs them all
+
+    class Runner:  # what prepare reads of a runner
+        pass
+
+    Runner.catalog = catalog
+    old = fake_settings(suite="miniwob", tasks=("miniwob/chase-circle",))
+    with pytest.raises(RunError, match="no scripted solution"):
+        prepare(old, tmp_path / "new", Runner())
+    assert not (tmp_path / "new").exists()  # refused before its folder was made
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "bench.json").write_text(old.model_dump_json())
+    assert _plan_of(tmp_path / "old", catalog)[1] == {"miniwob/chase-circle@7",
+                                                       "miniwob/chase-circle@8"}

@@ -102,6 +102,21 @@ def matching_tasks(settings: BenchSettings, catalog: Catalog) -> list[type["Task
     return [found[name] for name in sorted(found)]
 
 
+def check_runnable(settings: BenchSettings, jobs: list[EpisodeJob], catalog: Catalog) -> None:
+    """A RunError where the run cannot run its jobs, known before any episode: with
+    ``--model scripted``, tasks without a solution (as errors they would fail the run, and
+    every resume of it). A merge plans such a run all the same, to count what it left."""
+    if settings.model != "scripted":
+        return
+    names = dict.fromkeys(job.task for job in jobs)
+    unsolved = [name for name in names if not catalog.get(name, settings.seed).has_solution]
+    if unsolved:
+        raise RunError(f"{len(unsolved)} of the {len(names)} tasks have no scripted solution, "
+                       f"so --model scripted cannot run them ({', '.join(unsolved[:3])}"
+                       f"{', ...' if len(unsolved) > 3 else ''}): --tag scripted keeps the "
+                       "tasks that have one")
+
+
 def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
     """The run's jobs in a fixed order (task name, then seed), cut to its shard.
 
@@ -114,13 +129,6 @@ def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
         what = (f"tasks matching {' or '.join(map(repr, settings.tasks))} in" if settings.tasks
                 else "tasks in")
         raise RunError(f"no {what} the suite {settings.suite!r} tagged {', '.join(sorted(wanted))}")
-    unsolved = [cls.name for cls in classes if not cls.has_solution]
-    if settings.model == "scripted" and unsolved:
-        # Known before any episode: as errors they would fail the run, and every resume of it.
-        raise RunError(f"{len(unsolved)} of the {len(classes)} tasks have no scripted solution, "
-                       f"so --model scripted cannot run them ({', '.join(unsolved[:3])}"
-                       f"{', ...' if len(unsolved) > 3 else ''}): --tag scripted keeps the "
-                       "tasks that have one")
     jobs = [
         EpisodeJob(suite=settings.suite, task=cls.name, seed=seed, model=settings.model,
                    dialect=settings.dialect, max_steps=settings.max_steps, device=settings.device,
