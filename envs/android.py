@@ -344,15 +344,21 @@ class AndroidEnv(Env):
         return ScreenInfo(width, height, int(density.group(1)) if density else 0, rotation)
 
     def _unreachable(self, what: str, exc: BaseException, hide: tuple[str, ...] = ()
-                     ) -> EnvGone:
+                     ) -> EnvError:
+        from adbutils import AdbTimeout
+
         reason = conceal(str(exc), hide) or type(exc).__name__
         if _server_down(exc):  # the device may be fine: the server that reaches it is gone
             port = self._adb_port
             return EnvGone(f"{what} failed: the adb server at {self._server} stopped "
                            f"({reason}); start it again with `adb -P {port} start-server`, "
                            f"then `adb -P {port} connect` a networked device")
-        return EnvGone(f"{what} failed: device {self.serial} is not reachable ({reason}); "
-                       "was it unplugged or stopped? check `adb devices`")
+        # A command that ran past adb's timeout (a dump on a busy screen) says nothing of the
+        # device being gone: it is an error of that command alone.
+        slow = isinstance(exc, (AdbTimeout, TimeoutError))
+        return (EnvError if slow else EnvGone)(
+            f"{what} failed: device {self.serial} is not reachable ({reason}); was it unplugged "
+            "or stopped? check `adb devices`")
 
     def _call(self, what: str, fn: Callable[[], T], hide: tuple[str, ...] = ()) -> T:
         """Run one adb call. While the adb server is down or restarting (and then, until the

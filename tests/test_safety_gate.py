@@ -533,6 +533,22 @@ def test_an_env_gone_at_the_gates_lookup_ends_the_run_as_an_env_error(tmp_path, 
     assert env.executed == [] and all(step.gate is None for step in traj.steps)
 
 
+def test_a_phone_dump_that_is_slow_is_unknown_and_one_whose_device_left_is_gone():
+    """Only a device or adb server that is gone ends the run at the gate's lookup: a dump that
+    ran past adb's timeout (a busy screen) is an element the env cannot inspect, as before."""
+    from adbutils import AdbError, AdbTimeout
+
+    def failing(exc):
+        return fake_android_env(FakeAdbDevice(fail=lambda command: (
+            exc if "uiautomator" in command else None)))
+
+    slow = ConfirmationGate(GateRules(), failing(AdbTimeout("read timeout")), "deny")
+    assert "cannot inspect" in slow.sensitive(Tap(x=5, y=5)).reason
+    gone = ConfirmationGate(GateRules(), failing(AdbError("device 'fake-1' not found")), "deny")
+    with pytest.raises(EnvGone, match="is not reachable"):
+        gone.sensitive(Tap(x=5, y=5))
+
+
 def test_the_question_shows_markup_in_screen_text_as_written():
     """Text from the page or the model in the question is never read as rich markup: a
     closing tag would crash the run, an opening one could hide part of the question."""
