@@ -238,6 +238,9 @@ def test_a_stream_that_asks_for_usage_gets_it_in_a_chunk_of_its_own(client):
     assert content(chunks) == post(client, GOOD).json()["choices"][0]["message"]["content"]
     refused = post(client, {**asked, "stream_options": "x"})
     assert refused.status_code == 400 and "stream_options" in refused.text
+    unstreamed = post(client, {**asked, "stream": False})
+    assert unstreamed.status_code == 400
+    assert 'stream_options is only allowed with \\"stream\\": true' in unstreamed.text
 
 
 def test_stream_chunks_arrive_while_the_model_is_still_writing():

@@ -7,6 +7,7 @@ mid-write, and every line it keeps refers to an image that was written before it
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -87,7 +88,7 @@ def load_meta(directory: str | Path) -> Meta:
             if inside:
                 count = sum(1 for folder in inside for _ in folder.glob(f"*/{META_FILE}"))
                 hint = (f"; it holds {count} trajectory folder(s): name them, as "
-                        f"{' '.join(str(folder / '*') for folder in sorted(inside))}")
+                        f"{' '.join(f'{shlex.quote(str(folder))}/*' for folder in sorted(inside))}")
                 break
         raise TrajectoryError(f"{directory} is not a trajectory directory: its {META_FILE} "
                               f"{what}{hint}")

@@ -319,7 +319,8 @@ class OpenAIBackend(Backend):
             # the text in place, is read as the model's end, as some servers say it.)
             raise PolicyError(f"{self.url} answered with a tool call, which vlagent never "
                               "asks for (it reads the model's action from the reply's text), "
-                              "so it is not acted on")
+                              "so it is not acted on; serve the model without a tool-call "
+                              "parser (vLLM: without --enable-auto-tool-choice)")
         stop, stop_known = matched_stop(choice, finish, asked)
         return Completion(
             text=text,

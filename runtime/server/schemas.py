@@ -120,6 +120,13 @@ class ChatRequest(BaseModel):
                     {"name": name, "only": only})
         return data
 
+    @model_validator(mode="after")
+    def _stream_options_need_a_stream(self) -> "ChatRequest":
+        if self.stream_options is not None and not self.stream:  # as OpenAI's API refuses it
+            raise PydanticCustomError("stream_options", "stream_options is only allowed with "
+                                      "\"stream\": true")
+        return self
+
     @property
     def token_limit(self) -> tuple[str, int] | None:
         """The limit the client set on new tokens, with the field that set it (OpenAI's newer
