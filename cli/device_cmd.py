@@ -60,11 +60,15 @@ def virtual(
                       f"[bold]adb connect {phone.serial}[/]; Ctrl-C stops it", soft_wrap=True)
         try:
             with console.status("") as status:
-                while True:
+                while phone.running:
                     status.update(_status_line(phone))
                     time.sleep(0.5)  # the status line's refresh rate
         except KeyboardInterrupt:
             pass
+        else:  # it went offline by itself
+            console.print("[red]error:[/] the virtual phone went offline: its chromium closed "
+                          "or crashed", soft_wrap=True)
+            raise typer.Exit(1)
         finally:
             phone.stop()
     console.print("virtual phone stopped")

@@ -68,3 +68,32 @@ def test_no_adb_server_at_the_port_says_how_to_start_one_there(tmp_path, monkeyp
         port = probe.getsockname()[1]
     with pytest.raises(EnvError, match=f"start it with `adb -P {port} start-server`"):
         android.AndroidEnv(adb_port=port, timeout_s=2)
+
+
+def test_a_virtual_phone_whose_chromium_dies_goes_offline_and_the_env_says_it_is_gone():
+    """Its tools failed one by one ("uiautomator: TargetClosedError"), which the gate's lookup
+    read as an element it cannot inspect: the step was recorded as the gate's refusal. A phone
+    whose screen is gone leaves adb, as a crashed device does: the env's next call is EnvGone."""
+    require_tool("adb")
+    require_tool("chromium")
+    from agent.safety import ConfirmationGate, GateRules
+    from envs.android import AndroidEnv
+    from envs.base import EnvGone
+    from envs.chromium import kill_chromium
+    from envs.virtual_phone.adb_host import connected_phone
+    from tests.probes import wait_until
+
+    with connected_phone() as (phone, adb):
+        env = AndroidEnv(serial=phone.serial, adb_port=adb.port, timeout_s=5)
+        env.observe()
+        kill_chromium(phone.call(_profile_folder))
+        listed = lambda: adb.run("devices").stdout.decode()  # noqa: E731
+        wait_until(lambda: f"{phone.serial}\tdevice" not in listed(),
+                   what="the phone to go offline")
+        with pytest.raises(EnvGone, match="is not reachable"):
+            ConfirmationGate(GateRules(), env, "deny").sensitive(Tap(x=10, y=10))
+        env.close()
+
+
+async def _profile_folder(commands) -> str:
+    return commands.display._temp.name

@@ -73,6 +73,36 @@ def test_device_virtual_runs_until_stopped_and_device_list_shows_it(stop):
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def test_device_virtual_whose_chromium_dies_says_so_and_exits():
+    """It went on "listening" with every tool failing; now the phone goes offline, as a crashed
+    device does, and the command says why and exits 1."""
+    require_tool("adb")
+    require_tool("chromium")
+    from envs.chromium import kill_chromium
+    from envs.virtual_phone.adb_host import free_port
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="vp-"))
+    cli = subprocess.Popen(
+        [sys.executable, str(ROOT / "agent_cli.py"), "device", "virtual", "--port",
+         str(free_port()), "--no-adbkeyboard"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path), "COLUMNS": "200"},
+    )
+    try:
+        said = next(line for line in cli.stdout if "listening on" in line)  # it has started
+        (profile,) = tmp_path.glob("vlagent-chromium-*/profile")
+        kill_chromium(str(profile.parent))
+        out, _ = cli.communicate(timeout=30)
+        out = said + out
+        assert cli.returncode == 1, out
+        assert "the virtual phone went offline: its chromium closed or crashed" in out
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 def test_device_list_without_a_server_says_so():
     from envs.virtual_phone.adb_host import free_port
 

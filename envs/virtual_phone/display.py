@@ -185,6 +185,10 @@ class PhoneDisplay:
         for page in blank:  # the one a persistent context starts with
             await page.close()
 
+    def on_crash(self, callback: Callable[[], None]) -> None:
+        """``callback()`` once chromium is gone (crashed, killed, or closed by ``close``)."""
+        self._context.on("close", lambda _context: callback())
+
     async def close(self) -> None:
         closed = True  # chromium has exited, or never started
         if self._context is not None:

@@ -72,6 +72,11 @@ class VirtualPhone:
         return f"{self.host}:{self.port}"
 
     @property
+    def running(self) -> bool:
+        """Started and not stopped: told to stop, or gone offline with its chromium."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def connections(self) -> int:
         """How many adb hosts are connected right now."""
         return len(self._adb.transports) if self._adb else 0
@@ -154,6 +159,9 @@ class VirtualPhone:
             self.commands = commands = ShellCommands(display, apps, {},
                                                      adb_keyboard=self.adb_keyboard)
             await display.start(commands.on_state, commands.open_url)
+            # A phone whose screen is gone goes offline, as a device that crashed: an adb
+            # host then sees it leave, rather than every command failing one by one.
+            display.on_crash(self._stop.set)
             await commands.home()
             tools = ToolServer(commands, token)
             tools_port = await tools.start()
