@@ -131,13 +131,9 @@ def penalized(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch
     return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
 
 
-def sample(
-    logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None
-) -> torch.Tensor:
-    """(B, vocab) -> (B,) token ids on the logits' device: greedy, or temperature with top-k
-    and top-p (nucleus) filtering."""
-    if sampling.temperature <= 0:
-        return logits.argmax(-1)
+def sampling_probs(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """(B, vocab) logits -> the probabilities a sampled token is drawn from: temperature, then
+    top-k and top-p (nucleus) filtering, as transformers' warpers do."""
     # Scaled from the row's maximum (0 after scaling), so a tiny temperature sends the others
     # to -inf instead of everything to inf (NaN probabilities); one that float32 rounds to 0
     # would make the maximum 0 / 0, so it is held at float32's smallest normal number.
@@ -149,13 +145,26 @@ def sample(
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
     if sampling.top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        # Drop a token once the ones before it already cover top_p; the first always stays,
-        # even for a top_p that is 0 in float32.
-        drop = sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p
-        drop[:, 0] = False
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        # As transformers' TopPLogitsWarper: the least likely tokens go while together they
+        # hold at most 1 - top_p, counted up from the least likely through the same sort, so
+        # that exact ties fall as they do there; the likeliest always stays (a top_p that is 0
+        # in float32 too).
+        sorted_logits, order = logits.sort(dim=-1)
+        drop = sorted_logits.softmax(-1).cumsum(-1) <= 1 - sampling.top_p
+        drop[:, -1] = False
+        probs = probs.masked_fill(drop.scatter(-1, order, drop), 0.0)
+    return probs
+
+
+def sample(
+    logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None
+) -> torch.Tensor:
+    """(B, vocab) -> (B,) token ids on the logits' device: greedy, or drawn from
+    ``sampling_probs``."""
+    if sampling.temperature <= 0:
+        return logits.argmax(-1)
+    return torch.multinomial(sampling_probs(logits, sampling), 1,
+                             generator=generator).squeeze(-1)
 
 
 # --- text: incremental detokenization and stop strings ----------------------------------------
