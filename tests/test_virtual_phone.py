@@ -479,3 +479,20 @@ def test_a_password_fields_text_is_masked_in_the_dump(phone):
     assert node.password and node.text == "\u2022" * 8
     link = next(n for n in nodes if n.resource_id == "odd")
     assert not link.password and link.text == "a link"
+
+
+def test_am_start_knows_each_apps_activity_as_android_does(phone):
+    """An activity the package does not have is refused as Android refuses it (it started the
+    app); the full class name and `-p PKG` (its main activity) start it."""
+    vphone, adb = phone
+    missing = adb.run("-s", vphone.serial, "shell",
+                      "am start -n com.vlagent.notes/.MainActivity; echo rc=$?")
+    assert b"Error: Activity class {com.vlagent.notes/com.vlagent.notes.MainActivity} does not " \
+           b"exist." in missing.stdout and b"rc=255" in missing.stdout
+    assert focus(phone) != "com.vlagent.notes"
+    for start in ("am start -n com.vlagent.notes/com.vlagent.notes.NotesActivity",
+                  "am start -p com.vlagent.contacts -a android.intent.action.MAIN"):
+        adb_shell(phone, start)
+        package = start.split()[3].split("/")[0]
+        wait_until(lambda: focus(phone) == package, what=start)
+    adb_shell(phone, "vphone reset")

@@ -52,6 +52,12 @@ def ok(text: str = "") -> Result:
     return Result(0, text.encode())
 
 
+def _class_of(component: str) -> str:
+    """A component's activity class in full: ``pkg/.Main`` and ``pkg/pkg.Main`` name the same."""
+    package, _, name = component.partition("/")
+    return package + name if name.startswith(".") else name
+
+
 def fail(text: str, code: int = 1) -> Result:
     return Result(code, b"", (text.rstrip("\n") + "\n").encode())
 
@@ -309,9 +315,15 @@ class ShellCommands:
             component = opts.get("-n") or (opts["positional"][0] if opts["positional"] else "")
             if not component and opts.get("-c") == "android.intent.category.HOME":
                 component = self.apps[LAUNCHER].component
+            if not component and opts.get("-p") in self.apps:  # the package's main activity
+                component = self.apps[opts["-p"]].component
             package = component.split("/", 1)[0]
-            if package not in self.apps:
-                return fail(f"Error: Activity class {{{component}}} does not exist.")
+            app = self.apps.get(package)
+            if app is None or _class_of(component) != _class_of(app.component):
+                # As Android answers an activity that no installed package has (exit 255).
+                return Result(255, f"Starting: Intent {{ cmp={component} }}\n".encode(),
+                              f"Error type 3\nError: Activity class {{{package}/"
+                              f"{_class_of(component)}}} does not exist.\n".encode())
             if "-S" in args or "--activity-clear-task" in args:  # stopped first: afresh
                 await self.stop(package)
             await self.launch(package)
