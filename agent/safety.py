@@ -241,9 +241,8 @@ class ConfirmationGate(SafetyGate):
             if element is not None and element.opaque:
                 return Sensitive("tap_text", "it presses an element the env cannot inspect "
                                  "(its text is unknown)")
-            if element is not None and (found := self._names(element.text)):
-                return Sensitive("tap_text", f"it presses {self.hide(element.text)[:80]!r}, "
-                                 f"which matches {found.group(0)!r}")
+            if element is not None and (said := self._said(element)):
+                return Sensitive("tap_text", f"it presses {said[0]}, which {said[1]}")
         elif self._tap_text is not None and _may_press_focused(action, focused_element):
             # Enter or the space bar presses the focused button as a tap would: a model that
             # moves the focus to "Delete" (Tab, the d-pad) and presses Enter must be asked too.
@@ -251,10 +250,9 @@ class ConfirmationGate(SafetyGate):
             if focused is not None and focused.opaque:
                 return Sensitive("tap_text", "it presses the focused element from the keyboard, "
                                  "and the env cannot inspect it (its text is unknown)")
-            if focused is not None and (found := self._names(focused.text)):
-                return Sensitive("tap_text", f"it presses the focused "
-                                 f"{self.hide(focused.text)[:80]!r} from the keyboard, which "
-                                 f"matches {found.group(0)!r}")
+            if focused is not None and (said := self._said(focused)):
+                return Sensitive("tap_text", f"it presses the focused {said[0]} from the "
+                                 f"keyboard, which {said[1]}")
         if action.kind == "open_app" and rules.open_apps:
             listed = self._listed_app(action.app)
             if listed is not None:
@@ -265,6 +263,17 @@ class ConfirmationGate(SafetyGate):
             if not domain_allowed(url, rules.allowed_domains):
                 return Sensitive("navigation", f"it opens {self.hide(url)[:200]}, off the "
                                  f"allowed domains ({', '.join(rules.allowed_domains)})")
+        return None
+
+    def _said(self, element: ElementInfo) -> tuple[str, str] | None:
+        """Where ``tap_text`` finds a pressed element, as the reason says it (its name, and
+        what matched), or None: in its text, or in what a read-only field holds, unquoted."""
+        name = repr(self.hide(element.text)[:80])
+        if found := self._names(element.text):
+            return name, f"matches {found.group(0)!r}"
+        if element.held and (found := self._names(element.held)):
+            return (f"the read-only field {name}",
+                    f"holds text (not shown here) that matches {self.hide(found.group(0))!r}")
         return None
 
     def _names(self, text: str) -> re.Match[str] | None:

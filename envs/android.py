@@ -355,10 +355,11 @@ class AndroidEnv(Env):
                            f"then `adb -P {port} connect` a networked device")
         # A command that ran past adb's timeout (a dump on a busy screen) says nothing of the
         # device being gone: it is an error of that command alone.
-        slow = isinstance(exc, (AdbTimeout, TimeoutError))
-        return (EnvError if slow else EnvGone)(
-            f"{what} failed: device {self.serial} is not reachable ({reason}); was it unplugged "
-            "or stopped? check `adb devices`")
+        if isinstance(exc, (AdbTimeout, TimeoutError)):
+            return EnvError(f"{what} failed: device {self.serial} did not answer in time "
+                            f"({reason})")
+        return EnvGone(f"{what} failed: device {self.serial} is not reachable ({reason}); was "
+                       "it unplugged or stopped? check `adb devices`")
 
     def _call(self, what: str, fn: Callable[[], T], hide: tuple[str, ...] = ()) -> T:
         """Run one adb call. While the adb server is down or restarting (and then, until the

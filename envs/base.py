@@ -71,6 +71,10 @@ class ElementInfo:
     #: Typed text goes into it (a text input, a text area, an editable node). Typed into any
     #: other focused element, a space or a line break presses it, as a tap would.
     field: bool = False
+    #: What a read-only text input holds (a page may make one a button: "Delete account"), kept
+    #: apart from ``text``: the safety gate's rules read it, its reasons never quote it, since
+    #: it may be a secret typed before the field was locked, reshaped by the page.
+    held: str = ""
 
 
 @dataclass(frozen=True)

@@ -882,7 +882,7 @@ class BrowserEnv(Env):
         self._pages = [page for page in self._pages if not page.is_closed()]
         if not self._pages:
             self._mark_dead("the page closed")
-            raise EnvError(f"{self._dead}; start a new browser env")
+            raise EnvGone(f"{self._dead}; start a new browser env")
         self.page = self._pages[-1]
 
     # -- allowlist --------------------------------------------------------------------------

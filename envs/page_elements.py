@@ -88,9 +88,12 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
       if (node.nodeType === Node.TEXT_NODE) return node.data;
       if (node.nodeType !== Node.ELEMENT_NODE || NOT_DRAWN.includes(node.localName)
           || ++elements > 1000 || getComputedStyle(node).display === 'none') return '';
-      // The pieces of one text ("De" and a bold "lete") join as drawn; texts a word apart.
+      // The pieces of one text ("De" and a bold "lete") join as drawn; texts, and a piece
+      // placed on a line of its own (its own x or y), a word apart.
       const apart = ['text', 'tspan', 'textPath'].includes(node.localName) ? '' : ' ';
-      return Array.from(node.childNodes, (c) => c.innerText ?? read(c)).join(apart);
+      const placed = (c) => c.localName === 'tspan' && (c.hasAttribute('x') || c.hasAttribute('y'));
+      return Array.from(node.childNodes, (c) => (placed(c) ? ' ' : '') + (c.innerText ?? read(c)))
+        .join(apart);
     };
     return read(n);
   };
@@ -157,7 +160,8 @@ _DESCRIBE_ELEMENT = """(el, plain) => {
                                               + 'title, use')].map(iconName),
        target.getAttribute('title')];
   const text = [...new Set(parts.filter(Boolean).map((t) => String(t).trim()).filter(Boolean))];
-  return {text: text.join(' ').slice(0, 500), password: target.type === 'password', field};
+  const held = textual && !field ? String(target.value || '').slice(0, 500) : '';
+  return {text: text.join(' ').slice(0, 500), password: target.type === 'password', field, held};
 }"""
 # The button that Enter on a focused input presses (HTML's implicit submission): an input that
 # Enter does not press itself (a one-line field, and a checkbox, radio, range or color input,
@@ -182,7 +186,8 @@ OPAQUE = ElementInfo(text="", opaque=True)
 def _as_element(handle: Any) -> ElementInfo:
     """A frame's owner described as the element it is, not by the document it holds."""
     plain = handle.evaluate(_DESCRIBE_ELEMENT, True)
-    return ElementInfo(text=plain["text"], password=plain["password"], field=plain["field"])
+    return ElementInfo(text=plain["text"], password=plain["password"], field=plain["field"],
+                       held=plain["held"])
 
 
 def element_in(frame: Any, point: list[float] | None, browser_alive: Callable[[], bool],
@@ -209,7 +214,8 @@ def element_in(frame: Any, point: list[float] | None, browser_alive: Callable[[]
             if button is not None:
                 label = button.evaluate(_DESCRIBE_ELEMENT, True)["text"] or "Submit"
                 text = f"{text or 'a field'} (Enter submits: {label[:200]})"
-            return ElementInfo(text=text, password=found["password"], field=found["field"])
+            return ElementInfo(text=text, password=found["password"], field=found["field"],
+                               held=found["held"])
         inner = point
         if point is not None:
             (left, top), (sx, sy) = found["origin"], found["scale"]

@@ -67,7 +67,7 @@ def test_tasks_without_a_solution_are_refused_for_a_scripted_bench_before_it_sta
     catalog = RegistryCatalog()
 
     def refused(settings):
-        check_runnable(settings, plan_jobs(settings, catalog), catalog)
+        check_runnable(settings, catalog)
 
     with pytest.raises(RunError, match=r"^1 of the 1 tasks have no scripted solution, so "
                                        r"--model scripted cannot run them \(miniwob/chase-circle\)"
@@ -75,6 +75,13 @@ def test_tasks_without_a_solution_are_refused_for_a_scripted_bench_before_it_sta
         refused(fake_settings(suite="miniwob", tasks=("miniwob/chase-circle",)))
     with pytest.raises(RunError, match=r"tasks have no scripted solution, .*, \.\.\.\)"):
         refused(fake_settings(suite="miniwob"))
+    # Every shard is refused alike, one whose own jobs all have a solution too.
+    shards = [fake_settings(suite="miniwob", shard=(i, 130)) for i in range(1, 131)]
+    assert any(all(catalog.get(j.task, j.seed).has_solution for j in plan_jobs(s, catalog))
+               for s in shards)
+    for shard in shards[:3]:
+        with pytest.raises(RunError, match="^98 of the 130 tasks have no scripted solution"):
+            refused(shard)
     refused(fake_settings(suite="miniwob", tags=("scripted",)))  # those that have one run
     refused(fake_settings(suite="miniwob", model="replay:r.jsonl"))  # and a model runs them all
 

@@ -393,13 +393,18 @@ def test_labels_svg_and_field_values_read_as_what_a_press_presses_in_chromium():
             '<text x="5" y="25">Confirm</text><text x="90" y="25"><tspan>De</tspan><tspan '
             'font-weight="bold">lete</tspan></text><text display="none">Pay</text></svg>'
             f'<input type="password" readonly value="S3cr3t-h0rse" aria-label="Your password" '
-            f'style="{box}500px"></body>')
-    with BrowserEnv(viewport=(400, 560), start_url=page) as env:
+            f'style="{box}500px"><input readonly value="Delete account" style="{box}560px">'
+            '</body>')
+    with BrowserEnv(viewport=(400, 620), start_url=page) as env:
         gate = ConfirmationGate(GateRules(), env, "deny")
         assert env.element_at(100, 470).text == "Confirm Delete"
         # A read-only field reads as its names, never as what is in it.
         assert env.element_at(5, 360).text == "Card to pay with"
         assert env.element_at(5, 510).text == "Your password"
+        # What one holds is still judged (a page may make one a button), never quoted.
+        held = gate.sensitive(parsed({"kind": "click", "x": 5, "y": 570}))
+        assert held.rule == "tap_text" and "matches 'Delete'" in held.reason
+        assert "account" not in held.reason
         for y, said in ((20, "Pay now"), (70, "Pay now"), (120, "Delete"), (170, "Delete"),
                         (260, "Delete account"), (360, "Card to pay with"), (410, "Delete")):
             hit = gate.sensitive(parsed({"kind": "click", "x": 5, "y": y}))

@@ -102,16 +102,28 @@ def matching_tasks(settings: BenchSettings, catalog: Catalog) -> list[type["Task
     return [found[name] for name in sorted(found)]
 
 
-def check_runnable(settings: BenchSettings, jobs: list[EpisodeJob], catalog: Catalog) -> None:
-    """A RunError where the run cannot run its jobs, known before any episode: with
+def selected_tasks(settings: BenchSettings, catalog: Catalog) -> list[type["Task"]]:
+    """The run's tasks, every shard's: those ``matching_tasks`` finds that carry its tags."""
+    wanted = frozenset(settings.tags)
+    classes = [cls for cls in matching_tasks(settings, catalog) if wanted <= cls.tags]
+    if not classes:  # matching_tasks found some: the tags left none
+        what = (f"tasks matching {' or '.join(map(repr, settings.tasks))} in" if settings.tasks
+                else "tasks in")
+        raise RunError(f"no {what} the suite {settings.suite!r} tagged {', '.join(sorted(wanted))}")
+    return classes
+
+
+def check_runnable(settings: BenchSettings, catalog: Catalog) -> None:
+    """A RunError where the run cannot run its tasks, known before any episode: with
     ``--model scripted``, tasks without a solution (as errors they would fail the run, and
-    every resume of it). A merge plans such a run all the same, to count what it left."""
+    every resume of it), counted over every shard's. A merge plans such a run all the same,
+    to count what it left."""
     if settings.model != "scripted":
         return
-    names = dict.fromkeys(job.task for job in jobs)
-    unsolved = [name for name in names if not catalog.get(name, settings.seed).has_solution]
+    classes = selected_tasks(settings, catalog)
+    unsolved = [cls.name for cls in classes if not cls.has_solution]
     if unsolved:
-        raise RunError(f"{len(unsolved)} of the {len(names)} tasks have no scripted solution, "
+        raise RunError(f"{len(unsolved)} of the {len(classes)} tasks have no scripted solution, "
                        f"so --model scripted cannot run them ({', '.join(unsolved[:3])}"
                        f"{', ...' if len(unsolved) > 3 else ''}): --tag scripted keeps the "
                        "tasks that have one")
@@ -123,12 +135,7 @@ def plan_jobs(settings: BenchSettings, catalog: Catalog) -> list[EpisodeJob]:
     Shard i of n takes every n-th job from the (i-1)-th, so the slices are disjoint, cover the
     suite together, and each gets a mix of tasks.
     """
-    wanted = frozenset(settings.tags)
-    classes = [cls for cls in matching_tasks(settings, catalog) if wanted <= cls.tags]
-    if not classes:  # matching_tasks found some: the tags left none
-        what = (f"tasks matching {' or '.join(map(repr, settings.tasks))} in" if settings.tasks
-                else "tasks in")
-        raise RunError(f"no {what} the suite {settings.suite!r} tagged {', '.join(sorted(wanted))}")
+    classes = selected_tasks(settings, catalog)
     jobs = [
         EpisodeJob(suite=settings.suite, task=cls.name, seed=seed, model=settings.model,
                    dialect=settings.dialect, max_steps=settings.max_steps, device=settings.device,

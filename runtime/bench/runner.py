@@ -60,7 +60,7 @@ def prepare(settings: BenchSettings, out: Path, runner: JobRunner) -> list[Episo
     """All the run's jobs; records the settings in ``out`` (or refuses to resume a run whose
     settings differ)."""
     jobs = plan_jobs(settings, runner.catalog)
-    check_runnable(settings, jobs, runner.catalog)
+    check_runnable(settings, runner.catalog)
     make_out_folder(out, "a bench writes a folder (its results, trajectories and reports)")
     stored = out / SETTINGS_FILE
     if stored.is_file():
