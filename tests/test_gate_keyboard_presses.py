@@ -416,6 +416,11 @@ def test_labels_svg_and_field_values_read_as_what_a_press_presses_in_chromium():
         env.page.fill("#card", "4111 1111 1111 1111")
         env.page.focus("#card")
         assert env.focused_element().text == env.element_at(100, 220).text == "Card number"
+        # A piece of SVG text placed on a line of its own is a word apart.
+        env.page.set_content(f'<svg {svg} width="300" height="60" style="cursor:pointer" '
+                             'onclick=""><text><tspan x="0" y="20">Keep</tspan><tspan x="0" '
+                             'y="45">account</tspan></text></svg>')
+        assert env.element_at(15, 22).text == "Keep account"
 
 
 def test_a_press_on_the_icon_of_a_row_that_script_makes_clickable_reads_as_the_row_in_chromium():
