@@ -357,8 +357,10 @@ class BrowserEnv(Env):
             try:
                 return call(probe_ms)
             except PlaywrightTimeoutError:
-                if not self._await_navigation():
-                    break  # held by something else (a script that never yields)
+                # No navigation known yet may be one whose request a loaded machine has not
+                # reported yet: look again at the next probe. A script that never yields is
+                # ended by the watchdog all the same, which these probes do not feed.
+                self._await_navigation()
         return call(0)
 
     def _await_navigation(self) -> bool:
